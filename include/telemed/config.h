@@ -1,0 +1,120 @@
+/*
+ * config.h - every setting of telemed-server, from one table in server/config.c.
+ *
+ * Sources, weakest first: built-in defaults < config file (group [telemed] of a
+ * GKeyFile, path from --config PATH or TELEMED_CONFIG) < environment
+ * (TELEMED_<NAME>, e.g. TELEMED_OFFER_TIMEOUT_S) < command-line flags
+ * (--name=value, --name value, --flag, --no-flag; '-' and '_' are the same in
+ * flag names). An empty string value unsets an optional string option (NULL).
+ *
+ * The struct owns its strings (g_strdup/g_free); tm_config_clear frees them.
+ * Loaded once by the control loop at start; read-only afterwards, so any thread
+ * may read it.
+ *
+ * Typical use in main():
+ *
+ *   tm_config cfg; char *err = NULL; int first;
+ *   int rc = tm_config_load(&cfg, argc, argv, &first, &err);
+ *   if (cfg.action == TM_CONFIG_HELP)  { tm_config_print_help(stdout); exit 0 }
+ *   if (cfg.action == TM_CONFIG_PRINT) { tm_config_print_sample(stdout); exit 0 }
+ *   if (rc) { fprintf(stderr, "%s\n", err); g_free(err); exit 2 }
+ *   if (cfg.action == TM_CONFIG_CHECK) { puts("config ok"); exit 0 }
+ *   tm_config_resolve_paths(&cfg);
+ */
+#ifndef TELEMED_CONFIG_H
+#define TELEMED_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+/* What the command line asked for besides running the server. */
+enum { TM_CONFIG_RUN = 0, TM_CONFIG_HELP, TM_CONFIG_PRINT, TM_CONFIG_CHECK };
+
+typedef struct tm_config {
+    int action;             /* TM_CONFIG_RUN, _HELP (--help, -h), _PRINT (--print-config), _CHECK (--check-config) */
+    /* general */
+    char *config_path;      /* the file loaded, or NULL */
+    char *data_dir;         /* default "./telemed-data" */
+    char *listen;           /* default "0.0.0.0" */
+    int port;               /* default 8443, 0..65535 (0 = pick a free port) */
+    char *tls_cert;         /* default NULL -> data_dir/tls/server.crt, self-signed on first start */
+    char *tls_key;          /* default NULL -> data_dir/tls/server.key */
+    char *db;               /* default NULL -> data_dir/telemed.db */
+    char *web_root;         /* default NULL -> compiled-in TM_WEB_ROOT, else "web-client" */
+    char *log_level;        /* default "info" (debug, info, warn, error) */
+    bool demo;              /* default false */
+    char *hospital_id;      /* default "demo-hospital" */
+    char *hospital_name;    /* default "Demo Internet Hospital" */
+    /* identity */
+    char *jwt_secret;       /* default NULL: then a random secret is made and kept in data_dir/jwt.secret */
+    char *jwt_public_keys;  /* comma-separated PEM paths, default NULL */
+    int jwt_leeway_s;       /* 30, 0..600 */
+    /* signaling */
+    int offer_timeout_s;    /* 30, 5..600 */
+    int grace_s;            /* 60, 1..3600 */
+    int max_frame_bytes;    /* 65536, 1024..16777216 */
+    int rate_msgs_per_s;    /* 20, 1..10000 */
+    int rate_burst;         /* 60, 1..100000 */
+    int avg_visit_s;        /* 600, 30..7200: prior for the estimated wait until real durations exist */
+    bool allow_first_visits;/* default false: internet diagnosis is for follow-ups (REFERENCE.md) */
+    bool supervisor_notice; /* default true: participants are told when a supervisor watches */
+    int wait_alert_s;       /* 900, 10..86400 */
+    int max_connections;    /* 20000, 1..1000000 */
+    /* media */
+    int media_workers;      /* 0 = one per core, 0..64 */
+    char *media_addresses;  /* "127.0.0.1": comma-separated local addresses for host candidates */
+    char *media_public_ip;  /* NULL: NAT 1:1 public address advertised instead of the local one */
+    int media_port_min;     /* 0 (any), 0..65535 */
+    int media_port_max;     /* 0 (any), 0..65535 */
+    char *stun_urls;        /* comma-separated, NULL */
+    char *turn_urls;        /* comma-separated, NULL */
+    char *turn_secret;      /* NULL: coturn use-auth-secret */
+    int turn_ttl_s;         /* 86400, 60..604800 */
+    /* recording */
+    bool recording;         /* true */
+    char *recording_dir;    /* NULL -> data_dir/recordings */
+    char *recording_key;    /* NULL: hex 64 chars AES-256 key; enables encryption at rest */
+    char *recording_key_file; /* NULL */
+    int retention_recordings_days; /* 1095, 1095..36500 (3 years floor) */
+    int retention_records_days;    /* 5475, 5475..73000 (15 years floor) */
+    int retention_audit_days;      /* 1095, 183..36500 (6 months floor) */
+    int alert_loss_pct;     /* 5, 1..100 */
+    int alert_freeze_ms;    /* 2000, 100..60000 */
+    /* regulator feed */
+    char *feed_url;         /* NULL: events go to the NDJSON file sink in data_dir/feed/ */
+    char *feed_secret;      /* NULL: HMAC-SHA256 key for the X-Telemed-Signature header */
+    char *feed_ca;          /* NULL: CA file to verify the endpoint */
+    char *feed_client_cert; /* NULL: mutual TLS */
+    char *feed_client_key;  /* NULL */
+    int feed_timeout_ms;    /* 10000, 100..600000 */
+    int feed_batch;         /* 100, 1..10000 */
+    int feed_backoff_base_ms; /* 1000, 10..600000 */
+    int feed_backoff_max_ms;  /* 300000, 100..86400000 */
+} tm_config;
+
+/* Fill *cfg (overwritten: clear a previous one first) from defaults, file, environment
+ * and argv (argv[0] is the program). Parsing stops at the first non-option word (e.g. a
+ * subcommand) or after "--"; its index is returned in *first_arg (argc if none) and the
+ * words from there on are left alone. Unknown flags before it are errors.
+ *
+ * cfg->action is set from --help/-h, --print-config, --check-config. For HELP and PRINT
+ * the config file and environment are not read (a broken file must not hide --help).
+ * Cross-field constraints are checked last (media_port_min <= media_port_max when both
+ * set, recording_key is 64 hex chars, key/cert pairs given together, ...).
+ *
+ * Returns 0, or TM_EINVAL with *err set to a new string naming the key (and the file,
+ * variable or flag it came from); caller frees *err with g_free. On error cfg holds no
+ * memory but cfg->action is still set; tm_config_clear is safe either way. */
+int tm_config_load(tm_config *cfg, int argc, char **argv, int *first_arg, char **err);
+/* After load: fill the derived paths (tls_cert, tls_key, db, recording_dir under
+ * data_dir; web_root from TM_WEB_ROOT) that are still NULL. */
+void tm_config_resolve_paths(tm_config *cfg);
+/* Usage text: every flag with its type, default, bounds, environment name and help. */
+void tm_config_print_help(FILE *out);
+/* A config file that loads back as the defaults: every option with its help as a
+ * comment, in GKeyFile syntax; options without a default are commented out. */
+void tm_config_print_sample(FILE *out);
+/* Frees every string the config owns and zeroes it. */
+void tm_config_clear(tm_config *cfg);
+
+#endif
