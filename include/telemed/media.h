@@ -1,0 +1,92 @@
+/*
+ * media.h - the media core: a WebRTC SFU on libnice (ICE), OpenSSL (DTLS-SRTP)
+ * and libsrtp2, forwarding RTP/RTCP between the peers of a visit.
+ *
+ * Threads: tm_media_new/free and every tm_media_* call below run on the
+ * control thread (the one iterating `control`). Peers live on media worker
+ * threads (each its own GMainContext); all peers of one visit share a worker
+ * so forwarding takes no lock. Calls become messages to the visit's worker;
+ * events come back to the control context through the callback.
+ */
+#ifndef TELEMED_MEDIA_H
+#define TELEMED_MEDIA_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "telemed/common.h"
+
+typedef struct tm_media tm_media;
+
+typedef struct tm_media_options {
+    int workers;           /* 0 = one per core */
+    const char *addresses; /* comma-separated local IPs for host candidates, e.g. "127.0.0.1" */
+    const char *public_ip; /* NULL or NAT 1:1 address to advertise instead */
+    int port_min, port_max; /* 0 = any */
+} tm_media_options;
+
+typedef enum {
+    TM_MEDIA_EV_ANSWER,
+    TM_MEDIA_EV_CANDIDATE,
+    TM_MEDIA_EV_STATE,
+    TM_MEDIA_EV_STATS,
+    TM_MEDIA_EV_ERROR
+} tm_media_event_type;
+
+typedef struct tm_media_event {
+    tm_media_event_type type;
+    const char *visit_id, *peer_id;
+    const char *sdp;              /* ANSWER */
+    const char *candidate, *mid;  /* CANDIDATE ("" = end of candidates) */
+    int mline_index;              /* CANDIDATE */
+    const char *state;            /* STATE: "connecting","connected","disconnected","failed","closed" */
+    const char *stats_json;       /* STATS: JSON array text, one object per stream of this peer
+                                     (direction in/out, kind, ssrc, packets, bytes, bitrate_bps,
+                                     loss_pct, jitter_ms, rtt_ms, keyframes, nacks, plis, width,
+                                     height, freeze_count) */
+    int err;                      /* ERROR */
+    const char *message;          /* ERROR */
+} tm_media_event;
+
+/* Called on the control GMainContext; the event and its strings are borrowed for the call. */
+typedef void (*tm_media_event_cb)(const tm_media_event *ev, void *user);
+
+/* Starts the worker threads and makes the DTLS certificate. `control` is
+ * borrowed (referenced) for the lifetime of the media core. Returns NULL with
+ * *err set (new string, g_free) on failure. */
+tm_media *tm_media_new(const tm_media_options *opts, GMainContext *control, tm_media_event_cb cb,
+                       void *user, char **err);
+/* Stops workers, frees every peer; accepts NULL. No events are delivered after it returns. */
+void tm_media_free(tm_media *m);
+
+/* Submit a peer's SDP offer. Validation (parse, BUNDLE, rtcp-mux, codec) happens synchronously:
+ * TM_EINVAL with *err (new string, g_free) and nothing changes. Otherwise the peer is created on the
+ * visit's worker (all peers of a visit on one worker) and the answer arrives as TM_MEDIA_EV_ANSWER.
+ * send=false for receive-only peers (supervisors): they receive every other peer's streams, each on
+ * one of their recvonly m-lines in join order. An offer for an existing peer_id is a
+ * renegotiation/ICE restart (new ice-ufrag) that keeps the peer's outgoing SSRCs so the other
+ * side's streams continue. Strings are copied. */
+int tm_media_offer(tm_media *m, const char *visit_id, const char *peer_id, bool send,
+                   const char *sdp, size_t len, char **err);
+/* A trickled remote candidate ("candidate:..." with or without the "a=" prefix; "" or NULL = end
+ * of candidates). Returns 0 or TM_EINVAL; an unknown peer is ignored on the worker. */
+int tm_media_add_candidate(tm_media *m, const char *visit_id, const char *peer_id,
+                           const char *candidate, const char *mid);
+/* Tear down one peer / every peer of a visit; each peer reports STATE "closed". Returns 0 or TM_EINVAL. */
+int tm_media_peer_close(tm_media *m, const char *visit_id, const char *peer_id);
+int tm_media_visit_close(tm_media *m, const char *visit_id);
+
+/* Counters for /metrics and tests: dropped malformed packets, packets from unknown addresses,
+ * peers, visits. */
+typedef struct tm_media_counters {
+    uint64_t peers, visits, rx_packets, tx_packets, dropped_malformed, dropped_unknown_source,
+        nacks_answered, plis_forwarded;
+} tm_media_counters;
+void tm_media_get_counters(tm_media *m, tm_media_counters *out); /* approximate, atomics */
+
+/* The DTLS certificate fingerprint in use (sha-256, "AB:CD:..."); borrowed, lives as long as m. */
+const char *tm_media_fingerprint(tm_media *m);
+
+#endif
