@@ -1,0 +1,687 @@
+/*
+ * config.c - the one home of telemed's settings.
+ *
+ * Every option is one row of options[] below: name (= struct field = key in the
+ * file; TELEMED_<NAME> in the environment; --name on the command line), type,
+ * offset, bounds, default and a one-line help. Defaults, the file loader, the
+ * environment and flag overrides, --help, --print-config and --check-config are
+ * all driven from that table, so adding an option is one struct field plus one
+ * row. Cross-field rules live in check_cross() at the end.
+ *
+ * Runs once on the control loop at start; keeps no state of its own.
+ */
+#include "telemed/config.h"
+#include "telemed/common.h"
+#include "telemed/log.h"
+
+#include <errno.h>
+#include <glib.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef TM_WEB_ROOT
+#define TM_WEB_ROOT "web-client"
+#endif
+
+#define GROUP "telemed"
+#define ENV_PREFIX "TELEMED_"
+
+typedef enum { OPT_SECTION, OPT_STR, OPT_INT, OPT_BOOL } opt_type;
+
+/* A string validator: returns NULL if value is fine, else a new message. */
+typedef char *(*opt_check)(const char *value);
+
+enum {
+    OPT_REQUIRED = 1 << 0, /* a string that must not be empty */
+    OPT_SECRET = 1 << 1,   /* never echoed in error messages */
+};
+
+typedef struct option {
+    const char *name;
+    opt_type type;
+    size_t offset;
+    long long min, max;
+    long long def_num; /* int and bool */
+    const char *def_str;
+    opt_check check;
+    unsigned flags;
+    const char *help;
+} option;
+
+static char *check_log_level(const char *value);
+static char *check_hex_key(const char *value);
+
+#define SECTION(title) {.name = title, .type = OPT_SECTION}
+#define STR(f, def, fl, chk, h)                                                            \
+    {.name = #f, .type = OPT_STR, .offset = offsetof(tm_config, f), .def_str = def,        \
+     .check = chk, .flags = fl, .help = h}
+#define INT(f, def, lo, hi, h)                                                             \
+    {.name = #f, .type = OPT_INT, .offset = offsetof(tm_config, f), .min = lo, .max = hi,  \
+     .def_num = def, .help = h}
+#define BOOL(f, def, h)                                                                    \
+    {.name = #f, .type = OPT_BOOL, .offset = offsetof(tm_config, f), .def_num = def,       \
+     .help = h}
+
+/* clang-format off */
+static const option options[] = {
+    SECTION("general"),
+    STR(data_dir, "./telemed-data", OPT_REQUIRED, NULL,
+        "Directory for the database, TLS files, recordings, JWT secret and feed files."),
+    STR(listen, "0.0.0.0", OPT_REQUIRED, NULL, "Address the HTTPS/WSS server listens on."),
+    INT(port, 8443, 0, 65535, "HTTPS/WSS port (0 picks a free port)."),
+    STR(tls_cert, NULL, 0, NULL,
+        "TLS certificate (PEM). Unset: data_dir/tls/server.crt, self-signed on first start."),
+    STR(tls_key, NULL, 0, NULL, "TLS private key (PEM). Unset: data_dir/tls/server.key."),
+    STR(db, NULL, 0, NULL, "SQLite database file. Unset: data_dir/telemed.db."),
+    STR(web_root, NULL, 0, NULL, "Directory of the web client. Unset: the one built in."),
+    STR(log_level, "info", OPT_REQUIRED, check_log_level, "debug, info, warn or error."),
+    BOOL(demo, false, "Start with a demo hospital and print demo login links."),
+    STR(hospital_id, "demo-hospital", OPT_REQUIRED, NULL,
+        "Hospital id reported to the regulator."),
+    STR(hospital_name, "Demo Internet Hospital", OPT_REQUIRED, NULL,
+        "Hospital name shown to users."),
+
+    SECTION("identity"),
+    STR(jwt_secret, NULL, OPT_SECRET, NULL,
+        "HS256 secret. Unset: a random one is made and kept in data_dir/jwt.secret."),
+    STR(jwt_public_keys, NULL, 0, NULL,
+        "Comma-separated PEM public key files for RS256/ES256 tokens."),
+    INT(jwt_leeway_s, 30, 0, 600, "Clock skew allowed on token exp/nbf, seconds."),
+
+    SECTION("signaling"),
+    INT(offer_timeout_s, 30, 5, 600, "Seconds a doctor has to accept an offered patient."),
+    INT(grace_s, 60, 1, 3600, "Seconds a dropped participant has to come back."),
+    INT(max_frame_bytes, 65536, 1024, 16777216, "Largest signaling frame accepted, bytes."),
+    INT(rate_msgs_per_s, 20, 1, 10000, "Signaling messages per second per connection."),
+    INT(rate_burst, 60, 1, 100000, "Burst of signaling messages allowed above the rate."),
+    INT(avg_visit_s, 600, 30, 7200,
+        "Assumed visit length for the estimated wait until real durations exist, seconds."),
+    BOOL(allow_first_visits, false,
+         "Allow first visits; internet diagnosis is for follow-ups by default."),
+    BOOL(supervisor_notice, true, "Tell participants when a supervisor watches."),
+    INT(wait_alert_s, 900, 10, 86400, "Alert supervisors when a patient waits this long, seconds."),
+    INT(max_connections, 20000, 1, 1000000, "Most WebSocket connections at once."),
+
+    SECTION("media"),
+    INT(media_workers, 0, 0, 64, "Media worker threads (0: one per core)."),
+    STR(media_addresses, "127.0.0.1", OPT_REQUIRED, NULL,
+        "Comma-separated local addresses for ICE host candidates."),
+    STR(media_public_ip, NULL, 0, NULL,
+        "Public address advertised instead of the local one (NAT 1:1)."),
+    INT(media_port_min, 0, 0, 65535, "Lowest UDP port for media (0: any)."),
+    INT(media_port_max, 0, 0, 65535, "Highest UDP port for media (0: any)."),
+    STR(stun_urls, NULL, 0, NULL, "Comma-separated STUN URLs given to clients."),
+    STR(turn_urls, NULL, 0, NULL, "Comma-separated TURN URLs given to clients."),
+    STR(turn_secret, NULL, OPT_SECRET, NULL,
+        "Shared secret for TURN REST credentials (coturn use-auth-secret)."),
+    INT(turn_ttl_s, 86400, 60, 604800, "Lifetime of minted TURN credentials, seconds."),
+
+    SECTION("recording"),
+    BOOL(recording, true, "Record every consultation."),
+    STR(recording_dir, NULL, 0, NULL, "Directory for recordings. Unset: data_dir/recordings."),
+    STR(recording_key, NULL, OPT_SECRET, check_hex_key,
+        "AES-256 key, 64 hex chars; enables encryption of recordings at rest."),
+    STR(recording_key_file, NULL, 0, NULL, "File holding recording_key instead."),
+    INT(retention_recordings_days, 1095, 1095, 36500, "Keep recordings this many days (3 years floor)."),
+    INT(retention_records_days, 5475, 5475, 73000, "Keep visit records this many days (15 years floor)."),
+    INT(retention_audit_days, 1095, 183, 36500, "Keep the audit log this many days (6 months floor)."),
+    INT(alert_loss_pct, 5, 1, 100, "Alert supervisors above this packet loss, percent."),
+    INT(alert_freeze_ms, 2000, 100, 60000, "Alert supervisors when video stalls this long, ms."),
+
+    SECTION("regulator feed"),
+    STR(feed_url, NULL, 0, NULL,
+        "HTTPS endpoint of the regulator. Unset: NDJSON files in data_dir/feed/."),
+    STR(feed_secret, NULL, OPT_SECRET, NULL,
+        "HMAC-SHA256 key for the X-Telemed-Signature header."),
+    STR(feed_ca, NULL, 0, NULL, "CA file to verify the endpoint."),
+    STR(feed_client_cert, NULL, 0, NULL, "Client certificate for mutual TLS."),
+    STR(feed_client_key, NULL, 0, NULL, "Client key for mutual TLS."),
+    INT(feed_timeout_ms, 10000, 100, 600000, "Timeout of one delivery request, ms."),
+    INT(feed_batch, 100, 1, 10000, "Most events read from the outbox at once."),
+    INT(feed_backoff_base_ms, 1000, 10, 600000, "First retry delay, ms (doubles, with jitter)."),
+    INT(feed_backoff_max_ms, 300000, 100, 86400000, "Longest retry delay, ms."),
+};
+/* clang-format on */
+
+static char *check_log_level(const char *value)
+{
+    tm_log_level l;
+    if (tm_log_parse_level(value, &l) == 0)
+        return NULL;
+    return g_strdup_printf("'%s' is not one of debug, info, warn, error", value);
+}
+
+static char *check_hex_key(const char *value)
+{
+    size_t n = strlen(value);
+    for (size_t i = 0; i < n; i++) {
+        if (!g_ascii_isxdigit(value[i]))
+            return g_strdup("must be 64 hex characters (not hex)");
+    }
+    if (n != 64)
+        return g_strdup_printf("must be 64 hex characters (got %zu)", n);
+    return NULL;
+}
+
+static char **str_field(tm_config *cfg, const option *o)
+{
+    return (char **)(void *)((char *)cfg + o->offset);
+}
+
+static int *int_field(tm_config *cfg, const option *o)
+{
+    return (int *)(void *)((char *)cfg + o->offset);
+}
+
+static bool *bool_field(tm_config *cfg, const option *o)
+{
+    return (bool *)(void *)((char *)cfg + o->offset);
+}
+
+static const option *find_option(const char *name)
+{
+    for (size_t i = 0; i < TM_ARRAY_LEN(options); i++) {
+        if (options[i].type != OPT_SECTION && strcmp(options[i].name, name) == 0)
+            return &options[i];
+    }
+    return NULL;
+}
+
+static const char *type_name(opt_type t)
+{
+    return t == OPT_INT ? "INT" : t == OPT_BOOL ? "BOOL" : "STR";
+}
+
+static char *env_name(const char *name)
+{
+    char *up = g_ascii_strup(name, -1);
+    char *env = g_strconcat(ENV_PREFIX, up, NULL);
+    g_free(up);
+    return env;
+}
+
+static char *flag_name(const char *name)
+{
+    char *f = g_strdup(name);
+    g_strdelimit(f, "_", '-');
+    return f;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < TM_ARRAY_LEN(yes); i++) {
+        if (g_ascii_strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (g_ascii_strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return TM_EINVAL;
+}
+
+/* Strict decimal: no blanks, no trailing junk, no overflow. */
+static int parse_ll(const char *s, long long *out)
+{
+    if (!*s || g_ascii_isspace(*s))
+        return TM_EINVAL;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end)
+        return TM_EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* Set one option from its text form. origin says where it came from, for the message.
+ * On error returns TM_EINVAL and *err names the key, the bad value and the origin. */
+static int option_set(tm_config *cfg, const option *o, const char *value, const char *origin,
+                      char **err)
+{
+    char *why = NULL;
+    const char *shown = (o->flags & OPT_SECRET) ? "(secret)" : value;
+    switch (o->type) {
+    case OPT_STR: {
+        if (!*value && (o->flags & OPT_REQUIRED)) {
+            why = g_strdup("must not be empty");
+            break;
+        }
+        if (*value && o->check && (why = o->check(value)) != NULL)
+            break;
+        char **f = str_field(cfg, o);
+        g_free(*f);
+        *f = *value ? g_strdup(value) : NULL;
+        return 0;
+    }
+    case OPT_INT: {
+        long long v;
+        if (parse_ll(value, &v) != 0) {
+            why = g_strdup_printf("'%s' is not an integer", shown);
+            break;
+        }
+        if (v < o->min || v > o->max) {
+            why = g_strdup_printf("%lld is out of bounds %lld..%lld", v, o->min, o->max);
+            break;
+        }
+        *int_field(cfg, o) = (int)v;
+        return 0;
+    }
+    case OPT_BOOL: {
+        bool b;
+        if (parse_bool(value, &b) != 0) {
+            why = g_strdup_printf("'%s' is not a boolean (true or false)", shown);
+            break;
+        }
+        *bool_field(cfg, o) = b;
+        return 0;
+    }
+    case OPT_SECTION:
+        break;
+    }
+    *err = g_strdup_printf("%s: %s (%s)", o->name, why ? why : "bad value", origin);
+    g_free(why);
+    return TM_EINVAL;
+}
+
+static void set_defaults(tm_config *cfg)
+{
+    for (size_t i = 0; i < TM_ARRAY_LEN(options); i++) {
+        const option *o = &options[i];
+        switch (o->type) {
+        case OPT_STR:
+            *str_field(cfg, o) = g_strdup(o->def_str);
+            break;
+        case OPT_INT:
+            *int_field(cfg, o) = (int)o->def_num;
+            break;
+        case OPT_BOOL:
+            *bool_field(cfg, o) = o->def_num != 0;
+            break;
+        case OPT_SECTION:
+            break;
+        }
+    }
+}
+
+void tm_config_clear(tm_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < TM_ARRAY_LEN(options); i++) {
+        if (options[i].type == OPT_STR)
+            g_free(*str_field(cfg, &options[i]));
+    }
+    g_free(cfg->config_path);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+static int load_file(tm_config *cfg, const char *path, char **err)
+{
+    GError *gerr = NULL;
+    GKeyFile *kf = g_key_file_new();
+    char **groups = NULL, **keys = NULL;
+    char *origin = g_strdup_printf("in %s", path);
+    int rc = TM_EINVAL;
+
+    if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &gerr)) {
+        *err = g_strdup_printf("config file %s: %s", path, gerr->message);
+        goto fail;
+    }
+    groups = g_key_file_get_groups(kf, NULL);
+    for (size_t g = 0; groups[g]; g++) {
+        if (strcmp(groups[g], GROUP) != 0) {
+            *err = g_strdup_printf("config file %s: unknown group [%s] (options go in [" GROUP "])",
+                                   path, groups[g]);
+            goto fail;
+        }
+    }
+    if (!g_key_file_has_group(kf, GROUP)) {
+        rc = 0;
+        goto fail;
+    }
+    keys = g_key_file_get_keys(kf, GROUP, NULL, NULL);
+    for (size_t k = 0; keys && keys[k]; k++) {
+        const option *o = find_option(keys[k]);
+        if (!o) {
+            *err = g_strdup_printf("%s: unknown key (in %s)", keys[k], path);
+            goto fail;
+        }
+        /* Strings get GKeyFile's unescaping; ints and bools go through our own
+         * parsers so that every source accepts the same spellings. */
+        char *value = o->type == OPT_STR ? g_key_file_get_string(kf, GROUP, keys[k], &gerr)
+                                         : g_key_file_get_value(kf, GROUP, keys[k], &gerr);
+        if (!value) {
+            *err = g_strdup_printf("%s: %s (in %s)", keys[k], gerr->message, path);
+            goto fail;
+        }
+        int r = option_set(cfg, o, value, origin, err);
+        g_free(value);
+        if (r != 0)
+            goto fail;
+    }
+    rc = 0;
+fail:
+    if (gerr)
+        g_error_free(gerr);
+    g_strfreev(keys);
+    g_strfreev(groups);
+    g_key_file_free(kf);
+    g_free(origin);
+    return rc;
+}
+
+static int load_env(tm_config *cfg, char **err)
+{
+    for (size_t i = 0; i < TM_ARRAY_LEN(options); i++) {
+        const option *o = &options[i];
+        if (o->type == OPT_SECTION)
+            continue;
+        char *env = env_name(o->name);
+        const char *value = g_getenv(env);
+        int rc = 0;
+        if (value) {
+            char *origin = g_strdup_printf("from %s", env);
+            rc = option_set(cfg, o, value, origin, err);
+            g_free(origin);
+        }
+        g_free(env);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* A flag seen on the command line, applied after the file and the environment. */
+typedef struct pending_flag {
+    const option *opt;
+    const char *value; /* borrowed from argv or a literal */
+    const char *arg;   /* the argv word, for messages */
+} pending_flag;
+
+/* Walks argv once: records actions, --config and option flags, stops at the first
+ * positional word. Does not touch the option fields. */
+static int parse_argv(tm_config *cfg, int argc, char **argv, GArray *pending, char **cfg_path,
+                      int *first_arg, char **err)
+{
+    int i = 1;
+    int rc = TM_EINVAL;
+    char *name = NULL;
+    bool help = false;
+    for (; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--") == 0) {
+            i++;
+            break;
+        }
+        if (strcmp(arg, "-h") == 0) {
+            help = true;
+            continue;
+        }
+        if (arg[0] != '-' || arg[1] == '\0')
+            break; /* positional: a subcommand and its words */
+        if (arg[1] != '-') {
+            *err = g_strdup_printf("%s: unknown flag", arg);
+            goto fail;
+        }
+        const char *eq = strchr(arg + 2, '=');
+        g_free(name);
+        name = eq ? g_strndup(arg + 2, (gsize)(eq - (arg + 2))) : g_strdup(arg + 2);
+        g_strdelimit(name, "-", '_');
+        const char *value = eq ? eq + 1 : NULL;
+
+        int action = -1;
+        if (strcmp(name, "help") == 0)
+            action = TM_CONFIG_HELP;
+        else if (strcmp(name, "print_config") == 0)
+            action = TM_CONFIG_PRINT;
+        else if (strcmp(name, "check_config") == 0)
+            action = TM_CONFIG_CHECK;
+        if (action >= 0) {
+            if (value) {
+                *err = g_strdup_printf("%s: takes no value", arg);
+                goto fail;
+            }
+            if (action == TM_CONFIG_HELP)
+                help = true;
+            else
+                cfg->action = action;
+            continue;
+        }
+
+        const option *o = find_option(name);
+        bool negated = false;
+        if (!o && strcmp(name, "config") != 0 && g_str_has_prefix(name, "no_")) {
+            o = find_option(name + 3);
+            if (o && o->type == OPT_BOOL && !value)
+                negated = true;
+            else
+                o = NULL;
+        }
+        if (!o && strcmp(name, "config") != 0) {
+            *err = g_strdup_printf("%s: unknown flag", arg);
+            goto fail;
+        }
+        if (negated || (o && o->type == OPT_BOOL && !value)) {
+            pending_flag p = {o, negated ? "false" : "true", arg};
+            g_array_append_val(pending, p);
+            continue;
+        }
+        if (!value) {
+            if (i + 1 >= argc) {
+                *err = g_strdup_printf("%s: needs a value", arg);
+                goto fail;
+            }
+            value = argv[++i];
+        }
+        if (!o) {
+            g_free(*cfg_path);
+            *cfg_path = g_strdup(value);
+            continue;
+        }
+        pending_flag p = {o, value, arg};
+        g_array_append_val(pending, p);
+    }
+    rc = 0;
+fail:
+    /* --help wins over the other actions: it is what a confused user types last. */
+    if (help)
+        cfg->action = TM_CONFIG_HELP;
+    *first_arg = i < argc ? i : argc;
+    g_free(name);
+    return rc;
+}
+
+/* Rules that join two options. Each names both keys. */
+static int check_cross(const tm_config *c, char **err)
+{
+    if (c->media_port_min && c->media_port_max && c->media_port_min > c->media_port_max) {
+        *err = g_strdup_printf("media_port_min: %d is above media_port_max %d", c->media_port_min,
+                               c->media_port_max);
+        return TM_EINVAL;
+    }
+    if (c->feed_backoff_base_ms > c->feed_backoff_max_ms) {
+        *err = g_strdup_printf("feed_backoff_base_ms: %d is above feed_backoff_max_ms %d",
+                               c->feed_backoff_base_ms, c->feed_backoff_max_ms);
+        return TM_EINVAL;
+    }
+    if (c->recording_key && c->recording_key_file) {
+        *err = g_strdup("recording_key: set either recording_key or recording_key_file, not both");
+        return TM_EINVAL;
+    }
+    if (!c->tls_cert != !c->tls_key) {
+        *err = g_strdup("tls_cert: tls_cert and tls_key must be set together");
+        return TM_EINVAL;
+    }
+    if (!c->feed_client_cert != !c->feed_client_key) {
+        *err = g_strdup(
+            "feed_client_cert: feed_client_cert and feed_client_key must be set together");
+        return TM_EINVAL;
+    }
+    return 0;
+}
+
+int tm_config_load(tm_config *cfg, int argc, char **argv, int *first_arg, char **err)
+{
+    GArray *pending = g_array_new(FALSE, FALSE, sizeof(pending_flag));
+    char *path = NULL;
+    int first = argc;
+    int rc;
+
+    *err = NULL;
+    memset(cfg, 0, sizeof(*cfg));
+    set_defaults(cfg);
+
+    rc = parse_argv(cfg, argc, argv, pending, &path, &first, err);
+    if (first_arg)
+        *first_arg = first;
+    if (rc != 0)
+        goto fail;
+    if (cfg->action == TM_CONFIG_HELP || cfg->action == TM_CONFIG_PRINT)
+        goto done;
+
+    if (!path) {
+        const char *env = g_getenv(ENV_PREFIX "CONFIG");
+        if (env && *env)
+            path = g_strdup(env);
+    }
+    if (path && *path) { /* an empty --config= means no file, whatever TELEMED_CONFIG says */
+        if ((rc = load_file(cfg, path, err)) != 0)
+            goto fail;
+        cfg->config_path = path;
+        path = NULL;
+    }
+    if ((rc = load_env(cfg, err)) != 0)
+        goto fail;
+    for (guint i = 0; i < pending->len; i++) {
+        pending_flag *p = &g_array_index(pending, pending_flag, i);
+        char *origin = g_strdup_printf("flag %s", p->arg);
+        rc = option_set(cfg, p->opt, p->value, origin, err);
+        g_free(origin);
+        if (rc != 0)
+            goto fail;
+    }
+    if ((rc = check_cross(cfg, err)) != 0)
+        goto fail;
+done:
+    g_free(path);
+    g_array_free(pending, TRUE);
+    return 0;
+fail:
+    g_free(path);
+    g_array_free(pending, TRUE);
+    int action = cfg->action;
+    tm_config_clear(cfg);
+    cfg->action = action;
+    return rc ? rc : TM_EINVAL;
+}
+
+static void derive(char **field, const char *data_dir, const char *rel)
+{
+    if (!*field)
+        *field = g_build_filename(data_dir, rel, NULL);
+}
+
+void tm_config_resolve_paths(tm_config *cfg)
+{
+    const char *dd = cfg->data_dir ? cfg->data_dir : ".";
+    derive(&cfg->tls_cert, dd, "tls/server.crt");
+    derive(&cfg->tls_key, dd, "tls/server.key");
+    derive(&cfg->db, dd, "telemed.db");
+    derive(&cfg->recording_dir, dd, "recordings");
+    if (!cfg->web_root)
+        cfg->web_root = g_strdup(TM_WEB_ROOT);
+}
+
+static char *default_text(const option *o)
+{
+    switch (o->type) {
+    case OPT_STR:
+        return o->def_str ? g_strdup_printf("\"%s\"", o->def_str) : g_strdup("unset");
+    case OPT_INT:
+        return g_strdup_printf("%lld, %lld..%lld", o->def_num, o->min, o->max);
+    case OPT_BOOL:
+        return g_strdup(o->def_num ? "true" : "false");
+    case OPT_SECTION:
+        break;
+    }
+    return g_strdup("");
+}
+
+void tm_config_print_help(FILE *out)
+{
+    fprintf(out,
+            "Usage: telemed-server [OPTION...] [COMMAND [ARG...]]\n"
+            "\n"
+            "Options are read from, weakest first: defaults, the config file, the\n"
+            "environment (TELEMED_<NAME>), and these flags. Flags take --name=VALUE or\n"
+            "--name VALUE; booleans take --name or --no-name.\n"
+            "\n"
+            "  --config=PATH        config file (group [" GROUP "]); also TELEMED_CONFIG\n"
+            "  --check-config       load and validate the configuration, then exit\n"
+            "  --print-config       print a sample config file with every option\n"
+            "  -h, --help           this text\n");
+    for (size_t i = 0; i < TM_ARRAY_LEN(options); i++) {
+        const option *o = &options[i];
+        if (o->type == OPT_SECTION) {
+            fprintf(out, "\n%c%s:\n", g_ascii_toupper(o->name[0]), o->name + 1);
+            continue;
+        }
+        char *flag = flag_name(o->name);
+        char *env = env_name(o->name);
+        char *def = default_text(o);
+        if (o->type == OPT_BOOL)
+            fprintf(out, "  --[no-]%s\n", flag);
+        else
+            fprintf(out, "  --%s=%s\n", flag, type_name(o->type));
+        fprintf(out, "      %s\n      (default %s; %s)\n", o->help, def, env);
+        g_free(def);
+        g_free(env);
+        g_free(flag);
+    }
+}
+
+void tm_config_print_sample(FILE *out)
+{
+    /* A scratch key file does the escaping of string values for us. */
+    GKeyFile *kf = g_key_file_new();
+    fprintf(out, "# telemed-server configuration (telemed-server --config=PATH).\n"
+                 "# Every option with its default; lines starting with # are comments.\n"
+                 "# Each option can also be set by TELEMED_<NAME> in the environment or\n"
+                 "# --name=value on the command line, which win over this file.\n"
+                 "\n[" GROUP "]\n");
+    for (size_t i = 0; i < TM_ARRAY_LEN(options); i++) {
+        const option *o = &options[i];
+        if (o->type == OPT_SECTION) {
+            fprintf(out, "\n# ---- %s ----\n", o->name);
+            continue;
+        }
+        fprintf(out, "\n# %s\n", o->help);
+        switch (o->type) {
+        case OPT_STR:
+            if (!o->def_str) {
+                fprintf(out, "#%s =\n", o->name);
+                break;
+            }
+            g_key_file_set_string(kf, GROUP, o->name, o->def_str);
+            char *v = g_key_file_get_value(kf, GROUP, o->name, NULL);
+            fprintf(out, "%s = %s\n", o->name, v ? v : "");
+            g_free(v);
+            break;
+        case OPT_INT:
+            fprintf(out, "# %lld..%lld\n%s = %lld\n", o->min, o->max, o->name, o->def_num);
+            break;
+        case OPT_BOOL:
+            fprintf(out, "%s = %s\n", o->name, o->def_num ? "true" : "false");
+            break;
+        case OPT_SECTION:
+            break;
+        }
+    }
+    g_key_file_free(kf);
+}
