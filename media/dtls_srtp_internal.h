@@ -1,0 +1,86 @@
+/*
+ * dtls_srtp_internal.h - the media core's DTLS endpoint and SRTP session, as
+ * pure objects with no I/O and no GLib: the peer feeds received datagrams in and
+ * gets datagrams to send out through a callback, so tests can pair two endpoints
+ * over memory. Each object belongs to one thread (the peer's media worker).
+ */
+#ifndef TELEMED_MEDIA_DTLS_SRTP_INTERNAL_H
+#define TELEMED_MEDIA_DTLS_SRTP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "telemed/common.h"
+
+/* ---- DTLS (media/dtls.c) ---- */
+
+typedef enum {
+    TM__DTLS_NEW,
+    TM__DTLS_CONNECTING,
+    TM__DTLS_CONNECTED,
+    TM__DTLS_FAILED,
+    TM__DTLS_CLOSED
+} tm__dtls_state;
+
+typedef enum { TM__SRTP_AES128_CM_SHA1_80 = 1, TM__SRTP_AEAD_AES_128_GCM = 2 } tm__srtp_profile;
+
+typedef struct tm__srtp_keys {
+    tm__srtp_profile profile;
+    uint8_t local[32], remote[32]; /* master key || master salt, as libsrtp wants them */
+    size_t len;                    /* bytes used in local/remote (30 or 28) */
+} tm__srtp_keys;
+
+/* Bytes for "AB:CD:..." of a SHA-256 digest, incl. NUL. */
+#define TM__DTLS_FP_MAX 100
+
+typedef struct tm__dtls tm__dtls;
+/* Called with each datagram to send; buf is borrowed for the call. */
+typedef void (*tm__dtls_send_fn)(const uint8_t *buf, size_t len, void *user);
+
+/* One context per media core: our certificate, SRTP profiles, DTLS 1.2, peer
+ * certificate requested and checked by fingerprint after the handshake.
+ * key/cert are borrowed (up-referenced). Returns NULL on failure. */
+SSL_CTX *tm__dtls_ctx_new(EVP_PKEY *key, X509 *cert);
+
+/* A DTLS endpoint. server=true waits for a ClientHello (our answers say
+ * a=setup:passive); false sends one on tm__dtls_start. remote_fp is the peer's
+ * a=fingerprint sha-256 value (copied). Returns NULL on failure. */
+tm__dtls *tm__dtls_new(SSL_CTX *ctx, bool server, const char *remote_fp, tm__dtls_send_fn send,
+                       void *user);
+void tm__dtls_free(tm__dtls *d);
+/* Client: sends the ClientHello. Server: nothing to do yet. */
+int tm__dtls_start(tm__dtls *d);
+/* One received datagram. Returns the state after it; garbage before or after the
+ * handshake is dropped (returns the unchanged state, *dropped = true). */
+tm__dtls_state tm__dtls_input(tm__dtls *d, const uint8_t *buf, size_t len, bool *dropped);
+tm__dtls_state tm__dtls_get_state(const tm__dtls *d);
+/* Milliseconds until tm__dtls_handle_timeout should run, or -1 for no timer. */
+int64_t tm__dtls_timeout_ms(tm__dtls *d);
+/* Retransmits a lost flight if due; returns the state (FAILED after too many). */
+tm__dtls_state tm__dtls_handle_timeout(tm__dtls *d);
+/* After CONNECTED: the negotiated profile and our/their keys (server side view if
+ * the endpoint is a server). Returns 0 or TM_EINVAL. */
+int tm__dtls_srtp_keys(tm__dtls *d, tm__srtp_keys *out);
+
+/* SHA-256 fingerprint of cert as "AB:CD:..." into out. Returns 0 or TM_EINVAL. */
+int tm__dtls_cert_fingerprint(X509 *cert, char *out, size_t outlen);
+
+/* ---- SRTP (media/srtp.c) ---- */
+
+typedef struct tm__srtp tm__srtp;
+/* Room srtp_protect may add; every buffer passed to protect needs len + this. */
+#define TM__SRTP_MAX_TRAILER 148
+/* Inbound and outbound sessions from the exported keys. NULL on failure. */
+tm__srtp *tm__srtp_new(const tm__srtp_keys *keys);
+void tm__srtp_free(tm__srtp *s);
+/* In place; *len is updated. Return 0 or TM_EINVAL (auth/replay failure). */
+int tm__srtp_unprotect_rtp(tm__srtp *s, uint8_t *buf, size_t *len);
+int tm__srtp_unprotect_rtcp(tm__srtp *s, uint8_t *buf, size_t *len);
+/* In place; buf must have TM__SRTP_MAX_TRAILER bytes of room after *len. */
+int tm__srtp_protect_rtp(tm__srtp *s, uint8_t *buf, size_t *len);
+int tm__srtp_protect_rtcp(tm__srtp *s, uint8_t *buf, size_t *len);
+
+#endif
