@@ -261,10 +261,8 @@ static void dept_walk(const q_dept *d, int64_t now_ms, bool (*fn)(q_entry *e, vo
         GSequence *seq;
         GSequenceIter *from, *to;
     } runs[] = {
-        {d->cls[Q_RETURNED], NULL, NULL},
-        {d->cls[Q_URGENT], NULL, NULL},
-        {d->cls[Q_APPT], NULL, split},
-        {d->cls[Q_WALKIN], NULL, NULL},
+        {d->cls[Q_RETURNED], NULL, NULL}, {d->cls[Q_URGENT], NULL, NULL},
+        {d->cls[Q_APPT], NULL, split},    {d->cls[Q_WALKIN], NULL, NULL},
         {d->cls[Q_APPT], split, NULL},
     };
     for (size_t r = 0; r < TM_ARRAY_LEN(runs); r++) {

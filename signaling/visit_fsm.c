@@ -14,14 +14,14 @@
 #define NEVENTS ((int)TM_VEV_CANCEL + 1)
 
 static const char *const state_names[NSTATES] = {
-    [TM_VS_WAITING] = "waiting", [TM_VS_OFFERED] = "offered", [TM_VS_ACTIVE] = "active",
+    [TM_VS_WAITING] = "waiting", [TM_VS_OFFERED] = "offered",     [TM_VS_ACTIVE] = "active",
     [TM_VS_ENDED] = "ended",     [TM_VS_CANCELLED] = "cancelled",
 };
 
 static const char *const event_names[NEVENTS] = {
-    [TM_VEV_OFFER] = "offer", [TM_VEV_ACCEPT] = "accept",
+    [TM_VEV_OFFER] = "offer",     [TM_VEV_ACCEPT] = "accept",
     [TM_VEV_DECLINE] = "decline", [TM_VEV_OFFER_TIMEOUT] = "offer_timeout",
-    [TM_VEV_END] = "end",     [TM_VEV_CANCEL] = "cancel",
+    [TM_VEV_END] = "end",         [TM_VEV_CANCEL] = "cancel",
 };
 
 /* next state + 1 for each (from, event), 0 where the event is refused, so
@@ -54,8 +54,8 @@ static const char *const feed_events[NEVENTS] = {
 };
 
 static const char *const end_reasons[] = {
-    "completed",   "terminate_and_refer", "patient_left",      "doctor_left",
-    "no_show",     "grace_expired",       "technical_failure", "cancelled",
+    "completed", "terminate_and_refer", "patient_left",      "doctor_left",
+    "no_show",   "grace_expired",       "technical_failure", "cancelled",
 };
 
 static bool state_ok(tm_visit_state s)

@@ -73,8 +73,8 @@ static void check_order(int line, tm_queue *q, const char *dept, int64_t now,
         CHECK_STR(head, want[0]);
 }
 
-#define CHECK_ORDER(q, dept, now, ...)                                                     \
-    check_order(__LINE__, q, dept, now, (const char *const[]){__VA_ARGS__},                \
+#define CHECK_ORDER(q, dept, now, ...)                                                             \
+    check_order(__LINE__, q, dept, now, (const char *const[]){__VA_ARGS__},                        \
                 sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
 #define CHECK_EMPTY(q, dept, now) check_order(__LINE__, q, dept, now, NULL, 0)
 
@@ -185,8 +185,8 @@ static void test_urgent_before_due_appointments(void)
 {
     tm_queue *q = tm_queue_new();
     int64_t now = T0 + 60 * MIN;
-    appt(q, "a", T0, T0);                /* due for an hour, checked in early */
-    urgent(q, "u", T0 + 59 * MIN);       /* arrived a minute ago */
+    appt(q, "a", T0, T0);          /* due for an hour, checked in early */
+    urgent(q, "u", T0 + 59 * MIN); /* arrived a minute ago */
     walkin(q, "w", T0 - 10 * MIN);
     CHECK_ORDER(q, "cardio", now, "u", "a", "w");
     tm_queue_free(q);

@@ -12,7 +12,7 @@
 
 /* The allowed moves, written out independently of visit_fsm.c's table. */
 static const int expected[NS][NE] = {
-    /*                 OFFER          ACCEPT        DECLINE        TIMEOUT        END          CANCEL */
+    /* columns: OFFER, ACCEPT, DECLINE, OFFER_TIMEOUT, END, CANCEL */
     [TM_VS_WAITING] = {TM_VS_OFFERED, NO, NO, NO, NO, TM_VS_CANCELLED},
     [TM_VS_OFFERED] = {NO, TM_VS_ACTIVE, TM_VS_WAITING, TM_VS_WAITING, NO, TM_VS_CANCELLED},
     [TM_VS_ACTIVE] = {NO, NO, NO, NO, TM_VS_ENDED, NO},
@@ -29,15 +29,15 @@ static void test_every_state_event_pair(void)
             int rc = tm_visit_transition((tm_visit_state)s, (tm_visit_event)e, &next);
             if (expected[s][e] == NO) {
                 if (rc != TM_ECONFLICT)
-                    fprintf(stderr, "from %s on %s should be refused\n",
-                            tm_visit_state_name(s), tm_visit_event_name(e));
+                    fprintf(stderr, "from %s on %s should be refused\n", tm_visit_state_name(s),
+                            tm_visit_event_name(e));
                 CHECK_EQ_INT(rc, TM_ECONFLICT);
                 CHECK_EQ_INT(next, 99); /* untouched on refusal */
                 refused++;
             } else {
                 if (rc != 0)
-                    fprintf(stderr, "from %s on %s should be allowed\n",
-                            tm_visit_state_name(s), tm_visit_event_name(e));
+                    fprintf(stderr, "from %s on %s should be allowed\n", tm_visit_state_name(s),
+                            tm_visit_event_name(e));
                 CHECK_EQ_INT(rc, 0);
                 CHECK_EQ_INT(next, expected[s][e]);
                 allowed++;
@@ -82,8 +82,8 @@ static void test_state_parse_round_trips(void)
 
 static void test_state_parse_rejects_unknown(void)
 {
-    const char *bad[] = {"", "Waiting", "WAITING", "waiting ", " waiting", "wait",
-                         "canceled", "done", "offered\n", "endedx"};
+    const char *bad[] = {"",     "Waiting",  "WAITING", "waiting ",  " waiting",
+                         "wait", "canceled", "done",    "offered\n", "endedx"};
     for (size_t i = 0; i < TM_ARRAY_LEN(bad); i++) {
         tm_visit_state out = TM_VS_ACTIVE;
         CHECK_EQ_INT(tm_visit_state_parse(bad[i], &out), TM_EINVAL);
@@ -135,10 +135,10 @@ static void test_final_states(void)
 /* A visit offered, timed out, offered, declined, offered, accepted, ended. */
 static void test_typical_life(void)
 {
-    const tm_visit_event evs[] = {TM_VEV_OFFER, TM_VEV_OFFER_TIMEOUT, TM_VEV_OFFER,
-                                  TM_VEV_DECLINE, TM_VEV_OFFER, TM_VEV_ACCEPT, TM_VEV_END};
+    const tm_visit_event evs[] = {TM_VEV_OFFER, TM_VEV_OFFER_TIMEOUT, TM_VEV_OFFER, TM_VEV_DECLINE,
+                                  TM_VEV_OFFER, TM_VEV_ACCEPT,        TM_VEV_END};
     const tm_visit_state want[] = {TM_VS_OFFERED, TM_VS_WAITING, TM_VS_OFFERED, TM_VS_WAITING,
-                                   TM_VS_OFFERED, TM_VS_ACTIVE, TM_VS_ENDED};
+                                   TM_VS_OFFERED, TM_VS_ACTIVE,  TM_VS_ENDED};
     tm_visit_state s = TM_VS_WAITING;
     for (size_t i = 0; i < TM_ARRAY_LEN(evs); i++) {
         CHECK_EQ_INT(tm_visit_transition(s, evs[i], &s), 0);
@@ -149,14 +149,13 @@ static void test_typical_life(void)
 
 static void test_end_reasons(void)
 {
-    const char *good[] = {"completed",   "terminate_and_refer", "patient_left",
-                          "doctor_left", "no_show",             "grace_expired",
-                          "technical_failure", "cancelled"};
+    const char *good[] = {"completed", "terminate_and_refer", "patient_left",      "doctor_left",
+                          "no_show",   "grace_expired",       "technical_failure", "cancelled"};
     for (size_t i = 0; i < TM_ARRAY_LEN(good); i++)
         CHECK(tm_visit_end_reason_valid(good[i]));
-    const char *bad[] = {"",          "Completed", "completed ", "complete", "refer",
-                         "terminate", "timeout",   "canceled",   "ended",    "no-show",
-                         "patient_left\n"};
+    const char *bad[] = {"",      "Completed", "completed ",    "complete",
+                         "refer", "terminate", "timeout",       "canceled",
+                         "ended", "no-show",   "patient_left\n"};
     for (size_t i = 0; i < TM_ARRAY_LEN(bad); i++)
         CHECK(!tm_visit_end_reason_valid(bad[i]));
     CHECK(!tm_visit_end_reason_valid(NULL));
