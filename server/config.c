@@ -75,7 +75,8 @@ static const option options[] = {
     STR(tls_key, NULL, 0, NULL, "TLS private key (PEM). Unset: data_dir/tls/server.key."),
     STR(db, NULL, 0, NULL, "SQLite database file. Unset: data_dir/telemed.db."),
     STR(web_root, NULL, 0, NULL, "Directory of the web client. Unset: the one built in."),
-    STR(log_level, "info", OPT_REQUIRED, check_log_level, "debug, info, warn or error."),
+    STR(log_level, "info", OPT_REQUIRED, check_log_level,
+        "Least severe log level written: debug, info, warn or error."),
     BOOL(demo, false, "Start with a demo hospital and print demo login links."),
     STR(hospital_id, "demo-hospital", OPT_REQUIRED, NULL,
         "Hospital id reported to the regulator."),
@@ -674,7 +675,7 @@ void tm_config_print_sample(FILE *out)
             g_free(v);
             break;
         case OPT_INT:
-            fprintf(out, "# %lld..%lld\n%s = %lld\n", o->min, o->max, o->name, o->def_num);
+            fprintf(out, "# range %lld..%lld\n%s = %lld\n", o->min, o->max, o->name, o->def_num);
             break;
         case OPT_BOOL:
             fprintf(out, "%s = %s\n", o->name, o->def_num ? "true" : "false");

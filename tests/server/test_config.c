@@ -533,6 +533,25 @@ static void test_help_text(void)
     free(text);
 }
 
+/* docs/config.md carries the printed help and sample verbatim; this keeps it from
+ * drifting from the table. Regenerate with telemed-server --help / --print-config. */
+static void test_docs_match_table(void)
+{
+#ifdef TM_SRC_DIR
+    char *doc = NULL;
+    CHECK(g_file_get_contents(TM_SRC_DIR "/docs/config.md", &doc, NULL, NULL));
+    char *help = capture(tm_config_print_help);
+    char *sample = capture(tm_config_print_sample);
+    if (!strstr(doc, help) || !strstr(doc, sample)) {
+        fprintf(stderr, "docs/config.md is out of date with server/config.c\n");
+        CHECK(0);
+    }
+    free(help);
+    free(sample);
+    g_free(doc);
+#endif
+}
+
 int main(void)
 {
     CHECK(g_mkdtemp(tmpdir) != NULL);
@@ -551,6 +570,7 @@ int main(void)
     RUN(test_resolve_paths);
     RUN(test_sample_round_trip);
     RUN(test_help_text);
+    RUN(test_docs_match_table);
     for (int i = 1; i <= file_seq; i++) {
         char *p = g_strdup_printf("%s/c%d.conf", tmpdir, i);
         g_unlink(p);
