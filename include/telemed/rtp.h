@@ -1,0 +1,228 @@
+/*
+ * rtp.h - RTP packets on the forwarding hot path: demux, header parse,
+ * in-place rewrite, header extensions, keyframe detection, sequence numbers.
+ *
+ * Every function works on a caller's buffer (pointer + length), checks every
+ * length before reading, never allocates and never logs, so a media worker can
+ * call it per packet. Bytes come from the network: nothing here trusts them.
+ * Reentrant; runs on the calling (media worker) thread.
+ *
+ * References: RFC 3550 (RTP), RFC 8285 (header extensions), RFC 7983 (demux of
+ * STUN/DTLS/RTP on one port), RFC 5761 (RTP/RTCP mux), RFC 7741 (VP8),
+ * RFC 6184 (H.264), RFC 4588 (rtx).
+ */
+#ifndef TELEMED_RTP_H
+#define TELEMED_RTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "telemed/common.h"
+
+/* ---- Demux (RFC 7983 first byte; RFC 5761 for RTP vs RTCP) ---- */
+
+typedef enum {
+    TM_PKT_UNKNOWN,
+    TM_PKT_STUN, /* first byte 0..3 */
+    TM_PKT_DTLS, /* 20..63 */
+    TM_PKT_RTP,  /* 128..191 and second byte not 192..223 */
+    TM_PKT_RTCP, /* 128..191 and second byte (marker+pt) 192..223 */
+} tm_packet_kind_t;
+
+/* Classify a datagram; needs len >= 2 for RTP/RTCP (>= 12 / >= 8 resp.), else UNKNOWN. */
+tm_packet_kind_t tm_packet_kind(const uint8_t *buf, size_t len);
+
+/* ---- Header ---- */
+
+#define TM_RTP_HEADER_MIN 12
+#define TM_RTP_EXT_ONE_BYTE 0xBEDE   /* RFC 8285 profile ids */
+#define TM_RTP_EXT_TWO_BYTE 0x1000   /* 0x100X: low 4 bits are appbits */
+
+typedef struct tm_rtp_header {
+    uint8_t version;       /* always 2 after a successful parse */
+    bool padding;
+    bool extension;
+    uint8_t csrc_count;
+    bool marker;
+    uint8_t pt;
+    uint16_t seq;
+    uint32_t ts;
+    uint32_t ssrc;
+    uint16_t ext_profile;  /* 0xBEDE, 0x100X or other; 0 when !extension */
+    size_t ext_offset;     /* offset of the extension DATA (after its 4-byte header) */
+    size_t ext_len;        /* extension data length in bytes (multiple of 4) */
+    size_t header_len;     /* 12 + 4*CC + (extension ? 4 + ext_len : 0) */
+    size_t payload_offset; /* == header_len */
+    size_t payload_len;    /* excludes padding */
+    uint8_t padding_len;   /* trailing padding bytes (0 when !padding) */
+} tm_rtp_header;
+
+/* Parse and bounds-check an RTP header. Returns 0 or TM_EINVAL (short, not
+ * version 2, CSRC/extension/padding past the end). */
+int tm_rtp_parse(const uint8_t *buf, size_t len, tm_rtp_header *out);
+
+/* In-place field rewrites. The caller has parsed buf (len >= 12). */
+static inline void tm_rtp_set_ssrc(uint8_t *buf, uint32_t ssrc)
+{
+    buf[8] = (uint8_t)(ssrc >> 24);
+    buf[9] = (uint8_t)(ssrc >> 16);
+    buf[10] = (uint8_t)(ssrc >> 8);
+    buf[11] = (uint8_t)ssrc;
+}
+static inline void tm_rtp_set_pt(uint8_t *buf, uint8_t pt) /* keeps the marker bit */
+{
+    buf[1] = (uint8_t)((buf[1] & 0x80) | (pt & 0x7f));
+}
+static inline void tm_rtp_set_marker(uint8_t *buf, bool marker)
+{
+    buf[1] = (uint8_t)((buf[1] & 0x7f) | (marker ? 0x80 : 0));
+}
+static inline void tm_rtp_set_seq(uint8_t *buf, uint16_t seq)
+{
+    buf[2] = (uint8_t)(seq >> 8);
+    buf[3] = (uint8_t)seq;
+}
+static inline void tm_rtp_set_ts(uint8_t *buf, uint32_t ts)
+{
+    buf[4] = (uint8_t)(ts >> 24);
+    buf[5] = (uint8_t)(ts >> 16);
+    buf[6] = (uint8_t)(ts >> 8);
+    buf[7] = (uint8_t)ts;
+}
+
+/* ---- Header extensions (RFC 8285 one-byte 0xBEDE and two-byte 0x100X) ---- */
+
+#define TM_RTP_EXT_MAX_ELEMENTS 32   /* more elements than this in a packet: TM_EINVAL */
+
+/*
+ * Find extension element id (1..14 one-byte, 1..255 two-byte). On success
+ * returns 0 and sets *data (pointing into buf) and *dlen. TM_ENOTFOUND when
+ * absent (or no/unknown extension profile), TM_EINVAL when malformed.
+ */
+int tm_rtp_ext_find(const uint8_t *buf, size_t len, uint8_t id, const uint8_t **data,
+                    size_t *dlen);
+
+/*
+ * Set element id to data[0..dlen) (dlen 1..16 for one-byte form, up to 255
+ * otherwise; a one-byte block is rewritten as two-byte when needed). Replaces
+ * the element when present (in place if the size is unchanged), else adds it;
+ * creates the extension block when the packet has none. buf has room for cap
+ * bytes; the payload moves when the block grows or shrinks. Returns the new
+ * packet length, TM_ETOOBIG (cap too small), TM_EINVAL (malformed/bad args).
+ */
+int tm_rtp_ext_set(uint8_t *buf, size_t len, size_t cap, uint8_t id, const void *data,
+                   size_t dlen);
+
+/*
+ * Remove element id. Returns the new packet length (unchanged when absent),
+ * or TM_EINVAL. The extension block is dropped (X bit cleared) when it
+ * becomes empty.
+ */
+int tm_rtp_ext_remove(uint8_t *buf, size_t len, uint8_t id);
+
+/*
+ * Translate a sender's extension ids to a receiver's: each element id e
+ * becomes map[e], and elements with map[e] == 0 are dropped. This is the per
+ * receiver step of forwarding (ids are per peer in the SDP). In place;
+ * returns the new packet length or TM_EINVAL. No-op for packets without
+ * RFC 8285 extensions.
+ */
+int tm_rtp_ext_remap(uint8_t *buf, size_t len, const uint8_t map[256]);
+
+/* abs-send-time value (6.18 fixed point seconds, 24 bits) for a time in µs. */
+static inline uint32_t tm_rtp_abs_send_time(uint64_t time_us)
+{
+    return (uint32_t)(((time_us << 18) / 1000000u) & 0x00ffffffu);
+}
+
+/* ---- rtx (RFC 4588) ---- */
+
+/*
+ * Build the rtx form of a (rewritten) media packet into out: same header with
+ * rtx_ssrc/rtx_pt/rtx_seq, the original sequence number (OSN) as the first two
+ * payload bytes, then the original payload (padding dropped). Returns the
+ * length, TM_ETOOBIG, or TM_EINVAL.
+ */
+int tm_rtp_build_rtx(uint8_t *out, size_t cap, const uint8_t *pkt, size_t len, uint32_t rtx_ssrc,
+                     uint8_t rtx_pt, uint16_t rtx_seq);
+/*
+ * Turn an rtx packet back into the original in place (strip OSN, set ssrc/pt/
+ * seq = OSN). Returns the new length or TM_EINVAL.
+ */
+int tm_rtp_unwrap_rtx(uint8_t *buf, size_t len, uint32_t media_ssrc, uint8_t media_pt);
+
+/* ---- Codec payloads: keyframes and picture size ---- */
+
+typedef struct tm_vp8_info {
+    bool start_of_partition;  /* S bit */
+    uint8_t partition_index;  /* PID */
+    bool frame_start;         /* S && PID == 0: first packet of a frame */
+    bool keyframe;            /* frame_start and the VP8 header P bit is 0 */
+    int picture_id;           /* -1 when absent */
+    uint16_t width, height;   /* from a keyframe header (scale bits dropped), else 0 */
+    size_t header_len;        /* payload descriptor length */
+} tm_vp8_info;
+
+/* Parse a VP8 RTP payload (RFC 7741 descriptor + VP8 frame header on a frame
+ * start). Returns 0 or TM_EINVAL. */
+int tm_vp8_parse(const uint8_t *payload, size_t len, tm_vp8_info *out);
+
+/* H.264 (RFC 6184): true when the payload starts or contains an IDR slice
+ * (type 5) or an SPS (type 7): single NAL, STAP-A aggregate, or the first
+ * fragment (S bit) of an FU-A. Malformed -> false. */
+bool tm_h264_is_keyframe(const uint8_t *payload, size_t len);
+
+typedef enum { TM_CODEC_UNKNOWN, TM_CODEC_OPUS, TM_CODEC_VP8, TM_CODEC_H264 } tm_codec_id;
+/* Codec from an SDP codec name (case-insensitive): "opus", "VP8", "H264". */
+tm_codec_id tm_codec_from_name(const char *name);
+/* Keyframe test dispatching on codec; audio -> false. */
+bool tm_rtp_is_keyframe(tm_codec_id codec, const uint8_t *payload, size_t len);
+
+/* ---- Sequence numbers ---- */
+
+/* true when a is after b, modulo 2^16 (RFC 1982 style, half-range). */
+static inline bool tm_seq_newer(uint16_t a, uint16_t b)
+{
+    return a != b && (uint16_t)(a - b) < 0x8000;
+}
+/* Signed distance a - b in (-32768, 32767]. */
+static inline int32_t tm_seq_diff(uint16_t a, uint16_t b)
+{
+    return (int16_t)(uint16_t)(a - b);
+}
+/* Same for 32-bit RTP timestamps. */
+static inline bool tm_ts_newer(uint32_t a, uint32_t b)
+{
+    return a != b && (uint32_t)(a - b) < 0x80000000u;
+}
+
+/*
+ * Extended (32-bit: cycles << 16 | seq) sequence tracking of one stream,
+ * RFC 3550 A.1 without probation. Zero-initialise (or tm_seq_tracker_init),
+ * then feed every received seq. Caller-owned value, no allocation.
+ */
+typedef struct tm_seq_tracker {
+    bool started;
+    uint16_t max_seq;   /* highest seq seen */
+    uint32_t cycles;    /* count of wraps << 16 */
+    uint32_t base_seq;  /* first extended seq */
+} tm_seq_tracker;
+
+static inline void tm_seq_tracker_init(tm_seq_tracker *t)
+{
+    t->started = false;
+    t->max_seq = 0;
+    t->cycles = 0;
+    t->base_seq = 0;
+}
+/* Returns the extended sequence number of seq (reordered/older packets get
+ * their extended value in the right cycle; a jump forward advances max). */
+uint32_t tm_seq_tracker_update(tm_seq_tracker *t, uint16_t seq);
+/* Highest extended seq seen (0 before the first packet). */
+static inline uint32_t tm_seq_tracker_max(const tm_seq_tracker *t)
+{
+    return t->cycles | t->max_seq;
+}
+
+#endif
