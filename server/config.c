@@ -37,34 +37,42 @@ enum {
     OPT_SECRET = 1 << 1,   /* never echoed in error messages */
 };
 
-typedef struct option {
+typedef struct config_option {
     const char *name;
-    opt_type type;
     size_t offset;
     long long min, max;
     long long def_num; /* int and bool */
     const char *def_str;
     opt_check check;
-    unsigned flags;
     const char *help;
-} option;
+    opt_type type;
+    unsigned flags;
+} config_option;
 
 static char *check_log_level(const char *value);
 static char *check_hex_key(const char *value);
 
-#define SECTION(title) {.name = title, .type = OPT_SECTION}
-#define STR(f, def, fl, chk, h)                                                            \
-    {.name = #f, .type = OPT_STR, .offset = offsetof(tm_config, f), .def_str = def,        \
-     .check = chk, .flags = fl, .help = h}
-#define INT(f, def, lo, hi, h)                                                             \
-    {.name = #f, .type = OPT_INT, .offset = offsetof(tm_config, f), .min = lo, .max = hi,  \
-     .def_num = def, .help = h}
-#define BOOL(f, def, h)                                                                    \
-    {.name = #f, .type = OPT_BOOL, .offset = offsetof(tm_config, f), .def_num = def,       \
-     .help = h}
+#define SECTION(title)                                                                             \
+    {                                                                                              \
+        .name = title, .type = OPT_SECTION                                                         \
+    }
+#define STR(f, def, fl, chk, h)                                                                    \
+    {                                                                                              \
+        .name = #f, .type = OPT_STR, .offset = offsetof(tm_config, f), .def_str = def,             \
+        .check = chk, .flags = fl, .help = h                                                       \
+    }
+#define INT(f, def, lo, hi, h)                                                                     \
+    {                                                                                              \
+        .name = #f, .type = OPT_INT, .offset = offsetof(tm_config, f), .min = lo, .max = hi,       \
+        .def_num = def, .help = h                                                                  \
+    }
+#define BOOL(f, def, h)                                                                            \
+    {                                                                                              \
+        .name = #f, .type = OPT_BOOL, .offset = offsetof(tm_config, f), .def_num = def, .help = h  \
+    }
 
 /* clang-format off */
-static const option options[] = {
+static const config_option options[] = {
     SECTION("general"),
     STR(data_dir, "./telemed-data", OPT_REQUIRED, NULL,
         "Directory for the database, TLS files, recordings, JWT secret and feed files."),
@@ -165,22 +173,22 @@ static char *check_hex_key(const char *value)
     return NULL;
 }
 
-static char **str_field(tm_config *cfg, const option *o)
+static char **str_field(tm_config *cfg, const config_option *o)
 {
     return (char **)(void *)((char *)cfg + o->offset);
 }
 
-static int *int_field(tm_config *cfg, const option *o)
+static int *int_field(tm_config *cfg, const config_option *o)
 {
     return (int *)(void *)((char *)cfg + o->offset);
 }
 
-static bool *bool_field(tm_config *cfg, const option *o)
+static bool *bool_field(tm_config *cfg, const config_option *o)
 {
     return (bool *)(void *)((char *)cfg + o->offset);
 }
 
-static const option *find_option(const char *name)
+static const config_option *find_option(const char *name)
 {
     for (size_t i = 0; i < TM_ARRAY_LEN(options); i++) {
         if (options[i].type != OPT_SECTION && strcmp(options[i].name, name) == 0)
@@ -242,7 +250,7 @@ static int parse_ll(const char *s, long long *out)
 
 /* Set one option from its text form. origin says where it came from, for the message.
  * On error returns TM_EINVAL and *err names the key, the bad value and the origin. */
-static int option_set(tm_config *cfg, const option *o, const char *value, const char *origin,
+static int option_set(tm_config *cfg, const config_option *o, const char *value, const char *origin,
                       char **err)
 {
     char *why = NULL;
@@ -253,8 +261,11 @@ static int option_set(tm_config *cfg, const option *o, const char *value, const 
             why = g_strdup("must not be empty");
             break;
         }
-        if (*value && o->check && (why = o->check(value)) != NULL)
-            break;
+        if (*value && o->check) {
+            why = o->check(value);
+            if (why)
+                break;
+        }
         char **f = str_field(cfg, o);
         g_free(*f);
         *f = *value ? g_strdup(value) : NULL;
@@ -293,7 +304,7 @@ static int option_set(tm_config *cfg, const option *o, const char *value, const 
 static void set_defaults(tm_config *cfg)
 {
     for (size_t i = 0; i < TM_ARRAY_LEN(options); i++) {
-        const option *o = &options[i];
+        const config_option *o = &options[i];
         switch (o->type) {
         case OPT_STR:
             *str_field(cfg, o) = g_strdup(o->def_str);
@@ -348,7 +359,7 @@ static int load_file(tm_config *cfg, const char *path, char **err)
     }
     keys = g_key_file_get_keys(kf, GROUP, NULL, NULL);
     for (size_t k = 0; keys && keys[k]; k++) {
-        const option *o = find_option(keys[k]);
+        const config_option *o = find_option(keys[k]);
         if (!o) {
             *err = g_strdup_printf("%s: unknown key (in %s)", keys[k], path);
             goto fail;
@@ -380,7 +391,7 @@ fail:
 static int load_env(tm_config *cfg, char **err)
 {
     for (size_t i = 0; i < TM_ARRAY_LEN(options); i++) {
-        const option *o = &options[i];
+        const config_option *o = &options[i];
         if (o->type == OPT_SECTION)
             continue;
         char *env = env_name(o->name);
@@ -400,7 +411,7 @@ static int load_env(tm_config *cfg, char **err)
 
 /* A flag seen on the command line, applied after the file and the environment. */
 typedef struct pending_flag {
-    const option *opt;
+    const config_option *opt;
     const char *value; /* borrowed from argv or a literal */
     const char *arg;   /* the argv word, for messages */
 } pending_flag;
@@ -455,7 +466,7 @@ static int parse_argv(tm_config *cfg, int argc, char **argv, GArray *pending, ch
             continue;
         }
 
-        const option *o = find_option(name);
+        const config_option *o = find_option(name);
         bool negated = false;
         if (!o && strcmp(name, "config") != 0 && g_str_has_prefix(name, "no_")) {
             o = find_option(name + 3);
@@ -520,8 +531,8 @@ static int check_cross(const tm_config *c, char **err)
         return TM_EINVAL;
     }
     if (!c->feed_client_cert != !c->feed_client_key) {
-        *err = g_strdup(
-            "feed_client_cert: feed_client_cert and feed_client_key must be set together");
+        *err =
+            g_strdup("feed_client_cert: feed_client_cert and feed_client_key must be set together");
         return TM_EINVAL;
     }
     return 0;
@@ -599,7 +610,7 @@ void tm_config_resolve_paths(tm_config *cfg)
         cfg->web_root = g_strdup(TM_WEB_ROOT);
 }
 
-static char *default_text(const option *o)
+static char *default_text(const config_option *o)
 {
     switch (o->type) {
     case OPT_STR:
@@ -616,19 +627,18 @@ static char *default_text(const option *o)
 
 void tm_config_print_help(FILE *out)
 {
-    fprintf(out,
-            "Usage: telemed-server [OPTION...] [COMMAND [ARG...]]\n"
-            "\n"
-            "Options are read from, weakest first: defaults, the config file, the\n"
-            "environment (TELEMED_<NAME>), and these flags. Flags take --name=VALUE or\n"
-            "--name VALUE; booleans take --name or --no-name.\n"
-            "\n"
-            "  --config=PATH        config file (group [" GROUP "]); also TELEMED_CONFIG\n"
-            "  --check-config       load and validate the configuration, then exit\n"
-            "  --print-config       print a sample config file with every option\n"
-            "  -h, --help           this text\n");
+    fprintf(out, "Usage: telemed-server [OPTION...] [COMMAND [ARG...]]\n"
+                 "\n"
+                 "Options are read from, weakest first: defaults, the config file, the\n"
+                 "environment (TELEMED_<NAME>), and these flags. Flags take --name=VALUE or\n"
+                 "--name VALUE; booleans take --name or --no-name.\n"
+                 "\n"
+                 "  --config=PATH        config file (group [" GROUP "]); also TELEMED_CONFIG\n"
+                 "  --check-config       load and validate the configuration, then exit\n"
+                 "  --print-config       print a sample config file with every option\n"
+                 "  -h, --help           this text\n");
     for (size_t i = 0; i < TM_ARRAY_LEN(options); i++) {
-        const option *o = &options[i];
+        const config_option *o = &options[i];
         if (o->type == OPT_SECTION) {
             fprintf(out, "\n%c%s:\n", g_ascii_toupper(o->name[0]), o->name + 1);
             continue;
@@ -657,7 +667,7 @@ void tm_config_print_sample(FILE *out)
                  "# --name=value on the command line, which win over this file.\n"
                  "\n[" GROUP "]\n");
     for (size_t i = 0; i < TM_ARRAY_LEN(options); i++) {
-        const option *o = &options[i];
+        const config_option *o = &options[i];
         if (o->type == OPT_SECTION) {
             fprintf(out, "\n# ---- %s ----\n", o->name);
             continue;

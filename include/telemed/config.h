@@ -31,63 +31,65 @@
 enum { TM_CONFIG_RUN = 0, TM_CONFIG_HELP, TM_CONFIG_PRINT, TM_CONFIG_CHECK };
 
 typedef struct tm_config {
-    int action;             /* TM_CONFIG_RUN, _HELP (--help, -h), _PRINT (--print-config), _CHECK (--check-config) */
+    int action; /* TM_CONFIG_RUN, or _HELP, _PRINT, _CHECK from the flags */
     /* general */
-    char *config_path;      /* the file loaded, or NULL */
-    char *data_dir;         /* default "./telemed-data" */
-    char *listen;           /* default "0.0.0.0" */
-    int port;               /* default 8443, 0..65535 (0 = pick a free port) */
-    char *tls_cert;         /* default NULL -> data_dir/tls/server.crt, self-signed on first start */
-    char *tls_key;          /* default NULL -> data_dir/tls/server.key */
-    char *db;               /* default NULL -> data_dir/telemed.db */
-    char *web_root;         /* default NULL -> compiled-in TM_WEB_ROOT, else "web-client" */
-    char *log_level;        /* default "info" (debug, info, warn, error) */
-    bool demo;              /* default false */
-    char *hospital_id;      /* default "demo-hospital" */
-    char *hospital_name;    /* default "Demo Internet Hospital" */
+    char *config_path;   /* the file loaded, or NULL */
+    char *data_dir;      /* default "./telemed-data" */
+    char *listen;        /* default "0.0.0.0" */
+    int port;            /* default 8443, 0..65535 (0 = pick a free port) */
+    char *tls_cert;      /* default NULL -> data_dir/tls/server.crt, self-signed on first start */
+    char *tls_key;       /* default NULL -> data_dir/tls/server.key */
+    char *db;            /* default NULL -> data_dir/telemed.db */
+    char *web_root;      /* default NULL -> compiled-in TM_WEB_ROOT, else "web-client" */
+    char *log_level;     /* default "info" (debug, info, warn, error) */
+    bool demo;           /* default false */
+    char *hospital_id;   /* default "demo-hospital" */
+    char *hospital_name; /* default "Demo Internet Hospital" */
     /* identity */
-    char *jwt_secret;       /* default NULL: then a random secret is made and kept in data_dir/jwt.secret */
-    char *jwt_public_keys;  /* comma-separated PEM paths, default NULL */
-    int jwt_leeway_s;       /* 30, 0..600 */
+    char *
+        jwt_secret; /* default NULL: then a random secret is made and kept in data_dir/jwt.secret */
+    char *jwt_public_keys; /* comma-separated PEM paths, default NULL */
+    int jwt_leeway_s;      /* 30, 0..600 */
     /* signaling */
-    int offer_timeout_s;    /* 30, 5..600 */
-    int grace_s;            /* 60, 1..3600 */
-    int max_frame_bytes;    /* 65536, 1024..16777216 */
-    int rate_msgs_per_s;    /* 20, 1..10000 */
-    int rate_burst;         /* 60, 1..100000 */
-    int avg_visit_s;        /* 600, 30..7200: prior for the estimated wait until real durations exist */
-    bool allow_first_visits;/* default false: internet diagnosis is for follow-ups (REFERENCE.md) */
+    int offer_timeout_s; /* 30, 5..600 */
+    int grace_s;         /* 60, 1..3600 */
+    int max_frame_bytes; /* 65536, 1024..16777216 */
+    int rate_msgs_per_s; /* 20, 1..10000 */
+    int rate_burst;      /* 60, 1..100000 */
+    int avg_visit_s; /* 600, 30..7200: prior for the estimated wait until real durations exist */
+    bool
+        allow_first_visits; /* default false: internet diagnosis is for follow-ups (REFERENCE.md) */
     bool supervisor_notice; /* default true: participants are told when a supervisor watches */
     int wait_alert_s;       /* 900, 10..86400 */
     int max_connections;    /* 20000, 1..1000000 */
     /* media */
-    int media_workers;      /* 0 = one per core, 0..64 */
-    char *media_addresses;  /* "127.0.0.1": comma-separated local addresses for host candidates */
-    char *media_public_ip;  /* NULL: NAT 1:1 public address advertised instead of the local one */
-    int media_port_min;     /* 0 (any), 0..65535 */
-    int media_port_max;     /* 0 (any), 0..65535 */
-    char *stun_urls;        /* comma-separated, NULL */
-    char *turn_urls;        /* comma-separated, NULL */
-    char *turn_secret;      /* NULL: coturn use-auth-secret */
-    int turn_ttl_s;         /* 86400, 60..604800 */
+    int media_workers;     /* 0 = one per core, 0..64 */
+    char *media_addresses; /* "127.0.0.1": comma-separated local addresses for host candidates */
+    char *media_public_ip; /* NULL: NAT 1:1 public address advertised instead of the local one */
+    int media_port_min;    /* 0 (any), 0..65535 */
+    int media_port_max;    /* 0 (any), 0..65535 */
+    char *stun_urls;       /* comma-separated, NULL */
+    char *turn_urls;       /* comma-separated, NULL */
+    char *turn_secret;     /* NULL: coturn use-auth-secret */
+    int turn_ttl_s;        /* 86400, 60..604800 */
     /* recording */
-    bool recording;         /* true */
-    char *recording_dir;    /* NULL -> data_dir/recordings */
-    char *recording_key;    /* NULL: hex 64 chars AES-256 key; enables encryption at rest */
-    char *recording_key_file; /* NULL */
+    bool recording;                /* true */
+    char *recording_dir;           /* NULL -> data_dir/recordings */
+    char *recording_key;           /* NULL: hex 64 chars AES-256 key; enables encryption at rest */
+    char *recording_key_file;      /* NULL */
     int retention_recordings_days; /* 1095, 1095..36500 (3 years floor) */
     int retention_records_days;    /* 5475, 5475..73000 (15 years floor) */
     int retention_audit_days;      /* 1095, 183..36500 (6 months floor) */
-    int alert_loss_pct;     /* 5, 1..100 */
-    int alert_freeze_ms;    /* 2000, 100..60000 */
+    int alert_loss_pct;            /* 5, 1..100 */
+    int alert_freeze_ms;           /* 2000, 100..60000 */
     /* regulator feed */
-    char *feed_url;         /* NULL: events go to the NDJSON file sink in data_dir/feed/ */
-    char *feed_secret;      /* NULL: HMAC-SHA256 key for the X-Telemed-Signature header */
-    char *feed_ca;          /* NULL: CA file to verify the endpoint */
-    char *feed_client_cert; /* NULL: mutual TLS */
-    char *feed_client_key;  /* NULL */
-    int feed_timeout_ms;    /* 10000, 100..600000 */
-    int feed_batch;         /* 100, 1..10000 */
+    char *feed_url;           /* NULL: events go to the NDJSON file sink in data_dir/feed/ */
+    char *feed_secret;        /* NULL: HMAC-SHA256 key for the X-Telemed-Signature header */
+    char *feed_ca;            /* NULL: CA file to verify the endpoint */
+    char *feed_client_cert;   /* NULL: mutual TLS */
+    char *feed_client_key;    /* NULL */
+    int feed_timeout_ms;      /* 10000, 100..600000 */
+    int feed_batch;           /* 100, 1..10000 */
     int feed_backoff_base_ms; /* 1000, 10..600000 */
     int feed_backoff_max_ms;  /* 300000, 100..86400000 */
 } tm_config;

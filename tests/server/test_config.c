@@ -15,7 +15,7 @@ static int file_seq;
 
 /* Env vars a test may set; cleared before each test so tests stay independent. */
 static const char *const env_used[] = {
-    "TELEMED_CONFIG", "TELEMED_PORT", "TELEMED_DEMO", "TELEMED_OFFER_TIMEOUT_S",
+    "TELEMED_CONFIG",    "TELEMED_PORT",     "TELEMED_DEMO",          "TELEMED_OFFER_TIMEOUT_S",
     "TELEMED_TURN_URLS", "TELEMED_DATA_DIR", "TELEMED_HOSPITAL_NAME",
 };
 
@@ -33,7 +33,10 @@ static char *write_file(const char *text)
     return path;
 }
 
-/* Loads from a NULL-terminated list of words after the program name. */
+/* The typed sentinel of load()'s word list (a bare NULL may be a plain 0). */
+#define END ((const char *)NULL)
+
+/* Loads from an END-terminated list of words after the program name. */
 static int load(tm_config *cfg, char **err, ...)
 {
     char *argv[32] = {"telemed-server"};
@@ -77,7 +80,7 @@ static void test_defaults(void)
     reset_env();
     tm_config c;
     char *err;
-    CHECK_EQ_INT(load(&c, &err, NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, END), 0);
     CHECK_EQ_INT(c.action, TM_CONFIG_RUN);
     CHECK(c.config_path == NULL);
     CHECK_STR(c.data_dir, "./telemed-data");
@@ -109,7 +112,7 @@ static void test_file_overrides_default(void)
                             "demo = true\nturn_urls = turn:a:3478,turn:b:3478\n");
     tm_config c;
     char *err;
-    CHECK_EQ_INT(load(&c, &err, "--config", path, NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, "--config", path, END), 0);
     CHECK_STR(c.config_path, path);
     CHECK_EQ_INT(c.port, 9000);
     CHECK_STR(c.hospital_name, "North Clinic");
@@ -120,7 +123,7 @@ static void test_file_overrides_default(void)
 
     /* The path may also come from TELEMED_CONFIG. */
     g_setenv("TELEMED_CONFIG", path, TRUE);
-    CHECK_EQ_INT(load(&c, &err, NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, END), 0);
     CHECK_STR(c.config_path, path);
     CHECK_EQ_INT(c.port, 9000);
     tm_config_clear(&c);
@@ -135,7 +138,7 @@ static void test_env_overrides_file(void)
     g_setenv("TELEMED_PORT", "9100", TRUE);
     tm_config c;
     char *err;
-    CHECK_EQ_INT(load(&c, &err, NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, END), 0);
     CHECK_EQ_INT(c.port, 9100);
     CHECK_EQ_INT(c.offer_timeout_s, 45);
     tm_config_clear(&c);
@@ -153,18 +156,18 @@ static void test_flag_overrides_env(void)
     /* An empty --config= means no file, even with TELEMED_CONFIG set. */
     char *bad = write_file("[telemed]\nnope = 1\n");
     g_setenv("TELEMED_CONFIG", bad, TRUE);
-    CHECK_EQ_INT(load(&c, &err, "--config=", NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, "--config=", END), 0);
     CHECK(c.config_path == NULL);
     CHECK_EQ_INT(c.port, 9100);
     g_unsetenv("TELEMED_CONFIG");
     g_free(bad);
     tm_config_clear(&c);
-    CHECK_EQ_INT(load(&c, &err, "--config", path, "--port=9200", "--offer_timeout_s", "60", NULL),
+    CHECK_EQ_INT(load(&c, &err, "--config", path, "--port=9200", "--offer_timeout_s", "60", END),
                  0);
     CHECK_EQ_INT(c.port, 9200);
     CHECK_EQ_INT(c.offer_timeout_s, 60); /* '_' and '-' are the same in flag names */
     tm_config_clear(&c);
-    CHECK_EQ_INT(load(&c, &err, "--port", "9300", "--offer-timeout-s=70", NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, "--port", "9300", "--offer-timeout-s=70", END), 0);
     CHECK_EQ_INT(c.port, 9300);
     CHECK_EQ_INT(c.offer_timeout_s, 70);
     tm_config_clear(&c);
@@ -176,8 +179,7 @@ static void test_bool_flags(void)
     reset_env();
     tm_config c;
     char *err;
-    CHECK_EQ_INT(load(&c, &err, "--demo", "--no-supervisor-notice", "--allow_first_visits",
-                      NULL),
+    CHECK_EQ_INT(load(&c, &err, "--demo", "--no-supervisor-notice", "--allow_first_visits", END),
                  0);
     CHECK(c.demo);
     CHECK(!c.supervisor_notice);
@@ -193,19 +195,19 @@ static void test_bool_flags(void)
     tm_config_clear(&c);
 
     g_setenv("TELEMED_DEMO", "yes", TRUE);
-    CHECK_EQ_INT(load(&c, &err, NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, END), 0);
     CHECK(c.demo);
     tm_config_clear(&c);
-    CHECK_EQ_INT(load(&c, &err, "--no-demo", NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, "--no-demo", END), 0);
     CHECK(!c.demo);
     tm_config_clear(&c);
-    CHECK_EQ_INT(load(&c, &err, "--demo=false", "--recording=0", NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, "--demo=false", "--recording=0", END), 0);
     CHECK(!c.demo);
     CHECK(!c.recording);
     tm_config_clear(&c);
 
     /* --no- only exists for booleans. */
-    int rc = load(&c, &err, "--no-port", NULL);
+    int rc = load(&c, &err, "--no-port", END);
     expect_error(&c, err, rc, "--no-port", "unknown flag");
 }
 
@@ -215,25 +217,25 @@ static void test_unknown_key(void)
     tm_config c;
     char *err;
     char *path = write_file("[telemed]\nport = 9000\nofer_timeout_s = 30\n");
-    int rc = load(&c, &err, "--config", path, NULL);
+    int rc = load(&c, &err, "--config", path, END);
     expect_error(&c, err, rc, "ofer_timeout_s", "unknown key");
     g_free(path);
 
     path = write_file("[server]\nport = 9000\n");
-    rc = load(&c, &err, "--config", path, NULL);
+    rc = load(&c, &err, "--config", path, END);
     expect_error(&c, err, rc, "[server]", "unknown group");
     g_free(path);
 
-    rc = load(&c, &err, "--bogus=1", NULL);
+    rc = load(&c, &err, "--bogus=1", END);
     expect_error(&c, err, rc, "--bogus", "unknown flag");
-    rc = load(&c, &err, "-x", NULL);
+    rc = load(&c, &err, "-x", END);
     expect_error(&c, err, rc, "-x", "unknown flag");
 
-    rc = load(&c, &err, "--config", "/nonexistent/telemed.conf", NULL);
+    rc = load(&c, &err, "--config", "/nonexistent/telemed.conf", END);
     expect_error(&c, err, rc, "/nonexistent/telemed.conf", NULL);
 
     path = write_file("this is not a key file\n");
-    rc = load(&c, &err, "--config", path, NULL);
+    rc = load(&c, &err, "--config", path, END);
     expect_error(&c, err, rc, path, NULL);
     g_free(path);
 }
@@ -244,25 +246,25 @@ static void test_int_out_of_bounds(void)
     tm_config c;
     char *err;
     char *path = write_file("[telemed]\nport = 70000\n");
-    int rc = load(&c, &err, "--config", path, NULL);
+    int rc = load(&c, &err, "--config", path, END);
     expect_error(&c, err, rc, "port: 70000 is out of bounds 0..65535", path);
     g_free(path);
 
     g_setenv("TELEMED_OFFER_TIMEOUT_S", "4", TRUE);
-    rc = load(&c, &err, NULL);
+    rc = load(&c, &err, END);
     expect_error(&c, err, rc, "offer_timeout_s: 4 is out of bounds 5..600",
                  "TELEMED_OFFER_TIMEOUT_S");
     reset_env();
 
-    rc = load(&c, &err, "--retention-records-days=365", NULL);
+    rc = load(&c, &err, "--retention-records-days=365", END);
     expect_error(&c, err, rc, "retention_records_days", "5475..73000");
-    rc = load(&c, &err, "--port=99999999999999999999", NULL);
+    rc = load(&c, &err, "--port=99999999999999999999", END);
     expect_error(&c, err, rc, "port", "not an integer");
-    rc = load(&c, &err, "--port=-1", NULL);
+    rc = load(&c, &err, "--port=-1", END);
     expect_error(&c, err, rc, "port", "0..65535");
 
     /* The bounds themselves are allowed. */
-    CHECK_EQ_INT(load(&c, &err, "--port=0", "--offer-timeout-s=600", NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, "--port=0", "--offer-timeout-s=600", END), 0);
     CHECK_EQ_INT(c.port, 0);
     CHECK_EQ_INT(c.offer_timeout_s, 600);
     tm_config_clear(&c);
@@ -274,28 +276,28 @@ static void test_wrong_type(void)
     tm_config c;
     char *err;
     char *path = write_file("[telemed]\nport = eighty\n");
-    int rc = load(&c, &err, "--config", path, NULL);
+    int rc = load(&c, &err, "--config", path, END);
     expect_error(&c, err, rc, "port", "not an integer");
     g_free(path);
 
     path = write_file("[telemed]\ndemo = maybe\n");
-    rc = load(&c, &err, "--config", path, NULL);
+    rc = load(&c, &err, "--config", path, END);
     expect_error(&c, err, rc, "demo", "not a boolean");
     g_free(path);
 
-    rc = load(&c, &err, "--grace-s=12s", NULL);
+    rc = load(&c, &err, "--grace-s=12s", END);
     expect_error(&c, err, rc, "grace_s", "not an integer");
-    rc = load(&c, &err, "--port= 80", NULL);
+    rc = load(&c, &err, "--port= 80", END);
     expect_error(&c, err, rc, "port", "not an integer");
     g_setenv("TELEMED_DEMO", "2", TRUE);
-    rc = load(&c, &err, NULL);
+    rc = load(&c, &err, END);
     expect_error(&c, err, rc, "demo", "TELEMED_DEMO");
     reset_env();
-    rc = load(&c, &err, "--log-level=loud", NULL);
+    rc = load(&c, &err, "--log-level=loud", END);
     expect_error(&c, err, rc, "log_level", "loud");
-    rc = load(&c, &err, "--port", NULL);
+    rc = load(&c, &err, "--port", END);
     expect_error(&c, err, rc, "--port", "needs a value");
-    rc = load(&c, &err, "--help=yes", NULL);
+    rc = load(&c, &err, "--help=yes", END);
     expect_error(&c, err, rc, "--help", "takes no value");
 }
 
@@ -306,13 +308,13 @@ static void test_empty_string(void)
     char *err;
     char *path = write_file("[telemed]\nturn_urls = turn:x\n");
     g_setenv("TELEMED_TURN_URLS", "", TRUE); /* empty unsets an optional string */
-    CHECK_EQ_INT(load(&c, &err, "--config", path, NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, "--config", path, END), 0);
     CHECK(c.turn_urls == NULL);
     tm_config_clear(&c);
     g_free(path);
 
     g_setenv("TELEMED_DATA_DIR", "", TRUE);
-    int rc = load(&c, &err, NULL);
+    int rc = load(&c, &err, END);
     expect_error(&c, err, rc, "data_dir", "must not be empty");
 }
 
@@ -357,26 +359,26 @@ static void test_actions(void)
 
     /* --help and --print-config work even when the config file is broken. */
     g_setenv("TELEMED_CONFIG", bad, TRUE);
-    CHECK_EQ_INT(load(&c, &err, "--help", NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, "--help", END), 0);
     CHECK_EQ_INT(c.action, TM_CONFIG_HELP);
     tm_config_clear(&c);
-    CHECK_EQ_INT(load(&c, &err, "-h", NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, "-h", END), 0);
     CHECK_EQ_INT(c.action, TM_CONFIG_HELP);
     tm_config_clear(&c);
-    CHECK_EQ_INT(load(&c, &err, "--print-config", NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, "--print-config", END), 0);
     CHECK_EQ_INT(c.action, TM_CONFIG_PRINT);
     tm_config_clear(&c);
-    CHECK_EQ_INT(load(&c, &err, "--check-config", "--help", NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, "--check-config", "--help", END), 0);
     CHECK_EQ_INT(c.action, TM_CONFIG_HELP);
     tm_config_clear(&c);
 
     /* --check-config reports the error and keeps the action for the exit code. */
-    int rc = load(&c, &err, "--check-config", NULL);
+    int rc = load(&c, &err, "--check-config", END);
     CHECK_EQ_INT(c.action, TM_CONFIG_CHECK);
     expect_error(&c, err, rc, "nope", bad);
     reset_env();
     char *good = write_file("[telemed]\nport = 1234\n");
-    CHECK_EQ_INT(load(&c, &err, "--check-config", "--config", good, NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, "--check-config", "--config", good, END), 0);
     CHECK_EQ_INT(c.action, TM_CONFIG_CHECK);
     CHECK_EQ_INT(c.port, 1234);
     tm_config_clear(&c);
@@ -389,36 +391,36 @@ static void test_cross_field(void)
     reset_env();
     tm_config c;
     char *err;
-    int rc = load(&c, &err, "--media-port-min=50000", "--media-port-max=40000", NULL);
+    int rc = load(&c, &err, "--media-port-min=50000", "--media-port-max=40000", END);
     expect_error(&c, err, rc, "media_port_min", "media_port_max");
-    CHECK_EQ_INT(load(&c, &err, "--media-port-min=50000", NULL), 0); /* max 0: any */
+    CHECK_EQ_INT(load(&c, &err, "--media-port-min=50000", END), 0); /* max 0: any */
     tm_config_clear(&c);
-    CHECK_EQ_INT(load(&c, &err, "--media-port-min=40000", "--media-port-max=40000", NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, "--media-port-min=40000", "--media-port-max=40000", END), 0);
     tm_config_clear(&c);
 
     const char *key = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
-    CHECK_EQ_INT(load(&c, &err, "--recording-key", key, NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, "--recording-key", key, END), 0);
     CHECK_STR(c.recording_key, key);
     tm_config_clear(&c);
     char shortkey[64];
     memcpy(shortkey, key, 63);
     shortkey[63] = '\0';
-    rc = load(&c, &err, "--recording-key", shortkey, NULL);
+    rc = load(&c, &err, "--recording-key", shortkey, END);
     CHECK(!strstr(err, shortkey)); /* secrets are not echoed */
     expect_error(&c, err, rc, "recording_key", "64 hex");
     char *nothex = g_strdup(key);
     nothex[10] = 'g';
-    rc = load(&c, &err, "--recording-key", nothex, NULL);
+    rc = load(&c, &err, "--recording-key", nothex, END);
     expect_error(&c, err, rc, "recording_key", "hex");
     g_free(nothex);
-    rc = load(&c, &err, "--recording-key", key, "--recording-key-file=/k", NULL);
+    rc = load(&c, &err, "--recording-key", key, "--recording-key-file=/k", END);
     expect_error(&c, err, rc, "recording_key", "not both");
 
-    rc = load(&c, &err, "--tls-cert=/a.crt", NULL);
+    rc = load(&c, &err, "--tls-cert=/a.crt", END);
     expect_error(&c, err, rc, "tls_cert", "tls_key");
-    rc = load(&c, &err, "--feed-client-key=/a.key", NULL);
+    rc = load(&c, &err, "--feed-client-key=/a.key", END);
     expect_error(&c, err, rc, "feed_client_cert", "feed_client_key");
-    rc = load(&c, &err, "--feed-backoff-base-ms=5000", "--feed-backoff-max-ms=1000", NULL);
+    rc = load(&c, &err, "--feed-backoff-base-ms=5000", "--feed-backoff-max-ms=1000", END);
     expect_error(&c, err, rc, "feed_backoff_base_ms", "feed_backoff_max_ms");
 }
 
@@ -427,7 +429,7 @@ static void test_resolve_paths(void)
     reset_env();
     tm_config c;
     char *err;
-    CHECK_EQ_INT(load(&c, &err, "--data-dir=/srv/tm", "--db=/var/lib/t.db", NULL), 0);
+    CHECK_EQ_INT(load(&c, &err, "--data-dir=/srv/tm", "--db=/var/lib/t.db", END), 0);
     tm_config_resolve_paths(&c);
     CHECK_STR(c.tls_cert, "/srv/tm/tls/server.crt");
     CHECK_STR(c.tls_key, "/srv/tm/tls/server.key");
@@ -460,8 +462,8 @@ static void test_sample_round_trip(void)
 
     tm_config d, s;
     char *err;
-    CHECK_EQ_INT(load(&d, &err, NULL), 0);
-    CHECK_EQ_INT(load(&s, &err, "--check-config", "--config", path, NULL), 0);
+    CHECK_EQ_INT(load(&d, &err, END), 0);
+    CHECK_EQ_INT(load(&s, &err, "--check-config", "--config", path, END), 0);
     CHECK_STR(s.config_path, path);
     CHECK_STR(s.data_dir, d.data_dir);
     CHECK_STR(s.listen, d.listen);
@@ -511,7 +513,7 @@ static void test_sample_round_trip(void)
     }
     CHECK(uncommented >= 15);
     char *path2 = write_file(edited->str);
-    CHECK_EQ_INT(load(&s, &err, "--config", path2, NULL), 0);
+    CHECK_EQ_INT(load(&s, &err, "--config", path2, END), 0);
     CHECK_STR(s.jwt_secret, "/x");
     CHECK_STR(s.feed_client_key, "/x");
     tm_config_clear(&s);
