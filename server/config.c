@@ -413,7 +413,6 @@ static int load_env(tm_config *cfg, char **err)
 typedef struct pending_flag {
     const config_option *opt;
     const char *value; /* borrowed from argv or a literal */
-    const char *arg;   /* the argv word, for messages */
 } pending_flag;
 
 /* Walks argv once: records actions, --config and option flags, stops at the first
@@ -441,7 +440,9 @@ static int parse_argv(tm_config *cfg, int argc, char **argv, GArray *pending, ch
             *err = g_strdup_printf("%s: unknown flag", arg);
             goto fail;
         }
+        /* Messages show the flag without its value: it may be a secret. */
         const char *eq = strchr(arg + 2, '=');
+        int flen = eq ? (int)(eq - arg) : (int)strlen(arg);
         g_free(name);
         name = eq ? g_strndup(arg + 2, (gsize)(eq - (arg + 2))) : g_strdup(arg + 2);
         g_strdelimit(name, "-", '_');
@@ -456,7 +457,7 @@ static int parse_argv(tm_config *cfg, int argc, char **argv, GArray *pending, ch
             action = TM_CONFIG_CHECK;
         if (action >= 0) {
             if (value) {
-                *err = g_strdup_printf("%s: takes no value", arg);
+                *err = g_strdup_printf("%.*s: takes no value", flen, arg);
                 goto fail;
             }
             if (action == TM_CONFIG_HELP)
@@ -476,11 +477,11 @@ static int parse_argv(tm_config *cfg, int argc, char **argv, GArray *pending, ch
                 o = NULL;
         }
         if (!o && strcmp(name, "config") != 0) {
-            *err = g_strdup_printf("%s: unknown flag", arg);
+            *err = g_strdup_printf("%.*s: unknown flag", flen, arg);
             goto fail;
         }
         if (negated || (o && o->type == OPT_BOOL && !value)) {
-            pending_flag p = {o, negated ? "false" : "true", arg};
+            pending_flag p = {o, negated ? "false" : "true"};
             g_array_append_val(pending, p);
             continue;
         }
@@ -496,7 +497,7 @@ static int parse_argv(tm_config *cfg, int argc, char **argv, GArray *pending, ch
             *cfg_path = g_strdup(value);
             continue;
         }
-        pending_flag p = {o, value, arg};
+        pending_flag p = {o, value};
         g_array_append_val(pending, p);
     }
     rc = 0;
@@ -572,7 +573,9 @@ int tm_config_load(tm_config *cfg, int argc, char **argv, int *first_arg, char *
         goto fail;
     for (guint i = 0; i < pending->len; i++) {
         pending_flag *p = &g_array_index(pending, pending_flag, i);
-        char *origin = g_strdup_printf("flag %s", p->arg);
+        char *flag = flag_name(p->opt->name);
+        char *origin = g_strdup_printf("flag --%s", flag);
+        g_free(flag);
         rc = option_set(cfg, p->opt, p->value, origin, err);
         g_free(origin);
         if (rc != 0)

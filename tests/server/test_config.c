@@ -408,6 +408,16 @@ static void test_cross_field(void)
     rc = load(&c, &err, "--recording-key", shortkey, END);
     CHECK(!strstr(err, shortkey)); /* secrets are not echoed */
     expect_error(&c, err, rc, "recording_key", "64 hex");
+    char *flag = g_strconcat("--recording-key=", shortkey, NULL);
+    rc = load(&c, &err, flag, END);
+    CHECK(!strstr(err, shortkey)); /* not through the flag word either */
+    expect_error(&c, err, rc, "recording_key", "flag --recording-key");
+    g_free(flag);
+    flag = g_strconcat("--recording-ky=", key, NULL);
+    rc = load(&c, &err, flag, END);
+    CHECK(!strstr(err, key));
+    expect_error(&c, err, rc, "--recording-ky", "unknown flag");
+    g_free(flag);
     char *nothex = g_strdup(key);
     nothex[10] = 'g';
     rc = load(&c, &err, "--recording-key", nothex, END);
