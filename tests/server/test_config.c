@@ -567,6 +567,13 @@ static void test_docs_match_table(void)
 int main(void)
 {
     CHECK(g_mkdtemp(tmpdir) != NULL);
+    /* The defaults test must not see a TELEMED_* the caller's shell exported. */
+    char **env = g_listenv();
+    for (size_t i = 0; env[i]; i++) {
+        if (g_str_has_prefix(env[i], "TELEMED_"))
+            g_unsetenv(env[i]);
+    }
+    g_strfreev(env);
     RUN(test_defaults);
     RUN(test_file_overrides_default);
     RUN(test_env_overrides_file);
