@@ -1,0 +1,885 @@
+/*
+ * feed.c - the regulator feed's delivery task (include/telemed/feed.h).
+ *
+ * Owns: the libcurl multi handle and its one transfer in flight, the GLib
+ * sources that drive it, the NDJSON file of the file sink. Runs on the
+ * control loop's GMainContext; nothing here blocks on the network.
+ *
+ * The loop: a pass (pump) takes the next batch of due events from the
+ * outbox (store_outbox.c hands them out in order per visit), wraps each in
+ * its envelope and sends the batch; the outcome is written back to the
+ * outbox before the next pass. Only one batch is in flight, so a visit's
+ * later event can never overtake an earlier one that is being retried.
+ *
+ * Why libcurl and not the lws client: the feed must verify the endpoint
+ * against its own CA and present its own client certificate, honour
+ * Retry-After (HTTP-date or seconds), time out whole requests and reuse
+ * connections. libcurl does each of these with one option and is driven
+ * from GLib through two callbacks (socket and timer), independent of the
+ * lifetime of the server's lws vhosts. It costs one Debian package
+ * (libcurl4-openssl-dev, same OpenSSL as the rest).
+ *
+ * Outcomes: 2xx delivered; 408, 429, 5xx, 1xx/3xx, timeouts, connection and
+ * TLS failures are retried with exponential backoff and full jitter; any
+ * other 4xx is a permanent rejection: a batch of one becomes a dead letter,
+ * a larger batch is retried one event at a time so only the bad event dies
+ * (a regulator may reject a whole batch for one bad record). A row whose
+ * payload is not a JSON object is dead-lettered before sending.
+ */
+#include "telemed/feed.h"
+#include "store_internal.h"
+#include "telemed/common.h"
+#include "telemed/log.h"
+#include "telemed/store_outbox.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glib-unix.h>
+#include <glib/gstdio.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SCHEMA_VERSION 1
+#define RESPONSE_KEEP 4096     /* bytes of a rejection's body kept with the dead letter */
+#define KICK_DELAY_MS 5        /* lets a burst of steps form one batch */
+#define IDLE_POLL_MS 1000      /* re-check even without a kick (rows written elsewhere) */
+#define RETRY_AFTER_MAX_MS (24LL * 3600 * 1000)
+
+struct tm_feed {
+    tm_store *store;
+    GMainContext *ctx;
+    char hospital[128];
+    int batch;
+    int timeout_ms;
+    int backoff_base_ms;
+    int backoff_max_ms;
+
+    /* http sink */
+    char *url;
+    char *url_shown; /* without credentials or query, for status */
+    char *secret;
+    char *ca, *client_cert, *client_key;
+    CURLM *multi;
+    CURL *easy;                  /* the transfer in flight, or NULL */
+    struct curl_slist *headers;
+    char *body;
+    GString *response;
+    GSource *curl_timer;
+
+    /* file sink */
+    char *feed_dir;
+    char *file_path;
+    char file_day[16];
+    int fd;
+
+    /* the batch in flight (http) */
+    tm_outbox_event *ev;
+    size_t n;
+
+    GSource *wake;
+    int64_t wake_at;           /* monotonic ms */
+    int64_t isolate_until_seq; /* after a batch-wide 4xx: send these one by one */
+
+    int last_status;
+    char last_error[256];
+    int64_t last_error_at, last_success_at; /* epoch ms, 0 = never */
+    bool retrying;                          /* the last attempt failed */
+};
+
+static void schedule(tm_feed *f, int64_t delay_ms);
+
+/* ---- pure helpers ---------------------------------------------------- */
+
+int64_t tm__feed_backoff_ms(int base_ms, int max_ms, int attempts, int64_t retry_after_ms,
+                            uint32_t rnd)
+{
+    int64_t cap = base_ms > 0 ? base_ms : 1;
+    for (int i = 1; i < attempts && cap < max_ms; i++)
+        cap *= 2;
+    if (cap > max_ms)
+        cap = max_ms;
+    int64_t delay = cap > 0 ? (int64_t)(rnd % (uint64_t)(cap + 1)) : 0;
+    if (retry_after_ms > RETRY_AFTER_MAX_MS)
+        retry_after_ms = RETRY_AFTER_MAX_MS;
+    if (delay < retry_after_ms)
+        delay = retry_after_ms;
+    return delay;
+}
+
+void tm__feed_sign(const char *secret, size_t secret_len, const char *ts, const char *body,
+                   size_t body_len, char out[72])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+    /* HMAC over ts "." body, streamed so the body is not copied. */
+    EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *c = m ? EVP_MAC_CTX_new(m) : NULL;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+                           OSSL_PARAM_construct_end()};
+    size_t len = 0;
+    if (c && EVP_MAC_init(c, (const unsigned char *)secret, secret_len, params) == 1 &&
+        EVP_MAC_update(c, (const unsigned char *)ts, strlen(ts)) == 1 &&
+        EVP_MAC_update(c, (const unsigned char *)".", 1) == 1 &&
+        EVP_MAC_update(c, (const unsigned char *)body, body_len) == 1 &&
+        EVP_MAC_final(c, mac, &len, sizeof(mac)) == 1)
+        mac_len = (unsigned int)len;
+    EVP_MAC_CTX_free(c);
+    EVP_MAC_free(m);
+    TM_ASSERT(mac_len == 32);
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out, "sha256=", 7);
+    for (unsigned int i = 0; i < mac_len; i++) {
+        out[7 + 2 * i] = hex[mac[i] >> 4];
+        out[8 + 2 * i] = hex[mac[i] & 15];
+    }
+    out[7 + 2 * mac_len] = '\0';
+}
+
+int tm__feed_repair_tail(int fd)
+{
+    struct stat stbuf;
+    if (fstat(fd, &stbuf) < 0)
+        return TM_EIO;
+    off_t end = stbuf.st_size;
+    char buf[4096];
+    while (end > 0) {
+        off_t start = end > (off_t)sizeof(buf) ? end - (off_t)sizeof(buf) : 0;
+        ssize_t got = pread(fd, buf, (size_t)(end - start), start);
+        if (got != (ssize_t)(end - start))
+            return TM_EIO;
+        for (ssize_t i = got - 1; i >= 0; i--) {
+            if (buf[i] == '\n') {
+                off_t keep = start + i + 1;
+                if (keep == stbuf.st_size)
+                    return 0; /* ends with a complete line */
+                if (ftruncate(fd, keep) < 0 || fsync(fd) < 0)
+                    return TM_EIO;
+                return 0;
+            }
+        }
+        end = start;
+    }
+    /* No newline at all: the whole file is one torn line. */
+    if (stbuf.st_size > 0 && (ftruncate(fd, 0) < 0 || fsync(fd) < 0))
+        return TM_EIO;
+    return 0;
+}
+
+/* ---- status bookkeeping ---------------------------------------------- */
+
+static void note_error(tm_feed *f, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void note_error(tm_feed *f, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->last_error, sizeof(f->last_error), fmt, ap);
+    va_end(ap);
+    f->last_status = status;
+    f->last_error_at = tm_now_ms();
+    f->retrying = true;
+}
+
+static void note_success(tm_feed *f, int status)
+{
+    f->last_status = status;
+    f->last_success_at = tm_now_ms();
+    f->retrying = false;
+}
+
+/* ---- envelopes ------------------------------------------------------- */
+
+/* The envelope of one outbox row, or NULL when its payload is not a JSON
+ * object (the row is then dead-lettered by the caller). */
+static json_t *envelope(tm_feed *f, const tm_outbox_event *e, char *why, size_t whylen)
+{
+    json_error_t jerr;
+    json_t *data = json_loadb(e->payload, e->payload_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!data || !json_is_object(data)) {
+        snprintf(why, whylen, "corrupt outbox row: payload is not a JSON object (%s)",
+                 data ? "other JSON value" : jerr.text);
+        json_decref(data);
+        return NULL;
+    }
+    char when[40];
+    json_t *env = json_object();
+    json_object_set_new(env, "id", json_string(e->event_id));
+    json_object_set_new(env, "seq", json_integer(e->seq));
+    json_object_set_new(env, "type", json_string(e->type));
+    json_object_set_new(env, "occurred_at",
+                        json_string(tm_rfc3339(e->occurred_at, when, sizeof(when))));
+    json_object_set_new(env, "schema_version", json_integer(SCHEMA_VERSION));
+    json_object_set_new(env, "hospital_id", json_string(f->hospital));
+    json_object_set_new(env, "visit_id", json_string(e->visit_id));
+    json_object_set_new(env, "data", data);
+    /* Columns that are not valid UTF-8 make json_string fail: treat as corrupt. */
+    if (!json_object_get(env, "id") || !json_object_get(env, "type") ||
+        !json_object_get(env, "visit_id") || !e->event_id[0] || !e->type[0]) {
+        snprintf(why, whylen, "corrupt outbox row: bad id, type or visit_id column");
+        json_decref(env);
+        return NULL;
+    }
+    return env;
+}
+
+/* Turns the fetched rows into envelopes, dead-lettering the corrupt ones and
+ * compacting f->ev/n to the rows that remain. Returns the envelopes. */
+static json_t *build_events(tm_feed *f, tm_outbox_event *ev, size_t *n)
+{
+    json_t *events = json_array();
+    size_t kept = 0;
+    for (size_t i = 0; i < *n; i++) {
+        char why[256];
+        json_t *env = envelope(f, &ev[i], why, sizeof(why));
+        if (!env) {
+            int rc = tm_outbox_dead_letter(f->store, ev[i].seq, 0, why, NULL, 0);
+            tm_warn("feed.dead_letter", "seq=%lld reason=corrupt_row rc=%d",
+                    (long long)ev[i].seq, rc);
+            free(ev[i].payload);
+            continue;
+        }
+        json_array_append_new(events, env);
+        if (kept != i)
+            ev[kept] = ev[i];
+        kept++;
+    }
+    *n = kept;
+    return events;
+}
+
+static int64_t now_plus_backoff(tm_feed *f, int attempts, int64_t retry_after_ms)
+{
+    return tm_now_ms() + tm__feed_backoff_ms(f->backoff_base_ms, f->backoff_max_ms, attempts,
+                                             retry_after_ms, g_random_int());
+}
+
+/* Every row of the batch gets its own jittered time, so after an outage
+ * the retries spread out and re-form different batches. */
+static void retry_batch(tm_feed *f, tm_outbox_event *ev, size_t n, int status, int64_t retry_after_ms)
+{
+    int64_t *seqs = g_new(int64_t, n);
+    int64_t *next = g_new(int64_t, n);
+    for (size_t i = 0; i < n; i++) {
+        seqs[i] = ev[i].seq;
+        next[i] = now_plus_backoff(f, ev[i].attempts + 1, retry_after_ms);
+    }
+    int rc = tm_outbox_retry(f->store, seqs, next, n, status, f->last_error);
+    if (rc < 0)
+        tm_error("feed.store_failed", "op=retry rc=%d", rc);
+    g_free(seqs);
+    g_free(next);
+}
+
+static int mark_delivered(tm_feed *f, tm_outbox_event *ev, size_t n, int status)
+{
+    int64_t *seqs = g_new(int64_t, n);
+    for (size_t i = 0; i < n; i++)
+        seqs[i] = ev[i].seq;
+    int rc = tm_outbox_mark_delivered(f->store, seqs, n, status, tm_now_ms());
+    g_free(seqs);
+    if (rc < 0)
+        tm_error("feed.store_failed", "op=mark_delivered rc=%d", rc);
+    return rc;
+}
+
+/* ---- file sink ------------------------------------------------------- */
+
+static int file_open_today(tm_feed *f)
+{
+    char day[16];
+    time_t now = (time_t)(tm_now_ms() / 1000);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+    if (f->fd >= 0 && strcmp(day, f->file_day) == 0)
+        return 0;
+    if (f->fd >= 0) {
+        close(f->fd);
+        f->fd = -1;
+    }
+    char name[64];
+    snprintf(name, sizeof(name), "events-%s.ndjson", day);
+    g_free(f->file_path);
+    f->file_path = g_build_filename(f->feed_dir, name, NULL);
+    int fd = open(f->file_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        note_error(f, 0, "open %s: %s", name, strerror(errno));
+        return TM_EIO;
+    }
+    /* A crash mid-write may have left half a line; it was never marked
+     * delivered, so dropping it loses nothing and the next line starts clean. */
+    if (tm__feed_repair_tail(fd) < 0) {
+        note_error(f, 0, "repair %s: %s", name, strerror(errno));
+        close(fd);
+        return TM_EIO;
+    }
+    /* Make the new directory entry itself durable. */
+    int dfd = open(f->feed_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    f->fd = fd;
+    snprintf(f->file_day, sizeof(f->file_day), "%s", day);
+    return 0;
+}
+
+/* Appends the batch as complete lines with one write and fsyncs it; only
+ * then are the rows marked delivered. */
+static void file_deliver(tm_feed *f, tm_outbox_event *ev, size_t n, json_t *events)
+{
+    GString *buf = g_string_sized_new(n * 512);
+    size_t i;
+    json_t *env;
+    json_array_foreach(events, i, env) {
+        char *line = json_dumps(env, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (line) {
+            g_string_append(buf, line);
+            g_string_append_c(buf, '\n');
+            free(line);
+        }
+    }
+    if (file_open_today(f) < 0)
+        goto retry;
+    struct stat stbuf;
+    if (fstat(f->fd, &stbuf) < 0) {
+        note_error(f, 0, "stat: %s", strerror(errno));
+        goto retry;
+    }
+    size_t off = 0;
+    while (off < buf->len) {
+        ssize_t w = write(f->fd, buf->str + off, buf->len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            note_error(f, 0, "write: %s", w < 0 ? strerror(errno) : "no progress");
+            /* Never leave part of a batch behind a later append. */
+            if (ftruncate(f->fd, stbuf.st_size) < 0)
+                tm_error("feed.file_truncate_failed", "errno=%d", errno);
+            goto retry;
+        }
+        off += (size_t)w;
+    }
+    if (fsync(f->fd) < 0) {
+        note_error(f, 0, "fsync: %s", strerror(errno));
+        goto retry;
+    }
+    if (mark_delivered(f, ev, n, 0) == 0)
+        note_success(f, 0);
+    g_string_free(buf, TRUE);
+    return;
+retry:
+    g_string_free(buf, TRUE);
+    tm_warn("feed.retry", "sink=file events=%zu", n);
+    retry_batch(f, ev, n, 0, 0);
+}
+
+/* ---- http sink: libcurl multi on GLib --------------------------------- */
+
+static gboolean on_curl_socket(gint fd, GIOCondition cond, gpointer user);
+static void check_done(tm_feed *f);
+
+static int curl_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    tm_feed *f = userp;
+    GSource *src = socketp;
+    if (src) {
+        g_source_destroy(src);
+        g_source_unref(src);
+        curl_multi_assign(f->multi, s, NULL);
+    }
+    if (what == CURL_POLL_REMOVE)
+        return 0;
+    GIOCondition cond = G_IO_ERR | G_IO_HUP;
+    if (what & CURL_POLL_IN)
+        cond |= G_IO_IN;
+    if (what & CURL_POLL_OUT)
+        cond |= G_IO_OUT;
+    src = g_unix_fd_source_new(s, cond);
+    g_source_set_callback(src, G_SOURCE_FUNC(on_curl_socket), f, NULL);
+    g_source_attach(src, f->ctx);
+    curl_multi_assign(f->multi, s, src);
+    return 0;
+}
+
+static gboolean on_curl_socket(gint fd, GIOCondition cond, gpointer user)
+{
+    tm_feed *f = user;
+    int action = 0, running = 0;
+    if (cond & G_IO_IN)
+        action |= CURL_CSELECT_IN;
+    if (cond & G_IO_OUT)
+        action |= CURL_CSELECT_OUT;
+    if (cond & (G_IO_ERR | G_IO_HUP))
+        action |= CURL_CSELECT_ERR;
+    curl_multi_socket_action(f->multi, fd, action, &running);
+    check_done(f);
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean on_curl_timeout(gpointer user)
+{
+    tm_feed *f = user;
+    GSource *self = f->curl_timer;
+    f->curl_timer = NULL; /* curl may set a new timer from inside socket_action */
+    int running = 0;
+    curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(f);
+    if (self)
+        g_source_unref(self);
+    return G_SOURCE_REMOVE;
+}
+
+static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    tm_feed *f = userp;
+    if (f->curl_timer) {
+        g_source_destroy(f->curl_timer);
+        g_source_unref(f->curl_timer);
+        f->curl_timer = NULL;
+    }
+    if (timeout_ms < 0)
+        return 0;
+    f->curl_timer = g_timeout_source_new((guint)timeout_ms);
+    g_source_set_callback(f->curl_timer, on_curl_timeout, f, NULL);
+    g_source_attach(f->curl_timer, f->ctx);
+    return 0;
+}
+
+static size_t on_response_body(char *ptr, size_t size, size_t nmemb, void *user)
+{
+    tm_feed *f = user;
+    size_t len = size * nmemb;
+    if (f->response->len < RESPONSE_KEEP) {
+        size_t room = RESPONSE_KEEP - f->response->len;
+        g_string_append_len(f->response, ptr, (gssize)(len < room ? len : room));
+    }
+    return len;
+}
+
+static void transfer_release(tm_feed *f)
+{
+    if (f->easy) {
+        curl_multi_remove_handle(f->multi, f->easy);
+        curl_easy_cleanup(f->easy);
+        f->easy = NULL;
+    }
+    curl_slist_free_all(f->headers);
+    f->headers = NULL;
+    free(f->body);
+    f->body = NULL;
+    g_string_truncate(f->response, 0);
+    tm_outbox_events_free(f->ev, f->n);
+    f->ev = NULL;
+    f->n = 0;
+}
+
+static bool permanent_rejection(long status)
+{
+    return status >= 400 && status < 500 && status != 408 && status != 429;
+}
+
+static void http_done(tm_feed *f, CURLcode res)
+{
+    long status = 0;
+    curl_off_t retry_after = 0;
+    curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(f->easy, CURLINFO_RETRY_AFTER, &retry_after);
+    tm_outbox_event *ev = f->ev;
+    size_t n = f->n;
+
+    if (res == CURLE_OK && status >= 200 && status < 300) {
+        if (mark_delivered(f, ev, n, (int)status) == 0)
+            note_success(f, (int)status);
+        tm_debug("feed.delivered", "events=%zu status=%ld", n, status);
+    } else if (res == CURLE_OK && permanent_rejection(status) && n > 1) {
+        /* Which event did it reject? Ask one at a time. */
+        note_error(f, (int)status, "batch of %zu rejected with %ld; retrying one by one", n, status);
+        f->isolate_until_seq = ev[n - 1].seq;
+        int64_t *seqs = g_new(int64_t, n), *next = g_new(int64_t, n);
+        for (size_t i = 0; i < n; i++) {
+            seqs[i] = ev[i].seq;
+            next[i] = 0;
+        }
+        if (tm_outbox_retry(f->store, seqs, next, n, (int)status, f->last_error) < 0)
+            tm_error("feed.store_failed", "op=retry");
+        g_free(seqs);
+        g_free(next);
+        tm_warn("feed.batch_rejected", "status=%ld events=%zu", status, n);
+    } else if (res == CURLE_OK && permanent_rejection(status)) {
+        note_error(f, (int)status, "rejected with status %ld", status);
+        int rc = tm_outbox_dead_letter(f->store, ev[0].seq, (int)status, f->last_error,
+                                       f->response->str, f->response->len);
+        tm_warn("feed.dead_letter", "seq=%lld visit=%s status=%ld rc=%d", (long long)ev[0].seq,
+                ev[0].visit_id, status, rc);
+    } else {
+        int64_t ra_ms = status == 429 || status == 503 ? (int64_t)retry_after * 1000 : 0;
+        if (res != CURLE_OK)
+            note_error(f, (int)status, "%s", curl_easy_strerror(res));
+        else
+            note_error(f, (int)status, "status %ld", status);
+        tm_warn("feed.retry", "sink=http events=%zu status=%ld curl=%d", n, status, (int)res);
+        retry_batch(f, ev, n, (int)status, ra_ms);
+    }
+    transfer_release(f);
+    schedule(f, 0);
+}
+
+static void check_done(tm_feed *f)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(f->multi, &left))) {
+        if (msg->msg == CURLMSG_DONE && msg->easy_handle == f->easy) {
+            http_done(f, msg->data.result);
+            return; /* the handle is gone; later messages belong to nothing */
+        }
+    }
+}
+
+static int http_send(tm_feed *f, json_t *events)
+{
+    json_t *doc = json_pack("{s:i, s:O}", "schema_version", SCHEMA_VERSION, "events", events);
+    f->body = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(doc);
+    if (!f->body)
+        return TM_ENOMEM;
+    size_t body_len = strlen(f->body);
+
+    char ts[32], hdr[128];
+    snprintf(ts, sizeof(ts), "%lld", (long long)(tm_now_ms() / 1000));
+    f->headers = curl_slist_append(f->headers, "Content-Type: application/json");
+    f->headers = curl_slist_append(f->headers, "Expect:"); /* no 100-continue round trip */
+    snprintf(hdr, sizeof(hdr), "X-Telemed-Timestamp: %s", ts);
+    f->headers = curl_slist_append(f->headers, hdr);
+    if (f->secret) {
+        char sig[72];
+        tm__feed_sign(f->secret, strlen(f->secret), ts, f->body, body_len, sig);
+        snprintf(hdr, sizeof(hdr), "X-Telemed-Signature: %s", sig);
+        f->headers = curl_slist_append(f->headers, hdr);
+    }
+    if (!f->headers)
+        return TM_ENOMEM;
+
+    CURL *e = curl_easy_init();
+    if (!e)
+        return TM_ENOMEM;
+    curl_easy_setopt(e, CURLOPT_URL, f->url);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, f->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->headers);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "telemed-feed/1");
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)f->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)f->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_response_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (f->ca)
+        curl_easy_setopt(e, CURLOPT_CAINFO, f->ca);
+    if (f->client_cert)
+        curl_easy_setopt(e, CURLOPT_SSLCERT, f->client_cert);
+    if (f->client_key)
+        curl_easy_setopt(e, CURLOPT_SSLKEY, f->client_key);
+    f->easy = e;
+    if (curl_multi_add_handle(f->multi, e) != CURLM_OK) {
+        f->easy = NULL;
+        curl_easy_cleanup(e);
+        return TM_EIO;
+    }
+    return 0;
+}
+
+/* ---- the pass ---------------------------------------------------------- */
+
+static void pump(tm_feed *f)
+{
+    if (f->easy)
+        return; /* in flight; its completion schedules the next pass */
+    tm_outbox_event *ev = NULL;
+    size_t n = 0;
+    int rc = tm_outbox_next_batch(f->store, tm_now_ms(), f->batch, &ev, &n);
+    if (rc < 0) {
+        note_error(f, 0, "outbox read failed: %s", tm_strerror(rc));
+        schedule(f, f->backoff_base_ms);
+        return;
+    }
+    if (n == 0) {
+        int64_t due = 0;
+        int64_t delay = IDLE_POLL_MS;
+        if (tm_outbox_next_due(f->store, &due) == 0) {
+            delay = due - tm_now_ms();
+            if (delay < 0)
+                delay = 0;
+            if (delay > IDLE_POLL_MS)
+                delay = IDLE_POLL_MS;
+        }
+        schedule(f, delay);
+        return;
+    }
+    if (f->isolate_until_seq) {
+        if (ev[0].seq <= f->isolate_until_seq) {
+            for (size_t i = 1; i < n; i++)
+                free(ev[i].payload);
+            n = 1;
+        } else {
+            f->isolate_until_seq = 0;
+        }
+    }
+    json_t *events = build_events(f, ev, &n);
+    if (n == 0) {
+        free(ev);
+        json_decref(events);
+        schedule(f, 0);
+        return;
+    }
+    if (!f->url) {
+        file_deliver(f, ev, n, events);
+        tm_outbox_events_free(ev, n);
+        json_decref(events);
+        schedule(f, 0);
+        return;
+    }
+    f->ev = ev;
+    f->n = n;
+    rc = http_send(f, events);
+    json_decref(events);
+    if (rc < 0) {
+        note_error(f, 0, "cannot start request: %s", tm_strerror(rc));
+        retry_batch(f, ev, n, 0, 0);
+        transfer_release(f);
+        schedule(f, f->backoff_base_ms);
+    }
+}
+
+static gboolean on_wake(gpointer user)
+{
+    tm_feed *f = user;
+    g_source_unref(f->wake);
+    f->wake = NULL;
+    pump(f);
+    return G_SOURCE_REMOVE;
+}
+
+/* Runs a pass in delay_ms unless one is already due sooner. */
+static void schedule(tm_feed *f, int64_t delay_ms)
+{
+    if (delay_ms < 0)
+        delay_ms = 0;
+    int64_t at = tm_mono_ms() + delay_ms;
+    if (f->wake && f->wake_at <= at)
+        return;
+    if (f->wake) {
+        g_source_destroy(f->wake);
+        g_source_unref(f->wake);
+    }
+    f->wake = g_timeout_source_new((guint)delay_ms);
+    g_source_set_priority(f->wake, G_PRIORITY_DEFAULT_IDLE);
+    g_source_set_callback(f->wake, on_wake, f, NULL);
+    g_source_attach(f->wake, f->ctx);
+    f->wake_at = at;
+}
+
+/* ---- public -------------------------------------------------------------- */
+
+/* The URL without user info or query, which may carry credentials. */
+static char *shown_url(const char *url)
+{
+    CURLU *u = curl_url();
+    char *out = NULL, *tmp = NULL;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
+        curl_url_set(u, CURLUPART_USER, NULL, 0);
+        curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
+        curl_url_set(u, CURLUPART_QUERY, NULL, 0);
+        if (curl_url_get(u, CURLUPART_URL, &tmp, 0) == CURLUE_OK)
+            out = g_strdup(tmp);
+        curl_free(tmp);
+    }
+    curl_url_cleanup(u);
+    return out ? out : g_strdup("(unparseable url)");
+}
+
+tm_feed *tm_feed_new(tm_store *store, const tm_config *cfg, struct lws_context *lws,
+                     GMainContext *ctx, char **err)
+{
+    (void)lws;
+    static gsize curl_ready = 0;
+    if (g_once_init_enter(&curl_ready)) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        g_once_init_leave(&curl_ready, 1);
+    }
+    tm_feed *f = g_new0(tm_feed, 1);
+    f->store = store;
+    f->ctx = g_main_context_ref(ctx ? ctx : g_main_context_default());
+    f->fd = -1;
+    snprintf(f->hospital, sizeof(f->hospital), "%s",
+             cfg->hospital_id ? cfg->hospital_id : tm__store_hospital(store));
+    f->batch = cfg->feed_batch > 0 ? cfg->feed_batch : 100;
+    f->timeout_ms = cfg->feed_timeout_ms > 0 ? cfg->feed_timeout_ms : 10000;
+    f->backoff_base_ms = cfg->feed_backoff_base_ms > 0 ? cfg->feed_backoff_base_ms : 1000;
+    f->backoff_max_ms = cfg->feed_backoff_max_ms > 0 ? cfg->feed_backoff_max_ms : 300000;
+    f->response = g_string_new(NULL);
+    if (cfg->feed_url && *cfg->feed_url) {
+        f->url = g_strdup(cfg->feed_url);
+        f->url_shown = shown_url(f->url);
+        f->secret = g_strdup(cfg->feed_secret);
+        f->ca = g_strdup(cfg->feed_ca);
+        f->client_cert = g_strdup(cfg->feed_client_cert);
+        f->client_key = g_strdup(cfg->feed_client_key);
+        f->multi = curl_multi_init();
+        if (!f->multi) {
+            *err = g_strdup("feed: cannot start libcurl");
+            goto fail;
+        }
+        curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
+        curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
+        curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
+        curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
+    } else {
+        f->feed_dir = g_build_filename(cfg->data_dir ? cfg->data_dir : ".", "feed", NULL);
+        if (g_mkdir_with_parents(f->feed_dir, 0700) < 0) {
+            *err = g_strdup_printf("feed: cannot create %s: %s", f->feed_dir, g_strerror(errno));
+            goto fail;
+        }
+        if (file_open_today(f) < 0) {
+            *err = g_strdup_printf("feed: %s", f->last_error);
+            goto fail;
+        }
+    }
+    schedule(f, 0);
+    return f;
+fail:
+    tm_feed_free(f);
+    return NULL;
+}
+
+void tm_feed_free(tm_feed *f)
+{
+    if (!f)
+        return;
+    if (f->wake) {
+        g_source_destroy(f->wake);
+        g_source_unref(f->wake);
+        f->wake = NULL;
+    }
+    /* The batch in flight stays pending in the outbox: nothing is written. */
+    transfer_release(f);
+    if (f->multi)
+        curl_multi_cleanup(f->multi); /* may call curl_socket_cb to drop sources */
+    if (f->curl_timer) {
+        g_source_destroy(f->curl_timer);
+        g_source_unref(f->curl_timer);
+    }
+    if (f->fd >= 0)
+        close(f->fd);
+    if (f->response)
+        g_string_free(f->response, TRUE);
+    g_free(f->url);
+    g_free(f->url_shown);
+    if (f->secret)
+        OPENSSL_cleanse(f->secret, strlen(f->secret));
+    g_free(f->secret);
+    g_free(f->ca);
+    g_free(f->client_cert);
+    g_free(f->client_key);
+    g_free(f->feed_dir);
+    g_free(f->file_path);
+    g_main_context_unref(f->ctx);
+    g_free(f);
+}
+
+void tm_feed_kick(tm_feed *f)
+{
+    if (f)
+        schedule(f, KICK_DELAY_MS);
+}
+
+json_t *tm_feed_status(tm_feed *f)
+{
+    tm_outbox_stats st;
+    if (tm_outbox_stats_get(f->store, &st) < 0)
+        return NULL;
+    char when[40];
+    int64_t now = tm_now_ms();
+    json_t *o = json_object();
+    json_object_set_new(o, "sink", json_string(f->url ? "http" : "file"));
+    if (f->url)
+        json_object_set_new(o, "endpoint", json_string(f->url_shown));
+    else
+        json_object_set_new(o, "path", f->file_path ? json_string(f->file_path) : json_null());
+    json_object_set_new(o, "queue_depth", json_integer(st.pending));
+    json_object_set_new(o, "oldest_undelivered_age_s",
+                        json_integer(st.oldest_pending_at ? (now - st.oldest_pending_at) / 1000 : 0));
+    json_object_set_new(o, "delivered", json_integer(st.delivered));
+    json_object_set_new(o, "failed_attempts", json_integer(st.failed_attempts));
+    json_object_set_new(o, "dead", json_integer(st.dead));
+    json_object_set_new(o, "in_flight", json_integer((json_int_t)f->n));
+    json_object_set_new(o, "retrying", json_boolean(f->retrying));
+    json_object_set_new(o, "last_status", f->last_status ? json_integer(f->last_status) : json_null());
+    json_object_set_new(o, "last_error", f->last_error[0] ? json_string(f->last_error) : json_null());
+    json_object_set_new(o, "last_error_at", f->last_error_at
+                                                ? json_string(tm_rfc3339(f->last_error_at, when, sizeof(when)))
+                                                : json_null());
+    json_object_set_new(o, "last_success_at",
+                        f->last_success_at
+                            ? json_string(tm_rfc3339(f->last_success_at, when, sizeof(when)))
+                            : json_null());
+    return o;
+}
+
+json_t *tm_feed_dead_letters(tm_feed *f, int limit)
+{
+    return tm_outbox_dead_list(f->store, limit);
+}
+
+int tm_feed_replay(tm_feed *f, int64_t seq)
+{
+    int rc = tm_outbox_replay(f->store, seq);
+    if (rc == 0)
+        tm_feed_kick(f);
+    return rc;
+}
+
+int tm_feed_metrics(tm_feed *f, GString *out)
+{
+    tm_outbox_stats st;
+    if (tm_outbox_stats_get(f->store, &st) < 0)
+        return TM_EIO;
+    double age = st.oldest_pending_at ? (double)(tm_now_ms() - st.oldest_pending_at) / 1000.0 : 0;
+    g_string_append_printf(
+        out,
+        "# HELP telemed_feed_queue_depth Regulator feed events waiting for delivery.\n"
+        "# TYPE telemed_feed_queue_depth gauge\n"
+        "telemed_feed_queue_depth %lld\n"
+        "# HELP telemed_feed_oldest_undelivered_seconds Age of the oldest undelivered event.\n"
+        "# TYPE telemed_feed_oldest_undelivered_seconds gauge\n"
+        "telemed_feed_oldest_undelivered_seconds %.3f\n"
+        "# HELP telemed_feed_delivered_total Events delivered to the regulator sink.\n"
+        "# TYPE telemed_feed_delivered_total counter\n"
+        "telemed_feed_delivered_total %lld\n"
+        "# HELP telemed_feed_failed_attempts_total Failed delivery attempts (retries and rejections).\n"
+        "# TYPE telemed_feed_failed_attempts_total counter\n"
+        "telemed_feed_failed_attempts_total %lld\n"
+        "# HELP telemed_feed_dead_letters Events rejected permanently, waiting for an admin.\n"
+        "# TYPE telemed_feed_dead_letters gauge\n"
+        "telemed_feed_dead_letters %lld\n",
+        (long long)st.pending, age < 0 ? 0.0 : age, (long long)st.delivered,
+        (long long)st.failed_attempts, (long long)st.dead);
+    return 0;
+}

@@ -1,0 +1,357 @@
+/*
+ * store_outbox.c - the SQLite side of include/telemed/store_outbox.h: reads
+ * the regulator outbox in per-visit order and records delivery outcomes.
+ *
+ * It uses the store's connection (tm__store_db) and runs on the control
+ * loop, between the store's own transactions. Writes that touch several rows
+ * run in one transaction: with synchronous=FULL every commit is an fsync,
+ * and a batch of 100 marks must cost one, not a hundred.
+ */
+#include "store_internal.h"
+#include "telemed/common.h"
+#include "telemed/store_outbox.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The oldest pending row of every visit (its "head"). A visit's chain is due
+ * when its head is due; the rows behind the head wait for it. */
+#define HEADS_SQL                                                                          \
+    "SELECT visit_id, min(seq) AS head FROM outbox WHERE state = 'pending' GROUP BY visit_id"
+
+static int db_fail(sqlite3 *db, int rc)
+{
+    (void)db;
+    return (rc & 0xff) == SQLITE_CONSTRAINT ? TM_ECONFLICT : TM_EIO;
+}
+
+static sqlite3_stmt *prepare(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return NULL;
+    return st;
+}
+
+static void copy_text(sqlite3_stmt *st, int i, char *out, size_t outlen)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(out, outlen, "%s", t ? (const char *)t : "");
+}
+
+int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event **out,
+                         size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (limit <= 0)
+        return TM_EINVAL;
+    sqlite3 *db = tm__store_db(s);
+    sqlite3_stmt *st = prepare(db,
+                               "WITH heads AS (" HEADS_SQL ")"
+                               " SELECT o.seq, o.event_id, o.type, o.visit_id, o.occurred_at,"
+                               "        o.attempts, o.payload"
+                               "   FROM heads h"
+                               "   JOIN outbox hd ON hd.seq = h.head"
+                               "   JOIN outbox o ON o.state = 'pending' AND o.visit_id = h.visit_id"
+                               "  WHERE hd.next_attempt_at <= ?1"
+                               "  ORDER BY o.seq LIMIT ?2");
+    if (!st)
+        return TM_EIO;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int(st, 2, limit);
+
+    tm_outbox_event *ev = calloc((size_t)limit, sizeof(*ev));
+    size_t count = 0;
+    int rc;
+    if (!ev) {
+        sqlite3_finalize(st);
+        return TM_ENOMEM;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && count < (size_t)limit) {
+        tm_outbox_event *e = &ev[count];
+        e->seq = sqlite3_column_int64(st, 0);
+        copy_text(st, 1, e->event_id, sizeof(e->event_id));
+        copy_text(st, 2, e->type, sizeof(e->type));
+        copy_text(st, 3, e->visit_id, sizeof(e->visit_id));
+        e->occurred_at = sqlite3_column_int64(st, 4);
+        e->attempts = sqlite3_column_int(st, 5);
+        /* Whatever the column holds (text, blob, NULL after a bad repair):
+         * copy it with its length; the feed judges whether it is JSON. */
+        const void *p = sqlite3_column_blob(st, 6);
+        int len = sqlite3_column_bytes(st, 6);
+        e->payload = malloc((size_t)len + 1);
+        if (!e->payload) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (len > 0)
+            memcpy(e->payload, p, (size_t)len);
+        e->payload[len] = '\0';
+        e->payload_len = (size_t)len;
+        count++;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        tm_outbox_events_free(ev, count);
+        return rc == SQLITE_NOMEM ? TM_ENOMEM : TM_EIO;
+    }
+    if (count == 0) {
+        free(ev);
+        return 0;
+    }
+    *out = ev;
+    *n = count;
+    return 0;
+}
+
+void tm_outbox_events_free(tm_outbox_event *ev, size_t n)
+{
+    if (!ev)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(ev[i].payload);
+    free(ev);
+}
+
+int tm_outbox_next_due(tm_store *s, int64_t *due_ms)
+{
+    sqlite3 *db = tm__store_db(s);
+    sqlite3_stmt *st = prepare(db, "WITH heads AS (" HEADS_SQL ")"
+                                   " SELECT min(hd.next_attempt_at) FROM heads h"
+                                   "   JOIN outbox hd ON hd.seq = h.head");
+    if (!st)
+        return TM_EIO;
+    int rc = sqlite3_step(st);
+    int ret = TM_ENOTFOUND;
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        *due_ms = sqlite3_column_int64(st, 0);
+        ret = 0;
+    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        ret = TM_EIO;
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static int tx(sqlite3 *db, const char *sql)
+{
+    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : TM_EIO;
+}
+
+int tm_outbox_mark_delivered(tm_store *s, const int64_t *seqs, size_t n, int status,
+                             int64_t now_ms)
+{
+    if (n == 0)
+        return 0;
+    sqlite3 *db = tm__store_db(s);
+    sqlite3_stmt *st = prepare(db, "UPDATE outbox SET state = 'delivered', delivered_at = ?2,"
+                                   " last_status = ?3, last_error = NULL, last_response = NULL"
+                                   " WHERE seq = ?1 AND state = 'pending'");
+    if (!st)
+        return TM_EIO;
+    int ret = tx(db, "BEGIN IMMEDIATE");
+    if (ret < 0)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(st, 1, seqs[i]);
+        sqlite3_bind_int64(st, 2, now_ms);
+        sqlite3_bind_int(st, 3, status);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+            ret = db_fail(db, rc);
+            tx(db, "ROLLBACK");
+            goto done;
+        }
+    }
+    ret = tx(db, "COMMIT");
+    if (ret < 0)
+        tx(db, "ROLLBACK");
+done:
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int tm_outbox_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n,
+                    int status, const char *error)
+{
+    if (n == 0)
+        return 0;
+    sqlite3 *db = tm__store_db(s);
+    sqlite3_stmt *st = prepare(db, "UPDATE outbox SET attempts = attempts + 1,"
+                                   " next_attempt_at = ?2, last_status = ?3, last_error = ?4"
+                                   " WHERE seq = ?1 AND state = 'pending'");
+    if (!st)
+        return TM_EIO;
+    int ret = tx(db, "BEGIN IMMEDIATE");
+    if (ret < 0)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(st, 1, seqs[i]);
+        sqlite3_bind_int64(st, 2, next_at[i]);
+        if (status > 0)
+            sqlite3_bind_int(st, 3, status);
+        else
+            sqlite3_bind_null(st, 3);
+        sqlite3_bind_text(st, 4, error ? error : "", -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+            ret = db_fail(db, rc);
+            tx(db, "ROLLBACK");
+            goto done;
+        }
+    }
+    ret = tx(db, "COMMIT");
+    if (ret < 0)
+        tx(db, "ROLLBACK");
+done:
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int tm_outbox_dead_letter(tm_store *s, int64_t seq, int status, const char *error,
+                          const char *response, size_t response_len)
+{
+    sqlite3 *db = tm__store_db(s);
+    sqlite3_stmt *st = prepare(db, "UPDATE outbox SET state = 'dead', attempts = attempts + 1,"
+                                   " last_status = ?2, last_error = ?3, last_response = ?4"
+                                   " WHERE seq = ?1 AND state = 'pending'");
+    if (!st)
+        return TM_EIO;
+    sqlite3_bind_int64(st, 1, seq);
+    if (status > 0)
+        sqlite3_bind_int(st, 2, status);
+    else
+        sqlite3_bind_null(st, 2);
+    sqlite3_bind_text(st, 3, error ? error : "", -1, SQLITE_STATIC);
+    /* Kept as text for people to read; bytes that are not UTF-8 are still
+     * stored as they came (SQLite does not check), and the JSON view
+     * replaces them. */
+    if (response && response_len > 0)
+        sqlite3_bind_text(st, 4, response, (int)response_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 4);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return db_fail(db, rc);
+    return sqlite3_changes(db) == 1 ? 0 : TM_ENOTFOUND;
+}
+
+int tm_outbox_replay(tm_store *s, int64_t seq)
+{
+    sqlite3 *db = tm__store_db(s);
+    sqlite3_stmt *st = prepare(db, "SELECT state FROM outbox WHERE seq = ?1");
+    if (!st)
+        return TM_EIO;
+    sqlite3_bind_int64(st, 1, seq);
+    int rc = sqlite3_step(st);
+    int ret = 0;
+    if (rc == SQLITE_DONE)
+        ret = TM_ENOTFOUND;
+    else if (rc != SQLITE_ROW)
+        ret = TM_EIO;
+    else if (strcmp((const char *)sqlite3_column_text(st, 0), "dead") != 0)
+        ret = TM_ECONFLICT;
+    sqlite3_finalize(st);
+    if (ret < 0)
+        return ret;
+    /* attempts stay: they are history (and feed a monotonic counter); the
+     * backoff of a replayed row starts from there, which is fine because a
+     * replay is a person's decision, made after the cause was fixed. */
+    st = prepare(db, "UPDATE outbox SET state = 'pending', next_attempt_at = 0"
+                     " WHERE seq = ?1 AND state = 'dead'");
+    if (!st)
+        return TM_EIO;
+    sqlite3_bind_int64(st, 1, seq);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(db, rc);
+}
+
+/* Text that may hold bytes which are not UTF-8 (a response body): jansson
+ * refuses those, so fall back to a lossy copy. */
+static json_t *json_text_lossy(const unsigned char *t, int len)
+{
+    if (!t)
+        return json_null();
+    json_t *j = json_stringn((const char *)t, (size_t)len);
+    if (j)
+        return j;
+    char *copy = malloc((size_t)len + 1);
+    if (!copy)
+        return json_null();
+    for (int i = 0; i < len; i++)
+        copy[i] = (t[i] >= 0x20 && t[i] < 0x7f) || t[i] == '\n' ? (char)t[i] : '?';
+    copy[len] = '\0';
+    j = json_string(copy);
+    free(copy);
+    return j ? j : json_null();
+}
+
+json_t *tm_outbox_dead_list(tm_store *s, int limit)
+{
+    sqlite3 *db = tm__store_db(s);
+    sqlite3_stmt *st = prepare(db, "SELECT seq, event_id, type, visit_id, occurred_at, attempts,"
+                                   " last_status, last_error, last_response"
+                                   " FROM outbox WHERE state = 'dead' ORDER BY seq DESC LIMIT ?1");
+    if (!st)
+        return NULL;
+    sqlite3_bind_int(st, 1, limit > 0 ? limit : 100);
+    json_t *arr = json_array();
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        char when[40];
+        json_t *o = json_object();
+        json_object_set_new(o, "seq", json_integer(sqlite3_column_int64(st, 0)));
+        json_object_set_new(o, "event_id", json_text_lossy(sqlite3_column_text(st, 1),
+                                                           sqlite3_column_bytes(st, 1)));
+        json_object_set_new(o, "type", json_text_lossy(sqlite3_column_text(st, 2),
+                                                       sqlite3_column_bytes(st, 2)));
+        json_object_set_new(o, "visit_id", json_text_lossy(sqlite3_column_text(st, 3),
+                                                           sqlite3_column_bytes(st, 3)));
+        json_object_set_new(o, "occurred_at",
+                            json_string(tm_rfc3339(sqlite3_column_int64(st, 4), when, sizeof(when))));
+        json_object_set_new(o, "attempts", json_integer(sqlite3_column_int64(st, 5)));
+        json_object_set_new(o, "last_status", sqlite3_column_type(st, 6) == SQLITE_NULL
+                                                  ? json_null()
+                                                  : json_integer(sqlite3_column_int(st, 6)));
+        json_object_set_new(o, "last_error", json_text_lossy(sqlite3_column_text(st, 7),
+                                                             sqlite3_column_bytes(st, 7)));
+        json_object_set_new(o, "last_response", json_text_lossy(sqlite3_column_text(st, 8),
+                                                                sqlite3_column_bytes(st, 8)));
+        json_array_append_new(arr, o);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+int tm_outbox_stats_get(tm_store *s, tm_outbox_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    sqlite3 *db = tm__store_db(s);
+    sqlite3_stmt *st = prepare(db, "SELECT coalesce(sum(state = 'pending'), 0),"
+                                   " coalesce(sum(state = 'delivered'), 0),"
+                                   " coalesce(sum(state = 'dead'), 0), coalesce(sum(attempts), 0),"
+                                   " (SELECT min(occurred_at) FROM outbox WHERE state = 'pending')"
+                                   " FROM outbox");
+    if (!st)
+        return TM_EIO;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->pending = sqlite3_column_int64(st, 0);
+        out->delivered = sqlite3_column_int64(st, 1);
+        out->dead = sqlite3_column_int64(st, 2);
+        out->failed_attempts = sqlite3_column_int64(st, 3);
+        out->oldest_pending_at = sqlite3_column_int64(st, 4);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : TM_EIO;
+}
