@@ -69,7 +69,8 @@ static int set_random_serial(X509 *cert)
     return rc;
 }
 
-int tm_certs_make_self_signed(const char *common_name, int days, EVP_PKEY **key_out, X509 **cert_out)
+int tm_certs_make_self_signed(const char *common_name, int days, EVP_PKEY **key_out,
+                              X509 **cert_out)
 {
     int rc = TM_EINVAL;
     EVP_PKEY *key = NULL;
@@ -95,8 +96,8 @@ int tm_certs_make_self_signed(const char *common_name, int days, EVP_PKEY **key_
         !X509_gmtime_adj(X509_getm_notAfter(cert), (long)days * 86400L))
         goto fail;
     X509_NAME *name = X509_get_subject_name(cert);
-    if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)common_name, -1,
-                                   -1, 0) != 1 ||
+    if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)common_name,
+                                   -1, -1, 0) != 1 ||
         X509_set_issuer_name(cert, name) != 1 || X509_set_pubkey(cert, key) != 1)
         goto fail;
 
@@ -196,7 +197,8 @@ int tm_certs_ensure_files(const char *cert_path, const char *key_path, const cha
 
     if (created)
         *created = 0;
-    if (!cert_path || !key_path || !cert_path[0] || !key_path[0] || strcmp(cert_path, key_path) == 0)
+    if (!cert_path || !key_path || !cert_path[0] || !key_path[0] ||
+        strcmp(cert_path, key_path) == 0)
         return TM_EINVAL;
     if (stat(cert_path, &st) == 0 && stat(key_path, &st) == 0)
         return 0;

@@ -18,6 +18,9 @@ if(NOT DEFINED TM_FUZZ)
 endif()
 
 if(TM_FUZZ AND CMAKE_C_COMPILER_ID STREQUAL "Clang")
+  # Coverage feedback must come from the library, not only the target file.
+  # Another module's fragment may add the same flag; repeating it is harmless.
+  target_compile_options(telemed PRIVATE -fsanitize=fuzzer-no-link,address,undefined)
   add_executable(fuzz_jwt ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_jwt.c)
   target_compile_options(fuzz_jwt PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_options(fuzz_jwt PRIVATE -fsanitize=fuzzer,address,undefined)

@@ -54,10 +54,8 @@ struct tm_jwt_verifier {
 /* ---- roles ---------------------------------------------------------------- */
 
 static const char *const role_names[] = {
-    [TM_ROLE_NONE] = "none",
-    [TM_ROLE_PATIENT] = "patient",
-    [TM_ROLE_DOCTOR] = "doctor",
-    [TM_ROLE_SUPERVISOR] = "supervisor",
+    [TM_ROLE_NONE] = "none",     [TM_ROLE_PATIENT] = "patient",
+    [TM_ROLE_DOCTOR] = "doctor", [TM_ROLE_SUPERVISOR] = "supervisor",
     [TM_ROLE_ADMIN] = "admin",
 };
 
@@ -85,7 +83,8 @@ int tm_role_parse(const char *name, tm_role *out)
 
 /* ---- base64url without padding (RFC 4648 section 5) ----------------------- */
 
-static const char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 static int b64_value(unsigned char c)
 {
@@ -614,8 +613,8 @@ int tm_jwt_verify(const tm_jwt_verifier *v, const char *token, size_t len, int64
         why = "alg_not_allowed";
         goto fail;
     }
-    why = check_signature(v, alg, jkid ? json_string_value(jkid) : NULL, token, (size_t)(d2 - token),
-                          buf + hn + pn, (size_t)sn);
+    why = check_signature(v, alg, jkid ? json_string_value(jkid) : NULL, token,
+                          (size_t)(d2 - token), buf + hn + pn, (size_t)sn);
     if (why) {
         if (strcmp(why, "internal") == 0)
             rc = TM_ENOMEM;
@@ -753,7 +752,8 @@ char *tm_jwt_mint_hs256(const char *secret, const tm_identity *id)
     return mint("HS256", NULL, id, secret, NULL, ALG_HS256);
 }
 
-char *tm_jwt_mint_with_key_file(const char *private_key_path, const char *kid, const tm_identity *id)
+char *tm_jwt_mint_with_key_file(const char *private_key_path, const char *kid,
+                                const tm_identity *id)
 {
     if (!private_key_path)
         return NULL;

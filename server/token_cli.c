@@ -47,11 +47,16 @@ int tm_token_main(const char *default_secret, int argc, char **argv)
 {
     enum { O_SUB = 1, O_ROLE, O_NAME, O_DEPT, O_HOSP, O_TTL, O_NBF, O_SECRET, O_KEY, O_KID };
     static const struct option opts[] = {
-        {"sub", required_argument, NULL, O_SUB},       {"role", required_argument, NULL, O_ROLE},
-        {"name", required_argument, NULL, O_NAME},     {"dept", required_argument, NULL, O_DEPT},
-        {"hosp", required_argument, NULL, O_HOSP},     {"ttl", required_argument, NULL, O_TTL},
-        {"nbf-in", required_argument, NULL, O_NBF},    {"secret", required_argument, NULL, O_SECRET},
-        {"key", required_argument, NULL, O_KEY},       {"kid", required_argument, NULL, O_KID},
+        {"sub", required_argument, NULL, O_SUB},
+        {"role", required_argument, NULL, O_ROLE},
+        {"name", required_argument, NULL, O_NAME},
+        {"dept", required_argument, NULL, O_DEPT},
+        {"hosp", required_argument, NULL, O_HOSP},
+        {"ttl", required_argument, NULL, O_TTL},
+        {"nbf-in", required_argument, NULL, O_NBF},
+        {"secret", required_argument, NULL, O_SECRET},
+        {"key", required_argument, NULL, O_KEY},
+        {"kid", required_argument, NULL, O_KID},
         {NULL, 0, NULL, 0},
     };
     tm_identity id;
@@ -68,20 +73,40 @@ int tm_token_main(const char *default_secret, int argc, char **argv)
 #endif
     while (!bad && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case O_SUB: bad = copy_field(id.sub, sizeof id.sub, optarg) < 0; break;
-        case O_ROLE: bad = tm_role_parse(optarg, &id.role) < 0; break;
-        case O_NAME: bad = copy_field(id.name, sizeof id.name, optarg) < 0; break;
-        case O_DEPT: bad = copy_field(id.dept, sizeof id.dept, optarg) < 0; break;
-        case O_HOSP: bad = copy_field(id.hospital, sizeof id.hospital, optarg) < 0; break;
-        case O_TTL: bad = parse_seconds(optarg, &ttl) < 0; break;
+        case O_SUB:
+            bad = copy_field(id.sub, sizeof id.sub, optarg) < 0;
+            break;
+        case O_ROLE:
+            bad = tm_role_parse(optarg, &id.role) < 0;
+            break;
+        case O_NAME:
+            bad = copy_field(id.name, sizeof id.name, optarg) < 0;
+            break;
+        case O_DEPT:
+            bad = copy_field(id.dept, sizeof id.dept, optarg) < 0;
+            break;
+        case O_HOSP:
+            bad = copy_field(id.hospital, sizeof id.hospital, optarg) < 0;
+            break;
+        case O_TTL:
+            bad = parse_seconds(optarg, &ttl) < 0;
+            break;
         case O_NBF:
             bad = parse_seconds(optarg, &nbf_in) < 0;
             has_nbf = 1;
             break;
-        case O_SECRET: secret = optarg; break;
-        case O_KEY: key = optarg; break;
-        case O_KID: kid = optarg; break;
-        default: bad = 1; break;
+        case O_SECRET:
+            secret = optarg;
+            break;
+        case O_KEY:
+            key = optarg;
+            break;
+        case O_KID:
+            kid = optarg;
+            break;
+        default:
+            bad = 1;
+            break;
         }
     }
     if (bad || optind != argc || !id.sub[0] || id.role == TM_ROLE_NONE || (kid && !key) ||
@@ -99,7 +124,8 @@ int tm_token_main(const char *default_secret, int argc, char **argv)
 
     char *tok = key ? tm_jwt_mint_with_key_file(key, kid, &id) : tm_jwt_mint_hs256(secret, &id);
     if (!tok) {
-        fprintf(stderr, "token: minting failed (%s)\n", key ? "cannot use the key file" : "bad input");
+        fprintf(stderr, "token: minting failed (%s)\n",
+                key ? "cannot use the key file" : "bad input");
         return 1;
     }
     int rc = printf("%s\n", tok) < 0 || fflush(stdout) != 0 ? 1 : 0;

@@ -23,7 +23,8 @@
  * IP:127.0.0.1, IP:::1 (plus DNS:common_name when it is a host name), serverAuth
  * and clientAuth. On 0 the caller owns *key_out (EVP_PKEY_free) and *cert_out
  * (X509_free). Returns 0, TM_EINVAL (bad arguments, days < 1) or TM_ENOMEM. */
-int tm_certs_make_self_signed(const char *common_name, int days, EVP_PKEY **key_out, X509 **cert_out);
+int tm_certs_make_self_signed(const char *common_name, int days, EVP_PKEY **key_out,
+                              X509 **cert_out);
 
 /* If cert_path and key_path both exist, leaves them (*created = 0). Otherwise
  * writes a new self-signed pair valid for 825 days, each file written atomically

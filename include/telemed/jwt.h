@@ -24,7 +24,13 @@
 /* Longest token tm_jwt_verify looks at; anything longer is refused unread. */
 #define TM_JWT_MAX_LEN 8192
 
-typedef enum { TM_ROLE_NONE = 0, TM_ROLE_PATIENT, TM_ROLE_DOCTOR, TM_ROLE_SUPERVISOR, TM_ROLE_ADMIN } tm_role;
+typedef enum {
+    TM_ROLE_NONE = 0,
+    TM_ROLE_PATIENT,
+    TM_ROLE_DOCTOR,
+    TM_ROLE_SUPERVISOR,
+    TM_ROLE_ADMIN
+} tm_role;
 
 /* "patient", "doctor", "supervisor", "admin"; "none" for anything else. Static string. */
 const char *tm_role_name(tm_role role);
@@ -33,11 +39,11 @@ const char *tm_role_name(tm_role role);
 int tm_role_parse(const char *name, tm_role *out);
 
 typedef struct tm_identity {
-    char sub[128];     /* subject: patient/doctor/staff id */
+    char sub[128]; /* subject: patient/doctor/staff id */
     tm_role role;
-    char name[128];    /* display name; never logged */
-    char dept[64];     /* department id, optional ("" if absent) */
-    char hospital[64]; /* "hosp" claim, optional */
+    char name[128];        /* display name; never logged */
+    char dept[64];         /* department id, optional ("" if absent) */
+    char hospital[64];     /* "hosp" claim, optional */
     int64_t exp, nbf, iat; /* seconds; 0 when absent (exp is REQUIRED for verify) */
 } tm_identity;
 
@@ -85,7 +91,8 @@ char *tm_jwt_mint_hs256(const char *secret, const tm_identity *id);
  * private key file; kid (optional) goes into the header. Claims as
  * tm_jwt_mint_hs256. Returns a new string, caller frees with free(); NULL on
  * failure. */
-char *tm_jwt_mint_with_key_file(const char *private_key_path, const char *kid, const tm_identity *id);
+char *tm_jwt_mint_with_key_file(const char *private_key_path, const char *kid,
+                                const tm_identity *id);
 
 /* The `telemed-server token` subcommand; argv[0] is "token". Options:
  *   --sub ID --role patient|doctor|supervisor|admin   (required)

@@ -62,8 +62,8 @@ static char *signed_token(const uint8_t *header, size_t hl, const uint8_t *claim
     pos += (size_t)b;
     unsigned char mac[32];
     unsigned int maclen = 0;
-    if (!HMAC(EVP_sha256(), FUZZ_SECRET, (int)strlen(FUZZ_SECRET), (const unsigned char *)t, pos, mac,
-              &maclen))
+    if (!HMAC(EVP_sha256(), FUZZ_SECRET, (int)strlen(FUZZ_SECRET), (const unsigned char *)t, pos,
+              mac, &maclen))
         goto fail;
     t[pos++] = '.';
     if (tm__b64url_encode(mac, maclen, t + pos, cap - pos) < 0)
@@ -94,16 +94,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (size > TM_JWT_MAX_LEN)
         return 0;
-    char *tok = mode == 1 ? signed_token((const uint8_t *)fixed_header, strlen(fixed_header), data, size)
-                          : signed_token(data, size, (const uint8_t *)fixed_claims, strlen(fixed_claims));
+    char *tok = mode == 1
+                    ? signed_token((const uint8_t *)fixed_header, strlen(fixed_header), data, size)
+                    : signed_token(data, size, (const uint8_t *)fixed_claims, strlen(fixed_claims));
     if (!tok)
         return 0;
     int rc = tm_jwt_verify(v, tok, strlen(tok), FUZZ_NOW, 60, &id, &reason);
     if ((rc == 0) != (reason == NULL))
         abort();
     /* An accepted identity is always a complete, terminated one. */
-    if (rc == 0 && (!id.sub[0] || id.role == TM_ROLE_NONE || memchr(id.sub, 0, sizeof id.sub) == NULL ||
-                    memchr(id.name, 0, sizeof id.name) == NULL))
+    if (rc == 0 &&
+        (!id.sub[0] || id.role == TM_ROLE_NONE || memchr(id.sub, 0, sizeof id.sub) == NULL ||
+         memchr(id.name, 0, sizeof id.name) == NULL))
         abort();
     free(tok);
     return 0;

@@ -94,8 +94,8 @@ static void load_path(const char *path)
     closedir(d);
 }
 
-static const uint8_t interesting[] = {'.', '"', '{', '}', ':', ',', '[', ']', '\\', '-',
-                                      '_', '=', '0', 'A', 0,   0xff, 0x80, ' ', 'e', 'u'};
+static const uint8_t interesting[] = {'.', '"', '{', '}', ':', ',',  '[',  ']', '\\', '-',
+                                      '_', '=', '0', 'A', 0,   0xff, 0x80, ' ', 'e',  'u'};
 
 /* Mutates buf (len bytes, capacity FUZZ_MAX_INPUT) in place; returns the new length. */
 static size_t mutate(uint8_t *buf, size_t len)
@@ -119,7 +119,8 @@ static size_t mutate(uint8_t *buf, size_t len)
             if (len < FUZZ_MAX_INPUT) {
                 size_t at = rnd_below(len + 1);
                 memmove(buf + at + 1, buf + at, len - at);
-                buf[at] = rnd_below(2) ? (uint8_t)rnd() : interesting[rnd_below(sizeof interesting)];
+                buf[at] =
+                    rnd_below(2) ? (uint8_t)rnd() : interesting[rnd_below(sizeof interesting)];
                 len++;
             }
             break;

@@ -65,7 +65,8 @@ static void test_self_signed_contents(void)
     CHECK_EQ_INT(X509_get_version(cert), X509_VERSION_3);
 
     char cn[128];
-    CHECK(X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) > 0);
+    CHECK(X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) >
+          0);
     CHECK_STR(cn, "telemed.test");
     CHECK(X509_NAME_cmp(X509_get_subject_name(cert), X509_get_issuer_name(cert)) == 0);
 
@@ -194,8 +195,8 @@ static void test_ensure_files(void)
     EVP_PKEY_free(key);
 
     /* unwritable location, bad arguments */
-    CHECK_EQ_INT(tm_certs_ensure_files("/nonexistent/dir/a.crt", "/nonexistent/dir/a.key", "localhost",
-                                       &created),
+    CHECK_EQ_INT(tm_certs_ensure_files("/nonexistent/dir/a.crt", "/nonexistent/dir/a.key",
+                                       "localhost", &created),
                  TM_EIO);
     CHECK_EQ_INT(created, 0);
     CHECK_EQ_INT(tm_certs_ensure_files(cert_path, cert_path, "localhost", NULL), TM_EINVAL);

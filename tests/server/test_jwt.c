@@ -70,7 +70,8 @@ static char *craft(const char *header, const char *claims, const char *secret, s
     if (secret) {
         unsigned char mac[32];
         unsigned int maclen = 0;
-        CHECK(HMAC(EVP_sha256(), secret, (int)secret_len, (unsigned char *)t, strlen(t), mac, &maclen));
+        CHECK(HMAC(EVP_sha256(), secret, (int)secret_len, (unsigned char *)t, strlen(t), mac,
+                   &maclen));
         char *s = b64(mac, maclen);
         strcat(t, ".");
         strcat(t, s);
@@ -125,13 +126,14 @@ static void test_b64url_vectors(void)
 {
     static const struct {
         const char *raw, *enc;
-    } v[] = {{"", ""}, {"f", "Zg"}, {"fo", "Zm8"}, {"foo", "Zm9v"}, {"foob", "Zm9vYg"},
-             {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}, {"\xfb\xff", "-_8"}};
+    } v[] = {{"", ""},           {"f", "Zg"},          {"fo", "Zm8"},          {"foo", "Zm9v"},
+             {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}, {"\xfb\xff", "-_8"}};
     char enc[32];
     uint8_t dec[32];
     for (size_t i = 0; i < TM_ARRAY_LEN(v); i++) {
-        CHECK_EQ_INT(tm__b64url_encode((const uint8_t *)v[i].raw, strlen(v[i].raw), enc, sizeof enc),
-                     strlen(v[i].enc));
+        CHECK_EQ_INT(
+            tm__b64url_encode((const uint8_t *)v[i].raw, strlen(v[i].raw), enc, sizeof enc),
+            strlen(v[i].enc));
         CHECK_STR(enc, v[i].enc);
         int n = tm__b64url_decode(v[i].enc, strlen(v[i].enc), dec, sizeof dec);
         CHECK_EQ_INT(n, strlen(v[i].raw));
@@ -353,8 +355,8 @@ static void test_alg_confusion_hs256_with_rsa_public_key(void)
     CHECK_REJECT(v, tok, "alg_not_allowed");
     free(tok);
     /* an RS256 key configured does not make ES256 acceptable */
-    tok = tm_jwt_mint_with_key_file(ec1.priv_path, NULL, &(tm_identity){.sub = "a", .role = TM_ROLE_ADMIN,
-                                                                        .exp = NOW + 60});
+    tok = tm_jwt_mint_with_key_file(
+        ec1.priv_path, NULL, &(tm_identity){.sub = "a", .role = TM_ROLE_ADMIN, .exp = NOW + 60});
     CHECK(tok != NULL);
     CHECK_REJECT(v, tok, "alg_not_allowed");
     free(tok);
@@ -567,7 +569,8 @@ static void test_bad_role_and_claims(void)
     memset(longsub, 'x', 128);
     longsub[128] = 0;
     char claims[600];
-    snprintf(claims, sizeof claims, "{\"sub\":\"%s\",\"role\":\"doctor\",\"exp\":1900000000}", longsub);
+    snprintf(claims, sizeof claims, "{\"sub\":\"%s\",\"role\":\"doctor\",\"exp\":1900000000}",
+             longsub);
     const char *bad_claim[] = {
         claims,
         "{\"sub\":7,\"role\":\"doctor\",\"exp\":1900000000}",
@@ -585,7 +588,8 @@ static void test_bad_role_and_claims(void)
     }
     /* a 127-byte sub is the longest that fits and is accepted whole */
     longsub[127] = 0;
-    snprintf(claims, sizeof claims, "{\"sub\":\"%s\",\"role\":\"doctor\",\"exp\":1900000000}", longsub);
+    snprintf(claims, sizeof claims, "{\"sub\":\"%s\",\"role\":\"doctor\",\"exp\":1900000000}",
+             longsub);
     char *tok = craft_hs(claims);
     tm_identity out;
     CHECK(verify_reason(v, tok, NOW, 0, &out) == NULL);
@@ -605,8 +609,15 @@ static void test_malformed(void)
 {
     tm_jwt_verifier *v = tm_jwt_verifier_new(SECRET);
     const char *cases[] = {
-        "", "abc", "a.b", "a.b.c.d", "..", "!!!.eyJ9.abc", "eyJhbGciOiJIUzI1NiJ9..abc",
-        "eyJhbGciOiJIUzI1NiJ9.e30.ab=c", "eyJhbGciOiJIUzI1NiJ9 .e30.abc",
+        "",
+        "abc",
+        "a.b",
+        "a.b.c.d",
+        "..",
+        "!!!.eyJ9.abc",
+        "eyJhbGciOiJIUzI1NiJ9..abc",
+        "eyJhbGciOiJIUzI1NiJ9.e30.ab=c",
+        "eyJhbGciOiJIUzI1NiJ9 .e30.abc",
     };
     for (size_t i = 0; i < TM_ARRAY_LEN(cases); i++)
         CHECK_REJECT(v, cases[i], "malformed");
@@ -622,7 +633,8 @@ static void test_malformed(void)
 
     /* non-JSON and non-object header; non-JSON, duplicate-key and array payloads
      * that carry a valid signature */
-    char *tok = craft("hello", "{\"sub\":\"d\",\"role\":\"doctor\",\"exp\":1900000000}", SECRET, strlen(SECRET));
+    char *tok = craft("hello", "{\"sub\":\"d\",\"role\":\"doctor\",\"exp\":1900000000}", SECRET,
+                      strlen(SECRET));
     CHECK_REJECT(v, tok, "malformed");
     free(tok);
     tok = craft("[\"HS256\"]", "{}", SECRET, strlen(SECRET));
@@ -707,7 +719,8 @@ static int run_cli(const char *default_secret, char *out, size_t outlen, int arg
 
 #define ARGV(...) ((char *[]){"token", __VA_ARGS__, NULL})
 #define ARGC(...) ((int)(sizeof((char *[]){"token", __VA_ARGS__}) / sizeof(char *)))
-#define CLI(secret, out, ...) run_cli((secret), (out), sizeof(out), ARGC(__VA_ARGS__), ARGV(__VA_ARGS__))
+#define CLI(secret, out, ...)                                                                      \
+    run_cli((secret), (out), sizeof(out), ARGC(__VA_ARGS__), ARGV(__VA_ARGS__))
 
 static void test_token_cli_round_trip(void)
 {
@@ -716,8 +729,9 @@ static void test_token_cli_round_trip(void)
     int64_t now = (int64_t)time(NULL);
     tm_jwt_verifier *v = tm_jwt_verifier_new("cli-secret");
 
-    CHECK_EQ_INT(CLI("cli-secret", tok, "--sub", "pat-7", "--role", "patient", "--name", "Wang Fang",
-                     "--dept", "derm", "--hosp", "h2"), 0);
+    CHECK_EQ_INT(CLI("cli-secret", tok, "--sub", "pat-7", "--role", "patient", "--name",
+                     "Wang Fang", "--dept", "derm", "--hosp", "h2"),
+                 0);
     CHECK(verify_reason(v, tok, now, 5, &out) == NULL);
     CHECK_STR(out.sub, "pat-7");
     CHECK_EQ_INT(out.role, TM_ROLE_PATIENT);
@@ -745,8 +759,9 @@ static void test_token_cli_round_trip(void)
     /* ES256 with a kid from a key file */
     tm_jwt_verifier *pk = tm_jwt_verifier_new(NULL);
     CHECK_EQ_INT(tm_jwt_verifier_add_key_pem(pk, ec1.pub_pem, strlen(ec1.pub_pem), "idp-1"), 0);
-    CHECK_EQ_INT(CLI(NULL, tok, "--sub", "s1", "--role", "supervisor", "--key", ec1.priv_path, "--kid",
-                     "idp-1"), 0);
+    CHECK_EQ_INT(CLI(NULL, tok, "--sub", "s1", "--role", "supervisor", "--key", ec1.priv_path,
+                     "--kid", "idp-1"),
+                 0);
     CHECK(verify_reason(pk, tok, now, 5, &out) == NULL);
     CHECK_EQ_INT(out.role, TM_ROLE_SUPERVISOR);
     CHECK_STR(verify_reason(v, tok, now, 5, NULL), "alg_not_allowed");
