@@ -7,3 +7,6 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/feed.c
 )
 target_link_libraries(telemed PUBLIC PkgConfig::CURL)
+
+tm_unit_test(test_feed_outbox tests/server/test_feed_outbox.c)
+target_include_directories(test_feed_outbox PRIVATE ${CMAKE_SOURCE_DIR}/server)

@@ -1,0 +1,324 @@
+/*
+ * test_feed_outbox.c - the outbox's delivery side against a real SQLite file
+ * made by tm_store_open: event payloads, per-visit order, retries, dead
+ * letters, replay, stats; and the feed's pure helpers (backoff, signature).
+ */
+#include "tm_test.h"
+
+#include "store_internal.h"
+#include "telemed/common.h"
+#include "telemed/feed.h"
+#include "telemed/store.h"
+#include "telemed/store_outbox.h"
+
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <jansson.h>
+
+static char *tmpdir;
+static tm_store *store;
+static const int64_t T0 = 1764072000000LL; /* 2025-11-25T12:00:00Z */
+
+static void open_store(void)
+{
+    tmpdir = g_dir_make_tmp("tm-feed-outbox-XXXXXX", NULL);
+    char *path = g_build_filename(tmpdir, "telemed.db", NULL);
+    char *err = NULL;
+    store = tm_store_open(path, "hosp-1", &err);
+    if (!store)
+        fprintf(stderr, "open: %s\n", err ? err : "?");
+    CHECK(store != NULL);
+    g_free(path);
+    CHECK_EQ_INT(tm_store_dept_put(store, "cardio", "Cardiology"), 0);
+    CHECK_EQ_INT(tm_store_doctor_put(store, "doc-1", "Dr A", "cardio", "LIC-123", "attending"), 0);
+}
+
+static void checkin(tm_visit *v, const char *patient, int64_t at)
+{
+    memset(v, 0, sizeof(*v));
+    snprintf(v->patient_id, sizeof(v->patient_id), "%s", patient);
+    snprintf(v->dept_id, sizeof(v->dept_id), "cardio");
+    snprintf(v->kind, sizeof(v->kind), "follow_up");
+    v->checkin_ms = at;
+    CHECK_EQ_INT(tm_store_visit_checkin(store, v, "test"), 0);
+}
+
+static void start(const char *visit_id, int64_t at)
+{
+    CHECK_EQ_INT(tm_store_visit_offer(store, visit_id, "doc-1", at), 0);
+    CHECK_EQ_INT(tm_store_visit_accept(store, visit_id, "doc-1", "test", at + 1000), 0);
+}
+
+/* Everything pending now, in the order the feed would send it. */
+static size_t due_now(tm_outbox_event **ev)
+{
+    size_t n = 0;
+    CHECK_EQ_INT(tm_outbox_next_batch(store, tm_now_ms(), 1000, ev, &n), 0);
+    return n;
+}
+
+static json_t *payload_of(const tm_outbox_event *e)
+{
+    json_t *j = json_loadb(e->payload, e->payload_len, 0, NULL);
+    CHECK(json_is_object(j));
+    return j;
+}
+
+static void deliver_all(void)
+{
+    tm_outbox_event *ev;
+    size_t n = due_now(&ev);
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ_INT(tm_outbox_mark_delivered(store, &ev[i].seq, 1, 200, tm_now_ms()), 0);
+    tm_outbox_events_free(ev, n);
+}
+
+static void test_full_visit_payloads(void)
+{
+    tm_visit v;
+    checkin(&v, "pat-1", T0);
+    start(v.id, T0 + 60000);
+    CHECK_EQ_INT(tm_store_visit_end(store, v.id, "completed", "doc-1", T0 + 661000), 0);
+    CHECK_EQ_INT(tm_store_note_save(store, v.id, "doc-1", "private note text", "I10", true,
+                                    T0 + 700000),
+                 0);
+    CHECK_EQ_INT(tm_store_rating_add(store, v.id, "pat-1", 5, "very good", T0 + 710000), 0);
+
+    tm_outbox_event *ev;
+    size_t n = due_now(&ev);
+    CHECK_EQ_INT(n, 5);
+    CHECK_STR(ev[0].type, "visit.checked_in");
+    CHECK_STR(ev[1].type, "visit.started");
+    CHECK_STR(ev[2].type, "visit.ended");
+    CHECK_STR(ev[3].type, "visit.note_signed");
+    CHECK_STR(ev[4].type, "visit.rated");
+    for (size_t i = 0; i < n; i++) {
+        CHECK_STR(ev[i].visit_id, v.id);
+        CHECK_EQ_INT(strlen(ev[i].event_id), 36);
+        if (i)
+            CHECK(ev[i].seq > ev[i - 1].seq);
+    }
+
+    json_t *d = payload_of(&ev[0]);
+    CHECK_STR(json_string_value(json_object_get(d, "visit_id")), v.id);
+    CHECK_STR(json_string_value(json_object_get(d, "patient_id")), "pat-1");
+    CHECK_STR(json_string_value(json_object_get(d, "department_id")), "cardio");
+    CHECK_STR(json_string_value(json_object_get(d, "visit_kind")), "follow_up");
+    CHECK_STR(json_string_value(json_object_get(d, "channel")), "video");
+    CHECK_STR(json_string_value(json_object_get(d, "state")), "waiting");
+    CHECK(json_is_null(json_object_get(d, "doctor_id")));
+    CHECK_STR(json_string_value(json_object_get(json_object_get(d, "times"), "checked_in_at")),
+              "2025-11-25T12:00:00.000Z");
+    json_decref(d);
+
+    d = payload_of(&ev[1]);
+    CHECK_STR(json_string_value(json_object_get(d, "state")), "active");
+    CHECK_STR(json_string_value(json_object_get(d, "doctor_id")), "doc-1");
+    CHECK_STR(json_string_value(json_object_get(d, "doctor_licence_no")), "LIC-123");
+    CHECK_EQ_INT(json_integer_value(json_object_get(d, "response_ms")), 61000);
+    CHECK_EQ_INT(json_integer_value(json_object_get(d, "queue_wait_ms")), 61000);
+    CHECK_STR(json_string_value(json_object_get(json_object_get(d, "times"), "started_at")),
+              "2025-11-25T12:01:01.000Z");
+    json_decref(d);
+
+    d = payload_of(&ev[2]);
+    CHECK_STR(json_string_value(json_object_get(d, "state")), "ended");
+    CHECK_STR(json_string_value(json_object_get(d, "end_reason")), "completed");
+    CHECK_EQ_INT(json_integer_value(json_object_get(d, "duration_ms")), 600000);
+    json_decref(d);
+
+    d = payload_of(&ev[3]);
+    json_t *note = json_object_get(d, "note");
+    CHECK_STR(json_string_value(json_object_get(note, "diagnosis_code")), "I10");
+    CHECK(strstr(ev[3].payload, "private note text") == NULL); /* the record stays home */
+    json_decref(d);
+
+    d = payload_of(&ev[4]);
+    json_t *rating = json_object_get(d, "rating");
+    CHECK_EQ_INT(json_integer_value(json_object_get(rating, "score")), 5);
+    CHECK_STR(json_string_value(json_object_get(rating, "comment")), "very good");
+    json_decref(d);
+    tm_outbox_events_free(ev, n);
+    deliver_all();
+}
+
+static void test_payload_of_missing_visit_is_null(void)
+{
+    CHECK(tm__feed_event_payload(tm__store_db(store), "hosp-1", "visit.ended", "nope") == NULL);
+}
+
+/* A visit whose head is backing off holds back its later events; another
+ * visit overtakes it. */
+static void test_order_per_visit(void)
+{
+    tm_visit a, b;
+    checkin(&a, "pat-a", T0);
+    checkin(&b, "pat-b", T0 + 1);
+    start(a.id, T0 + 2);
+    start(b.id, T0 + 3);
+
+    tm_outbox_event *ev;
+    size_t n = due_now(&ev);
+    CHECK_EQ_INT(n, 4);
+    int64_t a_head = ev[0].seq;
+    CHECK_STR(ev[0].visit_id, a.id);
+    tm_outbox_events_free(ev, n);
+
+    /* A's first event failed and waits an hour. */
+    int64_t later = tm_now_ms() + 3600 * 1000;
+    CHECK_EQ_INT(tm_outbox_retry(store, &a_head, &later, 1, 503, "status 503"), 0);
+    n = due_now(&ev);
+    CHECK_EQ_INT(n, 2);
+    CHECK_STR(ev[0].visit_id, b.id);
+    CHECK_STR(ev[1].visit_id, b.id);
+    CHECK_STR(ev[0].type, "visit.checked_in");
+    CHECK_STR(ev[1].type, "visit.started");
+    int64_t b_seqs[2] = {ev[0].seq, ev[1].seq};
+    tm_outbox_events_free(ev, n);
+    CHECK_EQ_INT(tm_outbox_mark_delivered(store, b_seqs, 2, 200, tm_now_ms()), 0);
+
+    int64_t due = 0;
+    CHECK_EQ_INT(tm_outbox_next_due(store, &due), 0);
+    CHECK_EQ_INT(due, later);
+
+    /* Limit cuts a chain, never reorders it. */
+    CHECK_EQ_INT(tm_outbox_next_batch(store, later, 1, &ev, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(ev[0].seq, a_head);
+    CHECK_EQ_INT(ev[0].attempts, 1);
+    tm_outbox_events_free(ev, n);
+    CHECK_EQ_INT(tm_outbox_next_batch(store, later, 10, &ev, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK_STR(ev[1].type, "visit.started");
+    tm_outbox_events_free(ev, n);
+    deliver_all(); /* nothing is due before `later` */
+    int64_t seqs_a[1] = {a_head};
+    CHECK_EQ_INT(tm_outbox_mark_delivered(store, seqs_a, 1, 200, later), 0);
+    deliver_all();
+    CHECK_EQ_INT(tm_outbox_next_due(store, &due), TM_ENOTFOUND);
+}
+
+static void test_dead_letter_and_replay(void)
+{
+    tm_visit v;
+    checkin(&v, "pat-d", T0);
+    start(v.id, T0 + 5);
+    tm_outbox_event *ev;
+    size_t n = due_now(&ev);
+    CHECK_EQ_INT(n, 2);
+    int64_t head = ev[0].seq, second = ev[1].seq;
+    tm_outbox_events_free(ev, n);
+
+    tm_outbox_stats before;
+    CHECK_EQ_INT(tm_outbox_stats_get(store, &before), 0);
+    CHECK_EQ_INT(before.pending, 2);
+
+    const char resp[] = "{\"error\":\"missing field\"}";
+    CHECK_EQ_INT(tm_outbox_dead_letter(store, head, 400, "rejected with status 400", resp,
+                                       strlen(resp)),
+                 0);
+    /* Dead does not block the visit's later events. */
+    n = due_now(&ev);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(ev[0].seq, second);
+    tm_outbox_events_free(ev, n);
+
+    json_t *dead = tm_outbox_dead_list(store, 10);
+    CHECK_EQ_INT(json_array_size(dead), 1);
+    json_t *d0 = json_array_get(dead, 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(d0, "seq")), head);
+    CHECK_EQ_INT(json_integer_value(json_object_get(d0, "last_status")), 400);
+    CHECK_STR(json_string_value(json_object_get(d0, "last_response")), resp);
+    CHECK_STR(json_string_value(json_object_get(d0, "visit_id")), v.id);
+    json_decref(dead);
+
+    tm_outbox_stats st;
+    CHECK_EQ_INT(tm_outbox_stats_get(store, &st), 0);
+    CHECK_EQ_INT(st.dead, 1);
+    CHECK_EQ_INT(st.pending, 1);
+    CHECK_EQ_INT(st.failed_attempts, before.failed_attempts + 1);
+
+    CHECK_EQ_INT(tm_outbox_replay(store, second), TM_ECONFLICT); /* pending, not dead */
+    CHECK_EQ_INT(tm_outbox_replay(store, 999999), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_outbox_replay(store, head), 0);
+    CHECK_EQ_INT(tm_outbox_replay(store, head), TM_ECONFLICT);
+    n = due_now(&ev);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_INT(ev[0].seq, head);
+    tm_outbox_events_free(ev, n);
+    CHECK_EQ_INT(tm_outbox_stats_get(store, &st), 0);
+    CHECK_EQ_INT(st.dead, 0);
+    CHECK_EQ_INT(st.pending, 2);
+    deliver_all();
+    CHECK_EQ_INT(tm_outbox_stats_get(store, &st), 0);
+    CHECK_EQ_INT(st.pending, 0);
+    CHECK_EQ_INT(st.oldest_pending_at, 0);
+}
+
+/* Marking applies only to pending rows: a late answer cannot resurrect a
+ * dead letter as delivered, nor count attempts on a delivered row. */
+static void test_marks_only_touch_pending(void)
+{
+    tm_visit v;
+    checkin(&v, "pat-m", T0);
+    tm_outbox_event *ev;
+    size_t n = due_now(&ev);
+    CHECK_EQ_INT(n, 1);
+    int64_t seq = ev[0].seq;
+    tm_outbox_events_free(ev, n);
+    CHECK_EQ_INT(tm_outbox_dead_letter(store, seq, 422, "bad", NULL, 0), 0);
+    CHECK_EQ_INT(tm_outbox_mark_delivered(store, &seq, 1, 200, tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_outbox_dead_letter(store, seq, 422, "bad", NULL, 0), TM_ENOTFOUND);
+    json_t *dead = tm_outbox_dead_list(store, 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_array_get(dead, 0), "seq")), seq);
+    json_decref(dead);
+}
+
+static void test_backoff(void)
+{
+    /* First retry: within [0, base]. */
+    CHECK_EQ_INT(tm__feed_backoff_ms(1000, 300000, 1, 0, 0), 0);
+    CHECK_EQ_INT(tm__feed_backoff_ms(1000, 300000, 1, 0, 1000), 1000);
+    CHECK_EQ_INT(tm__feed_backoff_ms(1000, 300000, 1, 0, 1001), 0);
+    /* Doubling: attempt 4 spans [0, 8000]. */
+    CHECK_EQ_INT(tm__feed_backoff_ms(1000, 300000, 4, 0, 8000), 8000);
+    CHECK_EQ_INT(tm__feed_backoff_ms(1000, 300000, 4, 0, 8001), 0);
+    /* Capped, also for absurd attempt counts (no overflow). */
+    for (uint32_t r = 0; r < 2000000; r += 99991) {
+        int64_t d = tm__feed_backoff_ms(1000, 300000, 1000000, 0, r);
+        CHECK(d >= 0 && d <= 300000);
+    }
+    CHECK_EQ_INT(tm__feed_backoff_ms(1000, 300000, 60, 0, 300000), 300000);
+    /* Retry-After is a floor, up to a day. */
+    CHECK_EQ_INT(tm__feed_backoff_ms(1000, 300000, 1, 5000, 10), 5000);
+    CHECK_EQ_INT(tm__feed_backoff_ms(1000, 2000, 1, 600000, 10), 600000);
+    CHECK_EQ_INT(tm__feed_backoff_ms(1000, 2000, 1, 10LL * 86400 * 1000, 10), 86400LL * 1000);
+}
+
+static void test_signature(void)
+{
+    const char body[] = "{\"schema_version\":1,\"events\":[]}";
+    char sig[72];
+    tm__feed_sign("topsecret", 9, "1700000000", body, strlen(body), sig);
+    /* python3: hmac.new(b"topsecret", b"1700000000." + body, sha256) */
+    CHECK_STR(sig, "sha256=f5f5120e91d9181164469ed2379074e085901ed53c1f255e349713e0451f459e");
+}
+
+int main(void)
+{
+    open_store();
+    RUN(test_full_visit_payloads);
+    RUN(test_payload_of_missing_visit_is_null);
+    RUN(test_order_per_visit);
+    RUN(test_dead_letter_and_replay);
+    RUN(test_marks_only_touch_pending);
+    RUN(test_backoff);
+    RUN(test_signature);
+    tm_store_free(store);
+    char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup of %s failed\n", tmpdir);
+    g_free(cmd);
+    g_free(tmpdir);
+    TEST_DONE();
+}
