@@ -1,0 +1,23 @@
+# tests/webrtc: the reference WebRTC peer (GStreamer webrtcbin, libsoup 3)
+# and the end-to-end media tests that drive it and headless Chromium
+# through the real telemed-server. The client links no telemed code on
+# purpose: it is the independent peer. The drivers find it as
+# $TELEMED_BUILD_DIR/webrtc_client.
+pkg_check_modules(TMW_GST IMPORTED_TARGET
+  gstreamer-1.0>=1.22 gstreamer-webrtc-1.0 gstreamer-sdp-1.0 gstreamer-rtp-1.0)
+pkg_check_modules(TMW_SOUP IMPORTED_TARGET libsoup-3.0)
+
+if(TMW_GST_FOUND AND TMW_SOUP_FOUND)
+  add_executable(webrtc_client ${CMAKE_CURRENT_LIST_DIR}/webrtc_client.c)
+  target_link_libraries(webrtc_client PRIVATE
+    PkgConfig::TMW_GST PkgConfig::TMW_SOUP PkgConfig::JANSSON PkgConfig::GLIB)
+  set_target_properties(webrtc_client PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+  if(TARGET telemed-server)
+    # The test peers against each other (no server): tells a broken peer
+    # from a broken server.
+    tm_node_test(webrtc_selftest tests/webrtc/selftest.test.mjs)
+    set_tests_properties(webrtc_selftest PROPERTIES LABELS webrtc)
+  endif()
+else()
+  message(STATUS "tests/webrtc: GStreamer webrtc or libsoup-3.0 missing, media tests skipped")
+endif()
