@@ -10,7 +10,8 @@ tm_unit_test(test_jwt tests/server/test_jwt.c)
 tm_unit_test(test_certs tests/server/test_certs.c)
 
 # The JWT fuzz target. With clang and TM_FUZZ=ON it is a libFuzzer binary
-# (run it by hand: ./fuzz_jwt -max_total_time=60 corpus/); with any compiler
+# (run it by hand: ./fuzz_jwt -max_total_time=60 /tmp/new-corpus SRC/tests/fuzz/corpus/jwt;
+# libFuzzer writes new inputs into the first directory); with any compiler
 # the same target is linked to a small driver that feeds it a bounded number of
 # mutated inputs, so every ctest run exercises the parser a little.
 if(NOT DEFINED TM_FUZZ)
@@ -20,7 +21,9 @@ endif()
 if(TM_FUZZ AND CMAKE_C_COMPILER_ID STREQUAL "Clang")
   # Coverage feedback must come from the library, not only the target file.
   # Another module's fragment may add the same flag; repeating it is harmless.
+  # Everything that links the library then needs the sanitizer runtimes too.
   target_compile_options(telemed PRIVATE -fsanitize=fuzzer-no-link,address,undefined)
+  target_link_options(telemed INTERFACE -fsanitize=fuzzer-no-link,address,undefined)
   add_executable(fuzz_jwt ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_jwt.c)
   target_compile_options(fuzz_jwt PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_options(fuzz_jwt PRIVATE -fsanitize=fuzzer,address,undefined)
