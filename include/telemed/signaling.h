@@ -1,0 +1,55 @@
+/*
+ * signaling.h - the telemed.v1 WebSocket protocol: sessions, the waiting
+ * room, pairing patients with doctors, and the visit state machine at run
+ * time. docs/protocol.md describes the messages.
+ *
+ * Threading: everything here runs on the control loop (the GLib main loop
+ * that libwebsockets runs on). Media events arrive on the same loop.
+ */
+#ifndef TELEMED_SIGNALING_H
+#define TELEMED_SIGNALING_H
+
+#include "telemed/config.h"
+#include "telemed/jwt.h"
+#include "telemed/store.h"
+
+#include <glib.h>
+#include <jansson.h>
+#include <libwebsockets.h>
+
+typedef struct tm_signaling tm_signaling;
+struct tm_media;
+struct tm_feed;
+
+/* Borrows cfg, store and jwt for its lifetime. Rebuilds the waiting room
+ * from the store: waiting patients keep their places, offered visits go back
+ * to waiting, active visits wait for their participants for the grace period.
+ * Returns NULL with *err (new string, g_free) on failure. */
+tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_verifier *jwt,
+                               char **err);
+void tm_signaling_free(tm_signaling *sig);
+
+/* Optional parts, borrowed; set before the server accepts connections. */
+void tm_signaling_set_media(tm_signaling *sig, struct tm_media *media);
+void tm_signaling_set_feed(tm_signaling *sig, struct tm_feed *feed);
+
+/* The libwebsockets callback of protocol "telemed.v1". The vhost user
+ * pointer (lws_vhost_user / protocol user) must be the tm_signaling. */
+int tm_signaling_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                              void *in, size_t len);
+/* Per-session size for the lws protocol table. */
+size_t tm_signaling_pss_size(void);
+
+/* The live overview supervisors see (new reference). */
+json_t *tm_signaling_overview(tm_signaling *sig);
+/* Appends Prometheus text for connections, queues, visits, response times. */
+void tm_signaling_metrics(tm_signaling *sig, GString *out);
+/* A visit changed outside signaling (REST): re-evaluate it. */
+void tm_signaling_kick(tm_signaling *sig);
+/* The estimate of a visit's length per department, for the wait estimate. */
+int64_t tm_signaling_avg_visit_ms(tm_signaling *sig, const char *dept_id);
+
+/* Media events from tm_media (signature of tm_media_event_cb). */
+void tm_signaling_on_media_event(const void *ev, void *user);
+
+#endif

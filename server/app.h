@@ -1,0 +1,41 @@
+/*
+ * app.h - the parts of one running telemed-server, as the process wires
+ * them: shared by main.c, http.c and demo.c only.
+ */
+#ifndef TELEMED_APP_H
+#define TELEMED_APP_H
+
+#include "telemed/config.h"
+#include "telemed/feed.h"
+#include "telemed/jwt.h"
+#include "telemed/media.h"
+#include "telemed/signaling.h"
+#include "telemed/store.h"
+
+#include <glib.h>
+#include <libwebsockets.h>
+
+typedef struct tm_app {
+    tm_config cfg;
+    char *jwt_secret;        /* effective HS256 secret (configured or kept in data_dir) */
+    tm_store *store;
+    tm_jwt_verifier *jwt;
+    tm_signaling *sig;
+    tm_feed *feed;
+    tm_media *media;
+    struct lws_context *lws;
+    GMainLoop *loop;
+    int port;                /* the port actually bound */
+    int64_t started_ms;
+} tm_app;
+
+/* The lws callback of the "http-api" protocol: REST, /healthz, /metrics. */
+int tm_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len);
+size_t tm_http_pss_size(void);
+
+/* Seeds the demo hospital (idempotent) and prints its links. */
+int tm_demo_seed(tm_app *app);
+void tm_demo_print(tm_app *app);
+
+#endif

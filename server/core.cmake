@@ -1,0 +1,13 @@
+# Core: error table, logging, the SQLite store, REST, and the server process.
+target_sources(telemed PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/common.c
+  ${CMAKE_CURRENT_LIST_DIR}/log.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_sqlite.c
+)
+add_executable(telemed-server
+  ${CMAKE_CURRENT_LIST_DIR}/main.c
+  ${CMAKE_CURRENT_LIST_DIR}/http.c
+  ${CMAKE_CURRENT_LIST_DIR}/demo.c
+)
+target_link_libraries(telemed-server PRIVATE telemed)
+tm_unit_test(test_store tests/server/test_store.c)

@@ -1,0 +1,101 @@
+/*
+ * demo.c - the demo hospital of `telemed-server --demo`: two departments,
+ * four doctors with shifts covering now, and ready-made tokens and links,
+ * so a newcomer sees a full visit within a minute on one machine.
+ */
+#include "app.h"
+#include "telemed/common.h"
+#include "telemed/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *id, *name;
+} demo_depts[] = {
+    {"cardiology", "心内科 Cardiology"},
+    {"endocrinology", "内分泌科 Endocrinology"},
+};
+
+static const struct {
+    const char *id, *name, *dept, *licence;
+} demo_doctors[] = {
+    {"d-li", "李医生 Dr. Li", "cardiology", "110100000000001"},
+    {"d-wang", "王医生 Dr. Wang", "cardiology", "110100000000002"},
+    {"d-zhang", "张医生 Dr. Zhang", "endocrinology", "110100000000003"},
+    {"d-chen", "陈医生 Dr. Chen", "endocrinology", "110100000000004"},
+};
+
+int tm_demo_seed(tm_app *app)
+{
+    tm_store *st = app->store;
+    int64_t now = tm_now_ms();
+    int rc;
+    for (size_t i = 0; i < TM_ARRAY_LEN(demo_depts); i++)
+        if ((rc = tm_store_dept_put(st, demo_depts[i].id, demo_depts[i].name)) < 0)
+            return rc;
+    for (size_t i = 0; i < TM_ARRAY_LEN(demo_doctors); i++) {
+        if ((rc = tm_store_doctor_put(st, demo_doctors[i].id, demo_doctors[i].name,
+                                      demo_doctors[i].dept, demo_doctors[i].licence, NULL)) < 0)
+            return rc;
+        /* A 12-hour shift from an hour ago, unless one already covers now. */
+        if (tm_store_shift_current(st, demo_doctors[i].id, demo_doctors[i].dept, now, NULL, NULL,
+                                   NULL) == 0)
+            continue;
+        char id[64];
+        if ((rc = tm_store_shift_add(st, demo_doctors[i].id, demo_doctors[i].dept,
+                                     now - 3600 * 1000, now + 12 * 3600 * 1000, 1, id)) < 0)
+            return rc;
+    }
+    tm_info("demo.seeded", "departments=%zu doctors=%zu", TM_ARRAY_LEN(demo_depts),
+            TM_ARRAY_LEN(demo_doctors));
+    return 0;
+}
+
+static char *mint(tm_app *app, const char *sub, tm_role role, const char *name, const char *dept)
+{
+    tm_identity id = {0};
+    g_strlcpy(id.sub, sub, sizeof(id.sub));
+    id.role = role;
+    g_strlcpy(id.name, name, sizeof(id.name));
+    g_strlcpy(id.dept, dept ? dept : "", sizeof(id.dept));
+    id.iat = tm_now_ms() / 1000;
+    id.exp = id.iat + 12 * 3600;
+    return tm_jwt_mint_hs256(app->jwt_secret, &id);
+}
+
+static void print_link(tm_app *app, const char *label, const char *page, char *token)
+{
+    const char *host = strcmp(app->cfg.listen, "0.0.0.0") == 0 || strcmp(app->cfg.listen, "::") == 0
+                           ? "localhost"
+                           : app->cfg.listen;
+    printf("  %-28s https://%s:%d/%s#token=%s\n", label, host, app->port, page, token ? token : "?");
+    free(token);
+}
+
+void tm_demo_print(tm_app *app)
+{
+    printf("\ntelemed demo hospital is running (self-signed TLS: accept the browser warning once)\n");
+    printf("Patients (open in a phone or desktop browser):\n");
+    print_link(app, "patient p-demo-1", "patient.html",
+               mint(app, "p-demo-1", TM_ROLE_PATIENT, "患者一 Patient One", NULL));
+    print_link(app, "patient p-demo-2", "patient.html",
+               mint(app, "p-demo-2", TM_ROLE_PATIENT, "患者二 Patient Two", NULL));
+    printf("Doctors (consult workstation):\n");
+    for (size_t i = 0; i < TM_ARRAY_LEN(demo_doctors); i++) {
+        char label[64];
+        snprintf(label, sizeof(label), "doctor %s (%s)", demo_doctors[i].id, demo_doctors[i].dept);
+        print_link(app, label, "doctor.html",
+                   mint(app, demo_doctors[i].id, TM_ROLE_DOCTOR, demo_doctors[i].name,
+                        demo_doctors[i].dept));
+    }
+    printf("Supervisor:\n");
+    print_link(app, "supervisor s-demo", "supervisor.html",
+               mint(app, "s-demo", TM_ROLE_SUPERVISOR, "督导 Supervisor", NULL));
+    char *admin = mint(app, "a-demo", TM_ROLE_ADMIN, "Admin", NULL);
+    printf("Admin REST token (curl -k -H 'Authorization: Bearer ...' https://localhost:%d/api/v1/visits):\n  %s\n\n",
+           app->port, admin ? admin : "?");
+    free(admin);
+    fflush(stdout);
+}

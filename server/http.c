@@ -1,0 +1,830 @@
+/*
+ * http.c - the REST API under /api/v1/, /healthz and /metrics, on the same
+ * libwebsockets server (and GLib loop) as signaling. The web client's files
+ * are served by an lws file mount, not here.
+ *
+ * Every API call carries a bearer token; admins write, supervisors read,
+ * doctors read what concerns them. Bodies are JSON objects, validated
+ * field by field; a bad request changes nothing and says why with the same
+ * stable codes as signaling.
+ */
+#include "app.h"
+#include "telemed/common.h"
+#include "telemed/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Largest request body accepted. */
+#define MAX_BODY (256 * 1024)
+#define CHUNK 16384
+
+typedef struct http_pss {
+    int method;
+    char path[512];
+    char auth[TM_JWT_MAX_LEN + 16];
+    GByteArray *body;
+    bool body_too_big;
+    /* response */
+    int status;
+    const char *ctype;
+    GString *resp;
+    size_t sent;
+} http_pss;
+
+typedef struct http_req {
+    tm_app *app;
+    struct lws *wsi;
+    http_pss *p;
+    gchar **seg;      /* path segments after /api/v1 */
+    int nseg;
+    json_t *body;     /* parsed body or NULL */
+    tm_identity who;
+} http_req;
+
+size_t tm_http_pss_size(void)
+{
+    return sizeof(http_pss);
+}
+
+static tm_app *app_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+/* ---- responses ----------------------------------------------------- */
+
+static void respond_text(http_pss *p, int status, const char *ctype, GString *body)
+{
+    p->status = status;
+    p->ctype = ctype;
+    if (p->resp)
+        g_string_free(p->resp, TRUE);
+    p->resp = body;
+    p->sent = 0;
+}
+
+/* Steals data. */
+static void respond_json(http_pss *p, int status, json_t *data)
+{
+    char *text = json_dumps(data, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(data);
+    GString *body = g_string_new(text ? text : "{}");
+    g_string_append_c(body, '\n');
+    free(text);
+    respond_text(p, status, "application/json", body);
+}
+
+static int http_status_of(int err)
+{
+    switch (err) {
+    case TM_EINVAL:
+    case TM_ETOOBIG:
+    case TM_EUNSUPPORTED:
+        return 400;
+    case TM_EAUTH:
+        return 401;
+    case TM_EPERM:
+        return 403;
+    case TM_ENOTFOUND:
+        return 404;
+    case TM_ECONFLICT:
+        return 409;
+    case TM_ERATE:
+        return 429;
+    default:
+        return 500;
+    }
+}
+
+static void respond_err(http_pss *p, int err, const char *message)
+{
+    respond_json(p, http_status_of(err),
+                 json_pack("{s:{s:s, s:s}}", "error", "code", tm_error_code(err), "message",
+                           message ? message : tm_strerror(err)));
+}
+
+static int send_headers(struct lws *wsi, http_pss *p)
+{
+    unsigned char buf[LWS_PRE + 1024];
+    unsigned char *start = buf + LWS_PRE, *ptr = start, *end = buf + sizeof(buf) - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned int)p->status, p->ctype, p->resp->len, &ptr, end))
+        return -1;
+    if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &ptr, end))
+        return -1;
+    if (lws_add_http_header_by_name(wsi, (const unsigned char *)"x-content-type-options:",
+                                    (const unsigned char *)"nosniff", 7, &ptr, end))
+        return -1;
+    if (lws_finalize_write_http_header(wsi, start, &ptr, end))
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* ---- request parsing helpers --------------------------------------- */
+
+static const char *arg(http_req *r, const char *name, char *buf, size_t len)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "%s=", name);
+    const char *v = lws_get_urlarg_by_name(r->wsi, key, buf, (int)len);
+    return v && *v ? v : NULL;
+}
+
+/* Accepts epoch ms (integer) or RFC 3339 text. 0 when absent, -1 when bad. */
+static int64_t parse_time_str(const char *s)
+{
+    if (!s || !*s)
+        return 0;
+    char *endp;
+    long long v = strtoll(s, &endp, 10);
+    if (*endp == 0 && v > 0)
+        return v;
+    GDateTime *dt = g_date_time_new_from_iso8601(s, NULL);
+    if (!dt)
+        return -1;
+    int64_t ms = g_date_time_to_unix(dt) * 1000 + g_date_time_get_microsecond(dt) / 1000;
+    g_date_time_unref(dt);
+    return ms;
+}
+
+static int64_t arg_time(http_req *r, const char *name, bool *bad)
+{
+    char buf[64];
+    int64_t t = parse_time_str(arg(r, name, buf, sizeof(buf)));
+    if (t < 0)
+        *bad = true;
+    return t < 0 ? 0 : t;
+}
+
+static int64_t body_time(json_t *body, const char *key, bool *bad)
+{
+    json_t *v = json_object_get(body, key);
+    if (!v)
+        return 0;
+    if (json_is_integer(v) && json_integer_value(v) > 0)
+        return json_integer_value(v);
+    if (json_is_string(v)) {
+        int64_t t = parse_time_str(json_string_value(v));
+        if (t > 0)
+            return t;
+    }
+    *bad = true;
+    return 0;
+}
+
+/* A string field: required ones must be present, every one must be a
+ * string of 1..max bytes. */
+static const char *body_str(json_t *body, const char *key, size_t max, bool required, bool *bad)
+{
+    json_t *v = json_object_get(body, key);
+    if (!v || json_is_null(v)) {
+        if (required)
+            *bad = true;
+        return NULL;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max) {
+        *bad = true;
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+static bool id_ok(const char *id)
+{
+    if (!id || !*id || strlen(id) > 63)
+        return false;
+    for (const char *c = id; *c; c++)
+        if (!g_ascii_isalnum(*c) && *c != '-' && *c != '_' && *c != '.')
+            return false;
+    return true;
+}
+
+static bool authenticate(http_req *r)
+{
+    const char *h = r->p->auth;
+    if (strncmp(h, "Bearer ", 7) != 0) {
+        respond_err(r->p, TM_EAUTH, "Authorization: Bearer <token> is required");
+        return false;
+    }
+    const char *why = NULL;
+    if (tm_jwt_verify(r->app->jwt, h + 7, strlen(h + 7), tm_now_ms() / 1000,
+                      r->app->cfg.jwt_leeway_s, &r->who, &why) < 0) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "token refused: %s", why ? why : "invalid");
+        respond_err(r->p, TM_EAUTH, msg);
+        return false;
+    }
+    return true;
+}
+
+static bool need(http_req *r, bool ok)
+{
+    if (!ok)
+        respond_err(r->p, TM_EPERM, "not allowed for this role");
+    return ok;
+}
+
+static bool is_admin(http_req *r)
+{
+    return r->who.role == TM_ROLE_ADMIN;
+}
+
+static bool is_staff(http_req *r)
+{
+    return r->who.role == TM_ROLE_ADMIN || r->who.role == TM_ROLE_SUPERVISOR;
+}
+
+static void audit(http_req *r, const char *action, const char *target, const char *outcome)
+{
+    tm_store_audit(r->app->store, r->who.sub, tm_role_name(r->who.role), action, target, outcome,
+                   NULL);
+}
+
+/* ---- resources ----------------------------------------------------- */
+
+static void api_departments(http_req *r)
+{
+    tm_store *st = r->app->store;
+    if (r->p->method == LWSHUMETH_GET && r->nseg == 1) {
+        respond_json(r->p, 200, json_pack("{s:o}", "departments", tm_store_dept_list(st)));
+        return;
+    }
+    if (!need(r, is_admin(r)))
+        return;
+    if (r->p->method == LWSHUMETH_POST && r->nseg == 1) {
+        bool bad = false;
+        const char *id = body_str(r->body, "id", 63, true, &bad);
+        const char *name = body_str(r->body, "name", 200, true, &bad);
+        if (bad || !id_ok(id)) {
+            respond_err(r->p, TM_EINVAL, "department needs id ([A-Za-z0-9._-]{1,63}) and name");
+            return;
+        }
+        int rc = tm_store_dept_put(st, id, name);
+        if (rc < 0) {
+            respond_err(r->p, rc, NULL);
+            return;
+        }
+        audit(r, "department.put", id, "ok");
+        respond_json(r->p, 201, json_pack("{s:s, s:s}", "id", id, "name", name));
+        return;
+    }
+    if (r->p->method == LWSHUMETH_DELETE && r->nseg == 2) {
+        int rc = tm_store_dept_delete(st, r->seg[1]);
+        if (rc < 0) {
+            respond_err(r->p, rc, rc == TM_ECONFLICT ? "department is in use" : NULL);
+            return;
+        }
+        audit(r, "department.delete", r->seg[1], "ok");
+        respond_json(r->p, 200, json_pack("{s:s}", "deleted", r->seg[1]));
+        return;
+    }
+    respond_err(r->p, TM_ENOTFOUND, "no such route");
+}
+
+static void api_doctors(http_req *r)
+{
+    tm_store *st = r->app->store;
+    if (r->p->method == LWSHUMETH_GET && r->nseg == 1) {
+        char dept[64];
+        respond_json(r->p, 200, json_pack("{s:o}", "doctors",
+                                          tm_store_doctor_list(st, arg(r, "dept", dept, sizeof(dept)))));
+        return;
+    }
+    if (!need(r, is_admin(r)))
+        return;
+    if (r->p->method == LWSHUMETH_POST && r->nseg == 1) {
+        bool bad = false;
+        const char *id = body_str(r->body, "id", 63, true, &bad);
+        const char *name = body_str(r->body, "name", 200, true, &bad);
+        const char *dept = body_str(r->body, "dept_id", 63, true, &bad);
+        const char *licence = body_str(r->body, "licence_no", 63, false, &bad);
+        const char *title = body_str(r->body, "title", 100, false, &bad);
+        if (bad || !id_ok(id)) {
+            respond_err(r->p, TM_EINVAL, "doctor needs id, name, dept_id; licence_no and title optional");
+            return;
+        }
+        int rc = tm_store_doctor_put(st, id, name, dept, licence, title);
+        if (rc < 0) {
+            respond_err(r->p, rc, rc == TM_EINVAL ? "unknown department" : NULL);
+            return;
+        }
+        audit(r, "doctor.put", id, "ok");
+        respond_json(r->p, 201, json_pack("{s:s, s:s}", "id", id, "dept_id", dept));
+        return;
+    }
+    respond_err(r->p, TM_ENOTFOUND, "no such route");
+}
+
+static void api_shifts(http_req *r)
+{
+    tm_store *st = r->app->store;
+    if (r->p->method == LWSHUMETH_GET && r->nseg == 1) {
+        char doctor[64], dept[64];
+        bool bad = false;
+        const char *doc = arg(r, "doctor", doctor, sizeof(doctor));
+        if (r->who.role == TM_ROLE_DOCTOR)
+            doc = r->who.sub; /* a doctor sees their own schedule */
+        else if (!need(r, is_staff(r)))
+            return;
+        int64_t from = arg_time(r, "from", &bad), to = arg_time(r, "to", &bad);
+        if (bad) {
+            respond_err(r->p, TM_EINVAL, "from/to must be RFC 3339 or epoch ms");
+            return;
+        }
+        respond_json(r->p, 200, json_pack("{s:o}", "shifts",
+                                          tm_store_shift_list(st, doc, arg(r, "dept", dept, sizeof(dept)),
+                                                              from, to)));
+        return;
+    }
+    if (!need(r, is_admin(r)))
+        return;
+    if (r->p->method == LWSHUMETH_POST && r->nseg == 1) {
+        bool bad = false;
+        const char *doctor = body_str(r->body, "doctor_id", 63, true, &bad);
+        const char *dept = body_str(r->body, "dept_id", 63, true, &bad);
+        int64_t start = body_time(r->body, "start", &bad), end = body_time(r->body, "end", &bad);
+        json_t *cap = json_object_get(r->body, "capacity");
+        if (cap && (!json_is_integer(cap) || json_integer_value(cap) < 1 || json_integer_value(cap) > 100))
+            bad = true;
+        if (bad || !start || !end || end <= start) {
+            respond_err(r->p, TM_EINVAL, "shift needs doctor_id, dept_id, start < end (RFC 3339 "
+                                         "or epoch ms) and optional capacity 1-100");
+            return;
+        }
+        char id[64];
+        int rc = tm_store_shift_add(st, doctor, dept, start, end,
+                                    cap ? (int)json_integer_value(cap) : 1, id);
+        if (rc < 0) {
+            respond_err(r->p, rc, rc == TM_EINVAL ? "unknown doctor or department" : NULL);
+            return;
+        }
+        audit(r, "shift.add", id, "ok");
+        tm_signaling_kick(r->app->sig);
+        respond_json(r->p, 201, json_pack("{s:s}", "id", id));
+        return;
+    }
+    if (r->p->method == LWSHUMETH_DELETE && r->nseg == 2) {
+        int rc = tm_store_shift_delete(st, r->seg[1]);
+        if (rc < 0) {
+            respond_err(r->p, rc, NULL);
+            return;
+        }
+        audit(r, "shift.delete", r->seg[1], "ok");
+        respond_json(r->p, 200, json_pack("{s:s}", "deleted", r->seg[1]));
+        return;
+    }
+    respond_err(r->p, TM_ENOTFOUND, "no such route");
+}
+
+static json_t *appt_json(const tm_appointment *a)
+{
+    char ts[40];
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", a->id, "patient_id", a->patient_id,
+                          "dept_id", a->dept_id, "slot_at", tm_rfc3339(a->slot_ms, ts, sizeof(ts)),
+                          "kind", a->kind, "status", a->status);
+    json_object_set_new(o, "doctor_id", a->doctor_id[0] ? json_string(a->doctor_id) : json_null());
+    return o;
+}
+
+static void api_appointments(http_req *r)
+{
+    tm_store *st = r->app->store;
+    int m = r->p->method;
+    if (m == LWSHUMETH_GET && r->nseg == 1) {
+        if (!need(r, is_staff(r) || r->who.role == TM_ROLE_DOCTOR || r->who.role == TM_ROLE_PATIENT))
+            return;
+        char patient[128], dept[64], status[16], limit[16];
+        bool bad = false;
+        const char *pat = arg(r, "patient", patient, sizeof(patient));
+        if (r->who.role == TM_ROLE_PATIENT)
+            pat = r->who.sub; /* patients see their own bookings only */
+        int64_t from = arg_time(r, "from", &bad), to = arg_time(r, "to", &bad);
+        if (bad) {
+            respond_err(r->p, TM_EINVAL, "from/to must be RFC 3339 or epoch ms");
+            return;
+        }
+        const char *lim = arg(r, "limit", limit, sizeof(limit));
+        respond_json(r->p, 200,
+                     json_pack("{s:o}", "appointments",
+                               tm_store_appt_list(st, pat, arg(r, "dept", dept, sizeof(dept)),
+                                                  arg(r, "status", status, sizeof(status)), from, to,
+                                                  lim ? atoi(lim) : 0)));
+        return;
+    }
+    if (m == LWSHUMETH_GET && r->nseg == 2) {
+        tm_appointment a;
+        int rc = tm_store_appt_get(st, r->seg[1], &a);
+        if (rc == 0 && r->who.role == TM_ROLE_PATIENT && strcmp(a.patient_id, r->who.sub) != 0)
+            rc = TM_ENOTFOUND;
+        if (rc == 0 && !(is_staff(r) || r->who.role == TM_ROLE_DOCTOR || r->who.role == TM_ROLE_PATIENT))
+            rc = TM_EPERM;
+        if (rc < 0)
+            respond_err(r->p, rc, NULL);
+        else
+            respond_json(r->p, 200, appt_json(&a));
+        return;
+    }
+    if (!need(r, is_admin(r)))
+        return;
+    if (m == LWSHUMETH_POST && r->nseg == 1) {
+        bool bad = false;
+        tm_appointment a = {0};
+        const char *id = body_str(r->body, "id", 63, false, &bad);
+        const char *patient = body_str(r->body, "patient_id", 127, true, &bad);
+        const char *dept = body_str(r->body, "dept_id", 63, true, &bad);
+        const char *doctor = body_str(r->body, "doctor_id", 63, false, &bad);
+        const char *kind = body_str(r->body, "kind", 15, false, &bad);
+        a.slot_ms = body_time(r->body, "slot", &bad);
+        if (bad || !a.slot_ms || (id && !id_ok(id))) {
+            respond_err(r->p, TM_EINVAL, "appointment needs patient_id, dept_id, slot (RFC 3339 or "
+                                         "epoch ms); optional id, doctor_id, kind");
+            return;
+        }
+        g_strlcpy(a.id, id ? id : "", sizeof(a.id));
+        g_strlcpy(a.patient_id, patient, sizeof(a.patient_id));
+        g_strlcpy(a.dept_id, dept, sizeof(a.dept_id));
+        g_strlcpy(a.doctor_id, doctor ? doctor : "", sizeof(a.doctor_id));
+        g_strlcpy(a.kind, kind ? kind : "follow_up", sizeof(a.kind));
+        if (!tm_store_dept_exists(st, a.dept_id)) {
+            respond_err(r->p, TM_EINVAL, "unknown department");
+            return;
+        }
+        char new_id[64];
+        int rc = tm_store_appt_create(st, &a, new_id);
+        if (rc < 0) {
+            respond_err(r->p, rc, rc == TM_ECONFLICT ? "appointment id exists or unknown doctor"
+                                                     : "kind must be follow_up or first");
+            return;
+        }
+        audit(r, "appointment.create", new_id, "ok");
+        tm_store_appt_get(st, new_id, &a);
+        respond_json(r->p, 201, appt_json(&a));
+        return;
+    }
+    if ((m == LWSHUMETH_PATCH || m == LWSHUMETH_PUT || m == LWSHUMETH_DELETE) && r->nseg == 2) {
+        tm_appointment a;
+        int rc = tm_store_appt_get(st, r->seg[1], &a);
+        if (rc < 0) {
+            respond_err(r->p, rc, NULL);
+            return;
+        }
+        if (strcmp(a.status, "booked") != 0) {
+            respond_err(r->p, TM_ECONFLICT, "only booked appointments can change");
+            return;
+        }
+        if (m == LWSHUMETH_DELETE) {
+            g_strlcpy(a.status, "cancelled", sizeof(a.status));
+        } else {
+            bool bad = false;
+            int64_t slot = body_time(r->body, "slot", &bad);
+            const char *doctor = body_str(r->body, "doctor_id", 63, false, &bad);
+            const char *status = body_str(r->body, "status", 15, false, &bad);
+            const char *kind = body_str(r->body, "kind", 15, false, &bad);
+            if (bad) {
+                respond_err(r->p, TM_EINVAL, "slot, doctor_id, status or kind malformed");
+                return;
+            }
+            if (slot)
+                a.slot_ms = slot;
+            if (doctor)
+                g_strlcpy(a.doctor_id, doctor, sizeof(a.doctor_id));
+            if (status)
+                g_strlcpy(a.status, status, sizeof(a.status));
+            if (kind)
+                g_strlcpy(a.kind, kind, sizeof(a.kind));
+        }
+        rc = tm_store_appt_update(st, &a);
+        if (rc < 0) {
+            respond_err(r->p, rc, rc == TM_EINVAL ? "invalid status, kind, slot or doctor" : NULL);
+            return;
+        }
+        audit(r, m == LWSHUMETH_DELETE ? "appointment.cancel" : "appointment.update", a.id, "ok");
+        respond_json(r->p, 200, appt_json(&a));
+        return;
+    }
+    respond_err(r->p, TM_ENOTFOUND, "no such route");
+}
+
+static void api_visits(http_req *r)
+{
+    tm_store *st = r->app->store;
+    if (r->p->method != LWSHUMETH_GET) {
+        respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
+    if (r->nseg == 1) {
+        char state[16], dept[64], doctor[64], patient[128], limit[16], offset[16];
+        const char *doc = arg(r, "doctor", doctor, sizeof(doctor));
+        if (r->who.role == TM_ROLE_DOCTOR)
+            doc = r->who.sub;
+        else if (!need(r, is_staff(r)))
+            return;
+        bool bad = false;
+        int64_t from = arg_time(r, "from", &bad), to = arg_time(r, "to", &bad);
+        if (bad) {
+            respond_err(r->p, TM_EINVAL, "from/to must be RFC 3339 or epoch ms");
+            return;
+        }
+        const char *lim = arg(r, "limit", limit, sizeof(limit));
+        const char *off = arg(r, "offset", offset, sizeof(offset));
+        json_t *list = tm_store_visit_list(st, arg(r, "state", state, sizeof(state)),
+                                           arg(r, "dept", dept, sizeof(dept)), doc,
+                                           arg(r, "patient", patient, sizeof(patient)), from, to,
+                                           lim ? atoi(lim) : 0, off ? atoi(off) : 0);
+        respond_json(r->p, 200, json_pack("{s:o}", "visits", list ? list : json_array()));
+        return;
+    }
+    if (r->nseg == 2) {
+        json_t *rec = tm_store_visit_record(st, r->seg[1]);
+        if (!rec) {
+            respond_err(r->p, TM_ENOTFOUND, "no such visit");
+            return;
+        }
+        const char *doctor = json_string_value(json_object_get(rec, "doctor_id"));
+        bool own = r->who.role == TM_ROLE_DOCTOR && doctor && strcmp(doctor, r->who.sub) == 0;
+        if (!is_staff(r) && !own) {
+            json_decref(rec);
+            audit(r, "visit.read", r->seg[1], "denied");
+            respond_err(r->p, TM_EPERM, "not allowed for this role");
+            return;
+        }
+        /* Reading a medical record is an access worth a trace. */
+        audit(r, "visit.read", r->seg[1], "ok");
+        respond_json(r->p, 200, rec);
+        return;
+    }
+    respond_err(r->p, TM_ENOTFOUND, "no such route");
+}
+
+static void api_audit(http_req *r)
+{
+    if (!need(r, is_staff(r)) || r->p->method != LWSHUMETH_GET)
+        return;
+    char target[128], actor[128], limit[16];
+    bool bad = false;
+    int64_t from = arg_time(r, "from", &bad);
+    const char *lim = arg(r, "limit", limit, sizeof(limit));
+    respond_json(r->p, 200,
+                 json_pack("{s:o}", "audit",
+                           tm_store_audit_list(r->app->store, arg(r, "target", target, sizeof(target)),
+                                               arg(r, "actor", actor, sizeof(actor)), from,
+                                               lim ? atoi(lim) : 0)));
+}
+
+static void api_overview(http_req *r)
+{
+    if (!need(r, is_staff(r)))
+        return;
+    respond_json(r->p, 200, tm_signaling_overview(r->app->sig));
+}
+
+static void api_feed(http_req *r)
+{
+    tm_feed *f = r->app->feed;
+    if (!need(r, is_staff(r)))
+        return;
+    if (!f) {
+        respond_err(r->p, TM_EUNSUPPORTED, "the regulator feed is not running");
+        return;
+    }
+    if (r->p->method == LWSHUMETH_GET && r->nseg == 1) {
+        json_t *status = tm_feed_status(f);
+        json_t *dead = tm_feed_dead_letters(f, 100);
+        if (!status) {
+            json_decref(dead);
+            respond_err(r->p, TM_EIO, NULL);
+            return;
+        }
+        json_object_set_new(status, "dead_letters", dead ? dead : json_array());
+        respond_json(r->p, 200, status);
+        return;
+    }
+    if (r->p->method == LWSHUMETH_GET && r->nseg == 2 && strcmp(r->seg[1], "dead-letters") == 0) {
+        respond_json(r->p, 200, json_pack("{s:o}", "dead_letters", tm_feed_dead_letters(f, 1000)));
+        return;
+    }
+    if (r->p->method == LWSHUMETH_POST && r->nseg == 4 && strcmp(r->seg[1], "dead-letters") == 0 &&
+        strcmp(r->seg[3], "replay") == 0) {
+        if (!need(r, is_admin(r)))
+            return;
+        char *endp;
+        long long seq = strtoll(r->seg[2], &endp, 10);
+        if (*endp || seq <= 0) {
+            respond_err(r->p, TM_EINVAL, "seq must be a positive integer");
+            return;
+        }
+        int rc = tm_feed_replay(f, seq);
+        audit(r, "feed.replay", r->seg[2], rc == 0 ? "ok" : "failed");
+        if (rc < 0)
+            respond_err(r->p, rc, rc == TM_ECONFLICT ? "not a dead letter" : NULL);
+        else
+            respond_json(r->p, 200, json_pack("{s:I, s:s}", "seq", (json_int_t)seq, "state", "pending"));
+        return;
+    }
+    respond_err(r->p, TM_ENOTFOUND, "no such route");
+}
+
+static void api_me(http_req *r)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s}", "sub", r->who.sub, "role", tm_role_name(r->who.role),
+                          "dept", r->who.dept);
+    if (r->who.role == TM_ROLE_DOCTOR) {
+        json_t *fig = NULL;
+        GDateTime *now = g_date_time_new_now_local();
+        GDateTime *midnight = g_date_time_new_local(g_date_time_get_year(now),
+                                                    g_date_time_get_month(now),
+                                                    g_date_time_get_day_of_month(now), 0, 0, 0);
+        if (tm_store_doctor_figures(r->app->store, r->who.sub, g_date_time_to_unix(midnight) * 1000,
+                                    &fig) == 0)
+            json_object_set_new(o, "today", fig);
+        g_date_time_unref(midnight);
+        g_date_time_unref(now);
+    }
+    respond_json(r->p, 200, o);
+}
+
+static const struct {
+    const char *name;
+    void (*fn)(http_req *r);
+} routes[] = {
+    {"departments", api_departments}, {"doctors", api_doctors}, {"shifts", api_shifts},
+    {"appointments", api_appointments}, {"visits", api_visits}, {"audit", api_audit},
+    {"overview", api_overview}, {"feed", api_feed}, {"me", api_me},
+};
+
+static void route_api(http_req *r, const char *rest)
+{
+    r->seg = g_strsplit(rest, "/", 16);
+    r->nseg = (int)g_strv_length(r->seg);
+    while (r->nseg > 0 && r->seg[r->nseg - 1][0] == 0) { /* trailing slash */
+        g_free(r->seg[r->nseg - 1]);
+        r->seg[--r->nseg] = NULL;
+    }
+    if (r->nseg == 0) {
+        respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
+    if (r->p->body && r->p->body->len) {
+        json_error_t jerr;
+        r->body = json_loadb((const char *)r->p->body->data, r->p->body->len,
+                             JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(r->body)) {
+            char msg[200];
+            snprintf(msg, sizeof(msg), "body must be a JSON object: %s", r->body ? "" : jerr.text);
+            respond_err(r->p, TM_EINVAL, msg);
+            return;
+        }
+    } else if (r->p->method == LWSHUMETH_POST || r->p->method == LWSHUMETH_PUT ||
+               r->p->method == LWSHUMETH_PATCH) {
+        r->body = json_object();
+    }
+    if (!authenticate(r))
+        return;
+    for (size_t i = 0; i < TM_ARRAY_LEN(routes); i++) {
+        if (strcmp(r->seg[0], routes[i].name) == 0) {
+            routes[i].fn(r);
+            return;
+        }
+    }
+    respond_err(r->p, TM_ENOTFOUND, "no such route");
+}
+
+static void route_metrics(tm_app *app, http_pss *p)
+{
+    GString *out = g_string_new("# HELP telemed_up The server is running.\n# TYPE telemed_up gauge\n"
+                                "telemed_up 1\n");
+    g_string_append_printf(out, "# TYPE telemed_uptime_seconds gauge\ntelemed_uptime_seconds %lld\n",
+                           (long long)((tm_now_ms() - app->started_ms) / 1000));
+    tm_signaling_metrics(app->sig, out);
+    if (app->feed)
+        tm_feed_metrics(app->feed, out);
+    if (app->media) {
+        tm_media_counters c;
+        tm_media_get_counters(app->media, &c);
+        g_string_append_printf(out,
+                               "# TYPE telemed_media_peers gauge\ntelemed_media_peers %llu\n"
+                               "# TYPE telemed_media_visits gauge\ntelemed_media_visits %llu\n"
+                               "# TYPE telemed_media_rx_packets_total counter\n"
+                               "telemed_media_rx_packets_total %llu\n"
+                               "# TYPE telemed_media_tx_packets_total counter\n"
+                               "telemed_media_tx_packets_total %llu\n"
+                               "# TYPE telemed_media_dropped_packets_total counter\n"
+                               "telemed_media_dropped_packets_total{why=\"malformed\"} %llu\n"
+                               "telemed_media_dropped_packets_total{why=\"unknown_source\"} %llu\n",
+                               (unsigned long long)c.peers, (unsigned long long)c.visits,
+                               (unsigned long long)c.rx_packets, (unsigned long long)c.tx_packets,
+                               (unsigned long long)c.dropped_malformed,
+                               (unsigned long long)c.dropped_unknown_source);
+    }
+    respond_text(p, 200, "text/plain; version=0.0.4", out);
+}
+
+static void route_health(tm_app *app, http_pss *p)
+{
+    int version = tm_store_schema_version(app->store);
+    bool ok = version > 0;
+    respond_json(p, ok ? 200 : 503,
+                 json_pack("{s:s, s:i, s:I}", "status", ok ? "ok" : "degraded", "schema_version",
+                           version, "uptime_s", (json_int_t)((tm_now_ms() - app->started_ms) / 1000)));
+}
+
+/* Routes a complete request and starts the response. */
+static int handle_request(struct lws *wsi, http_pss *p)
+{
+    tm_app *app = app_of(wsi);
+    if (p->body_too_big) {
+        respond_err(p, TM_ETOOBIG, "request body over 256 KiB");
+    } else if (strcmp(p->path, "/healthz") == 0) {
+        route_health(app, p);
+    } else if (strcmp(p->path, "/metrics") == 0) {
+        route_metrics(app, p);
+    } else if (strncmp(p->path, "/api/v1/", 8) == 0) {
+        http_req r = {.app = app, .wsi = wsi, .p = p};
+        route_api(&r, p->path + 8);
+        g_strfreev(r.seg);
+        json_decref(r.body);
+    } else {
+        respond_err(p, TM_ENOTFOUND, "no such route");
+    }
+    return send_headers(wsi, p);
+}
+
+static void pss_clear(http_pss *p)
+{
+    if (p->body)
+        g_byte_array_free(p->body, TRUE);
+    if (p->resp)
+        g_string_free(p->resp, TRUE);
+    p->body = NULL;
+    p->resp = NULL;
+}
+
+int tm_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len)
+{
+    http_pss *p = user;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP: {
+        pss_clear(p);
+        memset(p, 0, sizeof(*p));
+        const char *uri = NULL;
+        int ulen = 0;
+        p->method = lws_http_get_uri_and_method(wsi, (char **)&uri, &ulen);
+        if (p->method < 0 || ulen <= 0 || ulen >= (int)sizeof(p->path)) {
+            lws_return_http_status(wsi, 414, NULL);
+            return -1;
+        }
+        memcpy(p->path, uri, (size_t)ulen);
+        p->path[ulen] = 0;
+        if (lws_hdr_copy(wsi, p->auth, sizeof(p->auth), WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
+            p->auth[0] = 0;
+        if (p->method == LWSHUMETH_POST || p->method == LWSHUMETH_PUT ||
+            p->method == LWSHUMETH_PATCH) {
+            char clen[24] = "";
+            lws_hdr_copy(wsi, clen, sizeof(clen), WSI_TOKEN_HTTP_CONTENT_LENGTH);
+            if (atoll(clen) > 0 || lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+                p->body = g_byte_array_new();
+                return 0; /* wait for the body */
+            }
+        }
+        return handle_request(wsi, p) ? -1 : 0;
+    }
+    case LWS_CALLBACK_HTTP_BODY:
+        if (!p->body)
+            p->body = g_byte_array_new();
+        if (p->body->len + len > MAX_BODY)
+            p->body_too_big = true;
+        else
+            g_byte_array_append(p->body, in, (guint)len);
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return handle_request(wsi, p) ? -1 : 0;
+    case LWS_CALLBACK_HTTP_WRITEABLE: {
+        if (!p->resp)
+            return 0;
+        size_t left = p->resp->len - p->sent;
+        size_t n = left > CHUNK ? CHUNK : left;
+        unsigned char buf[LWS_PRE + CHUNK];
+        memcpy(buf + LWS_PRE, p->resp->str + p->sent, n);
+        bool last = n == left;
+        if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+            return -1;
+        p->sent += n;
+        if (!last) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+        pss_clear(p);
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    }
+    case LWS_CALLBACK_CLOSED_HTTP:
+        pss_clear(p);
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}

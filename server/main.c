@@ -1,0 +1,306 @@
+/*
+ * main.c - the telemed-server process: configuration, the data directory,
+ * TLS, the store, and one GLib main loop that runs libwebsockets (HTTPS +
+ * WSS on one port), signaling and the regulator feed. Media workers run on
+ * their own threads and talk to this loop by messages.
+ *
+ *   telemed-server [options]            run the server
+ *   telemed-server --demo               run with the demo hospital
+ *   telemed-server token --sub ... ...  mint a token (tests, demo)
+ */
+#include "app.h"
+#include "telemed/certs.h"
+#include "telemed/common.h"
+#include "telemed/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib-unix.h>
+#include <glib/gstdio.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int make_dirs(tm_app *app)
+{
+    if (g_mkdir_with_parents(app->cfg.data_dir, 0700) < 0) {
+        fprintf(stderr, "telemed-server: cannot create data_dir %s: %s\n", app->cfg.data_dir,
+                g_strerror(errno));
+        return TM_EIO;
+    }
+    gchar *tls = g_build_filename(app->cfg.data_dir, "tls", NULL);
+    int rc = g_mkdir_with_parents(tls, 0700);
+    g_free(tls);
+    return rc < 0 ? TM_EIO : 0;
+}
+
+/* The HS256 secret: configured, or made once and kept in data_dir so that
+ * tokens survive restarts. */
+static int load_jwt_secret(tm_app *app)
+{
+    if (app->cfg.jwt_secret) {
+        app->jwt_secret = g_strdup(app->cfg.jwt_secret);
+        return 0;
+    }
+    gchar *path = g_build_filename(app->cfg.data_dir, "jwt.secret", NULL);
+    gchar *text = NULL;
+    int rc = 0;
+    if (g_file_get_contents(path, &text, NULL, NULL)) {
+        app->jwt_secret = g_strstrip(text);
+    } else {
+        unsigned char raw[32];
+        if (RAND_bytes(raw, sizeof(raw)) != 1) {
+            rc = TM_EIO;
+            goto done;
+        }
+        GString *hex = g_string_new(NULL);
+        for (size_t i = 0; i < sizeof(raw); i++)
+            g_string_append_printf(hex, "%02x", raw[i]);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        if (fd < 0 || write(fd, hex->str, hex->len) != (ssize_t)hex->len || fsync(fd) < 0) {
+            fprintf(stderr, "telemed-server: cannot write %s: %s\n", path, g_strerror(errno));
+            rc = TM_EIO;
+        }
+        if (fd >= 0)
+            close(fd);
+        app->jwt_secret = g_string_free(hex, FALSE);
+    }
+done:
+    g_free(path);
+    return rc;
+}
+
+static int load_public_keys(tm_app *app)
+{
+    if (!app->cfg.jwt_public_keys)
+        return 0;
+    gchar **paths = g_strsplit(app->cfg.jwt_public_keys, ",", -1);
+    int rc = 0;
+    for (gchar **p = paths; *p && rc == 0; p++) {
+        g_strstrip(*p);
+        if (**p && (rc = tm_jwt_verifier_add_key_file(app->jwt, *p)) < 0)
+            fprintf(stderr, "telemed-server: jwt public key %s: %s\n", *p, tm_strerror(rc));
+    }
+    g_strfreev(paths);
+    return rc;
+}
+
+static gboolean on_signal(gpointer data)
+{
+    tm_app *app = data;
+    tm_info("server.stopping", "reason=signal");
+    g_main_loop_quit(app->loop);
+    return G_SOURCE_CONTINUE;
+}
+
+static struct lws_protocols protocols[] = {
+    {"http-api", tm_http_callback, 0, 0, 0, NULL, 0},
+    {"telemed.v1", tm_signaling_lws_callback, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static const lws_retry_bo_t retry = {
+    /* Ping a quiet WebSocket after 20 s and drop it 20 s later: that is how
+     * a vanished peer's grace period starts without waiting for TCP. */
+    .secs_since_valid_ping = 20,
+    .secs_since_valid_hangup = 40,
+};
+
+static int start_lws(tm_app *app)
+{
+    static struct lws_http_mount mounts[4];
+    memset(mounts, 0, sizeof(mounts));
+    static const char *const dynamic[] = {"/api", "/healthz", "/metrics"};
+    for (int i = 0; i < 3; i++) {
+        mounts[i].mount_next = &mounts[i + 1];
+        mounts[i].mountpoint = dynamic[i];
+        mounts[i].mountpoint_len = (unsigned char)strlen(dynamic[i]);
+        mounts[i].origin = "http-api";
+        mounts[i].origin_protocol = LWSMPRO_CALLBACK;
+    }
+    mounts[3].mountpoint = "/";
+    mounts[3].mountpoint_len = 1;
+    mounts[3].origin = app->cfg.web_root;
+    mounts[3].def = "index.html";
+    mounts[3].origin_protocol = LWSMPRO_FILE;
+    mounts[3].cache_max_age = 0;
+
+    protocols[0].per_session_data_size = tm_http_pss_size();
+    protocols[1].per_session_data_size = tm_signaling_pss_size();
+    protocols[1].rx_buffer_size = 16384;
+    protocols[1].user = app->sig;
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    void *foreign_loops[1] = {app->loop};
+    info.options = LWS_SERVER_OPTION_GLIB | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                   LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (strchr(app->cfg.listen, ':'))
+        info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.foreign_loops = foreign_loops;
+    info.port = app->cfg.port;
+    info.iface = strcmp(app->cfg.listen, "0.0.0.0") == 0 ? NULL : app->cfg.listen;
+    info.protocols = protocols;
+    info.mounts = mounts;
+    info.ssl_cert_filepath = app->cfg.tls_cert;
+    info.ssl_private_key_filepath = app->cfg.tls_key;
+    info.alpn = "http/1.1";
+    info.user = app;
+    info.retry_and_idle_policy = &retry;
+    info.timeout_secs = 30;
+    info.max_http_header_data = 12288; /* room for a long bearer token */
+    info.fd_limit_per_thread = (unsigned int)app->cfg.max_connections + 256;
+    info.vhost_name = "telemed";
+    app->lws = lws_create_context(&info);
+    if (!app->lws) {
+        fprintf(stderr, "telemed-server: cannot listen on %s:%d (TLS %s)\n", app->cfg.listen,
+                app->cfg.port, app->cfg.tls_cert);
+        return TM_EIO;
+    }
+    struct lws_vhost *vh = lws_get_vhost_by_name(app->lws, "telemed");
+    app->port = vh ? lws_get_vhost_listen_port(vh) : app->cfg.port;
+    return 0;
+}
+
+static int start_media(tm_app *app)
+{
+    tm_media_options mo = {
+        .workers = app->cfg.media_workers,
+        .addresses = app->cfg.media_addresses,
+        .public_ip = app->cfg.media_public_ip,
+        .port_min = app->cfg.media_port_min,
+        .port_max = app->cfg.media_port_max,
+    };
+    char *err = NULL;
+    app->media = tm_media_new(&mo, g_main_loop_get_context(app->loop),
+                              (tm_media_event_cb)tm_signaling_on_media_event, app->sig, &err);
+    if (!app->media) {
+        fprintf(stderr, "telemed-server: media: %s\n", err ? err : "cannot start");
+        g_free(err);
+        return TM_EIO;
+    }
+    tm_signaling_set_media(app->sig, app->media);
+    return 0;
+}
+
+static int run(tm_app *app)
+{
+    char *err = NULL;
+    int created = 0;
+    int rc = tm_certs_ensure_files(app->cfg.tls_cert, app->cfg.tls_key, "telemed", &created);
+    if (rc < 0) {
+        fprintf(stderr, "telemed-server: TLS certificate %s: %s\n", app->cfg.tls_cert,
+                tm_strerror(rc));
+        return 1;
+    }
+    if (created)
+        tm_info("tls.self_signed", "cert=%s", app->cfg.tls_cert);
+    app->store = tm_store_open(app->cfg.db, app->cfg.hospital_id, &err);
+    if (!app->store) {
+        fprintf(stderr, "telemed-server: store %s: %s\n", app->cfg.db, err);
+        free(err);
+        return 1;
+    }
+    if (app->cfg.demo && (rc = tm_demo_seed(app)) < 0) {
+        fprintf(stderr, "telemed-server: demo seed: %s\n", tm_store_errmsg(app->store));
+        return 1;
+    }
+    app->jwt = tm_jwt_verifier_new(app->jwt_secret);
+    if (!app->jwt || load_public_keys(app) < 0)
+        return 1;
+    app->loop = g_main_loop_new(NULL, FALSE);
+    app->sig = tm_signaling_new(&app->cfg, app->store, app->jwt, &err);
+    if (!app->sig) {
+        fprintf(stderr, "telemed-server: %s\n", err);
+        g_free(err);
+        return 1;
+    }
+    app->feed = tm_feed_new(app->store, &app->cfg, NULL, g_main_loop_get_context(app->loop), &err);
+    if (!app->feed) {
+        fprintf(stderr, "telemed-server: feed: %s\n", err);
+        g_free(err);
+        return 1;
+    }
+    tm_signaling_set_feed(app->sig, app->feed);
+    if (start_media(app) < 0 || start_lws(app) < 0)
+        return 1;
+    g_unix_signal_add(SIGINT, on_signal, app);
+    g_unix_signal_add(SIGTERM, on_signal, app);
+    tm_info("server.listening", "port=%d listen=%s data_dir=%s", app->port, app->cfg.listen,
+            app->cfg.data_dir);
+    if (app->cfg.demo)
+        tm_demo_print(app);
+    g_main_loop_run(app->loop);
+    tm_info("server.stopped", "uptime_s=%lld", (long long)((tm_now_ms() - app->started_ms) / 1000));
+    return 0;
+}
+
+static void shutdown_app(tm_app *app)
+{
+    /* Connections first (they reference signaling), then what they used. */
+    if (app->lws)
+        lws_context_destroy(app->lws);
+    tm_signaling_free(app->sig);
+    tm_media_free(app->media);
+    tm_feed_free(app->feed);
+    tm_jwt_verifier_free(app->jwt);
+    tm_store_free(app->store);
+    if (app->loop)
+        g_main_loop_unref(app->loop);
+    g_free(app->jwt_secret);
+    tm_config_clear(&app->cfg);
+}
+
+int main(int argc, char **argv)
+{
+    tm_app app;
+    memset(&app, 0, sizeof(app));
+    app.started_ms = tm_now_ms();
+    signal(SIGPIPE, SIG_IGN);
+    int first_arg = argc;
+    char *err = NULL;
+    int rc = tm_config_load(&app.cfg, argc, argv, &first_arg, &err);
+    if (app.cfg.action == TM_CONFIG_HELP) {
+        printf("usage: telemed-server [options] [token --sub ID --role ROLE ...]\n\n");
+        tm_config_print_help(stdout);
+        return 0;
+    }
+    if (app.cfg.action == TM_CONFIG_PRINT) {
+        tm_config_print_sample(stdout);
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "telemed-server: %s\n", err ? err : "bad configuration");
+        g_free(err);
+        return 2;
+    }
+    if (app.cfg.action == TM_CONFIG_CHECK) {
+        puts("config ok");
+        tm_config_clear(&app.cfg);
+        return 0;
+    }
+    tm_config_resolve_paths(&app.cfg);
+    tm_log_level level = TM_LOG_INFO;
+    tm_log_parse_level(app.cfg.log_level, &level);
+    tm_log_set_level(level);
+    int status = 1;
+    if (make_dirs(&app) < 0 || load_jwt_secret(&app) < 0)
+        goto out;
+    if (first_arg < argc) {
+        if (strcmp(argv[first_arg], "token") == 0) {
+            status = tm_token_main(app.jwt_secret, argc - first_arg, argv + first_arg);
+        } else {
+            fprintf(stderr, "telemed-server: unknown command '%s' (try --help)\n", argv[first_arg]);
+            status = 2;
+        }
+        goto out;
+    }
+    status = run(&app);
+out:
+    shutdown_app(&app);
+    return status;
+}

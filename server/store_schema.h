@@ -1,0 +1,187 @@
+/*
+ * store_schema.h - the SQLite schema, as forward migrations.
+ *
+ * Migration i takes the database from user_version i to i+1. Never edit a
+ * migration that has shipped; append a new one. Times are epoch milliseconds
+ * (UTC); ids are text so that hospital systems can bring their own.
+ */
+#ifndef TELEMED_STORE_SCHEMA_H
+#define TELEMED_STORE_SCHEMA_H
+
+static const char *const tm_store_migrations[] = {
+    /* 1: the foundation */
+    "CREATE TABLE departments("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+
+    "CREATE TABLE doctors("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  dept_id TEXT NOT NULL REFERENCES departments(id),"
+    "  licence_no TEXT,"
+    "  title TEXT,"
+    "  active INTEGER NOT NULL DEFAULT 1,"
+    "  created_at INTEGER NOT NULL);"
+
+    "CREATE TABLE shifts("
+    "  id TEXT PRIMARY KEY,"
+    "  doctor_id TEXT NOT NULL REFERENCES doctors(id),"
+    "  dept_id TEXT NOT NULL REFERENCES departments(id),"
+    "  start_at INTEGER NOT NULL,"
+    "  end_at INTEGER NOT NULL,"
+    "  capacity INTEGER NOT NULL DEFAULT 1 CHECK(capacity >= 1),"
+    "  created_at INTEGER NOT NULL,"
+    "  CHECK(end_at > start_at));"
+    "CREATE INDEX shifts_by_time ON shifts(dept_id, start_at, end_at);"
+    "CREATE INDEX shifts_by_doctor ON shifts(doctor_id, start_at);"
+
+    "CREATE TABLE appointments("
+    "  id TEXT PRIMARY KEY,"
+    "  patient_id TEXT NOT NULL,"
+    "  dept_id TEXT NOT NULL REFERENCES departments(id),"
+    "  doctor_id TEXT REFERENCES doctors(id),"
+    "  slot_at INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL CHECK(kind IN ('follow_up','first')),"
+    "  status TEXT NOT NULL DEFAULT 'booked'"
+    "    CHECK(status IN ('booked','arrived','fulfilled','cancelled','noshow')),"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE INDEX appointments_by_patient ON appointments(patient_id, slot_at);"
+    "CREATE INDEX appointments_by_dept ON appointments(dept_id, slot_at);"
+
+    /* A visit is one consultation from check-in to its end. */
+    "CREATE TABLE visits("
+    "  id TEXT PRIMARY KEY,"
+    "  patient_id TEXT NOT NULL,"
+    "  dept_id TEXT NOT NULL REFERENCES departments(id),"
+    "  appointment_id TEXT REFERENCES appointments(id),"
+    "  doctor_id TEXT REFERENCES doctors(id),"
+    "  kind TEXT NOT NULL CHECK(kind IN ('follow_up','first')),"
+    "  urgent INTEGER NOT NULL DEFAULT 0,"
+    "  state TEXT NOT NULL CHECK(state IN ('waiting','offered','active','ended','cancelled')),"
+    "  checkin_at INTEGER NOT NULL,"
+    "  offered_at INTEGER,"
+    "  accepted_at INTEGER,"
+    "  ended_at INTEGER,"
+    "  end_reason TEXT,"
+    "  ended_by TEXT,"
+    "  queue_wait_ms INTEGER,"      /* check-in -> accept */
+    "  response_ms INTEGER,"        /* check-in -> accept, as hospitals judge doctors */
+    "  duration_ms INTEGER,"        /* accept -> end */
+    "  offers INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE INDEX visits_by_state ON visits(state);"
+    "CREATE INDEX visits_by_checkin ON visits(checkin_at);"
+    "CREATE INDEX visits_by_doctor ON visits(doctor_id, checkin_at);"
+    "CREATE INDEX visits_by_patient ON visits(patient_id, checkin_at);"
+
+    "CREATE TABLE participants("
+    "  id INTEGER PRIMARY KEY,"
+    "  visit_id TEXT NOT NULL REFERENCES visits(id),"
+    "  user_id TEXT NOT NULL,"
+    "  role TEXT NOT NULL CHECK(role IN ('patient','doctor','supervisor')),"
+    "  user_agent TEXT,"
+    "  joined_at INTEGER NOT NULL,"
+    "  left_at INTEGER,"
+    "  leave_reason TEXT);"
+    "CREATE INDEX participants_by_visit ON participants(visit_id);"
+
+    /* Every offer made to a doctor, so declines and timeouts are on record. */
+    "CREATE TABLE offers("
+    "  id INTEGER PRIMARY KEY,"
+    "  visit_id TEXT NOT NULL REFERENCES visits(id),"
+    "  doctor_id TEXT NOT NULL,"
+    "  offered_at INTEGER NOT NULL,"
+    "  outcome TEXT CHECK(outcome IN ('accepted','declined','timeout','withdrawn')),"
+    "  decided_at INTEGER);"
+    "CREATE INDEX offers_by_visit ON offers(visit_id);"
+
+    "CREATE TABLE chat_messages("
+    "  id INTEGER PRIMARY KEY,"
+    "  visit_id TEXT NOT NULL REFERENCES visits(id),"
+    "  sender_id TEXT NOT NULL,"
+    "  sender_role TEXT NOT NULL,"
+    "  body TEXT NOT NULL,"
+    "  sent_at INTEGER NOT NULL);"
+    "CREATE INDEX chat_by_visit ON chat_messages(visit_id, id);"
+
+    "CREATE TABLE notes("
+    "  id INTEGER PRIMARY KEY,"
+    "  visit_id TEXT NOT NULL REFERENCES visits(id),"
+    "  doctor_id TEXT NOT NULL,"
+    "  body TEXT NOT NULL,"
+    "  diagnosis_code TEXT,"         /* ICD-10, optional */
+    "  signed INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE INDEX notes_by_visit ON notes(visit_id);"
+
+    "CREATE TABLE ratings("
+    "  visit_id TEXT PRIMARY KEY REFERENCES visits(id),"
+    "  patient_id TEXT NOT NULL,"
+    "  score INTEGER NOT NULL CHECK(score BETWEEN 1 AND 5),"
+    "  comment TEXT,"
+    "  created_at INTEGER NOT NULL);"
+
+    "CREATE TABLE recordings("
+    "  id TEXT PRIMARY KEY,"
+    "  visit_id TEXT NOT NULL REFERENCES visits(id),"
+    "  path TEXT NOT NULL,"
+    "  format TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK(state IN ('recording','complete','incomplete','failed','deleted')),"
+    "  size_bytes INTEGER,"
+    "  duration_ms INTEGER,"
+    "  sha256 TEXT,"
+    "  encrypted INTEGER NOT NULL DEFAULT 0,"
+    "  failure TEXT,"
+    "  dropped_packets INTEGER NOT NULL DEFAULT 0,"
+    "  started_at INTEGER NOT NULL,"
+    "  finished_at INTEGER,"
+    "  deleted_at INTEGER,"
+    "  deleted_by_policy TEXT);"
+    "CREATE INDEX recordings_by_visit ON recordings(visit_id);"
+
+    "CREATE TABLE stream_stats("
+    "  id INTEGER PRIMARY KEY,"
+    "  visit_id TEXT NOT NULL REFERENCES visits(id),"
+    "  user_id TEXT NOT NULL,"
+    "  direction TEXT NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  summary TEXT NOT NULL,"        /* JSON: averages, maxima, totals */
+    "  recorded_at INTEGER NOT NULL);"
+    "CREATE INDEX stream_stats_by_visit ON stream_stats(visit_id);"
+
+    "CREATE TABLE audit_log("
+    "  id INTEGER PRIMARY KEY,"
+    "  at INTEGER NOT NULL,"
+    "  actor_id TEXT NOT NULL,"
+    "  actor_role TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  target TEXT,"
+    "  outcome TEXT NOT NULL DEFAULT 'ok',"
+    "  detail TEXT);"
+    "CREATE INDEX audit_by_at ON audit_log(at);"
+    "CREATE INDEX audit_by_target ON audit_log(target);"
+
+    /* The regulator feed's transactional outbox: a row is written in the same
+     * transaction as the visit change it reports. seq is the feed's sequence
+     * number; payload is the event's data at the time of the change. */
+    "CREATE TABLE outbox("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  event_id TEXT NOT NULL UNIQUE,"
+    "  type TEXT NOT NULL,"
+    "  visit_id TEXT NOT NULL,"
+    "  occurred_at INTEGER NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'pending' CHECK(state IN ('pending','delivered','dead')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_attempt_at INTEGER NOT NULL DEFAULT 0,"
+    "  delivered_at INTEGER,"
+    "  last_status INTEGER,"
+    "  last_error TEXT,"
+    "  last_response TEXT);"
+    "CREATE INDEX outbox_pending ON outbox(state, visit_id, seq);",
+};
+
+#endif
