@@ -51,7 +51,7 @@ async function startRelay() {
   return { url: `ws://127.0.0.1:${wss.address().port}/ws`, close: () => new Promise((r) => { for (const c of wss.clients) c.terminate(); wss.close(() => r()); }) };
 }
 
-test('webrtc_client and chromium exchange VP8 + Opus directly (no server)', { timeout: 90000 }, async (t) => {
+async function directSession(t, extraArgs) {
   const relay = await startRelay();
   t.after(() => relay.close());
   const pages = await startPageServer();
@@ -93,7 +93,7 @@ test('webrtc_client and chromium exchange VP8 + Opus directly (no server)', { ti
   }, relay.url);
 
   const c = runClient(['--url', relay.url, '--token', 'patient-1', '--role', 'patient', '--dept', 'x',
-    '--duration', '8', '--expect-width', '320', '--expect-height', '240', '--min-audio-s', '5'], { name: 'patient' });
+    '--duration', '8', '--expect-width', '320', '--expect-height', '240', '--min-audio-s', '5', ...extraArgs], { name: 'patient' });
   t.after(() => c.kill());
 
   const st = await waitVideoFlowing(page, { timeoutMs: 20000 }).catch(async (e) => {
@@ -113,4 +113,19 @@ test('webrtc_client and chromium exchange VP8 + Opus directly (no server)', { ti
   assert.ok(Number(r.result.video_frames) > 50, describe('client', r));
   assert.equal(r.result.width, '320');
   assert.ok(Number(r.result.audio_ms) >= 5000);
+  return r;
+}
+
+test('webrtc_client and chromium exchange VP8 + Opus directly (no server)', { timeout: 90000 }, async (t) => {
+  await directSession(t, []);
+});
+
+// Proves the client's loss hook and NACK path against a sender known to
+// answer NACKs, so the server's loss test measures the server.
+test('webrtc_client loss hook: chromium repairs dropped packets after NACK', { timeout: 90000 }, async (t) => {
+  const r = await directSession(t, ['--drop-every', '25']);
+  const dropped = Number(r.result.dropped);
+  const repaired = Number(r.result.repaired) + Number(r.result.other_pt_packets);
+  assert.ok(dropped >= 5, describe('client', r));
+  assert.ok(repaired >= dropped * 0.8, `repaired ${repaired} of ${dropped}\n${describe('client', r)}`);
 });
