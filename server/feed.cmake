@@ -10,3 +10,8 @@ target_link_libraries(telemed PUBLIC PkgConfig::CURL)
 
 tm_unit_test(test_feed_outbox tests/server/test_feed_outbox.c)
 target_include_directories(test_feed_outbox PRIVATE ${CMAKE_SOURCE_DIR}/server)
+
+# The store and the feed on a main loop, driven by the Node tests in tests/feed/.
+add_executable(feed_harness tests/feed/feed_harness.c)
+target_include_directories(feed_harness PRIVATE ${CMAKE_SOURCE_DIR}/server)
+target_link_libraries(feed_harness PRIVATE telemed)
