@@ -1,0 +1,236 @@
+// server.mjs - start a real telemed-server on a free loopback port with a
+// temporary data directory, mint tokens, talk REST and telemed.v1 to it.
+// Shared by every Node integration test (signaling, feed, webrtc, web).
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHmac, randomBytes } from 'node:crypto';
+import https from 'node:https';
+import WebSocket from 'ws';
+
+export const BIN = process.env.TELEMED_BIN ||
+  join(process.env.TELEMED_BUILD_DIR || 'build', 'telemed-server');
+
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+
+// An HS256 JWT minted here, independently of the server's own code.
+export function mintToken(secret, claims, header = { alg: 'HS256', typ: 'JWT' }) {
+  const now = Math.floor(Date.now() / 1000);
+  const body = { iat: now, exp: now + 3600, ...claims };
+  const signing = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(body))}`;
+  const sig = header.alg === 'none' ? '' :
+    createHmac('sha256', secret).update(signing).digest('base64url');
+  return `${signing}.${sig}`;
+}
+
+export async function startServer(opts = {}) {
+  const dataDir = opts.dataDir || mkdtempSync(join(tmpdir(), 'telemed-test-'));
+  const secret = opts.secret || randomBytes(16).toString('hex');
+  const args = ['--data-dir', dataDir, '--port', '0', '--listen', '127.0.0.1',
+    '--jwt-secret', secret, '--media-addresses', '127.0.0.1', ...(opts.args || [])];
+  const srv = {
+    dataDir, secret, logs: '', proc: null, port: 0, exited: null,
+    db: join(dataDir, 'telemed.db'),
+  };
+  const launch = () => new Promise((resolve, reject) => {
+    const proc = spawn(BIN, args, { env: { ...process.env, ...(opts.env || {}) },
+      stdio: ['ignore', 'pipe', 'pipe'] });
+    srv.proc = proc;
+    srv.exited = new Promise((res) => proc.on('exit', (code, sig) => res({ code, sig })));
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${srv.logs}`)), 20000);
+    const onData = (d) => {
+      srv.logs += d.toString();
+      if (process.env.TELEMED_TEST_VERBOSE) process.stderr.write(d);
+      const m = /ev=server\.listening port=(\d+)/.exec(srv.logs);
+      if (m && !srv.port) {
+        srv.port = Number(m[1]);
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    proc.stderr.on('data', onData);
+    proc.stdout.on('data', (d) => { srv.logs += d.toString(); });
+    // 'close' comes after the output is read, so the reason is in the logs.
+    proc.on('close', (code) => {
+      if (!srv.port) { clearTimeout(timer); reject(new Error(`server exited ${code}:\n${srv.logs}`)); }
+    });
+  });
+  await launch();
+  srv.url = () => `wss://127.0.0.1:${srv.port}/ws`;
+  srv.base = () => `https://127.0.0.1:${srv.port}`;
+  srv.token = (sub, role, extra = {}) => mintToken(secret, { sub, role, name: `name-of-${sub}`, ...extra });
+  srv.api = (method, path, body, token) => request(srv.port, method, path, body, token);
+  srv.client = async (sub, role, extra = {}) => {
+    const c = new Client(srv.url());
+    await c.open();
+    c.hello = await c.request('hello', { token: srv.token(sub, role, extra), ua: 'node-test/1' });
+    return c;
+  };
+  srv.sql = (query) => {
+    const out = execFileSync('sqlite3', ['-json', srv.db, query]).toString().trim();
+    return out ? JSON.parse(out) : [];
+  };
+  // Clean stop (SIGTERM), or kill -9 with { hard: true }.
+  srv.stop = async ({ hard = false, keep = false } = {}) => {
+    if (srv.proc && srv.proc.exitCode === null && srv.proc.signalCode === null) {
+      srv.proc.kill(hard ? 'SIGKILL' : 'SIGTERM');
+      const t = setTimeout(() => srv.proc.kill('SIGKILL'), 10000);
+      await srv.exited;
+      clearTimeout(t);
+    }
+    if (!keep && !opts.dataDir && existsSync(dataDir)) rmSync(dataDir, { recursive: true, force: true });
+  };
+  srv.restart = async ({ hard = false } = {}) => {
+    await srv.stop({ hard, keep: true });
+    srv.port = 0;
+    srv.logs = '';
+    await launch();
+  };
+  return srv;
+}
+
+export function request(port, method, path, body, token) {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? null :
+      (typeof body === 'string' ? body : JSON.stringify(body));
+    const headers = {};
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (data !== null) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = Buffer.byteLength(data);
+    }
+    const req = https.request({ host: '127.0.0.1', port, method, path, headers,
+      rejectUnauthorized: false }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => {
+        let json = null;
+        try { json = JSON.parse(text); } catch { /* not JSON */ }
+        resolve({ status: res.statusCode, headers: res.headers, text, json });
+      });
+    });
+    req.on('error', reject);
+    req.setTimeout(10000, () => req.destroy(new Error('request timeout')));
+    if (data !== null) req.write(data);
+    req.end();
+  });
+}
+
+// A telemed.v1 client: request/answer by id, pushes collected in order.
+export class Client {
+  constructor(url) {
+    this.url = url;
+    this.nextId = 1;
+    this.pending = new Map();
+    this.pushes = [];
+    this.errors = [];
+    this.waiters = [];
+  }
+
+  open() {
+    return new Promise((resolve, reject) => {
+      this.ws = new WebSocket(this.url, 'telemed.v1', { rejectUnauthorized: false,
+        maxPayload: 4 << 20 });
+      this.ws.on('open', resolve);
+      this.ws.on('error', reject);
+      this.closed = new Promise((res) => this.ws.on('close', (code) => res(code)));
+      this.ws.on('message', (data) => this.onMessage(JSON.parse(data.toString())));
+    });
+  }
+
+  onMessage(m) {
+    if (m.re !== undefined && m.re !== null && this.pending.has(m.re)) {
+      const p = this.pending.get(m.re);
+      this.pending.delete(m.re);
+      if (m.type === 'error') {
+        const e = new Error(`${m.code}: ${m.message}`);
+        e.code = m.code;
+        p.reject(e);
+      } else {
+        p.resolve(m.data);
+      }
+      return;
+    }
+    if (m.type === 'error') this.errors.push(m);
+    else this.pushes.push(m);
+    for (const w of [...this.waiters]) {
+      if (w.match(m)) {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        clearTimeout(w.timer);
+        w.resolve(m);
+      }
+    }
+  }
+
+  send(obj) { this.ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj)); }
+
+  request(type, fields = {}, timeoutMs = 10000) {
+    const id = String(this.nextId++);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { this.pending.delete(id); reject(new Error(`timeout on ${type}`)); }, timeoutMs);
+      this.pending.set(id, {
+        resolve: (d) => { clearTimeout(timer); resolve(d); },
+        reject: (e) => { clearTimeout(timer); reject(e); },
+      });
+      this.send({ type, id, ...fields });
+    });
+  }
+
+  // Resolves with the first push (already received or future) matching.
+  waitFor(type, pred = () => true, timeoutMs = 10000, { includeSeen = true } = {}) {
+    const match = (m) => m.type === type && pred(m);
+    if (includeSeen) {
+      const seen = this.pushes.find(match);
+      if (seen) { this.pushes.splice(this.pushes.indexOf(seen), 1); return Promise.resolve(seen); }
+    }
+    return new Promise((resolve, reject) => {
+      const w = { match: (m) => {
+        if (!match(m)) return false;
+        this.pushes.splice(this.pushes.indexOf(m), 1);
+        return true;
+      }, resolve };
+      w.timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        reject(new Error(`no ${type} push within ${timeoutMs} ms; got ${JSON.stringify(this.pushes.map((p) => p.type))}`));
+      }, timeoutMs);
+      this.waiters.push(w);
+    });
+  }
+
+  waitError(pred = () => true, timeoutMs = 5000) {
+    return new Promise((resolve, reject) => {
+      const start = Date.now();
+      const poll = () => {
+        const e = this.errors.find(pred);
+        if (e) { this.errors.splice(this.errors.indexOf(e), 1); resolve(e); return; }
+        if (Date.now() - start > timeoutMs) { reject(new Error('no matching error')); return; }
+        setTimeout(poll, 20);
+      };
+      poll();
+    });
+  }
+
+  close() { this.ws.close(); return this.closed; }
+  drop() { this.ws.terminate(); return this.closed; }
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Departments, doctors and shifts through the REST API, as an admin would.
+export async function setupHospital(srv, { depts = ['cardio'], doctors = [['d1', 'cardio']], capacity = 1 } = {}) {
+  const admin = srv.token('admin-1', 'admin');
+  for (const d of depts) {
+    const r = await srv.api('POST', '/api/v1/departments', { id: d, name: `Dept ${d}` }, admin);
+    if (r.status !== 201) throw new Error(`dept: ${r.status} ${r.text}`);
+  }
+  const now = Date.now();
+  for (const [id, dept] of doctors) {
+    let r = await srv.api('POST', '/api/v1/doctors', { id, name: `Dr ${id}`, dept_id: dept, licence_no: `LIC-${id}` }, admin);
+    if (r.status !== 201) throw new Error(`doctor: ${r.status} ${r.text}`);
+    r = await srv.api('POST', '/api/v1/shifts', { doctor_id: id, dept_id: dept,
+      start: new Date(now - 3600e3).toISOString(), end: new Date(now + 3600e3).toISOString(), capacity }, admin);
+    if (r.status !== 201) throw new Error(`shift: ${r.status} ${r.text}`);
+  }
+  return admin;
+}
