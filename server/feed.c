@@ -312,7 +312,8 @@ static int file_open_today(tm_feed *f)
     snprintf(name, sizeof(name), "events-%s.ndjson", day);
     g_free(f->file_path);
     f->file_path = g_build_filename(f->feed_dir, name, NULL);
-    int fd = open(f->file_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    /* Read access too: the tail repair reads back the last line. */
+    int fd = open(f->file_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) {
         note_error(f, 0, "open %s: %s", name, strerror(errno));
         return TM_EIO;

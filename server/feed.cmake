@@ -15,3 +15,8 @@ target_include_directories(test_feed_outbox PRIVATE ${CMAKE_SOURCE_DIR}/server)
 add_executable(feed_harness tests/feed/feed_harness.c)
 target_include_directories(feed_harness PRIVATE ${CMAKE_SOURCE_DIR}/server)
 target_link_libraries(feed_harness PRIVATE telemed)
+
+# Node tests of the feed against the stand-in regulator (tests/feed/regulator.mjs).
+tm_node_test(feed_http tests/feed/feed_http.test.mjs)
+tm_node_test(feed_crash tests/feed/feed_crash.test.mjs)
+tm_node_test(feed_outage tests/feed/feed_outage.test.mjs)
