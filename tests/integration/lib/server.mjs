@@ -72,14 +72,21 @@ export async function startServer(opts = {}) {
     return out ? JSON.parse(out) : [];
   };
   // Clean stop (SIGTERM), or kill -9 with { hard: true }.
+  // A clean stop must exit 0 with no sanitizer report: memory errors and
+  // leaks in the server fail the test that caused them.
   srv.stop = async ({ hard = false, keep = false } = {}) => {
+    let result = null;
     if (srv.proc && srv.proc.exitCode === null && srv.proc.signalCode === null) {
       srv.proc.kill(hard ? 'SIGKILL' : 'SIGTERM');
-      const t = setTimeout(() => srv.proc.kill('SIGKILL'), 10000);
-      await srv.exited;
+      const t = setTimeout(() => srv.proc.kill('SIGKILL'), 15000);
+      result = await srv.exited;
       clearTimeout(t);
     }
     if (!keep && !opts.dataDir && existsSync(dataDir)) rmSync(dataDir, { recursive: true, force: true });
+    const report = srv.logs.split('\n').filter((l) => /Sanitizer|runtime error:/.test(l));
+    if (report.length) throw new Error(`sanitizer report from telemed-server:\n${srv.logs.slice(-6000)}`);
+    if (result && !hard && result.code !== 0)
+      throw new Error(`telemed-server exited ${result.code} ${result.sig}:\n${srv.logs.slice(-3000)}`);
   };
   srv.restart = async ({ hard = false } = {}) => {
     await srv.stop({ hard, keep: true });
