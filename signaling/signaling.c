@@ -275,6 +275,18 @@ static live_visit *live_visit_add(tm_signaling *sig, const tm_visit *rec)
     return v;
 }
 
+/* The visit state machine decides which steps a live visit may take; the
+ * store enforces the same rule on the row. */
+static bool advance(live_visit *v, tm_visit_event ev, bool apply)
+{
+    tm_visit_state next;
+    if (tm_visit_transition(v->state, ev, &next) < 0)
+        return false;
+    if (apply)
+        v->state = next;
+    return true;
+}
+
 static int queue_add(tm_signaling *sig, live_visit *v)
 {
     tm_queue_entry e = {
@@ -441,12 +453,14 @@ typedef struct candidate_doc {
 static void offer_visit(tm_signaling *sig, live_visit *v, user *d)
 {
     int64_t now = tm_now_ms();
+    if (!advance(v, TM_VEV_OFFER, false))
+        return;
     int rc = tm_store_visit_offer(sig->store, v->id, d->sub, now);
     if (rc < 0) {
         tm_error("visit.offer_failed", "visit=%s doctor=%s err=%s", v->id, d->sub, tm_strerror(rc));
         return;
     }
-    v->state = TM_VS_OFFERED;
+    advance(v, TM_VEV_OFFER, true);
     g_strlcpy(v->doctor_id, d->sub, sizeof(v->doctor_id));
     v->offered_ms = now;
     g_strlcpy(d->offer_visit, v->id, sizeof(d->offer_visit));
@@ -556,7 +570,8 @@ static void dispatch_all(tm_signaling *sig)
  * head of the queue. */
 static void unoffer(tm_signaling *sig, live_visit *v, const char *outcome)
 {
-    if (v->state != TM_VS_OFFERED)
+    tm_visit_event ev = strcmp(outcome, "timeout") == 0 ? TM_VEV_OFFER_TIMEOUT : TM_VEV_DECLINE;
+    if (!advance(v, ev, false))
         return;
     int rc = tm_store_visit_unoffer(sig->store, v->id, outcome, tm_now_ms());
     if (rc < 0) {
@@ -577,7 +592,7 @@ static void unoffer(tm_signaling *sig, live_visit *v, const char *outcome)
         send_to_user(d, json_pack("{s:s, s:s, s:s}", "type", "visit.offer_cancelled", "visit_id",
                                   v->id, "reason", outcome));
     tm_info("visit.unoffered", "visit=%s doctor=%s outcome=%s", v->id, v->doctor_id, outcome);
-    v->state = TM_VS_WAITING;
+    advance(v, ev, true);
     v->doctor_id[0] = 0;
     v->last_position = -1;
     tm_queue_return_to_head(sig->queue, v->id);
@@ -629,6 +644,8 @@ static void maybe_forget_user(tm_signaling *sig, user *u);
 static int finish_visit(tm_signaling *sig, live_visit *v, const char *reason, const char *by)
 {
     int64_t now = tm_now_ms();
+    if (!advance(v, v->state == TM_VS_ACTIVE ? TM_VEV_END : TM_VEV_CANCEL, false))
+        return TM_ECONFLICT;
     int rc = tm_store_visit_end(sig->store, v->id, reason, by, now);
     if (rc < 0)
         return rc;
@@ -1148,7 +1165,7 @@ static live_visit *offered_to_me(request *r)
         reply_err(r->s, r->id, TM_EINVAL, "visit_id is required");
         return NULL;
     }
-    if (!v || v->state != TM_VS_OFFERED || strcmp(v->doctor_id, r->u->sub) != 0) {
+    if (!v || !advance(v, TM_VEV_ACCEPT, false) || strcmp(v->doctor_id, r->u->sub) != 0) {
         reply_err(r->s, r->id, v ? TM_ECONFLICT : TM_ENOTFOUND, "no open offer of this visit for you");
         return NULL;
     }
@@ -1173,7 +1190,7 @@ static void handle_visit_accept(request *r)
         g_source_remove(v->offer_timer);
         v->offer_timer = 0;
     }
-    v->state = TM_VS_ACTIVE;
+    advance(v, TM_VEV_ACCEPT, true);
     v->accepted_ms = now;
     r->u->offer_visit[0] = 0;
     g_ptr_array_add(r->u->visits, g_strdup(v->id));
@@ -2010,7 +2027,7 @@ static void restore_visit(const tm_visit *rec, void *data)
     if (v->state == TM_VS_OFFERED) {
         /* The server restarted mid-offer; nobody holds that offer now. */
         if (tm_store_visit_unoffer(sig->store, v->id, "withdrawn", tm_now_ms()) == 0)
-            v->state = TM_VS_WAITING;
+            advance(v, TM_VEV_DECLINE, true);
         v->doctor_id[0] = 0;
     }
     if (v->state == TM_VS_WAITING) {
