@@ -125,8 +125,9 @@ int tm_rtp_ext_remove(uint8_t *buf, size_t len, uint8_t id);
  * Translate a sender's extension ids to a receiver's: each element id e
  * becomes map[e], and elements with map[e] == 0 are dropped. This is the per
  * receiver step of forwarding (ids are per peer in the SDP). In place;
- * returns the new packet length or TM_EINVAL. No-op for packets without
- * RFC 8285 extensions.
+ * returns the new packet length (<= len), TM_EINVAL (malformed), or
+ * TM_ETOOBIG when a one-byte id maps above 14 and the two-byte block would
+ * not fit in len. No-op for packets without RFC 8285 extensions.
  */
 int tm_rtp_ext_remap(uint8_t *buf, size_t len, const uint8_t map[256]);
 

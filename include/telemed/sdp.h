@@ -142,6 +142,8 @@ typedef struct tm_sdp_mline {
     char media[16];              /* "audio", "video", "application", ... as written */
     uint16_t port;               /* 0 = the offerer disabled this m-line */
     char proto[32];              /* "UDP/TLS/RTP/SAVPF", "UDP/DTLS/SCTP", ... */
+    char fmt0[TM_SDP_TOKEN_LEN]; /* first format token of the m= line ("111",
+                                    "webrtc-datachannel"), for rejecting it */
     char mid[TM_SDP_TOKEN_LEN];  /* "" when absent (then it cannot be in BUNDLE) */
     tm_sdp_direction direction;
     bool rtcp_mux;

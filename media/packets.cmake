@@ -1,0 +1,39 @@
+# Media packets: SDP offer/answer, RTP, RTCP, the retransmission cache and
+# stream statistics. Pure functions on caller buffers, used by media-core.
+target_sources(telemed PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/sdp.c
+  ${CMAKE_CURRENT_LIST_DIR}/rtp.c
+  ${CMAKE_CURRENT_LIST_DIR}/rtcp.c
+  ${CMAKE_CURRENT_LIST_DIR}/rtx_cache.c
+  ${CMAKE_CURRENT_LIST_DIR}/stream_stats.c
+)
+
+tm_unit_test(test_sdp tests/media/test_sdp.c)
+target_compile_definitions(test_sdp PRIVATE TM_SDP_DATA_DIR="${CMAKE_SOURCE_DIR}/tests/media/data")
+tm_unit_test(test_rtp tests/media/test_rtp.c)
+tm_unit_test(test_rtcp tests/media/test_rtcp.c)
+tm_unit_test(test_rtx_cache tests/media/test_rtx_cache.c)
+tm_unit_test(test_stream_stats tests/media/test_stream_stats.c)
+
+# Fuzz targets: libFuzzer binaries under clang with TM_FUZZ=ON (the option and
+# the library instrumentation live in server/identity.cmake), and with any
+# compiler a smoke run through the shared driver tests/fuzz/fuzz_main.c.
+if(TM_FUZZ AND CMAKE_C_COMPILER_ID STREQUAL "Clang")
+  foreach(t fuzz_sdp fuzz_rtp_rtcp)
+    add_executable(${t} ${CMAKE_SOURCE_DIR}/tests/fuzz/${t}.c)
+    target_compile_options(${t} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_link_options(${t} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_link_libraries(${t} PRIVATE telemed)
+  endforeach()
+endif()
+
+foreach(t fuzz_sdp fuzz_rtp_rtcp)
+  add_executable(${t}_smoke ${CMAKE_SOURCE_DIR}/tests/fuzz/${t}.c
+    ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_main.c)
+  target_link_libraries(${t}_smoke PRIVATE telemed)
+endforeach()
+add_test(NAME fuzz_sdp_smoke COMMAND fuzz_sdp_smoke -runs=200000 -seed=1
+  ${CMAKE_SOURCE_DIR}/tests/media/data)
+add_test(NAME fuzz_rtp_rtcp_smoke COMMAND fuzz_rtp_rtcp_smoke -runs=200000 -seed=1
+  ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/rtp_rtcp)
+set_tests_properties(fuzz_sdp_smoke fuzz_rtp_rtcp_smoke PROPERTIES TIMEOUT 120)

@@ -1,0 +1,1199 @@
+/*
+ * sdp.c - parse the browser's offer, choose codecs, print the answer.
+ *
+ * The offer is untrusted text from a participant. It is read line by line
+ * (CRLF or LF) into fixed-size fields; every line, token and field has a
+ * bound, numbers are range-checked, and anything echoed back into the
+ * answer (mids) must be a plain token so the answer cannot be injected into.
+ * Unknown attributes are skipped; known ones that do not fit are errors with
+ * the line number. Runs on the calling thread (the control loop); reentrant.
+ */
+#include "telemed/sdp.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- Small text helpers ---- */
+
+/* Copy the next space-separated token of *p into out (cap bytes incl. NUL).
+ * Returns its length, 0 when none is left, -1 when it does not fit. */
+static int next_token(const char **p, char *out, size_t cap)
+{
+    const char *s = *p;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    const char *b = s;
+    while (*s && *s != ' ' && *s != '\t')
+        s++;
+    size_t n = (size_t)(s - b);
+    *p = s;
+    if (n >= cap)
+        return -1;
+    memcpy(out, b, n);
+    out[n] = '\0';
+    return (int)n;
+}
+
+/* Decimal without sign or spaces, <= max. */
+static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (max - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+static bool parse_uint(const char *s, unsigned max, unsigned *out)
+{
+    uint64_t v;
+    if (!parse_u64(s, max, &v))
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+static bool copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        return false;
+    memcpy(dst, src, n + 1);
+    return true;
+}
+
+/* RFC 4566 token characters: safe to echo into the answer. */
+static bool is_token(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (isalnum(c))
+            continue;
+        if (!strchr("!#$%&'*+-.^_`{|}~", c))
+            return false;
+    }
+    return true;
+}
+
+/* RFC 8839 ice-char: ALPHA / DIGIT / "+" / "/". */
+static bool is_ice_chars(const char *s, size_t min, size_t max)
+{
+    size_t n = strlen(s);
+    if (n < min || n > max)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '+' && *s != '/')
+            return false;
+    return true;
+}
+
+/* ---- Candidates ---- */
+
+int tm_sdp_parse_candidate(const char *line, tm_sdp_candidate *out)
+{
+    char tok[TM_SDP_ADDR_LEN + 8];
+    unsigned u;
+    uint64_t u64;
+    if (!line || !out)
+        return TM_EINVAL;
+    memset(out, 0, sizeof(*out));
+    if (strlen(line) > 1024)
+        return TM_EINVAL;
+    const char *p = line;
+    if (strncmp(p, "a=", 2) == 0)
+        p += 2;
+    if (strncmp(p, "candidate:", 10) != 0)
+        return TM_EINVAL;
+    p += 10;
+    /* The line may carry its CR/LF when it comes straight from an SDP. */
+    char copy[1025];
+    size_t n = strcspn(p, "\r\n");
+    memcpy(copy, p, n);
+    copy[n] = '\0';
+    p = copy;
+
+    if (next_token(&p, out->foundation, sizeof(out->foundation)) <= 0 ||
+        !is_ice_chars(out->foundation, 1, 32))
+        return TM_EINVAL;
+    if (next_token(&p, tok, sizeof(tok)) <= 0 || !parse_uint(tok, 256, &u) || u < 1)
+        return TM_EINVAL;
+    out->component = u;
+    if (next_token(&p, tok, sizeof(tok)) <= 0)
+        return TM_EINVAL;
+    if (strcasecmp(tok, "udp") == 0)
+        out->transport = TM_CAND_UDP;
+    else if (strcasecmp(tok, "tcp") == 0)
+        out->transport = TM_CAND_TCP;
+    else
+        return TM_EINVAL;
+    if (next_token(&p, tok, sizeof(tok)) <= 0 || !parse_u64(tok, UINT32_MAX, &u64))
+        return TM_EINVAL;
+    out->priority = (uint32_t)u64;
+    if (next_token(&p, out->address, sizeof(out->address)) <= 0)
+        return TM_EINVAL;
+    for (const char *a = out->address; *a; a++)
+        if (!isalnum((unsigned char)*a) && !strchr(".:-_%", *a))
+            return TM_EINVAL;
+    if (next_token(&p, tok, sizeof(tok)) <= 0 || !parse_uint(tok, 65535, &u))
+        return TM_EINVAL;
+    out->port = (uint16_t)u;
+    if (next_token(&p, tok, sizeof(tok)) <= 0 || strcmp(tok, "typ") != 0)
+        return TM_EINVAL;
+    if (next_token(&p, tok, sizeof(tok)) <= 0)
+        return TM_EINVAL;
+    if (strcmp(tok, "host") == 0)
+        out->type = TM_CAND_HOST;
+    else if (strcmp(tok, "srflx") == 0)
+        out->type = TM_CAND_SRFLX;
+    else if (strcmp(tok, "prflx") == 0)
+        out->type = TM_CAND_PRFLX;
+    else if (strcmp(tok, "relay") == 0)
+        out->type = TM_CAND_RELAY;
+    else
+        return TM_EINVAL;
+
+    /* Name/value pairs; unknown extensions (generation, ufrag, network-id,
+     * network-cost, ...) are skipped, but values must still be bounded. */
+    char name[32], val[TM_SDP_ADDR_LEN + 8];
+    int r;
+    while ((r = next_token(&p, name, sizeof(name))) != 0) {
+        if (r < 0)
+            return TM_EINVAL;
+        if (next_token(&p, val, sizeof(val)) <= 0)
+            return TM_EINVAL;
+        if (strcmp(name, "raddr") == 0) {
+            if (!copy_str(out->raddr, sizeof(out->raddr), val))
+                return TM_EINVAL;
+            for (const char *a = out->raddr; *a; a++)
+                if (!isalnum((unsigned char)*a) && !strchr(".:-_%", *a))
+                    return TM_EINVAL;
+        } else if (strcmp(name, "rport") == 0) {
+            if (!parse_uint(val, 65535, &u))
+                return TM_EINVAL;
+            out->rport = (uint16_t)u;
+        } else if (strcmp(name, "tcptype") == 0) {
+            if (strcmp(val, "active") == 0)
+                out->tcptype = TM_TCP_ACTIVE;
+            else if (strcmp(val, "passive") == 0)
+                out->tcptype = TM_TCP_PASSIVE;
+            else if (strcmp(val, "so") == 0)
+                out->tcptype = TM_TCP_SO;
+            else
+                return TM_EINVAL;
+        }
+    }
+    return 0;
+}
+
+static const char *cand_type_str(tm_cand_type t)
+{
+    switch (t) {
+    case TM_CAND_HOST:
+        return "host";
+    case TM_CAND_SRFLX:
+        return "srflx";
+    case TM_CAND_PRFLX:
+        return "prflx";
+    case TM_CAND_RELAY:
+        return "relay";
+    }
+    return NULL;
+}
+
+int tm_sdp_format_candidate(const tm_sdp_candidate *c, char *buf, size_t len)
+{
+    if (!c || !buf || !cand_type_str(c->type) || !c->foundation[0] || !c->address[0])
+        return TM_EINVAL;
+    int w = snprintf(buf, len, "candidate:%s %u %s %" PRIu32 " %s %u typ %s", c->foundation,
+                     c->component, c->transport == TM_CAND_TCP ? "tcp" : "udp", c->priority,
+                     c->address, (unsigned)c->port, cand_type_str(c->type));
+    if (w < 0 || (size_t)w >= len)
+        return TM_ETOOBIG;
+    size_t off = (size_t)w;
+    if (c->raddr[0]) {
+        w = snprintf(buf + off, len - off, " raddr %s rport %u", c->raddr, (unsigned)c->rport);
+        if (w < 0 || (size_t)w >= len - off)
+            return TM_ETOOBIG;
+        off += (size_t)w;
+    }
+    if (c->tcptype != TM_TCP_NONE) {
+        const char *t = c->tcptype == TM_TCP_ACTIVE    ? "active"
+                        : c->tcptype == TM_TCP_PASSIVE ? "passive"
+                                                       : "so";
+        w = snprintf(buf + off, len - off, " tcptype %s", t);
+        if (w < 0 || (size_t)w >= len - off)
+            return TM_ETOOBIG;
+        off += (size_t)w;
+    }
+    return (int)off;
+}
+
+/* ---- Offer parsing ---- */
+
+typedef struct parser {
+    tm_sdp_offer *o;
+    tm_sdp_mline *m; /* current m-line, NULL at session level */
+    /* Session-level ICE/DTLS, inherited by m-lines without their own. */
+    char ufrag[TM_SDP_TOKEN_LEN];
+    char pwd[TM_SDP_PWD_LEN];
+    tm_sdp_fingerprint fp;
+    tm_sdp_setup setup;
+    int lineno;
+    char *err;
+} parser;
+
+static int fail(parser *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(parser *ps, const char *fmt, ...)
+{
+    if (!ps->err) {
+        char msg[256];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        ps->err = strdup(msg);
+    }
+    return TM_EINVAL;
+}
+
+static tm_sdp_codec *find_codec(tm_sdp_mline *m, int pt)
+{
+    for (unsigned i = 0; i < m->n_codecs; i++)
+        if (m->codecs[i].pt == pt)
+            return &m->codecs[i];
+    return NULL;
+}
+
+static tm_sdp_ssrc *find_or_add_ssrc(tm_sdp_mline *m, uint32_t ssrc)
+{
+    for (unsigned i = 0; i < m->n_ssrcs; i++)
+        if (m->ssrcs[i].ssrc == ssrc)
+            return &m->ssrcs[i];
+    if (m->n_ssrcs >= TM_SDP_MAX_SSRCS)
+        return NULL;
+    tm_sdp_ssrc *s = &m->ssrcs[m->n_ssrcs++];
+    memset(s, 0, sizeof(*s));
+    s->ssrc = ssrc;
+    return s;
+}
+
+static int parse_mline(parser *ps, const char *v)
+{
+    tm_sdp_offer *o = ps->o;
+    char tok[TM_SDP_TOKEN_LEN];
+    unsigned port;
+    if (o->n_mlines >= TM_SDP_MAX_MLINES)
+        return fail(ps, "line %d: more than %d m-lines", ps->lineno, TM_SDP_MAX_MLINES);
+    tm_sdp_mline *m = &o->mlines[o->n_mlines++];
+    ps->m = m;
+    m->codec = m->rtx = -1;
+    m->remote_cname = "";
+    if (next_token(&v, m->media, sizeof(m->media)) <= 0)
+        return fail(ps, "line %d: malformed m-line", ps->lineno);
+    if (strcmp(m->media, "audio") == 0)
+        m->kind = TM_MEDIA_AUDIO;
+    else if (strcmp(m->media, "video") == 0)
+        m->kind = TM_MEDIA_VIDEO;
+    else if (strcmp(m->media, "application") == 0)
+        m->kind = TM_MEDIA_APPLICATION;
+    else
+        m->kind = TM_MEDIA_OTHER;
+    if (next_token(&v, tok, sizeof(tok)) <= 0)
+        return fail(ps, "line %d: malformed m-line", ps->lineno);
+    char *slash = strchr(tok, '/'); /* "<port>/<count>" */
+    if (slash)
+        *slash = '\0';
+    if (!parse_uint(tok, 65535, &port))
+        return fail(ps, "line %d: bad m-line port", ps->lineno);
+    m->port = (uint16_t)port;
+    if (next_token(&v, m->proto, sizeof(m->proto)) <= 0)
+        return fail(ps, "line %d: malformed m-line", ps->lineno);
+    bool rtp = strstr(m->proto, "RTP/") != NULL;
+    int r;
+    bool first = true;
+    while ((r = next_token(&v, tok, sizeof(tok))) != 0) {
+        if (r < 0)
+            return fail(ps, "line %d: m-line format too long", ps->lineno);
+        if (first) {
+            memcpy(m->fmt0, tok, sizeof(m->fmt0));
+            first = false;
+        }
+        if (!rtp)
+            continue;
+        unsigned pt;
+        if (!parse_uint(tok, 127, &pt))
+            return fail(ps, "line %d: bad payload type", ps->lineno);
+        if (find_codec(m, (int)pt))
+            continue;
+        if (m->n_codecs >= TM_SDP_MAX_CODECS)
+            return fail(ps, "line %d: more than %d payload types", ps->lineno,
+                        TM_SDP_MAX_CODECS);
+        tm_sdp_codec *nc = realloc(m->codecs, (m->n_codecs + 1) * sizeof(*nc));
+        if (!nc)
+            return TM_ENOMEM;
+        m->codecs = nc;
+        tm_sdp_codec *c = &m->codecs[m->n_codecs++];
+        memset(c, 0, sizeof(*c));
+        c->pt = (int)pt;
+        c->channels = 1;
+        c->apt = -1;
+    }
+    if (first)
+        return fail(ps, "line %d: m-line without formats", ps->lineno);
+    return 0;
+}
+
+static int parse_fingerprint(parser *ps, const char *v, tm_sdp_fingerprint *fp)
+{
+    if (next_token(&v, fp->algorithm, sizeof(fp->algorithm)) <= 0 ||
+        next_token(&v, fp->value, sizeof(fp->value)) <= 0)
+        return fail(ps, "line %d: bad fingerprint", ps->lineno);
+    for (char *a = fp->algorithm; *a; a++)
+        *a = (char)tolower((unsigned char)*a);
+    for (const char *c = fp->value; *c; c++)
+        if (!isxdigit((unsigned char)*c) && *c != ':')
+            return fail(ps, "line %d: bad fingerprint", ps->lineno);
+    return 0;
+}
+
+static int parse_setup(parser *ps, const char *v, tm_sdp_setup *out)
+{
+    if (strcmp(v, "actpass") == 0)
+        *out = TM_SETUP_ACTPASS;
+    else if (strcmp(v, "active") == 0)
+        *out = TM_SETUP_ACTIVE;
+    else if (strcmp(v, "passive") == 0)
+        *out = TM_SETUP_PASSIVE;
+    else
+        return fail(ps, "line %d: bad setup attribute", ps->lineno);
+    return 0;
+}
+
+static int parse_ice_options(tm_sdp_offer *o, const char *v)
+{
+    char tok[TM_SDP_TOKEN_LEN];
+    int r;
+    while ((r = next_token(&v, tok, sizeof(tok))) != 0)
+        if (r > 0 && strcmp(tok, "trickle") == 0)
+            o->ice_trickle = true;
+    return 0;
+}
+
+/* An attribute whose name is known at both levels. Returns 1 when handled. */
+static int common_attr(parser *ps, const char *name, const char *v, int *rc)
+{
+    tm_sdp_mline *m = ps->m;
+    *rc = 0;
+    if (strcmp(name, "ice-ufrag") == 0) {
+        char *dst = m ? m->ice_ufrag : ps->ufrag;
+        if (!copy_str(dst, TM_SDP_TOKEN_LEN, v) || !is_ice_chars(dst, 4, TM_SDP_TOKEN_LEN))
+            *rc = fail(ps, "line %d: bad ice-ufrag", ps->lineno);
+        return 1;
+    }
+    if (strcmp(name, "ice-pwd") == 0) {
+        char *dst = m ? m->ice_pwd : ps->pwd;
+        if (!copy_str(dst, TM_SDP_PWD_LEN, v) || !is_ice_chars(dst, 22, 256))
+            *rc = fail(ps, "line %d: bad ice-pwd", ps->lineno);
+        return 1;
+    }
+    if (strcmp(name, "ice-options") == 0) {
+        *rc = parse_ice_options(ps->o, v);
+        return 1;
+    }
+    if (strcmp(name, "fingerprint") == 0) {
+        *rc = parse_fingerprint(ps, v, m ? &m->fingerprint : &ps->fp);
+        return 1;
+    }
+    if (strcmp(name, "setup") == 0) {
+        *rc = parse_setup(ps, v, m ? &m->setup : &ps->setup);
+        return 1;
+    }
+    return 0;
+}
+
+static int session_attr(parser *ps, const char *name, const char *v)
+{
+    tm_sdp_offer *o = ps->o;
+    if (strcmp(name, "group") == 0) {
+        char tok[TM_SDP_TOKEN_LEN];
+        if (next_token(&v, tok, sizeof(tok)) <= 0 || strcmp(tok, "BUNDLE") != 0)
+            return 0; /* LS and other groups do not matter to us */
+        if (o->n_bundle)
+            return fail(ps, "line %d: more than one BUNDLE group", ps->lineno);
+        int r;
+        while ((r = next_token(&v, tok, sizeof(tok))) != 0) {
+            if (r < 0 || !is_token(tok))
+                return fail(ps, "line %d: bad mid in BUNDLE group", ps->lineno);
+            if (o->n_bundle >= TM_SDP_MAX_MLINES)
+                return fail(ps, "line %d: BUNDLE group too large", ps->lineno);
+            memcpy(o->bundle[o->n_bundle++], tok, sizeof(tok));
+        }
+        return 0;
+    }
+    if (strcmp(name, "ice-lite") == 0)
+        o->ice_lite = true;
+    return 0;
+}
+
+static tm_sdp_codec *codec_for_attr(parser *ps, const char **v, int *rc)
+{
+    char tok[16];
+    unsigned pt;
+    *rc = 0;
+    if (next_token(v, tok, sizeof(tok)) <= 0 || !parse_uint(tok, 127, &pt)) {
+        *rc = fail(ps, "line %d: bad payload type", ps->lineno);
+        return NULL;
+    }
+    return find_codec(ps->m, (int)pt); /* NULL: not on the m= line; ignored */
+}
+
+static int add_fb(parser *ps, tm_sdp_codec *c, const char *val)
+{
+    for (unsigned i = 0; i < c->n_fb; i++)
+        if (strcmp(c->fb[i], val) == 0)
+            return 0;
+    if (c->n_fb >= TM_SDP_MAX_FB)
+        return 0; /* more feedback kinds than we know of; the rest do not matter */
+    if (!copy_str(c->fb[c->n_fb], TM_SDP_FB_LEN, val))
+        return fail(ps, "line %d: rtcp-fb too long", ps->lineno);
+    c->n_fb++;
+    return 0;
+}
+
+static int media_attr(parser *ps, const char *name, const char *v)
+{
+    tm_sdp_mline *m = ps->m;
+    int rc = 0;
+    if (strcmp(name, "mid") == 0) {
+        if (!copy_str(m->mid, sizeof(m->mid), v) || !is_token(m->mid))
+            return fail(ps, "line %d: bad mid", ps->lineno);
+    } else if (strcmp(name, "sendrecv") == 0) {
+        m->direction = TM_DIR_SENDRECV;
+    } else if (strcmp(name, "sendonly") == 0) {
+        m->direction = TM_DIR_SENDONLY;
+    } else if (strcmp(name, "recvonly") == 0) {
+        m->direction = TM_DIR_RECVONLY;
+    } else if (strcmp(name, "inactive") == 0) {
+        m->direction = TM_DIR_INACTIVE;
+    } else if (strcmp(name, "rtcp-mux") == 0) {
+        m->rtcp_mux = true;
+    } else if (strcmp(name, "rtcp-rsize") == 0) {
+        m->rtcp_rsize = true;
+    } else if (strcmp(name, "bundle-only") == 0) {
+        m->bundle_only = true;
+    } else if (strcmp(name, "msid") == 0) {
+        if (!copy_str(m->msid, sizeof(m->msid), v))
+            return fail(ps, "line %d: msid too long", ps->lineno);
+    } else if (strcmp(name, "rtpmap") == 0) {
+        tm_sdp_codec *c = codec_for_attr(ps, &v, &rc);
+        if (!c)
+            return rc;
+        char enc[128];
+        if (next_token(&v, enc, sizeof(enc)) <= 0)
+            return fail(ps, "line %d: bad rtpmap", ps->lineno);
+        char *s1 = strchr(enc, '/');
+        if (!s1)
+            return fail(ps, "line %d: bad rtpmap", ps->lineno);
+        *s1++ = '\0';
+        char *s2 = strchr(s1, '/');
+        if (s2)
+            *s2++ = '\0';
+        unsigned clock, ch = 1;
+        if (!copy_str(c->name, sizeof(c->name), enc) || !parse_uint(s1, 10000000, &clock) ||
+            (s2 && (!parse_uint(s2, 255, &ch) || ch == 0)))
+            return fail(ps, "line %d: bad rtpmap", ps->lineno);
+        c->clock = clock;
+        c->channels = ch;
+    } else if (strcmp(name, "fmtp") == 0) {
+        tm_sdp_codec *c = codec_for_attr(ps, &v, &rc);
+        if (!c)
+            return rc;
+        while (*v == ' ')
+            v++;
+        if (!copy_str(c->fmtp, sizeof(c->fmtp), v))
+            return fail(ps, "line %d: fmtp too long", ps->lineno);
+        const char *apt = strstr(c->fmtp, "apt=");
+        unsigned a;
+        if (apt) {
+            char num[8];
+            size_t n = strspn(apt + 4, "0123456789");
+            if (n == 0 || n >= sizeof(num))
+                return fail(ps, "line %d: bad apt", ps->lineno);
+            memcpy(num, apt + 4, n);
+            num[n] = '\0';
+            if (!parse_uint(num, 127, &a))
+                return fail(ps, "line %d: bad apt", ps->lineno);
+            c->apt = (int)a;
+        }
+    } else if (strcmp(name, "rtcp-fb") == 0) {
+        while (*v == ' ')
+            v++;
+        if (v[0] == '*' && v[1] == ' ') {
+            for (unsigned i = 0; i < m->n_codecs; i++)
+                if ((rc = add_fb(ps, &m->codecs[i], v + 2)) < 0)
+                    return rc;
+            return 0;
+        }
+        tm_sdp_codec *c = codec_for_attr(ps, &v, &rc);
+        if (!c)
+            return rc;
+        while (*v == ' ')
+            v++;
+        if (!*v)
+            return fail(ps, "line %d: bad rtcp-fb", ps->lineno);
+        return add_fb(ps, c, v);
+    } else if (strcmp(name, "extmap") == 0) {
+        char tok[32];
+        unsigned id;
+        if (next_token(&v, tok, sizeof(tok)) <= 0)
+            return fail(ps, "line %d: bad extmap", ps->lineno);
+        tm_sdp_direction dir = TM_DIR_SENDRECV;
+        char *slash = strchr(tok, '/');
+        if (slash) {
+            *slash++ = '\0';
+            if (strcmp(slash, "sendonly") == 0)
+                dir = TM_DIR_SENDONLY;
+            else if (strcmp(slash, "recvonly") == 0)
+                dir = TM_DIR_RECVONLY;
+            else if (strcmp(slash, "inactive") == 0)
+                dir = TM_DIR_INACTIVE;
+            else if (strcmp(slash, "sendrecv") != 0)
+                return fail(ps, "line %d: bad extmap direction", ps->lineno);
+        }
+        if (!parse_uint(tok, 255, &id) || id == 0)
+            return fail(ps, "line %d: bad extmap id", ps->lineno);
+        if (m->n_extmaps >= TM_SDP_MAX_EXTMAPS)
+            return 0; /* bounded; the ones we use come first in practice */
+        tm_sdp_extmap *e = &m->extmaps[m->n_extmaps];
+        if (next_token(&v, e->uri, sizeof(e->uri)) <= 0)
+            return fail(ps, "line %d: bad extmap uri", ps->lineno);
+        e->id = (int)id;
+        e->direction = dir;
+        m->n_extmaps++;
+    } else if (strcmp(name, "ssrc") == 0) {
+        char tok[16];
+        uint64_t ssrc;
+        if (next_token(&v, tok, sizeof(tok)) <= 0 || !parse_u64(tok, UINT32_MAX, &ssrc))
+            return fail(ps, "line %d: bad ssrc", ps->lineno);
+        tm_sdp_ssrc *s = find_or_add_ssrc(m, (uint32_t)ssrc);
+        if (!s)
+            return 0;
+        while (*v == ' ')
+            v++;
+        if (strncmp(v, "cname:", 6) == 0) {
+            if (!copy_str(s->cname, sizeof(s->cname), v + 6))
+                return fail(ps, "line %d: cname too long", ps->lineno);
+        } else if (strncmp(v, "msid:", 5) == 0) {
+            if (!copy_str(s->msid, sizeof(s->msid), v + 5))
+                return fail(ps, "line %d: msid too long", ps->lineno);
+        }
+    } else if (strcmp(name, "ssrc-group") == 0) {
+        if (m->n_ssrc_groups >= TM_SDP_MAX_SSRC_GROUPS)
+            return 0;
+        tm_sdp_ssrc_group *g = &m->ssrc_groups[m->n_ssrc_groups];
+        memset(g, 0, sizeof(*g));
+        if (next_token(&v, g->semantics, sizeof(g->semantics)) <= 0)
+            return fail(ps, "line %d: bad ssrc-group", ps->lineno);
+        char tok[16];
+        int r;
+        while ((r = next_token(&v, tok, sizeof(tok))) != 0) {
+            uint64_t ssrc;
+            if (r < 0 || !parse_u64(tok, UINT32_MAX, &ssrc))
+                return fail(ps, "line %d: bad ssrc-group", ps->lineno);
+            if (g->n < TM_ARRAY_LEN(g->ssrcs))
+                g->ssrcs[g->n++] = (uint32_t)ssrc;
+        }
+        m->n_ssrc_groups++;
+    } else if (strcmp(name, "candidate") == 0) {
+        char line[1100];
+        tm_sdp_candidate c;
+        int w = snprintf(line, sizeof(line), "candidate:%s", v);
+        if (w < 0 || (size_t)w >= sizeof(line) || tm_sdp_parse_candidate(line, &c) < 0)
+            return 0; /* one odd candidate (mDNS, new type) must not sink the offer */
+        if (m->n_candidates >= TM_SDP_MAX_CANDIDATES)
+            return 0;
+        tm_sdp_candidate *nc = realloc(m->candidates, (m->n_candidates + 1) * sizeof(*nc));
+        if (!nc)
+            return TM_ENOMEM;
+        m->candidates = nc;
+        m->candidates[m->n_candidates++] = c;
+    } else if (strcmp(name, "end-of-candidates") == 0) {
+        m->end_of_candidates = true;
+    }
+    return 0;
+}
+
+static int parse_line(parser *ps, char *line)
+{
+    size_t n = strlen(line);
+    if (n == 0)
+        return 0; /* blank lines (a trailing one) are harmless */
+    if (n < 2 || line[1] != '=' || !islower((unsigned char)line[0]))
+        return fail(ps, "line %d: not an SDP line", ps->lineno);
+    char type = line[0];
+    char *v = line + 2;
+    if (type == 'm')
+        return parse_mline(ps, v);
+    if (type == 'o' && !ps->m) {
+        char tok[TM_SDP_TOKEN_LEN];
+        const char *p = v;
+        uint64_t id, ver;
+        if (next_token(&p, tok, sizeof(tok)) <= 0 || next_token(&p, tok, sizeof(tok)) <= 0 ||
+            !parse_u64(tok, UINT64_MAX, &id) || next_token(&p, tok, sizeof(tok)) <= 0 ||
+            !parse_u64(tok, UINT64_MAX, &ver))
+            return fail(ps, "line %d: bad o= line", ps->lineno);
+        ps->o->session_id = id;
+        ps->o->session_version = ver;
+        return 0;
+    }
+    if (type != 'a')
+        return 0;
+    char *colon = strchr(v, ':');
+    const char *val = "";
+    if (colon) {
+        *colon = '\0';
+        val = colon + 1;
+    }
+    int rc;
+    if (common_attr(ps, v, val, &rc))
+        return rc;
+    return ps->m ? media_attr(ps, v, val) : session_attr(ps, v, val);
+}
+
+static bool mid_in_bundle(const tm_sdp_offer *o, const char *mid)
+{
+    if (!mid[0])
+        return false;
+    for (unsigned i = 0; i < o->n_bundle; i++)
+        if (strcmp(o->bundle[i], mid) == 0)
+            return true;
+    return false;
+}
+
+/* profile-level-id=42e0xx / 42c0xx (constrained baseline) and packetization-mode=1. */
+static bool h264_fmtp_ok(const char *fmtp, bool *exact)
+{
+    const char *pl = strcasestr(fmtp, "profile-level-id=");
+    const char *pm = strstr(fmtp, "packetization-mode=1");
+    *exact = false;
+    if (!pl || !pm)
+        return false;
+    pl += strlen("profile-level-id=");
+    if (strlen(pl) < 6)
+        return false;
+    if (strncasecmp(pl, "42e0", 4) != 0 && strncasecmp(pl, "42c0", 4) != 0)
+        return false;
+    *exact = strncasecmp(pl, "42e01f", 6) == 0;
+    return true;
+}
+
+static void choose_codecs(tm_sdp_mline *m)
+{
+    m->codec = m->rtx = -1;
+    if (m->kind == TM_MEDIA_AUDIO) {
+        for (unsigned i = 0; i < m->n_codecs; i++) {
+            const tm_sdp_codec *c = &m->codecs[i];
+            if (strcasecmp(c->name, "opus") == 0 && c->clock == 48000 && c->channels == 2) {
+                m->codec = (int)i;
+                break;
+            }
+        }
+    } else if (m->kind == TM_MEDIA_VIDEO) {
+        int h264 = -1;
+        bool h264_exact = false;
+        for (unsigned i = 0; i < m->n_codecs; i++) {
+            const tm_sdp_codec *c = &m->codecs[i];
+            bool exact;
+            if (c->clock != 90000)
+                continue;
+            if (strcasecmp(c->name, "VP8") == 0) {
+                m->codec = (int)i;
+                break;
+            }
+            /* H.264 only as the fallback; prefer the exact 42e01f the
+             * recorder and every browser can take. */
+            if (strcasecmp(c->name, "H264") == 0 && h264_fmtp_ok(c->fmtp, &exact) &&
+                (h264 < 0 || (exact && !h264_exact))) {
+                h264 = (int)i;
+                h264_exact = exact;
+            }
+        }
+        if (m->codec < 0)
+            m->codec = h264;
+    }
+    if (m->codec < 0)
+        return;
+    int pt = m->codecs[m->codec].pt;
+    for (unsigned i = 0; i < m->n_codecs; i++)
+        if (strcasecmp(m->codecs[i].name, "rtx") == 0 && m->codecs[i].apt == pt) {
+            m->rtx = (int)i;
+            break;
+        }
+}
+
+static void fill_remote_ssrcs(tm_sdp_mline *m)
+{
+    m->remote_cname = "";
+    for (unsigned i = 0; i < m->n_ssrc_groups; i++) {
+        const tm_sdp_ssrc_group *g = &m->ssrc_groups[i];
+        if (strcmp(g->semantics, "FID") == 0 && g->n >= 2) {
+            m->remote_ssrc = g->ssrcs[0];
+            m->remote_rtx_ssrc = g->ssrcs[1];
+            break;
+        }
+    }
+    if (!m->remote_ssrc && m->n_ssrcs)
+        m->remote_ssrc = m->ssrcs[0].ssrc;
+    for (unsigned i = 0; i < m->n_ssrcs; i++)
+        if (m->ssrcs[i].ssrc == m->remote_ssrc)
+            m->remote_cname = m->ssrcs[i].cname;
+}
+
+static int ext_id(const tm_sdp_mline *m, const char *uri)
+{
+    for (unsigned i = 0; i < m->n_extmaps; i++)
+        if (strcmp(m->extmaps[i].uri, uri) == 0)
+            return m->extmaps[i].id;
+    return 0;
+}
+
+static int finish(parser *ps)
+{
+    tm_sdp_offer *o = ps->o;
+    if (o->n_mlines == 0)
+        return fail(ps, "no supported audio or video codec");
+    if (o->n_bundle == 0)
+        return fail(ps, "offer has no BUNDLE group");
+    bool any_codec = false, any_mux_missing = false;
+    for (unsigned i = 0; i < o->n_mlines; i++) {
+        tm_sdp_mline *m = &o->mlines[i];
+        if (!m->ice_ufrag[0])
+            memcpy(m->ice_ufrag, ps->ufrag, sizeof(m->ice_ufrag));
+        if (!m->ice_pwd[0])
+            memcpy(m->ice_pwd, ps->pwd, sizeof(m->ice_pwd));
+        if (!m->fingerprint.value[0])
+            m->fingerprint = ps->fp;
+        if (m->setup == TM_SETUP_NONE)
+            m->setup = ps->setup;
+        m->in_bundle = mid_in_bundle(o, m->mid);
+        m->ext_mid = ext_id(m, TM_SDP_EXT_MID);
+        m->ext_abs_send_time = ext_id(m, TM_SDP_EXT_ABS_SEND_TIME);
+        m->ext_twcc = ext_id(m, TM_SDP_EXT_TWCC);
+        fill_remote_ssrcs(m);
+        if (m->kind != TM_MEDIA_AUDIO && m->kind != TM_MEDIA_VIDEO)
+            continue;
+        /* Port 0 means rejected, except for a bundle-only m-line (RFC 8843
+         * 6: it shares the BUNDLE transport, as webrtcbin's max-bundle offers). */
+        if ((m->port == 0 && !(m->bundle_only && m->in_bundle)) || !strstr(m->proto, "RTP/"))
+            continue;
+        choose_codecs(m);
+        if (m->codec < 0)
+            continue;
+        any_codec = true;
+        if (!m->in_bundle)
+            continue;
+        if (!m->rtcp_mux) {
+            any_mux_missing = true;
+            continue;
+        }
+        m->accepted = true;
+    }
+    if (any_mux_missing)
+        return fail(ps, "rtcp-mux is required");
+    const tm_sdp_mline *first = NULL;
+    for (unsigned i = 0; i < o->n_mlines && !first; i++)
+        if (o->mlines[i].accepted)
+            first = &o->mlines[i];
+    if (!first)
+        return fail(ps, any_codec ? "no audio or video m-line in the BUNDLE group"
+                                  : "no supported audio or video codec");
+    for (unsigned i = 0; i < o->n_mlines; i++) {
+        const tm_sdp_mline *m = &o->mlines[i];
+        if (!m->accepted)
+            continue;
+        if (!m->ice_ufrag[0] || !m->ice_pwd[0])
+            return fail(ps, "missing ice-ufrag/ice-pwd");
+        if (!m->fingerprint.value[0])
+            return fail(ps, "missing DTLS fingerprint");
+    }
+    memcpy(o->ice_ufrag, first->ice_ufrag, sizeof(o->ice_ufrag));
+    memcpy(o->ice_pwd, first->ice_pwd, sizeof(o->ice_pwd));
+    o->fingerprint = first->fingerprint;
+    o->setup = first->setup;
+    return 0;
+}
+
+int tm_sdp_parse_offer(const char *sdp, size_t len, tm_sdp_offer **out, char **err)
+{
+    parser ps;
+    int rc;
+    memset(&ps, 0, sizeof(ps));
+    if (out)
+        *out = NULL;
+    if (err)
+        *err = NULL;
+    if (!sdp || !out)
+        return TM_EINVAL;
+    if (len > TM_SDP_MAX_INPUT) {
+        if (err)
+            *err = strdup("offer too large");
+        return TM_ETOOBIG;
+    }
+    if (len < 3 || memcmp(sdp, "v=0", 3) != 0 || memchr(sdp, '\0', len)) {
+        if (err)
+            *err = strdup("not an SDP");
+        return TM_EINVAL;
+    }
+    ps.o = calloc(1, sizeof(*ps.o));
+    if (!ps.o)
+        return TM_ENOMEM;
+
+    char line[TM_SDP_MAX_LINE + 1];
+    size_t pos = 0;
+    while (pos < len) {
+        const char *nl = memchr(sdp + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - sdp) : len;
+        size_t n = end - pos;
+        ps.lineno++;
+        if (n > 0 && sdp[pos + n - 1] == '\r')
+            n--;
+        if (n > TM_SDP_MAX_LINE) {
+            rc = fail(&ps, "line %d: too long", ps.lineno);
+            goto fail;
+        }
+        memcpy(line, sdp + pos, n);
+        line[n] = '\0';
+        if ((rc = parse_line(&ps, line)) < 0)
+            goto fail;
+        pos = end + 1;
+    }
+    if ((rc = finish(&ps)) < 0)
+        goto fail;
+    *out = ps.o;
+    return 0;
+
+fail:
+    tm_sdp_offer_free(ps.o);
+    if (rc == TM_ENOMEM && !ps.err)
+        ps.err = strdup("out of memory");
+    if (err)
+        *err = ps.err;
+    else
+        free(ps.err);
+    return rc;
+}
+
+void tm_sdp_offer_free(tm_sdp_offer *o)
+{
+    if (!o)
+        return;
+    for (unsigned i = 0; i < o->n_mlines; i++) {
+        free(o->mlines[i].codecs);
+        free(o->mlines[i].candidates);
+    }
+    free(o);
+}
+
+tm_sdp_setup tm_sdp_answer_setup(const tm_sdp_offer *offer)
+{
+    return offer && offer->setup == TM_SETUP_PASSIVE ? TM_SETUP_ACTIVE : TM_SETUP_PASSIVE;
+}
+
+const tm_sdp_codec *tm_sdp_mline_codec(const tm_sdp_mline *m)
+{
+    return m && m->codec >= 0 && (unsigned)m->codec < m->n_codecs ? &m->codecs[m->codec] : NULL;
+}
+
+const tm_sdp_codec *tm_sdp_mline_rtx(const tm_sdp_mline *m)
+{
+    return m && m->rtx >= 0 && (unsigned)m->rtx < m->n_codecs ? &m->codecs[m->rtx] : NULL;
+}
+
+tm_sdp_direction tm_sdp_answer_direction(tm_sdp_direction offered, bool server_sends)
+{
+    switch (offered) {
+    case TM_DIR_SENDRECV:
+        return server_sends ? TM_DIR_SENDRECV : TM_DIR_RECVONLY;
+    case TM_DIR_RECVONLY:
+        return server_sends ? TM_DIR_SENDONLY : TM_DIR_INACTIVE;
+    case TM_DIR_SENDONLY:
+        return TM_DIR_RECVONLY;
+    case TM_DIR_INACTIVE:
+        break;
+    }
+    return TM_DIR_INACTIVE;
+}
+
+const char *tm_sdp_direction_str(tm_sdp_direction d)
+{
+    switch (d) {
+    case TM_DIR_SENDRECV:
+        return "sendrecv";
+    case TM_DIR_SENDONLY:
+        return "sendonly";
+    case TM_DIR_RECVONLY:
+        return "recvonly";
+    case TM_DIR_INACTIVE:
+        return "inactive";
+    }
+    return "inactive";
+}
+
+/* ---- Answer ---- */
+
+typedef struct sbuf {
+    char *s;
+    size_t len, cap;
+    bool oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    if (b->oom)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int w = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (w < 0) {
+            b->oom = true;
+            return;
+        }
+        if ((size_t)w < b->cap - b->len) {
+            b->len += (size_t)w;
+            return;
+        }
+        size_t ncap = b->cap * 2 + (size_t)w;
+        char *ns = realloc(b->s, ncap);
+        if (!ns) {
+            b->oom = true;
+            return;
+        }
+        b->s = ns;
+        b->cap = ncap;
+    }
+}
+
+static bool codec_has_fb(const tm_sdp_codec *c, const char *fb)
+{
+    for (unsigned i = 0; i < c->n_fb; i++)
+        if (strcmp(c->fb[i], fb) == 0)
+            return true;
+    return false;
+}
+
+/* A safe value for an SDP line: printable, no spaces unless allowed. */
+static bool safe_value(const char *s, size_t max, bool spaces)
+{
+    size_t n = 0;
+    if (!s || !*s)
+        return false;
+    for (; *s; s++, n++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x21 || c > 0x7e) {
+            if (!(spaces && c == ' '))
+                return false;
+        }
+    }
+    return n <= max;
+}
+
+static void write_ssrc_lines(sbuf *b, uint32_t ssrc, const char *cname, const char *stream,
+                             const char *track)
+{
+    sb_printf(b, "a=ssrc:%" PRIu32 " cname:%s\r\n", ssrc, cname);
+    if (stream)
+        sb_printf(b, "a=ssrc:%" PRIu32 " msid:%s %s\r\n", ssrc, stream, track);
+}
+
+static void write_mline(sbuf *b, const tm_sdp_offer *o, const tm_sdp_mline *m,
+                        const tm_sdp_answer_params *p, const tm_sdp_answer_media *am,
+                        bool bundle_tag)
+{
+    if (!m->accepted) {
+        const char *fmt = m->fmt0[0] ? m->fmt0 : "0";
+        sb_printf(b, "m=%s 0 %s %s\r\nc=IN IP4 0.0.0.0\r\n", m->media, m->proto, fmt);
+        if (m->mid[0])
+            sb_printf(b, "a=mid:%s\r\n", m->mid);
+        if (m->kind == TM_MEDIA_AUDIO || m->kind == TM_MEDIA_VIDEO)
+            sb_printf(b, "a=inactive\r\n");
+        return;
+    }
+    const tm_sdp_codec *c = tm_sdp_mline_codec(m);
+    const tm_sdp_codec *rtx = tm_sdp_mline_rtx(m);
+    bool video = m->kind == TM_MEDIA_VIDEO;
+    bool send = am && am->send;
+    tm_sdp_direction dir = tm_sdp_answer_direction(m->direction, send);
+    bool sending = dir == TM_DIR_SENDRECV || dir == TM_DIR_SENDONLY;
+
+    sb_printf(b, "m=%s 9 UDP/TLS/RTP/SAVPF %d", m->media, c->pt);
+    if (rtx)
+        sb_printf(b, " %d", rtx->pt);
+    sb_printf(b, "\r\nc=IN IP4 0.0.0.0\r\n");
+    sb_printf(b, "a=ice-ufrag:%s\r\na=ice-pwd:%s\r\n", p->ice_ufrag, p->ice_pwd);
+    if (o->ice_trickle)
+        sb_printf(b, "a=ice-options:trickle\r\n");
+    sb_printf(b, "a=fingerprint:sha-256 %s\r\n", p->fingerprint);
+    sb_printf(b, "a=setup:%s\r\n",
+              tm_sdp_answer_setup(o) == TM_SETUP_ACTIVE ? "active" : "passive");
+    sb_printf(b, "a=mid:%s\r\n", m->mid);
+    if (m->ext_mid)
+        sb_printf(b, "a=extmap:%d %s\r\n", m->ext_mid, TM_SDP_EXT_MID);
+    if (m->ext_abs_send_time)
+        sb_printf(b, "a=extmap:%d %s\r\n", m->ext_abs_send_time, TM_SDP_EXT_ABS_SEND_TIME);
+    if (m->ext_twcc && p->transport_cc)
+        sb_printf(b, "a=extmap:%d %s\r\n", m->ext_twcc, TM_SDP_EXT_TWCC);
+    sb_printf(b, "a=%s\r\n", tm_sdp_direction_str(dir));
+
+    const char *cname = am && am->cname ? am->cname : "telemed";
+    const char *stream = am ? am->msid_stream : NULL;
+    char track_buf[48];
+    const char *track = am ? am->msid_track : NULL;
+    if (stream && !track && am) {
+        snprintf(track_buf, sizeof(track_buf), "%s-%" PRIu32, m->media, am->ssrc);
+        track = track_buf;
+    }
+    if (sending && stream)
+        sb_printf(b, "a=msid:%s %s\r\n", stream, track);
+    sb_printf(b, "a=rtcp-mux\r\n");
+    if (m->rtcp_rsize)
+        sb_printf(b, "a=rtcp-rsize\r\n");
+
+    /* The codec, under the offer's payload type, with the feedback we
+     * actually act on and the offer also asked for. */
+    if (m->kind == TM_MEDIA_AUDIO) {
+        sb_printf(b, "a=rtpmap:%d opus/48000/2\r\n", c->pt);
+    } else if (strcasecmp(c->name, "VP8") == 0) {
+        sb_printf(b, "a=rtpmap:%d VP8/90000\r\n", c->pt);
+    } else {
+        sb_printf(b, "a=rtpmap:%d H264/90000\r\n", c->pt);
+    }
+    if (p->transport_cc && m->ext_twcc && codec_has_fb(c, "transport-cc"))
+        sb_printf(b, "a=rtcp-fb:%d transport-cc\r\n", c->pt);
+    if (video) {
+        static const char *const fbs[] = {"nack", "nack pli", "ccm fir"};
+        for (size_t i = 0; i < TM_ARRAY_LEN(fbs); i++)
+            if (codec_has_fb(c, fbs[i]))
+                sb_printf(b, "a=rtcp-fb:%d %s\r\n", c->pt, fbs[i]);
+        if (p->remb && codec_has_fb(c, "goog-remb"))
+            sb_printf(b, "a=rtcp-fb:%d goog-remb\r\n", c->pt);
+    }
+    if (m->kind == TM_MEDIA_AUDIO)
+        sb_printf(b, "a=fmtp:%d minptime=10;useinbandfec=1\r\n", c->pt);
+    else if (strcasecmp(c->name, "H264") == 0)
+        sb_printf(b,
+                  "a=fmtp:%d level-asymmetry-allowed=1;packetization-mode=1;"
+                  "profile-level-id=42e01f\r\n",
+                  c->pt);
+    if (rtx) {
+        sb_printf(b, "a=rtpmap:%d rtx/90000\r\n", rtx->pt);
+        sb_printf(b, "a=fmtp:%d apt=%d\r\n", rtx->pt, c->pt);
+    }
+
+    if (sending && am && am->ssrc) {
+        bool with_rtx = rtx && am->rtx_ssrc;
+        if (with_rtx)
+            sb_printf(b, "a=ssrc-group:FID %" PRIu32 " %" PRIu32 "\r\n", am->ssrc, am->rtx_ssrc);
+        write_ssrc_lines(b, am->ssrc, cname, stream, track);
+        if (with_rtx)
+            write_ssrc_lines(b, am->rtx_ssrc, cname, stream, track);
+    }
+
+    if (bundle_tag) {
+        for (size_t i = 0; i < p->n_candidates; i++) {
+            const char *cand = p->candidates[i];
+            if (strncmp(cand, "a=", 2) == 0)
+                cand += 2;
+            size_t n = strcspn(cand, "\r\n");
+            sb_printf(b, "a=%.*s\r\n", (int)n, cand);
+        }
+        if (p->end_of_candidates)
+            sb_printf(b, "a=end-of-candidates\r\n");
+    }
+}
+
+static bool params_ok(const tm_sdp_answer_params *p)
+{
+    if (!p || !p->ice_ufrag || !p->ice_pwd || !p->fingerprint)
+        return false;
+    if (!is_ice_chars(p->ice_ufrag, 4, 256) || !is_ice_chars(p->ice_pwd, 22, 256))
+        return false;
+    if (!safe_value(p->fingerprint, TM_SDP_FINGERPRINT_LEN, false))
+        return false;
+    if (p->n_candidates && !p->candidates)
+        return false;
+    for (size_t i = 0; i < p->n_candidates; i++) {
+        tm_sdp_candidate c;
+        if (!p->candidates[i] || tm_sdp_parse_candidate(p->candidates[i], &c) < 0)
+            return false;
+    }
+    if (p->n_media && !p->media)
+        return false;
+    for (size_t i = 0; i < p->n_media; i++) {
+        const tm_sdp_answer_media *am = &p->media[i];
+        if (am->cname && !safe_value(am->cname, 255, false))
+            return false;
+        if (am->msid_stream && !safe_value(am->msid_stream, 64, false))
+            return false;
+        if (am->msid_track && !safe_value(am->msid_track, 64, false))
+            return false;
+    }
+    return true;
+}
+
+char *tm_sdp_build_answer(const tm_sdp_offer *o, const tm_sdp_answer_params *p)
+{
+    if (!o || !params_ok(p))
+        return NULL;
+    sbuf b = {0};
+    b.cap = 4096;
+    b.s = malloc(b.cap);
+    if (!b.s)
+        return NULL;
+    b.s[0] = '\0';
+
+    uint64_t sid = p->session_id ? p->session_id : (o->session_id ^ 0x7e1e3ed0c0ffeeull);
+    sid &= 0x7fffffffffffffffull; /* some parsers read it as a signed 64-bit number */
+    if (!sid)
+        sid = 1;
+    sb_printf(&b, "v=0\r\no=- %" PRIu64 " %" PRIu64 " IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", sid,
+              p->session_version);
+    if (p->ice_lite)
+        sb_printf(&b, "a=ice-lite\r\n");
+    sb_printf(&b, "a=group:BUNDLE");
+    for (unsigned i = 0; i < o->n_mlines; i++)
+        if (o->mlines[i].accepted)
+            sb_printf(&b, " %s", o->mlines[i].mid);
+    sb_printf(&b, "\r\na=msid-semantic: WMS *\r\n");
+
+    bool tag_done = false;
+    for (unsigned i = 0; i < o->n_mlines; i++) {
+        const tm_sdp_mline *m = &o->mlines[i];
+        const tm_sdp_answer_media *am = i < p->n_media ? &p->media[i] : NULL;
+        write_mline(&b, o, m, p, am, m->accepted && !tag_done);
+        if (m->accepted)
+            tag_done = true;
+    }
+    if (b.oom) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}
