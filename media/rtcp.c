@@ -220,7 +220,7 @@ static void sdes_collect(void *ud, size_t ssrc_off, const uint8_t *cname, size_t
     unsigned i = c->out->n++;
     c->out->chunks[i].ssrc = rd32(c->d + ssrc_off);
     size_t l = cname_len < sizeof(c->out->chunks[i].cname) ? cname_len
-                                                            : sizeof(c->out->chunks[i].cname) - 1;
+                                                           : sizeof(c->out->chunks[i].cname) - 1;
     if (cname)
         memcpy(c->out->chunks[i].cname, cname, l);
     c->out->chunks[i].cname[cname ? l : 0] = '\0';

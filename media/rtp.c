@@ -151,8 +151,7 @@ static int ext_list(const uint8_t *buf, const tm_rtp_header *h, ext_el *els)
     return count;
 }
 
-int tm_rtp_ext_find(const uint8_t *buf, size_t len, uint8_t id, const uint8_t **data,
-                    size_t *dlen)
+int tm_rtp_ext_find(const uint8_t *buf, size_t len, uint8_t id, const uint8_t **data, size_t *dlen)
 {
     tm_rtp_header h;
     ext_el els[TM_RTP_EXT_MAX_ELEMENTS];
@@ -232,8 +231,7 @@ static int ext_rewrite(uint8_t *buf, size_t len, size_t cap, const tm_rtp_header
     return (int)(new_hdr + tail);
 }
 
-int tm_rtp_ext_set(uint8_t *buf, size_t len, size_t cap, uint8_t id, const void *data,
-                   size_t dlen)
+int tm_rtp_ext_set(uint8_t *buf, size_t len, size_t cap, uint8_t id, const void *data, size_t dlen)
 {
     tm_rtp_header h;
     ext_el els[TM_RTP_EXT_MAX_ELEMENTS];

@@ -341,8 +341,7 @@ static int parse_mline(parser *ps, const char *v)
         if (find_codec(m, (int)pt))
             continue;
         if (m->n_codecs >= TM_SDP_MAX_CODECS)
-            return fail(ps, "line %d: more than %d payload types", ps->lineno,
-                        TM_SDP_MAX_CODECS);
+            return fail(ps, "line %d: more than %d payload types", ps->lineno, TM_SDP_MAX_CODECS);
         tm_sdp_codec *nc = realloc(m->codecs, (m->n_codecs + 1) * sizeof(*nc));
         if (!nc)
             return TM_ENOMEM;

@@ -32,11 +32,11 @@ enum {
 };
 /* Feedback message types (the FMT field of RTPFB/PSFB). */
 enum {
-    TM_RTCP_FMT_NACK = 1,   /* RTPFB */
-    TM_RTCP_FMT_TWCC = 15,  /* RTPFB transport-cc */
-    TM_RTCP_FMT_PLI = 1,    /* PSFB */
-    TM_RTCP_FMT_FIR = 4,    /* PSFB */
-    TM_RTCP_FMT_AFB = 15,   /* PSFB application layer FB: REMB when it says "REMB" */
+    TM_RTCP_FMT_NACK = 1,  /* RTPFB */
+    TM_RTCP_FMT_TWCC = 15, /* RTPFB transport-cc */
+    TM_RTCP_FMT_PLI = 1,   /* PSFB */
+    TM_RTCP_FMT_FIR = 4,   /* PSFB */
+    TM_RTCP_FMT_AFB = 15,  /* PSFB application layer FB: REMB when it says "REMB" */
 };
 
 /* What one packet of a compound is, for dispatch. */
@@ -58,11 +58,11 @@ typedef enum {
 
 /* One packet inside a compound: borrowed view into the caller's buffer. */
 typedef struct tm_rtcp_pkt {
-    const uint8_t *data;  /* first byte of this packet's header */
-    size_t len;           /* whole packet incl. the 4-byte header: 4 * (length + 1) */
-    size_t offset;        /* offset of data in the compound buffer */
-    uint8_t pt;           /* 200..207 (or another value, see kind) */
-    uint8_t count;        /* RC / SC / FMT: the 5 low bits of byte 0 */
+    const uint8_t *data; /* first byte of this packet's header */
+    size_t len;          /* whole packet incl. the 4-byte header: 4 * (length + 1) */
+    size_t offset;       /* offset of data in the compound buffer */
+    uint8_t pt;          /* 200..207 (or another value, see kind) */
+    uint8_t count;       /* RC / SC / FMT: the 5 low bits of byte 0 */
     bool padding;
     tm_rtcp_kind kind;
 } tm_rtcp_pkt;
@@ -100,7 +100,7 @@ typedef struct tm_rtcp_report_block {
 
 typedef struct tm_rtcp_sr {
     uint32_t ssrc;
-    uint64_t ntp;            /* 32.32 fixed point NTP time */
+    uint64_t ntp; /* 32.32 fixed point NTP time */
     uint32_t rtp_ts;
     uint32_t packet_count;
     uint32_t octet_count;
@@ -120,10 +120,10 @@ int tm_rtcp_parse_rr(const tm_rtcp_pkt *p, tm_rtcp_rr *out);
 
 #define TM_RTCP_MAX_SDES 8
 typedef struct tm_rtcp_sdes {
-    unsigned n;                  /* chunks parsed (at most TM_RTCP_MAX_SDES) */
+    unsigned n; /* chunks parsed (at most TM_RTCP_MAX_SDES) */
     struct {
         uint32_t ssrc;
-        char cname[256];         /* "" when the chunk has no CNAME item */
+        char cname[256]; /* "" when the chunk has no CNAME item */
     } chunks[TM_RTCP_MAX_SDES];
 } tm_rtcp_sdes;
 int tm_rtcp_parse_sdes(const tm_rtcp_pkt *p, tm_rtcp_sdes *out);
@@ -136,11 +136,11 @@ int tm_rtcp_parse_bye(const tm_rtcp_pkt *p, tm_rtcp_bye *out);
 
 /* Common part of every RTPFB/PSFB message (RFC 4585 6.1). */
 typedef struct tm_rtcp_fb {
-    uint8_t pt;              /* TM_RTCP_RTPFB or TM_RTCP_PSFB */
+    uint8_t pt; /* TM_RTCP_RTPFB or TM_RTCP_PSFB */
     uint8_t fmt;
     uint32_t sender_ssrc;
     uint32_t media_ssrc;
-    const uint8_t *fci;      /* feedback control information (borrowed) */
+    const uint8_t *fci; /* feedback control information (borrowed) */
     size_t fci_len;
 } tm_rtcp_fb;
 int tm_rtcp_parse_fb(const tm_rtcp_pkt *p, tm_rtcp_fb *out);
@@ -160,8 +160,8 @@ int tm_rtcp_parse_fir(const tm_rtcp_pkt *p, tm_rtcp_fir_entry *entries, size_t m
 #define TM_RTCP_REMB_MAX_SSRCS 16
 typedef struct tm_rtcp_remb {
     uint32_t sender_ssrc;
-    uint64_t bitrate_bps;    /* mantissa << exp */
-    unsigned n_ssrcs;        /* at most TM_RTCP_REMB_MAX_SSRCS kept */
+    uint64_t bitrate_bps; /* mantissa << exp */
+    unsigned n_ssrcs;     /* at most TM_RTCP_REMB_MAX_SSRCS kept */
     uint32_t ssrcs[TM_RTCP_REMB_MAX_SSRCS];
 } tm_rtcp_remb;
 /* Returns 0, or TM_EINVAL when not a well-formed REMB. */

@@ -36,11 +36,11 @@ tm_packet_kind_t tm_packet_kind(const uint8_t *buf, size_t len);
 /* ---- Header ---- */
 
 #define TM_RTP_HEADER_MIN 12
-#define TM_RTP_EXT_ONE_BYTE 0xBEDE   /* RFC 8285 profile ids */
-#define TM_RTP_EXT_TWO_BYTE 0x1000   /* 0x100X: low 4 bits are appbits */
+#define TM_RTP_EXT_ONE_BYTE 0xBEDE /* RFC 8285 profile ids */
+#define TM_RTP_EXT_TWO_BYTE 0x1000 /* 0x100X: low 4 bits are appbits */
 
 typedef struct tm_rtp_header {
-    uint8_t version;       /* always 2 after a successful parse */
+    uint8_t version; /* always 2 after a successful parse */
     bool padding;
     bool extension;
     uint8_t csrc_count;
@@ -93,15 +93,14 @@ static inline void tm_rtp_set_ts(uint8_t *buf, uint32_t ts)
 
 /* ---- Header extensions (RFC 8285 one-byte 0xBEDE and two-byte 0x100X) ---- */
 
-#define TM_RTP_EXT_MAX_ELEMENTS 32   /* more elements than this in a packet: TM_EINVAL */
+#define TM_RTP_EXT_MAX_ELEMENTS 32 /* more elements than this in a packet: TM_EINVAL */
 
 /*
  * Find extension element id (1..14 one-byte, 1..255 two-byte). On success
  * returns 0 and sets *data (pointing into buf) and *dlen. TM_ENOTFOUND when
  * absent (or no/unknown extension profile), TM_EINVAL when malformed.
  */
-int tm_rtp_ext_find(const uint8_t *buf, size_t len, uint8_t id, const uint8_t **data,
-                    size_t *dlen);
+int tm_rtp_ext_find(const uint8_t *buf, size_t len, uint8_t id, const uint8_t **data, size_t *dlen);
 
 /*
  * Set element id to data[0..dlen) (dlen 1..16 for one-byte form, up to 255
@@ -111,8 +110,7 @@ int tm_rtp_ext_find(const uint8_t *buf, size_t len, uint8_t id, const uint8_t **
  * bytes; the payload moves when the block grows or shrinks. Returns the new
  * packet length, TM_ETOOBIG (cap too small), TM_EINVAL (malformed/bad args).
  */
-int tm_rtp_ext_set(uint8_t *buf, size_t len, size_t cap, uint8_t id, const void *data,
-                   size_t dlen);
+int tm_rtp_ext_set(uint8_t *buf, size_t len, size_t cap, uint8_t id, const void *data, size_t dlen);
 
 /*
  * Remove element id. Returns the new packet length (unchanged when absent),
@@ -156,13 +154,13 @@ int tm_rtp_unwrap_rtx(uint8_t *buf, size_t len, uint32_t media_ssrc, uint8_t med
 /* ---- Codec payloads: keyframes and picture size ---- */
 
 typedef struct tm_vp8_info {
-    bool start_of_partition;  /* S bit */
-    uint8_t partition_index;  /* PID */
-    bool frame_start;         /* S && PID == 0: first packet of a frame */
-    bool keyframe;            /* frame_start and the VP8 header P bit is 0 */
-    int picture_id;           /* -1 when absent */
-    uint16_t width, height;   /* from a keyframe header (scale bits dropped), else 0 */
-    size_t header_len;        /* payload descriptor length */
+    bool start_of_partition; /* S bit */
+    uint8_t partition_index; /* PID */
+    bool frame_start;        /* S && PID == 0: first packet of a frame */
+    bool keyframe;           /* frame_start and the VP8 header P bit is 0 */
+    int picture_id;          /* -1 when absent */
+    uint16_t width, height;  /* from a keyframe header (scale bits dropped), else 0 */
+    size_t header_len;       /* payload descriptor length */
 } tm_vp8_info;
 
 /* Parse a VP8 RTP payload (RFC 7741 descriptor + VP8 frame header on a frame
@@ -205,9 +203,9 @@ static inline bool tm_ts_newer(uint32_t a, uint32_t b)
  */
 typedef struct tm_seq_tracker {
     bool started;
-    uint16_t max_seq;   /* highest seq seen */
-    uint32_t cycles;    /* count of wraps << 16 */
-    uint32_t base_seq;  /* first extended seq */
+    uint16_t max_seq;  /* highest seq seen */
+    uint32_t cycles;   /* count of wraps << 16 */
+    uint32_t base_seq; /* first extended seq */
 } tm_seq_tracker;
 
 static inline void tm_seq_tracker_init(tm_seq_tracker *t)

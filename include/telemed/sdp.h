@@ -29,24 +29,24 @@
 #include "telemed/common.h"
 
 #define TM_SDP_MAX_INPUT (64 * 1024)
-#define TM_SDP_MAX_LINE 4096        /* one line, any attribute */
+#define TM_SDP_MAX_LINE 4096 /* one line, any attribute */
 #define TM_SDP_MAX_MLINES 16
-#define TM_SDP_MAX_CODECS 64        /* payload types per m-line */
-#define TM_SDP_MAX_FB 12            /* rtcp-fb values per codec */
+#define TM_SDP_MAX_CODECS 64 /* payload types per m-line */
+#define TM_SDP_MAX_FB 12     /* rtcp-fb values per codec */
 #define TM_SDP_MAX_EXTMAPS 24
 #define TM_SDP_MAX_SSRCS 16
 #define TM_SDP_MAX_SSRC_GROUPS 8
-#define TM_SDP_MAX_CANDIDATES 32    /* per m-line, in the offer */
+#define TM_SDP_MAX_CANDIDATES 32 /* per m-line, in the offer */
 
 /* Field sizes include the NUL. */
-#define TM_SDP_TOKEN_LEN 64         /* mid, ufrag, cname, codec name, ... */
-#define TM_SDP_PWD_LEN 257          /* ice-pwd: RFC 8839 allows 22..256 chars */
-#define TM_SDP_FINGERPRINT_LEN 200  /* "AB:CD:..." up to sha-512 */
+#define TM_SDP_TOKEN_LEN 64        /* mid, ufrag, cname, codec name, ... */
+#define TM_SDP_PWD_LEN 257         /* ice-pwd: RFC 8839 allows 22..256 chars */
+#define TM_SDP_FINGERPRINT_LEN 200 /* "AB:CD:..." up to sha-512 */
 #define TM_SDP_FMTP_LEN 256
-#define TM_SDP_FB_LEN 40            /* "nack pli", "ccm fir", "goog-remb", ... */
+#define TM_SDP_FB_LEN 40 /* "nack pli", "ccm fir", "goog-remb", ... */
 #define TM_SDP_URI_LEN 160
-#define TM_SDP_MSID_LEN 140         /* "<stream id> <track id>" */
-#define TM_SDP_ADDR_LEN 64          /* IPv4/IPv6 literal or mDNS .local name */
+#define TM_SDP_MSID_LEN 140 /* "<stream id> <track id>" */
+#define TM_SDP_ADDR_LEN 64  /* IPv4/IPv6 literal or mDNS .local name */
 
 /* Well-known header extension URIs (RFC 8843 mid; Google's abs-send-time;
  * transport-wide cc draft). */
@@ -86,8 +86,8 @@ typedef enum {
 
 /* One ICE candidate (RFC 8839 section 5.1). */
 typedef struct tm_sdp_candidate {
-    char foundation[33];         /* 1..32 ice-chars */
-    unsigned component;          /* 1 = RTP (the only one with rtcp-mux) */
+    char foundation[33]; /* 1..32 ice-chars */
+    unsigned component;  /* 1 = RTP (the only one with rtcp-mux) */
     tm_cand_transport transport;
     uint32_t priority;
     char address[TM_SDP_ADDR_LEN];
@@ -112,8 +112,8 @@ typedef struct tm_sdp_codec {
 } tm_sdp_codec;
 
 typedef struct tm_sdp_extmap {
-    int id;                      /* 1..255 (1..14 one-byte, 1..255 two-byte) */
-    tm_sdp_direction direction;  /* "a=extmap:3/sendonly uri" -> SENDONLY; default SENDRECV */
+    int id;                     /* 1..255 (1..14 one-byte, 1..255 two-byte) */
+    tm_sdp_direction direction; /* "a=extmap:3/sendonly uri" -> SENDONLY; default SENDRECV */
     char uri[TM_SDP_URI_LEN];
 } tm_sdp_extmap;
 
@@ -124,14 +124,14 @@ typedef struct tm_sdp_ssrc {
 } tm_sdp_ssrc;
 
 typedef struct tm_sdp_ssrc_group {
-    char semantics[16];          /* "FID" (rtx pair), "SIM", "FEC-FR", ... */
+    char semantics[16]; /* "FID" (rtx pair), "SIM", "FEC-FR", ... */
     unsigned n;
-    uint32_t ssrcs[4];           /* FID: [0] = media, [1] = rtx */
+    uint32_t ssrcs[4]; /* FID: [0] = media, [1] = rtx */
 } tm_sdp_ssrc_group;
 
 /* The fingerprint of the peer's DTLS certificate (a=fingerprint). */
 typedef struct tm_sdp_fingerprint {
-    char algorithm[16];          /* "sha-256" (lower case as written), "" when absent */
+    char algorithm[16];                 /* "sha-256" (lower case as written), "" when absent */
     char value[TM_SDP_FINGERPRINT_LEN]; /* "AB:CD:..." as written */
 } tm_sdp_fingerprint;
 
@@ -148,9 +148,9 @@ typedef struct tm_sdp_mline {
     tm_sdp_direction direction;
     bool rtcp_mux;
     bool rtcp_rsize;
-    bool bundle_only;            /* a=bundle-only */
-    bool in_bundle;              /* mid is listed in the offer's BUNDLE group */
-    char msid[TM_SDP_MSID_LEN];  /* media-level a=msid ("<stream> <track>"), "" when absent */
+    bool bundle_only;           /* a=bundle-only */
+    bool in_bundle;             /* mid is listed in the offer's BUNDLE group */
+    char msid[TM_SDP_MSID_LEN]; /* media-level a=msid ("<stream> <track>"), "" when absent */
 
     char ice_ufrag[TM_SDP_TOKEN_LEN];
     char ice_pwd[TM_SDP_PWD_LEN];
@@ -158,7 +158,7 @@ typedef struct tm_sdp_mline {
     tm_sdp_setup setup;
 
     unsigned n_codecs;
-    tm_sdp_codec *codecs;        /* n_codecs entries, in m= line order (owned by the offer) */
+    tm_sdp_codec *codecs; /* n_codecs entries, in m= line order (owned by the offer) */
     unsigned n_extmaps;
     tm_sdp_extmap extmaps[TM_SDP_MAX_EXTMAPS];
     unsigned n_ssrcs;
@@ -170,10 +170,10 @@ typedef struct tm_sdp_mline {
     bool end_of_candidates;
 
     /* --- The negotiation result, filled by tm_sdp_parse_offer. --- */
-    bool accepted;               /* will be answered with a real port (audio/video, codec
-                                    found, port != 0, in BUNDLE, rtcp-mux) */
-    int codec;                   /* index into codecs[] of the chosen codec, -1 if none */
-    int rtx;                     /* index into codecs[] of its rtx (apt = chosen pt), -1 if none */
+    bool accepted; /* will be answered with a real port (audio/video, codec
+                      found, port != 0, in BUNDLE, rtcp-mux) */
+    int codec;     /* index into codecs[] of the chosen codec, -1 if none */
+    int rtx;       /* index into codecs[] of its rtx (apt = chosen pt), -1 if none */
     /* The offer's ids for the extensions the server understands, 0 = not offered. */
     int ext_mid;
     int ext_abs_send_time;
@@ -182,22 +182,22 @@ typedef struct tm_sdp_mline {
      * the first SSRC of a FID group (or the first a=ssrc) and its FID rtx partner. */
     uint32_t remote_ssrc;
     uint32_t remote_rtx_ssrc;
-    const char *remote_cname;    /* points into ssrcs[], "" when unknown; never NULL */
+    const char *remote_cname; /* points into ssrcs[], "" when unknown; never NULL */
 } tm_sdp_mline;
 
 /* A parsed offer. Read-only for callers; free with tm_sdp_offer_free.
  * It is a few KB per m-line plus the codec lists: copy what you need and free
  * it once the answer is built rather than keeping it per peer. */
 typedef struct tm_sdp_offer {
-    uint64_t session_id;         /* from the o= line */
+    uint64_t session_id; /* from the o= line */
     uint64_t session_version;
     char ice_ufrag[TM_SDP_TOKEN_LEN]; /* effective session-wide (from the first accepted m-line
                                          when only media-level ones exist) */
     char ice_pwd[TM_SDP_PWD_LEN];
-    bool ice_trickle;            /* a=ice-options contains "trickle" */
-    bool ice_lite;               /* the OFFERER is ice-lite */
+    bool ice_trickle;               /* a=ice-options contains "trickle" */
+    bool ice_lite;                  /* the OFFERER is ice-lite */
     tm_sdp_fingerprint fingerprint; /* effective (same rule as ice_ufrag) */
-    tm_sdp_setup setup;          /* effective */
+    tm_sdp_setup setup;             /* effective */
     unsigned n_bundle;
     char bundle[TM_SDP_MAX_MLINES][TM_SDP_TOKEN_LEN]; /* mids of the BUNDLE group, in order */
     unsigned n_mlines;
@@ -234,31 +234,31 @@ tm_sdp_direction tm_sdp_answer_direction(tm_sdp_direction offered, bool server_s
 
 /* What the server sends on one m-line of the answer. Borrowed strings. */
 typedef struct tm_sdp_answer_media {
-    bool send;                   /* the server sends media on this m-line */
-    uint32_t ssrc;               /* server's SSRC when sending (0 = do not list) */
-    uint32_t rtx_ssrc;           /* its rtx SSRC (FID group), 0 = none; ignored without an rtx pt */
-    const char *cname;           /* NULL -> "telemed" */
-    const char *msid_stream;     /* NULL -> no a=msid (then a=msid:- <track> is not written) */
-    const char *msid_track;      /* NULL -> "<kind>-<ssrc>" */
+    bool send;               /* the server sends media on this m-line */
+    uint32_t ssrc;           /* server's SSRC when sending (0 = do not list) */
+    uint32_t rtx_ssrc;       /* its rtx SSRC (FID group), 0 = none; ignored without an rtx pt */
+    const char *cname;       /* NULL -> "telemed" */
+    const char *msid_stream; /* NULL -> no a=msid (then a=msid:- <track> is not written) */
+    const char *msid_track;  /* NULL -> "<kind>-<ssrc>" */
 } tm_sdp_answer_media;
 
 /* The server's facts for the answer. All strings borrowed for the call. */
 typedef struct tm_sdp_answer_params {
-    const char *ice_ufrag;       /* required, 4..256 ice-chars */
-    const char *ice_pwd;         /* required, 22..256 ice-chars */
-    const char *fingerprint;     /* required, sha-256 "AB:CD:..." of the server certificate */
-    bool ice_lite;               /* write a=ice-lite (the server is an ICE-lite agent) */
-    bool transport_cc;           /* the server sends transport-cc feedback: answer the twcc
-                                    extmap and rtcp-fb transport-cc; otherwise neither */
-    bool remb;                   /* answer rtcp-fb goog-remb on video (the server sends REMB) */
-    uint64_t session_id;         /* o= id; 0 -> derived from the offer's */
-    uint64_t session_version;    /* o= version; bump on renegotiation */
+    const char *ice_ufrag;    /* required, 4..256 ice-chars */
+    const char *ice_pwd;      /* required, 22..256 ice-chars */
+    const char *fingerprint;  /* required, sha-256 "AB:CD:..." of the server certificate */
+    bool ice_lite;            /* write a=ice-lite (the server is an ICE-lite agent) */
+    bool transport_cc;        /* the server sends transport-cc feedback: answer the twcc
+                                 extmap and rtcp-fb transport-cc; otherwise neither */
+    bool remb;                /* answer rtcp-fb goog-remb on video (the server sends REMB) */
+    uint64_t session_id;      /* o= id; 0 -> derived from the offer's */
+    uint64_t session_version; /* o= version; bump on renegotiation */
     /* Candidate attribute values ("candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host"),
      * with or without the leading "a="; may be empty when trickling. Written into the
      * first accepted m-line (the BUNDLE tag). */
     const char *const *candidates;
     size_t n_candidates;
-    bool end_of_candidates;      /* write a=end-of-candidates (gathering done) */
+    bool end_of_candidates; /* write a=end-of-candidates (gathering done) */
     /* Per offer m-line (index = m-line index); n_media may be shorter than the offer,
      * missing entries mean "the server does not send". */
     const tm_sdp_answer_media *media;

@@ -65,23 +65,23 @@ typedef struct tm_stream_stats_snapshot {
     uint32_t ssrc;
     bool video;
     uint32_t clock_rate;
-    uint64_t packets;          /* received, incl. duplicates and retransmissions */
+    uint64_t packets; /* received, incl. duplicates and retransmissions */
     uint64_t bytes;
-    uint64_t expected;         /* extended max - base + 1 */
-    int64_t lost;              /* expected - packets (may be < 0 with duplicates) */
-    double fraction_lost;      /* over the interval since the previous snapshot, 0..1 */
-    uint32_t jitter;           /* clock units (RFC 3550 A.8) */
+    uint64_t expected;    /* extended max - base + 1 */
+    int64_t lost;         /* expected - packets (may be < 0 with duplicates) */
+    double fraction_lost; /* over the interval since the previous snapshot, 0..1 */
+    uint32_t jitter;      /* clock units (RFC 3550 A.8) */
     double jitter_ms;
-    uint64_t bitrate_bps;      /* over the last second */
-    uint64_t frames;           /* distinct timestamps seen (video: frames; audio: packets) */
-    double fps;                /* frames in the last second */
+    uint64_t bitrate_bps; /* over the last second */
+    uint64_t frames;      /* distinct timestamps seen (video: frames; audio: packets) */
+    double fps;           /* frames in the last second */
     uint64_t keyframes;
-    unsigned width, height;    /* last keyframe's, 0 if unknown */
+    unsigned width, height; /* last keyframe's, 0 if unknown */
     uint32_t nacks_sent, nacks_received, plis_sent, plis_received, firs, retransmits;
-    int64_t rtt_ms;            /* -1 unknown */
-    bool frozen;               /* video: no new frame for > freeze_ms while active */
-    uint32_t freezes;          /* times it became frozen */
-    int64_t frozen_ms_total;   /* time spent frozen, closed intervals only */
+    int64_t rtt_ms;          /* -1 unknown */
+    bool frozen;             /* video: no new frame for > freeze_ms while active */
+    uint32_t freezes;        /* times it became frozen */
+    int64_t frozen_ms_total; /* time spent frozen, closed intervals only */
 } tm_stream_stats_snapshot;
 
 /* Take the snapshot at now_us (monotonic) and start a new snapshot interval. */

@@ -38,8 +38,12 @@ static size_t build_compound(uint8_t *b, size_t cap)
 {
     size_t off = 0;
     int r;
-    tm_rtcp_sr sr = {.ssrc = 1, .ntp = 0x0102030405060708ull, .rtp_ts = 9000, .packet_count = 10,
-                     .octet_count = 1000, .n_reports = 2};
+    tm_rtcp_sr sr = {.ssrc = 1,
+                     .ntp = 0x0102030405060708ull,
+                     .rtp_ts = 9000,
+                     .packet_count = 10,
+                     .octet_count = 1000,
+                     .n_reports = 2};
     sr.reports[0] = block(100);
     sr.reports[1] = block(101);
     r = tm_rtcp_build_sr(b + off, cap - off, &sr);
@@ -377,7 +381,8 @@ static void test_ntp_rtt(void)
     CHECK_EQ_INT(tm_rtcp_rtt_us(arrival, 0, dlsr), -1);
     CHECK_EQ_INT(tm_rtcp_rtt_us(lsr, lsr, dlsr), -1); /* negative: clocks disagree */
     /* Wrap of the 16.16 clock. */
-    CHECK_EQ_INT(tm_rtcp_rtt_us(5u << 12, 0xffff0000u, 0), (int64_t)((65536 + 20480) * 1000000ll >> 16));
+    CHECK_EQ_INT(tm_rtcp_rtt_us(5u << 12, 0xffff0000u, 0),
+                 (int64_t)((65536 + 20480) * 1000000ll >> 16));
 }
 
 int main(void)

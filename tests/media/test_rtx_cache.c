@@ -59,8 +59,7 @@ static void test_store_get_wrap(void)
     for (int i = 0; i < 1000 - 512; i++)
         CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(65000 + i), 20, &p, &len), TM_ENOTFOUND);
     /* The same slot under a newer seq not stored yet: a miss, not a false hit. */
-    CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(65000 + 999 + 512), 20, &p, &len),
-                 TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(65000 + 999 + 512), 20, &p, &len), TM_ENOTFOUND);
     tm_rtx_cache_reset(c);
     CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(65000 + 999), 20, &p, &len), TM_ENOTFOUND);
     tm_rtx_cache_free(c);

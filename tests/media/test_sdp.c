@@ -171,7 +171,11 @@ static void test_chrome_answer(void)
     tm_sdp_offer *o = parse_file("chrome_offer.sdp");
     tm_sdp_answer_media media[3] = {
         {.send = true, .ssrc = 11111, .cname = "srv", .msid_stream = "peer-b", .msid_track = "a0"},
-        {.send = true, .ssrc = 22222, .rtx_ssrc = 33333, .cname = "srv", .msid_stream = "peer-b",
+        {.send = true,
+         .ssrc = 22222,
+         .rtx_ssrc = 33333,
+         .cname = "srv",
+         .msid_stream = "peer-b",
          .msid_track = "v0"},
     };
     tm_sdp_answer_params p = params(media, 2);
