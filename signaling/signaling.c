@@ -107,6 +107,7 @@ struct tm_signaling {
     tm_feed *feed;
     tm_queue *queue;
     GHashTable *users;       /* key -> user * */
+    GHashTable *staff;       /* key -> user *, doctors and supervisors (borrowed from users) */
     GHashTable *visits;      /* id -> live_visit * */
     GHashTable *avg_ms;      /* dept -> (double *) moving average of visit length */
     GHashTable *dirty_depts; /* dept -> 1: positions to push */
@@ -370,7 +371,7 @@ static int doctors_on_duty(tm_signaling *sig, const char *dept)
     int n = 0;
     GHashTableIter it;
     gpointer key, val;
-    g_hash_table_iter_init(&it, sig->users);
+    g_hash_table_iter_init(&it, sig->staff);
     while (g_hash_table_iter_next(&it, &key, &val)) {
         user *u = val;
         if (u->role == TM_ROLE_DOCTOR && u->sess && u->status != DOC_OFF_DUTY &&
@@ -404,9 +405,12 @@ static void learn_visit_length(tm_signaling *sig, const char *dept, int64_t dura
 
 static void push_positions(tm_signaling *sig, const char *dept)
 {
-    static const char *ids[8192];
     int64_t now = tm_now_ms();
-    size_t n = tm_queue_ordered(sig->queue, dept, now, ids, TM_ARRAY_LEN(ids));
+    size_t len = tm_queue_length(sig->queue, dept);
+    if (len == 0)
+        return;
+    const char **ids = g_new(const char *, len);
+    size_t n = tm_queue_ordered(sig->queue, dept, now, ids, len);
     int doctors = doctors_on_duty(sig, dept);
     int64_t avg = tm_signaling_avg_visit_ms(sig, dept);
     for (size_t i = 0; i < n; i++) {
@@ -429,6 +433,7 @@ static void push_positions(tm_signaling *sig, const char *dept)
         json_object_set_new(m, "doctors_on_duty", json_integer(doctors));
         send_msg(p->sess, m);
     }
+    g_free(ids);
 }
 
 static void flush_positions(tm_signaling *sig)
@@ -494,7 +499,7 @@ static void dispatch_dept(tm_signaling *sig, const char *dept)
     GArray *docs = g_array_new(FALSE, FALSE, sizeof(candidate_doc));
     GHashTableIter it;
     gpointer key, val;
-    g_hash_table_iter_init(&it, sig->users);
+    g_hash_table_iter_init(&it, sig->staff);
     while (g_hash_table_iter_next(&it, &key, &val)) {
         user *u = val;
         if (u->role != TM_ROLE_DOCTOR || !u->sess || u->status != DOC_AVAILABLE || u->offer_visit[0])
@@ -705,12 +710,29 @@ static void user_free(gpointer p)
     g_free(u);
 }
 
+static user *user_new(tm_signaling *sig, tm_role role, const char *sub)
+{
+    user *u = g_new0(user, 1);
+    user_key(role, sub, u->key, sizeof(u->key));
+    u->role = role;
+    g_strlcpy(u->sub, sub, sizeof(u->sub));
+    u->visits = g_ptr_array_new_with_free_func(g_free);
+    g_hash_table_insert(sig->users, u->key, u);
+    if (role != TM_ROLE_PATIENT)
+        g_hash_table_insert(sig->staff, u->key, u);
+    return u;
+}
+
+/* A user who dropped: they have the grace period to come back. */
+static void user_start_grace(tm_signaling *sig, user *u);
+
 /* Drops a user who has nothing left to come back to. */
 static void maybe_forget_user(tm_signaling *sig, user *u)
 {
     if (u->sess || u->grace_timer || u->visit_id[0] || u->offer_visit[0] ||
         (u->visits && u->visits->len) || u->last_visit_id[0])
         return;
+    g_hash_table_remove(sig->staff, u->key);
     g_hash_table_remove(sig->users, u->key);
 }
 
@@ -743,6 +765,13 @@ static gboolean grace_expired(gpointer data)
     flush_positions(sig);
     maybe_forget_user(sig, u);
     return G_SOURCE_REMOVE;
+}
+
+static void user_start_grace(tm_signaling *sig, user *u)
+{
+    u->disconnected_ms = tm_now_ms();
+    u->grace_timer = g_timeout_add_seconds_full(G_PRIORITY_DEFAULT, (guint)sig->cfg->grace_s,
+                                                grace_expired, g_strdup(u->key), g_free);
 }
 
 static void notify_peer_presence(tm_signaling *sig, live_visit *v, user *who, bool connected)
@@ -797,8 +826,7 @@ static void user_detach(tm_signaling *sig, user *u)
                 }
             }
         }
-        u->grace_timer = g_timeout_add_seconds_full(G_PRIORITY_DEFAULT, (guint)sig->cfg->grace_s,
-                                                    grace_expired, g_strdup(u->key), g_free);
+        user_start_grace(sig, u);
         tm_info("user.disconnected", "user=%s grace_s=%d", u->key, sig->cfg->grace_s);
     } else {
         if (u->role == TM_ROLE_DOCTOR)
@@ -869,7 +897,7 @@ json_t *tm_signaling_overview(tm_signaling *sig)
         json_array_append_new(visits, o);
     }
     json_t *doctors = json_array();
-    g_hash_table_iter_init(&it, sig->users);
+    g_hash_table_iter_init(&it, sig->staff);
     while (g_hash_table_iter_next(&it, &k, &val)) {
         user *u = val;
         if (u->role != TM_ROLE_DOCTOR)
@@ -893,7 +921,7 @@ static void push_overview(tm_signaling *sig)
     json_t *ov = NULL;
     GHashTableIter it;
     gpointer k, val;
-    g_hash_table_iter_init(&it, sig->users);
+    g_hash_table_iter_init(&it, sig->staff);
     while (g_hash_table_iter_next(&it, &k, &val)) {
         user *u = val;
         if (!u->overview || !u->sess)
@@ -1729,12 +1757,7 @@ static void handle_hello(tm_signaling *sig, session *s, json_t *msg, const char 
     user *u = find_user(sig, ident.role, ident.sub);
     bool resumed = false;
     if (!u) {
-        u = g_new0(user, 1);
-        user_key(ident.role, ident.sub, u->key, sizeof(u->key));
-        u->role = ident.role;
-        g_strlcpy(u->sub, ident.sub, sizeof(u->sub));
-        u->visits = g_ptr_array_new_with_free_func(g_free);
-        g_hash_table_insert(sig->users, u->key, u);
+        u = user_new(sig, ident.role, ident.sub);
     } else {
         resumed = u->grace_timer != 0 || u->visit_id[0] || u->visits->len;
         if (u->sess) {
@@ -2036,32 +2059,16 @@ static void restore_visit(const tm_visit *rec, void *data)
             tm_queue_return_to_head(sig->queue, v->id);
     }
     /* The participants have the grace period to come back, as after a drop. */
-    user *p = g_new0(user, 1);
-    user_key(TM_ROLE_PATIENT, v->patient_sub, p->key, sizeof(p->key));
-    if (g_hash_table_lookup(sig->users, p->key)) {
-        g_free(p);
-    } else {
-        p->role = TM_ROLE_PATIENT;
-        g_strlcpy(p->sub, v->patient_sub, sizeof(p->sub));
-        p->visits = g_ptr_array_new_with_free_func(g_free);
+    if (!find_user(sig, TM_ROLE_PATIENT, v->patient_sub)) {
+        user *p = user_new(sig, TM_ROLE_PATIENT, v->patient_sub);
         g_strlcpy(p->visit_id, v->id, sizeof(p->visit_id));
-        p->disconnected_ms = tm_now_ms();
-        p->grace_timer = g_timeout_add_seconds_full(G_PRIORITY_DEFAULT, (guint)sig->cfg->grace_s,
-                                                    grace_expired, g_strdup(p->key), g_free);
-        g_hash_table_insert(sig->users, p->key, p);
+        user_start_grace(sig, p);
     }
     if (v->state == TM_VS_ACTIVE && v->doctor_id[0]) {
         user *d = find_user(sig, TM_ROLE_DOCTOR, v->doctor_id);
         if (!d) {
-            d = g_new0(user, 1);
-            user_key(TM_ROLE_DOCTOR, v->doctor_id, d->key, sizeof(d->key));
-            d->role = TM_ROLE_DOCTOR;
-            g_strlcpy(d->sub, v->doctor_id, sizeof(d->sub));
-            d->visits = g_ptr_array_new_with_free_func(g_free);
-            d->disconnected_ms = tm_now_ms();
-            d->grace_timer = g_timeout_add_seconds_full(G_PRIORITY_DEFAULT, (guint)sig->cfg->grace_s,
-                                                        grace_expired, g_strdup(d->key), g_free);
-            g_hash_table_insert(sig->users, d->key, d);
+            d = user_new(sig, TM_ROLE_DOCTOR, v->doctor_id);
+            user_start_grace(sig, d);
         }
         g_ptr_array_add(d->visits, g_strdup(v->id));
     }
@@ -2076,6 +2083,7 @@ tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_ver
     sig->jwt = jwt;
     sig->queue = tm_queue_new();
     sig->users = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, user_free);
+    sig->staff = g_hash_table_new(g_str_hash, g_str_equal);
     sig->visits = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, live_visit_free);
     sig->avg_ms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     sig->dirty_depts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
@@ -2103,6 +2111,7 @@ void tm_signaling_free(tm_signaling *sig)
     if (sig->overview_timer)
         g_source_remove(sig->overview_timer);
     g_hash_table_destroy(sig->visits);
+    g_hash_table_destroy(sig->staff);
     g_hash_table_destroy(sig->users);
     g_hash_table_destroy(sig->avg_ms);
     g_hash_table_destroy(sig->dirty_depts);
