@@ -101,3 +101,36 @@ test('the token subcommand mints a token the server accepts', async () => {
   assert.equal(r.json.sub, 'cli-user');
   assert.equal(r.json.role, 'supervisor');
 });
+
+test('RS256 and ES256 tokens from a hospital identity provider are accepted with its public keys', async () => {
+  const { generateKeyPairSync, sign } = await import('node:crypto');
+  const { writeFileSync, mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { startServer: start } = await import('./lib/server.mjs');
+  const dir = mkdtempSync(join(tmpdir(), 'telemed-keys-'));
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  writeFileSync(join(dir, 'ec.pem'), ec.publicKey.export({ type: 'spki', format: 'pem' }));
+  writeFileSync(join(dir, 'rsa.pem'), rsa.publicKey.export({ type: 'spki', format: 'pem' }));
+  const jwt = (alg, key, claims) => {
+    const now = Math.floor(Date.now() / 1000);
+    const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const input = `${enc({ alg, typ: 'JWT' })}.${enc({ iat: now, exp: now + 600, ...claims })}`;
+    const sig = sign('sha256', Buffer.from(input), alg === 'ES256' ? { key, dsaEncoding: 'ieee-p1363' } : key);
+    return `${input}.${sig.toString('base64url')}`;
+  };
+  const idp = await start({ args: ['--jwt-public-keys', `${join(dir, 'ec.pem')},${join(dir, 'rsa.pem')}`] });
+  try {
+    for (const [alg, key] of [['ES256', ec.privateKey], ['RS256', rsa.privateKey]]) {
+      const r = await idp.api('GET', '/api/v1/me', undefined, jwt(alg, key, { sub: `u-${alg}`, role: 'supervisor' }));
+      assert.equal(r.status, 200, `${alg}: ${r.text}`);
+      assert.equal(r.json.sub, `u-${alg}`);
+    }
+    const other = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const forged = await idp.api('GET', '/api/v1/me', undefined, jwt('ES256', other.privateKey, { sub: 'x', role: 'admin' }));
+    assert.equal(forged.status, 401);
+  } finally {
+    await idp.stop();
+  }
+});
