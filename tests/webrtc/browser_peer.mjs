@@ -142,7 +142,19 @@ export class TmPeer {
         audio: true, video: { width: { exact: width }, height: { exact: height }, frameRate: 30 },
       });
       this.localStream = stream;
-      for (const t of stream.getTracks()) pc.addTrack(t, stream);
+      for (const t of stream.getTracks()) {
+        const sender = pc.addTrack(t, stream);
+        if (t.kind === 'video') {
+          // The far side checks the decoded size: do not let CPU or
+          // bandwidth adaptation shrink it.
+          t.contentHint = 'detail';
+          try {
+            const p = sender.getParameters();
+            p.degradationPreference = 'maintain-resolution';
+            await sender.setParameters(p);
+          } catch (e) { this.note(`setParameters: ${e}`); }
+        }
+      }
     }
     this.tOffer = performance.now();
     await this.sendOffer();
@@ -181,6 +193,30 @@ export class TmPeer {
   onRemoteCandidate(m) {
     if (this.answerSet) this.addRemote(m);
     else this.remoteCands.push(m);
+  }
+
+  // Reconnect after a cut: new WebSocket and hello (the session resumes
+  // inside the grace period), a new RTCPeerConnection and offer for the
+  // same visit. The old pc must already be closed.
+  async reconnect(url, token, { width = 320, height = 240 } = {}) {
+    const visitId = this.visitId;
+    this.pending.clear();
+    this.pushes = [];
+    await this.connect(url);
+    this.helloResult = await this.hello(token);
+    this.visitId = visitId;
+    this.remoteCands = [];
+    await this.startMedia({ width, height });
+    return this.helloResult;
+  }
+
+  // Cuts this side hard: the media transport and the WebSocket go away
+  // without a goodbye.
+  cut() {
+    if (this.pc) this.pc.close();
+    if (this.localStream) for (const t of this.localStream.getTracks()) t.stop();
+    this.ws.onclose = null;
+    this.ws.close();
   }
 
   // ICE restart: new ufrag/pwd in a new offer for the same visit.

@@ -76,16 +76,25 @@ async function startOwn({ args = [], timeoutMs = 20000 } = {}) {
   return srv;
 }
 
-// Returns the server handle: {port, url, token(sub, role, opts), stop(), ...}.
+// Returns the server handle: {port, url, base, token(sub, role, {dept}),
+// log(), stop(), harness}. The integration harness's handle is wrapped so
+// that url/base are strings and the starter can be swapped.
 export async function startServer(opts = {}) {
   if (fs.existsSync(HARNESS) && !process.env.TM_WEBRTC_OWN_STARTER) {
     const h = await import(HARNESS);
-    if (typeof h.startServer === 'function') {
-      const s = await h.startServer(opts);
-      if (!s.url) s.url = `wss://127.0.0.1:${s.port}/ws`;
-      if (!s.base) s.base = `https://127.0.0.1:${s.port}`;
-      return s;
-    }
+    const s = await h.startServer(opts);
+    return {
+      get port() { return s.port; },
+      get url() { return s.url(); },
+      get base() { return s.base(); },
+      dataDir: s.dataDir,
+      secret: s.secret,
+      harness: h,
+      raw: s,
+      token: (sub, role, o = {}) => s.token(sub, role, o.dept ? { dept: o.dept } : {}),
+      log: () => s.logs,
+      stop: () => s.stop(),
+    };
   }
   return startOwn(opts);
 }
@@ -106,7 +115,7 @@ export function api(srv, method, p, { token, body } = {}) {
       res.on('end', () => {
         let json = null;
         try { json = s ? JSON.parse(s) : null; } catch { /* not json */ }
-        resolve({ status: res.statusCode, body: json, text: s });
+        resolve({ status: res.statusCode, body: json, json, text: s });
       });
     });
     req.on('timeout', () => req.destroy(new Error(`${method} ${p}: timeout`)));

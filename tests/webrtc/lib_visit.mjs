@@ -14,12 +14,12 @@ export async function prepareClinic(srv, { dept = 'cardiology', doctorId = 'd-we
   const now = Date.now();
   const must = async (method, p, body, okIfConflict = true) => {
     const r = await api(srv, method, p, { token: admin, body });
-    if (r.status >= 300 && !(okIfConflict && r.status === 409))
+    if (r.status >= 300 && !(okIfConflict && r.status === 409 && p !== '/api/v1/shifts'))
       throw new Error(`${method} ${p} -> ${r.status} ${r.text}`);
     return r.body;
   };
   await must('POST', '/api/v1/departments', { id: dept, name: `Dept ${dept}` });
-  await must('POST', '/api/v1/doctors', { id: doctorId, name: 'Dr Test', dept_id: dept });
+  await must('POST', '/api/v1/doctors', { id: doctorId, name: 'Dr Test', dept_id: dept, licence_no: `LIC-${doctorId}` });
   await must('POST', '/api/v1/shifts', {
     doctor_id: doctorId, dept_id: dept, capacity,
     start: new Date(now - 3600e3).toISOString(), end: new Date(now + 3 * 3600e3).toISOString(),

@@ -16,7 +16,12 @@ if(TMW_GST_FOUND AND TMW_SOUP_FOUND)
     # The test peers against each other (no server): tells a broken peer
     # from a broken server.
     tm_node_test(webrtc_selftest tests/webrtc/selftest.test.mjs)
-    set_tests_properties(webrtc_selftest PROPERTIES LABELS webrtc)
+    # Full visits through the real server: two webrtcbin peers (+ a late
+    # receive-only watcher, + loss), then Chromium with webrtcbin and two
+    # Chromiums (+ ICE restart, + reconnect).
+    tm_node_test(webrtc_visit tests/webrtc/visit_test.mjs)
+    tm_node_test(webrtc_browser tests/webrtc/browser_visit.test.mjs)
+    set_tests_properties(webrtc_selftest webrtc_visit webrtc_browser PROPERTIES LABELS webrtc)
   endif()
 else()
   message(STATUS "tests/webrtc: GStreamer webrtc or libsoup-3.0 missing, media tests skipped")

@@ -127,7 +127,7 @@ static int ws_send(json_t *obj, gboolean with_id)
     if (!text)
         return -1;
     if (A.o.verbose)
-        g_printerr("-> %.300s\n", text);
+        g_printerr("-> %.8000s\n", text);
     if (A.ws && soup_websocket_connection_get_state(A.ws) == SOUP_WEBSOCKET_STATE_OPEN)
         soup_websocket_connection_send_text(A.ws, text);
     free(text);
@@ -485,6 +485,32 @@ static void install_loss_hook(void)
     gst_iterator_free(it);
 }
 
+/* Browsers send NACK and PLI at once; GStreamer's session sends feedback
+ * "early" only under RFC 4585's rules (not before its first regular RTCP,
+ * then rate limited) and otherwise waits up to its 5 s regular interval,
+ * past any retransmission deadline. A short minimum interval makes its
+ * feedback as timely as a browser's, so the tests judge the server. */
+static void tune_rtcp(void)
+{
+    GstIterator *it = gst_bin_iterate_recurse(GST_BIN(A.webrtc));
+    GValue v = G_VALUE_INIT;
+    while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+        GstElement *e = g_value_get_object(&v);
+        GstElementFactory *f = gst_element_get_factory(e);
+        if (f && strcmp(GST_OBJECT_NAME(f), "rtpbin") == 0) {
+            GObject *sess = NULL;
+            g_signal_emit_by_name(e, "get-internal-session", 0u, &sess);
+            if (sess) {
+                if (g_object_class_find_property(G_OBJECT_GET_CLASS(sess), "rtcp-min-interval"))
+                    g_object_set(sess, "rtcp-min-interval", (guint64)(100 * GST_MSECOND), NULL);
+                g_object_unref(sess);
+            }
+        }
+        g_value_reset(&v);
+    }
+    gst_iterator_free(it);
+}
+
 static gboolean run_timer_cb(gpointer ud);
 static gboolean end_timer_cb(gpointer ud);
 
@@ -625,6 +651,7 @@ static void on_answer(const char *sdp_text)
     gst_webrtc_session_description_free(ans);
     A.t_answer_us = g_get_monotonic_time();
     A.answer_set = TRUE;
+    tune_rtcp();
     g_print("event=answer_applied ms_since_offer=%.0f\n", ms_since(A.t_offer_us, A.t_answer_us));
     for (GSList *l = A.pending_remote_cands; l; l = l->next) {
         apply_remote_candidate(l->data);
@@ -703,7 +730,7 @@ static void on_message(SoupWebsocketConnection *ws, gint type, GBytes *msg, gpoi
     gsize len = 0;
     const char *data = g_bytes_get_data(msg, &len);
     if (A.o.verbose)
-        g_printerr("<- %.*s\n", (int)MIN(len, 300), data);
+        g_printerr("<- %.*s\n", (int)MIN(len, 8000), data);
     json_error_t jerr;
     json_t *m = json_loadb(data, len, 0, &jerr);
     if (!m || !json_is_object(m)) {

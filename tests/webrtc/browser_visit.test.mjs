@@ -1,0 +1,164 @@
+// browser_visit.test.mjs - visits through the real telemed-server with
+// headless Chromium (fake camera and microphone) on one or both ends:
+// a browser patient with a webrtcbin doctor, two browsers, an ICE restart,
+// and a reconnect after the patient's transport is cut. Decoding is judged
+// from getStats() (browsers) and the exit summary (webrtc_client).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from './lib_server.mjs';
+import { prepareClinic } from './lib_visit.mjs';
+import { runClient, describe } from './lib_client.mjs';
+import { startPageServer, launchBrowser, newPeerPage, pageStats, pageLog, videoIn, audioIn, waitVideoFlowing, sleep } from './lib_browser.mjs';
+
+let pages;
+let browser;
+
+before(async () => {
+  pages = await startPageServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await pages?.close();
+});
+
+async function withServer(t) {
+  const srv = await startServer();
+  t.after(async () => {
+    if (process.env.TM_TEST_VERBOSE) console.log(srv.log().slice(-20000));
+    await srv.stop();
+  });
+  return srv;
+}
+
+async function peerPage(t) {
+  const page = await newPeerPage(browser, pages.url);
+  t.after(() => page.context().close());
+  return page;
+}
+
+// Frames decoded on every inbound video stream of page, twice, `gapMs`
+// apart; asserts they grew and the size matched.
+async function assertVideoGrows(page, { width, height, streams = 1, gapMs = 2000, who = 'page' } = {}) {
+  const a = await waitVideoFlowing(page, { streams });
+  await sleep(gapMs);
+  const b = await pageStats(page);
+  const va = videoIn(a);
+  const vb = videoIn(b);
+  for (const s of vb) {
+    const before0 = va.find((x) => x.ssrc === s.ssrc);
+    assert.ok(before0, `${who}: stream ${s.ssrc} appeared late`);
+    assert.ok(s.framesDecoded > before0.framesDecoded,
+      `${who}: frames stuck at ${s.framesDecoded}\n${JSON.stringify(b)}\n${await pageLog(page)}`);
+    if (width) assert.equal(s.frameWidth, width, `${who} width`);
+    if (height) assert.equal(s.frameHeight, height, `${who} height`);
+  }
+  for (const s of audioIn(b)) assert.ok(s.totalSamplesReceived > 0, `${who}: no audio samples`);
+  return b;
+}
+
+test('browser patient and webrtcbin doctor decode each other through the server', { timeout: 120000 }, async (t) => {
+  const srv = await withServer(t);
+  const c = await prepareClinic(srv);
+  const doctor = runClient(['--url', srv.url, '--token', c.doctorToken, '--role', 'doctor', '--width', '640', '--height', '360',
+    '--expect-width', '320', '--expect-height', '240', '--duration', '14', '--min-audio-s', '5'], { name: 'doctor' });
+  t.after(() => doctor.kill());
+  await doctor.waitEvent('hello_ok', 20000);
+
+  const page = await peerPage(t);
+  const visit = await page.evaluate(async ({ url, token, dept }) => {
+    await window.peer.connect(url);
+    await window.peer.hello(token);
+    const v = await window.peer.checkin(dept);
+    await window.peer.startMedia({ width: 320, height: 240 });
+    return v;
+  }, { url: srv.url, token: c.patientToken, dept: c.dept });
+
+  await assertVideoGrows(page, { width: 640, height: 360, who: 'browser patient' });
+  const rd = await doctor.done;
+  assert.equal(rd.code, 0, describe('doctor', rd) + (await pageLog(page)));
+  assert.equal(rd.result.visit, visit);
+  assert.equal(rd.result.width, '320');
+  assert.equal(rd.result.height, '240');
+});
+
+async function twoBrowsers(t, srv) {
+  const c = await prepareClinic(srv);
+  const doc = await peerPage(t);
+  const pat = await peerPage(t);
+  const docVisit = doc.evaluate(async ({ url, token }) => {
+    await window.peer.connect(url);
+    await window.peer.hello(token);
+    const v = await window.peer.doctorTakeNext();
+    await window.peer.startMedia({ width: 640, height: 360 });
+    return v;
+  }, { url: srv.url, token: c.doctorToken });
+  await sleep(300); // the doctor is available first
+  const patVisit = await pat.evaluate(async ({ url, token, dept }) => {
+    await window.peer.connect(url);
+    await window.peer.hello(token);
+    const v = await window.peer.checkin(dept);
+    await window.peer.startMedia({ width: 320, height: 240 });
+    return v;
+  }, { url: srv.url, token: c.patientToken, dept: c.dept });
+  assert.equal(await docVisit, patVisit);
+  return { c, doc, pat, visit: patVisit };
+}
+
+test('two browsers decode each other, both directions, frames keep increasing', { timeout: 120000 }, async (t) => {
+  const srv = await withServer(t);
+  const { doc, pat } = await twoBrowsers(t, srv);
+  await Promise.all([
+    assertVideoGrows(pat, { width: 640, height: 360, who: 'patient' }),
+    assertVideoGrows(doc, { width: 320, height: 240, who: 'doctor' }),
+  ]);
+  // And the senders really send (outbound-rtp), so "both directions" is not
+  // satisfied by one stream echoed back.
+  const so = await pageStats(pat);
+  assert.ok(so.outbound.find((s) => s.kind === 'video' && s.framesEncoded > 0));
+});
+
+test('ICE restart on a live visit keeps media flowing', { timeout: 120000 }, async (t) => {
+  const srv = await withServer(t);
+  const { doc, pat } = await twoBrowsers(t, srv);
+  await assertVideoGrows(pat, { who: 'patient' });
+  await pat.evaluate(async () => {
+    const n = window.peer.pushes.filter((m) => m.type === 'media.answer').length;
+    await window.peer.restartIce();
+    await window.peer.waitPush(() => window.peer.pushes.filter((m) => m.type === 'media.answer').length > n, 10000, 'restart answer');
+  });
+  await sleep(1500);
+  await Promise.all([
+    assertVideoGrows(pat, { width: 640, height: 360, who: 'patient after restart' }),
+    assertVideoGrows(doc, { width: 320, height: 240, who: 'doctor after restart' }),
+  ]);
+  const st = await pageStats(pat);
+  assert.equal(st.pc, 'connected');
+});
+
+test('reconnect: the patient is cut, comes back with a new transport inside the grace period, media resumes', { timeout: 150000 }, async (t) => {
+  const srv = await withServer(t);
+  const { c, doc, pat } = await twoBrowsers(t, srv);
+  await assertVideoGrows(doc, { who: 'doctor before cut' });
+  await pat.evaluate(() => window.peer.cut());
+  // The doctor's view of the patient freezes.
+  await sleep(2500);
+  const frozen = videoIn(await pageStats(doc))[0].framesDecoded;
+  await sleep(1000);
+  const stillFrozen = videoIn(await pageStats(doc))[0].framesDecoded;
+  assert.ok(stillFrozen - frozen < 5, `patient video should stop after the cut (${frozen} -> ${stillFrozen})`);
+
+  await pat.evaluate(async ({ url, token }) => window.peer.reconnect(url, token), { url: srv.url, token: c.patientToken });
+  await waitVideoFlowing(pat, { timeoutMs: 15000 });
+  // The doctor keeps its receiver: the same stream resumes growing.
+  const end = Date.now() + 15000;
+  let now = stillFrozen;
+  while (Date.now() < end) {
+    now = videoIn(await pageStats(doc)).reduce((a, s) => Math.max(a, s.framesDecoded), 0);
+    if (now > stillFrozen + 30) break;
+    await sleep(250);
+  }
+  assert.ok(now > stillFrozen + 30, `doctor's view of the patient did not resume (${stillFrozen} -> ${now})\n${await pageLog(doc)}`);
+  await assertVideoGrows(pat, { width: 640, height: 360, who: 'patient after reconnect' });
+});
