@@ -707,7 +707,10 @@ static void choose_codecs(tm_sdp_mline *m)
     if (m->kind == TM_MEDIA_AUDIO) {
         for (unsigned i = 0; i < m->n_codecs; i++) {
             const tm_sdp_codec *c = &m->codecs[i];
-            if (strcasecmp(c->name, "opus") == 0 && c->clock == 48000 && c->channels == 2) {
+            /* RFC 7587 says opus/48000/2, but webrtcbin writes OPUS/48000 when its
+             * caps lack encoding-params; the wire format is the same. */
+            if (strcasecmp(c->name, "opus") == 0 && c->clock == 48000 &&
+                (c->channels == 2 || c->channels == 1)) {
                 m->codec = (int)i;
                 break;
             }
@@ -1029,6 +1032,12 @@ static void write_mline(sbuf *b, const tm_sdp_offer *o, const tm_sdp_mline *m,
     if (!m->accepted) {
         const char *fmt = m->fmt0[0] ? m->fmt0 : "0";
         sb_printf(b, "m=%s 0 %s %s\r\nc=IN IP4 0.0.0.0\r\n", m->media, m->proto, fmt);
+        /* webrtcbin refuses an answer with any m-line lacking a fingerprint,
+         * rejected ones included; Chrome does not mind them. */
+        sb_printf(b, "a=ice-ufrag:%s\r\na=ice-pwd:%s\r\n", p->ice_ufrag, p->ice_pwd);
+        sb_printf(b, "a=fingerprint:sha-256 %s\r\n", p->fingerprint);
+        sb_printf(b, "a=setup:%s\r\n",
+                  tm_sdp_answer_setup(o) == TM_SETUP_ACTIVE ? "active" : "passive");
         if (m->mid[0])
             sb_printf(b, "a=mid:%s\r\n", m->mid);
         if (m->kind == TM_MEDIA_AUDIO || m->kind == TM_MEDIA_VIDEO)

@@ -231,7 +231,10 @@ static void test_chrome_answer(void)
     char *d = section(ans, 2);
     CHECK(has_line(d, "m=application 0 UDP/DTLS/SCTP webrtc-datachannel"));
     CHECK(has_line(d, "a=mid:2"));
-    CHECK(strstr(d, "a=ice-ufrag") == NULL);
+    /* webrtcbin wants a fingerprint on every m-line, rejected ones too. */
+    CHECK(strstr(d, "\r\na=fingerprint:sha-256 AA:BB:") != NULL);
+    CHECK(has_line(d, "a=setup:passive"));
+    CHECK(strstr(d, "a=rtpmap") == NULL);
     free(d);
 
     /* The answer is well-formed SDP by our own parser (it is not an offer
@@ -353,6 +356,26 @@ static void test_webrtcbin_offer(void)
     CHECK(strstr(as, "bundle-only") == NULL);
     CHECK(strstr(as, "rtcp-fb") == NULL); /* no video feedback on audio */
     free(as);
+    free(ans);
+    tm_sdp_offer_free(o);
+}
+
+static void test_webrtcbin_1_22_real_offer(void)
+{
+    /* As GStreamer 1.22's webrtcbin wrote it (max-bundle, caps without
+     * encoding-params): "OPUS/48000" with no channel count, a=rtcp-mux-only,
+     * the audio m-line bundle-only on port 0. */
+    tm_sdp_offer *o = parse_file("webrtcbin_1_22_offer.sdp");
+    CHECK_EQ_INT(o->n_mlines, 2);
+    CHECK(o->mlines[0].accepted);
+    CHECK(o->mlines[1].accepted);
+    CHECK_EQ_INT(tm_sdp_mline_codec(&o->mlines[1])->channels, 1);
+    CHECK_EQ_INT(tm_sdp_mline_codec(&o->mlines[1])->pt, 111);
+    tm_sdp_answer_params p = params(NULL, 0);
+    char *ans = tm_sdp_build_answer(o, &p);
+    CHECK(ans != NULL);
+    CHECK(has_line(ans, "a=rtpmap:111 opus/48000/2"));
+    CHECK(has_line(ans, "a=group:BUNDLE video0 audio1"));
     free(ans);
     tm_sdp_offer_free(o);
 }
@@ -600,6 +623,7 @@ int main(void)
     RUN(test_receive_only_answer);
     RUN(test_supervisor_recvonly_offer);
     RUN(test_webrtcbin_offer);
+    RUN(test_webrtcbin_1_22_real_offer);
     RUN(test_h264_fallback);
     RUN(test_rejections);
     RUN(test_rejections_inline);
