@@ -15,6 +15,17 @@ tm_unit_test(test_rtcp tests/media/test_rtcp.c)
 tm_unit_test(test_rtx_cache tests/media/test_rtx_cache.c)
 tm_unit_test(test_stream_stats tests/media/test_stream_stats.c)
 
+# Our answers as an independent stack sees them: webrtcbin's offers parse and
+# webrtcbin accepts the answers. GStreamer is linked to this test only.
+pkg_check_modules(PKT_GST IMPORTED_TARGET gstreamer-1.0 gstreamer-webrtc-1.0 gstreamer-sdp-1.0)
+if(PKT_GST_FOUND)
+  tm_unit_test(test_sdp_webrtcbin tests/media/test_sdp_webrtcbin.c)
+  target_link_libraries(test_sdp_webrtcbin PRIVATE PkgConfig::PKT_GST)
+  target_compile_definitions(test_sdp_webrtcbin PRIVATE GST_USE_UNSTABLE_API)
+  set_tests_properties(test_sdp_webrtcbin PROPERTIES
+    ENVIRONMENT "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/media/packets_lsan.supp:fast_unwind_on_malloc=0")
+endif()
+
 # Fuzz targets: libFuzzer binaries under clang with TM_FUZZ=ON (the option and
 # the library instrumentation live in server/identity.cmake), and with any
 # compiler a smoke run through the shared driver tests/fuzz/fuzz_main.c.
