@@ -2,9 +2,25 @@
 pkg_check_modules(NICE REQUIRED IMPORTED_TARGET nice>=0.1.19)
 pkg_check_modules(SRTP REQUIRED IMPORTED_TARGET libsrtp2>=2.2)
 target_sources(telemed PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/media.c
+  ${CMAKE_CURRENT_LIST_DIR}/worker.c
+  ${CMAKE_CURRENT_LIST_DIR}/peer.c
+  ${CMAKE_CURRENT_LIST_DIR}/ice.c
   ${CMAKE_CURRENT_LIST_DIR}/dtls.c
   ${CMAKE_CURRENT_LIST_DIR}/srtp.c
+  ${CMAKE_CURRENT_LIST_DIR}/forward.c
 )
 target_link_libraries(telemed PUBLIC PkgConfig::NICE PkgConfig::SRTP)
 
 tm_unit_test(test_dtls_srtp tests/media/test_dtls_srtp.c)
+
+# Real-peer tests: GStreamer webrtcbin as the independent WebRTC stack. GStreamer
+# is linked to these test programs only, never to the telemed library.
+pkg_check_modules(GST_WEBRTC IMPORTED_TARGET gstreamer-1.0 gstreamer-webrtc-1.0 gstreamer-sdp-1.0)
+if(GST_WEBRTC_FOUND)
+  foreach(t test_media_loopback)
+    tm_unit_test(${t} tests/media/${t}.c tests/media/media_test_peer.c)
+    target_link_libraries(${t} PRIVATE PkgConfig::GST_WEBRTC)
+    set_tests_properties(${t} PROPERTIES TIMEOUT 90)
+  endforeach()
+endif()

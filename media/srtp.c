@@ -24,7 +24,11 @@ static bool ensure_init(void)
 {
     static bool ok;
     if (g_once_init_enter(&srtp_inited)) {
-        ok = srtp_init() == srtp_err_status_ok;
+        /* Someone else in the process (GStreamer's srtp plugin) may have
+         * initialised libsrtp already; it then refuses to load its ciphers
+         * twice with bad_param, and the kernel is ready all the same. */
+        srtp_err_status_t e = srtp_init();
+        ok = e == srtp_err_status_ok || e == srtp_err_status_bad_param;
         g_once_init_leave(&srtp_inited, 1);
     }
     return ok;

@@ -1,0 +1,527 @@
+/*
+ * forward.c - the per-visit router: RTP from a sender goes to every receiver
+ * bound to that stream with SSRC, payload type, sequence number, timestamp
+ * and header extension ids rewritten per receiver; RTCP feedback goes the
+ * other way (PLI/FIR to the sender, rate limited; NACKs answered from the
+ * receiver stream's rtx cache; REMB collected); SRs are rewritten for each
+ * receiver so lip sync survives; once a second RR + REMB to senders and a
+ * stats event per peer.
+ *
+ * Binding: each receiving m-line of a peer takes, in order, the streams of
+ * the same kind of the other sending peers in join order (so a 1:1 peer's
+ * audio/video m-lines get the other side's audio/video, and a supervisor's
+ * recvonly m-lines get everybody's).
+ *
+ * Hot path (tm__forward_rtp): no allocation, no lock, no logging; scratch
+ * buffers belong to the worker. Runs on the visit's worker thread.
+ */
+#include <string.h>
+
+#include "media_internal.h"
+
+#define TRAILER_ROOM TM__SRTP_MAX_TRAILER
+#define NACK_MAX 64
+#define REMB_FRESH_MS 5000
+
+static inline void count(atomic_uint_fast64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static void send_rtcp(tm__peer *to, uint8_t *buf, size_t len)
+{
+    if (!to->srtp || to->closing || len + TRAILER_ROOM > TM__PKT_CAP)
+        return;
+    if (tm__srtp_protect_rtcp(to->srtp, buf, &len) == 0)
+        tm__peer_send(to, buf, len);
+}
+
+static void request_keyframe(tm__peer *sender, tm__in_stream *s, bool joining)
+{
+    int64_t now = tm_mono_ms();
+    /* A joining receiver cannot wait a second; repeated joins still cannot
+     * make the sender encode keyframes back to back. */
+    int64_t gap = joining ? 200 : TM__PLI_INTERVAL_MS;
+    if (!sender->srtp || !s->ssrc || (s->last_pli_ms && now - s->last_pli_ms < gap))
+        return;
+    s->last_pli_ms = now;
+    tm__worker *w = sender->w;
+    int n = tm_rtcp_build_pli(w->rtcp, sizeof w->rtcp - TRAILER_ROOM, sender->rtcp_ssrc, s->ssrc);
+    if (n <= 0)
+        return;
+    send_rtcp(sender, w->rtcp, (size_t)n);
+    count(&w->counters.plis_forwarded);
+    if (s->stats)
+        tm_stream_stats_on_pli_sent(s->stats);
+}
+
+/* ---- RTP ---- */
+
+static tm__in_stream *find_in(tm__peer *p, uint32_t ssrc, uint8_t pt)
+{
+    for (int i = 0; i < p->n_in; i++)
+        if (p->in[i].ssrc == ssrc)
+            return &p->in[i];
+    for (int i = 0; i < p->n_in; i++)
+        if (p->in[i].rtx_ssrc == ssrc || p->in[i].rtx_pt == pt)
+            return NULL;
+    /* No a=ssrc in the offer: the first unknown SSRC with the m-line's codec
+     * payload type is that m-line's stream. */
+    for (int i = 0; i < p->n_in; i++) {
+        if (!p->in[i].ssrc && p->in[i].pt == pt) {
+            p->in[i].ssrc = ssrc;
+            return &p->in[i];
+        }
+    }
+    return NULL;
+}
+
+static void forward_one(tm__worker *w, const tm__in_stream *s, tm__peer *r, tm__out_stream *o,
+                        const uint8_t *buf, size_t len, const tm_rtp_header *h, int64_t now_ms)
+{
+    if (!r->srtp || r->closing || o->codec != s->codec)
+        return;
+    uint8_t *pkt = w->pkt;
+    memcpy(pkt, buf, len);
+    if (!o->based || o->src_ssrc != s->ssrc) {
+        /* New source (or the sender restarted): continue our numbering where
+         * the receiver's stream left off, so its decoder sees one stream. */
+        if (o->sent_any) {
+            uint32_t elapsed = (uint32_t)((now_ms - o->last_ms) * (int64_t)o->clock / 1000);
+            o->seq_off = (uint16_t)(o->last_seq + 1 - h->seq);
+            o->ts_off = o->last_ts + (elapsed ? elapsed : 1) - h->ts;
+            if (o->rtx)
+                tm_rtx_cache_reset(o->rtx);
+        }
+        o->based = true;
+        o->src_ssrc = s->ssrc;
+    }
+    uint16_t seq = (uint16_t)(h->seq + o->seq_off);
+    uint32_t ts = h->ts + o->ts_off;
+    tm_rtp_set_ssrc(pkt, o->ssrc);
+    tm_rtp_set_pt(pkt, (uint8_t)o->pt);
+    tm_rtp_set_seq(pkt, seq);
+    tm_rtp_set_ts(pkt, ts);
+    if (h->extension) {
+        int nl = tm_rtp_ext_remap(pkt, len, o->ext_map);
+        if (nl < TM_RTP_HEADER_MIN)
+            return;
+        len = (size_t)nl;
+    }
+    if (!o->sent_any || tm_seq_newer(seq, o->last_seq)) {
+        o->last_seq = seq;
+        o->last_ts = ts;
+        o->last_ms = now_ms;
+        o->sent_any = true;
+    }
+    if (o->rtx)
+        tm_rtx_cache_store(o->rtx, seq, pkt, len, now_ms);
+    o->st.packets++;
+    o->st.bytes += len;
+    if (tm__srtp_protect_rtp(r->srtp, pkt, &len) == 0)
+        tm__peer_send(r, pkt, len);
+}
+
+void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len)
+{
+    tm__worker *w = from->w;
+    tm_rtp_header h;
+    if (len + TRAILER_ROOM + 64 > TM__PKT_CAP || tm__srtp_unprotect_rtp(from->srtp, buf, &len) != 0 ||
+        tm_rtp_parse(buf, len, &h) != 0) {
+        count(&w->counters.dropped_malformed);
+        return;
+    }
+    tm__in_stream *s = find_in(from, h.ssrc, h.pt);
+    if (!s || h.pt != s->pt)
+        return; /* rtx/padding probes or a stream we did not accept */
+    int64_t now_us = g_get_monotonic_time();
+    if (!s->stats)
+        s->stats = tm_stream_stats_new(s->ssrc, s->clock, s->kind == TM_MEDIA_VIDEO, 0);
+    if (s->stats) {
+        tm_stream_stats_on_rtp(s->stats, h.seq, h.ts, h.marker, len, now_us);
+        if (s->kind == TM_MEDIA_VIDEO && h.payload_len > 0) {
+            const uint8_t *pl = buf + h.payload_offset;
+            if (s->codec == TM_CODEC_VP8) {
+                tm_vp8_info vi;
+                if (tm_vp8_parse(pl, h.payload_len, &vi) == 0 && vi.keyframe)
+                    tm_stream_stats_on_keyframe(s->stats, vi.width, vi.height);
+            } else if (tm_rtp_is_keyframe(s->codec, pl, h.payload_len)) {
+                tm_stream_stats_on_keyframe(s->stats, 0, 0);
+            }
+        }
+    }
+    int64_t now_ms = now_us / 1000;
+    for (int i = 0; i < s->n_bound; i++) {
+        tm__peer *r = s->bound_peer[i];
+        forward_one(w, s, r, &r->out[s->bound_out[i]], buf, len, &h, now_ms);
+    }
+}
+
+/* ---- RTCP ---- */
+
+static tm__out_stream *find_out(tm__peer *p, uint32_t ssrc)
+{
+    for (int i = 0; i < p->n_out; i++)
+        if (p->out[i].ssrc == ssrc)
+            return &p->out[i];
+    return NULL;
+}
+
+static tm__in_stream *out_source(tm__out_stream *o)
+{
+    if (!o || !o->src_peer || o->src_in < 0 || o->src_in >= o->src_peer->n_in)
+        return NULL;
+    return &o->src_peer->in[o->src_in];
+}
+
+static void on_report_blocks(tm__peer *from, const tm_rtcp_report_block *rb, unsigned n,
+                             int64_t now_ms)
+{
+    for (unsigned i = 0; i < n; i++) {
+        tm__out_stream *o = find_out(from, rb[i].ssrc);
+        if (!o)
+            continue;
+        o->st.fraction_lost = rb[i].fraction_lost;
+        o->st.cumulative_lost = rb[i].cumulative_lost;
+        o->st.jitter = rb[i].jitter;
+        for (unsigned k = 0; k < TM_ARRAY_LEN(o->sr_mid); k++) {
+            if (rb[i].lsr && o->sr_mid[k] == rb[i].lsr) {
+                int64_t rtt = now_ms - o->sr_ms[k] - (int64_t)rb[i].dlsr * 1000 / 65536;
+                o->st.rtt_ms = rtt < 0 ? 0 : rtt;
+                break;
+            }
+        }
+    }
+}
+
+/* The sender's SR, once per receiver of the stream, in the receiver's terms. */
+static void forward_sr(tm__peer *from, const tm_rtcp_sr *sr, int64_t now_ms)
+{
+    tm__worker *w = from->w;
+    tm__in_stream *s = NULL;
+    for (int i = 0; i < from->n_in; i++)
+        if (from->in[i].ssrc == sr->ssrc)
+            s = &from->in[i];
+    if (!s)
+        return;
+    if (s->stats)
+        tm_stream_stats_on_sr(s->stats, sr->ntp, now_ms * 1000);
+    for (int i = 0; i < s->n_bound; i++) {
+        tm__peer *r = s->bound_peer[i];
+        tm__out_stream *o = &r->out[s->bound_out[i]];
+        if (!o->based || o->src_ssrc != s->ssrc || !r->srtp)
+            continue;
+        tm_rtcp_sr out = {.ssrc = o->ssrc,
+                          .ntp = sr->ntp,
+                          .rtp_ts = sr->rtp_ts + o->ts_off,
+                          .packet_count = (uint32_t)o->st.packets,
+                          .octet_count = (uint32_t)o->st.bytes};
+        int n = tm_rtcp_build_sr(w->rtcp, sizeof w->rtcp - TRAILER_ROOM, &out);
+        if (n <= 0)
+            continue;
+        o->sr_mid[o->sr_next] = tm_ntp_mid32(sr->ntp);
+        o->sr_ms[o->sr_next] = now_ms;
+        o->sr_next = (o->sr_next + 1) % TM_ARRAY_LEN(o->sr_mid);
+        send_rtcp(r, w->rtcp, (size_t)n);
+    }
+}
+
+static void answer_nack(tm__peer *from, const tm_rtcp_pkt *pkt, int64_t now_ms)
+{
+    tm__worker *w = from->w;
+    uint32_t media;
+    uint16_t seqs[NACK_MAX];
+    int n = tm_rtcp_parse_nack(pkt, &media, seqs, NACK_MAX);
+    tm__out_stream *o = n > 0 ? find_out(from, media) : NULL;
+    if (!o)
+        return;
+    o->st.nacks += (uint64_t)n;
+    tm__in_stream *src = out_source(o);
+    if (src && src->stats)
+        tm_stream_stats_on_nack_received(src->stats, (unsigned)n);
+    if (!o->rtx)
+        return;
+    for (int i = 0; i < n; i++) {
+        const uint8_t *cached;
+        size_t len;
+        if (tm_rtx_cache_get(o->rtx, seqs[i], now_ms, &cached, &len) != 0 ||
+            len + TRAILER_ROOM > TM__PKT_CAP)
+            continue;
+        memcpy(w->pkt, cached, len);
+        if (tm__srtp_protect_rtp(from->srtp, w->pkt, &len) != 0)
+            continue;
+        tm__peer_send(from, w->pkt, len);
+        o->st.retransmits++;
+        count(&w->counters.nacks_answered);
+        if (src && src->stats)
+            tm_stream_stats_on_retransmit(src->stats);
+    }
+}
+
+static void on_keyframe_request(tm__peer *from, uint32_t media_ssrc, bool fir)
+{
+    tm__out_stream *o = find_out(from, media_ssrc);
+    tm__in_stream *src = out_source(o);
+    if (!src)
+        return;
+    o->st.plis++;
+    if (src->stats) {
+        if (fir)
+            tm_stream_stats_on_fir(src->stats);
+        else
+            tm_stream_stats_on_pli_received(src->stats);
+    }
+    request_keyframe(o->src_peer, src, false);
+}
+
+void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len)
+{
+    tm__worker *w = from->w;
+    if (len + TRAILER_ROOM > TM__PKT_CAP || tm__srtp_unprotect_rtcp(from->srtp, buf, &len) != 0 ||
+        tm_rtcp_validate(buf, len) != 0) {
+        count(&w->counters.dropped_malformed);
+        return;
+    }
+    int64_t now_ms = tm_mono_ms();
+    tm_rtcp_iter it;
+    tm_rtcp_pkt pkt;
+    tm_rtcp_iter_init(&it, buf, len);
+    while (tm_rtcp_next(&it, &pkt) == 1) {
+        switch (pkt.kind) {
+        case TM_RTCP_K_SR: {
+            tm_rtcp_sr sr;
+            if (tm_rtcp_parse_sr(&pkt, &sr) == 0) {
+                on_report_blocks(from, sr.reports, sr.n_reports, now_ms);
+                forward_sr(from, &sr, now_ms);
+            }
+            break;
+        }
+        case TM_RTCP_K_RR: {
+            tm_rtcp_rr rr;
+            if (tm_rtcp_parse_rr(&pkt, &rr) == 0)
+                on_report_blocks(from, rr.reports, rr.n_reports, now_ms);
+            break;
+        }
+        case TM_RTCP_K_PLI: {
+            tm_rtcp_fb fb;
+            if (tm_rtcp_parse_fb(&pkt, &fb) == 0)
+                on_keyframe_request(from, fb.media_ssrc, false);
+            break;
+        }
+        case TM_RTCP_K_FIR: {
+            tm_rtcp_fir_entry e[4];
+            int n = tm_rtcp_parse_fir(&pkt, e, TM_ARRAY_LEN(e));
+            for (int i = 0; i < n; i++)
+                on_keyframe_request(from, e[i].ssrc, true);
+            break;
+        }
+        case TM_RTCP_K_NACK:
+            answer_nack(from, &pkt, now_ms);
+            break;
+        case TM_RTCP_K_REMB: {
+            tm_rtcp_remb remb;
+            if (tm_rtcp_parse_remb(&pkt, &remb) == 0) {
+                for (unsigned i = 0; i < remb.n_ssrcs; i++) {
+                    tm__out_stream *o = find_out(from, remb.ssrcs[i]);
+                    if (o) {
+                        o->remb_bps = remb.bitrate_bps;
+                        o->remb_ms = now_ms;
+                    }
+                }
+            }
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}
+
+/* ---- binding ---- */
+
+void tm__forward_unbind(tm__visit *v, tm__peer *p)
+{
+    for (guint i = 0; i < v->peers->len; i++) {
+        tm__peer *q = g_ptr_array_index(v->peers, i);
+        for (int k = 0; k < q->n_in; k++) {
+            tm__in_stream *s = &q->in[k];
+            int j = 0;
+            for (int b = 0; b < s->n_bound; b++) {
+                if (s->bound_peer[b] != p) {
+                    s->bound_peer[j] = s->bound_peer[b];
+                    s->bound_out[j] = s->bound_out[b];
+                    j++;
+                }
+            }
+            s->n_bound = j;
+        }
+        for (int k = 0; k < q->n_out; k++)
+            if (q->out[k].src_peer == p)
+                q->out[k].src_peer = NULL;
+    }
+}
+
+void tm__forward_rebind(tm__visit *v)
+{
+    for (guint i = 0; i < v->peers->len; i++) {
+        tm__peer *q = g_ptr_array_index(v->peers, i);
+        for (int k = 0; k < q->n_in; k++)
+            q->in[k].n_bound = 0;
+    }
+    for (guint ri = 0; ri < v->peers->len; ri++) {
+        tm__peer *r = g_ptr_array_index(v->peers, ri);
+        for (int kind = TM_MEDIA_AUDIO; kind <= TM_MEDIA_VIDEO; kind++) {
+            int next_out = 0;
+            for (guint si = 0; si < v->peers->len; si++) {
+                tm__peer *q = g_ptr_array_index(v->peers, si);
+                if (q == r || q->closing)
+                    continue;
+                for (int k = 0; k < q->n_in; k++) {
+                    tm__in_stream *s = &q->in[k];
+                    if ((int)s->kind != kind)
+                        continue;
+                    while (next_out < r->n_out && (int)r->out[next_out].kind != kind)
+                        next_out++;
+                    if (next_out >= r->n_out)
+                        break;
+                    tm__out_stream *o = &r->out[next_out];
+                    bool changed = o->src_peer != q || o->src_in != k;
+                    o->src_peer = q;
+                    o->src_in = k;
+                    memset(o->ext_map, 0, sizeof o->ext_map);
+                    if (s->ext_abs > 0 && s->ext_abs < 256 && o->ext_abs > 0 && o->ext_abs < 256)
+                        o->ext_map[s->ext_abs] = (uint8_t)o->ext_abs;
+                    if (s->n_bound < TM__MAX_BOUND) {
+                        s->bound_peer[s->n_bound] = r;
+                        s->bound_out[s->n_bound] = next_out;
+                        s->n_bound++;
+                    }
+                    if (changed && r->srtp && kind == TM_MEDIA_VIDEO)
+                        request_keyframe(q, s, true);
+                    next_out++;
+                }
+            }
+            /* Out streams of this kind left without a source. */
+            for (; next_out < r->n_out; next_out++)
+                if ((int)r->out[next_out].kind == kind)
+                    r->out[next_out].src_peer = NULL;
+        }
+    }
+}
+
+void tm__forward_keyframe_for(tm__peer *p)
+{
+    for (int i = 0; i < p->n_out; i++) {
+        tm__in_stream *s = out_source(&p->out[i]);
+        if (s && s->kind == TM_MEDIA_VIDEO)
+            request_keyframe(p->out[i].src_peer, s, true);
+    }
+}
+
+/* ---- once a second ---- */
+
+static void send_reports(tm__peer *p, int64_t now_ms)
+{
+    tm__worker *w = p->w;
+    tm_rtcp_report_block rb[TM__MAX_STREAMS];
+    uint32_t video[TM__MAX_STREAMS];
+    size_t n_rb = 0, n_video = 0;
+    uint64_t remb = TM__REMB_CAP_BPS;
+    for (int i = 0; i < p->n_in; i++) {
+        tm__in_stream *s = &p->in[i];
+        if (s->stats && tm_stream_stats_report_block(s->stats, now_ms * 1000, &rb[n_rb]) == 0)
+            n_rb++;
+        if (s->kind != TM_MEDIA_VIDEO || !s->ssrc)
+            continue;
+        video[n_video++] = s->ssrc;
+        /* The sender adapts to the weakest receiver that told us its estimate. */
+        for (int b = 0; b < s->n_bound; b++) {
+            tm__out_stream *o = &s->bound_peer[b]->out[s->bound_out[b]];
+            if (o->remb_bps && now_ms - o->remb_ms < REMB_FRESH_MS && o->remb_bps < remb)
+                remb = o->remb_bps;
+        }
+    }
+    if (remb < TM__REMB_MIN_BPS)
+        remb = TM__REMB_MIN_BPS;
+    size_t cap = sizeof w->rtcp - TRAILER_ROOM, len = 0;
+    int n = tm_rtcp_build_rr(w->rtcp, cap, p->rtcp_ssrc, rb, n_rb);
+    if (n <= 0)
+        return;
+    len = (size_t)n;
+    if (n_video) {
+        n = tm_rtcp_build_remb(w->rtcp + len, cap - len, p->rtcp_ssrc, remb, video, n_video);
+        if (n > 0)
+            len += (size_t)n;
+        for (int i = 0; i < p->n_in; i++)
+            if (p->in[i].kind == TM_MEDIA_VIDEO)
+                p->in[i].remb_bps = remb;
+    }
+    send_rtcp(p, w->rtcp, len);
+}
+
+static const char *kind_name(tm_media_kind k)
+{
+    return k == TM_MEDIA_VIDEO ? "video" : "audio";
+}
+
+static void post_stats(tm__peer *p, int64_t now_ms)
+{
+    GString *js = g_string_new("[");
+    bool first = true;
+    for (int i = 0; i < p->n_in; i++) {
+        tm__in_stream *s = &p->in[i];
+        if (!s->stats)
+            continue;
+        tm_stream_stats_snapshot sn;
+        tm_stream_stats_snapshot_take(s->stats, now_ms * 1000, &sn);
+        g_string_append_printf(
+            js,
+            "%s{\"direction\":\"in\",\"kind\":\"%s\",\"ssrc\":%u,\"packets\":%" G_GUINT64_FORMAT
+            ",\"bytes\":%" G_GUINT64_FORMAT ",\"bitrate_bps\":%" G_GUINT64_FORMAT
+            ",\"loss_pct\":%.2f,\"jitter_ms\":%.2f,\"rtt_ms\":%" G_GINT64_FORMAT
+            ",\"keyframes\":%" G_GUINT64_FORMAT ",\"nacks\":%u,\"plis\":%u,\"width\":%u,"
+            "\"height\":%u,\"freeze_count\":%u,\"frames\":%" G_GUINT64_FORMAT ",\"fps\":%.1f,"
+            "\"remb_bps\":%" G_GUINT64_FORMAT "}",
+            first ? "" : ",", kind_name(s->kind), s->ssrc, sn.packets, sn.bytes, sn.bitrate_bps,
+            sn.fraction_lost * 100.0, sn.jitter_ms, sn.rtt_ms, sn.keyframes,
+            sn.nacks_received, sn.plis_received + sn.firs, sn.width, sn.height, sn.freezes,
+            sn.frames, sn.fps, s->remb_bps);
+        first = false;
+    }
+    for (int i = 0; i < p->n_out; i++) {
+        tm__out_stream *o = &p->out[i];
+        o->st.bitrate_bps = (o->st.bytes - o->st.last_bytes) * 8;
+        o->st.last_bytes = o->st.bytes;
+        if (!o->sent_any)
+            continue;
+        double jitter_ms = o->clock ? (double)o->st.jitter * 1000.0 / o->clock : 0;
+        g_string_append_printf(
+            js,
+            "%s{\"direction\":\"out\",\"kind\":\"%s\",\"ssrc\":%u,\"packets\":%" G_GUINT64_FORMAT
+            ",\"bytes\":%" G_GUINT64_FORMAT ",\"bitrate_bps\":%" G_GUINT64_FORMAT
+            ",\"loss_pct\":%.2f,\"jitter_ms\":%.2f,\"rtt_ms\":%" G_GINT64_FORMAT
+            ",\"keyframes\":0,\"nacks\":%" G_GUINT64_FORMAT ",\"plis\":%" G_GUINT64_FORMAT
+            ",\"width\":0,\"height\":0,\"freeze_count\":0,\"retransmits\":%" G_GUINT64_FORMAT
+            ",\"remb_bps\":%" G_GUINT64_FORMAT "}",
+            first ? "" : ",", kind_name(o->kind), o->ssrc, o->st.packets, o->st.bytes,
+            o->st.bitrate_bps, o->st.fraction_lost * 100.0 / 256.0, jitter_ms,
+            o->st.rtt_ms ? o->st.rtt_ms : -1, o->st.nacks, o->st.plis, o->st.retransmits,
+            o->remb_bps);
+        first = false;
+    }
+    g_string_append_c(js, ']');
+    tm_media_event ev = {.type = TM_MEDIA_EV_STATS,
+                         .visit_id = p->visit->id,
+                         .peer_id = p->id,
+                         .stats_json = js->str};
+    tm__media_post(p->w, &ev);
+    g_string_free(js, TRUE);
+}
+
+void tm__forward_tick(tm__peer *p, int64_t now_ms)
+{
+    if (p->closing || !p->srtp)
+        return;
+    send_reports(p, now_ms);
+    post_stats(p, now_ms);
+}

@@ -1,0 +1,200 @@
+/*
+ * ice.c - the peer's ICE transport on libnice: one NiceAgent per peer, full
+ * ICE in the controlled role (the browser offers, so it controls), RFC 5245
+ * compatibility, trickle, consent freshness (RFC 7675), UDP only, host
+ * candidates on the configured addresses (optionally advertised as the NAT 1:1
+ * public address). Demultiplexes what arrives (RFC 7983) into DTLS and SRTP.
+ *
+ * Owns: the agent and its one stream/component. The agent is created with the
+ * worker's GMainContext, so every libnice callback runs on the worker thread.
+ */
+#include <string.h>
+
+#include "media_internal.h"
+
+static tm__counters *ctr(tm__peer *p)
+{
+    return &p->w->counters;
+}
+
+static void on_recv(NiceAgent *agent, guint stream_id, guint component_id, guint len, gchar *buf,
+                    gpointer data)
+{
+    tm__peer *p = data;
+    uint8_t *b = (uint8_t *)buf;
+    atomic_fetch_add_explicit(&ctr(p)->rx_packets, 1, memory_order_relaxed);
+    if (p->closing || len < 1) {
+        atomic_fetch_add_explicit(&ctr(p)->dropped_malformed, 1, memory_order_relaxed);
+        return;
+    }
+    /* RFC 7983: 20..63 DTLS, 128..191 RTP/RTCP; STUN never gets here. */
+    if (b[0] >= 20 && b[0] <= 63) {
+        tm__peer_dtls_input(p, b, len);
+        return;
+    }
+    if (b[0] >= 128 && b[0] <= 191) {
+        if (!p->srtp) {
+            /* SRTP keys come only from a completed, fingerprint-checked handshake. */
+            atomic_fetch_add_explicit(&ctr(p)->dropped_unknown_source, 1, memory_order_relaxed);
+            return;
+        }
+        if (len >= 2 && b[1] >= 192 && b[1] <= 223)
+            tm__forward_rtcp(p, b, len);
+        else
+            tm__forward_rtp(p, b, len);
+        return;
+    }
+    atomic_fetch_add_explicit(&ctr(p)->dropped_malformed, 1, memory_order_relaxed);
+}
+
+static void on_state(NiceAgent *agent, guint stream_id, guint component_id, guint state,
+                     gpointer data)
+{
+    tm__peer *p = data;
+    tm__peer_ice_state(p, state);
+}
+
+static void set_remote(tm__peer *p, const tm_sdp_offer *offer)
+{
+    nice_agent_set_remote_credentials(p->agent, p->stream_id, offer->ice_ufrag, offer->ice_pwd);
+    g_strlcpy(p->remote_ufrag, offer->ice_ufrag, sizeof p->remote_ufrag);
+    bool end = false;
+    for (unsigned i = 0; i < offer->n_mlines; i++) {
+        const tm_sdp_mline *m = &offer->mlines[i];
+        if (!m->accepted)
+            continue;
+        for (unsigned c = 0; c < m->n_candidates; c++) {
+            char line[512];
+            if (tm_sdp_format_candidate(&m->candidates[c], line, sizeof line) > 0)
+                tm__ice_add_remote(p, line);
+        }
+        end = end || m->end_of_candidates;
+    }
+    if (end)
+        nice_agent_peer_candidate_gathering_done(p->agent, p->stream_id);
+}
+
+static void take_local_credentials(tm__peer *p)
+{
+    g_free(p->local_ufrag);
+    g_free(p->local_pwd);
+    p->local_ufrag = p->local_pwd = NULL;
+    nice_agent_get_local_credentials(p->agent, p->stream_id, &p->local_ufrag, &p->local_pwd);
+}
+
+int tm__ice_start(tm__peer *p, const tm_sdp_offer *offer)
+{
+    tm_media *m = p->w->media;
+    p->agent = nice_agent_new_full(p->w->ctx, NICE_COMPATIBILITY_RFC5245,
+                                   NICE_AGENT_OPTION_ICE_TRICKLE |
+                                       NICE_AGENT_OPTION_CONSENT_FRESHNESS);
+    if (!p->agent)
+        return TM_ENOMEM;
+    g_object_set(p->agent, "controlling-mode", FALSE, "ice-tcp", FALSE, "ice-udp", TRUE,
+                 "keepalive-conncheck", TRUE, NULL);
+    if (g_object_class_find_property(G_OBJECT_GET_CLASS(p->agent), "upnp"))
+        g_object_set(p->agent, "upnp", FALSE, NULL);
+    for (char **a = m->addresses; *a; a++) {
+        NiceAddress addr;
+        nice_address_init(&addr);
+        if (**a && nice_address_set_from_string(&addr, *a))
+            nice_agent_add_local_address(p->agent, &addr);
+    }
+    p->stream_id = nice_agent_add_stream(p->agent, 1);
+    if (!p->stream_id)
+        return TM_EIO;
+    nice_agent_set_stream_name(p->agent, p->stream_id, "audio");
+    if (m->port_min || m->port_max)
+        nice_agent_set_port_range(p->agent, p->stream_id, 1, (guint)m->port_min,
+                                  (guint)(m->port_max ? m->port_max : 65535));
+    g_signal_connect(p->agent, "component-state-changed", G_CALLBACK(on_state), p);
+    if (!nice_agent_gather_candidates(p->agent, p->stream_id))
+        return TM_EIO;
+    if (!nice_agent_attach_recv(p->agent, p->stream_id, 1, p->w->ctx, on_recv, p))
+        return TM_EIO;
+    take_local_credentials(p);
+    set_remote(p, offer);
+    return 0;
+}
+
+int tm__ice_restart(tm__peer *p, const tm_sdp_offer *offer)
+{
+    if (!nice_agent_restart_stream(p->agent, p->stream_id))
+        return TM_EIO;
+    take_local_credentials(p);
+    set_remote(p, offer);
+    return 0;
+}
+
+void tm__ice_stop(tm__peer *p)
+{
+    if (!p->agent)
+        return;
+    nice_agent_attach_recv(p->agent, p->stream_id, 1, p->w->ctx, NULL, NULL);
+    g_signal_handlers_disconnect_by_data(p->agent, p);
+    nice_agent_remove_stream(p->agent, p->stream_id);
+    g_object_unref(p->agent);
+    p->agent = NULL;
+    p->stream_id = 0;
+    p->ice_ready = false;
+}
+
+void tm__ice_add_remote(tm__peer *p, const char *candidate)
+{
+    if (!p->agent)
+        return;
+    if (!candidate || !*candidate) {
+        nice_agent_peer_candidate_gathering_done(p->agent, p->stream_id);
+        return;
+    }
+    /* libnice wants the "a=" form; the signaling form has none. */
+    char *line = g_str_has_prefix(candidate, "a=") ? g_strdup(candidate)
+                                                   : g_strconcat("a=", candidate, NULL);
+    g_strchomp(line);
+    NiceCandidate *c = nice_agent_parse_remote_candidate_sdp(p->agent, p->stream_id, line);
+    g_free(line);
+    if (!c)
+        return;
+    if (c->component_id == 1 && c->transport == NICE_CANDIDATE_TRANSPORT_UDP) {
+        GSList *list = g_slist_append(NULL, c);
+        nice_agent_set_remote_candidates(p->agent, p->stream_id, 1, list);
+        g_slist_free(list);
+    }
+    nice_candidate_free(c);
+}
+
+/* Replace the connection address (5th field) of "candidate:..." with ip. */
+static char *with_public_ip(const char *cand, const char *ip)
+{
+    char **f = g_strsplit(cand, " ", -1);
+    char *out;
+    if (g_strv_length(f) > 7) {
+        g_free(f[4]);
+        f[4] = g_strdup(ip);
+        out = g_strjoinv(" ", f);
+    } else {
+        out = g_strdup(cand);
+    }
+    g_strfreev(f);
+    return out;
+}
+
+char **tm__ice_local_candidates(tm__peer *p)
+{
+    GPtrArray *out = g_ptr_array_new();
+    GSList *list = p->agent ? nice_agent_get_local_candidates(p->agent, p->stream_id, 1) : NULL;
+    for (GSList *l = list; l; l = l->next) {
+        NiceCandidate *c = l->data;
+        gchar *sdp = nice_agent_generate_local_candidate_sdp(p->agent, c);
+        if (sdp) {
+            const char *s = g_str_has_prefix(sdp, "a=") ? sdp + 2 : sdp;
+            const char *ip = p->w->media->public_ip;
+            g_ptr_array_add(out, ip && c->type == NICE_CANDIDATE_TYPE_HOST ? with_public_ip(s, ip)
+                                                                           : g_strdup(s));
+            g_free(sdp);
+        }
+    }
+    g_slist_free_full(list, (GDestroyNotify)nice_candidate_free);
+    g_ptr_array_add(out, NULL);
+    return (char **)g_ptr_array_free(out, FALSE);
+}

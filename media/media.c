@@ -1,0 +1,373 @@
+/*
+ * media.c - the media core's public API (include/telemed/media.h): validates
+ * offers on the caller's (control) thread, picks the visit's worker, and turns
+ * every call into a message to that worker; carries events back to the control
+ * context.
+ *
+ * Owns: the workers, the DTLS certificate and SSL_CTX, the control-side map of
+ * visit -> worker. Runs on the control thread, except tm__media_post (workers).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "media_internal.h"
+#include "telemed/certs.h"
+
+/* ---- events to the control thread ---- */
+
+static tm__sink *sink_ref(tm__sink *s)
+{
+    g_atomic_int_inc(&s->refs);
+    return s;
+}
+
+static void sink_unref(tm__sink *s)
+{
+    if (g_atomic_int_dec_and_test(&s->refs)) {
+        g_main_context_unref(s->control);
+        g_free(s);
+    }
+}
+
+typedef struct event_msg {
+    tm__sink *sink;
+    tm_media_event ev;
+    char *visit_id, *peer_id, *sdp, *candidate, *mid, *state, *stats_json, *message;
+} event_msg;
+
+static void event_msg_free(gpointer data)
+{
+    event_msg *e = data;
+    sink_unref(e->sink);
+    g_free(e->visit_id);
+    g_free(e->peer_id);
+    g_free(e->sdp);
+    g_free(e->candidate);
+    g_free(e->mid);
+    g_free(e->state);
+    g_free(e->stats_json);
+    g_free(e->message);
+    g_free(e);
+}
+
+static gboolean event_deliver(gpointer data)
+{
+    event_msg *e = data;
+    if (e->sink->alive && e->sink->cb)
+        e->sink->cb(&e->ev, e->sink->user);
+    return G_SOURCE_REMOVE;
+}
+
+void tm__media_post(tm__worker *w, const tm_media_event *ev)
+{
+    event_msg *e = g_new0(event_msg, 1);
+    e->sink = sink_ref(w->media->sink);
+    e->ev = *ev;
+    e->ev.visit_id = e->visit_id = g_strdup(ev->visit_id);
+    e->ev.peer_id = e->peer_id = g_strdup(ev->peer_id);
+    e->ev.sdp = e->sdp = g_strdup(ev->sdp);
+    e->ev.candidate = e->candidate = g_strdup(ev->candidate);
+    e->ev.mid = e->mid = g_strdup(ev->mid);
+    e->ev.state = e->state = g_strdup(ev->state);
+    e->ev.stats_json = e->stats_json = g_strdup(ev->stats_json);
+    e->ev.message = e->message = g_strdup(ev->message);
+    g_main_context_invoke_full(e->sink->control, G_PRIORITY_DEFAULT, event_deliver, e,
+                               event_msg_free);
+}
+
+/* ---- control-side bookkeeping ---- */
+
+static void home_free(gpointer data)
+{
+    tm__visit_home *h = data;
+    g_hash_table_unref(h->peers);
+    g_free(h);
+}
+
+/* Visits go to the worker with the fewest visits, so load spreads by visit. */
+static int pick_worker(tm_media *m)
+{
+    int *load = g_new0(int, m->n_workers);
+    GHashTableIter it;
+    gpointer val;
+    g_hash_table_iter_init(&it, m->visits);
+    while (g_hash_table_iter_next(&it, NULL, &val))
+        load[((tm__visit_home *)val)->worker]++;
+    int best = 0;
+    for (int i = 1; i < m->n_workers; i++)
+        if (load[i] < load[best])
+            best = i;
+    g_free(load);
+    return best;
+}
+
+/* ---- messages to workers ---- */
+
+typedef enum { MSG_OFFER, MSG_CANDIDATE, MSG_PEER_CLOSE, MSG_VISIT_CLOSE } msg_type;
+
+typedef struct worker_msg {
+    msg_type type;
+    tm__worker *w;
+    char *visit_id, *peer_id, *candidate;
+    bool send;
+    tm_sdp_offer *offer;
+} worker_msg;
+
+static void worker_msg_free(gpointer data)
+{
+    worker_msg *msg = data;
+    g_free(msg->visit_id);
+    g_free(msg->peer_id);
+    g_free(msg->candidate);
+    tm_sdp_offer_free(msg->offer);
+    g_free(msg);
+}
+
+static gboolean worker_msg_run(gpointer data)
+{
+    worker_msg *msg = data;
+    tm__worker *w = msg->w;
+    tm__visit *v = tm__worker_visit(w, msg->visit_id, false);
+    tm__peer *p = v && msg->peer_id ? tm__visit_peer(v, msg->peer_id) : NULL;
+    switch (msg->type) {
+    case MSG_OFFER:
+        tm__peer_offer(w, msg->visit_id, msg->peer_id, msg->send, msg->offer);
+        break;
+    case MSG_CANDIDATE:
+        if (p)
+            tm__peer_add_candidate(p, msg->candidate);
+        break;
+    case MSG_PEER_CLOSE:
+        if (p) {
+            tm__peer_close(p, "closed");
+            if (v->peers->len == 0)
+                tm__worker_visit_free(w, v);
+        }
+        break;
+    case MSG_VISIT_CLOSE:
+        if (v)
+            tm__worker_visit_free(w, v);
+        break;
+    }
+    return G_SOURCE_REMOVE;
+}
+
+static void send_msg(tm_media *m, int worker, worker_msg *msg)
+{
+    msg->w = m->workers[worker];
+    g_main_context_invoke_full(msg->w->ctx, G_PRIORITY_DEFAULT, worker_msg_run, msg,
+                               worker_msg_free);
+}
+
+static bool id_ok(const char *s)
+{
+    return s && *s && strlen(s) < 256;
+}
+
+/* ---- public API ---- */
+
+tm_media *tm_media_new(const tm_media_options *opts, GMainContext *control, tm_media_event_cb cb,
+                       void *user, char **err)
+{
+    tm_media *m = g_new0(tm_media, 1);
+    m->sink = g_new0(tm__sink, 1);
+    m->sink->refs = 1;
+    m->sink->alive = true;
+    m->sink->cb = cb;
+    m->sink->user = user;
+    m->sink->control = g_main_context_ref(control ? control : g_main_context_default());
+    m->visits = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, home_free);
+
+    const char *addrs = opts && opts->addresses && *opts->addresses ? opts->addresses : "127.0.0.1";
+    m->addresses = g_strsplit(addrs, ",", -1);
+    for (char **a = m->addresses; *a; a++)
+        g_strstrip(*a);
+    m->public_ip = opts && opts->public_ip && *opts->public_ip ? g_strdup(opts->public_ip) : NULL;
+    m->port_min = opts ? opts->port_min : 0;
+    m->port_max = opts ? opts->port_max : 0;
+    if (m->port_min < 0 || m->port_max < 0 || m->port_min > 65535 || m->port_max > 65535 ||
+        (m->port_max && m->port_max < m->port_min)) {
+        if (err)
+            *err = g_strdup("bad media port range");
+        goto fail;
+    }
+
+    if (tm_certs_make_self_signed("telemed", 365, &m->key, &m->cert) != 0 ||
+        tm__dtls_cert_fingerprint(m->cert, m->fingerprint, sizeof m->fingerprint) != 0) {
+        if (err)
+            *err = g_strdup("cannot make the DTLS certificate");
+        goto fail;
+    }
+    m->ssl_ctx = tm__dtls_ctx_new(m->key, m->cert);
+    if (!m->ssl_ctx) {
+        if (err)
+            *err = g_strdup("cannot set up DTLS");
+        goto fail;
+    }
+
+    int n = opts && opts->workers > 0 ? opts->workers : (int)g_get_num_processors();
+    if (n < 1)
+        n = 1;
+    if (n > 256)
+        n = 256;
+    m->workers = g_new0(tm__worker *, n);
+    for (int i = 0; i < n; i++) {
+        m->workers[i] = tm__worker_new(m, i, err);
+        if (!m->workers[i])
+            goto fail;
+        m->n_workers = i + 1;
+    }
+    return m;
+fail:
+    tm_media_free(m);
+    return NULL;
+}
+
+void tm_media_free(tm_media *m)
+{
+    if (!m)
+        return;
+    m->sink->alive = false;
+    for (int i = 0; i < m->n_workers; i++)
+        tm__worker_free(m->workers[i]);
+    g_free(m->workers);
+    sink_unref(m->sink);
+    g_hash_table_unref(m->visits);
+    SSL_CTX_free(m->ssl_ctx);
+    X509_free(m->cert);
+    EVP_PKEY_free(m->key);
+    g_strfreev(m->addresses);
+    g_free(m->public_ip);
+    g_free(m);
+}
+
+int tm_media_offer(tm_media *m, const char *visit_id, const char *peer_id, bool send,
+                   const char *sdp, size_t len, char **err)
+{
+    if (!m || !id_ok(visit_id) || !id_ok(peer_id) || !sdp) {
+        if (err)
+            *err = g_strdup("missing visit, peer or sdp");
+        return TM_EINVAL;
+    }
+    tm_sdp_offer *offer = NULL;
+    char *perr = NULL;
+    int rc = tm_sdp_parse_offer(sdp, len, &offer, &perr);
+    if (rc != 0) {
+        if (err)
+            *err = g_strdup(perr ? perr : "bad offer");
+        free(perr);
+        return rc == TM_ETOOBIG ? TM_ETOOBIG : TM_EINVAL;
+    }
+    free(perr);
+    const char *why = NULL;
+    if (g_ascii_strcasecmp(offer->fingerprint.algorithm, "sha-256") != 0)
+        why = "the DTLS fingerprint must be sha-256";
+    else if (!offer->ice_ufrag[0] || !offer->ice_pwd[0])
+        why = "missing ice-ufrag/ice-pwd";
+    else if (offer->ice_lite)
+        why = "an ice-lite offerer is not supported";
+    if (why) {
+        if (err)
+            *err = g_strdup(why);
+        tm_sdp_offer_free(offer);
+        return TM_EINVAL;
+    }
+
+    tm__visit_home *h = g_hash_table_lookup(m->visits, visit_id);
+    if (!h) {
+        h = g_new0(tm__visit_home, 1);
+        h->worker = pick_worker(m);
+        h->peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        g_hash_table_insert(m->visits, g_strdup(visit_id), h);
+    }
+    if (!g_hash_table_contains(h->peers, peer_id))
+        g_hash_table_add(h->peers, g_strdup(peer_id));
+
+    worker_msg *msg = g_new0(worker_msg, 1);
+    msg->type = MSG_OFFER;
+    msg->visit_id = g_strdup(visit_id);
+    msg->peer_id = g_strdup(peer_id);
+    msg->send = send;
+    msg->offer = offer;
+    send_msg(m, h->worker, msg);
+    return 0;
+}
+
+int tm_media_add_candidate(tm_media *m, const char *visit_id, const char *peer_id,
+                           const char *candidate, const char *mid)
+{
+    if (!m || !id_ok(visit_id) || !id_ok(peer_id))
+        return TM_EINVAL;
+    if (candidate && *candidate) {
+        tm_sdp_candidate c;
+        if (tm_sdp_parse_candidate(candidate, &c) != 0)
+            return TM_EINVAL;
+    }
+    tm__visit_home *h = g_hash_table_lookup(m->visits, visit_id);
+    if (!h)
+        return 0; /* the visit's media is gone; a late candidate is harmless */
+    worker_msg *msg = g_new0(worker_msg, 1);
+    msg->type = MSG_CANDIDATE;
+    msg->visit_id = g_strdup(visit_id);
+    msg->peer_id = g_strdup(peer_id);
+    msg->candidate = g_strdup(candidate ? candidate : "");
+    send_msg(m, h->worker, msg);
+    return 0;
+}
+
+int tm_media_peer_close(tm_media *m, const char *visit_id, const char *peer_id)
+{
+    if (!m || !id_ok(visit_id) || !id_ok(peer_id))
+        return TM_EINVAL;
+    tm__visit_home *h = g_hash_table_lookup(m->visits, visit_id);
+    if (!h)
+        return 0;
+    worker_msg *msg = g_new0(worker_msg, 1);
+    msg->type = MSG_PEER_CLOSE;
+    msg->visit_id = g_strdup(visit_id);
+    msg->peer_id = g_strdup(peer_id);
+    send_msg(m, h->worker, msg);
+    g_hash_table_remove(h->peers, peer_id);
+    if (g_hash_table_size(h->peers) == 0)
+        g_hash_table_remove(m->visits, visit_id);
+    return 0;
+}
+
+int tm_media_visit_close(tm_media *m, const char *visit_id)
+{
+    if (!m || !id_ok(visit_id))
+        return TM_EINVAL;
+    tm__visit_home *h = g_hash_table_lookup(m->visits, visit_id);
+    if (!h)
+        return 0;
+    worker_msg *msg = g_new0(worker_msg, 1);
+    msg->type = MSG_VISIT_CLOSE;
+    msg->visit_id = g_strdup(visit_id);
+    send_msg(m, h->worker, msg);
+    g_hash_table_remove(m->visits, visit_id);
+    return 0;
+}
+
+void tm_media_get_counters(tm_media *m, tm_media_counters *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_workers; i++) {
+        tm__counters *c = &m->workers[i]->counters;
+        out->peers += (uint64_t)atomic_load_explicit(&c->peers, memory_order_relaxed);
+        out->visits += (uint64_t)atomic_load_explicit(&c->visits, memory_order_relaxed);
+        out->rx_packets += atomic_load_explicit(&c->rx_packets, memory_order_relaxed);
+        out->tx_packets += atomic_load_explicit(&c->tx_packets, memory_order_relaxed);
+        out->dropped_malformed += atomic_load_explicit(&c->dropped_malformed, memory_order_relaxed);
+        out->dropped_unknown_source +=
+            atomic_load_explicit(&c->dropped_unknown_source, memory_order_relaxed);
+        out->nacks_answered += atomic_load_explicit(&c->nacks_answered, memory_order_relaxed);
+        out->plis_forwarded += atomic_load_explicit(&c->plis_forwarded, memory_order_relaxed);
+    }
+}
+
+const char *tm_media_fingerprint(tm_media *m)
+{
+    return m ? m->fingerprint : NULL;
+}

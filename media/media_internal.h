@@ -1,0 +1,239 @@
+/*
+ * media_internal.h - the media core's private structures: the media object
+ * (control thread), workers (one thread + GMainContext each), visits and
+ * peers (owned by one worker), and the functions the media/ files share.
+ *
+ * Ownership: tm_media owns the workers; a worker owns its visits (hash by id);
+ * a visit owns its peers (array in join order). Nothing here is touched by two
+ * threads except the counters (relaxed atomics) and the event sink (refcount).
+ */
+#ifndef TELEMED_MEDIA_INTERNAL_H
+#define TELEMED_MEDIA_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <agent.h>
+#include <glib.h>
+#include <openssl/ssl.h>
+
+#include "dtls_srtp_internal.h"
+#include "telemed/media.h"
+#include "telemed/rtcp.h"
+#include "telemed/rtp.h"
+#include "telemed/rtx_cache.h"
+#include "telemed/sdp.h"
+#include "telemed/stream_stats.h"
+
+#define TM__MAX_STREAMS TM_SDP_MAX_MLINES
+#define TM__MAX_BOUND 16             /* receivers of one incoming stream */
+#define TM__PKT_CAP 2048             /* forwarding scratch: MTU + SRTP trailer + room */
+#define TM__REMB_CAP_BPS 2500000u    /* what senders may use when no receiver says less */
+#define TM__REMB_MIN_BPS 100000u
+#define TM__PLI_INTERVAL_MS 1000
+#define TM__RTX_SLOTS_VIDEO 256
+#define TM__RTX_MAX_AGE_MS 1000
+
+/* Counters, one set per worker so increments never share a cache line. */
+typedef struct tm__counters {
+    _Alignas(64) atomic_uint_fast64_t rx_packets;
+    atomic_uint_fast64_t tx_packets, dropped_malformed, dropped_unknown_source, nacks_answered,
+        plis_forwarded;
+    atomic_int_fast64_t peers, visits;
+} tm__counters;
+
+/* Where events go; shared by the media object and queued event messages, so an
+ * event still in the control queue after tm_media_free is dropped safely. */
+typedef struct tm__sink {
+    gint refs;
+    bool alive; /* control thread only */
+    tm_media_event_cb cb;
+    void *user;
+    GMainContext *control;
+} tm__sink;
+
+typedef struct tm__worker tm__worker;
+typedef struct tm__visit tm__visit;
+typedef struct tm__peer tm__peer;
+
+struct tm_media {
+    tm__sink *sink;
+    int n_workers;
+    tm__worker **workers;
+    EVP_PKEY *key;
+    X509 *cert;
+    SSL_CTX *ssl_ctx;
+    char fingerprint[TM__DTLS_FP_MAX];
+    char **addresses; /* NULL-terminated */
+    char *public_ip;
+    int port_min, port_max;
+    GHashTable *visits; /* control thread: visit id -> tm__visit_home */
+};
+
+/* Control-thread bookkeeping of where a visit lives. */
+typedef struct tm__visit_home {
+    int worker;
+    GHashTable *peers; /* peer ids (keys only) */
+} tm__visit_home;
+
+struct tm__worker {
+    tm_media *media;
+    int index;
+    GThread *thread;
+    GMainContext *ctx;
+    GMainLoop *loop;
+    GHashTable *visits; /* visit id -> tm__visit */
+    GSource *tick;      /* once a second: RR, REMB, stats */
+    tm__counters counters;
+    uint64_t next_join_seq;
+    /* Forwarding scratch; one packet at a time on this thread. */
+    uint8_t pkt[TM__PKT_CAP];
+    uint8_t rtcp[TM__PKT_CAP];
+};
+
+/* A stream a sender peer sends to us (one m-line). */
+typedef struct tm__in_stream {
+    int mline;
+    tm_media_kind kind;
+    tm_codec_id codec;
+    int pt;            /* the sender's payload type of the codec */
+    int rtx_pt;        /* -1 none */
+    uint32_t clock;
+    uint32_t ssrc;     /* 0 until known (SDP or first packet) */
+    uint32_t rtx_ssrc;
+    int ext_mid, ext_abs; /* the sender's extension ids, 0 = none */
+    tm_stream_stats *stats;
+    int64_t last_pli_ms;
+    uint8_t fir_seq;
+    uint64_t remb_bps; /* last REMB we sent for it */
+    /* Receivers: (peer, out index) pairs, rebuilt when membership changes. */
+    int n_bound;
+    tm__peer *bound_peer[TM__MAX_BOUND];
+    int bound_out[TM__MAX_BOUND];
+} tm__in_stream;
+
+/* Outgoing stats of one stream we send, from our counters and the receiver's RR. */
+typedef struct tm__out_stats {
+    uint64_t packets, bytes, last_bytes, bitrate_bps, nacks, plis, retransmits;
+    uint8_t fraction_lost;
+    int32_t cumulative_lost;
+    uint32_t jitter;
+    int64_t rtt_ms;
+} tm__out_stats;
+
+/* A stream we send to a peer (one of its receiving m-lines). */
+typedef struct tm__out_stream {
+    int mline;
+    tm_media_kind kind;
+    tm_codec_id codec;
+    int pt;            /* the receiver's payload type for the codec */
+    uint32_t clock;
+    uint32_t ssrc;     /* ours, kept across renegotiation */
+    int ext_mid, ext_abs; /* the receiver's extension ids */
+    char mid[TM_SDP_TOKEN_LEN];
+    int ordinal;       /* index among this peer's out streams of the same kind */
+    /* Source bound now (NULL = none): sender peer and its in-stream index. */
+    tm__peer *src_peer;
+    int src_in;
+    /* Rewrite state: out = in + off; rebased when the source SSRC changes. */
+    bool based;
+    uint32_t src_ssrc;
+    uint16_t seq_off, last_seq;
+    uint32_t ts_off, last_ts;
+    int64_t last_ms;
+    bool sent_any;
+    uint64_t remb_bps;  /* from this receiver, 0 = none */
+    int64_t remb_ms;
+    /* SRs we forwarded: NTP middle 32 -> when, for RTT from the receiver's RR. */
+    uint32_t sr_mid[4];
+    int64_t sr_ms[4];
+    unsigned sr_next;
+    tm_rtx_cache *rtx;
+    tm__out_stats st;
+    uint8_t ext_map[256]; /* sender's extension id -> ours for this receiver, 0 = drop */
+} tm__out_stream;
+
+struct tm__peer {
+    tm__visit *visit;
+    tm__worker *w;
+    char *id;
+    bool send;
+    uint64_t join_seq;
+    bool closing;
+    /* ICE */
+    NiceAgent *agent;
+    guint stream_id;
+    char *local_ufrag, *local_pwd;
+    char remote_ufrag[TM_SDP_TOKEN_LEN];
+    char remote_fp[TM_SDP_FINGERPRINT_LEN];
+    bool dtls_server;
+    bool ice_ready;
+    bool gathering_done;
+    /* DTLS / SRTP */
+    tm__dtls *dtls;
+    GSource *dtls_timer;
+    tm__srtp *srtp;
+    const char *state; /* last state reported (static string) */
+    uint32_t rtcp_ssrc; /* our sender SSRC in RTCP to this peer */
+    uint64_t session_version;
+    /* Streams */
+    int n_in, n_out;
+    tm__in_stream in[TM__MAX_STREAMS];
+    tm__out_stream out[TM__MAX_STREAMS];
+};
+
+struct tm__visit {
+    char *id;
+    tm__worker *w;
+    GPtrArray *peers; /* tm__peer*, join order */
+};
+
+/* ---- media.c ---- */
+/* Post an event to the control thread (copies every string). Any thread. */
+void tm__media_post(tm__worker *w, const tm_media_event *ev);
+
+/* ---- worker.c ---- */
+tm__worker *tm__worker_new(tm_media *m, int index, char **err);
+void tm__worker_free(tm__worker *w); /* stops the thread, frees its visits */
+tm__visit *tm__worker_visit(tm__worker *w, const char *visit_id, bool create);
+void tm__worker_visit_free(tm__worker *w, tm__visit *v);
+tm__peer *tm__visit_peer(tm__visit *v, const char *peer_id);
+
+/* ---- peer.c ---- */
+/* Creates or renegotiates a peer from a validated offer (borrowed) and posts the answer. */
+void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bool send,
+                    const tm_sdp_offer *offer);
+void tm__peer_add_candidate(tm__peer *p, const char *candidate);
+/* Frees the peer and removes it from its visit; reports state (e.g. "closed"). */
+void tm__peer_close(tm__peer *p, const char *state);
+void tm__peer_set_state(tm__peer *p, const char *state);
+/* From ice.c: a DTLS datagram arrived; the ICE component changed state. */
+void tm__peer_dtls_input(tm__peer *p, const uint8_t *buf, size_t len);
+void tm__peer_ice_state(tm__peer *p, guint state);
+/* Closes p from the worker's main loop soon (safe inside libnice callbacks). */
+void tm__peer_close_later(tm__peer *p, const char *state);
+/* Sends a datagram on the peer's ICE transport (no-op before a pair exists). */
+void tm__peer_send(tm__peer *p, const uint8_t *buf, size_t len);
+
+/* ---- ice.c ---- */
+int tm__ice_start(tm__peer *p, const tm_sdp_offer *offer);
+int tm__ice_restart(tm__peer *p, const tm_sdp_offer *offer);
+void tm__ice_stop(tm__peer *p);
+void tm__ice_add_remote(tm__peer *p, const char *candidate); /* "" = end of candidates */
+/* Local candidates as "candidate:..." strings (new array, g_strfreev). */
+char **tm__ice_local_candidates(tm__peer *p);
+
+/* ---- forward.c ---- */
+void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len);
+void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len);
+/* Rebinds every receiver's out streams to the visit's senders (join order). */
+void tm__forward_rebind(tm__visit *v);
+/* Ask the sender of every stream bound to p's out streams for a keyframe now. */
+void tm__forward_keyframe_for(tm__peer *p);
+/* Once a second per peer: RR + REMB to senders, stats event. */
+void tm__forward_tick(tm__peer *p, int64_t now_ms);
+/* Drops every reference to p from other peers' bindings (before freeing p). */
+void tm__forward_unbind(tm__visit *v, tm__peer *p);
+
+#endif

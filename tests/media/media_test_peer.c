@@ -1,0 +1,358 @@
+/*
+ * media_test_peer.c - webrtcbin peers for the media-core tests (see the header).
+ */
+#define GST_USE_UNSTABLE_API
+#include <gst/sdp/sdp.h>
+#include <gst/webrtc/webrtc.h>
+#include <nice/agent.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "media_test_peer.h"
+
+/* ---- marshalling to the main (control) context ---- */
+
+typedef struct main_call {
+    test_peer *p;
+    char *text;
+    int kind; /* 0 offer, 1 candidate */
+} main_call;
+
+static gboolean main_call_run(gpointer data)
+{
+    main_call *c = data;
+    test_peer *p = c->p;
+    if (c->kind == 0) {
+        if (g_getenv("TEST_SDP_DUMP"))
+            fprintf(stderr, "offer from %s:\n%s\n", p->peer_id, c->text);
+        char *err = NULL;
+        int rc = tm_media_offer(p->media, p->visit_id, p->peer_id, p->send, c->text,
+                                strlen(c->text), &err);
+        if (rc != 0) {
+            fprintf(stderr, "peer %s: offer refused: %s\n", p->peer_id, err ? err : "?");
+            p->offer_failed = true;
+        }
+        g_free(err);
+    } else {
+        tm_media_add_candidate(p->media, p->visit_id, p->peer_id, c->text, NULL);
+    }
+    g_free(c->text);
+    g_free(c);
+    return G_SOURCE_REMOVE;
+}
+
+static void to_main(test_peer *p, int kind, const char *text)
+{
+    main_call *c = g_new0(main_call, 1);
+    c->p = p;
+    c->kind = kind;
+    c->text = g_strdup(text);
+    g_main_context_invoke(NULL, main_call_run, c);
+}
+
+/* ---- webrtcbin callbacks (its threads) ---- */
+
+static void on_offer_created(GstPromise *promise, gpointer user)
+{
+    test_peer *p = user;
+    GstWebRTCSessionDescription *offer = NULL;
+    const GstStructure *reply = gst_promise_get_reply(promise);
+    if (reply)
+        gst_structure_get(reply, "offer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION, &offer, NULL);
+    gst_promise_unref(promise);
+    if (!offer) {
+        p->offer_failed = true;
+        return;
+    }
+    g_signal_emit_by_name(p->webrtc, "set-local-description", offer, NULL);
+    gchar *text = gst_sdp_message_as_text(offer->sdp);
+    to_main(p, 0, text);
+    g_free(text);
+    gst_webrtc_session_description_free(offer);
+}
+
+static void make_offer(test_peer *p, bool restart)
+{
+    GstStructure *opts = restart ? gst_structure_new("options", "ice-restart", G_TYPE_BOOLEAN,
+                                                     TRUE, NULL)
+                                 : NULL;
+    GstPromise *promise = gst_promise_new_with_change_func(on_offer_created, p, NULL);
+    g_signal_emit_by_name(p->webrtc, "create-offer", opts, promise);
+    if (opts)
+        gst_structure_free(opts);
+}
+
+static void on_negotiation_needed(GstElement *webrtc, gpointer user)
+{
+    make_offer(user, false);
+}
+
+static void on_ice_candidate(GstElement *webrtc, guint mline, gchar *candidate, gpointer user)
+{
+    /* Tests only target loopback: other host candidates are left out, and the
+     * server learns the peer's address as peer-reflexive from its checks. */
+    if (strstr(candidate, " 127.0.0.1 ") || strstr(candidate, " ::1 "))
+        to_main(user, 1, candidate);
+}
+
+static void on_video_handoff(GstElement *sink, GstBuffer *buf, GstPad *pad, gpointer user)
+{
+    test_peer *p = user;
+    int n = g_atomic_int_add(&p->video_frames, 1);
+    if (n % 15 == 0) {
+        GstCaps *caps = gst_pad_get_current_caps(pad);
+        if (caps) {
+            GstStructure *s = gst_caps_get_structure(caps, 0);
+            int w = 0, h = 0;
+            gst_structure_get_int(s, "width", &w);
+            gst_structure_get_int(s, "height", &h);
+            g_atomic_int_set(&p->rx_width, w);
+            g_atomic_int_set(&p->rx_height, h);
+            gst_caps_unref(caps);
+        }
+    }
+}
+
+static void on_audio_handoff(GstElement *sink, GstBuffer *buf, GstPad *pad, gpointer user)
+{
+    test_peer *p = user;
+    if (g_atomic_int_add(&p->audio_buffers, 1) == 0)
+        p->first_audio_us = g_get_monotonic_time();
+}
+
+static void on_pad_added(GstElement *webrtc, GstPad *pad, gpointer user)
+{
+    test_peer *p = user;
+    if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC)
+        return;
+    GstCaps *caps = gst_pad_get_current_caps(pad);
+    if (!caps)
+        caps = gst_pad_query_caps(pad, NULL);
+    const GstStructure *s = gst_caps_get_structure(caps, 0);
+    const char *enc = gst_structure_get_string(s, "encoding-name");
+    bool video = enc && g_ascii_strcasecmp(enc, "VP8") == 0;
+    bool audio = enc && g_ascii_strcasecmp(enc, "OPUS") == 0;
+    gst_caps_unref(caps);
+    if (!video && !audio)
+        return;
+    const char *desc = video ? "queue ! rtpvp8depay ! vp8dec ! videoconvert ! "
+                               "fakesink name=sink sync=false signal-handoffs=true"
+                             : "queue ! rtpopusdepay ! opusdec ! audioconvert ! "
+                               "fakesink name=sink sync=false signal-handoffs=true";
+    GError *err = NULL;
+    GstElement *bin = gst_parse_bin_from_description(desc, TRUE, &err);
+    if (!bin) {
+        fprintf(stderr, "bin: %s\n", err->message);
+        g_error_free(err);
+        return;
+    }
+    GstElement *sink = gst_bin_get_by_name(GST_BIN(bin), "sink");
+    g_signal_connect(sink, "handoff", G_CALLBACK(video ? on_video_handoff : on_audio_handoff), p);
+    gst_object_unref(sink);
+    gst_bin_add(GST_BIN(p->pipeline), bin);
+    gst_element_sync_state_with_parent(bin);
+    GstPad *sinkpad = gst_element_get_static_pad(bin, "sink");
+    gst_pad_link(pad, sinkpad);
+    gst_object_unref(sinkpad);
+}
+
+/* ---- construction ---- */
+
+static test_peer *peer_alloc(tm_media *m, const char *visit_id, const char *peer_id)
+{
+    test_peer *p = g_new0(test_peer, 1);
+    p->media = m;
+    p->visit_id = g_strdup(visit_id);
+    p->peer_id = g_strdup(peer_id);
+    return p;
+}
+
+static bool peer_start(test_peer *p, const char *launch)
+{
+    GError *err = NULL;
+    p->pipeline = gst_parse_launch(launch, &err);
+    if (!p->pipeline) {
+        fprintf(stderr, "pipeline: %s\n", err ? err->message : "?");
+        g_clear_error(&err);
+        return false;
+    }
+    p->webrtc = gst_bin_get_by_name(GST_BIN(p->pipeline), "wb");
+    /* libnice binds each socket to its interface and skips loopback when
+     * another interface exists; tests may only use loopback, so give the
+     * client's agent exactly 127.0.0.1 (and no UPnP discovery). */
+    GObject *ice = NULL;
+    g_object_get(p->webrtc, "ice-agent", &ice, NULL);
+    if (ice && g_object_class_find_property(G_OBJECT_GET_CLASS(ice), "agent")) {
+        NiceAgent *agent = NULL;
+        g_object_get(ice, "agent", &agent, NULL);
+        if (agent) {
+            NiceAddress addr;
+            nice_address_init(&addr);
+            nice_address_set_from_string(&addr, "127.0.0.1");
+            nice_agent_add_local_address(agent, &addr);
+            g_object_set(agent, "upnp", FALSE, "ice-tcp", FALSE, NULL);
+            g_object_unref(agent);
+        }
+    }
+    if (ice)
+        g_object_unref(ice);
+    g_signal_connect(p->webrtc, "on-negotiation-needed", G_CALLBACK(on_negotiation_needed), p);
+    g_signal_connect(p->webrtc, "on-ice-candidate", G_CALLBACK(on_ice_candidate), p);
+    g_signal_connect(p->webrtc, "pad-added", G_CALLBACK(on_pad_added), p);
+    return true;
+}
+
+test_peer *test_peer_new(tm_media *m, const char *visit_id, const char *peer_id, int width,
+                         int height)
+{
+    test_peer *p = peer_alloc(m, visit_id, peer_id);
+    p->send = true;
+    p->width = width;
+    p->height = height;
+    char *launch = g_strdup_printf(
+        "webrtcbin name=wb bundle-policy=max-bundle "
+        "videotestsrc is-live=true pattern=ball ! video/x-raw,width=%d,height=%d,framerate=15/1 ! "
+        "videoconvert ! queue ! vp8enc deadline=1 cpu-used=8 target-bitrate=400000 "
+        "keyframe-max-dist=3000 ! rtpvp8pay pt=96 mtu=1100 picture-id-mode=15-bit ! "
+        "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000 ! wb. "
+        "audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! queue ! "
+        "opusenc ! rtpopuspay pt=111 ! "
+        "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! wb.",
+        width, height);
+    bool ok = peer_start(p, launch);
+    g_free(launch);
+    if (!ok) {
+        test_peer_free(p);
+        return NULL;
+    }
+    gst_element_set_state(p->pipeline, GST_STATE_PLAYING);
+    return p;
+}
+
+test_peer *test_peer_new_recvonly(tm_media *m, const char *visit_id, const char *peer_id,
+                                  int n_audio, int n_video)
+{
+    test_peer *p = peer_alloc(m, visit_id, peer_id);
+    if (!peer_start(p, "webrtcbin name=wb bundle-policy=max-bundle")) {
+        test_peer_free(p);
+        return NULL;
+    }
+    for (int i = 0; i < n_audio + n_video; i++) {
+        bool video = i >= n_audio;
+        GstCaps *caps = gst_caps_from_string(
+            video ? "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000"
+                  : "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,"
+                    "clock-rate=48000,encoding-params=(string)2");
+        GstWebRTCRTPTransceiver *t = NULL;
+        g_signal_emit_by_name(p->webrtc, "add-transceiver",
+                              GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY, caps, &t);
+        gst_caps_unref(caps);
+        if (t)
+            gst_object_unref(t);
+    }
+    gst_element_set_state(p->pipeline, GST_STATE_PLAYING);
+    return p;
+}
+
+void test_peer_free(test_peer *p)
+{
+    if (!p)
+        return;
+    if (p->pipeline) {
+        gst_element_set_state(p->pipeline, GST_STATE_NULL);
+        gst_object_unref(p->webrtc);
+        gst_object_unref(p->pipeline);
+    }
+    g_free(p->answer);
+    g_free(p->last_stats);
+    g_free(p->visit_id);
+    g_free(p->peer_id);
+    g_free(p);
+}
+
+void test_peer_renegotiate(test_peer *p, bool restart)
+{
+    make_offer(p, restart);
+}
+
+void test_peer_on_event(test_peer **peers, int n, const tm_media_event *ev)
+{
+    test_peer *p = NULL;
+    for (int i = 0; i < n; i++)
+        if (peers[i] && strcmp(peers[i]->peer_id, ev->peer_id) == 0 &&
+            strcmp(peers[i]->visit_id, ev->visit_id) == 0)
+            p = peers[i];
+    if (!p)
+        return;
+    switch (ev->type) {
+    case TM_MEDIA_EV_ANSWER: {
+        g_free(p->answer);
+        p->answer = g_strdup(ev->sdp);
+        p->answers++;
+        if (g_getenv("TEST_SDP_DUMP"))
+            fprintf(stderr, "answer for %s:\n%s\n", p->peer_id, ev->sdp);
+        GstSDPMessage *sdp = NULL;
+        gst_sdp_message_new(&sdp);
+        if (gst_sdp_message_parse_buffer((const guint8 *)ev->sdp, (guint)strlen(ev->sdp), sdp) !=
+            GST_SDP_OK) {
+            fprintf(stderr, "peer %s: unparsable answer\n", p->peer_id);
+            gst_sdp_message_free(sdp);
+            return;
+        }
+        GstWebRTCSessionDescription *desc =
+            gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_ANSWER, sdp);
+        g_signal_emit_by_name(p->webrtc, "set-remote-description", desc, NULL);
+        gst_webrtc_session_description_free(desc);
+        break;
+    }
+    case TM_MEDIA_EV_CANDIDATE:
+        if (g_getenv("TEST_SDP_DUMP"))
+            fprintf(stderr, "candidate for %s: [%s] %d\n", p->peer_id, ev->candidate, ev->mline_index);
+        if (ev->candidate && *ev->candidate)
+            g_signal_emit_by_name(p->webrtc, "add-ice-candidate", (guint)ev->mline_index,
+                                  ev->candidate);
+        break;
+    case TM_MEDIA_EV_STATE:
+        g_strlcpy(p->state, ev->state, sizeof p->state);
+        fprintf(stderr, "peer %s: state %s\n", p->peer_id, ev->state);
+        break;
+    case TM_MEDIA_EV_STATS:
+        p->stats_events++;
+        g_free(p->last_stats);
+        p->last_stats = g_strdup(ev->stats_json);
+        break;
+    case TM_MEDIA_EV_ERROR:
+        fprintf(stderr, "peer %s: error %d %s\n", p->peer_id, ev->err, ev->message);
+        break;
+    }
+}
+
+bool test_wait(GMainContext *ctx, int timeout_ms, bool (*cond)(void *), void *user)
+{
+    gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    while (!cond(user) && g_get_monotonic_time() < end) {
+        g_main_context_iteration(ctx, FALSE);
+        g_usleep(2000);
+    }
+    return cond(user);
+}
+
+int test_answer_ports(const char *sdp, int *ports, int max)
+{
+    int n = 0;
+    if (!sdp)
+        return 0;
+    char **lines = g_strsplit(sdp, "\n", -1);
+    for (char **l = lines; *l && n < max; l++) {
+        char addr[64], typ[16], proto[8];
+        unsigned comp, prio;
+        int port;
+        char found[40];
+        if (sscanf(*l, "a=candidate:%39s %u %7s %u %63s %d typ %15s", found, &comp, proto, &prio,
+                   addr, &port, typ) == 7 &&
+            g_ascii_strcasecmp(proto, "udp") == 0 && strcmp(addr, "127.0.0.1") == 0)
+            ports[n++] = port;
+    }
+    g_strfreev(lines);
+    return n;
+}

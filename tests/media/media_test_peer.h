@@ -1,0 +1,57 @@
+/*
+ * media_test_peer.h - a GStreamer webrtcbin peer for the media-core tests: it
+ * sends an encoded test pattern (VP8) and tone (Opus) to tm_media and decodes
+ * what comes back, counting decoded frames and audio buffers. It is the
+ * independent WebRTC stack: it shares no code with media/.
+ *
+ * Threads: webrtcbin calls back on its own threads; everything that touches
+ * tm_media is marshalled to the test's main context (the media core's control
+ * context). Counters are atomics read from the main thread.
+ */
+#ifndef TM_MEDIA_TEST_PEER_H
+#define TM_MEDIA_TEST_PEER_H
+
+#include <gst/gst.h>
+#include <stdbool.h>
+
+#include "telemed/media.h"
+
+typedef struct test_peer {
+    tm_media *media;
+    char *visit_id, *peer_id;
+    bool send;
+    int width, height;    /* what this peer sends */
+    GstElement *pipeline, *webrtc;
+    /* Filled from webrtcbin threads. */
+    gint video_frames, audio_buffers;
+    gint rx_width, rx_height;
+    gint64 first_audio_us;
+    /* Filled on the main thread. */
+    char *answer;         /* last answer SDP */
+    char state[32];       /* last TM_MEDIA_EV_STATE */
+    int answers, stats_events;
+    char *last_stats;
+    bool offer_failed;
+} test_peer;
+
+/* A peer sending width x height VP8 + Opus (send=true), or receive-only with
+ * n_recv_audio/n_recv_video recvonly transceivers. Starts the pipeline; the
+ * offer goes to tm_media from the main context once webrtcbin makes it. */
+test_peer *test_peer_new(tm_media *m, const char *visit_id, const char *peer_id, int width,
+                         int height);
+test_peer *test_peer_new_recvonly(tm_media *m, const char *visit_id, const char *peer_id,
+                                  int n_audio, int n_video);
+void test_peer_free(test_peer *p);
+/* Make a new offer (with ice-restart when restart is true) and submit it. */
+void test_peer_renegotiate(test_peer *p, bool restart);
+
+/* Route a media event to the peer it names (call from the tm_media callback). */
+void test_peer_on_event(test_peer **peers, int n, const tm_media_event *ev);
+
+/* Iterate ctx until cond(user) or timeout_ms; returns cond's last value. */
+bool test_wait(GMainContext *ctx, int timeout_ms, bool (*cond)(void *), void *user);
+
+/* Host candidate ports (UDP, 127.0.0.1) in an answer; returns how many (<= max). */
+int test_answer_ports(const char *sdp, int *ports, int max);
+
+#endif
