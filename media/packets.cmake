@@ -48,3 +48,17 @@ add_test(NAME fuzz_sdp_smoke COMMAND fuzz_sdp_smoke -runs=200000 -seed=1
 add_test(NAME fuzz_rtp_rtcp_smoke COMMAND fuzz_rtp_rtcp_smoke -runs=200000 -seed=1
   ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/rtp_rtcp)
 set_tests_properties(fuzz_sdp_smoke fuzz_rtp_rtcp_smoke PROPERTIES TIMEOUT 120)
+
+# Chromium accepts our answers to its offers (no server involved): the tool
+# prints telemed's answer for an offer on stdin; the Node test drives
+# Chromium through playwright-core.
+add_executable(sdp_answer_tool ${CMAKE_SOURCE_DIR}/tests/media/sdp_answer_tool.c)
+target_link_libraries(sdp_answer_tool PRIVATE telemed)
+find_program(TM_CHROMIUM chromium)
+if(NODE AND TM_CHROMIUM AND TARGET telemed-server
+   AND EXISTS ${CMAKE_SOURCE_DIR}/node_modules/playwright-core)
+  tm_node_test(sdp_chrome tests/media/sdp_chrome.test.mjs)
+  set_property(TEST sdp_chrome APPEND PROPERTY ENVIRONMENT
+    "SDP_ANSWER_TOOL=$<TARGET_FILE:sdp_answer_tool>;CHROMIUM=${TM_CHROMIUM}")
+  set_tests_properties(sdp_chrome PROPERTIES TIMEOUT 120)
+endif()
