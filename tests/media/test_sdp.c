@@ -166,6 +166,27 @@ static void test_chrome_offer_parses(void)
     tm_sdp_offer_free(o);
 }
 
+static void test_chrome_156_real_offer(void)
+{
+    /* As Chromium 156 wrote it (sendrecv audio+video, a data channel). */
+    tm_sdp_offer *o = parse_file("chrome_156_offer.sdp");
+    CHECK_EQ_INT(o->n_mlines, 3);
+    CHECK(o->mlines[0].accepted && o->mlines[1].accepted && !o->mlines[2].accepted);
+    CHECK_EQ_INT(tm_sdp_mline_codec(&o->mlines[0])->pt, 111);
+    CHECK_STR(tm_sdp_mline_codec(&o->mlines[1])->name, "VP8");
+    CHECK_EQ_INT(tm_sdp_mline_rtx(&o->mlines[1])->apt, tm_sdp_mline_codec(&o->mlines[1])->pt);
+    CHECK(o->mlines[1].remote_ssrc != 0 && o->mlines[1].remote_rtx_ssrc != 0);
+    CHECK(o->mlines[1].remote_cname[0] != '\0');
+    CHECK(o->mlines[1].ext_mid > 0 && o->mlines[1].ext_abs_send_time > 0);
+    CHECK_EQ_INT(o->setup, TM_SETUP_ACTPASS);
+    tm_sdp_answer_params p = params(NULL, 0);
+    char *ans = tm_sdp_build_answer(o, &p);
+    CHECK(ans != NULL);
+    CHECK(has_line(ans, "a=group:BUNDLE 0 1"));
+    free(ans);
+    tm_sdp_offer_free(o);
+}
+
 static void test_chrome_answer(void)
 {
     tm_sdp_offer *o = parse_file("chrome_offer.sdp");
@@ -619,6 +640,7 @@ static void test_candidate_parse_format(void)
 int main(void)
 {
     RUN(test_chrome_offer_parses);
+    RUN(test_chrome_156_real_offer);
     RUN(test_chrome_answer);
     RUN(test_receive_only_answer);
     RUN(test_supervisor_recvonly_offer);
