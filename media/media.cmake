@@ -13,12 +13,13 @@ target_sources(telemed PRIVATE
 target_link_libraries(telemed PUBLIC PkgConfig::NICE PkgConfig::SRTP)
 
 tm_unit_test(test_dtls_srtp tests/media/test_dtls_srtp.c)
+tm_unit_test(test_media_bad_offer tests/media/test_media_bad_offer.c)
 
 # Real-peer tests: GStreamer webrtcbin as the independent WebRTC stack. GStreamer
 # is linked to these test programs only, never to the telemed library.
 pkg_check_modules(GST_WEBRTC IMPORTED_TARGET gstreamer-1.0 gstreamer-webrtc-1.0 gstreamer-sdp-1.0)
 if(GST_WEBRTC_FOUND)
-  foreach(t test_media_loopback)
+  foreach(t test_media_loopback test_media_fuzz)
     tm_unit_test(${t} tests/media/${t}.c tests/media/media_test_peer.c)
     target_link_libraries(${t} PRIVATE PkgConfig::GST_WEBRTC)
     set_tests_properties(${t} PROPERTIES TIMEOUT 90)
