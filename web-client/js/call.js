@@ -1,0 +1,220 @@
+// call.js - the visit as patient and doctor see it: the other side's video
+// large, one's own small, mute and camera buttons, the quality indicator,
+// chat, the "supervisor present" and "other side reconnecting" notices.
+// Media is best effort: while the media path is unavailable the rest of the
+// visit (chat, notes, ending) keeps working.
+
+import { t } from './i18n.js';
+import { el, $, announce, renderQuality, qualityNode, chatLine, errText } from './common.js';
+import { MediaPeer, getCamera } from './peer.js';
+
+export class Call {
+  // mount: element to render into; role: 'patient' | 'doctor'.
+  constructor({ mount, sig, hello, visitId, role, stream, extraControls = [] }) {
+    this.sig = sig;
+    this.hello = hello;
+    this.visitId = visitId;
+    this.role = role;
+    this.stream = stream;
+    this.selfId = hello.sub;
+    this.unsubs = [];
+    this.remoteStream = new MediaStream();
+    this.render(mount, extraControls);
+    this.bind();
+  }
+
+  render(mount, extraControls) {
+    const otherKey = this.role === 'patient' ? 'visit.remote_doctor' : 'visit.remote_patient';
+    this.remote = el('video', { class: 'remote-video', autoplay: true, playsinline: true, 'data-i18n-label': otherKey, 'aria-label': t(otherKey) });
+    this.self = el('video', { class: 'self-video', autoplay: true, playsinline: true, muted: true, 'data-i18n-label': 'visit.self', 'aria-label': t('visit.self') });
+    this.self.muted = true;
+    this.stageMsg = el('p', { class: 'stage-msg', role: 'status' }, t('visit.media_connecting'));
+    this.quality = qualityNode();
+    this.muteBtn = el('button', { class: 'btn ctl', type: 'button', 'aria-pressed': 'false' }, t('visit.mute'));
+    this.camBtn = el('button', { class: 'btn ctl', type: 'button', 'aria-pressed': 'false' }, t('visit.camera_off'));
+    this.camRetry = el('button', { class: 'btn ctl', type: 'button', hidden: true }, t('visit.camera_retry'));
+    this.supNotice = el('p', { class: 'notice notice-info', role: 'status', hidden: true }, t('visit.supervisor'));
+    this.peerNotice = el('p', { class: 'notice notice-warn', role: 'status', hidden: true });
+    this.camNotice = el('p', { class: 'notice notice-warn', role: 'alert', hidden: true }, t('visit.camera_lost'));
+    this.chatList = el('ol', { class: 'chat-list', 'aria-live': 'polite', 'aria-relevant': 'additions' });
+    this.chatEmpty = el('p', { class: 'muted chat-empty' }, t('chat.empty'));
+    this.chatInput = el('input', { id: `chat-input-${this.role}`, class: 'chat-input', type: 'text', maxlength: 4000, autocomplete: 'off', enterkeyhint: 'send' });
+    this.chatForm = el('form', { class: 'chat-form' },
+      el('label', { for: this.chatInput.id, class: 'sr-only' }, t('chat.input')),
+      this.chatInput,
+      el('button', { class: 'btn btn-primary', type: 'submit' }, t('chat.send')));
+    const controls = el('div', { class: 'controls', role: 'group', 'aria-label': t('visit.title') },
+      this.muteBtn, this.camBtn, this.camRetry, ...extraControls);
+    mount.replaceChildren(
+      el('div', { class: 'call' },
+        el('div', { class: 'stage' }, this.remote, this.stageMsg, this.self, this.quality),
+        controls,
+        this.supNotice, this.peerNotice, this.camNotice),
+      el('section', { class: 'chat card', 'aria-labelledby': `chat-h-${this.role}` },
+        el('h2', { id: `chat-h-${this.role}` }, t('chat.title')),
+        this.chatEmpty, this.chatList, this.chatForm));
+    this.remote.srcObject = this.remoteStream;
+    if (this.stream) this.self.srcObject = this.stream;
+    else this.self.hidden = true;
+    this.updateButtons();
+  }
+
+  bind() {
+    const on = (type, fn) => this.unsubs.push(this.sig.on(type, fn));
+    this.muteBtn.addEventListener('click', () => this.toggle('audio'));
+    this.camBtn.addEventListener('click', () => this.toggle('video'));
+    this.camRetry.addEventListener('click', () => this.restartCamera());
+    this.chatForm.addEventListener('submit', (e) => { e.preventDefault(); this.sendChat(); });
+    on('chat.message', (m) => { if (m.visit_id === this.visitId) this.addChat(m); });
+    on('visit.supervisor', (m) => {
+      if (m.visit_id !== this.visitId) return;
+      this.supNotice.hidden = !m.present;
+      if (m.present) announce(t('visit.supervisor'));
+    });
+    on('visit.participant', (m) => {
+      if (m.visit_id !== this.visitId) return;
+      if (m.connected) {
+        this.peerNotice.hidden = true;
+        announce(t('visit.peer_back'), { kind: 'ok' });
+      } else {
+        this.peerNotice.textContent = this.role === 'patient' ? t('visit.peer_away_doctor') : t('visit.peer_away_patient', { s: m.grace_s ?? '' });
+        this.peerNotice.hidden = false;
+      }
+    });
+    // Back from a dropped connection: the same visit, a new ICE path.
+    const onHello = () => { if (this.peer) this.peer.restart(); };
+    this.sig.addEventListener('hello', onHello);
+    this.unsubs.push(() => this.sig.removeEventListener('hello', onHello));
+    const onLang = () => this.relabel();
+    window.addEventListener('langchange', onLang);
+    this.unsubs.push(() => window.removeEventListener('langchange', onLang));
+    if (this.stream) this.watchTracks(this.stream);
+  }
+
+  relabel() {
+    this.stageMsg.textContent = this.stageText ? t(this.stageText) : '';
+    this.supNotice.textContent = t('visit.supervisor');
+    this.camNotice.textContent = t('visit.camera_lost');
+    this.camRetry.textContent = t('visit.camera_retry');
+    this.chatEmpty.textContent = t('chat.empty');
+    this.chatForm.querySelector('label').textContent = t('chat.input');
+    this.chatForm.querySelector('button').textContent = t('chat.send');
+    this.chatForm.closest('.chat').querySelector('h2').textContent = t('chat.title');
+    this.updateButtons();
+    if (this.peer) renderQuality(this.quality, this.peer.lastQuality);
+  }
+
+  watchTracks(stream) {
+    for (const track of stream.getTracks()) {
+      track.addEventListener('ended', () => {
+        // The device went away or another app took it.
+        this.camNotice.hidden = false;
+        this.camRetry.hidden = false;
+      });
+    }
+  }
+
+  async restartCamera() {
+    const r = await getCamera();
+    if (r.error) {
+      announce(t(`dev.${r.error === 'failed' ? 'busy' : r.error}`), { kind: 'error' });
+      return;
+    }
+    for (const tr of this.stream ? this.stream.getTracks() : []) tr.stop();
+    this.stream = r.stream;
+    this.self.srcObject = r.stream;
+    this.self.hidden = false;
+    this.watchTracks(r.stream);
+    if (this.peer) {
+      for (const track of r.stream.getTracks()) await this.peer.replaceTrack(track.kind, track);
+    }
+    this.camNotice.hidden = true;
+    this.camRetry.hidden = true;
+    this.updateButtons();
+  }
+
+  toggle(kind) {
+    if (!this.stream) return;
+    for (const tr of this.stream.getTracks()) if (tr.kind === kind) tr.enabled = !tr.enabled;
+    this.updateButtons();
+  }
+
+  updateButtons() {
+    const a = this.stream ? this.stream.getAudioTracks()[0] : null;
+    const v = this.stream ? this.stream.getVideoTracks()[0] : null;
+    const muted = !a || !a.enabled;
+    const camOff = !v || !v.enabled;
+    this.muteBtn.textContent = muted ? t('visit.unmute') : t('visit.mute');
+    this.muteBtn.setAttribute('aria-pressed', String(muted));
+    this.muteBtn.disabled = !a;
+    this.camBtn.textContent = camOff ? t('visit.camera_on') : t('visit.camera_off');
+    this.camBtn.setAttribute('aria-pressed', String(camOff));
+    this.camBtn.disabled = !v;
+    this.self.classList.toggle('off', camOff);
+  }
+
+  setStage(key) {
+    this.stageText = key;
+    this.stageMsg.textContent = key ? t(key) : '';
+    this.stageMsg.hidden = !key;
+  }
+
+  // Starts media; the visit goes on without it if the server cannot.
+  async startMedia() {
+    this.peer = new MediaPeer({ sig: this.sig, visitId: this.visitId, iceServers: this.hello.ice_servers || [], stream: this.stream });
+    this.peer.addEventListener('track', (e) => {
+      const track = e.detail.track;
+      for (const old of this.remoteStream.getTracks()) if (old.kind === track.kind) this.remoteStream.removeTrack(old);
+      this.remoteStream.addTrack(track);
+      if (track.kind === 'video') {
+        track.addEventListener('unmute', () => this.setStage(null));
+      }
+      this.remote.play().catch(() => {});
+    });
+    this.remote.addEventListener('playing', () => { if (this.remote.videoWidth > 0) this.setStage(null); });
+    this.remote.addEventListener('resize', () => { if (this.remote.videoWidth > 0) this.setStage(null); });
+    this.peer.addEventListener('state', (e) => {
+      const s = e.detail.state;
+      document.body.dataset.media = s;
+      if (s === 'unavailable') this.setStage('visit.media_unavailable');
+      else if (s === 'failed') this.setStage('visit.media_failed');
+      else if (s === 'connecting') this.setStage('visit.media_connecting');
+      else if (s === 'connected' && !(this.remote.videoWidth > 0)) this.setStage('visit.waiting_video');
+    });
+    this.peer.addEventListener('quality', (e) => renderQuality(this.quality, e.detail));
+    try {
+      await this.peer.start();
+    } catch (e) {
+      if (this.peer.state !== 'unavailable') this.setStage('visit.media_unavailable');
+      console.info('telemed: media not started:', errText(e));
+    }
+  }
+
+  async sendChat() {
+    const text = this.chatInput.value.trim();
+    if (!text) return;
+    try {
+      await this.sig.request('chat.send', { visit_id: this.visitId, text });
+      this.chatInput.value = '';
+    } catch (e) {
+      announce(t('chat.failed', { msg: errText(e) }), { kind: 'error' });
+    }
+    this.chatInput.focus();
+  }
+
+  addChat(m) {
+    this.chatEmpty.hidden = true;
+    this.chatList.append(chatLine(m, this.selfId));
+    this.chatList.scrollTop = this.chatList.scrollHeight;
+  }
+
+  close({ stopCamera = false } = {}) {
+    for (const u of this.unsubs) u();
+    this.unsubs = [];
+    if (this.peer) this.peer.close();
+    this.peer = null;
+    if (stopCamera && this.stream) for (const tr of this.stream.getTracks()) tr.stop();
+  }
+}
+
+export { $ };

@@ -1,0 +1,381 @@
+// doctor.js - the consultation workstation: status (available / away /
+// off duty), today's shift and figures, the department queue, incoming
+// offers with a countdown, the visit with chat and the note editor, ending
+// with an outcome, and the next patient in one click.
+
+import { t, fmtTime, fmtDuration } from './i18n.js';
+import { Signaling, api } from './signaling.js';
+import { getCamera } from './peer.js';
+import { Call } from './call.js';
+import { $, $$, el, initPage, showView, bindConnection, announce, errText, confirmDialog } from './common.js';
+
+const page = initPage();
+const state = {
+  hello: null,
+  status: 'off_duty',
+  shift: null,
+  offer: null,
+  offerTimer: null,
+  visitId: null,
+  visitInfo: null,
+  call: null,
+  stream: null,
+  ended: null,
+  noteSigned: false,
+  noteDirty: false,
+  queue: null,
+  departments: [],
+};
+let sig = null;
+window.tm = { state, get sig() { return sig; }, get call() { return state.call; } };
+
+if (page) main();
+
+async function main() {
+  sig = new Signaling({ token: page.token });
+  bindConnection(sig);
+  sig.addEventListener('hello', (e) => {
+    const first = !state.hello;
+    state.hello = e.detail;
+    if (!first) resync(e.detail.state || {});
+  });
+  sig.on('visit.offer', onOffer);
+  sig.on('visit.offer_cancelled', onOfferCancelled);
+  sig.on('visit.state', onVisitState);
+  sig.on('doctor.status', (m) => {
+    setStatus(m.status);
+    if (m.reason === 'offer_timeout') {
+      const n = $('#status-note');
+      n.textContent = t('doc.status_auto_away');
+      n.hidden = false;
+      announce(t('doc.status_auto_away'), { kind: 'error' });
+    }
+  });
+  window.addEventListener('langchange', relabel);
+  for (const r of $$('input[name="status"]')) r.addEventListener('change', () => changeStatus(r.value));
+  $('#offer-accept').addEventListener('click', accept);
+  $('#offer-decline').addEventListener('click', decline);
+  $('#end-btn').addEventListener('click', endVisit);
+  $('#next-btn').addEventListener('click', nextPatient);
+  $('#note-save').addEventListener('click', () => saveNote(false));
+  $('#note-sign').addEventListener('click', () => saveNote(true));
+  $('#note-text').addEventListener('input', () => { state.noteDirty = true; });
+  $('#note-text').addEventListener('blur', () => { if (state.noteDirty && !state.noteSigned) saveNote(false, { quiet: true }); });
+  try {
+    const hello = await sig.start();
+    state.hello = hello;
+    showView('ws', { focus: false });
+    try { state.departments = (await api(page.token, '/departments')).departments || []; } catch { /* names optional */ }
+    applyDoctorState(hello.state || {});
+    refreshQueue();
+    setInterval(refreshQueue, 5000);
+  } catch {
+    /* shown by bindConnection */
+  }
+}
+
+function deptName(id) {
+  return (state.departments.find((d) => d.id === id) || {}).name || id || '';
+}
+
+function applyDoctorState(st) {
+  setStatus(st.status || 'off_duty');
+  setShift(st.shift || null);
+  const visits = st.visits || [];
+  if (visits.length && visits[0] !== state.visitId) openVisit(visits[0]);
+  else if (!visits.length && !state.ended) showIdle();
+}
+
+// After a reconnect the server tells which visit we still hold.
+function resync(st) {
+  setStatus(st.status || state.status);
+  setShift(st.shift || null);
+  const visits = st.visits || [];
+  if (state.visitId && !visits.includes(state.visitId) && !state.ended) {
+    visitOver(state.visitId, null, 'system');
+  } else if (visits.length && visits[0] !== state.visitId) {
+    openVisit(visits[0]);
+  }
+  refreshQueue();
+}
+
+/* ---- status, shift, figures, queue -------------------------------- */
+
+function setStatus(s) {
+  state.status = s;
+  for (const r of $$('input[name="status"]')) r.checked = r.value === s;
+  if (s === 'available') $('#status-note').hidden = true;
+  renderIdle();
+}
+
+function setShift(shift) {
+  state.shift = shift;
+  $('#shift-text').textContent = shift
+    ? t('doc.shift_desc', { dept: deptName(shift.dept), end: fmtTime(shift.ends_at), cap: shift.capacity })
+    : t('doc.shift_none');
+}
+
+async function changeStatus(s) {
+  try {
+    const r = await sig.request('doctor.status', { status: s });
+    setStatus(r.status);
+    setShift(r.shift || null);
+    refreshQueue();
+  } catch (e) {
+    setStatus(state.status);
+    announce(t('common.error', { msg: errText(e) }), { kind: 'error' });
+  }
+}
+
+async function refreshQueue() {
+  if (!sig || sig.state !== 'open') return;
+  let r;
+  try {
+    r = await sig.request('doctor.queue', {});
+  } catch {
+    return; /* outside a shift there is no department queue */
+  }
+  state.queue = r;
+  const body = $('#queue-body');
+  const list = r.queue || [];
+  body.replaceChildren(...list.map((q) => el('tr', { class: q.urgent ? 'urgent' : null },
+    el('td', {}, String(q.position)),
+    el('td', {}, fmtDuration(q.waited_s), q.connected ? null : el('span', { class: 'tag' }, ` ${t('doc.offline')}`)),
+    el('td', {}, q.appointment ? t('doc.appointment') : t('doc.walkin'), ' ', q.urgent ? el('span', { class: 'tag tag-urgent' }, t('doc.urgent')) : null),
+    el('td', {}, t(`kind.${q.kind}`), q.state !== 'waiting' ? el('span', { class: 'tag' }, ` ${t(`state.${q.state}`)}`) : null))));
+  $('#queue-table').hidden = list.length === 0;
+  $('#queue-empty').hidden = list.length > 0;
+  $('#queue-count').textContent = String(list.length);
+  const f = r.today;
+  if (f) {
+    $('#fig-visits').textContent = String(f.visits ?? 0);
+    $('#fig-response').textContent = f.avg_response_ms === null || f.avg_response_ms === undefined ? t('common.none') : fmtDuration(f.avg_response_ms / 1000);
+    $('#fig-rating').textContent = f.avg_rating === null || f.avg_rating === undefined ? t('common.none') : Number(f.avg_rating).toFixed(1);
+  }
+}
+
+function showIdle() {
+  $('#visit').hidden = true;
+  $('#idle').hidden = false;
+  renderIdle();
+}
+
+function renderIdle() {
+  $('#idle-text').textContent = state.status === 'available' ? t('doc.waiting_offers') : t('doc.idle');
+}
+
+/* ---- offers ------------------------------------------------------- */
+
+function onOffer(m) {
+  state.offer = m;
+  const deadline = Date.now() + (m.expires_in_s || 30) * 1000;
+  const total = m.expires_in_s || 30;
+  renderOffer();
+  const card = $('#offer');
+  card.hidden = false;
+  clearInterval(state.offerTimer);
+  const tick = () => {
+    const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+    $('#offer-countdown').textContent = t('doc.offer_countdown', { s: left });
+    $('#offer-bar').style.width = `${(100 * left) / total}%`;
+    if (left <= 0) clearInterval(state.offerTimer);
+  };
+  tick();
+  state.offerTimer = setInterval(tick, 1000);
+  announce(t('doc.offer_title'));
+  $('#offer-accept').focus();
+  refreshQueue();
+}
+
+function renderOffer() {
+  const m = state.offer;
+  if (!m) return;
+  const name = (m.patient && (m.patient.name || m.patient.id)) || '';
+  $('#offer-desc').textContent = t('doc.offer_desc', { name, kind: t(`kind.${m.kind}`), wait: fmtDuration(m.waited_s) });
+  $('#offer-tags').replaceChildren(
+    el('span', { class: 'tag' }, deptName(m.dept)), ' ',
+    el('span', { class: 'tag' }, m.appointment ? t('doc.appointment') : t('doc.walkin')), ' ',
+    m.urgent ? el('span', { class: 'tag tag-urgent' }, t('doc.urgent')) : null);
+}
+
+function hideOffer() {
+  clearInterval(state.offerTimer);
+  state.offer = null;
+  $('#offer').hidden = true;
+}
+
+function onOfferCancelled(m) {
+  if (!state.offer || state.offer.visit_id !== m.visit_id) return;
+  hideOffer();
+  announce(t('doc.offer_gone', { reason: m.reason }), { kind: 'error' });
+  refreshQueue();
+}
+
+async function accept() {
+  const m = state.offer;
+  if (!m) return;
+  $('#offer-accept').disabled = true;
+  try {
+    await ensureCamera();
+    await sig.request('visit.accept', { visit_id: m.visit_id });
+    hideOffer();
+    openVisit(m.visit_id, m);
+  } catch (e) {
+    hideOffer();
+    announce(t('common.error', { msg: errText(e) }), { kind: 'error' });
+  } finally {
+    $('#offer-accept').disabled = false;
+  }
+}
+
+async function decline() {
+  const m = state.offer;
+  if (!m) return;
+  hideOffer();
+  try { await sig.request('visit.decline', { visit_id: m.visit_id }); } catch { /* the offer may have lapsed */ }
+  refreshQueue();
+}
+
+async function ensureCamera() {
+  if (state.stream && state.stream.getTracks().some((tr) => tr.readyState === 'live')) return;
+  const r = await getCamera();
+  if (r.stream) state.stream = r.stream;
+  else announce(t(`dev.${r.error === 'failed' ? 'busy' : r.error}`), { kind: 'error' });
+}
+
+/* ---- the visit ---------------------------------------------------- */
+
+async function openVisit(visitId, offer = null) {
+  if (state.call && state.visitId === visitId) return;
+  closeCall();
+  state.visitId = visitId;
+  state.ended = null;
+  state.noteSigned = false;
+  state.noteDirty = false;
+  state.visitInfo = offer ? { patient_id: offer.patient && offer.patient.id, patient_name: offer.patient && offer.patient.name, dept: offer.dept, kind: offer.kind } : { patient_id: '', dept: '', kind: '' };
+  $('#idle').hidden = true;
+  $('#visit').hidden = false;
+  $('#end-card').hidden = false;
+  $('#wrap-card').hidden = true;
+  $('#note-text').value = '';
+  $('#note-code').value = '';
+  $('#note-status').textContent = '';
+  setNoteLocked(false);
+  renderVisitHead();
+  if (!offer) {
+    // Resumed: fill in the patient and any saved note from the record.
+    try {
+      const rec = await api(page.token, `/visits/${encodeURIComponent(visitId)}`);
+      state.visitInfo = { patient_id: rec.patient_id, dept: rec.dept_id, kind: rec.kind };
+      const note = (rec.notes || []).slice(-1)[0];
+      if (note) {
+        $('#note-text').value = note.body || '';
+        $('#note-code').value = note.diagnosis_code || '';
+        if (note.signed) setNoteLocked(true);
+      }
+      renderVisitHead();
+    } catch { /* the header stays generic */ }
+  }
+  await ensureCamera();
+  state.call = new Call({ mount: $('#visit-mount'), sig, hello: state.hello, visitId, role: 'doctor', stream: state.stream });
+  state.call.startMedia();
+  $('#visit-h').focus?.();
+}
+
+function renderVisitHead() {
+  const v = state.visitInfo || {};
+  $('#visit-h').textContent = v.patient_name || t('doc.patient', { id: v.patient_id || '' });
+  $('#visit-info').textContent = t('doc.visit_info', { dept: deptName(v.dept), kind: v.kind ? t(`kind.${v.kind}`) : '' });
+}
+
+function closeCall() {
+  if (state.call) state.call.close();
+  state.call = null;
+}
+
+function onVisitState(m) {
+  if (m.visit_id !== state.visitId) return;
+  if (m.state === 'ended' || m.state === 'cancelled') visitOver(m.visit_id, m.end_reason, m.ended_by);
+}
+
+function visitOver(visitId, reason, by) {
+  closeCall();
+  if (state.ended) return;
+  state.ended = { visitId, reason };
+  $('#visit-mount').replaceChildren();
+  $('#end-card').hidden = true;
+  $('#wrap-card').hidden = false;
+  const text = reason === 'patient_left' || reason === 'grace_expired'
+    ? t('doc.ended_by_patient', { reason: reasonText(reason) })
+    : t('doc.ended', { reason: reasonText(reason) });
+  $('#wrap-text').textContent = text;
+  refreshQueue();
+  $('#note-text').focus();
+}
+
+function reasonText(r) {
+  if (!r) return t('end.reason.other');
+  const k = `doc.end.${r}`;
+  return t(k) !== k ? t(k) : r;
+}
+
+async function endVisit() {
+  const reason = $('#end-reason').value;
+  if (!await confirmDialog(t('doc.end_confirm', { reason: reasonText(reason) }), { okText: t('doc.end'), cancelText: t('common.cancel'), danger: true })) return;
+  const id = state.visitId;
+  try {
+    // Wrap-up: no new offer while the note is finished.
+    if (state.status === 'available') await sig.request('doctor.status', { status: 'away' }).then((r) => setStatus(r.status)).catch(() => {});
+    await sig.request('visit.end', { visit_id: id, reason });
+    visitOver(id, reason, hello().sub);
+  } catch (e) {
+    announce(t('common.error', { msg: errText(e) }), { kind: 'error' });
+  }
+}
+
+function hello() { return state.hello || {}; }
+
+async function nextPatient() {
+  if (state.noteDirty && !state.noteSigned) await saveNote(false, { quiet: true });
+  state.ended = null;
+  state.visitId = null;
+  $('#visit').hidden = true;
+  await changeStatus('available');
+  showIdle();
+  $('#idle-text').focus?.();
+}
+
+function setNoteLocked(locked) {
+  state.noteSigned = locked;
+  $('#note-text').readOnly = locked;
+  $('#note-code').readOnly = locked;
+  $('#note-save').disabled = locked;
+  $('#note-sign').disabled = locked;
+}
+
+async function saveNote(sign, { quiet = false } = {}) {
+  const id = state.visitId || (state.ended && state.ended.visitId);
+  if (!id || state.noteSigned) return;
+  if (sign && !await confirmDialog(t('doc.note_sign_confirm'), { okText: t('doc.note_sign'), cancelText: t('common.cancel') })) return;
+  const fields = { visit_id: id, text: $('#note-text').value, sign };
+  const code = $('#note-code').value.trim();
+  if (code) fields.diagnosis_code = code;
+  try {
+    await sig.request('visit.note', fields);
+    state.noteDirty = false;
+    const now = new Date().toISOString();
+    $('#note-status').textContent = sign ? t('doc.note_signed', { time: fmtTime(now) }) : t('doc.note_saved', { time: fmtTime(now) });
+    if (sign) setNoteLocked(true);
+  } catch (e) {
+    if (!quiet || e.code !== 'offline') $('#note-status').textContent = t('doc.note_failed', { msg: errText(e) });
+  }
+}
+
+function relabel() {
+  setShift(state.shift);
+  renderIdle();
+  renderOffer();
+  if (state.visitInfo) renderVisitHead();
+  if (state.ended) $('#wrap-text').textContent = t('doc.ended', { reason: reasonText(state.ended.reason) });
+  if (state.queue) refreshQueue();
+}

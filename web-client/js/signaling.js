@@ -1,0 +1,225 @@
+// signaling.js - the telemed.v1 connection of a page: WSS to /ws, hello with
+// the token, requests answered by id, server pushes as events, automatic
+// reconnect with exponential backoff and jitter, and a ping that notices a
+// dead connection faster than TCP does.
+//
+// Events (addEventListener): 'state' (detail: {state, attempt, delay_ms, error}),
+// 'hello' (detail: the hello result; fired on every (re)connect, check
+// detail.resumed), 'push' (detail: the message) and one event per push type
+// (e.g. 'visit.state').
+//
+// States: idle, connecting, open, reconnecting, auth_failed, replaced, closed.
+
+export class SignalingError extends Error {
+  constructor(code, message) {
+    super(message || code);
+    this.code = code;
+  }
+}
+
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 10000;
+const PING_EVERY_MS = 15000;
+const PING_TIMEOUT_MS = 10000;
+
+export class Signaling extends EventTarget {
+  constructor({ token, url, ua } = {}) {
+    super();
+    this.token = token;
+    const loc = window.location;
+    this.url = url || `${loc.protocol === 'http:' ? 'ws' : 'wss'}://${loc.host}/ws`;
+    this.ua = ua || `telemed-web/1 ${navigator.userAgent}`.slice(0, 250);
+    this.state = 'idle';
+    this.ws = null;
+    this.nextId = 1;
+    this.pending = new Map();
+    this.attempt = 0;
+    this.retryTimer = null;
+    this.pingTimer = null;
+    this.hello = null;
+    this.wanted = false;
+  }
+
+  setState(state, extra = {}) {
+    this.state = state;
+    this.dispatchEvent(new CustomEvent('state', { detail: { state, attempt: this.attempt, ...extra } }));
+  }
+
+  // Opens the connection; resolves with the first hello result. Later
+  // reconnects fire 'hello' events again.
+  start() {
+    this.wanted = true;
+    return new Promise((resolve, reject) => {
+      const onHello = (e) => { cleanup(); resolve(e.detail); };
+      const onState = (e) => {
+        if (e.detail.state === 'auth_failed' || e.detail.state === 'replaced') {
+          cleanup();
+          reject(new SignalingError(e.detail.code || 'unauthorized', e.detail.error));
+        }
+      };
+      const cleanup = () => {
+        this.removeEventListener('hello', onHello);
+        this.removeEventListener('state', onState);
+      };
+      this.addEventListener('hello', onHello);
+      this.addEventListener('state', onState);
+      this.connect();
+    });
+  }
+
+  stop() {
+    this.wanted = false;
+    clearTimeout(this.retryTimer);
+    clearInterval(this.pingTimer);
+    if (this.ws) this.ws.close(1000, 'bye');
+    this.setState('closed');
+  }
+
+  connect() {
+    clearTimeout(this.retryTimer);
+    this.setState(this.attempt === 0 && !this.hello ? 'connecting' : 'reconnecting');
+    let ws;
+    try {
+      ws = new WebSocket(this.url, 'telemed.v1');
+    } catch (e) {
+      this.scheduleRetry(String(e));
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => this.onOpen(ws);
+    ws.onmessage = (ev) => this.onMessage(ws, ev.data);
+    ws.onclose = (ev) => this.onClose(ws, ev);
+    ws.onerror = () => { /* onclose follows with the details */ };
+  }
+
+  async onOpen(ws) {
+    if (ws !== this.ws) return;
+    try {
+      const data = await this.request('hello', { token: this.token, ua: this.ua });
+      this.hello = data;
+      this.attempt = 0;
+      this.setState('open', { resumed: !!data.resumed });
+      this.startPing(ws);
+      this.dispatchEvent(new CustomEvent('hello', { detail: data }));
+    } catch (e) {
+      if (e.code === 'unauthorized' || e.code === 'forbidden') {
+        // A refused token does not get better by retrying.
+        this.wanted = false;
+        this.setState('auth_failed', { error: e.message, code: e.code });
+        ws.close(1000, 'auth');
+      } else {
+        ws.close(4000, 'hello failed');
+      }
+    }
+  }
+
+  startPing(ws) {
+    clearInterval(this.pingTimer);
+    this.pingTimer = setInterval(() => {
+      if (ws !== this.ws || ws.readyState !== WebSocket.OPEN) return;
+      this.request('ping', {}, PING_TIMEOUT_MS).catch(() => {
+        // No answer: the path is dead even if TCP has not noticed yet.
+        if (ws === this.ws) this.drop();
+      });
+    }, PING_EVERY_MS);
+  }
+
+  // Closes the socket as a network failure would; reconnects follow.
+  drop() {
+    if (!this.ws) return;
+    const ws = this.ws;
+    try { ws.close(4001, 'dropped'); } catch { /* closing anyway */ }
+    this.onClose(ws, { code: 4001, reason: 'dropped' });
+  }
+
+  onClose(ws, ev) {
+    if (ws !== this.ws) return;
+    this.ws = null;
+    clearInterval(this.pingTimer);
+    for (const [, p] of this.pending) p.reject(new SignalingError('offline', 'connection lost'));
+    this.pending.clear();
+    if (!this.wanted) return;
+    this.scheduleRetry(ev && ev.reason);
+  }
+
+  scheduleRetry(error) {
+    this.attempt++;
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (this.attempt - 1));
+    // Full jitter on half the delay, so a restarted server is not hit by
+    // every page at the same instant.
+    const delay = Math.round(base / 2 + Math.random() * base / 2);
+    this.setState('reconnecting', { delay_ms: delay, error });
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  // Reconnect now (the "retry now" button).
+  retryNow() {
+    if (this.state === 'open') return;
+    this.wanted = true;
+    clearTimeout(this.retryTimer);
+    this.connect();
+  }
+
+  onMessage(ws, text) {
+    if (ws !== this.ws) return;
+    let m;
+    try { m = JSON.parse(text); } catch { return; }
+    if (m.re !== undefined && m.re !== null && this.pending.has(m.re)) {
+      const p = this.pending.get(m.re);
+      this.pending.delete(m.re);
+      if (m.type === 'error') p.reject(new SignalingError(m.code, m.message));
+      else p.resolve(m.data === undefined ? null : m.data);
+      return;
+    }
+    if (m.type === 'session.replaced') {
+      this.wanted = false;
+      this.setState('replaced');
+    }
+    this.dispatchEvent(new CustomEvent('push', { detail: m }));
+    if (m.type) this.dispatchEvent(new CustomEvent(m.type, { detail: m }));
+  }
+
+  // Sends a request; resolves with its data or rejects with a SignalingError.
+  request(type, fields = {}, timeoutMs = 15000) {
+    return new Promise((resolve, reject) => {
+      const ws = this.ws;
+      if (!ws || ws.readyState !== WebSocket.OPEN) {
+        reject(new SignalingError('offline', 'not connected'));
+        return;
+      }
+      const id = String(this.nextId++);
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new SignalingError('timeout', `no answer to ${type}`));
+      }, timeoutMs);
+      this.pending.set(id, {
+        resolve: (d) => { clearTimeout(timer); resolve(d); },
+        reject: (e) => { clearTimeout(timer); reject(e); },
+      });
+      ws.send(JSON.stringify({ type, id, ...fields }));
+    });
+  }
+
+  on(type, fn) {
+    const h = (e) => fn(e.detail);
+    this.addEventListener(type, h);
+    return () => this.removeEventListener(type, h);
+  }
+}
+
+// REST under /api/v1 with the same token as Bearer.
+export async function api(token, path, { method = 'GET', body } = {}) {
+  const headers = { authorization: `Bearer ${token}` };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`/api/v1${path}`, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let json = null;
+  try { json = await res.json(); } catch { /* not JSON */ }
+  if (!res.ok) {
+    const code = (json && (json.code || (json.error && json.error.code))) || `http_${res.status}`;
+    const message = (json && (json.message || (json.error && json.error.message))) || res.statusText;
+    throw new SignalingError(code, message);
+  }
+  return json;
+}

@@ -1,0 +1,402 @@
+// supervisor.js - the supervisor's screen: live department tiles, alerts,
+// live visits with their quality figures (overview pushes, about once a
+// second), watching a live visit receive-only, and the visit records with
+// a detail page (timeline, statistics, notes, chat, rating, recording).
+
+import { t, fmtTime, fmtDateTime, fmtDuration } from './i18n.js';
+import { Signaling, api } from './signaling.js';
+import { MediaPeer } from './peer.js';
+import { $, $$, el, initPage, showView, bindConnection, announce, errText } from './common.js';
+
+const page = initPage();
+const state = { hello: null, overview: null, watching: null, peer: null, departments: [], doctors: [], results: null, detail: null, recordingUrl: null };
+let sig = null;
+window.tm = { state, get sig() { return sig; } };
+
+// Thresholds for the alerts the page derives from the figures.
+const POOR_LOSS_PCT = 5;
+const POOR_RTT_MS = 400;
+const FEED_BACKLOG_AGE_S = 120;
+
+if (page) main();
+
+async function main() {
+  sig = new Signaling({ token: page.token });
+  bindConnection(sig);
+  sig.on('overview', (m) => { state.overview = m; renderOverview(); });
+  sig.on('visit.state', (m) => {
+    if (state.watching && m.visit_id === state.watching && (m.state === 'ended' || m.state === 'cancelled')) {
+      stopWatching(false);
+      announce(t('sup.watch_ended'));
+    }
+  });
+  sig.addEventListener('hello', () => {
+    // Every (re)connect: subscribe again, and resume watching.
+    sig.request('overview.subscribe', {}).catch(() => {});
+    if (state.watching) rewatch();
+  });
+  window.addEventListener('langchange', () => { renderOverview(); if (state.results) renderResults(); if (state.detail) renderDetail(); fillFilters(); });
+  bindTabs();
+  $('#unwatch').addEventListener('click', () => stopWatching(true));
+  $('#search-form').addEventListener('submit', (e) => { e.preventDefault(); search(); });
+  $('#detail-back').addEventListener('click', closeDetail);
+  try {
+    state.hello = await sig.start();
+    showView('sup', { focus: false });
+    loadFilters();
+  } catch {
+    /* shown by bindConnection */
+  }
+}
+
+function bindTabs() {
+  const tabs = [$('#tab-live'), $('#tab-records')];
+  const select = (tab) => {
+    for (const x of tabs) {
+      const on = x === tab;
+      x.setAttribute('aria-selected', String(on));
+      x.tabIndex = on ? 0 : -1;
+      $(`#${x.getAttribute('aria-controls')}`).hidden = !on;
+    }
+    tab.focus();
+    if (tab.id === 'tab-records' && !state.results) search();
+  };
+  for (const tab of tabs) {
+    tab.addEventListener('click', () => select(tab));
+    tab.addEventListener('keydown', (e) => {
+      const i = tabs.indexOf(tab);
+      if (e.key === 'ArrowRight') select(tabs[(i + 1) % tabs.length]);
+      else if (e.key === 'ArrowLeft') select(tabs[(i + tabs.length - 1) % tabs.length]);
+    });
+  }
+}
+
+function deptName(id) {
+  const d = state.departments.find((x) => x.id === id) || (state.overview && (state.overview.departments || []).find((x) => x.id === id));
+  return (d && d.name) || id || t('common.none');
+}
+
+/* ---- live --------------------------------------------------------- */
+
+// Summary of a peer's media figures: the worst inbound loss and RTT, the
+// video resolution and frame rate, the total bitrate.
+function summarize(streams) {
+  if (!Array.isArray(streams)) return null;
+  let kbps = 0, loss = 0, rtt = -1, video = null;
+  for (const s of streams) {
+    if (s.direction !== 'in') continue;
+    kbps += (s.bitrate_bps || 0) / 1000;
+    loss = Math.max(loss, s.loss_pct || 0);
+    if (s.rtt_ms > rtt) rtt = s.rtt_ms;
+    if (s.kind === 'video' && s.width) video = `${s.width}×${s.height}${s.fps ? ` ${Math.round(s.fps)} fps` : ''}`;
+  }
+  return { kbps, loss, rtt, video };
+}
+
+function qualityCell(v) {
+  if (!v.quality) return el('span', { class: 'muted' }, t('common.none'));
+  const lines = [];
+  for (const [peer, streams] of Object.entries(v.quality)) {
+    const s = summarize(streams);
+    if (!s) continue;
+    const who = peer.split(':')[0];
+    const bad = s.loss > POOR_LOSS_PCT || s.rtt > POOR_RTT_MS;
+    lines.push(el('div', { class: bad ? 'error' : null },
+      `${t(who === 'doctor' ? 'chat.doctor' : who === 'patient' ? 'chat.patient' : 'sup.title')}: `,
+      `${Math.round(s.kbps)} kbit/s, ${s.loss.toFixed(1)}%`, s.rtt >= 0 ? `, ${s.rtt} ms` : '', s.video ? `, ${s.video}` : ''));
+  }
+  return lines.length ? el('div', { class: 'q-cell' }, lines) : el('span', { class: 'muted' }, t('common.none'));
+}
+
+function derivedAlerts(ov) {
+  const alerts = [...(ov.alerts || [])];
+  for (const v of ov.visits || []) {
+    if (v.state !== 'active' || !v.quality) continue;
+    for (const streams of Object.values(v.quality)) {
+      const s = summarize(streams);
+      if (s && (s.loss > POOR_LOSS_PCT || s.rtt > POOR_RTT_MS)) {
+        alerts.push({ kind: 'poor_quality', visit_id: v.id, detail: `${s.loss.toFixed(1)}%, ${s.rtt} ms` });
+        break;
+      }
+    }
+  }
+  const f = ov.feed;
+  if (f && ((f.queue_depth > 0 && f.oldest_undelivered_age_s > FEED_BACKLOG_AGE_S) || f.dead > 0)) {
+    alerts.push({ kind: 'feed_backlog', n: f.queue_depth + (f.dead || 0) });
+  }
+  return alerts;
+}
+
+function alertText(a) {
+  const k = `sup.alert.${a.kind}`;
+  const vars = { visit: a.visit_id, wait: fmtDuration(a.waited_s), detail: a.detail, doctor: a.doctor_id, n: a.n ?? a.count, kind: a.kind };
+  return t(k) !== k ? t(k, vars) : t('sup.alert.other', vars);
+}
+
+function renderOverview() {
+  const ov = state.overview;
+  if (!ov) return;
+  $('#updated').textContent = t('sup.updated', { time: new Date(ov.at || Date.now()).toLocaleTimeString() });
+  const alerts = derivedAlerts(ov);
+  const alertDepts = new Set();
+  for (const a of alerts) {
+    const v = (ov.visits || []).find((x) => x.id === a.visit_id);
+    if (v) alertDepts.add(v.dept);
+  }
+  $('#tiles').replaceChildren(...(ov.departments || []).map((d) => el('article', { class: `tile${alertDepts.has(d.id) ? ' alerting' : ''}`, 'data-dept': d.id, 'aria-labelledby': `tile-${d.id}` },
+    el('h3', { id: `tile-${d.id}` }, d.name || d.id),
+    el('dl', {},
+      el('dt', {}, t('sup.waiting')), el('dd', { 'data-k': 'waiting' }, String(d.waiting ?? 0)),
+      el('dt', {}, t('sup.in_visit')), el('dd', { 'data-k': 'in_visit' }, String(d.in_visit ?? 0)),
+      el('dt', {}, t('sup.doctors_on_duty')), el('dd', { 'data-k': 'doctors_on_duty' }, String(d.doctors_on_duty ?? 0)),
+      el('dt', {}, t('sup.longest_wait')), el('dd', { 'data-k': 'longest_wait' }, d.longest_wait_s ? fmtDuration(d.longest_wait_s) : t('common.none'))))));
+  // Alerts change rarely; rewriting them every second would make screen
+  // readers repeat them.
+  const alertKey = JSON.stringify(alerts.map((a) => [a.kind, a.visit_id, a.n]));
+  if (alertKey !== state.alertKey || state.alertLang !== document.documentElement.lang) {
+    state.alertKey = alertKey;
+    state.alertLang = document.documentElement.lang;
+    $('#alerts').replaceChildren(...alerts.map((a) => el('li', { 'data-kind': a.kind }, alertText(a))));
+  }
+  $('#no-alerts').hidden = alerts.length > 0;
+  const f = ov.feed;
+  $('#feed').textContent = f ? `${t('sup.feed')}: ${t('sup.feed_state', { pending: f.queue_depth ?? 0, dead: f.dead ?? 0 })}` : '';
+  const visits = (ov.visits || []).slice().sort((a, b) => (a.state === 'active' ? 0 : 1) - (b.state === 'active' ? 0 : 1) || (b.urgent ? 1 : 0) - (a.urgent ? 1 : 0));
+  $('#live-body').replaceChildren(...visits.map((v) => el('tr', { 'data-visit': v.id, 'data-state': v.state },
+    el('td', { class: 'mono' }, v.id, v.urgent ? el('span', { class: 'tag tag-urgent' }, ` ${t('doc.urgent')}`) : null),
+    el('td', {}, deptName(v.dept)),
+    el('td', {}, v.doctor_id || t('common.none')),
+    el('td', {}, t(`state.${v.state}`), v.watchers ? el('span', { class: 'tag' }, ` 👁 ${v.watchers}`) : null),
+    el('td', {}, v.state === 'active' ? fmtDuration(v.duration_s) : fmtDuration(v.waited_s)),
+    el('td', {}, qualityCell(v)),
+    el('td', {}, v.state === 'active'
+      ? el('button', { class: 'btn btn-small watch-btn', type: 'button', 'data-visit': v.id, disabled: state.watching === v.id, onclick: () => watch(v.id) }, t('sup.watch'))
+      : null))));
+  $('#live-table').hidden = visits.length === 0;
+  $('#no-live').hidden = visits.length > 0;
+}
+
+/* ---- watch -------------------------------------------------------- */
+
+async function watch(visitId) {
+  if (state.watching && state.watching !== visitId) await stopWatching(true);
+  try {
+    await sig.request('visit.watch', { visit_id: visitId });
+  } catch (e) {
+    announce(t('sup.watch_failed', { msg: errText(e) }), { kind: 'error' });
+    return;
+  }
+  state.watching = visitId;
+  $('#watch').hidden = false;
+  $('#watch-h').textContent = t('sup.watching', { visit: visitId });
+  $('#watch-grid').replaceChildren();
+  $('#watch-msg').textContent = t('visit.media_connecting');
+  $('#watch-h').tabIndex = -1;
+  $('#watch-h').focus();
+  startPeer(visitId);
+  renderOverview();
+}
+
+function startPeer(visitId) {
+  if (state.peer) state.peer.close();
+  // One audio and one video from each side of a 1:1 visit.
+  const peer = new MediaPeer({ sig, visitId, iceServers: (state.hello && state.hello.ice_servers) || [], recv: { audio: 2, video: 2 } });
+  state.peer = peer;
+  peer.addEventListener('track', (e) => {
+    const track = e.detail.track;
+    const stream = new MediaStream([track]);
+    const media = track.kind === 'video'
+      ? el('video', { autoplay: true, playsinline: true, muted: true, 'aria-label': t('visit.waiting_video') })
+      : el('audio', { autoplay: true });
+    media.srcObject = stream;
+    if (track.kind === 'video') media.muted = true;
+    $('#watch-grid').append(media);
+    media.play().catch(() => {});
+  });
+  peer.addEventListener('state', (e) => {
+    const s = e.detail.state;
+    const msg = s === 'unavailable' ? t('visit.media_unavailable') : s === 'failed' ? t('visit.media_failed') : s === 'connected' ? '' : t('visit.media_connecting');
+    $('#watch-msg').textContent = msg;
+  });
+  peer.start().catch(() => {});
+}
+
+async function rewatch() {
+  const id = state.watching;
+  try {
+    await sig.request('visit.watch', { visit_id: id });
+    startPeer(id);
+  } catch {
+    stopWatching(false);
+  }
+}
+
+async function stopWatching(tellServer) {
+  const id = state.watching;
+  state.watching = null;
+  if (state.peer) state.peer.close();
+  state.peer = null;
+  $('#watch').hidden = true;
+  $('#watch-grid').replaceChildren();
+  if (tellServer && id) await sig.request('visit.unwatch', {}).catch(() => {});
+  renderOverview();
+}
+
+/* ---- records ------------------------------------------------------ */
+
+async function loadFilters() {
+  try { state.departments = (await api(page.token, '/departments')).departments || []; } catch { /* optional */ }
+  try { state.doctors = (await api(page.token, '/doctors')).doctors || []; } catch { /* optional */ }
+  fillFilters();
+}
+
+function fillFilters() {
+  const keep = (sel) => sel.value;
+  const dept = $('#f-dept'), doc = $('#f-doctor');
+  const dv = keep(dept), dd = keep(doc);
+  dept.replaceChildren(el('option', { value: '' }, t('sup.any')), ...state.departments.map((d) => el('option', { value: d.id }, d.name || d.id)));
+  doc.replaceChildren(el('option', { value: '' }, t('sup.any')), ...state.doctors.map((d) => el('option', { value: d.id }, d.name || d.id)));
+  dept.value = dv;
+  doc.value = dd;
+}
+
+async function search() {
+  const q = new URLSearchParams();
+  const from = $('#f-from').value, to = $('#f-to').value;
+  // Dates are the supervisor's local days.
+  if (from) q.set('from', new Date(`${from}T00:00:00`).toISOString());
+  if (to) q.set('to', new Date(new Date(`${to}T00:00:00`).getTime() + 86400e3).toISOString());
+  for (const [k, id] of [['dept', '#f-dept'], ['doctor', '#f-doctor'], ['state', '#f-state']]) if ($(id).value) q.set(k, $(id).value);
+  q.set('limit', '200');
+  try {
+    const r = await api(page.token, `/visits?${q}`);
+    state.results = r.visits || [];
+    renderResults();
+  } catch (e) {
+    $('#results-count').textContent = t('sup.load_failed', { msg: errText(e) });
+  }
+}
+
+function renderResults() {
+  const list = state.results || [];
+  $('#results-count').textContent = list.length ? t('sup.results', { n: list.length }) : t('sup.no_results');
+  $('#results-table').hidden = list.length === 0;
+  $('#results-body').replaceChildren(...list.map((v) => el('tr', { 'data-visit': v.id },
+    el('td', {}, fmtDateTime(v.checkin_at)),
+    el('td', { class: 'mono' }, v.id),
+    el('td', {}, deptName(v.dept_id)),
+    el('td', {}, v.doctor_id || t('common.none')),
+    el('td', { class: 'mono' }, v.patient_id),
+    el('td', {}, t(`state.${v.state}`)),
+    el('td', {}, v.end_reason || t('common.none')),
+    el('td', {}, v.rating ? `${v.rating}/5` : t('common.none')),
+    el('td', {}, el('button', { class: 'btn btn-small', type: 'button', onclick: () => openDetail(v.id) }, t('sup.open'))))));
+}
+
+async function openDetail(id) {
+  try {
+    state.detail = await api(page.token, `/visits/${encodeURIComponent(id)}`);
+  } catch (e) {
+    announce(t('sup.load_failed', { msg: errText(e) }), { kind: 'error' });
+    return;
+  }
+  $('#search-card').hidden = true;
+  $('#detail').hidden = false;
+  renderDetail();
+  loadRecording();
+  $('#detail-h').tabIndex = -1;
+  $('#detail-h').focus();
+}
+
+function closeDetail() {
+  if (state.recordingUrl) URL.revokeObjectURL(state.recordingUrl);
+  state.recordingUrl = null;
+  state.detail = null;
+  $('#detail').hidden = true;
+  $('#search-card').hidden = false;
+  $('#results-body').querySelector('button')?.focus();
+}
+
+function timeline(rec) {
+  const ev = [];
+  const push = (at, text) => { if (at) ev.push({ at, text }); };
+  push(rec.checkin_at, t('sup.ev.checkin'));
+  for (const o of rec.offers || []) push(o.offered_at, t('sup.ev.offered', { doctor: o.doctor_id, outcome: o.outcome || '…' }));
+  push(rec.accepted_at, t('sup.ev.accepted', { doctor: rec.doctor_id }));
+  for (const p of rec.participants || []) {
+    push(p.joined_at, t('sup.ev.join', { role: p.role, id: p.user_id }));
+    push(p.left_at, t('sup.ev.leave', { role: p.role, id: p.user_id, reason: p.leave_reason || '' }));
+  }
+  push(rec.ended_at, t('sup.ev.ended', { reason: rec.end_reason || '', by: rec.ended_by || '' }));
+  if (rec.rating) push(rec.rating.created_at, t('sup.ev.rated', { score: rec.rating.score }));
+  ev.sort((a, b) => new Date(a.at) - new Date(b.at));
+  return ev;
+}
+
+function renderDetail() {
+  const rec = state.detail;
+  if (!rec) return;
+  $('#detail-h').textContent = t('sup.detail', { visit: rec.id });
+  $('#detail-sub').textContent = [rec.dept_name || deptName(rec.dept_id), t(`kind.${rec.kind}`), t(`state.${rec.state}`), rec.doctor_id, rec.patient_id, rec.duration_ms ? fmtDuration(rec.duration_ms / 1000) : null].filter(Boolean).join(' · ');
+  $('#d-timeline').replaceChildren(...timeline(rec).map((e) => el('li', {}, el('time', { datetime: e.at }, fmtDateTime(e.at)), e.text)));
+  const notes = rec.notes || [];
+  $('#d-notes').replaceChildren(...(notes.length ? notes.map((n) => el('div', { class: 'note-rec' },
+    el('p', { class: 'muted' }, `${n.doctor_id} · ${fmtDateTime(n.updated_at || n.created_at)} · `, el('span', { class: `tag ${n.signed ? 'tag-ok' : ''}` }, n.signed ? t('sup.signed') : t('sup.draft')), n.diagnosis_code ? ` · ICD-10 ${n.diagnosis_code}` : ''),
+    el('p', { style: 'white-space: pre-wrap' }, n.body))) : [el('p', { class: 'muted' }, t('sup.no_notes'))]));
+  const chat = rec.chat || [];
+  $('#d-chat').replaceChildren(...(chat.length ? chat.map((m) => el('li', { class: `chat-msg ${m.sender_role === 'doctor' ? 'mine' : 'theirs'}` },
+    el('span', { class: 'chat-meta' }, `${t(m.sender_role === 'doctor' ? 'chat.doctor' : 'chat.patient')} ${m.sender_id} · ${fmtTime(m.sent_at)}`),
+    el('span', { class: 'chat-text' }, m.body))) : [el('li', { class: 'muted' }, t('sup.no_chat'))]));
+  $('#d-rating').replaceChildren(rec.rating
+    ? el('p', {}, el('strong', {}, `${rec.rating.score}/5`), rec.rating.comment ? ` — ${rec.rating.comment}` : '')
+    : el('p', { class: 'muted' }, t('sup.no_rating')));
+  const stats = rec.stream_stats || [];
+  if (!stats.length) {
+    $('#d-stats').replaceChildren(el('p', { class: 'muted' }, t('sup.no_stats')));
+  } else {
+    const cols = new Set();
+    for (const s of stats) for (const k of Object.keys(s.summary || {})) if (typeof s.summary[k] !== 'object') cols.add(k);
+    const keys = [...cols].slice(0, 8);
+    $('#d-stats').replaceChildren(el('table', {},
+      el('thead', {}, el('tr', {}, ['user', 'dir', 'kind', ...keys].map((k) => el('th', { scope: 'col' }, k)))),
+      el('tbody', {}, stats.map((s) => el('tr', {}, el('td', {}, s.user_id), el('td', {}, s.direction), el('td', {}, s.kind),
+        keys.map((k) => el('td', {}, s.summary && s.summary[k] !== undefined ? String(typeof s.summary[k] === 'number' ? Math.round(s.summary[k] * 100) / 100 : s.summary[k]) : '')))))));
+  }
+}
+
+function fmtBytes(n) {
+  if (!n) return '0 B';
+  const u = ['B', 'KB', 'MB', 'GB'];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+// The recording is fetched with the bearer token (a <video src> cannot send
+// it) and played from a blob URL.
+async function loadRecording() {
+  const rec = state.detail;
+  const box = $('#d-recording');
+  const recs = (rec.recordings || []).filter((r) => !r.deleted_at);
+  if (!recs.length) {
+    box.replaceChildren(el('p', { class: 'muted' }, t('sup.no_recording')));
+    return;
+  }
+  const r = recs[recs.length - 1];
+  const video = el('video', { controls: true, preload: 'metadata', 'aria-label': t('sup.recording') });
+  const meta = el('p', { class: 'muted mono' }, t('sup.recording_meta', { format: r.format || '', size: fmtBytes(r.size_bytes), duration: fmtDuration((r.duration_ms || 0) / 1000), sha: (r.sha256 || '').slice(0, 16) }));
+  box.replaceChildren(el('p', { class: 'muted' }, t('common.loading')));
+  try {
+    const res = await fetch(`/api/v1/recordings/${encodeURIComponent(r.id)}`, { headers: { authorization: `Bearer ${page.token}` } });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const blob = await res.blob();
+    if (state.recordingUrl) URL.revokeObjectURL(state.recordingUrl);
+    state.recordingUrl = URL.createObjectURL(blob);
+    video.src = state.recordingUrl;
+    box.replaceChildren(video, meta);
+  } catch (e) {
+    box.replaceChildren(el('p', { class: 'error' }, t('sup.recording_failed', { msg: errText(e) })), meta);
+  }
+}
+
+export { $$ };
