@@ -87,8 +87,10 @@ int main(void)
     s = replace_all(GOOD, "a=rtcp-mux\r\n", "");
     refuse(m, s, "no rtcp-mux");
     free(s);
-    s = replace(replace_all(GOOD, "opus/48000/2", "PCMU/8000"), "VP8/90000", "VP9/90000");
+    char *t = replace_all(GOOD, "opus/48000/2", "PCMU/8000");
+    s = replace(t, "VP8/90000", "VP9/90000");
     refuse(m, s, "no codec");
+    free(t);
     free(s);
     s = replace_all(GOOD, "sha-256", "sha-1");
     refuse(m, s, "a sha-1 fingerprint");
