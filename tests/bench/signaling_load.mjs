@@ -1,0 +1,645 @@
+#!/usr/bin/env node
+// signaling_load.mjs - the telemed.v1 signaling load benchmark (run by hand,
+// never by ctest). It starts the real telemed-server on 127.0.0.1, opens
+// thousands of WSS patient connections from several client processes and
+// prints a table of figures: server RSS per waiting patient, queue.position
+// fan-out latency with N waiting, check-in -> offer latency under that load,
+// messages per second and server CPU per message, plus a baseline measured
+// in the same run (a plain Node TLS WebSocket echo server's RSS per
+// connection) so the figures can be read on a noisy shared machine.
+//
+// One file, three roles (argv[2]):
+//   (none)       the orchestrator: server, hospital, doctors, probes, figures;
+//   --patients   a client worker process holding a shard of the patients;
+//   --echo       the baseline echo server.
+// Why worker processes: one Node event loop decrypting and parsing 5,000
+// pushes per fan-out would measure itself, not the server.
+// Usage and the meaning of every figure: tests/bench/README.md.
+import { fork } from 'node:child_process';
+import { readFileSync, existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { execFileSync } from 'node:child_process';
+
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString()) || 100;
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(HERE, '..', '..');
+const now = () => Number(process.hrtime.bigint()) / 1e6; // CLOCK_MONOTONIC ms, same in every process
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---- options ---------------------------------------------------------
+
+function parseArgs(argv) {
+  const o = {
+    steps: [1000, 2000, 5000], workers: 4, concurrency: 24,
+    bin: process.env.TELEMED_BIN || '', baselineN: 1000,
+    bVisits: 30, bSeconds: 60, bHoldMs: 400, probes: 20, probeEveryMs: 200,
+    cVisits: 2000, cSeconds: 120, cProbes: 2, settleMs: 2500, json: '',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const [k, inline] = argv[i].split('=', 2);
+    const val = () => (inline !== undefined ? inline : argv[++i]);
+    switch (k) {
+      case '--steps': o.steps = val().split(',').map(Number); break;
+      case '--workers': o.workers = Number(val()); break;
+      case '--concurrency': o.concurrency = Number(val()); break;
+      case '--bin': o.bin = val(); break;
+      case '--baseline-n': o.baselineN = Number(val()); break;
+      case '--b-visits': o.bVisits = Number(val()); break;
+      case '--b-seconds': o.bSeconds = Number(val()); break;
+      case '--b-hold-ms': o.bHoldMs = Number(val()); break;
+      case '--probes': o.probes = Number(val()); break;
+      case '--probe-every-ms': o.probeEveryMs = Number(val()); break;
+      case '--c-visits': o.cVisits = Number(val()); break;
+      case '--c-seconds': o.cSeconds = Number(val()); break;
+      case '--c-probes': o.cProbes = Number(val()); break;
+      case '--settle-ms': o.settleMs = Number(val()); break;
+      case '--json': o.json = val(); break;
+      case '-h': case '--help':
+        console.log(readFileSync(join(HERE, 'README.md'), 'utf8'));
+        process.exit(0);
+        break;
+      default: throw new Error(`unknown option ${argv[i]}`);
+    }
+  }
+  o.steps.sort((a, b) => a - b);
+  return o;
+}
+
+// ---- statistics ------------------------------------------------------
+
+// Latencies kept as counts per 0.1 ms bin: millions of pushes, small IPC.
+class Hist {
+  constructor() { this.bins = new Map(); this.n = 0; this.max = -Infinity; this.min = Infinity; }
+  add(ms) {
+    const b = Math.round(ms * 10);
+    this.bins.set(b, (this.bins.get(b) || 0) + 1);
+    this.n++;
+    if (ms > this.max) this.max = ms;
+    if (ms < this.min) this.min = ms;
+  }
+  merge(o) {
+    for (const [b, c] of Object.entries(o.bins)) this.bins.set(Number(b), (this.bins.get(Number(b)) || 0) + c);
+    this.n += o.n;
+    this.max = Math.max(this.max, o.max);
+    this.min = Math.min(this.min, o.min);
+  }
+  toJSON() { return { bins: Object.fromEntries(this.bins), n: this.n, max: this.max, min: this.min }; }
+  pct(p) {
+    if (!this.n) return NaN;
+    const want = Math.ceil((p / 100) * this.n);
+    let seen = 0;
+    for (const b of [...this.bins.keys()].sort((x, y) => x - y)) {
+      seen += this.bins.get(b);
+      if (seen >= want) return b / 10;
+    }
+    return this.max;
+  }
+}
+
+const fmt = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+
+// ---- /proc -----------------------------------------------------------
+
+function rssKiB(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the ")" of comm: state is field 3, utime 14, stime 15.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+}
+
+// =====================================================================
+// role: patient worker
+// =====================================================================
+
+async function patientWorker() {
+  const { Client, mintToken } = await import('../integration/lib/server.mjs');
+  const WebSocket = (await import('ws')).default;
+  const patients = [];
+  const raws = [];
+  // Records of queue.position pushes while marked: dept index, removals k, arrival time.
+  let rec = null;
+  let estimateOnly = 0;
+  let otherPushes = 0;
+  let elu0 = null;
+  let cpu0 = null;
+  const DEPTS = ['cardio', 'endo'];
+
+  class Patient extends Client {
+    constructor(url, dept) {
+      super(url);
+      this.dept = dept;
+      this.di = DEPTS.indexOf(dept);
+      this.pos = 0;
+      this.p0 = 0;
+    }
+    onMessage(m) {
+      if (m.type === 'queue.position') {
+        const t = now();
+        if (m.position !== this.pos) {
+          this.pos = m.position;
+          if (rec && this.p0) {
+            rec.di.push(this.di);
+            rec.k.push(this.p0 - m.position);
+            rec.t.push(t);
+          }
+        } else {
+          estimateOnly++;
+        }
+        return;
+      }
+      if (m.re === undefined || m.re === null) {
+        otherPushes++; // visit.state of the patients being served; not kept
+        return;
+      }
+      super.onMessage(m);
+    }
+  }
+
+  async function openOne(url, secret, sub, dept) {
+    const c = new Patient(url, dept);
+    await c.open();
+    c.ws.on('error', () => {});
+    await c.request('hello', { token: mintToken(secret, { sub, role: 'patient', name: `n-${sub}` }), ua: 'bench/1' }, 60000);
+    const ci = await c.request('checkin', { dept }, 60000);
+    c.pos = ci.position;
+    patients.push(c);
+  }
+
+  async function pool(items, concurrency, fn) {
+    let next = 0;
+    let failed = 0;
+    let firstError = '';
+    const run = async () => {
+      while (next < items.length) {
+        const it = items[next++];
+        try { await fn(it); } catch (e) { failed++; if (!firstError) firstError = String(e.message || e); }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, run));
+    return { failed, firstError };
+  }
+
+  process.on('message', async (msg) => {
+    const reply = (x) => process.send({ re: msg.seq, ...x });
+    try {
+      switch (msg.cmd) {
+        case 'open': {
+          const t0 = now();
+          const r = await pool(msg.subs, msg.concurrency, (sub) => openOne(msg.url, msg.secret, sub, msg.dept));
+          reply({ ...r, ms: now() - t0, held: patients.length });
+          break;
+        }
+        case 'openRaw': {
+          // Baseline: bare TLS WebSockets to the echo server, one echo each.
+          const t0 = now();
+          const r = await pool(Array.from({ length: msg.n }, (_, i) => i), msg.concurrency, () => new Promise((res, rej) => {
+            const ws = new WebSocket(msg.url, { rejectUnauthorized: false });
+            ws.on('error', rej);
+            ws.on('open', () => ws.send('{"type":"ping","id":"1"}'));
+            ws.once('message', () => { raws.push(ws); res(); });
+          }));
+          reply({ ...r, ms: now() - t0 });
+          break;
+        }
+        case 'closeRaw':
+          for (const ws of raws.splice(0)) ws.terminate();
+          reply({});
+          break;
+        case 'mark':
+          for (const p of patients) p.p0 = p.pos;
+          rec = { di: [], k: [], t: [] };
+          estimateOnly = 0;
+          otherPushes = 0;
+          elu0 = performance.eventLoopUtilization();
+          cpu0 = process.cpuUsage();
+          reply({});
+          break;
+        case 'collect': {
+          // events[d] = sorted answer times (and send times) of the accepts that
+          // removed a patient from department d; removal k is events[d][k-1].
+          const hAns = new Hist();
+          const hSent = new Hist();
+          let unmatched = 0;
+          const n = rec ? rec.t.length : 0;
+          for (let i = 0; i < n; i++) {
+            const ev = msg.events[rec.di[i]];
+            const k = rec.k[i];
+            if (!ev || k < 1 || k > ev.ans.length) { unmatched++; continue; }
+            hAns.add(rec.t[i] - ev.ans[k - 1]);
+            hSent.add(rec.t[i] - ev.sent[k - 1]);
+          }
+          const elu = performance.eventLoopUtilization(elu0);
+          const cpu = process.cpuUsage(cpu0);
+          reply({ hAns: hAns.toJSON(), hSent: hSent.toJSON(), positional: n, unmatched, estimateOnly,
+            otherPushes, elu: elu.utilization, cpuMs: (cpu.user + cpu.system) / 1000 });
+          rec = null;
+          break;
+        }
+        case 'exit':
+          reply({});
+          setTimeout(() => process.exit(0), 50);
+          break;
+        default:
+          reply({ error: `unknown ${msg.cmd}` });
+      }
+    } catch (e) {
+      reply({ error: String(e.stack || e) });
+    }
+  });
+  process.send({ ready: true });
+}
+
+// =====================================================================
+// role: baseline echo server (plain Node, TLS, ws)
+// =====================================================================
+
+async function echoServer(certPath, keyPath) {
+  const https = await import('node:https');
+  const { WebSocketServer } = await import('ws');
+  const server = https.createServer({ cert: readFileSync(certPath), key: readFileSync(keyPath) });
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (ws) => ws.on('message', (d) => ws.send(d.toString())));
+  server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));
+}
+
+// =====================================================================
+// role: orchestrator
+// =====================================================================
+
+class Workers {
+  constructor(n) {
+    this.procs = [];
+    this.seq = 0;
+    this.waiting = new Map();
+    this.n = n;
+  }
+  async start() {
+    const self = fileURLToPath(import.meta.url);
+    for (let i = 0; i < this.n; i++) {
+      const p = fork(self, ['--patients'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      await new Promise((res, rej) => {
+        p.once('message', (m) => (m.ready ? res() : rej(new Error('worker did not start'))));
+        p.once('exit', (code) => rej(new Error(`worker exited ${code}`)));
+      });
+      p.on('message', (m) => {
+        const w = this.waiting.get(m.re);
+        if (w) { this.waiting.delete(m.re); m.error ? w.rej(new Error(m.error)) : w.res(m); }
+      });
+      this.procs.push(p);
+    }
+  }
+  call(i, cmd, args = {}) {
+    const seq = ++this.seq;
+    return new Promise((res, rej) => {
+      this.waiting.set(seq, { res, rej });
+      this.procs[i].send({ seq, cmd, ...args });
+    });
+  }
+  all(cmd, argsFor = () => ({})) {
+    return Promise.all(this.procs.map((_, i) => this.call(i, cmd, argsFor(i))));
+  }
+  kill() { for (const p of this.procs) if (p.exitCode === null) p.kill('SIGKILL'); }
+}
+
+async function metrics(srv) {
+  const r = await srv.api('GET', '/metrics');
+  const get = (name) => {
+    const m = new RegExp(`^${name} (\\d+)`, 'm').exec(r.text);
+    return m ? Number(m[1]) : NaN;
+  };
+  return { conns: get('telemed_ws_connections'), msgsIn: get('telemed_ws_messages_in_total'),
+    msgsOut: get('telemed_ws_messages_out_total'), errors: get('telemed_ws_errors_total'),
+    rateLimited: get('telemed_ws_rate_limited_total') };
+}
+
+function snapshot(srv, m) {
+  return { t: now(), cpu: cpuMs(srv.proc.pid), msgs: m.msgsIn + m.msgsOut, msgsIn: m.msgsIn, msgsOut: m.msgsOut, m };
+}
+
+function pct(sorted, p) {
+  if (!sorted.length) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+// A doctor (or a probe patient) whose pushes are handled as they arrive.
+function makeActor(Client) {
+  return class Actor extends Client {
+    onMessage(m) {
+      if ((m.re === undefined || m.re === null) && this.onPush) {
+        this.onPush(m, now());
+        return;
+      }
+      super.onMessage(m);
+    }
+  };
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  if (!o.bin) {
+    for (const b of ['build-bench', 'build']) {
+      if (existsSync(join(ROOT, b, 'telemed-server'))) { o.bin = join(ROOT, b, 'telemed-server'); break; }
+    }
+  }
+  if (!o.bin || !existsSync(o.bin)) throw new Error('no telemed-server: pass --bin PATH or set TELEMED_BIN');
+  process.env.TELEMED_BIN = o.bin;
+  const { startServer, setupHospital, Client } = await import('../integration/lib/server.mjs');
+  const Actor = makeActor(Client);
+  const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
+  const figures = { options: o, bin: o.bin };
+
+  const srv = await startServer({ args: ['--max-connections', '20000', '--rate-msgs-per-s', '10000',
+    '--rate-burst', '100000', '--no-recording', '--offer-timeout-s', '60'] });
+  // The harness keeps every log line and re-scans them all per chunk; at
+  // thousands of lines that would load this process, so count instead.
+  srv.proc.stderr.removeAllListeners('data');
+  srv.proc.stdout.removeAllListeners('data');
+  const logStats = { lines: 0, warn: 0, error: 0, lastProblems: [] };
+  let partial = '';
+  srv.proc.stderr.on('data', (d) => {
+    const lines = (partial + d.toString()).split('\n');
+    partial = lines.pop();
+    for (const l of lines) {
+      logStats.lines++;
+      if (/level=(warn|error)/.test(l)) {
+        logStats[/level=warn/.test(l) ? 'warn' : 'error']++;
+        logStats.lastProblems.push(l);
+        if (logStats.lastProblems.length > 5) logStats.lastProblems.shift();
+      }
+    }
+  });
+  srv.proc.stdout.on('data', () => {});
+  const pid = srv.proc.pid;
+  log(`server pid=${pid} port=${srv.port} bin=${o.bin}`);
+
+  const workers = new Workers(o.workers);
+  let echo = null;
+  try {
+    await setupHospital(srv, { depts: ['cardio', 'endo'],
+      doctors: [['d1', 'cardio'], ['d2', 'cardio'], ['d3', 'endo'], ['d4', 'endo']] });
+    await workers.start();
+
+    // ---- baseline: a plain Node TLS WebSocket echo server ----------------
+    if (o.baselineN > 0) {
+      echo = fork(fileURLToPath(import.meta.url), ['--echo', join(srv.dataDir, 'tls', 'server.crt'),
+        join(srv.dataDir, 'tls', 'server.key')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const port = await new Promise((res) => echo.once('message', (m) => res(m.port)));
+      await sleep(1000);
+      const idle = rssKiB(echo.pid);
+      const per = Math.ceil(o.baselineN / o.workers);
+      const r = await workers.all('openRaw', () => ({ url: `wss://127.0.0.1:${port}/`, n: per, concurrency: o.concurrency }));
+      await sleep(o.settleMs);
+      const held = per * o.workers - r.reduce((a, x) => a + x.failed, 0);
+      const full = rssKiB(echo.pid);
+      figures.baseline = { n: held, idleKiB: idle, rssKiB: full, perConnKiB: (full - idle) / held };
+      log(`baseline echo: idle ${idle} KiB, ${held} conns ${full} KiB, ${fmt((full - idle) / held)} KiB/conn`);
+      await workers.all('closeRaw');
+      echo.kill('SIGKILL');
+      echo = null;
+    }
+
+    // ---- connections held and RSS per waiting patient --------------------
+    await sleep(o.settleMs);
+    const idle = rssKiB(pid);
+    figures.idleKiB = idle;
+    log(`telemed idle RSS ${idle} KiB`);
+    figures.steps = [];
+    let opened = 0;
+    let nextSub = 0;
+    for (const target of o.steps) {
+      const add = target - opened;
+      const shards = Array.from({ length: o.workers }, () => []);
+      for (let i = 0; i < add; i++) shards[i % o.workers].push(`p${nextSub++}`);
+      const t0 = now();
+      const r = await workers.all('open', (i) => ({ url: srv.url(), secret: srv.secret, subs: shards[i], dept: 'cardio', concurrency: o.concurrency }));
+      const ms = now() - t0;
+      const failed = r.reduce((a, x) => a + x.failed, 0);
+      if (failed) log(`open: ${failed} failed, first: ${r.find((x) => x.firstError).firstError}`);
+      opened = r.reduce((a, x) => a + x.held, 0);
+      await sleep(o.settleMs);
+      const m = await metrics(srv);
+      const rss = rssKiB(pid);
+      const step = { target, held: opened, serverConns: m.conns, rssKiB: rss,
+        perConnKiB: (rss - idle) / opened, openPerS: (add - failed) / (ms / 1000) };
+      figures.steps.push(step);
+      log(`${opened} waiting: RSS ${rss} KiB, ${fmt(step.perConnKiB)} KiB/patient, opened ${fmt(step.openPerS, 0)}/s`);
+    }
+    const waiting = opened;
+
+    // ---- phase B: one cardio doctor serves, N wait; endo probes -----------
+    const docs = {};
+    for (const id of ['d1', 'd2', 'd3', 'd4']) {
+      const d = new Actor(srv.url());
+      await d.open();
+      await d.request('hello', { token: srv.token(id, 'doctor'), ua: 'bench-doctor/1' });
+      d.id = id;
+      docs[id] = d;
+    }
+    const probes = [];
+    for (let i = 0; i < Math.max(o.probes, o.cProbes); i++) {
+      const p = new Actor(srv.url());
+      await p.open();
+      await p.request('hello', { token: srv.token(`probe${i}`, 'patient'), ua: 'bench-probe/1' });
+      p.sub = `probe${i}`;
+      p.busy = false;
+      p.onPush = () => {};
+      probes.push(p);
+    }
+    const events = [{ sent: [], ans: [] }, { sent: [], ans: [] }]; // cardio, endo
+    const checkinAt = new Map(); // probe sub -> checkin sent time
+    let ciToOffer = [];
+    let acceptRtt = [];
+    let visitsDone = 0;
+    let stopping = false;
+    const errors = [];
+
+    // A doctor who accepts every offer and ends the visit after holdMs.
+    const serve = (d, di, holdMs) => {
+      d.onPush = (m, t) => {
+        if (m.type !== 'visit.offer' || stopping) return;
+        const t0 = checkinAt.get(m.patient.id);
+        if (t0 !== undefined) { ciToOffer.push(t - t0); checkinAt.delete(m.patient.id); }
+        (async () => {
+          const sent = now();
+          await d.request('visit.accept', { visit_id: m.visit_id }, 30000);
+          const ans = now();
+          acceptRtt.push(ans - sent);
+          events[di].sent.push(sent);
+          events[di].ans.push(ans);
+          if (holdMs) await sleep(holdMs);
+          await d.request('visit.end', { visit_id: m.visit_id, reason: 'completed' }, 30000);
+          visitsDone++;
+          const probe = probes.find((p) => p.sub === m.patient.id);
+          if (probe) probe.busy = false;
+        })().catch((e) => errors.push(`${d.id}: ${e.message}`));
+      };
+    };
+    const probeCheckin = async (p) => {
+      p.busy = true;
+      checkinAt.set(p.sub, now());
+      await p.request('checkin', { dept: 'endo' }, 30000);
+    };
+
+    const runPhase = async (name, { doctors, visits, seconds, probeLoop }) => {
+      stopping = false;
+      ciToOffer = [];
+      acceptRtt = [];
+      visitsDone = 0;
+      for (const e of events) { e.sent.length = 0; e.ans.length = 0; }
+      await workers.all('mark');
+      const s0 = snapshot(srv, await metrics(srv));
+      const tEnd = now() + seconds * 1000;
+      for (const [id, di, hold] of doctors) {
+        serve(docs[id], di, hold);
+        await docs[id].request('doctor.status', { status: 'available' });
+      }
+      const probeTask = probeLoop();
+      while (!stopping) {
+        await sleep(50);
+        if (visitsDone >= visits || now() > tEnd) stopping = true;
+      }
+      await probeTask;
+      const s1busy = snapshot(srv, await metrics(srv));
+      // Let the last fan-out arrive before collecting.
+      await sleep(3000);
+      for (const [id] of doctors) await docs[id].request('doctor.status', { status: 'away' });
+      await sleep(1000);
+      const s1 = snapshot(srv, await metrics(srv));
+      const col = await workers.all('collect', () => ({ events }));
+      const hAns = new Hist();
+      const hSent = new Hist();
+      let positional = 0;
+      let unmatched = 0;
+      let estimateOnly = 0;
+      let workerCpu = 0;
+      const elus = [];
+      for (const c of col) {
+        hAns.merge(c.hAns); hSent.merge(c.hSent);
+        positional += c.positional; unmatched += c.unmatched; estimateOnly += c.estimateOnly;
+        workerCpu += c.cpuMs; elus.push(c.elu);
+      }
+      const wall = (s1busy.t - s0.t) / 1000;
+      const ci = ciToOffer.sort((a, b) => a - b);
+      const rtt = acceptRtt.sort((a, b) => a - b);
+      const f = {
+        name, wallS: wall, visits: visitsDone, visitsPerS: visitsDone / wall,
+        accepts: events.map((e) => e.ans.length),
+        pushLatAns: { n: hAns.n, p50: hAns.pct(50), p99: hAns.pct(99), max: hAns.max },
+        pushLatSent: { n: hSent.n, p50: hSent.pct(50), p99: hSent.pct(99), max: hSent.max },
+        positional, unmatched, estimateOnly,
+        ciToOffer: { n: ci.length, p50: pct(ci, 50), p99: pct(ci, 99), max: ci[ci.length - 1] },
+        acceptRtt: { n: rtt.length, p50: pct(rtt, 50), p99: pct(rtt, 99) },
+        // Server-side counts until the drain ended: every frame in and out.
+        msgs: s1.msgs - s0.msgs, msgsIn: s1.msgsIn - s0.msgsIn, msgsOut: s1.msgsOut - s0.msgsOut,
+        msgsPerS: (s1.msgs - s0.msgs) / ((s1.t - s0.t) / 1000),
+        serverCpuMs: s1.cpu - s0.cpu,
+        serverCpuUsPerMsg: ((s1.cpu - s0.cpu) * 1000) / (s1.msgs - s0.msgs),
+        serverCpuPct: (100 * (s1busy.cpu - s0.cpu)) / (s1busy.t - s0.t),
+        clientCpuMs: workerCpu, clientElu: elus,
+        rateLimited: s1.m.rateLimited - s0.m.rateLimited, errors: s1.m.errors - s0.m.errors,
+      };
+      log(`${name}: ${f.visits} visits in ${fmt(wall)} s; position push p50/p99 ${fmt(f.pushLatAns.p50)}/${fmt(f.pushLatAns.p99)} ms (${f.pushLatAns.n}); check-in->offer p50/p99 ${fmt(f.ciToOffer.p50)}/${fmt(f.ciToOffer.p99)} ms; ${fmt(f.msgsPerS, 0)} msg/s; server ${fmt(f.serverCpuPct, 0)}% CPU, ${fmt(f.serverCpuUsPerMsg)} us/msg; worker ELU ${elus.map((x) => fmt(x, 2)).join(',')}`);
+      return f;
+    };
+
+    // Phase B: the cardio doctor accepts, holds, ends, accepts the next.
+    figures.phaseB = await runPhase('B: 1 doctor, N waiting', {
+      doctors: [['d1', 0, o.bHoldMs], ['d3', 1, 50], ['d4', 1, 50]],
+      visits: o.bVisits + 1e9, seconds: o.bSeconds,
+      probeLoop: async () => {
+        // Probes check in to endo (empty queue, two free doctors) one at a
+        // time while cardio fans out: the check-in -> offer path under load.
+        while (!stopping && events[0].ans.length < o.bVisits) {
+          const p = probes.slice(0, o.probes).find((x) => !x.busy);
+          if (p) probeCheckin(p).catch((e) => errors.push(`probe: ${e.message}`));
+          await sleep(o.probeEveryMs);
+        }
+        stopping = true;
+      },
+    });
+    figures.phaseB.waiting = waiting;
+    for (const p of probes) p.busy = false;
+    checkinAt.clear();
+
+    // Phase C: four doctors in two departments, as fast as they can.
+    figures.phaseC = await runPhase('C: 4 doctors, 2 depts', {
+      doctors: [['d1', 0, 0], ['d2', 0, 0], ['d3', 1, 0], ['d4', 1, 0]],
+      visits: o.cVisits, seconds: o.cSeconds,
+      probeLoop: async () => {
+        // Closed loop: every probe checks in again as soon as its visit ended.
+        while (!stopping) {
+          for (const p of probes.slice(0, o.cProbes)) {
+            if (!p.busy) probeCheckin(p).catch((e) => errors.push(`probe: ${e.message}`));
+          }
+          await sleep(20);
+        }
+      },
+    });
+    figures.errors = errors.slice(0, 10);
+    figures.errorCount = errors.length;
+    figures.finalRssKiB = rssKiB(pid);
+    figures.log = logStats;
+    for (const d of Object.values(docs)) d.drop();
+    for (const p of probes) p.drop();
+  } finally {
+    if (echo) echo.kill('SIGKILL');
+    const t0 = now();
+    await srv.stop();
+    figures.stopMs = now() - t0;
+    await workers.all('exit').catch(() => {});
+    workers.kill();
+  }
+  report(figures);
+  if (o.json) (await import('node:fs')).writeFileSync(o.json, JSON.stringify(figures, null, 2));
+}
+
+function report(f) {
+  const out = [];
+  const row = (k, v) => out.push(`  ${k.padEnd(44)} ${v}`);
+  out.push('', `telemed signaling load  (${new Date().toISOString()}, ${f.options.workers} client processes)`);
+  out.push(' memory');
+  if (f.baseline) row(`baseline: Node TLS ws echo, ${f.baseline.n} conns`, `${fmt(f.baseline.perConnKiB)} KiB/conn (idle ${f.baseline.idleKiB} KiB)`);
+  row('telemed-server idle RSS', `${f.idleKiB} KiB`);
+  for (const s of f.steps) {
+    row(`${s.held} waiting (server says ${s.serverConns} conns)`, `RSS ${s.rssKiB} KiB = ${fmt(s.perConnKiB)} KiB/patient; opened ${fmt(s.openPerS, 0)}/s`);
+  }
+  if (f.baseline && f.steps.length) row('ratio telemed/echo per connection', fmt(f.steps[f.steps.length - 1].perConnKiB / f.baseline.perConnKiB, 2));
+  for (const p of [f.phaseB, f.phaseC]) {
+    if (!p) continue;
+    out.push(` phase ${p.name}${p.waiting ? ` (${p.waiting} waiting at start)` : ''}`);
+    row('visits (accept+end) / wall', `${p.visits} in ${fmt(p.wallS)} s = ${fmt(p.visitsPerS, 1)}/s (cardio ${p.accepts[0]}, endo ${p.accepts[1]})`);
+    row('queue.position push after accept answered', `p50 ${fmt(p.pushLatAns.p50)} ms  p99 ${fmt(p.pushLatAns.p99)} ms  max ${fmt(p.pushLatAns.max)} ms  (n=${p.pushLatAns.n})`);
+    row('queue.position push after accept sent', `p50 ${fmt(p.pushLatSent.p50)} ms  p99 ${fmt(p.pushLatSent.p99)} ms`);
+    row('estimate-only pushes; unmatched', `${p.estimateOnly}; ${p.unmatched}`);
+    row('check-in -> visit.offer (endo probes)', `p50 ${fmt(p.ciToOffer.p50)} ms  p99 ${fmt(p.ciToOffer.p99)} ms  max ${fmt(p.ciToOffer.max)} ms  (n=${p.ciToOffer.n})`);
+    row('visit.accept round trip', `p50 ${fmt(p.acceptRtt.p50)} ms  p99 ${fmt(p.acceptRtt.p99)} ms`);
+    row('messages handled (server in+out)', `${p.msgs} (${p.msgsIn} in, ${p.msgsOut} out) = ${fmt(p.msgsPerS, 0)}/s`);
+    row('server CPU', `${fmt(p.serverCpuPct, 0)}% of a core while busy, ${fmt(p.serverCpuUsPerMsg, 1)} us/msg`);
+    row('client workers: CPU ms, event-loop use', `${fmt(p.clientCpuMs, 0)} ms, ${p.clientElu.map((x) => fmt(x, 2)).join(' ')}`);
+    row('rate limited / error replies', `${p.rateLimited} / ${p.errors}`);
+  }
+  row('server RSS at end', `${f.finalRssKiB} KiB`);
+  row('server log lines (warn, error)', `${f.log.lines} (${f.log.warn}, ${f.log.error})`);
+  row('server stop (SIGTERM -> exit)', `${fmt(f.stopMs, 0)} ms`);
+  if (f.errorCount) row('client errors', `${f.errorCount}: ${f.errors.join(' | ')}`);
+  for (const l of f.log.lastProblems) out.push(`  log: ${l}`);
+  console.log(out.join('\n'));
+}
+
+// ---- entry -------------------------------------------------------------
+
+const role = process.argv[2];
+if (role === '--patients') {
+  patientWorker();
+} else if (role === '--echo') {
+  echoServer(process.argv[3], process.argv[4]);
+} else {
+  main().catch((e) => { console.error(e); process.exit(1); });
+}
