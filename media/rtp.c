@@ -457,6 +457,166 @@ bool tm_h264_is_keyframe(const uint8_t *p, size_t len)
     return false;
 }
 
+/* Exp-Golomb reader over an RBSP (emulation prevention bytes removed). */
+typedef struct bitr {
+    const uint8_t *p;
+    size_t len_bits;
+    size_t pos;
+    bool err;
+} bitr;
+
+static uint32_t br_bit(bitr *b)
+{
+    if (b->pos >= b->len_bits) {
+        b->err = true;
+        return 0;
+    }
+    uint32_t v = (b->p[b->pos >> 3] >> (7 - (b->pos & 7))) & 1;
+    b->pos++;
+    return v;
+}
+
+static uint32_t br_bits(bitr *b, int n)
+{
+    uint32_t v = 0;
+    while (n--)
+        v = (v << 1) | br_bit(b);
+    return v;
+}
+
+static uint32_t br_ue(bitr *b)
+{
+    int zeros = 0;
+    while (!b->err && br_bit(b) == 0) {
+        if (++zeros > 31) {
+            b->err = true;
+            return 0;
+        }
+    }
+    if (b->err)
+        return 0;
+    return (uint32_t)((1ull << zeros) - 1 + br_bits(b, zeros));
+}
+
+static int32_t br_se(bitr *b)
+{
+    uint32_t k = br_ue(b);
+    return (k & 1) ? (int32_t)((k + 1) / 2) : -(int32_t)(k / 2);
+}
+
+static void skip_scaling_list(bitr *b, int size)
+{
+    int32_t last = 8, next = 8;
+    for (int j = 0; j < size && !b->err; j++) {
+        if (next != 0) {
+            int32_t delta = br_se(b);
+            next = (last + delta + 256) % 256;
+        }
+        last = next == 0 ? last : next;
+    }
+}
+
+/* ITU-T H.264 7.3.2.1.1, as far as the picture size. */
+static int sps_size(const uint8_t *nal, size_t len, uint16_t *width, uint16_t *height)
+{
+    uint8_t rbsp[256];
+    size_t n = 0, zeros = 0;
+    for (size_t i = 1; i < len && n < sizeof(rbsp); i++) { /* skip the NAL header */
+        if (zeros >= 2 && nal[i] == 3) {
+            zeros = 0;
+            continue;
+        }
+        zeros = nal[i] == 0 ? zeros + 1 : 0;
+        rbsp[n++] = nal[i];
+    }
+    bitr b = {rbsp, n * 8, 0, false};
+    uint32_t profile = br_bits(&b, 8);
+    br_bits(&b, 16); /* constraint flags, level */
+    br_ue(&b);       /* seq_parameter_set_id */
+    uint32_t chroma = 1;
+    if (profile == 100 || profile == 110 || profile == 122 || profile == 244 || profile == 44 ||
+        profile == 83 || profile == 86 || profile == 118 || profile == 128 || profile == 138 ||
+        profile == 139 || profile == 134 || profile == 135) {
+        chroma = br_ue(&b);
+        if (chroma > 3)
+            return TM_EINVAL;
+        if (chroma == 3)
+            br_bit(&b); /* separate_colour_plane_flag */
+        br_ue(&b);      /* bit_depth_luma_minus8 */
+        br_ue(&b);      /* bit_depth_chroma_minus8 */
+        br_bit(&b);     /* qpprime_y_zero_transform_bypass_flag */
+        if (br_bit(&b)) /* seq_scaling_matrix_present_flag */
+            for (int i = 0; i < (chroma != 3 ? 8 : 12) && !b.err; i++)
+                if (br_bit(&b))
+                    skip_scaling_list(&b, i < 6 ? 16 : 64);
+    }
+    br_ue(&b); /* log2_max_frame_num_minus4 */
+    uint32_t poc_type = br_ue(&b);
+    if (poc_type == 0) {
+        br_ue(&b);
+    } else if (poc_type == 1) {
+        br_bit(&b);
+        br_se(&b);
+        br_se(&b);
+        uint32_t cycle = br_ue(&b);
+        if (cycle > 255)
+            return TM_EINVAL;
+        for (uint32_t i = 0; i < cycle && !b.err; i++)
+            br_se(&b);
+    } else if (poc_type != 2) {
+        return TM_EINVAL;
+    }
+    br_ue(&b);  /* max_num_ref_frames */
+    br_bit(&b); /* gaps_in_frame_num_value_allowed_flag */
+    uint32_t w_mbs = br_ue(&b) + 1;
+    uint32_t h_units = br_ue(&b) + 1;
+    uint32_t frame_mbs_only = br_bit(&b);
+    if (!frame_mbs_only)
+        br_bit(&b); /* mb_adaptive_frame_field_flag */
+    br_bit(&b);     /* direct_8x8_inference_flag */
+    uint32_t cl = 0, cr = 0, ct = 0, cb = 0;
+    if (br_bit(&b)) {
+        cl = br_ue(&b);
+        cr = br_ue(&b);
+        ct = br_ue(&b);
+        cb = br_ue(&b);
+    }
+    if (b.err || w_mbs > 1024 || h_units > 1024)
+        return TM_EINVAL;
+    /* Crop units (Table 6-1): 4:2:0 crops in pairs of luma samples. */
+    uint32_t cux = (chroma == 1 || chroma == 2) ? 2 : 1;
+    uint32_t cuy = (chroma == 1 ? 2 : 1) * (2 - frame_mbs_only);
+    uint64_t w = (uint64_t)w_mbs * 16, h = (uint64_t)h_units * 16 * (2 - frame_mbs_only);
+    uint64_t crop_w = (uint64_t)cux * (cl + cr), crop_h = (uint64_t)cuy * (ct + cb);
+    if (crop_w >= w || crop_h >= h)
+        return TM_EINVAL;
+    *width = (uint16_t)(w - crop_w);
+    *height = (uint16_t)(h - crop_h);
+    return 0;
+}
+
+int tm_h264_sps_size(const uint8_t *p, size_t len, uint16_t *width, uint16_t *height)
+{
+    if (!p || !width || !height || len < 1)
+        return TM_EINVAL;
+    uint8_t type = p[0] & 0x1f;
+    if (type == 7)
+        return sps_size(p, len, width, height);
+    if (type == 24) {
+        size_t i = 1;
+        while (i + 2 <= len) {
+            size_t sz = rd16(p + i);
+            i += 2;
+            if (sz == 0 || sz > len - i)
+                return TM_EINVAL;
+            if ((p[i] & 0x1f) == 7)
+                return sps_size(p + i, sz, width, height);
+            i += sz;
+        }
+    }
+    return TM_ENOTFOUND;
+}
+
 tm_codec_id tm_codec_from_name(const char *name)
 {
     if (!name)

@@ -172,6 +172,12 @@ int tm_vp8_parse(const uint8_t *payload, size_t len, tm_vp8_info *out);
  * fragment (S bit) of an FU-A. Malformed -> false. */
 bool tm_h264_is_keyframe(const uint8_t *payload, size_t len);
 
+/* H.264 picture size from an SPS carried in the payload (single NAL or
+ * STAP-A), with frame cropping applied (1920x1080, not 1920x1088). Returns 0
+ * and sets width/height, TM_ENOTFOUND when the payload has no SPS,
+ * TM_EINVAL when the SPS is malformed. (Added after the first API freeze.) */
+int tm_h264_sps_size(const uint8_t *payload, size_t len, uint16_t *width, uint16_t *height);
+
 typedef enum { TM_CODEC_UNKNOWN, TM_CODEC_OPUS, TM_CODEC_VP8, TM_CODEC_H264 } tm_codec_id;
 /* Codec from an SDP codec name (case-insensitive): "opus", "VP8", "H264". */
 tm_codec_id tm_codec_from_name(const char *name);

@@ -32,6 +32,9 @@ static void fuzz_rtp(const uint8_t *data, size_t size)
     tm_vp8_info vi;
     tm_vp8_parse(payload, h.payload_len, &vi);
     tm_h264_is_keyframe(payload, h.payload_len);
+    uint16_t w, hh;
+    tm_h264_sps_size(payload, h.payload_len, &w, &hh);
+    tm_h264_sps_size(data, size, &w, &hh); /* the raw bytes as a NAL, too */
 
     const uint8_t *ext;
     size_t elen;

@@ -452,6 +452,45 @@ static void test_h264(void)
     CHECK_EQ_INT(tm_codec_from_name("VP9"), TM_CODEC_UNKNOWN);
 }
 
+/* SPS from real encoders; the sizes are what GStreamer's h264parse reports. */
+static void test_h264_sps_size(void)
+{
+    const uint8_t cb_1080[] = {0x67, 0x42, 0xc0, 0x28, 0x8c, 0x8d, 0x40, 0x3c,
+                               0x01, 0x13, 0xf2, 0xc0, 0x3c, 0x22, 0x11, 0xa8}; /* openh264 */
+    const uint8_t cb_720[] = {0x67, 0x42, 0xc0, 0x1f, 0x8c, 0x8d, 0x40, 0x28,
+                              0x02, 0xdd, 0x00, 0xf0, 0x88, 0x46, 0xa0};
+    const uint8_t cb_322[] = {0x67, 0x42, 0xc0, 0x0d, 0x8c, 0x8d, 0x40, 0xa8,
+                              0x42, 0xc4, 0x44, 0x40, 0x3c, 0x22, 0x11, 0xa8};
+    /* High profile (x264) with emulation prevention bytes. */
+    const uint8_t high_1080[] = {0x67, 0x64, 0x00, 0x2a, 0xac, 0xd9, 0x40, 0x78, 0x02,
+                                 0x27, 0xe5, 0xc0, 0x44, 0x00, 0x00, 0x03, 0x00, 0x04,
+                                 0x00, 0x00, 0x03, 0x00, 0xf0, 0x3c, 0x60, 0xc6, 0x58};
+    uint16_t w = 0, h = 0;
+    CHECK_EQ_INT(tm_h264_sps_size(cb_1080, sizeof(cb_1080), &w, &h), 0);
+    CHECK_EQ_INT(w, 1920);
+    CHECK_EQ_INT(h, 1080);
+    CHECK_EQ_INT(tm_h264_sps_size(cb_720, sizeof(cb_720), &w, &h), 0);
+    CHECK_EQ_INT(w, 1280);
+    CHECK_EQ_INT(h, 720);
+    CHECK_EQ_INT(tm_h264_sps_size(cb_322, sizeof(cb_322), &w, &h), 0);
+    CHECK_EQ_INT(w, 322);
+    CHECK_EQ_INT(h, 242);
+    CHECK_EQ_INT(tm_h264_sps_size(high_1080, sizeof(high_1080), &w, &h), 0);
+    CHECK_EQ_INT(w, 1920);
+    CHECK_EQ_INT(h, 1080);
+    /* In a STAP-A after an SEI, as browsers send SPS+PPS+IDR. */
+    uint8_t stap[64] = {0x78, 0x00, 0x02, 0x06, 0x05, 0x00, sizeof(cb_720)};
+    memcpy(stap + 7, cb_720, sizeof(cb_720));
+    CHECK_EQ_INT(tm_h264_sps_size(stap, 7 + sizeof(cb_720), &w, &h), 0);
+    CHECK_EQ_INT(w, 1280);
+    /* No SPS, or cut short. */
+    const uint8_t idr[] = {0x65, 0x88, 0x80};
+    CHECK_EQ_INT(tm_h264_sps_size(idr, sizeof(idr), &w, &h), TM_ENOTFOUND);
+    for (size_t n = 1; n < 9; n++)
+        CHECK_EQ_INT(tm_h264_sps_size(cb_720, n, &w, &h), TM_EINVAL);
+    CHECK_EQ_INT(tm_h264_sps_size(stap, 7 + 4, &w, &h), TM_EINVAL);
+}
+
 static void test_seq(void)
 {
     CHECK(tm_seq_newer(1, 0));
@@ -488,6 +527,7 @@ int main(void)
     RUN(test_rtx);
     RUN(test_vp8);
     RUN(test_h264);
+    RUN(test_h264_sps_size);
     RUN(test_seq);
     TEST_DONE();
 }
