@@ -118,6 +118,8 @@ static void forward_one(tm__worker *w, const tm__in_stream *s, tm__peer *r, tm__
         tm_rtx_cache_store(o->rtx, seq, pkt, len, now_ms);
     o->st.packets++;
     o->st.bytes += len;
+    if (w->test_drop && o->kind == TM_MEDIA_VIDEO && ++w->test_drop_n % w->test_drop == 0)
+        return;
     if (tm__srtp_protect_rtp(r->srtp, pkt, &len) == 0)
         tm__peer_send(r, pkt, len);
 }

@@ -367,6 +367,31 @@ void tm_media_get_counters(tm_media *m, tm_media_counters *out)
     }
 }
 
+typedef struct drop_msg {
+    tm__worker *w;
+    unsigned n;
+} drop_msg;
+
+static gboolean drop_msg_run(gpointer data)
+{
+    drop_msg *d = data;
+    d->w->test_drop = d->n;
+    d->w->test_drop_n = 0;
+    return G_SOURCE_REMOVE;
+}
+
+void tm_media_set_test_drop(tm_media *m, unsigned every_nth_video)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_workers; i++) {
+        drop_msg *d = g_new0(drop_msg, 1);
+        d->w = m->workers[i];
+        d->n = every_nth_video;
+        g_main_context_invoke_full(d->w->ctx, G_PRIORITY_DEFAULT, drop_msg_run, d, g_free);
+    }
+}
+
 const char *tm_media_fingerprint(tm_media *m)
 {
     return m ? m->fingerprint : NULL;

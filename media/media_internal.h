@@ -87,6 +87,7 @@ struct tm__worker {
     GSource *tick;      /* once a second: RR, REMB, stats */
     tm__counters counters;
     uint64_t next_join_seq;
+    unsigned test_drop, test_drop_n; /* tm_media_set_test_drop */
     /* Forwarding scratch; one packet at a time on this thread. */
     uint8_t pkt[TM__PKT_CAP];
     uint8_t rtcp[TM__PKT_CAP];

@@ -111,6 +111,21 @@ void tm__peer_dtls_input(tm__peer *p, const uint8_t *buf, size_t len)
         return;
     }
     tm__dtls_state before = tm__dtls_get_state(p->dtls);
+    /* A ClientHello (epoch 0) after our handshake completed is the client
+     * starting over: a new PeerConnection that kept its certificate (GStreamer
+     * shares one per process), after an ICE restart. Start a new session. */
+    if (before == TM__DTLS_CONNECTED && p->dtls_server && len > 13 && buf[0] == 22 &&
+        buf[3] == 0 && buf[4] == 0 && buf[13] == 1) {
+        tm__dtls *fresh = tm__dtls_new(p->w->media->ssl_ctx, true, p->remote_fp, dtls_send, p);
+        if (fresh) {
+            tm_info("media.dtls_restart", "visit=%s peer=%s", p->visit->id, p->id);
+            tm__dtls_free(p->dtls);
+            p->dtls = fresh;
+            tm__srtp_free(p->srtp);
+            p->srtp = NULL;
+            before = TM__DTLS_NEW;
+        }
+    }
     bool dropped = false;
     tm__dtls_state st = tm__dtls_input(p->dtls, buf, len, &dropped);
     if (dropped)

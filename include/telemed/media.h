@@ -86,6 +86,11 @@ typedef struct tm_media_counters {
 } tm_media_counters;
 void tm_media_get_counters(tm_media *m, tm_media_counters *out); /* approximate, atomics */
 
+/* Test hook: drop every nth forwarded video packet instead of sending it (it still enters the
+ * receiver stream's retransmission cache), so NACK repair can be tested deterministically.
+ * 0 turns it off. Applies from the workers' next iteration. */
+void tm_media_set_test_drop(tm_media *m, unsigned every_nth_video);
+
 /* The DTLS certificate fingerprint in use (sha-256, "AB:CD:..."); borrowed, lives as long as m. */
 const char *tm_media_fingerprint(tm_media *m);
 

@@ -98,7 +98,11 @@ static void on_ice_candidate(GstElement *webrtc, guint mline, gchar *candidate, 
 static void on_video_handoff(GstElement *sink, GstBuffer *buf, GstPad *pad, gpointer user)
 {
     test_peer *p = user;
-    int n = g_atomic_int_add(&p->video_frames, 1);
+    int idx = GPOINTER_TO_INT(g_object_get_data(G_OBJECT(sink), "tm-index"));
+    g_atomic_int_add(&p->video_frames, 1);
+    int n = g_atomic_int_add(&p->vframes[idx], 1);
+    if (n == 0)
+        p->vfirst_us[idx] = g_get_monotonic_time();
     if (n % 15 == 0) {
         GstCaps *caps = gst_pad_get_current_caps(pad);
         if (caps) {
@@ -108,6 +112,8 @@ static void on_video_handoff(GstElement *sink, GstBuffer *buf, GstPad *pad, gpoi
             gst_structure_get_int(s, "height", &h);
             g_atomic_int_set(&p->rx_width, w);
             g_atomic_int_set(&p->rx_height, h);
+            g_atomic_int_set(&p->vwidth[idx], w);
+            g_atomic_int_set(&p->vheight[idx], h);
             gst_caps_unref(caps);
         }
     }
@@ -147,6 +153,10 @@ static void on_pad_added(GstElement *webrtc, GstPad *pad, gpointer user)
         return;
     }
     GstElement *sink = gst_bin_get_by_name(GST_BIN(bin), "sink");
+    if (video) {
+        int idx = g_atomic_int_add(&p->n_video_pads, 1);
+        g_object_set_data(G_OBJECT(sink), "tm-index", GINT_TO_POINTER(idx < 4 ? idx : 3));
+    }
     g_signal_connect(sink, "handoff", G_CALLBACK(video ? on_video_handoff : on_audio_handoff), p);
     gst_object_unref(sink);
     gst_bin_add(GST_BIN(p->pipeline), bin);
@@ -157,6 +167,8 @@ static void on_pad_added(GstElement *webrtc, GstPad *pad, gpointer user)
 }
 
 /* ---- construction ---- */
+
+static void enable_nack(test_peer *p);
 
 static test_peer *peer_alloc(tm_media *m, const char *visit_id, const char *peer_id)
 {
@@ -175,6 +187,12 @@ static bool peer_start(test_peer *p, const char *launch)
         fprintf(stderr, "pipeline: %s\n", err ? err->message : "?");
         g_clear_error(&err);
         return false;
+    }
+    if (!GST_IS_PIPELINE(p->pipeline)) {
+        /* A lone element comes back as itself, not in a pipeline. */
+        GstElement *pipe = gst_pipeline_new(NULL);
+        gst_bin_add(GST_BIN(pipe), p->pipeline);
+        p->pipeline = pipe;
     }
     p->webrtc = gst_bin_get_by_name(GST_BIN(p->pipeline), "wb");
     /* libnice binds each socket to its interface and skips loopback when
@@ -225,6 +243,7 @@ test_peer *test_peer_new(tm_media *m, const char *visit_id, const char *peer_id,
         test_peer_free(p);
         return NULL;
     }
+    enable_nack(p);
     gst_element_set_state(p->pipeline, GST_STATE_PLAYING);
     return p;
 }
@@ -250,6 +269,7 @@ test_peer *test_peer_new_recvonly(tm_media *m, const char *visit_id, const char 
         if (t)
             gst_object_unref(t);
     }
+    enable_nack(p);
     gst_element_set_state(p->pipeline, GST_STATE_PLAYING);
     return p;
 }
@@ -268,6 +288,19 @@ void test_peer_free(test_peer *p)
     g_free(p->visit_id);
     g_free(p->peer_id);
     g_free(p);
+}
+
+static void enable_nack(test_peer *p)
+{
+    GArray *arr = NULL;
+    g_signal_emit_by_name(p->webrtc, "get-transceivers", &arr);
+    for (guint i = 0; arr && i < arr->len; i++) {
+        GObject *t = G_OBJECT(g_array_index(arr, GstWebRTCRTPTransceiver *, i));
+        if (g_object_class_find_property(G_OBJECT_GET_CLASS(t), "do-nack"))
+            g_object_set(t, "do-nack", TRUE, NULL);
+    }
+    if (arr)
+        g_array_unref(arr);
 }
 
 void test_peer_renegotiate(test_peer *p, bool restart)

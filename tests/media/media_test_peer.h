@@ -26,6 +26,10 @@ typedef struct test_peer {
     gint video_frames, audio_buffers;
     gint rx_width, rx_height;
     gint64 first_audio_us;
+    /* Per decoded video stream, in pad order (a supervisor has several). */
+    gint n_video_pads;
+    gint vframes[4], vwidth[4], vheight[4];
+    gint64 vfirst_us[4];
     /* Filled on the main thread. */
     char *answer;         /* last answer SDP */
     char state[32];       /* last TM_MEDIA_EV_STATE */
@@ -35,7 +39,8 @@ typedef struct test_peer {
 } test_peer;
 
 /* A peer sending width x height VP8 + Opus (send=true), or receive-only with
- * n_recv_audio/n_recv_video recvonly transceivers. Starts the pipeline; the
+ * n_recv_audio/n_recv_video recvonly transceivers. Every transceiver NACKs lost
+ * packets (do-nack), as browsers do. Starts the pipeline; the
  * offer goes to tm_media from the main context once webrtcbin makes it. */
 test_peer *test_peer_new(tm_media *m, const char *visit_id, const char *peer_id, int width,
                          int height);
