@@ -401,6 +401,43 @@ static void test_webrtcbin_1_22_real_offer(void)
     tm_sdp_offer_free(o);
 }
 
+static void test_firefox_offer(void)
+{
+    /* Firefox style: fingerprint at session level (inherited by every
+     * m-line), extmap directions, rtpmap after rtcp-fb, rtx by apt. */
+    tm_sdp_offer *o = parse_file("firefox_offer.sdp");
+    CHECK_EQ_INT(o->n_mlines, 2);
+    CHECK(o->mlines[0].accepted && o->mlines[1].accepted);
+    CHECK_STR(o->mlines[1].fingerprint.algorithm, "sha-256");
+    CHECK(strncmp(o->mlines[1].fingerprint.value, "1F:52:C8", 8) == 0);
+    CHECK_STR(o->ice_ufrag, "3c7e9a1f");
+    CHECK_EQ_INT(tm_sdp_mline_codec(&o->mlines[0])->pt, 109);
+    const tm_sdp_codec *v = tm_sdp_mline_codec(&o->mlines[1]);
+    CHECK_EQ_INT(v->pt, 120);
+    CHECK_EQ_INT(v->n_fb, 5);
+    CHECK_EQ_INT(tm_sdp_mline_rtx(&o->mlines[1])->pt, 124);
+    CHECK_EQ_INT(o->mlines[0].ext_mid, 3);
+    CHECK_EQ_INT(o->mlines[0].extmaps[1].direction, TM_DIR_RECVONLY);
+    CHECK_EQ_INT(o->mlines[1].ext_abs_send_time, 4);
+    CHECK_EQ_INT(o->mlines[1].ext_twcc, 7);
+    CHECK_EQ_INT(o->mlines[1].remote_ssrc, 2845196307u);
+    CHECK_EQ_INT(o->mlines[1].remote_rtx_ssrc, 1960387254u);
+    CHECK(!o->mlines[0].rtcp_rsize);
+    tm_sdp_answer_params p = params(NULL, 0);
+    char *ans = tm_sdp_build_answer(o, &p);
+    CHECK(ans != NULL);
+    char *a = section(ans, 0);
+    CHECK(strstr(a, "a=rtcp-rsize") == NULL); /* not offered on audio */
+    CHECK(has_line(a, "a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:mid"));
+    free(a);
+    char *vs = section(ans, 1);
+    CHECK(has_line(vs, "m=video 9 UDP/TLS/RTP/SAVPF 120 124"));
+    CHECK(has_line(vs, "a=extmap:4 " TM_SDP_EXT_ABS_SEND_TIME));
+    free(vs);
+    free(ans);
+    tm_sdp_offer_free(o);
+}
+
 static void test_h264_fallback(void)
 {
     tm_sdp_offer *o = parse_file("h264_only_offer.sdp");
@@ -646,6 +683,7 @@ int main(void)
     RUN(test_supervisor_recvonly_offer);
     RUN(test_webrtcbin_offer);
     RUN(test_webrtcbin_1_22_real_offer);
+    RUN(test_firefox_offer);
     RUN(test_h264_fallback);
     RUN(test_rejections);
     RUN(test_rejections_inline);
