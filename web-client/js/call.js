@@ -69,7 +69,7 @@ export class Call {
     on('visit.supervisor', (m) => {
       if (m.visit_id !== this.visitId) return;
       this.supNotice.hidden = !m.present;
-      if (m.present) announce(t('visit.supervisor'));
+      if (m.present) announce(t('visit.supervisor'), { toast: false });
     });
     on('visit.participant', (m) => {
       if (m.visit_id !== this.visitId) return;

@@ -60,17 +60,17 @@ export function showView(name, { focus = true } = {}) {
 }
 
 // Polite announcement for screen readers (and a visible toast).
-export function announce(text, { kind = 'info', timeoutMs = 6000 } = {}) {
+export function announce(text, { kind = 'info', timeoutMs = 5000, toast = true } = {}) {
   const live = $('#announce');
   if (live) {
     live.textContent = '';
     setTimeout(() => { live.textContent = text; }, 50);
   }
   const box = $('#toasts');
-  if (!box) return;
-  const toast = el('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : null }, text);
-  box.append(toast);
-  setTimeout(() => toast.remove(), timeoutMs);
+  if (!box || !toast) return;
+  const node = el('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : null }, text);
+  box.append(node);
+  setTimeout(() => node.remove(), timeoutMs);
 }
 
 // The page frame: language, skip link, and the token check.
@@ -184,7 +184,7 @@ export function errText(e) {
 // Resolves true when confirmed.
 export function confirmDialog(text, { okText, cancelText, danger = false } = {}) {
   return new Promise((resolve) => {
-    const ok = el('button', { class: `btn ${danger ? 'btn-danger' : 'btn-primary'}`, type: 'button', value: 'ok' }, okText || 'OK');
+    const ok = el('button', { class: `btn confirm-ok ${danger ? 'btn-danger' : 'btn-primary'}`, type: 'button', value: 'ok' }, okText || 'OK');
     const cancel = el('button', { class: 'btn', type: 'button', value: 'cancel' }, cancelText || t('common.close'));
     const msg = el('p', { id: 'confirm-text' }, text);
     const dlg = el('dialog', { class: 'confirm', 'aria-labelledby': 'confirm-text' }, msg, el('div', { class: 'actions' }, cancel, ok));

@@ -182,7 +182,7 @@ function onOffer(m) {
   };
   tick();
   state.offerTimer = setInterval(tick, 1000);
-  announce(t('doc.offer_title'));
+  announce(t('doc.offer_title'), { toast: false });
   $('#offer-accept').focus();
   refreshQueue();
 }

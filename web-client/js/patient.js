@@ -289,6 +289,7 @@ function onPosition(m) {
   const estEl = $('#wait-estimate');
   if (est === null) estEl.textContent = t('wait.estimate_unknown');
   else if (est !== undefined) estEl.textContent = est < 60 ? t('wait.under_minute') : t('wait.minutes', { n: Math.ceil(est / 60) });
+  estEl.classList.toggle('fig-text', est === null);
   const parts = [];
   if (m.doctors_on_duty !== undefined) parts.push(t('wait.doctors', { n: m.doctors_on_duty }));
   if (m.waiting !== undefined) parts.push(t('wait.waiting_total', { n: m.waiting }));

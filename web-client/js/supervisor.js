@@ -166,7 +166,7 @@ function renderOverview() {
     el('td', { class: 'mono' }, v.id, v.urgent ? el('span', { class: 'tag tag-urgent' }, ` ${t('doc.urgent')}`) : null),
     el('td', {}, deptName(v.dept)),
     el('td', {}, v.doctor_id || t('common.none')),
-    el('td', {}, t(`state.${v.state}`), v.watchers ? el('span', { class: 'tag' }, ` 👁 ${v.watchers}`) : null),
+    el('td', {}, t(`state.${v.state}`), v.watchers ? el('span', { class: 'tag' }, t('sup.watchers', { n: v.watchers })) : null),
     el('td', {}, v.state === 'active' ? fmtDuration(v.duration_s) : fmtDuration(v.waited_s)),
     el('td', {}, qualityCell(v)),
     el('td', {}, v.state === 'active'
@@ -205,12 +205,17 @@ function startPeer(visitId) {
   peer.addEventListener('track', (e) => {
     const track = e.detail.track;
     const stream = new MediaStream([track]);
-    const media = track.kind === 'video'
-      ? el('video', { autoplay: true, playsinline: true, muted: true, 'aria-label': t('visit.waiting_video') })
-      : el('audio', { autoplay: true });
+    let media;
+    if (track.kind === 'video') {
+      const n = $$('#watch-grid video').length + 1;
+      media = el('video', { autoplay: true, playsinline: true, muted: true, 'aria-label': t('sup.participant', { n }) });
+      media.muted = true;
+      $('#watch-grid').append(el('figure', { class: 'watch-fig' }, media, el('figcaption', { class: 'muted' }, t('sup.participant', { n }))));
+    } else {
+      media = el('audio', { autoplay: true });
+      $('#watch-grid').append(media);
+    }
     media.srcObject = stream;
-    if (track.kind === 'video') media.muted = true;
-    $('#watch-grid').append(media);
     media.play().catch(() => {});
   });
   peer.addEventListener('state', (e) => {
@@ -317,6 +322,10 @@ function closeDetail() {
   $('#results-body').querySelector('button')?.focus();
 }
 
+function roleName(r) {
+  return r === 'doctor' ? t('chat.doctor') : r === 'patient' ? t('chat.patient') : r;
+}
+
 function timeline(rec) {
   const ev = [];
   const push = (at, text) => { if (at) ev.push({ at, text }); };
@@ -324,8 +333,8 @@ function timeline(rec) {
   for (const o of rec.offers || []) push(o.offered_at, t('sup.ev.offered', { doctor: o.doctor_id, outcome: o.outcome || '…' }));
   push(rec.accepted_at, t('sup.ev.accepted', { doctor: rec.doctor_id }));
   for (const p of rec.participants || []) {
-    push(p.joined_at, t('sup.ev.join', { role: p.role, id: p.user_id }));
-    push(p.left_at, t('sup.ev.leave', { role: p.role, id: p.user_id, reason: p.leave_reason || '' }));
+    push(p.joined_at, t('sup.ev.join', { role: roleName(p.role), id: p.user_id }));
+    push(p.left_at, t('sup.ev.leave', { role: roleName(p.role), id: p.user_id, reason: p.leave_reason || '' }));
   }
   push(rec.ended_at, t('sup.ev.ended', { reason: rec.end_reason || '', by: rec.ended_by || '' }));
   if (rec.rating) push(rec.rating.created_at, t('sup.ev.rated', { score: rec.rating.score }));

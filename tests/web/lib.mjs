@@ -1,0 +1,112 @@
+// lib.mjs - shared pieces of the web client's end-to-end tests: a real
+// telemed-server serving this checkout's web-client/, Debian's chromium
+// through playwright-core with a fake camera and microphone, pages opened
+// with their token link, and the screenshot directory.
+import path from 'node:path';
+import fs from 'node:fs';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startServer, setupHospital } from '../integration/lib/server.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const SRC_DIR = process.env.TELEMED_SRC_DIR || path.resolve(HERE, '..', '..');
+export const WEB_ROOT = path.join(SRC_DIR, 'web-client');
+export const SHOT_DIR = path.join(process.env.TELEMED_BUILD_DIR || '/tmp/telemed-web-test', 'web-screenshots');
+
+export const CHROMIUM_ARGS = [
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--no-sandbox',
+  '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--no-first-run', '--ignore-certificate-errors',
+  // Host candidates as IPs on loopback, the only network tests may use.
+  '--disable-features=WebRtcHideLocalIpsWithMdns', '--allow-loopback-in-peer-connection',
+  // Pages in background contexts keep their timers and decoders running.
+  '--disable-background-timer-throttling', '--disable-renderer-backgrounding',
+  '--disable-backgrounding-occluded-windows', '--autoplay-policy=no-user-gesture-required',
+];
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// A server with one hospital: departments and doctors as setupHospital
+// takes them. fixedPort keeps the port across srv.restart().
+export async function startHospital({ depts = ['cardio'], doctors = [['d1', 'cardio']], fixedPort = false, args = [] } = {}) {
+  const extra = ['--web-root', WEB_ROOT, ...args];
+  if (fixedPort) extra.push('--port', String(await freePort()));
+  const srv = await startServer({ args: extra });
+  srv.admin = await setupHospital(srv, { depts, doctors });
+  return srv;
+}
+
+export async function launch() {
+  return chromium.launch({ executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium', args: CHROMIUM_ARGS, timeout: 30000 });
+}
+
+// Opens a page of the web client as sub with role, each in its own context
+// (own storage, own camera), collecting console errors for the report.
+export async function openPage(browser, srv, file, sub, role, { locale = 'en-US', viewport = { width: 1280, height: 800 }, extra = {}, token } = {}) {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, locale, viewport });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(20000);
+  page.errors = [];
+  page.on('pageerror', (e) => { page.errors.push(String(e)); console.log(`[${sub} page error] ${e}`); });
+  page.on('console', (m) => { if (m.type() === 'error' && !/favicon/.test(m.text())) console.log(`[${sub} console] ${m.text()}`); });
+  const tok = token || srv.token(sub, role, extra);
+  await page.goto(`${srv.base()}/${file}#token=${tok}`);
+  return page;
+}
+
+export async function shot(page, name) {
+  fs.mkdirSync(SHOT_DIR, { recursive: true });
+  const file = path.join(SHOT_DIR, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+export const view = (page) => page.evaluate(() => document.body.dataset.current);
+export const waitView = (page, name, timeout = 20000) =>
+  page.waitForFunction((n) => document.body.dataset.current === n, name, { timeout });
+
+// The patient page from the link to the waiting room.
+export async function patientCheckin(page, { dept = 'cardio', urgent = false } = {}) {
+  await waitView(page, 'device');
+  await page.waitForSelector('#dev-continue:not([disabled])');
+  await page.click('#dev-continue');
+  await waitView(page, 'checkin');
+  await page.waitForFunction((d) => !!document.querySelector(`#ci-dept option[value="${d}"]`), dept);
+  await page.selectOption('#ci-dept', dept);
+  if (urgent) await page.check('#ci-urgent');
+  await page.check('#ci-consent');
+  await page.click('#ci-form button[type="submit"]');
+  await waitView(page, 'waiting');
+}
+
+// The doctor page on duty and available.
+export async function doctorOnDuty(page) {
+  await waitView(page, 'ws');
+  await page.click('#status-group label:has(input[value="available"])');
+  await page.waitForFunction(() => window.tm.state.status === 'available');
+}
+
+export async function confirm(page) {
+  await page.click('dialog.confirm .confirm-ok');
+}
+
+// The other side's video as the page's own getStats() sees it.
+export async function remoteVideo(page) {
+  return page.evaluate(async () => {
+    const call = window.tm.call;
+    if (!call || !call.peer) return { width: 0, frames: 0, state: 'none' };
+    const q = await call.peer.quality();
+    const v = (q && q.video) || [];
+    return { width: call.remote.videoWidth, frames: v.reduce((n, s) => n + s.framesDecoded, 0), state: q ? q.state : 'none' };
+  });
+}

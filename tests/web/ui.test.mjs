@@ -1,0 +1,211 @@
+// ui.test.mjs - the pages as people use them, in chromium: language switch
+// (zh-CN from the browser, to English and back, remembered), the patient
+// page at 360 px without horizontal scroll through every step, labels on
+// every control, and clear messages (with a retry) when the camera is
+// blocked, missing or taken by another app.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startHospital, launch, openPage, shot, waitView, patientCheckin } from './lib.mjs';
+
+const noHScroll = (page) => page.evaluate(() => ({
+  scroll: document.documentElement.scrollWidth, width: window.innerWidth,
+  wide: [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && e.offsetParent !== null).map((e) => e.tagName + (e.id ? `#${e.id}` : '') + (e.className ? `.${String(e.className).split(' ')[0]}` : '')).slice(0, 5),
+}));
+
+// Every visible form control has a name a screen reader can say.
+const unlabelled = (page) => page.evaluate(() => [...document.querySelectorAll('input, select, textarea, button, video')]
+  .filter((e) => e.offsetParent !== null || e.type === 'radio' || e.type === 'checkbox')
+  .filter((e) => {
+    if (e.tagName === 'BUTTON') return !(e.textContent.trim() || e.getAttribute('aria-label'));
+    if (e.getAttribute('aria-label') || e.getAttribute('aria-labelledby')) return false;
+    return !(e.labels && e.labels.length && [...e.labels].some((l) => l.textContent.trim()));
+  })
+  .map((e) => e.outerHTML.slice(0, 80)));
+
+test('language: follows the browser (zh-CN), switches to English and back, remembers', { timeout: 90000 }, async () => {
+  const srv = await startHospital();
+  const browser = await launch();
+  try {
+    const page = await openPage(browser, srv, 'patient.html', 'p-lang', 'patient', { locale: 'zh-CN' });
+    await waitView(page, 'device');
+    assert.equal(await page.getAttribute('html', 'lang'), 'zh-CN');
+    assert.equal(await page.textContent('#dev-h'), '检查摄像头和麦克风');
+    await page.waitForSelector('#dev-status.notice-ok');
+    assert.match(await page.textContent('#dev-status'), /正常/);
+    await page.click('#lang-switch');
+    assert.equal(await page.getAttribute('html', 'lang'), 'en');
+    assert.equal(await page.textContent('#dev-h'), 'Check your camera and microphone');
+    assert.match(await page.textContent('#dev-status'), /work/);
+    assert.equal(await page.textContent('#lang-switch'), '中文');
+    await page.click('#lang-switch');
+    assert.equal(await page.getAttribute('html', 'lang'), 'zh-CN');
+    assert.equal(await page.textContent('#dev-h'), '检查摄像头和麦克风');
+    // The choice outlives a reload.
+    await page.click('#lang-switch');
+    await page.reload();
+    await waitView(page, 'device');
+    assert.equal(await page.textContent('#dev-h'), 'Check your camera and microphone');
+    // The other pages speak the same languages.
+    const doc = await openPage(browser, srv, 'doctor.html', 'd1', 'doctor', { locale: 'zh-CN' });
+    await waitView(doc, 'ws');
+    assert.equal(await doc.textContent('#st-h'), '我的状态');
+    await doc.click('#lang-switch');
+    assert.equal(await doc.textContent('#st-h'), 'My status');
+    const sup = await openPage(browser, srv, 'supervisor.html', 's1', 'supervisor', { locale: 'zh-CN' });
+    await waitView(sup, 'sup');
+    assert.equal(await sup.textContent('#tab-live'), '实时');
+    await sup.click('#lang-switch');
+    assert.equal(await sup.textContent('#tab-live'), 'Live');
+    for (const p of [page, doc, sup]) assert.deepEqual(p.errors, []);
+  } finally {
+    await browser.close();
+    await srv.stop();
+  }
+});
+
+test('patient page at 360 px: no horizontal scroll in any step; every control labelled', { timeout: 120000 }, async () => {
+  const srv = await startHospital();
+  const browser = await launch();
+  let doctor;
+  try {
+    const page = await openPage(browser, srv, 'patient.html', 'p-narrow', 'patient', { viewport: { width: 360, height: 740 }, locale: 'zh-CN' });
+    const check = async (step) => {
+      const r = await noHScroll(page);
+      assert.ok(r.scroll <= r.width, `${step}: scrollWidth ${r.scroll} > ${r.width} (${r.wide.join(', ')})`);
+      assert.deepEqual(await unlabelled(page), [], `${step}: unlabelled controls`);
+    };
+    await waitView(page, 'device');
+    await page.waitForSelector('#dev-continue:not([disabled])');
+    await check('device check');
+    await page.click('#dev-continue');
+    await waitView(page, 'checkin');
+    await check('check-in');
+    await shot(page, 'patient-360-checkin');
+    await page.click('label.choice:has(input[value="appointment"])');
+    await check('check-in with appointment');
+    await page.click('label.choice:has(input[value="follow_up"])');
+    await page.waitForFunction(() => !!document.querySelector('#ci-dept option[value="cardio"]'));
+    await page.check('#ci-consent');
+    await page.click('#ci-form button[type="submit"]');
+    await waitView(page, 'waiting');
+    await check('waiting room');
+    await shot(page, 'patient-360-waiting');
+    doctor = await srv.client('d1', 'doctor');
+    await doctor.request('doctor.status', { status: 'available' });
+    const offer = await doctor.waitFor('visit.offer');
+    await doctor.request('visit.accept', { visit_id: offer.visit_id });
+    await waitView(page, 'visit');
+    await page.waitForTimeout(1500);
+    await check('visit');
+    await shot(page, 'patient-360-visit');
+    await doctor.request('visit.end', { visit_id: offer.visit_id, reason: 'terminate_and_refer' });
+    await waitView(page, 'ended');
+    await check('rating');
+    assert.match(await page.textContent('#end-reason'), /线下/);
+    await shot(page, 'patient-360-rating');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    if (doctor) await doctor.close();
+    await browser.close();
+    await srv.stop();
+  }
+});
+
+test('doctor and supervisor pages: every control labelled, no horizontal scroll at 360 px', { timeout: 60000 }, async () => {
+  const srv = await startHospital();
+  const browser = await launch();
+  try {
+    for (const [file, sub, role, ready] of [['doctor.html', 'd1', 'doctor', 'ws'], ['supervisor.html', 's1', 'supervisor', 'sup']]) {
+      const page = await openPage(browser, srv, file, sub, role, { viewport: { width: 360, height: 740 } });
+      await waitView(page, ready);
+      await page.waitForTimeout(1200);
+      const r = await noHScroll(page);
+      assert.ok(r.scroll <= r.width, `${file}: scrollWidth ${r.scroll} (${r.wide.join(', ')})`);
+      assert.deepEqual(await unlabelled(page), [], `${file}: unlabelled controls`);
+      if (role === 'supervisor') {
+        await page.click('#tab-records');
+        await page.waitForSelector('#results-count:not(:empty)');
+        assert.deepEqual(await unlabelled(page), [], 'records: unlabelled controls');
+      }
+      await shot(page, `${role}-360`);
+    }
+  } finally {
+    await browser.close();
+    await srv.stop();
+  }
+});
+
+// getUserMedia failing the way browsers fail: permission denied, no
+// device, device busy (another app). The page explains and retries.
+for (const [name, error, text] of [
+  ['denied', 'NotAllowedError', /blocked/],
+  ['no device', 'NotFoundError', /No camera or microphone/],
+  ['taken by another app', 'NotReadableError', /used by another app/],
+]) {
+  test(`device check: camera ${name} shows a clear message and a retry that works`, { timeout: 60000 }, async () => {
+    const srv = await startHospital();
+    const browser = await launch();
+    try {
+      const ctx = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'en-US' });
+      await ctx.addInitScript((errName) => {
+        const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+        window.__failMedia = true;
+        navigator.mediaDevices.getUserMedia = (c) => (window.__failMedia
+          ? Promise.reject(new DOMException('simulated', errName)) : real(c));
+      }, error);
+      const page = await ctx.newPage();
+      await page.goto(`${srv.base()}/patient.html#token=${srv.token('p-dev', 'patient')}`);
+      await page.waitForSelector('#dev-status.notice-error');
+      assert.match(await page.textContent('#dev-status'), text);
+      assert.equal(await page.isVisible('#dev-retry'), true);
+      assert.equal(await page.isVisible('#dev-continue-without'), true);
+      if (name === 'denied') await shot(page, 'device-denied');
+      // The user fixes it and retries.
+      await page.evaluate(() => { window.__failMedia = false; });
+      await page.click('#dev-retry');
+      await page.waitForSelector('#dev-status.notice-ok');
+      assert.equal(await page.isEnabled('#dev-continue'), true);
+    } finally {
+      await browser.close();
+      await srv.stop();
+    }
+  });
+}
+
+test('a patient without a camera can still check in and chat', { timeout: 90000 }, async () => {
+  const srv = await startHospital();
+  const browser = await launch();
+  let doctor;
+  try {
+    const ctx = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'en-US' });
+    await ctx.addInitScript(() => {
+      navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('simulated', 'NotFoundError'));
+    });
+    const page = await ctx.newPage();
+    page.errors = [];
+    page.on('pageerror', (e) => page.errors.push(String(e)));
+    await page.goto(`${srv.base()}/patient.html#token=${srv.token('p-nocam', 'patient')}`);
+    await page.waitForSelector('#dev-continue-without:not([hidden])');
+    await page.click('#dev-continue-without');
+    await waitView(page, 'checkin');
+    await page.waitForFunction(() => !!document.querySelector('#ci-dept option[value="cardio"]'));
+    await page.check('#ci-consent');
+    await page.click('#ci-form button[type="submit"]');
+    await waitView(page, 'waiting');
+    doctor = await srv.client('d1', 'doctor');
+    await doctor.request('doctor.status', { status: 'available' });
+    const offer = await doctor.waitFor('visit.offer');
+    await doctor.request('visit.accept', { visit_id: offer.visit_id });
+    await waitView(page, 'visit');
+    assert.equal(await page.isDisabled('.controls button >> nth=0'), true, 'mute is disabled without a microphone');
+    await page.fill('.chat-input', 'no camera here');
+    await page.press('.chat-input', 'Enter');
+    const m = await doctor.waitFor('chat.message');
+    assert.equal(m.text, 'no camera here');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    if (doctor) await doctor.close();
+    await browser.close();
+    await srv.stop();
+  }
+});

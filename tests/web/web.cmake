@@ -1,0 +1,7 @@
+# web.cmake - end-to-end tests of the web client (web-client/): playwright-core
+# drives Debian's chromium (fake camera and microphone) against a real
+# telemed-server on loopback. Screenshots go to ${CMAKE_BINARY_DIR}/web-screenshots.
+tm_node_test(web_visit tests/web/visit.test.mjs)
+tm_node_test(web_waiting tests/web/waiting.test.mjs)
+tm_node_test(web_reconnect tests/web/reconnect.test.mjs)
+tm_node_test(web_ui tests/web/ui.test.mjs)
