@@ -27,6 +27,7 @@ typedef struct http_pss {
     GByteArray *body;
     bool body_too_big;
     /* response */
+    bool responded; /* headers are out: a late body completion must not answer again */
     int status;
     const char *ctype;
     GString *resp;
@@ -217,6 +218,10 @@ static bool authenticate(http_req *r)
         respond_err(r->p, TM_EAUTH, msg);
         return false;
     }
+    if (r->who.hospital[0] && strcmp(r->who.hospital, r->app->cfg.hospital_id) != 0) {
+        respond_err(r->p, TM_EPERM, "token is for another hospital");
+        return false;
+    }
     return true;
 }
 
@@ -399,8 +404,18 @@ static void api_appointments(http_req *r)
         char patient[128], dept[64], status[16], limit[16];
         bool bad = false;
         const char *pat = arg(r, "patient", patient, sizeof(patient));
+        const char *dep = arg(r, "dept", dept, sizeof(dept));
+        tm_doctor_info doc;
         if (r->who.role == TM_ROLE_PATIENT)
             pat = r->who.sub; /* patients see their own bookings only */
+        if (r->who.role == TM_ROLE_DOCTOR) {
+            /* a doctor sees the bookings of their own department */
+            if (tm_store_doctor_get(r->app->store, r->who.sub, &doc) < 0) {
+                respond_err(r->p, TM_EPERM, "this doctor is not registered at the hospital");
+                return;
+            }
+            dep = doc.dept_id;
+        }
         int64_t from = arg_time(r, "from", &bad), to = arg_time(r, "to", &bad);
         if (bad) {
             respond_err(r->p, TM_EINVAL, "from/to must be RFC 3339 or epoch ms");
@@ -409,7 +424,7 @@ static void api_appointments(http_req *r)
         const char *lim = arg(r, "limit", limit, sizeof(limit));
         respond_json(r->p, 200,
                      json_pack("{s:o}", "appointments",
-                               tm_store_appt_list(st, pat, arg(r, "dept", dept, sizeof(dept)),
+                               tm_store_appt_list(st, pat, dep,
                                                   arg(r, "status", status, sizeof(status)), from, to,
                                                   lim ? atoi(lim) : 0)));
         return;
@@ -561,11 +576,19 @@ static void api_visits(http_req *r)
 
 static void api_audit(http_req *r)
 {
-    if (!need(r, is_staff(r)) || r->p->method != LWSHUMETH_GET)
+    if (!need(r, is_staff(r)))
         return;
+    if (r->p->method != LWSHUMETH_GET || r->nseg != 1) {
+        respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
     char target[128], actor[128], limit[16];
     bool bad = false;
     int64_t from = arg_time(r, "from", &bad);
+    if (bad) {
+        respond_err(r->p, TM_EINVAL, "from must be RFC 3339 or epoch ms");
+        return;
+    }
     const char *lim = arg(r, "limit", limit, sizeof(limit));
     respond_json(r->p, 200,
                  json_pack("{s:o}", "audit",
@@ -578,6 +601,10 @@ static void api_overview(http_req *r)
 {
     if (!need(r, is_staff(r)))
         return;
+    if (r->p->method != LWSHUMETH_GET) {
+        respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
     respond_json(r->p, 200, tm_signaling_overview(r->app->sig));
 }
 
@@ -629,6 +656,10 @@ static void api_feed(http_req *r)
 
 static void api_me(http_req *r)
 {
+    if (r->p->method != LWSHUMETH_GET) {
+        respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
     json_t *o = json_pack("{s:s, s:s, s:s}", "sub", r->who.sub, "role", tm_role_name(r->who.role),
                           "dept", r->who.dept);
     if (r->who.role == TM_ROLE_DOCTOR) {
@@ -735,6 +766,9 @@ static void route_health(tm_app *app, http_pss *p)
 static int handle_request(struct lws *wsi, http_pss *p)
 {
     tm_app *app = app_of(wsi);
+    if (p->responded)
+        return 0;
+    p->responded = true;
     if (p->body_too_big) {
         respond_err(p, TM_ETOOBIG, "request body over 256 KiB");
     } else if (strcmp(p->path, "/healthz") == 0) {
@@ -749,6 +783,8 @@ static int handle_request(struct lws *wsi, http_pss *p)
     } else {
         respond_err(p, TM_ENOTFOUND, "no such route");
     }
+    if (!p->resp) /* a route that forgot to answer is a bug, not a crash */
+        respond_err(p, TM_EIO, "no response");
     return send_headers(wsi, p);
 }
 

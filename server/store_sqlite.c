@@ -229,8 +229,18 @@ int tm_store_schema_version(tm_store *s)
 
 /* ---- generic row -> JSON ------------------------------------------- */
 
+static bool is_flag_column(const char *name)
+{
+    static const char *const flags[] = {"urgent", "active", "signed", "encrypted"};
+    for (size_t i = 0; i < TM_ARRAY_LEN(flags); i++)
+        if (strcmp(name, flags[i]) == 0)
+            return true;
+    return false;
+}
+
 /* Converts the current row into an object keyed by column names. Columns
- * ending in "_at" hold epoch ms and are also given as RFC 3339 text. */
+ * named "at" or ending in "_at" hold epoch ms and come out as RFC 3339
+ * text; flag columns come out as booleans. */
 static json_t *row_to_json(sqlite3_stmt *st)
 {
     json_t *o = json_object();
@@ -241,7 +251,9 @@ static json_t *row_to_json(sqlite3_stmt *st)
         case SQLITE_INTEGER: {
             int64_t v = sqlite3_column_int64(st, i);
             size_t len = strlen(name);
-            if (len > 3 && strcmp(name + len - 3, "_at") == 0) {
+            if (is_flag_column(name)) {
+                json_object_set_new(o, name, json_boolean(v != 0));
+            } else if ((len > 3 && strcmp(name + len - 3, "_at") == 0) || strcmp(name, "at") == 0) {
                 char ts[40];
                 json_object_set_new(o, name, json_string(tm_rfc3339(v, ts, sizeof(ts))));
             } else {
@@ -1058,7 +1070,6 @@ json_t *tm_store_visit_record(tm_store *s, const char *id)
     }
     json_t *rec = row_to_json(st);
     sqlite3_reset(st);
-    json_object_set_new(rec, "urgent", json_boolean(json_integer_value(json_object_get(rec, "urgent"))));
     json_object_set_new(rec, "participants",
                         query_rows(s, "SELECT user_id, role, user_agent, joined_at, left_at,"
                                       " leave_reason FROM participants WHERE visit_id = ?1 ORDER BY id", id));

@@ -97,6 +97,7 @@ typedef struct live_visit {
     int last_position;       /* last pushed, to push only changes */
     int64_t last_estimate_s;
     json_t *quality;         /* latest per-peer stats from media, for the overview */
+    json_t *summary;         /* per stream: running figures for the visit record */
 } live_visit;
 
 struct tm_signaling {
@@ -250,6 +251,7 @@ static void live_visit_free(gpointer p)
     g_hash_table_destroy(v->declined);
     g_ptr_array_free(v->watchers, TRUE);
     json_decref(v->quality);
+    json_decref(v->summary);
     g_free(v);
 }
 
@@ -374,7 +376,7 @@ static int doctors_on_duty(tm_signaling *sig, const char *dept)
     g_hash_table_iter_init(&it, sig->staff);
     while (g_hash_table_iter_next(&it, &key, &val)) {
         user *u = val;
-        if (u->role == TM_ROLE_DOCTOR && u->sess && u->status != DOC_OFF_DUTY &&
+        if (u->role == TM_ROLE_DOCTOR && u->sess && u->status == DOC_AVAILABLE &&
             doctor_in_shift(sig, u, dept, NULL))
             n++;
     }
@@ -644,6 +646,7 @@ static void watchers_notify_end(tm_signaling *sig, live_visit *v)
 }
 
 static void maybe_forget_user(tm_signaling *sig, user *u);
+static void store_stats_summary(tm_signaling *sig, live_visit *v, int64_t now);
 
 /* Ends (active) or cancels (waiting/offered) a live visit. */
 static int finish_visit(tm_signaling *sig, live_visit *v, const char *reason, const char *by)
@@ -676,6 +679,7 @@ static int finish_visit(tm_signaling *sig, live_visit *v, const char *reason, co
     }
     if (v->state == TM_VS_ACTIVE)
         learn_visit_length(sig, dept, now - v->accepted_ms);
+    store_stats_summary(sig, v, now);
     if (p && strcmp(p->visit_id, id) == 0) {
         p->visit_id[0] = 0;
         g_strlcpy(p->last_visit_id, id, sizeof(p->last_visit_id));
@@ -785,6 +789,8 @@ static void notify_peer_presence(tm_signaling *sig, live_visit *v, user *who, bo
     send_to_user(other, m);
 }
 
+static void stop_watching(tm_signaling *sig, user *u, const char *why);
+
 /* The user's socket went away: hold their place for the grace period. */
 static void user_detach(tm_signaling *sig, user *u)
 {
@@ -793,14 +799,8 @@ static void user_detach(tm_signaling *sig, user *u)
     u->disconnected_ms = now;
     if (u->overview)
         u->overview = false;
-    if (u->watching[0]) {
-        live_visit *v = g_hash_table_lookup(sig->visits, u->watching);
-        tm_store_audit(sig->store, u->sub, tm_role_name(u->role), "visit.unwatch", u->watching, "ok",
-                       "disconnected");
-        if (v && sig->media)
-            tm_media_peer_close(sig->media, u->watching, u->key);
-        u->watching[0] = 0;
-    }
+    if (u->watching[0])
+        stop_watching(sig, u, "disconnected");
     if (u->role == TM_ROLE_DOCTOR && u->offer_visit[0]) {
         /* Nobody answers an offer to a dropped doctor; give the patient back. */
         live_visit *v = g_hash_table_lookup(sig->visits, u->offer_visit);
@@ -831,7 +831,9 @@ static void user_detach(tm_signaling *sig, user *u)
     } else {
         if (u->role == TM_ROLE_DOCTOR)
             u->status = DOC_OFF_DUTY;
-        u->last_visit_id[0] = 0;
+        /* A patient whose visit just ended may come back to rate it. */
+        if (u->last_visit_id[0])
+            user_start_grace(sig, u);
     }
     mark_overview_dirty(sig);
     maybe_forget_user(sig, u);
@@ -988,7 +990,6 @@ static live_visit *member_visit(request *r, const char *visit_id, int *err)
     if (!v) {
         tm_visit rec;
         *err = tm_store_visit_get(r->sig->store, visit_id, &rec) == 0 ? TM_ECONFLICT : TM_ENOTFOUND;
-        /* Do not tell strangers which visits exist. */
         if (*err == TM_ECONFLICT &&
             !((r->u->role == TM_ROLE_PATIENT && strcmp(rec.patient_id, r->u->sub) == 0) ||
               (r->u->role == TM_ROLE_DOCTOR && strcmp(rec.doctor_id, r->u->sub) == 0)))
@@ -1613,6 +1614,64 @@ static void handle_media_candidate(request *r)
         reply_ok(r->s, r->id, NULL);
 }
 
+static double num(json_t *o, const char *key)
+{
+    return json_number_value(json_object_get(o, key));
+}
+
+static void keep_max(json_t *acc, const char *key, double v)
+{
+    if (v > num(acc, key))
+        json_object_set_new(acc, key, json_real(v));
+}
+
+/* Folds one second of a peer's stream figures into the visit's summary:
+ * average and peak bitrate, worst loss, jitter and RTT, the last totals. */
+static void summarize_stats(live_visit *v, const char *peer, json_t *streams)
+{
+    if (!v->summary)
+        v->summary = json_object();
+    size_t i;
+    json_t *st;
+    json_array_foreach(streams, i, st) {
+        char key[256];
+        const char *dir = json_string_value(json_object_get(st, "direction"));
+        const char *kind = json_string_value(json_object_get(st, "kind"));
+        snprintf(key, sizeof(key), "%s|%s|%s|%lld", peer, dir ? dir : "?", kind ? kind : "?",
+                 (long long)json_integer_value(json_object_get(st, "ssrc")));
+        json_t *acc = json_object_get(v->summary, key);
+        if (!acc) {
+            acc = json_object();
+            json_object_set_new(v->summary, key, acc);
+        }
+        double samples = num(acc, "samples") + 1, bps = num(st, "bitrate_bps");
+        json_object_set_new(acc, "samples", json_real(samples));
+        json_object_set_new(acc, "bitrate_avg_bps",
+                            json_real(num(acc, "bitrate_avg_bps") + (bps - num(acc, "bitrate_avg_bps")) / samples));
+        keep_max(acc, "bitrate_max_bps", bps);
+        keep_max(acc, "loss_max_pct", num(st, "loss_pct"));
+        keep_max(acc, "jitter_max_ms", num(st, "jitter_ms"));
+        keep_max(acc, "rtt_max_ms", num(st, "rtt_ms"));
+        json_object_set(acc, "last", st);
+    }
+}
+
+/* Writes the visit's stream summaries into its record. */
+static void store_stats_summary(tm_signaling *sig, live_visit *v, int64_t now)
+{
+    const char *key;
+    json_t *acc;
+    json_object_foreach(v->summary, key, acc) {
+        gchar **parts = g_strsplit(key, "|", 4);
+        if (g_strv_length(parts) == 4) {
+            char *text = json_dumps(acc, JSON_COMPACT);
+            tm_store_stats_add(sig->store, v->id, parts[0], parts[1], parts[2], text, now);
+            free(text);
+        }
+        g_strfreev(parts);
+    }
+}
+
 void tm_signaling_on_media_event(const void *event, void *user_data)
 {
     const tm_media_event *ev = event;
@@ -1641,6 +1700,7 @@ void tm_signaling_on_media_event(const void *event, void *user_data)
             if (stats) {
                 if (!v->quality)
                     v->quality = json_object();
+                summarize_stats(v, ev->peer_id, stats);
                 json_object_set_new(v->quality, ev->peer_id, stats);
                 mark_overview_dirty(sig);
             }
@@ -1755,11 +1815,13 @@ static void handle_hello(tm_signaling *sig, session *s, json_t *msg, const char 
         ident.role = TM_ROLE_SUPERVISOR;
     }
     user *u = find_user(sig, ident.role, ident.sub);
-    bool resumed = false;
+    bool resumed = false, rejoined = false;
     if (!u) {
         u = user_new(sig, ident.role, ident.sub);
     } else {
         resumed = u->grace_timer != 0 || u->visit_id[0] || u->visits->len;
+        /* Back after a drop, as opposed to a second tab taking over a live session. */
+        rejoined = resumed && !u->sess;
         if (u->sess) {
             /* The same person opened a new connection: it replaces the old one. */
             session *old = u->sess;
@@ -1778,7 +1840,7 @@ static void handle_hello(tm_signaling *sig, session *s, json_t *msg, const char 
     u->sess = s;
     s->u = u;
     int64_t now = tm_now_ms();
-    if (resumed) {
+    if (rejoined) {
         tm_info("user.resumed", "user=%s away_ms=%lld", u->key,
                 (long long)(u->disconnected_ms ? now - u->disconnected_ms : 0));
         if (u->role == TM_ROLE_PATIENT && u->visit_id[0]) {
@@ -2068,6 +2130,7 @@ static void restore_visit(const tm_visit *rec, void *data)
         user *d = find_user(sig, TM_ROLE_DOCTOR, v->doctor_id);
         if (!d) {
             d = user_new(sig, TM_ROLE_DOCTOR, v->doctor_id);
+            d->status = DOC_AVAILABLE; /* they were at work when the server stopped */
             user_start_grace(sig, d);
         }
         g_ptr_array_add(d->visits, g_strdup(v->id));

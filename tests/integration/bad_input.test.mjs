@@ -144,3 +144,35 @@ test('REST: no token, bad token, wrong role, invalid bodies change nothing', asy
   assert.equal(huge.status, 400);
   assert.deepEqual(counts(), before);
 });
+
+test('REST edge cases: unsupported methods, empty bodies, another hospital\'s token', async () => {
+  const admin = srv.token('admin-1', 'admin');
+  const del = await srv.api('DELETE', '/api/v1/audit', undefined, admin);
+  assert.equal(del.status, 404);
+  assert.equal((await srv.api('POST', '/api/v1/overview', {}, admin)).status, 404);
+  // An empty body is answered once, as a bad request, and the server lives on.
+  const empty = await srv.api('POST', '/api/v1/departments', '', admin);
+  assert.equal(empty.status, 400);
+  assert.equal((await srv.api('GET', '/healthz')).status, 200);
+  const foreign = await srv.api('GET', '/api/v1/me', undefined, srv.token('s1', 'supervisor', { hosp: 'another-hospital' }));
+  assert.equal(foreign.status, 403);
+});
+
+test('a supervisor who drops stops watching: participants are told, the audit says so', async () => {
+  const doctor = await srv.client('d1', 'doctor');
+  await doctor.request('doctor.status', { status: 'available' });
+  const p = await srv.client('pw1', 'patient');
+  const ci = await p.request('checkin', { dept: 'cardio' });
+  await doctor.waitFor('visit.offer', (m) => m.visit_id === ci.visit_id);
+  await doctor.request('visit.accept', { visit_id: ci.visit_id });
+  const sup = await srv.client('sup-w', 'supervisor');
+  await sup.request('visit.watch', { visit_id: ci.visit_id });
+  assert.equal((await p.waitFor('visit.supervisor')).present, true);
+  await sup.drop();
+  const gone = await p.waitFor('visit.supervisor', (m) => m.present === false);
+  assert.equal(gone.count, 0);
+  const rows = srv.sql(`SELECT action, detail FROM audit_log WHERE target='${ci.visit_id}' AND actor_id='sup-w' ORDER BY id`);
+  assert.deepEqual(rows.map((r) => r.action), ['visit.watch', 'visit.unwatch']);
+  await doctor.request('visit.end', { visit_id: ci.visit_id, reason: 'completed' });
+  await Promise.all([doctor.close(), p.close()]);
+});

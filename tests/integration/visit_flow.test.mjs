@@ -71,7 +71,8 @@ test('full visit: check-in, offer, accept, chat, note, end, rating', async () =>
   assert.equal(rec.status, 200);
   assert.equal(rec.json.chat.length, 2);
   assert.equal(rec.json.rating.score, 5);
-  assert.equal(rec.json.notes[0].signed, 1);
+  assert.equal(rec.json.notes[0].signed, true);
+  assert.equal(rec.json.urgent, false);
   // Rating twice is a conflict; logs never carry the chat text or name.
   await assert.rejects(patient.request('visit.rate', { visit_id: ci.visit_id, score: 4 }), /conflict/);
   assert.ok(!srv.logs.includes('my head hurts'));
