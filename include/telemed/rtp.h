@@ -30,7 +30,8 @@ typedef enum {
     TM_PKT_RTCP, /* 128..191 and second byte (marker+pt) 192..223 */
 } tm_packet_kind_t;
 
-/* Classify a datagram; needs len >= 2 for RTP/RTCP (>= 12 / >= 8 resp.), else UNKNOWN. */
+/* Classify a datagram. Too short to be one (STUN < 20, DTLS < 13, RTP < 12,
+ * RTCP < 8 bytes) is UNKNOWN. */
 tm_packet_kind_t tm_packet_kind(const uint8_t *buf, size_t len);
 
 /* ---- Header ---- */

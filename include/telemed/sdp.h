@@ -182,7 +182,8 @@ typedef struct tm_sdp_mline {
      * the first SSRC of a FID group (or the first a=ssrc) and its FID rtx partner. */
     uint32_t remote_ssrc;
     uint32_t remote_rtx_ssrc;
-    const char *remote_cname; /* points into ssrcs[], "" when unknown; never NULL */
+    const char *remote_cname; /* points into this offer's ssrcs[] (or a static ""), never
+                                 NULL: copy the string, not the pointer, to keep it */
 } tm_sdp_mline;
 
 /* A parsed offer. Read-only for callers; free with tm_sdp_offer_free.
@@ -255,7 +256,8 @@ typedef struct tm_sdp_answer_params {
     uint64_t session_version; /* o= version; bump on renegotiation */
     /* Candidate attribute values ("candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host"),
      * with or without the leading "a="; may be empty when trickling. Written into the
-     * first accepted m-line (the BUNDLE tag). */
+     * first accepted m-line (the BUNDLE tag). Each must pass tm_sdp_parse_candidate, or
+     * the answer is refused (NULL): nothing unchecked reaches the peer. */
     const char *const *candidates;
     size_t n_candidates;
     bool end_of_candidates; /* write a=end-of-candidates (gathering done) */
