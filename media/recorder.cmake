@@ -6,3 +6,21 @@ target_sources(telemed PRIVATE
 )
 tm_unit_test(test_rec_crypt tests/server/test_rec_crypt.c)
 tm_unit_test(test_http_range tests/server/test_http_range.c)
+
+# The recorder links GStreamer into the library (app for appsrc/appsink);
+# the test also uses pbutils (GstDiscoverer) to check what a player sees.
+pkg_check_modules(TM_REC_GST REQUIRED IMPORTED_TARGET gstreamer-1.0>=1.20 gstreamer-base-1.0 gstreamer-app-1.0)
+pkg_check_modules(TM_REC_PBUTILS IMPORTED_TARGET gstreamer-pbutils-1.0)
+target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/recorder.c)
+target_link_libraries(telemed PUBLIC PkgConfig::TM_REC_GST)
+if(TM_REC_PBUTILS_FOUND)
+  # As tm_unit_test, but one ctest entry per case so each stays well under
+  # a minute: recorder_two_senders, recorder_kill9_plain, ...
+  add_executable(test_recorder tests/media/test_recorder.c)
+  target_include_directories(test_recorder PRIVATE ${CMAKE_SOURCE_DIR}/tests)
+  target_link_libraries(test_recorder PRIVATE telemed PkgConfig::TM_REC_PBUTILS)
+  foreach(c bad_input two_senders silent_tracks encrypted kill9_plain kill9_encrypted write_error)
+    add_test(NAME recorder_${c} COMMAND test_recorder ${c})
+    set_tests_properties(recorder_${c} PROPERTIES TIMEOUT 60)
+  endforeach()
+endif()
