@@ -88,6 +88,61 @@ test('the patient page comes back into the same visit after drops and a server r
   }
 });
 
+test('reloading either page mid-visit lands in the same visit; the other side leaving is shown', { timeout: 180000 }, async (t) => {
+  const srv = await startHospital();
+  const browser = await launch();
+  try {
+    const doctor = await openPage(browser, srv, 'doctor.html', 'd1', 'doctor');
+    const patient = await openPage(browser, srv, 'patient.html', 'p-reload', 'patient');
+    await doctorOnDuty(doctor);
+    await patientCheckin(patient);
+    await doctor.waitForSelector('#offer:not([hidden])');
+    await doctor.click('#offer-accept');
+    await waitView(patient, 'visit');
+    const visitId = await patient.evaluate(() => window.tm.state.visitId);
+    await doctor.fill('#note-text', 'draft before reload');
+    await doctor.click('#note-save');
+    await doctor.waitForFunction(() => /Draft saved/.test(document.querySelector('#note-status').textContent));
+
+    await t.test('patient reload: no device check again, straight back into the visit', async () => {
+      await patient.reload();
+      await waitView(patient, 'visit');
+      assert.equal(await patient.evaluate(() => window.tm.state.visitId), visitId);
+      await patient.fill('.chat-input', 'reloaded');
+      await patient.press('.chat-input', 'Enter');
+      await doctor.waitForSelector('.chat-list li:has-text("reloaded")');
+    });
+
+    await t.test('doctor reload: the visit, the patient and the saved draft come back', async () => {
+      await doctor.reload();
+      await doctor.waitForSelector('#visit:not([hidden])');
+      assert.equal(await doctor.evaluate(() => window.tm.state.visitId), visitId);
+      await doctor.waitForFunction(() => document.querySelector('#note-text').value === 'draft before reload');
+      assert.match(await doctor.textContent('#visit-h'), /p-reload/);
+    });
+
+    await t.test('video flows again after both reloads (needs the media core)', async () => {
+      await videoFlows(patient);
+      await videoFlows(doctor);
+    });
+
+    await t.test('the patient leaves: the doctor page says so and offers the next patient', async () => {
+      await patient.click('.controls .btn-danger');
+      await patient.click('dialog.confirm .confirm-ok');
+      await waitView(patient, 'ended');
+      assert.match(await patient.textContent('#end-reason'), /You left/);
+      await doctor.waitForSelector('#wrap-card:not([hidden])');
+      assert.match(await doctor.textContent('#wrap-text'), /patient left/i);
+      assert.equal(await doctor.isVisible('#next-btn'), true);
+    });
+    assert.deepEqual(patient.errors, []);
+    assert.deepEqual(doctor.errors, []);
+  } finally {
+    await browser.close();
+    await srv.stop();
+  }
+});
+
 test('expired and refused links show a clear message', { timeout: 60000 }, async () => {
   const srv = await startHospital();
   const browser = await launch();

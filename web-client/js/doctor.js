@@ -60,6 +60,9 @@ async function main() {
   $('#note-save').addEventListener('click', () => saveNote(false));
   $('#note-sign').addEventListener('click', () => saveNote(true));
   $('#note-text').addEventListener('input', () => { state.noteDirty = true; });
+  $('#note-code').addEventListener('input', () => { state.noteDirty = true; });
+  // Drafts are saved as the doctor writes, so a dropped browser loses little.
+  setInterval(() => { if (state.noteDirty && !state.noteSigned && sig.state === 'open') saveNote(false, { quiet: true }); }, 20000);
   $('#note-text').addEventListener('blur', () => { if (state.noteDirty && !state.noteSigned) saveNote(false, { quiet: true }); });
   try {
     const hello = await sig.start();
@@ -183,6 +186,7 @@ function onOffer(m) {
   tick();
   state.offerTimer = setInterval(tick, 1000);
   announce(t('doc.offer_title'), { toast: false });
+  attention(true);
   $('#offer-accept').focus();
   refreshQueue();
 }
@@ -198,7 +202,35 @@ function renderOffer() {
     m.urgent ? el('span', { class: 'tag tag-urgent' }, t('doc.urgent')) : null);
 }
 
+// A doctor may be in another window: the tab title blinks and a short
+// chime sounds while an offer waits.
+let baseTitle = document.title;
+let blink = null;
+function attention(on) {
+  clearInterval(blink);
+  document.title = baseTitle;
+  if (!on) return;
+  let flip = false;
+  blink = setInterval(() => {
+    flip = !flip;
+    document.title = flip ? `(!) ${t('doc.offer_title')}` : baseTitle;
+  }, 1000);
+  try {
+    const ctx = new AudioContext();
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.frequency.value = 880;
+    gain.gain.setValueAtTime(0.15, ctx.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.001, ctx.currentTime + 0.6);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start();
+    osc.stop(ctx.currentTime + 0.6);
+    osc.onended = () => ctx.close().catch(() => {});
+  } catch { /* no audio output: the title still blinks */ }
+}
+
 function hideOffer() {
+  attention(false);
   clearInterval(state.offerTimer);
   state.offer = null;
   $('#offer').hidden = true;

@@ -367,7 +367,7 @@ function renderDetail() {
     for (const s of stats) for (const k of Object.keys(s.summary || {})) if (typeof s.summary[k] !== 'object') cols.add(k);
     const keys = [...cols].slice(0, 8);
     $('#d-stats').replaceChildren(el('table', {},
-      el('thead', {}, el('tr', {}, ['user', 'dir', 'kind', ...keys].map((k) => el('th', { scope: 'col' }, k)))),
+      el('thead', {}, el('tr', {}, [t('sup.st_user'), t('sup.st_dir'), t('sup.st_kind'), ...keys].map((k) => el('th', { scope: 'col' }, k)))),
       el('tbody', {}, stats.map((s) => el('tr', {}, el('td', {}, s.user_id), el('td', {}, s.direction), el('td', {}, s.kind),
         keys.map((k) => el('td', {}, s.summary && s.summary[k] !== undefined ? String(typeof s.summary[k] === 'number' ? Math.round(s.summary[k] * 100) / 100 : s.summary[k]) : '')))))));
   }
