@@ -691,7 +691,6 @@ static void schedule(tm_feed *f, int64_t delay_ms)
         g_source_unref(f->wake);
     }
     f->wake = g_timeout_source_new((guint)delay_ms);
-    g_source_set_priority(f->wake, G_PRIORITY_DEFAULT_IDLE);
     g_source_set_callback(f->wake, on_wake, f, NULL);
     g_source_attach(f->wake, f->ctx);
     f->wake_at = at;

@@ -11,6 +11,7 @@
 #include "telemed/common.h"
 #include "telemed/store_outbox.h"
 
+#include <glib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,11 @@ static void copy_text(sqlite3_stmt *st, int i, char *out, size_t outlen)
     snprintf(out, outlen, "%s", t ? (const char *)t : "");
 }
 
+/* Walks the pending rows in seq order from the oldest one (a rowid range,
+ * no sort, so a pass costs about the batch, not the backlog). The first
+ * pending row met of a visit is its head: if it is due, the visit's rows
+ * are taken as they come; if not, all of them are skipped. The scan stops
+ * when the batch is full. */
 int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event **out,
                          size_t *n)
 {
@@ -48,39 +54,47 @@ int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event
     if (limit <= 0)
         return TM_EINVAL;
     sqlite3 *db = tm__store_db(s);
-    sqlite3_stmt *st = prepare(db,
-                               "WITH heads AS (" HEADS_SQL ")"
-                               " SELECT o.seq, o.event_id, o.type, o.visit_id, o.occurred_at,"
-                               "        o.attempts, o.payload"
-                               "   FROM heads h"
-                               "   JOIN outbox hd ON hd.seq = h.head"
-                               "   JOIN outbox o ON o.state = 'pending' AND o.visit_id = h.visit_id"
-                               "  WHERE hd.next_attempt_at <= ?1"
-                               "  ORDER BY o.seq LIMIT ?2");
+    /* "+state" keeps the planner on the rowid range instead of the
+     * (state, visit_id, seq) index plus a sort of every pending row. */
+    sqlite3_stmt *st = prepare(db, "SELECT seq, event_id, type, visit_id, occurred_at, attempts,"
+                                   "       next_attempt_at, payload"
+                                   "  FROM outbox"
+                                   " WHERE seq >= (SELECT min(seq) FROM outbox WHERE state = 'pending')"
+                                   "   AND +state = 'pending'"
+                                   " ORDER BY seq");
     if (!st)
         return TM_EIO;
-    sqlite3_bind_int64(st, 1, now_ms);
-    sqlite3_bind_int(st, 2, limit);
-
     tm_outbox_event *ev = calloc((size_t)limit, sizeof(*ev));
+    /* visit_id -> GINT_TO_POINTER(1 due, 2 waiting) */
+    GHashTable *visits = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     size_t count = 0;
-    int rc;
-    if (!ev) {
-        sqlite3_finalize(st);
-        return TM_ENOMEM;
+    int rc = SQLITE_DONE;
+    if (!ev || !visits) {
+        rc = SQLITE_NOMEM;
+        goto done;
     }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && count < (size_t)limit) {
+    while (count < (size_t)limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *visit = (const char *)sqlite3_column_text(st, 3);
+        if (!visit)
+            visit = "";
+        int verdict = GPOINTER_TO_INT(g_hash_table_lookup(visits, visit));
+        if (!verdict) {
+            verdict = sqlite3_column_int64(st, 6) <= now_ms ? 1 : 2;
+            g_hash_table_insert(visits, g_strdup(visit), GINT_TO_POINTER(verdict));
+        }
+        if (verdict != 1)
+            continue;
         tm_outbox_event *e = &ev[count];
         e->seq = sqlite3_column_int64(st, 0);
         copy_text(st, 1, e->event_id, sizeof(e->event_id));
         copy_text(st, 2, e->type, sizeof(e->type));
-        copy_text(st, 3, e->visit_id, sizeof(e->visit_id));
+        snprintf(e->visit_id, sizeof(e->visit_id), "%s", visit);
         e->occurred_at = sqlite3_column_int64(st, 4);
         e->attempts = sqlite3_column_int(st, 5);
         /* Whatever the column holds (text, blob, NULL after a bad repair):
          * copy it with its length; the feed judges whether it is JSON. */
-        const void *p = sqlite3_column_blob(st, 6);
-        int len = sqlite3_column_bytes(st, 6);
+        const void *p = sqlite3_column_blob(st, 7);
+        int len = sqlite3_column_bytes(st, 7);
         e->payload = malloc((size_t)len + 1);
         if (!e->payload) {
             rc = SQLITE_NOMEM;
@@ -92,8 +106,13 @@ int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event
         e->payload_len = (size_t)len;
         count++;
     }
+    if (rc == SQLITE_ROW)
+        rc = SQLITE_DONE; /* stopped because the batch is full */
+done:
     sqlite3_finalize(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    if (visits)
+        g_hash_table_destroy(visits);
+    if (rc != SQLITE_DONE) {
         tm_outbox_events_free(ev, count);
         return rc == SQLITE_NOMEM ? TM_ENOMEM : TM_EIO;
     }
