@@ -57,14 +57,23 @@ static void request_keyframe(tm__peer *sender, tm__in_stream *s, bool joining)
 
 /* ---- RTP ---- */
 
-static tm__in_stream *find_in(tm__peer *p, uint32_t ssrc, uint8_t pt)
+/* The incoming stream a packet belongs to; *rtx when it is that stream's
+ * retransmission (RFC 4588) rather than its media. */
+static tm__in_stream *find_in(tm__peer *p, uint32_t ssrc, uint8_t pt, bool *rtx)
 {
+    *rtx = false;
     for (int i = 0; i < p->n_in; i++)
         if (p->in[i].ssrc == ssrc)
             return &p->in[i];
-    for (int i = 0; i < p->n_in; i++)
-        if (p->in[i].rtx_ssrc == ssrc || p->in[i].rtx_pt == pt)
-            return NULL;
+    /* BUNDLE payload types are unique per m-line, so the rtx pt names the stream. */
+    for (int i = 0; i < p->n_in; i++) {
+        tm__in_stream *s = &p->in[i];
+        if (s->rtx_pt == pt && (s->rtx_ssrc == ssrc || !s->rtx_ssrc)) {
+            s->rtx_ssrc = ssrc;
+            *rtx = true;
+            return s;
+        }
+    }
     /* No a=ssrc in the offer: the first unknown SSRC with the m-line's codec
      * payload type is that m-line's stream. */
     for (int i = 0; i < p->n_in; i++) {
@@ -74,6 +83,73 @@ static tm__in_stream *find_in(tm__peer *p, uint32_t ssrc, uint8_t pt)
         }
     }
     return NULL;
+}
+
+/* Upstream loss: note gaps in the sender's sequence numbers and NACK them
+ * (again after TM__NACK_RETRY_MS, at most TM__NACK_RETRIES times), so loss on
+ * the sender's link is repaired before receivers see it. Runs per video packet. */
+static void track_loss(tm__peer *from, tm__in_stream *s, uint16_t seq, int64_t now_ms)
+{
+    if (!s->have_seq) {
+        s->have_seq = true;
+        s->max_seq = seq;
+        return;
+    }
+    if (tm_seq_newer(seq, s->max_seq)) {
+        int32_t gap = tm_seq_diff(seq, s->max_seq) - 1;
+        if (gap > TM__MISSING_MAX) {
+            s->n_missing = 0; /* a jump (sender restart): nothing to repair */
+        } else {
+            for (int32_t k = 1; k <= gap; k++) {
+                if (s->n_missing == TM__MISSING_MAX) {
+                    memmove(&s->missing[0], &s->missing[1],
+                            sizeof s->missing[0] * (TM__MISSING_MAX - 1));
+                    s->n_missing--;
+                }
+                s->missing[s->n_missing].seq = (uint16_t)(s->max_seq + k);
+                s->missing[s->n_missing].tries = 0;
+                s->missing[s->n_missing].first_ms = now_ms;
+                s->missing[s->n_missing].last_ms = 0;
+                s->n_missing++;
+            }
+        }
+        s->max_seq = seq;
+    } else {
+        for (int i = 0; i < s->n_missing; i++) {
+            if (s->missing[i].seq == seq) {
+                s->missing[i] = s->missing[--s->n_missing];
+                break;
+            }
+        }
+    }
+    if (s->n_missing == 0)
+        return;
+    uint16_t due[TM__MISSING_MAX];
+    int n_due = 0;
+    for (int i = 0; i < s->n_missing;) {
+        if (s->missing[i].tries >= TM__NACK_RETRIES ||
+            now_ms - s->missing[i].first_ms > TM__NACK_GIVE_UP_MS) {
+            s->missing[i] = s->missing[--s->n_missing];
+            continue;
+        }
+        if (s->missing[i].tries == 0 || now_ms - s->missing[i].last_ms >= TM__NACK_RETRY_MS) {
+            due[n_due++] = s->missing[i].seq;
+            s->missing[i].tries++;
+            s->missing[i].last_ms = now_ms;
+        }
+        i++;
+    }
+    if (n_due == 0)
+        return;
+    tm__worker *w = from->w;
+    int n = tm_rtcp_build_nack(w->rtcp, sizeof w->rtcp - TRAILER_ROOM, from->rtcp_ssrc, s->ssrc,
+                               due, (size_t)n_due);
+    if (n <= 0)
+        return;
+    send_rtcp(from, w->rtcp, (size_t)n);
+    atomic_fetch_add_explicit(&w->counters.nacks_sent, (uint64_t)n_due, memory_order_relaxed);
+    if (s->stats)
+        tm_stream_stats_on_nack_sent(s->stats, (unsigned)n_due);
 }
 
 static void forward_one(tm__worker *w, const tm__in_stream *s, tm__peer *r, tm__out_stream *o,
@@ -133,10 +209,26 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len)
         count(&w->counters.dropped_malformed);
         return;
     }
-    tm__in_stream *s = find_in(from, h.ssrc, h.pt);
-    if (!s || h.pt != s->pt)
-        return; /* rtx/padding probes or a stream we did not accept */
+    bool rtx;
+    tm__in_stream *s = find_in(from, h.ssrc, h.pt, &rtx);
+    if (!s)
+        return; /* a stream we did not accept */
+    if (rtx) {
+        /* Back to the original packet; a bare padding probe has no OSN. */
+        int n = h.payload_len >= 2 ? tm_rtp_unwrap_rtx(buf, len, s->ssrc, (uint8_t)s->pt) : -1;
+        if (n < TM_RTP_HEADER_MIN || tm_rtp_parse(buf, (size_t)n, &h) != 0)
+            return;
+        len = (size_t)n;
+        count(&w->counters.rtx_received);
+    } else if (h.pt != s->pt) {
+        return;
+    }
+    if (w->test_drop_in && s->kind == TM_MEDIA_VIDEO && !rtx &&
+        ++w->test_drop_in_n % w->test_drop_in == 0)
+        return;
     int64_t now_us = g_get_monotonic_time();
+    if (s->kind == TM_MEDIA_VIDEO)
+        track_loss(from, s, h.seq, now_us / 1000);
     if (!s->stats)
         s->stats = tm_stream_stats_new(s->ssrc, s->clock, s->kind == TM_MEDIA_VIDEO, 0);
     if (s->stats) {

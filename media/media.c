@@ -364,32 +364,51 @@ void tm_media_get_counters(tm_media *m, tm_media_counters *out)
             atomic_load_explicit(&c->dropped_unknown_source, memory_order_relaxed);
         out->nacks_answered += atomic_load_explicit(&c->nacks_answered, memory_order_relaxed);
         out->plis_forwarded += atomic_load_explicit(&c->plis_forwarded, memory_order_relaxed);
+        out->nacks_sent += atomic_load_explicit(&c->nacks_sent, memory_order_relaxed);
+        out->rtx_received += atomic_load_explicit(&c->rtx_received, memory_order_relaxed);
     }
 }
 
 typedef struct drop_msg {
     tm__worker *w;
     unsigned n;
+    bool in;
 } drop_msg;
 
 static gboolean drop_msg_run(gpointer data)
 {
     drop_msg *d = data;
-    d->w->test_drop = d->n;
-    d->w->test_drop_n = 0;
+    if (d->in) {
+        d->w->test_drop_in = d->n;
+        d->w->test_drop_in_n = 0;
+    } else {
+        d->w->test_drop = d->n;
+        d->w->test_drop_n = 0;
+    }
     return G_SOURCE_REMOVE;
 }
 
-void tm_media_set_test_drop(tm_media *m, unsigned every_nth_video)
+static void set_drop(tm_media *m, unsigned n, bool in)
 {
     if (!m)
         return;
     for (int i = 0; i < m->n_workers; i++) {
         drop_msg *d = g_new0(drop_msg, 1);
         d->w = m->workers[i];
-        d->n = every_nth_video;
+        d->n = n;
+        d->in = in;
         g_main_context_invoke_full(d->w->ctx, G_PRIORITY_DEFAULT, drop_msg_run, d, g_free);
     }
+}
+
+void tm_media_set_test_drop(tm_media *m, unsigned every_nth_video)
+{
+    set_drop(m, every_nth_video, false);
+}
+
+void tm_media_set_test_drop_in(tm_media *m, unsigned every_nth_video)
+{
+    set_drop(m, every_nth_video, true);
 }
 
 const char *tm_media_fingerprint(tm_media *m)

@@ -34,12 +34,16 @@
 #define TM__PLI_INTERVAL_MS 1000
 #define TM__RTX_SLOTS_VIDEO 256
 #define TM__RTX_MAX_AGE_MS 1000
+#define TM__MISSING_MAX 64           /* upstream losses tracked per incoming video stream */
+#define TM__NACK_RETRIES 3
+#define TM__NACK_RETRY_MS 40
+#define TM__NACK_GIVE_UP_MS 1000
 
 /* Counters, one set per worker so increments never share a cache line. */
 typedef struct tm__counters {
     _Alignas(64) atomic_uint_fast64_t rx_packets;
     atomic_uint_fast64_t tx_packets, dropped_malformed, dropped_unknown_source, nacks_answered,
-        plis_forwarded;
+        plis_forwarded, nacks_sent, rtx_received;
     atomic_int_fast64_t peers, visits;
 } tm__counters;
 
@@ -87,7 +91,8 @@ struct tm__worker {
     GSource *tick;      /* once a second: RR, REMB, stats */
     tm__counters counters;
     uint64_t next_join_seq;
-    unsigned test_drop, test_drop_n; /* tm_media_set_test_drop */
+    unsigned test_drop, test_drop_n;       /* tm_media_set_test_drop */
+    unsigned test_drop_in, test_drop_in_n; /* tm_media_set_test_drop_in */
     /* Forwarding scratch; one packet at a time on this thread. */
     uint8_t pkt[TM__PKT_CAP];
     uint8_t rtcp[TM__PKT_CAP];
@@ -108,6 +113,15 @@ typedef struct tm__in_stream {
     int64_t last_pli_ms;
     uint8_t fir_seq;
     uint64_t remb_bps; /* last REMB we sent for it */
+    /* Upstream loss: sequence numbers we have not seen, for our NACKs to the sender. */
+    bool have_seq;
+    uint16_t max_seq;
+    int n_missing;
+    struct {
+        uint16_t seq;
+        uint8_t tries;
+        int64_t first_ms, last_ms;
+    } missing[TM__MISSING_MAX];
     /* Receivers: (peer, out index) pairs, rebuilt when membership changes. */
     int n_bound;
     tm__peer *bound_peer[TM__MAX_BOUND];

@@ -83,6 +83,8 @@ int tm_media_visit_close(tm_media *m, const char *visit_id);
 typedef struct tm_media_counters {
     uint64_t peers, visits, rx_packets, tx_packets, dropped_malformed, dropped_unknown_source,
         nacks_answered, plis_forwarded;
+    uint64_t nacks_sent;   /* sequence numbers the server asked senders to resend */
+    uint64_t rtx_received; /* retransmissions that came back from senders */
 } tm_media_counters;
 void tm_media_get_counters(tm_media *m, tm_media_counters *out); /* approximate, atomics */
 
@@ -90,6 +92,9 @@ void tm_media_get_counters(tm_media *m, tm_media_counters *out); /* approximate,
  * receiver stream's retransmission cache), so NACK repair can be tested deterministically.
  * 0 turns it off. Applies from the workers' next iteration. */
 void tm_media_set_test_drop(tm_media *m, unsigned every_nth_video);
+/* Test hook: drop every nth video packet arriving from senders, as if lost on the way in, so the
+ * server's own NACKs to senders can be tested. 0 turns it off. */
+void tm_media_set_test_drop_in(tm_media *m, unsigned every_nth_video);
 
 /* The DTLS certificate fingerprint in use (sha-256, "AB:CD:..."); borrowed, lives as long as m. */
 const char *tm_media_fingerprint(tm_media *m);

@@ -3,7 +3,9 @@
  * peers (which NACK lost packets, as browsers do) runs while the media core
  * drops every 8th forwarded video packet (tm_media_set_test_drop). The
  * receivers' NACKs must be answered from the retransmission cache and both
- * sides must keep decoding frames.
+ * sides must keep decoding frames. Then every 8th video packet is dropped on
+ * the way in (tm_media_set_test_drop_in): the server must NACK the senders
+ * and forward what they resend (rtx), again without the receivers stalling.
  */
 #include <gst/gst.h>
 #include <stdio.h>
@@ -75,6 +77,30 @@ int main(int argc, char **argv)
      * keyframe; with it nearly every frame decodes. */
     if (d0 < 60 || d1 < 60)
         FAIL("video not repaired: %d and %d frames in 6 s", d0, d1);
+
+    /* Loss on the way in: the server must NACK the senders itself and get the
+     * packets back (as rtx) before the receivers notice. */
+    tm_media_set_test_drop(m, 0);
+    tm_media_set_test_drop_in(m, 8);
+    tm_media_get_counters(m, &c0);
+    f0 = g_atomic_int_get(&peers[0]->video_frames);
+    f1 = g_atomic_int_get(&peers[1]->video_frames);
+    end = g_get_monotonic_time() + 6 * G_USEC_PER_SEC;
+    while (g_get_monotonic_time() < end) {
+        g_main_context_iteration(ctx, FALSE);
+        g_usleep(2000);
+    }
+    tm_media_get_counters(m, &c1);
+    d0 = g_atomic_int_get(&peers[0]->video_frames) - f0;
+    d1 = g_atomic_int_get(&peers[1]->video_frames) - f1;
+    unsigned long long asked = (unsigned long long)(c1.nacks_sent - c0.nacks_sent);
+    unsigned long long back = (unsigned long long)(c1.rtx_received - c0.rtx_received);
+    printf("6 s under inbound loss: decoded %d / %d frames, asked senders for %llu, got %llu back\n",
+           d0, d1, asked, back);
+    if (asked < 20 || back < asked / 2)
+        FAIL("upstream loss not repaired by the server's NACKs");
+    if (d0 < 60 || d1 < 60)
+        FAIL("video not repaired under inbound loss: %d and %d frames in 6 s", d0, d1);
 
     tm_media_visit_close(m, "v-nack");
     test_peer_free(peers[0]);
