@@ -49,3 +49,48 @@ test('waiting room: position 2, then 1 when the first patient is taken', { timeo
     await srv.stop();
   }
 });
+
+test('check-in with a booked appointment; urgent is shown to the doctor', { timeout: 120000 }, async () => {
+  const srv = await startHospital();
+  const browser = await launch();
+  try {
+    const slot = new Date(Date.now() - 60e3).toISOString();
+    const r = await srv.api('POST', '/api/v1/appointments', { patient_id: 'p-appt', dept_id: 'cardio', slot, kind: 'follow_up' }, srv.admin);
+    assert.equal(r.status, 201, r.text);
+    const doctor = await openPage(browser, srv, 'doctor.html', 'd1', 'doctor');
+    await waitView(doctor, 'ws');
+    const page = await openPage(browser, srv, 'patient.html', 'p-appt', 'patient');
+    await waitView(page, 'device');
+    await page.waitForSelector('#dev-continue:not([disabled])');
+    await page.click('#dev-continue');
+    await waitView(page, 'checkin');
+    await page.click('label.choice:has(input[value="appointment"])');
+    await page.waitForSelector(`#ci-appt option[value="${r.json.id}"]`, { state: 'attached' });
+    await page.check('#ci-urgent');
+    await page.check('#ci-consent');
+    await page.click('#ci-form button[type="submit"]');
+    await waitView(page, 'waiting');
+    assert.match(await page.textContent('#wait-dept'), /urgent/);
+    // The doctor's queue shows the appointment and the urgent flag.
+    await doctor.waitForSelector('#queue-body tr', { timeout: 10000 });
+    const row = await doctor.textContent('#queue-body tr');
+    assert.match(row, /Appointment/);
+    assert.match(row, /Urgent/);
+    await doctor.click('#status-group label:has(input[value="available"])');
+    await doctor.waitForSelector('#offer:not([hidden])');
+    assert.match(await doctor.textContent('#offer-tags'), /Appointment.*Urgent/);
+    await shot(doctor, 'doctor-offer');
+    await doctor.click('#offer-decline');
+    await doctor.waitForSelector('#offer', { state: 'hidden' });
+    // Declined: the patient keeps the head of the queue.
+    await page.waitForFunction(() => document.querySelector('#wait-position').textContent === '1');
+    const rows = srv.sql(`SELECT appointment_id, urgent FROM visits WHERE patient_id = 'p-appt'`);
+    assert.equal(rows[0].appointment_id, r.json.id);
+    assert.equal(rows[0].urgent, 1);
+    assert.deepEqual(page.errors, []);
+    assert.deepEqual(doctor.errors, []);
+  } finally {
+    await browser.close();
+    await srv.stop();
+  }
+});

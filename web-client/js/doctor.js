@@ -91,6 +91,8 @@ function applyDoctorState(st) {
 
 // After a reconnect the server tells which visit we still hold.
 function resync(st) {
+  // An offer does not survive a dropped connection.
+  if (state.offer && st.offer !== state.offer.visit_id) hideOffer();
   setStatus(st.status || state.status);
   setShift(st.shift || null);
   const visits = st.visits || [];
@@ -144,8 +146,9 @@ async function refreshQueue() {
   body.replaceChildren(...list.map((q) => el('tr', { class: q.urgent ? 'urgent' : null },
     el('td', {}, String(q.position)),
     el('td', {}, fmtDuration(q.waited_s), q.connected ? null : el('span', { class: 'tag' }, ` ${t('doc.offline')}`)),
-    el('td', {}, q.appointment ? t('doc.appointment') : t('doc.walkin'), ' ', q.urgent ? el('span', { class: 'tag tag-urgent' }, t('doc.urgent')) : null),
-    el('td', {}, t(`kind.${q.kind}`), q.state !== 'waiting' ? el('span', { class: 'tag' }, ` ${t(`state.${q.state}`)}`) : null))));
+    el('td', {}, `${q.appointment ? t('doc.appointment') : t('doc.walkin')} · ${t(`kind.${q.kind}`)} `,
+      q.urgent ? el('span', { class: 'tag tag-urgent' }, t('doc.urgent')) : null, ' ',
+      q.state !== 'waiting' ? el('span', { class: 'tag' }, t(`state.${q.state}`)) : null))));
   $('#queue-table').hidden = list.length === 0;
   $('#queue-empty').hidden = list.length > 0;
   $('#queue-count').textContent = String(list.length);
@@ -176,6 +179,7 @@ function onOffer(m) {
   renderOffer();
   const card = $('#offer');
   card.hidden = false;
+  $('#idle').hidden = true;
   clearInterval(state.offerTimer);
   const tick = () => {
     const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
@@ -234,6 +238,7 @@ function hideOffer() {
   clearInterval(state.offerTimer);
   state.offer = null;
   $('#offer').hidden = true;
+  if (!state.visitId) $('#idle').hidden = false;
 }
 
 function onOfferCancelled(m) {
