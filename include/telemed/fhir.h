@@ -1,0 +1,42 @@
+/*
+ * fhir.h - a visit record as an HL7 FHIR R4 Encounter, for
+ * GET /api/v1/visits/{id}/fhir. Pure function from the JSON that
+ * tm_store_visit_record() returns; any thread.
+ *
+ * The Encounter is self-contained: the patient, the doctor, each recording
+ * (Media) and each chat message (Communication) are contained resources,
+ * referenced with "#id", and carry the hospital's own ids as identifiers
+ * (telemed stores ids, not names, so no names appear). The appointment is
+ * a plain reference ("Appointment/<id>") because the hospital system owns
+ * it.
+ *
+ * Codes: class VR from http://terminology.hl7.org/CodeSystem/v3-ActCode;
+ * the doctor as ATND from .../v3-ParticipationType; priority UR/R from
+ * .../v3-ActPriority; length in UCUM minutes; reasonCode from ICD-10
+ * (http://hl7.org/fhir/sid/icd-10) for each diagnosis code in the notes.
+ *
+ * Recording hashes: R4's Attachment.hash is defined as base64 SHA-1. We
+ * keep SHA-256 (SHA-1 is broken for collision resistance, and the visit
+ * record and the regulator feed already carry SHA-256), so the hex SHA-256
+ * goes in the extension TM_FHIR_EXT_SHA256 and Attachment.hash is left out
+ * rather than filled with a second, weaker hash that would need the whole
+ * file re-read.
+ */
+#ifndef TELEMED_FHIR_H
+#define TELEMED_FHIR_H
+
+#include <jansson.h>
+
+/* Base of telemed's own extension and identifier URLs. */
+#define TM_FHIR_BASE "https://telemed.invalid/fhir"
+#define TM_FHIR_EXT_SHA256 TM_FHIR_BASE "/StructureDefinition/attachment-sha256"
+#define TM_FHIR_EXT_ENCRYPTED TM_FHIR_BASE "/StructureDefinition/attachment-encrypted"
+#define TM_FHIR_EXT_END_REASON TM_FHIR_BASE "/StructureDefinition/encounter-end-reason"
+
+/* Builds the Encounter for visit_record (borrowed; as from
+ * tm_store_visit_record). hospital_id names the serviceProvider and scopes
+ * the identifiers. Returns a new reference (json_decref) or NULL when the
+ * record lacks its id, patient or state. */
+json_t *tm_fhir_encounter(json_t *visit_record, const char *hospital_id);
+
+#endif

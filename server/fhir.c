@@ -1,0 +1,291 @@
+/*
+ * fhir.c - visit record -> FHIR R4 Encounter (include/telemed/fhir.h).
+ *
+ * Reads only the fields tm_store_visit_record() produces; a field that is
+ * missing or null is left out of the resource rather than invented. Owns
+ * nothing beyond the JSON it returns.
+ */
+#include "telemed/fhir.h"
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SYS_ACT_CODE "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+#define SYS_PARTICIPATION "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+#define SYS_PRIORITY "http://terminology.hl7.org/CodeSystem/v3-ActPriority"
+#define SYS_MEDIA_TYPE "http://terminology.hl7.org/CodeSystem/media-type"
+#define SYS_UCUM "http://unitsofmeasure.org"
+#define SYS_ICD10 "http://hl7.org/fhir/sid/icd-10"
+
+static const char *str(json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v && *v ? v : NULL;
+}
+
+static bool has_int(json_t *o, const char *key)
+{
+    return json_is_integer(json_object_get(o, key));
+}
+
+static json_int_t num(json_t *o, const char *key)
+{
+    return json_integer_value(json_object_get(o, key));
+}
+
+static json_t *coding(const char *system, const char *code, const char *display)
+{
+    json_t *c = json_pack("{s:s, s:s}", "system", system, "code", code);
+    if (display)
+        json_object_set_new(c, "display", json_string(display));
+    return c;
+}
+
+static json_t *concept(const char *system, const char *code, const char *display)
+{
+    return json_pack("{s:[o]}", "coding", coding(system, code, display));
+}
+
+/* An identifier scoped to the hospital: urn-style system so it never
+ * resolves to anything by accident. */
+static json_t *identifier(const char *hospital, const char *kind, const char *value)
+{
+    char *system = g_strdup_printf(TM_FHIR_BASE "/%s/%s", hospital, kind);
+    json_t *id = json_pack("{s:s, s:s}", "system", system, "value", value);
+    g_free(system);
+    return id;
+}
+
+static json_t *ref(const char *local_id)
+{
+    char *r = g_strdup_printf("#%s", local_id);
+    json_t *o = json_pack("{s:s}", "reference", r);
+    g_free(r);
+    return o;
+}
+
+static json_t *period(const char *start, const char *end)
+{
+    json_t *p = json_object();
+    if (start)
+        json_object_set_new(p, "start", json_string(start));
+    if (end)
+        json_object_set_new(p, "end", json_string(end));
+    return p;
+}
+
+/* R4 Encounter.status from the visit state. A visit row exists only from
+ * check-in, so "planned" (booked, not arrived) is an Appointment's state,
+ * not ours; waiting and offered are "arrived". */
+static const char *encounter_status(const char *state)
+{
+    if (strcmp(state, "waiting") == 0 || strcmp(state, "offered") == 0)
+        return "arrived";
+    if (strcmp(state, "active") == 0)
+        return "in-progress";
+    if (strcmp(state, "ended") == 0)
+        return "finished";
+    if (strcmp(state, "cancelled") == 0)
+        return "cancelled";
+    return "unknown";
+}
+
+/* FHIR ids are [A-Za-z0-9-.]{1,64}; ours usually are too. */
+static bool fhir_id_ok(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!g_ascii_isalnum(id[i]) && id[i] != '-' && id[i] != '.')
+            return false;
+    return true;
+}
+
+static json_t *media(json_t *rec, int n, const char *hospital)
+{
+    char local[32];
+    snprintf(local, sizeof(local), "rec%d", n);
+    const char *state = str(rec, "state") ? str(rec, "state") : "";
+    const char *status = strcmp(state, "complete") == 0     ? "completed"
+                         : strcmp(state, "recording") == 0  ? "in-progress"
+                         : strcmp(state, "incomplete") == 0 ? "stopped"
+                         : strcmp(state, "failed") == 0     ? "not-done"
+                         : strcmp(state, "deleted") == 0    ? "completed"
+                                                            : "unknown";
+    json_t *m = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "resourceType", "Media", "id", local,
+                          "status", status, "type", concept(SYS_MEDIA_TYPE, "video", "Video"),
+                          "subject", ref("patient"), "encounter", json_pack("{s:s}", "reference", "#"));
+    if (str(rec, "id"))
+        json_object_set_new(m, "identifier",
+                            json_pack("[o]", identifier(hospital, "recording", str(rec, "id"))));
+    if (str(rec, "started_at"))
+        json_object_set_new(m, "createdPeriod", period(str(rec, "started_at"), str(rec, "finished_at")));
+    if (has_int(rec, "duration_ms"))
+        json_object_set_new(m, "duration", json_real((double)num(rec, "duration_ms") / 1000.0));
+
+    json_t *content = json_pack("{s:s}", "contentType", "video/x-matroska");
+    json_t *ext = json_array();
+    bool deleted = strcmp(state, "deleted") == 0;
+    if (deleted) {
+        char *title = g_strdup_printf("deleted %s by %s", str(rec, "deleted_at") ? str(rec, "deleted_at") : "",
+                                      str(rec, "deleted_by_policy") ? str(rec, "deleted_by_policy") : "policy");
+        json_object_set_new(content, "title", json_string(title));
+        g_free(title);
+    } else if (str(rec, "id")) {
+        char *url = g_strdup_printf("/api/v1/recordings/%s", str(rec, "id"));
+        json_object_set_new(content, "url", json_string(url));
+        g_free(url);
+    }
+    /* Attachment.size is an unsignedInt (31 bits) in R4. */
+    if (!deleted && has_int(rec, "size_bytes") && num(rec, "size_bytes") >= 0 &&
+        num(rec, "size_bytes") <= 2147483647)
+        json_object_set_new(content, "size", json_integer(num(rec, "size_bytes")));
+    if (!deleted && str(rec, "sha256"))
+        json_array_append_new(ext, json_pack("{s:s, s:s}", "url", TM_FHIR_EXT_SHA256, "valueString",
+                                             str(rec, "sha256")));
+    json_t *enc = json_object_get(rec, "encrypted");
+    if (json_is_boolean(enc) || json_is_integer(enc))
+        json_array_append_new(ext, json_pack("{s:s, s:b}", "url", TM_FHIR_EXT_ENCRYPTED, "valueBoolean",
+                                             json_is_true(enc) || json_integer_value(enc) != 0));
+    if (json_array_size(ext))
+        json_object_set_new(content, "extension", ext);
+    else
+        json_decref(ext);
+    json_object_set_new(m, "content", content);
+    if (str(rec, "failure"))
+        json_object_set_new(m, "note", json_pack("[{s:s}]", "text", str(rec, "failure")));
+    return m;
+}
+
+static json_t *communication(json_t *msg, int n, const char *hospital, const char *doctor_id)
+{
+    char local[32];
+    snprintf(local, sizeof(local), "msg%d", n);
+    json_t *c = json_pack("{s:s, s:s, s:s, s:o, s:o}", "resourceType", "Communication", "id", local,
+                          "status", "completed", "subject", ref("patient"), "encounter",
+                          json_pack("{s:s}", "reference", "#"));
+    if (str(msg, "sent_at"))
+        json_object_set_new(c, "sent", json_string(str(msg, "sent_at")));
+    const char *role = str(msg, "sender_role") ? str(msg, "sender_role") : "";
+    const char *sender = str(msg, "sender_id");
+    if (strcmp(role, "patient") == 0)
+        json_object_set_new(c, "sender", ref("patient"));
+    else if (strcmp(role, "doctor") == 0 && doctor_id && sender && strcmp(sender, doctor_id) == 0)
+        json_object_set_new(c, "sender", ref("doctor"));
+    else if (sender)
+        json_object_set_new(c, "sender",
+                            json_pack("{s:o}", "identifier", identifier(hospital, "user", sender)));
+    json_object_set_new(c, "payload",
+                        json_pack("[{s:s}]", "contentString", str(msg, "body") ? str(msg, "body") : ""));
+    return c;
+}
+
+json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
+{
+    const char *id = str(rec, "id"), *patient = str(rec, "patient_id"), *state = str(rec, "state");
+    if (!json_is_object(rec) || !id || !patient || !state)
+        return NULL;
+    const char *hospital = hospital_id && *hospital_id ? hospital_id : "hospital";
+    const char *doctor = str(rec, "doctor_id");
+
+    json_t *e = json_pack("{s:s}", "resourceType", "Encounter");
+    if (fhir_id_ok(id))
+        json_object_set_new(e, "id", json_string(id));
+    json_object_set_new(e, "identifier", json_pack("[o]", identifier(hospital, "visit", id)));
+    json_object_set_new(e, "status", json_string(encounter_status(state)));
+    /* class is a single Coding in R4 (a CodeableConcept only from R5). */
+    json_object_set_new(e, "class", coding(SYS_ACT_CODE, "VR", "virtual"));
+    const char *kind = str(rec, "kind");
+    if (kind)
+        json_object_set_new(e, "type",
+                            json_pack("[{s:s}]", "text",
+                                      strcmp(kind, "follow_up") == 0 ? "follow-up visit" : "first visit"));
+    if (str(rec, "dept_name") || str(rec, "dept_id"))
+        json_object_set_new(e, "serviceType",
+                            json_pack("{s:s}", "text", str(rec, "dept_name") ? str(rec, "dept_name")
+                                                                              : str(rec, "dept_id")));
+    bool urgent = json_is_true(json_object_get(rec, "urgent"));
+    json_object_set_new(e, "priority", urgent ? concept(SYS_PRIORITY, "UR", "urgent")
+                                              : concept(SYS_PRIORITY, "R", "routine"));
+    json_object_set_new(e, "subject", ref("patient"));
+
+    /* The doctor attended from acceptance to the end (or their leaving). */
+    if (doctor) {
+        const char *left = NULL;
+        size_t i;
+        json_t *p;
+        json_array_foreach(json_object_get(rec, "participants"), i, p) {
+            const char *u = str(p, "user_id"), *role = str(p, "role");
+            if (u && role && strcmp(u, doctor) == 0 && strcmp(role, "doctor") == 0 && str(p, "left_at"))
+                left = str(p, "left_at");
+        }
+        json_t *part = json_pack("{s:[o], s:o}", "type",
+                                 concept(SYS_PARTICIPATION, "ATND", "attender"), "individual",
+                                 ref("doctor"));
+        if (str(rec, "accepted_at"))
+            json_object_set_new(part, "period",
+                                period(str(rec, "accepted_at"), left ? left : str(rec, "ended_at")));
+        json_object_set_new(e, "participant", json_pack("[o]", part));
+    }
+
+    /* The consultation runs from the doctor's acceptance to the end; a
+     * visit never accepted spans its waiting time. */
+    const char *start = str(rec, "accepted_at") ? str(rec, "accepted_at") : str(rec, "checkin_at");
+    if (start)
+        json_object_set_new(e, "period", period(start, str(rec, "ended_at")));
+    if (has_int(rec, "duration_ms") && num(rec, "duration_ms") >= 0) {
+        double minutes = (double)num(rec, "duration_ms") / 60000.0;
+        json_object_set_new(e, "length",
+                            json_pack("{s:f, s:s, s:s, s:s}", "value", ((json_int_t)(minutes * 10 + 0.5)) / 10.0,
+                                      "unit", "min", "system", SYS_UCUM, "code", "min"));
+    }
+
+    /* reasonCode: each distinct ICD-10 code the doctor's notes carry. */
+    json_t *reasons = json_array();
+    GHashTable *seen = g_hash_table_new(g_str_hash, g_str_equal);
+    size_t i;
+    json_t *note;
+    json_array_foreach(json_object_get(rec, "notes"), i, note) {
+        const char *code = str(note, "diagnosis_code");
+        if (code && !g_hash_table_contains(seen, code)) {
+            g_hash_table_add(seen, (gpointer)code);
+            json_array_append_new(reasons, concept(SYS_ICD10, code, NULL));
+        }
+    }
+    g_hash_table_destroy(seen);
+    if (json_array_size(reasons))
+        json_object_set_new(e, "reasonCode", reasons);
+    else
+        json_decref(reasons);
+
+    if (str(rec, "appointment_id")) {
+        char *a = g_strdup_printf("Appointment/%s", str(rec, "appointment_id"));
+        json_object_set_new(e, "appointment", json_pack("[{s:s}]", "reference", a));
+        g_free(a);
+    }
+    json_object_set_new(e, "serviceProvider",
+                        json_pack("{s:{s:s, s:s}}", "identifier", "system", TM_FHIR_BASE "/hospital",
+                                  "value", hospital));
+    if (str(rec, "end_reason"))
+        json_object_set_new(e, "extension", json_pack("[{s:s, s:s}]", "url", TM_FHIR_EXT_END_REASON,
+                                                      "valueString", str(rec, "end_reason")));
+
+    json_t *contained = json_array();
+    json_array_append_new(contained,
+                          json_pack("{s:s, s:s, s:[o]}", "resourceType", "Patient", "id", "patient",
+                                    "identifier", identifier(hospital, "patient", patient)));
+    if (doctor)
+        json_array_append_new(contained,
+                              json_pack("{s:s, s:s, s:[o]}", "resourceType", "Practitioner", "id",
+                                        "doctor", "identifier", identifier(hospital, "doctor", doctor)));
+    json_t *item;
+    json_array_foreach(json_object_get(rec, "recordings"), i, item)
+        json_array_append_new(contained, media(item, (int)i + 1, hospital));
+    json_array_foreach(json_object_get(rec, "chat"), i, item)
+        json_array_append_new(contained, communication(item, (int)i + 1, hospital, doctor));
+    json_object_set_new(e, "contained", contained);
+    return e;
+}

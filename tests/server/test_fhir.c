@@ -1,0 +1,288 @@
+/*
+ * test_fhir.c - the FHIR R4 Encounter export from real visit records: a
+ * finished visit with notes (ICD-10), chat and a recording, built through
+ * the real SQLite store; a waiting visit; a cancelled one. Checks the
+ * required Encounter shape (status, class) and that every code comes from
+ * the right system, and that contained resources are referenced.
+ */
+#include "telemed/common.h"
+#include "telemed/fhir.h"
+#include "telemed/recording_store.h"
+#include "telemed/store.h"
+#include "tm_test.h"
+
+#include <glib.h>
+
+static char *dir;
+
+static tm_store *open_store(void)
+{
+    char *path = g_build_filename(dir, "fhir.db", NULL), *err = NULL;
+    tm_store *s = tm_store_open(path, "hosp-1", &err);
+    CHECK(s != NULL);
+    g_free(path);
+    return s;
+}
+
+static const char *sget(json_t *o, const char *path)
+{
+    /* "a.b.0.c": objects by key, arrays by index. */
+    char **parts = g_strsplit(path, ".", -1);
+    json_t *cur = o;
+    for (int i = 0; parts[i] && cur; i++) {
+        if (json_is_array(cur))
+            cur = json_array_get(cur, (size_t)g_ascii_strtoull(parts[i], NULL, 10));
+        else
+            cur = json_object_get(cur, parts[i]);
+    }
+    g_strfreev(parts);
+    return json_string_value(cur);
+}
+
+static json_t *jget(json_t *o, const char *path)
+{
+    char **parts = g_strsplit(path, ".", -1);
+    json_t *cur = o;
+    for (int i = 0; parts[i] && cur; i++) {
+        if (json_is_array(cur))
+            cur = json_array_get(cur, (size_t)g_ascii_strtoull(parts[i], NULL, 10));
+        else
+            cur = json_object_get(cur, parts[i]);
+    }
+    g_strfreev(parts);
+    return cur;
+}
+
+static json_t *contained(json_t *enc, const char *type, int nth)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(enc, "contained"), i, r) {
+        if (strcmp(sget(r, "resourceType"), type) == 0 && nth-- == 0)
+            return r;
+    }
+    return NULL;
+}
+
+/* Every "#x" reference anywhere must name a contained resource (or "#",
+ * the Encounter itself): FHIR's dom-3/ref-1 for contained resources. */
+static void check_refs(json_t *enc, json_t *node)
+{
+    if (json_is_object(node)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(node, k, v) {
+            if (strcmp(k, "reference") == 0 && json_is_string(v) && json_string_value(v)[0] == '#') {
+                const char *id = json_string_value(v) + 1;
+                bool found = *id == '\0';
+                size_t i;
+                json_t *r;
+                json_array_foreach(json_object_get(enc, "contained"), i, r) {
+                    found = found || strcmp(sget(r, "id"), id) == 0;
+                }
+                if (!found)
+                    fprintf(stderr, "dangling reference #%s\n", id);
+                CHECK(found);
+            }
+            check_refs(enc, v);
+        }
+    } else if (json_is_array(node)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(node, i, v) {
+            check_refs(enc, v);
+        }
+    }
+}
+
+static void check_required_shape(json_t *e)
+{
+    CHECK_STR(sget(e, "resourceType"), "Encounter");
+    CHECK(sget(e, "status") != NULL);
+    /* R4: class is one Coding from v3-ActCode; VR is "virtual". */
+    CHECK(json_is_object(json_object_get(e, "class")));
+    CHECK_STR(sget(e, "class.system"), "http://terminology.hl7.org/CodeSystem/v3-ActCode");
+    CHECK_STR(sget(e, "class.code"), "VR");
+    CHECK_STR(sget(e, "subject.reference"), "#patient");
+    json_t *pat = contained(e, "Patient", 0);
+    CHECK(pat != NULL);
+    CHECK(sget(pat, "identifier.0.system") != NULL);
+    CHECK(json_object_get(pat, "name") == NULL); /* ids only */
+    CHECK(sget(e, "serviceProvider.identifier.value") != NULL);
+    check_refs(e, e);
+    /* It survives a round trip through text. */
+    char *text = json_dumps(e, JSON_COMPACT);
+    json_t *back = json_loads(text, 0, NULL);
+    CHECK(back != NULL && json_equal(back, e));
+    json_decref(back);
+    free(text);
+}
+
+static void seed(tm_store *s)
+{
+    CHECK_EQ_INT(tm_store_dept_put(s, "cardio", "Cardiology"), 0);
+    CHECK_EQ_INT(tm_store_doctor_put(s, "d1", "Dr One", "cardio", "LIC1", NULL), 0);
+    char shift[64];
+    int64_t now = tm_now_ms();
+    CHECK_EQ_INT(tm_store_shift_add(s, "d1", "cardio", now - 3600000, now + 3600000, 5, shift), 0);
+}
+
+static void checkin(tm_store *s, tm_visit *v, const char *appt, bool urgent, int64_t at)
+{
+    memset(v, 0, sizeof(*v));
+    g_strlcpy(v->patient_id, "p-42", sizeof(v->patient_id));
+    g_strlcpy(v->dept_id, "cardio", sizeof(v->dept_id));
+    if (appt)
+        g_strlcpy(v->appointment_id, appt, sizeof(v->appointment_id));
+    g_strlcpy(v->kind, "follow_up", sizeof(v->kind));
+    v->urgent = urgent;
+    v->checkin_ms = at;
+    CHECK_EQ_INT(tm_store_visit_checkin(s, v, "ua/p"), 0);
+}
+
+static void test_finished_visit(void)
+{
+    tm_store *s = open_store();
+    seed(s);
+    tm_appointment a = {0};
+    g_strlcpy(a.patient_id, "p-42", sizeof(a.patient_id));
+    g_strlcpy(a.dept_id, "cardio", sizeof(a.dept_id));
+    g_strlcpy(a.kind, "follow_up", sizeof(a.kind));
+    a.slot_ms = tm_now_ms();
+    char appt[64];
+    CHECK_EQ_INT(tm_store_appt_create(s, &a, appt), 0);
+    int64_t t0 = tm_now_ms() - 20 * 60000;
+    tm_visit v;
+    checkin(s, &v, appt, false, t0);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", t0 + 60000), 0);
+    CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "d1", "ua/d", t0 + 120000), 0);
+    int64_t msg;
+    CHECK_EQ_INT(tm_store_chat_add(s, v.id, "p-42", "patient", "my chest hurts less", t0 + 180000, &msg), 0);
+    CHECK_EQ_INT(tm_store_chat_add(s, v.id, "d1", "doctor", "good, keep the dose", t0 + 200000, &msg), 0);
+    CHECK_EQ_INT(tm_store_note_save(s, v.id, "d1", "stable angina, continue", "I20.8", true, t0 + 600000), 0);
+    char rec[TM_RECORDING_ID_LEN];
+    CHECK_EQ_INT(tm_recording_start(s, v.id, "/r/v.mkv", "matroska", false, t0 + 120000, rec), 0);
+    CHECK_EQ_INT(tm_recording_finish(s, rec, 5000000, 15 * 60000,
+                                     "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", 0,
+                                     t0 + 17 * 60000),
+                 0);
+    CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d1", t0 + 17 * 60000), 0);
+
+    json_t *record = tm_store_visit_record(s, v.id);
+    CHECK(record != NULL);
+    json_t *e = tm_fhir_encounter(record, "hosp-1");
+    CHECK(e != NULL);
+    check_required_shape(e);
+    CHECK_STR(sget(e, "id"), v.id);
+    CHECK_STR(sget(e, "identifier.0.value"), v.id);
+    CHECK_STR(sget(e, "status"), "finished");
+    CHECK_STR(sget(e, "class.display"), "virtual");
+    CHECK_STR(sget(e, "priority.coding.0.system"), "http://terminology.hl7.org/CodeSystem/v3-ActPriority");
+    CHECK_STR(sget(e, "priority.coding.0.code"), "R");
+
+    /* The doctor attends, coded from v3-ParticipationType. */
+    CHECK_EQ_INT(json_array_size(json_object_get(e, "participant")), 1);
+    CHECK_STR(sget(e, "participant.0.type.0.coding.0.system"),
+              "http://terminology.hl7.org/CodeSystem/v3-ParticipationType");
+    CHECK_STR(sget(e, "participant.0.type.0.coding.0.code"), "ATND");
+    CHECK_STR(sget(e, "participant.0.individual.reference"), "#doctor");
+    CHECK_STR(sget(e, "participant.0.period.start"), sget(record, "accepted_at"));
+    json_t *doc = contained(e, "Practitioner", 0);
+    CHECK(doc != NULL);
+    CHECK_STR(sget(doc, "identifier.0.value"), "d1");
+
+    /* Period and length (UCUM minutes) agree with the record. */
+    CHECK_STR(sget(e, "period.start"), sget(record, "accepted_at"));
+    CHECK_STR(sget(e, "period.end"), sget(record, "ended_at"));
+    CHECK_STR(sget(e, "length.unit"), "min");
+    CHECK_STR(sget(e, "length.system"), "http://unitsofmeasure.org");
+    CHECK_STR(sget(e, "length.code"), "min");
+    CHECK(json_real_value(jget(e, "length.value")) > 14.9 && json_real_value(jget(e, "length.value")) < 15.1);
+
+    CHECK_STR(sget(e, "reasonCode.0.coding.0.system"), "http://hl7.org/fhir/sid/icd-10");
+    CHECK_STR(sget(e, "reasonCode.0.coding.0.code"), "I20.8");
+    char *appt_ref = g_strdup_printf("Appointment/%s", appt);
+    CHECK_STR(sget(e, "appointment.0.reference"), appt_ref);
+    g_free(appt_ref);
+    CHECK_STR(sget(e, "serviceProvider.identifier.value"), "hosp-1");
+    CHECK_STR(sget(e, "extension.0.valueString"), "completed");
+
+    /* The recording as Media: link, size, SHA-256 in its extension. */
+    json_t *m = contained(e, "Media", 0);
+    CHECK(m != NULL);
+    CHECK_STR(sget(m, "status"), "completed");
+    CHECK_STR(sget(m, "type.coding.0.system"), "http://terminology.hl7.org/CodeSystem/media-type");
+    CHECK_STR(sget(m, "type.coding.0.code"), "video");
+    CHECK_STR(sget(m, "encounter.reference"), "#");
+    char *url = g_strdup_printf("/api/v1/recordings/%s", rec);
+    CHECK_STR(sget(m, "content.url"), url);
+    g_free(url);
+    CHECK_EQ_INT(json_integer_value(jget(m, "content.size")), 5000000);
+    CHECK(jget(m, "content.hash") == NULL);
+    CHECK_STR(sget(m, "content.extension.0.url"), TM_FHIR_EXT_SHA256);
+    CHECK_STR(sget(m, "content.extension.0.valueString"),
+              "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+    CHECK(json_real_value(jget(m, "duration")) > 899.0);
+
+    /* Chat as Communications, senders resolved to the contained resources. */
+    json_t *c0 = contained(e, "Communication", 0), *c1 = contained(e, "Communication", 1);
+    CHECK(c0 && c1);
+    CHECK_STR(sget(c0, "sender.reference"), "#patient");
+    CHECK_STR(sget(c1, "sender.reference"), "#doctor");
+    CHECK_STR(sget(c1, "payload.0.contentString"), "good, keep the dose");
+    CHECK(contained(e, "Communication", 2) == NULL);
+
+    json_decref(e);
+    json_decref(record);
+    tm_store_free(s);
+}
+
+static void test_waiting_and_cancelled(void)
+{
+    tm_store *s = open_store();
+    tm_visit v;
+    int64_t t0 = tm_now_ms() - 60000;
+    checkin(s, &v, NULL, true, t0);
+    json_t *record = tm_store_visit_record(s, v.id);
+    json_t *e = tm_fhir_encounter(record, "hosp-1");
+    check_required_shape(e);
+    CHECK_STR(sget(e, "status"), "arrived");
+    CHECK_STR(sget(e, "priority.coding.0.code"), "UR");
+    CHECK_STR(sget(e, "period.start"), sget(record, "checkin_at"));
+    CHECK(jget(e, "period.end") == NULL);
+    CHECK(jget(e, "length") == NULL);
+    CHECK(jget(e, "participant") == NULL);
+    CHECK(jget(e, "reasonCode") == NULL);
+    CHECK(jget(e, "appointment") == NULL);
+    CHECK(contained(e, "Practitioner", 0) == NULL);
+    json_decref(e);
+    json_decref(record);
+
+    CHECK_EQ_INT(tm_store_visit_end(s, v.id, "patient_left", "p-42", t0 + 30000), 0);
+    record = tm_store_visit_record(s, v.id);
+    e = tm_fhir_encounter(record, "hosp-1");
+    check_required_shape(e);
+    CHECK_STR(sget(e, "status"), "cancelled");
+    json_decref(e);
+
+    /* A record without its essentials is refused, not guessed. */
+    json_object_del(record, "patient_id");
+    CHECK(tm_fhir_encounter(record, "hosp-1") == NULL);
+    CHECK(tm_fhir_encounter(json_null(), "hosp-1") == NULL);
+    json_decref(record);
+    tm_store_free(s);
+}
+
+int main(void)
+{
+    dir = g_dir_make_tmp("tm-fhir-XXXXXX", NULL);
+    CHECK(dir != NULL);
+    RUN(test_finished_visit);
+    RUN(test_waiting_and_cancelled);
+    char *cmd = g_strdup_printf("rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup failed\n");
+    g_free(cmd);
+    g_free(dir);
+    TEST_DONE();
+}
