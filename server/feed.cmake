@@ -20,6 +20,7 @@ target_link_libraries(feed_harness PRIVATE telemed)
 tm_node_test(feed_http tests/feed/feed_http.test.mjs)
 tm_node_test(feed_crash tests/feed/feed_crash.test.mjs)
 tm_node_test(feed_outage tests/feed/feed_outage.test.mjs)
+tm_node_test(feed_server tests/feed/feed_server.test.mjs)
 
 # Benchmark, run by hand (not a test): build-x/feed_bench [--feed-batch N].
 add_executable(feed_bench tests/bench/feed_bench.c)
