@@ -240,7 +240,10 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len)
                 if (tm_vp8_parse(pl, h.payload_len, &vi) == 0 && vi.keyframe)
                     tm_stream_stats_on_keyframe(s->stats, vi.width, vi.height);
             } else if (tm_rtp_is_keyframe(s->codec, pl, h.payload_len)) {
-                tm_stream_stats_on_keyframe(s->stats, 0, 0);
+                uint16_t wd = 0, ht = 0;
+                if (s->codec == TM_CODEC_H264)
+                    tm_h264_sps_size(pl, h.payload_len, &wd, &ht);
+                tm_stream_stats_on_keyframe(s->stats, wd, ht);
             }
         }
     }
@@ -282,6 +285,10 @@ static void on_report_blocks(tm__peer *from, const tm_rtcp_report_block *rb, uns
             if (rb[i].lsr && o->sr_mid[k] == rb[i].lsr) {
                 int64_t rtt = now_ms - o->sr_ms[k] - (int64_t)rb[i].dlsr * 1000 / 65536;
                 o->st.rtt_ms = rtt < 0 ? 0 : rtt;
+                /* The same path carries this peer's own streams to us. */
+                for (int j = 0; j < from->n_in; j++)
+                    if (from->in[j].stats)
+                        tm_stream_stats_set_rtt_us(from->in[j].stats, o->st.rtt_ms * 1000);
                 break;
             }
         }
@@ -616,6 +623,10 @@ void tm__forward_tick(tm__peer *p, int64_t now_ms)
 {
     if (p->closing || !p->srtp)
         return;
+    /* Consent freshness takes ~30 s to declare a path dead; signaling wants
+     * to know sooner that media stopped (grace period, ICE restart). */
+    if (p->last_rx_ms && now_ms - p->last_rx_ms > TM__SILENT_MS)
+        tm__peer_set_state(p, "disconnected");
     send_reports(p, now_ms);
     post_stats(p, now_ms);
 }

@@ -42,6 +42,7 @@ static void on_recv(NiceAgent *agent, guint stream_id, guint component_id, guint
             tm__forward_rtcp(p, b, len);
         else
             tm__forward_rtp(p, b, len);
+        tm__peer_media_seen(p);
         return;
     }
     atomic_fetch_add_explicit(&ctr(p)->dropped_malformed, 1, memory_order_relaxed);

@@ -32,6 +32,7 @@
 #define TM__REMB_CAP_BPS 2500000u    /* what senders may use when no receiver says less */
 #define TM__REMB_MIN_BPS 100000u
 #define TM__PLI_INTERVAL_MS 1000
+#define TM__SILENT_MS 6000 /* nothing received this long: "disconnected" (RTCP-only receivers report every <= 5 s) */
 #define TM__RTX_SLOTS_VIDEO 256
 #define TM__RTX_MAX_AGE_MS 1000
 #define TM__MISSING_MAX 64           /* upstream losses tracked per incoming video stream */
@@ -190,6 +191,7 @@ struct tm__peer {
     GSource *dtls_timer;
     tm__srtp *srtp;
     const char *state; /* last state reported (static string) */
+    int64_t last_rx_ms; /* monotonic time of the last SRTP/SRTCP packet accepted */
     uint32_t rtcp_ssrc; /* our sender SSRC in RTCP to this peer */
     uint64_t session_version;
     /* Streams */
@@ -226,6 +228,8 @@ void tm__peer_set_state(tm__peer *p, const char *state);
 /* From ice.c: a DTLS datagram arrived; the ICE component changed state. */
 void tm__peer_dtls_input(tm__peer *p, const uint8_t *buf, size_t len);
 void tm__peer_ice_state(tm__peer *p, guint state);
+/* Media arrived (after a silence it reports "connected" again). Hot path: cheap. */
+void tm__peer_media_seen(tm__peer *p);
 /* Closes p from the worker's main loop soon (safe inside libnice callbacks). */
 void tm__peer_close_later(tm__peer *p, const char *state);
 /* Sends a datagram on the peer's ICE transport (no-op before a pair exists). */

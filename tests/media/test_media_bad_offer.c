@@ -4,6 +4,7 @@
  * fingerprint algorithm), leaving nothing behind; and a valid offer after them
  * still gets an answer with our fingerprint and a loopback host candidate.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "telemed/media.h"
@@ -134,6 +135,27 @@ int main(void)
     } while ((c.peers || c.visits) && g_get_monotonic_time() < end);
     CHECK_EQ_INT(c.peers, 0);
     CHECK_EQ_INT(c.visits, 0);
+    tm_media_free(m);
+
+    /* NAT 1:1 address and a port range show up in the answer's candidate. */
+    free(answer);
+    answer = NULL;
+    tm_media_options nat = {.workers = 1, .addresses = "127.0.0.1", .public_ip = "203.0.113.7",
+                            .port_min = 42000, .port_max = 42010};
+    m = tm_media_new(&nat, ctx, on_event, NULL, &err);
+    CHECK(m != NULL);
+    CHECK_EQ_INT(tm_media_offer(m, "v-2", "p-2", false, GOOD, strlen(GOOD), &err), 0);
+    end = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    while (!answer && g_get_monotonic_time() < end)
+        g_main_context_iteration(ctx, TRUE);
+    CHECK(answer != NULL);
+    const char *cand = strstr(answer, "a=candidate:");
+    CHECK(cand != NULL);
+    CHECK(strstr(cand, " 203.0.113.7 ") != NULL);
+    CHECK(strstr(answer, " 127.0.0.1 ") == NULL);
+    int port = 0;
+    CHECK(sscanf(strstr(cand, " 203.0.113.7 ") + 13, "%d", &port) == 1);
+    CHECK(port >= 42000 && port <= 42010);
     tm_media_free(m);
     free(answer);
     TEST_DONE();

@@ -2,7 +2,8 @@
  * test_media_reconnect.c - a participant drops and comes back. The patient's
  * whole WebRTC stack is torn down without telling the media core (as a
  * network change or a reload would), then a new one offers for the same peer
- * id (new ICE credentials). The doctor must keep receiving the patient's video
+ * id (new ICE credentials). Meanwhile the patient is reported
+ * "disconnected"; afterwards "connected" again. The doctor must keep receiving the patient's video
  * on the same track (SSRC unchanged, as the answer it already holds says)
  * and the new patient must receive the doctor's.
  */
@@ -22,10 +23,18 @@
     } while (0)
 
 static test_peer *peers[2];
+static char patient_state[32];
 
 static void on_event(const tm_media_event *ev, void *user)
 {
+    if (ev->type == TM_MEDIA_EV_STATE && strcmp(ev->peer_id, "patient") == 0)
+        g_strlcpy(patient_state, ev->state, sizeof patient_state);
     test_peer_on_event(peers, 2, ev);
+}
+
+static bool patient_disconnected(void *u)
+{
+    return strcmp(patient_state, "disconnected") == 0;
 }
 
 static bool decoding(void *u)
@@ -59,7 +68,9 @@ int main(int argc, char **argv)
     /* The patient vanishes and comes back with a new stack. */
     test_peer_free(peers[0]);
     peers[0] = NULL;
-    g_usleep(1500000);
+    /* The media core notices the silence long before consent expires. */
+    if (!test_wait(ctx, 12000, patient_disconnected, NULL))
+        FAIL("patient not reported disconnected (state %s)", patient_state);
     peers[0] = test_peer_new(m, "v-re", "patient", 320, 240);
     if (!peers[0] || !test_wait(ctx, 10000, answered, NULL))
         FAIL("no answer to the returning patient");
@@ -68,6 +79,8 @@ int main(int argc, char **argv)
     if (!test_wait(ctx, 20000, decoding, want))
         FAIL("media did not resume: patient %d frames, doctor %d (state %s)",
              peers[0]->video_frames, peers[1]->video_frames, peers[0]->state);
+    if (strcmp(patient_state, "connected") != 0)
+        FAIL("patient state %s after coming back", patient_state);
     if (peers[1]->rx_width != 320)
         FAIL("doctor sees %d wide, want 320", peers[1]->rx_width);
     if (peers[1]->answers != 1 || strcmp(doctor_answer, peers[1]->answer) != 0)
