@@ -88,6 +88,16 @@ test('full visit across the patient, doctor and supervisor pages', { timeout: 24
       await sup.waitForFunction(() => document.querySelector(`#live-body tr[data-state="active"] .q-cell`), null, { timeout: 10000 });
     });
 
+    await t.test('the supervisor page watches again after its connection drops', async () => {
+      const gen = await sup.evaluate(() => window.tm.state.peerGen);
+      await sup.evaluate(() => window.tm.sig.drop());
+      await sup.waitForFunction((g) => document.body.dataset.conn === 'open' && window.tm.state.peerGen > g, gen, { timeout: 15000 });
+      await sup.waitForFunction(() => {
+        const v = [...document.querySelectorAll('#watch-grid video')];
+        return v.length >= 2 && v.every((x) => x.videoWidth > 0);
+      }, null, { timeout: 25000 });
+    });
+
     await shot(patient, 'visit-patient');
     await shot(doctor, 'visit-doctor');
 

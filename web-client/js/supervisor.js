@@ -199,6 +199,8 @@ async function watch(visitId) {
 
 function startPeer(visitId) {
   if (state.peer) state.peer.close();
+  state.peerGen = (state.peerGen || 0) + 1;
+  $('#watch-grid').replaceChildren();
   // One audio and one video from each side of a 1:1 visit.
   const peer = new MediaPeer({ sig, visitId, iceServers: (state.hello && state.hello.ice_servers) || [], recv: { audio: 2, video: 2 } });
   state.peer = peer;
