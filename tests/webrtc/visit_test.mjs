@@ -93,21 +93,27 @@ test('a receive-only peer joining late gets a decodable keyframe within 1 s', { 
 test('loss: dropped video packets are repaired by NACK and decoding goes on', { timeout: 120000 }, async (t) => {
   const srv = await withServer(t);
   const c = await prepareClinic(srv);
-  // The doctor's client drops every 25th incoming video packet (once) before
-  // its jitterbuffer; its NACKs must bring them back from the server's cache.
-  const doctor = runClient(common(srv, c.doctorToken, 'doctor', ['--drop-every', '25', '--duration', '12',
-    '--min-audio-s', '3', '--min-frames', '150', '--bitrate', '800000']), { name: 'doctor' });
+  // The doctor's client drops every 15th incoming video packet (once, before
+  // SRTP and the jitterbuffer see it, like loss on the wire); its NACKs must
+  // bring them back from the server's retransmission cache. A noisy picture
+  // makes several packets per frame, so losses hit most frames.
+  const doctor = runClient(common(srv, c.doctorToken, 'doctor', [...(process.env.TM_NO_DROP ? [] : ['--drop-every', '15']),
+    '--duration', '12', '--min-audio-s', '3', '--min-frames', '60']), { name: 'doctor' });
   t.after(() => doctor.kill());
   await doctor.waitEvent('hello_ok', 20000);
   const patient = runClient(common(srv, c.patientToken, 'patient', ['--dept', c.dept, '--duration', '12',
-    '--min-audio-s', '3', '--bitrate', '800000']), { name: 'patient' });
+    '--pattern', 'snow', '--bitrate', '600000', '--min-audio-s', '3']), { name: 'patient' });
   t.after(() => patient.kill());
   const [rp, rd] = await Promise.all([patient.done, doctor.done]);
   assert.equal(rp.code, 0, describe('patient', rp));
   assert.equal(rd.code, 0, describe('doctor', rd));
   const dropped = Number(rd.result.dropped);
-  const repaired = Number(rd.result.repaired) + Number(rd.result.other_pt_packets);
-  assert.ok(dropped >= 20, describe('doctor', rd));
   // Retransmissions arrive either as the original packet again or as RTX.
-  assert.ok(repaired >= dropped * 0.8, `repaired ${repaired} of ${dropped} dropped\n${describe('doctor', rd)}`);
+  const repaired = Number(rd.result.repaired) + Number(rd.result.other_pt_packets);
+  console.log(`# loss: dropped=${dropped} repaired=${repaired} frames=${rd.result.video_frames} tail_frames=${rd.result.tail_frames}`);
+  assert.ok(dropped >= 30, describe('doctor', rd));
+  // Not every NACK can be answered in time on a loaded machine (the
+  // jitterbuffer gives up after its deadline), but most must be.
+  assert.ok(repaired >= dropped * 0.5, `repaired ${repaired} of ${dropped} dropped\n${describe('doctor', rd)}`);
+  assert.ok(Number(rd.result.tail_frames) >= 10, `video stopped under loss\n${describe('doctor', rd)}`);
 });

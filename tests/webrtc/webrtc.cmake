@@ -4,7 +4,7 @@
 # purpose: it is the independent peer. The drivers find it as
 # $TELEMED_BUILD_DIR/webrtc_client.
 pkg_check_modules(TMW_GST IMPORTED_TARGET
-  gstreamer-1.0>=1.22 gstreamer-webrtc-1.0 gstreamer-sdp-1.0 gstreamer-rtp-1.0)
+  gstreamer-1.0>=1.22 gstreamer-webrtc-1.0 gstreamer-sdp-1.0)
 pkg_check_modules(TMW_SOUP IMPORTED_TARGET libsoup-3.0)
 
 if(TMW_GST_FOUND AND TMW_SOUP_FOUND)

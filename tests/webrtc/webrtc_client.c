@@ -21,7 +21,6 @@
  * Tests only: it accepts any TLS certificate.
  */
 #include <gst/gst.h>
-#include <gst/rtp/rtp.h>
 #include <gst/sdp/sdp.h>
 #define GST_USE_UNSTABLE_API
 #include <gst/webrtc/webrtc.h>
@@ -57,7 +56,7 @@ struct in_stream {
 };
 
 struct opts {
-    char *url, *token, *role, *dept, *kind, *watch, *local_ip, *ua;
+    char *url, *token, *role, *dept, *kind, *watch, *local_ip, *ua, *pattern;
     gboolean urgent, recv_only, verbose, no_audio_send;
     int duration, timeout, width, height, fps, min_frames, kf_dist, bitrate;
     int expect_w, expect_h; /* size the other side's video must decode at */
@@ -85,7 +84,9 @@ struct app {
     gint64 t_start_us, t_active_us, t_offer_us, t_answer_us, t_connected_us;
     char *fail_reason;
     int exit_code;
-    guint run_timer, end_timer;
+    guint run_timer, end_timer, tail_timer;
+    guint64 frames_at_tail; /* video frames decoded when the last 3 s began */
+    gboolean tail_marked;
     gboolean visit_ended;
 
     GMutex stats_lock;
@@ -190,23 +191,30 @@ static GstPadProbeReturn on_decoded(GstPad *pad, GstPadProbeInfo *info, gpointer
     return GST_PAD_PROBE_OK;
 }
 
-/* Loss hook: drop every Nth video RTP packet on its first arrival, before
- * webrtcbin's jitterbuffer sees it, and count how many of the dropped
- * sequence numbers come back (retransmitted after our NACK). */
-static GstPadProbeReturn on_rtp_in(GstPad *pad, GstPadProbeInfo *info, gpointer ud)
+/* Loss hook: drop every Nth video RTP packet on its first arrival, while
+ * it is still SRTP (the RTP header is in the clear), so that neither the
+ * SRTP replay window nor the jitterbuffer has seen it: exactly like loss
+ * on the wire. Counts how many dropped sequence numbers come back
+ * (a plain retransmission after our NACK; RTX shows in other_pt). */
+static GstPadProbeReturn on_srtp_in(GstPad *pad, GstPadProbeInfo *info, gpointer ud)
 {
     GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER(info);
-    GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
     static guint64 count;
-    if (!buf || !gst_rtp_buffer_map(buf, GST_MAP_READ, &rtp))
+    GstMapInfo map;
+    if (!buf || !gst_buffer_map(buf, &map, GST_MAP_READ))
         return GST_PAD_PROBE_OK;
-    guint32 ssrc = gst_rtp_buffer_get_ssrc(&rtp);
-    guint16 seq = gst_rtp_buffer_get_seq(&rtp);
-    guint8 pt = gst_rtp_buffer_get_payload_type(&rtp);
-    gst_rtp_buffer_unmap(&rtp);
+    if (map.size < 12 || (map.data[0] >> 6) != 2) {
+        gst_buffer_unmap(buf, &map);
+        return GST_PAD_PROBE_OK;
+    }
+    guint8 pt = map.data[1] & 0x7f;
+    guint16 seq = (guint16)((map.data[2] << 8) | map.data[3]);
+    guint32 ssrc = ((guint32)map.data[8] << 24) | ((guint32)map.data[9] << 16) |
+                   ((guint32)map.data[10] << 8) | map.data[11];
+    gst_buffer_unmap(buf, &map);
     int vpt = g_atomic_int_get(&A.video_pt);
     if (vpt < 0 || pt != vpt) {
-        if (vpt >= 0 && pt != g_atomic_int_get(&A.audio_pt))
+        if (vpt >= 0 && pt != g_atomic_int_get(&A.audio_pt) && pt >= 96)
             g_atomic_int_inc(&A.other_pt_packets); /* RTX and the like */
         return GST_PAD_PROBE_OK;
     }
@@ -448,41 +456,19 @@ static void add_recv_transceiver(const char *caps_str)
     }
 }
 
-static void probe_rtpbin_pad(GstPad *sp)
+/* webrtcbin makes its transport (and in it the srtpdec) when the offer
+ * is set, so catch the element as it is added anywhere in the pipeline. */
+static void on_deep_element_added(GstBin *bin, GstBin *sub, GstElement *e, gpointer ud)
 {
-    if (!g_str_has_prefix(GST_PAD_NAME(sp), "recv_rtp_sink_"))
+    GstElementFactory *f = gst_element_get_factory(e);
+    if (!f || strcmp(GST_OBJECT_NAME(f), "srtpdec") != 0)
         return;
-    gst_pad_add_probe(sp, GST_PAD_PROBE_TYPE_BUFFER, on_rtp_in, NULL, NULL);
-    g_print("event=loss_hook pad=%s every=%d\n", GST_PAD_NAME(sp), A.o.drop_every);
-}
-
-static void on_rtpbin_pad(GstElement *rtpbin, GstPad *pad, gpointer ud)
-{
-    probe_rtpbin_pad(pad);
-}
-
-/* webrtcbin keeps an rtpbin inside; its recv_rtp_sink pads carry RTP that
- * is already decrypted, ahead of any jitterbuffer: the place to lose it. */
-static void install_loss_hook(void)
-{
-    GstIterator *it = gst_bin_iterate_recurse(GST_BIN(A.webrtc));
-    GValue v = G_VALUE_INIT;
-    while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
-        GstElement *e = g_value_get_object(&v);
-        GstElementFactory *f = gst_element_get_factory(e);
-        if (f && strcmp(GST_OBJECT_NAME(f), "rtpbin") == 0) {
-            g_signal_connect(e, "pad-added", G_CALLBACK(on_rtpbin_pad), NULL);
-            GstIterator *pi = gst_element_iterate_sink_pads(e);
-            GValue pv = G_VALUE_INIT;
-            while (gst_iterator_next(pi, &pv) == GST_ITERATOR_OK) {
-                probe_rtpbin_pad(g_value_get_object(&pv));
-                g_value_reset(&pv);
-            }
-            gst_iterator_free(pi);
-        }
-        g_value_reset(&v);
-    }
-    gst_iterator_free(it);
+    GstPad *sp = gst_element_get_static_pad(e, "rtp_sink");
+    if (!sp)
+        return;
+    gst_pad_add_probe(sp, GST_PAD_PROBE_TYPE_BUFFER, on_srtp_in, NULL, NULL);
+    gst_object_unref(sp);
+    g_print("event=loss_hook element=%s every=%d\n", GST_ELEMENT_NAME(e), A.o.drop_every);
 }
 
 /* Browsers send NACK and PLI at once; GStreamer's session sends feedback
@@ -513,6 +499,7 @@ static void tune_rtcp(void)
 
 static gboolean run_timer_cb(gpointer ud);
 static gboolean end_timer_cb(gpointer ud);
+static gboolean tail_timer_cb(gpointer ud);
 
 static int start_media(void)
 {
@@ -539,7 +526,7 @@ static int start_media(void)
         }
     }
     if (A.o.drop_every > 0)
-        install_loss_hook();
+        g_signal_connect(A.pipe, "deep-element-added", G_CALLBACK(on_deep_element_added), NULL);
     g_signal_connect(A.webrtc, "on-ice-candidate", G_CALLBACK(on_ice_candidate), NULL);
     g_signal_connect(A.webrtc, "pad-added", G_CALLBACK(on_pad_added), NULL);
     g_signal_connect(A.webrtc, "notify::ice-gathering-state", G_CALLBACK(on_gathering_state),
@@ -557,11 +544,11 @@ static int start_media(void)
             "audio/x-raw,rate=48000,channels=2 ! queue ! opusenc ! rtpopuspay pt=111 ssrc=%u",
             A.audio_ssrc);
         char *vdesc = g_strdup_printf(
-            "videotestsrc is-live=true pattern=ball ! video/x-raw,width=%d,height=%d,"
+            "videotestsrc is-live=true pattern=%s ! video/x-raw,width=%d,height=%d,"
             "framerate=%d/1 ! videoconvert ! queue ! vp8enc deadline=1 cpu-used=8 "
             "error-resilient=default keyframe-max-dist=%d target-bitrate=%d ! rtpvp8pay pt=96 "
             "picture-id-mode=15-bit ssrc=%u",
-            A.o.width, A.o.height, A.o.fps, A.o.kf_dist, A.o.bitrate, A.video_ssrc);
+            A.o.pattern, A.o.width, A.o.height, A.o.fps, A.o.kf_dist, A.o.bitrate, A.video_ssrc);
         gboolean ok = add_sender(adesc, &err) && add_sender(vdesc, &err);
         g_free(adesc);
         g_free(vdesc);
@@ -597,6 +584,8 @@ static int start_media(void)
     GstPromise *p = gst_promise_new_with_change_func(on_offer_created, NULL, NULL);
     g_signal_emit_by_name(A.webrtc, "create-offer", NULL, p);
     A.run_timer = g_timeout_add((guint)A.o.duration * 1000, run_timer_cb, NULL);
+    if (A.o.duration > 3)
+        A.tail_timer = g_timeout_add((guint)(A.o.duration - 3) * 1000, tail_timer_cb, NULL);
     if (A.o.end_after > 0)
         A.end_timer = g_timeout_add((guint)(A.o.end_after * 1000), end_timer_cb, NULL);
     return 0;
@@ -882,11 +871,13 @@ static void print_summary(void)
     g_print("result ok=%d role=%s visit=%s video_frames=%" G_GUINT64_FORMAT
             " width=%d height=%d audio_ms=%" G_GUINT64_FORMAT " join_ms=%.0f "
             "connect_ms=%.0f first_frame_after_connect_ms=%.0f dropped=%" G_GUINT64_FORMAT
-            " repaired=%" G_GUINT64_FORMAT " other_pt_packets=%d\n",
+            " repaired=%" G_GUINT64_FORMAT " other_pt_packets=%d tail_frames=%" G_GINT64_FORMAT
+            "\n",
             A.exit_code == 0, A.o.role, A.visit_id ? A.visit_id : "-", frames, w, h,
             audio_ns / 1000000, ms_since(A.t_active_us, first_video),
             ms_since(A.t_offer_us, A.t_connected_us), ms_since(A.t_connected_us, first_video),
-            dropped, repaired, g_atomic_int_get(&A.other_pt_packets));
+            dropped, repaired, g_atomic_int_get(&A.other_pt_packets),
+            A.tail_marked ? (gint64)(frames - A.frames_at_tail) : (gint64)-1);
     if (A.fail_reason)
         g_print("fail reason=\"%s\"\n", A.fail_reason);
 }
@@ -922,6 +913,22 @@ static gboolean run_timer_cb(gpointer ud)
 {
     A.run_timer = 0;
     finish(NULL);
+    return G_SOURCE_REMOVE;
+}
+
+/* Marks the start of the run's last 3 s: frames decoded after it show
+ * that video keeps flowing to the end, not only that it once started. */
+static gboolean tail_timer_cb(gpointer ud)
+{
+    A.tail_timer = 0;
+    guint64 frames = 0;
+    g_mutex_lock(&A.stats_lock);
+    for (int i = 0; i < A.n_streams; i++)
+        if (A.streams[i].video)
+            frames += A.streams[i].frames;
+    g_mutex_unlock(&A.stats_lock);
+    A.frames_at_tail = frames;
+    A.tail_marked = TRUE;
     return G_SOURCE_REMOVE;
 }
 
@@ -976,6 +983,7 @@ int main(int argc, char **argv)
     o->min_audio_s = 5;
     o->local_ip = "127.0.0.1";
     o->ua = "telemed-webrtc-client/1.0";
+    o->pattern = "ball";
     o->expect_video = -1;
     o->expect_audio = -1;
     o->expect_w = 320;
@@ -1017,6 +1025,8 @@ int main(int argc, char **argv)
          "comma-separated ICE gathering addresses ('' = all)", "IP"},
         {"drop-every", 0, 0, G_OPTION_ARG_INT, &o->drop_every,
          "loss hook: drop every Nth incoming RTP packet once", "N"},
+        {"pattern", 0, 0, G_OPTION_ARG_STRING, &o->pattern,
+         "videotestsrc pattern we send (ball; snow makes many packets per frame)", "P"},
         {"ua", 0, 0, G_OPTION_ARG_STRING, &o->ua, "user agent sent in hello", "UA"},
         {"verbose", 'v', 0, G_OPTION_ARG_NONE, &o->verbose, "log signaling frames to stderr",
          NULL},
