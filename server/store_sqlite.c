@@ -11,6 +11,7 @@
 #include "telemed/common.h"
 
 #include <glib.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,18 +71,54 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
-static void bind_time(sqlite3_stmt *st, int i, int64_t v)
+/* Binds the arguments in order, one letter of types each:
+ *   s  text; NULL or "" bind NULL (ids, optional fields)
+ *   b  text that may be empty (bodies typed by people)
+ *   i  int
+ *   I  int64
+ *   t  time in epoch ms; 0 binds NULL ("not yet", "no filter") */
+static void bind_args(sqlite3_stmt *st, const char *types, va_list ap)
 {
-    if (v)
-        sqlite3_bind_int64(st, i, v);
-    else
-        sqlite3_bind_null(st, i);
+    for (int i = 1; *types; types++, i++) {
+        switch (*types) {
+        case 's':
+            bind_text(st, i, va_arg(ap, const char *));
+            break;
+        case 'b':
+            sqlite3_bind_text(st, i, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+            break;
+        case 'i':
+            sqlite3_bind_int(st, i, va_arg(ap, int));
+            break;
+        case 'I':
+            sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+            break;
+        case 't': {
+            int64_t v = va_arg(ap, int64_t);
+            if (v)
+                sqlite3_bind_int64(st, i, v);
+            else
+                sqlite3_bind_null(st, i);
+            break;
+        }
+        default:
+            TM_ASSERT(!"unknown bind type");
+        }
+    }
 }
 
-static void copy_col(sqlite3_stmt *st, int i, char *out, size_t outlen)
+/* The cached statement for sql with its arguments bound, ready to step;
+ * NULL if it cannot be prepared. */
+static sqlite3_stmt *query(tm_store *s, const char *sql, const char *types, ...)
 {
-    const unsigned char *t = sqlite3_column_text(st, i);
-    snprintf(out, outlen, "%s", t ? (const char *)t : "");
+    sqlite3_stmt *st = stmt(s, sql);
+    if (!st)
+        return NULL;
+    va_list ap;
+    va_start(ap, types);
+    bind_args(st, types, ap);
+    va_end(ap);
+    return st;
 }
 
 /* Runs a statement that returns no rows. */
@@ -92,6 +129,42 @@ static int exec_step(tm_store *s, sqlite3_stmt *st)
     if (rc != SQLITE_DONE)
         return fail_db(s, rc);
     return 0;
+}
+
+/* Prepares (once), binds and runs a statement that returns no rows. */
+static int run(tm_store *s, const char *sql, const char *types, ...)
+{
+    sqlite3_stmt *st = stmt(s, sql);
+    if (!st)
+        return TM_EIO;
+    va_list ap;
+    va_start(ap, types);
+    bind_args(st, types, ap);
+    va_end(ap);
+    return exec_step(s, st);
+}
+
+/* Like run(), for statements that change exactly the rows named: 0 rows
+ * changed is TM_ENOTFOUND. */
+static int run_one(tm_store *s, const char *sql, const char *types, ...)
+{
+    sqlite3_stmt *st = stmt(s, sql);
+    if (!st)
+        return TM_EIO;
+    va_list ap;
+    va_start(ap, types);
+    bind_args(st, types, ap);
+    va_end(ap);
+    int rc = exec_step(s, st);
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        return TM_ENOTFOUND;
+    return rc;
+}
+
+static void copy_col(sqlite3_stmt *st, int i, char *out, size_t outlen)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(out, outlen, "%s", t ? (const char *)t : "");
 }
 
 static int exec_sql(tm_store *s, const char *sql)
@@ -107,21 +180,26 @@ static int exec_sql(tm_store *s, const char *sql)
 
 static int begin(tm_store *s)
 {
-    sqlite3_stmt *st = stmt(s, "BEGIN IMMEDIATE");
-    return st ? exec_step(s, st) : TM_EIO;
+    return run(s, "BEGIN IMMEDIATE", "");
 }
 
 static int commit(tm_store *s)
 {
-    sqlite3_stmt *st = stmt(s, "COMMIT");
-    return st ? exec_step(s, st) : TM_EIO;
+    return run(s, "COMMIT", "");
 }
 
 static void rollback(tm_store *s)
 {
-    sqlite3_stmt *st = stmt(s, "ROLLBACK");
-    if (st)
-        exec_step(s, st);
+    run(s, "ROLLBACK", "");
+}
+
+/* Ends a transaction: commits when rc is 0, rolls back otherwise. */
+static int finish(tm_store *s, int rc)
+{
+    if (rc == 0 && (rc = commit(s)) == 0)
+        return 0;
+    rollback(s);
+    return rc;
 }
 
 static void make_id(const char *prefix, char *out, size_t outlen)
@@ -288,22 +366,16 @@ static json_t *rows_to_json(sqlite3_stmt *st)
 
 int tm_store_dept_put(tm_store *s, const char *id, const char *name)
 {
-    sqlite3_stmt *st = stmt(s, "INSERT INTO departments(id, name, created_at) VALUES(?1, ?2, ?3)"
-                               " ON CONFLICT(id) DO UPDATE SET name = excluded.name");
-    if (!st)
-        return TM_EIO;
-    bind_text(st, 1, id);
-    bind_text(st, 2, name);
-    sqlite3_bind_int64(st, 3, tm_now_ms());
-    return exec_step(s, st);
+    return run(s, "INSERT INTO departments(id, name, created_at) VALUES(?1, ?2, ?3)"
+                  " ON CONFLICT(id) DO UPDATE SET name = excluded.name",
+               "ssI", id, name, tm_now_ms());
 }
 
 bool tm_store_dept_exists(tm_store *s, const char *id)
 {
-    sqlite3_stmt *st = stmt(s, "SELECT 1 FROM departments WHERE id = ?1");
+    sqlite3_stmt *st = query(s, "SELECT 1 FROM departments WHERE id = ?1", "s", id);
     if (!st)
         return false;
-    bind_text(st, 1, id);
     bool found = sqlite3_step(st) == SQLITE_ROW;
     sqlite3_reset(st);
     return found;
@@ -311,47 +383,32 @@ bool tm_store_dept_exists(tm_store *s, const char *id)
 
 json_t *tm_store_dept_list(tm_store *s)
 {
-    sqlite3_stmt *st = stmt(s, "SELECT id, name, created_at FROM departments ORDER BY id");
+    sqlite3_stmt *st = query(s, "SELECT id, name, created_at FROM departments ORDER BY id", "");
     return st ? rows_to_json(st) : NULL;
 }
 
 int tm_store_dept_delete(tm_store *s, const char *id)
 {
-    sqlite3_stmt *st = stmt(s, "DELETE FROM departments WHERE id = ?1");
-    if (!st)
-        return TM_EIO;
-    bind_text(st, 1, id);
-    int rc = exec_step(s, st);
-    if (rc == 0 && sqlite3_changes(s->db) == 0)
-        return TM_ENOTFOUND;
-    return rc;
+    return run_one(s, "DELETE FROM departments WHERE id = ?1", "s", id);
 }
 
 int tm_store_doctor_put(tm_store *s, const char *id, const char *name, const char *dept_id,
                         const char *licence_no, const char *title)
 {
-    sqlite3_stmt *st = stmt(
-        s, "INSERT INTO doctors(id, name, dept_id, licence_no, title, created_at)"
-           " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(id) DO UPDATE SET name = excluded.name,"
-           " dept_id = excluded.dept_id, licence_no = excluded.licence_no, title = excluded.title");
-    if (!st)
-        return TM_EIO;
-    bind_text(st, 1, id);
-    bind_text(st, 2, name);
-    bind_text(st, 3, dept_id);
-    bind_text(st, 4, licence_no);
-    bind_text(st, 5, title);
-    sqlite3_bind_int64(st, 6, tm_now_ms());
-    int rc = exec_step(s, st);
+    int rc = run(s, "INSERT INTO doctors(id, name, dept_id, licence_no, title, created_at)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(id) DO UPDATE SET"
+                    " name = excluded.name, dept_id = excluded.dept_id,"
+                    " licence_no = excluded.licence_no, title = excluded.title",
+                 "sssssI", id, name, dept_id, licence_no, title, tm_now_ms());
     return rc == TM_ECONFLICT ? TM_EINVAL : rc; /* unknown department */
 }
 
 int tm_store_doctor_get(tm_store *s, const char *id, tm_doctor_info *out)
 {
-    sqlite3_stmt *st = stmt(s, "SELECT id, dept_id, licence_no, active FROM doctors WHERE id = ?1");
+    sqlite3_stmt *st = query(s, "SELECT id, dept_id, licence_no, active FROM doctors WHERE id = ?1",
+                             "s", id);
     if (!st)
         return TM_EIO;
-    bind_text(st, 1, id);
     int rc = TM_ENOTFOUND;
     if (sqlite3_step(st) == SQLITE_ROW) {
         copy_col(st, 0, out->id, sizeof(out->id));
@@ -366,12 +423,10 @@ int tm_store_doctor_get(tm_store *s, const char *id, tm_doctor_info *out)
 
 json_t *tm_store_doctor_list(tm_store *s, const char *dept_id)
 {
-    sqlite3_stmt *st = stmt(s, "SELECT id, name, dept_id, licence_no, title, active, created_at"
-                               " FROM doctors WHERE ?1 IS NULL OR dept_id = ?1 ORDER BY id");
-    if (!st)
-        return NULL;
-    bind_text(st, 1, dept_id);
-    return rows_to_json(st);
+    sqlite3_stmt *st = query(s, "SELECT id, name, dept_id, licence_no, title, active, created_at"
+                                " FROM doctors WHERE ?1 IS NULL OR dept_id = ?1 ORDER BY id",
+                             "s", dept_id);
+    return st ? rows_to_json(st) : NULL;
 }
 
 int tm_store_shift_add(tm_store *s, const char *doctor_id, const char *dept_id, int64_t start_ms,
@@ -379,20 +434,11 @@ int tm_store_shift_add(tm_store *s, const char *doctor_id, const char *dept_id, 
 {
     if (end_ms <= start_ms || capacity < 1)
         return TM_EINVAL;
-    sqlite3_stmt *st = stmt(s, "INSERT INTO shifts(id, doctor_id, dept_id, start_at, end_at,"
-                               " capacity, created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-    if (!st)
-        return TM_EIO;
     char id[64];
     make_id("shift", id, sizeof(id));
-    bind_text(st, 1, id);
-    bind_text(st, 2, doctor_id);
-    bind_text(st, 3, dept_id);
-    sqlite3_bind_int64(st, 4, start_ms);
-    sqlite3_bind_int64(st, 5, end_ms);
-    sqlite3_bind_int(st, 6, capacity);
-    sqlite3_bind_int64(st, 7, tm_now_ms());
-    int rc = exec_step(s, st);
+    int rc = run(s, "INSERT INTO shifts(id, doctor_id, dept_id, start_at, end_at, capacity,"
+                    " created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 "sssIIiI", id, doctor_id, dept_id, start_ms, end_ms, capacity, tm_now_ms());
     if (rc == TM_ECONFLICT)
         return TM_EINVAL; /* unknown doctor or department */
     if (rc == 0 && id_out)
@@ -402,43 +448,31 @@ int tm_store_shift_add(tm_store *s, const char *doctor_id, const char *dept_id, 
 
 int tm_store_shift_delete(tm_store *s, const char *id)
 {
-    sqlite3_stmt *st = stmt(s, "DELETE FROM shifts WHERE id = ?1");
-    if (!st)
-        return TM_EIO;
-    bind_text(st, 1, id);
-    int rc = exec_step(s, st);
-    if (rc == 0 && sqlite3_changes(s->db) == 0)
-        return TM_ENOTFOUND;
-    return rc;
+    return run_one(s, "DELETE FROM shifts WHERE id = ?1", "s", id);
 }
 
 json_t *tm_store_shift_list(tm_store *s, const char *doctor_id, const char *dept_id,
                             int64_t from_ms, int64_t to_ms)
 {
-    sqlite3_stmt *st = stmt(s, "SELECT id, doctor_id, dept_id, start_at, end_at, capacity FROM shifts"
-                               " WHERE (?1 IS NULL OR doctor_id = ?1) AND (?2 IS NULL OR dept_id = ?2)"
-                               " AND (?3 IS NULL OR end_at > ?3) AND (?4 IS NULL OR start_at < ?4)"
-                               " ORDER BY start_at, doctor_id");
-    if (!st)
-        return NULL;
-    bind_text(st, 1, doctor_id);
-    bind_text(st, 2, dept_id);
-    bind_time(st, 3, from_ms);
-    bind_time(st, 4, to_ms);
-    return rows_to_json(st);
+    sqlite3_stmt *st =
+        query(s, "SELECT id, doctor_id, dept_id, start_at, end_at, capacity FROM shifts"
+                 " WHERE (?1 IS NULL OR doctor_id = ?1) AND (?2 IS NULL OR dept_id = ?2)"
+                 " AND (?3 IS NULL OR end_at > ?3) AND (?4 IS NULL OR start_at < ?4)"
+                 " ORDER BY start_at, doctor_id",
+              "sstt", doctor_id, dept_id, from_ms, to_ms);
+    return st ? rows_to_json(st) : NULL;
 }
 
 int tm_store_shift_current(tm_store *s, const char *doctor_id, const char *dept_id,
                            int64_t now_ms, char *dept_out, int *capacity, int64_t *end_ms)
 {
-    sqlite3_stmt *st = stmt(s, "SELECT dept_id, capacity, end_at FROM shifts WHERE doctor_id = ?1"
-                               " AND (?2 IS NULL OR dept_id = ?2) AND start_at <= ?3 AND end_at > ?3"
-                               " ORDER BY end_at DESC LIMIT 1");
+    sqlite3_stmt *st =
+        query(s, "SELECT dept_id, capacity, end_at FROM shifts WHERE doctor_id = ?1"
+                 " AND (?2 IS NULL OR dept_id = ?2) AND start_at <= ?3 AND end_at > ?3"
+                 " ORDER BY end_at DESC LIMIT 1",
+              "ssI", doctor_id, dept_id, now_ms);
     if (!st)
         return TM_EIO;
-    bind_text(st, 1, doctor_id);
-    bind_text(st, 2, dept_id);
-    sqlite3_bind_int64(st, 3, now_ms);
     int rc = TM_ENOTFOUND;
     if (sqlite3_step(st) == SQLITE_ROW) {
         if (dept_out)
@@ -464,24 +498,16 @@ int tm_store_appt_create(tm_store *s, const tm_appointment *a, char *id_out)
 {
     if (!a->patient_id[0] || !a->dept_id[0] || a->slot_ms <= 0 || !kind_valid(a->kind))
         return TM_EINVAL;
-    sqlite3_stmt *st = stmt(s, "INSERT INTO appointments(id, patient_id, dept_id, doctor_id, slot_at,"
-                               " kind, status, created_at, updated_at)"
-                               " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 'booked', ?7, ?7)");
-    if (!st)
-        return TM_EIO;
     char id[64];
     if (a->id[0])
         snprintf(id, sizeof(id), "%s", a->id);
     else
         make_id("apt", id, sizeof(id));
-    bind_text(st, 1, id);
-    bind_text(st, 2, a->patient_id);
-    bind_text(st, 3, a->dept_id);
-    bind_text(st, 4, a->doctor_id);
-    sqlite3_bind_int64(st, 5, a->slot_ms);
-    bind_text(st, 6, a->kind);
-    sqlite3_bind_int64(st, 7, tm_now_ms());
-    int rc = exec_step(s, st);
+    int rc = run(s, "INSERT INTO appointments(id, patient_id, dept_id, doctor_id, slot_at, kind,"
+                    " status, created_at, updated_at)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 'booked', ?7, ?7)",
+                 "ssssIsI", id, a->patient_id, a->dept_id, a->doctor_id, a->slot_ms, a->kind,
+                 tm_now_ms());
     if (rc == 0 && id_out)
         snprintf(id_out, 64, "%s", id);
     return rc;
@@ -489,11 +515,11 @@ int tm_store_appt_create(tm_store *s, const tm_appointment *a, char *id_out)
 
 int tm_store_appt_get(tm_store *s, const char *id, tm_appointment *out)
 {
-    sqlite3_stmt *st = stmt(s, "SELECT id, patient_id, dept_id, doctor_id, slot_at, kind, status"
-                               " FROM appointments WHERE id = ?1");
+    sqlite3_stmt *st = query(s, "SELECT id, patient_id, dept_id, doctor_id, slot_at, kind, status"
+                                " FROM appointments WHERE id = ?1",
+                             "s", id);
     if (!st)
         return TM_EIO;
-    bind_text(st, 1, id);
     int rc = TM_ENOTFOUND;
     if (sqlite3_step(st) == SQLITE_ROW) {
         copy_col(st, 0, out->id, sizeof(out->id));
@@ -517,40 +543,24 @@ int tm_store_appt_update(tm_store *s, const tm_appointment *a)
         ok |= strcmp(a->status, statuses[i]) == 0;
     if (!ok || a->slot_ms <= 0 || !kind_valid(a->kind))
         return TM_EINVAL;
-    sqlite3_stmt *st = stmt(s, "UPDATE appointments SET slot_at = ?2, doctor_id = ?3, status = ?4,"
-                               " kind = ?5, dept_id = ?6, updated_at = ?7 WHERE id = ?1");
-    if (!st)
-        return TM_EIO;
-    bind_text(st, 1, a->id);
-    sqlite3_bind_int64(st, 2, a->slot_ms);
-    bind_text(st, 3, a->doctor_id);
-    bind_text(st, 4, a->status);
-    bind_text(st, 5, a->kind);
-    bind_text(st, 6, a->dept_id);
-    sqlite3_bind_int64(st, 7, tm_now_ms());
-    int rc = exec_step(s, st);
-    if (rc == 0 && sqlite3_changes(s->db) == 0)
-        return TM_ENOTFOUND;
+    int rc = run_one(s, "UPDATE appointments SET slot_at = ?2, doctor_id = ?3, status = ?4,"
+                        " kind = ?5, dept_id = ?6, updated_at = ?7 WHERE id = ?1",
+                     "sIssssI", a->id, a->slot_ms, a->doctor_id, a->status, a->kind, a->dept_id,
+                     tm_now_ms());
     return rc == TM_ECONFLICT ? TM_EINVAL : rc;
 }
 
 json_t *tm_store_appt_list(tm_store *s, const char *patient_id, const char *dept_id,
                            const char *status, int64_t from_ms, int64_t to_ms, int limit)
 {
-    sqlite3_stmt *st = stmt(s, "SELECT id, patient_id, dept_id, doctor_id, slot_at, kind, status,"
-                               " created_at, updated_at FROM appointments"
-                               " WHERE (?1 IS NULL OR patient_id = ?1) AND (?2 IS NULL OR dept_id = ?2)"
-                               " AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR slot_at >= ?4)"
-                               " AND (?5 IS NULL OR slot_at < ?5) ORDER BY slot_at LIMIT ?6");
-    if (!st)
-        return NULL;
-    bind_text(st, 1, patient_id);
-    bind_text(st, 2, dept_id);
-    bind_text(st, 3, status);
-    bind_time(st, 4, from_ms);
-    bind_time(st, 5, to_ms);
-    sqlite3_bind_int(st, 6, limit > 0 ? limit : 500);
-    return rows_to_json(st);
+    sqlite3_stmt *st =
+        query(s, "SELECT id, patient_id, dept_id, doctor_id, slot_at, kind, status, created_at,"
+                 " updated_at FROM appointments"
+                 " WHERE (?1 IS NULL OR patient_id = ?1) AND (?2 IS NULL OR dept_id = ?2)"
+                 " AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR slot_at >= ?4)"
+                 " AND (?5 IS NULL OR slot_at < ?5) ORDER BY slot_at LIMIT ?6",
+              "ssstti", patient_id, dept_id, status, from_ms, to_ms, limit > 0 ? limit : 500);
+    return st ? rows_to_json(st) : NULL;
 }
 
 /* ---- visits -------------------------------------------------------- */
@@ -563,26 +573,19 @@ static int outbox_append(tm_store *s, const char *type, const char *visit_id, in
         snprintf(s->errmsg, sizeof(s->errmsg), "cannot build %s event", type);
         return TM_EIO;
     }
-    sqlite3_stmt *st = stmt(s, "INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload)"
-                               " VALUES(?1, ?2, ?3, ?4, ?5)");
-    if (!st) {
-        free(payload);
-        return TM_EIO;
-    }
     char event_id[37];
     tm_uuid4(event_id);
-    bind_text(st, 1, event_id);
-    bind_text(st, 2, type);
-    bind_text(st, 3, visit_id);
-    sqlite3_bind_int64(st, 4, now_ms);
-    sqlite3_bind_text(st, 5, payload, -1, free);
-    return exec_step(s, st);
+    int rc = run(s, "INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5)",
+                 "sssIb", event_id, type, visit_id, now_ms, payload);
+    free(payload);
+    return rc;
 }
 
-static const char visit_columns[] =
-    "SELECT v.id, v.patient_id, v.dept_id, v.appointment_id, v.doctor_id, v.kind, v.urgent,"
-    " v.state, v.checkin_at, v.offered_at, v.accepted_at, v.ended_at, a.slot_at, v.end_reason"
-    " FROM visits v LEFT JOIN appointments a ON a.id = v.appointment_id";
+#define VISIT_COLUMNS                                                                         \
+    "SELECT v.id, v.patient_id, v.dept_id, v.appointment_id, v.doctor_id, v.kind, v.urgent,"  \
+    " v.state, v.checkin_at, v.offered_at, v.accepted_at, v.ended_at, a.slot_at, v.end_reason" \
+    " FROM visits v LEFT JOIN appointments a ON a.id = v.appointment_id"
 
 static void visit_from_row(sqlite3_stmt *st, tm_visit *v)
 {
@@ -605,16 +608,9 @@ static void visit_from_row(sqlite3_stmt *st, tm_visit *v)
 
 int tm_store_visit_get(tm_store *s, const char *id, tm_visit *out)
 {
-    static const char *sql = NULL;
-    static char buf[sizeof(visit_columns) + 32];
-    if (!sql) {
-        snprintf(buf, sizeof(buf), "%s WHERE v.id = ?1", visit_columns);
-        sql = buf;
-    }
-    sqlite3_stmt *st = stmt(s, sql);
+    sqlite3_stmt *st = query(s, VISIT_COLUMNS " WHERE v.id = ?1", "s", id);
     if (!st)
         return TM_EIO;
-    bind_text(st, 1, id);
     int rc = TM_ENOTFOUND;
     if (sqlite3_step(st) == SQLITE_ROW) {
         visit_from_row(st, out);
@@ -627,16 +623,9 @@ int tm_store_visit_get(tm_store *s, const char *id, tm_visit *out)
 int tm_store_visit_foreach_state(tm_store *s, const char *state,
                                  void (*fn)(const tm_visit *v, void *user), void *user)
 {
-    static const char *sql = NULL;
-    static char buf[sizeof(visit_columns) + 64];
-    if (!sql) {
-        snprintf(buf, sizeof(buf), "%s WHERE v.state = ?1 ORDER BY v.checkin_at", visit_columns);
-        sql = buf;
-    }
-    sqlite3_stmt *st = stmt(s, sql);
+    sqlite3_stmt *st = query(s, VISIT_COLUMNS " WHERE v.state = ?1 ORDER BY v.checkin_at", "s", state);
     if (!st)
         return TM_EIO;
-    bind_text(st, 1, state);
     /* Collect first: fn may call back into the store, which would reset st. */
     GArray *rows = g_array_new(FALSE, FALSE, sizeof(tm_visit));
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -654,16 +643,9 @@ int tm_store_visit_foreach_state(tm_store *s, const char *state,
 static int participant_insert(tm_store *s, const char *visit_id, const char *user_id,
                               const char *role, const char *user_agent, int64_t now_ms)
 {
-    sqlite3_stmt *st = stmt(s, "INSERT INTO participants(visit_id, user_id, role, user_agent,"
-                               " joined_at) VALUES(?1, ?2, ?3, ?4, ?5)");
-    if (!st)
-        return TM_EIO;
-    bind_text(st, 1, visit_id);
-    bind_text(st, 2, user_id);
-    bind_text(st, 3, role);
-    bind_text(st, 4, user_agent);
-    sqlite3_bind_int64(st, 5, now_ms);
-    return exec_step(s, st);
+    return run(s, "INSERT INTO participants(visit_id, user_id, role, user_agent, joined_at)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5)",
+               "ssssI", visit_id, user_id, role, user_agent, now_ms);
 }
 
 int tm_store_visit_checkin(tm_store *s, tm_visit *v, const char *user_agent)
@@ -675,59 +657,27 @@ int tm_store_visit_checkin(tm_store *s, tm_visit *v, const char *user_agent)
     int rc = begin(s);
     if (rc < 0)
         return rc;
-    sqlite3_stmt *st = stmt(s, "INSERT INTO visits(id, patient_id, dept_id, appointment_id, kind,"
-                               " urgent, state, checkin_at, updated_at)"
-                               " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 'waiting', ?7, ?7)");
-    if (!st) {
-        rc = TM_EIO;
-        goto fail;
-    }
-    bind_text(st, 1, v->id);
-    bind_text(st, 2, v->patient_id);
-    bind_text(st, 3, v->dept_id);
-    bind_text(st, 4, v->appointment_id);
-    bind_text(st, 5, v->kind);
-    sqlite3_bind_int(st, 6, v->urgent);
-    sqlite3_bind_int64(st, 7, v->checkin_ms);
-    if ((rc = exec_step(s, st)) < 0)
-        goto fail;
-    if (v->appointment_id[0]) {
-        st = stmt(s, "UPDATE appointments SET status = 'arrived', updated_at = ?2 WHERE id = ?1");
-        if (!st) {
-            rc = TM_EIO;
-            goto fail;
-        }
-        bind_text(st, 1, v->appointment_id);
-        sqlite3_bind_int64(st, 2, v->checkin_ms);
-        if ((rc = exec_step(s, st)) < 0)
-            goto fail;
-    }
-    if ((rc = participant_insert(s, v->id, v->patient_id, "patient", user_agent, v->checkin_ms)) < 0)
-        goto fail;
-    if ((rc = outbox_append(s, "visit.checked_in", v->id, v->checkin_ms)) < 0)
-        goto fail;
-    if ((rc = commit(s)) < 0)
-        goto fail;
-    return 0;
-fail:
-    rollback(s);
-    return rc;
+    rc = run(s, "INSERT INTO visits(id, patient_id, dept_id, appointment_id, kind, urgent, state,"
+                " checkin_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 'waiting', ?7, ?7)",
+             "sssssiI", v->id, v->patient_id, v->dept_id, v->appointment_id, v->kind,
+             (int)v->urgent, v->checkin_ms);
+    if (rc == 0 && v->appointment_id[0])
+        rc = run(s, "UPDATE appointments SET status = 'arrived', updated_at = ?2 WHERE id = ?1",
+                 "sI", v->appointment_id, v->checkin_ms);
+    if (rc == 0)
+        rc = participant_insert(s, v->id, v->patient_id, "patient", user_agent, v->checkin_ms);
+    if (rc == 0)
+        rc = outbox_append(s, "visit.checked_in", v->id, v->checkin_ms);
+    return finish(s, rc);
 }
 
 /* Changes state only if the visit is in from_state; TM_ECONFLICT otherwise. */
 static int visit_set_state(tm_store *s, const char *visit_id, const char *from_state,
                            const char *to_state, int64_t now_ms)
 {
-    sqlite3_stmt *st = stmt(s, "UPDATE visits SET state = ?3, updated_at = ?4"
-                               " WHERE id = ?1 AND state = ?2");
-    if (!st)
-        return TM_EIO;
-    bind_text(st, 1, visit_id);
-    bind_text(st, 2, from_state);
-    bind_text(st, 3, to_state);
-    sqlite3_bind_int64(st, 4, now_ms);
-    int rc = exec_step(s, st);
-    if (rc == 0 && sqlite3_changes(s->db) == 0) {
+    int rc = run_one(s, "UPDATE visits SET state = ?3, updated_at = ?4 WHERE id = ?1 AND state = ?2",
+                     "sssI", visit_id, from_state, to_state, now_ms);
+    if (rc == TM_ENOTFOUND) {
         tm_visit v;
         snprintf(s->errmsg, sizeof(s->errmsg), "visit is not %s", from_state);
         return tm_store_visit_get(s, visit_id, &v) == TM_ENOTFOUND ? TM_ENOTFOUND : TM_ECONFLICT;
@@ -740,45 +690,22 @@ int tm_store_visit_offer(tm_store *s, const char *visit_id, const char *doctor_i
     int rc = begin(s);
     if (rc < 0)
         return rc;
-    if ((rc = visit_set_state(s, visit_id, "waiting", "offered", now_ms)) < 0)
-        goto fail;
-    sqlite3_stmt *st = stmt(s, "UPDATE visits SET doctor_id = ?2, offered_at = ?3,"
-                               " offers = offers + 1 WHERE id = ?1");
-    if (!st) {
-        rc = TM_EIO;
-        goto fail;
-    }
-    bind_text(st, 1, visit_id);
-    bind_text(st, 2, doctor_id);
-    sqlite3_bind_int64(st, 3, now_ms);
-    if ((rc = exec_step(s, st)) < 0)
-        goto fail;
-    st = stmt(s, "INSERT INTO offers(visit_id, doctor_id, offered_at) VALUES(?1, ?2, ?3)");
-    if (!st) {
-        rc = TM_EIO;
-        goto fail;
-    }
-    bind_text(st, 1, visit_id);
-    bind_text(st, 2, doctor_id);
-    sqlite3_bind_int64(st, 3, now_ms);
-    if ((rc = exec_step(s, st)) < 0)
-        goto fail;
-    return commit(s);
-fail:
-    rollback(s);
-    return rc;
+    rc = visit_set_state(s, visit_id, "waiting", "offered", now_ms);
+    if (rc == 0)
+        rc = run(s, "UPDATE visits SET doctor_id = ?2, offered_at = ?3, offers = offers + 1"
+                    " WHERE id = ?1",
+                 "ssI", visit_id, doctor_id, now_ms);
+    if (rc == 0)
+        rc = run(s, "INSERT INTO offers(visit_id, doctor_id, offered_at) VALUES(?1, ?2, ?3)", "ssI",
+                 visit_id, doctor_id, now_ms);
+    return finish(s, rc);
 }
 
 static int offer_decide(tm_store *s, const char *visit_id, const char *outcome, int64_t now_ms)
 {
-    sqlite3_stmt *st = stmt(s, "UPDATE offers SET outcome = ?2, decided_at = ?3"
-                               " WHERE visit_id = ?1 AND outcome IS NULL");
-    if (!st)
-        return TM_EIO;
-    bind_text(st, 1, visit_id);
-    bind_text(st, 2, outcome);
-    sqlite3_bind_int64(st, 3, now_ms);
-    return exec_step(s, st);
+    return run(s, "UPDATE offers SET outcome = ?2, decided_at = ?3"
+                  " WHERE visit_id = ?1 AND outcome IS NULL",
+               "ssI", visit_id, outcome, now_ms);
 }
 
 int tm_store_visit_unoffer(tm_store *s, const char *visit_id, const char *outcome, int64_t now_ms)
@@ -786,20 +713,13 @@ int tm_store_visit_unoffer(tm_store *s, const char *visit_id, const char *outcom
     int rc = begin(s);
     if (rc < 0)
         return rc;
-    if ((rc = visit_set_state(s, visit_id, "offered", "waiting", now_ms)) < 0)
-        goto fail;
-    sqlite3_stmt *st = stmt(s, "UPDATE visits SET doctor_id = NULL, offered_at = NULL WHERE id = ?1");
-    if (!st) {
-        rc = TM_EIO;
-        goto fail;
-    }
-    bind_text(st, 1, visit_id);
-    if ((rc = exec_step(s, st)) < 0 || (rc = offer_decide(s, visit_id, outcome, now_ms)) < 0)
-        goto fail;
-    return commit(s);
-fail:
-    rollback(s);
-    return rc;
+    rc = visit_set_state(s, visit_id, "offered", "waiting", now_ms);
+    if (rc == 0)
+        rc = run(s, "UPDATE visits SET doctor_id = NULL, offered_at = NULL WHERE id = ?1", "s",
+                 visit_id);
+    if (rc == 0)
+        rc = offer_decide(s, visit_id, outcome, now_ms);
+    return finish(s, rc);
 }
 
 int tm_store_visit_accept(tm_store *s, const char *visit_id, const char *doctor_id,
@@ -808,31 +728,29 @@ int tm_store_visit_accept(tm_store *s, const char *visit_id, const char *doctor_
     int rc = begin(s);
     if (rc < 0)
         return rc;
-    if ((rc = visit_set_state(s, visit_id, "offered", "active", now_ms)) < 0)
-        goto fail;
-    sqlite3_stmt *st = stmt(s, "UPDATE visits SET accepted_at = ?3, queue_wait_ms = ?3 - checkin_at,"
-                               " response_ms = ?3 - checkin_at WHERE id = ?1 AND doctor_id = ?2");
-    if (!st) {
-        rc = TM_EIO;
-        goto fail;
+    rc = visit_set_state(s, visit_id, "offered", "active", now_ms);
+    if (rc == 0) {
+        rc = run_one(s, "UPDATE visits SET accepted_at = ?3, queue_wait_ms = ?3 - checkin_at,"
+                        " response_ms = ?3 - checkin_at WHERE id = ?1 AND doctor_id = ?2",
+                     "ssI", visit_id, doctor_id, now_ms);
+        if (rc == TM_ENOTFOUND)
+            rc = TM_EPERM; /* offered to another doctor */
     }
-    bind_text(st, 1, visit_id);
-    bind_text(st, 2, doctor_id);
-    sqlite3_bind_int64(st, 3, now_ms);
-    if ((rc = exec_step(s, st)) < 0)
-        goto fail;
-    if (sqlite3_changes(s->db) == 0) {
-        rc = TM_EPERM; /* offered to another doctor */
-        goto fail;
-    }
-    if ((rc = offer_decide(s, visit_id, "accepted", now_ms)) < 0 ||
-        (rc = participant_insert(s, visit_id, doctor_id, "doctor", user_agent, now_ms)) < 0 ||
-        (rc = outbox_append(s, "visit.started", visit_id, now_ms)) < 0)
-        goto fail;
-    return commit(s);
-fail:
-    rollback(s);
-    return rc;
+    if (rc == 0)
+        rc = offer_decide(s, visit_id, "accepted", now_ms);
+    if (rc == 0)
+        rc = participant_insert(s, visit_id, doctor_id, "doctor", user_agent, now_ms);
+    if (rc == 0)
+        rc = outbox_append(s, "visit.started", visit_id, now_ms);
+    return finish(s, rc);
+}
+
+/* What an ended visit means for its appointment. */
+static const char *appointment_outcome(const char *visit_state, const char *reason)
+{
+    if (strcmp(visit_state, "ended") == 0)
+        return "fulfilled";
+    return strcmp(reason, "no_show") == 0 ? "noshow" : "booked";
 }
 
 int tm_store_visit_end(tm_store *s, const char *visit_id, const char *reason, const char *by,
@@ -851,55 +769,24 @@ int tm_store_visit_end(tm_store *s, const char *visit_id, const char *reason, co
         return TM_ECONFLICT;
     if ((rc = begin(s)) < 0)
         return rc;
-    if ((rc = visit_set_state(s, visit_id, v.state, to, now_ms)) < 0)
-        goto fail;
-    sqlite3_stmt *st = stmt(s, "UPDATE visits SET ended_at = ?2, end_reason = ?3, ended_by = ?4,"
-                               " duration_ms = CASE WHEN accepted_at IS NULL THEN NULL"
-                               " ELSE ?2 - accepted_at END,"
-                               " queue_wait_ms = COALESCE(queue_wait_ms, ?2 - checkin_at)"
-                               " WHERE id = ?1");
-    if (!st) {
-        rc = TM_EIO;
-        goto fail;
-    }
-    bind_text(st, 1, visit_id);
-    sqlite3_bind_int64(st, 2, now_ms);
-    bind_text(st, 3, reason);
-    bind_text(st, 4, by);
-    if ((rc = exec_step(s, st)) < 0)
-        goto fail;
-    if (strcmp(v.state, "offered") == 0 && (rc = offer_decide(s, visit_id, "withdrawn", now_ms)) < 0)
-        goto fail;
-    st = stmt(s, "UPDATE participants SET left_at = ?2, leave_reason = ?3"
-                 " WHERE visit_id = ?1 AND left_at IS NULL");
-    if (!st) {
-        rc = TM_EIO;
-        goto fail;
-    }
-    bind_text(st, 1, visit_id);
-    sqlite3_bind_int64(st, 2, now_ms);
-    bind_text(st, 3, reason);
-    if ((rc = exec_step(s, st)) < 0)
-        goto fail;
-    if (v.appointment_id[0]) {
-        st = stmt(s, "UPDATE appointments SET status = ?2, updated_at = ?3 WHERE id = ?1");
-        if (!st) {
-            rc = TM_EIO;
-            goto fail;
-        }
-        bind_text(st, 1, v.appointment_id);
-        bind_text(st, 2, strcmp(to, "ended") == 0 ? "fulfilled"
-                         : strcmp(reason, "no_show") == 0 ? "noshow" : "booked");
-        sqlite3_bind_int64(st, 3, now_ms);
-        if ((rc = exec_step(s, st)) < 0)
-            goto fail;
-    }
-    if ((rc = outbox_append(s, "visit.ended", visit_id, now_ms)) < 0)
-        goto fail;
-    return commit(s);
-fail:
-    rollback(s);
-    return rc;
+    rc = visit_set_state(s, visit_id, v.state, to, now_ms);
+    if (rc == 0)
+        rc = run(s, "UPDATE visits SET ended_at = ?2, end_reason = ?3, ended_by = ?4,"
+                    " duration_ms = CASE WHEN accepted_at IS NULL THEN NULL ELSE ?2 - accepted_at END,"
+                    " queue_wait_ms = COALESCE(queue_wait_ms, ?2 - checkin_at) WHERE id = ?1",
+                 "sIss", visit_id, now_ms, reason, by);
+    if (rc == 0 && strcmp(v.state, "offered") == 0)
+        rc = offer_decide(s, visit_id, "withdrawn", now_ms);
+    if (rc == 0)
+        rc = run(s, "UPDATE participants SET left_at = ?2, leave_reason = ?3"
+                    " WHERE visit_id = ?1 AND left_at IS NULL",
+                 "sIs", visit_id, now_ms, reason);
+    if (rc == 0 && v.appointment_id[0])
+        rc = run(s, "UPDATE appointments SET status = ?2, updated_at = ?3 WHERE id = ?1", "ssI",
+                 v.appointment_id, appointment_outcome(to, reason), now_ms);
+    if (rc == 0)
+        rc = outbox_append(s, "visit.ended", visit_id, now_ms);
+    return finish(s, rc);
 }
 
 int tm_store_participant_join(tm_store *s, const char *visit_id, const char *user_id,
@@ -912,33 +799,38 @@ int tm_store_participant_join(tm_store *s, const char *visit_id, const char *use
 int tm_store_participant_leave(tm_store *s, const char *visit_id, const char *user_id,
                                const char *reason, int64_t now_ms)
 {
-    sqlite3_stmt *st = stmt(s, "UPDATE participants SET left_at = ?3, leave_reason = ?4"
-                               " WHERE visit_id = ?1 AND user_id = ?2 AND left_at IS NULL");
-    if (!st)
-        return TM_EIO;
-    bind_text(st, 1, visit_id);
-    bind_text(st, 2, user_id);
-    sqlite3_bind_int64(st, 3, now_ms);
-    bind_text(st, 4, reason);
-    return exec_step(s, st);
+    return run(s, "UPDATE participants SET left_at = ?3, leave_reason = ?4"
+                  " WHERE visit_id = ?1 AND user_id = ?2 AND left_at IS NULL",
+               "ssIs", visit_id, user_id, now_ms, reason);
 }
 
 int tm_store_chat_add(tm_store *s, const char *visit_id, const char *sender_id,
                       const char *sender_role, const char *body, int64_t now_ms, int64_t *id_out)
 {
-    sqlite3_stmt *st = stmt(s, "INSERT INTO chat_messages(visit_id, sender_id, sender_role, body,"
-                               " sent_at) VALUES(?1, ?2, ?3, ?4, ?5)");
-    if (!st)
-        return TM_EIO;
-    bind_text(st, 1, visit_id);
-    bind_text(st, 2, sender_id);
-    bind_text(st, 3, sender_role);
-    sqlite3_bind_text(st, 4, body, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 5, now_ms);
-    int rc = exec_step(s, st);
+    int rc = run(s, "INSERT INTO chat_messages(visit_id, sender_id, sender_role, body, sent_at)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5)",
+                 "sssbI", visit_id, sender_id, sender_role, body, now_ms);
     if (rc == 0 && id_out)
         *id_out = sqlite3_last_insert_rowid(s->db);
     return rc;
+}
+
+/* The doctor's note on the visit: its row id (0 if none) and whether it is signed. */
+static int note_find(tm_store *s, const char *visit_id, const char *doctor_id, int64_t *id,
+                     bool *is_signed)
+{
+    sqlite3_stmt *st = query(s, "SELECT id, signed FROM notes WHERE visit_id = ?1 AND doctor_id = ?2",
+                             "ss", visit_id, doctor_id);
+    if (!st)
+        return TM_EIO;
+    *id = 0;
+    *is_signed = false;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+        *is_signed = sqlite3_column_int(st, 1) != 0;
+    }
+    sqlite3_reset(st);
+    return 0;
 }
 
 int tm_store_note_save(tm_store *s, const char *visit_id, const char *doctor_id,
@@ -947,56 +839,25 @@ int tm_store_note_save(tm_store *s, const char *visit_id, const char *doctor_id,
     int rc = begin(s);
     if (rc < 0)
         return rc;
-    sqlite3_stmt *st = stmt(s, "SELECT id, signed FROM notes WHERE visit_id = ?1 AND doctor_id = ?2");
-    if (!st) {
-        rc = TM_EIO;
-        goto fail;
-    }
-    bind_text(st, 1, visit_id);
-    bind_text(st, 2, doctor_id);
     int64_t note_id = 0;
     bool was_signed = false;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        note_id = sqlite3_column_int64(st, 0);
-        was_signed = sqlite3_column_int(st, 1) != 0;
-    }
-    sqlite3_reset(st);
-    if (was_signed) {
+    rc = note_find(s, visit_id, doctor_id, &note_id, &was_signed);
+    if (rc == 0 && was_signed) {
         /* A signed note is part of the medical record: it is not rewritten. */
         snprintf(s->errmsg, sizeof(s->errmsg), "note already signed");
         rc = TM_ECONFLICT;
-        goto fail;
     }
-    if (note_id) {
-        st = stmt(s, "UPDATE notes SET body = ?2, diagnosis_code = ?3, signed = ?4, updated_at = ?5"
-                     " WHERE id = ?1");
-        if (!st) {
-            rc = TM_EIO;
-            goto fail;
-        }
-        sqlite3_bind_int64(st, 1, note_id);
-    } else {
-        st = stmt(s, "INSERT INTO notes(visit_id, doctor_id, body, diagnosis_code, signed,"
-                     " created_at, updated_at) VALUES(?6, ?7, ?2, ?3, ?4, ?5, ?5)");
-        if (!st) {
-            rc = TM_EIO;
-            goto fail;
-        }
-        bind_text(st, 6, visit_id);
-        bind_text(st, 7, doctor_id);
-    }
-    sqlite3_bind_text(st, 2, body, -1, SQLITE_TRANSIENT);
-    bind_text(st, 3, diagnosis_code);
-    sqlite3_bind_int(st, 4, sign);
-    sqlite3_bind_int64(st, 5, now_ms);
-    if ((rc = exec_step(s, st)) < 0)
-        goto fail;
-    if (sign && (rc = outbox_append(s, "visit.note_signed", visit_id, now_ms)) < 0)
-        goto fail;
-    return commit(s);
-fail:
-    rollback(s);
-    return rc;
+    if (rc == 0 && note_id)
+        rc = run(s, "UPDATE notes SET body = ?2, diagnosis_code = ?3, signed = ?4, updated_at = ?5"
+                    " WHERE id = ?1",
+                 "IbsiI", note_id, body, diagnosis_code, (int)sign, now_ms);
+    else if (rc == 0)
+        rc = run(s, "INSERT INTO notes(visit_id, doctor_id, body, diagnosis_code, signed,"
+                    " created_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                 "ssbsiI", visit_id, doctor_id, body, diagnosis_code, (int)sign, now_ms);
+    if (rc == 0 && sign)
+        rc = outbox_append(s, "visit.note_signed", visit_id, now_ms);
+    return finish(s, rc);
 }
 
 int tm_store_rating_add(tm_store *s, const char *visit_id, const char *patient_id, int score,
@@ -1007,81 +868,57 @@ int tm_store_rating_add(tm_store *s, const char *visit_id, const char *patient_i
     int rc = begin(s);
     if (rc < 0)
         return rc;
-    sqlite3_stmt *st = stmt(s, "INSERT INTO ratings(visit_id, patient_id, score, comment, created_at)"
-                               " VALUES(?1, ?2, ?3, ?4, ?5)");
-    if (!st) {
-        rc = TM_EIO;
-        goto fail;
-    }
-    bind_text(st, 1, visit_id);
-    bind_text(st, 2, patient_id);
-    sqlite3_bind_int(st, 3, score);
-    bind_text(st, 4, comment);
-    sqlite3_bind_int64(st, 5, now_ms);
-    if ((rc = exec_step(s, st)) < 0)
-        goto fail;
-    if ((rc = outbox_append(s, "visit.rated", visit_id, now_ms)) < 0)
-        goto fail;
-    return commit(s);
-fail:
-    rollback(s);
-    return rc;
+    rc = run(s, "INSERT INTO ratings(visit_id, patient_id, score, comment, created_at)"
+                " VALUES(?1, ?2, ?3, ?4, ?5)",
+             "ssisI", visit_id, patient_id, score, comment, now_ms);
+    if (rc == 0)
+        rc = outbox_append(s, "visit.rated", visit_id, now_ms);
+    return finish(s, rc);
 }
 
 int tm_store_stats_add(tm_store *s, const char *visit_id, const char *user_id,
                        const char *direction, const char *kind, const char *summary_json,
                        int64_t now_ms)
 {
-    sqlite3_stmt *st = stmt(s, "INSERT INTO stream_stats(visit_id, user_id, direction, kind, summary,"
-                               " recorded_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
-    if (!st)
-        return TM_EIO;
-    bind_text(st, 1, visit_id);
-    bind_text(st, 2, user_id);
-    bind_text(st, 3, direction);
-    bind_text(st, 4, kind);
-    bind_text(st, 5, summary_json);
-    sqlite3_bind_int64(st, 6, now_ms);
-    return exec_step(s, st);
+    return run(s, "INSERT INTO stream_stats(visit_id, user_id, direction, kind, summary,"
+                  " recorded_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+               "sssssI", visit_id, user_id, direction, kind, summary_json, now_ms);
 }
 
 static json_t *query_rows(tm_store *s, const char *sql, const char *id)
 {
-    sqlite3_stmt *st = stmt(s, sql);
-    if (!st)
-        return json_array();
-    bind_text(st, 1, id);
-    return rows_to_json(st);
+    sqlite3_stmt *st = query(s, sql, "s", id);
+    return st ? rows_to_json(st) : json_array();
 }
 
 json_t *tm_store_visit_record(tm_store *s, const char *id)
 {
-    sqlite3_stmt *st = stmt(s, "SELECT v.id, v.patient_id, v.dept_id, d.name AS dept_name,"
-                               " v.appointment_id, v.doctor_id, v.kind, v.urgent, v.state,"
-                               " v.checkin_at, v.offered_at, v.accepted_at, v.ended_at, v.end_reason,"
-                               " v.ended_by, v.queue_wait_ms, v.response_ms, v.duration_ms, v.offers"
-                               " FROM visits v JOIN departments d ON d.id = v.dept_id WHERE v.id = ?1");
-    if (!st)
+    json_t *visits = query_rows(
+        s, "SELECT v.id, v.patient_id, v.dept_id, d.name AS dept_name, v.appointment_id,"
+           " v.doctor_id, v.kind, v.urgent, v.state, v.checkin_at, v.offered_at, v.accepted_at,"
+           " v.ended_at, v.end_reason, v.ended_by, v.queue_wait_ms, v.response_ms, v.duration_ms,"
+           " v.offers FROM visits v JOIN departments d ON d.id = v.dept_id WHERE v.id = ?1",
+        id);
+    json_t *rec = json_incref(json_array_get(visits, 0));
+    json_decref(visits);
+    if (!rec)
         return NULL;
-    bind_text(st, 1, id);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_reset(st);
-        return NULL;
-    }
-    json_t *rec = row_to_json(st);
-    sqlite3_reset(st);
     json_object_set_new(rec, "participants",
                         query_rows(s, "SELECT user_id, role, user_agent, joined_at, left_at,"
-                                      " leave_reason FROM participants WHERE visit_id = ?1 ORDER BY id", id));
+                                      " leave_reason FROM participants WHERE visit_id = ?1 ORDER BY id",
+                                   id));
     json_object_set_new(rec, "offers",
                         query_rows(s, "SELECT doctor_id, offered_at, outcome, decided_at FROM offers"
-                                      " WHERE visit_id = ?1 ORDER BY id", id));
+                                      " WHERE visit_id = ?1 ORDER BY id",
+                                   id));
     json_object_set_new(rec, "notes",
                         query_rows(s, "SELECT doctor_id, body, diagnosis_code, signed, created_at,"
-                                      " updated_at FROM notes WHERE visit_id = ?1 ORDER BY id", id));
+                                      " updated_at FROM notes WHERE visit_id = ?1 ORDER BY id",
+                                   id));
     json_object_set_new(rec, "chat",
-                        query_rows(s, "SELECT id, sender_id, sender_role, body, sent_at FROM chat_messages"
-                                      " WHERE visit_id = ?1 ORDER BY id", id));
+                        query_rows(s, "SELECT id, sender_id, sender_role, body, sent_at FROM"
+                                      " chat_messages WHERE visit_id = ?1 ORDER BY id",
+                                   id));
     json_t *ratings = query_rows(s, "SELECT score, comment, created_at FROM ratings WHERE visit_id = ?1", id);
     json_object_set(rec, "rating", json_array_size(ratings) ? json_array_get(ratings, 0) : json_null());
     json_decref(ratings);
@@ -1089,9 +926,11 @@ json_t *tm_store_visit_record(tm_store *s, const char *id)
                         query_rows(s, "SELECT id, path, format, state, size_bytes, duration_ms, sha256,"
                                       " encrypted, failure, dropped_packets, started_at, finished_at,"
                                       " deleted_at, deleted_by_policy FROM recordings WHERE visit_id = ?1"
-                                      " ORDER BY started_at", id));
-    json_t *stats = query_rows(s, "SELECT user_id, direction, kind, summary, recorded_at FROM stream_stats"
-                                  " WHERE visit_id = ?1 ORDER BY id", id);
+                                      " ORDER BY started_at",
+                                   id));
+    json_t *stats = query_rows(s, "SELECT user_id, direction, kind, summary, recorded_at FROM"
+                                  " stream_stats WHERE visit_id = ?1 ORDER BY id",
+                               id);
     size_t i;
     json_t *row;
     json_array_foreach(stats, i, row) {
@@ -1106,33 +945,27 @@ json_t *tm_store_visit_list(tm_store *s, const char *state, const char *dept_id,
                             const char *doctor_id, const char *patient_id, int64_t from_ms,
                             int64_t to_ms, int limit, int offset)
 {
-    sqlite3_stmt *st = stmt(s, "SELECT v.id, v.patient_id, v.dept_id, v.doctor_id, v.kind, v.urgent,"
-                               " v.state, v.checkin_at, v.accepted_at, v.ended_at, v.end_reason,"
-                               " v.queue_wait_ms, v.response_ms, v.duration_ms, r.score AS rating"
-                               " FROM visits v LEFT JOIN ratings r ON r.visit_id = v.id"
-                               " WHERE (?1 IS NULL OR v.state = ?1) AND (?2 IS NULL OR v.dept_id = ?2)"
-                               " AND (?3 IS NULL OR v.doctor_id = ?3) AND (?4 IS NULL OR v.patient_id = ?4)"
-                               " AND (?5 IS NULL OR v.checkin_at >= ?5) AND (?6 IS NULL OR v.checkin_at < ?6)"
-                               " ORDER BY v.checkin_at DESC LIMIT ?7 OFFSET ?8");
-    if (!st)
-        return NULL;
-    bind_text(st, 1, state);
-    bind_text(st, 2, dept_id);
-    bind_text(st, 3, doctor_id);
-    bind_text(st, 4, patient_id);
-    bind_time(st, 5, from_ms);
-    bind_time(st, 6, to_ms);
-    sqlite3_bind_int(st, 7, limit > 0 && limit <= 1000 ? limit : 100);
-    sqlite3_bind_int(st, 8, offset > 0 ? offset : 0);
-    return rows_to_json(st);
+    sqlite3_stmt *st = query(
+        s, "SELECT v.id, v.patient_id, v.dept_id, v.doctor_id, v.kind, v.urgent, v.state,"
+           " v.checkin_at, v.accepted_at, v.ended_at, v.end_reason, v.queue_wait_ms,"
+           " v.response_ms, v.duration_ms, r.score AS rating"
+           " FROM visits v LEFT JOIN ratings r ON r.visit_id = v.id"
+           " WHERE (?1 IS NULL OR v.state = ?1) AND (?2 IS NULL OR v.dept_id = ?2)"
+           " AND (?3 IS NULL OR v.doctor_id = ?3) AND (?4 IS NULL OR v.patient_id = ?4)"
+           " AND (?5 IS NULL OR v.checkin_at >= ?5) AND (?6 IS NULL OR v.checkin_at < ?6)"
+           " ORDER BY v.checkin_at DESC LIMIT ?7 OFFSET ?8",
+        "ssssttii", state, dept_id, doctor_id, patient_id, from_ms, to_ms,
+        limit > 0 && limit <= 1000 ? limit : 100, offset > 0 ? offset : 0);
+    return st ? rows_to_json(st) : NULL;
 }
 
 int tm_store_visit_counts(tm_store *s, int64_t since_ms, json_t **out)
 {
-    sqlite3_stmt *st = stmt(s, "SELECT state, count(*) FROM visits WHERE checkin_at >= ?1 GROUP BY state");
+    sqlite3_stmt *st = query(s, "SELECT state, count(*) FROM visits WHERE checkin_at >= ?1"
+                                " GROUP BY state",
+                             "I", since_ms);
     if (!st)
         return TM_EIO;
-    sqlite3_bind_int64(st, 1, since_ms);
     json_t *o = json_object();
     while (sqlite3_step(st) == SQLITE_ROW)
         json_object_set_new(o, (const char *)sqlite3_column_text(st, 0),
@@ -1144,27 +977,18 @@ int tm_store_visit_counts(tm_store *s, int64_t since_ms, json_t **out)
 
 int tm_store_doctor_figures(tm_store *s, const char *doctor_id, int64_t since_ms, json_t **out)
 {
-    sqlite3_stmt *st = stmt(s, "SELECT count(*), avg(v.response_ms), avg(r.score), count(r.score)"
-                               " FROM visits v LEFT JOIN ratings r ON r.visit_id = v.id"
-                               " WHERE v.doctor_id = ?1 AND v.accepted_at >= ?2");
+    sqlite3_stmt *st = query(s, "SELECT count(*) AS visits,"
+                                " CAST(avg(v.response_ms) AS INTEGER) AS avg_response_ms,"
+                                " avg(r.score) AS avg_rating, count(r.score) AS ratings"
+                                " FROM visits v LEFT JOIN ratings r ON r.visit_id = v.id"
+                                " WHERE v.doctor_id = ?1 AND v.accepted_at >= ?2",
+                             "sI", doctor_id, since_ms);
     if (!st)
         return TM_EIO;
-    bind_text(st, 1, doctor_id);
-    sqlite3_bind_int64(st, 2, since_ms);
-    json_t *o = json_object();
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        json_object_set_new(o, "visits", json_integer(sqlite3_column_int64(st, 0)));
-        json_object_set_new(o, "avg_response_ms", sqlite3_column_type(st, 1) == SQLITE_NULL
-                                                      ? json_null()
-                                                      : json_integer((json_int_t)sqlite3_column_double(st, 1)));
-        json_object_set_new(o, "avg_rating", sqlite3_column_type(st, 2) == SQLITE_NULL
-                                                 ? json_null()
-                                                 : json_real(sqlite3_column_double(st, 2)));
-        json_object_set_new(o, "ratings", json_integer(sqlite3_column_int64(st, 3)));
-    }
-    sqlite3_reset(st);
-    *out = o;
-    return 0;
+    json_t *rows = rows_to_json(st);
+    *out = json_incref(json_array_get(rows, 0));
+    json_decref(rows);
+    return *out ? 0 : TM_EIO;
 }
 
 /* ---- audit log ----------------------------------------------------- */
@@ -1172,42 +996,30 @@ int tm_store_doctor_figures(tm_store *s, const char *doctor_id, int64_t since_ms
 int tm_store_audit(tm_store *s, const char *actor_id, const char *actor_role, const char *action,
                    const char *target, const char *outcome, const char *detail)
 {
-    sqlite3_stmt *st = stmt(s, "INSERT INTO audit_log(at, actor_id, actor_role, action, target,"
-                               " outcome, detail) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-    if (!st)
-        return TM_EIO;
-    sqlite3_bind_int64(st, 1, tm_now_ms());
-    bind_text(st, 2, actor_id && *actor_id ? actor_id : "-");
-    bind_text(st, 3, actor_role && *actor_role ? actor_role : "none");
-    bind_text(st, 4, action);
-    bind_text(st, 5, target);
-    bind_text(st, 6, outcome ? outcome : "ok");
-    bind_text(st, 7, detail);
-    return exec_step(s, st);
+    return run(s, "INSERT INTO audit_log(at, actor_id, actor_role, action, target, outcome, detail)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+               "Issssss", tm_now_ms(), actor_id && *actor_id ? actor_id : "-",
+               actor_role && *actor_role ? actor_role : "none", action, target,
+               outcome ? outcome : "ok", detail);
 }
 
 json_t *tm_store_audit_list(tm_store *s, const char *target, const char *actor_id,
                             int64_t from_ms, int limit)
 {
-    sqlite3_stmt *st = stmt(s, "SELECT id, at, actor_id, actor_role, action, target, outcome, detail"
-                               " FROM audit_log WHERE (?1 IS NULL OR target = ?1)"
-                               " AND (?2 IS NULL OR actor_id = ?2) AND (?3 IS NULL OR at >= ?3)"
-                               " ORDER BY id DESC LIMIT ?4");
-    if (!st)
-        return NULL;
-    bind_text(st, 1, target);
-    bind_text(st, 2, actor_id);
-    bind_time(st, 3, from_ms);
-    sqlite3_bind_int(st, 4, limit > 0 && limit <= 1000 ? limit : 100);
-    return rows_to_json(st);
+    sqlite3_stmt *st = query(s, "SELECT id, at, actor_id, actor_role, action, target, outcome, detail"
+                                " FROM audit_log WHERE (?1 IS NULL OR target = ?1)"
+                                " AND (?2 IS NULL OR actor_id = ?2) AND (?3 IS NULL OR at >= ?3)"
+                                " ORDER BY id DESC LIMIT ?4",
+                             "ssti", target, actor_id, from_ms,
+                             limit > 0 && limit <= 1000 ? limit : 100);
+    return st ? rows_to_json(st) : NULL;
 }
 
 int tm_store_outbox_count(tm_store *s, const char *state, int64_t *count)
 {
-    sqlite3_stmt *st = stmt(s, "SELECT count(*) FROM outbox WHERE state = ?1");
+    sqlite3_stmt *st = query(s, "SELECT count(*) FROM outbox WHERE state = ?1", "s", state);
     if (!st)
         return TM_EIO;
-    bind_text(st, 1, state);
     *count = 0;
     if (sqlite3_step(st) == SQLITE_ROW)
         *count = sqlite3_column_int64(st, 0);
