@@ -203,6 +203,7 @@ static void forward_one(tm__worker *w, const tm__in_stream *s, tm__peer *r, tm__
 void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len)
 {
     tm__worker *w = from->w;
+    int64_t now_us = g_get_monotonic_time(); /* also the start of the latency measurement */
     tm_rtp_header h;
     if (len + TRAILER_ROOM + 64 > TM__PKT_CAP || tm__srtp_unprotect_rtp(from->srtp, buf, &len) != 0 ||
         tm_rtp_parse(buf, len, &h) != 0) {
@@ -226,7 +227,6 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len)
     if (w->test_drop_in && s->kind == TM_MEDIA_VIDEO && !rtx &&
         ++w->test_drop_in_n % w->test_drop_in == 0)
         return;
-    int64_t now_us = g_get_monotonic_time();
     if (s->kind == TM_MEDIA_VIDEO)
         track_loss(from, s, h.seq, now_us / 1000);
     if (!s->stats)
@@ -251,6 +251,14 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len)
     for (int i = 0; i < s->n_bound; i++) {
         tm__peer *r = s->bound_peer[i];
         forward_one(w, s, r, &r->out[s->bound_out[i]], buf, len, &h, now_ms);
+    }
+    if (s->n_bound > 0) {
+        uint64_t us = (uint64_t)(g_get_monotonic_time() - now_us);
+        uint64_t b = us / TM__LATENCY_STEP_US;
+        atomic_fetch_add_explicit(&w->counters.latency[b < TM__LATENCY_BUCKETS ? b : TM__LATENCY_BUCKETS - 1],
+                                  1, memory_order_relaxed);
+        if (us > atomic_load_explicit(&w->counters.latency_max_us, memory_order_relaxed))
+            atomic_store_explicit(&w->counters.latency_max_us, us, memory_order_relaxed);
     }
 }
 

@@ -411,6 +411,43 @@ void tm_media_set_test_drop_in(tm_media *m, unsigned every_nth_video)
     set_drop(m, every_nth_video, true);
 }
 
+void tm_media_get_latency(tm_media *m, tm_media_latency *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!m)
+        return;
+    uint64_t *sum = g_new0(uint64_t, TM__LATENCY_BUCKETS);
+    uint64_t total = 0, max = 0;
+    for (int i = 0; i < m->n_workers; i++) {
+        tm__counters *c = &m->workers[i]->counters;
+        for (int b = 0; b < TM__LATENCY_BUCKETS; b++) {
+            uint64_t v = atomic_load_explicit(&c->latency[b], memory_order_relaxed);
+            sum[b] += v;
+            total += v;
+        }
+        uint64_t mx = atomic_load_explicit(&c->latency_max_us, memory_order_relaxed);
+        max = mx > max ? mx : max;
+    }
+    out->samples = total;
+    out->max_us = (double)max;
+    uint64_t seen = 0;
+    bool have50 = false;
+    for (int b = 0; b < TM__LATENCY_BUCKETS && total; b++) {
+        seen += sum[b];
+        /* Report the bucket's upper edge: a conservative figure. */
+        double edge = (double)(b + 1) * TM__LATENCY_STEP_US;
+        if (!have50 && seen * 2 >= total) {
+            out->p50_us = edge;
+            have50 = true;
+        }
+        if (seen * 100 >= total * 99) {
+            out->p99_us = edge;
+            break;
+        }
+    }
+    g_free(sum);
+}
+
 const char *tm_media_fingerprint(tm_media *m)
 {
     return m ? m->fingerprint : NULL;

@@ -33,12 +33,15 @@
 #define TM__REMB_MIN_BPS 100000u
 #define TM__PLI_INTERVAL_MS 1000
 #define TM__SILENT_MS 6000 /* nothing received this long: "disconnected" (RTCP-only receivers report every <= 5 s) */
-#define TM__RTX_SLOTS_VIDEO 256
+#define TM__RTX_SLOTS_VIDEO 128     /* ~1.4 s at 1 Mbit/s; 192 KiB per receiving video stream */
 #define TM__RTX_MAX_AGE_MS 1000
 #define TM__MISSING_MAX 64           /* upstream losses tracked per incoming video stream */
 #define TM__NACK_RETRIES 3
 #define TM__NACK_RETRY_MS 40
 #define TM__NACK_GIVE_UP_MS 1000
+
+#define TM__LATENCY_BUCKETS 1024
+#define TM__LATENCY_STEP_US 2
 
 /* Counters, one set per worker so increments never share a cache line. */
 typedef struct tm__counters {
@@ -46,6 +49,8 @@ typedef struct tm__counters {
     atomic_uint_fast64_t tx_packets, dropped_malformed, dropped_unknown_source, nacks_answered,
         plis_forwarded, nacks_sent, rtx_received;
     atomic_int_fast64_t peers, visits;
+    atomic_uint_fast64_t latency_max_us;
+    atomic_uint_fast32_t latency[TM__LATENCY_BUCKETS]; /* TM__LATENCY_STEP_US each */
 } tm__counters;
 
 /* Where events go; shared by the media object and queued event messages, so an

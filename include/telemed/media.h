@@ -88,6 +88,15 @@ typedef struct tm_media_counters {
 } tm_media_counters;
 void tm_media_get_counters(tm_media *m, tm_media_counters *out); /* approximate, atomics */
 
+/* Time a packet spends inside the server: from the worker taking the datagram off the ICE
+ * socket to the last forwarded copy handed back to it (all receivers), over every RTP packet
+ * since start. Percentiles are read from 2 us buckets (values above 2 ms count as 2 ms). */
+typedef struct tm_media_latency {
+    uint64_t samples;
+    double p50_us, p99_us, max_us;
+} tm_media_latency;
+void tm_media_get_latency(tm_media *m, tm_media_latency *out); /* approximate, atomics */
+
 /* Test hook: drop every nth forwarded video packet instead of sending it (it still enters the
  * receiver stream's retransmission cache), so NACK repair can be tested deterministically.
  * 0 turns it off. Applies from the workers' next iteration. */

@@ -131,6 +131,12 @@ int main(int argc, char **argv)
            (unsigned long long)c.nacks_answered, (unsigned long long)c.plis_forwarded);
     if (c.peers != 2 || c.visits != 1 || c.rx_packets < 200 || c.tx_packets < 200)
         FAIL("counters");
+    tm_media_latency lat;
+    tm_media_get_latency(m, &lat);
+    printf("forwarding latency: %llu packets, p50 %.0f us, p99 %.0f us, max %.0f us\n",
+           (unsigned long long)lat.samples, lat.p50_us, lat.p99_us, lat.max_us);
+    if (lat.samples < 200 || lat.p50_us <= 0 || lat.p99_us < lat.p50_us)
+        FAIL("latency histogram");
 
     tm_media_visit_close(m, "v-loop");
     if (!test_wait(ctx, 5000, both_closed, NULL))
