@@ -90,6 +90,12 @@ struct tm_feed {
     int64_t wake_at;           /* monotonic ms */
     int64_t isolate_until_seq; /* after a batch-wide 4xx: send these one by one */
 
+    /* Delivered, failed-attempt and dead counts: read from the table once at
+     * start, then kept here as the feed changes rows (it is the only one
+     * that does), so status and metrics never scan the whole outbox. */
+    int64_t n_delivered, n_failed, n_dead;
+    bool store_failed; /* an outcome could not be written: slow down */
+
     int last_status;
     char last_error[256];
     int64_t last_error_at, last_success_at; /* epoch ms, 0 = never */
@@ -97,6 +103,8 @@ struct tm_feed {
 };
 
 static void schedule(tm_feed *f, int64_t delay_ms);
+static int out_dead(tm_feed *f, const tm_outbox_event *e, int status, const char *why,
+                    const char *resp, size_t resp_len);
 
 /* ---- pure helpers ---------------------------------------------------- */
 
@@ -243,9 +251,7 @@ static json_t *build_events(tm_feed *f, tm_outbox_event *ev, size_t *n)
         char why[256];
         json_t *env = envelope(f, &ev[i], why, sizeof(why));
         if (!env) {
-            int rc = tm_outbox_dead_letter(f->store, ev[i].seq, 0, why, NULL, 0);
-            tm_warn("feed.dead_letter", "seq=%lld reason=corrupt_row rc=%d",
-                    (long long)ev[i].seq, rc);
+            out_dead(f, &ev[i], 0, why, NULL, 0);
             free(ev[i].payload);
             continue;
         }
@@ -256,6 +262,42 @@ static json_t *build_events(tm_feed *f, tm_outbox_event *ev, size_t *n)
     }
     *n = kept;
     return events;
+}
+
+/* The outbox writes, with the counters and the store_failed flag kept. */
+static int out_retry(tm_feed *f, const int64_t *seqs, const int64_t *next, size_t n, int status)
+{
+    int rc = tm_outbox_retry(f->store, seqs, next, n, status, f->last_error);
+    if (rc < 0) {
+        f->store_failed = true;
+        tm_error("feed.store_failed", "op=retry rc=%d", rc);
+    } else {
+        f->n_failed += (int64_t)n;
+    }
+    return rc;
+}
+
+static int out_dead(tm_feed *f, const tm_outbox_event *e, int status, const char *why,
+                    const char *resp, size_t resp_len)
+{
+    int rc = tm_outbox_dead_letter(f->store, e->seq, status, why, resp, resp_len);
+    tm_warn("feed.dead_letter", "seq=%lld visit=%s status=%d rc=%d", (long long)e->seq,
+            e->visit_id, status, rc);
+    if (rc < 0) {
+        f->store_failed = true;
+    } else {
+        f->n_failed++;
+        f->n_dead++;
+    }
+    return rc;
+}
+
+/* The next pass: at once, unless the store just failed to record an
+ * outcome; then resending at once would repeat the batch in a tight loop. */
+static void next_pass(tm_feed *f)
+{
+    schedule(f, f->store_failed ? f->backoff_base_ms : 0);
+    f->store_failed = false;
 }
 
 static int64_t now_plus_backoff(tm_feed *f, int attempts, int64_t retry_after_ms)
@@ -274,9 +316,7 @@ static void retry_batch(tm_feed *f, tm_outbox_event *ev, size_t n, int status, i
         seqs[i] = ev[i].seq;
         next[i] = now_plus_backoff(f, ev[i].attempts + 1, retry_after_ms);
     }
-    int rc = tm_outbox_retry(f->store, seqs, next, n, status, f->last_error);
-    if (rc < 0)
-        tm_error("feed.store_failed", "op=retry rc=%d", rc);
+    out_retry(f, seqs, next, n, status);
     g_free(seqs);
     g_free(next);
 }
@@ -288,8 +328,12 @@ static int mark_delivered(tm_feed *f, tm_outbox_event *ev, size_t n, int status)
         seqs[i] = ev[i].seq;
     int rc = tm_outbox_mark_delivered(f->store, seqs, n, status, tm_now_ms());
     g_free(seqs);
-    if (rc < 0)
+    if (rc < 0) {
+        f->store_failed = true;
         tm_error("feed.store_failed", "op=mark_delivered rc=%d", rc);
+    } else {
+        f->n_delivered += (int64_t)n;
+    }
     return rc;
 }
 
@@ -515,17 +559,13 @@ static void http_done(tm_feed *f, CURLcode res)
             seqs[i] = ev[i].seq;
             next[i] = 0;
         }
-        if (tm_outbox_retry(f->store, seqs, next, n, (int)status, f->last_error) < 0)
-            tm_error("feed.store_failed", "op=retry");
+        out_retry(f, seqs, next, n, (int)status);
         g_free(seqs);
         g_free(next);
         tm_warn("feed.batch_rejected", "status=%ld events=%zu", status, n);
     } else if (res == CURLE_OK && permanent_rejection(status)) {
         note_error(f, (int)status, "rejected with status %ld", status);
-        int rc = tm_outbox_dead_letter(f->store, ev[0].seq, (int)status, f->last_error,
-                                       f->response->str, f->response->len);
-        tm_warn("feed.dead_letter", "seq=%lld visit=%s status=%ld rc=%d", (long long)ev[0].seq,
-                ev[0].visit_id, status, rc);
+        out_dead(f, &ev[0], (int)status, f->last_error, f->response->str, f->response->len);
     } else {
         int64_t ra_ms = status == 429 || status == 503 ? (int64_t)retry_after * 1000 : 0;
         if (res != CURLE_OK)
@@ -536,7 +576,7 @@ static void http_done(tm_feed *f, CURLcode res)
         retry_batch(f, ev, n, (int)status, ra_ms);
     }
     transfer_release(f);
-    schedule(f, 0);
+    next_pass(f);
 }
 
 static void check_done(tm_feed *f)
@@ -647,14 +687,14 @@ static void pump(tm_feed *f)
     if (n == 0) {
         free(ev);
         json_decref(events);
-        schedule(f, 0);
+        next_pass(f);
         return;
     }
     if (!f->url) {
         file_deliver(f, ev, n, events);
         tm_outbox_events_free(ev, n);
         json_decref(events);
-        schedule(f, 0);
+        next_pass(f);
         return;
     }
     f->ev = ev;
@@ -762,6 +802,12 @@ tm_feed *tm_feed_new(tm_store *store, const tm_config *cfg, struct lws_context *
             goto fail;
         }
     }
+    tm_outbox_stats st;
+    if (tm_outbox_stats_get(store, &st) == 0) {
+        f->n_delivered = st.delivered;
+        f->n_failed = st.failed_attempts;
+        f->n_dead = st.dead;
+    }
     schedule(f, 0);
     return f;
 fail:
@@ -810,10 +856,21 @@ void tm_feed_kick(tm_feed *f)
         schedule(f, KICK_DELAY_MS);
 }
 
+static int feed_stats(tm_feed *f, tm_outbox_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    if (tm_outbox_queue(f->store, &st->pending, &st->oldest_pending_at) < 0)
+        return TM_EIO;
+    st->delivered = f->n_delivered;
+    st->failed_attempts = f->n_failed;
+    st->dead = f->n_dead;
+    return 0;
+}
+
 json_t *tm_feed_status(tm_feed *f)
 {
     tm_outbox_stats st;
-    if (tm_outbox_stats_get(f->store, &st) < 0)
+    if (feed_stats(f, &st) < 0)
         return NULL;
     char when[40];
     int64_t now = tm_now_ms();
@@ -851,15 +908,17 @@ json_t *tm_feed_dead_letters(tm_feed *f, int limit)
 int tm_feed_replay(tm_feed *f, int64_t seq)
 {
     int rc = tm_outbox_replay(f->store, seq);
-    if (rc == 0)
+    if (rc == 0) {
+        f->n_dead--;
         tm_feed_kick(f);
+    }
     return rc;
 }
 
 int tm_feed_metrics(tm_feed *f, GString *out)
 {
     tm_outbox_stats st;
-    if (tm_outbox_stats_get(f->store, &st) < 0)
+    if (feed_stats(f, &st) < 0)
         return TM_EIO;
     double age = st.oldest_pending_at ? (double)(tm_now_ms() - st.oldest_pending_at) / 1000.0 : 0;
     g_string_append_printf(

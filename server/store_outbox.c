@@ -374,3 +374,18 @@ int tm_outbox_stats_get(tm_store *s, tm_outbox_stats *out)
     sqlite3_finalize(st);
     return rc == SQLITE_ROW ? 0 : TM_EIO;
 }
+
+int tm_outbox_queue(tm_store *s, int64_t *pending, int64_t *oldest_pending_at)
+{
+    sqlite3_stmt *st = prepare(tm__store_db(s), "SELECT count(*), coalesce(min(occurred_at), 0)"
+                                                " FROM outbox WHERE state = 'pending'");
+    if (!st)
+        return TM_EIO;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *pending = sqlite3_column_int64(st, 0);
+        *oldest_pending_at = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : TM_EIO;
+}

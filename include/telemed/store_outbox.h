@@ -83,6 +83,11 @@ typedef struct tm_outbox_stats {
     int64_t oldest_pending_at; /* occurred_at of the oldest pending row, 0 if none */
 } tm_outbox_stats;
 
+/* Every figure; scans the whole table (the feed runs it once at start). */
 int tm_outbox_stats_get(tm_store *s, tm_outbox_stats *out);
+/* Only the queue: pending count and the oldest pending occurred_at (0 if
+ * none). Costs O(pending) through the outbox_pending index, so it is cheap
+ * enough for every /metrics scrape. */
+int tm_outbox_queue(tm_store *s, int64_t *pending, int64_t *oldest_pending_at);
 
 #endif
