@@ -683,10 +683,14 @@ static void finalise(tm_recorder *r)
         if (rc < 0 && !atomic_load(&r->failed))
             set_failed(r, "cannot close the encrypted recording");
     }
-    if (!had_media && !atomic_load(&r->failed))
-        set_failed(r, "no media was received");
-    if (hash_file(r->path, &res->size_bytes, res->sha256) < 0 && !atomic_load(&r->failed))
+    if (!had_media) {
+        /* Nothing was recorded: leave no empty file behind. */
+        if (!atomic_load(&r->failed))
+            set_failed(r, "no media was received");
+        (void)g_unlink(r->path);
+    } else if (hash_file(r->path, &res->size_bytes, res->sha256) < 0 && !atomic_load(&r->failed)) {
         set_failed(r, "cannot read the finished recording");
+    }
     g_mutex_lock(&r->lock);
     if (GST_CLOCK_TIME_IS_VALID(r->min_pts) && GST_CLOCK_TIME_IS_VALID(r->max_end))
         res->duration_ms = (int64_t)((r->max_end - r->min_pts) / GST_MSECOND);

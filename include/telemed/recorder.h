@@ -93,8 +93,13 @@ typedef void (*tm_recorder_failure_cb)(const char *reason, void *user);
 int tm_recorder_make_path(const char *recording_dir, const char *visit_id, int64_t epoch_ms,
                           bool encrypted, char **path_out, char **err);
 
-/* Builds and starts the pipeline for n tracks (1..TM_RECORDER_MAX_TRACKS)
- * writing to path (created, must not exist). key_or_null: a 32-byte
+/* Builds the pipeline for n tracks (1..TM_RECORDER_MAX_TRACKS) writing to
+ * path (created 0600, must not exist); it starts on the first packet, whose
+ * arrival is time 0 of the file. Declare every sending stream of the visit:
+ * a track with nothing at the muxer when the start window closes (every
+ * track has data, or 3 s after the first packet) is left out of the file
+ * and its later packets count as dropped. A track that goes silent later
+ * (camera off, a participant gone) does not hold up the others. key_or_null: a 32-byte
  * AES-256 key (copied) to encrypt at rest. Call on the thread whose
  * thread-default GMainContext should receive the callbacks. Returns a new
  * recorder (end it with tm_recorder_finish or tm_recorder_free) or NULL
@@ -117,7 +122,9 @@ void tm_recorder_stats_get(const tm_recorder *r, tm_recorder_stats *out);
 
 /* Ends the recording: drains the ring, sends EOS, waits for the muxer to
  * finalise the file, hashes it, then calls cb (may be NULL) on the
- * context of tm_recorder_new and frees the recorder. Returns at once; the
+ * context of tm_recorder_new and frees the recorder. With no packet ever
+ * pushed the result is a failure ("no media was received") and the empty
+ * file is removed. Returns at once; the
  * caller must not use r afterwards (no more pushes). */
 void tm_recorder_finish(tm_recorder *r, tm_recorder_done_cb cb, void *user);
 

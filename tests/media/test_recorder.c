@@ -71,15 +71,18 @@ static gint by_pts(gconstpointer a, gconstpointer b)
     return x->pts < y->pts ? -1 : x->pts > y->pts;
 }
 
-/* seconds of 320x240@30 VP8 and 48 kHz Opus, as RTP, merged in pts order. */
-static GArray *make_rtp(int seconds)
+/* seconds of 320x240@30 video (VP8, or H.264 constrained baseline as
+ * Safari sends it) and 48 kHz Opus, as RTP, merged in pts order. */
+static GArray *make_rtp_codec(int seconds, bool h264)
 {
     GArray *a = g_array_new(FALSE, FALSE, sizeof(pkt));
     char *v = g_strdup_printf(
         "videotestsrc num-buffers=%d pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1"
-        " ! vp8enc deadline=1 cpu-used=8 keyframe-max-dist=30 ! rtpvp8pay pt=96 mtu=1200"
-        " ! appsink name=out sync=false",
-        seconds * 30);
+        " ! %s ! appsink name=out sync=false",
+        seconds * 30,
+        h264 ? "openh264enc gop-size=30 ! video/x-h264,profile=constrained-baseline"
+               " ! rtph264pay pt=102 mtu=1200 config-interval=-1"
+             : "vp8enc deadline=1 cpu-used=8 keyframe-max-dist=30 ! rtpvp8pay pt=96 mtu=1200");
     char *au = g_strdup_printf(
         "audiotestsrc num-buffers=%d samplesperbuffer=960 ! audio/x-raw,rate=48000,channels=1"
         " ! opusenc ! rtpopuspay pt=111 ! appsink name=out sync=false",
@@ -91,6 +94,11 @@ static GArray *make_rtp(int seconds)
     g_array_sort(a, by_pts);
     CHECK(a->len > (guint)seconds * 80);
     return a;
+}
+
+static GArray *make_rtp(int seconds)
+{
+    return make_rtp_codec(seconds, false);
 }
 
 static void free_rtp(GArray *a)
@@ -385,6 +393,40 @@ static void test_silent_tracks(void)
     free_rtp(rtp);
 }
 
+/* H.264 (packetization-mode 1) from a Safari-like sender. */
+static void test_h264(void)
+{
+    const int secs = 5;
+    GArray *rtp = make_rtp_codec(secs, true);
+    tm_recorder_track tracks[] = {
+        {TM_REC_OPUS, 111, 0, "patient-audio"},
+        {TM_REC_H264, 102, 0, "patient-video"},
+    };
+    char *path = g_build_filename(dir, "h264.mkv", NULL), *err = NULL;
+    tm_recorder *r = tm_recorder_new(path, tracks, 2, NULL, &err);
+    CHECK(r != NULL);
+    int base = 0;
+    push_paced(&r, 1, rtp, 0, rtp->len, &base, 1, g_get_monotonic_time());
+    done d = {0};
+    tm_recorder_finish(r, on_done, &d);
+    wait_for(&d.called, 30000);
+    if (d.res.status)
+        fprintf(stderr, "failure: %s\n", d.failure);
+    CHECK_EQ_INT(d.res.status, 0);
+    seen s = discover(path);
+    CHECK(s.ok);
+    CHECK_EQ_INT(s.audio_streams, 1);
+    CHECK_EQ_INT(s.video_streams, 1);
+    CHECK(within(s.duration_ms, secs * 1000, 0.1));
+    counts c = decode(path);
+    printf("  h264: %d video frames, %d audio buffers, %lld ms\n", c.video_frames, c.audio_buffers,
+           (long long)s.duration_ms);
+    CHECK(!c.error);
+    CHECK(c.video_frames >= secs * 30 * 9 / 10);
+    g_free(path);
+    free_rtp(rtp);
+}
+
 static const uint8_t test_key[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
                                      17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
 
@@ -630,6 +672,7 @@ static void test_bad_input(void)
     wait_for(&d.called, 30000);
     CHECK(d.res.status < 0);
     CHECK_STR(d.failure, "no media was received");
+    CHECK(!g_file_test(path, G_FILE_TEST_EXISTS)); /* no empty file left */
     tm_recorder_free(NULL);
     g_free(path);
 }
@@ -653,7 +696,7 @@ int main(int argc, char **argv)
         {"bad_input", test_bad_input},       {"two_senders", test_two_senders},
         {"silent_tracks", test_silent_tracks}, {"encrypted", test_encrypted},
         {"kill9_plain", test_kill9_plain},   {"kill9_encrypted", test_kill9_encrypted},
-        {"write_error", test_write_error},
+        {"write_error", test_write_error},   {"h264", test_h264},
     };
     int ran = 0;
     for (size_t i = 0; i < TM_ARRAY_LEN(cases); i++) {
