@@ -209,3 +209,63 @@ test('a patient without a camera can still check in and chat', { timeout: 90000 
     await srv.stop();
   }
 });
+
+test('a second tab takes over; the first says so instead of fighting for the session', { timeout: 60000 }, async () => {
+  const srv = await startHospital();
+  const browser = await launch();
+  try {
+    const token = srv.token('p-twice', 'patient');
+    const first = await openPage(browser, srv, 'patient.html', 'p-twice', 'patient', { token });
+    await waitView(first, 'device');
+    const second = await openPage(browser, srv, 'patient.html', 'p-twice', 'patient', { token });
+    await waitView(second, 'device');
+    await first.waitForSelector('.fatal');
+    assert.match(await first.textContent('.fatal'), /another tab/);
+    assert.equal(await first.isVisible('.fatal button'), true, 'a way forward: reload');
+    await second.waitForTimeout(1000);
+    assert.equal(await second.evaluate(() => window.tm.sig.state), 'open');
+  } finally {
+    await browser.close();
+    await srv.stop();
+  }
+});
+
+test('camera lost mid-visit: the page says so and the camera restarts into the same call', { timeout: 90000 }, async () => {
+  const srv = await startHospital();
+  const browser = await launch();
+  let doctor;
+  try {
+    const page = await openPage(browser, srv, 'patient.html', 'p-cam', 'patient');
+    await patientCheckin(page);
+    doctor = await srv.client('d1', 'doctor');
+    await doctor.request('doctor.status', { status: 'available' });
+    const offer = await doctor.waitFor('visit.offer');
+    await doctor.request('visit.accept', { visit_id: offer.visit_id });
+    await waitView(page, 'visit');
+    const before = await page.evaluate(() => window.tm.call.stream.getVideoTracks()[0].id);
+    // What the browser does when another app grabs the device: the track
+    // ends by itself.
+    await page.evaluate(() => {
+      const tr = window.tm.call.stream.getVideoTracks()[0];
+      tr.stop();
+      tr.dispatchEvent(new Event('ended'));
+    });
+    await page.waitForSelector('.call .notice-warn[role="alert"]:not([hidden])');
+    assert.match(await page.textContent('.call .notice-warn[role="alert"]'), /camera stopped/);
+    await page.click('.controls button:has-text("Restart camera")');
+    await page.waitForSelector('.call .notice-warn[role="alert"]', { state: 'hidden' });
+    const after = await page.evaluate(() => {
+      const pc = window.tm.call.peer.pc;
+      const sender = pc.getSenders().find((s) => s.track && s.track.kind === 'video');
+      return { id: window.tm.call.stream.getVideoTracks()[0].id, sending: sender && sender.track.id, live: sender && sender.track.readyState };
+    });
+    assert.notEqual(after.id, before);
+    assert.equal(after.sending, after.id, 'the new camera track is what the call sends');
+    assert.equal(after.live, 'live');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    if (doctor) await doctor.close();
+    await browser.close();
+    await srv.stop();
+  }
+});

@@ -206,8 +206,10 @@ export class MediaPeer extends EventTarget {
     }
     let level = 'unknown';
     if (this.pc.connectionState === 'connected' && kbps !== null) {
-      if ((lossPct ?? 0) > 8 || (rtt ?? 0) > 600 || kbps < 30) level = 'poor';
-      else if ((lossPct ?? 0) > 2 || (rtt ?? 0) > 300 || kbps < 150) level = 'fair';
+      // Loss and delay, not bitrate: a camera turned off on the other side
+      // sends little and is not a bad connection. Nothing at all is.
+      if ((lossPct ?? 0) > 8 || (rtt ?? 0) > 600 || kbps < 1) level = 'poor';
+      else if ((lossPct ?? 0) > 2 || (rtt ?? 0) > 300) level = 'fair';
       else level = 'good';
     } else if (this.pc.connectionState === 'failed' || this.pc.connectionState === 'disconnected') {
       level = 'poor';

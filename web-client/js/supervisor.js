@@ -353,7 +353,7 @@ function renderDetail() {
   const notes = rec.notes || [];
   $('#d-notes').replaceChildren(...(notes.length ? notes.map((n) => el('div', { class: 'note-rec' },
     el('p', { class: 'muted' }, `${n.doctor_id} · ${fmtDateTime(n.updated_at || n.created_at)} · `, el('span', { class: `tag ${n.signed ? 'tag-ok' : ''}` }, n.signed ? t('sup.signed') : t('sup.draft')), n.diagnosis_code ? ` · ICD-10 ${n.diagnosis_code}` : ''),
-    el('p', { style: 'white-space: pre-wrap' }, n.body))) : [el('p', { class: 'muted' }, t('sup.no_notes'))]));
+    el('p', { class: 'pre-wrap' }, n.body))) : [el('p', { class: 'muted' }, t('sup.no_notes'))]));
   const chat = rec.chat || [];
   $('#d-chat').replaceChildren(...(chat.length ? chat.map((m) => el('li', { class: `chat-msg ${m.sender_role === 'doctor' ? 'mine' : 'theirs'}` },
     el('span', { class: 'chat-meta' }, `${t(m.sender_role === 'doctor' ? 'chat.doctor' : 'chat.patient')} ${m.sender_id} · ${fmtTime(m.sent_at)}`),
