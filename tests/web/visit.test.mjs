@@ -152,6 +152,14 @@ test('full visit across the patient, doctor and supervisor pages', { timeout: 24
     await t.test('visit records search and detail page on the supervisor page', async () => {
       await sup.click('#tab-records');
       await sup.waitForSelector(`#results-body tr[data-visit="${visitId}"]`);
+      // Dates are local days: today finds it, tomorrow does not.
+      const day = (off) => { const d = new Date(Date.now() + off * 86400e3); return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`; };
+      await sup.fill('#f-from', day(1));
+      await sup.click('#search-form button[type="submit"]');
+      await sup.waitForFunction(() => /No visits/.test(document.querySelector('#results-count').textContent));
+      await sup.fill('#f-from', day(0));
+      await sup.fill('#f-to', day(0));
+      await sup.selectOption('#f-dept', 'cardio');
       await sup.selectOption('#f-doctor', 'd1');
       await sup.selectOption('#f-state', 'ended');
       await sup.click('#search-form button[type="submit"]');

@@ -365,13 +365,25 @@ function renderDetail() {
   if (!stats.length) {
     $('#d-stats').replaceChildren(el('p', { class: 'muted' }, t('sup.no_stats')));
   } else {
-    const cols = new Set();
-    for (const s of stats) for (const k of Object.keys(s.summary || {})) if (typeof s.summary[k] !== 'object') cols.add(k);
-    const keys = [...cols].slice(0, 8);
+    const num = (x, f = 1) => (typeof x === 'number' && x >= 0 ? String(Math.round(x * f) / f) : t('common.none'));
+    const heads = ['sup.st_user', 'sup.st_dir', 'sup.st_kind', 'sup.st_avg', 'sup.st_peak', 'sup.st_loss', 'sup.st_jitter', 'sup.st_rtt', 'sup.st_packets', 'sup.st_res'];
     $('#d-stats').replaceChildren(el('table', {},
-      el('thead', {}, el('tr', {}, [t('sup.st_user'), t('sup.st_dir'), t('sup.st_kind'), ...keys].map((k) => el('th', { scope: 'col' }, k)))),
-      el('tbody', {}, stats.map((s) => el('tr', {}, el('td', {}, s.user_id), el('td', {}, s.direction), el('td', {}, s.kind),
-        keys.map((k) => el('td', {}, s.summary && s.summary[k] !== undefined ? String(typeof s.summary[k] === 'number' ? Math.round(s.summary[k] * 100) / 100 : s.summary[k]) : '')))))));
+      el('thead', {}, el('tr', {}, heads.map((k) => el('th', { scope: 'col' }, t(k))))),
+      el('tbody', {}, stats.map((row) => {
+        const s = row.summary || {};
+        const last = s.last || {};
+        return el('tr', {},
+          el('td', { class: 'mono' }, row.user_id),
+          el('td', {}, t(row.direction === 'in' ? 'sup.dir_in' : 'sup.dir_out')),
+          el('td', {}, row.kind),
+          el('td', {}, num((s.bitrate_avg_bps || 0) / 1000)),
+          el('td', {}, num((s.bitrate_max_bps || 0) / 1000)),
+          el('td', {}, num(s.samples ? (s.loss_max_pct ?? 0) : undefined, 10)),
+          el('td', {}, num(s.jitter_max_ms, 10)),
+          el('td', {}, num(s.rtt_max_ms)),
+          el('td', {}, num(last.packets)),
+          el('td', {}, last.width ? `${last.width}×${last.height}` : t('common.none')));
+      }))));
   }
 }
 
