@@ -395,6 +395,23 @@ static gboolean offer_failed_main(gpointer ud)
     return G_SOURCE_REMOVE;
 }
 
+static void on_local_set(GstPromise *promise, gpointer ud)
+{
+    char *text = ud;
+    const GstStructure *reply = gst_promise_get_reply(promise);
+    GError *err = NULL;
+    if (reply && gst_structure_get(reply, "error", G_TYPE_ERROR, &err, NULL) && err) {
+        g_printerr("set-local-description: %s\n", err->message);
+        g_clear_error(&err);
+        g_free(text);
+        gst_promise_unref(promise);
+        g_main_context_invoke(NULL, offer_failed_main, NULL);
+        return;
+    }
+    gst_promise_unref(promise);
+    g_main_context_invoke(NULL, offer_ready_main, text);
+}
+
 static void on_offer_created(GstPromise *promise, gpointer ud)
 {
     GstWebRTCSessionDescription *offer = NULL;
@@ -420,8 +437,10 @@ static void on_offer_created(GstPromise *promise, gpointer ud)
         g_free(A.mids[i]);
     memcpy(A.mids, mids, sizeof mids);
     A.n_mids = n < MAX_STREAMS ? n : MAX_STREAMS;
-    g_main_context_invoke(NULL, offer_ready_main, text);
-    g_signal_emit_by_name(A.webrtc, "set-local-description", offer, NULL);
+    /* Send the offer only once webrtcbin has applied it: an answer that
+     * came back sooner would find webrtcbin still "stable" and be refused. */
+    GstPromise *p = gst_promise_new_with_change_func(on_local_set, text, NULL);
+    g_signal_emit_by_name(A.webrtc, "set-local-description", offer, p);
     gst_webrtc_session_description_free(offer);
 }
 
