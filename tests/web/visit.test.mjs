@@ -68,7 +68,11 @@ test('full visit across the patient, doctor and supervisor pages', { timeout: 24
       await sup.waitForSelector(`#live-body tr[data-visit="${visitId}"][data-state="active"]`);
       await sup.waitForFunction(() => document.querySelector('.tile[data-dept="cardio"] dd[data-k="in_visit"]')?.textContent === '1');
       assert.equal(await sup.textContent('.tile[data-dept="cardio"] dd[data-k="doctors_on_duty"]'), '1');
-      await sup.click(`#live-body button[data-visit="${visitId}"]`);
+      // Keyboard focus survives the once-a-second refresh of the table.
+      await sup.focus(`#live-body button[data-visit="${visitId}"]`);
+      await sup.waitForTimeout(2200);
+      assert.equal(await sup.evaluate(() => document.activeElement.dataset.visit), visitId);
+      await sup.keyboard.press('Enter');
       await sup.waitForSelector('#watch:not([hidden])');
       // The participants are told (the regulations ask for it).
       await patient.waitForSelector('.call .notice-info:not([hidden])');

@@ -5,7 +5,7 @@
 // visit (chat, notes, ending) keeps working.
 
 import { t } from './i18n.js';
-import { el, $, announce, renderQuality, qualityNode, chatLine, errText } from './common.js';
+import { el, announce, renderQuality, qualityNode, chatLine, errText } from './common.js';
 import { MediaPeer, getCamera } from './peer.js';
 
 export class Call {
@@ -217,4 +217,3 @@ export class Call {
   }
 }
 
-export { $ };

@@ -161,6 +161,9 @@ function renderOverview() {
   $('#no-alerts').hidden = alerts.length > 0;
   const f = ov.feed;
   $('#feed').textContent = f ? `${t('sup.feed')}: ${t('sup.feed_state', { pending: f.queue_depth ?? 0, dead: f.dead ?? 0 })}` : '';
+  // The table is rebuilt every second: keep keyboard focus on the same button.
+  const active = document.activeElement;
+  const focusVisit = active && active.classList.contains('watch-btn') ? active.dataset.visit : null;
   const visits = (ov.visits || []).slice().sort((a, b) => (a.state === 'active' ? 0 : 1) - (b.state === 'active' ? 0 : 1) || (b.urgent ? 1 : 0) - (a.urgent ? 1 : 0));
   $('#live-body').replaceChildren(...visits.map((v) => el('tr', { 'data-visit': v.id, 'data-state': v.state },
     el('td', { class: 'mono' }, v.id, v.urgent ? el('span', { class: 'tag tag-urgent' }, ` ${t('doc.urgent')}`) : null),
@@ -172,6 +175,7 @@ function renderOverview() {
     el('td', {}, v.state === 'active'
       ? el('button', { class: 'btn btn-small watch-btn', type: 'button', 'data-visit': v.id, disabled: state.watching === v.id, onclick: () => watch(v.id) }, t('sup.watch'))
       : null))));
+  if (focusVisit) $(`#live-body button[data-visit="${CSS.escape(focusVisit)}"]`)?.focus();
   $('#live-table').hidden = visits.length === 0;
   $('#no-live').hidden = visits.length > 0;
 }
@@ -422,4 +426,3 @@ async function loadRecording() {
   }
 }
 
-export { $$ };
