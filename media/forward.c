@@ -205,8 +205,8 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len)
     tm__worker *w = from->w;
     int64_t now_us = g_get_monotonic_time(); /* also the start of the latency measurement */
     tm_rtp_header h;
-    if (len + TRAILER_ROOM + 64 > TM__PKT_CAP || tm__srtp_unprotect_rtp(from->srtp, buf, &len) != 0 ||
-        tm_rtp_parse(buf, len, &h) != 0) {
+    if (len + TRAILER_ROOM + 64 > TM__PKT_CAP ||
+        tm__srtp_unprotect_rtp(from->srtp, buf, &len) != 0 || tm_rtp_parse(buf, len, &h) != 0) {
         count(&w->counters.dropped_malformed);
         return;
     }
@@ -255,8 +255,9 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len)
     if (s->n_bound > 0) {
         uint64_t us = (uint64_t)(g_get_monotonic_time() - now_us);
         uint64_t b = us / TM__LATENCY_STEP_US;
-        atomic_fetch_add_explicit(&w->counters.latency[b < TM__LATENCY_BUCKETS ? b : TM__LATENCY_BUCKETS - 1],
-                                  1, memory_order_relaxed);
+        atomic_fetch_add_explicit(
+            &w->counters.latency[b < TM__LATENCY_BUCKETS ? b : TM__LATENCY_BUCKETS - 1], 1,
+            memory_order_relaxed);
         if (us > atomic_load_explicit(&w->counters.latency_max_us, memory_order_relaxed))
             atomic_store_explicit(&w->counters.latency_max_us, us, memory_order_relaxed);
     }
@@ -592,9 +593,9 @@ static void post_stats(tm__peer *p, int64_t now_ms)
             "\"height\":%u,\"freeze_count\":%u,\"frames\":%" G_GUINT64_FORMAT ",\"fps\":%.1f,"
             "\"remb_bps\":%" G_GUINT64_FORMAT "}",
             first ? "" : ",", kind_name(s->kind), s->ssrc, sn.packets, sn.bytes, sn.bitrate_bps,
-            sn.fraction_lost * 100.0, sn.jitter_ms, sn.rtt_ms, sn.keyframes,
-            sn.nacks_received, sn.plis_received + sn.firs, sn.width, sn.height, sn.freezes,
-            sn.frames, sn.fps, s->remb_bps);
+            sn.fraction_lost * 100.0, sn.jitter_ms, sn.rtt_ms, sn.keyframes, sn.nacks_received,
+            sn.plis_received + sn.firs, sn.width, sn.height, sn.freezes, sn.frames, sn.fps,
+            s->remb_bps);
         first = false;
     }
     for (int i = 0; i < p->n_out; i++) {

@@ -86,9 +86,9 @@ static void take_local_credentials(tm__peer *p)
 int tm__ice_start(tm__peer *p, const tm_sdp_offer *offer)
 {
     tm_media *m = p->w->media;
-    p->agent = nice_agent_new_full(p->w->ctx, NICE_COMPATIBILITY_RFC5245,
-                                   NICE_AGENT_OPTION_ICE_TRICKLE |
-                                       NICE_AGENT_OPTION_CONSENT_FRESHNESS);
+    p->agent =
+        nice_agent_new_full(p->w->ctx, NICE_COMPATIBILITY_RFC5245,
+                            NICE_AGENT_OPTION_ICE_TRICKLE | NICE_AGENT_OPTION_CONSENT_FRESHNESS);
     if (!p->agent)
         return TM_ENOMEM;
     g_object_set(p->agent, "controlling-mode", FALSE, "ice-tcp", FALSE, "ice-udp", TRUE,

@@ -27,15 +27,17 @@
 #include "telemed/stream_stats.h"
 
 #define TM__MAX_STREAMS TM_SDP_MAX_MLINES
-#define TM__MAX_BOUND 16             /* receivers of one incoming stream */
-#define TM__PKT_CAP 2048             /* forwarding scratch: MTU + SRTP trailer + room */
-#define TM__REMB_CAP_BPS 2500000u    /* what senders may use when no receiver says less */
+#define TM__MAX_BOUND 16          /* receivers of one incoming stream */
+#define TM__PKT_CAP 2048          /* forwarding scratch: MTU + SRTP trailer + room */
+#define TM__REMB_CAP_BPS 2500000u /* what senders may use when no receiver says less */
 #define TM__REMB_MIN_BPS 100000u
 #define TM__PLI_INTERVAL_MS 1000
-#define TM__SILENT_MS 6000 /* nothing received this long: "disconnected" (RTCP-only receivers report every <= 5 s) */
-#define TM__RTX_SLOTS_VIDEO 128     /* ~1.4 s at 1 Mbit/s; 192 KiB per receiving video stream */
+#define TM__SILENT_MS                                                                              \
+    6000 /* nothing received this long: "disconnected" (RTCP-only receivers report every <= 5 s)   \
+          */
+#define TM__RTX_SLOTS_VIDEO 128 /* ~1.4 s at 1 Mbit/s; 192 KiB per receiving video stream */
 #define TM__RTX_MAX_AGE_MS 1000
-#define TM__MISSING_MAX 64           /* upstream losses tracked per incoming video stream */
+#define TM__MISSING_MAX 64 /* upstream losses tracked per incoming video stream */
 #define TM__NACK_RETRIES 3
 #define TM__NACK_RETRY_MS 40
 #define TM__NACK_GIVE_UP_MS 1000
@@ -109,10 +111,10 @@ typedef struct tm__in_stream {
     int mline;
     tm_media_kind kind;
     tm_codec_id codec;
-    int pt;            /* the sender's payload type of the codec */
-    int rtx_pt;        /* -1 none */
+    int pt;     /* the sender's payload type of the codec */
+    int rtx_pt; /* -1 none */
     uint32_t clock;
-    uint32_t ssrc;     /* 0 until known (SDP or first packet) */
+    uint32_t ssrc; /* 0 until known (SDP or first packet) */
     uint32_t rtx_ssrc;
     int ext_mid, ext_abs; /* the sender's extension ids, 0 = none */
     tm_stream_stats *stats;
@@ -148,12 +150,12 @@ typedef struct tm__out_stream {
     int mline;
     tm_media_kind kind;
     tm_codec_id codec;
-    int pt;            /* the receiver's payload type for the codec */
+    int pt; /* the receiver's payload type for the codec */
     uint32_t clock;
-    uint32_t ssrc;     /* ours, kept across renegotiation */
+    uint32_t ssrc;        /* ours, kept across renegotiation */
     int ext_mid, ext_abs; /* the receiver's extension ids */
     char mid[TM_SDP_TOKEN_LEN];
-    int ordinal;       /* index among this peer's out streams of the same kind */
+    int ordinal; /* index among this peer's out streams of the same kind */
     /* Source bound now (NULL = none): sender peer and its in-stream index. */
     tm__peer *src_peer;
     int src_in;
@@ -164,7 +166,7 @@ typedef struct tm__out_stream {
     uint32_t ts_off, last_ts;
     int64_t last_ms;
     bool sent_any;
-    uint64_t remb_bps;  /* from this receiver, 0 = none */
+    uint64_t remb_bps; /* from this receiver, 0 = none */
     int64_t remb_ms;
     /* SRs we forwarded: NTP middle 32 -> when, for RTT from the receiver's RR. */
     uint32_t sr_mid[4];
@@ -195,7 +197,7 @@ struct tm__peer {
     tm__dtls *dtls;
     GSource *dtls_timer;
     tm__srtp *srtp;
-    const char *state; /* last state reported (static string) */
+    const char *state;  /* last state reported (static string) */
     int64_t last_rx_ms; /* monotonic time of the last SRTP/SRTCP packet accepted */
     uint32_t rtcp_ssrc; /* our sender SSRC in RTCP to this peer */
     uint64_t session_version;

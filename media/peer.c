@@ -16,10 +16,8 @@
 
 static void post_state(tm__peer *p, const char *state)
 {
-    tm_media_event ev = {.type = TM_MEDIA_EV_STATE,
-                         .visit_id = p->visit->id,
-                         .peer_id = p->id,
-                         .state = state};
+    tm_media_event ev = {
+        .type = TM_MEDIA_EV_STATE, .visit_id = p->visit->id, .peer_id = p->id, .state = state};
     tm__media_post(p->w, &ev);
 }
 
@@ -123,8 +121,8 @@ void tm__peer_dtls_input(tm__peer *p, const uint8_t *buf, size_t len)
     /* A ClientHello (epoch 0) after our handshake completed is the client
      * starting over: a new PeerConnection that kept its certificate (GStreamer
      * shares one per process), after an ICE restart. Start a new session. */
-    if (before == TM__DTLS_CONNECTED && p->dtls_server && len > 13 && buf[0] == 22 &&
-        buf[3] == 0 && buf[4] == 0 && buf[13] == 1) {
+    if (before == TM__DTLS_CONNECTED && p->dtls_server && len > 13 && buf[0] == 22 && buf[3] == 0 &&
+        buf[4] == 0 && buf[13] == 1) {
         tm__dtls *fresh = tm__dtls_new(p->w->media->ssl_ctx, true, p->remote_fp, dtls_send, p);
         if (fresh) {
             tm_info("media.dtls_restart", "visit=%s peer=%s", p->visit->id, p->id);
@@ -144,8 +142,7 @@ void tm__peer_dtls_input(tm__peer *p, const uint8_t *buf, size_t len)
     else if (st == TM__DTLS_FAILED && before != TM__DTLS_FAILED) {
         tm_info("media.dtls_failed", "visit=%s peer=%s", p->visit->id, p->id);
         tm__peer_close_later(p, "failed");
-    }
-    else if (st == TM__DTLS_CLOSED && before != TM__DTLS_CLOSED)
+    } else if (st == TM__DTLS_CLOSED && before != TM__DTLS_CLOSED)
         tm__peer_close_later(p, "closed");
     dtls_arm_timer(p);
 }
@@ -456,8 +453,8 @@ void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bo
             tm__worker_visit_free(w, v);
         return;
     }
-    tm_media_event ev = {.type = TM_MEDIA_EV_ANSWER, .visit_id = visit_id, .peer_id = peer_id,
-                         .sdp = answer};
+    tm_media_event ev = {
+        .type = TM_MEDIA_EV_ANSWER, .visit_id = visit_id, .peer_id = peer_id, .sdp = answer};
     tm__media_post(w, &ev);
     free(answer);
     /* The answer carries our candidates; trickling them too serves clients
@@ -472,14 +469,21 @@ void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bo
     }
     char **cands = tm__ice_local_candidates(p);
     for (char **c = cands; *c; c++) {
-        tm_media_event ce = {.type = TM_MEDIA_EV_CANDIDATE, .visit_id = visit_id,
-                             .peer_id = peer_id, .candidate = *c, .mid = mid,
+        tm_media_event ce = {.type = TM_MEDIA_EV_CANDIDATE,
+                             .visit_id = visit_id,
+                             .peer_id = peer_id,
+                             .candidate = *c,
+                             .mid = mid,
                              .mline_index = mline};
         tm__media_post(w, &ce);
     }
     g_strfreev(cands);
-    tm_media_event end = {.type = TM_MEDIA_EV_CANDIDATE, .visit_id = visit_id, .peer_id = peer_id,
-                          .candidate = "", .mid = mid, .mline_index = mline};
+    tm_media_event end = {.type = TM_MEDIA_EV_CANDIDATE,
+                          .visit_id = visit_id,
+                          .peer_id = peer_id,
+                          .candidate = "",
+                          .mid = mid,
+                          .mline_index = mline};
     tm__media_post(w, &end);
     tm_info("media.offer", "visit=%s peer=%s kind=%s in=%d out=%d", visit_id, peer_id, what,
             p->n_in, p->n_out);

@@ -21,9 +21,9 @@
 typedef struct tm_media tm_media;
 
 typedef struct tm_media_options {
-    int workers;           /* 0 = one per core */
-    const char *addresses; /* comma-separated local IPs for host candidates, e.g. "127.0.0.1" */
-    const char *public_ip; /* NULL or NAT 1:1 address to advertise instead */
+    int workers;            /* 0 = one per core */
+    const char *addresses;  /* comma-separated local IPs for host candidates, e.g. "127.0.0.1" */
+    const char *public_ip;  /* NULL or NAT 1:1 address to advertise instead */
     int port_min, port_max; /* 0 = any */
 } tm_media_options;
 
@@ -38,16 +38,16 @@ typedef enum {
 typedef struct tm_media_event {
     tm_media_event_type type;
     const char *visit_id, *peer_id;
-    const char *sdp;              /* ANSWER */
-    const char *candidate, *mid;  /* CANDIDATE ("" = end of candidates) */
-    int mline_index;              /* CANDIDATE */
-    const char *state;            /* STATE: "connecting","connected","disconnected","failed","closed" */
-    const char *stats_json;       /* STATS: JSON array text, one object per stream of this peer
-                                     (direction in/out, kind, ssrc, packets, bytes, bitrate_bps,
-                                     loss_pct, jitter_ms, rtt_ms, keyframes, nacks, plis, width,
-                                     height, freeze_count) */
-    int err;                      /* ERROR */
-    const char *message;          /* ERROR */
+    const char *sdp;             /* ANSWER */
+    const char *candidate, *mid; /* CANDIDATE ("" = end of candidates) */
+    int mline_index;             /* CANDIDATE */
+    const char *state;      /* STATE: "connecting","connected","disconnected","failed","closed" */
+    const char *stats_json; /* STATS: JSON array text, one object per stream of this peer
+                               (direction in/out, kind, ssrc, packets, bytes, bitrate_bps,
+                               loss_pct, jitter_ms, rtt_ms, keyframes, nacks, plis, width,
+                               height, freeze_count) */
+    int err;                /* ERROR */
+    const char *message;    /* ERROR */
 } tm_media_event;
 
 /* Called on the control GMainContext; the event and its strings are borrowed for the call. */
@@ -62,19 +62,20 @@ tm_media *tm_media_new(const tm_media_options *opts, GMainContext *control, tm_m
 void tm_media_free(tm_media *m);
 
 /* Submit a peer's SDP offer. Validation (parse, BUNDLE, rtcp-mux, codec) happens synchronously:
- * TM_EINVAL with *err (new string, g_free) and nothing changes. Otherwise the peer is created on the
- * visit's worker (all peers of a visit on one worker) and the answer arrives as TM_MEDIA_EV_ANSWER.
- * send=false for receive-only peers (supervisors): they receive every other peer's streams, each on
- * one of their recvonly m-lines in join order. An offer for an existing peer_id is a
- * renegotiation/ICE restart (new ice-ufrag) that keeps the peer's outgoing SSRCs so the other
- * side's streams continue. Strings are copied. */
+ * TM_EINVAL with *err (new string, g_free) and nothing changes. Otherwise the peer is created on
+ * the visit's worker (all peers of a visit on one worker) and the answer arrives as
+ * TM_MEDIA_EV_ANSWER. send=false for receive-only peers (supervisors): they receive every other
+ * peer's streams, each on one of their recvonly m-lines in join order. An offer for an existing
+ * peer_id is a renegotiation/ICE restart (new ice-ufrag) that keeps the peer's outgoing SSRCs so
+ * the other side's streams continue. Strings are copied. */
 int tm_media_offer(tm_media *m, const char *visit_id, const char *peer_id, bool send,
                    const char *sdp, size_t len, char **err);
 /* A trickled remote candidate ("candidate:..." with or without the "a=" prefix; "" or NULL = end
  * of candidates). Returns 0 or TM_EINVAL; an unknown peer is ignored on the worker. */
 int tm_media_add_candidate(tm_media *m, const char *visit_id, const char *peer_id,
                            const char *candidate, const char *mid);
-/* Tear down one peer / every peer of a visit; each peer reports STATE "closed". Returns 0 or TM_EINVAL. */
+/* Tear down one peer / every peer of a visit; each peer reports STATE "closed". Returns 0 or
+ * TM_EINVAL. */
 int tm_media_peer_close(tm_media *m, const char *visit_id, const char *peer_id);
 int tm_media_visit_close(tm_media *m, const char *visit_id);
 

@@ -73,9 +73,8 @@ static void on_offer_created(GstPromise *promise, gpointer user)
 
 static void make_offer(test_peer *p, bool restart)
 {
-    GstStructure *opts = restart ? gst_structure_new("options", "ice-restart", G_TYPE_BOOLEAN,
-                                                     TRUE, NULL)
-                                 : NULL;
+    GstStructure *opts =
+        restart ? gst_structure_new("options", "ice-restart", G_TYPE_BOOLEAN, TRUE, NULL) : NULL;
     GstPromise *promise = gst_promise_new_with_change_func(on_offer_created, p, NULL);
     g_signal_emit_by_name(p->webrtc, "create-offer", opts, promise);
     if (opts)
@@ -340,7 +339,8 @@ void test_peer_on_event(test_peer **peers, int n, const tm_media_event *ev)
     }
     case TM_MEDIA_EV_CANDIDATE:
         if (g_getenv("TEST_SDP_DUMP"))
-            fprintf(stderr, "candidate for %s: [%s] %d\n", p->peer_id, ev->candidate, ev->mline_index);
+            fprintf(stderr, "candidate for %s: [%s] %d\n", p->peer_id, ev->candidate,
+                    ev->mline_index);
         if (ev->candidate && *ev->candidate)
             g_signal_emit_by_name(p->webrtc, "add-ice-candidate", (guint)ev->mline_index,
                                   ev->candidate);

@@ -20,7 +20,7 @@ typedef struct test_peer {
     tm_media *media;
     char *visit_id, *peer_id;
     bool send;
-    int width, height;    /* what this peer sends */
+    int width, height; /* what this peer sends */
     GstElement *pipeline, *webrtc;
     /* Filled from webrtcbin threads. */
     gint video_frames, audio_buffers;
@@ -31,8 +31,8 @@ typedef struct test_peer {
     gint vframes[4], vwidth[4], vheight[4];
     gint64 vfirst_us[4];
     /* Filled on the main thread. */
-    char *answer;         /* last answer SDP */
-    char state[32];       /* last TM_MEDIA_EV_STATE */
+    char *answer;   /* last answer SDP */
+    char state[32]; /* last TM_MEDIA_EV_STATE */
     int answers, stats_events;
     char *last_stats;
     bool offer_failed;

@@ -165,7 +165,8 @@ static void test_aes_cm(void)
 
 static void test_aead_gcm(void)
 {
-    handshake_and_protect("SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80", TM__SRTP_AEAD_AES_128_GCM);
+    handshake_and_protect("SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80",
+                          TM__SRTP_AEAD_AES_128_GCM);
 }
 
 static void test_wrong_fingerprint_fails(void)

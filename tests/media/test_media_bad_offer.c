@@ -16,12 +16,14 @@ static const char *GOOD =
     "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendrecv\r\n"
     "a=rtcp-mux\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n"
     "a=fingerprint:sha-256 "
-    "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\r\n"
+    "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:"
+    "99\r\n"
     "a=setup:actpass\r\na=rtpmap:111 opus/48000/2\r\na=ssrc:1111 cname:x\r\n"
     "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=sendrecv\r\n"
     "a=rtcp-mux\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n"
     "a=fingerprint:sha-256 "
-    "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\r\n"
+    "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:"
+    "99\r\n"
     "a=setup:actpass\r\na=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack pli\r\na=ssrc:2222 cname:x\r\n";
 
 static char *answer;
@@ -140,8 +142,11 @@ int main(void)
     /* NAT 1:1 address and a port range show up in the answer's candidate. */
     free(answer);
     answer = NULL;
-    tm_media_options nat = {.workers = 1, .addresses = "127.0.0.1", .public_ip = "203.0.113.7",
-                            .port_min = 42000, .port_max = 42010};
+    tm_media_options nat = {.workers = 1,
+                            .addresses = "127.0.0.1",
+                            .public_ip = "203.0.113.7",
+                            .port_min = 42000,
+                            .port_max = 42010};
     m = tm_media_new(&nat, ctx, on_event, NULL, &err);
     CHECK(m != NULL);
     CHECK_EQ_INT(tm_media_offer(m, "v-2", "p-2", false, GOOD, strlen(GOOD), &err), 0);

@@ -15,11 +15,11 @@
 #include "media_test_peer.h"
 #include "telemed/media.h"
 
-#define FAIL(...)                                                                          \
-    do {                                                                                   \
-        fprintf(stderr, "FAIL: " __VA_ARGS__);                                             \
-        fprintf(stderr, "\n");                                                             \
-        exit(1);                                                                           \
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "FAIL: " __VA_ARGS__);                                                     \
+        fprintf(stderr, "\n");                                                                     \
+        exit(1);                                                                                   \
     } while (0)
 
 static test_peer *peers[2];
@@ -57,7 +57,8 @@ int main(int argc, char **argv)
     /* Over 6 s at 15 fps, with 1 in 8 video packets lost on the way out. */
     tm_media_counters c0, c1;
     tm_media_get_counters(m, &c0);
-    int f0 = g_atomic_int_get(&peers[0]->video_frames), f1 = g_atomic_int_get(&peers[1]->video_frames);
+    int f0 = g_atomic_int_get(&peers[0]->video_frames),
+        f1 = g_atomic_int_get(&peers[1]->video_frames);
     gint64 end = g_get_monotonic_time() + 6 * G_USEC_PER_SEC;
     while (g_get_monotonic_time() < end) {
         g_main_context_iteration(ctx, FALSE);
@@ -95,8 +96,9 @@ int main(int argc, char **argv)
     d1 = g_atomic_int_get(&peers[1]->video_frames) - f1;
     unsigned long long asked = (unsigned long long)(c1.nacks_sent - c0.nacks_sent);
     unsigned long long back = (unsigned long long)(c1.rtx_received - c0.rtx_received);
-    printf("6 s under inbound loss: decoded %d / %d frames, asked senders for %llu, got %llu back\n",
-           d0, d1, asked, back);
+    printf(
+        "6 s under inbound loss: decoded %d / %d frames, asked senders for %llu, got %llu back\n",
+        d0, d1, asked, back);
     if (asked < 20 || back < asked / 2)
         FAIL("upstream loss not repaired by the server's NACKs");
     if (d0 < 60 || d1 < 60)
