@@ -62,6 +62,8 @@
 #define SEAL_INTERVAL_MS 1000   /* encrypted: seal a chunk at least this often */
 #define EOS_TIMEOUT_MS 15000
 
+enum { ADMIT_OPEN, ADMIT_IN, ADMIT_OUT };
+
 typedef struct slot {
     uint32_t len;
     uint16_t track;
@@ -76,8 +78,13 @@ typedef struct track {
     char *name;
     GstElement *src;
     struct tm_recorder *r;
+    GstElement *chain[4]; /* appsrc, jitterbuffer, depayloader, parser (NULL) */
     GstPad *muxpad;
-    _Atomic int64_t mux_in_ns; /* mono time a buffer last reached the muxer; 0: never */
+    /* Whether the track is in the file: ADMIT_OPEN until its first buffer
+     * reaches the muxer (ADMIT_IN) or the start window closes without one
+     * (ADMIT_OUT). Decided once, by compare-and-swap, between the muxer's
+     * streaming thread and the recorder thread. */
+    _Atomic int admit;
     bool ended;   /* EOS sent */
     bool started; /* a packet went in */
     GstClockTime last_pts; /* of the last packet in */
@@ -101,6 +108,7 @@ struct tm_recorder {
     _Atomic int finish_asked;
     _Atomic int abort_asked;
     GstElement *pipeline;
+    GstElement *mux; /* owned by pipeline */
     GstBus *bus;
     GstClock *clock;
     bool playing;
@@ -328,10 +336,12 @@ static GstPadProbeReturn mux_in_probe(GstPad *pad, GstPadProbeInfo *info, gpoint
 {
     track *t = p;
     tm_recorder *r = t->r;
+    int admit = ADMIT_OPEN;
+    if (!atomic_compare_exchange_strong(&t->admit, &admit, ADMIT_IN) && admit == ADMIT_OUT)
+        return GST_PAD_PROBE_DROP; /* being taken out: never reaches the muxer */
     GstBuffer *b = GST_PAD_PROBE_INFO_BUFFER(info);
     if (!b || !GST_BUFFER_PTS_IS_VALID(b) || gst_buffer_get_size(b) == 0)
         return GST_PAD_PROBE_OK;
-    atomic_store(&t->mux_in_ns, mono_ns());
     GstClockTime pts = GST_BUFFER_PTS(b);
     GstClockTime end = pts + (GST_BUFFER_DURATION_IS_VALID(b) ? GST_BUFFER_DURATION(b) : 0);
     g_mutex_lock(&r->lock);
@@ -416,6 +426,7 @@ static int build_pipeline(tm_recorder *r, char **err)
                      NULL);
     }
     gst_bin_add_many(GST_BIN(r->pipeline), mux, sink, NULL);
+    r->mux = mux;
     if (!gst_element_link(mux, sink)) {
         *err = g_strdup("cannot link matroskamux to its sink");
         return TM_EIO;
@@ -477,6 +488,10 @@ static int build_pipeline(tm_recorder *r, char **err)
             return TM_EIO;
         }
         t->src = src;
+        t->chain[0] = src;
+        t->chain[1] = jb;
+        t->chain[2] = depay;
+        t->chain[3] = parse;
     }
     r->bus = gst_element_get_bus(r->pipeline);
     r->clock = gst_system_clock_obtain();
@@ -554,6 +569,31 @@ static size_t drain(tm_recorder *r)
     return n;
 }
 
+/* Takes a track that has not reached the muxer out of the pipeline before
+ * the muxer writes its header, so the file lists no empty track. (An EOS
+ * would not do: it carries the caps, and the muxer would declare the
+ * track.) Returns false, changing nothing, if its first buffer won the
+ * race to the muxer. Once the track is ADMIT_OUT the muxer-side probe drops
+ * whatever the branch still pushes, so no streaming thread of the branch
+ * can be inside the muxer while it is torn down. */
+static bool drop_track(tm_recorder *r, track *t)
+{
+    int admit = ADMIT_OPEN;
+    if (!atomic_compare_exchange_strong(&t->admit, &admit, ADMIT_OUT))
+        return admit == ADMIT_OUT;
+    t->ended = true;
+    for (int i = 0; i < 4; i++) {
+        if (!t->chain[i])
+            continue;
+        gst_element_set_state(t->chain[i], GST_STATE_NULL);
+        gst_bin_remove(GST_BIN(r->pipeline), t->chain[i]); /* unlinks, drops the bin's ref */
+        t->chain[i] = NULL;
+    }
+    t->src = NULL;
+    gst_element_release_request_pad(r->mux, t->muxpad);
+    return true;
+}
+
 /* Keeps the muxer moving: when the start window closes, ends the tracks
  * that have not reached the muxer (so its header lists the others) and
  * lets the muxer skip the rest when they have GAPs; after that, declares
@@ -566,18 +606,14 @@ static void tick(tm_recorder *r)
     if (!r->window_closed) {
         bool all = true;
         for (size_t i = 0; i < r->ntracks; i++)
-            all = all && atomic_load(&r->tracks[i].mux_in_ns) != 0;
+            all = all && atomic_load(&r->tracks[i].admit) == ADMIT_IN;
         if (!all && now_rt < (int64_t)TRACK_START_WINDOW_MS * GST_MSECOND)
             return;
         r->window_closed = true;
         for (size_t i = 0; i < r->ntracks; i++) {
             track *t = &r->tracks[i];
-            if (atomic_load(&t->mux_in_ns) == 0) {
-                t->ended = true;
-                gst_app_src_end_of_stream(GST_APP_SRC(t->src));
-            } else {
+            if (!drop_track(r, t))
                 set_sparse(t);
-            }
         }
     }
     if (now_rt <= (int64_t)STALL_MS * GST_MSECOND)
@@ -667,13 +703,22 @@ static void finalise(tm_recorder *r)
     tm_recorder_result *res = &r->result;
     bool had_media = r->playing;
     if (had_media && !atomic_load(&r->failed)) {
+        /* Ended inside the start window: the tracks that never reached the
+         * muxer leave, as they would have when the window closed. */
+        size_t live = 0;
         for (size_t i = 0; i < r->ntracks; i++) {
-            if (!r->tracks[i].ended) {
-                r->tracks[i].ended = true;
-                gst_app_src_end_of_stream(GST_APP_SRC(r->tracks[i].src));
-            }
+            track *t = &r->tracks[i];
+            if (!r->window_closed && !t->ended)
+                drop_track(r, t); /* no-op for a track in the file */
+            live += !t->ended;
         }
-        if (!poll_bus(r, EOS_TIMEOUT_MS * GST_MSECOND) && !atomic_load(&r->failed))
+        for (size_t i = 0; i < r->ntracks; i++) {
+            if (!r->tracks[i].ended)
+                gst_app_src_end_of_stream(GST_APP_SRC(r->tracks[i].src));
+        }
+        if (live == 0)
+            had_media = false; /* packets came, but none reached the file */
+        else if (!poll_bus(r, EOS_TIMEOUT_MS * GST_MSECOND) && !atomic_load(&r->failed))
             set_failed(r, "recording did not finish in time");
     }
     gst_element_set_state(r->pipeline, GST_STATE_NULL);
