@@ -208,9 +208,15 @@ static void note_success(tm_feed *f, int status)
 
 /* ---- envelopes ------------------------------------------------------- */
 
-/* The envelope of one outbox row, or NULL when its payload is not a JSON
- * object (the row is then dead-lettered by the caller). */
-static json_t *envelope(tm_feed *f, const tm_outbox_event *e, char *why, size_t whylen)
+/* Appends the envelope of one outbox row to out as compact JSON, or
+ * returns -1 with why when the row is unreadable (its payload is not a JSON
+ * object, or a column is not text); the caller dead-letters it.
+ *
+ * The payload is parsed to validate it but not re-serialised: it was
+ * written compact by tm__feed_event_payload and goes out as stored, which
+ * halves the JSON work per event. Only a payload holding a line break (a
+ * row edited by hand) is re-serialised, since NDJSON needs one line. */
+static int envelope(tm_feed *f, const tm_outbox_event *e, GString *out, char *why, size_t whylen)
 {
     json_error_t jerr;
     json_t *data = json_loadb(e->payload, e->payload_len, JSON_REJECT_DUPLICATES, &jerr);
@@ -218,7 +224,7 @@ static json_t *envelope(tm_feed *f, const tm_outbox_event *e, char *why, size_t 
         snprintf(why, whylen, "corrupt outbox row: payload is not a JSON object (%s)",
                  data ? "other JSON value" : jerr.text);
         json_decref(data);
-        return NULL;
+        return -1;
     }
     char when[40];
     json_t *env = json_object();
@@ -230,38 +236,69 @@ static json_t *envelope(tm_feed *f, const tm_outbox_event *e, char *why, size_t 
     json_object_set_new(env, "schema_version", json_integer(SCHEMA_VERSION));
     json_object_set_new(env, "hospital_id", json_string(f->hospital));
     json_object_set_new(env, "visit_id", json_string(e->visit_id));
-    json_object_set_new(env, "data", data);
     /* Columns that are not valid UTF-8 make json_string fail: treat as corrupt. */
     if (!json_object_get(env, "id") || !json_object_get(env, "type") ||
         !json_object_get(env, "visit_id") || !e->event_id[0] || !e->type[0]) {
         snprintf(why, whylen, "corrupt outbox row: bad id, type or visit_id column");
         json_decref(env);
-        return NULL;
+        json_decref(data);
+        return -1;
     }
-    return env;
+    char *head = json_dumps(env, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(env);
+    char *redone = NULL;
+    if (memchr(e->payload, '\n', e->payload_len) || memchr(e->payload, '\r', e->payload_len))
+        redone = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(data);
+    if (!head || (!redone && (memchr(e->payload, '\n', e->payload_len) ||
+                              memchr(e->payload, '\r', e->payload_len)))) {
+        free(head);
+        snprintf(why, whylen, "out of memory");
+        return -2;
+    }
+    size_t hl = strlen(head); /* "{...}": reopen it to add data last */
+    g_string_append_len(out, head, (gssize)(hl - 1));
+    g_string_append(out, ",\"data\":");
+    if (redone)
+        g_string_append(out, redone);
+    else
+        g_string_append_len(out, e->payload, (gssize)e->payload_len);
+    g_string_append_c(out, '}');
+    free(head);
+    free(redone);
+    return 0;
 }
 
-/* Turns the fetched rows into envelopes, dead-lettering the corrupt ones and
- * compacting f->ev/n to the rows that remain. Returns the envelopes. */
-static json_t *build_events(tm_feed *f, tm_outbox_event *ev, size_t *n)
+/* Writes the batch to out: NDJSON lines (file sink) or the HTTP body
+ * {"schema_version":1,"events":[...]}. Unreadable rows are dead-lettered
+ * and dropped from ev, whose count *n is updated. */
+static void build_events(tm_feed *f, tm_outbox_event *ev, size_t *n, GString *out, bool ndjson)
 {
-    json_t *events = json_array();
     size_t kept = 0;
+    if (!ndjson)
+        g_string_append_printf(out, "{\"schema_version\":%d,\"events\":[", SCHEMA_VERSION);
     for (size_t i = 0; i < *n; i++) {
         char why[256];
-        json_t *env = envelope(f, &ev[i], why, sizeof(why));
-        if (!env) {
-            out_dead(f, &ev[i], 0, why, NULL, 0);
-            free(ev[i].payload);
+        gsize mark = out->len;
+        if (kept > 0 && !ndjson)
+            g_string_append_c(out, ',');
+        int rc = envelope(f, &ev[i], out, why, sizeof(why));
+        if (rc < 0) {
+            g_string_truncate(out, mark);
+            if (rc == -1)
+                out_dead(f, &ev[i], 0, why, NULL, 0);
+            free(ev[i].payload); /* out of memory: stays pending for a later pass */
             continue;
         }
-        json_array_append_new(events, env);
+        if (ndjson)
+            g_string_append_c(out, '\n');
         if (kept != i)
             ev[kept] = ev[i];
         kept++;
     }
+    if (!ndjson)
+        g_string_append(out, "]}");
     *n = kept;
-    return events;
 }
 
 /* The outbox writes, with the counters and the store_failed flag kept. */
@@ -382,19 +419,8 @@ static int file_open_today(tm_feed *f)
 
 /* Appends the batch as complete lines with one write and fsyncs it; only
  * then are the rows marked delivered. */
-static void file_deliver(tm_feed *f, tm_outbox_event *ev, size_t n, json_t *events)
+static void file_deliver(tm_feed *f, tm_outbox_event *ev, size_t n, GString *buf)
 {
-    GString *buf = g_string_sized_new(n * 512);
-    size_t i;
-    json_t *env;
-    json_array_foreach(events, i, env) {
-        char *line = json_dumps(env, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        if (line) {
-            g_string_append(buf, line);
-            g_string_append_c(buf, '\n');
-            free(line);
-        }
-    }
     if (file_open_today(f) < 0)
         goto retry;
     struct stat stbuf;
@@ -422,10 +448,8 @@ static void file_deliver(tm_feed *f, tm_outbox_event *ev, size_t n, json_t *even
     }
     if (mark_delivered(f, ev, n, 0) == 0)
         note_success(f, 0);
-    g_string_free(buf, TRUE);
     return;
 retry:
-    g_string_free(buf, TRUE);
     tm_warn("feed.retry", "sink=file events=%zu", n);
     retry_batch(f, ev, n, 0, 0);
 }
@@ -524,7 +548,7 @@ static void transfer_release(tm_feed *f)
     }
     curl_slist_free_all(f->headers);
     f->headers = NULL;
-    free(f->body);
+    g_free(f->body);
     f->body = NULL;
     g_string_truncate(f->response, 0);
     tm_outbox_events_free(f->ev, f->n);
@@ -591,15 +615,11 @@ static void check_done(tm_feed *f)
     }
 }
 
-static int http_send(tm_feed *f, json_t *events)
+/* Starts the POST of body (taken over: freed with the transfer). */
+static int http_send(tm_feed *f, GString *body)
 {
-    json_t *doc = json_pack("{s:i, s:O}", "schema_version", SCHEMA_VERSION, "events", events);
-    f->body = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(doc);
-    if (!f->body)
-        return TM_ENOMEM;
-    size_t body_len = strlen(f->body);
-
+    size_t body_len = body->len;
+    f->body = g_string_free(body, FALSE);
     char ts[32], hdr[128];
     snprintf(ts, sizeof(ts), "%lld", (long long)(tm_now_ms() / 1000));
     f->headers = curl_slist_append(f->headers, "Content-Type: application/json");
@@ -683,24 +703,24 @@ static void pump(tm_feed *f)
             f->isolate_until_seq = 0;
         }
     }
-    json_t *events = build_events(f, ev, &n);
+    GString *out = g_string_sized_new(n * 1024);
+    build_events(f, ev, &n, out, f->url == NULL);
     if (n == 0) {
         free(ev);
-        json_decref(events);
+        g_string_free(out, TRUE);
         next_pass(f);
         return;
     }
     if (!f->url) {
-        file_deliver(f, ev, n, events);
+        file_deliver(f, ev, n, out);
+        g_string_free(out, TRUE);
         tm_outbox_events_free(ev, n);
-        json_decref(events);
         next_pass(f);
         return;
     }
     f->ev = ev;
     f->n = n;
-    rc = http_send(f, events);
-    json_decref(events);
+    rc = http_send(f, out);
     if (rc < 0) {
         note_error(f, 0, "cannot start request: %s", tm_strerror(rc));
         retry_batch(f, ev, n, 0, 0);
