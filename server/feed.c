@@ -50,9 +50,9 @@
 #include <unistd.h>
 
 #define SCHEMA_VERSION 1
-#define RESPONSE_KEEP 4096     /* bytes of a rejection's body kept with the dead letter */
-#define KICK_DELAY_MS 5        /* lets a burst of steps form one batch */
-#define IDLE_POLL_MS 1000      /* re-check even without a kick (rows written elsewhere) */
+#define RESPONSE_KEEP 4096 /* bytes of a rejection's body kept with the dead letter */
+#define KICK_DELAY_MS 5    /* lets a burst of steps form one batch */
+#define IDLE_POLL_MS 1000  /* re-check even without a kick (rows written elsewhere) */
 #define RETRY_AFTER_MAX_MS (24LL * 3600 * 1000)
 
 struct tm_feed {
@@ -70,7 +70,7 @@ struct tm_feed {
     char *secret;
     char *ca, *client_cert, *client_key;
     CURLM *multi;
-    CURL *easy;                  /* the transfer in flight, or NULL */
+    CURL *easy; /* the transfer in flight, or NULL */
     struct curl_slist *headers;
     char *body;
     GString *response;
@@ -318,8 +318,8 @@ static int out_dead(tm_feed *f, const tm_outbox_event *e, int status, const char
                     const char *resp, size_t resp_len)
 {
     int rc = tm_outbox_dead_letter(f->store, e->seq, status, why, resp, resp_len);
-    tm_warn("feed.dead_letter", "seq=%lld visit=%s status=%d rc=%d", (long long)e->seq,
-            e->visit_id, status, rc);
+    tm_warn("feed.dead_letter", "seq=%lld visit=%s status=%d rc=%d", (long long)e->seq, e->visit_id,
+            status, rc);
     if (rc < 0) {
         f->store_failed = true;
     } else {
@@ -345,7 +345,8 @@ static int64_t now_plus_backoff(tm_feed *f, int attempts, int64_t retry_after_ms
 
 /* Every row of the batch gets its own jittered time, so after an outage
  * the retries spread out and re-form different batches. */
-static void retry_batch(tm_feed *f, tm_outbox_event *ev, size_t n, int status, int64_t retry_after_ms)
+static void retry_batch(tm_feed *f, tm_outbox_event *ev, size_t n, int status,
+                        int64_t retry_after_ms)
 {
     int64_t *seqs = g_new(int64_t, n);
     int64_t *next = g_new(int64_t, n);
@@ -576,7 +577,8 @@ static void http_done(tm_feed *f, CURLcode res)
         tm_debug("feed.delivered", "events=%zu status=%ld", n, status);
     } else if (res == CURLE_OK && permanent_rejection(status) && n > 1) {
         /* Which event did it reject? Ask one at a time. */
-        note_error(f, (int)status, "batch of %zu rejected with %ld; retrying one by one", n, status);
+        note_error(f, (int)status, "batch of %zu rejected with %ld; retrying one by one", n,
+                   status);
         f->isolate_until_seq = ev[n - 1].seq;
         int64_t *seqs = g_new(int64_t, n), *next = g_new(int64_t, n);
         for (size_t i = 0; i < n; i++) {
@@ -901,18 +903,22 @@ json_t *tm_feed_status(tm_feed *f)
     else
         json_object_set_new(o, "path", f->file_path ? json_string(f->file_path) : json_null());
     json_object_set_new(o, "queue_depth", json_integer(st.pending));
-    json_object_set_new(o, "oldest_undelivered_age_s",
-                        json_integer(st.oldest_pending_at ? (now - st.oldest_pending_at) / 1000 : 0));
+    json_object_set_new(
+        o, "oldest_undelivered_age_s",
+        json_integer(st.oldest_pending_at ? (now - st.oldest_pending_at) / 1000 : 0));
     json_object_set_new(o, "delivered", json_integer(st.delivered));
     json_object_set_new(o, "failed_attempts", json_integer(st.failed_attempts));
     json_object_set_new(o, "dead", json_integer(st.dead));
     json_object_set_new(o, "in_flight", json_integer((json_int_t)f->n));
     json_object_set_new(o, "retrying", json_boolean(f->retrying));
-    json_object_set_new(o, "last_status", f->last_status ? json_integer(f->last_status) : json_null());
-    json_object_set_new(o, "last_error", f->last_error[0] ? json_string(f->last_error) : json_null());
-    json_object_set_new(o, "last_error_at", f->last_error_at
-                                                ? json_string(tm_rfc3339(f->last_error_at, when, sizeof(when)))
-                                                : json_null());
+    json_object_set_new(o, "last_status",
+                        f->last_status ? json_integer(f->last_status) : json_null());
+    json_object_set_new(o, "last_error",
+                        f->last_error[0] ? json_string(f->last_error) : json_null());
+    json_object_set_new(o, "last_error_at",
+                        f->last_error_at
+                            ? json_string(tm_rfc3339(f->last_error_at, when, sizeof(when)))
+                            : json_null());
     json_object_set_new(o, "last_success_at",
                         f->last_success_at
                             ? json_string(tm_rfc3339(f->last_success_at, when, sizeof(when)))
@@ -952,7 +958,8 @@ int tm_feed_metrics(tm_feed *f, GString *out)
         "# HELP telemed_feed_delivered_total Events delivered to the regulator sink.\n"
         "# TYPE telemed_feed_delivered_total counter\n"
         "telemed_feed_delivered_total %lld\n"
-        "# HELP telemed_feed_failed_attempts_total Failed delivery attempts (retries and rejections).\n"
+        "# HELP telemed_feed_failed_attempts_total Failed delivery attempts (retries and "
+        "rejections).\n"
         "# TYPE telemed_feed_failed_attempts_total counter\n"
         "telemed_feed_failed_attempts_total %lld\n"
         "# HELP telemed_feed_dead_letters Events rejected permanently, waiting for an admin.\n"

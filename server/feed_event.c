@@ -120,8 +120,9 @@ static json_t *recording(sqlite3 *db, const char *visit_id)
     json_object_set_new(r, "size", col_int(st, 2));
     json_object_set_new(r, "duration_ms", col_int(st, 3));
     json_object_set_new(r, "format", col_text(st, 4));
-    json_object_set_new(r, "complete", json_boolean(strcmp((const char *)sqlite3_column_text(st, 5),
-                                                           "complete") == 0));
+    json_object_set_new(
+        r, "complete",
+        json_boolean(strcmp((const char *)sqlite3_column_text(st, 5), "complete") == 0));
     json_object_set_new(r, "encrypted", json_boolean(sqlite3_column_int(st, 6) != 0));
     sqlite3_finalize(st);
     return r;
@@ -129,8 +130,8 @@ static json_t *recording(sqlite3 *db, const char *visit_id)
 
 static json_t *rating(sqlite3 *db, const char *visit_id)
 {
-    sqlite3_stmt *st =
-        first_row(db, "SELECT score, comment, created_at FROM ratings WHERE visit_id = ?1", visit_id);
+    sqlite3_stmt *st = first_row(
+        db, "SELECT score, comment, created_at FROM ratings WHERE visit_id = ?1", visit_id);
     if (!st)
         return json_null();
     json_t *r = json_object();

@@ -18,7 +18,7 @@
 
 /* The oldest pending row of every visit (its "head"). A visit's chain is due
  * when its head is due; the rows behind the head wait for it. */
-#define HEADS_SQL                                                                          \
+#define HEADS_SQL                                                                                  \
     "SELECT visit_id, min(seq) AS head FROM outbox WHERE state = 'pending' GROUP BY visit_id"
 
 static int db_fail(sqlite3 *db, int rc)
@@ -46,8 +46,7 @@ static void copy_text(sqlite3_stmt *st, int i, char *out, size_t outlen)
  * pending row met of a visit is its head: if it is due, the visit's rows
  * are taken as they come; if not, all of them are skipped. The scan stops
  * when the batch is full. */
-int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event **out,
-                         size_t *n)
+int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
@@ -56,12 +55,13 @@ int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event
     sqlite3 *db = tm__store_db(s);
     /* "+state" keeps the planner on the rowid range instead of the
      * (state, visit_id, seq) index plus a sort of every pending row. */
-    sqlite3_stmt *st = prepare(db, "SELECT seq, event_id, type, visit_id, occurred_at, attempts,"
-                                   "       next_attempt_at, payload"
-                                   "  FROM outbox"
-                                   " WHERE seq >= (SELECT min(seq) FROM outbox WHERE state = 'pending')"
-                                   "   AND +state = 'pending'"
-                                   " ORDER BY seq");
+    sqlite3_stmt *st =
+        prepare(db, "SELECT seq, event_id, type, visit_id, occurred_at, attempts,"
+                    "       next_attempt_at, payload"
+                    "  FROM outbox"
+                    " WHERE seq >= (SELECT min(seq) FROM outbox WHERE state = 'pending')"
+                    "   AND +state = 'pending'"
+                    " ORDER BY seq");
     if (!st)
         return TM_EIO;
     tm_outbox_event *ev = calloc((size_t)limit, sizeof(*ev));
@@ -159,8 +159,7 @@ static int tx(sqlite3 *db, const char *sql)
     return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : TM_EIO;
 }
 
-int tm_outbox_mark_delivered(tm_store *s, const int64_t *seqs, size_t n, int status,
-                             int64_t now_ms)
+int tm_outbox_mark_delivered(tm_store *s, const int64_t *seqs, size_t n, int status, int64_t now_ms)
 {
     if (n == 0)
         return 0;
@@ -193,8 +192,8 @@ done:
     return ret;
 }
 
-int tm_outbox_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n,
-                    int status, const char *error)
+int tm_outbox_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n, int status,
+                    const char *error)
 {
     if (n == 0)
         return 0;
@@ -326,22 +325,28 @@ json_t *tm_outbox_dead_list(tm_store *s, int limit)
         char when[40];
         json_t *o = json_object();
         json_object_set_new(o, "seq", json_integer(sqlite3_column_int64(st, 0)));
-        json_object_set_new(o, "event_id", json_text_lossy(sqlite3_column_text(st, 1),
-                                                           sqlite3_column_bytes(st, 1)));
-        json_object_set_new(o, "type", json_text_lossy(sqlite3_column_text(st, 2),
-                                                       sqlite3_column_bytes(st, 2)));
-        json_object_set_new(o, "visit_id", json_text_lossy(sqlite3_column_text(st, 3),
-                                                           sqlite3_column_bytes(st, 3)));
-        json_object_set_new(o, "occurred_at",
-                            json_string(tm_rfc3339(sqlite3_column_int64(st, 4), when, sizeof(when))));
+        json_object_set_new(
+            o, "event_id",
+            json_text_lossy(sqlite3_column_text(st, 1), sqlite3_column_bytes(st, 1)));
+        json_object_set_new(
+            o, "type", json_text_lossy(sqlite3_column_text(st, 2), sqlite3_column_bytes(st, 2)));
+        json_object_set_new(
+            o, "visit_id",
+            json_text_lossy(sqlite3_column_text(st, 3), sqlite3_column_bytes(st, 3)));
+        json_object_set_new(
+            o, "occurred_at",
+            json_string(tm_rfc3339(sqlite3_column_int64(st, 4), when, sizeof(when))));
         json_object_set_new(o, "attempts", json_integer(sqlite3_column_int64(st, 5)));
-        json_object_set_new(o, "last_status", sqlite3_column_type(st, 6) == SQLITE_NULL
-                                                  ? json_null()
-                                                  : json_integer(sqlite3_column_int(st, 6)));
-        json_object_set_new(o, "last_error", json_text_lossy(sqlite3_column_text(st, 7),
-                                                             sqlite3_column_bytes(st, 7)));
-        json_object_set_new(o, "last_response", json_text_lossy(sqlite3_column_text(st, 8),
-                                                                sqlite3_column_bytes(st, 8)));
+        json_object_set_new(o, "last_status",
+                            sqlite3_column_type(st, 6) == SQLITE_NULL
+                                ? json_null()
+                                : json_integer(sqlite3_column_int(st, 6)));
+        json_object_set_new(
+            o, "last_error",
+            json_text_lossy(sqlite3_column_text(st, 7), sqlite3_column_bytes(st, 7)));
+        json_object_set_new(
+            o, "last_response",
+            json_text_lossy(sqlite3_column_text(st, 8), sqlite3_column_bytes(st, 8)));
         json_array_append_new(arr, o);
     }
     sqlite3_finalize(st);

@@ -42,8 +42,7 @@ typedef struct tm_outbox_event {
  * visit whose oldest pending row is due, oldest seq first, each visit's rows
  * in seq order. *out gets a new array (free with tm_outbox_events_free), *n
  * its length (0 and *out NULL when nothing is due). */
-int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event **out,
-                         size_t *n);
+int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event **out, size_t *n);
 void tm_outbox_events_free(tm_outbox_event *ev, size_t n);
 
 /* The earliest time (epoch ms) at which some visit's oldest pending row is
@@ -58,8 +57,8 @@ int tm_outbox_mark_delivered(tm_store *s, const int64_t *seqs, size_t n, int sta
 /* Counts one failed attempt for each row and sets its next_attempt_at
  * (next_at[i], epoch ms), last_status (0 = no HTTP answer) and last_error,
  * in one transaction. Rows that are no longer pending are left alone. */
-int tm_outbox_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n,
-                    int status, const char *error);
+int tm_outbox_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n, int status,
+                    const char *error);
 
 /* Moves a pending row to dead letters, counting the attempt and keeping
  * status, error and the first response_len bytes of response (may be NULL). */
@@ -76,10 +75,10 @@ int tm_outbox_replay(tm_store *s, int64_t seq);
 json_t *tm_outbox_dead_list(tm_store *s, int limit);
 
 typedef struct tm_outbox_stats {
-    int64_t pending;          /* queue depth */
+    int64_t pending; /* queue depth */
     int64_t delivered;
     int64_t dead;
-    int64_t failed_attempts;  /* sum of attempts over all rows */
+    int64_t failed_attempts;   /* sum of attempts over all rows */
     int64_t oldest_pending_at; /* occurred_at of the oldest pending row, 0 if none */
 } tm_outbox_stats;
 

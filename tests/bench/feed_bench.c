@@ -194,7 +194,8 @@ static void report_delays(const char *state_url)
     size_t n = 0, i;
     int64_t *d = g_new0(int64_t, json_array_size(events) + 1);
     json_t *ev;
-    json_array_foreach(events, i, ev) {
+    json_array_foreach(events, i, ev)
+    {
         const char *visit = json_string_value(json_object_get(ev, "visit_id"));
         if (!visit || strncmp(visit, "v-backlog", 9) == 0)
             continue;

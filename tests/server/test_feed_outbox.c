@@ -79,9 +79,8 @@ static void test_full_visit_payloads(void)
     checkin(&v, "pat-1", T0);
     start(v.id, T0 + 60000);
     CHECK_EQ_INT(tm_store_visit_end(store, v.id, "completed", "doc-1", T0 + 661000), 0);
-    CHECK_EQ_INT(tm_store_note_save(store, v.id, "doc-1", "private note text", "I10", true,
-                                    T0 + 700000),
-                 0);
+    CHECK_EQ_INT(
+        tm_store_note_save(store, v.id, "doc-1", "private note text", "I10", true, T0 + 700000), 0);
     CHECK_EQ_INT(tm_store_rating_add(store, v.id, "pat-1", 5, "very good", T0 + 710000), 0);
 
     tm_outbox_event *ev;
@@ -214,9 +213,8 @@ static void test_dead_letter_and_replay(void)
     CHECK_EQ_INT(before.pending, 2);
 
     const char resp[] = "{\"error\":\"missing field\"}";
-    CHECK_EQ_INT(tm_outbox_dead_letter(store, head, 400, "rejected with status 400", resp,
-                                       strlen(resp)),
-                 0);
+    CHECK_EQ_INT(
+        tm_outbox_dead_letter(store, head, 400, "rejected with status 400", resp, strlen(resp)), 0);
     /* Dead does not block the visit's later events. */
     n = due_now(&ev);
     CHECK_EQ_INT(n, 1);
