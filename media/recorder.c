@@ -127,8 +127,7 @@ struct tm_recorder {
 
     /* callbacks, on ctx */
     GMainContext *ctx;
-    tm_recorder_failure_cb failure_cb;
-    void *failure_user;
+    struct failure_token *ftok;
     tm_recorder_done_cb done_cb;
     void *done_user;
     tm_recorder_result result;
@@ -202,7 +201,25 @@ static void wake(tm_recorder *r)
 
 /* ---- failure reporting ------------------------------------------------ */
 
+/* The failure callback outlives nothing it should not: a message posted
+ * to ctx holds a reference to this token, and finish/free (on ctx's
+ * thread) cancel it, so the owner never hears of a failure after it has
+ * let go of the recorder (and perhaps freed its user data). */
+typedef struct failure_token {
+    gint refs;
+    _Atomic int cancelled;
+    tm_recorder_failure_cb cb; /* under the recorder's lock until posted */
+    void *user;
+} failure_token;
+
+static void token_unref(failure_token *t)
+{
+    if (t && g_atomic_int_dec_and_test(&t->refs))
+        g_free(t);
+}
+
 typedef struct failure_msg {
+    failure_token *tok;
     tm_recorder_failure_cb cb;
     void *user;
     char *reason;
@@ -222,7 +239,9 @@ static void post(GMainContext *ctx, GSourceFunc fn, gpointer data)
 static gboolean deliver_failure(gpointer p)
 {
     failure_msg *m = p;
-    m->cb(m->reason, m->user);
+    if (!atomic_load(&m->tok->cancelled))
+        m->cb(m->reason, m->user);
+    token_unref(m->tok);
     g_free(m->reason);
     g_free(m);
     return G_SOURCE_REMOVE;
@@ -235,12 +254,14 @@ static void set_failed(tm_recorder *r, const char *reason)
     bool first = r->failure == NULL;
     if (first)
         r->failure = g_strdup(reason);
-    tm_recorder_failure_cb cb = r->failure_cb;
-    void *user = r->failure_user;
+    tm_recorder_failure_cb cb = r->ftok->cb;
+    void *user = r->ftok->user;
     g_mutex_unlock(&r->lock);
     atomic_store(&r->failed, 1);
     if (first && cb) {
         failure_msg *m = g_new0(failure_msg, 1);
+        g_atomic_int_inc(&r->ftok->refs);
+        m->tok = r->ftok;
         m->cb = cb;
         m->user = user;
         m->reason = g_strdup(reason);
@@ -251,8 +272,8 @@ static void set_failed(tm_recorder *r, const char *reason)
 void tm_recorder_on_failure(tm_recorder *r, tm_recorder_failure_cb cb, void *user)
 {
     g_mutex_lock(&r->lock);
-    r->failure_cb = cb;
-    r->failure_user = user;
+    r->ftok->cb = cb;
+    r->ftok->user = user;
     g_mutex_unlock(&r->lock);
 }
 
@@ -810,6 +831,8 @@ tm_recorder *tm_recorder_new(const char *path, const tm_recorder_track *tracks, 
     }
     tm_recorder *r = g_new0(tm_recorder, 1);
     g_mutex_init(&r->lock);
+    r->ftok = g_new0(failure_token, 1);
+    r->ftok->refs = 1;
     r->efd = -1;
     r->min_pts = r->max_end = GST_CLOCK_TIME_NONE;
     r->ntracks = n;
@@ -870,6 +893,7 @@ fail:
 
 void tm_recorder_finish(tm_recorder *r, tm_recorder_done_cb cb, void *user)
 {
+    atomic_store(&r->ftok->cancelled, 1); /* the result reports any failure from now */
     atomic_store(&r->closing, 1);
     r->done_cb = cb;
     r->done_user = user;
@@ -881,6 +905,7 @@ void tm_recorder_free(tm_recorder *r)
 {
     if (!r)
         return;
+    atomic_store(&r->ftok->cancelled, 1);
     atomic_store(&r->closing, 1);
     if (r->thread) {
         atomic_store(&r->abort_asked, 1);
@@ -907,6 +932,7 @@ void tm_recorder_free(tm_recorder *r)
     g_free(r->ring);
     g_free(r->path);
     g_free(r->failure);
+    token_unref(r->ftok);
     if (r->ctx)
         g_main_context_unref(r->ctx);
     g_mutex_clear(&r->lock);

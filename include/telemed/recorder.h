@@ -107,7 +107,9 @@ int tm_recorder_make_path(const char *recording_dir, const char *visit_id, int64
 tm_recorder *tm_recorder_new(const char *path, const tm_recorder_track *tracks, size_t n,
                              const uint8_t *key_or_null, char **err);
 
-/* Sets the failure callback (call right after new, before pushing). */
+/* Sets the failure callback (call right after new, before pushing). It is
+ * not called once tm_recorder_finish or tm_recorder_free has been called
+ * (the result of finish reports the failure then). */
 void tm_recorder_on_failure(tm_recorder *r, tm_recorder_failure_cb cb, void *user);
 
 /* Queues one decrypted RTP packet of track (index into the tracks given to
@@ -122,7 +124,8 @@ void tm_recorder_stats_get(const tm_recorder *r, tm_recorder_stats *out);
 
 /* Ends the recording: drains the ring, sends EOS, waits for the muxer to
  * finalise the file, hashes it, then calls cb (may be NULL) on the
- * context of tm_recorder_new and frees the recorder. With no packet ever
+ * context of tm_recorder_new and frees the recorder. Call it on the thread
+ * of tm_recorder_new (the owner of that context). With no packet ever
  * pushed the result is a failure ("no media was received") and the empty
  * file is removed. Returns at once; the
  * caller must not use r afterwards (no more pushes). */
@@ -130,7 +133,8 @@ void tm_recorder_finish(tm_recorder *r, tm_recorder_done_cb cb, void *user);
 
 /* Stops at once without finalising (the file is left as a crash would
  * leave it) and frees. Blocks until the recorder thread has ended; call
- * it, like finish, after the last push. Accepts NULL. */
+ * it, like finish, after the last push and on the thread of new. Accepts
+ * NULL. */
 void tm_recorder_free(tm_recorder *r);
 
 #endif
