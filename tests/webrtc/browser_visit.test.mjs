@@ -174,3 +174,50 @@ test('reconnect: the patient is cut, comes back with a new transport inside the 
   assert.ok(now > stillFrozen + 30, `doctor's view of the patient did not resume (${stillFrozen} -> ${now})\n${await pageLog(doc)}`);
   await assertVideoGrows(pat, { width: 640, height: 360, who: 'patient after reconnect' });
 });
+
+test('a browser supervisor joining late decodes both sides within 1 s of connecting', { timeout: 150000 }, async (t) => {
+  const srv = await withServer(t);
+  const c = await prepareClinic(srv);
+  // Senders make keyframes only on request: the watcher decodes quickly only
+  // if the server asks for one when it joins.
+  const kf = ['--kf-dist', '100000', '--duration', '18', '--min-audio-s', '3'];
+  const doctor = runClient(['--url', srv.url, '--token', c.doctorToken, '--role', 'doctor', ...kf], { name: 'doctor' });
+  t.after(() => doctor.kill());
+  await doctor.waitEvent('hello_ok', 20000);
+  const patient = runClient(['--url', srv.url, '--token', c.patientToken, '--role', 'patient', '--dept', c.dept, ...kf], { name: 'patient' });
+  t.after(() => patient.kill());
+  await patient.waitEvent('first_video', 20000);
+  await doctor.waitEvent('first_video', 20000);
+  const visit = patient.events.find((e) => e.event === 'offer_sent').visit;
+  await sleep(3000);
+
+  const page = await peerPage(t);
+  const r = await page.evaluate(async ({ url, token, visit: v }) => {
+    const p = window.peer;
+    await p.connect(url);
+    await p.hello(token);
+    await p.watch(v);
+    await p.startMedia({ recvOnly: { audio: 2, video: 2 } });
+    const t0 = performance.now();
+    while (p.pc.connectionState !== 'connected' && performance.now() - t0 < 15000)
+      await new Promise((res) => setTimeout(res, 20));
+    const tc = performance.now();
+    const first = {};
+    while (performance.now() - tc < 10000) {
+      const st = await p.stats();
+      for (const s of st.inbound)
+        if (s.kind === 'video' && s.framesDecoded > 0 && first[s.ssrc] === undefined) first[s.ssrc] = performance.now() - tc;
+      if (Object.keys(first).length >= 2) break;
+      await new Promise((res) => setTimeout(res, 25));
+    }
+    return { connectedAfterMs: tc - t0, state: p.pc.connectionState, first };
+  }, { url: srv.url, token: c.supervisorToken(), visit });
+  const firsts = Object.values(r.first);
+  assert.equal(r.state, 'connected', JSON.stringify(r) + (await pageLog(page)));
+  assert.equal(firsts.length, 2, `watcher decoded ${firsts.length} of 2 video streams: ${JSON.stringify(r)}\n${await pageLog(page)}`);
+  for (const ms of firsts) assert.ok(ms <= 1000, `first frame ${Math.round(ms)} ms after connect: ${JSON.stringify(r)}`);
+  await assertVideoGrows(page, { streams: 2, who: 'supervisor' });
+  const [rp, rd] = await Promise.all([patient.done, doctor.done]);
+  assert.equal(rp.code, 0, describe('patient', rp));
+  assert.equal(rd.code, 0, describe('doctor', rd));
+});
