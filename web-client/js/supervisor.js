@@ -23,7 +23,7 @@ if (page) main();
 async function main() {
   sig = new Signaling({ token: page.token });
   bindConnection(sig);
-  sig.on('overview', (m) => { state.overview = m; renderOverview(); });
+  sig.on('overview', (m) => { noteOfferLapses(m); state.overview = m; renderOverview(); });
   sig.on('visit.state', (m) => {
     if (state.watching && m.visit_id === state.watching && (m.state === 'ended' || m.state === 'cancelled')) {
       stopWatching(false);
@@ -108,8 +108,28 @@ function qualityCell(v) {
   return lines.length ? el('div', { class: 'q-cell' }, lines) : el('span', { class: 'muted' }, t('common.none'));
 }
 
+// The overview lists each doctor's open offer. An offer that disappears
+// while its doctor turns away (the server does that when an offer times
+// out) is an offer nobody took: shown for a while as an alert.
+const OFFER_ALERT_MS = 10 * 60 * 1000;
+function noteOfferLapses(ov) {
+  const now = Date.now();
+  const prev = state.doctorsSeen || new Map();
+  const next = new Map();
+  state.offerLapses = (state.offerLapses || []).filter((a) => now - a.at < OFFER_ALERT_MS);
+  for (const d of ov.doctors || []) {
+    const before = prev.get(d.id);
+    if (before && before.offer && !d.offer && d.status === 'away' && before.status !== 'away') {
+      state.offerLapses.push({ kind: 'offer_timeout', doctor_id: d.id, visit_id: before.offer, at: now });
+    }
+    next.set(d.id, { offer: d.offer, status: d.status });
+  }
+  state.doctorsSeen = next;
+}
+
 function derivedAlerts(ov) {
   const alerts = [...(ov.alerts || [])];
+  if (!alerts.some((a) => a.kind === 'offer_timeout' || a.kind === 'offer_timeouts')) alerts.push(...(state.offerLapses || []));
   for (const v of ov.visits || []) {
     if (v.state !== 'active' || !v.quality) continue;
     for (const streams of Object.values(v.quality)) {
@@ -166,7 +186,7 @@ function renderOverview() {
   const focusVisit = active && active.classList.contains('watch-btn') ? active.dataset.visit : null;
   const visits = (ov.visits || []).slice().sort((a, b) => (a.state === 'active' ? 0 : 1) - (b.state === 'active' ? 0 : 1) || (b.urgent ? 1 : 0) - (a.urgent ? 1 : 0));
   $('#live-body').replaceChildren(...visits.map((v) => el('tr', { 'data-visit': v.id, 'data-state': v.state },
-    el('td', { class: 'mono' }, v.id, v.urgent ? el('span', { class: 'tag tag-urgent' }, ` ${t('doc.urgent')}`) : null),
+    el('td', {}, el('span', { class: 'mono' }, v.id), v.urgent ? ' ' : null, v.urgent ? el('span', { class: 'tag tag-urgent' }, t('doc.urgent')) : null),
     el('td', {}, deptName(v.dept)),
     el('td', {}, v.doctor_id || t('common.none')),
     el('td', {}, t(`state.${v.state}`), v.watchers ? el('span', { class: 'tag' }, t('sup.watchers', { n: v.watchers })) : null),
@@ -404,25 +424,35 @@ function fmtBytes(n) {
 async function loadRecording() {
   const rec = state.detail;
   const box = $('#d-recording');
-  const recs = (rec.recordings || []).filter((r) => !r.deleted_at);
-  if (!recs.length) {
+  const all = rec.recordings || [];
+  if (!all.length) {
     box.replaceChildren(el('p', { class: 'muted' }, t('sup.no_recording')));
     return;
   }
-  const r = recs[recs.length - 1];
-  const video = el('video', { controls: true, preload: 'metadata', 'aria-label': t('sup.recording') });
+  const playable = all.filter((r) => !r.deleted_at && (r.state === 'complete' || r.state === 'incomplete' || !r.state));
+  const r = playable[playable.length - 1] || all[all.length - 1];
   const meta = el('p', { class: 'muted mono' }, t('sup.recording_meta', { format: r.format || '', size: fmtBytes(r.size_bytes), duration: fmtDuration((r.duration_ms || 0) / 1000), sha: (r.sha256 || '').slice(0, 16) }));
+  const stateKey = `sup.rec_state.${r.deleted_at ? 'deleted' : r.state}`;
+  const stateLine = t(stateKey) !== stateKey ? el('p', { class: r.state === 'complete' ? 'muted' : 'notice notice-warn' }, t(stateKey), r.failure ? ` (${r.failure})` : '') : null;
+  if (!playable.length) {
+    box.replaceChildren(stateLine || el('p', { class: 'muted' }, t('sup.no_recording')), meta);
+    return;
+  }
   box.replaceChildren(el('p', { class: 'muted' }, t('common.loading')));
   try {
     const res = await fetch(`/api/v1/recordings/${encodeURIComponent(r.id)}`, { headers: { authorization: `Bearer ${page.token}` } });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const blob = await res.blob();
+    const video = el('video', { controls: true, preload: 'metadata', 'aria-label': t('sup.recording') });
+    // Matroska with VP8/Opus plays as WebM; say so when the server's type
+    // is one the browser does not claim.
+    let type = (res.headers.get('content-type') || '').split(';')[0];
+    if (!type || !video.canPlayType(type)) type = 'video/webm';
+    const blob = new Blob([await res.arrayBuffer()], { type });
     if (state.recordingUrl) URL.revokeObjectURL(state.recordingUrl);
     state.recordingUrl = URL.createObjectURL(blob);
     video.src = state.recordingUrl;
-    box.replaceChildren(video, meta);
+    box.replaceChildren(video, stateLine || '', meta);
   } catch (e) {
-    box.replaceChildren(el('p', { class: 'error' }, t('sup.recording_failed', { msg: errText(e) })), meta);
+    box.replaceChildren(el('p', { class: 'error' }, t('sup.recording_failed', { msg: errText(e) })), stateLine || '', meta);
   }
 }
-

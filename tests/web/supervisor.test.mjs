@@ -1,0 +1,47 @@
+// supervisor.test.mjs - the supervisor's alerts in chromium, from real
+// server state: an urgent patient waiting, a doctor who lets an offer time
+// out, and a patient waiting longer than the alert threshold; the
+// department tile is marked while they last.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startHospital, launch, openPage, shot, waitView } from './lib.mjs';
+
+test('supervisor alerts: urgent, offer not taken, long wait', { timeout: 120000 }, async () => {
+  const srv = await startHospital({ args: ['--offer-timeout-s', '5', '--wait-alert-s', '10'] });
+  const browser = await launch();
+  const clients = [];
+  try {
+    const sup = await openPage(browser, srv, 'supervisor.html', 's1', 'supervisor');
+    await waitView(sup, 'sup');
+    const patient = await srv.client('p-alert', 'patient');
+    clients.push(patient);
+    const { visit_id: visitId } = await patient.request('checkin', { dept: 'cardio', urgent: true });
+    await sup.waitForSelector(`#alerts li[data-kind="urgent"]:has-text("${visitId}")`);
+    await sup.waitForSelector('.tile[data-dept="cardio"].alerting');
+    assert.equal(await sup.textContent('.tile[data-dept="cardio"] dd[data-k="waiting"]'), '1');
+
+    // A doctor who does not answer: the server withdraws the offer after
+    // 5 s and sets the doctor away; the page reports it.
+    const doctor = await srv.client('d1', 'doctor');
+    clients.push(doctor);
+    await doctor.request('doctor.status', { status: 'available' });
+    await doctor.waitFor('visit.offer');
+    await sup.waitForSelector('#alerts li[data-kind="offer_timeout"]', { timeout: 15000 });
+    assert.match(await sup.textContent('#alerts li[data-kind="offer_timeout"]'), /d1/);
+
+    await sup.waitForSelector('#alerts li[data-kind="long_wait"]', { timeout: 15000 });
+    assert.match(await sup.textContent('#alerts li[data-kind="long_wait"]'), new RegExp(visitId));
+    await shot(sup, 'supervisor-alerts');
+
+    // Gone when the patient is taken.
+    await doctor.request('doctor.status', { status: 'available' });
+    const offer = await doctor.waitFor('visit.offer', () => true, 15000);
+    await doctor.request('visit.accept', { visit_id: offer.visit_id });
+    await sup.waitForFunction(() => !document.querySelector('#alerts li[data-kind="urgent"], #alerts li[data-kind="long_wait"]'));
+    assert.deepEqual(sup.errors, []);
+  } finally {
+    for (const c of clients) await c.close();
+    await browser.close();
+    await srv.stop();
+  }
+});
