@@ -269,3 +269,30 @@ test('camera lost mid-visit: the page says so and the camera restarts into the s
     await srv.stop();
   }
 });
+
+test('strings: both languages have every key, and every key the markup and code use exists', async () => {
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const { WEB_ROOT } = await import('./lib.mjs');
+  const src = fs.readFileSync(path.join(WEB_ROOT, 'js', 'i18n.js'), 'utf8');
+  const block = (name) => {
+    const start = src.indexOf(`${name}: {`);
+    const end = src.indexOf('\n  },', start);
+    return new Set([...src.slice(start, end).matchAll(/^\s+'([\w.]+)':/gm)].map((m) => m[1]));
+  };
+  const en = block('en'), zh = block("'zh-CN'");
+  assert.ok(en.size > 100);
+  assert.deepEqual([...en].filter((k) => !zh.has(k)), [], 'keys missing in zh-CN');
+  assert.deepEqual([...zh].filter((k) => !en.has(k)), [], 'keys missing in English');
+  const used = new Set();
+  for (const f of fs.readdirSync(WEB_ROOT).filter((n) => n.endsWith('.html'))) {
+    const html = fs.readFileSync(path.join(WEB_ROOT, f), 'utf8');
+    for (const m of html.matchAll(/data-i18n(?:-label|-placeholder|-title)?="([\w.]+)"/g)) used.add(m[1]);
+  }
+  for (const f of fs.readdirSync(path.join(WEB_ROOT, 'js')).filter((n) => n !== 'i18n.js')) {
+    const js = fs.readFileSync(path.join(WEB_ROOT, 'js', f), 'utf8');
+    // Literal keys only; keys built at run time (`kind.${k}`) are checked by the pages' tests.
+    for (const m of js.matchAll(/\bt\('([\w.]+)'/g)) used.add(m[1]);
+  }
+  assert.deepEqual([...used].filter((k) => !en.has(k)), [], 'keys used but not defined');
+});
