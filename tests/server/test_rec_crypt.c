@@ -191,7 +191,8 @@ static void test_refusals(void)
     g_free(longer);
 
     /* Not ours at all. */
-    write_file(enc, (const uint8_t *)"\x1a\x45\xdf\xa3 matroska...", 20);
+    static const char ebml[] = "\x1a\x45\xdf\xa3 matroska, not ours....";
+    write_file(enc, (const uint8_t *)ebml, sizeof(ebml) - 1);
     CHECK_EQ_INT(tm_rec_decrypt_file(enc, dec, key, &err), TM_EINVAL);
     g_free(err);
     err = NULL;
