@@ -77,6 +77,10 @@ test('full visit across the patient, doctor and supervisor pages', { timeout: 24
       // The participants are told (the regulations ask for it).
       await patient.waitForSelector('.call .notice-info:not([hidden])');
       await doctor.waitForSelector('.call .notice-info:not([hidden])');
+      // The supervisor reads the chat from now on.
+      await patient.fill('#chat-input-patient', 'Is my blood pressure fine?');
+      await patient.press('#chat-input-patient', 'Enter');
+      await sup.waitForSelector('#watch-chat li:has-text("blood pressure")');
       await shot(sup, 'supervisor-dashboard');
     });
 
@@ -135,7 +139,7 @@ test('full visit across the patient, doctor and supervisor pages', { timeout: 24
       assert.equal(rec.end_reason, 'completed');
       assert.equal(rec.doctor_id, 'd1');
       assert.equal(rec.patient_id, 'p-web-1');
-      assert.deepEqual(rec.chat.map((c) => c.sender_role), ['patient', 'doctor']);
+      assert.deepEqual(rec.chat.map((c) => c.sender_role), ['patient', 'doctor', 'patient']);
       assert.equal(rec.notes.length, 1);
       assert.equal(rec.notes[0].diagnosis_code, 'G44.2');
       assert.ok(rec.notes[0].signed);

@@ -30,6 +30,13 @@ async function main() {
       announce(t('sup.watch_ended'));
     }
   });
+  // Watchers receive the visit's chat: shown read-only beside the video.
+  sig.on('chat.message', (m) => {
+    if (m.visit_id !== state.watching) return;
+    $('#watch-chat').append(el('li', { class: `chat-msg ${m.from_role === 'doctor' ? 'mine' : 'theirs'}` },
+      el('span', { class: 'chat-meta' }, `${t(m.from_role === 'doctor' ? 'chat.doctor' : 'chat.patient')} · ${fmtTime(m.at)}`),
+      el('span', { class: 'chat-text' }, m.text)));
+  });
   sig.addEventListener('hello', () => {
     // Every (re)connect: subscribe again, and resume watching.
     sig.request('overview.subscribe', {}).catch(() => {});
@@ -214,6 +221,7 @@ async function watch(visitId) {
   $('#watch').hidden = false;
   $('#watch-h').textContent = t('sup.watching', { visit: visitId });
   $('#watch-grid').replaceChildren();
+  $('#watch-chat').replaceChildren();
   $('#watch-msg').textContent = t('visit.media_connecting');
   $('#watch-h').tabIndex = -1;
   $('#watch-h').focus();
