@@ -13,6 +13,8 @@
 #include "media_internal.h"
 #include "telemed/certs.h"
 
+#include <openssl/crypto.h>
+
 /* ---- events to the control thread ---- */
 
 static tm__sink *sink_ref(tm__sink *s)
@@ -75,6 +77,48 @@ void tm__media_post(tm__worker *w, const tm_media_event *ev)
                                event_msg_free);
 }
 
+/* A finished recording, copied off the worker for the control thread. */
+typedef struct record_msg {
+    tm__sink *sink;
+    tm_media_record_cb cb;
+    void *user;
+    char *visit_id, *failure, *path;
+    tm_recorder_result res;
+} record_msg;
+
+static void record_msg_free(gpointer data)
+{
+    record_msg *r = data;
+    sink_unref(r->sink);
+    g_free(r->visit_id);
+    g_free(r->failure);
+    g_free(r->path);
+    g_free(r);
+}
+
+static gboolean record_deliver(gpointer data)
+{
+    record_msg *r = data;
+    if (r->sink->alive && r->cb)
+        r->cb(r->visit_id, &r->res, r->user);
+    return G_SOURCE_REMOVE;
+}
+
+void tm__media_post_recording(tm__worker *w, const char *visit_id, tm_media_record_cb cb,
+                              void *user, const tm_recorder_result *res)
+{
+    record_msg *r = g_new0(record_msg, 1);
+    r->sink = sink_ref(w->media->sink);
+    r->cb = cb;
+    r->user = user;
+    r->visit_id = g_strdup(visit_id);
+    r->res = *res;
+    r->res.failure = r->failure = g_strdup(res->failure);
+    r->res.path = r->path = g_strdup(res->path);
+    g_main_context_invoke_full(r->sink->control, G_PRIORITY_DEFAULT, record_deliver, r,
+                               record_msg_free);
+}
+
 /* ---- control-side bookkeeping ---- */
 
 static void home_free(gpointer data)
@@ -103,7 +147,7 @@ static int pick_worker(tm_media *m)
 
 /* ---- messages to workers ---- */
 
-typedef enum { MSG_OFFER, MSG_CANDIDATE, MSG_PEER_CLOSE, MSG_VISIT_CLOSE } msg_type;
+typedef enum { MSG_OFFER, MSG_CANDIDATE, MSG_PEER_CLOSE, MSG_VISIT_CLOSE, MSG_RECORD } msg_type;
 
 typedef struct worker_msg {
     msg_type type;
@@ -111,6 +155,12 @@ typedef struct worker_msg {
     char *visit_id, *peer_id, *candidate;
     bool send;
     tm_sdp_offer *offer;
+    /* MSG_RECORD */
+    char *path;
+    uint8_t key[32];
+    bool has_key;
+    tm_media_record_cb cb;
+    void *user;
 } worker_msg;
 
 static void worker_msg_free(gpointer data)
@@ -119,7 +169,9 @@ static void worker_msg_free(gpointer data)
     g_free(msg->visit_id);
     g_free(msg->peer_id);
     g_free(msg->candidate);
+    g_free(msg->path);
     tm_sdp_offer_free(msg->offer);
+    OPENSSL_cleanse(msg->key, sizeof msg->key);
     g_free(msg);
 }
 
@@ -140,13 +192,22 @@ static gboolean worker_msg_run(gpointer data)
     case MSG_PEER_CLOSE:
         if (p) {
             tm__peer_close(p, "closed");
-            if (v->peers->len == 0)
-                tm__worker_visit_free(w, v);
+            tm__worker_visit_release(w, v);
         }
         break;
     case MSG_VISIT_CLOSE:
         if (v)
             tm__worker_visit_free(w, v);
+        break;
+    case MSG_RECORD:
+        v = tm__worker_visit(w, msg->visit_id, true);
+        if (!v->rec_path) {
+            v->rec_path = g_strdup(msg->path);
+            v->rec_has_key = msg->has_key;
+            memcpy(v->rec_key, msg->key, sizeof v->rec_key);
+            v->rec_cb = msg->cb;
+            v->rec_user = msg->user;
+        }
         break;
     }
     return G_SOURCE_REMOVE;
@@ -157,6 +218,18 @@ static void send_msg(tm_media *m, int worker, worker_msg *msg)
     msg->w = m->workers[worker];
     g_main_context_invoke_full(msg->w->ctx, G_PRIORITY_DEFAULT, worker_msg_run, msg,
                                worker_msg_free);
+}
+
+static tm__visit_home *home_get(tm_media *m, const char *visit_id)
+{
+    tm__visit_home *h = g_hash_table_lookup(m->visits, visit_id);
+    if (!h) {
+        h = g_new0(tm__visit_home, 1);
+        h->worker = pick_worker(m);
+        h->peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        g_hash_table_insert(m->visits, g_strdup(visit_id), h);
+    }
+    return h;
 }
 
 static bool id_ok(const char *s)
@@ -273,13 +346,7 @@ int tm_media_offer(tm_media *m, const char *visit_id, const char *peer_id, bool 
         return TM_EINVAL;
     }
 
-    tm__visit_home *h = g_hash_table_lookup(m->visits, visit_id);
-    if (!h) {
-        h = g_new0(tm__visit_home, 1);
-        h->worker = pick_worker(m);
-        h->peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        g_hash_table_insert(m->visits, g_strdup(visit_id), h);
-    }
+    tm__visit_home *h = home_get(m, visit_id);
     if (!g_hash_table_contains(h->peers, peer_id))
         g_hash_table_add(h->peers, g_strdup(peer_id));
 
@@ -289,6 +356,29 @@ int tm_media_offer(tm_media *m, const char *visit_id, const char *peer_id, bool 
     msg->peer_id = g_strdup(peer_id);
     msg->send = send;
     msg->offer = offer;
+    send_msg(m, h->worker, msg);
+    return 0;
+}
+
+int tm_media_visit_record(tm_media *m, const char *visit_id, const char *path, const uint8_t *key32,
+                          tm_media_record_cb cb, void *user)
+{
+    if (!m || !id_ok(visit_id) || !path || !*path)
+        return TM_EINVAL;
+    tm__visit_home *h = home_get(m, visit_id);
+    if (h->recording)
+        return TM_ECONFLICT;
+    h->recording = true;
+    worker_msg *msg = g_new0(worker_msg, 1);
+    msg->type = MSG_RECORD;
+    msg->visit_id = g_strdup(visit_id);
+    msg->path = g_strdup(path);
+    if (key32) {
+        memcpy(msg->key, key32, sizeof msg->key);
+        msg->has_key = true;
+    }
+    msg->cb = cb;
+    msg->user = user;
     send_msg(m, h->worker, msg);
     return 0;
 }
@@ -328,7 +418,7 @@ int tm_media_peer_close(tm_media *m, const char *visit_id, const char *peer_id)
     msg->peer_id = g_strdup(peer_id);
     send_msg(m, h->worker, msg);
     g_hash_table_remove(h->peers, peer_id);
-    if (g_hash_table_size(h->peers) == 0)
+    if (g_hash_table_size(h->peers) == 0 && !h->recording)
         g_hash_table_remove(m->visits, visit_id);
     return 0;
 }

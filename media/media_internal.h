@@ -20,6 +20,7 @@
 
 #include "dtls_srtp_internal.h"
 #include "telemed/media.h"
+#include "telemed/recorder.h"
 #include "telemed/rtcp.h"
 #include "telemed/rtp.h"
 #include "telemed/rtx_cache.h"
@@ -87,6 +88,7 @@ struct tm_media {
 typedef struct tm__visit_home {
     int worker;
     GHashTable *peers; /* peer ids (keys only) */
+    bool recording;    /* keeps the visit (and its worker) until tm_media_visit_close */
 } tm__visit_home;
 
 struct tm__worker {
@@ -101,6 +103,7 @@ struct tm__worker {
     uint64_t next_join_seq;
     unsigned test_drop, test_drop_n;       /* tm_media_set_test_drop */
     unsigned test_drop_in, test_drop_in_n; /* tm_media_set_test_drop_in */
+    bool stopping;                         /* tm_media_free: recordings are not finalised */
     /* Forwarding scratch; one packet at a time on this thread. */
     uint8_t pkt[TM__PKT_CAP];
     uint8_t rtcp[TM__PKT_CAP];
@@ -120,6 +123,7 @@ typedef struct tm__in_stream {
     tm_stream_stats *stats;
     int64_t last_pli_ms;
     uint8_t fir_seq;
+    int rec_track1;    /* recorder track + 1, 0 = not recorded */
     uint64_t remb_bps; /* last REMB we sent for it */
     /* Upstream loss: sequence numbers we have not seen, for our NACKs to the sender. */
     bool have_seq;
@@ -211,17 +215,31 @@ struct tm__visit {
     char *id;
     tm__worker *w;
     GPtrArray *peers; /* tm__peer*, join order */
+    /* Recording (tm_media_visit_record): configured, then started on the first packet. */
+    char *rec_path;
+    uint8_t rec_key[32];
+    bool rec_has_key, rec_failed;
+    tm_media_record_cb rec_cb;
+    void *rec_user;
+    tm_recorder *rec;
 };
 
 /* ---- media.c ---- */
 /* Post an event to the control thread (copies every string). Any thread. */
 void tm__media_post(tm__worker *w, const tm_media_event *ev);
+/* Hand a finished recording's result (copied) to cb on the control thread. */
+void tm__media_post_recording(tm__worker *w, const char *visit_id, tm_media_record_cb cb,
+                              void *user, const tm_recorder_result *res);
 
 /* ---- worker.c ---- */
 tm__worker *tm__worker_new(tm_media *m, int index, char **err);
 void tm__worker_free(tm__worker *w); /* stops the thread, frees its visits */
 tm__visit *tm__worker_visit(tm__worker *w, const char *visit_id, bool create);
 void tm__worker_visit_free(tm__worker *w, tm__visit *v);
+/* Frees v when no peer is left and nothing (a recording) holds it. */
+void tm__worker_visit_release(tm__worker *w, tm__visit *v);
+/* Starts v's recorder with the sending streams known now (first RTP packet). */
+void tm__visit_record_start(tm__visit *v);
 tm__peer *tm__visit_peer(tm__visit *v, const char *peer_id);
 
 /* ---- peer.c ---- */

@@ -248,8 +248,7 @@ static gboolean close_later_run(gpointer data)
     tm__peer *p = v ? tm__visit_peer(v, c->peer_id) : NULL;
     if (p && p->agent == c->agent) {
         tm__peer_close(p, c->state);
-        if (v->peers->len == 0)
-            tm__worker_visit_free(c->w, v);
+        tm__worker_visit_release(c->w, v);
     }
     return G_SOURCE_REMOVE;
 }
@@ -449,8 +448,7 @@ void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bo
     if (!answer) {
         post_error(w, visit_id, peer_id, rc ? rc : TM_EIO, "cannot set up the media transport");
         tm__peer_close(p, "failed");
-        if (v->peers->len == 0)
-            tm__worker_visit_free(w, v);
+        tm__worker_visit_release(w, v);
         return;
     }
     tm_media_event ev = {

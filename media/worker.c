@@ -3,13 +3,18 @@
  * GMainLoop, owning the visits assigned to it and their peers, plus a
  * once-a-second tick for RTCP reports, REMB and statistics.
  *
- * Owns: its visits (hash by id) and, through them, every peer. Everything in
+ * Owns: its visits (hash by id) and, through them, every peer and each
+ * visit's recorder (include/telemed/recorder.h), which it feeds decrypted RTP
+ * from forward.c and finishes when the visit is closed. Everything in
  * here runs on the worker thread except tm__worker_new/free (control thread),
  * which only start and join it.
  */
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "media_internal.h"
+#include "telemed/log.h"
 
 static gpointer worker_main(gpointer data)
 {
@@ -35,12 +40,111 @@ static gboolean worker_tick(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/* ---- recording ---- */
+
+typedef struct rec_done_ctx {
+    tm__worker *w;
+    char *visit_id;
+    tm_media_record_cb cb;
+    void *user;
+} rec_done_ctx;
+
+/* On this worker's context (the recorder's callback context). */
+static void rec_done(const tm_recorder_result *res, void *user)
+{
+    rec_done_ctx *c = user;
+    tm_info("media.recording_done",
+            "visit=%s status=%d bytes=%" G_GINT64_FORMAT " duration_ms=%" G_GINT64_FORMAT
+            " dropped=%" G_GUINT64_FORMAT,
+            c->visit_id, res->status, res->size_bytes, res->duration_ms, res->stats.dropped);
+    tm__media_post_recording(c->w, c->visit_id, c->cb, c->user, res);
+    g_free(c->visit_id);
+    g_free(c);
+}
+
+static void rec_failed(const char *reason, void *user)
+{
+    tm__visit *v = user;
+    tm_warn("media.recording_failed", "visit=%s", v->id);
+}
+
+static bool rec_codec(tm_codec_id c, tm_recorder_codec *out)
+{
+    switch (c) {
+    case TM_CODEC_OPUS:
+        *out = TM_REC_OPUS;
+        return true;
+    case TM_CODEC_VP8:
+        *out = TM_REC_VP8;
+        return true;
+    case TM_CODEC_H264:
+        *out = TM_REC_H264;
+        return true;
+    default:
+        return false;
+    }
+}
+
+void tm__visit_record_start(tm__visit *v)
+{
+    tm_recorder_track tracks[TM_RECORDER_MAX_TRACKS];
+    char names[TM_RECORDER_MAX_TRACKS][96];
+    size_t n = 0;
+    for (guint i = 0; i < v->peers->len; i++) {
+        tm__peer *p = g_ptr_array_index(v->peers, i);
+        for (int k = 0; k < p->n_in && n < TM_RECORDER_MAX_TRACKS; k++) {
+            tm__in_stream *s = &p->in[k];
+            if (!rec_codec(s->codec, &tracks[n].codec))
+                continue;
+            g_snprintf(names[n], sizeof names[n], "%s-%s%d", p->id,
+                       s->kind == TM_MEDIA_VIDEO ? "video" : "audio", k);
+            tracks[n].payload_type = (uint8_t)s->pt;
+            tracks[n].clock_rate = s->clock;
+            tracks[n].name = names[n];
+            s->rec_track1 = (int)n + 1;
+            n++;
+        }
+    }
+    char *err = NULL;
+    v->rec = n ? tm_recorder_new(v->rec_path, tracks, n, v->rec_has_key ? v->rec_key : NULL, &err)
+               : NULL;
+    if (!v->rec) {
+        v->rec_failed = true;
+        tm_warn("media.recording_failed", "visit=%s tracks=%zu", v->id, n);
+        g_free(err);
+        return;
+    }
+    tm_recorder_on_failure(v->rec, rec_failed, v);
+    tm_info("media.recording_started", "visit=%s tracks=%zu", v->id, n);
+}
+
+static void record_end(tm__visit *v)
+{
+    if (v->rec) {
+        if (v->w->stopping) {
+            tm_recorder_free(v->rec);
+        } else {
+            rec_done_ctx *c = g_new0(rec_done_ctx, 1);
+            c->w = v->w;
+            c->visit_id = g_strdup(v->id);
+            c->cb = v->rec_cb;
+            c->user = v->rec_user;
+            tm_recorder_finish(v->rec, rec_done, c);
+        }
+        v->rec = NULL;
+    }
+    g_free(v->rec_path);
+    v->rec_path = NULL;
+    OPENSSL_cleanse(v->rec_key, sizeof v->rec_key);
+}
+
 static void visit_destroy(gpointer data)
 {
     tm__visit *v = data;
     /* Peers close last-joined first so each unbind finds fewer receivers. */
     while (v->peers->len > 0)
         tm__peer_close(g_ptr_array_index(v->peers, v->peers->len - 1), "closed");
+    record_end(v);
     g_ptr_array_unref(v->peers);
     atomic_fetch_sub_explicit(&v->w->counters.visits, 1, memory_order_relaxed);
     g_free(v->id);
@@ -80,6 +184,7 @@ tm__worker *tm__worker_new(tm_media *m, int index, char **err)
 static gboolean worker_stop(gpointer data)
 {
     tm__worker *w = data;
+    w->stopping = true;
     g_hash_table_remove_all(w->visits);
     g_source_destroy(w->tick);
     g_main_loop_quit(w->loop);
@@ -119,6 +224,12 @@ tm__visit *tm__worker_visit(tm__worker *w, const char *visit_id, bool create)
 void tm__worker_visit_free(tm__worker *w, tm__visit *v)
 {
     g_hash_table_remove(w->visits, v->id);
+}
+
+void tm__worker_visit_release(tm__worker *w, tm__visit *v)
+{
+    if (v->peers->len == 0 && !v->rec_path)
+        tm__worker_visit_free(w, v);
 }
 
 tm__peer *tm__visit_peer(tm__visit *v, const char *peer_id)

@@ -89,6 +89,24 @@ typedef struct tm_media_counters {
 } tm_media_counters;
 void tm_media_get_counters(tm_media *m, tm_media_counters *out); /* approximate, atomics */
 
+/* ---- Recording (include/telemed/recorder.h does the file) ---- */
+
+struct tm_recorder_result;
+/* Called on the control context when a visit's recording is finished; res and its strings
+ * are borrowed for the call. */
+typedef void (*tm_media_record_cb)(const char *visit_id, const struct tm_recorder_result *res,
+                                   void *user);
+/* Record the visit: every sender's decrypted RTP (no decoding) into one Matroska file at path
+ * (which must not exist; see tm_recorder_make_path), encrypted at rest when key32 (32 bytes,
+ * copied) is not NULL. Call it when the visit becomes active, before the offers: the file
+ * starts with the visit's first RTP packet and holds the sending streams of the peers known
+ * then. The visit's media state is kept until tm_media_visit_close, which finishes the file;
+ * cb then gets the result (also when it failed; not when tm_media_free came first, which
+ * leaves the file as a crash would). Returns 0, TM_EINVAL, or TM_ECONFLICT when the visit is
+ * already being recorded. */
+int tm_media_visit_record(tm_media *m, const char *visit_id, const char *path, const uint8_t *key32,
+                          tm_media_record_cb cb, void *user);
+
 /* Time a packet spends inside the server: from the worker taking the datagram off the ICE
  * socket to the last forwarded copy handed back to it (all receivers), over every RTP packet
  * since start. Percentiles are read from 2 us buckets (values above 2 ms count as 2 ms). */

@@ -1,0 +1,113 @@
+/*
+ * test_media_record.c - a 1:1 visit recorded through the media core: the
+ * workers feed every sender's decrypted RTP to the visit's recorder, and
+ * closing the visit finishes the file and reports it (status, size, duration,
+ * SHA-256 of the file as stored) on the control context.
+ */
+#include <gst/gst.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "media_test_peer.h"
+#include "telemed/media.h"
+#include "telemed/recorder.h"
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "FAIL: " __VA_ARGS__);                                                     \
+        fprintf(stderr, "\n");                                                                     \
+        exit(1);                                                                                   \
+    } while (0)
+
+static test_peer *peers[2];
+static bool done;
+static tm_recorder_result result;
+static char result_path[4096], result_failure[256];
+
+static void on_event(const tm_media_event *ev, void *user)
+{
+    test_peer_on_event(peers, 2, ev);
+}
+
+static void on_recording(const char *visit_id, const tm_recorder_result *res, void *user)
+{
+    if (strcmp(visit_id, "v-rec") != 0)
+        FAIL("recording result for %s", visit_id);
+    result = *res;
+    g_strlcpy(result_path, res->path ? res->path : "", sizeof result_path);
+    g_strlcpy(result_failure, res->failure ? res->failure : "", sizeof result_failure);
+    done = true;
+}
+
+static bool decoding(void *u)
+{
+    int want = *(int *)u;
+    return g_atomic_int_get(&peers[0]->video_frames) >= want &&
+           g_atomic_int_get(&peers[1]->video_frames) >= want;
+}
+
+static bool finished(void *u)
+{
+    return done;
+}
+
+int main(int argc, char **argv)
+{
+    gst_init(&argc, &argv);
+    GMainContext *ctx = g_main_context_default();
+    char *dir = g_dir_make_tmp("tm-media-rec-XXXXXX", NULL);
+    char *path = NULL, *err = NULL;
+    if (!dir || tm_recorder_make_path(dir, "v-rec", g_get_real_time() / 1000, false, &path, &err))
+        FAIL("recording path: %s", err ? err : "");
+    tm_media_options opts = {.workers = 1, .addresses = "127.0.0.1"};
+    tm_media *m = tm_media_new(&opts, ctx, on_event, NULL, &err);
+    if (!m)
+        FAIL("tm_media_new: %s", err);
+    if (tm_media_visit_record(m, "v-rec", path, NULL, on_recording, NULL) != 0)
+        FAIL("tm_media_visit_record");
+    if (tm_media_visit_record(m, "v-rec", path, NULL, on_recording, NULL) != TM_ECONFLICT)
+        FAIL("a second recording of the same visit was accepted");
+    peers[0] = test_peer_new(m, "v-rec", "patient", 320, 240);
+    peers[1] = test_peer_new(m, "v-rec", "doctor", 352, 288);
+    int want = 60;
+    if (!peers[0] || !peers[1] || !test_wait(ctx, 30000, decoding, &want))
+        FAIL("visit did not run");
+    /* A participant leaving does not end the recording; closing the visit does. */
+    tm_media_peer_close(m, "v-rec", "patient");
+    test_wait(ctx, 300, finished, NULL);
+    if (done)
+        FAIL("the recording ended when one participant left");
+    tm_media_visit_close(m, "v-rec");
+    if (!test_wait(ctx, 20000, finished, NULL))
+        FAIL("no recording result");
+    printf("recording: status %d %s, %lld bytes, %lld ms, pushed %llu dropped %llu, sha256 %s\n",
+           result.status, result_failure, (long long)result.size_bytes,
+           (long long)result.duration_ms, (unsigned long long)result.stats.pushed,
+           (unsigned long long)result.stats.dropped, result.sha256);
+    if (result.status != 0)
+        FAIL("recording failed: %s", result_failure);
+    if (strcmp(result_path, path) != 0)
+        FAIL("path %s, want %s", result_path, path);
+    gchar *data = NULL;
+    gsize len = 0;
+    if (!g_file_get_contents(path, &data, &len, NULL) || (gint64)len != result.size_bytes)
+        FAIL("file size does not match the result");
+    gchar *sum = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)data, len);
+    if (strcmp(sum, result.sha256) != 0)
+        FAIL("sha256 %s, file has %s", result.sha256, sum);
+    if (result.duration_ms < 3000 || result.stats.pushed < 300)
+        FAIL("recording too short");
+    if (result.stats.dropped > result.stats.pushed / 20)
+        FAIL("too many packets dropped on the way to the recorder");
+
+    g_free(sum);
+    g_free(data);
+    test_peer_free(peers[0]);
+    test_peer_free(peers[1]);
+    tm_media_free(m);
+    remove(path);
+    g_free(path);
+    printf("ok media record\n");
+    return 0;
+}
