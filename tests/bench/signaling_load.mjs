@@ -20,6 +20,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { cpus, loadavg } from 'node:os';
 import { execFileSync } from 'node:child_process';
 
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString()) || 100;
@@ -35,7 +36,7 @@ function parseArgs(argv) {
     steps: [1000, 2000, 5000], workers: 4, concurrency: 24,
     bin: process.env.TELEMED_BIN || '', baselineN: 1000,
     bVisits: 30, bSeconds: 60, bHoldMs: 400, probes: 20, probeEveryMs: 200,
-    cVisits: 2000, cSeconds: 120, cProbes: 2, settleMs: 2500, json: '',
+    cVisits: 2000, cSeconds: 120, cProbes: 2, settleMs: 2500, idleS: 25, json: '',
   };
   for (let i = 0; i < argv.length; i++) {
     const [k, inline] = argv[i].split('=', 2);
@@ -55,6 +56,7 @@ function parseArgs(argv) {
       case '--c-seconds': o.cSeconds = Number(val()); break;
       case '--c-probes': o.cProbes = Number(val()); break;
       case '--settle-ms': o.settleMs = Number(val()); break;
+      case '--idle-s': o.idleS = Number(val()); break;
       case '--json': o.json = val(); break;
       case '-h': case '--help':
         console.log(readFileSync(join(HERE, 'README.md'), 'utf8'));
@@ -105,6 +107,13 @@ const fmt = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 function rssKiB(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : NaN;
+}
+
+// Main thread's time runnable but waiting for a CPU, ms: on a shared
+// machine this is how much other processes delayed the control loop.
+function runqMs(pid) {
+  const f = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(' ');
+  return Number(f[1]) / 1e6;
 }
 
 function cpuMs(pid) {
@@ -320,7 +329,7 @@ async function metrics(srv) {
 }
 
 function snapshot(srv, m) {
-  return { t: now(), cpu: cpuMs(srv.proc.pid), msgs: m.msgsIn + m.msgsOut, msgsIn: m.msgsIn, msgsOut: m.msgsOut, m };
+  return { t: now(), cpu: cpuMs(srv.proc.pid), runq: runqMs(srv.proc.pid), msgs: m.msgsIn + m.msgsOut, msgsIn: m.msgsIn, msgsOut: m.msgsOut, m };
 }
 
 function pct(sorted, p) {
@@ -353,7 +362,7 @@ async function main() {
   const { startServer, setupHospital, Client } = await import('../integration/lib/server.mjs');
   const Actor = makeActor(Client);
   const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
-  const figures = { options: o, bin: o.bin };
+  const figures = { options: o, bin: o.bin, load0: loadavg() };
 
   const srv = await startServer({ args: ['--max-connections', '20000', '--rate-msgs-per-s', '10000',
     '--rate-burst', '100000', '--no-recording', '--offer-timeout-s', '60'] });
@@ -405,6 +414,49 @@ async function main() {
       echo = null;
     }
 
+    // Doctors, endo probe patients and a monitor connect first: they are
+    // part of the idle figure, and nothing of theirs waits behind N patients.
+    const docs = {};
+    for (const id of ['d1', 'd2', 'd3', 'd4']) {
+      const d = new Actor(srv.url());
+      await d.open();
+      await d.request('hello', { token: srv.token(id, 'doctor'), ua: 'bench-doctor/1' }, 60000);
+      d.id = id;
+      docs[id] = d;
+    }
+    const probes = [];
+    for (let i = 0; i < Math.max(o.probes, o.cProbes); i++) {
+      const p = new Actor(srv.url());
+      await p.open();
+      await p.request('hello', { token: srv.token(`probe${i}`, 'patient'), ua: 'bench-probe/1' }, 60000);
+      p.sub = `probe${i}`;
+      p.busy = false;
+      p.onPush = () => {};
+      probes.push(p);
+    }
+    const monitor = new Actor(srv.url());
+    await monitor.open();
+    await monitor.request('hello', { token: srv.token('monitor', 'patient'), ua: 'bench-monitor/1' }, 60000);
+    monitor.onPush = () => {};
+    // Round trips of 'ping' every 100 ms while fn runs: how long the control
+    // loop takes to get to a request.
+    const pingWhile = async (fn) => {
+      const rtts = [];
+      let done = false;
+      const loop = (async () => {
+        while (!done) {
+          const t0 = now();
+          try { await monitor.request('ping', {}, 60000); rtts.push(now() - t0); } catch { rtts.push(Infinity); }
+          await sleep(100);
+        }
+      })();
+      await fn();
+      done = true;
+      await loop;
+      rtts.sort((a, b) => a - b);
+      return { n: rtts.length, p50: pct(rtts, 50), p99: pct(rtts, 99), max: rtts[rtts.length - 1] };
+    };
+
     // ---- connections held and RSS per waiting patient --------------------
     await sleep(o.settleMs);
     const idle = rssKiB(pid);
@@ -432,26 +484,18 @@ async function main() {
       log(`${opened} waiting: RSS ${rss} KiB, ${fmt(step.perConnKiB)} KiB/patient, opened ${fmt(step.openPerS, 0)}/s`);
     }
     const waiting = opened;
+    // Nothing happens now but lws keepalive pings (every 20 s per quiet
+    // connection) and the 1 s tick: what N idle waiting patients cost.
+    if (o.idleS > 0) {
+      const c0 = cpuMs(pid);
+      const t0 = now();
+      figures.idlePing = await pingWhile(() => sleep(o.idleS * 1000));
+      figures.idleCpuPct = (100 * (cpuMs(pid) - c0)) / (now() - t0);
+      figures.idleS = o.idleS;
+      log(`${waiting} waiting, idle for ${o.idleS} s: server CPU ${fmt(figures.idleCpuPct)}% of a core, ping p50/p99/max ${fmt(figures.idlePing.p50)}/${fmt(figures.idlePing.p99)}/${fmt(figures.idlePing.max)} ms`);
+    }
 
     // ---- phase B: one cardio doctor serves, N wait; endo probes -----------
-    const docs = {};
-    for (const id of ['d1', 'd2', 'd3', 'd4']) {
-      const d = new Actor(srv.url());
-      await d.open();
-      await d.request('hello', { token: srv.token(id, 'doctor'), ua: 'bench-doctor/1' });
-      d.id = id;
-      docs[id] = d;
-    }
-    const probes = [];
-    for (let i = 0; i < Math.max(o.probes, o.cProbes); i++) {
-      const p = new Actor(srv.url());
-      await p.open();
-      await p.request('hello', { token: srv.token(`probe${i}`, 'patient'), ua: 'bench-probe/1' });
-      p.sub = `probe${i}`;
-      p.busy = false;
-      p.onPush = () => {};
-      probes.push(p);
-    }
     const events = [{ sent: [], ans: [] }, { sent: [], ans: [] }]; // cardio, endo
     const checkinAt = new Map(); // probe sub -> checkin sent time
     let ciToOffer = [];
@@ -484,7 +528,12 @@ async function main() {
     const probeCheckin = async (p) => {
       p.busy = true;
       checkinAt.set(p.sub, now());
-      await p.request('checkin', { dept: 'endo' }, 30000);
+      try {
+        await p.request('checkin', { dept: 'endo' }, 30000);
+      } catch (e) {
+        // Still queued from the last phase (its offer was withdrawn): it will be served.
+        if (e.code !== 'conflict') throw e;
+      }
     };
 
     const runPhase = async (name, { doctors, visits, seconds, probeLoop }) => {
@@ -498,18 +547,20 @@ async function main() {
       const tEnd = now() + seconds * 1000;
       for (const [id, di, hold] of doctors) {
         serve(docs[id], di, hold);
-        await docs[id].request('doctor.status', { status: 'available' });
+        await docs[id].request('doctor.status', { status: 'available' }, 60000);
       }
       const probeTask = probeLoop();
-      while (!stopping) {
-        await sleep(50);
-        if (visitsDone >= visits || now() > tEnd) stopping = true;
-      }
-      await probeTask;
+      const ping = await pingWhile(async () => {
+        while (!stopping) {
+          await sleep(50);
+          if (visitsDone >= visits || now() > tEnd) stopping = true;
+        }
+        await probeTask;
+      });
       const s1busy = snapshot(srv, await metrics(srv));
       // Let the last fan-out arrive before collecting.
       await sleep(3000);
-      for (const [id] of doctors) await docs[id].request('doctor.status', { status: 'away' });
+      for (const [id] of doctors) await docs[id].request('doctor.status', { status: 'away' }, 60000);
       await sleep(1000);
       const s1 = snapshot(srv, await metrics(srv));
       const col = await workers.all('collect', () => ({ events }));
@@ -536,12 +587,14 @@ async function main() {
         positional, unmatched, estimateOnly,
         ciToOffer: { n: ci.length, p50: pct(ci, 50), p99: pct(ci, 99), max: ci[ci.length - 1] },
         acceptRtt: { n: rtt.length, p50: pct(rtt, 50), p99: pct(rtt, 99) },
+        ping,
         // Server-side counts until the drain ended: every frame in and out.
         msgs: s1.msgs - s0.msgs, msgsIn: s1.msgsIn - s0.msgsIn, msgsOut: s1.msgsOut - s0.msgsOut,
         msgsPerS: (s1.msgs - s0.msgs) / ((s1.t - s0.t) / 1000),
         serverCpuMs: s1.cpu - s0.cpu,
         serverCpuUsPerMsg: ((s1.cpu - s0.cpu) * 1000) / (s1.msgs - s0.msgs),
         serverCpuPct: (100 * (s1busy.cpu - s0.cpu)) / (s1busy.t - s0.t),
+        serverRunqPct: (100 * (s1busy.runq - s0.runq)) / (s1busy.t - s0.t),
         clientCpuMs: workerCpu, clientElu: elus,
         rateLimited: s1.m.rateLimited - s0.m.rateLimited, errors: s1.m.errors - s0.m.errors,
       };
@@ -588,6 +641,7 @@ async function main() {
     figures.log = logStats;
     for (const d of Object.values(docs)) d.drop();
     for (const p of probes) p.drop();
+    monitor.drop();
   } finally {
     if (echo) echo.kill('SIGKILL');
     const t0 = now();
@@ -603,7 +657,7 @@ async function main() {
 function report(f) {
   const out = [];
   const row = (k, v) => out.push(`  ${k.padEnd(44)} ${v}`);
-  out.push('', `telemed signaling load  (${new Date().toISOString()}, ${f.options.workers} client processes)`);
+  out.push('', `telemed signaling load  (${new Date().toISOString()}, ${f.options.workers} client processes, ${cpus().length} CPUs, load average ${f.load0.map((x) => fmt(x, 1)).join(' ')} at start, ${loadavg().map((x) => fmt(x, 1)).join(' ')} at end)`);
   out.push(' memory');
   if (f.baseline) row(`baseline: Node TLS ws echo, ${f.baseline.n} conns`, `${fmt(f.baseline.perConnKiB)} KiB/conn (idle ${f.baseline.idleKiB} KiB)`);
   row('telemed-server idle RSS', `${f.idleKiB} KiB`);
@@ -611,6 +665,10 @@ function report(f) {
     row(`${s.held} waiting (server says ${s.serverConns} conns)`, `RSS ${s.rssKiB} KiB = ${fmt(s.perConnKiB)} KiB/patient; opened ${fmt(s.openPerS, 0)}/s`);
   }
   if (f.baseline && f.steps.length) row('ratio telemed/echo per connection', fmt(f.steps[f.steps.length - 1].perConnKiB / f.baseline.perConnKiB, 2));
+  if (f.idleCpuPct !== undefined) {
+    row(`server CPU, ${f.steps[f.steps.length - 1].held} waiting, idle ${f.idleS} s`, `${fmt(f.idleCpuPct)}% of a core`);
+    row('  ping round trip meanwhile', `p50 ${fmt(f.idlePing.p50)} ms  p99 ${fmt(f.idlePing.p99)} ms  max ${fmt(f.idlePing.max)} ms  (n=${f.idlePing.n})`);
+  }
   for (const p of [f.phaseB, f.phaseC]) {
     if (!p) continue;
     out.push(` phase ${p.name}${p.waiting ? ` (${p.waiting} waiting at start)` : ''}`);
@@ -620,10 +678,20 @@ function report(f) {
     row('estimate-only pushes; unmatched', `${p.estimateOnly}; ${p.unmatched}`);
     row('check-in -> visit.offer (endo probes)', `p50 ${fmt(p.ciToOffer.p50)} ms  p99 ${fmt(p.ciToOffer.p99)} ms  max ${fmt(p.ciToOffer.max)} ms  (n=${p.ciToOffer.n})`);
     row('visit.accept round trip', `p50 ${fmt(p.acceptRtt.p50)} ms  p99 ${fmt(p.acceptRtt.p99)} ms`);
+    row('ping round trip (monitor, every 100 ms)', `p50 ${fmt(p.ping.p50)} ms  p99 ${fmt(p.ping.p99)} ms  max ${fmt(p.ping.max)} ms`);
     row('messages handled (server in+out)', `${p.msgs} (${p.msgsIn} in, ${p.msgsOut} out) = ${fmt(p.msgsPerS, 0)}/s`);
     row('server CPU', `${fmt(p.serverCpuPct, 0)}% of a core while busy, ${fmt(p.serverCpuUsPerMsg, 1)} us/msg`);
+    row('server loop waiting for a CPU (run queue)', `${fmt(p.serverRunqPct, 0)}% of wall`);
     row('client workers: CPU ms, event-loop use', `${fmt(p.clientCpuMs, 0)} ms, ${p.clientElu.map((x) => fmt(x, 2)).join(' ')}`);
     row('rate limited / error replies', `${p.rateLimited} / ${p.errors}`);
+  }
+  out.push(' targets (issue 2)');
+  const last = f.steps[f.steps.length - 1];
+  if (last) row(`RSS per waiting patient < 50 KiB (${last.held})`, `${fmt(last.perConnKiB)} KiB: ${last.perConnKiB < 50 ? 'met' : 'NOT met'}`);
+  if (f.phaseB) {
+    const a = f.phaseB.pushLatAns.p99;
+    const s = f.phaseB.pushLatSent.p99;
+    row(`p99 queue.position update < 50 ms (${f.phaseB.waiting})`, `${fmt(a)} ms after answer, ${fmt(s)} ms after send: ${s < 50 ? 'met' : a < 50 ? 'met only from the answer' : 'NOT met'}`);
   }
   row('server RSS at end', `${f.finalRssKiB} KiB`);
   row('server log lines (warn, error)', `${f.log.lines} (${f.log.warn}, ${f.log.error})`);
