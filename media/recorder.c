@@ -12,9 +12,9 @@
  *
  * The ring is single-producer/single-consumer over C11 atomics: head is
  * written only by the producer, tail only by the consumer. The consumer
- * sleeps on an eventfd; the producer writes to it only when the consumer
- * said it is going to sleep, so a busy recorder costs no syscall per
- * packet.
+ * wakes every DRAIN_MS and empties it; the producer signals an eventfd only
+ * when a burst fills a quarter of the ring while the consumer sleeps, so
+ * pushing costs no syscall (and no wake-up of another thread) per packet.
  *
  * Timing: a packet's timestamp is its arrival time on the worker
  * (CLOCK_MONOTONIC, the GStreamer system clock's time base) minus the
@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #define TICK_MS 100
+#define DRAIN_MS 20 /* the recorder thread empties the ring at least this often */
 #define TRACK_START_WINDOW_MS 3000
 #define STALL_MS 1000           /* a track with no packet this long is declared empty (GAP) */
 #define JITTER_LATENCY_MS 200
@@ -169,11 +170,14 @@ int tm_recorder_push(tm_recorder *r, int track_index, const uint8_t *rtp, size_t
     s->track = (uint16_t)track_index;
     s->arrival_ns = mono_ns();
     memcpy(s->data, rtp, len);
-    atomic_store_explicit(&r->head, head + 1, memory_order_seq_cst);
+    atomic_store_explicit(&r->head, head + 1, memory_order_release);
     atomic_fetch_add_explicit(&r->pushed, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&r->bytes, len, memory_order_relaxed);
-    if (atomic_load_explicit(&r->sleeping, memory_order_seq_cst) &&
-        atomic_exchange_explicit(&r->sleeping, 0, memory_order_seq_cst)) {
+    /* The recorder thread drains every DRAIN_MS anyway; wake it early only
+     * when a burst fills a quarter of the ring. */
+    if (head + 1 - tail >= TM_RECORDER_SLOTS / 4 &&
+        atomic_load_explicit(&r->sleeping, memory_order_relaxed) &&
+        atomic_exchange_explicit(&r->sleeping, 0, memory_order_relaxed)) {
         uint64_t one = 1;
         ssize_t n = write(r->efd, &one, sizeof(one)); /* nonblocking eventfd */
         (void)n;
@@ -794,6 +798,7 @@ static gpointer feeder_main(gpointer p)
             !atomic_load(&r->abort_asked)) {
             struct pollfd pfd = {.fd = r->efd, .events = POLLIN};
             int wait_ms = (int)(next_tick - tm_mono_ms());
+            wait_ms = wait_ms < DRAIN_MS ? wait_ms : DRAIN_MS;
             (void)poll(&pfd, 1, wait_ms > 0 ? wait_ms : 0);
         }
         atomic_store(&r->sleeping, 0);
@@ -874,6 +879,9 @@ tm_recorder *tm_recorder_new(const char *path, const tm_recorder_track *tracks, 
         *err = g_strdup("recorder: out of memory or eventfd");
         goto fail;
     }
+    /* Touch every page now, so the worker's first pass through the ring
+     * takes no page faults. */
+    memset(r->ring, 0, sizeof(slot) * TM_RECORDER_SLOTS);
     if (build_pipeline(r, err) < 0) {
         if (!*err)
             *err = g_strdup("recorder: cannot build the pipeline");
