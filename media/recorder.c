@@ -86,20 +86,24 @@ typedef struct track {
      * (ADMIT_OUT). Decided once, by compare-and-swap, between the muxer's
      * streaming thread and the recorder thread. */
     _Atomic int admit;
-    bool ended;   /* EOS sent */
+    bool ended;   /* EOS sent, or taken out of the pipeline */
     bool started; /* a packet went in */
     GstClockTime last_pts; /* of the last packet in */
     GstClockTime gap_end;  /* GAP events sent up to here */
 } track;
 
 struct tm_recorder {
-    /* producer side (media worker) */
+    /* written by the producer (media worker) */
     _Atomic uint64_t head;
-    _Atomic uint64_t tail;
+    _Atomic uint64_t pushed, bytes;
+    /* written by the recorder thread; its own cache line, so the two
+     * sides of the ring do not bounce one line between cores */
+    _Alignas(64) _Atomic uint64_t tail;
     _Atomic int sleeping;
+    /* rarely written */
+    _Alignas(64) _Atomic uint64_t dropped;
     _Atomic int failed;
     _Atomic int closing; /* finish or free asked: refuse pushes */
-    _Atomic uint64_t pushed, dropped, bytes;
     size_t ntracks;
     slot *ring;
     int efd;
@@ -519,7 +523,10 @@ static int build_pipeline(tm_recorder *r, char **err)
         t->chain[3] = parse;
     }
     r->bus = gst_element_get_bus(r->pipeline);
-    r->clock = gst_system_clock_obtain();
+    /* A private monotonic system clock: mono_ns() stamps packets on the
+     * same time base, whatever anyone does to the shared default clock. */
+    r->clock = g_object_new(GST_TYPE_SYSTEM_CLOCK, "clock-type", GST_CLOCK_TYPE_MONOTONIC, NULL);
+    gst_object_ref_sink(r->clock); /* ours; the pipeline takes its own ref */
     gst_pipeline_use_clock(GST_PIPELINE(r->pipeline), r->clock);
     gst_element_set_start_time(r->pipeline, GST_CLOCK_TIME_NONE);
     return 0;
