@@ -1,0 +1,1292 @@
+/*
+ * media_load.c - media load generator for telemed-server, run by hand:
+ *
+ *   build-x/media_load [--server PATH] [--visits 1,4,8] [--seconds 10]
+ *                      [--width 640 --height 480 --bitrate 1000000]
+ *
+ * For each N it starts a fresh telemed-server (loopback, temp data dir),
+ * creates a department with N doctors on shift through the REST API, and
+ * runs N concurrent 1:1 visits: 2N WebRTC peers on GStreamer webrtcbin in
+ * this one process, each sending pre-encoded VP8 + Opus that was encoded
+ * once into a Matroska file (generated on first use, then read into memory),
+ * so nothing is encoded in the loop. A keyframe request (PLI/FIR arriving as
+ * a force-key-unit event) restarts the clip at its keyframe, as a live
+ * encoder would answer it.
+ *
+ * Figures per N, over a --seconds window after every peer decoded video:
+ *   server CPU per visit (% of one core, /proc/PID/stat), server RSS per
+ *   visit ((RSS now - idle RSS) / N, /proc/PID/status), receiver packet loss
+ *   (RTP sequence gaps after the jitterbuffer), forwarded packets per second,
+ *   server-added forwarding latency p50/p99 (from /metrics when the server
+ *   exports telemed_media_forward_latency_us{quantile=...}), and join time
+ *   (the doctor's visit.accept to the first complete VP8 frame on both
+ *   sides, p50/max over visits).
+ * Then a plain UDP relay (recvmsg + sendmsg per packet, one thread) at the
+ * same packet rate and mean size, and the server's CPU per forwarded packet
+ * as a ratio to the relay's.
+ *
+ * The exit code says only whether the run worked, never whether it was fast.
+ * Linked with GStreamer, libsoup 3, jansson and GLib only; not with the
+ * telemed library (it is the server's peer, not part of it).
+ *
+ * Threads: the main loop owns signaling, the peers' state and the pacing
+ * timer; webrtcbin callbacks hop to it with g_main_context_invoke; streaming
+ * threads only bump counters under each peer's lock; the relay baseline
+ * runs three plain threads of its own.
+ */
+#include <gst/gst.h>
+#include <gst/sdp/sdp.h>
+#define GST_USE_UNSTABLE_API
+#include <gst/webrtc/webrtc.h>
+#include <jansson.h>
+#include <libsoup/soup.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define AUDIO_CAPS                                                                         \
+    "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,"       \
+    "encoding-params=(string)2"
+#define VIDEO_CAPS "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000"
+
+/* ------------------------------------------------------------- the clip */
+
+struct clip {
+    GPtrArray *video, *audio; /* GstBuffer*, in order; video[0] is a keyframe */
+    GstCaps *vcaps, *acaps;
+    double mean_vbytes, mean_abytes;
+};
+
+static struct clip CLIP;
+static GMutex clip_lock;
+
+static GstFlowReturn on_clip_sample(GstElement *sink, gpointer ud)
+{
+    int video = GPOINTER_TO_INT(ud);
+    GstSample *s = NULL;
+    g_signal_emit_by_name(sink, "pull-sample", &s);
+    if (!s)
+        return GST_FLOW_EOS;
+    g_mutex_lock(&clip_lock);
+    GstCaps **caps = video ? &CLIP.vcaps : &CLIP.acaps;
+    if (!*caps)
+        *caps = gst_caps_copy(gst_sample_get_caps(s));
+    g_ptr_array_add(video ? CLIP.video : CLIP.audio, gst_buffer_ref(gst_sample_get_buffer(s)));
+    g_mutex_unlock(&clip_lock);
+    gst_sample_unref(s);
+    return GST_FLOW_OK;
+}
+
+static int run_to_eos(GstElement *pipe, int timeout_s)
+{
+    gst_element_set_state(pipe, GST_STATE_PLAYING);
+    GstBus *bus = gst_element_get_bus(pipe);
+    GstMessage *m = gst_bus_timed_pop_filtered(bus, (GstClockTime)timeout_s * GST_SECOND,
+                                               GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+    int rc = m && GST_MESSAGE_TYPE(m) == GST_MESSAGE_EOS ? 0 : -1;
+    if (m && GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
+        GError *e = NULL;
+        gst_message_parse_error(m, &e, NULL);
+        g_printerr("pipeline error: %s\n", e ? e->message : "?");
+        g_clear_error(&e);
+    }
+    if (m)
+        gst_message_unref(m);
+    gst_object_unref(bus);
+    gst_element_set_state(pipe, GST_STATE_NULL);
+    return rc;
+}
+
+/* Encodes the clip into path once (10 s: VP8 with a single keyframe at the
+ * start, Opus 20 ms frames), then reads it into memory. */
+static int load_clip(int w, int h, int bitrate)
+{
+    char *path = g_strdup_printf("%s/telemed-media-load-zp-%dx%d-%d.mkv", g_get_tmp_dir(), w, h,
+                                 bitrate);
+    GError *err = NULL;
+    if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
+        char *tmp = g_strdup_printf("%s.part", path);
+        char *desc = g_strdup_printf(
+            "videotestsrc num-buffers=300 pattern=zone-plate kx2=20 ky2=20 kt=1 ! video/x-raw,width=%d,height=%d,"
+            "framerate=30/1 ! vp8enc deadline=1 cpu-used=4 end-usage=cbr target-bitrate=%d "
+            "keyframe-max-dist=100000 ! queue ! matroskamux name=m ! filesink location=%s "
+            "audiotestsrc num-buffers=500 samplesperbuffer=960 wave=sine ! "
+            "audio/x-raw,rate=48000,channels=2 ! opusenc bitrate=32000 frame-size=20 ! queue ! m.",
+            w, h, bitrate, tmp);
+        GstElement *p = gst_parse_launch(desc, &err);
+        g_free(desc);
+        if (!p || run_to_eos(p, 120) != 0 || rename(tmp, path) != 0) {
+            g_printerr("could not encode the clip: %s\n", err ? err->message : "pipeline");
+            return -1;
+        }
+        gst_object_unref(p);
+        g_free(tmp);
+        g_print("# encoded clip %s\n", path);
+    }
+    CLIP.video = g_ptr_array_new_with_free_func((GDestroyNotify)gst_buffer_unref);
+    CLIP.audio = g_ptr_array_new_with_free_func((GDestroyNotify)gst_buffer_unref);
+    char *desc = g_strdup_printf(
+        "filesrc location=%s ! matroskademux name=d "
+        "d.video_0 ! queue ! appsink name=vs emit-signals=true sync=false "
+        "d.audio_0 ! queue ! appsink name=as emit-signals=true sync=false",
+        path);
+    GstElement *p = gst_parse_launch(desc, &err);
+    g_free(desc);
+    if (!p) {
+        g_printerr("could not read the clip: %s\n", err ? err->message : "?");
+        return -1;
+    }
+    GstElement *vs = gst_bin_get_by_name(GST_BIN(p), "vs");
+    GstElement *as = gst_bin_get_by_name(GST_BIN(p), "as");
+    g_signal_connect(vs, "new-sample", G_CALLBACK(on_clip_sample), GINT_TO_POINTER(1));
+    g_signal_connect(as, "new-sample", G_CALLBACK(on_clip_sample), GINT_TO_POINTER(0));
+    int rc = run_to_eos(p, 60);
+    gst_object_unref(vs);
+    gst_object_unref(as);
+    gst_object_unref(p);
+    g_free(path);
+    if (rc != 0 || CLIP.video->len < 2 || CLIP.audio->len < 2)
+        return -1;
+    double vb = 0, ab = 0;
+    for (guint i = 0; i < CLIP.video->len; i++)
+        vb += (double)gst_buffer_get_size(g_ptr_array_index(CLIP.video, i));
+    for (guint i = 0; i < CLIP.audio->len; i++)
+        ab += (double)gst_buffer_get_size(g_ptr_array_index(CLIP.audio, i));
+    CLIP.mean_vbytes = vb / CLIP.video->len;
+    CLIP.mean_abytes = ab / CLIP.audio->len;
+    g_print("# clip: %u video frames (%.0f kbit/s), %u audio frames\n", CLIP.video->len,
+            vb * 8 / 1000 / (CLIP.video->len / 30.0), CLIP.audio->len);
+    return 0;
+}
+
+/* ------------------------------------------------------------ the server */
+
+struct server {
+    GSubprocess *proc;
+    char *dir, *secret, *bin, *logpath;
+    int port;
+    char *base, *url;
+    pid_t pid;
+};
+
+static struct server SRV;
+static char *BIN;
+
+static char *mint(const char *sub, const char *role, const char *dept)
+{
+    char *out = NULL;
+    GError *err = NULL;
+    const char *argv[] = {BIN, "token", "--secret", SRV.secret, "--sub", sub, "--role", role,
+                          dept ? "--dept" : NULL, dept, NULL};
+    int status = 0;
+    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, &out,
+                      NULL, &status, &err) ||
+        status != 0) {
+        g_printerr("token: %s\n", err ? err->message : "failed");
+        g_clear_error(&err);
+        g_free(out);
+        return NULL;
+    }
+    return g_strstrip(out);
+}
+
+static gboolean accept_any_cert(SoupMessage *m, GTlsCertificate *c, GTlsCertificateFlags f,
+                                gpointer ud)
+{
+    return TRUE; /* the test server's self-signed certificate */
+}
+
+/* A blocking REST call; returns the status and *body (new string) if asked. */
+static int rest(SoupSession *ss, const char *method, const char *path, const char *token,
+                json_t *body, char **out)
+{
+    char *uri = g_strconcat(SRV.base, path, NULL);
+    SoupMessage *m = soup_message_new(method, uri);
+    g_free(uri);
+    g_signal_connect(m, "accept-certificate", G_CALLBACK(accept_any_cert), NULL);
+    char *auth = g_strconcat("Bearer ", token, NULL);
+    soup_message_headers_append(soup_message_get_request_headers(m), "Authorization", auth);
+    g_free(auth);
+    if (body) {
+        char *text = json_dumps(body, JSON_COMPACT);
+        GBytes *b = g_bytes_new_take(text, strlen(text));
+        soup_message_set_request_body_from_bytes(m, "application/json", b);
+        g_bytes_unref(b);
+        json_decref(body);
+    }
+    GError *err = NULL;
+    GBytes *resp = soup_session_send_and_read(ss, m, NULL, &err);
+    int status = resp ? (int)soup_message_get_status(m) : -1;
+    if (out)
+        *out = resp ? g_strndup(g_bytes_get_data(resp, NULL), g_bytes_get_size(resp)) : NULL;
+    if (!resp)
+        g_printerr("%s %s: %s\n", method, path, err ? err->message : "?");
+    g_clear_error(&err);
+    if (resp)
+        g_bytes_unref(resp);
+    g_object_unref(m);
+    return status;
+}
+
+static int server_start(void)
+{
+    GError *err = NULL;
+    SRV.dir = g_dir_make_tmp("telemed-media-load-XXXXXX", &err);
+    if (!SRV.dir)
+        return -1;
+    SRV.secret = g_strdup_printf("%08x%08x%08x", g_random_int(), g_random_int(), g_random_int());
+    SRV.logpath = g_build_filename(SRV.dir, "server.log", NULL);
+    GSubprocessLauncher *l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
+    g_subprocess_launcher_set_stderr_file_path(l, SRV.logpath);
+    g_subprocess_launcher_set_stdout_file_path(l, "/dev/null");
+    SRV.proc = g_subprocess_launcher_spawn(l, &err, BIN, "--data-dir", SRV.dir, "--port", "0",
+                                           "--listen", "127.0.0.1", "--jwt-secret", SRV.secret,
+                                           "--media-addresses", "127.0.0.1", NULL);
+    g_object_unref(l);
+    if (!SRV.proc) {
+        g_printerr("spawn %s: %s\n", BIN, err->message);
+        return -1;
+    }
+    SRV.pid = (pid_t)atoi(g_subprocess_get_identifier(SRV.proc));
+    /* The server logs `ev=server.listening port=N` once it accepts. */
+    for (int i = 0; i < 200 && !SRV.port; i++) {
+        g_usleep(100000);
+        char *text = NULL;
+        if (g_file_get_contents(SRV.logpath, &text, NULL, NULL)) {
+            const char *p = strstr(text, "ev=server.listening");
+            const char *q = p ? strstr(p, "port=") : NULL;
+            if (q)
+                SRV.port = atoi(q + 5);
+            g_free(text);
+        }
+        if (!g_subprocess_get_identifier(SRV.proc))
+            break; /* exited */
+    }
+    if (!SRV.port) {
+        g_printerr("server did not report its port (see %s)\n", SRV.logpath);
+        return -1;
+    }
+    SRV.base = g_strdup_printf("https://127.0.0.1:%d", SRV.port);
+    SRV.url = g_strdup_printf("wss://127.0.0.1:%d/ws", SRV.port);
+    return 0;
+}
+
+static void server_stop(void)
+{
+    if (SRV.proc) {
+        /* GSubprocess reaps the child from the main context: iterate it. */
+        g_subprocess_send_signal(SRV.proc, SIGTERM);
+        gint64 end = g_get_monotonic_time() + 8 * G_USEC_PER_SEC;
+        while (g_subprocess_get_identifier(SRV.proc) && g_get_monotonic_time() < end) {
+            g_main_context_iteration(NULL, FALSE);
+            g_usleep(10000);
+        }
+        if (g_subprocess_get_identifier(SRV.proc))
+            g_subprocess_force_exit(SRV.proc);
+        g_subprocess_wait(SRV.proc, NULL, NULL);
+        g_clear_object(&SRV.proc);
+    }
+    if (SRV.dir) {
+        char *cmd = g_strdup_printf("rm -rf '%s'", SRV.dir);
+        if (system(cmd) != 0)
+            g_printerr("could not remove %s\n", SRV.dir);
+        g_free(cmd);
+    }
+    g_free(SRV.dir);
+    g_free(SRV.secret);
+    g_free(SRV.logpath);
+    g_free(SRV.base);
+    g_free(SRV.url);
+    memset(&SRV, 0, sizeof SRV);
+}
+
+/* utime+stime of the server in seconds, and its RSS in KiB. */
+static double server_cpu_s(void)
+{
+    char path[64], *text = NULL;
+    g_snprintf(path, sizeof path, "/proc/%d/stat", (int)SRV.pid);
+    if (!g_file_get_contents(path, &text, NULL, NULL))
+        return -1;
+    const char *p = strrchr(text, ')'); /* the command name may hold spaces */
+    unsigned long ut = 0, st = 0;
+    /* after ") ": state(3) ... utime is field 14, stime 15 */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        ut = st = 0;
+    g_free(text);
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static long server_rss_kib(void)
+{
+    char path[64], *text = NULL;
+    g_snprintf(path, sizeof path, "/proc/%d/status", (int)SRV.pid);
+    if (!g_file_get_contents(path, &text, NULL, NULL))
+        return -1;
+    const char *p = strstr(text, "VmRSS:");
+    long kib = p ? atol(p + 6) : -1;
+    g_free(text);
+    return kib;
+}
+
+struct metrics {
+    double rx, tx, lat_p50, lat_p99, lat_max;
+};
+
+static double metric(const char *text, const char *name)
+{
+    const char *p = text;
+    size_t n = strlen(name);
+    while ((p = strstr(p, name))) {
+        if ((p == text || p[-1] == '\n') && (p[n] == ' ' || p[n] == '{')) {
+            const char *sp = strchr(p, ' ');
+            if (p[n] == '{')
+                sp = strchr(strchr(p, '}') ? strchr(p, '}') : p, ' ');
+            return sp ? g_ascii_strtod(sp + 1, NULL) : -1;
+        }
+        p += n;
+    }
+    return -1;
+}
+
+static void read_metrics(SoupSession *ss, const char *admin, struct metrics *m)
+{
+    char *text = NULL;
+    memset(m, 0, sizeof *m);
+    m->lat_p50 = m->lat_p99 = m->lat_max = -1;
+    if (rest(ss, "GET", "/metrics", admin, NULL, &text) != 200 || !text) {
+        g_free(text);
+        return;
+    }
+    m->rx = metric(text, "telemed_media_rx_packets_total");
+    m->tx = metric(text, "telemed_media_tx_packets_total");
+    m->lat_p50 = metric(text, "telemed_media_forward_latency_us{quantile=\"0.5\"}");
+    m->lat_p99 = metric(text, "telemed_media_forward_latency_us{quantile=\"0.99\"}");
+    m->lat_max = metric(text, "telemed_media_forward_latency_us{quantile=\"1\"}");
+    g_free(text);
+}
+
+/* ------------------------------------------------------------- the peers */
+
+struct seqtrack {
+    gboolean started;
+    guint32 first, highest; /* extended */
+    guint64 received;
+};
+
+struct peer {
+    int idx;
+    gboolean doctor;
+    char *sub, *token, *visit_id;
+    SoupWebsocketConnection *ws;
+    int next_id;
+    gboolean hello_ok, available, active, offer_sent, answer_set, connected, failed;
+    GSList *pend_local, *pend_remote;
+    char *mids[4];
+    int n_mids;
+    GstElement *pipe, *webrtc, *vsrc, *asrc;
+    guint vidx, aidx;
+    gint64 next_v_us, next_a_us, last_restart_us;
+    int restart; /* atomic: a keyframe was requested */
+    GMutex lock; /* the receive counters below */
+    gint64 first_frame_us;
+    guint64 vframes, vpackets, vbytes, apackets, abytes;
+    struct seqtrack vseq, aseq;
+};
+
+static GPtrArray *PEERS;
+static GHashTable *ACCEPT_US; /* visit_id -> gint64* */
+static SoupSession *WS_SESSION;
+static GMainLoop *LOOP;
+static int W = 640, H = 480, BITRATE = 1000000;
+
+static void peer_send(struct peer *p, json_t *obj)
+{
+    char idb[16];
+    g_snprintf(idb, sizeof idb, "%d", ++p->next_id);
+    json_object_set_new(obj, "id", json_string(idb));
+    char *text = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    if (p->ws && soup_websocket_connection_get_state(p->ws) == SOUP_WEBSOCKET_STATE_OPEN)
+        soup_websocket_connection_send_text(p->ws, text);
+    free(text);
+}
+
+static void send_cand(struct peer *p, guint mline, const char *cand)
+{
+    const char *mid = (int)mline < p->n_mids && p->mids[mline] ? p->mids[mline] : "0";
+    peer_send(p, json_pack("{s:s, s:s, s:s, s:s, s:i}", "type", "media.candidate", "visit_id",
+                           p->visit_id, "candidate", cand, "sdpMid", mid, "sdpMLineIndex",
+                           (int)mline));
+}
+
+struct hop {
+    struct peer *p;
+    guint mline;
+    char *text;
+};
+
+static gboolean cand_main(gpointer ud)
+{
+    struct hop *h = ud;
+    if (h->p->offer_sent)
+        send_cand(h->p, h->mline, h->text);
+    else
+        h->p->pend_local = g_slist_append(h->p->pend_local, h);
+    if (h->p->offer_sent) {
+        g_free(h->text);
+        g_free(h);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+static void on_ice_candidate(GstElement *wb, guint mline, gchar *cand, gpointer ud)
+{
+    struct hop *h = g_new0(struct hop, 1);
+    h->p = ud;
+    h->mline = mline;
+    h->text = g_strdup(cand);
+    g_main_context_invoke(NULL, cand_main, h);
+}
+
+static gboolean offer_main(gpointer ud)
+{
+    struct hop *h = ud;
+    struct peer *p = h->p;
+    peer_send(p, json_pack("{s:s, s:s, s:s}", "type", "media.offer", "visit_id", p->visit_id,
+                           "sdp", h->text));
+    p->offer_sent = TRUE;
+    for (GSList *l = p->pend_local; l; l = l->next) {
+        struct hop *c = l->data;
+        send_cand(p, c->mline, c->text);
+        g_free(c->text);
+        g_free(c);
+    }
+    g_slist_free(p->pend_local);
+    p->pend_local = NULL;
+    g_free(h->text);
+    g_free(h);
+    return G_SOURCE_REMOVE;
+}
+
+static void on_local_set(GstPromise *promise, gpointer ud)
+{
+    gst_promise_unref(promise);
+    g_main_context_invoke(NULL, offer_main, ud);
+}
+
+static void on_offer(GstPromise *promise, gpointer ud)
+{
+    struct peer *p = ud;
+    GstWebRTCSessionDescription *offer = NULL;
+    const GstStructure *r = gst_promise_get_reply(promise);
+    if (r)
+        gst_structure_get(r, "offer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION, &offer, NULL);
+    gst_promise_unref(promise);
+    if (!offer) {
+        p->failed = TRUE;
+        return;
+    }
+    for (guint i = 0; i < gst_sdp_message_medias_len(offer->sdp) && i < 4; i++) {
+        const char *mid =
+            gst_sdp_media_get_attribute_val(gst_sdp_message_get_media(offer->sdp, i), "mid");
+        p->mids[i] = g_strdup(mid ? mid : "");
+        p->n_mids = (int)i + 1;
+    }
+    struct hop *h = g_new0(struct hop, 1);
+    h->p = p;
+    h->text = gst_sdp_message_as_text(offer->sdp);
+    GstPromise *sp = gst_promise_new_with_change_func(on_local_set, h, NULL);
+    g_signal_emit_by_name(p->webrtc, "set-local-description", offer, sp);
+    gst_webrtc_session_description_free(offer);
+}
+
+static gboolean connected_main(gpointer ud)
+{
+    struct peer *p = ud;
+    if (!p->connected) {
+        p->connected = TRUE;
+        p->next_v_us = p->next_a_us = g_get_monotonic_time();
+        p->vidx = p->aidx = 0;
+    }
+    return G_SOURCE_REMOVE;
+}
+
+static void on_pc_state(GObject *o, GParamSpec *ps, gpointer ud)
+{
+    GstWebRTCPeerConnectionState st;
+    g_object_get(o, "connection-state", &st, NULL);
+    if (st == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED)
+        g_main_context_invoke(NULL, connected_main, ud);
+    else if (st == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED)
+        ((struct peer *)ud)->failed = TRUE;
+}
+
+static void track(struct seqtrack *t, guint16 seq)
+{
+    if (!t->started) {
+        t->started = TRUE;
+        t->first = t->highest = seq;
+    } else {
+        guint16 hi = (guint16)t->highest;
+        gint16 d = (gint16)(seq - hi);
+        if (d > 0)
+            t->highest += (guint32)d;
+    }
+    t->received++;
+}
+
+static guint16 rtp_seq(GstBuffer *b)
+{
+    guint8 hdr[4] = {0};
+    gst_buffer_extract(b, 0, hdr, 4);
+    return (guint16)((hdr[2] << 8) | hdr[3]);
+}
+
+static GstPadProbeReturn on_vrtp(GstPad *pad, GstPadProbeInfo *info, gpointer ud)
+{
+    struct peer *p = ud;
+    GstBuffer *b = GST_PAD_PROBE_INFO_BUFFER(info);
+    g_mutex_lock(&p->lock);
+    p->vpackets++;
+    p->vbytes += gst_buffer_get_size(b);
+    track(&p->vseq, rtp_seq(b));
+    g_mutex_unlock(&p->lock);
+    return GST_PAD_PROBE_OK;
+}
+
+static GstPadProbeReturn on_artp(GstPad *pad, GstPadProbeInfo *info, gpointer ud)
+{
+    struct peer *p = ud;
+    GstBuffer *b = GST_PAD_PROBE_INFO_BUFFER(info);
+    g_mutex_lock(&p->lock);
+    p->apackets++;
+    p->abytes += gst_buffer_get_size(b);
+    track(&p->aseq, rtp_seq(b));
+    g_mutex_unlock(&p->lock);
+    return GST_PAD_PROBE_OK;
+}
+
+static GstPadProbeReturn on_vframe(GstPad *pad, GstPadProbeInfo *info, gpointer ud)
+{
+    struct peer *p = ud;
+    g_mutex_lock(&p->lock);
+    if (!p->first_frame_us)
+        p->first_frame_us = g_get_monotonic_time();
+    p->vframes++;
+    g_mutex_unlock(&p->lock);
+    return GST_PAD_PROBE_OK;
+}
+
+static void probe(GstElement *bin, const char *name, const char *pad, GstPadProbeCallback cb,
+                  struct peer *p)
+{
+    GstElement *e = gst_bin_get_by_name(GST_BIN(bin), name);
+    GstPad *pd = gst_element_get_static_pad(e, pad);
+    gst_pad_add_probe(pd, GST_PAD_PROBE_TYPE_BUFFER, cb, p, NULL);
+    gst_object_unref(pd);
+    gst_object_unref(e);
+}
+
+/* Receive side: no decoding, which would cost this process more than the
+ * server; a complete VP8 frame out of the depayloader (which waits for a
+ * keyframe) stands for "decodable". */
+static void on_pad_added(GstElement *wb, GstPad *pad, gpointer ud)
+{
+    struct peer *p = ud;
+    if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC)
+        return;
+    GstCaps *caps = gst_pad_get_current_caps(pad);
+    const char *media = caps ? gst_structure_get_string(gst_caps_get_structure(caps, 0), "media")
+                             : NULL;
+    gboolean video = media && strcmp(media, "video") == 0;
+    GstElement *bin = gst_parse_bin_from_description(
+        video ? "identity name=in ! rtpvp8depay name=dp wait-for-keyframe=true "
+                "request-keyframe=true ! fakesink sync=false async=false"
+              : "identity name=in ! fakesink sync=false async=false",
+        TRUE, NULL);
+    if (caps)
+        gst_caps_unref(caps);
+    probe(bin, "in", "src", video ? on_vrtp : on_artp, p);
+    if (video)
+        probe(bin, "dp", "src", on_vframe, p);
+    gst_bin_add(GST_BIN(p->pipe), bin);
+    gst_element_sync_state_with_parent(bin);
+    GstPad *sink = gst_element_get_static_pad(bin, "sink");
+    gst_pad_link(pad, sink);
+    gst_object_unref(sink);
+}
+
+/* A PLI/FIR from the server reaches our appsrc as a force-key-unit event. */
+static GstPadProbeReturn on_upstream(GstPad *pad, GstPadProbeInfo *info, gpointer ud)
+{
+    struct peer *p = ud;
+    GstEvent *ev = GST_PAD_PROBE_INFO_EVENT(info);
+    const GstStructure *s = ev ? gst_event_get_structure(ev) : NULL;
+    if (s && gst_structure_has_name(s, "GstForceKeyUnit"))
+        g_atomic_int_set(&p->restart, 1);
+    return GST_PAD_PROBE_OK;
+}
+
+static int start_media(struct peer *p)
+{
+    p->pipe = gst_pipeline_new(NULL);
+    p->webrtc = gst_element_factory_make("webrtcbin", NULL);
+    g_object_set(p->webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, "latency", 50,
+                 NULL);
+    gst_bin_add(GST_BIN(p->pipe), p->webrtc);
+    GstWebRTCICE *ice = NULL;
+    g_object_get(p->webrtc, "ice-agent", &ice, NULL);
+    if (ice) {
+        gboolean ok;
+        g_signal_emit_by_name(ice, "add-local-ip-address", "127.0.0.1", &ok);
+        gst_object_unref(ice);
+    }
+    g_signal_connect(p->webrtc, "on-ice-candidate", G_CALLBACK(on_ice_candidate), p);
+    g_signal_connect(p->webrtc, "pad-added", G_CALLBACK(on_pad_added), p);
+    g_signal_connect(p->webrtc, "notify::connection-state", G_CALLBACK(on_pc_state), p);
+    guint assrc = g_random_int_range(1, G_MAXINT32), vssrc = g_random_int_range(1, G_MAXINT32);
+    char *ad = g_strdup_printf("appsrc name=a format=time is-live=true do-timestamp=true ! "
+                               "rtpopuspay pt=111 ssrc=%u",
+                               assrc);
+    char *vd = g_strdup_printf("appsrc name=v format=time is-live=true do-timestamp=true ! "
+                               "rtpvp8pay pt=96 picture-id-mode=15-bit ssrc=%u",
+                               vssrc);
+    const char *descs[2] = {ad, vd};
+    for (int i = 0; i < 2; i++) {
+        GstElement *bin = gst_parse_bin_from_description(descs[i], TRUE, NULL);
+        gst_bin_add(GST_BIN(p->pipe), bin);
+        GstElement *src = gst_bin_get_by_name(GST_BIN(bin), i ? "v" : "a");
+        g_object_set(src, "caps", i ? CLIP.vcaps : CLIP.acaps, NULL);
+        if (i) {
+            p->vsrc = src;
+            GstPad *sp = gst_element_get_static_pad(src, "src");
+            gst_pad_add_probe(sp, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM, on_upstream, p, NULL);
+            gst_object_unref(sp);
+        } else {
+            p->asrc = src;
+        }
+        GstPad *out = gst_element_get_static_pad(bin, "src");
+        GstPad *in = gst_element_request_pad_simple(p->webrtc, "sink_%u");
+        gst_pad_link(out, in);
+        gst_object_unref(out);
+        gst_object_unref(in);
+    }
+    g_free(ad);
+    g_free(vd);
+    GArray *ts = NULL;
+    g_signal_emit_by_name(p->webrtc, "get-transceivers", &ts);
+    for (guint i = 0; ts && i < ts->len; i++) {
+        GstWebRTCRTPTransceiver *t = g_array_index(ts, GstWebRTCRTPTransceiver *, i);
+        GstCaps *c = gst_caps_from_string(i == 0 ? AUDIO_CAPS : VIDEO_CAPS);
+        gst_caps_set_simple(c, "ssrc", G_TYPE_UINT, i == 0 ? assrc : vssrc, NULL);
+        g_object_set(t, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDRECV, "do-nack",
+                     i != 0, "codec-preferences", c, NULL);
+        gst_caps_unref(c);
+    }
+    if (ts)
+        g_array_unref(ts);
+    if (gst_element_set_state(p->pipe, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
+        return -1;
+    GstPromise *pr = gst_promise_new_with_change_func(on_offer, p, NULL);
+    g_signal_emit_by_name(p->webrtc, "create-offer", NULL, pr);
+    return 0;
+}
+
+static void on_answer(struct peer *p, const char *sdp_text)
+{
+    GstSDPMessage *sdp = NULL;
+    if (gst_sdp_message_new_from_text(sdp_text, &sdp) != GST_SDP_OK) {
+        p->failed = TRUE;
+        return;
+    }
+    GstWebRTCSessionDescription *a = gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_ANSWER,
+                                                                        sdp);
+    GstPromise *pr = gst_promise_new();
+    g_signal_emit_by_name(p->webrtc, "set-remote-description", a, pr);
+    gst_promise_wait(pr);
+    gst_promise_unref(pr);
+    gst_webrtc_session_description_free(a);
+    p->answer_set = TRUE;
+    for (GSList *l = p->pend_remote; l; l = l->next) {
+        json_t *c = l->data;
+        const char *cand = json_string_value(json_object_get(c, "candidate"));
+        if (cand && *cand)
+            g_signal_emit_by_name(p->webrtc, "add-ice-candidate",
+                                  (guint)json_integer_value(json_object_get(c, "sdpMLineIndex")),
+                                  cand);
+        json_decref(c);
+    }
+    g_slist_free(p->pend_remote);
+    p->pend_remote = NULL;
+}
+
+static void on_ws_message(SoupWebsocketConnection *ws, gint type, GBytes *msg, gpointer ud)
+{
+    struct peer *p = ud;
+    gsize len;
+    const char *data = g_bytes_get_data(msg, &len);
+    json_t *m = json_loadb(data, len, 0, NULL);
+    const char *t = m ? json_string_value(json_object_get(m, "type")) : NULL;
+    if (!t) {
+        json_decref(m);
+        return;
+    }
+    if (strcmp(t, "error") == 0) {
+        g_printerr("peer %s: server error %s: %s\n", p->sub,
+                   json_string_value(json_object_get(m, "code")),
+                   json_string_value(json_object_get(m, "message")));
+        p->failed = TRUE;
+    } else if (strcmp(t, "result") == 0) {
+        json_t *d = json_object_get(m, "data");
+        if (!p->hello_ok) {
+            p->hello_ok = TRUE;
+            if (p->doctor)
+                peer_send(p, json_pack("{s:s, s:s}", "type", "doctor.status", "status",
+                                       "available"));
+            else
+                peer_send(p, json_pack("{s:s, s:s, s:s}", "type", "checkin", "dept", "bench",
+                                       "kind", "follow_up"));
+        } else if (p->doctor && !p->available) {
+            p->available = TRUE;
+        } else if (!p->doctor && !p->visit_id && json_object_get(d, "visit_id")) {
+            p->visit_id = g_strdup(json_string_value(json_object_get(d, "visit_id")));
+        }
+    } else if (strcmp(t, "visit.offer") == 0 && p->doctor && !p->visit_id) {
+        p->visit_id = g_strdup(json_string_value(json_object_get(m, "visit_id")));
+        gint64 *now = g_new(gint64, 1);
+        *now = g_get_monotonic_time();
+        g_hash_table_insert(ACCEPT_US, g_strdup(p->visit_id), now);
+        peer_send(p, json_pack("{s:s, s:s}", "type", "visit.accept", "visit_id", p->visit_id));
+    } else if (strcmp(t, "visit.state") == 0) {
+        const char *st = json_string_value(json_object_get(m, "state"));
+        const char *vid = json_string_value(json_object_get(m, "visit_id"));
+        if (st && vid && p->visit_id && strcmp(vid, p->visit_id) == 0 &&
+            strcmp(st, "active") == 0 && !p->active) {
+            p->active = TRUE;
+            if (start_media(p) != 0)
+                p->failed = TRUE;
+        }
+    } else if (strcmp(t, "media.answer") == 0 && p->webrtc) {
+        on_answer(p, json_string_value(json_object_get(m, "sdp")));
+    } else if (strcmp(t, "media.candidate") == 0 && p->webrtc) {
+        if (p->answer_set) {
+            const char *cand = json_string_value(json_object_get(m, "candidate"));
+            if (cand && *cand)
+                g_signal_emit_by_name(
+                    p->webrtc, "add-ice-candidate",
+                    (guint)json_integer_value(json_object_get(m, "sdpMLineIndex")), cand);
+        } else {
+            p->pend_remote = g_slist_append(p->pend_remote, json_incref(m));
+        }
+    }
+    json_decref(m);
+}
+
+static void on_ws(GObject *src, GAsyncResult *res, gpointer ud)
+{
+    struct peer *p = ud;
+    GError *err = NULL;
+    p->ws = soup_session_websocket_connect_finish(SOUP_SESSION(src), res, &err);
+    if (!p->ws) {
+        g_printerr("peer %s: websocket: %s\n", p->sub, err ? err->message : "?");
+        g_clear_error(&err);
+        p->failed = TRUE;
+        return;
+    }
+    soup_websocket_connection_set_max_incoming_payload_size(p->ws, 1 << 20);
+    soup_websocket_connection_set_keepalive_interval(p->ws, 0);
+    g_signal_connect(p->ws, "message", G_CALLBACK(on_ws_message), p);
+    peer_send(p, json_pack("{s:s, s:s, s:s}", "type", "hello", "token", p->token, "ua",
+                           "telemed-media-load/1"));
+}
+
+static struct peer *peer_new(int idx, gboolean doctor)
+{
+    struct peer *p = g_new0(struct peer, 1);
+    p->idx = idx;
+    p->doctor = doctor;
+    p->sub = g_strdup_printf("%s-%d", doctor ? "d-bench" : "p-bench", idx);
+    p->token = mint(p->sub, doctor ? "doctor" : "patient", "bench");
+    g_mutex_init(&p->lock);
+    if (!p->token) {
+        p->failed = TRUE;
+        return p;
+    }
+    SoupMessage *m = soup_message_new("GET", SRV.url);
+    g_signal_connect(m, "accept-certificate", G_CALLBACK(accept_any_cert), NULL);
+    const char *protos[] = {"telemed.v1", NULL};
+    soup_session_websocket_connect_async(WS_SESSION, m, NULL, (char **)protos, G_PRIORITY_DEFAULT,
+                                         NULL, on_ws, p);
+    g_object_unref(m);
+    return p;
+}
+
+static void peer_free(struct peer *p)
+{
+    if (p->pipe) {
+        gst_element_set_state(p->pipe, GST_STATE_NULL);
+        gst_object_unref(p->pipe);
+    }
+    if (p->vsrc)
+        gst_object_unref(p->vsrc);
+    if (p->asrc)
+        gst_object_unref(p->asrc);
+    if (p->ws) {
+        if (soup_websocket_connection_get_state(p->ws) == SOUP_WEBSOCKET_STATE_OPEN)
+            soup_websocket_connection_close(p->ws, SOUP_WEBSOCKET_CLOSE_NORMAL, NULL);
+        g_object_unref(p->ws);
+    }
+    for (int i = 0; i < p->n_mids; i++)
+        g_free(p->mids[i]);
+    g_free(p->sub);
+    g_free(p->token);
+    g_free(p->visit_id);
+    g_mutex_clear(&p->lock);
+    g_free(p);
+}
+
+static void push(GstElement *src, GstBuffer *b)
+{
+    GstBuffer *c = gst_buffer_copy(b); /* shares the memory; timestamps are ours */
+    GST_BUFFER_PTS(c) = GST_BUFFER_DTS(c) = GST_CLOCK_TIME_NONE;
+    GstFlowReturn r;
+    g_signal_emit_by_name(src, "push-buffer", c, &r);
+    gst_buffer_unref(c);
+}
+
+/* Paces every connected peer's clip: video at 30 fps, audio every 20 ms. */
+static gboolean pace_cb(gpointer ud)
+{
+    gint64 now = g_get_monotonic_time();
+    for (guint i = 0; i < PEERS->len; i++) {
+        struct peer *p = g_ptr_array_index(PEERS, i);
+        if (!p->connected || !p->vsrc)
+            continue;
+        if (g_atomic_int_get(&p->restart) && now - p->last_restart_us > 300000) {
+            p->vidx = 0; /* the clip's keyframe, as an encoder answers a PLI */
+            p->last_restart_us = now;
+        }
+        g_atomic_int_set(&p->restart, 0);
+        for (int k = 0; k < 4 && p->next_v_us <= now; k++) {
+            push(p->vsrc, g_ptr_array_index(CLIP.video, p->vidx));
+            p->vidx = (p->vidx + 1) % CLIP.video->len;
+            p->next_v_us += 33333;
+        }
+        for (int k = 0; k < 4 && p->next_a_us <= now; k++) {
+            push(p->asrc, g_ptr_array_index(CLIP.audio, p->aidx));
+            p->aidx = (p->aidx + 1) % CLIP.audio->len;
+            p->next_a_us += 20000;
+        }
+        if (p->next_v_us < now - 200000)
+            p->next_v_us = now; /* fell behind: skip rather than burst */
+        if (p->next_a_us < now - 200000)
+            p->next_a_us = now;
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+typedef gboolean (*pred_fn)(void);
+
+static gboolean run_until(pred_fn pred, double seconds)
+{
+    gint64 end = g_get_monotonic_time() + (gint64)(seconds * 1e6);
+    while (g_get_monotonic_time() < end) {
+        if (pred && pred())
+            return TRUE;
+        g_main_context_iteration(NULL, FALSE);
+        g_usleep(1000);
+    }
+    return pred ? pred() : TRUE;
+}
+
+static gboolean all_available(void)
+{
+    for (guint i = 0; i < PEERS->len; i++) {
+        struct peer *p = g_ptr_array_index(PEERS, i);
+        if (p->doctor && !p->available)
+            return FALSE;
+    }
+    return TRUE;
+}
+
+static gboolean all_flowing(void)
+{
+    for (guint i = 0; i < PEERS->len; i++) {
+        struct peer *p = g_ptr_array_index(PEERS, i);
+        g_mutex_lock(&p->lock);
+        gboolean ok = p->first_frame_us != 0;
+        g_mutex_unlock(&p->lock);
+        if (!ok)
+            return FALSE;
+    }
+    return TRUE;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+struct totals {
+    guint64 vpackets, vbytes, apackets, abytes, expected, received, frames;
+};
+
+static void sum(struct totals *t)
+{
+    memset(t, 0, sizeof *t);
+    for (guint i = 0; i < PEERS->len; i++) {
+        struct peer *p = g_ptr_array_index(PEERS, i);
+        g_mutex_lock(&p->lock);
+        t->vpackets += p->vpackets;
+        t->vbytes += p->vbytes;
+        t->apackets += p->apackets;
+        t->abytes += p->abytes;
+        t->frames += p->vframes;
+        struct seqtrack *s[2] = {&p->vseq, &p->aseq};
+        for (int k = 0; k < 2; k++) {
+            if (s[k]->started) {
+                t->expected += s[k]->highest - s[k]->first + 1;
+                t->received += s[k]->received;
+            }
+        }
+        g_mutex_unlock(&p->lock);
+    }
+}
+
+/* ------------------------------------------------------ the UDP baseline */
+
+struct relay {
+    int in_fd, out_fd, sink_fd;
+    struct sockaddr_in sink_addr;
+    volatile int stop;
+    guint64 packets;
+    double cpu_s;
+};
+
+static void *relay_thread(void *ud)
+{
+    struct relay *r = ud;
+    uint8_t buf[2048];
+    struct timeval tv = {0, 100000};
+    setsockopt(r->in_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    while (!r->stop) {
+        struct iovec iov = {buf, sizeof buf};
+        struct sockaddr_in from;
+        struct msghdr mh = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov,
+                            .msg_iovlen = 1};
+        ssize_t n = recvmsg(r->in_fd, &mh, 0);
+        if (n <= 0)
+            continue;
+        struct iovec oiov = {buf, (size_t)n};
+        struct msghdr om = {.msg_name = &r->sink_addr, .msg_namelen = sizeof r->sink_addr,
+                            .msg_iov = &oiov, .msg_iovlen = 1};
+        if (sendmsg(r->out_fd, &om, 0) == n)
+            r->packets++;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    r->cpu_s = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    return NULL;
+}
+
+static void *drain_thread(void *ud)
+{
+    struct relay *r = ud;
+    uint8_t buf[2048];
+    struct timeval tv = {0, 100000};
+    setsockopt(r->sink_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    while (!r->stop)
+        (void)!recv(r->sink_fd, buf, sizeof buf, 0);
+    return NULL;
+}
+
+static int udp_bound(struct sockaddr_in *addr)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    int big = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    memset(addr, 0, sizeof *addr);
+    addr->sin_family = AF_INET;
+    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t l = sizeof *addr;
+    if (bind(fd, (struct sockaddr *)addr, sizeof *addr) != 0 ||
+        getsockname(fd, (struct sockaddr *)addr, &l) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Relays pps packets/s of size bytes for seconds; returns CPU s/packet. */
+static double relay_baseline(double pps, int size, double seconds, guint64 *packets)
+{
+    struct relay r = {0};
+    struct sockaddr_in in_addr, out_addr, src_addr;
+    r.in_fd = udp_bound(&in_addr);
+    r.out_fd = udp_bound(&out_addr);
+    r.sink_fd = udp_bound(&r.sink_addr);
+    int src_fd = udp_bound(&src_addr);
+    if (r.in_fd < 0 || r.out_fd < 0 || r.sink_fd < 0 || src_fd < 0)
+        return -1;
+    pthread_t rt, dt;
+    pthread_create(&rt, NULL, relay_thread, &r);
+    pthread_create(&dt, NULL, drain_thread, &r);
+    uint8_t pkt[2048];
+    memset(pkt, 0xab, sizeof pkt);
+    if (size > (int)sizeof pkt)
+        size = sizeof pkt;
+    gint64 start = g_get_monotonic_time();
+    guint64 sent = 0;
+    while (g_get_monotonic_time() - start < (gint64)(seconds * 1e6)) {
+        double due = (double)(g_get_monotonic_time() - start) / 1e6 * pps;
+        while ((double)sent < due) {
+            sendto(src_fd, pkt, (size_t)size, 0, (struct sockaddr *)&in_addr, sizeof in_addr);
+            sent++;
+        }
+        g_usleep(2000);
+    }
+    g_usleep(200000);
+    r.stop = 1;
+    pthread_join(rt, NULL);
+    pthread_join(dt, NULL);
+    close(r.in_fd);
+    close(r.out_fd);
+    close(r.sink_fd);
+    close(src_fd);
+    *packets = r.packets;
+    return r.packets ? r.cpu_s / (double)r.packets : -1;
+}
+
+/* ------------------------------------------------------------------ runs */
+
+struct row {
+    int n;
+    gboolean ok;
+    double cpu_pct_per_visit, rss_kib_per_visit, loss_pct, pps_fwd, mbit_in;
+    double lat_p50, lat_p99, join_p50_ms, join_max_ms, cpu_s_per_pkt;
+    double mean_pkt;
+};
+
+static int setup_hospital(SoupSession *ss, const char *admin, int n)
+{
+    if (rest(ss, "POST", "/api/v1/departments", admin,
+             json_pack("{s:s, s:s}", "id", "bench", "name", "Bench"), NULL) != 201)
+        return -1;
+    GDateTime *now = g_date_time_new_now_utc();
+    GDateTime *a = g_date_time_add_hours(now, -1), *b = g_date_time_add_hours(now, 3);
+    char *start = g_date_time_format_iso8601(a), *end = g_date_time_format_iso8601(b);
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        char id[32], lic[32];
+        g_snprintf(id, sizeof id, "d-bench-%d", i);
+        g_snprintf(lic, sizeof lic, "LIC-%d", i);
+        if (rest(ss, "POST", "/api/v1/doctors", admin,
+                 json_pack("{s:s, s:s, s:s, s:s}", "id", id, "name", id, "dept_id", "bench",
+                           "licence_no", lic),
+                 NULL) != 201 ||
+            rest(ss, "POST", "/api/v1/shifts", admin,
+                 json_pack("{s:s, s:s, s:s, s:s, s:i}", "doctor_id", id, "dept_id", "bench",
+                           "start", start, "end", end, "capacity", 1),
+                 NULL) != 201)
+            rc = -1;
+    }
+    g_free(start);
+    g_free(end);
+    g_date_time_unref(a);
+    g_date_time_unref(b);
+    g_date_time_unref(now);
+    return rc;
+}
+
+static int run_n(int n, double seconds, struct row *row)
+{
+    memset(row, 0, sizeof *row);
+    row->n = n;
+    row->lat_p50 = row->lat_p99 = -1;
+    if (server_start() != 0)
+        return -1;
+    SoupSession *ss = soup_session_new_with_options("timeout", 10, NULL);
+    char *admin = mint("admin-bench", "admin", NULL);
+    int rc = -1;
+    if (!admin || setup_hospital(ss, admin, n) != 0) {
+        g_printerr("hospital set-up failed\n");
+        goto done;
+    }
+    g_print("#   server pid %d port %d ready\n", (int)SRV.pid, SRV.port);
+    g_usleep(1000000);
+    long rss_idle = server_rss_kib();
+    ACCEPT_US = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    for (int i = 0; i < n; i++)
+        g_ptr_array_add(PEERS, peer_new(i, TRUE));
+    if (!run_until(all_available, 30)) {
+        g_printerr("N=%d: doctors did not become available\n", n);
+        goto teardown;
+    }
+    g_print("#   %d doctors available\n", n);
+    for (int i = 0; i < n; i++)
+        g_ptr_array_add(PEERS, peer_new(i, FALSE));
+    if (!run_until(all_flowing, 60)) {
+        int missing = 0;
+        for (guint i = 0; i < PEERS->len; i++)
+            missing += ((struct peer *)g_ptr_array_index(PEERS, i))->first_frame_us == 0;
+        g_printerr("N=%d: %d of %u peers never got video\n", n, missing, PEERS->len);
+        goto teardown;
+    }
+    g_print("#   %u peers receive video\n", PEERS->len);
+    /* Join times, per visit: accept -> both sides have a frame. */
+    GArray *joins = g_array_new(FALSE, FALSE, sizeof(double));
+    for (guint i = 0; i < PEERS->len; i++) {
+        struct peer *d = g_ptr_array_index(PEERS, i);
+        if (!d->doctor || !d->visit_id)
+            continue;
+        for (guint k = 0; k < PEERS->len; k++) {
+            struct peer *pt = g_ptr_array_index(PEERS, k);
+            if (pt->doctor || !pt->visit_id || strcmp(pt->visit_id, d->visit_id) != 0)
+                continue;
+            gint64 *acc = g_hash_table_lookup(ACCEPT_US, d->visit_id);
+            double j = (double)(MAX(d->first_frame_us, pt->first_frame_us) - *acc) / 1000.0;
+            g_array_append_val(joins, j);
+        }
+    }
+    qsort(joins->data, joins->len, sizeof(double), cmp_double);
+    if (joins->len) {
+        row->join_p50_ms = g_array_index(joins, double, joins->len / 2);
+        row->join_max_ms = g_array_index(joins, double, joins->len - 1);
+    }
+    g_array_unref(joins);
+
+    run_until(NULL, 2.0); /* settle */
+    struct metrics m0, m1;
+    struct totals t0, t1;
+    read_metrics(ss, admin, &m0);
+    sum(&t0);
+    double c0 = server_cpu_s();
+    gint64 w0 = g_get_monotonic_time();
+    run_until(NULL, seconds);
+    double c1 = server_cpu_s();
+    double wall = (double)(g_get_monotonic_time() - w0) / 1e6;
+    sum(&t1);
+    read_metrics(ss, admin, &m1);
+    long rss = server_rss_kib();
+
+    double cpu = c1 - c0;
+    row->cpu_pct_per_visit = cpu / wall * 100.0 / n;
+    row->rss_kib_per_visit = (double)(rss - rss_idle) / n;
+    guint64 exp = t1.expected - t0.expected, got = t1.received - t0.received;
+    row->loss_pct = exp ? 100.0 * (double)(exp > got ? exp - got : 0) / (double)exp : -1;
+    guint64 pk = (t1.vpackets - t0.vpackets) + (t1.apackets - t0.apackets);
+    row->pps_fwd = m1.tx > 0 ? (m1.tx - m0.tx) / wall : (double)pk / wall;
+    row->mean_pkt = pk ? (double)((t1.vbytes - t0.vbytes) + (t1.abytes - t0.abytes)) / pk : 0;
+    row->mbit_in = (double)(t1.vbytes - t0.vbytes) * 8 / wall / 1e6 / (2.0 * n);
+    row->lat_p50 = m1.lat_p50;
+    row->lat_p99 = m1.lat_p99;
+    row->cpu_s_per_pkt = row->pps_fwd > 0 ? cpu / (row->pps_fwd * wall) : -1;
+    row->ok = TRUE;
+    rc = 0;
+teardown:
+    for (guint i = 0; i < PEERS->len; i++)
+        peer_free(g_ptr_array_index(PEERS, i));
+    g_ptr_array_set_size(PEERS, 0);
+    g_hash_table_unref(ACCEPT_US);
+    run_until(NULL, 0.3);
+done:
+    g_free(admin);
+    g_object_unref(ss);
+    server_stop();
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    char *visits = g_strdup("1,4,8");
+    int seconds = 10;
+    BIN = g_strdup(g_getenv("TELEMED_BIN"));
+    GOptionEntry entries[] = {
+        {"server", 0, 0, G_OPTION_ARG_FILENAME, &BIN, "telemed-server binary (or TELEMED_BIN)",
+         "PATH"},
+        {"visits", 0, 0, G_OPTION_ARG_STRING, &visits, "comma-separated visit counts", "N,.."},
+        {"seconds", 0, 0, G_OPTION_ARG_INT, &seconds, "measuring window per N", "S"},
+        {"width", 0, 0, G_OPTION_ARG_INT, &W, "video width", "PX"},
+        {"height", 0, 0, G_OPTION_ARG_INT, &H, "video height", "PX"},
+        {"bitrate", 0, 0, G_OPTION_ARG_INT, &BITRATE, "video bitrate (bit/s)", "BPS"},
+        {NULL}};
+    GOptionContext *ctx = g_option_context_new("- media load generator for telemed-server");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    GError *err = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+        g_printerr("%s\n", err->message);
+        return 2;
+    }
+    g_option_context_free(ctx);
+    if (!BIN || !g_file_test(BIN, G_FILE_TEST_IS_EXECUTABLE)) {
+        char *guess = g_build_filename(g_path_get_dirname(argv[0]), "telemed-server", NULL);
+        g_free(BIN);
+        BIN = guess;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+    gst_init(NULL, NULL);
+    if (load_clip(W, H, BITRATE) != 0)
+        return 1;
+    WS_SESSION = soup_session_new_with_options("timeout", 15, "max-conns", 4096,
+                                               "max-conns-per-host", 4096, NULL);
+    LOOP = g_main_loop_new(NULL, FALSE);
+    g_timeout_add(5, pace_cb, NULL);
+    PEERS = g_ptr_array_new(); /* one for all runs: pace_cb walks it */
+
+    char **ns = g_strsplit(visits, ",", -1);
+    GArray *rows = g_array_new(FALSE, TRUE, sizeof(struct row));
+    int failures = 0;
+    for (char **s = ns; *s; s++) {
+        int n = atoi(*s);
+        if (n <= 0)
+            continue;
+        struct row r;
+        g_print("# N=%d visits ...\n", n);
+        if (run_n(n, seconds, &r) != 0)
+            failures++;
+        g_array_append_val(rows, r);
+    }
+    g_print("\n%-4s %10s %10s %7s %9s %8s %9s %9s %9s %9s %11s\n", "N", "cpu%/visit",
+            "KiB/visit", "loss%", "fwd pkt/s", "Mbit/s", "lat p50", "lat p99", "join p50",
+            "join max", "relay ratio");
+    for (guint i = 0; i < rows->len; i++) {
+        struct row *r = &g_array_index(rows, struct row, i);
+        if (!r->ok) {
+            g_print("%-4d failed\n", r->n);
+            continue;
+        }
+        guint64 rp = 0;
+        double relay = relay_baseline(r->pps_fwd, (int)(r->mean_pkt + 0.5), 5.0, &rp);
+        char p50[32], p99[32];
+        if (r->lat_p50 >= 0) {
+            g_snprintf(p50, sizeof p50, "%.0f us", r->lat_p50);
+            g_snprintf(p99, sizeof p99, "%.0f us", r->lat_p99);
+        } else {
+            g_strlcpy(p50, "n/a", sizeof p50);
+            g_strlcpy(p99, "n/a", sizeof p99);
+        }
+        g_print("%-4d %10.2f %10.0f %7.2f %9.0f %8.2f %9s %9s %7.0f ms %7.0f ms %10.1fx\n", r->n,
+                r->cpu_pct_per_visit, r->rss_kib_per_visit, r->loss_pct, r->pps_fwd, r->mbit_in,
+                p50, p99, r->join_p50_ms, r->join_max_ms,
+                relay > 0 ? r->cpu_s_per_pkt / relay : -1);
+        g_print("     (server %.2f us CPU per forwarded packet; plain UDP relay %.2f us at %.0f "
+                "pkt/s of %.0f B, %" G_GUINT64_FORMAT " relayed)\n",
+                r->cpu_s_per_pkt * 1e6, relay * 1e6, r->pps_fwd, r->mean_pkt, rp);
+    }
+    g_print("# Mbit/s = video each sender got through per direction; lat = server-added "
+            "forwarding latency (n/a: /metrics lacks telemed_media_forward_latency_us)\n");
+    g_strfreev(ns);
+    g_array_unref(rows);
+    return failures ? 1 : 0;
+}
