@@ -228,6 +228,28 @@ void tm_rec_writer_abort(tm_rec_writer *w)
 
 /* ---- reading -------------------------------------------------------- */
 
+/* Authenticates and decrypts chunk `index` (ct: ciphertext then tag, of
+ * the length in word) into pt. 0 or TM_EAUTH. */
+static int open_chunk(EVP_CIPHER_CTX *gcm, const uint8_t header[TM_REC_CRYPT_HEADER_LEN],
+                      const uint8_t key[32], uint32_t index, uint32_t word, const uint8_t *ct,
+                      uint8_t *pt)
+{
+    uint32_t len = word & ~FINAL_BIT;
+    uint8_t nonce[12], aad[TM_REC_CRYPT_HEADER_LEN + 8];
+    make_nonce_aad(header, index, word, nonce, aad);
+    int outl = 0, finl = 0;
+    if (EVP_DecryptInit_ex(gcm, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+        EVP_CIPHER_CTX_ctrl(gcm, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) != 1 ||
+        EVP_DecryptInit_ex(gcm, NULL, NULL, key, nonce) != 1 ||
+        EVP_DecryptUpdate(gcm, NULL, &outl, aad, (int)sizeof(aad)) != 1 ||
+        (len && EVP_DecryptUpdate(gcm, pt, &outl, ct, (int)len) != 1) ||
+        EVP_CIPHER_CTX_ctrl(gcm, EVP_CTRL_GCM_SET_TAG, TM_REC_CRYPT_TAG_LEN,
+                            (void *)(ct + len)) != 1 ||
+        EVP_DecryptFinal_ex(gcm, pt + (len ? outl : 0), &finl) != 1)
+        return TM_EAUTH;
+    return 0;
+}
+
 int tm_rec_decrypt_file(const char *in, const char *out, const uint8_t key[32], char **err)
 {
     int rc = TM_EIO, ifd = -1, ofd = -1;
@@ -292,16 +314,7 @@ int tm_rec_decrypt_file(const char *in, const char *out, const uint8_t key[32], 
             final = false; /* a torn last chunk: the crash case */
             break;
         }
-        uint8_t nonce[12], aad[TM_REC_CRYPT_HEADER_LEN + 8];
-        make_nonce_aad(header, index, word, nonce, aad);
-        int outl = 0, finl = 0;
-        if (EVP_DecryptInit_ex(gcm, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
-            EVP_CIPHER_CTX_ctrl(gcm, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) != 1 ||
-            EVP_DecryptInit_ex(gcm, NULL, NULL, key, nonce) != 1 ||
-            EVP_DecryptUpdate(gcm, NULL, &outl, aad, (int)sizeof(aad)) != 1 ||
-            (len && EVP_DecryptUpdate(gcm, pt, &outl, ct, (int)len) != 1) ||
-            EVP_CIPHER_CTX_ctrl(gcm, EVP_CTRL_GCM_SET_TAG, TM_REC_CRYPT_TAG_LEN, ct + len) != 1 ||
-            EVP_DecryptFinal_ex(gcm, pt + (len ? outl : 0), &finl) != 1) {
+        if (open_chunk(gcm, header, key, index, word, ct, pt) < 0) {
             *err = g_strdup_printf("%s: chunk %u fails authentication (wrong key or altered file)",
                                    in, index);
             rc = TM_EAUTH;
@@ -346,6 +359,150 @@ done:
     g_free(pt);
     EVP_CIPHER_CTX_free(gcm);
     return rc;
+}
+
+/* ---- random access -------------------------------------------------- */
+
+typedef struct chunk_entry {
+    uint64_t cipher_off; /* of the length word */
+    uint64_t plain_off;
+    uint32_t word;
+} chunk_entry;
+
+struct tm_rec_reader {
+    int fd;
+    uint8_t key[32];
+    uint8_t header[TM_REC_CRYPT_HEADER_LEN];
+    uint32_t chunk_max;
+    GArray *chunks; /* chunk_entry, in file order */
+    uint64_t size;
+    bool complete;
+    EVP_CIPHER_CTX *gcm;
+    int64_t cached; /* index of the chunk in pt, -1 none */
+    uint8_t *ct, *pt;
+};
+
+tm_rec_reader *tm_rec_reader_open(const char *path, const uint8_t key[32], char **err)
+{
+    tm_rec_reader *r = g_new0(tm_rec_reader, 1);
+    r->cached = -1;
+    memcpy(r->key, key, 32);
+    r->chunks = g_array_new(FALSE, FALSE, sizeof(chunk_entry));
+    r->gcm = EVP_CIPHER_CTX_new();
+    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (r->fd < 0 || !r->gcm) {
+        *err = g_strdup_printf("open %s: %s", path, g_strerror(errno));
+        goto fail;
+    }
+    struct stat st;
+    if (fstat(r->fd, &st) != 0 ||
+        pread(r->fd, r->header, sizeof(r->header), 0) != (ssize_t)sizeof(r->header) ||
+        memcmp(r->header, magic, 8) != 0 || r->header[8] != VERSION) {
+        *err = g_strdup_printf("%s: not a telemed encrypted recording (version %d)", path, VERSION);
+        goto fail;
+    }
+    r->chunk_max = get32(r->header + 12);
+    if (r->chunk_max == 0 || r->chunk_max > (16u << 20)) {
+        *err = g_strdup_printf("%s: bad chunk size", path);
+        goto fail;
+    }
+    uint64_t file_size = (uint64_t)st.st_size, pos = TM_REC_CRYPT_HEADER_LEN;
+    while (!r->complete && pos + 4 <= file_size) {
+        uint8_t wb[4];
+        if (pread(r->fd, wb, 4, (off_t)pos) != 4) {
+            *err = g_strdup_printf("read %s: %s", path, g_strerror(errno));
+            goto fail;
+        }
+        uint32_t word = get32(wb), len = word & ~FINAL_BIT;
+        if (len > r->chunk_max || (len == 0 && !(word & FINAL_BIT)) ||
+            r->chunks->len == UINT32_MAX) {
+            *err = g_strdup_printf("%s: chunk %u has a bad length", path, r->chunks->len);
+            goto fail;
+        }
+        if (pos + 4 + len + TM_REC_CRYPT_TAG_LEN > file_size)
+            break; /* torn last chunk: the crash case */
+        chunk_entry e = {pos, r->size, word};
+        g_array_append_val(r->chunks, e);
+        r->size += len;
+        r->complete = (word & FINAL_BIT) != 0;
+        pos += 4 + (uint64_t)len + TM_REC_CRYPT_TAG_LEN;
+    }
+    if (r->complete && pos != file_size) {
+        *err = g_strdup_printf("%s: data after the final chunk", path);
+        goto fail;
+    }
+    r->ct = g_malloc((size_t)r->chunk_max + TM_REC_CRYPT_TAG_LEN);
+    r->pt = g_malloc((size_t)r->chunk_max + 16);
+    return r;
+fail:
+    tm_rec_reader_free(r);
+    return NULL;
+}
+
+uint64_t tm_rec_reader_size(const tm_rec_reader *r)
+{
+    return r->size;
+}
+
+bool tm_rec_reader_complete(const tm_rec_reader *r)
+{
+    return r->complete;
+}
+
+/* The chunk holding plaintext offset off (off < size). */
+static guint find_chunk(const tm_rec_reader *r, uint64_t off)
+{
+    guint lo = 0, hi = r->chunks->len - 1;
+    while (lo < hi) {
+        guint mid = lo + (hi - lo + 1) / 2;
+        if (g_array_index(r->chunks, chunk_entry, mid).plain_off <= off)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+int64_t tm_rec_reader_pread(tm_rec_reader *r, void *buf, size_t len, uint64_t offset)
+{
+    uint8_t *out = buf;
+    size_t done = 0;
+    while (done < len && offset + done < r->size) {
+        uint64_t off = offset + done;
+        guint i = find_chunk(r, off);
+        const chunk_entry *e = &g_array_index(r->chunks, chunk_entry, i);
+        uint32_t clen = e->word & ~FINAL_BIT;
+        if (r->cached != (int64_t)i) {
+            size_t n = (size_t)clen + TM_REC_CRYPT_TAG_LEN;
+            if (pread(r->fd, r->ct, n, (off_t)(e->cipher_off + 4)) != (ssize_t)n)
+                return TM_EIO;
+            r->cached = -1;
+            if (open_chunk(r->gcm, r->header, r->key, i, e->word, r->ct, r->pt) < 0)
+                return TM_EAUTH;
+            r->cached = i;
+        }
+        size_t in_chunk = (size_t)(off - e->plain_off);
+        size_t take = MIN(len - done, (size_t)clen - in_chunk);
+        memcpy(out + done, r->pt + in_chunk, take);
+        done += take;
+    }
+    return (int64_t)done;
+}
+
+void tm_rec_reader_free(tm_rec_reader *r)
+{
+    if (!r)
+        return;
+    if (r->fd >= 0)
+        close(r->fd);
+    EVP_CIPHER_CTX_free(r->gcm);
+    g_array_free(r->chunks, TRUE);
+    if (r->pt)
+        OPENSSL_cleanse(r->pt, (size_t)r->chunk_max + 16);
+    g_free(r->pt);
+    g_free(r->ct);
+    OPENSSL_cleanse(r->key, sizeof(r->key));
+    g_free(r);
 }
 
 /* ---- keys ----------------------------------------------------------- */

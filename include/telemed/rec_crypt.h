@@ -65,6 +65,27 @@ void tm_rec_writer_abort(tm_rec_writer *w);
  * TM_EIO. *err (g_free) says why on every nonzero return. */
 int tm_rec_decrypt_file(const char *in, const char *out, const uint8_t key[32], char **err);
 
+/* Random access to the plaintext of an encrypted recording, for serving
+ * GET /api/v1/recordings/{id} with Range requests decrypted on the fly.
+ * Opening reads the header and each chunk's length word (not the data), so
+ * it costs one small read per chunk (about one per second of recording).
+ * A cut-short file opens too, up to its last whole chunk. One thread at a
+ * time per reader. */
+typedef struct tm_rec_reader tm_rec_reader;
+
+/* Returns a new reader (tm_rec_reader_free) or NULL with *err (g_free). key
+ * is copied. A wrong key is only noticed by the first read. */
+tm_rec_reader *tm_rec_reader_open(const char *path, const uint8_t key[32], char **err);
+/* Plaintext bytes readable (the playable file's size). */
+uint64_t tm_rec_reader_size(const tm_rec_reader *r);
+/* Whether the file has its final chunk (false: cut short by a crash). */
+bool tm_rec_reader_complete(const tm_rec_reader *r);
+/* Reads up to len bytes of plaintext at offset into buf. Every chunk is
+ * authenticated before any byte of it is returned. Returns the count (0 at
+ * or past the end), TM_EAUTH (wrong key or altered file) or TM_EIO. */
+int64_t tm_rec_reader_pread(tm_rec_reader *r, void *buf, size_t len, uint64_t offset);
+void tm_rec_reader_free(tm_rec_reader *r); /* accepts NULL */
+
 /* Parses a key given as 64 hex characters (surrounding whitespace allowed,
  * as in a key file). 0 or TM_EINVAL. */
 int tm_rec_key_parse_hex(const char *text, uint8_t key[32]);
