@@ -228,6 +228,7 @@ static int run(tm_app *app)
     tm_signaling_set_feed(app->sig, app->feed);
     if (start_media(app) < 0 || start_lws(app) < 0)
         return 1;
+    tm_signaling_ready(app->sig);
     g_unix_signal_add(SIGINT, on_signal, app);
     g_unix_signal_add(SIGTERM, on_signal, app);
     tm_info("server.listening", "port=%d listen=%s data_dir=%s", app->port, app->cfg.listen,

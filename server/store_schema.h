@@ -182,6 +182,11 @@ static const char *const tm_store_migrations[] = {
     "  last_error TEXT,"
     "  last_response TEXT);"
     "CREATE INDEX outbox_pending ON outbox(state, visit_id, seq);",
+
+    /* 2: informed consent to recording, as the patient gave it at check-in
+     * (NULL: not asked). The hospital's policy decides whether to record;
+     * the record keeps what the patient was told and agreed to. */
+    "ALTER TABLE visits ADD COLUMN recording_consent INTEGER;",
 };
 
 #endif

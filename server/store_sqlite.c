@@ -309,7 +309,8 @@ int tm_store_schema_version(tm_store *s)
 
 static bool is_flag_column(const char *name)
 {
-    static const char *const flags[] = {"urgent", "active", "signed", "encrypted"};
+    static const char *const flags[] = {"urgent", "active", "signed", "encrypted",
+                                        "recording_consent"};
     for (size_t i = 0; i < TM_ARRAY_LEN(flags); i++)
         if (strcmp(name, flags[i]) == 0)
             return true;
@@ -658,9 +659,11 @@ int tm_store_visit_checkin(tm_store *s, tm_visit *v, const char *user_agent)
     if (rc < 0)
         return rc;
     rc = run(s, "INSERT INTO visits(id, patient_id, dept_id, appointment_id, kind, urgent, state,"
-                " checkin_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 'waiting', ?7, ?7)",
-             "sssssiI", v->id, v->patient_id, v->dept_id, v->appointment_id, v->kind,
-             (int)v->urgent, v->checkin_ms);
+                " checkin_at, updated_at, recording_consent)"
+                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 'waiting', ?7, ?7,"
+                " CASE ?8 WHEN 1 THEN 1 WHEN -1 THEN 0 END)",
+             "sssssiIi", v->id, v->patient_id, v->dept_id, v->appointment_id, v->kind,
+             (int)v->urgent, v->checkin_ms, v->recording_consent);
     if (rc == 0 && v->appointment_id[0])
         rc = run(s, "UPDATE appointments SET status = 'arrived', updated_at = ?2 WHERE id = ?1",
                  "sI", v->appointment_id, v->checkin_ms);
@@ -897,7 +900,8 @@ json_t *tm_store_visit_record(tm_store *s, const char *id)
         s, "SELECT v.id, v.patient_id, v.dept_id, d.name AS dept_name, v.appointment_id,"
            " v.doctor_id, v.kind, v.urgent, v.state, v.checkin_at, v.offered_at, v.accepted_at,"
            " v.ended_at, v.end_reason, v.ended_by, v.queue_wait_ms, v.response_ms, v.duration_ms,"
-           " v.offers FROM visits v JOIN departments d ON d.id = v.dept_id WHERE v.id = ?1",
+           " v.offers, v.recording_consent FROM visits v JOIN departments d ON d.id = v.dept_id"
+           " WHERE v.id = ?1",
         id);
     json_t *rec = json_incref(json_array_get(visits, 0));
     json_decref(visits);

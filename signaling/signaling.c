@@ -67,6 +67,7 @@ struct user {
     char dept[64];
     session *sess;
     guint grace_timer;
+    bool grace_pending;     /* restored at start: grace begins when the server listens */
     int64_t disconnected_ms;
     /* patient */
     char visit_id[64];      /* live visit, "" if none */
@@ -112,6 +113,7 @@ struct tm_signaling {
     GHashTable *visits;      /* id -> live_visit * */
     GHashTable *avg_ms;      /* dept -> (double *) moving average of visit length */
     GHashTable *dirty_depts; /* dept -> 1: positions to push */
+    json_t *recent_alerts;   /* alerts about past events (offer timeouts), newest last */
     guint tick;
     guint overview_timer;
     bool overview_dirty;
@@ -608,6 +610,21 @@ static void unoffer(tm_signaling *sig, live_visit *v, const char *outcome)
     mark_dept_dirty(sig, v->dept);
 }
 
+/* How long an alert about a past event stays on the supervisors' screen. */
+#define RECENT_ALERT_MS (10 * 60 * 1000)
+
+/* Keeps an alert about something that happened (steals it). */
+static void remember_alert(tm_signaling *sig, json_t *alert)
+{
+    int64_t now = tm_now_ms();
+    json_object_set_new(alert, "at", time_json(now));
+    json_object_set_new(alert, "at_ms", json_integer(now));
+    json_array_append_new(sig->recent_alerts, alert);
+    while (json_array_size(sig->recent_alerts) > 100)
+        json_array_remove(sig->recent_alerts, 0);
+    mark_overview_dirty(sig);
+}
+
 static gboolean offer_timed_out(gpointer data)
 {
     /* The timer's data is the visit id; the visit may be gone. */
@@ -618,6 +635,8 @@ static gboolean offer_timed_out(gpointer data)
         return G_SOURCE_REMOVE;
     v->offer_timer = 0;
     user *d = visit_doctor(sig, v);
+    remember_alert(sig, json_pack("{s:s, s:s, s:s}", "kind", "offer_timeout", "visit_id", v->id,
+                                  "doctor_id", v->doctor_id));
     unoffer(sig, v, "timeout");
     /* A doctor who lets an offer lapse is probably not at the desk: set
      * them away so the next patient is not offered to an empty chair. */
@@ -841,6 +860,27 @@ static void user_detach(tm_signaling *sig, user *u)
 
 /* ---- the overview -------------------------------------------------- */
 
+/* Poor quality: a stream losing more than alert_loss_pct in the latest
+ * second of figures, or video that froze in the last ten seconds. */
+static void add_quality_alerts(tm_signaling *sig, live_visit *v, json_t *alerts, int64_t now)
+{
+    const char *key;
+    json_t *acc;
+    json_object_foreach(v->summary, key, acc) {
+        json_t *last = json_object_get(acc, "last");
+        double loss = json_number_value(json_object_get(last, "loss_pct"));
+        int64_t froze_at = (int64_t)json_number_value(json_object_get(acc, "froze_at_ms"));
+        bool froze = froze_at && now - froze_at < 10000;
+        if (loss <= sig->cfg->alert_loss_pct && !froze)
+            continue;
+        const char *kind = json_string_value(json_object_get(last, "kind"));
+        json_array_append_new(alerts, json_pack("{s:s, s:s, s:s, s:f, s:b}", "kind", "poor_quality",
+                                                "visit_id", v->id, "stream_kind", kind ? kind : "?",
+                                                "loss_pct", loss, "frozen", froze));
+        return;
+    }
+}
+
 json_t *tm_signaling_overview(tm_signaling *sig)
 {
     int64_t now = tm_now_ms();
@@ -885,8 +925,10 @@ json_t *tm_signaling_overview(tm_signaling *sig)
         if (v->accepted_ms)
             json_object_set_new(o, "duration_s", json_integer((now - v->accepted_ms) / 1000));
         json_object_set_new(o, "watchers", json_integer(v->watchers->len));
-        if (v->quality)
+        if (v->quality) {
             json_object_set(o, "quality", v->quality);
+            add_quality_alerts(sig, v, alerts, now);
+        }
         if (v->state == TM_VS_WAITING || v->state == TM_VS_OFFERED) {
             if (now - v->checkin_ms > (int64_t)sig->cfg->wait_alert_s * 1000)
                 json_array_append_new(alerts, json_pack("{s:s, s:s, s:I}", "kind", "long_wait",
@@ -910,11 +952,24 @@ json_t *tm_signaling_overview(tm_signaling *sig)
         json_object_set_new(o, "offer", u->offer_visit[0] ? json_string(u->offer_visit) : json_null());
         json_array_append_new(doctors, o);
     }
+    while (json_array_size(sig->recent_alerts) &&
+           now - json_integer_value(json_object_get(json_array_get(sig->recent_alerts, 0), "at_ms")) >
+               RECENT_ALERT_MS)
+        json_array_remove(sig->recent_alerts, 0);
+    json_array_extend(alerts, sig->recent_alerts);
+    json_t *feed = sig->feed ? tm_feed_status(sig->feed) : NULL;
+    /* A regulator feed more than a minute behind is the hospital's problem
+     * to know about now, not at the next inspection. */
+    if (feed && json_integer_value(json_object_get(feed, "oldest_undelivered_age_s")) > 60)
+        json_array_append_new(alerts, json_pack("{s:s, s:O, s:O}", "kind", "feed_backlog",
+                                                "queue_depth", json_object_get(feed, "queue_depth"),
+                                                "oldest_undelivered_age_s",
+                                                json_object_get(feed, "oldest_undelivered_age_s")));
     json_t *ov = json_pack("{s:s, s:o, s:o, s:o, s:o}", "type", "overview", "departments", depts,
                            "visits", visits, "doctors", doctors, "alerts", alerts);
     json_object_set_new(ov, "at", time_json(now));
-    if (sig->feed)
-        json_object_set_new(ov, "feed", tm_feed_status(sig->feed));
+    if (feed)
+        json_object_set_new(ov, "feed", feed);
     return ov;
 }
 
@@ -1038,6 +1093,12 @@ static void handle_checkin(request *r)
         return;
     }
     v.urgent = json_is_true(urgent);
+    json_t *consent = json_object_get(r->msg, "consent_recording");
+    if (consent && !json_is_boolean(consent)) {
+        reply_err(r->s, r->id, TM_EINVAL, "consent_recording must be a boolean");
+        return;
+    }
+    v.recording_consent = !consent ? 0 : json_is_true(consent) ? 1 : -1;
     const char *appt_id = jstr(r->msg, "appointment_id");
     if (appt_id) {
         tm_appointment a;
@@ -1652,6 +1713,10 @@ static void summarize_stats(live_visit *v, const char *peer, json_t *streams)
         keep_max(acc, "loss_max_pct", num(st, "loss_pct"));
         keep_max(acc, "jitter_max_ms", num(st, "jitter_ms"));
         keep_max(acc, "rtt_max_ms", num(st, "rtt_ms"));
+        if (num(st, "freeze_count") > num(acc, "freezes")) {
+            json_object_set_new(acc, "freezes", json_real(num(st, "freeze_count")));
+            json_object_set_new(acc, "froze_at_ms", json_real((double)tm_now_ms()));
+        }
         json_object_set(acc, "last", st);
     }
 }
@@ -1819,7 +1884,8 @@ static void handle_hello(tm_signaling *sig, session *s, json_t *msg, const char 
     if (!u) {
         u = user_new(sig, ident.role, ident.sub);
     } else {
-        resumed = u->grace_timer != 0 || u->visit_id[0] || u->visits->len;
+        resumed = u->grace_timer != 0 || u->grace_pending || u->visit_id[0] || u->visits->len;
+        u->grace_pending = false;
         /* Back after a drop, as opposed to a second tab taking over a live session. */
         rejoined = resumed && !u->sess;
         if (u->sess) {
@@ -2124,14 +2190,14 @@ static void restore_visit(const tm_visit *rec, void *data)
     if (!find_user(sig, TM_ROLE_PATIENT, v->patient_sub)) {
         user *p = user_new(sig, TM_ROLE_PATIENT, v->patient_sub);
         g_strlcpy(p->visit_id, v->id, sizeof(p->visit_id));
-        user_start_grace(sig, p);
+        p->grace_pending = true;
     }
     if (v->state == TM_VS_ACTIVE && v->doctor_id[0]) {
         user *d = find_user(sig, TM_ROLE_DOCTOR, v->doctor_id);
         if (!d) {
             d = user_new(sig, TM_ROLE_DOCTOR, v->doctor_id);
             d->status = DOC_AVAILABLE; /* they were at work when the server stopped */
-            user_start_grace(sig, d);
+            d->grace_pending = true;
         }
         g_ptr_array_add(d->visits, g_strdup(v->id));
     }
@@ -2150,6 +2216,7 @@ tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_ver
     sig->visits = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, live_visit_free);
     sig->avg_ms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     sig->dirty_depts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    sig->recent_alerts = json_array();
     tm__signaling_instance = sig;
     static const char *const live_states[] = {"waiting", "offered", "active"};
     for (size_t i = 0; i < TM_ARRAY_LEN(live_states); i++) {
@@ -2178,6 +2245,7 @@ void tm_signaling_free(tm_signaling *sig)
     g_hash_table_destroy(sig->users);
     g_hash_table_destroy(sig->avg_ms);
     g_hash_table_destroy(sig->dirty_depts);
+    json_decref(sig->recent_alerts);
     tm_queue_free(sig->queue);
     if (tm__signaling_instance == sig)
         tm__signaling_instance = NULL;
@@ -2192,6 +2260,19 @@ void tm_signaling_set_media(tm_signaling *sig, struct tm_media *media)
 void tm_signaling_set_feed(tm_signaling *sig, struct tm_feed *feed)
 {
     sig->feed = feed;
+}
+
+void tm_signaling_ready(tm_signaling *sig)
+{
+    GHashTableIter it;
+    gpointer key, val;
+    g_hash_table_iter_init(&it, sig->users);
+    while (g_hash_table_iter_next(&it, &key, &val)) {
+        user *u = val;
+        if (u->grace_pending && !u->sess && !u->grace_timer)
+            user_start_grace(sig, u);
+        u->grace_pending = false;
+    }
 }
 
 void tm_signaling_kick(tm_signaling *sig)

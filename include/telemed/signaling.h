@@ -44,6 +44,9 @@ size_t tm_signaling_pss_size(void);
 json_t *tm_signaling_overview(tm_signaling *sig);
 /* Appends Prometheus text for connections, queues, visits, response times. */
 void tm_signaling_metrics(tm_signaling *sig, GString *out);
+/* The server accepts connections now: the grace period of participants
+ * restored from the store starts here, not while the server was starting. */
+void tm_signaling_ready(tm_signaling *sig);
 /* A visit changed outside signaling (REST): re-evaluate it. */
 void tm_signaling_kick(tm_signaling *sig);
 /* The estimate of a visit's length per department, for the wait estimate. */

@@ -96,6 +96,7 @@ typedef struct tm_visit {
     int64_t checkin_ms, offered_ms, accepted_ms, ended_ms; /* 0 when not yet */
     int64_t slot_ms;         /* appointment slot, 0 for walk-ins */
     char end_reason[32];
+    int recording_consent;   /* check-in: 1 agreed, -1 refused, 0 not asked */
 } tm_visit;
 
 /* Check-in: creates the visit in state waiting, marks the appointment

@@ -24,7 +24,7 @@ test('full visit: check-in, offer, accept, chat, note, end, rating', async () =>
 
   const patient = await srv.client('p1', 'patient', { name: '张三' });
   assert.equal(patient.hello.role, 'patient');
-  const ci = await patient.request('checkin', { dept: 'cardio', kind: 'follow_up' });
+  const ci = await patient.request('checkin', { dept: 'cardio', kind: 'follow_up', consent_recording: true });
   assert.match(ci.visit_id, /^v-/);
   assert.equal(ci.position, 1);
 
@@ -73,6 +73,7 @@ test('full visit: check-in, offer, accept, chat, note, end, rating', async () =>
   assert.equal(rec.json.rating.score, 5);
   assert.equal(rec.json.notes[0].signed, true);
   assert.equal(rec.json.urgent, false);
+  assert.equal(rec.json.recording_consent, true);
   // Rating twice is a conflict; logs never carry the chat text or name.
   await assert.rejects(patient.request('visit.rate', { visit_id: ci.visit_id, score: 4 }), /conflict/);
   assert.ok(!srv.logs.includes('my head hurts'));
@@ -100,6 +101,8 @@ test('decline sends the patient to another doctor; offer timeout returns to head
   assert.equal(cancelled.reason, 'timeout');
   const away = await d3.waitFor('doctor.status');
   assert.equal(away.status, 'away');
+  const ov = await srv.api('GET', '/api/v1/overview', undefined, srv.token('sup', 'supervisor'));
+  assert.ok(ov.json.alerts.some((a) => a.kind === 'offer_timeout' && a.visit_id === ci.visit_id && a.doctor_id === 'd3'));
   const pos = await patient.waitFor('queue.position', (m) => m.position === 1, 5000);
   assert.equal(pos.visit_id, ci.visit_id);
   const outcomes = srv.sql(`SELECT doctor_id, outcome FROM offers WHERE visit_id='${ci.visit_id}' ORDER BY id`);
