@@ -138,6 +138,7 @@ test('full visit across the patient, doctor and supervisor pages', { timeout: 24
       assert.equal(rec.state, 'ended');
       assert.equal(rec.end_reason, 'completed');
       assert.equal(rec.doctor_id, 'd1');
+      assert.equal(rec.recording_consent, true);
       assert.equal(rec.patient_id, 'p-web-1');
       assert.deepEqual(rec.chat.map((c) => c.sender_role), ['patient', 'doctor', 'patient']);
       assert.equal(rec.notes.length, 1);

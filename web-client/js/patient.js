@@ -227,7 +227,7 @@ async function checkin() {
     return;
   }
   const appt = $('input[name="ci-type"]:checked').value === 'appointment';
-  const fields = { urgent: $('#ci-urgent').checked };
+  const fields = { urgent: $('#ci-urgent').checked, consent_recording: true };
   if (appt) {
     if (!$('#ci-appt').value) { showCheckinError(t('checkin.no_appointments')); return; }
     fields.appointment_id = $('#ci-appt').value;
