@@ -57,10 +57,10 @@
 #define TICK_MS 100
 #define DRAIN_MS 20 /* the recorder thread empties the ring at least this often */
 #define TRACK_START_WINDOW_MS 3000
-#define STALL_MS 1000           /* a track with no packet this long is declared empty (GAP) */
+#define STALL_MS 1000 /* a track with no packet this long is declared empty (GAP) */
 #define JITTER_LATENCY_MS 200
-#define APPSRC_MAX_QUEUED 2000  /* packets waiting inside one appsrc before we drop */
-#define SEAL_INTERVAL_MS 1000   /* encrypted: seal a chunk at least this often */
+#define APPSRC_MAX_QUEUED 2000 /* packets waiting inside one appsrc before we drop */
+#define SEAL_INTERVAL_MS 1000  /* encrypted: seal a chunk at least this often */
 #define EOS_TIMEOUT_MS 15000
 
 enum { ADMIT_OPEN, ADMIT_IN, ADMIT_OUT };
@@ -86,8 +86,8 @@ typedef struct track {
      * (ADMIT_OUT). Decided once, by compare-and-swap, between the muxer's
      * streaming thread and the recorder thread. */
     _Atomic int admit;
-    bool ended;   /* EOS sent, or taken out of the pipeline */
-    bool started; /* a packet went in */
+    bool ended;            /* EOS sent, or taken out of the pipeline */
+    bool started;          /* a packet went in */
     GstClockTime last_pts; /* of the last packet in */
     GstClockTime gap_end;  /* GAP events sent up to here */
 } track;
@@ -442,8 +442,8 @@ static int build_pipeline(tm_recorder *r, char **err)
         goto fail_loose;
     /* Non-seekable output (the encrypted stream) must be written as a live
      * stream; a file gets its index and duration written at the end. */
-    g_object_set(mux, "streamable", r->encrypted, "max-cluster-duration",
-                 (guint64)GST_SECOND, "min-cluster-duration", (guint64)(GST_SECOND / 2), NULL);
+    g_object_set(mux, "streamable", r->encrypted, "max-cluster-duration", (guint64)GST_SECOND,
+                 "min-cluster-duration", (guint64)(GST_SECOND / 2), NULL);
     if (r->encrypted) {
         g_object_set(sink, "sync", FALSE, "async", FALSE, "emit-signals", FALSE, NULL);
         GstAppSinkCallbacks cbs = {0};
@@ -491,8 +491,8 @@ static int build_pipeline(tm_recorder *r, char **err)
         bool audio = t->codec == TM_REC_OPUS;
         GstCaps *caps = gst_caps_new_simple(
             "application/x-rtp", "media", G_TYPE_STRING, audio ? "audio" : "video", "clock-rate",
-            G_TYPE_INT, (int)t->clock_rate, "encoding-name", G_TYPE_STRING, codec_encoding(t->codec),
-            "payload", G_TYPE_INT, (int)t->pt, NULL);
+            G_TYPE_INT, (int)t->clock_rate, "encoding-name", G_TYPE_STRING,
+            codec_encoding(t->codec), "payload", G_TYPE_INT, (int)t->pt, NULL);
         g_object_set(src, "caps", caps, "format", GST_FORMAT_TIME, "is-live", TRUE, "block", FALSE,
                      "max-bytes", (guint64)0, "emit-signals", FALSE, NULL);
         gst_caps_unref(caps);
@@ -505,8 +505,9 @@ static int build_pipeline(tm_recorder *r, char **err)
         GstElement *last = parse ? parse : depay;
         GstPad *mpad = gst_element_request_pad_simple(mux, audio ? "audio_%u" : "video_%u");
         GstPad *lpad = gst_element_get_static_pad(last, "src");
-        bool ok = gst_element_link_many(src, jb, depay, NULL) && (!parse || gst_element_link(depay, parse)) &&
-                  mpad && gst_pad_link(lpad, mpad) == GST_PAD_LINK_OK;
+        bool ok = gst_element_link_many(src, jb, depay, NULL) &&
+                  (!parse || gst_element_link(depay, parse)) && mpad &&
+                  gst_pad_link(lpad, mpad) == GST_PAD_LINK_OK;
         if (mpad) {
             gst_pad_add_probe(mpad, GST_PAD_PROBE_TYPE_BUFFER, mux_in_probe, t, NULL);
             t->muxpad = mpad; /* our reference, dropped in free */
@@ -679,9 +680,9 @@ static bool poll_bus(tm_recorder *r, GstClockTime timeout)
              * on device"); its first line is a source location. */
             const char *detail = debug ? strrchr(debug, '\n') : NULL;
             detail = detail ? detail + 1 : debug;
-            char *why = g_strdup_printf("%s: %s%s%s", GST_OBJECT_NAME(GST_MESSAGE_SRC(m)),
-                                        e ? e->message : "error", detail ? " " : "",
-                                        detail ? detail : "");
+            char *why =
+                g_strdup_printf("%s: %s%s%s", GST_OBJECT_NAME(GST_MESSAGE_SRC(m)),
+                                e ? e->message : "error", detail ? " " : "", detail ? detail : "");
             g_free(debug);
             set_failed(r, why); /* keeps the first reason: a write error before "stopped" */
             g_free(why);
@@ -855,8 +856,8 @@ tm_recorder *tm_recorder_new(const char *path, const tm_recorder_track *tracks, 
         track *t = &r->tracks[i];
         t->codec = tracks[i].codec;
         t->pt = tracks[i].payload_type;
-        t->clock_rate = tracks[i].clock_rate ? tracks[i].clock_rate
-                                              : (t->codec == TM_REC_OPUS ? 48000 : 90000);
+        t->clock_rate =
+            tracks[i].clock_rate ? tracks[i].clock_rate : (t->codec == TM_REC_OPUS ? 48000 : 90000);
         t->name = g_strdup(tracks[i].name);
         t->r = r;
         t->last_pts = t->gap_end = GST_CLOCK_TIME_NONE;

@@ -115,14 +115,16 @@ static json_t *media(json_t *rec, int n, const char *hospital)
                          : strcmp(state, "failed") == 0     ? "not-done"
                          : strcmp(state, "deleted") == 0    ? "completed"
                                                             : "unknown";
-    json_t *m = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "resourceType", "Media", "id", local,
-                          "status", status, "type", concept(SYS_MEDIA_TYPE, "video", "Video"),
-                          "subject", ref("patient"), "encounter", json_pack("{s:s}", "reference", "#"));
+    json_t *m =
+        json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "resourceType", "Media", "id", local, "status",
+                  status, "type", concept(SYS_MEDIA_TYPE, "video", "Video"), "subject",
+                  ref("patient"), "encounter", json_pack("{s:s}", "reference", "#"));
     if (str(rec, "id"))
         json_object_set_new(m, "identifier",
                             json_pack("[o]", identifier(hospital, "recording", str(rec, "id"))));
     if (str(rec, "started_at"))
-        json_object_set_new(m, "createdPeriod", period(str(rec, "started_at"), str(rec, "finished_at")));
+        json_object_set_new(m, "createdPeriod",
+                            period(str(rec, "started_at"), str(rec, "finished_at")));
     if (has_int(rec, "duration_ms"))
         json_object_set_new(m, "duration", json_real((double)num(rec, "duration_ms") / 1000.0));
 
@@ -130,8 +132,9 @@ static json_t *media(json_t *rec, int n, const char *hospital)
     json_t *ext = json_array();
     bool deleted = strcmp(state, "deleted") == 0;
     if (deleted) {
-        char *title = g_strdup_printf("deleted %s by %s", str(rec, "deleted_at") ? str(rec, "deleted_at") : "",
-                                      str(rec, "deleted_by_policy") ? str(rec, "deleted_by_policy") : "policy");
+        char *title = g_strdup_printf(
+            "deleted %s by %s", str(rec, "deleted_at") ? str(rec, "deleted_at") : "",
+            str(rec, "deleted_by_policy") ? str(rec, "deleted_by_policy") : "policy");
         json_object_set_new(content, "title", json_string(title));
         g_free(title);
     } else if (str(rec, "id")) {
@@ -148,8 +151,9 @@ static json_t *media(json_t *rec, int n, const char *hospital)
                                              str(rec, "sha256")));
     json_t *enc = json_object_get(rec, "encrypted");
     if (json_is_boolean(enc) || json_is_integer(enc))
-        json_array_append_new(ext, json_pack("{s:s, s:b}", "url", TM_FHIR_EXT_ENCRYPTED, "valueBoolean",
-                                             json_is_true(enc) || json_integer_value(enc) != 0));
+        json_array_append_new(ext,
+                              json_pack("{s:s, s:b}", "url", TM_FHIR_EXT_ENCRYPTED, "valueBoolean",
+                                        json_is_true(enc) || json_integer_value(enc) != 0));
     if (json_array_size(ext))
         json_object_set_new(content, "extension", ext);
     else
@@ -178,8 +182,9 @@ static json_t *communication(json_t *msg, int n, const char *hospital, const cha
     else if (sender)
         json_object_set_new(c, "sender",
                             json_pack("{s:o}", "identifier", identifier(hospital, "user", sender)));
-    json_object_set_new(c, "payload",
-                        json_pack("[{s:s}]", "contentString", str(msg, "body") ? str(msg, "body") : ""));
+    json_object_set_new(
+        c, "payload",
+        json_pack("[{s:s}]", "contentString", str(msg, "body") ? str(msg, "body") : ""));
     return c;
 }
 
@@ -200,16 +205,19 @@ json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
     json_object_set_new(e, "class", coding(SYS_ACT_CODE, "VR", "virtual"));
     const char *kind = str(rec, "kind");
     if (kind)
-        json_object_set_new(e, "type",
-                            json_pack("[{s:s}]", "text",
-                                      strcmp(kind, "follow_up") == 0 ? "follow-up visit" : "first visit"));
+        json_object_set_new(
+            e, "type",
+            json_pack("[{s:s}]", "text",
+                      strcmp(kind, "follow_up") == 0 ? "follow-up visit" : "first visit"));
     if (str(rec, "dept_name") || str(rec, "dept_id"))
-        json_object_set_new(e, "serviceType",
-                            json_pack("{s:s}", "text", str(rec, "dept_name") ? str(rec, "dept_name")
-                                                                              : str(rec, "dept_id")));
+        json_object_set_new(
+            e, "serviceType",
+            json_pack("{s:s}", "text",
+                      str(rec, "dept_name") ? str(rec, "dept_name") : str(rec, "dept_id")));
     bool urgent = json_is_true(json_object_get(rec, "urgent"));
-    json_object_set_new(e, "priority", urgent ? concept(SYS_PRIORITY, "UR", "urgent")
-                                              : concept(SYS_PRIORITY, "R", "routine"));
+    json_object_set_new(e, "priority",
+                        urgent ? concept(SYS_PRIORITY, "UR", "urgent")
+                               : concept(SYS_PRIORITY, "R", "routine"));
     json_object_set_new(e, "subject", ref("patient"));
 
     /* The doctor attended from acceptance to the end (or their leaving). */
@@ -217,17 +225,20 @@ json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
         const char *left = NULL;
         size_t i;
         json_t *p;
-        json_array_foreach(json_object_get(rec, "participants"), i, p) {
+        json_array_foreach(json_object_get(rec, "participants"), i, p)
+        {
             const char *u = str(p, "user_id"), *role = str(p, "role");
-            if (u && role && strcmp(u, doctor) == 0 && strcmp(role, "doctor") == 0 && str(p, "left_at"))
+            if (u && role && strcmp(u, doctor) == 0 && strcmp(role, "doctor") == 0 &&
+                str(p, "left_at"))
                 left = str(p, "left_at");
         }
-        json_t *part = json_pack("{s:[o], s:o}", "type",
-                                 concept(SYS_PARTICIPATION, "ATND", "attender"), "individual",
-                                 ref("doctor"));
+        json_t *part =
+            json_pack("{s:[o], s:o}", "type", concept(SYS_PARTICIPATION, "ATND", "attender"),
+                      "individual", ref("doctor"));
         if (str(rec, "accepted_at"))
-            json_object_set_new(part, "period",
-                                period(str(rec, "accepted_at"), left ? left : str(rec, "ended_at")));
+            json_object_set_new(
+                part, "period",
+                period(str(rec, "accepted_at"), left ? left : str(rec, "ended_at")));
         json_object_set_new(e, "participant", json_pack("[o]", part));
     }
 
@@ -239,8 +250,9 @@ json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
     if (has_int(rec, "duration_ms") && num(rec, "duration_ms") >= 0) {
         double minutes = (double)num(rec, "duration_ms") / 60000.0;
         json_object_set_new(e, "length",
-                            json_pack("{s:f, s:s, s:s, s:s}", "value", ((json_int_t)(minutes * 10 + 0.5)) / 10.0,
-                                      "unit", "min", "system", SYS_UCUM, "code", "min"));
+                            json_pack("{s:f, s:s, s:s, s:s}", "value",
+                                      ((json_int_t)(minutes * 10 + 0.5)) / 10.0, "unit", "min",
+                                      "system", SYS_UCUM, "code", "min"));
     }
 
     /* reasonCode: each distinct ICD-10 code the doctor's notes carry. */
@@ -248,7 +260,8 @@ json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
     GHashTable *seen = g_hash_table_new(g_str_hash, g_str_equal);
     size_t i;
     json_t *note;
-    json_array_foreach(json_object_get(rec, "notes"), i, note) {
+    json_array_foreach(json_object_get(rec, "notes"), i, note)
+    {
         const char *code = str(note, "diagnosis_code");
         if (code && !g_hash_table_contains(seen, code)) {
             g_hash_table_add(seen, (gpointer)code);
@@ -267,20 +280,21 @@ json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
         g_free(a);
     }
     json_object_set_new(e, "serviceProvider",
-                        json_pack("{s:{s:s, s:s}}", "identifier", "system", TM_FHIR_BASE "/hospital",
-                                  "value", hospital));
+                        json_pack("{s:{s:s, s:s}}", "identifier", "system",
+                                  TM_FHIR_BASE "/hospital", "value", hospital));
     if (str(rec, "end_reason"))
-        json_object_set_new(e, "extension", json_pack("[{s:s, s:s}]", "url", TM_FHIR_EXT_END_REASON,
-                                                      "valueString", str(rec, "end_reason")));
+        json_object_set_new(e, "extension",
+                            json_pack("[{s:s, s:s}]", "url", TM_FHIR_EXT_END_REASON, "valueString",
+                                      str(rec, "end_reason")));
 
     json_t *contained = json_array();
     json_array_append_new(contained,
                           json_pack("{s:s, s:s, s:[o]}", "resourceType", "Patient", "id", "patient",
                                     "identifier", identifier(hospital, "patient", patient)));
     if (doctor)
-        json_array_append_new(contained,
-                              json_pack("{s:s, s:s, s:[o]}", "resourceType", "Practitioner", "id",
-                                        "doctor", "identifier", identifier(hospital, "doctor", doctor)));
+        json_array_append_new(contained, json_pack("{s:s, s:s, s:[o]}", "resourceType",
+                                                   "Practitioner", "id", "doctor", "identifier",
+                                                   identifier(hospital, "doctor", doctor)));
     json_t *item;
     json_array_foreach(json_object_get(rec, "recordings"), i, item)
         json_array_append_new(contained, media(item, (int)i + 1, hospital));

@@ -82,7 +82,8 @@ static ssize_t read_full(int fd, uint8_t *p, size_t len)
 }
 
 static void make_nonce_aad(const uint8_t header[TM_REC_CRYPT_HEADER_LEN], uint32_t index,
-                           uint32_t word, uint8_t nonce[12], uint8_t aad[TM_REC_CRYPT_HEADER_LEN + 8])
+                           uint32_t word, uint8_t nonce[12],
+                           uint8_t aad[TM_REC_CRYPT_HEADER_LEN + 8])
 {
     memcpy(nonce, header + 16, 8);
     put32(nonce + 8, index);
@@ -107,7 +108,8 @@ static int seal_chunk(tm_rec_writer *w, size_t len, bool final)
     if (len && EVP_EncryptUpdate(w->gcm, w->out + 4, &n, w->plain, (int)len) != 1)
         return TM_EIO;
     if (EVP_EncryptFinal_ex(w->gcm, w->out + 4 + len, &fin) != 1 ||
-        EVP_CIPHER_CTX_ctrl(w->gcm, EVP_CTRL_GCM_GET_TAG, TM_REC_CRYPT_TAG_LEN, w->out + 4 + len) != 1)
+        EVP_CIPHER_CTX_ctrl(w->gcm, EVP_CTRL_GCM_GET_TAG, TM_REC_CRYPT_TAG_LEN, w->out + 4 + len) !=
+            1)
         return TM_EIO;
     int rc = write_all(w->fd, w->out, 4 + len + TM_REC_CRYPT_TAG_LEN);
     if (rc < 0)
@@ -243,8 +245,8 @@ static int open_chunk(EVP_CIPHER_CTX *gcm, const uint8_t header[TM_REC_CRYPT_HEA
         EVP_DecryptInit_ex(gcm, NULL, NULL, key, nonce) != 1 ||
         EVP_DecryptUpdate(gcm, NULL, &outl, aad, (int)sizeof(aad)) != 1 ||
         (len && EVP_DecryptUpdate(gcm, pt, &outl, ct, (int)len) != 1) ||
-        EVP_CIPHER_CTX_ctrl(gcm, EVP_CTRL_GCM_SET_TAG, TM_REC_CRYPT_TAG_LEN,
-                            (void *)(ct + len)) != 1 ||
+        EVP_CIPHER_CTX_ctrl(gcm, EVP_CTRL_GCM_SET_TAG, TM_REC_CRYPT_TAG_LEN, (void *)(ct + len)) !=
+            1 ||
         EVP_DecryptFinal_ex(gcm, pt + (len ? outl : 0), &finl) != 1)
         return TM_EAUTH;
     return 0;
@@ -522,7 +524,8 @@ int tm_rec_key_parse_hex(const char *text, uint8_t key[32])
     if (n != 64 || *rest)
         return TM_EINVAL;
     for (size_t i = 0; i < 32; i++)
-        key[i] = (uint8_t)(g_ascii_xdigit_value(text[2 * i]) << 4 | g_ascii_xdigit_value(text[2 * i + 1]));
+        key[i] = (uint8_t)(g_ascii_xdigit_value(text[2 * i]) << 4 |
+                           g_ascii_xdigit_value(text[2 * i + 1]));
     return 0;
 }
 

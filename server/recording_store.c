@@ -53,7 +53,8 @@ static void bind_opt_text(sqlite3_stmt *st, int i, const char *v)
 static int emit_available(tm_store *s, const char *visit_id, int64_t now_ms)
 {
     sqlite3 *db = tm__store_db(s);
-    char *payload = tm__feed_event_payload(db, tm__store_hospital(s), "recording.available", visit_id);
+    char *payload =
+        tm__feed_event_payload(db, tm__store_hospital(s), "recording.available", visit_id);
     if (!payload)
         return TM_EIO;
     sqlite3_stmt *st = prep(db, "INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload)"
@@ -162,8 +163,8 @@ int tm_recording_finish(tm_store *s, const char *rec_id, int64_t size_bytes, int
     return rc ? rc : TM_EIO;
 }
 
-int tm_recording_fail(tm_store *s, const char *rec_id, const char *reason,
-                      int64_t dropped_packets, int64_t now_ms)
+int tm_recording_fail(tm_store *s, const char *rec_id, const char *reason, int64_t dropped_packets,
+                      int64_t now_ms)
 {
     sqlite3 *db = tm__store_db(s);
     if (!rec_id)
@@ -216,8 +217,9 @@ int tm_recording_recover(tm_store *s, int64_t now_ms, int *count)
         *count = 0;
     /* Collect first: each row then gets its own transaction, so one bad
      * file cannot hold back the others. */
-    sqlite3_stmt *st = prep(db, "SELECT id, visit_id, path FROM recordings WHERE state = 'recording'"
-                                " ORDER BY started_at");
+    sqlite3_stmt *st =
+        prep(db, "SELECT id, visit_id, path FROM recordings WHERE state = 'recording'"
+                 " ORDER BY started_at");
     if (!st)
         return TM_EIO;
     GPtrArray *rows = g_ptr_array_new_with_free_func(g_free);
@@ -237,9 +239,10 @@ int tm_recording_recover(tm_store *s, int64_t now_ms, int *count)
         }
         int r;
         if (h == 0) {
-            st = prep(db, "UPDATE recordings SET state = 'incomplete', size_bytes = ?2, sha256 = ?3,"
-                          " failure = 'server stopped while recording', finished_at = ?4"
-                          " WHERE id = ?1 AND state = 'recording'");
+            st =
+                prep(db, "UPDATE recordings SET state = 'incomplete', size_bytes = ?2, sha256 = ?3,"
+                         " failure = 'server stopped while recording', finished_at = ?4"
+                         " WHERE id = ?1 AND state = 'recording'");
             if (st) {
                 sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
                 sqlite3_bind_int64(st, 2, size);
@@ -254,8 +257,9 @@ int tm_recording_recover(tm_store *s, int64_t now_ms, int *count)
                           " WHERE id = ?1 AND state = 'recording'");
             if (st) {
                 sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-                sqlite3_bind_text(st, 2, h == TM_ENOTFOUND ? "server stopped; file missing"
-                                                           : "server stopped; file unreadable",
+                sqlite3_bind_text(st, 2,
+                                  h == TM_ENOTFOUND ? "server stopped; file missing"
+                                                    : "server stopped; file unreadable",
                                   -1, SQLITE_STATIC);
                 sqlite3_bind_int64(st, 3, now_ms);
             }

@@ -71,9 +71,9 @@ typedef struct tm_recorder_result {
     const char *failure; /* why it failed, NULL when status is 0 */
     const char *path;
     bool encrypted;
-    int64_t size_bytes;  /* of the file as stored */
-    int64_t duration_ms; /* media time in the file */
-    char sha256[65];     /* lowercase hex SHA-256 of the file as stored */
+    int64_t size_bytes;    /* of the file as stored */
+    int64_t duration_ms;   /* media time in the file */
+    char sha256[65];       /* lowercase hex SHA-256 of the file as stored */
     char plain_sha256[65]; /* encrypted: SHA-256 of the Matroska stream before encryption (what the
                             * decrypted file hashes to); "" when not encrypted */
     tm_recorder_stats stats;

@@ -40,8 +40,8 @@ int tm_recording_finish(tm_store *s, const char *rec_id, int64_t size_bytes, int
 /* The recording failed (reason: short, no personal data, e.g. the
  * recorder's "filesink0: ... No space left on device"). The visit goes
  * on; no event is emitted. 0, TM_ENOTFOUND, TM_ECONFLICT, TM_EIO. */
-int tm_recording_fail(tm_store *s, const char *rec_id, const char *reason,
-                      int64_t dropped_packets, int64_t now_ms);
+int tm_recording_fail(tm_store *s, const char *rec_id, const char *reason, int64_t dropped_packets,
+                      int64_t now_ms);
 
 /* At start-up, before any recorder runs: every row still 'recording' was
  * cut short by a crash. Each becomes 'incomplete' with the size and SHA-256

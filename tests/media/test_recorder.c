@@ -111,8 +111,8 @@ static void free_rtp(GArray *a)
 /* Pushes packets [from, to) at their media pace (as a sender's packets
  * would arrive) to the recorder(s): audio to track base+0, video to
  * base+1, for each base in bases. */
-static void push_paced(tm_recorder **rs, int nr, GArray *a, guint from, guint to,
-                       const int *bases, int nbases, int64_t t0_us)
+static void push_paced(tm_recorder **rs, int nr, GArray *a, guint from, guint to, const int *bases,
+                       int nbases, int64_t t0_us)
 {
     for (guint i = from; i < to && i < a->len; i++) {
         pkt *k = &g_array_index(a, pkt, i);
@@ -241,7 +241,8 @@ static counts decode(const char *path)
     g_signal_connect(db, "pad-added", G_CALLBACK(on_decoded_pad), &c);
     gst_element_set_state(p, GST_STATE_PLAYING);
     GstBus *bus = gst_element_get_bus(p);
-    GstMessage *m = gst_bus_timed_pop_filtered(bus, 30 * GST_SECOND, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+    GstMessage *m =
+        gst_bus_timed_pop_filtered(bus, 30 * GST_SECOND, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
     CHECK(m != NULL); /* no answer in 30 s is a failure, not a pass */
     c.error = GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR;
     gst_message_unref(m);
@@ -487,8 +488,9 @@ static void test_burst_drops(void)
     free_rtp(rtp);
 }
 
-static const uint8_t test_key[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
-                                     17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+static const uint8_t test_key[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
+                                     12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+                                     23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
 
 /* The same packets into a plain and an encrypted recorder: the encrypted
  * file does not play, decrypts to the stream the recorder hashed before
@@ -766,11 +768,11 @@ int main(int argc, char **argv)
         const char *name;
         void (*fn)(void);
     } cases[] = {
-        {"bad_input", test_bad_input},       {"two_senders", test_two_senders},
+        {"bad_input", test_bad_input},         {"two_senders", test_two_senders},
         {"silent_tracks", test_silent_tracks}, {"encrypted", test_encrypted},
-        {"kill9_plain", test_kill9_plain},   {"kill9_encrypted", test_kill9_encrypted},
-        {"write_error", test_write_error},   {"h264", test_h264},
-        {"short_visit", test_short_visit},   {"burst_drops", test_burst_drops},
+        {"kill9_plain", test_kill9_plain},     {"kill9_encrypted", test_kill9_encrypted},
+        {"write_error", test_write_error},     {"h264", test_h264},
+        {"short_visit", test_short_visit},     {"burst_drops", test_burst_drops},
     };
     int ran = 0;
     for (size_t i = 0; i < TM_ARRAY_LEN(cases); i++) {

@@ -57,7 +57,8 @@ static json_t *contained(json_t *enc, const char *type, int nth)
 {
     size_t i;
     json_t *r;
-    json_array_foreach(json_object_get(enc, "contained"), i, r) {
+    json_array_foreach(json_object_get(enc, "contained"), i, r)
+    {
         if (strcmp(sget(r, "resourceType"), type) == 0 && nth-- == 0)
             return r;
     }
@@ -71,13 +72,16 @@ static void check_refs(json_t *enc, json_t *node)
     if (json_is_object(node)) {
         const char *k;
         json_t *v;
-        json_object_foreach(node, k, v) {
-            if (strcmp(k, "reference") == 0 && json_is_string(v) && json_string_value(v)[0] == '#') {
+        json_object_foreach(node, k, v)
+        {
+            if (strcmp(k, "reference") == 0 && json_is_string(v) &&
+                json_string_value(v)[0] == '#') {
                 const char *id = json_string_value(v) + 1;
                 bool found = *id == '\0';
                 size_t i;
                 json_t *r;
-                json_array_foreach(json_object_get(enc, "contained"), i, r) {
+                json_array_foreach(json_object_get(enc, "contained"), i, r)
+                {
                     found = found || strcmp(sget(r, "id"), id) == 0;
                 }
                 if (!found)
@@ -89,7 +93,8 @@ static void check_refs(json_t *enc, json_t *node)
     } else if (json_is_array(node)) {
         size_t i;
         json_t *v;
-        json_array_foreach(node, i, v) {
+        json_array_foreach(node, i, v)
+        {
             check_refs(enc, v);
         }
     }
@@ -157,15 +162,20 @@ static void test_finished_visit(void)
     CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", t0 + 60000), 0);
     CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "d1", "ua/d", t0 + 120000), 0);
     int64_t msg;
-    CHECK_EQ_INT(tm_store_chat_add(s, v.id, "p-42", "patient", "my chest hurts less", t0 + 180000, &msg), 0);
-    CHECK_EQ_INT(tm_store_chat_add(s, v.id, "d1", "doctor", "good, keep the dose", t0 + 200000, &msg), 0);
-    CHECK_EQ_INT(tm_store_note_save(s, v.id, "d1", "stable angina, continue", "I20.8", true, t0 + 600000), 0);
+    CHECK_EQ_INT(
+        tm_store_chat_add(s, v.id, "p-42", "patient", "my chest hurts less", t0 + 180000, &msg), 0);
+    CHECK_EQ_INT(
+        tm_store_chat_add(s, v.id, "d1", "doctor", "good, keep the dose", t0 + 200000, &msg), 0);
+    CHECK_EQ_INT(
+        tm_store_note_save(s, v.id, "d1", "stable angina, continue", "I20.8", true, t0 + 600000),
+        0);
     char rec[TM_RECORDING_ID_LEN];
     CHECK_EQ_INT(tm_recording_start(s, v.id, "/r/v.mkv", "matroska", false, t0 + 120000, rec), 0);
-    CHECK_EQ_INT(tm_recording_finish(s, rec, 5000000, 15 * 60000,
-                                     "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", 0,
-                                     t0 + 17 * 60000),
-                 0);
+    CHECK_EQ_INT(
+        tm_recording_finish(s, rec, 5000000, 15 * 60000,
+                            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", 0,
+                            t0 + 17 * 60000),
+        0);
     CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d1", t0 + 17 * 60000), 0);
 
     json_t *record = tm_store_visit_record(s, v.id);
@@ -177,7 +187,8 @@ static void test_finished_visit(void)
     CHECK_STR(sget(e, "identifier.0.value"), v.id);
     CHECK_STR(sget(e, "status"), "finished");
     CHECK_STR(sget(e, "class.display"), "virtual");
-    CHECK_STR(sget(e, "priority.coding.0.system"), "http://terminology.hl7.org/CodeSystem/v3-ActPriority");
+    CHECK_STR(sget(e, "priority.coding.0.system"),
+              "http://terminology.hl7.org/CodeSystem/v3-ActPriority");
     CHECK_STR(sget(e, "priority.coding.0.code"), "R");
 
     /* The doctor attends, coded from v3-ParticipationType. */
@@ -197,7 +208,8 @@ static void test_finished_visit(void)
     CHECK_STR(sget(e, "length.unit"), "min");
     CHECK_STR(sget(e, "length.system"), "http://unitsofmeasure.org");
     CHECK_STR(sget(e, "length.code"), "min");
-    CHECK(json_real_value(jget(e, "length.value")) > 14.9 && json_real_value(jget(e, "length.value")) < 15.1);
+    CHECK(json_real_value(jget(e, "length.value")) > 14.9 &&
+          json_real_value(jget(e, "length.value")) < 15.1);
 
     CHECK_STR(sget(e, "reasonCode.0.coding.0.system"), "http://hl7.org/fhir/sid/icd-10");
     CHECK_STR(sget(e, "reasonCode.0.coding.0.code"), "I20.8");

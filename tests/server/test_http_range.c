@@ -14,18 +14,18 @@ static int parse(const char *v, uint64_t size, uint64_t *a, uint64_t *b)
     return tm_http_range_parse(v, v ? strlen(v) : 0, size, a, b);
 }
 
-#define EXPECT_206(v, size, fa, fb)                                                        \
-    do {                                                                                   \
-        uint64_t a_, b_;                                                                   \
-        CHECK_EQ_INT(parse(v, size, &a_, &b_), 206);                                       \
-        CHECK_EQ_INT(a_, fa);                                                              \
-        CHECK_EQ_INT(b_, fb);                                                              \
+#define EXPECT_206(v, size, fa, fb)                                                                \
+    do {                                                                                           \
+        uint64_t a_, b_;                                                                           \
+        CHECK_EQ_INT(parse(v, size, &a_, &b_), 206);                                               \
+        CHECK_EQ_INT(a_, fa);                                                                      \
+        CHECK_EQ_INT(b_, fb);                                                                      \
     } while (0)
 
-#define EXPECT(v, size, status)                                                            \
-    do {                                                                                   \
-        uint64_t a_, b_;                                                                   \
-        CHECK_EQ_INT(parse(v, size, &a_, &b_), status);                                    \
+#define EXPECT(v, size, status)                                                                    \
+    do {                                                                                           \
+        uint64_t a_, b_;                                                                           \
+        CHECK_EQ_INT(parse(v, size, &a_, &b_), status);                                            \
     } while (0)
 
 static void test_single_ranges(void)

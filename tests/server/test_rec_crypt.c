@@ -93,8 +93,8 @@ static void test_cut_short(void)
     uint8_t *p = pattern(n);
     tm_rec_writer *w = tm_rec_writer_open(enc, key, &err);
     CHECK(w != NULL);
-    CHECK_EQ_INT(tm_rec_writer_write(w, p, 100000), 0); /* one full chunk sealed */
-    CHECK_EQ_INT(tm_rec_writer_seal(w), 0);             /* the rest sealed now */
+    CHECK_EQ_INT(tm_rec_writer_write(w, p, 100000), 0);         /* one full chunk sealed */
+    CHECK_EQ_INT(tm_rec_writer_seal(w), 0);                     /* the rest sealed now */
     CHECK_EQ_INT(tm_rec_writer_write(w, p + 100000, 50000), 0); /* buffered only */
     tm_rec_writer_abort(w);
 
@@ -262,7 +262,8 @@ static void test_reader(void)
     GBytes *ct = slurp(enc);
     size_t clen = g_bytes_get_size(ct);
     uint8_t *b = g_memdup2(g_bytes_get_data(ct, NULL), clen);
-    size_t second = TM_REC_CRYPT_HEADER_LEN + 4 + 1 + TM_REC_CRYPT_TAG_LEN; /* chunk 1 (699 bytes) */
+    size_t second =
+        TM_REC_CRYPT_HEADER_LEN + 4 + 1 + TM_REC_CRYPT_TAG_LEN; /* chunk 1 (699 bytes) */
     b[second + 4 + 10] ^= 1;
     write_file(enc, b, clen);
     r = tm_rec_reader_open(enc, key, &err);

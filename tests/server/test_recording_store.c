@@ -98,8 +98,9 @@ static void test_start_finish(void)
     sqlite3 *db;
     CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
     sqlite3_stmt *st;
-    CHECK(sqlite3_prepare_v2(db, "SELECT payload, visit_id FROM outbox WHERE type='recording.available'",
-                             -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(
+              db, "SELECT payload, visit_id FROM outbox WHERE type='recording.available'", -1, &st,
+              NULL) == SQLITE_OK);
     CHECK(sqlite3_step(st) == SQLITE_ROW);
     json_t *payload = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
     CHECK_STR((const char *)sqlite3_column_text(st, 1), visit);
@@ -147,8 +148,10 @@ static void test_fail(void)
     tm_store *s = open_store("f.db");
     char visit[64], rec[TM_RECORDING_ID_LEN];
     make_visit(s, visit);
-    CHECK_EQ_INT(tm_recording_start(s, visit, "/rec/f.mkv", "matroska", false, tm_now_ms(), rec), 0);
-    CHECK_EQ_INT(tm_recording_fail(s, rec, "filesink0: No space left on device", 42, tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_recording_start(s, visit, "/rec/f.mkv", "matroska", false, tm_now_ms(), rec),
+                 0);
+    CHECK_EQ_INT(tm_recording_fail(s, rec, "filesink0: No space left on device", 42, tm_now_ms()),
+                 0);
     CHECK_EQ_INT(scalar("f.db", "SELECT count(*) FROM recordings WHERE state='failed'"
                                 " AND failure LIKE '%No space%' AND dropped_packets=42"),
                  1);
@@ -180,7 +183,8 @@ static void test_recover(void)
     int n = -1;
     CHECK_EQ_INT(tm_recording_recover(s, tm_now_ms(), &n), 0);
     CHECK_EQ_INT(n, 2);
-    json_t *r1 = tm_recording_get(s, rec1), *r2 = tm_recording_get(s, rec2), *r3 = tm_recording_get(s, rec3);
+    json_t *r1 = tm_recording_get(s, rec1), *r2 = tm_recording_get(s, rec2),
+           *r3 = tm_recording_get(s, rec3);
     CHECK_STR(json_string_value(json_object_get(r1, "state")), "incomplete");
     char *want = g_compute_checksum_for_string(G_CHECKSUM_SHA256, content, -1);
     CHECK_STR(json_string_value(json_object_get(r1, "sha256")), want);
@@ -205,8 +209,8 @@ static void test_recover(void)
 static void test_retention(void)
 {
     tm_store *s = open_store("t.db");
-    char visit[64], old1[TM_RECORDING_ID_LEN], old2[TM_RECORDING_ID_LEN], fresh[TM_RECORDING_ID_LEN],
-        stuck[TM_RECORDING_ID_LEN], live[TM_RECORDING_ID_LEN];
+    char visit[64], old1[TM_RECORDING_ID_LEN], old2[TM_RECORDING_ID_LEN],
+        fresh[TM_RECORDING_ID_LEN], stuck[TM_RECORDING_ID_LEN], live[TM_RECORDING_ID_LEN];
     make_visit(s, visit);
     int64_t now = tm_now_ms(), day = 86400000;
     char *f_old1 = path_in("old1.mkv"), *f_fresh = path_in("fresh.mkv");
@@ -218,14 +222,19 @@ static void test_retention(void)
 
     CHECK_EQ_INT(tm_recording_start(s, visit, f_old1, "matroska", false, now - 40 * day, old1), 0);
     CHECK_EQ_INT(tm_recording_finish(s, old1, 1, 1, sha_a, 0, now - 40 * day), 0);
-    CHECK_EQ_INT(tm_recording_start(s, visit, "/nonexistent/old2.mkv", "matroska", false, now - 31 * day, old2), 0);
+    CHECK_EQ_INT(tm_recording_start(s, visit, "/nonexistent/old2.mkv", "matroska", false,
+                                    now - 31 * day, old2),
+                 0);
     CHECK_EQ_INT(tm_recording_fail(s, old2, "x", 0, now - 31 * day), 0);
-    CHECK_EQ_INT(tm_recording_start(s, visit, f_fresh, "matroska", false, now - 29 * day, fresh), 0);
+    CHECK_EQ_INT(tm_recording_start(s, visit, f_fresh, "matroska", false, now - 29 * day, fresh),
+                 0);
     CHECK_EQ_INT(tm_recording_finish(s, fresh, 1, 1, sha_a, 0, now - 29 * day), 0);
-    CHECK_EQ_INT(tm_recording_start(s, visit, f_stuck, "matroska", false, now - 50 * day, stuck), 0);
+    CHECK_EQ_INT(tm_recording_start(s, visit, f_stuck, "matroska", false, now - 50 * day, stuck),
+                 0);
     CHECK_EQ_INT(tm_recording_finish(s, stuck, 1, 1, sha_a, 0, now - 50 * day), 0);
     /* Still recording (a visit in progress) is never swept. */
-    CHECK_EQ_INT(tm_recording_start(s, visit, "/live.mkv", "matroska", false, now - 60 * day, live), 0);
+    CHECK_EQ_INT(tm_recording_start(s, visit, "/live.mkv", "matroska", false, now - 60 * day, live),
+                 0);
 
     int deleted = -1, failed = -1;
     CHECK_EQ_INT(tm_recording_retention_sweep(s, 0, now, &deleted, &failed), TM_EINVAL);
@@ -236,7 +245,8 @@ static void test_retention(void)
     CHECK(g_file_test(f_fresh, G_FILE_TEST_EXISTS));
     json_t *o = tm_recording_get(s, old1);
     CHECK_STR(json_string_value(json_object_get(o, "state")), "deleted");
-    CHECK_STR(json_string_value(json_object_get(o, "deleted_by_policy")), "retention_recordings_days=30");
+    CHECK_STR(json_string_value(json_object_get(o, "deleted_by_policy")),
+              "retention_recordings_days=30");
     CHECK(json_is_string(json_object_get(o, "deleted_at")));
     json_decref(o);
     o = tm_recording_get(s, fresh);
@@ -252,8 +262,8 @@ static void test_retention(void)
                                 " AND actor_id='system' AND outcome='ok'"),
                  2);
     CHECK_EQ_INT(scalar("t.db", "SELECT count(*) FROM audit_log WHERE action='recording.delete'"
-                                    " AND outcome='error'"),
-                     1);
+                                " AND outcome='error'"),
+                 1);
     /* Once it can go, the next sweep takes it, and only it. */
     CHECK(g_rmdir(f_stuck) == 0);
     CHECK(g_file_set_contents(f_stuck, "z", 1, NULL));
