@@ -24,4 +24,8 @@ if(GST_WEBRTC_FOUND)
     target_link_libraries(${t} PRIVATE PkgConfig::GST_WEBRTC)
     set_tests_properties(${t} PROPERTIES TIMEOUT 90)
   endforeach()
+  # Waits for ICE consent to fail (up to 30 s): labelled slow so it can be skipped.
+  tm_unit_test(test_media_vanish tests/media/test_media_vanish.c tests/media/media_test_peer.c)
+  target_link_libraries(test_media_vanish PRIVATE PkgConfig::GST_WEBRTC)
+  set_tests_properties(test_media_vanish PROPERTIES TIMEOUT 150 LABELS slow)
 endif()
