@@ -394,6 +394,61 @@ static void test_silent_tracks(void)
     free_rtp(rtp);
 }
 
+/* A participant who reconnects comes back on a new PeerConnection: new
+ * SSRC, sequence numbers and RTP timestamps on the same tracks. The file
+ * carries on across the jump. */
+static void test_reconnect(void)
+{
+    const int secs = 6;
+    GArray *rtp = make_rtp(secs);
+    char *path = g_build_filename(dir, "reconnect.mkv", NULL), *err = NULL;
+    tm_recorder *r = tm_recorder_new(path, two_senders, 2, NULL, &err);
+    CHECK(r != NULL);
+    int64_t t0 = g_get_monotonic_time();
+    for (guint i = 0; i < rtp->len; i++) {
+        pkt *k = &g_array_index(rtp, pkt, i);
+        int64_t due = t0 + (int64_t)(k->pts / 1000);
+        int64_t now = g_get_monotonic_time();
+        if (due > now)
+            g_usleep((gulong)(due - now));
+        gsize len;
+        const uint8_t *d = g_bytes_get_data(k->data, &len);
+        uint8_t copy[TM_RECORDER_SLOT_BYTES];
+        CHECK(len <= sizeof(copy));
+        memcpy(copy, d, len);
+        if (k->pts >= 3 * GST_SECOND) { /* the second connection */
+            uint16_t seq = (uint16_t)((copy[2] << 8 | copy[3]) + 20000);
+            uint32_t ts = ((uint32_t)copy[4] << 24 | (uint32_t)copy[5] << 16 |
+                           (uint32_t)copy[6] << 8 | copy[7]) +
+                          0x40000000u;
+            copy[2] = (uint8_t)(seq >> 8);
+            copy[3] = (uint8_t)seq;
+            for (int b = 0; b < 4; b++)
+                copy[4 + b] = (uint8_t)(ts >> (24 - 8 * b));
+            copy[8] ^= 0x5a; /* another SSRC */
+        }
+        CHECK_EQ_INT(tm_recorder_push(r, k->kind, copy, len), 0);
+    }
+    done d = {0};
+    tm_recorder_finish(r, on_done, &d);
+    wait_for(&d.called, 30000);
+    if (d.res.status)
+        fprintf(stderr, "failure: %s\n", d.failure);
+    CHECK_EQ_INT(d.res.status, 0);
+    seen s = discover(path);
+    CHECK(s.ok);
+    counts c = decode(path);
+    printf("  reconnect: %d video frames, %d audio buffers, %lld ms\n", c.video_frames,
+           c.audio_buffers, (long long)s.duration_ms);
+    CHECK(!c.error);
+    CHECK(within(s.duration_ms, secs * 1000, 0.1));
+    /* Both halves are there (a keyframe or so lost at the switch at most). */
+    CHECK(c.video_frames >= secs * 30 * 8 / 10);
+    CHECK(c.audio_buffers >= secs * 50 * 8 / 10);
+    g_free(path);
+    free_rtp(rtp);
+}
+
 /* H.264 (packetization-mode 1) from a Safari-like sender. */
 static void test_h264(void)
 {
@@ -772,7 +827,8 @@ int main(int argc, char **argv)
         {"silent_tracks", test_silent_tracks}, {"encrypted", test_encrypted},
         {"kill9_plain", test_kill9_plain},     {"kill9_encrypted", test_kill9_encrypted},
         {"write_error", test_write_error},     {"h264", test_h264},
-        {"short_visit", test_short_visit},     {"burst_drops", test_burst_drops},
+        {"short_visit", test_short_visit},     {"reconnect", test_reconnect},
+        {"burst_drops", test_burst_drops},
     };
     int ran = 0;
     for (size_t i = 0; i < TM_ARRAY_LEN(cases); i++) {
