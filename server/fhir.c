@@ -6,6 +6,7 @@
  * nothing beyond the JSON it returns.
  */
 #include "telemed/fhir.h"
+#include "telemed/common.h"
 
 #include <glib.h>
 #include <stdbool.h>
@@ -18,6 +19,7 @@
 #define SYS_MEDIA_TYPE "http://terminology.hl7.org/CodeSystem/media-type"
 #define SYS_UCUM "http://unitsofmeasure.org"
 #define SYS_ICD10 "http://hl7.org/fhir/sid/icd-10"
+#define SYS_APPT_TYPE "http://terminology.hl7.org/CodeSystem/v2-0276"
 
 static const char *str(json_t *o, const char *key)
 {
@@ -302,4 +304,68 @@ json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
         json_array_append_new(contained, communication(item, (int)i + 1, hospital, doctor));
     json_object_set_new(e, "contained", contained);
     return e;
+}
+
+/* Parses the store's RFC 3339 UTC text ("2026-11-25T12:00:00.000Z") back
+ * to epoch ms; -1 if it is not that. */
+static int64_t parse_time(const char *t)
+{
+    if (!t)
+        return -1;
+    GDateTime *dt = g_date_time_new_from_iso8601(t, NULL);
+    if (!dt)
+        return -1;
+    int64_t ms = g_date_time_to_unix(dt) * 1000 + g_date_time_get_microsecond(dt) / 1000;
+    g_date_time_unref(dt);
+    return ms;
+}
+
+json_t *tm_fhir_appointment(json_t *a, const char *hospital_id, int slot_minutes)
+{
+    const char *id = str(a, "id"), *patient = str(a, "patient_id"), *status = str(a, "status");
+    int64_t start_ms = parse_time(str(a, "slot_at"));
+    if (!json_is_object(a) || !id || !patient || !status || start_ms < 0)
+        return NULL;
+    const char *hospital = hospital_id && *hospital_id ? hospital_id : "hospital";
+    json_t *o = json_pack("{s:s}", "resourceType", "Appointment");
+    if (fhir_id_ok(id))
+        json_object_set_new(o, "id", json_string(id));
+    json_object_set_new(o, "identifier", json_pack("[o]", identifier(hospital, "appointment", id)));
+    /* The store's statuses are R4 codes already; anything else is "booked"
+     * at worst, which the checks below would catch in a test. */
+    static const char *const r4[] = {"booked", "arrived", "fulfilled", "cancelled", "noshow"};
+    const char *code = "booked";
+    for (size_t i = 0; i < sizeof(r4) / sizeof(r4[0]); i++)
+        if (strcmp(status, r4[i]) == 0)
+            code = r4[i];
+    json_object_set_new(o, "status", json_string(code));
+    const char *kind = str(a, "kind");
+    if (kind)
+        json_object_set_new(o, "appointmentType",
+                            strcmp(kind, "follow_up") == 0
+                                ? concept(SYS_APPT_TYPE, "FOLLOWUP",
+                                          "A follow up visit from a previous appointment")
+                                : concept(SYS_APPT_TYPE, "ROUTINE", "Routine appointment"));
+    if (str(a, "dept_id"))
+        json_object_set_new(o, "serviceType", json_pack("[{s:s}]", "text", str(a, "dept_id")));
+    char start[40], end[40];
+    tm_rfc3339(start_ms, start, sizeof(start));
+    tm_rfc3339(start_ms + (int64_t)(slot_minutes > 0 ? slot_minutes : 15) * 60000, end,
+               sizeof(end));
+    json_object_set_new(o, "start", json_string(start));
+    json_object_set_new(o, "end", json_string(end));
+    json_object_set_new(o, "minutesDuration", json_integer(slot_minutes > 0 ? slot_minutes : 15));
+    if (str(a, "created_at"))
+        json_object_set_new(o, "created", json_string(str(a, "created_at")));
+    json_t *parts = json_array();
+    json_array_append_new(parts, json_pack("{s:{s:s, s:o}, s:s}", "actor", "type", "Patient",
+                                           "identifier", identifier(hospital, "patient", patient),
+                                           "status", "accepted"));
+    if (str(a, "doctor_id"))
+        json_array_append_new(parts, json_pack("{s:{s:s, s:o}, s:s}", "actor", "type",
+                                               "Practitioner", "identifier",
+                                               identifier(hospital, "doctor", str(a, "doctor_id")),
+                                               "status", "accepted"));
+    json_object_set_new(o, "participant", parts);
+    return o;
 }

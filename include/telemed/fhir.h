@@ -39,4 +39,15 @@
  * record lacks its id, patient or state. */
 json_t *tm_fhir_encounter(json_t *visit_record, const char *hospital_id);
 
+/* One appointment (a row as tm_store_appt_list returns it) as an R4
+ * Appointment: status (booked, arrived, fulfilled, cancelled, noshow are
+ * R4 codes as they are), start = the slot, end = start + slot_minutes (R4
+ * requires both once booked; the store keeps no slot length), created,
+ * appointmentType FOLLOWUP/ROUTINE from
+ * http://terminology.hl7.org/CodeSystem/v2-0276 for follow-up/first
+ * visits, and the patient and (if assigned) the doctor as participants by
+ * identifier. Returns a new reference or NULL when id, patient, slot or
+ * status is missing. */
+json_t *tm_fhir_appointment(json_t *appointment, const char *hospital_id, int slot_minutes);
+
 #endif

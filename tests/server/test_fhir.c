@@ -285,12 +285,67 @@ static void test_waiting_and_cancelled(void)
     tm_store_free(s);
 }
 
+/* Appointments from the store as R4 Appointments: status codes, start and
+ * end (R4 wants both once booked), v2-0276 types, participants. */
+static void test_appointments(void)
+{
+    tm_store *s = open_store();
+    tm_appointment a = {0};
+    g_strlcpy(a.patient_id, "p-7", sizeof(a.patient_id));
+    g_strlcpy(a.dept_id, "cardio", sizeof(a.dept_id));
+    g_strlcpy(a.doctor_id, "d1", sizeof(a.doctor_id));
+    g_strlcpy(a.kind, "follow_up", sizeof(a.kind));
+    a.slot_ms = 1795680000000; /* 2026-11-26T08:00:00Z */
+    char id1[64], id2[64];
+    CHECK_EQ_INT(tm_store_appt_create(s, &a, id1), 0);
+    tm_appointment b = a;
+    b.doctor_id[0] = '\0';
+    g_strlcpy(b.kind, "first", sizeof(b.kind));
+    b.slot_ms += 3600000;
+    CHECK_EQ_INT(tm_store_appt_create(s, &b, id2), 0);
+    CHECK_EQ_INT(tm_store_appt_get(s, id2, &b), 0);
+    g_strlcpy(b.status, "cancelled", sizeof(b.status));
+    CHECK_EQ_INT(tm_store_appt_update(s, &b), 0);
+
+    json_t *rows = tm_store_appt_list(s, "p-7", NULL, NULL, 0, 0, 10);
+    CHECK_EQ_INT(json_array_size(rows), 2);
+    json_t *x = tm_fhir_appointment(json_array_get(rows, 0), "hosp-1", 20);
+    json_t *y = tm_fhir_appointment(json_array_get(rows, 1), "hosp-1", 20);
+    CHECK(x && y);
+    CHECK_STR(sget(x, "resourceType"), "Appointment");
+    CHECK_STR(sget(x, "id"), id1);
+    CHECK_STR(sget(x, "status"), "booked");
+    CHECK_STR(sget(x, "start"), "2026-11-26T08:00:00.000Z");
+    CHECK_STR(sget(x, "end"), "2026-11-26T08:20:00.000Z");
+    CHECK_EQ_INT(json_integer_value(jget(x, "minutesDuration")), 20);
+    CHECK_STR(sget(x, "appointmentType.coding.0.system"),
+              "http://terminology.hl7.org/CodeSystem/v2-0276");
+    CHECK_STR(sget(x, "appointmentType.coding.0.code"), "FOLLOWUP");
+    CHECK_EQ_INT(json_array_size(json_object_get(x, "participant")), 2);
+    CHECK_STR(sget(x, "participant.0.actor.type"), "Patient");
+    CHECK_STR(sget(x, "participant.0.actor.identifier.value"), "p-7");
+    CHECK_STR(sget(x, "participant.0.status"), "accepted");
+    CHECK_STR(sget(x, "participant.1.actor.type"), "Practitioner");
+    CHECK_STR(sget(x, "participant.1.actor.identifier.value"), "d1");
+    CHECK_STR(sget(y, "status"), "cancelled");
+    CHECK_STR(sget(y, "appointmentType.coding.0.code"), "ROUTINE");
+    CHECK_EQ_INT(json_array_size(json_object_get(y, "participant")), 1);
+    json_decref(x);
+    json_decref(y);
+
+    json_object_del(json_array_get(rows, 0), "slot_at");
+    CHECK(tm_fhir_appointment(json_array_get(rows, 0), "hosp-1", 20) == NULL);
+    json_decref(rows);
+    tm_store_free(s);
+}
+
 int main(void)
 {
     dir = g_dir_make_tmp("tm-fhir-XXXXXX", NULL);
     CHECK(dir != NULL);
     RUN(test_finished_visit);
     RUN(test_waiting_and_cancelled);
+    RUN(test_appointments);
     char *cmd = g_strdup_printf("rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "cleanup failed\n");
