@@ -100,6 +100,14 @@ struct tm_feed {
     char last_error[256];
     int64_t last_error_at, last_success_at; /* epoch ms, 0 = never */
     bool retrying;                          /* the last attempt failed */
+
+    /* The endpoint itself is failing (refused, timeout, 5xx, 429, TLS):
+     * hold every send until hold_until (monotonic ms), growing with the
+     * streak of such failures. Without it each new event, being the head
+     * of a new visit and so due at once, would cost a request to an
+     * endpoint that is down; with it a kick during an outage costs nothing. */
+    int fail_streak;
+    int64_t hold_until;
 };
 
 static void schedule(tm_feed *f, int64_t delay_ms);
@@ -108,14 +116,19 @@ static int out_dead(tm_feed *f, const tm_outbox_event *e, int status, const char
 
 /* ---- pure helpers ---------------------------------------------------- */
 
-int64_t tm__feed_backoff_ms(int base_ms, int max_ms, int attempts, int64_t retry_after_ms,
-                            uint32_t rnd)
+/* min(max_ms, base_ms * 2^(attempts-1)), without overflow. */
+static int64_t backoff_cap(int base_ms, int max_ms, int attempts)
 {
     int64_t cap = base_ms > 0 ? base_ms : 1;
     for (int i = 1; i < attempts && cap < max_ms; i++)
         cap *= 2;
-    if (cap > max_ms)
-        cap = max_ms;
+    return cap > max_ms ? max_ms : cap;
+}
+
+int64_t tm__feed_backoff_ms(int base_ms, int max_ms, int attempts, int64_t retry_after_ms,
+                            uint32_t rnd)
+{
+    int64_t cap = backoff_cap(base_ms, max_ms, attempts);
     int64_t delay = cap > 0 ? (int64_t)(rnd % (uint64_t)(cap + 1)) : 0;
     if (retry_after_ms > RETRY_AFTER_MAX_MS)
         retry_after_ms = RETRY_AFTER_MAX_MS;
@@ -574,6 +587,8 @@ static void http_done(tm_feed *f, CURLcode res)
     if (res == CURLE_OK && status >= 200 && status < 300) {
         if (mark_delivered(f, ev, n, (int)status) == 0)
             note_success(f, (int)status);
+        f->fail_streak = 0;
+        f->hold_until = 0;
         tm_debug("feed.delivered", "events=%zu status=%ld", n, status);
     } else if (res == CURLE_OK && permanent_rejection(status) && n > 1) {
         /* Which event did it reject? Ask one at a time. */
@@ -600,6 +615,14 @@ static void http_done(tm_feed *f, CURLcode res)
             note_error(f, (int)status, "status %ld", status);
         tm_warn("feed.retry", "sink=http events=%zu status=%ld curl=%d", n, status, (int)res);
         retry_batch(f, ev, n, (int)status, ra_ms);
+        /* The hold is at least half the current cap ("equal jitter"): one
+         * sender gains nothing from full jitter, and a down endpoint should
+         * see requests thin out for sure, not on average. */
+        f->fail_streak++;
+        int64_t hold = tm__feed_backoff_ms(f->backoff_base_ms, f->backoff_max_ms, f->fail_streak,
+                                           ra_ms, g_random_int());
+        int64_t half = backoff_cap(f->backoff_base_ms, f->backoff_max_ms, f->fail_streak) / 2;
+        f->hold_until = tm_mono_ms() + (hold > half ? hold : half);
     }
     transfer_release(f);
     next_pass(f);
@@ -675,6 +698,11 @@ static void pump(tm_feed *f)
 {
     if (f->easy)
         return; /* in flight; its completion schedules the next pass */
+    int64_t held = f->hold_until - tm_mono_ms();
+    if (held > 0) {
+        schedule(f, held);
+        return;
+    }
     tm_outbox_event *ev = NULL;
     size_t n = 0;
     int rc = tm_outbox_next_batch(f->store, tm_now_ms(), f->batch, &ev, &n);

@@ -70,6 +70,28 @@ test('every event of full visits arrives once, in order per visit, signed, throu
   }
 });
 
+test('a failing endpoint is not hammered: new events wait for the hold', async () => {
+  const reg = await startRegulator({ secret: SECRET, tls: pki.server });
+  try {
+    reg.failNext(10000, 503);
+    // 60 visits over 3 s, each a kick with a new visit whose head is due at once.
+    const h = startHarness(
+      feedArgs(dataDir(), reg, ['--feed-backoff-base-ms', '200', '--feed-backoff-max-ms', '2000']),
+      ['trickle', '60', '50', 'drain', 'status'],
+    );
+    await h.waitLine(/^ready$/);
+    await sleep(3500);
+    const during = reg.stats().requests;
+    assert.ok(during >= 2 && during <= 25, `requests during the failure: ${during}`);
+    reg.clearFaults();
+    assert.equal(await h.exited, 0, h.stderr);
+    assert.equal(reg.stats().unique, 300);
+    assert.deepEqual(reg.stats().orderViolations, []);
+  } finally {
+    await reg.close();
+  }
+});
+
 test('a request that hangs past feed_timeout_ms is retried', async () => {
   const reg = await startRegulator({ secret: SECRET, tls: pki.server });
   try {
