@@ -231,7 +231,7 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len)
         track_loss(from, s, h.seq, now_us / 1000);
     tm__visit *v = from->visit;
     if (v->rec_path && !v->rec && !v->rec_failed)
-        tm__visit_record_start(v); /* once per visit, at its first packet */
+        tm__visit_record_maybe_start(v, now_us / 1000); /* until it starts, once per visit */
     if (v->rec && s->rec_track1)
         tm_recorder_push(v->rec, s->rec_track1 - 1, buf, len); /* copies; never blocks */
     if (!s->stats)

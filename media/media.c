@@ -159,6 +159,7 @@ typedef struct worker_msg {
     char *path;
     uint8_t key[32];
     bool has_key;
+    int expect;
     tm_media_record_cb cb;
     void *user;
 } worker_msg;
@@ -207,6 +208,7 @@ static gboolean worker_msg_run(gpointer data)
             memcpy(v->rec_key, msg->key, sizeof v->rec_key);
             v->rec_cb = msg->cb;
             v->rec_user = msg->user;
+            v->rec_expect = msg->expect;
         }
         break;
     }
@@ -361,9 +363,10 @@ int tm_media_offer(tm_media *m, const char *visit_id, const char *peer_id, bool 
 }
 
 int tm_media_visit_record(tm_media *m, const char *visit_id, const char *path, const uint8_t *key32,
-                          tm_media_record_cb cb, void *user)
+                          int expect_senders, tm_media_record_cb cb, void *user)
 {
-    if (!m || !id_ok(visit_id) || !path || !*path)
+    if (!m || !id_ok(visit_id) || !path || !*path || expect_senders < 0 ||
+        expect_senders > TM_RECORDER_MAX_TRACKS)
         return TM_EINVAL;
     tm__visit_home *h = home_get(m, visit_id);
     if (h->recording)
@@ -379,6 +382,7 @@ int tm_media_visit_record(tm_media *m, const char *visit_id, const char *path, c
     }
     msg->cb = cb;
     msg->user = user;
+    msg->expect = expect_senders;
     send_msg(m, h->worker, msg);
     return 0;
 }

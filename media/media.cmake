@@ -17,7 +17,8 @@ tm_unit_test(test_media_bad_offer tests/media/test_media_bad_offer.c)
 
 # Real-peer tests: GStreamer webrtcbin as the independent WebRTC stack. GStreamer
 # is linked to these test programs only, never to the telemed library.
-pkg_check_modules(GST_WEBRTC IMPORTED_TARGET gstreamer-1.0 gstreamer-webrtc-1.0 gstreamer-sdp-1.0)
+pkg_check_modules(GST_WEBRTC IMPORTED_TARGET gstreamer-1.0 gstreamer-webrtc-1.0 gstreamer-sdp-1.0
+  gstreamer-pbutils-1.0)
 if(GST_WEBRTC_FOUND)
   foreach(t test_media_loopback test_media_fuzz test_media_nack test_media_supervisor test_media_reconnect test_media_record)
     tm_unit_test(${t} tests/media/${t}.c tests/media/media_test_peer.c)

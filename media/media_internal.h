@@ -219,6 +219,8 @@ struct tm__visit {
     char *rec_path;
     uint8_t rec_key[32];
     bool rec_has_key, rec_failed;
+    int rec_expect;       /* sending peers to wait for before starting */
+    int64_t rec_first_ms; /* the visit's first RTP packet while waiting */
     tm_media_record_cb rec_cb;
     void *rec_user;
     tm_recorder *rec;
@@ -238,8 +240,10 @@ tm__visit *tm__worker_visit(tm__worker *w, const char *visit_id, bool create);
 void tm__worker_visit_free(tm__worker *w, tm__visit *v);
 /* Frees v when no peer is left and nothing (a recording) holds it. */
 void tm__worker_visit_release(tm__worker *w, tm__visit *v);
-/* Starts v's recorder with the sending streams known now (first RTP packet). */
-void tm__visit_record_start(tm__visit *v);
+/* Starts v's recorder with the sending streams known now, once the expected
+ * senders have offered or 5 s after the first packet. Called per packet until
+ * it has started (or failed). */
+void tm__visit_record_maybe_start(tm__visit *v, int64_t now_ms);
 tm__peer *tm__visit_peer(tm__visit *v, const char *peer_id);
 
 /* ---- peer.c ---- */

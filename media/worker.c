@@ -85,7 +85,9 @@ static bool rec_codec(tm_codec_id c, tm_recorder_codec *out)
     }
 }
 
-void tm__visit_record_start(tm__visit *v)
+#define REC_WAIT_MS 5000
+
+static void record_start(tm__visit *v)
 {
     tm_recorder_track tracks[TM_RECORDER_MAX_TRACKS];
     char names[TM_RECORDER_MAX_TRACKS][96];
@@ -116,6 +118,17 @@ void tm__visit_record_start(tm__visit *v)
     }
     tm_recorder_on_failure(v->rec, rec_failed, v);
     tm_info("media.recording_started", "visit=%s tracks=%zu", v->id, n);
+}
+
+void tm__visit_record_maybe_start(tm__visit *v, int64_t now_ms)
+{
+    if (!v->rec_first_ms)
+        v->rec_first_ms = now_ms;
+    int senders = 0;
+    for (guint i = 0; i < v->peers->len; i++)
+        senders += ((tm__peer *)g_ptr_array_index(v->peers, i))->n_in > 0;
+    if (senders >= v->rec_expect || now_ms - v->rec_first_ms >= REC_WAIT_MS)
+        record_start(v);
 }
 
 static void record_end(tm__visit *v)

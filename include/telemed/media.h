@@ -79,8 +79,9 @@ int tm_media_add_candidate(tm_media *m, const char *visit_id, const char *peer_i
 int tm_media_peer_close(tm_media *m, const char *visit_id, const char *peer_id);
 int tm_media_visit_close(tm_media *m, const char *visit_id);
 
-/* Counters for /metrics and tests: dropped malformed packets, packets from unknown addresses,
- * peers, visits. */
+/* Counters for /metrics and tests. dropped_malformed: datagrams that failed parsing or SRTP
+ * authentication; dropped_unknown_source: SRTP/DTLS arriving on a peer before its DTLS handshake
+ * finished (libnice itself already discards anything from an address that did not pass ICE). */
 typedef struct tm_media_counters {
     uint64_t peers, visits, rx_packets, tx_packets, dropped_malformed, dropped_unknown_source,
         nacks_answered, plis_forwarded;
@@ -98,14 +99,16 @@ typedef void (*tm_media_record_cb)(const char *visit_id, const struct tm_recorde
                                    void *user);
 /* Record the visit: every sender's decrypted RTP (no decoding) into one Matroska file at path
  * (which must not exist; see tm_recorder_make_path), encrypted at rest when key32 (32 bytes,
- * copied) is not NULL. Call it when the visit becomes active, before the offers: the file
- * starts with the visit's first RTP packet and holds the sending streams of the peers known
- * then. The visit's media state is kept until tm_media_visit_close, which finishes the file;
- * cb then gets the result (also when it failed; not when tm_media_free came first, which
- * leaves the file as a crash would). Returns 0, TM_EINVAL, or TM_ECONFLICT when the visit is
- * already being recorded. */
+ * copied) is not NULL. Call it when the visit becomes active, before the offers. The file's
+ * tracks are fixed when it starts, so it starts with the first RTP packet once expect_senders
+ * sending peers (2 for a 1:1 visit) have offered, or 5 s after the visit's first packet with
+ * the senders known then, whichever comes first. The visit's media state is kept until
+ * tm_media_visit_close, which finishes the file; cb then gets the result (also when it failed;
+ * not when tm_media_free came first, which leaves the file as a crash would: wait for cb
+ * before freeing). Returns 0, TM_EINVAL, or TM_ECONFLICT when the visit is already being
+ * recorded. */
 int tm_media_visit_record(tm_media *m, const char *visit_id, const char *path, const uint8_t *key32,
-                          tm_media_record_cb cb, void *user);
+                          int expect_senders, tm_media_record_cb cb, void *user);
 
 /* Time a packet spends inside the server: from the worker taking the datagram off the ICE
  * socket to the last forwarded copy handed back to it (all receivers), over every RTP packet

@@ -5,6 +5,7 @@
  * SHA-256 of the file as stored) on the control context.
  */
 #include <gst/gst.h>
+#include <gst/pbutils/pbutils.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,11 @@ static bool decoding(void *u)
            g_atomic_int_get(&peers[1]->video_frames) >= want;
 }
 
+static bool patient_sending(void *u)
+{
+    return strcmp(peers[0]->state, "connected") == 0;
+}
+
 static bool finished(void *u)
 {
     return done;
@@ -64,11 +70,17 @@ int main(int argc, char **argv)
     tm_media *m = tm_media_new(&opts, ctx, on_event, NULL, &err);
     if (!m)
         FAIL("tm_media_new: %s", err);
-    if (tm_media_visit_record(m, "v-rec", path, NULL, on_recording, NULL) != 0)
+    if (tm_media_visit_record(m, "v-rec", path, NULL, 2, on_recording, NULL) != 0)
         FAIL("tm_media_visit_record");
-    if (tm_media_visit_record(m, "v-rec", path, NULL, on_recording, NULL) != TM_ECONFLICT)
+    if (tm_media_visit_record(m, "v-rec", path, NULL, 2, on_recording, NULL) != TM_ECONFLICT)
         FAIL("a second recording of the same visit was accepted");
+    /* The doctor comes 1.5 s after the patient is already sending: the
+     * recording waits for both senders and holds both sides. */
     peers[0] = test_peer_new(m, "v-rec", "patient", 320, 240);
+    int one = 10;
+    if (!peers[0] || !test_wait(ctx, 20000, patient_sending, &one))
+        FAIL("patient not connected");
+    g_usleep(1500000);
     peers[1] = test_peer_new(m, "v-rec", "doctor", 352, 288);
     int want = 60;
     if (!peers[0] || !peers[1] || !test_wait(ctx, 30000, decoding, &want))
@@ -98,6 +110,22 @@ int main(int argc, char **argv)
         FAIL("sha256 %s, file has %s", result.sha256, sum);
     if (result.duration_ms < 3000 || result.stats.pushed < 300)
         FAIL("recording too short");
+    /* What a player sees: both senders' audio and video. */
+    GstDiscoverer *disc = gst_discoverer_new(10 * GST_SECOND, NULL);
+    char *uri = g_filename_to_uri(path, NULL, NULL);
+    GstDiscovererInfo *info = disc ? gst_discoverer_discover_uri(disc, uri, NULL) : NULL;
+    if (!info)
+        FAIL("the file does not play");
+    GList *a = gst_discoverer_info_get_audio_streams(info);
+    GList *v = gst_discoverer_info_get_video_streams(info);
+    printf("file has %u audio and %u video tracks\n", g_list_length(a), g_list_length(v));
+    if (g_list_length(a) != 2 || g_list_length(v) != 2)
+        FAIL("want both senders' audio and video in the file");
+    gst_discoverer_stream_info_list_free(a);
+    gst_discoverer_stream_info_list_free(v);
+    gst_discoverer_info_unref(info);
+    g_object_unref(disc);
+    g_free(uri);
     if (result.stats.dropped > result.stats.pushed / 20)
         FAIL("too many packets dropped on the way to the recorder");
 
