@@ -666,11 +666,18 @@ static void tick(tm_recorder *r)
     }
 }
 
-/* Handles what the pipeline posted. Returns true at EOS. */
+/* Handles what the pipeline posted, waiting up to timeout for EOS or an
+ * error. Every message is taken off the bus (a long visit would otherwise
+ * pile up state changes and warnings). Returns true at EOS. */
 static bool poll_bus(tm_recorder *r, GstClockTime timeout)
 {
-    GstMessage *m;
-    while ((m = gst_bus_timed_pop_filtered(r->bus, timeout, GST_MESSAGE_EOS | GST_MESSAGE_ERROR))) {
+    int64_t deadline = g_get_monotonic_time() + (int64_t)(timeout / GST_USECOND);
+    for (;;) {
+        int64_t left_us = deadline - g_get_monotonic_time();
+        GstMessage *m =
+            gst_bus_timed_pop(r->bus, left_us > 0 ? (GstClockTime)left_us * GST_USECOND : 0);
+        if (!m)
+            return false;
         bool eos = GST_MESSAGE_TYPE(m) == GST_MESSAGE_EOS;
         if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
             GError *e = NULL;
@@ -691,9 +698,7 @@ static bool poll_bus(tm_recorder *r, GstClockTime timeout)
         gst_message_unref(m);
         if (eos || atomic_load(&r->failed))
             return eos;
-        timeout = 0;
     }
-    return false;
 }
 
 static int hash_file(const char *path, int64_t *size, char out[65])
