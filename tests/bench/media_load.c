@@ -53,8 +53,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define AUDIO_CAPS                                                                         \
-    "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,"       \
+#define AUDIO_CAPS                                                                                 \
+    "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,"               \
     "encoding-params=(string)2"
 #define VIDEO_CAPS "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000"
 
@@ -110,13 +110,14 @@ static int run_to_eos(GstElement *pipe, int timeout_s)
  * start, Opus 20 ms frames), then reads it into memory. */
 static int load_clip(int w, int h, int bitrate)
 {
-    char *path = g_strdup_printf("%s/telemed-media-load-zp-%dx%d-%d.mkv", g_get_tmp_dir(), w, h,
-                                 bitrate);
+    char *path =
+        g_strdup_printf("%s/telemed-media-load-zp-%dx%d-%d.mkv", g_get_tmp_dir(), w, h, bitrate);
     GError *err = NULL;
     if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
         char *tmp = g_strdup_printf("%s.part", path);
         char *desc = g_strdup_printf(
-            "videotestsrc num-buffers=300 pattern=zone-plate kx2=20 ky2=20 kt=1 ! video/x-raw,width=%d,height=%d,"
+            "videotestsrc num-buffers=300 pattern=zone-plate kx2=20 ky2=20 kt=1 ! "
+            "video/x-raw,width=%d,height=%d,"
             "framerate=30/1 ! vp8enc deadline=1 cpu-used=4 end-usage=cbr target-bitrate=%d "
             "keyframe-max-dist=100000 ! queue ! matroskamux name=m ! filesink location=%s "
             "audiotestsrc num-buffers=500 samplesperbuffer=960 wave=sine ! "
@@ -134,11 +135,10 @@ static int load_clip(int w, int h, int bitrate)
     }
     CLIP.video = g_ptr_array_new_with_free_func((GDestroyNotify)gst_buffer_unref);
     CLIP.audio = g_ptr_array_new_with_free_func((GDestroyNotify)gst_buffer_unref);
-    char *desc = g_strdup_printf(
-        "filesrc location=%s ! matroskademux name=d "
-        "d.video_0 ! queue ! appsink name=vs emit-signals=true sync=false "
-        "d.audio_0 ! queue ! appsink name=as emit-signals=true sync=false",
-        path);
+    char *desc = g_strdup_printf("filesrc location=%s ! matroskademux name=d "
+                                 "d.video_0 ! queue ! appsink name=vs emit-signals=true sync=false "
+                                 "d.audio_0 ! queue ! appsink name=as emit-signals=true sync=false",
+                                 path);
     GstElement *p = gst_parse_launch(desc, &err);
     g_free(desc);
     if (!p) {
@@ -185,11 +185,12 @@ static char *mint(const char *sub, const char *role, const char *dept)
 {
     char *out = NULL;
     GError *err = NULL;
-    const char *argv[] = {BIN, "token", "--secret", SRV.secret, "--sub", sub, "--role", role,
-                          dept ? "--dept" : NULL, dept, NULL};
+    const char *argv[] = {
+        BIN,  "token", "--secret", SRV.secret, "--sub", sub, "--role", role, dept ? "--dept" : NULL,
+        dept, NULL};
     int status = 0;
-    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, &out,
-                      NULL, &status, &err) ||
+    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, &out, NULL,
+                      &status, &err) ||
         status != 0) {
         g_printerr("token: %s\n", err ? err->message : "failed");
         g_clear_error(&err);
@@ -461,8 +462,8 @@ static gboolean offer_main(gpointer ud)
 {
     struct hop *h = ud;
     struct peer *p = h->p;
-    peer_send(p, json_pack("{s:s, s:s, s:s}", "type", "media.offer", "visit_id", p->visit_id,
-                           "sdp", h->text));
+    peer_send(p, json_pack("{s:s, s:s, s:s}", "type", "media.offer", "visit_id", p->visit_id, "sdp",
+                           h->text));
     p->offer_sent = TRUE;
     for (GSList *l = p->pend_local; l; l = l->next) {
         struct hop *c = l->data;
@@ -605,8 +606,8 @@ static void on_pad_added(GstElement *wb, GstPad *pad, gpointer ud)
     if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC)
         return;
     GstCaps *caps = gst_pad_get_current_caps(pad);
-    const char *media = caps ? gst_structure_get_string(gst_caps_get_structure(caps, 0), "media")
-                             : NULL;
+    const char *media =
+        caps ? gst_structure_get_string(gst_caps_get_structure(caps, 0), "media") : NULL;
     gboolean video = media && strcmp(media, "video") == 0;
     GstElement *bin = gst_parse_bin_from_description(
         video ? "identity name=in ! rtpvp8depay name=dp wait-for-keyframe=true "
@@ -708,8 +709,8 @@ static void on_answer(struct peer *p, const char *sdp_text)
         p->failed = TRUE;
         return;
     }
-    GstWebRTCSessionDescription *a = gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_ANSWER,
-                                                                        sdp);
+    GstWebRTCSessionDescription *a =
+        gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_ANSWER, sdp);
     GstPromise *pr = gst_promise_new();
     g_signal_emit_by_name(p->webrtc, "set-remote-description", a, pr);
     gst_promise_wait(pr);
@@ -750,8 +751,8 @@ static void on_ws_message(SoupWebsocketConnection *ws, gint type, GBytes *msg, g
         if (!p->hello_ok) {
             p->hello_ok = TRUE;
             if (p->doctor)
-                peer_send(p, json_pack("{s:s, s:s}", "type", "doctor.status", "status",
-                                       "available"));
+                peer_send(p,
+                          json_pack("{s:s, s:s}", "type", "doctor.status", "status", "available"));
             else
                 peer_send(p, json_pack("{s:s, s:s, s:s}", "type", "checkin", "dept", "bench",
                                        "kind", "follow_up"));
@@ -982,14 +983,16 @@ static void *relay_thread(void *ud)
     while (!r->stop) {
         struct iovec iov = {buf, sizeof buf};
         struct sockaddr_in from;
-        struct msghdr mh = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov,
-                            .msg_iovlen = 1};
+        struct msghdr mh = {
+            .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1};
         ssize_t n = recvmsg(r->in_fd, &mh, 0);
         if (n <= 0)
             continue;
         struct iovec oiov = {buf, (size_t)n};
-        struct msghdr om = {.msg_name = &r->sink_addr, .msg_namelen = sizeof r->sink_addr,
-                            .msg_iov = &oiov, .msg_iovlen = 1};
+        struct msghdr om = {.msg_name = &r->sink_addr,
+                            .msg_namelen = sizeof r->sink_addr,
+                            .msg_iov = &oiov,
+                            .msg_iovlen = 1};
         if (sendmsg(r->out_fd, &om, 0) == n)
             r->packets++;
     }
@@ -1257,9 +1260,9 @@ int main(int argc, char **argv)
             failures++;
         g_array_append_val(rows, r);
     }
-    g_print("\n%-4s %10s %10s %7s %9s %8s %9s %9s %9s %9s %11s\n", "N", "cpu%/visit",
-            "KiB/visit", "loss%", "fwd pkt/s", "Mbit/s", "lat p50", "lat p99", "join p50",
-            "join max", "relay ratio");
+    g_print("\n%-4s %10s %10s %7s %9s %8s %9s %9s %9s %9s %11s\n", "N", "cpu%/visit", "KiB/visit",
+            "loss%", "fwd pkt/s", "Mbit/s", "lat p50", "lat p99", "join p50", "join max",
+            "relay ratio");
     for (guint i = 0; i < rows->len; i++) {
         struct row *r = &g_array_index(rows, struct row, i);
         if (!r->ok) {

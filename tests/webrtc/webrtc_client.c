@@ -31,8 +31,8 @@
 #include <string.h>
 
 #define MAX_STREAMS 8
-#define AUDIO_CAPS                                                                         \
-    "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,"       \
+#define AUDIO_CAPS                                                                                 \
+    "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,"               \
     "encoding-params=(string)2"
 #define VIDEO_CAPS "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000"
 
@@ -78,7 +78,7 @@ struct app {
     char *mids[MAX_STREAMS]; /* mid per m-line of our offer */
     int n_mids;
     gboolean offer_sent;
-    GSList *pending_local_cands; /* json_t*, sent once the offer is out */
+    GSList *pending_local_cands;  /* json_t*, sent once the offer is out */
     GSList *pending_remote_cands; /* json_t*, applied once the answer is set */
     gboolean answer_set;
     gint64 t_start_us, t_active_us, t_offer_us, t_answer_us, t_connected_us;
@@ -94,13 +94,19 @@ struct app {
     int n_streams;
     /* loss hook counters (stats_lock) */
     guint64 dropped, repaired;
-    GHashTable *dropped_seqs; /* (ssrc<<16|seq) -> 1 dropped, 2 seen again */
-    int video_pt, audio_pt;   /* from the answer, atomic; -1 until known */
-    int other_pt_packets;     /* atomic: RTP with neither PT (e.g. RTX) */
+    GHashTable *dropped_seqs;     /* (ssrc<<16|seq) -> 1 dropped, 2 seen again */
+    int video_pt, audio_pt;       /* from the answer, atomic; -1 until known */
+    int other_pt_packets;         /* atomic: RTP with neither PT (e.g. RTX) */
     guint audio_ssrc, video_ssrc; /* what we send */
 };
 
 static struct app A;
+
+/* A printable stand-in for a missing string. */
+static const char *or_q(const char *s)
+{
+    return s ? s : "?";
+}
 
 static void finish(const char *reason);
 
@@ -317,8 +323,8 @@ static gboolean local_candidate_main(gpointer ud)
 {
     struct cand_msg *m = ud;
     const char *mid = (int)m->mline < A.n_mids && A.mids[m->mline] ? A.mids[m->mline] : "0";
-    json_t *c = json_pack("{s:s, s:s, s:i}", "candidate", m->cand, "sdpMid", mid,
-                          "sdpMLineIndex", (int)m->mline);
+    json_t *c = json_pack("{s:s, s:s, s:i}", "candidate", m->cand, "sdpMid", mid, "sdpMLineIndex",
+                          (int)m->mline);
     if (A.offer_sent)
         send_candidate(c), json_decref(c);
     else
@@ -428,8 +434,8 @@ static void on_offer_created(GstPromise *promise, gpointer ud)
     int n = (int)gst_sdp_message_medias_len(offer->sdp);
     char *mids[MAX_STREAMS] = {0};
     for (int i = 0; i < n && i < MAX_STREAMS; i++) {
-        const char *mid = gst_sdp_media_get_attribute_val(gst_sdp_message_get_media(offer->sdp, i),
-                                                          "mid");
+        const char *mid =
+            gst_sdp_media_get_attribute_val(gst_sdp_message_get_media(offer->sdp, i), "mid");
         mids[i] = g_strdup(mid ? mid : "");
     }
     char *text = gst_sdp_message_as_text(offer->sdp);
@@ -548,8 +554,7 @@ static int start_media(void)
         g_signal_connect(A.pipe, "deep-element-added", G_CALLBACK(on_deep_element_added), NULL);
     g_signal_connect(A.webrtc, "on-ice-candidate", G_CALLBACK(on_ice_candidate), NULL);
     g_signal_connect(A.webrtc, "pad-added", G_CALLBACK(on_pad_added), NULL);
-    g_signal_connect(A.webrtc, "notify::ice-gathering-state", G_CALLBACK(on_gathering_state),
-                     NULL);
+    g_signal_connect(A.webrtc, "notify::ice-gathering-state", G_CALLBACK(on_gathering_state), NULL);
     g_signal_connect(A.webrtc, "notify::connection-state", G_CALLBACK(on_pc_state), NULL);
 
     if (A.o.recv_only) {
@@ -702,11 +707,10 @@ static void on_result(json_t *m)
         const char *sess = json_string_value(json_object_get(data, "session"));
         A.session_id = g_strdup(sess ? sess : "");
         g_print("event=hello_ok sub=%s role=%s\n",
-                json_string_value(json_object_get(data, "sub")) ?: "?", A.o.role);
+                or_q(json_string_value(json_object_get(data, "sub"))), A.o.role);
         if (A.o.watch) {
             A.visit_id = g_strdup(A.o.watch);
-            ws_send(json_pack("{s:s, s:s}", "type", "visit.watch", "visit_id", A.visit_id),
-                    TRUE);
+            ws_send(json_pack("{s:s, s:s}", "type", "visit.watch", "visit_id", A.visit_id), TRUE);
             A.phase = PH_MEDIA;
             A.t_active_us = g_get_monotonic_time();
             start_media();
@@ -753,9 +757,9 @@ static void on_message(SoupWebsocketConnection *ws, gint type, GBytes *msg, gpoi
         on_result(m);
     } else if (strcmp(t, "error") == 0) {
         char *why = g_strdup_printf("server error re=%s code=%s message=%s",
-                                    json_string_value(json_object_get(m, "re")) ?: "?",
-                                    json_string_value(json_object_get(m, "code")) ?: "?",
-                                    json_string_value(json_object_get(m, "message")) ?: "?");
+                                    or_q(json_string_value(json_object_get(m, "re"))),
+                                    or_q(json_string_value(json_object_get(m, "code"))),
+                                    or_q(json_string_value(json_object_get(m, "message"))));
         finish(why);
         g_free(why);
     } else if (strcmp(t, "visit.offer") == 0 && A.phase == PH_WAIT_VISIT && !A.visit_id) {
@@ -777,7 +781,8 @@ static void on_message(SoupWebsocketConnection *ws, gint type, GBytes *msg, gpoi
         else
             A.pending_remote_cands = g_slist_append(A.pending_remote_cands, json_incref(m));
     } else if (strcmp(t, "media.state") == 0) {
-        g_print("event=media_state state=%s\n", json_string_value(json_object_get(m, "state")) ?: "?");
+        g_print("event=media_state state=%s\n",
+                or_q(json_string_value(json_object_get(m, "state"))));
     } else if (strcmp(t, "queue.position") == 0) {
         g_print("event=queue_position position=%lld\n",
                 (long long)json_integer_value(json_object_get(m, "position")));
@@ -788,9 +793,9 @@ static void on_message(SoupWebsocketConnection *ws, gint type, GBytes *msg, gpoi
 static void on_closed(SoupWebsocketConnection *ws, gpointer ud)
 {
     if (A.phase != PH_DONE) {
-        char *why = g_strdup_printf("websocket closed by server (code %u) in phase %s",
-                                    soup_websocket_connection_get_close_code(ws),
-                                    phase_name[A.phase]);
+        char *why =
+            g_strdup_printf("websocket closed by server (code %u) in phase %s",
+                            soup_websocket_connection_get_close_code(ws), phase_name[A.phase]);
         finish(A.visit_ended ? NULL : why);
         g_free(why);
     }
@@ -838,9 +843,10 @@ static const char *evaluate(void)
                 (!A.o.expect_h || s->height == A.o.expect_h))
                 good_video++;
             else if (s->frames > 0)
-                g_snprintf(why, sizeof why, "video stream %d: %" G_GUINT64_FORMAT
-                           " frames at %dx%d, want >= %d at %dx%d", i, s->frames, s->width,
-                           s->height, A.o.min_frames, A.o.expect_w, A.o.expect_h);
+                g_snprintf(
+                    why, sizeof why,
+                    "video stream %d: %" G_GUINT64_FORMAT " frames at %dx%d, want >= %d at %dx%d",
+                    i, s->frames, s->width, s->height, A.o.min_frames, A.o.expect_w, A.o.expect_h);
         } else if (s->audio_ns >= min_audio_ns && s->audio_ns > 0) {
             good_audio++;
         }
@@ -956,8 +962,8 @@ static gboolean end_timer_cb(gpointer ud)
     A.end_timer = 0;
     if (A.visit_id && A.phase == PH_MEDIA) {
         g_print("event=visit_end_sent visit=%s\n", A.visit_id);
-        ws_send(json_pack("{s:s, s:s, s:s}", "type", "visit.end", "visit_id", A.visit_id,
-                          "reason", "completed"),
+        ws_send(json_pack("{s:s, s:s, s:s}", "type", "visit.end", "visit_id", A.visit_id, "reason",
+                          "completed"),
                 TRUE);
     }
     return G_SOURCE_REMOVE;
@@ -965,8 +971,8 @@ static gboolean end_timer_cb(gpointer ud)
 
 static gboolean global_timeout_cb(gpointer ud)
 {
-    char *why = g_strdup_printf("global timeout (%d s) in phase %s", A.o.timeout,
-                                phase_name[A.phase]);
+    char *why =
+        g_strdup_printf("global timeout (%d s) in phase %s", A.o.timeout, phase_name[A.phase]);
     if (A.phase == PH_MEDIA)
         finish(NULL); /* judge what arrived */
     else
@@ -1014,8 +1020,7 @@ int main(int argc, char **argv)
         {"dept", 0, 0, G_OPTION_ARG_STRING, &o->dept, "department to check in to", "DEPT"},
         {"kind", 0, 0, G_OPTION_ARG_STRING, &o->kind, "visit kind (follow_up)", "KIND"},
         {"urgent", 0, 0, G_OPTION_ARG_NONE, &o->urgent, "check in as urgent", NULL},
-        {"duration", 0, 0, G_OPTION_ARG_INT, &o->duration, "seconds of media after the offer",
-         "S"},
+        {"duration", 0, 0, G_OPTION_ARG_INT, &o->duration, "seconds of media after the offer", "S"},
         {"timeout", 0, 0, G_OPTION_ARG_INT, &o->timeout,
          "global limit in seconds (default duration+60)", "S"},
         {"width", 0, 0, G_OPTION_ARG_INT, &o->width, "width of the video we send", "PX"},
@@ -1024,8 +1029,8 @@ int main(int argc, char **argv)
         {"bitrate", 0, 0, G_OPTION_ARG_INT, &o->bitrate, "VP8 target bitrate (bit/s)", "BPS"},
         {"kf-dist", 0, 0, G_OPTION_ARG_INT, &o->kf_dist,
          "max frames between keyframes we send (large: only on request)", "N"},
-        {"expect-width", 0, 0, G_OPTION_ARG_INT, &o->expect_w, "width the other side's video must have",
-         "PX"},
+        {"expect-width", 0, 0, G_OPTION_ARG_INT, &o->expect_w,
+         "width the other side's video must have", "PX"},
         {"expect-height", 0, 0, G_OPTION_ARG_INT, &o->expect_h,
          "height the other side's video must have", "PX"},
         {"min-frames", 0, 0, G_OPTION_ARG_INT, &o->min_frames, "video frames to decode per stream",
@@ -1047,8 +1052,7 @@ int main(int argc, char **argv)
         {"pattern", 0, 0, G_OPTION_ARG_STRING, &o->pattern,
          "videotestsrc pattern we send (ball; snow makes many packets per frame)", "P"},
         {"ua", 0, 0, G_OPTION_ARG_STRING, &o->ua, "user agent sent in hello", "UA"},
-        {"verbose", 'v', 0, G_OPTION_ARG_NONE, &o->verbose, "log signaling frames to stderr",
-         NULL},
+        {"verbose", 'v', 0, G_OPTION_ARG_NONE, &o->verbose, "log signaling frames to stderr", NULL},
         {NULL}};
     GError *err = NULL;
     GOptionContext *ctx = g_option_context_new("- telemed reference WebRTC peer (tests)");
