@@ -108,6 +108,11 @@ struct tm_feed {
      * endpoint that is down; with it a kick during an outage costs nothing. */
     int fail_streak;
     int64_t hold_until;
+    /* Set at start and by every endpoint failure: the next 2xx makes all
+     * rows that wait for a retry due at once, so a backlog drains at full
+     * speed when the endpoint is back instead of trickling out over each
+     * row's backoff (up to feed_backoff_max_ms). */
+    bool retry_now_on_success;
 };
 
 static void schedule(tm_feed *f, int64_t delay_ms);
@@ -589,6 +594,12 @@ static void http_done(tm_feed *f, CURLcode res)
             note_success(f, (int)status);
         f->fail_streak = 0;
         f->hold_until = 0;
+        if (f->retry_now_on_success) {
+            f->retry_now_on_success = false;
+            int changed = tm_outbox_retry_now(f->store, tm_now_ms());
+            if (changed > 0)
+                tm_info("feed.recovered", "retry_now=%d", changed);
+        }
         tm_debug("feed.delivered", "events=%zu status=%ld", n, status);
     } else if (res == CURLE_OK && permanent_rejection(status) && n > 1) {
         /* Which event did it reject? Ask one at a time. */
@@ -619,6 +630,7 @@ static void http_done(tm_feed *f, CURLcode res)
          * sender gains nothing from full jitter, and a down endpoint should
          * see requests thin out for sure, not on average. */
         f->fail_streak++;
+        f->retry_now_on_success = true;
         int64_t hold = tm__feed_backoff_ms(f->backoff_base_ms, f->backoff_max_ms, f->fail_streak,
                                            ra_ms, g_random_int());
         int64_t half = backoff_cap(f->backoff_base_ms, f->backoff_max_ms, f->fail_streak) / 2;
@@ -825,6 +837,7 @@ tm_feed *tm_feed_new(tm_store *store, const tm_config *cfg, struct lws_context *
     f->backoff_base_ms = cfg->feed_backoff_base_ms > 0 ? cfg->feed_backoff_base_ms : 1000;
     f->backoff_max_ms = cfg->feed_backoff_max_ms > 0 ? cfg->feed_backoff_max_ms : 300000;
     f->response = g_string_new(NULL);
+    f->retry_now_on_success = true; /* rows may wait from before a restart */
     if (cfg->feed_url && *cfg->feed_url) {
         f->url = g_strdup(cfg->feed_url);
         f->url_shown = shown_url(f->url);

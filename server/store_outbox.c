@@ -230,6 +230,21 @@ done:
     return ret;
 }
 
+int tm_outbox_retry_now(tm_store *s, int64_t now_ms)
+{
+    sqlite3 *db = tm__store_db(s);
+    sqlite3_stmt *st = prepare(db, "UPDATE outbox SET next_attempt_at = 0"
+                                   " WHERE state = 'pending' AND next_attempt_at > ?1");
+    if (!st)
+        return TM_EIO;
+    sqlite3_bind_int64(st, 1, now_ms);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return db_fail(db, rc);
+    return sqlite3_changes(db);
+}
+
 int tm_outbox_dead_letter(tm_store *s, int64_t seq, int status, const char *error,
                           const char *response, size_t response_len)
 {

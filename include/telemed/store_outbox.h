@@ -60,6 +60,11 @@ int tm_outbox_mark_delivered(tm_store *s, const int64_t *seqs, size_t n, int sta
 int tm_outbox_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n, int status,
                     const char *error);
 
+/* Makes every pending row that waits for a retry due now (the endpoint
+ * answered again after failing: no reason to wait out each row's backoff).
+ * Returns the number of rows changed, or a negative TM_E* code. */
+int tm_outbox_retry_now(tm_store *s, int64_t now_ms);
+
 /* Moves a pending row to dead letters, counting the attempt and keeping
  * status, error and the first response_len bytes of response (may be NULL). */
 int tm_outbox_dead_letter(tm_store *s, int64_t seq, int status, const char *error,

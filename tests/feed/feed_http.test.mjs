@@ -82,6 +82,7 @@ test('a failing endpoint is not hammered: new events wait for the hold', async (
     await h.waitLine(/^ready$/);
     await sleep(3500);
     const during = reg.stats().requests;
+    if (process.env.FEED_TEST_VERBOSE) console.log(`requests during the failure: ${during}`);
     assert.ok(during >= 2 && during <= 25, `requests during the failure: ${during}`);
     reg.clearFaults();
     assert.equal(await h.exited, 0, h.stderr);

@@ -272,6 +272,31 @@ static void test_marks_only_touch_pending(void)
     json_decref(dead);
 }
 
+/* After an outage the endpoint answers again: every row waiting for a
+ * retry is due at once; dead and delivered rows are left alone. */
+static void test_retry_now(void)
+{
+    tm_visit a, b;
+    checkin(&a, "pat-r1", T0);
+    checkin(&b, "pat-r2", T0);
+    tm_outbox_event *ev;
+    size_t n = due_now(&ev);
+    CHECK_EQ_INT(n, 2);
+    int64_t seqs[2] = {ev[0].seq, ev[1].seq};
+    tm_outbox_events_free(ev, n);
+    int64_t later[2] = {tm_now_ms() + 600000, tm_now_ms() + 900000};
+    CHECK_EQ_INT(tm_outbox_retry(store, seqs, later, 2, 503, "status 503"), 0);
+    n = due_now(&ev);
+    CHECK_EQ_INT(n, 0);
+    CHECK_EQ_INT(tm_outbox_retry_now(store, tm_now_ms()), 2);
+    n = due_now(&ev);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_INT(ev[0].attempts, 1); /* history stays */
+    tm_outbox_events_free(ev, n);
+    CHECK_EQ_INT(tm_outbox_retry_now(store, tm_now_ms()), 0);
+    deliver_all();
+}
+
 static void test_backoff(void)
 {
     /* First retry: within [0, base]. */
@@ -309,6 +334,7 @@ int main(void)
     RUN(test_payload_of_missing_visit_is_null);
     RUN(test_order_per_visit);
     RUN(test_dead_letter_and_replay);
+    RUN(test_retry_now);
     RUN(test_marks_only_touch_pending);
     RUN(test_backoff);
     RUN(test_signature);
