@@ -10,11 +10,19 @@
  */
 #include "app.h"
 #include "telemed/common.h"
+#include "telemed/fhir.h"
+#include "telemed/http_range.h"
 #include "telemed/log.h"
+#include "telemed/rec_crypt.h"
+#include "telemed/recording_store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Largest request body accepted. */
 #define MAX_BODY (256 * 1024)
@@ -26,12 +34,20 @@ typedef struct http_pss {
     char auth[TM_JWT_MAX_LEN + 16];
     GByteArray *body;
     bool body_too_big;
+    char range[128];
     /* response */
     bool responded; /* headers are out: a late body completion must not answer again */
     int status;
     const char *ctype;
     GString *resp;
     size_t sent;
+    /* or a recording streamed from disk: bytes [pos, end) of a plain file
+     * (fd) or of an encrypted one read through its decrypting reader */
+    bool streaming;
+    bool have_fd;
+    int fd;
+    tm_rec_reader *reader;
+    uint64_t pos, end, total;
 } http_pss;
 
 typedef struct http_req {
@@ -106,12 +122,30 @@ static void respond_err(http_pss *p, int err, const char *message)
                            message ? message : tm_strerror(err)));
 }
 
+static int add_header(struct lws *wsi, const char *name, const char *value, unsigned char **ptr,
+                      unsigned char *end)
+{
+    return lws_add_http_header_by_name(wsi, (const unsigned char *)name,
+                                       (const unsigned char *)value, (int)strlen(value), ptr, end);
+}
+
 static int send_headers(struct lws *wsi, http_pss *p)
 {
     unsigned char buf[LWS_PRE + 1024];
     unsigned char *start = buf + LWS_PRE, *ptr = start, *end = buf + sizeof(buf) - 1;
-    if (lws_add_http_common_headers(wsi, (unsigned int)p->status, p->ctype, p->resp->len, &ptr, end))
+    uint64_t length = p->streaming ? p->end - p->pos : p->resp->len;
+    if (lws_add_http_common_headers(wsi, (unsigned int)p->status, p->ctype, length, &ptr, end))
         return -1;
+    if (p->streaming) {
+        char cr[96];
+        if (add_header(wsi, "accept-ranges:", "bytes", &ptr, end))
+            return -1;
+        if (p->status == 206 &&
+            add_header(wsi, "content-range:",
+                       tm_http_content_range(206, p->pos, p->end - 1, p->total, cr, sizeof(cr)),
+                       &ptr, end))
+            return -1;
+    }
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &ptr, end))
         return -1;
@@ -552,7 +586,7 @@ static void api_visits(http_req *r)
         respond_json(r->p, 200, json_pack("{s:o}", "visits", list ? list : json_array()));
         return;
     }
-    if (r->nseg == 2) {
+    if (r->nseg == 2 || (r->nseg == 3 && strcmp(r->seg[2], "fhir") == 0)) {
         json_t *rec = tm_store_visit_record(st, r->seg[1]);
         if (!rec) {
             respond_err(r->p, TM_ENOTFOUND, "no such visit");
@@ -567,11 +601,98 @@ static void api_visits(http_req *r)
             return;
         }
         /* Reading a medical record is an access worth a trace. */
-        audit(r, "visit.read", r->seg[1], "ok");
+        audit(r, r->nseg == 3 ? "visit.export_fhir" : "visit.read", r->seg[1], "ok");
+        if (r->nseg == 3) {
+            json_t *enc = tm_fhir_encounter(rec, r->app->cfg.hospital_id);
+            json_decref(rec);
+            if (!enc) {
+                respond_err(r->p, TM_EIO, "cannot export this visit");
+                return;
+            }
+            respond_json(r->p, 200, enc);
+            r->p->ctype = "application/fhir+json";
+            return;
+        }
         respond_json(r->p, 200, rec);
         return;
     }
     respond_err(r->p, TM_ENOTFOUND, "no such route");
+}
+
+/* GET /api/v1/recordings/{id}: the file, with byte ranges so a player can
+ * seek; encrypted recordings are decrypted on the fly. Every fetch is in
+ * the audit log, with the range asked for. */
+static void api_recordings(http_req *r)
+{
+    if (r->p->method != LWSHUMETH_GET || r->nseg != 2) {
+        respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
+    if (!is_staff(r)) {
+        audit(r, "recording.fetch", r->seg[1], "denied");
+        respond_err(r->p, TM_EPERM, "recordings are for supervisors and admins");
+        return;
+    }
+    json_t *rec = tm_recording_get(r->app->store, r->seg[1]);
+    if (!rec) {
+        respond_err(r->p, TM_ENOTFOUND, "no such recording");
+        return;
+    }
+    const char *state = json_string_value(json_object_get(rec, "state"));
+    const char *path = json_string_value(json_object_get(rec, "path"));
+    bool encrypted = json_is_true(json_object_get(rec, "encrypted"));
+    http_pss *p = r->p;
+    char *err = NULL;
+    if (state && strcmp(state, "deleted") == 0) {
+        respond_json(p, 410, json_pack("{s:{s:s, s:s}}", "error", "code", "not_found", "message",
+                                       "deleted under the retention policy"));
+        goto done;
+    }
+    if (encrypted) {
+        uint8_t key[32];
+        if (!r->app->cfg.recording_key && !r->app->cfg.recording_key_file) {
+            respond_err(p, TM_EUNSUPPORTED, "the recording key is not configured");
+            goto done;
+        }
+        if ((r->app->cfg.recording_key ? tm_rec_key_parse_hex(r->app->cfg.recording_key, key)
+                                       : tm_rec_key_load_file(r->app->cfg.recording_key_file, key, &err)) < 0 ||
+            !(p->reader = tm_rec_reader_open(path, key, &err))) {
+            respond_err(p, TM_EIO, "the recording cannot be read");
+            goto done;
+        }
+        p->total = tm_rec_reader_size(p->reader);
+    } else {
+        struct stat sb;
+        p->fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+        p->have_fd = p->fd >= 0;
+        if (!p->have_fd || fstat(p->fd, &sb) < 0) {
+            respond_err(p, TM_EIO, "the recording file is missing");
+            goto done;
+        }
+        p->total = (uint64_t)sb.st_size;
+    }
+    uint64_t first = 0, last = p->total ? p->total - 1 : 0;
+    int status = tm_http_range_parse(p->range[0] ? p->range : NULL, strlen(p->range), p->total,
+                                     &first, &last);
+    audit(r, "recording.fetch", r->seg[1], status == 416 ? "denied" : "ok");
+    if (status == 416) {
+        char cr[64];
+        tm_http_content_range(416, 0, 0, p->total, cr, sizeof(cr));
+        respond_json(p, 416, json_pack("{s:{s:s, s:s}}", "error", "code", "bad_request", "message", cr));
+        goto done;
+    }
+    p->streaming = true;
+    p->status = status;
+    p->ctype = "video/x-matroska";
+    p->pos = status == 206 ? first : 0;
+    p->end = status == 206 ? last + 1 : p->total;
+    if (p->end == p->pos) { /* an empty file: nothing to stream */
+        p->streaming = false;
+        respond_text(p, 200, "video/x-matroska", g_string_new(NULL));
+    }
+done:
+    g_free(err);
+    json_decref(rec);
 }
 
 static void api_audit(http_req *r)
@@ -684,6 +805,7 @@ static const struct {
     {"departments", api_departments}, {"doctors", api_doctors}, {"shifts", api_shifts},
     {"appointments", api_appointments}, {"visits", api_visits}, {"audit", api_audit},
     {"overview", api_overview}, {"feed", api_feed}, {"me", api_me},
+    {"recordings", api_recordings},
 };
 
 static void route_api(http_req *r, const char *rest)
@@ -794,8 +916,36 @@ static void pss_clear(http_pss *p)
         g_byte_array_free(p->body, TRUE);
     if (p->resp)
         g_string_free(p->resp, TRUE);
+    if (p->have_fd)
+        close(p->fd);
+    p->have_fd = false;
+    tm_rec_reader_free(p->reader);
     p->body = NULL;
     p->resp = NULL;
+    p->reader = NULL;
+    p->streaming = false;
+}
+
+/* Sends the next piece of a recording; the last one completes the reply. */
+static int write_recording_chunk(struct lws *wsi, http_pss *p)
+{
+    unsigned char buf[LWS_PRE + CHUNK];
+    uint64_t left = p->end - p->pos;
+    size_t want = left > CHUNK ? CHUNK : (size_t)left;
+    int64_t n = p->reader ? tm_rec_reader_pread(p->reader, buf + LWS_PRE, want, p->pos)
+                          : (int64_t)pread(p->fd, buf + LWS_PRE, want, (off_t)p->pos);
+    if (n <= 0)
+        return -1; /* the file shrank or a chunk failed authentication: cut the reply */
+    bool last = (uint64_t)n == left;
+    if (lws_write(wsi, buf + LWS_PRE, (size_t)n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+        return -1;
+    p->pos += (uint64_t)n;
+    if (!last) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    pss_clear(p);
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
 int tm_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -817,6 +967,8 @@ int tm_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         p->path[ulen] = 0;
         if (lws_hdr_copy(wsi, p->auth, sizeof(p->auth), WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
             p->auth[0] = 0;
+        if (lws_hdr_copy(wsi, p->range, sizeof(p->range), WSI_TOKEN_HTTP_RANGE) < 0)
+            p->range[0] = 0;
         if (p->method == LWSHUMETH_POST || p->method == LWSHUMETH_PUT ||
             p->method == LWSHUMETH_PATCH) {
             char clen[24] = "";
@@ -839,6 +991,8 @@ int tm_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         return handle_request(wsi, p) ? -1 : 0;
     case LWS_CALLBACK_HTTP_WRITEABLE: {
+        if (p->streaming)
+            return write_recording_chunk(wsi, p);
         if (!p->resp)
             return 0;
         size_t left = p->resp->len - p->sent;

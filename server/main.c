@@ -7,11 +7,14 @@
  *   telemed-server [options]            run the server
  *   telemed-server --demo               run with the demo hospital
  *   telemed-server token --sub ... ...  mint a token (tests, demo)
+ *   telemed-server decrypt-recording IN OUT [--key-file F]
  */
 #include "app.h"
 #include "telemed/certs.h"
 #include "telemed/common.h"
 #include "telemed/log.h"
+#include "telemed/rec_crypt.h"
+#include "telemed/recording_store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -87,6 +90,92 @@ static int load_public_keys(tm_app *app)
     }
     g_strfreev(paths);
     return rc;
+}
+
+/* The recording key, from the config's hex or its key file; *have is set
+ * when recordings are to be encrypted at rest. */
+static int load_recording_key(tm_app *app, uint8_t key[32], bool *have)
+{
+    char *err = NULL;
+    *have = false;
+    if (app->cfg.recording_key) {
+        if (tm_rec_key_parse_hex(app->cfg.recording_key, key) < 0) {
+            fprintf(stderr, "telemed-server: recording_key must be 64 hex digits\n");
+            return TM_EINVAL;
+        }
+        *have = true;
+    } else if (app->cfg.recording_key_file) {
+        if (tm_rec_key_load_file(app->cfg.recording_key_file, key, &err) < 0) {
+            fprintf(stderr, "telemed-server: recording_key_file: %s\n", err ? err : "unreadable");
+            g_free(err);
+            return TM_EINVAL;
+        }
+        *have = true;
+    }
+    return 0;
+}
+
+/* Recordings older than the retention period are deleted (and audited). */
+static gboolean retention_sweep(gpointer data)
+{
+    tm_app *app = data;
+    int deleted = 0, failed = 0;
+    if (tm_recording_retention_sweep(app->store, app->cfg.retention_recordings_days, tm_now_ms(),
+                                     &deleted, &failed) == 0 &&
+        (deleted || failed))
+        tm_info("recording.retention", "deleted=%d failed=%d days=%d", deleted, failed,
+                app->cfg.retention_recordings_days);
+    return G_SOURCE_CONTINUE;
+}
+
+/* telemed-server decrypt-recording IN OUT: an encrypted recording back to
+ * a playable Matroska file, with the configured key (or --key-file). */
+static int decrypt_main(tm_app *app, int argc, char **argv)
+{
+    const char *in = NULL, *out = NULL, *key_file = NULL;
+    bool usage = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--key-file") == 0 && i + 1 < argc)
+            key_file = argv[++i];
+        else if (!in)
+            in = argv[i];
+        else if (!out)
+            out = argv[i];
+        else
+            usage = true;
+    }
+    if (usage || !in || !out) {
+        fprintf(stderr, "usage: telemed-server decrypt-recording IN OUT [--key-file FILE]\n");
+        return 2;
+    }
+    uint8_t key[32];
+    bool have = false;
+    char *err = NULL;
+    if (key_file) {
+        if (tm_rec_key_load_file(key_file, key, &err) < 0) {
+            fprintf(stderr, "telemed-server: %s: %s\n", key_file, err ? err : "unreadable");
+            g_free(err);
+            return 2;
+        }
+        have = true;
+    } else if (load_recording_key(app, key, &have) < 0) {
+        return 2;
+    }
+    if (!have) {
+        fprintf(stderr, "telemed-server: no key: give --key-file or configure recording_key\n");
+        return 2;
+    }
+    int rc = tm_rec_decrypt_file(in, out, key, &err);
+    if (rc < 0) {
+        fprintf(stderr, "telemed-server: decrypt %s: %s\n", in, err ? err : tm_strerror(rc));
+        g_free(err);
+        return 1;
+    }
+    if (rc > 0)
+        fprintf(stderr, "telemed-server: %s was cut short; everything before the cut is in %s\n",
+                in, out);
+    g_free(err);
+    return rc > 0 ? 1 : 0;
 }
 
 static gboolean on_signal(gpointer data)
@@ -205,6 +294,9 @@ static int run(tm_app *app)
         free(err);
         return 1;
     }
+    int recovered = 0;
+    if (tm_recording_recover(app->store, tm_now_ms(), &recovered) == 0 && recovered)
+        tm_warn("recording.recovered", "incomplete=%d", recovered);
     if (app->cfg.demo && (rc = tm_demo_seed(app)) < 0) {
         fprintf(stderr, "telemed-server: demo seed: %s\n", tm_store_errmsg(app->store));
         return 1;
@@ -226,8 +318,16 @@ static int run(tm_app *app)
         return 1;
     }
     tm_signaling_set_feed(app->sig, app->feed);
+    uint8_t rec_key[32];
+    bool have_key = false;
+    if (load_recording_key(app, rec_key, &have_key) < 0)
+        return 1;
+    if (have_key)
+        tm_signaling_set_recording_key(app->sig, rec_key);
     if (start_media(app) < 0 || start_lws(app) < 0)
         return 1;
+    retention_sweep(app);
+    g_timeout_add_seconds(3600, retention_sweep, app);
     tm_signaling_ready(app->sig);
     g_unix_signal_add(SIGINT, on_signal, app);
     g_unix_signal_add(SIGTERM, on_signal, app);
@@ -294,6 +394,8 @@ int main(int argc, char **argv)
     if (first_arg < argc) {
         if (strcmp(argv[first_arg], "token") == 0) {
             status = tm_token_main(app.jwt_secret, argc - first_arg, argv + first_arg);
+        } else if (strcmp(argv[first_arg], "decrypt-recording") == 0) {
+            status = decrypt_main(&app, argc - first_arg, argv + first_arg);
         } else {
             fprintf(stderr, "telemed-server: unknown command '%s' (try --help)\n", argv[first_arg]);
             status = 2;

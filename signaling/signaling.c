@@ -20,6 +20,8 @@
 #include "telemed/queue.h"
 #include "telemed/visit_fsm.h"
 #include "telemed/feed.h"
+#include "telemed/recorder.h"
+#include "telemed/recording_store.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -114,6 +116,9 @@ struct tm_signaling {
     GHashTable *avg_ms;      /* dept -> (double *) moving average of visit length */
     GHashTable *dirty_depts; /* dept -> 1: positions to push */
     json_t *recent_alerts;   /* alerts about past events (offer timeouts), newest last */
+    GHashTable *recordings;  /* visit id -> recording id, until the recorder reports */
+    uint8_t rec_key[32];     /* encryption at rest, when rec_key_set */
+    bool rec_key_set;
     guint tick;
     guint overview_timer;
     bool overview_dirty;
@@ -1262,6 +1267,67 @@ static live_visit *offered_to_me(request *r)
     return v;
 }
 
+/* The recorder finished the visit's file (or gave up): the record gets its
+ * size, duration and hash and the regulator its recording.available. */
+static void on_recording_done(const char *visit_id, const struct tm_recorder_result *res,
+                              void *user_data)
+{
+    tm_signaling *sig = user_data;
+    const char *rec_id = g_hash_table_lookup(sig->recordings, visit_id);
+    if (!rec_id)
+        return;
+    int64_t now = tm_now_ms();
+    int rc;
+    if (res->status == 0) {
+        rc = tm_recording_finish(sig->store, rec_id, res->size_bytes, res->duration_ms, res->sha256,
+                                 (int64_t)res->stats.dropped, now);
+        tm_info("recording.available", "visit=%s recording=%s bytes=%lld duration_ms=%lld dropped=%llu",
+                visit_id, rec_id, (long long)res->size_bytes, (long long)res->duration_ms,
+                (unsigned long long)res->stats.dropped);
+    } else {
+        rc = tm_recording_fail(sig->store, rec_id, res->failure ? res->failure : "failed",
+                               (int64_t)res->stats.dropped, now);
+        tm_error("recording.failed", "visit=%s recording=%s", visit_id, rec_id);
+        remember_alert(sig, json_pack("{s:s, s:s, s:s}", "kind", "recording_failed", "visit_id",
+                                      visit_id, "reason", res->failure ? res->failure : "failed"));
+    }
+    if (rc < 0)
+        tm_error("recording.store_failed", "visit=%s err=%s", visit_id, tm_strerror(rc));
+    if (sig->feed)
+        tm_feed_kick(sig->feed);
+    g_hash_table_remove(sig->recordings, visit_id);
+}
+
+/* Every consultation is recorded from its first packet (DESIGN.md). A
+ * recording that cannot start is on record as failed; the visit goes on. */
+static void start_recording(tm_signaling *sig, live_visit *v)
+{
+    if (!sig->cfg->recording || !sig->media)
+        return;
+    int64_t now = tm_now_ms();
+    char *path = NULL, *err = NULL;
+    char rec_id[TM_RECORDING_ID_LEN];
+    int rc = tm_recorder_make_path(sig->cfg->recording_dir, v->id, now, sig->rec_key_set, &path, &err);
+    if (rc == 0)
+        rc = tm_recording_start(sig->store, v->id, path, "matroska", sig->rec_key_set, now, rec_id);
+    if (rc == 0) {
+        g_hash_table_replace(sig->recordings, g_strdup(v->id), g_strdup(rec_id));
+        rc = tm_media_visit_record(sig->media, v->id, path, sig->rec_key_set ? sig->rec_key : NULL, 2,
+                                   on_recording_done, sig);
+        if (rc < 0) {
+            tm_recording_fail(sig->store, rec_id, "recorder did not start", 0, now);
+            g_hash_table_remove(sig->recordings, v->id);
+        }
+    }
+    if (rc < 0) {
+        tm_error("recording.start_failed", "visit=%s err=%s", v->id, tm_strerror(rc));
+        remember_alert(sig, json_pack("{s:s, s:s, s:s}", "kind", "recording_failed", "visit_id",
+                                      v->id, "reason", err ? err : tm_strerror(rc)));
+    }
+    g_free(err);
+    g_free(path);
+}
+
 static void handle_visit_accept(request *r)
 {
     if (!need_role(r, TM_ROLE_DOCTOR, TM_ROLE_DOCTOR))
@@ -1296,6 +1362,7 @@ static void handle_visit_accept(request *r)
             (long long)(now - v->checkin_ms));
     if (sig->feed)
         tm_feed_kick(sig->feed);
+    start_recording(sig, v);
     reply_ok(r->s, r->id, json_pack("{s:s}", "visit_id", v->id));
     push_visit_state(sig, v, v->id, visit_patient(sig, v), r->u);
     mark_dept_dirty(sig, v->dept);
@@ -2217,6 +2284,7 @@ tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_ver
     sig->avg_ms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     sig->dirty_depts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     sig->recent_alerts = json_array();
+    sig->recordings = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     tm__signaling_instance = sig;
     static const char *const live_states[] = {"waiting", "offered", "active"};
     for (size_t i = 0; i < TM_ARRAY_LEN(live_states); i++) {
@@ -2246,6 +2314,7 @@ void tm_signaling_free(tm_signaling *sig)
     g_hash_table_destroy(sig->avg_ms);
     g_hash_table_destroy(sig->dirty_depts);
     json_decref(sig->recent_alerts);
+    g_hash_table_destroy(sig->recordings);
     tm_queue_free(sig->queue);
     if (tm__signaling_instance == sig)
         tm__signaling_instance = NULL;
@@ -2255,6 +2324,12 @@ void tm_signaling_free(tm_signaling *sig)
 void tm_signaling_set_media(tm_signaling *sig, struct tm_media *media)
 {
     sig->media = media;
+}
+
+void tm_signaling_set_recording_key(tm_signaling *sig, const uint8_t key[32])
+{
+    memcpy(sig->rec_key, key, 32);
+    sig->rec_key_set = true;
 }
 
 void tm_signaling_set_feed(tm_signaling *sig, struct tm_feed *feed)

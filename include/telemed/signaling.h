@@ -16,6 +16,7 @@
 #include <glib.h>
 #include <jansson.h>
 #include <libwebsockets.h>
+#include <stdint.h>
 
 typedef struct tm_signaling tm_signaling;
 struct tm_media;
@@ -32,6 +33,8 @@ void tm_signaling_free(tm_signaling *sig);
 /* Optional parts, borrowed; set before the server accepts connections. */
 void tm_signaling_set_media(tm_signaling *sig, struct tm_media *media);
 void tm_signaling_set_feed(tm_signaling *sig, struct tm_feed *feed);
+/* Recordings are encrypted at rest with this AES-256 key (copied). */
+void tm_signaling_set_recording_key(tm_signaling *sig, const uint8_t key[32]);
 
 /* The libwebsockets callback of protocol "telemed.v1". The vhost user
  * pointer (lws_vhost_user / protocol user) must be the tm_signaling. */
