@@ -839,6 +839,12 @@ tm_feed *tm_feed_new(tm_store *store, const tm_config *cfg, struct lws_context *
     f->response = g_string_new(NULL);
     f->retry_now_on_success = true; /* rows may wait from before a restart */
     if (cfg->feed_url && *cfg->feed_url) {
+        /* A typo here would otherwise only show as an endless retry. */
+        if (g_ascii_strncasecmp(cfg->feed_url, "https://", 8) != 0 &&
+            g_ascii_strncasecmp(cfg->feed_url, "http://", 7) != 0) {
+            *err = g_strdup("feed_url: must start with https:// (or http:// for a local gateway)");
+            goto fail;
+        }
         f->url = g_strdup(cfg->feed_url);
         f->url_shown = shown_url(f->url);
         f->secret = g_strdup(cfg->feed_secret);
@@ -865,6 +871,10 @@ tm_feed *tm_feed_new(tm_store *store, const tm_config *cfg, struct lws_context *
             goto fail;
         }
     }
+    if (f->url && !f->secret)
+        tm_warn("feed.unsigned", "reason=no_feed_secret");
+    if (f->url && g_ascii_strncasecmp(f->url, "http://", 7) == 0)
+        tm_warn("feed.plaintext", "reason=http_url");
     tm_outbox_stats st;
     if (tm_outbox_stats_get(store, &st) == 0) {
         f->n_delivered = st.delivered;

@@ -173,6 +173,16 @@ static void test_free_leaves_rows_pending(void)
     tm_feed_free(f);
 }
 
+static void test_bad_url_refused_at_start(void)
+{
+    tm_config c = cfg;
+    char *err = NULL;
+    c.feed_url = (char *)"ftp://127.0.0.1/events";
+    CHECK(tm_feed_new(store, &c, NULL, ctx, &err) == NULL);
+    CHECK(err != NULL && strstr(err, "feed_url") != NULL);
+    g_free(err);
+}
+
 static void write_file(const char *path, const char *text)
 {
     CHECK(g_file_set_contents(path, text, -1, NULL));
@@ -237,6 +247,7 @@ int main(void)
     RUN(test_corrupt_row_dead_and_replay);
     RUN(test_free_leaves_rows_pending);
     RUN(test_repair_tail);
+    RUN(test_bad_url_refused_at_start);
 
     g_main_context_unref(ctx);
     tm_store_free(store);
