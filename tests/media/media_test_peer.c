@@ -135,15 +135,18 @@ static void on_pad_added(GstElement *webrtc, GstPad *pad, gpointer user)
         caps = gst_pad_query_caps(pad, NULL);
     const GstStructure *s = gst_caps_get_structure(caps, 0);
     const char *enc = gst_structure_get_string(s, "encoding-name");
-    bool video = enc && g_ascii_strcasecmp(enc, "VP8") == 0;
+    bool h264 = enc && g_ascii_strcasecmp(enc, "H264") == 0;
+    bool video = h264 || (enc && g_ascii_strcasecmp(enc, "VP8") == 0);
     bool audio = enc && g_ascii_strcasecmp(enc, "OPUS") == 0;
     gst_caps_unref(caps);
     if (!video && !audio)
         return;
-    const char *desc = video ? "queue ! rtpvp8depay ! vp8dec ! videoconvert ! "
-                               "fakesink name=sink sync=false signal-handoffs=true"
-                             : "queue ! rtpopusdepay ! opusdec ! audioconvert ! "
-                               "fakesink name=sink sync=false signal-handoffs=true";
+    const char *desc = h264    ? "queue ! rtph264depay ! h264parse ! openh264dec ! videoconvert ! "
+                                 "fakesink name=sink sync=false signal-handoffs=true"
+                       : video ? "queue ! rtpvp8depay ! vp8dec ! videoconvert ! "
+                                 "fakesink name=sink sync=false signal-handoffs=true"
+                               : "queue ! rtpopusdepay ! opusdec ! audioconvert ! "
+                                 "fakesink name=sink sync=false signal-handoffs=true";
     GError *err = NULL;
     GstElement *bin = gst_parse_bin_from_description(desc, TRUE, &err);
     if (!bin) {
@@ -219,23 +222,33 @@ static bool peer_start(test_peer *p, const char *launch)
     return true;
 }
 
-test_peer *test_peer_new(tm_media *m, const char *visit_id, const char *peer_id, int width,
-                         int height)
+test_peer *test_peer_new_codec(tm_media *m, const char *visit_id, const char *peer_id, int width,
+                               int height, const char *video_codec)
 {
     test_peer *p = peer_alloc(m, visit_id, peer_id);
     p->send = true;
     p->width = width;
     p->height = height;
+    bool h264 = g_ascii_strcasecmp(video_codec, "H264") == 0;
+    /* Safari's H.264: constrained baseline 42e01f, packetization-mode 1. */
+    const char *video =
+        h264 ? "openh264enc bitrate=400000 gop-size=3000 ! "
+               "video/x-h264,stream-format=byte-stream,alignment=au ! "
+               "rtph264pay pt=102 mtu=1100 config-interval=-1 aggregate-mode=zero-latency ! "
+               "application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,"
+               "packetization-mode=(string)1,profile-level-id=(string)42e01f ! wb. "
+             : "vp8enc deadline=1 cpu-used=8 target-bitrate=400000 keyframe-max-dist=3000 ! "
+               "rtpvp8pay pt=96 mtu=1100 picture-id-mode=15-bit ! "
+               "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000 ! wb. ";
     char *launch = g_strdup_printf(
         "webrtcbin name=wb bundle-policy=max-bundle "
-        "videotestsrc is-live=true pattern=ball ! video/x-raw,width=%d,height=%d,framerate=15/1 ! "
-        "videoconvert ! queue ! vp8enc deadline=1 cpu-used=8 target-bitrate=400000 "
-        "keyframe-max-dist=3000 ! rtpvp8pay pt=96 mtu=1100 picture-id-mode=15-bit ! "
-        "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000 ! wb. "
+        "videotestsrc is-live=true pattern=ball ! "
+        "video/x-raw,format=I420,width=%d,height=%d,framerate=15/1 ! "
+        "videoconvert ! queue ! %s"
         "audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! queue ! "
         "opusenc ! rtpopuspay pt=111 ! "
         "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! wb.",
-        width, height);
+        width, height, video);
     bool ok = peer_start(p, launch);
     g_free(launch);
     if (!ok) {
@@ -245,6 +258,12 @@ test_peer *test_peer_new(tm_media *m, const char *visit_id, const char *peer_id,
     enable_nack(p);
     gst_element_set_state(p->pipeline, GST_STATE_PLAYING);
     return p;
+}
+
+test_peer *test_peer_new(tm_media *m, const char *visit_id, const char *peer_id, int width,
+                         int height)
+{
+    return test_peer_new_codec(m, visit_id, peer_id, width, height, "VP8");
 }
 
 test_peer *test_peer_new_recvonly(tm_media *m, const char *visit_id, const char *peer_id,

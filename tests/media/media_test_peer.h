@@ -44,6 +44,9 @@ typedef struct test_peer {
  * offer goes to tm_media from the main context once webrtcbin makes it. */
 test_peer *test_peer_new(tm_media *m, const char *visit_id, const char *peer_id, int width,
                          int height);
+/* The same with video_codec "VP8" or "H264" (constrained baseline 42e01f, openh264). */
+test_peer *test_peer_new_codec(tm_media *m, const char *visit_id, const char *peer_id, int width,
+                               int height, const char *video_codec);
 test_peer *test_peer_new_recvonly(tm_media *m, const char *visit_id, const char *peer_id,
                                   int n_audio, int n_video);
 void test_peer_free(test_peer *p);
