@@ -118,7 +118,9 @@ export class TmPeer {
 
   // Sends media.offer; the answer and candidates arrive as pushes.
   // recvOnly: {audio: n, video: n} receive-only transceivers, no devices.
-  async startMedia({ recvOnly = null, width = 320, iceServers = [] } = {}) {
+  // videoCodec 'H264': offer only H.264 constrained baseline (packetization
+  // mode 1), as Safari may, so the server must choose its second codec.
+  async startMedia({ recvOnly = null, width = 320, iceServers = [], videoCodec = null } = {}) {
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers });
     this.pc = pc;
     pc.onicecandidate = (e) => {
@@ -160,6 +162,13 @@ export class TmPeer {
           } catch (e) { this.note(`setParameters: ${e}`); }
         }
       }
+    }
+    if (videoCodec === 'H264') {
+      const caps = RTCRtpReceiver.getCapabilities('video').codecs.filter((c) =>
+        (c.mimeType === 'video/H264' && /profile-level-id=42e01f/.test(c.sdpFmtpLine || '') &&
+          /packetization-mode=1/.test(c.sdpFmtpLine || '')) || c.mimeType === 'video/rtx');
+      for (const t of pc.getTransceivers())
+        if (t.receiver.track.kind === 'video') t.setCodecPreferences(caps);
     }
     this.tOffer = performance.now();
     await this.sendOffer();
@@ -234,9 +243,11 @@ export class TmPeer {
     const out = { inbound: [], outbound: [], pc: this.pc ? this.pc.connectionState : 'none', t: performance.now() };
     if (!this.pc) return out;
     const r = await this.pc.getStats();
+    const codec = (id) => (id && r.get(id) ? r.get(id).mimeType : undefined);
     r.forEach((s) => {
       if (s.type === 'inbound-rtp') {
         out.inbound.push({
+          codec: codec(s.codecId),
           kind: s.kind, ssrc: s.ssrc, mid: s.mid, packetsReceived: s.packetsReceived, packetsLost: s.packetsLost,
           bytesReceived: s.bytesReceived, framesDecoded: s.framesDecoded || 0, keyFramesDecoded: s.keyFramesDecoded || 0,
           frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0, nackCount: s.nackCount || 0,
@@ -245,7 +256,7 @@ export class TmPeer {
         });
       } else if (s.type === 'outbound-rtp') {
         out.outbound.push({
-          kind: s.kind, ssrc: s.ssrc, packetsSent: s.packetsSent, framesEncoded: s.framesEncoded || 0,
+          codec: codec(s.codecId), kind: s.kind, ssrc: s.ssrc, packetsSent: s.packetsSent, framesEncoded: s.framesEncoded || 0,
           nackCount: s.nackCount || 0, pliCount: s.pliCount || 0, keyFramesEncoded: s.keyFramesEncoded || 0,
           frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
         });

@@ -92,25 +92,25 @@ test('browser patient and webrtcbin doctor decode each other through the server'
   assert.equal(rd.result.height, '180');
 });
 
-async function twoBrowsers(t, srv) {
+async function twoBrowsers(t, srv, { videoCodec = null } = {}) {
   const c = await prepareClinic(srv);
   const doc = await peerPage(t);
   const pat = await peerPage(t);
-  const docVisit = doc.evaluate(async ({ url, token }) => {
+  const docVisit = doc.evaluate(async ({ url, token, videoCodec }) => {
     await window.peer.connect(url);
     await window.peer.hello(token);
     const v = await window.peer.doctorTakeNext();
-    await window.peer.startMedia({ width: 640 });
+    await window.peer.startMedia({ width: 640, videoCodec });
     return v;
-  }, { url: srv.url, token: c.doctorToken });
+  }, { url: srv.url, token: c.doctorToken, videoCodec });
   await sleep(300); // the doctor is available first
-  const patVisit = await pat.evaluate(async ({ url, token, dept }) => {
+  const patVisit = await pat.evaluate(async ({ url, token, dept, videoCodec }) => {
     await window.peer.connect(url);
     await window.peer.hello(token);
     const v = await window.peer.checkin(dept);
-    await window.peer.startMedia({ width: 320 });
+    await window.peer.startMedia({ width: 320, videoCodec });
     return v;
-  }, { url: srv.url, token: c.patientToken, dept: c.dept });
+  }, { url: srv.url, token: c.patientToken, dept: c.dept, videoCodec });
   assert.equal(await docVisit, patVisit);
   return { c, doc, pat, visit: patVisit };
 }
@@ -118,14 +118,26 @@ async function twoBrowsers(t, srv) {
 test('two browsers decode each other, both directions, frames keep increasing', { timeout: 120000 }, async (t) => {
   const srv = await withServer(t);
   const { doc, pat } = await twoBrowsers(t, srv);
-  await Promise.all([
+  const both = await Promise.all([
     assertVideoGrows(pat, { width: 640, height: 360, who: 'patient' }),
     assertVideoGrows(doc, { width: 320, height: 180, who: 'doctor' }),
   ]);
+  for (const st of both) assert.equal(videoIn(st)[0].codec, 'video/VP8', 'VP8 is preferred when offered');
   // And the senders really send (outbound-rtp), so "both directions" is not
   // satisfied by one stream echoed back.
   const so = await pageStats(pat);
   assert.ok(so.outbound.find((s) => s.kind === 'video' && s.framesEncoded > 0));
+});
+
+test('two browsers offering only H.264 (constrained baseline) decode each other', { timeout: 120000 }, async (t) => {
+  const srv = await withServer(t);
+  const { doc, pat } = await twoBrowsers(t, srv, { videoCodec: 'H264' });
+  const [sp, sd] = await Promise.all([
+    assertVideoGrows(pat, { width: 640, height: 360, who: 'patient (H.264)' }),
+    assertVideoGrows(doc, { width: 320, height: 180, who: 'doctor (H.264)' }),
+  ]);
+  for (const [who, st] of [['patient', sp], ['doctor', sd]])
+    assert.equal(videoIn(st)[0].codec, 'video/H264', `${who} decodes ${JSON.stringify(videoIn(st))}`);
 });
 
 test('ICE restart on a live visit keeps media flowing', { timeout: 120000 }, async (t) => {
