@@ -529,7 +529,7 @@ async function main() {
       p.busy = true;
       checkinAt.set(p.sub, now());
       try {
-        await p.request('checkin', { dept: 'endo' }, 30000);
+        p.visitId = (await p.request('checkin', { dept: 'endo' }, 30000)).visit_id;
       } catch (e) {
         // Still queued from the last phase (its offer was withdrawn): it will be served.
         if (e.code !== 'conflict') throw e;
@@ -609,16 +609,23 @@ async function main() {
       probeLoop: async () => {
         // Probes check in to endo (empty queue, two free doctors) one at a
         // time while cardio fans out: the check-in -> offer path under load.
+        // One probe at a time, so a free endo doctor is always there and the
+        // figure is the server's latency, not a queue's.
         while (!stopping && events[0].ans.length < o.bVisits) {
-          const p = probes.slice(0, o.probes).find((x) => !x.busy);
-          if (p) probeCheckin(p).catch((e) => errors.push(`probe: ${e.message}`));
+          const pool = probes.slice(0, o.probes);
+          const p = pool.find((x) => !x.busy);
+          if (p && !pool.some((x) => x.busy)) probeCheckin(p).catch((e) => errors.push(`probe: ${e.message}`));
           await sleep(o.probeEveryMs);
         }
         stopping = true;
       },
     });
     figures.phaseB.waiting = waiting;
-    for (const p of probes) p.busy = false;
+    // A probe whose offer was ignored at the stop is still queued: take it out.
+    for (const p of probes) {
+      if (p.busy && p.visitId) await p.request('queue.leave', { visit_id: p.visitId }, 60000).catch(() => {});
+      p.busy = false;
+    }
     checkinAt.clear();
 
     // Phase C: four doctors in two departments, as fast as they can.
