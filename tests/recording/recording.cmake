@@ -1,0 +1,25 @@
+# tests/recording: end-to-end tests of recording, the visit record, the FHIR
+# export and supervisor watch, through the real telemed-server with the
+# webrtcbin reference peers (tests/webrtc/webrtc_client). rec_probe is the
+# independent judge of a recorded file (decodebin, counts per track); the
+# drivers find it as $TELEMED_BUILD_DIR/rec_probe.
+pkg_check_modules(TMREC_GST IMPORTED_TARGET gstreamer-1.0>=1.22)
+
+if(TMREC_GST_FOUND AND TARGET webrtc_client AND TARGET telemed-server)
+  add_executable(rec_probe ${CMAKE_CURRENT_LIST_DIR}/rec_probe.c)
+  target_link_libraries(rec_probe PRIVATE PkgConfig::TMREC_GST)
+  set_target_properties(rec_probe PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+  # Like the reference peer, the judge is not the code under test.
+  if(TM_SANITIZE)
+    target_compile_options(rec_probe PRIVATE -fno-sanitize=all)
+    target_link_options(rec_probe PRIVATE -fno-sanitize=all)
+  endif()
+  tm_node_test(recording_visit tests/recording/visit.test.mjs)
+  tm_node_test(recording_crash tests/recording/crash.test.mjs)
+  tm_node_test(recording_watch tests/recording/watch.test.mjs)
+  tm_node_test(recording_encrypted tests/recording/encrypted.test.mjs)
+  set_tests_properties(recording_visit recording_crash recording_watch recording_encrypted
+    PROPERTIES LABELS "recording;webrtc")
+else()
+  message(STATUS "tests/recording: GStreamer or webrtc_client missing, recording tests skipped")
+endif()
