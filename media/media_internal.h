@@ -103,7 +103,8 @@ struct tm__worker {
     uint64_t next_join_seq;
     unsigned test_drop, test_drop_n;       /* tm_media_set_test_drop */
     unsigned test_drop_in, test_drop_in_n; /* tm_media_set_test_drop_in */
-    bool stopping;                         /* tm_media_free: recordings are not finalised */
+    bool stopping;   /* tm_media_free: recordings still running are not finalised */
+    int rec_pending; /* recordings finishing (tm_recorder_finish called, no result yet) */
     /* Forwarding scratch; one packet at a time on this thread. */
     uint8_t pkt[TM__PKT_CAP];
     uint8_t rtcp[TM__PKT_CAP];

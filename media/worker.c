@@ -58,6 +58,7 @@ static void rec_done(const tm_recorder_result *res, void *user)
             " dropped=%" G_GUINT64_FORMAT,
             c->visit_id, res->status, res->size_bytes, res->duration_ms, res->stats.dropped);
     tm__media_post_recording(c->w, c->visit_id, c->cb, c->user, res);
+    c->w->rec_pending--;
     g_free(c->visit_id);
     g_free(c);
 }
@@ -142,6 +143,7 @@ static void record_end(tm__visit *v)
             c->visit_id = g_strdup(v->id);
             c->cb = v->rec_cb;
             c->user = v->rec_user;
+            v->w->rec_pending++;
             tm_recorder_finish(v->rec, rec_done, c);
         }
         v->rec = NULL;
@@ -210,9 +212,16 @@ void tm__worker_free(tm__worker *w)
         return;
     g_main_context_invoke(w->ctx, worker_stop, w);
     g_thread_join(w->thread);
-    /* Let libnice finish what its sources still hold (closing sockets). */
+    /* Let libnice finish what its sources still hold (closing sockets), and
+     * let recordings of visits closed just before finish their files (their
+     * results go nowhere now), for at most 10 s. */
     while (g_main_context_iteration(w->ctx, FALSE))
         ;
+    gint64 until = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    while (w->rec_pending > 0 && g_get_monotonic_time() < until) {
+        g_main_context_iteration(w->ctx, FALSE);
+        g_usleep(5000);
+    }
     g_source_unref(w->tick);
     g_hash_table_unref(w->visits);
     g_main_loop_unref(w->loop);

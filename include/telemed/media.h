@@ -103,10 +103,10 @@ typedef void (*tm_media_record_cb)(const char *visit_id, const struct tm_recorde
  * tracks are fixed when it starts, so it starts with the first RTP packet once expect_senders
  * sending peers (2 for a 1:1 visit) have offered, or 5 s after the visit's first packet with
  * the senders known then, whichever comes first. The visit's media state is kept until
- * tm_media_visit_close, which finishes the file; cb then gets the result (also when it failed;
- * not when tm_media_free came first, which leaves the file as a crash would: wait for cb
- * before freeing). Returns 0, TM_EINVAL, or TM_ECONFLICT when the visit is already being
- * recorded. */
+ * tm_media_visit_close, which finishes the file; cb then gets the result (also when it failed).
+ * tm_media_free waits up to 10 s for files of visits closed before it to be finished (their
+ * results are not delivered then) and leaves recordings of visits still open as a crash would.
+ * Returns 0, TM_EINVAL, or TM_ECONFLICT when the visit is already being recorded. */
 int tm_media_visit_record(tm_media *m, const char *visit_id, const char *path, const uint8_t *key32,
                           int expect_senders, tm_media_record_cb cb, void *user);
 

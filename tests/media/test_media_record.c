@@ -53,6 +53,14 @@ static bool patient_sending(void *u)
     return strcmp(peers[0]->state, "connected") == 0;
 }
 
+/* The patient alone, after its packets have flowed for a while. */
+static bool patient_recorded(void *u)
+{
+    return strcmp(peers[0]->state, "connected") == 0 &&
+           g_atomic_int_get(&peers[0]->video_frames) == 0 &&
+           peers[0]->stats_events >= *(int *)u / 10;
+}
+
 static bool finished(void *u)
 {
     return done;
@@ -133,7 +141,24 @@ int main(int argc, char **argv)
     g_free(data);
     test_peer_free(peers[0]);
     test_peer_free(peers[1]);
+    remove(path);
+
+    /* Shutdown right after a visit ends (server stopping): the file is still
+     * finished before tm_media_free returns. */
+    done = false;
+    if (tm_media_visit_record(m, "v-rec2", path, NULL, 1, on_recording, NULL) != 0)
+        FAIL("second recording");
+    peers[0] = test_peer_new(m, "v-rec2", "patient", 320, 240);
+    peers[1] = NULL;
+    int frames = 30;
+    if (!peers[0] || !test_wait(ctx, 20000, patient_recorded, &frames))
+        FAIL("second visit did not run");
+    tm_media_visit_close(m, "v-rec2");
     tm_media_free(m);
+    if (!g_file_get_contents(path, &data, &len, NULL) || len < 1000)
+        FAIL("no finished file after close + free");
+    g_free(data);
+    test_peer_free(peers[0]);
     remove(path);
     g_free(path);
     printf("ok media record\n");
