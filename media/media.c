@@ -348,6 +348,15 @@ int tm_media_offer(tm_media *m, const char *visit_id, const char *peer_id, bool 
         return TM_EINVAL;
     }
 
+    if (!send) {
+        /* A receive-only peer (supervisor) that offered sendrecv gets a sendonly
+         * answer, so its browser does not send media nobody forwards. */
+        for (unsigned i = 0; i < offer->n_mlines; i++)
+            if (offer->mlines[i].direction == TM_DIR_SENDRECV)
+                offer->mlines[i].direction = TM_DIR_RECVONLY;
+            else if (offer->mlines[i].direction == TM_DIR_SENDONLY)
+                offer->mlines[i].direction = TM_DIR_INACTIVE;
+    }
     tm__visit_home *h = home_get(m, visit_id);
     if (!g_hash_table_contains(h->peers, peer_id))
         g_hash_table_add(h->peers, g_strdup(peer_id));

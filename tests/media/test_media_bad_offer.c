@@ -157,6 +157,9 @@ int main(void)
     const char *cand = strstr(answer, "a=candidate:");
     CHECK(cand != NULL);
     CHECK(strstr(cand, " 203.0.113.7 ") != NULL);
+    /* p-2 is receive-only (send=false): its sendrecv m-lines are answered sendonly. */
+    CHECK(strstr(answer, "a=sendonly") != NULL);
+    CHECK(strstr(answer, "a=sendrecv") == NULL);
     CHECK(strstr(answer, " 127.0.0.1 ") == NULL);
     int port = 0;
     CHECK(sscanf(strstr(cand, " 203.0.113.7 ") + 13, "%d", &port) == 1);
