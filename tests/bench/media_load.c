@@ -3,6 +3,7 @@
  *
  *   build-x/media_load [--server PATH] [--visits 1,4,8] [--seconds 10]
  *                      [--width 640 --height 480 --bitrate 1000000]
+ *                      [--server-arg=--no-recording ...]
  *
  * For each N it starts a fresh telemed-server (loopback, temp data dir),
  * creates a department with N doctors on shift through the REST API, and
@@ -180,6 +181,7 @@ struct server {
 
 static struct server SRV;
 static char *BIN;
+static char **SERVER_ARGS; /* extra flags for the server, e.g. --no-recording */
 
 static char *mint(const char *sub, const char *role, const char *dept)
 {
@@ -249,9 +251,17 @@ static int server_start(void)
     GSubprocessLauncher *l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
     g_subprocess_launcher_set_stderr_file_path(l, SRV.logpath);
     g_subprocess_launcher_set_stdout_file_path(l, "/dev/null");
-    SRV.proc = g_subprocess_launcher_spawn(l, &err, BIN, "--data-dir", SRV.dir, "--port", "0",
-                                           "--listen", "127.0.0.1", "--jwt-secret", SRV.secret,
-                                           "--media-addresses", "127.0.0.1", NULL);
+    GPtrArray *argv = g_ptr_array_new();
+    const char *fixed[] = {BIN,        "--data-dir",        SRV.dir,     "--port",
+                           "0",        "--listen",          "127.0.0.1", "--jwt-secret",
+                           SRV.secret, "--media-addresses", "127.0.0.1"};
+    for (size_t i = 0; i < G_N_ELEMENTS(fixed); i++)
+        g_ptr_array_add(argv, (gpointer)fixed[i]);
+    for (char **a = SERVER_ARGS; a && *a; a++)
+        g_ptr_array_add(argv, *a);
+    g_ptr_array_add(argv, NULL);
+    SRV.proc = g_subprocess_launcher_spawnv(l, (const char *const *)argv->pdata, &err);
+    g_ptr_array_unref(argv);
     g_object_unref(l);
     if (!SRV.proc) {
         g_printerr("spawn %s: %s\n", BIN, err->message);
@@ -1222,6 +1232,8 @@ int main(int argc, char **argv)
         {"width", 0, 0, G_OPTION_ARG_INT, &W, "video width", "PX"},
         {"height", 0, 0, G_OPTION_ARG_INT, &H, "video height", "PX"},
         {"bitrate", 0, 0, G_OPTION_ARG_INT, &BITRATE, "video bitrate (bit/s)", "BPS"},
+        {"server-arg", 0, 0, G_OPTION_ARG_STRING_ARRAY, &SERVER_ARGS,
+         "extra server flag, repeatable (e.g. --server-arg=--no-recording)", "FLAG"},
         {NULL}};
     GOptionContext *ctx = g_option_context_new("- media load generator for telemed-server");
     g_option_context_add_main_entries(ctx, entries, NULL);

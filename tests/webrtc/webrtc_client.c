@@ -63,6 +63,7 @@ struct opts {
     double min_audio_s, end_after;
     int expect_video, expect_audio; /* how many incoming streams must pass */
     int drop_every;                 /* loss hook: drop every Nth incoming video RTP packet */
+    int latency_ms;                 /* webrtcbin jitterbuffer */
 };
 
 struct app {
@@ -535,7 +536,10 @@ static int start_media(void)
         finish("no webrtcbin element");
         return -1;
     }
-    g_object_set(A.webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, NULL);
+    /* A browser's jitter buffer on loopback holds a few ms; webrtcbin's
+     * default 200 ms would eat a fifth of the 1 s keyframe budget. */
+    g_object_set(A.webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, "latency",
+                 (guint)A.o.latency_ms, NULL);
     gst_bin_add(GST_BIN(A.pipe), A.webrtc);
     if (A.o.local_ip && *A.o.local_ip) {
         /* Gather on loopback only: the tests may only talk to 127.0.0.1/::1. */
@@ -1009,6 +1013,7 @@ int main(int argc, char **argv)
     o->local_ip = "127.0.0.1";
     o->ua = "telemed-webrtc-client/1.0";
     o->pattern = "ball";
+    o->latency_ms = 100;
     o->expect_video = -1;
     o->expect_audio = -1;
     o->expect_w = 320;
@@ -1049,6 +1054,7 @@ int main(int argc, char **argv)
          "comma-separated ICE gathering addresses ('' = all)", "IP"},
         {"drop-every", 0, 0, G_OPTION_ARG_INT, &o->drop_every,
          "loss hook: drop every Nth incoming RTP packet once", "N"},
+        {"latency", 0, 0, G_OPTION_ARG_INT, &o->latency_ms, "jitterbuffer latency (ms, 100)", "MS"},
         {"pattern", 0, 0, G_OPTION_ARG_STRING, &o->pattern,
          "videotestsrc pattern we send (ball; snow makes many packets per frame)", "P"},
         {"ua", 0, 0, G_OPTION_ARG_STRING, &o->ua, "user agent sent in hello", "UA"},
@@ -1069,7 +1075,7 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     gst_init(NULL, NULL);
-    if (o->duration <= 0 || o->fps <= 0 || o->width <= 0 || o->height <= 0) {
+    if (o->duration <= 0 || o->fps <= 0 || o->width <= 0 || o->height <= 0 || o->latency_ms < 0) {
         g_printerr("bad numbers\n");
         return 2;
     }
