@@ -1088,6 +1088,7 @@ struct row {
     double cpu_pct_per_visit, rss_kib_per_visit, loss_pct, pps_fwd, mbit_in;
     double lat_p50, lat_p99, join_p50_ms, join_max_ms, cpu_s_per_pkt;
     double mean_pkt;
+    long rss_idle, rss_busy, rss_after; /* KiB: before, during, 3 s after the visits */
 };
 
 static int setup_hospital(SoupSession *ss, const char *admin, int n)
@@ -1204,14 +1205,26 @@ static int run_n(int n, double seconds, struct row *row)
     row->lat_p50 = m1.lat_p50;
     row->lat_p99 = m1.lat_p99;
     row->cpu_s_per_pkt = row->pps_fwd > 0 ? cpu / (row->pps_fwd * wall) : -1;
+    row->rss_idle = rss_idle;
+    row->rss_busy = rss;
     row->ok = TRUE;
     rc = 0;
 teardown:
+    /* The doctors end their visits, so the server tears the media down now
+     * rather than after its grace period for dropped participants. */
+    for (guint i = 0; i < PEERS->len; i++) {
+        struct peer *p = g_ptr_array_index(PEERS, i);
+        if (p->doctor && p->active)
+            peer_send(p, json_pack("{s:s, s:s, s:s}", "type", "visit.end", "visit_id", p->visit_id,
+                                   "reason", "completed"));
+    }
+    run_until(NULL, 1.0);
     for (guint i = 0; i < PEERS->len; i++)
         peer_free(g_ptr_array_index(PEERS, i));
     g_ptr_array_set_size(PEERS, 0);
     g_hash_table_unref(ACCEPT_US);
-    run_until(NULL, 0.3);
+    run_until(NULL, 3.0); /* what is left now is kept memory, not visits */
+    row->rss_after = server_rss_kib();
 done:
     g_free(admin);
     g_object_unref(ss);
@@ -1296,8 +1309,10 @@ int main(int argc, char **argv)
                 p50, p99, r->join_p50_ms, r->join_max_ms,
                 relay > 0 ? r->cpu_s_per_pkt / relay : -1);
         g_print("     (server %.2f us CPU per forwarded packet; plain UDP relay %.2f us at %.0f "
-                "pkt/s of %.0f B, %" G_GUINT64_FORMAT " relayed)\n",
-                r->cpu_s_per_pkt * 1e6, relay * 1e6, r->pps_fwd, r->mean_pkt, rp);
+                "pkt/s of %.0f B, %" G_GUINT64_FORMAT " relayed; server RSS idle %ld KiB, "
+                "busy %ld KiB, 3 s after the visits ended %ld KiB)\n",
+                r->cpu_s_per_pkt * 1e6, relay * 1e6, r->pps_fwd, r->mean_pkt, rp, r->rss_idle,
+                r->rss_busy, r->rss_after);
     }
     g_print("# Mbit/s = video each sender got through per direction; lat = server-added "
             "forwarding latency (n/a: /metrics lacks telemed_media_forward_latency_us)\n");
