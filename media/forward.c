@@ -538,7 +538,7 @@ void tm__forward_keyframe_for(tm__peer *p)
 static void send_reports(tm__peer *p, int64_t now_ms)
 {
     tm__worker *w = p->w;
-    tm_rtcp_report_block rb[TM__MAX_STREAMS];
+    tm_rtcp_report_block rb[TM__MAX_STREAMS] = {0};
     uint32_t video[TM__MAX_STREAMS];
     size_t n_rb = 0, n_video = 0;
     uint64_t remb = TM__REMB_CAP_BPS;
