@@ -18,7 +18,8 @@ if(TMREC_GST_FOUND AND TARGET webrtc_client AND TARGET telemed-server)
   tm_node_test(recording_crash tests/recording/crash.test.mjs)
   tm_node_test(recording_watch tests/recording/watch.test.mjs)
   tm_node_test(recording_encrypted tests/recording/encrypted.test.mjs)
-  set_tests_properties(recording_visit recording_crash recording_watch recording_encrypted
+  tm_node_test(recording_failure tests/recording/failure.test.mjs)
+  set_tests_properties(recording_visit recording_crash recording_watch recording_encrypted recording_failure
     PROPERTIES LABELS "recording;webrtc")
 else()
   message(STATUS "tests/recording: GStreamer or webrtc_client missing, recording tests skipped")
