@@ -47,6 +47,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,6 +241,12 @@ static int rest(SoupSession *ss, const char *method, const char *path, const cha
     return status;
 }
 
+/* The server must not outlive a load generator that crashed or was killed. */
+static void die_with_parent(gpointer ud)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
 static int server_start(void)
 {
     GError *err = NULL;
@@ -250,6 +257,7 @@ static int server_start(void)
     SRV.logpath = g_build_filename(SRV.dir, "server.log", NULL);
     GSubprocessLauncher *l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
     g_subprocess_launcher_set_stderr_file_path(l, SRV.logpath);
+    g_subprocess_launcher_set_child_setup(l, die_with_parent, NULL, NULL);
     g_subprocess_launcher_set_stdout_file_path(l, "/dev/null");
     GPtrArray *argv = g_ptr_array_new();
     const char *fixed[] = {BIN,        "--data-dir",        SRV.dir,     "--port",
