@@ -193,10 +193,12 @@ static struct lws_protocols protocols[] = {
 };
 
 static const lws_retry_bo_t retry = {
-    /* Ping a quiet WebSocket after 20 s and drop it 20 s later: that is how
-     * a vanished peer's grace period starts without waiting for TCP. */
-    .secs_since_valid_ping = 20,
-    .secs_since_valid_hangup = 40,
+    /* Ping a quiet WebSocket after 30 s and drop it 30 s later: that is how
+     * a vanished peer's grace period starts without waiting for TCP. Each
+     * re-armed timer costs a walk of lws' sorted timer list, so with
+     * thousands waiting a shorter interval costs real CPU. */
+    .secs_since_valid_ping = 30,
+    .secs_since_valid_hangup = 60,
 };
 
 static int start_lws(tm_app *app)

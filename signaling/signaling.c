@@ -412,6 +412,18 @@ static void learn_visit_length(tm_signaling *sig, const char *dept, int64_t dura
 
 /* ---- waiting room positions ---------------------------------------- */
 
+/* Whether a new wait estimate is worth telling the patient: a place in the
+ * queue always is, but every finished visit nudges the average visit
+ * length and so every estimate; a patient gains nothing from a push that
+ * moves "about 20 minutes" by seconds, and 5,000 of them cost the server. */
+static bool estimate_moved(int64_t old_s, int64_t new_s)
+{
+    if ((old_s < 0) != (new_s < 0))
+        return true; /* known <-> unknown */
+    int64_t diff = old_s > new_s ? old_s - new_s : new_s - old_s;
+    return diff >= 60 || diff * 5 >= (old_s > 0 ? old_s : 1);
+}
+
 static void push_positions(tm_signaling *sig, const char *dept)
 {
     int64_t now = tm_now_ms();
@@ -429,7 +441,7 @@ static void push_positions(tm_signaling *sig, const char *dept)
         int position = (int)i + 1;
         int64_t est = tm_queue_estimate_wait_ms(position, doctors, avg);
         int64_t est_s = est < 0 ? -1 : (est + 999) / 1000;
-        if (position == v->last_position && est_s == v->last_estimate_s)
+        if (position == v->last_position && !estimate_moved(v->last_estimate_s, est_s))
             continue;
         user *p = visit_patient(sig, v);
         if (!p || !p->sess)
@@ -2206,8 +2218,12 @@ int tm_signaling_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
         if (!s)
             break;
         if (!g_queue_is_empty(&s->outq)) {
-            if (!write_one(s))
-                return -1;
+            /* As much as the socket takes now: every writable event costs a
+             * trip through the event loop, so one trip should carry all. */
+            do {
+                if (!write_one(s))
+                    return -1;
+            } while (!g_queue_is_empty(&s->outq) && !lws_send_pipe_choked(wsi));
             if (!g_queue_is_empty(&s->outq) || s->closing)
                 lws_callback_on_writable(wsi);
             break;
