@@ -871,6 +871,22 @@ static void route_metrics(tm_app *app, http_pss *p)
                                (unsigned long long)c.rx_packets, (unsigned long long)c.tx_packets,
                                (unsigned long long)c.dropped_malformed,
                                (unsigned long long)c.dropped_unknown_source);
+        tm_media_latency lat;
+        tm_media_get_latency(app->media, &lat);
+        g_string_append_printf(out,
+                               "# HELP telemed_media_forward_latency_us Receive to last send inside "
+                               "the server, per RTP packet.\n"
+                               "# TYPE telemed_media_forward_latency_us summary\n"
+                               "telemed_media_forward_latency_us{quantile=\"0.5\"} %.1f\n"
+                               "telemed_media_forward_latency_us{quantile=\"0.99\"} %.1f\n"
+                               "telemed_media_forward_latency_us{quantile=\"1\"} %.1f\n"
+                               "telemed_media_forward_latency_us_count %llu\n"
+                               "# TYPE telemed_media_nacks_sent_total counter\n"
+                               "telemed_media_nacks_sent_total %llu\n"
+                               "# TYPE telemed_media_rtx_received_total counter\n"
+                               "telemed_media_rtx_received_total %llu\n",
+                               lat.p50_us, lat.p99_us, lat.max_us, (unsigned long long)lat.samples,
+                               (unsigned long long)c.nacks_sent, (unsigned long long)c.rtx_received);
     }
     respond_text(p, 200, "text/plain; version=0.0.4", out);
 }
