@@ -13,7 +13,10 @@
 #include "telemed/store.h"
 #include "telemed/store_outbox.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <glib.h>
 #include <jansson.h>
 #include <unistd.h>
@@ -183,6 +186,55 @@ static void test_bad_url_refused_at_start(void)
     g_free(err);
 }
 
+/* An endpoint that accepts and never answers: tm_feed_free cancels the
+ * request in flight, and its events stay pending for the next start. */
+static void test_free_cancels_in_flight(void)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    CHECK(lfd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK_EQ_INT(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    CHECK_EQ_INT(listen(lfd, 4), 0);
+    socklen_t len = sizeof(sa);
+    CHECK_EQ_INT(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/events", ntohs(sa.sin_port));
+
+    full_visit("pat-5");
+    tm_config c = cfg;
+    c.feed_url = url;
+    c.feed_timeout_ms = 60000;
+    char *err = NULL;
+    tm_feed *f = tm_feed_new(store, &c, NULL, ctx, &err);
+    CHECK(f != NULL);
+    int cfd = -1;
+    int64_t give_up = tm_mono_ms() + 30000;
+    while (cfd < 0 && tm_mono_ms() < give_up) {
+        g_main_context_iteration(ctx, FALSE);
+        cfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0)
+            g_usleep(1000);
+    }
+    CHECK(cfd >= 0);
+    /* Let the request go out, then stop while it waits for an answer. */
+    char buf[4096];
+    give_up = tm_mono_ms() + 30000;
+    while (recv(cfd, buf, sizeof(buf), 0) <= 0 && tm_mono_ms() < give_up) {
+        g_main_context_iteration(ctx, FALSE);
+        g_usleep(1000);
+    }
+    json_t *st = tm_feed_status(f);
+    CHECK_EQ_INT(json_integer_value(json_object_get(st, "in_flight")), 3);
+    json_decref(st);
+    tm_feed_free(f);
+    CHECK_EQ_INT(pending(), 3);
+    close(cfd);
+    close(lfd);
+    f = tm_feed_new(store, &cfg, NULL, ctx, &err); /* the file sink takes them */
+    run_until_drained();
+    tm_feed_free(f);
+}
+
 static void write_file(const char *path, const char *text)
 {
     CHECK(g_file_set_contents(path, text, -1, NULL));
@@ -248,6 +300,7 @@ int main(void)
     RUN(test_free_leaves_rows_pending);
     RUN(test_repair_tail);
     RUN(test_bad_url_refused_at_start);
+    RUN(test_free_cancels_in_flight);
 
     g_main_context_unref(ctx);
     tm_store_free(store);
