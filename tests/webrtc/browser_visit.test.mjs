@@ -225,6 +225,7 @@ test('a browser supervisor joining late decodes both sides within 1 s of connect
     return { connectedAfterMs: tc - t0, state: p.pc.connectionState, first };
   }, { url: srv.url, token: c.supervisorToken(), visit });
   const firsts = Object.values(r.first);
+  console.log(`# browser watcher: connected ${Math.round(r.connectedAfterMs)} ms after its offer, first frames ${firsts.map(Math.round).join(', ')} ms after connect`);
   assert.equal(r.state, 'connected', JSON.stringify(r) + (await pageLog(page)));
   assert.equal(firsts.length, 2, `watcher decoded ${firsts.length} of 2 video streams: ${JSON.stringify(r)}\n${await pageLog(page)}`);
   for (const ms of firsts) assert.ok(ms <= 1000, `first frame ${Math.round(ms)} ms after connect: ${JSON.stringify(r)}`);

@@ -82,6 +82,7 @@ test('a receive-only peer joining late gets a decodable keyframe within 1 s', { 
   const rs = await sup.done;
   assert.equal(rs.code, 0, describe('supervisor', rs));
   const firsts = rs.streams.filter((s) => s.kind === 'video').map((s) => Number(s.first_ms_since_connected));
+  console.log(`# webrtcbin watcher: first frames ${firsts.join(', ')} ms after connect`);
   assert.equal(firsts.length, 2, describe('supervisor', rs));
   for (const ms of firsts) assert.ok(ms >= 0 && ms <= 1000, `first decodable frame ${ms} ms after connect\n${describe('supervisor', rs)}`);
   const [rp, rd] = await Promise.all([patient.done, doctor.done]);
