@@ -35,6 +35,7 @@ typedef struct http_pss {
     GByteArray *body;
     bool body_too_big;
     char range[128];
+    char content_range[64]; /* a 416's "bytes * /size" (without the space) */
     /* response */
     bool responded; /* headers are out: a late body completion must not answer again */
     int status;
@@ -146,6 +147,8 @@ static int send_headers(struct lws *wsi, http_pss *p)
                        &ptr, end))
             return -1;
     }
+    if (p->content_range[0] && add_header(wsi, "content-range:", p->content_range, &ptr, end))
+        return -1;
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &ptr, end))
         return -1;
@@ -674,11 +677,12 @@ static void api_recordings(http_req *r)
     uint64_t first = 0, last = p->total ? p->total - 1 : 0;
     int status = tm_http_range_parse(p->range[0] ? p->range : NULL, strlen(p->range), p->total,
                                      &first, &last);
-    audit(r, "recording.fetch", r->seg[1], status == 416 ? "denied" : "ok");
+    tm_store_audit(r->app->store, r->who.sub, tm_role_name(r->who.role), "recording.fetch", r->seg[1],
+                   status == 416 ? "denied" : "ok", p->range[0] ? p->range : NULL);
     if (status == 416) {
-        char cr[64];
-        tm_http_content_range(416, 0, 0, p->total, cr, sizeof(cr));
-        respond_json(p, 416, json_pack("{s:{s:s, s:s}}", "error", "code", "bad_request", "message", cr));
+        tm_http_content_range(416, 0, 0, p->total, p->content_range, sizeof(p->content_range));
+        respond_json(p, 416, json_pack("{s:{s:s, s:s}}", "error", "code", "bad_request", "message",
+                                       p->content_range));
         goto done;
     }
     p->streaming = true;
@@ -921,7 +925,7 @@ static int handle_request(struct lws *wsi, http_pss *p)
     } else {
         respond_err(p, TM_ENOTFOUND, "no such route");
     }
-    if (!p->resp) /* a route that forgot to answer is a bug, not a crash */
+    if (!p->resp && !p->streaming) /* a route that forgot to answer is a bug, not a crash */
         respond_err(p, TM_EIO, "no response");
     return send_headers(wsi, p);
 }
