@@ -61,7 +61,7 @@ static const char visit_sql[] =
     "SELECT v.id, v.patient_id, v.dept_id, d.name, v.doctor_id, doc.licence_no, v.kind,"
     "       v.urgent, v.state, v.appointment_id, v.checkin_at, v.offered_at, v.accepted_at,"
     "       v.ended_at, v.end_reason, v.ended_by, v.queue_wait_ms, v.response_ms,"
-    "       v.duration_ms, v.offers"
+    "       v.duration_ms, v.offers, v.recording_consent"
     "  FROM visits v"
     "  LEFT JOIN departments d ON d.id = v.dept_id"
     "  LEFT JOIN doctors doc ON doc.id = v.doctor_id"
@@ -98,6 +98,11 @@ static int add_visit(json_t *data, sqlite3 *db, const char *visit_id)
     json_object_set_new(data, "response_ms", col_int(st, 17));
     json_object_set_new(data, "duration_ms", col_int(st, 18));
     json_object_set_new(data, "offers", col_int(st, 19));
+    /* Informed consent to recording as given at check-in; null: not asked. */
+    json_object_set_new(data, "recording_consent",
+                        sqlite3_column_type(st, 20) == SQLITE_NULL
+                            ? json_null()
+                            : json_boolean(sqlite3_column_int(st, 20) != 0));
     sqlite3_finalize(st);
     return 0;
 }

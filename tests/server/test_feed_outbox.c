@@ -106,6 +106,8 @@ static void test_full_visit_payloads(void)
     CHECK_STR(json_string_value(json_object_get(d, "channel")), "video");
     CHECK_STR(json_string_value(json_object_get(d, "state")), "waiting");
     CHECK(json_is_null(json_object_get(d, "doctor_id")));
+    CHECK(json_is_null(json_object_get(d, "recording_consent"))); /* not asked */
+    CHECK_EQ_INT(json_integer_value(json_object_get(d, "offers")), 0);
     CHECK_STR(json_string_value(json_object_get(json_object_get(d, "times"), "checked_in_at")),
               "2025-11-25T12:00:00.000Z");
     json_decref(d);
@@ -138,6 +140,28 @@ static void test_full_visit_payloads(void)
     CHECK_STR(json_string_value(json_object_get(rating, "comment")), "very good");
     json_decref(d);
     tm_outbox_events_free(ev, n);
+    deliver_all();
+}
+
+static void test_payload_recording_consent(void)
+{
+    const int given[2] = {1, -1};
+    for (int i = 0; i < 2; i++) {
+        tm_visit v;
+        memset(&v, 0, sizeof(v));
+        snprintf(v.patient_id, sizeof(v.patient_id), "pat-c%d", i);
+        snprintf(v.dept_id, sizeof(v.dept_id), "cardio");
+        snprintf(v.kind, sizeof(v.kind), "follow_up");
+        v.checkin_ms = T0;
+        v.recording_consent = given[i];
+        CHECK_EQ_INT(tm_store_visit_checkin(store, &v, "test"), 0);
+        char *p = tm__feed_event_payload(tm__store_db(store), "hosp-1", "visit.checked_in", v.id);
+        json_t *d = json_loads(p, 0, NULL);
+        CHECK(json_is_boolean(json_object_get(d, "recording_consent")));
+        CHECK_EQ_INT(json_is_true(json_object_get(d, "recording_consent")), given[i] == 1);
+        json_decref(d);
+        free(p);
+    }
     deliver_all();
 }
 
@@ -331,6 +355,7 @@ int main(void)
 {
     open_store();
     RUN(test_full_visit_payloads);
+    RUN(test_payload_recording_consent);
     RUN(test_payload_of_missing_visit_is_null);
     RUN(test_order_per_visit);
     RUN(test_dead_letter_and_replay);
