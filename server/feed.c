@@ -962,6 +962,8 @@ json_t *tm_feed_status(tm_feed *f)
     json_object_set_new(o, "dead", json_integer(st.dead));
     json_object_set_new(o, "in_flight", json_integer((json_int_t)f->n));
     json_object_set_new(o, "retrying", json_boolean(f->retrying));
+    int64_t held = f->hold_until - tm_mono_ms();
+    json_object_set_new(o, "held_for_ms", json_integer(held > 0 ? held : 0));
     json_object_set_new(o, "last_status",
                         f->last_status ? json_integer(f->last_status) : json_null());
     json_object_set_new(o, "last_error",

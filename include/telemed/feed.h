@@ -50,7 +50,8 @@ void tm_feed_kick(tm_feed *f);
 /* For /api/v1/feed: sink ("http" or "file"), endpoint (URL without
  * credentials or query) or path, queue_depth, oldest_undelivered_age_s,
  * delivered, failed_attempts, dead, in_flight, last_status, last_error,
- * last_error_at, last_success_at, retrying (bool). New reference, or NULL
+ * last_error_at, last_success_at, retrying (bool), held_for_ms (sends held
+ * while the endpoint fails). New reference, or NULL
  * when the store cannot be read. */
 json_t *tm_feed_status(tm_feed *f);
 /* Dead letters, newest first, at most limit (<= 0: 100): seq, event_id,
