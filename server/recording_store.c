@@ -344,12 +344,24 @@ int tm_recording_retention_sweep(tm_store *s, int retention_days, int64_t now_ms
     return rc;
 }
 
+int tm_recording_set_plain_sha256(tm_store *s, const char *rec_id, const char *plain_sha256)
+{
+    if (!rec_id || !is_sha256_hex(plain_sha256))
+        return TM_EINVAL;
+    sqlite3_stmt *st = prep(tm__store_db(s), "UPDATE recordings SET plain_sha256 = ?2 WHERE id = ?1");
+    if (st) {
+        sqlite3_bind_text(st, 1, rec_id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, plain_sha256, -1, SQLITE_TRANSIENT);
+    }
+    return run(st);
+}
+
 json_t *tm_recording_get(tm_store *s, const char *rec_id)
 {
     sqlite3 *db = tm__store_db(s);
     sqlite3_stmt *st = prep(db, "SELECT id, visit_id, path, format, state, size_bytes, duration_ms,"
-                                " sha256, encrypted, failure, dropped_packets, started_at,"
-                                " finished_at, deleted_at, deleted_by_policy"
+                                " sha256, plain_sha256, encrypted, failure, dropped_packets,"
+                                " started_at, finished_at, deleted_at, deleted_by_policy"
                                 " FROM recordings WHERE id = ?1");
     if (!st)
         return NULL;

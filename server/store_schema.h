@@ -187,6 +187,10 @@ static const char *const tm_store_migrations[] = {
      * (NULL: not asked). The hospital's policy decides whether to record;
      * the record keeps what the patient was told and agreed to. */
     "ALTER TABLE visits ADD COLUMN recording_consent INTEGER;",
+
+    /* 3: for a recording encrypted at rest, the SHA-256 of the Matroska
+     * stream before encryption: what a decrypted copy must hash to. */
+    "ALTER TABLE recordings ADD COLUMN plain_sha256 TEXT;",
 };
 
 #endif

@@ -928,7 +928,7 @@ json_t *tm_store_visit_record(tm_store *s, const char *id)
     json_decref(ratings);
     json_object_set_new(rec, "recordings",
                         query_rows(s, "SELECT id, path, format, state, size_bytes, duration_ms, sha256,"
-                                      " encrypted, failure, dropped_packets, started_at, finished_at,"
+                                      " plain_sha256, encrypted, failure, dropped_packets, started_at, finished_at,"
                                       " deleted_at, deleted_by_policy FROM recordings WHERE visit_id = ?1"
                                       " ORDER BY started_at",
                                    id));

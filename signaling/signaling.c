@@ -1291,6 +1291,8 @@ static void on_recording_done(const char *visit_id, const struct tm_recorder_res
     int64_t now = tm_now_ms();
     int rc;
     if (res->status == 0) {
+        if (res->encrypted && res->plain_sha256[0])
+            tm_recording_set_plain_sha256(sig->store, rec_id, res->plain_sha256);
         rc = tm_recording_finish(sig->store, rec_id, res->size_bytes, res->duration_ms, res->sha256,
                                  (int64_t)res->stats.dropped, now);
         tm_info("recording.available", "visit=%s recording=%s bytes=%lld duration_ms=%lld dropped=%llu",
@@ -1320,6 +1322,14 @@ static void start_recording(tm_signaling *sig, live_visit *v)
     char *path = NULL, *err = NULL;
     char rec_id[TM_RECORDING_ID_LEN];
     int rc = tm_recorder_make_path(sig->cfg->recording_dir, v->id, now, sig->rec_key_set, &path, &err);
+    if (rc < 0) {
+        /* No file (a full or unwritable disk): the record still says the
+         * visit was to be recorded, and why it was not. */
+        char *where = g_build_filename(sig->cfg->recording_dir, v->id, NULL);
+        if (tm_recording_start(sig->store, v->id, where, "matroska", sig->rec_key_set, now, rec_id) == 0)
+            tm_recording_fail(sig->store, rec_id, err ? err : tm_strerror(rc), 0, now);
+        g_free(where);
+    }
     if (rc == 0)
         rc = tm_recording_start(sig->store, v->id, path, "matroska", sig->rec_key_set, now, rec_id);
     if (rc == 0) {

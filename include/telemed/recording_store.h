@@ -37,6 +37,11 @@ int tm_recording_start(tm_store *s, const char *visit_id, const char *path, cons
 int tm_recording_finish(tm_store *s, const char *rec_id, int64_t size_bytes, int64_t duration_ms,
                         const char *sha256, int64_t dropped_packets, int64_t now_ms);
 
+/* For a recording encrypted at rest: the SHA-256 (64 lowercase hex) of the
+ * Matroska stream before encryption, which a decrypted copy hashes to. Set
+ * before tm_recording_finish. 0, TM_EINVAL or TM_EIO. */
+int tm_recording_set_plain_sha256(tm_store *s, const char *rec_id, const char *plain_sha256);
+
 /* The recording failed (reason: short, no personal data, e.g. the
  * recorder's "filesink0: ... No space left on device"). The visit goes
  * on; no event is emitted. 0, TM_ENOTFOUND, TM_ECONFLICT, TM_EIO. */
