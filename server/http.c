@@ -972,6 +972,8 @@ int tm_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
                      size_t len)
 {
     http_pss *p = user;
+    if (!p) /* not (or no longer) one of our requests */
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
     switch (reason) {
     case LWS_CALLBACK_HTTP: {
         pss_clear(p);
