@@ -209,6 +209,25 @@ static void send_msg(session *s, json_t *msg)
     lws_callback_on_writable(s->wsi);
 }
 
+static bool write_one(session *s);
+
+/* Writes what the session has queued right away while its socket takes
+ * it, instead of waiting for a writable event. With thousands of sockets,
+ * every trip through the GLib loop costs a walk of its poll records (lws
+ * gives each connection its own GSource), so a fan-out to every waiting
+ * patient is written in one pass. lws_send_pipe_choked() also covers a
+ * partial frame lws still holds, so frames never interleave. */
+static void flush_now(session *s)
+{
+    while (!s->closing && !g_queue_is_empty(&s->outq) && !lws_send_pipe_choked(s->wsi)) {
+        if (!write_one(s)) {
+            s->closing = true;
+            lws_callback_on_writable(s->wsi);
+            return;
+        }
+    }
+}
+
 static void send_to_user(user *u, json_t *msg)
 {
     if (u && u->sess)
@@ -453,6 +472,7 @@ static void push_positions(tm_signaling *sig, const char *dept)
         json_object_set_new(m, "estimated_wait_s", est_s < 0 ? json_null() : json_integer(est_s));
         json_object_set_new(m, "doctors_on_duty", json_integer(doctors));
         send_msg(p->sess, m);
+        flush_now(p->sess);
     }
     g_free(ids);
 }
