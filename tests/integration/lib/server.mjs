@@ -38,7 +38,8 @@ export async function startServer(opts = {}) {
       stdio: ['ignore', 'pipe', 'pipe'] });
     srv.proc = proc;
     srv.exited = new Promise((res) => proc.on('exit', (code, sig) => res({ code, sig })));
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${srv.logs}`)), 20000);
+    // Generous: under the sanitizers on a busy 2-core machine a start takes seconds.
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${srv.logs}`)), 60000);
     const onData = (d) => {
       srv.logs += d.toString();
       if (process.env.TELEMED_TEST_VERBOSE) process.stderr.write(d);
