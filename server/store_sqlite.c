@@ -107,16 +107,21 @@ static void bind_args(sqlite3_stmt *st, const char *types, va_list ap)
     }
 }
 
+static sqlite3_stmt *vquery(tm_store *s, const char *sql, const char *types, va_list ap)
+{
+    sqlite3_stmt *st = stmt(s, sql);
+    if (st)
+        bind_args(st, types, ap);
+    return st;
+}
+
 /* The cached statement for sql with its arguments bound, ready to step;
  * NULL if it cannot be prepared. */
 static sqlite3_stmt *query(tm_store *s, const char *sql, const char *types, ...)
 {
-    sqlite3_stmt *st = stmt(s, sql);
-    if (!st)
-        return NULL;
     va_list ap;
     va_start(ap, types);
-    bind_args(st, types, ap);
+    sqlite3_stmt *st = vquery(s, sql, types, ap);
     va_end(ap);
     return st;
 }
@@ -134,28 +139,22 @@ static int exec_step(tm_store *s, sqlite3_stmt *st)
 /* Prepares (once), binds and runs a statement that returns no rows. */
 static int run(tm_store *s, const char *sql, const char *types, ...)
 {
-    sqlite3_stmt *st = stmt(s, sql);
-    if (!st)
-        return TM_EIO;
     va_list ap;
     va_start(ap, types);
-    bind_args(st, types, ap);
+    sqlite3_stmt *st = vquery(s, sql, types, ap);
     va_end(ap);
-    return exec_step(s, st);
+    return st ? exec_step(s, st) : TM_EIO;
 }
 
 /* Like run(), for statements that change exactly the rows named: 0 rows
  * changed is TM_ENOTFOUND. */
 static int run_one(tm_store *s, const char *sql, const char *types, ...)
 {
-    sqlite3_stmt *st = stmt(s, sql);
-    if (!st)
-        return TM_EIO;
     va_list ap;
     va_start(ap, types);
-    bind_args(st, types, ap);
+    sqlite3_stmt *st = vquery(s, sql, types, ap);
     va_end(ap);
-    int rc = exec_step(s, st);
+    int rc = st ? exec_step(s, st) : TM_EIO;
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         return TM_ENOTFOUND;
     return rc;

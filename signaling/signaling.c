@@ -1098,6 +1098,17 @@ static live_visit *member_visit(request *r, const char *visit_id, int *err)
     return v;
 }
 
+/* The live visit the request names, if the sender is one of its
+ * participants; otherwise the error is answered and NULL returned. */
+static live_visit *requested_visit(request *r)
+{
+    int err = 0;
+    live_visit *v = member_visit(r, jstr(r->msg, "visit_id"), &err);
+    if (!v)
+        reply_err(r->s, r->id, err, NULL);
+    return v;
+}
+
 static bool need_role(request *r, tm_role a, tm_role b)
 {
     if (r->u->role == a || r->u->role == b)
@@ -1210,12 +1221,9 @@ static void handle_queue_leave(request *r)
 {
     if (!need_role(r, TM_ROLE_PATIENT, TM_ROLE_PATIENT))
         return;
-    int err = 0;
-    live_visit *v = member_visit(r, jstr(r->msg, "visit_id"), &err);
-    if (!v) {
-        reply_err(r->s, r->id, err, NULL);
+    live_visit *v = requested_visit(r);
+    if (!v)
         return;
-    }
     if (v->state == TM_VS_ACTIVE) {
         reply_err(r->s, r->id, TM_ECONFLICT, "the visit has started; end it instead");
         return;
@@ -1428,12 +1436,9 @@ static void handle_visit_end(request *r)
 {
     if (!need_role(r, TM_ROLE_DOCTOR, TM_ROLE_PATIENT))
         return;
-    int err = 0;
-    live_visit *v = member_visit(r, jstr(r->msg, "visit_id"), &err);
-    if (!v) {
-        reply_err(r->s, r->id, err, NULL);
+    live_visit *v = requested_visit(r);
+    if (!v)
         return;
-    }
     const char *reason = jstr(r->msg, "reason");
     if (!reason)
         reason = r->u->role == TM_ROLE_DOCTOR ? "completed" : "patient_left";
@@ -1459,12 +1464,9 @@ static void handle_chat(request *r)
 {
     if (!need_role(r, TM_ROLE_DOCTOR, TM_ROLE_PATIENT))
         return;
-    int err = 0;
-    live_visit *v = member_visit(r, jstr(r->msg, "visit_id"), &err);
-    if (!v) {
-        reply_err(r->s, r->id, err, NULL);
+    live_visit *v = requested_visit(r);
+    if (!v)
         return;
-    }
     const char *text = jstr(r->msg, "text");
     if (!text || !*text || strlen(text) > MAX_CHAT_BYTES) {
         reply_err(r->s, r->id, TM_EINVAL, "text must be 1 to 4000 bytes");
