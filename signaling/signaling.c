@@ -176,7 +176,30 @@ static void doc_remove_visit(user *d, const char *visit_id)
 
 /* ---- sending ------------------------------------------------------- */
 
-/* Queues msg (stolen) for the session and asks lws for a write slot. */
+/* Queues a copy of text (one JSON message) and asks lws for a write slot. */
+static void send_text(session *s, const char *text, size_t len)
+{
+    if (!s || s->closing)
+        return;
+    if (s->outq_bytes + len > MAX_OUTQ_BYTES) {
+        tm_warn("ws.slow_consumer", "user=%s queued=%zu", s->u ? s->u->key : "-", s->outq_bytes);
+        s->closing = true;
+        lws_callback_on_writable(s->wsi);
+        return;
+    }
+    unsigned char *buf = malloc(LWS_PRE + len + 1);
+    if (!buf)
+        return;
+    memcpy(buf + LWS_PRE, text, len);
+    buf[LWS_PRE + len] = 0;
+    g_queue_push_tail(&s->outq, buf);
+    g_queue_push_tail(&s->outlen, GSIZE_TO_POINTER(len));
+    s->outq_bytes += len;
+    s->sig->msgs_out++;
+    lws_callback_on_writable(s->wsi);
+}
+
+/* Queues msg (stolen) for the session. */
 static void send_msg(session *s, json_t *msg)
 {
     if (!s || s->closing) {
@@ -185,28 +208,9 @@ static void send_msg(session *s, json_t *msg)
     }
     char *text = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
-    if (!text)
-        return;
-    size_t len = strlen(text);
-    if (s->outq_bytes + len > MAX_OUTQ_BYTES) {
-        free(text);
-        tm_warn("ws.slow_consumer", "user=%s queued=%zu", s->u ? s->u->key : "-", s->outq_bytes);
-        s->closing = true;
-        lws_callback_on_writable(s->wsi);
-        return;
-    }
-    unsigned char *buf = malloc(LWS_PRE + len + 1);
-    if (!buf) {
-        free(text);
-        return;
-    }
-    memcpy(buf + LWS_PRE, text, len + 1);
+    if (text)
+        send_text(s, text, strlen(text));
     free(text);
-    g_queue_push_tail(&s->outq, buf);
-    g_queue_push_tail(&s->outlen, GSIZE_TO_POINTER(len));
-    s->outq_bytes += len;
-    s->sig->msgs_out++;
-    lws_callback_on_writable(s->wsi);
 }
 
 static bool write_one(session *s);
@@ -467,12 +471,21 @@ static void push_positions(tm_signaling *sig, const char *dept)
             continue;
         v->last_position = position;
         v->last_estimate_s = est_s;
-        json_t *m = json_pack("{s:s, s:s, s:i, s:i}", "type", "queue.position", "visit_id", v->id,
-                              "position", position, "waiting", (int)n);
-        json_object_set_new(m, "estimated_wait_s", est_s < 0 ? json_null() : json_integer(est_s));
-        json_object_set_new(m, "doctors_on_duty", json_integer(doctors));
-        send_msg(p->sess, m);
-        flush_now(p->sess);
+        /* Formatted by hand: this message goes to every waiting patient at
+         * once, and visit ids are server-made ([a-z0-9-]), so no escaping. */
+        char text[256], est_text[24];
+        if (est_s < 0)
+            snprintf(est_text, sizeof(est_text), "null");
+        else
+            snprintf(est_text, sizeof(est_text), "%lld", (long long)est_s);
+        int tlen = snprintf(text, sizeof(text),
+                            "{\"type\":\"queue.position\",\"visit_id\":\"%s\",\"position\":%d,"
+                            "\"waiting\":%d,\"estimated_wait_s\":%s,\"doctors_on_duty\":%d}",
+                            v->id, position, (int)n, est_text, doctors);
+        if (tlen > 0 && tlen < (int)sizeof(text)) {
+            send_text(p->sess, text, (size_t)tlen);
+            flush_now(p->sess);
+        }
     }
     g_free(ids);
 }

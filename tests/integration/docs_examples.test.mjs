@@ -15,7 +15,9 @@ const protocol = read('docs/protocol.md');
 const api = read('docs/api.md');
 const signaling = read('signaling/signaling.c');
 const handled = new Set(['hello', ...[...signaling.matchAll(/\{"([a-z.]+)", handle_[a-z_]+\}/g)].map((m) => m[1])]);
-const pushed = new Set([...signaling.matchAll(/"type", "([a-z._]+)"/g)].map((m) => m[1]));
+// Pushes built with jansson ("type", "x") or formatted by hand (\"type\":\"x\").
+const pushed = new Set([...signaling.matchAll(/"type", "([a-z._]+)"|\\"type\\":\\"([a-z._]+)\\"/g)]
+  .map((m) => m[1] || m[2]));
 // A request carries an id and a handled type (visit.participant's "id" is a user id).
 const isRequest = (e) => e.id !== undefined && handled.has(e.type);
 
