@@ -138,6 +138,9 @@ tm__dtls *tm__dtls_new(SSL_CTX *ctx, bool server, const char *remote_fp, tm__dtl
     BIO_set_data(wbio, d);
     SSL_set_bio(d->ssl, d->rbio, wbio); /* the SSL owns both now */
     SSL_set_options(d->ssl, SSL_OP_NO_QUERY_MTU);
+    /* After the handshake only alerts pass through the SSL: give its record
+     * buffers (about 34 KiB) back instead of holding them per peer. */
+    SSL_set_mode(d->ssl, SSL_MODE_RELEASE_BUFFERS);
     SSL_set_mtu(d->ssl, DTLS_MTU);
     DTLS_set_link_mtu(d->ssl, DTLS_MTU);
     DTLS_set_timer_cb(d->ssl, timer_cb);

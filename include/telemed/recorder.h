@@ -55,8 +55,10 @@ typedef struct tm_recorder_track {
 
 /* Largest RTP packet the ring holds; larger ones are counted as dropped. */
 #define TM_RECORDER_SLOT_BYTES 1500
-/* Ring capacity in packets (about 3 s of a two-party HD visit). */
-#define TM_RECORDER_SLOTS 1024
+/* Ring capacity in packets: about 1.7 s of a 1:1 visit at 1 Mbit/s each way
+ * (~300 packets/s), far more than the DRAIN_MS between drains; every slot is
+ * resident (1.5 KiB each), so it is sized for stalls, not whole seconds of HD. */
+#define TM_RECORDER_SLOTS 512
 /* Most tracks per recorder. */
 #define TM_RECORDER_MAX_TRACKS 16
 
