@@ -213,22 +213,30 @@ static void send_msg(session *s, json_t *msg)
     free(text);
 }
 
-static bool write_one(session *s);
-
-/* Writes what the session has queued right away while its socket takes
- * it, instead of waiting for a writable event. With thousands of sockets,
- * every trip through the GLib loop costs a walk of its poll records (lws
- * gives each connection its own GSource), so a fan-out to every waiting
- * patient is written in one pass. lws_send_pipe_choked() also covers a
+/* Sends text at once when nothing is queued before it and the socket takes
+ * it; otherwise queues it. With thousands of sockets every trip through the
+ * GLib loop costs a walk of its poll records (lws gives each connection its
+ * own GSource), so a fan-out to every waiting patient is written in one pass
+ * and asks for no writable events. lws_send_pipe_choked() also covers a
  * partial frame lws still holds, so frames never interleave. */
-static void flush_now(session *s)
+static void send_text_now(session *s, const char *text, size_t len)
 {
-    while (!s->closing && !g_queue_is_empty(&s->outq) && !lws_send_pipe_choked(s->wsi)) {
-        if (!write_one(s)) {
-            s->closing = true;
-            lws_callback_on_writable(s->wsi);
-            return;
-        }
+    if (!s || s->closing)
+        return;
+    if (!g_queue_is_empty(&s->outq) || lws_send_pipe_choked(s->wsi)) {
+        send_text(s, text, len);
+        return;
+    }
+    unsigned char buf[LWS_PRE + 256];
+    if (len > sizeof(buf) - LWS_PRE) {
+        send_text(s, text, len);
+        return;
+    }
+    memcpy(buf + LWS_PRE, text, len);
+    s->sig->msgs_out++;
+    if (lws_write(s->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len) {
+        s->closing = true;
+        lws_callback_on_writable(s->wsi);
     }
 }
 
@@ -482,10 +490,8 @@ static void push_positions(tm_signaling *sig, const char *dept)
                             "{\"type\":\"queue.position\",\"visit_id\":\"%s\",\"position\":%d,"
                             "\"waiting\":%d,\"estimated_wait_s\":%s,\"doctors_on_duty\":%d}",
                             v->id, position, (int)n, est_text, doctors);
-        if (tlen > 0 && tlen < (int)sizeof(text)) {
-            send_text(p->sess, text, (size_t)tlen);
-            flush_now(p->sess);
-        }
+        if (tlen > 0 && tlen < (int)sizeof(text))
+            send_text_now(p->sess, text, (size_t)tlen);
     }
     g_free(ids);
 }
