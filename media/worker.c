@@ -63,10 +63,27 @@ static void rec_done(const tm_recorder_result *res, void *user)
     g_free(c);
 }
 
+/* Issue 4: the visit goes on, but supervisors must hear that it is no
+ * longer being recorded, so the control thread gets one event per failed
+ * recording (the recorder reports only its first failure; rec_failed guards
+ * the start path, which has no recorder to do so). */
+static void post_rec_failed(tm__visit *v, const char *reason)
+{
+    tm_media_event ev = {.type = TM_MEDIA_EV_RECORDING_FAILED,
+                         .visit_id = v->id,
+                         .message = reason && *reason ? reason : "recording failed"};
+    tm__media_post(v->w, &ev);
+}
+
+/* On this worker's context; never after tm_recorder_finish/free, so v is alive. */
 static void rec_failed(const char *reason, void *user)
 {
     tm__visit *v = user;
     tm_warn("media.recording_failed", "visit=%s", v->id);
+    if (!v->rec_failed) {
+        v->rec_failed = true;
+        post_rec_failed(v, reason);
+    }
 }
 
 static bool rec_codec(tm_codec_id c, tm_recorder_codec *out)
@@ -114,6 +131,7 @@ static void record_start(tm__visit *v)
     if (!v->rec) {
         v->rec_failed = true;
         tm_warn("media.recording_failed", "visit=%s tracks=%zu", v->id, n);
+        post_rec_failed(v, err ? err : "no stream to record");
         g_free(err);
         return;
     }

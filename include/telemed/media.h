@@ -32,7 +32,13 @@ typedef enum {
     TM_MEDIA_EV_CANDIDATE,
     TM_MEDIA_EV_STATE,
     TM_MEDIA_EV_STATS,
-    TM_MEDIA_EV_ERROR
+    TM_MEDIA_EV_ERROR,
+    /* A visit's recording failed (disk full, write error, or it could not
+     * start): the visit's media goes on unrecorded. Once per failed recording;
+     * visit_id and message (the reason) set, peer_id NULL. The result of
+     * tm_media_visit_record's cb (when the file had started) still follows at
+     * tm_media_visit_close, with status < 0. */
+    TM_MEDIA_EV_RECORDING_FAILED
 } tm_media_event_type;
 
 typedef struct tm_media_event {
@@ -47,7 +53,7 @@ typedef struct tm_media_event {
                                loss_pct, jitter_ms, rtt_ms, keyframes, nacks, plis, width,
                                height, freeze_count) */
     int err;                /* ERROR */
-    const char *message;    /* ERROR */
+    const char *message;    /* ERROR, RECORDING_FAILED (the reason) */
 } tm_media_event;
 
 /* Called on the control GMainContext; the event and its strings are borrowed for the call. */

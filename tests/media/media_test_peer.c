@@ -330,7 +330,7 @@ void test_peer_on_event(test_peer **peers, int n, const tm_media_event *ev)
 {
     test_peer *p = NULL;
     for (int i = 0; i < n; i++)
-        if (peers[i] && strcmp(peers[i]->peer_id, ev->peer_id) == 0 &&
+        if (peers[i] && ev->peer_id && strcmp(peers[i]->peer_id, ev->peer_id) == 0 &&
             strcmp(peers[i]->visit_id, ev->visit_id) == 0)
             p = peers[i];
     if (!p)
@@ -375,6 +375,8 @@ void test_peer_on_event(test_peer **peers, int n, const tm_media_event *ev)
         break;
     case TM_MEDIA_EV_ERROR:
         fprintf(stderr, "peer %s: error %d %s\n", p->peer_id, ev->err, ev->message);
+        break;
+    case TM_MEDIA_EV_RECORDING_FAILED: /* visit-wide, no peer: never reaches here */
         break;
     }
 }
