@@ -1326,6 +1326,22 @@ static live_visit *offered_to_me(request *r)
     return v;
 }
 
+static void recording_failed_alert(tm_signaling *sig, const char *visit_id, const char *reason)
+{
+    tm_error("recording.failed", "visit=%s", visit_id);
+    remember_alert(sig, json_pack("{s:s, s:s, s:s}", "kind", "recording_failed", "visit_id",
+                                  visit_id, "reason", reason ? reason : "failed"));
+}
+
+/* The recording broke while the visit goes on (a full disk): on record and
+ * in front of the supervisors now, not when the visit ends. */
+static void on_recording_failed(tm_signaling *sig, const char *visit_id, const char *reason)
+{
+    const char *rec_id = g_hash_table_lookup(sig->recordings, visit_id);
+    if (rec_id && tm_recording_fail(sig->store, rec_id, reason ? reason : "failed", 0, tm_now_ms()) == 0)
+        recording_failed_alert(sig, visit_id, reason);
+}
+
 /* The recorder finished the visit's file (or gave up): the record gets its
  * size, duration and hash and the regulator its recording.available. */
 static void on_recording_done(const char *visit_id, const struct tm_recorder_result *res,
@@ -1348,9 +1364,10 @@ static void on_recording_done(const char *visit_id, const struct tm_recorder_res
     } else {
         rc = tm_recording_fail(sig->store, rec_id, res->failure ? res->failure : "failed",
                                (int64_t)res->stats.dropped, now);
-        tm_error("recording.failed", "visit=%s recording=%s", visit_id, rec_id);
-        remember_alert(sig, json_pack("{s:s, s:s, s:s}", "kind", "recording_failed", "visit_id",
-                                      visit_id, "reason", res->failure ? res->failure : "failed"));
+        if (rc == TM_ECONFLICT)
+            rc = 0; /* already on record: it failed during the visit */
+        else
+            recording_failed_alert(sig, visit_id, res->failure);
     }
     if (rc < 0)
         tm_error("recording.store_failed", "visit=%s err=%s", visit_id, tm_strerror(rc));
@@ -1900,6 +1917,9 @@ void tm_signaling_on_media_event(const void *event, void *user_data)
                 mark_overview_dirty(sig);
             }
         }
+        return;
+    case TM_MEDIA_EV_RECORDING_FAILED:
+        on_recording_failed(sig, ev->visit_id, ev->message);
         return;
     case TM_MEDIA_EV_ERROR:
         m = json_pack("{s:s, s:s, s:s, s:s}", "type", "media.error", "visit_id", ev->visit_id,
