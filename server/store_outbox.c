@@ -159,37 +159,72 @@ static int tx(sqlite3 *db, const char *sql)
     return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : TM_EIO;
 }
 
+/* Runs st once per row i in [0, n) in one transaction; bind(st, i, ctx)
+ * binds the row's parameters. Finalizes st. */
+static int each_row_in_tx(sqlite3 *db, sqlite3_stmt *st, size_t n,
+                          void (*bind)(sqlite3_stmt *st, size_t i, const void *ctx), const void *ctx)
+{
+    if (!st)
+        return TM_EIO;
+    int ret = tx(db, "BEGIN IMMEDIATE");
+    for (size_t i = 0; ret == 0 && i < n; i++) {
+        bind(st, i, ctx);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+            ret = db_fail(db, rc);
+    }
+    if (ret == 0)
+        ret = tx(db, "COMMIT");
+    if (ret < 0)
+        tx(db, "ROLLBACK");
+    sqlite3_finalize(st);
+    return ret;
+}
+
+typedef struct delivered_rows {
+    const int64_t *seqs;
+    int64_t now_ms;
+    int status;
+} delivered_rows;
+
+static void bind_delivered(sqlite3_stmt *st, size_t i, const void *ctx)
+{
+    const delivered_rows *d = ctx;
+    sqlite3_bind_int64(st, 1, d->seqs[i]);
+    sqlite3_bind_int64(st, 2, d->now_ms);
+    sqlite3_bind_int(st, 3, d->status);
+}
+
 int tm_outbox_mark_delivered(tm_store *s, const int64_t *seqs, size_t n, int status, int64_t now_ms)
 {
     if (n == 0)
         return 0;
     sqlite3 *db = tm__store_db(s);
-    sqlite3_stmt *st = prepare(db, "UPDATE outbox SET state = 'delivered', delivered_at = ?2,"
-                                   " last_status = ?3, last_error = NULL, last_response = NULL"
-                                   " WHERE seq = ?1 AND state = 'pending'");
-    if (!st)
-        return TM_EIO;
-    int ret = tx(db, "BEGIN IMMEDIATE");
-    if (ret < 0)
-        goto done;
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_bind_int64(st, 1, seqs[i]);
-        sqlite3_bind_int64(st, 2, now_ms);
-        sqlite3_bind_int(st, 3, status);
-        int rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE) {
-            ret = db_fail(db, rc);
-            tx(db, "ROLLBACK");
-            goto done;
-        }
-    }
-    ret = tx(db, "COMMIT");
-    if (ret < 0)
-        tx(db, "ROLLBACK");
-done:
-    sqlite3_finalize(st);
-    return ret;
+    delivered_rows d = {seqs, now_ms, status};
+    return each_row_in_tx(db,
+                          prepare(db, "UPDATE outbox SET state = 'delivered', delivered_at = ?2,"
+                                      " last_status = ?3, last_error = NULL, last_response = NULL"
+                                      " WHERE seq = ?1 AND state = 'pending'"),
+                          n, bind_delivered, &d);
+}
+
+typedef struct retry_rows {
+    const int64_t *seqs, *next_at;
+    int status;
+    const char *error;
+} retry_rows;
+
+static void bind_retry(sqlite3_stmt *st, size_t i, const void *ctx)
+{
+    const retry_rows *r = ctx;
+    sqlite3_bind_int64(st, 1, r->seqs[i]);
+    sqlite3_bind_int64(st, 2, r->next_at[i]);
+    if (r->status > 0)
+        sqlite3_bind_int(st, 3, r->status);
+    else
+        sqlite3_bind_null(st, 3);
+    sqlite3_bind_text(st, 4, r->error ? r->error : "", -1, SQLITE_STATIC);
 }
 
 int tm_outbox_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n, int status,
@@ -198,36 +233,12 @@ int tm_outbox_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, si
     if (n == 0)
         return 0;
     sqlite3 *db = tm__store_db(s);
-    sqlite3_stmt *st = prepare(db, "UPDATE outbox SET attempts = attempts + 1,"
-                                   " next_attempt_at = ?2, last_status = ?3, last_error = ?4"
-                                   " WHERE seq = ?1 AND state = 'pending'");
-    if (!st)
-        return TM_EIO;
-    int ret = tx(db, "BEGIN IMMEDIATE");
-    if (ret < 0)
-        goto done;
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_bind_int64(st, 1, seqs[i]);
-        sqlite3_bind_int64(st, 2, next_at[i]);
-        if (status > 0)
-            sqlite3_bind_int(st, 3, status);
-        else
-            sqlite3_bind_null(st, 3);
-        sqlite3_bind_text(st, 4, error ? error : "", -1, SQLITE_STATIC);
-        int rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE) {
-            ret = db_fail(db, rc);
-            tx(db, "ROLLBACK");
-            goto done;
-        }
-    }
-    ret = tx(db, "COMMIT");
-    if (ret < 0)
-        tx(db, "ROLLBACK");
-done:
-    sqlite3_finalize(st);
-    return ret;
+    retry_rows r = {seqs, next_at, status, error};
+    return each_row_in_tx(db,
+                          prepare(db, "UPDATE outbox SET attempts = attempts + 1,"
+                                      " next_attempt_at = ?2, last_status = ?3, last_error = ?4"
+                                      " WHERE seq = ?1 AND state = 'pending'"),
+                          n, bind_retry, &r);
 }
 
 int tm_outbox_retry_now(tm_store *s, int64_t now_ms)
