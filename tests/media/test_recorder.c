@@ -156,6 +156,23 @@ static void wait_for(bool *flag, int timeout_ms)
     CHECK(*flag);
 }
 
+/* Finishes r (which it frees) and waits for its result. */
+static void finish(tm_recorder *r, done *d)
+{
+    memset(d, 0, sizeof(*d));
+    tm_recorder_finish(r, on_done, d);
+    wait_for(&d->called, 30000);
+}
+
+/* Finishes r and checks that its file is complete. */
+static void finish_ok(tm_recorder *r, done *d)
+{
+    finish(r, d);
+    if (d->res.status)
+        fprintf(stderr, "failure: %s\n", d->failure);
+    CHECK_EQ_INT(d->res.status, 0);
+}
+
 /* ---- what a player sees ------------------------------------------------------ */
 
 typedef struct seen {
@@ -294,12 +311,8 @@ static void test_two_senders(void)
     tm_recorder_stats st;
     tm_recorder_stats_get(r, &st);
     CHECK_EQ_INT(st.pushed, 2 * rtp->len);
-    done d = {0};
-    tm_recorder_finish(r, on_done, &d);
-    wait_for(&d.called, 30000);
-    if (d.res.status)
-        fprintf(stderr, "failure: %s\n", d.failure);
-    CHECK_EQ_INT(d.res.status, 0);
+    done d;
+    finish_ok(r, &d);
     CHECK_STR(d.res.path, path);
     CHECK(!d.res.encrypted);
     CHECK_EQ_INT(d.res.stats.pushed, 2 * rtp->len);
@@ -371,12 +384,8 @@ static void test_silent_tracks(void)
     printf("  file size at 3.5 s: %lld, at 4.9 s: %lld\n", (long long)size_early,
            (long long)size_late);
     CHECK(size_early > 0 && size_late > size_early + 5000);
-    done d = {0};
-    tm_recorder_finish(r, on_done, &d);
-    wait_for(&d.called, 30000);
-    if (d.res.status)
-        fprintf(stderr, "failure: %s\n", d.failure);
-    CHECK_EQ_INT(d.res.status, 0);
+    done d;
+    finish_ok(r, &d);
     CHECK_EQ_INT(d.res.stats.dropped, 0);
     seen s = discover(path);
     CHECK(s.ok);
@@ -429,12 +438,8 @@ static void test_reconnect(void)
         }
         CHECK_EQ_INT(tm_recorder_push(r, k->kind, copy, len), 0);
     }
-    done d = {0};
-    tm_recorder_finish(r, on_done, &d);
-    wait_for(&d.called, 30000);
-    if (d.res.status)
-        fprintf(stderr, "failure: %s\n", d.failure);
-    CHECK_EQ_INT(d.res.status, 0);
+    done d;
+    finish_ok(r, &d);
     seen s = discover(path);
     CHECK(s.ok);
     counts c = decode(path);
@@ -463,12 +468,8 @@ static void test_h264(void)
     CHECK(r != NULL);
     int base = 0;
     push_paced(&r, 1, rtp, 0, rtp->len, &base, 1, g_get_monotonic_time());
-    done d = {0};
-    tm_recorder_finish(r, on_done, &d);
-    wait_for(&d.called, 30000);
-    if (d.res.status)
-        fprintf(stderr, "failure: %s\n", d.failure);
-    CHECK_EQ_INT(d.res.status, 0);
+    done d;
+    finish_ok(r, &d);
     seen s = discover(path);
     CHECK(s.ok);
     CHECK_EQ_INT(s.audio_streams, 1);
@@ -493,12 +494,8 @@ static void test_short_visit(void)
     CHECK(r != NULL);
     int base = 0;
     push_paced(&r, 1, rtp, 0, rtp->len, &base, 1, g_get_monotonic_time());
-    done d = {0};
-    tm_recorder_finish(r, on_done, &d);
-    wait_for(&d.called, 30000);
-    if (d.res.status)
-        fprintf(stderr, "failure: %s\n", d.failure);
-    CHECK_EQ_INT(d.res.status, 0);
+    done d;
+    finish_ok(r, &d);
     seen s = discover(path);
     CHECK(s.ok);
     CHECK_EQ_INT(s.audio_streams, 1);
@@ -535,9 +532,8 @@ static void test_burst_drops(void)
     CHECK(full > 0);
     CHECK_EQ_INT(st.pushed, ok);
     CHECK(st.dropped >= (uint64_t)full); /* plus any the recorder thread shed */
-    done d = {0};
-    tm_recorder_finish(r, on_done, &d);
-    wait_for(&d.called, 30000);
+    done d;
+    finish(r, &d);
     CHECK_EQ_INT(d.res.stats.pushed + d.res.stats.dropped, total);
     g_free(path);
     free_rtp(rtp);
@@ -744,9 +740,8 @@ static int child_write_error(const char *path)
     tm_recorder_stats st;
     tm_recorder_stats_get(r, &st);
     CHECK(st.dropped >= (uint64_t)refused);
-    done d = {0};
-    tm_recorder_finish(r, on_done, &d);
-    wait_for(&d.called, 30000);
+    done d;
+    finish(r, &d);
     CHECK(d.res.status < 0);
     CHECK(strlen(d.failure) > 0);
     CHECK_EQ_INT(failures_seen, 1);
@@ -797,9 +792,8 @@ static void test_bad_input(void)
     CHECK_EQ_INT(st.dropped, 4);
     CHECK_EQ_INT(st.pushed, 0);
     /* Nothing received: finishing reports a failed (empty) recording. */
-    done d = {0};
-    tm_recorder_finish(r, on_done, &d);
-    wait_for(&d.called, 30000);
+    done d;
+    finish(r, &d);
     CHECK(d.res.status < 0);
     CHECK_STR(d.failure, "no media was received");
     CHECK(!g_file_test(path, G_FILE_TEST_EXISTS)); /* no empty file left */

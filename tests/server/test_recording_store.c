@@ -10,46 +10,12 @@
 #include "telemed/recording_store.h"
 #include "telemed/store.h"
 #include "tm_test.h"
+#include "store_test.h"
 
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
-
-static char *dir;
-
-static char *path_in(const char *name)
-{
-    return g_build_filename(dir, name, NULL);
-}
-
-static tm_store *open_store(const char *name)
-{
-    char *path = path_in(name), *err = NULL;
-    tm_store *s = tm_store_open(path, "hosp-1", &err);
-    if (!s)
-        fprintf(stderr, "open: %s\n", err);
-    CHECK(s != NULL);
-    g_free(path);
-    return s;
-}
-
-/* Reads one integer or text with a separate connection, as a reader would. */
-static long long scalar(const char *db_name, const char *sql)
-{
-    char *path = path_in(db_name);
-    sqlite3 *db;
-    CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-    sqlite3_stmt *st;
-    CHECK(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK);
-    long long v = -1;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    g_free(path);
-    return v;
-}
 
 /* An active visit: checked in, offered, accepted. */
 static void make_visit(tm_store *s, char visit_id[64])
@@ -94,7 +60,7 @@ static void test_start_finish(void)
     CHECK_EQ_INT(tm_recording_finish(s, rec, 123456, 600000, sha_a, 7, t0 + 600000), 0);
     CHECK_EQ_INT(scalar("a.db", "SELECT count(*) FROM outbox WHERE type='recording.available'"), 1);
     /* The event carries the recording as it is in the same transaction. */
-    char *path = path_in("a.db");
+    char *path = test_path("a.db");
     sqlite3 *db;
     CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
     sqlite3_stmt *st;
@@ -170,7 +136,7 @@ static void test_recover(void)
         rec3[TM_RECORDING_ID_LEN];
     make_visit(s, visit);
     make_visit(s, visit2);
-    char *partial = path_in("partial.mkv"), *gone = path_in("gone.mkv");
+    char *partial = test_path("partial.mkv"), *gone = test_path("gone.mkv");
     const char content[] = "partial matroska bytes";
     CHECK(g_file_set_contents(partial, content, sizeof(content) - 1, NULL));
     CHECK_EQ_INT(tm_recording_start(s, visit, partial, "matroska", false, tm_now_ms(), rec1), 0);
@@ -213,11 +179,11 @@ static void test_retention(void)
         fresh[TM_RECORDING_ID_LEN], stuck[TM_RECORDING_ID_LEN], live[TM_RECORDING_ID_LEN];
     make_visit(s, visit);
     int64_t now = tm_now_ms(), day = 86400000;
-    char *f_old1 = path_in("old1.mkv"), *f_fresh = path_in("fresh.mkv");
+    char *f_old1 = test_path("old1.mkv"), *f_fresh = test_path("fresh.mkv");
     CHECK(g_file_set_contents(f_old1, "x", 1, NULL));
     CHECK(g_file_set_contents(f_fresh, "y", 1, NULL));
     /* A path that cannot be unlinked, even by root: a directory. */
-    char *f_stuck = path_in("stuck.mkv");
+    char *f_stuck = test_path("stuck.mkv");
     CHECK(g_mkdir(f_stuck, 0700) == 0);
 
     CHECK_EQ_INT(tm_recording_start(s, visit, f_old1, "matroska", false, now - 40 * day, old1), 0);
@@ -278,16 +244,16 @@ static void test_retention(void)
 
 int main(void)
 {
-    dir = g_dir_make_tmp("tm-recstore-XXXXXX", NULL);
-    CHECK(dir != NULL);
+    store_test_dir = g_dir_make_tmp("tm-recstore-XXXXXX", NULL);
+    CHECK(store_test_dir != NULL);
     RUN(test_start_finish);
     RUN(test_fail);
     RUN(test_recover);
     RUN(test_retention);
-    char *cmd = g_strdup_printf("rm -rf '%s'", dir);
+    char *cmd = g_strdup_printf("rm -rf '%s'", store_test_dir);
     if (system(cmd) != 0)
         fprintf(stderr, "cleanup failed\n");
     g_free(cmd);
-    g_free(dir);
+    g_free(store_test_dir);
     TEST_DONE();
 }

@@ -6,45 +6,11 @@
 #include "telemed/common.h"
 #include "telemed/store.h"
 #include "tm_test.h"
+#include "store_test.h"
 
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <sqlite3.h>
-
-static char dir[256];
-
-static char *db_path(const char *name)
-{
-    return g_build_filename(dir, name, NULL);
-}
-
-static tm_store *open_store(const char *name)
-{
-    char *path = db_path(name), *err = NULL;
-    tm_store *s = tm_store_open(path, "hosp-1", &err);
-    if (!s)
-        fprintf(stderr, "open: %s\n", err);
-    CHECK(s != NULL);
-    g_free(path);
-    return s;
-}
-
-/* Reads one integer with a separate connection, as an outside reader would. */
-static long long scalar(const char *name, const char *sql)
-{
-    char *path = db_path(name);
-    sqlite3 *db;
-    CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-    sqlite3_stmt *st;
-    CHECK(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK);
-    long long v = -1;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    g_free(path);
-    return v;
-}
 
 static void seed(tm_store *s)
 {
@@ -66,7 +32,7 @@ static void test_migrations(void)
     tm_store_free(s);
     CHECK_EQ_INT(scalar("m.db", "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode='wal'"), 1);
     /* A database from a newer server is refused, not damaged. */
-    char *path = db_path("m.db");
+    char *path = test_path("m.db");
     sqlite3 *db;
     sqlite3_open(path, &db);
     sqlite3_exec(db, "PRAGMA user_version=999", NULL, NULL, NULL);
@@ -215,14 +181,15 @@ static void test_cancel_and_restore(void)
 
 int main(void)
 {
-    g_strlcpy(dir, "/tmp/tm-store-XXXXXX", sizeof(dir));
-    CHECK(g_mkdtemp(dir) != NULL);
+    store_test_dir = g_dir_make_tmp("tm-store-XXXXXX", NULL);
+    CHECK(store_test_dir != NULL);
     RUN(test_migrations);
     RUN(test_schedule);
     RUN(test_visit_lifecycle);
     RUN(test_cancel_and_restore);
-    char *cmd = g_strdup_printf("rm -rf '%s'", dir);
+    char *cmd = g_strdup_printf("rm -rf '%s'", store_test_dir);
     CHECK(system(cmd) == 0);
     g_free(cmd);
+    g_free(store_test_dir);
     TEST_DONE();
 }
