@@ -83,4 +83,22 @@ int tm__srtp_unprotect_rtcp(tm__srtp *s, uint8_t *buf, size_t *len);
 int tm__srtp_protect_rtp(tm__srtp *s, uint8_t *buf, size_t *len);
 int tm__srtp_protect_rtcp(tm__srtp *s, uint8_t *buf, size_t *len);
 
+/* ---- SRTP crypto over OpenSSL EVP (media/srtp_crypto.c) ---- */
+
+/* Replaces libsrtp's AES-ICM (128/192/256), AES-GCM (128/256) and HMAC-SHA1
+ * with OpenSSL 3 EVP versions that keep one context per cipher/auth object
+ * (Debian's NSS-backed libsrtp2 builds a PK11 context per packet). Call once,
+ * after srtp_init, before sessions are made; sessions made earlier keep what
+ * they have. libsrtp self-tests each replacement and keeps its original for an
+ * id whose replacement fails. Returns 0, or TM_EUNSUPPORTED with *failed (may
+ * be NULL) naming the first type that stayed libsrtp's. */
+int tm__srtp_crypto_install(const char **failed);
+/* For tests: our cipher type for a srtp_cipher_type_id_t (NULL if none), our
+ * HMAC-SHA1 type, and how many of our cipher/auth objects are alive. */
+struct srtp_cipher_type_t;
+struct srtp_auth_type_t;
+const struct srtp_cipher_type_t *tm__srtp_crypto_cipher_type(int id);
+const struct srtp_auth_type_t *tm__srtp_crypto_hmac_type(void);
+int tm__srtp_crypto_live_objects(void);
+
 #endif

@@ -8,11 +8,13 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/ice.c
   ${CMAKE_CURRENT_LIST_DIR}/dtls.c
   ${CMAKE_CURRENT_LIST_DIR}/srtp.c
+  ${CMAKE_CURRENT_LIST_DIR}/srtp_crypto.c
   ${CMAKE_CURRENT_LIST_DIR}/forward.c
 )
 target_link_libraries(telemed PUBLIC PkgConfig::NICE PkgConfig::SRTP)
 
 tm_unit_test(test_dtls_srtp tests/media/test_dtls_srtp.c)
+tm_unit_test(test_srtp_crypto tests/media/test_srtp_crypto.c)
 tm_unit_test(test_media_bad_offer tests/media/test_media_bad_offer.c)
 
 # Real-peer tests: GStreamer webrtcbin as the independent WebRTC stack. GStreamer

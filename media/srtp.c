@@ -4,7 +4,8 @@
  * keyed with ours. Profiles AES_CM_128_HMAC_SHA1_80 and AEAD_AES_128_GCM.
  *
  * Owns: two srtp_t. Runs on the owning peer's media worker. srtp_init runs once
- * per process (g_once), from whichever thread gets there first.
+ * per process (g_once), from whichever thread gets there first, and right after
+ * it our OpenSSL ciphers replace libsrtp's NSS ones (media/srtp_crypto.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <srtp2/srtp.h>
 
 #include "dtls_srtp_internal.h"
+#include "telemed/log.h"
 
 struct tm__srtp {
     srtp_t in, out;
@@ -29,6 +31,13 @@ static bool ensure_init(void)
          * twice with bad_param, and the kernel is ready all the same. */
         srtp_err_status_t e = srtp_init();
         ok = e == srtp_err_status_ok || e == srtp_err_status_bad_param;
+        /* Debian's libsrtp2 does its crypto through NSS with a new PK11
+         * context per packet; ours keep one OpenSSL context per session.
+         * A replacement libsrtp refuses leaves its original in place:
+         * slower, still correct. */
+        const char *failed = NULL;
+        if (ok && tm__srtp_crypto_install(&failed) != 0)
+            tm_warn("media.srtp_crypto", "kept=libsrtp type=\"%s\"", failed ? failed : "?");
         g_once_init_leave(&srtp_inited, 1);
     }
     return ok;
