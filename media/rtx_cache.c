@@ -1,8 +1,20 @@
 /*
- * rtx_cache.c - per outgoing stream ring of the last N packets for NACK
- * answers. One allocation at creation (the slot headers and all packet
- * bytes in one block); store/get are a mask, a compare and a memcpy.
- * Owned by one media worker; not thread-safe.
+ * rtx_cache.c - per outgoing stream history of sent packets for NACK answers:
+ * a byte ring the packets are packed into, and an index by seq & mask saying
+ * where each one is.
+ *
+ * The ring is written in laps: a packet goes at `head` if it fits before the
+ * end, else a new lap starts at offset 0 (the tail of the old lap is left
+ * unused, at most one packet's worth). An entry's bytes are intact while
+ * nothing has been written over them: when it was written in the current lap,
+ * or in the previous lap at an offset the current lap has not reached yet
+ * (off >= head). That check replaces any eviction bookkeeping.
+ *
+ * Growth: when a lap ends less than max_age_ms after it started, the packets
+ * about to be overwritten are still young enough to be asked for, so the ring
+ * doubles (realloc keeps every offset, and the lap simply goes on into the new
+ * space), up to max_bytes. store/get are otherwise a mask, a compare and a
+ * memcpy. Owned by one media worker; not thread-safe.
  */
 #include "telemed/rtx_cache.h"
 
@@ -10,26 +22,43 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct rtx_slot {
+#define MAX_BYTES_LIMIT ((size_t)64 * 1024 * 1024)
+
+typedef struct rtx_entry {
     int64_t stored_ms;
+    uint32_t lap; /* lap of the ring the bytes were written in */
+    uint32_t off; /* where they start in the ring */
     uint16_t seq;
     uint16_t len; /* 0 = empty */
-    uint8_t data[TM_RTX_SLOT_SIZE];
-} rtx_slot;
+} rtx_entry;
 
 struct tm_rtx_cache {
     unsigned mask;
     int64_t max_age_ms;
-    rtx_slot slots[]; /* mask + 1 of them */
+    uint8_t *ring;
+    size_t cap, max_cap;
+    size_t head;  /* where the next packet goes in the current lap */
+    uint32_t lap; /* the current lap */
+    bool started; /* lap_start_ms is set */
+    int64_t lap_start_ms;
+    rtx_entry idx[]; /* mask + 1 of them */
 };
 
-tm_rtx_cache *tm_rtx_cache_new(unsigned n_slots, int64_t max_age_ms)
+tm_rtx_cache *tm_rtx_cache_new(unsigned n_slots, size_t max_bytes, int64_t max_age_ms)
 {
-    if (n_slots < 16 || n_slots > 32768 || (n_slots & (n_slots - 1)) != 0 || max_age_ms <= 0)
+    if (n_slots < 16 || n_slots > 32768 || (n_slots & (n_slots - 1)) != 0 || max_age_ms <= 0 ||
+        max_bytes < TM_RTX_MIN_BYTES || max_bytes > MAX_BYTES_LIMIT)
         return NULL;
-    tm_rtx_cache *c = calloc(1, sizeof(*c) + (size_t)n_slots * sizeof(rtx_slot));
+    tm_rtx_cache *c = calloc(1, sizeof(*c) + (size_t)n_slots * sizeof(rtx_entry));
     if (!c)
         return NULL;
+    c->cap = TM_RTX_MIN_BYTES;
+    c->ring = malloc(c->cap);
+    if (!c->ring) {
+        free(c);
+        return NULL;
+    }
+    c->max_cap = max_bytes;
     c->mask = n_slots - 1;
     c->max_age_ms = max_age_ms;
     return c;
@@ -37,7 +66,21 @@ tm_rtx_cache *tm_rtx_cache_new(unsigned n_slots, int64_t max_age_ms)
 
 void tm_rtx_cache_free(tm_rtx_cache *c)
 {
+    if (!c)
+        return;
+    free(c->ring);
     free(c);
+}
+
+/* Doubles the ring (up to max_cap); on no memory it stays as it is. */
+static void grow(tm_rtx_cache *c)
+{
+    size_t cap = c->cap * 2 < c->max_cap ? c->cap * 2 : c->max_cap;
+    uint8_t *ring = realloc(c->ring, cap);
+    if (!ring)
+        return;
+    c->ring = ring;
+    c->cap = cap;
 }
 
 int tm_rtx_cache_store(tm_rtx_cache *c, uint16_t seq, const uint8_t *pkt, size_t len,
@@ -45,13 +88,29 @@ int tm_rtx_cache_store(tm_rtx_cache *c, uint16_t seq, const uint8_t *pkt, size_t
 {
     if (!c || !pkt || len == 0)
         return TM_EINVAL;
-    if (len > TM_RTX_SLOT_SIZE)
+    if (len > TM_RTX_MAX_PACKET)
         return TM_ETOOBIG;
-    rtx_slot *s = &c->slots[seq & c->mask];
-    memcpy(s->data, pkt, len);
-    s->len = (uint16_t)len;
-    s->seq = seq;
-    s->stored_ms = now_ms;
+    if (!c->started) {
+        c->started = true;
+        c->lap_start_ms = now_ms;
+    }
+    if (c->head + len > c->cap) {
+        if (c->cap < c->max_cap && now_ms - c->lap_start_ms < c->max_age_ms)
+            grow(c);
+        if (c->head + len > c->cap) {
+            c->lap++;
+            c->head = 0;
+            c->lap_start_ms = now_ms;
+        }
+    }
+    memcpy(c->ring + c->head, pkt, len);
+    rtx_entry *e = &c->idx[seq & c->mask];
+    e->stored_ms = now_ms;
+    e->lap = c->lap;
+    e->off = (uint32_t)c->head;
+    e->seq = seq;
+    e->len = (uint16_t)len;
+    c->head += len;
     return 0;
 }
 
@@ -60,11 +119,14 @@ int tm_rtx_cache_get(const tm_rtx_cache *c, uint16_t seq, int64_t now_ms, const 
 {
     if (!c || !pkt || !len)
         return TM_EINVAL;
-    const rtx_slot *s = &c->slots[seq & c->mask];
-    if (s->len == 0 || s->seq != seq || now_ms - s->stored_ms > c->max_age_ms)
+    const rtx_entry *e = &c->idx[seq & c->mask];
+    if (e->len == 0 || e->seq != seq || now_ms - e->stored_ms > c->max_age_ms)
         return TM_ENOTFOUND;
-    *pkt = s->data;
-    *len = s->len;
+    bool intact = e->lap == c->lap || (e->lap == c->lap - 1u && e->off >= c->head);
+    if (!intact)
+        return TM_ENOTFOUND;
+    *pkt = c->ring + e->off;
+    *len = e->len;
     return 0;
 }
 
@@ -73,10 +135,15 @@ void tm_rtx_cache_reset(tm_rtx_cache *c)
     if (!c)
         return;
     for (unsigned i = 0; i <= c->mask; i++)
-        c->slots[i].len = 0;
+        c->idx[i].len = 0;
 }
 
 unsigned tm_rtx_cache_slots(const tm_rtx_cache *c)
 {
     return c ? c->mask + 1 : 0;
+}
+
+size_t tm_rtx_cache_bytes(const tm_rtx_cache *c)
+{
+    return c ? c->cap : 0;
 }

@@ -1,14 +1,22 @@
 /*
- * rtx_cache.h - the retransmission cache of one outgoing stream: the last N
- * packets as sent (after SSRC/PT/seq rewrite), by sequence number, so a NACK
- * from the receiver is answered without asking the sender.
+ * rtx_cache.h - the retransmission cache of one outgoing stream: the packets
+ * sent in about the last max_age_ms (after SSRC/PT/seq rewrite), by sequence
+ * number, so a NACK from the receiver is answered without asking the sender.
  *
- * A ring of N fixed-size slots (N a power of two) indexed by seq & (N-1),
- * all memory allocated once in tm_rtx_cache_new: store and lookup never
- * allocate. A slot remembers its seq, so a lookup of a seq that has been
- * overwritten (older than N packets) or was never stored misses, and its store
- * time, so packets older than max_age_ms are not resent (they would arrive too
- * late to help and waste the receiver's bandwidth).
+ * Packets are packed back to back into a byte ring, so the memory follows the
+ * stream's bitrate instead of the largest packet (a 1500-byte slot per packet
+ * held a 200-byte packet in 1500 bytes). A small index of n_slots entries
+ * (seq & (n_slots-1)) says where each packet is. The ring starts small and
+ * doubles, up to max_bytes, when a lap through it took less than max_age_ms
+ * (the packets about to be overwritten would still be worth resending); it
+ * never shrinks. So a 1 Mbit/s stream settles at 128 KiB, an audio-rate
+ * stream at the start size, and store allocates only on those few growth steps,
+ * never per packet.
+ *
+ * A lookup misses when the seq was never stored, its index entry was taken by
+ * a newer seq, its bytes were overwritten by newer packets, or it is older than
+ * max_age_ms (it would arrive too late to help and waste the receiver's
+ * bandwidth).
  *
  * Owned by the media worker that owns the stream; not thread-safe.
  */
@@ -20,17 +28,20 @@
 
 #include "telemed/common.h"
 
-#define TM_RTX_SLOT_SIZE 1500 /* bytes per slot: the largest packet kept */
+#define TM_RTX_MAX_PACKET 1500      /* the largest packet kept */
+#define TM_RTX_MIN_BYTES (16 * 1024) /* the ring's start size, and the least max_bytes */
 
 typedef struct tm_rtx_cache tm_rtx_cache;
 
-/* New cache of n_slots (power of two, 16..32768) packets, max_age_ms > 0.
- * Returns NULL on bad arguments or no memory. Free with tm_rtx_cache_free. */
-tm_rtx_cache *tm_rtx_cache_new(unsigned n_slots, int64_t max_age_ms);
+/* New cache: an index of n_slots (power of two, 16..32768) packets, a ring
+ * growing up to max_bytes (TM_RTX_MIN_BYTES..64 MiB), max_age_ms > 0. Returns
+ * NULL on bad arguments or no memory. Free with tm_rtx_cache_free. */
+tm_rtx_cache *tm_rtx_cache_new(unsigned n_slots, size_t max_bytes, int64_t max_age_ms);
 void tm_rtx_cache_free(tm_rtx_cache *c);
 
-/* Copy pkt (len <= TM_RTX_SLOT_SIZE) into the slot of seq, stamped now_ms
- * (monotonic). Returns 0 or TM_ETOOBIG / TM_EINVAL. */
+/* Copy pkt (len <= TM_RTX_MAX_PACKET) into the ring as seq, stamped now_ms
+ * (monotonic, not going back). Returns 0 or TM_ETOOBIG / TM_EINVAL. When the
+ * ring should grow and cannot (no memory), it keeps its size and still stores. */
 int tm_rtx_cache_store(tm_rtx_cache *c, uint16_t seq, const uint8_t *pkt, size_t len,
                        int64_t now_ms);
 
@@ -40,9 +51,11 @@ int tm_rtx_cache_store(tm_rtx_cache *c, uint16_t seq, const uint8_t *pkt, size_t
 int tm_rtx_cache_get(const tm_rtx_cache *c, uint16_t seq, int64_t now_ms, const uint8_t **pkt,
                      size_t *len);
 
-/* Forget everything (e.g. the sender's stream restarted). */
+/* Forget everything (e.g. the sender's stream restarted); keeps the ring's size. */
 void tm_rtx_cache_reset(tm_rtx_cache *c);
 
 unsigned tm_rtx_cache_slots(const tm_rtx_cache *c);
+/* The ring's current size in bytes (what the cache holds besides its index). */
+size_t tm_rtx_cache_bytes(const tm_rtx_cache *c);
 
 #endif
