@@ -207,10 +207,11 @@ struct tm__peer {
     int64_t last_rx_ms; /* monotonic time of the last SRTP/SRTCP packet accepted */
     uint32_t rtcp_ssrc; /* our sender SSRC in RTCP to this peer */
     uint64_t session_version;
-    /* Streams */
+    /* Streams: arrays of n_in / n_out, sized to the offer (peer.c), not to
+     * TM__MAX_STREAMS: a 1:1 visit has 2 m-lines, and 16 of each cost ~38 KiB. */
     int n_in, n_out;
-    tm__in_stream in[TM__MAX_STREAMS];
-    tm__out_stream out[TM__MAX_STREAMS];
+    tm__in_stream *in;
+    tm__out_stream *out;
 };
 
 struct tm__visit {

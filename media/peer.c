@@ -218,6 +218,8 @@ void tm__peer_close(tm__peer *p, const char *state)
         in_stream_clear(&p->in[i]);
     for (int i = 0; i < p->n_out; i++)
         out_stream_clear(&p->out[i]);
+    g_free(p->in);
+    g_free(p->out);
     post_state(p, state);
     tm_info("media.peer_closed", "visit=%s peer=%s state=%s", v->id, p->id, state);
     atomic_fetch_sub_explicit(&p->w->counters.peers, 1, memory_order_relaxed);
@@ -286,30 +288,48 @@ static uint32_t new_ssrc(tm__peer *p)
     }
 }
 
+/* Whether m-line m gives p an in stream (it sends to us) and an out stream
+ * (it receives from us); false for m-lines we do not carry. */
+static bool mline_streams(const tm__peer *p, const tm_sdp_mline *m, bool *in, bool *out)
+{
+    const tm_sdp_codec *c = tm_sdp_mline_codec(m);
+    if (!m->accepted || !c || (m->kind != TM_MEDIA_AUDIO && m->kind != TM_MEDIA_VIDEO))
+        return false;
+    *in = p->send && (m->direction == TM_DIR_SENDRECV || m->direction == TM_DIR_SENDONLY);
+    *out = m->direction == TM_DIR_SENDRECV || m->direction == TM_DIR_RECVONLY;
+    return true;
+}
+
 /* Rebuild the stream tables from the offer, keeping what a renegotiation must
  * keep: our SSRCs per m-line (so the receiver's tracks continue) and the
  * sender's stream state per m-line. */
 static void apply_streams(tm__peer *p, const tm_sdp_offer *offer)
 {
-    tm__in_stream old_in[TM__MAX_STREAMS];
-    tm__out_stream old_out[TM__MAX_STREAMS];
+    tm__in_stream *old_in = p->in;
+    tm__out_stream *old_out = p->out;
     int n_old_in = p->n_in, n_old_out = p->n_out;
-    memcpy(old_in, p->in, sizeof old_in);
-    memcpy(old_out, p->out, sizeof old_out);
-    memset(p->in, 0, sizeof p->in);
-    memset(p->out, 0, sizeof p->out);
+    unsigned n_mlines = offer->n_mlines < TM__MAX_STREAMS ? offer->n_mlines : TM__MAX_STREAMS;
+    size_t want_in = 0, want_out = 0;
+    for (unsigned i = 0; i < n_mlines; i++) {
+        bool in, out;
+        if (mline_streams(p, &offer->mlines[i], &in, &out)) {
+            want_in += in;
+            want_out += out;
+        }
+    }
+    p->in = want_in ? g_new0(tm__in_stream, want_in) : NULL;
+    p->out = want_out ? g_new0(tm__out_stream, want_out) : NULL;
     p->n_in = p->n_out = 0;
     int ordinal[2] = {0, 0};
 
-    for (unsigned i = 0; i < offer->n_mlines && i < TM__MAX_STREAMS; i++) {
+    for (unsigned i = 0; i < n_mlines; i++) {
         const tm_sdp_mline *m = &offer->mlines[i];
-        const tm_sdp_codec *c = tm_sdp_mline_codec(m);
-        if (!m->accepted || !c || (m->kind != TM_MEDIA_AUDIO && m->kind != TM_MEDIA_VIDEO))
+        bool peer_sends, peer_recvs;
+        if (!mline_streams(p, m, &peer_sends, &peer_recvs))
             continue;
+        const tm_sdp_codec *c = tm_sdp_mline_codec(m);
         const tm_sdp_codec *rtx = tm_sdp_mline_rtx(m);
-        bool peer_sends = m->direction == TM_DIR_SENDRECV || m->direction == TM_DIR_SENDONLY;
-        bool peer_recvs = m->direction == TM_DIR_SENDRECV || m->direction == TM_DIR_RECVONLY;
-        if (p->send && peer_sends) {
+        if (peer_sends) {
             tm__in_stream *s = &p->in[p->n_in++];
             for (int k = 0; k < n_old_in; k++) {
                 if (old_in[k].mline == (int)i && old_in[k].kind == m->kind) {
@@ -363,6 +383,8 @@ static void apply_streams(tm__peer *p, const tm_sdp_offer *offer)
         tm_stream_stats_free(old_in[k].stats);
     for (int k = 0; k < n_old_out; k++)
         tm_rtx_cache_free(old_out[k].rtx);
+    g_free(old_in);
+    g_free(old_out);
 }
 
 static char *build_answer(tm__peer *p, const tm_sdp_offer *offer)
