@@ -7,6 +7,7 @@
  * Owns: the workers, the DTLS certificate and SSL_CTX, the control-side map of
  * visit -> worker. Runs on the control thread, except tm__media_post (workers).
  */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -244,6 +245,15 @@ static bool id_ok(const char *s)
 tm_media *tm_media_new(const tm_media_options *opts, GMainContext *control, tm_media_event_cb cb,
                        void *user, char **err)
 {
+    /* Every peer gets two 64 KiB receive buffers from libnice (UDP datagrams
+     * and RFC 4571 framing, which UDP-only ICE never touches) and each video
+     * receiver a NACK ring of up to 256 KiB. From a malloc arena those pages
+     * get dirtied by later small allocations and stay with the arena after
+     * the peer is gone; mapped on their own they cost only the pages really
+     * written and go back to the kernel when freed. A fixed threshold also
+     * stops glibc from raising it after such a block is freed. Process-wide,
+     * set before any worker runs; only blocks of 64 KiB and more are affected. */
+    mallopt(M_MMAP_THRESHOLD, 64 * 1024);
     tm_media *m = g_new0(tm_media, 1);
     m->sink = g_new0(tm__sink, 1);
     m->sink->refs = 1;

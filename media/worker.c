@@ -9,6 +9,7 @@
  * here runs on the worker thread except tm__worker_new/free (control thread),
  * which only start and join it.
  */
+#include <malloc.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -16,10 +17,193 @@
 #include "media_internal.h"
 #include "telemed/log.h"
 
+/* ---- warm-up ----
+ *
+ * A worker's first visit used to pay for much that is not the visit's: the
+ * thread's malloc arena, OpenSSL's per-thread state (DRBGs, error queue) and
+ * its first ECDHE handshake, libsrtp's first session, libnice's and GIO's
+ * classes and the code pages behind them (about 3 MiB at the first visit of
+ * the process). Those are costs of a running media worker, so each worker pays
+ * them before it takes visits: a DTLS handshake between two endpoints over
+ * memory, SRTP both ways with the exported keys, and an ICE check between two
+ * agents on the worker's own context. Nothing of it outlives the warm-up but
+ * what the libraries keep per process or per thread, which is the point. */
+
+#define WARM_PKTS 16
+
+typedef struct warm_wire {
+    uint8_t *pkt[WARM_PKTS];
+    size_t len[WARM_PKTS];
+    int n;
+} warm_wire;
+
+static void warm_to_wire(const uint8_t *buf, size_t len, void *user)
+{
+    warm_wire *wi = user;
+    if (wi->n < WARM_PKTS) {
+        wi->pkt[wi->n] = g_memdup2(buf, len);
+        wi->len[wi->n++] = len;
+    }
+}
+
+static void warm_deliver(warm_wire *wi, tm__dtls *to)
+{
+    int n = wi->n;
+    wi->n = 0;
+    for (int i = 0; i < n; i++) {
+        bool dropped;
+        if (to)
+            tm__dtls_input(to, wi->pkt[i], wi->len[i], &dropped);
+        g_free(wi->pkt[i]);
+    }
+}
+
+static void warm_srtp(const tm__srtp_keys *a, const tm__srtp_keys *b)
+{
+    tm__srtp *sa = tm__srtp_new(a), *sb = tm__srtp_new(b);
+    if (sa && sb) {
+        uint8_t pkt[300] = {0x80, 96, 0, 1, 0, 0, 0, 1, 0x12, 0x34, 0x56, 0x78};
+        size_t len = 200;
+        if (tm__srtp_protect_rtp(sa, pkt, &len) == 0)
+            (void)tm__srtp_unprotect_rtp(sb, pkt, &len);
+        uint8_t rtcp[300] = {0x80, 200, 0, 6, 0x12, 0x34, 0x56, 0x78};
+        len = 28;
+        if (tm__srtp_protect_rtcp(sa, rtcp, &len) == 0)
+            (void)tm__srtp_unprotect_rtcp(sb, rtcp, &len);
+    }
+    tm__srtp_free(sa);
+    tm__srtp_free(sb);
+}
+
+static void warm_dtls_srtp(tm__worker *w)
+{
+    tm_media *m = w->media;
+    warm_wire c2s = {0}, s2c = {0};
+    tm__dtls *client = tm__dtls_new(m->ssl_ctx, false, m->fingerprint, warm_to_wire, &c2s);
+    tm__dtls *server = tm__dtls_new(m->ssl_ctx, true, m->fingerprint, warm_to_wire, &s2c);
+    if (client && server && tm__dtls_start(server) == 0 && tm__dtls_start(client) == 0) {
+        for (int round = 0; round < 10 && (c2s.n || s2c.n); round++) {
+            warm_deliver(&c2s, server);
+            warm_deliver(&s2c, client);
+        }
+        tm__srtp_keys ck, sk;
+        if (tm__dtls_srtp_keys(client, &ck) == 0 && tm__dtls_srtp_keys(server, &sk) == 0)
+            warm_srtp(&ck, &sk);
+        else
+            tm_warn("media.warm_up_failed", "worker=%d what=dtls", w->index);
+        OPENSSL_cleanse(&ck, sizeof ck);
+        OPENSSL_cleanse(&sk, sizeof sk);
+    }
+    warm_deliver(&c2s, NULL); /* frees what is left */
+    warm_deliver(&s2c, NULL);
+    tm__dtls_free(client);
+    tm__dtls_free(server);
+}
+
+static void warm_recv(NiceAgent *agent, guint stream_id, guint component_id, guint len, gchar *buf,
+                      gpointer data)
+{
+    (*(int *)data)++;
+}
+
+static NiceAgent *warm_agent(tm__worker *w, bool controlling, guint *stream, int *received)
+{
+    NiceAgent *a =
+        nice_agent_new_full(w->ctx, NICE_COMPATIBILITY_RFC5245,
+                            NICE_AGENT_OPTION_ICE_TRICKLE | NICE_AGENT_OPTION_CONSENT_FRESHNESS);
+    if (!a)
+        return NULL;
+    g_object_set(a, "controlling-mode", controlling, "ice-tcp", FALSE, "ice-udp", TRUE, NULL);
+    if (g_object_class_find_property(G_OBJECT_GET_CLASS(a), "upnp"))
+        g_object_set(a, "upnp", FALSE, NULL);
+    for (char **addr = w->media->addresses; *addr; addr++) {
+        NiceAddress na;
+        nice_address_init(&na);
+        if (**addr && nice_address_set_from_string(&na, *addr))
+            nice_agent_add_local_address(a, &na);
+    }
+    *stream = nice_agent_add_stream(a, 1);
+    if (!*stream || !nice_agent_gather_candidates(a, *stream) ||
+        !nice_agent_attach_recv(a, *stream, 1, w->ctx, warm_recv, received)) {
+        g_object_unref(a);
+        return NULL;
+    }
+    return a;
+}
+
+static void warm_pair(NiceAgent *from, guint from_sid, NiceAgent *to, guint to_sid)
+{
+    gchar *ufrag = NULL, *pwd = NULL;
+    nice_agent_get_local_credentials(from, from_sid, &ufrag, &pwd);
+    nice_agent_set_remote_credentials(to, to_sid, ufrag, pwd);
+    g_free(ufrag);
+    g_free(pwd);
+    GSList *cands = nice_agent_get_local_candidates(from, from_sid, 1);
+    nice_agent_set_remote_candidates(to, to_sid, 1, cands);
+    g_slist_free_full(cands, (GDestroyNotify)nice_candidate_free);
+}
+
+static void warm_ice(tm__worker *w)
+{
+    guint sa = 0, sb = 0;
+    int got_a = 0, got_b = 0;
+    NiceAgent *a = warm_agent(w, true, &sa, &got_a);
+    NiceAgent *b = a ? warm_agent(w, false, &sb, &got_b) : NULL;
+    if (a && b) {
+        warm_pair(a, sa, b, sb);
+        warm_pair(b, sb, a, sa);
+        static const char probe[] = "\x80warm-up";
+        gint64 until = g_get_monotonic_time() + G_USEC_PER_SEC;
+        while (got_b == 0 && g_get_monotonic_time() < until) {
+            if (nice_agent_get_component_state(a, sa, 1) == NICE_COMPONENT_STATE_READY)
+                nice_agent_send(a, sa, 1, sizeof probe, probe);
+            if (!g_main_context_iteration(w->ctx, FALSE))
+                g_usleep(2000);
+        }
+        if (got_b == 0)
+            tm_warn("media.warm_up_failed", "worker=%d what=ice", w->index);
+    }
+    if (a)
+        nice_agent_attach_recv(a, sa, 1, w->ctx, NULL, NULL);
+    if (b)
+        nice_agent_attach_recv(b, sb, 1, w->ctx, NULL, NULL);
+    if (a)
+        g_object_unref(a);
+    if (b)
+        g_object_unref(b);
+    /* Let libnice's sources close the sockets. */
+    while (g_main_context_iteration(w->ctx, FALSE))
+        ;
+}
+
+static void warm_up(tm__worker *w)
+{
+    gint64 t0 = g_get_monotonic_time();
+    warm_dtls_srtp(w);
+    warm_ice(w);
+    malloc_trim(0);
+    tm_debug("media.warm_up", "worker=%d us=%" G_GINT64_FORMAT, w->index,
+             g_get_monotonic_time() - t0);
+}
+
+/* Handed from tm__worker_new to the new thread: it warms up, then says so. */
+typedef struct worker_start {
+    tm__worker *w;
+    GMutex lock;
+    GCond cond;
+    bool ready;
+} worker_start;
+
 static gpointer worker_main(gpointer data)
 {
-    tm__worker *w = data;
+    worker_start *st = data;
+    tm__worker *w = st->w;
     g_main_context_push_thread_default(w->ctx);
+    warm_up(w);
+    g_mutex_lock(&st->lock);
+    st->ready = true;
+    g_cond_signal(&st->cond);
+    g_mutex_unlock(&st->lock); /* st is gone from here on */
     g_main_loop_run(w->loop);
     g_main_context_pop_thread_default(w->ctx);
     return NULL;
@@ -171,6 +355,37 @@ static void record_end(tm__visit *v)
     OPENSSL_cleanse(v->rec_key, sizeof v->rec_key);
 }
 
+/* ---- giving memory back ----
+ *
+ * glibc keeps freed memory in the arena of the thread that used it: without a
+ * trim, a worker that served 16 visits holds their peak for good, and the
+ * signaling side's main arena likewise. A second after a visit ends (once
+ * libnice has closed its sockets, and coalesced over visits ending together)
+ * malloc_trim hands the free pages of every arena back to the kernel. It runs
+ * once per batch of ended visits, never on the packet path. */
+
+#define TRIM_DELAY_MS 1000
+
+static _Thread_local bool trim_pending; /* this worker thread has one scheduled */
+
+static gboolean trim_run(gpointer data)
+{
+    trim_pending = false;
+    malloc_trim(0);
+    return G_SOURCE_REMOVE;
+}
+
+static void trim_later(tm__worker *w)
+{
+    if (trim_pending || w->stopping)
+        return;
+    trim_pending = true;
+    GSource *src = g_timeout_source_new(TRIM_DELAY_MS);
+    g_source_set_callback(src, trim_run, NULL, NULL);
+    g_source_attach(src, w->ctx);
+    g_source_unref(src);
+}
+
 static void visit_destroy(gpointer data)
 {
     tm__visit *v = data;
@@ -180,6 +395,7 @@ static void visit_destroy(gpointer data)
     record_end(v);
     g_ptr_array_unref(v->peers);
     atomic_fetch_sub_explicit(&v->w->counters.visits, 1, memory_order_relaxed);
+    trim_later(v->w);
     g_free(v->id);
     g_free(v);
 }
@@ -198,7 +414,19 @@ tm__worker *tm__worker_new(tm_media *m, int index, char **err)
     char name[32];
     g_snprintf(name, sizeof name, "tm-media-%d", index);
     GError *gerr = NULL;
-    w->thread = g_thread_try_new(name, worker_main, w, &gerr);
+    worker_start st = {.w = w};
+    g_mutex_init(&st.lock);
+    g_cond_init(&st.cond);
+    w->thread = g_thread_try_new(name, worker_main, &st, &gerr);
+    if (w->thread) {
+        /* Visits go to a worker only once it has warmed up. */
+        g_mutex_lock(&st.lock);
+        while (!st.ready)
+            g_cond_wait(&st.cond, &st.lock);
+        g_mutex_unlock(&st.lock);
+    }
+    g_mutex_clear(&st.lock);
+    g_cond_clear(&st.cond);
     if (!w->thread) {
         if (err)
             *err = g_strdup_printf("cannot start media worker: %s", gerr->message);
