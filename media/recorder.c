@@ -2,36 +2,53 @@
  * recorder.c - the per-visit recording pipeline of include/telemed/recorder.h.
  *
  * Owns: the packet ring (written by the media worker, read by the recorder
- * thread), the GStreamer pipeline, the output file (or its rec_crypt
+ * thread), the GStreamer elements, the output file (or its rec_crypt
  * writer) and the recorder thread. Threads:
  *   - media worker: tm_recorder_push() only (the producer side of the ring);
  *   - recorder thread (feeder_main): everything else until the result is
- *     posted; GStreamer's streaming threads run the pipeline and, when
- *     encrypting, the appsink callback that feeds the writer;
+ *     posted. GStreamer runs no thread of its own here: every element is
+ *     driven through pads of ours from this thread;
  *   - the creator's GMainContext: user callbacks and the final free.
  *
  * The ring is single-producer/single-consumer over C11 atomics: head is
  * written only by the producer, tail only by the consumer. The consumer
- * wakes every DRAIN_MS and empties it; the producer signals an eventfd only
- * when a burst fills a quarter of the ring while the consumer sleeps, so
- * pushing costs no syscall (and no wake-up of another thread) per packet.
+ * wakes every BATCH_MS and empties it; the producer signals an eventfd only
+ * when a burst fills a quarter of the ring, so pushing costs no syscall
+ * (and no wake-up of another thread) per packet.
  *
- * Timing: a packet's timestamp is its arrival time on the worker
- * (CLOCK_MONOTONIC, the GStreamer system clock's time base) minus the
- * pipeline's base time, which is set to the first packet's arrival. So the
- * jitterbuffer sees real arrival times even when the recorder thread lags,
- * and the file starts at 0.
+ * Why one thread and batches. The obvious pipeline, appsrc -> rtpjitterbuffer
+ * -> depayloader per track into matroskamux, runs three threads per track
+ * (appsrc's, the jitterbuffer's output task and its timer) and the muxer's
+ * collect pads make those threads wait for each other on every frame: a
+ * profile of four visits spent more CPU on futex wake-ups in that dance
+ * than the server spent forwarding. So each wake-up of the recorder thread
+ * moves a whole batch through the same elements synchronously:
  *
- * The muxer (matroskamux, a collect-pads element) writes only when every
- * track has data. Two things would stall it: a track that never starts
- * (a participant without a camera) and a track that stops (camera off, a
- * participant gone). The first is ended with EOS when the start window
- * (TRACK_START_WINDOW_MS from the first packet) closes, so the header lists
- * the tracks that exist. The second gets GAP events for its silent time.
- * Collect pads moves a pad's position on a GAP and stops waiting for a pad
- * that is ahead, the way it handles sparse subtitle tracks; but
- * matroskamux locks audio and video pads into "always wait", so once the
- * header is settled we unlock them (set_sparse).
+ *   ring -> per-track reorder (the jitterbuffer's job: sequence order,
+ *   duplicates out, a gap waited for REORDER_MS) -> one buffer list per
+ *   track into its depayloader (rtpopusdepay | rtpvp8depay | rtph264depay !
+ *   h264parse) -> the frames, per track, into a queue of ours -> merged in
+ *   timestamp order into matroskamux -> the muxer's bytes, collected into
+ *   one buffer list per batch -> filesink (one writev) or rec_crypt.
+ *
+ * Collect pads would block a thread that pushes to one pad until the
+ * others have data; since we push in timestamp order from one thread, we
+ * tell it never to wait for a pad that holds nothing (a compare function
+ * that puts an empty pad "ahead", and every pad non-waiting before each
+ * push), so each push is written at once.
+ *
+ * Timing: a packet's timestamp comes from its RTP timestamp, anchored to
+ * its arrival on the worker (CLOCK_MONOTONIC) relative to the first packet
+ * of the recording, and re-anchored when the two drift RESYNC_MS apart (a
+ * sender that reconnects with a new clock). So the file starts at 0, frames
+ * keep their sender's spacing, and the recorder thread's own lag does not
+ * matter.
+ *
+ * Start: frames are held until every declared track has produced one or
+ * TRACK_START_WINDOW_MS have passed since the first packet; tracks with
+ * nothing by then are taken out before the muxer writes its header, so the
+ * file lists only tracks that exist. A track that goes silent later holds
+ * nothing up: merging is by time, not by "every track has data".
  */
 #include "telemed/recorder.h"
 #include "telemed/common.h"
@@ -41,8 +58,6 @@
 #include <fcntl.h>
 #include <glib.h>
 #include <glib/gstdio.h>
-#include <gst/app/gstappsink.h>
-#include <gst/app/gstappsrc.h>
 #include <gst/base/gstcollectpads.h>
 #include <gst/gst.h>
 #include <openssl/evp.h>
@@ -54,16 +69,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TICK_MS 100
-#define DRAIN_MS 20 /* the recorder thread empties the ring at least this often */
+#define BATCH_MS 200   /* the recorder thread wakes this often (sooner when the ring fills) */
+#define REORDER_MS 100 /* a gap in a track's sequence numbers is waited for this long */
+/* Frames go to the muxer once this much older than now: by then every
+ * track's frames up to that time have been through its depayloader. */
+#define MUX_LAG_MS 400
+#define RESYNC_MS 1000 /* RTP time this far from arrival time: re-anchor the track */
+#define SEQ_JUMP 3000  /* a sequence number jump this large starts the track afresh */
 #define TRACK_START_WINDOW_MS 3000
-#define STALL_MS 1000 /* a track with no packet this long is declared empty (GAP) */
-#define JITTER_LATENCY_MS 200
-#define APPSRC_MAX_QUEUED 2000 /* packets waiting inside one appsrc before we drop */
-#define SEAL_INTERVAL_MS 1000  /* encrypted: seal a chunk at least this often */
-#define EOS_TIMEOUT_MS 15000
+#define SEAL_INTERVAL_MS 1000 /* encrypted: seal a chunk at least this often */
 
-enum { ADMIT_OPEN, ADMIT_IN, ADMIT_OUT };
+enum { RTP_HDR = 12 };
 
 typedef struct slot {
     uint32_t len;
@@ -72,24 +88,39 @@ typedef struct slot {
     uint8_t data[TM_RECORDER_SLOT_BYTES];
 } slot;
 
+/* A packet held for reordering. */
+typedef struct held {
+    uint64_t eseq;
+    int64_t arrival_ns;
+    GstBuffer *buf;
+} held;
+
 typedef struct track {
     tm_recorder_codec codec;
     uint8_t pt;
     uint32_t clock_rate;
     char *name;
-    GstElement *src;
     struct tm_recorder *r;
-    GstElement *chain[4]; /* appsrc, jitterbuffer, depayloader, parser (NULL) */
-    GstPad *muxpad;
-    /* Whether the track is in the file: ADMIT_OPEN until its first buffer
-     * reaches the muxer (ADMIT_IN) or the start window closes without one
-     * (ADMIT_OUT). Decided once, by compare-and-swap, between the muxer's
-     * streaming thread and the recorder thread. */
-    _Atomic int admit;
-    bool ended;            /* EOS sent, or taken out of the pipeline */
-    bool started;          /* a packet went in */
-    GstClockTime last_pts; /* of the last packet in */
-    GstClockTime gap_end;  /* GAP events sent up to here */
+    GstElement *depay, *parse; /* parse: NULL but for H.264 */
+    GstPad *in;                /* ours: feeds the depayloader */
+    GstPad *out;               /* ours: takes the depayloader's (parser's) output */
+    GstPad *muxin;             /* ours: feeds muxpad */
+    GstPad *muxpad;            /* the muxer's request pad (our reference) */
+    GQueue frames;             /* GstBuffer and GstEvent out of the depayloader, not yet muxed */
+    bool produced;             /* a frame came out of the depayloader */
+    bool in_file;              /* admitted when the start window closed */
+    bool ended;                /* left out of the file: its packets are dropped */
+    bool tagged;               /* its title went to the muxer */
+    /* reordering, on the recorder thread */
+    GArray *held; /* of held, ascending eseq */
+    bool seq_init;
+    uint32_t ssrc;
+    uint64_t max_eseq, next_eseq;
+    /* timing */
+    bool ts_init;
+    uint64_t ext_ts, anchor_ts;
+    int64_t anchor_pts;
+    GstClockTime last_pts; /* of the last frame into the muxer */
 } track;
 
 struct tm_recorder {
@@ -99,11 +130,11 @@ struct tm_recorder {
     /* written by the recorder thread; its own cache line, so the two
      * sides of the ring do not bounce one line between cores */
     _Alignas(64) _Atomic uint64_t tail;
-    _Atomic int sleeping;
     /* rarely written */
     _Alignas(64) _Atomic uint64_t dropped;
     _Atomic int failed;
     _Atomic int closing; /* finish or free asked: refuse pushes */
+    _Atomic int woken;   /* an early wake-up is pending */
     size_t ntracks;
     slot *ring;
     int efd;
@@ -113,22 +144,26 @@ struct tm_recorder {
     _Atomic int finish_asked;
     _Atomic int abort_asked;
     GstElement *pipeline;
-    GstElement *mux; /* owned by pipeline */
+    GstElement *mux;        /* owned by pipeline */
+    GstElement *sink;       /* filesink (plain), owned by pipeline */
+    GstPad *muxout;         /* ours: takes the muxer's bytes */
+    GstPad *fileout;        /* ours: feeds the filesink (plain) */
+    GstBufferList *outlist; /* the muxer's bytes of this batch (plain) */
+    GstCollectPads *collect;
     GstBus *bus;
-    GstClock *clock;
-    bool playing;
     int64_t first_arrival_ns; /* 0: none yet */
     bool window_closed;
+    bool eos_seen;
     track tracks[TM_RECORDER_MAX_TRACKS];
     char *path;
     bool encrypted;
-    tm_rec_writer *writer; /* used on the muxer's streaming thread */
+    tm_rec_writer *writer;
     int64_t last_seal_ms;
+    GstClockTime min_pts, max_end;
 
     /* shared between threads, under lock */
     GMutex lock;
     char *failure;
-    GstClockTime min_pts, max_end;
 
     /* callbacks, on ctx */
     GMainContext *ctx;
@@ -177,11 +212,11 @@ int tm_recorder_push(tm_recorder *r, int track_index, const uint8_t *rtp, size_t
     atomic_store_explicit(&r->head, head + 1, memory_order_release);
     atomic_fetch_add_explicit(&r->pushed, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&r->bytes, len, memory_order_relaxed);
-    /* The recorder thread drains every DRAIN_MS anyway; wake it early only
-     * when a burst fills a quarter of the ring. */
+    /* The recorder thread drains every BATCH_MS anyway; wake it early only
+     * when a burst fills a quarter of the ring, once until it has woken. */
     if (head + 1 - tail >= TM_RECORDER_SLOTS / 4 &&
-        atomic_load_explicit(&r->sleeping, memory_order_relaxed) &&
-        atomic_exchange_explicit(&r->sleeping, 0, memory_order_relaxed)) {
+        !atomic_load_explicit(&r->woken, memory_order_relaxed) &&
+        !atomic_exchange_explicit(&r->woken, 1, memory_order_relaxed)) {
         uint64_t one = 1;
         ssize_t n = write(r->efd, &one, sizeof(one)); /* nonblocking eventfd */
         (void)n;
@@ -359,63 +394,83 @@ static const char *codec_encoding(tm_recorder_codec c)
     return NULL;
 }
 
-/* Media time covered by the file (the earliest and latest buffer entering
- * the muxer) and, per track, when it last fed the muxer. Streaming threads. */
-static GstPadProbeReturn mux_in_probe(GstPad *pad, GstPadProbeInfo *info, gpointer p)
+/* The depayloader's (parser's) output: frames and serialized events wait in
+ * the track's queue until they are merged into the muxer. Recorder thread
+ * (inside our push into the depayloader). Takes b. */
+static GstFlowReturn on_frame(GstPad *pad, GstObject *parent, GstBuffer *b)
 {
-    track *t = p;
-    tm_recorder *r = t->r;
-    int admit = ADMIT_OPEN;
-    if (!atomic_compare_exchange_strong(&t->admit, &admit, ADMIT_IN) && admit == ADMIT_OUT)
-        return GST_PAD_PROBE_DROP; /* being taken out: never reaches the muxer */
-    GstBuffer *b = GST_PAD_PROBE_INFO_BUFFER(info);
-    if (!b || !GST_BUFFER_PTS_IS_VALID(b) || gst_buffer_get_size(b) == 0)
-        return GST_PAD_PROBE_OK;
-    GstClockTime pts = GST_BUFFER_PTS(b);
-    GstClockTime end = pts + (GST_BUFFER_DURATION_IS_VALID(b) ? GST_BUFFER_DURATION(b) : 0);
-    g_mutex_lock(&r->lock);
-    if (!GST_CLOCK_TIME_IS_VALID(r->min_pts) || pts < r->min_pts)
-        r->min_pts = pts;
-    if (!GST_CLOCK_TIME_IS_VALID(r->max_end) || end > r->max_end)
-        r->max_end = end;
-    g_mutex_unlock(&r->lock);
-    return GST_PAD_PROBE_OK;
+    (void)parent;
+    track *t = gst_pad_get_element_private(pad);
+    g_queue_push_tail(&t->frames, b);
+    t->produced = true;
+    return GST_FLOW_OK;
 }
 
-/* Lets collect pads stop waiting for this track while its position (moved
- * by GAP events) is ahead of the others. matroskamux adds audio and video
- * pads with their waiting state locked; the public GstCollectData state,
- * changed under the collect pads stream lock, unlocks it. */
-static void set_sparse(track *t)
+static gboolean on_frame_event(GstPad *pad, GstObject *parent, GstEvent *e)
 {
-    GstCollectData *cd = gst_pad_get_element_private(t->muxpad);
-    if (!cd || !cd->collect)
-        return;
-    GST_COLLECT_PADS_STREAM_LOCK(cd->collect);
-    GST_COLLECT_PADS_STATE_UNSET(cd, GST_COLLECT_PADS_STATE_LOCKED);
-    GST_COLLECT_PADS_STREAM_UNLOCK(cd->collect);
+    (void)parent;
+    track *t = gst_pad_get_element_private(pad);
+    /* EOS is ours to send; non-serialized events have no place in a queue. */
+    if (GST_EVENT_TYPE(e) == GST_EVENT_EOS || !GST_EVENT_IS_SERIALIZED(e))
+        gst_event_unref(e);
+    else
+        g_queue_push_tail(&t->frames, e);
+    return TRUE;
 }
 
-/* Encrypted output: the muxer's bytes into the chunk writer. Muxer thread. */
-static GstFlowReturn on_mux_bytes(GstAppSink *sink, gpointer p)
+/* Caps questions go to the muxer's pad, as if the two were linked (h264parse
+ * picks the stream format the muxer takes). */
+static gboolean on_frame_query(GstPad *pad, GstObject *parent, GstQuery *q)
 {
-    tm_recorder *r = p;
-    GstSample *sample = gst_app_sink_pull_sample(sink);
-    if (!sample)
-        return GST_FLOW_EOS;
-    GstBuffer *b = gst_sample_get_buffer(sample);
+    (void)parent;
+    track *t = gst_pad_get_element_private(pad);
+    switch (GST_QUERY_TYPE(q)) {
+    case GST_QUERY_CAPS:
+    case GST_QUERY_ACCEPT_CAPS:
+        return t->muxin && gst_pad_peer_query(t->muxin, q);
+    default:
+        return FALSE;
+    }
+}
+
+/* The upstream side of our source pads: nothing to ask or tell us. */
+static gboolean drop_event(GstPad *pad, GstObject *parent, GstEvent *e)
+{
+    (void)pad;
+    (void)parent;
+    gst_event_unref(e);
+    return TRUE;
+}
+
+/* Sends what this batch's muxer output collected to the filesink, in one
+ * writev. Recorder thread. Returns false when the write failed. */
+static bool flush_out(tm_recorder *r)
+{
+    if (!r->outlist)
+        return true;
+    GstBufferList *l = r->outlist;
+    r->outlist = NULL;
+    return gst_pad_push_list(r->fileout, l) == GST_FLOW_OK;
+}
+
+/* The muxer's bytes. Recorder thread (inside a push into the muxer). */
+static GstFlowReturn on_mux_bytes(GstPad *pad, GstObject *parent, GstBuffer *b)
+{
+    (void)parent;
+    tm_recorder *r = gst_pad_get_element_private(pad);
+    if (!r->encrypted) {
+        if (!r->outlist)
+            r->outlist = gst_buffer_list_new_sized(64);
+        gst_buffer_list_add(r->outlist, b);
+        return GST_FLOW_OK;
+    }
     GstMapInfo map;
     int rc = 0;
-    if (b && gst_buffer_map(b, &map, GST_MAP_READ)) {
+    if (gst_buffer_map(b, &map, GST_MAP_READ)) {
         rc = tm_rec_writer_write(r->writer, map.data, map.size);
         gst_buffer_unmap(b, &map);
     }
-    int64_t now = tm_mono_ms();
-    if (rc == 0 && now - r->last_seal_ms >= SEAL_INTERVAL_MS) {
-        rc = tm_rec_writer_seal(r->writer);
-        r->last_seal_ms = now;
-    }
-    gst_sample_unref(sample);
+    gst_buffer_unref(b);
     if (rc < 0) {
         char *why = g_strdup_printf("write %s: %s", r->path, g_strerror(errno));
         set_failed(r, why);
@@ -423,6 +478,73 @@ static GstFlowReturn on_mux_bytes(GstAppSink *sink, gpointer p)
         return GST_FLOW_ERROR;
     }
     return GST_FLOW_OK;
+}
+
+static gboolean on_mux_event(GstPad *pad, GstObject *parent, GstEvent *e)
+{
+    (void)parent;
+    tm_recorder *r = gst_pad_get_element_private(pad);
+    if (GST_EVENT_TYPE(e) == GST_EVENT_EOS)
+        r->eos_seen = true;
+    if (r->encrypted) {
+        gst_event_unref(e);
+        return TRUE;
+    }
+    /* In order: the bytes before it (a segment event is the muxer seeking
+     * back to rewrite its header at the end). */
+    bool ok = flush_out(r);
+    return gst_pad_push_event(r->fileout, e) && ok;
+}
+
+static gboolean on_mux_query(GstPad *pad, GstObject *parent, GstQuery *q)
+{
+    (void)parent;
+    tm_recorder *r = gst_pad_get_element_private(pad);
+    if (!r->encrypted)
+        return r->fileout && gst_pad_peer_query(r->fileout, q);
+    if (GST_QUERY_TYPE(q) == GST_QUERY_SEEKING) {
+        GstFormat fmt;
+        gst_query_parse_seeking(q, &fmt, NULL, NULL, NULL);
+        gst_query_set_seeking(q, fmt, FALSE, 0, -1); /* a sealed stream goes one way */
+        return TRUE;
+    }
+    return FALSE;
+}
+
+/* Never wait for a pad that holds nothing: with one thread pushing in time
+ * order, nothing else will ever arrive while a push waits. (The muxer's
+ * pads are in waiting mode and locked there; set_unwaiting unlocks them.) */
+static gint compare_empty_ahead(GstCollectPads *pads, GstCollectData *d1, GstClockTime t1,
+                                GstCollectData *d2, GstClockTime t2, gpointer user)
+{
+    (void)pads;
+    (void)user;
+    if (d1 != d2 && d1->buffer == NULL)
+        return 1;
+    if (!GST_CLOCK_TIME_IS_VALID(t1))
+        return GST_CLOCK_TIME_IS_VALID(t2) ? -1 : 0;
+    if (!GST_CLOCK_TIME_IS_VALID(t2))
+        return 1;
+    return t1 < t2 ? -1 : t1 > t2;
+}
+
+/* Puts every pad of the file in non-waiting (or, before EOS, waiting) mode.
+ * Collect pads sets the pad it last took from to waiting; undone before
+ * each push. Recorder thread. */
+static void set_waiting_all(tm_recorder *r, gboolean waiting)
+{
+    GST_COLLECT_PADS_STREAM_LOCK(r->collect);
+    for (size_t i = 0; i < r->ntracks; i++) {
+        track *t = &r->tracks[i];
+        if (!t->in_file)
+            continue;
+        GstCollectData *cd = gst_pad_get_element_private(t->muxpad);
+        if (!cd)
+            continue;
+        GST_COLLECT_PADS_STATE_UNSET(cd, GST_COLLECT_PADS_STATE_LOCKED);
+        gst_collect_pads_set_waiting(r->collect, cd, waiting);
+    }
+    GST_COLLECT_PADS_STREAM_UNLOCK(r->collect);
 }
 
 static GstElement *make(const char *factory, char **err)
@@ -433,272 +555,458 @@ static GstElement *make(const char *factory, char **err)
     return e;
 }
 
+static GstPad *our_pad(const char *name, GstPadDirection dir, gpointer owner)
+{
+    GstPad *p = gst_pad_new(name, dir);
+    gst_object_ref_sink(p);
+    gst_pad_set_element_private(p, owner);
+    return p;
+}
+
+static int build_track(tm_recorder *r, track *t, size_t i, char **err)
+{
+    GstElement *depay = NULL, *parse = NULL;
+    switch (t->codec) {
+    case TM_REC_OPUS:
+        depay = make("rtpopusdepay", err);
+        break;
+    case TM_REC_VP8:
+        depay = make("rtpvp8depay", err);
+        break;
+    case TM_REC_H264:
+        depay = make("rtph264depay", err);
+        parse = make("h264parse", err);
+        break;
+    }
+    if (!depay || (t->codec == TM_REC_H264 && !parse)) {
+        if (depay)
+            gst_object_unref(depay);
+        if (parse)
+            gst_object_unref(parse);
+        return TM_EUNSUPPORTED;
+    }
+    bool audio = t->codec == TM_REC_OPUS;
+    if (!audio)
+        g_object_set(depay, "wait-for-keyframe", TRUE, NULL);
+    gst_bin_add(GST_BIN(r->pipeline), depay);
+    if (parse)
+        gst_bin_add(GST_BIN(r->pipeline), parse);
+    t->depay = depay;
+    t->parse = parse;
+    g_queue_init(&t->frames);
+    t->held = g_array_sized_new(FALSE, FALSE, sizeof(held), 64);
+
+    char name[16];
+    g_snprintf(name, sizeof name, "in%zu", i);
+    t->in = our_pad(name, GST_PAD_SRC, t);
+    gst_pad_set_event_function(t->in, drop_event);
+    g_snprintf(name, sizeof name, "out%zu", i);
+    t->out = our_pad(name, GST_PAD_SINK, t);
+    gst_pad_set_chain_function(t->out, on_frame);
+    gst_pad_set_event_function(t->out, on_frame_event);
+    gst_pad_set_query_function(t->out, on_frame_query);
+    g_snprintf(name, sizeof name, "muxin%zu", i);
+    t->muxin = our_pad(name, GST_PAD_SRC, t);
+    gst_pad_set_event_function(t->muxin, drop_event);
+    t->muxpad = gst_element_request_pad_simple(r->mux, audio ? "audio_%u" : "video_%u");
+
+    GstElement *last = parse ? parse : depay;
+    GstPad *dsink = gst_element_get_static_pad(depay, "sink");
+    GstPad *lsrc = gst_element_get_static_pad(last, "src");
+    bool ok = t->muxpad && (!parse || gst_element_link(depay, parse)) &&
+              gst_pad_link(t->in, dsink) == GST_PAD_LINK_OK &&
+              gst_pad_link(lsrc, t->out) == GST_PAD_LINK_OK &&
+              gst_pad_link(t->muxin, t->muxpad) == GST_PAD_LINK_OK;
+    gst_object_unref(dsink);
+    gst_object_unref(lsrc);
+    if (!ok) {
+        *err = g_strdup_printf("cannot link track %zu", i);
+        return TM_EIO;
+    }
+    return 0;
+}
+
 static int build_pipeline(tm_recorder *r, char **err)
 {
     r->pipeline = gst_pipeline_new("recorder");
     GstElement *mux = make("matroskamux", err);
-    GstElement *sink = r->encrypted ? make("appsink", err) : make("filesink", err);
-    if (!mux || !sink)
-        goto fail_loose;
+    GstElement *sink = r->encrypted ? NULL : make("filesink", err);
+    if (!mux || (!r->encrypted && !sink)) {
+        if (mux)
+            gst_object_unref(mux);
+        if (sink)
+            gst_object_unref(sink);
+        return TM_EUNSUPPORTED;
+    }
     /* Non-seekable output (the encrypted stream) must be written as a live
      * stream; a file gets its index and duration written at the end. */
     g_object_set(mux, "streamable", r->encrypted, "max-cluster-duration", (guint64)GST_SECOND,
                  "min-cluster-duration", (guint64)(GST_SECOND / 2), NULL);
-    if (r->encrypted) {
-        g_object_set(sink, "sync", FALSE, "async", FALSE, "emit-signals", FALSE, NULL);
-        GstAppSinkCallbacks cbs = {0};
-        cbs.new_sample = on_mux_bytes;
-        gst_app_sink_set_callbacks(GST_APP_SINK(sink), &cbs, r, NULL);
-    } else {
-        /* Unbuffered: a killed server leaves on disk what the muxer wrote. */
+    gst_bin_add(GST_BIN(r->pipeline), mux);
+    r->mux = mux;
+    r->muxout = our_pad("muxout", GST_PAD_SINK, r);
+    gst_pad_set_chain_function(r->muxout, on_mux_bytes);
+    gst_pad_set_event_function(r->muxout, on_mux_event);
+    gst_pad_set_query_function(r->muxout, on_mux_query);
+    GstPad *msrc = gst_element_get_static_pad(mux, "src");
+    bool ok = gst_pad_link(msrc, r->muxout) == GST_PAD_LINK_OK;
+    gst_object_unref(msrc);
+    if (sink) {
+        /* Unbuffered: each batch is one writev, and a killed server leaves
+         * on disk everything up to the last batch. */
         g_object_set(sink, "location", r->path, "sync", FALSE, "async", FALSE, "buffer-mode", 2,
                      NULL);
+        gst_bin_add(GST_BIN(r->pipeline), sink);
+        r->sink = sink;
+        r->fileout = our_pad("fileout", GST_PAD_SRC, r);
+        gst_pad_set_event_function(r->fileout, drop_event);
+        GstPad *fsink = gst_element_get_static_pad(sink, "sink");
+        ok = ok && gst_pad_link(r->fileout, fsink) == GST_PAD_LINK_OK;
+        gst_object_unref(fsink);
     }
-    gst_bin_add_many(GST_BIN(r->pipeline), mux, sink, NULL);
-    r->mux = mux;
-    if (!gst_element_link(mux, sink)) {
-        *err = g_strdup("cannot link matroskamux to its sink");
+    if (!ok) {
+        *err = g_strdup("cannot link matroskamux to its output");
         return TM_EIO;
     }
     for (size_t i = 0; i < r->ntracks; i++) {
-        track *t = &r->tracks[i];
-        GstElement *src = make("appsrc", err);
-        GstElement *jb = make("rtpjitterbuffer", err);
-        GstElement *depay = NULL, *parse = NULL;
-        switch (t->codec) {
-        case TM_REC_OPUS:
-            depay = make("rtpopusdepay", err);
-            break;
-        case TM_REC_VP8:
-            depay = make("rtpvp8depay", err);
-            break;
-        case TM_REC_H264:
-            depay = make("rtph264depay", err);
-            parse = make("h264parse", err);
-            break;
-        }
-        if (!src || !jb || !depay || (t->codec == TM_REC_H264 && !parse)) {
-            if (src)
-                gst_object_unref(src);
-            if (jb)
-                gst_object_unref(jb);
-            if (depay)
-                gst_object_unref(depay);
-            if (parse)
-                gst_object_unref(parse);
-            return TM_EUNSUPPORTED;
-        }
-        bool audio = t->codec == TM_REC_OPUS;
-        GstCaps *caps = gst_caps_new_simple(
-            "application/x-rtp", "media", G_TYPE_STRING, audio ? "audio" : "video", "clock-rate",
-            G_TYPE_INT, (int)t->clock_rate, "encoding-name", G_TYPE_STRING,
-            codec_encoding(t->codec), "payload", G_TYPE_INT, (int)t->pt, NULL);
-        g_object_set(src, "caps", caps, "format", GST_FORMAT_TIME, "is-live", TRUE, "block", FALSE,
-                     "max-bytes", (guint64)0, "emit-signals", FALSE, NULL);
-        gst_caps_unref(caps);
-        g_object_set(jb, "latency", (guint)JITTER_LATENCY_MS, "do-lost", TRUE, NULL);
-        if (!audio)
-            g_object_set(depay, "wait-for-keyframe", TRUE, NULL);
-        gst_bin_add_many(GST_BIN(r->pipeline), src, jb, depay, NULL);
-        if (parse)
-            gst_bin_add(GST_BIN(r->pipeline), parse);
-        GstElement *last = parse ? parse : depay;
-        GstPad *mpad = gst_element_request_pad_simple(mux, audio ? "audio_%u" : "video_%u");
-        GstPad *lpad = gst_element_get_static_pad(last, "src");
-        bool ok = gst_element_link_many(src, jb, depay, NULL) &&
-                  (!parse || gst_element_link(depay, parse)) && mpad &&
-                  gst_pad_link(lpad, mpad) == GST_PAD_LINK_OK;
-        if (mpad) {
-            gst_pad_add_probe(mpad, GST_PAD_PROBE_TYPE_BUFFER, mux_in_probe, t, NULL);
-            t->muxpad = mpad; /* our reference, dropped in free */
-        }
-        gst_object_unref(lpad);
-        if (!ok) {
-            *err = g_strdup_printf("cannot link track %zu", i);
-            return TM_EIO;
-        }
-        t->src = src;
-        t->chain[0] = src;
-        t->chain[1] = jb;
-        t->chain[2] = depay;
-        t->chain[3] = parse;
+        int rc = build_track(r, &r->tracks[i], i, err);
+        if (rc < 0)
+            return rc;
     }
+    GstCollectData *cd = gst_pad_get_element_private(r->tracks[0].muxpad);
+    if (!cd || !cd->collect) {
+        *err = g_strdup("matroskamux without collect pads");
+        return TM_EUNSUPPORTED;
+    }
+    r->collect = gst_object_ref(cd->collect);
+    gst_collect_pads_set_compare_function(r->collect, compare_empty_ahead, NULL);
     r->bus = gst_element_get_bus(r->pipeline);
-    /* A private monotonic system clock: mono_ns() stamps packets on the
-     * same time base, whatever anyone does to the shared default clock. */
-    r->clock = g_object_new(GST_TYPE_SYSTEM_CLOCK, "clock-type", GST_CLOCK_TYPE_MONOTONIC, NULL);
-    gst_object_ref_sink(r->clock); /* ours; the pipeline takes its own ref */
-    gst_pipeline_use_clock(GST_PIPELINE(r->pipeline), r->clock);
-    gst_element_set_start_time(r->pipeline, GST_CLOCK_TIME_NONE);
+    /* Nothing here waits on a clock: no source is live and the sink does
+     * not sync. */
+    if (gst_element_set_state(r->pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
+        *err = g_strdup("recording pipeline does not start");
+        return TM_EIO;
+    }
+    if (r->fileout)
+        gst_pad_set_active(r->fileout, TRUE);
+    gst_pad_set_active(r->muxout, TRUE);
+    for (size_t i = 0; i < r->ntracks; i++) {
+        track *t = &r->tracks[i];
+        gst_pad_set_active(t->in, TRUE);
+        gst_pad_set_active(t->out, TRUE);
+        gst_pad_set_active(t->muxin, TRUE);
+        char *id = g_strdup_printf("telemed-rec-%p-%zu", (void *)r, i);
+        GstCaps *caps =
+            gst_caps_new_simple("application/x-rtp", "media", G_TYPE_STRING,
+                                t->codec == TM_REC_OPUS ? "audio" : "video", "clock-rate",
+                                G_TYPE_INT, (int)t->clock_rate, "encoding-name", G_TYPE_STRING,
+                                codec_encoding(t->codec), "payload", G_TYPE_INT, (int)t->pt, NULL);
+        GstSegment seg;
+        gst_segment_init(&seg, GST_FORMAT_TIME);
+        gst_pad_push_event(t->in, gst_event_new_stream_start(id));
+        gst_pad_push_event(t->in, gst_event_new_caps(caps));
+        gst_pad_push_event(t->in, gst_event_new_segment(&seg));
+        gst_caps_unref(caps);
+        g_free(id);
+    }
     return 0;
-fail_loose:
-    if (mux)
-        gst_object_unref(mux);
-    if (sink)
-        gst_object_unref(sink);
-    return TM_EUNSUPPORTED;
 }
 
 /* ---- recorder thread ---------------------------------------------------- */
 
-/* Starts the pipeline on the first packet, with that packet's arrival as
- * running time 0 (the system clock is CLOCK_MONOTONIC, as mono_ns()). */
-static void start_playing(tm_recorder *r, int64_t first_arrival_ns)
+static void count_drop(tm_recorder *r)
 {
-    r->first_arrival_ns = first_arrival_ns;
-    gst_element_set_base_time(r->pipeline, (GstClockTime)first_arrival_ns);
-    if (gst_element_set_state(r->pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
-        set_failed(r, "recording pipeline does not start");
-    r->playing = true;
-    for (size_t i = 0; i < r->ntracks; i++) {
-        if (!r->tracks[i].name)
-            continue;
-        GstTagList *tags = gst_tag_list_new(GST_TAG_TITLE, r->tracks[i].name, NULL);
-        gst_tag_list_set_scope(tags, GST_TAG_SCOPE_STREAM);
-        gst_element_send_event(r->tracks[i].src, gst_event_new_tag(tags));
-    }
-}
-
-static void feed_packet(tm_recorder *r, const slot *s)
-{
-    if (atomic_load(&r->failed))
-        goto drop;
-    if (!r->playing)
-        start_playing(r, s->arrival_ns);
-    track *t = &r->tracks[s->track];
-    if (t->ended || gst_app_src_get_current_level_buffers(GST_APP_SRC(t->src)) >= APPSRC_MAX_QUEUED)
-        goto drop;
-    int64_t rt = s->arrival_ns - r->first_arrival_ns;
-    GstClockTime pts = rt > 0 ? (GstClockTime)rt : 0;
-    GstBuffer *b = gst_buffer_new_memdup(s->data, s->len);
-    if (GST_CLOCK_TIME_IS_VALID(t->gap_end) && pts < t->gap_end)
-        pts = t->gap_end; /* never back into time already declared empty */
-    GST_BUFFER_PTS(b) = pts;
-    GST_BUFFER_DTS(b) = pts;
-    t->started = true;
-    t->last_pts = pts;
-    if (gst_app_src_push_buffer(GST_APP_SRC(t->src), b) == GST_FLOW_OK)
-        return;
-drop:
     atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
 }
 
-/* Moves every queued packet into the pipeline. Returns how many. */
-static size_t drain(tm_recorder *r)
+/* Handles what the pipeline posted (errors: a write that failed). */
+static void poll_bus(tm_recorder *r)
 {
-    size_t n = 0;
-    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    for (;;) {
-        uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
-        if (tail == head)
+    GstMessage *m;
+    while ((m = gst_bus_pop_filtered(r->bus, GST_MESSAGE_ERROR))) {
+        GError *e = NULL;
+        char *debug = NULL;
+        gst_message_parse_error(m, &e, &debug);
+        /* The debug text ends with the system's reason ("No space left on
+         * device"); its first line is a source location. */
+        const char *detail = debug ? strrchr(debug, '\n') : NULL;
+        detail = detail ? detail + 1 : debug;
+        char *why =
+            g_strdup_printf("%s: %s%s%s", GST_OBJECT_NAME(GST_MESSAGE_SRC(m)),
+                            e ? e->message : "error", detail ? " " : "", detail ? detail : "");
+        g_free(debug);
+        set_failed(r, why); /* keeps the first reason */
+        g_free(why);
+        g_clear_error(&e);
+        gst_message_unref(m);
+    }
+}
+
+/* A failed push into the muxer or the file: the bus has the reason if the
+ * sink failed; otherwise say what we know. */
+static void push_failed(tm_recorder *r, const char *what, GstFlowReturn fr)
+{
+    poll_bus(r);
+    if (!atomic_load(&r->failed)) {
+        char *why = g_strdup_printf("%s: %s", what, gst_flow_get_name(fr));
+        set_failed(r, why);
+        g_free(why);
+    }
+}
+
+/* Sends the track's held packets, in sequence order, to its depayloader:
+ * all of them (final), or those up to the first gap whose packet after it
+ * arrived before cutoff_ns (a gap is waited for REORDER_MS). */
+static void release(tm_recorder *r, track *t, int64_t cutoff_ns, bool final)
+{
+    guint n = 0;
+    GstBufferList *l = NULL;
+    for (; n < t->held->len; n++) {
+        held *h = &g_array_index(t->held, held, n);
+        if (!final && h->eseq != t->next_eseq && h->arrival_ns > cutoff_ns)
             break;
+        t->next_eseq = h->eseq + 1;
+        if (!l)
+            l = gst_buffer_list_new_sized(t->held->len);
+        gst_buffer_list_add(l, h->buf);
+    }
+    if (n)
+        g_array_remove_range(t->held, 0, n);
+    if (!l)
+        return;
+    GstFlowReturn fr = gst_pad_push_list(t->in, l);
+    /* A depayloader refuses what it cannot parse; that is a bad packet, not
+     * a broken recording. */
+    if (fr == GST_FLOW_FLUSHING || fr == GST_FLOW_NOT_LINKED)
+        push_failed(r, "depayloader", fr);
+}
+
+/* Forgets the track's sequence and time state (a new sender connection),
+ * after sending on what it held. */
+static void reset_track(tm_recorder *r, track *t)
+{
+    release(r, t, 0, true);
+    t->seq_init = false;
+    t->ts_init = false;
+}
+
+/* Moves one packet from the ring into its track's reorder queue. */
+static void take_packet(tm_recorder *r, const slot *s)
+{
+    track *t = &r->tracks[s->track];
+    if (atomic_load_explicit(&r->failed, memory_order_relaxed) || t->ended) {
+        count_drop(r);
+        return;
+    }
+    if (!r->first_arrival_ns)
+        r->first_arrival_ns = s->arrival_ns;
+    const uint8_t *d = s->data;
+    uint16_t seq = (uint16_t)(d[2] << 8 | d[3]);
+    uint32_t ts = (uint32_t)d[4] << 24 | (uint32_t)d[5] << 16 | (uint32_t)d[6] << 8 | d[7];
+    uint32_t ssrc = (uint32_t)d[8] << 24 | (uint32_t)d[9] << 16 | (uint32_t)d[10] << 8 | d[11];
+    int16_t dseq = t->seq_init ? (int16_t)(uint16_t)(seq - (uint16_t)t->max_eseq) : 0;
+    if (t->seq_init && (ssrc != t->ssrc || dseq > SEQ_JUMP || dseq < -SEQ_JUMP))
+        reset_track(r, t);
+    uint64_t eseq;
+    if (!t->seq_init) {
+        t->seq_init = true;
+        t->ssrc = ssrc;
+        eseq = t->max_eseq = t->next_eseq = ((uint64_t)1 << 32) + seq;
+    } else {
+        eseq = t->max_eseq + (uint64_t)(int64_t)dseq;
+        if (dseq > 0)
+            t->max_eseq = eseq;
+    }
+    if (eseq < t->next_eseq)
+        return; /* too late, or a retransmission of what went on already */
+
+    /* Media time from the RTP timestamp, anchored to arrival. */
+    int64_t arrival_pts = s->arrival_ns - r->first_arrival_ns;
+    t->ext_ts = t->ts_init ? t->ext_ts + (uint64_t)(int64_t)(int32_t)(ts - (uint32_t)t->ext_ts)
+                           : ((uint64_t)1 << 32) + ts;
+    int64_t pts = 0;
+    if (t->ts_init)
+        pts = t->anchor_pts +
+              (int64_t)((int64_t)(t->ext_ts - t->anchor_ts) * 1000000000.0 / (double)t->clock_rate);
+    if (!t->ts_init || pts - arrival_pts > (int64_t)RESYNC_MS * 1000000 ||
+        arrival_pts - pts > (int64_t)RESYNC_MS * 1000000) {
+        t->ts_init = true;
+        t->anchor_ts = t->ext_ts;
+        t->anchor_pts = arrival_pts;
+        pts = arrival_pts;
+    }
+
+    /* Insert in sequence order; mostly this is the end. */
+    guint at = t->held->len;
+    while (at > 0 && g_array_index(t->held, held, at - 1).eseq > eseq)
+        at--;
+    if (at > 0 && g_array_index(t->held, held, at - 1).eseq == eseq)
+        return; /* a duplicate */
+    GstBuffer *b = gst_buffer_new_allocate(NULL, s->len, NULL);
+    gst_buffer_fill(b, 0, s->data, s->len);
+    GST_BUFFER_PTS(b) = pts > 0 ? (GstClockTime)pts : 0;
+    held h = {.eseq = eseq, .arrival_ns = s->arrival_ns, .buf = b};
+    g_array_insert_val(t->held, at, h);
+}
+
+/* Moves every queued packet out of the ring. */
+static void drain(tm_recorder *r)
+{
+    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+    while (tail != head) {
         while (tail != head) {
-            feed_packet(r, &r->ring[tail % TM_RECORDER_SLOTS]);
+            take_packet(r, &r->ring[tail % TM_RECORDER_SLOTS]);
             tail++;
-            n++;
-            atomic_store_explicit(&r->tail, tail, memory_order_release);
+        }
+        atomic_store_explicit(&r->tail, tail, memory_order_release);
+        head = atomic_load_explicit(&r->head, memory_order_acquire);
+    }
+}
+
+static void clear_frames(track *t)
+{
+    GstMiniObject *o;
+    while ((o = g_queue_pop_head(&t->frames)))
+        gst_mini_object_unref(o);
+}
+
+/* Takes a track with nothing to show out of the pipeline before the muxer
+ * writes its header, so the file lists no empty track. */
+static void drop_track(tm_recorder *r, track *t)
+{
+    t->ended = true;
+    for (guint i = 0; i < t->held->len; i++)
+        gst_buffer_unref(g_array_index(t->held, held, i).buf);
+    g_array_set_size(t->held, 0);
+    clear_frames(t);
+    gst_pad_unlink(t->muxin, t->muxpad);
+    gst_element_release_request_pad(r->mux, t->muxpad);
+    GstElement *els[2] = {t->depay, t->parse};
+    for (int i = 0; i < 2; i++) {
+        if (!els[i])
+            continue;
+        gst_element_set_state(els[i], GST_STATE_NULL);
+        gst_bin_remove(GST_BIN(r->pipeline), els[i]); /* unlinks, drops the bin's ref */
+    }
+    t->depay = t->parse = NULL;
+}
+
+/* One frame (or the events before it) of t into the muxer. */
+static void push_frame(tm_recorder *r, track *t, GstBuffer *b)
+{
+    if (!t->tagged) {
+        t->tagged = true;
+        if (t->name) {
+            GstTagList *tags = gst_tag_list_new(GST_TAG_TITLE, t->name, NULL);
+            gst_tag_list_set_scope(tags, GST_TAG_SCOPE_STREAM);
+            gst_pad_push_event(t->muxin, gst_event_new_tag(tags));
         }
     }
-    return n;
-}
-
-/* Takes a track that has not reached the muxer out of the pipeline before
- * the muxer writes its header, so the file lists no empty track. (An EOS
- * would not do: it carries the caps, and the muxer would declare the
- * track.) Returns false, changing nothing, if its first buffer won the
- * race to the muxer. Once the track is ADMIT_OUT the muxer-side probe drops
- * whatever the branch still pushes, so no streaming thread of the branch
- * can be inside the muxer while it is torn down. */
-static bool drop_track(tm_recorder *r, track *t)
-{
-    int admit = ADMIT_OPEN;
-    if (!atomic_compare_exchange_strong(&t->admit, &admit, ADMIT_OUT))
-        return admit == ADMIT_OUT;
-    t->ended = true;
-    for (int i = 0; i < 4; i++) {
-        if (!t->chain[i])
-            continue;
-        gst_element_set_state(t->chain[i], GST_STATE_NULL);
-        gst_bin_remove(GST_BIN(r->pipeline), t->chain[i]); /* unlinks, drops the bin's ref */
-        t->chain[i] = NULL;
+    GstClockTime pts = GST_BUFFER_PTS(b);
+    if (!GST_CLOCK_TIME_IS_VALID(pts) ||
+        (GST_CLOCK_TIME_IS_VALID(t->last_pts) && pts < t->last_pts)) {
+        b = gst_buffer_make_writable(b);
+        pts = GST_CLOCK_TIME_IS_VALID(t->last_pts) ? t->last_pts : 0;
+        GST_BUFFER_PTS(b) = pts;
     }
-    t->src = NULL;
-    gst_element_release_request_pad(r->mux, t->muxpad);
-    return true;
+    GST_BUFFER_DTS(b) = GST_CLOCK_TIME_NONE;
+    t->last_pts = pts;
+    if (gst_buffer_get_size(b) > 0) {
+        GstClockTime end = pts + (GST_BUFFER_DURATION_IS_VALID(b) ? GST_BUFFER_DURATION(b) : 0);
+        if (!GST_CLOCK_TIME_IS_VALID(r->min_pts) || pts < r->min_pts)
+            r->min_pts = pts;
+        if (!GST_CLOCK_TIME_IS_VALID(r->max_end) || end > r->max_end)
+            r->max_end = end;
+    }
+    set_waiting_all(r, FALSE);
+    GstFlowReturn fr = gst_pad_push(t->muxin, b);
+    if (fr != GST_FLOW_OK)
+        push_failed(r, "matroskamux", fr);
 }
 
-/* Keeps the muxer moving: when the start window closes, ends the tracks
- * that have not reached the muxer (so its header lists the others) and
- * lets the muxer skip the rest when they have GAPs; after that, declares
- * each silent stretch of a track (STALL_MS without a packet) empty. */
-static void tick(tm_recorder *r)
+/* Merges the tracks' frames into the muxer in time order, up to limit
+ * (GST_CLOCK_TIME_NONE: all of them). */
+static void mux_until(tm_recorder *r, GstClockTime limit)
 {
-    if (!r->playing || atomic_load(&r->failed))
-        return;
-    int64_t now_rt = mono_ns() - r->first_arrival_ns;
-    if (!r->window_closed) {
-        bool all = true;
-        for (size_t i = 0; i < r->ntracks; i++)
-            all = all && atomic_load(&r->tracks[i].admit) == ADMIT_IN;
-        if (!all && now_rt < (int64_t)TRACK_START_WINDOW_MS * GST_MSECOND)
-            return;
-        r->window_closed = true;
+    while (!atomic_load_explicit(&r->failed, memory_order_relaxed)) {
+        track *best = NULL;
+        GstClockTime best_pts = 0;
         for (size_t i = 0; i < r->ntracks; i++) {
             track *t = &r->tracks[i];
-            if (!drop_track(r, t))
-                set_sparse(t);
+            if (!t->in_file)
+                continue;
+            GstMiniObject *o;
+            while ((o = g_queue_peek_head(&t->frames)) && GST_IS_EVENT(o))
+                gst_pad_push_event(t->muxin, g_queue_pop_head(&t->frames));
+            if (!o)
+                continue;
+            GstClockTime pts = GST_BUFFER_PTS(GST_BUFFER_CAST(o));
+            if (!GST_CLOCK_TIME_IS_VALID(pts))
+                pts = GST_CLOCK_TIME_IS_VALID(t->last_pts) ? t->last_pts : 0;
+            if (!best || pts < best_pts) {
+                best = t;
+                best_pts = pts;
+            }
         }
-    }
-    if (now_rt <= (int64_t)STALL_MS * GST_MSECOND)
-        return;
-    GstClockTime upto = (GstClockTime)now_rt - STALL_MS * GST_MSECOND;
-    for (size_t i = 0; i < r->ntracks; i++) {
-        track *t = &r->tracks[i];
-        if (!t->started || t->ended || t->last_pts >= upto)
-            continue;
-        GstClockTime from = t->last_pts + GST_MSECOND;
-        if (GST_CLOCK_TIME_IS_VALID(t->gap_end) && t->gap_end > from)
-            from = t->gap_end;
-        if (upto <= from)
-            continue;
-        gst_element_send_event(t->src, gst_event_new_gap(from, upto - from));
-        t->gap_end = upto;
+        if (!best || (GST_CLOCK_TIME_IS_VALID(limit) && best_pts > limit))
+            return;
+        push_frame(r, best, g_queue_pop_head(&best->frames));
     }
 }
 
-/* Handles what the pipeline posted, waiting up to timeout for EOS or an
- * error. Every message is taken off the bus (a long visit would otherwise
- * pile up state changes and warnings). Returns true at EOS. */
-static bool poll_bus(tm_recorder *r, GstClockTime timeout)
+/* Closes the start window: every track has a frame, or the time is up (or
+ * the visit ended). Tracks without a frame leave. */
+static void maybe_close_window(tm_recorder *r, int64_t now_ns, bool final)
 {
-    int64_t deadline = g_get_monotonic_time() + (int64_t)(timeout / GST_USECOND);
-    for (;;) {
-        int64_t left_us = deadline - g_get_monotonic_time();
-        GstMessage *m =
-            gst_bus_timed_pop(r->bus, left_us > 0 ? (GstClockTime)left_us * GST_USECOND : 0);
-        if (!m)
-            return false;
-        bool eos = GST_MESSAGE_TYPE(m) == GST_MESSAGE_EOS;
-        if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
-            GError *e = NULL;
-            char *debug = NULL;
-            gst_message_parse_error(m, &e, &debug);
-            /* The debug text ends with the system's reason ("No space left
-             * on device"); its first line is a source location. */
-            const char *detail = debug ? strrchr(debug, '\n') : NULL;
-            detail = detail ? detail + 1 : debug;
-            char *why =
-                g_strdup_printf("%s: %s%s%s", GST_OBJECT_NAME(GST_MESSAGE_SRC(m)),
-                                e ? e->message : "error", detail ? " " : "", detail ? detail : "");
-            g_free(debug);
-            set_failed(r, why); /* keeps the first reason: a write error before "stopped" */
-            g_free(why);
-            g_clear_error(&e);
-        }
-        gst_message_unref(m);
-        if (eos || atomic_load(&r->failed))
-            return eos;
+    if (r->window_closed || !r->first_arrival_ns)
+        return;
+    bool all = true;
+    for (size_t i = 0; i < r->ntracks; i++)
+        all = all && r->tracks[i].produced;
+    if (!all && !final && now_ns - r->first_arrival_ns < (int64_t)TRACK_START_WINDOW_MS * 1000000)
+        return;
+    r->window_closed = true;
+    for (size_t i = 0; i < r->ntracks; i++) {
+        track *t = &r->tracks[i];
+        if (t->produced)
+            t->in_file = true;
+        else
+            drop_track(r, t);
     }
+}
+
+/* One batch: the ring into the reorder queues, packets into the
+ * depayloaders, frames into the muxer, the muxer's bytes to the file. */
+static void process(tm_recorder *r, bool final)
+{
+    drain(r);
+    if (!r->first_arrival_ns || atomic_load(&r->failed))
+        return;
+    int64_t now = mono_ns();
+    for (size_t i = 0; i < r->ntracks; i++)
+        if (!r->tracks[i].ended)
+            release(r, &r->tracks[i], now - (int64_t)REORDER_MS * 1000000, final);
+    maybe_close_window(r, now, final);
+    if (r->window_closed) {
+        int64_t limit = now - r->first_arrival_ns - (int64_t)MUX_LAG_MS * 1000000;
+        mux_until(r, final ? GST_CLOCK_TIME_NONE : limit > 0 ? (GstClockTime)limit : 0);
+    }
+    if (!r->encrypted) {
+        if (!flush_out(r))
+            push_failed(r, "filesink", GST_FLOW_ERROR);
+    } else if (r->writer) {
+        int64_t ms = tm_mono_ms();
+        if (ms - r->last_seal_ms >= SEAL_INTERVAL_MS) {
+            r->last_seal_ms = ms;
+            if (tm_rec_writer_seal(r->writer) < 0) {
+                char *why = g_strdup_printf("write %s: %s", r->path, g_strerror(errno));
+                set_failed(r, why);
+                g_free(why);
+            }
+        }
+    }
+    poll_bus(r);
 }
 
 static int hash_file(const char *path, int64_t *size, char out[65])
@@ -739,25 +1047,24 @@ static gboolean deliver_result(gpointer p)
 static void finalise(tm_recorder *r)
 {
     tm_recorder_result *res = &r->result;
-    bool had_media = r->playing;
+    process(r, true);
+    bool had_media = r->window_closed;
     if (had_media && !atomic_load(&r->failed)) {
-        /* Ended inside the start window: the tracks that never reached the
-         * muxer leave, as they would have when the window closed. */
         size_t live = 0;
-        for (size_t i = 0; i < r->ntracks; i++) {
-            track *t = &r->tracks[i];
-            if (!r->window_closed && !t->ended)
-                drop_track(r, t); /* no-op for a track in the file */
-            live += !t->ended;
-        }
-        for (size_t i = 0; i < r->ntracks; i++) {
-            if (!r->tracks[i].ended)
-                gst_app_src_end_of_stream(GST_APP_SRC(r->tracks[i].src));
-        }
-        if (live == 0)
+        for (size_t i = 0; i < r->ntracks; i++)
+            live += r->tracks[i].in_file;
+        if (live == 0) {
             had_media = false; /* packets came, but none reached the file */
-        else if (!poll_bus(r, EOS_TIMEOUT_MS * GST_MSECOND) && !atomic_load(&r->failed))
-            set_failed(r, "recording did not finish in time");
+        } else {
+            /* Every pad waiting, so the muxer finishes once, on the last EOS. */
+            set_waiting_all(r, TRUE);
+            for (size_t i = 0; i < r->ntracks; i++)
+                if (r->tracks[i].in_file)
+                    gst_pad_push_event(r->tracks[i].muxin, gst_event_new_eos());
+            poll_bus(r);
+            if (!r->eos_seen && !atomic_load(&r->failed))
+                set_failed(r, "recording did not finish");
+        }
     }
     gst_element_set_state(r->pipeline, GST_STATE_NULL);
     if (r->writer) {
@@ -774,9 +1081,9 @@ static void finalise(tm_recorder *r)
     } else if (hash_file(r->path, &res->size_bytes, res->sha256) < 0 && !atomic_load(&r->failed)) {
         set_failed(r, "cannot read the finished recording");
     }
-    g_mutex_lock(&r->lock);
     if (GST_CLOCK_TIME_IS_VALID(r->min_pts) && GST_CLOCK_TIME_IS_VALID(r->max_end))
         res->duration_ms = (int64_t)((r->max_end - r->min_pts) / GST_MSECOND);
+    g_mutex_lock(&r->lock);
     res->failure = r->failure;
     g_mutex_unlock(&r->lock);
     res->status = res->failure ? TM_EIO : 0;
@@ -788,36 +1095,21 @@ static void finalise(tm_recorder *r)
 static gpointer feeder_main(gpointer p)
 {
     tm_recorder *r = p;
-    int64_t next_tick = tm_mono_ms() + TICK_MS;
     for (;;) {
-        drain(r);
-        if (r->playing)
-            poll_bus(r, 0);
         if (atomic_load(&r->abort_asked))
             return NULL;
         if (atomic_load(&r->finish_asked)) {
-            drain(r); /* pushes made before finish was asked */
-            finalise(r);
+            finalise(r); /* takes the pushes made before finish was asked */
             post(r->ctx, deliver_result, r);
             return NULL;
         }
-        int64_t now = tm_mono_ms();
-        if (now >= next_tick) {
-            tick(r);
-            next_tick = now + TICK_MS;
-        }
-        atomic_store(&r->sleeping, 1);
-        if (atomic_load(&r->head) == atomic_load(&r->tail) && !atomic_load(&r->finish_asked) &&
-            !atomic_load(&r->abort_asked)) {
-            struct pollfd pfd = {.fd = r->efd, .events = POLLIN};
-            int wait_ms = (int)(next_tick - tm_mono_ms());
-            wait_ms = wait_ms < DRAIN_MS ? wait_ms : DRAIN_MS;
-            (void)poll(&pfd, 1, wait_ms > 0 ? wait_ms : 0);
-        }
-        atomic_store(&r->sleeping, 0);
+        process(r, false);
+        struct pollfd pfd = {.fd = r->efd, .events = POLLIN};
+        (void)poll(&pfd, 1, BATCH_MS);
         uint64_t v;
         ssize_t n = read(r->efd, &v, sizeof(v));
         (void)n;
+        atomic_store(&r->woken, 0);
     }
 }
 
@@ -865,7 +1157,7 @@ tm_recorder *tm_recorder_new(const char *path, const tm_recorder_track *tracks, 
             tracks[i].clock_rate ? tracks[i].clock_rate : (t->codec == TM_REC_OPUS ? 48000 : 90000);
         t->name = g_strdup(tracks[i].name);
         t->r = r;
-        t->last_pts = t->gap_end = GST_CLOCK_TIME_NONE;
+        t->last_pts = GST_CLOCK_TIME_NONE;
         if (!codec_encoding(t->codec) || t->pt > 127) {
             *err = g_strdup_printf("recorder: track %zu has a bad codec or payload type", i);
             goto fail;
@@ -922,6 +1214,21 @@ void tm_recorder_finish(tm_recorder *r, tm_recorder_done_cb cb, void *user)
     wake(r);
 }
 
+static void free_track(track *t)
+{
+    g_free(t->name);
+    if (t->held) {
+        for (guint i = 0; i < t->held->len; i++)
+            gst_buffer_unref(g_array_index(t->held, held, i).buf);
+        g_array_free(t->held, TRUE);
+    }
+    clear_frames(t);
+    GstPad *pads[4] = {t->in, t->out, t->muxin, t->muxpad};
+    for (int i = 0; i < 4; i++)
+        if (pads[i])
+            gst_object_unref(pads[i]);
+}
+
 void tm_recorder_free(tm_recorder *r)
 {
     if (!r)
@@ -938,16 +1245,19 @@ void tm_recorder_free(tm_recorder *r)
         gst_element_set_state(r->pipeline, GST_STATE_NULL);
         gst_object_unref(r->pipeline);
     }
+    if (r->outlist)
+        gst_buffer_list_unref(r->outlist);
+    if (r->collect)
+        gst_object_unref(r->collect);
     if (r->bus)
         gst_object_unref(r->bus);
-    if (r->clock)
-        gst_object_unref(r->clock);
+    if (r->muxout)
+        gst_object_unref(r->muxout);
+    if (r->fileout)
+        gst_object_unref(r->fileout);
     tm_rec_writer_abort(r->writer); /* no final chunk: reads as cut short */
-    for (size_t i = 0; i < r->ntracks; i++) {
-        g_free(r->tracks[i].name);
-        if (r->tracks[i].muxpad)
-            gst_object_unref(r->tracks[i].muxpad);
-    }
+    for (size_t i = 0; i < r->ntracks; i++)
+        free_track(&r->tracks[i]);
     if (r->efd >= 0)
         close(r->efd);
     g_free(r->ring);

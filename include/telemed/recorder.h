@@ -4,29 +4,32 @@
  *
  * Why one file per visit with every sender's tracks: a visit is reviewed
  * as one conversation. One file keeps the audio and video of both sides on
- * one timeline (the muxer orders them by arrival time), plays in any
+ * one timeline (in the order they arrived), plays in any
  * Matroska player with no post-processing, and gives the record one path,
  * one size, one duration and one SHA-256. Per-participant files would have
  * to be aligned again by whoever watches them.
  *
- * Pipeline, per track:  appsrc -> rtpjitterbuffer (200 ms, do-lost) ->
- * depayloader (rtpopusdepay | rtpvp8depay | rtph264depay ! h264parse) ->
- * one matroskamux -> filesink (plain) or appsink -> rec_crypt (encrypted).
+ * Pipeline, per track: reorder (sequence order, duplicates out, a gap
+ * waited for 100 ms: the jitterbuffer's job) -> depayloader (rtpopusdepay |
+ * rtpvp8depay | rtph264depay ! h264parse) -> one matroskamux, the tracks
+ * merged in time order -> filesink (plain) or rec_crypt (encrypted).
  *
  * Threads. tm_recorder_push() runs on the media worker that forwards the
  * visit (one producer thread at a time): it copies the packet into a
  * preallocated ring of fixed slots and returns; it never blocks, never
  * allocates and never logs; when the ring is full it counts a drop. The
- * recorder's own thread drains the ring into GStreamer, watches the bus,
- * keeps stalled tracks from holding the muxer (GAP events), and finalises
- * the file. Callbacks run on the GMainContext that was thread-default when
- * tm_recorder_new() was called (the media worker's), never on GStreamer's
- * threads.
+ * recorder's own thread wakes every 200 ms (sooner when a burst fills a
+ * quarter of the ring) and moves the whole batch through the elements
+ * itself: GStreamer starts no thread of its own and nothing waits on a
+ * clock. It also finalises the file. Callbacks run on the GMainContext that
+ * was thread-default when tm_recorder_new() was called (the media
+ * worker's), never on the recorder thread.
  *
  * Crash safety. The muxer writes clusters as they fill (at least one per
- * second) and the plain file is written unbuffered, so a kill -9 leaves a
- * file that plays up to about the last second; an encrypted file is sealed
- * in chunks at least once a second for the same reason. The store marks
+ * second) and each batch goes to the plain file in one write, so a kill -9
+ * leaves a file that plays up to about the last second (frames reach the
+ * muxer 0.4-0.6 s after they arrive); an encrypted file is sealed in chunks
+ * at least once a second for the same reason. The store marks
  * such a recording incomplete at the next start.
  */
 #ifndef TELEMED_RECORDER_H
@@ -56,7 +59,7 @@ typedef struct tm_recorder_track {
 /* Largest RTP packet the ring holds; larger ones are counted as dropped. */
 #define TM_RECORDER_SLOT_BYTES 1500
 /* Ring capacity in packets: about 1.7 s of a 1:1 visit at 1 Mbit/s each way
- * (~300 packets/s), far more than the DRAIN_MS between drains; every slot is
+ * (~300 packets/s), far more than the 200 ms between drains; every slot is
  * resident (1.5 KiB each), so it is sized for stalls, not whole seconds of HD. */
 #define TM_RECORDER_SLOTS 512
 /* Most tracks per recorder. */
