@@ -12,8 +12,8 @@
  *
  * Growth: when a lap ends less than max_age_ms after it started, the packets
  * about to be overwritten are still young enough to be asked for, so the ring
- * doubles (realloc keeps every offset, and the lap simply goes on into the new
- * space), up to max_bytes. store/get are otherwise a mask, a compare and a
+ * grows by a quarter (realloc keeps every offset, and the lap simply goes on
+ * into the new space), up to max_bytes. store/get are otherwise a mask, a compare and a
  * memcpy. Owned by one media worker; not thread-safe.
  */
 #include "telemed/rtx_cache.h"
@@ -72,10 +72,16 @@ void tm_rtx_cache_free(tm_rtx_cache *c)
     free(c);
 }
 
-/* Doubles the ring (up to max_cap); on no memory it stays as it is. */
+/* Grows the ring by a quarter (at least the start size), in whole pages, up
+ * to max_cap; on no memory it stays as it is. Small steps, because the ring
+ * settles at the first size past what max age needs: doubling would leave a
+ * stream just over 128 KiB at 256 KiB. */
 static void grow(tm_rtx_cache *c)
 {
-    size_t cap = c->cap * 2 < c->max_cap ? c->cap * 2 : c->max_cap;
+    size_t step = c->cap / 4 > TM_RTX_MIN_BYTES ? c->cap / 4 : TM_RTX_MIN_BYTES;
+    size_t cap = (c->cap + step + 4095) & ~(size_t)4095;
+    if (cap > c->max_cap)
+        cap = c->max_cap;
     uint8_t *ring = realloc(c->ring, cap);
     if (!ring)
         return;

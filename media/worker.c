@@ -359,12 +359,13 @@ static void record_end(tm__visit *v)
  *
  * glibc keeps freed memory in the arena of the thread that used it: without a
  * trim, a worker that served 16 visits holds their peak for good, and the
- * signaling side's main arena likewise. A second after a visit ends (once
- * libnice has closed its sockets, and coalesced over visits ending together)
- * malloc_trim hands the free pages of every arena back to the kernel. It runs
- * once per batch of ended visits, never on the packet path. */
+ * signaling side's main arena likewise. Two seconds after a visit ends (once
+ * libnice has closed its sockets and the participants' connections, which
+ * close around the visit's end, are gone; coalesced over visits ending
+ * together) malloc_trim hands the free pages of every arena back to the
+ * kernel. It runs once per batch of ended visits, never on the packet path. */
 
-#define TRIM_DELAY_MS 1000
+#define TRIM_DELAY_MS 2000
 
 static _Thread_local bool trim_pending; /* this worker thread has one scheduled */
 

@@ -7,11 +7,11 @@
  * stream's bitrate instead of the largest packet (a 1500-byte slot per packet
  * held a 200-byte packet in 1500 bytes). A small index of n_slots entries
  * (seq & (n_slots-1)) says where each packet is. The ring starts small and
- * doubles, up to max_bytes, when a lap through it took less than max_age_ms
- * (the packets about to be overwritten would still be worth resending); it
- * never shrinks. So a 1 Mbit/s stream settles at 128 KiB, an audio-rate
- * stream at the start size, and store allocates only on those few growth steps,
- * never per packet.
+ * grows by a quarter, up to max_bytes, when a lap through it took less than
+ * max_age_ms (the packets about to be overwritten would still be worth
+ * resending); it never shrinks. So a 1 Mbit/s stream settles at about 128 KiB,
+ * an audio-rate stream at the start size, and store allocates only on those
+ * few growth steps, never per packet.
  *
  * A lookup misses when the seq was never stored, its index entry was taken by
  * a newer seq, its bytes were overwritten by newer packets, or it is older than
