@@ -19,6 +19,7 @@
 #include "telemed/pairing.h"
 #include "telemed/queue.h"
 #include "telemed/visit_fsm.h"
+#include "telemed/fanout.h"
 #include "telemed/feed.h"
 #include "telemed/recorder.h"
 #include "telemed/recording_store.h"
@@ -115,6 +116,11 @@ struct tm_signaling {
     GHashTable *visits;      /* id -> live_visit * */
     GHashTable *avg_ms;      /* dept -> (double *) moving average of visit length */
     GHashTable *dirty_depts; /* dept -> 1: positions to push */
+    tm_fanout *fanout;
+    tm_fanout_item *fan_items; /* the batch being built by flush_positions */
+    size_t fan_n, fan_cap;
+    int64_t frame_us;  /* monotonic: when the frame being handled arrived, or 0 */
+    int64_t change_us; /* monotonic: when the queue change being pushed began, or 0 */
     json_t *recent_alerts;   /* alerts about past events (offer timeouts), newest last */
     GHashTable *recordings;  /* visit id -> recording id, until the recorder reports */
     uint8_t rec_key[32];     /* encryption at rest, when rec_key_set */
@@ -126,9 +132,13 @@ struct tm_signaling {
     uint64_t connections, connections_total, msgs_in, msgs_out, errors_total, rate_limited;
     uint64_t resp_buckets[10], resp_count;
     double resp_sum_s;
+    uint64_t push_buckets[15], push_count;
+    double push_sum_s;
 };
 
 static const double resp_bounds_s[] = {5, 10, 30, 60, 120, 300, 600, 1200, 1800};
+static const double push_bounds_s[] = {0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05,
+                                       0.075, 0.1,    0.15,  0.2,  0.3,  0.5,  1};
 
 /* ---- small helpers ------------------------------------------------- */
 
@@ -211,33 +221,6 @@ static void send_msg(session *s, json_t *msg)
     if (text)
         send_text(s, text, strlen(text));
     free(text);
-}
-
-/* Sends text at once when nothing is queued before it and the socket takes
- * it; otherwise queues it. With thousands of sockets every trip through the
- * GLib loop costs a walk of its poll records (lws gives each connection its
- * own GSource), so a fan-out to every waiting patient is written in one pass
- * and asks for no writable events. lws_send_pipe_choked() also covers a
- * partial frame lws still holds, so frames never interleave. */
-static void send_text_now(session *s, const char *text, size_t len)
-{
-    if (!s || s->closing)
-        return;
-    if (!g_queue_is_empty(&s->outq) || lws_send_pipe_choked(s->wsi)) {
-        send_text(s, text, len);
-        return;
-    }
-    unsigned char buf[LWS_PRE + 256];
-    if (len > sizeof(buf) - LWS_PRE) {
-        send_text(s, text, len);
-        return;
-    }
-    memcpy(buf + LWS_PRE, text, len);
-    s->sig->msgs_out++;
-    if (lws_write(s->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len) {
-        s->closing = true;
-        lws_callback_on_writable(s->wsi);
-    }
 }
 
 static void send_to_user(user *u, json_t *msg)
@@ -387,8 +370,17 @@ static void push_visit_state(tm_signaling *sig, live_visit *v, const char *visit
 }
 
 static void mark_overview_dirty(tm_signaling *sig);
+/* The position pushes that follow are timed from here: from the arrival of
+ * the frame that changed the queue, or from now for a timer. */
+static void note_queue_change(tm_signaling *sig)
+{
+    if (!sig->change_us)
+        sig->change_us = sig->frame_us ? sig->frame_us : g_get_monotonic_time();
+}
+
 static void mark_dept_dirty(tm_signaling *sig, const char *dept)
 {
+    note_queue_change(sig);
     g_hash_table_add(sig->dirty_depts, g_strdup(dept));
     mark_overview_dirty(sig);
 }
@@ -455,6 +447,77 @@ static bool estimate_moved(int64_t old_s, int64_t new_s)
     return diff >= 60 || diff * 5 >= (old_s > 0 ? old_s : 1);
 }
 
+/* By default one writer per core, up to four: the fan-out is bound by kernel
+ * time per write, and more threads than cores only adds switching. */
+static unsigned fanout_threads(const tm_config *cfg)
+{
+    if (cfg->fanout_threads > 0)
+        return (unsigned)cfg->fanout_threads;
+    unsigned n = g_get_num_processors();
+    return n < 1 ? 1 : n > 4 ? 4 : n;
+}
+
+/* Adds a frame for s to the batch that write_fanout() sends in parallel.
+ * A session with frames already queued gets this one queued behind them. */
+static void add_to_fanout(tm_signaling *sig, session *s, const char *text, size_t len)
+{
+    if (!s || s->closing)
+        return;
+    if (!g_queue_is_empty(&s->outq) || len > TM_FANOUT_MAX_TEXT) {
+        send_text(s, text, len);
+        return;
+    }
+    if (sig->fan_n == sig->fan_cap) {
+        size_t cap = sig->fan_cap ? sig->fan_cap * 2 : 256;
+        tm_fanout_item *items = realloc(sig->fan_items, cap * sizeof(*items));
+        if (!items) {
+            send_text(s, text, len);
+            return;
+        }
+        sig->fan_items = items;
+        sig->fan_cap = cap;
+    }
+    tm_fanout_item_set(&sig->fan_items[sig->fan_n++], s->wsi, s, text, len);
+}
+
+static void count_push_latency(tm_signaling *sig, int64_t done_us)
+{
+    double s = sig->change_us && done_us > sig->change_us ? (done_us - sig->change_us) / 1e6 : 0;
+    size_t b = 0;
+    while (b < TM_ARRAY_LEN(push_bounds_s) && s > push_bounds_s[b])
+        b++;
+    sig->push_buckets[b]++;
+    sig->push_count++;
+    sig->push_sum_s += s;
+}
+
+/* Writes the batch straight to the sockets (no queue, no writable event: with
+ * thousands of sockets each trip through the GLib loop walks every poll
+ * record), then queues what a socket refused and closes what failed. */
+static void write_fanout(tm_signaling *sig)
+{
+    tm_fanout_write(sig->fanout, sig->fan_items, sig->fan_n);
+    for (size_t i = 0; i < sig->fan_n; i++) {
+        tm_fanout_item *it = &sig->fan_items[i];
+        session *s = it->user;
+        switch (it->result) {
+        case TM_FANOUT_SENT:
+            sig->msgs_out++;
+            count_push_latency(sig, it->done_us);
+            break;
+        case TM_FANOUT_CHOKED:
+            send_text(s, (const char *)it->buf + LWS_PRE, it->len);
+            break;
+        default:
+            sig->msgs_out++;
+            s->closing = true;
+            lws_callback_on_writable(s->wsi);
+            break;
+        }
+    }
+    sig->fan_n = 0;
+}
+
 static void push_positions(tm_signaling *sig, const char *dept)
 {
     int64_t now = tm_now_ms();
@@ -491,7 +554,7 @@ static void push_positions(tm_signaling *sig, const char *dept)
                             "\"waiting\":%d,\"estimated_wait_s\":%s,\"doctors_on_duty\":%d}",
                             v->id, position, (int)n, est_text, doctors);
         if (tlen > 0 && tlen < (int)sizeof(text))
-            send_text_now(p->sess, text, (size_t)tlen);
+            add_to_fanout(sig, p->sess, text, (size_t)tlen);
     }
     g_free(ids);
 }
@@ -504,6 +567,8 @@ static void flush_positions(tm_signaling *sig)
     while (g_hash_table_iter_next(&it, &key, NULL))
         push_positions(sig, key);
     g_hash_table_remove_all(sig->dirty_depts);
+    write_fanout(sig);
+    sig->change_us = 0;
 }
 
 /* ---- pairing ------------------------------------------------------- */
@@ -1072,6 +1137,7 @@ static gboolean tick(gpointer data)
     dispatch_all(sig);
     GPtrArray *depts = g_ptr_array_new_with_free_func(g_free);
     tm_queue_foreach_dept(sig->queue, collect_dept, depts);
+    note_queue_change(sig);
     for (guint i = 0; i < depts->len; i++)
         g_hash_table_add(sig->dirty_depts, g_strdup(g_ptr_array_index(depts, i)));
     g_ptr_array_free(depts, TRUE);
@@ -2272,14 +2338,18 @@ int tm_signaling_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
             break;
         }
         if (final && have == 0) {
+            sig->frame_us = g_get_monotonic_time();
             handle_frame(sig, s, in, len);
+            sig->frame_us = 0;
             break;
         }
         if (!s->rx)
             s->rx = g_byte_array_new();
         g_byte_array_append(s->rx, in, (guint)len);
         if (final) {
+            sig->frame_us = g_get_monotonic_time();
             handle_frame(sig, s, (const char *)s->rx->data, s->rx->len);
+            sig->frame_us = 0;
             g_byte_array_set_size(s->rx, 0);
         }
         break;
@@ -2370,6 +2440,12 @@ tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_ver
     sig->visits = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, live_visit_free);
     sig->avg_ms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     sig->dirty_depts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    sig->fanout = tm_fanout_new(fanout_threads(cfg));
+    if (!sig->fanout) {
+        *err = g_strdup("cannot start the fan-out threads");
+        tm_signaling_free(sig);
+        return NULL;
+    }
     sig->recent_alerts = json_array();
     sig->recordings = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     tm__signaling_instance = sig;
@@ -2400,6 +2476,8 @@ void tm_signaling_free(tm_signaling *sig)
     g_hash_table_destroy(sig->users);
     g_hash_table_destroy(sig->avg_ms);
     g_hash_table_destroy(sig->dirty_depts);
+    tm_fanout_free(sig->fanout);
+    free(sig->fan_items);
     json_decref(sig->recent_alerts);
     g_hash_table_destroy(sig->recordings);
     tm_queue_free(sig->queue);
@@ -2444,6 +2522,25 @@ void tm_signaling_kick(tm_signaling *sig)
     mark_overview_dirty(sig);
 }
 
+/* buckets has n_bounds + 1 counts, the last for values above every bound. */
+static void append_histogram(GString *out, const char *name, const char *help,
+                             const double *bounds, size_t n_bounds, const uint64_t *buckets,
+                             double sum, uint64_t count)
+{
+    g_string_append_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (size_t b = 0; b < n_bounds; b++) {
+        cum += buckets[b];
+        g_string_append_printf(out, "%s_bucket{le=\"%g\"} %" G_GUINT64_FORMAT "\n", name, bounds[b],
+                               cum);
+    }
+    cum += buckets[n_bounds];
+    g_string_append_printf(out,
+                           "%s_bucket{le=\"+Inf\"} %" G_GUINT64_FORMAT "\n%s_sum %.3f\n"
+                           "%s_count %" G_GUINT64_FORMAT "\n",
+                           name, cum, name, sum, name, count);
+}
+
 void tm_signaling_metrics(tm_signaling *sig, GString *out)
 {
     g_string_append_printf(out,
@@ -2483,18 +2580,11 @@ void tm_signaling_metrics(tm_signaling *sig, GString *out)
     for (int s = TM_VS_WAITING; s <= TM_VS_ACTIVE; s++)
         g_string_append_printf(out, "telemed_visits{state=\"%s\"} %d\n",
                                tm_visit_state_name((tm_visit_state)s), counts[s]);
-    g_string_append(out, "# HELP telemed_response_seconds Check-in to doctor accept.\n"
-                         "# TYPE telemed_response_seconds histogram\n");
-    uint64_t cum = 0;
-    for (size_t b = 0; b < TM_ARRAY_LEN(resp_bounds_s); b++) {
-        cum += sig->resp_buckets[b];
-        g_string_append_printf(out, "telemed_response_seconds_bucket{le=\"%g\"} %" G_GUINT64_FORMAT "\n",
-                               resp_bounds_s[b], cum);
-    }
-    cum += sig->resp_buckets[TM_ARRAY_LEN(resp_bounds_s)];
-    g_string_append_printf(out,
-                           "telemed_response_seconds_bucket{le=\"+Inf\"} %" G_GUINT64_FORMAT "\n"
-                           "telemed_response_seconds_sum %.3f\n"
-                           "telemed_response_seconds_count %" G_GUINT64_FORMAT "\n",
-                           cum, sig->resp_sum_s, sig->resp_count);
+    append_histogram(out, "telemed_response_seconds", "Check-in to doctor accept.", resp_bounds_s,
+                     TM_ARRAY_LEN(resp_bounds_s), sig->resp_buckets, sig->resp_sum_s,
+                     sig->resp_count);
+    append_histogram(out, "telemed_queue_push_seconds",
+                     "Queue change (frame arrival) to the queue.position push written to its socket.",
+                     push_bounds_s, TM_ARRAY_LEN(push_bounds_s), sig->push_buckets,
+                     sig->push_sum_s, sig->push_count);
 }
