@@ -16,7 +16,7 @@
 // pushes per fan-out would measure itself, not the server.
 // Usage and the meaning of every figure: tests/bench/README.md.
 import { fork } from 'node:child_process';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, createWriteStream } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -36,7 +36,7 @@ function parseArgs(argv) {
     steps: [1000, 2000, 5000], workers: 4, concurrency: 24,
     bin: process.env.TELEMED_BIN || '', baselineN: 1000,
     bVisits: 30, bSeconds: 60, bHoldMs: 400, probes: 20, probeEveryMs: 200,
-    cVisits: 2000, cSeconds: 120, cProbes: 2, settleMs: 2500, idleS: 25, json: '',
+    cVisits: 2000, cSeconds: 120, cProbes: 2, settleMs: 2500, idleS: 25, json: '', log: '',
   };
   for (let i = 0; i < argv.length; i++) {
     const [k, inline] = argv[i].split('=', 2);
@@ -58,6 +58,7 @@ function parseArgs(argv) {
       case '--settle-ms': o.settleMs = Number(val()); break;
       case '--idle-s': o.idleS = Number(val()); break;
       case '--json': o.json = val(); break;
+      case '--log': o.log = val(); break;
       case '-h': case '--help':
         console.log(readFileSync(join(HERE, 'README.md'), 'utf8'));
         process.exit(0);
@@ -323,9 +324,34 @@ async function metrics(srv) {
     const m = new RegExp(`^${name} (\\d+)`, 'm').exec(r.text);
     return m ? Number(m[1]) : NaN;
   };
+  // Cumulative buckets of the server's own push-latency histogram: [le, count].
+  const pushBuckets = [...r.text.matchAll(/^telemed_queue_push_seconds_bucket\{le="([^"]+)"\} (\d+)/gm)]
+    .map((m) => [m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]);
   return { conns: get('telemed_ws_connections'), msgsIn: get('telemed_ws_messages_in_total'),
     msgsOut: get('telemed_ws_messages_out_total'), errors: get('telemed_ws_errors_total'),
-    rateLimited: get('telemed_ws_rate_limited_total') };
+    rateLimited: get('telemed_ws_rate_limited_total'), pushBuckets };
+}
+
+// The server's histogram between two /metrics readings: count, share within
+// 50 ms, and p50/p99 interpolated inside their bucket (so approximate).
+function serverPushLatency(m0, m1) {
+  const b = m1.pushBuckets.map(([le, c], i) => [le, c - (m0.pushBuckets[i] ? m0.pushBuckets[i][1] : 0)]);
+  const n = b.length ? b[b.length - 1][1] : 0;
+  const q = (p) => {
+    const want = (p / 100) * n;
+    let lo = 0;
+    let below = 0;
+    for (const [le, c] of b) {
+      if (c >= want) {
+        if (le === Infinity) return lo * 1000;
+        return (lo + ((le - lo) * (want - below)) / Math.max(1, c - below)) * 1000;
+      }
+      lo = le; below = c;
+    }
+    return NaN;
+  };
+  const at50 = b.find(([le]) => le === 0.05);
+  return { n, p50: q(50), p99: q(99), within50: n ? (100 * (at50 ? at50[1] : 0)) / n : NaN };
 }
 
 function snapshot(srv, m) {
@@ -372,7 +398,9 @@ async function main() {
   srv.proc.stdout.removeAllListeners('data');
   const logStats = { lines: 0, warn: 0, error: 0, lastProblems: [] };
   let partial = '';
+  const logFile = o.log ? createWriteStream(o.log) : null;
   srv.proc.stderr.on('data', (d) => {
+    if (logFile) logFile.write(d);
     const lines = (partial + d.toString()).split('\n');
     partial = lines.pop();
     for (const l of lines) {
@@ -584,6 +612,7 @@ async function main() {
         accepts: events.map((e) => e.ans.length),
         pushLatAns: { n: hAns.n, p50: hAns.pct(50), p99: hAns.pct(99), max: hAns.max },
         pushLatSent: { n: hSent.n, p50: hSent.pct(50), p99: hSent.pct(99), max: hSent.max },
+        pushLatServer: serverPushLatency(s0.m, s1.m),
         positional, unmatched, estimateOnly,
         ciToOffer: { n: ci.length, p50: pct(ci, 50), p99: pct(ci, 99), max: ci[ci.length - 1] },
         acceptRtt: { n: rtt.length, p50: pct(rtt, 50), p99: pct(rtt, 99) },
@@ -682,6 +711,8 @@ function report(f) {
     row('visits (accept+end) / wall', `${p.visits} in ${fmt(p.wallS)} s = ${fmt(p.visitsPerS, 1)}/s (cardio ${p.accepts[0]}, endo ${p.accepts[1]})`);
     row('queue.position push after accept answered', `p50 ${fmt(p.pushLatAns.p50)} ms  p99 ${fmt(p.pushLatAns.p99)} ms  max ${fmt(p.pushLatAns.max)} ms  (n=${p.pushLatAns.n})`);
     row('queue.position push after accept sent', `p50 ${fmt(p.pushLatSent.p50)} ms  p99 ${fmt(p.pushLatSent.p99)} ms`);
+    const sv = p.pushLatServer;
+    row('  server side: frame in -> push written', `p50 ~${fmt(sv.p50)} ms  p99 ~${fmt(sv.p99)} ms  within 50 ms ${fmt(sv.within50)}%  (n=${sv.n})`);
     row('estimate-only pushes; unmatched', `${p.estimateOnly}; ${p.unmatched}`);
     row('check-in -> visit.offer (endo probes)', `p50 ${fmt(p.ciToOffer.p50)} ms  p99 ${fmt(p.ciToOffer.p99)} ms  max ${fmt(p.ciToOffer.max)} ms  (n=${p.ciToOffer.n})`);
     row('visit.accept round trip', `p50 ${fmt(p.acceptRtt.p50)} ms  p99 ${fmt(p.acceptRtt.p99)} ms`);
@@ -699,6 +730,8 @@ function report(f) {
     const a = f.phaseB.pushLatAns.p99;
     const s = f.phaseB.pushLatSent.p99;
     row(`p99 queue.position update < 50 ms (${f.phaseB.waiting})`, `${fmt(a)} ms after answer, ${fmt(s)} ms after send: ${s < 50 ? 'met' : a < 50 ? 'met only from the answer' : 'NOT met'}`);
+    const sv = f.phaseB.pushLatServer.p99;
+    row('  the same inside the server (frame in -> written)', `~${fmt(sv)} ms: ${sv < 50 ? 'met' : 'NOT met'}`);
   }
   row('server RSS at end', `${f.finalRssKiB} KiB`);
   row('server log lines (warn, error)', `${f.log.lines} (${f.log.warn}, ${f.log.error})`);
