@@ -3,7 +3,7 @@
  *
  *   build-x/media_load [--server PATH] [--visits 1,4,8] [--seconds 10]
  *                      [--width 640 --height 480 --bitrate 1000000]
- *                      [--server-arg=--no-recording ...]
+ *                      [--server-arg=--no-recording ...] [--compare-recording]
  *
  * For each N it starts a fresh telemed-server (loopback, temp data dir),
  * creates a department with N doctors on shift through the REST API, and
@@ -24,7 +24,14 @@
  *   sides, p50/max over visits).
  * Then a plain UDP relay (recvmsg + sendmsg per packet, one thread) at the
  * same packet rate and mean size, and the server's CPU per forwarded packet
- * as a ratio to the relay's.
+ * as a ratio to the relay's. Each row also splits the server's CPU by thread
+ * (/proc/PID/task: media workers, recorders, the rest) and counts the
+ * packets the recorders dropped (the server's media.recording_done lines).
+ *
+ * --compare-recording runs every N twice, recording off (--no-recording)
+ * then on, and prints what recording adds per visit: CPU (absolute, and as
+ * a ratio to the CPU without it: issue 4's target is under 30%), memory,
+ * and forwarding loss, which it must not cause.
  *
  * The exit code says only whether the run worked, never whether it was fast.
  * Linked with GStreamer, libsoup 3, jansson and GLib only; not with the
@@ -247,7 +254,9 @@ static void die_with_parent(gpointer ud)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
 }
 
-static int server_start(void)
+/* recording: 0 adds --no-recording to the server's flags; otherwise as
+ * the flags say. */
+static int server_start(int recording)
 {
     GError *err = NULL;
     SRV.dir = g_dir_make_tmp("telemed-media-load-XXXXXX", &err);
@@ -267,6 +276,8 @@ static int server_start(void)
         g_ptr_array_add(argv, (gpointer)fixed[i]);
     for (char **a = SERVER_ARGS; a && *a; a++)
         g_ptr_array_add(argv, *a);
+    if (recording == 0)
+        g_ptr_array_add(argv, (gpointer) "--no-recording");
     g_ptr_array_add(argv, NULL);
     SRV.proc = g_subprocess_launcher_spawnv(l, (const char *const *)argv->pdata, &err);
     g_ptr_array_unref(argv);
@@ -354,6 +365,100 @@ static long server_rss_kib(void)
     long kib = p ? atol(p + 6) : -1;
     g_free(text);
     return kib;
+}
+
+/* CPU seconds and context switches of the server's threads, in three
+ * groups by thread name: media workers (tm-media-N), recorders
+ * (tm-recorder, and any GStreamer streaming thread: appsrc, jitterbuffer,
+ * queue...), everything else. From /proc/PID/task/TID/sched
+ * (se.sum_exec_runtime, in ms with ns digits: clock ticks are too coarse
+ * for a fraction of a percent); falls back to the ticks of .../stat. */
+enum { TG_MEDIA, TG_REC, TG_OTHER, TG_N };
+static const char *TG_NAMES[TG_N] = {"media workers", "recorders", "other"};
+
+struct tgroups {
+    double cpu_s[TG_N];
+    double switches[TG_N];
+};
+
+static int thread_group(const char *name)
+{
+    if (g_str_has_prefix(name, "tm-media"))
+        return TG_MEDIA;
+    if (g_str_has_prefix(name, "tm-recorder") || strchr(name, ':') ||
+        g_str_has_prefix(name, "rtpjitterbuffer") || g_str_has_prefix(name, "timer"))
+        return TG_REC;
+    return TG_OTHER;
+}
+
+static double sched_field(const char *text, const char *key)
+{
+    const char *p = strstr(text, key);
+    const char *colon = p ? strchr(p, ':') : NULL;
+    return colon ? g_ascii_strtod(colon + 1, NULL) : -1;
+}
+
+static void server_threads(struct tgroups *out)
+{
+    memset(out, 0, sizeof *out);
+    char path[64];
+    g_snprintf(path, sizeof path, "/proc/%d/task", (int)SRV.pid);
+    GDir *d = g_dir_open(path, 0, NULL);
+    if (!d)
+        return;
+    const char *tid;
+    while ((tid = g_dir_read_name(d))) {
+        char *comm = g_strdup_printf("%s/%s/comm", path, tid);
+        char *schedp = g_strdup_printf("%s/%s/sched", path, tid);
+        char *statp = g_strdup_printf("%s/%s/stat", path, tid);
+        char *name = NULL, *text = NULL;
+        if (g_file_get_contents(comm, &name, NULL, NULL)) {
+            int g = thread_group(g_strstrip(name));
+            double ms = -1;
+            if (g_file_get_contents(schedp, &text, NULL, NULL)) {
+                ms = sched_field(text, "se.sum_exec_runtime");
+                double sw = sched_field(text, "nr_switches");
+                out->switches[g] += sw > 0 ? sw : 0;
+                g_free(text);
+                text = NULL;
+            }
+            if (ms >= 0) {
+                out->cpu_s[g] += ms / 1000.0;
+            } else if (g_file_get_contents(statp, &text, NULL, NULL)) {
+                const char *close = strrchr(text, ')');
+                unsigned long ut = 0, st = 0;
+                if (close &&
+                    sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+                           &st) == 2)
+                    out->cpu_s[g] += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+                g_free(text);
+            }
+        }
+        g_free(name);
+        g_free(comm);
+        g_free(schedp);
+        g_free(statp);
+    }
+    g_dir_close(d);
+}
+
+/* Recordings finished so far and the packets they dropped, from the
+ * server's `ev=media.recording_done ... dropped=N` lines. */
+static void recording_drops(int *recordings, guint64 *dropped)
+{
+    *recordings = 0;
+    *dropped = 0;
+    char *text = NULL;
+    if (!g_file_get_contents(SRV.logpath, &text, NULL, NULL))
+        return;
+    for (const char *p = text; (p = strstr(p, "ev=media.recording_done")); p++) {
+        const char *eol = strchr(p, '\n');
+        const char *q = strstr(p, "dropped=");
+        if (q && (!eol || q < eol))
+            *dropped += g_ascii_strtoull(q + 8, NULL, 10);
+        (*recordings)++;
+    }
+    g_free(text);
 }
 
 struct metrics {
@@ -1093,6 +1198,11 @@ static double relay_baseline(double pps, int size, double seconds, guint64 *pack
 struct row {
     int n;
     gboolean ok;
+    int recording; /* -1: as the server flags say; 0 off, 1 on (--compare-recording) */
+    double thread_pct_per_visit[TG_N];
+    double switches_per_s_per_visit[TG_N];
+    int recordings;
+    guint64 rec_dropped;
     double cpu_pct_per_visit, rss_kib_per_visit, loss_pct, pps_fwd, mbit_in;
     double lat_p50, lat_p99, join_p50_ms, join_max_ms, cpu_s_per_pkt;
     double mean_pkt;
@@ -1130,12 +1240,13 @@ static int setup_hospital(SoupSession *ss, const char *admin, int n)
     return rc;
 }
 
-static int run_n(int n, double seconds, struct row *row)
+static int run_n(int n, double seconds, int recording, struct row *row)
 {
     memset(row, 0, sizeof *row);
     row->n = n;
+    row->recording = recording;
     row->lat_p50 = row->lat_p99 = -1;
-    if (server_start() != 0)
+    if (server_start(recording) != 0)
         return -1;
     SoupSession *ss = soup_session_new_with_options("timeout", 10, NULL);
     char *admin = mint("admin-bench", "admin", NULL);
@@ -1193,9 +1304,12 @@ static int run_n(int n, double seconds, struct row *row)
     read_metrics(ss, admin, &m0);
     sum(&t0);
     double c0 = server_cpu_s();
+    struct tgroups tg0, tg1;
+    server_threads(&tg0);
     gint64 w0 = g_get_monotonic_time();
     run_until(NULL, seconds);
     double c1 = server_cpu_s();
+    server_threads(&tg1);
     double wall = (double)(g_get_monotonic_time() - w0) / 1e6;
     sum(&t1);
     read_metrics(ss, admin, &m1);
@@ -1203,6 +1317,10 @@ static int run_n(int n, double seconds, struct row *row)
 
     double cpu = c1 - c0;
     row->cpu_pct_per_visit = cpu / wall * 100.0 / n;
+    for (int g = 0; g < TG_N; g++) {
+        row->thread_pct_per_visit[g] = (tg1.cpu_s[g] - tg0.cpu_s[g]) / wall * 100.0 / n;
+        row->switches_per_s_per_visit[g] = (tg1.switches[g] - tg0.switches[g]) / wall / n;
+    }
     row->rss_kib_per_visit = (double)(rss - rss_idle) / n;
     guint64 exp = t1.expected - t0.expected, got = t1.received - t0.received;
     row->loss_pct = exp ? 100.0 * (double)(exp > got ? exp - got : 0) / (double)exp : -1;
@@ -1233,6 +1351,7 @@ teardown:
     g_hash_table_unref(ACCEPT_US);
     run_until(NULL, 3.0); /* what is left now is kept memory, not visits */
     row->rss_after = server_rss_kib();
+    recording_drops(&row->recordings, &row->rec_dropped);
 done:
     g_free(admin);
     g_object_unref(ss);
@@ -1244,6 +1363,7 @@ int main(int argc, char **argv)
 {
     char *visits = g_strdup("1,4,8");
     int seconds = 10;
+    gboolean compare = FALSE;
     BIN = g_strdup(g_getenv("TELEMED_BIN"));
     GOptionEntry entries[] = {
         {"server", 0, 0, G_OPTION_ARG_FILENAME, &BIN, "telemed-server binary (or TELEMED_BIN)",
@@ -1255,6 +1375,8 @@ int main(int argc, char **argv)
         {"bitrate", 0, 0, G_OPTION_ARG_INT, &BITRATE, "video bitrate (bit/s)", "BPS"},
         {"server-arg", 0, 0, G_OPTION_ARG_STRING_ARRAY, &SERVER_ARGS,
          "extra server flag, repeatable (e.g. --server-arg=--no-recording)", "FLAG"},
+        {"compare-recording", 0, 0, G_OPTION_ARG_NONE, &compare,
+         "run each N with recording off, then on, and print what recording adds", NULL},
         {NULL}};
     GOptionContext *ctx = g_option_context_new("- media load generator for telemed-server");
     g_option_context_add_main_entries(ctx, entries, NULL);
@@ -1264,6 +1386,12 @@ int main(int argc, char **argv)
         return 2;
     }
     g_option_context_free(ctx);
+    for (char **a = SERVER_ARGS; compare && a && *a; a++) {
+        if (strcmp(*a, "--no-recording") == 0) {
+            g_printerr("--compare-recording sets --no-recording itself\n");
+            return 2;
+        }
+    }
     if (!BIN || !g_file_test(BIN, G_FILE_TEST_IS_EXECUTABLE)) {
         char *guess = g_build_filename(g_path_get_dirname(argv[0]), "telemed-server", NULL);
         g_free(BIN);
@@ -1287,19 +1415,25 @@ int main(int argc, char **argv)
         int n = atoi(*s);
         if (n <= 0)
             continue;
-        struct row r;
-        g_print("# N=%d visits ...\n", n);
-        if (run_n(n, seconds, &r) != 0)
-            failures++;
-        g_array_append_val(rows, r);
+        for (int pass = compare ? 0 : -1; pass <= (compare ? 1 : -1); pass++) {
+            struct row r;
+            g_print("# N=%d visits%s ...\n", n,
+                    pass < 0 ? ""
+                    : pass   ? ", recording on"
+                             : ", recording off");
+            if (run_n(n, seconds, pass, &r) != 0)
+                failures++;
+            g_array_append_val(rows, r);
+        }
     }
-    g_print("\n%-4s %10s %10s %7s %9s %8s %9s %9s %9s %9s %11s\n", "N", "cpu%/visit", "KiB/visit",
-            "loss%", "fwd pkt/s", "Mbit/s", "lat p50", "lat p99", "join p50", "join max",
-            "relay ratio");
+    g_print("\n%-4s %4s %10s %10s %7s %9s %8s %9s %9s %9s %9s %11s\n", "N", "rec", "cpu%/visit",
+            "KiB/visit", "loss%", "fwd pkt/s", "Mbit/s", "lat p50", "lat p99", "join p50",
+            "join max", "relay ratio");
     for (guint i = 0; i < rows->len; i++) {
         struct row *r = &g_array_index(rows, struct row, i);
+        const char *rec = r->recording < 0 ? "-" : r->recording ? "on" : "off";
         if (!r->ok) {
-            g_print("%-4d failed\n", r->n);
+            g_print("%-4d %4s failed\n", r->n, rec);
             continue;
         }
         guint64 rp = 0;
@@ -1312,15 +1446,49 @@ int main(int argc, char **argv)
             g_strlcpy(p50, "n/a", sizeof p50);
             g_strlcpy(p99, "n/a", sizeof p99);
         }
-        g_print("%-4d %10.2f %10.0f %7.2f %9.0f %8.2f %9s %9s %7.0f ms %7.0f ms %10.1fx\n", r->n,
-                r->cpu_pct_per_visit, r->rss_kib_per_visit, r->loss_pct, r->pps_fwd, r->mbit_in,
-                p50, p99, r->join_p50_ms, r->join_max_ms,
+        g_print("%-4d %4s %10.2f %10.0f %7.2f %9.0f %8.2f %9s %9s %7.0f ms %7.0f ms %10.1fx\n",
+                r->n, rec, r->cpu_pct_per_visit, r->rss_kib_per_visit, r->loss_pct, r->pps_fwd,
+                r->mbit_in, p50, p99, r->join_p50_ms, r->join_max_ms,
                 relay > 0 ? r->cpu_s_per_pkt / relay : -1);
         g_print("     (server %.2f us CPU per forwarded packet; plain UDP relay %.2f us at %.0f "
                 "pkt/s of %.0f B, %" G_GUINT64_FORMAT " relayed; server RSS idle %ld KiB, "
                 "busy %ld KiB, 3 s after the visits ended %ld KiB)\n",
                 r->cpu_s_per_pkt * 1e6, relay * 1e6, r->pps_fwd, r->mean_pkt, rp, r->rss_idle,
                 r->rss_busy, r->rss_after);
+        g_print("     (per visit by thread, %% of a core / context switches per s: %s %.3f / %.0f, "
+                "%s %.3f / %.0f, %s %.3f / %.0f; %d recordings finished, %" G_GUINT64_FORMAT
+                " packets dropped by recorders)\n",
+                TG_NAMES[TG_MEDIA], r->thread_pct_per_visit[TG_MEDIA],
+                r->switches_per_s_per_visit[TG_MEDIA], TG_NAMES[TG_REC],
+                r->thread_pct_per_visit[TG_REC], r->switches_per_s_per_visit[TG_REC],
+                TG_NAMES[TG_OTHER], r->thread_pct_per_visit[TG_OTHER],
+                r->switches_per_s_per_visit[TG_OTHER], r->recordings, r->rec_dropped);
+    }
+    if (compare) {
+        /* Rows come in pairs per N: off, then on. */
+        g_print("\n# what recording adds, per visit (issue 4: under 30%% of the CPU without it, "
+                "no forwarding loss)\n");
+        g_print("%-4s %9s %9s %9s %7s %12s %12s %9s %9s %9s\n", "N", "cpu off", "cpu on", "added",
+                "ratio", "rec threads", "KiB added", "loss off", "loss on", "rec drops");
+        for (guint i = 0; i + 1 < rows->len; i += 2) {
+            struct row *off = &g_array_index(rows, struct row, i);
+            struct row *on = &g_array_index(rows, struct row, i + 1);
+            if (!off->ok || !on->ok) {
+                g_print("%-4d failed\n", off->n);
+                continue;
+            }
+            double added = on->cpu_pct_per_visit - off->cpu_pct_per_visit;
+            g_print("%-4d %8.3f%% %8.3f%% %8.3f%% %6.0f%% %11.3f%% %12.0f %8.2f%% %8.2f%% "
+                    "%9" G_GUINT64_FORMAT "\n",
+                    off->n, off->cpu_pct_per_visit, on->cpu_pct_per_visit, added,
+                    off->cpu_pct_per_visit > 0 ? 100.0 * added / off->cpu_pct_per_visit : -1,
+                    on->thread_pct_per_visit[TG_REC],
+                    on->rss_kib_per_visit - off->rss_kib_per_visit, off->loss_pct, on->loss_pct,
+                    on->rec_dropped);
+        }
+        g_print("# cpu = server CPU %% of one core per visit (whole process); rec threads = the "
+                "recorder threads' share of it, measured directly (less noisy than the "
+                "difference of two runs); KiB added = RSS per visit, on minus off\n");
     }
     g_print("# Mbit/s = video each sender got through per direction; lat = server-added "
             "forwarding latency (n/a: /metrics lacks telemed_media_forward_latency_us)\n");
