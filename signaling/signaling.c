@@ -455,20 +455,21 @@ static void count_push_latency(tm_signaling *sig)
     sig->push_sum_s += s;
 }
 
-/* Sends a queue push at once when nothing is queued before it and the socket
- * takes it; otherwise queues it. With thousands of sockets every trip through
- * the GLib loop costs a walk of its poll records (lws gives each connection
- * its own GSource), so a fan-out to every waiting patient is written in one
- * pass and asks for no writable events. lws_send_pipe_choked() also covers a
- * partial frame lws still holds, so frames never interleave. Written pushes
- * are timed from the queue change into telemed_queue_push_seconds. */
+/* Sends a queue push at once when nothing is queued before it; otherwise
+ * queues it. With thousands of sockets every trip through the GLib loop costs
+ * a walk of its poll records (lws gives each connection its own GSource), so
+ * a fan-out to every waiting patient is written in one pass and asks for no
+ * writable events. A socket that cannot take the whole frame leaves the rest
+ * with lws, which sends it first; lws_partial_buffered() then routes later
+ * messages through outq, whose limit catches a client that stopped reading.
+ * Written pushes are timed from the queue change (telemed_queue_push_seconds). */
 static void send_push_now(session *s, const char *text, size_t len)
 {
     if (!s || s->closing)
         return;
     unsigned char buf[LWS_PRE + 256];
     if (!g_queue_is_empty(&s->outq) || len > sizeof(buf) - LWS_PRE ||
-        lws_send_pipe_choked(s->wsi)) {
+        lws_partial_buffered(s->wsi)) {
         send_text(s, text, len);
         return;
     }
