@@ -289,6 +289,12 @@ tm_media *tm_media_new(const tm_media_options *opts, GMainContext *control, tm_m
             *err = g_strdup("cannot set up DTLS");
         goto fail;
     }
+    /* WebRTC never resumes a DTLS session (every PeerConnection makes a new
+     * handshake), so the server neither caches sessions (each would hold the
+     * browser's certificate for 5 minutes after its visit ended) nor issues
+     * tickets (a handshake message and its encryption for nothing). */
+    SSL_CTX_set_session_cache_mode(m->ssl_ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(m->ssl_ctx, SSL_OP_NO_TICKET);
 
     int n = opts && opts->workers > 0 ? opts->workers : (int)g_get_num_processors();
     if (n < 1)
