@@ -69,7 +69,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH_MS 200   /* the recorder thread wakes this often (sooner when the ring fills) */
+#define BATCH_MS 250   /* the recorder thread wakes this often (sooner when the ring fills) */
 #define REORDER_MS 100 /* a gap in a track's sequence numbers is waited for this long */
 /* Frames go to the muxer once this much older than now: by then every
  * track's frames up to that time have been through its depayloader. */
@@ -150,6 +150,7 @@ struct tm_recorder {
     GstPad *fileout;        /* ours: feeds the filesink (plain) */
     GstBufferList *outlist; /* the muxer's bytes of this batch (plain) */
     GstCollectPads *collect;
+    track *last_muxed; /* whose pad collect pads left waiting */
     GstBus *bus;
     int64_t first_arrival_ns; /* 0: none yet */
     bool window_closed;
@@ -528,23 +529,26 @@ static gint compare_empty_ahead(GstCollectPads *pads, GstCollectData *d1, GstClo
     return t1 < t2 ? -1 : t1 > t2;
 }
 
-/* Puts every pad of the file in non-waiting (or, before EOS, waiting) mode.
- * Collect pads sets the pad it last took from to waiting; undone before
- * each push. Recorder thread. */
+static void set_waiting(tm_recorder *r, track *t, gboolean waiting)
+{
+    GstCollectData *cd = gst_pad_get_element_private(t->muxpad);
+    if (!cd)
+        return;
+    GST_COLLECT_PADS_STATE_UNSET(cd, GST_COLLECT_PADS_STATE_LOCKED);
+    gst_collect_pads_set_waiting(r->collect, cd, waiting);
+}
+
+/* Puts every pad of the file in non-waiting mode (when the window closes)
+ * or waiting mode (before EOS, so the muxer finishes once, on the last).
+ * Recorder thread. */
 static void set_waiting_all(tm_recorder *r, gboolean waiting)
 {
     GST_COLLECT_PADS_STREAM_LOCK(r->collect);
-    for (size_t i = 0; i < r->ntracks; i++) {
-        track *t = &r->tracks[i];
-        if (!t->in_file)
-            continue;
-        GstCollectData *cd = gst_pad_get_element_private(t->muxpad);
-        if (!cd)
-            continue;
-        GST_COLLECT_PADS_STATE_UNSET(cd, GST_COLLECT_PADS_STATE_LOCKED);
-        gst_collect_pads_set_waiting(r->collect, cd, waiting);
-    }
+    for (size_t i = 0; i < r->ntracks; i++)
+        if (r->tracks[i].in_file)
+            set_waiting(r, &r->tracks[i], waiting);
     GST_COLLECT_PADS_STREAM_UNLOCK(r->collect);
+    r->last_muxed = NULL;
 }
 
 static GstElement *make(const char *factory, char **err)
@@ -790,8 +794,9 @@ static void reset_track(tm_recorder *r, track *t)
     t->ts_init = false;
 }
 
-/* Moves one packet from the ring into its track's reorder queue. */
-static void take_packet(tm_recorder *r, const slot *s)
+/* Moves one packet from the ring into its track's reorder queue; its bytes
+ * are at offset off of arena (see drain). */
+static void take_packet(tm_recorder *r, const slot *s, GstMemory *arena, gsize off)
 {
     track *t = &r->tracks[s->track];
     if (atomic_load_explicit(&r->failed, memory_order_relaxed) || t->ended) {
@@ -842,23 +847,47 @@ static void take_packet(tm_recorder *r, const slot *s)
         at--;
     if (at > 0 && g_array_index(t->held, held, at - 1).eseq == eseq)
         return; /* a duplicate */
-    GstBuffer *b = gst_buffer_new_allocate(NULL, s->len, NULL);
-    gst_buffer_fill(b, 0, s->data, s->len);
+    GstBuffer *b = gst_buffer_new();
+    gst_buffer_append_memory(b, gst_memory_share(arena, (gssize)off, (gssize)s->len));
     GST_BUFFER_PTS(b) = pts > 0 ? (GstClockTime)pts : 0;
     held h = {.eseq = eseq, .arrival_ns = s->arrival_ns, .buf = b};
     g_array_insert_val(t->held, at, h);
 }
 
-/* Moves every queued packet out of the ring. */
+/* Moves every queued packet out of the ring. The packets of one pass share
+ * one allocation (the arena): each becomes a buffer over its part of it, so
+ * a batch costs one malloc, not one per packet. (A buffer pool would not
+ * recycle: the depayloaders keep sub-buffers of their input until the
+ * frame is muxed.) The arena is freed with its last packet. */
 static void drain(tm_recorder *r)
 {
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
     while (tail != head) {
-        while (tail != head) {
-            take_packet(r, &r->ring[tail % TM_RECORDER_SLOTS]);
-            tail++;
+        gsize total = 0;
+        for (uint64_t i = tail; i != head; i++)
+            total += r->ring[i % TM_RECORDER_SLOTS].len;
+        GstMemory *arena = gst_allocator_alloc(NULL, total, NULL);
+        GstMapInfo map;
+        if (!arena || !gst_memory_map(arena, &map, GST_MAP_WRITE)) {
+            for (; tail != head; tail++)
+                count_drop(r);
+        } else {
+            gsize off = 0;
+            for (uint64_t i = tail; i != head; i++) {
+                const slot *s = &r->ring[i % TM_RECORDER_SLOTS];
+                memcpy(map.data + off, s->data, s->len);
+                off += s->len;
+            }
+            gst_memory_unmap(arena, &map);
+            for (off = 0; tail != head; tail++) {
+                const slot *s = &r->ring[tail % TM_RECORDER_SLOTS];
+                take_packet(r, s, arena, off);
+                off += s->len;
+            }
         }
+        if (arena)
+            gst_memory_unref(arena);
         atomic_store_explicit(&r->tail, tail, memory_order_release);
         head = atomic_load_explicit(&r->head, memory_order_acquire);
     }
@@ -919,7 +948,14 @@ static void push_frame(tm_recorder *r, track *t, GstBuffer *b)
         if (!GST_CLOCK_TIME_IS_VALID(r->max_end) || end > r->max_end)
             r->max_end = end;
     }
-    set_waiting_all(r, FALSE);
+    /* Collect pads left the pad it last took from waiting: fine for another
+     * push there, but a push elsewhere would wait for it. */
+    if (r->last_muxed && r->last_muxed != t) {
+        GST_COLLECT_PADS_STREAM_LOCK(r->collect);
+        set_waiting(r, r->last_muxed, FALSE);
+        GST_COLLECT_PADS_STREAM_UNLOCK(r->collect);
+    }
+    r->last_muxed = t;
     GstFlowReturn fr = gst_pad_push(t->muxin, b);
     if (fr != GST_FLOW_OK)
         push_failed(r, "matroskamux", fr);
@@ -974,6 +1010,7 @@ static void maybe_close_window(tm_recorder *r, int64_t now_ns, bool final)
         else
             drop_track(r, t);
     }
+    set_waiting_all(r, FALSE);
 }
 
 /* One batch: the ring into the reorder queues, packets into the

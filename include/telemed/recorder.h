@@ -18,7 +18,7 @@
  * visit (one producer thread at a time): it copies the packet into a
  * preallocated ring of fixed slots and returns; it never blocks, never
  * allocates and never logs; when the ring is full it counts a drop. The
- * recorder's own thread wakes every 200 ms (sooner when a burst fills a
+ * recorder's own thread wakes every 250 ms (sooner when a burst fills a
  * quarter of the ring) and moves the whole batch through the elements
  * itself: GStreamer starts no thread of its own and nothing waits on a
  * clock. It also finalises the file. Callbacks run on the GMainContext that
@@ -59,7 +59,7 @@ typedef struct tm_recorder_track {
 /* Largest RTP packet the ring holds; larger ones are counted as dropped. */
 #define TM_RECORDER_SLOT_BYTES 1500
 /* Ring capacity in packets: about 1.7 s of a 1:1 visit at 1 Mbit/s each way
- * (~300 packets/s), far more than the 200 ms between drains; every slot is
+ * (~300 packets/s), far more than the 250 ms between drains; every slot is
  * resident (1.5 KiB each), so it is sized for stalls, not whole seconds of HD. */
 #define TM_RECORDER_SLOTS 512
 /* Most tracks per recorder. */
