@@ -825,7 +825,10 @@ static void take_packet(tm_recorder *r, const slot *s, GstMemory *arena, gsize o
     if (eseq < t->next_eseq)
         return; /* too late, or a retransmission of what went on already */
 
-    /* Media time from the RTP timestamp, anchored to arrival. */
+    /* Media time from the RTP timestamp, anchored to arrival: to the
+     * quickest arrival so far, so the mapping follows the least delayed
+     * packets (and a sender's audio and video, each anchored that way, stay
+     * in sync) rather than whichever came first. */
     int64_t arrival_pts = s->arrival_ns - r->first_arrival_ns;
     t->ext_ts = t->ts_init ? t->ext_ts + (uint64_t)(int64_t)(int32_t)(ts - (uint32_t)t->ext_ts)
                            : ((uint64_t)1 << 32) + ts;
@@ -838,6 +841,9 @@ static void take_packet(tm_recorder *r, const slot *s, GstMemory *arena, gsize o
         t->ts_init = true;
         t->anchor_ts = t->ext_ts;
         t->anchor_pts = arrival_pts;
+        pts = arrival_pts;
+    } else if (pts > arrival_pts) {
+        t->anchor_pts -= pts - arrival_pts;
         pts = arrival_pts;
     }
 

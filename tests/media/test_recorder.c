@@ -454,6 +454,63 @@ static void test_reconnect(void)
     free_rtp(rtp);
 }
 
+/* The network reorders and duplicates packets (and retransmissions come
+ * again): the recorder puts each track back in sequence order and drops
+ * the copies, so every frame still decodes. */
+static void test_reorder(void)
+{
+    const int secs = 5;
+    GArray *rtp = make_rtp(secs);
+    char *path = g_build_filename(dir, "reorder.mkv", NULL), *err = NULL;
+    tm_recorder *r = tm_recorder_new(path, two_senders, 2, NULL, &err);
+    CHECK(r != NULL);
+    int64_t t0 = g_get_monotonic_time();
+    int pushes = 0, swapped = 0, dups = 0;
+    for (guint i = 0; i < rtp->len; i++) {
+        guint order[2] = {i, i};
+        int n = 1;
+        pkt *k = &g_array_index(rtp, pkt, i);
+        if (i + 1 < rtp->len && i % 4 == 0 && g_array_index(rtp, pkt, i + 1).kind == k->kind) {
+            order[0] = i + 1; /* the later packet overtakes this one */
+            order[1] = i;
+            n = 2;
+            swapped++;
+            i++;
+        }
+        pkt *last = &g_array_index(rtp, pkt, order[0] > order[1] ? order[0] : order[1]);
+        int64_t due = t0 + (int64_t)(last->pts / 1000);
+        int64_t now = g_get_monotonic_time();
+        if (due > now)
+            g_usleep((gulong)(due - now));
+        for (int j = 0; j < n; j++) {
+            pkt *q = &g_array_index(rtp, pkt, order[j]);
+            gsize len;
+            const uint8_t *d = g_bytes_get_data(q->data, &len);
+            int copies = order[j] % 7 == 3 ? 2 : 1;
+            dups += copies - 1;
+            for (int c = 0; c < copies; c++, pushes++)
+                CHECK_EQ_INT(tm_recorder_push(r, q->kind, d, len), 0);
+        }
+    }
+    done d;
+    finish_ok(r, &d);
+    printf("  reorder: %d pushes, %d pairs swapped, %d duplicates\n", pushes, swapped, dups);
+    CHECK(swapped > 20 && dups > 20);
+    CHECK_EQ_INT(d.res.stats.pushed, pushes);
+    CHECK_EQ_INT(d.res.stats.dropped, 0);
+    seen s = discover(path);
+    CHECK(s.ok);
+    CHECK(within(s.duration_ms, secs * 1000, 0.1));
+    counts c = decode(path);
+    printf("  decoded %d video frames, %d audio buffers\n", c.video_frames, c.audio_buffers);
+    CHECK(!c.error);
+    CHECK(c.video_frames >= secs * 30 * 95 / 100);
+    CHECK(c.audio_buffers >= secs * 50 * 95 / 100);
+    CHECK(c.audio_buffers <= secs * 50 + 2); /* no duplicate reached the file */
+    g_free(path);
+    free_rtp(rtp);
+}
+
 /* H.264 (packetization-mode 1) from a Safari-like sender. */
 static void test_h264(void)
 {
@@ -822,7 +879,7 @@ int main(int argc, char **argv)
         {"kill9_plain", test_kill9_plain},     {"kill9_encrypted", test_kill9_encrypted},
         {"write_error", test_write_error},     {"h264", test_h264},
         {"short_visit", test_short_visit},     {"reconnect", test_reconnect},
-        {"burst_drops", test_burst_drops},
+        {"burst_drops", test_burst_drops},     {"reorder", test_reorder},
     };
     int ran = 0;
     for (size_t i = 0; i < TM_ARRAY_LEN(cases); i++) {
