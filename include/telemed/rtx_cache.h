@@ -28,7 +28,7 @@
 
 #include "telemed/common.h"
 
-#define TM_RTX_MAX_PACKET 1500      /* the largest packet kept */
+#define TM_RTX_MAX_PACKET 1500       /* the largest packet kept */
 #define TM_RTX_MIN_BYTES (16 * 1024) /* the ring's start size, and the least max_bytes */
 
 typedef struct tm_rtx_cache tm_rtx_cache;
