@@ -945,7 +945,6 @@ static void push_frame(tm_recorder *r, track *t, GstBuffer *b)
         pts = GST_CLOCK_TIME_IS_VALID(t->last_pts) ? t->last_pts : 0;
         GST_BUFFER_PTS(b) = pts;
     }
-    GST_BUFFER_DTS(b) = GST_CLOCK_TIME_NONE;
     t->last_pts = pts;
     if (gst_buffer_get_size(b) > 0) {
         GstClockTime end = pts + (GST_BUFFER_DURATION_IS_VALID(b) ? GST_BUFFER_DURATION(b) : 0);

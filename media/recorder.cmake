@@ -11,8 +11,9 @@ tm_unit_test(test_http_range tests/server/test_http_range.c)
 tm_unit_test(test_recording_store tests/server/test_recording_store.c)
 tm_unit_test(test_fhir tests/server/test_fhir.c)
 
-# The recorder links GStreamer into the library (app for appsrc/appsink);
-# the test also uses pbutils (GstDiscoverer) to check what a player sees.
+# The recorder links GStreamer into the library (base for collect pads; app
+# stays for test_recorder, which builds on it); the test also uses pbutils
+# (GstDiscoverer) to check what a player sees.
 pkg_check_modules(TM_REC_GST REQUIRED IMPORTED_TARGET gstreamer-1.0>=1.20 gstreamer-base-1.0 gstreamer-app-1.0)
 pkg_check_modules(TM_REC_PBUTILS IMPORTED_TARGET gstreamer-pbutils-1.0)
 target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/recorder.c)
