@@ -17,11 +17,30 @@ static tm__counters *ctr(tm__peer *p)
     return &p->w->counters;
 }
 
+/* GLib blocks a source for the length of its dispatch unless it may recurse:
+ * it takes the source's fd out of the poll set and puts it back afterwards,
+ * and each of the two signals the context's wakeup eventfd (GLib 2.74). Every
+ * datagram wakeup thus cost two write()s, then a poll() that returns at once
+ * for the eventfd and a read() to drain it: four syscalls on top of the
+ * recvmsg + sendmsg of the packet itself (measured with strace, issue 3).
+ * libnice creates its socket sources itself and does not expose them, but we
+ * run inside their dispatch, so the source at hand is the one to mark. We
+ * never iterate the worker's context from a receive callback, so letting it
+ * recurse changes nothing else. Marking it mid-dispatch is safe: GLib still
+ * unblocks what it blocked on the way in. Sources libnice makes later (a new
+ * socket after an ICE restart) are marked by their first datagram. */
+static inline void no_block_on_dispatch(GSource *src)
+{
+    if (G_LIKELY(src) && G_UNLIKELY(!g_source_get_can_recurse(src)))
+        g_source_set_can_recurse(src, TRUE);
+}
+
 static void on_recv(NiceAgent *agent, guint stream_id, guint component_id, guint len, gchar *buf,
                     gpointer data)
 {
     tm__peer *p = data;
     uint8_t *b = (uint8_t *)buf;
+    no_block_on_dispatch(g_main_current_source());
     atomic_fetch_add_explicit(&ctr(p)->rx_packets, 1, memory_order_relaxed);
     if (p->closing || len < 1) {
         atomic_fetch_add_explicit(&ctr(p)->dropped_malformed, 1, memory_order_relaxed);
@@ -52,6 +71,15 @@ static void on_state(NiceAgent *agent, guint stream_id, guint component_id, guin
                      gpointer data)
 {
     tm__peer *p = data;
+    /* libnice keeps its 20 ms connectivity-check timer running for as long as
+     * the remote side has not said it gathered everything, and browsers (and
+     * webrtcbin) often never trickle an end-of-candidates. Each agent then
+     * woke its worker 50 times a second for the whole visit (issue 3). Once a
+     * nominated pair is in use nothing is left for that timer to do, so we say
+     * it for them; a candidate trickled later still gets checked (libnice
+     * restarts the timer for it), and an ICE restart clears the flag. */
+    if (state == NICE_COMPONENT_STATE_READY)
+        nice_agent_peer_candidate_gathering_done(agent, stream_id);
     tm__peer_ice_state(p, state);
 }
 
