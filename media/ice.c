@@ -67,6 +67,16 @@ static void on_recv(NiceAgent *agent, guint stream_id, guint component_id, guint
     atomic_fetch_add_explicit(&ctr(p)->dropped_malformed, 1, memory_order_relaxed);
 }
 
+#define READY_IDLE_MS 100
+
+/* libnice's own idle-timeout, put back for the checks of an ICE restart. */
+static void idle_timeout_default(NiceAgent *agent)
+{
+    GParamSpec *ps = g_object_class_find_property(G_OBJECT_GET_CLASS(agent), "idle-timeout");
+    if (ps && G_IS_PARAM_SPEC_UINT(ps))
+        g_object_set(agent, "idle-timeout", G_PARAM_SPEC_UINT(ps)->default_value, NULL);
+}
+
 static void on_state(NiceAgent *agent, guint stream_id, guint component_id, guint state,
                      gpointer data)
 {
@@ -77,9 +87,14 @@ static void on_state(NiceAgent *agent, guint stream_id, guint component_id, guin
      * woke its worker 50 times a second for the whole visit (issue 3). Once a
      * nominated pair is in use nothing is left for that timer to do, so we say
      * it for them; a candidate trickled later still gets checked (libnice
-     * restarts the timer for it), and an ICE restart clears the flag. */
-    if (state == NICE_COMPONENT_STATE_READY)
+     * restarts the timer for it), and an ICE restart clears the flag.
+     * Even then the timer ticks on for idle-timeout (5 s) before it stops, a
+     * grace period for declaring a component failed, which a READY component
+     * cannot be: it is cut short until the next ICE restart. */
+    if (state == NICE_COMPONENT_STATE_READY) {
         nice_agent_peer_candidate_gathering_done(agent, stream_id);
+        g_object_set(agent, "idle-timeout", (guint)READY_IDLE_MS, NULL);
+    }
     tm__peer_ice_state(p, state);
 }
 
@@ -148,6 +163,7 @@ int tm__ice_start(tm__peer *p, const tm_sdp_offer *offer)
 
 int tm__ice_restart(tm__peer *p, const tm_sdp_offer *offer)
 {
+    idle_timeout_default(p->agent);
     if (!nice_agent_restart_stream(p->agent, p->stream_id))
         return TM_EIO;
     take_local_credentials(p);
