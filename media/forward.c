@@ -200,10 +200,9 @@ static void forward_one(tm__worker *w, const tm__in_stream *s, tm__peer *r, tm__
         tm__peer_send(r, pkt, len);
 }
 
-void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len)
+void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
 {
-    tm__worker *w = from->w;
-    int64_t now_us = g_get_monotonic_time(); /* also the start of the latency measurement */
+    tm__worker *w = from->w; /* now_us is also the start of the latency measurement */
     tm_rtp_header h;
     if (len + TRAILER_ROOM + 64 > TM__PKT_CAP ||
         tm__srtp_unprotect_rtp(from->srtp, buf, &len) != 0 || tm_rtp_parse(buf, len, &h) != 0) {
@@ -389,7 +388,7 @@ static void on_keyframe_request(tm__peer *from, uint32_t media_ssrc, bool fir)
     request_keyframe(o->src_peer, src, false);
 }
 
-void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len)
+void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
 {
     tm__worker *w = from->w;
     if (len + TRAILER_ROOM > TM__PKT_CAP || tm__srtp_unprotect_rtcp(from->srtp, buf, &len) != 0 ||
@@ -397,7 +396,7 @@ void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len)
         count(&w->counters.dropped_malformed);
         return;
     }
-    int64_t now_ms = tm_mono_ms();
+    int64_t now_ms = now_us / 1000;
     tm_rtcp_iter it;
     tm_rtcp_pkt pkt;
     tm_rtcp_iter_init(&it, buf, len);

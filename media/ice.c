@@ -57,11 +57,12 @@ static void on_recv(NiceAgent *agent, guint stream_id, guint component_id, guint
             atomic_fetch_add_explicit(&ctr(p)->dropped_unknown_source, 1, memory_order_relaxed);
             return;
         }
+        int64_t now_us = g_get_monotonic_time();
         if (len >= 2 && b[1] >= 192 && b[1] <= 223)
-            tm__forward_rtcp(p, b, len);
+            tm__forward_rtcp(p, b, len, now_us);
         else
-            tm__forward_rtp(p, b, len);
-        tm__peer_media_seen(p);
+            tm__forward_rtp(p, b, len, now_us);
+        tm__peer_media_seen(p, now_us / 1000);
         return;
     }
     atomic_fetch_add_explicit(&ctr(p)->dropped_malformed, 1, memory_order_relaxed);

@@ -260,8 +260,8 @@ void tm__peer_set_state(tm__peer *p, const char *state);
 /* From ice.c: a DTLS datagram arrived; the ICE component changed state. */
 void tm__peer_dtls_input(tm__peer *p, const uint8_t *buf, size_t len);
 void tm__peer_ice_state(tm__peer *p, guint state);
-/* Media arrived (after a silence it reports "connected" again). Hot path: cheap. */
-void tm__peer_media_seen(tm__peer *p);
+/* Media arrived at now_ms (after a silence it reports "connected" again). Hot path: cheap. */
+void tm__peer_media_seen(tm__peer *p, int64_t now_ms);
 /* Closes p from the worker's main loop soon (safe inside libnice callbacks). */
 void tm__peer_close_later(tm__peer *p, const char *state);
 /* Sends a datagram on the peer's ICE transport (no-op before a pair exists). */
@@ -276,8 +276,10 @@ void tm__ice_add_remote(tm__peer *p, const char *candidate); /* "" = end of cand
 char **tm__ice_local_candidates(tm__peer *p);
 
 /* ---- forward.c ---- */
-void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len);
-void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len);
+/* now_us: g_get_monotonic_time() when the datagram was taken in (one clock
+ * read per datagram, shared by forwarding, stats and the peer's liveness). */
+void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us);
+void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us);
 /* Rebinds every receiver's out streams to the visit's senders (join order). */
 void tm__forward_rebind(tm__visit *v);
 /* Ask the sender of every stream bound to p's out streams for a keyframe now. */

@@ -48,10 +48,9 @@ void tm__peer_send(tm__peer *p, const uint8_t *buf, size_t len)
         atomic_fetch_add_explicit(&p->w->counters.tx_packets, 1, memory_order_relaxed);
 }
 
-void tm__peer_media_seen(tm__peer *p)
+void tm__peer_media_seen(tm__peer *p, int64_t now)
 {
-    /* One clock read per datagram; the state string compare only after a silence. */
-    int64_t now = tm_mono_ms();
+    /* The state string compare only after a silence. */
     if (p->last_rx_ms && now - p->last_rx_ms > TM__SILENT_MS && p->srtp)
         tm__peer_set_state(p, "connected");
     p->last_rx_ms = now;
