@@ -186,9 +186,38 @@ static gboolean on_signal(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/* lws's GLib event lib gives every connection its own GSource, and GLib
+ * blocks a source for the length of its dispatch unless it may recurse: it
+ * takes the source's fd out of the context's sorted list of poll records and
+ * puts it back, and both walk that list. With 5,000 patients connected every
+ * read or write on any of them cost two walks of 5,000 records. lws makes the
+ * sources and does not expose them, but its callbacks run inside their
+ * dispatch, so the source at hand is the one to mark. The server never runs
+ * a nested iteration of the control loop, so no source is ever re-entered. */
+static void let_current_source_recurse(void)
+{
+    GSource *src = g_main_current_source();
+    if (src && !g_source_get_can_recurse(src))
+        g_source_set_can_recurse(src, TRUE);
+}
+
+static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len)
+{
+    let_current_source_recurse();
+    return tm_http_callback(wsi, reason, user, in, len);
+}
+
+static int signaling_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                              void *in, size_t len)
+{
+    let_current_source_recurse();
+    return tm_signaling_lws_callback(wsi, reason, user, in, len);
+}
+
 static struct lws_protocols protocols[] = {
-    {"http-api", tm_http_callback, 0, 0, 0, NULL, 0},
-    {"telemed.v1", tm_signaling_lws_callback, 0, 0, 0, NULL, 0},
+    {"http-api", http_callback, 0, 0, 0, NULL, 0},
+    {"telemed.v1", signaling_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
