@@ -443,16 +443,24 @@ static bool estimate_moved(int64_t old_s, int64_t new_s)
     return diff >= 60 || diff * 5 >= (old_s > 0 ? old_s : 1);
 }
 
+/* buckets has n_bounds + 1 counts, the last for values above every bound. */
+static void histogram_observe(const double *bounds, size_t n_bounds, uint64_t *buckets,
+                              double *sum, uint64_t *count, double value)
+{
+    size_t b = 0;
+    while (b < n_bounds && value > bounds[b])
+        b++;
+    buckets[b]++;
+    (*count)++;
+    *sum += value;
+}
+
 static void count_push_latency(tm_signaling *sig)
 {
     int64_t now = g_get_monotonic_time();
     double s = sig->change_us && now > sig->change_us ? (now - sig->change_us) / 1e6 : 0;
-    size_t b = 0;
-    while (b < TM_ARRAY_LEN(push_bounds_s) && s > push_bounds_s[b])
-        b++;
-    sig->push_buckets[b]++;
-    sig->push_count++;
-    sig->push_sum_s += s;
+    histogram_observe(push_bounds_s, TM_ARRAY_LEN(push_bounds_s), sig->push_buckets,
+                      &sig->push_sum_s, &sig->push_count, s);
 }
 
 /* Sends a queue push at once when nothing is queued before it; otherwise
@@ -1467,13 +1475,8 @@ static void handle_visit_accept(request *r)
     r->u->offer_visit[0] = 0;
     g_ptr_array_add(r->u->visits, g_strdup(v->id));
     tm_queue_remove(sig->queue, v->id);
-    double resp_s = (double)(now - v->checkin_ms) / 1000.0;
-    size_t b = 0;
-    while (b < TM_ARRAY_LEN(resp_bounds_s) && resp_s > resp_bounds_s[b])
-        b++;
-    sig->resp_buckets[b]++;
-    sig->resp_count++;
-    sig->resp_sum_s += resp_s;
+    histogram_observe(resp_bounds_s, TM_ARRAY_LEN(resp_bounds_s), sig->resp_buckets,
+                      &sig->resp_sum_s, &sig->resp_count, (double)(now - v->checkin_ms) / 1000.0);
     tm_info("visit.started", "visit=%s doctor=%s response_ms=%lld", v->id, r->u->sub,
             (long long)(now - v->checkin_ms));
     if (sig->feed)
