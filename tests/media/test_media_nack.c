@@ -72,7 +72,11 @@ int main(int argc, char **argv)
     printf("6 s under loss: decoded %d / %d frames, %llu retransmissions, %llu PLIs\n", d0, d1,
            nacked, plis);
     printf("stats: %s\n", peers[0]->last_stats ? peers[0]->last_stats : "");
-    if (nacked < 20)
+    /* About 2 directions x 6 s x 14 video packets/s / 8 = 21 are dropped; how
+     * many depends on the encoder's packet rate, so ask for half of them. A
+     * cache that answers nothing fails here; the frame count below is what
+     * shows the repair. */
+    if (nacked < 10)
         FAIL("NACKs were not answered from the cache (%llu)", nacked);
     /* Without repair VP8 stops at the first lost packet until the next
      * keyframe; with it nearly every frame decodes. */
