@@ -13,8 +13,18 @@
 
 #include <gst/gst.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "telemed/media.h"
+
+/* The media tests' way out: says why on stderr and fails the program. */
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "FAIL: " __VA_ARGS__);                                                     \
+        fprintf(stderr, "\n");                                                                     \
+        exit(1);                                                                                   \
+    } while (0)
 
 typedef struct test_peer {
     tm_media *media;

@@ -26,13 +26,6 @@
 #include "media_test_peer.h"
 #include "telemed/media.h"
 
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        fprintf(stderr, "FAIL: " __VA_ARGS__);                                                     \
-        fprintf(stderr, "\n");                                                                     \
-        exit(1);                                                                                   \
-    } while (0)
-
 static test_peer *peers[2];
 static tm_media *media;
 

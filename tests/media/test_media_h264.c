@@ -13,13 +13,6 @@
 #include "media_test_peer.h"
 #include "telemed/media.h"
 
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        fprintf(stderr, "FAIL: " __VA_ARGS__);                                                     \
-        fprintf(stderr, "\n");                                                                     \
-        exit(1);                                                                                   \
-    } while (0)
-
 static test_peer *peers[2];
 
 static void on_event(const tm_media_event *ev, void *user)

@@ -23,13 +23,6 @@ static void on_event(const tm_media_event *ev, void *user)
     test_peer_on_event(peers, 2, ev);
 }
 
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        fprintf(stderr, "FAIL: " __VA_ARGS__);                                                     \
-        fprintf(stderr, "\n");                                                                     \
-        exit(1);                                                                                   \
-    } while (0)
-
 static bool both_answered(void *u)
 {
     return peers[0]->answers > 0 && peers[1]->answers > 0;

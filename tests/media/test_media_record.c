@@ -14,13 +14,6 @@
 #include "telemed/media.h"
 #include "telemed/recorder.h"
 
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        fprintf(stderr, "FAIL: " __VA_ARGS__);                                                     \
-        fprintf(stderr, "\n");                                                                     \
-        exit(1);                                                                                   \
-    } while (0)
-
 static test_peer *peers[2];
 static bool done;
 static tm_recorder_result result;

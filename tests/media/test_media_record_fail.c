@@ -24,13 +24,6 @@
 #include "telemed/media.h"
 #include "telemed/recorder.h"
 
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        fprintf(stderr, "FAIL: " __VA_ARGS__);                                                     \
-        fprintf(stderr, "\n");                                                                     \
-        exit(1);                                                                                   \
-    } while (0)
-
 static test_peer *peers[2];
 static int rec_failed_events;
 static char rec_failed_visit[64], rec_failed_reason[512];
