@@ -111,6 +111,8 @@ static const config_option options[] = {
     BOOL(supervisor_notice, true, "Tell participants when a supervisor watches."),
     INT(wait_alert_s, 900, 10, 86400, "Alert supervisors when a patient waits this long, seconds."),
     INT(max_connections, 20000, 1, 1000000, "Most WebSocket connections at once."),
+    INT(fanout_threads, 0, 0, 16,
+        "Threads that write a queue change to every waiting patient (0: one per core, at most 4)."),
 
     SECTION("media"),
     INT(media_workers, 0, 0, 64, "Media worker threads (0: one per core)."),

@@ -19,6 +19,7 @@
 #include "telemed/pairing.h"
 #include "telemed/queue.h"
 #include "telemed/visit_fsm.h"
+#include "telemed/fanout.h"
 #include "telemed/feed.h"
 #include "telemed/recorder.h"
 #include "telemed/recording_store.h"
@@ -115,6 +116,9 @@ struct tm_signaling {
     GHashTable *visits;      /* id -> live_visit * */
     GHashTable *avg_ms;      /* dept -> (double *) moving average of visit length */
     GHashTable *dirty_depts; /* dept -> 1: positions to push */
+    tm_fanout *fanout;
+    tm_fanout_item *fan_items; /* the batch being built by flush_positions */
+    size_t fan_n, fan_cap;
     int64_t frame_us;  /* monotonic: when the frame being handled arrived, or 0 */
     int64_t change_us; /* monotonic: when the queue change being pushed began, or 0 */
     json_t *recent_alerts;   /* alerts about past events (offer timeouts), newest last */
@@ -455,40 +459,71 @@ static void histogram_observe(const double *bounds, size_t n_bounds, uint64_t *b
     *sum += value;
 }
 
-static void count_push_latency(tm_signaling *sig)
+/* By default one writer per core, up to four: the fan-out is bound by kernel
+ * time per write, and more threads than cores only adds switching. */
+static unsigned fanout_threads(const tm_config *cfg)
 {
-    int64_t now = g_get_monotonic_time();
-    double s = sig->change_us && now > sig->change_us ? (now - sig->change_us) / 1e6 : 0;
+    if (cfg->fanout_threads > 0)
+        return (unsigned)cfg->fanout_threads;
+    unsigned n = g_get_num_processors();
+    return n < 1 ? 1 : n > 4 ? 4 : n;
+}
+
+/* Adds a frame for s to the batch that write_fanout() sends in parallel.
+ * A session with frames already queued gets this one queued behind them. */
+static void add_to_fanout(tm_signaling *sig, session *s, const char *text, size_t len)
+{
+    if (!s || s->closing)
+        return;
+    if (!g_queue_is_empty(&s->outq) || len > TM_FANOUT_MAX_TEXT) {
+        send_text(s, text, len);
+        return;
+    }
+    if (sig->fan_n == sig->fan_cap) {
+        size_t cap = sig->fan_cap ? sig->fan_cap * 2 : 256;
+        tm_fanout_item *items = realloc(sig->fan_items, cap * sizeof(*items));
+        if (!items) {
+            send_text(s, text, len);
+            return;
+        }
+        sig->fan_items = items;
+        sig->fan_cap = cap;
+    }
+    tm_fanout_item_set(&sig->fan_items[sig->fan_n++], s->wsi, s, text, len);
+}
+
+static void count_push_latency(tm_signaling *sig, int64_t done_us)
+{
+    double s = sig->change_us && done_us > sig->change_us ? (done_us - sig->change_us) / 1e6 : 0;
     histogram_observe(push_bounds_s, TM_ARRAY_LEN(push_bounds_s), sig->push_buckets,
                       &sig->push_sum_s, &sig->push_count, s);
 }
 
-/* Sends a queue push at once when nothing is queued before it; otherwise
- * queues it. With thousands of sockets every trip through the GLib loop costs
- * a walk of its poll records (lws gives each connection its own GSource), so
- * a fan-out to every waiting patient is written in one pass and asks for no
- * writable events. A socket that cannot take the whole frame leaves the rest
- * with lws, which sends it first; lws_partial_buffered() then routes later
- * messages through outq, whose limit catches a client that stopped reading.
- * Written pushes are timed from the queue change (telemed_queue_push_seconds). */
-static void send_push_now(session *s, const char *text, size_t len)
+/* Writes the batch straight to the sockets (no queue, no writable event: with
+ * thousands of sockets each trip through the GLib loop walks every poll
+ * record), then queues what a socket refused and closes what failed. */
+static void write_fanout(tm_signaling *sig)
 {
-    if (!s || s->closing)
-        return;
-    unsigned char buf[LWS_PRE + 256];
-    if (!g_queue_is_empty(&s->outq) || len > sizeof(buf) - LWS_PRE ||
-        lws_partial_buffered(s->wsi)) {
-        send_text(s, text, len);
-        return;
+    tm_fanout_write(sig->fanout, sig->fan_items, sig->fan_n);
+    for (size_t i = 0; i < sig->fan_n; i++) {
+        tm_fanout_item *it = &sig->fan_items[i];
+        session *s = it->user;
+        switch (it->result) {
+        case TM_FANOUT_SENT:
+            sig->msgs_out++;
+            count_push_latency(sig, it->done_us);
+            break;
+        case TM_FANOUT_CHOKED:
+            send_text(s, (const char *)it->buf + LWS_PRE, it->len);
+            break;
+        default:
+            sig->msgs_out++;
+            s->closing = true;
+            lws_callback_on_writable(s->wsi);
+            break;
+        }
     }
-    memcpy(buf + LWS_PRE, text, len);
-    s->sig->msgs_out++;
-    if (lws_write(s->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len) {
-        s->closing = true;
-        lws_callback_on_writable(s->wsi);
-        return;
-    }
-    count_push_latency(s->sig);
+    sig->fan_n = 0;
 }
 
 static void push_positions(tm_signaling *sig, const char *dept)
@@ -527,7 +562,7 @@ static void push_positions(tm_signaling *sig, const char *dept)
                             "\"waiting\":%d,\"estimated_wait_s\":%s,\"doctors_on_duty\":%d}",
                             v->id, position, (int)n, est_text, doctors);
         if (tlen > 0 && tlen < (int)sizeof(text))
-            send_push_now(p->sess, text, (size_t)tlen);
+            add_to_fanout(sig, p->sess, text, (size_t)tlen);
     }
     g_free(ids);
 }
@@ -540,6 +575,7 @@ static void flush_positions(tm_signaling *sig)
     while (g_hash_table_iter_next(&it, &key, NULL))
         push_positions(sig, key);
     g_hash_table_remove_all(sig->dirty_depts);
+    write_fanout(sig);
     sig->change_us = 0;
 }
 
@@ -2407,6 +2443,12 @@ tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_ver
     sig->visits = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, live_visit_free);
     sig->avg_ms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     sig->dirty_depts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    sig->fanout = tm_fanout_new(fanout_threads(cfg));
+    if (!sig->fanout) {
+        *err = g_strdup("cannot start the fan-out threads");
+        tm_signaling_free(sig);
+        return NULL;
+    }
     sig->recent_alerts = json_array();
     sig->recordings = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     tm__signaling_instance = sig;
@@ -2437,6 +2479,8 @@ void tm_signaling_free(tm_signaling *sig)
     g_hash_table_destroy(sig->users);
     g_hash_table_destroy(sig->avg_ms);
     g_hash_table_destroy(sig->dirty_depts);
+    tm_fanout_free(sig->fanout);
+    free(sig->fan_items);
     json_decref(sig->recent_alerts);
     g_hash_table_destroy(sig->recordings);
     tm_queue_free(sig->queue);

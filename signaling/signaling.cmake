@@ -1,5 +1,5 @@
 # The telemed.v1 protocol on the control loop.
-target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/signaling.c)
+target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/signaling.c ${CMAKE_CURRENT_LIST_DIR}/fanout.c)
 
 # Benchmark, run by hand: the kernel's cost of the queue fan-out without TLS.
 add_executable(fanout_floor ${CMAKE_SOURCE_DIR}/tests/bench/fanout_floor.c)

@@ -1,6 +1,8 @@
-// A queue change pushed to many waiting patients at once, written straight to
-// their sockets in one pass. Every patient must get exactly its new position,
-// and the server's own push-latency histogram must count the pushes.
+// A queue change pushed to many waiting patients at once: large enough that
+// the server writes the pushes on its fan-out threads (forced to two, so the
+// parallel path runs on any machine). Every patient must get exactly its new
+// position, in order with the rest of its messages, and the server's own
+// push-latency histogram must count them.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, setupHospital } from './lib/server.mjs';
@@ -9,7 +11,7 @@ const PATIENTS = 150;
 let srv;
 
 before(async () => {
-  srv = await startServer();
+  srv = await startServer({ args: ['--fanout-threads', '2'] });
   await setupHospital(srv, { depts: ['cardio'], doctors: [['d1', 'cardio']] });
 });
 after(async () => { await srv.stop(); });
