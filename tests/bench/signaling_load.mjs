@@ -10,12 +10,20 @@
 //
 // One file, three roles (argv[2]):
 //   (none)       the orchestrator: server, hospital, doctors, probes, figures;
-//   --patients   a client worker process holding a shard of the patients;
+//   --patients   a Node client worker process holding a shard of the patients;
 //   --echo       the baseline echo server.
-// Why worker processes: one Node event loop decrypting and parsing 5,000
-// pushes per fan-out would measure itself, not the server.
-// Usage and the meaning of every figure: tests/bench/README.md.
-import { fork } from 'node:child_process';
+// The waiting patients are held by client processes: by default the C
+// program wss_patients (tests/bench/wss_patients.c, built next to the
+// server), which reads all its TLS WebSockets on one epoll thread for a few
+// us of CPU per push; or, with --client node, by Node workers (--patients
+// role), which cost ~30 us per push: on 2 cores one 5,000-push fan-out then
+// costs the clients ~150 ms of CPU and the benchmark measures itself. Both
+// speak the same commands (open, mark, collect, exit; Node over IPC, C as
+// JSON lines on stdin/stdout). The baseline's raw connections (openRaw,
+// closeRaw) always use Node workers.
+// Usage: --help; the meaning of every figure: tests/bench/README.md.
+import { fork, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { readFileSync, existsSync, createWriteStream } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,9 +39,30 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---- options ---------------------------------------------------------
 
+const USAGE = `usage: node tests/bench/signaling_load.mjs [options]
+
+  --bin PATH              telemed-server (default $TELEMED_BIN, build-bench/, build/)
+  --client auto|c|node    who holds the waiting patients (default auto: c when
+                          wss_patients is found next to the server binary, else node)
+  --client-bin PATH       the C client (default: wss_patients next to --bin)
+  --workers N             client processes (default 1 for c, 4 for node)
+  --concurrency 24        connections each client process opens at once
+  --steps 1000,2000,5000  waiting patients at which RSS is read
+  --baseline-n 1000       connections to the Node echo baseline (0: skip)
+  --idle-s 25             quiet seconds with all patients waiting
+  --b-visits 30 --b-seconds 60 --b-hold-ms 400    phase B (1 doctor, N waiting)
+  --probes 20 --probe-every-ms 200                phase B endo probes
+  --c-visits 2000 --c-seconds 120 --c-probes 2    phase C (4 doctors, 2 depts)
+  --settle-ms 2500        pause before each RSS reading
+  --json FILE             also write every figure as JSON
+  --log FILE              also write the server's log lines to FILE
+
+Raise the open-file limit first (ulimit -n 20000 or more). What every figure
+means: tests/bench/README.md.`;
+
 function parseArgs(argv) {
   const o = {
-    steps: [1000, 2000, 5000], workers: 4, concurrency: 24,
+    steps: [1000, 2000, 5000], workers: 0, concurrency: 24, client: 'auto', clientBin: '',
     bin: process.env.TELEMED_BIN || '', baselineN: 1000,
     bVisits: 30, bSeconds: 60, bHoldMs: 400, probes: 20, probeEveryMs: 200,
     cVisits: 2000, cSeconds: 120, cProbes: 2, settleMs: 2500, idleS: 25, json: '', log: '',
@@ -44,6 +73,8 @@ function parseArgs(argv) {
     switch (k) {
       case '--steps': o.steps = val().split(',').map(Number); break;
       case '--workers': o.workers = Number(val()); break;
+      case '--client': o.client = val(); break;
+      case '--client-bin': o.clientBin = val(); break;
       case '--concurrency': o.concurrency = Number(val()); break;
       case '--bin': o.bin = val(); break;
       case '--baseline-n': o.baselineN = Number(val()); break;
@@ -60,12 +91,13 @@ function parseArgs(argv) {
       case '--json': o.json = val(); break;
       case '--log': o.log = val(); break;
       case '-h': case '--help':
-        console.log(readFileSync(join(HERE, 'README.md'), 'utf8'));
+        console.log(USAGE);
         process.exit(0);
         break;
       default: throw new Error(`unknown option ${argv[i]}`);
     }
   }
+  if (!['auto', 'c', 'node'].includes(o.client)) throw new Error(`--client ${o.client}: auto, c or node`);
   o.steps.sort((a, b) => a - b);
   return o;
 }
@@ -283,24 +315,41 @@ async function echoServer(certPath, keyPath) {
 // role: orchestrator
 // =====================================================================
 
+// Client processes holding patients: Node workers (kind 'node', IPC) or
+// the C program (kind 'c', one JSON object a line on stdin and stdout).
 class Workers {
-  constructor(n) {
+  constructor(n, kind = 'node', bin = '') {
     this.procs = [];
     this.seq = 0;
     this.waiting = new Map();
     this.n = n;
+    this.kind = kind;
+    this.bin = bin;
   }
   async start() {
     const self = fileURLToPath(import.meta.url);
     for (let i = 0; i < this.n; i++) {
-      const p = fork(self, ['--patients'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      await new Promise((res, rej) => {
-        p.once('message', (m) => (m.ready ? res() : rej(new Error('worker did not start'))));
-        p.once('exit', (code) => rej(new Error(`worker exited ${code}`)));
-      });
-      p.on('message', (m) => {
+      const p = this.kind === 'c'
+        ? spawn(this.bin, [], { stdio: ['pipe', 'pipe', 'inherit'] })
+        : fork(self, ['--patients'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const onMessage = (m) => {
         const w = this.waiting.get(m.re);
         if (w) { this.waiting.delete(m.re); m.error ? w.rej(new Error(m.error)) : w.res(m); }
+      };
+      if (this.kind === 'c') {
+        // Lines become 'message' events, so start() and call() read alike.
+        createInterface({ input: p.stdout, crlfDelay: Infinity }).on('line', (l) => p.emit('message', JSON.parse(l)));
+        p.stdin.on('error', () => {});
+      }
+      await new Promise((res, rej) => {
+        p.once('message', (m) => (m.ready ? res() : rej(new Error('worker did not start'))));
+        p.once('error', rej);
+        p.once('exit', (code) => rej(new Error(`worker exited ${code}`)));
+      });
+      p.on('message', onMessage);
+      p.on('exit', (code, sig) => {
+        // A client that dies mid-command must fail the run, not hang it.
+        for (const [seq, w] of this.waiting) { this.waiting.delete(seq); w.rej(new Error(`${this.kind} client exited ${code} ${sig}`)); }
       });
       this.procs.push(p);
     }
@@ -309,7 +358,8 @@ class Workers {
     const seq = ++this.seq;
     return new Promise((res, rej) => {
       this.waiting.set(seq, { res, rej });
-      this.procs[i].send({ seq, cmd, ...args });
+      if (this.kind === 'c') this.procs[i].stdin.write(`${JSON.stringify({ seq, cmd, ...args })}\n`);
+      else this.procs[i].send({ seq, cmd, ...args });
     });
   }
   all(cmd, argsFor = () => ({})) {
@@ -385,6 +435,13 @@ async function main() {
   }
   if (!o.bin || !existsSync(o.bin)) throw new Error('no telemed-server: pass --bin PATH or set TELEMED_BIN');
   process.env.TELEMED_BIN = o.bin;
+  // The C client is looked for only beside the server, so that both come
+  // from the same build.
+  const cBin = o.clientBin || join(dirname(resolve(o.bin)), 'wss_patients');
+  if (o.client === 'auto') o.client = existsSync(cBin) ? 'c' : 'node';
+  if (o.client === 'c' && !existsSync(cBin)) throw new Error(`no C client at ${cBin}: build the wss_patients target or pass --client-bin or --client node`);
+  o.clientBin = o.client === 'c' ? cBin : '';
+  if (!o.workers) o.workers = o.client === 'c' ? 1 : 4;
   const { startServer, setupHospital, Client } = await import('../integration/lib/server.mjs');
   const Actor = makeActor(Client);
   const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
@@ -415,9 +472,11 @@ async function main() {
   srv.proc.stdout.on('data', () => {});
   const pid = srv.proc.pid;
   log(`server pid=${pid} port=${srv.port} bin=${o.bin}`);
+  log(`patients held by ${o.workers} ${o.client} client process(es)${o.clientBin ? ` (${o.clientBin})` : ''}`);
 
-  const workers = new Workers(o.workers);
+  const workers = new Workers(o.workers, o.client, o.clientBin);
   let echo = null;
+  let rawWorkers = null;
   try {
     await setupHospital(srv, { depts: ['cardio', 'endo'],
       doctors: [['d1', 'cardio'], ['d2', 'cardio'], ['d3', 'endo'], ['d4', 'endo']] });
@@ -430,14 +489,22 @@ async function main() {
       const port = await new Promise((res) => echo.once('message', (m) => res(m.port)));
       await sleep(1000);
       const idle = rssKiB(echo.pid);
-      const per = Math.ceil(o.baselineN / o.workers);
-      const r = await workers.all('openRaw', () => ({ url: `wss://127.0.0.1:${port}/`, n: per, concurrency: o.concurrency }));
+      // The C client does not speak to the echo server: Node workers do.
+      rawWorkers = o.client === 'node' ? workers : new Workers(4, 'node');
+      if (rawWorkers !== workers) await rawWorkers.start();
+      const per = Math.ceil(o.baselineN / rawWorkers.n);
+      const r = await rawWorkers.all('openRaw', () => ({ url: `wss://127.0.0.1:${port}/`, n: per, concurrency: o.concurrency }));
       await sleep(o.settleMs);
-      const held = per * o.workers - r.reduce((a, x) => a + x.failed, 0);
+      const held = per * rawWorkers.n - r.reduce((a, x) => a + x.failed, 0);
       const full = rssKiB(echo.pid);
       figures.baseline = { n: held, idleKiB: idle, rssKiB: full, perConnKiB: (full - idle) / held };
       log(`baseline echo: idle ${idle} KiB, ${held} conns ${full} KiB, ${fmt((full - idle) / held)} KiB/conn`);
-      await workers.all('closeRaw');
+      await rawWorkers.all('closeRaw');
+      if (rawWorkers !== workers) {
+        await rawWorkers.all('exit').catch(() => {});
+        rawWorkers.kill();
+      }
+      rawWorkers = null;
       echo.kill('SIGKILL');
       echo = null;
     }
@@ -598,12 +665,22 @@ async function main() {
       let unmatched = 0;
       let estimateOnly = 0;
       let workerCpu = 0;
+      let otherPushes = 0;
       const elus = [];
+      // Only the C client reports these: patients the server hung up on
+      // (since the start), and messages it could not parse.
+      let closed = 0;
+      let badMessages = 0;
+      let firstClose = '';
       for (const c of col) {
         hAns.merge(c.hAns); hSent.merge(c.hSent);
         positional += c.positional; unmatched += c.unmatched; estimateOnly += c.estimateOnly;
+        otherPushes += c.otherPushes;
         workerCpu += c.cpuMs; elus.push(c.elu);
+        closed += c.closed || 0; badMessages += c.badMessages || 0;
+        if (!firstClose && c.firstClose) firstClose = c.firstClose;
       }
+      if (closed || badMessages) log(`${name}: client says ${closed} patients closed by the server (first: ${firstClose}), ${badMessages} unparsable messages`);
       const wall = (s1busy.t - s0.t) / 1000;
       const ci = ciToOffer.sort((a, b) => a - b);
       const rtt = acceptRtt.sort((a, b) => a - b);
@@ -613,7 +690,8 @@ async function main() {
         pushLatAns: { n: hAns.n, p50: hAns.pct(50), p99: hAns.pct(99), max: hAns.max },
         pushLatSent: { n: hSent.n, p50: hSent.pct(50), p99: hSent.pct(99), max: hSent.max },
         pushLatServer: serverPushLatency(s0.m, s1.m),
-        positional, unmatched, estimateOnly,
+        positional, unmatched, estimateOnly, otherPushes,
+        clientClosed: closed, clientBadMessages: badMessages, clientFirstClose: firstClose,
         ciToOffer: { n: ci.length, p50: pct(ci, 50), p99: pct(ci, 99), max: ci[ci.length - 1] },
         acceptRtt: { n: rtt.length, p50: pct(rtt, 50), p99: pct(rtt, 99) },
         ping,
@@ -627,7 +705,7 @@ async function main() {
         clientCpuMs: workerCpu, clientElu: elus,
         rateLimited: s1.m.rateLimited - s0.m.rateLimited, errors: s1.m.errors - s0.m.errors,
       };
-      log(`${name}: ${f.visits} visits in ${fmt(wall)} s; position push p50/p99 ${fmt(f.pushLatAns.p50)}/${fmt(f.pushLatAns.p99)} ms (${f.pushLatAns.n}); check-in->offer p50/p99 ${fmt(f.ciToOffer.p50)}/${fmt(f.ciToOffer.p99)} ms; ${fmt(f.msgsPerS, 0)} msg/s; server ${fmt(f.serverCpuPct, 0)}% CPU, ${fmt(f.serverCpuUsPerMsg)} us/msg; worker ELU ${elus.map((x) => fmt(x, 2)).join(',')}`);
+      log(`${name}: ${f.visits} visits in ${fmt(wall)} s; position push p50/p99 ${fmt(f.pushLatAns.p50)}/${fmt(f.pushLatAns.p99)} ms (${f.pushLatAns.n}); check-in->offer p50/p99 ${fmt(f.ciToOffer.p50)}/${fmt(f.ciToOffer.p99)} ms; ${fmt(f.msgsPerS, 0)} msg/s; server ${fmt(f.serverCpuPct, 0)}% CPU, ${fmt(f.serverCpuUsPerMsg)} us/msg; clients ${fmt(workerCpu, 0)} ms CPU, busy ${elus.map((x) => fmt(x, 2)).join(',')}`);
       return f;
     };
 
@@ -680,6 +758,7 @@ async function main() {
     monitor.drop();
   } finally {
     if (echo) echo.kill('SIGKILL');
+    if (rawWorkers && rawWorkers !== workers) rawWorkers.kill();
     const t0 = now();
     await srv.stop();
     figures.stopMs = now() - t0;
@@ -693,7 +772,7 @@ async function main() {
 function report(f) {
   const out = [];
   const row = (k, v) => out.push(`  ${k.padEnd(44)} ${v}`);
-  out.push('', `telemed signaling load  (${new Date().toISOString()}, ${f.options.workers} client processes, ${cpus().length} CPUs, load average ${f.load0.map((x) => fmt(x, 1)).join(' ')} at start, ${loadavg().map((x) => fmt(x, 1)).join(' ')} at end)`);
+  out.push('', `telemed signaling load  (${new Date().toISOString()}, ${f.options.workers} ${f.options.client} client processes, ${cpus().length} CPUs, load average ${f.load0.map((x) => fmt(x, 1)).join(' ')} at start, ${loadavg().map((x) => fmt(x, 1)).join(' ')} at end)`);
   out.push(' memory');
   if (f.baseline) row(`baseline: Node TLS ws echo, ${f.baseline.n} conns`, `${fmt(f.baseline.perConnKiB)} KiB/conn (idle ${f.baseline.idleKiB} KiB)`);
   row('telemed-server idle RSS', `${f.idleKiB} KiB`);
@@ -720,7 +799,9 @@ function report(f) {
     row('messages handled (server in+out)', `${p.msgs} (${p.msgsIn} in, ${p.msgsOut} out) = ${fmt(p.msgsPerS, 0)}/s`);
     row('server CPU', `${fmt(p.serverCpuPct, 0)}% of a core while busy, ${fmt(p.serverCpuUsPerMsg, 1)} us/msg`);
     row('server loop waiting for a CPU (run queue)', `${fmt(p.serverRunqPct, 0)}% of wall`);
-    row('client workers: CPU ms, event-loop use', `${fmt(p.clientCpuMs, 0)} ms, ${p.clientElu.map((x) => fmt(x, 2)).join(' ')}`);
+    // Node: event-loop utilisation; C: CPU time / wall time since mark.
+    row(`clients (${f.options.client}): CPU ms, ${f.options.client === 'c' ? 'CPU share of wall' : 'event-loop use'}`, `${fmt(p.clientCpuMs, 0)} ms, ${p.clientElu.map((x) => fmt(x, 2)).join(' ')}`);
+    if (p.clientClosed || p.clientBadMessages) row('  patients closed by server; bad messages', `${p.clientClosed} (${p.clientFirstClose}); ${p.clientBadMessages}`);
     row('rate limited / error replies', `${p.rateLimited} / ${p.errors}`);
   }
   out.push(' targets (issue 2)');
