@@ -4,6 +4,7 @@
  *   build-x/media_load [--server PATH] [--visits 1,4,8] [--seconds 10]
  *                      [--width 640 --height 480 --bitrate 1000000]
  *                      [--server-arg=--no-recording ...] [--compare-recording]
+ *                      [--repeat K] [--idle-seconds S]
  *
  * For each N it starts a fresh telemed-server (loopback, temp data dir),
  * creates a department with N doctors on shift through the REST API, and
@@ -15,7 +16,10 @@
  * encoder would answer it.
  *
  * Figures per N, over a --seconds window after every peer decoded video:
- *   server CPU per visit (% of one core, /proc/PID/stat), server RSS per
+ *   server CPU per visit (% of one core: the sum of the server's threads'
+ *   se.sum_exec_runtime, /proc/PID/task/TID/sched, which counts in ns; the
+ *   process's utime+stime in /proc/PID/stat counts 10 ms ticks, 0.1 % of a
+ *   core over 10 s, a tenth of one visit's CPU), server RSS per
  *   visit ((RSS now - idle RSS) / N, /proc/PID/status), receiver packet loss
  *   (RTP sequence gaps after the jitterbuffer), forwarded packets per second,
  *   server-added forwarding latency p50/p99 (from /metrics when the server
@@ -28,10 +32,23 @@
  * (/proc/PID/task: media workers, recorders, the rest) and counts the
  * packets the recorders dropped (the server's media.recording_done lines).
  *
- * --compare-recording runs every N twice, recording off (--no-recording)
- * then on, and prints what recording adds per visit: CPU (absolute, and as
- * a ratio to the CPU without it: issue 4's target is under 30%), memory,
- * and forwarding loss, which it must not cause.
+ * Before the visits, on the same server, the server's CPU with no visit at
+ * all is measured over --idle-seconds: its fixed cost (timers, the control
+ * loop), which a per-visit figure at N = 1 carries whole.
+ *
+ * --compare-recording runs every N with recording off (--no-recording) and
+ * on, each on a fresh server, and prints what recording adds per visit: CPU
+ * (absolute, and as a ratio to the CPU without it: issue 4's target is
+ * under 30%), memory, and forwarding loss, which it must not cause.
+ * --repeat K runs each N K times (with --compare-recording: K off and K on,
+ * alternating off, on, on, off, off, on, ... so a drift in the machine's
+ * load falls on both sides) and the summary gives the median of each
+ * figure, its spread (min-max) and the ratio of the medians. One run of
+ * each is too noisy on a shared machine: a single visit's CPU alone varied
+ * 1.0-1.7 % of a core between runs. The summary also splits the difference
+ * by thread group: the recorder threads' own CPU, and the media workers'
+ * CPU on vs off, whose difference is the workers' side of the hand-off
+ * (copying each packet into the recorder's ring).
  *
  * The exit code says only whether the run worked, never whether it was fast.
  * Linked with GStreamer, libsoup 3, jansson and GLib only; not with the
@@ -379,6 +396,7 @@ static const char *TG_NAMES[TG_N] = {"media workers", "recorders", "other"};
 struct tgroups {
     double cpu_s[TG_N];
     double switches[TG_N];
+    double total_s; /* all threads: the process's CPU at ns resolution */
 };
 
 static int thread_group(const char *name)
@@ -440,6 +458,8 @@ static void server_threads(struct tgroups *out)
         g_free(statp);
     }
     g_dir_close(d);
+    for (int g = 0; g < TG_N; g++)
+        out->total_s += out->cpu_s[g];
 }
 
 /* Recordings finished so far and the packets they dropped, from the
@@ -531,6 +551,7 @@ static GHashTable *ACCEPT_US; /* visit_id -> gint64* */
 static SoupSession *WS_SESSION;
 static GMainLoop *LOOP;
 static int W = 640, H = 480, BITRATE = 1000000;
+static double IDLE_S = 3.0; /* --idle-seconds */
 
 static void peer_send(struct peer *p, json_t *obj)
 {
@@ -1207,6 +1228,10 @@ struct row {
     double lat_p50, lat_p99, join_p50_ms, join_max_ms, cpu_s_per_pkt;
     double mean_pkt;
     long rss_idle, rss_busy, rss_after; /* KiB: before, during, 3 s after the visits */
+    double idle_pct; /* whole server, % of a core, before any visit (fixed cost) */
+    double idle_thread_pct[TG_N];
+    double relay_s_per_pkt; /* the plain UDP relay's CPU per packet (< 0: not measured) */
+    guint64 relay_packets;
 };
 
 static int setup_hospital(SoupSession *ss, const char *admin, int n)
@@ -1256,7 +1281,17 @@ static int run_n(int n, double seconds, int recording, struct row *row)
         goto done;
     }
     g_print("#   server pid %d port %d ready\n", (int)SRV.pid, SRV.port);
-    g_usleep(1000000);
+    run_until(NULL, 1.0);
+    /* The fixed cost: the same server with no visit yet. */
+    struct tgroups ti0, ti1;
+    server_threads(&ti0);
+    gint64 i0 = g_get_monotonic_time();
+    run_until(NULL, IDLE_S);
+    server_threads(&ti1);
+    double iwall = (double)(g_get_monotonic_time() - i0) / 1e6;
+    row->idle_pct = (ti1.total_s - ti0.total_s) / iwall * 100.0;
+    for (int g = 0; g < TG_N; g++)
+        row->idle_thread_pct[g] = (ti1.cpu_s[g] - ti0.cpu_s[g]) / iwall * 100.0;
     long rss_idle = server_rss_kib();
     ACCEPT_US = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     for (int i = 0; i < n; i++)
@@ -1315,7 +1350,14 @@ static int run_n(int n, double seconds, int recording, struct row *row)
     read_metrics(ss, admin, &m1);
     long rss = server_rss_kib();
 
-    double cpu = c1 - c0;
+    /* The threads' runtimes count ns; the process's ticks 10 ms. A thread
+     * that ended inside the window takes its time with it from the sum,
+     * so fall back to the ticks if the two disagree by more than two ticks
+     * and a twentieth. */
+    double cpu = tg1.total_s - tg0.total_s;
+    double cpu_ticks = c1 - c0;
+    if (cpu <= 0 || (cpu > cpu_ticks ? cpu - cpu_ticks : cpu_ticks - cpu) > 0.02 + 0.05 * cpu_ticks)
+        cpu = cpu_ticks;
     row->cpu_pct_per_visit = cpu / wall * 100.0 / n;
     for (int g = 0; g < TG_N; g++) {
         row->thread_pct_per_visit[g] = (tg1.cpu_s[g] - tg0.cpu_s[g]) / wall * 100.0 / n;
@@ -1359,10 +1401,156 @@ done:
     return rc;
 }
 
+/* ---------------------------------------------------------- the summary */
+
+/* The median, min and max of the figure `get` over the ok rows of N with
+ * recording `rec`; returns how many rows there were. */
+struct spread {
+    int count;
+    double median, min, max;
+};
+
+typedef double (*row_get)(const struct row *r);
+
+static struct spread spread_of(GArray *rows, int n, int rec, row_get get)
+{
+    struct spread sp = {0};
+    GArray *v = g_array_new(FALSE, FALSE, sizeof(double));
+    for (guint i = 0; i < rows->len; i++) {
+        const struct row *r = &g_array_index(rows, struct row, i);
+        if (r->ok && r->n == n && r->recording == rec) {
+            double x = get(r);
+            g_array_append_val(v, x);
+        }
+    }
+    sp.count = (int)v->len;
+    if (v->len) {
+        qsort(v->data, v->len, sizeof(double), cmp_double);
+        double *d = (double *)v->data;
+        sp.min = d[0];
+        sp.max = d[v->len - 1];
+        sp.median = v->len % 2 ? d[v->len / 2] : (d[v->len / 2 - 1] + d[v->len / 2]) / 2;
+    }
+    g_array_unref(v);
+    return sp;
+}
+
+static double get_cpu(const struct row *r)
+{
+    return r->cpu_pct_per_visit;
+}
+static double get_media(const struct row *r)
+{
+    return r->thread_pct_per_visit[TG_MEDIA];
+}
+static double get_rec(const struct row *r)
+{
+    return r->thread_pct_per_visit[TG_REC];
+}
+static double get_other(const struct row *r)
+{
+    return r->thread_pct_per_visit[TG_OTHER];
+}
+static double get_idle(const struct row *r)
+{
+    return r->idle_pct;
+}
+static double get_above_idle(const struct row *r)
+{
+    return r->cpu_pct_per_visit - r->idle_pct / r->n;
+}
+static double get_rss(const struct row *r)
+{
+    return r->rss_kib_per_visit;
+}
+static double get_loss(const struct row *r)
+{
+    return r->loss_pct;
+}
+static double get_drops(const struct row *r)
+{
+    return (double)r->rec_dropped;
+}
+
+static void print_comparison(GArray *rows, int repeat)
+{
+    g_print("\n# what recording adds, per visit (issue 4: under 30%% of the CPU without it, "
+            "no forwarding loss)%s\n",
+            repeat > 1 ? "; medians over the runs, ratio = of the medians" : "");
+    g_print("%-4s %9s %9s %9s %7s %12s %12s %9s %9s %9s\n", "N", "cpu off", "cpu on", "added",
+            "ratio", "rec threads", "KiB added", "loss off", "loss on", "rec drops");
+    GArray *ns = g_array_new(FALSE, FALSE, sizeof(int));
+    for (guint i = 0; i < rows->len; i++) {
+        int n = g_array_index(rows, struct row, i).n;
+        gboolean seen = FALSE;
+        for (guint j = 0; j < ns->len; j++)
+            seen = seen || g_array_index(ns, int, j) == n;
+        if (!seen)
+            g_array_append_val(ns, n);
+    }
+    for (guint i = 0; i < ns->len; i++) {
+        int n = g_array_index(ns, int, i);
+        struct spread off = spread_of(rows, n, 0, get_cpu), on = spread_of(rows, n, 1, get_cpu);
+        if (!off.count || !on.count) {
+            g_print("%-4d failed\n", n);
+            continue;
+        }
+        double added = on.median - off.median;
+        struct spread loss_off = spread_of(rows, n, 0, get_loss);
+        struct spread loss_on = spread_of(rows, n, 1, get_loss);
+        struct spread drops = spread_of(rows, n, 1, get_drops);
+        g_print("%-4d %8.3f%% %8.3f%% %8.3f%% %6.0f%% %11.3f%% %12.0f %8.2f%% %8.2f%% %9.0f\n", n,
+                off.median, on.median, added, off.median > 0 ? 100.0 * added / off.median : -1,
+                spread_of(rows, n, 1, get_rec).median,
+                spread_of(rows, n, 1, get_rss).median - spread_of(rows, n, 0, get_rss).median,
+                loss_off.max, loss_on.max, drops.max);
+    }
+    g_print("# cpu = server CPU %% of one core per visit (whole process); rec threads = the "
+            "recorder threads' share of it, measured directly (less noisy than the "
+            "difference of two runs); KiB added = RSS per visit, on minus off; loss and rec "
+            "drops: the worst run\n");
+
+    g_print("\n# spread and where the added CPU goes, %% of a core per visit: median [min-max] "
+            "over %d run(s) each\n",
+            repeat);
+    g_print("%-4s %-22s %-22s %-20s %-20s %8s %7s %-20s %-18s %-18s\n", "N", "cpu off", "cpu on",
+            "workers off", "workers on", "wk added", "(ratio)", "rec threads", "idle off (server)",
+            "idle on (server)");
+    for (guint i = 0; i < ns->len; i++) {
+        int n = g_array_index(ns, int, i);
+        struct spread s[10] = {
+            spread_of(rows, n, 0, get_cpu),   spread_of(rows, n, 1, get_cpu),
+            spread_of(rows, n, 0, get_media), spread_of(rows, n, 1, get_media),
+            spread_of(rows, n, 1, get_rec),   spread_of(rows, n, 0, get_idle),
+            spread_of(rows, n, 1, get_idle),  spread_of(rows, n, 0, get_other),
+            spread_of(rows, n, 1, get_other), spread_of(rows, n, 0, get_above_idle)};
+        if (!s[0].count || !s[1].count)
+            continue;
+        char b[7][40]; /* the first seven of s as "median [min-max]" */
+        for (int k = 0; k < 7; k++)
+            g_snprintf(b[k], sizeof b[k], "%.3f [%.3f-%.3f]", s[k].median, s[k].min, s[k].max);
+        double wk = s[3].median - s[2].median;
+        g_print("%-4d %-22s %-22s %-20s %-20s %7.3f%% %6.0f%% %-20s %-18s %-18s\n", n, b[0], b[1],
+                b[2], b[3], wk, s[0].median > 0 ? 100.0 * wk / s[0].median : -1, b[4], b[5], b[6]);
+        struct spread above_on = spread_of(rows, n, 1, get_above_idle);
+        g_print("     (other threads off/on %.3f/%.3f; above the idle server, off %.3f%% on "
+                "%.3f%%: added %.3f%% = %.0f%%; recorder threads + workers' added = %.3f%% = "
+                "%.0f%% of cpu off)\n",
+                s[7].median, s[8].median, s[9].median, above_on.median,
+                above_on.median - s[9].median,
+                s[9].median > 0 ? 100.0 * (above_on.median - s[9].median) / s[9].median : -1,
+                s[4].median + wk, s[0].median > 0 ? 100.0 * (s[4].median + wk) / s[0].median : -1);
+    }
+    g_print("# workers = the media worker threads (forwarding, and with recording on the copy of "
+            "each packet into the recorder's ring): wk added = workers on - off, (ratio) = of "
+            "cpu off; idle = the whole server with no visit yet, %% of a core (not per visit)\n");
+    g_array_unref(ns);
+}
+
 int main(int argc, char **argv)
 {
     char *visits = g_strdup("1,4,8");
-    int seconds = 10;
+    int seconds = 10, repeat = 1;
     gboolean compare = FALSE;
     BIN = g_strdup(g_getenv("TELEMED_BIN"));
     GOptionEntry entries[] = {
@@ -1376,7 +1564,18 @@ int main(int argc, char **argv)
         {"server-arg", 0, 0, G_OPTION_ARG_STRING_ARRAY, &SERVER_ARGS,
          "extra server flag, repeatable (e.g. --server-arg=--no-recording)", "FLAG"},
         {"compare-recording", 0, 0, G_OPTION_ARG_NONE, &compare,
-         "run each N with recording off, then on, and print what recording adds", NULL},
+         "run each N with recording off and on (a fresh server each time) and print what "
+         "recording adds per visit: CPU, its ratio to the CPU without it, memory, loss, and "
+         "where the added CPU goes (recorder threads, media workers)",
+         NULL},
+        {"repeat", 0, 0, G_OPTION_ARG_INT, &repeat,
+         "run each N K times (with --compare-recording K off and K on, in the order off on "
+         "on off off on ...); the summary gives medians, min-max and the ratio of the medians "
+         "(default 1)",
+         "K"},
+        {"idle-seconds", 0, 0, G_OPTION_ARG_DOUBLE, &IDLE_S,
+         "before the visits, measure the server's CPU with no visit for this long (default 3)",
+         "S"},
         {NULL}};
     GOptionContext *ctx = g_option_context_new("- media load generator for telemed-server");
     g_option_context_add_main_entries(ctx, entries, NULL);
@@ -1386,6 +1585,10 @@ int main(int argc, char **argv)
         return 2;
     }
     g_option_context_free(ctx);
+    if (repeat < 1 || repeat > 20 || IDLE_S < 0.5 || IDLE_S > 60) {
+        g_printerr("--repeat takes 1..20, --idle-seconds 0.5..60\n");
+        return 2;
+    }
     for (char **a = SERVER_ARGS; compare && a && *a; a++) {
         if (strcmp(*a, "--no-recording") == 0) {
             g_printerr("--compare-recording sets --no-recording itself\n");
@@ -1415,16 +1618,42 @@ int main(int argc, char **argv)
         int n = atoi(*s);
         if (n <= 0)
             continue;
-        for (int pass = compare ? 0 : -1; pass <= (compare ? 1 : -1); pass++) {
-            struct row r;
-            g_print("# N=%d visits%s ...\n", n,
-                    pass < 0 ? ""
-                    : pass   ? ", recording on"
-                             : ", recording off");
-            if (run_n(n, seconds, pass, &r) != 0)
-                failures++;
-            g_array_append_val(rows, r);
+        for (int k = 0; k < repeat; k++) {
+            /* off on, on off, off on, ...: each side gets the early and the
+             * late slot of a pair equally often. */
+            int order[2] = {k % 2 ? 1 : 0, k % 2 ? 0 : 1};
+            for (int j = 0; j < (compare ? 2 : 1); j++) {
+                int pass = compare ? order[j] : -1;
+                struct row r;
+                g_print("# N=%d visits%s, run %d of %d ...\n", n,
+                        pass < 0 ? ""
+                        : pass   ? ", recording on"
+                                 : ", recording off",
+                        k + 1, repeat);
+                if (run_n(n, seconds, pass, &r) != 0)
+                    failures++;
+                g_array_append_val(rows, r);
+            }
         }
+    }
+    /* The relay baseline once per N (it costs 5 s a row): its CPU per
+     * packet hardly depends on the small differences in rate between runs. */
+    for (guint i = 0; i < rows->len; i++) {
+        struct row *r = &g_array_index(rows, struct row, i);
+        r->relay_s_per_pkt = -1;
+        if (!r->ok)
+            continue;
+        for (guint j = 0; j < i; j++) {
+            struct row *q = &g_array_index(rows, struct row, j);
+            if (q->ok && q->n == r->n && q->relay_s_per_pkt > 0) {
+                r->relay_s_per_pkt = q->relay_s_per_pkt;
+                r->relay_packets = q->relay_packets;
+                break;
+            }
+        }
+        if (r->relay_s_per_pkt <= 0)
+            r->relay_s_per_pkt =
+                relay_baseline(r->pps_fwd, (int)(r->mean_pkt + 0.5), 5.0, &r->relay_packets);
     }
     g_print("\n%-4s %4s %10s %10s %7s %9s %8s %9s %9s %9s %9s %11s\n", "N", "rec", "cpu%/visit",
             "KiB/visit", "loss%", "fwd pkt/s", "Mbit/s", "lat p50", "lat p99", "join p50",
@@ -1436,8 +1665,7 @@ int main(int argc, char **argv)
             g_print("%-4d %4s failed\n", r->n, rec);
             continue;
         }
-        guint64 rp = 0;
-        double relay = relay_baseline(r->pps_fwd, (int)(r->mean_pkt + 0.5), 5.0, &rp);
+        double relay = r->relay_s_per_pkt;
         char p50[32], p99[32];
         if (r->lat_p50 >= 0) {
             g_snprintf(p50, sizeof p50, "%.0f us", r->lat_p50);
@@ -1453,8 +1681,8 @@ int main(int argc, char **argv)
         g_print("     (server %.2f us CPU per forwarded packet; plain UDP relay %.2f us at %.0f "
                 "pkt/s of %.0f B, %" G_GUINT64_FORMAT " relayed; server RSS idle %ld KiB, "
                 "busy %ld KiB, 3 s after the visits ended %ld KiB)\n",
-                r->cpu_s_per_pkt * 1e6, relay * 1e6, r->pps_fwd, r->mean_pkt, rp, r->rss_idle,
-                r->rss_busy, r->rss_after);
+                r->cpu_s_per_pkt * 1e6, relay * 1e6, r->pps_fwd, r->mean_pkt, r->relay_packets,
+                r->rss_idle, r->rss_busy, r->rss_after);
         g_print("     (per visit by thread, %% of a core / context switches per s: %s %.3f / %.0f, "
                 "%s %.3f / %.0f, %s %.3f / %.0f; %d recordings finished, %" G_GUINT64_FORMAT
                 " packets dropped by recorders)\n",
@@ -1463,33 +1691,14 @@ int main(int argc, char **argv)
                 r->thread_pct_per_visit[TG_REC], r->switches_per_s_per_visit[TG_REC],
                 TG_NAMES[TG_OTHER], r->thread_pct_per_visit[TG_OTHER],
                 r->switches_per_s_per_visit[TG_OTHER], r->recordings, r->rec_dropped);
+        g_print("     (server with no visit, before them: %.3f %% of a core (%s %.3f, %s %.3f, "
+                "%s %.3f); busy minus that, per visit: %.3f %%)\n",
+                r->idle_pct, TG_NAMES[TG_MEDIA], r->idle_thread_pct[TG_MEDIA], TG_NAMES[TG_REC],
+                r->idle_thread_pct[TG_REC], TG_NAMES[TG_OTHER], r->idle_thread_pct[TG_OTHER],
+                r->cpu_pct_per_visit - r->idle_pct / r->n);
     }
-    if (compare) {
-        /* Rows come in pairs per N: off, then on. */
-        g_print("\n# what recording adds, per visit (issue 4: under 30%% of the CPU without it, "
-                "no forwarding loss)\n");
-        g_print("%-4s %9s %9s %9s %7s %12s %12s %9s %9s %9s\n", "N", "cpu off", "cpu on", "added",
-                "ratio", "rec threads", "KiB added", "loss off", "loss on", "rec drops");
-        for (guint i = 0; i + 1 < rows->len; i += 2) {
-            struct row *off = &g_array_index(rows, struct row, i);
-            struct row *on = &g_array_index(rows, struct row, i + 1);
-            if (!off->ok || !on->ok) {
-                g_print("%-4d failed\n", off->n);
-                continue;
-            }
-            double added = on->cpu_pct_per_visit - off->cpu_pct_per_visit;
-            g_print("%-4d %8.3f%% %8.3f%% %8.3f%% %6.0f%% %11.3f%% %12.0f %8.2f%% %8.2f%% "
-                    "%9" G_GUINT64_FORMAT "\n",
-                    off->n, off->cpu_pct_per_visit, on->cpu_pct_per_visit, added,
-                    off->cpu_pct_per_visit > 0 ? 100.0 * added / off->cpu_pct_per_visit : -1,
-                    on->thread_pct_per_visit[TG_REC],
-                    on->rss_kib_per_visit - off->rss_kib_per_visit, off->loss_pct, on->loss_pct,
-                    on->rec_dropped);
-        }
-        g_print("# cpu = server CPU %% of one core per visit (whole process); rec threads = the "
-                "recorder threads' share of it, measured directly (less noisy than the "
-                "difference of two runs); KiB added = RSS per visit, on minus off\n");
-    }
+    if (compare)
+        print_comparison(rows, repeat);
     g_print("# Mbit/s = video each sender got through per direction; lat = server-added "
             "forwarding latency (n/a: /metrics lacks telemed_media_forward_latency_us)\n");
     g_strfreev(ns);
