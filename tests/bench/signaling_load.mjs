@@ -671,13 +671,14 @@ async function main() {
       // (since the start), and messages it could not parse.
       let closed = 0;
       let badMessages = 0;
+      let pings = 0;
       let firstClose = '';
       for (const c of col) {
         hAns.merge(c.hAns); hSent.merge(c.hSent);
         positional += c.positional; unmatched += c.unmatched; estimateOnly += c.estimateOnly;
         otherPushes += c.otherPushes;
         workerCpu += c.cpuMs; elus.push(c.elu);
-        closed += c.closed || 0; badMessages += c.badMessages || 0;
+        closed += c.closed || 0; badMessages += c.badMessages || 0; pings += c.pings || 0;
         if (!firstClose && c.firstClose) firstClose = c.firstClose;
       }
       if (closed || badMessages) log(`${name}: client says ${closed} patients closed by the server (first: ${firstClose}), ${badMessages} unparsable messages`);
@@ -691,7 +692,7 @@ async function main() {
         pushLatSent: { n: hSent.n, p50: hSent.pct(50), p99: hSent.pct(99), max: hSent.max },
         pushLatServer: serverPushLatency(s0.m, s1.m),
         positional, unmatched, estimateOnly, otherPushes,
-        clientClosed: closed, clientBadMessages: badMessages, clientFirstClose: firstClose,
+        clientClosed: closed, clientBadMessages: badMessages, clientFirstClose: firstClose, clientPings: pings,
         ciToOffer: { n: ci.length, p50: pct(ci, 50), p99: pct(ci, 99), max: ci[ci.length - 1] },
         acceptRtt: { n: rtt.length, p50: pct(rtt, 50), p99: pct(rtt, 99) },
         ping,
