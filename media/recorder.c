@@ -11,7 +11,9 @@
  *   - the creator's GMainContext: user callbacks and the final free.
  *
  * The ring is single-producer/single-consumer over C11 atomics: head is
- * written only by the producer, tail only by the consumer. The consumer
+ * written only by the producer, tail only by the consumer. It holds bytes,
+ * each packet behind a small header, so an 80-byte Opus packet takes 96
+ * bytes of it and not a 1.5 KiB slot. The consumer
  * wakes every BATCH_MS and empties it; the producer signals an eventfd only
  * when a burst fills a quarter of the ring, so pushing costs no syscall
  * (and no wake-up of another thread) per packet.
@@ -24,12 +26,13 @@
  * than the server spent forwarding. So each wake-up of the recorder thread
  * moves a whole batch through the same elements synchronously:
  *
- *   ring -> per-track reorder (the jitterbuffer's job: sequence order,
- *   duplicates out, a gap waited for REORDER_MS) -> one buffer list per
- *   track into its depayloader (rtpopusdepay | rtpvp8depay | rtph264depay !
- *   h264parse) -> the frames, per track, into a queue of ours -> merged in
- *   timestamp order into matroskamux -> the muxer's bytes, collected into
- *   one buffer list per batch -> filesink (one writev) or rec_crypt.
+ *   ring -> one copy per batch (the arena) -> per-track reorder (the
+ *   jitterbuffer's job: sequence order, duplicates out, a gap waited for
+ *   REORDER_MS) -> depayloaded: Opus and VP8 here (see depay_own), H.264
+ *   by one buffer list per batch into rtph264depay ! h264parse -> the
+ *   frames, per track, into a queue of ours -> merged in timestamp order
+ *   into matroskamux -> the muxer's bytes, collected into one buffer list
+ *   per batch -> filesink (one writev) or rec_crypt.
  *
  * Collect pads would block a thread that pushes to one pad until the
  * others have data; since we push in timestamp order from one thread, we
@@ -81,18 +84,62 @@
 
 enum { RTP_HDR = 12 };
 
-typedef struct slot {
+/* One packet in the ring: this header, then len bytes, padded to 8. A
+ * packet that would not fit before the end of the ring starts at its
+ * beginning; the producer marks the rest of the end as skipped (or leaves
+ * it, when not even a header fits there). */
+typedef struct rec_hdr {
     uint32_t len;
     uint16_t track;
+    uint16_t skip; /* 1: nothing here up to the end of the ring */
     int64_t arrival_ns;
-    uint8_t data[TM_RECORDER_SLOT_BYTES];
-} slot;
+} rec_hdr;
 
-/* A packet held for reordering. */
+enum { REC_HDR = sizeof(rec_hdr) };
+
+static size_t rec_bytes(size_t len)
+{
+    return (REC_HDR + len + 7) & ~(size_t)7;
+}
+
+/* The packets of one drain, copied out of the ring into one allocation:
+ * the held packets and the frames made of them point into it, and the last
+ * of them frees it. Freed on whatever thread drops the last buffer (the
+ * recorder thread, or the owner's in tm_recorder_free), hence atomic. */
+typedef struct arena {
+    gint refs;
+    gsize size;
+    uint8_t data[];
+} arena;
+
+static arena *arena_ref(arena *a)
+{
+    g_atomic_int_inc(&a->refs);
+    return a;
+}
+
+static void arena_unref(gpointer p)
+{
+    arena *a = p;
+    if (g_atomic_int_dec_and_test(&a->refs))
+        g_free(a);
+}
+
+/* A read-only buffer over len bytes at off of a (takes a reference on a). */
+static GstBuffer *arena_buffer(arena *a, gsize off, gsize len)
+{
+    return gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY, a->data, a->size, off, len,
+                                       arena_ref(a), arena_unref);
+}
+
+/* A packet held for reordering: the whole RTP packet at off of arena (one
+ * reference each). */
 typedef struct held {
     uint64_t eseq;
     int64_t arrival_ns;
-    GstBuffer *buf;
+    GstClockTime pts;
+    arena *arena;
+    uint32_t off, len;
 } held;
 
 typedef struct track {
@@ -107,10 +154,20 @@ typedef struct track {
     GstPad *muxin;             /* ours: feeds muxpad */
     GstPad *muxpad;            /* the muxer's request pad (our reference) */
     GQueue frames;             /* GstBuffer and GstEvent out of the depayloader, not yet muxed */
-    bool produced;             /* a frame came out of the depayloader */
-    bool in_file;              /* admitted when the start window closed */
-    bool ended;                /* left out of the file: its packets are dropped */
-    bool tagged;               /* its title went to the muxer */
+    /* Opus and VP8 are depayloaded here (see depay_own); H.264 goes
+     * through rtph264depay ! h264parse. */
+    bool own_depay;
+    bool seg_sent; /* own: the segment event is queued (after the first caps) */
+    bool want_key; /* own VP8: frames are dropped until a keyframe */
+    bool in_frame; /* own VP8: a frame's first packet came */
+    uint32_t frame_rtp_ts;
+    uint64_t last_eseq; /* own: of the last packet depayloaded (0: none) */
+    GArray *parts;      /* own VP8: of held, the current frame's packets (payload) */
+    int vp8_w, vp8_h, vp8_profile;
+    bool produced; /* a frame came out of the depayloader */
+    bool in_file;  /* admitted when the start window closed */
+    bool ended;    /* left out of the file: its packets are dropped */
+    bool tagged;   /* its title went to the muxer */
     /* reordering, on the recorder thread */
     GArray *held; /* of held, ascending eseq */
     bool seq_init;
@@ -136,7 +193,7 @@ struct tm_recorder {
     _Atomic int closing; /* finish or free asked: refuse pushes */
     _Atomic int woken;   /* an early wake-up is pending */
     size_t ntracks;
-    slot *ring;
+    uint8_t *ring; /* TM_RECORDER_RING_BYTES: rec_hdr + packet, ... */
     int efd;
 
     /* recorder thread */
@@ -199,23 +256,36 @@ int tm_recorder_push(tm_recorder *r, int track_index, const uint8_t *rtp, size_t
         rc = TM_EIO;
         goto drop;
     }
+    /* head and tail count bytes since the start; the ring holds what lies
+     * between them. */
     uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-    if (head - tail >= TM_RECORDER_SLOTS) {
+    size_t need = rec_bytes(len);
+    size_t pos = (size_t)(head % TM_RECORDER_RING_BYTES);
+    size_t to_end = TM_RECORDER_RING_BYTES - pos;
+    size_t skip = need <= to_end ? 0 : to_end;
+    if (head - tail + skip + need > TM_RECORDER_RING_BYTES) {
         rc = TM_ERATE;
         goto drop;
     }
-    slot *s = &r->ring[head % TM_RECORDER_SLOTS];
-    s->len = (uint32_t)len;
-    s->track = (uint16_t)track_index;
-    s->arrival_ns = mono_ns();
-    memcpy(s->data, rtp, len);
-    atomic_store_explicit(&r->head, head + 1, memory_order_release);
+    if (skip) {
+        if (skip >= REC_HDR)
+            ((rec_hdr *)(r->ring + pos))->skip = 1;
+        pos = 0;
+    }
+    rec_hdr *h = (rec_hdr *)(r->ring + pos);
+    h->len = (uint32_t)len;
+    h->track = (uint16_t)track_index;
+    h->skip = 0;
+    h->arrival_ns = mono_ns();
+    memcpy(r->ring + pos + REC_HDR, rtp, len);
+    head += skip + need;
+    atomic_store_explicit(&r->head, head, memory_order_release);
     atomic_fetch_add_explicit(&r->pushed, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&r->bytes, len, memory_order_relaxed);
     /* The recorder thread drains every BATCH_MS anyway; wake it early only
      * when a burst fills a quarter of the ring, once until it has woken. */
-    if (head + 1 - tail >= TM_RECORDER_SLOTS / 4 &&
+    if (head - tail >= TM_RECORDER_RING_BYTES / 4 &&
         !atomic_load_explicit(&r->woken, memory_order_relaxed) &&
         !atomic_exchange_explicit(&r->woken, 1, memory_order_relaxed)) {
         uint64_t one = 1;
@@ -407,6 +477,12 @@ static GstFlowReturn on_frame(GstPad *pad, GstObject *parent, GstBuffer *b)
     return GST_FLOW_OK;
 }
 
+/* Queues a sticky event for the muxer, in order with the frames. */
+static void queue_event(track *t, GstEvent *e)
+{
+    g_queue_push_tail(&t->frames, e);
+}
+
 static gboolean on_frame_event(GstPad *pad, GstObject *parent, GstEvent *e)
 {
     (void)parent;
@@ -567,8 +643,49 @@ static GstPad *our_pad(const char *name, GstPadDirection dir, gpointer owner)
     return p;
 }
 
+/* An Opus or VP8 track: no elements, only our pad into the muxer; the
+ * events a depayloader would have sent before its first frame are queued
+ * (the caps of VP8 wait for its first keyframe, which gives the size). */
+static int build_own_track(tm_recorder *r, track *t, size_t i, char **err)
+{
+    bool audio = t->codec == TM_REC_OPUS;
+    t->own_depay = true;
+    t->want_key = !audio;
+    t->vp8_w = t->vp8_h = t->vp8_profile = -1;
+    g_queue_init(&t->frames);
+    t->held = g_array_sized_new(FALSE, FALSE, sizeof(held), 64);
+    t->parts = g_array_sized_new(FALSE, FALSE, sizeof(held), 16);
+    char name[16];
+    g_snprintf(name, sizeof name, "muxin%zu", i);
+    t->muxin = our_pad(name, GST_PAD_SRC, t);
+    gst_pad_set_event_function(t->muxin, drop_event);
+    t->muxpad = gst_element_request_pad_simple(r->mux, audio ? "audio_%u" : "video_%u");
+    if (!t->muxpad || gst_pad_link(t->muxin, t->muxpad) != GST_PAD_LINK_OK) {
+        *err = g_strdup_printf("cannot link track %zu", i);
+        return TM_EIO;
+    }
+    return 0;
+}
+
+/* The first events of an own track, once its pad is active. */
+static void start_own_track(tm_recorder *r, track *t, size_t i)
+{
+    char *id = g_strdup_printf("telemed-rec-%p-%zu", (void *)r, i);
+    queue_event(t, gst_event_new_stream_start(id));
+    g_free(id);
+    if (t->codec == TM_REC_OPUS) {
+        /* what rtpopusdepay gave for our RTP caps */
+        GstCaps *caps = gst_caps_new_simple("audio/x-opus", "channel-mapping-family", G_TYPE_INT, 0,
+                                            "channels", G_TYPE_INT, 2, NULL);
+        queue_event(t, gst_event_new_caps(caps));
+        gst_caps_unref(caps);
+    }
+}
+
 static int build_track(tm_recorder *r, track *t, size_t i, char **err)
 {
+    if (t->codec != TM_REC_H264)
+        return build_own_track(r, t, i, err);
     GstElement *depay = NULL, *parse = NULL;
     switch (t->codec) {
     case TM_REC_OPUS:
@@ -696,6 +813,11 @@ static int build_pipeline(tm_recorder *r, char **err)
     gst_pad_set_active(r->muxout, TRUE);
     for (size_t i = 0; i < r->ntracks; i++) {
         track *t = &r->tracks[i];
+        if (t->own_depay) {
+            gst_pad_set_active(t->muxin, TRUE);
+            start_own_track(r, t, i);
+            continue;
+        }
         gst_pad_set_active(t->in, TRUE);
         gst_pad_set_active(t->out, TRUE);
         gst_pad_set_active(t->muxin, TRUE);
@@ -758,6 +880,193 @@ static void push_failed(tm_recorder *r, const char *what, GstFlowReturn fr)
     }
 }
 
+/* ---- Opus and VP8, depayloaded here -------------------------------------
+ *
+ * rtpopusdepay and rtpvp8depay cost a GstBuffer, a GstMemory and a trip
+ * through GstRTPBaseDepayload per packet (map, metas, an adapter for VP8)
+ * and were the larger half of the recorder thread's CPU. Both formats are
+ * simple enough to take apart here, straight from the batch's arena: an
+ * Opus packet's payload is the frame (RFC 7587), and a VP8 frame is the
+ * payloads after the descriptor (RFC 7741) from the packet with S=1,
+ * PartID=0 to the one with the marker bit. Each frame becomes one buffer
+ * (over the arena for one packet, a copy for several), with the same caps,
+ * timestamps and flags the depayloaders gave it, so the muxer sees what it
+ * saw before. As rtpvp8depay with wait-for-keyframe did, a VP8 frame with a
+ * packet missing is dropped and so is every frame after it until a
+ * keyframe: a decoder could not use them. */
+
+/* The payload of an RTP packet (CSRCs, header extension and padding
+ * skipped); false when it does not parse. */
+static bool rtp_payload(const uint8_t *d, size_t len, size_t *off, size_t *plen)
+{
+    size_t hl = RTP_HDR + 4 * (size_t)(d[0] & 0x0f);
+    if ((d[0] & 0x10) && len >= hl + 4)
+        hl += 4 + 4 * (size_t)(d[hl + 2] << 8 | d[hl + 3]);
+    size_t pad = (d[0] & 0x20) && len > 0 ? d[len - 1] : 0;
+    if (hl + pad > len)
+        return false;
+    *off = hl;
+    *plen = len - hl - pad;
+    return true;
+}
+
+static void queue_frame(track *t, GstBuffer *b)
+{
+    if (!t->seg_sent) {
+        GstSegment seg;
+        gst_segment_init(&seg, GST_FORMAT_TIME);
+        queue_event(t, gst_event_new_segment(&seg));
+        t->seg_sent = true;
+    }
+    g_queue_push_tail(&t->frames, b);
+    t->produced = true;
+}
+
+static void vp8_forget_frame(track *t)
+{
+    for (guint i = 0; i < t->parts->len; i++)
+        arena_unref(g_array_index(t->parts, held, i).arena);
+    g_array_set_size(t->parts, 0);
+    t->in_frame = false;
+}
+
+/* The packets in t->parts make a whole frame: into the track's queue. */
+static void vp8_emit(track *t, GstClockTime pts)
+{
+    gsize size = 0;
+    for (guint i = 0; i < t->parts->len; i++)
+        size += g_array_index(t->parts, held, i).len;
+    const held *first = &g_array_index(t->parts, held, 0);
+    const uint8_t *f = first->arena->data + first->off;
+    /* The frame tag (RFC 6386 9.1): bit 0 clear on a keyframe, whose first
+     * partition starts with the start code and the picture size. */
+    bool key = first->len >= 1 && !(f[0] & 0x01);
+    if (key && (first->len < 10 || f[3] != 0x9d || f[4] != 0x01 || f[5] != 0x2a))
+        key = false;
+    if (size == 0 || (!key && t->want_key)) {
+        vp8_forget_frame(t);
+        return;
+    }
+    if (key) {
+        t->want_key = false;
+        int w = (f[6] | f[7] << 8) & 0x3fff, h = (f[8] | f[9] << 8) & 0x3fff;
+        int profile = (f[0] >> 1) & 0x07;
+        if (w != t->vp8_w || h != t->vp8_h || profile != t->vp8_profile) {
+            t->vp8_w = w;
+            t->vp8_h = h;
+            t->vp8_profile = profile;
+            char prof[4];
+            g_snprintf(prof, sizeof prof, "%d", profile);
+            GstCaps *caps = gst_caps_new_simple("video/x-vp8", "framerate", GST_TYPE_FRACTION, 0, 1,
+                                                "height", G_TYPE_INT, h, "width", G_TYPE_INT, w,
+                                                "profile", G_TYPE_STRING, prof, NULL);
+            queue_event(t, gst_event_new_caps(caps));
+            gst_caps_unref(caps);
+        }
+    }
+    GstBuffer *b;
+    if (t->parts->len == 1) {
+        b = arena_buffer(first->arena, first->off, first->len);
+    } else {
+        b = gst_buffer_new_allocate(NULL, size, NULL);
+        GstMapInfo map;
+        if (!b || !gst_buffer_map(b, &map, GST_MAP_WRITE)) {
+            if (b)
+                gst_buffer_unref(b);
+            vp8_forget_frame(t);
+            return;
+        }
+        gsize at = 0;
+        for (guint i = 0; i < t->parts->len; i++) {
+            const held *p = &g_array_index(t->parts, held, i);
+            memcpy(map.data + at, p->arena->data + p->off, p->len);
+            at += p->len;
+        }
+        gst_buffer_unmap(b, &map);
+    }
+    GST_BUFFER_PTS(b) = pts;
+    if (!key)
+        GST_BUFFER_FLAG_SET(b, GST_BUFFER_FLAG_DELTA_UNIT);
+    vp8_forget_frame(t);
+    queue_frame(t, b);
+}
+
+/* One VP8 packet (the payload at off, plen of the packet h). Takes h's
+ * arena reference. */
+static void vp8_packet(track *t, held *h, const uint8_t *d, size_t off, size_t plen)
+{
+    const uint8_t *p = d + off;
+    uint32_t ts = (uint32_t)d[4] << 24 | (uint32_t)d[5] << 16 | (uint32_t)d[6] << 8 | d[7];
+    bool marker = d[1] & 0x80;
+    /* The payload descriptor: X, S, PartID, then the optional I (picture
+     * id, 7 or 15 bits), L (TL0PICIDX) and T/K bytes. */
+    size_t dl = 1;
+    if (plen >= 1 && (p[0] & 0x80)) {
+        if (plen < 2)
+            goto bad;
+        uint8_t x = p[1];
+        dl = 2;
+        if (x & 0x80)
+            dl += plen > dl && (p[dl] & 0x80) ? 2 : 1;
+        if (x & 0x40)
+            dl++;
+        if (x & 0x30)
+            dl++;
+    }
+    if (plen < dl)
+        goto bad;
+    bool start = (p[0] & 0x10) && (p[0] & 0x0f) == 0;
+    if (t->in_frame && (start || ts != t->frame_rtp_ts)) {
+        /* A new frame before the last one's marker: the last lost its end. */
+        vp8_forget_frame(t);
+        t->want_key = true;
+    }
+    if (start) {
+        t->in_frame = true;
+        t->frame_rtp_ts = ts;
+    }
+    if (!t->in_frame)
+        goto bad; /* the frame's start was lost */
+    h->off += (uint32_t)(off + dl);
+    h->len = (uint32_t)(plen - dl);
+    g_array_append_val(t->parts, *h);
+    if (marker)
+        vp8_emit(t, h->pts);
+    return;
+bad:
+    arena_unref(h->arena);
+}
+
+/* One packet of an Opus or VP8 track, in sequence order. Takes h's arena
+ * reference. */
+static void depay_own(track *t, held *h)
+{
+    const uint8_t *d = h->arena->data + h->off;
+    size_t off, plen;
+    bool gap = t->last_eseq && h->eseq != t->last_eseq + 1;
+    t->last_eseq = h->eseq;
+    if (!rtp_payload(d, h->len, &off, &plen)) {
+        arena_unref(h->arena);
+        return;
+    }
+    if (t->codec == TM_REC_VP8) {
+        if (gap) {
+            vp8_forget_frame(t); /* a packet is missing: no frame until a keyframe */
+            t->want_key = true;
+        }
+        vp8_packet(t, h, d, off, plen);
+        return;
+    }
+    if (plen == 0) {
+        arena_unref(h->arena);
+        return;
+    }
+    GstBuffer *b = arena_buffer(h->arena, h->off + off, plen);
+    arena_unref(h->arena);
+    GST_BUFFER_PTS(b) = h->pts;
+    queue_frame(t, b);
+}
+
 /* Sends the track's held packets, in sequence order, to its depayloader:
  * all of them (final), or those up to the first gap whose packet after it
  * arrived before cutoff_ns (a gap is waited for REORDER_MS). */
@@ -770,9 +1079,16 @@ static void release(tm_recorder *r, track *t, int64_t cutoff_ns, bool final)
         if (!final && h->eseq != t->next_eseq && h->arrival_ns > cutoff_ns)
             break;
         t->next_eseq = h->eseq + 1;
+        if (t->own_depay) {
+            depay_own(t, h);
+            continue;
+        }
         if (!l)
             l = gst_buffer_list_new_sized(t->held->len);
-        gst_buffer_list_add(l, h->buf);
+        GstBuffer *b = arena_buffer(h->arena, h->off, h->len);
+        arena_unref(h->arena);
+        GST_BUFFER_PTS(b) = h->pts;
+        gst_buffer_list_add(l, b);
     }
     if (n)
         g_array_remove_range(t->held, 0, n);
@@ -794,18 +1110,18 @@ static void reset_track(tm_recorder *r, track *t)
     t->ts_init = false;
 }
 
-/* Moves one packet from the ring into its track's reorder queue; its bytes
- * are at offset off of arena (see drain). */
-static void take_packet(tm_recorder *r, const slot *s, GstMemory *arena, gsize off)
+/* Moves one packet (header h, its bytes at off of a) from the ring into its
+ * track's reorder queue. */
+static void take_packet(tm_recorder *r, const rec_hdr *rh, arena *a, gsize off)
 {
-    track *t = &r->tracks[s->track];
+    track *t = &r->tracks[rh->track];
     if (atomic_load_explicit(&r->failed, memory_order_relaxed) || t->ended) {
         count_drop(r);
         return;
     }
     if (!r->first_arrival_ns)
-        r->first_arrival_ns = s->arrival_ns;
-    const uint8_t *d = s->data;
+        r->first_arrival_ns = rh->arrival_ns;
+    const uint8_t *d = a->data + off;
     uint16_t seq = (uint16_t)(d[2] << 8 | d[3]);
     uint32_t ts = (uint32_t)d[4] << 24 | (uint32_t)d[5] << 16 | (uint32_t)d[6] << 8 | d[7];
     uint32_t ssrc = (uint32_t)d[8] << 24 | (uint32_t)d[9] << 16 | (uint32_t)d[10] << 8 | d[11];
@@ -829,7 +1145,7 @@ static void take_packet(tm_recorder *r, const slot *s, GstMemory *arena, gsize o
      * quickest arrival so far, so the mapping follows the least delayed
      * packets (and a sender's audio and video, each anchored that way, stay
      * in sync) rather than whichever came first. */
-    int64_t arrival_pts = s->arrival_ns - r->first_arrival_ns;
+    int64_t arrival_pts = rh->arrival_ns - r->first_arrival_ns;
     t->ext_ts = t->ts_init ? t->ext_ts + (uint64_t)(int64_t)(int32_t)(ts - (uint32_t)t->ext_ts)
                            : ((uint64_t)1 << 32) + ts;
     int64_t pts = 0;
@@ -853,47 +1169,64 @@ static void take_packet(tm_recorder *r, const slot *s, GstMemory *arena, gsize o
         at--;
     if (at > 0 && g_array_index(t->held, held, at - 1).eseq == eseq)
         return; /* a duplicate */
-    GstBuffer *b = gst_buffer_new();
-    gst_buffer_append_memory(b, gst_memory_share(arena, (gssize)off, (gssize)s->len));
-    GST_BUFFER_PTS(b) = pts > 0 ? (GstClockTime)pts : 0;
-    held h = {.eseq = eseq, .arrival_ns = s->arrival_ns, .buf = b};
+    held h = {.eseq = eseq,
+              .arrival_ns = rh->arrival_ns,
+              .pts = pts > 0 ? (GstClockTime)pts : 0,
+              .arena = arena_ref(a),
+              .off = (uint32_t)off,
+              .len = rh->len};
     g_array_insert_val(t->held, at, h);
 }
 
-/* Moves every queued packet out of the ring. The packets of one pass share
- * one allocation (the arena): each becomes a buffer over its part of it, so
- * a batch costs one malloc, not one per packet. (A buffer pool would not
- * recycle: the depayloaders keep sub-buffers of their input until the
- * frame is muxed.) The arena is freed with its last packet. */
+/* Moves every queued packet out of the ring. The packets of one pass are
+ * copied into one allocation (the arena), which the held packets and the
+ * frames made of them share, so a batch costs one malloc, not one per
+ * packet. (A buffer pool would not recycle: the muxer and rtph264depay keep
+ * buffers of their input until the frame is written.) The arena is freed
+ * with its last packet. */
 static void drain(tm_recorder *r)
 {
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
     while (tail != head) {
         gsize total = 0;
-        for (uint64_t i = tail; i != head; i++)
-            total += r->ring[i % TM_RECORDER_SLOTS].len;
-        GstMemory *arena = gst_allocator_alloc(NULL, total, NULL);
-        GstMapInfo map;
-        if (!arena || !gst_memory_map(arena, &map, GST_MAP_WRITE)) {
-            for (; tail != head; tail++)
-                count_drop(r);
-        } else {
-            gsize off = 0;
-            for (uint64_t i = tail; i != head; i++) {
-                const slot *s = &r->ring[i % TM_RECORDER_SLOTS];
-                memcpy(map.data + off, s->data, s->len);
-                off += s->len;
+        for (uint64_t i = tail; i != head;) {
+            size_t pos = (size_t)(i % TM_RECORDER_RING_BYTES);
+            size_t to_end = TM_RECORDER_RING_BYTES - pos;
+            const rec_hdr *h = (const rec_hdr *)(r->ring + pos);
+            if (to_end < REC_HDR || h->skip) {
+                i += to_end;
+                continue;
             }
-            gst_memory_unmap(arena, &map);
-            for (off = 0; tail != head; tail++) {
-                const slot *s = &r->ring[tail % TM_RECORDER_SLOTS];
-                take_packet(r, s, arena, off);
-                off += s->len;
-            }
+            total += (h->len + 7) & ~(gsize)7;
+            i += rec_bytes(h->len);
         }
-        if (arena)
-            gst_memory_unref(arena);
+        arena *a = g_try_malloc(sizeof(arena) + total);
+        if (a) {
+            a->refs = 1;
+            a->size = total;
+        }
+        gsize off = 0;
+        while (tail != head) {
+            size_t pos = (size_t)(tail % TM_RECORDER_RING_BYTES);
+            size_t to_end = TM_RECORDER_RING_BYTES - pos;
+            const rec_hdr *h = (const rec_hdr *)(r->ring + pos);
+            if (to_end < REC_HDR || h->skip) {
+                tail += to_end;
+                continue;
+            }
+            if (a) {
+                /* 8-aligned in the arena too, so RTP headers stay aligned */
+                memcpy(a->data + off, r->ring + pos + REC_HDR, h->len);
+                take_packet(r, h, a, off);
+                off += (h->len + 7) & ~(gsize)7;
+            } else {
+                count_drop(r);
+            }
+            tail += rec_bytes(h->len);
+        }
+        if (a)
+            arena_unref(a);
         atomic_store_explicit(&r->tail, tail, memory_order_release);
         head = atomic_load_explicit(&r->head, memory_order_acquire);
     }
@@ -912,8 +1245,10 @@ static void drop_track(tm_recorder *r, track *t)
 {
     t->ended = true;
     for (guint i = 0; i < t->held->len; i++)
-        gst_buffer_unref(g_array_index(t->held, held, i).buf);
+        arena_unref(g_array_index(t->held, held, i).arena);
     g_array_set_size(t->held, 0);
+    if (t->parts)
+        vp8_forget_frame(t);
     clear_frames(t);
     gst_pad_unlink(t->muxin, t->muxpad);
     gst_element_release_request_pad(r->mux, t->muxpad);
@@ -1220,7 +1555,7 @@ tm_recorder *tm_recorder_new(const char *path, const tm_recorder_track *tracks, 
         }
         close(fd);
     }
-    r->ring = g_try_malloc(sizeof(slot) * TM_RECORDER_SLOTS);
+    r->ring = g_try_malloc(TM_RECORDER_RING_BYTES);
     r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!r->ring || r->efd < 0) {
         *err = g_strdup("recorder: out of memory or eventfd");
@@ -1228,7 +1563,7 @@ tm_recorder *tm_recorder_new(const char *path, const tm_recorder_track *tracks, 
     }
     /* Touch every page now, so the worker's first pass through the ring
      * takes no page faults. */
-    memset(r->ring, 0, sizeof(slot) * TM_RECORDER_SLOTS);
+    memset(r->ring, 0, TM_RECORDER_RING_BYTES);
     if (build_pipeline(r, err) < 0) {
         if (!*err)
             *err = g_strdup("recorder: cannot build the pipeline");
@@ -1261,8 +1596,12 @@ static void free_track(track *t)
     g_free(t->name);
     if (t->held) {
         for (guint i = 0; i < t->held->len; i++)
-            gst_buffer_unref(g_array_index(t->held, held, i).buf);
+            arena_unref(g_array_index(t->held, held, i).arena);
         g_array_free(t->held, TRUE);
+    }
+    if (t->parts) {
+        vp8_forget_frame(t);
+        g_array_free(t->parts, TRUE);
     }
     clear_frames(t);
     GstPad *pads[4] = {t->in, t->out, t->muxin, t->muxpad};

@@ -10,14 +10,15 @@
  * to be aligned again by whoever watches them.
  *
  * Pipeline, per track: reorder (sequence order, duplicates out, a gap
- * waited for 100 ms: the jitterbuffer's job) -> depayloader (rtpopusdepay |
- * rtpvp8depay | rtph264depay ! h264parse) -> one matroskamux, the tracks
- * merged in time order -> filesink (plain) or rec_crypt (encrypted).
+ * waited for 100 ms: the jitterbuffer's job) -> depayloaded (Opus and VP8
+ * by the recorder itself, H.264 by rtph264depay ! h264parse) -> one
+ * matroskamux, the tracks merged in time order -> filesink (plain) or
+ * rec_crypt (encrypted).
  *
  * Threads. tm_recorder_push() runs on the media worker that forwards the
  * visit (one producer thread at a time): it copies the packet into a
- * preallocated ring of fixed slots and returns; it never blocks, never
- * allocates and never logs; when the ring is full it counts a drop. The
+ * preallocated byte ring and returns; it never blocks, never allocates and
+ * never logs; when the ring is full it counts a drop. The
  * recorder's own thread wakes every 250 ms (sooner when a burst fills a
  * quarter of the ring) and moves the whole batch through the elements
  * itself: GStreamer starts no thread of its own and nothing waits on a
@@ -56,12 +57,14 @@ typedef struct tm_recorder_track {
     const char *name;
 } tm_recorder_track;
 
-/* Largest RTP packet the ring holds; larger ones are counted as dropped. */
+/* Largest RTP packet the recorder takes; larger ones are counted as dropped. */
 #define TM_RECORDER_SLOT_BYTES 1500
-/* Ring capacity in packets: about 1.7 s of a 1:1 visit at 1 Mbit/s each way
- * (~300 packets/s), far more than the 250 ms between drains; every slot is
- * resident (1.5 KiB each), so it is sized for stalls, not whole seconds of HD. */
-#define TM_RECORDER_SLOTS 512
+/* Ring capacity in bytes; a packet takes its length plus 16, rounded up to
+ * 8 (an Opus packet ~120 bytes, not a 1.5 KiB slot as it did). About 1.5 s
+ * of a 1:1 visit at 1 Mbit/s each way, far more than the 250 ms between
+ * drains; it is all resident, so it is sized for stalls, not whole seconds
+ * of HD. */
+#define TM_RECORDER_RING_BYTES (384 * 1024)
 /* Most tracks per recorder. */
 #define TM_RECORDER_MAX_TRACKS 16
 

@@ -585,7 +585,8 @@ static void test_burst_drops(void)
     }
     tm_recorder_stats st;
     tm_recorder_stats_get(r, &st);
-    printf("  burst: %d accepted, %d dropped (ring of %d)\n", ok, full, TM_RECORDER_SLOTS);
+    printf("  burst: %d accepted, %d dropped (ring of %d bytes)\n", ok, full,
+           TM_RECORDER_RING_BYTES);
     CHECK(full > 0);
     CHECK_EQ_INT(st.pushed, ok);
     CHECK(st.dropped >= (uint64_t)full); /* plus any the recorder thread shed */
