@@ -99,7 +99,7 @@ struct tm__worker {
     GMainContext *ctx;
     GMainLoop *loop;
     GHashTable *visits; /* visit id -> tm__visit */
-    GSource *tick;      /* once a second: RR, REMB, stats */
+    GSource *tick;      /* once a second: RR, REMB, stats; only while there are visits */
     tm__counters counters;
     uint64_t next_join_seq;
     unsigned test_drop, test_drop_n;       /* tm_media_set_test_drop */

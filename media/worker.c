@@ -1,7 +1,8 @@
 /*
  * worker.c - one media worker: a thread running its own GMainContext and
  * GMainLoop, owning the visits assigned to it and their peers, plus a
- * once-a-second tick for RTCP reports, REMB and statistics.
+ * once-a-second tick for RTCP reports, REMB and statistics, which runs only
+ * while the worker has visits (an idle worker sleeps in poll() for good).
  *
  * Owns: its visits (hash by id) and, through them, every peer and each
  * visit's recorder (include/telemed/recorder.h), which it feeds decrypted RTP
@@ -224,6 +225,27 @@ static gboolean worker_tick(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/* The tick has work only for visits: it starts with a worker's first visit and
+ * stops with its last, so an idle worker has no timer at all (issue 3: it woke
+ * once a second per worker for nothing). On the worker thread. */
+static void tick_start(tm__worker *w)
+{
+    if (w->tick || w->stopping)
+        return;
+    w->tick = g_timeout_source_new(1000);
+    g_source_set_callback(w->tick, worker_tick, w, NULL);
+    g_source_attach(w->tick, w->ctx);
+}
+
+static void tick_stop(tm__worker *w)
+{
+    if (!w->tick)
+        return;
+    g_source_destroy(w->tick);
+    g_source_unref(w->tick);
+    w->tick = NULL;
+}
+
 /* ---- recording ---- */
 
 typedef struct rec_done_ctx {
@@ -409,9 +431,6 @@ tm__worker *tm__worker_new(tm_media *m, int index, char **err)
     w->ctx = g_main_context_new();
     w->loop = g_main_loop_new(w->ctx, FALSE);
     w->visits = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, visit_destroy);
-    w->tick = g_timeout_source_new(1000);
-    g_source_set_callback(w->tick, worker_tick, w, NULL);
-    g_source_attach(w->tick, w->ctx);
     char name[32];
     g_snprintf(name, sizeof name, "tm-media-%d", index);
     GError *gerr = NULL;
@@ -433,8 +452,6 @@ tm__worker *tm__worker_new(tm_media *m, int index, char **err)
             *err = g_strdup_printf("cannot start media worker: %s", gerr->message);
         g_error_free(gerr);
         w->loop = (g_main_loop_unref(w->loop), NULL);
-        g_source_destroy(w->tick);
-        g_source_unref(w->tick);
         g_hash_table_unref(w->visits);
         g_main_context_unref(w->ctx);
         g_free(w);
@@ -448,7 +465,7 @@ static gboolean worker_stop(gpointer data)
     tm__worker *w = data;
     w->stopping = true;
     g_hash_table_remove_all(w->visits);
-    g_source_destroy(w->tick);
+    tick_stop(w);
     g_main_loop_quit(w->loop);
     return G_SOURCE_REMOVE;
 }
@@ -469,7 +486,6 @@ void tm__worker_free(tm__worker *w)
         g_main_context_iteration(w->ctx, FALSE);
         g_usleep(5000);
     }
-    g_source_unref(w->tick);
     g_hash_table_unref(w->visits);
     g_main_loop_unref(w->loop);
     g_main_context_unref(w->ctx);
@@ -486,6 +502,7 @@ tm__visit *tm__worker_visit(tm__worker *w, const char *visit_id, bool create)
     v->w = w;
     v->peers = g_ptr_array_new();
     g_hash_table_insert(w->visits, v->id, v);
+    tick_start(w);
     atomic_fetch_add_explicit(&w->counters.visits, 1, memory_order_relaxed);
     return v;
 }
@@ -493,6 +510,8 @@ tm__visit *tm__worker_visit(tm__worker *w, const char *visit_id, bool create)
 void tm__worker_visit_free(tm__worker *w, tm__visit *v)
 {
     g_hash_table_remove(w->visits, v->id);
+    if (g_hash_table_size(w->visits) == 0)
+        tick_stop(w);
 }
 
 void tm__worker_visit_release(tm__worker *w, tm__visit *v)
