@@ -43,7 +43,9 @@
  * --repeat K runs each N K times (with --compare-recording: K off and K on,
  * alternating off, on, on, off, off, on, ... so a drift in the machine's
  * load falls on both sides) and the summary gives the median of each
- * figure, its spread (min-max) and the ratio of the medians. One run of
+ * figure, its spread (min-max), the ratio of the medians and the median of
+ * the paired differences (each on run minus the off run next to it, which
+ * cancels a drift of the machine's load between pairs). One run of
  * each is too noisy on a shared machine: a single visit's CPU alone varied
  * 1.0-1.7 % of a core between runs. The summary also splits the difference
  * by thread group: the recorder threads' own CPU, and the media workers'
@@ -1472,13 +1474,48 @@ static double get_drops(const struct row *r)
     return (double)r->rec_dropped;
 }
 
+/* Each on run minus the off run of its pair (the two runs of one repeat,
+ * back to back), as a spread: the drift of the machine's load between
+ * pairs cancels. Figure `get`. */
+static struct spread paired_of(GArray *rows, int n, row_get get)
+{
+    struct spread sp = {0};
+    GArray *v = g_array_new(FALSE, FALSE, sizeof(double));
+    const struct row *first = NULL;
+    for (guint i = 0; i < rows->len; i++) {
+        const struct row *r = &g_array_index(rows, struct row, i);
+        if (r->n != n || r->recording < 0)
+            continue;
+        if (!first) {
+            first = r;
+            continue;
+        }
+        if (first->ok && r->ok && first->recording != r->recording) {
+            const struct row *on = r->recording ? r : first, *off = r->recording ? first : r;
+            double d = get(on) - get(off);
+            g_array_append_val(v, d);
+        }
+        first = NULL;
+    }
+    sp.count = (int)v->len;
+    if (v->len) {
+        qsort(v->data, v->len, sizeof(double), cmp_double);
+        double *d = (double *)v->data;
+        sp.min = d[0];
+        sp.max = d[v->len - 1];
+        sp.median = v->len % 2 ? d[v->len / 2] : (d[v->len / 2 - 1] + d[v->len / 2]) / 2;
+    }
+    g_array_unref(v);
+    return sp;
+}
+
 static void print_comparison(GArray *rows, int repeat)
 {
     g_print("\n# what recording adds, per visit (issue 4: under 30%% of the CPU without it, "
             "no forwarding loss)%s\n",
             repeat > 1 ? "; medians over the runs, ratio = of the medians" : "");
-    g_print("%-4s %9s %9s %9s %7s %12s %12s %9s %9s %9s\n", "N", "cpu off", "cpu on", "added",
-            "ratio", "rec threads", "KiB added", "loss off", "loss on", "rec drops");
+    g_print("%-4s %9s %9s %9s %7s %12s %7s %12s %9s %9s %9s\n", "N", "cpu off", "cpu on", "added",
+            "ratio", "rec threads", "rec/off", "KiB added", "loss off", "loss on", "rec drops");
     GArray *ns = g_array_new(FALSE, FALSE, sizeof(int));
     for (guint i = 0; i < rows->len; i++) {
         int n = g_array_index(rows, struct row, i).n;
@@ -1499,16 +1536,18 @@ static void print_comparison(GArray *rows, int repeat)
         struct spread loss_off = spread_of(rows, n, 0, get_loss);
         struct spread loss_on = spread_of(rows, n, 1, get_loss);
         struct spread drops = spread_of(rows, n, 1, get_drops);
-        g_print("%-4d %8.3f%% %8.3f%% %8.3f%% %6.0f%% %11.3f%% %12.0f %8.2f%% %8.2f%% %9.0f\n", n,
-                off.median, on.median, added, off.median > 0 ? 100.0 * added / off.median : -1,
-                spread_of(rows, n, 1, get_rec).median,
+        double rec = spread_of(rows, n, 1, get_rec).median;
+        g_print("%-4d %8.3f%% %8.3f%% %8.3f%% %6.0f%% %11.3f%% %6.0f%% %12.0f %8.2f%% %8.2f%% "
+                "%9.0f\n",
+                n, off.median, on.median, added, off.median > 0 ? 100.0 * added / off.median : -1,
+                rec, off.median > 0 ? 100.0 * rec / off.median : -1,
                 spread_of(rows, n, 1, get_rss).median - spread_of(rows, n, 0, get_rss).median,
                 loss_off.max, loss_on.max, drops.max);
     }
     g_print("# cpu = server CPU %% of one core per visit (whole process); rec threads = the "
             "recorder threads' share of it, measured directly (less noisy than the "
-            "difference of two runs); KiB added = RSS per visit, on minus off; loss and rec "
-            "drops: the worst run\n");
+            "difference of two runs), and rec/off = that as a share of cpu off; KiB added = RSS "
+            "per visit, on minus off; loss and rec drops: the worst run\n");
 
     g_print("\n# spread and where the added CPU goes, %% of a core per visit: median [min-max] "
             "over %d run(s) each\n",
@@ -1540,6 +1579,13 @@ static void print_comparison(GArray *rows, int repeat)
                 above_on.median - s[9].median,
                 s[9].median > 0 ? 100.0 * (above_on.median - s[9].median) / s[9].median : -1,
                 s[4].median + wk, s[0].median > 0 ? 100.0 * (s[4].median + wk) / s[0].median : -1);
+        struct spread pc = paired_of(rows, n, get_cpu), pw = paired_of(rows, n, get_media);
+        if (pc.count)
+            g_print("     (paired, each on run minus the off run next to it: cpu %.3f%% "
+                    "[%.3f-%.3f] = %.0f%% of cpu off, workers %.3f%% [%.3f-%.3f])\n",
+                    pc.median, pc.min, pc.max,
+                    s[0].median > 0 ? 100.0 * pc.median / s[0].median : -1, pw.median, pw.min,
+                    pw.max);
     }
     g_print("# workers = the media worker threads (forwarding, and with recording on the copy of "
             "each packet into the recorder's ring): wk added = workers on - off, (ratio) = of "
