@@ -1,6 +1,8 @@
 # Media core: ICE (libnice), DTLS-SRTP (OpenSSL + libsrtp2), forwarding workers.
 pkg_check_modules(NICE REQUIRED IMPORTED_TARGET nice>=0.1.19)
 pkg_check_modules(SRTP REQUIRED IMPORTED_TARGET libsrtp2>=2.2)
+# HMAC-SHA1 for SRTP without a per-packet allocation (media/srtp_crypto.c).
+pkg_check_modules(NETTLE REQUIRED IMPORTED_TARGET nettle>=3.4)
 target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/media.c
   ${CMAKE_CURRENT_LIST_DIR}/worker.c
@@ -11,7 +13,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/srtp_crypto.c
   ${CMAKE_CURRENT_LIST_DIR}/forward.c
 )
-target_link_libraries(telemed PUBLIC PkgConfig::NICE PkgConfig::SRTP)
+target_link_libraries(telemed PUBLIC PkgConfig::NICE PkgConfig::SRTP PkgConfig::NETTLE)
 
 tm_unit_test(test_dtls_srtp tests/media/test_dtls_srtp.c)
 tm_unit_test(test_srtp_crypto tests/media/test_srtp_crypto.c)
