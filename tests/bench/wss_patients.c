@@ -105,7 +105,7 @@ static struct {
     size_t n, next;
     int inflight, concurrency, failed, di;
     char first_error[256];
-    char host[64], path[256], secret[256];
+    char host[64], path[256], secret[256], dept[64];
     int port;
     double t0;
 } op;
@@ -583,7 +583,7 @@ static void on_answer(conn *c, const char *p, size_t n)
         json_decref(m);
         char req[160];
         snprintf(req, sizeof(req), "{\"type\":\"checkin\",\"id\":\"2\",\"dept\":\"%s\"}",
-                 c->di == 1 ? "endo" : "cardio");
+                 op.dept); /* opening conns are all of the current open */
         c->st = C_CHECKIN;
         c->deadline = now_ms() + OPEN_TIMEOUT_MS;
         send_request(c, req);
@@ -989,12 +989,14 @@ static void cmd_open(json_int_t seq, json_t *m)
     const char *dept = json_string_value(json_object_get(m, "dept"));
     int conc = (int)json_integer_value(json_object_get(m, "concurrency"));
     if (op.active || !json_is_array(subs) || !url || !secret || !dept || parse_url(url) ||
-        strlen(secret) >= sizeof(op.secret)) {
+        strlen(secret) >= sizeof(op.secret) || strlen(dept) >= sizeof(op.dept) ||
+        strpbrk(dept, "\"\\")) {
         reply(json_pack("{s:I, s:s}", "re", seq, "error", "open: bad arguments or already opening"));
         return;
     }
     memset(op.first_error, 0, sizeof(op.first_error));
     snprintf(op.secret, sizeof(op.secret), "%s", secret);
+    snprintf(op.dept, sizeof(op.dept), "%s", dept);
     op.di = strcmp(dept, "cardio") == 0 ? 0 : strcmp(dept, "endo") == 0 ? 1 : -1;
     op.concurrency = conc > 0 ? conc : 24;
     op.n = json_array_size(subs);
