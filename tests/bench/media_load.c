@@ -1405,8 +1405,6 @@ done:
 
 /* ---------------------------------------------------------- the summary */
 
-/* The median, min and max of the figure `get` over the ok rows of N with
- * recording `rec`; returns how many rows there were. */
 struct spread {
     int count;
     double median, min, max;
@@ -1414,18 +1412,10 @@ struct spread {
 
 typedef double (*row_get)(const struct row *r);
 
-static struct spread spread_of(GArray *rows, int n, int rec, row_get get)
+/* Median and range of v's doubles; frees v. */
+static struct spread spread_take(GArray *v)
 {
-    struct spread sp = {0};
-    GArray *v = g_array_new(FALSE, FALSE, sizeof(double));
-    for (guint i = 0; i < rows->len; i++) {
-        const struct row *r = &g_array_index(rows, struct row, i);
-        if (r->ok && r->n == n && r->recording == rec) {
-            double x = get(r);
-            g_array_append_val(v, x);
-        }
-    }
-    sp.count = (int)v->len;
+    struct spread sp = {.count = (int)v->len};
     if (v->len) {
         qsort(v->data, v->len, sizeof(double), cmp_double);
         double *d = (double *)v->data;
@@ -1435,6 +1425,21 @@ static struct spread spread_of(GArray *rows, int n, int rec, row_get get)
     }
     g_array_unref(v);
     return sp;
+}
+
+/* The median, min and max of the figure `get` over the ok rows of N with
+ * recording `rec`; returns how many rows there were. */
+static struct spread spread_of(GArray *rows, int n, int rec, row_get get)
+{
+    GArray *v = g_array_new(FALSE, FALSE, sizeof(double));
+    for (guint i = 0; i < rows->len; i++) {
+        const struct row *r = &g_array_index(rows, struct row, i);
+        if (r->ok && r->n == n && r->recording == rec) {
+            double x = get(r);
+            g_array_append_val(v, x);
+        }
+    }
+    return spread_take(v);
 }
 
 static double get_cpu(const struct row *r)
@@ -1479,7 +1484,6 @@ static double get_drops(const struct row *r)
  * pairs cancels. Figure `get`. */
 static struct spread paired_of(GArray *rows, int n, row_get get)
 {
-    struct spread sp = {0};
     GArray *v = g_array_new(FALSE, FALSE, sizeof(double));
     const struct row *first = NULL;
     for (guint i = 0; i < rows->len; i++) {
@@ -1497,16 +1501,7 @@ static struct spread paired_of(GArray *rows, int n, row_get get)
         }
         first = NULL;
     }
-    sp.count = (int)v->len;
-    if (v->len) {
-        qsort(v->data, v->len, sizeof(double), cmp_double);
-        double *d = (double *)v->data;
-        sp.min = d[0];
-        sp.max = d[v->len - 1];
-        sp.median = v->len % 2 ? d[v->len / 2] : (d[v->len / 2 - 1] + d[v->len / 2]) / 2;
-    }
-    g_array_unref(v);
-    return sp;
+    return spread_take(v);
 }
 
 static void print_comparison(GArray *rows, int repeat)
