@@ -52,16 +52,16 @@ int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event
     *n = 0;
     if (limit <= 0)
         return TM_EINVAL;
-    sqlite3 *db = tm__store_db(s);
     /* "+state" keeps the planner on the rowid range instead of the
-     * (state, visit_id, seq) index plus a sort of every pending row. */
+     * (state, visit_id, seq) index plus a sort of every pending row.
+     * Cached: the feed runs this every second even when nothing is due. */
     sqlite3_stmt *st =
-        prepare(db, "SELECT seq, event_id, type, visit_id, occurred_at, attempts,"
-                    "       next_attempt_at, payload"
-                    "  FROM outbox"
-                    " WHERE seq >= (SELECT min(seq) FROM outbox WHERE state = 'pending')"
-                    "   AND +state = 'pending'"
-                    " ORDER BY seq");
+        tm__store_stmt(s, "SELECT seq, event_id, type, visit_id, occurred_at, attempts,"
+                          "       next_attempt_at, payload"
+                          "  FROM outbox"
+                          " WHERE seq >= (SELECT min(seq) FROM outbox WHERE state = 'pending')"
+                          "   AND +state = 'pending'"
+                          " ORDER BY seq");
     if (!st)
         return TM_EIO;
     tm_outbox_event *ev = calloc((size_t)limit, sizeof(*ev));
@@ -109,7 +109,7 @@ int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event
     if (rc == SQLITE_ROW)
         rc = SQLITE_DONE; /* stopped because the batch is full */
 done:
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     if (visits)
         g_hash_table_destroy(visits);
     if (rc != SQLITE_DONE) {
@@ -136,10 +136,9 @@ void tm_outbox_events_free(tm_outbox_event *ev, size_t n)
 
 int tm_outbox_next_due(tm_store *s, int64_t *due_ms)
 {
-    sqlite3 *db = tm__store_db(s);
-    sqlite3_stmt *st = prepare(db, "WITH heads AS (" HEADS_SQL ")"
-                                   " SELECT min(hd.next_attempt_at) FROM heads h"
-                                   "   JOIN outbox hd ON hd.seq = h.head");
+    sqlite3_stmt *st = tm__store_stmt(s, "WITH heads AS (" HEADS_SQL ")"
+                                         " SELECT min(hd.next_attempt_at) FROM heads h"
+                                         "   JOIN outbox hd ON hd.seq = h.head");
     if (!st)
         return TM_EIO;
     int rc = sqlite3_step(st);
@@ -150,7 +149,7 @@ int tm_outbox_next_due(tm_store *s, int64_t *due_ms)
     } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         ret = TM_EIO;
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return ret;
 }
 

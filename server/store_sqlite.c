@@ -46,7 +46,8 @@ static int fail_db(tm_store *s, int rc)
     return TM_EIO;
 }
 
-/* Returns the cached statement for sql, reset and with bindings cleared. */
+/* Returns the cached statement for sql, reset and with bindings cleared.
+ * sql is the key by address: pass a string literal. */
 static sqlite3_stmt *stmt(tm_store *s, const char *sql)
 {
     sqlite3_stmt *st = g_hash_table_lookup(s->stmts, sql);
@@ -61,6 +62,11 @@ static sqlite3_stmt *stmt(tm_store *s, const char *sql)
     }
     g_hash_table_insert(s->stmts, (gpointer)sql, st);
     return st;
+}
+
+sqlite3_stmt *tm__store_stmt(tm_store *s, const char *sql)
+{
+    return stmt(s, sql);
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *v)
