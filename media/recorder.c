@@ -1178,6 +1178,20 @@ static void take_packet(tm_recorder *r, const rec_hdr *rh, arena *a, gsize off)
     g_array_insert_val(t->held, at, h);
 }
 
+/* The record at ring position *i, or NULL after moving *i past the gap
+ * the writer left at the end of the ring. */
+static const rec_hdr *record_at(const tm_recorder *r, uint64_t *i)
+{
+    size_t pos = (size_t)(*i % TM_RECORDER_RING_BYTES);
+    size_t to_end = TM_RECORDER_RING_BYTES - pos;
+    const rec_hdr *h = (const rec_hdr *)(r->ring + pos);
+    if (to_end < REC_HDR || h->skip) {
+        *i += to_end;
+        return NULL;
+    }
+    return h;
+}
+
 /* Moves every queued packet out of the ring. The packets of one pass are
  * copied into one allocation (the arena), which the held packets and the
  * frames made of them share, so a batch costs one malloc, not one per
@@ -1191,13 +1205,9 @@ static void drain(tm_recorder *r)
     while (tail != head) {
         gsize total = 0;
         for (uint64_t i = tail; i != head;) {
-            size_t pos = (size_t)(i % TM_RECORDER_RING_BYTES);
-            size_t to_end = TM_RECORDER_RING_BYTES - pos;
-            const rec_hdr *h = (const rec_hdr *)(r->ring + pos);
-            if (to_end < REC_HDR || h->skip) {
-                i += to_end;
+            const rec_hdr *h = record_at(r, &i);
+            if (!h)
                 continue;
-            }
             total += (h->len + 7) & ~(gsize)7;
             i += rec_bytes(h->len);
         }
@@ -1208,16 +1218,12 @@ static void drain(tm_recorder *r)
         }
         gsize off = 0;
         while (tail != head) {
-            size_t pos = (size_t)(tail % TM_RECORDER_RING_BYTES);
-            size_t to_end = TM_RECORDER_RING_BYTES - pos;
-            const rec_hdr *h = (const rec_hdr *)(r->ring + pos);
-            if (to_end < REC_HDR || h->skip) {
-                tail += to_end;
+            const rec_hdr *h = record_at(r, &tail);
+            if (!h)
                 continue;
-            }
             if (a) {
                 /* 8-aligned in the arena too, so RTP headers stay aligned */
-                memcpy(a->data + off, r->ring + pos + REC_HDR, h->len);
+                memcpy(a->data + off, (const unsigned char *)h + REC_HDR, h->len);
                 take_packet(r, h, a, off);
                 off += (h->len + 7) & ~(gsize)7;
             } else {
