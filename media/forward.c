@@ -42,9 +42,18 @@ static void request_keyframe(tm__peer *sender, tm__in_stream *s, bool joining)
     /* A joining receiver cannot wait a second; repeated joins still cannot
      * make the sender encode keyframes back to back. */
     int64_t gap = joining ? 200 : TM__PLI_INTERVAL_MS;
-    if (!sender->srtp || !s->ssrc || (s->last_pli_ms && now - s->last_pli_ms < gap))
+    if (!sender->srtp || !s->ssrc)
         return;
+    if (s->last_pli_ms && now - s->last_pli_ms < gap) {
+        /* The keyframe asked for earlier may have gone out before this
+         * receiver was bound: ask again once the gap is over (the sender's
+         * next packet checks) rather than leave it to the next keyframe. */
+        if (joining)
+            s->join_pli_due = true;
+        return;
+    }
     s->last_pli_ms = now;
+    s->join_pli_due = false;
     tm__worker *w = sender->w;
     int n = tm_rtcp_build_pli(w->rtcp, sizeof w->rtcp - TRAILER_ROOM, sender->rtcp_ssrc, s->ssrc);
     if (n <= 0)
@@ -228,6 +237,8 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
         return;
     if (s->kind == TM_MEDIA_VIDEO)
         track_loss(from, s, h.seq, now_us / 1000);
+    if (s->join_pli_due)
+        request_keyframe(from, s, true);
     tm__visit *v = from->visit;
     if (v->rec_path && !v->rec && !v->rec_failed)
         tm__visit_record_maybe_start(v, now_us / 1000); /* until it starts, once per visit */

@@ -124,6 +124,7 @@ typedef struct tm__in_stream {
     int ext_mid, ext_abs; /* the sender's extension ids, 0 = none */
     tm_stream_stats *stats;
     int64_t last_pli_ms;
+    bool join_pli_due; /* a joining receiver's request waits out the gap */
     uint8_t fir_seq;
     int rec_track1;    /* recorder track + 1, 0 = not recorded */
     uint64_t remb_bps; /* last REMB we sent for it */
