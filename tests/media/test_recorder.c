@@ -108,6 +108,16 @@ static void free_rtp(GArray *a)
     g_array_free(a, TRUE);
 }
 
+/* Sleeps until the packet's media time: packets reach the recorder at the
+ * pace a sender's would. */
+static void wait_for_pts(int64_t t0_us, GstClockTime pts)
+{
+    int64_t due = t0_us + (int64_t)(pts / 1000);
+    int64_t now = g_get_monotonic_time();
+    if (due > now)
+        g_usleep((gulong)(due - now));
+}
+
 /* Pushes packets [from, to) at their media pace (as a sender's packets
  * would arrive) to the recorder(s): audio to track base+0, video to
  * base+1, for each base in bases. */
@@ -116,10 +126,7 @@ static void push_paced(tm_recorder **rs, int nr, GArray *a, guint from, guint to
 {
     for (guint i = from; i < to && i < a->len; i++) {
         pkt *k = &g_array_index(a, pkt, i);
-        int64_t due = t0_us + (int64_t)(k->pts / 1000);
-        int64_t now = g_get_monotonic_time();
-        if (due > now)
-            g_usleep((gulong)(due - now));
+        wait_for_pts(t0_us, k->pts);
         gsize len;
         const uint8_t *d = g_bytes_get_data(k->data, &len);
         for (int j = 0; j < nr; j++)
@@ -416,10 +423,7 @@ static void test_reconnect(void)
     int64_t t0 = g_get_monotonic_time();
     for (guint i = 0; i < rtp->len; i++) {
         pkt *k = &g_array_index(rtp, pkt, i);
-        int64_t due = t0 + (int64_t)(k->pts / 1000);
-        int64_t now = g_get_monotonic_time();
-        if (due > now)
-            g_usleep((gulong)(due - now));
+        wait_for_pts(t0, k->pts);
         gsize len;
         const uint8_t *d = g_bytes_get_data(k->data, &len);
         uint8_t copy[TM_RECORDER_SLOT_BYTES];
@@ -478,10 +482,7 @@ static void test_reorder(void)
             i++;
         }
         pkt *last = &g_array_index(rtp, pkt, order[0] > order[1] ? order[0] : order[1]);
-        int64_t due = t0 + (int64_t)(last->pts / 1000);
-        int64_t now = g_get_monotonic_time();
-        if (due > now)
-            g_usleep((gulong)(due - now));
+        wait_for_pts(t0, last->pts);
         for (int j = 0; j < n; j++) {
             pkt *q = &g_array_index(rtp, pkt, order[j]);
             gsize len;
