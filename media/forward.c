@@ -243,7 +243,7 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
     if (v->rec_path && !v->rec && !v->rec_failed)
         tm__visit_record_maybe_start(v, now_us / 1000); /* until it starts, once per visit */
     if (v->rec && s->rec_track1)
-        tm_recorder_push(v->rec, s->rec_track1 - 1, buf, len); /* copies; never blocks */
+        tm_recorder_push_at(v->rec, s->rec_track1 - 1, buf, len, now_us); /* copies; never blocks */
     if (!s->stats)
         s->stats = tm_stream_stats_new(s->ssrc, s->clock, s->kind == TM_MEDIA_VIDEO, 0);
     if (s->stats) {

@@ -242,6 +242,12 @@ static int64_t mono_ns(void)
 
 int tm_recorder_push(tm_recorder *r, int track_index, const uint8_t *rtp, size_t len)
 {
+    return tm_recorder_push_at(r, track_index, rtp, len, mono_ns() / 1000);
+}
+
+int tm_recorder_push_at(tm_recorder *r, int track_index, const uint8_t *rtp, size_t len,
+                        int64_t arrival_us)
+{
     int rc;
     if (track_index < 0 || (size_t)track_index >= r->ntracks || len < 12) {
         rc = TM_EINVAL;
@@ -277,7 +283,7 @@ int tm_recorder_push(tm_recorder *r, int track_index, const uint8_t *rtp, size_t
     h->len = (uint32_t)len;
     h->track = (uint16_t)track_index;
     h->skip = 0;
-    h->arrival_ns = mono_ns();
+    h->arrival_ns = arrival_us * 1000;
     memcpy(r->ring + pos + REC_HDR, rtp, len);
     head += skip + need;
     atomic_store_explicit(&r->head, head, memory_order_release);

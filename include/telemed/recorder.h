@@ -127,6 +127,12 @@ void tm_recorder_on_failure(tm_recorder *r, tm_recorder_failure_cb cb, void *use
  * than an RTP header, TM_EIO after a failure; all but 0 count as dropped. */
 int tm_recorder_push(tm_recorder *r, int track, const uint8_t *rtp, size_t len);
 
+/* The same, with the packet's arrival time already read by the caller
+ * (CLOCK_MONOTONIC in microseconds, as g_get_monotonic_time()), so the
+ * forwarding path reads the clock once per packet. */
+int tm_recorder_push_at(tm_recorder *r, int track, const uint8_t *rtp, size_t len,
+                        int64_t arrival_us);
+
 /* Counters so far; safe from any thread. */
 void tm_recorder_stats_get(const tm_recorder *r, tm_recorder_stats *out);
 
