@@ -8,12 +8,12 @@
  */
 #include "telemed/fanout.h"
 
+#include <glib.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Below this many frames the pool's wake-up costs more than it saves. */
 #define CHUNK 32
@@ -44,13 +44,6 @@ bool tm_fanout_item_set(tm_fanout_item *item, struct lws *wsi, void *user, const
     return true;
 }
 
-static int64_t monotonic_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* On the service thread alone a frame may be written whenever lws holds no
  * unsent bytes of an earlier one: if the socket takes only part of it, lws
  * keeps the rest and asks for a writable event itself. A pool thread must
@@ -65,7 +58,7 @@ static void write_item(tm_fanout_item *it, bool on_pool)
         int n = lws_write(it->wsi, it->buf + LWS_PRE, it->len, LWS_WRITE_TEXT);
         it->result = n >= (int)it->len ? TM_FANOUT_SENT : TM_FANOUT_FAILED;
     }
-    it->done_us = monotonic_us();
+    it->done_us = g_get_monotonic_time();
 }
 
 static void take_chunks(tm_fanout *f)

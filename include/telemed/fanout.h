@@ -40,7 +40,7 @@ typedef struct tm_fanout_item {
     void *user; /* the caller's, untouched */
     uint16_t len;
     uint8_t result;  /* tm_fanout_result, set by tm_fanout_write */
-    int64_t done_us; /* CLOCK_MONOTONIC when written, set by tm_fanout_write */
+    int64_t done_us; /* g_get_monotonic_time() when written, set by tm_fanout_write */
     unsigned char buf[LWS_PRE + TM_FANOUT_MAX_TEXT]; /* text at buf + LWS_PRE */
 } tm_fanout_item;
 
