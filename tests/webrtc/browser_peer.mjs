@@ -258,7 +258,7 @@ export class TmPeer {
         out.outbound.push({
           codec: codec(s.codecId), kind: s.kind, ssrc: s.ssrc, packetsSent: s.packetsSent, framesEncoded: s.framesEncoded || 0,
           nackCount: s.nackCount || 0, pliCount: s.pliCount || 0, keyFramesEncoded: s.keyFramesEncoded || 0,
-          frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
+          retransmittedPacketsSent: s.retransmittedPacketsSent || 0, frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
         });
       }
     });

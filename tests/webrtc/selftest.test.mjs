@@ -113,19 +113,27 @@ async function directSession(t, extraArgs) {
   assert.ok(Number(r.result.video_frames) > 50, describe('client', r));
   assert.equal(r.result.width, '320');
   assert.ok(Number(r.result.audio_ms) >= 5000);
-  return r;
+  const out = (await pageStats(page)).outbound.find((o) => o.kind === 'video');
+  return { ...r, chromiumOut: out };
 }
 
 test('webrtc_client and chromium exchange VP8 + Opus directly (no server)', { timeout: 90000 }, async (t) => {
   await directSession(t, []);
 });
 
-// Proves the client's loss hook and NACK path against a sender known to
-// answer NACKs, so the server's loss test measures the server.
+// Proves the client's loss hook and its repair count against a sender known
+// to answer NACKs, so the server's loss test measures the server. Chromium
+// resends what it is asked for; not every loss is asked for, because
+// GStreamer's session drops a NACK it could not send before the packet's
+// deadline, so the bar is the one the server's loss test uses.
 test('webrtc_client loss hook: chromium repairs dropped packets after NACK', { timeout: 90000 }, async (t) => {
-  const r = await directSession(t, ['--drop-every', '25']);
+  const r = await directSession(t, ['--drop-every', '10']);
   const dropped = Number(r.result.dropped);
-  const repaired = Number(r.result.repaired) + Number(r.result.other_pt_packets);
-  assert.ok(dropped >= 5, describe('client', r));
-  assert.ok(repaired >= dropped * 0.8, `repaired ${repaired} of ${dropped}\n${describe('client', r)}`);
+  const repaired = Number(r.result.repaired);
+  const resent = r.chromiumOut?.retransmittedPacketsSent ?? 0;
+  const why = `repaired ${repaired} of ${dropped}, chromium resent ${resent} after ${r.chromiumOut?.nackCount} NACKs\n${describe('client', r)}`;
+  console.log(`# loss: dropped=${dropped} repaired=${repaired} rtx=${r.result.repaired_rtx} chromium_nacks=${r.chromiumOut?.nackCount} chromium_rtx=${resent} ${r.out.match(/unrepaired=\S+/)?.[0] ?? ''}`);
+  assert.ok(dropped >= 10, why);
+  assert.ok(repaired <= dropped && repaired <= resent, why);
+  assert.ok(repaired >= dropped * 0.5, why);
 });

@@ -94,8 +94,10 @@ struct app {
     struct in_stream streams[MAX_STREAMS];
     int n_streams;
     /* loss hook counters (stats_lock) */
-    guint64 dropped, repaired;
-    GHashTable *dropped_seqs;     /* (ssrc<<16|seq) -> 1 dropped, 2 seen again */
+    guint64 dropped, repaired, repaired_rtx;
+    GHashTable *dropped_seqs;     /* seq -> (ms after connect << 1) | seen again */
+    guint32 drop_ssrc;            /* the one video stream the hook drops from */
+    gint64 drop_until_us;         /* no drops once a repair could not come in time */
     int video_pt, audio_pt;       /* from the answer, atomic; -1 until known */
     int other_pt_packets;         /* atomic: RTP with neither PT (e.g. RTX) */
     guint audio_ssrc, video_ssrc; /* what we send */
@@ -198,48 +200,88 @@ static GstPadProbeReturn on_decoded(GstPad *pad, GstPadProbeInfo *info, gpointer
     return GST_PAD_PROBE_OK;
 }
 
-/* Loss hook: drop every Nth video RTP packet on its first arrival, while
- * it is still SRTP (the RTP header is in the clear), so that neither the
- * SRTP replay window nor the jitterbuffer has seen it: exactly like loss
- * on the wire. Counts how many dropped sequence numbers come back
- * (a plain retransmission after our NACK; RTX shows in other_pt). */
+/* Loss hook: drop every Nth packet of one incoming video stream on its
+ * first arrival, while it is still SRTP (the RTP header is in the clear),
+ * so that neither the SRTP replay window nor the jitterbuffer has seen it:
+ * exactly like loss on the wire. No drops in the run's last 1.5 s, where a
+ * repair could not arrive before we stop counting. A dropped sequence
+ * number that comes back, plainly (here) or inside RTX (on_srtp_out),
+ * counts as repaired. */
 static GstPadProbeReturn on_srtp_in(GstPad *pad, GstPadProbeInfo *info, gpointer ud)
 {
     GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER(info);
     static guint64 count;
-    GstMapInfo map;
-    if (!buf || !gst_buffer_map(buf, &map, GST_MAP_READ))
+    guint8 hdr[12];
+    if (!buf || gst_buffer_extract(buf, 0, hdr, sizeof hdr) != sizeof hdr || (hdr[0] >> 6) != 2)
         return GST_PAD_PROBE_OK;
-    if (map.size < 12 || (map.data[0] >> 6) != 2) {
-        gst_buffer_unmap(buf, &map);
-        return GST_PAD_PROBE_OK;
-    }
-    guint8 pt = map.data[1] & 0x7f;
-    guint16 seq = (guint16)((map.data[2] << 8) | map.data[3]);
-    guint32 ssrc = ((guint32)map.data[8] << 24) | ((guint32)map.data[9] << 16) |
-                   ((guint32)map.data[10] << 8) | map.data[11];
-    gst_buffer_unmap(buf, &map);
+    guint8 pt = hdr[1] & 0x7f;
+    guint16 seq = (guint16)((hdr[2] << 8) | hdr[3]);
+    guint32 ssrc = ((guint32)hdr[8] << 24) | ((guint32)hdr[9] << 16) | ((guint32)hdr[10] << 8) |
+                   hdr[11];
     int vpt = g_atomic_int_get(&A.video_pt);
     if (vpt < 0 || pt != vpt) {
         if (vpt >= 0 && pt != g_atomic_int_get(&A.audio_pt) && pt >= 96)
             g_atomic_int_inc(&A.other_pt_packets); /* RTX and the like */
         return GST_PAD_PROBE_OK;
     }
-    gpointer key = GSIZE_TO_POINTER(((gsize)ssrc << 16) | seq);
+    gint64 now = g_get_monotonic_time();
+    gpointer key = GUINT_TO_POINTER((guint)seq);
     GstPadProbeReturn ret = GST_PAD_PROBE_OK;
     g_mutex_lock(&A.stats_lock);
-    if (g_hash_table_contains(A.dropped_seqs, key)) {
-        if (GPOINTER_TO_INT(g_hash_table_lookup(A.dropped_seqs, key)) == 1) {
-            g_hash_table_insert(A.dropped_seqs, key, GINT_TO_POINTER(2));
+    if (!A.drop_ssrc)
+        A.drop_ssrc = ssrc;
+    gpointer v;
+    if (ssrc != A.drop_ssrc) {
+        /* another stream: never dropped from */
+    } else if (g_hash_table_lookup_extended(A.dropped_seqs, key, NULL, &v)) {
+        if (!(GPOINTER_TO_UINT(v) & 1)) {
+            g_hash_table_insert(A.dropped_seqs, key, GUINT_TO_POINTER(GPOINTER_TO_UINT(v) | 1));
             A.repaired++;
         }
-    } else if (++count % (guint64)A.o.drop_every == 0) {
-        g_hash_table_insert(A.dropped_seqs, key, GINT_TO_POINTER(1));
+    } else if (++count % (guint64)A.o.drop_every == 0 && A.drop_until_us && now < A.drop_until_us) {
+        guint ms = (guint)MAX(0, (now - A.t_connected_us) / 1000);
+        g_hash_table_insert(A.dropped_seqs, key, GUINT_TO_POINTER(ms << 1));
         A.dropped++;
         ret = GST_PAD_PROBE_DROP;
     }
     g_mutex_unlock(&A.stats_lock);
     return ret;
+}
+
+/* After decryption: an RTX packet (RFC 4588) carries the original
+ * sequence number in the first two bytes of its payload. */
+static GstPadProbeReturn on_srtp_out(GstPad *pad, GstPadProbeInfo *info, gpointer ud)
+{
+    GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER(info);
+    guint8 h[64];
+    gsize n = buf ? gst_buffer_extract(buf, 0, h, sizeof h) : 0;
+    if (n < 14 || (h[0] >> 6) != 2)
+        return GST_PAD_PROBE_OK;
+    guint8 pt = h[1] & 0x7f;
+    int vpt = g_atomic_int_get(&A.video_pt);
+    if (vpt < 0 || pt < 96 || pt == vpt || pt == g_atomic_int_get(&A.audio_pt))
+        return GST_PAD_PROBE_OK;
+    gsize off = 12 + 4u * (h[0] & 0x0f);
+    if ((h[0] & 0x10) && off + 4 <= n)
+        off += 4 + 4u * ((h[off + 2] << 8) | h[off + 3]);
+    gsize payload = gst_buffer_get_size(buf);
+    if ((h[0] & 0x20) && payload > 0) { /* padding: its last byte says how much */
+        guint8 pad_len = 0;
+        gst_buffer_extract(buf, payload - 1, &pad_len, 1);
+        payload = payload >= pad_len ? payload - pad_len : 0;
+    }
+    if (off + 2 > n || off + 2 > payload) /* padding-only probes carry no OSN */
+        return GST_PAD_PROBE_OK;
+    gpointer key = GUINT_TO_POINTER((guint)((h[off] << 8) | h[off + 1]));
+    gpointer v;
+    g_mutex_lock(&A.stats_lock);
+    if (g_hash_table_lookup_extended(A.dropped_seqs, key, NULL, &v) && !(GPOINTER_TO_UINT(v) & 1)) {
+        g_hash_table_insert(A.dropped_seqs, key, GUINT_TO_POINTER(GPOINTER_TO_UINT(v) | 1));
+        A.repaired++;
+        A.repaired_rtx++;
+    }
+    g_mutex_unlock(&A.stats_lock);
+    return GST_PAD_PROBE_OK;
 }
 
 /* -------------------------------------------------------- media: incoming */
@@ -494,6 +536,11 @@ static void on_deep_element_added(GstBin *bin, GstBin *sub, GstElement *e, gpoin
         return;
     gst_pad_add_probe(sp, GST_PAD_PROBE_TYPE_BUFFER, on_srtp_in, NULL, NULL);
     gst_object_unref(sp);
+    GstPad *out = gst_element_get_static_pad(e, "rtp_src");
+    if (out) {
+        gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_BUFFER, on_srtp_out, NULL, NULL);
+        gst_object_unref(out);
+    }
     g_print("event=loss_hook element=%s every=%d\n", GST_ELEMENT_NAME(e), A.o.drop_every);
 }
 
@@ -612,6 +659,9 @@ static int start_media(void)
     GstPromise *p = gst_promise_new_with_change_func(on_offer_created, NULL, NULL);
     g_signal_emit_by_name(A.webrtc, "create-offer", NULL, p);
     A.run_timer = g_timeout_add((guint)A.o.duration * 1000, run_timer_cb, NULL);
+    g_mutex_lock(&A.stats_lock);
+    A.drop_until_us = g_get_monotonic_time() + (gint64)A.o.duration * G_USEC_PER_SEC - 1500000;
+    g_mutex_unlock(&A.stats_lock);
     if (A.o.duration > 3)
         A.tail_timer = g_timeout_add((guint)(A.o.duration - 3) * 1000, tail_timer_cb, NULL);
     if (A.o.end_after > 0)
@@ -895,17 +945,29 @@ static void print_summary(void)
             audio_ns = MAX(audio_ns, s->audio_ns);
         }
     }
-    guint64 dropped = A.dropped, repaired = A.repaired;
+    guint64 dropped = A.dropped, repaired = A.repaired, repaired_rtx = A.repaired_rtx;
+    GString *unrepaired = g_string_new(NULL);
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, A.dropped_seqs);
+    while (g_hash_table_iter_next(&it, &k, &v))
+        if (!(GPOINTER_TO_UINT(v) & 1))
+            g_string_append_printf(unrepaired, "%s%u@%ums", unrepaired->len ? "," : "",
+                                   GPOINTER_TO_UINT(k), GPOINTER_TO_UINT(v) >> 1);
     g_mutex_unlock(&A.stats_lock);
+    if (unrepaired->len)
+        g_print("loss unrepaired=%s\n", unrepaired->str); /* seq@ms after connect */
+    g_string_free(unrepaired, TRUE);
     g_print("result ok=%d role=%s visit=%s video_frames=%" G_GUINT64_FORMAT
             " width=%d height=%d audio_ms=%" G_GUINT64_FORMAT " join_ms=%.0f "
             "connect_ms=%.0f first_frame_after_connect_ms=%.0f dropped=%" G_GUINT64_FORMAT
-            " repaired=%" G_GUINT64_FORMAT " other_pt_packets=%d tail_frames=%" G_GINT64_FORMAT
+            " repaired=%" G_GUINT64_FORMAT " repaired_rtx=%" G_GUINT64_FORMAT
+            " other_pt_packets=%d tail_frames=%" G_GINT64_FORMAT
             "\n",
             A.exit_code == 0, A.o.role, A.visit_id ? A.visit_id : "-", frames, w, h,
             audio_ns / 1000000, ms_since(A.t_active_us, first_video),
             ms_since(A.t_offer_us, A.t_connected_us), ms_since(A.t_connected_us, first_video),
-            dropped, repaired, g_atomic_int_get(&A.other_pt_packets),
+            dropped, repaired, repaired_rtx, g_atomic_int_get(&A.other_pt_packets),
             A.tail_marked ? (gint64)(frames - A.frames_at_tail) : (gint64)-1);
     if (A.fail_reason)
         g_print("fail reason=\"%s\"\n", A.fail_reason);
