@@ -83,10 +83,11 @@ int tm__srtp_unprotect_rtcp(tm__srtp *s, uint8_t *buf, size_t *len);
 int tm__srtp_protect_rtp(tm__srtp *s, uint8_t *buf, size_t *len);
 int tm__srtp_protect_rtcp(tm__srtp *s, uint8_t *buf, size_t *len);
 
-/* ---- SRTP crypto over OpenSSL EVP (media/srtp_crypto.c) ---- */
+/* ---- SRTP crypto over Nettle and OpenSSL EVP (media/srtp_crypto.c) ---- */
 
 /* Replaces libsrtp's AES-ICM (128/192/256), AES-GCM (128/256) and HMAC-SHA1
- * with OpenSSL 3 EVP versions that keep one context per cipher/auth object
+ * with versions over Nettle (AES-ICM, HMAC) and OpenSSL 3 EVP (AES-GCM) that
+ * keep one context per cipher/auth object
  * (Debian's NSS-backed libsrtp2 builds a PK11 context per packet). Call once,
  * after srtp_init, before sessions are made; sessions made earlier keep what
  * they have. libsrtp self-tests each replacement and keeps its original for an
