@@ -8,6 +8,7 @@
  * Owns: the agent and its one stream/component. The agent is created with the
  * worker's GMainContext, so every libnice callback runs on the worker thread.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "media_internal.h"
@@ -16,6 +17,84 @@ static tm__counters *ctr(tm__peer *p)
 {
     return &p->w->counters;
 }
+
+/* ---- sending ----
+ *
+ * nice_agent_send goes through the agent's lock, its component look-up, the
+ * UDP NiceSocket and GIO's g_socket_send_message (a GSocketAddress turned back
+ * into a sockaddr, cancellable and timeout checks) before its sendmsg: code
+ * and data a worker woken by one packet finds cold, once per forwarded packet
+ * (libnice, GIO and GObject were ~10 % of the server's perf samples at N = 1,
+ * issue 3). Once ICE has selected a pair, libnice itself sends our data as
+ * one sendmsg on that pair's local socket to the remote address, so we do
+ * that directly: the socket is the one nice_agent_get_selected_socket hands
+ * out for this purpose (NULL for a relayed local candidate, which needs
+ * libnice's TURN framing), held until the pair changes, the component leaves
+ * READY/CONNECTED, ICE restarts or the agent goes: then libnice sends again.
+ * STUN (checks, consent freshness, keepalives) stays libnice's. */
+
+static void tx_clear(tm__peer *p)
+{
+    if (p->tx_sock)
+        g_object_unref(p->tx_sock);
+    p->tx_sock = NULL;
+    p->tx_fd = -1;
+    p->tx_addrlen = 0;
+}
+
+static void tx_refresh(tm__peer *p)
+{
+    tx_clear(p);
+    if (!p->agent)
+        return;
+    guint st = nice_agent_get_component_state(p->agent, p->stream_id, 1);
+    if (st != NICE_COMPONENT_STATE_READY && st != NICE_COMPONENT_STATE_CONNECTED)
+        return;
+    NiceCandidate *local = NULL, *remote = NULL;
+    if (!nice_agent_get_selected_pair(p->agent, p->stream_id, 1, &local, &remote) || !local ||
+        !remote || local->type == NICE_CANDIDATE_TYPE_RELAYED ||
+        local->transport != NICE_CANDIDATE_TRANSPORT_UDP ||
+        remote->transport != NICE_CANDIDATE_TRANSPORT_UDP)
+        return;
+    GSocket *sock = nice_agent_get_selected_socket(p->agent, p->stream_id, 1);
+    if (!sock)
+        return;
+    int fd = g_socket_get_fd(sock);
+    int family = nice_address_ip_version(&remote->addr) == 6 ? AF_INET6 : AF_INET;
+    memset(&p->tx_addr, 0, sizeof p->tx_addr);
+    nice_address_copy_to_sockaddr(&remote->addr, (struct sockaddr *)&p->tx_addr);
+    if (fd < 0 || g_socket_get_family(sock) != (GSocketFamily)family ||
+        g_socket_get_socket_type(sock) != G_SOCKET_TYPE_DATAGRAM) {
+        g_object_unref(sock);
+        return;
+    }
+    p->tx_sock = sock;
+    p->tx_fd = fd;
+    p->tx_addrlen = family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+static void on_selected_pair(NiceAgent *agent, guint stream_id, guint component_id,
+                             NiceCandidate *local, NiceCandidate *remote, gpointer data)
+{
+    tx_refresh(data);
+}
+
+void tm__ice_send(tm__peer *p, const uint8_t *buf, size_t len)
+{
+    ssize_t n;
+    if (p->tx_sock) {
+        do
+            n = sendto(p->tx_fd, buf, len, 0, (const struct sockaddr *)&p->tx_addr, p->tx_addrlen);
+        while (n < 0 && errno == EINTR);
+        /* EAGAIN (socket buffer full) drops the datagram, as libnice does. */
+    } else {
+        n = nice_agent_send(p->agent, p->stream_id, 1, (guint)len, (const gchar *)buf);
+    }
+    if (n > 0)
+        atomic_fetch_add_explicit(&p->w->counters.tx_packets, 1, memory_order_relaxed);
+}
+
+/* ---- receiving ---- */
 
 /* GLib blocks a source for the length of its dispatch unless it may recurse:
  * it takes the source's fd out of the poll set and puts it back afterwards,
@@ -96,6 +175,7 @@ static void on_state(NiceAgent *agent, guint stream_id, guint component_id, guin
         nice_agent_peer_candidate_gathering_done(agent, stream_id);
         g_object_set(agent, "idle-timeout", (guint)READY_IDLE_MS, NULL);
     }
+    tx_refresh(p);
     tm__peer_ice_state(p, state);
 }
 
@@ -153,6 +233,7 @@ int tm__ice_start(tm__peer *p, const tm_sdp_offer *offer)
         nice_agent_set_port_range(p->agent, p->stream_id, 1, (guint)m->port_min,
                                   (guint)(m->port_max ? m->port_max : 65535));
     g_signal_connect(p->agent, "component-state-changed", G_CALLBACK(on_state), p);
+    g_signal_connect(p->agent, "new-selected-pair-full", G_CALLBACK(on_selected_pair), p);
     if (!nice_agent_gather_candidates(p->agent, p->stream_id))
         return TM_EIO;
     if (!nice_agent_attach_recv(p->agent, p->stream_id, 1, p->w->ctx, on_recv, p))
@@ -164,6 +245,7 @@ int tm__ice_start(tm__peer *p, const tm_sdp_offer *offer)
 
 int tm__ice_restart(tm__peer *p, const tm_sdp_offer *offer)
 {
+    tx_clear(p); /* libnice sends until the restart has selected a pair again */
     idle_timeout_default(p->agent);
     if (!nice_agent_restart_stream(p->agent, p->stream_id))
         return TM_EIO;
@@ -174,6 +256,7 @@ int tm__ice_restart(tm__peer *p, const tm_sdp_offer *offer)
 
 void tm__ice_stop(tm__peer *p)
 {
+    tx_clear(p);
     if (!p->agent)
         return;
     nice_agent_attach_recv(p->agent, p->stream_id, 1, p->w->ctx, NULL, NULL);

@@ -14,7 +14,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
 #include <agent.h>
+#include <gio/gio.h>
 #include <glib.h>
 #include <openssl/ssl.h>
 
@@ -200,6 +203,13 @@ struct tm__peer {
     bool dtls_server;
     bool ice_ready;
     bool gathering_done;
+    /* Direct send (ice.c): the selected pair's own UDP socket and the remote
+     * address, while the component is READY/CONNECTED on a non-relayed UDP
+     * pair; NULL tx_sock = send through libnice. */
+    GSocket *tx_sock;
+    int tx_fd;
+    socklen_t tx_addrlen;
+    struct sockaddr_storage tx_addr;
     /* DTLS / SRTP */
     tm__dtls *dtls;
     GSource *dtls_timer;
@@ -273,6 +283,8 @@ int tm__ice_start(tm__peer *p, const tm_sdp_offer *offer);
 int tm__ice_restart(tm__peer *p, const tm_sdp_offer *offer);
 void tm__ice_stop(tm__peer *p);
 void tm__ice_add_remote(tm__peer *p, const char *candidate); /* "" = end of candidates */
+/* Sends one datagram on the selected pair. Hot path: no lock, no allocation. */
+void tm__ice_send(tm__peer *p, const uint8_t *buf, size_t len);
 /* Local candidates as "candidate:..." strings (new array, g_strfreev). */
 char **tm__ice_local_candidates(tm__peer *p);
 

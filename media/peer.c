@@ -44,8 +44,7 @@ void tm__peer_send(tm__peer *p, const uint8_t *buf, size_t len)
 {
     if (!p->agent || p->closing)
         return;
-    if (nice_agent_send(p->agent, p->stream_id, 1, (guint)len, (const gchar *)buf) > 0)
-        atomic_fetch_add_explicit(&p->w->counters.tx_packets, 1, memory_order_relaxed);
+    tm__ice_send(p, buf, len);
 }
 
 void tm__peer_media_seen(tm__peer *p, int64_t now)
