@@ -9,6 +9,7 @@
 #include "telemed/fanout.h"
 
 #include <glib.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -46,13 +47,10 @@ bool tm_fanout_item_set(tm_fanout_item *item, struct lws *wsi, void *user, const
 
 /* On the service thread alone a frame may be written whenever lws holds no
  * unsent bytes of an earlier one: if the socket takes only part of it, lws
- * keeps the rest and asks for a writable event itself. A pool thread must
- * not get there (that request touches the event loop), so it also asks the
- * socket first (a poll() each) and writes only when the frame fits. */
-static void write_item(tm_fanout_item *it, bool on_pool)
+ * keeps the rest and asks for a writable event itself. */
+static void write_item(tm_fanout_item *it)
 {
-    bool choked = on_pool ? lws_send_pipe_choked(it->wsi) : lws_partial_buffered(it->wsi);
-    if (choked) {
+    if (lws_partial_buffered(it->wsi)) {
         it->result = TM_FANOUT_CHOKED;
     } else {
         int n = lws_write(it->wsi, it->buf + LWS_PRE, it->len, LWS_WRITE_TEXT);
@@ -61,15 +59,53 @@ static void write_item(tm_fanout_item *it, bool on_pool)
     it->done_us = g_get_monotonic_time();
 }
 
-static void take_chunks(tm_fanout *f)
+/* A pool thread must not get to that request (it touches the event loop), so
+ * it writes a frame only when the socket has room for it: the test
+ * lws_send_pipe_choked() makes (nothing buffered in lws, poll() says
+ * POLLOUT), but one poll() for the whole chunk instead of one per socket.
+ * POLLOUT means free send space of at least a third of the buffer (several
+ * KiB, far more than a frame), and nothing else writes to these sockets
+ * until the batch is done, so what poll() saw still holds at the write. */
+static void write_chunk_pooled(tm_fanout_item *items, size_t n)
+{
+    struct pollfd pfd[CHUNK];
+    size_t idx[CHUNK], np = 0;
+    for (size_t i = 0; i < n; i++) {
+        items[i].result = TM_FANOUT_CHOKED;
+        if (lws_partial_buffered(items[i].wsi))
+            continue;
+        pfd[np] = (struct pollfd){.fd = lws_get_socket_fd(items[i].wsi), .events = POLLOUT};
+        idx[np++] = i;
+    }
+    if (np && poll(pfd, (nfds_t)np, 0) < 0)
+        np = 0; /* all refused: the caller queues them */
+    for (size_t k = 0; k < np; k++) {
+        if (!(pfd[k].revents & POLLOUT))
+            continue;
+        tm_fanout_item *it = &items[idx[k]];
+        int w = lws_write(it->wsi, it->buf + LWS_PRE, it->len, LWS_WRITE_TEXT);
+        it->result = w >= (int)it->len ? TM_FANOUT_SENT : TM_FANOUT_FAILED;
+        it->done_us = g_get_monotonic_time();
+    }
+    int64_t now = g_get_monotonic_time();
+    for (size_t i = 0; i < n; i++)
+        if (items[i].result == TM_FANOUT_CHOKED)
+            items[i].done_us = now;
+}
+
+static void take_chunks(tm_fanout *f, bool on_pool)
 {
     for (;;) {
         size_t first = atomic_fetch_add(&f->next, CHUNK);
         if (first >= f->n_items)
             return;
         size_t end = first + CHUNK < f->n_items ? first + CHUNK : f->n_items;
-        for (size_t i = first; i < end; i++)
-            write_item(&f->items[i], true);
+        if (on_pool) {
+            write_chunk_pooled(&f->items[first], end - first);
+        } else {
+            for (size_t i = first; i < end; i++)
+                write_item(&f->items[i]);
+        }
     }
 }
 
@@ -85,7 +121,7 @@ static void *pool_main(void *arg)
             break;
         seen = f->batch;
         pthread_mutex_unlock(&f->lock);
-        take_chunks(f);
+        take_chunks(f, true);
         pthread_mutex_lock(&f->lock);
         if (--f->busy == 0)
             pthread_cond_signal(&f->done);
@@ -140,7 +176,7 @@ void tm_fanout_write(tm_fanout *f, tm_fanout_item *items, size_t n)
         return;
     if (f->n_threads == 0 || n < 2 * CHUNK) {
         for (size_t i = 0; i < n; i++)
-            write_item(&items[i], false);
+            write_item(&items[i]);
         return;
     }
     pthread_mutex_lock(&f->lock);
@@ -152,7 +188,7 @@ void tm_fanout_write(tm_fanout *f, tm_fanout_item *items, size_t n)
     pthread_cond_broadcast(&f->start);
     pthread_mutex_unlock(&f->lock);
 
-    take_chunks(f);
+    take_chunks(f, false);
 
     pthread_mutex_lock(&f->lock);
     while (f->busy > 0)

@@ -45,6 +45,9 @@ const USAGE = `usage: node tests/bench/signaling_load.mjs [options]
   --client auto|c|node    who holds the waiting patients (default auto: c when
                           wss_patients is found next to the server binary, else node)
   --client-bin PATH       the C client (default: wss_patients next to --bin)
+  --client-sched batch|other  the C client's scheduling policy (default batch:
+                          it does not preempt the server on each push it is
+                          woken for; see tests/bench/wss_patients.c)
   --workers N             client processes (default 2 for c, 4 for node)
   --concurrency 24        connections each client process opens at once
   --steps 1000,2000,5000  waiting patients at which RSS is read
@@ -63,6 +66,7 @@ means: tests/bench/README.md.`;
 function parseArgs(argv) {
   const o = {
     steps: [1000, 2000, 5000], workers: 0, concurrency: 24, client: 'auto', clientBin: '',
+    clientSched: 'batch',
     bin: process.env.TELEMED_BIN || '', baselineN: 1000,
     bVisits: 30, bSeconds: 60, bHoldMs: 400, probes: 20, probeEveryMs: 200,
     cVisits: 2000, cSeconds: 120, cProbes: 2, settleMs: 2500, idleS: 25, json: '', log: '',
@@ -75,6 +79,7 @@ function parseArgs(argv) {
       case '--workers': o.workers = Number(val()); break;
       case '--client': o.client = val(); break;
       case '--client-bin': o.clientBin = val(); break;
+      case '--client-sched': o.clientSched = val(); break;
       case '--concurrency': o.concurrency = Number(val()); break;
       case '--bin': o.bin = val(); break;
       case '--baseline-n': o.baselineN = Number(val()); break;
@@ -98,6 +103,7 @@ function parseArgs(argv) {
     }
   }
   if (!['auto', 'c', 'node'].includes(o.client)) throw new Error(`--client ${o.client}: auto, c or node`);
+  if (!['batch', 'other'].includes(o.clientSched)) throw new Error(`--client-sched ${o.clientSched}: batch or other`);
   o.steps.sort((a, b) => a - b);
   return o;
 }
@@ -318,19 +324,20 @@ async function echoServer(certPath, keyPath) {
 // Client processes holding patients: Node workers (kind 'node', IPC) or
 // the C program (kind 'c', one JSON object a line on stdin and stdout).
 class Workers {
-  constructor(n, kind = 'node', bin = '') {
+  constructor(n, kind = 'node', bin = '', sched = 'batch') {
     this.procs = [];
     this.seq = 0;
     this.waiting = new Map();
     this.n = n;
     this.kind = kind;
     this.bin = bin;
+    this.sched = sched;
   }
   async start() {
     const self = fileURLToPath(import.meta.url);
     for (let i = 0; i < this.n; i++) {
       const p = this.kind === 'c'
-        ? spawn(this.bin, [], { stdio: ['pipe', 'pipe', 'inherit'] })
+        ? spawn(this.bin, ['--sched', this.sched], { stdio: ['pipe', 'pipe', 'inherit'] })
         : fork(self, ['--patients'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       const onMessage = (m) => {
         const w = this.waiting.get(m.re);
@@ -475,9 +482,9 @@ async function main() {
   srv.proc.stdout.on('data', () => {});
   const pid = srv.proc.pid;
   log(`server pid=${pid} port=${srv.port} bin=${o.bin}`);
-  log(`patients held by ${o.workers} ${o.client} client process(es)${o.clientBin ? ` (${o.clientBin})` : ''}`);
+  log(`patients held by ${o.workers} ${o.client} client process(es)${o.clientBin ? ` (${o.clientBin}, sched ${o.clientSched})` : ''}`);
 
-  const workers = new Workers(o.workers, o.client, o.clientBin);
+  const workers = new Workers(o.workers, o.client, o.clientBin, o.clientSched);
   let echo = null;
   let rawWorkers = null;
   try {

@@ -30,6 +30,17 @@
  *   exit -> {}        (openRaw/closeRaw, the baseline, stay on Node workers)
  * The first line written is {"ready":true}. Diagnostics go to stderr.
  *
+ * Scheduling: by default the process runs SCHED_BATCH (`--sched other`
+ * keeps the normal policy). The patients share the server's two cores here,
+ * where real patients are on other machines. Under the normal policy each
+ * push wakes a sleeping client, which preempts the server's writer at once,
+ * reads that one message and sleeps again: two context switches per push on
+ * both sides, and the writers lose their core mid-fan-out. SCHED_BATCH
+ * gets the same fair share of CPU but does not preempt on wake-up, so a
+ * client reads its messages in batches when a core is free. It does not
+ * make the client measure less: every message is still read and stamped
+ * when read, so a message it reads later counts as later.
+ *
  * The hot path (a readable socket with a push) allocates nothing: one
  * SSL_read into the connection's buffer, a frame parse in place, a scan of
  * the JSON's top-level keys and, when marked, an append to the record
@@ -50,6 +61,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -1076,8 +1088,23 @@ static void read_commands(void)
     memmove(buf, start, len);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    bool batch = true;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--sched") == 0 && i + 1 < argc &&
+            (strcmp(argv[i + 1], "batch") == 0 || strcmp(argv[i + 1], "other") == 0)) {
+            batch = strcmp(argv[++i], "batch") == 0;
+        } else {
+            fprintf(stderr, "usage: wss_patients [--sched batch|other] < commands\n");
+            return 2;
+        }
+    }
+    if (batch) {
+        struct sched_param sp = {.sched_priority = 0};
+        if (sched_setscheduler(0, SCHED_BATCH, &sp))
+            fprintf(stderr, "wss_patients: SCHED_BATCH: %s (running as is)\n", strerror(errno));
+    }
     signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
