@@ -31,8 +31,8 @@
  *   REORDER_MS) -> depayloaded: Opus and VP8 here (see depay_own), H.264
  *   by one buffer list per batch into rtph264depay ! h264parse -> the
  *   frames, per track, into a queue of ours -> merged in timestamp order
- *   into matroskamux -> the muxer's bytes, collected into one buffer list
- *   per batch -> filesink (one writev) or rec_crypt.
+ *   into matroskamux -> the muxer's bytes, copied into one buffer per
+ *   batch -> the file (one write(2), see flush_out) or rec_crypt.
  *
  * Collect pads would block a thread that pushes to one pad until the
  * others have data; since we push in timestamp order from one thread, we
@@ -202,10 +202,10 @@ struct tm_recorder {
     _Atomic int abort_asked;
     GstElement *pipeline;
     GstElement *mux;        /* owned by pipeline */
-    GstElement *sink;       /* filesink (plain), owned by pipeline */
     GstPad *muxout;         /* ours: takes the muxer's bytes */
-    GstPad *fileout;        /* ours: feeds the filesink (plain) */
-    GstBufferList *outlist; /* the muxer's bytes of this batch (plain) */
+    int fd;                 /* plain: the file, written at out_pos */
+    uint8_t *out;           /* plain: the muxer's bytes of this batch */
+    size_t out_len, out_cap;
     GstCollectPads *collect;
     track *last_muxed; /* whose pad collect pads left waiting */
     GstBus *bus;
@@ -525,15 +525,55 @@ static gboolean drop_event(GstPad *pad, GstObject *parent, GstEvent *e)
     return TRUE;
 }
 
-/* Sends what this batch's muxer output collected to the filesink, in one
- * writev. Recorder thread. Returns false when the write failed. */
+static void write_failed(tm_recorder *r, int err)
+{
+    char *why = g_strdup_printf("write %s: %s", r->path, g_strerror(err));
+    set_failed(r, why);
+    g_free(why);
+}
+
+/* Writes what this batch's muxer output collected to the file (plain), in
+ * one write(2). Recorder thread. Returns false when the write failed.
+ *
+ * Why not filesink: the muxer pushes two or three buffers per frame (the
+ * block header, the frame, now and then a cluster header), and handing
+ * them on as a buffer list to filesink's writev cost a list entry, a map
+ * and an iovec per piece, and the kernel a copy per iovec. Copying the
+ * pieces into one reused buffer is a fraction of that, and the file sees
+ * the same bytes at the same moment: one write per batch. */
 static bool flush_out(tm_recorder *r)
 {
-    if (!r->outlist)
-        return true;
-    GstBufferList *l = r->outlist;
-    r->outlist = NULL;
-    return gst_pad_push_list(r->fileout, l) == GST_FLOW_OK;
+    size_t done = 0;
+    while (done < r->out_len) {
+        ssize_t n = write(r->fd, r->out + done, r->out_len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            r->out_len = 0;
+            write_failed(r, n < 0 ? errno : ENOSPC);
+            return false;
+        }
+        done += (size_t)n;
+    }
+    r->out_len = 0;
+    return true;
+}
+
+/* Appends b's bytes to the batch's output (plain). */
+static bool out_append(tm_recorder *r, GstBuffer *b)
+{
+    gsize n = gst_buffer_get_size(b);
+    if (r->out_len + n > r->out_cap) {
+        size_t cap = MAX(r->out_cap * 2, MAX((size_t)64 * 1024, r->out_len + n));
+        uint8_t *p = g_try_realloc(r->out, cap);
+        if (!p)
+            return false;
+        r->out = p;
+        r->out_cap = cap;
+    }
+    gst_buffer_extract(b, 0, r->out + r->out_len, n);
+    r->out_len += n;
+    return true;
 }
 
 /* The muxer's bytes. Recorder thread (inside a push into the muxer). */
@@ -541,10 +581,17 @@ static GstFlowReturn on_mux_bytes(GstPad *pad, GstObject *parent, GstBuffer *b)
 {
     (void)parent;
     tm_recorder *r = gst_pad_get_element_private(pad);
+    if (atomic_load_explicit(&r->failed, memory_order_relaxed)) {
+        gst_buffer_unref(b);
+        return GST_FLOW_ERROR;
+    }
     if (!r->encrypted) {
-        if (!r->outlist)
-            r->outlist = gst_buffer_list_new_sized(64);
-        gst_buffer_list_add(r->outlist, b);
+        bool ok = out_append(r, b);
+        gst_buffer_unref(b);
+        if (!ok) {
+            set_failed(r, "recorder: out of memory for the output");
+            return GST_FLOW_ERROR;
+        }
         return GST_FLOW_OK;
     }
     GstMapInfo map;
@@ -555,9 +602,7 @@ static GstFlowReturn on_mux_bytes(GstPad *pad, GstObject *parent, GstBuffer *b)
     }
     gst_buffer_unref(b);
     if (rc < 0) {
-        char *why = g_strdup_printf("write %s: %s", r->path, g_strerror(errno));
-        set_failed(r, why);
-        g_free(why);
+        write_failed(r, errno);
         return GST_FLOW_ERROR;
     }
     return GST_FLOW_OK;
@@ -567,28 +612,38 @@ static gboolean on_mux_event(GstPad *pad, GstObject *parent, GstEvent *e)
 {
     (void)parent;
     tm_recorder *r = gst_pad_get_element_private(pad);
+    bool ok = true;
     if (GST_EVENT_TYPE(e) == GST_EVENT_EOS)
         r->eos_seen = true;
-    if (r->encrypted) {
-        gst_event_unref(e);
-        return TRUE;
+    if (!r->encrypted && GST_EVENT_TYPE(e) == GST_EVENT_EOS) {
+        ok = flush_out(r);
+    } else if (!r->encrypted && GST_EVENT_TYPE(e) == GST_EVENT_SEGMENT) {
+        /* The muxer seeking back to rewrite its header at the end: the
+         * bytes before it first, then the new position. */
+        const GstSegment *seg;
+        gst_event_parse_segment(e, &seg);
+        if (seg->format == GST_FORMAT_BYTES) {
+            ok = flush_out(r);
+            if (ok && lseek(r->fd, (off_t)seg->start, SEEK_SET) < 0) {
+                write_failed(r, errno);
+                ok = false;
+            }
+        }
     }
-    /* In order: the bytes before it (a segment event is the muxer seeking
-     * back to rewrite its header at the end). */
-    bool ok = flush_out(r);
-    return gst_pad_push_event(r->fileout, e) && ok;
+    gst_event_unref(e);
+    return ok;
 }
 
 static gboolean on_mux_query(GstPad *pad, GstObject *parent, GstQuery *q)
 {
     (void)parent;
     tm_recorder *r = gst_pad_get_element_private(pad);
-    if (!r->encrypted)
-        return r->fileout && gst_pad_peer_query(r->fileout, q);
     if (GST_QUERY_TYPE(q) == GST_QUERY_SEEKING) {
         GstFormat fmt;
         gst_query_parse_seeking(q, &fmt, NULL, NULL, NULL);
-        gst_query_set_seeking(q, fmt, FALSE, 0, -1); /* a sealed stream goes one way */
+        /* A file seeks (in bytes); a sealed stream goes one way. */
+        bool seekable = !r->encrypted && fmt == GST_FORMAT_BYTES;
+        gst_query_set_seeking(q, fmt, seekable, 0, -1);
         return TRUE;
     }
     return FALSE;
@@ -757,14 +812,8 @@ static int build_pipeline(tm_recorder *r, char **err)
 {
     r->pipeline = gst_pipeline_new("recorder");
     GstElement *mux = make("matroskamux", err);
-    GstElement *sink = r->encrypted ? NULL : make("filesink", err);
-    if (!mux || (!r->encrypted && !sink)) {
-        if (mux)
-            gst_object_unref(mux);
-        if (sink)
-            gst_object_unref(sink);
+    if (!mux)
         return TM_EUNSUPPORTED;
-    }
     /* Non-seekable output (the encrypted stream) must be written as a live
      * stream; a file gets its index and duration written at the end. */
     g_object_set(mux, "streamable", r->encrypted, "max-cluster-duration", (guint64)GST_SECOND,
@@ -778,19 +827,6 @@ static int build_pipeline(tm_recorder *r, char **err)
     GstPad *msrc = gst_element_get_static_pad(mux, "src");
     bool ok = gst_pad_link(msrc, r->muxout) == GST_PAD_LINK_OK;
     gst_object_unref(msrc);
-    if (sink) {
-        /* Unbuffered: each batch is one writev, and a killed server leaves
-         * on disk everything up to the last batch. */
-        g_object_set(sink, "location", r->path, "sync", FALSE, "async", FALSE, "buffer-mode", 2,
-                     NULL);
-        gst_bin_add(GST_BIN(r->pipeline), sink);
-        r->sink = sink;
-        r->fileout = our_pad("fileout", GST_PAD_SRC, r);
-        gst_pad_set_event_function(r->fileout, drop_event);
-        GstPad *fsink = gst_element_get_static_pad(sink, "sink");
-        ok = ok && gst_pad_link(r->fileout, fsink) == GST_PAD_LINK_OK;
-        gst_object_unref(fsink);
-    }
     if (!ok) {
         *err = g_strdup("cannot link matroskamux to its output");
         return TM_EIO;
@@ -814,8 +850,6 @@ static int build_pipeline(tm_recorder *r, char **err)
         *err = g_strdup("recording pipeline does not start");
         return TM_EIO;
     }
-    if (r->fileout)
-        gst_pad_set_active(r->fileout, TRUE);
     gst_pad_set_active(r->muxout, TRUE);
     for (size_t i = 0; i < r->ntracks; i++) {
         track *t = &r->tracks[i];
@@ -1184,13 +1218,13 @@ static void take_packet(tm_recorder *r, const rec_hdr *rh, arena *a, gsize off)
     g_array_insert_val(t->held, at, h);
 }
 
-/* The record at ring position *i, or NULL after moving *i past the gap
- * the writer left at the end of the ring. */
-static const rec_hdr *record_at(const tm_recorder *r, uint64_t *i)
+/* The record at ring position *i, whose bytes start at base + (*i -
+ * from), or NULL after moving *i past the gap the writer left at the end
+ * of the ring. */
+static const rec_hdr *record_at(const uint8_t *base, uint64_t from, uint64_t *i)
 {
-    size_t pos = (size_t)(*i % TM_RECORDER_RING_BYTES);
-    size_t to_end = TM_RECORDER_RING_BYTES - pos;
-    const rec_hdr *h = (const rec_hdr *)(r->ring + pos);
+    size_t to_end = TM_RECORDER_RING_BYTES - (size_t)(*i % TM_RECORDER_RING_BYTES);
+    const rec_hdr *h = (const rec_hdr *)(base + (*i - from));
     if (to_end < REC_HDR || h->skip) {
         *i += to_end;
         return NULL;
@@ -1198,43 +1232,43 @@ static const rec_hdr *record_at(const tm_recorder *r, uint64_t *i)
     return h;
 }
 
-/* Moves every queued packet out of the ring. The packets of one pass are
- * copied into one allocation (the arena), which the held packets and the
- * frames made of them share, so a batch costs one malloc, not one per
- * packet. (A buffer pool would not recycle: the muxer and rtph264depay keep
- * buffers of their input until the frame is written.) The arena is freed
- * with its last packet. */
+/* Moves every queued packet out of the ring. What lies between tail and
+ * head is copied as it is, headers and all, into one allocation (the
+ * arena) with one or two memcpy (two when it wraps), and the records are
+ * read there: the ring's lines, written on the worker's core, are read
+ * once, in order, as the prefetcher likes, where walking the headers to
+ * size the arena and then copying packet by packet read them twice. The
+ * held packets and the frames made of them share the arena, so a batch
+ * costs one malloc, not one per packet. (A buffer pool would not recycle:
+ * the muxer and rtph264depay keep buffers of their input until the frame
+ * is written.) The arena is freed with its last packet. */
 static void drain(tm_recorder *r)
 {
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
     while (tail != head) {
-        gsize total = 0;
-        for (uint64_t i = tail; i != head;) {
-            const rec_hdr *h = record_at(r, &i);
-            if (!h)
-                continue;
-            total += (h->len + 7) & ~(gsize)7;
-            i += rec_bytes(h->len);
-        }
+        gsize total = (gsize)(head - tail);
         arena *a = g_try_malloc(sizeof(arena) + total);
+        size_t pos = (size_t)(tail % TM_RECORDER_RING_BYTES);
+        size_t first = MIN(total, TM_RECORDER_RING_BYTES - pos);
         if (a) {
             a->refs = 1;
             a->size = total;
+            /* records are 8-aligned in the ring and so in the arena */
+            memcpy(a->data, r->ring + pos, first);
+            memcpy(a->data + first, r->ring, total - first);
         }
-        gsize off = 0;
+        uint64_t from = tail;
         while (tail != head) {
-            const rec_hdr *h = record_at(r, &tail);
+            const rec_hdr *h =
+                a ? record_at(a->data, from, &tail)
+                  : record_at(r->ring, tail - tail % TM_RECORDER_RING_BYTES, &tail);
             if (!h)
                 continue;
-            if (a) {
-                /* 8-aligned in the arena too, so RTP headers stay aligned */
-                memcpy(a->data + off, (const unsigned char *)h + REC_HDR, h->len);
-                take_packet(r, h, a, off);
-                off += (h->len + 7) & ~(gsize)7;
-            } else {
+            if (a)
+                take_packet(r, h, a, (gsize)(tail - from) + REC_HDR);
+            else
                 count_drop(r);
-            }
             tail += rec_bytes(h->len);
         }
         if (a)
@@ -1382,8 +1416,7 @@ static void process(tm_recorder *r, bool final)
         mux_until(r, final ? GST_CLOCK_TIME_NONE : limit > 0 ? (GstClockTime)limit : 0);
     }
     if (!r->encrypted) {
-        if (!flush_out(r))
-            push_failed(r, "filesink", GST_FLOW_ERROR);
+        flush_out(r); /* reports its own failure */
     } else if (r->writer) {
         int64_t ms = tm_mono_ms();
         if (ms - r->last_seal_ms >= SEAL_INTERVAL_MS) {
@@ -1456,6 +1489,9 @@ static void finalise(tm_recorder *r)
         }
     }
     gst_element_set_state(r->pipeline, GST_STATE_NULL);
+    if (r->fd >= 0 && close(r->fd) < 0 && !atomic_load(&r->failed))
+        write_failed(r, errno);
+    r->fd = -1;
     if (r->writer) {
         int rc = tm_rec_writer_close(r->writer, res->plain_sha256);
         r->writer = NULL;
@@ -1533,6 +1569,7 @@ tm_recorder *tm_recorder_new(const char *path, const tm_recorder_track *tracks, 
     r->ftok = g_new0(failure_token, 1);
     r->ftok->refs = 1;
     r->efd = -1;
+    r->fd = -1;
     r->min_pts = r->max_end = GST_CLOCK_TIME_NONE;
     r->ntracks = n;
     r->path = g_strdup(path);
@@ -1560,12 +1597,11 @@ tm_recorder *tm_recorder_new(const char *path, const tm_recorder_track *tracks, 
             goto fail;
         r->last_seal_ms = tm_mono_ms();
     } else {
-        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0) {
+        r->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (r->fd < 0) {
             *err = g_strdup_printf("open %s: %s", path, g_strerror(errno));
             goto fail;
         }
-        close(fd);
     }
     r->ring = g_try_malloc(TM_RECORDER_RING_BYTES);
     r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1638,16 +1674,15 @@ void tm_recorder_free(tm_recorder *r)
         gst_element_set_state(r->pipeline, GST_STATE_NULL);
         gst_object_unref(r->pipeline);
     }
-    if (r->outlist)
-        gst_buffer_list_unref(r->outlist);
+    g_free(r->out);
+    if (r->fd >= 0)
+        close(r->fd);
     if (r->collect)
         gst_object_unref(r->collect);
     if (r->bus)
         gst_object_unref(r->bus);
     if (r->muxout)
         gst_object_unref(r->muxout);
-    if (r->fileout)
-        gst_object_unref(r->fileout);
     tm_rec_writer_abort(r->writer); /* no final chunk: reads as cut short */
     for (size_t i = 0; i < r->ntracks; i++)
         free_track(&r->tracks[i]);
