@@ -12,12 +12,14 @@
  * Why lws_write() from pool threads is sound here: the caller is the
  * libwebsockets service thread, parked inside tm_fanout_write() until the
  * batch is done, so no other lws code runs meanwhile; each connection
- * appears in one item and is touched by one thread; and a frame is only
- * written when lws_send_pipe_choked() says nothing is buffered and the
- * socket has room, the path on which lws_write() touches nothing but that
- * connection and its OpenSSL object (libwebsockets 4.1, no extensions, no
- * stats). Everything else (queueing a refused frame, closing a broken
- * connection) is left to the caller, on its own thread, after the batch.
+ * appears in one item and is touched by one thread; and a pool thread
+ * writes a frame only when lws holds nothing buffered for that connection
+ * and poll() says its socket has room (lws_send_pipe_choked()'s test, one
+ * poll() per chunk of sockets), the path on which lws_write() touches
+ * nothing but that connection and its OpenSSL object (libwebsockets 4.1, no
+ * extensions, no stats). Everything else (queueing a refused frame, closing
+ * a broken connection) is left to the caller, on its own thread, after the
+ * batch.
  */
 #ifndef TELEMED_FANOUT_H
 #define TELEMED_FANOUT_H
