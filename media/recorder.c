@@ -675,6 +675,42 @@ static void set_waiting(tm_recorder *r, track *t, gboolean waiting)
     gst_collect_pads_set_waiting(r->collect, cd, waiting);
 }
 
+/* Before a push into t's pad, after one into from's (NULL: the first).
+ *
+ * Collect pads writes a frame only when every pad in waiting mode holds
+ * one, and it puts the pad it takes a frame from into waiting mode. So the
+ * pad pushed last is waiting and empty, and a push elsewhere would wait
+ * for it: it must leave waiting mode, and the pad pushed next may as well
+ * enter it now (collect pads would put it there anyway). Through
+ * gst_collect_pads_set_waiting each change wakes waiters with a futex
+ * syscall (GLib's g_cond_broadcast makes one even with nobody waiting):
+ * two per switch of track, on top of the one of every frame taken, and
+ * the tracks of a visit take turns on nearly every frame. Both pads are
+ * empty, so moving the mark from one to the other leaves collect pads'
+ * count of pads ready (one for each non-waiting or non-empty pad) as it
+ * was; nobody waits to be told, as every push comes from this thread. So
+ * the mark moves by its state bits; the API does it only when the state is
+ * not the expected one (the first push, or anything unforeseen). */
+static void hand_waiting(tm_recorder *r, track *from, track *to)
+{
+    GstCollectData *a = from ? gst_pad_get_element_private(from->muxpad) : NULL;
+    GstCollectData *b = gst_pad_get_element_private(to->muxpad);
+    if (a && b && !a->buffer && !b->buffer &&
+        GST_COLLECT_PADS_STATE_IS_SET(a, GST_COLLECT_PADS_STATE_WAITING) &&
+        !GST_COLLECT_PADS_STATE_IS_SET(b, GST_COLLECT_PADS_STATE_WAITING) &&
+        !GST_COLLECT_PADS_STATE_IS_SET(a, GST_COLLECT_PADS_STATE_LOCKED) &&
+        !GST_COLLECT_PADS_STATE_IS_SET(b, GST_COLLECT_PADS_STATE_LOCKED) &&
+        !GST_COLLECT_PADS_STATE_IS_SET(a, GST_COLLECT_PADS_STATE_EOS) &&
+        !GST_COLLECT_PADS_STATE_IS_SET(b, GST_COLLECT_PADS_STATE_EOS)) {
+        GST_COLLECT_PADS_STATE_UNSET(a, GST_COLLECT_PADS_STATE_WAITING);
+        GST_COLLECT_PADS_STATE_SET(b, GST_COLLECT_PADS_STATE_WAITING);
+        return;
+    }
+    if (from)
+        set_waiting(r, from, FALSE);
+    set_waiting(r, to, TRUE);
+}
+
 /* Puts every pad of the file in non-waiting mode (when the window closes)
  * or waiting mode (before EOS, so the muxer finishes once, on the last).
  * Recorder thread. */
@@ -1334,11 +1370,9 @@ static void push_frame(tm_recorder *r, track *t, GstBuffer *b)
         if (!GST_CLOCK_TIME_IS_VALID(r->max_end) || end > r->max_end)
             r->max_end = end;
     }
-    /* Collect pads left the pad it last took from waiting: fine for another
-     * push there, but a push elsewhere would wait for it. */
-    if (r->last_muxed && r->last_muxed != t) {
+    if (r->last_muxed != t) {
         GST_COLLECT_PADS_STREAM_LOCK(r->collect);
-        set_waiting(r, r->last_muxed, FALSE);
+        hand_waiting(r, r->last_muxed, t);
         GST_COLLECT_PADS_STREAM_UNLOCK(r->collect);
     }
     r->last_muxed = t;
