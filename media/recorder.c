@@ -201,10 +201,10 @@ struct tm_recorder {
     _Atomic int finish_asked;
     _Atomic int abort_asked;
     GstElement *pipeline;
-    GstElement *mux;        /* owned by pipeline */
-    GstPad *muxout;         /* ours: takes the muxer's bytes */
-    int fd;                 /* plain: the file, written at out_pos */
-    uint8_t *out;           /* plain: the muxer's bytes of this batch */
+    GstElement *mux; /* owned by pipeline */
+    GstPad *muxout;  /* ours: takes the muxer's bytes */
+    int fd;          /* plain: the file, open for writing */
+    uint8_t *out;    /* plain: the muxer's bytes of this batch */
     size_t out_len, out_cap;
     GstCollectPads *collect;
     track *last_muxed; /* whose pad collect pads left waiting */
@@ -1296,9 +1296,8 @@ static void drain(tm_recorder *r)
         }
         uint64_t from = tail;
         while (tail != head) {
-            const rec_hdr *h =
-                a ? record_at(a->data, from, &tail)
-                  : record_at(r->ring, tail - tail % TM_RECORDER_RING_BYTES, &tail);
+            const rec_hdr *h = a ? record_at(a->data, from, &tail)
+                                 : record_at(r->ring, tail - tail % TM_RECORDER_RING_BYTES, &tail);
             if (!h)
                 continue;
             if (a)

@@ -12,8 +12,8 @@
  * Pipeline, per track: reorder (sequence order, duplicates out, a gap
  * waited for 100 ms: the jitterbuffer's job) -> depayloaded (Opus and VP8
  * by the recorder itself, H.264 by rtph264depay ! h264parse) -> one
- * matroskamux, the tracks merged in time order -> filesink (plain) or
- * rec_crypt (encrypted).
+ * matroskamux, the tracks merged in time order -> the file, one write(2)
+ * per batch (plain), or rec_crypt (encrypted).
  *
  * Threads. tm_recorder_push() runs on the media worker that forwards the
  * visit (one producer thread at a time): it copies the packet into a
