@@ -6,7 +6,7 @@
  *
  * A full disk is made with RLIMIT_FSIZE on this process (the recorder's own
  * write_error test does the same): the file may not grow past 40 kB, so the
- * filesink's write fails with EFBIG a second or so into the visit. SIGXFSZ is
+ * recorder's write fails with EFBIG a second or so into the visit. SIGXFSZ is
  * ignored so the write returns the error instead of killing the process. The
  * limit is set after gst_init, which may write GStreamer's registry cache.
  * A second visit records into a directory that does not exist, so the
