@@ -543,20 +543,11 @@ static void write_failed(tm_recorder *r, int err)
  * the same bytes at the same moment: one write per batch. */
 static bool flush_out(tm_recorder *r)
 {
-    size_t done = 0;
-    while (done < r->out_len) {
-        ssize_t n = write(r->fd, r->out + done, r->out_len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            r->out_len = 0;
-            write_failed(r, n < 0 ? errno : ENOSPC);
-            return false;
-        }
-        done += (size_t)n;
-    }
+    int rc = tm_write_all(r->fd, r->out, r->out_len);
     r->out_len = 0;
-    return true;
+    if (rc < 0)
+        write_failed(r, errno);
+    return rc == 0;
 }
 
 /* Appends b's bytes to the batch's output (plain). */

@@ -447,19 +447,12 @@ static void file_deliver(tm_feed *f, tm_outbox_event *ev, size_t n, GString *buf
         note_error(f, 0, "stat: %s", strerror(errno));
         goto retry;
     }
-    size_t off = 0;
-    while (off < buf->len) {
-        ssize_t w = write(f->fd, buf->str + off, buf->len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            note_error(f, 0, "write: %s", w < 0 ? strerror(errno) : "no progress");
-            /* Never leave part of a batch behind a later append. */
-            if (ftruncate(f->fd, stbuf.st_size) < 0)
-                tm_error("feed.file_truncate_failed", "errno=%d", errno);
-            goto retry;
-        }
-        off += (size_t)w;
+    if (tm_write_all(f->fd, buf->str, buf->len) < 0) {
+        note_error(f, 0, "write: %s", strerror(errno));
+        /* Never leave part of a batch behind a later append. */
+        if (ftruncate(f->fd, stbuf.st_size) < 0)
+            tm_error("feed.file_truncate_failed", "errno=%d", errno);
+        goto retry;
     }
     if (fsync(f->fd) < 0) {
         note_error(f, 0, "fsync: %s", strerror(errno));

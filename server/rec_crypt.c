@@ -50,20 +50,6 @@ static uint32_t get32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return TM_EIO;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Reads exactly len bytes; returns len, a short count at end of file, or -1. */
 static ssize_t read_full(int fd, uint8_t *p, size_t len)
 {
@@ -111,9 +97,8 @@ static int seal_chunk(tm_rec_writer *w, size_t len, bool final)
         EVP_CIPHER_CTX_ctrl(w->gcm, EVP_CTRL_GCM_GET_TAG, TM_REC_CRYPT_TAG_LEN, w->out + 4 + len) !=
             1)
         return TM_EIO;
-    int rc = write_all(w->fd, w->out, 4 + len + TM_REC_CRYPT_TAG_LEN);
-    if (rc < 0)
-        return rc;
+    if (tm_write_all(w->fd, w->out, 4 + len + TM_REC_CRYPT_TAG_LEN) < 0)
+        return TM_EIO; /* errno says why */
     w->index++;
     w->fill = 0;
     return 0;
@@ -142,7 +127,7 @@ tm_rec_writer *tm_rec_writer_open(const char *path, const uint8_t key[32], char 
         *err = g_strdup_printf("open %s: %s", path, g_strerror(errno));
         goto fail;
     }
-    if (write_all(w->fd, w->header, sizeof(w->header)) < 0) {
+    if (tm_write_all(w->fd, w->header, sizeof(w->header)) < 0) {
         *err = g_strdup_printf("write %s: %s", path, g_strerror(errno));
         goto fail;
     }
@@ -322,7 +307,7 @@ int tm_rec_decrypt_file(const char *in, const char *out, const uint8_t key[32], 
             rc = TM_EAUTH;
             goto fail;
         }
-        if (write_all(ofd, pt, len) < 0) {
+        if (tm_write_all(ofd, pt, len) < 0) {
             *err = g_strdup_printf("write %s: %s", out, g_strerror(errno));
             goto fail;
         }

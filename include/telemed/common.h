@@ -45,6 +45,10 @@ int64_t tm_mono_ms(void);
  * into out (at least 32 bytes). Returns out. */
 char *tm_rfc3339(int64_t epoch_ms, char *out, size_t outlen);
 
+/* Writes all len bytes to fd, retrying short writes and EINTR. Returns 0,
+ * or -1 with errno set (ENOSPC when the file takes no more bytes). */
+int tm_write_all(int fd, const void *buf, size_t len);
+
 /* Fill out with a random RFC 4122 v4 UUID string (37 bytes incl. NUL). */
 void tm_uuid4(char out[37]);
 
