@@ -14,6 +14,7 @@
 
 #include <glib.h>
 #include <libwebsockets.h>
+#include <uv.h>
 
 typedef struct tm_app {
     tm_config cfg;
@@ -24,6 +25,8 @@ typedef struct tm_app {
     tm_feed *feed;
     tm_media *media;
     struct lws_context *lws;
+    uv_loop_t uv;            /* lws' connections, run by uv_source on loop */
+    GSource *uv_source;      /* NULL until uv is initialised */
     GMainLoop *loop;
     int port;                /* the port actually bound */
     int64_t started_ms;

@@ -1,8 +1,9 @@
 /*
  * main.c - the telemed-server process: configuration, the data directory,
- * TLS, the store, and one GLib main loop that runs libwebsockets (HTTPS +
- * WSS on one port), signaling and the regulator feed. Media workers run on
- * their own threads and talk to this loop by messages.
+ * TLS, the store, and one GLib main loop that runs signaling, the regulator
+ * feed and libwebsockets (HTTPS + WSS on one port; lws on a libuv loop that
+ * the GLib loop runs, see uv_source.h). Media workers run on their own
+ * threads and talk to this loop by messages.
  *
  *   telemed-server [options]            run the server
  *   telemed-server --demo               run with the demo hospital
@@ -15,6 +16,7 @@
 #include "telemed/log.h"
 #include "telemed/rec_crypt.h"
 #include "telemed/recording_store.h"
+#include "telemed/uv_source.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -186,38 +188,9 @@ static gboolean on_signal(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
-/* lws's GLib event lib gives every connection its own GSource, and GLib
- * blocks a source for the length of its dispatch unless it may recurse: it
- * takes the source's fd out of the context's sorted list of poll records and
- * puts it back, and both walk that list. With 5,000 patients connected every
- * read or write on any of them cost two walks of 5,000 records. lws makes the
- * sources and does not expose them, but its callbacks run inside their
- * dispatch, so the source at hand is the one to mark. The server never runs
- * a nested iteration of the control loop, so no source is ever re-entered. */
-static void let_current_source_recurse(void)
-{
-    GSource *src = g_main_current_source();
-    if (src && !g_source_get_can_recurse(src))
-        g_source_set_can_recurse(src, TRUE);
-}
-
-static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                         size_t len)
-{
-    let_current_source_recurse();
-    return tm_http_callback(wsi, reason, user, in, len);
-}
-
-static int signaling_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                              void *in, size_t len)
-{
-    let_current_source_recurse();
-    return tm_signaling_lws_callback(wsi, reason, user, in, len);
-}
-
 static struct lws_protocols protocols[] = {
-    {"http-api", http_callback, 0, 0, 0, NULL, 0},
-    {"telemed.v1", signaling_callback, 0, 0, 0, NULL, 0},
+    {"http-api", tm_http_callback, 0, 0, 0, NULL, 0},
+    {"telemed.v1", tm_signaling_lws_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -229,6 +202,19 @@ static const lws_retry_bo_t retry = {
     .secs_since_valid_ping = 30,
     .secs_since_valid_hangup = 60,
 };
+
+/* lws reads at most one buffer per connection per event. When OpenSSL holds
+ * more of a request than that (a REST body of tens of KiB arrives in 16 KiB
+ * TLS records), no fd will say so: lws marks the connection for "forced
+ * service", which its libuv idle handler runs once and then stops. Anything
+ * still pending after that would wait for the next unrelated event, so we
+ * wake lws' event pipe, whose service starts that handler again. */
+static void lws_force_pending(void *data)
+{
+    tm_app *app = data;
+    if (app->lws && lws_service_adjust_timeout(app->lws, 1, 0) == 0)
+        lws_cancel_service(app->lws);
+}
 
 static int start_lws(tm_app *app)
 {
@@ -254,10 +240,17 @@ static int start_lws(tm_app *app)
     protocols[1].rx_buffer_size = 16384;
     protocols[1].user = app->sig;
 
+    if (uv_loop_init(&app->uv) != 0) {
+        fprintf(stderr, "telemed-server: cannot make the connections' event loop\n");
+        return TM_EIO;
+    }
+    app->uv_source = tm_uv_source_new(&app->uv, lws_force_pending, app);
+    g_source_attach(app->uv_source, g_main_loop_get_context(app->loop));
+
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
-    void *foreign_loops[1] = {app->loop};
-    info.options = LWS_SERVER_OPTION_GLIB | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+    void *foreign_loops[1] = {&app->uv};
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
                    LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     if (strchr(app->cfg.listen, ':'))
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
@@ -270,6 +263,7 @@ static int start_lws(tm_app *app)
     info.ssl_private_key_filepath = app->cfg.tls_key;
     info.alpn = "http/1.1";
     info.user = app;
+    info.pcontext = &app->lws;
     info.retry_and_idle_policy = &retry;
     info.timeout_secs = 30;
     info.max_http_header_data = 12288; /* room for a long bearer token */
@@ -371,11 +365,33 @@ static int run(tm_app *app)
     return 0;
 }
 
+/* On a loop that is not its own, lws closes in two calls: the first closes
+ * every connection and starts closing its libuv handles, whose close
+ * callbacks need the loop to run; the second frees the context (and clears
+ * app->lws through info.pcontext). */
+static void stop_lws(tm_app *app)
+{
+    if (app->lws)
+        lws_context_destroy(app->lws);
+    if (!app->uv_source)
+        return;
+    bool drained = tm_uv_drain(&app->uv, 2000);
+    if (app->lws)
+        lws_context_destroy(app->lws);
+    drained = tm_uv_drain(&app->uv, 2000) && drained;
+    if (!drained)
+        tm_warn("server.uv_not_drained", "timeout_ms=2000");
+    g_source_destroy(app->uv_source);
+    g_source_unref(app->uv_source);
+    app->uv_source = NULL;
+    if (uv_loop_close(&app->uv) != 0)
+        tm_warn("server.uv_busy_at_close", "reason=handles_left");
+}
+
 static void shutdown_app(tm_app *app)
 {
     /* Connections first (they reference signaling), then what they used. */
-    if (app->lws)
-        lws_context_destroy(app->lws);
+    stop_lws(app);
     tm_signaling_free(app->sig);
     tm_media_free(app->media);
     tm_feed_free(app->feed);
