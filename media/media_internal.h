@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <agent.h>
@@ -33,6 +34,7 @@
 #define TM__MAX_STREAMS TM_SDP_MAX_MLINES
 #define TM__MAX_BOUND 16          /* receivers of one incoming stream */
 #define TM__PKT_CAP 2048          /* forwarding scratch: MTU + SRTP trailer + room */
+#define TM__RX_BATCH 8            /* datagrams per recvmmsg on a peer's media socket (ice.c) */
 #define TM__REMB_CAP_BPS 2500000u /* what senders may use when no receiver says less */
 #define TM__REMB_MIN_BPS 100000u
 #define TM__PLI_INTERVAL_MS 1000
@@ -112,6 +114,11 @@ struct tm__worker {
     /* Forwarding scratch; one packet at a time on this thread. */
     uint8_t pkt[TM__PKT_CAP];
     uint8_t rtcp[TM__PKT_CAP];
+    /* Receive batch of the media sockets (ice.c), one peer's at a time. */
+    struct mmsghdr rx_msg[TM__RX_BATCH];
+    struct iovec rx_iov[TM__RX_BATCH];
+    struct sockaddr_in rx_from[TM__RX_BATCH];
+    uint8_t rx_buf[TM__RX_BATCH][TM__PKT_CAP];
 };
 
 /* A stream a sender peer sends to us (one m-line). */
@@ -210,6 +217,13 @@ struct tm__peer {
     int tx_fd;
     socklen_t tx_addrlen;
     struct sockaddr_storage tx_addr;
+    /* Media receive (ice.c): our socket beside the selected pair's, which the
+     * kernel hands the RTP/RTCP from tx_addr; NULL rx_src = libnice receives all. */
+    GSource *rx_src;
+    int rx_fd;
+    int rx_nice_fd;     /* the libnice socket it sits beside */
+    uint32_t rx_ip;     /* the remote it takes media from (network order) */
+    uint16_t rx_port;
     /* DTLS / SRTP */
     tm__dtls *dtls;
     GSource *dtls_timer;
