@@ -2,11 +2,12 @@
  * recorder.c - the per-visit recording pipeline of include/telemed/recorder.h.
  *
  * Owns: the packet ring (written by the media worker, read by the recorder
- * thread), the GStreamer elements, the output file (or its rec_crypt
- * writer) and the recorder thread. Threads:
+ * thread), the GStreamer elements of H.264 tracks, the Matroska writer,
+ * the output file (or its rec_crypt writer) and the recorder thread.
+ * Threads:
  *   - media worker: tm_recorder_push() only (the producer side of the ring);
  *   - recorder thread (feeder_main): everything else until the result is
- *     posted. GStreamer runs no thread of its own here: every element is
+ *     posted. GStreamer runs no thread of its own here: its elements are
  *     driven through pads of ours from this thread;
  *   - the creator's GMainContext: user callbacks and the final free.
  *
@@ -24,21 +25,17 @@
  * collect pads make those threads wait for each other on every frame: a
  * profile of four visits spent more CPU on futex wake-ups in that dance
  * than the server spent forwarding. So each wake-up of the recorder thread
- * moves a whole batch through the same elements synchronously:
+ * moves a whole batch through synchronously, and what those elements did
+ * per packet or frame is done here where it is simple (the jitterbuffer's
+ * reordering, the Opus and VP8 depayloaders, the muxer):
  *
  *   ring -> one copy per batch (the arena) -> per-track reorder (the
  *   jitterbuffer's job: sequence order, duplicates out, a gap waited for
  *   REORDER_MS) -> depayloaded: Opus and VP8 here (see depay_own), H.264
  *   by one buffer list per batch into rtph264depay ! h264parse -> the
  *   frames, per track, into a queue of ours -> merged in timestamp order
- *   into matroskamux -> the muxer's bytes, copied into one buffer per
- *   batch -> the file (one write(2), see flush_out) or rec_crypt.
- *
- * Collect pads would block a thread that pushes to one pad until the
- * others have data; since we push in timestamp order from one thread, we
- * tell it never to wait for a pad that holds nothing (a compare function
- * that puts an empty pad "ahead", and every pad non-waiting before each
- * push), so each push is written at once.
+ *   into Matroska clusters written here (see "Matroska, written here"), one
+ *   buffer per batch -> the file (one write(2), see flush_out) or rec_crypt.
  *
  * Timing: a packet's timestamp comes from its RTP timestamp, anchored to
  * its arrival on the worker (CLOCK_MONOTONIC) relative to the first packet
@@ -49,7 +46,7 @@
  *
  * Start: frames are held until every declared track has produced one or
  * TRACK_START_WINDOW_MS have passed since the first packet; tracks with
- * nothing by then are taken out before the muxer writes its header, so the
+ * nothing by then are taken out before the file's header is written, so the
  * file lists only tracks that exist. A track that goes silent later holds
  * nothing up: merging is by time, not by "every track has data".
  */
@@ -61,7 +58,6 @@
 #include <fcntl.h>
 #include <glib.h>
 #include <glib/gstdio.h>
-#include <gst/base/gstcollectpads.h>
 #include <gst/gst.h>
 #include <openssl/evp.h>
 #include <poll.h>
@@ -142,6 +138,36 @@ typedef struct held {
     uint32_t off, len;
 } held;
 
+/* A growing byte buffer; out of memory is remembered, not checked at each
+ * append. */
+typedef struct obuf {
+    uint8_t *p;
+    size_t len, cap;
+    bool oom;
+} obuf;
+
+typedef struct cue {
+    uint64_t ms, cluster; /* cluster: its position from the segment's data */
+    uint8_t track;
+} cue;
+
+/* Where the Matroska writer is (positions count bytes of the stream). */
+typedef struct mkv_state {
+    bool started;          /* the header is out */
+    bool has_video;        /* a video track is in the file: cues on its keyframes */
+    uint64_t seg_size_pos; /* the Segment's 8-byte size (unknown until the end) */
+    uint64_t seg_data;     /* where the Segment's data starts */
+    uint64_t seek_pos;     /* the Void the SeekHead takes at the end (plain) */
+    uint64_t info_pos, tracks_pos;
+    uint64_t dur_pos;     /* the Duration's 8 bytes (plain) */
+    bool in_cluster;      /* a cluster is open in out */
+    size_t cluster_size;  /* its size field, at this index of out */
+    uint64_t cluster_pos; /* its position in the stream */
+    int64_t cluster_ms;
+    bool cluster_cued;
+    GArray *cues; /* of cue (plain) */
+} mkv_state;
+
 typedef struct track {
     tm_recorder_codec codec;
     uint8_t pt;
@@ -151,13 +177,10 @@ typedef struct track {
     GstElement *depay, *parse; /* parse: NULL but for H.264 */
     GstPad *in;                /* ours: feeds the depayloader */
     GstPad *out;               /* ours: takes the depayloader's (parser's) output */
-    GstPad *muxin;             /* ours: feeds muxpad */
-    GstPad *muxpad;            /* the muxer's request pad (our reference) */
     GQueue frames;             /* GstBuffer and GstEvent out of the depayloader, not yet muxed */
     /* Opus and VP8 are depayloaded here (see depay_own); H.264 goes
      * through rtph264depay ! h264parse. */
     bool own_depay;
-    bool seg_sent; /* own: the segment event is queued (after the first caps) */
     bool want_key; /* own VP8: frames are dropped until a keyframe */
     bool in_frame; /* own VP8: a frame's first packet came */
     uint32_t frame_rtp_ts;
@@ -167,7 +190,11 @@ typedef struct track {
     bool produced; /* a frame came out of the depayloader */
     bool in_file;  /* admitted when the start window closed */
     bool ended;    /* left out of the file: its packets are dropped */
-    bool tagged;   /* its title went to the muxer */
+    /* Matroska: what its caps said (the last caps before the header) */
+    uint8_t mkv_num;    /* its track number in the file (1...), 0: not in the file */
+    int width, height;  /* video */
+    int channels;       /* audio */
+    GBytes *codec_data; /* H.264: the avcC h264parse gave, the track's CodecPrivate */
     /* reordering, on the recorder thread */
     GArray *held; /* of held, ascending eseq */
     bool seq_init;
@@ -200,18 +227,14 @@ struct tm_recorder {
     GThread *thread;
     _Atomic int finish_asked;
     _Atomic int abort_asked;
-    GstElement *pipeline;
-    GstElement *mux; /* owned by pipeline */
-    GstPad *muxout;  /* ours: takes the muxer's bytes */
-    int fd;          /* plain: the file, open for writing */
-    uint8_t *out;    /* plain: the muxer's bytes of this batch */
-    size_t out_len, out_cap;
-    GstCollectPads *collect;
-    track *last_muxed; /* whose pad collect pads left waiting */
+    GstElement *pipeline; /* H.264 tracks' depayloader and parser; nothing else */
+    int fd;               /* plain: the file, open for writing */
+    obuf out;             /* the Matroska bytes of this batch, written at its end */
+    uint64_t written;     /* bytes of the Matroska stream written so far */
+    mkv_state mkv;
     GstBus *bus;
     int64_t first_arrival_ns; /* 0: none yet */
     bool window_closed;
-    bool eos_seen;
     track tracks[TM_RECORDER_MAX_TRACKS];
     char *path;
     bool encrypted;
@@ -501,16 +524,33 @@ static gboolean on_frame_event(GstPad *pad, GstObject *parent, GstEvent *e)
     return TRUE;
 }
 
-/* Caps questions go to the muxer's pad, as if the two were linked (h264parse
- * picks the stream format the muxer takes). */
+/* What the muxer used to take for H.264, answered for it: h264parse then
+ * gives length-prefixed access units and the avcC in its caps. */
 static gboolean on_frame_query(GstPad *pad, GstObject *parent, GstQuery *q)
 {
+    (void)pad;
     (void)parent;
-    track *t = gst_pad_get_element_private(pad);
     switch (GST_QUERY_TYPE(q)) {
-    case GST_QUERY_CAPS:
-    case GST_QUERY_ACCEPT_CAPS:
-        return t->muxin && gst_pad_peer_query(t->muxin, q);
+    case GST_QUERY_CAPS: {
+        GstCaps *filter;
+        GstCaps *caps = gst_caps_from_string("video/x-h264,stream-format=avc,alignment=au");
+        gst_query_parse_caps(q, &filter);
+        if (filter) {
+            GstCaps *both = gst_caps_intersect_full(filter, caps, GST_CAPS_INTERSECT_FIRST);
+            gst_caps_unref(caps);
+            caps = both;
+        }
+        gst_query_set_caps_result(q, caps);
+        gst_caps_unref(caps);
+        return TRUE;
+    }
+    case GST_QUERY_ACCEPT_CAPS: {
+        GstCaps *caps, *ours = gst_caps_from_string("video/x-h264,stream-format=avc,alignment=au");
+        gst_query_parse_accept_caps(q, &caps);
+        gst_query_set_accept_caps_result(q, gst_caps_can_intersect(caps, ours));
+        gst_caps_unref(ours);
+        return TRUE;
+    }
     default:
         return FALSE;
     }
@@ -532,187 +572,428 @@ static void write_failed(tm_recorder *r, int err)
     g_free(why);
 }
 
-/* Writes what this batch's muxer output collected to the file (plain), in
- * one write(2). Recorder thread. Returns false when the write failed.
+/* ---- Matroska, written here ----------------------------------------------
  *
- * Why not filesink: the muxer pushes two or three buffers per frame (the
- * block header, the frame, now and then a cluster header), and handing
- * them on as a buffer list to filesink's writev cost a list entry, a map
- * and an iovec per piece, and the kernel a copy per iovec. Copying the
- * pieces into one reused buffer is a fraction of that, and the file sees
- * the same bytes at the same moment: one write per batch. */
+ * Why not matroskamux. With the packets depayloaded here, the muxer was
+ * what was left of GStreamer on every frame, and most of the recorder
+ * thread's CPU: a pad push through collect pads (its lock, a futex wake-up
+ * per pop, a GstBuffer copy on make_writable), two or three new GstBuffers
+ * per frame for the block header, and then a copy of each into our batch.
+ * Writing a SimpleBlock is a dozen bytes of header and one copy of the frame
+ * into the batch's buffer, so the recorder writes the file's elements
+ * itself, the same ones matroskamux wrote for these codecs:
+ *
+ *   EBML header, Segment (size unknown until the end) {
+ *     Void, replaced by a SeekHead at the end (plain);
+ *     Info (1 ms timestamps, Duration filled in at the end (plain));
+ *     Tracks (Opus with its OpusHead, VP8, H.264 with h264parse's avcC);
+ *     Cluster per batch, each whole and of known size: Timestamp, then
+ *       a SimpleBlock per frame;
+ *     Cues (plain): the cluster of each video keyframe }
+ *
+ * Crash safety as before: each batch's clusters go to the file in one
+ * write(2), so a kill -9 leaves whole clusters behind an unknown-size
+ * Segment, which players read to its end. An encrypted recording cannot
+ * seek back, so it has no Duration, SeekHead or Cues (as matroskamux's
+ * streamable mode had none). */
+
+enum {
+    MKV_EBML = 0x1A45DFA3,
+    MKV_SEGMENT = 0x18538067,
+    MKV_SEEKHEAD = 0x114D9B74,
+    MKV_SEEK = 0x4DBB,
+    MKV_SEEKID = 0x53AB,
+    MKV_SEEKPOS = 0x53AC,
+    MKV_VOID = 0xEC,
+    MKV_INFO = 0x1549A966,
+    MKV_TRACKS = 0x1654AE6B,
+    MKV_CLUSTER = 0x1F43B675,
+    MKV_CUES = 0x1C53BB6B,
+    SEEK_VOID_BYTES = 128, /* room for a SeekHead of three entries */
+    CLUSTER_MAX_MS = 30000 /* a block's time is an int16 of ms from its cluster's */
+};
+
+static uint8_t *ob_room(obuf *o, size_t n)
+{
+    if (o->oom)
+        return NULL;
+    if (o->len + n > o->cap) {
+        size_t cap = MAX(o->cap * 2, MAX((size_t)64 * 1024, o->len + n));
+        uint8_t *p = g_try_realloc(o->p, cap);
+        if (!p) {
+            o->oom = true;
+            return NULL;
+        }
+        o->p = p;
+        o->cap = cap;
+    }
+    uint8_t *at = o->p + o->len;
+    o->len += n;
+    return at;
+}
+
+static void ob_bytes(obuf *o, const void *d, size_t n)
+{
+    uint8_t *p = ob_room(o, n);
+    if (p && n)
+        memcpy(p, d, n);
+}
+
+static void put_be(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+/* An element ID: its bytes as they are (1 to 4). */
+static void ob_id(obuf *o, uint32_t id)
+{
+    int n = id > 0xFFFFFF ? 4 : id > 0xFFFF ? 3 : id > 0xFF ? 2 : 1;
+    uint8_t *p = ob_room(o, (size_t)n);
+    if (p)
+        put_be(p, id, n);
+}
+
+/* A size as an EBML variable-length integer of width bytes (0: the fewest). */
+static void ob_size(obuf *o, uint64_t v, int width)
+{
+    int n = width;
+    if (!n)
+        for (n = 1; n < 8 && v >= ((uint64_t)1 << (7 * n)) - 1; n++)
+            ;
+    uint8_t *p = ob_room(o, (size_t)n);
+    if (p) {
+        put_be(p, v, n);
+        p[0] |= (uint8_t)(0x80 >> (n - 1));
+    }
+}
+
+static void ob_uint(obuf *o, uint32_t id, uint64_t v)
+{
+    int n = 1;
+    while (n < 8 && v >> (8 * n))
+        n++;
+    ob_id(o, id);
+    ob_size(o, (uint64_t)n, 1);
+    uint8_t *p = ob_room(o, (size_t)n);
+    if (p)
+        put_be(p, v, n);
+}
+
+static void put_double(uint8_t *p, double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    put_be(p, u, 8);
+}
+
+static void ob_float(obuf *o, uint32_t id, double d)
+{
+    ob_id(o, id);
+    ob_size(o, 8, 1);
+    uint8_t *p = ob_room(o, 8);
+    if (p)
+        put_double(p, d);
+}
+
+static void ob_bin(obuf *o, uint32_t id, const void *d, size_t n)
+{
+    ob_id(o, id);
+    ob_size(o, n, 0);
+    ob_bytes(o, d, n);
+}
+
+static void ob_str(obuf *o, uint32_t id, const char *s)
+{
+    ob_bin(o, id, s, strlen(s));
+}
+
+/* A master element whose size is filled in by ob_end: returns where its
+ * 4-byte size is. */
+static size_t ob_begin(obuf *o, uint32_t id)
+{
+    ob_id(o, id);
+    size_t at = o->len;
+    ob_room(o, 4);
+    return at;
+}
+
+static void ob_end(obuf *o, size_t at)
+{
+    if (o->oom)
+        return;
+    put_be(o->p + at, (uint64_t)(o->len - at - 4), 4);
+    o->p[at] |= 0x10;
+}
+
+/* Where the next byte of out will be in the stream. */
+static uint64_t stream_pos(const tm_recorder *r)
+{
+    return r->written + r->out.len;
+}
+
+static const char *codec_id(tm_recorder_codec c)
+{
+    return c == TM_REC_OPUS ? "A_OPUS" : c == TM_REC_VP8 ? "V_VP8" : "V_MPEG4/ISO/AVC";
+}
+
+/* What a track's caps say; kept until the header is written (a change
+ * later stays in the stream: a VP8 keyframe carries its size, as an H.264
+ * one with the parser's config-interval carries its parameter sets). */
+static void take_caps(track *t, GstEvent *e)
+{
+    GstCaps *caps;
+    gst_event_parse_caps(e, &caps);
+    const GstStructure *s = gst_caps_get_structure(caps, 0);
+    if (!s)
+        return;
+    gst_structure_get_int(s, "width", &t->width);
+    gst_structure_get_int(s, "height", &t->height);
+    gst_structure_get_int(s, "channels", &t->channels);
+    const GValue *v = gst_structure_get_value(s, "codec_data");
+    if (v && G_VALUE_HOLDS(v, GST_TYPE_BUFFER)) {
+        GstBuffer *b = gst_value_get_buffer(v);
+        GstMapInfo map;
+        if (b && gst_buffer_map(b, &map, GST_MAP_READ)) {
+            if (t->codec_data)
+                g_bytes_unref(t->codec_data);
+            t->codec_data = g_bytes_new(map.data, map.size);
+            gst_buffer_unmap(b, &map);
+        }
+    }
+}
+
+static void mkv_track_entry(obuf *o, const track *t)
+{
+    bool audio = t->codec == TM_REC_OPUS;
+    size_t e = ob_begin(o, 0xAE); /* TrackEntry */
+    ob_uint(o, 0xD7, t->mkv_num);
+    ob_uint(o, 0x73C5, ((uint64_t)g_random_int() << 32 | g_random_int()) | 1); /* TrackUID */
+    ob_uint(o, 0x83, audio ? 2 : 1);                                           /* TrackType */
+    ob_uint(o, 0x9C, 0);                                                       /* FlagLacing */
+    if (t->name)
+        ob_str(o, 0x536E, t->name);
+    ob_str(o, 0x86, codec_id(t->codec));
+    if (audio) {
+        /* OpusHead (RFC 7845 5.1) as matroskamux made it from our caps:
+         * version 1, channels, no pre-skip, 48 kHz, no gain, family 0. */
+        int ch = t->channels > 0 && t->channels <= 2 ? t->channels : 2;
+        uint8_t head[19];
+        memcpy(head, "OpusHead\x01\x02\x00\x00\x80\xbb\x00\x00\x00\x00\x00", sizeof head);
+        head[9] = (uint8_t)ch;
+        ob_bin(o, 0x63A2, head, sizeof head);
+        ob_uint(o, 0x56BB, 80000000); /* SeekPreRoll: 80 ms, as RFC 7845 asks */
+        size_t a = ob_begin(o, 0xE1);
+        ob_float(o, 0xB5, 48000.0);
+        ob_uint(o, 0x9F, (uint64_t)ch);
+        ob_end(o, a);
+    } else {
+        if (t->codec_data)
+            ob_bin(o, 0x63A2, g_bytes_get_data(t->codec_data, NULL),
+                   g_bytes_get_size(t->codec_data));
+        size_t v = ob_begin(o, 0xE0);
+        ob_uint(o, 0xB0, (uint64_t)MAX(t->width, 1));
+        ob_uint(o, 0xBA, (uint64_t)MAX(t->height, 1));
+        ob_end(o, v);
+    }
+    ob_end(o, e);
+}
+
+/* The file's header, before its first frame: every track in the file has
+ * had its caps (they come before its first frame). */
+static void mkv_header(tm_recorder *r)
+{
+    mkv_state *m = &r->mkv;
+    obuf *o = &r->out;
+    m->started = true;
+    size_t e = ob_begin(o, MKV_EBML);
+    ob_uint(o, 0x4286, 1); /* EBMLVersion */
+    ob_uint(o, 0x42F7, 1); /* EBMLReadVersion */
+    ob_uint(o, 0x42F2, 4); /* EBMLMaxIDLength */
+    ob_uint(o, 0x42F3, 8); /* EBMLMaxSizeLength */
+    ob_str(o, 0x4282, "matroska");
+    ob_uint(o, 0x4287, 4); /* DocTypeVersion */
+    ob_uint(o, 0x4285, 2); /* DocTypeReadVersion */
+    ob_end(o, e);
+    ob_id(o, MKV_SEGMENT);
+    m->seg_size_pos = stream_pos(r);
+    ob_size(o, ((uint64_t)1 << 56) - 1, 8); /* unknown */
+    m->seg_data = stream_pos(r);
+    if (!r->encrypted) {
+        m->seek_pos = stream_pos(r);
+        ob_id(o, MKV_VOID);
+        ob_size(o, SEEK_VOID_BYTES - 9, 8);
+        uint8_t *z = ob_room(o, SEEK_VOID_BYTES - 9);
+        if (z)
+            memset(z, 0, SEEK_VOID_BYTES - 9);
+    }
+    m->info_pos = stream_pos(r);
+    size_t info = ob_begin(o, MKV_INFO);
+    ob_uint(o, 0x2AD7B1, 1000000); /* TimestampScale: ms */
+    if (!r->encrypted) {
+        ob_id(o, 0x4489); /* Duration, in ms, filled in at the end */
+        ob_size(o, 8, 1);
+        m->dur_pos = stream_pos(r);
+        uint8_t *z = ob_room(o, 8);
+        if (z)
+            put_double(z, 0);
+    }
+    ob_str(o, 0x4D80, "telemed"); /* MuxingApp */
+    ob_str(o, 0x5741, "telemed"); /* WritingApp */
+    ob_end(o, info);
+    m->tracks_pos = stream_pos(r);
+    size_t tracks = ob_begin(o, MKV_TRACKS);
+    uint8_t num = 0;
+    for (size_t i = 0; i < r->ntracks; i++) {
+        track *t = &r->tracks[i];
+        if (!t->in_file)
+            continue;
+        t->mkv_num = ++num;
+        m->has_video = m->has_video || t->codec != TM_REC_OPUS;
+        mkv_track_entry(o, t);
+    }
+    ob_end(o, tracks);
+}
+
+static void mkv_close_cluster(tm_recorder *r)
+{
+    if (r->mkv.in_cluster)
+        ob_end(&r->out, r->mkv.cluster_size);
+    r->mkv.in_cluster = false;
+}
+
+/* One frame of t as a SimpleBlock, at pts (ns from the file's start). */
+static void mkv_block(tm_recorder *r, track *t, GstBuffer *b, GstClockTime pts)
+{
+    mkv_state *m = &r->mkv;
+    obuf *o = &r->out;
+    if (!m->started)
+        mkv_header(r);
+    int64_t ms = (int64_t)(pts / GST_MSECOND);
+    if (!m->in_cluster || ms < m->cluster_ms || ms - m->cluster_ms > CLUSTER_MAX_MS) {
+        mkv_close_cluster(r);
+        m->cluster_pos = stream_pos(r);
+        m->cluster_size = ob_begin(o, MKV_CLUSTER);
+        ob_uint(o, 0xE7, (uint64_t)ms); /* Timestamp */
+        m->in_cluster = true;
+        m->cluster_ms = ms;
+        m->cluster_cued = false;
+    }
+    bool key = !GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT);
+    if (!m->cluster_cued && m->cues && ((key && t->codec != TM_REC_OPUS) || !m->has_video)) {
+        cue c = {.ms = (uint64_t)ms, .cluster = m->cluster_pos - m->seg_data, .track = t->mkv_num};
+        g_array_append_val(m->cues, c);
+        m->cluster_cued = true;
+    }
+    gsize n = gst_buffer_get_size(b);
+    ob_id(o, 0xA3); /* SimpleBlock: track, int16 time from the cluster's, flags, frame */
+    ob_size(o, n + 4, 0);
+    uint8_t *p = ob_room(o, 4 + n);
+    if (!p)
+        return;
+    p[0] = (uint8_t)(0x80 | t->mkv_num);
+    put_be(p + 1, (uint64_t)(uint16_t)(int16_t)(ms - m->cluster_ms), 2);
+    p[3] = key ? 0x80 : 0;
+    gst_buffer_extract(b, 0, p + 4, n);
+}
+
+/* The batch's bytes to the file (one write(2)) or to the encrypted writer,
+ * its cluster closed first so the file holds whole clusters. Returns false
+ * when that failed. */
 static bool flush_out(tm_recorder *r)
 {
-    int rc = tm_write_all(r->fd, r->out, r->out_len);
-    r->out_len = 0;
+    mkv_close_cluster(r);
+    obuf *o = &r->out;
+    if (o->oom) {
+        set_failed(r, "recorder: out of memory for the output");
+        o->oom = false;
+        o->len = 0;
+        return false;
+    }
+    if (!o->len)
+        return true;
+    int rc = r->encrypted ? tm_rec_writer_write(r->writer, o->p, o->len)
+                          : tm_write_all(r->fd, o->p, o->len);
     if (rc < 0)
         write_failed(r, errno);
+    else
+        r->written += o->len;
+    o->len = 0;
     return rc == 0;
 }
 
-/* Appends b's bytes to the batch's output (plain). */
-static bool out_append(tm_recorder *r, GstBuffer *b)
+static bool patch(tm_recorder *r, const void *d, size_t n, uint64_t pos)
 {
-    gsize n = gst_buffer_get_size(b);
-    if (r->out_len + n > r->out_cap) {
-        size_t cap = MAX(r->out_cap * 2, MAX((size_t)64 * 1024, r->out_len + n));
-        uint8_t *p = g_try_realloc(r->out, cap);
-        if (!p)
-            return false;
-        r->out = p;
-        r->out_cap = cap;
-    }
-    gst_buffer_extract(b, 0, r->out + r->out_len, n);
-    r->out_len += n;
-    return true;
+    if (pwrite(r->fd, d, n, (off_t)pos) == (ssize_t)n)
+        return true;
+    write_failed(r, errno ? errno : EIO);
+    return false;
 }
 
-/* The muxer's bytes. Recorder thread (inside a push into the muxer). */
-static GstFlowReturn on_mux_bytes(GstPad *pad, GstObject *parent, GstBuffer *b)
+/* Ends the stream: the last cluster and, in a plain file, the Cues, then
+ * the Segment's size, the Duration and the SeekHead written in place. */
+static bool mkv_finish(tm_recorder *r, GstClockTime duration)
 {
-    (void)parent;
-    tm_recorder *r = gst_pad_get_element_private(pad);
-    if (atomic_load_explicit(&r->failed, memory_order_relaxed)) {
-        gst_buffer_unref(b);
-        return GST_FLOW_ERROR;
-    }
-    if (!r->encrypted) {
-        bool ok = out_append(r, b);
-        gst_buffer_unref(b);
-        if (!ok) {
-            set_failed(r, "recorder: out of memory for the output");
-            return GST_FLOW_ERROR;
+    mkv_state *m = &r->mkv;
+    obuf *o = &r->out;
+    if (!m->started)
+        mkv_header(r);
+    mkv_close_cluster(r);
+    uint64_t cues_pos = stream_pos(r);
+    if (!r->encrypted && m->cues && m->cues->len) {
+        size_t cs = ob_begin(o, MKV_CUES);
+        for (guint i = 0; i < m->cues->len; i++) {
+            const cue *c = &g_array_index(m->cues, cue, i);
+            size_t p = ob_begin(o, 0xBB); /* CuePoint */
+            ob_uint(o, 0xB3, c->ms);      /* CueTime */
+            size_t tp = ob_begin(o, 0xB7);
+            ob_uint(o, 0xF7, c->track);   /* CueTrack */
+            ob_uint(o, 0xF1, c->cluster); /* CueClusterPosition */
+            ob_end(o, tp);
+            ob_end(o, p);
         }
-        return GST_FLOW_OK;
+        ob_end(o, cs);
+    } else {
+        cues_pos = 0;
     }
-    GstMapInfo map;
-    int rc = 0;
-    if (gst_buffer_map(b, &map, GST_MAP_READ)) {
-        rc = tm_rec_writer_write(r->writer, map.data, map.size);
-        gst_buffer_unmap(b, &map);
+    if (!flush_out(r) || r->encrypted)
+        return !atomic_load(&r->failed);
+    uint8_t b[8];
+    b[0] = 0x01; /* the Segment's size, 8 bytes wide as written */
+    put_be(b + 1, r->written - m->seg_data, 7);
+    if (!patch(r, b, 8, m->seg_size_pos))
+        return false;
+    put_double(b, GST_CLOCK_TIME_IS_VALID(duration) ? (double)duration / GST_MSECOND : 0);
+    if (!patch(r, b, 8, m->dur_pos))
+        return false;
+    obuf sh = {0};
+    size_t h = ob_begin(&sh, MKV_SEEKHEAD);
+    uint32_t ids[3] = {MKV_INFO, MKV_TRACKS, MKV_CUES};
+    uint64_t pos[3] = {m->info_pos, m->tracks_pos, cues_pos};
+    for (int i = 0; i < 3; i++) {
+        if (!pos[i])
+            continue;
+        size_t s = ob_begin(&sh, MKV_SEEK);
+        uint8_t id[4];
+        put_be(id, ids[i], 4);
+        ob_bin(&sh, MKV_SEEKID, id, 4);
+        ob_id(&sh, MKV_SEEKPOS);
+        ob_size(&sh, 8, 1);
+        uint8_t *p = ob_room(&sh, 8);
+        if (p)
+            put_be(p, pos[i] - m->seg_data, 8);
+        ob_end(&sh, s);
     }
-    gst_buffer_unref(b);
-    if (rc < 0) {
-        write_failed(r, errno);
-        return GST_FLOW_ERROR;
-    }
-    return GST_FLOW_OK;
-}
-
-static gboolean on_mux_event(GstPad *pad, GstObject *parent, GstEvent *e)
-{
-    (void)parent;
-    tm_recorder *r = gst_pad_get_element_private(pad);
-    bool ok = true;
-    if (GST_EVENT_TYPE(e) == GST_EVENT_EOS)
-        r->eos_seen = true;
-    if (!r->encrypted && GST_EVENT_TYPE(e) == GST_EVENT_EOS) {
-        ok = flush_out(r);
-    } else if (!r->encrypted && GST_EVENT_TYPE(e) == GST_EVENT_SEGMENT) {
-        /* The muxer seeking back to rewrite its header at the end: the
-         * bytes before it first, then the new position. */
-        const GstSegment *seg;
-        gst_event_parse_segment(e, &seg);
-        if (seg->format == GST_FORMAT_BYTES) {
-            ok = flush_out(r);
-            if (ok && lseek(r->fd, (off_t)seg->start, SEEK_SET) < 0) {
-                write_failed(r, errno);
-                ok = false;
-            }
-        }
-    }
-    gst_event_unref(e);
+    ob_end(&sh, h);
+    size_t rest = SEEK_VOID_BYTES - sh.len; /* the rest stays a Void */
+    ob_id(&sh, MKV_VOID);
+    ob_size(&sh, rest - 2, 1);
+    uint8_t *z = ob_room(&sh, rest - 2);
+    if (z)
+        memset(z, 0, rest - 2);
+    bool ok = !sh.oom && sh.len == SEEK_VOID_BYTES && patch(r, sh.p, sh.len, m->seek_pos);
+    g_free(sh.p);
     return ok;
-}
-
-static gboolean on_mux_query(GstPad *pad, GstObject *parent, GstQuery *q)
-{
-    (void)parent;
-    tm_recorder *r = gst_pad_get_element_private(pad);
-    if (GST_QUERY_TYPE(q) == GST_QUERY_SEEKING) {
-        GstFormat fmt;
-        gst_query_parse_seeking(q, &fmt, NULL, NULL, NULL);
-        /* A file seeks (in bytes); a sealed stream goes one way. */
-        bool seekable = !r->encrypted && fmt == GST_FORMAT_BYTES;
-        gst_query_set_seeking(q, fmt, seekable, 0, -1);
-        return TRUE;
-    }
-    return FALSE;
-}
-
-/* Never wait for a pad that holds nothing: with one thread pushing in time
- * order, nothing else will ever arrive while a push waits. (The muxer's
- * pads are in waiting mode and locked there; set_unwaiting unlocks them.) */
-static gint compare_empty_ahead(GstCollectPads *pads, GstCollectData *d1, GstClockTime t1,
-                                GstCollectData *d2, GstClockTime t2, gpointer user)
-{
-    (void)pads;
-    (void)user;
-    if (d1 != d2 && d1->buffer == NULL)
-        return 1;
-    if (!GST_CLOCK_TIME_IS_VALID(t1))
-        return GST_CLOCK_TIME_IS_VALID(t2) ? -1 : 0;
-    if (!GST_CLOCK_TIME_IS_VALID(t2))
-        return 1;
-    return t1 < t2 ? -1 : t1 > t2;
-}
-
-static void set_waiting(tm_recorder *r, track *t, gboolean waiting)
-{
-    GstCollectData *cd = gst_pad_get_element_private(t->muxpad);
-    if (!cd)
-        return;
-    GST_COLLECT_PADS_STATE_UNSET(cd, GST_COLLECT_PADS_STATE_LOCKED);
-    gst_collect_pads_set_waiting(r->collect, cd, waiting);
-}
-
-/* Before a push into t's pad, after one into from's (NULL: the first).
- *
- * Collect pads writes a frame only when every pad in waiting mode holds
- * one, and it puts the pad it takes a frame from into waiting mode. So the
- * pad pushed last is waiting and empty, and a push elsewhere would wait
- * for it: it must leave waiting mode, and the pad pushed next may as well
- * enter it now (collect pads would put it there anyway). Through
- * gst_collect_pads_set_waiting each change wakes waiters with a futex
- * syscall (GLib's g_cond_broadcast makes one even with nobody waiting):
- * two per switch of track, on top of the one of every frame taken, and
- * the tracks of a visit take turns on nearly every frame. Both pads are
- * empty, so moving the mark from one to the other leaves collect pads'
- * count of pads ready (one for each non-waiting or non-empty pad) as it
- * was; nobody waits to be told, as every push comes from this thread. So
- * the mark moves by its state bits; the API does it only when the state is
- * not the expected one (the first push, or anything unforeseen). */
-static void hand_waiting(tm_recorder *r, track *from, track *to)
-{
-    GstCollectData *a = from ? gst_pad_get_element_private(from->muxpad) : NULL;
-    GstCollectData *b = gst_pad_get_element_private(to->muxpad);
-    if (a && b && !a->buffer && !b->buffer &&
-        GST_COLLECT_PADS_STATE_IS_SET(a, GST_COLLECT_PADS_STATE_WAITING) &&
-        !GST_COLLECT_PADS_STATE_IS_SET(b, GST_COLLECT_PADS_STATE_WAITING) &&
-        !GST_COLLECT_PADS_STATE_IS_SET(a, GST_COLLECT_PADS_STATE_LOCKED) &&
-        !GST_COLLECT_PADS_STATE_IS_SET(b, GST_COLLECT_PADS_STATE_LOCKED) &&
-        !GST_COLLECT_PADS_STATE_IS_SET(a, GST_COLLECT_PADS_STATE_EOS) &&
-        !GST_COLLECT_PADS_STATE_IS_SET(b, GST_COLLECT_PADS_STATE_EOS)) {
-        GST_COLLECT_PADS_STATE_UNSET(a, GST_COLLECT_PADS_STATE_WAITING);
-        GST_COLLECT_PADS_STATE_SET(b, GST_COLLECT_PADS_STATE_WAITING);
-        return;
-    }
-    if (from)
-        set_waiting(r, from, FALSE);
-    set_waiting(r, to, TRUE);
-}
-
-/* Puts every pad of the file in non-waiting mode (when the window closes)
- * or waiting mode (before EOS, so the muxer finishes once, on the last).
- * Recorder thread. */
-static void set_waiting_all(tm_recorder *r, gboolean waiting)
-{
-    GST_COLLECT_PADS_STREAM_LOCK(r->collect);
-    for (size_t i = 0; i < r->ntracks; i++)
-        if (r->tracks[i].in_file)
-            set_waiting(r, &r->tracks[i], waiting);
-    GST_COLLECT_PADS_STREAM_UNLOCK(r->collect);
-    r->last_muxed = NULL;
 }
 
 static GstElement *make(const char *factory, char **err)
@@ -731,75 +1012,40 @@ static GstPad *our_pad(const char *name, GstPadDirection dir, gpointer owner)
     return p;
 }
 
-/* An Opus or VP8 track: no elements, only our pad into the muxer; the
- * events a depayloader would have sent before its first frame are queued
- * (the caps of VP8 wait for its first keyframe, which gives the size). */
-static int build_own_track(tm_recorder *r, track *t, size_t i, char **err)
+/* An Opus or VP8 track: no element and no pad; its frames are made here
+ * (see depay_own) and the caps of VP8 wait for its first keyframe, which
+ * gives the size. */
+static void build_own_track(track *t)
 {
     bool audio = t->codec == TM_REC_OPUS;
     t->own_depay = true;
     t->want_key = !audio;
     t->vp8_w = t->vp8_h = t->vp8_profile = -1;
+    t->channels = 2; /* as the SDP's opus/48000/2 says */
     g_queue_init(&t->frames);
     t->held = g_array_sized_new(FALSE, FALSE, sizeof(held), 64);
     t->parts = g_array_sized_new(FALSE, FALSE, sizeof(held), 16);
-    char name[16];
-    g_snprintf(name, sizeof name, "muxin%zu", i);
-    t->muxin = our_pad(name, GST_PAD_SRC, t);
-    gst_pad_set_event_function(t->muxin, drop_event);
-    t->muxpad = gst_element_request_pad_simple(r->mux, audio ? "audio_%u" : "video_%u");
-    if (!t->muxpad || gst_pad_link(t->muxin, t->muxpad) != GST_PAD_LINK_OK) {
-        *err = g_strdup_printf("cannot link track %zu", i);
-        return TM_EIO;
-    }
-    return 0;
 }
 
-/* The first events of an own track, once its pad is active. */
-static void start_own_track(tm_recorder *r, track *t, size_t i)
-{
-    char *id = g_strdup_printf("telemed-rec-%p-%zu", (void *)r, i);
-    queue_event(t, gst_event_new_stream_start(id));
-    g_free(id);
-    if (t->codec == TM_REC_OPUS) {
-        /* what rtpopusdepay gave for our RTP caps */
-        GstCaps *caps = gst_caps_new_simple("audio/x-opus", "channel-mapping-family", G_TYPE_INT, 0,
-                                            "channels", G_TYPE_INT, 2, NULL);
-        queue_event(t, gst_event_new_caps(caps));
-        gst_caps_unref(caps);
-    }
-}
-
+/* An H.264 track: our pad -> rtph264depay ! h264parse -> our pad. */
 static int build_track(tm_recorder *r, track *t, size_t i, char **err)
 {
-    if (t->codec != TM_REC_H264)
-        return build_own_track(r, t, i, err);
-    GstElement *depay = NULL, *parse = NULL;
-    switch (t->codec) {
-    case TM_REC_OPUS:
-        depay = make("rtpopusdepay", err);
-        break;
-    case TM_REC_VP8:
-        depay = make("rtpvp8depay", err);
-        break;
-    case TM_REC_H264:
-        depay = make("rtph264depay", err);
-        parse = make("h264parse", err);
-        break;
+    if (t->codec != TM_REC_H264) {
+        build_own_track(t);
+        return 0;
     }
-    if (!depay || (t->codec == TM_REC_H264 && !parse)) {
+    GstElement *depay = make("rtph264depay", err);
+    GstElement *parse = make("h264parse", err);
+    if (!depay || !parse) {
         if (depay)
             gst_object_unref(depay);
         if (parse)
             gst_object_unref(parse);
         return TM_EUNSUPPORTED;
     }
-    bool audio = t->codec == TM_REC_OPUS;
-    if (!audio)
-        g_object_set(depay, "wait-for-keyframe", TRUE, NULL);
+    g_object_set(depay, "wait-for-keyframe", TRUE, NULL);
     gst_bin_add(GST_BIN(r->pipeline), depay);
-    if (parse)
-        gst_bin_add(GST_BIN(r->pipeline), parse);
+    gst_bin_add(GST_BIN(r->pipeline), parse);
     t->depay = depay;
     t->parse = parse;
     g_queue_init(&t->frames);
@@ -814,20 +1060,13 @@ static int build_track(tm_recorder *r, track *t, size_t i, char **err)
     gst_pad_set_chain_function(t->out, on_frame);
     gst_pad_set_event_function(t->out, on_frame_event);
     gst_pad_set_query_function(t->out, on_frame_query);
-    g_snprintf(name, sizeof name, "muxin%zu", i);
-    t->muxin = our_pad(name, GST_PAD_SRC, t);
-    gst_pad_set_event_function(t->muxin, drop_event);
-    t->muxpad = gst_element_request_pad_simple(r->mux, audio ? "audio_%u" : "video_%u");
 
-    GstElement *last = parse ? parse : depay;
     GstPad *dsink = gst_element_get_static_pad(depay, "sink");
-    GstPad *lsrc = gst_element_get_static_pad(last, "src");
-    bool ok = t->muxpad && (!parse || gst_element_link(depay, parse)) &&
-              gst_pad_link(t->in, dsink) == GST_PAD_LINK_OK &&
-              gst_pad_link(lsrc, t->out) == GST_PAD_LINK_OK &&
-              gst_pad_link(t->muxin, t->muxpad) == GST_PAD_LINK_OK;
+    GstPad *psrc = gst_element_get_static_pad(parse, "src");
+    bool ok = gst_element_link(depay, parse) && gst_pad_link(t->in, dsink) == GST_PAD_LINK_OK &&
+              gst_pad_link(psrc, t->out) == GST_PAD_LINK_OK;
     gst_object_unref(dsink);
-    gst_object_unref(lsrc);
+    gst_object_unref(psrc);
     if (!ok) {
         *err = g_strdup_printf("cannot link track %zu", i);
         return TM_EIO;
@@ -838,60 +1077,26 @@ static int build_track(tm_recorder *r, track *t, size_t i, char **err)
 static int build_pipeline(tm_recorder *r, char **err)
 {
     r->pipeline = gst_pipeline_new("recorder");
-    GstElement *mux = make("matroskamux", err);
-    if (!mux)
-        return TM_EUNSUPPORTED;
-    /* Non-seekable output (the encrypted stream) must be written as a live
-     * stream; a file gets its index and duration written at the end. */
-    g_object_set(mux, "streamable", r->encrypted, "max-cluster-duration", (guint64)GST_SECOND,
-                 "min-cluster-duration", (guint64)(GST_SECOND / 2), NULL);
-    gst_bin_add(GST_BIN(r->pipeline), mux);
-    r->mux = mux;
-    r->muxout = our_pad("muxout", GST_PAD_SINK, r);
-    gst_pad_set_chain_function(r->muxout, on_mux_bytes);
-    gst_pad_set_event_function(r->muxout, on_mux_event);
-    gst_pad_set_query_function(r->muxout, on_mux_query);
-    GstPad *msrc = gst_element_get_static_pad(mux, "src");
-    bool ok = gst_pad_link(msrc, r->muxout) == GST_PAD_LINK_OK;
-    gst_object_unref(msrc);
-    if (!ok) {
-        *err = g_strdup("cannot link matroskamux to its output");
-        return TM_EIO;
-    }
     for (size_t i = 0; i < r->ntracks; i++) {
         int rc = build_track(r, &r->tracks[i], i, err);
         if (rc < 0)
             return rc;
     }
-    GstCollectData *cd = gst_pad_get_element_private(r->tracks[0].muxpad);
-    if (!cd || !cd->collect) {
-        *err = g_strdup("matroskamux without collect pads");
-        return TM_EUNSUPPORTED;
-    }
-    r->collect = gst_object_ref(cd->collect);
-    gst_collect_pads_set_compare_function(r->collect, compare_empty_ahead, NULL);
     r->bus = gst_element_get_bus(r->pipeline);
-    /* Nothing here waits on a clock: no source is live and the sink does
-     * not sync. */
+    /* Nothing here waits on a clock: no source is live and no sink syncs. */
     if (gst_element_set_state(r->pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
         *err = g_strdup("recording pipeline does not start");
         return TM_EIO;
     }
-    gst_pad_set_active(r->muxout, TRUE);
     for (size_t i = 0; i < r->ntracks; i++) {
         track *t = &r->tracks[i];
-        if (t->own_depay) {
-            gst_pad_set_active(t->muxin, TRUE);
-            start_own_track(r, t, i);
+        if (t->own_depay)
             continue;
-        }
         gst_pad_set_active(t->in, TRUE);
         gst_pad_set_active(t->out, TRUE);
-        gst_pad_set_active(t->muxin, TRUE);
         char *id = g_strdup_printf("telemed-rec-%p-%zu", (void *)r, i);
         GstCaps *caps =
-            gst_caps_new_simple("application/x-rtp", "media", G_TYPE_STRING,
-                                t->codec == TM_REC_OPUS ? "audio" : "video", "clock-rate",
+            gst_caps_new_simple("application/x-rtp", "media", G_TYPE_STRING, "video", "clock-rate",
                                 G_TYPE_INT, (int)t->clock_rate, "encoding-name", G_TYPE_STRING,
                                 codec_encoding(t->codec), "payload", G_TYPE_INT, (int)t->pt, NULL);
         GstSegment seg;
@@ -935,8 +1140,8 @@ static void poll_bus(tm_recorder *r)
     }
 }
 
-/* A failed push into the muxer or the file: the bus has the reason if the
- * sink failed; otherwise say what we know. */
+/* A failed push into a depayloader: the bus has the reason if an element
+ * posted one; otherwise say what we know. */
 static void push_failed(tm_recorder *r, const char *what, GstFlowReturn fr)
 {
     poll_bus(r);
@@ -957,8 +1162,8 @@ static void push_failed(tm_recorder *r, const char *what, GstFlowReturn fr)
  * payloads after the descriptor (RFC 7741) from the packet with S=1,
  * PartID=0 to the one with the marker bit. Each frame becomes one buffer
  * (over the arena for one packet, a copy for several), with the same caps,
- * timestamps and flags the depayloaders gave it, so the muxer sees what it
- * saw before. As rtpvp8depay with wait-for-keyframe did, a VP8 frame with a
+ * timestamps and flags the depayloaders gave it, so the file gets what it
+ * got before. As rtpvp8depay with wait-for-keyframe did, a VP8 frame with a
  * packet missing is dropped and so is every frame after it until a
  * keyframe: a decoder could not use them. */
 
@@ -979,12 +1184,6 @@ static bool rtp_payload(const uint8_t *d, size_t len, size_t *off, size_t *plen)
 
 static void queue_frame(track *t, GstBuffer *b)
 {
-    if (!t->seg_sent) {
-        GstSegment seg;
-        gst_segment_init(&seg, GST_FORMAT_TIME);
-        queue_event(t, gst_event_new_segment(&seg));
-        t->seg_sent = true;
-    }
     g_queue_push_tail(&t->frames, b);
     t->produced = true;
 }
@@ -1267,8 +1466,8 @@ static const rec_hdr *record_at(const uint8_t *base, uint64_t from, uint64_t *i)
  * size the arena and then copying packet by packet read them twice. The
  * held packets and the frames made of them share the arena, so a batch
  * costs one malloc, not one per packet. (A buffer pool would not recycle:
- * the muxer and rtph264depay keep buffers of their input until the frame
- * is written.) The arena is freed with its last packet. */
+ * the frame queues and rtph264depay keep buffers of their input until the
+ * frame is written.) The arena is freed with its last packet. */
 static void drain(tm_recorder *r)
 {
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
@@ -1322,8 +1521,6 @@ static void drop_track(tm_recorder *r, track *t)
     if (t->parts)
         vp8_forget_frame(t);
     clear_frames(t);
-    gst_pad_unlink(t->muxin, t->muxpad);
-    gst_element_release_request_pad(r->mux, t->muxpad);
     GstElement *els[2] = {t->depay, t->parse};
     for (int i = 0; i < 2; i++) {
         if (!els[i])
@@ -1334,44 +1531,36 @@ static void drop_track(tm_recorder *r, track *t)
     t->depay = t->parse = NULL;
 }
 
-/* One frame (or the events before it) of t into the muxer. */
+/* One frame of t into the file. Takes b. */
 static void push_frame(tm_recorder *r, track *t, GstBuffer *b)
 {
-    if (!t->tagged) {
-        t->tagged = true;
-        if (t->name) {
-            GstTagList *tags = gst_tag_list_new(GST_TAG_TITLE, t->name, NULL);
-            gst_tag_list_set_scope(tags, GST_TAG_SCOPE_STREAM);
-            gst_pad_push_event(t->muxin, gst_event_new_tag(tags));
-        }
-    }
     GstClockTime pts = GST_BUFFER_PTS(b);
     if (!GST_CLOCK_TIME_IS_VALID(pts) ||
-        (GST_CLOCK_TIME_IS_VALID(t->last_pts) && pts < t->last_pts)) {
-        b = gst_buffer_make_writable(b);
+        (GST_CLOCK_TIME_IS_VALID(t->last_pts) && pts < t->last_pts))
         pts = GST_CLOCK_TIME_IS_VALID(t->last_pts) ? t->last_pts : 0;
-        GST_BUFFER_PTS(b) = pts;
-    }
     t->last_pts = pts;
-    if (gst_buffer_get_size(b) > 0) {
+    gsize size = gst_buffer_get_size(b);
+    if (size > 0) {
         GstClockTime end = pts + (GST_BUFFER_DURATION_IS_VALID(b) ? GST_BUFFER_DURATION(b) : 0);
         if (!GST_CLOCK_TIME_IS_VALID(r->min_pts) || pts < r->min_pts)
             r->min_pts = pts;
         if (!GST_CLOCK_TIME_IS_VALID(r->max_end) || end > r->max_end)
             r->max_end = end;
+        mkv_block(r, t, b, pts);
     }
-    if (r->last_muxed != t) {
-        GST_COLLECT_PADS_STREAM_LOCK(r->collect);
-        hand_waiting(r, r->last_muxed, t);
-        GST_COLLECT_PADS_STREAM_UNLOCK(r->collect);
-    }
-    r->last_muxed = t;
-    GstFlowReturn fr = gst_pad_push(t->muxin, b);
-    if (fr != GST_FLOW_OK)
-        push_failed(r, "matroskamux", fr);
+    gst_buffer_unref(b);
 }
 
-/* Merges the tracks' frames into the muxer in time order, up to limit
+/* Caps say what the header needs; the other events (stream start,
+ * segment, tags) nothing the file keeps. */
+static void take_event(track *t, GstEvent *e)
+{
+    if (GST_EVENT_TYPE(e) == GST_EVENT_CAPS)
+        take_caps(t, e);
+    gst_event_unref(e);
+}
+
+/* Merges the tracks' frames into the file in time order, up to limit
  * (GST_CLOCK_TIME_NONE: all of them). */
 static void mux_until(tm_recorder *r, GstClockTime limit)
 {
@@ -1384,7 +1573,7 @@ static void mux_until(tm_recorder *r, GstClockTime limit)
                 continue;
             GstMiniObject *o;
             while ((o = g_queue_peek_head(&t->frames)) && GST_IS_EVENT(o))
-                gst_pad_push_event(t->muxin, g_queue_pop_head(&t->frames));
+                take_event(t, g_queue_pop_head(&t->frames));
             if (!o)
                 continue;
             GstClockTime pts = GST_BUFFER_PTS(GST_BUFFER_CAST(o));
@@ -1420,7 +1609,6 @@ static void maybe_close_window(tm_recorder *r, int64_t now_ns, bool final)
         else
             drop_track(r, t);
     }
-    set_waiting_all(r, FALSE);
 }
 
 /* One batch: the ring into the reorder queues, packets into the
@@ -1439,9 +1627,8 @@ static void process(tm_recorder *r, bool final)
         int64_t limit = now - r->first_arrival_ns - (int64_t)MUX_LAG_MS * 1000000;
         mux_until(r, final ? GST_CLOCK_TIME_NONE : limit > 0 ? (GstClockTime)limit : 0);
     }
-    if (!r->encrypted) {
-        flush_out(r); /* reports its own failure */
-    } else if (r->writer) {
+    flush_out(r); /* reports its own failure */
+    if (r->encrypted && r->writer) {
         int64_t ms = tm_mono_ms();
         if (ms - r->last_seal_ms >= SEAL_INTERVAL_MS) {
             r->last_seal_ms = ms;
@@ -1502,14 +1689,11 @@ static void finalise(tm_recorder *r)
         if (live == 0) {
             had_media = false; /* packets came, but none reached the file */
         } else {
-            /* Every pad waiting, so the muxer finishes once, on the last EOS. */
-            set_waiting_all(r, TRUE);
-            for (size_t i = 0; i < r->ntracks; i++)
-                if (r->tracks[i].in_file)
-                    gst_pad_push_event(r->tracks[i].muxin, gst_event_new_eos());
-            poll_bus(r);
-            if (!r->eos_seen && !atomic_load(&r->failed))
+            /* The Cues, and the sizes and positions only known now. */
+            GstClockTime dur = GST_CLOCK_TIME_IS_VALID(r->max_end) ? r->max_end : 0;
+            if (!mkv_finish(r, dur) && !atomic_load(&r->failed))
                 set_failed(r, "recording did not finish");
+            poll_bus(r);
         }
     }
     gst_element_set_state(r->pipeline, GST_STATE_NULL);
@@ -1627,6 +1811,8 @@ tm_recorder *tm_recorder_new(const char *path, const tm_recorder_track *tracks, 
             goto fail;
         }
     }
+    if (!r->encrypted)
+        r->mkv.cues = g_array_new(FALSE, FALSE, sizeof(cue));
     r->ring = g_try_malloc(TM_RECORDER_RING_BYTES);
     r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!r->ring || r->efd < 0) {
@@ -1676,8 +1862,10 @@ static void free_track(track *t)
         g_array_free(t->parts, TRUE);
     }
     clear_frames(t);
-    GstPad *pads[4] = {t->in, t->out, t->muxin, t->muxpad};
-    for (int i = 0; i < 4; i++)
+    if (t->codec_data)
+        g_bytes_unref(t->codec_data);
+    GstPad *pads[2] = {t->in, t->out};
+    for (int i = 0; i < 2; i++)
         if (pads[i])
             gst_object_unref(pads[i]);
 }
@@ -1698,15 +1886,13 @@ void tm_recorder_free(tm_recorder *r)
         gst_element_set_state(r->pipeline, GST_STATE_NULL);
         gst_object_unref(r->pipeline);
     }
-    g_free(r->out);
+    g_free(r->out.p);
+    if (r->mkv.cues)
+        g_array_free(r->mkv.cues, TRUE);
     if (r->fd >= 0)
         close(r->fd);
-    if (r->collect)
-        gst_object_unref(r->collect);
     if (r->bus)
         gst_object_unref(r->bus);
-    if (r->muxout)
-        gst_object_unref(r->muxout);
     tm_rec_writer_abort(r->writer); /* no final chunk: reads as cut short */
     for (size_t i = 0; i < r->ntracks; i++)
         free_track(&r->tracks[i]);

@@ -11,9 +11,10 @@
  *
  * Pipeline, per track: reorder (sequence order, duplicates out, a gap
  * waited for 100 ms: the jitterbuffer's job) -> depayloaded (Opus and VP8
- * by the recorder itself, H.264 by rtph264depay ! h264parse) -> one
- * matroskamux, the tracks merged in time order -> the file, one write(2)
- * per batch (plain), or rec_crypt (encrypted).
+ * by the recorder itself, H.264 by rtph264depay ! h264parse) -> Matroska
+ * written by the recorder itself (the elements matroskamux wrote for these
+ * codecs), the tracks merged in time order -> the file, one write(2) per
+ * batch (plain), or rec_crypt (encrypted).
  *
  * Threads. tm_recorder_push() runs on the media worker that forwards the
  * visit (one producer thread at a time): it copies the packet into a
@@ -26,10 +27,10 @@
  * was thread-default when tm_recorder_new() was called (the media
  * worker's), never on the recorder thread.
  *
- * Crash safety. The muxer writes clusters as they fill (at least one per
- * second) and each batch goes to the plain file in one write, so a kill -9
- * leaves a file that plays up to about the last second (frames reach the
- * muxer 0.4-0.6 s after they arrive); an encrypted file is sealed in chunks
+ * Crash safety. Each batch's frames go to the plain file as whole clusters
+ * in one write (behind a Segment of unknown size until the end), so a
+ * kill -9 leaves a file that plays up to about the last second (frames are
+ * written 0.4-0.6 s after they arrive); an encrypted file is sealed in chunks
  * at least once a second for the same reason. The store marks
  * such a recording incomplete at the next start.
  */
@@ -136,8 +137,9 @@ int tm_recorder_push_at(tm_recorder *r, int track, const uint8_t *rtp, size_t le
 /* Counters so far; safe from any thread. */
 void tm_recorder_stats_get(const tm_recorder *r, tm_recorder_stats *out);
 
-/* Ends the recording: drains the ring, sends EOS, waits for the muxer to
- * finalise the file, hashes it, then calls cb (may be NULL) on the
+/* Ends the recording: drains the ring, writes the rest of the frames and
+ * finalises the file (the Cues, then the sizes and Duration in place),
+ * hashes it, then calls cb (may be NULL) on the
  * context of tm_recorder_new and frees the recorder. Call it on the thread
  * of tm_recorder_new (the owner of that context). With no packet ever
  * pushed the result is a failure ("no media was received") and the empty
