@@ -168,6 +168,15 @@ typedef struct mkv_state {
     GArray *cues; /* of cue (plain) */
 } mkv_state;
 
+/* A frame waiting for the file, or (H.264) an event before one. */
+typedef struct qframe {
+    GstClockTime pts;
+    GstMiniObject *obj; /* H.264: the parser's GstBuffer or GstEvent; own tracks: NULL */
+    uint32_t nparts;    /* own tracks: how many entries of fparts make the frame */
+    uint32_t size;      /* own tracks: their bytes */
+    bool key;
+} qframe;
+
 typedef struct track {
     tm_recorder_codec codec;
     uint8_t pt;
@@ -177,7 +186,13 @@ typedef struct track {
     GstElement *depay, *parse; /* parse: NULL but for H.264 */
     GstPad *in;                /* ours: feeds the depayloader */
     GstPad *out;               /* ours: takes the depayloader's (parser's) output */
-    GQueue frames;             /* GstBuffer and GstEvent out of the depayloader, not yet muxed */
+    /* Frames not yet in the file, oldest first (from fhead on); an own
+     * track's frame data are its next nparts entries of fparts (from phead
+     * on), each holding an arena reference. */
+    GArray *frames; /* of qframe */
+    guint fhead;
+    GArray *fparts; /* of held (own tracks) */
+    guint phead;
     /* Opus and VP8 are depayloaded here (see depay_own); H.264 goes
      * through rtph264depay ! h264parse. */
     bool own_depay;
@@ -186,10 +201,9 @@ typedef struct track {
     uint32_t frame_rtp_ts;
     uint64_t last_eseq; /* own: of the last packet depayloaded (0: none) */
     GArray *parts;      /* own VP8: of held, the current frame's packets (payload) */
-    int vp8_w, vp8_h, vp8_profile;
-    bool produced; /* a frame came out of the depayloader */
-    bool in_file;  /* admitted when the start window closed */
-    bool ended;    /* left out of the file: its packets are dropped */
+    bool produced;      /* a frame came out of the depayloader */
+    bool in_file;       /* admitted when the start window closed */
+    bool ended;         /* left out of the file: its packets are dropped */
     /* Matroska: what its caps said (the last caps before the header) */
     uint8_t mkv_num;    /* its track number in the file (1...), 0: not in the file */
     int width, height;  /* video */
@@ -501,15 +515,12 @@ static GstFlowReturn on_frame(GstPad *pad, GstObject *parent, GstBuffer *b)
 {
     (void)parent;
     track *t = gst_pad_get_element_private(pad);
-    g_queue_push_tail(&t->frames, b);
+    qframe f = {.pts = GST_BUFFER_PTS(b),
+                .obj = GST_MINI_OBJECT_CAST(b),
+                .key = !GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT)};
+    g_array_append_val(t->frames, f);
     t->produced = true;
     return GST_FLOW_OK;
-}
-
-/* Queues a sticky event for the muxer, in order with the frames. */
-static void queue_event(track *t, GstEvent *e)
-{
-    g_queue_push_tail(&t->frames, e);
 }
 
 static gboolean on_frame_event(GstPad *pad, GstObject *parent, GstEvent *e)
@@ -520,7 +531,7 @@ static gboolean on_frame_event(GstPad *pad, GstObject *parent, GstEvent *e)
     if (GST_EVENT_TYPE(e) == GST_EVENT_EOS || !GST_EVENT_IS_SERIALIZED(e))
         gst_event_unref(e);
     else
-        g_queue_push_tail(&t->frames, e);
+        g_array_append_val(t->frames, ((qframe){.obj = GST_MINI_OBJECT_CAST(e)}));
     return TRUE;
 }
 
@@ -862,8 +873,10 @@ static void mkv_close_cluster(tm_recorder *r)
     r->mkv.in_cluster = false;
 }
 
-/* One frame of t as a SimpleBlock, at pts (ns from the file's start). */
-static void mkv_block(tm_recorder *r, track *t, GstBuffer *b, GstClockTime pts)
+/* A SimpleBlock of t at pts (ns from the file's start) for a frame of size
+ * bytes: returns where the caller copies the frame, or NULL when out of
+ * memory. */
+static uint8_t *mkv_block(tm_recorder *r, track *t, GstClockTime pts, bool key, size_t n)
 {
     mkv_state *m = &r->mkv;
     obuf *o = &r->out;
@@ -879,22 +892,20 @@ static void mkv_block(tm_recorder *r, track *t, GstBuffer *b, GstClockTime pts)
         m->cluster_ms = ms;
         m->cluster_cued = false;
     }
-    bool key = !GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT);
     if (!m->cluster_cued && m->cues && ((key && t->codec != TM_REC_OPUS) || !m->has_video)) {
         cue c = {.ms = (uint64_t)ms, .cluster = m->cluster_pos - m->seg_data, .track = t->mkv_num};
         g_array_append_val(m->cues, c);
         m->cluster_cued = true;
     }
-    gsize n = gst_buffer_get_size(b);
     ob_id(o, 0xA3); /* SimpleBlock: track, int16 time from the cluster's, flags, frame */
     ob_size(o, n + 4, 0);
     uint8_t *p = ob_room(o, 4 + n);
     if (!p)
-        return;
+        return NULL;
     p[0] = (uint8_t)(0x80 | t->mkv_num);
     put_be(p + 1, (uint64_t)(uint16_t)(int16_t)(ms - m->cluster_ms), 2);
     p[3] = key ? 0x80 : 0;
-    gst_buffer_extract(b, 0, p + 4, n);
+    return p + 4;
 }
 
 /* The batch's bytes to the file (one write(2)) or to the encrypted writer,
@@ -1020,9 +1031,9 @@ static void build_own_track(track *t)
     bool audio = t->codec == TM_REC_OPUS;
     t->own_depay = true;
     t->want_key = !audio;
-    t->vp8_w = t->vp8_h = t->vp8_profile = -1;
     t->channels = 2; /* as the SDP's opus/48000/2 says */
-    g_queue_init(&t->frames);
+    t->frames = g_array_sized_new(FALSE, FALSE, sizeof(qframe), 256);
+    t->fparts = g_array_sized_new(FALSE, FALSE, sizeof(held), 512);
     t->held = g_array_sized_new(FALSE, FALSE, sizeof(held), 64);
     t->parts = g_array_sized_new(FALSE, FALSE, sizeof(held), 16);
 }
@@ -1048,7 +1059,7 @@ static int build_track(tm_recorder *r, track *t, size_t i, char **err)
     gst_bin_add(GST_BIN(r->pipeline), parse);
     t->depay = depay;
     t->parse = parse;
-    g_queue_init(&t->frames);
+    t->frames = g_array_sized_new(FALSE, FALSE, sizeof(qframe), 256);
     t->held = g_array_sized_new(FALSE, FALSE, sizeof(held), 64);
 
     char name[16];
@@ -1182,9 +1193,15 @@ static bool rtp_payload(const uint8_t *d, size_t len, size_t *off, size_t *plen)
     return true;
 }
 
-static void queue_frame(track *t, GstBuffer *b)
+/* The packets in parts (their payloads), which make one frame of t, into
+ * its queue; takes their arena references. */
+static void queue_own(track *t, const held *parts, guint n, GstClockTime pts, bool key)
 {
-    g_queue_push_tail(&t->frames, b);
+    qframe f = {.pts = pts, .nparts = n, .key = key};
+    for (guint i = 0; i < n; i++)
+        f.size += parts[i].len;
+    g_array_append_vals(t->fparts, parts, n);
+    g_array_append_val(t->frames, f);
     t->produced = true;
 }
 
@@ -1215,46 +1232,16 @@ static void vp8_emit(track *t, GstClockTime pts)
     }
     if (key) {
         t->want_key = false;
-        int w = (f[6] | f[7] << 8) & 0x3fff, h = (f[8] | f[9] << 8) & 0x3fff;
-        int profile = (f[0] >> 1) & 0x07;
-        if (w != t->vp8_w || h != t->vp8_h || profile != t->vp8_profile) {
-            t->vp8_w = w;
-            t->vp8_h = h;
-            t->vp8_profile = profile;
-            char prof[4];
-            g_snprintf(prof, sizeof prof, "%d", profile);
-            GstCaps *caps = gst_caps_new_simple("video/x-vp8", "framerate", GST_TYPE_FRACTION, 0, 1,
-                                                "height", G_TYPE_INT, h, "width", G_TYPE_INT, w,
-                                                "profile", G_TYPE_STRING, prof, NULL);
-            queue_event(t, gst_event_new_caps(caps));
-            gst_caps_unref(caps);
+        /* The file's header gives the first keyframe's size; a later one
+         * is in its keyframe, which is what decoders go by. */
+        if (!t->width) {
+            t->width = (f[6] | f[7] << 8) & 0x3fff;
+            t->height = (f[8] | f[9] << 8) & 0x3fff;
         }
     }
-    GstBuffer *b;
-    if (t->parts->len == 1) {
-        b = arena_buffer(first->arena, first->off, first->len);
-    } else {
-        b = gst_buffer_new_allocate(NULL, size, NULL);
-        GstMapInfo map;
-        if (!b || !gst_buffer_map(b, &map, GST_MAP_WRITE)) {
-            if (b)
-                gst_buffer_unref(b);
-            vp8_forget_frame(t);
-            return;
-        }
-        gsize at = 0;
-        for (guint i = 0; i < t->parts->len; i++) {
-            const held *p = &g_array_index(t->parts, held, i);
-            memcpy(map.data + at, p->arena->data + p->off, p->len);
-            at += p->len;
-        }
-        gst_buffer_unmap(b, &map);
-    }
-    GST_BUFFER_PTS(b) = pts;
-    if (!key)
-        GST_BUFFER_FLAG_SET(b, GST_BUFFER_FLAG_DELTA_UNIT);
-    vp8_forget_frame(t);
-    queue_frame(t, b);
+    queue_own(t, &g_array_index(t->parts, held, 0), t->parts->len, pts, key);
+    g_array_set_size(t->parts, 0); /* their references went with them */
+    t->in_frame = false;
 }
 
 /* One VP8 packet (the payload at off, plen of the packet h). Takes h's
@@ -1327,10 +1314,9 @@ static void depay_own(track *t, held *h)
         arena_unref(h->arena);
         return;
     }
-    GstBuffer *b = arena_buffer(h->arena, h->off + off, plen);
-    arena_unref(h->arena);
-    GST_BUFFER_PTS(b) = h->pts;
-    queue_frame(t, b);
+    h->off += (uint32_t)off;
+    h->len = (uint32_t)plen;
+    queue_own(t, h, 1, h->pts, true);
 }
 
 /* Sends the track's held packets, in sequence order, to its depayloader:
@@ -1503,11 +1489,31 @@ static void drain(tm_recorder *r)
     }
 }
 
+/* The oldest frame of t out of its queue: the caller has used it. Drops
+ * its references. */
+static void pop_frame(track *t)
+{
+    qframe *f = &g_array_index(t->frames, qframe, t->fhead++);
+    if (f->obj)
+        gst_mini_object_unref(f->obj);
+    for (uint32_t i = 0; i < f->nparts; i++)
+        arena_unref(g_array_index(t->fparts, held, t->phead++).arena);
+    /* Frames wait MUX_LAG_MS, so the queues are never empty for long: move
+     * what is left to the front now and then instead. */
+    if (t->fhead >= 128 && t->fhead * 2 >= t->frames->len) {
+        g_array_remove_range(t->frames, 0, t->fhead);
+        t->fhead = 0;
+    }
+    if (t->fparts && t->phead >= 256 && t->phead * 2 >= t->fparts->len) {
+        g_array_remove_range(t->fparts, 0, t->phead);
+        t->phead = 0;
+    }
+}
+
 static void clear_frames(track *t)
 {
-    GstMiniObject *o;
-    while ((o = g_queue_pop_head(&t->frames)))
-        gst_mini_object_unref(o);
+    while (t->frames && t->fhead < t->frames->len)
+        pop_frame(t);
 }
 
 /* Takes a track with nothing to show out of the pipeline before the muxer
@@ -1531,24 +1537,36 @@ static void drop_track(tm_recorder *r, track *t)
     t->depay = t->parse = NULL;
 }
 
-/* One frame of t into the file. Takes b. */
-static void push_frame(tm_recorder *r, track *t, GstBuffer *b)
+/* The oldest frame of t into the file. */
+static void push_frame(tm_recorder *r, track *t)
 {
-    GstClockTime pts = GST_BUFFER_PTS(b);
+    const qframe *f = &g_array_index(t->frames, qframe, t->fhead);
+    GstBuffer *b = f->obj ? GST_BUFFER_CAST(f->obj) : NULL;
+    GstClockTime pts = f->pts;
     if (!GST_CLOCK_TIME_IS_VALID(pts) ||
         (GST_CLOCK_TIME_IS_VALID(t->last_pts) && pts < t->last_pts))
         pts = GST_CLOCK_TIME_IS_VALID(t->last_pts) ? t->last_pts : 0;
     t->last_pts = pts;
-    gsize size = gst_buffer_get_size(b);
+    gsize size = b ? gst_buffer_get_size(b) : f->size;
     if (size > 0) {
-        GstClockTime end = pts + (GST_BUFFER_DURATION_IS_VALID(b) ? GST_BUFFER_DURATION(b) : 0);
+        GstClockTime end =
+            pts + (b && GST_BUFFER_DURATION_IS_VALID(b) ? GST_BUFFER_DURATION(b) : 0);
         if (!GST_CLOCK_TIME_IS_VALID(r->min_pts) || pts < r->min_pts)
             r->min_pts = pts;
         if (!GST_CLOCK_TIME_IS_VALID(r->max_end) || end > r->max_end)
             r->max_end = end;
-        mkv_block(r, t, b, pts);
+        uint8_t *p = mkv_block(r, t, pts, f->key, size);
+        if (p && b) {
+            gst_buffer_extract(b, 0, p, size);
+        } else if (p) {
+            for (uint32_t i = 0; i < f->nparts; i++) {
+                const held *h = &g_array_index(t->fparts, held, t->phead + i);
+                memcpy(p, h->arena->data + h->off, h->len);
+                p += h->len;
+            }
+        }
     }
-    gst_buffer_unref(b);
+    pop_frame(t);
 }
 
 /* Caps say what the header needs; the other events (stream start,
@@ -1557,7 +1575,6 @@ static void take_event(track *t, GstEvent *e)
 {
     if (GST_EVENT_TYPE(e) == GST_EVENT_CAPS)
         take_caps(t, e);
-    gst_event_unref(e);
 }
 
 /* Merges the tracks' frames into the file in time order, up to limit
@@ -1571,12 +1588,18 @@ static void mux_until(tm_recorder *r, GstClockTime limit)
             track *t = &r->tracks[i];
             if (!t->in_file)
                 continue;
-            GstMiniObject *o;
-            while ((o = g_queue_peek_head(&t->frames)) && GST_IS_EVENT(o))
-                take_event(t, g_queue_pop_head(&t->frames));
-            if (!o)
+            const qframe *f = NULL;
+            while (t->fhead < t->frames->len) {
+                f = &g_array_index(t->frames, qframe, t->fhead);
+                if (!f->obj || !GST_IS_EVENT(f->obj))
+                    break;
+                take_event(t, GST_EVENT_CAST(f->obj));
+                pop_frame(t);
+                f = NULL;
+            }
+            if (!f)
                 continue;
-            GstClockTime pts = GST_BUFFER_PTS(GST_BUFFER_CAST(o));
+            GstClockTime pts = f->pts;
             if (!GST_CLOCK_TIME_IS_VALID(pts))
                 pts = GST_CLOCK_TIME_IS_VALID(t->last_pts) ? t->last_pts : 0;
             if (!best || pts < best_pts) {
@@ -1586,7 +1609,7 @@ static void mux_until(tm_recorder *r, GstClockTime limit)
         }
         if (!best || (GST_CLOCK_TIME_IS_VALID(limit) && best_pts > limit))
             return;
-        push_frame(r, best, g_queue_pop_head(&best->frames));
+        push_frame(r, best);
     }
 }
 
@@ -1738,10 +1761,11 @@ static gpointer feeder_main(gpointer p)
         }
         process(r, false);
         struct pollfd pfd = {.fd = r->efd, .events = POLLIN};
-        (void)poll(&pfd, 1, BATCH_MS);
-        uint64_t v;
-        ssize_t n = read(r->efd, &v, sizeof(v));
-        (void)n;
+        if (poll(&pfd, 1, BATCH_MS) > 0) { /* woken early: the eventfd is readable */
+            uint64_t v;
+            ssize_t n = read(r->efd, &v, sizeof(v));
+            (void)n;
+        }
         atomic_store(&r->woken, 0);
     }
 }
@@ -1862,6 +1886,10 @@ static void free_track(track *t)
         g_array_free(t->parts, TRUE);
     }
     clear_frames(t);
+    if (t->frames)
+        g_array_free(t->frames, TRUE);
+    if (t->fparts)
+        g_array_free(t->fparts, TRUE);
     if (t->codec_data)
         g_bytes_unref(t->codec_data);
     GstPad *pads[2] = {t->in, t->out};
