@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 
 #include "media_internal.h"
+#include "telemed/log.h"
 
 static tm__counters *ctr(tm__peer *p)
 {
@@ -221,8 +222,7 @@ static void rx_drain(tm__peer *p)
              * racing it) can bring anything else here. */
             if (h->msg_namelen != sizeof *from || from->sin_family != AF_INET ||
                 from->sin_port != p->rx_port || from->sin_addr.s_addr != p->rx_ip) {
-                atomic_fetch_add_explicit(&ctr(p)->dropped_unknown_source, 1,
-                                          memory_order_relaxed);
+                atomic_fetch_add_explicit(&ctr(p)->dropped_unknown_source, 1, memory_order_relaxed);
                 continue;
             }
             deliver(p, w->rx_buf[i], w->rx_msg[i].msg_len, now_us);
@@ -295,7 +295,9 @@ static int rx_open(tm__peer *p, const struct sockaddr_in *sel)
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
         bind(fd, (const struct sockaddr *)&local, sizeof local) != 0 ||
         rx_attach_filter(fd, ntohl(sel->sin_addr.s_addr), ntohs(sel->sin_port)) != 0) {
+        int e = errno;
         close(fd);
+        errno = e;
         return -1;
     }
     return fd;
@@ -321,8 +323,11 @@ static void rx_sync(tm__peer *p)
     if (!want)
         return;
     int fd = rx_open(p, sel);
-    if (fd < 0)
+    if (fd < 0) {
+        /* The peer keeps libnice's receive path; only slower. */
+        tm_info("media.rx_direct_failed", "visit=%s peer=%s errno=%d", p->visit->id, p->id, errno);
         return;
+    }
     GSource *src = g_source_new(&rx_funcs, sizeof(rx_source));
     ((rx_source *)src)->p = p;
     g_source_set_can_recurse(src, TRUE); /* see no_block_on_dispatch */
@@ -333,6 +338,7 @@ static void rx_sync(tm__peer *p)
     p->rx_nice_fd = p->tx_fd;
     p->rx_ip = sel->sin_addr.s_addr;
     p->rx_port = sel->sin_port;
+    tm_debug("media.rx_direct", "visit=%s peer=%s", p->visit->id, p->id);
     rx_drain(p); /* what the gap before the program brought */
 }
 

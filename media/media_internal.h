@@ -221,8 +221,8 @@ struct tm__peer {
      * kernel hands the RTP/RTCP from tx_addr; NULL rx_src = libnice receives all. */
     GSource *rx_src;
     int rx_fd;
-    int rx_nice_fd;     /* the libnice socket it sits beside */
-    uint32_t rx_ip;     /* the remote it takes media from (network order) */
+    int rx_nice_fd; /* the libnice socket it sits beside */
+    uint32_t rx_ip; /* the remote it takes media from (network order) */
     uint16_t rx_port;
     /* DTLS / SRTP */
     tm__dtls *dtls;
