@@ -505,9 +505,10 @@ static void count_push_latency(tm_signaling *sig, int64_t done_us)
                       &sig->push_sum_s, &sig->push_count, s);
 }
 
-/* Writes the batch straight to the sockets (no queue, no writable event: with
- * thousands of sockets each trip through the GLib loop walks every poll
- * record), then queues what a socket refused and closes what failed. */
+/* Writes the batch straight to the sockets (no queue, no writable event and
+ * so no trip through the event loop per socket, which for 5,000 patients is
+ * 5,000 epoll events and callbacks), then queues what a socket refused and
+ * closes what failed. */
 static void write_fanout(tm_signaling *sig)
 {
     tm_fanout_write(sig->fanout, sig->fan_items, sig->fan_n);
