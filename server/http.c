@@ -27,6 +27,9 @@
 /* Largest request body accepted. */
 #define MAX_BODY (256 * 1024)
 #define CHUNK 16384
+/* A body must arrive whole within this long of its headers (a trickling
+ * client must not hold a connection). */
+#define BODY_DEADLINE_MS 20000
 
 typedef struct http_pss {
     int method;
@@ -34,6 +37,13 @@ typedef struct http_pss {
     char auth[TM_JWT_MAX_LEN + 16];
     GByteArray *body;
     bool body_too_big;
+    int64_t body_deadline_ms;
+    /* A request that carried a body is answered with "connection: close" and
+     * the connection closes after it: no request is read behind a body
+     * (RFC 9112 §9.6), which is where lws 4.1 re-entered body completion in
+     * a loop that never wrote the reply. */
+    bool close_after;
+    bool has_body;
     char range[128];
     char content_range[64]; /* a 416's "bytes * /size" (without the space) */
     /* response */
@@ -154,6 +164,8 @@ static int send_headers(struct lws *wsi, http_pss *p)
         return -1;
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"x-content-type-options:",
                                     (const unsigned char *)"nosniff", 7, &ptr, end))
+        return -1;
+    if (p->close_after && add_header(wsi, "connection:", "close", &ptr, end))
         return -1;
     if (lws_finalize_write_http_header(wsi, start, &ptr, end))
         return -1;
@@ -904,6 +916,13 @@ static void route_health(tm_app *app, http_pss *p)
                            version, "uptime_s", (json_int_t)((tm_now_ms() - app->started_ms) / 1000)));
 }
 
+static bool route_takes_body(const http_pss *p)
+{
+    return (p->method == LWSHUMETH_POST || p->method == LWSHUMETH_PUT ||
+            p->method == LWSHUMETH_PATCH) &&
+           strncmp(p->path, "/api/v1/", 8) == 0;
+}
+
 /* Routes a complete request and starts the response. */
 static int handle_request(struct lws *wsi, http_pss *p)
 {
@@ -913,6 +932,10 @@ static int handle_request(struct lws *wsi, http_pss *p)
     p->responded = true;
     if (p->body_too_big) {
         respond_err(p, TM_ETOOBIG, "request body over 256 KiB");
+    } else if (p->has_body && !route_takes_body(p)) {
+        respond_json(p, 405,
+                     json_pack("{s:{s:s, s:s}}", "error", "code", tm_error_code(TM_EINVAL),
+                               "message", "this route takes no request body"));
     } else if (strcmp(p->path, "/healthz") == 0) {
         route_health(app, p);
     } else if (strcmp(p->path, "/metrics") == 0) {
@@ -946,6 +969,17 @@ static void pss_clear(http_pss *p)
     p->streaming = false;
 }
 
+/* The reply is out: wait for the next request, or close after one that
+ * carried a body (once lws has flushed what it buffered). */
+static int finish_response(struct lws *wsi, http_pss *p)
+{
+    bool close = p->close_after;
+    pss_clear(p);
+    if (close)
+        return lws_raw_transaction_completed(wsi);
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
 /* Sends the next piece of a recording; the last one completes the reply. */
 static int write_recording_chunk(struct lws *wsi, http_pss *p)
 {
@@ -968,6 +1002,130 @@ static int write_recording_chunk(struct lws *wsi, http_pss *p)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* ---- request framing -------------------------------------------- */
+
+typedef enum { FRAMING_NONE, FRAMING_LENGTH, FRAMING_BAD_REQUEST, FRAMING_NEEDS_LENGTH } framing;
+
+static bool all_digits(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+/* RFC 9112 §6.3: a body whose length a proxy in front could read otherwise
+ * is refused, not guessed: Content-Length with Transfer-Encoding, repeated
+ * or signed lengths. Chunked bodies are not taken at all (411). */
+static framing request_framing(struct lws *wsi, uint64_t *length, const char **why)
+{
+    *length = 0;
+    bool te = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+    int cl = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    if (te && cl > 0) {
+        *why = "Content-Length and Transfer-Encoding together";
+        return FRAMING_BAD_REQUEST;
+    }
+    if (te) {
+        *why = "Transfer-Encoding is not accepted on requests; send Content-Length";
+        return FRAMING_NEEDS_LENGTH;
+    }
+    if (cl <= 0)
+        return FRAMING_NONE;
+    char text[24];
+    if (lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, 1) > 0 ||
+        cl >= (int)sizeof(text) ||
+        lws_hdr_copy_fragment(wsi, text, sizeof(text), WSI_TOKEN_HTTP_CONTENT_LENGTH, 0) < 0 ||
+        !all_digits(text) || strlen(text) > 15) {
+        *why = "Content-Length must be one decimal number";
+        return FRAMING_BAD_REQUEST;
+    }
+    *length = g_ascii_strtoull(text, NULL, 10);
+    return *length ? FRAMING_LENGTH : FRAMING_NONE;
+}
+
+/* Answers before the body is read and closes: the framing is not to be
+ * trusted, so neither is anything behind it. The reply is written at once
+ * because lws goes on to read the body it believes in. */
+static int refuse_framing(struct lws *wsi, http_pss *p, int status, const char *why)
+{
+    tm_info("http.bad_framing", "status=%d", status);
+    p->responded = true;
+    p->close_after = true;
+    respond_json(p, status,
+                 json_pack("{s:{s:s, s:s}}", "error", "code", tm_error_code(TM_EINVAL), "message",
+                           why));
+    if (send_headers(wsi, p))
+        return -1;
+    unsigned char buf[LWS_PRE + 512];
+    size_t n = p->resp->len < 512 ? p->resp->len : 512;
+    memcpy(buf + LWS_PRE, p->resp->str, n);
+    if (lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP_FINAL) != (int)n)
+        return -1;
+    pss_clear(p);
+    return lws_raw_transaction_completed(wsi);
+}
+
+static int start_request(struct lws *wsi, http_pss *p)
+{
+    pss_clear(p);
+    memset(p, 0, sizeof(*p));
+    const char *uri = NULL;
+    int ulen = 0;
+    p->method = lws_http_get_uri_and_method(wsi, (char **)&uri, &ulen);
+    if (p->method < 0 || ulen <= 0 || ulen >= (int)sizeof(p->path)) {
+        lws_return_http_status(wsi, 414, NULL);
+        return -1;
+    }
+    memcpy(p->path, uri, (size_t)ulen);
+    p->path[ulen] = 0;
+    if (lws_hdr_copy(wsi, p->auth, sizeof(p->auth), WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
+        p->auth[0] = 0;
+    if (lws_hdr_copy(wsi, p->range, sizeof(p->range), WSI_TOKEN_HTTP_RANGE) < 0)
+        p->range[0] = 0;
+    uint64_t length;
+    const char *why = NULL;
+    switch (request_framing(wsi, &length, &why)) {
+    case FRAMING_BAD_REQUEST:
+        return refuse_framing(wsi, p, 400, why);
+    case FRAMING_NEEDS_LENGTH:
+        return refuse_framing(wsi, p, 411, why);
+    case FRAMING_NONE:
+        return handle_request(wsi, p);
+    case FRAMING_LENGTH:
+        break;
+    }
+    p->close_after = true;
+    p->has_body = true;
+    p->body_deadline_ms = tm_now_ms() + BODY_DEADLINE_MS;
+    if (length > MAX_BODY)
+        p->body_too_big = true;
+    else if (route_takes_body(p))
+        p->body = g_byte_array_sized_new((guint)length);
+    return 0; /* the body comes in LWS_CALLBACK_HTTP_BODY */
+}
+
+/* Keeps the body of a route that takes one; a body elsewhere is read and
+ * dropped so the refusal reaches the client. */
+static int take_body(http_pss *p, const void *in, size_t len)
+{
+    if (!p->has_body)
+        return 0;
+    if (tm_now_ms() > p->body_deadline_ms) {
+        tm_info("http.body_timeout", "path_len=%zu", strlen(p->path));
+        return -1;
+    }
+    if (p->responded || !p->body)
+        return 0;
+    if (p->body->len + len > MAX_BODY)
+        p->body_too_big = true;
+    else
+        g_byte_array_append(p->body, in, (guint)len);
+    return 0;
+}
+
 int tm_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                      size_t len)
 {
@@ -975,41 +1133,10 @@ int tm_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
     if (!p) /* not (or no longer) one of our requests */
         return lws_callback_http_dummy(wsi, reason, user, in, len);
     switch (reason) {
-    case LWS_CALLBACK_HTTP: {
-        pss_clear(p);
-        memset(p, 0, sizeof(*p));
-        const char *uri = NULL;
-        int ulen = 0;
-        p->method = lws_http_get_uri_and_method(wsi, (char **)&uri, &ulen);
-        if (p->method < 0 || ulen <= 0 || ulen >= (int)sizeof(p->path)) {
-            lws_return_http_status(wsi, 414, NULL);
-            return -1;
-        }
-        memcpy(p->path, uri, (size_t)ulen);
-        p->path[ulen] = 0;
-        if (lws_hdr_copy(wsi, p->auth, sizeof(p->auth), WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
-            p->auth[0] = 0;
-        if (lws_hdr_copy(wsi, p->range, sizeof(p->range), WSI_TOKEN_HTTP_RANGE) < 0)
-            p->range[0] = 0;
-        if (p->method == LWSHUMETH_POST || p->method == LWSHUMETH_PUT ||
-            p->method == LWSHUMETH_PATCH) {
-            char clen[24] = "";
-            lws_hdr_copy(wsi, clen, sizeof(clen), WSI_TOKEN_HTTP_CONTENT_LENGTH);
-            if (atoll(clen) > 0 || lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
-                p->body = g_byte_array_new();
-                return 0; /* wait for the body */
-            }
-        }
-        return handle_request(wsi, p) ? -1 : 0;
-    }
+    case LWS_CALLBACK_HTTP:
+        return start_request(wsi, p) ? -1 : 0;
     case LWS_CALLBACK_HTTP_BODY:
-        if (!p->body)
-            p->body = g_byte_array_new();
-        if (p->body->len + len > MAX_BODY)
-            p->body_too_big = true;
-        else
-            g_byte_array_append(p->body, in, (guint)len);
-        return 0;
+        return take_body(p, in, len) ? -1 : 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         return handle_request(wsi, p) ? -1 : 0;
     case LWS_CALLBACK_HTTP_WRITEABLE: {
@@ -1029,8 +1156,7 @@ int tm_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
             lws_callback_on_writable(wsi);
             return 0;
         }
-        pss_clear(p);
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
+        return finish_response(wsi, p);
     }
     case LWS_CALLBACK_CLOSED_HTTP:
         pss_clear(p);
