@@ -11,3 +11,6 @@ target_sources(telemed PRIVATE
 # against SQLite, plus SQLite's own checks: file modes, a newer schema, and
 # writes failing (disk full, locked, I/O error).
 tm_unit_test(test_store tests/server/test_store.c tests/server/store_suite.c)
+
+# The live server with its database locked by another process.
+tm_node_test(integration_store_failure tests/integration/store_failure.test.mjs)
