@@ -343,6 +343,9 @@ tm_store *tm_store_open(const char *path, const char *hospital_id, char **err)
                  s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto fail;
     }
+    /* Only another process (an operator's shell, a backup) takes the write
+     * lock; the control loop waits for it at most 5 s, then the step is
+     * refused with TM_EIO and "database is locked". */
     sqlite3_busy_timeout(s->db, 5000);
     sqlite3_extended_result_codes(s->db, 1);
     /* WAL: readers (reports, exports) never block the control loop's writes;
