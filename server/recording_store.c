@@ -28,14 +28,14 @@ static int row_state(tm_store *s, const char *rec_id, char visit[128], char stat
         tm__store_col_text(st, 1, state, 16);
     }
     sqlite3_reset(st);
-    return rc == 0 ? TM_ENOTFOUND : rc < 0 ? rc : 0;
+    return rc == 0 ? tm__store_refuse(s, TM_ENOTFOUND, "no such recording") : rc < 0 ? rc : 0;
 }
 
 int tm_recording_start(tm_store *s, const char *visit_id, const char *path, const char *format,
                        bool encrypted, int64_t now_ms, char id_out[TM_RECORDING_ID_LEN])
 {
     if (!visit_id || !path || !format)
-        return TM_EINVAL;
+        return tm__store_refuse(s, TM_EINVAL, "a recording needs visit, path and format");
     tm_visit v;
     int rc = tm_store_visit_get(s, visit_id, &v);
     if (rc < 0)
@@ -65,14 +65,14 @@ int tm_recording_finish(tm_store *s, const char *rec_id, int64_t size_bytes, int
                         const char *sha256, int64_t dropped_packets, int64_t now_ms)
 {
     if (!rec_id || !is_sha256_hex(sha256) || size_bytes < 0 || duration_ms < 0)
-        return TM_EINVAL;
+        return tm__store_refuse(s, TM_EINVAL, "bad recording id, sha256, size or duration");
     char visit[128], state[16];
     int rc = tm__store_begin(s);
     if (rc < 0)
         return rc;
     rc = row_state(s, rec_id, visit, state);
     if (rc == 0 && strcmp(state, "recording") != 0)
-        rc = TM_ECONFLICT;
+        rc = tm__store_refuse(s, TM_ECONFLICT, "recording is over already");
     if (rc == 0)
         rc = tm__store_run(s,
                            "UPDATE recordings SET state = 'complete', size_bytes = ?2,"
@@ -89,13 +89,13 @@ int tm_recording_fail(tm_store *s, const char *rec_id, const char *reason, int64
                       int64_t now_ms)
 {
     if (!rec_id)
-        return TM_EINVAL;
+        return tm__store_refuse(s, TM_EINVAL, "no recording id");
     char visit[128], state[16];
     int rc = row_state(s, rec_id, visit, state);
     if (rc < 0)
         return rc;
     if (strcmp(state, "recording") != 0)
-        return TM_ECONFLICT;
+        return tm__store_refuse(s, TM_ECONFLICT, "recording is over already");
     return tm__store_run(s,
                          "UPDATE recordings SET state = 'failed', failure = ?2,"
                          " dropped_packets = ?3, finished_at = ?4"
@@ -226,7 +226,7 @@ int tm_recording_retention_sweep(tm_store *s, int retention_days, int64_t now_ms
     if (failed)
         *failed = 0;
     if (retention_days < 1)
-        return TM_EINVAL;
+        return tm__store_refuse(s, TM_EINVAL, "retention is at least one day");
     int64_t cutoff = now_ms - (int64_t)retention_days * 86400000;
     char policy[64];
     snprintf(policy, sizeof(policy), "retention_recordings_days=%d", retention_days);
@@ -268,7 +268,7 @@ int tm_recording_retention_sweep(tm_store *s, int retention_days, int64_t now_ms
 int tm_recording_set_plain_sha256(tm_store *s, const char *rec_id, const char *plain_sha256)
 {
     if (!rec_id || !is_sha256_hex(plain_sha256))
-        return TM_EINVAL;
+        return tm__store_refuse(s, TM_EINVAL, "bad recording id or sha256");
     return tm__store_run_one(s, "UPDATE recordings SET plain_sha256 = ?2 WHERE id = ?1", "ss",
                              rec_id, plain_sha256);
 }

@@ -49,6 +49,8 @@ int tm__store_changes(tm_store *s);
 int64_t tm__store_last_rowid(tm_store *s);
 /* Sets the message tm_store_errmsg() returns (printf format). */
 void tm__store_set_error(tm_store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A refusal: sets the message why and returns code (a TM_E* value). */
+int tm__store_refuse(tm_store *s, int code, const char *why);
 /* A new id "<prefix>-<uuid4>" into out. */
 void tm__store_make_id(const char *prefix, char *out, size_t outlen);
 /* Records the connection's message for a failed step and maps the code:

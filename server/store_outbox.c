@@ -32,7 +32,7 @@ int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event
     *out = NULL;
     *n = 0;
     if (limit <= 0)
-        return TM_EINVAL;
+        return tm__store_refuse(s, TM_EINVAL, "batch limit must be at least 1");
     /* "+state" keeps the planner on the rowid range instead of the
      * (state, visit_id, seq) index plus a sort of every pending row.
      * Cached: the feed runs this every second even when nothing is due. */
@@ -192,9 +192,11 @@ int tm_outbox_replay(tm_store *s, int64_t seq)
     sqlite3_stmt *st = tm__store_query(s, "SELECT state FROM outbox WHERE seq = ?1", "I", seq);
     int rc = tm__store_step(s, st);
     if (rc == 0)
-        rc = TM_ENOTFOUND;
+        rc = tm__store_refuse(s, TM_ENOTFOUND, "no such outbox row");
+    else if (rc == 1 && strcmp((const char *)sqlite3_column_text(st, 0), "dead") != 0)
+        rc = tm__store_refuse(s, TM_ECONFLICT, "outbox row is not a dead letter");
     else if (rc == 1)
-        rc = strcmp((const char *)sqlite3_column_text(st, 0), "dead") == 0 ? 0 : TM_ECONFLICT;
+        rc = 0;
     sqlite3_reset(st);
     if (rc < 0)
         return rc;

@@ -60,7 +60,7 @@ int tm_store_doctor_get(tm_store *s, const char *id, tm_doctor_info *out)
         s, "SELECT id, dept_id, licence_no, active FROM doctors WHERE id = ?1", "s", id);
     int rc = tm__store_step(s, st);
     if (rc == 0)
-        rc = TM_ENOTFOUND;
+        rc = tm__store_refuse(s, TM_ENOTFOUND, "no such doctor");
     if (rc == 1) {
         tm__store_col_text(st, 0, out->id, sizeof(out->id));
         tm__store_col_text(st, 1, out->dept_id, sizeof(out->dept_id));
@@ -86,7 +86,7 @@ int tm_store_shift_add(tm_store *s, const char *doctor_id, const char *dept_id, 
                        int64_t end_ms, int capacity, char *id_out)
 {
     if (end_ms <= start_ms || capacity < 1)
-        return TM_EINVAL;
+        return tm__store_refuse(s, TM_EINVAL, "a shift ends after it starts and has capacity >= 1");
     char id[64];
     tm__store_make_id("shift", id, sizeof(id));
     int rc =
@@ -95,7 +95,7 @@ int tm_store_shift_add(tm_store *s, const char *doctor_id, const char *dept_id, 
                       " created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                       "sssIIiI", id, doctor_id, dept_id, start_ms, end_ms, capacity, tm_now_ms());
     if (rc == TM_ECONFLICT)
-        return TM_EINVAL; /* unknown doctor or department */
+        return tm__store_refuse(s, TM_EINVAL, "unknown doctor or department");
     if (rc == 0 && id_out)
         strcpy(id_out, id);
     return rc;
@@ -130,7 +130,7 @@ int tm_store_shift_current(tm_store *s, const char *doctor_id, const char *dept_
                         "ssI", doctor_id, dept_id, now_ms);
     int rc = tm__store_step(s, st);
     if (rc == 0)
-        rc = TM_ENOTFOUND;
+        rc = tm__store_refuse(s, TM_ENOTFOUND, "no shift now");
     if (rc == 1) {
         if (dept_out)
             tm__store_col_text(st, 0, dept_out, 64);
@@ -154,7 +154,8 @@ bool tm__store_kind_valid(const char *kind)
 int tm_store_appt_create(tm_store *s, const tm_appointment *a, char *id_out)
 {
     if (!a->patient_id[0] || !a->dept_id[0] || a->slot_ms <= 0 || !tm__store_kind_valid(a->kind))
-        return TM_EINVAL;
+        return tm__store_refuse(s, TM_EINVAL,
+                                "an appointment needs patient, department, slot and kind");
     char id[64];
     if (a->id[0])
         snprintf(id, sizeof(id), "%s", a->id);
@@ -180,7 +181,7 @@ int tm_store_appt_get(tm_store *s, const char *id, tm_appointment *out)
                         "s", id);
     int rc = tm__store_step(s, st);
     if (rc == 0)
-        rc = TM_ENOTFOUND;
+        rc = tm__store_refuse(s, TM_ENOTFOUND, "no such appointment");
     if (rc == 1) {
         tm__store_col_text(st, 0, out->id, sizeof(out->id));
         tm__store_col_text(st, 1, out->patient_id, sizeof(out->patient_id));
@@ -202,7 +203,7 @@ int tm_store_appt_update(tm_store *s, const tm_appointment *a)
     for (size_t i = 0; i < TM_ARRAY_LEN(statuses); i++)
         ok |= strcmp(a->status, statuses[i]) == 0;
     if (!ok || a->slot_ms <= 0 || !tm__store_kind_valid(a->kind))
-        return TM_EINVAL;
+        return tm__store_refuse(s, TM_EINVAL, "bad appointment status, slot or kind");
     int rc = tm__store_run_one(s,
                                "UPDATE appointments SET slot_at = ?2, doctor_id = ?3, status = ?4,"
                                " kind = ?5, dept_id = ?6, updated_at = ?7 WHERE id = ?1",

@@ -158,7 +158,7 @@ int tm__store_run_one(tm_store *s, const char *sql, const char *types, ...)
     va_end(ap);
     int rc = tm__store_step_done(s, st);
     if (rc == 0 && sqlite3_changes(s->db) == 0)
-        return TM_ENOTFOUND;
+        return tm__store_refuse(s, TM_ENOTFOUND, "no such row in that state");
     return rc;
 }
 
@@ -188,6 +188,12 @@ void tm__store_set_error(tm_store *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
     va_end(ap);
+}
+
+int tm__store_refuse(tm_store *s, int code, const char *why)
+{
+    snprintf(s->errmsg, sizeof(s->errmsg), "%s", why);
+    return code;
 }
 
 void tm__store_make_id(const char *prefix, char *out, size_t outlen)

@@ -47,7 +47,7 @@ int tm_store_visit_get(tm_store *s, const char *id, tm_visit *out)
     sqlite3_stmt *st = tm__store_query(s, VISIT_COLUMNS " WHERE v.id = ?1", "s", id);
     int rc = tm__store_step(s, st);
     if (rc == 0)
-        rc = TM_ENOTFOUND;
+        rc = tm__store_refuse(s, TM_ENOTFOUND, "no such visit");
     if (rc == 1) {
         visit_from_row(st, out);
         rc = 0;
@@ -88,7 +88,7 @@ static int participant_insert(tm_store *s, const char *visit_id, const char *use
 int tm_store_visit_checkin(tm_store *s, tm_visit *v, const char *user_agent)
 {
     if (!v->patient_id[0] || !v->dept_id[0] || !tm__store_kind_valid(v->kind))
-        return TM_EINVAL;
+        return tm__store_refuse(s, TM_EINVAL, "check-in needs patient, department and kind");
     tm__store_make_id("v", v->id, sizeof(v->id));
     snprintf(v->state, sizeof(v->state), "waiting");
     int rc = tm__store_begin(s);
@@ -182,7 +182,7 @@ int tm_store_visit_accept(tm_store *s, const char *visit_id, const char *doctor_
                               " response_ms = ?3 - checkin_at WHERE id = ?1 AND doctor_id = ?2",
                               "ssI", visit_id, doctor_id, now_ms);
         if (rc == TM_ENOTFOUND)
-            rc = TM_EPERM; /* offered to another doctor */
+            rc = tm__store_refuse(s, TM_EPERM, "visit is offered to another doctor");
     }
     if (rc == 0)
         rc = offer_decide(s, visit_id, "accepted", now_ms);
@@ -214,7 +214,7 @@ int tm_store_visit_end(tm_store *s, const char *visit_id, const char *reason, co
     else if (strcmp(v.state, "waiting") == 0 || strcmp(v.state, "offered") == 0)
         to = "cancelled";
     else
-        return TM_ECONFLICT;
+        return tm__store_refuse(s, TM_ECONFLICT, "visit is over already");
     if ((rc = tm__store_begin(s)) < 0)
         return rc;
     rc = visit_set_state(s, visit_id, v.state, to, now_ms);
@@ -298,8 +298,7 @@ int tm_store_note_save(tm_store *s, const char *visit_id, const char *doctor_id,
     rc = note_find(s, visit_id, doctor_id, &note_id, &was_signed);
     if (rc == 0 && was_signed) {
         /* A signed note is part of the medical record: it is not rewritten. */
-        tm__store_set_error(s, "note already signed");
-        rc = TM_ECONFLICT;
+        rc = tm__store_refuse(s, TM_ECONFLICT, "note already signed");
     }
     if (rc == 0 && note_id)
         rc = tm__store_run(
@@ -321,7 +320,8 @@ int tm_store_rating_add(tm_store *s, const char *visit_id, const char *patient_i
                         const char *comment, int64_t now_ms)
 {
     if (score < 1 || score > 5 || (comment && strlen(comment) > TM_RATING_COMMENT_MAX))
-        return TM_EINVAL;
+        return tm__store_refuse(s, TM_EINVAL,
+                                "a rating is 1 to 5 with a comment of at most 2000 bytes");
     int rc = tm__store_begin(s);
     if (rc < 0)
         return rc;

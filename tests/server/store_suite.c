@@ -100,9 +100,20 @@ static void t_handle(const store_backend *b, const char *dir)
     tm_store_free(s);
     s = b->open("handle"); /* reopening migrates nothing and keeps the version */
     CHECK_EQ_INT(tm_store_schema_version(s), v);
-    /* A refusal leaves a message that says why. */
+    /* A refusal leaves a message that says why, each its own. */
     CHECK(tm_store_note_save(s, "no-visit", "d1", "x", NULL, false, T0) < 0);
-    CHECK(tm_store_errmsg(s)[0] != '\0');
+    char said[256];
+    g_strlcpy(said, tm_store_errmsg(s), sizeof(said));
+    CHECK(said[0] != '\0');
+    tm_doctor_info d;
+    CHECK_EQ_INT(tm_store_doctor_get(s, "nobody", &d), TM_ENOTFOUND);
+    CHECK(strcmp(said, tm_store_errmsg(s)) != 0);
+    g_strlcpy(said, tm_store_errmsg(s), sizeof(said));
+    CHECK_EQ_INT(tm_store_shift_add(s, "nobody", "nodept", 5, 2, 1, NULL), TM_EINVAL);
+    CHECK(strcmp(said, tm_store_errmsg(s)) != 0);
+    g_strlcpy(said, tm_store_errmsg(s), sizeof(said));
+    CHECK_EQ_INT(tm_store_rating_add(s, "no-visit", "p1", 9, NULL, T0), TM_EINVAL);
+    CHECK(strcmp(said, tm_store_errmsg(s)) != 0);
     tm_store_free(s);
     tm_store_free(NULL);
 }
