@@ -3,12 +3,10 @@
 target_sources(telemed PRIVATE
   ${CMAKE_SOURCE_DIR}/server/rec_crypt.c
   ${CMAKE_SOURCE_DIR}/server/http_range.c
-  ${CMAKE_SOURCE_DIR}/server/recording_store.c
   ${CMAKE_SOURCE_DIR}/server/fhir.c
 )
 tm_unit_test(test_rec_crypt tests/server/test_rec_crypt.c)
 tm_unit_test(test_http_range tests/server/test_http_range.c)
-tm_unit_test(test_recording_store tests/server/test_recording_store.c)
 tm_unit_test(test_fhir tests/server/test_fhir.c)
 
 # The recorder links GStreamer into the library (base for collect pads; app

@@ -1,8 +1,9 @@
-# Core: error table, logging, the SQLite store, REST, and the server process.
+# Core: error table, logging, REST, and the server process; the store has
+# its own fragment.
+include(${CMAKE_CURRENT_LIST_DIR}/store.cmake)
 target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/common.c
   ${CMAKE_CURRENT_LIST_DIR}/log.c
-  ${CMAKE_CURRENT_LIST_DIR}/store_sqlite.c
   ${CMAKE_CURRENT_LIST_DIR}/uv_source.c
 )
 add_executable(telemed-server
@@ -11,5 +12,4 @@ add_executable(telemed-server
   ${CMAKE_CURRENT_LIST_DIR}/demo.c
 )
 target_link_libraries(telemed-server PRIVATE telemed)
-tm_unit_test(test_store tests/server/test_store.c)
 tm_unit_test(test_uv_source tests/server/test_uv_source.c)

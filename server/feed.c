@@ -27,10 +27,9 @@
  * payload is not a JSON object is dead-lettered before sending.
  */
 #include "telemed/feed.h"
-#include "store_internal.h"
 #include "telemed/common.h"
 #include "telemed/log.h"
-#include "telemed/store_outbox.h"
+#include "telemed/store.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -824,7 +823,7 @@ tm_feed *tm_feed_new(tm_store *store, const tm_config *cfg, struct lws_context *
     f->ctx = g_main_context_ref(ctx ? ctx : g_main_context_default());
     f->fd = -1;
     snprintf(f->hospital, sizeof(f->hospital), "%s",
-             cfg->hospital_id ? cfg->hospital_id : tm__store_hospital(store));
+             cfg->hospital_id ? cfg->hospital_id : tm_store_hospital_id(store));
     f->batch = cfg->feed_batch > 0 ? cfg->feed_batch : 100;
     f->timeout_ms = cfg->feed_timeout_ms > 0 ? cfg->feed_timeout_ms : 10000;
     f->backoff_base_ms = cfg->feed_backoff_base_ms > 0 ? cfg->feed_backoff_base_ms : 1000;

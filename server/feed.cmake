@@ -1,9 +1,8 @@
-# Regulator feed: event payloads (built inside the store's transactions), the
-# outbox's delivery side, and the delivery task (libcurl multi on GLib).
+# Regulator feed: event payloads (built inside the store's transactions from
+# the visit's facts) and the delivery task (libcurl multi on GLib).
 pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl>=7.85)
 target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/feed_event.c
-  ${CMAKE_CURRENT_LIST_DIR}/store_outbox.c
   ${CMAKE_CURRENT_LIST_DIR}/feed.c
 )
 target_link_libraries(telemed PUBLIC PkgConfig::CURL)

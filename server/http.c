@@ -14,7 +14,7 @@
 #include "telemed/http_range.h"
 #include "telemed/log.h"
 #include "telemed/rec_crypt.h"
-#include "telemed/recording_store.h"
+#include "telemed/store.h"
 
 #include <errno.h>
 #include <fcntl.h>

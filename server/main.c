@@ -15,7 +15,7 @@
 #include "telemed/common.h"
 #include "telemed/log.h"
 #include "telemed/rec_crypt.h"
-#include "telemed/recording_store.h"
+#include "telemed/store.h"
 #include "telemed/uv_source.h"
 
 #include <errno.h>

@@ -1,26 +1,85 @@
 /*
- * store_internal.h - what the SQLite backend's own files share. Not part
- * of the store interface: only server/store_*.c include it.
+ * store_internal.h - what the SQLite backend's own files share: one set of
+ * statement helpers and the one function that writes an outbox row. Not
+ * part of the store contract: only server/store_*.c and
+ * server/recording_store.c include it.
+ *
+ * Statements are prepared once per store handle and cached by the address
+ * of their SQL (pass a string literal); each use resets the statement and
+ * clears its bindings first. A caller that steps a statement itself resets
+ * it when done, so that it holds no read snapshot until its next use.
+ *
+ * Control loop thread only, like the store.
  */
 #ifndef TELEMED_STORE_INTERNAL_H
 #define TELEMED_STORE_INTERNAL_H
 
 #include "telemed/store.h"
+
+#include <jansson.h>
 #include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
-/* The connection of an open store (borrowed). Control loop thread only. */
-sqlite3 *tm__store_db(tm_store *s);
-const char *tm__store_hospital(tm_store *s);
+/* The cached statement for sql with its arguments bound, ready to step, or
+ * NULL (the store's errmsg says why). types has one letter per argument:
+ *   s  text; NULL or "" bind NULL (ids, optional fields)
+ *   b  text that may be empty (bodies typed by people); NULL binds ""
+ *   n  text with a length (const char *, size_t); NULL or 0 bind NULL
+ *   i  int
+ *   I  int64
+ *   t  time in epoch ms (int64); 0 binds NULL ("not yet", "no filter") */
+sqlite3_stmt *tm__store_query(tm_store *s, const char *sql, const char *types, ...);
 
-/* The store's cached statement for sql (a string literal: cached by its
- * address), reset and unbound; borrowed. Reset it when done rather than
- * finalize it, so it holds no read snapshot until its next use. */
-sqlite3_stmt *tm__store_stmt(tm_store *s, const char *sql);
+/* Prepares (once), binds and runs a statement that returns no rows.
+ * 0, TM_ECONFLICT (a constraint) or TM_EIO; errmsg set on failure. */
+int tm__store_run(tm_store *s, const char *sql, const char *types, ...);
+/* Like tm__store_run, for statements that must change a row: 0 rows
+ * changed is TM_ENOTFOUND. */
+int tm__store_run_one(tm_store *s, const char *sql, const char *types, ...);
+/* Steps st, which returns no rows, and resets it. Same results as
+ * tm__store_run. */
+int tm__store_step_done(tm_store *s, sqlite3_stmt *st);
+/* Steps a statement that returns rows: 1 on a row, 0 at the end, or a
+ * negative TM_E* code (errmsg set). The caller resets st when done. */
+int tm__store_step(tm_store *s, sqlite3_stmt *st);
+/* Rows changed by the last statement that ran, and the last row id made. */
+int tm__store_changes(tm_store *s);
+int64_t tm__store_last_rowid(tm_store *s);
+/* Sets the message tm_store_errmsg() returns (printf format). */
+void tm__store_set_error(tm_store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A refusal: sets the message why and returns code (a TM_E* value). */
+int tm__store_refuse(tm_store *s, int code, const char *why);
+/* A new id "<prefix>-<uuid4>" into out. */
+void tm__store_make_id(const char *prefix, char *out, size_t outlen);
+/* Records the connection's message for a failed step and maps the code:
+ * constraint -> TM_ECONFLICT, anything else -> TM_EIO. */
+int tm__store_fail(tm_store *s, int sqlite_rc);
 
-/* Builds the regulator event payload (data object, schema v1) for a visit
- * step from the rows as they are inside the current transaction. Returns a
- * new string (free()) or NULL. Lives in server/feed_event.c. */
-char *tm__feed_event_payload(sqlite3 *db, const char *hospital_id, const char *type,
-                             const char *visit_id);
+/* A write transaction: begin takes the write lock now (BEGIN IMMEDIATE),
+ * so a busy database fails here, before anything is written. finish
+ * commits when rc is 0 and rolls back otherwise; it returns rc, or the
+ * commit's failure. */
+int tm__store_begin(tm_store *s);
+int tm__store_finish(tm_store *s, int rc);
+
+/* Appends the regulator event `type` of visit_id to the outbox, its
+ * payload built from the rows as they are in the current transaction
+ * (tm_store_visit_facts, server/feed_event.c). Must run inside one. */
+int tm__store_outbox_append(tm_store *s, const char *type, const char *visit_id, int64_t now_ms);
+
+/* A visit or appointment kind the schema accepts (follow_up, first). */
+bool tm__store_kind_valid(const char *kind);
+
+/* Column i of st's current row into out ("" for NULL). */
+void tm__store_col_text(sqlite3_stmt *st, int i, char *out, size_t outlen);
+/* The current row as an object keyed by column names: columns named "at"
+ * or ending in "_at" (epoch ms) come out as RFC 3339 text, flag columns as
+ * booleans, NULL as null. New reference. */
+json_t *tm__store_row_json(sqlite3_stmt *st);
+/* Steps st to its end collecting rows into a new array, and resets it.
+ * NULL when st is NULL or a step fails (errmsg set). */
+json_t *tm__store_rows_json(tm_store *s, sqlite3_stmt *st);
 
 #endif

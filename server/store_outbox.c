@@ -1,15 +1,16 @@
 /*
- * store_outbox.c - the SQLite side of include/telemed/store_outbox.h: reads
- * the regulator outbox in per-visit order and records delivery outcomes.
+ * store_outbox.c - the SQLite backend's outbox delivery side of
+ * include/telemed/store.h: reads the regulator outbox in per-visit order and
+ * records delivery outcomes. (Rows are written by tm__store_outbox_append,
+ * inside each visit step's transaction.)
  *
- * It uses the store's connection (tm__store_db) and runs on the control
- * loop, between the store's own transactions. Writes that touch several rows
- * run in one transaction: with synchronous=FULL every commit is an fsync,
- * and a batch of 100 marks must cost one, not a hundred.
+ * Control loop thread only, on the store's connection (store_internal.h),
+ * between the store's own transactions. Writes that touch several rows run
+ * in one transaction: with synchronous=FULL every commit is an fsync, and a
+ * batch of 100 marks must cost one, not a hundred.
  */
 #include "store_internal.h"
 #include "telemed/common.h"
-#include "telemed/store_outbox.h"
 
 #include <glib.h>
 #include <stdio.h>
@@ -21,26 +22,6 @@
 #define HEADS_SQL                                                                                  \
     "SELECT visit_id, min(seq) AS head FROM outbox WHERE state = 'pending' GROUP BY visit_id"
 
-static int db_fail(sqlite3 *db, int rc)
-{
-    (void)db;
-    return (rc & 0xff) == SQLITE_CONSTRAINT ? TM_ECONFLICT : TM_EIO;
-}
-
-static sqlite3_stmt *prepare(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return NULL;
-    return st;
-}
-
-static void copy_text(sqlite3_stmt *st, int i, char *out, size_t outlen)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    snprintf(out, outlen, "%s", t ? (const char *)t : "");
-}
-
 /* Walks the pending rows in seq order from the oldest one (a rowid range,
  * no sort, so a pass costs about the batch, not the backlog). The first
  * pending row met of a visit is its head: if it is due, the visit's rows
@@ -51,17 +32,19 @@ int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event
     *out = NULL;
     *n = 0;
     if (limit <= 0)
-        return TM_EINVAL;
+        return tm__store_refuse(s, TM_EINVAL, "batch limit must be at least 1");
     /* "+state" keeps the planner on the rowid range instead of the
      * (state, visit_id, seq) index plus a sort of every pending row.
      * Cached: the feed runs this every second even when nothing is due. */
     sqlite3_stmt *st =
-        tm__store_stmt(s, "SELECT seq, event_id, type, visit_id, occurred_at, attempts,"
-                          "       next_attempt_at, payload"
-                          "  FROM outbox"
-                          " WHERE seq >= (SELECT min(seq) FROM outbox WHERE state = 'pending')"
-                          "   AND +state = 'pending'"
-                          " ORDER BY seq");
+        tm__store_query(s,
+                        "SELECT seq, event_id, type, visit_id, occurred_at, attempts,"
+                        "       next_attempt_at, payload"
+                        "  FROM outbox"
+                        " WHERE seq >= (SELECT min(seq) FROM outbox WHERE state = 'pending')"
+                        "   AND +state = 'pending'"
+                        " ORDER BY seq",
+                        "");
     if (!st)
         return TM_EIO;
     tm_outbox_event *ev = calloc((size_t)limit, sizeof(*ev));
@@ -86,8 +69,8 @@ int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event
             continue;
         tm_outbox_event *e = &ev[count];
         e->seq = sqlite3_column_int64(st, 0);
-        copy_text(st, 1, e->event_id, sizeof(e->event_id));
-        copy_text(st, 2, e->type, sizeof(e->type));
+        tm__store_col_text(st, 1, e->event_id, sizeof(e->event_id));
+        tm__store_col_text(st, 2, e->type, sizeof(e->type));
         snprintf(e->visit_id, sizeof(e->visit_id), "%s", visit);
         e->occurred_at = sqlite3_column_int64(st, 4);
         e->attempts = sqlite3_column_int(st, 5);
@@ -114,7 +97,7 @@ done:
         g_hash_table_destroy(visits);
     if (rc != SQLITE_DONE) {
         tm_outbox_events_free(ev, count);
-        return rc == SQLITE_NOMEM ? TM_ENOMEM : TM_EIO;
+        return rc == SQLITE_NOMEM ? TM_ENOMEM : tm__store_fail(s, rc);
     }
     if (count == 0) {
         free(ev);
@@ -136,183 +119,94 @@ void tm_outbox_events_free(tm_outbox_event *ev, size_t n)
 
 int tm_outbox_next_due(tm_store *s, int64_t *due_ms)
 {
-    sqlite3_stmt *st = tm__store_stmt(s, "WITH heads AS (" HEADS_SQL ")"
-                                         " SELECT min(hd.next_attempt_at) FROM heads h"
-                                         "   JOIN outbox hd ON hd.seq = h.head");
-    if (!st)
-        return TM_EIO;
-    int rc = sqlite3_step(st);
-    int ret = TM_ENOTFOUND;
-    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+    sqlite3_stmt *st = tm__store_query(s,
+                                       "WITH heads AS (" HEADS_SQL ")"
+                                       " SELECT min(hd.next_attempt_at) FROM heads h"
+                                       "   JOIN outbox hd ON hd.seq = h.head",
+                                       "");
+    int rc = tm__store_step(s, st);
+    int ret = rc < 0 ? rc : TM_ENOTFOUND;
+    if (rc == 1 && sqlite3_column_type(st, 0) != SQLITE_NULL) {
         *due_ms = sqlite3_column_int64(st, 0);
         ret = 0;
-    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        ret = TM_EIO;
     }
     sqlite3_reset(st);
     return ret;
-}
-
-static int tx(sqlite3 *db, const char *sql)
-{
-    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : TM_EIO;
-}
-
-/* Runs st once per row i in [0, n) in one transaction; bind(st, i, ctx)
- * binds the row's parameters. Finalizes st. */
-static int each_row_in_tx(sqlite3 *db, sqlite3_stmt *st, size_t n,
-                          void (*bind)(sqlite3_stmt *st, size_t i, const void *ctx), const void *ctx)
-{
-    if (!st)
-        return TM_EIO;
-    int ret = tx(db, "BEGIN IMMEDIATE");
-    for (size_t i = 0; ret == 0 && i < n; i++) {
-        bind(st, i, ctx);
-        int rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE)
-            ret = db_fail(db, rc);
-    }
-    if (ret == 0)
-        ret = tx(db, "COMMIT");
-    if (ret < 0)
-        tx(db, "ROLLBACK");
-    sqlite3_finalize(st);
-    return ret;
-}
-
-typedef struct delivered_rows {
-    const int64_t *seqs;
-    int64_t now_ms;
-    int status;
-} delivered_rows;
-
-static void bind_delivered(sqlite3_stmt *st, size_t i, const void *ctx)
-{
-    const delivered_rows *d = ctx;
-    sqlite3_bind_int64(st, 1, d->seqs[i]);
-    sqlite3_bind_int64(st, 2, d->now_ms);
-    sqlite3_bind_int(st, 3, d->status);
 }
 
 int tm_outbox_mark_delivered(tm_store *s, const int64_t *seqs, size_t n, int status, int64_t now_ms)
 {
     if (n == 0)
         return 0;
-    sqlite3 *db = tm__store_db(s);
-    delivered_rows d = {seqs, now_ms, status};
-    return each_row_in_tx(db,
-                          prepare(db, "UPDATE outbox SET state = 'delivered', delivered_at = ?2,"
-                                      " last_status = ?3, last_error = NULL, last_response = NULL"
-                                      " WHERE seq = ?1 AND state = 'pending'"),
-                          n, bind_delivered, &d);
+    int rc = tm__store_begin(s);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = tm__store_run(s,
+                           "UPDATE outbox SET state = 'delivered', delivered_at = ?2,"
+                           " last_status = ?3, last_error = NULL, last_response = NULL"
+                           " WHERE seq = ?1 AND state = 'pending'",
+                           "IIi", seqs[i], now_ms, status);
+    return tm__store_finish(s, rc);
 }
 
-typedef struct retry_rows {
-    const int64_t *seqs, *next_at;
-    int status;
-    const char *error;
-} retry_rows;
-
-static void bind_retry(sqlite3_stmt *st, size_t i, const void *ctx)
-{
-    const retry_rows *r = ctx;
-    sqlite3_bind_int64(st, 1, r->seqs[i]);
-    sqlite3_bind_int64(st, 2, r->next_at[i]);
-    if (r->status > 0)
-        sqlite3_bind_int(st, 3, r->status);
-    else
-        sqlite3_bind_null(st, 3);
-    sqlite3_bind_text(st, 4, r->error ? r->error : "", -1, SQLITE_STATIC);
-}
-
+/* status 0 (no HTTP answer) is stored as NULL. */
 int tm_outbox_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n, int status,
                     const char *error)
 {
     if (n == 0)
         return 0;
-    sqlite3 *db = tm__store_db(s);
-    retry_rows r = {seqs, next_at, status, error};
-    return each_row_in_tx(db,
-                          prepare(db, "UPDATE outbox SET attempts = attempts + 1,"
-                                      " next_attempt_at = ?2, last_status = ?3, last_error = ?4"
-                                      " WHERE seq = ?1 AND state = 'pending'"),
-                          n, bind_retry, &r);
+    int rc = tm__store_begin(s);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = tm__store_run(s,
+                           "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2,"
+                           " last_status = nullif(?3, 0), last_error = ?4"
+                           " WHERE seq = ?1 AND state = 'pending'",
+                           "IIib", seqs[i], next_at[i], status > 0 ? status : 0, error);
+    return tm__store_finish(s, rc);
 }
 
 int tm_outbox_retry_now(tm_store *s, int64_t now_ms)
 {
-    sqlite3 *db = tm__store_db(s);
-    sqlite3_stmt *st = prepare(db, "UPDATE outbox SET next_attempt_at = 0"
-                                   " WHERE state = 'pending' AND next_attempt_at > ?1");
-    if (!st)
-        return TM_EIO;
-    sqlite3_bind_int64(st, 1, now_ms);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return db_fail(db, rc);
-    return sqlite3_changes(db);
+    int rc = tm__store_run(s,
+                           "UPDATE outbox SET next_attempt_at = 0"
+                           " WHERE state = 'pending' AND next_attempt_at > ?1",
+                           "I", now_ms);
+    return rc < 0 ? rc : tm__store_changes(s);
 }
 
+/* The response is kept as text for people to read; bytes that are not
+ * UTF-8 are stored as they came (SQLite does not check), and the JSON view
+ * replaces them. */
 int tm_outbox_dead_letter(tm_store *s, int64_t seq, int status, const char *error,
                           const char *response, size_t response_len)
 {
-    sqlite3 *db = tm__store_db(s);
-    sqlite3_stmt *st = prepare(db, "UPDATE outbox SET state = 'dead', attempts = attempts + 1,"
-                                   " last_status = ?2, last_error = ?3, last_response = ?4"
-                                   " WHERE seq = ?1 AND state = 'pending'");
-    if (!st)
-        return TM_EIO;
-    sqlite3_bind_int64(st, 1, seq);
-    if (status > 0)
-        sqlite3_bind_int(st, 2, status);
-    else
-        sqlite3_bind_null(st, 2);
-    sqlite3_bind_text(st, 3, error ? error : "", -1, SQLITE_STATIC);
-    /* Kept as text for people to read; bytes that are not UTF-8 are still
-     * stored as they came (SQLite does not check), and the JSON view
-     * replaces them. */
-    if (response && response_len > 0)
-        sqlite3_bind_text(st, 4, response, (int)response_len, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 4);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return db_fail(db, rc);
-    return sqlite3_changes(db) == 1 ? 0 : TM_ENOTFOUND;
+    return tm__store_run_one(s,
+                             "UPDATE outbox SET state = 'dead', attempts = attempts + 1,"
+                             " last_status = nullif(?2, 0), last_error = ?3, last_response = ?4"
+                             " WHERE seq = ?1 AND state = 'pending'",
+                             "Iibn", seq, status > 0 ? status : 0, error, response,
+                             response ? response_len : 0);
 }
 
 int tm_outbox_replay(tm_store *s, int64_t seq)
 {
-    sqlite3 *db = tm__store_db(s);
-    sqlite3_stmt *st = prepare(db, "SELECT state FROM outbox WHERE seq = ?1");
-    if (!st)
-        return TM_EIO;
-    sqlite3_bind_int64(st, 1, seq);
-    int rc = sqlite3_step(st);
-    int ret = 0;
-    if (rc == SQLITE_DONE)
-        ret = TM_ENOTFOUND;
-    else if (rc != SQLITE_ROW)
-        ret = TM_EIO;
-    else if (strcmp((const char *)sqlite3_column_text(st, 0), "dead") != 0)
-        ret = TM_ECONFLICT;
-    sqlite3_finalize(st);
-    if (ret < 0)
-        return ret;
+    sqlite3_stmt *st = tm__store_query(s, "SELECT state FROM outbox WHERE seq = ?1", "I", seq);
+    int rc = tm__store_step(s, st);
+    if (rc == 0)
+        rc = tm__store_refuse(s, TM_ENOTFOUND, "no such outbox row");
+    else if (rc == 1 && strcmp((const char *)sqlite3_column_text(st, 0), "dead") != 0)
+        rc = tm__store_refuse(s, TM_ECONFLICT, "outbox row is not a dead letter");
+    else if (rc == 1)
+        rc = 0;
+    sqlite3_reset(st);
+    if (rc < 0)
+        return rc;
     /* attempts stay: they are history (and feed a monotonic counter); the
      * backoff of a replayed row starts from there, which is fine because a
      * replay is a person's decision, made after the cause was fixed. */
-    st = prepare(db, "UPDATE outbox SET state = 'pending', next_attempt_at = 0"
-                     " WHERE seq = ?1 AND state = 'dead'");
-    if (!st)
-        return TM_EIO;
-    sqlite3_bind_int64(st, 1, seq);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : db_fail(db, rc);
+    return tm__store_run(s,
+                         "UPDATE outbox SET state = 'pending', next_attempt_at = 0"
+                         " WHERE seq = ?1 AND state = 'dead'",
+                         "I", seq);
 }
 
 /* Text that may hold bytes which are not UTF-8 (a response body): jansson
@@ -337,13 +231,14 @@ static json_t *json_text_lossy(const unsigned char *t, int len)
 
 json_t *tm_outbox_dead_list(tm_store *s, int limit)
 {
-    sqlite3 *db = tm__store_db(s);
-    sqlite3_stmt *st = prepare(db, "SELECT seq, event_id, type, visit_id, occurred_at, attempts,"
-                                   " last_status, last_error, last_response"
-                                   " FROM outbox WHERE state = 'dead' ORDER BY seq DESC LIMIT ?1");
+    sqlite3_stmt *st =
+        tm__store_query(s,
+                        "SELECT seq, event_id, type, visit_id, occurred_at, attempts,"
+                        " last_status, last_error, last_response FROM outbox"
+                        " WHERE state = 'dead' ORDER BY seq DESC LIMIT ?1",
+                        "i", limit > 0 ? limit : 100);
     if (!st)
         return NULL;
-    sqlite3_bind_int(st, 1, limit > 0 ? limit : 100);
     json_t *arr = json_array();
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -374,7 +269,9 @@ json_t *tm_outbox_dead_list(tm_store *s, int limit)
             json_text_lossy(sqlite3_column_text(st, 8), sqlite3_column_bytes(st, 8)));
         json_array_append_new(arr, o);
     }
-    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        tm__store_fail(s, rc);
+    sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
         json_decref(arr);
         return NULL;
@@ -385,37 +282,45 @@ json_t *tm_outbox_dead_list(tm_store *s, int limit)
 int tm_outbox_stats_get(tm_store *s, tm_outbox_stats *out)
 {
     memset(out, 0, sizeof(*out));
-    sqlite3 *db = tm__store_db(s);
-    sqlite3_stmt *st = prepare(db, "SELECT coalesce(sum(state = 'pending'), 0),"
-                                   " coalesce(sum(state = 'delivered'), 0),"
-                                   " coalesce(sum(state = 'dead'), 0), coalesce(sum(attempts), 0),"
-                                   " (SELECT min(occurred_at) FROM outbox WHERE state = 'pending')"
-                                   " FROM outbox");
-    if (!st)
-        return TM_EIO;
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    sqlite3_stmt *st = tm__store_query(
+        s,
+        "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'delivered'), 0),"
+        " coalesce(sum(state = 'dead'), 0), coalesce(sum(attempts), 0),"
+        " (SELECT min(occurred_at) FROM outbox WHERE state = 'pending') FROM outbox",
+        "");
+    int rc = tm__store_step(s, st);
+    if (rc == 1) {
         out->pending = sqlite3_column_int64(st, 0);
         out->delivered = sqlite3_column_int64(st, 1);
         out->dead = sqlite3_column_int64(st, 2);
         out->failed_attempts = sqlite3_column_int64(st, 3);
         out->oldest_pending_at = sqlite3_column_int64(st, 4);
     }
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? 0 : TM_EIO;
+    sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
 }
 
 int tm_outbox_queue(tm_store *s, int64_t *pending, int64_t *oldest_pending_at)
 {
-    sqlite3_stmt *st = prepare(tm__store_db(s), "SELECT count(*), coalesce(min(occurred_at), 0)"
-                                                " FROM outbox WHERE state = 'pending'");
-    if (!st)
-        return TM_EIO;
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    sqlite3_stmt *st = tm__store_query(s,
+                                       "SELECT count(*), coalesce(min(occurred_at), 0)"
+                                       " FROM outbox WHERE state = 'pending'",
+                                       "");
+    int rc = tm__store_step(s, st);
+    if (rc == 1) {
         *pending = sqlite3_column_int64(st, 0);
         *oldest_pending_at = sqlite3_column_int64(st, 1);
     }
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? 0 : TM_EIO;
+    sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+int tm_store_outbox_count(tm_store *s, const char *state, int64_t *count)
+{
+    sqlite3_stmt *st =
+        tm__store_query(s, "SELECT count(*) FROM outbox WHERE state = ?1", "s", state);
+    int rc = tm__store_step(s, st);
+    *count = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
 }

@@ -22,7 +22,7 @@
 #include "telemed/fanout.h"
 #include "telemed/feed.h"
 #include "telemed/recorder.h"
-#include "telemed/recording_store.h"
+#include "telemed/store.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>

@@ -1,36 +1,73 @@
 /*
- * store.h - the persistent state of a hospital: schedules, visits, their
- * records, the audit log and the regulator outbox.
+ * store.h - the persistent state of a hospital: schedules, visits and their
+ * records, recordings, the audit log and the regulator outbox. This header
+ * is the whole contract of a store backend; the SQLite backend
+ * (server/store_*.c, server/recording_store.c) is the only one today, and a
+ * second one (PostgreSQL) implements these functions and nothing else. The
+ * test suite (tests/server/store_suite.h) is written against this header
+ * only and runs against any backend's opener.
  *
- * The interface is backend-neutral: no SQLite type appears here, results
- * come back as plain values or jansson objects, so a PostgreSQL backend can
- * implement the same functions when media nodes scale out (DESIGN.md). The
- * SQLite backend (server/store_sqlite.c) is the only one today.
+ * Backend-neutral: no engine type or code crosses this interface. Results
+ * are plain values, caller-allocated structs or jansson objects.
  *
- * Threading: one writer. Only the control loop calls these functions.
+ * Threading: one writer. Every function runs on the control loop thread;
+ * a store handle is never shared with another thread. Functions block for
+ * the statement they run (local disk for SQLite).
  *
- * Every function that changes a visit's state writes the visit row and its
- * regulator-feed outbox event in one transaction: either both exist or
- * neither does.
+ * Errors: a function returning int gives 0 (or a count where it says so) or
+ * a negative TM_E* code (telemed/common.h):
+ *   TM_EINVAL     the arguments break this contract (bad kind, score, hash);
+ *   TM_ENOTFOUND  the object named does not exist;
+ *   TM_ECONFLICT  the state does not allow it (visit not offered, already
+ *                 rated, note signed, still referenced);
+ *   TM_EPERM      the visit is offered to another doctor;
+ *   TM_EUNSUPPORTED  the database is newer than this server;
+ *   TM_ENOMEM, TM_EIO  the backend failed (disk full, I/O error, database
+ *                 locked by another process). Nothing of the call is
+ *                 written, and the store keeps serving later calls.
+ * Functions returning json_t * give NULL for not found or failure;
+ * bool functions give false on failure. After any failure,
+ * tm_store_errmsg() says why in words for a log line (no personal data
+ * beyond ids).
+ *
+ * `char **err` out-parameters (only tm_store_open has one): set only when
+ * the call fails, to a new string the caller frees with free(); err may be
+ * NULL. Returned json_t * are new references the caller json_decref()s.
+ * Strings passed in are borrowed for the call. Fixed-size id buffers are
+ * NUL-terminated; a value longer than its field is cut.
+ *
+ * Atomicity: every visit step (check-in, offer, unoffer, accept, end, a
+ * signed note, a rating, a finished or recovered recording) writes its rows
+ * and, where it reports to the regulator, its outbox row in one
+ * transaction: either all of it exists afterwards or none of it does.
  */
 #ifndef TELEMED_STORE_H
 #define TELEMED_STORE_H
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct tm_store tm_store;
 
-/* Opens (creating if needed) the database at path and migrates it forward.
- * hospital_id is stamped on feed events. Returns NULL with *err (new string,
- * caller frees with free()) on failure. */
+/* ---- the handle ---------------------------------------------------- */
+
+/* Opens (creating if needed) the database at path (a file for SQLite) and
+ * migrates it forward. The database file and its side files are created
+ * 0600, and an existing one's mode is narrowed to 0600: they hold patient
+ * data. hospital_id is copied. Returns NULL with *err set on failure
+ * (TM_EUNSUPPORTED's case: "database schema version N is newer ..."). */
 tm_store *tm_store_open(const char *path, const char *hospital_id, char **err);
+/* Closes the handle; NULL is fine. */
 void tm_store_free(tm_store *s);
-/* The schema version after migrations. */
+/* The schema version after migrations (> 0), or TM_EIO. */
 int tm_store_schema_version(tm_store *s);
-/* A message for the last failure of this store (borrowed). */
+/* The message of the last failure on this handle; borrowed, valid until
+ * the next call on the handle. "" if nothing failed yet. */
 const char *tm_store_errmsg(tm_store *s);
+/* The hospital_id given at open; borrowed for the handle's life. */
+const char *tm_store_hospital_id(tm_store *s);
 
 /* ---- departments, doctors, shifts ---------------------------------- */
 
@@ -41,26 +78,40 @@ typedef struct tm_doctor_info {
     bool active;
 } tm_doctor_info;
 
+/* Creates or renames a department. 0 or TM_EIO. */
 int tm_store_dept_put(tm_store *s, const char *id, const char *name);
 bool tm_store_dept_exists(tm_store *s, const char *id);
-json_t *tm_store_dept_list(tm_store *s);                     /* new ref */
-int tm_store_dept_delete(tm_store *s, const char *id);       /* TM_ECONFLICT if referenced */
+/* [{id, name, created_at}] by id. */
+json_t *tm_store_dept_list(tm_store *s);
+/* TM_ENOTFOUND, or TM_ECONFLICT while doctors, shifts or visits refer to it. */
+int tm_store_dept_delete(tm_store *s, const char *id);
 
+/* Creates or updates a doctor; licence_no and title may be NULL.
+ * TM_EINVAL if dept_id does not exist. */
 int tm_store_doctor_put(tm_store *s, const char *id, const char *name, const char *dept_id,
                         const char *licence_no, const char *title);
+/* Fills *out. TM_ENOTFOUND. */
 int tm_store_doctor_get(tm_store *s, const char *id, tm_doctor_info *out);
-json_t *tm_store_doctor_list(tm_store *s, const char *dept_id); /* new ref; dept NULL = all */
+/* [{id, name, dept_id, licence_no, title, active, created_at}] by id;
+ * dept_id NULL = all departments. */
+json_t *tm_store_doctor_list(tm_store *s, const char *dept_id);
 
-/* Creates a shift; *id_out (>= 40 bytes) receives its id. */
+/* Creates a shift; id_out (>= 64 bytes, may be NULL) receives its id.
+ * TM_EINVAL when end_ms <= start_ms, capacity < 1, or the doctor or
+ * department does not exist. */
 int tm_store_shift_add(tm_store *s, const char *doctor_id, const char *dept_id, int64_t start_ms,
                        int64_t end_ms, int capacity, char *id_out);
+/* TM_ENOTFOUND if no such shift. */
 int tm_store_shift_delete(tm_store *s, const char *id);
+/* [{id, doctor_id, dept_id, start_at, end_at, capacity}] overlapping
+ * [from_ms, to_ms) by start; NULL ids and 0 times do not filter. */
 json_t *tm_store_shift_list(tm_store *s, const char *doctor_id, const char *dept_id,
-                            int64_t from_ms, int64_t to_ms);  /* new ref */
-/* The doctor's shift that contains now_ms in dept (dept NULL = any): fills
- * dept_out (64 bytes, may be NULL), *capacity and *end_ms. TM_ENOTFOUND if none. */
-int tm_store_shift_current(tm_store *s, const char *doctor_id, const char *dept_id,
-                           int64_t now_ms, char *dept_out, int *capacity, int64_t *end_ms);
+                            int64_t from_ms, int64_t to_ms);
+/* The doctor's shift that contains now_ms in dept (dept NULL = any), the
+ * one ending last: fills dept_out (64 bytes), *capacity and *end_ms (each
+ * may be NULL). TM_ENOTFOUND if none. */
+int tm_store_shift_current(tm_store *s, const char *doctor_id, const char *dept_id, int64_t now_ms,
+                           char *dept_out, int *capacity, int64_t *end_ms);
 
 /* ---- appointments -------------------------------------------------- */
 
@@ -68,17 +119,25 @@ typedef struct tm_appointment {
     char id[64];
     char patient_id[128];
     char dept_id[64];
-    char doctor_id[64];   /* "" if any doctor of the department */
+    char doctor_id[64]; /* "" if any doctor of the department */
     int64_t slot_ms;
-    char kind[16];        /* follow_up | first */
-    char status[16];      /* booked | arrived | fulfilled | cancelled | noshow */
+    char kind[16];   /* follow_up | first */
+    char status[16]; /* booked | arrived | fulfilled | cancelled | noshow */
 } tm_appointment;
 
-/* id may be NULL or "" to have one made; id_out (>= 64 bytes) gets it. */
+/* Books a->... in status booked; a->id "" has one made. id_out (>= 64
+ * bytes, may be NULL) gets the id. TM_EINVAL for a missing patient or
+ * department, slot <= 0 or a bad kind; TM_ECONFLICT if the id exists or the
+ * department or doctor does not. */
 int tm_store_appt_create(tm_store *s, const tm_appointment *a, char *id_out);
+/* Fills *out. TM_ENOTFOUND. */
 int tm_store_appt_get(tm_store *s, const char *id, tm_appointment *out);
-/* Changes slot, doctor or status of a booked appointment. */
+/* Replaces slot, doctor, department, kind and status of appointment a->id.
+ * TM_EINVAL (bad status, kind, slot or unknown department/doctor),
+ * TM_ENOTFOUND. */
 int tm_store_appt_update(tm_store *s, const tm_appointment *a);
+/* [{id, patient_id, dept_id, doctor_id, slot_at, kind, status, created_at,
+ * updated_at}] by slot, at most limit (<= 0: 500); NULL/0 do not filter. */
 json_t *tm_store_appt_list(tm_store *s, const char *patient_id, const char *dept_id,
                            const char *status, int64_t from_ms, int64_t to_ms, int limit);
 
@@ -90,75 +149,289 @@ typedef struct tm_visit {
     char dept_id[64];
     char appointment_id[64]; /* "" for walk-ins */
     char doctor_id[64];      /* "" until offered */
-    char kind[16];
+    char kind[16];           /* follow_up | first */
     bool urgent;
-    char state[16];
+    char state[16]; /* waiting | offered | active | ended | cancelled */
     int64_t checkin_ms, offered_ms, accepted_ms, ended_ms; /* 0 when not yet */
-    int64_t slot_ms;         /* appointment slot, 0 for walk-ins */
+    int64_t slot_ms;                                       /* appointment slot, 0 for walk-ins */
     char end_reason[32];
-    int recording_consent;   /* check-in: 1 agreed, -1 refused, 0 not asked */
+    int recording_consent; /* check-in: 1 agreed, -1 refused, 0 not asked */
 } tm_visit;
 
-/* Check-in: creates the visit in state waiting, marks the appointment
- * arrived, writes the participant row and the visit.checked_in event.
- * v->id is filled with the new id. */
+/* Check-in: creates the visit in state waiting from v's patient_id,
+ * dept_id, appointment_id, kind, urgent, checkin_ms and recording_consent;
+ * marks the appointment arrived, writes the patient's participant row and
+ * the visit.checked_in event. Fills v->id and v->state. TM_EINVAL (missing
+ * patient or department, bad kind), TM_ECONFLICT (unknown department or
+ * appointment), TM_EIO. */
 int tm_store_visit_checkin(tm_store *s, tm_visit *v, const char *user_agent);
+/* Fills *out. TM_ENOTFOUND. */
 int tm_store_visit_get(tm_store *s, const char *id, tm_visit *out);
-/* waiting -> offered to doctor_id. */
+/* waiting -> offered to doctor_id (the offer is recorded). TM_ENOTFOUND,
+ * TM_ECONFLICT if not waiting. */
 int tm_store_visit_offer(tm_store *s, const char *visit_id, const char *doctor_id, int64_t now_ms);
-/* offered -> waiting; outcome "declined", "timeout" or "withdrawn". */
+/* offered -> waiting; outcome "declined", "timeout" or "withdrawn" closes
+ * the offer. TM_ENOTFOUND, TM_ECONFLICT if not offered. */
 int tm_store_visit_unoffer(tm_store *s, const char *visit_id, const char *outcome, int64_t now_ms);
-/* offered -> active: stores response time and queue wait, the doctor's
- * participant row and the visit.started event. */
+/* offered -> active: response time and queue wait, the offer accepted, the
+ * doctor's participant row and the visit.started event. TM_ENOTFOUND,
+ * TM_ECONFLICT if not offered, TM_EPERM if offered to another doctor. */
 int tm_store_visit_accept(tm_store *s, const char *visit_id, const char *doctor_id,
                           const char *user_agent, int64_t now_ms);
-/* active -> ended, or waiting/offered -> cancelled; visit.ended event. */
+/* active -> ended, or waiting/offered -> cancelled, with reason and by
+ * (who ended it); open offers are withdrawn, participants leave, the
+ * appointment becomes fulfilled (ended), noshow (reason "no_show") or
+ * booked again; visit.ended event. TM_ENOTFOUND, TM_ECONFLICT if already
+ * over. */
 int tm_store_visit_end(tm_store *s, const char *visit_id, const char *reason, const char *by,
                        int64_t now_ms);
-/* Visits in the given state (waiting, offered, active) for rebuilding memory at start. */
+/* Calls fn for each visit in state (waiting, offered, active), oldest
+ * check-in first, for rebuilding memory at start. The rows are read before
+ * the first call, so fn may call the store. 0 or TM_EIO (then fn was not
+ * called). */
 int tm_store_visit_foreach_state(tm_store *s, const char *state,
                                  void (*fn)(const tm_visit *v, void *user), void *user);
-/* Full record: visit, participants, offers, notes, chat, rating, recording, stats. */
+/* The full record: the visit's columns (dept_name, ended_by, queue_wait_ms,
+ * response_ms, duration_ms, offers, recording_consent ...), participants,
+ * offers, notes, chat, rating (object or null), recordings and
+ * stream_stats (summary parsed). NULL if not found. */
 json_t *tm_store_visit_record(tm_store *s, const char *id);
-/* Filtered list; any filter may be NULL/0. */
+/* Newest check-in first: [{id, patient_id, dept_id, doctor_id, kind,
+ * urgent, state, checkin_at, accepted_at, ended_at, end_reason,
+ * queue_wait_ms, response_ms, duration_ms, rating}]; NULL/0 filters do not
+ * filter; limit 1..1000 (else 100), offset >= 0. */
 json_t *tm_store_visit_list(tm_store *s, const char *state, const char *dept_id,
                             const char *doctor_id, const char *patient_id, int64_t from_ms,
                             int64_t to_ms, int limit, int offset);
-/* Counts by state, for /metrics and the overview. */
+/* *out = {state: count} of visits checked in since since_ms (states with
+ * no visit are absent), for /metrics and the overview. */
 int tm_store_visit_counts(tm_store *s, int64_t since_ms, json_t **out);
 
+/* A participant row (role patient, doctor or supervisor) joining now.
+ * TM_EINVAL for an unknown visit or role. */
 int tm_store_participant_join(tm_store *s, const char *visit_id, const char *user_id,
                               const char *role, const char *user_agent, int64_t now_ms);
+/* Closes user_id's open participant rows of the visit; 0 also when there
+ * is none. */
 int tm_store_participant_leave(tm_store *s, const char *visit_id, const char *user_id,
                                const char *reason, int64_t now_ms);
 
-/* Stores a chat message; *id_out gets its row id. */
+/* Stores a chat message; *id_out (may be NULL) gets its id, increasing
+ * within the store. TM_ECONFLICT for an unknown visit. */
 int tm_store_chat_add(tm_store *s, const char *visit_id, const char *sender_id,
                       const char *sender_role, const char *body, int64_t now_ms, int64_t *id_out);
-/* Saves (or replaces) the doctor's note; signed notes emit visit.note_signed. */
-int tm_store_note_save(tm_store *s, const char *visit_id, const char *doctor_id,
-                       const char *body, const char *diagnosis_code, bool sign, int64_t now_ms);
-/* One rating per visit; visit.rated event. TM_ECONFLICT if already rated. */
+/* Saves (or replaces) the doctor's note; a signed note emits
+ * visit.note_signed and is never rewritten (TM_ECONFLICT). */
+int tm_store_note_save(tm_store *s, const char *visit_id, const char *doctor_id, const char *body,
+                       const char *diagnosis_code, bool sign, int64_t now_ms);
+
+/* The longest rating comment the store keeps, in bytes. */
+#define TM_RATING_COMMENT_MAX 2000
+/* One rating per visit (score 1..5, comment may be NULL); visit.rated
+ * event. TM_EINVAL (score, comment too long), TM_ECONFLICT (already rated
+ * or unknown visit). */
 int tm_store_rating_add(tm_store *s, const char *visit_id, const char *patient_id, int score,
                         const char *comment, int64_t now_ms);
-/* Per-stream statistics summary for the visit record (JSON text). */
+/* Per-stream statistics summary (JSON object text) for the visit record.
+ * TM_ECONFLICT for an unknown visit. */
 int tm_store_stats_add(tm_store *s, const char *visit_id, const char *user_id,
                        const char *direction, const char *kind, const char *summary_json,
                        int64_t now_ms);
 
-/* Doctor's figures since since_ms: visits, average response ms, average rating. */
+/* *out = {visits, avg_response_ms, avg_rating, ratings} of the doctor's
+ * visits accepted since since_ms (averages null when there are none). */
 int tm_store_doctor_figures(tm_store *s, const char *doctor_id, int64_t since_ms, json_t **out);
+
+/* What a regulator event of a visit says (docs/regulator-feed.md): the
+ * visit and the rows around it as the current transaction sees them.
+ * Text absent is "", amounts unknown are -1, times not yet are 0. */
+typedef struct tm_visit_facts {
+    tm_visit visit;
+    char dept_name[256];
+    char doctor_licence_no[64];
+    char ended_by[128];
+    int64_t queue_wait_ms, response_ms, duration_ms;
+    int offers;
+    bool has_recording; /* the newest complete or incomplete recording */
+    struct {
+        char id[64];
+        char sha256[65];
+        int64_t size_bytes, duration_ms;
+        char format[16];
+        bool complete, encrypted;
+    } recording;
+    bool has_rating;
+    struct {
+        int score;
+        char comment[TM_RATING_COMMENT_MAX + 1];
+        int64_t rated_ms;
+    } rating;
+    bool has_signed_note; /* the newest signed note */
+    struct {
+        char doctor_id[64];
+        char diagnosis_code[32];
+        int64_t signed_ms;
+    } note;
+} tm_visit_facts;
+
+/* Fills *out (about 3 KB). TM_ENOTFOUND. A backend calls it inside each
+ * visit step's transaction and builds the outbox payload from it with
+ * server/feed_event.h, so every backend's events read the same. */
+int tm_store_visit_facts(tm_store *s, const char *visit_id, tm_visit_facts *out);
+
+/* ---- recordings ---------------------------------------------------- */
+/*
+ * A row per recording from its first packet to its deletion by policy:
+ *   recording -> complete    (tm_recording_finish)
+ *             -> failed      (tm_recording_fail: disk full, muxer error)
+ *             -> incomplete  (tm_recording_recover at start: the server died)
+ *   complete | incomplete | failed -> deleted (tm_recording_retention_sweep)
+ * complete and incomplete rows each emit recording.available in the same
+ * transaction that sets the state.
+ */
+
+#define TM_RECORDING_ID_LEN 64
+
+/* A recording starts for visit_id at path; format names the container
+ * ("matroska"). Writes id_out ("rec-<uuid>"). TM_EINVAL (NULL argument),
+ * TM_ENOTFOUND (no such visit). */
+int tm_recording_start(tm_store *s, const char *visit_id, const char *path, const char *format,
+                       bool encrypted, int64_t now_ms, char id_out[TM_RECORDING_ID_LEN]);
+/* The file is final: complete with its size, duration, SHA-256 (64
+ * lowercase hex) and the recorder's dropped-packet count, plus the visit's
+ * recording.available event. TM_EINVAL (bad sha256, negative size or
+ * duration), TM_ENOTFOUND, TM_ECONFLICT (not recording). */
+int tm_recording_finish(tm_store *s, const char *rec_id, int64_t size_bytes, int64_t duration_ms,
+                        const char *sha256, int64_t dropped_packets, int64_t now_ms);
+/* For a recording encrypted at rest: the SHA-256 (64 lowercase hex) of the
+ * Matroska stream before encryption, which a decrypted copy hashes to. Set
+ * before tm_recording_finish. TM_EINVAL, TM_ENOTFOUND. */
+int tm_recording_set_plain_sha256(tm_store *s, const char *rec_id, const char *plain_sha256);
+/* The recording failed (reason: short, no personal data; NULL or ""
+ * stores "unknown"). The visit goes on; no event. TM_ENOTFOUND,
+ * TM_ECONFLICT (not recording). */
+int tm_recording_fail(tm_store *s, const char *rec_id, const char *reason, int64_t dropped_packets,
+                      int64_t now_ms);
+/* At start-up, before any recorder runs: every row still recording was cut
+ * short by a crash. Each becomes incomplete with the size and SHA-256 of
+ * what is on disk and its recording.available event, or failed ("file
+ * missing"/"file unreadable"), each in its own transaction. *count (may be
+ * NULL) gets how many rows changed; the first failure is returned after
+ * the other rows were tried. */
+int tm_recording_recover(tm_store *s, int64_t now_ms, int *count);
+/* Deletes the files of recordings (complete, incomplete, failed) started
+ * more than retention_days (>= 1, else TM_EINVAL) ago and marks their rows
+ * deleted with deleted_at and deleted_by_policy
+ * ("retention_recordings_days=N"), each with an audit row (actor "system",
+ * action "recording.delete"). A file that cannot be removed (other than
+ * already gone) keeps its row, is audited with outcome "error", and counts
+ * in *failed. *deleted and *failed may be NULL. */
+int tm_recording_retention_sweep(tm_store *s, int retention_days, int64_t now_ms, int *deleted,
+                                 int *failed);
+/* {id, visit_id, path, format, state, size_bytes, duration_ms, sha256,
+ * plain_sha256, encrypted, failure, dropped_packets, started_at,
+ * finished_at, deleted_at, deleted_by_policy}; NULL when not found. */
+json_t *tm_recording_get(tm_store *s, const char *rec_id);
 
 /* ---- audit log ----------------------------------------------------- */
 
+/* Appends an audit row at the current time; actor_id NULL/"" is stored as
+ * "-", actor_role as "none", outcome NULL as "ok". */
 int tm_store_audit(tm_store *s, const char *actor_id, const char *actor_role, const char *action,
                    const char *target, const char *outcome, const char *detail);
-json_t *tm_store_audit_list(tm_store *s, const char *target, const char *actor_id,
-                            int64_t from_ms, int limit);
+/* Newest first: [{id, at, actor_id, actor_role, action, target, outcome,
+ * detail}]; NULL/0 do not filter; limit 1..1000 (else 100). */
+json_t *tm_store_audit_list(tm_store *s, const char *target, const char *actor_id, int64_t from_ms,
+                            int limit);
 
-/* ---- outbox (write side; delivery is in store_outbox.h) ------------ */
+/* ---- the regulator outbox ------------------------------------------ */
+/*
+ * Rows are written by the visit steps above. The feed (feed.h) reads them
+ * here, in order per visit, and records what became of each delivery
+ * attempt; every state lives in the database, so retries survive restarts
+ * and kill -9.
+ *
+ * Row states: pending (to deliver; its next attempt time says when) ->
+ * delivered, or -> dead (a permanent rejection or an unreadable row; kept
+ * with the status, error and response) -> pending again by replay.
+ *
+ * Order: a visit's pending rows form a chain in seq order; only the chain's
+ * head decides when the chain is due, so no event of a visit is handed out
+ * while an earlier one of the same visit is still pending. Different visits
+ * overtake each other freely. seq increases with every row written.
+ */
 
-/* Outbox rows by state, for /metrics. */
+/* One outbox row handed to the delivery task. */
+typedef struct tm_outbox_event {
+    int64_t seq;
+    char event_id[64];
+    char type[48];
+    char visit_id[64];
+    int64_t occurred_at; /* epoch ms */
+    int attempts;        /* failed attempts so far */
+    char *payload;       /* the event's data as JSON text, NUL-terminated; owned by the array */
+    size_t payload_len;  /* bytes before the NUL (the row may hold anything) */
+} tm_outbox_event;
+
+/* Rows in state (pending, delivered, dead) in *count. */
 int tm_store_outbox_count(tm_store *s, const char *state, int64_t *count);
+
+/* Up to limit (>= 1, else TM_EINVAL) pending events that may be sent at
+ * now_ms: the rows of every visit whose oldest pending row is due, oldest
+ * seq first, each visit's rows in seq order. *out gets a new array (free
+ * with tm_outbox_events_free), *n its length (0 and *out NULL when nothing
+ * is due). */
+int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event **out, size_t *n);
+/* Frees an array from tm_outbox_next_batch; NULL is fine. */
+void tm_outbox_events_free(tm_outbox_event *ev, size_t n);
+
+/* The earliest time (epoch ms) at which some visit's oldest pending row is
+ * due, in *due_ms. TM_ENOTFOUND when nothing is pending. */
+int tm_outbox_next_due(tm_store *s, int64_t *due_ms);
+
+/* Marks pending rows delivered at now_ms with the endpoint's status (0 for
+ * the file sink), in one transaction. Rows not pending are left alone. */
+int tm_outbox_mark_delivered(tm_store *s, const int64_t *seqs, size_t n, int status,
+                             int64_t now_ms);
+
+/* Counts one failed attempt for each pending row and sets its next attempt
+ * time (next_at[i], epoch ms), last status (0 = no HTTP answer) and last
+ * error, in one transaction. Rows not pending are left alone. */
+int tm_outbox_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n, int status,
+                    const char *error);
+
+/* Makes every pending row that waits for a retry due now (the endpoint
+ * answered again after failing: no reason to wait out each row's backoff).
+ * Returns the number of rows changed, or a negative TM_E* code. */
+int tm_outbox_retry_now(tm_store *s, int64_t now_ms);
+
+/* Moves a pending row to dead letters, counting the attempt and keeping
+ * status, error and the first response_len bytes of response (may be
+ * NULL). TM_ENOTFOUND if no pending row has that seq. */
+int tm_outbox_dead_letter(tm_store *s, int64_t seq, int status, const char *error,
+                          const char *response, size_t response_len);
+
+/* Dead letter -> pending, due now. TM_ENOTFOUND if no such row,
+ * TM_ECONFLICT if the row is not dead. The caller audits who did it. */
+int tm_outbox_replay(tm_store *s, int64_t seq);
+
+/* Dead letters, newest first, at most limit (<= 0: 100): [{seq, event_id,
+ * type, visit_id, occurred_at (RFC 3339), attempts, last_status,
+ * last_error, last_response}], bytes that are not UTF-8 replaced. */
+json_t *tm_outbox_dead_list(tm_store *s, int limit);
+
+typedef struct tm_outbox_stats {
+    int64_t pending; /* queue depth */
+    int64_t delivered;
+    int64_t dead;
+    int64_t failed_attempts;   /* sum of attempts over all rows */
+    int64_t oldest_pending_at; /* occurred_at of the oldest pending row, 0 if none */
+} tm_outbox_stats;
+
+/* Every figure; scans the whole table (the feed runs it once at start). */
+int tm_outbox_stats_get(tm_store *s, tm_outbox_stats *out);
+/* Only the queue: pending count and the oldest pending occurred_at (0 if
+ * none). Costs O(pending), cheap enough for every /metrics scrape. */
+int tm_outbox_queue(tm_store *s, int64_t *pending, int64_t *oldest_pending_at);
 
 #endif

@@ -6,12 +6,10 @@
  */
 #include "tm_test.h"
 
-#include "store_internal.h"
 #include "telemed/common.h"
 #include "telemed/config.h"
 #include "telemed/feed.h"
 #include "telemed/store.h"
-#include "telemed/store_outbox.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -19,6 +17,7 @@
 #include <sys/socket.h>
 #include <glib.h>
 #include <jansson.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 static char *tmpdir;
@@ -126,11 +125,18 @@ static void test_file_sink_writes_every_event(void)
 static void test_corrupt_row_dead_and_replay(void)
 {
     char *err = NULL;
-    CHECK_EQ_INT(sqlite3_exec(tm__store_db(store),
+    /* A row no server writes (a bad repair by hand), through a connection
+     * of its own as an operator's sqlite3 shell would. */
+    char *path = g_build_filename(tmpdir, "telemed.db", NULL);
+    sqlite3 *db = NULL;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db,
                               "INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload)"
                               " VALUES('bad-1', 'visit.ended', 'v-x', 1, '[1,2')",
                               NULL, NULL, NULL),
                  SQLITE_OK);
+    sqlite3_close(db);
+    g_free(path);
     full_visit("pat-3");
     tm_feed *f = tm_feed_new(store, &cfg, NULL, ctx, &err);
     CHECK(f != NULL);

@@ -7,7 +7,6 @@
  */
 #include "telemed/common.h"
 #include "telemed/fhir.h"
-#include "telemed/recording_store.h"
 #include "telemed/store.h"
 #include "tm_test.h"
 

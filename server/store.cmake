@@ -1,0 +1,16 @@
+# The store: the SQLite backend of include/telemed/store.h.
+target_sources(telemed PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/store_sqlite.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_schedule.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_visit.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_outbox.c
+  ${CMAKE_CURRENT_LIST_DIR}/recording_store.c
+)
+
+# The backend-neutral suite (tests/server/store_suite.c, store.h only) run
+# against SQLite, plus SQLite's own checks: file modes, a newer schema, and
+# writes failing (disk full, locked, I/O error).
+tm_unit_test(test_store tests/server/test_store.c tests/server/store_suite.c)
+
+# The live server with its database locked by another process.
+tm_node_test(integration_store_failure tests/integration/store_failure.test.mjs)

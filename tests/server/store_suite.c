@@ -1,0 +1,895 @@
+/*
+ * store_suite.c - the store contract (include/telemed/store.h) tested
+ * through its functions only: schedules, appointments, the visit life cycle
+ * with one outbox event per reported step, refusals that write nothing,
+ * recordings, the audit log and the outbox's delivery side. What a test
+ * reads back it reads through the contract (events through
+ * tm_outbox_next_batch, rows through the record and list functions), so the
+ * same suite judges every backend.
+ */
+#include "store_suite.h"
+
+#include "telemed/common.h"
+#include "tm_test.h"
+
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+static const int64_t T0 = 1764072000000LL; /* 2025-11-25T12:00:00Z */
+static const char sha_a[] = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+/* ---- helpers -------------------------------------------------------- */
+
+/* Pending events of type (NULL: any) for visit_id (NULL: any), whatever
+ * their retry time. */
+static int count_events(tm_store *s, const char *type, const char *visit_id)
+{
+    tm_outbox_event *ev = NULL;
+    size_t n = 0;
+    CHECK_EQ_INT(tm_outbox_next_batch(s, INT64_MAX, 100000, &ev, &n), 0);
+    int count = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((!type || strcmp(ev[i].type, type) == 0) &&
+            (!visit_id || strcmp(ev[i].visit_id, visit_id) == 0))
+            count++;
+    tm_outbox_events_free(ev, n);
+    return count;
+}
+
+/* The payload of the newest pending event of type for visit_id. */
+static json_t *event_payload(tm_store *s, const char *type, const char *visit_id)
+{
+    tm_outbox_event *ev = NULL;
+    size_t n = 0;
+    CHECK_EQ_INT(tm_outbox_next_batch(s, INT64_MAX, 100000, &ev, &n), 0);
+    json_t *found = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ev[i].type, type) == 0 && strcmp(ev[i].visit_id, visit_id) == 0) {
+            json_decref(found);
+            found = json_loadb(ev[i].payload, ev[i].payload_len, 0, NULL);
+        }
+    tm_outbox_events_free(ev, n);
+    CHECK(json_is_object(found));
+    return found;
+}
+
+static void seed(tm_store *s)
+{
+    CHECK_EQ_INT(tm_store_dept_put(s, "cardio", "Cardiology"), 0);
+    CHECK_EQ_INT(tm_store_doctor_put(s, "d1", "Dr One", "cardio", "LIC1", NULL), 0);
+    char shift[64];
+    int64_t now = tm_now_ms();
+    CHECK_EQ_INT(tm_store_shift_add(s, "d1", "cardio", now - 1000, now + 3600000, 2, shift), 0);
+}
+
+static void checkin(tm_store *s, tm_visit *v, const char *patient, int64_t at)
+{
+    memset(v, 0, sizeof(*v));
+    g_strlcpy(v->patient_id, patient, sizeof(v->patient_id));
+    g_strlcpy(v->dept_id, "cardio", sizeof(v->dept_id));
+    g_strlcpy(v->kind, "follow_up", sizeof(v->kind));
+    v->checkin_ms = at;
+    CHECK_EQ_INT(tm_store_visit_checkin(s, v, "ua/1"), 0);
+}
+
+/* An active visit: checked in, offered to d1, accepted. */
+static void active_visit(tm_store *s, tm_visit *v, const char *patient)
+{
+    checkin(s, v, patient, tm_now_ms() - 5000);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v->id, "d1", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_visit_accept(s, v->id, "d1", "ua/d", tm_now_ms()), 0);
+}
+
+static json_t *field(json_t *o, const char *key)
+{
+    return json_object_get(o, key);
+}
+
+/* ---- the handle ----------------------------------------------------- */
+
+static void t_handle(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("handle");
+    int v = tm_store_schema_version(s);
+    CHECK(v >= 1);
+    CHECK(tm_store_hospital_id(s) != NULL);
+    CHECK_STR(tm_store_errmsg(s), "");
+    tm_store_free(s);
+    s = b->open("handle"); /* reopening migrates nothing and keeps the version */
+    CHECK_EQ_INT(tm_store_schema_version(s), v);
+    /* A refusal leaves a message that says why, each its own. */
+    CHECK(tm_store_note_save(s, "no-visit", "d1", "x", NULL, false, T0) < 0);
+    char said[256];
+    g_strlcpy(said, tm_store_errmsg(s), sizeof(said));
+    CHECK(said[0] != '\0');
+    tm_doctor_info d;
+    CHECK_EQ_INT(tm_store_doctor_get(s, "nobody", &d), TM_ENOTFOUND);
+    CHECK(strcmp(said, tm_store_errmsg(s)) != 0);
+    g_strlcpy(said, tm_store_errmsg(s), sizeof(said));
+    CHECK_EQ_INT(tm_store_shift_add(s, "nobody", "nodept", 5, 2, 1, NULL), TM_EINVAL);
+    CHECK(strcmp(said, tm_store_errmsg(s)) != 0);
+    g_strlcpy(said, tm_store_errmsg(s), sizeof(said));
+    CHECK_EQ_INT(tm_store_rating_add(s, "no-visit", "p1", 9, NULL, T0), TM_EINVAL);
+    CHECK(strcmp(said, tm_store_errmsg(s)) != 0);
+    tm_store_free(s);
+    tm_store_free(NULL);
+}
+
+/* ---- departments, doctors, shifts ----------------------------------- */
+
+static void t_schedule(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("schedule");
+    seed(s);
+    CHECK(tm_store_dept_exists(s, "cardio"));
+    CHECK(!tm_store_dept_exists(s, "nodept"));
+    CHECK_EQ_INT(tm_store_dept_put(s, "endo", "Endocrinology"), 0);
+    CHECK_EQ_INT(tm_store_dept_put(s, "endo", "Endocrinology and Diabetes"), 0); /* rename */
+    json_t *depts = tm_store_dept_list(s);
+    CHECK_EQ_INT(json_array_size(depts), 2);
+    CHECK_STR(json_string_value(field(json_array_get(depts, 0), "id")), "cardio");
+    CHECK_STR(json_string_value(field(json_array_get(depts, 1), "name")),
+              "Endocrinology and Diabetes");
+    json_decref(depts);
+
+    tm_doctor_info d;
+    CHECK_EQ_INT(tm_store_doctor_get(s, "d1", &d), 0);
+    CHECK_STR(d.dept_id, "cardio");
+    CHECK_STR(d.licence_no, "LIC1");
+    CHECK(d.active);
+    CHECK_EQ_INT(tm_store_doctor_get(s, "nobody", &d), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_store_doctor_put(s, "d2", "Dr Two", "endo", NULL, "attending"), 0);
+    CHECK_EQ_INT(tm_store_doctor_put(s, "d3", "Dr Three", "nodept", NULL, NULL), TM_EINVAL);
+    json_t *docs = tm_store_doctor_list(s, "endo");
+    CHECK_EQ_INT(json_array_size(docs), 1);
+    CHECK_STR(json_string_value(field(json_array_get(docs, 0), "id")), "d2");
+    json_decref(docs);
+    docs = tm_store_doctor_list(s, NULL);
+    CHECK_EQ_INT(json_array_size(docs), 2);
+    json_decref(docs);
+
+    char dept[64], shift[64];
+    int cap = 0;
+    int64_t end = 0, now = tm_now_ms();
+    CHECK_EQ_INT(tm_store_shift_current(s, "d1", NULL, now, dept, &cap, &end), 0);
+    CHECK_STR(dept, "cardio");
+    CHECK_EQ_INT(cap, 2);
+    CHECK(end > now);
+    CHECK_EQ_INT(tm_store_shift_current(s, "d1", "other", now, NULL, NULL, NULL), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_store_shift_current(s, "d1", NULL, now + 7200000, NULL, NULL, NULL),
+                 TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_store_shift_add(s, "nobody", "cardio", 1, 2, 1, shift), TM_EINVAL);
+    CHECK_EQ_INT(tm_store_shift_add(s, "d1", "cardio", 5, 2, 1, shift), TM_EINVAL);
+    CHECK_EQ_INT(tm_store_shift_add(s, "d1", "cardio", 1, 2, 0, shift), TM_EINVAL);
+    CHECK_EQ_INT(tm_store_shift_add(s, "d2", "endo", now + 86400000, now + 90000000, 1, shift), 0);
+    json_t *shifts = tm_store_shift_list(s, NULL, NULL, 0, 0);
+    CHECK_EQ_INT(json_array_size(shifts), 2);
+    json_decref(shifts);
+    shifts = tm_store_shift_list(s, "d2", NULL, now, 0);
+    CHECK_EQ_INT(json_array_size(shifts), 1);
+    CHECK_STR(json_string_value(field(json_array_get(shifts, 0), "id")), shift);
+    json_decref(shifts);
+    shifts = tm_store_shift_list(s, NULL, "endo", 0, now + 3600000); /* ends before it starts */
+    CHECK_EQ_INT(json_array_size(shifts), 0);
+    json_decref(shifts);
+    CHECK_EQ_INT(tm_store_shift_delete(s, shift), 0);
+    CHECK_EQ_INT(tm_store_shift_delete(s, shift), TM_ENOTFOUND);
+    shifts = tm_store_shift_list(s, "d2", NULL, 0, 0);
+    CHECK_EQ_INT(json_array_size(shifts), 0);
+    json_decref(shifts);
+
+    CHECK_EQ_INT(tm_store_dept_delete(s, "cardio"), TM_ECONFLICT); /* doctors refer to it */
+    CHECK_EQ_INT(tm_store_dept_delete(s, "nodept"), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_store_dept_put(s, "empty", "Empty"), 0);
+    CHECK_EQ_INT(tm_store_dept_delete(s, "empty"), 0);
+    CHECK(!tm_store_dept_exists(s, "empty"));
+    tm_store_free(s);
+}
+
+/* ---- appointments --------------------------------------------------- */
+
+static void t_appointments(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("appointments");
+    seed(s);
+    tm_appointment a = {0};
+    g_strlcpy(a.patient_id, "p1", sizeof(a.patient_id));
+    g_strlcpy(a.dept_id, "cardio", sizeof(a.dept_id));
+    g_strlcpy(a.kind, "follow_up", sizeof(a.kind));
+    a.slot_ms = T0;
+    char id[64];
+    CHECK_EQ_INT(tm_store_appt_create(s, &a, id), 0);
+    CHECK(id[0]);
+    tm_appointment bad = a;
+    g_strlcpy(bad.kind, "sometime", sizeof(bad.kind));
+    CHECK_EQ_INT(tm_store_appt_create(s, &bad, NULL), TM_EINVAL);
+    tm_appointment got;
+    CHECK_EQ_INT(tm_store_appt_get(s, id, &got), 0);
+    CHECK_STR(got.status, "booked");
+    CHECK_EQ_INT(got.slot_ms, T0);
+    CHECK_STR(got.doctor_id, "");
+    CHECK_EQ_INT(tm_store_appt_get(s, "no-appt", &got), TM_ENOTFOUND);
+
+    got.slot_ms = T0 + 3600000;
+    g_strlcpy(got.doctor_id, "d1", sizeof(got.doctor_id));
+    CHECK_EQ_INT(tm_store_appt_update(s, &got), 0);
+    tm_appointment again;
+    CHECK_EQ_INT(tm_store_appt_get(s, id, &again), 0);
+    CHECK_EQ_INT(again.slot_ms, T0 + 3600000);
+    CHECK_STR(again.doctor_id, "d1");
+    g_strlcpy(got.status, "lost", sizeof(got.status));
+    CHECK_EQ_INT(tm_store_appt_update(s, &got), TM_EINVAL);
+    g_strlcpy(got.status, "cancelled", sizeof(got.status));
+    g_strlcpy(got.id, "no-appt", sizeof(got.id));
+    CHECK_EQ_INT(tm_store_appt_update(s, &got), TM_ENOTFOUND);
+
+    g_strlcpy(a.id, "apt-own", sizeof(a.id)); /* hospitals bring their own ids */
+    g_strlcpy(a.patient_id, "p2", sizeof(a.patient_id));
+    CHECK_EQ_INT(tm_store_appt_create(s, &a, id), 0);
+    CHECK_STR(id, "apt-own");
+    CHECK_EQ_INT(tm_store_appt_create(s, &a, id), TM_ECONFLICT);
+    json_t *list = tm_store_appt_list(s, NULL, "cardio", "booked", 0, 0, 0);
+    CHECK_EQ_INT(json_array_size(list), 2);
+    json_decref(list);
+    list = tm_store_appt_list(s, "p2", NULL, NULL, 0, 0, 0);
+    CHECK_EQ_INT(json_array_size(list), 1);
+    CHECK_STR(json_string_value(field(json_array_get(list, 0), "id")), "apt-own");
+    json_decref(list);
+    list = tm_store_appt_list(s, NULL, NULL, NULL, T0 + 1, 0, 0);
+    CHECK_EQ_INT(json_array_size(list), 1); /* the moved one */
+    json_decref(list);
+    tm_store_free(s);
+}
+
+/* ---- visits --------------------------------------------------------- */
+
+static void t_visit_lifecycle(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("lifecycle");
+    seed(s);
+    tm_appointment a = {0};
+    g_strlcpy(a.patient_id, "p1", sizeof(a.patient_id));
+    g_strlcpy(a.dept_id, "cardio", sizeof(a.dept_id));
+    g_strlcpy(a.kind, "follow_up", sizeof(a.kind));
+    a.slot_ms = tm_now_ms();
+    char appt[64];
+    CHECK_EQ_INT(tm_store_appt_create(s, &a, appt), 0);
+
+    tm_visit v = {0};
+    g_strlcpy(v.patient_id, "p1", sizeof(v.patient_id));
+    g_strlcpy(v.dept_id, "cardio", sizeof(v.dept_id));
+    g_strlcpy(v.appointment_id, appt, sizeof(v.appointment_id));
+    g_strlcpy(v.kind, "follow_up", sizeof(v.kind));
+    v.recording_consent = 1;
+    v.checkin_ms = tm_now_ms() - 5000;
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &v, "ua/1"), 0);
+    CHECK(v.id[0]);
+    CHECK_STR(v.state, "waiting");
+    CHECK_EQ_INT(count_events(s, "visit.checked_in", v.id), 1);
+    tm_appointment got_a;
+    CHECK_EQ_INT(tm_store_appt_get(s, appt, &got_a), 0);
+    CHECK_STR(got_a.status, "arrived");
+    tm_visit got;
+    CHECK_EQ_INT(tm_store_visit_get(s, v.id, &got), 0);
+    CHECK_EQ_INT(got.recording_consent, 1);
+    CHECK_EQ_INT(got.slot_ms, a.slot_ms);
+
+    /* Accepting an offer that was never made is refused and writes nothing. */
+    CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "d1", "ua", tm_now_ms()), TM_ECONFLICT);
+    CHECK_EQ_INT(count_events(s, NULL, NULL), 1);
+    CHECK_EQ_INT(tm_store_visit_unoffer(s, v.id, "declined", tm_now_ms()), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_visit_offer(s, "no-visit", "d1", tm_now_ms()), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", tm_now_ms()), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_visit_unoffer(s, v.id, "declined", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", tm_now_ms()), 0);
+    /* Another doctor cannot take an offer made to d1. */
+    CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "d9", "ua", tm_now_ms()), TM_EPERM);
+    CHECK_EQ_INT(tm_store_visit_get(s, v.id, &got), 0);
+    CHECK_STR(got.state, "offered");
+    CHECK_STR(got.doctor_id, "d1");
+    CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "d1", "ua/d", tm_now_ms()), 0);
+    CHECK_EQ_INT(count_events(s, "visit.started", v.id), 1);
+
+    /* A supervisor watches; participants come and go. */
+    CHECK_EQ_INT(tm_store_participant_join(s, v.id, "s1", "supervisor", "ua/s", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_participant_join(s, v.id, "s1", "janitor", "ua/s", tm_now_ms()),
+                 TM_EINVAL);
+    CHECK_EQ_INT(tm_store_participant_join(s, "no-visit", "s1", "supervisor", NULL, tm_now_ms()),
+                 TM_EINVAL);
+    CHECK_EQ_INT(tm_store_participant_leave(s, v.id, "s1", "left", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_participant_leave(s, v.id, "nobody", "left", tm_now_ms()), 0);
+
+    int64_t msg = 0, msg2 = 0;
+    CHECK_EQ_INT(tm_store_chat_add(s, v.id, "p1", "patient", "hello doctor", tm_now_ms(), &msg), 0);
+    CHECK_EQ_INT(tm_store_chat_add(s, v.id, "d1", "doctor", "", tm_now_ms(), &msg2), 0);
+    CHECK(msg > 0 && msg2 > msg);
+    CHECK(tm_store_chat_add(s, "no-visit", "p1", "patient", "x", tm_now_ms(), NULL) < 0);
+    CHECK_EQ_INT(tm_store_note_save(s, v.id, "d1", "draft", NULL, false, tm_now_ms()), 0);
+    CHECK_EQ_INT(count_events(s, "visit.note_signed", v.id), 0);
+    CHECK_EQ_INT(tm_store_note_save(s, v.id, "d1", "final", "I10", true, tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_note_save(s, v.id, "d1", "rewrite", NULL, true, tm_now_ms()),
+                 TM_ECONFLICT);
+    CHECK_EQ_INT(count_events(s, "visit.note_signed", v.id), 1);
+    CHECK_EQ_INT(tm_store_stats_add(s, v.id, "p1", "in", "video", "{\"packets\":1200,\"lost\":3}",
+                                    tm_now_ms()),
+                 0);
+    CHECK(tm_store_stats_add(s, "no-visit", "p1", "in", "video", "{}", tm_now_ms()) < 0);
+
+    CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d1", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d1", tm_now_ms()), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_visit_end(s, "no-visit", "completed", "d1", tm_now_ms()), TM_ENOTFOUND);
+    CHECK_EQ_INT(count_events(s, "visit.ended", v.id), 1);
+    CHECK_EQ_INT(tm_store_appt_get(s, appt, &got_a), 0);
+    CHECK_STR(got_a.status, "fulfilled");
+
+    char long_comment[TM_RATING_COMMENT_MAX + 2];
+    memset(long_comment, 'x', sizeof(long_comment) - 1);
+    long_comment[sizeof(long_comment) - 1] = '\0';
+    CHECK_EQ_INT(tm_store_rating_add(s, v.id, "p1", 6, NULL, tm_now_ms()), TM_EINVAL);
+    CHECK_EQ_INT(tm_store_rating_add(s, v.id, "p1", 5, long_comment, tm_now_ms()), TM_EINVAL);
+    CHECK_EQ_INT(tm_store_rating_add(s, v.id, "p1", 5, "great", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_rating_add(s, v.id, "p1", 4, NULL, tm_now_ms()), TM_ECONFLICT);
+    CHECK_EQ_INT(count_events(s, "visit.rated", v.id), 1);
+
+    json_t *rec = tm_store_visit_record(s, v.id);
+    CHECK(rec != NULL);
+    CHECK_STR(json_string_value(field(rec, "state")), "ended");
+    CHECK_STR(json_string_value(field(rec, "dept_name")), "Cardiology");
+    CHECK_STR(json_string_value(field(rec, "ended_by")), "d1");
+    CHECK(json_integer_value(field(rec, "response_ms")) >= 5000);
+    json_t *parts = field(rec, "participants");
+    CHECK_EQ_INT(json_array_size(parts), 3);
+    for (size_t i = 0; i < json_array_size(parts); i++)
+        CHECK(json_is_string(field(json_array_get(parts, i), "left_at")));
+    json_t *offers = field(rec, "offers");
+    CHECK_EQ_INT(json_array_size(offers), 2);
+    CHECK_STR(json_string_value(field(json_array_get(offers, 0), "outcome")), "declined");
+    CHECK_STR(json_string_value(field(json_array_get(offers, 1), "outcome")), "accepted");
+    json_t *notes = field(rec, "notes");
+    CHECK_EQ_INT(json_array_size(notes), 1);
+    CHECK_STR(json_string_value(field(json_array_get(notes, 0), "body")), "final");
+    CHECK(json_is_true(field(json_array_get(notes, 0), "signed")));
+    CHECK_EQ_INT(json_array_size(field(rec, "chat")), 2);
+    CHECK_EQ_INT(json_integer_value(field(field(rec, "rating"), "score")), 5);
+    json_t *stats = field(rec, "stream_stats");
+    CHECK_EQ_INT(json_array_size(stats), 1);
+    CHECK_EQ_INT(json_integer_value(field(field(json_array_get(stats, 0), "summary"), "lost")), 3);
+    json_decref(rec);
+    CHECK(tm_store_visit_record(s, "no-visit") == NULL);
+
+    json_t *fig = NULL;
+    CHECK_EQ_INT(tm_store_doctor_figures(s, "d1", 0, &fig), 0);
+    CHECK_EQ_INT(json_integer_value(field(fig, "visits")), 1);
+    CHECK_EQ_INT(json_integer_value(field(fig, "ratings")), 1);
+    json_decref(fig);
+
+    /* Every event carries a JSON object and a distinct event id. */
+    tm_outbox_event *ev = NULL;
+    size_t n = 0;
+    CHECK_EQ_INT(tm_outbox_next_batch(s, INT64_MAX, 100, &ev, &n), 0);
+    CHECK_EQ_INT(n, 5);
+    for (size_t i = 0; i < n; i++) {
+        json_t *p = json_loadb(ev[i].payload, ev[i].payload_len, 0, NULL);
+        CHECK(json_is_object(p));
+        json_decref(p);
+        for (size_t j = 0; j < i; j++)
+            CHECK(strcmp(ev[i].event_id, ev[j].event_id) != 0);
+    }
+    tm_outbox_events_free(ev, n);
+    tm_store_free(s);
+}
+
+/* The facts a regulator event is built from, as the contract states them. */
+static void t_visit_facts(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("facts");
+    seed(s);
+    tm_visit v;
+    checkin(s, &v, "p1", T0);
+    tm_visit_facts f;
+    CHECK_EQ_INT(tm_store_visit_facts(s, "no-visit", &f), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_store_visit_facts(s, v.id, &f), 0);
+    CHECK_STR(f.visit.state, "waiting");
+    CHECK_STR(f.dept_name, "Cardiology");
+    CHECK_STR(f.doctor_licence_no, "");
+    CHECK_EQ_INT(f.response_ms, -1);
+    CHECK_EQ_INT(f.duration_ms, -1);
+    CHECK_EQ_INT(f.visit.recording_consent, 0);
+    CHECK(!f.has_recording && !f.has_rating && !f.has_signed_note);
+
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", T0 + 1000), 0);
+    CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "d1", "ua", T0 + 61000), 0);
+    CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d1", T0 + 661000), 0);
+    CHECK_EQ_INT(tm_store_note_save(s, v.id, "d1", "text", "I10", true, T0 + 700000), 0);
+    CHECK_EQ_INT(tm_store_rating_add(s, v.id, "p1", 4, "fine", T0 + 710000), 0);
+    char rec[TM_RECORDING_ID_LEN];
+    CHECK_EQ_INT(tm_recording_start(s, v.id, "/r.mkv", "matroska", true, T0 + 61000, rec), 0);
+    CHECK_EQ_INT(tm_recording_finish(s, rec, 4096, 600000, sha_a, 0, T0 + 662000), 0);
+    CHECK_EQ_INT(tm_store_visit_facts(s, v.id, &f), 0);
+    CHECK_STR(f.visit.state, "ended");
+    CHECK_STR(f.doctor_licence_no, "LIC1");
+    CHECK_STR(f.ended_by, "d1");
+    CHECK_EQ_INT(f.response_ms, 61000);
+    CHECK_EQ_INT(f.queue_wait_ms, 61000);
+    CHECK_EQ_INT(f.duration_ms, 600000);
+    CHECK_EQ_INT(f.offers, 1);
+    CHECK(f.has_recording && f.recording.complete && f.recording.encrypted);
+    CHECK_STR(f.recording.id, rec);
+    CHECK_STR(f.recording.sha256, sha_a);
+    CHECK_EQ_INT(f.recording.size_bytes, 4096);
+    CHECK(f.has_rating);
+    CHECK_EQ_INT(f.rating.score, 4);
+    CHECK_STR(f.rating.comment, "fine");
+    CHECK_EQ_INT(f.rating.rated_ms, T0 + 710000);
+    CHECK(f.has_signed_note);
+    CHECK_STR(f.note.diagnosis_code, "I10");
+    CHECK_EQ_INT(f.note.signed_ms, T0 + 700000);
+    tm_store_free(s);
+}
+
+static void expect_waiting(const tm_visit *v, void *user)
+{
+    CHECK_STR(v->state, "waiting");
+    (*(int *)user)++;
+}
+
+static void t_refusals_and_restore(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("refusals");
+    seed(s);
+    tm_visit v;
+    checkin(s, &v, "p2", tm_now_ms());
+    tm_visit bad = v;
+    g_strlcpy(bad.dept_id, "nodept", sizeof(bad.dept_id));
+    CHECK(tm_store_visit_checkin(s, &bad, NULL) < 0); /* unknown department: nothing written */
+    g_strlcpy(bad.kind, "urgent-ish", sizeof(bad.kind));
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &bad, NULL), TM_EINVAL);
+    json_t *all = tm_store_visit_list(s, NULL, NULL, NULL, NULL, 0, 0, 0, 0);
+    CHECK_EQ_INT(json_array_size(all), 1);
+    json_decref(all);
+    CHECK_EQ_INT(count_events(s, NULL, NULL), 1);
+
+    tm_visit w;
+    active_visit(s, &w, "p3");
+    int n = 0;
+    CHECK_EQ_INT(tm_store_visit_foreach_state(s, "waiting", expect_waiting, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    json_t *counts = NULL;
+    CHECK_EQ_INT(tm_store_visit_counts(s, 0, &counts), 0);
+    CHECK_EQ_INT(json_integer_value(field(counts, "waiting")), 1);
+    CHECK_EQ_INT(json_integer_value(field(counts, "active")), 1);
+    CHECK(field(counts, "ended") == NULL);
+    json_decref(counts);
+    CHECK_EQ_INT(tm_store_visit_counts(s, tm_now_ms() + 60000, &counts), 0);
+    CHECK_EQ_INT(json_object_size(counts), 0);
+    json_decref(counts);
+
+    CHECK_EQ_INT(tm_store_visit_end(s, v.id, "patient_left", "p2", tm_now_ms()), 0);
+    tm_visit got;
+    CHECK_EQ_INT(tm_store_visit_get(s, v.id, &got), 0);
+    CHECK_STR(got.state, "cancelled");
+    CHECK_STR(got.end_reason, "patient_left");
+    CHECK_EQ_INT(tm_store_visit_get(s, "nope", &got), TM_ENOTFOUND);
+
+    json_t *list = tm_store_visit_list(s, "cancelled", "cardio", NULL, "p2", 0, 0, 10, 0);
+    CHECK_EQ_INT(json_array_size(list), 1);
+    CHECK_STR(json_string_value(field(json_array_get(list, 0), "id")), v.id);
+    json_decref(list);
+    list = tm_store_visit_list(s, NULL, NULL, "d1", NULL, 0, 0, 10, 0);
+    CHECK_EQ_INT(json_array_size(list), 1);
+    CHECK_STR(json_string_value(field(json_array_get(list, 0), "id")), w.id);
+    json_decref(list);
+    list = tm_store_visit_list(s, NULL, NULL, NULL, NULL, 0, 0, 10, 1); /* offset */
+    CHECK_EQ_INT(json_array_size(list), 1);
+    json_decref(list);
+    tm_store_free(s);
+}
+
+/* ---- recordings ----------------------------------------------------- */
+
+static void t_recording_start_finish(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("rec-finish");
+    seed(s);
+    tm_visit v;
+    active_visit(s, &v, "p1");
+    char rec[TM_RECORDING_ID_LEN];
+    CHECK_EQ_INT(tm_recording_start(s, "no-such-visit", "/x.mkv", "matroska", false, 1, rec),
+                 TM_ENOTFOUND);
+    int64_t t0 = tm_now_ms();
+    CHECK_EQ_INT(tm_recording_start(s, v.id, "/rec/v.mkv", "matroska", true, t0, rec), 0);
+    CHECK(g_str_has_prefix(rec, "rec-"));
+
+    /* Refusals change nothing and emit nothing. */
+    CHECK_EQ_INT(tm_recording_finish(s, rec, 10, 10, "ABC", 0, t0), TM_EINVAL);
+    CHECK_EQ_INT(tm_recording_finish(s, "rec-none", 10, 10, sha_a, 0, t0), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_recording_set_plain_sha256(s, rec, "not-hex"), TM_EINVAL);
+    CHECK_EQ_INT(tm_recording_set_plain_sha256(s, "rec-none", sha_a), TM_ENOTFOUND);
+    CHECK_EQ_INT(count_events(s, "recording.available", NULL), 0);
+
+    const char plain[] = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+    CHECK_EQ_INT(tm_recording_set_plain_sha256(s, rec, plain), 0);
+    CHECK_EQ_INT(tm_recording_finish(s, rec, 123456, 600000, sha_a, 7, t0 + 600000), 0);
+    CHECK_EQ_INT(count_events(s, "recording.available", v.id), 1);
+    /* The event carries the recording as it is in the same transaction. */
+    json_t *payload = event_payload(s, "recording.available", v.id);
+    json_t *r = field(payload, "recording");
+    CHECK_STR(json_string_value(field(r, "sha256")), sha_a);
+    CHECK_EQ_INT(json_integer_value(field(r, "size")), 123456);
+    CHECK(json_is_true(field(r, "complete")));
+    CHECK(json_is_true(field(r, "encrypted")));
+    json_decref(payload);
+
+    /* Twice is a conflict, and still one event. */
+    CHECK_EQ_INT(tm_recording_finish(s, rec, 1, 1, sha_a, 0, t0), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_recording_fail(s, rec, "late", 0, t0), TM_ECONFLICT);
+    CHECK_EQ_INT(count_events(s, "recording.available", v.id), 1);
+
+    json_t *got = tm_recording_get(s, rec);
+    CHECK(got != NULL);
+    CHECK_STR(json_string_value(field(got, "state")), "complete");
+    CHECK_STR(json_string_value(field(got, "visit_id")), v.id);
+    CHECK_STR(json_string_value(field(got, "path")), "/rec/v.mkv");
+    CHECK_STR(json_string_value(field(got, "plain_sha256")), plain);
+    CHECK_EQ_INT(json_integer_value(field(got, "duration_ms")), 600000);
+    CHECK_EQ_INT(json_integer_value(field(got, "dropped_packets")), 7);
+    CHECK(json_is_true(field(got, "encrypted")));
+    CHECK(json_is_string(field(got, "finished_at")));
+    CHECK(json_is_null(field(got, "deleted_at")));
+    json_decref(got);
+    CHECK(tm_recording_get(s, "rec-none") == NULL);
+
+    json_t *vr = tm_store_visit_record(s, v.id);
+    CHECK_EQ_INT(json_array_size(field(vr, "recordings")), 1);
+    json_decref(vr);
+    tm_store_free(s);
+}
+
+static void t_recording_fail(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("rec-fail");
+    seed(s);
+    tm_visit v;
+    active_visit(s, &v, "p1");
+    char rec[TM_RECORDING_ID_LEN];
+    CHECK_EQ_INT(tm_recording_start(s, v.id, "/rec/f.mkv", "matroska", false, tm_now_ms(), rec), 0);
+    CHECK_EQ_INT(tm_recording_fail(s, rec, "filesink0: No space left on device", 42, tm_now_ms()),
+                 0);
+    json_t *got = tm_recording_get(s, rec);
+    CHECK_STR(json_string_value(field(got, "state")), "failed");
+    CHECK(strstr(json_string_value(field(got, "failure")), "No space"));
+    CHECK_EQ_INT(json_integer_value(field(got, "dropped_packets")), 42);
+    json_decref(got);
+    CHECK_EQ_INT(count_events(s, "recording.available", NULL), 0);
+    CHECK_EQ_INT(tm_recording_fail(s, "rec-none", "x", 0, 0), TM_ENOTFOUND);
+    tm_store_free(s);
+}
+
+/* Rows a crash left recording become incomplete at the next start, with
+ * the partial file's size and hash and an event; a missing file makes the
+ * row failed instead. */
+static void t_recording_recover(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("rec-recover");
+    seed(s);
+    tm_visit v, v2;
+    active_visit(s, &v, "p1");
+    active_visit(s, &v2, "p2");
+    char rec1[TM_RECORDING_ID_LEN], rec2[TM_RECORDING_ID_LEN], rec3[TM_RECORDING_ID_LEN];
+    char *partial = g_build_filename(dir, "partial.mkv", NULL);
+    char *gone = g_build_filename(dir, "gone.mkv", NULL);
+    const char content[] = "partial matroska bytes";
+    CHECK(g_file_set_contents(partial, content, sizeof(content) - 1, NULL));
+    CHECK_EQ_INT(tm_recording_start(s, v.id, partial, "matroska", false, tm_now_ms(), rec1), 0);
+    CHECK_EQ_INT(tm_recording_start(s, v2.id, gone, "matroska", false, tm_now_ms(), rec2), 0);
+    CHECK_EQ_INT(tm_recording_start(s, v2.id, "/x.mkv", "matroska", false, tm_now_ms(), rec3), 0);
+    CHECK_EQ_INT(tm_recording_finish(s, rec3, 1, 1, sha_a, 0, tm_now_ms()), 0);
+    tm_store_free(s); /* "the server died" */
+
+    s = b->open("rec-recover");
+    int n = -1;
+    CHECK_EQ_INT(tm_recording_recover(s, tm_now_ms(), &n), 0);
+    CHECK_EQ_INT(n, 2);
+    json_t *r1 = tm_recording_get(s, rec1), *r2 = tm_recording_get(s, rec2),
+           *r3 = tm_recording_get(s, rec3);
+    CHECK_STR(json_string_value(field(r1, "state")), "incomplete");
+    char *want = g_compute_checksum_for_string(G_CHECKSUM_SHA256, content, -1);
+    CHECK_STR(json_string_value(field(r1, "sha256")), want);
+    CHECK_EQ_INT(json_integer_value(field(r1, "size_bytes")), sizeof(content) - 1);
+    CHECK_STR(json_string_value(field(r2, "state")), "failed");
+    CHECK_STR(json_string_value(field(r3, "state")), "complete"); /* untouched */
+    json_t *payload = event_payload(s, "recording.available", v.id);
+    CHECK(json_is_false(field(field(payload, "recording"), "complete")));
+    json_decref(payload);
+    CHECK_EQ_INT(count_events(s, "recording.available", v2.id), 1); /* rec3's only */
+    /* Nothing left to recover the second time. */
+    CHECK_EQ_INT(tm_recording_recover(s, tm_now_ms(), NULL), 0);
+    CHECK_EQ_INT(tm_recording_recover(s, tm_now_ms(), &n), 0);
+    CHECK_EQ_INT(n, 0);
+    json_decref(r1);
+    json_decref(r2);
+    json_decref(r3);
+    g_free(want);
+    g_free(partial);
+    g_free(gone);
+    tm_store_free(s);
+}
+
+static const char *state_of(tm_store *s, const char *rec, char out[16])
+{
+    json_t *o = tm_recording_get(s, rec);
+    g_strlcpy(out, json_string_value(field(o, "state")), 16);
+    json_decref(o);
+    return out;
+}
+
+static int audit_rows(tm_store *s, const char *action, const char *outcome)
+{
+    json_t *rows = tm_store_audit_list(s, NULL, NULL, 0, 1000);
+    int n = 0;
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+        json_t *r = json_array_get(rows, i);
+        n += strcmp(json_string_value(field(r, "action")), action) == 0 &&
+             strcmp(json_string_value(field(r, "outcome")), outcome) == 0;
+    }
+    json_decref(rows);
+    return n;
+}
+
+static void t_recording_retention(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("rec-retention");
+    seed(s);
+    tm_visit v;
+    active_visit(s, &v, "p1");
+    char old1[TM_RECORDING_ID_LEN], old2[TM_RECORDING_ID_LEN], fresh[TM_RECORDING_ID_LEN],
+        stuck[TM_RECORDING_ID_LEN], live[TM_RECORDING_ID_LEN], st[16];
+    int64_t now = tm_now_ms(), day = 86400000;
+    char *f_old1 = g_build_filename(dir, "old1.mkv", NULL);
+    char *f_fresh = g_build_filename(dir, "fresh.mkv", NULL);
+    CHECK(g_file_set_contents(f_old1, "x", 1, NULL));
+    CHECK(g_file_set_contents(f_fresh, "y", 1, NULL));
+    /* A path that cannot be unlinked, even by root: a directory. */
+    char *f_stuck = g_build_filename(dir, "stuck.mkv", NULL);
+    CHECK(g_mkdir(f_stuck, 0700) == 0);
+
+    CHECK_EQ_INT(tm_recording_start(s, v.id, f_old1, "matroska", false, now - 40 * day, old1), 0);
+    CHECK_EQ_INT(tm_recording_finish(s, old1, 1, 1, sha_a, 0, now - 40 * day), 0);
+    CHECK_EQ_INT(tm_recording_start(s, v.id, "/nonexistent/old2.mkv", "matroska", false,
+                                    now - 31 * day, old2),
+                 0);
+    CHECK_EQ_INT(tm_recording_fail(s, old2, "x", 0, now - 31 * day), 0);
+    CHECK_EQ_INT(tm_recording_start(s, v.id, f_fresh, "matroska", false, now - 29 * day, fresh), 0);
+    CHECK_EQ_INT(tm_recording_finish(s, fresh, 1, 1, sha_a, 0, now - 29 * day), 0);
+    CHECK_EQ_INT(tm_recording_start(s, v.id, f_stuck, "matroska", false, now - 50 * day, stuck), 0);
+    CHECK_EQ_INT(tm_recording_finish(s, stuck, 1, 1, sha_a, 0, now - 50 * day), 0);
+    /* Still recording (a visit in progress) is never swept. */
+    CHECK_EQ_INT(tm_recording_start(s, v.id, "/live.mkv", "matroska", false, now - 60 * day, live),
+                 0);
+
+    int deleted = -1, failed = -1;
+    CHECK_EQ_INT(tm_recording_retention_sweep(s, 0, now, &deleted, &failed), TM_EINVAL);
+    CHECK_EQ_INT(tm_recording_retention_sweep(s, 30, now, &deleted, &failed), 0);
+    CHECK_EQ_INT(deleted, 2);
+    CHECK_EQ_INT(failed, 1);
+    CHECK(!g_file_test(f_old1, G_FILE_TEST_EXISTS));
+    CHECK(g_file_test(f_fresh, G_FILE_TEST_EXISTS));
+    json_t *o = tm_recording_get(s, old1);
+    CHECK_STR(json_string_value(field(o, "state")), "deleted");
+    CHECK_STR(json_string_value(field(o, "deleted_by_policy")), "retention_recordings_days=30");
+    CHECK(json_is_string(field(o, "deleted_at")));
+    json_decref(o);
+    CHECK_STR(state_of(s, fresh, st), "complete");
+    CHECK_STR(state_of(s, live, st), "recording");
+    CHECK_STR(state_of(s, stuck, st), "complete");
+    CHECK_EQ_INT(audit_rows(s, "recording.delete", "ok"), 2);
+    CHECK_EQ_INT(audit_rows(s, "recording.delete", "error"), 1);
+    /* Once it can go, the next sweep takes it, and only it. */
+    CHECK(g_rmdir(f_stuck) == 0);
+    CHECK(g_file_set_contents(f_stuck, "z", 1, NULL));
+    CHECK_EQ_INT(tm_recording_retention_sweep(s, 30, now, NULL, NULL), 0);
+    CHECK_STR(state_of(s, stuck, st), "deleted");
+    CHECK_EQ_INT(tm_recording_retention_sweep(s, 30, now, &deleted, &failed), 0);
+    CHECK_EQ_INT(deleted, 0);
+    CHECK_EQ_INT(failed, 0);
+    g_free(f_old1);
+    g_free(f_fresh);
+    g_free(f_stuck);
+    tm_store_free(s);
+}
+
+/* ---- audit log ------------------------------------------------------ */
+
+static void t_audit(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("audit");
+    CHECK_EQ_INT(tm_store_audit(s, "s1", "supervisor", "visit.watch", "v-1", "ok", NULL), 0);
+    CHECK_EQ_INT(tm_store_audit(s, NULL, NULL, "auth.fail", NULL, "refused", "bad token"), 0);
+    CHECK_EQ_INT(tm_store_audit(s, "a1", "admin", "visit.read", "v-1", NULL, NULL), 0);
+    json_t *rows = tm_store_audit_list(s, "v-1", NULL, 0, 10);
+    CHECK_EQ_INT(json_array_size(rows), 2);
+    CHECK_STR(json_string_value(field(json_array_get(rows, 0), "actor_id")), "a1"); /* newest */
+    CHECK_STR(json_string_value(field(json_array_get(rows, 0), "outcome")), "ok");
+    json_decref(rows);
+    rows = tm_store_audit_list(s, NULL, "-", 0, 10);
+    CHECK_EQ_INT(json_array_size(rows), 1);
+    CHECK_STR(json_string_value(field(json_array_get(rows, 0), "actor_role")), "none");
+    CHECK_STR(json_string_value(field(json_array_get(rows, 0), "detail")), "bad token");
+    json_decref(rows);
+    rows = tm_store_audit_list(s, NULL, NULL, tm_now_ms() + 60000, 10);
+    CHECK_EQ_INT(json_array_size(rows), 0);
+    json_decref(rows);
+    tm_store_free(s);
+}
+
+/* ---- the outbox's delivery side ------------------------------------- */
+
+static void t_outbox_order_and_retry(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("outbox-order");
+    seed(s);
+    tm_visit a, c;
+    checkin(s, &a, "pat-a", T0);
+    checkin(s, &c, "pat-c", T0 + 1);
+    CHECK_EQ_INT(tm_store_visit_offer(s, a.id, "d1", T0 + 2), 0);
+    CHECK_EQ_INT(tm_store_visit_accept(s, a.id, "d1", "ua", T0 + 3), 0);
+    tm_outbox_event *ev = NULL;
+    size_t n = 0;
+    CHECK_EQ_INT(tm_outbox_next_batch(s, T0, 0, &ev, &n), TM_EINVAL);
+    CHECK_EQ_INT(tm_outbox_next_batch(s, tm_now_ms(), 10, &ev, &n), 0);
+    CHECK_EQ_INT(n, 3);
+    CHECK_STR(ev[0].visit_id, a.id);
+    CHECK(ev[0].seq < ev[1].seq && ev[1].seq < ev[2].seq);
+    int64_t a_head = ev[0].seq, c_head = ev[1].seq, a_second = ev[2].seq;
+    CHECK_EQ_INT(ev[1].occurred_at, T0 + 1);
+    CHECK_EQ_INT(ev[0].attempts, 0);
+    tm_outbox_events_free(ev, n);
+    int64_t pending = 0, oldest = 0;
+    CHECK_EQ_INT(tm_outbox_queue(s, &pending, &oldest), 0);
+    CHECK_EQ_INT(pending, 3);
+    CHECK_EQ_INT(oldest, T0);
+
+    /* A's head failed and waits an hour: its chain waits, C overtakes. */
+    int64_t later = tm_now_ms() + 3600 * 1000;
+    CHECK_EQ_INT(tm_outbox_retry(s, &a_head, &later, 1, 503, "status 503"), 0);
+    CHECK_EQ_INT(tm_outbox_next_batch(s, tm_now_ms(), 10, &ev, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(ev[0].seq, c_head);
+    tm_outbox_events_free(ev, n);
+    CHECK_EQ_INT(tm_outbox_mark_delivered(s, &c_head, 1, 200, tm_now_ms()), 0);
+    int64_t due = 0;
+    CHECK_EQ_INT(tm_outbox_next_due(s, &due), 0);
+    CHECK_EQ_INT(due, later);
+    CHECK_EQ_INT(tm_outbox_next_batch(s, tm_now_ms(), 10, &ev, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK(ev == NULL);
+
+    /* The endpoint answers again: the waiting rows are due at once. */
+    CHECK_EQ_INT(tm_outbox_retry_now(s, tm_now_ms()), 1);
+    CHECK_EQ_INT(tm_outbox_retry_now(s, tm_now_ms()), 0);
+    /* A limit cuts a chain, never reorders it. */
+    CHECK_EQ_INT(tm_outbox_next_batch(s, tm_now_ms(), 1, &ev, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(ev[0].seq, a_head);
+    CHECK_EQ_INT(ev[0].attempts, 1);
+    tm_outbox_events_free(ev, n);
+    int64_t both[2] = {a_head, a_second};
+    CHECK_EQ_INT(tm_outbox_mark_delivered(s, both, 2, 200, tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_outbox_next_due(s, &due), TM_ENOTFOUND);
+    int64_t count = -1;
+    CHECK_EQ_INT(tm_store_outbox_count(s, "delivered", &count), 0);
+    CHECK_EQ_INT(count, 3);
+    CHECK_EQ_INT(tm_store_outbox_count(s, "pending", &count), 0);
+    CHECK_EQ_INT(count, 0);
+    /* Marks touch only pending rows. */
+    CHECK_EQ_INT(tm_outbox_retry(s, &a_head, &later, 1, 0, "late"), 0);
+    CHECK_EQ_INT(tm_outbox_dead_letter(s, a_head, 400, "late", NULL, 0), TM_ENOTFOUND);
+    tm_outbox_stats stats;
+    CHECK_EQ_INT(tm_outbox_stats_get(s, &stats), 0);
+    CHECK_EQ_INT(stats.delivered, 3);
+    CHECK_EQ_INT(stats.failed_attempts, 1);
+    CHECK_EQ_INT(stats.pending, 0);
+    CHECK_EQ_INT(stats.oldest_pending_at, 0);
+    tm_outbox_events_free(NULL, 0);
+    tm_store_free(s);
+}
+
+static void t_outbox_dead_letters(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("outbox-dead");
+    seed(s);
+    tm_visit v;
+    checkin(s, &v, "pat-d", T0);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", T0 + 2), 0);
+    CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "d1", "ua", T0 + 3), 0);
+    tm_outbox_event *ev = NULL;
+    size_t n = 0;
+    CHECK_EQ_INT(tm_outbox_next_batch(s, tm_now_ms(), 10, &ev, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    int64_t head = ev[0].seq, second = ev[1].seq;
+    tm_outbox_events_free(ev, n);
+
+    const char resp[] = "{\"error\":\"missing field\"}\xff";
+    CHECK_EQ_INT(
+        tm_outbox_dead_letter(s, head, 400, "rejected with status 400", resp, sizeof(resp) - 1), 0);
+    /* Dead does not block the visit's later events. */
+    CHECK_EQ_INT(tm_outbox_next_batch(s, tm_now_ms(), 10, &ev, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(ev[0].seq, second);
+    tm_outbox_events_free(ev, n);
+    json_t *dead = tm_outbox_dead_list(s, 0);
+    CHECK_EQ_INT(json_array_size(dead), 1);
+    json_t *d0 = json_array_get(dead, 0);
+    CHECK_EQ_INT(json_integer_value(field(d0, "seq")), head);
+    CHECK_EQ_INT(json_integer_value(field(d0, "last_status")), 400);
+    CHECK_EQ_INT(json_integer_value(field(d0, "attempts")), 1);
+    CHECK_STR(json_string_value(field(d0, "visit_id")), v.id);
+    CHECK_STR(json_string_value(field(d0, "type")), "visit.checked_in");
+    CHECK(g_str_has_prefix(json_string_value(field(d0, "last_response")), "{\"error\""));
+    CHECK_STR(json_string_value(field(d0, "occurred_at")), "2025-11-25T12:00:00.000Z");
+    json_decref(dead);
+    /* A late answer cannot make a dead letter delivered. */
+    CHECK_EQ_INT(tm_outbox_mark_delivered(s, &head, 1, 200, tm_now_ms()), 0);
+    int64_t count = 0;
+    CHECK_EQ_INT(tm_store_outbox_count(s, "dead", &count), 0);
+    CHECK_EQ_INT(count, 1);
+    tm_outbox_stats stats;
+    CHECK_EQ_INT(tm_outbox_stats_get(s, &stats), 0);
+    CHECK_EQ_INT(stats.dead, 1);
+    CHECK_EQ_INT(stats.pending, 1);
+    CHECK_EQ_INT(stats.delivered, 0);
+    CHECK_EQ_INT(stats.failed_attempts, 1);
+    CHECK_EQ_INT(stats.oldest_pending_at, T0 + 3);
+
+    CHECK_EQ_INT(tm_outbox_replay(s, second), TM_ECONFLICT); /* pending, not dead */
+    CHECK_EQ_INT(tm_outbox_replay(s, 999999), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_outbox_replay(s, head), 0);
+    CHECK_EQ_INT(tm_outbox_replay(s, head), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_outbox_next_batch(s, tm_now_ms(), 10, &ev, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_INT(ev[0].seq, head);
+    tm_outbox_events_free(ev, n);
+    dead = tm_outbox_dead_list(s, 10);
+    CHECK_EQ_INT(json_array_size(dead), 0);
+    json_decref(dead);
+    tm_store_free(s);
+}
+
+/* ---- the table ------------------------------------------------------ */
+
+void store_suite_run(const store_backend *b)
+{
+    char *dir = g_dir_make_tmp("tm-store-suite-XXXXXX", NULL);
+    CHECK(dir != NULL);
+    static const struct {
+        const char *name;
+        void (*fn)(const store_backend *b, const char *dir); /* dir: for recording files */
+    } tests[] = {
+        {"handle", t_handle},
+        {"schedule", t_schedule},
+        {"appointments", t_appointments},
+        {"visit_lifecycle", t_visit_lifecycle},
+        {"visit_facts", t_visit_facts},
+        {"refusals_and_restore", t_refusals_and_restore},
+        {"recording_start_finish", t_recording_start_finish},
+        {"recording_fail", t_recording_fail},
+        {"audit", t_audit},
+        {"outbox_order_and_retry", t_outbox_order_and_retry},
+        {"outbox_dead_letters", t_outbox_dead_letters},
+        {"recording_recover", t_recording_recover},
+        {"recording_retention", t_recording_retention},
+    };
+    for (size_t i = 0; i < TM_ARRAY_LEN(tests); i++) {
+        tests[i].fn(b, dir);
+        printf("ok %s/%s\n", b->name, tests[i].name);
+    }
+    char *cmd = g_strdup_printf("rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup of %s failed\n", dir);
+    g_free(cmd);
+    g_free(dir);
+}

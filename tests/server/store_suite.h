@@ -1,0 +1,22 @@
+/*
+ * store_suite.h - the store test suite, written against telemed/store.h
+ * only, so that it runs against any backend. A backend's test program gives
+ * an opener and calls store_suite_run (tests/server/test_store.c does for
+ * SQLite).
+ */
+#ifndef TM_STORE_SUITE_H
+#define TM_STORE_SUITE_H
+
+#include "telemed/store.h"
+
+typedef struct store_backend {
+    const char *name;
+    /* A store on the database called db_name: new and empty the first
+     * time, the same database when opened again. Never NULL. */
+    tm_store *(*open)(const char *db_name);
+} store_backend;
+
+/* Runs every test of the suite; a failed check exits the program. */
+void store_suite_run(const store_backend *b);
+
+#endif
