@@ -1,9 +1,7 @@
-# Core: error table, logging, REST, and the server process; the store has
-# its own fragment.
+# The server process: main loop, REST, demo hospital, lws on libuv; the
+# store has its own fragment.
 include(${CMAKE_CURRENT_LIST_DIR}/store.cmake)
 target_sources(telemed PRIVATE
-  ${CMAKE_CURRENT_LIST_DIR}/common.c
-  ${CMAKE_CURRENT_LIST_DIR}/log.c
   ${CMAKE_CURRENT_LIST_DIR}/uv_source.c
 )
 add_executable(telemed-server
@@ -13,3 +11,4 @@ add_executable(telemed-server
 )
 target_link_libraries(telemed-server PRIVATE telemed)
 tm_unit_test(test_uv_source tests/server/test_uv_source.c)
+target_include_directories(test_uv_source PRIVATE ${CMAKE_SOURCE_DIR})

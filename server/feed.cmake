@@ -21,11 +21,5 @@ tm_node_test(feed_crash tests/feed/feed_crash.test.mjs)
 tm_node_test(feed_outage tests/feed/feed_outage.test.mjs)
 tm_node_test(feed_server tests/feed/feed_server.test.mjs)
 
-# Benchmark, run by hand (not a test): build-x/feed_bench [--feed-batch N].
-add_executable(feed_bench tests/bench/feed_bench.c)
-target_include_directories(feed_bench PRIVATE ${CMAKE_SOURCE_DIR}/server)
-target_compile_definitions(feed_bench PRIVATE TM_SRC_DIR="${CMAKE_SOURCE_DIR}")
-target_link_libraries(feed_bench PRIVATE telemed)
-
 tm_unit_test(test_feed_sink tests/server/test_feed_sink.c)
 target_include_directories(test_feed_sink PRIVATE ${CMAKE_SOURCE_DIR}/server)

@@ -16,7 +16,7 @@
 #include "telemed/log.h"
 #include "telemed/rec_crypt.h"
 #include "telemed/store.h"
-#include "telemed/uv_source.h"
+#include "uv_source.h"
 
 #include <errno.h>
 #include <fcntl.h>

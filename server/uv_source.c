@@ -3,7 +3,7 @@
  * fd and sleeps until libuv's next timer; when either is due, one
  * non-blocking uv_run() serves whatever is ready.
  */
-#include "telemed/uv_source.h"
+#include "uv_source.h"
 
 typedef struct {
     GSource base;

@@ -5,7 +5,7 @@
  * after-run hook runs; an idle loop costs no wake-ups; draining stops when
  * the handles are closed and gives up on a loop that stays busy.
  */
-#include "telemed/uv_source.h"
+#include "server/uv_source.h"
 #include "tm_test.h"
 
 #include <unistd.h>

@@ -34,15 +34,3 @@ else()
   message(STATUS "tests/webrtc: GStreamer webrtc or libsoup-3.0 missing, media tests skipped")
 endif()
 
-# The media load generator (run by hand, prints figures; not a test).
-if(TMW_GST_FOUND AND TMW_SOUP_FOUND AND EXISTS ${CMAKE_SOURCE_DIR}/tests/bench/media_load.c)
-  find_package(Threads REQUIRED)
-  add_executable(media_load ${CMAKE_SOURCE_DIR}/tests/bench/media_load.c)
-  target_link_libraries(media_load PRIVATE
-    PkgConfig::TMW_GST PkgConfig::TMW_SOUP PkgConfig::JANSSON PkgConfig::GLIB Threads::Threads)
-  set_target_properties(media_load PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
-  if(TM_SANITIZE)
-    target_compile_options(media_load PRIVATE -fno-sanitize=all)
-    target_link_options(media_load PRIVATE -fno-sanitize=all)
-  endif()
-endif()

@@ -1,0 +1,29 @@
+# Benchmarks: programs run by hand that print figures (tests/bench/README.md
+# says how); none is a test.
+
+# The kernel's cost of the queue fan-out without TLS.
+add_executable(fanout_floor ${CMAKE_CURRENT_LIST_DIR}/fanout_floor.c)
+target_link_libraries(fanout_floor PRIVATE Threads::Threads)
+
+# Run by signaling_load.mjs: the waiting patients' WSS connections on one
+# epoll thread, so the clients cost little CPU.
+add_executable(wss_patients ${CMAKE_CURRENT_LIST_DIR}/wss_patients.c)
+target_link_libraries(wss_patients PRIVATE PkgConfig::OPENSSL PkgConfig::JANSSON m)
+
+# build-x/feed_bench [--feed-batch N].
+add_executable(feed_bench ${CMAKE_CURRENT_LIST_DIR}/feed_bench.c)
+target_include_directories(feed_bench PRIVATE ${CMAKE_SOURCE_DIR}/server)
+target_compile_definitions(feed_bench PRIVATE TM_SRC_DIR="${CMAKE_SOURCE_DIR}")
+target_link_libraries(feed_bench PRIVATE telemed)
+
+# The media load generator: webrtcbin peers against the real server.
+if(TMW_GST_FOUND AND TMW_SOUP_FOUND)
+  add_executable(media_load ${CMAKE_CURRENT_LIST_DIR}/media_load.c)
+  target_link_libraries(media_load PRIVATE
+    PkgConfig::TMW_GST PkgConfig::TMW_SOUP PkgConfig::JANSSON PkgConfig::GLIB Threads::Threads)
+  set_target_properties(media_load PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+  if(TM_SANITIZE)
+    target_compile_options(media_load PRIVATE -fno-sanitize=all)
+    target_link_options(media_load PRIVATE -fno-sanitize=all)
+  endif()
+endif()
