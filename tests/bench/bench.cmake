@@ -12,7 +12,6 @@ target_link_libraries(wss_patients PRIVATE PkgConfig::OPENSSL PkgConfig::JANSSON
 
 # build-x/feed_bench [--feed-batch N].
 add_executable(feed_bench ${CMAKE_CURRENT_LIST_DIR}/feed_bench.c)
-target_include_directories(feed_bench PRIVATE ${CMAKE_SOURCE_DIR}/server)
 target_compile_definitions(feed_bench PRIVATE TM_SRC_DIR="${CMAKE_SOURCE_DIR}")
 target_link_libraries(feed_bench PRIVATE telemed)
 
