@@ -53,7 +53,7 @@ test('every push type the server sends has a section', () => {
 });
 
 test('every stable error code is documented in both documents', () => {
-  const codes = new Set([...read('server/common.c').matchAll(/\{TM_E[A-Z]+, "([a-z_]+)"/g)].map((m) => m[1]));
+  const codes = new Set([...read('core/common.c').matchAll(/\{TM_E[A-Z]+, "([a-z_]+)"/g)].map((m) => m[1]));
   assert.ok(codes.size >= 7);
   for (const c of codes) {
     assert.ok(protocol.includes(`| \`${c}\` |`), `protocol.md misses error code ${c}`);
