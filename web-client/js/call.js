@@ -19,8 +19,29 @@ export class Call {
     this.selfId = hello.sub;
     this.unsubs = [];
     this.remoteStream = new MediaStream();
+    this.seen = new Set();
+    this.historyKey = `telemed.chat.${visitId}`;
     this.render(mount, extraControls);
     this.bind();
+    for (const m of this.storedChat()) this.addChat(m);
+  }
+
+  // The chat so far, kept for this tab: a reload mid-visit shows it again
+  // (the patient cannot read the visit record).
+  storedChat() {
+    try { return JSON.parse(sessionStorage.getItem(this.historyKey) || '[]'); } catch { return []; }
+  }
+
+  storeChat(m) {
+    try {
+      const all = this.storedChat();
+      all.push(m);
+      sessionStorage.setItem(this.historyKey, JSON.stringify(all.slice(-200)));
+    } catch { /* storage blocked or full: the live chat still works */ }
+  }
+
+  static forgetChat(visitId) {
+    try { sessionStorage.removeItem(`telemed.chat.${visitId}`); } catch { /* storage blocked */ }
   }
 
   render(mount, extraControls) {
@@ -65,7 +86,11 @@ export class Call {
     this.camBtn.addEventListener('click', () => this.toggle('video'));
     this.camRetry.addEventListener('click', () => this.restartCamera());
     this.chatForm.addEventListener('submit', (e) => { e.preventDefault(); this.sendChat(); });
-    on('chat.message', (m) => { if (m.visit_id === this.visitId) this.addChat(m); });
+    on('chat.message', (m) => {
+      if (m.visit_id !== this.visitId || this.seen.has(m.message_id)) return;
+      this.addChat(m);
+      this.storeChat(m);
+    });
     on('visit.supervisor', (m) => {
       if (m.visit_id !== this.visitId) return;
       this.supNotice.hidden = !m.present;
@@ -144,11 +169,14 @@ export class Call {
     const v = this.stream ? this.stream.getVideoTracks()[0] : null;
     const muted = !a || !a.enabled;
     const camOff = !v || !v.enabled;
-    this.muteBtn.textContent = muted ? t('visit.unmute') : t('visit.mute');
-    this.muteBtn.setAttribute('aria-pressed', String(muted));
+    // A device that is not there is said so, not offered as a switch.
+    this.muteBtn.textContent = !a ? t('visit.no_mic') : muted ? t('visit.unmute') : t('visit.mute');
+    if (a) this.muteBtn.setAttribute('aria-pressed', String(muted));
+    else this.muteBtn.removeAttribute('aria-pressed');
     this.muteBtn.disabled = !a;
-    this.camBtn.textContent = camOff ? t('visit.camera_on') : t('visit.camera_off');
-    this.camBtn.setAttribute('aria-pressed', String(camOff));
+    this.camBtn.textContent = !v ? t('visit.no_camera') : camOff ? t('visit.camera_on') : t('visit.camera_off');
+    if (v) this.camBtn.setAttribute('aria-pressed', String(camOff));
+    else this.camBtn.removeAttribute('aria-pressed');
     this.camBtn.disabled = !v;
     this.self.classList.toggle('off', camOff);
   }
@@ -179,7 +207,7 @@ export class Call {
       if (s === 'unavailable') this.setStage('visit.media_unavailable');
       else if (s === 'failed') this.setStage('visit.media_failed');
       else if (s === 'connecting') this.setStage('visit.media_connecting');
-      else if (s === 'connected' && !(this.remote.videoWidth > 0)) this.setStage('visit.waiting_video');
+      else if (s === 'connected' && !(this.remote.videoWidth > 0)) this.awaitVideo();
     });
     this.peer.addEventListener('quality', (e) => renderQuality(this.quality, e.detail));
     try {
@@ -188,6 +216,18 @@ export class Call {
       if (this.peer.state !== 'unavailable') this.setStage('visit.media_unavailable');
       console.info('telemed: media not started:', errText(e));
     }
+  }
+
+  // Connected with no picture: after a few seconds that is not "waiting"
+  // any more but a side without a camera; say so, and that voice works.
+  awaitVideo() {
+    this.setStage('visit.waiting_video');
+    clearTimeout(this.videoTimer);
+    this.videoTimer = setTimeout(() => {
+      if (this.peer && this.peer.state === 'connected' && !(this.remote.videoWidth > 0)) {
+        this.setStage(this.role === 'patient' ? 'visit.audio_only_doctor' : 'visit.audio_only_patient');
+      }
+    }, 5000);
   }
 
   async sendChat() {
@@ -203,6 +243,10 @@ export class Call {
   }
 
   addChat(m) {
+    if (m.message_id !== undefined) {
+      if (this.seen.has(m.message_id)) return;
+      this.seen.add(m.message_id);
+    }
     this.chatEmpty.hidden = true;
     this.chatList.append(chatLine(m, this.selfId));
     this.chatList.scrollTop = this.chatList.scrollHeight;
@@ -211,6 +255,7 @@ export class Call {
   close({ stopCamera = false } = {}) {
     for (const u of this.unsubs) u();
     this.unsubs = [];
+    clearTimeout(this.videoTimer);
     if (this.peer) this.peer.close();
     this.peer = null;
     if (stopCamera && this.stream) for (const tr of this.stream.getTracks()) tr.stop();
