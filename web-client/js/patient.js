@@ -273,6 +273,11 @@ function bindWaiting() {
   });
 }
 
+async function loadDepartments() {
+  if (state.departments.length) return;
+  try { state.departments = (await api(page.token, '/departments')).departments || []; } catch { /* names are optional */ }
+}
+
 function deptName(id) {
   return (state.departments.find((d) => d.id === id) || {}).name || id || '';
 }
@@ -430,7 +435,7 @@ function showEnded(visitId, reason, rate = true, visit = null) {
   showView('ended');
   $('#end-reason').textContent = t(reason && t(`end.reason.${reason}`) !== `end.reason.${reason}` ? `end.reason.${reason}` : 'end.reason.other');
   renderSummary();
-  if (visit && visit.doctor_id) loadDoctors().then(renderSummary);
+  if (visit && visit.doctor_id) Promise.all([loadDoctors(), loadDepartments()]).then(renderSummary);
   $('#rate-form').hidden = !rate;
   $('#rate-thanks').hidden = true;
   $('#rate-again').hidden = rate;

@@ -137,7 +137,7 @@ function qualityCell(v) {
     const who = peer.split(':')[0];
     const bad = s.loss > POOR_LOSS_PCT || s.rtt > POOR_RTT_MS;
     lines.push(el('div', { class: bad ? 'error' : null },
-      `${t(who === 'doctor' ? 'chat.doctor' : who === 'patient' ? 'chat.patient' : 'sup.title')}: `,
+      `${t(who === 'doctor' ? 'chat.doctor' : who === 'patient' ? 'chat.patient' : 'sup.title')}${t('common.colon')}`,
       `${Math.round(s.kbps)} kbit/s, ${s.loss.toFixed(1)}%`, s.rtt >= 0 ? `, ${s.rtt} ms` : '', s.video ? `, ${s.video}` : ''));
   }
   return lines.length ? el('div', { class: 'q-cell' }, lines) : el('span', { class: 'muted' }, t('common.none'));
@@ -227,7 +227,7 @@ function renderOverview() {
   }
   $('#no-alerts').hidden = alerts.length > 0;
   const f = ov.feed;
-  $('#feed').textContent = f ? `${t('sup.feed')}: ${t('sup.feed_state', { pending: f.queue_depth ?? 0, dead: f.dead ?? 0 })}` : '';
+  $('#feed').textContent = f ? `${t('sup.feed')}${t('common.colon')}${t('sup.feed_state', { pending: f.queue_depth ?? 0, dead: f.dead ?? 0 })}` : '';
   // The table is rebuilt every second: keep keyboard focus on the same button.
   const active = document.activeElement;
   const focusVisit = active && active.classList.contains('watch-btn') ? active.dataset.visit : null;
@@ -424,6 +424,14 @@ function roleName(r) {
   return r === 'doctor' ? t('chat.doctor') : r === 'patient' ? t('chat.patient') : codeText('role', r);
 }
 
+// Media figures name a peer "role:sub".
+function peerName(peer) {
+  const [role, sub] = String(peer || '').split(':');
+  if (!sub) return peer;
+  if (role === 'doctor') return doctorName(sub);
+  return `${codeText('role', role)} ${sub}`;
+}
+
 function participantName(p) {
   return p.role === 'doctor' ? doctorName(p.user_id) : p.user_id;
 }
@@ -474,7 +482,7 @@ function renderDetail() {
         const s = row.summary || {};
         const last = s.last || {};
         return el('tr', {},
-          el('td', {}, row.user_id === rec.doctor_id ? doctorName(row.user_id) : row.user_id),
+          el('td', {}, peerName(row.user_id)),
           el('td', {}, t(row.direction === 'in' ? 'sup.dir_in' : 'sup.dir_out')),
           el('td', {}, codeText('media', row.kind)),
           el('td', {}, num((s.bitrate_avg_bps || 0) / 1000)),
