@@ -118,6 +118,10 @@ for (const locale of LOCALES) {
       await doctor.waitForSelector('#status-busy:not([hidden])');
       assert.equal(await doctor.textContent('#status-busy'), zh(locale) ? '问诊中' : 'In a visit');
       await doctor.waitForSelector('#visit-timer:not([hidden])');
+      await doctor.waitForSelector('#patient-card:not([hidden])');
+      assert.match(await doctor.textContent('#patient-card'), zh(locale) ? /此前没有在您这里就诊/ : /No earlier visit with you/);
+      // On the phone: the doctor's video can fill the screen.
+      assert.equal(await patient.textContent('.controls button:has-text("全屏"), .controls button:has-text("Full screen")'), zh(locale) ? '全屏' : 'Full screen');
       const end = await doctor.$eval('#end-btn', (e) => e.getBoundingClientRect().toJSON());
       assert.ok(end.bottom <= 800 && end.top >= 0, `End visit is off screen at 1280×800: ${JSON.stringify(end)}`);
       await doctor.waitForFunction(() => document.querySelector('.stage-msg').hidden || document.querySelector('.stage-msg').textContent !== '');
@@ -138,6 +142,23 @@ for (const locale of LOCALES) {
       assert.doesNotMatch(row.text, /v-[0-9a-f]{8}-[0-9a-f]{4}/, 'full visit UUID in the table');
       assert.ok(row.btn <= 44, `watch button text wraps: ${row.btn}px`);
       assert.ok(row.state <= 2 * row.line + 16, `state cell wraps: ${row.state}px`);
+      // Who is on duty, by name and in words.
+      const roster = await sup.textContent('#roster-body');
+      assert.match(roster, /李医生 Dr Li/);
+      assert.match(roster, zh(locale) ? /可接诊|暂离/ : /Available|Away/);
+      // Watching: the chat from before the watch is there, sound can be muted.
+      await sup.click('#live-body tr[data-state="active"] .watch-btn');
+      await sup.waitForSelector('#watch-chat li:has-text("words one")');
+      await sup.waitForSelector('#watch-chat li:has-text("words two")');
+      assert.match(await sup.textContent('#watch-h'), /李医生 Dr Li/);
+      assert.equal(await sup.textContent('#watch-sound'), zh(locale) ? '关闭声音' : 'Mute sound');
+      await sup.click('#watch-sound');
+      assert.equal(await sup.getAttribute('#watch-sound', 'aria-pressed'), 'true');
+      await sup.waitForSelector('#watch-grid video', { timeout: 30000 });
+      await assertWords(sup, 'supervisor watching', locale);
+      await shot(sup, `supervisor-watch-${tag(locale)}`);
+      await sup.click('#unwatch');
+      await sup.waitForSelector('#watch', { state: 'hidden' });
       // Alerts as the server sends them (protocol.md, overview) read as words.
       const alerts = await sup.evaluate(() => {
         const ov = { ...window.tm.state.overview };

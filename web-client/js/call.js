@@ -8,6 +8,17 @@ import { t } from './i18n.js';
 import { el, announce, renderQuality, qualityNode, chatLine, errText } from './common.js';
 import { MediaPeer, getCamera } from './peer.js';
 
+function canFullscreen(video) {
+  return !!(document.fullscreenEnabled || video.webkitEnterFullscreen);
+}
+
+// Full screen for the other side's video: the standard API, or iOS
+// Safari's own player, which is the only full screen a WKWebView offers.
+function enterFullscreen(video) {
+  if (video.requestFullscreen && document.fullscreenEnabled) video.requestFullscreen().catch(() => {});
+  else if (video.webkitEnterFullscreen) video.webkitEnterFullscreen();
+}
+
 export class Call {
   // mount: element to render into; role: 'patient' | 'doctor'.
   constructor({ mount, sig, hello, visitId, role, stream, extraControls = [] }) {
@@ -54,6 +65,10 @@ export class Call {
     this.muteBtn = el('button', { class: 'btn ctl', type: 'button', 'aria-pressed': 'false' }, t('visit.mute'));
     this.camBtn = el('button', { class: 'btn ctl', type: 'button', 'aria-pressed': 'false' }, t('visit.camera_off'));
     this.camRetry = el('button', { class: 'btn ctl', type: 'button', hidden: true }, t('visit.camera_retry'));
+    // On a phone the other side fills the screen; a second camera (the
+    // back one) can be switched to where the device has one.
+    this.fullBtn = el('button', { class: 'btn ctl', type: 'button', hidden: !canFullscreen(this.remote) }, t('visit.fullscreen'));
+    this.flipBtn = el('button', { class: 'btn ctl', type: 'button', hidden: true }, t('visit.switch_camera'));
     this.supNotice = el('p', { class: 'notice notice-info', role: 'status', hidden: true }, t('visit.supervisor'));
     this.peerNotice = el('p', { class: 'notice notice-warn', role: 'status', hidden: true });
     this.camNotice = el('p', { class: 'notice notice-warn', role: 'alert', hidden: true }, t('visit.camera_lost'));
@@ -65,7 +80,7 @@ export class Call {
       this.chatInput,
       el('button', { class: 'btn btn-primary', type: 'submit' }, t('chat.send')));
     const controls = el('div', { class: 'controls', role: 'group', 'aria-label': t('visit.title') },
-      this.muteBtn, this.camBtn, this.camRetry, ...extraControls);
+      this.muteBtn, this.camBtn, this.flipBtn, this.fullBtn, this.camRetry, ...extraControls);
     mount.replaceChildren(
       el('div', { class: 'call' },
         el('div', { class: 'stage' }, this.remote, this.stageMsg, this.self, this.quality),
@@ -85,6 +100,9 @@ export class Call {
     this.muteBtn.addEventListener('click', () => this.toggle('audio'));
     this.camBtn.addEventListener('click', () => this.toggle('video'));
     this.camRetry.addEventListener('click', () => this.restartCamera());
+    this.fullBtn.addEventListener('click', () => enterFullscreen(this.remote));
+    this.flipBtn.addEventListener('click', () => this.flipCamera());
+    this.offerFlip();
     this.chatForm.addEventListener('submit', (e) => { e.preventDefault(); this.sendChat(); });
     on('chat.message', (m) => {
       if (m.visit_id !== this.visitId || this.seen.has(m.message_id)) return;
@@ -121,6 +139,8 @@ export class Call {
     this.supNotice.textContent = t('visit.supervisor');
     this.camNotice.textContent = t('visit.camera_lost');
     this.camRetry.textContent = t('visit.camera_retry');
+    this.fullBtn.textContent = t('visit.fullscreen');
+    this.flipBtn.textContent = t('visit.switch_camera');
     this.chatEmpty.textContent = t('chat.empty');
     this.chatForm.querySelector('label').textContent = t('chat.input');
     this.chatForm.querySelector('button').textContent = t('chat.send');
@@ -156,6 +176,36 @@ export class Call {
     this.camNotice.hidden = true;
     this.camRetry.hidden = true;
     this.updateButtons();
+  }
+
+  async offerFlip() {
+    if (!this.stream || !this.stream.getVideoTracks().length || !navigator.mediaDevices.enumerateDevices) return;
+    const cams = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'videoinput');
+    this.cameras = cams;
+    this.flipBtn.hidden = cams.length < 2;
+  }
+
+  // The next camera in the device's list, swapped into the call in place.
+  async flipCamera() {
+    const cur = this.stream && this.stream.getVideoTracks()[0];
+    if (!cur || !this.cameras || this.cameras.length < 2) return;
+    const id = cur.getSettings().deviceId;
+    const i = this.cameras.findIndex((c) => c.deviceId === id);
+    const next = this.cameras[(i + 1) % this.cameras.length];
+    let fresh;
+    try {
+      fresh = (await navigator.mediaDevices.getUserMedia({ video: { deviceId: { exact: next.deviceId } } })).getVideoTracks()[0];
+    } catch (e) {
+      announce(t('dev.failed', { msg: errText(e) }), { kind: 'error' });
+      return;
+    }
+    fresh.enabled = cur.enabled;
+    this.stream.removeTrack(cur);
+    cur.stop();
+    this.stream.addTrack(fresh);
+    this.self.srcObject = this.stream;
+    this.watchTracks(new MediaStream([fresh]));
+    if (this.peer) await this.peer.replaceTrack('video', fresh);
   }
 
   toggle(kind) {

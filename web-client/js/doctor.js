@@ -3,7 +3,7 @@
 // offers with a countdown, the visit with chat and the note editor, ending
 // with an outcome, and the next patient in one click.
 
-import { t, fmtTime, fmtDuration, codeText } from './i18n.js';
+import { t, fmtTime, fmtDateTime, fmtDuration, codeText } from './i18n.js';
 import { Signaling, api } from './signaling.js';
 import { getCamera } from './peer.js';
 import { Call } from './call.js';
@@ -332,11 +332,53 @@ async function openVisit(visitId, offer = null) {
       renderVisitHead();
     } catch { /* the header stays generic */ }
   }
+  loadPatientCard(visitId);
   await ensureCamera();
   state.call = new Call({ mount: $('#visit-mount'), sig, hello: state.hello, visitId, role: 'doctor', stream: state.stream });
   for (const m of history) state.call.addChat(m);
   state.call.startMedia();
   $('#visit-h').focus?.();
+}
+
+// What the record says about this patient: the appointment the visit is
+// for, and their earlier visits with this doctor (date, outcome, signed
+// diagnosis), so a follow-up starts from the last one.
+async function loadPatientCard(visitId) {
+  const card = $('#patient-card');
+  card.replaceChildren();
+  card.hidden = true;
+  let rec;
+  try {
+    rec = await api(page.token, `/visits/${encodeURIComponent(visitId)}`);
+  } catch {
+    return;
+  }
+  const rows = [];
+  if (rec.appointment_id) {
+    try {
+      const a = await api(page.token, `/appointments/${encodeURIComponent(rec.appointment_id)}`);
+      rows.push(el('p', { 'data-k': 'appt' }, t('doc.card_appt', { time: fmtDateTime(a.slot_at) })));
+    } catch { /* the appointment may be gone */ }
+  }
+  let prior = [];
+  try {
+    const r = await api(page.token, `/visits?patient=${encodeURIComponent(rec.patient_id)}&state=ended&limit=4`);
+    prior = (r.visits || []).filter((v) => v.id !== visitId).slice(0, 3);
+  } catch { /* none shown */ }
+  const lines = await Promise.all(prior.map(async (v) => {
+    let code = '';
+    try {
+      const full = await api(page.token, `/visits/${encodeURIComponent(v.id)}`);
+      const note = (full.notes || []).filter((n) => n.signed && n.diagnosis_code).slice(-1)[0];
+      if (note) code = note.diagnosis_code;
+    } catch { /* the line goes without a code */ }
+    return el('li', {}, t(code ? 'doc.card_line_code' : 'doc.card_line', { date: fmtDateTime(v.checkin_at), reason: codeText('reason', v.end_reason), code }));
+  }));
+  rows.push(el('p', { class: 'muted' }, t(lines.length ? 'doc.card_prior' : 'doc.card_none')));
+  if (lines.length) rows.push(el('ul', { class: 'prior' }, lines));
+  if (state.visitId !== visitId) return;
+  card.replaceChildren(...rows);
+  card.hidden = false;
 }
 
 function renderVisitHead() {

@@ -32,19 +32,17 @@ async function main() {
   });
   // Watchers receive the visit's chat: shown read-only beside the video.
   sig.on('chat.message', (m) => {
-    if (m.visit_id !== state.watching) return;
-    $('#watch-chat').append(el('li', { class: `chat-msg ${m.from_role === 'doctor' ? 'mine' : 'theirs'}` },
-      el('span', { class: 'chat-meta' }, `${t(m.from_role === 'doctor' ? 'chat.doctor' : 'chat.patient')} · ${fmtTime(m.at)}`),
-      el('span', { class: 'chat-text' }, m.text)));
+    if (m.visit_id === state.watching) addWatchChat(m);
   });
   sig.addEventListener('hello', () => {
     // Every (re)connect: subscribe again, and resume watching.
     sig.request('overview.subscribe', {}).catch(() => {});
     if (state.watching) rewatch();
   });
-  window.addEventListener('langchange', () => { renderOverview(); if (state.results) renderResults(); if (state.detail) renderDetail(); fillFilters(); });
+  window.addEventListener('langchange', () => { if (state.watching) setWatchSound(state.watchSound); renderOverview(); if (state.results) renderResults(); if (state.detail) renderDetail(); fillFilters(); });
   bindTabs();
   $('#unwatch').addEventListener('click', () => stopWatching(true));
+  $('#watch-sound').addEventListener('click', () => setWatchSound(!state.watchSound));
   $('#search-form').addEventListener('submit', (e) => { e.preventDefault(); search(); });
   $('#detail-back').addEventListener('click', closeDetail);
   try {
@@ -226,6 +224,7 @@ function renderOverview() {
     $('#alerts').replaceChildren(...alerts.map((a) => el('li', { 'data-kind': a.kind, 'data-visit': a.visit_id || null, title: a.visit_id || null }, alertText(a))));
   }
   $('#no-alerts').hidden = alerts.length > 0;
+  renderRoster(ov);
   const f = ov.feed;
   $('#feed').textContent = f ? `${t('sup.feed')}${t('common.colon')}${t('sup.feed_state', { pending: f.queue_depth ?? 0, dead: f.dead ?? 0 })}` : '';
   // The table is rebuilt every second: keep keyboard focus on the same button.
@@ -249,6 +248,19 @@ function renderOverview() {
   $('#no-live').hidden = visits.length > 0;
 }
 
+// Who is on duty now: every doctor the server knows (connected, or holding
+// a visit through a drop), by name, with what they are doing.
+function renderRoster(ov) {
+  const docs = (ov.doctors || []).slice().sort((a, b) => doctorName(a.id).localeCompare(doctorName(b.id)));
+  $('#roster-body').replaceChildren(...docs.map((d) => el('tr', { 'data-doctor': d.id },
+    el('td', {}, person(d.id, doctorName(d.id))),
+    el('td', { class: 'nowrap' }, codeText('doc.status', d.status), d.connected ? null : ' ', d.connected ? null : el('span', { class: 'tag' }, t('doc.offline'))),
+    el('td', { class: 'nowrap' }, d.visits ? t('sup.roster_in_visit', { n: d.visits }) : t('common.none')),
+    el('td', {}, d.offer ? visitRef(d.offer) : t('common.none')))));
+  $('#roster-table').hidden = docs.length === 0;
+  $('#no-roster').hidden = docs.length > 0;
+}
+
 /* ---- watch -------------------------------------------------------- */
 
 async function watch(visitId) {
@@ -264,11 +276,54 @@ async function watch(visitId) {
   renderWatchHead();
   $('#watch-grid').replaceChildren();
   $('#watch-chat').replaceChildren();
+  state.watchChatSeen = new Set();
+  setWatchSound(true);
+  loadWatchChat(visitId);
   $('#watch-msg').textContent = t('visit.media_connecting');
   $('#watch-h').tabIndex = -1;
   $('#watch-h').focus();
   startPeer(visitId);
   renderOverview();
+}
+
+// One chat line of the watched visit, from a push or from the record.
+function addWatchChat(m) {
+  if (m.message_id !== undefined) {
+    if (state.watchChatSeen.has(m.message_id)) return;
+    state.watchChatSeen.add(m.message_id);
+  }
+  const who = m.from_role === 'doctor' ? doctorName(m.from) : `${t('chat.patient')} ${m.from || ''}`.trim();
+  $('#watch-chat').append(el('li', { class: `chat-msg ${m.from_role === 'doctor' ? 'mine' : 'theirs'}`, 'data-id': m.message_id ?? null },
+    el('span', { class: 'chat-meta' }, `${who} · ${fmtTime(m.at)}`),
+    el('span', { class: 'chat-text' }, m.text)));
+}
+
+// What was said before the watch began comes from the visit record; the
+// pushes that arrive meanwhile are kept in order by message id.
+async function loadWatchChat(visitId) {
+  let rec;
+  try {
+    rec = await api(page.token, `/visits/${encodeURIComponent(visitId)}`);
+  } catch {
+    return; /* the live chat still shows */
+  }
+  if (state.watching !== visitId) return;
+  const live = $$('#watch-chat li');
+  for (const c of rec.chat || []) addWatchChat({ message_id: c.id, from: c.sender_id, from_role: c.sender_role, text: c.body, at: c.sent_at });
+  // Record lines went after the live ones: put the list back in id order.
+  if (live.length) {
+    const items = $$('#watch-chat li').sort((a, b) => Number(a.dataset.id) - Number(b.dataset.id));
+    $('#watch-chat').replaceChildren(...items);
+  }
+}
+
+// The watched visit's sound: on by default, one switch for both sides.
+function setWatchSound(on) {
+  state.watchSound = on;
+  for (const a of $$('#watch-grid audio')) a.muted = !on;
+  const b = $('#watch-sound');
+  b.textContent = t(on ? 'sup.sound_off' : 'sup.sound_on');
+  b.setAttribute('aria-pressed', String(!on));
 }
 
 function watchedVisit() {
@@ -311,6 +366,7 @@ function startPeer(visitId) {
       $('#watch-grid').append(el('figure', { class: 'watch-fig' }, media, el('figcaption', { class: 'muted' }, label)));
     } else {
       media = el('audio', { autoplay: true });
+      media.muted = !state.watchSound;
       $('#watch-grid').append(media);
     }
     media.srcObject = stream;
