@@ -118,6 +118,8 @@ for (const locale of LOCALES) {
       await doctor.waitForSelector('#status-busy:not([hidden])');
       assert.equal(await doctor.textContent('#status-busy'), zh(locale) ? '问诊中' : 'In a visit');
       await doctor.waitForSelector('#visit-timer:not([hidden])');
+      // The visit timer runs from the accept, also after the reload.
+      await doctor.waitForFunction(() => /\d\d:(0[2-9]|[1-5]\d)$/.test(document.querySelector('#visit-timer').textContent), null, { timeout: 10000 });
       await doctor.waitForSelector('#patient-card:not([hidden])');
       assert.match(await doctor.textContent('#patient-card'), zh(locale) ? /此前没有在您这里就诊/ : /No earlier visit with you/);
       // On the phone: the doctor's video can fill the screen.

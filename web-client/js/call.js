@@ -61,6 +61,9 @@ export class Call {
     this.self = el('video', { class: 'self-video', autoplay: true, playsinline: true, muted: true, 'data-i18n-label': 'visit.self', 'aria-label': t('visit.self') });
     this.self.muted = true;
     this.stageMsg = el('p', { class: 'stage-msg', role: 'status' }, t('visit.media_connecting'));
+    // Browsers that allow sound only after a tap (iOS, in-app browsers, any
+    // page just reloaded) get one big button instead of a silent picture.
+    this.tapBtn = el('button', { class: 'btn btn-primary tap-play', type: 'button', hidden: true }, t('visit.tap_to_play'));
     this.quality = qualityNode();
     this.muteBtn = el('button', { class: 'btn ctl', type: 'button', 'aria-pressed': 'false' }, t('visit.mute'));
     this.camBtn = el('button', { class: 'btn ctl', type: 'button', 'aria-pressed': 'false' }, t('visit.camera_off'));
@@ -83,7 +86,7 @@ export class Call {
       this.muteBtn, this.camBtn, this.flipBtn, this.fullBtn, this.camRetry, ...extraControls);
     mount.replaceChildren(
       el('div', { class: 'call' },
-        el('div', { class: 'stage' }, this.remote, this.stageMsg, this.self, this.quality),
+        el('div', { class: 'stage' }, this.remote, this.stageMsg, this.self, this.quality, this.tapBtn),
         controls,
         this.supNotice, this.peerNotice, this.camNotice),
       el('section', { class: 'chat card', 'aria-labelledby': `chat-h-${this.role}` },
@@ -101,6 +104,7 @@ export class Call {
     this.camBtn.addEventListener('click', () => this.toggle('video'));
     this.camRetry.addEventListener('click', () => this.restartCamera());
     this.fullBtn.addEventListener('click', () => enterFullscreen(this.remote));
+    this.tapBtn.addEventListener('click', () => this.playRemote());
     this.flipBtn.addEventListener('click', () => this.flipCamera());
     this.offerFlip();
     this.chatForm.addEventListener('submit', (e) => { e.preventDefault(); this.sendChat(); });
@@ -140,6 +144,7 @@ export class Call {
     this.camNotice.textContent = t('visit.camera_lost');
     this.camRetry.textContent = t('visit.camera_retry');
     this.fullBtn.textContent = t('visit.fullscreen');
+    this.tapBtn.textContent = t('visit.tap_to_play');
     this.flipBtn.textContent = t('visit.switch_camera');
     this.chatEmpty.textContent = t('chat.empty');
     this.chatForm.querySelector('label').textContent = t('chat.input');
@@ -176,6 +181,12 @@ export class Call {
     this.camNotice.hidden = true;
     this.camRetry.hidden = true;
     this.updateButtons();
+  }
+
+  playRemote() {
+    this.remote.play().then(() => { this.tapBtn.hidden = true; }).catch((e) => {
+      if (e && e.name === 'NotAllowedError') this.tapBtn.hidden = false;
+    });
   }
 
   async offerFlip() {
@@ -247,7 +258,7 @@ export class Call {
       if (track.kind === 'video') {
         track.addEventListener('unmute', () => this.setStage(null));
       }
-      this.remote.play().catch(() => {});
+      this.playRemote();
     });
     this.remote.addEventListener('playing', () => { if (this.remote.videoWidth > 0) this.setStage(null); });
     this.remote.addEventListener('resize', () => { if (this.remote.videoWidth > 0) this.setStage(null); });
