@@ -200,6 +200,12 @@ for (const locale of LOCALES) {
       await sup.click('#results-body tr button');
       await sup.waitForSelector('#detail:not([hidden])');
       await sup.waitForFunction(() => !/Loading|加载中/.test(document.querySelector('#d-recording').textContent));
+      // The recording can be saved; the fetch behind it is in the audit log.
+      assert.equal(await sup.textContent('#d-recording-save'), zh(locale) ? '下载录像' : 'Download recording');
+      const [download] = await Promise.all([sup.waitForEvent('download'), sup.click('#d-recording-save')]);
+      assert.match(download.suggestedFilename(), /^v-.*\.mkv$/);
+      const audit = await srv.api('GET', '/api/v1/audit?actor=s1', undefined, srv.admin);
+      assert.ok(audit.json.audit.some((e) => e.action === 'recording.fetch' && e.outcome === 'ok'), audit.text.slice(0, 300));
       const tl = await sup.textContent('#d-timeline');
       assert.match(tl, zh(locale) ? /超时未应答/ : /not answered in time/);
       assert.match(tl, zh(locale) ? /结束：已完成/ : /Ended: completed/);

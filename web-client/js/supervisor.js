@@ -593,7 +593,9 @@ async function loadRecording() {
     if (state.recordingUrl) URL.revokeObjectURL(state.recordingUrl);
     state.recordingUrl = URL.createObjectURL(blob);
     video.src = state.recordingUrl;
-    box.replaceChildren(video, stateLine || '', meta);
+    // The same bytes, already fetched (and audited) once: saved as a file.
+    const save = el('a', { class: 'btn btn-small', id: 'd-recording-save', href: state.recordingUrl, download: `${rec.id}.mkv` }, t('sup.recording_save'));
+    box.replaceChildren(video, stateLine || '', meta, save);
   } catch (e) {
     box.replaceChildren(el('p', { class: 'error' }, t('sup.recording_failed', { msg: errText(e) })), stateLine || '', meta);
   }
