@@ -53,6 +53,11 @@ for (const locale of LOCALES) {
       const sup = await openPage(browser, srv, 'supervisor.html', 's1', 'supervisor', { locale, viewport: DESK });
       await waitView(sup, 'sup');
       const patient = await openPage(browser, srv, 'patient.html', 'p-words', 'patient', { locale, viewport: PHONE, extra: { name: '张三丰 Zhang Sanfeng-Longname' } });
+      // The device check measures the way to the hospital and gives a verdict.
+      await patient.waitForSelector('#dev-net[data-verdict]', { timeout: 30000 });
+      assert.match(await patient.textContent('#dev-net'), zh(locale) ? /到医院的网络：(良好|一般|较差)（往返 \d+ 毫秒/ : /Network to the hospital: (Good|Fair|Poor) \(round trip \d+ ms/);
+      await assertWords(patient, 'device check', locale);
+      await shot(patient, `patient-device-${tag(locale)}`);
       await patientCheckin(patient);
 
       // Nobody on duty: no figure pretending to be an estimate, and what to do.

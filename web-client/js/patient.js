@@ -148,6 +148,46 @@ async function startDevice() {
   delete help.dataset.key;
   $('#dev-continue').disabled = false;
   startMeter(r.stream);
+  checkNetwork();
+}
+
+// The path to the hospital, measured on the signaling connection: round
+// trips of a few pings and how many got no answer. TCP hides packet loss,
+// so a lost check here means a connection bad enough to stall.
+const NET_CHECKS = 8;
+async function checkNetwork() {
+  const box = $('#dev-net');
+  box.hidden = false;
+  delete box.dataset.verdict;
+  state.net = null;
+  box.textContent = t('dev.net_checking');
+  const rtts = [];
+  let lost = 0;
+  for (let i = 0; i < NET_CHECKS; i++) {
+    const t0 = performance.now();
+    try {
+      await sig.request('ping', {}, 2000);
+      rtts.push(performance.now() - t0);
+    } catch {
+      lost++;
+    }
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  rtts.sort((a, b) => a - b);
+  const rtt = rtts.length ? Math.round(rtts[Math.floor(rtts.length / 2)]) : null;
+  const verdict = rtt === null || lost >= 2 || rtt > 400 ? 'poor' : lost === 1 || rtt > 150 ? 'fair' : 'good';
+  state.net = { verdict, rtt, lost };
+  renderNetwork();
+}
+
+function renderNetwork() {
+  const n = state.net;
+  const box = $('#dev-net');
+  if (!n) return;
+  box.dataset.verdict = n.verdict;
+  box.className = `dev-net notice ${n.verdict === 'good' ? 'notice-ok' : 'notice-warn'}`;
+  const line = n.rtt === null ? t('dev.net_none') : t('dev.net_result', { verdict: t(`q.${n.verdict}`), rtt: n.rtt, lost: n.lost, n: NET_CHECKS });
+  box.textContent = n.verdict === 'poor' ? `${line} ${t('dev.net_poor_help')}` : line;
 }
 
 function startMeter(stream) {
@@ -498,6 +538,8 @@ function relabel() {
   if (st && st.dataset.key) st.textContent = t(st.dataset.key, { msg: '' });
   const help = $('#dev-help');
   if (help && help.dataset.key) help.textContent = t(help.dataset.key);
+  if (state.net) renderNetwork();
+  else if (!$('#dev-net').hidden) $('#dev-net').textContent = t('dev.net_checking');
   if (state.visit && document.body.dataset.current === 'waiting') renderWaiting();
   if (document.body.dataset.current === 'ended') {
     const r = state.endReason;
