@@ -132,6 +132,9 @@ for (const locale of LOCALES) {
       const end = await doctor.$eval('#end-btn', (e) => e.getBoundingClientRect().toJSON());
       assert.ok(end.bottom <= 800 && end.top >= 0, `End visit is off screen at 1280×800: ${JSON.stringify(end)}`);
       await doctor.waitForFunction(() => document.querySelector('.stage-msg').hidden || document.querySelector('.stage-msg').textContent !== '');
+      // A note template in the doctor's language.
+      await doctor.selectOption('#note-template', 'soap');
+      assert.match(await doctor.inputValue('#note-text'), zh(locale) ? /^主诉：\n客观所见/ : /^Subjective: \nObjective/);
       await assertWords(doctor, 'doctor in a visit', locale);
       await assertWords(patient, 'patient in a visit', locale);
       await shot(doctor, `doctor-visit-${tag(locale)}`);

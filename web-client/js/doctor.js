@@ -63,6 +63,7 @@ async function main() {
   $('#note-sign').addEventListener('click', () => saveNote(true));
   $('#note-text').addEventListener('input', () => { state.noteDirty = true; });
   $('#note-code').addEventListener('input', () => { state.noteDirty = true; });
+  $('#note-template').addEventListener('change', insertTemplate);
   // Drafts are saved as the doctor writes, so a dropped browser loses little.
   setInterval(() => { if (state.noteDirty && !state.noteSigned && sig.state === 'open') saveNote(false, { quiet: true }); }, 20000);
   $('#note-text').addEventListener('blur', () => { if (state.noteDirty && !state.noteSigned) saveNote(false, { quiet: true }); });
@@ -481,12 +482,27 @@ async function nextPatient() {
   $('#idle-text').focus?.();
 }
 
+// A template's headings go in at the end of the note, in the doctor's
+// language; what is already written stays.
+function insertTemplate() {
+  const sel = $('#note-template');
+  const key = sel.value;
+  sel.value = '';
+  if (!key || state.noteSigned) return;
+  const area = $('#note-text');
+  const text = t(`doc.template_text.${key}`);
+  area.value = area.value.trim() ? `${area.value.replace(/\s+$/, '')}\n\n${text}` : text;
+  state.noteDirty = true;
+  area.focus();
+}
+
 function setNoteLocked(locked) {
   state.noteSigned = locked;
   $('#note-text').readOnly = locked;
   $('#note-code').readOnly = locked;
   $('#note-save').disabled = locked;
   $('#note-sign').disabled = locked;
+  $('#note-template').disabled = locked;
 }
 
 async function saveNote(sign, { quiet = false } = {}) {
