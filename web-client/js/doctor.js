@@ -416,7 +416,7 @@ function clock(seconds) {
 function renderStatusTag() {
   const tag = $('#status-busy');
   tag.hidden = !(state.visitId && !state.ended);
-  tag.textContent = t('doc.in_visit');
+  tag.textContent = tag.hidden ? '' : t('doc.in_visit');
 }
 
 function closeCall() {

@@ -157,6 +157,7 @@ async function startDevice() {
 const NET_CHECKS = 8;
 async function checkNetwork() {
   const box = $('#dev-net');
+  if (!box) return;
   box.hidden = false;
   delete box.dataset.verdict;
   state.net = null;
@@ -183,7 +184,8 @@ async function checkNetwork() {
 function renderNetwork() {
   const n = state.net;
   const box = $('#dev-net');
-  if (!n) return;
+  // The page may have been replaced meanwhile (session taken over).
+  if (!n || !box) return;
   box.dataset.verdict = n.verdict;
   box.className = `dev-net notice ${n.verdict === 'good' ? 'notice-ok' : 'notice-warn'}`;
   const line = n.rtt === null ? t('dev.net_none') : t('dev.net_result', { verdict: t(`q.${n.verdict}`), rtt: n.rtt, lost: n.lost, n: NET_CHECKS });
@@ -539,7 +541,7 @@ function relabel() {
   const help = $('#dev-help');
   if (help && help.dataset.key) help.textContent = t(help.dataset.key);
   if (state.net) renderNetwork();
-  else if (!$('#dev-net').hidden) $('#dev-net').textContent = t('dev.net_checking');
+  else if ($('#dev-net') && !$('#dev-net').hidden) $('#dev-net').textContent = t('dev.net_checking');
   if (state.visit && document.body.dataset.current === 'waiting') renderWaiting();
   if (document.body.dataset.current === 'ended') {
     const r = state.endReason;
