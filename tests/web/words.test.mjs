@@ -184,6 +184,9 @@ for (const locale of LOCALES) {
       await assertWords(sup, 'supervisor live', locale);
       await shot(sup, `supervisor-live-${tag(locale)}`);
 
+      // The follow-up the hospital books during the visit shows in the summary.
+      const booked = await srv.api('POST', '/api/v1/appointments', { patient_id: 'p-words', dept_id: 'cardio', slot: new Date(Date.now() + 7 * 86400e3).toISOString() }, srv.admin);
+      assert.equal(booked.status, 201);
       // End: the doctor's wrap-up and the patient's summary, rating skipped.
       await doctor.selectOption('#end-reason', 'completed');
       await doctor.click('#end-btn');
@@ -194,6 +197,8 @@ for (const locale of LOCALES) {
       const sum = await patient.textContent('#end-summary');
       assert.match(sum, /李医生 Dr Li/);
       assert.match(sum, zh(locale) ? /时长/ : /Duration/);
+      await patient.waitForFunction(() => /Dept cardio/.test(document.querySelector('#end-summary').textContent) && document.querySelectorAll('#end-summary dt').length >= 5);
+      assert.match(await patient.textContent('#end-summary'), zh(locale) ? /下次预约Dept cardio，/ : /Next appointmentDept cardio, /);
       await assertWords(doctor, 'doctor wrap-up', locale);
       await assertWords(patient, 'patient summary', locale);
       await shot(patient, `patient-ended-${tag(locale)}`);
@@ -285,6 +290,12 @@ test('a patient with a microphone but no camera: buttons and the doctor say so, 
     await doctor.waitForFunction(() => /仅语音/.test(document.querySelector('.stage-msg').textContent), null, { timeout: 60000 });
     await assertWords(patient, 'voice-only patient', 'zh-CN');
     await assertWords(doctor, 'doctor of a voice-only patient', 'zh-CN');
+    // The supervisor's live table says so too.
+    const sup = await openPage(browser, srv, 'supervisor.html', 's1', 'supervisor', { locale: 'zh-CN', viewport: DESK });
+    await waitView(sup, 'sup');
+    await sup.waitForSelector('#live-body .q-cell [data-peer="patient"] .tag:has-text("仅语音")', { timeout: 30000 });
+    assert.equal(await sup.$('#live-body .q-cell [data-peer="doctor"] .tag'), null);
+    await assertWords(sup, 'supervisor, voice-only patient', 'zh-CN');
     await shot(doctor, 'doctor-voice-only-zh');
     await patient.click('#lang-switch');
     await doctor.click('#lang-switch');

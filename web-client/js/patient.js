@@ -477,13 +477,24 @@ function showEnded(visitId, reason, rate = true, visit = null) {
   showView('ended');
   $('#end-reason').textContent = t(reason && t(`end.reason.${reason}`) !== `end.reason.${reason}` ? `end.reason.${reason}` : 'end.reason.other');
   renderSummary();
-  if (visit && visit.doctor_id) Promise.all([loadDoctors(), loadDepartments()]).then(renderSummary);
+  state.nextAppt = null;
+  if (visit && visit.doctor_id) Promise.all([loadDoctors(), loadDepartments(), loadNextAppointment()]).then(renderSummary);
   $('#rate-form').hidden = !rate;
   $('#rate-thanks').hidden = true;
   $('#rate-again').hidden = rate;
   $('#rate-error').hidden = true;
   for (const r of $$('input[name="score"]')) r.checked = false;
   $('#rate-comment').value = '';
+}
+
+// A follow-up the hospital has booked for the patient (the earliest to come).
+async function loadNextAppointment() {
+  try {
+    const r = await api(page.token, `/appointments?status=booked&from=${encodeURIComponent(new Date().toISOString())}`);
+    state.nextAppt = (r.appointments || [])[0] || null;
+  } catch {
+    state.nextAppt = null;
+  }
 }
 
 // What the patient takes away: who saw them, for how long, what next.
@@ -501,6 +512,7 @@ function renderSummary() {
   if (v.ended_at) rows.push(['end.sum_duration', fmtDuration((Date.parse(v.ended_at) - Date.parse(v.accepted_at)) / 1000)]);
   const next = `end.next.${v.end_reason}`;
   rows.push(['end.sum_next', t(t(next) !== next ? next : 'end.next.other')]);
+  if (state.nextAppt) rows.push(['end.sum_booked', t('checkin.appt_option', { dept: deptName(state.nextAppt.dept_id), time: fmtDateTime(state.nextAppt.slot_at) })]);
   $('#end-summary-list').replaceChildren(...rows.flatMap(([k, val]) => [el('dt', {}, t(k)), el('dd', {}, val)]));
   box.hidden = false;
 }

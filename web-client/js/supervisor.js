@@ -134,9 +134,12 @@ function qualityCell(v) {
     if (!s) continue;
     const who = peer.split(':')[0];
     const bad = s.loss > POOR_LOSS_PCT || s.rtt > POOR_RTT_MS;
-    lines.push(el('div', { class: bad ? 'error' : null },
+    // A peer that sends sound but no picture is on voice only: said so.
+    const voiceOnly = streams.some((x) => x.direction === 'in' && x.kind === 'audio') && !streams.some((x) => x.direction === 'in' && x.kind === 'video');
+    lines.push(el('div', { class: bad ? 'error' : null, 'data-peer': who },
       `${t(who === 'doctor' ? 'chat.doctor' : who === 'patient' ? 'chat.patient' : 'sup.title')}${t('common.colon')}`,
-      `${Math.round(s.kbps)} kbit/s, ${s.loss.toFixed(1)}%`, s.rtt >= 0 ? `, ${s.rtt} ms` : '', s.video ? `, ${s.video}` : ''));
+      `${Math.round(s.kbps)} kbit/s, ${s.loss.toFixed(1)}%`, s.rtt >= 0 ? `, ${s.rtt} ms` : '', s.video ? `, ${s.video}` : '',
+      voiceOnly ? ' ' : null, voiceOnly ? el('span', { class: 'tag' }, t('sup.voice_only')) : null));
   }
   return lines.length ? el('div', { class: 'q-cell' }, lines) : el('span', { class: 'muted' }, t('common.none'));
 }
