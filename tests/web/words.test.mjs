@@ -89,8 +89,7 @@ for (const locale of LOCALES) {
       await shot(patient, `patient-offered-${tag(locale)}`);
 
       // Not answered: the doctor reads why, in words.
-      await doctor.waitForSelector('.toast', { timeout: 15000 });
-      assert.match(await doctor.textContent('.toast'), zh(locale) ? /超时未应答/ : /not answered in time/);
+      await doctor.waitForSelector(`.toast:has-text("${zh(locale) ? '超时未应答' : 'not answered in time'}")`, { timeout: 15000 });
       await assertWords(doctor, 'offer lapsed', locale);
 
       await doctor.click('#status-group label:has(input[value="available"])');
