@@ -130,6 +130,11 @@ for (const locale of LOCALES) {
       assert.equal(await patient.textContent('.controls button:has-text("全屏"), .controls button:has-text("Full screen")'), zh(locale) ? '全屏' : 'Full screen');
       const end = await doctor.$eval('#end-btn', (e) => e.getBoundingClientRect().toJSON());
       assert.ok(end.bottom <= 800 && end.top >= 0, `End visit is off screen at 1280×800: ${JSON.stringify(end)}`);
+      // and stays there while the doctor scrolls down to the note.
+      await doctor.evaluate(() => document.querySelector('#note-code').scrollIntoView({ block: 'end' }));
+      const endScrolled = await doctor.$eval('#end-btn', (e) => e.getBoundingClientRect().toJSON());
+      assert.ok(endScrolled.bottom <= 800 && endScrolled.top >= 0, `End visit scrolled away: ${JSON.stringify(endScrolled)}`);
+      await doctor.evaluate(() => window.scrollTo(0, 0));
       await doctor.waitForFunction(() => document.querySelector('.stage-msg').hidden || document.querySelector('.stage-msg').textContent !== '');
       // A note template in the doctor's language.
       await doctor.selectOption('#note-template', 'soap');
