@@ -11,6 +11,7 @@
 #include "telemed/media.h"
 #include "telemed/signaling.h"
 #include "telemed/store.h"
+#include "telemed/web_static.h"
 
 #include <glib.h>
 #include <libwebsockets.h>
@@ -25,6 +26,7 @@ typedef struct tm_app {
     tm_feed *feed;
     tm_media *media;
     struct lws_context *lws;
+    tm_web_static *web;      /* the web client's files (web_static.c) */
     uv_loop_t uv;            /* lws' connections, run by uv_source on loop */
     GSource *uv_source;      /* NULL until uv is initialised */
     GMainLoop *loop;

@@ -7,6 +7,7 @@ target_sources(telemed PRIVATE
 add_executable(telemed-server
   ${CMAKE_CURRENT_LIST_DIR}/main.c
   ${CMAKE_CURRENT_LIST_DIR}/http.c
+  ${CMAKE_CURRENT_LIST_DIR}/web_static.c
   ${CMAKE_CURRENT_LIST_DIR}/demo.c
 )
 target_link_libraries(telemed-server PRIVATE telemed)

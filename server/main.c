@@ -191,6 +191,7 @@ static gboolean on_signal(gpointer data)
 static struct lws_protocols protocols[] = {
     {"http-api", tm_http_callback, 0, 0, 0, NULL, 0},
     {"telemed.v1", tm_signaling_lws_callback, 0, 0, 0, NULL, 0},
+    {"web-static", tm_web_static_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -220,25 +221,33 @@ static int start_lws(tm_app *app)
 {
     static struct lws_http_mount mounts[4];
     memset(mounts, 0, sizeof(mounts));
+    /* The web client at "/": gzip and content ETags (web_static.c) rather
+     * than lws' file mount, which sends every file whole with no-store. It
+     * comes first: among callback mounts lws takes the last that matches,
+     * so the API's mounts after it win for their paths. */
+    app->web = tm_web_static_new(app->cfg.web_root);
+    if (!g_file_test(app->cfg.web_root, G_FILE_TEST_IS_DIR))
+        tm_warn("server.web_root_missing", "pages=404");
+    mounts[0].mount_next = &mounts[1];
+    mounts[0].mountpoint = "/";
+    mounts[0].mountpoint_len = 1;
+    mounts[0].origin = "web-static";
+    mounts[0].origin_protocol = LWSMPRO_CALLBACK;
     static const char *const dynamic[] = {"/api", "/healthz", "/metrics"};
-    for (int i = 0; i < 3; i++) {
-        mounts[i].mount_next = &mounts[i + 1];
-        mounts[i].mountpoint = dynamic[i];
-        mounts[i].mountpoint_len = (unsigned char)strlen(dynamic[i]);
+    for (int i = 1; i < 4; i++) {
+        mounts[i].mount_next = i < 3 ? &mounts[i + 1] : NULL;
+        mounts[i].mountpoint = dynamic[i - 1];
+        mounts[i].mountpoint_len = (unsigned char)strlen(dynamic[i - 1]);
         mounts[i].origin = "http-api";
         mounts[i].origin_protocol = LWSMPRO_CALLBACK;
     }
-    mounts[3].mountpoint = "/";
-    mounts[3].mountpoint_len = 1;
-    mounts[3].origin = app->cfg.web_root;
-    mounts[3].def = "index.html";
-    mounts[3].origin_protocol = LWSMPRO_FILE;
-    mounts[3].cache_max_age = 0;
 
     protocols[0].per_session_data_size = tm_http_pss_size();
     protocols[1].per_session_data_size = tm_signaling_pss_size();
     protocols[1].rx_buffer_size = 16384;
     protocols[1].user = app->sig;
+    protocols[2].per_session_data_size = tm_web_static_pss_size();
+    protocols[2].user = app->web;
 
     if (uv_loop_init(&app->uv) != 0) {
         fprintf(stderr, "telemed-server: cannot make the connections' event loop\n");
@@ -392,6 +401,7 @@ static void shutdown_app(tm_app *app)
 {
     /* Connections first (they reference signaling), then what they used. */
     stop_lws(app);
+    tm_web_static_free(app->web);
     tm_signaling_free(app->sig);
     tm_media_free(app->media);
     tm_feed_free(app->feed);

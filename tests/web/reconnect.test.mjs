@@ -154,7 +154,7 @@ test('expired and refused links show a clear message', { timeout: 60000 }, async
     assert.match(await page.textContent('.fatal'), /not valid or has expired/);
     // Signed with another secret: only the server can tell.
     const forged = mintToken('not-the-secret', { sub: 'p-y', role: 'patient' });
-    page = await openPage(browser, srv, 'doctor.html', 'p-y', 'patient', { token: forged });
+    page = await openPage(browser, srv, 'patient.html', 'p-y', 'patient', { token: forged });
     await page.waitForSelector('.fatal');
     assert.match(await page.textContent('.fatal'), /not valid or has expired/);
     const ctx = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'zh-CN' });

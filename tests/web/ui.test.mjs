@@ -48,9 +48,9 @@ test('language: follows the browser (zh-CN), switches to English and back, remem
     // The other pages speak the same languages.
     const doc = await openPage(browser, srv, 'doctor.html', 'd1', 'doctor', { locale: 'zh-CN' });
     await waitView(doc, 'ws');
-    assert.equal(await doc.textContent('#st-h'), '我的状态');
+    assert.equal((await doc.textContent('#st-h')).trim(), '我的状态');
     await doc.click('#lang-switch');
-    assert.equal(await doc.textContent('#st-h'), 'My status');
+    assert.equal((await doc.textContent('#st-h')).trim(), 'My status');
     const sup = await openPage(browser, srv, 'supervisor.html', 's1', 'supervisor', { locale: 'zh-CN' });
     await waitView(sup, 'sup');
     assert.equal(await sup.textContent('#tab-live'), '实时');

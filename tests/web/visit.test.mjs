@@ -177,7 +177,7 @@ test('full visit across the patient, doctor and supervisor pages', { timeout: 24
       await sup.waitForSelector('#detail:not([hidden])');
       const tl = await sup.textContent('#d-timeline');
       assert.match(tl, /checked in/);
-      assert.match(tl, /Accepted by d1/);
+      assert.match(tl, /Accepted by Dr d1/);
       assert.match(tl, /Ended: completed/);
       assert.match(await sup.textContent('#d-notes'), /Tension headache/);
       assert.match(await sup.textContent('#d-chat'), /three days/);

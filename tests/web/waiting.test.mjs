@@ -18,7 +18,8 @@ test('waiting room: position 2, then 1 when the first patient is taken', { timeo
     await first.waitForFunction(() => document.querySelector('#wait-position').textContent === '1');
     await second.waitForFunction(() => document.querySelector('#wait-position').textContent === '2');
     // No doctor on duty yet: no estimate, and the page says why.
-    assert.match(await second.textContent('#wait-estimate'), /No doctor/);
+    assert.equal(await second.textContent('#wait-estimate'), 'Not known yet');
+    assert.equal(await second.isVisible('#wait-nodoc'), true);
     await shot(second, 'waiting-room');
 
     doctor = await srv.client('d1', 'doctor');

@@ -8,6 +8,17 @@ import { t } from './i18n.js';
 import { el, announce, renderQuality, qualityNode, chatLine, errText } from './common.js';
 import { MediaPeer, getCamera } from './peer.js';
 
+function canFullscreen(video) {
+  return !!(document.fullscreenEnabled || video.webkitEnterFullscreen);
+}
+
+// Full screen for the other side's video: the standard API, or iOS
+// Safari's own player, which is the only full screen a WKWebView offers.
+function enterFullscreen(video) {
+  if (video.requestFullscreen && document.fullscreenEnabled) video.requestFullscreen().catch(() => {});
+  else if (video.webkitEnterFullscreen) video.webkitEnterFullscreen();
+}
+
 export class Call {
   // mount: element to render into; role: 'patient' | 'doctor'.
   constructor({ mount, sig, hello, visitId, role, stream, extraControls = [] }) {
@@ -19,8 +30,29 @@ export class Call {
     this.selfId = hello.sub;
     this.unsubs = [];
     this.remoteStream = new MediaStream();
+    this.seen = new Set();
+    this.historyKey = `telemed.chat.${visitId}`;
     this.render(mount, extraControls);
     this.bind();
+    for (const m of this.storedChat()) this.addChat(m);
+  }
+
+  // The chat so far, kept for this tab: a reload mid-visit shows it again
+  // (the patient cannot read the visit record).
+  storedChat() {
+    try { return JSON.parse(sessionStorage.getItem(this.historyKey) || '[]'); } catch { return []; }
+  }
+
+  storeChat(m) {
+    try {
+      const all = this.storedChat();
+      all.push(m);
+      sessionStorage.setItem(this.historyKey, JSON.stringify(all.slice(-200)));
+    } catch { /* storage blocked or full: the live chat still works */ }
+  }
+
+  static forgetChat(visitId) {
+    try { sessionStorage.removeItem(`telemed.chat.${visitId}`); } catch { /* storage blocked */ }
   }
 
   render(mount, extraControls) {
@@ -29,10 +61,17 @@ export class Call {
     this.self = el('video', { class: 'self-video', autoplay: true, playsinline: true, muted: true, 'data-i18n-label': 'visit.self', 'aria-label': t('visit.self') });
     this.self.muted = true;
     this.stageMsg = el('p', { class: 'stage-msg', role: 'status' }, t('visit.media_connecting'));
+    // Browsers that allow sound only after a tap (iOS, in-app browsers, any
+    // page just reloaded) get one big button instead of a silent picture.
+    this.tapBtn = el('button', { class: 'btn btn-primary tap-play', type: 'button', hidden: true }, t('visit.tap_to_play'));
     this.quality = qualityNode();
     this.muteBtn = el('button', { class: 'btn ctl', type: 'button', 'aria-pressed': 'false' }, t('visit.mute'));
     this.camBtn = el('button', { class: 'btn ctl', type: 'button', 'aria-pressed': 'false' }, t('visit.camera_off'));
     this.camRetry = el('button', { class: 'btn ctl', type: 'button', hidden: true }, t('visit.camera_retry'));
+    // On a phone the other side fills the screen; a second camera (the
+    // back one) can be switched to where the device has one.
+    this.fullBtn = el('button', { class: 'btn ctl', type: 'button', hidden: !canFullscreen(this.remote) }, t('visit.fullscreen'));
+    this.flipBtn = el('button', { class: 'btn ctl', type: 'button', hidden: true }, t('visit.switch_camera'));
     this.supNotice = el('p', { class: 'notice notice-info', role: 'status', hidden: true }, t('visit.supervisor'));
     this.peerNotice = el('p', { class: 'notice notice-warn', role: 'status', hidden: true });
     this.camNotice = el('p', { class: 'notice notice-warn', role: 'alert', hidden: true }, t('visit.camera_lost'));
@@ -44,10 +83,10 @@ export class Call {
       this.chatInput,
       el('button', { class: 'btn btn-primary', type: 'submit' }, t('chat.send')));
     const controls = el('div', { class: 'controls', role: 'group', 'aria-label': t('visit.title') },
-      this.muteBtn, this.camBtn, this.camRetry, ...extraControls);
+      this.muteBtn, this.camBtn, this.flipBtn, this.fullBtn, this.camRetry, ...extraControls);
     mount.replaceChildren(
       el('div', { class: 'call' },
-        el('div', { class: 'stage' }, this.remote, this.stageMsg, this.self, this.quality),
+        el('div', { class: 'stage' }, this.remote, this.stageMsg, this.self, this.quality, this.tapBtn),
         controls,
         this.supNotice, this.peerNotice, this.camNotice),
       el('section', { class: 'chat card', 'aria-labelledby': `chat-h-${this.role}` },
@@ -64,8 +103,16 @@ export class Call {
     this.muteBtn.addEventListener('click', () => this.toggle('audio'));
     this.camBtn.addEventListener('click', () => this.toggle('video'));
     this.camRetry.addEventListener('click', () => this.restartCamera());
+    this.fullBtn.addEventListener('click', () => enterFullscreen(this.remote));
+    this.tapBtn.addEventListener('click', () => this.playRemote());
+    this.flipBtn.addEventListener('click', () => this.flipCamera());
+    this.offerFlip();
     this.chatForm.addEventListener('submit', (e) => { e.preventDefault(); this.sendChat(); });
-    on('chat.message', (m) => { if (m.visit_id === this.visitId) this.addChat(m); });
+    on('chat.message', (m) => {
+      if (m.visit_id !== this.visitId || this.seen.has(m.message_id)) return;
+      this.addChat(m);
+      this.storeChat(m);
+    });
     on('visit.supervisor', (m) => {
       if (m.visit_id !== this.visitId) return;
       this.supNotice.hidden = !m.present;
@@ -96,6 +143,9 @@ export class Call {
     this.supNotice.textContent = t('visit.supervisor');
     this.camNotice.textContent = t('visit.camera_lost');
     this.camRetry.textContent = t('visit.camera_retry');
+    this.fullBtn.textContent = t('visit.fullscreen');
+    this.tapBtn.textContent = t('visit.tap_to_play');
+    this.flipBtn.textContent = t('visit.switch_camera');
     this.chatEmpty.textContent = t('chat.empty');
     this.chatForm.querySelector('label').textContent = t('chat.input');
     this.chatForm.querySelector('button').textContent = t('chat.send');
@@ -133,6 +183,42 @@ export class Call {
     this.updateButtons();
   }
 
+  playRemote() {
+    this.remote.play().then(() => { this.tapBtn.hidden = true; }).catch((e) => {
+      if (e && e.name === 'NotAllowedError') this.tapBtn.hidden = false;
+    });
+  }
+
+  async offerFlip() {
+    if (!this.stream || !this.stream.getVideoTracks().length || !navigator.mediaDevices.enumerateDevices) return;
+    const cams = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'videoinput');
+    this.cameras = cams;
+    this.flipBtn.hidden = cams.length < 2;
+  }
+
+  // The next camera in the device's list, swapped into the call in place.
+  async flipCamera() {
+    const cur = this.stream && this.stream.getVideoTracks()[0];
+    if (!cur || !this.cameras || this.cameras.length < 2) return;
+    const id = cur.getSettings().deviceId;
+    const i = this.cameras.findIndex((c) => c.deviceId === id);
+    const next = this.cameras[(i + 1) % this.cameras.length];
+    let fresh;
+    try {
+      fresh = (await navigator.mediaDevices.getUserMedia({ video: { deviceId: { exact: next.deviceId } } })).getVideoTracks()[0];
+    } catch (e) {
+      announce(t('dev.failed', { msg: errText(e) }), { kind: 'error' });
+      return;
+    }
+    fresh.enabled = cur.enabled;
+    this.stream.removeTrack(cur);
+    cur.stop();
+    this.stream.addTrack(fresh);
+    this.self.srcObject = this.stream;
+    this.watchTracks(new MediaStream([fresh]));
+    if (this.peer) await this.peer.replaceTrack('video', fresh);
+  }
+
   toggle(kind) {
     if (!this.stream) return;
     for (const tr of this.stream.getTracks()) if (tr.kind === kind) tr.enabled = !tr.enabled;
@@ -144,11 +230,14 @@ export class Call {
     const v = this.stream ? this.stream.getVideoTracks()[0] : null;
     const muted = !a || !a.enabled;
     const camOff = !v || !v.enabled;
-    this.muteBtn.textContent = muted ? t('visit.unmute') : t('visit.mute');
-    this.muteBtn.setAttribute('aria-pressed', String(muted));
+    // A device that is not there is said so, not offered as a switch.
+    this.muteBtn.textContent = !a ? t('visit.no_mic') : muted ? t('visit.unmute') : t('visit.mute');
+    if (a) this.muteBtn.setAttribute('aria-pressed', String(muted));
+    else this.muteBtn.removeAttribute('aria-pressed');
     this.muteBtn.disabled = !a;
-    this.camBtn.textContent = camOff ? t('visit.camera_on') : t('visit.camera_off');
-    this.camBtn.setAttribute('aria-pressed', String(camOff));
+    this.camBtn.textContent = !v ? t('visit.no_camera') : camOff ? t('visit.camera_on') : t('visit.camera_off');
+    if (v) this.camBtn.setAttribute('aria-pressed', String(camOff));
+    else this.camBtn.removeAttribute('aria-pressed');
     this.camBtn.disabled = !v;
     this.self.classList.toggle('off', camOff);
   }
@@ -169,7 +258,7 @@ export class Call {
       if (track.kind === 'video') {
         track.addEventListener('unmute', () => this.setStage(null));
       }
-      this.remote.play().catch(() => {});
+      this.playRemote();
     });
     this.remote.addEventListener('playing', () => { if (this.remote.videoWidth > 0) this.setStage(null); });
     this.remote.addEventListener('resize', () => { if (this.remote.videoWidth > 0) this.setStage(null); });
@@ -179,7 +268,7 @@ export class Call {
       if (s === 'unavailable') this.setStage('visit.media_unavailable');
       else if (s === 'failed') this.setStage('visit.media_failed');
       else if (s === 'connecting') this.setStage('visit.media_connecting');
-      else if (s === 'connected' && !(this.remote.videoWidth > 0)) this.setStage('visit.waiting_video');
+      else if (s === 'connected' && !(this.remote.videoWidth > 0)) this.awaitVideo();
     });
     this.peer.addEventListener('quality', (e) => renderQuality(this.quality, e.detail));
     try {
@@ -188,6 +277,18 @@ export class Call {
       if (this.peer.state !== 'unavailable') this.setStage('visit.media_unavailable');
       console.info('telemed: media not started:', errText(e));
     }
+  }
+
+  // Connected with no picture: after a few seconds that is not "waiting"
+  // any more but a side without a camera; say so, and that voice works.
+  awaitVideo() {
+    this.setStage('visit.waiting_video');
+    clearTimeout(this.videoTimer);
+    this.videoTimer = setTimeout(() => {
+      if (this.peer && this.peer.state === 'connected' && !(this.remote.videoWidth > 0)) {
+        this.setStage(this.role === 'patient' ? 'visit.audio_only_doctor' : 'visit.audio_only_patient');
+      }
+    }, 5000);
   }
 
   async sendChat() {
@@ -203,6 +304,10 @@ export class Call {
   }
 
   addChat(m) {
+    if (m.message_id !== undefined) {
+      if (this.seen.has(m.message_id)) return;
+      this.seen.add(m.message_id);
+    }
     this.chatEmpty.hidden = true;
     this.chatList.append(chatLine(m, this.selfId));
     this.chatList.scrollTop = this.chatList.scrollHeight;
@@ -211,6 +316,7 @@ export class Call {
   close({ stopCamera = false } = {}) {
     for (const u of this.unsubs) u();
     this.unsubs = [];
+    clearTimeout(this.videoTimer);
     if (this.peer) this.peer.close();
     this.peer = null;
     if (stopCamera && this.stream) for (const tr of this.stream.getTracks()) tr.stop();

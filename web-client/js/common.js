@@ -73,8 +73,13 @@ export function announce(text, { kind = 'info', timeoutMs = 5000, toast = true }
   setTimeout(() => node.remove(), timeoutMs);
 }
 
-// The page frame: language, skip link, and the token check.
-export function initPage() {
+// Which page each role's link opens.
+const PAGE_OF_ROLE = { patient: 'patient.html', doctor: 'doctor.html', supervisor: 'supervisor.html', admin: 'supervisor.html' };
+
+// The page frame: language, skip link, and the token check. roles: the
+// roles this page serves; a link for another role is refused here, before
+// it can check in or open an empty shell, with a way to the right page.
+export function initPage(roles = null) {
   apply();
   const sw = $('#lang-switch');
   if (sw) bindSwitch(sw);
@@ -88,9 +93,38 @@ export function initPage() {
     fatal('conn.auth_failed', 'conn.auth_failed_help');
     return null;
   }
+  if (roles && c && c.role && !roles.includes(c.role)) {
+    wrongRole(c.role, token);
+    return null;
+  }
   const who = $('#who');
-  if (who && c && c.name) who.textContent = c.name;
+  if (who && c && c.name) {
+    who.textContent = c.name;
+    who.title = c.name;
+  }
   return { token, claims: c || {} };
+}
+
+function wrongRole(role, token) {
+  const known = PAGE_OF_ROLE[role];
+  const roleKey = `role.${known ? role : 'other'}`;
+  const go = known ? el('a', { class: 'btn btn-primary', id: 'wrong-role-go', href: `${known}#token=${encodeURIComponent(token)}` }) : null;
+  const home = el('a', { class: 'btn', id: 'wrong-role-home', href: 'index.html' });
+  const render = () => {
+    const r = t(roleKey);
+    title.textContent = t('conn.wrong_role');
+    help.textContent = t('conn.wrong_role_help', { role: r });
+    if (go) go.textContent = t('conn.wrong_role_go', { role: r });
+    home.textContent = t('conn.home');
+  };
+  const title = el('h1');
+  const help = el('p');
+  $('main').replaceChildren(el('section', { class: 'card fatal', role: 'alert' }, title, help, el('div', { class: 'actions' }, go, home)));
+  render();
+  window.addEventListener('langchange', render);
+  document.body.dataset.current = 'wrong-role';
+  title.tabIndex = -1;
+  title.focus();
 }
 
 // Replaces the page's content with a message and a way forward.

@@ -3,13 +3,13 @@
 // offers with a countdown, the visit with chat and the note editor, ending
 // with an outcome, and the next patient in one click.
 
-import { t, fmtTime, fmtDuration } from './i18n.js';
+import { t, fmtTime, fmtDateTime, fmtDuration, codeText } from './i18n.js';
 import { Signaling, api } from './signaling.js';
 import { getCamera } from './peer.js';
 import { Call } from './call.js';
 import { $, $$, el, initPage, showView, bindConnection, announce, errText, confirmDialog } from './common.js';
 
-const page = initPage();
+const page = initPage(['doctor']);
 const state = {
   hello: null,
   status: 'off_duty',
@@ -25,6 +25,8 @@ const state = {
   noteDirty: false,
   queue: null,
   departments: [],
+  startedAt: null,
+  visitTimer: null,
 };
 let sig = null;
 window.tm = { state, get sig() { return sig; }, get call() { return state.call; } };
@@ -61,6 +63,7 @@ async function main() {
   $('#note-sign').addEventListener('click', () => saveNote(true));
   $('#note-text').addEventListener('input', () => { state.noteDirty = true; });
   $('#note-code').addEventListener('input', () => { state.noteDirty = true; });
+  $('#note-template').addEventListener('change', insertTemplate);
   // Drafts are saved as the doctor writes, so a dropped browser loses little.
   setInterval(() => { if (state.noteDirty && !state.noteSigned && sig.state === 'open') saveNote(false, { quiet: true }); }, 20000);
   $('#note-text').addEventListener('blur', () => { if (state.noteDirty && !state.noteSigned) saveNote(false, { quiet: true }); });
@@ -200,10 +203,9 @@ function renderOffer() {
   if (!m) return;
   const name = (m.patient && (m.patient.name || m.patient.id)) || '';
   $('#offer-desc').textContent = t('doc.offer_desc', { name, kind: t(`kind.${m.kind}`), wait: fmtDuration(m.waited_s) });
-  $('#offer-tags').replaceChildren(
-    el('span', { class: 'tag' }, deptName(m.dept)), ' ',
-    el('span', { class: 'tag' }, m.appointment ? t('doc.appointment') : t('doc.walkin')), ' ',
-    m.urgent ? el('span', { class: 'tag tag-urgent' }, t('doc.urgent')) : null);
+  const tags = [el('span', { class: 'tag' }, deptName(m.dept)), el('span', { class: 'tag' }, m.appointment ? t('doc.appointment') : t('doc.walkin'))];
+  if (m.urgent) tags.push(el('span', { class: 'tag tag-urgent' }, t('doc.urgent')));
+  $('#offer-tags').replaceChildren(...tags.flatMap((x, i) => (i ? [' ', x] : [x])));
 }
 
 // A doctor may be in another window: the tab title blinks and a short
@@ -244,7 +246,7 @@ function hideOffer() {
 function onOfferCancelled(m) {
   if (!state.offer || state.offer.visit_id !== m.visit_id) return;
   hideOffer();
-  announce(t('doc.offer_gone', { reason: m.reason }), { kind: 'error' });
+  announce(t('doc.offer_gone', { reason: codeText('reason', m.reason) }), { kind: 'error' });
   refreshQueue();
 }
 
@@ -256,6 +258,7 @@ async function accept() {
     await ensureCamera();
     await sig.request('visit.accept', { visit_id: m.visit_id });
     hideOffer();
+    rememberPatient(m.visit_id, m.patient);
     openVisit(m.visit_id, m);
   } catch (e) {
     hideOffer();
@@ -282,6 +285,16 @@ async function ensureCamera() {
 
 /* ---- the visit ---------------------------------------------------- */
 
+// The patient's name comes only with the offer; kept for this tab so that
+// a reload mid-visit still shows who the doctor is talking to.
+function rememberPatient(visitId, patient) {
+  try { sessionStorage.setItem(`telemed.patient.${visitId}`, JSON.stringify(patient || {})); } catch { /* storage blocked */ }
+}
+
+function recalledPatient(visitId) {
+  try { return JSON.parse(sessionStorage.getItem(`telemed.patient.${visitId}`) || '{}'); } catch { return {}; }
+}
+
 async function openVisit(visitId, offer = null) {
   if (state.call && state.visitId === visitId) return;
   closeCall();
@@ -290,6 +303,8 @@ async function openVisit(visitId, offer = null) {
   state.noteSigned = false;
   state.noteDirty = false;
   state.visitInfo = offer ? { patient_id: offer.patient && offer.patient.id, patient_name: offer.patient && offer.patient.name, dept: offer.dept, kind: offer.kind } : { patient_id: '', dept: '', kind: '' };
+  startVisitTimer(offer ? Date.now() : null);
+  renderStatusTag();
   $('#idle').hidden = true;
   $('#visit').hidden = false;
   $('#end-card').hidden = false;
@@ -299,11 +314,16 @@ async function openVisit(visitId, offer = null) {
   $('#note-status').textContent = '';
   setNoteLocked(false);
   renderVisitHead();
+  let history = [];
   if (!offer) {
-    // Resumed: fill in the patient and any saved note from the record.
+    // Resumed: fill in the patient, the chat so far and any saved note
+    // from the record.
     try {
       const rec = await api(page.token, `/visits/${encodeURIComponent(visitId)}`);
-      state.visitInfo = { patient_id: rec.patient_id, dept: rec.dept_id, kind: rec.kind };
+      const known = recalledPatient(visitId);
+      state.visitInfo = { patient_id: rec.patient_id, patient_name: known.id === rec.patient_id ? known.name : '', dept: rec.dept_id, kind: rec.kind };
+      if (rec.accepted_at) startVisitTimer(new Date(rec.accepted_at).getTime());
+      history = (rec.chat || []).map((c) => ({ message_id: c.id, from: c.sender_id, from_role: c.sender_role, text: c.body, at: c.sent_at }));
       const note = (rec.notes || []).slice(-1)[0];
       if (note) {
         $('#note-text').value = note.body || '';
@@ -313,16 +333,90 @@ async function openVisit(visitId, offer = null) {
       renderVisitHead();
     } catch { /* the header stays generic */ }
   }
+  loadPatientCard(visitId);
   await ensureCamera();
   state.call = new Call({ mount: $('#visit-mount'), sig, hello: state.hello, visitId, role: 'doctor', stream: state.stream });
+  for (const m of history) state.call.addChat(m);
   state.call.startMedia();
   $('#visit-h').focus?.();
+}
+
+// What the record says about this patient: the appointment the visit is
+// for, and their earlier visits with this doctor (date, outcome, signed
+// diagnosis), so a follow-up starts from the last one.
+async function loadPatientCard(visitId) {
+  const card = $('#patient-card');
+  card.replaceChildren();
+  card.hidden = true;
+  let rec;
+  try {
+    rec = await api(page.token, `/visits/${encodeURIComponent(visitId)}`);
+  } catch {
+    return;
+  }
+  const rows = [];
+  if (rec.appointment_id) {
+    try {
+      const a = await api(page.token, `/appointments/${encodeURIComponent(rec.appointment_id)}`);
+      rows.push(el('p', { 'data-k': 'appt' }, t('doc.card_appt', { time: fmtDateTime(a.slot_at) })));
+    } catch { /* the appointment may be gone */ }
+  }
+  let prior = [];
+  try {
+    const r = await api(page.token, `/visits?patient=${encodeURIComponent(rec.patient_id)}&state=ended&limit=4`);
+    prior = (r.visits || []).filter((v) => v.id !== visitId).slice(0, 3);
+  } catch { /* none shown */ }
+  const lines = await Promise.all(prior.map(async (v) => {
+    let code = '';
+    try {
+      const full = await api(page.token, `/visits/${encodeURIComponent(v.id)}`);
+      const note = (full.notes || []).filter((n) => n.signed && n.diagnosis_code).slice(-1)[0];
+      if (note) code = note.diagnosis_code;
+    } catch { /* the line goes without a code */ }
+    return el('li', {}, t(code ? 'doc.card_line_code' : 'doc.card_line', { date: fmtDateTime(v.checkin_at), reason: codeText('reason', v.end_reason), code }));
+  }));
+  rows.push(el('p', { class: 'muted' }, t(lines.length ? 'doc.card_prior' : 'doc.card_none')));
+  if (lines.length) rows.push(el('ul', { class: 'prior' }, lines));
+  if (state.visitId !== visitId) return;
+  card.replaceChildren(...rows);
+  card.hidden = false;
 }
 
 function renderVisitHead() {
   const v = state.visitInfo || {};
   $('#visit-h').textContent = v.patient_name || t('doc.patient', { id: v.patient_id || '' });
-  $('#visit-info').textContent = t('doc.visit_info', { dept: deptName(v.dept), kind: v.kind ? t(`kind.${v.kind}`) : '' });
+  const parts = [deptName(v.dept), v.kind ? t(`kind.${v.kind}`) : ''].filter(Boolean);
+  $('#visit-info').textContent = parts.join(' · ');
+  renderVisitTimer();
+}
+
+// The visit's running time, from the accept (the record's on a resume).
+function startVisitTimer(at) {
+  clearInterval(state.visitTimer);
+  state.startedAt = at;
+  state.visitTimer = at ? setInterval(renderVisitTimer, 1000) : null;
+  renderVisitTimer();
+}
+
+function renderVisitTimer() {
+  const node = $('#visit-timer');
+  node.hidden = !state.startedAt;
+  if (state.startedAt) node.textContent = t('visit.timer', { t: clock((Date.now() - state.startedAt) / 1000) });
+}
+
+function clock(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const mm = String(Math.floor(s / 60) % 60).padStart(2, '0');
+  const ss = String(s % 60).padStart(2, '0');
+  return s >= 3600 ? `${Math.floor(s / 3600)}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+// During a visit the status box says so: the radio shows the offer
+// setting, the tag what the doctor is doing.
+function renderStatusTag() {
+  const tag = $('#status-busy');
+  tag.hidden = !(state.visitId && !state.ended);
+  tag.textContent = tag.hidden ? '' : t('doc.in_visit');
 }
 
 function closeCall() {
@@ -339,21 +433,26 @@ function visitOver(visitId, reason, by) {
   closeCall();
   if (state.ended) return;
   state.ended = { visitId, reason };
+  startVisitTimer(null);
+  renderStatusTag();
   $('#visit-mount').replaceChildren();
   $('#end-card').hidden = true;
   $('#wrap-card').hidden = false;
-  const text = reason === 'patient_left' || reason === 'grace_expired'
-    ? t('doc.ended_by_patient', { reason: reasonText(reason) })
-    : t('doc.ended', { reason: reasonText(reason) });
-  $('#wrap-text').textContent = text;
+  renderWrapText();
   refreshQueue();
   $('#note-text').focus();
 }
 
+function renderWrapText() {
+  const r = state.ended.reason;
+  $('#wrap-text').textContent = r === 'patient_left' || r === 'grace_expired'
+    ? t('doc.ended_by_patient', { reason: reasonText(r) })
+    : t('doc.ended', { reason: reasonText(r) });
+}
+
 function reasonText(r) {
-  if (!r) return t('end.reason.other');
   const k = `doc.end.${r}`;
-  return t(k) !== k ? t(k) : r;
+  return t(k) !== k ? t(k) : codeText('reason', r);
 }
 
 async function endVisit() {
@@ -376,10 +475,25 @@ async function nextPatient() {
   if (state.noteDirty && !state.noteSigned) await saveNote(false, { quiet: true });
   state.ended = null;
   state.visitId = null;
+  renderStatusTag();
   $('#visit').hidden = true;
   await changeStatus('available');
   showIdle();
   $('#idle-text').focus?.();
+}
+
+// A template's headings go in at the end of the note, in the doctor's
+// language; what is already written stays.
+function insertTemplate() {
+  const sel = $('#note-template');
+  const key = sel.value;
+  sel.value = '';
+  if (!key || state.noteSigned) return;
+  const area = $('#note-text');
+  const text = t(`doc.template_text.${key}`);
+  area.value = area.value.trim() ? `${area.value.replace(/\s+$/, '')}\n\n${text}` : text;
+  state.noteDirty = true;
+  area.focus();
 }
 
 function setNoteLocked(locked) {
@@ -388,6 +502,7 @@ function setNoteLocked(locked) {
   $('#note-code').readOnly = locked;
   $('#note-save').disabled = locked;
   $('#note-sign').disabled = locked;
+  $('#note-template').disabled = locked;
 }
 
 async function saveNote(sign, { quiet = false } = {}) {
@@ -413,6 +528,7 @@ function relabel() {
   renderIdle();
   renderOffer();
   if (state.visitInfo) renderVisitHead();
-  if (state.ended) $('#wrap-text').textContent = t('doc.ended', { reason: reasonText(state.ended.reason) });
+  if (state.ended) renderWrapText();
+  renderStatusTag();
   if (state.queue) refreshQueue();
 }

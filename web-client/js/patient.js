@@ -3,13 +3,13 @@
 // (hello's state and visit.state pushes), so a reload or a reconnect lands
 // the patient where they were.
 
-import { t, fmtDateTime } from './i18n.js';
+import { t, fmtDateTime, fmtDuration } from './i18n.js';
 import { Signaling, api } from './signaling.js';
 import { getCamera } from './peer.js';
 import { Call } from './call.js';
 import { $, $$, el, initPage, showView, bindConnection, announce, errText, confirmDialog } from './common.js';
 
-const page = initPage();
+const page = initPage(['patient']);
 const state = {
   hello: null,
   stream: null,
@@ -21,6 +21,9 @@ const state = {
   deviceChecked: false,
   meterStop: null,
   rateVisitId: null,
+  doctors: null,
+  skewMs: 0,
+  waitTimer: null,
 };
 window.tm = { state, get sig() { return sig; }, get call() { return state.call; } };
 let sig = null;
@@ -33,6 +36,9 @@ async function main() {
   sig.addEventListener('hello', (e) => {
     if (state.hello) resync(e.detail);
     state.hello = e.detail;
+    // Waits are counted on the server's clock.
+    const at = Date.parse(e.detail.server_time);
+    if (!Number.isNaN(at)) state.skewMs = at - Date.now();
   });
   sig.on('queue.position', onPosition);
   sig.on('visit.state', onVisitState);
@@ -142,6 +148,48 @@ async function startDevice() {
   delete help.dataset.key;
   $('#dev-continue').disabled = false;
   startMeter(r.stream);
+  checkNetwork();
+}
+
+// The path to the hospital, measured on the signaling connection: round
+// trips of a few pings and how many got no answer. TCP hides packet loss,
+// so a lost check here means a connection bad enough to stall.
+const NET_CHECKS = 8;
+async function checkNetwork() {
+  const box = $('#dev-net');
+  if (!box) return;
+  box.hidden = false;
+  delete box.dataset.verdict;
+  state.net = null;
+  box.textContent = t('dev.net_checking');
+  const rtts = [];
+  let lost = 0;
+  for (let i = 0; i < NET_CHECKS; i++) {
+    const t0 = performance.now();
+    try {
+      await sig.request('ping', {}, 2000);
+      rtts.push(performance.now() - t0);
+    } catch {
+      lost++;
+    }
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  rtts.sort((a, b) => a - b);
+  const rtt = rtts.length ? Math.round(rtts[Math.floor(rtts.length / 2)]) : null;
+  const verdict = rtt === null || lost >= 2 || rtt > 400 ? 'poor' : lost === 1 || rtt > 150 ? 'fair' : 'good';
+  state.net = { verdict, rtt, lost };
+  renderNetwork();
+}
+
+function renderNetwork() {
+  const n = state.net;
+  const box = $('#dev-net');
+  // The page may have been replaced meanwhile (session taken over).
+  if (!n || !box) return;
+  box.dataset.verdict = n.verdict;
+  box.className = `dev-net notice ${n.verdict === 'good' ? 'notice-ok' : 'notice-warn'}`;
+  const line = n.rtt === null ? t('dev.net_none') : t('dev.net_result', { verdict: t(`q.${n.verdict}`), rtt: n.rtt, lost: n.lost, n: NET_CHECKS });
+  box.textContent = n.verdict === 'poor' ? `${line} ${t('dev.net_poor_help')}` : line;
 }
 
 function startMeter(stream) {
@@ -240,7 +288,8 @@ async function checkin() {
   try {
     const r = await sig.request('checkin', fields);
     state.visitId = r.visit_id;
-    state.visit = { visit_id: r.visit_id, state: 'waiting', dept: r.dept || fields.dept, urgent: fields.urgent };
+    state.visit = { visit_id: r.visit_id, state: 'waiting', dept: r.dept || fields.dept, urgent: fields.urgent, checkin_at: new Date(Date.now() + state.skewMs).toISOString() };
+    state.position = null;
     showWaiting(state.visit, r.position, r.estimated_wait_s);
   } catch (e) {
     showCheckinError(e.code === 'forbidden' ? t('checkin.first_refused') : t('checkin.failed', { msg: errText(e) }));
@@ -257,6 +306,7 @@ function bindWaiting() {
     try {
       await sig.request('queue.leave', { visit_id: state.visitId });
       state.visitId = null;
+      stopWaitTimer();
       announce(t('wait.left'));
       showCheckin();
     } catch (e) {
@@ -265,8 +315,31 @@ function bindWaiting() {
   });
 }
 
+async function loadDepartments() {
+  if (state.departments.length) return;
+  try { state.departments = (await api(page.token, '/departments')).departments || []; } catch { /* names are optional */ }
+}
+
 function deptName(id) {
   return (state.departments.find((d) => d.id === id) || {}).name || id || '';
+}
+
+// The hospital's doctors (any role may read them): the patient is told
+// who is about to see them and who did.
+async function loadDoctors() {
+  if (state.doctors) return state.doctors;
+  try {
+    state.doctors = (await api(page.token, '/doctors')).doctors || [];
+  } catch {
+    return [];
+  }
+  return state.doctors;
+}
+
+function doctorLabel(id) {
+  const d = (state.doctors || []).find((x) => x.id === id);
+  if (!d) return '';
+  return d.title ? t('doctor.with_title', { name: d.name, title: d.title }) : d.name;
 }
 
 async function showWaiting(v, position, estimate) {
@@ -274,26 +347,67 @@ async function showWaiting(v, position, estimate) {
   if (!state.departments.length) {
     try { state.departments = (await api(page.token, '/departments')).departments || []; } catch { /* names are optional */ }
   }
-  $('#wait-dept').textContent = `${t('wait.dept', { dept: deptName(v.dept) })}${v.urgent ? ` · ${t('wait.urgent')}` : ''}`;
-  $('#wait-offered').hidden = v.state !== 'offered';
+  if (v.state === 'offered' && v.doctor_id) await loadDoctors();
   const prev = $('#wait-preview');
   if (state.stream && !state.audioOnly) { prev.srcObject = state.stream; prev.parentElement.hidden = false; } else prev.parentElement.hidden = true;
-  if (position !== undefined) onPosition({ visit_id: v.visit_id, position, estimated_wait_s: estimate });
+  startWaitTimer(v);
+  if (position !== undefined) state.position = { visit_id: v.visit_id, position, estimated_wait_s: estimate };
+  renderWaiting();
 }
 
 function onPosition(m) {
   if (m.visit_id !== state.visitId) return;
-  state.position = m;
+  // A push carries every figure; a hello's resume only the position.
+  state.position = { ...(state.position || {}), ...m };
+  renderWaiting();
+}
+
+// One place decides what the waiting room says, so its parts cannot
+// contradict each other: while a doctor is being offered the estimate is
+// "now"; with no free doctor the page says what to do instead of a figure.
+function renderWaiting() {
+  const v = state.visit || {};
+  const m = state.position || {};
+  const offered = v.state === 'offered';
+  $('#wait-dept').textContent = `${t('wait.dept', { dept: deptName(v.dept) })}${v.urgent ? ` · ${t('wait.urgent')}` : ''}`;
   $('#wait-position').textContent = m.position ?? '–';
   const est = m.estimated_wait_s;
   const estEl = $('#wait-estimate');
-  if (est === null) estEl.textContent = t('wait.estimate_unknown');
-  else if (est !== undefined) estEl.textContent = est < 60 ? t('wait.under_minute') : t('wait.minutes', { n: Math.ceil(est / 60) });
-  estEl.classList.toggle('fig-text', est === null);
+  let text = '–';
+  if (offered) text = t('wait.estimate_offered');
+  else if (est === null) text = t('wait.estimate_none');
+  else if (est !== undefined) text = est < 60 ? t('wait.under_minute') : t('wait.minutes', { n: Math.ceil(est / 60) });
+  estEl.textContent = text;
+  estEl.classList.toggle('fig-text', !offered && est === null);
+  const noDoctor = !offered && (est === null || m.doctors_on_duty === 0);
+  $('#wait-nodoc').hidden = !noDoctor;
   const parts = [];
-  if (m.doctors_on_duty !== undefined) parts.push(t('wait.doctors', { n: m.doctors_on_duty }));
-  if (m.waiting !== undefined) parts.push(t('wait.waiting_total', { n: m.waiting }));
+  if (m.doctors_on_duty > 0 && !offered) parts.push(t('wait.doctors', { n: m.doctors_on_duty }));
+  if (m.waiting !== undefined && m.waiting !== null) parts.push(t('wait.waiting_total', { n: m.waiting }));
   $('#wait-doctors').textContent = parts.join(' · ');
+  $('#wait-doctors').hidden = parts.length === 0;
+  const offeredBy = offered ? doctorLabel(v.doctor_id) : '';
+  $('#wait-offered').hidden = !offered;
+  $('#wait-offered').textContent = offeredBy ? t('wait.offered_by', { doctor: offeredBy }) : t('wait.offered');
+  renderWaitElapsed();
+}
+
+function startWaitTimer(v) {
+  stopWaitTimer();
+  state.waitSince = v.checkin_at ? Date.parse(v.checkin_at) : Date.now() + state.skewMs;
+  state.waitTimer = setInterval(renderWaitElapsed, 1000);
+}
+
+function stopWaitTimer() {
+  clearInterval(state.waitTimer);
+  state.waitTimer = null;
+}
+
+function renderWaitElapsed() {
+  if (!state.waitSince) return;
+  const s = Math.max(0, Math.floor((Date.now() + state.skewMs - state.waitSince) / 1000));
+  const clock = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+  $('#wait-elapsed').textContent = t('wait.elapsed', { t: clock });
 }
 
 /* ---- visit state -------------------------------------------------- */
@@ -314,9 +428,11 @@ function onVisitState(m) {
     case 'ended':
     case 'cancelled':
       endCall();
+      stopWaitTimer();
+      Call.forgetChat(m.visit_id);
       state.visitId = null;
       if (m.state === 'cancelled' && m.end_reason === 'patient_left') { showCheckin(); break; }
-      showEnded(m.visit_id, m.end_reason, m.state === 'ended');
+      showEnded(m.visit_id, m.end_reason, m.state === 'ended', m);
       break;
     default:
       break;
@@ -326,7 +442,11 @@ function onVisitState(m) {
 function startVisit(v) {
   if (state.call && state.call.visitId === v.visit_id) return;
   endCall();
+  stopWaitTimer();
   showView('visit');
+  state.visitDoctor = v.doctor_id;
+  renderVisitDoctor();
+  loadDoctors().then(renderVisitDoctor);
   const leave = el('button', { class: 'btn btn-danger ctl', type: 'button' }, t('visit.leave'));
   leave.addEventListener('click', async () => {
     if (!await confirmDialog(t('visit.leave_confirm'), { okText: t('visit.leave'), cancelText: t('common.cancel'), danger: true })) return;
@@ -337,6 +457,12 @@ function startVisit(v) {
   state.call.startMedia();
 }
 
+function renderVisitDoctor() {
+  const who = doctorLabel(state.visitDoctor);
+  $('#visit-with').textContent = who ? t('visit.with', { doctor: who }) : '';
+  $('#visit-with').hidden = !who;
+}
+
 function endCall() {
   if (state.call) state.call.close();
   state.call = null;
@@ -344,11 +470,15 @@ function endCall() {
 
 /* ---- end and rating ----------------------------------------------- */
 
-function showEnded(visitId, reason, rate = true) {
+function showEnded(visitId, reason, rate = true, visit = null) {
   state.rateVisitId = visitId;
   state.endReason = reason;
+  state.endedVisit = visit;
   showView('ended');
   $('#end-reason').textContent = t(reason && t(`end.reason.${reason}`) !== `end.reason.${reason}` ? `end.reason.${reason}` : 'end.reason.other');
+  renderSummary();
+  state.nextAppt = null;
+  if (visit && visit.doctor_id) Promise.all([loadDoctors(), loadDepartments(), loadNextAppointment()]).then(renderSummary);
   $('#rate-form').hidden = !rate;
   $('#rate-thanks').hidden = true;
   $('#rate-again').hidden = rate;
@@ -357,7 +487,42 @@ function showEnded(visitId, reason, rate = true) {
   $('#rate-comment').value = '';
 }
 
+// A follow-up the hospital has booked for the patient (the earliest to come).
+async function loadNextAppointment() {
+  try {
+    const r = await api(page.token, `/appointments?status=booked&from=${encodeURIComponent(new Date().toISOString())}`);
+    state.nextAppt = (r.appointments || [])[0] || null;
+  } catch {
+    state.nextAppt = null;
+  }
+}
+
+// What the patient takes away: who saw them, for how long, what next.
+function renderSummary() {
+  const v = state.endedVisit;
+  const box = $('#end-summary');
+  if (!v || !v.accepted_at) {
+    box.hidden = true;
+    return;
+  }
+  const rows = [];
+  const doctor = doctorLabel(v.doctor_id);
+  if (doctor) rows.push(['end.sum_doctor', doctor]);
+  if (v.dept) rows.push(['end.sum_dept', deptName(v.dept)]);
+  if (v.ended_at) rows.push(['end.sum_duration', fmtDuration((Date.parse(v.ended_at) - Date.parse(v.accepted_at)) / 1000)]);
+  const next = `end.next.${v.end_reason}`;
+  rows.push(['end.sum_next', t(t(next) !== next ? next : 'end.next.other')]);
+  if (state.nextAppt) rows.push(['end.sum_booked', t('checkin.appt_option', { dept: deptName(state.nextAppt.dept_id), time: fmtDateTime(state.nextAppt.slot_at) })]);
+  $('#end-summary-list').replaceChildren(...rows.flatMap(([k, val]) => [el('dt', {}, t(k)), el('dd', {}, val)]));
+  box.hidden = false;
+}
+
 function bindRating() {
+  $('#rate-skip').addEventListener('click', () => {
+    $('#rate-form').hidden = true;
+    $('#rate-again').hidden = false;
+    $('#rate-again').focus();
+  });
   $('#rate-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const picked = $('input[name="score"]:checked');
@@ -387,12 +552,15 @@ function relabel() {
   if (st && st.dataset.key) st.textContent = t(st.dataset.key, { msg: '' });
   const help = $('#dev-help');
   if (help && help.dataset.key) help.textContent = t(help.dataset.key);
-  if (state.visit && document.body.dataset.current === 'waiting') showWaiting(state.visit);
-  if (state.position) onPosition(state.position);
+  if (state.net) renderNetwork();
+  else if ($('#dev-net') && !$('#dev-net').hidden) $('#dev-net').textContent = t('dev.net_checking');
+  if (state.visit && document.body.dataset.current === 'waiting') renderWaiting();
   if (document.body.dataset.current === 'ended') {
     const r = state.endReason;
     $('#end-reason').textContent = t(r && t(`end.reason.${r}`) !== `end.reason.${r}` ? `end.reason.${r}` : 'end.reason.other');
+    renderSummary();
   }
+  if (document.body.dataset.current === 'visit') renderVisitDoctor();
   if (state.leaveBtn) state.leaveBtn.textContent = t('visit.leave');
   if (state.departments.length && document.body.dataset.current === 'checkin') {
     /* department names come from the hospital, in its language */

@@ -3,12 +3,12 @@
 // second), watching a live visit receive-only, and the visit records with
 // a detail page (timeline, statistics, notes, chat, rating, recording).
 
-import { t, fmtTime, fmtDateTime, fmtDuration } from './i18n.js';
+import { t, fmtTime, fmtDateTime, fmtDuration, codeText } from './i18n.js';
 import { Signaling, api } from './signaling.js';
 import { MediaPeer } from './peer.js';
 import { $, $$, el, initPage, showView, bindConnection, announce, errText } from './common.js';
 
-const page = initPage();
+const page = initPage(['supervisor', 'admin']);
 const state = { hello: null, overview: null, watching: null, peer: null, departments: [], doctors: [], results: null, detail: null, recordingUrl: null };
 let sig = null;
 window.tm = { state, get sig() { return sig; } };
@@ -32,19 +32,17 @@ async function main() {
   });
   // Watchers receive the visit's chat: shown read-only beside the video.
   sig.on('chat.message', (m) => {
-    if (m.visit_id !== state.watching) return;
-    $('#watch-chat').append(el('li', { class: `chat-msg ${m.from_role === 'doctor' ? 'mine' : 'theirs'}` },
-      el('span', { class: 'chat-meta' }, `${t(m.from_role === 'doctor' ? 'chat.doctor' : 'chat.patient')} · ${fmtTime(m.at)}`),
-      el('span', { class: 'chat-text' }, m.text)));
+    if (m.visit_id === state.watching) addWatchChat(m);
   });
   sig.addEventListener('hello', () => {
     // Every (re)connect: subscribe again, and resume watching.
     sig.request('overview.subscribe', {}).catch(() => {});
     if (state.watching) rewatch();
   });
-  window.addEventListener('langchange', () => { renderOverview(); if (state.results) renderResults(); if (state.detail) renderDetail(); fillFilters(); });
+  window.addEventListener('langchange', () => { if (state.watching) setWatchSound(state.watchSound); renderOverview(); if (state.results) renderResults(); if (state.detail) renderDetail(); fillFilters(); });
   bindTabs();
   $('#unwatch').addEventListener('click', () => stopWatching(true));
+  $('#watch-sound').addEventListener('click', () => setWatchSound(!state.watchSound));
   $('#search-form').addEventListener('submit', (e) => { e.preventDefault(); search(); });
   $('#detail-back').addEventListener('click', closeDetail);
   try {
@@ -78,6 +76,34 @@ function bindTabs() {
   }
 }
 
+// Visits are UUIDs: the first eight hex digits tell them apart on a
+// screen; the whole id stays in the title and the data attributes.
+function shortId(id) {
+  return String(id || '').replace(/^v-/, '').slice(0, 8);
+}
+
+function visitRef(id) {
+  return el('span', { class: 'mono nowrap', title: id }, shortId(id));
+}
+
+function doctorName(id) {
+  const d = state.doctors.find((x) => x.id === id);
+  return (d && d.name) || id || '';
+}
+
+// A person as the supervisor reads them: the name, the id under it.
+function person(id, name) {
+  if (!id) return t('common.none');
+  return name && name !== id ? el('span', { class: 'person' }, name, el('span', { class: 'person-id mono' }, id)) : el('span', { class: 'mono nowrap' }, id);
+}
+
+function whoEnded(by, rec) {
+  if (!by || by === 'system') return t('role.system');
+  if (by === rec.doctor_id) return doctorName(by);
+  if (by === rec.patient_id) return `${t('role.patient')} ${by}`;
+  return by;
+}
+
 function deptName(id) {
   const d = state.departments.find((x) => x.id === id) || (state.overview && (state.overview.departments || []).find((x) => x.id === id));
   return (d && d.name) || id || t('common.none');
@@ -108,9 +134,12 @@ function qualityCell(v) {
     if (!s) continue;
     const who = peer.split(':')[0];
     const bad = s.loss > POOR_LOSS_PCT || s.rtt > POOR_RTT_MS;
-    lines.push(el('div', { class: bad ? 'error' : null },
-      `${t(who === 'doctor' ? 'chat.doctor' : who === 'patient' ? 'chat.patient' : 'sup.title')}: `,
-      `${Math.round(s.kbps)} kbit/s, ${s.loss.toFixed(1)}%`, s.rtt >= 0 ? `, ${s.rtt} ms` : '', s.video ? `, ${s.video}` : ''));
+    // A peer that sends sound but no picture is on voice only: said so.
+    const voiceOnly = streams.some((x) => x.direction === 'in' && x.kind === 'audio') && !streams.some((x) => x.direction === 'in' && x.kind === 'video');
+    lines.push(el('div', { class: bad ? 'error' : null, 'data-peer': who },
+      `${t(who === 'doctor' ? 'chat.doctor' : who === 'patient' ? 'chat.patient' : 'sup.title')}${t('common.colon')}`,
+      `${Math.round(s.kbps)} kbit/s, ${s.loss.toFixed(1)}%`, s.rtt >= 0 ? `, ${s.rtt} ms` : '', s.video ? `, ${s.video}` : '',
+      voiceOnly ? ' ' : null, voiceOnly ? el('span', { class: 'tag' }, t('sup.voice_only')) : null));
   }
   return lines.length ? el('div', { class: 'q-cell' }, lines) : el('span', { class: 'muted' }, t('common.none'));
 }
@@ -142,7 +171,7 @@ function derivedAlerts(ov) {
     for (const streams of Object.values(v.quality)) {
       const s = summarize(streams);
       if (s && (s.loss > POOR_LOSS_PCT || s.rtt > POOR_RTT_MS)) {
-        alerts.push({ kind: 'poor_quality', visit_id: v.id, detail: `${s.loss.toFixed(1)}%, ${s.rtt} ms` });
+        alerts.push({ kind: 'poor_quality', visit_id: v.id, loss_pct: s.loss, rtt_ms: s.rtt });
         break;
       }
     }
@@ -154,9 +183,21 @@ function derivedAlerts(ov) {
   return alerts;
 }
 
+// What went wrong in a poor-quality alert, from the server's fields
+// (stream_kind, loss_pct, frozen) or the page's own (loss_pct, rtt_ms).
+function qualityDetail(a) {
+  const parts = [];
+  if (a.frozen) parts.push(t('sup.q_frozen'));
+  if (typeof a.loss_pct === 'number' && (a.loss_pct > 0 || !a.frozen)) {
+    parts.push(t('sup.q_loss', { kind: a.stream_kind ? codeText('media', a.stream_kind) : '', loss: a.loss_pct.toFixed(1) }).trim());
+  }
+  if (typeof a.rtt_ms === 'number' && a.rtt_ms > POOR_RTT_MS) parts.push(t('q.detail_rtt', { rtt: Math.round(a.rtt_ms) }));
+  return parts.join(t('common.list_sep')) || t('common.none');
+}
+
 function alertText(a) {
   const k = `sup.alert.${a.kind}`;
-  const vars = { visit: a.visit_id, wait: fmtDuration(a.waited_s), detail: a.detail, doctor: a.doctor_id, n: a.n ?? a.count, kind: a.kind };
+  const vars = { visit: shortId(a.visit_id), wait: fmtDuration(a.waited_s), detail: qualityDetail(a), doctor: doctorName(a.doctor_id), n: a.n ?? a.queue_depth ?? a.count ?? 0 };
   return t(k) !== k ? t(k, vars) : t('sup.alert.other', vars);
 }
 
@@ -183,28 +224,44 @@ function renderOverview() {
   if (alertKey !== state.alertKey || state.alertLang !== document.documentElement.lang) {
     state.alertKey = alertKey;
     state.alertLang = document.documentElement.lang;
-    $('#alerts').replaceChildren(...alerts.map((a) => el('li', { 'data-kind': a.kind }, alertText(a))));
+    $('#alerts').replaceChildren(...alerts.map((a) => el('li', { 'data-kind': a.kind, 'data-visit': a.visit_id || null, title: a.visit_id || null }, alertText(a))));
   }
   $('#no-alerts').hidden = alerts.length > 0;
+  renderRoster(ov);
   const f = ov.feed;
-  $('#feed').textContent = f ? `${t('sup.feed')}: ${t('sup.feed_state', { pending: f.queue_depth ?? 0, dead: f.dead ?? 0 })}` : '';
+  $('#feed').textContent = f ? `${t('sup.feed')}${t('common.colon')}${t('sup.feed_state', { pending: f.queue_depth ?? 0, dead: f.dead ?? 0 })}` : '';
   // The table is rebuilt every second: keep keyboard focus on the same button.
   const active = document.activeElement;
   const focusVisit = active && active.classList.contains('watch-btn') ? active.dataset.visit : null;
   const visits = (ov.visits || []).slice().sort((a, b) => (a.state === 'active' ? 0 : 1) - (b.state === 'active' ? 0 : 1) || (b.urgent ? 1 : 0) - (a.urgent ? 1 : 0));
   $('#live-body').replaceChildren(...visits.map((v) => el('tr', { 'data-visit': v.id, 'data-state': v.state },
-    el('td', {}, el('span', { class: 'mono' }, v.id), v.urgent ? ' ' : null, v.urgent ? el('span', { class: 'tag tag-urgent' }, t('doc.urgent')) : null),
+    el('td', {}, visitRef(v.id), v.urgent ? ' ' : null, v.urgent ? el('span', { class: 'tag tag-urgent' }, t('doc.urgent')) : null),
     el('td', {}, deptName(v.dept)),
-    el('td', {}, v.doctor_id || t('common.none')),
-    el('td', {}, t(`state.${v.state}`), v.watchers ? el('span', { class: 'tag' }, t('sup.watchers', { n: v.watchers })) : null),
-    el('td', {}, v.state === 'active' ? fmtDuration(v.duration_s) : fmtDuration(v.waited_s)),
+    el('td', {}, person(v.doctor_id, doctorName(v.doctor_id))),
+    el('td', {}, person(v.patient_id, v.patient_name)),
+    el('td', { class: 'nowrap' }, t(`state.${v.state}`), v.watchers ? ' ' : null, v.watchers ? el('span', { class: 'tag' }, t('sup.watchers', { n: v.watchers })) : null),
+    el('td', { class: 'nowrap' }, v.state === 'active' ? fmtDuration(v.duration_s) : fmtDuration(v.waited_s)),
     el('td', {}, qualityCell(v)),
     el('td', {}, v.state === 'active'
       ? el('button', { class: 'btn btn-small watch-btn', type: 'button', 'data-visit': v.id, disabled: state.watching === v.id, onclick: () => watch(v.id) }, t('sup.watch'))
       : null))));
   if (focusVisit) $(`#live-body button[data-visit="${CSS.escape(focusVisit)}"]`)?.focus();
+  if (state.watching) renderWatchHead();
   $('#live-table').hidden = visits.length === 0;
   $('#no-live').hidden = visits.length > 0;
+}
+
+// Who is on duty now: every doctor the server knows (connected, or holding
+// a visit through a drop), by name, with what they are doing.
+function renderRoster(ov) {
+  const docs = (ov.doctors || []).slice().sort((a, b) => doctorName(a.id).localeCompare(doctorName(b.id)));
+  $('#roster-body').replaceChildren(...docs.map((d) => el('tr', { 'data-doctor': d.id },
+    el('td', {}, person(d.id, doctorName(d.id))),
+    el('td', { class: 'nowrap' }, codeText('doc.status', d.status), d.connected ? null : ' ', d.connected ? null : el('span', { class: 'tag' }, t('doc.offline'))),
+    el('td', { class: 'nowrap' }, d.visits ? t('sup.roster_in_visit', { n: d.visits }) : t('common.none')),
+    el('td', {}, d.offer ? visitRef(d.offer) : t('common.none')))));
+  $('#roster-table').hidden = docs.length === 0;
+  $('#no-roster').hidden = docs.length > 0;
 }
 
 /* ---- watch -------------------------------------------------------- */
@@ -219,14 +276,79 @@ async function watch(visitId) {
   }
   state.watching = visitId;
   $('#watch').hidden = false;
-  $('#watch-h').textContent = t('sup.watching', { visit: visitId });
+  renderWatchHead();
   $('#watch-grid').replaceChildren();
   $('#watch-chat').replaceChildren();
+  state.watchChatSeen = new Set();
+  setWatchSound(true);
+  loadWatchChat(visitId);
   $('#watch-msg').textContent = t('visit.media_connecting');
   $('#watch-h').tabIndex = -1;
   $('#watch-h').focus();
   startPeer(visitId);
   renderOverview();
+}
+
+// One chat line of the watched visit, from a push or from the record.
+function addWatchChat(m) {
+  if (m.message_id !== undefined) {
+    if (state.watchChatSeen.has(m.message_id)) return;
+    state.watchChatSeen.add(m.message_id);
+  }
+  const who = m.from_role === 'doctor' ? doctorName(m.from) : `${t('chat.patient')} ${m.from || ''}`.trim();
+  $('#watch-chat').append(el('li', { class: `chat-msg ${m.from_role === 'doctor' ? 'mine' : 'theirs'}`, 'data-id': m.message_id ?? null },
+    el('span', { class: 'chat-meta' }, `${who} · ${fmtTime(m.at)}`),
+    el('span', { class: 'chat-text' }, m.text)));
+}
+
+// What was said before the watch began comes from the visit record; the
+// pushes that arrive meanwhile are kept in order by message id.
+async function loadWatchChat(visitId) {
+  let rec;
+  try {
+    rec = await api(page.token, `/visits/${encodeURIComponent(visitId)}`);
+  } catch {
+    return; /* the live chat still shows */
+  }
+  if (state.watching !== visitId) return;
+  const live = $$('#watch-chat li');
+  for (const c of rec.chat || []) addWatchChat({ message_id: c.id, from: c.sender_id, from_role: c.sender_role, text: c.body, at: c.sent_at });
+  // Record lines went after the live ones: put the list back in id order.
+  if (live.length) {
+    const items = $$('#watch-chat li').sort((a, b) => Number(a.dataset.id) - Number(b.dataset.id));
+    $('#watch-chat').replaceChildren(...items);
+  }
+}
+
+// The watched visit's sound: on by default, one switch for both sides.
+function setWatchSound(on) {
+  state.watchSound = on;
+  for (const a of $$('#watch-grid audio')) a.muted = !on;
+  const b = $('#watch-sound');
+  b.textContent = t(on ? 'sup.sound_off' : 'sup.sound_on');
+  b.setAttribute('aria-pressed', String(!on));
+}
+
+function watchedVisit() {
+  return ((state.overview && state.overview.visits) || []).find((v) => v.id === state.watching) || { id: state.watching };
+}
+
+function renderWatchHead() {
+  const v = watchedVisit();
+  $('#watch-h').textContent = v.doctor_id
+    ? t('sup.watching_who', { doctor: doctorName(v.doctor_id), patient: v.patient_name || v.patient_id })
+    : t('sup.watching', { visit: shortId(v.id) });
+  $('#watch-h').title = v.id || '';
+}
+
+// A watched stream's tile: by the side it comes from when the server names
+// it in the stream id, else numbered.
+function tileLabel(streams, n) {
+  const v = watchedVisit();
+  const id = (streams && streams[0] && streams[0].id) || '';
+  if (/^doctor\b/.test(id)) return t('sup.tile_doctor', { name: doctorName(v.doctor_id) });
+  if (/^patient\b/.test(id)) return t('sup.tile_patient', { name: v.patient_name || v.patient_id || '' });
+  return t('sup.tile_video', { n });
 }
 
 function startPeer(visitId) {
@@ -241,12 +363,13 @@ function startPeer(visitId) {
     const stream = new MediaStream([track]);
     let media;
     if (track.kind === 'video') {
-      const n = $$('#watch-grid video').length + 1;
-      media = el('video', { autoplay: true, playsinline: true, muted: true, 'aria-label': t('sup.participant', { n }) });
+      const label = tileLabel(e.detail.streams, $$('#watch-grid video').length + 1);
+      media = el('video', { autoplay: true, playsinline: true, muted: true, 'aria-label': label });
       media.muted = true;
-      $('#watch-grid').append(el('figure', { class: 'watch-fig' }, media, el('figcaption', { class: 'muted' }, t('sup.participant', { n }))));
+      $('#watch-grid').append(el('figure', { class: 'watch-fig' }, media, el('figcaption', { class: 'muted' }, label)));
     } else {
       media = el('audio', { autoplay: true });
+      media.muted = !state.watchSound;
       $('#watch-grid').append(media);
     }
     media.srcObject = stream;
@@ -322,12 +445,12 @@ function renderResults() {
   $('#results-table').hidden = list.length === 0;
   $('#results-body').replaceChildren(...list.map((v) => el('tr', { 'data-visit': v.id },
     el('td', {}, fmtDateTime(v.checkin_at)),
-    el('td', { class: 'mono' }, v.id),
+    el('td', {}, visitRef(v.id)),
     el('td', {}, deptName(v.dept_id)),
-    el('td', {}, v.doctor_id || t('common.none')),
-    el('td', { class: 'mono' }, v.patient_id),
-    el('td', {}, t(`state.${v.state}`)),
-    el('td', {}, v.end_reason || t('common.none')),
+    el('td', {}, person(v.doctor_id, doctorName(v.doctor_id))),
+    el('td', {}, person(v.patient_id, v.patient_name)),
+    el('td', { class: 'nowrap' }, t(`state.${v.state}`)),
+    el('td', {}, v.end_reason ? codeText('reason', v.end_reason) : t('common.none')),
     el('td', {}, v.rating ? `${v.rating}/5` : t('common.none')),
     el('td', {}, el('button', { class: 'btn btn-small', type: 'button', onclick: () => openDetail(v.id) }, t('sup.open'))))));
 }
@@ -357,20 +480,32 @@ function closeDetail() {
 }
 
 function roleName(r) {
-  return r === 'doctor' ? t('chat.doctor') : r === 'patient' ? t('chat.patient') : r;
+  return r === 'doctor' ? t('chat.doctor') : r === 'patient' ? t('chat.patient') : codeText('role', r);
+}
+
+// Media figures name a peer "role:sub".
+function peerName(peer) {
+  const [role, sub] = String(peer || '').split(':');
+  if (!sub) return peer;
+  if (role === 'doctor') return doctorName(sub);
+  return `${codeText('role', role)} ${sub}`;
+}
+
+function participantName(p) {
+  return p.role === 'doctor' ? doctorName(p.user_id) : p.user_id;
 }
 
 function timeline(rec) {
   const ev = [];
   const push = (at, text) => { if (at) ev.push({ at, text }); };
   push(rec.checkin_at, t('sup.ev.checkin'));
-  for (const o of rec.offers || []) push(o.offered_at, t('sup.ev.offered', { doctor: o.doctor_id, outcome: o.outcome || '…' }));
-  push(rec.accepted_at, t('sup.ev.accepted', { doctor: rec.doctor_id }));
+  for (const o of rec.offers || []) push(o.offered_at, t('sup.ev.offered', { doctor: doctorName(o.doctor_id), outcome: codeText('reason', o.outcome || 'open') }));
+  push(rec.accepted_at, t('sup.ev.accepted', { doctor: doctorName(rec.doctor_id) }));
   for (const p of rec.participants || []) {
-    push(p.joined_at, t('sup.ev.join', { role: roleName(p.role), id: p.user_id }));
-    push(p.left_at, t('sup.ev.leave', { role: roleName(p.role), id: p.user_id, reason: p.leave_reason || '' }));
+    push(p.joined_at, t('sup.ev.join', { role: roleName(p.role), id: participantName(p) }));
+    push(p.left_at, t('sup.ev.leave', { role: roleName(p.role), id: participantName(p), reason: codeText('reason', p.leave_reason) }));
   }
-  push(rec.ended_at, t('sup.ev.ended', { reason: rec.end_reason || '', by: rec.ended_by || '' }));
+  push(rec.ended_at, t('sup.ev.ended', { reason: codeText('reason', rec.end_reason), by: whoEnded(rec.ended_by, rec) }));
   if (rec.rating) push(rec.rating.created_at, t('sup.ev.rated', { score: rec.rating.score }));
   ev.sort((a, b) => new Date(a.at) - new Date(b.at));
   return ev;
@@ -379,16 +514,17 @@ function timeline(rec) {
 function renderDetail() {
   const rec = state.detail;
   if (!rec) return;
-  $('#detail-h').textContent = t('sup.detail', { visit: rec.id });
-  $('#detail-sub').textContent = [rec.dept_name || deptName(rec.dept_id), t(`kind.${rec.kind}`), t(`state.${rec.state}`), rec.doctor_id, rec.patient_id, rec.duration_ms ? fmtDuration(rec.duration_ms / 1000) : null].filter(Boolean).join(' · ');
+  $('#detail-h').textContent = t('sup.detail', { visit: shortId(rec.id) });
+  $('#detail-h').title = rec.id;
+  $('#detail-sub').textContent = [rec.dept_name || deptName(rec.dept_id), t(`kind.${rec.kind}`), t(`state.${rec.state}`), doctorName(rec.doctor_id), rec.patient_id ? `${t('role.patient')} ${rec.patient_id}` : null, rec.duration_ms ? fmtDuration(rec.duration_ms / 1000) : null].filter(Boolean).join(' · ');
   $('#d-timeline').replaceChildren(...timeline(rec).map((e) => el('li', {}, el('time', { datetime: e.at }, fmtDateTime(e.at)), e.text)));
   const notes = rec.notes || [];
   $('#d-notes').replaceChildren(...(notes.length ? notes.map((n) => el('div', { class: 'note-rec' },
-    el('p', { class: 'muted' }, `${n.doctor_id} · ${fmtDateTime(n.updated_at || n.created_at)} · `, el('span', { class: `tag ${n.signed ? 'tag-ok' : ''}` }, n.signed ? t('sup.signed') : t('sup.draft')), n.diagnosis_code ? ` · ICD-10 ${n.diagnosis_code}` : ''),
+    el('p', { class: 'muted' }, `${doctorName(n.doctor_id)} · ${fmtDateTime(n.updated_at || n.created_at)} · `, el('span', { class: `tag ${n.signed ? 'tag-ok' : ''}` }, n.signed ? t('sup.signed') : t('sup.draft')), n.diagnosis_code ? ` · ICD-10 ${n.diagnosis_code}` : ''),
     el('p', { class: 'pre-wrap' }, n.body))) : [el('p', { class: 'muted' }, t('sup.no_notes'))]));
   const chat = rec.chat || [];
   $('#d-chat').replaceChildren(...(chat.length ? chat.map((m) => el('li', { class: `chat-msg ${m.sender_role === 'doctor' ? 'mine' : 'theirs'}` },
-    el('span', { class: 'chat-meta' }, `${t(m.sender_role === 'doctor' ? 'chat.doctor' : 'chat.patient')} ${m.sender_id} · ${fmtTime(m.sent_at)}`),
+    el('span', { class: 'chat-meta' }, `${m.sender_role === 'doctor' ? doctorName(m.sender_id) : `${t('chat.patient')} ${m.sender_id}`} · ${fmtTime(m.sent_at)}`),
     el('span', { class: 'chat-text' }, m.body))) : [el('li', { class: 'muted' }, t('sup.no_chat'))]));
   $('#d-rating').replaceChildren(rec.rating
     ? el('p', {}, el('strong', {}, `${rec.rating.score}/5`), rec.rating.comment ? ` — ${rec.rating.comment}` : '')
@@ -405,9 +541,9 @@ function renderDetail() {
         const s = row.summary || {};
         const last = s.last || {};
         return el('tr', {},
-          el('td', { class: 'mono' }, row.user_id),
+          el('td', {}, peerName(row.user_id)),
           el('td', {}, t(row.direction === 'in' ? 'sup.dir_in' : 'sup.dir_out')),
-          el('td', {}, row.kind),
+          el('td', {}, codeText('media', row.kind)),
           el('td', {}, num((s.bitrate_avg_bps || 0) / 1000)),
           el('td', {}, num((s.bitrate_max_bps || 0) / 1000)),
           el('td', {}, num(s.samples ? (s.loss_max_pct ?? 0) : undefined, 10)),
@@ -441,7 +577,8 @@ async function loadRecording() {
   const r = playable[playable.length - 1] || all[all.length - 1];
   const meta = el('p', { class: 'muted mono' }, t('sup.recording_meta', { format: r.format || '', size: fmtBytes(r.size_bytes), duration: fmtDuration((r.duration_ms || 0) / 1000), sha: (r.sha256 || '').slice(0, 16) }));
   const stateKey = `sup.rec_state.${r.deleted_at ? 'deleted' : r.state}`;
-  const stateLine = t(stateKey) !== stateKey ? el('p', { class: r.state === 'complete' ? 'muted' : 'notice notice-warn' }, t(stateKey), r.failure ? ` (${r.failure})` : '') : null;
+  // The failure text is the server's (English, for the logs): a tooltip.
+  const stateLine = t(stateKey) !== stateKey ? el('p', { class: r.state === 'complete' ? 'muted' : 'notice notice-warn', title: r.failure || null }, t(stateKey)) : null;
   if (!playable.length) {
     box.replaceChildren(stateLine || el('p', { class: 'muted' }, t('sup.no_recording')), meta);
     return;
@@ -459,7 +596,9 @@ async function loadRecording() {
     if (state.recordingUrl) URL.revokeObjectURL(state.recordingUrl);
     state.recordingUrl = URL.createObjectURL(blob);
     video.src = state.recordingUrl;
-    box.replaceChildren(video, stateLine || '', meta);
+    // The same bytes, already fetched (and audited) once: saved as a file.
+    const save = el('a', { class: 'btn btn-small', id: 'd-recording-save', href: state.recordingUrl, download: `${rec.id}.mkv` }, t('sup.recording_save'));
+    box.replaceChildren(video, stateLine || '', meta, save);
   } catch (e) {
     box.replaceChildren(el('p', { class: 'error' }, t('sup.recording_failed', { msg: errText(e) })), stateLine || '', meta);
   }
