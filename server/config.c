@@ -51,6 +51,10 @@ typedef struct config_option {
 
 static char *check_log_level(const char *value);
 static char *check_hex_key(const char *value);
+static char *check_profiles(const char *value);
+static char *check_sm4_key(const char *value);
+static char *check_padding(const char *value);
+static char *check_clock(const char *value);
 
 #define SECTION(title)                                                                             \
     {                                                                                              \
@@ -152,6 +156,41 @@ static const config_option options[] = {
     INT(feed_batch, 100, 1, 10000, "Most events read from the outbox at once."),
     INT(feed_backoff_base_ms, 1000, 10, 600000, "First retry delay, ms (doubles, with jitter)."),
     INT(feed_backoff_max_ms, 300000, 100, 86400000, "Longest retry delay, ms."),
+    STR(feed_profiles, "webhook", OPT_REQUIRED, check_profiles,
+        "Delivery profiles, comma-separated: webhook (real time), tianjin (nightly upload)."),
+
+    SECTION("tianjin profile"),
+    STR(tianjin_url, NULL, 0, NULL, "Tianjin platform endpoint (.../openapi/api)."),
+    STR(tianjin_app_key, NULL, 0, NULL, "appKey given by the platform (X-Ca-Key)."),
+    STR(tianjin_app_secret, NULL, OPT_SECRET, check_sm4_key,
+        "appSecret given by the platform: 32 hex chars, the SM4 key."),
+    STR(tianjin_iv, "abcd0863ef9087ced675985321bedf67", OPT_REQUIRED, check_sm4_key,
+        "SM4-CBC IV, 32 hex chars (the platform SDK's fixed IV)."),
+    STR(tianjin_padding, "iso7816", OPT_REQUIRED, check_padding,
+        "SM4 padding: iso7816 (the platform SDK's) or pkcs7."),
+    STR(tianjin_service_id, "his.provinceDataUploadService", OPT_REQUIRED, NULL,
+        "X-Service-Id header."),
+    STR(tianjin_visit_method, "uploadReferralIndicators", OPT_REQUIRED, NULL,
+        "X-Service-Method of video follow-up records."),
+    STR(tianjin_rating_method, "uploadBusinessInfoAfter", OPT_REQUIRED, NULL,
+        "X-Service-Method of rating records."),
+    STR(tianjin_checkin_method, "pushMedicalDispute", OPT_REQUIRED, NULL,
+        "X-Service-Method of the daily check-in (an empty array)."),
+    STR(tianjin_organ_id, NULL, 0, NULL, "organID: the hospital's unified organisation code."),
+    STR(tianjin_organ_name, NULL, 0, NULL, "organName (omitted when unset)."),
+    STR(tianjin_unit_id, NULL, 0, NULL, "unitID given by the platform (omitted when unset)."),
+    STR(tianjin_business_type, "4", OPT_REQUIRED, NULL,
+        "businessType of a rating record (4: online follow-up)."),
+    STR(tianjin_upload_at, "02:00", OPT_REQUIRED, check_clock,
+        "Time of the nightly upload of the previous day, HH:MM[:SS], platform time."),
+    INT(tianjin_utc_offset_min, 480, -720, 840,
+        "The platform's time zone as minutes east of UTC (days, dates and upload time)."),
+    INT(tianjin_catchup_days, 7, 1, 366,
+        "Most past days staged at once after the server was stopped over upload times."),
+    INT(tianjin_batch, 100, 1, 1000, "Most records per upload request."),
+    BOOL(tianjin_send_unanswered, true,
+         "Also upload visits that ended before a doctor answered (answerFlag 0)."),
+    STR(tianjin_ca, NULL, 0, NULL, "CA file to verify the platform (unset: system store)."),
 };
 /* clang-format on */
 
@@ -172,6 +211,44 @@ static char *check_hex_key(const char *value)
     }
     if (n != 64)
         return g_strdup_printf("must be 64 hex characters (got %zu)", n);
+    return NULL;
+}
+
+static char *check_profiles(const char *value)
+{
+    char **names = g_strsplit(value, ",", -1);
+    char *why = NULL;
+    for (char **n = names; *n && !why; n++) {
+        if (strcmp(*n, "webhook") != 0 && strcmp(*n, "tianjin") != 0)
+            why = g_strdup_printf("'%s' is not one of webhook, tianjin", *n);
+    }
+    g_strfreev(names);
+    return why;
+}
+
+static char *check_sm4_key(const char *value)
+{
+    size_t n = strlen(value);
+    for (size_t i = 0; i < n; i++) {
+        if (!g_ascii_isxdigit(value[i]))
+            return g_strdup("must be 32 hex characters (not hex)");
+    }
+    return n == 32 ? NULL : g_strdup_printf("must be 32 hex characters (got %zu)", n);
+}
+
+static char *check_padding(const char *value)
+{
+    if (strcmp(value, "iso7816") == 0 || strcmp(value, "pkcs7") == 0)
+        return NULL;
+    return g_strdup_printf("'%s' is not one of iso7816, pkcs7", value);
+}
+
+static char *check_clock(const char *value)
+{
+    int h = -1, m = -1, sec = 0, used = 0;
+    int n = sscanf(value, "%2d:%2d%n:%2d%n", &h, &m, &used, &sec, &used);
+    if (n < 2 || value[used] || h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 || sec > 59)
+        return g_strdup_printf("'%s' is not a time of day HH:MM or HH:MM:SS", value);
     return NULL;
 }
 
@@ -513,6 +590,23 @@ fail:
 }
 
 /* Rules that join two options. Each names both keys. */
+/* The tianjin profile cannot sign, encrypt or fill organID without these. */
+static int check_tianjin(const tm_config *c, char **err)
+{
+    if (!c->feed_profiles || !strstr(c->feed_profiles, "tianjin"))
+        return 0;
+    const char *missing = !c->tianjin_url          ? "tianjin_url"
+                          : !c->tianjin_app_key    ? "tianjin_app_key"
+                          : !c->tianjin_app_secret ? "tianjin_app_secret"
+                          : !c->tianjin_organ_id   ? "tianjin_organ_id"
+                                                   : NULL;
+    if (missing) {
+        *err = g_strdup_printf("%s: required by feed_profiles=tianjin", missing);
+        return TM_EINVAL;
+    }
+    return 0;
+}
+
 static int check_cross(const tm_config *c, char **err)
 {
     if (c->media_port_min && c->media_port_max && c->media_port_min > c->media_port_max) {
@@ -538,7 +632,7 @@ static int check_cross(const tm_config *c, char **err)
             g_strdup("feed_client_cert: feed_client_cert and feed_client_key must be set together");
         return TM_EINVAL;
     }
-    return 0;
+    return check_tianjin(c, err);
 }
 
 int tm_config_load(tm_config *cfg, int argc, char **argv, int *first_arg, char **err)

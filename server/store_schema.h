@@ -191,6 +191,47 @@ static const char *const tm_store_migrations[] = {
     /* 3: for a recording encrypted at rest, the SHA-256 of the Matroska
      * stream before encryption: what a decrypted copy must hash to. */
     "ALTER TABLE recordings ADD COLUMN plain_sha256 TEXT;",
+
+    /* 4: batch upload profiles (a provincial platform's nightly upload).
+     * upload_records holds one row per business record and profile: the
+     * UNIQUE key is what makes each business id go out once, across
+     * restarts; source is the snapshot of the facts taken when the day was
+     * staged. upload_days says which days were staged and checked in.
+     * regulator_ids holds the identifiers a platform wants that the
+     * hospital's identity system owns (certificate numbers, platform codes). */
+    "CREATE TABLE upload_records("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  profile TEXT NOT NULL,"
+    "  kind TEXT NOT NULL CHECK(kind IN ('visit','rating')),"
+    "  buss_id TEXT NOT NULL,"
+    "  visit_id TEXT NOT NULL,"
+    "  day TEXT NOT NULL,"
+    "  source TEXT NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'pending' CHECK(state IN ('pending','delivered','dead')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_attempt_at INTEGER NOT NULL DEFAULT 0,"
+    "  staged_at INTEGER NOT NULL,"
+    "  delivered_at INTEGER,"
+    "  last_status INTEGER,"
+    "  last_error TEXT,"
+    "  last_response TEXT,"
+    "  UNIQUE(profile, kind, buss_id));"
+    "CREATE INDEX upload_records_pending ON upload_records(profile, state, kind, id);"
+    "CREATE INDEX visits_by_ended ON visits(ended_at);"
+    "CREATE TABLE upload_days("
+    "  profile TEXT NOT NULL,"
+    "  day TEXT NOT NULL,"
+    "  staged_at INTEGER NOT NULL,"
+    "  records INTEGER NOT NULL,"
+    "  checkin_at INTEGER,"
+    "  PRIMARY KEY(profile, day));"
+    "CREATE TABLE regulator_ids("
+    "  kind TEXT NOT NULL CHECK(kind IN ('doctor','patient','dept')),"
+    "  local_id TEXT NOT NULL,"
+    "  cert_type TEXT,"
+    "  code TEXT NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY(kind, local_id));",
 };
 
 #endif

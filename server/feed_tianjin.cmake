@@ -1,0 +1,15 @@
+# Batch delivery profiles of the regulator feed: the tianjin profile (SM3/SM4
+# via OpenSSL 3, libcurl multi on GLib) and its store side.
+target_sources(telemed PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/sm_crypto.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_upload.c
+  ${CMAKE_CURRENT_LIST_DIR}/feed_tianjin.c
+)
+
+tm_unit_test(test_feed_tianjin tests/server/test_feed_tianjin.c)
+
+# The store and the tianjin profile on a main loop, driven by tests/feed/tianjin.test.mjs.
+add_executable(tianjin_harness tests/feed/tianjin_harness.c)
+target_link_libraries(tianjin_harness PRIVATE telemed)
+
+tm_node_test(feed_tianjin tests/feed/tianjin.test.mjs)

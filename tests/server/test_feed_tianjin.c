@@ -1,0 +1,321 @@
+/*
+ * test_feed_tianjin.c - the tianjin profile's pure parts and its store side:
+ * SM3/SM4 and the header signature against the platform SDK's vectors, the
+ * field mapping and its checks, staging a day (once per business id) and
+ * the rule that a rating waits for its visit. A real SQLite file.
+ *
+ * The vectors (V1-V9) were produced with the platform's Java SDK, as
+ * published in qb-ivf/qiubei-health docs/tianjin_gateway_protocol.md.
+ */
+#include "tm_test.h"
+
+#include "telemed/common.h"
+#include "telemed/config.h"
+#include "telemed/feed_tianjin.h"
+#include "telemed/sm_crypto.h"
+#include "telemed/store.h"
+#include "telemed/store_upload.h"
+
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <jansson.h>
+
+static const char SECRET[] = "bbf1dd188b8b4629853f06f118d11e4a";
+static const char IV[] = "abcd0863ef9087ced675985321bedf67";
+
+static char *encrypt(const char *plain)
+{
+    uint8_t key[16], iv[16];
+    CHECK_EQ_INT(tm_sm4_key_parse(SECRET, key), 0);
+    CHECK_EQ_INT(tm_sm4_key_parse(IV, iv), 0);
+    char *hex = NULL;
+    size_t len = 0;
+    CHECK_EQ_INT(
+        tm_sm4_cbc_encrypt_hex(key, iv, TM_SM4_PAD_ISO7816, plain, strlen(plain), &hex, &len), 0);
+    CHECK_EQ_INT(len, strlen(hex));
+    char *back = NULL;
+    size_t back_len = 0;
+    CHECK_EQ_INT(tm_sm4_cbc_decrypt_hex(key, iv, TM_SM4_PAD_ISO7816, hex, len, &back, &back_len),
+                 0);
+    CHECK_STR(back, plain);
+    g_free(back);
+    return hex;
+}
+
+static void test_sdk_vectors(void)
+{
+    char h[65];
+    CHECK_EQ_INT(tm_sm3_hex("abc", 3, h), 0);
+    CHECK_STR(h, "66C7F0F462EEEDD9D1F2D46BDC10E4E24167C4875CF2F7A2297DA02B8F4BA8E0");
+
+    char *c = encrypt("[1]");
+    CHECK_STR(c, "49a9a1cb6403aa7ca5d7be3287b0dc6b");
+    CHECK_EQ_INT(tm_sm3_hex(c, strlen(c), h), 0);
+    CHECK_STR(h, "F7DCA75A3D6083A0E4FD0BA219FFE8AC10E35AE45FD8A91F90A9CDAB5A0ED056");
+    g_free(c);
+
+    c = encrypt("[{\"organID\":\"12345678901234567X\",\"unitID\":\"U0001\",\"organName\":"
+                "\"\xe5\xa4\xa9\xe6\xb4\xa5\xe9\x80\x91\xe8\xb4\x9d\xe4\xba\x92\xe8\x81\x94\xe7\xbd"
+                "\x91\xe5\x8c\xbb\xe9\x99\xa2\"}]");
+    CHECK_STR(c, "bda12c065d493fcb45851a847d58648fdcb5dc17fc8c2f895ad2e2394bfdc309c977b99228aa51fa"
+                 "2aeabe25d28af20bf7658673dc1f8a2c9e7ab7de50311bdfba0d8a0c84ad3dd9a41c1635ec80d121"
+                 "fa0b5ef611139a6d23c4644480fb68a6");
+    g_free(c);
+    c = encrypt("0123456789abcdef"); /* a whole block gets a block of padding */
+    CHECK_STR(c, "a9f4a4c761cf5110a2adbd8e1cdb79b025db47d12e40bf0803278053400e9f40");
+    g_free(c);
+    c = encrypt("0123456789abcdef0123456789abcdef");
+    CHECK_STR(c, "a9f4a4c761cf5110a2adbd8e1cdb79b0d0cdb4c80a112f917302699a23c67f4c74e73fb22408c9db"
+                 "e2acab3ed307ecb8");
+    g_free(c);
+
+    GString *s = g_string_new(NULL);
+    CHECK_EQ_INT(
+        tm__tianjin_sign("his.provinceDataUploadService", "uploadDrugCatalogue",
+                         "ngari5fd5ad2196834aa7", "8d708068-0a36-47d3-8ff4-011fdace7d63",
+                         "1718185594026",
+                         "F7DCA75A3D6083A0E4FD0BA219FFE8AC10E35AE45FD8A91F90A9CDAB5A0ED056", s, h),
+        0);
+    CHECK_STR(s->str, "x-ca-key:ngari5fd5ad2196834aa7&x-ca-nonce:8d708068-0a36-47d3-8ff4-"
+                      "011fdace7d63&x-ca-timestamp:1718185594026&x-content-md5:F7DCA75A3D6083A0E4"
+                      "FD0BA219FFE8AC10E35AE45FD8A91F90A9CDAB5A0ED056&x-service-id:his."
+                      "provinceDataUploadService&x-service-method:uploadDrugCatalogue");
+    CHECK_STR(h, "A07C0B67CE2996DF9416A5BE7EB7F4E8EAF40F31D46423A1FA9ECEA188C7627A");
+    g_string_free(s, TRUE);
+}
+
+static void test_sm4_rejects(void)
+{
+    uint8_t key[16], iv[16];
+    CHECK_EQ_INT(tm_sm4_key_parse("abc", key), TM_EINVAL);
+    CHECK_EQ_INT(tm_sm4_key_parse("zz"
+                                  "f1dd188b8b4629853f06f118d11e4a",
+                                  key),
+                 TM_EINVAL);
+    CHECK_EQ_INT(tm_sm4_key_parse(SECRET, key), 0);
+    CHECK_EQ_INT(tm_sm4_key_parse(IV, iv), 0);
+    char *plain = NULL;
+    size_t n = 0;
+    CHECK_EQ_INT(tm_sm4_cbc_decrypt_hex(key, iv, TM_SM4_PAD_ISO7816, "abcd", 4, &plain, &n),
+                 TM_EINVAL);
+    /* PKCS#7 ciphertext read as ISO 7816-4: the padding does not check out. */
+    char *hex = NULL;
+    CHECK_EQ_INT(tm_sm4_cbc_encrypt_hex(key, iv, TM_SM4_PAD_PKCS7, "[1]", 3, &hex, &n), 0);
+    CHECK_EQ_INT(tm_sm4_cbc_decrypt_hex(key, iv, TM_SM4_PAD_ISO7816, hex, n, &plain, &n),
+                 TM_EINVAL);
+    CHECK(plain == NULL);
+    g_free(hex);
+}
+
+static tm_config cfg(void)
+{
+    tm_config c;
+    memset(&c, 0, sizeof(c));
+    c.tianjin_organ_id = "12120000MB1234567X";
+    c.tianjin_business_type = "4";
+    c.tianjin_utc_offset_min = 480;
+    return c;
+}
+
+static const int64_t T0 = 1764072000000LL; /* 2025-11-25T12:00:00Z = 20:00 in Tianjin */
+
+static void test_time_and_mapping(void)
+{
+    char when[20];
+    tm__tianjin_time(T0, 480, when);
+    CHECK_STR(when, "2025-11-25 20:00:00");
+    tm__tianjin_time(T0 + 5 * 3600 * 1000LL, 480, when);
+    CHECK_STR(when, "2025-11-26 01:00:00");
+
+    tm_config c = cfg();
+    const char answered[] =
+        "{\"visit_id\":\"v-1\",\"patient_id\":\"p\",\"dept_id\":\"cardio\",\"doctor_id\":\"doc-1\","
+        "\"checked_in_at\":1764072000000,\"accepted_at\":1764072060000,\"ended_at\":1764072660000,"
+        "\"end_reason\":\"completed\",\"diagnosis_code\":\"I10\",\"doctor_cert_id\":\"D1\","
+        "\"patient_cert_type\":\"1\",\"patient_cert_id\":\"P1\",\"dept_code\":\"A03\"}";
+    json_t *rec = NULL;
+    char *why = NULL;
+    CHECK_EQ_INT(tm__tianjin_map(&c, "visit", answered, T0, &rec, &why), 0);
+    CHECK_STR(json_string_value(json_object_get(rec, "organID")), "12120000MB1234567X");
+    CHECK_STR(json_string_value(json_object_get(rec, "bussID")), "v-1");
+    CHECK_STR(json_string_value(json_object_get(rec, "returnVisitType")), "3");
+    CHECK_STR(json_string_value(json_object_get(rec, "startDate")), "2025-11-25 20:01:00");
+    CHECK_STR(json_string_value(json_object_get(rec, "answerFlag")), "1");
+    CHECK(json_object_get(rec, "refuseTime") == NULL);
+    CHECK(json_object_get(rec, "organName") == NULL); /* not configured: left out */
+    json_decref(rec);
+
+    /* A visit nobody answered: refusal fields, no doctor or diagnosis needed. */
+    const char unanswered[] =
+        "{\"visit_id\":\"v-2\",\"dept_id\":\"cardio\",\"checked_in_at\":1764072000000,"
+        "\"ended_at\":1764072300000,\"end_reason\":\"patient_left\",\"patient_cert_type\":\"1\","
+        "\"patient_cert_id\":\"P1\",\"dept_code\":\"A03\"}";
+    CHECK_EQ_INT(tm__tianjin_map(&c, "visit", unanswered, T0, &rec, &why), 0);
+    CHECK_STR(json_string_value(json_object_get(rec, "answerFlag")), "0");
+    CHECK_STR(json_string_value(json_object_get(rec, "refuseReason")), "patient_left");
+    CHECK_STR(json_string_value(json_object_get(rec, "refuseTime")), "2025-11-25 20:05:00");
+    CHECK(json_object_get(rec, "mainDiagnoseCode") == NULL);
+    json_decref(rec);
+
+    /* Missing and invalid fields are named. */
+    char *bad = g_strdup(answered);
+    char *p = strstr(bad, "\"I10\"");
+    memcpy(p, "\"i1\" ", 5);
+    CHECK_EQ_INT(tm__tianjin_map(&c, "visit", bad, T0, &rec, &why), TM_EINVAL);
+    CHECK(rec == NULL);
+    CHECK(strstr(why, "invalid field mainDiagnoseCode") != NULL);
+    g_free(why);
+    g_free(bad);
+    c.tianjin_organ_id = NULL;
+    CHECK_EQ_INT(tm__tianjin_map(&c, "visit", answered, T0, &rec, &why), TM_EINVAL);
+    CHECK(strstr(why, "missing field organID") != NULL);
+    g_free(why);
+    c = cfg();
+    CHECK_EQ_INT(
+        tm__tianjin_map(&c, "rating",
+                        "{\"visit_id\":\"v-1\",\"score\":9,\"rated_at\":1764072000000,"
+                        "\"doctor_id\":\"d\",\"doctor_cert_id\":\"D1\",\"dept_code\":\"A\"}",
+                        T0, &rec, &why),
+        TM_EINVAL);
+    CHECK(strstr(why, "invalid field satisfaction") != NULL);
+    g_free(why);
+    CHECK_EQ_INT(tm__tianjin_map(&c, "visit", "not json", T0, &rec, &why), TM_EINVAL);
+    g_free(why);
+}
+
+static void full_visit(tm_store *s, const char *patient, int64_t at, tm_visit *v)
+{
+    memset(v, 0, sizeof(*v));
+    snprintf(v->patient_id, sizeof(v->patient_id), "%s", patient);
+    snprintf(v->dept_id, sizeof(v->dept_id), "cardio");
+    snprintf(v->kind, sizeof(v->kind), "follow_up");
+    v->checkin_ms = at;
+    CHECK_EQ_INT(tm_store_visit_checkin(s, v, "test"), 0);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v->id, "doc-1", at + 1000), 0);
+    CHECK_EQ_INT(tm_store_visit_accept(s, v->id, "doc-1", "test", at + 2000), 0);
+    CHECK_EQ_INT(tm_store_visit_end(s, v->id, "completed", "doc-1", at + 60000), 0);
+    CHECK_EQ_INT(tm_store_note_save(s, v->id, "doc-1", "note", "I10", true, at + 61000), 0);
+    CHECK_EQ_INT(tm_store_rating_add(s, v->id, patient, 4, NULL, at + 62000), 0);
+}
+
+static void test_staging(void)
+{
+    char *dir = g_dir_make_tmp("tm-tianjin-XXXXXX", NULL);
+    char *path = g_build_filename(dir, "telemed.db", NULL);
+    char *err = NULL;
+    tm_store *s = tm_store_open(path, "hosp-1", &err);
+    CHECK(s != NULL);
+    CHECK_EQ_INT(tm_store_dept_put(s, "cardio", "Cardiology"), 0);
+    CHECK_EQ_INT(tm_store_doctor_put(s, "doc-1", "Dr A", "cardio", "LIC-1", NULL), 0);
+    CHECK_EQ_INT(tm_store_regulator_id_put(s, "doctor", "doc-1", NULL, "120101198001010011"), 0);
+    CHECK_EQ_INT(tm_store_regulator_id_put(s, "dept", "cardio", NULL, "03"), 0);
+    CHECK_EQ_INT(tm_store_regulator_id_put(s, "nurse", "x", NULL, "1"), TM_EINVAL);
+
+    tm_visit a, b, later;
+    full_visit(s, "pat-a", T0, &a);
+    full_visit(s, "pat-b", T0 + 1000, &b);
+    full_visit(s, "pat-c", T0 + 2 * 86400000LL, &later); /* another day */
+    int staged = -1;
+    CHECK_EQ_INT(tm_upload_stage_day(s, "tianjin", "2025-11-25", T0 - 3600000, T0 + 3600000, true,
+                                     T0, &staged),
+                 0);
+    CHECK_EQ_INT(staged, 4); /* two visits, two ratings */
+    CHECK_EQ_INT(tm_upload_stage_day(s, "tianjin", "2025-11-25", T0 - 3600000, T0 + 3600000, true,
+                                     T0, &staged),
+                 0);
+    CHECK_EQ_INT(staged, 0); /* once per business id */
+
+    tm_upload_record *r = NULL;
+    size_t n = 0;
+    CHECK_EQ_INT(tm_upload_next_batch(s, "tianjin", "rating", tm_now_ms(), 10, &r, &n), 0);
+    CHECK_EQ_INT(n, 0); /* no rating before its visit is accepted */
+    CHECK_EQ_INT(tm_upload_next_batch(s, "tianjin", "visit", tm_now_ms(), 10, &r, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK_STR(r[0].buss_id, a.id);
+    json_t *src = json_loads(r[0].source, 0, NULL);
+    CHECK_STR(json_string_value(json_object_get(src, "diagnosis_code")), "I10");
+    CHECK_STR(json_string_value(json_object_get(src, "doctor_cert_id")), "120101198001010011");
+    CHECK_STR(json_string_value(json_object_get(src, "dept_code")), "03");
+    CHECK(json_is_null(json_object_get(src, "patient_cert_id")));
+    json_decref(src);
+    int64_t first = r[0].id, second = r[1].id;
+    CHECK_EQ_INT(tm_upload_mark_delivered(s, &first, 1, 200, T0), 0);
+    tm_upload_records_free(r, n);
+    CHECK_EQ_INT(tm_upload_next_batch(s, "tianjin", "rating", tm_now_ms(), 10, &r, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_STR(r[0].buss_id, a.id);
+    tm_upload_records_free(r, n);
+
+    /* Dead, fixed, replayed with fresh facts. */
+    CHECK_EQ_INT(tm_upload_dead_letter(s, second, 0, "missing field patientCertID", NULL), 0);
+    json_t *dead = tm_upload_dead_list(s, "tianjin", 10);
+    CHECK_EQ_INT(json_array_size(dead), 1);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(dead, 0), "last_error")),
+              "missing field patientCertID");
+    json_decref(dead);
+    CHECK_EQ_INT(tm_store_regulator_id_put(s, "patient", "pat-b", "1", "120101199001010022"), 0);
+    CHECK_EQ_INT(tm_upload_replay(s, "tianjin", second, T0), 0);
+    CHECK_EQ_INT(tm_upload_replay(s, "tianjin", second, T0), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_upload_replay(s, "tianjin", 999999, T0), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_upload_next_batch(s, "tianjin", "visit", tm_now_ms(), 10, &r, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    src = json_loads(r[0].source, 0, NULL);
+    CHECK_STR(json_string_value(json_object_get(src, "patient_cert_id")), "120101199001010022");
+    json_decref(src);
+    int64_t next[1] = {tm_now_ms() + 60000};
+    CHECK_EQ_INT(tm_upload_retry(s, &r[0].id, next, 1, 503, "status 503"), 0);
+    tm_upload_records_free(r, n);
+    CHECK_EQ_INT(tm_upload_next_batch(s, "tianjin", "visit", tm_now_ms(), 10, &r, &n), 0);
+    CHECK_EQ_INT(n, 0); /* backing off */
+    int64_t due = 0;
+    CHECK_EQ_INT(tm_upload_next_due(s, "tianjin", &due), 0);
+    CHECK_EQ_INT(due, 0); /* the rating of the accepted visit is due now */
+
+    char day[16];
+    CHECK_EQ_INT(tm_upload_last_day(s, "tianjin", day), 0);
+    CHECK_STR(day, "2025-11-25");
+    CHECK_EQ_INT(tm_upload_checkin_next(s, "tianjin", day), 0);
+    CHECK_EQ_INT(tm_upload_checkin_done(s, "tianjin", day, T0), 0);
+    CHECK_EQ_INT(tm_upload_checkin_next(s, "tianjin", day), TM_ENOTFOUND);
+    tm_upload_counts counts;
+    CHECK_EQ_INT(tm_upload_counts_get(s, "tianjin", &counts), 0);
+    CHECK_EQ_INT(counts.delivered, 1);
+    CHECK_EQ_INT(counts.pending, 3);
+    CHECK_EQ_INT(counts.days, 1);
+    CHECK_EQ_INT(counts.checkins, 1);
+    /* Another profile sees none of it. */
+    CHECK_EQ_INT(tm_upload_last_day(s, "other", day), TM_ENOTFOUND);
+
+    /* Unanswered visits stay out when the profile says so. */
+    tm_visit w;
+    memset(&w, 0, sizeof(w));
+    snprintf(w.patient_id, sizeof(w.patient_id), "pat-w");
+    snprintf(w.dept_id, sizeof(w.dept_id), "cardio");
+    snprintf(w.kind, sizeof(w.kind), "follow_up");
+    w.checkin_ms = T0 + 5 * 86400000LL;
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &w, "test"), 0);
+    CHECK_EQ_INT(tm_store_visit_end(s, w.id, "patient_left", "pat-w", w.checkin_ms + 1000), 0);
+    CHECK_EQ_INT(tm_upload_stage_day(s, "tianjin", "2025-11-30", w.checkin_ms - 1000,
+                                     w.checkin_ms + 3600000, false, T0, &staged),
+                 0);
+    CHECK_EQ_INT(staged, 0);
+    CHECK_EQ_INT(tm_upload_stage_day(s, "tianjin", "2025-11-30", w.checkin_ms - 1000,
+                                     w.checkin_ms + 3600000, true, T0, &staged),
+                 0);
+    CHECK_EQ_INT(staged, 1);
+
+    tm_store_free(s);
+    g_unlink(path);
+    g_free(path);
+    g_free(dir);
+}
+
+int main(void)
+{
+    test_sdk_vectors();
+    test_sm4_rejects();
+    test_time_and_mapping();
+    test_staging();
+    printf("test_feed_tianjin: %d checks passed\n", tm_test_checks);
+    return 0;
+}
