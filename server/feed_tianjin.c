@@ -1079,6 +1079,7 @@ json_t *tm_tianjin_status(tm_tianjin *t)
     json_object_set_new(o, "pending", json_integer(c.pending));
     json_object_set_new(o, "delivered", json_integer(c.delivered));
     json_object_set_new(o, "dead", json_integer(c.dead));
+    json_object_set_new(o, "held", json_integer(c.held));
     json_object_set_new(o, "days", json_integer(c.days));
     json_object_set_new(o, "checkins", json_integer(c.checkins));
     json_object_set_new(o, "in_flight", json_integer((json_int_t)t->inflight.n));

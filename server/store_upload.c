@@ -441,7 +441,10 @@ int tm_upload_counts_get(tm_store *s, const char *profile, tm_upload_counts *out
                 "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'delivered'), 0),"
                 " coalesce(sum(state = 'dead'), 0),"
                 " (SELECT count(*) FROM upload_days WHERE profile = ?1),"
-                " (SELECT count(checkin_at) FROM upload_days WHERE profile = ?1)"
+                " (SELECT count(checkin_at) FROM upload_days WHERE profile = ?1),"
+                " coalesce(sum(state = 'pending' AND kind = 'rating' AND NOT EXISTS ("
+                "   SELECT 1 FROM upload_records p WHERE p.profile = ?1 AND p.kind = 'visit'"
+                "    AND p.buss_id = upload_records.buss_id AND p.state = 'delivered')), 0)"
                 " FROM upload_records WHERE profile = ?1");
     if (!st)
         return TM_EIO;
@@ -453,6 +456,7 @@ int tm_upload_counts_get(tm_store *s, const char *profile, tm_upload_counts *out
         out->dead = sqlite3_column_int64(st, 2);
         out->days = sqlite3_column_int64(st, 3);
         out->checkins = sqlite3_column_int64(st, 4);
+        out->held = sqlite3_column_int64(st, 5);
     }
     sqlite3_finalize(st);
     return rc == SQLITE_ROW ? 0 : TM_EIO;

@@ -43,10 +43,11 @@ void tm_tianjin_free(tm_tianjin *t);
  * Returns the number of new records, or TM_EINVAL (bad day) / TM_EIO. */
 int tm_tianjin_run(tm_tianjin *t, const char *day);
 
-/* For the admin API: profile, endpoint, upload_at, next_run_at, pending,
- * delivered, dead, days, checkins, in_flight, bisecting, retrying,
- * held_for_ms, last_status, last_error, last_error_at, last_success_at,
- * last_staged_day. New reference or NULL. */
+/* For the admin API: profile, endpoint, upload_at, next_run_at,
+ * last_staged_day, pending, delivered, dead, held (ratings waiting for
+ * their visit to be accepted: a dead visit record holds its rating back),
+ * days, checkins, in_flight, bisecting, retrying, held_for_ms, last_status,
+ * last_error, last_error_at, last_success_at. New reference or NULL. */
 json_t *tm_tianjin_status(tm_tianjin *t);
 /* Dead records, newest first: id, kind, buss_id, day, attempts,
  * last_status, last_error, last_response. New reference or NULL. */

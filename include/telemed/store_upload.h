@@ -69,6 +69,7 @@ int tm_upload_checkin_done(tm_store *s, const char *profile, const char *day, in
 
 typedef struct tm_upload_counts {
     int64_t pending, delivered, dead, days, checkins;
+    int64_t held; /* pending ratings whose visit the platform has not accepted (yet) */
 } tm_upload_counts;
 int tm_upload_counts_get(tm_store *s, const char *profile, tm_upload_counts *out);
 

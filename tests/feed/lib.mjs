@@ -66,8 +66,9 @@ export function makePki(dir) {
 // Starts the harness: `args` are telemed config flags, `steps` the harness
 // steps (see feed_harness.c). Returns { proc, lines, visits, status, dead,
 // exited (promise of the exit code), waitLine(re) }.
-export function startHarness(args, steps) {
-  const proc = spawn(harnessPath(), [...args, '--', ...steps], { stdio: ['ignore', 'pipe', 'pipe'] });
+// `bin` is another harness built the same way (default: feed_harness).
+export function startHarness(args, steps, bin = harnessPath()) {
+  const proc = spawn(bin, [...args, '--', ...steps], { stdio: ['ignore', 'pipe', 'pipe'] });
   const h = { proc, lines: [], visits: [], status: null, dead: null, stderr: '' };
   const waiters = [];
   proc.stderr.on('data', (d) => {
@@ -96,8 +97,8 @@ export function startHarness(args, steps) {
 }
 
 // Runs the harness to completion; rejects on a non-zero exit.
-export async function runHarness(args, steps) {
-  const h = startHarness(args, steps);
+export async function runHarness(args, steps, bin = harnessPath()) {
+  const h = startHarness(args, steps, bin);
   const code = await h.exited;
   if (code !== 0) throw new Error(`feed_harness ${steps.join(' ')} exited ${code}: ${h.stderr}`);
   return h;

@@ -13,8 +13,9 @@
  *   denied       one finished visit whose patient certificate the stand-in
  *                platform refuses (an id that passes the local checks)
  *   run [DAY]    the nightly run now (stage DAY, default yesterday)
- *   drain        run until yesterday is staged, nothing is pending or in
- *                flight and every staged day is checked in
+ *   drain        run until yesterday is staged, nothing is in flight or
+ *                pending (but ratings held back by a dead visit record)
+ *                and every staged day is checked in
  *   serve        run until killed
  *   status       print the status and dead letters
  *
@@ -105,7 +106,8 @@ static gboolean on_drain_check(gpointer user)
     json_t *st = tm_tianjin_status(h->tj);
     const char *last = json_string_value(json_object_get(st, "last_staged_day"));
     bool done = last && strcmp(last, h->yesterday) >= 0 &&
-                json_integer_value(json_object_get(st, "pending")) == 0 &&
+                json_integer_value(json_object_get(st, "pending")) ==
+                    json_integer_value(json_object_get(st, "held")) &&
                 json_integer_value(json_object_get(st, "in_flight")) == 0 &&
                 json_integer_value(json_object_get(st, "days")) ==
                     json_integer_value(json_object_get(st, "checkins"));
