@@ -7,6 +7,7 @@
 
 #include "telemed/config.h"
 #include "telemed/feed.h"
+#include "telemed/feed_profile.h"
 #include "telemed/jwt.h"
 #include "telemed/media.h"
 #include "telemed/signaling.h"
@@ -23,7 +24,8 @@ typedef struct tm_app {
     tm_store *store;
     tm_jwt_verifier *jwt;
     tm_signaling *sig;
-    tm_feed *feed;
+    tm_feed *feed;              /* the webhook profile; NULL when not in feed_profiles */
+    tm_feed_profiles *profiles; /* the batch profiles (tianjin, ...) */
     tm_media *media;
     struct lws_context *lws;
     tm_web_static *web;      /* the web client's files (web_static.c) */

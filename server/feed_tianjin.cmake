@@ -4,6 +4,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/sm_crypto.c
   ${CMAKE_CURRENT_LIST_DIR}/store_upload.c
   ${CMAKE_CURRENT_LIST_DIR}/feed_tianjin.c
+  ${CMAKE_CURRENT_LIST_DIR}/feed_profile.c
 )
 
 tm_unit_test(test_feed_tianjin tests/server/test_feed_tianjin.c)
@@ -13,3 +14,4 @@ add_executable(tianjin_harness tests/feed/tianjin_harness.c)
 target_link_libraries(tianjin_harness PRIVATE telemed)
 
 tm_node_test(feed_tianjin tests/feed/tianjin.test.mjs)
+tm_node_test(feed_tianjin_server tests/feed/tianjin_server.test.mjs)

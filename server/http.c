@@ -15,6 +15,7 @@
 #include "telemed/log.h"
 #include "telemed/rec_crypt.h"
 #include "telemed/store.h"
+#include "telemed/store_upload.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -745,11 +746,109 @@ static void api_overview(http_req *r)
     respond_json(r->p, 200, tm_signaling_overview(r->app->sig));
 }
 
+static void respond_profile_rc(http_req *r, int rc)
+{
+    respond_err(r->p, rc,
+                rc == TM_ENOTFOUND   ? "no such profile or dead letter"
+                : rc == TM_EINVAL    ? "day must be YYYY-MM-DD"
+                : rc == TM_ECONFLICT ? "not a dead letter"
+                                     : NULL);
+}
+
+/* /feed/profiles[/{name}[/run | /dead-letters/{id}/replay]]: the batch
+ * delivery profiles (feed_profile.h). */
+static void api_feed_profiles(http_req *r)
+{
+    tm_feed_profiles *set = r->app->profiles;
+    int m = r->p->method;
+    if (m == LWSHUMETH_GET && r->nseg == 2) {
+        respond_json(r->p, 200, json_pack("{s:o}", "profiles", tm_feed_profiles_list(set)));
+        return;
+    }
+    if (m == LWSHUMETH_GET && r->nseg == 3) {
+        int rc = 0;
+        json_t *st = tm_feed_profiles_status(set, r->seg[2], 100, &rc);
+        if (!st)
+            respond_profile_rc(r, rc);
+        else
+            respond_json(r->p, 200, st);
+        return;
+    }
+    if (m != LWSHUMETH_POST) {
+        respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
+    if (!need(r, is_admin(r)))
+        return;
+    if (r->nseg == 4 && strcmp(r->seg[3], "run") == 0) {
+        bool bad = false;
+        const char *day = body_str(r->body, "day", 10, false, &bad);
+        if (bad) {
+            respond_err(r->p, TM_EINVAL, "day must be YYYY-MM-DD");
+            return;
+        }
+        int rc = tm_feed_profiles_run(set, r->seg[2], day);
+        audit(r, "feed.profile_run", r->seg[2], rc >= 0 ? "ok" : "failed");
+        if (rc < 0)
+            respond_profile_rc(r, rc);
+        else
+            respond_json(r->p, 200, json_pack("{s:s, s:i}", "profile", r->seg[2], "staged", rc));
+        return;
+    }
+    if (r->nseg == 6 && strcmp(r->seg[3], "dead-letters") == 0 &&
+        strcmp(r->seg[5], "replay") == 0) {
+        char *endp;
+        long long id = strtoll(r->seg[4], &endp, 10);
+        if (*endp || id <= 0) {
+            respond_err(r->p, TM_EINVAL, "id must be a positive integer");
+            return;
+        }
+        int rc = tm_feed_profiles_replay(set, r->seg[2], id);
+        audit(r, "feed.profile_replay", r->seg[4], rc == 0 ? "ok" : "failed");
+        if (rc < 0)
+            respond_profile_rc(r, rc);
+        else
+            respond_json(r->p, 200,
+                         json_pack("{s:I, s:s}", "id", (json_int_t)id, "state", "pending"));
+        return;
+    }
+    respond_err(r->p, TM_ENOTFOUND, "no such route");
+}
+
+/* PUT /regulator-ids/{doctor|patient|dept}/{id} {"code", "cert_type"?}:
+ * identifiers the hospital's identity system owns and a platform asks for. */
+static void api_regulator_ids(http_req *r)
+{
+    if (!need(r, is_admin(r)))
+        return;
+    if (r->p->method != LWSHUMETH_PUT || r->nseg != 3) {
+        respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
+    bool bad = false;
+    const char *code = body_str(r->body, "code", 64, true, &bad);
+    const char *cert_type = body_str(r->body, "cert_type", 8, false, &bad);
+    if (bad || !id_ok(r->seg[2])) {
+        respond_err(r->p, TM_EINVAL, "code (1-64 chars) required; cert_type optional");
+        return;
+    }
+    int rc = tm_store_regulator_id_put(r->app->store, r->seg[1], r->seg[2], cert_type, code);
+    audit(r, "regulator_id.put", r->seg[2], rc == 0 ? "ok" : "failed");
+    if (rc < 0)
+        respond_err(r->p, rc, rc == TM_EINVAL ? "kind must be doctor, patient or dept" : NULL);
+    else
+        respond_json(r->p, 200, json_pack("{s:s, s:s}", "kind", r->seg[1], "id", r->seg[2]));
+}
+
 static void api_feed(http_req *r)
 {
     tm_feed *f = r->app->feed;
     if (!need(r, is_staff(r)))
         return;
+    if (r->nseg >= 2 && strcmp(r->seg[1], "profiles") == 0) {
+        api_feed_profiles(r);
+        return;
+    }
     if (!f) {
         respond_err(r->p, TM_EUNSUPPORTED, "the regulator feed is not running");
         return;
@@ -821,7 +920,7 @@ static const struct {
     {"departments", api_departments}, {"doctors", api_doctors}, {"shifts", api_shifts},
     {"appointments", api_appointments}, {"visits", api_visits}, {"audit", api_audit},
     {"overview", api_overview}, {"feed", api_feed}, {"me", api_me},
-    {"recordings", api_recordings},
+    {"recordings", api_recordings}, {"regulator-ids", api_regulator_ids},
 };
 
 static void route_api(http_req *r, const char *rest)
@@ -870,6 +969,7 @@ static void route_metrics(tm_app *app, http_pss *p)
     tm_signaling_metrics(app->sig, out);
     if (app->feed)
         tm_feed_metrics(app->feed, out);
+    tm_feed_profiles_metrics(app->profiles, out);
     if (app->media) {
         tm_media_counters c;
         tm_media_get_counters(app->media, &c);

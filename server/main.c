@@ -345,13 +345,23 @@ static int run(tm_app *app)
         g_free(err);
         return 1;
     }
-    app->feed = tm_feed_new(app->store, &app->cfg, NULL, g_main_loop_get_context(app->loop), &err);
-    if (!app->feed) {
+    if (tm_feed_profile_enabled(&app->cfg, "webhook")) {
+        app->feed =
+            tm_feed_new(app->store, &app->cfg, NULL, g_main_loop_get_context(app->loop), &err);
+        if (!app->feed) {
+            fprintf(stderr, "telemed-server: feed: %s\n", err);
+            g_free(err);
+            return 1;
+        }
+        tm_signaling_set_feed(app->sig, app->feed);
+    }
+    app->profiles =
+        tm_feed_profiles_start(app->store, &app->cfg, g_main_loop_get_context(app->loop), &err);
+    if (!app->profiles) {
         fprintf(stderr, "telemed-server: feed: %s\n", err);
         g_free(err);
         return 1;
     }
-    tm_signaling_set_feed(app->sig, app->feed);
     uint8_t rec_key[32];
     bool have_key = false;
     if (load_recording_key(app, rec_key, &have_key) < 0)
@@ -404,6 +414,7 @@ static void shutdown_app(tm_app *app)
     tm_web_static_free(app->web);
     tm_signaling_free(app->sig);
     tm_media_free(app->media);
+    tm_feed_profiles_free(app->profiles);
     tm_feed_free(app->feed);
     tm_jwt_verifier_free(app->jwt);
     tm_store_free(app->store);

@@ -1,0 +1,83 @@
+// tianjin_server.test.mjs - the tianjin profile in the real telemed-server,
+// beside the webhook: a full visit over telemed.v1, the regulator ids put
+// through REST, the nightly run started by the admin call, the record and
+// its rating accepted by the stand-in platform, status and /metrics.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { startServer, setupHospital } from '../integration/lib/server.mjs';
+import { startRegulator } from './regulator.mjs';
+import { startPlatform } from './tianjin_platform.mjs';
+import { sleep } from './lib.mjs';
+
+const APP_KEY = 'srv-key';
+const APP_SECRET = '0123456789abcdef0123456789abcdef';
+const ORGAN_ID = '12120000MB0000001Y';
+
+async function fullVisit(srv, patientId) {
+  const doctor = await srv.client('d1', 'doctor');
+  await doctor.request('doctor.status', { status: 'available' });
+  const patient = await srv.client(patientId, 'patient');
+  const ci = await patient.request('checkin', { dept: 'cardio', kind: 'follow_up' });
+  await doctor.waitFor('visit.offer', (m) => m.visit_id === ci.visit_id);
+  await doctor.request('visit.accept', { visit_id: ci.visit_id });
+  await patient.waitFor('visit.state', (m) => m.state === 'active');
+  await doctor.request('visit.note', { visit_id: ci.visit_id, text: 'n', diagnosis_code: 'I10', sign: true });
+  await doctor.request('visit.end', { visit_id: ci.visit_id, reason: 'completed' });
+  await patient.waitFor('visit.state', (m) => m.state === 'ended');
+  await patient.request('visit.rate', { visit_id: ci.visit_id, score: 5 });
+  await patient.close();
+  await doctor.close();
+  return ci.visit_id;
+}
+
+test('webhook and tianjin side by side: the admin run uploads the day, status and metrics show it',
+  { timeout: 90000 }, async () => {
+    const reg = await startRegulator({});
+    const platform = await startPlatform({ appKey: APP_KEY, appSecret: APP_SECRET, organId: ORGAN_ID });
+    const srv = await startServer({ args: ['--feed-url', reg.url, '--feed-profiles', 'webhook,tianjin',
+      '--tianjin-url', platform.url, '--tianjin-app-key', APP_KEY, '--tianjin-app-secret', APP_SECRET,
+      '--tianjin-organ-id', ORGAN_ID, '--tianjin-upload-at', '23:59:59',
+      '--feed-backoff-base-ms', '50', '--feed-backoff-max-ms', '500'] });
+    try {
+      const admin = await setupHospital(srv);
+      for (const [kind, id, body] of [['doctor', 'd1', { code: '120101198001010011' }],
+        ['dept', 'cardio', { code: '03.01' }], ['patient', 'p1', { code: '120101199001010022', cert_type: '1' }]]) {
+        const r = await srv.api('PUT', `/api/v1/regulator-ids/${kind}/${id}`, body, admin);
+        assert.equal(r.status, 200, r.text);
+      }
+      const bad = await srv.api('PUT', '/api/v1/regulator-ids/nurse/x', { code: '1' }, admin);
+      assert.equal(bad.status, 400);
+      const visit = await fullVisit(srv, 'p1');
+      await reg.waitFor(() => reg.stats().unique >= 5, 15000, 'the webhook events');
+
+      const today = new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 10);
+      const run = await srv.api('POST', '/api/v1/feed/profiles/tianjin/run', { day: today }, admin);
+      assert.equal(run.status, 200, run.text);
+      assert.equal(run.json.staged, 2);
+      await platform.waitFor(() => platform.state.ratings.has(visit), 15000, 'record and rating');
+      assert.equal(platform.state.visits.get(visit), 1);
+      assert.deepEqual(platform.state.authFailures, []);
+
+      let st;
+      for (let i = 0; i < 50; i++) {
+        st = await srv.api('GET', '/api/v1/feed/profiles/tianjin', undefined, admin);
+        if (st.json?.delivered === 2) break;
+        await sleep(100);
+      }
+      assert.equal(st.json.delivered, 2);
+      assert.deepEqual(st.json.dead_letters, []);
+      const list = await srv.api('GET', '/api/v1/feed/profiles', undefined, admin);
+      assert.deepEqual(list.json.profiles, ['tianjin']);
+      const metrics = await srv.api('GET', '/metrics');
+      assert.match(metrics.text, /telemed_upload_delivered_total\{profile="tianjin"\} 2/);
+      const badDay = await srv.api('POST', '/api/v1/feed/profiles/tianjin/run', { day: '2025-13-01' }, admin);
+      assert.equal(badDay.status, 400);
+      const none = await srv.api('GET', '/api/v1/feed/profiles/nowhere', undefined, admin);
+      assert.equal(none.status, 404);
+    } finally {
+      await srv.stop();
+      await platform.close();
+      await reg.close();
+    }
+  });
