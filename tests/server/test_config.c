@@ -511,6 +511,8 @@ static void test_sample_round_trip(void)
             char *key = g_strndup(l + 1, strlen(l) - 3);
             const char *v = strcmp(key, "recording_key") == 0
                                 ? "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+                            : strcmp(key, "tianjin_app_secret") == 0
+                                ? "00112233445566778899aabbccddeeff"
                                 : "/x";
             if (strcmp(key, "recording_key_file") != 0) {
                 g_string_append_printf(edited, "%s = %s\n", key, v);
