@@ -225,6 +225,44 @@ static json_t *field_value(const field_map *m, const tm_config *cfg, json_t *src
     return NULL;
 }
 
+const char *tm__tianjin_mapping_row(size_t i, char *buf, size_t len)
+{
+    if (i >= TM_ARRAY_LEN(mapping))
+        return NULL;
+    const field_map *m = &mapping[i];
+    static const char *const when[] = {"always", "answered", "unanswered", "if set"};
+    char from[64];
+    switch (m->from_kind) {
+    case FROM_FACT:
+        snprintf(from, sizeof(from), "fact %s", m->from);
+        break;
+    case FROM_TIME:
+        snprintf(from, sizeof(from), "time %s", m->from);
+        break;
+    case FROM_CONST:
+        snprintf(from, sizeof(from), "\"%s\"", m->from);
+        break;
+    case FROM_CONFIG:
+        snprintf(from, sizeof(from), "setting tianjin_%s", m->from);
+        break;
+    case FROM_ANSWERED:
+        snprintf(from, sizeof(from), "answered");
+        break;
+    case FROM_SCORE:
+        snprintf(from, sizeof(from), "score %s", m->from);
+        break;
+    case FROM_NOW:
+        snprintf(from, sizeof(from), "now");
+        break;
+    }
+    snprintf(buf, len, "%s | %s | %s | %s%s", m->kind, m->field, from, when[m->when],
+             m->check == is_icd10         ? ", ICD-10"
+             : m->check == is_digits      ? ", digits"
+             : m->from_kind == FROM_SCORE ? ", 1-5"
+                                          : "");
+    return buf;
+}
+
 static bool value_ok(const field_map *m, json_t *v)
 {
     if (m->from_kind == FROM_SCORE)

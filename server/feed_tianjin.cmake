@@ -8,6 +8,7 @@ target_sources(telemed PRIVATE
 )
 
 tm_unit_test(test_feed_tianjin tests/server/test_feed_tianjin.c)
+target_compile_definitions(test_feed_tianjin PRIVATE TM_SRC_DIR="${CMAKE_SOURCE_DIR}")
 
 # The store and the tianjin profile on a main loop, driven by tests/feed/tianjin.test.mjs.
 add_executable(tianjin_harness tests/feed/tianjin_harness.c)

@@ -73,6 +73,9 @@ int tm__tianjin_sign(const char *service_id, const char *method, const char *app
  * *why (new string, g_free) naming the platform field. */
 int tm__tianjin_map(const tm_config *cfg, const char *kind, const char *source, int64_t now_ms,
                     json_t **out, char **why);
+/* Row i of the mapping table as "kind | field | from | when[, check]", the
+ * form of the table in docs/regulator-feed.md, into buf; NULL past the end. */
+const char *tm__tianjin_mapping_row(size_t i, char *buf, size_t len);
 /* "YYYY-MM-DD HH:MM:SS" of epoch_ms at utc_offset_min (the platform's format). */
 void tm__tianjin_time(int64_t epoch_ms, int utc_offset_min, char out[20]);
 

@@ -305,10 +305,86 @@ static void test_staging(void)
     CHECK_EQ_INT(staged, 1);
 
     tm_store_free(s);
-    g_unlink(path);
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < TM_ARRAY_LEN(suffixes); i++) {
+        char *f = g_strconcat(path, suffixes[i], NULL);
+        g_unlink(f);
+        g_free(f);
+    }
+    g_rmdir(dir);
     g_free(path);
     g_free(dir);
 }
+
+#ifdef TM_SRC_DIR
+static char *read_doc(const char *name)
+{
+    char *path = g_build_filename(TM_SRC_DIR, "docs", name, NULL);
+    char *text = NULL;
+    CHECK(g_file_get_contents(path, &text, NULL, NULL));
+    g_free(path);
+    return text;
+}
+
+/* docs/regulator-feed.md's mapping table is the code's, row for row. */
+static void test_doc_mapping(void)
+{
+    char *doc = read_doc("regulator-feed.md");
+    char **lines = g_strsplit(doc, "\n", -1);
+    size_t row = 0;
+    char buf[256];
+    for (size_t i = 0; lines[i]; i++) {
+        if (!g_str_has_prefix(lines[i], "| visit | ") && !g_str_has_prefix(lines[i], "| rating | "))
+            continue;
+        GString *plain = g_string_new(NULL);
+        for (const char *c = lines[i] + 2; *c; c++)
+            if (*c != '`')
+                g_string_append_c(plain, *c);
+        g_string_truncate(plain, plain->len - 2); /* " |" */
+        const char *code = tm__tianjin_mapping_row(row++, buf, sizeof(buf));
+        if (!code || strcmp(code, plain->str) != 0)
+            fprintf(stderr, "doc row \"%s\" != code row \"%s\"\n", plain->str,
+                    code ? code : "(none)");
+        CHECK(code && strcmp(code, plain->str) == 0);
+        g_string_free(plain, TRUE);
+    }
+    CHECK(tm__tianjin_mapping_row(row, buf, sizeof(buf)) == NULL);
+    CHECK(row > 20);
+    g_strfreev(lines);
+    g_free(doc);
+}
+
+/* The feed document names exactly protocol.md's end reasons. */
+static void test_doc_end_reasons(void)
+{
+    char *proto = read_doc("protocol.md");
+    char *feed = read_doc("regulator-feed.md");
+    const char *table = strstr(proto, "End reasons (`end_reason`");
+    CHECK(table != NULL);
+    const char *row_start = strstr(feed, "| `end_reason` |");
+    CHECK(row_start != NULL);
+    char *row = g_strndup(row_start, (size_t)(strchr(row_start, '\n') - row_start));
+    char **lines = g_strsplit(table, "\n", 40);
+    int reasons = 0;
+    for (size_t i = 0; lines[i] && !(reasons && lines[i][0] == '\0'); i++) {
+        if (!g_str_has_prefix(lines[i], "| `"))
+            continue;
+        char *name = g_strndup(lines[i] + 2, (size_t)(strchr(lines[i] + 3, '`') - lines[i] - 1));
+        if (!strstr(row, name))
+            fprintf(stderr, "regulator-feed.md's end_reason row lacks %s\n", name);
+        CHECK(strstr(row, name) != NULL);
+        g_free(name);
+        reasons++;
+    }
+    CHECK(reasons >= 8);
+    CHECK(strstr(feed, "referred_offline") == NULL);
+    CHECK(strstr(row, "`timeout`") == NULL);
+    g_strfreev(lines);
+    g_free(row);
+    g_free(proto);
+    g_free(feed);
+}
+#endif
 
 int main(void)
 {
@@ -316,6 +392,10 @@ int main(void)
     test_sm4_rejects();
     test_time_and_mapping();
     test_staging();
+#ifdef TM_SRC_DIR
+    test_doc_mapping();
+    test_doc_end_reasons();
+#endif
     printf("test_feed_tianjin: %d checks passed\n", tm_test_checks);
     return 0;
 }
