@@ -219,8 +219,9 @@ static char *check_profiles(const char *value)
     char **names = g_strsplit(value, ",", -1);
     char *why = NULL;
     for (char **n = names; *n && !why; n++) {
-        if (strcmp(*n, "webhook") != 0 && strcmp(*n, "tianjin") != 0)
-            why = g_strdup_printf("'%s' is not one of webhook, tianjin", *n);
+        const char *name = g_strstrip(*n);
+        if (strcmp(name, "webhook") != 0 && strcmp(name, "tianjin") != 0)
+            why = g_strdup_printf("'%s' is not one of webhook, tianjin", name);
     }
     g_strfreev(names);
     return why;

@@ -699,13 +699,14 @@ static void http_done(tm_tianjin *t, CURLcode res)
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
     char msg[200];
     answer a = classify(status, res, t->response->str, msg, sizeof(msg));
-    if (a == ANSWER_OK) {
+    if (a != ANSWER_RETRY) { /* the platform is up and answering */
         t->fail_streak = 0;
         t->hold_until = 0;
-        t->last_success_at = tm_now_ms();
-    } else {
-        note_error(t, (int)status, "%s", msg);
     }
+    if (a == ANSWER_OK)
+        t->last_success_at = tm_now_ms();
+    else
+        note_error(t, (int)status, "%s", msg);
     if (t->sending == SEND_RECORDS)
         records_done(t, a, (int)status, msg);
     else

@@ -386,6 +386,37 @@ static void test_actions(void)
     g_free(bad);
 }
 
+static void test_feed_profiles(void)
+{
+    reset_env();
+    tm_config c;
+    char *err;
+    CHECK_EQ_INT(load(&c, &err, END), 0);
+    CHECK_STR(c.feed_profiles, "webhook");
+    CHECK_STR(c.tianjin_upload_at, "02:00");
+    CHECK_EQ_INT(c.tianjin_utc_offset_min, 480);
+    tm_config_clear(&c);
+    int rc = load(&c, &err, "--feed-profiles", "webhook,shanghai", END);
+    expect_error(&c, err, rc, "feed_profiles", "'shanghai' is not one of webhook, tianjin");
+    rc =
+        load(&c, &err, "--feed-profiles", "tianjin", "--tianjin-url", "https://p/openapi/api", END);
+    expect_error(&c, err, rc, "tianjin_app_key", "required by feed_profiles=tianjin");
+    const char *secret = "0123456789abcdef0123456789abcdeg";
+    rc = load(&c, &err, "--tianjin-app-secret", secret, END);
+    CHECK(!strstr(err, secret));
+    expect_error(&c, err, rc, "tianjin_app_secret", "32 hex");
+    rc = load(&c, &err, "--tianjin-upload-at", "25:00", END);
+    expect_error(&c, err, rc, "tianjin_upload_at", "HH:MM");
+    rc = load(&c, &err, "--tianjin-padding", "zero", END);
+    expect_error(&c, err, rc, "tianjin_padding", "iso7816, pkcs7");
+    CHECK_EQ_INT(load(&c, &err, "--feed-profiles", "webhook, tianjin", "--tianjin-url",
+                      "https://p/a", "--tianjin-app-key", "k", "--tianjin-app-secret",
+                      "0123456789abcdef0123456789abcdef", "--tianjin-organ-id", "o",
+                      "--tianjin-upload-at", "01:30:15", END),
+                 0);
+    tm_config_clear(&c);
+}
+
 static void test_cross_field(void)
 {
     reset_env();
@@ -588,6 +619,7 @@ int main(void)
     RUN(test_subcommand_index);
     RUN(test_actions);
     RUN(test_cross_field);
+    RUN(test_feed_profiles);
     RUN(test_resolve_paths);
     RUN(test_sample_round_trip);
     RUN(test_help_text);
