@@ -1,8 +1,8 @@
 /*
  * feed_tianjin.c - the `tianjin` delivery profile (include/telemed/feed_tianjin.h).
  *
- * Owns: the copy of its settings, the libcurl multi handle with its one
- * request in flight and the GLib sources that drive it, and the stack of
+ * Owns: the copy of its settings, its libcurl loop (curl_glib.h) with the
+ * one request in flight, and the stack of
  * halves of a rejected batch still to try. Everything durable is in the
  * store (store_upload.h): which days were staged and checked in, and each
  * record's state.
@@ -12,17 +12,18 @@
  * records (only those whose visit the platform accepted), the check-in of
  * a staged day. One request is in flight at a time; its outcome is written
  * before the next pass. The platform answers HTTP 200 with {code, body:
- * {msgCode, msg}}; see classify() for what each answer means here.
+ * {msgCode, msg}}; see classify() for what each answer means here. The
+ * record's fields come from the one mapping table in feed_tianjin_map.c.
  */
 #include "telemed/feed_tianjin.h"
 #include "telemed/common.h"
+#include "telemed/curl_glib.h"
 #include "telemed/feed.h"
 #include "telemed/log.h"
 #include "telemed/sm_crypto.h"
 #include "telemed/store_upload.h"
 
 #include <curl/curl.h>
-#include <glib-unix.h>
 #include <openssl/crypto.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -52,12 +53,11 @@ struct tm_tianjin {
     int upload_s; /* seconds after local midnight */
     int timeout_ms, backoff_base_ms, backoff_max_ms;
 
-    CURLM *multi;
-    CURL *easy;
+    tm_curl_loop *curl;
+    CURL *easy; /* the request in flight, or NULL */
     struct curl_slist *headers;
     char *body;
     GString *response;
-    GSource *curl_timer;
     GSource *wake;
     int64_t wake_at;
 
@@ -74,245 +74,6 @@ struct tm_tianjin {
 };
 
 static void schedule(tm_tianjin *t, int64_t delay_ms);
-
-/* ---- the mapping table -------------------------------------------------- */
-
-typedef enum {
-    FROM_FACT,     /* the source fact named by `from`, as a string */
-    FROM_TIME,     /* the source fact `from` (epoch ms) as platform time */
-    FROM_CONST,    /* `from` itself */
-    FROM_CONFIG,   /* a tianjin_* setting, see config_value() */
-    FROM_ANSWERED, /* "1" when the doctor accepted, else "0" */
-    FROM_SCORE,    /* the fact `from` as an integer 1..5 */
-    FROM_NOW,      /* the time of sending */
-} map_from;
-
-typedef enum {
-    WHEN_ALWAYS,     /* required */
-    WHEN_ANSWERED,   /* required when the doctor accepted, else left out */
-    WHEN_UNANSWERED, /* required when nobody accepted, else left out */
-    WHEN_IF_SET,     /* sent when there is a value */
-} map_when;
-
-typedef bool (*field_check)(const char *value);
-
-typedef struct field_map {
-    const char *kind;  /* "visit" (uploadReferralIndicators) or "rating" */
-    const char *field; /* the platform's field name */
-    map_from from_kind;
-    const char *from;
-    map_when when;
-    field_check check; /* NULL: any non-empty value */
-} field_map;
-
-static bool is_icd10(const char *v);
-static bool is_digits(const char *v);
-
-/* THE mapping of telemed's facts to the platform's records; the same table
- * is in docs/regulator-feed.md ("tianjin: field mapping"). Keep them equal. */
-static const field_map mapping[] = {
-    {"visit", "organID", FROM_CONFIG, "organ_id", WHEN_ALWAYS, NULL},
-    {"visit", "organName", FROM_CONFIG, "organ_name", WHEN_IF_SET, NULL},
-    {"visit", "unitID", FROM_CONFIG, "unit_id", WHEN_IF_SET, NULL},
-    {"visit", "bussID", FROM_FACT, "visit_id", WHEN_ALWAYS, NULL},
-    {"visit", "returnVisitType", FROM_CONST, "3", WHEN_ALWAYS, NULL},
-    {"visit", "deptID", FROM_FACT, "dept_code", WHEN_ALWAYS, NULL},
-    {"visit", "doctorId", FROM_FACT, "doctor_id", WHEN_ANSWERED, NULL},
-    {"visit", "doctorCertID", FROM_FACT, "doctor_cert_id", WHEN_ANSWERED, NULL},
-    {"visit", "patientCertType", FROM_FACT, "patient_cert_type", WHEN_ALWAYS, is_digits},
-    {"visit", "patientCertID", FROM_FACT, "patient_cert_id", WHEN_ALWAYS, NULL},
-    {"visit", "mainDiagnoseCode", FROM_FACT, "diagnosis_code", WHEN_ANSWERED, is_icd10},
-    {"visit", "applyDate", FROM_TIME, "checked_in_at", WHEN_ALWAYS, NULL},
-    {"visit", "startDate", FROM_TIME, "accepted_at", WHEN_ANSWERED, NULL},
-    {"visit", "endDate", FROM_TIME, "ended_at", WHEN_ALWAYS, NULL},
-    {"visit", "answerFlag", FROM_ANSWERED, NULL, WHEN_ALWAYS, NULL},
-    {"visit", "refuseTime", FROM_TIME, "ended_at", WHEN_UNANSWERED, NULL},
-    {"visit", "refuseReason", FROM_FACT, "end_reason", WHEN_UNANSWERED, NULL},
-    {"visit", "updateTime", FROM_NOW, NULL, WHEN_ALWAYS, NULL},
-    {"rating", "organID", FROM_CONFIG, "organ_id", WHEN_ALWAYS, NULL},
-    {"rating", "organName", FROM_CONFIG, "organ_name", WHEN_IF_SET, NULL},
-    {"rating", "unitID", FROM_CONFIG, "unit_id", WHEN_IF_SET, NULL},
-    {"rating", "evaluateID", FROM_FACT, "visit_id", WHEN_ALWAYS, NULL},
-    {"rating", "bussID", FROM_FACT, "visit_id", WHEN_ALWAYS, NULL},
-    {"rating", "businessType", FROM_CONFIG, "business_type", WHEN_ALWAYS, NULL},
-    {"rating", "deptID", FROM_FACT, "dept_code", WHEN_ALWAYS, NULL},
-    {"rating", "doctorId", FROM_FACT, "doctor_id", WHEN_ALWAYS, NULL},
-    {"rating", "doctorCertID", FROM_FACT, "doctor_cert_id", WHEN_ALWAYS, NULL},
-    {"rating", "satisfaction", FROM_SCORE, "score", WHEN_ALWAYS, NULL},
-    {"rating", "evaluationTime", FROM_TIME, "rated_at", WHEN_ALWAYS, NULL},
-    {"rating", "updateTime", FROM_NOW, NULL, WHEN_ALWAYS, NULL},
-};
-
-/* ICD-10: a letter, two digits, optionally "." and up to 4 more characters. */
-static bool is_icd10(const char *v)
-{
-    size_t n = strlen(v);
-    if (n < 3 || !g_ascii_isupper(v[0]) || !g_ascii_isdigit(v[1]) || !g_ascii_isdigit(v[2]))
-        return false;
-    if (n == 3)
-        return true;
-    if (v[3] != '.' || n > 8 || n == 4)
-        return false;
-    for (size_t i = 4; i < n; i++)
-        if (!g_ascii_isalnum(v[i]))
-            return false;
-    return true;
-}
-
-static bool is_digits(const char *v)
-{
-    for (const char *p = v; *p; p++)
-        if (!g_ascii_isdigit(*p))
-            return false;
-    return *v != '\0';
-}
-
-void tm__tianjin_time(int64_t epoch_ms, int utc_offset_min, char out[20])
-{
-    time_t s = (time_t)(epoch_ms / 1000) + (time_t)utc_offset_min * 60;
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    strftime(out, 20, "%Y-%m-%d %H:%M:%S", &tm);
-}
-
-static const char *config_value(const tm_config *cfg, const char *name)
-{
-    if (strcmp(name, "organ_id") == 0)
-        return cfg->tianjin_organ_id;
-    if (strcmp(name, "organ_name") == 0)
-        return cfg->tianjin_organ_name;
-    if (strcmp(name, "unit_id") == 0)
-        return cfg->tianjin_unit_id;
-    if (strcmp(name, "business_type") == 0)
-        return cfg->tianjin_business_type;
-    return NULL;
-}
-
-/* One field's value as the platform wants it, or NULL when there is none. */
-static json_t *field_value(const field_map *m, const tm_config *cfg, json_t *src, bool answered,
-                           int64_t now_ms)
-{
-    char when[20];
-    json_t *fact = m->from && m->from_kind != FROM_CONST && m->from_kind != FROM_CONFIG
-                       ? json_object_get(src, m->from)
-                       : NULL;
-    switch (m->from_kind) {
-    case FROM_FACT:
-        if (json_is_string(fact) && *json_string_value(fact))
-            return json_string(json_string_value(fact));
-        if (json_is_integer(fact))
-            return json_sprintf("%lld", (long long)json_integer_value(fact));
-        return NULL;
-    case FROM_TIME:
-        if (!json_is_integer(fact))
-            return NULL;
-        tm__tianjin_time(json_integer_value(fact), cfg->tianjin_utc_offset_min, when);
-        return json_string(when);
-    case FROM_CONST:
-        return json_string(m->from);
-    case FROM_CONFIG: {
-        const char *v = config_value(cfg, m->from);
-        return v && *v ? json_string(v) : NULL;
-    }
-    case FROM_ANSWERED:
-        return json_string(answered ? "1" : "0");
-    case FROM_SCORE:
-        return json_is_integer(fact) ? json_integer(json_integer_value(fact)) : NULL;
-    case FROM_NOW:
-        tm__tianjin_time(now_ms, cfg->tianjin_utc_offset_min, when);
-        return json_string(when);
-    }
-    return NULL;
-}
-
-const char *tm__tianjin_mapping_row(size_t i, char *buf, size_t len)
-{
-    if (i >= TM_ARRAY_LEN(mapping))
-        return NULL;
-    const field_map *m = &mapping[i];
-    static const char *const when[] = {"always", "answered", "unanswered", "if set"};
-    char from[64];
-    switch (m->from_kind) {
-    case FROM_FACT:
-        snprintf(from, sizeof(from), "fact %s", m->from);
-        break;
-    case FROM_TIME:
-        snprintf(from, sizeof(from), "time %s", m->from);
-        break;
-    case FROM_CONST:
-        snprintf(from, sizeof(from), "\"%s\"", m->from);
-        break;
-    case FROM_CONFIG:
-        snprintf(from, sizeof(from), "setting tianjin_%s", m->from);
-        break;
-    case FROM_ANSWERED:
-        snprintf(from, sizeof(from), "answered");
-        break;
-    case FROM_SCORE:
-        snprintf(from, sizeof(from), "score %s", m->from);
-        break;
-    case FROM_NOW:
-        snprintf(from, sizeof(from), "now");
-        break;
-    }
-    snprintf(buf, len, "%s | %s | %s | %s%s", m->kind, m->field, from, when[m->when],
-             m->check == is_icd10         ? ", ICD-10"
-             : m->check == is_digits      ? ", digits"
-             : m->from_kind == FROM_SCORE ? ", 1-5"
-                                          : "");
-    return buf;
-}
-
-static bool value_ok(const field_map *m, json_t *v)
-{
-    if (m->from_kind == FROM_SCORE)
-        return json_integer_value(v) >= 1 && json_integer_value(v) <= 5;
-    return !m->check || m->check(json_string_value(v));
-}
-
-int tm__tianjin_map(const tm_config *cfg, const char *kind, const char *source, int64_t now_ms,
-                    json_t **out, char **why)
-{
-    *out = NULL;
-    *why = NULL;
-    json_t *src = json_loads(source ? source : "", 0, NULL);
-    if (!json_is_object(src)) {
-        json_decref(src);
-        *why = g_strdup("facts snapshot is not a JSON object");
-        return TM_EINVAL;
-    }
-    bool answered = json_is_integer(json_object_get(src, "accepted_at"));
-    json_t *rec = json_object();
-    int rc = 0;
-    for (size_t i = 0; i < TM_ARRAY_LEN(mapping) && rc == 0; i++) {
-        const field_map *m = &mapping[i];
-        if (strcmp(m->kind, kind) != 0)
-            continue;
-        if ((m->when == WHEN_ANSWERED && !answered) || (m->when == WHEN_UNANSWERED && answered))
-            continue;
-        json_t *v = field_value(m, cfg, src, answered, now_ms);
-        if (!v && m->when == WHEN_IF_SET)
-            continue;
-        if (!v) {
-            *why = g_strdup_printf("missing field %s (from %s)", m->field,
-                                   m->from ? m->from : "the visit");
-            rc = TM_EINVAL;
-        } else if (!value_ok(m, v)) {
-            *why = g_strdup_printf("invalid field %s (from %s)", m->field, m->from);
-            json_decref(v);
-            rc = TM_EINVAL;
-        } else {
-            json_object_set_new(rec, m->field, v);
-        }
-    }
-    json_decref(src);
-    if (rc < 0) {
-        json_decref(rec);
-        return rc;
-    }
-    *out = rec;
-    return 0;
-}
 
 /* ---- signing ---------------------------------------------------------- */
 
@@ -592,79 +353,7 @@ static void checkin_done(tm_tianjin *t, answer a)
     }
 }
 
-/* ---- libcurl on GLib --------------------------------------------------- */
-
-static gboolean on_curl_socket(gint fd, GIOCondition cond, gpointer user);
-static void check_done(tm_tianjin *t);
-
-static int curl_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-    (void)easy;
-    tm_tianjin *t = userp;
-    GSource *src = socketp;
-    if (src) {
-        g_source_destroy(src);
-        g_source_unref(src);
-        curl_multi_assign(t->multi, s, NULL);
-    }
-    if (what == CURL_POLL_REMOVE)
-        return 0;
-    GIOCondition cond = G_IO_ERR | G_IO_HUP;
-    if (what & CURL_POLL_IN)
-        cond |= G_IO_IN;
-    if (what & CURL_POLL_OUT)
-        cond |= G_IO_OUT;
-    src = g_unix_fd_source_new(s, cond);
-    g_source_set_callback(src, G_SOURCE_FUNC(on_curl_socket), t, NULL);
-    g_source_attach(src, t->ctx);
-    curl_multi_assign(t->multi, s, src);
-    return 0;
-}
-
-static gboolean on_curl_socket(gint fd, GIOCondition cond, gpointer user)
-{
-    tm_tianjin *t = user;
-    int action = 0, running = 0;
-    if (cond & G_IO_IN)
-        action |= CURL_CSELECT_IN;
-    if (cond & G_IO_OUT)
-        action |= CURL_CSELECT_OUT;
-    if (cond & (G_IO_ERR | G_IO_HUP))
-        action |= CURL_CSELECT_ERR;
-    curl_multi_socket_action(t->multi, fd, action, &running);
-    check_done(t);
-    return G_SOURCE_CONTINUE;
-}
-
-static gboolean on_curl_timeout(gpointer user)
-{
-    tm_tianjin *t = user;
-    GSource *self = t->curl_timer;
-    t->curl_timer = NULL;
-    int running = 0;
-    curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(t);
-    if (self)
-        g_source_unref(self);
-    return G_SOURCE_REMOVE;
-}
-
-static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-    (void)multi;
-    tm_tianjin *t = userp;
-    if (t->curl_timer) {
-        g_source_destroy(t->curl_timer);
-        g_source_unref(t->curl_timer);
-        t->curl_timer = NULL;
-    }
-    if (timeout_ms < 0)
-        return 0;
-    t->curl_timer = g_timeout_source_new((guint)timeout_ms);
-    g_source_set_callback(t->curl_timer, on_curl_timeout, t, NULL);
-    g_source_attach(t->curl_timer, t->ctx);
-    return 0;
-}
+/* ---- the request ------------------------------------------------------ */
 
 static size_t on_response_body(char *ptr, size_t size, size_t nmemb, void *user)
 {
@@ -680,7 +369,7 @@ static size_t on_response_body(char *ptr, size_t size, size_t nmemb, void *user)
 static void transfer_release(tm_tianjin *t)
 {
     if (t->easy) {
-        curl_multi_remove_handle(t->multi, t->easy);
+        tm_curl_loop_remove(t->curl, t->easy);
         curl_easy_cleanup(t->easy);
         t->easy = NULL;
     }
@@ -693,8 +382,11 @@ static void transfer_release(tm_tianjin *t)
     t->sending = SEND_NONE;
 }
 
-static void http_done(tm_tianjin *t, CURLcode res)
+static void http_done(CURL *easy, CURLcode res, void *user)
 {
+    tm_tianjin *t = user;
+    if (easy != t->easy)
+        return;
     long status = 0;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
     char msg[200];
@@ -713,18 +405,6 @@ static void http_done(tm_tianjin *t, CURLcode res)
         checkin_done(t, a);
     transfer_release(t);
     schedule(t, 0);
-}
-
-static void check_done(tm_tianjin *t)
-{
-    CURLMsg *m;
-    int left;
-    while ((m = curl_multi_info_read(t->multi, &left))) {
-        if (m->msg == CURLMSG_DONE && m->easy_handle == t->easy) {
-            http_done(t, m->data.result);
-            return;
-        }
-    }
 }
 
 static void add_header(tm_tianjin *t, const char *name, const char *value)
@@ -785,7 +465,7 @@ static int http_send(tm_tianjin *t, const char *method, const char *plain)
     if (t->cfg.tianjin_ca)
         curl_easy_setopt(e, CURLOPT_CAINFO, t->cfg.tianjin_ca);
     t->easy = e;
-    if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
+    if (tm_curl_loop_add(t->curl, e) < 0) {
         t->easy = NULL;
         curl_easy_cleanup(e);
         return TM_EIO;
@@ -997,11 +677,6 @@ static const char *missing_setting(const tm_config *c)
 
 tm_tianjin *tm_tianjin_new(tm_store *store, const tm_config *cfg, GMainContext *ctx, char **err)
 {
-    static gsize curl_ready = 0;
-    if (g_once_init_enter(&curl_ready)) {
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-        g_once_init_leave(&curl_ready, 1);
-    }
     const char *missing = missing_setting(cfg);
     if (missing) {
         *err = g_strdup_printf("%s: required by the tianjin profile", missing);
@@ -1040,15 +715,11 @@ tm_tianjin *tm_tianjin_new(tm_store *store, const tm_config *cfg, GMainContext *
         *err = g_strdup("tianjin_url: must start with https:// (or http:// for a local gateway)");
         goto fail;
     }
-    t->multi = curl_multi_init();
-    if (!t->multi) {
+    t->curl = tm_curl_loop_new(t->ctx, http_done, t);
+    if (!t->curl) {
         *err = g_strdup("tianjin: cannot start libcurl");
         goto fail;
     }
-    curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
-    curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
-    curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
-    curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
     if (g_ascii_strncasecmp(t->cfg.tianjin_url, "http://", 7) == 0)
         tm_warn("tianjin.plaintext", "reason=http_url");
     tm_info("tianjin.start", "upload_at=%s utc_offset_min=%d", t->cfg.tianjin_upload_at,
@@ -1069,12 +740,7 @@ void tm_tianjin_free(tm_tianjin *t)
         g_source_unref(t->wake);
     }
     transfer_release(t);
-    if (t->multi)
-        curl_multi_cleanup(t->multi);
-    if (t->curl_timer) {
-        g_source_destroy(t->curl_timer);
-        g_source_unref(t->curl_timer);
-    }
+    tm_curl_loop_free(t->curl);
     halves_clear(t);
     g_ptr_array_free(t->halves, TRUE);
     g_string_free(t->response, TRUE);

@@ -4,7 +4,9 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/sm_crypto.c
   ${CMAKE_CURRENT_LIST_DIR}/store_upload.c
   ${CMAKE_CURRENT_LIST_DIR}/feed_tianjin.c
+  ${CMAKE_CURRENT_LIST_DIR}/feed_tianjin_map.c
   ${CMAKE_CURRENT_LIST_DIR}/feed_profile.c
+  ${CMAKE_CURRENT_LIST_DIR}/curl_glib.c
 )
 
 tm_unit_test(test_feed_tianjin tests/server/test_feed_tianjin.c)
