@@ -221,8 +221,8 @@ int tm__tianjin_map(const tm_config *cfg, const char *kind, const char *source, 
     }
     bool answered = json_is_integer(json_object_get(src, "accepted_at"));
     json_t *rec = json_object();
-    int rc = 0;
-    for (size_t i = 0; i < TM_ARRAY_LEN(mapping) && rc == 0; i++) {
+    GString *bad = g_string_new(NULL); /* every failing field, so one fix covers them all */
+    for (size_t i = 0; i < TM_ARRAY_LEN(mapping); i++) {
         const field_map *m = &mapping[i];
         if (strcmp(m->kind, kind) != 0)
             continue;
@@ -231,24 +231,22 @@ int tm__tianjin_map(const tm_config *cfg, const char *kind, const char *source, 
         json_t *v = field_value(m, cfg, src, answered, now_ms);
         if (!v && m->when == WHEN_IF_SET)
             continue;
-        if (!v) {
-            *why = g_strdup_printf("missing field %s (from %s)", m->field,
-                                   m->from ? m->from : "the visit");
-            rc = TM_EINVAL;
-        } else if (!value_ok(m, v)) {
-            *why = g_strdup_printf("invalid field %s (from %s)", m->field, m->from);
-            json_decref(v);
-            rc = TM_EINVAL;
-        } else {
+        if (v && value_ok(m, v)) {
             json_object_set_new(rec, m->field, v);
+            continue;
         }
+        g_string_append_printf(bad, "%s%s field %s (from %s)", bad->len ? ", " : "",
+                               v ? "invalid" : "missing", m->field,
+                               m->from ? m->from : "the visit");
+        json_decref(v);
     }
     json_decref(src);
-    if (rc < 0) {
+    if (bad->len) {
         json_decref(rec);
-        return rc;
+        *why = g_string_free(bad, FALSE);
+        return TM_EINVAL;
     }
+    g_string_free(bad, TRUE);
     *out = rec;
     return 0;
 }
-

@@ -69,8 +69,8 @@ int tm__tianjin_sign(const char *service_id, const char *method, const char *app
                      GString *sign_str, char sig[65]);
 /* Maps one record's facts (source: JSON text from the store) to the
  * platform's object by the profile's one mapping table. kind "visit" or
- * "rating". On a missing or invalid required field returns TM_EINVAL with
- * *why (new string, g_free) naming the platform field. */
+ * "rating". On missing or invalid required fields returns TM_EINVAL with
+ * *why (new string, g_free) naming every such platform field. */
 int tm__tianjin_map(const tm_config *cfg, const char *kind, const char *source, int64_t now_ms,
                     json_t **out, char **why);
 /* Row i of the mapping table as "kind | field | from | when[, check]", the

@@ -142,3 +142,22 @@ test('kill -9 during a batch: nothing lost, no record under a new business id', 
     assert.equal(h2.status.pending, 0);
   });
 });
+
+test('after a stop over several upload times the missed days are staged and checked in, once each',
+  { timeout: 60000 }, async () => {
+    await withPlatform(async (root, platform) => {
+      // A day staged long ago, then nothing: the next start catches up the
+      // last tianjin_catchup_days days, not every day since.
+      const old = new Date(Date.now() + 8 * 3600e3 - 20 * 86400e3).toISOString().slice(0, 10);
+      const h = await runHarness(args(root, platform, ['--tianjin-upload-at', '00:00:00', '--tianjin-catchup-days', '3']),
+        ['visits', '2', 'run', old, 'drain', 'status'], harnessBin());
+      assert.equal(h.status.days, 1 + 3, 'the old day and the three latest');
+      assert.equal(h.status.checkins, 4);
+      assert.equal(platform.state.checkins.length, 4);
+      sameIds(platform.state.visits, h.visits, 'yesterday\'s visits');
+      const again = await runHarness(args(root, platform, ['--tianjin-upload-at', '00:00:00', '--tianjin-catchup-days', '3']),
+        ['drain', 'status'], harnessBin());
+      assert.equal(again.status.days, 4, 'nothing staged twice');
+      assert.equal(platform.state.checkins.length, 4, 'no second check-in');
+    });
+  });

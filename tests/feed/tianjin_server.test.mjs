@@ -1,7 +1,9 @@
 // tianjin_server.test.mjs - the tianjin profile in the real telemed-server,
 // beside the webhook: a full visit over telemed.v1, the regulator ids put
 // through REST, the nightly run started by the admin call, the record and
-// its rating accepted by the stand-in platform, status and /metrics.
+// its rating accepted by the stand-in platform; a record without the
+// patient's certificate dead-lettered, then delivered after the id is put
+// and the record replayed; status and /metrics.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -49,28 +51,51 @@ test('webhook and tianjin side by side: the admin run uploads the day, status an
       const bad = await srv.api('PUT', '/api/v1/regulator-ids/nurse/x', { code: '1' }, admin);
       assert.equal(bad.status, 400);
       const visit = await fullVisit(srv, 'p1');
-      await reg.waitFor(() => reg.stats().unique >= 5, 15000, 'the webhook events');
+      const unknown = await fullVisit(srv, 'p2'); // no certificate given for p2 yet
+      await reg.waitFor(() => reg.stats().unique >= 10, 15000, 'the webhook events');
 
       const today = new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 10);
       const run = await srv.api('POST', '/api/v1/feed/profiles/tianjin/run', { day: today }, admin);
       assert.equal(run.status, 200, run.text);
-      assert.equal(run.json.staged, 2);
+      assert.equal(run.json.staged, 4);
       await platform.waitFor(() => platform.state.ratings.has(visit), 15000, 'record and rating');
       assert.equal(platform.state.visits.get(visit), 1);
       assert.deepEqual(platform.state.authFailures, []);
 
-      let st;
-      for (let i = 0; i < 50; i++) {
-        st = await srv.api('GET', '/api/v1/feed/profiles/tianjin', undefined, admin);
-        if (st.json?.delivered === 2) break;
-        await sleep(100);
-      }
-      assert.equal(st.json.delivered, 2);
-      assert.deepEqual(st.json.dead_letters, []);
+      const status = async (want) => {
+        let st;
+        for (let i = 0; i < 100; i++) {
+          st = await srv.api('GET', '/api/v1/feed/profiles/tianjin', undefined, admin);
+          if (want(st.json)) break;
+          await sleep(100);
+        }
+        return st.json;
+      };
+      // p2's record never left: the dead letter names the field; its rating waits.
+      let st = await status((j) => j.delivered === 2 && j.dead === 1);
+      assert.equal(st.dead_letters.length, 1);
+      assert.equal(st.dead_letters[0].buss_id, unknown);
+      assert.equal(st.dead_letters[0].last_error, 'missing field patientCertType (from patient_cert_type), '
+        + 'missing field patientCertID (from patient_cert_id)');
+      assert.equal(st.held, 1);
+      assert.ok(!platform.state.visits.has(unknown));
+      // The hospital gives the certificate, an admin replays: delivered under the same business id.
+      const put = await srv.api('PUT', '/api/v1/regulator-ids/patient/p2', { code: '120101199001010033', cert_type: '1' }, admin);
+      assert.equal(put.status, 200);
+      const deadId = st.dead_letters[0].id;
+      const replay = await srv.api('POST', `/api/v1/feed/profiles/tianjin/dead-letters/${deadId}/replay`, {}, admin);
+      assert.equal(replay.status, 200, replay.text);
+      await platform.waitFor(() => platform.state.ratings.has(unknown), 15000, 'the replayed record and its rating');
+      assert.equal(platform.state.visits.get(unknown), 1);
+      st = await status((j) => j.delivered === 4);
+      assert.equal(st.delivered, 4);
+      assert.deepEqual(st.dead_letters, []);
+      const again = await srv.api('POST', `/api/v1/feed/profiles/tianjin/dead-letters/${deadId}/replay`, {}, admin);
+      assert.equal(again.status, 409, 'delivered now, not a dead letter');
       const list = await srv.api('GET', '/api/v1/feed/profiles', undefined, admin);
       assert.deepEqual(list.json.profiles, ['tianjin']);
       const metrics = await srv.api('GET', '/metrics');
-      assert.match(metrics.text, /telemed_upload_delivered_total\{profile="tianjin"\} 2/);
+      assert.match(metrics.text, /telemed_upload_delivered_total\{profile="tianjin"\} 4/);
       const badDay = await srv.api('POST', '/api/v1/feed/profiles/tianjin/run', { day: '2025-13-01' }, admin);
       assert.equal(badDay.status, 400);
       const none = await srv.api('GET', '/api/v1/feed/profiles/nowhere', undefined, admin);

@@ -179,6 +179,15 @@ static void test_time_and_mapping(void)
         TM_EINVAL);
     CHECK(strstr(why, "invalid field satisfaction") != NULL);
     g_free(why);
+    /* Every failing field is named, so one fix covers them all. */
+    CHECK_EQ_INT(tm__tianjin_map(&c, "visit",
+                                 "{\"visit_id\":\"v-3\",\"checked_in_at\":1,\"ended_at\":2,"
+                                 "\"end_reason\":\"no_show\",\"dept_code\":\"A\"}",
+                                 T0, &rec, &why),
+                 TM_EINVAL);
+    CHECK_STR(why, "missing field patientCertType (from patient_cert_type), missing field "
+                   "patientCertID (from patient_cert_id)");
+    g_free(why);
     CHECK_EQ_INT(tm__tianjin_map(&c, "visit", "not json", T0, &rec, &why), TM_EINVAL);
     g_free(why);
 }
