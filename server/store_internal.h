@@ -82,4 +82,8 @@ json_t *tm__store_row_json(sqlite3_stmt *st);
  * NULL when st is NULL or a step fails (errmsg set). */
 json_t *tm__store_rows_json(tm_store *s, sqlite3_stmt *st);
 
+/* Registers tm_chain_start() and tm_chain_link(), which the outbox trigger
+ * calls, on db. 0 or TM_EIO. Lives in server/store_chain.c. */
+int tm__store_chain_register(sqlite3 *db);
+
 #endif

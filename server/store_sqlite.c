@@ -354,6 +354,10 @@ tm_store *tm_store_open(const char *path, const char *hospital_id, char **err)
      * refused with TM_EIO and "database is locked". */
     sqlite3_busy_timeout(s->db, 5000);
     sqlite3_extended_result_codes(s->db, 1);
+    if (tm__store_chain_register(s->db) < 0) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "cannot register the chain functions");
+        goto fail;
+    }
     /* WAL: readers (reports, exports) never block the control loop's writes;
      * synchronous=NORMAL in WAL is durable across process crashes (kill -9),
      * and FULL makes it durable across power loss too: a visit step that the

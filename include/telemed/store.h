@@ -434,4 +434,13 @@ int tm_outbox_stats_get(tm_store *s, tm_outbox_stats *out);
  * none). Costs O(pending), cheap enough for every /metrics scrape. */
 int tm_outbox_queue(tm_store *s, int64_t *pending, int64_t *oldest_pending_at);
 
+/* ---- the visit hash chain ------------------------------------------ */
+
+/* Walks the visit's outbox events in seq order and checks each stored chain
+ * hash (visit_chain.h): {visit_id, events, chained, unchained_before_start
+ * (rows older than the chain), head (the last stored hash, or null), ok,
+ * problems: [{seq, event_id, type, problem}]}. New reference, or NULL when
+ * the store cannot be read. */
+json_t *tm_store_visit_chain(tm_store *s, const char *visit_id);
+
 #endif
