@@ -4,7 +4,7 @@
  * Owns: the copy of its settings, its libcurl loop (curl_glib.h) with the
  * one request in flight, and the stack of
  * halves of a rejected batch still to try. Everything durable is in the
- * store (store_upload.h): which days were staged and checked in, and each
+ * store (store.h, "batch uploads"): which days were staged and checked in, and each
  * record's state.
  *
  * A pass (pump): stage the days whose upload time has passed; then send,
@@ -21,7 +21,6 @@
 #include "telemed/feed.h"
 #include "telemed/log.h"
 #include "telemed/sm_crypto.h"
-#include "telemed/store_upload.h"
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>

@@ -2,7 +2,6 @@
 # via OpenSSL 3, libcurl multi on GLib) and its store side.
 target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/sm_crypto.c
-  ${CMAKE_CURRENT_LIST_DIR}/store_upload.c
   ${CMAKE_CURRENT_LIST_DIR}/feed_tianjin.c
   ${CMAKE_CURRENT_LIST_DIR}/feed_tianjin_map.c
   ${CMAKE_CURRENT_LIST_DIR}/feed_profile.c

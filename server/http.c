@@ -15,7 +15,6 @@
 #include "telemed/log.h"
 #include "telemed/rec_crypt.h"
 #include "telemed/store.h"
-#include "telemed/store_upload.h"
 
 #include <errno.h>
 #include <fcntl.h>

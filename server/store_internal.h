@@ -82,8 +82,10 @@ json_t *tm__store_row_json(sqlite3_stmt *st);
  * NULL when st is NULL or a step fails (errmsg set). */
 json_t *tm__store_rows_json(tm_store *s, sqlite3_stmt *st);
 
-/* Registers tm_chain_start() and tm_chain_link(), which the outbox trigger
- * calls, on db. 0 or TM_EIO. Lives in server/store_chain.c. */
-int tm__store_chain_register(sqlite3 *db);
+/* The chain hash of a new outbox row of ev->visit_id (visit_chain.h): linked
+ * to the visit's last chained row, or to the chain's start. Run inside the
+ * transaction that writes the row. 0 or a TM_E* code. server/store_chain.c. */
+struct tm_chain_event;
+int tm__store_chain_next(tm_store *s, const struct tm_chain_event *ev, char out[65]);
 
 #endif

@@ -233,21 +233,11 @@ static const char *const tm_store_migrations[] = {
     "  updated_at INTEGER NOT NULL,"
     "  PRIMARY KEY(kind, local_id));",
 
-    /* 5: the hash chain over each visit's outbox events (visit_chain.h).
-     * The trigger links every new row, whichever code writes it, inside the
-     * writing transaction; the functions are registered on the connection
-     * by store_chain.c before migrations run. Rows written before this
-     * migration stay unchained. */
+    /* 5: the hash chain over each visit's outbox events (visit_chain.h),
+     * written by tm__store_outbox_append with each row. Rows written before
+     * this migration, or around the store, have none. */
     "ALTER TABLE outbox ADD COLUMN chain_hash TEXT;"
-    "CREATE INDEX outbox_by_visit ON outbox(visit_id, seq);"
-    "CREATE TRIGGER outbox_chain AFTER INSERT ON outbox BEGIN"
-    "  UPDATE outbox SET chain_hash = tm_chain_link("
-    "    coalesce((SELECT o.chain_hash FROM outbox o WHERE o.visit_id = NEW.visit_id"
-    "               AND o.seq < NEW.seq ORDER BY o.seq DESC LIMIT 1),"
-    "             tm_chain_start(NEW.visit_id)),"
-    "    NEW.event_id, NEW.type, NEW.visit_id, NEW.occurred_at, NEW.payload)"
-    "  WHERE seq = NEW.seq;"
-    "END;",
+    "CREATE INDEX outbox_by_visit ON outbox(visit_id, seq);",
 };
 
 #endif

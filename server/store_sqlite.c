@@ -14,6 +14,7 @@
 #include "store_internal.h"
 #include "store_schema.h"
 #include "telemed/common.h"
+#include "telemed/visit_chain.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -252,12 +253,15 @@ int tm__store_outbox_append(tm_store *s, const char *type, const char *visit_id,
         snprintf(s->errmsg, sizeof(s->errmsg), "cannot build %s event", type);
         return TM_ENOMEM;
     }
-    char event_id[37];
+    char event_id[37], chain[65];
     tm_uuid4(event_id);
-    rc = tm__store_run(s,
-                       "INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload)"
-                       " VALUES(?1, ?2, ?3, ?4, ?5)",
-                       "sssIb", event_id, type, visit_id, now_ms, payload);
+    tm_chain_event ev = {event_id, type, visit_id, now_ms, payload, strlen(payload)};
+    rc = tm__store_chain_next(s, &ev, chain);
+    if (rc == 0)
+        rc = tm__store_run(s,
+                           "INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload,"
+                           " chain_hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                           "sssIbs", event_id, type, visit_id, now_ms, payload, chain);
     free(payload);
     return rc;
 }
@@ -354,10 +358,6 @@ tm_store *tm_store_open(const char *path, const char *hospital_id, char **err)
      * refused with TM_EIO and "database is locked". */
     sqlite3_busy_timeout(s->db, 5000);
     sqlite3_extended_result_codes(s->db, 1);
-    if (tm__store_chain_register(s->db) < 0) {
-        snprintf(s->errmsg, sizeof(s->errmsg), "cannot register the chain functions");
-        goto fail;
-    }
     /* WAL: readers (reports, exports) never block the control loop's writes;
      * synchronous=NORMAL in WAL is durable across process crashes (kill -9),
      * and FULL makes it durable across power loss too: a visit step that the

@@ -7,7 +7,7 @@
  * field mapping, answers and retries): docs/regulator-feed.md.
  *
  * Each business id goes out once: records are staged in the store
- * (store_upload.h) under a unique key and marked delivered only after the
+ * (store.h, "batch uploads") under a unique key and marked delivered only after the
  * platform accepted them, so a crash repeats a record with the same bussID
  * but never makes a new one. Every record is checked against the profile's
  * required fields first; one that fails becomes a dead letter naming the

@@ -5,9 +5,9 @@
  * chain from that point (docs/regulator-feed.md, "Hash chain").
  *
  * The store computes the link inside the transaction that writes the event
- * (an SQLite trigger calling the functions registered here); verification
- * walks a visit's events again. Sealing the chain head with the hospital's
- * key is a later step.
+ * (tm__store_outbox_append); verification walks a visit's events again
+ * (tm_store_visit_chain). Sealing the chain head with the hospital's key is
+ * a later step.
  *
  * Pure functions; any thread.
  */

@@ -27,7 +27,6 @@
 #include "telemed/feed_tianjin.h"
 #include "telemed/log.h"
 #include "telemed/store.h"
-#include "telemed/store_upload.h"
 
 #include <glib.h>
 #include <stdio.h>

@@ -14,7 +14,6 @@
 #include "telemed/feed_tianjin.h"
 #include "telemed/sm_crypto.h"
 #include "telemed/store.h"
-#include "telemed/store_upload.h"
 
 #include <glib.h>
 #include <glib/gstdio.h>

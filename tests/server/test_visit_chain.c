@@ -1,9 +1,9 @@
 /*
  * test_visit_chain.c - the hash chain over a visit's outbox events: the
  * link's bytes as docs/regulator-feed.md states them (recomputed here with
- * GLib's SHA-256, not the code's), every row the store writes linked by the
- * trigger, and verification that points at a changed event, an event after
- * a removed one, and a row written around the chain. A real SQLite file.
+ * GLib's SHA-256, not the code's), every row the store writes linked, and
+ * verification that points at a changed event, an event after a removed
+ * one, and a row written around the store. A real SQLite file.
  */
 #include "tm_test.h"
 
@@ -164,16 +164,33 @@ static void test_store_chain(void)
     json_decref(r);
     tm_store_free(s);
 
-    /* A writer without the chain functions cannot add an event at all. */
-    sqlite3 *db = NULL;
-    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    int rc = sqlite3_exec(db,
-                          "INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload)"
-                          " VALUES('x-1', 'visit.rated', 'v-x', 0, '{}')",
-                          NULL, NULL, NULL);
-    CHECK(rc != SQLITE_OK);
-    CHECK(strstr(sqlite3_errmsg(db), "tm_chain") != NULL);
-    sqlite3_close(db);
+    /* A row written around the store (an operator's shell) has no link,
+     * and the store's next event links past it to the last chained one. */
+    s = open_store();
+    tm_visit x;
+    memset(&x, 0, sizeof(x));
+    snprintf(x.patient_id, sizeof(x.patient_id), "pat-2");
+    snprintf(x.dept_id, sizeof(x.dept_id), "cardio");
+    snprintf(x.kind, sizeof(x.kind), "follow_up");
+    x.checkin_ms = 1764072000000LL;
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &x, "test"), 0);
+    tm_store_free(s);
+    sql = g_strdup_printf("INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload)"
+                          " VALUES('by-hand-1', 'visit.rated', '%s', 1, '{}')",
+                          x.id);
+    raw_exec(sql);
+    g_free(sql);
+    s = open_store();
+    CHECK_EQ_INT(tm_store_visit_offer(s, x.id, "doc-1", x.checkin_ms + 1000), 0);
+    CHECK_EQ_INT(tm_store_visit_accept(s, x.id, "doc-1", "test", x.checkin_ms + 2000), 0);
+    p = problems_of(s, x.id, &r);
+    CHECK_EQ_INT(json_integer_value(json_object_get(r, "events")), 3);
+    CHECK_EQ_INT(json_array_size(p), 1);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(p, 0), "event_id")), "by-hand-1");
+    CHECK_STR(json_string_value(json_object_get(json_array_get(p, 0), "problem")),
+              "no chain hash after the chain began");
+    json_decref(r);
+    tm_store_free(s);
 
     static const char *const suffixes[] = {"", "-wal", "-shm"};
     for (size_t i = 0; i < TM_ARRAY_LEN(suffixes); i++) {
