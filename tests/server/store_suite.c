@@ -2,7 +2,8 @@
  * store_suite.c - the store contract (include/telemed/store.h) tested
  * through its functions only: schedules, appointments, the visit life cycle
  * with one outbox event per reported step, refusals that write nothing,
- * recordings, the audit log and the outbox's delivery side. What a test
+ * recordings, the audit log, the outbox's delivery side, batch uploads and
+ * the visit chain. What a test
  * reads back it reads through the contract (events through
  * tm_outbox_next_batch, rows through the record and list functions), so the
  * same suite judges every backend.
@@ -859,6 +860,153 @@ static void t_outbox_dead_letters(const store_backend *b, const char *dir)
     tm_store_free(s);
 }
 
+/* A finished visit at `at`: accepted by d1, ended, note signed, rated 4. */
+static void finished_visit(tm_store *s, const char *patient, int64_t at, tm_visit *v)
+{
+    memset(v, 0, sizeof(*v));
+    snprintf(v->patient_id, sizeof(v->patient_id), "%s", patient);
+    snprintf(v->dept_id, sizeof(v->dept_id), "cardio");
+    snprintf(v->kind, sizeof(v->kind), "follow_up");
+    v->checkin_ms = at;
+    CHECK_EQ_INT(tm_store_visit_checkin(s, v, "test"), 0);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v->id, "d1", at + 1000), 0);
+    CHECK_EQ_INT(tm_store_visit_accept(s, v->id, "d1", "test", at + 2000), 0);
+    CHECK_EQ_INT(tm_store_visit_end(s, v->id, "completed", "d1", at + 60000), 0);
+    CHECK_EQ_INT(tm_store_note_save(s, v->id, "d1", "note", "I10", true, at + 61000), 0);
+    CHECK_EQ_INT(tm_store_rating_add(s, v->id, patient, 4, NULL, at + 62000), 0);
+}
+
+/* ---- batch uploads --------------------------------------------------- */
+
+static void t_uploads(const store_backend *b, const char *dir)
+{
+    (void)dir;
+    tm_store *s = b->open("uploads");
+    seed(s);
+    CHECK_EQ_INT(tm_store_regulator_id_put(s, "doctor", "d1", NULL, "120101198001010011"), 0);
+    CHECK_EQ_INT(tm_store_regulator_id_put(s, "dept", "cardio", NULL, "03"), 0);
+    CHECK_EQ_INT(tm_store_regulator_id_put(s, "nurse", "x", NULL, "1"), TM_EINVAL);
+
+    tm_visit va, vb, later;
+    finished_visit(s, "pat-a", T0, &va);
+    finished_visit(s, "pat-b", T0 + 1000, &vb);
+    finished_visit(s, "pat-c", T0 + 2 * 86400000LL, &later); /* another day */
+    int staged = -1;
+    CHECK_EQ_INT(tm_upload_stage_day(s, "tianjin", "2025-11-25", T0 - 3600000, T0 + 3600000, true,
+                                     T0, &staged),
+                 0);
+    CHECK_EQ_INT(staged, 4); /* two visits, two ratings */
+    CHECK_EQ_INT(tm_upload_stage_day(s, "tianjin", "2025-11-25", T0 - 3600000, T0 + 3600000, true,
+                                     T0, &staged),
+                 0);
+    CHECK_EQ_INT(staged, 0); /* once per business id */
+
+    tm_upload_record *r = NULL;
+    size_t n = 0;
+    CHECK_EQ_INT(tm_upload_next_batch(s, "tianjin", "rating", tm_now_ms(), 10, &r, &n), 0);
+    CHECK_EQ_INT(n, 0); /* no rating before its visit is accepted */
+    CHECK_EQ_INT(tm_upload_next_batch(s, "tianjin", "visit", tm_now_ms(), 10, &r, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK_STR(r[0].buss_id, va.id);
+    json_t *src = json_loads(r[0].source, 0, NULL);
+    CHECK_STR(json_string_value(json_object_get(src, "diagnosis_code")), "I10");
+    CHECK_STR(json_string_value(json_object_get(src, "doctor_cert_id")), "120101198001010011");
+    CHECK_STR(json_string_value(json_object_get(src, "dept_code")), "03");
+    CHECK(json_is_null(json_object_get(src, "patient_cert_id")));
+    json_decref(src);
+    int64_t first = r[0].id, second = r[1].id;
+    CHECK_EQ_INT(tm_upload_mark_delivered(s, &first, 1, 200, T0), 0);
+    tm_upload_records_free(r, n);
+    CHECK_EQ_INT(tm_upload_next_batch(s, "tianjin", "rating", tm_now_ms(), 10, &r, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_STR(r[0].buss_id, va.id);
+    tm_upload_records_free(r, n);
+
+    /* Dead, fixed, replayed with fresh facts. */
+    CHECK_EQ_INT(tm_upload_dead_letter(s, second, 0, "missing field patientCertID", NULL), 0);
+    json_t *dead = tm_upload_dead_list(s, "tianjin", 10);
+    CHECK_EQ_INT(json_array_size(dead), 1);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(dead, 0), "last_error")),
+              "missing field patientCertID");
+    json_decref(dead);
+    CHECK_EQ_INT(tm_store_regulator_id_put(s, "patient", "pat-b", "1", "120101199001010022"), 0);
+    CHECK_EQ_INT(tm_upload_replay(s, "tianjin", second, T0), 0);
+    CHECK_EQ_INT(tm_upload_replay(s, "tianjin", second, T0), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_upload_replay(s, "tianjin", 999999, T0), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_upload_next_batch(s, "tianjin", "visit", tm_now_ms(), 10, &r, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    src = json_loads(r[0].source, 0, NULL);
+    CHECK_STR(json_string_value(json_object_get(src, "patient_cert_id")), "120101199001010022");
+    json_decref(src);
+    int64_t next[1] = {tm_now_ms() + 60000};
+    CHECK_EQ_INT(tm_upload_retry(s, &r[0].id, next, 1, 503, "status 503"), 0);
+    tm_upload_records_free(r, n);
+    CHECK_EQ_INT(tm_upload_next_batch(s, "tianjin", "visit", tm_now_ms(), 10, &r, &n), 0);
+    CHECK_EQ_INT(n, 0); /* backing off */
+    int64_t due = 0;
+    CHECK_EQ_INT(tm_upload_next_due(s, "tianjin", &due), 0);
+    CHECK_EQ_INT(due, 0); /* the rating of the accepted visit is due now */
+
+    char day[16];
+    CHECK_EQ_INT(tm_upload_last_day(s, "tianjin", day), 0);
+    CHECK_STR(day, "2025-11-25");
+    CHECK_EQ_INT(tm_upload_checkin_next(s, "tianjin", day), 0);
+    CHECK_EQ_INT(tm_upload_checkin_done(s, "tianjin", day, T0), 0);
+    CHECK_EQ_INT(tm_upload_checkin_next(s, "tianjin", day), TM_ENOTFOUND);
+    tm_upload_counts counts;
+    CHECK_EQ_INT(tm_upload_counts_get(s, "tianjin", &counts), 0);
+    CHECK_EQ_INT(counts.delivered, 1);
+    CHECK_EQ_INT(counts.pending, 3);
+    CHECK_EQ_INT(counts.days, 1);
+    CHECK_EQ_INT(counts.checkins, 1);
+    /* Another profile sees none of it. */
+    CHECK_EQ_INT(tm_upload_last_day(s, "other", day), TM_ENOTFOUND);
+
+    /* Unanswered visits stay out when the profile says so. */
+    tm_visit w;
+    memset(&w, 0, sizeof(w));
+    snprintf(w.patient_id, sizeof(w.patient_id), "pat-w");
+    snprintf(w.dept_id, sizeof(w.dept_id), "cardio");
+    snprintf(w.kind, sizeof(w.kind), "follow_up");
+    w.checkin_ms = T0 + 5 * 86400000LL;
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &w, "test"), 0);
+    CHECK_EQ_INT(tm_store_visit_end(s, w.id, "patient_left", "pat-w", w.checkin_ms + 1000), 0);
+    CHECK_EQ_INT(tm_upload_stage_day(s, "tianjin", "2025-11-30", w.checkin_ms - 1000,
+                                     w.checkin_ms + 3600000, false, T0, &staged),
+                 0);
+    CHECK_EQ_INT(staged, 0);
+    CHECK_EQ_INT(tm_upload_stage_day(s, "tianjin", "2025-11-30", w.checkin_ms - 1000,
+                                     w.checkin_ms + 3600000, true, T0, &staged),
+                 0);
+    CHECK_EQ_INT(staged, 1);
+
+    tm_store_free(s);
+}
+
+/* ---- the visit chain ------------------------------------------------- */
+
+static void t_visit_chain(const store_backend *b, const char *dir)
+{
+    (void)dir;
+    tm_store *s = b->open("chain");
+    seed(s);
+    tm_visit v;
+    finished_visit(s, "pat-chain", T0, &v);
+    json_t *r = tm_store_visit_chain(s, v.id);
+    CHECK(r != NULL);
+    CHECK(json_is_true(field(r, "ok")));
+    CHECK_EQ_INT(json_integer_value(field(r, "events")), 5);
+    CHECK_EQ_INT(json_integer_value(field(r, "chained")), 5);
+    CHECK_EQ_INT(json_array_size(field(r, "problems")), 0);
+    CHECK_EQ_INT(strlen(json_string_value(field(r, "head"))), 64);
+    json_decref(r);
+    r = tm_store_visit_chain(s, "no-such-visit");
+    CHECK_EQ_INT(json_integer_value(field(r, "events")), 0);
+    CHECK(json_is_null(field(r, "head")));
+    json_decref(r);
+    tm_store_free(s);
+}
+
 /* ---- the table ------------------------------------------------------ */
 
 void store_suite_run(const store_backend *b)
@@ -882,6 +1030,8 @@ void store_suite_run(const store_backend *b)
         {"outbox_dead_letters", t_outbox_dead_letters},
         {"recording_recover", t_recording_recover},
         {"recording_retention", t_recording_retention},
+        {"uploads", t_uploads},
+        {"visit_chain", t_visit_chain},
     };
     for (size_t i = 0; i < TM_ARRAY_LEN(tests); i++) {
         tests[i].fn(b, dir);
