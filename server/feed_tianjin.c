@@ -569,15 +569,16 @@ static bool send_next(tm_tianjin *t)
 
 static void pump(tm_tianjin *t)
 {
+    int64_t now = tm_now_ms();
+    /* Staging is local: it happens on time even while the platform is down. */
+    stage_due_days(t, now);
     if (t->easy)
         return;
     int64_t held = t->hold_until - tm_mono_ms();
     if (held > 0) {
-        schedule(t, held);
+        schedule(t, held < IDLE_POLL_MS ? held : IDLE_POLL_MS);
         return;
     }
-    int64_t now = tm_now_ms();
-    stage_due_days(t, now);
     if (send_next(t))
         return;
     int64_t delay = IDLE_POLL_MS, due = 0;
