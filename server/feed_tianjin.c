@@ -2,10 +2,9 @@
  * feed_tianjin.c - the `tianjin` delivery profile (include/telemed/feed_tianjin.h).
  *
  * Owns: the copy of its settings, its libcurl loop (curl_glib.h) with the
- * one request in flight, and the stack of
- * halves of a rejected batch still to try. Everything durable is in the
- * store (store.h, "batch uploads"): which days were staged and checked in, and each
- * record's state.
+ * one request in flight, and the stack of halves of a rejected batch still
+ * to try. Everything durable is in the store (store.h, "batch uploads"):
+ * which days were staged and checked in, and each record's state.
  *
  * A pass (pump): stage the days whose upload time has passed; then send,
  * in this order, a half of a rejected batch, due visit records, due rating
@@ -432,7 +431,7 @@ static int http_send(tm_tianjin *t, const char *method, const char *plain)
     if (rc < 0)
         return rc;
     add_header(t, "Content-Type", "application/json");
-    add_header(t, "Expect", "");
+    t->headers = curl_slist_append(t->headers, "Expect:"); /* no 100-continue round trip */
     add_header(t, "X-Service-Id", t->cfg.tianjin_service_id);
     add_header(t, "X-Service-Method", method);
     add_header(t, "X-Ca-Key", t->cfg.tianjin_app_key);
