@@ -572,6 +572,27 @@ static void api_appointments(http_req *r)
     respond_err(r->p, TM_ENOTFOUND, "no such route");
 }
 
+/* GET /api/v1/visits/{id}/chain: the hash chain over the visit's regulator
+ * events checked again (visit_chain.h). */
+static void api_visit_chain(http_req *r)
+{
+    if (!need(r, is_staff(r)))
+        return;
+    json_t *report = tm_store_visit_chain(r->app->store, r->seg[1]);
+    if (!report) {
+        respond_err(r->p, TM_EIO, NULL);
+        return;
+    }
+    if (json_integer_value(json_object_get(report, "events")) == 0) {
+        json_decref(report);
+        respond_err(r->p, TM_ENOTFOUND, "no such visit");
+        return;
+    }
+    bool ok = json_is_true(json_object_get(report, "ok"));
+    audit(r, "visit.chain", r->seg[1], ok ? "ok" : "failed");
+    respond_json(r->p, 200, report);
+}
+
 static void api_visits(http_req *r)
 {
     tm_store *st = r->app->store;
@@ -599,6 +620,10 @@ static void api_visits(http_req *r)
                                            arg(r, "patient", patient, sizeof(patient)), from, to,
                                            lim ? atoi(lim) : 0, off ? atoi(off) : 0);
         respond_json(r->p, 200, json_pack("{s:o}", "visits", list ? list : json_array()));
+        return;
+    }
+    if (r->nseg == 3 && strcmp(r->seg[2], "chain") == 0) {
+        api_visit_chain(r);
         return;
     }
     if (r->nseg == 2 || (r->nseg == 3 && strcmp(r->seg[2], "fhir") == 0)) {
