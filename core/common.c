@@ -1,9 +1,10 @@
 /*
- * common.c - error table, clocks, RFC 3339 times and UUIDs.
+ * common.c - error table, clocks, RFC 3339 times, UUIDs and file helpers.
  */
 #include "telemed/common.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +99,37 @@ int tm_write_all(int fd, const void *buf, size_t len)
         p += n;
         len -= (size_t)n;
     }
+    return 0;
+}
+
+int tm_sha256_file(const char *path, int64_t *size, char hex[65])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return errno == ENOENT ? TM_ENOTFOUND : TM_EIO;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int rc = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 ? 0 : TM_ENOMEM;
+    uint8_t buf[65536];
+    size_t n;
+    int64_t total = 0;
+    while (rc == 0 && (n = fread(buf, 1, sizeof(buf), f)) > 0) {
+        if (EVP_DigestUpdate(md, buf, n) != 1)
+            rc = TM_EIO;
+        total += (int64_t)n;
+    }
+    if (rc == 0 && ferror(f))
+        rc = TM_EIO;
+    fclose(f);
+    uint8_t d[32];
+    unsigned dl = 0;
+    if (rc == 0 && (EVP_DigestFinal_ex(md, d, &dl) != 1 || dl != sizeof d))
+        rc = TM_EIO;
+    EVP_MD_CTX_free(md);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < sizeof d; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    *size = total;
     return 0;
 }
 

@@ -104,28 +104,6 @@ int tm_recording_fail(tm_store *s, const char *rec_id, const char *reason, int64
                          now_ms);
 }
 
-/* SHA-256 and size of a file, streamed. 0, TM_ENOTFOUND or TM_EIO. */
-static int hash_file(const char *path, int64_t *size, char hex[65])
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return errno == ENOENT ? TM_ENOTFOUND : TM_EIO;
-    GChecksum *c = g_checksum_new(G_CHECKSUM_SHA256);
-    guchar buf[65536];
-    size_t n;
-    int64_t total = 0;
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
-        g_checksum_update(c, buf, n);
-        total += (int64_t)n;
-    }
-    int rc = ferror(f) ? TM_EIO : 0;
-    fclose(f);
-    snprintf(hex, 65, "%s", g_checksum_get_string(c));
-    g_checksum_free(c);
-    *size = total;
-    return rc;
-}
-
 /* Collects the rows of a two- or three-column query as strings, for loops
  * that then write per row (a cached statement cannot stay open across
  * them). Returns a new array of ncols * rows strings, or NULL (errmsg set). */
@@ -150,7 +128,7 @@ static int recover_row(tm_store *s, const char *id, const char *visit, const cha
 {
     int64_t size = 0;
     char sha[65];
-    int h = hash_file(path, &size, sha);
+    int h = tm_sha256_file(path, &size, sha);
     int rc = tm__store_begin(s);
     if (rc < 0)
         return rc;

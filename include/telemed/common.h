@@ -49,6 +49,11 @@ char *tm_rfc3339(int64_t epoch_ms, char *out, size_t outlen);
  * or -1 with errno set (ENOSPC when the file takes no more bytes). */
 int tm_write_all(int fd, const void *buf, size_t len);
 
+/* SHA-256 (lowercase hex) and size of a whole file, read in a stream.
+ * Returns 0, TM_ENOTFOUND (no such file), TM_EIO or TM_ENOMEM; hex and
+ * size are left alone on failure. */
+int tm_sha256_file(const char *path, int64_t *size, char hex[65]);
+
 /* Fill out with a random RFC 4122 v4 UUID string (37 bytes incl. NUL). */
 void tm_uuid4(char out[37]);
 
