@@ -13,3 +13,14 @@ add_executable(telemed-server
 target_link_libraries(telemed-server PRIVATE telemed)
 tm_unit_test(test_uv_source tests/server/test_uv_source.c)
 target_include_directories(test_uv_source PRIVATE ${CMAKE_SOURCE_DIR})
+
+# Recording at rest and record export: AES-256-GCM files, HTTP Range parsing
+# and the FHIR export (the recordings table is the store's).
+target_sources(telemed PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/rec_crypt.c
+  ${CMAKE_CURRENT_LIST_DIR}/http_range.c
+  ${CMAKE_CURRENT_LIST_DIR}/fhir.c
+)
+tm_unit_test(test_rec_crypt tests/server/test_rec_crypt.c)
+tm_unit_test(test_http_range tests/server/test_http_range.c)
+tm_unit_test(test_fhir tests/server/test_fhir.c)
