@@ -1,6 +1,8 @@
 /*
  * recorder.h - one visit's recording: decrypted RTP from the media worker
- * into a Matroska file through GStreamer, without decoding or re-encoding.
+ * into one Matroska file that the recorder writes itself, without decoding
+ * or re-encoding (H.264 alone is taken apart by GStreamer's rtph264depay
+ * and h264parse). The parts are under media/recorder/.
  *
  * Why one file per visit with every sender's tracks: a visit is reviewed
  * as one conversation. One file keeps the audio and video of both sides on
@@ -21,8 +23,8 @@
  * preallocated byte ring and returns; it never blocks, never allocates and
  * never logs; when the ring is full it counts a drop. The
  * recorder's own thread wakes every 250 ms (sooner when a burst fills a
- * quarter of the ring) and moves the whole batch through the elements
- * itself: GStreamer starts no thread of its own and nothing waits on a
+ * quarter of the ring) and moves the whole batch through synchronously:
+ * GStreamer (H.264) starts no thread of its own and nothing waits on a
  * clock. It also finalises the file. Callbacks run on the GMainContext that
  * was thread-default when tm_recorder_new() was called (the media
  * worker's), never on the recorder thread.
@@ -90,7 +92,7 @@ typedef struct tm_recorder_result {
 
 /* Everything in *res is borrowed for the duration of the call. */
 typedef void (*tm_recorder_done_cb)(const tm_recorder_result *res, void *user);
-/* A running recording failed (disk full, muxer error). reason is borrowed.
+/* A running recording failed (disk full, an H.264 parser error). reason is borrowed.
  * The recorder keeps accepting (and dropping) packets until finished. */
 typedef void (*tm_recorder_failure_cb)(const char *reason, void *user);
 
@@ -105,7 +107,7 @@ int tm_recorder_make_path(const char *recording_dir, const char *visit_id, int64
 /* Builds the pipeline for n tracks (1..TM_RECORDER_MAX_TRACKS) writing to
  * path (created 0600, must not exist); it starts on the first packet, whose
  * arrival is time 0 of the file. Declare every sending stream of the visit:
- * a track with nothing at the muxer when the start window closes (every
+ * a track with no frame for the file when the start window closes (every
  * track has data, or 3 s after the first packet) is left out of the file
  * and its later packets count as dropped. A track that goes silent later
  * (camera off, a participant gone) does not hold up the others. key_or_null: a 32-byte

@@ -1,0 +1,216 @@
+/*
+ * recorder_internal.h - what the rooms of the recorder share (module-private).
+ *
+ * A packet's way: ring.c (the worker's side and the drain into an arena)
+ * -> reorder.c (sequence order, duplicates out, gaps waited for; media
+ * time) -> depay.c (Opus, VP8) or h264.c (rtph264depay ! h264parse) ->
+ * the track's frame queue -> mux.c (tracks merged in time order into
+ * mkv.c's writer, the bytes to the file) ; recorder.c runs the thread and
+ * the life cycle. Everything here but the ring's producer side and the
+ * counters is the recorder thread's.
+ */
+#ifndef TELEMED_MEDIA_RECORDER_INTERNAL_H
+#define TELEMED_MEDIA_RECORDER_INTERNAL_H
+
+#include "mkv.h"
+#include "telemed/rec_crypt.h"
+#include "telemed/recorder.h"
+
+#include <glib.h>
+#include <gst/gst.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define TM_REC_BATCH_MS 250   /* the recorder thread wakes this often (sooner when the ring fills) \
+                               */
+#define TM_REC_REORDER_MS 100 /* a gap in a track's sequence numbers is waited for this long */
+/* Frames go to the file once this much older than now: by then every
+ * track's frames up to that time have been through its depayloader. */
+#define TM_REC_MUX_LAG_MS 400
+#define TM_REC_RESYNC_MS 1000 /* RTP time this far from arrival time: re-anchor the track */
+#define TM_REC_SEQ_JUMP 3000  /* a sequence number jump this large starts the track afresh */
+#define TM_REC_TRACK_START_WINDOW_MS 3000
+#define TM_REC_SEAL_INTERVAL_MS 1000 /* encrypted: seal a chunk at least this often */
+
+enum { TM_REC_RTP_HDR = 12 };
+
+/* One packet in the ring: this header, then len bytes, padded to 8. */
+typedef struct tm_rec_hdr {
+    uint32_t len;
+    uint16_t track;
+    uint16_t skip; /* 1: nothing here up to the end of the ring */
+    int64_t arrival_ns;
+} tm_rec_hdr;
+
+/* The packets of one drain, copied out of the ring into one allocation:
+ * the held packets and the frames made of them point into it, and the last
+ * of them frees it. Freed on whatever thread drops the last buffer (the
+ * recorder thread, or the owner's in tm_recorder_free), hence atomic. */
+typedef struct tm_rec_arena {
+    gint refs;
+    gsize size;
+    uint8_t data[];
+} tm_rec_arena;
+
+static inline tm_rec_arena *tm__rec_arena_ref(tm_rec_arena *a)
+{
+    g_atomic_int_inc(&a->refs);
+    return a;
+}
+
+static inline void tm__rec_arena_unref(gpointer p)
+{
+    tm_rec_arena *a = p;
+    if (g_atomic_int_dec_and_test(&a->refs))
+        g_free(a);
+}
+
+/* A packet held for reordering (or a payload of a frame): len bytes at off
+ * of arena, with one reference on it. */
+typedef struct tm_rec_held {
+    uint64_t eseq;
+    int64_t arrival_ns;
+    GstClockTime pts;
+    tm_rec_arena *arena;
+    uint32_t off, len;
+} tm_rec_held;
+
+/* A frame waiting for the file, or (H.264) an event before one. */
+typedef struct tm_rec_frame {
+    GstClockTime pts;
+    GstMiniObject *obj; /* H.264: the parser's GstBuffer or GstEvent; own tracks: NULL */
+    uint32_t nparts;    /* own tracks: how many entries of fparts make the frame */
+    uint32_t size;      /* own tracks: their bytes */
+    bool key;
+} tm_rec_frame;
+
+typedef struct tm_rec_track {
+    tm_recorder_codec codec;
+    uint8_t pt;
+    uint32_t clock_rate;
+    char *name;
+    struct tm_recorder *r;
+    GstElement *depay, *parse; /* H.264 only */
+    GstPad *in;                /* H.264: ours, feeds the depayloader */
+    GstPad *out;               /* H.264: ours, takes the parser's output */
+    /* Frames not yet in the file, oldest first (from fhead on); an own
+     * track's frame data are its next nparts entries of fparts (from phead
+     * on), each holding an arena reference. */
+    GArray *frames; /* of tm_rec_frame */
+    guint fhead;
+    GArray *fparts; /* of tm_rec_held (own tracks) */
+    guint phead;
+    bool own_depay; /* Opus and VP8: depay.c; H.264: h264.c */
+    bool want_key;  /* own VP8: frames are dropped until a keyframe */
+    bool in_frame;  /* own VP8: a frame's first packet came */
+    uint32_t frame_rtp_ts;
+    uint64_t last_eseq; /* own: of the last packet depayloaded (0: none) */
+    GArray *parts;      /* own VP8: of tm_rec_held, the current frame's payloads */
+    bool produced;      /* a frame came out of the depayloader */
+    bool in_file;       /* admitted when the start window closed */
+    bool ended;         /* left out of the file: its packets are dropped */
+    /* for the file's header (the last values before it is written) */
+    uint8_t mkv_num;    /* its track number in the file (1...), 0: not in the file */
+    int width, height;  /* video */
+    int channels;       /* audio */
+    GBytes *codec_data; /* H.264: the avcC h264parse gave, the track's CodecPrivate */
+    /* reordering */
+    GArray *held; /* of tm_rec_held, ascending eseq */
+    bool seq_init;
+    uint32_t ssrc;
+    uint64_t max_eseq, next_eseq;
+    /* timing */
+    bool ts_init;
+    uint64_t ext_ts, anchor_ts;
+    int64_t anchor_pts;
+    GstClockTime last_pts; /* of the last frame into the file */
+} tm_rec_track;
+
+struct tm_recorder {
+    /* written by the producer (media worker) */
+    _Atomic uint64_t head;
+    _Atomic uint64_t pushed, bytes;
+    /* written by the recorder thread; its own cache line, so the two
+     * sides of the ring do not bounce one line between cores */
+    _Alignas(64) _Atomic uint64_t tail;
+    /* rarely written */
+    _Alignas(64) _Atomic uint64_t dropped;
+    _Atomic int failed;
+    _Atomic int closing; /* finish or free asked: refuse pushes */
+    _Atomic int woken;   /* an early wake-up is pending */
+    size_t ntracks;
+    uint8_t *ring; /* TM_RECORDER_RING_BYTES: tm_rec_hdr + packet, ... */
+    int efd;
+
+    /* recorder thread */
+    GThread *thread;
+    _Atomic int finish_asked;
+    _Atomic int abort_asked;
+    GstElement *pipeline; /* H.264 tracks' depayloader and parser; nothing else */
+    GstBus *bus;
+    int fd;         /* plain: the file, open for writing */
+    tm_mkv_buf out; /* the Matroska bytes of this batch, stored at its end */
+    tm_mkv mkv;
+    int64_t first_arrival_ns; /* 0: none yet */
+    bool window_closed;
+    tm_rec_track tracks[TM_RECORDER_MAX_TRACKS];
+    char *path;
+    bool encrypted;
+    tm_rec_writer *writer;
+    int64_t last_seal_ms;
+    GstClockTime min_pts, max_end;
+
+    /* shared between threads, under lock */
+    GMutex lock;
+    char *failure;
+
+    /* callbacks, on ctx */
+    GMainContext *ctx;
+    struct tm_rec_failure_token *ftok;
+    tm_recorder_done_cb done_cb;
+    void *done_user;
+    tm_recorder_result result;
+};
+
+int64_t tm__rec_mono_ns(void);
+
+/* recorder.c: records the first failure and tells the owner once (any
+ * thread); a failed write of the file. */
+void tm__rec_set_failed(tm_recorder *r, const char *reason);
+void tm__rec_write_failed(tm_recorder *r, int err);
+void tm__rec_count_drop(tm_recorder *r);
+
+/* ring.c: wakes the recorder thread; moves every queued packet out of the
+ * ring into the reorder queues. */
+void tm__rec_wake(tm_recorder *r);
+void tm__rec_drain(tm_recorder *r);
+
+/* reorder.c: one packet (header h, its bytes at off of a) into its
+ * track's reorder queue; the queue on to the depayloader up to the first
+ * gap younger than cutoff_ns (all of it when final). */
+void tm__rec_take_packet(tm_recorder *r, const tm_rec_hdr *h, tm_rec_arena *a, gsize off);
+void tm__rec_release(tm_recorder *r, tm_rec_track *t, int64_t cutoff_ns, bool final);
+
+/* depay.c: Opus and VP8. */
+void tm__rec_own_track_init(tm_rec_track *t);
+void tm__rec_depay_own(tm_rec_track *t, tm_rec_held *h);
+void tm__rec_vp8_forget_frame(tm_rec_track *t);
+
+/* h264.c: the GStreamer part. */
+const char *tm__rec_codec_encoding(tm_recorder_codec c);
+int tm__rec_gst_init(char **err);
+int tm__rec_pipeline_build(tm_recorder *r, char **err);
+void tm__rec_h264_push(tm_recorder *r, tm_rec_track *t, const tm_rec_held *hs, guint n);
+void tm__rec_h264_take_event(tm_rec_track *t, GstEvent *e);
+void tm__rec_h264_drop_track(tm_recorder *r, tm_rec_track *t);
+void tm__rec_poll_bus(tm_recorder *r);
+
+/* mux.c: frames into the file. */
+void tm__rec_close_window(tm_recorder *r, int64_t now_ns, bool final);
+void tm__rec_mux_until(tm_recorder *r, GstClockTime limit);
+bool tm__rec_flush_out(tm_recorder *r);
+bool tm__rec_mux_finish(tm_recorder *r, GstClockTime duration);
+void tm__rec_clear_frames(tm_rec_track *t);
+
+#endif
