@@ -1,8 +1,7 @@
 /*
  * recorder.h - one visit's recording: decrypted RTP from the media worker
  * into one Matroska file that the recorder writes itself, without decoding
- * or re-encoding (H.264 alone is taken apart by GStreamer's rtph264depay
- * and h264parse). The parts are under media/recorder/.
+ * or re-encoding. The parts are under media/recorder/.
  *
  * Why one file per visit with every sender's tracks: a visit is reviewed
  * as one conversation. One file keeps the audio and video of both sides on
@@ -12,8 +11,8 @@
  * to be aligned again by whoever watches them.
  *
  * Pipeline, per track: reorder (sequence order, duplicates out, a gap
- * waited for 100 ms: the jitterbuffer's job) -> depayloaded (Opus and VP8
- * by the recorder itself, H.264 by rtph264depay ! h264parse) -> Matroska
+ * waited for 100 ms: the jitterbuffer's job) -> depayloaded (Opus, VP8,
+ * H.264 packetization-mode 1) -> Matroska
  * written by the recorder itself (the elements matroskamux wrote for these
  * codecs), the tracks merged in time order -> the file, one write(2) per
  * batch (plain), or rec_crypt (encrypted).
@@ -23,9 +22,8 @@
  * preallocated byte ring and returns; it never blocks, never allocates and
  * never logs; when the ring is full it counts a drop. The
  * recorder's own thread wakes every 250 ms (sooner when a burst fills a
- * quarter of the ring) and moves the whole batch through synchronously:
- * GStreamer (H.264) starts no thread of its own and nothing waits on a
- * clock. It also finalises the file. Callbacks run on the GMainContext that
+ * quarter of the ring) and moves the whole batch through synchronously;
+ * nothing waits on a clock. It also finalises the file. Callbacks run on the GMainContext that
  * was thread-default when tm_recorder_new() was called (the media
  * worker's), never on the recorder thread.
  *
@@ -92,7 +90,7 @@ typedef struct tm_recorder_result {
 
 /* Everything in *res is borrowed for the duration of the call. */
 typedef void (*tm_recorder_done_cb)(const tm_recorder_result *res, void *user);
-/* A running recording failed (disk full, an H.264 parser error). reason is borrowed.
+/* A running recording failed (disk full, a write error). reason is borrowed.
  * The recorder keeps accepting (and dropping) packets until finished. */
 typedef void (*tm_recorder_failure_cb)(const char *reason, void *user);
 
@@ -104,7 +102,7 @@ typedef void (*tm_recorder_failure_cb)(const char *reason, void *user);
 int tm_recorder_make_path(const char *recording_dir, const char *visit_id, int64_t epoch_ms,
                           bool encrypted, char **path_out, char **err);
 
-/* Builds the pipeline for n tracks (1..TM_RECORDER_MAX_TRACKS) writing to
+/* Starts a recorder of n tracks (1..TM_RECORDER_MAX_TRACKS) writing to
  * path (created 0600, must not exist); it starts on the first packet, whose
  * arrival is time 0 of the file. Declare every sending stream of the visit:
  * a track with no frame for the file when the start window closes (every

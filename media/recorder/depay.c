@@ -1,5 +1,6 @@
 /*
- * depay.c - Opus and VP8 frames out of RTP, straight from the batch's arena.
+ * depay.c - Opus and VP8 frames out of RTP, straight from the batch's arena
+ * (H.264: h264.c).
  *
  * An Opus packet's payload is the frame (RFC 7587); a VP8 frame is the
  * payloads after the descriptor (RFC 7741) from the packet with S=1,
@@ -13,16 +14,19 @@
  */
 #include "recorder_internal.h"
 
-void tm__rec_own_track_init(tm_rec_track *t)
+void tm__rec_track_init(tm_rec_track *t)
 {
-    bool audio = t->codec == TM_REC_OPUS;
-    t->own_depay = true;
-    t->want_key = !audio;
+    t->want_key = t->codec != TM_REC_OPUS;
     t->channels = 2; /* as the SDP's opus/48000/2 says */
     t->frames = g_array_sized_new(FALSE, FALSE, sizeof(tm_rec_frame), 256);
-    t->fparts = g_array_sized_new(FALSE, FALSE, sizeof(tm_rec_held), 512);
     t->held = g_array_sized_new(FALSE, FALSE, sizeof(tm_rec_held), 64);
-    t->parts = g_array_sized_new(FALSE, FALSE, sizeof(tm_rec_held), 16);
+    if (t->codec == TM_REC_H264) {
+        t->fdata = g_byte_array_sized_new(256 * 1024);
+        return;
+    }
+    t->fparts = g_array_sized_new(FALSE, FALSE, sizeof(tm_rec_held), 512);
+    if (t->codec == TM_REC_VP8)
+        t->parts = g_array_sized_new(FALSE, FALSE, sizeof(tm_rec_held), 16);
 }
 
 /* The payload of an RTP packet (CSRCs, header extension and padding
@@ -42,8 +46,7 @@ static bool rtp_payload(const uint8_t *d, size_t len, size_t *off, size_t *plen)
 
 /* The payloads in parts, which make one frame of t, into its queue; takes
  * their arena references. */
-static void queue_frame(tm_rec_track *t, const tm_rec_held *parts, guint n, GstClockTime pts,
-                        bool key)
+static void queue_frame(tm_rec_track *t, const tm_rec_held *parts, guint n, uint64_t pts, bool key)
 {
     tm_rec_frame f = {.pts = pts, .nparts = n, .key = key};
     for (guint i = 0; i < n; i++)
@@ -53,7 +56,7 @@ static void queue_frame(tm_rec_track *t, const tm_rec_held *parts, guint n, GstC
     t->produced = true;
 }
 
-void tm__rec_vp8_forget_frame(tm_rec_track *t)
+static void vp8_forget_frame(tm_rec_track *t)
 {
     for (guint i = 0; i < t->parts->len; i++)
         tm__rec_arena_unref(g_array_index(t->parts, tm_rec_held, i).arena);
@@ -62,7 +65,7 @@ void tm__rec_vp8_forget_frame(tm_rec_track *t)
 }
 
 /* The payloads in t->parts make a whole frame: into the track's queue. */
-static void vp8_emit(tm_rec_track *t, GstClockTime pts)
+static void vp8_emit(tm_rec_track *t, uint64_t pts)
 {
     gsize size = 0;
     for (guint i = 0; i < t->parts->len; i++)
@@ -75,7 +78,7 @@ static void vp8_emit(tm_rec_track *t, GstClockTime pts)
     if (key && (first->len < 10 || f[3] != 0x9d || f[4] != 0x01 || f[5] != 0x2a))
         key = false;
     if (size == 0 || (!key && t->want_key)) {
-        tm__rec_vp8_forget_frame(t);
+        vp8_forget_frame(t);
         return;
     }
     if (key) {
@@ -119,7 +122,7 @@ static void vp8_packet(tm_rec_track *t, tm_rec_held *h, const uint8_t *d, size_t
     bool start = (p[0] & 0x10) && (p[0] & 0x0f) == 0;
     if (t->in_frame && (start || ts != t->frame_rtp_ts)) {
         /* A new frame before the last one's marker: the last lost its end. */
-        tm__rec_vp8_forget_frame(t);
+        vp8_forget_frame(t);
         t->want_key = true;
     }
     if (start) {
@@ -138,7 +141,15 @@ bad:
     tm__rec_arena_unref(h->arena);
 }
 
-void tm__rec_depay_own(tm_rec_track *t, tm_rec_held *h)
+void tm__rec_forget_frame(tm_rec_track *t)
+{
+    if (t->parts)
+        vp8_forget_frame(t);
+    else if (t->fdata)
+        tm__rec_h264_forget(t);
+}
+
+void tm__rec_depay(tm_rec_track *t, tm_rec_held *h)
 {
     const uint8_t *d = h->arena->data + h->off;
     size_t off, plen;
@@ -148,12 +159,17 @@ void tm__rec_depay_own(tm_rec_track *t, tm_rec_held *h)
         tm__rec_arena_unref(h->arena);
         return;
     }
+    if (gap && t->codec != TM_REC_OPUS) {
+        tm__rec_forget_frame(t); /* a packet is missing: no frame until a keyframe */
+        t->want_key = true;
+    }
     if (t->codec == TM_REC_VP8) {
-        if (gap) {
-            tm__rec_vp8_forget_frame(t); /* a packet is missing: no frame until a keyframe */
-            t->want_key = true;
-        }
         vp8_packet(t, h, d, off, plen);
+        return;
+    }
+    if (t->codec == TM_REC_H264) {
+        tm__rec_h264_packet(t, d, off, plen, h->pts);
+        tm__rec_arena_unref(h->arena); /* the unit holds a copy */
         return;
     }
     if (plen == 0) {

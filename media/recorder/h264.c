@@ -1,304 +1,342 @@
 /*
- * h264.c - H.264 tracks through GStreamer: our pad -> rtph264depay !
- * h264parse -> our pad, driven synchronously from the recorder thread.
+ * h264.c - H.264 access units out of RTP (RFC 6184, packetization-mode 1)
+ * for the recorder's Matroska file: single NAL units, STAP-A and FU-A taken
+ * apart into length-prefixed NAL units (4 bytes, as the avcC says), one
+ * access unit per RTP timestamp (ended by the marker bit or the next
+ * timestamp), a keyframe being a unit with an IDR slice. The latest SPS and
+ * PPS give the track's avcC and picture size; they also stay in the stream,
+ * where browsers send them before each IDR.
  *
- * The only part of the recorder on GStreamer, which makes GStreamer a
- * library dependency. H.264 needs FU-A/STAP-A reassembly, access-unit
- * boundaries and an avcC built from SPS/PPS, which the two elements do.
- * The pipeline starts no thread and waits on no clock: no source is live,
- * no sink syncs, a batch is one buffer list pushed in. Recorder thread.
+ * Done here, not by rtph264depay ! h264parse, because those cost about 25
+ * times the recorder's own path per packet (tests/bench/README.md, "H.264
+ * in the recorder"), and so GStreamer is not linked into the server. As for
+ * VP8, a unit with a packet missing or one that does not parse is dropped,
+ * and so is every unit after it until a keyframe. A unit is built straight
+ * into the track's fdata, one copy of each payload. Recorder thread.
  */
+#include "h264.h"
 #include "recorder_internal.h"
 
 #include "telemed/common.h"
 
 #include <string.h>
 
-static const char H264_AVC_CAPS[] = "video/x-h264,stream-format=avc,alignment=au";
+enum { NAL_IDR = 5, NAL_SPS = 7, NAL_PPS = 8, NAL_STAP_A = 24, NAL_FU_A = 28 };
 
-const char *tm__rec_codec_encoding(tm_recorder_codec c)
+/* ---- parameter sets --------------------------------------------------- */
+
+typedef struct bits {
+    const uint8_t *p;
+    size_t n, pos;
+    bool bad;
+} bits;
+
+static uint32_t u(bits *b, int n)
 {
-    switch (c) {
-    case TM_REC_OPUS:
-        return "OPUS";
-    case TM_REC_VP8:
-        return "VP8";
-    case TM_REC_H264:
-        return "H264";
+    uint32_t v = 0;
+    for (int i = 0; i < n; i++) {
+        if (b->pos >= b->n * 8) {
+            b->bad = true;
+            return 0;
+        }
+        v = v << 1 | ((b->p[b->pos >> 3] >> (7 - (b->pos & 7))) & 1);
+        b->pos++;
     }
-    return NULL;
+    return v;
 }
 
-static gpointer gst_init_once(gpointer p)
+/* Exp-Golomb, unsigned and signed (H.264 9.1). */
+static uint32_t ue(bits *b)
 {
-    GError *e = NULL;
-    if (!gst_init_check(NULL, NULL, &e)) {
-        char *why = g_strdup(e ? e->message : "gst_init failed");
-        g_clear_error(&e);
-        return why;
-    }
-    return NULL;
+    int zeros = 0;
+    while (!b->bad && u(b, 1) == 0)
+        if (++zeros > 31) {
+            b->bad = true;
+            return 0;
+        }
+    return b->bad ? 0 : (uint32_t)((1ull << zeros) - 1 + u(b, zeros));
 }
 
-int tm__rec_gst_init(char **err)
+static int32_t se(bits *b)
 {
-    static GOnce once = G_ONCE_INIT;
-    const char *init_err = g_once(&once, gst_init_once, NULL);
-    if (init_err) {
-        *err = g_strdup_printf("GStreamer: %s", init_err);
-        return TM_EUNSUPPORTED;
+    uint32_t k = ue(b);
+    return k & 1 ? (int32_t)((k + 1) / 2) : -(int32_t)(k / 2);
+}
+
+static void skip_scaling_list(bits *b, int size)
+{
+    int last = 8, next = 8;
+    for (int j = 0; j < size && !b->bad; j++) {
+        if (next != 0)
+            next = (last + se(b) + 256) % 256;
+        last = next == 0 ? last : next;
     }
+}
+
+static bool high_profile(uint32_t p)
+{
+    return p == 100 || p == 110 || p == 122 || p == 244 || p == 44 || p == 83 || p == 86 ||
+           p == 118 || p == 128 || p == 138 || p == 139 || p == 134 || p == 135;
+}
+
+int tm__h264_sps_size(const uint8_t *sps, size_t len, int *width, int *height)
+{
+    /* The fields needed come early: the first 256 bytes of the RBSP. */
+    uint8_t rbsp[256];
+    size_t n = 0;
+    int zeros = 0;
+    for (size_t i = 1; i < len && n < sizeof rbsp; i++) {
+        if (zeros >= 2 && sps[i] == 3) { /* emulation prevention */
+            zeros = 0;
+            continue;
+        }
+        zeros = sps[i] == 0 ? zeros + 1 : 0;
+        rbsp[n++] = sps[i];
+    }
+    bits b = {.p = rbsp, .n = n};
+    uint32_t profile = u(&b, 8);
+    u(&b, 16); /* constraint flags, level */
+    ue(&b);    /* seq_parameter_set_id */
+    uint32_t chroma = 1;
+    if (high_profile(profile)) {
+        chroma = ue(&b);
+        if (chroma == 3)
+            u(&b, 1); /* separate_colour_plane_flag */
+        ue(&b);       /* bit depths */
+        ue(&b);
+        u(&b, 1);
+        if (u(&b, 1)) /* seq_scaling_matrix_present_flag */
+            for (int i = 0; i < (chroma != 3 ? 8 : 12); i++)
+                if (u(&b, 1))
+                    skip_scaling_list(&b, i < 6 ? 16 : 64);
+    }
+    ue(&b); /* log2_max_frame_num_minus4 */
+    uint32_t poc = ue(&b);
+    if (poc == 0) {
+        ue(&b);
+    } else if (poc == 1) {
+        u(&b, 1);
+        se(&b);
+        se(&b);
+        uint32_t cycle = ue(&b);
+        for (uint32_t i = 0; i < cycle && i < 256 && !b.bad; i++)
+            se(&b);
+    }
+    ue(&b);   /* max_num_ref_frames */
+    u(&b, 1); /* gaps_in_frame_num_value_allowed_flag */
+    uint32_t wmbs = ue(&b) + 1, hmaps = ue(&b) + 1;
+    uint32_t frame_mbs_only = u(&b, 1);
+    if (!frame_mbs_only)
+        u(&b, 1);                    /* mb_adaptive_frame_field_flag */
+    u(&b, 1);                        /* direct_8x8_inference_flag */
+    uint32_t crop[4] = {0, 0, 0, 0}; /* left, right, top, bottom */
+    if (u(&b, 1))
+        for (int i = 0; i < 4; i++)
+            crop[i] = ue(&b);
+    if (b.bad || chroma > 3 || wmbs > 1024 || hmaps > 1024 || crop[0] + crop[1] > 8192 ||
+        crop[2] + crop[3] > 8192)
+        return TM_EINVAL;
+    /* Crop units (H.264 7.4.2.1.1): chroma samples, and field pairs. */
+    uint32_t cx = chroma == 1 || chroma == 2 ? 2 : 1;
+    uint32_t cy = (chroma == 1 ? 2 : 1) * (2 - frame_mbs_only);
+    int64_t w = (int64_t)wmbs * 16 - (int64_t)(crop[0] + crop[1]) * cx;
+    int64_t h = (int64_t)hmaps * 16 * (2 - frame_mbs_only) - (int64_t)(crop[2] + crop[3]) * cy;
+    if (w <= 0 || h <= 0)
+        return TM_EINVAL;
+    *width = (int)w;
+    *height = (int)h;
     return 0;
 }
 
-/* The parser's output: frames and serialized events wait in the track's
- * queue until they are merged into the file. Takes b. */
-static GstFlowReturn on_frame(GstPad *pad, GstObject *parent, GstBuffer *b)
+int tm__h264_avcc(const uint8_t *sps, size_t sps_len, const uint8_t *pps, size_t pps_len,
+                  GByteArray *out)
 {
-    tm_rec_track *t = gst_pad_get_element_private(pad);
-    tm_rec_frame f = {.pts = GST_BUFFER_PTS(b),
-                      .obj = GST_MINI_OBJECT_CAST(b),
-                      .key = !GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT)};
+    if (sps_len < 4 || sps_len > 0xffff || pps_len < 1 || pps_len > 0xffff)
+        return TM_EINVAL;
+    /* version 1, profile, compatibility, level, 4-byte lengths, one SPS */
+    uint8_t head[8] = {
+        1, sps[1], sps[2], sps[3], 0xff, 0xe1, (uint8_t)(sps_len >> 8), (uint8_t)sps_len};
+    uint8_t mid[3] = {1, (uint8_t)(pps_len >> 8), (uint8_t)pps_len}; /* one PPS */
+    g_byte_array_append(out, head, sizeof head);
+    g_byte_array_append(out, sps, (guint)sps_len);
+    g_byte_array_append(out, mid, sizeof mid);
+    g_byte_array_append(out, pps, (guint)pps_len);
+    return 0;
+}
+
+/* Keeps a copy of a parameter set when it differs from the one kept. */
+static void keep_param(tm_rec_track *t, GBytes **kept, const uint8_t *nal, size_t n)
+{
+    if (*kept && g_bytes_get_size(*kept) == n && memcmp(g_bytes_get_data(*kept, NULL), nal, n) == 0)
+        return;
+    if (*kept)
+        g_bytes_unref(*kept);
+    *kept = g_bytes_new(nal, n);
+    t->params_changed = true;
+}
+
+/* The track's avcC and picture size from its latest SPS and PPS. */
+static void take_params(tm_rec_track *t)
+{
+    gsize sl, pl;
+    const uint8_t *sps = g_bytes_get_data(t->sps, &sl), *pps = g_bytes_get_data(t->pps, &pl);
+    GByteArray *avcc = g_byte_array_new();
+    if (tm__h264_avcc(sps, sl, pps, pl, avcc) == 0) {
+        if (t->codec_data)
+            g_bytes_unref(t->codec_data);
+        t->codec_data = g_byte_array_free_to_bytes(avcc);
+    } else {
+        g_byte_array_free(avcc, TRUE);
+    }
+    int w, h;
+    if (tm__h264_sps_size(sps, sl, &w, &h) == 0) {
+        t->width = w;
+        t->height = h;
+    }
+    t->params_changed = false;
+}
+
+/* ---- access units ------------------------------------------------------ */
+
+static void au_append(tm_rec_track *t, const uint8_t *d, size_t n)
+{
+    g_byte_array_append(t->fdata, d, (guint)n);
+    t->au_len += (guint)n;
+}
+
+static void au_length(tm_rec_track *t, size_t n)
+{
+    uint8_t len[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+    au_append(t, len, 4);
+}
+
+/* What a whole NAL unit of the unit says about it. */
+static void note_nal(tm_rec_track *t, const uint8_t *nal, size_t n)
+{
+    switch (nal[0] & 0x1f) {
+    case NAL_IDR:
+        t->au_key = true;
+        break;
+    case NAL_SPS:
+        keep_param(t, &t->sps, nal, n);
+        break;
+    case NAL_PPS:
+        keep_param(t, &t->pps, nal, n);
+        break;
+    }
+}
+
+static void add_nal(tm_rec_track *t, const uint8_t *nal, size_t n)
+{
+    au_length(t, n);
+    au_append(t, nal, n);
+    note_nal(t, nal, n);
+}
+
+static void au_reset(tm_rec_track *t)
+{
+    t->au_len = 0;
+    t->in_fu = t->au_key = t->au_bad = t->in_frame = false;
+}
+
+void tm__rec_h264_forget(tm_rec_track *t)
+{
+    g_byte_array_set_size(t->fdata, t->fdata->len - t->au_len);
+    au_reset(t);
+}
+
+/* The unit is over: a frame in the track's queue, or dropped. */
+static void au_end(tm_rec_track *t)
+{
+    bool whole = !t->au_bad && !t->in_fu;
+    bool key = whole && t->au_key && t->sps && t->pps;
+    if (!whole || t->au_len == 0 || (!key && t->want_key)) {
+        t->want_key = t->want_key || !whole;
+        tm__rec_h264_forget(t);
+        return;
+    }
+    if (key) {
+        t->want_key = false;
+        if (t->params_changed || !t->codec_data)
+            take_params(t);
+    }
+    tm_rec_frame f = {.pts = t->au_pts, .size = t->au_len, .key = key};
     g_array_append_val(t->frames, f);
     t->produced = true;
-    return GST_FLOW_OK;
+    au_reset(t);
 }
 
-static gboolean on_frame_event(GstPad *pad, GstObject *parent, GstEvent *e)
+static void fu_a(tm_rec_track *t, const uint8_t *p, size_t plen)
 {
-    tm_rec_track *t = gst_pad_get_element_private(pad);
-    /* EOS is ours to send; non-serialized events have no place in a queue. */
-    if (GST_EVENT_TYPE(e) == GST_EVENT_EOS || !GST_EVENT_IS_SERIALIZED(e))
-        gst_event_unref(e);
-    else
-        g_array_append_val(t->frames, ((tm_rec_frame){.obj = GST_MINI_OBJECT_CAST(e)}));
-    return TRUE;
-}
-
-/* What matroskamux answered: h264parse then gives length-prefixed access
- * units and the avcC in its caps. */
-static gboolean on_frame_query(GstPad *pad, GstObject *parent, GstQuery *q)
-{
-    switch (GST_QUERY_TYPE(q)) {
-    case GST_QUERY_CAPS: {
-        GstCaps *filter;
-        GstCaps *caps = gst_caps_from_string(H264_AVC_CAPS);
-        gst_query_parse_caps(q, &filter);
-        if (filter) {
-            GstCaps *both = gst_caps_intersect_full(filter, caps, GST_CAPS_INTERSECT_FIRST);
-            gst_caps_unref(caps);
-            caps = both;
-        }
-        gst_query_set_caps_result(q, caps);
-        gst_caps_unref(caps);
-        return TRUE;
-    }
-    case GST_QUERY_ACCEPT_CAPS: {
-        GstCaps *caps, *ours = gst_caps_from_string(H264_AVC_CAPS);
-        gst_query_parse_accept_caps(q, &caps);
-        gst_query_set_accept_caps_result(q, gst_caps_can_intersect(caps, ours));
-        gst_caps_unref(ours);
-        return TRUE;
-    }
-    default:
-        return FALSE;
-    }
-}
-
-/* The upstream side of our source pads: nothing to ask or tell us. */
-static gboolean drop_event(GstPad *pad, GstObject *parent, GstEvent *e)
-{
-    gst_event_unref(e);
-    return TRUE;
-}
-
-/* What the parser's caps say; kept until the file's header is written (a
- * change later stays in the stream: a keyframe with the parser's
- * config-interval carries its parameter sets). */
-void tm__rec_h264_take_event(tm_rec_track *t, GstEvent *e)
-{
-    if (GST_EVENT_TYPE(e) != GST_EVENT_CAPS)
-        return; /* stream start, segment, tags: nothing the file keeps */
-    GstCaps *caps;
-    gst_event_parse_caps(e, &caps);
-    const GstStructure *s = gst_caps_get_structure(caps, 0);
-    if (!s)
+    if (plen < 3) {
+        t->au_bad = true;
         return;
-    gst_structure_get_int(s, "width", &t->width);
-    gst_structure_get_int(s, "height", &t->height);
-    const GValue *v = gst_structure_get_value(s, "codec_data");
-    if (v && G_VALUE_HOLDS(v, GST_TYPE_BUFFER)) {
-        GstBuffer *b = gst_value_get_buffer(v);
-        GstMapInfo map;
-        if (b && gst_buffer_map(b, &map, GST_MAP_READ)) {
-            if (t->codec_data)
-                g_bytes_unref(t->codec_data);
-            t->codec_data = g_bytes_new(map.data, map.size);
-            gst_buffer_unmap(b, &map);
-        }
     }
-}
-
-static GstElement *make(const char *factory, char **err)
-{
-    GstElement *e = gst_element_factory_make(factory, NULL);
-    if (!e && !*err)
-        *err = g_strdup_printf("GStreamer element %s is not installed", factory);
-    return e;
-}
-
-static GstPad *our_pad(const char *name, GstPadDirection dir, gpointer owner)
-{
-    GstPad *p = gst_pad_new(name, dir);
-    gst_object_ref_sink(p);
-    gst_pad_set_element_private(p, owner);
-    return p;
-}
-
-static int build_h264_track(tm_recorder *r, tm_rec_track *t, size_t i, char **err)
-{
-    GstElement *depay = make("rtph264depay", err);
-    GstElement *parse = make("h264parse", err);
-    if (!depay || !parse) {
-        if (depay)
-            gst_object_unref(depay);
-        if (parse)
-            gst_object_unref(parse);
-        return TM_EUNSUPPORTED;
-    }
-    g_object_set(depay, "wait-for-keyframe", TRUE, NULL);
-    gst_bin_add(GST_BIN(r->pipeline), depay);
-    gst_bin_add(GST_BIN(r->pipeline), parse);
-    t->depay = depay;
-    t->parse = parse;
-    t->frames = g_array_sized_new(FALSE, FALSE, sizeof(tm_rec_frame), 256);
-    t->held = g_array_sized_new(FALSE, FALSE, sizeof(tm_rec_held), 64);
-
-    char name[16];
-    g_snprintf(name, sizeof name, "in%zu", i);
-    t->in = our_pad(name, GST_PAD_SRC, t);
-    gst_pad_set_event_function(t->in, drop_event);
-    g_snprintf(name, sizeof name, "out%zu", i);
-    t->out = our_pad(name, GST_PAD_SINK, t);
-    gst_pad_set_chain_function(t->out, on_frame);
-    gst_pad_set_event_function(t->out, on_frame_event);
-    gst_pad_set_query_function(t->out, on_frame_query);
-
-    GstPad *dsink = gst_element_get_static_pad(depay, "sink");
-    GstPad *psrc = gst_element_get_static_pad(parse, "src");
-    bool ok = gst_element_link(depay, parse) && gst_pad_link(t->in, dsink) == GST_PAD_LINK_OK &&
-              gst_pad_link(psrc, t->out) == GST_PAD_LINK_OK;
-    gst_object_unref(dsink);
-    gst_object_unref(psrc);
-    if (!ok) {
-        *err = g_strdup_printf("cannot link track %zu", i);
-        return TM_EIO;
-    }
-    return 0;
-}
-
-/* Stream start, caps and segment down a track's fresh pad. */
-static void start_h264_track(tm_recorder *r, tm_rec_track *t, size_t i)
-{
-    gst_pad_set_active(t->in, TRUE);
-    gst_pad_set_active(t->out, TRUE);
-    char *id = g_strdup_printf("telemed-rec-%p-%zu", (void *)r, i);
-    GstCaps *caps = gst_caps_new_simple(
-        "application/x-rtp", "media", G_TYPE_STRING, "video", "clock-rate", G_TYPE_INT,
-        (int)t->clock_rate, "encoding-name", G_TYPE_STRING, tm__rec_codec_encoding(t->codec),
-        "payload", G_TYPE_INT, (int)t->pt, NULL);
-    GstSegment seg;
-    gst_segment_init(&seg, GST_FORMAT_TIME);
-    gst_pad_push_event(t->in, gst_event_new_stream_start(id));
-    gst_pad_push_event(t->in, gst_event_new_caps(caps));
-    gst_pad_push_event(t->in, gst_event_new_segment(&seg));
-    gst_caps_unref(caps);
-    g_free(id);
-}
-
-int tm__rec_pipeline_build(tm_recorder *r, char **err)
-{
-    r->pipeline = gst_pipeline_new("recorder");
-    for (size_t i = 0; i < r->ntracks; i++) {
-        tm_rec_track *t = &r->tracks[i];
-        if (t->codec != TM_REC_H264) {
-            tm__rec_own_track_init(t);
-            continue;
-        }
-        int rc = build_h264_track(r, t, i, err);
-        if (rc < 0)
-            return rc;
-    }
-    r->bus = gst_element_get_bus(r->pipeline);
-    if (gst_element_set_state(r->pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
-        *err = g_strdup("recording pipeline does not start");
-        return TM_EIO;
-    }
-    for (size_t i = 0; i < r->ntracks; i++)
-        if (!r->tracks[i].own_depay)
-            start_h264_track(r, &r->tracks[i], i);
-    return 0;
-}
-
-void tm__rec_poll_bus(tm_recorder *r)
-{
-    GstMessage *m;
-    while ((m = gst_bus_pop_filtered(r->bus, GST_MESSAGE_ERROR))) {
-        GError *e = NULL;
-        char *debug = NULL;
-        gst_message_parse_error(m, &e, &debug);
-        /* The debug text ends with the system's reason; its first line is
-         * a source location. */
-        const char *detail = debug ? strrchr(debug, '\n') : NULL;
-        detail = detail ? detail + 1 : debug;
-        char *why =
-            g_strdup_printf("%s: %s%s%s", GST_OBJECT_NAME(GST_MESSAGE_SRC(m)),
-                            e ? e->message : "error", detail ? " " : "", detail ? detail : "");
-        g_free(debug);
-        tm__rec_set_failed(r, why); /* keeps the first reason */
-        g_free(why);
-        g_clear_error(&e);
-        gst_message_unref(m);
-    }
-}
-
-/* A read-only buffer over len bytes at off of a (takes a reference on a). */
-static GstBuffer *arena_buffer(tm_rec_arena *a, gsize off, gsize len)
-{
-    return gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY, a->data, a->size, off, len,
-                                       tm__rec_arena_ref(a), tm__rec_arena_unref);
-}
-
-void tm__rec_h264_push(tm_recorder *r, tm_rec_track *t, const tm_rec_held *hs, guint n)
-{
-    GstBufferList *l = gst_buffer_list_new_sized(n);
-    for (guint i = 0; i < n; i++) {
-        GstBuffer *b = arena_buffer(hs[i].arena, hs[i].off, hs[i].len);
-        tm__rec_arena_unref(hs[i].arena);
-        GST_BUFFER_PTS(b) = hs[i].pts;
-        gst_buffer_list_add(l, b);
-    }
-    GstFlowReturn fr = gst_pad_push_list(t->in, l);
-    /* A depayloader refuses what it cannot parse; that is a bad packet, not
-     * a broken recording. */
-    if (fr != GST_FLOW_FLUSHING && fr != GST_FLOW_NOT_LINKED)
+    bool start = p[1] & 0x80, end = p[1] & 0x40;
+    if (start) {
+        if (t->in_fu)
+            t->au_bad = true; /* the last one lost its end */
+        t->in_fu = true;
+        t->fu_at = t->au_len;
+        au_length(t, 0);
+        uint8_t hdr = (uint8_t)((p[0] & 0xe0) | (p[1] & 0x1f));
+        au_append(t, &hdr, 1);
+    } else if (!t->in_fu) {
+        t->au_bad = true; /* its start was lost */
         return;
-    tm__rec_poll_bus(r);
-    if (!atomic_load(&r->failed)) {
-        char *why = g_strdup_printf("depayloader: %s", gst_flow_get_name(fr));
-        tm__rec_set_failed(r, why);
-        g_free(why);
+    }
+    au_append(t, p + 2, plen - 2);
+    if (!end)
+        return;
+    t->in_fu = false;
+    uint8_t *at = t->fdata->data + t->fdata->len - t->au_len + t->fu_at;
+    size_t n = t->au_len - t->fu_at - 4;
+    at[0] = (uint8_t)(n >> 24);
+    at[1] = (uint8_t)(n >> 16);
+    at[2] = (uint8_t)(n >> 8);
+    at[3] = (uint8_t)n;
+    note_nal(t, at + 4, n);
+}
+
+static void stap_a(tm_rec_track *t, const uint8_t *p, size_t plen)
+{
+    for (size_t i = 1; i < plen;) {
+        size_t n = i + 2 <= plen ? (size_t)(p[i] << 8 | p[i + 1]) : 0;
+        if (n == 0 || i + 2 + n > plen) {
+            t->au_bad = true;
+            return;
+        }
+        add_nal(t, p + i + 2, n);
+        i += 2 + n;
     }
 }
 
-void tm__rec_h264_drop_track(tm_recorder *r, tm_rec_track *t)
+void tm__rec_h264_packet(tm_rec_track *t, const uint8_t *d, size_t off, size_t plen, uint64_t pts)
 {
-    GstElement *els[2] = {t->depay, t->parse};
-    for (int i = 0; i < 2; i++) {
-        if (!els[i])
-            continue;
-        gst_element_set_state(els[i], GST_STATE_NULL);
-        gst_bin_remove(GST_BIN(r->pipeline), els[i]); /* unlinks, drops the bin's ref */
+    uint32_t ts = (uint32_t)d[4] << 24 | (uint32_t)d[5] << 16 | (uint32_t)d[6] << 8 | d[7];
+    bool marker = d[1] & 0x80;
+    if (t->in_frame && ts != t->frame_rtp_ts)
+        au_end(t); /* its marker packet was lost, or the sender sets none */
+    if (!t->in_frame) {
+        t->in_frame = true;
+        t->frame_rtp_ts = ts;
+        t->au_pts = pts;
     }
-    t->depay = t->parse = NULL;
+    const uint8_t *p = d + off;
+    uint8_t type = plen ? p[0] & 0x1f : 0;
+    if (plen == 0) {
+        /* nothing in it; the marker still ends the unit */
+    } else if (type >= 1 && type <= 23) {
+        if (t->in_fu)
+            t->au_bad = true;
+        add_nal(t, p, plen);
+    } else if (type == NAL_STAP_A) {
+        stap_a(t, p, plen);
+    } else if (type == NAL_FU_A) {
+        fu_a(t, p, plen);
+    } else {
+        t->au_bad = true; /* STAP-B, MTAP, FU-B: not in packetization-mode 1 */
+    }
+    if (marker)
+        au_end(t);
 }

@@ -188,8 +188,8 @@ static void track_entry(tm_mkv_buf *o, const tm_mkv_track *t)
         put_str(o, 0x536E, t->name);
     put_str(o, TM_MKV_CODEC_ID, codec_id(t->codec));
     if (audio) {
-        /* OpusHead (RFC 7845 5.1) as matroskamux made it from our caps:
-         * version 1, channels, no pre-skip, 48 kHz, no gain, family 0. */
+        /* OpusHead (RFC 7845 5.1) as matroskamux made it for WebRTC's
+         * Opus: version 1, channels, no pre-skip, 48 kHz, no gain, family 0. */
         int ch = t->channels > 0 && t->channels <= 2 ? t->channels : 2;
         uint8_t head[19];
         memcpy(head, "OpusHead\x01\x02\x00\x00\x80\xbb\x00\x00\x00\x00\x00", sizeof head);

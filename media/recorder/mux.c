@@ -23,8 +23,8 @@
 static void pop_frame(tm_rec_track *t)
 {
     tm_rec_frame *f = &g_array_index(t->frames, tm_rec_frame, t->fhead++);
-    if (f->obj)
-        gst_mini_object_unref(f->obj);
+    if (t->fdata)
+        t->fdata_head += f->size;
     for (uint32_t i = 0; i < f->nparts; i++)
         tm__rec_arena_unref(g_array_index(t->fparts, tm_rec_held, t->phead++).arena);
     /* Frames wait TM_REC_MUX_LAG_MS, so the queues are never empty for
@@ -37,6 +37,10 @@ static void pop_frame(tm_rec_track *t)
         g_array_remove_range(t->fparts, 0, t->phead);
         t->phead = 0;
     }
+    if (t->fdata && t->fdata_head >= 64 * 1024 && t->fdata_head * 2 >= t->fdata->len) {
+        g_byte_array_remove_range(t->fdata, 0, t->fdata_head);
+        t->fdata_head = 0;
+    }
 }
 
 void tm__rec_clear_frames(tm_rec_track *t)
@@ -47,16 +51,14 @@ void tm__rec_clear_frames(tm_rec_track *t)
 
 /* Takes a track with nothing to show out before the header is written, so
  * the file lists no empty track. */
-static void drop_track(tm_recorder *r, tm_rec_track *t)
+static void drop_track(tm_rec_track *t)
 {
     t->ended = true;
     for (guint i = 0; i < t->held->len; i++)
         tm__rec_arena_unref(g_array_index(t->held, tm_rec_held, i).arena);
     g_array_set_size(t->held, 0);
-    if (t->parts)
-        tm__rec_vp8_forget_frame(t);
+    tm__rec_forget_frame(t);
     tm__rec_clear_frames(t);
-    tm__rec_h264_drop_track(r, t);
 }
 
 void tm__rec_close_window(tm_recorder *r, int64_t now_ns, bool final)
@@ -75,12 +77,12 @@ void tm__rec_close_window(tm_recorder *r, int64_t now_ns, bool final)
         if (t->produced)
             t->in_file = true;
         else
-            drop_track(r, t);
+            drop_track(t);
     }
 }
 
-/* The file's header, before its first frame: every track in the file has
- * had its caps by then (they come before its first frame). */
+/* The file's header, before its first frame: by then every video track in
+ * the file has had a keyframe, which gave its size (and H.264 its avcC). */
 static void write_header(tm_recorder *r)
 {
     tm_mkv_track tracks[TM_RECORDER_MAX_TRACKS];
@@ -108,26 +110,22 @@ static void write_header(tm_recorder *r)
 static void push_frame(tm_recorder *r, tm_rec_track *t)
 {
     const tm_rec_frame *f = &g_array_index(t->frames, tm_rec_frame, t->fhead);
-    GstBuffer *b = f->obj ? GST_BUFFER_CAST(f->obj) : NULL;
-    GstClockTime pts = f->pts;
-    if (!GST_CLOCK_TIME_IS_VALID(pts) ||
-        (GST_CLOCK_TIME_IS_VALID(t->last_pts) && pts < t->last_pts))
-        pts = GST_CLOCK_TIME_IS_VALID(t->last_pts) ? t->last_pts : 0;
+    uint64_t pts = f->pts;
+    if (t->last_pts != TM_REC_NO_TIME && pts < t->last_pts)
+        pts = t->last_pts;
     t->last_pts = pts;
-    gsize size = b ? gst_buffer_get_size(b) : f->size;
+    size_t size = f->size;
     if (size > 0) {
-        GstClockTime end =
-            pts + (b && GST_BUFFER_DURATION_IS_VALID(b) ? GST_BUFFER_DURATION(b) : 0);
-        if (!GST_CLOCK_TIME_IS_VALID(r->min_pts) || pts < r->min_pts)
+        if (r->min_pts == TM_REC_NO_TIME || pts < r->min_pts)
             r->min_pts = pts;
-        if (!GST_CLOCK_TIME_IS_VALID(r->max_end) || end > r->max_end)
-            r->max_end = end;
+        if (r->max_end == TM_REC_NO_TIME || pts > r->max_end)
+            r->max_end = pts;
         if (!r->mkv.started)
             write_header(r);
         uint8_t *p = tm__mkv_block(&r->mkv, t->mkv_num, t->codec != TM_REC_OPUS,
-                                   (int64_t)(pts / GST_MSECOND), f->key, size);
-        if (p && b) {
-            gst_buffer_extract(b, 0, p, size);
+                                   (int64_t)(pts / TM_REC_NS_PER_MS), f->key, size);
+        if (p && t->fdata) {
+            memcpy(p, t->fdata->data + t->fdata_head, size);
         } else if (p) {
             for (uint32_t i = 0; i < f->nparts; i++) {
                 const tm_rec_held *h = &g_array_index(t->fparts, tm_rec_held, t->phead + i);
@@ -139,39 +137,22 @@ static void push_frame(tm_recorder *r, tm_rec_track *t)
     pop_frame(t);
 }
 
-/* The oldest frame of t, after the events (H.264) queued before it; NULL
- * when it has none. */
-static const tm_rec_frame *next_frame(tm_rec_track *t)
-{
-    while (t->fhead < t->frames->len) {
-        const tm_rec_frame *f = &g_array_index(t->frames, tm_rec_frame, t->fhead);
-        if (!f->obj || !GST_IS_EVENT(f->obj))
-            return f;
-        tm__rec_h264_take_event(t, GST_EVENT_CAST(f->obj));
-        pop_frame(t);
-    }
-    return NULL;
-}
-
-void tm__rec_mux_until(tm_recorder *r, GstClockTime limit)
+void tm__rec_mux_until(tm_recorder *r, uint64_t limit)
 {
     while (!atomic_load_explicit(&r->failed, memory_order_relaxed)) {
         tm_rec_track *best = NULL;
-        GstClockTime best_pts = 0;
+        uint64_t best_pts = 0;
         for (size_t i = 0; i < r->ntracks; i++) {
             tm_rec_track *t = &r->tracks[i];
-            const tm_rec_frame *f = t->in_file ? next_frame(t) : NULL;
-            if (!f)
+            if (!t->in_file || t->fhead >= t->frames->len)
                 continue;
-            GstClockTime pts = f->pts;
-            if (!GST_CLOCK_TIME_IS_VALID(pts))
-                pts = GST_CLOCK_TIME_IS_VALID(t->last_pts) ? t->last_pts : 0;
+            uint64_t pts = g_array_index(t->frames, tm_rec_frame, t->fhead).pts;
             if (!best || pts < best_pts) {
                 best = t;
                 best_pts = pts;
             }
         }
-        if (!best || (GST_CLOCK_TIME_IS_VALID(limit) && best_pts > limit))
+        if (!best || (limit != TM_REC_NO_TIME && best_pts > limit))
             return;
         push_frame(r, best);
     }
@@ -205,13 +186,13 @@ static bool patch(tm_recorder *r, const tm_mkv_patch *p)
     return false;
 }
 
-bool tm__rec_mux_finish(tm_recorder *r, GstClockTime duration)
+bool tm__rec_mux_finish(tm_recorder *r, uint64_t duration)
 {
     if (!r->mkv.started)
         write_header(r);
     tm_mkv_patch patches[3];
     size_t n = 0;
-    double ms = GST_CLOCK_TIME_IS_VALID(duration) ? (double)duration / GST_MSECOND : 0;
+    double ms = duration != TM_REC_NO_TIME ? (double)duration / TM_REC_NS_PER_MS : 0;
     if (tm__mkv_finish(&r->mkv, ms, patches, &n) < 0)
         r->out.oom = true; /* flush_out reports it */
     if (!tm__rec_flush_out(r))

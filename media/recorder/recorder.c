@@ -183,7 +183,7 @@ static void process(tm_recorder *r, bool final)
     tm__rec_close_window(r, now, final);
     if (r->window_closed) {
         int64_t limit = now - r->first_arrival_ns - (int64_t)TM_REC_MUX_LAG_MS * 1000000;
-        tm__rec_mux_until(r, final ? GST_CLOCK_TIME_NONE : limit > 0 ? (GstClockTime)limit : 0);
+        tm__rec_mux_until(r, final ? TM_REC_NO_TIME : limit > 0 ? (uint64_t)limit : 0);
     }
     tm__rec_flush_out(r); /* reports its own failure */
     if (r->encrypted && r->writer) {
@@ -194,7 +194,6 @@ static void process(tm_recorder *r, bool final)
                 tm__rec_write_failed(r, errno);
         }
     }
-    tm__rec_poll_bus(r);
 }
 
 static gboolean deliver_result(gpointer p)
@@ -219,13 +218,11 @@ static void finalise(tm_recorder *r)
             had_media = false; /* packets came, but none reached the file */
         } else {
             /* The Cues, and the sizes and positions only known now. */
-            GstClockTime dur = GST_CLOCK_TIME_IS_VALID(r->max_end) ? r->max_end : 0;
+            uint64_t dur = r->max_end != TM_REC_NO_TIME ? r->max_end : 0;
             if (!tm__rec_mux_finish(r, dur) && !atomic_load(&r->failed))
                 tm__rec_set_failed(r, "recording did not finish");
-            tm__rec_poll_bus(r);
         }
     }
-    gst_element_set_state(r->pipeline, GST_STATE_NULL);
     if (r->fd >= 0 && close(r->fd) < 0 && !atomic_load(&r->failed))
         tm__rec_write_failed(r, errno);
     r->fd = -1;
@@ -244,8 +241,8 @@ static void finalise(tm_recorder *r)
                !atomic_load(&r->failed)) {
         tm__rec_set_failed(r, "cannot read the finished recording");
     }
-    if (GST_CLOCK_TIME_IS_VALID(r->min_pts) && GST_CLOCK_TIME_IS_VALID(r->max_end))
-        res->duration_ms = (int64_t)((r->max_end - r->min_pts) / GST_MSECOND);
+    if (r->min_pts != TM_REC_NO_TIME && r->max_end != TM_REC_NO_TIME)
+        res->duration_ms = (int64_t)((r->max_end - r->min_pts) / TM_REC_NS_PER_MS);
     g_mutex_lock(&r->lock);
     res->failure = r->failure;
     g_mutex_unlock(&r->lock);
@@ -282,8 +279,6 @@ static gpointer recorder_main(gpointer p)
 tm_recorder *tm_recorder_new(const char *path, const tm_recorder_track *tracks, size_t n,
                              const uint8_t *key_or_null, char **err)
 {
-    if (tm__rec_gst_init(err) < 0)
-        return NULL;
     if (!path || !tracks || n == 0 || n > TM_RECORDER_MAX_TRACKS) {
         *err = g_strdup("recorder: need a path and 1..16 tracks");
         return NULL;
@@ -294,7 +289,7 @@ tm_recorder *tm_recorder_new(const char *path, const tm_recorder_track *tracks, 
     r->ftok->refs = 1;
     r->efd = -1;
     r->fd = -1;
-    r->min_pts = r->max_end = GST_CLOCK_TIME_NONE;
+    r->min_pts = r->max_end = TM_REC_NO_TIME;
     r->ntracks = n;
     r->path = g_strdup(path);
     r->encrypted = key_or_null != NULL;
@@ -307,14 +302,14 @@ tm_recorder *tm_recorder_new(const char *path, const tm_recorder_track *tracks, 
             tracks[i].clock_rate ? tracks[i].clock_rate : (t->codec == TM_REC_OPUS ? 48000 : 90000);
         t->name = g_strdup(tracks[i].name);
         t->r = r;
-        t->last_pts = GST_CLOCK_TIME_NONE;
-        if (!tm__rec_codec_encoding(t->codec) || t->pt > 127) {
+        t->last_pts = TM_REC_NO_TIME;
+        if ((unsigned)t->codec > TM_REC_H264 || t->pt > 127) {
             *err = g_strdup_printf("recorder: track %zu has a bad codec or payload type", i);
             goto fail;
         }
     }
     /* Create the file here, exclusively and 0600, so a clash or an
-     * unwritable directory fails now rather than inside the pipeline. */
+     * unwritable directory fails now rather than on the first write. */
     if (r->encrypted) {
         r->writer = tm_rec_writer_open(path, key_or_null, err);
         if (!r->writer)
@@ -337,11 +332,8 @@ tm_recorder *tm_recorder_new(const char *path, const tm_recorder_track *tracks, 
     /* Touch every page now, so the worker's first pass through the ring
      * takes no page faults. */
     memset(r->ring, 0, TM_RECORDER_RING_BYTES);
-    if (tm__rec_pipeline_build(r, err) < 0) {
-        if (!*err)
-            *err = g_strdup("recorder: cannot build the pipeline");
-        goto fail;
-    }
+    for (size_t i = 0; i < n; i++)
+        tm__rec_track_init(&r->tracks[i]);
     r->thread = g_thread_try_new("tm-recorder", recorder_main, r, NULL);
     if (!r->thread) {
         *err = g_strdup("recorder: cannot start its thread");
@@ -372,21 +364,22 @@ static void free_track(tm_rec_track *t)
             tm__rec_arena_unref(g_array_index(t->held, tm_rec_held, i).arena);
         g_array_free(t->held, TRUE);
     }
-    if (t->parts) {
-        tm__rec_vp8_forget_frame(t);
-        g_array_free(t->parts, TRUE);
-    }
+    tm__rec_forget_frame(t);
     tm__rec_clear_frames(t);
+    if (t->parts)
+        g_array_free(t->parts, TRUE);
+    if (t->fdata)
+        g_byte_array_free(t->fdata, TRUE);
+    if (t->sps)
+        g_bytes_unref(t->sps);
+    if (t->pps)
+        g_bytes_unref(t->pps);
     if (t->frames)
         g_array_free(t->frames, TRUE);
     if (t->fparts)
         g_array_free(t->fparts, TRUE);
     if (t->codec_data)
         g_bytes_unref(t->codec_data);
-    GstPad *pads[2] = {t->in, t->out};
-    for (int i = 0; i < 2; i++)
-        if (pads[i])
-            gst_object_unref(pads[i]);
 }
 
 void tm_recorder_free(tm_recorder *r)
@@ -401,16 +394,10 @@ void tm_recorder_free(tm_recorder *r)
         g_thread_join(r->thread);
         r->thread = NULL;
     }
-    if (r->pipeline) {
-        gst_element_set_state(r->pipeline, GST_STATE_NULL);
-        gst_object_unref(r->pipeline);
-    }
     g_free(r->out.p);
     tm__mkv_clear(&r->mkv);
     if (r->fd >= 0)
         close(r->fd);
-    if (r->bus)
-        gst_object_unref(r->bus);
     tm_rec_writer_abort(r->writer); /* no final chunk: reads as cut short */
     for (size_t i = 0; i < r->ntracks; i++)
         free_track(&r->tracks[i]);

@@ -3,11 +3,10 @@
  *
  * A packet's way: ring.c (the worker's side and the drain into an arena)
  * -> reorder.c (sequence order, duplicates out, gaps waited for; media
- * time) -> depay.c (Opus, VP8) or h264.c (rtph264depay ! h264parse) ->
- * the track's frame queue -> mux.c (tracks merged in time order into
- * mkv.c's writer, the bytes to the file) ; recorder.c runs the thread and
- * the life cycle. Everything here but the ring's producer side and the
- * counters is the recorder thread's.
+ * time) -> depay.c (Opus, VP8) or h264.c (H.264) -> the track's frame
+ * queue -> mux.c (tracks merged in time order into mkv.c's writer, the
+ * bytes to the file); recorder.c runs the thread and the life cycle. Everything here but the ring's
+ * producer side and the counters is the recorder thread's.
  */
 #ifndef TELEMED_MEDIA_RECORDER_INTERNAL_H
 #define TELEMED_MEDIA_RECORDER_INTERNAL_H
@@ -17,12 +16,12 @@
 #include "telemed/recorder.h"
 
 #include <glib.h>
-#include <gst/gst.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#define TM_REC_BATCH_MS 250   /* the recorder thread wakes this often (sooner when the ring fills) \
+#define TM_REC_BATCH_MS                                                                            \
+    250                       /* the recorder thread wakes this often (sooner when the ring fills) \
                                */
 #define TM_REC_REORDER_MS 100 /* a gap in a track's sequence numbers is waited for this long */
 /* Frames go to the file once this much older than now: by then every
@@ -34,6 +33,10 @@
 #define TM_REC_SEAL_INTERVAL_MS 1000 /* encrypted: seal a chunk at least this often */
 
 enum { TM_REC_RTP_HDR = 12 };
+
+/* Media time: ns from the recording's first packet; this when unknown. */
+#define TM_REC_NO_TIME UINT64_MAX
+#define TM_REC_NS_PER_MS 1000000
 
 /* One packet in the ring: this header, then len bytes, padded to 8. */
 typedef struct tm_rec_hdr {
@@ -71,17 +74,18 @@ static inline void tm__rec_arena_unref(gpointer p)
 typedef struct tm_rec_held {
     uint64_t eseq;
     int64_t arrival_ns;
-    GstClockTime pts;
+    uint64_t pts;
     tm_rec_arena *arena;
     uint32_t off, len;
 } tm_rec_held;
 
-/* A frame waiting for the file, or (H.264) an event before one. */
+/* A frame waiting for the file. Opus and VP8: its bytes are the next
+ * nparts entries of the track's fparts; H.264: the next size bytes of its
+ * fdata. */
 typedef struct tm_rec_frame {
-    GstClockTime pts;
-    GstMiniObject *obj; /* H.264: the parser's GstBuffer or GstEvent; own tracks: NULL */
-    uint32_t nparts;    /* own tracks: how many entries of fparts make the frame */
-    uint32_t size;      /* own tracks: their bytes */
+    uint64_t pts;
+    uint32_t nparts;
+    uint32_t size;
     bool key;
 } tm_rec_frame;
 
@@ -91,30 +95,38 @@ typedef struct tm_rec_track {
     uint32_t clock_rate;
     char *name;
     struct tm_recorder *r;
-    GstElement *depay, *parse; /* H.264 only */
-    GstPad *in;                /* H.264: ours, feeds the depayloader */
-    GstPad *out;               /* H.264: ours, takes the parser's output */
-    /* Frames not yet in the file, oldest first (from fhead on); an own
-     * track's frame data are its next nparts entries of fparts (from phead
-     * on), each holding an arena reference. */
+    /* Frames not yet in the file, oldest first (from fhead on); Opus and
+     * VP8 frame data are entries of fparts (from phead on), each holding an
+     * arena reference; H.264 frame data are bytes of fdata (from
+     * fdata_head on). */
     GArray *frames; /* of tm_rec_frame */
     guint fhead;
-    GArray *fparts; /* of tm_rec_held (own tracks) */
+    GArray *fparts; /* of tm_rec_held (Opus, VP8) */
     guint phead;
-    bool own_depay; /* Opus and VP8: depay.c; H.264: h264.c */
-    bool want_key;  /* own VP8: frames are dropped until a keyframe */
-    bool in_frame;  /* own VP8: a frame's first packet came */
+    GByteArray *fdata; /* H.264: the frames' bytes, then the access unit being built */
+    guint fdata_head;
+    bool want_key; /* video: frames are dropped until a keyframe */
+    bool in_frame; /* video: a frame's first packet came */
     uint32_t frame_rtp_ts;
-    uint64_t last_eseq; /* own: of the last packet depayloaded (0: none) */
-    GArray *parts;      /* own VP8: of tm_rec_held, the current frame's payloads */
-    bool produced;      /* a frame came out of the depayloader */
-    bool in_file;       /* admitted when the start window closed */
-    bool ended;         /* left out of the file: its packets are dropped */
+    uint64_t last_eseq; /* of the last packet depayloaded (0: none) */
+    GArray *parts;      /* VP8: of tm_rec_held, the current frame's payloads */
+    /* H.264: the access unit being built (its last au_len bytes of fdata) */
+    guint au_len;
+    guint fu_at; /* where the fragmented NAL's length is, in the unit */
+    bool in_fu;  /* a FU-A's start came, its end not yet */
+    bool au_key; /* it holds an IDR slice */
+    bool au_bad; /* a packet of it did not parse */
+    uint64_t au_pts;
+    GBytes *sps, *pps; /* the latest parameter sets */
+    bool params_changed;
+    bool produced; /* a frame came out of the depayloader */
+    bool in_file;  /* admitted when the start window closed */
+    bool ended;    /* left out of the file: its packets are dropped */
     /* for the file's header (the last values before it is written) */
     uint8_t mkv_num;    /* its track number in the file (1...), 0: not in the file */
     int width, height;  /* video */
     int channels;       /* audio */
-    GBytes *codec_data; /* H.264: the avcC h264parse gave, the track's CodecPrivate */
+    GBytes *codec_data; /* H.264: the avcC made from sps and pps, the track's CodecPrivate */
     /* reordering */
     GArray *held; /* of tm_rec_held, ascending eseq */
     bool seq_init;
@@ -124,7 +136,7 @@ typedef struct tm_rec_track {
     bool ts_init;
     uint64_t ext_ts, anchor_ts;
     int64_t anchor_pts;
-    GstClockTime last_pts; /* of the last frame into the file */
+    uint64_t last_pts; /* of the last frame into the file */
 } tm_rec_track;
 
 struct tm_recorder {
@@ -147,8 +159,6 @@ struct tm_recorder {
     GThread *thread;
     _Atomic int finish_asked;
     _Atomic int abort_asked;
-    GstElement *pipeline; /* H.264 tracks' depayloader and parser; nothing else */
-    GstBus *bus;
     int fd;         /* plain: the file, open for writing */
     tm_mkv_buf out; /* the Matroska bytes of this batch, stored at its end */
     tm_mkv mkv;
@@ -159,7 +169,7 @@ struct tm_recorder {
     bool encrypted;
     tm_rec_writer *writer;
     int64_t last_seal_ms;
-    GstClockTime min_pts, max_end;
+    uint64_t min_pts, max_end;
 
     /* shared between threads, under lock */
     GMutex lock;
@@ -192,25 +202,23 @@ void tm__rec_drain(tm_recorder *r);
 void tm__rec_take_packet(tm_recorder *r, const tm_rec_hdr *h, tm_rec_arena *a, gsize off);
 void tm__rec_release(tm_recorder *r, tm_rec_track *t, int64_t cutoff_ns, bool final);
 
-/* depay.c: Opus and VP8. */
-void tm__rec_own_track_init(tm_rec_track *t);
-void tm__rec_depay_own(tm_rec_track *t, tm_rec_held *h);
-void tm__rec_vp8_forget_frame(tm_rec_track *t);
+/* depay.c: a track's queues for its codec; one packet, in sequence
+ * order, into frames (takes h's arena reference); a frame being built is
+ * forgotten. */
+void tm__rec_track_init(tm_rec_track *t);
+void tm__rec_depay(tm_rec_track *t, tm_rec_held *h);
+void tm__rec_forget_frame(tm_rec_track *t);
 
-/* h264.c: the GStreamer part. */
-const char *tm__rec_codec_encoding(tm_recorder_codec c);
-int tm__rec_gst_init(char **err);
-int tm__rec_pipeline_build(tm_recorder *r, char **err);
-void tm__rec_h264_push(tm_recorder *r, tm_rec_track *t, const tm_rec_held *hs, guint n);
-void tm__rec_h264_take_event(tm_rec_track *t, GstEvent *e);
-void tm__rec_h264_drop_track(tm_recorder *r, tm_rec_track *t);
-void tm__rec_poll_bus(tm_recorder *r);
+/* h264.c: one H.264 payload (RFC 6184) of the RTP packet d, plen bytes at
+ * off, arrived for media time pts; the access unit being built dropped. */
+void tm__rec_h264_packet(tm_rec_track *t, const uint8_t *d, size_t off, size_t plen, uint64_t pts);
+void tm__rec_h264_forget(tm_rec_track *t);
 
 /* mux.c: frames into the file. */
 void tm__rec_close_window(tm_recorder *r, int64_t now_ns, bool final);
-void tm__rec_mux_until(tm_recorder *r, GstClockTime limit);
+void tm__rec_mux_until(tm_recorder *r, uint64_t limit);
 bool tm__rec_flush_out(tm_recorder *r);
-bool tm__rec_mux_finish(tm_recorder *r, GstClockTime duration);
+bool tm__rec_mux_finish(tm_recorder *r, uint64_t duration);
 void tm__rec_clear_frames(tm_rec_track *t);
 
 #endif

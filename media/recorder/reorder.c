@@ -25,11 +25,8 @@ void tm__rec_release(tm_recorder *r, tm_rec_track *t, int64_t cutoff_ns, bool fi
         if (!final && h->eseq != t->next_eseq && h->arrival_ns > cutoff_ns)
             break;
         t->next_eseq = h->eseq + 1;
-        if (t->own_depay)
-            tm__rec_depay_own(t, h);
+        tm__rec_depay(t, h);
     }
-    if (n && !t->own_depay)
-        tm__rec_h264_push(r, t, &g_array_index(t->held, tm_rec_held, 0), n);
     if (n)
         g_array_remove_range(t->held, 0, n);
 }
@@ -113,7 +110,7 @@ void tm__rec_take_packet(tm_recorder *r, const tm_rec_hdr *rh, tm_rec_arena *a, 
         return; /* a duplicate */
     tm_rec_held h = {.eseq = eseq,
                      .arrival_ns = rh->arrival_ns,
-                     .pts = pts > 0 ? (GstClockTime)pts : 0,
+                     .pts = pts > 0 ? (uint64_t)pts : 0,
                      .arena = tm__rec_arena_ref(a),
                      .off = (uint32_t)off,
                      .len = rh->len};
