@@ -4,8 +4,8 @@
  * apart into length-prefixed NAL units (4 bytes, as the avcC says), one
  * access unit per RTP timestamp (ended by the marker bit or the next
  * timestamp), a keyframe being a unit with an IDR slice. The latest SPS and
- * PPS give the track's avcC and picture size; they also stay in the stream,
- * where browsers send them before each IDR.
+ * PPS give the track's avcC and picture size (rtp.c's SPS reader); they
+ * also stay in the stream, where browsers send them before each IDR.
  *
  * Done here, not by rtph264depay ! h264parse, because those cost about 25
  * times the recorder's own path per packet (tests/bench/README.md, "H.264
@@ -18,135 +18,13 @@
 #include "recorder_internal.h"
 
 #include "telemed/common.h"
+#include "telemed/rtp.h"
 
 #include <string.h>
 
 enum { NAL_IDR = 5, NAL_SPS = 7, NAL_PPS = 8, NAL_STAP_A = 24, NAL_FU_A = 28 };
 
 /* ---- parameter sets --------------------------------------------------- */
-
-typedef struct bits {
-    const uint8_t *p;
-    size_t n, pos;
-    bool bad;
-} bits;
-
-static uint32_t u(bits *b, int n)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < n; i++) {
-        if (b->pos >= b->n * 8) {
-            b->bad = true;
-            return 0;
-        }
-        v = v << 1 | ((b->p[b->pos >> 3] >> (7 - (b->pos & 7))) & 1);
-        b->pos++;
-    }
-    return v;
-}
-
-/* Exp-Golomb, unsigned and signed (H.264 9.1). */
-static uint32_t ue(bits *b)
-{
-    int zeros = 0;
-    while (!b->bad && u(b, 1) == 0)
-        if (++zeros > 31) {
-            b->bad = true;
-            return 0;
-        }
-    return b->bad ? 0 : (uint32_t)((1ull << zeros) - 1 + u(b, zeros));
-}
-
-static int32_t se(bits *b)
-{
-    uint32_t k = ue(b);
-    return k & 1 ? (int32_t)((k + 1) / 2) : -(int32_t)(k / 2);
-}
-
-static void skip_scaling_list(bits *b, int size)
-{
-    int last = 8, next = 8;
-    for (int j = 0; j < size && !b->bad; j++) {
-        if (next != 0)
-            next = (last + se(b) + 256) % 256;
-        last = next == 0 ? last : next;
-    }
-}
-
-static bool high_profile(uint32_t p)
-{
-    return p == 100 || p == 110 || p == 122 || p == 244 || p == 44 || p == 83 || p == 86 ||
-           p == 118 || p == 128 || p == 138 || p == 139 || p == 134 || p == 135;
-}
-
-int tm__h264_sps_size(const uint8_t *sps, size_t len, int *width, int *height)
-{
-    /* The fields needed come early: the first 256 bytes of the RBSP. */
-    uint8_t rbsp[256];
-    size_t n = 0;
-    int zeros = 0;
-    for (size_t i = 1; i < len && n < sizeof rbsp; i++) {
-        if (zeros >= 2 && sps[i] == 3) { /* emulation prevention */
-            zeros = 0;
-            continue;
-        }
-        zeros = sps[i] == 0 ? zeros + 1 : 0;
-        rbsp[n++] = sps[i];
-    }
-    bits b = {.p = rbsp, .n = n};
-    uint32_t profile = u(&b, 8);
-    u(&b, 16); /* constraint flags, level */
-    ue(&b);    /* seq_parameter_set_id */
-    uint32_t chroma = 1;
-    if (high_profile(profile)) {
-        chroma = ue(&b);
-        if (chroma == 3)
-            u(&b, 1); /* separate_colour_plane_flag */
-        ue(&b);       /* bit depths */
-        ue(&b);
-        u(&b, 1);
-        if (u(&b, 1)) /* seq_scaling_matrix_present_flag */
-            for (int i = 0; i < (chroma != 3 ? 8 : 12); i++)
-                if (u(&b, 1))
-                    skip_scaling_list(&b, i < 6 ? 16 : 64);
-    }
-    ue(&b); /* log2_max_frame_num_minus4 */
-    uint32_t poc = ue(&b);
-    if (poc == 0) {
-        ue(&b);
-    } else if (poc == 1) {
-        u(&b, 1);
-        se(&b);
-        se(&b);
-        uint32_t cycle = ue(&b);
-        for (uint32_t i = 0; i < cycle && i < 256 && !b.bad; i++)
-            se(&b);
-    }
-    ue(&b);   /* max_num_ref_frames */
-    u(&b, 1); /* gaps_in_frame_num_value_allowed_flag */
-    uint32_t wmbs = ue(&b) + 1, hmaps = ue(&b) + 1;
-    uint32_t frame_mbs_only = u(&b, 1);
-    if (!frame_mbs_only)
-        u(&b, 1);                    /* mb_adaptive_frame_field_flag */
-    u(&b, 1);                        /* direct_8x8_inference_flag */
-    uint32_t crop[4] = {0, 0, 0, 0}; /* left, right, top, bottom */
-    if (u(&b, 1))
-        for (int i = 0; i < 4; i++)
-            crop[i] = ue(&b);
-    if (b.bad || chroma > 3 || wmbs > 1024 || hmaps > 1024 || crop[0] + crop[1] > 8192 ||
-        crop[2] + crop[3] > 8192)
-        return TM_EINVAL;
-    /* Crop units (H.264 7.4.2.1.1): chroma samples, and field pairs. */
-    uint32_t cx = chroma == 1 || chroma == 2 ? 2 : 1;
-    uint32_t cy = (chroma == 1 ? 2 : 1) * (2 - frame_mbs_only);
-    int64_t w = (int64_t)wmbs * 16 - (int64_t)(crop[0] + crop[1]) * cx;
-    int64_t h = (int64_t)hmaps * 16 * (2 - frame_mbs_only) - (int64_t)(crop[2] + crop[3]) * cy;
-    if (w <= 0 || h <= 0)
-        return TM_EINVAL;
-    *width = (int)w;
-    *height = (int)h;
-    return 0;
-}
 
 int tm__h264_avcc(const uint8_t *sps, size_t sps_len, const uint8_t *pps, size_t pps_len,
                   GByteArray *out)
@@ -188,8 +66,8 @@ static void take_params(tm_rec_track *t)
     } else {
         g_byte_array_free(avcc, TRUE);
     }
-    int w, h;
-    if (tm__h264_sps_size(sps, sl, &w, &h) == 0) {
+    uint16_t w, h;
+    if (tm_h264_sps_size(sps, sl, &w, &h) == 0) {
         t->width = w;
         t->height = h;
     }
