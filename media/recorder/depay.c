@@ -180,3 +180,29 @@ void tm__rec_depay(tm_rec_track *t, tm_rec_held *h)
     h->len = (uint32_t)plen;
     queue_frame(t, h, 1, h->pts, true);
 }
+
+void tm__rec_track_free(tm_rec_track *t)
+{
+    g_free(t->name);
+    if (t->held) {
+        for (guint i = 0; i < t->held->len; i++)
+            tm__rec_arena_unref(g_array_index(t->held, tm_rec_held, i).arena);
+        g_array_free(t->held, TRUE);
+    }
+    tm__rec_forget_frame(t);
+    tm__rec_clear_frames(t);
+    if (t->parts)
+        g_array_free(t->parts, TRUE);
+    if (t->fdata)
+        g_byte_array_free(t->fdata, TRUE);
+    if (t->sps)
+        g_bytes_unref(t->sps);
+    if (t->pps)
+        g_bytes_unref(t->pps);
+    if (t->frames)
+        g_array_free(t->frames, TRUE);
+    if (t->fparts)
+        g_array_free(t->fparts, TRUE);
+    if (t->codec_data)
+        g_bytes_unref(t->codec_data);
+}

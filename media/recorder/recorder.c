@@ -356,32 +356,6 @@ void tm_recorder_finish(tm_recorder *r, tm_recorder_done_cb cb, void *user)
     tm__rec_wake(r);
 }
 
-static void free_track(tm_rec_track *t)
-{
-    g_free(t->name);
-    if (t->held) {
-        for (guint i = 0; i < t->held->len; i++)
-            tm__rec_arena_unref(g_array_index(t->held, tm_rec_held, i).arena);
-        g_array_free(t->held, TRUE);
-    }
-    tm__rec_forget_frame(t);
-    tm__rec_clear_frames(t);
-    if (t->parts)
-        g_array_free(t->parts, TRUE);
-    if (t->fdata)
-        g_byte_array_free(t->fdata, TRUE);
-    if (t->sps)
-        g_bytes_unref(t->sps);
-    if (t->pps)
-        g_bytes_unref(t->pps);
-    if (t->frames)
-        g_array_free(t->frames, TRUE);
-    if (t->fparts)
-        g_array_free(t->fparts, TRUE);
-    if (t->codec_data)
-        g_bytes_unref(t->codec_data);
-}
-
 void tm_recorder_free(tm_recorder *r)
 {
     if (!r)
@@ -400,7 +374,7 @@ void tm_recorder_free(tm_recorder *r)
         close(r->fd);
     tm_rec_writer_abort(r->writer); /* no final chunk: reads as cut short */
     for (size_t i = 0; i < r->ntracks; i++)
-        free_track(&r->tracks[i]);
+        tm__rec_track_free(&r->tracks[i]);
     if (r->efd >= 0)
         close(r->efd);
     g_free(r->ring);

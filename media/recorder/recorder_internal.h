@@ -202,10 +202,11 @@ void tm__rec_drain(tm_recorder *r);
 void tm__rec_take_packet(tm_recorder *r, const tm_rec_hdr *h, tm_rec_arena *a, gsize off);
 void tm__rec_release(tm_recorder *r, tm_rec_track *t, int64_t cutoff_ns, bool final);
 
-/* depay.c: a track's queues for its codec; one packet, in sequence
- * order, into frames (takes h's arena reference); a frame being built is
- * forgotten. */
+/* depay.c: a track's queues for its codec (and their end, the track's
+ * name and parameter sets with them); one packet, in sequence order, into
+ * frames (takes h's arena reference); a frame being built is forgotten. */
 void tm__rec_track_init(tm_rec_track *t);
+void tm__rec_track_free(tm_rec_track *t);
 void tm__rec_depay(tm_rec_track *t, tm_rec_held *h);
 void tm__rec_forget_frame(tm_rec_track *t);
 

@@ -137,16 +137,7 @@ static void check_frame(feed *f, guint i, uint32_t ts, bool key, const uint8_t *
 
 static void feed_free(feed *f)
 {
-    tm__rec_forget_frame(&f->t);
-    g_array_free(f->t.frames, TRUE);
-    g_array_free(f->t.held, TRUE);
-    g_byte_array_free(f->t.fdata, TRUE);
-    if (f->t.sps)
-        g_bytes_unref(f->t.sps);
-    if (f->t.pps)
-        g_bytes_unref(f->t.pps);
-    if (f->t.codec_data)
-        g_bytes_unref(f->t.codec_data);
+    tm__rec_track_free(&f->t);
 }
 
 /* The 320x240 stream's SPS and PPS. */
