@@ -33,3 +33,22 @@ if(TM_REC_GST_FOUND)
     set_tests_properties(recorder_${c} PROPERTIES TIMEOUT 60)
   endforeach()
 endif()
+
+# Packets in any order and size through reorder, depayloaders, merge and
+# Matroska writer: a libFuzzer binary under clang with TM_FUZZ=ON (the option
+# lives in server/identity.cmake), and with any compiler a smoke run through
+# the shared driver tests/fuzz/fuzz_main.c, as media/packets.cmake does.
+if(TM_FUZZ AND CMAKE_C_COMPILER_ID STREQUAL "Clang")
+  add_executable(fuzz_recorder ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_recorder.c)
+  target_include_directories(fuzz_recorder PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+  target_compile_options(fuzz_recorder PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_options(fuzz_recorder PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(fuzz_recorder PRIVATE telemed)
+endif()
+add_executable(fuzz_recorder_smoke ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_recorder.c
+  ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_main.c)
+target_include_directories(fuzz_recorder_smoke PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(fuzz_recorder_smoke PRIVATE telemed)
+add_test(NAME fuzz_recorder_smoke COMMAND fuzz_recorder_smoke -runs=20000 -seed=1
+  ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/recorder)
+set_tests_properties(fuzz_recorder_smoke PROPERTIES TIMEOUT 120)
