@@ -14,6 +14,10 @@
  */
 #include "recorder_internal.h"
 
+/* Far above any frame a browser sends: a VP8 frame that never ends (one
+ * timestamp and no marker, forever) is dropped, not held with its arenas. */
+enum { MAX_FRAME_PACKETS = 4096 };
+
 void tm__rec_track_init(tm_rec_track *t)
 {
     t->want_key = t->codec != TM_REC_OPUS;
@@ -131,6 +135,11 @@ static void vp8_packet(tm_rec_track *t, tm_rec_held *h, const uint8_t *d, size_t
     }
     if (!t->in_frame)
         goto bad; /* the frame's start was lost */
+    if (t->parts->len >= MAX_FRAME_PACKETS) {
+        vp8_forget_frame(t);
+        t->want_key = true;
+        goto bad;
+    }
     h->off += (uint32_t)(off + dl);
     h->len = (uint32_t)(plen - dl);
     g_array_append_val(t->parts, *h);

@@ -24,6 +24,10 @@
 
 enum { NAL_IDR = 5, NAL_SPS = 7, NAL_PPS = 8, NAL_STAP_A = 24, NAL_FU_A = 28 };
 
+/* Far above any frame a browser sends: a unit that grows past it (one
+ * timestamp and no marker, forever) is dropped, not held in memory. */
+enum { MAX_UNIT_BYTES = 8 << 20 };
+
 /* ---- parameter sets --------------------------------------------------- */
 
 int tm__h264_avcc(const uint8_t *sps, size_t sps_len, const uint8_t *pps, size_t pps_len,
@@ -78,6 +82,12 @@ static void take_params(tm_rec_track *t)
 
 static void au_append(tm_rec_track *t, const uint8_t *d, size_t n)
 {
+    if (t->au_bad)
+        return; /* it will be dropped: keep no more of it */
+    if (t->au_len + n > MAX_UNIT_BYTES) {
+        t->au_bad = true;
+        return;
+    }
     g_byte_array_append(t->fdata, d, (guint)n);
     t->au_len += (guint)n;
 }
@@ -167,6 +177,8 @@ static void fu_a(tm_rec_track *t, const uint8_t *p, size_t plen)
     if (!end)
         return;
     t->in_fu = false;
+    if (t->au_bad)
+        return;
     uint8_t *at = t->fdata->data + t->fdata->len - t->au_len + t->fu_at;
     size_t n = t->au_len - t->fu_at - 4;
     at[0] = (uint8_t)(n >> 24);

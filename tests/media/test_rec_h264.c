@@ -227,10 +227,57 @@ static void test_no_keyframe_without_parameter_sets(void)
     feed_free(&f);
 }
 
+/* A unit that never ends (one timestamp, no marker) is dropped once it
+ * passes 8 MiB, not held; the next keyframe comes through. */
+static void test_endless_unit_dropped(void)
+{
+    feed f = {.t = {.codec = TM_REC_H264}, .seq = 1};
+    tm__rec_track_init(&f.t);
+    PKT(&f, 0, false, 0x78, 0x00, 0x0e, SPS, 0x00, 0x04, PPS);
+    uint8_t fu[1402] = {0x7c, 0x85};
+    packet(&f, 0, false, fu, sizeof fu);
+    fu[1] = 0x05;
+    for (int i = 0; i < 7000; i++) { /* 9.8 MB */
+        packet(&f, 0, false, fu, sizeof fu);
+        CHECK(f.t.fdata->len <= (8u << 20));
+    }
+    fu[1] = 0x45;
+    packet(&f, 0, true, fu, sizeof fu);
+    CHECK_EQ_INT(f.t.frames->len, 0);
+    CHECK_EQ_INT(f.t.fdata->len, 0);
+    PKT(&f, 3000, true, 0x65, 0x01);
+    CHECK_EQ_INT(f.t.frames->len, 1);
+    FRAME(&f, 0, 3000, true, 0, 0, 0, 2, 0x65, 0x01);
+    feed_free(&f);
+}
+
+/* VP8 has the same bound (depay.c): a frame that never ends is dropped
+ * after 4096 packets, and their batches' memory with it. */
+static void test_vp8_endless_frame_dropped(void)
+{
+    feed f = {.t = {.codec = TM_REC_VP8}, .seq = 1};
+    tm__rec_track_init(&f.t);
+    uint8_t start[12] = {0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00, 0x00};
+    uint8_t more[2] = {0x00, 0x00};
+    packet(&f, 0, false, start, sizeof start);
+    for (int i = 0; i < 5000; i++) {
+        packet(&f, 0, false, more, sizeof more);
+        CHECK(f.t.parts->len <= 4096);
+    }
+    packet(&f, 0, true, more, sizeof more);
+    CHECK_EQ_INT(f.t.frames->len, 0);
+    packet(&f, 3000, true, start, sizeof start); /* a whole keyframe in one packet */
+    CHECK_EQ_INT(f.t.frames->len, 1);
+    CHECK(g_array_index(f.t.frames, tm_rec_frame, 0).key);
+    feed_free(&f);
+}
+
 int main(void)
 {
     RUN(test_avcc_and_size_as_h264parse);
     RUN(test_access_units);
     RUN(test_no_keyframe_without_parameter_sets);
+    RUN(test_endless_unit_dropped);
+    RUN(test_vp8_endless_frame_dropped);
     TEST_DONE();
 }
