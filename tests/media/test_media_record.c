@@ -2,7 +2,8 @@
  * test_media_record.c - a 1:1 visit recorded through the media core: the
  * workers feed every sender's decrypted RTP to the visit's recorder, and
  * closing the visit finishes the file and reports it (status, size, duration,
- * SHA-256 of the file as stored) on the control context.
+ * SHA-256 of the file as stored) on the control context. Also Safari's
+ * codec: an H.264 visit recorded as H.264 tracks of the senders' sizes.
  */
 #include <gst/gst.h>
 #include <gst/pbutils/pbutils.h>
@@ -16,6 +17,7 @@
 
 static test_peer *peers[2];
 static bool done;
+static const char *recording_visit = "v-rec";
 static tm_recorder_result result;
 static char result_path[4096], result_failure[256];
 
@@ -26,7 +28,7 @@ static void on_event(const tm_media_event *ev, void *user)
 
 static void on_recording(const char *visit_id, const tm_recorder_result *res, void *user)
 {
-    if (strcmp(visit_id, "v-rec") != 0)
+    if (strcmp(visit_id, recording_visit) != 0)
         FAIL("recording result for %s", visit_id);
     result = *res;
     g_strlcpy(result_path, res->path ? res->path : "", sizeof result_path);
@@ -57,6 +59,66 @@ static bool patient_recorded(void *u)
 static bool finished(void *u)
 {
     return done;
+}
+
+/* Both senders on H.264 (constrained baseline, openh264 through webrtcbin's
+ * payloader): the file holds two H.264 tracks at the senders' sizes, which
+ * the recorder took from their SPS. */
+static void record_h264(tm_media *m, GMainContext *ctx, const char *path)
+{
+    GstElementFactory *f = gst_element_factory_find("openh264enc");
+    if (!f) {
+        printf("openh264 not installed: H.264 recording not tested\n");
+        return;
+    }
+    gst_object_unref(f);
+    done = false;
+    recording_visit = "v-rec-h264";
+    if (tm_media_visit_record(m, "v-rec-h264", path, NULL, 2, on_recording, NULL) != 0)
+        FAIL("H.264 recording");
+    peers[0] = test_peer_new_codec(m, "v-rec-h264", "patient", 320, 240, "H264");
+    peers[1] = test_peer_new_codec(m, "v-rec-h264", "doctor", 352, 288, "H264");
+    int want = 90;
+    if (!peers[0] || !peers[1] || !test_wait(ctx, 30000, decoding, &want))
+        FAIL("H.264 visit did not run");
+    tm_media_visit_close(m, "v-rec-h264");
+    if (!test_wait(ctx, 20000, finished, NULL))
+        FAIL("no H.264 recording result");
+    printf("H.264 recording: status %d %s, %lld bytes, %lld ms, pushed %llu dropped %llu\n",
+           result.status, result_failure, (long long)result.size_bytes,
+           (long long)result.duration_ms, (unsigned long long)result.stats.pushed,
+           (unsigned long long)result.stats.dropped);
+    if (result.status != 0 || result.duration_ms < 2000)
+        FAIL("H.264 recording failed or short: %s", result_failure);
+    GstDiscoverer *disc = gst_discoverer_new(10 * GST_SECOND, NULL);
+    char *uri = g_filename_to_uri(path, NULL, NULL);
+    GstDiscovererInfo *info = disc ? gst_discoverer_discover_uri(disc, uri, NULL) : NULL;
+    if (!info)
+        FAIL("the H.264 file does not play");
+    GList *v = gst_discoverer_info_get_video_streams(info);
+    int sizes = 0;
+    for (GList *l = v; l; l = l->next) {
+        GstDiscovererVideoInfo *vi = l->data;
+        GstCaps *caps = gst_discoverer_stream_info_get_caps(l->data);
+        const char *codec = gst_structure_get_name(gst_caps_get_structure(caps, 0));
+        unsigned w = gst_discoverer_video_info_get_width(vi);
+        unsigned h = gst_discoverer_video_info_get_height(vi);
+        printf("H.264 file: %s %ux%u\n", codec, w, h);
+        if (strcmp(codec, "video/x-h264") != 0)
+            FAIL("video track is %s", codec);
+        sizes |= (w == 320 && h == 240) ? 1 : (w == 352 && h == 288) ? 2 : 4;
+        gst_caps_unref(caps);
+    }
+    if (g_list_length(v) != 2 || sizes != 3)
+        FAIL("want two H.264 tracks, 320x240 and 352x288");
+    gst_discoverer_stream_info_list_free(v);
+    gst_discoverer_info_unref(info);
+    g_object_unref(disc);
+    g_free(uri);
+    test_peer_free(peers[0]);
+    test_peer_free(peers[1]);
+    remove(path);
+    recording_visit = "v-rec";
 }
 
 int main(int argc, char **argv)
@@ -135,6 +197,8 @@ int main(int argc, char **argv)
     test_peer_free(peers[0]);
     test_peer_free(peers[1]);
     remove(path);
+
+    record_h264(m, ctx, path);
 
     /* Shutdown right after a visit ends (server stopping): the file is still
      * finished before tm_media_free returns. */
