@@ -179,7 +179,7 @@ static void process(tm_recorder *r, bool final)
     int64_t now = tm__rec_mono_ns();
     for (size_t i = 0; i < r->ntracks; i++)
         if (!r->tracks[i].ended)
-            tm__rec_release(r, &r->tracks[i], now - (int64_t)TM_REC_REORDER_MS * 1000000, final);
+            tm__rec_release(&r->tracks[i], now - (int64_t)TM_REC_REORDER_MS * 1000000, final);
     tm__rec_close_window(r, now, final);
     if (r->window_closed) {
         int64_t limit = now - r->first_arrival_ns - (int64_t)TM_REC_MUX_LAG_MS * 1000000;
@@ -301,7 +301,6 @@ tm_recorder *tm_recorder_new(const char *path, const tm_recorder_track *tracks, 
         t->clock_rate =
             tracks[i].clock_rate ? tracks[i].clock_rate : (t->codec == TM_REC_OPUS ? 48000 : 90000);
         t->name = g_strdup(tracks[i].name);
-        t->r = r;
         t->last_pts = TM_REC_NO_TIME;
         if ((unsigned)t->codec > TM_REC_H264 || t->pt > 127) {
             *err = g_strdup_printf("recorder: track %zu has a bad codec or payload type", i);

@@ -5,8 +5,9 @@
  * -> reorder.c (sequence order, duplicates out, gaps waited for; media
  * time) -> depay.c (Opus, VP8) or h264.c (H.264) -> the track's frame
  * queue -> mux.c (tracks merged in time order into mkv.c's writer, the
- * bytes to the file); recorder.c runs the thread and the life cycle. Everything here but the ring's
- * producer side and the counters is the recorder thread's.
+ * bytes to the file); recorder.c runs the thread and the life cycle.
+ * Everything here but the ring's producer side and the counters is the
+ * recorder thread's.
  */
 #ifndef TELEMED_MEDIA_RECORDER_INTERNAL_H
 #define TELEMED_MEDIA_RECORDER_INTERNAL_H
@@ -20,9 +21,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define TM_REC_BATCH_MS                                                                            \
-    250                       /* the recorder thread wakes this often (sooner when the ring fills) \
-                               */
+/* The recorder thread wakes this often (sooner when the ring fills). */
+#define TM_REC_BATCH_MS 250
 #define TM_REC_REORDER_MS 100 /* a gap in a track's sequence numbers is waited for this long */
 /* Frames go to the file once this much older than now: by then every
  * track's frames up to that time have been through its depayloader. */
@@ -48,24 +48,23 @@ typedef struct tm_rec_hdr {
 
 /* The packets of one drain, copied out of the ring into one allocation:
  * the held packets and the frames made of them point into it, and the last
- * of them frees it. Freed on whatever thread drops the last buffer (the
- * recorder thread, or the owner's in tm_recorder_free), hence atomic. */
+ * of them frees it. Only the recorder thread touches it (and the owner in
+ * tm_recorder_free, after joining that thread): a plain count. */
 typedef struct tm_rec_arena {
-    gint refs;
-    gsize size;
+    int refs;
+    size_t size;
     uint8_t data[];
 } tm_rec_arena;
 
 static inline tm_rec_arena *tm__rec_arena_ref(tm_rec_arena *a)
 {
-    g_atomic_int_inc(&a->refs);
+    a->refs++;
     return a;
 }
 
-static inline void tm__rec_arena_unref(gpointer p)
+static inline void tm__rec_arena_unref(tm_rec_arena *a)
 {
-    tm_rec_arena *a = p;
-    if (g_atomic_int_dec_and_test(&a->refs))
+    if (--a->refs == 0)
         g_free(a);
 }
 
@@ -94,7 +93,6 @@ typedef struct tm_rec_track {
     uint8_t pt;
     uint32_t clock_rate;
     char *name;
-    struct tm_recorder *r;
     /* Frames not yet in the file, oldest first (from fhead on); Opus and
      * VP8 frame data are entries of fparts (from phead on), each holding an
      * arena reference; H.264 frame data are bytes of fdata (from
@@ -200,7 +198,7 @@ void tm__rec_drain(tm_recorder *r);
  * track's reorder queue; the queue on to the depayloader up to the first
  * gap younger than cutoff_ns (all of it when final). */
 void tm__rec_take_packet(tm_recorder *r, const tm_rec_hdr *h, tm_rec_arena *a, gsize off);
-void tm__rec_release(tm_recorder *r, tm_rec_track *t, int64_t cutoff_ns, bool final);
+void tm__rec_release(tm_rec_track *t, int64_t cutoff_ns, bool final);
 
 /* depay.c: a track's queues for its codec (and their end, the track's
  * name and parameter sets with them); one packet, in sequence order, into

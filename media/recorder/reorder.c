@@ -17,7 +17,7 @@ static uint32_t be32(const uint8_t *d)
     return (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
 }
 
-void tm__rec_release(tm_recorder *r, tm_rec_track *t, int64_t cutoff_ns, bool final)
+void tm__rec_release(tm_rec_track *t, int64_t cutoff_ns, bool final)
 {
     guint n = 0;
     for (; n < t->held->len; n++) {
@@ -33,9 +33,9 @@ void tm__rec_release(tm_recorder *r, tm_rec_track *t, int64_t cutoff_ns, bool fi
 
 /* Forgets the track's sequence and time state (a new sender connection),
  * after sending on what it held. */
-static void reset_track(tm_recorder *r, tm_rec_track *t)
+static void reset_track(tm_rec_track *t)
 {
-    tm__rec_release(r, t, 0, true);
+    tm__rec_release(t, 0, true);
     t->seq_init = false;
     t->ts_init = false;
 }
@@ -43,11 +43,11 @@ static void reset_track(tm_recorder *r, tm_rec_track *t)
 /* The packet's sequence number extended to 64 bits, or 0 when it comes
  * too late (or again). A new SSRC or a jump over TM_REC_SEQ_JUMP starts
  * the track afresh. */
-static uint64_t extend_seq(tm_recorder *r, tm_rec_track *t, uint16_t seq, uint32_t ssrc)
+static uint64_t extend_seq(tm_rec_track *t, uint16_t seq, uint32_t ssrc)
 {
     int16_t dseq = t->seq_init ? (int16_t)(uint16_t)(seq - (uint16_t)t->max_eseq) : 0;
     if (t->seq_init && (ssrc != t->ssrc || dseq > TM_REC_SEQ_JUMP || dseq < -TM_REC_SEQ_JUMP))
-        reset_track(r, t);
+        reset_track(t);
     uint64_t eseq;
     if (!t->seq_init) {
         t->seq_init = true;
@@ -97,7 +97,7 @@ void tm__rec_take_packet(tm_recorder *r, const tm_rec_hdr *rh, tm_rec_arena *a, 
     if (!r->first_arrival_ns)
         r->first_arrival_ns = rh->arrival_ns;
     const uint8_t *d = a->data + off;
-    uint64_t eseq = extend_seq(r, t, (uint16_t)(d[2] << 8 | d[3]), be32(d + 8));
+    uint64_t eseq = extend_seq(t, (uint16_t)(d[2] << 8 | d[3]), be32(d + 8));
     if (!eseq)
         return; /* too late, or a retransmission of what went on already */
     int64_t pts = media_time(r, t, be32(d + 4), rh->arrival_ns);

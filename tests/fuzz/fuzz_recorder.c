@@ -46,7 +46,7 @@ static void batch(tm_recorder *r, int64_t now_ns, bool final, GByteArray *file)
         return;
     for (size_t i = 0; i < r->ntracks; i++)
         if (!r->tracks[i].ended)
-            tm__rec_release(r, &r->tracks[i], now_ns - (int64_t)TM_REC_REORDER_MS * 1000000, final);
+            tm__rec_release(&r->tracks[i], now_ns - (int64_t)TM_REC_REORDER_MS * 1000000, final);
     tm__rec_close_window(r, now_ns, final);
     if (r->window_closed) {
         int64_t limit = now_ns - r->first_arrival_ns - (int64_t)TM_REC_MUX_LAG_MS * 1000000;
@@ -113,7 +113,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         t->codec = codecs[i];
         t->pt = pts[i];
         t->clock_rate = i == 0 ? 48000 : 90000;
-        t->r = r;
         t->last_pts = TM_REC_NO_TIME;
         tm__rec_track_init(t);
         s[i] = (sender){.seq = (uint16_t)(1000 * i), .ts = 5000u * (uint32_t)i};
