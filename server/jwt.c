@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <math.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -49,6 +50,7 @@ struct tm_jwt_verifier {
     size_t secret_len;
     struct jwt_key *keys;
     size_t nkeys;
+    int64_t max_lifetime_s; /* 0: exp is not capped */
 };
 
 /* ---- roles ---------------------------------------------------------------- */
@@ -309,6 +311,12 @@ int tm_jwt_verifier_add_key_file(tm_jwt_verifier *v, const char *path)
     return rc;
 }
 
+void tm_jwt_verifier_set_max_lifetime(tm_jwt_verifier *v, int64_t max_s)
+{
+    if (v)
+        v->max_lifetime_s = max_s > 0 ? max_s : 0;
+}
+
 void tm_jwt_verifier_free(tm_jwt_verifier *v)
 {
     if (!v)
@@ -517,7 +525,19 @@ static int get_string(json_t *claims, const char *key, char *out, size_t outlen,
     return 0;
 }
 
-static const char *parse_claims(json_t *claims, int64_t now_s, int leeway_s, tm_identity *id)
+/* A token that lives longer than the deployment allows is refused even when
+ * its signature is good: a leaked long-lived token must not outlast a shift.
+ * Measured from iat when the token says when it was made, else from now. */
+static bool lifetime_too_long(const tm_identity *id, bool has_iat, int64_t now_s, int64_t max_s)
+{
+    if (max_s <= 0)
+        return false;
+    int64_t from = has_iat ? id->iat : now_s;
+    return id->exp > from && id->exp - from > max_s;
+}
+
+static const char *parse_claims(json_t *claims, int64_t now_s, int leeway_s, int64_t max_lifetime_s,
+                                tm_identity *id)
 {
     char role[32];
     int has_sub, has_role, has_exp, has_nbf, has_iat;
@@ -546,6 +566,10 @@ static const char *parse_claims(json_t *claims, int64_t now_s, int leeway_s, tm_
         return "expired";
     if (has_nbf && id->nbf > now_s + leeway)
         return "not_yet_valid";
+    if (has_iat && id->iat > now_s + leeway)
+        return "issued_in_future";
+    if (lifetime_too_long(id, has_iat, now_s, max_lifetime_s))
+        return "lifetime_too_long";
     return NULL;
 }
 
@@ -626,7 +650,7 @@ int tm_jwt_verify(const tm_jwt_verifier *v, const char *token, size_t len, int64
         why = "malformed";
         goto fail;
     }
-    why = parse_claims(claims, now_s, leeway_s, &id);
+    why = parse_claims(claims, now_s, leeway_s, v->max_lifetime_s, &id);
     if (why)
         goto fail;
     *out = id;

@@ -109,8 +109,12 @@ int tm_token_main(const char *default_secret, int argc, char **argv)
             break;
         }
     }
-    if (bad || optind != argc || !id.sub[0] || id.role == TM_ROLE_NONE || (kid && !key) ||
-        (!key && (!secret || !secret[0]))) {
+    if (!bad && !key && (!secret || !secret[0])) {
+        fprintf(stderr, "telemed-server token: no HS256 secret here (jwt_public_keys is set, so "
+                        "tokens come from the identity provider); give --key or --secret\n");
+        return 2;
+    }
+    if (bad || optind != argc || !id.sub[0] || id.role == TM_ROLE_NONE || (kid && !key)) {
         usage();
         return 2;
     }

@@ -67,16 +67,23 @@ int tm_jwt_verifier_add_key_pem(tm_jwt_verifier *v, const char *pem, size_t len,
  * TM_EIO when it cannot be read, or as tm_jwt_verifier_add_key_pem. */
 int tm_jwt_verifier_add_key_file(tm_jwt_verifier *v, const char *path);
 
+/* Caps a token's lifetime: exp - iat (or exp - now when iat is absent) above
+ * max_s seconds is refused as "lifetime_too_long". 0 (the default) leaves exp
+ * uncapped. Not thread-safe against verify: call it while building. */
+void tm_jwt_verifier_set_max_lifetime(tm_jwt_verifier *v, int64_t max_s);
+
 /* Frees the verifier and its keys; accepts NULL. */
 void tm_jwt_verifier_free(tm_jwt_verifier *v);
 
 /* Verifies a compact JWS of len bytes (need not be NUL-terminated).
  * Returns 0 and fills *out, or TM_EAUTH with a static reason in *reason (reason
  * may be NULL). Reasons: "malformed", "too_large", "alg_not_allowed", "no_key",
- * "bad_signature", "expired", "not_yet_valid", "missing_claim", "bad_claim",
- * "bad_role". On failure *out is zeroed. TM_ENOMEM ("internal") when out of memory.
+ * "bad_signature", "expired", "not_yet_valid", "issued_in_future",
+ * "lifetime_too_long", "missing_claim", "bad_claim", "bad_role". On failure
+ * *out is zeroed. TM_ENOMEM ("internal") when out of memory.
  * Requires sub, role (one of the four) and exp; checks exp/nbf against now_s with
- * leeway_s seconds of clock skew allowed. The signature is checked before the
+ * leeway_s seconds of clock skew allowed, refuses an iat later than now_s +
+ * leeway_s and applies the lifetime cap. The signature is checked before the
  * claims are parsed. */
 int tm_jwt_verify(const tm_jwt_verifier *v, const char *token, size_t len, int64_t now_s,
                   int leeway_s, tm_identity *out, const char **reason);

@@ -267,6 +267,46 @@ static void test_hs256_wrong_secret(void)
     free(tok);
 }
 
+static void test_iat_in_future_refused(void)
+{
+    tm_jwt_verifier *v = tm_jwt_verifier_new(SECRET);
+    char *ahead = craft_hs("{\"sub\":\"d\",\"role\":\"doctor\",\"iat\":1800000100,"
+                           "\"exp\":1800003600}");
+    CHECK_REJECT(v, ahead, "issued_in_future");
+    /* within the leeway a fast issuer clock is tolerated */
+    CHECK(verify_reason(v, ahead, NOW, 120, NULL) == NULL);
+    char *now = craft_hs("{\"sub\":\"d\",\"role\":\"doctor\",\"iat\":1800000000,"
+                         "\"exp\":1800003600}");
+    CHECK_OK(v, now);
+    free(ahead);
+    free(now);
+    tm_jwt_verifier_free(v);
+}
+
+static void test_lifetime_cap(void)
+{
+    tm_jwt_verifier *v = tm_jwt_verifier_new(SECRET);
+    char *year = craft_hs("{\"sub\":\"a\",\"role\":\"admin\",\"iat\":1799999990,"
+                          "\"exp\":1831536000}");
+    char *day = craft_hs("{\"sub\":\"a\",\"role\":\"admin\",\"iat\":1799999990,"
+                         "\"exp\":1800086390}");
+    char *no_iat_long = craft_hs("{\"sub\":\"a\",\"role\":\"admin\",\"exp\":1800090000}");
+    char *no_iat_short = craft_hs("{\"sub\":\"a\",\"role\":\"admin\",\"exp\":1800080000}");
+    /* uncapped until the deployment sets a cap */
+    CHECK_OK(v, year);
+    tm_jwt_verifier_set_max_lifetime(v, 86400);
+    CHECK_REJECT(v, year, "lifetime_too_long");
+    CHECK_OK(v, day);
+    /* without iat the rest of the token's life counts */
+    CHECK_REJECT(v, no_iat_long, "lifetime_too_long");
+    CHECK_OK(v, no_iat_short);
+    free(year);
+    free(day);
+    free(no_iat_long);
+    free(no_iat_short);
+    tm_jwt_verifier_free(v);
+}
+
 static void test_hs256_tampered_payload(void)
 {
     tm_jwt_verifier *v = tm_jwt_verifier_new(SECRET);
@@ -802,6 +842,8 @@ int main(void)
     RUN(test_hs256_expired);
     RUN(test_hs256_not_yet_valid);
     RUN(test_hs256_wrong_secret);
+    RUN(test_iat_in_future_refused);
+    RUN(test_lifetime_cap);
     RUN(test_hs256_tampered_payload);
     RUN(test_hs256_tampered_signature);
     RUN(test_alg_none_refused);
