@@ -20,7 +20,10 @@
 
 typedef struct tm_app {
     tm_config cfg;
-    char *jwt_secret;        /* effective HS256 secret (configured or kept in data_dir) */
+    char *jwt_secret;        /* effective HS256 secret (configured or kept in data_dir); NULL:
+                                HS256 off (an identity provider's keys only) */
+    uint8_t rec_key[32];     /* recordings' key, when have_rec_key */
+    bool have_rec_key;
     tm_store *store;
     tm_jwt_verifier *jwt;
     tm_signaling *sig;

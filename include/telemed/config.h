@@ -46,10 +46,11 @@ typedef struct tm_config {
     char *hospital_id;   /* default "demo-hospital" */
     char *hospital_name; /* default "Demo Internet Hospital" */
     /* identity */
-    char *
-        jwt_secret; /* default NULL: then a random secret is made and kept in data_dir/jwt.secret */
-    char *jwt_public_keys; /* comma-separated PEM paths, default NULL */
-    int jwt_leeway_s;      /* 30, 0..600 */
+    char *jwt_secret; /* default NULL: then a random secret is made and kept in data_dir/jwt.secret,
+                         unless jwt_public_keys is set (then no HS256 at all) */
+    char *jwt_public_keys;  /* comma-separated PEM paths, default NULL */
+    int jwt_leeway_s;       /* 30, 0..600 */
+    int jwt_max_lifetime_s; /* 86400, 60..2592000 */
     /* signaling */
     int offer_timeout_s; /* 30, 5..600 */
     int grace_s;         /* 60, 1..3600 */
@@ -76,7 +77,8 @@ typedef struct tm_config {
     /* recording */
     bool recording;                /* true */
     char *recording_dir;           /* NULL -> data_dir/recordings */
-    char *recording_key;           /* NULL: hex 64 chars AES-256 key; enables encryption at rest */
+    bool recording_encrypt;        /* true: recordings encrypted at rest */
+    char *recording_key;           /* NULL: 64 hex chars AES-256 key, file or environment only */
     char *recording_key_file;      /* NULL */
     int retention_recordings_days; /* 1095, 1095..36500 (3 years floor) */
     int retention_records_days;    /* 5475, 5475..73000 (15 years floor) */

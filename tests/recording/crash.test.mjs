@@ -12,7 +12,7 @@ import { clinicServer, tokens, startVisit, probe, sha256File, sleep, until, DEPT
 const PATIENT = 'p-rec-crash';
 
 test('kill -9 mid-visit: partial recording plays, record says incomplete, nothing committed is lost', { timeout: 180000 }, async (t) => {
-  const srv = await clinicServer(t);
+  const srv = await clinicServer(t, { args: ['--no-recording-encrypt'] });
   const tok = tokens(srv, PATIENT);
   const { doctor, patient, visitId } = await startVisit(t, srv, tok, { duration: 60 });
   await patient.waitEvent('first_video', 30000);

@@ -1,5 +1,5 @@
 // encrypted.test.mjs - recording encryption at rest, round trip: a server
-// with --recording-key records a visit between two webrtcbin reference
+// with TELEMED_RECORDING_KEY records a visit between two webrtcbin reference
 // peers; the stored .mkv.enc does not play, `telemed-server
 // decrypt-recording` turns it back into a file that plays (and refuses a
 // wrong key), and the recording API serves the decrypted stream, whole and
@@ -23,7 +23,8 @@ test('encrypted recording: not playable at rest, decrypts to a playable file, se
   const keyFile = path.join(tmp, 'rec.key');
   fs.writeFileSync(keyFile, `${key}\n`, { mode: 0o600 });
 
-  const srv = await clinicServer(t, { args: ['--recording-key', key] });
+  // The key comes from the environment: a flag would show it to every user in ps.
+  const srv = await clinicServer(t, { env: { TELEMED_RECORDING_KEY: key } });
   const tok = tokens(srv, 'p-rec-enc');
   const { doctor, patient, visitId } = await startVisit(t, srv, tok, { duration: 40, endAfter: 10 });
   const [rp, rd] = await Promise.all([patient.done, doctor.done]);

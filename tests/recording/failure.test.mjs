@@ -54,6 +54,6 @@ test('--no-recording: no recording row, no file, no recording.available', { time
   assert.equal(r.json.state, 'ended');
   assert.deepEqual(r.json.recordings, []);
   assert.equal(fs.existsSync(path.join(srv.dataDir, 'recordings')) &&
-    fs.readdirSync(path.join(srv.dataDir, 'recordings'), { recursive: true }).some((f) => f.endsWith('.mkv')), false);
+    fs.readdirSync(path.join(srv.dataDir, 'recordings'), { recursive: true }).some((f) => /\.mkv(\.enc)?$/.test(f)), false);
   assert.deepEqual(srv.sql(`SELECT type FROM outbox WHERE visit_id = '${vid}' AND type = 'recording.available'`), []);
 });

@@ -17,10 +17,12 @@ export const DEPT = 'cardio';
 export const DOCTOR = 'd1';
 
 // A server with a clinic (department cardio, doctor d1 on shift now,
-// capacity 2). Stopped after the test (hard stop if the test already
+// capacity 2). Recordings are encrypted at rest unless args say
+// --no-recording-encrypt (the tests that judge the plain Matroska file on
+// disk do). Stopped after the test (hard stop if the test already
 // killed it). Returns the harness handle plus {admin} token.
-export async function clinicServer(t, { args = [] } = {}) {
-  const srv = await startHarness({ args });
+export async function clinicServer(t, { args = [], env = {} } = {}) {
+  const srv = await startHarness({ args, env });
   t.after(async () => {
     if (process.env.TM_TEST_VERBOSE) console.log(srv.logs.slice(-20000));
     await srv.stop();

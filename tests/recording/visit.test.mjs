@@ -17,7 +17,7 @@ import {
 const VISIT_S = 20; // long enough that the set-up before the first packet stays well under 10%
 
 test('a recorded visit: file, record, API, FHIR, retention', { timeout: 240000 }, async (t) => {
-  const srv = await clinicServer(t);
+  const srv = await clinicServer(t, { args: ['--no-recording-encrypt'] });
   const tok = tokens(srv, 'p-rec-visit');
   const t0 = Date.now();
   const { doctor, patient, visitId } = await startVisit(t, srv, tok, { duration: 40, endAfter: VISIT_S });

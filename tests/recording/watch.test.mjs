@@ -30,7 +30,7 @@ function supervisorPushes(h) {
 }
 
 test('supervisor watch: both videos within 1 s, presence pushed, audited; bad watches refused', { timeout: 180000 }, async (t) => {
-  const srv = await clinicServer(t);
+  const srv = await clinicServer(t, { args: ['--no-recording-encrypt'] });
   const tok = tokens(srv, 'p-rec-watch');
   const VISIT_S = 18;
   const { doctor, patient, visitId } = await startVisit(t, srv, tok, {

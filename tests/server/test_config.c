@@ -16,7 +16,7 @@ static int file_seq;
 /* Env vars a test may set; cleared before each test so tests stay independent. */
 static const char *const env_used[] = {
     "TELEMED_CONFIG",    "TELEMED_PORT",     "TELEMED_DEMO",          "TELEMED_OFFER_TIMEOUT_S",
-    "TELEMED_TURN_URLS", "TELEMED_DATA_DIR", "TELEMED_HOSPITAL_NAME",
+    "TELEMED_TURN_URLS", "TELEMED_DATA_DIR", "TELEMED_HOSPITAL_NAME", "TELEMED_RECORDING_KEY",
 };
 
 static void reset_env(void)
@@ -429,33 +429,45 @@ static void test_cross_field(void)
     CHECK_EQ_INT(load(&c, &err, "--media-port-min=40000", "--media-port-max=40000", END), 0);
     tm_config_clear(&c);
 
+    /* The key is read from the environment or the file, never from argv,
+     * which every user of the host can read in ps. */
     const char *key = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
-    CHECK_EQ_INT(load(&c, &err, "--recording-key", key, END), 0);
+    rc = load(&c, &err, "--recording-key", key, END);
+    CHECK(!strstr(err, key));
+    expect_error(&c, err, rc, "recording_key", "not accepted on the command line");
+    char *flag = g_strconcat("--recording-key=", key, NULL);
+    rc = load(&c, &err, flag, END);
+    CHECK(!strstr(err, key));
+    expect_error(&c, err, rc, "recording_key", "recording_key_file or the environment");
+    g_free(flag);
+    g_setenv("TELEMED_RECORDING_KEY", key, TRUE);
+    CHECK_EQ_INT(load(&c, &err, END), 0);
     CHECK_STR(c.recording_key, key);
+    CHECK(c.recording_encrypt); /* encrypted at rest unless turned off */
     tm_config_clear(&c);
     char shortkey[64];
     memcpy(shortkey, key, 63);
     shortkey[63] = '\0';
-    rc = load(&c, &err, "--recording-key", shortkey, END);
+    g_setenv("TELEMED_RECORDING_KEY", shortkey, TRUE);
+    rc = load(&c, &err, END);
     CHECK(!strstr(err, shortkey)); /* secrets are not echoed */
     expect_error(&c, err, rc, "recording_key", "64 hex");
-    char *flag = g_strconcat("--recording-key=", shortkey, NULL);
-    rc = load(&c, &err, flag, END);
-    CHECK(!strstr(err, shortkey)); /* not through the flag word either */
-    expect_error(&c, err, rc, "recording_key", "flag --recording-key");
-    g_free(flag);
     flag = g_strconcat("--recording-ky=", key, NULL);
+    g_unsetenv("TELEMED_RECORDING_KEY");
     rc = load(&c, &err, flag, END);
     CHECK(!strstr(err, key));
     expect_error(&c, err, rc, "--recording-ky", "unknown flag");
     g_free(flag);
     char *nothex = g_strdup(key);
     nothex[10] = 'g';
-    rc = load(&c, &err, "--recording-key", nothex, END);
+    g_setenv("TELEMED_RECORDING_KEY", nothex, TRUE);
+    rc = load(&c, &err, END);
     expect_error(&c, err, rc, "recording_key", "hex");
     g_free(nothex);
-    rc = load(&c, &err, "--recording-key", key, "--recording-key-file=/k", END);
+    g_setenv("TELEMED_RECORDING_KEY", key, TRUE);
+    rc = load(&c, &err, "--recording-key-file=/k", END);
     expect_error(&c, err, rc, "recording_key", "not both");
+    g_unsetenv("TELEMED_RECORDING_KEY");
 
     rc = load(&c, &err, "--tls-cert=/a.crt", END);
     expect_error(&c, err, rc, "tls_cert", "tls_key");

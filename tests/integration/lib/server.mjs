@@ -27,8 +27,10 @@ export function mintToken(secret, claims, header = { alg: 'HS256', typ: 'JWT' })
 export async function startServer(opts = {}) {
   const dataDir = opts.dataDir || mkdtempSync(join(tmpdir(), 'telemed-test-'));
   const secret = opts.secret || randomBytes(16).toString('hex');
+  // noSecret: no --jwt-secret, as a deployment behind an identity provider runs.
   const args = ['--data-dir', dataDir, '--port', '0', '--listen', '127.0.0.1',
-    '--jwt-secret', secret, '--media-addresses', '127.0.0.1', ...(opts.args || [])];
+    ...(opts.noSecret ? [] : ['--jwt-secret', secret]), '--media-addresses', '127.0.0.1',
+    ...(opts.args || [])];
   const srv = {
     dataDir, secret, logs: '', proc: null, port: 0, exited: null,
     db: join(dataDir, 'telemed.db'),
