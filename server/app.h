@@ -6,6 +6,7 @@
 #define TELEMED_APP_H
 
 #include "telemed/config.h"
+#include "telemed/conn_limit.h"
 #include "telemed/feed.h"
 #include "telemed/feed_profile.h"
 #include "telemed/jwt.h"
@@ -30,6 +31,9 @@ typedef struct tm_app {
     tm_feed *feed;              /* the webhook profile; NULL when not in feed_profiles */
     tm_feed_profiles *profiles; /* the batch profiles (tianjin, ...) */
     tm_media *media;
+    tm_conn_limit *conn_limit; /* unauthenticated connections per address */
+    uint64_t conns_refused;    /* closed at accept by conn_limit */
+    int64_t conns_refused_logged_ms;
     struct lws_context *lws;
     tm_web_static *web;      /* the web client's files (web_static.c) */
     uv_loop_t uv;            /* lws' connections, run by uv_source on loop */

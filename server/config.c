@@ -118,7 +118,12 @@ static const config_option options[] = {
          "Allow first visits; internet diagnosis is for follow-ups by default."),
     BOOL(supervisor_notice, true, "Tell participants when a supervisor watches."),
     INT(wait_alert_s, 900, 10, 86400, "Alert supervisors when a patient waits this long, seconds."),
-    INT(max_connections, 20000, 1, 1000000, "Most WebSocket connections at once."),
+    INT(max_connections, 20000, 1, 1000000,
+        "Most WebSocket connections at once (lowered to fit the open-file limit)."),
+    INT(max_unauth_per_addr, 128, 1, 1000000,
+        "Most connections from one address that have not authenticated yet; "
+        "more are closed at accept."),
+
     INT(fanout_threads, 0, 0, 16,
         "Threads that write a queue change to every waiting patient (0: one per core, at most 4)."),
 

@@ -3,6 +3,7 @@
 include(${CMAKE_CURRENT_LIST_DIR}/store.cmake)
 target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/uv_source.c
+  ${CMAKE_CURRENT_LIST_DIR}/conn_limit.c
 )
 add_executable(telemed-server
   ${CMAKE_CURRENT_LIST_DIR}/main.c
@@ -13,6 +14,7 @@ add_executable(telemed-server
 target_link_libraries(telemed-server PRIVATE telemed)
 tm_unit_test(test_uv_source tests/server/test_uv_source.c)
 target_include_directories(test_uv_source PRIVATE ${CMAKE_SOURCE_DIR})
+tm_unit_test(test_conn_limit tests/server/test_conn_limit.c)
 
 # Recording at rest and record export: AES-256-GCM files, HTTP Range parsing
 # and the FHIR export (the recordings table is the store's).

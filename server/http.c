@@ -282,6 +282,7 @@ static bool authenticate(http_req *r)
         respond_err(r->p, TM_EPERM, "token is for another hospital");
         return false;
     }
+    tm_conn_limit_authenticated(r->app->conn_limit, lws_get_socket_fd(r->wsi));
     return true;
 }
 
@@ -1041,6 +1042,10 @@ static void route_metrics(tm_app *app, http_pss *p)
     g_string_append_printf(out, "# TYPE telemed_uptime_seconds gauge\ntelemed_uptime_seconds %lld\n",
                            (long long)((tm_now_ms() - app->started_ms) / 1000));
     tm_signaling_metrics(app->sig, out);
+    g_string_append_printf(out,
+                           "# TYPE telemed_connections_refused_total counter\n"
+                           "telemed_connections_refused_total{why=\"unauthenticated_per_addr\"} %llu\n",
+                           (unsigned long long)app->conns_refused);
     if (app->feed)
         tm_feed_metrics(app->feed, out);
     tm_feed_profiles_metrics(app->profiles, out);
@@ -1300,9 +1305,29 @@ static int take_body(http_pss *p, const void *in, size_t len)
     return 0;
 }
 
+/* At accept, before TLS: one address may hold only so many connections
+ * that have not authenticated. Refusals are counted; the log gets one line
+ * a second at most, so that a flood cannot fill the disk. */
+static int filter_connection(struct lws *wsi, int fd)
+{
+    tm_app *app = app_of(wsi);
+    if (!app->conn_limit || tm_conn_limit_admit(app->conn_limit, fd) != TM_ERATE)
+        return 0;
+    app->conns_refused++;
+    int64_t now = tm_mono_ms();
+    if (now - app->conns_refused_logged_ms >= 1000) {
+        app->conns_refused_logged_ms = now;
+        tm_warn("http.conn_refused", "reason=unauthenticated_per_addr max=%d refused_total=%llu",
+                app->cfg.max_unauth_per_addr, (unsigned long long)app->conns_refused);
+    }
+    return -1;
+}
+
 int tm_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                      size_t len)
 {
+    if (reason == LWS_CALLBACK_FILTER_NETWORK_CONNECTION) /* in: the accepted fd */
+        return filter_connection(wsi, (int)(intptr_t)in);
     http_pss *p = user;
     if (!p) /* not (or no longer) one of our requests */
         return lws_callback_http_dummy(wsi, reason, user, in, len);

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -253,6 +254,47 @@ static gboolean on_signal(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/* lws stops polling its listener once it holds fd_limit_per_thread
+ * sockets; set above what the process may open, accept() fails with EMFILE
+ * while the listener stays readable and the loop spins. So the budget comes
+ * from RLIMIT_NOFILE (the soft limit raised to the hard one), less a reserve
+ * for media sockets, recordings, the database and the loop itself; and
+ * WebSocket sessions get at most seven eighths of it, leaving room for REST. */
+#define FD_CEILING (1u << 20)
+
+static unsigned fit_fd_budget(tm_app *app)
+{
+    struct rlimit rl = {1024, 1024};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        struct rlimit up = {MIN(rl.rlim_max, (rlim_t)FD_CEILING), rl.rlim_max};
+        if (up.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl.rlim_cur = up.rlim_cur;
+    }
+    unsigned nofile = rl.rlim_cur > FD_CEILING ? FD_CEILING : (unsigned)rl.rlim_cur;
+    unsigned reserve = 64 + nofile / 8;
+    unsigned budget = nofile > reserve + 64 ? nofile - reserve : 64;
+    unsigned lws_fds = MIN((unsigned)app->cfg.max_connections + 256, budget);
+    int configured = app->cfg.max_connections;
+    int fits = (int)(lws_fds - lws_fds / 8);
+    if (configured > fits)
+        app->cfg.max_connections = fits;
+    if (app->cfg.max_connections < configured)
+        tm_warn("server.fd_budget",
+                "nofile=%u reserve=%u lws_fds=%u max_connections=%d "
+                "configured=%d reason=open_file_limit",
+                nofile, reserve, lws_fds, app->cfg.max_connections, configured);
+    else
+        tm_info("server.fd_budget", "nofile=%u reserve=%u lws_fds=%u max_connections=%d", nofile,
+                reserve, lws_fds, app->cfg.max_connections);
+    return lws_fds;
+}
+
+static void on_ws_authenticated(struct lws *wsi, void *data)
+{
+    tm_app *app = data;
+    tm_conn_limit_authenticated(app->conn_limit, lws_get_socket_fd(wsi));
+}
+
 static struct lws_protocols protocols[] = {
     {"http-api", tm_http_callback, 0, 0, 0, NULL, 0},
     {"telemed.v1", tm_signaling_lws_callback, 0, 0, 0, NULL, 0},
@@ -296,7 +338,7 @@ static const struct lws_protocol_vhost_options security_headers[] = {
     {NULL, NULL, "referrer-policy:", "no-referrer"},
 };
 
-static int start_lws(tm_app *app)
+static int start_lws(tm_app *app, unsigned lws_fds)
 {
     static struct lws_http_mount mounts[4];
     memset(mounts, 0, sizeof(mounts));
@@ -355,7 +397,7 @@ static int start_lws(tm_app *app)
     info.retry_and_idle_policy = &retry;
     info.timeout_secs = 30;
     info.max_http_header_data = 12288; /* room for a long bearer token */
-    info.fd_limit_per_thread = (unsigned int)app->cfg.max_connections + 256;
+    info.fd_limit_per_thread = lws_fds;
     info.vhost_name = "telemed";
     info.headers = security_headers;
     app->lws = lws_create_context(&info);
@@ -422,6 +464,7 @@ static int run(tm_app *app)
     tm_info("identity.ready", "hs256=%s public_keys=%s max_lifetime_s=%d",
             app->jwt_secret ? "on" : "off", app->cfg.jwt_public_keys ? "on" : "off",
             app->cfg.jwt_max_lifetime_s);
+    unsigned lws_fds = fit_fd_budget(app);
     app->loop = g_main_loop_new(NULL, FALSE);
     app->sig = tm_signaling_new(&app->cfg, app->store, app->jwt, &err);
     if (!app->sig) {
@@ -454,7 +497,9 @@ static int run(tm_app *app)
         tm_warn(
             "recording.encryption_off",
             "recordings=plain reason=recording_encrypt_false risk=patient_video_readable_on_disk");
-    if (start_media(app) < 0 || start_lws(app) < 0)
+    app->conn_limit = tm_conn_limit_new(app->cfg.max_unauth_per_addr);
+    tm_signaling_set_on_authenticated(app->sig, on_ws_authenticated, app);
+    if (start_media(app) < 0 || start_lws(app, lws_fds) < 0)
         return 1;
     retention_sweep(app);
     g_timeout_add_seconds(3600, retention_sweep, app);
@@ -499,6 +544,7 @@ static void shutdown_app(tm_app *app)
     stop_lws(app);
     tm_web_static_free(app->web);
     tm_signaling_free(app->sig);
+    tm_conn_limit_free(app->conn_limit);
     tm_media_free(app->media);
     tm_feed_profiles_free(app->profiles);
     tm_feed_free(app->feed);

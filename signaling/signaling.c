@@ -110,6 +110,8 @@ struct tm_signaling {
     tm_jwt_verifier *jwt;
     tm_media *media;
     tm_feed *feed;
+    tm_signaling_auth_cb on_authenticated; /* optional: a session said who it is */
+    void *on_authenticated_user;
     tm_queue *queue;
     GHashTable *users;       /* key -> user * */
     GHashTable *staff;       /* key -> user *, doctors and supervisors (borrowed from users) */
@@ -2167,6 +2169,8 @@ static void handle_hello(tm_signaling *sig, session *s, json_t *msg, const char 
     }
     u->sess = s;
     s->u = u;
+    if (sig->on_authenticated)
+        sig->on_authenticated(s->wsi, sig->on_authenticated_user);
     int64_t now = tm_now_ms();
     if (rejoined) {
         tm_info("user.resumed", "user=%s away_ms=%lld", u->key,
@@ -2541,6 +2545,12 @@ void tm_signaling_set_recording_key(tm_signaling *sig, const uint8_t key[32])
 {
     memcpy(sig->rec_key, key, 32);
     sig->rec_key_set = true;
+}
+
+void tm_signaling_set_on_authenticated(tm_signaling *sig, tm_signaling_auth_cb cb, void *data)
+{
+    sig->on_authenticated = cb;
+    sig->on_authenticated_user = data;
 }
 
 void tm_signaling_set_feed(tm_signaling *sig, struct tm_feed *feed)

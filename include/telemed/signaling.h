@@ -33,6 +33,10 @@ void tm_signaling_free(tm_signaling *sig);
 /* Optional parts, borrowed; set before the server accepts connections. */
 void tm_signaling_set_media(tm_signaling *sig, struct tm_media *media);
 void tm_signaling_set_feed(tm_signaling *sig, struct tm_feed *feed);
+/* Called on the control loop when a session's hello succeeds (the
+ * per-address limit on unauthenticated connections stops counting it). */
+typedef void (*tm_signaling_auth_cb)(struct lws *wsi, void *user);
+void tm_signaling_set_on_authenticated(tm_signaling *sig, tm_signaling_auth_cb cb, void *user);
 /* Recordings are encrypted at rest with this AES-256 key (copied). */
 void tm_signaling_set_recording_key(tm_signaling *sig, const uint8_t key[32]);
 

@@ -36,7 +36,11 @@ export async function startServer(opts = {}) {
     db: join(dataDir, 'telemed.db'),
   };
   const launch = () => new Promise((resolve, reject) => {
-    const proc = spawn(BIN, args, { env: { ...process.env, ...(opts.env || {}) },
+    // nofile: run under that open-file limit (soft and hard), as a small host would.
+    const [cmd, argv] = opts.nofile
+      ? ['sh', ['-c', `ulimit -n ${Number(opts.nofile)} && exec "$0" "$@"`, BIN, ...args]]
+      : [BIN, args];
+    const proc = spawn(cmd, argv, { env: { ...process.env, ...(opts.env || {}) },
       stdio: ['ignore', 'pipe', 'pipe'] });
     srv.proc = proc;
     srv.exited = new Promise((res) => proc.on('exit', (code, sig) => res({ code, sig })));
