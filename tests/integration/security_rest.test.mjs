@@ -84,6 +84,17 @@ test('every read of patient data over REST is audited, found or not', async () =
     assert.ok(rows.some((a) => a.action === action && a.actor_role === 'supervisor'),
       `${path}: no ${action} row for ${target}: ${JSON.stringify(rows)}`);
   }
+  // A recording deleted under the retention policy (410) and one whose file is
+  // gone (500): refused fetches are reads too. Rows as the recorder and the
+  // retention sweep leave them, on the visit made above.
+  const [{ id: visit }] = srv.sql('SELECT id FROM visits LIMIT 1');
+  srv.sql(`INSERT INTO recordings(id, visit_id, path, format, state, started_at, deleted_at)
+    VALUES ('rec-gone', '${visit}', '/nonexistent/a.mkv', 'matroska', 'deleted', 1, 2),
+           ('rec-lost', '${visit}', '/nonexistent/b.mkv', 'matroska', 'complete', 1, NULL)`);
+  for (const [id, status, outcome] of [['rec-gone', 410, 'gone'], ['rec-lost', 500, 'failed']]) {
+    assert.equal((await srv.api('GET', `/api/v1/recordings/${id}`, undefined, sup)).status, status);
+    assert.ok((await auditOf(`target=${id}`)).some((a) => a.action === 'recording.fetch' && a.outcome === outcome), id);
+  }
   // Reading the audit log is itself audited, and shows in its own answer.
   const a = await srv.api('GET', '/api/v1/audit?target=apt-none', undefined, sup);
   assert.ok(a.json.audit.some((x) => x.action === 'audit.read' && x.actor_id === 's9'), a.text);
