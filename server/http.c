@@ -162,6 +162,8 @@ static int send_headers(struct lws *wsi, http_pss *p)
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &ptr, end))
         return -1;
+    if (add_header(wsi, "x-content-type-options:", "nosniff", &ptr, end))
+        return -1;
     if (p->close_after && add_header(wsi, "connection:", "close", &ptr, end))
         return -1;
     if (lws_finalize_write_http_header(wsi, start, &ptr, end))

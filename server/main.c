@@ -326,7 +326,8 @@ static void lws_force_pending(void *data)
 
 /* Sent with every HTTP answer, pages and REST alike (lws adds a vhost's
  * canned headers to each response). The pages carry tokens in their URL
- * fragment: no framing (clickjacking), no script but our own, HTTPS only. */
+ * fragment: no framing (clickjacking), no script but our own, HTTPS only.
+ * x-content-type-options is sent by each responder (http.c, web_static.c). */
 static const struct lws_protocol_vhost_options security_headers[] = {
     {&security_headers[1], NULL, "content-security-policy:",
      "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -334,7 +335,6 @@ static const struct lws_protocol_vhost_options security_headers[] = {
      "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"},
     {&security_headers[2], NULL, "x-frame-options:", "DENY"},
     {&security_headers[3], NULL, "strict-transport-security:", "max-age=31536000"},
-    {&security_headers[4], NULL, "x-content-type-options:", "nosniff"},
     {NULL, NULL, "referrer-policy:", "no-referrer"},
 };
 
