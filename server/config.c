@@ -120,7 +120,7 @@ static const config_option options[] = {
     INT(wait_alert_s, 900, 10, 86400, "Alert supervisors when a patient waits this long, seconds."),
     INT(max_connections, 20000, 1, 1000000,
         "Most WebSocket connections at once (lowered to fit the open-file limit)."),
-    INT(max_unauth_per_addr, 128, 1, 1000000,
+    INT(max_unauth_per_addr, 256, 1, 1000000,
         "Most connections from one address that have not authenticated yet; "
         "more are closed at accept."),
 

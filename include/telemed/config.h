@@ -63,7 +63,7 @@ typedef struct tm_config {
     bool supervisor_notice; /* default true: participants are told when a supervisor watches */
     int wait_alert_s;       /* 900, 10..86400 */
     int max_connections;    /* 20000, 1..1000000 */
-    int max_unauth_per_addr; /* 128, 1..1000000 */
+    int max_unauth_per_addr; /* 256, 1..1000000 */
     int fanout_threads;      /* 0 = one per core up to 4, 0..16 */
     /* media */
     int media_workers;     /* 0 = one per core, 0..64 */
