@@ -11,6 +11,7 @@
 #include "telemed/feed_profile.h"
 #include "telemed/jwt.h"
 #include "telemed/media.h"
+#include "telemed/record_seal.h"
 #include "telemed/signaling.h"
 #include "telemed/store.h"
 #include "telemed/web_static.h"
@@ -34,6 +35,8 @@ typedef struct tm_app {
     tm_conn_limit *conn_limit; /* unauthenticated connections per address */
     uint64_t conns_refused;    /* closed at accept by conn_limit */
     int64_t conns_refused_logged_ms;
+    tm_seal_key *seal_key;   /* the hospital's key that seals visit records */
+    tm_sealer *sealer;       /* seals each visit once its record is complete */
     struct lws_context *lws;
     tm_web_static *web;      /* the web client's files (web_static.c) */
     uv_loop_t uv;            /* lws' connections, run by uv_source on loop */

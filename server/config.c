@@ -13,6 +13,7 @@
 #include "telemed/config.h"
 #include "telemed/common.h"
 #include "telemed/log.h"
+#include "telemed/visit_seal.h"
 
 #include <errno.h>
 #include <glib.h>
@@ -56,6 +57,7 @@ static char *check_profiles(const char *value);
 static char *check_sm4_key(const char *value);
 static char *check_padding(const char *value);
 static char *check_clock(const char *value);
+static char *check_seal_algorithm(const char *value);
 
 #define SECTION(title)                                                                             \
     {                                                                                              \
@@ -155,6 +157,15 @@ static const config_option options[] = {
     INT(retention_audit_days, 1095, 183, 36500, "Keep the audit log this many days (6 months floor)."),
     INT(alert_loss_pct, 5, 1, 100, "Alert supervisors above this packet loss, percent."),
     INT(alert_freeze_ms, 2000, 100, 60000, "Alert supervisors when video stalls this long, ms."),
+
+    SECTION("tamper-evident record"),
+    STR(seal_key_file, NULL, 0, NULL,
+        "PEM private key that seals finished visit records. Unset: data_dir/seal.key, made "
+        "on first start (0600)."),
+    STR(seal_algorithm, "ecdsa-p256", OPT_REQUIRED, check_seal_algorithm,
+        "Seal signature: ecdsa-p256 (SHA-256) or sm2 (SM3, GB/T 32918)."),
+    INT(seal_after_s, 86400, 1, 2592000,
+        "A visit over without a signed note is sealed this long after its end, seconds."),
 
     SECTION("regulator feed"),
     STR(feed_url, NULL, 0, NULL,
@@ -263,6 +274,14 @@ static char *check_clock(const char *value)
     if (n < 2 || value[used] || h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 || sec > 59)
         return g_strdup_printf("'%s' is not a time of day HH:MM or HH:MM:SS", value);
     return NULL;
+}
+
+static char *check_seal_algorithm(const char *value)
+{
+    tm_seal_alg alg;
+    if (tm_seal_alg_parse(value, &alg) == 0)
+        return NULL;
+    return g_strdup_printf("'%s' is not one of ecdsa-p256, sm2", value);
 }
 
 static char **str_field(tm_config *cfg, const config_option *o)
@@ -724,6 +743,7 @@ void tm_config_resolve_paths(tm_config *cfg)
     derive(&cfg->tls_key, dd, "tls/server.key");
     derive(&cfg->db, dd, "telemed.db");
     derive(&cfg->recording_dir, dd, "recordings");
+    derive(&cfg->seal_key_file, dd, "seal.key");
     if (!cfg->web_root)
         cfg->web_root = g_strdup(TM_WEB_ROOT);
 }

@@ -118,6 +118,12 @@ static json_t *note(const tm_visit_facts *f)
 
 char *tm__feed_event_payload(const tm_visit_facts *f, const char *type)
 {
+    return tm__feed_event_payload_with(f, type, NULL, NULL);
+}
+
+char *tm__feed_event_payload_with(const tm_visit_facts *f, const char *type, const char *key,
+                                  json_t *extra)
+{
     json_t *data = json_object();
     if (!data)
         return NULL;
@@ -128,6 +134,8 @@ char *tm__feed_event_payload(const tm_visit_facts *f, const char *type)
         json_object_set_new(data, "rating", rating(f));
     else if (strcmp(type, "visit.note_signed") == 0)
         json_object_set_new(data, "note", note(f));
+    if (key)
+        json_object_set(data, key, extra);
     char *out = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(data);
     return out;

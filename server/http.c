@@ -638,6 +638,24 @@ static void api_visit_chain(http_req *r)
     respond_json(r->p, 200, report);
 }
 
+/* GET /api/v1/visits/{id}/verify: the record checked end to end, seal,
+ * chain, note and recording files (record_seal.h). */
+static void api_visit_verify(http_req *r)
+{
+    if (!need(r, is_staff(r)))
+        return;
+    int rc = 0;
+    json_t *report = tm_record_verify(r->app->store, r->seg[1], r->app->seal_key,
+                                      r->app->have_rec_key ? r->app->rec_key : NULL, &rc);
+    if (!report) {
+        respond_err(r->p, rc, rc == TM_ENOTFOUND ? "no such visit" : NULL);
+        return;
+    }
+    bool ok = json_is_true(json_object_get(report, "ok"));
+    audit(r, "visit.verify", r->seg[1], ok ? "ok" : "failed");
+    respond_json(r->p, 200, report);
+}
+
 static void api_visits(http_req *r)
 {
     tm_store *st = r->app->store;
@@ -670,6 +688,10 @@ static void api_visits(http_req *r)
     }
     if (r->nseg == 3 && strcmp(r->seg[2], "chain") == 0) {
         api_visit_chain(r);
+        return;
+    }
+    if (r->nseg == 3 && strcmp(r->seg[2], "verify") == 0) {
+        api_visit_verify(r);
         return;
     }
     if (r->nseg == 2 || (r->nseg == 3 && strcmp(r->seg[2], "fhir") == 0)) {

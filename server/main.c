@@ -9,6 +9,7 @@
  *   telemed-server --demo               run with the demo hospital
  *   telemed-server token --sub ... ...  mint a token (tests, demo)
  *   telemed-server decrypt-recording IN OUT [--key-file F]
+ *   telemed-server verify-visit ID [--json]  check a visit record end to end
  */
 #include "app.h"
 #include "telemed/certs.h"
@@ -246,6 +247,123 @@ static int decrypt_main(tm_app *app, int argc, char **argv)
     return rc > 0 ? 1 : 0;
 }
 
+/* The seal key. The server makes it on first start; but when visits are
+ * sealed already a missing key is a lost one (the seals could no longer be
+ * checked), so the server refuses to start rather than make another. */
+static int load_seal_key(tm_app *app, bool create)
+{
+    tm_seal_alg alg = TM_SEAL_ECDSA_P256;
+    tm_seal_alg_parse(app->cfg.seal_algorithm, &alg);
+    const char *path = app->cfg.seal_key_file;
+    int64_t sealed = 0;
+    if (access(path, F_OK) != 0 && !create) {
+        fprintf(stderr,
+                "telemed-server: no seal key at %s: a seal is checked with the key that made "
+                "it; restore the key from the backup (docs/config.md, \"The seal key\") or "
+                "point seal_key_file at it\n",
+                path);
+        return TM_ENOTFOUND;
+    }
+    if (access(path, F_OK) != 0 && (tm_store_seal_count(app->store, &sealed) < 0 || sealed)) {
+        fprintf(stderr,
+                "telemed-server: the seal key %s is missing but %lld visits are sealed with "
+                "it: restore it from the backup (docs/config.md, \"The seal key\") or point "
+                "seal_key_file at it\n",
+                path, (long long)sealed);
+        return TM_ENOTFOUND;
+    }
+    char *err = NULL;
+    bool created = false;
+    app->seal_key = tm_seal_key_load(path, alg, create, &created, &err);
+    if (!app->seal_key) {
+        fprintf(stderr, "telemed-server: %s\n", err ? err : "cannot load the seal key");
+        g_free(err);
+        return TM_EINVAL;
+    }
+    if (created)
+        tm_warn("seal.key_created", "path=%s alg=%s key_id=%s backup=needed", path,
+                tm_seal_alg_name(alg), tm_seal_key_id(app->seal_key));
+    return 0;
+}
+
+static void print_differences(const char *visit_id, json_t *report)
+{
+    json_t *diffs = json_object_get(report, "differences");
+    if (json_array_size(diffs) == 0) {
+        json_t *seal = json_object_get(report, "seal");
+        if (json_is_true(json_object_get(report, "sealed")))
+            printf("visit %s: verified: sealed at %lld with %s key %s; %lld events (%lld after "
+                   "the seal), %zu recording(s)\n",
+                   visit_id, (long long)json_integer_value(json_object_get(seal, "sealed_at")),
+                   json_string_value(json_object_get(seal, "algorithm")),
+                   json_string_value(json_object_get(seal, "key_id")),
+                   (long long)json_integer_value(
+                       json_object_get(json_object_get(report, "chain"), "events")),
+                   (long long)json_integer_value(json_object_get(report, "events_after_seal")),
+                   json_array_size(json_object_get(report, "recordings")));
+        else
+            printf("visit %s: not sealed yet; its chain and files check out\n", visit_id);
+    } else {
+        printf("visit %s: CHANGED (%zu difference(s))\n", visit_id, json_array_size(diffs));
+    }
+    size_t i;
+    json_t *d;
+    json_array_foreach(diffs, i, d)
+        printf("  %s %s: %s\n", json_string_value(json_object_get(d, "part")),
+               json_string_value(json_object_get(d, "id")),
+               json_string_value(json_object_get(d, "detail")));
+    json_array_foreach(json_object_get(report, "unchecked"), i, d)
+        printf("  not checked: %s\n", json_string_value(d));
+}
+
+/* telemed-server verify-visit ID [--json]: the check of GET
+ * /api/v1/visits/{id}/verify, from the host. Exit 0 unchanged, 1 changed,
+ * 2 when it cannot be checked. */
+static int verify_main(tm_app *app, int argc, char **argv)
+{
+    const char *visit_id = NULL;
+    bool as_json = false, usage = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            as_json = true;
+        else if (!visit_id)
+            visit_id = argv[i];
+        else
+            usage = true;
+    }
+    if (usage || !visit_id) {
+        fprintf(stderr, "usage: telemed-server verify-visit ID [--json]\n");
+        return 2;
+    }
+    char *err = NULL;
+    app->store = tm_store_open(app->cfg.db, app->cfg.hospital_id, &err);
+    if (!app->store) {
+        fprintf(stderr, "telemed-server: store %s: %s\n", app->cfg.db, err);
+        free(err);
+        return 2;
+    }
+    if (load_seal_key(app, false) < 0 ||
+        load_recording_key(app, false, app->rec_key, &app->have_rec_key) < 0)
+        return 2;
+    int rc = 0;
+    json_t *report = tm_record_verify(app->store, visit_id, app->seal_key,
+                                      app->have_rec_key ? app->rec_key : NULL, &rc);
+    if (!report) {
+        fprintf(stderr, "telemed-server: verify-visit %s: %s\n", visit_id,
+                rc == TM_ENOTFOUND ? "no such visit" : tm_store_errmsg(app->store));
+        return 2;
+    }
+    if (as_json) {
+        json_dumpf(report, stdout, JSON_INDENT(2));
+        putchar('\n');
+    } else {
+        print_differences(visit_id, report);
+    }
+    int status = json_is_true(json_object_get(report, "ok")) ? 0 : 1;
+    json_decref(report);
+    return status;
+}
+
 static gboolean on_signal(gpointer data)
 {
     tm_app *app = data;
@@ -457,6 +575,8 @@ static int run(tm_app *app)
         fprintf(stderr, "telemed-server: demo seed: %s\n", tm_store_errmsg(app->store));
         return 1;
     }
+    if (load_seal_key(app, true) < 0)
+        return 1;
     app->jwt = tm_jwt_verifier_new(app->jwt_secret);
     if (!app->jwt || load_public_keys(app) < 0)
         return 1;
@@ -499,6 +619,8 @@ static int run(tm_app *app)
             "recordings=plain reason=recording_encrypt_false risk=patient_video_readable_on_disk");
     app->conn_limit = tm_conn_limit_new(app->cfg.max_unauth_per_addr);
     tm_signaling_set_on_authenticated(app->sig, on_ws_authenticated, app);
+    app->sealer = tm_sealer_new(app->store, app->seal_key, app->cfg.seal_after_s,
+                                g_main_loop_get_context(app->loop));
     if (start_media(app) < 0 || start_lws(app, lws_fds) < 0)
         return 1;
     retention_sweep(app);
@@ -546,10 +668,12 @@ static void shutdown_app(tm_app *app)
     tm_signaling_free(app->sig);
     tm_conn_limit_free(app->conn_limit);
     tm_media_free(app->media);
+    tm_sealer_free(app->sealer);
     tm_feed_profiles_free(app->profiles);
     tm_feed_free(app->feed);
     tm_jwt_verifier_free(app->jwt);
     tm_store_free(app->store);
+    tm_seal_key_free(app->seal_key);
     if (app->loop)
         g_main_loop_unref(app->loop);
     g_free(app->jwt_secret);
@@ -567,7 +691,8 @@ int main(int argc, char **argv)
     char *err = NULL;
     int rc = tm_config_load(&app.cfg, argc, argv, &first_arg, &err);
     if (app.cfg.action == TM_CONFIG_HELP) {
-        printf("usage: telemed-server [options] [token --sub ID --role ROLE ...]\n\n");
+        printf("usage: telemed-server [options] [token --sub ID --role ROLE ... |"
+               " decrypt-recording IN OUT | verify-visit ID [--json]]\n\n");
         tm_config_print_help(stdout);
         tm_config_clear(&app.cfg);
         return 0;
@@ -599,6 +724,8 @@ int main(int argc, char **argv)
             status = tm_token_main(app.jwt_secret, argc - first_arg, argv + first_arg);
         } else if (strcmp(argv[first_arg], "decrypt-recording") == 0) {
             status = decrypt_main(&app, argc - first_arg, argv + first_arg);
+        } else if (strcmp(argv[first_arg], "verify-visit") == 0) {
+            status = verify_main(&app, argc - first_arg, argv + first_arg);
         } else {
             fprintf(stderr, "telemed-server: unknown command '%s' (try --help)\n", argv[first_arg]);
             status = 2;

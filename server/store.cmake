@@ -6,6 +6,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/store_outbox.c
   ${CMAKE_CURRENT_LIST_DIR}/store_upload.c
   ${CMAKE_CURRENT_LIST_DIR}/store_chain.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_seal.c
   ${CMAKE_CURRENT_LIST_DIR}/recording_store.c
 )
 

@@ -68,6 +68,10 @@ int tm__store_finish(tm_store *s, int rc);
  * payload built from the rows as they are in the current transaction
  * (tm_store_visit_facts, server/feed_event.c). Must run inside one. */
 int tm__store_outbox_append(tm_store *s, const char *type, const char *visit_id, int64_t now_ms);
+/* The same with one more member of the event's data: key = extra (borrowed;
+ * key NULL adds nothing). */
+int tm__store_outbox_append_with(tm_store *s, const char *type, const char *visit_id,
+                                 int64_t now_ms, const char *key, json_t *extra);
 
 /* A visit or appointment kind the schema accepts (follow_up, first). */
 bool tm__store_kind_valid(const char *kind);

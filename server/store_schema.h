@@ -238,6 +238,21 @@ static const char *const tm_store_migrations[] = {
      * this migration, or around the store, have none. */
     "ALTER TABLE outbox ADD COLUMN chain_hash TEXT;"
     "CREATE INDEX outbox_by_visit ON outbox(visit_id, seq);",
+
+    /* 6: the seal over each finished visit record (visit_seal.h): the
+     * statement exactly as signed, its signature and the key that made it.
+     * visits.sealed_at marks the visit final; the partial index keeps the
+     * sealing sweep's search to the visits over and not yet sealed. */
+    "CREATE TABLE visit_seals("
+    "  visit_id TEXT PRIMARY KEY REFERENCES visits(id),"
+    "  sealed_at INTEGER NOT NULL,"
+    "  algorithm TEXT NOT NULL,"
+    "  key_id TEXT NOT NULL,"
+    "  statement TEXT NOT NULL,"
+    "  signature TEXT NOT NULL);"
+    "ALTER TABLE visits ADD COLUMN sealed_at INTEGER;"
+    "CREATE INDEX visits_unsealed ON visits(ended_at)"
+    "  WHERE sealed_at IS NULL AND state IN ('ended','cancelled');",
 };
 
 #endif

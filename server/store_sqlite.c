@@ -244,11 +244,17 @@ int tm__store_finish(tm_store *s, int rc)
 
 int tm__store_outbox_append(tm_store *s, const char *type, const char *visit_id, int64_t now_ms)
 {
+    return tm__store_outbox_append_with(s, type, visit_id, now_ms, NULL, NULL);
+}
+
+int tm__store_outbox_append_with(tm_store *s, const char *type, const char *visit_id,
+                                 int64_t now_ms, const char *key, json_t *extra)
+{
     tm_visit_facts facts;
     int rc = tm_store_visit_facts(s, visit_id, &facts);
     if (rc < 0)
         return rc;
-    char *payload = tm__feed_event_payload(&facts, type);
+    char *payload = tm__feed_event_payload_with(&facts, type, key, extra);
     if (!payload) {
         snprintf(s->errmsg, sizeof(s->errmsg), "cannot build %s event", type);
         return TM_ENOMEM;

@@ -287,6 +287,17 @@ static int note_find(tm_store *s, const char *visit_id, const char *doctor_id, i
     return rc < 0 ? rc : 0;
 }
 
+/* A sealed record is final (store.h, "the visit seal"). */
+static bool visit_sealed(tm_store *s, const char *visit_id)
+{
+    sqlite3_stmt *st = tm__store_query(
+        s, "SELECT 1 FROM visits WHERE id = ?1 AND sealed_at IS NOT NULL", "s", visit_id);
+    bool sealed = st && tm__store_step(s, st) == 1;
+    if (st)
+        sqlite3_reset(st);
+    return sealed;
+}
+
 int tm_store_note_save(tm_store *s, const char *visit_id, const char *doctor_id, const char *body,
                        const char *diagnosis_code, bool sign, int64_t now_ms)
 {
@@ -296,7 +307,9 @@ int tm_store_note_save(tm_store *s, const char *visit_id, const char *doctor_id,
     int64_t note_id = 0;
     bool was_signed = false;
     rc = note_find(s, visit_id, doctor_id, &note_id, &was_signed);
-    if (rc == 0 && was_signed) {
+    if (rc == 0 && visit_sealed(s, visit_id))
+        rc = tm__store_refuse(s, TM_ECONFLICT, "the visit record is sealed");
+    else if (rc == 0 && was_signed) {
         /* A signed note is part of the medical record: it is not rewritten. */
         rc = tm__store_refuse(s, TM_ECONFLICT, "note already signed");
     }

@@ -86,6 +86,10 @@ typedef struct tm_config {
     int retention_audit_days;      /* 1095, 183..36500 (6 months floor) */
     int alert_loss_pct;            /* 5, 1..100 */
     int alert_freeze_ms;           /* 2000, 100..60000 */
+    /* the tamper-evident record (record_seal.h) */
+    char *seal_key_file;  /* NULL -> data_dir/seal.key, made on first start */
+    char *seal_algorithm; /* "ecdsa-p256" or "sm2" */
+    int seal_after_s;     /* 86400, 1..2592000: wait for a note never signed */
     /* regulator feed */
     char *feed_url;           /* NULL: events go to the NDJSON file sink in data_dir/feed/ */
     char *feed_secret;        /* NULL: HMAC-SHA256 key for the X-Telemed-Signature header */

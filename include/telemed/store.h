@@ -514,4 +514,56 @@ int tm_store_regulator_id_put(tm_store *s, const char *kind, const char *local_i
  * the store cannot be read. */
 json_t *tm_store_visit_chain(tm_store *s, const char *visit_id);
 
+/* ---- the visit seal ------------------------------------------------ */
+/*
+ * A visit's record is sealed (visit_seal.h) once it can no longer change:
+ * the visit is over (ended or cancelled), none of its recordings is still
+ * being written, and its note is signed, or it was cancelled (no doctor
+ * could write one), or seal_after_ms passed since its end. From then on its
+ * note is final (tm_store_note_save refuses with TM_ECONFLICT). Events after
+ * the seal (a late rating) extend the chain but are not covered by it.
+ *
+ * The statement a seal signs is a JSON object, stored as the exact text
+ * signed (compact, keys sorted): {format "telemed-seal-v1", hospital_id,
+ * visit_id, sealed_at (epoch ms), visit {state, patient_id, doctor_id,
+ * checkin_at, accepted_at, ended_at (epoch ms or null), end_reason,
+ * ended_by}, chain {events (rows up to last_seq, chained or not), last_seq,
+ * head (the chain recomputed from the rows' content, not their stored
+ * hashes; null without chained rows)}, note (null or {doctor_id, signed_at,
+ * sha256: tm_seal_note_hash}), recordings [{id, state, encrypted,
+ * size_bytes, sha256, plain_sha256}] by start}.
+ */
+
+/* Up to max visits due for their seal at now_ms by the rule above, the
+ * earliest end first: ids into ids[i] (64 bytes each), *n the count. */
+int tm_store_seal_due(tm_store *s, int64_t now_ms, int64_t seal_after_ms, char (*ids)[64],
+                      size_t max, size_t *n);
+
+/* The statement of the visit as its rows are now, with sealed_at as given
+ * and the chain taken up to upto_seq (0: up to the visit's last event).
+ * Verification builds it again with the seal's own sealed_at and last_seq
+ * and compares. New reference, or NULL (no such visit, or a failure). */
+json_t *tm_store_seal_statement(tm_store *s, const char *visit_id, int64_t upto_seq,
+                                int64_t sealed_at);
+
+/* Signs statement (len bytes, not NUL-terminated in general): returns the
+ * signature as text (a new string, g_free), or NULL when it cannot. */
+typedef char *(*tm_store_sign_fn)(const char *statement, size_t len, void *user);
+
+/* Seals the visit in one transaction: builds its statement (sealed_at =
+ * now_ms), has sign sign it, stores statement, signature, algorithm and
+ * key_id, marks the visit sealed and appends its visit.sealed event.
+ * TM_ENOTFOUND, TM_ECONFLICT (already sealed, or not over), TM_EIO (sign
+ * gave nothing). */
+int tm_store_visit_seal(tm_store *s, const char *visit_id, const char *algorithm,
+                        const char *key_id, tm_store_sign_fn sign, void *user, int64_t now_ms);
+
+/* {visit_id, sealed_at (epoch ms), algorithm, key_id, statement (the text
+ * signed), signature}. New reference, or NULL when the visit is not sealed
+ * (or the store cannot be read). */
+json_t *tm_store_visit_seal_get(tm_store *s, const char *visit_id);
+
+/* How many visits are sealed, in *count. */
+int tm_store_seal_count(tm_store *s, int64_t *count);
+
 #endif

@@ -1,0 +1,469 @@
+/*
+ * record_seal.c - the sealer and the end-to-end check of a visit record
+ * (include/telemed/record_seal.h).
+ *
+ * The check trusts nothing it reads: the statement's signature is checked
+ * with the key this server holds (not one stored beside the seal), the
+ * statement is built again from the rows and compared field by field, and
+ * the files are hashed again. Each difference names the part, the row and
+ * both values, so an operator learns what was changed, not only that
+ * something was.
+ *
+ * Control loop thread.
+ */
+#include "telemed/record_seal.h"
+#include "telemed/common.h"
+#include "telemed/log.h"
+#include "telemed/rec_crypt.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SWEEP_MAX 32
+
+struct tm_sealer {
+    tm_store *store;
+    const tm_seal_key *key;
+    int64_t seal_after_ms;
+    GSource *timer;
+};
+
+static char *sign_statement(const char *statement, size_t len, void *user)
+{
+    return tm_seal_sign(user, statement, len);
+}
+
+int tm_sealer_run(tm_sealer *sl, int64_t now_ms)
+{
+    char ids[SWEEP_MAX][64];
+    size_t n = 0;
+    int rc = tm_store_seal_due(sl->store, now_ms, sl->seal_after_ms, ids, SWEEP_MAX, &n);
+    if (rc < 0)
+        return rc;
+    int sealed = 0;
+    const char *alg = tm_seal_alg_name(tm_seal_key_alg(sl->key));
+    for (size_t i = 0; i < n; i++) {
+        rc = tm_store_visit_seal(sl->store, ids[i], alg, tm_seal_key_id(sl->key), sign_statement,
+                                 (void *)sl->key, now_ms);
+        if (rc == 0) {
+            sealed++;
+            tm_info("visit.sealed", "visit=%s alg=%s", ids[i], alg);
+        } else {
+            tm_error("visit.seal_failed", "visit=%s err=%s why=\"%s\"", ids[i], tm_strerror(rc),
+                     tm_store_errmsg(sl->store));
+            return rc; /* the store is failing: the next pass tries again */
+        }
+    }
+    return sealed;
+}
+
+static gboolean on_sweep(gpointer data)
+{
+    tm_sealer_run(data, tm_now_ms());
+    return G_SOURCE_CONTINUE;
+}
+
+tm_sealer *tm_sealer_new(tm_store *store, const tm_seal_key *key, int seal_after_s,
+                         GMainContext *ctx)
+{
+    tm_sealer *sl = g_new0(tm_sealer, 1);
+    sl->store = store;
+    sl->key = key;
+    sl->seal_after_ms = (int64_t)seal_after_s * 1000;
+    sl->timer = g_timeout_source_new_seconds(1);
+    g_source_set_callback(sl->timer, on_sweep, sl, NULL);
+    g_source_attach(sl->timer, ctx);
+    return sl;
+}
+
+void tm_sealer_free(tm_sealer *sl)
+{
+    if (!sl)
+        return;
+    g_source_destroy(sl->timer);
+    g_source_unref(sl->timer);
+    g_free(sl);
+}
+
+/* ---- the check ------------------------------------------------------ */
+
+typedef struct check {
+    tm_store *store;
+    json_t *differences;
+    json_t *unchecked;
+} check;
+
+static void differ(check *c, const char *part, const char *id, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void differ(check *c, const char *part, const char *id, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *detail = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    json_array_append_new(c->differences,
+                          json_pack("{s:s, s:s?, s:s}", "part", part, "id", id, "detail", detail));
+    g_free(detail);
+}
+
+static char *show(json_t *v)
+{
+    if (!v)
+        return g_strdup("absent");
+    char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS);
+    char *out = g_strdup(t ? t : "?");
+    free(t);
+    return out;
+}
+
+/* Each member of sealed against now, by name. */
+static void compare_members(check *c, const char *part, const char *id, const char *what,
+                            json_t *sealed, json_t *now)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(sealed, key, value)
+    {
+        json_t *cur = json_object_get(now, key);
+        if (cur && json_equal(value, cur))
+            continue;
+        char *a = show(value), *b = show(cur);
+        differ(c, part, id, "%s %s: sealed %s, now %s", what, key, a, b);
+        g_free(a);
+        g_free(b);
+    }
+}
+
+static void compare_chain(check *c, const char *visit_id, json_t *sealed, json_t *now)
+{
+    int64_t se = json_integer_value(json_object_get(sealed, "events"));
+    int64_t ne = json_integer_value(json_object_get(now, "events"));
+    if (se != ne)
+        differ(c, "chain", visit_id,
+               "the seal covers %lld events up to seq %lld; %lld of them are there now: events "
+               "were removed or added",
+               (long long)se, (long long)json_integer_value(json_object_get(sealed, "last_seq")),
+               (long long)ne);
+    json_t *sh = json_object_get(sealed, "head"), *nh = json_object_get(now, "head");
+    if (!json_equal(sh, nh)) {
+        char *a = show(sh), *b = show(nh);
+        differ(c, "chain", visit_id,
+               "the chain head recomputed from the events' content is %s, the seal signed %s: an "
+               "event up to the seal was changed",
+               b, a);
+        g_free(a);
+        g_free(b);
+    }
+}
+
+static void compare_note(check *c, const char *visit_id, json_t *sealed, json_t *now)
+{
+    if (json_is_null(sealed) && json_is_null(now))
+        return;
+    if (json_is_null(now)) {
+        differ(c, "note", visit_id, "the seal covers a signed note; there is none now");
+        return;
+    }
+    if (json_is_null(sealed)) {
+        differ(c, "note", visit_id, "a signed note is there now that the seal does not cover");
+        return;
+    }
+    const char *a = json_string_value(json_object_get(sealed, "sha256"));
+    const char *b = json_string_value(json_object_get(now, "sha256"));
+    if (!a || !b || strcmp(a, b) != 0)
+        differ(c, "note", visit_id,
+               "the signed note's text or diagnosis code changed since the seal (sealed sha256 "
+               "%s, now %s)",
+               a ? a : "none", b ? b : "none");
+    json_t *rest_sealed = json_deep_copy(sealed), *rest_now = json_deep_copy(now);
+    json_object_del(rest_sealed, "sha256");
+    json_object_del(rest_now, "sha256");
+    compare_members(c, "note", visit_id, "note", rest_sealed, rest_now);
+    json_decref(rest_sealed);
+    json_decref(rest_now);
+}
+
+static json_t *find_by_id(json_t *list, const char *id)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(list, i, r)
+    {
+        const char *rid = json_string_value(json_object_get(r, "id"));
+        if (rid && id && strcmp(rid, id) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+/* A recording deleted by the retention policy is the policy at work, not a
+ * change to the record; its row says which policy. */
+static bool deleted_by_policy(json_t *now)
+{
+    const char *state = json_string_value(json_object_get(now, "state"));
+    return state && strcmp(state, "deleted") == 0;
+}
+
+static void compare_recordings(check *c, json_t *sealed, json_t *now)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(sealed, i, r)
+    {
+        const char *id = json_string_value(json_object_get(r, "id"));
+        json_t *cur = find_by_id(now, id);
+        if (!cur)
+            differ(c, "recording", id, "the seal covers this recording; its row is gone");
+        else if (!deleted_by_policy(cur))
+            compare_members(c, "recording", id, "recording", r, cur);
+    }
+    json_array_foreach(now, i, r)
+    {
+        const char *id = json_string_value(json_object_get(r, "id"));
+        if (!find_by_id(sealed, id))
+            differ(c, "recording", id, "a recording row is there now that the seal does not cover");
+    }
+}
+
+/* SHA-256 of the file at path (lowercase hex), or a negative code with
+ * errno's text in *why. */
+static int hash_file(const char *path, char out[65], char **why)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *why = g_strdup(g_strerror(errno));
+        return TM_EIO;
+    }
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    TM_ASSERT(md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1);
+    enum { BUF = 1 << 16 };
+    unsigned char *buf = g_malloc(BUF);
+    size_t n;
+    while ((n = fread(buf, 1, BUF, f)) > 0)
+        EVP_DigestUpdate(md, buf, n);
+    g_free(buf);
+    int rc = ferror(f) ? TM_EIO : 0;
+    if (rc < 0)
+        *why = g_strdup("read error");
+    fclose(f);
+    unsigned char d[32];
+    EVP_DigestFinal_ex(md, d, NULL);
+    EVP_MD_CTX_free(md);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    return rc;
+}
+
+/* SHA-256 of the decrypted stream, read through the reader. On an
+ * authentication failure *bad_at is the plaintext offset of the chunk. */
+static int hash_plaintext(const char *path, const uint8_t key[32], char out[65], char **why,
+                          uint64_t *bad_at)
+{
+    tm_rec_reader *rd = tm_rec_reader_open(path, key, why);
+    if (!rd)
+        return TM_EINVAL;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    TM_ASSERT(md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1);
+    unsigned char *buf = g_malloc(TM_REC_CRYPT_CHUNK_MAX);
+    uint64_t off = 0, size = tm_rec_reader_size(rd);
+    int rc = 0;
+    while (off < size) {
+        int64_t n = tm_rec_reader_pread(rd, buf, TM_REC_CRYPT_CHUNK_MAX, off);
+        if (n <= 0) {
+            rc = n == 0 ? TM_EIO : (int)n;
+            *bad_at = off;
+            break;
+        }
+        EVP_DigestUpdate(md, buf, (size_t)n);
+        off += (uint64_t)n;
+    }
+    g_free(buf);
+    unsigned char d[32];
+    EVP_DigestFinal_ex(md, d, NULL);
+    EVP_MD_CTX_free(md);
+    tm_rec_reader_free(rd);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    return rc;
+}
+
+static const char *str(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+/* One recording's file against the hashes expected (the sealed ones when
+ * the visit is sealed, else its row's). */
+static json_t *check_file(check *c, json_t *expect, const uint8_t *rec_key)
+{
+    const char *id = str(expect, "id");
+    json_t *row = tm_recording_get(c->store, id);
+    json_t *out = json_pack("{s:s?, s:s?, s:s?}", "id", id, "path", str(row, "path"), "state",
+                            str(row, "state"));
+    const char *state = str(row, "state"), *path = str(row, "path"), *want = str(expect, "sha256");
+    if (!row || !state || !path || !want || strcmp(state, "deleted") == 0) {
+        json_object_set_new(out, "file",
+                            json_string(state && strcmp(state, "deleted") == 0
+                                            ? "deleted by policy"
+                                            : "no file to check"));
+        json_decref(row);
+        return out;
+    }
+    char got[65], *why = NULL;
+    if (hash_file(path, got, &why) < 0) {
+        differ(c, "recording", id, "the file %s cannot be read: %s", path, why);
+        g_free(why);
+        json_decref(row);
+        return out;
+    }
+    json_object_set_new(out, "file_sha256", json_string(got));
+    if (strcmp(got, want) != 0)
+        differ(c, "recording", id, "the file %s hashes to %s; the record says %s", path, got, want);
+    const char *plain = str(expect, "plain_sha256");
+    if (json_is_true(json_object_get(expect, "encrypted")) && plain) {
+        if (!rec_key) {
+            json_array_append_new(
+                c->unchecked, json_sprintf("recording %s: its plaintext (no recording key)", id));
+        } else {
+            uint64_t bad_at = 0;
+            int rc = hash_plaintext(path, rec_key, got, &why, &bad_at);
+            if (rc == TM_EAUTH)
+                differ(c, "recording", id,
+                       "the encrypted file %s fails authentication in the chunk at plaintext "
+                       "offset %llu: its bytes were changed (or the key is not the one it was "
+                       "written with)",
+                       path, (unsigned long long)bad_at);
+            else if (rc < 0)
+                differ(c, "recording", id, "the encrypted file %s cannot be read: %s", path,
+                       why ? why : tm_strerror(rc));
+            else {
+                json_object_set_new(out, "plain_sha256", json_string(got));
+                if (strcmp(got, plain) != 0)
+                    differ(c, "recording", id,
+                           "the decrypted stream of %s hashes to %s; the record says %s", path, got,
+                           plain);
+            }
+            g_free(why);
+        }
+    }
+    json_decref(row);
+    return out;
+}
+
+/* The seal itself and the statement it signed against the rows now. */
+static json_t *check_seal(check *c, const char *visit_id, json_t *seal, const tm_seal_key *key,
+                          json_t **statement_out)
+{
+    const char *text = str(seal, "statement"), *key_id = str(seal, "key_id");
+    const char *signature = "valid";
+    *statement_out = NULL;
+    if (!key_id || strcmp(key_id, tm_seal_key_id(key)) != 0) {
+        signature = "other key";
+        differ(c, "seal", visit_id,
+               "sealed with key %s; this server's key is %s, so the signature cannot be checked",
+               key_id ? key_id : "none", tm_seal_key_id(key));
+    } else if (!text || tm_seal_verify(key, text, strlen(text), str(seal, "signature")) < 0) {
+        signature = "invalid";
+        differ(c, "seal", visit_id,
+               "the seal's signature does not match its statement: the stored statement or "
+               "signature was changed");
+    }
+    json_t *sealed = text ? json_loads(text, 0, NULL) : NULL;
+    if (!json_is_object(sealed))
+        differ(c, "seal", visit_id, "the seal's statement is not readable JSON");
+    else
+        *statement_out = sealed;
+    return json_pack("{s:O, s:O, s:O, s:s}", "sealed_at", json_object_get(seal, "sealed_at"),
+                     "algorithm", json_object_get(seal, "algorithm"), "key_id",
+                     json_object_get(seal, "key_id"), "signature", signature);
+}
+
+static void compare_statement(check *c, const char *visit_id, json_t *sealed, json_t *now)
+{
+    json_t *top = json_pack("{s:O, s:O, s:O}", "format", json_object_get(sealed, "format"),
+                            "hospital_id", json_object_get(sealed, "hospital_id"), "visit_id",
+                            json_object_get(sealed, "visit_id"));
+    compare_members(c, "seal", visit_id, "statement", top, now);
+    json_decref(top);
+    compare_members(c, "visit", visit_id, "visit", json_object_get(sealed, "visit"),
+                    json_object_get(now, "visit"));
+    compare_chain(c, visit_id, json_object_get(sealed, "chain"), json_object_get(now, "chain"));
+    compare_note(c, visit_id, json_object_get(sealed, "note"), json_object_get(now, "note"));
+    compare_recordings(c, json_object_get(sealed, "recordings"),
+                       json_object_get(now, "recordings"));
+}
+
+static void add_chain_problems(check *c, json_t *chain)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(chain, "problems"), i, p)
+        differ(c, "chain", str(p, "event_id"), "event seq %lld (%s): %s",
+               (long long)json_integer_value(json_object_get(p, "seq")), str(p, "type"),
+               str(p, "problem"));
+}
+
+json_t *tm_record_verify(tm_store *s, const char *visit_id, const tm_seal_key *key,
+                         const uint8_t *rec_key, int *rc)
+{
+    tm_visit v;
+    *rc = tm_store_visit_get(s, visit_id, &v);
+    if (*rc < 0)
+        return NULL;
+    json_t *chain = tm_store_visit_chain(s, visit_id);
+    json_t *seal = tm_store_visit_seal_get(s, visit_id);
+    json_t *now = NULL, *sealed = NULL, *report = NULL;
+    json_t *seal_report = json_null(), *files = json_array();
+    check c = {s, json_array(), json_array()};
+    int64_t after = 0;
+    if (!chain) {
+        *rc = TM_EIO;
+        goto done;
+    }
+    add_chain_problems(&c, chain);
+    if (seal) {
+        seal_report = check_seal(&c, visit_id, seal, key, &sealed);
+        int64_t last_seq =
+            json_integer_value(json_object_get(json_object_get(sealed, "chain"), "last_seq"));
+        now = tm_store_seal_statement(s, visit_id, last_seq,
+                                      json_integer_value(json_object_get(seal, "sealed_at")));
+        if (!now) {
+            *rc = TM_EIO;
+            goto done;
+        }
+        if (sealed)
+            compare_statement(&c, visit_id, sealed, now);
+        after = json_integer_value(json_object_get(chain, "events")) -
+                json_integer_value(json_object_get(json_object_get(now, "chain"), "events"));
+    } else if (!(now = tm_store_seal_statement(s, visit_id, 0, 0))) {
+        *rc = TM_EIO;
+        goto done;
+    }
+    /* Files are held to the sealed hashes when there is a seal: a row's
+     * hash rewritten to match a changed file is then caught twice. */
+    json_t *expect = json_object_get(sealed ? sealed : now, "recordings");
+    size_t i;
+    json_t *r;
+    json_array_foreach(expect, i, r) json_array_append_new(files, check_file(&c, r, rec_key));
+    json_object_del(chain, "problems");
+    report = json_pack("{s:s, s:b, s:b, s:o, s:O, s:I, s:O, s:O, s:O}", "visit_id", visit_id, "ok",
+                       json_array_size(c.differences) == 0, "sealed", seal != NULL, "seal",
+                       seal_report, "chain", chain, "events_after_seal", (json_int_t)after,
+                       "recordings", files, "unchecked", c.unchecked, "differences", c.differences);
+    seal_report = NULL;
+    *rc = report ? 0 : TM_ENOMEM;
+done:
+    json_decref(seal_report);
+    json_decref(files);
+    json_decref(chain);
+    json_decref(seal);
+    json_decref(now);
+    json_decref(sealed);
+    json_decref(c.differences);
+    json_decref(c.unchecked);
+    return report;
+}

@@ -1,0 +1,10 @@
+# The tamper-evident visit record: the hospital's seal key and signatures
+# (visit_seal.c), the sealer and the end-to-end check (record_seal.c). The
+# store's side, server/store_seal.c, is part of the store.
+target_sources(telemed PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/visit_seal.c
+  ${CMAKE_CURRENT_LIST_DIR}/record_seal.c
+)
+
+tm_unit_test(test_visit_seal tests/server/test_visit_seal.c)
+tm_node_test(integration_visit_seal tests/integration/visit_seal.test.mjs)
