@@ -27,10 +27,12 @@ int tm_store_seal_due(tm_store *s, int64_t now_ms, int64_t seal_after_ms, char (
         s,
         "SELECT v.id FROM visits v"
         " WHERE v.sealed_at IS NULL AND v.state IN ('ended','cancelled')"
-        "   AND NOT EXISTS(SELECT 1 FROM recordings r"
-        "                   WHERE r.visit_id = v.id AND r.state = 'recording')"
-        "   AND (v.state = 'cancelled' OR v.ended_at <= ?1"
-        "        OR EXISTS(SELECT 1 FROM notes n WHERE n.visit_id = v.id AND n.signed = 1))"
+        "   AND (v.ended_at <= ?1"
+        "        OR (NOT EXISTS(SELECT 1 FROM recordings r"
+        "                        WHERE r.visit_id = v.id AND r.state = 'recording')"
+        "            AND (v.state = 'cancelled'"
+        "                 OR EXISTS(SELECT 1 FROM notes n"
+        "                            WHERE n.visit_id = v.id AND n.signed = 1))))"
         " ORDER BY v.ended_at LIMIT ?2",
         "II", now_ms - seal_after_ms, (int64_t)max);
     if (!st)
@@ -199,6 +201,16 @@ static int seal_in_transaction(tm_store *s, const char *visit_id, const char *al
         return rc;
     if (strcmp(v.state, "ended") != 0 && strcmp(v.state, "cancelled") != 0)
         return tm__store_refuse(s, TM_ECONFLICT, "the visit is not over");
+    /* A recording still open this late never got a file or is stuck: it is
+     * closed as failed, so nothing (a restart's recovery, a late finish)
+     * rewrites the sealed row afterwards. */
+    rc = tm__store_run(s,
+                       "UPDATE recordings SET state = 'failed', finished_at = ?2,"
+                       " failure = 'not finished when the record was sealed'"
+                       " WHERE visit_id = ?1 AND state = 'recording'",
+                       "sI", visit_id, now_ms);
+    if (rc < 0)
+        return rc;
     json_t *statement = tm_store_seal_statement(s, visit_id, 0, now_ms);
     if (!statement)
         return TM_EIO;

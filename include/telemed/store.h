@@ -517,11 +517,14 @@ json_t *tm_store_visit_chain(tm_store *s, const char *visit_id);
 /* ---- the visit seal ------------------------------------------------ */
 /*
  * A visit's record is sealed (visit_seal.h) once it can no longer change:
- * the visit is over (ended or cancelled), none of its recordings is still
- * being written, and its note is signed, or it was cancelled (no doctor
- * could write one), or seal_after_ms passed since its end. From then on its
- * note is final (tm_store_note_save refuses with TM_ECONFLICT). Events after
- * the seal (a late rating) extend the chain but are not covered by it.
+ * the visit is over (ended or cancelled), and either none of its recordings
+ * is still being written and its note is signed (or it was cancelled: no
+ * doctor could write one), or seal_after_ms passed since its end. A row
+ * still "recording" by then never got a file (no media reached the server)
+ * or its recorder is stuck: the seal closes it as failed ("not finished
+ * when the record was sealed"). From the seal on the
+ * note is final (tm_store_note_save refuses with TM_ECONFLICT). Events
+ * after the seal (a late rating) extend the chain but are not covered by it.
  *
  * The statement a seal signs is a JSON object, stored as the exact text
  * signed (compact, keys sorted): {format "telemed-seal-v1", hospital_id,

@@ -294,14 +294,31 @@ static void test_sealing_rule(void)
     CHECK(!due(s, v.id, T0 + 62000));
     CHECK_EQ_INT(tm_store_note_save(s, v.id, "doc-1", "final", "I10", true, T0 + 62000), 0);
     CHECK(due(s, v.id, T0 + 62000));
-    /* A recording still being written holds it back. */
+    /* A recording still being written holds it back until seal_after. */
     char rec_id[TM_RECORDING_ID_LEN];
     char *p = in_dir("rule.mkv");
     CHECK_EQ_INT(tm_store_note_save(s, w.id, "doc-1", "n", NULL, true, T0 + 61000), 0);
     CHECK_EQ_INT(tm_recording_start(s, w.id, p, "matroska", false, T0 + 3000, rec_id), 0);
-    CHECK(!due(s, w.id, T0 + 62000 + 3600 * 1000));
+    CHECK(!due(s, w.id, T0 + 62000));
+    CHECK(due(s, w.id, T0 + 60000 + 3600 * 1000));
     CHECK_EQ_INT(tm_recording_fail(s, rec_id, "test", 0, T0 + 63000), 0);
     CHECK(due(s, w.id, T0 + 63000));
+    /* A row left "recording" is closed by the seal, so nothing rewrites it. */
+    tm_visit y;
+    ended_visit(s, &y);
+    char *q = in_dir("stuck.mkv");
+    CHECK_EQ_INT(tm_recording_start(s, y.id, q, "matroska", false, T0 + 3000, rec_id), 0);
+    seal(s, y.id, k, T0 + 60000 + 3600 * 1000);
+    json_t *row = tm_recording_get(s, rec_id);
+    CHECK_STR(json_string_value(json_object_get(row, "state")), "failed");
+    CHECK_STR(json_string_value(json_object_get(row, "failure")),
+              "not finished when the record was sealed");
+    json_decref(row);
+    CHECK_EQ_INT(tm_recording_recover(s, T0 + 70000000, NULL), 0);
+    json_t *yr = verify(s, y.id, k, NULL);
+    CHECK(json_is_true(json_object_get(yr, "ok")));
+    json_decref(yr);
+    g_free(q);
     /* A live visit never is; a cancelled one is at once. */
     memset(&live, 0, sizeof(live));
     snprintf(live.patient_id, sizeof(live.patient_id), "pat-2");
@@ -323,7 +340,7 @@ static void test_sealing_rule(void)
                  TM_ECONFLICT);
     int64_t count = 0;
     CHECK_EQ_INT(tm_store_seal_count(s, &count), 0);
-    CHECK_EQ_INT(count, 1);
+    CHECK_EQ_INT(count, 2);
     CHECK_EQ_INT(tm_store_visit_seal(s, live.id, "ecdsa-p256", "k", sign_cb, k, T0), 0);
     /* A live visit cannot be sealed. */
     tm_visit x;
