@@ -23,18 +23,18 @@ int tm_store_seal_due(tm_store *s, int64_t now_ms, int64_t seal_after_ms, char (
     *n = 0;
     /* The first two terms are the partial index's own, so only visits over
      * and unsealed are looked at. */
-    sqlite3_stmt *st = tm__store_query(
-        s,
-        "SELECT v.id FROM visits v"
-        " WHERE v.sealed_at IS NULL AND v.state IN ('ended','cancelled')"
-        "   AND (v.ended_at <= ?1"
-        "        OR (NOT EXISTS(SELECT 1 FROM recordings r"
-        "                        WHERE r.visit_id = v.id AND r.state = 'recording')"
-        "            AND (v.state = 'cancelled'"
-        "                 OR EXISTS(SELECT 1 FROM notes n"
-        "                            WHERE n.visit_id = v.id AND n.signed = 1))))"
-        " ORDER BY v.ended_at LIMIT ?2",
-        "II", now_ms - seal_after_ms, (int64_t)max);
+    sqlite3_stmt *st =
+        tm__store_query(s,
+                        "SELECT v.id FROM visits v"
+                        " WHERE v.sealed_at IS NULL AND v.state IN ('ended','cancelled')"
+                        "   AND (v.ended_at <= ?1"
+                        "        OR (NOT EXISTS(SELECT 1 FROM recordings r"
+                        "                        WHERE r.visit_id = v.id AND r.state = 'recording')"
+                        "            AND (v.state = 'cancelled'"
+                        "                 OR EXISTS(SELECT 1 FROM notes n"
+                        "                            WHERE n.visit_id = v.id AND n.signed = 1))))"
+                        " ORDER BY v.ended_at LIMIT ?2",
+                        "II", now_ms - seal_after_ms, (int64_t)max);
     if (!st)
         return TM_EIO;
     int rc;

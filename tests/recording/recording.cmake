@@ -19,7 +19,9 @@ if(TMREC_GST_FOUND AND TARGET webrtc_client AND TARGET telemed-server)
   tm_node_test(recording_watch tests/recording/watch.test.mjs)
   tm_node_test(recording_encrypted tests/recording/encrypted.test.mjs)
   tm_node_test(recording_failure tests/recording/failure.test.mjs)
+  tm_node_test(recording_visit_seal tests/recording/visit_seal.test.mjs)
   set_tests_properties(recording_visit recording_crash recording_watch recording_encrypted recording_failure
+    recording_visit_seal
     PROPERTIES LABELS "recording;webrtc")
 else()
   message(STATUS "tests/recording: GStreamer or webrtc_client missing, recording tests skipped")
