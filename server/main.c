@@ -292,9 +292,9 @@ static void print_differences(const char *visit_id, json_t *report)
     if (json_array_size(diffs) == 0) {
         json_t *seal = json_object_get(report, "seal");
         if (json_is_true(json_object_get(report, "sealed")))
-            printf("visit %s: verified: sealed at %lld with %s key %s; %lld events (%lld after "
-                   "the seal), %zu recording(s)\n",
-                   visit_id, (long long)json_integer_value(json_object_get(seal, "sealed_at")),
+            printf("visit %s: verified: sealed at %s with %s key %s; %lld events (%lld after "
+                   "the seal's coverage), %zu recording(s)\n",
+                   visit_id, json_string_value(json_object_get(seal, "sealed_at")),
                    json_string_value(json_object_get(seal, "algorithm")),
                    json_string_value(json_object_get(seal, "key_id")),
                    (long long)json_integer_value(

@@ -377,9 +377,11 @@ static json_t *check_seal(check *c, const char *visit_id, json_t *seal, const tm
         differ(c, "seal", visit_id, "the seal's statement is not readable JSON");
     else
         *statement_out = sealed;
-    return json_pack("{s:O, s:O, s:O, s:s}", "sealed_at", json_object_get(seal, "sealed_at"),
-                     "algorithm", json_object_get(seal, "algorithm"), "key_id",
-                     json_object_get(seal, "key_id"), "signature", signature);
+    char at[40];
+    tm_rfc3339(json_integer_value(json_object_get(seal, "sealed_at")), at, sizeof(at));
+    return json_pack("{s:s, s:O, s:O, s:s}", "sealed_at", at, "algorithm",
+                     json_object_get(seal, "algorithm"), "key_id", json_object_get(seal, "key_id"),
+                     "signature", signature);
 }
 
 static void compare_statement(check *c, const char *visit_id, json_t *sealed, json_t *now)

@@ -65,7 +65,7 @@ test('a sealed visit verifies; a changed event and a changed note are each named
     assert.deepEqual(r.json.differences, []);
     let cli = verifyCli(srv, visit);
     assert.equal(cli.status, 0, cli.stdout + cli.stderr);
-    assert.match(cli.stdout, new RegExp(`visit ${visit}: verified: sealed at \\d+ with ecdsa-p256 key [0-9a-f]{64}`));
+    assert.match(cli.stdout, new RegExp(`visit ${visit}: verified: sealed at \\d{4}-\\d\\d-\\d\\dT[0-9:.]+Z with ecdsa-p256 key [0-9a-f]{64}`));
 
     // The seal is in the feed, on the visit's chain.
     const sealedEv = srv.sql(`SELECT payload FROM outbox WHERE visit_id = '${visit}' AND type = 'visit.sealed'`);
