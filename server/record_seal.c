@@ -444,6 +444,10 @@ json_t *tm_record_verify(tm_store *s, const char *visit_id, const tm_seal_key *k
     } else if (!(now = tm_store_seal_statement(s, visit_id, 0, 0))) {
         *rc = TM_EIO;
         goto done;
+    } else if (tm_store_visit_seal_marked(s, visit_id, NULL)) {
+        differ(&c, "seal", visit_id,
+               "the visit was sealed (its sealed mark or visit.sealed event is there) but its "
+               "seal is gone");
     }
     /* Files are held to the sealed hashes when there is a seal: a row's
      * hash rewritten to match a changed file is then caught twice. */

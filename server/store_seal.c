@@ -284,3 +284,22 @@ int tm_store_seal_count(tm_store *s, int64_t *count)
     sqlite3_reset(st);
     return rc == 1 ? 0 : rc < 0 ? rc : TM_EIO;
 }
+
+bool tm_store_visit_seal_marked(tm_store *s, const char *visit_id, int64_t *sealed_at)
+{
+    sqlite3_stmt *st = tm__store_query(
+        s,
+        "SELECT (SELECT sealed_at FROM visits WHERE id = ?1),"
+        "       EXISTS(SELECT 1 FROM outbox WHERE visit_id = ?1 AND type = 'visit.sealed')",
+        "s", visit_id);
+    bool marked = false;
+    if (st && tm__store_step(s, st) == 1) {
+        bool has_at = sqlite3_column_type(st, 0) != SQLITE_NULL;
+        marked = has_at || sqlite3_column_int(st, 1);
+        if (sealed_at)
+            *sealed_at = has_at ? sqlite3_column_int64(st, 0) : 0;
+    }
+    if (st)
+        sqlite3_reset(st);
+    return marked;
+}

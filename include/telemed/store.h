@@ -566,6 +566,12 @@ int tm_store_visit_seal(tm_store *s, const char *visit_id, const char *algorithm
  * (or the store cannot be read). */
 json_t *tm_store_visit_seal_get(tm_store *s, const char *visit_id);
 
+/* Whether the visit was ever sealed by the marks a seal leaves beside its
+ * row (visits.sealed_at, a visit.sealed event): true with *sealed_at (may
+ * be NULL; 0 when only the event is left) even when the seal row itself
+ * is gone. */
+bool tm_store_visit_seal_marked(tm_store *s, const char *visit_id, int64_t *sealed_at);
+
 /* How many visits are sealed, in *count. */
 int tm_store_seal_count(tm_store *s, int64_t *count);
 

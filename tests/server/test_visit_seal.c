@@ -528,6 +528,19 @@ static void test_verify_names_changes(void)
     g_free(d);
     json_decref(r);
 
+    /* The seal row deleted: the marks it left say it was there. */
+    tm_store_free(s);
+    sql = g_strdup_printf("DELETE FROM visit_seals WHERE visit_id = '%s'", v.id);
+    raw_exec(sql);
+    g_free(sql);
+    s = open_store();
+    r = verify(s, v.id, k, rec_key);
+    CHECK(json_is_false(json_object_get(r, "sealed")));
+    d = differences(r, "seal");
+    CHECK(strstr(d, "the visit was sealed") && strstr(d, "but its seal is gone"));
+    g_free(d);
+    json_decref(r);
+
     int rc = 0;
     CHECK(tm_record_verify(s, "no-such-visit", k, NULL, &rc) == NULL);
     CHECK_EQ_INT(rc, TM_ENOTFOUND);
