@@ -3,7 +3,7 @@
  * through its functions only: schedules, appointments, the visit life cycle
  * with one outbox event per reported step, refusals that write nothing,
  * recordings, the audit log, the outbox's delivery side, batch uploads and
- * the visit chain. What a test
+ * the visit chain and seal. What a test
  * reads back it reads through the contract (events through
  * tm_outbox_next_batch, rows through the record and list functions), so the
  * same suite judges every backend.
@@ -1007,6 +1007,70 @@ static void t_visit_chain(const store_backend *b, const char *dir)
     tm_store_free(s);
 }
 
+/* ---- the visit seal -------------------------------------------------- */
+
+/* The store only hands the statement to its signer and keeps the answer:
+ * a digest stands in for the key's signature here (test_visit_seal signs). */
+static char *digest_signer(const char *statement, size_t len, void *user)
+{
+    (*(int *)user)++;
+    return g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)statement, len);
+}
+
+static void t_visit_seal(const store_backend *b, const char *dir)
+{
+    (void)dir;
+    tm_store *s = b->open("seal");
+    seed(s);
+    tm_visit v;
+    finished_visit(s, "pat-seal", T0, &v);
+    char ids[8][64];
+    size_t n = 0;
+    CHECK_EQ_INT(tm_store_seal_due(s, T0 + 63000, 86400000, ids, 8, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_STR(ids[0], v.id);
+    CHECK(!tm_store_visit_seal_marked(s, v.id, NULL));
+    int calls = 0;
+    CHECK_EQ_INT(
+        tm_store_visit_seal(s, v.id, "ecdsa-p256", "key-1", digest_signer, &calls, T0 + 63000), 0);
+    CHECK_EQ_INT(calls, 1);
+    CHECK_EQ_INT(
+        tm_store_visit_seal(s, v.id, "ecdsa-p256", "key-1", digest_signer, &calls, T0 + 64000),
+        TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_seal_due(s, T0 + 64000, 86400000, ids, 8, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK_EQ_INT(tm_store_note_save(s, v.id, "d1", "late", NULL, true, T0 + 65000), TM_ECONFLICT);
+    int64_t at = 0, count = 0;
+    CHECK(tm_store_visit_seal_marked(s, v.id, &at));
+    CHECK_EQ_INT(at, T0 + 63000);
+    CHECK_EQ_INT(tm_store_seal_count(s, &count), 0);
+    CHECK_EQ_INT(count, 1);
+
+    /* The statement kept is the one signed, and the rows still build it. */
+    json_t *seal = tm_store_visit_seal_get(s, v.id);
+    CHECK(seal != NULL);
+    const char *text = json_string_value(field(seal, "statement"));
+    char *want = g_compute_checksum_for_string(G_CHECKSUM_SHA256, text, -1);
+    CHECK_STR(json_string_value(field(seal, "signature")), want);
+    CHECK_STR(json_string_value(field(seal, "key_id")), "key-1");
+    g_free(want);
+    json_t *sealed = json_loads(text, 0, NULL);
+    CHECK_STR(json_string_value(field(sealed, "format")), "telemed-seal-v1");
+    CHECK_EQ_INT(json_integer_value(field(field(sealed, "chain"), "events")), 5);
+    CHECK_EQ_INT(strlen(json_string_value(field(field(sealed, "note"), "sha256"))), 64);
+    json_t *now = tm_store_seal_statement(
+        s, v.id, json_integer_value(field(field(sealed, "chain"), "last_seq")), T0 + 63000);
+    CHECK(json_equal(sealed, now));
+    json_decref(now);
+    json_decref(sealed);
+    json_decref(seal);
+    CHECK(tm_store_visit_seal_get(s, "no-such-visit") == NULL);
+    CHECK_EQ_INT(
+        tm_store_visit_seal(s, "no-such-visit", "ecdsa-p256", "key-1", digest_signer, &calls, T0),
+        TM_ENOTFOUND);
+    tm_store_free(s);
+}
+
 /* ---- the table ------------------------------------------------------ */
 
 void store_suite_run(const store_backend *b)
@@ -1032,6 +1096,7 @@ void store_suite_run(const store_backend *b)
         {"recording_retention", t_recording_retention},
         {"uploads", t_uploads},
         {"visit_chain", t_visit_chain},
+        {"visit_seal", t_visit_seal},
     };
     for (size_t i = 0; i < TM_ARRAY_LEN(tests); i++) {
         tests[i].fn(b, dir);
