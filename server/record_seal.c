@@ -16,9 +16,8 @@
 #include "telemed/log.h"
 #include "telemed/rec_crypt.h"
 
-#include <errno.h>
-#include <stdarg.h>
 #include <openssl/evp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -229,35 +228,6 @@ static void compare_recordings(check *c, json_t *sealed, json_t *now)
     }
 }
 
-/* SHA-256 of the file at path (lowercase hex), or a negative code with
- * errno's text in *why. */
-static int hash_file(const char *path, char out[65], char **why)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *why = g_strdup(g_strerror(errno));
-        return TM_EIO;
-    }
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    TM_ASSERT(md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1);
-    enum { BUF = 1 << 16 };
-    unsigned char *buf = g_malloc(BUF);
-    size_t n;
-    while ((n = fread(buf, 1, BUF, f)) > 0)
-        EVP_DigestUpdate(md, buf, n);
-    g_free(buf);
-    int rc = ferror(f) ? TM_EIO : 0;
-    if (rc < 0)
-        *why = g_strdup("read error");
-    fclose(f);
-    unsigned char d[32];
-    EVP_DigestFinal_ex(md, d, NULL);
-    EVP_MD_CTX_free(md);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
-    return rc;
-}
-
 /* SHA-256 of the decrypted stream, read through the reader. On an
  * authentication failure *bad_at is the plaintext offset of the chunk. */
 static int hash_plaintext(const char *path, const uint8_t key[32], char out[65], char **why,
@@ -314,9 +284,11 @@ static json_t *check_file(check *c, json_t *expect, const uint8_t *rec_key)
         return out;
     }
     char got[65], *why = NULL;
-    if (hash_file(path, got, &why) < 0) {
-        differ(c, "recording", id, "the file %s cannot be read: %s", path, why);
-        g_free(why);
+    int64_t size = 0;
+    int rc = tm_sha256_file(path, &size, got);
+    if (rc < 0) {
+        differ(c, "recording", id, "the file %s cannot be read: %s", path,
+               rc == TM_ENOTFOUND ? "it is missing" : tm_strerror(rc));
         json_decref(row);
         return out;
     }
@@ -330,7 +302,7 @@ static json_t *check_file(check *c, json_t *expect, const uint8_t *rec_key)
                 c->unchecked, json_sprintf("recording %s: its plaintext (no recording key)", id));
         } else {
             uint64_t bad_at = 0;
-            int rc = hash_plaintext(path, rec_key, got, &why, &bad_at);
+            rc = hash_plaintext(path, rec_key, got, &why, &bad_at);
             if (rc == TM_EAUTH)
                 differ(c, "recording", id,
                        "the encrypted file %s fails authentication in the chunk at plaintext "

@@ -15,7 +15,7 @@ import { clinicServer, tokens, startVisit, describe, finishedRecording, until } 
 
 test('a recorded visit is sealed and verified; one changed byte of its encrypted file is named', { timeout: 240000 }, async (t) => {
   const key = crypto.randomBytes(32).toString('hex');
-  const srv = await clinicServer(t, { args: ['--recording-key', key, '--seal-after-s', '1'] });
+  const srv = await clinicServer(t, { args: ['--seal-after-s', '1'], env: { TELEMED_RECORDING_KEY: key } });
   const tok = tokens(srv, 'p-seal');
   const { doctor, patient, visitId } = await startVisit(t, srv, tok, { duration: 30, endAfter: 8 });
   const [rp, rd] = await Promise.all([patient.done, doctor.done]);
@@ -28,7 +28,7 @@ test('a recorded visit is sealed and verified; one changed byte of its encrypted
   assert.equal(row.encrypted, true);
   const sealed = await until(() => srv.sql(`SELECT 1 AS x FROM visit_seals WHERE visit_id = '${vid}'`).length > 0, 60000, 200);
   assert.ok(sealed, `not sealed:\n${srv.logs.slice(-3000)}`);
-  const cli = () => spawnSync(BIN, ['--data-dir', srv.dataDir, '--recording-key', key, 'verify-visit', vid], { encoding: 'utf8' });
+  const cli = () => spawnSync(BIN, ['--data-dir', srv.dataDir, 'verify-visit', vid], { encoding: 'utf8', env: { ...process.env, TELEMED_RECORDING_KEY: key } });
 
   let r = await srv.api('GET', `/api/v1/visits/${vid}/verify`, undefined, tok.admin);
   assert.equal(r.status, 200, r.text);
