@@ -19,7 +19,9 @@
  * stdin closes, after --max-seconds, or after --max-packets datagrams, so
  * it never outlives its test. One thread, poll(); test code, not product.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
