@@ -45,6 +45,8 @@ typedef struct tm_media_event {
     tm_media_event_type type;
     const char *visit_id, *peer_id;
     const char *sdp;             /* ANSWER */
+    bool new_transport;          /* ANSWER: a new DTLS session; an ICE-restart offer cannot resume
+                                    over it, the client needs a new PeerConnection */
     const char *candidate, *mid; /* CANDIDATE ("" = end of candidates) */
     int mline_index;             /* CANDIDATE */
     const char *state;      /* STATE: "connecting","connected","disconnected","failed","closed" */

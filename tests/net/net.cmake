@@ -5,3 +5,4 @@
 add_executable(net_relay ${CMAKE_CURRENT_LIST_DIR}/net_relay.c)
 set_target_properties(net_relay PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
 tm_node_test(net_relay tests/net/relay.test.mjs)
+tm_node_test(net_outage tests/net/outage.test.mjs)

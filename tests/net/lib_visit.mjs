@@ -1,0 +1,114 @@
+// lib_visit.mjs - a visit between a doctor's Chromium on loopback and a
+// patient's Chromium in a network namespace of the test's own, whose every
+// byte to the server crosses net_relay: the patient's network, which the
+// tests then break.
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+import { startHospital, launch, openPage, waitView, patientCheckin, doctorOnDuty, CHROMIUM_ARGS } from '../web/lib.mjs';
+import { startRelay, freeUdpRange, makeNetns } from './lib_net.mjs';
+
+const MEDIA_PORTS = 16;
+
+// Starts everything and brings the visit to flowing media both ways.
+// Returns null (and says why) when the machine cannot make a namespace.
+export async function startImpairedVisit({ tag = 'visit', args = [] } = {}) {
+  const ns = makeNetns(tag);
+  if (!ns) return null;
+  const ctx = { ns, closers: [() => ns.remove()] };
+  try {
+    const ports = await freeUdpRange(MEDIA_PORTS);
+    ctx.srv = await startHospital({ args: ['--media-port-min', String(ports.min), '--media-port-max', String(ports.max), ...args] });
+    ctx.closers.unshift(() => ctx.srv.stop());
+    ctx.relay = await startRelay({ udpPorts: `${ports.min}-${ports.max}`, tcpPorts: [ctx.srv.port], netns: ns.name });
+    ctx.closers.unshift(() => ctx.relay.stop());
+    ctx.doctorBrowser = await launch();
+    ctx.closers.unshift(() => ctx.doctorBrowser.close());
+    ctx.patientBrowser = await chromium.launch({ executablePath: ns.chromium, args: CHROMIUM_ARGS, timeout: 30000 });
+    ctx.closers.unshift(() => ctx.patientBrowser.close());
+    ctx.doctor = await openPage(ctx.doctorBrowser, ctx.srv, 'doctor.html', 'd1', 'doctor');
+    ctx.patient = await openPage(ctx.patientBrowser, ctx.srv, 'patient.html', `p-${tag}`, 'patient');
+    // The pages' recovery decisions, with the time, for the test's log.
+    for (const [who, page] of [['patient', ctx.patient], ['doctor', ctx.doctor]]) {
+      page.on('console', (m) => { if (/^telemed: media/.test(m.text())) console.log(`${new Date().toISOString()} [${who}] ${m.text()}`); });
+    }
+    await doctorOnDuty(ctx.doctor);
+    await patientCheckin(ctx.patient);
+    await ctx.doctor.waitForSelector('#offer:not([hidden])');
+    await ctx.doctor.click('#offer-accept');
+    await waitView(ctx.patient, 'visit');
+    ctx.visitId = await ctx.patient.evaluate(() => window.tm.state.visitId);
+    await flowsBothWays(ctx, 60000);
+    return ctx;
+  } catch (e) {
+    await closeVisit(ctx);
+    throw e;
+  }
+}
+
+export async function closeVisit(ctx) {
+  if (ctx.srv && process.env.TM_NET_VERBOSE) console.log(ctx.srv.logs.split('\n').filter((l) => /ev=media\./.test(l)).join('\n'));
+  for (const c of ctx.closers) {
+    try { await c(); } catch (e) { console.log(`cleanup: ${e.message}`); }
+  }
+}
+
+// What the page's own getStats() says it received: audio packets and
+// decoded video frames, summed over its inbound streams.
+export async function received(page) {
+  return page.evaluate(async () => {
+    const pc = window.tm.call && window.tm.call.peer && window.tm.call.peer.pc;
+    if (!pc) return { audio: 0, frames: 0, state: 'none' };
+    let audio = 0, frames = 0;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      if (s.kind === 'audio') audio += s.packetsReceived || 0;
+      else frames += s.framesDecoded || 0;
+    });
+    return { audio, frames, state: pc.connectionState, pcs: window.tm.call.peer.generation || 0 };
+  });
+}
+
+// Waits until audio and video arrive on both pages again and keep arriving
+// (counts grow at every poll for SUSTAIN_MS, so packets still in flight
+// do not count as recovery), up to timeoutMs. Resolves with the ms from
+// the call to the start of that steady flow.
+const POLL_MS = 500;
+const SUSTAIN_MS = 2000;
+export async function flowsBothWays(ctx, timeoutMs) {
+  const t0 = Date.now();
+  const deadline = t0 + timeoutMs;
+  const pages = [ctx.patient, ctx.doctor];
+  const flows = ['patient.audio', 'patient.frames', 'doctor.audio', 'doctor.frames'];
+  let last = await Promise.all(pages.map(received));
+  const since = {};
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, POLL_MS));
+    const at = Date.now();
+    const now = await Promise.all(pages.map(received));
+    for (const f of flows) {
+      const [who, kind] = f.split('.');
+      const i = who === 'patient' ? 0 : 1;
+      // A fresh connection restarts the counts: growth from zero counts.
+      const fresh = now[i].pcs !== last[i].pcs;
+      const grew = now[i][kind] > last[i][kind] || (fresh && now[i][kind] > 0);
+      if (!grew) since[f] = null;
+      else if (!since[f]) since[f] = at - POLL_MS;
+    }
+    last = now;
+    if (flows.every((f) => since[f] && at - since[f] >= SUSTAIN_MS)) {
+      const after = Object.fromEntries(flows.map((f) => [f, Math.max(0, since[f] - t0)]));
+      if (process.env.TM_NET_VERBOSE) console.log(`flows back after (ms): ${JSON.stringify(after)}`);
+      return Math.max(...Object.values(after));
+    }
+  }
+  assert.fail(`media did not flow both ways within ${timeoutMs} ms: patient ${JSON.stringify(last[0])}, doctor ${JSON.stringify(last[1])}`);
+}
+
+// Blacks out the patient's network for seconds, then waits for media to flow
+// both ways again. Resolves with the recovery time after the return, ms.
+export async function outage(ctx, seconds, { capMs = 30000 } = {}) {
+  await ctx.relay.cmd(`blackout ${seconds * 1000}`);
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  // Counts taken during the outage stop growing; measure from the return.
+  return flowsBothWays(ctx, capMs);
+}
