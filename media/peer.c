@@ -49,9 +49,14 @@ void tm__peer_send(tm__peer *p, const uint8_t *buf, size_t len)
 
 void tm__peer_media_seen(tm__peer *p, int64_t now)
 {
-    /* The state string compare only after a silence. */
-    if (p->last_rx_ms && now - p->last_rx_ms > TM__SILENT_MS && p->srtp)
-        tm__peer_set_state(p, "connected");
+    /* Work only after a silence. A peer heard again after one had its path
+     * broken, likely both ways: what it receives restarts with a keyframe
+     * rather than waiting for its decoder to ask. */
+    if (p->last_rx_ms && now - p->last_rx_ms > TM__RESUMED_MS && p->srtp) {
+        tm__forward_keyframe_for(p);
+        if (now - p->last_rx_ms > TM__SILENT_MS)
+            tm__peer_set_state(p, "connected");
+    }
     p->last_rx_ms = now;
 }
 

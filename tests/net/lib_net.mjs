@@ -100,3 +100,63 @@ export function makeNetns(tag = 'net') {
     },
   };
 }
+
+async function freeTcpPort() {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+async function tcpOpen(port) {
+  const net = await import('node:net');
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+// Debian's coturn on loopback with TURN REST credentials (use-auth-secret)
+// and a certificate made here for TURN over TLS. Resolves with its URLs.
+export async function startCoturn({ secret, bin = process.env.TURNSERVER_BIN || '/usr/bin/turnserver' }) {
+  const dir = mkdtempSync(join(tmpdir(), 'tm-coturn-'));
+  const crt = join(dir, 'turn.crt'), key = join(dir, 'turn.key');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', key, '-out', crt, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'pipe' });
+  const port = await freeTcpPort();
+  const tlsPort = await freeTcpPort();
+  const relay = await freeUdpRange(40);
+  const args = ['-n', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`,
+    `--tls-listening-port=${tlsPort}`, `--min-port=${relay.min}`, `--max-port=${relay.max}`,
+    '--use-auth-secret', `--static-auth-secret=${secret}`, '--realm=telemed.test', `--cert=${crt}`, `--pkey=${key}`,
+    '--no-cli', '--no-dtls', '--allow-loopback-peers', `--userdb=${join(dir, 'turndb')}`,
+    `--pidfile=${join(dir, 'turnserver.pid')}`, '--log-file=stdout', '--simple-log', '--no-software-attribute'];
+  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let logs = '';
+  proc.stdout.on('data', (d) => { logs += d; });
+  proc.stderr.on('data', (d) => { logs += d; });
+  const exited = new Promise((res) => proc.on('exit', (code) => res(code)));
+  const deadline = Date.now() + 30000;
+  while (!(await tcpOpen(port) && await tcpOpen(tlsPort))) {
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`coturn did not start:\n${logs}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    udpUrl: `turn:127.0.0.1:${port}?transport=udp`,
+    tlsUrl: `turns:127.0.0.1:${tlsPort}?transport=tcp`,
+    logs: () => logs,
+    stop: async () => {
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

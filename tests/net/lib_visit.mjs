@@ -14,19 +14,31 @@ const MEDIA_PORTS = 16;
 export async function startImpairedVisit({ tag = 'visit', args = [] } = {}) {
   const ns = makeNetns(tag);
   if (!ns) return null;
-  const ctx = { ns, closers: [() => ns.remove()] };
+  const ports = await freeUdpRange(MEDIA_PORTS);
+  return startVisit({
+    tag, ns, args: ['--media-port-min', String(ports.min), '--media-port-max', String(ports.max), ...args],
+    relayFor: (srv) => startRelay({ udpPorts: `${ports.min}-${ports.max}`, tcpPorts: [srv.port], netns: ns.name }),
+  });
+}
+
+// A visit between two Chromiums through a real server. ns: the patient's
+// namespace (with relayFor, its relay); patientInit: a script run in the
+// patient's page before the client's own (its browser's configuration).
+export async function startVisit({ tag = 'visit', args = [], ns = null, relayFor = null, patientInit = null } = {}) {
+  const ctx = { ns, closers: ns ? [() => ns.remove()] : [] };
   try {
-    const ports = await freeUdpRange(MEDIA_PORTS);
-    ctx.srv = await startHospital({ args: ['--media-port-min', String(ports.min), '--media-port-max', String(ports.max), ...args] });
+    ctx.srv = await startHospital({ args });
     ctx.closers.unshift(() => ctx.srv.stop());
-    ctx.relay = await startRelay({ udpPorts: `${ports.min}-${ports.max}`, tcpPorts: [ctx.srv.port], netns: ns.name });
-    ctx.closers.unshift(() => ctx.relay.stop());
+    if (relayFor) {
+      ctx.relay = await relayFor(ctx.srv);
+      ctx.closers.unshift(() => ctx.relay.stop());
+    }
     ctx.doctorBrowser = await launch();
     ctx.closers.unshift(() => ctx.doctorBrowser.close());
-    ctx.patientBrowser = await chromium.launch({ executablePath: ns.chromium, args: CHROMIUM_ARGS, timeout: 30000 });
-    ctx.closers.unshift(() => ctx.patientBrowser.close());
+    ctx.patientBrowser = ns ? await chromium.launch({ executablePath: ns.chromium, args: CHROMIUM_ARGS, timeout: 30000 }) : ctx.doctorBrowser;
+    if (ns) ctx.closers.unshift(() => ctx.patientBrowser.close());
     ctx.doctor = await openPage(ctx.doctorBrowser, ctx.srv, 'doctor.html', 'd1', 'doctor');
-    ctx.patient = await openPage(ctx.patientBrowser, ctx.srv, 'patient.html', `p-${tag}`, 'patient');
+    ctx.patient = await openPatient(ctx.patientBrowser, ctx.srv, `p-${tag}`, patientInit);
     // The pages' recovery decisions, with the time, for the test's log.
     for (const [who, page] of [['patient', ctx.patient], ['doctor', ctx.doctor]]) {
       page.on('console', (m) => { if (/^telemed: media/.test(m.text())) console.log(`${new Date().toISOString()} [${who}] ${m.text()}`); });
@@ -45,6 +57,35 @@ export async function startImpairedVisit({ tag = 'visit', args = [] } = {}) {
   }
 }
 
+async function openPatient(browser, srv, sub, init) {
+  if (!init) return openPage(browser, srv, 'patient.html', sub, 'patient');
+  const bctx = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'en-US', viewport: { width: 1280, height: 800 } });
+  await bctx.addInitScript(init);
+  const page = await bctx.newPage();
+  page.setDefaultTimeout(20000);
+  page.errors = [];
+  page.on('pageerror', (e) => { page.errors.push(String(e)); console.log(`[${sub} page error] ${e}`); });
+  await page.goto(`${srv.base()}/patient.html#token=${srv.token(sub, 'patient')}`);
+  return page;
+}
+
+// The pair the page's connection uses: local and remote candidate types,
+// addresses and the protocol to the TURN server when relayed.
+export async function selectedPair(page) {
+  return page.evaluate(async () => {
+    const report = await window.tm.call.peer.pc.getStats();
+    const byId = new Map();
+    report.forEach((s) => byId.set(s.id, s));
+    let pair = null;
+    report.forEach((s) => {
+      if (s.type === 'transport' && s.selectedCandidatePairId) pair = byId.get(s.selectedCandidatePairId);
+    });
+    if (!pair) return null;
+    const l = byId.get(pair.localCandidateId), r = byId.get(pair.remoteCandidateId);
+    return { local: l.candidateType, localAddress: l.address, relayProtocol: l.relayProtocol, remote: r.candidateType, remoteAddress: r.address };
+  });
+}
+
 export async function closeVisit(ctx) {
   if (ctx.srv && process.env.TM_NET_VERBOSE) console.log(ctx.srv.logs.split('\n').filter((l) => /ev=media\./.test(l)).join('\n'));
   for (const c of ctx.closers) {
@@ -58,13 +99,18 @@ export async function received(page) {
   return page.evaluate(async () => {
     const pc = window.tm.call && window.tm.call.peer && window.tm.call.peer.pc;
     if (!pc) return { audio: 0, frames: 0, state: 'none' };
-    let audio = 0, frames = 0;
+    let audio = 0, frames = 0, keyframes = 0, plis = 0, nacks = 0;
     (await pc.getStats()).forEach((s) => {
       if (s.type !== 'inbound-rtp') return;
       if (s.kind === 'audio') audio += s.packetsReceived || 0;
-      else frames += s.framesDecoded || 0;
+      else {
+        frames += s.framesDecoded || 0;
+        keyframes += s.keyFramesDecoded || 0;
+        plis += s.pliCount || 0;
+        nacks += s.nackCount || 0;
+      }
     });
-    return { audio, frames, state: pc.connectionState, pcs: window.tm.call.peer.generation || 0 };
+    return { audio, frames, keyframes, plis, nacks, state: pc.connectionState, pcs: window.tm.call.peer.generation || 0 };
   });
 }
 
@@ -97,7 +143,7 @@ export async function flowsBothWays(ctx, timeoutMs) {
     last = now;
     if (flows.every((f) => since[f] && at - since[f] >= SUSTAIN_MS)) {
       const after = Object.fromEntries(flows.map((f) => [f, Math.max(0, since[f] - t0)]));
-      if (process.env.TM_NET_VERBOSE) console.log(`flows back after (ms): ${JSON.stringify(after)}`);
+      if (process.env.TM_NET_VERBOSE) console.log(`flows back after (ms): ${JSON.stringify(after)}; now patient ${JSON.stringify(now[0])} doctor ${JSON.stringify(now[1])}`);
       return Math.max(...Object.values(after));
     }
   }

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startImpairedVisit, closeVisit, outage, flowsBothWays } from './lib_visit.mjs';
 
-const OUTAGES = (process.env.TM_NET_OUTAGES || '5,10,30').split(',').map(Number);
+const OUTAGES = (process.env.TM_NET_OUTAGES || '5,10,30').split(',').filter(Boolean).map(Number);
 const CAP_MS = 20000;
 
 test('media comes back both ways after outages and an address change', { timeout: 600000 }, async (t) => {
