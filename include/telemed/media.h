@@ -49,7 +49,9 @@ typedef struct tm_media_event {
                                     over it, the client needs a new PeerConnection */
     const char *candidate, *mid; /* CANDIDATE ("" = end of candidates) */
     int mline_index;             /* CANDIDATE */
-    const char *state;      /* STATE: "connecting","connected","disconnected","failed","closed" */
+    const char *state;      /* STATE: "connecting","connected","disconnected","failed","closed";
+                               after "failed" (ICE gave up or consent lost) the peer and its DTLS
+                               session are kept for an ICE restart until closed */
     const char *stats_json; /* STATS: JSON array text, one object per stream of this peer
                                (direction in/out, kind, ssrc, packets, bytes, bitrate_bps,
                                loss_pct, jitter_ms, rtt_ms, keyframes, nacks, plis, width,
