@@ -55,7 +55,8 @@ typedef struct tm_media_event {
     const char *stats_json; /* STATS: JSON array text, one object per stream of this peer
                                (direction in/out, kind, ssrc, packets, bytes, bitrate_bps,
                                loss_pct, jitter_ms, rtt_ms, keyframes, nacks, plis, width,
-                               height, freeze_count) */
+                               height, freeze_count, frozen_ms: in video, how long no frame
+                               has come, 0 while frames flow) */
     int err;                /* ERROR */
     const char *message;    /* ERROR, RECORDING_FAILED (the reason) */
 } tm_media_event;

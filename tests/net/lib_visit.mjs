@@ -151,10 +151,34 @@ export async function flowsBothWays(ctx, timeoutMs) {
 }
 
 // Blacks out the patient's network for seconds, then waits for media to flow
-// both ways again. Resolves with the recovery time after the return, ms.
-export async function outage(ctx, seconds, { capMs = 30000 } = {}) {
+// both ways again. during(): run while the network is out. Resolves with
+// the recovery time after the return, ms.
+export async function outage(ctx, seconds, { capMs = 30000, during = null } = {}) {
+  const back = Date.now() + seconds * 1000;
   await ctx.relay.cmd(`blackout ${seconds * 1000}`);
-  await new Promise((r) => setTimeout(r, seconds * 1000));
+  if (during) await during();
+  await new Promise((r) => setTimeout(r, Math.max(0, back - Date.now())));
   // Counts taken during the outage stop growing; measure from the return.
   return flowsBothWays(ctx, capMs);
+}
+
+// How long the server has seen no video frame from the patient, from the
+// figures it gives supervisors (GET /api/v1/overview).
+export async function patientVideoFrozenMs(ctx) {
+  const ov = await ctx.srv.api('GET', '/api/v1/overview', undefined, ctx.srv.token('sup-net', 'supervisor'));
+  const visit = (ov.json.visits || []).find((v) => v.id === ctx.visitId);
+  const peer = visit && visit.quality && Object.entries(visit.quality).find(([id]) => id.startsWith('patient:'));
+  const video = peer && peer[1].find((st) => st.direction === 'in' && st.kind === 'video');
+  return video ? video.frozen_ms : null;
+}
+
+export async function waitFor(fn, what, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last.ok) return last;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.fail(`${what}: ${JSON.stringify(last)}`);
 }
