@@ -148,6 +148,8 @@ export async function startCoturn({ secret, bin = process.env.TURNSERVER_BIN || 
     await new Promise((r) => setTimeout(r, 200));
   }
   return {
+    port,
+    tlsPort,
     udpUrl: `turn:127.0.0.1:${port}?transport=udp`,
     tlsUrl: `turns:127.0.0.1:${tlsPort}?transport=tcp`,
     logs: () => logs,

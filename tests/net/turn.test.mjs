@@ -4,14 +4,15 @@
 // configured with iceTransportPolicy "relay" (and, for the firewall that
 // lets only TLS out, only the turns: URL). Audio and video must flow both
 // ways and the patient's selected pair must be relayed over the protocol
-// asked for. Then an IPv6-only server: the media path for pairs the
+// asked for; behind net_relay such a patient comes back after an outage.
+// Then an IPv6-only server: the media path for pairs the
 // worker's direct socket does not take.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { startCoturn } from './lib_net.mjs';
-import { startVisit, closeVisit, selectedPair } from './lib_visit.mjs';
+import { startCoturn, startRelay, makeNetns } from './lib_net.mjs';
+import { startVisit, closeVisit, selectedPair, outage } from './lib_visit.mjs';
 
 const TURN_BIN = process.env.TURNSERVER_BIN || '/usr/bin/turnserver';
 
@@ -56,6 +57,38 @@ for (const [name, pattern, protocol] of [['UDP', '^turn:', 'udp'], ['TLS', '^tur
     }
   });
 }
+
+test('a relay-only patient behind a bad network comes back through coturn after a 10 s outage', { timeout: 240000 }, async (t) => {
+  if (!existsSync(TURN_BIN)) {
+    t.skip(`no ${TURN_BIN} (apt-get install coturn)`);
+    return;
+  }
+  const ns = makeNetns('turn');
+  if (!ns) {
+    t.skip('cannot make a network namespace here (needs root)');
+    return;
+  }
+  const secret = randomBytes(16).toString('hex');
+  const turn = await startCoturn({ secret });
+  let ctx = null;
+  try {
+    // The patient reaches the server's page and coturn only through the relay.
+    ctx = await startVisit({
+      tag: 'turn-outage', ns,
+      args: ['--turn-urls', turn.udpUrl, '--turn-secret', secret],
+      relayFor: (srv) => startRelay({ udpPorts: String(turn.port), tcpPorts: [srv.port], netns: ns.name }),
+      patientInit: relayOnly('^turn:'),
+    });
+    assert.equal((await selectedPair(ctx.patient)).local, 'relay');
+    const ms = await outage(ctx, 10, { capMs: 20000 });
+    console.log(`recovery through coturn after a 10 s outage: ${ms} ms`);
+    assert.equal((await selectedPair(ctx.patient)).local, 'relay');
+  } finally {
+    if (ctx) await closeVisit(ctx);
+    else ns.remove();
+    await turn.stop();
+  }
+});
 
 test('an IPv6-only server carries a full visit (pairs off the direct socket path)', { timeout: 240000 }, async () => {
   const ctx = await startVisit({ tag: 'ipv6', args: ['--media-addresses', '::1'] });
