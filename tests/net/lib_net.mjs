@@ -8,6 +8,7 @@ import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dgram from 'node:dgram';
+import net from 'node:net';
 
 export const RELAY_BIN = join(process.env.TELEMED_BUILD_DIR || 'build', 'net_relay');
 
@@ -101,8 +102,7 @@ export function makeNetns(tag = 'net') {
   };
 }
 
-async function freeTcpPort() {
-  const net = await import('node:net');
+function freeTcpPort() {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.on('error', reject);
@@ -110,8 +110,7 @@ async function freeTcpPort() {
   });
 }
 
-async function tcpOpen(port) {
-  const net = await import('node:net');
+function tcpOpen(port) {
   return new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1');
     s.once('connect', () => { s.destroy(); resolve(true); });

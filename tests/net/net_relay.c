@@ -246,6 +246,11 @@ static int bind_socket(int type, struct in_addr addr, uint16_t port, bool listen
     int one = 1;
     if (type == SOCK_STREAM)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    /* A keyframe arrives as a burst; the default buffer (about 90 datagrams
+     * of 1000 bytes) would drop some of it, which no real router does. */
+    int rcvbuf = 4 << 20;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr = addr, .sin_port = htons(port)};
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || (listening && listen(fd, 64) != 0)) {
         close(fd);
@@ -314,12 +319,11 @@ static void rebind(relay *r)
     }
 }
 
-static void tcp_pair_close(relay *r, tcp_pair *t)
+static void tcp_pair_close(tcp_pair *t)
 {
     for (int k = 0; k < 2; k++)
         close(t->fd[k]);
     t->used = false;
-    (void)r;
 }
 
 static void tcp_accept(relay *r, int idx)
@@ -341,18 +345,18 @@ static void tcp_accept(relay *r, int idx)
 
 /* Moves what one side of a TCP pair has to the other; a blocking write is
  * fine on loopback with a reader on the other end. */
-static void tcp_pump(relay *r, tcp_pair *t, int from)
+static void tcp_pump(tcp_pair *t, int from)
 {
     uint8_t buf[16384];
     ssize_t n = recv(t->fd[from], buf, sizeof buf, 0);
     if (n <= 0) {
-        tcp_pair_close(r, t);
+        tcp_pair_close(t);
         return;
     }
     for (ssize_t off = 0; off < n;) {
         ssize_t w = send(t->fd[!from], buf + off, (size_t)(n - off), MSG_NOSIGNAL);
         if (w <= 0) {
-            tcp_pair_close(r, t);
+            tcp_pair_close(t);
             return;
         }
         off += w;
@@ -626,7 +630,7 @@ static void handle_ready(relay *r, const fd_role *role, bool *running)
         break;
     case 4:
         if (r->pairs[role->idx].used)
-            tcp_pump(r, &r->pairs[role->idx], role->side);
+            tcp_pump(&r->pairs[role->idx], role->side);
         break;
     }
 }

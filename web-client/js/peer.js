@@ -146,11 +146,15 @@ export class MediaPeer extends EventTarget {
     this.recover('signaling back');
   }
 
-  recover(reason) {
-    if (this.closed || !this.pc || this.recovery) return;
-    console.info(`telemed: media recovery started (${reason})`);
-    this.recovery = { since: performance.now(), lastTry: 0, wait: 0, iceUpAt: 0, tries: 0 };
-    this.nextTry();
+  // fresh: a restart cannot help, go straight to a new connection.
+  recover(reason, { fresh = false } = {}) {
+    if (this.closed || !this.pc) return;
+    if (this.recovery && !fresh) return;
+    if (!this.recovery) {
+      console.info(`telemed: media recovery started (${reason})`);
+      this.recovery = { since: performance.now(), lastTry: 0, wait: 0, iceUpAt: 0, tries: 0 };
+    }
+    this.nextTry({ fresh });
   }
 
   // One recovery step: an ICE restart, or a fresh connection when restarts
@@ -225,8 +229,7 @@ export class MediaPeer extends EventTarget {
       // and carry nothing.
       if (m.new_transport && restarting) {
         this.offerPending = null;
-        if (!this.recovery) this.recover('server has a new session');
-        this.nextTry({ fresh: true });
+        this.recover('server has a new session', { fresh: true });
       }
     } catch (e) {
       this.setState('failed', String(e));
