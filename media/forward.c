@@ -605,12 +605,12 @@ static void post_stats(tm__peer *p, int64_t now_ms)
             ",\"bytes\":%" G_GUINT64_FORMAT ",\"bitrate_bps\":%" G_GUINT64_FORMAT
             ",\"loss_pct\":%.2f,\"jitter_ms\":%.2f,\"rtt_ms\":%" G_GINT64_FORMAT
             ",\"keyframes\":%" G_GUINT64_FORMAT ",\"nacks\":%u,\"plis\":%u,\"width\":%u,"
-            "\"height\":%u,\"freeze_count\":%u,\"frames\":%" G_GUINT64_FORMAT ",\"fps\":%.1f,"
-            "\"remb_bps\":%" G_GUINT64_FORMAT "}",
+            "\"height\":%u,\"freeze_count\":%u,\"frozen_ms\":%" G_GINT64_FORMAT
+            ",\"frames\":%" G_GUINT64_FORMAT ",\"fps\":%.1f,\"remb_bps\":%" G_GUINT64_FORMAT "}",
             first ? "" : ",", kind_name(s->kind), s->ssrc, sn.packets, sn.bytes, sn.bitrate_bps,
             sn.fraction_lost * 100.0, sn.jitter_ms, sn.rtt_ms, sn.keyframes, sn.nacks_received,
-            sn.plis_received + sn.firs, sn.width, sn.height, sn.freezes, sn.frames, sn.fps,
-            s->remb_bps);
+            sn.plis_received + sn.firs, sn.width, sn.height, sn.freezes, sn.frozen_for_ms,
+            sn.frames, sn.fps, s->remb_bps);
         first = false;
     }
     for (int i = 0; i < p->n_out; i++) {
@@ -626,8 +626,8 @@ static void post_stats(tm__peer *p, int64_t now_ms)
             ",\"bytes\":%" G_GUINT64_FORMAT ",\"bitrate_bps\":%" G_GUINT64_FORMAT
             ",\"loss_pct\":%.2f,\"jitter_ms\":%.2f,\"rtt_ms\":%" G_GINT64_FORMAT
             ",\"keyframes\":0,\"nacks\":%" G_GUINT64_FORMAT ",\"plis\":%" G_GUINT64_FORMAT
-            ",\"width\":0,\"height\":0,\"freeze_count\":0,\"retransmits\":%" G_GUINT64_FORMAT
-            ",\"remb_bps\":%" G_GUINT64_FORMAT "}",
+            ",\"width\":0,\"height\":0,\"freeze_count\":0,\"frozen_ms\":0,\"retransmits\":"
+            "%" G_GUINT64_FORMAT ",\"remb_bps\":%" G_GUINT64_FORMAT "}",
             first ? "" : ",", kind_name(o->kind), o->ssrc, o->st.packets, o->st.bytes,
             o->st.bitrate_bps, o->st.fraction_lost * 100.0 / 256.0, jitter_ms,
             o->st.rtt_ms ? o->st.rtt_ms : -1, o->st.nacks, o->st.plis, o->st.retransmits,

@@ -38,6 +38,7 @@
 #define TM__REMB_CAP_BPS 2500000u /* what senders may use when no receiver says less */
 #define TM__REMB_MIN_BPS 100000u
 #define TM__PLI_INTERVAL_MS 1000
+#define TM__RESUMED_MS 1000 /* heard again after this long: its path was broken */
 #define TM__SILENT_MS                                                                              \
     6000 /* nothing received this long: "disconnected" (RTCP-only receivers report every <= 5 s)   \
           */

@@ -49,9 +49,14 @@ void tm__peer_send(tm__peer *p, const uint8_t *buf, size_t len)
 
 void tm__peer_media_seen(tm__peer *p, int64_t now)
 {
-    /* The state string compare only after a silence. */
-    if (p->last_rx_ms && now - p->last_rx_ms > TM__SILENT_MS && p->srtp)
-        tm__peer_set_state(p, "connected");
+    /* Work only after a silence. A peer heard again after one had its path
+     * broken, likely both ways: what it receives restarts with a keyframe
+     * rather than waiting for its decoder to ask. */
+    if (p->last_rx_ms && now - p->last_rx_ms > TM__RESUMED_MS && p->srtp) {
+        tm__forward_keyframe_for(p);
+        if (now - p->last_rx_ms > TM__SILENT_MS)
+            tm__peer_set_state(p, "connected");
+    }
     p->last_rx_ms = now;
 }
 
@@ -151,7 +156,8 @@ void tm__peer_ice_state(tm__peer *p, guint state)
              nice_component_state_to_string(state));
     switch (state) {
     case NICE_COMPONENT_STATE_CONNECTED:
-    case NICE_COMPONENT_STATE_READY:
+    case NICE_COMPONENT_STATE_READY: {
+        bool was_ready = p->ice_ready;
         p->ice_ready = true;
         if (p->dtls && tm__dtls_get_state(p->dtls) == TM__DTLS_NEW) {
             tm__dtls_start(p->dtls);
@@ -159,11 +165,19 @@ void tm__peer_ice_state(tm__peer *p, guint state)
         }
         if (p->srtp)
             tm__peer_set_state(p, "connected");
+        /* Back after an outage: what it receives resumes with a keyframe. */
+        if (p->srtp && !was_ready)
+            tm__forward_keyframe_for(p);
         break;
+    }
     case NICE_COMPONENT_STATE_FAILED:
-        /* ICE gave up, or consent to send was lost (RFC 7675). */
+        /* ICE gave up, or consent to send was lost (RFC 7675). The peer and
+         * its DTLS session stay: the page answers "failed" with an ICE
+         * restart, which only resumes media if we still hold the session
+         * (a browser does not handshake again after a restart). */
         tm_info("media.ice_failed", "visit=%s peer=%s", p->visit->id, p->id);
-        tm__peer_close_later(p, "failed");
+        p->ice_ready = false;
+        tm__peer_set_state(p, "failed");
         break;
     case NICE_COMPONENT_STATE_DISCONNECTED:
         if (p->ice_ready)
@@ -458,11 +472,13 @@ void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bo
         transport_free(p);
         p->state = NULL;
     }
-    if (!p->dtls) {
+    bool new_transport = !p->dtls;
+    if (new_transport) {
         rc = transport_new(p, offer);
         tm__peer_set_state(p, "connecting");
     } else if (strcmp(p->remote_ufrag, offer->ice_ufrag) != 0) {
         what = "ice restart";
+        p->ice_ready = false; /* so READY again asks for a keyframe */
         rc = tm__ice_restart(p, offer);
     }
     char *answer = rc == 0 ? build_answer(p, offer) : NULL;
@@ -472,8 +488,11 @@ void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bo
         tm__worker_visit_release(w, v);
         return;
     }
-    tm_media_event ev = {
-        .type = TM_MEDIA_EV_ANSWER, .visit_id = visit_id, .peer_id = peer_id, .sdp = answer};
+    tm_media_event ev = {.type = TM_MEDIA_EV_ANSWER,
+                         .visit_id = visit_id,
+                         .peer_id = peer_id,
+                         .sdp = answer,
+                         .new_transport = new_transport};
     tm__media_post(w, &ev);
     free(answer);
     /* The answer carries our candidates; trickling them too serves clients

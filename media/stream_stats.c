@@ -286,6 +286,7 @@ void tm_stream_stats_snapshot_take(tm_stream_stats *s, int64_t now_us,
         s->in_freeze = true;
     }
     out->frozen = s->in_freeze;
+    out->frozen_for_ms = s->in_freeze ? (now_us - s->last_frame_us) / 1000 : 0;
     out->freezes = s->freezes;
     out->frozen_ms_total = s->frozen_total_us / 1000;
 }

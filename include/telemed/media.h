@@ -45,13 +45,18 @@ typedef struct tm_media_event {
     tm_media_event_type type;
     const char *visit_id, *peer_id;
     const char *sdp;             /* ANSWER */
+    bool new_transport;          /* ANSWER: a new DTLS session; an ICE-restart offer cannot resume
+                                    over it, the client needs a new PeerConnection */
     const char *candidate, *mid; /* CANDIDATE ("" = end of candidates) */
     int mline_index;             /* CANDIDATE */
-    const char *state;      /* STATE: "connecting","connected","disconnected","failed","closed" */
+    const char *state;      /* STATE: "connecting","connected","disconnected","failed","closed";
+                               after "failed" (ICE gave up or consent lost) the peer and its DTLS
+                               session are kept for an ICE restart until closed */
     const char *stats_json; /* STATS: JSON array text, one object per stream of this peer
                                (direction in/out, kind, ssrc, packets, bytes, bitrate_bps,
                                loss_pct, jitter_ms, rtt_ms, keyframes, nacks, plis, width,
-                               height, freeze_count) */
+                               height, freeze_count, frozen_ms: in video, how long no frame
+                               has come, 0 while frames flow) */
     int err;                /* ERROR */
     const char *message;    /* ERROR, RECORDING_FAILED (the reason) */
 } tm_media_event;

@@ -80,6 +80,7 @@ typedef struct tm_stream_stats_snapshot {
     uint32_t nacks_sent, nacks_received, plis_sent, plis_received, firs, retransmits;
     int64_t rtt_ms;          /* -1 unknown */
     bool frozen;             /* video: no new frame for > freeze_ms while active */
+    int64_t frozen_for_ms;   /* video: length of the current freeze so far, 0 when not frozen */
     uint32_t freezes;        /* times it became frozen */
     int64_t frozen_ms_total; /* time spent frozen, closed intervals only */
 } tm_stream_stats_snapshot;

@@ -2,14 +2,28 @@
 // Every participant is the offerer: the page creates the offer (sendrecv
 // camera and microphone, or recvonly transceivers for a supervisor), sends
 // media.offer, applies the media.answer push, trickles media.candidate both
-// ways, restarts ICE after a reconnect, and turns getStats() into a
-// connection-quality figure.
+// ways, keeps the media path alive (recovery below), and turns getStats()
+// into a connection-quality figure.
+//
+// Recovery, one path whatever broke (issue 14): a watchdog puts together
+// what this page sees (bytes arriving on the transport, RTCP included, which
+// the server sends every second; ICE and DTLS state) and what the server
+// sees of this peer (media.state), and when either says the path is dead it
+// restarts ICE, and again every RESTART_RETRY_MS while nothing arrives:
+// ICE on a dead path gives up too slowly to notice the network's return.
+// A restart only resumes media over the DTLS session both ends still hold;
+// when the server answers with a new one (it forgot this peer) or ICE comes
+// up and nothing arrives, the page makes a fresh RTCPeerConnection.
 //
 // Events: 'track' (detail: {track, streams, transceiver}), 'state'
 // (detail: {state}: new|connecting|connected|disconnected|failed|closed|
 // unavailable), 'quality' (detail: see quality()).
 
-const RESTART_FALLBACK_MS = 10000;
+const WATCH_MS = 500;
+const STALL_MS = 1500; // nothing received this long (the server reports every 1 s): dead path
+const RESTART_RETRY_MS = 2000;
+const ICE_UP_NO_MEDIA_MS = 3000; // ICE connected after a restart, yet nothing: no session
+const REBUILD_WAIT_MS = 6000; // a fresh connection gets this long before the next try
 
 export class MediaPeer extends EventTarget {
   // sig: Signaling; visitId; iceServers from hello; stream: local
@@ -29,6 +43,11 @@ export class MediaPeer extends EventTarget {
     this.closed = false;
     this.prevStats = null;
     this.lastQuality = null;
+    this.generation = 0; // fresh RTCPeerConnections made, for tests and logs
+    this.serverState = null;
+    this.rx = { bytes: 0, at: 0, ever: false };
+    this.recovery = null; // {since, lastTry, wait, iceUpAt, tries}
+    this.offerPending = null; // the one offer the server has not answered yet
     this.unsubs = [
       sig.on('media.answer', (m) => this.onAnswer(m)),
       sig.on('media.candidate', (m) => this.onRemoteCandidate(m)),
@@ -36,6 +55,7 @@ export class MediaPeer extends EventTarget {
       sig.on('media.error', (m) => { if (m.visit_id === this.visitId) this.setState('failed', m.message); }),
     ];
     this.statsTimer = setInterval(() => this.quality().catch(() => {}), 1000);
+    this.watchTimer = setInterval(() => this.watch().catch(() => {}), WATCH_MS);
   }
 
   setState(state, message) {
@@ -53,8 +73,11 @@ export class MediaPeer extends EventTarget {
     }
     const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.pc = pc;
+    this.generation++;
     this.remoteSet = false;
     this.pendingCandidates = [];
+    this.rx = { bytes: 0, at: performance.now(), ever: false };
+    this.serverState = null;
     if (this.stream) {
       const tracks = this.stream.getTracks();
       for (const track of tracks) pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.stream] });
@@ -79,7 +102,7 @@ export class MediaPeer extends EventTarget {
     pc.onconnectionstatechange = () => {
       const s = pc.connectionState;
       if (s === 'connected' || s === 'connecting' || s === 'disconnected' || s === 'failed') this.setState(s);
-      if (s === 'failed' && !this.closed) this.restart();
+      if (s === 'failed' || s === 'disconnected') this.recover(`ice ${s}`);
     };
     return pc;
   }
@@ -100,9 +123,13 @@ export class MediaPeer extends EventTarget {
     const offer = await pc.createOffer(opts);
     await pc.setLocalDescription(offer);
     this.remoteSet = false;
+    const mine = {};
+    this.offerPending = mine;
+    const settled = () => { if (this.offerPending === mine) this.offerPending = null; };
     try {
       await this.sig.request('media.offer', { visit_id: this.visitId, sdp: pc.localDescription.sdp });
     } catch (e) {
+      settled();
       if (e.code === 'unsupported' || e.code === 'internal' || e.code === 'bad_request') {
         this.setState('unavailable', e.message);
       } else {
@@ -110,33 +137,100 @@ export class MediaPeer extends EventTarget {
       }
       throw e;
     }
+    settled();
   }
 
-  // After the signaling connection came back: ICE restart, and a fresh
-  // connection if that does not bring media back (the server may have
-  // restarted and forgotten this peer).
-  async restart() {
+  // Something says the path may be dead (signaling came back, the server or
+  // ICE reports failure): start recovering unless already at it.
+  restart() {
+    this.recover('signaling back');
+  }
+
+  // fresh: a restart cannot help, go straight to a new connection.
+  recover(reason, { fresh = false } = {}) {
     if (this.closed || !this.pc) return;
-    clearTimeout(this.fallbackTimer);
+    if (this.recovery && !fresh) return;
+    if (!this.recovery) {
+      console.info(`telemed: media recovery started (${reason})`);
+      this.recovery = { since: performance.now(), lastTry: 0, wait: 0, iceUpAt: 0, tries: 0 };
+    }
+    this.nextTry({ fresh });
+  }
+
+  // One recovery step: an ICE restart, or a fresh connection when restarts
+  // cannot help. One offer at a time: the server answers in order and an
+  // answer cannot say which offer it is for.
+  nextTry({ fresh = false } = {}) {
+    const r = this.recovery;
+    if (!r || this.closed || this.offerPending || this.sig.state !== 'open') return;
+    r.tries++;
+    r.lastTry = performance.now();
+    r.iceUpAt = 0;
+    if (fresh) {
+      r.wait = REBUILD_WAIT_MS;
+      this.start().catch(() => {});
+      return;
+    }
+    r.wait = RESTART_RETRY_MS;
     try {
       this.pc.restartIce();
-      await this.sendOffer({ iceRestart: true });
-    } catch {
-      /* the fallback below rebuilds */
+    } catch { /* closed meanwhile */ }
+    this.sendOffer({ iceRestart: true }).catch(() => {});
+  }
+
+  // The watchdog: what arrives, ICE/DTLS state and the server's word.
+  async watch() {
+    const pc = this.pc;
+    if (!pc || this.closed) return;
+    const report = await pc.getStats();
+    if (pc !== this.pc) return;
+    const now = performance.now();
+    let bytes = 0, dtls = null;
+    report.forEach((s) => {
+      if (s.type === 'transport') {
+        bytes += s.bytesReceived || 0;
+        dtls = s.dtlsState;
+      }
+    });
+    if (bytes > this.rx.bytes) this.rx = { bytes, at: now, ever: true };
+    const ice = pc.iceConnectionState;
+    const r = this.recovery;
+    if (r) {
+      const flowing = this.rx.at > r.lastTry && now - this.rx.at < STALL_MS && dtls === 'connected';
+      if (flowing) {
+        console.info(`telemed: media recovered after ${Math.round(now - r.since)} ms, ${r.tries} tries`);
+        this.recovery = null;
+        return;
+      }
+      const iceUp = ice === 'connected' || ice === 'completed';
+      if (!iceUp || this.offerPending) r.iceUpAt = 0;
+      else if (!r.iceUpAt) r.iceUpAt = now;
+      if (r.iceUpAt && now - r.iceUpAt >= ICE_UP_NO_MEDIA_MS) this.nextTry({ fresh: true });
+      else if (now - r.lastTry >= r.wait) this.nextTry();
+      return;
     }
-    this.fallbackTimer = setTimeout(() => {
-      if (this.closed || !this.pc || this.pc.connectionState === 'connected') return;
-      this.start().catch(() => {});
-    }, RESTART_FALLBACK_MS);
+    const stalled = this.rx.ever && now - this.rx.at >= STALL_MS;
+    const serverLost = this.serverState === 'failed' || this.serverState === 'disconnected';
+    if (stalled) this.recover('nothing received');
+    else if (ice === 'failed' || ice === 'disconnected') this.recover(`ice ${ice}`);
+    else if (dtls === 'failed' || dtls === 'closed') this.recover(`dtls ${dtls}`);
+    else if (serverLost) this.recover(`server says ${this.serverState}`);
   }
 
   async onAnswer(m) {
     if (m.visit_id !== this.visitId || !this.pc) return;
     if (this.pc.signalingState !== 'have-local-offer') return;
     try {
+      const restarting = this.pc.connectionState !== 'new' && this.rx.ever;
       await this.pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
       this.remoteSet = true;
       for (const c of this.pendingCandidates.splice(0)) await this.addCandidate(c);
+      // The server has no session to resume: a restart would connect ICE
+      // and carry nothing.
+      if (m.new_transport && restarting) {
+        this.offerPending = null;
+        this.recover('server has a new session', { fresh: true });
+      }
     } catch (e) {
       this.setState('failed', String(e));
     }
@@ -160,7 +254,8 @@ export class MediaPeer extends EventTarget {
 
   onServerState(m) {
     if (m.visit_id !== this.visitId) return;
-    if (m.state === 'failed' && !this.closed) this.restart();
+    this.serverState = m.state;
+    if (m.state === 'failed') this.recover('server says failed');
   }
 
   // Replaces the outgoing track of a kind (camera restarted).
@@ -223,7 +318,8 @@ export class MediaPeer extends EventTarget {
   close() {
     this.closed = true;
     clearInterval(this.statsTimer);
-    clearTimeout(this.fallbackTimer);
+    clearInterval(this.watchTimer);
+    this.recovery = null;
     for (const u of this.unsubs) u();
     if (this.pc) this.pc.close();
     this.pc = null;

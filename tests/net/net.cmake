@@ -1,0 +1,15 @@
+# tests/net: the tests' own bad network. net_relay sits between one browser
+# (in a network namespace the test makes) and telemed-server and drops,
+# delays, reorders, caps and blacks out on command; the tests below drive
+# visits through it. Node tests find it as $TELEMED_BUILD_DIR/net_relay.
+# net_outage and net_turn need root (ip netns) and skip without it; net_turn
+# needs Debian's coturn (.ci/packages) and skips without it.
+add_executable(net_relay ${CMAKE_CURRENT_LIST_DIR}/net_relay.c)
+set_target_properties(net_relay PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+# The relay itself, against UDP and TCP echo servers.
+tm_node_test(net_relay tests/net/relay.test.mjs)
+# 5, 10 and 30 s outages of the patient's network and an address change.
+tm_node_test(net_outage tests/net/outage.test.mjs)
+# Relay-only patients through coturn over UDP and TLS (and after an
+# outage), and an IPv6-only server.
+tm_node_test(net_turn tests/net/turn.test.mjs)
