@@ -78,39 +78,102 @@ static json_t *resume_state(tm_signaling *sig, user *u)
     return json_object();
 }
 
+/* Copies a client's text cut to fit on a UTF-8 character boundary, so a
+ * long user agent is shortened, never made invalid (the store and every JSON
+ * reader refuse a broken character). src is valid UTF-8 (jansson checks). */
+static void copy_utf8(char *dst, size_t size, const char *src)
+{
+    g_strlcpy(dst, src, size);
+    const char *end = NULL;
+    if (!g_utf8_validate(dst, -1, &end))
+        dst[end - dst] = 0;
+}
+
+/* Checks a token for this server; on failure answers the request and
+ * returns false. An admin's token becomes a supervisor's identity with
+ * *admin set. */
+static bool verify_token(tm_signaling *sig, session *s, const char *id, const char *token,
+                         tm_identity *ident, bool *admin)
+{
+    if (!token) {
+        tm__reply_err(s, id, TM_EAUTH, "a token is required");
+        return false;
+    }
+    const char *why = NULL;
+    int rc = tm_jwt_verify(sig->jwt, token, strlen(token), tm_now_ms() / 1000,
+                           sig->cfg->jwt_leeway_s, ident, &why);
+    if (rc < 0) {
+        tm_info("ws.auth_failed", "ip=%s reason=%s", s->peer_ip, why ? why : "-");
+        char message[96];
+        snprintf(message, sizeof(message), "token refused: %s", why ? why : "invalid");
+        tm__reply_err(s, id, TM_EAUTH, message);
+        return false;
+    }
+    if (ident->hospital[0] && strcmp(ident->hospital, sig->cfg->hospital_id) != 0) {
+        tm__reply_err(s, id, TM_EPERM, "token is for another hospital");
+        return false;
+    }
+    *admin = ident->role == TM_ROLE_ADMIN;
+    if (*admin) {
+        /* Admins use the REST API; their live view is the supervisor's. */
+        ident->role = TM_ROLE_SUPERVISOR;
+    }
+    return true;
+}
+
+/* When the session's token stops being good: exp plus the leeway its
+ * verification allowed. */
+static int64_t session_ends_ms(const session *s)
+{
+    return (s->exp_s + s->sig->cfg->jwt_leeway_s) * 1000;
+}
+
+static void schedule_expiry(session *s);
+
+/* The session removes this timer when it goes, so it is still here. */
+static gboolean token_expired(gpointer data)
+{
+    session *s = data;
+    s->exp_timer = 0;
+    if (tm_now_ms() < session_ends_ms(s)) {
+        schedule_expiry(s); /* a far exp is reached in steps */
+        return G_SOURCE_REMOVE;
+    }
+    tm_info("ws.token_expired", "user=%s", s->u ? s->u->key : "-");
+    tm__session_close(s, TM_WS_CLOSE_TOKEN_EXPIRED, "token expired");
+    return G_SOURCE_REMOVE;
+}
+
+static void schedule_expiry(session *s)
+{
+    if (s->exp_timer)
+        g_source_remove(s->exp_timer);
+    int64_t left = session_ends_ms(s) - tm_now_ms();
+    guint ms = left <= 0 ? 0 : left > 86400000 ? 86400000 : (guint)left;
+    s->exp_timer = g_timeout_add(ms, token_expired, s);
+}
+
+static json_t *expires_json(const session *s)
+{
+    return tm__time_json(s->exp_s * 1000);
+}
+
 void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id)
 {
     if (s->u) {
         tm__reply_err(s, id, TM_ECONFLICT, "already authenticated");
         return;
     }
-    const char *token = tm__jstr(msg, "token");
     const char *ua = tm__jstr(msg, "ua");
     if (ua)
-        g_strlcpy(s->ua, ua, sizeof(s->ua));
-    if (!token) {
-        tm__reply_err(s, id, TM_EAUTH, "hello needs a token");
-        return;
-    }
+        copy_utf8(s->ua, sizeof(s->ua), ua);
     tm_identity ident;
-    const char *why = NULL;
-    int rc = tm_jwt_verify(sig->jwt, token, strlen(token), tm_now_ms() / 1000,
-                           sig->cfg->jwt_leeway_s, &ident, &why);
-    if (rc < 0) {
-        tm_info("ws.auth_failed", "ip=%s reason=%s", s->peer_ip, why ? why : "-");
-        char message[96];
-        snprintf(message, sizeof(message), "token refused: %s", why ? why : "invalid");
-        tm__reply_err(s, id, TM_EAUTH, message);
+    bool admin = false;
+    if (!verify_token(sig, s, id, tm__jstr(msg, "token"), &ident, &admin))
         return;
-    }
-    if (ident.hospital[0] && strcmp(ident.hospital, sig->cfg->hospital_id) != 0) {
-        tm__reply_err(s, id, TM_EPERM, "token is for another hospital");
-        return;
-    }
-    if (ident.role == TM_ROLE_ADMIN) {
-        /* Admins use the REST API; their live view is the supervisor's. */
-        ident.role = TM_ROLE_SUPERVISOR;
-    }
+    tm__session_authenticated(s);
+    s->exp_s = ident.exp;
+    schedule_expiry(s);
     user *u = tm__find_user(sig, ident.role, ident.sub);
     bool resumed = false, rejoined = false;
     if (!u) {
@@ -125,9 +188,10 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
             session *old = u->sess;
             tm__send_msg(old, json_pack("{s:s}", "type", "session.replaced"));
             old->u = NULL;
-            tm__session_close(old, LWS_CLOSE_STATUS_POLICY_VIOLATION, NULL);
+            tm__session_close(old, LWS_CLOSE_STATUS_POLICY_VIOLATION, "session replaced");
         }
     }
+    u->admin = admin;
     g_strlcpy(u->name, ident.name, sizeof(u->name));
     g_strlcpy(u->dept, ident.dept, sizeof(u->dept));
     if (u->grace_timer) {
@@ -162,6 +226,7 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
     json_t *data =
         json_pack("{s:s, s:s, s:s, s:o, s:b}", "sub", u->sub, "role", tm_role_name(u->role),
                   "protocol", "telemed.v1", "server_time", tm__time_json(now), "resumed", resumed);
+    json_object_set_new(data, "expires_at", expires_json(s));
     json_object_set_new(data, "state", resume_state(sig, u));
     json_object_set_new(
         data, "hospital",
@@ -179,3 +244,26 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
     }
     tm__mark_overview_dirty(sig);
 }
+
+/* A fresh token for the same person over the same connection: the session
+ * lives on until the new token expires. */
+static void handle_renew(request *r)
+{
+    tm_identity ident;
+    bool admin = false;
+    if (!verify_token(r->sig, r->s, r->id, tm__jstr(r->msg, "token"), &ident, &admin))
+        return;
+    if (ident.role != r->u->role || admin != r->u->admin || strcmp(ident.sub, r->u->sub) != 0) {
+        tm__reply_err(r->s, r->id, TM_EPERM, "the token is for someone else");
+        return;
+    }
+    r->s->exp_s = ident.exp;
+    schedule_expiry(r->s);
+    tm_info("ws.renewed", "user=%s", r->u->key);
+    tm__reply_ok(r->s, r->id, json_pack("{s:o}", "expires_at", expires_json(r->s)));
+}
+
+const tm__handler tm__auth_handlers[] = {
+    {"auth.renew", handle_renew},
+    {NULL, NULL},
+};

@@ -592,6 +592,21 @@ static void handle_doctor_status(request *r)
     tm__tick(r->sig);
 }
 
+/* A doctor sees the waiting room of their own departments: the one they are
+ * registered in and those they have shifts in. Otherwise answers and false. */
+static bool doctor_may_see(request *r, const char *dept)
+{
+    tm_doctor_info info;
+    if (tm_store_doctor_get(r->sig->store, r->u->sub, &info) < 0) {
+        tm__reply_err(r->s, r->id, TM_EPERM, "this doctor is not registered at the hospital");
+        return false;
+    }
+    if (strcmp(info.dept_id, dept) == 0 || tm__shifts_has_dept(r->sig->shifts, r->u->sub, dept))
+        return true;
+    tm__reply_err(r->s, r->id, TM_EPERM, "not a department of yours");
+    return false;
+}
+
 static void handle_doctor_queue(request *r)
 {
     if (!tm__need_role(r, TM_ROLE_DOCTOR, TM_ROLE_SUPERVISOR))
@@ -605,6 +620,8 @@ static void handle_doctor_queue(request *r)
         tm__reply_err(r->s, r->id, TM_EINVAL, "dept is required outside a shift");
         return;
     }
+    if (r->u->role == TM_ROLE_DOCTOR && !doctor_may_see(r, dept))
+        return;
     static const char *ids[1000];
     int64_t now = tm_now_ms();
     size_t n = tm_queue_ordered(r->sig->queue, dept, now, ids, TM_ARRAY_LEN(ids));

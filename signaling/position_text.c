@@ -79,8 +79,8 @@ size_t tm__position_format(const tm__position_dept *d, const char *visit_id, int
     static const char at[] = "\",\"position\":";
     size_t id_len = strlen(visit_id);
     /* Two integers of at most 20 bytes each (or "null"). */
-    size_t need = sizeof(head) + escaped_len(visit_id, id_len) + sizeof(at) + d->mid_len +
-                  d->tail_len + 40;
+    size_t need =
+        sizeof(head) + escaped_len(visit_id, id_len) + sizeof(at) + d->mid_len + d->tail_len + 40;
     if (need > cap || !g_utf8_validate(visit_id, (gssize)id_len, NULL))
         return 0;
     char *o = put_str(out, head, sizeof(head) - 1);

@@ -35,7 +35,7 @@ void tm__send_text(session *s, const char *text, size_t len)
         return;
     if (s->outq_bytes + len > MAX_OUTQ_BYTES) {
         tm_warn("ws.slow_consumer", "user=%s queued=%zu", s->u ? s->u->key : "-", s->outq_bytes);
-        tm__session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, NULL);
+        tm__session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow to keep up");
         return;
     }
     unsigned char *buf = malloc(LWS_PRE + len + 1);
@@ -113,6 +113,11 @@ void tm__session_close(session *s, int code, const char *reason)
     lws_callback_on_writable(s->wsi);
 }
 
+const char *tm__audit_role(const user *u)
+{
+    return u->admin ? "admin" : tm_role_name(u->role);
+}
+
 bool tm__need_role(request *r, tm_role a, tm_role b)
 {
     if (r->u->role == a || r->u->role == b)
@@ -133,8 +138,8 @@ static const tm__handler session_handlers[] = {
 
 /* Every message type, by room; each room keeps its own table. */
 static const tm__handler *const rooms[] = {
-    session_handlers,         tm__lobby_handlers, tm__visit_handlers,
-    tm__supervision_handlers, tm__media_handlers,
+    session_handlers,   tm__auth_handlers,        tm__lobby_handlers,
+    tm__visit_handlers, tm__supervision_handlers, tm__media_handlers,
 };
 
 static const tm__handler *find_handler(const char *type)
@@ -168,7 +173,7 @@ static void handle_frame(tm_signaling *sig, session *s, const char *buf, size_t 
         if (++s->strikes > sig->cfg->rate_burst) {
             /* A client that keeps flooding after being told is cut off. */
             tm_warn("ws.flood", "user=%s ip=%s", s->u ? s->u->key : "-", s->peer_ip);
-            tm__session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, NULL);
+            tm__session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many messages");
             return;
         }
         tm__reply_err(s, NULL, TM_ERATE, "slow down");
@@ -220,8 +225,45 @@ size_t tm_signaling_pss_size(void)
     return sizeof(pss);
 }
 
+/* The session removes this timer when it goes, so it is still here. */
+static gboolean hello_timed_out(gpointer data)
+{
+    session *s = data;
+    s->hello_timer = 0;
+    tm_info("ws.hello_timeout", "ip=%s", s->peer_ip);
+    tm__session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "no hello in time");
+    return G_SOURCE_REMOVE;
+}
+
+void tm__session_authenticated(session *s)
+{
+    if (s->hello_timer) {
+        g_source_remove(s->hello_timer);
+        s->hello_timer = 0;
+    }
+}
+
+/* A new connection has hello_timeout_s to authenticate. (How many one
+ * address may hold meanwhile is decided at accept: server/conn_limit.c.) */
+static session *session_new(tm_signaling *sig, struct lws *wsi)
+{
+    session *s = g_new0(session, 1);
+    s->sig = sig;
+    s->wsi = wsi;
+    s->tokens = sig->cfg->rate_burst;
+    s->tokens_ms = tm_mono_ms();
+    g_queue_init(&s->outq);
+    g_queue_init(&s->outlen);
+    lws_get_peer_simple(wsi, s->peer_ip, sizeof(s->peer_ip));
+    s->hello_timer = g_timeout_add_seconds((guint)sig->cfg->hello_timeout_s, hello_timed_out, s);
+    return s;
+}
+
 static void session_free(session *s)
 {
+    tm__session_authenticated(s);
+    if (s->exp_timer)
+        g_source_remove(s->exp_timer);
     unsigned char *buf;
     while ((buf = g_queue_pop_head(&s->outq)))
         free(buf);
@@ -229,6 +271,28 @@ static void session_free(session *s)
     if (s->rx)
         g_byte_array_free(s->rx, TRUE);
     g_free(s);
+}
+
+/* lws' own opcode for a close frame (lws-write.h leaves it out of the enum
+ * but lws_write() takes it; lws uses it so for its own close frames). */
+#define TM_LWS_WRITE_CLOSE ((enum lws_write_protocol)4)
+
+/* Writes the close frame with its code and reason and gives the client five
+ * seconds to answer it; lws ends the connection on the answer. Not by
+ * lws_close_reason() and returning -1 (or a kill timeout): lws takes those
+ * for a dead socket and drops it unsent, and the client sees 1006. */
+static int send_close(session *s)
+{
+    unsigned char buf[LWS_PRE + 2 + sizeof(s->close_reason)];
+    size_t len = 2 + strlen(s->close_reason);
+    buf[LWS_PRE] = (unsigned char)(s->close_code >> 8);
+    buf[LWS_PRE + 1] = (unsigned char)(s->close_code & 0xff);
+    memcpy(buf + LWS_PRE + 2, s->close_reason, len - 2);
+    s->close_sent = true;
+    if (lws_write(s->wsi, buf + LWS_PRE, len, TM_LWS_WRITE_CLOSE) < (int)len)
+        return -1;
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_ACK, 5);
+    return 0;
 }
 
 static tm_signaling *sig_of(struct lws *wsi)
@@ -245,15 +309,7 @@ int tm_signaling_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_ESTABLISHED: {
         if (!sig || sig->connections >= (uint64_t)sig->cfg->max_connections)
             return -1;
-        session *s = g_new0(session, 1);
-        s->sig = sig;
-        s->wsi = wsi;
-        s->tokens = sig->cfg->rate_burst;
-        s->tokens_ms = tm_mono_ms();
-        g_queue_init(&s->outq);
-        g_queue_init(&s->outlen);
-        lws_get_peer_simple(wsi, s->peer_ip, sizeof(s->peer_ip));
-        p->s = s;
+        p->s = session_new(sig, wsi);
         sig->connections++;
         sig->connections_total++;
         break;
@@ -313,11 +369,8 @@ int tm_signaling_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
                 lws_callback_on_writable(wsi);
             break;
         }
-        if (s->closing) {
-            lws_close_reason(wsi, (enum lws_close_status)s->close_code,
-                             (unsigned char *)s->close_reason, strlen(s->close_reason));
-            return -1;
-        }
+        if (s->closing && !s->close_sent)
+            return send_close(s);
         break;
     }
     case LWS_CALLBACK_CLOSED: {

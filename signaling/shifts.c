@@ -86,3 +86,12 @@ const tm__shift *tm__shifts_current(const tm__shifts *c, const char *doctor_id, 
     }
     return best;
 }
+
+bool tm__shifts_has_dept(const tm__shifts *c, const char *doctor_id, const char *dept)
+{
+    GArray *list = g_hash_table_lookup(c->by_doctor, doctor_id);
+    for (guint i = 0; list && i < list->len; i++)
+        if (strcmp(g_array_index(list, tm__shift, i).dept, dept) == 0)
+            return true;
+    return false;
+}

@@ -11,6 +11,7 @@
 
 #include "telemed/store.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct tm__shift {
@@ -31,5 +32,8 @@ int tm__shifts_load(tm__shifts *c, tm_store *store, int64_t now_ms);
  * Borrowed until the next load. */
 const tm__shift *tm__shifts_current(const tm__shifts *c, const char *doctor_id, const char *dept,
                                     int64_t now_ms);
+
+/* Whether the doctor has a shift (now or to come) in dept. */
+bool tm__shifts_has_dept(const tm__shifts *c, const char *doctor_id, const char *dept);
 
 #endif

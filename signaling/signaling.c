@@ -55,8 +55,9 @@ static void restore_visit(const tm_visit *rec, void *data)
     if (v->state == TM_VS_ACTIVE && v->doctor_id[0]) {
         user *d = tm__find_user(sig, TM_ROLE_DOCTOR, v->doctor_id);
         if (!d) {
+            /* off_duty, as every doctor after a restart (docs/protocol.md): the
+             * server does not know whether they were taking patients. */
             d = tm__user_new(sig, TM_ROLE_DOCTOR, v->doctor_id);
-            d->status = DOC_AVAILABLE; /* they were at work when the server stopped */
             d->grace_pending = true;
         }
         g_ptr_array_add(d->visits, g_strdup(v->id));

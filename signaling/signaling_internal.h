@@ -32,6 +32,9 @@
 enum doctor_status { DOC_OFF_DUTY, DOC_AVAILABLE, DOC_AWAY };
 extern const char *const tm__doctor_status_names[3];
 
+/* WebSocket close codes beside lws' own (docs/protocol.md lists them all). */
+#define TM_WS_CLOSE_TOKEN_EXPIRED 4401 /* the session's token expired: renew in time */
+
 /* A session whose unsent pushes exceed this is too slow to keep. */
 #define MAX_OUTQ_BYTES (1 << 20)
 
@@ -53,8 +56,12 @@ struct session {
     int64_t tokens_ms;
     int strikes; /* rate-limited messages in a row */
     bool closing;
+    guint hello_timer; /* until hello succeeds */
+    int64_t exp_s;     /* when the token the session runs on expires (epoch s) */
+    guint exp_timer;
     int close_code; /* sent in the close frame once the queue is written */
     char close_reason[64];
+    bool close_sent;
 };
 
 struct user {
@@ -77,7 +84,9 @@ struct user {
     char offer_visit[64]; /* the one outstanding offer, "" if none */
     int64_t idle_since_ms;
     /* supervisor */
+    bool admin; /* an admin's live view is the supervisor's; audited as admin */
     bool overview;
+    uint64_t overview_pushes; /* of the current subscription, for its audit row */
     char watching[64];
 };
 
@@ -152,6 +161,7 @@ typedef struct tm__handler {
     void (*fn)(request *r);
 } tm__handler;
 
+extern const tm__handler tm__auth_handlers[];
 extern const tm__handler tm__lobby_handlers[];
 extern const tm__handler tm__visit_handlers[];
 extern const tm__handler tm__supervision_handlers[];
@@ -166,8 +176,12 @@ void tm__send_to_user(user *u, json_t *msg); /* steals msg */
 void tm__reply_ok(session *s, const char *re, json_t *data);
 void tm__reply_err(session *s, const char *re, int err, const char *message);
 bool tm__need_role(request *r, tm_role a, tm_role b);
+/* The role the audit log names: "admin" for an admin watching as a supervisor. */
+const char *tm__audit_role(const user *u);
 /* Closes the session once its queue is written, with a WebSocket close code and reason. */
 void tm__session_close(session *s, int code, const char *reason);
+/* Hello succeeded: the hello deadline no longer applies. */
+void tm__session_authenticated(session *s);
 
 /* auth.c */
 void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id);
@@ -212,6 +226,8 @@ void tm__watchers_notify_end(tm_signaling *sig, live_visit *v);
 void tm__mark_overview_dirty(tm_signaling *sig);
 gboolean tm__overview_fire(gpointer data);
 void tm__stop_watching(tm_signaling *sig, user *u, const char *why);
+/* Ends the user's overview subscription, if any, on the audit log. */
+void tm__overview_end(tm_signaling *sig, user *u, const char *why);
 /* The recording of visit_id failed: in front of the supervisors now. */
 void tm__recording_failed_alert(const char *visit_id, const char *reason, void *sig);
 

@@ -10,6 +10,7 @@
 #include "signaling_internal.h"
 #include "telemed/log.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* How long an alert about a past event stays on the supervisors' screen. */
@@ -33,7 +34,7 @@ void tm__watchers_notify_end(tm_signaling *sig, live_visit *v)
         user *w = g_hash_table_lookup(sig->users, g_ptr_array_index(v->watchers, i));
         if (w && strcmp(w->watching, v->id) == 0) {
             w->watching[0] = 0;
-            tm_store_audit(sig->store, w->sub, tm_role_name(w->role), "visit.unwatch", v->id, "ok",
+            tm_store_audit(sig->store, w->sub, tm__audit_role(w), "visit.unwatch", v->id, "ok",
                            "visit ended");
         }
     }
@@ -171,6 +172,7 @@ static void push_overview(tm_signaling *sig)
             continue;
         if (!ov)
             ov = tm_signaling_overview(sig);
+        u->overview_pushes++;
         tm__send_msg(u->sess, json_incref(ov));
     }
     json_decref(ov);
@@ -195,14 +197,37 @@ void tm__mark_overview_dirty(tm_signaling *sig)
         sig->overview_timer = g_timeout_add(200, tm__overview_fire, sig);
 }
 
+/* The overview lists patients, so a subscription is a read of patient data:
+ * its start and its end (with how many pushes it carried) are audited, not
+ * each push, which would write a row per supervisor every second. */
+void tm__overview_end(tm_signaling *sig, user *u, const char *why)
+{
+    if (!u->overview)
+        return;
+    u->overview = false;
+    char detail[80];
+    snprintf(detail, sizeof(detail), "%s; pushes=%" G_GUINT64_FORMAT, why, u->overview_pushes);
+    tm_store_audit(sig->store, u->sub, tm__audit_role(u), "overview.unsubscribe",
+                   sig->cfg->hospital_id, "ok", detail);
+}
+
 static void handle_overview(request *r, bool on)
 {
     if (!tm__need_role(r, TM_ROLE_SUPERVISOR, TM_ROLE_ADMIN))
         return;
-    r->u->overview = on;
+    if (on && !r->u->overview) {
+        r->u->overview = true;
+        r->u->overview_pushes = 0;
+        tm_store_audit(r->sig->store, r->u->sub, tm__audit_role(r->u), "overview.subscribe",
+                       r->sig->cfg->hospital_id, "ok", NULL);
+    } else if (!on) {
+        tm__overview_end(r->sig, r->u, "requested");
+    }
     tm__reply_ok(r->s, r->id, NULL);
-    if (on)
+    if (on) {
+        r->u->overview_pushes++;
         tm__send_msg(r->s, tm_signaling_overview(r->sig));
+    }
 }
 
 static void handle_overview_on(request *r)
@@ -220,7 +245,7 @@ static void handle_watch(request *r)
     tm_signaling *sig = r->sig;
     const char *visit_id = tm__jstr(r->msg, "visit_id");
     if (r->u->role != TM_ROLE_SUPERVISOR) {
-        tm_store_audit(sig->store, r->u->sub, tm_role_name(r->u->role), "visit.watch", visit_id,
+        tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "visit.watch", visit_id,
                        "denied", "not a supervisor");
         tm__reply_err(r->s, r->id, TM_EPERM, "only supervisors may watch visits");
         return;
@@ -231,8 +256,8 @@ static void handle_watch(request *r)
         int rc = !visit_id                                            ? TM_EINVAL
                  : tm_store_visit_get(sig->store, visit_id, &rec) < 0 ? TM_ENOTFOUND
                                                                       : TM_ECONFLICT;
-        tm_store_audit(sig->store, r->u->sub, "supervisor", "visit.watch", visit_id, "denied",
-                       rc == TM_ECONFLICT ? "visit not live" : "no such visit");
+        tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "visit.watch", visit_id,
+                       "denied", rc == TM_ECONFLICT ? "visit not live" : "no such visit");
         tm__reply_err(r->s, r->id, rc, rc == TM_ECONFLICT ? "the visit is not live" : NULL);
         return;
     }
@@ -243,7 +268,8 @@ static void handle_watch(request *r)
     if (!r->u->watching[0]) {
         g_strlcpy(r->u->watching, v->id, sizeof(r->u->watching));
         g_ptr_array_add(v->watchers, g_strdup(r->u->key));
-        tm_store_audit(sig->store, r->u->sub, "supervisor", "visit.watch", v->id, "ok", NULL);
+        tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "visit.watch", v->id, "ok",
+                       NULL);
         tm_info("visit.watch", "visit=%s supervisor=%s", v->id, r->u->sub);
         if (sig->cfg->supervisor_notice) {
             json_t *m = json_pack("{s:s, s:s, s:b, s:i}", "type", "visit.supervisor", "visit_id",
@@ -261,7 +287,7 @@ static void handle_watch(request *r)
 void tm__stop_watching(tm_signaling *sig, user *u, const char *why)
 {
     live_visit *v = g_hash_table_lookup(sig->visits, u->watching);
-    tm_store_audit(sig->store, u->sub, "supervisor", "visit.unwatch", u->watching, "ok", why);
+    tm_store_audit(sig->store, u->sub, tm__audit_role(u), "visit.unwatch", u->watching, "ok", why);
     if (sig->media)
         tm_media_peer_close(sig->media, u->watching, u->key);
     if (v) {

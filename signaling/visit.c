@@ -297,8 +297,7 @@ void tm__user_detach(tm_signaling *sig, user *u)
     int64_t now = tm_now_ms();
     u->sess = NULL;
     u->disconnected_ms = now;
-    if (u->overview)
-        u->overview = false;
+    tm__overview_end(sig, u, "disconnected");
     if (u->watching[0])
         tm__stop_watching(sig, u, "disconnected");
     if (u->role == TM_ROLE_DOCTOR && u->offer_visit[0]) {

@@ -148,7 +148,10 @@ export class Client {
         maxPayload: 4 << 20 });
       this.ws.on('open', resolve);
       this.ws.on('error', reject);
-      this.closed = new Promise((res) => this.ws.on('close', (code) => res(code)));
+      this.closed = new Promise((res) => this.ws.on('close', (code, reason) => {
+        this.closeReason = reason.toString();
+        res(code);
+      }));
       this.ws.on('message', (data) => this.onMessage(JSON.parse(data.toString())));
     });
   }
