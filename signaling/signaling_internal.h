@@ -12,6 +12,9 @@
  *   supervision.c  the overview, alerts, supervisors watching a visit
  *   media_glue.c   media offers and candidates, media events, stream figures
  *   signaling.c    start (restore from the store), stop, metrics
+ * and their helpers: shifts.c (shifts in memory), position_text.c (the
+ * queue.position text), fanout.c (parallel writes). A visit's recording is
+ * server/visit_record.c's (include/telemed/visit_record.h).
  */
 #ifndef TELEMED_SIGNALING_INTERNAL_H
 #define TELEMED_SIGNALING_INTERNAL_H
