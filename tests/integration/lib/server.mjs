@@ -234,6 +234,18 @@ export class Client {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Polls fn (sync or async) until it returns something truthy, which it
+// resolves with; fails after capMs. For counts, not for timing.
+export async function waitUntil(what, fn, capMs = 30000) {
+  const end = Date.now() + capMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
 // Departments, doctors and shifts through the REST API, as an admin would.
 export async function setupHospital(srv, { depts = ['cardio'], doctors = [['d1', 'cardio']], capacity = 1 } = {}) {
   const admin = srv.token('admin-1', 'admin');
