@@ -15,6 +15,7 @@
  * Hot path (tm__forward_rtp): no allocation, no lock, no logging; scratch
  * buffers belong to the worker. Runs on the visit's worker thread.
  */
+#include <math.h>
 #include <string.h>
 
 #include "media_internal.h"
@@ -584,63 +585,75 @@ static void send_reports(tm__peer *p, int64_t now_ms)
     send_rtcp(p, w->rtcp, len);
 }
 
-static const char *kind_name(tm_media_kind k)
+/* Rounded as the figures are shown: to hundredths. */
+static double hundredths(double v)
 {
-    return k == TM_MEDIA_VIDEO ? "video" : "audio";
+    return (double)llround(v * 100.0) / 100.0;
 }
 
+static void in_stream_stats(tm__in_stream *s, int64_t now_ms, tm_media_stream_stats *out)
+{
+    tm_stream_stats_snapshot sn;
+    tm_stream_stats_snapshot_take(s->stats, now_ms * 1000, &sn);
+    *out = (tm_media_stream_stats){.video = s->kind == TM_MEDIA_VIDEO,
+                                   .ssrc = s->ssrc,
+                                   .packets = sn.packets,
+                                   .bytes = sn.bytes,
+                                   .bitrate_bps = sn.bitrate_bps,
+                                   .loss_pct = hundredths(sn.fraction_lost * 100.0),
+                                   .jitter_ms = hundredths(sn.jitter_ms),
+                                   .rtt_ms = sn.rtt_ms,
+                                   .keyframes = sn.keyframes,
+                                   .nacks = sn.nacks_received,
+                                   .plis = sn.plis_received + sn.firs,
+                                   .width = sn.width,
+                                   .height = sn.height,
+                                   .freeze_count = sn.freezes,
+                                   .frozen_ms = sn.frozen_for_ms,
+                                   .frames = sn.frames,
+                                   .fps = round(sn.fps * 10.0) / 10.0,
+                                   .remb_bps = s->remb_bps};
+}
+
+static void out_stream_stats(tm__out_stream *o, tm_media_stream_stats *out)
+{
+    double jitter_ms = o->clock ? (double)o->st.jitter * 1000.0 / o->clock : 0;
+    *out = (tm_media_stream_stats){.out = true,
+                                   .video = o->kind == TM_MEDIA_VIDEO,
+                                   .ssrc = o->ssrc,
+                                   .packets = o->st.packets,
+                                   .bytes = o->st.bytes,
+                                   .bitrate_bps = o->st.bitrate_bps,
+                                   .loss_pct = hundredths(o->st.fraction_lost * 100.0 / 256.0),
+                                   .jitter_ms = hundredths(jitter_ms),
+                                   .rtt_ms = o->st.rtt_ms ? o->st.rtt_ms : -1,
+                                   .nacks = o->st.nacks,
+                                   .plis = o->st.plis,
+                                   .retransmits = o->st.retransmits,
+                                   .remb_bps = o->remb_bps};
+}
+
+/* Once a second, the peer's figures as typed values to the control loop. */
 static void post_stats(tm__peer *p, int64_t now_ms)
 {
-    GString *js = g_string_new("[");
-    bool first = true;
-    for (int i = 0; i < p->n_in; i++) {
-        tm__in_stream *s = &p->in[i];
-        if (!s->stats)
-            continue;
-        tm_stream_stats_snapshot sn;
-        tm_stream_stats_snapshot_take(s->stats, now_ms * 1000, &sn);
-        g_string_append_printf(
-            js,
-            "%s{\"direction\":\"in\",\"kind\":\"%s\",\"ssrc\":%u,\"packets\":%" G_GUINT64_FORMAT
-            ",\"bytes\":%" G_GUINT64_FORMAT ",\"bitrate_bps\":%" G_GUINT64_FORMAT
-            ",\"loss_pct\":%.2f,\"jitter_ms\":%.2f,\"rtt_ms\":%" G_GINT64_FORMAT
-            ",\"keyframes\":%" G_GUINT64_FORMAT ",\"nacks\":%u,\"plis\":%u,\"width\":%u,"
-            "\"height\":%u,\"freeze_count\":%u,\"frozen_ms\":%" G_GINT64_FORMAT
-            ",\"frames\":%" G_GUINT64_FORMAT ",\"fps\":%.1f,\"remb_bps\":%" G_GUINT64_FORMAT "}",
-            first ? "" : ",", kind_name(s->kind), s->ssrc, sn.packets, sn.bytes, sn.bitrate_bps,
-            sn.fraction_lost * 100.0, sn.jitter_ms, sn.rtt_ms, sn.keyframes, sn.nacks_received,
-            sn.plis_received + sn.firs, sn.width, sn.height, sn.freezes, sn.frozen_for_ms,
-            sn.frames, sn.fps, s->remb_bps);
-        first = false;
-    }
-    for (int i = 0; i < p->n_out; i++) {
+    tm_media_stream_stats streams[2 * TM__MAX_STREAMS];
+    size_t n = 0;
+    for (int i = 0; i < p->n_in && n < TM_ARRAY_LEN(streams); i++)
+        if (p->in[i].stats)
+            in_stream_stats(&p->in[i], now_ms, &streams[n++]);
+    for (int i = 0; i < p->n_out && n < TM_ARRAY_LEN(streams); i++) {
         tm__out_stream *o = &p->out[i];
         o->st.bitrate_bps = (o->st.bytes - o->st.last_bytes) * 8;
         o->st.last_bytes = o->st.bytes;
-        if (!o->sent_any)
-            continue;
-        double jitter_ms = o->clock ? (double)o->st.jitter * 1000.0 / o->clock : 0;
-        g_string_append_printf(
-            js,
-            "%s{\"direction\":\"out\",\"kind\":\"%s\",\"ssrc\":%u,\"packets\":%" G_GUINT64_FORMAT
-            ",\"bytes\":%" G_GUINT64_FORMAT ",\"bitrate_bps\":%" G_GUINT64_FORMAT
-            ",\"loss_pct\":%.2f,\"jitter_ms\":%.2f,\"rtt_ms\":%" G_GINT64_FORMAT
-            ",\"keyframes\":0,\"nacks\":%" G_GUINT64_FORMAT ",\"plis\":%" G_GUINT64_FORMAT
-            ",\"width\":0,\"height\":0,\"freeze_count\":0,\"frozen_ms\":0,\"retransmits\":"
-            "%" G_GUINT64_FORMAT ",\"remb_bps\":%" G_GUINT64_FORMAT "}",
-            first ? "" : ",", kind_name(o->kind), o->ssrc, o->st.packets, o->st.bytes,
-            o->st.bitrate_bps, o->st.fraction_lost * 100.0 / 256.0, jitter_ms,
-            o->st.rtt_ms ? o->st.rtt_ms : -1, o->st.nacks, o->st.plis, o->st.retransmits,
-            o->remb_bps);
-        first = false;
+        if (o->sent_any)
+            out_stream_stats(o, &streams[n++]);
     }
-    g_string_append_c(js, ']');
     tm_media_event ev = {.type = TM_MEDIA_EV_STATS,
                          .visit_id = p->visit->id,
                          .peer_id = p->id,
-                         .stats_json = js->str};
+                         .streams = streams,
+                         .n_streams = n};
     tm__media_post(p->w, &ev);
-    g_string_free(js, TRUE);
 }
 
 void tm__forward_tick(tm__peer *p, int64_t now_ms)

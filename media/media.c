@@ -35,7 +35,8 @@ static void sink_unref(tm__sink *s)
 typedef struct event_msg {
     tm__sink *sink;
     tm_media_event ev;
-    char *visit_id, *peer_id, *sdp, *candidate, *mid, *state, *stats_json, *message;
+    char *visit_id, *peer_id, *sdp, *candidate, *mid, *state, *message;
+    tm_media_stream_stats *streams;
 } event_msg;
 
 static void event_msg_free(gpointer data)
@@ -48,7 +49,7 @@ static void event_msg_free(gpointer data)
     g_free(e->candidate);
     g_free(e->mid);
     g_free(e->state);
-    g_free(e->stats_json);
+    g_free(e->streams);
     g_free(e->message);
     g_free(e);
 }
@@ -72,7 +73,7 @@ void tm__media_post(tm__worker *w, const tm_media_event *ev)
     e->ev.candidate = e->candidate = g_strdup(ev->candidate);
     e->ev.mid = e->mid = g_strdup(ev->mid);
     e->ev.state = e->state = g_strdup(ev->state);
-    e->ev.stats_json = e->stats_json = g_strdup(ev->stats_json);
+    e->ev.streams = e->streams = g_memdup2(ev->streams, ev->n_streams * sizeof(*ev->streams));
     e->ev.message = e->message = g_strdup(ev->message);
     g_main_context_invoke_full(e->sink->control, G_PRIORITY_DEFAULT, event_deliver, e,
                                event_msg_free);

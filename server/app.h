@@ -37,6 +37,7 @@ typedef struct tm_app {
     int64_t conns_refused_logged_ms;
     tm_seal_key *seal_key;   /* the hospital's key that seals visit records */
     tm_sealer *sealer;       /* seals each visit once its record is complete */
+    tm_visit_record *record; /* the recording part of the visit record */
     struct lws_context *lws;
     tm_web_static *web;      /* the web client's files (web_static.c) */
     uv_loop_t uv;            /* lws' connections, run by uv_source on loop */

@@ -125,7 +125,8 @@ static const config_option options[] = {
     INT(max_unauth_per_addr, 256, 1, 1000000,
         "Most connections from one address that have not authenticated yet; "
         "more are closed at accept."),
-
+    INT(hello_timeout_s, 10, 1, 300,
+        "Seconds a new WebSocket has to say hello with a token before it is closed."),
     INT(fanout_threads, 0, 0, 16,
         "Threads that write a queue change to every waiting patient (0: one per core, at most 4)."),
 

@@ -4,6 +4,7 @@ include(${CMAKE_CURRENT_LIST_DIR}/store.cmake)
 target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/uv_source.c
   ${CMAKE_CURRENT_LIST_DIR}/conn_limit.c
+  ${CMAKE_CURRENT_LIST_DIR}/visit_record.c
 )
 add_executable(telemed-server
   ${CMAKE_CURRENT_LIST_DIR}/main.c

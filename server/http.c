@@ -455,7 +455,7 @@ static void api_shifts(http_req *r)
             return;
         }
         audit(r, "shift.add", id, "ok");
-        tm_signaling_kick(r->app->sig);
+        tm_signaling_shifts_changed(r->app->sig);
         respond_json(r->p, 201, json_pack("{s:s}", "id", id));
         return;
     }
@@ -466,6 +466,7 @@ static void api_shifts(http_req *r)
             return;
         }
         audit(r, "shift.delete", r->seg[1], "ok");
+        tm_signaling_shifts_changed(r->app->sig);
         respond_json(r->p, 200, json_pack("{s:s}", "deleted", r->seg[1]));
         return;
     }

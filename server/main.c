@@ -540,13 +540,14 @@ static int start_media(tm_app *app)
     };
     char *err = NULL;
     app->media = tm_media_new(&mo, g_main_loop_get_context(app->loop),
-                              (tm_media_event_cb)tm_signaling_on_media_event, app->sig, &err);
+                              tm_signaling_on_media_event, app->sig, &err);
     if (!app->media) {
         fprintf(stderr, "telemed-server: media: %s\n", err ? err : "cannot start");
         g_free(err);
         return TM_EIO;
     }
     tm_signaling_set_media(app->sig, app->media);
+    tm_visit_record_set_media(app->record, app->media);
     return 0;
 }
 
@@ -609,10 +610,13 @@ static int run(tm_app *app)
         g_free(err);
         return 1;
     }
+    app->record = tm_visit_record_new(&app->cfg, app->store);
+    tm_visit_record_set_feed(app->record, app->feed);
+    tm_signaling_set_visit_record(app->sig, app->record);
     if (load_recording_key(app, true, app->rec_key, &app->have_rec_key) < 0)
         return 1;
     if (app->cfg.recording_encrypt)
-        tm_signaling_set_recording_key(app->sig, app->rec_key);
+        tm_visit_record_set_key(app->record, app->rec_key);
     else if (app->cfg.recording)
         tm_warn(
             "recording.encryption_off",
@@ -670,6 +674,7 @@ static void shutdown_app(tm_app *app)
     tm_media_free(app->media);
     tm_sealer_free(app->sealer);
     tm_feed_profiles_free(app->profiles);
+    tm_visit_record_free(app->record); /* after media: it receives recording results */
     tm_feed_free(app->feed);
     tm_jwt_verifier_free(app->jwt);
     tm_store_free(app->store);

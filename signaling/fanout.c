@@ -6,7 +6,7 @@
  * end. The pool threads sleep on a condition variable between batches; a
  * batch number tells them a new one has started.
  */
-#include "telemed/fanout.h"
+#include "fanout.h"
 
 #include <glib.h>
 #include <poll.h>

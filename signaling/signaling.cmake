@@ -1,2 +1,16 @@
 # The telemed.v1 protocol on the control loop.
-target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/signaling.c ${CMAKE_CURRENT_LIST_DIR}/fanout.c)
+# signaling_internal.h says which room does what.
+target_sources(telemed PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/signaling.c
+  ${CMAKE_CURRENT_LIST_DIR}/session.c
+  ${CMAKE_CURRENT_LIST_DIR}/auth.c
+  ${CMAKE_CURRENT_LIST_DIR}/lobby.c
+  ${CMAKE_CURRENT_LIST_DIR}/shifts.c
+  ${CMAKE_CURRENT_LIST_DIR}/position_text.c
+  ${CMAKE_CURRENT_LIST_DIR}/visit.c
+  ${CMAKE_CURRENT_LIST_DIR}/supervision.c
+  ${CMAKE_CURRENT_LIST_DIR}/media_glue.c
+  ${CMAKE_CURRENT_LIST_DIR}/fanout.c
+)
+tm_unit_test(test_position_text tests/signaling/test_position_text.c)
+target_include_directories(test_position_text PRIVATE ${CMAKE_CURRENT_LIST_DIR})

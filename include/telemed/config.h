@@ -64,6 +64,7 @@ typedef struct tm_config {
     int wait_alert_s;       /* 900, 10..86400 */
     int max_connections;    /* 20000, 1..1000000 */
     int max_unauth_per_addr; /* 256, 1..1000000 */
+    int hello_timeout_s;     /* 10, 1..300: a WebSocket without hello is closed after it */
     int fanout_threads;      /* 0 = one per core up to 4, 0..16 */
     /* media */
     int media_workers;     /* 0 = one per core, 0..64 */

@@ -41,6 +41,24 @@ typedef enum {
     TM_MEDIA_EV_RECORDING_FAILED
 } tm_media_event_type;
 
+/* One stream's figures over the last second, as the worker hands them over. */
+typedef struct tm_media_stream_stats {
+    bool out;   /* false: the peer sends it to us; true: we send it to the peer */
+    bool video; /* else audio */
+    uint32_t ssrc;
+    uint64_t packets, bytes, bitrate_bps;
+    double loss_pct, jitter_ms;
+    int64_t rtt_ms; /* -1 unknown */
+    uint64_t keyframes, nacks, plis;
+    unsigned width, height; /* in: of the last keyframe, 0 unknown */
+    uint32_t freeze_count;  /* in */
+    int64_t frozen_ms;      /* in, video: how long no frame has come, 0 while frames flow */
+    uint64_t frames;        /* in */
+    double fps;             /* in */
+    uint64_t retransmits;   /* out: NACKs answered from the cache */
+    uint64_t remb_bps;      /* the bandwidth estimate sent (in) or received (out), 0 none */
+} tm_media_stream_stats;
+
 typedef struct tm_media_event {
     tm_media_event_type type;
     const char *visit_id, *peer_id;
@@ -49,14 +67,11 @@ typedef struct tm_media_event {
                                     over it, the client needs a new PeerConnection */
     const char *candidate, *mid; /* CANDIDATE ("" = end of candidates) */
     int mline_index;             /* CANDIDATE */
-    const char *state;      /* STATE: "connecting","connected","disconnected","failed","closed";
-                               after "failed" (ICE gave up or consent lost) the peer and its DTLS
-                               session are kept for an ICE restart until closed */
-    const char *stats_json; /* STATS: JSON array text, one object per stream of this peer
-                               (direction in/out, kind, ssrc, packets, bytes, bitrate_bps,
-                               loss_pct, jitter_ms, rtt_ms, keyframes, nacks, plis, width,
-                               height, freeze_count, frozen_ms: in video, how long no frame
-                               has come, 0 while frames flow) */
+    const char *state; /* STATE: "connecting","connected","disconnected","failed","closed";
+                          after "failed" (ICE gave up or consent lost) the peer and its DTLS
+                          session are kept for an ICE restart until closed */
+    const tm_media_stream_stats *streams; /* STATS: every stream of this peer */
+    size_t n_streams;                     /* STATS */
     int err;                /* ERROR */
     const char *message;    /* ERROR, RECORDING_FAILED (the reason) */
 } tm_media_event;

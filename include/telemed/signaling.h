@@ -12,6 +12,7 @@
 #include "telemed/config.h"
 #include "telemed/jwt.h"
 #include "telemed/store.h"
+#include "telemed/visit_record.h"
 
 #include <glib.h>
 #include <jansson.h>
@@ -21,6 +22,7 @@
 typedef struct tm_signaling tm_signaling;
 struct tm_media;
 struct tm_feed;
+struct tm_media_event;
 
 /* Borrows cfg, store and jwt for its lifetime. Rebuilds the waiting room
  * from the store: waiting patients keep their places, offered visits go back
@@ -37,8 +39,9 @@ void tm_signaling_set_feed(tm_signaling *sig, struct tm_feed *feed);
  * per-address limit on unauthenticated connections stops counting it). */
 typedef void (*tm_signaling_auth_cb)(struct lws *wsi, void *user);
 void tm_signaling_set_on_authenticated(tm_signaling *sig, tm_signaling_auth_cb cb, void *user);
-/* Recordings are encrypted at rest with this AES-256 key (copied). */
-void tm_signaling_set_recording_key(tm_signaling *sig, const uint8_t key[32]);
+/* The visit record's recording part: started when a visit becomes active;
+ * its failures are shown to the supervisors. Borrowed; free it after sig. */
+void tm_signaling_set_visit_record(tm_signaling *sig, tm_visit_record *record);
 
 /* The libwebsockets callback of protocol "telemed.v1". The vhost user
  * pointer (lws_vhost_user / protocol user) must be the tm_signaling. */
@@ -56,10 +59,12 @@ void tm_signaling_metrics(tm_signaling *sig, GString *out);
 void tm_signaling_ready(tm_signaling *sig);
 /* A visit changed outside signaling (REST): re-evaluate it. */
 void tm_signaling_kick(tm_signaling *sig);
+/* A shift was written (REST): reload the shifts and re-evaluate who is on duty. */
+void tm_signaling_shifts_changed(tm_signaling *sig);
 /* The estimate of a visit's length per department, for the wait estimate. */
 int64_t tm_signaling_avg_visit_ms(tm_signaling *sig, const char *dept_id);
 
-/* Media events from tm_media (signature of tm_media_event_cb). */
-void tm_signaling_on_media_event(const void *ev, void *user);
+/* Media events from tm_media: a tm_media_event_cb whose user is the tm_signaling. */
+void tm_signaling_on_media_event(const struct tm_media_event *ev, void *user);
 
 #endif

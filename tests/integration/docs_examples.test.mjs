@@ -4,7 +4,7 @@
 // push of that type that the real server sends in a scripted visit.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, readdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer, setupHospital, Client, sleep } from './lib/server.mjs';
@@ -13,7 +13,9 @@ const SRC = process.env.TELEMED_SRC_DIR || join(dirname(fileURLToPath(import.met
 const read = (p) => readFileSync(join(SRC, p), 'utf8');
 const protocol = read('docs/protocol.md');
 const api = read('docs/api.md');
-const signaling = read('signaling/signaling.c');
+// The signaling module's rooms, each with its handler table and pushes.
+const signaling = readdirSync(join(SRC, 'signaling')).filter((f) => f.endsWith('.c'))
+  .map((f) => read(`signaling/${f}`)).join('\n');
 const handled = new Set(['hello', ...[...signaling.matchAll(/\{"([a-z.]+)", handle_[a-z_]+\}/g)].map((m) => m[1])]);
 // Pushes built with jansson ("type", "x") or formatted by hand (\"type\":\"x\").
 const pushed = new Set([...signaling.matchAll(/"type", "([a-z._]+)"|\\"type\\":\\"([a-z._]+)\\"/g)]

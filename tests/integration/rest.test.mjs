@@ -135,3 +135,20 @@ test('RS256 and ES256 tokens from a hospital identity provider are accepted with
     await idp.stop();
   }
 });
+
+test('a shift written over REST changes who is on duty at once', async () => {
+  const d2 = await srv.client('d2', 'doctor');
+  const on = await d2.request('doctor.status', { status: 'available' });
+  assert.equal(on.in_shift, true);
+  const [shift] = (await srv.api('GET', '/api/v1/shifts?doctor=d2', undefined, admin)).json.shifts;
+  assert.equal((await srv.api('DELETE', `/api/v1/shifts/${shift.id}`, undefined, admin)).status, 200);
+  const off = await d2.request('doctor.status', { status: 'available' });
+  assert.equal(off.in_shift, false);
+  assert.equal(off.shift, null);
+  const back = await srv.api('POST', '/api/v1/shifts', { doctor_id: 'd2', dept_id: 'endo',
+    start: Date.now() - 60e3, end: Date.now() + 3600e3, capacity: 3 }, admin);
+  assert.equal(back.status, 201);
+  const again = await d2.request('doctor.status', { status: 'available' });
+  assert.deepEqual([again.in_shift, again.shift.dept, again.shift.capacity], [true, 'endo', 3]);
+  await d2.close();
+});

@@ -148,7 +148,10 @@ export class Client {
         maxPayload: 4 << 20 });
       this.ws.on('open', resolve);
       this.ws.on('error', reject);
-      this.closed = new Promise((res) => this.ws.on('close', (code) => res(code)));
+      this.closed = new Promise((res) => this.ws.on('close', (code, reason) => {
+        this.closeReason = reason.toString();
+        res(code);
+      }));
       this.ws.on('message', (data) => this.onMessage(JSON.parse(data.toString())));
     });
   }
@@ -230,6 +233,18 @@ export class Client {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Polls fn (sync or async) until it returns something truthy, which it
+// resolves with; fails after capMs. For counts, not for timing.
+export async function waitUntil(what, fn, capMs = 30000) {
+  const end = Date.now() + capMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
 
 // Departments, doctors and shifts through the REST API, as an admin would.
 export async function setupHospital(srv, { depts = ['cardio'], doctors = [['d1', 'cardio']], capacity = 1 } = {}) {

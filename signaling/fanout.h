@@ -1,25 +1,13 @@
 /*
  * fanout.h - writes one small WebSocket text frame to each of many
- * connections at once, on several threads.
+ * connections at once, on several threads. Private to signaling/.
  *
- * A queue change with thousands of patients waiting sends a frame to every
- * one of them. On loopback or a busy host each write costs several
- * microseconds of kernel time, so 5,000 writes on one thread take longer
- * than the position update may. The control loop hands the batch to
- * tm_fanout_write(), which splits it between the calling thread and a few
- * pool threads and returns when every frame has been written or refused.
- *
- * Why lws_write() from pool threads is sound here: the caller is the
- * libwebsockets service thread, parked inside tm_fanout_write() until the
- * batch is done, so no other lws code runs meanwhile; each connection
- * appears in one item and is touched by one thread; and a pool thread
- * writes a frame only when lws holds nothing buffered for that connection
- * and poll() says its socket has room (lws_send_pipe_choked()'s test, one
- * poll() per chunk of sockets), the path on which lws_write() touches
- * nothing but that connection and its OpenSSL object (libwebsockets 4.1, no
- * extensions, no stats). Everything else (queueing a refused frame, closing
- * a broken connection) is left to the caller, on its own thread, after the
- * batch.
+ * A queue change sends a frame to every waiting patient, and each write
+ * costs kernel time; the batch is split between the calling lws service
+ * thread and a few pool threads. Sound because the service thread waits in
+ * tm_fanout_write() meanwhile, each connection is in one item, and a pool
+ * thread writes only when lws holds nothing buffered for it and its socket
+ * has room. Measurements: tests/bench/README.md.
  */
 #ifndef TELEMED_FANOUT_H
 #define TELEMED_FANOUT_H

@@ -1,0 +1,164 @@
+/*
+ * visit_record.c - the recording lifecycle of a visit: the file's name, the
+ * start, and the result into the visit record.
+ *
+ * Owns, on the control loop, the map from a live visit to its recording row
+ * until the recorder reports. The store row comes first (so a crash leaves
+ * "incomplete", never nothing), then the media core is asked to record; a
+ * failure at any step is on record with its reason and told to whoever
+ * listens (signaling shows it to the supervisors).
+ */
+#include "telemed/visit_record.h"
+#include "telemed/common.h"
+#include "telemed/feed.h"
+#include "telemed/log.h"
+#include "telemed/media.h"
+#include "telemed/recorder.h"
+#include "telemed/store.h"
+
+#include <string.h>
+
+struct tm_visit_record {
+    const tm_config *cfg;
+    tm_store *store;
+    tm_media *media;
+    tm_feed *feed;
+    GHashTable *recordings; /* visit id -> recording id, until the recorder reports */
+    uint8_t key[32];        /* encryption at rest, when key_set */
+    bool key_set;
+    tm_visit_record_failed_cb failed_cb;
+    void *failed_user;
+};
+
+tm_visit_record *tm_visit_record_new(const tm_config *cfg, tm_store *store)
+{
+    tm_visit_record *vr = g_new0(tm_visit_record, 1);
+    vr->cfg = cfg;
+    vr->store = store;
+    vr->recordings = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    return vr;
+}
+
+void tm_visit_record_free(tm_visit_record *vr)
+{
+    if (!vr)
+        return;
+    g_hash_table_destroy(vr->recordings);
+    g_free(vr);
+}
+
+void tm_visit_record_set_media(tm_visit_record *vr, struct tm_media *media)
+{
+    vr->media = media;
+}
+
+void tm_visit_record_set_feed(tm_visit_record *vr, struct tm_feed *feed)
+{
+    vr->feed = feed;
+}
+
+void tm_visit_record_set_key(tm_visit_record *vr, const uint8_t key[32])
+{
+    memcpy(vr->key, key, 32);
+    vr->key_set = true;
+}
+
+void tm_visit_record_on_failure(tm_visit_record *vr, tm_visit_record_failed_cb cb, void *user)
+{
+    vr->failed_cb = cb;
+    vr->failed_user = user;
+}
+
+static void report_failure(tm_visit_record *vr, const char *visit_id, const char *reason)
+{
+    tm_error("recording.failed", "visit=%s", visit_id);
+    if (vr->failed_cb)
+        vr->failed_cb(visit_id, reason ? reason : "failed", vr->failed_user);
+}
+
+/* The recording broke while the visit goes on (a full disk): on record and
+ * in front of the supervisors now, not when the visit ends. */
+void tm_visit_record_failed(tm_visit_record *vr, const char *visit_id, const char *reason)
+{
+    const char *rec_id = g_hash_table_lookup(vr->recordings, visit_id);
+    if (rec_id &&
+        tm_recording_fail(vr->store, rec_id, reason ? reason : "failed", 0, tm_now_ms()) == 0)
+        report_failure(vr, visit_id, reason);
+}
+
+/* The recorder finished the visit's file (or gave up): the record gets its
+ * size, duration and hash and the regulator its recording.available. */
+static void on_recording_done(const char *visit_id, const struct tm_recorder_result *res,
+                              void *user_data)
+{
+    tm_visit_record *vr = user_data;
+    const char *rec_id = g_hash_table_lookup(vr->recordings, visit_id);
+    if (!rec_id)
+        return;
+    int64_t now = tm_now_ms();
+    int rc;
+    if (res->status == 0) {
+        if (res->encrypted && res->plain_sha256[0])
+            tm_recording_set_plain_sha256(vr->store, rec_id, res->plain_sha256);
+        rc = tm_recording_finish(vr->store, rec_id, res->size_bytes, res->duration_ms, res->sha256,
+                                 (int64_t)res->stats.dropped, now);
+        tm_info("recording.available",
+                "visit=%s recording=%s bytes=%lld duration_ms=%lld dropped=%llu", visit_id, rec_id,
+                (long long)res->size_bytes, (long long)res->duration_ms,
+                (unsigned long long)res->stats.dropped);
+    } else {
+        rc = tm_recording_fail(vr->store, rec_id, res->failure ? res->failure : "failed",
+                               (int64_t)res->stats.dropped, now);
+        if (rc == TM_ECONFLICT)
+            rc = 0; /* already on record: it failed during the visit */
+        else
+            report_failure(vr, visit_id, res->failure);
+    }
+    if (rc < 0)
+        tm_error("recording.store_failed", "visit=%s err=%s", visit_id, tm_strerror(rc));
+    if (vr->feed)
+        tm_feed_kick(vr->feed);
+    g_hash_table_remove(vr->recordings, visit_id);
+}
+
+/* No file (a full or unwritable disk): the record still says the visit was
+ * to be recorded, and why it was not. */
+static void record_no_file(tm_visit_record *vr, const char *visit_id, const char *why, int64_t now)
+{
+    char rec_id[TM_RECORDING_ID_LEN];
+    char *where = g_build_filename(vr->cfg->recording_dir, visit_id, NULL);
+    if (tm_recording_start(vr->store, visit_id, where, "matroska", vr->key_set, now, rec_id) == 0)
+        tm_recording_fail(vr->store, rec_id, why, 0, now);
+    g_free(where);
+}
+
+/* Every consultation is recorded from its first packet (DESIGN.md). */
+void tm_visit_record_start(tm_visit_record *vr, const char *visit_id)
+{
+    if (!vr || !vr->cfg->recording || !vr->media)
+        return;
+    int64_t now = tm_now_ms();
+    char *path = NULL, *err = NULL;
+    char rec_id[TM_RECORDING_ID_LEN];
+    int rc = tm_recorder_make_path(vr->cfg->recording_dir, visit_id, now, vr->key_set, &path, &err);
+    if (rc < 0)
+        record_no_file(vr, visit_id, err ? err : tm_strerror(rc), now);
+    if (rc == 0)
+        rc = tm_recording_start(vr->store, visit_id, path, "matroska", vr->key_set, now, rec_id);
+    if (rc == 0) {
+        g_hash_table_replace(vr->recordings, g_strdup(visit_id), g_strdup(rec_id));
+        rc = tm_media_visit_record(vr->media, visit_id, path, vr->key_set ? vr->key : NULL, 2,
+                                   on_recording_done, vr);
+        if (rc < 0) {
+            tm_recording_fail(vr->store, rec_id, "recorder did not start", 0, now);
+            g_hash_table_remove(vr->recordings, visit_id);
+        }
+    }
+    if (rc < 0) {
+        tm_error("recording.start_failed", "visit=%s err=%s", visit_id, tm_strerror(rc));
+        if (vr->failed_cb)
+            vr->failed_cb(visit_id, err ? err : tm_strerror(rc), vr->failed_user);
+    }
+    g_free(err);
+    g_free(path);
+}

@@ -1,0 +1,269 @@
+/*
+ * auth.c - who is on the other end of a session: hello with a token, the
+ * resume of a user who comes back within the grace period, and the STUN/TURN
+ * servers (with TURN credentials) the client gets on the way in.
+ *
+ * Control loop. A token is checked against the configured verifier; the
+ * user it names (role + sub) is found or made in visit.c, so a second tab
+ * replaces the first and a dropped participant resumes where they were.
+ */
+#include "signaling_internal.h"
+#include "telemed/log.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <string.h>
+
+static void add_urls(json_t *servers, const char *csv, const char *username, const char *credential)
+{
+    if (!csv || !*csv)
+        return;
+    json_t *urls = json_array();
+    gchar **parts = g_strsplit(csv, ",", -1);
+    for (gchar **u = parts; *u; u++) {
+        g_strstrip(*u);
+        if (**u)
+            json_array_append_new(urls, json_string(*u));
+    }
+    g_strfreev(parts);
+    json_t *o = json_pack("{s:o}", "urls", urls);
+    if (username) {
+        json_object_set_new(o, "username", json_string(username));
+        json_object_set_new(o, "credential", json_string(credential));
+    }
+    json_array_append_new(servers, o);
+}
+
+/* STUN/TURN servers for the client. TURN credentials follow the TURN REST
+ * convention coturn's use-auth-secret checks: username "expiry:user",
+ * password base64(HMAC-SHA1(secret, username)), valid until expiry. */
+static json_t *ice_servers_json(const tm_config *cfg, const char *user_id)
+{
+    json_t *servers = json_array();
+    add_urls(servers, cfg->stun_urls, NULL, NULL);
+    if (cfg->turn_urls && cfg->turn_secret) {
+        char username[256];
+        snprintf(username, sizeof(username), "%lld:%s",
+                 (long long)(tm_now_ms() / 1000 + cfg->turn_ttl_s), user_id);
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        unsigned int maclen = 0;
+        HMAC(EVP_sha1(), cfg->turn_secret, (int)strlen(cfg->turn_secret),
+             (const unsigned char *)username, strlen(username), mac, &maclen);
+        gchar *password = g_base64_encode(mac, maclen);
+        add_urls(servers, cfg->turn_urls, username, password);
+        g_free(password);
+    }
+    return servers;
+}
+
+static json_t *resume_state(tm_signaling *sig, user *u)
+{
+    if (u->role == TM_ROLE_PATIENT) {
+        json_t *o = json_object();
+        if (u->visit_id[0]) {
+            json_t *st = tm__visit_state_msg(sig, u->visit_id);
+            if (st)
+                json_object_set_new(o, "visit", st);
+            int pos = tm_queue_position(sig->queue, u->visit_id, tm_now_ms());
+            if (pos > 0)
+                json_object_set_new(o, "position", json_integer(pos));
+        }
+        if (u->last_visit_id[0])
+            json_object_set_new(o, "to_rate", json_string(u->last_visit_id));
+        return o;
+    }
+    if (u->role == TM_ROLE_DOCTOR)
+        return tm__doctor_state_json(sig, u);
+    return json_object();
+}
+
+/* Copies a client's text cut to fit on a UTF-8 character boundary, so a
+ * long user agent is shortened, never made invalid (the store and every JSON
+ * reader refuse a broken character). src is valid UTF-8 (jansson checks). */
+static void copy_utf8(char *dst, size_t size, const char *src)
+{
+    g_strlcpy(dst, src, size);
+    const char *end = NULL;
+    if (!g_utf8_validate(dst, -1, &end))
+        dst[end - dst] = 0;
+}
+
+/* Checks a token for this server; on failure answers the request and
+ * returns false. An admin's token becomes a supervisor's identity with
+ * *admin set. */
+static bool verify_token(tm_signaling *sig, session *s, const char *id, const char *token,
+                         tm_identity *ident, bool *admin)
+{
+    if (!token) {
+        tm__reply_err(s, id, TM_EAUTH, "a token is required");
+        return false;
+    }
+    const char *why = NULL;
+    int rc = tm_jwt_verify(sig->jwt, token, strlen(token), tm_now_ms() / 1000,
+                           sig->cfg->jwt_leeway_s, ident, &why);
+    if (rc < 0) {
+        tm_info("ws.auth_failed", "ip=%s reason=%s", s->peer_ip, why ? why : "-");
+        char message[96];
+        snprintf(message, sizeof(message), "token refused: %s", why ? why : "invalid");
+        tm__reply_err(s, id, TM_EAUTH, message);
+        return false;
+    }
+    if (ident->hospital[0] && strcmp(ident->hospital, sig->cfg->hospital_id) != 0) {
+        tm__reply_err(s, id, TM_EPERM, "token is for another hospital");
+        return false;
+    }
+    *admin = ident->role == TM_ROLE_ADMIN;
+    if (*admin) {
+        /* Admins use the REST API; their live view is the supervisor's. */
+        ident->role = TM_ROLE_SUPERVISOR;
+    }
+    return true;
+}
+
+/* When the session's token stops being good: exp plus the leeway its
+ * verification allowed. */
+static int64_t session_ends_ms(const session *s)
+{
+    return (s->exp_s + s->sig->cfg->jwt_leeway_s) * 1000;
+}
+
+static void schedule_expiry(session *s);
+
+/* The session removes this timer when it goes, so it is still here. */
+static gboolean token_expired(gpointer data)
+{
+    session *s = data;
+    s->exp_timer = 0;
+    if (tm_now_ms() < session_ends_ms(s)) {
+        schedule_expiry(s); /* a far exp is reached in steps */
+        return G_SOURCE_REMOVE;
+    }
+    tm_info("ws.token_expired", "user=%s", s->u ? s->u->key : "-");
+    tm__session_close(s, TM_WS_CLOSE_TOKEN_EXPIRED, "token expired");
+    return G_SOURCE_REMOVE;
+}
+
+static void schedule_expiry(session *s)
+{
+    if (s->exp_timer)
+        g_source_remove(s->exp_timer);
+    int64_t left = session_ends_ms(s) - tm_now_ms();
+    guint ms = left <= 0 ? 0 : left > 86400000 ? 86400000 : (guint)left;
+    s->exp_timer = g_timeout_add(ms, token_expired, s);
+}
+
+static json_t *expires_json(const session *s)
+{
+    return tm__time_json(s->exp_s * 1000);
+}
+
+void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id)
+{
+    if (s->u) {
+        tm__reply_err(s, id, TM_ECONFLICT, "already authenticated");
+        return;
+    }
+    const char *ua = tm__jstr(msg, "ua");
+    if (ua)
+        copy_utf8(s->ua, sizeof(s->ua), ua);
+    tm_identity ident;
+    bool admin = false;
+    if (!verify_token(sig, s, id, tm__jstr(msg, "token"), &ident, &admin))
+        return;
+    tm__session_authenticated(s);
+    s->exp_s = ident.exp;
+    schedule_expiry(s);
+    user *u = tm__find_user(sig, ident.role, ident.sub);
+    bool resumed = false, rejoined = false;
+    if (!u) {
+        u = tm__user_new(sig, ident.role, ident.sub);
+    } else {
+        resumed = u->grace_timer != 0 || u->grace_pending || u->visit_id[0] || u->visits->len;
+        u->grace_pending = false;
+        /* Back after a drop, as opposed to a second tab taking over a live session. */
+        rejoined = resumed && !u->sess;
+        if (u->sess) {
+            /* The same person opened a new connection: it replaces the old one. */
+            session *old = u->sess;
+            tm__send_msg(old, json_pack("{s:s}", "type", "session.replaced"));
+            old->u = NULL;
+            tm__session_close(old, LWS_CLOSE_STATUS_POLICY_VIOLATION, "session replaced");
+        }
+    }
+    u->admin = admin;
+    g_strlcpy(u->name, ident.name, sizeof(u->name));
+    g_strlcpy(u->dept, ident.dept, sizeof(u->dept));
+    if (u->grace_timer) {
+        g_source_remove(u->grace_timer);
+        u->grace_timer = 0;
+    }
+    u->sess = s;
+    s->u = u;
+    if (sig->on_authenticated)
+        sig->on_authenticated(s->wsi, sig->on_authenticated_user);
+    int64_t now = tm_now_ms();
+    if (rejoined) {
+        tm_info("user.resumed", "user=%s away_ms=%lld", u->key,
+                (long long)(u->disconnected_ms ? now - u->disconnected_ms : 0));
+        if (u->role == TM_ROLE_PATIENT && u->visit_id[0]) {
+            live_visit *v = g_hash_table_lookup(sig->visits, u->visit_id);
+            if (v && v->state == TM_VS_ACTIVE) {
+                tm_store_participant_join(sig->store, v->id, u->sub, "patient", s->ua, now);
+                tm__notify_peer_presence(sig, v, u, true);
+            }
+        } else if (u->role == TM_ROLE_DOCTOR) {
+            for (guint i = 0; i < u->visits->len; i++) {
+                live_visit *v = g_hash_table_lookup(sig->visits, g_ptr_array_index(u->visits, i));
+                if (v) {
+                    tm_store_participant_join(sig->store, v->id, u->sub, "doctor", s->ua, now);
+                    tm__notify_peer_presence(sig, v, u, true);
+                }
+            }
+        }
+    }
+    tm_info("ws.hello", "user=%s resumed=%d", u->key, resumed);
+    json_t *data =
+        json_pack("{s:s, s:s, s:s, s:o, s:b}", "sub", u->sub, "role", tm_role_name(u->role),
+                  "protocol", "telemed.v1", "server_time", tm__time_json(now), "resumed", resumed);
+    json_object_set_new(data, "expires_at", expires_json(s));
+    json_object_set_new(data, "state", resume_state(sig, u));
+    json_object_set_new(
+        data, "hospital",
+        json_pack("{s:s, s:s}", "id", sig->cfg->hospital_id, "name", sig->cfg->hospital_name));
+    json_object_set_new(data, "ice_servers", ice_servers_json(sig->cfg, u->key));
+    tm__reply_ok(s, id, data);
+    if (u->role == TM_ROLE_PATIENT && u->visit_id[0]) {
+        live_visit *v = g_hash_table_lookup(sig->visits, u->visit_id);
+        if (v) {
+            v->last_position = -1;
+            tm__mark_dept_dirty(sig, v->dept);
+            tm__dispatch_dept(sig, v->dept);
+            tm__flush_positions(sig);
+        }
+    }
+    tm__mark_overview_dirty(sig);
+}
+
+/* A fresh token for the same person over the same connection: the session
+ * lives on until the new token expires. */
+static void handle_renew(request *r)
+{
+    tm_identity ident;
+    bool admin = false;
+    if (!verify_token(r->sig, r->s, r->id, tm__jstr(r->msg, "token"), &ident, &admin))
+        return;
+    if (ident.role != r->u->role || admin != r->u->admin || strcmp(ident.sub, r->u->sub) != 0) {
+        tm__reply_err(r->s, r->id, TM_EPERM, "the token is for someone else");
+        return;
+    }
+    r->s->exp_s = ident.exp;
+    schedule_expiry(r->s);
+    tm_info("ws.renewed", "user=%s", r->u->key);
+    tm__reply_ok(r->s, r->id, json_pack("{s:o}", "expires_at", expires_json(r->s)));
+}
+
+const tm__handler tm__auth_handlers[] = {
+    {"auth.renew", handle_renew},
+    {NULL, NULL},
+};

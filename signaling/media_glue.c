@@ -1,0 +1,229 @@
+/*
+ * media_glue.c - signaling's side of the media core: media.offer and
+ * media.candidate from the participants (and a watching supervisor), the
+ * media core's events back to them, and each stream's figures, kept for the
+ * overview and summed up into the visit record when the visit ends.
+ *
+ * Control loop; the media core's events arrive there as typed values
+ * (tm_media_event), and this is where they become telemed.v1 JSON.
+ */
+#include "signaling_internal.h"
+#include "telemed/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The visit a user may exchange media for: their active visit, or the one
+ * they watch. */
+static live_visit *media_visit(request *r, bool *send)
+{
+    const char *visit_id = tm__jstr(r->msg, "visit_id");
+    if (!visit_id) {
+        tm__reply_err(r->s, r->id, TM_EINVAL, "visit_id is required");
+        return NULL;
+    }
+    if (!r->sig->media) {
+        tm__reply_err(r->s, r->id, TM_EUNSUPPORTED, "media is not enabled on this server");
+        return NULL;
+    }
+    if (r->u->role == TM_ROLE_SUPERVISOR) {
+        live_visit *v = g_hash_table_lookup(r->sig->visits, visit_id);
+        if (!v || strcmp(r->u->watching, visit_id) != 0) {
+            tm__reply_err(r->s, r->id, TM_EPERM, "watch the visit first");
+            return NULL;
+        }
+        *send = false;
+        return v;
+    }
+    int err = 0;
+    live_visit *v = tm__member_visit(r, visit_id, &err);
+    if (!v) {
+        tm__reply_err(r->s, r->id, err, NULL);
+        return NULL;
+    }
+    if (v->state != TM_VS_ACTIVE) {
+        tm__reply_err(r->s, r->id, TM_ECONFLICT, "media starts when the visit is active");
+        return NULL;
+    }
+    *send = true;
+    return v;
+}
+
+static void handle_media_offer(request *r)
+{
+    bool send = false;
+    live_visit *v = media_visit(r, &send);
+    if (!v)
+        return;
+    const char *sdp = tm__jstr(r->msg, "sdp");
+    if (!sdp) {
+        tm__reply_err(r->s, r->id, TM_EINVAL, "sdp is required");
+        return;
+    }
+    char *err = NULL;
+    int rc = tm_media_offer(r->sig->media, v->id, r->u->key, send, sdp, strlen(sdp), &err);
+    if (rc < 0) {
+        tm__reply_err(r->s, r->id, rc, err ? err : "offer refused");
+        g_free(err);
+        return;
+    }
+    tm__reply_ok(r->s, r->id, NULL);
+}
+
+static void handle_media_candidate(request *r)
+{
+    bool send = false;
+    live_visit *v = media_visit(r, &send);
+    if (!v)
+        return;
+    const char *cand = tm__jstr(r->msg, "candidate");
+    const char *mid = tm__jstr(r->msg, "sdpMid");
+    if (!cand) {
+        tm__reply_err(r->s, r->id, TM_EINVAL, "candidate is required");
+        return;
+    }
+    int rc = tm_media_add_candidate(r->sig->media, v->id, r->u->key, cand, mid);
+    if (rc < 0)
+        tm__reply_err(r->s, r->id, rc, "candidate refused");
+    else
+        tm__reply_ok(r->s, r->id, NULL);
+}
+
+/* One stream as the overview and the visit record show it. */
+static json_t *stream_json(const tm_media_stream_stats *st)
+{
+    json_t *o =
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:I, s:I, s:i, s:i}",
+                  "direction", st->out ? "out" : "in", "kind", st->video ? "video" : "audio",
+                  "ssrc", (json_int_t)st->ssrc, "packets", (json_int_t)st->packets, "bytes",
+                  (json_int_t)st->bytes, "bitrate_bps", (json_int_t)st->bitrate_bps, "loss_pct",
+                  st->loss_pct, "jitter_ms", st->jitter_ms, "rtt_ms", (json_int_t)st->rtt_ms,
+                  "keyframes", (json_int_t)st->keyframes, "nacks", (json_int_t)st->nacks, "plis",
+                  (json_int_t)st->plis, "width", (int)st->width, "height", (int)st->height);
+    json_object_set_new(o, "freeze_count", json_integer(st->freeze_count));
+    json_object_set_new(o, "frozen_ms", json_integer(st->frozen_ms));
+    if (st->out) {
+        json_object_set_new(o, "retransmits", json_integer((json_int_t)st->retransmits));
+    } else {
+        json_object_set_new(o, "frames", json_integer((json_int_t)st->frames));
+        json_object_set_new(o, "fps", json_real(st->fps));
+    }
+    json_object_set_new(o, "remb_bps", json_integer((json_int_t)st->remb_bps));
+    return o;
+}
+
+static double num(json_t *o, const char *key)
+{
+    return json_number_value(json_object_get(o, key));
+}
+
+static void keep_max(json_t *acc, const char *key, double v)
+{
+    if (v > num(acc, key))
+        json_object_set_new(acc, key, json_real(v));
+}
+
+/* Folds one second of a stream's figures into the visit's summary: average
+ * and peak bitrate, worst loss, jitter and RTT, the last totals. */
+static void summarize_stream(live_visit *v, const char *peer, const tm_media_stream_stats *st,
+                             json_t *last)
+{
+    if (!v->summary)
+        v->summary = json_object();
+    char key[256];
+    snprintf(key, sizeof(key), "%s|%s|%s|%lld", peer, st->out ? "out" : "in",
+             st->video ? "video" : "audio", (long long)st->ssrc);
+    json_t *acc = json_object_get(v->summary, key);
+    if (!acc) {
+        acc = json_object();
+        json_object_set_new(v->summary, key, acc);
+    }
+    double samples = num(acc, "samples") + 1, bps = (double)st->bitrate_bps;
+    double avg = num(acc, "bitrate_avg_bps");
+    json_object_set_new(acc, "samples", json_real(samples));
+    json_object_set_new(acc, "bitrate_avg_bps", json_real(avg + (bps - avg) / samples));
+    keep_max(acc, "bitrate_max_bps", bps);
+    keep_max(acc, "loss_max_pct", st->loss_pct);
+    keep_max(acc, "jitter_max_ms", st->jitter_ms);
+    keep_max(acc, "rtt_max_ms", (double)st->rtt_ms);
+    if ((double)st->freeze_count > num(acc, "freezes")) {
+        json_object_set_new(acc, "freezes", json_real(st->freeze_count));
+        json_object_set_new(acc, "froze_at_ms", json_real((double)tm_now_ms()));
+    }
+    json_object_set(acc, "last", last);
+}
+
+/* The peer's latest second: live for the overview, folded into the summary. */
+static void on_stats(tm_signaling *sig, live_visit *v, const tm_media_event *ev)
+{
+    json_t *streams = json_array();
+    for (size_t i = 0; i < ev->n_streams; i++) {
+        json_t *st = stream_json(&ev->streams[i]);
+        summarize_stream(v, ev->peer_id, &ev->streams[i], st);
+        json_array_append_new(streams, st);
+    }
+    if (!v->quality)
+        v->quality = json_object();
+    json_object_set_new(v->quality, ev->peer_id, streams);
+    tm__mark_overview_dirty(sig);
+}
+
+/* Writes the visit's stream summaries into its record. */
+void tm__store_stats_summary(tm_signaling *sig, live_visit *v, int64_t now)
+{
+    const char *key;
+    json_t *acc;
+    json_object_foreach(v->summary, key, acc)
+    {
+        gchar **parts = g_strsplit(key, "|", 4);
+        if (g_strv_length(parts) == 4) {
+            char *text = json_dumps(acc, JSON_COMPACT);
+            tm_store_stats_add(sig->store, v->id, parts[0], parts[1], parts[2], text, now);
+            free(text);
+        }
+        g_strfreev(parts);
+    }
+}
+
+void tm_signaling_on_media_event(const tm_media_event *ev, void *user_data)
+{
+    tm_signaling *sig = user_data;
+    user *u = ev->peer_id ? g_hash_table_lookup(sig->users, ev->peer_id) : NULL;
+    live_visit *v = ev->visit_id ? g_hash_table_lookup(sig->visits, ev->visit_id) : NULL;
+    json_t *m = NULL;
+    switch (ev->type) {
+    case TM_MEDIA_EV_ANSWER:
+        m = json_pack("{s:s, s:s, s:s, s:b}", "type", "media.answer", "visit_id", ev->visit_id,
+                      "sdp", ev->sdp, "new_transport", ev->new_transport);
+        break;
+    case TM_MEDIA_EV_CANDIDATE:
+        m = json_pack("{s:s, s:s, s:s, s:s, s:i}", "type", "media.candidate", "visit_id",
+                      ev->visit_id, "candidate", ev->candidate ? ev->candidate : "", "sdpMid",
+                      ev->mid ? ev->mid : "0", "sdpMLineIndex", ev->mline_index);
+        break;
+    case TM_MEDIA_EV_STATE:
+        m = json_pack("{s:s, s:s, s:s}", "type", "media.state", "visit_id", ev->visit_id, "state",
+                      ev->state);
+        tm_info("media.state", "visit=%s peer=%s state=%s", ev->visit_id, ev->peer_id, ev->state);
+        break;
+    case TM_MEDIA_EV_STATS:
+        if (v && ev->peer_id)
+            on_stats(sig, v, ev);
+        return;
+    case TM_MEDIA_EV_RECORDING_FAILED:
+        tm_visit_record_failed(sig->record, ev->visit_id, ev->message);
+        return;
+    case TM_MEDIA_EV_ERROR:
+        m = json_pack("{s:s, s:s, s:s, s:s}", "type", "media.error", "visit_id", ev->visit_id,
+                      "code", tm_error_code(ev->err), "message", ev->message ? ev->message : "");
+        break;
+    }
+    tm__send_to_user(u, m);
+}
+
+const tm__handler tm__media_handlers[] = {
+    {"media.offer", handle_media_offer},
+    {"media.candidate", handle_media_candidate},
+    {NULL, NULL},
+};

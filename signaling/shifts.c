@@ -1,0 +1,97 @@
+/*
+ * shifts.c - the doctors' shifts in memory (see shifts.h): one array of
+ * shifts per doctor, looked up by doctor id. A doctor has a handful of
+ * shifts ahead, so a lookup scans a few entries.
+ */
+#include "shifts.h"
+#include "telemed/common.h"
+
+#include <glib.h>
+#include <string.h>
+
+struct tm__shifts {
+    GHashTable *by_doctor; /* doctor id -> GArray of tm__shift */
+};
+
+tm__shifts *tm__shifts_new(void)
+{
+    tm__shifts *c = g_new0(tm__shifts, 1);
+    c->by_doctor =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_array_unref);
+    return c;
+}
+
+void tm__shifts_free(tm__shifts *c)
+{
+    if (!c)
+        return;
+    g_hash_table_destroy(c->by_doctor);
+    g_free(c);
+}
+
+/* The store lists times as RFC 3339 with milliseconds. */
+static int64_t time_ms(json_t *row, const char *key)
+{
+    const char *text = json_string_value(json_object_get(row, key));
+    GDateTime *dt = text ? g_date_time_new_from_iso8601(text, NULL) : NULL;
+    if (!dt)
+        return 0;
+    int64_t ms = g_date_time_to_unix(dt) * 1000 + g_date_time_get_microsecond(dt) / 1000;
+    g_date_time_unref(dt);
+    return ms;
+}
+
+static void add_row(GHashTable *by_doctor, json_t *row)
+{
+    const char *doctor = json_string_value(json_object_get(row, "doctor_id"));
+    const char *dept = json_string_value(json_object_get(row, "dept_id"));
+    tm__shift sh = {.start_ms = time_ms(row, "start_at"),
+                    .end_ms = time_ms(row, "end_at"),
+                    .capacity = (int)json_integer_value(json_object_get(row, "capacity"))};
+    if (!doctor || !dept || !sh.start_ms || !sh.end_ms)
+        return;
+    g_strlcpy(sh.dept, dept, sizeof(sh.dept));
+    GArray *list = g_hash_table_lookup(by_doctor, doctor);
+    if (!list) {
+        list = g_array_new(FALSE, FALSE, sizeof(tm__shift));
+        g_hash_table_insert(by_doctor, g_strdup(doctor), list);
+    }
+    g_array_append_val(list, sh);
+}
+
+int tm__shifts_load(tm__shifts *c, tm_store *store, int64_t now_ms)
+{
+    json_t *rows = tm_store_shift_list(store, NULL, NULL, now_ms, 0);
+    if (!rows)
+        return TM_EIO;
+    g_hash_table_remove_all(c->by_doctor);
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) add_row(c->by_doctor, row);
+    json_decref(rows);
+    return 0;
+}
+
+const tm__shift *tm__shifts_current(const tm__shifts *c, const char *doctor_id, const char *dept,
+                                    int64_t now_ms)
+{
+    GArray *list = g_hash_table_lookup(c->by_doctor, doctor_id);
+    const tm__shift *best = NULL;
+    for (guint i = 0; list && i < list->len; i++) {
+        const tm__shift *sh = &g_array_index(list, tm__shift, i);
+        if (sh->start_ms > now_ms || sh->end_ms <= now_ms || (dept && strcmp(sh->dept, dept) != 0))
+            continue;
+        if (!best || sh->end_ms > best->end_ms)
+            best = sh;
+    }
+    return best;
+}
+
+bool tm__shifts_has_dept(const tm__shifts *c, const char *doctor_id, const char *dept)
+{
+    GArray *list = g_hash_table_lookup(c->by_doctor, doctor_id);
+    for (guint i = 0; list && i < list->len; i++)
+        if (strcmp(g_array_index(list, tm__shift, i).dept, dept) == 0)
+            return true;
+    return false;
+}

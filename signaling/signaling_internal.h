@@ -1,0 +1,244 @@
+/*
+ * signaling_internal.h - what the rooms of the signaling module share: the
+ * session, the user, the live visit and the module's state, and the few
+ * functions one room calls in another. Private to signaling/; the contract
+ * with the rest of the server is include/telemed/signaling.h.
+ *
+ * Everything here lives on the control loop. The rooms:
+ *   session.c      one WebSocket: frames in, rate limit, dispatch, send queue
+ *   auth.c         hello, token expiry and renewal, ICE servers
+ *   lobby.c        the waiting room: positions, estimates, offers, pairing
+ *   visit.c        users and grace, visit transitions, chat, notes, ratings
+ *   supervision.c  the overview, alerts, supervisors watching a visit
+ *   media_glue.c   media offers and candidates, media events, stream figures
+ *   signaling.c    start (restore from the store), stop, metrics
+ * and their helpers: shifts.c (shifts in memory), position_text.c (the
+ * queue.position text), fanout.c (parallel writes). A visit's recording is
+ * server/visit_record.c's (include/telemed/visit_record.h).
+ */
+#ifndef TELEMED_SIGNALING_INTERNAL_H
+#define TELEMED_SIGNALING_INTERNAL_H
+
+#include "telemed/signaling.h"
+#include "telemed/common.h"
+#include "telemed/feed.h"
+#include "telemed/media.h"
+#include "telemed/visit_record.h"
+#include "telemed/queue.h"
+#include "telemed/visit_fsm.h"
+#include "fanout.h"
+#include "shifts.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum doctor_status { DOC_OFF_DUTY, DOC_AVAILABLE, DOC_AWAY };
+extern const char *const tm__doctor_status_names[3];
+
+/* WebSocket close codes beside lws' own (docs/protocol.md lists them all). */
+#define TM_WS_CLOSE_TOKEN_EXPIRED 4401 /* the session's token expired: renew in time */
+
+/* A session whose unsent pushes exceed this is too slow to keep. */
+#define MAX_OUTQ_BYTES (1 << 20)
+
+typedef struct user user;
+typedef struct session session;
+
+struct session {
+    tm_signaling *sig;
+    struct lws *wsi;
+    user *u; /* NULL until hello succeeds */
+    char ua[160];
+    char peer_ip[64];
+    GQueue outq; /* of unsigned char * (LWS_PRE + len + NUL), length in outlen */
+    GQueue outlen;
+    size_t outq_bytes;
+    GByteArray *rx; /* fragments of the frame being received */
+    bool rx_too_big;
+    double tokens; /* rate limit bucket */
+    int64_t tokens_ms;
+    int strikes; /* rate-limited messages in a row */
+    bool closing;
+    guint hello_timer; /* until hello succeeds */
+    int64_t exp_s;     /* when the token the session runs on expires (epoch s) */
+    guint exp_timer;
+    int close_code; /* sent in the close frame once the queue is written */
+    char close_reason[64];
+    bool close_sent;
+};
+
+struct user {
+    tm_signaling *sig;
+    char key[200]; /* "role:sub" */
+    tm_role role;
+    char sub[128];
+    char name[128]; /* shown to the doctor; never logged */
+    char dept[64];
+    session *sess;
+    guint grace_timer;
+    bool grace_pending; /* restored at start: grace begins when the server listens */
+    int64_t disconnected_ms;
+    /* patient */
+    char visit_id[64];      /* live visit, "" if none */
+    char last_visit_id[64]; /* the visit to rate */
+    /* doctor */
+    enum doctor_status status;
+    GPtrArray *visits;    /* active visit ids (char *) */
+    char offer_visit[64]; /* the one outstanding offer, "" if none */
+    int64_t idle_since_ms;
+    /* supervisor */
+    bool admin; /* an admin's live view is the supervisor's; audited as admin */
+    bool overview;
+    uint64_t overview_pushes; /* of the current subscription, for its audit row */
+    char watching[64];
+};
+
+typedef struct live_visit {
+    tm_signaling *sig;
+    char id[64];
+    char dept[64];
+    char patient_sub[128];
+    char doctor_id[64];
+    char kind[16];
+    tm_visit_state state;
+    bool urgent;
+    bool has_appt;
+    int64_t checkin_ms, slot_ms, offered_ms, accepted_ms;
+    guint offer_timer;
+    GHashTable *declined; /* doctor id -> (gint64 *) when */
+    GPtrArray *watchers;  /* supervisor user keys (char *) */
+    int last_position;    /* last pushed, to push only changes */
+    int64_t last_estimate_s;
+    json_t *quality; /* latest per-peer stats from media, for the overview */
+    json_t *summary; /* per stream: running figures for the visit record */
+} live_visit;
+
+struct tm_signaling {
+    const tm_config *cfg;
+    tm_store *store;
+    tm_jwt_verifier *jwt;
+    tm_media *media;
+    tm_feed *feed;
+    tm_visit_record *record;
+    tm_signaling_auth_cb on_authenticated; /* optional: a session said who it is */
+    void *on_authenticated_user;
+    tm_queue *queue;
+    tm__shifts *shifts;      /* every shift not yet over, refreshed when REST changes one */
+    GHashTable *users;       /* key -> user * */
+    GHashTable *staff;       /* key -> user *, doctors and supervisors (borrowed from users) */
+    GHashTable *visits;      /* id -> live_visit * */
+    GHashTable *avg_ms;      /* dept -> (double *) moving average of visit length */
+    GHashTable *dirty_depts; /* dept -> 1: positions to push */
+    tm_fanout *fanout;
+    tm_fanout_item *fan_items; /* the batch being built by flush_positions */
+    size_t fan_n, fan_cap;
+    int64_t frame_us;      /* monotonic: when the frame being handled arrived, or 0 */
+    int64_t change_us;     /* monotonic: when the queue change being pushed began, or 0 */
+    json_t *recent_alerts; /* alerts about past events (offer timeouts), newest last */
+    guint tick;
+    guint overview_timer;
+    bool overview_dirty;
+    /* metrics */
+    uint64_t connections, connections_total, msgs_in, msgs_out, errors_total, rate_limited;
+    uint64_t resp_buckets[10], resp_count;
+    double resp_sum_s;
+    uint64_t push_buckets[15], push_count;
+    double push_sum_s;
+};
+
+extern const double tm__resp_bounds_s[9];
+extern const double tm__push_bounds_s[14];
+
+/* One request being handled: the sender, its message and its id. */
+typedef struct request {
+    tm_signaling *sig;
+    session *s;
+    user *u;
+    json_t *msg;
+    const char *id;
+} request;
+
+/* A room's message handlers, ended by {NULL, NULL}. */
+typedef struct tm__handler {
+    const char *type;
+    void (*fn)(request *r);
+} tm__handler;
+
+extern const tm__handler tm__auth_handlers[];
+extern const tm__handler tm__lobby_handlers[];
+extern const tm__handler tm__visit_handlers[];
+extern const tm__handler tm__supervision_handlers[];
+extern const tm__handler tm__media_handlers[];
+
+/* session.c: sending, answering, small JSON helpers */
+const char *tm__jstr(json_t *msg, const char *key);
+json_t *tm__time_json(int64_t ms);
+void tm__send_text(session *s, const char *text, size_t len);
+void tm__send_msg(session *s, json_t *msg);  /* steals msg */
+void tm__send_to_user(user *u, json_t *msg); /* steals msg */
+void tm__reply_ok(session *s, const char *re, json_t *data);
+void tm__reply_err(session *s, const char *re, int err, const char *message);
+bool tm__need_role(request *r, tm_role a, tm_role b);
+/* The role the audit log names: "admin" for an admin watching as a supervisor. */
+const char *tm__audit_role(const user *u);
+/* Closes the session once its queue is written, with a WebSocket close code and reason. */
+void tm__session_close(session *s, int code, const char *reason);
+/* Hello succeeded: the hello deadline no longer applies. */
+void tm__session_authenticated(session *s);
+
+/* auth.c */
+void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id);
+
+/* lobby.c */
+int tm__queue_add(tm_signaling *sig, live_visit *v);
+void tm__mark_dept_dirty(tm_signaling *sig, const char *dept);
+int tm__doctors_on_duty(tm_signaling *sig, const char *dept);
+void tm__learn_visit_length(tm_signaling *sig, const char *dept, int64_t duration_ms);
+void tm__flush_positions(tm_signaling *sig);
+void tm__dispatch_dept(tm_signaling *sig, const char *dept);
+void tm__dispatch_all(tm_signaling *sig);
+void tm__unoffer(tm_signaling *sig, live_visit *v, const char *outcome);
+gboolean tm__tick(gpointer data);
+json_t *tm__doctor_state_json(tm_signaling *sig, user *d);
+unsigned tm__fanout_threads(const tm_config *cfg);
+
+/* visit.c */
+user *tm__find_user(tm_signaling *sig, tm_role role, const char *sub);
+user *tm__user_new(tm_signaling *sig, tm_role role, const char *sub);
+void tm__user_free(gpointer p);
+void tm__user_start_grace(tm_signaling *sig, user *u);
+void tm__user_detach(tm_signaling *sig, user *u);
+void tm__notify_peer_presence(tm_signaling *sig, live_visit *v, user *who, bool connected);
+live_visit *tm__live_visit_add(tm_signaling *sig, const tm_visit *rec);
+void tm__live_visit_free(gpointer p);
+bool tm__advance(live_visit *v, tm_visit_event ev, bool apply);
+user *tm__visit_patient(tm_signaling *sig, live_visit *v);
+user *tm__visit_doctor(tm_signaling *sig, live_visit *v);
+json_t *tm__visit_state_msg(tm_signaling *sig, const char *visit_id);
+void tm__push_visit_state(tm_signaling *sig, live_visit *v, const char *visit_id, user *patient,
+                          user *doctor);
+int tm__finish_visit(tm_signaling *sig, live_visit *v, const char *reason, const char *by);
+live_visit *tm__member_visit(request *r, const char *visit_id, int *err);
+/* The live visit the request names, if the sender is one of its participants;
+ * otherwise the error is answered and NULL returned. */
+live_visit *tm__requested_visit(request *r);
+
+/* supervision.c */
+void tm__remember_alert(tm_signaling *sig, json_t *alert); /* steals alert */
+void tm__watchers_notify_end(tm_signaling *sig, live_visit *v);
+void tm__mark_overview_dirty(tm_signaling *sig);
+gboolean tm__overview_fire(gpointer data);
+void tm__stop_watching(tm_signaling *sig, user *u, const char *why);
+/* Ends the user's overview subscription, if any, on the audit log. */
+void tm__overview_end(tm_signaling *sig, user *u, const char *why);
+/* The recording of visit_id failed: in front of the supervisors now. */
+void tm__recording_failed_alert(const char *visit_id, const char *reason, void *sig);
+
+/* media_glue.c */
+void tm__store_stats_summary(tm_signaling *sig, live_visit *v, int64_t now);
+
+/* signaling.c: buckets has n_bounds + 1 counts, the last for values above every bound. */
+void tm__histogram_observe(const double *bounds, size_t n_bounds, uint64_t *buckets, double *sum,
+                           uint64_t *count, double value);
+
+#endif

@@ -1,0 +1,336 @@
+/*
+ * supervision.c - what supervisors see and do: the live overview of every
+ * department, visit and doctor with its alerts, and watching a live visit
+ * as a receive-only observer (audited, participants told).
+ *
+ * Control loop. Changes mark the overview dirty; a 200 ms timer coalesces a
+ * burst of them into one push to every subscriber. Alerts about past events
+ * (an offer that lapsed, a recording that failed) are kept for ten minutes.
+ */
+#include "signaling_internal.h"
+#include "telemed/log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* How long an alert about a past event stays on the supervisors' screen. */
+#define RECENT_ALERT_MS (10 * 60 * 1000)
+
+/* Keeps an alert about something that happened (steals it). */
+void tm__remember_alert(tm_signaling *sig, json_t *alert)
+{
+    int64_t now = tm_now_ms();
+    json_object_set_new(alert, "at", tm__time_json(now));
+    json_object_set_new(alert, "at_ms", json_integer(now));
+    json_array_append_new(sig->recent_alerts, alert);
+    while (json_array_size(sig->recent_alerts) > 100)
+        json_array_remove(sig->recent_alerts, 0);
+    tm__mark_overview_dirty(sig);
+}
+
+void tm__watchers_notify_end(tm_signaling *sig, live_visit *v)
+{
+    for (guint i = 0; i < v->watchers->len; i++) {
+        user *w = g_hash_table_lookup(sig->users, g_ptr_array_index(v->watchers, i));
+        if (w && strcmp(w->watching, v->id) == 0) {
+            w->watching[0] = 0;
+            tm_store_audit(sig->store, w->sub, tm__audit_role(w), "visit.unwatch", v->id, "ok",
+                           "visit ended");
+        }
+    }
+}
+
+/* Poor quality: a stream losing more than alert_loss_pct in the latest
+ * second of figures, or video that froze in the last ten seconds. */
+static void add_quality_alerts(tm_signaling *sig, live_visit *v, json_t *alerts, int64_t now)
+{
+    const char *key;
+    json_t *acc;
+    json_object_foreach(v->summary, key, acc)
+    {
+        json_t *last = json_object_get(acc, "last");
+        double loss = json_number_value(json_object_get(last, "loss_pct"));
+        int64_t froze_at = (int64_t)json_number_value(json_object_get(acc, "froze_at_ms"));
+        bool froze = froze_at && now - froze_at < 10000;
+        if (loss <= sig->cfg->alert_loss_pct && !froze)
+            continue;
+        const char *kind = json_string_value(json_object_get(last, "kind"));
+        json_array_append_new(alerts, json_pack("{s:s, s:s, s:s, s:f, s:b}", "kind", "poor_quality",
+                                                "visit_id", v->id, "stream_kind", kind ? kind : "?",
+                                                "loss_pct", loss, "frozen", froze));
+        return;
+    }
+}
+
+json_t *tm_signaling_overview(tm_signaling *sig)
+{
+    int64_t now = tm_now_ms();
+    json_t *depts = tm_store_dept_list(sig->store);
+    size_t i;
+    json_t *d;
+    json_array_foreach(depts, i, d)
+    {
+        const char *id = json_string_value(json_object_get(d, "id"));
+        int in_visit = 0;
+        GHashTableIter it;
+        gpointer k, val;
+        g_hash_table_iter_init(&it, sig->visits);
+        while (g_hash_table_iter_next(&it, &k, &val)) {
+            live_visit *v = val;
+            if (v->state == TM_VS_ACTIVE && strcmp(v->dept, id) == 0)
+                in_visit++;
+        }
+        json_object_set_new(d, "waiting",
+                            json_integer((json_int_t)tm_queue_length(sig->queue, id)));
+        json_object_set_new(d, "in_visit", json_integer(in_visit));
+        json_object_set_new(d, "doctors_on_duty", json_integer(tm__doctors_on_duty(sig, id)));
+        json_object_set_new(d, "longest_wait_s",
+                            json_integer(tm_queue_longest_wait_ms(sig->queue, id, now) / 1000));
+        json_object_del(d, "created_at");
+    }
+    json_t *visits = json_array();
+    json_t *alerts = json_array();
+    GHashTableIter it;
+    gpointer k, val;
+    g_hash_table_iter_init(&it, sig->visits);
+    while (g_hash_table_iter_next(&it, &k, &val)) {
+        live_visit *v = val;
+        user *p = tm__visit_patient(sig, v);
+        json_t *o =
+            json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b}", "id", v->id, "dept", v->dept, "state",
+                      tm_visit_state_name(v->state), "patient_id", v->patient_sub, "kind", v->kind,
+                      "urgent", v->urgent, "patient_connected", p && p->sess);
+        json_object_set_new(o, "doctor_id",
+                            v->doctor_id[0] ? json_string(v->doctor_id) : json_null());
+        json_object_set_new(o, "checkin_at", tm__time_json(v->checkin_ms));
+        json_object_set_new(o, "accepted_at", tm__time_json(v->accepted_ms));
+        json_object_set_new(
+            o, "waited_s",
+            json_integer(((v->accepted_ms ? v->accepted_ms : now) - v->checkin_ms) / 1000));
+        if (v->accepted_ms)
+            json_object_set_new(o, "duration_s", json_integer((now - v->accepted_ms) / 1000));
+        json_object_set_new(o, "watchers", json_integer(v->watchers->len));
+        if (v->quality) {
+            json_object_set(o, "quality", v->quality);
+            add_quality_alerts(sig, v, alerts, now);
+        }
+        if (v->state == TM_VS_WAITING || v->state == TM_VS_OFFERED) {
+            if (now - v->checkin_ms > (int64_t)sig->cfg->wait_alert_s * 1000)
+                json_array_append_new(
+                    alerts, json_pack("{s:s, s:s, s:I}", "kind", "long_wait", "visit_id", v->id,
+                                      "waited_s", (json_int_t)((now - v->checkin_ms) / 1000)));
+            if (v->urgent)
+                json_array_append_new(alerts,
+                                      json_pack("{s:s, s:s}", "kind", "urgent", "visit_id", v->id));
+        }
+        json_array_append_new(visits, o);
+    }
+    json_t *doctors = json_array();
+    g_hash_table_iter_init(&it, sig->staff);
+    while (g_hash_table_iter_next(&it, &k, &val)) {
+        user *u = val;
+        if (u->role != TM_ROLE_DOCTOR)
+            continue;
+        json_t *o = json_pack("{s:s, s:s, s:b, s:i}", "id", u->sub, "status",
+                              tm__doctor_status_names[u->status], "connected", u->sess != NULL,
+                              "visits", (int)u->visits->len);
+        json_object_set_new(o, "offer",
+                            u->offer_visit[0] ? json_string(u->offer_visit) : json_null());
+        json_array_append_new(doctors, o);
+    }
+    while (
+        json_array_size(sig->recent_alerts) &&
+        now - json_integer_value(json_object_get(json_array_get(sig->recent_alerts, 0), "at_ms")) >
+            RECENT_ALERT_MS)
+        json_array_remove(sig->recent_alerts, 0);
+    json_array_extend(alerts, sig->recent_alerts);
+    json_t *feed = sig->feed ? tm_feed_status(sig->feed) : NULL;
+    /* A regulator feed more than a minute behind is the hospital's problem
+     * to know about now, not at the next inspection. */
+    if (feed && json_integer_value(json_object_get(feed, "oldest_undelivered_age_s")) > 60)
+        json_array_append_new(alerts, json_pack("{s:s, s:O, s:O}", "kind", "feed_backlog",
+                                                "queue_depth", json_object_get(feed, "queue_depth"),
+                                                "oldest_undelivered_age_s",
+                                                json_object_get(feed, "oldest_undelivered_age_s")));
+    json_t *ov = json_pack("{s:s, s:o, s:o, s:o, s:o}", "type", "overview", "departments", depts,
+                           "visits", visits, "doctors", doctors, "alerts", alerts);
+    json_object_set_new(ov, "at", tm__time_json(now));
+    if (feed)
+        json_object_set_new(ov, "feed", feed);
+    return ov;
+}
+
+static void push_overview(tm_signaling *sig)
+{
+    json_t *ov = NULL;
+    GHashTableIter it;
+    gpointer k, val;
+    g_hash_table_iter_init(&it, sig->staff);
+    while (g_hash_table_iter_next(&it, &k, &val)) {
+        user *u = val;
+        if (!u->overview || !u->sess)
+            continue;
+        if (!ov)
+            ov = tm_signaling_overview(sig);
+        u->overview_pushes++;
+        tm__send_msg(u->sess, json_incref(ov));
+    }
+    json_decref(ov);
+}
+
+gboolean tm__overview_fire(gpointer data)
+{
+    tm_signaling *sig = data;
+    sig->overview_timer = 0;
+    if (sig->overview_dirty) {
+        sig->overview_dirty = false;
+        push_overview(sig);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+void tm__mark_overview_dirty(tm_signaling *sig)
+{
+    sig->overview_dirty = true;
+    /* Coalesce bursts (a check-in moves many positions) into one push. */
+    if (!sig->overview_timer)
+        sig->overview_timer = g_timeout_add(200, tm__overview_fire, sig);
+}
+
+/* The overview lists patients, so a subscription is a read of patient data:
+ * its start and its end (with how many pushes it carried) are audited, not
+ * each push, which would write a row per supervisor every second. */
+void tm__overview_end(tm_signaling *sig, user *u, const char *why)
+{
+    if (!u->overview)
+        return;
+    u->overview = false;
+    char detail[80];
+    snprintf(detail, sizeof(detail), "%s; pushes=%" G_GUINT64_FORMAT, why, u->overview_pushes);
+    tm_store_audit(sig->store, u->sub, tm__audit_role(u), "overview.unsubscribe",
+                   sig->cfg->hospital_id, "ok", detail);
+}
+
+static void handle_overview(request *r, bool on)
+{
+    if (!tm__need_role(r, TM_ROLE_SUPERVISOR, TM_ROLE_ADMIN))
+        return;
+    if (on && !r->u->overview) {
+        r->u->overview = true;
+        r->u->overview_pushes = 0;
+        tm_store_audit(r->sig->store, r->u->sub, tm__audit_role(r->u), "overview.subscribe",
+                       r->sig->cfg->hospital_id, "ok", NULL);
+    } else if (!on) {
+        tm__overview_end(r->sig, r->u, "requested");
+    }
+    tm__reply_ok(r->s, r->id, NULL);
+    if (on) {
+        r->u->overview_pushes++;
+        tm__send_msg(r->s, tm_signaling_overview(r->sig));
+    }
+}
+
+static void handle_overview_on(request *r)
+{
+    handle_overview(r, true);
+}
+
+static void handle_overview_off(request *r)
+{
+    handle_overview(r, false);
+}
+
+static void handle_watch(request *r)
+{
+    tm_signaling *sig = r->sig;
+    const char *visit_id = tm__jstr(r->msg, "visit_id");
+    if (r->u->role != TM_ROLE_SUPERVISOR) {
+        tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "visit.watch", visit_id,
+                       "denied", "not a supervisor");
+        tm__reply_err(r->s, r->id, TM_EPERM, "only supervisors may watch visits");
+        return;
+    }
+    live_visit *v = visit_id ? g_hash_table_lookup(sig->visits, visit_id) : NULL;
+    if (!v || v->state != TM_VS_ACTIVE) {
+        tm_visit rec;
+        int rc = !visit_id                                            ? TM_EINVAL
+                 : tm_store_visit_get(sig->store, visit_id, &rec) < 0 ? TM_ENOTFOUND
+                                                                      : TM_ECONFLICT;
+        tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "visit.watch", visit_id,
+                       "denied", rc == TM_ECONFLICT ? "visit not live" : "no such visit");
+        tm__reply_err(r->s, r->id, rc, rc == TM_ECONFLICT ? "the visit is not live" : NULL);
+        return;
+    }
+    if (r->u->watching[0] && strcmp(r->u->watching, v->id) != 0) {
+        tm__reply_err(r->s, r->id, TM_ECONFLICT, "already watching another visit");
+        return;
+    }
+    if (!r->u->watching[0]) {
+        g_strlcpy(r->u->watching, v->id, sizeof(r->u->watching));
+        g_ptr_array_add(v->watchers, g_strdup(r->u->key));
+        tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "visit.watch", v->id, "ok",
+                       NULL);
+        tm_info("visit.watch", "visit=%s supervisor=%s", v->id, r->u->sub);
+        if (sig->cfg->supervisor_notice) {
+            json_t *m = json_pack("{s:s, s:s, s:b, s:i}", "type", "visit.supervisor", "visit_id",
+                                  v->id, "present", true, "count", (int)v->watchers->len);
+            tm__send_to_user(tm__visit_patient(sig, v), json_incref(m));
+            tm__send_to_user(tm__visit_doctor(sig, v), m);
+        }
+    }
+    tm__reply_ok(r->s, r->id,
+                 json_pack("{s:s, s:s, s:s}", "visit_id", v->id, "patient_id", v->patient_sub,
+                           "doctor_id", v->doctor_id));
+    tm__mark_overview_dirty(sig);
+}
+
+void tm__stop_watching(tm_signaling *sig, user *u, const char *why)
+{
+    live_visit *v = g_hash_table_lookup(sig->visits, u->watching);
+    tm_store_audit(sig->store, u->sub, tm__audit_role(u), "visit.unwatch", u->watching, "ok", why);
+    if (sig->media)
+        tm_media_peer_close(sig->media, u->watching, u->key);
+    if (v) {
+        for (guint i = 0; i < v->watchers->len; i++) {
+            if (strcmp(g_ptr_array_index(v->watchers, i), u->key) == 0) {
+                g_ptr_array_remove_index(v->watchers, i);
+                break;
+            }
+        }
+        if (sig->cfg->supervisor_notice) {
+            json_t *m =
+                json_pack("{s:s, s:s, s:b, s:i}", "type", "visit.supervisor", "visit_id", v->id,
+                          "present", v->watchers->len > 0, "count", (int)v->watchers->len);
+            tm__send_to_user(tm__visit_patient(sig, v), json_incref(m));
+            tm__send_to_user(tm__visit_doctor(sig, v), m);
+        }
+    }
+    u->watching[0] = 0;
+    tm__mark_overview_dirty(sig);
+}
+
+static void handle_unwatch(request *r)
+{
+    if (!tm__need_role(r, TM_ROLE_SUPERVISOR, TM_ROLE_SUPERVISOR))
+        return;
+    if (!r->u->watching[0]) {
+        tm__reply_err(r->s, r->id, TM_ECONFLICT, "not watching");
+        return;
+    }
+    tm__stop_watching(r->sig, r->u, "requested");
+    tm__reply_ok(r->s, r->id, NULL);
+}
+
+void tm__recording_failed_alert(const char *visit_id, const char *reason, void *sig)
+{
+    tm__remember_alert(sig, json_pack("{s:s, s:s, s:s}", "kind", "recording_failed", "visit_id",
+                                      visit_id, "reason", reason ? reason : "failed"));
+}
+
+const tm__handler tm__supervision_handlers[] = {
+    {"overview.subscribe", handle_overview_on},
+    {"overview.unsubscribe", handle_overview_off},
+    {"visit.watch", handle_watch},
+    {"visit.unwatch", handle_unwatch},
+    {NULL, NULL},
+};

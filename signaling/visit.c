@@ -1,0 +1,596 @@
+/*
+ * visit.c - the people and the visits at run time: users (one per role and
+ * sub, kept through a drop for the grace period), live visits and their
+ * steps (accept, decline, end), and what happens inside a visit (chat, the
+ * doctor's note, the patient's rating).
+ *
+ * Control loop. Every step goes to the store first (with its regulator event
+ * in the same transaction) and is pushed to the participants only once it is
+ * durable. A grace timer carries its user; the user's end removes it.
+ */
+#include "signaling_internal.h"
+#include "telemed/log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Longest chat message and note, in bytes. */
+#define MAX_CHAT_BYTES 4000
+#define MAX_NOTE_BYTES 32000
+
+static void maybe_forget_user(tm_signaling *sig, user *u);
+
+/* "role:sub", cut to outlen as snprintf would. Joined by hand: a fan-out
+ * looks up every waiting patient, and snprintf was a fifth of that. */
+static void user_key(tm_role role, const char *sub, char *out, size_t outlen)
+{
+    size_t o = g_strlcpy(out, tm_role_name(role), outlen);
+    if (o + 1 >= outlen)
+        return;
+    out[o++] = ':';
+    g_strlcpy(out + o, sub, outlen - o);
+}
+
+user *tm__find_user(tm_signaling *sig, tm_role role, const char *sub)
+{
+    char key[200];
+    user_key(role, sub, key, sizeof(key));
+    return g_hash_table_lookup(sig->users, key);
+}
+
+static bool doc_has_visit(const user *d, const char *visit_id)
+{
+    for (guint i = 0; i < d->visits->len; i++)
+        if (strcmp(g_ptr_array_index(d->visits, i), visit_id) == 0)
+            return true;
+    return false;
+}
+
+static void doc_remove_visit(user *d, const char *visit_id)
+{
+    for (guint i = 0; i < d->visits->len; i++) {
+        if (strcmp(g_ptr_array_index(d->visits, i), visit_id) == 0) {
+            g_ptr_array_remove_index(d->visits, i);
+            return;
+        }
+    }
+}
+
+void tm__live_visit_free(gpointer p)
+{
+    live_visit *v = p;
+    if (v->offer_timer)
+        g_source_remove(v->offer_timer);
+    g_hash_table_destroy(v->declined);
+    g_ptr_array_free(v->watchers, TRUE);
+    json_decref(v->quality);
+    json_decref(v->summary);
+    g_free(v);
+}
+
+live_visit *tm__live_visit_add(tm_signaling *sig, const tm_visit *rec)
+{
+    live_visit *v = g_new0(live_visit, 1);
+    v->sig = sig;
+    g_strlcpy(v->id, rec->id, sizeof(v->id));
+    g_strlcpy(v->dept, rec->dept_id, sizeof(v->dept));
+    g_strlcpy(v->patient_sub, rec->patient_id, sizeof(v->patient_sub));
+    g_strlcpy(v->doctor_id, rec->doctor_id, sizeof(v->doctor_id));
+    g_strlcpy(v->kind, rec->kind, sizeof(v->kind));
+    tm_visit_state_parse(rec->state, &v->state);
+    v->urgent = rec->urgent;
+    v->has_appt = rec->appointment_id[0] != 0;
+    v->checkin_ms = rec->checkin_ms;
+    v->slot_ms = rec->slot_ms;
+    v->offered_ms = rec->offered_ms;
+    v->accepted_ms = rec->accepted_ms;
+    v->declined = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    v->watchers = g_ptr_array_new_with_free_func(g_free);
+    v->last_position = -1;
+    v->last_estimate_s = -2;
+    g_hash_table_insert(sig->visits, v->id, v);
+    return v;
+}
+
+/* The visit state machine decides which steps a live visit may take; the
+ * store enforces the same rule on the row. */
+bool tm__advance(live_visit *v, tm_visit_event ev, bool apply)
+{
+    tm_visit_state next;
+    if (tm_visit_transition(v->state, ev, &next) < 0)
+        return false;
+    if (apply)
+        v->state = next;
+    return true;
+}
+
+user *tm__visit_patient(tm_signaling *sig, live_visit *v)
+{
+    return tm__find_user(sig, TM_ROLE_PATIENT, v->patient_sub);
+}
+
+user *tm__visit_doctor(tm_signaling *sig, live_visit *v)
+{
+    return v->doctor_id[0] ? tm__find_user(sig, TM_ROLE_DOCTOR, v->doctor_id) : NULL;
+}
+
+json_t *tm__visit_state_msg(tm_signaling *sig, const char *visit_id)
+{
+    tm_visit rec;
+    if (tm_store_visit_get(sig->store, visit_id, &rec) < 0)
+        return NULL;
+    json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b}", "type", "visit.state", "visit_id",
+                          rec.id, "state", rec.state, "patient_id", rec.patient_id, "dept",
+                          rec.dept_id, "kind", rec.kind, "urgent", rec.urgent);
+    json_object_set_new(m, "doctor_id",
+                        rec.doctor_id[0] ? json_string(rec.doctor_id) : json_null());
+    json_object_set_new(m, "checkin_at", tm__time_json(rec.checkin_ms));
+    json_object_set_new(m, "offered_at", tm__time_json(rec.offered_ms));
+    json_object_set_new(m, "accepted_at", tm__time_json(rec.accepted_ms));
+    json_object_set_new(m, "ended_at", tm__time_json(rec.ended_ms));
+    json_object_set_new(m, "end_reason",
+                        rec.end_reason[0] ? json_string(rec.end_reason) : json_null());
+    return m;
+}
+
+void tm__push_visit_state(tm_signaling *sig, live_visit *v, const char *visit_id, user *patient,
+                          user *doctor)
+{
+    json_t *m = tm__visit_state_msg(sig, visit_id);
+    if (!m)
+        return;
+    if (patient)
+        tm__send_to_user(patient, json_incref(m));
+    if (doctor)
+        tm__send_to_user(doctor, json_incref(m));
+    if (v) {
+        for (guint i = 0; i < v->watchers->len; i++)
+            tm__send_to_user(g_hash_table_lookup(sig->users, g_ptr_array_index(v->watchers, i)),
+                             json_incref(m));
+    }
+    json_decref(m);
+}
+
+/* Ends (active) or cancels (waiting/offered) a live visit. */
+int tm__finish_visit(tm_signaling *sig, live_visit *v, const char *reason, const char *by)
+{
+    int64_t now = tm_now_ms();
+    if (!tm__advance(v, v->state == TM_VS_ACTIVE ? TM_VEV_END : TM_VEV_CANCEL, false))
+        return TM_ECONFLICT;
+    int rc = tm_store_visit_end(sig->store, v->id, reason, by, now);
+    if (rc < 0)
+        return rc;
+    char id[64], dept[64];
+    g_strlcpy(id, v->id, sizeof(id));
+    g_strlcpy(dept, v->dept, sizeof(dept));
+    if (v->offer_timer) {
+        g_source_remove(v->offer_timer);
+        v->offer_timer = 0;
+    }
+    user *p = tm__visit_patient(sig, v);
+    user *d = tm__visit_doctor(sig, v);
+    if (d) {
+        if (strcmp(d->offer_visit, id) == 0) {
+            d->offer_visit[0] = 0;
+            tm__send_to_user(d, json_pack("{s:s, s:s, s:s}", "type", "visit.offer_cancelled",
+                                          "visit_id", id, "reason", reason));
+        }
+        if (doc_has_visit(d, id)) {
+            doc_remove_visit(d, id);
+            d->idle_since_ms = now;
+        }
+    }
+    if (v->state == TM_VS_ACTIVE)
+        tm__learn_visit_length(sig, dept, now - v->accepted_ms);
+    tm__store_stats_summary(sig, v, now);
+    if (p && strcmp(p->visit_id, id) == 0) {
+        p->visit_id[0] = 0;
+        g_strlcpy(p->last_visit_id, id, sizeof(p->last_visit_id));
+    }
+    tm_queue_remove(sig->queue, id);
+    tm__push_visit_state(sig, v, id, p, v->state == TM_VS_ACTIVE ? d : NULL);
+    tm__watchers_notify_end(sig, v);
+    if (sig->media)
+        tm_media_visit_close(sig->media, id);
+    tm_info("visit.finished", "visit=%s reason=%s by=%s", id, reason, by);
+    g_hash_table_remove(sig->visits, id);
+    if (sig->feed)
+        tm_feed_kick(sig->feed);
+    if (p)
+        maybe_forget_user(sig, p);
+    if (d)
+        maybe_forget_user(sig, d);
+    tm__mark_dept_dirty(sig, dept);
+    tm__dispatch_dept(sig, dept);
+    return 0;
+}
+
+void tm__user_free(gpointer p)
+{
+    user *u = p;
+    if (u->grace_timer)
+        g_source_remove(u->grace_timer);
+    if (u->visits)
+        g_ptr_array_free(u->visits, TRUE);
+    g_free(u);
+}
+
+user *tm__user_new(tm_signaling *sig, tm_role role, const char *sub)
+{
+    user *u = g_new0(user, 1);
+    u->sig = sig;
+    user_key(role, sub, u->key, sizeof(u->key));
+    u->role = role;
+    g_strlcpy(u->sub, sub, sizeof(u->sub));
+    u->visits = g_ptr_array_new_with_free_func(g_free);
+    g_hash_table_insert(sig->users, u->key, u);
+    if (role != TM_ROLE_PATIENT)
+        g_hash_table_insert(sig->staff, u->key, u);
+    return u;
+}
+
+/* Drops a user who has nothing left to come back to. */
+static void maybe_forget_user(tm_signaling *sig, user *u)
+{
+    if (u->sess || u->grace_timer || u->visit_id[0] || u->offer_visit[0] ||
+        (u->visits && u->visits->len) || u->last_visit_id[0])
+        return;
+    g_hash_table_remove(sig->staff, u->key);
+    g_hash_table_remove(sig->users, u->key);
+}
+
+static gboolean grace_expired(gpointer data)
+{
+    /* The user removes this timer when it goes, so it is still here. The
+     * timer stays set until the end: it keeps the visits' ends below from
+     * forgetting this user while we still use it. */
+    user *u = data;
+    tm_signaling *sig = u->sig;
+    if (u->sess) {
+        u->grace_timer = 0;
+        return G_SOURCE_REMOVE;
+    }
+    tm_info("user.grace_expired", "user=%s", u->key);
+    if (u->role == TM_ROLE_PATIENT && u->visit_id[0]) {
+        live_visit *v = g_hash_table_lookup(sig->visits, u->visit_id);
+        if (v)
+            tm__finish_visit(sig, v, "grace_expired", "system");
+    } else if (u->role == TM_ROLE_DOCTOR) {
+        while (u->visits->len) {
+            live_visit *v = g_hash_table_lookup(sig->visits, g_ptr_array_index(u->visits, 0));
+            if (!v) {
+                g_ptr_array_remove_index(u->visits, 0);
+                continue;
+            }
+            tm__finish_visit(sig, v, "grace_expired", "system");
+        }
+        u->status = DOC_OFF_DUTY;
+    }
+    u->last_visit_id[0] = 0;
+    u->grace_timer = 0;
+    tm__flush_positions(sig);
+    maybe_forget_user(sig, u);
+    return G_SOURCE_REMOVE;
+}
+
+void tm__user_start_grace(tm_signaling *sig, user *u)
+{
+    u->disconnected_ms = tm_now_ms();
+    u->grace_timer = g_timeout_add_seconds((guint)sig->cfg->grace_s, grace_expired, u);
+}
+
+void tm__notify_peer_presence(tm_signaling *sig, live_visit *v, user *who, bool connected)
+{
+    json_t *m =
+        json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "visit.participant", "visit_id", v->id,
+                  "role", tm_role_name(who->role), "id", who->sub, "connected", connected);
+    if (!connected)
+        json_object_set_new(m, "grace_s", json_integer(sig->cfg->grace_s));
+    user *other =
+        who->role == TM_ROLE_PATIENT ? tm__visit_doctor(sig, v) : tm__visit_patient(sig, v);
+    tm__send_to_user(other, m);
+}
+
+/* The user's socket went away: hold their place for the grace period. */
+void tm__user_detach(tm_signaling *sig, user *u)
+{
+    int64_t now = tm_now_ms();
+    u->sess = NULL;
+    u->disconnected_ms = now;
+    tm__overview_end(sig, u, "disconnected");
+    if (u->watching[0])
+        tm__stop_watching(sig, u, "disconnected");
+    if (u->role == TM_ROLE_DOCTOR && u->offer_visit[0]) {
+        /* Nobody answers an offer to a dropped doctor; give the patient back. */
+        live_visit *v = g_hash_table_lookup(sig->visits, u->offer_visit);
+        if (v)
+            tm__unoffer(sig, v, "withdrawn");
+        u->offer_visit[0] = 0;
+    }
+    bool holds = (u->role == TM_ROLE_PATIENT && u->visit_id[0]) ||
+                 (u->role == TM_ROLE_DOCTOR && u->visits->len);
+    if (holds) {
+        if (u->role == TM_ROLE_PATIENT) {
+            live_visit *v = g_hash_table_lookup(sig->visits, u->visit_id);
+            if (v && v->state == TM_VS_ACTIVE) {
+                tm_store_participant_leave(sig->store, v->id, u->sub, "disconnected", now);
+                tm__notify_peer_presence(sig, v, u, false);
+            }
+        } else {
+            for (guint i = 0; i < u->visits->len; i++) {
+                live_visit *v = g_hash_table_lookup(sig->visits, g_ptr_array_index(u->visits, i));
+                if (v) {
+                    tm_store_participant_leave(sig->store, v->id, u->sub, "disconnected", now);
+                    tm__notify_peer_presence(sig, v, u, false);
+                }
+            }
+        }
+        tm__user_start_grace(sig, u);
+        tm_info("user.disconnected", "user=%s grace_s=%d", u->key, sig->cfg->grace_s);
+    } else {
+        if (u->role == TM_ROLE_DOCTOR)
+            u->status = DOC_OFF_DUTY;
+        /* A patient whose visit just ended may come back to rate it. */
+        if (u->last_visit_id[0])
+            tm__user_start_grace(sig, u);
+    }
+    tm__mark_overview_dirty(sig);
+    maybe_forget_user(sig, u);
+}
+
+live_visit *tm__member_visit(request *r, const char *visit_id, int *err)
+{
+    if (!visit_id) {
+        *err = TM_EINVAL;
+        return NULL;
+    }
+    live_visit *v = g_hash_table_lookup(r->sig->visits, visit_id);
+    if (!v) {
+        tm_visit rec;
+        *err = tm_store_visit_get(r->sig->store, visit_id, &rec) == 0 ? TM_ECONFLICT : TM_ENOTFOUND;
+        if (*err == TM_ECONFLICT &&
+            !((r->u->role == TM_ROLE_PATIENT && strcmp(rec.patient_id, r->u->sub) == 0) ||
+              (r->u->role == TM_ROLE_DOCTOR && strcmp(rec.doctor_id, r->u->sub) == 0)))
+            *err = TM_EPERM;
+        return NULL;
+    }
+    bool member = (r->u->role == TM_ROLE_PATIENT && strcmp(v->patient_sub, r->u->sub) == 0) ||
+                  (r->u->role == TM_ROLE_DOCTOR && strcmp(v->doctor_id, r->u->sub) == 0 &&
+                   v->state == TM_VS_ACTIVE);
+    if (!member) {
+        *err = TM_EPERM;
+        return NULL;
+    }
+    return v;
+}
+
+/* The live visit the request names, if the sender is one of its
+ * participants; otherwise the error is answered and NULL returned. */
+live_visit *tm__requested_visit(request *r)
+{
+    int err = 0;
+    live_visit *v = tm__member_visit(r, tm__jstr(r->msg, "visit_id"), &err);
+    if (!v)
+        tm__reply_err(r->s, r->id, err, NULL);
+    return v;
+}
+
+static live_visit *offered_to_me(request *r)
+{
+    const char *visit_id = tm__jstr(r->msg, "visit_id");
+    live_visit *v = visit_id ? g_hash_table_lookup(r->sig->visits, visit_id) : NULL;
+    if (!visit_id) {
+        tm__reply_err(r->s, r->id, TM_EINVAL, "visit_id is required");
+        return NULL;
+    }
+    if (!v || !tm__advance(v, TM_VEV_ACCEPT, false) || strcmp(v->doctor_id, r->u->sub) != 0) {
+        tm__reply_err(r->s, r->id, v ? TM_ECONFLICT : TM_ENOTFOUND,
+                      "no open offer of this visit for you");
+        return NULL;
+    }
+    return v;
+}
+
+static void handle_visit_accept(request *r)
+{
+    if (!tm__need_role(r, TM_ROLE_DOCTOR, TM_ROLE_DOCTOR))
+        return;
+    live_visit *v = offered_to_me(r);
+    if (!v)
+        return;
+    tm_signaling *sig = r->sig;
+    int64_t now = tm_now_ms();
+    int rc = tm_store_visit_accept(sig->store, v->id, r->u->sub, r->s->ua, now);
+    if (rc < 0) {
+        tm__reply_err(r->s, r->id, rc, "accept failed");
+        return;
+    }
+    if (v->offer_timer) {
+        g_source_remove(v->offer_timer);
+        v->offer_timer = 0;
+    }
+    tm__advance(v, TM_VEV_ACCEPT, true);
+    v->accepted_ms = now;
+    r->u->offer_visit[0] = 0;
+    g_ptr_array_add(r->u->visits, g_strdup(v->id));
+    tm_queue_remove(sig->queue, v->id);
+    tm__histogram_observe(tm__resp_bounds_s, TM_ARRAY_LEN(tm__resp_bounds_s), sig->resp_buckets,
+                          &sig->resp_sum_s, &sig->resp_count,
+                          (double)(now - v->checkin_ms) / 1000.0);
+    tm_info("visit.started", "visit=%s doctor=%s response_ms=%lld", v->id, r->u->sub,
+            (long long)(now - v->checkin_ms));
+    if (sig->feed)
+        tm_feed_kick(sig->feed);
+    tm_visit_record_start(sig->record, v->id);
+    tm__reply_ok(r->s, r->id, json_pack("{s:s}", "visit_id", v->id));
+    tm__push_visit_state(sig, v, v->id, tm__visit_patient(sig, v), r->u);
+    tm__mark_dept_dirty(sig, v->dept);
+    tm__flush_positions(sig);
+}
+
+static void handle_visit_decline(request *r)
+{
+    if (!tm__need_role(r, TM_ROLE_DOCTOR, TM_ROLE_DOCTOR))
+        return;
+    live_visit *v = offered_to_me(r);
+    if (!v)
+        return;
+    tm__unoffer(r->sig, v, "declined");
+    tm__reply_ok(r->s, r->id, NULL);
+    tm__dispatch_dept(r->sig, v->dept);
+    tm__flush_positions(r->sig);
+}
+
+static void handle_visit_end(request *r)
+{
+    if (!tm__need_role(r, TM_ROLE_DOCTOR, TM_ROLE_PATIENT))
+        return;
+    live_visit *v = tm__requested_visit(r);
+    if (!v)
+        return;
+    const char *reason = tm__jstr(r->msg, "reason");
+    if (!reason)
+        reason = r->u->role == TM_ROLE_DOCTOR ? "completed" : "patient_left";
+    if (!tm_visit_end_reason_valid(reason)) {
+        tm__reply_err(r->s, r->id, TM_EINVAL, "unknown end reason");
+        return;
+    }
+    if (v->state != TM_VS_ACTIVE) {
+        tm__reply_err(r->s, r->id, TM_ECONFLICT, "the visit is not active");
+        return;
+    }
+    char id[64];
+    g_strlcpy(id, v->id, sizeof(id));
+    int rc = tm__finish_visit(r->sig, v, reason, r->u->sub);
+    if (rc < 0)
+        tm__reply_err(r->s, r->id, rc, NULL);
+    else
+        tm__reply_ok(r->s, r->id, json_pack("{s:s}", "visit_id", id));
+    tm__flush_positions(r->sig);
+}
+
+static void handle_chat(request *r)
+{
+    if (!tm__need_role(r, TM_ROLE_DOCTOR, TM_ROLE_PATIENT))
+        return;
+    live_visit *v = tm__requested_visit(r);
+    if (!v)
+        return;
+    const char *text = tm__jstr(r->msg, "text");
+    if (!text || !*text || strlen(text) > MAX_CHAT_BYTES) {
+        tm__reply_err(r->s, r->id, TM_EINVAL, "text must be 1 to 4000 bytes");
+        return;
+    }
+    if (v->state != TM_VS_ACTIVE) {
+        tm__reply_err(r->s, r->id, TM_ECONFLICT, "chat is open during the visit");
+        return;
+    }
+    int64_t now = tm_now_ms(), msg_id = 0;
+    int rc = tm_store_chat_add(r->sig->store, v->id, r->u->sub, tm_role_name(r->u->role), text, now,
+                               &msg_id);
+    if (rc < 0) {
+        tm__reply_err(r->s, r->id, rc, NULL);
+        return;
+    }
+    tm__reply_ok(r->s, r->id, json_pack("{s:I}", "message_id", (json_int_t)msg_id));
+    json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:o}", "type", "chat.message", "visit_id",
+                          v->id, "message_id", (json_int_t)msg_id, "from", r->u->sub, "from_role",
+                          tm_role_name(r->u->role), "text", text, "at", tm__time_json(now));
+    tm__send_to_user(tm__visit_patient(r->sig, v), json_incref(m));
+    tm__send_to_user(tm__visit_doctor(r->sig, v), json_incref(m));
+    for (guint i = 0; i < v->watchers->len; i++)
+        tm__send_to_user(g_hash_table_lookup(r->sig->users, g_ptr_array_index(v->watchers, i)),
+                         json_incref(m));
+    json_decref(m);
+}
+
+/* Visits a doctor may write about: their live visit, or one they ended. */
+static int doctor_visit(request *r, const char *visit_id, tm_visit *rec)
+{
+    if (!visit_id)
+        return TM_EINVAL;
+    int rc = tm_store_visit_get(r->sig->store, visit_id, rec);
+    if (rc < 0)
+        return rc;
+    if (strcmp(rec->doctor_id, r->u->sub) != 0)
+        return TM_EPERM;
+    if (strcmp(rec->state, "active") != 0 && strcmp(rec->state, "ended") != 0)
+        return TM_ECONFLICT;
+    return 0;
+}
+
+static void handle_note(request *r)
+{
+    if (!tm__need_role(r, TM_ROLE_DOCTOR, TM_ROLE_DOCTOR))
+        return;
+    tm_visit rec;
+    int rc = doctor_visit(r, tm__jstr(r->msg, "visit_id"), &rec);
+    if (rc < 0) {
+        tm__reply_err(r->s, r->id, rc, NULL);
+        return;
+    }
+    const char *text = tm__jstr(r->msg, "text");
+    const char *code = tm__jstr(r->msg, "diagnosis_code");
+    json_t *sign = json_object_get(r->msg, "sign");
+    if (!text || strlen(text) > MAX_NOTE_BYTES || (sign && !json_is_boolean(sign)) ||
+        (code && strlen(code) > 16)) {
+        tm__reply_err(r->s, r->id, TM_EINVAL,
+                      "note needs text (up to 32000 bytes), optional "
+                      "diagnosis_code (ICD-10) and sign (boolean)");
+        return;
+    }
+    rc = tm_store_note_save(r->sig->store, rec.id, r->u->sub, text, code, json_is_true(sign),
+                            tm_now_ms());
+    if (rc < 0) {
+        tm__reply_err(r->s, r->id, rc, rc == TM_ECONFLICT ? "the note is signed and final" : NULL);
+        return;
+    }
+    if (json_is_true(sign) && r->sig->feed)
+        tm_feed_kick(r->sig->feed);
+    tm__reply_ok(r->s, r->id,
+                 json_pack("{s:s, s:b}", "visit_id", rec.id, "signed", json_is_true(sign)));
+}
+
+static void handle_rate(request *r)
+{
+    if (!tm__need_role(r, TM_ROLE_PATIENT, TM_ROLE_PATIENT))
+        return;
+    const char *visit_id = tm__jstr(r->msg, "visit_id");
+    json_t *score = json_object_get(r->msg, "score");
+    const char *comment = tm__jstr(r->msg, "comment");
+    if (!visit_id || !json_is_integer(score) || json_integer_value(score) < 1 ||
+        json_integer_value(score) > 5 || (comment && strlen(comment) > 2000)) {
+        tm__reply_err(r->s, r->id, TM_EINVAL,
+                      "rate needs visit_id, score 1-5 and an optional comment");
+        return;
+    }
+    tm_visit rec;
+    int rc = tm_store_visit_get(r->sig->store, visit_id, &rec);
+    if (rc == 0 && strcmp(rec.patient_id, r->u->sub) != 0)
+        rc = TM_EPERM;
+    if (rc == 0 && strcmp(rec.state, "ended") != 0)
+        rc = TM_ECONFLICT;
+    if (rc == 0)
+        rc = tm_store_rating_add(r->sig->store, visit_id, r->u->sub, (int)json_integer_value(score),
+                                 comment, tm_now_ms());
+    if (rc < 0) {
+        tm__reply_err(r->s, r->id, rc,
+                      rc == TM_ECONFLICT ? "visit not ended or already rated" : NULL);
+        return;
+    }
+    if (strcmp(r->u->last_visit_id, visit_id) == 0)
+        r->u->last_visit_id[0] = 0;
+    if (r->sig->feed)
+        tm_feed_kick(r->sig->feed);
+    tm__reply_ok(r->s, r->id, json_pack("{s:s}", "visit_id", visit_id));
+}
+
+const tm__handler tm__visit_handlers[] = {
+    {"visit.accept", handle_visit_accept},
+    {"visit.decline", handle_visit_decline},
+    {"visit.end", handle_visit_end},
+    {"visit.note", handle_note},
+    {"visit.rate", handle_rate},
+    {"chat.send", handle_chat},
+    {NULL, NULL},
+};
