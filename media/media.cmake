@@ -17,6 +17,8 @@ target_link_libraries(telemed PUBLIC PkgConfig::NICE PkgConfig::SRTP PkgConfig::
 
 tm_unit_test(test_dtls_srtp tests/media/test_dtls_srtp.c)
 tm_unit_test(test_srtp_crypto tests/media/test_srtp_crypto.c)
+target_link_libraries(test_dtls_srtp PRIVATE tm_media_private)
+target_link_libraries(test_srtp_crypto PRIVATE tm_media_private)
 tm_unit_test(test_media_bad_offer tests/media/test_media_bad_offer.c)
 
 # Real-peer tests: GStreamer webrtcbin as the independent WebRTC stack. GStreamer

@@ -25,11 +25,11 @@
 #include "dtls_srtp_internal.h"
 #include "telemed/media.h"
 #include "telemed/recorder.h"
-#include "telemed/rtcp.h"
-#include "telemed/rtp.h"
-#include "telemed/rtx_cache.h"
-#include "telemed/sdp.h"
-#include "telemed/stream_stats.h"
+#include "rtcp.h"
+#include "rtp.h"
+#include "rtx_cache.h"
+#include "sdp.h"
+#include "stream_stats.h"
 
 #define TM__MAX_STREAMS TM_SDP_MAX_MLINES
 #define TM__MAX_BOUND 16          /* receivers of one incoming stream */

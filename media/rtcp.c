@@ -8,11 +8,11 @@
  * which itself was checked against the datagram. Runs on the calling media
  * worker thread; no state of its own.
  */
-#include "telemed/rtcp.h"
+#include "rtcp.h"
 
 #include <string.h>
 
-#include "telemed/rtp.h"
+#include "rtp.h"
 
 static inline uint16_t rd16(const uint8_t *p)
 {

@@ -7,7 +7,7 @@
  * block and one memmove of the payload, so they stay in the caller's buffer.
  * Runs on the calling media worker thread; no state of its own.
  */
-#include "telemed/rtp.h"
+#include "rtp.h"
 
 #include <string.h>
 #include <strings.h>

@@ -16,7 +16,7 @@
  * into the new space), up to max_bytes. store/get are otherwise a mask, a compare and a
  * memcpy. Owned by one media worker; not thread-safe.
  */
-#include "telemed/rtx_cache.h"
+#include "rtx_cache.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

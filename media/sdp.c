@@ -8,7 +8,7 @@
  * Unknown attributes are skipped; known ones that do not fit are errors with
  * the line number. Runs on the calling thread (the control loop); reentrant.
  */
-#include "telemed/sdp.h"
+#include "sdp.h"
 
 #include <ctype.h>
 #include <inttypes.h>

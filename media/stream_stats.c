@@ -8,14 +8,14 @@
  * by the RR report block and one by the once-a-second snapshot, so neither
  * consumer disturbs the other. Owned by one media worker; not thread-safe.
  */
-#include "telemed/stream_stats.h"
+#include "stream_stats.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "telemed/rtp.h"
+#include "rtp.h"
 
 #define BUCKETS 10
 #define BUCKET_US 100000

@@ -18,7 +18,7 @@
 #include "recorder_internal.h"
 
 #include "telemed/common.h"
-#include "telemed/rtp.h"
+#include "../rtp.h"
 
 #include <string.h>
 

@@ -17,6 +17,7 @@ tm_unit_test(test_mkv tests/media/test_mkv.c)
 target_include_directories(test_mkv PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 tm_unit_test(test_rec_h264 tests/media/test_rec_h264.c)
 target_include_directories(test_rec_h264 PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(test_rec_h264 PRIVATE tm_media_private)
 
 # test_recorder makes real RTP with GStreamer (app) and checks what a
 # player sees (pbutils' GstDiscoverer, decodebin): GStreamer is the judge,

@@ -17,9 +17,9 @@
 #include <stun/stunagent.h>
 #include <stun/stunmessage.h>
 
-#include "../../media/dtls_srtp_internal.h"
-#include "telemed/rtcp.h"
-#include "telemed/rtp.h"
+#include "dtls_srtp_internal.h"
+#include "rtcp.h"
+#include "rtp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

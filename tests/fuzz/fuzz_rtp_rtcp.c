@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "telemed/rtcp.h"
-#include "telemed/rtp.h"
+#include "rtcp.h"
+#include "rtp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

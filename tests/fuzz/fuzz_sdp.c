@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "telemed/sdp.h"
+#include "sdp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "telemed/sdp.h"
+#include "sdp.h"
 
 int main(int argc, char **argv)
 {

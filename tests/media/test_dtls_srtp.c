@@ -9,7 +9,7 @@
 
 #include <openssl/ssl.h>
 
-#include "../../media/dtls_srtp_internal.h"
+#include "dtls_srtp_internal.h"
 #include "telemed/certs.h"
 #include "tm_test.h"
 

@@ -10,7 +10,7 @@
 #include "h264.h"
 #include "recorder_internal.h"
 #include "telemed/common.h"
-#include "telemed/rtp.h"
+#include "rtp.h"
 #include "tm_test.h"
 
 #include <glib.h>

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "telemed/rtcp.h"
+#include "rtcp.h"
 #include "tm_test.h"
 
 static tm_rtcp_report_block block(uint32_t ssrc)

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "telemed/rtp.h"
+#include "rtp.h"
 #include "tm_test.h"
 
 /* A packet: V=2, given flags, pt 96, seq 0x1234, ts 0xdeadbeef, ssrc 0x11223344. */

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "telemed/rtx_cache.h"
+#include "rtx_cache.h"
 #include "tm_test.h"
 
 static void fill(uint8_t *p, size_t n, uint32_t key)

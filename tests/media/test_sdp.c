@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "telemed/sdp.h"
+#include "sdp.h"
 #include "tm_test.h"
 
 static char *read_data(const char *name, size_t *len)

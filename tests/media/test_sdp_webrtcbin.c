@@ -10,7 +10,7 @@
 #include <gst/webrtc/webrtc.h>
 #include <string.h>
 
-#include "telemed/sdp.h"
+#include "sdp.h"
 #include "tm_test.h"
 
 #define VP8_CAPS "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000"

@@ -27,7 +27,7 @@
 #include <srtp2/cipher.h>
 #include <srtp2/srtp.h>
 
-#include "../../media/dtls_srtp_internal.h"
+#include "dtls_srtp_internal.h"
 #include "tm_test.h"
 
 /* libsrtp's originals: exported data, declared only in its private headers. */

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "telemed/stream_stats.h"
+#include "stream_stats.h"
 #include "tm_test.h"
 
 static void test_loss_and_fraction(void)

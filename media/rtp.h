@@ -10,9 +10,12 @@
  * References: RFC 3550 (RTP), RFC 8285 (header extensions), RFC 7983 (demux of
  * STUN/DTLS/RTP on one port), RFC 5761 (RTP/RTCP mux), RFC 7741 (VP8),
  * RFC 6184 (H.264), RFC 4588 (rtx).
+ *
+ * Private to media/: the server's other modules go through telemed/media.h;
+ * media's unit tests and fuzz targets include it through media.cmake.
  */
-#ifndef TELEMED_RTP_H
-#define TELEMED_RTP_H
+#ifndef TELEMED_MEDIA_RTP_H
+#define TELEMED_MEDIA_RTP_H
 
 #include <stdbool.h>
 #include <stddef.h>

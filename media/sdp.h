@@ -18,9 +18,12 @@
  * Limits (bounded parse of untrusted text): TM_SDP_MAX_INPUT bytes in,
  * TM_SDP_MAX_MLINES m-lines, per-array caps below; a known attribute longer
  * than its field is an error, unknown attributes are skipped.
+ *
+ * Private to media/: the server's other modules go through telemed/media.h;
+ * media's unit tests and fuzz targets include it through media.cmake.
  */
-#ifndef TELEMED_SDP_H
-#define TELEMED_SDP_H
+#ifndef TELEMED_MEDIA_SDP_H
+#define TELEMED_MEDIA_SDP_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -19,9 +19,12 @@
  * bandwidth).
  *
  * Owned by the media worker that owns the stream; not thread-safe.
+ *
+ * Private to media/: the server's other modules go through telemed/media.h;
+ * media's unit tests and fuzz targets include it through media.cmake.
  */
-#ifndef TELEMED_RTX_CACHE_H
-#define TELEMED_RTX_CACHE_H
+#ifndef TELEMED_MEDIA_RTX_CACHE_H
+#define TELEMED_MEDIA_RTX_CACHE_H
 
 #include <stddef.h>
 #include <stdint.h>

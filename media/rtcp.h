@@ -10,9 +10,12 @@
  * NACK, PLI), RFC 5104 (FIR), draft-alvestrand-rmcat-remb (REMB),
  * draft-holmer-rmcat-transport-wide-cc-extensions (transport-cc),
  * RFC 5506 (reduced size: a lone feedback packet is valid).
+ *
+ * Private to media/: the server's other modules go through telemed/media.h;
+ * media's unit tests and fuzz targets include it through media.cmake.
  */
-#ifndef TELEMED_RTCP_H
-#define TELEMED_RTCP_H
+#ifndef TELEMED_MEDIA_RTCP_H
+#define TELEMED_MEDIA_RTCP_H
 
 #include <stdbool.h>
 #include <stddef.h>

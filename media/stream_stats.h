@@ -10,16 +10,19 @@
  *
  * Owned by the media worker that owns the stream; not thread-safe. The
  * snapshot is a plain value and can be sent to another thread.
+ *
+ * Private to media/: the server's other modules go through telemed/media.h;
+ * media's unit tests and fuzz targets include it through media.cmake.
  */
-#ifndef TELEMED_STREAM_STATS_H
-#define TELEMED_STREAM_STATS_H
+#ifndef TELEMED_MEDIA_STREAM_STATS_H
+#define TELEMED_MEDIA_STREAM_STATS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "telemed/common.h"
-#include "telemed/rtcp.h"
+#include "rtcp.h"
 
 typedef struct tm_stream_stats tm_stream_stats;
 
