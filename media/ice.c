@@ -138,33 +138,33 @@ void tm__ice_send(tm__peer *p, const uint8_t *buf, size_t len)
  * bound socket lets later sockets of this user bind beside it; only our own
  * do. Any failure leaves the peer on libnice's path. */
 
-/* Media (RTP/RTCP) or DTLS that arrived on the peer's transport, either way. */
+/* Media (RTP/RTCP) or DTLS that arrived on the peer's transport, either way.
+ * STUN never gets here: libnice keeps it. */
 static void deliver(tm__peer *p, uint8_t *b, size_t len, int64_t now_us)
 {
     atomic_fetch_add_explicit(&ctr(p)->rx_packets, 1, memory_order_relaxed);
-    if (p->closing || len < 1) {
-        atomic_fetch_add_explicit(&ctr(p)->dropped_malformed, 1, memory_order_relaxed);
-        return;
-    }
-    /* RFC 7983: 20..63 DTLS, 128..191 RTP/RTCP; STUN never gets here. */
-    if (b[0] >= 20 && b[0] <= 63) {
+    tm_packet_kind_t kind = p->closing ? TM_PKT_UNKNOWN : tm_packet_kind(b, len);
+    switch (kind) {
+    case TM_PKT_DTLS:
         tm__peer_dtls_input(p, b, len);
         return;
-    }
-    if (b[0] >= 128 && b[0] <= 191) {
+    case TM_PKT_RTP:
+    case TM_PKT_RTCP:
         if (!p->srtp) {
             /* SRTP keys come only from a completed, fingerprint-checked handshake. */
             atomic_fetch_add_explicit(&ctr(p)->dropped_unknown_source, 1, memory_order_relaxed);
             return;
         }
-        if (len >= 2 && b[1] >= 192 && b[1] <= 223)
+        if (kind == TM_PKT_RTCP)
             tm__forward_rtcp(p, b, len, now_us);
         else
             tm__forward_rtp(p, b, len, now_us);
         tm__peer_media_seen(p, now_us / 1000);
         return;
+    default:
+        atomic_fetch_add_explicit(&ctr(p)->dropped_malformed, 1, memory_order_relaxed);
+        return;
     }
-    atomic_fetch_add_explicit(&ctr(p)->dropped_malformed, 1, memory_order_relaxed);
 }
 
 /* GLib blocks a source for the length of its dispatch unless it may recurse:
