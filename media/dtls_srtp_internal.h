@@ -73,6 +73,10 @@ int tm__dtls_cert_fingerprint(X509 *cert, char *out, size_t outlen);
 typedef struct tm__srtp tm__srtp;
 /* Room srtp_protect may add; every buffer passed to protect needs len + this. */
 #define TM__SRTP_MAX_TRAILER 148
+/* Which ciphers sessions made from now on use: ours (the default) or, with
+ * library = true, libsrtp's own. Process-wide. Returns 0, or TM_EUNSUPPORTED
+ * when some of ours were refused (libsrtp's stay for those). Any thread. */
+int tm__srtp_use_library_ciphers(bool library);
 /* Inbound and outbound sessions from the exported keys. NULL on failure. */
 tm__srtp *tm__srtp_new(const tm__srtp_keys *keys);
 void tm__srtp_free(tm__srtp *s);
@@ -94,6 +98,9 @@ int tm__srtp_protect_rtcp(tm__srtp *s, uint8_t *buf, size_t *len);
  * id whose replacement fails. Returns 0, or TM_EUNSUPPORTED with *failed (may
  * be NULL) naming the first type that stayed libsrtp's. */
 int tm__srtp_crypto_install(const char **failed);
+/* Puts libsrtp's own types back (the stock path); sessions made earlier keep
+ * ours. Returns 0 or TM_EUNSUPPORTED. Call under srtp.c's lock. */
+int tm__srtp_crypto_restore(void);
 /* For tests: our cipher type for a srtp_cipher_type_id_t (NULL if none), our
  * HMAC-SHA1 type, and how many of our cipher/auth objects are alive. */
 struct srtp_cipher_type_t;

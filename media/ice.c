@@ -52,7 +52,7 @@ static void tx_clear(tm__peer *p)
 static void tx_take(tm__peer *p)
 {
     tx_clear(p);
-    if (!p->agent)
+    if (!p->agent || p->w->media->stock_io)
         return;
     guint st = nice_agent_get_component_state(p->agent, p->stream_id, 1);
     if (st != NICE_COMPONENT_STATE_READY && st != NICE_COMPONENT_STATE_CONNECTED)
@@ -188,8 +188,10 @@ static inline void no_block_on_dispatch(GSource *src)
 static void on_recv(NiceAgent *agent, guint stream_id, guint component_id, guint len, gchar *buf,
                     gpointer data)
 {
-    no_block_on_dispatch(g_main_current_source());
-    deliver(data, (uint8_t *)buf, len, g_get_monotonic_time());
+    tm__peer *p = data;
+    if (!p->w->media->stock_io)
+        no_block_on_dispatch(g_main_current_source());
+    deliver(p, (uint8_t *)buf, len, g_get_monotonic_time());
 }
 
 /* Forwards what our socket holds now. One clock read per batch: a datagram
@@ -225,6 +227,7 @@ static void rx_drain(tm__peer *p)
                 atomic_fetch_add_explicit(&ctr(p)->dropped_unknown_source, 1, memory_order_relaxed);
                 continue;
             }
+            atomic_fetch_add_explicit(&ctr(p)->rx_direct, 1, memory_order_relaxed);
             deliver(p, w->rx_buf[i], w->rx_msg[i].msg_len, now_us);
         }
     } while (n == TM__RX_BATCH && p->rx_src);
@@ -411,7 +414,7 @@ int tm__ice_start(tm__peer *p, const tm_sdp_offer *offer)
     if (!p->agent)
         return TM_ENOMEM;
     g_object_set(p->agent, "controlling-mode", FALSE, "ice-tcp", FALSE, "ice-udp", TRUE,
-                 "keepalive-conncheck", TRUE, NULL);
+                 "keepalive-conncheck", TRUE, "stun-pacing-timer", (guint)m->ice_pacing_ms, NULL);
     if (g_object_class_find_property(G_OBJECT_GET_CLASS(p->agent), "upnp"))
         g_object_set(p->agent, "upnp", FALSE, NULL);
     for (char **a = m->addresses; *a; a++) {

@@ -12,7 +12,9 @@
 #include <string.h>
 
 #include "media_internal.h"
+#include "media_testing.h"
 #include "telemed/certs.h"
+#include "telemed/log.h"
 
 #include <openssl/crypto.h>
 
@@ -230,7 +232,7 @@ static tm__visit_home *home_get(tm_media *m, const char *visit_id)
     if (!h) {
         h = g_new0(tm__visit_home, 1);
         h->worker = pick_worker(m);
-        h->peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        h->peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
         g_hash_table_insert(m->visits, g_strdup(visit_id), h);
     }
     return h;
@@ -239,6 +241,75 @@ static tm__visit_home *home_get(tm_media *m, const char *visit_id)
 static bool id_ok(const char *s)
 {
     return s && *s && strlen(s) < 256;
+}
+
+/* ---- remote candidates ----
+ *
+ * Each one is an address the server will send STUN checks to, named by a
+ * participant: it must pass the address policy (ice_policy.h) and the peer's
+ * budget of max_candidates per ICE session (offer and trickle together), and
+ * libnice paces the checks (ice_pacing_ms). */
+
+static tm__peer_home *peer_home_get(tm__visit_home *h, const char *peer_id, const char *ufrag)
+{
+    tm__peer_home *ph = g_hash_table_lookup(h->peers, peer_id);
+    if (!ph) {
+        ph = g_new0(tm__peer_home, 1);
+        g_hash_table_insert(h->peers, g_strdup(peer_id), ph);
+    }
+    if (strcmp(ph->ice_ufrag, ufrag) != 0) { /* a new ICE session: a new budget */
+        g_strlcpy(ph->ice_ufrag, ufrag, sizeof ph->ice_ufrag);
+        ph->n_candidates = 0;
+    }
+    return ph;
+}
+
+/* libnice checks UDP candidates of component 1 only; the rest cost nothing. */
+static bool candidate_checked(const tm_sdp_candidate *c)
+{
+    return c->transport == TM_CAND_UDP && c->component == 1;
+}
+
+static int candidate_admit(tm_media *m, tm__peer_home *ph, const tm_sdp_candidate *c)
+{
+    if (!candidate_checked(c))
+        return 0;
+    if (c->port == 0 || tm__ice_policy_check(m->policy, c->address) != 0)
+        return TM_EUNSUPPORTED;
+    if (ph->n_candidates >= m->max_candidates)
+        return TM_ETOOBIG;
+    ph->n_candidates++;
+    return 0;
+}
+
+/* Drops the offer's candidates that candidate_admit refuses. */
+static void offer_admit_candidates(tm_media *m, tm__peer_home *ph, tm_sdp_offer *offer)
+{
+    for (unsigned i = 0; i < offer->n_mlines; i++) {
+        tm_sdp_mline *ml = &offer->mlines[i];
+        unsigned kept = 0;
+        for (unsigned k = 0; k < ml->n_candidates; k++)
+            if (candidate_admit(m, ph, &ml->candidates[k]) == 0)
+                ml->candidates[kept++] = ml->candidates[k];
+        ml->n_candidates = kept;
+    }
+}
+
+const char *tm_media_candidate_error(int rc)
+{
+    switch (rc) {
+    case 0:
+        return "ok";
+    case TM_EUNSUPPORTED:
+        return "candidate refused: the server sends no checks to this address (unspecified, "
+               "multicast, a host name, or a family or scope - loopback, link-local, private - "
+               "its media network does not serve)";
+    case TM_ETOOBIG:
+        return "candidate refused: this peer has given the most candidates allowed for one ICE "
+               "session";
+    default:
+        return "candidate refused: not a valid ICE candidate";
+    }
 }
 
 /* ---- public API ---- */
@@ -271,12 +342,27 @@ tm_media *tm_media_new(const tm_media_options *opts, GMainContext *control, tm_m
     m->public_ip = opts && opts->public_ip && *opts->public_ip ? g_strdup(opts->public_ip) : NULL;
     m->port_min = opts ? opts->port_min : 0;
     m->port_max = opts ? opts->port_max : 0;
+    m->stock_io = opts && opts->stock_io;
+    m->max_candidates = opts && opts->max_candidates > 0 ? opts->max_candidates : 20;
+    m->ice_pacing_ms = opts && opts->ice_pacing_ms > 0 ? opts->ice_pacing_ms : 50;
     if (m->port_min < 0 || m->port_max < 0 || m->port_min > 65535 || m->port_max > 65535 ||
         (m->port_max && m->port_max < m->port_min)) {
         if (err)
             *err = g_strdup("bad media port range");
         goto fail;
     }
+
+    char *perr = NULL;
+    m->policy = tm__ice_policy_new(m->addresses, m->public_ip,
+                                   opts ? opts->candidate_networks : NULL, &perr);
+    if (!m->policy) {
+        if (err)
+            *err = g_strdup_printf("bad candidate networks: %s", perr);
+        g_free(perr);
+        goto fail;
+    }
+    /* Before any worker makes an SRTP session. */
+    tm__srtp_use_library_ciphers(opts && opts->stock_srtp);
 
     if (tm_certs_make_self_signed("telemed", 365, &m->key, &m->cert) != 0 ||
         tm__dtls_cert_fingerprint(m->cert, m->fingerprint, sizeof m->fingerprint) != 0) {
@@ -309,6 +395,9 @@ tm_media *tm_media_new(const tm_media_options *opts, GMainContext *control, tm_m
             goto fail;
         m->n_workers = i + 1;
     }
+    tm_info("media.started", "workers=%d io=%s srtp=%s max_candidates=%d ice_pacing_ms=%d", n,
+            m->stock_io ? "libnice" : "direct", opts && opts->stock_srtp ? "libsrtp" : "ours",
+            m->max_candidates, m->ice_pacing_ms);
     return m;
 fail:
     tm_media_free(m);
@@ -330,6 +419,7 @@ void tm_media_free(tm_media *m)
     EVP_PKEY_free(m->key);
     g_strfreev(m->addresses);
     g_free(m->public_ip);
+    tm__ice_policy_free(m->policy);
     g_free(m);
 }
 
@@ -375,8 +465,7 @@ int tm_media_offer(tm_media *m, const char *visit_id, const char *peer_id, bool 
                 offer->mlines[i].direction = TM_DIR_INACTIVE;
     }
     tm__visit_home *h = home_get(m, visit_id);
-    if (!g_hash_table_contains(h->peers, peer_id))
-        g_hash_table_add(h->peers, g_strdup(peer_id));
+    offer_admit_candidates(m, peer_home_get(h, peer_id, offer->ice_ufrag), offer);
 
     worker_msg *msg = g_new0(worker_msg, 1);
     msg->type = MSG_OFFER;
@@ -418,14 +507,25 @@ int tm_media_add_candidate(tm_media *m, const char *visit_id, const char *peer_i
 {
     if (!m || !id_ok(visit_id) || !id_ok(peer_id))
         return TM_EINVAL;
-    if (candidate && *candidate) {
-        tm_sdp_candidate c;
-        if (tm_sdp_parse_candidate(candidate, &c) != 0)
-            return TM_EINVAL;
-    }
+    tm_sdp_candidate c;
+    bool end = !candidate || !*candidate;
+    if (!end && tm_sdp_parse_candidate(candidate, &c) != 0)
+        return TM_EINVAL;
     tm__visit_home *h = g_hash_table_lookup(m->visits, visit_id);
     if (!h)
         return 0; /* the visit's media is gone; a late candidate is harmless */
+    tm__peer_home *ph = g_hash_table_lookup(h->peers, peer_id);
+    if (!ph)
+        return 0; /* no offer yet: the worker has no peer to give it to */
+    if (!end) {
+        int rc = candidate_admit(m, ph, &c);
+        if (rc != 0) {
+            tm_debug("media.candidate_refused", "visit=%s peer=%s rc=%d", visit_id, peer_id, rc);
+            return rc;
+        }
+        if (!candidate_checked(&c))
+            return 0;
+    }
     worker_msg *msg = g_new0(worker_msg, 1);
     msg->type = MSG_CANDIDATE;
     msg->visit_id = g_strdup(visit_id);
@@ -486,6 +586,7 @@ void tm_media_get_counters(tm_media *m, tm_media_counters *out)
         out->plis_forwarded += atomic_load_explicit(&c->plis_forwarded, memory_order_relaxed);
         out->nacks_sent += atomic_load_explicit(&c->nacks_sent, memory_order_relaxed);
         out->rtx_received += atomic_load_explicit(&c->rtx_received, memory_order_relaxed);
+        out->rx_direct += atomic_load_explicit(&c->rx_direct, memory_order_relaxed);
     }
 }
 

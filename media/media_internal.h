@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 
 #include "dtls_srtp_internal.h"
+#include "ice_policy.h"
 #include "telemed/media.h"
 #include "telemed/recorder.h"
 #include "rtcp.h"
@@ -57,7 +58,7 @@
 typedef struct tm__counters {
     _Alignas(64) atomic_uint_fast64_t rx_packets;
     atomic_uint_fast64_t tx_packets, dropped_malformed, dropped_unknown_source, nacks_answered,
-        plis_forwarded, nacks_sent, rtx_received;
+        plis_forwarded, nacks_sent, rtx_received, rx_direct;
     atomic_int_fast64_t peers, visits;
     atomic_uint_fast64_t latency_max_us;
     atomic_uint_fast32_t latency[TM__LATENCY_BUCKETS]; /* TM__LATENCY_STEP_US each */
@@ -88,13 +89,23 @@ struct tm_media {
     char **addresses; /* NULL-terminated */
     char *public_ip;
     int port_min, port_max;
-    GHashTable *visits; /* control thread: visit id -> tm__visit_home */
+    bool stock_io;          /* tm_media_options.stock_io: no socket beside libnice */
+    int ice_pacing_ms;      /* libnice's Ta */
+    int max_candidates;     /* remote candidates per peer and ICE session */
+    tm__ice_policy *policy; /* which remote addresses get connectivity checks */
+    GHashTable *visits;     /* control thread: visit id -> tm__visit_home */
 };
+
+/* Control-thread bookkeeping of one peer: its remote candidates this ICE session. */
+typedef struct tm__peer_home {
+    char ice_ufrag[TM_SDP_TOKEN_LEN]; /* of its latest offer; a new one is an ICE restart */
+    int n_candidates;
+} tm__peer_home;
 
 /* Control-thread bookkeeping of where a visit lives. */
 typedef struct tm__visit_home {
     int worker;
-    GHashTable *peers; /* peer ids (keys only) */
+    GHashTable *peers; /* peer id -> tm__peer_home */
     bool recording;    /* keeps the visit (and its worker) until tm_media_visit_close */
 } tm__visit_home;
 

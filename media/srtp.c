@@ -5,7 +5,9 @@
  *
  * Owns: two srtp_t. Runs on the owning peer's media worker. srtp_init runs once
  * per process (g_once), from whichever thread gets there first, and right after
- * it our OpenSSL ciphers replace libsrtp's NSS ones (media/srtp_crypto.c).
+ * it our ciphers (Nettle's AES-CM and HMAC-SHA1, OpenSSL's AES-GCM:
+ * media/srtp_crypto.c) replace libsrtp's NSS ones, unless the media core asked
+ * for libsrtp's own (tm__srtp_use_library_ciphers, the stock path).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,19 @@ struct tm__srtp {
 };
 
 static gsize srtp_inited;
+static GMutex cipher_lock; /* choosing the cipher types */
+
+/* Debian's libsrtp2 does its crypto through NSS with a new PK11 context per
+ * packet; ours keep one context per session (tests/bench/README.md). A
+ * replacement libsrtp refuses leaves its original in place: slower, correct. */
+static int install_ours(void)
+{
+    const char *failed = NULL;
+    int rc = tm__srtp_crypto_install(&failed);
+    if (rc != 0)
+        tm_warn("media.srtp_crypto", "kept=libsrtp type=\"%s\"", failed ? failed : "?");
+    return rc;
+}
 
 static bool ensure_init(void)
 {
@@ -31,16 +46,24 @@ static bool ensure_init(void)
          * twice with bad_param, and the kernel is ready all the same. */
         srtp_err_status_t e = srtp_init();
         ok = e == srtp_err_status_ok || e == srtp_err_status_bad_param;
-        /* Debian's libsrtp2 does its crypto through NSS with a new PK11
-         * context per packet; ours keep one OpenSSL context per session.
-         * A replacement libsrtp refuses leaves its original in place:
-         * slower, still correct. */
-        const char *failed = NULL;
-        if (ok && tm__srtp_crypto_install(&failed) != 0)
-            tm_warn("media.srtp_crypto", "kept=libsrtp type=\"%s\"", failed ? failed : "?");
+        if (ok) {
+            g_mutex_lock(&cipher_lock);
+            install_ours();
+            g_mutex_unlock(&cipher_lock);
+        }
         g_once_init_leave(&srtp_inited, 1);
     }
     return ok;
+}
+
+int tm__srtp_use_library_ciphers(bool library)
+{
+    if (!ensure_init())
+        return TM_EIO;
+    g_mutex_lock(&cipher_lock);
+    int rc = library ? tm__srtp_crypto_restore() : install_ours();
+    g_mutex_unlock(&cipher_lock);
+    return rc;
 }
 
 static void set_policy(srtp_policy_t *p, tm__srtp_profile profile, const uint8_t *key, bool inbound)

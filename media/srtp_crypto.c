@@ -87,14 +87,14 @@ typedef struct icm_state {
         struct aes128_ctx a128;
         struct aes192_ctx a192;
         struct aes256_ctx a256;
-    } aes;                 /* the key schedule, set once per key */
+    } aes;                       /* the key schedule, set once per key */
     nettle_cipher_func *encrypt; /* aes128_encrypt etc., matching the union member */
-    int key_size;          /* AES key bytes: 16, 24 or 32 */
-    uint8_t offset[16];    /* salt || 00 00: the counter block for iv = 0 */
-    uint8_t base[16];      /* offset XOR iv of the current packet */
-    uint8_t counter[16];   /* the next keystream block's counter */
-    uint8_t ks[16];        /* keystream of the block last cut short */
-    unsigned ks_used;      /* bytes of ks already used (16: none left) */
+    int key_size;                /* AES key bytes: 16, 24 or 32 */
+    uint8_t offset[16];          /* salt || 00 00: the counter block for iv = 0 */
+    uint8_t base[16];            /* offset XOR iv of the current packet */
+    uint8_t counter[16];         /* the next keystream block's counter */
+    uint8_t ks[16];              /* keystream of the block last cut short */
+    unsigned ks_used;            /* bytes of ks already used (16: none left) */
 } icm_state;
 
 typedef struct icm_cipher {
@@ -471,7 +471,7 @@ extern const srtp_auth_type_t srtp_hmac;
     {                                                                                              \
         .alloc = icm_alloc, .dealloc = icm_dealloc, .init = icm_init, .encrypt = icm_crypt,        \
         .decrypt = icm_crypt, .set_iv = icm_set_iv,                                                \
-        .description = "AES-" #bits " counter mode using Nettle (telemed)",                   \
+        .description = "AES-" #bits " counter mode using Nettle (telemed)",                        \
         .id = SRTP_AES_ICM_##bits,                                                                 \
     }
 #define GCM_TYPE(bits)                                                                             \
@@ -557,6 +557,25 @@ int tm__srtp_crypto_install(const char **failed)
             *failed = tm_hmac_sha1.description;
         rc = TM_EUNSUPPORTED;
     }
+    return rc;
+}
+
+int tm__srtp_crypto_restore(void)
+{
+    static const struct {
+        const srtp_cipher_type_t *t;
+        srtp_cipher_type_id_t id;
+    } ciphers[] = {
+        {&srtp_aes_icm_128, SRTP_AES_ICM_128}, {&srtp_aes_icm_192, SRTP_AES_ICM_192},
+        {&srtp_aes_icm_256, SRTP_AES_ICM_256}, {&srtp_aes_gcm_128, SRTP_AES_GCM_128},
+        {&srtp_aes_gcm_256, SRTP_AES_GCM_256},
+    };
+    int rc = 0;
+    for (size_t i = 0; i < sizeof ciphers / sizeof ciphers[0]; i++)
+        if (srtp_replace_cipher_type(ciphers[i].t, ciphers[i].id) != srtp_err_status_ok)
+            rc = TM_EUNSUPPORTED;
+    if (srtp_replace_auth_type(&srtp_hmac, SRTP_HMAC_SHA1) != srtp_err_status_ok)
+        rc = TM_EUNSUPPORTED;
     return rc;
 }
 

@@ -16,6 +16,7 @@
 #include "telemed/visit_seal.h"
 
 #include <errno.h>
+#include <gio/gio.h>
 #include <glib.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -58,6 +59,7 @@ static char *check_sm4_key(const char *value);
 static char *check_padding(const char *value);
 static char *check_clock(const char *value);
 static char *check_seal_algorithm(const char *value);
+static char *check_networks(const char *value);
 
 #define SECTION(title)                                                                             \
     {                                                                                              \
@@ -138,6 +140,15 @@ static const config_option options[] = {
         "Public address advertised instead of the local one (NAT 1:1)."),
     INT(media_port_min, 0, 0, 65535, "Lowest UDP port for media (0: any)."),
     INT(media_port_max, 0, 0, 65535, "Highest UDP port for media (0: any)."),
+    BOOL(media_direct_io, true,
+         "Send and receive media on the selected ICE pair's own socket beside libnice (off: all through libnice)."),
+    BOOL(media_srtp_nettle, true,
+         "SRTP's AES-CM and HMAC-SHA1 on Nettle, AES-GCM on OpenSSL (off: libsrtp's own ciphers)."),
+    INT(media_max_candidates, 20, 1, 100,
+        "Most remote ICE candidates a peer may give per ICE session; more are refused."),
+    STR(media_candidate_networks, NULL, 0, check_networks,
+        "Comma-separated networks (CIDR) whose addresses get ICE checks besides the scopes of media_addresses."),
+    INT(media_ice_pacing_ms, 50, 20, 1000, "Interval between one peer's ICE connectivity checks, ms."),
     STR(stun_urls, NULL, 0, NULL, "Comma-separated STUN URLs given to clients."),
     STR(turn_urls, NULL, 0, NULL, "Comma-separated TURN URLs given to clients."),
     STR(turn_secret, NULL, OPT_SECRET, NULL,
@@ -283,6 +294,22 @@ static char *check_seal_algorithm(const char *value)
     if (tm_seal_alg_parse(value, &alg) == 0)
         return NULL;
     return g_strdup_printf("'%s' is not one of ecdsa-p256, sm2", value);
+}
+
+static char *check_networks(const char *value)
+{
+    char **nets = g_strsplit(value, ",", -1);
+    char *bad = NULL;
+    for (char **n = nets; *n && !bad; n++) {
+        g_strstrip(*n);
+        GInetAddressMask *mask = **n ? g_inet_address_mask_new_from_string(*n, NULL) : NULL;
+        if (mask)
+            g_object_unref(mask);
+        else if (**n)
+            bad = g_strdup_printf("'%s' is not a network (address/prefix, e.g. 10.20.0.0/16)", *n);
+    }
+    g_strfreev(nets);
+    return bad;
 }
 
 static char **str_field(tm_config *cfg, const config_option *o)

@@ -537,6 +537,11 @@ static int start_media(tm_app *app)
         .public_ip = app->cfg.media_public_ip,
         .port_min = app->cfg.media_port_min,
         .port_max = app->cfg.media_port_max,
+        .stock_io = !app->cfg.media_direct_io,
+        .stock_srtp = !app->cfg.media_srtp_nettle,
+        .max_candidates = app->cfg.media_max_candidates,
+        .candidate_networks = app->cfg.media_candidate_networks,
+        .ice_pacing_ms = app->cfg.media_ice_pacing_ms,
     };
     char *err = NULL;
     app->media = tm_media_new(&mo, g_main_loop_get_context(app->loop),

@@ -25,6 +25,17 @@ typedef struct tm_media_options {
     const char *addresses;  /* comma-separated local IPs for host candidates, e.g. "127.0.0.1" */
     const char *public_ip;  /* NULL or NAT 1:1 address to advertise instead */
     int port_min, port_max; /* 0 = any */
+    /* The stock paths beside our measured bypasses (false = the bypass, the default):
+     * stock_io sends and receives every datagram through libnice, not on the selected
+     * pair's own socket; stock_srtp keeps libsrtp's own ciphers (process-wide, chosen by
+     * the latest tm_media_new) instead of ours on Nettle and OpenSSL. */
+    bool stock_io, stock_srtp;
+    /* Remote ICE candidates: at most max_candidates per peer and ICE session (0 = 20);
+     * addresses outside the scopes of `addresses` and of candidate_networks (comma-separated
+     * CIDRs, NULL = none) are refused; ice_pacing_ms spaces a peer's checks (0 = 50). */
+    int max_candidates;
+    const char *candidate_networks;
+    int ice_pacing_ms;
 } tm_media_options;
 
 typedef enum {
@@ -97,9 +108,15 @@ void tm_media_free(tm_media *m);
 int tm_media_offer(tm_media *m, const char *visit_id, const char *peer_id, bool send,
                    const char *sdp, size_t len, char **err);
 /* A trickled remote candidate ("candidate:..." with or without the "a=" prefix; "" or NULL = end
- * of candidates). Returns 0 or TM_EINVAL; an unknown peer is ignored on the worker. */
+ * of candidates). Returns 0; TM_EINVAL (not a candidate); TM_EUNSUPPORTED (an address the server
+ * sends no checks to: unspecified, multicast, or a family or scope - loopback, link-local,
+ * private - that its media addresses and candidate_networks do not serve); TM_ETOOBIG (the
+ * peer gave max_candidates already). Refused candidates change nothing; an unknown peer is
+ * ignored on the worker. tm_media_candidate_error names the refusal for the sender. */
 int tm_media_add_candidate(tm_media *m, const char *visit_id, const char *peer_id,
                            const char *candidate, const char *mid);
+/* Why tm_media_add_candidate returned rc, for the participant (static string). */
+const char *tm_media_candidate_error(int rc);
 /* Tear down one peer / every peer of a visit; each peer reports STATE "closed". Returns 0 or
  * TM_EINVAL. */
 int tm_media_peer_close(tm_media *m, const char *visit_id, const char *peer_id);
@@ -113,6 +130,7 @@ typedef struct tm_media_counters {
         nacks_answered, plis_forwarded;
     uint64_t nacks_sent;   /* sequence numbers the server asked senders to resend */
     uint64_t rtx_received; /* retransmissions that came back from senders */
+    uint64_t rx_direct;    /* datagrams read beside libnice (stays 0 with stock_io) */
 } tm_media_counters;
 void tm_media_get_counters(tm_media *m, tm_media_counters *out); /* approximate, atomics */
 
@@ -144,16 +162,5 @@ typedef struct tm_media_latency {
     double p50_us, p99_us, max_us;
 } tm_media_latency;
 void tm_media_get_latency(tm_media *m, tm_media_latency *out); /* approximate, atomics */
-
-/* Test hook: drop every nth forwarded video packet instead of sending it (it still enters the
- * receiver stream's retransmission cache), so NACK repair can be tested deterministically.
- * 0 turns it off. Applies from the workers' next iteration. */
-void tm_media_set_test_drop(tm_media *m, unsigned every_nth_video);
-/* Test hook: drop every nth video packet arriving from senders, as if lost on the way in, so the
- * server's own NACKs to senders can be tested. 0 turns it off. */
-void tm_media_set_test_drop_in(tm_media *m, unsigned every_nth_video);
-
-/* The DTLS certificate fingerprint in use (sha-256, "AB:CD:..."); borrowed, lives as long as m. */
-const char *tm_media_fingerprint(tm_media *m);
 
 #endif

@@ -429,3 +429,19 @@ int test_answer_ports(const char *sdp, int *ports, int max)
     g_strfreev(lines);
     return n;
 }
+
+static bool env_off(const char *name)
+{
+    const char *v = g_getenv(name);
+    return v && (g_ascii_strcasecmp(v, "false") == 0 || g_ascii_strcasecmp(v, "no") == 0 ||
+                 g_ascii_strcasecmp(v, "off") == 0 || strcmp(v, "0") == 0);
+}
+
+void test_media_options(tm_media_options *o)
+{
+    o->stock_io = env_off("TELEMED_MEDIA_DIRECT_IO");
+    o->stock_srtp = env_off("TELEMED_MEDIA_SRTP_NETTLE");
+    if (o->stock_io || o->stock_srtp)
+        printf("stock paths: io=%s srtp=%s\n", o->stock_io ? "libnice" : "direct",
+               o->stock_srtp ? "libsrtp" : "nettle");
+}

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "media_testing.h"
 #include "telemed/media.h"
 
 /* The media tests' way out: says why on stderr and fails the program. */
@@ -65,6 +66,11 @@ void test_peer_renegotiate(test_peer *p, bool restart);
 
 /* Route a media event to the peer it names (call from the tm_media callback). */
 void test_peer_on_event(test_peer **peers, int n, const tm_media_event *ev);
+
+/* Sets the stock-path switches of *o from the environment, under the server's own
+ * names: TELEMED_MEDIA_DIRECT_IO=false -> stock_io, TELEMED_MEDIA_SRTP_NETTLE=false ->
+ * stock_srtp (ctest runs each media test so once more, as <name>_stock). */
+void test_media_options(tm_media_options *o);
 
 /* Iterate ctx until cond(user) or timeout_ms; returns cond's last value. */
 bool test_wait(GMainContext *ctx, int timeout_ms, bool (*cond)(void *), void *user);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "media_testing.h"
 #include "telemed/media.h"
 #include "tm_test.h"
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dtls_srtp_internal.h"
 #include "media_test_peer.h"
 #include "telemed/log.h"
 #include "telemed/media.h"
@@ -68,6 +69,7 @@ int main(int argc, char **argv)
         tm_log_set_level(TM_LOG_DEBUG);
     GMainContext *ctx = g_main_context_default();
     tm_media_options opts = {.workers = 2, .addresses = "127.0.0.1"};
+    test_media_options(&opts);
     char *err = NULL;
     tm_media *m = tm_media_new(&opts, ctx, on_event, NULL, &err);
     if (!m)
@@ -124,6 +126,13 @@ int main(int argc, char **argv)
            (unsigned long long)c.nacks_answered, (unsigned long long)c.plis_forwarded);
     if (c.peers != 2 || c.visits != 1 || c.rx_packets < 200 || c.tx_packets < 200)
         FAIL("counters");
+    /* The media took the path asked for: beside libnice or through it, on our
+     * ciphers or on libsrtp's own. */
+    if (opts.stock_io ? c.rx_direct != 0 : c.rx_direct == 0)
+        FAIL("rx_direct=%llu with stock_io=%d", (unsigned long long)c.rx_direct, opts.stock_io);
+    int ours = tm__srtp_crypto_live_objects();
+    if (opts.stock_srtp ? ours != 0 : ours == 0)
+        FAIL("%d of our SRTP cipher objects alive with stock_srtp=%d", ours, opts.stock_srtp);
     tm_media_latency lat;
     tm_media_get_latency(m, &lat);
     printf("forwarding latency: %llu packets, p50 %.0f us, p99 %.0f us, max %.0f us\n",

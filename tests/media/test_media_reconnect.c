@@ -47,6 +47,7 @@ int main(int argc, char **argv)
     gst_init(&argc, &argv);
     GMainContext *ctx = g_main_context_default();
     tm_media_options opts = {.workers = 1, .addresses = "127.0.0.1"};
+    test_media_options(&opts);
     char *err = NULL;
     tm_media *m = tm_media_new(&opts, ctx, on_event, NULL, &err);
     if (!m)

@@ -130,6 +130,7 @@ int main(int argc, char **argv)
     if (!dir || tm_recorder_make_path(dir, "v-rec", g_get_real_time() / 1000, false, &path, &err))
         FAIL("recording path: %s", err ? err : "");
     tm_media_options opts = {.workers = 1, .addresses = "127.0.0.1"};
+    test_media_options(&opts);
     tm_media *m = tm_media_new(&opts, ctx, on_event, NULL, &err);
     if (!m)
         FAIL("tm_media_new: %s", err);

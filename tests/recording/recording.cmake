@@ -23,6 +23,8 @@ if(TMREC_GST_FOUND AND TARGET webrtc_client AND TARGET telemed-server)
   set_tests_properties(recording_visit recording_crash recording_watch recording_encrypted recording_failure
     recording_visit_seal
     PROPERTIES LABELS "recording;webrtc")
+  # A recorded visit on the stock paths (libnice I/O, libsrtp's ciphers).
+  tm_node_stock_test(recording_visit tests/recording/visit.test.mjs)
 else()
   message(STATUS "tests/recording: GStreamer or webrtc_client missing, recording tests skipped")
 endif()

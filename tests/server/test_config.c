@@ -295,6 +295,8 @@ static void test_wrong_type(void)
     reset_env();
     rc = load(&c, &err, "--log-level=loud", END);
     expect_error(&c, err, rc, "log_level", "loud");
+    rc = load(&c, &err, "--media-candidate-networks=10.0.0.0/8,hospital", END);
+    expect_error(&c, err, rc, "media_candidate_networks", "'hospital' is not a network");
     rc = load(&c, &err, "--port", END);
     expect_error(&c, err, rc, "--port", "needs a value");
     rc = load(&c, &err, "--help=yes", END);
@@ -556,6 +558,8 @@ static void test_sample_round_trip(void)
                                 ? "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
                             : strcmp(key, "tianjin_app_secret") == 0
                                 ? "00112233445566778899aabbccddeeff"
+                            : strcmp(key, "media_candidate_networks") == 0
+                                ? "10.20.0.0/16, fd00::/8"
                                 : "/x";
             if (strcmp(key, "recording_key_file") != 0) {
                 g_string_append_printf(edited, "%s = %s\n", key, v);

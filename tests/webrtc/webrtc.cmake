@@ -29,6 +29,10 @@ if(TMW_GST_FOUND AND TMW_SOUP_FOUND)
     tm_node_test(webrtc_visit tests/webrtc/visit_test.mjs)
     tm_node_test(webrtc_browser tests/webrtc/browser_visit.test.mjs)
     set_tests_properties(webrtc_selftest webrtc_visit webrtc_browser PROPERTIES LABELS webrtc)
+    # The same visits on the stock paths beside each bypass (libnice I/O, libsrtp's
+    # ciphers, one fan-out thread). The selftest has no server: once is enough.
+    tm_node_stock_test(webrtc_visit tests/webrtc/visit_test.mjs)
+    tm_node_stock_test(webrtc_browser tests/webrtc/browser_visit.test.mjs)
   endif()
 else()
   message(STATUS "tests/webrtc: GStreamer webrtc or libsoup-3.0 missing, media tests skipped")
