@@ -22,6 +22,8 @@ target_link_libraries(test_dtls_srtp PRIVATE tm_media_private)
 target_link_libraries(test_srtp_crypto PRIVATE tm_media_private)
 tm_unit_test(test_media_bad_offer tests/media/test_media_bad_offer.c)
 target_link_libraries(test_media_bad_offer PRIVATE tm_media_private)
+tm_unit_test(test_ice_policy tests/media/test_ice_policy.c)
+target_link_libraries(test_ice_policy PRIVATE tm_media_private)
 
 # Real-peer tests: GStreamer webrtcbin as the independent WebRTC stack (the
 # library links GStreamer only for the recorder's H.264 path: recorder.cmake).

@@ -85,7 +85,7 @@ static void handle_media_candidate(request *r)
     }
     int rc = tm_media_add_candidate(r->sig->media, v->id, r->u->key, cand, mid);
     if (rc < 0)
-        tm__reply_err(r->s, r->id, rc, "candidate refused");
+        tm__reply_err(r->s, r->id, rc, tm_media_candidate_error(rc));
     else
         tm__reply_ok(r->s, r->id, NULL);
 }

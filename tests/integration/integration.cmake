@@ -5,6 +5,7 @@ tm_node_test(integration_bad_input tests/integration/bad_input.test.mjs)
 tm_node_test(integration_rest tests/integration/rest.test.mjs)
 tm_node_test(integration_docs_examples tests/integration/docs_examples.test.mjs)
 tm_node_test(integration_queue_fanout tests/integration/queue_fanout.test.mjs)
+tm_node_test(integration_ice_candidates tests/integration/ice_candidates.test.mjs)
 # The fan-out on one thread (the stock path beside the writer pool).
 tm_node_stock_test(integration_queue_fanout tests/integration/queue_fanout.test.mjs)
 tm_node_test(integration_http_framing tests/integration/http_framing.test.mjs)
