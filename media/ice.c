@@ -5,6 +5,11 @@
  * candidates on the configured addresses (optionally advertised as the NAT 1:1
  * public address). Demultiplexes what arrives (RFC 7983) into DTLS and SRTP.
  *
+ * Beside libnice, on the selected pair, media is sent and received on sockets
+ * of our own (media_direct_io; below). Remote candidates reach this file only
+ * after media.c's policy (ice_policy.h, the per-peer cap); libnice paces the
+ * checks (media_ice_pacing_ms).
+ *
  * Owns: the agent and its one stream/component. The agent is created with the
  * worker's GMainContext, so every libnice callback runs on the worker thread.
  */
@@ -25,18 +30,10 @@ static tm__counters *ctr(tm__peer *p)
 
 /* ---- sending ----
  *
- * nice_agent_send goes through the agent's lock, its component look-up, the
- * UDP NiceSocket and GIO's g_socket_send_message (a GSocketAddress turned back
- * into a sockaddr, cancellable and timeout checks) before its sendmsg: code
- * and data a worker woken by one packet finds cold, once per forwarded packet
- * (libnice, GIO and GObject were ~10 % of the server's perf samples at N = 1,
- * issue 3). Once ICE has selected a pair, libnice itself sends our data as
- * one sendmsg on that pair's local socket to the remote address, so we do
- * that directly: the socket is the one nice_agent_get_selected_socket hands
- * out for this purpose (NULL for a relayed local candidate, which needs
- * libnice's TURN framing), held until the pair changes, the component leaves
- * READY/CONNECTED, ICE restarts or the agent goes: then libnice sends again.
- * STUN (checks, consent freshness, keepalives) stays libnice's. */
+ * On a selected non-relayed UDP pair the worker sends with sendto() on the
+ * pair's own socket (nice_agent_get_selected_socket), as libnice itself
+ * would, skipping its lock and GIO's per-packet work; STUN stays libnice's.
+ * Off with media_direct_io = false; why: tests/bench/README.md. */
 
 static void rx_sync(tm__peer *p);
 
@@ -109,24 +106,11 @@ void tm__ice_send(tm__peer *p, const uint8_t *buf, size_t len)
 
 /* ---- receiving ----
  *
- * Until ICE has selected a pair, and for everything but media afterwards,
- * libnice reads the socket: its source wakes, g_socket_receive_message makes
- * a GSocketAddress per datagram, the agent lock is taken, the datagram is
- * checked for STUN and handed to on_recv; then one more recvmsg fails with
- * EAGAIN, which GIO turns into a GError (a malloc and a message). At N = 1
- * that path was ~24 % of the worker's time per wake-up, next to the packet's
- * own ~10 % of crypto (perf, issue 3).
- *
- * So once a non-relayed IPv4 pair is selected, the media comes to a socket of
- * our own: bound to the same address and port as libnice's (both in one
- * SO_REUSEPORT group), with a classic BPF program on the group that picks our
- * socket for a datagram whose first byte says RTP/RTCP (RFC 7983) and whose
- * source is the selected remote address, and libnice's for everything else:
- * STUN (checks, consent freshness, keepalives, ICE restart), DTLS, and
- * anything from any other address, which libnice judges as before. Our
- * socket is read with recvmmsg, up to TM__RX_BATCH datagrams a call, with no
- * call that ends in EAGAIN unless a batch came back full. Nothing waits for a
- * batch to fill: a wake-up takes what is queued and forwards it at once.
+ * On a selected non-relayed IPv4 pair, the remote's RTP/RTCP comes to a
+ * socket of ours beside libnice's (one SO_REUSEPORT group, a BPF program
+ * choosing by first byte and source), read with recvmmsg; STUN, DTLS and
+ * any other source stay libnice's. Off with media_direct_io = false; why
+ * and what it saves: tests/bench/README.md.
  *
  * The socket follows the selected pair (tx_refresh -> rx_sync): a new pair, a
  * component leaving READY/CONNECTED, an ICE restart or the agent going close
@@ -167,18 +151,12 @@ static void deliver(tm__peer *p, uint8_t *b, size_t len, int64_t now_us)
     }
 }
 
-/* GLib blocks a source for the length of its dispatch unless it may recurse:
- * it takes the source's fd out of the poll set and puts it back afterwards,
- * and each of the two signals the context's wakeup eventfd (GLib 2.74). Every
- * datagram wakeup thus cost two write()s, then a poll() that returns at once
- * for the eventfd and a read() to drain it: four syscalls on top of the
- * recvmsg + sendmsg of the packet itself (measured with strace, issue 3).
- * libnice creates its socket sources itself and does not expose them, but we
- * run inside their dispatch, so the source at hand is the one to mark. We
- * never iterate the worker's context from a receive callback, so letting it
- * recurse changes nothing else. Marking it mid-dispatch is safe: GLib still
- * unblocks what it blocked on the way in. Sources libnice makes later (a new
- * socket after an ICE restart) are marked by their first datagram. */
+/* A source that may not recurse costs four syscalls per dispatch (GLib takes
+ * its fd out of the poll set and back, waking the context each time). We
+ * never iterate the worker's context from a receive callback, so libnice's
+ * source at hand may recurse; marking it mid-dispatch is safe, and sources
+ * libnice makes later are marked by their first datagram. See
+ * tests/bench/README.md. */
 static inline void no_block_on_dispatch(GSource *src)
 {
     if (G_LIKELY(src) && G_UNLIKELY(!g_source_get_can_recurse(src)))
@@ -359,16 +337,10 @@ static void on_state(NiceAgent *agent, guint stream_id, guint component_id, guin
                      gpointer data)
 {
     tm__peer *p = data;
-    /* libnice keeps its 20 ms connectivity-check timer running for as long as
-     * the remote side has not said it gathered everything, and browsers (and
-     * webrtcbin) often never trickle an end-of-candidates. Each agent then
-     * woke its worker 50 times a second for the whole visit (issue 3). Once a
-     * nominated pair is in use nothing is left for that timer to do, so we say
-     * it for them; a candidate trickled later still gets checked (libnice
-     * restarts the timer for it), and an ICE restart clears the flag.
-     * Even then the timer ticks on for idle-timeout (5 s) before it stops, a
-     * grace period for declaring a component failed, which a READY component
-     * cannot be: it is cut short until the next ICE restart. */
+    /* Once a nominated pair is in use, say the remote gathered everything
+     * (browsers rarely say it) and cut libnice's idle-timeout, so its check
+     * timer stops instead of waking the worker for the whole visit; a later
+     * candidate or an ICE restart starts it again (tests/bench/README.md). */
     if (state == NICE_COMPONENT_STATE_READY) {
         nice_agent_peer_candidate_gathering_done(agent, stream_id);
         g_object_set(agent, "idle-timeout", (guint)READY_IDLE_MS, NULL);

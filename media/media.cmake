@@ -1,7 +1,7 @@
 # Media core: ICE (libnice), DTLS-SRTP (OpenSSL + libsrtp2), forwarding workers.
 pkg_check_modules(NICE REQUIRED IMPORTED_TARGET nice>=0.1.19)
 pkg_check_modules(SRTP REQUIRED IMPORTED_TARGET libsrtp2>=2.2)
-# HMAC-SHA1 for SRTP without a per-packet allocation (media/srtp_crypto.c).
+# Nettle: SRTP's AES-CM and HMAC-SHA1 without per-packet work (media/srtp_crypto.c).
 pkg_check_modules(NETTLE REQUIRED IMPORTED_TARGET nettle>=3.4)
 target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/media.c
@@ -25,8 +25,9 @@ target_link_libraries(test_media_bad_offer PRIVATE tm_media_private)
 tm_unit_test(test_ice_policy tests/media/test_ice_policy.c)
 target_link_libraries(test_ice_policy PRIVATE tm_media_private)
 
-# Real-peer tests: GStreamer webrtcbin as the independent WebRTC stack (the
-# library links GStreamer only for the recorder's H.264 path: recorder.cmake).
+# Real-peer tests: GStreamer webrtcbin as the independent WebRTC stack, linked
+# to these programs (what the library itself links for the recorder is in
+# recorder.cmake).
 # Each runs twice: on today's fast paths, and as <name>_stock on the stock ones
 # (libnice's own I/O, libsrtp's own ciphers), so that a bypass can be switched
 # off the day its library moves (tests/media/media_test_peer.h).

@@ -1,45 +1,17 @@
 /*
- * srtp_crypto.c - libsrtp's AES-GCM over OpenSSL 3 EVP and its AES-ICM and
- * HMAC-SHA1 over Nettle, with one long-lived context per libsrtp cipher/auth
- * object.
+ * srtp_crypto.c - libsrtp's AES-ICM and HMAC-SHA1 over Nettle and its AES-GCM
+ * over OpenSSL 3 EVP, with one long-lived context per libsrtp cipher/auth
+ * object, swapped in through srtp_replace_cipher_type()/_auth_type().
  *
- * Why: Debian's libsrtp2 is built on NSS, and its NSS glue creates a PK11
- * context per packet (AES-ICM set_iv calls PK11_CreateContextBySymKey, GCM runs
- * one-shot PK11_Encrypt/PK11_Decrypt, HMAC goes through PK11_Digest*). That was
- * about a third of the server's CPU. libsrtp still does the SRTP protocol (key
- * derivation, ROC, replay window, packet framing); only the primitives it calls
- * through its cipher/auth type tables are swapped, with the public
- * srtp_replace_cipher_type()/srtp_replace_auth_type(). libsrtp runs its own
- * self tests on a replacement (its test vectors and 128 random round trips) and
- * the original's test vectors before it accepts it.
- *
- * Per packet nothing here allocates:
- * - AES-ICM is Nettle's AES (AES-NI) in CTR mode: the key schedule is made
- *   once, set_iv only writes the counter block (salt XOR iv) in our state. It
- *   was EVP's AES-128-CTR, whose per-packet EVP_EncryptInit_ex (provider
- *   dispatch, OSSL_PARAM look-ups of the IV length) costs little on a warm
- *   cache (about 80 ns) but, with the data it touches, 7.4 us against Nettle's
- *   1.9 us for 1000 bytes on a cold one (measured with the caches flushed
- *   between packets), and a worker woken by one packet at N = 1 runs cold:
- *   libcrypto was 6.5 % of the server's samples there, two AES-CTR per
- *   forwarded packet (issue 3). Nettle's speed on a warm cache is EVP's
- *   (210 vs 190 ns for 1200 bytes).
- * - AES-GCM: the key is set once; set_iv re-inits the context with the 12-byte
- *   IV and the direction; AAD and data are fed with EVP_CipherUpdate; the tag is
- *   read or checked at EVP_CipherFinal_ex.
- * - HMAC-SHA1 is Nettle's (libnettle, already in the process through
- *   libnice's GnuTLS), not OpenSSL's: its contexts are plain structs in our
- *   own state, so the keyed inner/outer SHA-1 states made at init are copied
- *   per packet without any allocation. OpenSSL 3.0 has no such path: every EVP
- *   way to reuse a keyed HMAC allocates (counted with CRYPTO_set_mem_functions:
- *   EVP_MD_CTX_copy_ex, EVP_DigestInit_ex, EVP_DigestInit_ex2(ctx, NULL, NULL)
- *   and EVP_MAC_init(ctx, NULL, 0, NULL) each free and re-allocate the
- *   provider's SHA-1 state, 2 allocations per HMAC, 4 per forwarded packet;
- *   even the one-shot SHA1() goes through EVP_Q_digest, 3 allocations), and
- *   SHA1_Init/Update/Final are deprecated. Nettle uses the CPU's SHA
- *   instructions as OpenSSL does: the same speed on a warm cache (about
- *   220 ns for 100 bytes, 1.0 us for 1200), and 0.5-2.0 us instead of
- *   1.8-2.5 us on a cold one, which is what a worker woken by one packet has.
+ * Why: Debian's libsrtp2 is built on NSS and makes a PK11 context per packet
+ * (a third of the server's CPU); EVP's per-packet init and keyed-HMAC reuse
+ * allocate or run cold. Here nothing allocates per packet: the AES key
+ * schedule and the keyed SHA-1 states are made once, a packet only sets its
+ * counter block or copies a plain struct. The measurements:
+ * tests/bench/README.md. libsrtp keeps the SRTP protocol (key derivation,
+ * ROC, replay window, framing) and self-tests each replacement against its
+ * original's test vectors; media_srtp_nettle = false keeps its own ciphers
+ * (tm__srtp_crypto_restore).
  *
  * Semantics follow libsrtp 2.5's cipher contracts (aes_icm_*.c, aes_gcm_*.c,
  * hmac_*.c): cipher key_len includes the salt (ICM: 30/38/46 = key + 14-byte
@@ -47,7 +19,7 @@
  * decrypt takes ciphertext||tag, checks the tag and shortens the length.
  *
  * Threads: the fetched GCM algorithms are process-wide and read-only after
- * tm__srtp_crypto_install (under srtp.c's g_once); every cipher/auth object
+ * tm__srtp_crypto_install (under srtp.c's lock); every cipher/auth object
  * belongs to the libsrtp session that allocated it, used by one thread.
  */
 #include <pthread.h>

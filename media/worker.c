@@ -20,15 +20,10 @@
 
 /* ---- warm-up ----
  *
- * A worker's first visit used to pay for much that is not the visit's: the
- * thread's malloc arena, OpenSSL's per-thread state (DRBGs, error queue) and
- * its first ECDHE handshake, libsrtp's first session, libnice's and GIO's
- * classes and the code pages behind them (about 3 MiB at the first visit of
- * the process). Those are costs of a running media worker, so each worker pays
- * them before it takes visits: a DTLS handshake between two endpoints over
- * memory, SRTP both ways with the exported keys, and an ICE check between two
- * agents on the worker's own context. Nothing of it outlives the warm-up but
- * what the libraries keep per process or per thread, which is the point. */
+ * Before it takes visits, each worker pays what a first visit would pay that
+ * is not the visit's (malloc arena, OpenSSL's per-thread state, libsrtp's and
+ * libnice's first objects): a DTLS handshake over memory, SRTP both ways and
+ * an ICE check between two agents on its own context. tests/bench/README.md. */
 
 #define WARM_PKTS 16
 
@@ -225,9 +220,8 @@ static gboolean worker_tick(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
-/* The tick has work only for visits: it starts with a worker's first visit and
- * stops with its last, so an idle worker has no timer at all (issue 3: it woke
- * once a second per worker for nothing). On the worker thread. */
+/* The tick starts with a worker's first visit and stops with its last, so an
+ * idle worker has no timer at all. On the worker thread. */
 static void tick_start(tm__worker *w)
 {
     if (w->tick || w->stopping)
@@ -379,13 +373,10 @@ static void record_end(tm__visit *v)
 
 /* ---- giving memory back ----
  *
- * glibc keeps freed memory in the arena of the thread that used it: without a
- * trim, a worker that served 16 visits holds their peak for good, and the
- * signaling side's main arena likewise. Two seconds after a visit ends (once
- * libnice has closed its sockets and the participants' connections, which
- * close around the visit's end, are gone; coalesced over visits ending
- * together) malloc_trim hands the free pages of every arena back to the
- * kernel. It runs once per batch of ended visits, never on the packet path. */
+ * glibc keeps freed memory in the arena of the thread that used it, so two
+ * seconds after a visit ends (its sockets closed; coalesced over visits
+ * ending together) malloc_trim hands every arena's free pages back, never on
+ * the packet path. tests/bench/README.md. */
 
 #define TRIM_DELAY_MS 2000
 
