@@ -168,84 +168,6 @@ int tm_rtcp_parse_rr(const tm_rtcp_pkt *p, tm_rtcp_rr *out)
  * Walk SDES chunks: for each, call back with its ssrc offset and the CNAME
  * item (if any). Returns the number of chunks or TM_EINVAL.
  */
-typedef void (*sdes_cb)(void *ud, size_t ssrc_off, const uint8_t *cname, size_t cname_len);
-static int sdes_walk(const uint8_t *d, size_t len, unsigned sc, sdes_cb cb, void *ud)
-{
-    size_t off = 4;
-    for (unsigned c = 0; c < sc; c++) {
-        if (off + 4 > len)
-            return TM_EINVAL;
-        size_t ssrc_off = off;
-        const uint8_t *cname = NULL;
-        size_t cname_len = 0;
-        off += 4;
-        for (;;) {
-            if (off >= len)
-                return TM_EINVAL;
-            uint8_t type = d[off];
-            if (type == 0) {
-                off++;
-                off = (off + 3) & ~(size_t)3; /* chunks end on a 32-bit boundary */
-                break;
-            }
-            if (off + 2 > len)
-                return TM_EINVAL;
-            size_t il = d[off + 1];
-            if (off + 2 + il > len)
-                return TM_EINVAL;
-            if (type == 1 && !cname) {
-                cname = d + off + 2;
-                cname_len = il;
-            }
-            off += 2 + il;
-        }
-        if (off > len)
-            return TM_EINVAL;
-        if (cb)
-            cb(ud, ssrc_off, cname, cname_len);
-    }
-    return (int)sc;
-}
-
-typedef struct sdes_ctx {
-    const uint8_t *d;
-    tm_rtcp_sdes *out;
-} sdes_ctx;
-
-static void sdes_collect(void *ud, size_t ssrc_off, const uint8_t *cname, size_t cname_len)
-{
-    sdes_ctx *c = ud;
-    if (c->out->n >= TM_RTCP_MAX_SDES)
-        return;
-    unsigned i = c->out->n++;
-    c->out->chunks[i].ssrc = rd32(c->d + ssrc_off);
-    size_t l = cname_len < sizeof(c->out->chunks[i].cname) ? cname_len
-                                                           : sizeof(c->out->chunks[i].cname) - 1;
-    if (cname)
-        memcpy(c->out->chunks[i].cname, cname, l);
-    c->out->chunks[i].cname[cname ? l : 0] = '\0';
-}
-
-int tm_rtcp_parse_sdes(const tm_rtcp_pkt *p, tm_rtcp_sdes *out)
-{
-    if (!p || !out || p->pt != TM_RTCP_SDES)
-        return TM_EINVAL;
-    out->n = 0;
-    sdes_ctx c = {p->data, out};
-    int r = sdes_walk(p->data, p->len, p->count, sdes_collect, &c);
-    return r < 0 ? r : 0;
-}
-
-int tm_rtcp_parse_bye(const tm_rtcp_pkt *p, tm_rtcp_bye *out)
-{
-    if (!p || !out || p->pt != TM_RTCP_BYE || 4 + 4u * p->count > p->len)
-        return TM_EINVAL;
-    out->n = p->count;
-    for (unsigned i = 0; i < p->count; i++)
-        out->ssrcs[i] = rd32(p->data + 4 + 4 * i);
-    return 0;
-}
-
 int tm_rtcp_parse_fb(const tm_rtcp_pkt *p, tm_rtcp_fb *out)
 {
     if (!p || !out || (p->pt != TM_RTCP_RTPFB && p->pt != TM_RTCP_PSFB) || p->len < 12)
@@ -315,93 +237,6 @@ int tm_rtcp_parse_remb(const tm_rtcp_pkt *p, tm_rtcp_remb *out)
     return 0;
 }
 
-/* ---- SSRC rewrite ---- */
-
-static void map_at(uint8_t *at, tm_rtcp_ssrc_map_fn fn, void *ud, tm_rtcp_ssrc_role role,
-                   uint8_t pt)
-{
-    wr32(at, fn(ud, role, pt, rd32(at)));
-}
-
-typedef struct sdes_map_ctx {
-    uint8_t *d;
-    tm_rtcp_ssrc_map_fn fn;
-    void *ud;
-} sdes_map_ctx;
-
-static void sdes_map(void *ud, size_t ssrc_off, const uint8_t *cname, size_t cname_len)
-{
-    sdes_map_ctx *c = ud;
-    map_at(c->d + ssrc_off, c->fn, c->ud, TM_RTCP_SSRC_SENDER, TM_RTCP_SDES);
-}
-
-int tm_rtcp_rewrite_ssrcs(uint8_t *buf, size_t len, tm_rtcp_ssrc_map_fn fn, void *ud)
-{
-    tm_rtcp_iter it;
-    tm_rtcp_pkt p;
-    int r;
-    if (!buf || !fn)
-        return TM_EINVAL;
-    tm_rtcp_iter_init(&it, buf, len);
-    while ((r = tm_rtcp_next(&it, &p)) == 1) {
-        uint8_t *d = buf + p.offset;
-        switch (p.pt) {
-        case TM_RTCP_SR:
-        case TM_RTCP_RR: {
-            size_t first = p.pt == TM_RTCP_SR ? 28 : 8;
-            if (p.len < first || first + 24u * p.count > p.len)
-                return TM_EINVAL;
-            map_at(d + 4, fn, ud, TM_RTCP_SSRC_SENDER, p.pt);
-            for (unsigned i = 0; i < p.count; i++)
-                map_at(d + first + 24 * i, fn, ud, TM_RTCP_SSRC_MEDIA, p.pt);
-            break;
-        }
-        case TM_RTCP_SDES: {
-            /* Validate the whole packet before touching it. */
-            if (sdes_walk(d, p.len, p.count, NULL, NULL) < 0)
-                return TM_EINVAL;
-            sdes_map_ctx c = {d, fn, ud};
-            sdes_walk(d, p.len, p.count, sdes_map, &c);
-            break;
-        }
-        case TM_RTCP_BYE:
-            if (4 + 4u * p.count > p.len)
-                return TM_EINVAL;
-            for (unsigned i = 0; i < p.count; i++)
-                map_at(d + 4 + 4 * i, fn, ud, TM_RTCP_SSRC_SENDER, p.pt);
-            break;
-        case TM_RTCP_APP:
-        case TM_RTCP_XR:
-            if (p.len < 8)
-                return TM_EINVAL;
-            map_at(d + 4, fn, ud, TM_RTCP_SSRC_SENDER, p.pt);
-            break;
-        case TM_RTCP_RTPFB:
-        case TM_RTCP_PSFB:
-            if (p.len < 12)
-                return TM_EINVAL;
-            if (p.kind == TM_RTCP_K_REMB && (p.len < 20 || 20 + 4u * d[16] > p.len))
-                return TM_EINVAL;
-            map_at(d + 4, fn, ud, TM_RTCP_SSRC_SENDER, p.pt);
-            /* FIR and REMB put 0 in the common media field; their targets
-             * are in the FCI. */
-            if (p.kind != TM_RTCP_K_FIR && p.kind != TM_RTCP_K_REMB)
-                map_at(d + 8, fn, ud, TM_RTCP_SSRC_MEDIA, p.pt);
-            if (p.kind == TM_RTCP_K_FIR) {
-                for (size_t i = 12; i + 8 <= p.len; i += 8)
-                    map_at(d + i, fn, ud, TM_RTCP_SSRC_MEDIA, p.pt);
-            } else if (p.kind == TM_RTCP_K_REMB) {
-                for (unsigned i = 0; i < d[16]; i++)
-                    map_at(d + 20 + 4 * i, fn, ud, TM_RTCP_SSRC_MEDIA, p.pt);
-            }
-            break;
-        default:
-            break;
-        }
-    }
-    return r;
-}
-
 /* ---- Builders ---- */
 
 static void put_header(uint8_t *b, uint8_t count, uint8_t pt, size_t len)
@@ -464,40 +299,6 @@ int tm_rtcp_build_rr(uint8_t *buf, size_t cap, uint32_t ssrc, const tm_rtcp_repo
     return (int)len;
 }
 
-int tm_rtcp_build_sdes_cname(uint8_t *buf, size_t cap, uint32_t ssrc, const char *cname)
-{
-    if (!buf || !cname)
-        return TM_EINVAL;
-    size_t cl = strlen(cname);
-    if (cl < 1 || cl > 255)
-        return TM_EINVAL;
-    /* ssrc, CNAME item, at least one zero byte ending the item list, padded. */
-    size_t chunk = (4 + 2 + cl + 1 + 3) & ~(size_t)3;
-    size_t len = 4 + chunk;
-    if (len > cap)
-        return TM_ETOOBIG;
-    memset(buf, 0, len);
-    put_header(buf, 1, TM_RTCP_SDES, len);
-    wr32(buf + 4, ssrc);
-    buf[8] = 1;
-    buf[9] = (uint8_t)cl;
-    memcpy(buf + 10, cname, cl);
-    return (int)len;
-}
-
-int tm_rtcp_build_bye(uint8_t *buf, size_t cap, const uint32_t *ssrcs, size_t n)
-{
-    if (!buf || n > TM_RTCP_MAX_REPORTS || (n && !ssrcs))
-        return TM_EINVAL;
-    size_t len = 4 + 4 * n;
-    if (len > cap)
-        return TM_ETOOBIG;
-    put_header(buf, (uint8_t)n, TM_RTCP_BYE, len);
-    for (size_t i = 0; i < n; i++)
-        wr32(buf + 4 + 4 * i, ssrcs[i]);
-    return (int)len;
-}
-
 static int build_fb(uint8_t *buf, size_t cap, uint8_t pt, uint8_t fmt, uint32_t sender,
                     uint32_t media, size_t fci_len)
 {
@@ -515,19 +316,6 @@ static int build_fb(uint8_t *buf, size_t cap, uint8_t pt, uint8_t fmt, uint32_t 
 int tm_rtcp_build_pli(uint8_t *buf, size_t cap, uint32_t sender_ssrc, uint32_t media_ssrc)
 {
     return build_fb(buf, cap, TM_RTCP_PSFB, TM_RTCP_FMT_PLI, sender_ssrc, media_ssrc, 0);
-}
-
-int tm_rtcp_build_fir(uint8_t *buf, size_t cap, uint32_t sender_ssrc, uint32_t media_ssrc,
-                      uint8_t seq_nr)
-{
-    /* RFC 5104 4.3.1.2: the common header's media SSRC is 0; the target is in the entry. */
-    int len = build_fb(buf, cap, TM_RTCP_PSFB, TM_RTCP_FMT_FIR, sender_ssrc, 0, 8);
-    if (len < 0)
-        return len;
-    wr32(buf + 12, media_ssrc);
-    buf[16] = seq_nr;
-    buf[17] = buf[18] = buf[19] = 0;
-    return len;
 }
 
 /* Position of s relative to ref, so that wrap-around sorts right: seqs within
@@ -598,34 +386,4 @@ int tm_rtcp_build_remb(uint8_t *buf, size_t cap, uint32_t sender_ssrc, uint64_t 
     for (size_t i = 0; i < n; i++)
         wr32(buf + 20 + 4 * i, ssrcs[i]);
     return len;
-}
-
-/* ---- NTP ---- */
-
-#define NTP_UNIX_OFFSET 2208988800ull /* seconds from 1900-01-01 to 1970-01-01 */
-
-uint64_t tm_ntp_from_unix_us(int64_t unix_us)
-{
-    if (unix_us < 0)
-        unix_us = 0;
-    uint64_t sec = (uint64_t)unix_us / 1000000u + NTP_UNIX_OFFSET;
-    uint64_t frac = (((uint64_t)unix_us % 1000000u) << 32) / 1000000u;
-    return (sec << 32) | frac;
-}
-
-int64_t tm_ntp_to_unix_us(uint64_t ntp)
-{
-    int64_t sec = (int64_t)(ntp >> 32) - (int64_t)NTP_UNIX_OFFSET;
-    int64_t frac_us = (int64_t)(((ntp & 0xffffffffu) * 1000000u + 0x80000000u) >> 32);
-    return sec * 1000000 + frac_us;
-}
-
-int64_t tm_rtcp_rtt_us(uint32_t arrival_mid32, uint32_t lsr, uint32_t dlsr)
-{
-    if (lsr == 0)
-        return -1;
-    uint32_t rtt = arrival_mid32 - lsr - dlsr;
-    if ((int32_t)rtt < 0)
-        return -1;
-    return (int64_t)(((uint64_t)rtt * 1000000u) >> 16);
 }

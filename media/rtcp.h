@@ -1,7 +1,7 @@
 /*
  * rtcp.h - RTCP on the forwarding path: walk a compound packet, parse the
- * report and feedback messages an SFU acts on, rewrite SSRCs in place, and
- * build the messages the server sends, all in caller buffers.
+ * report and feedback messages an SFU acts on, and build the messages the
+ * server sends, all in caller buffers.
  *
  * No allocation, no logging, every length checked: the bytes are untrusted.
  * Reentrant; runs on the calling media worker thread.
@@ -121,22 +121,6 @@ typedef struct tm_rtcp_rr {
 int tm_rtcp_parse_sr(const tm_rtcp_pkt *p, tm_rtcp_sr *out);
 int tm_rtcp_parse_rr(const tm_rtcp_pkt *p, tm_rtcp_rr *out);
 
-#define TM_RTCP_MAX_SDES 8
-typedef struct tm_rtcp_sdes {
-    unsigned n; /* chunks parsed (at most TM_RTCP_MAX_SDES) */
-    struct {
-        uint32_t ssrc;
-        char cname[256]; /* "" when the chunk has no CNAME item */
-    } chunks[TM_RTCP_MAX_SDES];
-} tm_rtcp_sdes;
-int tm_rtcp_parse_sdes(const tm_rtcp_pkt *p, tm_rtcp_sdes *out);
-
-typedef struct tm_rtcp_bye {
-    unsigned n;
-    uint32_t ssrcs[TM_RTCP_MAX_REPORTS];
-} tm_rtcp_bye;
-int tm_rtcp_parse_bye(const tm_rtcp_pkt *p, tm_rtcp_bye *out);
-
 /* Common part of every RTPFB/PSFB message (RFC 4585 6.1). */
 typedef struct tm_rtcp_fb {
     uint8_t pt; /* TM_RTCP_RTPFB or TM_RTCP_PSFB */
@@ -170,40 +154,13 @@ typedef struct tm_rtcp_remb {
 /* Returns 0, or TM_EINVAL when not a well-formed REMB. */
 int tm_rtcp_parse_remb(const tm_rtcp_pkt *p, tm_rtcp_remb *out);
 
-/* ---- In-place SSRC rewrite ---- */
-
-typedef enum {
-    TM_RTCP_SSRC_SENDER, /* who sent the RTCP: SR/RR/FB sender, SDES chunk, BYE */
-    TM_RTCP_SSRC_MEDIA,  /* the stream reported on: report block, FB media, FIR entry, REMB */
-} tm_rtcp_ssrc_role;
-
-/* Map one SSRC; return the new value (return ssrc to keep it). */
-typedef uint32_t (*tm_rtcp_ssrc_map_fn)(void *ud, tm_rtcp_ssrc_role role, uint8_t pt,
-                                        uint32_t ssrc);
-
-/*
- * Walk the compound and replace every SSRC field with fn's answer: SR/RR
- * sender and report blocks, SDES chunk SSRCs, BYE SSRCs, RTPFB/PSFB sender and
- * media SSRC, FIR entries, REMB SSRC list. transport-cc and XR contents are
- * left alone. Fields of unknown packets are untouched. Returns 0 or TM_EINVAL
- * (malformed; packets before the bad one may already be rewritten).
- */
-int tm_rtcp_rewrite_ssrcs(uint8_t *buf, size_t len, tm_rtcp_ssrc_map_fn fn, void *ud);
-
 /* ---- Builders: write into buf (cap bytes), return the length or TM_ETOOBIG /
  * TM_EINVAL. Concatenate results to make a compound packet. ---- */
 
 int tm_rtcp_build_sr(uint8_t *buf, size_t cap, const tm_rtcp_sr *sr);
 int tm_rtcp_build_rr(uint8_t *buf, size_t cap, uint32_t ssrc, const tm_rtcp_report_block *rb,
                      size_t n);
-/* SDES with one chunk holding a CNAME (1..255 bytes). */
-int tm_rtcp_build_sdes_cname(uint8_t *buf, size_t cap, uint32_t ssrc, const char *cname);
-int tm_rtcp_build_bye(uint8_t *buf, size_t cap, const uint32_t *ssrcs, size_t n);
 int tm_rtcp_build_pli(uint8_t *buf, size_t cap, uint32_t sender_ssrc, uint32_t media_ssrc);
-/* FIR for one media SSRC with the caller's command sequence number (increment
- * it per new request, RFC 5104 4.3.1.1). */
-int tm_rtcp_build_fir(uint8_t *buf, size_t cap, uint32_t sender_ssrc, uint32_t media_ssrc,
-                      uint8_t seq_nr);
 /* Generic NACK from a list of lost sequence numbers, in any order (duplicates
  * ok): packed into (pid, blp) items, each covering pid..pid+16. */
 int tm_rtcp_build_nack(uint8_t *buf, size_t cap, uint32_t sender_ssrc, uint32_t media_ssrc,
@@ -212,22 +169,12 @@ int tm_rtcp_build_nack(uint8_t *buf, size_t cap, uint32_t sender_ssrc, uint32_t 
 int tm_rtcp_build_remb(uint8_t *buf, size_t cap, uint32_t sender_ssrc, uint64_t bitrate_bps,
                        const uint32_t *ssrcs, size_t n);
 
-/* ---- NTP time and round-trip time ---- */
+/* ---- NTP time ---- */
 
-/* 32.32 NTP time from Unix epoch microseconds. */
-uint64_t tm_ntp_from_unix_us(int64_t unix_us);
-/* Unix epoch microseconds from 32.32 NTP time. */
-int64_t tm_ntp_to_unix_us(uint64_t ntp);
-/* The middle 32 bits (16.16), the form of LSR and of arrival times. */
+/* The middle 32 bits (16.16) of a 32.32 NTP time, the form of LSR and of arrival times. */
 static inline uint32_t tm_ntp_mid32(uint64_t ntp)
 {
     return (uint32_t)(ntp >> 16);
 }
-/*
- * RTT in microseconds from a report block received at arrival_mid32 (our
- * clock, NTP middle 32 bits): arrival - LSR - DLSR (RFC 3550 6.4.1).
- * Returns -1 when lsr is 0 (no SR seen yet) or the result is negative.
- */
-int64_t tm_rtcp_rtt_us(uint32_t arrival_mid32, uint32_t lsr, uint32_t dlsr);
 
 #endif

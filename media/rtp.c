@@ -1,10 +1,10 @@
 /*
- * rtp.c - RTP header parse, in-place rewrite, RFC 8285 header extensions,
- * rtx wrapping, VP8/H.264 keyframe detection and sequence tracking.
+ * rtp.c - RTP header parse, in-place rewrite, RFC 8285 header extension
+ * remap, rtx unwrapping, VP8/H.264 keyframe detection and sequence tracking.
  *
- * Hot-path code: no allocation, no logging, nothing trusted. Header extension
- * edits that change the block size work through a small stack copy of the new
- * block and one memmove of the payload, so they stay in the caller's buffer.
+ * Hot-path code: no allocation, no logging, nothing trusted. A remap that
+ * changes the block size works through a small stack copy of the new block
+ * and one memmove of the payload, so it stays in the caller's buffer.
  * Runs on the calling media worker thread; no state of its own.
  */
 #include "rtp.h"
@@ -151,25 +151,6 @@ static int ext_list(const uint8_t *buf, const tm_rtp_header *h, ext_el *els)
     return count;
 }
 
-int tm_rtp_ext_find(const uint8_t *buf, size_t len, uint8_t id, const uint8_t **data, size_t *dlen)
-{
-    tm_rtp_header h;
-    ext_el els[TM_RTP_EXT_MAX_ELEMENTS];
-    if (!data || !dlen || tm_rtp_parse(buf, len, &h) < 0)
-        return TM_EINVAL;
-    int n = ext_list(buf, &h, els);
-    if (n < 0)
-        return n;
-    for (int i = 0; i < n; i++) {
-        if (els[i].id == id && id != 0) {
-            *data = buf + els[i].off;
-            *dlen = els[i].len;
-            return 0;
-        }
-    }
-    return TM_ENOTFOUND;
-}
-
 /* Largest extension block we rebuild; an RTP packet over UDP is smaller. */
 #define EXT_TMP_MAX 2048
 
@@ -231,56 +212,6 @@ static int ext_rewrite(uint8_t *buf, size_t len, size_t cap, const tm_rtp_header
     return (int)(new_hdr + tail);
 }
 
-int tm_rtp_ext_set(uint8_t *buf, size_t len, size_t cap, uint8_t id, const void *data, size_t dlen)
-{
-    tm_rtp_header h;
-    ext_el els[TM_RTP_EXT_MAX_ELEMENTS];
-    ext_out outs[TM_RTP_EXT_MAX_ELEMENTS + 1];
-    if (id == 0 || !data || dlen < 1 || dlen > 255 || cap < len || len > 0x7fffffff)
-        return TM_EINVAL;
-    if (tm_rtp_parse(buf, len, &h) < 0)
-        return TM_EINVAL;
-    int form = ext_form(&h);
-    if (form == EXT_OTHER)
-        return TM_EINVAL;
-    int n = ext_list(buf, &h, els);
-    if (n < 0)
-        return n;
-    int found = -1;
-    for (int i = 0; i < n; i++)
-        if (els[i].id == id)
-            found = i;
-    if (found >= 0 && els[found].len == dlen) {
-        memcpy(buf + els[found].off, data, dlen);
-        return (int)len;
-    }
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-        if (els[i].id == id)
-            continue;
-        outs[m].id = els[i].id;
-        outs[m].len = els[i].len;
-        outs[m].data = buf + els[i].off;
-        m++;
-    }
-    if (m >= (int)TM_ARRAY_LEN(outs))
-        return TM_EINVAL;
-    outs[m].id = id;
-    outs[m].len = (uint8_t)dlen;
-    outs[m].data = data;
-    m++;
-    return ext_rewrite(buf, len, cap, &h, outs, m);
-}
-
-int tm_rtp_ext_remove(uint8_t *buf, size_t len, uint8_t id)
-{
-    uint8_t map[256];
-    for (int i = 0; i < 256; i++)
-        map[i] = (uint8_t)i;
-    map[id] = 0;
-    return tm_rtp_ext_remap(buf, len, map);
-}
-
 int tm_rtp_ext_remap(uint8_t *buf, size_t len, const uint8_t map[256])
 {
     tm_rtp_header h;
@@ -328,27 +259,6 @@ int tm_rtp_ext_remap(uint8_t *buf, size_t len, const uint8_t map[256])
 }
 
 /* ---- rtx ---- */
-
-int tm_rtp_build_rtx(uint8_t *out, size_t cap, const uint8_t *pkt, size_t len, uint32_t rtx_ssrc,
-                     uint8_t rtx_pt, uint16_t rtx_seq)
-{
-    tm_rtp_header h;
-    if (!out || tm_rtp_parse(pkt, len, &h) < 0)
-        return TM_EINVAL;
-    size_t total = h.header_len + 2 + h.payload_len;
-    if (total > cap)
-        return TM_ETOOBIG;
-    if (total > 0x7fffffff)
-        return TM_EINVAL;
-    memcpy(out, pkt, h.header_len);
-    out[0] &= (uint8_t)~0x20; /* padding is not carried over */
-    wr16(out + h.header_len, h.seq);
-    memcpy(out + h.header_len + 2, pkt + h.payload_offset, h.payload_len);
-    tm_rtp_set_ssrc(out, rtx_ssrc);
-    tm_rtp_set_pt(out, rtx_pt);
-    tm_rtp_set_seq(out, rtx_seq);
-    return (int)total;
-}
 
 int tm_rtp_unwrap_rtx(uint8_t *buf, size_t len, uint32_t media_ssrc, uint8_t media_pt)
 {

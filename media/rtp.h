@@ -78,10 +78,6 @@ static inline void tm_rtp_set_pt(uint8_t *buf, uint8_t pt) /* keeps the marker b
 {
     buf[1] = (uint8_t)((buf[1] & 0x80) | (pt & 0x7f));
 }
-static inline void tm_rtp_set_marker(uint8_t *buf, bool marker)
-{
-    buf[1] = (uint8_t)((buf[1] & 0x7f) | (marker ? 0x80 : 0));
-}
 static inline void tm_rtp_set_seq(uint8_t *buf, uint16_t seq)
 {
     buf[2] = (uint8_t)(seq >> 8);
@@ -100,30 +96,6 @@ static inline void tm_rtp_set_ts(uint8_t *buf, uint32_t ts)
 #define TM_RTP_EXT_MAX_ELEMENTS 32 /* more elements than this in a packet: TM_EINVAL */
 
 /*
- * Find extension element id (1..14 one-byte, 1..255 two-byte). On success
- * returns 0 and sets *data (pointing into buf) and *dlen. TM_ENOTFOUND when
- * absent (or no/unknown extension profile), TM_EINVAL when malformed.
- */
-int tm_rtp_ext_find(const uint8_t *buf, size_t len, uint8_t id, const uint8_t **data, size_t *dlen);
-
-/*
- * Set element id to data[0..dlen) (dlen 1..16 for one-byte form, up to 255
- * otherwise; a one-byte block is rewritten as two-byte when needed). Replaces
- * the element when present (in place if the size is unchanged), else adds it;
- * creates the extension block when the packet has none. buf has room for cap
- * bytes; the payload moves when the block grows or shrinks. Returns the new
- * packet length, TM_ETOOBIG (cap too small), TM_EINVAL (malformed/bad args).
- */
-int tm_rtp_ext_set(uint8_t *buf, size_t len, size_t cap, uint8_t id, const void *data, size_t dlen);
-
-/*
- * Remove element id. Returns the new packet length (unchanged when absent),
- * or TM_EINVAL. The extension block is dropped (X bit cleared) when it
- * becomes empty.
- */
-int tm_rtp_ext_remove(uint8_t *buf, size_t len, uint8_t id);
-
-/*
  * Translate a sender's extension ids to a receiver's: each element id e
  * becomes map[e], and elements with map[e] == 0 are dropped. This is the per
  * receiver step of forwarding (ids are per peer in the SDP). In place;
@@ -133,22 +105,8 @@ int tm_rtp_ext_remove(uint8_t *buf, size_t len, uint8_t id);
  */
 int tm_rtp_ext_remap(uint8_t *buf, size_t len, const uint8_t map[256]);
 
-/* abs-send-time value (6.18 fixed point seconds, 24 bits) for a time in µs. */
-static inline uint32_t tm_rtp_abs_send_time(uint64_t time_us)
-{
-    return (uint32_t)(((time_us << 18) / 1000000u) & 0x00ffffffu);
-}
-
 /* ---- rtx (RFC 4588) ---- */
 
-/*
- * Build the rtx form of a (rewritten) media packet into out: same header with
- * rtx_ssrc/rtx_pt/rtx_seq, the original sequence number (OSN) as the first two
- * payload bytes, then the original payload (padding dropped). Returns the
- * length, TM_ETOOBIG, or TM_EINVAL.
- */
-int tm_rtp_build_rtx(uint8_t *out, size_t cap, const uint8_t *pkt, size_t len, uint32_t rtx_ssrc,
-                     uint8_t rtx_pt, uint16_t rtx_seq);
 /*
  * Turn an rtx packet back into the original in place (strip OSN, set ssrc/pt/
  * seq = OSN). Returns the new length or TM_EINVAL.

@@ -33,6 +33,55 @@ static void check_block(const tm_rtcp_report_block *rb, uint32_t ssrc)
     CHECK_EQ_INT(rb->dlsr, 65536);
 }
 
+/* Packets a browser sends and the server only walks past or parses, made
+ * here as fixtures: RFC 3550 SDES (one CNAME chunk) and BYE, RFC 5104 FIR. */
+static void put_header(uint8_t *b, uint8_t count, uint8_t pt, size_t len)
+{
+    b[0] = (uint8_t)(0x80 | count);
+    b[1] = pt;
+    b[2] = (uint8_t)((len / 4 - 1) >> 8);
+    b[3] = (uint8_t)(len / 4 - 1);
+}
+
+static void put32(uint8_t *b, uint32_t v)
+{
+    b[0] = (uint8_t)(v >> 24);
+    b[1] = (uint8_t)(v >> 16);
+    b[2] = (uint8_t)(v >> 8);
+    b[3] = (uint8_t)v;
+}
+
+static size_t fixture_sdes(uint8_t *b, uint32_t ssrc, const char *cname)
+{
+    size_t cl = strlen(cname), len = 4 + ((4 + 2 + cl + 1 + 3) & ~(size_t)3);
+    memset(b, 0, len);
+    put_header(b, 1, TM_RTCP_SDES, len);
+    put32(b + 4, ssrc);
+    b[8] = 1; /* CNAME */
+    b[9] = (uint8_t)cl;
+    memcpy(b + 10, cname, cl);
+    return len;
+}
+
+static size_t fixture_bye(uint8_t *b, const uint32_t *ssrcs, size_t n)
+{
+    put_header(b, (uint8_t)n, TM_RTCP_BYE, 4 + 4 * n);
+    for (size_t i = 0; i < n; i++)
+        put32(b + 4 + 4 * i, ssrcs[i]);
+    return 4 + 4 * n;
+}
+
+static size_t fixture_fir(uint8_t *b, uint32_t sender, uint32_t media, uint8_t seq_nr)
+{
+    put_header(b, TM_RTCP_FMT_FIR, TM_RTCP_PSFB, 20);
+    put32(b + 4, sender);
+    put32(b + 8, 0); /* RFC 5104 4.3.1.2: the target is in the entry */
+    put32(b + 12, media);
+    b[16] = seq_nr;
+    b[17] = b[18] = b[19] = 0;
+    return 20;
+}
+
 /* Builds a compound SR + SDES + PLI + NACK + FIR + REMB + RR + BYE. */
 static size_t build_compound(uint8_t *b, size_t cap)
 {
@@ -49,9 +98,7 @@ static size_t build_compound(uint8_t *b, size_t cap)
     r = tm_rtcp_build_sr(b + off, cap - off, &sr);
     CHECK_EQ_INT(r, 28 + 48);
     off += (size_t)r;
-    r = tm_rtcp_build_sdes_cname(b + off, cap - off, 1, "abcdefgh");
-    CHECK(r > 0 && r % 4 == 0);
-    off += (size_t)r;
+    off += fixture_sdes(b + off, 1, "abcdefgh");
     r = tm_rtcp_build_pli(b + off, cap - off, 1, 100);
     CHECK_EQ_INT(r, 12);
     off += (size_t)r;
@@ -59,9 +106,7 @@ static size_t build_compound(uint8_t *b, size_t cap)
     r = tm_rtcp_build_nack(b + off, cap - off, 1, 100, lost, TM_ARRAY_LEN(lost));
     CHECK_EQ_INT(r, 12 + 12); /* items 1000 (+1002, 1016), 1017, 1040 */
     off += (size_t)r;
-    r = tm_rtcp_build_fir(b + off, cap - off, 1, 100, 7);
-    CHECK_EQ_INT(r, 20);
-    off += (size_t)r;
+    off += fixture_fir(b + off, 1, 100, 7);
     const uint32_t ssrcs[] = {100, 101};
     r = tm_rtcp_build_remb(b + off, cap - off, 1, 1500000, ssrcs, 2);
     CHECK_EQ_INT(r, 28);
@@ -70,9 +115,7 @@ static size_t build_compound(uint8_t *b, size_t cap)
     r = tm_rtcp_build_rr(b + off, cap - off, 2, &rb, 1);
     CHECK_EQ_INT(r, 32);
     off += (size_t)r;
-    r = tm_rtcp_build_bye(b + off, cap - off, ssrcs, 2);
-    CHECK_EQ_INT(r, 12);
-    off += (size_t)r;
+    off += fixture_bye(b + off, ssrcs, 2);
     return off;
 }
 
@@ -107,14 +150,9 @@ static void test_compound_roundtrip(void)
             CHECK_EQ_INT(tm_rtcp_parse_rr(&p, &rr), TM_EINVAL); /* wrong type */
             break;
         }
-        case TM_RTCP_K_SDES: {
-            tm_rtcp_sdes s;
-            CHECK_EQ_INT(tm_rtcp_parse_sdes(&p, &s), 0);
-            CHECK_EQ_INT(s.n, 1);
-            CHECK_EQ_INT(s.chunks[0].ssrc, 1);
-            CHECK_STR(s.chunks[0].cname, "abcdefgh");
+        case TM_RTCP_K_SDES:
+            CHECK_EQ_INT(p.len, 20);
             break;
-        }
         case TM_RTCP_K_PLI: {
             tm_rtcp_fb fb;
             CHECK_EQ_INT(tm_rtcp_parse_fb(&p, &fb), 0);
@@ -166,13 +204,10 @@ static void test_compound_roundtrip(void)
             check_block(&rr.reports[0], 102);
             break;
         }
-        case TM_RTCP_K_BYE: {
-            tm_rtcp_bye bye;
-            CHECK_EQ_INT(tm_rtcp_parse_bye(&p, &bye), 0);
-            CHECK_EQ_INT(bye.n, 2);
-            CHECK_EQ_INT(bye.ssrcs[0], 100);
+        case TM_RTCP_K_BYE:
+            CHECK_EQ_INT(p.count, 2);
+            CHECK_EQ_INT(p.len, 12);
             break;
-        }
         default:
             CHECK(0);
         }
@@ -224,12 +259,6 @@ static void test_walk_rejects_bad_lengths(void)
     CHECK_EQ_INT(tm_rtcp_next(&it, &p), 1);
     uint16_t seqs[4];
     CHECK_EQ_INT(tm_rtcp_parse_nack(&p, NULL, seqs, 4), TM_EINVAL);
-    /* SDES with an item running past the packet. */
-    const uint8_t sdes[] = {0x81, 202, 0x00, 0x02, 0, 0, 0, 1, 1, 20, 'a', 'b'};
-    tm_rtcp_iter_init(&it, sdes, sizeof(sdes));
-    CHECK_EQ_INT(tm_rtcp_next(&it, &p), 1);
-    tm_rtcp_sdes s;
-    CHECK_EQ_INT(tm_rtcp_parse_sdes(&p, &s), TM_EINVAL);
     /* REMB claiming more SSRCs than it has. */
     uint8_t remb[64];
     const uint32_t one = 5;
@@ -300,89 +329,11 @@ static void test_builders_bounds(void)
     CHECK_EQ_INT(tm_rtcp_build_rr(b, 7, 1, NULL, 0), TM_ETOOBIG);
     CHECK_EQ_INT(tm_rtcp_build_rr(b, 8, 1, NULL, 0), 8);
     CHECK_EQ_INT(tm_rtcp_build_pli(b, 11, 1, 2), TM_ETOOBIG);
-    CHECK_EQ_INT(tm_rtcp_build_fir(b, 19, 1, 2, 0), TM_ETOOBIG);
-    CHECK_EQ_INT(tm_rtcp_build_sdes_cname(b, sizeof(b), 1, ""), TM_EINVAL);
-    /* header 4 + ssrc 4 + item 2+3 + end 1 = 14, padded to 16 */
-    CHECK_EQ_INT(tm_rtcp_build_sdes_cname(b, 15, 1, "abc"), TM_ETOOBIG);
-    CHECK_EQ_INT(tm_rtcp_build_sdes_cname(b, 16, 1, "abc"), 16);
-    CHECK_EQ_INT(b[14], 0);
-    CHECK_EQ_INT(b[15], 0);
 }
 
-static uint32_t swap_map(void *ud, tm_rtcp_ssrc_role role, uint8_t pt, uint32_t ssrc)
+static void test_ntp_mid32(void)
 {
-    int *calls = ud;
-    (*calls)++;
-    if (role == TM_RTCP_SSRC_MEDIA)
-        return ssrc + 1000; /* receiver-side id -> sender's real SSRC */
-    return ssrc == 1 ? 77 : ssrc;
-}
-
-static void test_rewrite_ssrcs(void)
-{
-    uint8_t b[1024];
-    size_t n = build_compound(b, sizeof(b));
-    int calls = 0;
-    CHECK_EQ_INT(tm_rtcp_rewrite_ssrcs(b, n, swap_map, &calls), 0);
-    /* SR: sender + 2 blocks; SDES 1; PLI 2; NACK 2; FIR sender + 1 entry;
-     * REMB sender + 2; RR 1 + 1; BYE 2. (FIR and REMB carry 0 as media SSRC.) */
-    CHECK_EQ_INT(calls, 3 + 1 + 2 + 2 + 2 + 3 + 2 + 2);
-    tm_rtcp_iter it;
-    tm_rtcp_pkt p;
-    tm_rtcp_iter_init(&it, b, n);
-    while (tm_rtcp_next(&it, &p) == 1) {
-        if (p.kind == TM_RTCP_K_SR) {
-            tm_rtcp_sr sr;
-            CHECK_EQ_INT(tm_rtcp_parse_sr(&p, &sr), 0);
-            CHECK_EQ_INT(sr.ssrc, 77);
-            CHECK_EQ_INT(sr.reports[0].ssrc, 1100);
-            CHECK_EQ_INT(sr.reports[0].jitter, 77); /* untouched */
-        } else if (p.kind == TM_RTCP_K_SDES) {
-            tm_rtcp_sdes s;
-            CHECK_EQ_INT(tm_rtcp_parse_sdes(&p, &s), 0);
-            CHECK_EQ_INT(s.chunks[0].ssrc, 77);
-            CHECK_STR(s.chunks[0].cname, "abcdefgh");
-        } else if (p.kind == TM_RTCP_K_PLI || p.kind == TM_RTCP_K_NACK) {
-            tm_rtcp_fb fb;
-            CHECK_EQ_INT(tm_rtcp_parse_fb(&p, &fb), 0);
-            CHECK_EQ_INT(fb.sender_ssrc, 77);
-            CHECK_EQ_INT(fb.media_ssrc, 1100);
-        } else if (p.kind == TM_RTCP_K_FIR) {
-            tm_rtcp_fir_entry e;
-            CHECK_EQ_INT(tm_rtcp_parse_fir(&p, &e, 1), 1);
-            CHECK_EQ_INT(e.ssrc, 1100);
-            CHECK_EQ_INT(e.seq_nr, 7);
-        } else if (p.kind == TM_RTCP_K_REMB) {
-            tm_rtcp_remb r;
-            CHECK_EQ_INT(tm_rtcp_parse_remb(&p, &r), 0);
-            CHECK_EQ_INT(r.ssrcs[0], 1100);
-            CHECK_EQ_INT(r.ssrcs[1], 1101);
-        }
-    }
-    /* Malformed: error, and nothing past the bad packet is touched. */
-    n = build_compound(b, sizeof(b));
-    b[3] = 0xff;
-    calls = 0;
-    CHECK_EQ_INT(tm_rtcp_rewrite_ssrcs(b, n, swap_map, &calls), TM_EINVAL);
-    CHECK_EQ_INT(calls, 0);
-}
-
-static void test_ntp_rtt(void)
-{
-    int64_t us = 1764072000123456; /* 2025-11-25T12:00:00.123456Z */
-    uint64_t ntp = tm_ntp_from_unix_us(us);
-    CHECK_EQ_INT(ntp >> 32, 1764072000ull + 2208988800ull);
-    int64_t back = tm_ntp_to_unix_us(ntp);
-    CHECK(back - us <= 1 && us - back <= 1);
     CHECK_EQ_INT(tm_ntp_mid32(0x0102030405060708ull), 0x03040506u);
-    /* LSR at t=10 s, DLSR 0.25 s, arrival at 10.5 s: RTT 250 ms. */
-    uint32_t lsr = 10u << 16, dlsr = 1u << 14, arrival = (10u << 16) + (1u << 15);
-    CHECK_EQ_INT(tm_rtcp_rtt_us(arrival, lsr, dlsr), 250000);
-    CHECK_EQ_INT(tm_rtcp_rtt_us(arrival, 0, dlsr), -1);
-    CHECK_EQ_INT(tm_rtcp_rtt_us(lsr, lsr, dlsr), -1); /* negative: clocks disagree */
-    /* Wrap of the 16.16 clock. */
-    CHECK_EQ_INT(tm_rtcp_rtt_us(5u << 12, 0xffff0000u, 0),
-                 (int64_t)((65536 + 20480) * 1000000ll >> 16));
 }
 
 int main(void)
@@ -391,7 +342,6 @@ int main(void)
     RUN(test_walk_rejects_bad_lengths);
     RUN(test_nack_packing);
     RUN(test_builders_bounds);
-    RUN(test_rewrite_ssrcs);
-    RUN(test_ntp_rtt);
+    RUN(test_ntp_mid32);
     TEST_DONE();
 }
