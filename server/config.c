@@ -130,7 +130,7 @@ static const config_option options[] = {
     INT(hello_timeout_s, 10, 1, 300,
         "Seconds a new WebSocket has to say hello with a token before it is closed."),
     INT(fanout_threads, 0, 0, 16,
-        "Threads that write a queue change to every waiting patient (0: one per core, at most 4)."),
+        "Threads that write a queue change to every waiting patient (0: one per core, at most 4; 1: the control loop alone)."),
 
     SECTION("media"),
     INT(media_workers, 0, 0, 64, "Media worker threads (0: one per core)."),
