@@ -56,10 +56,16 @@ async function visitWithOffer(patientId, doctorId) {
   await doctor.waitFor('visit.offer', () => true, 30000);
   await doctor.request('visit.accept', { visit_id: ci.visit_id });
   await patient.waitFor('visit.state', (m) => m.state === 'active', 30000);
-  const sdp = readFileSync(join(SRC, 'tests/media/data/chrome_offer.sdp'), 'utf8');
-  await patient.request('media.offer', { visit_id: ci.visit_id, sdp });
-  await patient.waitFor('media.answer', () => true, 30000);
+  await offer(patient, ci.visit_id, 'Kq3L');
   return { doctor, patient, visitId: ci.visit_id };
+}
+
+// The browser's offer; a new ufrag is an ICE restart.
+async function offer(client, visitId, ufrag) {
+  const sdp = readFileSync(join(SRC, 'tests/media/data/chrome_offer.sdp'), 'utf8')
+    .replaceAll('a=ice-ufrag:Kq3L', `a=ice-ufrag:${ufrag}`);
+  await client.request('media.offer', { visit_id: visitId, sdp });
+  await client.waitFor('media.answer', () => true, 30000);
 }
 
 // Trickles one candidate per listener (then end-of-candidates); returns how
@@ -128,6 +134,13 @@ for (const n of [100, 400]) {
     assert.ok(l.hit() > 0 && l.hit() <= CAP, `ports checked: ${l.hit()}`);
     assert.ok(l.total() <= CAP * PER_PAIR, `binding requests: ${l.total()}`);
     l.close();
+    if (n === 100) {
+      // An ICE restart is a new session with a budget of its own.
+      await offer(patient, visitId, 'Rs7T');
+      const again = await listeners(1);
+      assert.equal((await trickle(patient, visitId, again)).ok, 1);
+      again.close();
+    }
     await doctor.request('visit.end', { visit_id: visitId, reason: 'completed' });
     await patient.close();
     await doctor.close();
