@@ -67,20 +67,20 @@ typedef struct tm_config {
     int hello_timeout_s;     /* 10, 1..300: a WebSocket without hello is closed after it */
     int fanout_threads;      /* 0 = one per core up to 4, 0..16 */
     /* media */
-    int media_workers;     /* 0 = one per core, 0..64 */
-    char *media_addresses; /* "127.0.0.1": comma-separated local addresses for host candidates */
-    char *media_public_ip; /* NULL: NAT 1:1 public address advertised instead of the local one */
-    int media_port_min;    /* 0 (any), 0..65535 */
-    int media_port_max;    /* 0 (any), 0..65535 */
-    bool media_direct_io;  /* true: media on the selected pair's socket beside libnice */
-    bool media_srtp_nettle; /* true: SRTP ciphers on Nettle/OpenSSL, not libsrtp's own */
-    int media_max_candidates;       /* 20, 1..100: remote ICE candidates per peer and session */
+    int media_workers;        /* 0 = one per core, 0..64 */
+    char *media_addresses;    /* "127.0.0.1": comma-separated local addresses for host candidates */
+    char *media_public_ip;    /* NULL: NAT 1:1 public address advertised instead of the local one */
+    int media_port_min;       /* 0 (any), 0..65535 */
+    int media_port_max;       /* 0 (any), 0..65535 */
+    bool media_direct_io;     /* true: media on the selected pair's socket beside libnice */
+    bool media_srtp_nettle;   /* true: SRTP ciphers on Nettle/OpenSSL, not libsrtp's own */
+    int media_max_candidates; /* 20, 1..100: remote ICE candidates per peer and session */
     char *media_candidate_networks; /* NULL: CIDRs checked beyond media_addresses' scopes */
     int media_ice_pacing_ms;        /* 50, 20..1000: interval between a peer's ICE checks */
-    char *stun_urls;       /* comma-separated, NULL */
-    char *turn_urls;       /* comma-separated, NULL */
-    char *turn_secret;     /* NULL: coturn use-auth-secret */
-    int turn_ttl_s;        /* 86400, 60..604800 */
+    char *stun_urls;                /* comma-separated, NULL */
+    char *turn_urls;                /* comma-separated, NULL */
+    char *turn_secret;              /* NULL: coturn use-auth-secret */
+    int turn_ttl_s;                 /* 86400, 60..604800 */
     /* recording */
     bool recording;                /* true */
     char *recording_dir;           /* NULL -> data_dir/recordings */
