@@ -23,7 +23,9 @@ struct tm__srtp {
 };
 
 static gsize srtp_inited;
-static GMutex cipher_lock; /* choosing the cipher types */
+static GMutex cipher_lock;  /* choosing the cipher types */
+static int ciphers_rc;      /* under cipher_lock: the last choice's result */
+static bool library_chosen; /* under cipher_lock: libsrtp's own types are in */
 
 /* Debian's libsrtp2 does its crypto through NSS with a new PK11 context per
  * packet; ours keep one context per session (tests/bench/README.md). A
@@ -48,7 +50,7 @@ static bool ensure_init(void)
         ok = e == srtp_err_status_ok || e == srtp_err_status_bad_param;
         if (ok) {
             g_mutex_lock(&cipher_lock);
-            install_ours();
+            ciphers_rc = install_ours();
             g_mutex_unlock(&cipher_lock);
         }
         g_once_init_leave(&srtp_inited, 1);
@@ -61,7 +63,13 @@ int tm__srtp_use_library_ciphers(bool library)
     if (!ensure_init())
         return TM_EIO;
     g_mutex_lock(&cipher_lock);
-    int rc = library ? tm__srtp_crypto_restore() : install_ours();
+    /* Only a change touches libsrtp's tables, which sessions being made
+     * elsewhere in the process read. */
+    if (library != library_chosen) {
+        ciphers_rc = library ? tm__srtp_crypto_restore() : install_ours();
+        library_chosen = library;
+    }
+    int rc = ciphers_rc;
     g_mutex_unlock(&cipher_lock);
     return rc;
 }
