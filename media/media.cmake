@@ -25,9 +25,8 @@ target_link_libraries(test_media_bad_offer PRIVATE tm_media_private)
 tm_unit_test(test_ice_policy tests/media/test_ice_policy.c)
 target_link_libraries(test_ice_policy PRIVATE tm_media_private)
 
-# Real-peer tests: GStreamer webrtcbin as the independent WebRTC stack, linked
-# to these programs (what the library itself links for the recorder is in
-# recorder.cmake).
+# Real-peer tests: GStreamer webrtcbin as the independent WebRTC stack. GStreamer
+# is linked to these test programs only, never to the telemed library.
 # Each runs twice: on today's fast paths, and as <name>_stock on the stock ones
 # (libnice's own I/O, libsrtp's own ciphers), so that a bypass can be switched
 # off the day its library moves (tests/media/media_test_peer.h).
