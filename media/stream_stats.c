@@ -10,8 +10,6 @@
  */
 #include "stream_stats.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -289,34 +287,4 @@ void tm_stream_stats_snapshot_take(tm_stream_stats *s, int64_t now_us,
     out->frozen_for_ms = s->in_freeze ? (now_us - s->last_frame_us) / 1000 : 0;
     out->freezes = s->freezes;
     out->frozen_ms_total = s->frozen_total_us / 1000;
-}
-
-int tm_stream_stats_to_json(const tm_stream_stats_snapshot *n, char *buf, size_t len)
-{
-    if (!n || !buf)
-        return TM_EINVAL;
-    char rtt[24];
-    if (n->rtt_ms < 0)
-        snprintf(rtt, sizeof(rtt), "null");
-    else
-        snprintf(rtt, sizeof(rtt), "%" PRId64, n->rtt_ms);
-    int w = snprintf(buf, len,
-                     "{\"ssrc\":%" PRIu32 ",\"kind\":\"%s\",\"packets\":%" PRIu64
-                     ",\"bytes\":%" PRIu64 ",\"lost\":%" PRId64 ",\"fractionLost\":%.4f"
-                     ",\"jitterMs\":%.2f,\"bitrateBps\":%" PRIu64 ",\"frames\":%" PRIu64
-                     ",\"fps\":%.1f,\"keyframes\":%" PRIu64 ",\"width\":%u,\"height\":%u"
-                     ",\"nacksSent\":%" PRIu32 ",\"nacksReceived\":%" PRIu32
-                     ",\"plisSent\":%" PRIu32 ",\"plisReceived\":%" PRIu32 ",\"firs\":%" PRIu32
-                     ",\"retransmits\":%" PRIu32 ",\"rttMs\":%s,\"frozen\":%s"
-                     ",\"freezes\":%" PRIu32 "}",
-                     n->ssrc, n->video ? "video" : "audio", n->packets, n->bytes, n->lost,
-                     n->fraction_lost, n->jitter_ms, n->bitrate_bps, n->frames, n->fps,
-                     n->keyframes, n->width, n->height, n->nacks_sent, n->nacks_received,
-                     n->plis_sent, n->plis_received, n->firs, n->retransmits, rtt,
-                     n->frozen ? "true" : "false", n->freezes);
-    if (w < 0)
-        return TM_EINVAL;
-    if ((size_t)w >= len)
-        return TM_ETOOBIG;
-    return w;
 }

@@ -92,15 +92,4 @@ typedef struct tm_stream_stats_snapshot {
 void tm_stream_stats_snapshot_take(tm_stream_stats *s, int64_t now_us,
                                    tm_stream_stats_snapshot *out);
 
-/*
- * JSON object of a snapshot into buf: {"ssrc":..,"kind":"video","packets":..,
- * "bytes":..,"lost":..,"fractionLost":..,"jitterMs":..,"bitrateBps":..,
- * "frames":..,"fps":..,"keyframes":..,"width":..,"height":..,"nacksSent":..,
- * "nacksReceived":..,"plisSent":..,"plisReceived":..,"firs":..,
- * "retransmits":..,"rttMs":..|null,"frozen":..,"freezes":..}. Returns the
- * length written (excl. NUL) or TM_ETOOBIG (buf too small; 512 bytes always
- * suffice).
- */
-int tm_stream_stats_to_json(const tm_stream_stats_snapshot *snap, char *buf, size_t len);
-
 #endif

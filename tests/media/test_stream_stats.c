@@ -161,19 +161,9 @@ static void test_keyframes_freeze_feedback(void)
     CHECK_EQ_INT(n.retransmits, 1);
     CHECK_EQ_INT(n.rtt_ms, 24);
 
-    char json[512];
-    int w = tm_stream_stats_to_json(&n, json, sizeof(json));
-    CHECK(w > 0 && (size_t)w == strlen(json));
-    CHECK(strstr(json, "\"ssrc\":4,\"kind\":\"video\"") != NULL);
-    CHECK(strstr(json, "\"width\":640,\"height\":480") != NULL);
-    CHECK(strstr(json, "\"rttMs\":24") != NULL);
-    CHECK(strstr(json, "\"frozen\":false") != NULL);
-    CHECK(strstr(json, "\"plisReceived\":2") != NULL);
-    CHECK_EQ_INT(tm_stream_stats_to_json(&n, json, 40), TM_ETOOBIG);
     tm_stream_stats_set_rtt_us(s, -1);
     tm_stream_stats_snapshot_take(s, 2300000, &n);
-    tm_stream_stats_to_json(&n, json, sizeof(json));
-    CHECK(strstr(json, "\"rttMs\":null") != NULL);
+    CHECK_EQ_INT(n.rtt_ms, -1);
     tm_stream_stats_free(s);
 }
 
