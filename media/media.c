@@ -437,10 +437,10 @@ int tm_media_offer(tm_media *m, const char *visit_id, const char *peer_id, bool 
     if (rc != 0) {
         if (err)
             *err = g_strdup(perr ? perr : "bad offer");
-        free(perr);
+        g_free(perr);
         return rc == TM_ETOOBIG ? TM_ETOOBIG : TM_EINVAL;
     }
-    free(perr);
+    g_free(perr);
     const char *why = NULL;
     if (g_ascii_strcasecmp(offer->fingerprint.algorithm, "sha-256") != 0)
         why = "the DTLS fingerprint must be sha-256";

@@ -10,6 +10,8 @@
  */
 #include "sdp.h"
 
+#include <glib.h>
+
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -266,7 +268,7 @@ static int fail(parser *ps, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        ps->err = strdup(msg);
+        ps->err = g_strdup(msg);
     }
     return TM_EINVAL;
 }
@@ -853,12 +855,12 @@ int tm_sdp_parse_offer(const char *sdp, size_t len, tm_sdp_offer **out, char **e
         return TM_EINVAL;
     if (len > TM_SDP_MAX_INPUT) {
         if (err)
-            *err = strdup("offer too large");
+            *err = g_strdup("offer too large");
         return TM_ETOOBIG;
     }
     if (len < 3 || memcmp(sdp, "v=0", 3) != 0 || memchr(sdp, '\0', len)) {
         if (err)
-            *err = strdup("not an SDP");
+            *err = g_strdup("not an SDP");
         return TM_EINVAL;
     }
     ps.o = calloc(1, sizeof(*ps.o));
@@ -892,11 +894,11 @@ int tm_sdp_parse_offer(const char *sdp, size_t len, tm_sdp_offer **out, char **e
 fail:
     tm_sdp_offer_free(ps.o);
     if (rc == TM_ENOMEM && !ps.err)
-        ps.err = strdup("out of memory");
+        ps.err = g_strdup("out of memory");
     if (err)
         *err = ps.err;
     else
-        free(ps.err);
+        g_free(ps.err);
     return rc;
 }
 

@@ -213,7 +213,7 @@ typedef struct tm_sdp_offer {
  * On success returns 0 and *out is a new offer (caller frees with
  * tm_sdp_offer_free). On failure returns TM_EINVAL (or TM_ETOOBIG for input
  * over TM_SDP_MAX_INPUT, TM_ENOMEM), *out is NULL and, if err is not NULL,
- * *err is a new human message (caller frees with free()), such as
+ * *err is a new human message (caller frees with g_free()), such as
  * "not an SDP", "offer has no BUNDLE group", "rtcp-mux is required",
  * "no supported audio or video codec", "missing ice-ufrag/ice-pwd",
  * "missing DTLS fingerprint", "line 12: attribute too long".

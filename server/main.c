@@ -339,7 +339,7 @@ static int verify_main(tm_app *app, int argc, char **argv)
     app->store = tm_store_open(app->cfg.db, app->cfg.hospital_id, &err);
     if (!app->store) {
         fprintf(stderr, "telemed-server: store %s: %s\n", app->cfg.db, err);
-        free(err);
+        g_free(err);
         return 2;
     }
     if (load_seal_key(app, false) < 0 ||
@@ -571,7 +571,7 @@ static int run(tm_app *app)
     app->store = tm_store_open(app->cfg.db, app->cfg.hospital_id, &err);
     if (!app->store) {
         fprintf(stderr, "telemed-server: store %s: %s\n", app->cfg.db, err);
-        free(err);
+        g_free(err);
         return 1;
     }
     int recovered = 0;

@@ -345,7 +345,7 @@ tm_store *tm_store_open(const char *path, const char *hospital_id, char **err)
     tm_store *s = calloc(1, sizeof(*s));
     if (!s) {
         if (err)
-            *err = strdup("out of memory");
+            *err = g_strdup("out of memory");
         return NULL;
     }
     snprintf(s->hospital, sizeof(s->hospital), "%s", hospital_id ? hospital_id : "");
@@ -376,7 +376,7 @@ tm_store *tm_store_open(const char *path, const char *hospital_id, char **err)
     return s;
 fail:
     if (err)
-        *err = strdup(s->errmsg[0] ? s->errmsg : "cannot open store");
+        *err = g_strdup(s->errmsg[0] ? s->errmsg : "cannot open store");
     tm_store_free(s);
     return NULL;
 }

@@ -31,7 +31,7 @@
  * beyond ids).
  *
  * `char **err` out-parameters (only tm_store_open has one): set only when
- * the call fails, to a new string the caller frees with free(); err may be
+ * the call fails, to a new string the caller frees with g_free(); err may be
  * NULL. Returned json_t * are new references the caller json_decref()s.
  * Strings passed in are borrowed for the call. Fixed-size id buffers are
  * NUL-terminated; a value longer than its field is cut.

@@ -2,6 +2,7 @@
  * fuzz_sdp.c - libFuzzer target for the SDP offer parser, the answer
  * builder on whatever parses, and the candidate parser/formatter.
  */
+#include <glib.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,11 +44,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *err2 = NULL;
         tm_sdp_parse_offer(ans, strlen(ans), &again, &err2);
         tm_sdp_offer_free(again);
-        free(err2);
+        g_free(err2);
         free(ans);
         tm_sdp_offer_free(o);
     } else {
-        free(err);
+        g_free(err);
     }
 
     /* The same bytes as a trickled candidate. */

@@ -4,6 +4,7 @@
  * real browser. Options: --no-send (the server sends nothing), --twcc,
  * --ice-lite, --no-remb.
  */
+#include <glib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,7 @@ int main(int argc, char **argv)
     char *err = NULL;
     if (tm_sdp_parse_offer(in, n, &o, &err) != 0) {
         printf("error: %s\n", err ? err : "?");
-        free(err);
+        g_free(err);
         return 1;
     }
     tm_sdp_answer_media media[TM_SDP_MAX_MLINES];

@@ -2,6 +2,7 @@
  * test_sdp.c - offers as Chrome and GStreamer's webrtcbin write them parse
  * and get a sane answer; the H.264 fallback; every rejection; candidates.
  */
+#include <glib.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -484,7 +485,7 @@ static void test_rejections(void)
         if (!strstr(err, cases[i].msg))
             fprintf(stderr, "%s: got \"%s\"\n", cases[i].file, err);
         CHECK(strstr(err, cases[i].msg) != NULL);
-        free(err);
+        g_free(err);
     }
 }
 
@@ -498,7 +499,7 @@ static void expect_reject(const char *sdp, size_t len, int rc, const char *msg)
     if (!strstr(err, msg))
         fprintf(stderr, "want \"%s\", got \"%s\"\n", msg, err);
     CHECK(strstr(err, msg) != NULL);
-    free(err);
+    g_free(err);
 }
 
 static void test_rejections_inline(void)

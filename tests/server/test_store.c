@@ -235,7 +235,7 @@ static void test_newer_schema_refused(void)
     char *err = NULL;
     CHECK(tm_store_open(path, "h", &err) == NULL);
     CHECK(err && strstr(err, "newer"));
-    free(err);
+    g_free(err);
     CHECK(tm_store_open(path, "h", NULL) == NULL); /* err may be NULL */
     CHECK_EQ_INT(scalar("newer", "PRAGMA user_version"), 999);
     CHECK_EQ_INT(
