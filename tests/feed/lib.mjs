@@ -86,6 +86,23 @@ export function startHarness(args, steps, bin = harnessPath()) {
     }
   });
   h.exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve(code ?? signal)));
+  // Resolves once the harness has reported `n` visits; rejects when it exits
+  // first or `capMs` passes (a cap for a wedged harness, far above the need).
+  h.waitVisits = (n, capMs = 60000) =>
+    new Promise((resolve, reject) => {
+      const t0 = Date.now();
+      const poll = setInterval(() => {
+        if (h.visits.length >= n) done(resolve);
+        else if (h.proc.exitCode !== null || h.proc.signalCode !== null)
+          done(() => reject(new Error(`harness exited after ${h.visits.length} of ${n} visits: ${h.stderr}`)));
+        else if (Date.now() - t0 > capMs)
+          done(() => reject(new Error(`${h.visits.length} of ${n} visits after ${capMs} ms`)));
+      }, 10);
+      const done = (f) => {
+        clearInterval(poll);
+        f();
+      };
+    });
   h.waitLine = (re) =>
     new Promise((resolve, reject) => {
       const found = h.lines.find((l) => re.test(l));
