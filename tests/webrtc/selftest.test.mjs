@@ -128,9 +128,11 @@ test('webrtc_client and chromium exchange VP8 + Opus directly (no server)', { ti
 // to answer NACKs, so the server's loss test measures the server. Chromium
 // resends what it is asked for; not every loss is asked for, because
 // GStreamer's session drops a NACK it could not send before the packet's
-// deadline, so the bar is the one the server's loss test uses.
+// deadline, so the bar is the one the server's loss test uses. That deadline
+// is the jitterbuffer's latency: 1 s of it (not the default 100 ms) leaves
+// a NACK and its answer time enough when both peers wait for a busy CPU.
 test('webrtc_client loss hook: chromium repairs dropped packets after NACK', { timeout: 90000 }, async (t) => {
-  const r = await directSession(t, ['--drop-every', '10'], { minFrames: 30 });
+  const r = await directSession(t, ['--drop-every', '10', '--latency', '1000'], { minFrames: 30 });
   const dropped = Number(r.result.dropped);
   const repaired = Number(r.result.repaired);
   const resent = r.chromiumOut?.retransmittedPacketsSent ?? 0;
