@@ -78,7 +78,7 @@ test('browser patient and webrtcbin doctor decode each other through the server'
   const doctor = runClient(['--url', srv.url, '--token', c.doctorToken, '--role', 'doctor', '--width', '640', '--height', '360',
     '--expect-width', '320', '--expect-height', '180', '--duration', '14', '--min-audio-s', '5'], { name: 'doctor' });
   t.after(() => doctor.kill());
-  await doctor.waitEvent('hello_ok', 20000);
+  await doctor.waitEvent('hello_ok', 60000);
 
   const page = await peerPage(t);
   const visit = await page.evaluate(async ({ url, token, dept }) => {
@@ -201,11 +201,11 @@ test('a browser supervisor joining late decodes both sides', { timeout: 180000 }
   const kf = ['--kf-dist', '100000', '--duration', '30', '--min-audio-s', '3'];
   const doctor = runClient(['--url', srv.url, '--token', c.doctorToken, '--role', 'doctor', ...kf], { name: 'doctor' });
   t.after(() => doctor.kill());
-  await doctor.waitEvent('hello_ok', 20000);
+  await doctor.waitEvent('hello_ok', 60000);
   const patient = runClient(['--url', srv.url, '--token', c.patientToken, '--role', 'patient', '--dept', c.dept, ...kf], { name: 'patient' });
   t.after(() => patient.kill());
-  await patient.waitEvent('first_video', 20000);
-  await doctor.waitEvent('first_video', 20000);
+  await patient.waitEvent('first_video', 60000);
+  await doctor.waitEvent('first_video', 60000);
   const visit = patient.events.find((e) => e.event === 'offer_sent').visit;
   await sleep(3000);
 

@@ -30,7 +30,7 @@ test('patient and doctor (webrtcbin) see and hear each other through the server'
   const doctor = runClient(common(srv, c.doctorToken, 'doctor', ['--width', '640', '--height', '360',
     '--expect-width', '320', '--expect-height', '240', '--duration', '10', '--min-audio-s', '5']), { name: 'doctor' });
   t.after(() => doctor.kill());
-  await doctor.waitEvent('hello_ok', 20000);
+  await doctor.waitEvent('hello_ok', 60000);
   const patient = runClient(common(srv, c.patientToken, 'patient', ['--dept', c.dept, '--width', '320', '--height', '240',
     '--expect-width', '640', '--expect-height', '360', '--duration', '10', '--min-audio-s', '5']), { name: 'patient' });
   t.after(() => patient.kill());
@@ -49,7 +49,7 @@ test('the doctor ends the visit: both peers stop cleanly after media flowed', { 
   const doctor = runClient(common(srv, c.doctorToken, 'doctor', ['--duration', '30', '--end-after', '7',
     '--min-audio-s', '3']), { name: 'doctor' });
   t.after(() => doctor.kill());
-  await doctor.waitEvent('hello_ok', 20000);
+  await doctor.waitEvent('hello_ok', 60000);
   const patient = runClient(common(srv, c.patientToken, 'patient', ['--dept', c.dept, '--duration', '30',
     '--min-audio-s', '3']), { name: 'patient' });
   t.after(() => patient.kill());
@@ -73,11 +73,11 @@ test('a receive-only peer joining late gets a decodable keyframe', { timeout: 15
   const kf = ['--kf-dist', '100000'];
   const doctor = runClient(common(srv, c.doctorToken, 'doctor', [...kf, '--duration', '30', '--min-audio-s', '3']), { name: 'doctor' });
   t.after(() => doctor.kill());
-  await doctor.waitEvent('hello_ok', 20000);
+  await doctor.waitEvent('hello_ok', 60000);
   const patient = runClient(common(srv, c.patientToken, 'patient', [...kf, '--dept', c.dept, '--duration', '30', '--min-audio-s', '3']), { name: 'patient' });
   t.after(() => patient.kill());
-  const fv = await patient.waitEvent('first_video', 20000);
-  await doctor.waitEvent('first_video', 20000);
+  const fv = await patient.waitEvent('first_video', 60000);
+  await doctor.waitEvent('first_video', 60000);
   const visit = patient.events.find((e) => e.event === 'offer_sent').visit;
   await sleep(3000); // well past the senders' first keyframes
   const sup = runClient(common(srv, c.supervisorToken(), 'supervisor', ['--recv-only', '--watch', visit,
@@ -105,7 +105,7 @@ test('loss: dropped video packets are repaired by NACK and decoding goes on', { 
   const doctor = runClient(common(srv, c.doctorToken, 'doctor', [...(process.env.TM_NO_DROP ? [] : ['--drop-every', '15']),
     '--duration', '12', '--min-audio-s', '3', '--min-frames', '60']), { name: 'doctor' });
   t.after(() => doctor.kill());
-  await doctor.waitEvent('hello_ok', 20000);
+  await doctor.waitEvent('hello_ok', 60000);
   const patient = runClient(common(srv, c.patientToken, 'patient', ['--dept', c.dept, '--duration', '12',
     '--pattern', 'snow', '--bitrate', '600000', '--min-audio-s', '3']), { name: 'patient' });
   t.after(() => patient.kill());
