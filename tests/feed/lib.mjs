@@ -123,6 +123,13 @@ export async function runHarness(args, steps, bin = harnessPath()) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Resolves once pred() holds, polled every 20 ms; rejects after capMs (a cap
+// for a wedged process, far above what a loaded machine needs).
+export async function until(pred, what, capMs = 30000) {
+  for (const end = Date.now() + capMs; !pred(); await sleep(20))
+    if (Date.now() > end) throw new Error(`not within ${capMs} ms: ${what}`);
+}
+
 export const VISIT_TYPES = ['visit.checked_in', 'visit.started', 'visit.ended', 'visit.note_signed', 'visit.rated'];
 
 // Every visit has its five events, once each, in seq order.
