@@ -86,6 +86,23 @@ export function startHarness(args, steps, bin = harnessPath()) {
     }
   });
   h.exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve(code ?? signal)));
+  // Resolves once the harness has reported `n` visits; rejects when it exits
+  // first or `capMs` passes (a cap for a wedged harness, far above the need).
+  h.waitVisits = (n, capMs = 60000) =>
+    new Promise((resolve, reject) => {
+      const t0 = Date.now();
+      const poll = setInterval(() => {
+        if (h.visits.length >= n) done(resolve);
+        else if (h.proc.exitCode !== null || h.proc.signalCode !== null)
+          done(() => reject(new Error(`harness exited after ${h.visits.length} of ${n} visits: ${h.stderr}`)));
+        else if (Date.now() - t0 > capMs)
+          done(() => reject(new Error(`${h.visits.length} of ${n} visits after ${capMs} ms`)));
+      }, 10);
+      const done = (f) => {
+        clearInterval(poll);
+        f();
+      };
+    });
   h.waitLine = (re) =>
     new Promise((resolve, reject) => {
       const found = h.lines.find((l) => re.test(l));
@@ -105,6 +122,13 @@ export async function runHarness(args, steps, bin = harnessPath()) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Resolves once pred() holds, polled every 20 ms; rejects after capMs (a cap
+// for a wedged process, far above what a loaded machine needs).
+export async function until(pred, what, capMs = 30000) {
+  for (const end = Date.now() + capMs; !pred(); await sleep(20))
+    if (Date.now() > end) throw new Error(`not within ${capMs} ms: ${what}`);
+}
 
 export const VISIT_TYPES = ['visit.checked_in', 'visit.started', 'visit.ended', 'visit.note_signed', 'visit.rated'];
 

@@ -160,8 +160,8 @@ test('push examples have the fields the server sends', async () => {
   // d2 lets the urgent patient's offer lapse: offer_cancelled + doctor.status.
   const d2 = await connect('d2', 'doctor');
   await d2.request('doctor.status', { status: 'available' });
-  await d2.waitFor('visit.offer', () => true, 8000);
-  await d2.waitFor('doctor.status', (m) => m.status === 'away', 10000);
+  await d2.waitFor('visit.offer');
+  await d2.waitFor('doctor.status', (m) => m.status === 'away');
 
   await d1.request('visit.end', { visit_id: c1.visit_id });
   await p1c.waitFor('visit.state', (m) => m.state === 'ended');

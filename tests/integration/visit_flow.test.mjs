@@ -95,15 +95,15 @@ test('decline sends the patient to another doctor; offer timeout returns to head
   // d3 comes on duty and gets the offer; it lapses.
   const d3 = await srv.client('d3', 'doctor');
   await d3.request('doctor.status', { status: 'available' });
-  const offer2 = await d3.waitFor('visit.offer', () => true, 5000);
+  const offer2 = await d3.waitFor('visit.offer');
   assert.equal(offer2.visit_id, ci.visit_id);
-  const cancelled = await d3.waitFor('visit.offer_cancelled', () => true, 9000);
+  const cancelled = await d3.waitFor('visit.offer_cancelled');
   assert.equal(cancelled.reason, 'timeout');
   const away = await d3.waitFor('doctor.status');
   assert.equal(away.status, 'away');
   const ov = await srv.api('GET', '/api/v1/overview', undefined, srv.token('sup', 'supervisor'));
   assert.ok(ov.json.alerts.some((a) => a.kind === 'offer_timeout' && a.visit_id === ci.visit_id && a.doctor_id === 'd3'));
-  const pos = await patient.waitFor('queue.position', (m) => m.position === 1, 5000);
+  const pos = await patient.waitFor('queue.position', (m) => m.position === 1);
   assert.equal(pos.visit_id, ci.visit_id);
   const outcomes = srv.sql(`SELECT doctor_id, outcome FROM offers WHERE visit_id='${ci.visit_id}' ORDER BY id`);
   assert.deepEqual(outcomes, [{ doctor_id: 'd2', outcome: 'declined' }, { doctor_id: 'd3', outcome: 'timeout' }]);
@@ -164,7 +164,7 @@ test('supervisor overview shows departments, visits and doctors, pushed on chang
   assert.ok(first.departments.find((d) => d.id === 'cardio'));
   const p = await srv.client('pov', 'patient');
   const ci = await p.request('checkin', { dept: 'endo', urgent: true });
-  const ov = await sup.waitFor('overview', (m) => m.visits.some((v) => v.id === ci.visit_id), 5000);
+  const ov = await sup.waitFor('overview', (m) => m.visits.some((v) => v.id === ci.visit_id));
   const dept = ov.departments.find((d) => d.id === 'endo');
   assert.ok(dept.waiting >= 1);
   assert.ok(ov.alerts.some((a) => a.kind === 'urgent' && a.visit_id === ci.visit_id));

@@ -181,6 +181,27 @@ static test_peer *peer_alloc(tm_media *m, const char *visit_id, const char *peer
     return p;
 }
 
+static GstPadProbeReturn on_encoded(GstPad *pad, GstPadProbeInfo *info, gpointer user)
+{
+    test_peer *p = user;
+    g_atomic_int_add(&p->sent_frames, 1);
+    return GST_PAD_PROBE_OK;
+}
+
+/* Frames sent, so a test can judge frames decoded against them rather than
+ * against a wall-clock window that a loaded machine fills with fewer. */
+static void count_sent_frames(test_peer *p)
+{
+    GstElement *enc = gst_bin_get_by_name(GST_BIN(p->pipeline), "venc");
+    GstPad *src = enc ? gst_element_get_static_pad(enc, "src") : NULL;
+    if (src) {
+        gst_pad_add_probe(src, GST_PAD_PROBE_TYPE_BUFFER, on_encoded, p, NULL);
+        gst_object_unref(src);
+    }
+    if (enc)
+        gst_object_unref(enc);
+}
+
 static bool peer_start(test_peer *p, const char *launch)
 {
     GError *err = NULL;
@@ -232,12 +253,13 @@ test_peer *test_peer_new_codec(tm_media *m, const char *visit_id, const char *pe
     bool h264 = g_ascii_strcasecmp(video_codec, "H264") == 0;
     /* Safari's H.264: constrained baseline 42e01f, packetization-mode 1. */
     const char *video =
-        h264 ? "openh264enc bitrate=400000 gop-size=3000 ! "
+        h264 ? "openh264enc name=venc bitrate=400000 gop-size=3000 ! "
                "video/x-h264,stream-format=byte-stream,alignment=au ! "
                "rtph264pay pt=102 mtu=1100 config-interval=-1 aggregate-mode=zero-latency ! "
                "application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,"
                "packetization-mode=(string)1,profile-level-id=(string)42e01f ! wb. "
-             : "vp8enc deadline=1 cpu-used=8 target-bitrate=400000 keyframe-max-dist=3000 ! "
+             : "vp8enc name=venc deadline=1 cpu-used=8 target-bitrate=400000 "
+               "keyframe-max-dist=3000 ! "
                "rtpvp8pay pt=96 mtu=1100 picture-id-mode=15-bit ! "
                "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000 ! wb. ";
     char *launch = g_strdup_printf(
@@ -255,6 +277,7 @@ test_peer *test_peer_new_codec(tm_media *m, const char *visit_id, const char *pe
         test_peer_free(p);
         return NULL;
     }
+    count_sent_frames(p);
     enable_nack(p);
     gst_element_set_state(p->pipeline, GST_STATE_PLAYING);
     return p;

@@ -35,6 +35,7 @@ typedef struct test_peer {
     GstElement *pipeline, *webrtc;
     /* Filled from webrtcbin threads. */
     gint video_frames, audio_buffers;
+    gint sent_frames; /* video frames out of our encoder */
     gint rx_width, rx_height;
     gint64 first_audio_us;
     /* Per decoded video stream, in pad order (a supervisor has several). */

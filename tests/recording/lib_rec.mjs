@@ -55,7 +55,7 @@ export async function startVisit(t, srv, tok, { duration = 30, endAfter = 0, ver
     '--expect-width', '320', '--expect-height', '240', '--duration', String(duration),
     '--min-audio-s', '3', ...kf, ...v, ...(endAfter ? ['--end-after', String(endAfter)] : [])]), { name: 'doctor' });
   t.after(() => doctor.kill());
-  await doctor.waitEvent('hello_ok', 20000);
+  await doctor.waitEvent('hello_ok', 60000);
   const patient = runClient(common(srv, tok.patient, 'patient', ['--dept', DEPT, '--width', '320', '--height', '240',
     '--expect-width', '640', '--expect-height', '360', '--duration', String(duration),
     '--min-audio-s', '3', ...kf, ...v]), { name: 'patient' });

@@ -41,8 +41,8 @@ test('the patient page comes back into the same visit after drops and a server r
 
     await t.test('connection dropped: reconnecting state, then the same visit', async () => {
       await patient.evaluate(() => window.tm.sig.drop());
-      await patient.waitForFunction(() => document.body.dataset.conn === 'reconnecting', null, { timeout: 5000 });
-      await patient.waitForFunction(() => document.body.dataset.conn === 'open', null, { timeout: 15000 });
+      await patient.waitForFunction(() => document.body.dataset.conn === 'reconnecting', null, { timeout: 30000 });
+      await patient.waitForFunction(() => document.body.dataset.conn === 'open', null, { timeout: 30000 });
       assert.equal(await patient.evaluate(() => window.tm.state.visitId), visitId);
       assert.equal(await patient.evaluate(() => document.body.dataset.current), 'visit');
       await chatRoundTrip(patient, doctor, 'back after a drop');

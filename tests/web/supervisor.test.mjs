@@ -26,10 +26,10 @@ test('supervisor alerts: urgent, offer not taken, long wait', { timeout: 120000 
     clients.push(doctor);
     await doctor.request('doctor.status', { status: 'available' });
     await doctor.waitFor('visit.offer');
-    await sup.waitForSelector('#alerts li[data-kind="offer_timeout"]', { timeout: 15000 });
+    await sup.waitForSelector('#alerts li[data-kind="offer_timeout"]', { timeout: 30000 });
     assert.match(await sup.textContent('#alerts li[data-kind="offer_timeout"]'), /d1/);
 
-    await sup.waitForSelector('#alerts li[data-kind="long_wait"]', { timeout: 15000 });
+    await sup.waitForSelector('#alerts li[data-kind="long_wait"]', { timeout: 30000 });
     assert.equal(await sup.getAttribute('#alerts li[data-kind="long_wait"]', 'data-visit'), visitId);
     await shot(sup, 'supervisor-alerts');
 

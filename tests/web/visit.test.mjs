@@ -8,17 +8,19 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startHospital, launch, openPage, shot, waitView, patientCheckin, doctorOnDuty, confirm, remoteVideo } from './lib.mjs';
 
-// Video plays: a decoded picture, and frames keep coming.
+// Video plays: a decoded picture, and frames keep coming (waited for, with
+// a cap for a stalled stream; a loaded machine decodes fewer per second).
 async function assertVideoPlays(page, who) {
   try {
-    await page.waitForFunction(() => window.tm.call && window.tm.call.remote.videoWidth > 0, null, { timeout: 25000 });
+    await page.waitForFunction(() => window.tm.call && window.tm.call.remote.videoWidth > 0, null, { timeout: 60000 });
   } catch {
     const s = await remoteVideo(page);
     assert.fail(`${who}: no remote video (peer state ${s.state}, media ${await page.evaluate(() => document.body.dataset.media)})`);
   }
   const a = await remoteVideo(page);
-  await page.waitForTimeout(1500);
-  const b = await remoteVideo(page);
+  let b = await remoteVideo(page);
+  for (const end = Date.now() + 30000; b.frames <= a.frames && Date.now() < end; b = await remoteVideo(page))
+    await page.waitForTimeout(250);
   assert.ok(b.width > 0, `${who}: videoWidth ${b.width}`);
   assert.ok(b.frames > a.frames, `${who}: framesDecoded ${a.frames} -> ${b.frames}`);
 }
@@ -49,7 +51,7 @@ test('full visit across the patient, doctor and supervisor pages', { timeout: 24
     await t.test('both pages play the other side\'s video (needs the media core)', async () => {
       await assertVideoPlays(patient, 'patient');
       await assertVideoPlays(doctor, 'doctor');
-      await patient.waitForFunction(() => document.querySelector('.quality').dataset.level !== 'unknown', null, { timeout: 10000 });
+      await patient.waitForFunction(() => document.querySelector('.quality').dataset.level !== 'unknown', null, { timeout: 30000 });
     });
 
     await t.test('chat both ways', async () => {
@@ -93,13 +95,13 @@ test('full visit across the patient, doctor and supervisor pages', { timeout: 24
       } finally {
         await shot(sup, 'supervisor-watching');
       }
-      await sup.waitForFunction(() => document.querySelector(`#live-body tr[data-state="active"] .q-cell`), null, { timeout: 10000 });
+      await sup.waitForFunction(() => document.querySelector(`#live-body tr[data-state="active"] .q-cell`), null, { timeout: 30000 });
     });
 
     await t.test('the supervisor page watches again after its connection drops', async () => {
       const gen = await sup.evaluate(() => window.tm.state.peerGen);
       await sup.evaluate(() => window.tm.sig.drop());
-      await sup.waitForFunction((g) => document.body.dataset.conn === 'open' && window.tm.state.peerGen > g, gen, { timeout: 15000 });
+      await sup.waitForFunction((g) => document.body.dataset.conn === 'open' && window.tm.state.peerGen > g, gen, { timeout: 30000 });
       await sup.waitForFunction(() => {
         const v = [...document.querySelectorAll('#watch-grid video')];
         return v.length >= 2 && v.every((x) => x.videoWidth > 0);

@@ -73,7 +73,7 @@ test('check-in with a booked appointment; urgent is shown to the doctor', { time
     await waitView(page, 'waiting');
     assert.match(await page.textContent('#wait-dept'), /urgent/);
     // The doctor's queue shows the appointment and the urgent flag.
-    await doctor.waitForSelector('#queue-body tr', { timeout: 10000 });
+    await doctor.waitForSelector('#queue-body tr', { timeout: 30000 });
     const row = await doctor.textContent('#queue-body tr');
     assert.match(row, /Appointment/);
     assert.match(row, /Urgent/);

@@ -89,7 +89,7 @@ for (const locale of LOCALES) {
       await shot(patient, `patient-offered-${tag(locale)}`);
 
       // Not answered: the doctor reads why, in words.
-      await doctor.waitForSelector(`.toast:has-text("${zh(locale) ? '超时未应答' : 'not answered in time'}")`, { timeout: 15000 });
+      await doctor.waitForSelector(`.toast:has-text("${zh(locale) ? '超时未应答' : 'not answered in time'}")`, { timeout: 30000 });
       await assertWords(doctor, 'offer lapsed', locale);
 
       await doctor.click('#status-group label:has(input[value="available"])');
@@ -123,7 +123,7 @@ for (const locale of LOCALES) {
       assert.equal(await doctor.textContent('#status-busy'), zh(locale) ? '问诊中' : 'In a visit');
       await doctor.waitForSelector('#visit-timer:not([hidden])');
       // The visit timer runs from the accept, also after the reload.
-      await doctor.waitForFunction(() => /\d\d:(0[2-9]|[1-5]\d)$/.test(document.querySelector('#visit-timer').textContent), null, { timeout: 10000 });
+      await doctor.waitForFunction(() => /\d\d:(0[2-9]|[1-5]\d)$/.test(document.querySelector('#visit-timer').textContent), null, { timeout: 30000 });
       await doctor.waitForSelector('#patient-card:not([hidden])');
       assert.match(await doctor.textContent('#patient-card'), zh(locale) ? /此前没有在您这里就诊/ : /No earlier visit with you/);
       // On the phone: the doctor's video can fill the screen.

@@ -90,7 +90,7 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Polls until every inbound video stream (at least `streams`) has decoded
 // frames; returns the stats. Throws with the page log on timeout.
-export async function waitVideoFlowing(page, { streams = 1, timeoutMs = 20000, minFrames = 10 } = {}) {
+export async function waitVideoFlowing(page, { streams = 1, timeoutMs = 60000, minFrames = 10 } = {}) {
   const end = Date.now() + timeoutMs;
   let st;
   while (Date.now() < end) {

@@ -51,10 +51,11 @@ async function startRelay() {
   return { url: `ws://127.0.0.1:${wss.address().port}/ws`, close: () => new Promise((r) => { for (const c of wss.clients) c.terminate(); wss.close(() => r()); }) };
 }
 
-// minFrames: video frames the client must decode in its 8 s. With every
-// 10th packet dropped a frame waits for its repair or the next keyframe, and
-// on a loaded machine that left 48 in one run, so the loss run asks less.
-async function directSession(t, extraArgs, { minFrames = 50 } = {}) {
+// minFrames: video frames the client must decode in its `duration` s. With
+// every 10th packet dropped a frame waits for its repair or the next
+// keyframe, and on a loaded machine that left 48 in one run, so the loss run
+// asks less.
+async function directSession(t, extraArgs, { minFrames = 50, duration = 8 } = {}) {
   const relay = await startRelay();
   t.after(() => relay.close());
   const pages = await startPageServer();
@@ -96,7 +97,7 @@ async function directSession(t, extraArgs, { minFrames = 50 } = {}) {
   }, relay.url);
 
   const c = runClient(['--url', relay.url, '--token', 'patient-1', '--role', 'patient', '--dept', 'x',
-    '--duration', '8', '--expect-width', '320', '--expect-height', '240', '--min-audio-s', '5', ...extraArgs], { name: 'patient' });
+    '--duration', String(duration), '--expect-width', '320', '--expect-height', '240', '--min-audio-s', '5', ...extraArgs], { name: 'patient' });
   t.after(() => c.kill());
 
   const st = await waitVideoFlowing(page, { timeoutMs: 20000 }).catch(async (e) => {
@@ -128,9 +129,13 @@ test('webrtc_client and chromium exchange VP8 + Opus directly (no server)', { ti
 // to answer NACKs, so the server's loss test measures the server. Chromium
 // resends what it is asked for; not every loss is asked for, because
 // GStreamer's session drops a NACK it could not send before the packet's
-// deadline, so the bar is the one the server's loss test uses.
-test('webrtc_client loss hook: chromium repairs dropped packets after NACK', { timeout: 90000 }, async (t) => {
-  const r = await directSession(t, ['--drop-every', '10'], { minFrames: 30 });
+// deadline, so the bar is the one the server's loss test uses. That deadline
+// is the jitterbuffer's latency: 1 s of it (not the default 100 ms) leaves
+// a NACK and its answer time enough when both peers wait for a busy CPU.
+// That second comes off the end of the run, so the run is 14 s, not 8: a
+// loaded machine once decoded 3.5 s of audio in 8 s with it, short of 5.
+test('webrtc_client loss hook: chromium repairs dropped packets after NACK', { timeout: 120000 }, async (t) => {
+  const r = await directSession(t, ['--drop-every', '10', '--latency', '1000'], { minFrames: 30, duration: 14 });
   const dropped = Number(r.result.dropped);
   const repaired = Number(r.result.repaired);
   const resent = r.chromiumOut?.retransmittedPacketsSent ?? 0;

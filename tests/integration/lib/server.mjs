@@ -182,7 +182,7 @@ export class Client {
 
   send(obj) { this.ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj)); }
 
-  request(type, fields = {}, timeoutMs = 10000) {
+  request(type, fields = {}, timeoutMs = 30000) {
     const id = String(this.nextId++);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => { this.pending.delete(id); reject(new Error(`timeout on ${type}`)); }, timeoutMs);
@@ -195,7 +195,9 @@ export class Client {
   }
 
   // Resolves with the first push (already received or future) matching.
-  waitFor(type, pred = () => true, timeoutMs = 10000, { includeSeen = true } = {}) {
+  // The timeouts here are caps for a wedged server, not latency targets:
+  // a loaded machine under ASan takes seconds where an idle one takes ms.
+  waitFor(type, pred = () => true, timeoutMs = 30000, { includeSeen = true } = {}) {
     const match = (m) => m.type === type && pred(m);
     if (includeSeen) {
       const seen = this.pushes.find(match);
@@ -215,7 +217,7 @@ export class Client {
     });
   }
 
-  waitError(pred = () => true, timeoutMs = 5000) {
+  waitError(pred = () => true, timeoutMs = 30000) {
     return new Promise((resolve, reject) => {
       const start = Date.now();
       const poll = () => {
