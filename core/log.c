@@ -34,8 +34,8 @@ void tm_log(tm_log_level level, const char *ev, const char *fmt, ...)
     if ((int)level < atomic_load(&min_level))
         return;
     char line[1024], ts[40];
-    int n = snprintf(line, sizeof(line), "ts=%s level=%s ev=%s ", tm_rfc3339(tm_now_ms(), ts, sizeof(ts)),
-                     level_names[level], ev);
+    int n = snprintf(line, sizeof(line), "ts=%s level=%s ev=%s ",
+                     tm_rfc3339(tm_now_ms(), ts, sizeof(ts)), level_names[level], ev);
     if (n < 0 || n >= (int)sizeof(line))
         return;
     va_list ap;

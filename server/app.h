@@ -22,9 +22,9 @@
 
 typedef struct tm_app {
     tm_config cfg;
-    char *jwt_secret;        /* effective HS256 secret (configured or kept in data_dir); NULL:
-                                HS256 off (an identity provider's keys only) */
-    uint8_t rec_key[32];     /* recordings' key, when have_rec_key */
+    char *jwt_secret;    /* effective HS256 secret (configured or kept in data_dir); NULL:
+                            HS256 off (an identity provider's keys only) */
+    uint8_t rec_key[32]; /* recordings' key, when have_rec_key */
     bool have_rec_key;
     tm_store *store;
     tm_jwt_verifier *jwt;
@@ -39,11 +39,11 @@ typedef struct tm_app {
     tm_sealer *sealer;       /* seals each visit once its record is complete */
     tm_visit_record *record; /* the recording part of the visit record */
     struct lws_context *lws;
-    tm_web_static *web;      /* the web client's files (web_static.c) */
-    uv_loop_t uv;            /* lws' connections, run by uv_source on loop */
-    GSource *uv_source;      /* NULL until uv is initialised */
+    tm_web_static *web; /* the web client's files (web_static.c) */
+    uv_loop_t uv;       /* lws' connections, run by uv_source on loop */
+    GSource *uv_source; /* NULL until uv is initialised */
     GMainLoop *loop;
-    int port;                /* the port actually bound */
+    int port; /* the port actually bound */
     int64_t started_ms;
 } tm_app;
 

@@ -70,13 +70,15 @@ static void print_link(tm_app *app, const char *label, const char *page, char *t
     const char *host = strcmp(app->cfg.listen, "0.0.0.0") == 0 || strcmp(app->cfg.listen, "::") == 0
                            ? "localhost"
                            : app->cfg.listen;
-    printf("  %-28s https://%s:%d/%s#token=%s\n", label, host, app->port, page, token ? token : "?");
+    printf("  %-28s https://%s:%d/%s#token=%s\n", label, host, app->port, page,
+           token ? token : "?");
     free(token);
 }
 
 void tm_demo_print(tm_app *app)
 {
-    printf("\ntelemed demo hospital is running (self-signed TLS: accept the browser warning once)\n");
+    printf(
+        "\ntelemed demo hospital is running (self-signed TLS: accept the browser warning once)\n");
     printf("Patients (open in a phone or desktop browser):\n");
     print_link(app, "patient p-demo-1", "patient.html",
                mint(app, "p-demo-1", TM_ROLE_PATIENT, "患者一 Patient One", NULL));
@@ -94,7 +96,8 @@ void tm_demo_print(tm_app *app)
     print_link(app, "supervisor s-demo", "supervisor.html",
                mint(app, "s-demo", TM_ROLE_SUPERVISOR, "督导 Supervisor", NULL));
     char *admin = mint(app, "a-demo", TM_ROLE_ADMIN, "Admin", NULL);
-    printf("Admin REST token (curl -k -H 'Authorization: Bearer ...' https://localhost:%d/api/v1/visits):\n  %s\n\n",
+    printf("Admin REST token (curl -k -H 'Authorization: Bearer ...' "
+           "https://localhost:%d/api/v1/visits):\n  %s\n\n",
            app->port, admin ? admin : "?");
     free(admin);
     fflush(stdout);

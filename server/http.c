@@ -65,9 +65,9 @@ typedef struct http_req {
     tm_app *app;
     struct lws *wsi;
     http_pss *p;
-    gchar **seg;      /* path segments after /api/v1 */
+    gchar **seg; /* path segments after /api/v1 */
     int nseg;
-    json_t *body;     /* parsed body or NULL */
+    json_t *body; /* parsed body or NULL */
     tm_identity who;
 } http_req;
 
@@ -382,8 +382,9 @@ static void api_doctors(http_req *r)
     tm_store *st = r->app->store;
     if (r->p->method == LWSHUMETH_GET && r->nseg == 1) {
         char dept[64];
-        respond_json(r->p, 200, json_pack("{s:o}", "doctors",
-                                          tm_store_doctor_list(st, arg(r, "dept", dept, sizeof(dept)))));
+        respond_json(r->p, 200,
+                     json_pack("{s:o}", "doctors",
+                               tm_store_doctor_list(st, arg(r, "dept", dept, sizeof(dept)))));
         return;
     }
     if (!need(r, is_admin(r)))
@@ -396,7 +397,8 @@ static void api_doctors(http_req *r)
         const char *licence = body_str(r->body, "licence_no", 63, false, &bad);
         const char *title = body_str(r->body, "title", 100, false, &bad);
         if (bad || !id_ok(id)) {
-            respond_err(r->p, TM_EINVAL, "doctor needs id, name, dept_id; licence_no and title optional");
+            respond_err(r->p, TM_EINVAL,
+                        "doctor needs id, name, dept_id; licence_no and title optional");
             return;
         }
         int rc = tm_store_doctor_put(st, id, name, dept, licence, title);
@@ -427,9 +429,10 @@ static void api_shifts(http_req *r)
             respond_err(r->p, TM_EINVAL, "from/to must be RFC 3339 or epoch ms");
             return;
         }
-        respond_json(r->p, 200, json_pack("{s:o}", "shifts",
-                                          tm_store_shift_list(st, doc, arg(r, "dept", dept, sizeof(dept)),
-                                                              from, to)));
+        respond_json(
+            r->p, 200,
+            json_pack("{s:o}", "shifts",
+                      tm_store_shift_list(st, doc, arg(r, "dept", dept, sizeof(dept)), from, to)));
         return;
     }
     if (!need(r, is_admin(r)))
@@ -440,11 +443,13 @@ static void api_shifts(http_req *r)
         const char *dept = body_str(r->body, "dept_id", 63, true, &bad);
         int64_t start = body_time(r->body, "start", &bad), end = body_time(r->body, "end", &bad);
         json_t *cap = json_object_get(r->body, "capacity");
-        if (cap && (!json_is_integer(cap) || json_integer_value(cap) < 1 || json_integer_value(cap) > 100))
+        if (cap &&
+            (!json_is_integer(cap) || json_integer_value(cap) < 1 || json_integer_value(cap) > 100))
             bad = true;
         if (bad || !start || !end || end <= start) {
-            respond_err(r->p, TM_EINVAL, "shift needs doctor_id, dept_id, start < end (RFC 3339 "
-                                         "or epoch ms) and optional capacity 1-100");
+            respond_err(r->p, TM_EINVAL,
+                        "shift needs doctor_id, dept_id, start < end (RFC 3339 "
+                        "or epoch ms) and optional capacity 1-100");
             return;
         }
         char id[64];
@@ -476,9 +481,10 @@ static void api_shifts(http_req *r)
 static json_t *appt_json(const tm_appointment *a)
 {
     char ts[40];
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", a->id, "patient_id", a->patient_id,
-                          "dept_id", a->dept_id, "slot_at", tm_rfc3339(a->slot_ms, ts, sizeof(ts)),
-                          "kind", a->kind, "status", a->status);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", a->id, "patient_id", a->patient_id,
+                  "dept_id", a->dept_id, "slot_at", tm_rfc3339(a->slot_ms, ts, sizeof(ts)), "kind",
+                  a->kind, "status", a->status);
     json_object_set_new(o, "doctor_id", a->doctor_id[0] ? json_string(a->doctor_id) : json_null());
     return o;
 }
@@ -488,7 +494,8 @@ static void api_appointments(http_req *r)
     tm_store *st = r->app->store;
     int m = r->p->method;
     if (m == LWSHUMETH_GET && r->nseg == 1) {
-        if (!need(r, is_staff(r) || r->who.role == TM_ROLE_DOCTOR || r->who.role == TM_ROLE_PATIENT))
+        if (!need(r,
+                  is_staff(r) || r->who.role == TM_ROLE_DOCTOR || r->who.role == TM_ROLE_PATIENT))
             return;
         char patient[128], dept[64], status[16], limit[16];
         bool bad = false;
@@ -512,11 +519,11 @@ static void api_appointments(http_req *r)
         }
         const char *lim = arg(r, "limit", limit, sizeof(limit));
         audit_list(r, "appointment.list", pat);
-        respond_json(r->p, 200,
-                     json_pack("{s:o}", "appointments",
-                               tm_store_appt_list(st, pat, dep,
-                                                  arg(r, "status", status, sizeof(status)), from, to,
-                                                  lim ? atoi(lim) : 0)));
+        respond_json(
+            r->p, 200,
+            json_pack("{s:o}", "appointments",
+                      tm_store_appt_list(st, pat, dep, arg(r, "status", status, sizeof(status)),
+                                         from, to, lim ? atoi(lim) : 0)));
         return;
     }
     if (m == LWSHUMETH_GET && r->nseg == 2) {
@@ -524,13 +531,15 @@ static void api_appointments(http_req *r)
         int rc = tm_store_appt_get(st, r->seg[1], &a);
         if (rc == 0 && r->who.role == TM_ROLE_PATIENT && strcmp(a.patient_id, r->who.sub) != 0)
             rc = TM_ENOTFOUND;
-        if (rc == 0 && !(is_staff(r) || r->who.role == TM_ROLE_DOCTOR || r->who.role == TM_ROLE_PATIENT))
+        if (rc == 0 &&
+            !(is_staff(r) || r->who.role == TM_ROLE_DOCTOR || r->who.role == TM_ROLE_PATIENT))
             rc = TM_EPERM;
-        if (rc == 0 && r->who.role == TM_ROLE_DOCTOR &&
-            !doctor_may_see(r, a.dept_id, a.patient_id))
+        if (rc == 0 && r->who.role == TM_ROLE_DOCTOR && !doctor_may_see(r, a.dept_id, a.patient_id))
             rc = TM_EPERM;
         audit(r, "appointment.read", r->seg[1],
-              rc == 0 ? "ok" : rc == TM_ENOTFOUND ? "not_found" : "denied");
+              rc == 0              ? "ok"
+              : rc == TM_ENOTFOUND ? "not_found"
+                                   : "denied");
         if (rc < 0)
             respond_err(r->p, rc, rc == TM_EPERM ? "not a patient of your department" : NULL);
         else
@@ -549,8 +558,9 @@ static void api_appointments(http_req *r)
         const char *kind = body_str(r->body, "kind", 15, false, &bad);
         a.slot_ms = body_time(r->body, "slot", &bad);
         if (bad || !a.slot_ms || (id && !id_ok(id))) {
-            respond_err(r->p, TM_EINVAL, "appointment needs patient_id, dept_id, slot (RFC 3339 or "
-                                         "epoch ms); optional id, doctor_id, kind");
+            respond_err(r->p, TM_EINVAL,
+                        "appointment needs patient_id, dept_id, slot (RFC 3339 or "
+                        "epoch ms); optional id, doctor_id, kind");
             return;
         }
         g_strlcpy(a.id, id ? id : "", sizeof(a.id));
@@ -565,8 +575,9 @@ static void api_appointments(http_req *r)
         char new_id[64];
         int rc = tm_store_appt_create(st, &a, new_id);
         if (rc < 0) {
-            respond_err(r->p, rc, rc == TM_ECONFLICT ? "appointment id exists or unknown doctor"
-                                                     : "kind must be follow_up or first");
+            respond_err(r->p, rc,
+                        rc == TM_ECONFLICT ? "appointment id exists or unknown doctor"
+                                           : "kind must be follow_up or first");
             return;
         }
         audit(r, "appointment.create", new_id, "ok");
@@ -756,8 +767,9 @@ static void api_recordings(http_req *r)
     char *err = NULL;
     if (state && strcmp(state, "deleted") == 0) {
         audit(r, "recording.fetch", r->seg[1], "gone");
-        respond_json(p, 410, json_pack("{s:{s:s, s:s}}", "error", "code", "not_found", "message",
-                                       "deleted under the retention policy"));
+        respond_json(p, 410,
+                     json_pack("{s:{s:s, s:s}}", "error", "code", "not_found", "message",
+                               "deleted under the retention policy"));
         goto done;
     }
     if (encrypted) {
@@ -786,12 +798,13 @@ static void api_recordings(http_req *r)
     uint64_t first = 0, last = p->total ? p->total - 1 : 0;
     int status = tm_http_range_parse(p->range[0] ? p->range : NULL, strlen(p->range), p->total,
                                      &first, &last);
-    tm_store_audit(r->app->store, r->who.sub, tm_role_name(r->who.role), "recording.fetch", r->seg[1],
-                   status == 416 ? "denied" : "ok", p->range[0] ? p->range : NULL);
+    tm_store_audit(r->app->store, r->who.sub, tm_role_name(r->who.role), "recording.fetch",
+                   r->seg[1], status == 416 ? "denied" : "ok", p->range[0] ? p->range : NULL);
     if (status == 416) {
         tm_http_content_range(416, 0, 0, p->total, p->content_range, sizeof(p->content_range));
-        respond_json(p, 416, json_pack("{s:{s:s, s:s}}", "error", "code", "bad_request", "message",
-                                       p->content_range));
+        respond_json(p, 416,
+                     json_pack("{s:{s:s, s:s}}", "error", "code", "bad_request", "message",
+                               p->content_range));
         goto done;
     }
     p->streaming = true;
@@ -829,9 +842,9 @@ static void api_audit(http_req *r)
     audit_list(r, "audit.read", arg(r, "target", target, sizeof(target)));
     respond_json(r->p, 200,
                  json_pack("{s:o}", "audit",
-                           tm_store_audit_list(r->app->store, arg(r, "target", target, sizeof(target)),
-                                               arg(r, "actor", actor, sizeof(actor)), from,
-                                               lim ? atoi(lim) : 0)));
+                           tm_store_audit_list(
+                               r->app->store, arg(r, "target", target, sizeof(target)),
+                               arg(r, "actor", actor, sizeof(actor)), from, lim ? atoi(lim) : 0)));
 }
 
 static void api_overview(http_req *r)
@@ -984,7 +997,8 @@ static void api_feed(http_req *r)
         if (rc < 0)
             respond_err(r->p, rc, rc == TM_ECONFLICT ? "not a dead letter" : NULL);
         else
-            respond_json(r->p, 200, json_pack("{s:I, s:s}", "seq", (json_int_t)seq, "state", "pending"));
+            respond_json(r->p, 200,
+                         json_pack("{s:I, s:s}", "seq", (json_int_t)seq, "state", "pending"));
         return;
     }
     respond_err(r->p, TM_ENOTFOUND, "no such route");
@@ -1001,9 +1015,9 @@ static void api_me(http_req *r)
     if (r->who.role == TM_ROLE_DOCTOR) {
         json_t *fig = NULL;
         GDateTime *now = g_date_time_new_now_local();
-        GDateTime *midnight = g_date_time_new_local(g_date_time_get_year(now),
-                                                    g_date_time_get_month(now),
-                                                    g_date_time_get_day_of_month(now), 0, 0, 0);
+        GDateTime *midnight =
+            g_date_time_new_local(g_date_time_get_year(now), g_date_time_get_month(now),
+                                  g_date_time_get_day_of_month(now), 0, 0, 0);
         if (tm_store_doctor_figures(r->app->store, r->who.sub, g_date_time_to_unix(midnight) * 1000,
                                     &fig) == 0)
             json_object_set_new(o, "today", fig);
@@ -1017,10 +1031,17 @@ static const struct {
     const char *name;
     void (*fn)(http_req *r);
 } routes[] = {
-    {"departments", api_departments}, {"doctors", api_doctors}, {"shifts", api_shifts},
-    {"appointments", api_appointments}, {"visits", api_visits}, {"audit", api_audit},
-    {"overview", api_overview}, {"feed", api_feed}, {"me", api_me},
-    {"recordings", api_recordings}, {"regulator-ids", api_regulator_ids},
+    {"departments", api_departments},
+    {"doctors", api_doctors},
+    {"shifts", api_shifts},
+    {"appointments", api_appointments},
+    {"visits", api_visits},
+    {"audit", api_audit},
+    {"overview", api_overview},
+    {"feed", api_feed},
+    {"me", api_me},
+    {"recordings", api_recordings},
+    {"regulator-ids", api_regulator_ids},
 };
 
 static void route_api(http_req *r, const char *rest)
@@ -1062,15 +1083,18 @@ static void route_api(http_req *r, const char *rest)
 
 static void route_metrics(tm_app *app, http_pss *p)
 {
-    GString *out = g_string_new("# HELP telemed_up The server is running.\n# TYPE telemed_up gauge\n"
-                                "telemed_up 1\n");
-    g_string_append_printf(out, "# TYPE telemed_uptime_seconds gauge\ntelemed_uptime_seconds %lld\n",
+    GString *out =
+        g_string_new("# HELP telemed_up The server is running.\n# TYPE telemed_up gauge\n"
+                     "telemed_up 1\n");
+    g_string_append_printf(out,
+                           "# TYPE telemed_uptime_seconds gauge\ntelemed_uptime_seconds %lld\n",
                            (long long)((tm_now_ms() - app->started_ms) / 1000));
     tm_signaling_metrics(app->sig, out);
-    g_string_append_printf(out,
-                           "# TYPE telemed_connections_refused_total counter\n"
-                           "telemed_connections_refused_total{why=\"unauthenticated_per_addr\"} %llu\n",
-                           (unsigned long long)app->conns_refused);
+    g_string_append_printf(
+        out,
+        "# TYPE telemed_connections_refused_total counter\n"
+        "telemed_connections_refused_total{why=\"unauthenticated_per_addr\"} %llu\n",
+        (unsigned long long)app->conns_refused);
     if (app->feed)
         tm_feed_metrics(app->feed, out);
     tm_feed_profiles_metrics(app->profiles, out);
@@ -1093,20 +1117,21 @@ static void route_metrics(tm_app *app, http_pss *p)
                                (unsigned long long)c.dropped_unknown_source);
         tm_media_latency lat;
         tm_media_get_latency(app->media, &lat);
-        g_string_append_printf(out,
-                               "# HELP telemed_media_forward_latency_us Receive to last send inside "
-                               "the server, per RTP packet.\n"
-                               "# TYPE telemed_media_forward_latency_us summary\n"
-                               "telemed_media_forward_latency_us{quantile=\"0.5\"} %.1f\n"
-                               "telemed_media_forward_latency_us{quantile=\"0.99\"} %.1f\n"
-                               "telemed_media_forward_latency_us{quantile=\"1\"} %.1f\n"
-                               "telemed_media_forward_latency_us_count %llu\n"
-                               "# TYPE telemed_media_nacks_sent_total counter\n"
-                               "telemed_media_nacks_sent_total %llu\n"
-                               "# TYPE telemed_media_rtx_received_total counter\n"
-                               "telemed_media_rtx_received_total %llu\n",
-                               lat.p50_us, lat.p99_us, lat.max_us, (unsigned long long)lat.samples,
-                               (unsigned long long)c.nacks_sent, (unsigned long long)c.rtx_received);
+        g_string_append_printf(
+            out,
+            "# HELP telemed_media_forward_latency_us Receive to last send inside "
+            "the server, per RTP packet.\n"
+            "# TYPE telemed_media_forward_latency_us summary\n"
+            "telemed_media_forward_latency_us{quantile=\"0.5\"} %.1f\n"
+            "telemed_media_forward_latency_us{quantile=\"0.99\"} %.1f\n"
+            "telemed_media_forward_latency_us{quantile=\"1\"} %.1f\n"
+            "telemed_media_forward_latency_us_count %llu\n"
+            "# TYPE telemed_media_nacks_sent_total counter\n"
+            "telemed_media_nacks_sent_total %llu\n"
+            "# TYPE telemed_media_rtx_received_total counter\n"
+            "telemed_media_rtx_received_total %llu\n",
+            lat.p50_us, lat.p99_us, lat.max_us, (unsigned long long)lat.samples,
+            (unsigned long long)c.nacks_sent, (unsigned long long)c.rtx_received);
     }
     respond_text(p, 200, "text/plain; version=0.0.4", out);
 }
@@ -1117,7 +1142,8 @@ static void route_health(tm_app *app, http_pss *p)
     bool ok = version > 0;
     respond_json(p, ok ? 200 : 503,
                  json_pack("{s:s, s:i, s:I}", "status", ok ? "ok" : "degraded", "schema_version",
-                           version, "uptime_s", (json_int_t)((tm_now_ms() - app->started_ms) / 1000)));
+                           version, "uptime_s",
+                           (json_int_t)((tm_now_ms() - app->started_ms) / 1000)));
 }
 
 static bool route_takes_body(const http_pss *p)
@@ -1195,7 +1221,8 @@ static int write_recording_chunk(struct lws *wsi, http_pss *p)
     if (n <= 0)
         return -1; /* the file shrank or a chunk failed authentication: cut the reply */
     bool last = (uint64_t)n == left;
-    if (lws_write(wsi, buf + LWS_PRE, (size_t)n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+    if (lws_write(wsi, buf + LWS_PRE, (size_t)n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) !=
+        (int)n)
         return -1;
     p->pos += (uint64_t)n;
     if (!last) {
@@ -1258,9 +1285,9 @@ static int refuse_framing(struct lws *wsi, http_pss *p, int status, const char *
     tm_info("http.bad_framing", "status=%d", status);
     p->responded = true;
     p->close_after = true;
-    respond_json(p, status,
-                 json_pack("{s:{s:s, s:s}}", "error", "code", tm_error_code(TM_EINVAL), "message",
-                           why));
+    respond_json(
+        p, status,
+        json_pack("{s:{s:s, s:s}}", "error", "code", tm_error_code(TM_EINVAL), "message", why));
     if (send_headers(wsi, p))
         return -1;
     unsigned char buf[LWS_PRE + 512];
@@ -1373,7 +1400,8 @@ int tm_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         unsigned char buf[LWS_PRE + CHUNK];
         memcpy(buf + LWS_PRE, p->resp->str + p->sent, n);
         bool last = n == left;
-        if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+        if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) !=
+            (int)n)
             return -1;
         p->sent += n;
         if (!last) {

@@ -544,8 +544,8 @@ static int start_media(tm_app *app)
         .ice_pacing_ms = app->cfg.media_ice_pacing_ms,
     };
     char *err = NULL;
-    app->media = tm_media_new(&mo, g_main_loop_get_context(app->loop),
-                              tm_signaling_on_media_event, app->sig, &err);
+    app->media = tm_media_new(&mo, g_main_loop_get_context(app->loop), tm_signaling_on_media_event,
+                              app->sig, &err);
     if (!app->media) {
         fprintf(stderr, "telemed-server: media: %s\n", err ? err : "cannot start");
         g_free(err);

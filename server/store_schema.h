@@ -66,9 +66,9 @@ static const char *const tm_store_migrations[] = {
     "  ended_at INTEGER,"
     "  end_reason TEXT,"
     "  ended_by TEXT,"
-    "  queue_wait_ms INTEGER,"      /* check-in -> accept */
-    "  response_ms INTEGER,"        /* check-in -> accept, as hospitals judge doctors */
-    "  duration_ms INTEGER,"        /* accept -> end */
+    "  queue_wait_ms INTEGER," /* check-in -> accept */
+    "  response_ms INTEGER,"   /* check-in -> accept, as hospitals judge doctors */
+    "  duration_ms INTEGER,"   /* accept -> end */
     "  offers INTEGER NOT NULL DEFAULT 0,"
     "  updated_at INTEGER NOT NULL);"
     "CREATE INDEX visits_by_state ON visits(state);"
@@ -111,7 +111,7 @@ static const char *const tm_store_migrations[] = {
     "  visit_id TEXT NOT NULL REFERENCES visits(id),"
     "  doctor_id TEXT NOT NULL,"
     "  body TEXT NOT NULL,"
-    "  diagnosis_code TEXT,"         /* ICD-10, optional */
+    "  diagnosis_code TEXT," /* ICD-10, optional */
     "  signed INTEGER NOT NULL DEFAULT 0,"
     "  created_at INTEGER NOT NULL,"
     "  updated_at INTEGER NOT NULL);"
@@ -129,7 +129,8 @@ static const char *const tm_store_migrations[] = {
     "  visit_id TEXT NOT NULL REFERENCES visits(id),"
     "  path TEXT NOT NULL,"
     "  format TEXT NOT NULL,"
-    "  state TEXT NOT NULL CHECK(state IN ('recording','complete','incomplete','failed','deleted')),"
+    "  state TEXT NOT NULL CHECK(state IN "
+    "('recording','complete','incomplete','failed','deleted')),"
     "  size_bytes INTEGER,"
     "  duration_ms INTEGER,"
     "  sha256 TEXT,"
@@ -148,7 +149,7 @@ static const char *const tm_store_migrations[] = {
     "  user_id TEXT NOT NULL,"
     "  direction TEXT NOT NULL,"
     "  kind TEXT NOT NULL,"
-    "  summary TEXT NOT NULL,"        /* JSON: averages, maxima, totals */
+    "  summary TEXT NOT NULL," /* JSON: averages, maxima, totals */
     "  recorded_at INTEGER NOT NULL);"
     "CREATE INDEX stream_stats_by_visit ON stream_stats(visit_id);"
 

@@ -13,15 +13,15 @@
 
 enum {
     TM_OK = 0,
-    TM_EINVAL = -1,     /* bad_request: malformed or missing input */
-    TM_EAUTH = -2,      /* unauthorized: no, bad or expired credentials */
-    TM_EPERM = -3,      /* forbidden: wrong role or not a member */
-    TM_ENOTFOUND = -4,  /* not_found */
-    TM_ECONFLICT = -5,  /* conflict: state does not allow it now */
-    TM_ERATE = -6,      /* rate_limited */
-    TM_ENOMEM = -7,     /* internal */
-    TM_EIO = -8,        /* internal: file, database or socket failure */
-    TM_ETOOBIG = -9,    /* bad_request: over a configured size */
+    TM_EINVAL = -1,        /* bad_request: malformed or missing input */
+    TM_EAUTH = -2,         /* unauthorized: no, bad or expired credentials */
+    TM_EPERM = -3,         /* forbidden: wrong role or not a member */
+    TM_ENOTFOUND = -4,     /* not_found */
+    TM_ECONFLICT = -5,     /* conflict: state does not allow it now */
+    TM_ERATE = -6,         /* rate_limited */
+    TM_ENOMEM = -7,        /* internal */
+    TM_EIO = -8,           /* internal: file, database or socket failure */
+    TM_ETOOBIG = -9,       /* bad_request: over a configured size */
     TM_EUNSUPPORTED = -10, /* bad_request: valid but not something we do */
 };
 
@@ -60,10 +60,10 @@ void tm_uuid4(char out[37]);
 #define TM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Invariant check that stays on in release builds; never use on network bytes. */
-#define TM_ASSERT(cond)                                                                    \
-    do {                                                                                   \
-        if (!(cond))                                                                       \
-            tm__assert_fail(#cond, __FILE__, __LINE__);                                    \
+#define TM_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            tm__assert_fail(#cond, __FILE__, __LINE__);                                            \
     } while (0)
 void tm__assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
 

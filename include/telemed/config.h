@@ -109,25 +109,25 @@ typedef struct tm_config {
     /* delivery profiles (docs/regulator-feed.md) */
     char *feed_profiles; /* "webhook": comma-separated, of webhook and tianjin */
     /* tianjin: the Tianjin supervision platform's nightly upload */
-    char *tianjin_url;           /* NULL; required with the tianjin profile */
-    char *tianjin_app_key;       /* NULL; X-Ca-Key */
-    char *tianjin_app_secret;    /* NULL; secret, 32 hex: the SM4 key */
-    char *tianjin_iv;            /* SDK's fixed IV, 32 hex */
-    char *tianjin_padding;       /* "iso7816" or "pkcs7" */
-    char *tianjin_service_id;    /* "his.provinceDataUploadService" */
-    char *tianjin_visit_method;  /* "uploadReferralIndicators" */
-    char *tianjin_rating_method; /* "uploadBusinessInfoAfter" */
+    char *tianjin_url;            /* NULL; required with the tianjin profile */
+    char *tianjin_app_key;        /* NULL; X-Ca-Key */
+    char *tianjin_app_secret;     /* NULL; secret, 32 hex: the SM4 key */
+    char *tianjin_iv;             /* SDK's fixed IV, 32 hex */
+    char *tianjin_padding;        /* "iso7816" or "pkcs7" */
+    char *tianjin_service_id;     /* "his.provinceDataUploadService" */
+    char *tianjin_visit_method;   /* "uploadReferralIndicators" */
+    char *tianjin_rating_method;  /* "uploadBusinessInfoAfter" */
     char *tianjin_checkin_method; /* "pushMedicalDispute" */
-    char *tianjin_organ_id;      /* NULL; required: organID */
-    char *tianjin_organ_name;    /* NULL: organName omitted */
-    char *tianjin_unit_id;       /* NULL: unitID omitted */
-    char *tianjin_business_type; /* "4": businessType of a rating (online follow-up) */
-    char *tianjin_upload_at;     /* "02:00": HH:MM[:SS] in the platform's time zone */
-    int tianjin_utc_offset_min;  /* 480 (UTC+8), -720..840 */
-    int tianjin_catchup_days;    /* 7, 1..366: past days staged at most after a stop */
-    int tianjin_batch;           /* 100, 1..1000 records per request */
+    char *tianjin_organ_id;       /* NULL; required: organID */
+    char *tianjin_organ_name;     /* NULL: organName omitted */
+    char *tianjin_unit_id;        /* NULL: unitID omitted */
+    char *tianjin_business_type;  /* "4": businessType of a rating (online follow-up) */
+    char *tianjin_upload_at;      /* "02:00": HH:MM[:SS] in the platform's time zone */
+    int tianjin_utc_offset_min;   /* 480 (UTC+8), -720..840 */
+    int tianjin_catchup_days;     /* 7, 1..366: past days staged at most after a stop */
+    int tianjin_batch;            /* 100, 1..1000 records per request */
     bool tianjin_send_unanswered; /* true: visits ended before a doctor answered go too */
-    char *tianjin_ca;            /* NULL: CA file to verify the platform */
+    char *tianjin_ca;             /* NULL: CA file to verify the platform */
 } tm_config;
 
 /* Fill *cfg (overwritten: clear a previous one first) from defaults, file, environment

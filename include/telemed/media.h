@@ -83,8 +83,8 @@ typedef struct tm_media_event {
                           session are kept for an ICE restart until closed */
     const tm_media_stream_stats *streams; /* STATS: every stream of this peer */
     size_t n_streams;                     /* STATS */
-    int err;                /* ERROR */
-    const char *message;    /* ERROR, RECORDING_FAILED (the reason) */
+    int err;                              /* ERROR */
+    const char *message;                  /* ERROR, RECORDING_FAILED (the reason) */
 } tm_media_event;
 
 /* Called on the control GMainContext; the event and its strings are borrowed for the call. */

@@ -75,23 +75,23 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RBUF0 4096                  /* read buffer; grows for a larger frame */
-#define OBUF 2048                   /* pending output: upgrade, hello, checkin, pongs */
-#define MAX_FRAME (16u << 20)       /* the server's largest message */
-#define OPEN_TIMEOUT_MS 60000.0     /* as the Node worker's request timeout */
+#define RBUF0 4096              /* read buffer; grows for a larger frame */
+#define OBUF 2048               /* pending output: upgrade, hello, checkin, pongs */
+#define MAX_FRAME (16u << 20)   /* the server's largest message */
+#define OPEN_TIMEOUT_MS 60000.0 /* as the Node worker's request timeout */
 
 enum state { C_CONNECT, C_TLS, C_UPGRADE, C_HELLO, C_CHECKIN, C_WAITING, C_DEAD };
-static const char *const state_name[] = {"connect", "tls", "upgrade", "hello", "checkin",
-                                         "waiting", "dead"};
+static const char *const state_name[] = {"connect", "tls",     "upgrade", "hello",
+                                         "checkin", "waiting", "dead"};
 
 typedef struct conn {
     int fd;
     SSL *ssl;
     enum state st;
-    int di;            /* department index (cardio 0, endo 1), -1 unknown */
-    int pos, p0;       /* position now, at mark (0: not marked) */
-    bool opening;      /* counted in the open pool */
-    bool out_armed;    /* EPOLLOUT in the epoll mask */
+    int di;         /* department index (cardio 0, endo 1), -1 unknown */
+    int pos, p0;    /* position now, at mark (0: not marked) */
+    bool opening;   /* counted in the open pool */
+    bool out_armed; /* EPOLLOUT in the epoll mask */
     bool read_wants_write;
     double deadline;   /* while opening */
     unsigned char *rb; /* received, not yet parsed */
@@ -407,9 +407,9 @@ static void pool_pump(void)
     pumping = false;
     if (op.inflight == 0 && op.next == op.n) {
         op.active = false;
-        json_t *r = json_pack("{s:I, s:i, s:s, s:f, s:i}", "re", (json_int_t)op.seq, "failed",
-                              op.failed, "firstError", op.first_error, "ms", now_ms() - op.t0,
-                              "held", held);
+        json_t *r =
+            json_pack("{s:I, s:i, s:s, s:f, s:i}", "re", (json_int_t)op.seq, "failed", op.failed,
+                      "firstError", op.first_error, "ms", now_ms() - op.t0, "held", held);
         for (size_t i = 0; i < op.n; i++)
             free(op.subs[i]);
         free(op.subs);
@@ -517,7 +517,8 @@ static int scan_top(const char *p, size_t n, top *t)
             t->type_len = (size_t)(p - v - 2);
         } else if (kl == 2 && memcmp(k, "re", 2) == 0) {
             t->has_re = *v != 'n';
-        } else if (kl == 8 && memcmp(k, "position", 8) == 0 && (*v == '-' || (*v >= '0' && *v <= '9'))) {
+        } else if (kl == 8 && memcmp(k, "position", 8) == 0 &&
+                   (*v == '-' || (*v >= '0' && *v <= '9'))) {
             char num[24];
             size_t l = (size_t)(p - v) < sizeof(num) - 1 ? (size_t)(p - v) : sizeof(num) - 1;
             memcpy(num, v, l);
@@ -776,8 +777,8 @@ static void parse_upgrade(conn *c, double t)
         conn_fail(c, "cannot mint a token for %s", c->sub);
         return;
     }
-    snprintf(req, sizeof(req), "{\"type\":\"hello\",\"id\":\"1\",\"token\":\"%s\",\"ua\":\"bench-c/1\"}",
-             tok);
+    snprintf(req, sizeof(req),
+             "{\"type\":\"hello\",\"id\":\"1\",\"token\":\"%s\",\"ua\":\"bench-c/1\"}", tok);
     c->st = C_HELLO;
     if (send_request(c, req))
         return;
@@ -960,10 +961,10 @@ static void cmd_collect(json_int_t seq, json_t *events)
     for (size_t i = 0; i < n_conns; i++)
         waiting += conns[i]->st == C_WAITING;
     json_t *r = json_pack("{s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:f, s:f}", "re", seq, "hAns",
-                          hist_json(&ha), "hSent", hist_json(&hs), "positional",
-                          (json_int_t)rec_n, "unmatched", (json_int_t)unmatched, "estimateOnly",
-                          (json_int_t)estimate_only, "otherPushes", (json_int_t)other_pushes,
-                          "elu", wall > 0 ? cpu / wall : 0.0, "cpuMs", cpu);
+                          hist_json(&ha), "hSent", hist_json(&hs), "positional", (json_int_t)rec_n,
+                          "unmatched", (json_int_t)unmatched, "estimateOnly",
+                          (json_int_t)estimate_only, "otherPushes", (json_int_t)other_pushes, "elu",
+                          wall > 0 ? cpu / wall : 0.0, "cpuMs", cpu);
     /* Beyond the Node worker's answer: what only this client counts. */
     json_object_set_new(r, "closed", json_integer(closed_waiting));
     json_object_set_new(r, "firstClose", json_string(first_close));
@@ -1003,7 +1004,8 @@ static void cmd_open(json_int_t seq, json_t *m)
     if (op.active || !json_is_array(subs) || !url || !secret || !dept || parse_url(url) ||
         strlen(secret) >= sizeof(op.secret) || strlen(dept) >= sizeof(op.dept) ||
         strpbrk(dept, "\"\\")) {
-        reply(json_pack("{s:I, s:s}", "re", seq, "error", "open: bad arguments or already opening"));
+        reply(
+            json_pack("{s:I, s:s}", "re", seq, "error", "open: bad arguments or already opening"));
         return;
     }
     memset(op.first_error, 0, sizeof(op.first_error));

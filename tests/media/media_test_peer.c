@@ -331,21 +331,19 @@ void test_peer_free(test_peer *p)
     g_free(p);
 }
 
-
 /* The typed figures as text the checks can search: "kind":"video",
  * "direction":"in", "width":320,"height":240. */
 static char *stats_text(const tm_media_stream_stats *st, size_t n)
 {
     GString *s = g_string_new("[");
     for (size_t i = 0; i < n; i++)
-        g_string_append_printf(s,
-                               "%s{\"direction\":\"%s\",\"kind\":\"%s\",\"ssrc\":%u,"
-                               "\"packets\":%" G_GUINT64_FORMAT ",\"width\":%u,\"height\":%u,"
-                               "\"nacks\":%" G_GUINT64_FORMAT ",\"retransmits\":%" G_GUINT64_FORMAT
-                               "}",
-                               i ? "," : "", st[i].out ? "out" : "in",
-                               st[i].video ? "video" : "audio", st[i].ssrc, st[i].packets,
-                               st[i].width, st[i].height, st[i].nacks, st[i].retransmits);
+        g_string_append_printf(
+            s,
+            "%s{\"direction\":\"%s\",\"kind\":\"%s\",\"ssrc\":%u,"
+            "\"packets\":%" G_GUINT64_FORMAT ",\"width\":%u,\"height\":%u,"
+            "\"nacks\":%" G_GUINT64_FORMAT ",\"retransmits\":%" G_GUINT64_FORMAT "}",
+            i ? "," : "", st[i].out ? "out" : "in", st[i].video ? "video" : "audio", st[i].ssrc,
+            st[i].packets, st[i].width, st[i].height, st[i].nacks, st[i].retransmits);
     g_string_append_c(s, ']');
     return g_string_free(s, FALSE);
 }

@@ -178,8 +178,8 @@ int main(int argc, char **argv)
             (!GST_CLOCK_TIME_IS_VALID(t1) || s->last_end > t1))
             t1 = s->last_end;
         printf("stream index=%d kind=%s caps=%s buffers=%" G_GUINT64_FORMAT " width=%d height=%d "
-               "first_ms=%" G_GINT64_FORMAT " last_ms=%" G_GINT64_FORMAT " audio_ms=%" G_GUINT64_FORMAT
-               "\n",
+               "first_ms=%" G_GINT64_FORMAT " last_ms=%" G_GINT64_FORMAT
+               " audio_ms=%" G_GUINT64_FORMAT "\n",
                i, s->video ? "video" : "audio", s->caps_name, s->buffers, s->width, s->height,
                GST_CLOCK_TIME_IS_VALID(s->first) ? (gint64)(s->first / GST_MSECOND) : (gint64)-1,
                GST_CLOCK_TIME_IS_VALID(s->last_end) ? (gint64)(s->last_end / GST_MSECOND)

@@ -554,13 +554,12 @@ static void test_sample_round_trip(void)
         const char *l = lines[i];
         if (l[0] == '#' && l[1] != ' ' && g_str_has_suffix(l, " =")) {
             char *key = g_strndup(l + 1, strlen(l) - 3);
-            const char *v = strcmp(key, "recording_key") == 0
-                                ? "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
-                            : strcmp(key, "tianjin_app_secret") == 0
-                                ? "00112233445566778899aabbccddeeff"
-                            : strcmp(key, "media_candidate_networks") == 0
-                                ? "10.20.0.0/16, fd00::/8"
-                                : "/x";
+            const char *v =
+                strcmp(key, "recording_key") == 0
+                    ? "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+                : strcmp(key, "tianjin_app_secret") == 0       ? "00112233445566778899aabbccddeeff"
+                : strcmp(key, "media_candidate_networks") == 0 ? "10.20.0.0/16, fd00::/8"
+                                                               : "/x";
             if (strcmp(key, "recording_key_file") != 0) {
                 g_string_append_printf(edited, "%s = %s\n", key, v);
                 uncommented++;

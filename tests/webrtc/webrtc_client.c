@@ -216,8 +216,8 @@ static GstPadProbeReturn on_srtp_in(GstPad *pad, GstPadProbeInfo *info, gpointer
         return GST_PAD_PROBE_OK;
     guint8 pt = hdr[1] & 0x7f;
     guint16 seq = (guint16)((hdr[2] << 8) | hdr[3]);
-    guint32 ssrc = ((guint32)hdr[8] << 24) | ((guint32)hdr[9] << 16) | ((guint32)hdr[10] << 8) |
-                   hdr[11];
+    guint32 ssrc =
+        ((guint32)hdr[8] << 24) | ((guint32)hdr[9] << 16) | ((guint32)hdr[10] << 8) | hdr[11];
     int vpt = g_atomic_int_get(&A.video_pt);
     if (vpt < 0 || pt != vpt) {
         if (vpt >= 0 && pt != g_atomic_int_get(&A.audio_pt) && pt >= 96)
@@ -962,8 +962,7 @@ static void print_summary(void)
             " width=%d height=%d audio_ms=%" G_GUINT64_FORMAT " join_ms=%.0f "
             "connect_ms=%.0f first_frame_after_connect_ms=%.0f dropped=%" G_GUINT64_FORMAT
             " repaired=%" G_GUINT64_FORMAT " repaired_rtx=%" G_GUINT64_FORMAT
-            " other_pt_packets=%d tail_frames=%" G_GINT64_FORMAT
-            "\n",
+            " other_pt_packets=%d tail_frames=%" G_GINT64_FORMAT "\n",
             A.exit_code == 0, A.o.role, A.visit_id ? A.visit_id : "-", frames, w, h,
             audio_ns / 1000000, ms_since(A.t_active_us, first_video),
             ms_since(A.t_offer_us, A.t_connected_us), ms_since(A.t_connected_us, first_video),
