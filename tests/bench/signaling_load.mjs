@@ -457,7 +457,10 @@ async function main() {
   const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
   const figures = { options: o, bin: o.bin, load0: loadavg() };
 
-  const srv = await startServer({ args: ['--max-connections', '20000', '--rate-msgs-per-s', '10000',
+  // Every simulated patient comes from 127.0.0.1, so the per-address cap on
+  // connections not yet signed in is raised to the whole load.
+  const srv = await startServer({ args: ['--max-connections', '20000', '--max-unauth-per-addr', '20000',
+    '--rate-msgs-per-s', '10000',
     '--rate-burst', '100000', '--no-recording', '--offer-timeout-s', '60'] });
   // The harness keeps every log line and re-scans them all per chunk; at
   // thousands of lines that would load this process, so count instead.
