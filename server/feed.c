@@ -1,9 +1,9 @@
 /*
  * feed.c - the regulator feed's delivery task (include/telemed/feed.h).
  *
- * Owns: the libcurl multi handle and its one transfer in flight, the GLib
- * sources that drive it, the NDJSON file of the file sink. Runs on the
- * control loop's GMainContext; nothing here blocks on the network.
+ * Owns: its libcurl loop (curl_glib.h) and the one transfer in flight on
+ * it, the NDJSON file of the file sink. Runs on the control loop's
+ * GMainContext; nothing here blocks on the network.
  *
  * The loop: a pass (pump) takes the next batch of due events from the
  * outbox (store_outbox.c hands them out in order per visit), wraps each in
@@ -15,9 +15,9 @@
  * against its own CA and present its own client certificate, honour
  * Retry-After (HTTP-date or seconds), time out whole requests and reuse
  * connections. libcurl does each of these with one option and is driven
- * from GLib through two callbacks (socket and timer), independent of the
- * lifetime of the server's lws vhosts. It costs one Debian package
- * (libcurl4-openssl-dev, same OpenSSL as the rest).
+ * from GLib by curl_glib.c, independent of the lifetime of the server's
+ * lws vhosts. It costs one Debian package (libcurl4-openssl-dev, same
+ * OpenSSL as the rest).
  *
  * Outcomes: 2xx delivered; 408, 429, 5xx, 1xx/3xx, timeouts, connection and
  * TLS failures are retried with exponential backoff and full jitter; any
@@ -28,13 +28,13 @@
  */
 #include "telemed/feed.h"
 #include "telemed/common.h"
+#include "telemed/curl_glib.h"
 #include "telemed/log.h"
 #include "telemed/store.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <glib-unix.h>
 #include <glib/gstdio.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -68,12 +68,11 @@ struct tm_feed {
     char *url_shown; /* without credentials or query, for status */
     char *secret;
     char *ca, *client_cert, *client_key;
-    CURLM *multi;
+    tm_curl_loop *curl;
     CURL *easy; /* the transfer in flight, or NULL */
     struct curl_slist *headers;
     char *body;
     GString *response;
-    GSource *curl_timer;
 
     /* file sink */
     char *feed_dir;
@@ -465,79 +464,7 @@ retry:
     retry_batch(f, ev, n, 0, 0);
 }
 
-/* ---- http sink: libcurl multi on GLib --------------------------------- */
-
-static gboolean on_curl_socket(gint fd, GIOCondition cond, gpointer user);
-static void check_done(tm_feed *f);
-
-static int curl_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-    (void)easy;
-    tm_feed *f = userp;
-    GSource *src = socketp;
-    if (src) {
-        g_source_destroy(src);
-        g_source_unref(src);
-        curl_multi_assign(f->multi, s, NULL);
-    }
-    if (what == CURL_POLL_REMOVE)
-        return 0;
-    GIOCondition cond = G_IO_ERR | G_IO_HUP;
-    if (what & CURL_POLL_IN)
-        cond |= G_IO_IN;
-    if (what & CURL_POLL_OUT)
-        cond |= G_IO_OUT;
-    src = g_unix_fd_source_new(s, cond);
-    g_source_set_callback(src, G_SOURCE_FUNC(on_curl_socket), f, NULL);
-    g_source_attach(src, f->ctx);
-    curl_multi_assign(f->multi, s, src);
-    return 0;
-}
-
-static gboolean on_curl_socket(gint fd, GIOCondition cond, gpointer user)
-{
-    tm_feed *f = user;
-    int action = 0, running = 0;
-    if (cond & G_IO_IN)
-        action |= CURL_CSELECT_IN;
-    if (cond & G_IO_OUT)
-        action |= CURL_CSELECT_OUT;
-    if (cond & (G_IO_ERR | G_IO_HUP))
-        action |= CURL_CSELECT_ERR;
-    curl_multi_socket_action(f->multi, fd, action, &running);
-    check_done(f);
-    return G_SOURCE_CONTINUE;
-}
-
-static gboolean on_curl_timeout(gpointer user)
-{
-    tm_feed *f = user;
-    GSource *self = f->curl_timer;
-    f->curl_timer = NULL; /* curl may set a new timer from inside socket_action */
-    int running = 0;
-    curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(f);
-    if (self)
-        g_source_unref(self);
-    return G_SOURCE_REMOVE;
-}
-
-static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-    (void)multi;
-    tm_feed *f = userp;
-    if (f->curl_timer) {
-        g_source_destroy(f->curl_timer);
-        g_source_unref(f->curl_timer);
-        f->curl_timer = NULL;
-    }
-    if (timeout_ms < 0)
-        return 0;
-    f->curl_timer = g_timeout_source_new((guint)timeout_ms);
-    g_source_set_callback(f->curl_timer, on_curl_timeout, f, NULL);
-    g_source_attach(f->curl_timer, f->ctx);
-    return 0;
-}
+/* ---- http sink: one POST at a time on the libcurl loop (curl_glib.h) ---- */
 
 static size_t on_response_body(char *ptr, size_t size, size_t nmemb, void *user)
 {
@@ -553,7 +480,7 @@ static size_t on_response_body(char *ptr, size_t size, size_t nmemb, void *user)
 static void transfer_release(tm_feed *f)
 {
     if (f->easy) {
-        curl_multi_remove_handle(f->multi, f->easy);
+        tm_curl_loop_remove(f->curl, f->easy);
         curl_easy_cleanup(f->easy);
         f->easy = NULL;
     }
@@ -632,16 +559,11 @@ static void http_done(tm_feed *f, CURLcode res)
     next_pass(f);
 }
 
-static void check_done(tm_feed *f)
+static void on_transfer_done(CURL *easy, CURLcode res, void *user)
 {
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(f->multi, &left))) {
-        if (msg->msg == CURLMSG_DONE && msg->easy_handle == f->easy) {
-            http_done(f, msg->data.result);
-            return; /* the handle is gone; later messages belong to nothing */
-        }
-    }
+    tm_feed *f = user;
+    if (easy == f->easy) /* only the batch in flight has an outcome to write */
+        http_done(f, res);
 }
 
 /* Starts the POST of body (taken over: freed with the transfer). */
@@ -688,7 +610,7 @@ static int http_send(tm_feed *f, GString *body)
     if (f->client_key)
         curl_easy_setopt(e, CURLOPT_SSLKEY, f->client_key);
     f->easy = e;
-    if (curl_multi_add_handle(f->multi, e) != CURLM_OK) {
+    if (tm_curl_loop_add(f->curl, e) < 0) {
         f->easy = NULL;
         curl_easy_cleanup(e);
         return TM_EIO;
@@ -813,11 +735,6 @@ tm_feed *tm_feed_new(tm_store *store, const tm_config *cfg, struct lws_context *
                      GMainContext *ctx, char **err)
 {
     (void)lws;
-    static gsize curl_ready = 0;
-    if (g_once_init_enter(&curl_ready)) {
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-        g_once_init_leave(&curl_ready, 1);
-    }
     tm_feed *f = g_new0(tm_feed, 1);
     f->store = store;
     f->ctx = g_main_context_ref(ctx ? ctx : g_main_context_default());
@@ -837,21 +754,18 @@ tm_feed *tm_feed_new(tm_store *store, const tm_config *cfg, struct lws_context *
             *err = g_strdup("feed_url: must start with https:// (or http:// for a local gateway)");
             goto fail;
         }
+        /* First: it initialises libcurl, which shown_url already uses. */
+        f->curl = tm_curl_loop_new(f->ctx, on_transfer_done, f);
+        if (!f->curl) {
+            *err = g_strdup("feed: cannot start libcurl");
+            goto fail;
+        }
         f->url = g_strdup(cfg->feed_url);
         f->url_shown = shown_url(f->url);
         f->secret = g_strdup(cfg->feed_secret);
         f->ca = g_strdup(cfg->feed_ca);
         f->client_cert = g_strdup(cfg->feed_client_cert);
         f->client_key = g_strdup(cfg->feed_client_key);
-        f->multi = curl_multi_init();
-        if (!f->multi) {
-            *err = g_strdup("feed: cannot start libcurl");
-            goto fail;
-        }
-        curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
-        curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
-        curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
-        curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
     } else {
         f->feed_dir = g_build_filename(cfg->data_dir ? cfg->data_dir : ".", "feed", NULL);
         if (g_mkdir_with_parents(f->feed_dir, 0700) < 0) {
@@ -891,12 +805,7 @@ void tm_feed_free(tm_feed *f)
     }
     /* The batch in flight stays pending in the outbox: nothing is written. */
     transfer_release(f);
-    if (f->multi)
-        curl_multi_cleanup(f->multi); /* may call curl_socket_cb to drop sources */
-    if (f->curl_timer) {
-        g_source_destroy(f->curl_timer);
-        g_source_unref(f->curl_timer);
-    }
+    tm_curl_loop_free(f->curl);
     if (f->fd >= 0)
         close(f->fd);
     if (f->response)

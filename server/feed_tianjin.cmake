@@ -1,11 +1,10 @@
 # Batch delivery profiles of the regulator feed: the tianjin profile (SM3/SM4
-# via OpenSSL 3, libcurl multi on GLib) and its store side.
+# via OpenSSL 3, on the feed's libcurl loop) and its store side.
 target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/sm_crypto.c
   ${CMAKE_CURRENT_LIST_DIR}/feed_tianjin.c
   ${CMAKE_CURRENT_LIST_DIR}/feed_tianjin_map.c
   ${CMAKE_CURRENT_LIST_DIR}/feed_profile.c
-  ${CMAKE_CURRENT_LIST_DIR}/curl_glib.c
 )
 
 tm_unit_test(test_feed_tianjin tests/server/test_feed_tianjin.c)
