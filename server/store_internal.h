@@ -64,6 +64,14 @@ int tm__store_fail(tm_store *s, int sqlite_rc);
 int tm__store_begin(tm_store *s);
 int tm__store_finish(tm_store *s, int rc);
 
+/* One delivery outcome for n rows of a delivery table (the outbox, the
+ * batch uploads), in one write transaction: with synchronous=FULL a batch
+ * of marks costs one fsync, not one per row. sql is run once per row, bound
+ * by types ("IIi" or "IIib") to ?1 keys[i], ?2 at[i] (at_all when at is
+ * NULL), ?3 status and ?4 error. 0 when n is 0. */
+int tm__store_mark_rows(tm_store *s, const char *sql, const char *types, const int64_t *keys,
+                        size_t n, const int64_t *at, int64_t at_all, int status, const char *error);
+
 /* Appends the regulator event `type` of visit_id to the outbox, its
  * payload built from the rows as they are in the current transaction
  * (tm_store_visit_facts, server/feed_event.c). Must run inside one. */

@@ -136,32 +136,22 @@ int tm_outbox_next_due(tm_store *s, int64_t *due_ms)
 
 int tm_outbox_mark_delivered(tm_store *s, const int64_t *seqs, size_t n, int status, int64_t now_ms)
 {
-    if (n == 0)
-        return 0;
-    int rc = tm__store_begin(s);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = tm__store_run(s,
-                           "UPDATE outbox SET state = 'delivered', delivered_at = ?2,"
-                           " last_status = ?3, last_error = NULL, last_response = NULL"
-                           " WHERE seq = ?1 AND state = 'pending'",
-                           "IIi", seqs[i], now_ms, status);
-    return tm__store_finish(s, rc);
+    return tm__store_mark_rows(s,
+                               "UPDATE outbox SET state = 'delivered', delivered_at = ?2,"
+                               " last_status = ?3, last_error = NULL, last_response = NULL"
+                               " WHERE seq = ?1 AND state = 'pending'",
+                               "IIi", seqs, n, NULL, now_ms, status, NULL);
 }
 
 /* status 0 (no HTTP answer) is stored as NULL. */
 int tm_outbox_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n, int status,
                     const char *error)
 {
-    if (n == 0)
-        return 0;
-    int rc = tm__store_begin(s);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = tm__store_run(s,
-                           "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2,"
-                           " last_status = nullif(?3, 0), last_error = ?4"
-                           " WHERE seq = ?1 AND state = 'pending'",
-                           "IIib", seqs[i], next_at[i], status > 0 ? status : 0, error);
-    return tm__store_finish(s, rc);
+    return tm__store_mark_rows(s,
+                               "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2,"
+                               " last_status = nullif(?3, 0), last_error = ?4"
+                               " WHERE seq = ?1 AND state = 'pending'",
+                               "IIib", seqs, n, next_at, 0, status > 0 ? status : 0, error);
 }
 
 int tm_outbox_retry_now(tm_store *s, int64_t now_ms)

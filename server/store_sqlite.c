@@ -242,6 +242,19 @@ int tm__store_finish(tm_store *s, int rc)
     return rc;
 }
 
+/* The arguments after types are always passed; types takes the first three
+ * or all four, as sql needs them. */
+int tm__store_mark_rows(tm_store *s, const char *sql, const char *types, const int64_t *keys,
+                        size_t n, const int64_t *at, int64_t at_all, int status, const char *error)
+{
+    if (n == 0)
+        return 0;
+    int rc = tm__store_begin(s);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = tm__store_run(s, sql, types, keys[i], at ? at[i] : at_all, status, error);
+    return tm__store_finish(s, rc);
+}
+
 int tm__store_outbox_append(tm_store *s, const char *type, const char *visit_id, int64_t now_ms)
 {
     return tm__store_outbox_append_with(s, type, visit_id, now_ms, NULL, NULL);

@@ -181,31 +181,21 @@ int tm_upload_next_due(tm_store *s, const char *profile, int64_t *due_ms)
 
 int tm_upload_mark_delivered(tm_store *s, const int64_t *ids, size_t n, int status, int64_t now_ms)
 {
-    if (n == 0)
-        return 0;
-    int rc = tm__store_begin(s);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = tm__store_run(s,
-                           "UPDATE upload_records SET state = 'delivered', delivered_at = ?2,"
-                           " last_status = ?3, last_error = NULL, last_response = NULL"
-                           " WHERE id = ?1 AND state = 'pending'",
-                           "IIi", ids[i], now_ms, status);
-    return tm__store_finish(s, rc);
+    return tm__store_mark_rows(s,
+                               "UPDATE upload_records SET state = 'delivered', delivered_at = ?2,"
+                               " last_status = ?3, last_error = NULL, last_response = NULL"
+                               " WHERE id = ?1 AND state = 'pending'",
+                               "IIi", ids, n, NULL, now_ms, status, NULL);
 }
 
 int tm_upload_retry(tm_store *s, const int64_t *ids, const int64_t *next_at, size_t n, int status,
                     const char *error)
 {
-    if (n == 0)
-        return 0;
-    int rc = tm__store_begin(s);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = tm__store_run(s,
-                           "UPDATE upload_records SET attempts = attempts + 1,"
-                           " next_attempt_at = ?2, last_status = ?3, last_error = ?4"
-                           " WHERE id = ?1 AND state = 'pending'",
-                           "IIib", ids[i], next_at[i], status, error);
-    return tm__store_finish(s, rc);
+    return tm__store_mark_rows(s,
+                               "UPDATE upload_records SET attempts = attempts + 1,"
+                               " next_attempt_at = ?2, last_status = ?3, last_error = ?4"
+                               " WHERE id = ?1 AND state = 'pending'",
+                               "IIib", ids, n, next_at, 0, status, error);
 }
 
 int tm_upload_dead_letter(tm_store *s, int64_t id, int status, const char *error,
