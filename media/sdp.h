@@ -294,4 +294,8 @@ int tm_sdp_format_candidate(const tm_sdp_candidate *c, char *buf, size_t len);
 
 const char *tm_sdp_direction_str(tm_sdp_direction d); /* "sendrecv", ... */
 
+/* Shared by the parser and the answer writer: s is min..max ICE characters
+ * (RFC 8839 ice-char: ALPHA / DIGIT / "+" / "/"). */
+bool tm__sdp_is_ice_chars(const char *s, size_t min, size_t max);
+
 #endif
