@@ -1,6 +1,7 @@
 /*
  * app.h - the parts of one running telemed-server, as the process wires
- * them: shared by main.c, http.c and demo.c only.
+ * them: shared by main.c, http.c (with its api*.c resources) and demo.c
+ * only.
  */
 #ifndef TELEMED_APP_H
 #define TELEMED_APP_H

@@ -9,6 +9,10 @@ target_sources(telemed PRIVATE
 add_executable(telemed-server
   ${CMAKE_CURRENT_LIST_DIR}/main.c
   ${CMAKE_CURRENT_LIST_DIR}/http.c
+  ${CMAKE_CURRENT_LIST_DIR}/api.c
+  ${CMAKE_CURRENT_LIST_DIR}/api_schedule.c
+  ${CMAKE_CURRENT_LIST_DIR}/api_records.c
+  ${CMAKE_CURRENT_LIST_DIR}/api_feed.c
   ${CMAKE_CURRENT_LIST_DIR}/web_static.c
   ${CMAKE_CURRENT_LIST_DIR}/demo.c
 )

@@ -64,7 +64,7 @@ test('every stable error code is documented in both documents', () => {
 });
 
 test('every REST route is documented', () => {
-  const names = [...read('server/http.c').matchAll(/\{"([a-z-]+)", api_[a-z_]+\}/g)].map((m) => m[1]);
+  const names = [...read('server/api.c').matchAll(/\{"([a-z-]+)", tm__api_[a-z_]+\}/g)].map((m) => m[1]);
   assert.ok(names.length >= 9);
   for (const n of names) assert.ok(api.includes(`/api/v1/${n}`), `api.md misses /api/v1/${n}`);
   for (const p of ['/healthz', '/metrics']) assert.ok(api.includes(`### GET ${p}`), p);

@@ -164,7 +164,7 @@ test('a recorded visit: file, record, API, FHIR, retention', { timeout: 240000 }
     assert.ok(a.json.audit.some((x) => x.action === 'recording.fetch'), a.text.slice(0, 500));
   });
 
-  await t.test('a ranged fetch is audited with the range asked for (http.c: "Every fetch is in the audit log, with the range asked for")', async () => {
+  await t.test('a ranged fetch is audited with the range asked for (api_records.c: "Every fetch is in the audit log, with the range asked for")', async () => {
     await getBin(srv, recPath(), { token: tok.supervisor, headers: { range: 'bytes=7-77' } });
     const rows = srv.sql(`SELECT detail FROM audit_log WHERE action = 'recording.fetch' AND target = '${row.id}' ORDER BY id DESC LIMIT 1`);
     assert.match(rows[0]?.detail || '', /7-77/, `audit detail: ${JSON.stringify(rows)}`);

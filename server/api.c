@@ -1,0 +1,241 @@
+/*
+ * api.c - what every REST resource goes through: the route table, the body
+ * parsed as a JSON object, the bearer token checked (a refusal is logged and
+ * audited), and the helpers resources read arguments, check roles and audit
+ * with.
+ *
+ * Every API call carries a bearer token; admins write, supervisors read,
+ * doctors read what concerns them. Bodies are JSON objects, validated
+ * field by field; a bad request changes nothing and says why with the same
+ * stable codes as signaling.
+ *
+ * Control loop thread only.
+ */
+#include "http_internal.h"
+#include "telemed/common.h"
+#include "telemed/log.h"
+#include "telemed/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- request parsing helpers ---------------------------------------- */
+
+const char *tm__arg(http_req *r, const char *name, char *buf, size_t len)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "%s=", name);
+    const char *v = lws_get_urlarg_by_name(r->wsi, key, buf, (int)len);
+    return v && *v ? v : NULL;
+}
+
+/* Accepts epoch ms (integer) or RFC 3339 text. 0 when absent, -1 when bad. */
+static int64_t parse_time_str(const char *s)
+{
+    if (!s || !*s)
+        return 0;
+    char *endp;
+    long long v = strtoll(s, &endp, 10);
+    if (*endp == 0 && v > 0)
+        return v;
+    GDateTime *dt = g_date_time_new_from_iso8601(s, NULL);
+    if (!dt)
+        return -1;
+    int64_t ms = g_date_time_to_unix(dt) * 1000 + g_date_time_get_microsecond(dt) / 1000;
+    g_date_time_unref(dt);
+    return ms;
+}
+
+int64_t tm__arg_time(http_req *r, const char *name, bool *bad)
+{
+    char buf[64];
+    int64_t t = parse_time_str(tm__arg(r, name, buf, sizeof(buf)));
+    if (t < 0)
+        *bad = true;
+    return t < 0 ? 0 : t;
+}
+
+int64_t tm__body_time(json_t *body, const char *key, bool *bad)
+{
+    json_t *v = json_object_get(body, key);
+    if (!v)
+        return 0;
+    if (json_is_integer(v) && json_integer_value(v) > 0)
+        return json_integer_value(v);
+    if (json_is_string(v)) {
+        int64_t t = parse_time_str(json_string_value(v));
+        if (t > 0)
+            return t;
+    }
+    *bad = true;
+    return 0;
+}
+
+/* A string field: required ones must be present, every one must be a
+ * string of 1..max bytes. */
+const char *tm__body_str(json_t *body, const char *key, size_t max, bool required, bool *bad)
+{
+    json_t *v = json_object_get(body, key);
+    if (!v || json_is_null(v)) {
+        if (required)
+            *bad = true;
+        return NULL;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max) {
+        *bad = true;
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+bool tm__id_ok(const char *id)
+{
+    if (!id || !*id || strlen(id) > 63)
+        return false;
+    for (const char *c = id; *c; c++)
+        if (!g_ascii_isalnum(*c) && *c != '-' && *c != '_' && *c != '.')
+            return false;
+    return true;
+}
+
+/* A refused credential is an access attempt on patient data: it is logged
+ * and audited with the route and the reason, never with the token. */
+static void note_auth_refused(http_req *r, const char *why)
+{
+    char ip[64] = "";
+    lws_get_peer_simple(r->wsi, ip, sizeof(ip));
+    tm_warn("http.auth_refused", "route=%s reason=%s peer=%s", r->seg[0], why, ip);
+    tm_store_audit(r->app->store, r->who.sub[0] ? r->who.sub : NULL, NULL, "api.auth", r->seg[0],
+                   "denied", why);
+}
+
+static bool authenticate(http_req *r)
+{
+    const char *h = r->p->auth;
+    if (strncmp(h, "Bearer ", 7) != 0) {
+        note_auth_refused(r, "no_token");
+        tm__respond_err(r->p, TM_EAUTH, "Authorization: Bearer <token> is required");
+        return false;
+    }
+    const char *why = NULL;
+    if (tm_jwt_verify(r->app->jwt, h + 7, strlen(h + 7), tm_now_ms() / 1000,
+                      r->app->cfg.jwt_leeway_s, &r->who, &why) < 0) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "token refused: %s", why ? why : "invalid");
+        note_auth_refused(r, why ? why : "invalid");
+        tm__respond_err(r->p, TM_EAUTH, msg);
+        return false;
+    }
+    if (r->who.hospital[0] && strcmp(r->who.hospital, r->app->cfg.hospital_id) != 0) {
+        note_auth_refused(r, "other_hospital");
+        tm__respond_err(r->p, TM_EPERM, "token is for another hospital");
+        return false;
+    }
+    tm_conn_limit_authenticated(r->app->conn_limit, lws_get_socket_fd(r->wsi));
+    return true;
+}
+
+bool tm__need(http_req *r, bool ok)
+{
+    if (!ok)
+        tm__respond_err(r->p, TM_EPERM, "not allowed for this role");
+    return ok;
+}
+
+bool tm__is_admin(http_req *r)
+{
+    return r->who.role == TM_ROLE_ADMIN;
+}
+
+bool tm__is_staff(http_req *r)
+{
+    return r->who.role == TM_ROLE_ADMIN || r->who.role == TM_ROLE_SUPERVISOR;
+}
+
+void tm__audit(http_req *r, const char *action, const char *target, const char *outcome)
+{
+    tm_store_audit(r->app->store, r->who.sub, tm_role_name(r->who.role), action, target, outcome,
+                   NULL);
+}
+
+/* A list read of patient data: the target is the patient asked for (or "*"
+ * for a list over many), the query string goes into the detail. */
+void tm__audit_list(http_req *r, const char *action, const char *patient)
+{
+    char query[256] = "";
+    int n = lws_hdr_copy(r->wsi, query, sizeof(query), WSI_TOKEN_HTTP_URI_ARGS);
+    tm_store_audit(r->app->store, r->who.sub, tm_role_name(r->who.role), action,
+                   patient ? patient : "*", "ok", n > 0 ? query : NULL);
+}
+
+/* Doctors read the patients of their own department, and those a visit of
+ * theirs (a consultation, transfer or referral) brought to them. */
+bool tm__doctor_may_see(http_req *r, const char *dept_id, const char *patient_id)
+{
+    tm_doctor_info doc;
+    if (tm_store_doctor_get(r->app->store, r->who.sub, &doc) == 0 &&
+        strcmp(doc.dept_id, dept_id) == 0)
+        return true;
+    json_t *mine =
+        tm_store_visit_list(r->app->store, NULL, NULL, r->who.sub, patient_id, 0, 0, 1, 0);
+    bool seen = json_array_size(mine) > 0;
+    json_decref(mine);
+    return seen;
+}
+
+/* ---- routing -------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    void (*fn)(http_req *r);
+} routes[] = {
+    {"departments", tm__api_departments},
+    {"doctors", tm__api_doctors},
+    {"shifts", tm__api_shifts},
+    {"appointments", tm__api_appointments},
+    {"visits", tm__api_visits},
+    {"audit", tm__api_audit},
+    {"overview", tm__api_overview},
+    {"feed", tm__api_feed},
+    {"me", tm__api_me},
+    {"recordings", tm__api_recordings},
+    {"regulator-ids", tm__api_regulator_ids},
+};
+
+void tm__route_api(http_req *r, const char *rest)
+{
+    r->seg = g_strsplit(rest, "/", 16);
+    r->nseg = (int)g_strv_length(r->seg);
+    while (r->nseg > 0 && r->seg[r->nseg - 1][0] == 0) { /* trailing slash */
+        g_free(r->seg[r->nseg - 1]);
+        r->seg[--r->nseg] = NULL;
+    }
+    if (r->nseg == 0) {
+        tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
+    if (r->p->body && r->p->body->len) {
+        json_error_t jerr;
+        r->body = json_loadb((const char *)r->p->body->data, r->p->body->len,
+                             JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(r->body)) {
+            char msg[200];
+            snprintf(msg, sizeof(msg), "body must be a JSON object: %s", r->body ? "" : jerr.text);
+            tm__respond_err(r->p, TM_EINVAL, msg);
+            return;
+        }
+    } else if (r->p->method == LWSHUMETH_POST || r->p->method == LWSHUMETH_PUT ||
+               r->p->method == LWSHUMETH_PATCH) {
+        r->body = json_object();
+    }
+    if (!authenticate(r))
+        return;
+    for (size_t i = 0; i < TM_ARRAY_LEN(routes); i++) {
+        if (strcmp(r->seg[0], routes[i].name) == 0) {
+            routes[i].fn(r);
+            return;
+        }
+    }
+    tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
+}

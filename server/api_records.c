@@ -1,0 +1,273 @@
+/*
+ * api_records.c - the patient record as REST resources: visits (with the
+ * FHIR export, the hash chain and the end-to-end verify), recordings
+ * streamed with byte ranges, the audit log, the live overview and the
+ * caller's own identity (me). Every read of patient data is audited.
+ *
+ * Control loop thread only.
+ */
+#include "http_internal.h"
+#include "telemed/common.h"
+#include "telemed/fhir.h"
+#include "telemed/http_range.h"
+#include "telemed/rec_crypt.h"
+#include "telemed/store.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* GET /api/v1/visits/{id}/chain: the hash chain over the visit's regulator
+ * events checked again (visit_chain.h). */
+static void api_visit_chain(http_req *r)
+{
+    if (!tm__need(r, tm__is_staff(r)))
+        return;
+    json_t *report = tm_store_visit_chain(r->app->store, r->seg[1]);
+    if (!report) {
+        tm__respond_err(r->p, TM_EIO, NULL);
+        return;
+    }
+    if (json_integer_value(json_object_get(report, "events")) == 0) {
+        json_decref(report);
+        tm__respond_err(r->p, TM_ENOTFOUND, "no such visit");
+        return;
+    }
+    bool ok = json_is_true(json_object_get(report, "ok"));
+    tm__audit(r, "visit.chain", r->seg[1], ok ? "ok" : "failed");
+    tm__respond_json(r->p, 200, report);
+}
+
+/* GET /api/v1/visits/{id}/verify: the record checked end to end, seal,
+ * chain, note and recording files (record_seal.h). */
+static void api_visit_verify(http_req *r)
+{
+    if (!tm__need(r, tm__is_staff(r)))
+        return;
+    int rc = 0;
+    json_t *report = tm_record_verify(r->app->store, r->seg[1], r->app->seal_key,
+                                      r->app->have_rec_key ? r->app->rec_key : NULL, &rc);
+    if (!report) {
+        tm__respond_err(r->p, rc, rc == TM_ENOTFOUND ? "no such visit" : NULL);
+        return;
+    }
+    bool ok = json_is_true(json_object_get(report, "ok"));
+    tm__audit(r, "visit.verify", r->seg[1], ok ? "ok" : "failed");
+    tm__respond_json(r->p, 200, report);
+}
+
+void tm__api_visits(http_req *r)
+{
+    tm_store *st = r->app->store;
+    if (r->p->method != LWSHUMETH_GET) {
+        tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
+    if (r->nseg == 1) {
+        char state[16], dept[64], doctor[64], patient[128], limit[16], offset[16];
+        const char *doc = tm__arg(r, "doctor", doctor, sizeof(doctor));
+        if (r->who.role == TM_ROLE_DOCTOR)
+            doc = r->who.sub;
+        else if (!tm__need(r, tm__is_staff(r)))
+            return;
+        bool bad = false;
+        int64_t from = tm__arg_time(r, "from", &bad), to = tm__arg_time(r, "to", &bad);
+        if (bad) {
+            tm__respond_err(r->p, TM_EINVAL, "from/to must be RFC 3339 or epoch ms");
+            return;
+        }
+        const char *lim = tm__arg(r, "limit", limit, sizeof(limit));
+        const char *off = tm__arg(r, "offset", offset, sizeof(offset));
+        const char *pat = tm__arg(r, "patient", patient, sizeof(patient));
+        tm__audit_list(r, "visit.list", pat);
+        json_t *list = tm_store_visit_list(st, tm__arg(r, "state", state, sizeof(state)),
+                                           tm__arg(r, "dept", dept, sizeof(dept)), doc, pat, from,
+                                           to, lim ? atoi(lim) : 0, off ? atoi(off) : 0);
+        tm__respond_json(r->p, 200, json_pack("{s:o}", "visits", list ? list : json_array()));
+        return;
+    }
+    if (r->nseg == 3 && strcmp(r->seg[2], "chain") == 0) {
+        api_visit_chain(r);
+        return;
+    }
+    if (r->nseg == 3 && strcmp(r->seg[2], "verify") == 0) {
+        api_visit_verify(r);
+        return;
+    }
+    if (r->nseg == 2 || (r->nseg == 3 && strcmp(r->seg[2], "fhir") == 0)) {
+        json_t *rec = tm_store_visit_record(st, r->seg[1]);
+        if (!rec) {
+            tm__audit(r, "visit.read", r->seg[1], "not_found");
+            tm__respond_err(r->p, TM_ENOTFOUND, "no such visit");
+            return;
+        }
+        const char *doctor = json_string_value(json_object_get(rec, "doctor_id"));
+        bool own = r->who.role == TM_ROLE_DOCTOR && doctor && strcmp(doctor, r->who.sub) == 0;
+        if (!tm__is_staff(r) && !own) {
+            json_decref(rec);
+            tm__audit(r, "visit.read", r->seg[1], "denied");
+            tm__respond_err(r->p, TM_EPERM, "not allowed for this role");
+            return;
+        }
+        /* Reading a medical record is an access worth a trace. */
+        tm__audit(r, r->nseg == 3 ? "visit.export_fhir" : "visit.read", r->seg[1], "ok");
+        if (r->nseg == 3) {
+            json_t *enc = tm_fhir_encounter(rec, r->app->cfg.hospital_id);
+            json_decref(rec);
+            if (!enc) {
+                tm__respond_err(r->p, TM_EIO, "cannot export this visit");
+                return;
+            }
+            tm__respond_json(r->p, 200, enc);
+            r->p->ctype = "application/fhir+json";
+            return;
+        }
+        tm__respond_json(r->p, 200, rec);
+        return;
+    }
+    tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
+}
+
+/* GET /api/v1/recordings/{id}: the file, with byte ranges so a player can
+ * seek; encrypted recordings are decrypted on the fly. Every fetch is in
+ * the audit log, with the range asked for. */
+void tm__api_recordings(http_req *r)
+{
+    if (r->p->method != LWSHUMETH_GET || r->nseg != 2) {
+        tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
+    if (!tm__is_staff(r)) {
+        tm__audit(r, "recording.fetch", r->seg[1], "denied");
+        tm__respond_err(r->p, TM_EPERM, "recordings are for supervisors and admins");
+        return;
+    }
+    json_t *rec = tm_recording_get(r->app->store, r->seg[1]);
+    if (!rec) {
+        tm__audit(r, "recording.fetch", r->seg[1], "not_found");
+        tm__respond_err(r->p, TM_ENOTFOUND, "no such recording");
+        return;
+    }
+    const char *state = json_string_value(json_object_get(rec, "state"));
+    const char *path = json_string_value(json_object_get(rec, "path"));
+    bool encrypted = json_is_true(json_object_get(rec, "encrypted"));
+    http_pss *p = r->p;
+    char *err = NULL;
+    if (state && strcmp(state, "deleted") == 0) {
+        tm__audit(r, "recording.fetch", r->seg[1], "gone");
+        tm__respond_json(p, 410,
+                         json_pack("{s:{s:s, s:s}}", "error", "code", "not_found", "message",
+                                   "deleted under the retention policy"));
+        goto done;
+    }
+    if (encrypted) {
+        if (!r->app->have_rec_key) {
+            tm__audit(r, "recording.fetch", r->seg[1], "failed");
+            tm__respond_err(p, TM_EUNSUPPORTED, "the recording key is not configured");
+            goto done;
+        }
+        if (!(p->reader = tm_rec_reader_open(path, r->app->rec_key, &err))) {
+            tm__audit(r, "recording.fetch", r->seg[1], "failed");
+            tm__respond_err(p, TM_EIO, "the recording cannot be read");
+            goto done;
+        }
+        p->total = tm_rec_reader_size(p->reader);
+    } else {
+        struct stat sb;
+        p->fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+        p->have_fd = p->fd >= 0;
+        if (!p->have_fd || fstat(p->fd, &sb) < 0) {
+            tm__audit(r, "recording.fetch", r->seg[1], "failed");
+            tm__respond_err(p, TM_EIO, "the recording file is missing");
+            goto done;
+        }
+        p->total = (uint64_t)sb.st_size;
+    }
+    uint64_t first = 0, last = p->total ? p->total - 1 : 0;
+    int status = tm_http_range_parse(p->range[0] ? p->range : NULL, strlen(p->range), p->total,
+                                     &first, &last);
+    tm_store_audit(r->app->store, r->who.sub, tm_role_name(r->who.role), "recording.fetch",
+                   r->seg[1], status == 416 ? "denied" : "ok", p->range[0] ? p->range : NULL);
+    if (status == 416) {
+        tm_http_content_range(416, 0, 0, p->total, p->content_range, sizeof(p->content_range));
+        tm__respond_json(p, 416,
+                         json_pack("{s:{s:s, s:s}}", "error", "code", "bad_request", "message",
+                                   p->content_range));
+        goto done;
+    }
+    p->streaming = true;
+    p->status = status;
+    p->ctype = "video/x-matroska";
+    p->pos = status == 206 ? first : 0;
+    p->end = status == 206 ? last + 1 : p->total;
+    if (p->end == p->pos) { /* an empty file: nothing to stream */
+        p->streaming = false;
+        tm__respond_text(p, 200, "video/x-matroska", g_string_new(NULL));
+    }
+done:
+    g_free(err);
+    json_decref(rec);
+}
+
+void tm__api_audit(http_req *r)
+{
+    if (!tm__need(r, tm__is_staff(r)))
+        return;
+    if (r->p->method != LWSHUMETH_GET || r->nseg != 1) {
+        tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
+    char target[128], actor[128], limit[16];
+    bool bad = false;
+    int64_t from = tm__arg_time(r, "from", &bad);
+    if (bad) {
+        tm__respond_err(r->p, TM_EINVAL, "from must be RFC 3339 or epoch ms");
+        return;
+    }
+    const char *lim = tm__arg(r, "limit", limit, sizeof(limit));
+    /* Reading who read what is itself a read worth a trace; the row is
+     * written first, so the answer shows it too. */
+    tm__audit_list(r, "audit.read", tm__arg(r, "target", target, sizeof(target)));
+    tm__respond_json(
+        r->p, 200,
+        json_pack("{s:o}", "audit",
+                  tm_store_audit_list(r->app->store, tm__arg(r, "target", target, sizeof(target)),
+                                      tm__arg(r, "actor", actor, sizeof(actor)), from,
+                                      lim ? atoi(lim) : 0)));
+}
+
+void tm__api_overview(http_req *r)
+{
+    if (!tm__need(r, tm__is_staff(r)))
+        return;
+    if (r->p->method != LWSHUMETH_GET) {
+        tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
+    tm__audit(r, "overview.read", "*", "ok");
+    tm__respond_json(r->p, 200, tm_signaling_overview(r->app->sig));
+}
+
+void tm__api_me(http_req *r)
+{
+    if (r->p->method != LWSHUMETH_GET) {
+        tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s}", "sub", r->who.sub, "role", tm_role_name(r->who.role),
+                          "dept", r->who.dept);
+    if (r->who.role == TM_ROLE_DOCTOR) {
+        json_t *fig = NULL;
+        GDateTime *now = g_date_time_new_now_local();
+        GDateTime *midnight =
+            g_date_time_new_local(g_date_time_get_year(now), g_date_time_get_month(now),
+                                  g_date_time_get_day_of_month(now), 0, 0, 0);
+        if (tm_store_doctor_figures(r->app->store, r->who.sub, g_date_time_to_unix(midnight) * 1000,
+                                    &fig) == 0)
+            json_object_set_new(o, "today", fig);
+        g_date_time_unref(midnight);
+        g_date_time_unref(now);
+    }
+    tm__respond_json(r->p, 200, o);
+}

@@ -1,0 +1,308 @@
+/*
+ * api_schedule.c - the hospital's schedule as REST resources: departments,
+ * doctors, shifts and appointments. Everyone signed in reads; admins write.
+ *
+ * Control loop thread only.
+ */
+#include "http_internal.h"
+#include "telemed/common.h"
+#include "telemed/store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void tm__api_departments(http_req *r)
+{
+    tm_store *st = r->app->store;
+    if (r->p->method == LWSHUMETH_GET && r->nseg == 1) {
+        tm__respond_json(r->p, 200, json_pack("{s:o}", "departments", tm_store_dept_list(st)));
+        return;
+    }
+    if (!tm__need(r, tm__is_admin(r)))
+        return;
+    if (r->p->method == LWSHUMETH_POST && r->nseg == 1) {
+        bool bad = false;
+        const char *id = tm__body_str(r->body, "id", 63, true, &bad);
+        const char *name = tm__body_str(r->body, "name", 200, true, &bad);
+        if (bad || !tm__id_ok(id)) {
+            tm__respond_err(r->p, TM_EINVAL, "department needs id ([A-Za-z0-9._-]{1,63}) and name");
+            return;
+        }
+        int rc = tm_store_dept_put(st, id, name);
+        if (rc < 0) {
+            tm__respond_err(r->p, rc, NULL);
+            return;
+        }
+        tm__audit(r, "department.put", id, "ok");
+        tm__respond_json(r->p, 201, json_pack("{s:s, s:s}", "id", id, "name", name));
+        return;
+    }
+    if (r->p->method == LWSHUMETH_DELETE && r->nseg == 2) {
+        int rc = tm_store_dept_delete(st, r->seg[1]);
+        if (rc < 0) {
+            tm__respond_err(r->p, rc, rc == TM_ECONFLICT ? "department is in use" : NULL);
+            return;
+        }
+        tm__audit(r, "department.delete", r->seg[1], "ok");
+        tm__respond_json(r->p, 200, json_pack("{s:s}", "deleted", r->seg[1]));
+        return;
+    }
+    tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
+}
+
+void tm__api_doctors(http_req *r)
+{
+    tm_store *st = r->app->store;
+    if (r->p->method == LWSHUMETH_GET && r->nseg == 1) {
+        char dept[64];
+        tm__respond_json(
+            r->p, 200,
+            json_pack("{s:o}", "doctors",
+                      tm_store_doctor_list(st, tm__arg(r, "dept", dept, sizeof(dept)))));
+        return;
+    }
+    if (!tm__need(r, tm__is_admin(r)))
+        return;
+    if (r->p->method == LWSHUMETH_POST && r->nseg == 1) {
+        bool bad = false;
+        const char *id = tm__body_str(r->body, "id", 63, true, &bad);
+        const char *name = tm__body_str(r->body, "name", 200, true, &bad);
+        const char *dept = tm__body_str(r->body, "dept_id", 63, true, &bad);
+        const char *licence = tm__body_str(r->body, "licence_no", 63, false, &bad);
+        const char *title = tm__body_str(r->body, "title", 100, false, &bad);
+        if (bad || !tm__id_ok(id)) {
+            tm__respond_err(r->p, TM_EINVAL,
+                            "doctor needs id, name, dept_id; licence_no and title optional");
+            return;
+        }
+        int rc = tm_store_doctor_put(st, id, name, dept, licence, title);
+        if (rc < 0) {
+            tm__respond_err(r->p, rc, rc == TM_EINVAL ? "unknown department" : NULL);
+            return;
+        }
+        tm__audit(r, "doctor.put", id, "ok");
+        tm__respond_json(r->p, 201, json_pack("{s:s, s:s}", "id", id, "dept_id", dept));
+        return;
+    }
+    tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
+}
+
+void tm__api_shifts(http_req *r)
+{
+    tm_store *st = r->app->store;
+    if (r->p->method == LWSHUMETH_GET && r->nseg == 1) {
+        char doctor[64], dept[64];
+        bool bad = false;
+        const char *doc = tm__arg(r, "doctor", doctor, sizeof(doctor));
+        if (r->who.role == TM_ROLE_DOCTOR)
+            doc = r->who.sub; /* a doctor sees their own schedule */
+        else if (!tm__need(r, tm__is_staff(r)))
+            return;
+        int64_t from = tm__arg_time(r, "from", &bad), to = tm__arg_time(r, "to", &bad);
+        if (bad) {
+            tm__respond_err(r->p, TM_EINVAL, "from/to must be RFC 3339 or epoch ms");
+            return;
+        }
+        tm__respond_json(r->p, 200,
+                         json_pack("{s:o}", "shifts",
+                                   tm_store_shift_list(
+                                       st, doc, tm__arg(r, "dept", dept, sizeof(dept)), from, to)));
+        return;
+    }
+    if (!tm__need(r, tm__is_admin(r)))
+        return;
+    if (r->p->method == LWSHUMETH_POST && r->nseg == 1) {
+        bool bad = false;
+        const char *doctor = tm__body_str(r->body, "doctor_id", 63, true, &bad);
+        const char *dept = tm__body_str(r->body, "dept_id", 63, true, &bad);
+        int64_t start = tm__body_time(r->body, "start", &bad),
+                end = tm__body_time(r->body, "end", &bad);
+        json_t *cap = json_object_get(r->body, "capacity");
+        if (cap &&
+            (!json_is_integer(cap) || json_integer_value(cap) < 1 || json_integer_value(cap) > 100))
+            bad = true;
+        if (bad || !start || !end || end <= start) {
+            tm__respond_err(r->p, TM_EINVAL,
+                            "shift needs doctor_id, dept_id, start < end (RFC 3339 "
+                            "or epoch ms) and optional capacity 1-100");
+            return;
+        }
+        char id[64];
+        int rc = tm_store_shift_add(st, doctor, dept, start, end,
+                                    cap ? (int)json_integer_value(cap) : 1, id);
+        if (rc < 0) {
+            tm__respond_err(r->p, rc, rc == TM_EINVAL ? "unknown doctor or department" : NULL);
+            return;
+        }
+        tm__audit(r, "shift.add", id, "ok");
+        tm_signaling_shifts_changed(r->app->sig);
+        tm__respond_json(r->p, 201, json_pack("{s:s}", "id", id));
+        return;
+    }
+    if (r->p->method == LWSHUMETH_DELETE && r->nseg == 2) {
+        int rc = tm_store_shift_delete(st, r->seg[1]);
+        if (rc < 0) {
+            tm__respond_err(r->p, rc, NULL);
+            return;
+        }
+        tm__audit(r, "shift.delete", r->seg[1], "ok");
+        tm_signaling_shifts_changed(r->app->sig);
+        tm__respond_json(r->p, 200, json_pack("{s:s}", "deleted", r->seg[1]));
+        return;
+    }
+    tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
+}
+
+static json_t *appt_json(const tm_appointment *a)
+{
+    char ts[40];
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", a->id, "patient_id", a->patient_id,
+                  "dept_id", a->dept_id, "slot_at", tm_rfc3339(a->slot_ms, ts, sizeof(ts)), "kind",
+                  a->kind, "status", a->status);
+    json_object_set_new(o, "doctor_id", a->doctor_id[0] ? json_string(a->doctor_id) : json_null());
+    return o;
+}
+
+void tm__api_appointments(http_req *r)
+{
+    tm_store *st = r->app->store;
+    int m = r->p->method;
+    if (m == LWSHUMETH_GET && r->nseg == 1) {
+        if (!tm__need(r, tm__is_staff(r) || r->who.role == TM_ROLE_DOCTOR ||
+                             r->who.role == TM_ROLE_PATIENT))
+            return;
+        char patient[128], dept[64], status[16], limit[16];
+        bool bad = false;
+        const char *pat = tm__arg(r, "patient", patient, sizeof(patient));
+        const char *dep = tm__arg(r, "dept", dept, sizeof(dept));
+        tm_doctor_info doc;
+        if (r->who.role == TM_ROLE_PATIENT)
+            pat = r->who.sub; /* patients see their own bookings only */
+        if (r->who.role == TM_ROLE_DOCTOR) {
+            /* a doctor sees the bookings of their own department */
+            if (tm_store_doctor_get(r->app->store, r->who.sub, &doc) < 0) {
+                tm__respond_err(r->p, TM_EPERM, "this doctor is not registered at the hospital");
+                return;
+            }
+            dep = doc.dept_id;
+        }
+        int64_t from = tm__arg_time(r, "from", &bad), to = tm__arg_time(r, "to", &bad);
+        if (bad) {
+            tm__respond_err(r->p, TM_EINVAL, "from/to must be RFC 3339 or epoch ms");
+            return;
+        }
+        const char *lim = tm__arg(r, "limit", limit, sizeof(limit));
+        tm__audit_list(r, "appointment.list", pat);
+        tm__respond_json(
+            r->p, 200,
+            json_pack("{s:o}", "appointments",
+                      tm_store_appt_list(st, pat, dep, tm__arg(r, "status", status, sizeof(status)),
+                                         from, to, lim ? atoi(lim) : 0)));
+        return;
+    }
+    if (m == LWSHUMETH_GET && r->nseg == 2) {
+        tm_appointment a;
+        int rc = tm_store_appt_get(st, r->seg[1], &a);
+        if (rc == 0 && r->who.role == TM_ROLE_PATIENT && strcmp(a.patient_id, r->who.sub) != 0)
+            rc = TM_ENOTFOUND;
+        if (rc == 0 &&
+            !(tm__is_staff(r) || r->who.role == TM_ROLE_DOCTOR || r->who.role == TM_ROLE_PATIENT))
+            rc = TM_EPERM;
+        if (rc == 0 && r->who.role == TM_ROLE_DOCTOR &&
+            !tm__doctor_may_see(r, a.dept_id, a.patient_id))
+            rc = TM_EPERM;
+        tm__audit(r, "appointment.read", r->seg[1],
+                  rc == 0              ? "ok"
+                  : rc == TM_ENOTFOUND ? "not_found"
+                                       : "denied");
+        if (rc < 0)
+            tm__respond_err(r->p, rc, rc == TM_EPERM ? "not a patient of your department" : NULL);
+        else
+            tm__respond_json(r->p, 200, appt_json(&a));
+        return;
+    }
+    if (!tm__need(r, tm__is_admin(r)))
+        return;
+    if (m == LWSHUMETH_POST && r->nseg == 1) {
+        bool bad = false;
+        tm_appointment a = {0};
+        const char *id = tm__body_str(r->body, "id", 63, false, &bad);
+        const char *patient = tm__body_str(r->body, "patient_id", 127, true, &bad);
+        const char *dept = tm__body_str(r->body, "dept_id", 63, true, &bad);
+        const char *doctor = tm__body_str(r->body, "doctor_id", 63, false, &bad);
+        const char *kind = tm__body_str(r->body, "kind", 15, false, &bad);
+        a.slot_ms = tm__body_time(r->body, "slot", &bad);
+        if (bad || !a.slot_ms || (id && !tm__id_ok(id))) {
+            tm__respond_err(r->p, TM_EINVAL,
+                            "appointment needs patient_id, dept_id, slot (RFC 3339 or "
+                            "epoch ms); optional id, doctor_id, kind");
+            return;
+        }
+        g_strlcpy(a.id, id ? id : "", sizeof(a.id));
+        g_strlcpy(a.patient_id, patient, sizeof(a.patient_id));
+        g_strlcpy(a.dept_id, dept, sizeof(a.dept_id));
+        g_strlcpy(a.doctor_id, doctor ? doctor : "", sizeof(a.doctor_id));
+        g_strlcpy(a.kind, kind ? kind : "follow_up", sizeof(a.kind));
+        if (!tm_store_dept_exists(st, a.dept_id)) {
+            tm__respond_err(r->p, TM_EINVAL, "unknown department");
+            return;
+        }
+        char new_id[64];
+        int rc = tm_store_appt_create(st, &a, new_id);
+        if (rc < 0) {
+            tm__respond_err(r->p, rc,
+                            rc == TM_ECONFLICT ? "appointment id exists or unknown doctor"
+                                               : "kind must be follow_up or first");
+            return;
+        }
+        tm__audit(r, "appointment.create", new_id, "ok");
+        tm_store_appt_get(st, new_id, &a);
+        tm__respond_json(r->p, 201, appt_json(&a));
+        return;
+    }
+    if ((m == LWSHUMETH_PATCH || m == LWSHUMETH_PUT || m == LWSHUMETH_DELETE) && r->nseg == 2) {
+        tm_appointment a;
+        int rc = tm_store_appt_get(st, r->seg[1], &a);
+        if (rc < 0) {
+            tm__respond_err(r->p, rc, NULL);
+            return;
+        }
+        if (strcmp(a.status, "booked") != 0) {
+            tm__respond_err(r->p, TM_ECONFLICT, "only booked appointments can change");
+            return;
+        }
+        if (m == LWSHUMETH_DELETE) {
+            g_strlcpy(a.status, "cancelled", sizeof(a.status));
+        } else {
+            bool bad = false;
+            int64_t slot = tm__body_time(r->body, "slot", &bad);
+            const char *doctor = tm__body_str(r->body, "doctor_id", 63, false, &bad);
+            const char *status = tm__body_str(r->body, "status", 15, false, &bad);
+            const char *kind = tm__body_str(r->body, "kind", 15, false, &bad);
+            if (bad) {
+                tm__respond_err(r->p, TM_EINVAL, "slot, doctor_id, status or kind malformed");
+                return;
+            }
+            if (slot)
+                a.slot_ms = slot;
+            if (doctor)
+                g_strlcpy(a.doctor_id, doctor, sizeof(a.doctor_id));
+            if (status)
+                g_strlcpy(a.status, status, sizeof(a.status));
+            if (kind)
+                g_strlcpy(a.kind, kind, sizeof(a.kind));
+        }
+        rc = tm_store_appt_update(st, &a);
+        if (rc < 0) {
+            tm__respond_err(r->p, rc,
+                            rc == TM_EINVAL ? "invalid status, kind, slot or doctor" : NULL);
+            return;
+        }
+        tm__audit(r, m == LWSHUMETH_DELETE ? "appointment.cancel" : "appointment.update", a.id,
+                  "ok");
+        tm__respond_json(r->p, 200, appt_json(&a));
+        return;
+    }
+    tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
+}

@@ -1,0 +1,96 @@
+/*
+ * http_internal.h - what the REST API's own files share: the per-request
+ * state (http_pss, one per lws connection, owned by http.c), the parsed
+ * request a resource works on (http_req), responses and the request helpers.
+ * Not part of any contract: only server/http.c and server/api*.c include it.
+ *
+ * Control loop thread only.
+ */
+#ifndef TELEMED_HTTP_INTERNAL_H
+#define TELEMED_HTTP_INTERNAL_H
+
+#include "app.h"
+#include "telemed/rec_crypt.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct http_pss {
+    int method;
+    char path[512];
+    char auth[TM_JWT_MAX_LEN + 16];
+    GByteArray *body;
+    bool body_too_big;
+    int64_t body_deadline_ms;
+    /* A request that carried a body is answered with "connection: close" and
+     * the connection closes after it: no request is read behind a body
+     * (RFC 9112 §9.6), which is where lws 4.1 re-entered body completion in
+     * a loop that never wrote the reply. */
+    bool close_after;
+    bool has_body;
+    char range[128];
+    char content_range[64]; /* a 416's "bytes * /size" (without the space) */
+    /* response */
+    bool responded; /* headers are out: a late body completion must not answer again */
+    int status;
+    const char *ctype;
+    GString *resp;
+    size_t sent;
+    /* or a recording streamed from disk: bytes [pos, end) of a plain file
+     * (fd) or of an encrypted one read through its decrypting reader */
+    bool streaming;
+    bool have_fd;
+    int fd;
+    tm_rec_reader *reader;
+    uint64_t pos, end, total;
+} http_pss;
+
+typedef struct http_req {
+    tm_app *app;
+    struct lws *wsi;
+    http_pss *p;
+    gchar **seg; /* path segments after /api/v1 */
+    int nseg;
+    json_t *body; /* parsed body or NULL */
+    tm_identity who;
+} http_req;
+
+/* Responses (http.c). respond_json steals data; respond_text steals body. */
+void tm__respond_text(http_pss *p, int status, const char *ctype, GString *body);
+void tm__respond_json(http_pss *p, int status, json_t *data);
+void tm__respond_err(http_pss *p, int err, const char *message);
+
+/* Request helpers (api.c). */
+const char *tm__arg(http_req *r, const char *name, char *buf, size_t len);
+int64_t tm__arg_time(http_req *r, const char *name, bool *bad);
+int64_t tm__body_time(json_t *body, const char *key, bool *bad);
+const char *tm__body_str(json_t *body, const char *key, size_t max, bool required, bool *bad);
+bool tm__id_ok(const char *id);
+bool tm__need(http_req *r, bool ok);
+bool tm__is_admin(http_req *r);
+bool tm__is_staff(http_req *r);
+void tm__audit(http_req *r, const char *action, const char *target, const char *outcome);
+void tm__audit_list(http_req *r, const char *action, const char *patient);
+bool tm__doctor_may_see(http_req *r, const char *dept_id, const char *patient_id);
+
+/* Parses rest (the path after /api/v1/) and the body into r, checks the
+ * token and runs the resource; every outcome leaves a response in r->p. */
+void tm__route_api(http_req *r, const char *rest);
+
+/* Resources, one per first path segment (api_schedule.c, api_records.c,
+ * api_feed.c). */
+void tm__api_departments(http_req *r);
+void tm__api_doctors(http_req *r);
+void tm__api_shifts(http_req *r);
+void tm__api_appointments(http_req *r);
+void tm__api_visits(http_req *r);
+void tm__api_recordings(http_req *r);
+void tm__api_audit(http_req *r);
+void tm__api_overview(http_req *r);
+void tm__api_me(http_req *r);
+void tm__api_feed(http_req *r);
+void tm__api_regulator_ids(http_req *r);
+
+#endif
