@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { startServer, setupHospital } from '../integration/lib/server.mjs';
+import { startServer, setupHospital, fullVisit } from '../integration/lib/server.mjs';
 import { startRegulator } from './regulator.mjs';
 import { makePki, sleep, tmpDir } from './lib.mjs';
 
@@ -26,24 +26,6 @@ function feedArgs(reg) {
   return ['--feed-url', reg.url, '--feed-secret', SECRET, '--feed-ca', pki.caFile,
     '--feed-backoff-base-ms', '50', '--feed-backoff-max-ms', '500', '--feed-timeout-ms', '1500',
     '--hospital-id', 'hosp-srv'];
-}
-
-// One visit through the protocol: check-in, offer, accept, signed note, end, rating.
-async function fullVisit(srv, patientId) {
-  const doctor = await srv.client('d1', 'doctor');
-  await doctor.request('doctor.status', { status: 'available' });
-  const patient = await srv.client(patientId, 'patient');
-  const ci = await patient.request('checkin', { dept: 'cardio', kind: 'follow_up' });
-  await doctor.waitFor('visit.offer', (m) => m.visit_id === ci.visit_id);
-  await doctor.request('visit.accept', { visit_id: ci.visit_id });
-  await patient.waitFor('visit.state', (m) => m.state === 'active');
-  await doctor.request('visit.note', { visit_id: ci.visit_id, text: 'n', diagnosis_code: 'I10', sign: true });
-  await doctor.request('visit.end', { visit_id: ci.visit_id, reason: 'completed' });
-  await patient.waitFor('visit.state', (m) => m.state === 'ended');
-  await patient.request('visit.rate', { visit_id: ci.visit_id, score: 4 });
-  await patient.close();
-  await doctor.close();
-  return ci.visit_id;
 }
 
 // The regulator holds exactly the server's outbox rows of these visits' five

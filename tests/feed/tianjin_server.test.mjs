@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { startServer, setupHospital } from '../integration/lib/server.mjs';
+import { startServer, setupHospital, fullVisit } from '../integration/lib/server.mjs';
 import { startRegulator } from './regulator.mjs';
 import { startPlatform } from './tianjin_platform.mjs';
 import { sleep } from './lib.mjs';
@@ -15,23 +15,6 @@ import { sleep } from './lib.mjs';
 const APP_KEY = 'srv-key';
 const APP_SECRET = '0123456789abcdef0123456789abcdef';
 const ORGAN_ID = '12120000MB0000001Y';
-
-async function fullVisit(srv, patientId) {
-  const doctor = await srv.client('d1', 'doctor');
-  await doctor.request('doctor.status', { status: 'available' });
-  const patient = await srv.client(patientId, 'patient');
-  const ci = await patient.request('checkin', { dept: 'cardio', kind: 'follow_up' });
-  await doctor.waitFor('visit.offer', (m) => m.visit_id === ci.visit_id);
-  await doctor.request('visit.accept', { visit_id: ci.visit_id });
-  await patient.waitFor('visit.state', (m) => m.state === 'active');
-  await doctor.request('visit.note', { visit_id: ci.visit_id, text: 'n', diagnosis_code: 'I10', sign: true });
-  await doctor.request('visit.end', { visit_id: ci.visit_id, reason: 'completed' });
-  await patient.waitFor('visit.state', (m) => m.state === 'ended');
-  await patient.request('visit.rate', { visit_id: ci.visit_id, score: 5 });
-  await patient.close();
-  await doctor.close();
-  return ci.visit_id;
-}
 
 test('webhook and tianjin side by side: the admin run uploads the day, status and metrics show it',
   { timeout: 90000 }, async () => {
@@ -50,8 +33,8 @@ test('webhook and tianjin side by side: the admin run uploads the day, status an
       }
       const bad = await srv.api('PUT', '/api/v1/regulator-ids/nurse/x', { code: '1' }, admin);
       assert.equal(bad.status, 400);
-      const visit = await fullVisit(srv, 'p1');
-      const unknown = await fullVisit(srv, 'p2'); // no certificate given for p2 yet
+      const visit = await fullVisit(srv, 'p1', { score: 5 });
+      const unknown = await fullVisit(srv, 'p2', { score: 5 }); // no certificate given for p2 yet
       await reg.waitFor(() => reg.stats().unique >= 10, 15000, 'the webhook events');
 
       const today = new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 10);

@@ -6,30 +6,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
-import { startServer, setupHospital } from './lib/server.mjs';
-
-async function fullVisit(srv, patientId) {
-  const doctor = await srv.client('d1', 'doctor');
-  await doctor.request('doctor.status', { status: 'available' });
-  const patient = await srv.client(patientId, 'patient');
-  const ci = await patient.request('checkin', { dept: 'cardio', kind: 'follow_up' });
-  await doctor.waitFor('visit.offer', (m) => m.visit_id === ci.visit_id);
-  await doctor.request('visit.accept', { visit_id: ci.visit_id });
-  await patient.waitFor('visit.state', (m) => m.state === 'active');
-  await doctor.request('visit.note', { visit_id: ci.visit_id, text: 'n', diagnosis_code: 'I10', sign: true });
-  await doctor.request('visit.end', { visit_id: ci.visit_id, reason: 'terminate_and_refer' });
-  await patient.waitFor('visit.state', (m) => m.state === 'ended');
-  await patient.request('visit.rate', { visit_id: ci.visit_id, score: 5 });
-  await patient.close();
-  await doctor.close();
-  return ci.visit_id;
-}
+import { startServer, setupHospital, fullVisit } from './lib/server.mjs';
 
 test('a visit\'s event chain verifies, and a changed event is named', { timeout: 60000 }, async () => {
   const srv = await startServer({});
   try {
     const admin = await setupHospital(srv);
-    const visit = await fullVisit(srv, 'p1');
+    const visit = await fullVisit(srv, 'p1', { reason: 'terminate_and_refer', score: 5 });
     let r = await srv.api('GET', `/api/v1/visits/${visit}/chain`, undefined, admin);
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.ok, true);

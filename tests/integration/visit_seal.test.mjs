@@ -11,26 +11,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { BIN, startServer, setupHospital } from './lib/server.mjs';
+import { BIN, startServer, setupHospital, fullVisit } from './lib/server.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const SEAL_FAST = ['--seal-after-s', '2'];
-
-async function fullVisit(srv, patientId) {
-  const doctor = await srv.client('d1', 'doctor');
-  await doctor.request('doctor.status', { status: 'available' });
-  const patient = await srv.client(patientId, 'patient');
-  const ci = await patient.request('checkin', { dept: 'cardio', kind: 'follow_up' });
-  await doctor.waitFor('visit.offer', (m) => m.visit_id === ci.visit_id);
-  await doctor.request('visit.accept', { visit_id: ci.visit_id });
-  await patient.waitFor('visit.state', (m) => m.state === 'active');
-  await doctor.request('visit.note', { visit_id: ci.visit_id, text: 'history, advice', diagnosis_code: 'I10', sign: true });
-  await doctor.request('visit.end', { visit_id: ci.visit_id, reason: 'completed' });
-  await patient.waitFor('visit.state', (m) => m.state === 'ended');
-  await patient.close();
-  await doctor.close();
-  return ci.visit_id;
-}
 
 // The sealer runs each second. These visits carry no media, so their
 // recording rows never get a file and stay "recording": the servers here
@@ -51,7 +35,7 @@ test('a sealed visit verifies; a changed event and a changed note are each named
   const srv = await startServer({ args: SEAL_FAST });
   try {
     const admin = await setupHospital(srv);
-    const visit = await fullVisit(srv, 'p1');
+    const visit = await fullVisit(srv, 'p1', { note: 'history, advice', score: null });
     await waitSealed(srv, visit);
     const keyFile = path.join(srv.dataDir, 'seal.key');
     assert.equal(fs.statSync(keyFile).mode & 0o777, 0o600);
@@ -121,7 +105,7 @@ test('an SM2 deployment seals and verifies', { timeout: 120000 }, async () => {
   const srv = await startServer({ args: [...SEAL_FAST, '--seal-algorithm', 'sm2'] });
   try {
     const admin = await setupHospital(srv);
-    const visit = await fullVisit(srv, 'p2');
+    const visit = await fullVisit(srv, 'p2', { note: 'history, advice', score: null });
     await waitSealed(srv, visit);
     const r = await srv.api('GET', `/api/v1/visits/${visit}/verify`, undefined, admin);
     assert.equal(r.json.ok, true, JSON.stringify(r.json, null, 2));
@@ -146,7 +130,7 @@ test('a missing seal key is refused clearly, not replaced', { timeout: 120000 },
   let visit;
   try {
     await setupHospital(srv);
-    visit = await fullVisit(srv, 'p3');
+    visit = await fullVisit(srv, 'p3', { note: 'history, advice', score: null });
     await waitSealed(srv, visit);
   } finally {
     await srv.stop({ keep: true });

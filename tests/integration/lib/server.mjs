@@ -265,3 +265,23 @@ export async function setupHospital(srv, { depts = ['cardio'], doctors = [['d1',
   }
   return admin;
 }
+
+// One visit through the protocol with doctor d1 of cardio: check-in, offer,
+// accept, signed note, end, and a rating unless `score` is null. Returns the
+// visit id.
+export async function fullVisit(srv, patientId, { reason = 'completed', note = 'n', score = 4 } = {}) {
+  const doctor = await srv.client('d1', 'doctor');
+  await doctor.request('doctor.status', { status: 'available' });
+  const patient = await srv.client(patientId, 'patient');
+  const ci = await patient.request('checkin', { dept: 'cardio', kind: 'follow_up' });
+  await doctor.waitFor('visit.offer', (m) => m.visit_id === ci.visit_id);
+  await doctor.request('visit.accept', { visit_id: ci.visit_id });
+  await patient.waitFor('visit.state', (m) => m.state === 'active');
+  await doctor.request('visit.note', { visit_id: ci.visit_id, text: note, diagnosis_code: 'I10', sign: true });
+  await doctor.request('visit.end', { visit_id: ci.visit_id, reason });
+  await patient.waitFor('visit.state', (m) => m.state === 'ended');
+  if (score !== null) await patient.request('visit.rate', { visit_id: ci.visit_id, score });
+  await patient.close();
+  await doctor.close();
+  return ci.visit_id;
+}
