@@ -21,6 +21,7 @@
  * Output lines: "visit <id>", "ready", "status <json>", "dead <json>".
  * Thread: one, the main loop.
  */
+#include "harness_config.h"
 #include "telemed/common.h"
 #include "telemed/config.h"
 #include "telemed/feed.h"
@@ -119,16 +120,9 @@ int main(int argc, char **argv)
 {
     tm_config cfg;
     char *err = NULL;
-    int first = argc;
-    if (tm_config_load(&cfg, argc, argv, &first, &err) < 0) {
-        fprintf(stderr, "feed_harness: %s\n", err);
+    int first;
+    if (harness_load_config("feed_harness", argc, argv, &cfg, &first))
         return 2;
-    }
-    tm_config_resolve_paths(&cfg);
-    tm_log_level lvl;
-    if (tm_log_parse_level(cfg.log_level, &lvl) == 0)
-        tm_log_set_level(lvl);
-    g_mkdir_with_parents(cfg.data_dir, 0700);
 
     harness h = {0};
     h.store = tm_store_open(cfg.db, cfg.hospital_id, &err);

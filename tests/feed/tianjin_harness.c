@@ -22,6 +22,7 @@
  * Output lines: "visit <id>", "badvisit <id>", "denied <id>", "yesterday
  * <day>", "ready", "status <json>", "dead <json>". Thread: the main loop.
  */
+#include "harness_config.h"
 #include "telemed/common.h"
 #include "telemed/config.h"
 #include "telemed/feed_tianjin.h"
@@ -120,16 +121,9 @@ int main(int argc, char **argv)
 {
     tm_config cfg;
     char *err = NULL;
-    int first = argc;
-    if (tm_config_load(&cfg, argc, argv, &first, &err) < 0) {
-        fprintf(stderr, "tianjin_harness: %s\n", err);
+    int first;
+    if (harness_load_config("tianjin_harness", argc, argv, &cfg, &first))
         return 2;
-    }
-    tm_config_resolve_paths(&cfg);
-    tm_log_level lvl;
-    if (tm_log_parse_level(cfg.log_level, &lvl) == 0)
-        tm_log_set_level(lvl);
-    g_mkdir_with_parents(cfg.data_dir, 0700);
 
     harness h = {0};
     find_yesterday(&h, cfg.tianjin_utc_offset_min);
