@@ -132,6 +132,27 @@ static const config_option options[] = {
     INT(fanout_threads, 0, 0, 16,
         "Threads that write a queue change to every waiting patient (0: one per core, at most 4; 1: the control loop alone)."),
 
+    SECTION("consent and doctor identity"),
+    BOOL(consent_required, true,
+         "Patients accept the informed consent (internet diagnosis, recording) to check in."),
+    STR(consent_version, "2026.1", OPT_REQUIRED, NULL,
+        "Version of the consent texts; change it whenever a text changes."),
+    STR(consent_dir, NULL, 0, NULL,
+        "Directory of the hospital's consent texts (patient.zh-CN.txt, patient.en.txt, "
+        "guest.zh-CN.txt, guest.en.txt); a file absent: the built-in text."),
+    STR(hospital_phone, NULL, 0, NULL,
+        "Phone line offered to patients who will not have a recorded video visit."),
+    INT(doctor_verify_window_s, 43200, 0, 604800,
+        "A doctor accepts a visit only this many seconds after proving who they are "
+        "(the token's auth_time, or doctor_verify_url); 0: no check."),
+    STR(doctor_verify_amr, NULL, 0, NULL,
+        "Comma-separated amr methods that count as that proof (e.g. face); unset: any."),
+    STR(doctor_verify_url, NULL, 0, NULL,
+        "Hospital endpoint asked at accept time when the token's proof is missing or old."),
+    STR(doctor_verify_ca, NULL, 0, NULL, "CA file to verify that endpoint (unset: system store)."),
+    INT(doctor_verify_timeout_ms, 5000, 100, 60000,
+        "Longest wait for that endpoint's answer, ms; no answer refuses the accept."),
+
     SECTION("media"),
     INT(media_workers, 0, 0, 64, "Media worker threads (0: one per core)."),
     STR(media_addresses, "127.0.0.1", OPT_REQUIRED, NULL,

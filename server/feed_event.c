@@ -9,7 +9,8 @@
  * made here.
  *
  * Identifiers only: no patient or doctor names, no note text, no chat. The
- * rating comment is the one free text, because the regulator asks for it.
+ * rating comment and a referral's advice are the free text, because the
+ * regulator asks for them.
  *
  * Pure: it reads only the facts it is given, so every store backend shares it.
  */
@@ -39,6 +40,32 @@ static json_t *when(int64_t epoch_ms)
         return json_null();
     char buf[40];
     return json_string(tm_rfc3339(epoch_ms, buf, sizeof(buf)));
+}
+
+/* The informed consent the patient accepted at check-in: which text, when,
+ * from which connection, and whether to recording. */
+static json_t *consent(const tm_visit_facts *f)
+{
+    if (!f->has_consent)
+        return json_null();
+    json_t *c = json_object();
+    json_object_set_new(c, "version", text(f->consent.version));
+    json_object_set_new(c, "recording", json_boolean(f->consent.recording));
+    json_object_set_new(c, "accepted_at", when(f->consent.accepted_ms));
+    json_object_set_new(c, "session_id", text(f->consent.session_id));
+    return c;
+}
+
+/* How the doctor proved who they were before accepting (细则 Art. 13). */
+static json_t *doctor_verification(const tm_visit_facts *f)
+{
+    if (!f->doctor_check.method[0])
+        return json_null();
+    json_t *d = json_object();
+    json_object_set_new(d, "method", text(f->doctor_check.method));
+    json_object_set_new(d, "amr", text(f->doctor_check.amr));
+    json_object_set_new(d, "verified_at", when(f->doctor_check.verified_ms));
+    return d;
 }
 
 static void add_visit(json_t *data, const tm_visit_facts *f)
@@ -74,6 +101,11 @@ static void add_visit(json_t *data, const tm_visit_facts *f)
     json_object_set_new(data, "recording_consent",
                         v->recording_consent == 0 ? json_null()
                                                   : json_boolean(v->recording_consent > 0));
+    json_object_set_new(data, "consent", consent(f));
+    json_object_set_new(data, "doctor_verification", doctor_verification(f));
+    /* The doctor's advice on terminate_and_refer: where the patient goes and
+     * why, which the rules ask the hospital to show it gave. */
+    json_object_set_new(data, "referral_advice", text(f->referral_advice));
 }
 
 static json_t *recording(const tm_visit_facts *f)

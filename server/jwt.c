@@ -525,6 +525,33 @@ static int get_string(json_t *claims, const char *key, char *out, size_t outlen,
     return 0;
 }
 
+/* amr (RFC 8176): an array of method names, kept joined by ','. */
+static int get_amr(json_t *claims, char *out, size_t outlen)
+{
+    json_t *j = json_object_get(claims, "amr");
+    out[0] = '\0';
+    if (!j)
+        return 0;
+    if (!json_is_array(j))
+        return TM_EINVAL;
+    size_t used = 0, i;
+    json_t *m;
+    json_array_foreach(j, i, m)
+    {
+        const char *name = json_string_value(m);
+        size_t n = name ? json_string_length(m) : 0;
+        if (!name || n == 0 || memchr(name, '\0', n) || memchr(name, ',', n) ||
+            used + (i ? 1 : 0) + n >= outlen)
+            return TM_EINVAL;
+        if (i)
+            out[used++] = ',';
+        memcpy(out + used, name, n);
+        used += n;
+        out[used] = '\0';
+    }
+    return 0;
+}
+
 /* A token that lives longer than the deployment allows is refused even when
  * its signature is good: a leaked long-lived token must not outlast a shift.
  * Measured from iat when the token says when it was made, else from now. */
@@ -540,7 +567,7 @@ static const char *parse_claims(json_t *claims, int64_t now_s, int leeway_s, int
                                 tm_identity *id)
 {
     char role[32];
-    int has_sub, has_role, has_exp, has_nbf, has_iat;
+    int has_sub, has_role, has_exp, has_nbf, has_iat, has_auth_time;
 
     if (!json_is_object(claims))
         return "malformed";
@@ -557,7 +584,9 @@ static const char *parse_claims(json_t *claims, int64_t now_s, int leeway_s, int
         get_string(claims, "dept", id->dept, sizeof id->dept, NULL) < 0 ||
         get_string(claims, "hosp", id->hospital, sizeof id->hospital, NULL) < 0 ||
         get_time(claims, "nbf", &id->nbf, &has_nbf) < 0 ||
-        get_time(claims, "iat", &id->iat, &has_iat) < 0)
+        get_time(claims, "iat", &id->iat, &has_iat) < 0 ||
+        get_time(claims, "auth_time", &id->auth_time, &has_auth_time) < 0 ||
+        get_amr(claims, id->amr, sizeof id->amr) < 0)
         return "bad_claim";
 
     /* Compare on now_s's side so that a hostile exp near INT64_MAX cannot overflow. */
@@ -695,6 +724,21 @@ static json_t *claims_json(const tm_identity *id)
         goto fail;
     if (id->nbf && json_object_set_new(o, "nbf", json_integer((json_int_t)id->nbf)))
         goto fail;
+    if (id->auth_time &&
+        json_object_set_new(o, "auth_time", json_integer((json_int_t)id->auth_time)))
+        goto fail;
+    if (strnlen(id->amr, sizeof id->amr) == sizeof id->amr)
+        goto fail;
+    if (id->amr[0]) {
+        json_t *amr = json_array();
+        for (const char *m = id->amr; amr && *m;) {
+            size_t n = strcspn(m, ",");
+            json_array_append_new(amr, json_stringn(m, n));
+            m += n + (m[n] == ',');
+        }
+        if (json_object_set_new(o, "amr", amr))
+            goto fail;
+    }
     if (json_object_set_new(o, "exp", json_integer((json_int_t)id->exp)))
         goto fail;
     return o;

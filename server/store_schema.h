@@ -254,6 +254,28 @@ static const char *const tm_store_migrations[] = {
     "ALTER TABLE visits ADD COLUMN sealed_at INTEGER;"
     "CREATE INDEX visits_unsealed ON visits(ended_at)"
     "  WHERE sealed_at IS NULL AND state IN ('ended','cancelled');",
+
+    /* 7: the evidence the supervision rules ask for around a visit. consents
+     * keeps each informed consent as given (the patient's at check-in; a
+     * guest's or interpreter's notice when they join): which text version,
+     * to what, when, from which connection. The visit keeps how the doctor
+     * proved who they were before accepting it, and the advice a doctor gave
+     * on terminate_and_refer. */
+    "CREATE TABLE consents("
+    "  id INTEGER PRIMARY KEY,"
+    "  visit_id TEXT NOT NULL REFERENCES visits(id),"
+    "  kind TEXT NOT NULL CHECK(kind IN ('patient','guest','interpreter')),"
+    "  user_id TEXT NOT NULL,"
+    "  role TEXT NOT NULL,"
+    "  version TEXT NOT NULL,"
+    "  recording INTEGER NOT NULL,"
+    "  session_id TEXT,"
+    "  accepted_at INTEGER NOT NULL);"
+    "CREATE INDEX consents_by_visit ON consents(visit_id, id);"
+    "ALTER TABLE visits ADD COLUMN doctor_verify_method TEXT;"
+    "ALTER TABLE visits ADD COLUMN doctor_verify_amr TEXT;"
+    "ALTER TABLE visits ADD COLUMN doctor_verified_at INTEGER;"
+    "ALTER TABLE visits ADD COLUMN referral_advice TEXT;",
 };
 
 #endif

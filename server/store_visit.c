@@ -85,6 +85,41 @@ static int participant_insert(tm_store *s, const char *visit_id, const char *use
                          "ssssI", visit_id, user_id, role, user_agent, now_ms);
 }
 
+static bool consent_kind_valid(const char *kind)
+{
+    return strcmp(kind, "patient") == 0 || strcmp(kind, "guest") == 0 ||
+           strcmp(kind, "interpreter") == 0;
+}
+
+static int consent_insert(tm_store *s, const char *visit_id, const tm_consent *c)
+{
+    if (!consent_kind_valid(c->kind) || !c->user_id[0] || !c->version[0] || !c->role[0])
+        return tm__store_refuse(s, TM_EINVAL, "a consent needs kind, user, role and version");
+    return tm__store_run(s,
+                         "INSERT INTO consents(visit_id, kind, user_id, role, version, recording,"
+                         " session_id, accepted_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                         "sssssisI", visit_id, c->kind, c->user_id, c->role, c->version,
+                         (int)c->recording, c->session_id, c->accepted_ms);
+}
+
+/* The patient's consent as check-in gives it. */
+static int patient_consent_insert(tm_store *s, const tm_visit *v)
+{
+    tm_consent c = {.kind = "patient",
+                    .role = "patient",
+                    .recording = v->recording_consent > 0,
+                    .accepted_ms = v->checkin_ms};
+    g_strlcpy(c.user_id, v->patient_id, sizeof(c.user_id));
+    g_strlcpy(c.version, v->consent_version, sizeof(c.version));
+    g_strlcpy(c.session_id, v->consent_session, sizeof(c.session_id));
+    return consent_insert(s, v->id, &c);
+}
+
+int tm_store_consent_add(tm_store *s, const char *visit_id, const tm_consent *c)
+{
+    return consent_insert(s, visit_id, c);
+}
+
 int tm_store_visit_checkin(tm_store *s, tm_visit *v, const char *user_agent)
 {
     if (!v->patient_id[0] || !v->dept_id[0] || !tm__store_kind_valid(v->kind))
@@ -108,6 +143,8 @@ int tm_store_visit_checkin(tm_store *s, tm_visit *v, const char *user_agent)
             v->appointment_id, v->checkin_ms);
     if (rc == 0)
         rc = participant_insert(s, v->id, v->patient_id, "patient", user_agent, v->checkin_ms);
+    if (rc == 0 && v->consent_version[0])
+        rc = patient_consent_insert(s, v);
     if (rc == 0)
         rc = tm__store_outbox_append(s, "visit.checked_in", v->id, v->checkin_ms);
     return tm__store_finish(s, rc);
@@ -171,6 +208,13 @@ int tm_store_visit_unoffer(tm_store *s, const char *visit_id, const char *outcom
 int tm_store_visit_accept(tm_store *s, const char *visit_id, const char *doctor_id,
                           const char *user_agent, int64_t now_ms)
 {
+    return tm_store_visit_accept_checked(s, visit_id, doctor_id, user_agent, NULL, now_ms);
+}
+
+int tm_store_visit_accept_checked(tm_store *s, const char *visit_id, const char *doctor_id,
+                                  const char *user_agent, const tm_doctor_check *check,
+                                  int64_t now_ms)
+{
     int rc = tm__store_begin(s);
     if (rc < 0)
         return rc;
@@ -184,6 +228,11 @@ int tm_store_visit_accept(tm_store *s, const char *visit_id, const char *doctor_
         if (rc == TM_ENOTFOUND)
             rc = tm__store_refuse(s, TM_EPERM, "visit is offered to another doctor");
     }
+    if (rc == 0 && check)
+        rc = tm__store_run(s,
+                           "UPDATE visits SET doctor_verify_method = ?2, doctor_verify_amr = ?3,"
+                           " doctor_verified_at = ?4 WHERE id = ?1",
+                           "ssst", visit_id, check->method, check->amr, check->verified_ms);
     if (rc == 0)
         rc = offer_decide(s, visit_id, "accepted", now_ms);
     if (rc == 0)
@@ -192,6 +241,9 @@ int tm_store_visit_accept(tm_store *s, const char *visit_id, const char *doctor_
         rc = tm__store_outbox_append(s, "visit.started", visit_id, now_ms);
     return tm__store_finish(s, rc);
 }
+
+static int visit_end(tm_store *s, const char *visit_id, const char *reason, const char *by,
+                     const char *advice, int64_t now_ms);
 
 /* What an ended visit means for its appointment. */
 static const char *appointment_outcome(const char *visit_state, const char *reason)
@@ -204,6 +256,20 @@ static const char *appointment_outcome(const char *visit_state, const char *reas
 int tm_store_visit_end(tm_store *s, const char *visit_id, const char *reason, const char *by,
                        int64_t now_ms)
 {
+    return visit_end(s, visit_id, reason, by, NULL, now_ms);
+}
+
+int tm_store_visit_refer(tm_store *s, const char *visit_id, const char *by, const char *advice,
+                         int64_t now_ms)
+{
+    if (!advice || !advice[0] || strlen(advice) > TM_REFERRAL_ADVICE_MAX)
+        return tm__store_refuse(s, TM_EINVAL, "referral advice is 1 to 2000 bytes");
+    return visit_end(s, visit_id, "terminate_and_refer", by, advice, now_ms);
+}
+
+static int visit_end(tm_store *s, const char *visit_id, const char *reason, const char *by,
+                     const char *advice, int64_t now_ms)
+{
     tm_visit v;
     int rc = tm_store_visit_get(s, visit_id, &v);
     if (rc < 0)
@@ -215,9 +281,14 @@ int tm_store_visit_end(tm_store *s, const char *visit_id, const char *reason, co
         to = "cancelled";
     else
         return tm__store_refuse(s, TM_ECONFLICT, "visit is over already");
+    if (advice && strcmp(to, "ended") != 0)
+        return tm__store_refuse(s, TM_ECONFLICT, "only an active visit is referred");
     if ((rc = tm__store_begin(s)) < 0)
         return rc;
     rc = visit_set_state(s, visit_id, v.state, to, now_ms);
+    if (rc == 0 && advice)
+        rc = tm__store_run(s, "UPDATE visits SET referral_advice = ?2 WHERE id = ?1", "sb",
+                           visit_id, advice);
     if (rc == 0)
         rc = tm__store_run(
             s,
@@ -368,6 +439,22 @@ static bool set_rows(json_t *rec, const char *key, json_t *value)
     return value && json_object_set_new(rec, key, value) == 0;
 }
 
+/* {method, amr, verified_at} of the doctor's check, json null when the
+ * doctor was not checked; NULL when the read failed. */
+static json_t *doctor_verification(tm_store *s, const char *id)
+{
+    json_t *rows = query_rows(s,
+                              "SELECT doctor_verify_method AS method, doctor_verify_amr AS amr,"
+                              " doctor_verified_at AS verified_at FROM visits"
+                              " WHERE id = ?1 AND doctor_verify_method IS NOT NULL",
+                              id);
+    if (!rows)
+        return NULL;
+    json_t *check = json_array_size(rows) ? json_incref(json_array_get(rows, 0)) : json_null();
+    json_decref(rows);
+    return check;
+}
+
 json_t *tm_store_visit_record(tm_store *s, const char *id)
 {
     json_t *visits = query_rows(
@@ -375,7 +462,8 @@ json_t *tm_store_visit_record(tm_store *s, const char *id)
         "SELECT v.id, v.patient_id, v.dept_id, d.name AS dept_name, v.appointment_id,"
         " v.doctor_id, v.kind, v.urgent, v.state, v.checkin_at, v.offered_at, v.accepted_at,"
         " v.ended_at, v.end_reason, v.ended_by, v.queue_wait_ms, v.response_ms, v.duration_ms,"
-        " v.offers, v.recording_consent FROM visits v JOIN departments d ON d.id = v.dept_id"
+        " v.offers, v.recording_consent, v.referral_advice"
+        " FROM visits v JOIN departments d ON d.id = v.dept_id"
         " WHERE v.id = ?1",
         id);
     json_t *rec = json_incref(json_array_get(visits, 0));
@@ -427,7 +515,13 @@ json_t *tm_store_visit_record(tm_store *s, const char *id)
                             " finished_at, deleted_at, deleted_by_policy FROM recordings"
                             " WHERE visit_id = ?1 ORDER BY started_at",
                             id)) &&
-        set_rows(rec, "stream_stats", json_incref(stats));
+        set_rows(rec, "stream_stats", json_incref(stats)) &&
+        set_rows(rec, "consents",
+                 query_rows(s,
+                            "SELECT kind, user_id, role, version, recording, session_id,"
+                            " accepted_at FROM consents WHERE visit_id = ?1 ORDER BY id",
+                            id)) &&
+        set_rows(rec, "doctor_verification", doctor_verification(s, id));
     json_decref(ratings);
     json_decref(stats);
     if (!ok) {
@@ -505,7 +599,8 @@ static int facts_visit(tm_store *s, const char *visit_id, tm_visit_facts *f)
     sqlite3_stmt *st =
         tm__store_query(s,
                         "SELECT d.name, doc.licence_no, v.ended_by, v.queue_wait_ms, v.response_ms,"
-                        "       v.duration_ms, v.offers"
+                        "       v.duration_ms, v.offers, v.doctor_verify_method,"
+                        "       v.doctor_verify_amr, v.doctor_verified_at, v.referral_advice"
                         "  FROM visits v"
                         "  LEFT JOIN departments d ON d.id = v.dept_id"
                         "  LEFT JOIN doctors doc ON doc.id = v.doctor_id"
@@ -520,6 +615,10 @@ static int facts_visit(tm_store *s, const char *visit_id, tm_visit_facts *f)
         f->response_ms = col_int_or(st, 4, -1);
         f->duration_ms = col_int_or(st, 5, -1);
         f->offers = (int)col_int_or(st, 6, 0);
+        tm__store_col_text(st, 7, f->doctor_check.method, sizeof(f->doctor_check.method));
+        tm__store_col_text(st, 8, f->doctor_check.amr, sizeof(f->doctor_check.amr));
+        f->doctor_check.verified_ms = col_int_or(st, 9, 0);
+        tm__store_col_text(st, 10, f->referral_advice, sizeof(f->referral_advice));
     }
     sqlite3_reset(st);
     return rc == 0 ? TM_ENOTFOUND : rc < 0 ? rc : 0;
@@ -545,6 +644,25 @@ static int facts_recording(tm_store *s, const char *visit_id, tm_visit_facts *f)
         tm__store_col_text(st, 4, f->recording.format, sizeof(f->recording.format));
         f->recording.complete = strcmp((const char *)sqlite3_column_text(st, 5), "complete") == 0;
         f->recording.encrypted = sqlite3_column_int(st, 6) != 0;
+    }
+    sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+static int facts_consent(tm_store *s, const char *visit_id, tm_visit_facts *f)
+{
+    sqlite3_stmt *st = tm__store_query(s,
+                                       "SELECT version, session_id, recording, accepted_at"
+                                       "  FROM consents WHERE visit_id = ?1 AND kind = 'patient'"
+                                       " ORDER BY id DESC LIMIT 1",
+                                       "s", visit_id);
+    int rc = tm__store_step(s, st);
+    f->has_consent = rc == 1;
+    if (rc == 1) {
+        tm__store_col_text(st, 0, f->consent.version, sizeof(f->consent.version));
+        tm__store_col_text(st, 1, f->consent.session_id, sizeof(f->consent.session_id));
+        f->consent.recording = sqlite3_column_int(st, 2) != 0;
+        f->consent.accepted_ms = sqlite3_column_int64(st, 3);
     }
     sqlite3_reset(st);
     return rc < 0 ? rc : 0;
@@ -591,6 +709,8 @@ int tm_store_visit_facts(tm_store *s, const char *visit_id, tm_visit_facts *out)
         rc = facts_visit(s, visit_id, out);
     if (rc == 0)
         rc = facts_recording(s, visit_id, out);
+    if (rc == 0)
+        rc = facts_consent(s, visit_id, out);
     if (rc == 0)
         rc = facts_rating(s, visit_id, out);
     if (rc == 0)

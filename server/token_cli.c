@@ -19,7 +19,8 @@ static void usage(void)
 {
     fprintf(stderr, "usage: telemed-server token --sub ID --role patient|doctor|supervisor|admin"
                     " [--name NAME] [--dept ID] [--hosp ID] [--ttl SECONDS] [--nbf-in SECONDS]"
-                    " [--secret S | --key PEM_PATH [--kid K]]\n");
+                    " [--auth-age SECONDS | --no-auth-time] [--amr LIST] [--secret S | --key "
+                    "PEM_PATH [--kid K]]\n");
 }
 
 /* A whole decimal number within +-10 years in seconds. */
@@ -45,7 +46,21 @@ static int copy_field(char *dst, size_t cap, const char *src)
 
 int tm_token_main(const char *default_secret, int argc, char **argv)
 {
-    enum { O_SUB = 1, O_ROLE, O_NAME, O_DEPT, O_HOSP, O_TTL, O_NBF, O_SECRET, O_KEY, O_KID };
+    enum {
+        O_SUB = 1,
+        O_ROLE,
+        O_NAME,
+        O_DEPT,
+        O_HOSP,
+        O_TTL,
+        O_NBF,
+        O_SECRET,
+        O_KEY,
+        O_KID,
+        O_AUTH_AGE,
+        O_NO_AUTH_TIME,
+        O_AMR
+    };
     static const struct option opts[] = {
         {"sub", required_argument, NULL, O_SUB},
         {"role", required_argument, NULL, O_ROLE},
@@ -57,12 +72,15 @@ int tm_token_main(const char *default_secret, int argc, char **argv)
         {"secret", required_argument, NULL, O_SECRET},
         {"key", required_argument, NULL, O_KEY},
         {"kid", required_argument, NULL, O_KID},
+        {"auth-age", required_argument, NULL, O_AUTH_AGE},
+        {"no-auth-time", no_argument, NULL, O_NO_AUTH_TIME},
+        {"amr", required_argument, NULL, O_AMR},
         {NULL, 0, NULL, 0},
     };
     tm_identity id;
     const char *secret = default_secret, *key = NULL, *kid = NULL;
-    int64_t ttl = 3600, nbf_in = 0;
-    int has_nbf = 0, bad = 0, c;
+    int64_t ttl = 3600, nbf_in = 0, auth_age = 0;
+    int has_nbf = 0, has_auth_time = 1, bad = 0, c;
 
     memset(&id, 0, sizeof id);
     /* glibc only fully re-initialises getopt (permutation state too) on 0. */
@@ -104,6 +122,15 @@ int tm_token_main(const char *default_secret, int argc, char **argv)
         case O_KID:
             kid = optarg;
             break;
+        case O_AUTH_AGE:
+            bad = parse_seconds(optarg, &auth_age) < 0;
+            break;
+        case O_NO_AUTH_TIME:
+            has_auth_time = 0;
+            break;
+        case O_AMR:
+            bad = copy_field(id.amr, sizeof id.amr, optarg) < 0;
+            break;
         default:
             bad = 1;
             break;
@@ -125,6 +152,10 @@ int tm_token_main(const char *default_secret, int argc, char **argv)
     /* nbf = 0 means "absent" in tm_identity; --nbf-in 0 still asks for one. */
     if (has_nbf)
         id.nbf = now + nbf_in;
+    /* The token stands in for a login at the hospital just now: the proof of
+     * identity a doctor needs before accepting a visit (docs/config.md). */
+    if (has_auth_time)
+        id.auth_time = now - auth_age;
 
     char *tok = key ? tm_jwt_mint_with_key_file(key, kid, &id) : tm_jwt_mint_hs256(secret, &id);
     if (!tok) {

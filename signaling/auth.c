@@ -158,6 +158,15 @@ static json_t *expires_json(const session *s)
     return tm__time_json(s->exp_s * 1000);
 }
 
+/* What the session needs of its token later: when it ends, and when and
+ * how its holder last proved who they are (a doctor's accept checks it). */
+static void keep_token_facts(session *s, const tm_identity *ident)
+{
+    s->exp_s = ident->exp;
+    s->auth_time_s = ident->auth_time;
+    g_strlcpy(s->amr, ident->amr, sizeof(s->amr));
+}
+
 void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id)
 {
     if (s->u) {
@@ -172,7 +181,10 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
     if (!verify_token(sig, s, id, tm__jstr(msg, "token"), &ident, &admin))
         return;
     tm__session_authenticated(s);
-    s->exp_s = ident.exp;
+    char *uuid = g_uuid_string_random();
+    snprintf(s->id, sizeof(s->id), "ws-%s", uuid);
+    g_free(uuid);
+    keep_token_facts(s, &ident);
     schedule_expiry(s);
     user *u = tm__find_user(sig, ident.role, ident.sub);
     bool resumed = false, rejoined = false;
@@ -222,7 +234,7 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
             }
         }
     }
-    tm_info("ws.hello", "user=%s resumed=%d", u->key, resumed);
+    tm_info("ws.hello", "user=%s session=%s resumed=%d", u->key, s->id, resumed);
     json_t *data =
         json_pack("{s:s, s:s, s:s, s:o, s:b}", "sub", u->sub, "role", tm_role_name(u->role),
                   "protocol", "telemed.v1", "server_time", tm__time_json(now), "resumed", resumed);
@@ -257,7 +269,7 @@ static void handle_renew(request *r)
         tm__reply_err(r->s, r->id, TM_EPERM, "the token is for someone else");
         return;
     }
-    r->s->exp_s = ident.exp;
+    keep_token_facts(r->s, &ident);
     schedule_expiry(r->s);
     tm_info("ws.renewed", "user=%s", r->u->key);
     tm__reply_ok(r->s, r->id, json_pack("{s:o}", "expires_at", expires_json(r->s)));

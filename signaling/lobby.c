@@ -440,12 +440,6 @@ static void handle_checkin(request *r)
         return;
     }
     v.urgent = json_is_true(urgent);
-    json_t *consent = json_object_get(r->msg, "consent_recording");
-    if (consent && !json_is_boolean(consent)) {
-        tm__reply_err(r->s, r->id, TM_EINVAL, "consent_recording must be a boolean");
-        return;
-    }
-    v.recording_consent = !consent ? 0 : json_is_true(consent) ? 1 : -1;
     const char *appt_id = tm__jstr(r->msg, "appointment_id");
     if (appt_id) {
         tm_appointment a;
@@ -489,6 +483,8 @@ static void handle_checkin(request *r)
                       "first visits are not allowed online at this hospital");
         return;
     }
+    if (!tm__consent_checkin(r, &v))
+        return;
     int rc = tm_store_visit_checkin(sig->store, &v, r->s->ua);
     if (rc < 0) {
         tm__reply_err(r->s, r->id, rc, "check-in failed");
@@ -498,8 +494,9 @@ static void handle_checkin(request *r)
     tm__queue_add(sig, lv);
     g_strlcpy(u->visit_id, v.id, sizeof(u->visit_id));
     u->last_visit_id[0] = 0;
-    tm_info("visit.checked_in", "visit=%s patient=%s dept=%s urgent=%d appt=%d", v.id, u->sub,
-            v.dept_id, v.urgent, lv->has_appt);
+    tm_info("visit.checked_in", "visit=%s patient=%s dept=%s urgent=%d appt=%d consent=%s", v.id,
+            u->sub, v.dept_id, v.urgent, lv->has_appt,
+            v.consent_version[0] ? v.consent_version : "-");
     if (sig->feed)
         tm_feed_kick(sig->feed);
     int64_t now = tm_now_ms();

@@ -81,6 +81,12 @@ void tm__reply_ok(session *s, const char *re, json_t *data)
 
 void tm__reply_err(session *s, const char *re, int err, const char *message)
 {
+    tm__reply_err_reason(s, re, err, message, NULL);
+}
+
+void tm__reply_err_reason(session *s, const char *re, int err, const char *message,
+                          const char *reason)
+{
     s->sig->errors_total++;
     json_t *m = json_pack("{s:s, s:s, s:s}", "type", "error", "code", tm_error_code(err), "message",
                           message ? message : tm_strerror(err));
@@ -88,6 +94,8 @@ void tm__reply_err(session *s, const char *re, int err, const char *message)
         json_object_set_new(m, "re", json_string(re));
     else
         json_object_set_new(m, "re", json_null());
+    if (reason)
+        json_object_set_new(m, "reason", json_string(reason));
     tm__send_msg(s, m);
 }
 
@@ -138,8 +146,8 @@ static const tm__handler session_handlers[] = {
 
 /* Every message type, by room; each room keeps its own table. */
 static const tm__handler *const rooms[] = {
-    session_handlers,   tm__auth_handlers,        tm__lobby_handlers,
-    tm__visit_handlers, tm__supervision_handlers, tm__media_handlers,
+    session_handlers,         tm__auth_handlers,  tm__lobby_handlers,   tm__visit_handlers,
+    tm__supervision_handlers, tm__media_handlers, tm__consent_handlers,
 };
 
 static const tm__handler *find_handler(const char *type)

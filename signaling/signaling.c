@@ -83,6 +83,12 @@ tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_ver
         tm_signaling_free(sig);
         return NULL;
     }
+    sig->consent = tm__consent_load(cfg, err);
+    sig->doctor_check = sig->consent ? tm__doctor_checker_new(sig, err) : NULL;
+    if (!sig->doctor_check) {
+        tm_signaling_free(sig);
+        return NULL;
+    }
     sig->recent_alerts = json_array();
     sig->shifts = tm__shifts_new();
     if (tm__shifts_load(sig->shifts, store, tm_now_ms()) < 0) {
@@ -112,6 +118,9 @@ void tm_signaling_free(tm_signaling *sig)
         g_source_remove(sig->tick);
     if (sig->overview_timer)
         g_source_remove(sig->overview_timer);
+    /* Checks still asking the hospital refer to visits and users: first. */
+    tm__doctor_checker_free(sig->doctor_check);
+    tm__consent_free(sig->consent);
     g_hash_table_destroy(sig->visits);
     g_hash_table_destroy(sig->staff);
     g_hash_table_destroy(sig->users);

@@ -5,6 +5,8 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/session.c
   ${CMAKE_CURRENT_LIST_DIR}/auth.c
   ${CMAKE_CURRENT_LIST_DIR}/lobby.c
+  ${CMAKE_CURRENT_LIST_DIR}/consent.c
+  ${CMAKE_CURRENT_LIST_DIR}/doctor_check.c
   ${CMAKE_CURRENT_LIST_DIR}/shifts.c
   ${CMAKE_CURRENT_LIST_DIR}/position_text.c
   ${CMAKE_CURRENT_LIST_DIR}/visit.c

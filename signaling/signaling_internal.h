@@ -8,6 +8,8 @@
  *   session.c      one WebSocket: frames in, rate limit, dispatch, send queue
  *   auth.c         hello, token expiry and renewal, ICE servers
  *   lobby.c        the waiting room: positions, estimates, offers, pairing
+ *   consent.c      informed consent: its texts, consent.get, checkin's check
+ *   doctor_check.c a doctor's proof of identity before accepting a visit
  *   visit.c        users and grace, visit transitions, chat, notes, ratings
  *   supervision.c  the overview, alerts, supervisors watching a visit
  *   media_glue.c   media offers and candidates, media events, stream figures
@@ -43,6 +45,8 @@ extern const char *const tm__doctor_status_names[3];
 
 typedef struct user user;
 typedef struct session session;
+typedef struct tm__consent_texts tm__consent_texts;
+typedef struct tm__doctor_checker tm__doctor_checker;
 
 struct session {
     tm_signaling *sig;
@@ -59,8 +63,11 @@ struct session {
     int64_t tokens_ms;
     int strikes; /* rate-limited messages in a row */
     bool closing;
-    guint hello_timer; /* until hello succeeds */
-    int64_t exp_s;     /* when the token the session runs on expires (epoch s) */
+    guint hello_timer;   /* until hello succeeds */
+    int64_t exp_s;       /* when the token the session runs on expires (epoch s) */
+    char id[48];         /* "ws-<uuid>" from hello on: names the connection in consent records */
+    int64_t auth_time_s; /* the token's auth_time (epoch s), 0 if absent */
+    char amr[64];        /* the token's amr, joined by ',' */
     guint exp_timer;
     int close_code; /* sent in the close frame once the queue is written */
     char close_reason[64];
@@ -120,6 +127,8 @@ struct tm_signaling {
     tm_media *media;
     tm_feed *feed;
     tm_visit_record *record;
+    tm__consent_texts *consent;            /* the consent texts of consent_version */
+    tm__doctor_checker *doctor_check;      /* asks the hospital's endpoint, when configured */
     tm_signaling_auth_cb on_authenticated; /* optional: a session said who it is */
     void *on_authenticated_user;
     tm_queue *queue;
@@ -169,6 +178,7 @@ extern const tm__handler tm__lobby_handlers[];
 extern const tm__handler tm__visit_handlers[];
 extern const tm__handler tm__supervision_handlers[];
 extern const tm__handler tm__media_handlers[];
+extern const tm__handler tm__consent_handlers[];
 
 /* session.c: sending, answering, small JSON helpers */
 const char *tm__jstr(json_t *msg, const char *key);
@@ -178,6 +188,9 @@ void tm__send_msg(session *s, json_t *msg);  /* steals msg */
 void tm__send_to_user(user *u, json_t *msg); /* steals msg */
 void tm__reply_ok(session *s, const char *re, json_t *data);
 void tm__reply_err(session *s, const char *re, int err, const char *message);
+/* The same with a stable reason beside the code, for a page to explain. */
+void tm__reply_err_reason(session *s, const char *re, int err, const char *message,
+                          const char *reason);
 bool tm__need_role(request *r, tm_role a, tm_role b);
 /* The role the audit log names: "admin" for an admin watching as a supervisor. */
 const char *tm__audit_role(const user *u);
@@ -202,6 +215,27 @@ gboolean tm__tick(gpointer data);
 json_t *tm__doctor_state_json(tm_signaling *sig, user *d);
 unsigned tm__fanout_threads(const tm_config *cfg);
 
+/* consent.c */
+/* The texts of cfg's consent_version; NULL with *err (a file unusable). */
+tm__consent_texts *tm__consent_load(const tm_config *cfg, char **err);
+void tm__consent_free(tm__consent_texts *c);
+/* Checks the consent a checkin carries and copies it into v; otherwise
+ * answers the request and returns false. */
+bool tm__consent_checkin(request *r, tm_visit *v);
+
+/* doctor_check.c */
+/* NULL with *err when the endpoint's client cannot start. */
+tm__doctor_checker *tm__doctor_checker_new(tm_signaling *sig, char **err);
+void tm__doctor_checker_free(tm__doctor_checker *c);
+/* Decides whether the doctor who sent r (a visit.accept of v) proved who
+ * they are recently enough, from the token or by asking the hospital's
+ * endpoint without blocking, then calls done with a request like r (at
+ * once, or when the endpoint answers and the doctor's session is still
+ * there) and the check (NULL when checks are off); or answers the refusal,
+ * with its reason, itself. */
+void tm__doctor_check(request *r, live_visit *v,
+                      void (*done)(request *r, const tm_doctor_check *check));
+
 /* visit.c */
 user *tm__find_user(tm_signaling *sig, tm_role role, const char *sub);
 user *tm__user_new(tm_signaling *sig, tm_role role, const char *sub);
@@ -218,6 +252,9 @@ json_t *tm__visit_state_msg(tm_signaling *sig, const char *visit_id);
 void tm__push_visit_state(tm_signaling *sig, live_visit *v, const char *visit_id, user *patient,
                           user *doctor);
 int tm__finish_visit(tm_signaling *sig, live_visit *v, const char *reason, const char *by);
+/* The same with the advice of a terminate_and_refer (NULL for other reasons). */
+int tm__finish_visit_with(tm_signaling *sig, live_visit *v, const char *reason, const char *by,
+                          const char *advice);
 live_visit *tm__member_visit(request *r, const char *visit_id, int *err);
 /* The live visit the request names, if the sender is one of its participants;
  * otherwise the error is answered and NULL returned. */

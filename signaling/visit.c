@@ -114,6 +114,19 @@ user *tm__visit_doctor(tm_signaling *sig, live_visit *v)
     return v->doctor_id[0] ? tm__find_user(sig, TM_ROLE_DOCTOR, v->doctor_id) : NULL;
 }
 
+/* The advice of a terminate_and_refer end, for the patient's end screen. */
+static json_t *referral_advice_of(tm_signaling *sig, const tm_visit *rec)
+{
+    if (strcmp(rec->end_reason, "terminate_and_refer") != 0)
+        return json_null();
+    tm_visit_facts *f = g_new(tm_visit_facts, 1);
+    json_t *advice = tm_store_visit_facts(sig->store, rec->id, f) == 0 && f->referral_advice[0]
+                         ? json_string(f->referral_advice)
+                         : json_null();
+    g_free(f);
+    return advice;
+}
+
 json_t *tm__visit_state_msg(tm_signaling *sig, const char *visit_id)
 {
     tm_visit rec;
@@ -130,6 +143,7 @@ json_t *tm__visit_state_msg(tm_signaling *sig, const char *visit_id)
     json_object_set_new(m, "ended_at", tm__time_json(rec.ended_ms));
     json_object_set_new(m, "end_reason",
                         rec.end_reason[0] ? json_string(rec.end_reason) : json_null());
+    json_object_set_new(m, "referral_advice", referral_advice_of(sig, &rec));
     return m;
 }
 
@@ -154,10 +168,17 @@ void tm__push_visit_state(tm_signaling *sig, live_visit *v, const char *visit_id
 /* Ends (active) or cancels (waiting/offered) a live visit. */
 int tm__finish_visit(tm_signaling *sig, live_visit *v, const char *reason, const char *by)
 {
+    return tm__finish_visit_with(sig, v, reason, by, NULL);
+}
+
+int tm__finish_visit_with(tm_signaling *sig, live_visit *v, const char *reason, const char *by,
+                          const char *advice)
+{
     int64_t now = tm_now_ms();
     if (!tm__advance(v, v->state == TM_VS_ACTIVE ? TM_VEV_END : TM_VEV_CANCEL, false))
         return TM_ECONFLICT;
-    int rc = tm_store_visit_end(sig->store, v->id, reason, by, now);
+    int rc = advice ? tm_store_visit_refer(sig->store, v->id, by, advice, now)
+                    : tm_store_visit_end(sig->store, v->id, reason, by, now);
     if (rc < 0)
         return rc;
     char id[64], dept[64];
@@ -391,16 +412,16 @@ static live_visit *offered_to_me(request *r)
     return v;
 }
 
-static void handle_visit_accept(request *r)
+/* The doctor proved who they are (check, NULL when checks are off): the
+ * visit starts, if it is still offered to them. */
+static void accept_checked(request *r, const tm_doctor_check *check)
 {
-    if (!tm__need_role(r, TM_ROLE_DOCTOR, TM_ROLE_DOCTOR))
-        return;
     live_visit *v = offered_to_me(r);
     if (!v)
         return;
     tm_signaling *sig = r->sig;
     int64_t now = tm_now_ms();
-    int rc = tm_store_visit_accept(sig->store, v->id, r->u->sub, r->s->ua, now);
+    int rc = tm_store_visit_accept_checked(sig->store, v->id, r->u->sub, r->s->ua, check, now);
     if (rc < 0) {
         tm__reply_err(r->s, r->id, rc, "accept failed");
         return;
@@ -417,8 +438,8 @@ static void handle_visit_accept(request *r)
     tm__histogram_observe(tm__resp_bounds_s, TM_ARRAY_LEN(tm__resp_bounds_s), sig->resp_buckets,
                           &sig->resp_sum_s, &sig->resp_count,
                           (double)(now - v->checkin_ms) / 1000.0);
-    tm_info("visit.started", "visit=%s doctor=%s response_ms=%lld", v->id, r->u->sub,
-            (long long)(now - v->checkin_ms));
+    tm_info("visit.started", "visit=%s doctor=%s response_ms=%lld verified=%s", v->id, r->u->sub,
+            (long long)(now - v->checkin_ms), check ? check->method : "off");
     if (sig->feed)
         tm_feed_kick(sig->feed);
     tm_visit_record_start(sig->record, v->id);
@@ -426,6 +447,15 @@ static void handle_visit_accept(request *r)
     tm__push_visit_state(sig, v, v->id, tm__visit_patient(sig, v), r->u);
     tm__mark_dept_dirty(sig, v->dept);
     tm__flush_positions(sig);
+}
+
+static void handle_visit_accept(request *r)
+{
+    if (!tm__need_role(r, TM_ROLE_DOCTOR, TM_ROLE_DOCTOR))
+        return;
+    live_visit *v = offered_to_me(r);
+    if (v)
+        tm__doctor_check(r, v, accept_checked);
 }
 
 static void handle_visit_decline(request *r)
@@ -439,6 +469,35 @@ static void handle_visit_decline(request *r)
     tm__reply_ok(r->s, r->id, NULL);
     tm__dispatch_dept(r->sig, v->dept);
     tm__flush_positions(r->sig);
+}
+
+/* terminate_and_refer ends the online visit and sends the patient to be
+ * seen in person (诊疗管理办法 Art. 16): only the attending doctor may, and
+ * only with advice saying where and why; other reasons take no advice.
+ * Sets *advice (borrowed from the message, NULL for other reasons), or
+ * answers the error and returns false. */
+static bool referral_advice(request *r, const char *reason, const char **advice)
+{
+    json_t *a = json_object_get(r->msg, "advice");
+    *advice = NULL;
+    if (strcmp(reason, "terminate_and_refer") != 0) {
+        if (a)
+            tm__reply_err(r->s, r->id, TM_EINVAL, "advice goes with terminate_and_refer only");
+        return !a;
+    }
+    if (r->u->role != TM_ROLE_DOCTOR) {
+        tm__reply_err(r->s, r->id, TM_EPERM, "only the doctor terminates and refers a visit");
+        return false;
+    }
+    const char *text = json_string_value(a);
+    if (!text || !text[0] || strlen(text) > TM_REFERRAL_ADVICE_MAX) {
+        tm__reply_err(r->s, r->id, TM_EINVAL,
+                      "terminate_and_refer needs advice: where to be seen and why (1 to 2000 "
+                      "bytes)");
+        return false;
+    }
+    *advice = text;
+    return true;
 }
 
 static void handle_visit_end(request *r)
@@ -455,13 +514,16 @@ static void handle_visit_end(request *r)
         tm__reply_err(r->s, r->id, TM_EINVAL, "unknown end reason");
         return;
     }
+    const char *advice;
+    if (!referral_advice(r, reason, &advice))
+        return;
     if (v->state != TM_VS_ACTIVE) {
         tm__reply_err(r->s, r->id, TM_ECONFLICT, "the visit is not active");
         return;
     }
     char id[64];
     g_strlcpy(id, v->id, sizeof(id));
-    int rc = tm__finish_visit(r->sig, v, reason, r->u->sub);
+    int rc = tm__finish_visit_with(r->sig, v, reason, r->u->sub, advice);
     if (rc < 0)
         tm__reply_err(r->s, r->id, rc, NULL);
     else

@@ -66,6 +66,16 @@ typedef struct tm_config {
     int max_unauth_per_addr; /* 256, 1..1000000 */
     int hello_timeout_s;     /* 10, 1..300: a WebSocket without hello is closed after it */
     int fanout_threads;      /* 0 = one per core up to 4, 0..16 */
+    /* consent and doctor identity (docs/protocol.md, checkin and visit.accept) */
+    bool consent_required;        /* true: checkin needs the current consent */
+    char *consent_version;        /* "2026.1" */
+    char *consent_dir;            /* NULL: built-in texts */
+    char *hospital_phone;         /* NULL */
+    int doctor_verify_window_s;   /* 43200, 0..604800 (0: no check) */
+    char *doctor_verify_amr;      /* NULL: any method */
+    char *doctor_verify_url;      /* NULL: the token alone */
+    char *doctor_verify_ca;       /* NULL: system store */
+    int doctor_verify_timeout_ms; /* 5000, 100..60000 */
     /* media */
     int media_workers;        /* 0 = one per core, 0..64 */
     char *media_addresses;    /* "127.0.0.1": comma-separated local addresses for host candidates */

@@ -45,6 +45,11 @@ typedef struct tm_identity {
     char dept[64];         /* department id, optional ("" if absent) */
     char hospital[64];     /* "hosp" claim, optional */
     int64_t exp, nbf, iat; /* seconds; 0 when absent (exp is REQUIRED for verify) */
+    /* When and how the identity system last checked the person (OpenID
+     * Connect auth_time, RFC 8176 amr joined by ','): a doctor's proof of
+     * identity before a visit. 0 and "" when absent. */
+    int64_t auth_time;
+    char amr[64];
 } tm_identity;
 
 typedef struct tm_jwt_verifier tm_jwt_verifier;
@@ -79,7 +84,9 @@ void tm_jwt_verifier_free(tm_jwt_verifier *v);
  * Returns 0 and fills *out, or TM_EAUTH with a static reason in *reason (reason
  * may be NULL). Reasons: "malformed", "too_large", "alg_not_allowed", "no_key",
  * "bad_signature", "expired", "not_yet_valid", "issued_in_future",
- * "lifetime_too_long", "missing_claim", "bad_claim", "bad_role". On failure
+ * "lifetime_too_long", "missing_claim", "bad_claim", "bad_role" (also for an
+ * auth_time that is not a time or an amr that is not an array of short
+ * strings, at most 63 bytes joined). On failure
  * *out is zeroed. TM_ENOMEM ("internal") when out of memory.
  * Requires sub, role (one of the four) and exp; checks exp/nbf against now_s with
  * leeway_s seconds of clock skew allowed, refuses an iat later than now_s +
@@ -89,9 +96,9 @@ int tm_jwt_verify(const tm_jwt_verifier *v, const char *token, size_t len, int64
                   int leeway_s, tm_identity *out, const char **reason);
 
 /* Mints an HS256 token for id. Writes sub, role, name, dept and hosp (when
- * non-empty), iat (id->iat, or the current time when 0), nbf (when non-zero) and
- * exp. Returns a new NUL-terminated string, caller frees with free(); NULL on
- * failure (empty secret or sub, role NONE, out of memory). */
+ * non-empty), iat (id->iat, or the current time when 0), nbf and auth_time
+ * (when non-zero), amr (when non-empty, split at ',') and exp. Returns a new NUL-terminated string,
+ * caller frees with free(); NULL on failure (empty secret or sub, role NONE, out of memory). */
 char *tm_jwt_mint_hs256(const char *secret, const tm_identity *id);
 
 /* Mints RS256 (RSA key) or ES256 (P-256 key), chosen by the key in the PEM
@@ -106,6 +113,8 @@ char *tm_jwt_mint_with_key_file(const char *private_key_path, const char *kid,
  *   --name NAME --dept ID --hosp ID
  *   --ttl SECONDS (default 3600; negative mints an already-expired token)
  *   --nbf-in SECONDS (nbf = now + SECONDS)
+ *   --auth-age SECONDS (auth_time = now - SECONDS; default 0: identity checked
+ *     now, as a hospital's login would) | --no-auth-time;  --amr LIST (e.g. face)
  *   --secret S (overrides default_secret)  |  --key PEM_PATH [--kid K]
  * Prints the token and a newline on stdout and returns 0; on bad usage prints
  * usage to stderr and returns 2; returns 1 when minting fails. Uses getopt_long

@@ -156,12 +156,43 @@ typedef struct tm_visit {
     int64_t slot_ms;                                       /* appointment slot, 0 for walk-ins */
     char end_reason[32];
     int recording_consent; /* check-in: 1 agreed, -1 refused, 0 not asked */
+    /* check-in: the consent text version the patient accepted ("" none) and
+     * the connection it came from */
+    char consent_version[32];
+    char consent_session[64];
 } tm_visit;
+
+/* An informed consent as given: kind patient (at check-in), guest or
+ * interpreter (their notice, when they join a visit). */
+typedef struct tm_consent {
+    char kind[16];
+    char user_id[128];
+    char role[16];
+    char version[32];
+    bool recording;
+    char session_id[64];
+    int64_t accepted_ms;
+} tm_consent;
+
+/* How a doctor proved who they are before accepting a visit (细则 Art. 13):
+ * method "token" (the identity system's auth_time) or "endpoint" (the
+ * hospital's verification endpoint asked at accept time), amr the methods
+ * used ("face", ...; "" unknown), verified_ms when the proof was made. */
+typedef struct tm_doctor_check {
+    char method[16];
+    char amr[64];
+    int64_t verified_ms;
+} tm_doctor_check;
+
+/* The longest advice a doctor gives with terminate_and_refer, in bytes. */
+#define TM_REFERRAL_ADVICE_MAX 2000
 
 /* Check-in: creates the visit in state waiting from v's patient_id,
  * dept_id, appointment_id, kind, urgent, checkin_ms and recording_consent;
- * marks the appointment arrived, writes the patient's participant row and
- * the visit.checked_in event. Fills v->id and v->state. TM_EINVAL (missing
+ * marks the appointment arrived, writes the patient's participant row, the
+ * patient's consents row when consent_version is set (recording as
+ * recording_consent > 0, from consent_session, at checkin_ms) and the
+ * visit.checked_in event. Fills v->id and v->state. TM_EINVAL (missing
  * patient or department, bad kind), TM_ECONFLICT (unknown department or
  * appointment), TM_EIO. */
 int tm_store_visit_checkin(tm_store *s, tm_visit *v, const char *user_agent);
@@ -178,6 +209,11 @@ int tm_store_visit_unoffer(tm_store *s, const char *visit_id, const char *outcom
  * TM_ECONFLICT if not offered, TM_EPERM if offered to another doctor. */
 int tm_store_visit_accept(tm_store *s, const char *visit_id, const char *doctor_id,
                           const char *user_agent, int64_t now_ms);
+/* The same, with how the doctor proved who they are (check may be NULL: not
+ * checked) kept on the visit and so in visit.started. */
+int tm_store_visit_accept_checked(tm_store *s, const char *visit_id, const char *doctor_id,
+                                  const char *user_agent, const tm_doctor_check *check,
+                                  int64_t now_ms);
 /* active -> ended, or waiting/offered -> cancelled, with reason and by
  * (who ended it); open offers are withdrawn, participants leave, the
  * appointment becomes fulfilled (ended), noshow (reason "no_show") or
@@ -185,6 +221,16 @@ int tm_store_visit_accept(tm_store *s, const char *visit_id, const char *doctor_
  * over. */
 int tm_store_visit_end(tm_store *s, const char *visit_id, const char *reason, const char *by,
                        int64_t now_ms);
+/* Ends an active visit with terminate_and_refer and the advice the doctor
+ * gave the patient (where to go and why: 1..TM_REFERRAL_ADVICE_MAX bytes,
+ * else TM_EINVAL), kept on the visit and in visit.ended. Otherwise as
+ * tm_store_visit_end. */
+int tm_store_visit_refer(tm_store *s, const char *visit_id, const char *by, const char *advice,
+                         int64_t now_ms);
+/* Adds a consent given for visit_id (kind guest or interpreter: their notice
+ * on joining; patient: one given after check-in). TM_EINVAL (bad kind, empty
+ * user or version), TM_ECONFLICT (unknown visit). */
+int tm_store_consent_add(tm_store *s, const char *visit_id, const tm_consent *c);
 /* Calls fn for each visit in state (waiting, offered, active), oldest
  * check-in first, for rebuilding memory at start. The rows are read before
  * the first call, so fn may call the store. 0 or TM_EIO (then fn was not
@@ -192,9 +238,10 @@ int tm_store_visit_end(tm_store *s, const char *visit_id, const char *reason, co
 int tm_store_visit_foreach_state(tm_store *s, const char *state,
                                  void (*fn)(const tm_visit *v, void *user), void *user);
 /* The full record: the visit's columns (dept_name, ended_by, queue_wait_ms,
- * response_ms, duration_ms, offers, recording_consent ...), participants,
- * offers, notes, chat, rating (object or null), recordings and
- * stream_stats (summary parsed). NULL if not found. */
+ * response_ms, duration_ms, offers, recording_consent, referral_advice ...),
+ * participants, offers, notes, chat, rating (object or null), recordings,
+ * stream_stats (summary parsed), consents, and doctor_verification (object
+ * or null). NULL if not found. */
 json_t *tm_store_visit_record(tm_store *s, const char *id);
 /* Newest check-in first: [{id, patient_id, dept_id, doctor_id, kind,
  * urgent, state, checkin_at, accepted_at, ended_at, end_reason,
@@ -266,6 +313,15 @@ typedef struct tm_visit_facts {
         char comment[TM_RATING_COMMENT_MAX + 1];
         int64_t rated_ms;
     } rating;
+    bool has_consent; /* the patient's consent at check-in */
+    struct {
+        char version[32];
+        char session_id[64];
+        bool recording;
+        int64_t accepted_ms;
+    } consent;
+    tm_doctor_check doctor_check; /* method "" when the doctor was not checked */
+    char referral_advice[TM_REFERRAL_ADVICE_MAX + 1];
     bool has_signed_note; /* the newest signed note */
     struct {
         char doctor_id[64];
@@ -274,7 +330,7 @@ typedef struct tm_visit_facts {
     } note;
 } tm_visit_facts;
 
-/* Fills *out (about 3 KB). TM_ENOTFOUND. A backend calls it inside each
+/* Fills *out (about 5 KB). TM_ENOTFOUND. A backend calls it inside each
  * visit step's transaction and builds the outbox payload from it with
  * server/feed_event.h, so every backend's events read the same. */
 int tm_store_visit_facts(tm_store *s, const char *visit_id, tm_visit_facts *out);

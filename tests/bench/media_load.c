@@ -290,7 +290,7 @@ static int server_start(int recording)
     GPtrArray *argv = g_ptr_array_new();
     const char *fixed[] = {BIN,        "--data-dir",        SRV.dir,     "--port",
                            "0",        "--listen",          "127.0.0.1", "--jwt-secret",
-                           SRV.secret, "--media-addresses", "127.0.0.1"};
+                           SRV.secret, "--media-addresses", "127.0.0.1", "--no-consent-required"};
     for (size_t i = 0; i < G_N_ELEMENTS(fixed); i++)
         g_ptr_array_add(argv, (gpointer)fixed[i]);
     for (char **a = SERVER_ARGS; a && *a; a++)

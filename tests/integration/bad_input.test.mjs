@@ -40,7 +40,8 @@ test('malformed JSON, missing fields, unknown type, binary and oversized frames'
   await assert.rejects(c.request('no.such.type'), /bad_request: unknown message type/);
   await assert.rejects(c.request('checkin', { dept: 'cardio', urgent: 'yes' }), /bad_request/);
   await assert.rejects(c.request('checkin', { dept: 42 }), /bad_request/);
-  await assert.rejects(c.request('checkin', { dept: 'cardio', consent_recording: 'sure' }), /bad_request/);
+  await assert.rejects(c.request('checkin', { dept: 'cardio', consent: { version: '2026.1', recording: 'sure' } }), /bad_request/);
+  await assert.rejects(c.request('checkin', { dept: 'cardio', consent: 'yes' }), /bad_request/);
   await assert.rejects(c.request('checkin', {}), /bad_request/);
   await assert.rejects(c.request('checkin', { dept: 'nope' }), /not_found/);
   await assert.rejects(c.request('visit.rate', { visit_id: 'v-x', score: 9 }), /bad_request/);

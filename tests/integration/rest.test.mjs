@@ -75,7 +75,7 @@ test('visits: list with filters and one full record', async () => {
   const ci = await p.request('checkin', { dept: 'endo' });
   await doctor.waitFor('visit.offer');
   await doctor.request('visit.accept', { visit_id: ci.visit_id });
-  await doctor.request('visit.end', { visit_id: ci.visit_id, reason: 'terminate_and_refer' });
+  await doctor.request('visit.end', { visit_id: ci.visit_id, reason: 'terminate_and_refer', advice: 'Cardiology clinic, in person today' });
   const sup = srv.token('s1', 'supervisor');
   const all = await srv.api('GET', '/api/v1/visits?state=ended&dept=endo', undefined, sup);
   assert.ok(all.json.visits.some((v) => v.id === ci.visit_id && v.end_reason === 'terminate_and_refer'));

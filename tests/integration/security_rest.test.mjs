@@ -58,7 +58,7 @@ test('a doctor reads appointments of their own department only, or of a patient 
   const ci = await p.request('checkin', { dept: 'endo' });
   await doctor.waitFor('visit.offer');
   await doctor.request('visit.accept', { visit_id: ci.visit_id });
-  await doctor.request('visit.end', { visit_id: ci.visit_id, reason: 'terminate_and_refer' });
+  await doctor.request('visit.end', { visit_id: ci.visit_id, reason: 'terminate_and_refer', advice: 'Cardiology clinic, in person today' });
   await p.close();
   await doctor.close();
   const allowed = await srv.api('GET', '/api/v1/appointments/apt-c2', undefined, endo);

@@ -24,7 +24,7 @@ test('full visit: check-in, offer, accept, chat, note, end, rating', async () =>
 
   const patient = await srv.client('p1', 'patient', { name: '张三' });
   assert.equal(patient.hello.role, 'patient');
-  const ci = await patient.request('checkin', { dept: 'cardio', kind: 'follow_up', consent_recording: true });
+  const ci = await patient.request('checkin', { dept: 'cardio', kind: 'follow_up', consent: { version: '2026.1', recording: true } });
   assert.match(ci.visit_id, /^v-/);
   assert.equal(ci.position, 1);
 

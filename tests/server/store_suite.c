@@ -432,6 +432,88 @@ static void t_visit_facts(const store_backend *b, const char *dir)
     tm_store_free(s);
 }
 
+/* The evidence around a visit: the patient's consent at check-in, a
+ * guest's notice, the doctor's identity check at accept and the advice of a
+ * terminate_and_refer, each kept on the record and in the facts. */
+static void t_visit_evidence(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("evidence");
+    seed(s);
+    tm_visit v = {0};
+    g_strlcpy(v.patient_id, "p1", sizeof(v.patient_id));
+    g_strlcpy(v.dept_id, "cardio", sizeof(v.dept_id));
+    g_strlcpy(v.kind, "follow_up", sizeof(v.kind));
+    g_strlcpy(v.consent_version, "2026.1", sizeof(v.consent_version));
+    g_strlcpy(v.consent_session, "ws-1", sizeof(v.consent_session));
+    v.recording_consent = 1;
+    v.checkin_ms = T0;
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &v, "ua/1"), 0);
+    tm_visit_facts *f = g_new0(tm_visit_facts, 1);
+    CHECK_EQ_INT(tm_store_visit_facts(s, v.id, f), 0);
+    CHECK(f->has_consent && f->consent.recording);
+    CHECK_STR(f->consent.version, "2026.1");
+    CHECK_STR(f->consent.session_id, "ws-1");
+    CHECK_EQ_INT(f->consent.accepted_ms, T0);
+    CHECK_STR(f->doctor_check.method, "");
+
+    tm_consent guest = {.kind = "guest",
+                        .user_id = "g1",
+                        .role = "guest",
+                        .version = "2026.1",
+                        .recording = true,
+                        .session_id = "ws-2",
+                        .accepted_ms = T0 + 90000};
+    CHECK_EQ_INT(tm_store_consent_add(s, v.id, &guest), 0);
+    tm_consent bad = guest;
+    g_strlcpy(bad.kind, "bystander", sizeof(bad.kind));
+    CHECK_EQ_INT(tm_store_consent_add(s, v.id, &bad), TM_EINVAL);
+    bad = guest;
+    bad.version[0] = 0;
+    CHECK_EQ_INT(tm_store_consent_add(s, v.id, &bad), TM_EINVAL);
+
+    tm_doctor_check check = {.method = "token", .amr = "face", .verified_ms = T0 - 600000};
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", T0 + 1000), 0);
+    CHECK_EQ_INT(tm_store_visit_accept_checked(s, v.id, "d1", "ua/d", &check, T0 + 2000), 0);
+    CHECK_EQ_INT(tm_store_visit_refer(s, v.id, "d1", "", T0 + 3000), TM_EINVAL);
+    CHECK_EQ_INT(tm_store_visit_refer(s, v.id, "d1", "Cardiology clinic, building 2: ECG today",
+                                      T0 + 600000),
+                 0);
+    CHECK_EQ_INT(tm_store_visit_refer(s, v.id, "d1", "again", T0 + 600001), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_visit_facts(s, v.id, f), 0);
+    CHECK_STR(f->visit.end_reason, "terminate_and_refer");
+    CHECK_STR(f->referral_advice, "Cardiology clinic, building 2: ECG today");
+    CHECK_STR(f->doctor_check.method, "token");
+    CHECK_STR(f->doctor_check.amr, "face");
+    CHECK_EQ_INT(f->doctor_check.verified_ms, T0 - 600000);
+
+    json_t *rec = tm_store_visit_record(s, v.id);
+    CHECK(rec != NULL);
+    CHECK_STR(json_string_value(field(rec, "referral_advice")),
+              "Cardiology clinic, building 2: ECG today");
+    json_t *consents = field(rec, "consents");
+    CHECK_EQ_INT(json_array_size(consents), 2);
+    CHECK_STR(json_string_value(field(json_array_get(consents, 0), "kind")), "patient");
+    CHECK_STR(json_string_value(field(json_array_get(consents, 0), "session_id")), "ws-1");
+    CHECK_STR(json_string_value(field(json_array_get(consents, 1), "kind")), "guest");
+    json_t *dv = field(rec, "doctor_verification");
+    CHECK_STR(json_string_value(field(dv, "method")), "token");
+    json_decref(rec);
+
+    /* A waiting visit is not referred: it has no doctor yet. */
+    tm_visit w;
+    checkin(s, &w, "p2", T0);
+    CHECK_EQ_INT(tm_store_visit_refer(s, w.id, "d1", "advice", T0 + 1000), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_visit_facts(s, w.id, f), 0);
+    CHECK(!f->has_consent);
+    CHECK_STR(f->visit.state, "waiting");
+    rec = tm_store_visit_record(s, w.id);
+    CHECK(json_is_null(field(rec, "doctor_verification")));
+    CHECK_EQ_INT(json_array_size(field(rec, "consents")), 0);
+    json_decref(rec);
+    g_free(f);
+    tm_store_free(s);
+}
+
 static void expect_waiting(const tm_visit *v, void *user)
 {
     CHECK_STR(v->state, "waiting");
@@ -1086,6 +1168,7 @@ void store_suite_run(const store_backend *b)
         {"appointments", t_appointments},
         {"visit_lifecycle", t_visit_lifecycle},
         {"visit_facts", t_visit_facts},
+        {"visit_evidence", t_visit_evidence},
         {"refusals_and_restore", t_refusals_and_restore},
         {"recording_start_finish", t_recording_start_finish},
         {"recording_fail", t_recording_fail},

@@ -168,6 +168,49 @@ static void test_payload_recording_consent(void)
     deliver_all();
 }
 
+/* The evidence: consent at check-in, the doctor's check at visit.started,
+ * the advice at visit.ended; null where there is none. */
+static void test_payload_evidence(void)
+{
+    tm_visit v;
+    memset(&v, 0, sizeof(v));
+    snprintf(v.patient_id, sizeof(v.patient_id), "pat-e");
+    snprintf(v.dept_id, sizeof(v.dept_id), "cardio");
+    snprintf(v.kind, sizeof(v.kind), "follow_up");
+    snprintf(v.consent_version, sizeof(v.consent_version), "2026.1");
+    snprintf(v.consent_session, sizeof(v.consent_session), "ws-abc");
+    v.checkin_ms = T0;
+    v.recording_consent = 1;
+    CHECK_EQ_INT(tm_store_visit_checkin(store, &v, "test"), 0);
+    tm_doctor_check check = {.method = "endpoint", .amr = "face", .verified_ms = T0 + 500};
+    CHECK_EQ_INT(tm_store_visit_offer(store, v.id, "doc-1", T0 + 1000), 0);
+    CHECK_EQ_INT(tm_store_visit_accept_checked(store, v.id, "doc-1", "t", &check, T0 + 2000), 0);
+    CHECK_EQ_INT(tm_store_visit_refer(store, v.id, "doc-1", "ER now: chest pain", T0 + 9000), 0);
+    tm_outbox_event *ev;
+    size_t n = due_now(&ev);
+    CHECK_EQ_INT(n, 3);
+    json_t *in = payload_of(&ev[0]), *started = payload_of(&ev[1]), *ended = payload_of(&ev[2]);
+    json_t *consent = json_object_get(in, "consent");
+    CHECK_STR(json_string_value(json_object_get(consent, "version")), "2026.1");
+    CHECK_STR(json_string_value(json_object_get(consent, "session_id")), "ws-abc");
+    CHECK_STR(json_string_value(json_object_get(consent, "accepted_at")),
+              "2025-11-25T12:00:00.000Z");
+    CHECK(json_is_true(json_object_get(consent, "recording")));
+    CHECK(json_is_null(json_object_get(in, "doctor_verification")));
+    CHECK(json_is_null(json_object_get(in, "referral_advice")));
+    json_t *dv = json_object_get(started, "doctor_verification");
+    CHECK_STR(json_string_value(json_object_get(dv, "method")), "endpoint");
+    CHECK_STR(json_string_value(json_object_get(dv, "amr")), "face");
+    CHECK_STR(json_string_value(json_object_get(dv, "verified_at")), "2025-11-25T12:00:00.500Z");
+    CHECK_STR(json_string_value(json_object_get(ended, "end_reason")), "terminate_and_refer");
+    CHECK_STR(json_string_value(json_object_get(ended, "referral_advice")), "ER now: chest pain");
+    json_decref(in);
+    json_decref(started);
+    json_decref(ended);
+    tm_outbox_events_free(ev, n);
+    deliver_all();
+}
+
 /* A step on a visit that does not exist writes no event. */
 static void test_no_event_for_missing_visit(void)
 {
@@ -211,6 +254,7 @@ int main(void)
     open_store();
     RUN(test_full_visit_payloads);
     RUN(test_payload_recording_consent);
+    RUN(test_payload_evidence);
     RUN(test_no_event_for_missing_visit);
     RUN(test_backoff);
     RUN(test_signature);

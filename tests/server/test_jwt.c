@@ -223,6 +223,41 @@ static void test_hs256_good(void)
     tm_jwt_verifier_free(v);
 }
 
+/* auth_time and amr: when and how the identity system checked the person. */
+static void test_auth_time_and_amr(void)
+{
+    tm_jwt_verifier *v = tm_jwt_verifier_new(SECRET);
+    tm_identity id = sample_id(), out;
+    id.auth_time = NOW - 300;
+    strcpy(id.amr, "face,pwd");
+    char *tok = tm_jwt_mint_hs256(SECRET, &id);
+    CHECK(tok != NULL);
+    CHECK(verify_reason(v, tok, NOW, 0, &out) == NULL);
+    CHECK_EQ_INT(out.auth_time, NOW - 300);
+    CHECK_STR(out.amr, "face,pwd");
+    free(tok);
+    tok = craft_hs("{\"sub\":\"d\",\"role\":\"doctor\",\"exp\":1900000000}");
+    CHECK(verify_reason(v, tok, NOW, 0, &out) == NULL);
+    CHECK_EQ_INT(out.auth_time, 0);
+    CHECK_STR(out.amr, "");
+    free(tok);
+    const char *bad[] = {
+        "{\"sub\":\"d\",\"role\":\"doctor\",\"exp\":1900000000,\"auth_time\":\"now\"}",
+        "{\"sub\":\"d\",\"role\":\"doctor\",\"exp\":1900000000,\"amr\":\"face\"}",
+        "{\"sub\":\"d\",\"role\":\"doctor\",\"exp\":1900000000,\"amr\":[\"face\",3]}",
+        "{\"sub\":\"d\",\"role\":\"doctor\",\"exp\":1900000000,\"amr\":[\"a,b\"]}",
+        "{\"sub\":\"d\",\"role\":\"doctor\",\"exp\":1900000000,\"amr\":[\"\"]}",
+        "{\"sub\":\"d\",\"role\":\"doctor\",\"exp\":1900000000,\"amr\":[\"0123456789012345"
+        "678901234567890123\",\"0123456789012345678901234567890\"]}",
+    };
+    for (size_t i = 0; i < TM_ARRAY_LEN(bad); i++) {
+        tok = craft_hs(bad[i]);
+        CHECK_REJECT(v, tok, "bad_claim");
+        free(tok);
+    }
+    tm_jwt_verifier_free(v);
+}
+
 static void test_hs256_expired(void)
 {
     tm_jwt_verifier *v = tm_jwt_verifier_new(SECRET);
@@ -838,6 +873,7 @@ int main(void)
     RUN(test_b64url_vectors);
     RUN(test_b64url_round_trip_all_lengths);
     RUN(test_roles);
+    RUN(test_auth_time_and_amr);
     RUN(test_hs256_good);
     RUN(test_hs256_expired);
     RUN(test_hs256_not_yet_valid);

@@ -98,7 +98,7 @@ test('patient page at 360 px: no horizontal scroll in any step; every control la
     await page.waitForTimeout(1500);
     await check('visit');
     await shot(page, 'patient-360-visit');
-    await doctor.request('visit.end', { visit_id: offer.visit_id, reason: 'terminate_and_refer' });
+    await doctor.request('visit.end', { visit_id: offer.visit_id, reason: 'terminate_and_refer', advice: 'Cardiology clinic, in person today' });
     await waitView(page, 'ended');
     await check('rating');
     assert.match(await page.textContent('#end-reason'), /线下/);

@@ -14,10 +14,12 @@ export const BIN = process.env.TELEMED_BIN ||
 
 const b64url = (buf) => Buffer.from(buf).toString('base64url');
 
-// An HS256 JWT minted here, independently of the server's own code.
+// An HS256 JWT minted here, independently of the server's own code. Like a
+// hospital's login it says the person proved who they are just now
+// (auth_time), which a doctor needs to accept a visit.
 export function mintToken(secret, claims, header = { alg: 'HS256', typ: 'JWT' }) {
   const now = Math.floor(Date.now() / 1000);
-  const body = { iat: now, exp: now + 3600, ...claims };
+  const body = { iat: now, exp: now + 3600, auth_time: now, ...claims };
   const signing = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(body))}`;
   const sig = header.alg === 'none' ? '' :
     createHmac('sha256', secret).update(signing).digest('base64url');
@@ -28,9 +30,12 @@ export async function startServer(opts = {}) {
   const dataDir = opts.dataDir || mkdtempSync(join(tmpdir(), 'telemed-test-'));
   const secret = opts.secret || randomBytes(16).toString('hex');
   // noSecret: no --jwt-secret, as a deployment behind an identity provider runs.
+  // consent: check-in needs the informed consent, as it does by default; most
+  // tests are about other things and check patients in without it
+  // (tests/integration/consent.test.mjs and the pages' tests keep it on).
   const args = ['--data-dir', dataDir, '--port', '0', '--listen', '127.0.0.1',
     ...(opts.noSecret ? [] : ['--jwt-secret', secret]), '--media-addresses', '127.0.0.1',
-    ...(opts.args || [])];
+    ...(opts.consent ? [] : ['--no-consent-required']), ...(opts.args || [])];
   const srv = {
     dataDir, secret, logs: '', proc: null, port: 0, exited: null,
     db: join(dataDir, 'telemed.db'),
@@ -278,7 +283,8 @@ export async function fullVisit(srv, patientId, { reason = 'completed', note = '
   await doctor.request('visit.accept', { visit_id: ci.visit_id });
   await patient.waitFor('visit.state', (m) => m.state === 'active');
   await doctor.request('visit.note', { visit_id: ci.visit_id, text: note, diagnosis_code: 'I10', sign: true });
-  await doctor.request('visit.end', { visit_id: ci.visit_id, reason });
+  const advice = reason === 'terminate_and_refer' ? { advice: 'Cardiology clinic, in person today' } : {};
+  await doctor.request('visit.end', { visit_id: ci.visit_id, reason, ...advice });
   await patient.waitFor('visit.state', (m) => m.state === 'ended');
   if (score !== null) await patient.request('visit.rate', { visit_id: ci.visit_id, score });
   await patient.close();
