@@ -420,8 +420,8 @@ int tm_store_schema_version(tm_store *s)
 
 static bool is_flag_column(const char *name)
 {
-    static const char *const flags[] = {"urgent", "active", "signed", "encrypted",
-                                        "recording_consent"};
+    static const char *const flags[] = {
+        "urgent", "active", "signed", "encrypted", "recording_consent", "recording"};
     for (size_t i = 0; i < TM_ARRAY_LEN(flags); i++)
         if (strcmp(name, flags[i]) == 0)
             return true;

@@ -1,5 +1,7 @@
 # Integration tests: the real telemed-server on loopback, driven over WSS and HTTPS.
 tm_node_test(integration_visit_flow tests/integration/visit_flow.test.mjs)
+tm_node_test(integration_consent tests/integration/consent.test.mjs)
+tm_node_test(integration_doctor_identity tests/integration/doctor_identity.test.mjs)
 tm_node_test(integration_disconnect tests/integration/disconnect.test.mjs)
 tm_node_test(integration_bad_input tests/integration/bad_input.test.mjs)
 tm_node_test(integration_rest tests/integration/rest.test.mjs)

@@ -168,6 +168,7 @@ export class Client {
       if (m.type === 'error') {
         const e = new Error(`${m.code}: ${m.message}`);
         e.code = m.code;
+        e.reason = m.reason;
         p.reject(e);
       } else {
         p.resolve(m.data);
