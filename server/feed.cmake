@@ -21,6 +21,7 @@ tm_node_test(feed_http tests/feed/feed_http.test.mjs)
 tm_node_test(feed_crash tests/feed/feed_crash.test.mjs)
 tm_node_test(feed_outage tests/feed/feed_outage.test.mjs)
 tm_node_test(feed_server tests/feed/feed_server.test.mjs)
+tm_node_test(feed_docs tests/feed/feed_docs.test.mjs)
 
 tm_unit_test(test_feed_sink tests/server/test_feed_sink.c)
 target_include_directories(test_feed_sink PRIVATE ${CMAKE_SOURCE_DIR}/server)
