@@ -41,7 +41,8 @@ export async function freePort() {
 export async function startHospital({ depts = ['cardio'], doctors = [['d1', 'cardio']], fixedPort = false, args = [] } = {}) {
   const extra = ['--web-root', WEB_ROOT, ...args];
   if (fixedPort) extra.push('--port', String(await freePort()));
-  const srv = await startServer({ args: extra });
+  // The pages run against the default: check-in needs the informed consent.
+  const srv = await startServer({ consent: true, args: extra });
   srv.admin = await setupHospital(srv, { depts, doctors });
   return srv;
 }

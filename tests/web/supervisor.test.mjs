@@ -15,7 +15,7 @@ test('supervisor alerts: urgent, offer not taken, long wait', { timeout: 120000 
     await waitView(sup, 'sup');
     const patient = await srv.client('p-alert', 'patient');
     clients.push(patient);
-    const { visit_id: visitId } = await patient.request('checkin', { dept: 'cardio', urgent: true });
+    const { visit_id: visitId } = await patient.request('checkin', { dept: 'cardio', urgent: true, consent: { version: '2026.1', recording: true } });
     await sup.waitForSelector(`#alerts li[data-kind="urgent"][data-visit="${visitId}"]`);
     await sup.waitForSelector('.tile[data-dept="cardio"].alerting');
     assert.equal(await sup.textContent('.tile[data-dept="cardio"] dd[data-k="waiting"]'), '1');

@@ -5,7 +5,7 @@
 // blocked, missing or taken by another app.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startHospital, launch, openPage, shot, waitView, patientCheckin } from './lib.mjs';
+import { startHospital, launch, openPage, shot, waitView, patientCheckin, doctorOnDuty, confirm } from './lib.mjs';
 
 const noHScroll = (page) => page.evaluate(() => ({
   scroll: document.documentElement.scrollWidth, width: window.innerWidth,
@@ -85,9 +85,18 @@ test('patient page at 360 px: no horizontal scroll in any step; every control la
     await check('check-in with appointment');
     await page.click('label.choice:has(input[value="follow_up"])');
     await page.waitForFunction(() => !!document.querySelector('#ci-dept option[value="cardio"]'));
+    // The informed consent in the page's language; refusing recording says
+    // what to do instead and checks nobody in.
+    await page.waitForFunction(() => /知情同意/.test(document.querySelector('#ci-consent-text').textContent));
+    await page.click('#ci-refuse');
+    assert.match(await page.textContent('#ci-refused'), /线下就诊/);
+    await check('consent refused');
+    assert.equal(srv.sql("SELECT count(*) n FROM visits")[0].n, 0);
     await page.check('#ci-consent');
+    assert.equal(await page.isHidden('#ci-refused'), true);
     await page.click('#ci-form button[type="submit"]');
     await waitView(page, 'waiting');
+    assert.equal(srv.sql("SELECT version FROM consents WHERE kind = 'patient'")[0].version, '2026.1');
     await check('waiting room');
     await shot(page, 'patient-360-waiting');
     doctor = await srv.client('d1', 'doctor');
@@ -102,6 +111,7 @@ test('patient page at 360 px: no horizontal scroll in any step; every control la
     await waitView(page, 'ended');
     await check('rating');
     assert.match(await page.textContent('#end-reason'), /线下/);
+    assert.equal(await page.textContent('#end-advice-text'), 'Cardiology clinic, in person today');
     await shot(page, 'patient-360-rating');
     assert.deepEqual(page.errors, []);
   } finally {
@@ -295,4 +305,49 @@ test('strings: both languages have every key, and every key the markup and code 
     for (const m of js.matchAll(/\bt\('([\w.]+)'/g)) used.add(m[1]);
   }
   assert.deepEqual([...used].filter((k) => !en.has(k)), [], 'keys used but not defined');
+});
+
+test('doctor page: an unverified doctor is told why and keeps the offer; refer needs advice', { timeout: 120000 }, async () => {
+  const srv = await startHospital({ doctors: [['d1', 'cardio'], ['d2', 'cardio']] });
+  const browser = await launch();
+  let patient;
+  try {
+    // Signed in without a recent identity check (no auth_time in the token).
+    const stale = await openPage(browser, srv, 'doctor.html', 'd1', 'doctor', { locale: 'zh-CN', extra: { auth_time: undefined } });
+    await doctorOnDuty(stale);
+    patient = await srv.client('p-refer', 'patient');
+    const ci = await patient.request('checkin', { dept: 'cardio', consent: { version: '2026.1', recording: true } });
+    await stale.waitForSelector('#offer:not([hidden])');
+    await stale.click('#offer-accept');
+    await stale.waitForSelector('#toasts .toast-error');
+    assert.match(await stale.textContent('#toasts'), /暂不能接诊：您的登录未包含近期身份核验/);
+    assert.equal(await stale.isVisible('#offer'), true, 'the offer stays open');
+    assert.equal(srv.sql(`SELECT state FROM visits WHERE id = '${ci.visit_id}'`)[0].state, 'offered');
+    await stale.context().close();
+
+    // A colleague signed in through the identity check takes the patient,
+    // then stops and refers.
+    const doc = await openPage(browser, srv, 'doctor.html', 'd2', 'doctor', { locale: 'en-US' });
+    await doctorOnDuty(doc);
+    await doc.waitForSelector('#offer:not([hidden])');
+    await doc.click('#offer-accept');
+    await doc.waitForSelector('#visit:not([hidden])');
+    assert.equal(srv.sql(`SELECT doctor_verify_method m FROM visits WHERE id = '${ci.visit_id}'`)[0].m, 'token');
+    await doc.selectOption('#end-reason', 'terminate_and_refer');
+    assert.equal(await doc.isVisible('#end-advice'), true);
+    await doc.click('#end-btn');
+    await doc.waitForSelector('#toasts .toast-error:has-text("Write your advice")');
+    assert.equal(srv.sql(`SELECT state FROM visits WHERE id = '${ci.visit_id}'`)[0].state, 'active');
+    await doc.fill('#end-advice', 'Emergency department today: chest pain at rest.');
+    await doc.click('#end-btn');
+    await confirm(doc);
+    const ended = await patient.waitFor('visit.state', (m) => m.state === 'ended');
+    assert.equal(ended.end_reason, 'terminate_and_refer');
+    assert.equal(ended.referral_advice, 'Emergency department today: chest pain at rest.');
+    assert.deepEqual(doc.errors, []);
+  } finally {
+    if (patient) await patient.close();
+    await browser.close();
+    await srv.stop();
+  }
 });

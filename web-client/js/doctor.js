@@ -58,6 +58,7 @@ async function main() {
   $('#offer-accept').addEventListener('click', accept);
   $('#offer-decline').addEventListener('click', decline);
   $('#end-btn').addEventListener('click', endVisit);
+  $('#end-reason').addEventListener('change', syncEndAdvice);
   $('#next-btn').addEventListener('click', nextPatient);
   $('#note-save').addEventListener('click', () => saveNote(false));
   $('#note-sign').addEventListener('click', () => saveNote(true));
@@ -261,8 +262,13 @@ async function accept() {
     rememberPatient(m.visit_id, m.patient);
     openVisit(m.visit_id, m);
   } catch (e) {
-    hideOffer();
-    announce(t('common.error', { msg: errText(e) }), { kind: 'error' });
+    if (e.reason && e.reason.startsWith('identity_')) {
+      // Not verified recently enough: the offer stays open while the doctor signs in again.
+      announce(codeText('doc.verify', e.reason), { kind: 'error' });
+    } else {
+      hideOffer();
+      announce(t('common.error', { msg: errText(e) }), { kind: 'error' });
+    }
   } finally {
     $('#offer-accept').disabled = false;
   }
@@ -455,14 +461,27 @@ function reasonText(r) {
   return t(k) !== k ? t(k) : codeText('reason', r);
 }
 
+// Stop and refer: the patient is told where to go and why, in the doctor's words.
+function syncEndAdvice() {
+  $('#end-advice-field').hidden = $('#end-reason').value !== 'terminate_and_refer';
+}
+
 async function endVisit() {
   const reason = $('#end-reason').value;
+  const advice = $('#end-advice').value.trim();
+  if (reason === 'terminate_and_refer' && !advice) {
+    syncEndAdvice();
+    announce(t('doc.refer_advice_needed'), { kind: 'error' });
+    $('#end-advice').focus();
+    return;
+  }
   if (!await confirmDialog(t('doc.end_confirm', { reason: reasonText(reason) }), { okText: t('doc.end'), cancelText: t('common.cancel'), danger: true })) return;
   const id = state.visitId;
   try {
     // Wrap-up: no new offer while the note is finished.
     if (state.status === 'available') await sig.request('doctor.status', { status: 'away' }).then((r) => setStatus(r.status)).catch(() => {});
-    await sig.request('visit.end', { visit_id: id, reason });
+    await sig.request('visit.end', { visit_id: id, reason, ...(reason === 'terminate_and_refer' ? { advice } : {}) });
+    $('#end-advice').value = '';
     visitOver(id, reason, hello().sub);
   } catch (e) {
     announce(t('common.error', { msg: errText(e) }), { kind: 'error' });

@@ -3,7 +3,7 @@
 // (hello's state and visit.state pushes), so a reload or a reconnect lands
 // the patient where they were.
 
-import { t, fmtDateTime, fmtDuration } from './i18n.js';
+import { t, lang, fmtDateTime, fmtDuration } from './i18n.js';
 import { Signaling, api } from './signaling.js';
 import { getCamera } from './peer.js';
 import { Call } from './call.js';
@@ -227,6 +227,42 @@ function stopMeter() {
 function bindCheckin() {
   for (const r of $$('input[name="ci-type"]')) r.addEventListener('change', syncCheckinType);
   $('#ci-form').addEventListener('submit', (e) => { e.preventDefault(); checkin(); });
+  $('#ci-refuse').addEventListener('click', refuseRecording);
+  $('#ci-consent').addEventListener('change', () => { $('#ci-refused').hidden = true; });
+}
+
+// The informed consent the server holds now (consent.get), shown in the
+// page's language.
+function loadConsent() {
+  state.consentLoading = sig.request('consent.get', { kind: 'patient' }).then((c) => {
+    state.consent = c;
+  }, (e) => {
+    state.consent = null;
+    showCheckinError(t('checkin.failed', { msg: errText(e) }));
+  }).then(renderConsent);
+  return state.consentLoading;
+}
+
+function renderConsent() {
+  const c = state.consent;
+  const box = $('#ci-consent-text');
+  if (!c) { box.textContent = ''; return; }
+  const text = c.texts[lang()] || c.texts['zh-CN'] || c.texts.en || '';
+  box.replaceChildren(...text.split('\n').map((line) => el('p', {}, line)));
+  if (!$('#ci-refused').hidden) renderRefused();
+}
+
+// Without consent to recording there is no video visit here: say what to do instead.
+function refuseRecording() {
+  $('#ci-consent').checked = false;
+  $('#ci-error').hidden = true;
+  renderRefused();
+  $('#ci-refused').hidden = false;
+}
+
+function renderRefused() {
+  const phone = state.consent && state.consent.phone;
+  $('#ci-refused').textContent = phone ? t('checkin.refused_phone', { phone }) : t('checkin.refused');
 }
 
 function syncCheckinType() {
@@ -238,6 +274,8 @@ function syncCheckinType() {
 async function showCheckin() {
   showView('checkin');
   $('#ci-error').hidden = true;
+  $('#ci-refused').hidden = true;
+  loadConsent();
   const sel = $('#ci-dept');
   if (!state.departments.length) {
     sel.replaceChildren(el('option', { value: '' }, t('checkin.dept_loading')));
@@ -274,8 +312,14 @@ async function checkin() {
     $('#ci-consent').focus();
     return;
   }
+  if (!state.consent) await (state.consentLoading || loadConsent());
+  if (!state.consent) {
+    showCheckinError(t('checkin.consent_loading'));
+    loadConsent();
+    return;
+  }
   const appt = $('input[name="ci-type"]:checked').value === 'appointment';
-  const fields = { urgent: $('#ci-urgent').checked, consent_recording: true };
+  const fields = { urgent: $('#ci-urgent').checked, consent: { version: state.consent.version, recording: true } };
   if (appt) {
     if (!$('#ci-appt').value) { showCheckinError(t('checkin.no_appointments')); return; }
     fields.appointment_id = $('#ci-appt').value;
@@ -292,7 +336,14 @@ async function checkin() {
     state.position = null;
     showWaiting(state.visit, r.position, r.estimated_wait_s);
   } catch (e) {
-    showCheckinError(e.code === 'forbidden' ? t('checkin.first_refused') : t('checkin.failed', { msg: errText(e) }));
+    if (e.code === 'conflict' && /consent/.test(e.message)) {
+      // The hospital changed the text meanwhile: show the new one to agree to.
+      $('#ci-consent').checked = false;
+      await loadConsent();
+      showCheckinError(t('checkin.consent_changed'));
+    } else {
+      showCheckinError(e.code === 'forbidden' ? t('checkin.first_refused') : t('checkin.failed', { msg: errText(e) }));
+    }
   } finally {
     btn.disabled = false;
   }
@@ -476,6 +527,10 @@ function showEnded(visitId, reason, rate = true, visit = null) {
   state.endedVisit = visit;
   showView('ended');
   $('#end-reason').textContent = t(reason && t(`end.reason.${reason}`) !== `end.reason.${reason}` ? `end.reason.${reason}` : 'end.reason.other');
+  // Terminate and refer: the doctor's own words on where to go and why.
+  const advice = visit && visit.referral_advice;
+  $('#end-advice').hidden = !advice;
+  $('#end-advice-text').textContent = advice || '';
   renderSummary();
   state.nextAppt = null;
   if (visit && visit.doctor_id) Promise.all([loadDoctors(), loadDepartments(), loadNextAppointment()]).then(renderSummary);
@@ -562,6 +617,7 @@ function relabel() {
   }
   if (document.body.dataset.current === 'visit') renderVisitDoctor();
   if (state.leaveBtn) state.leaveBtn.textContent = t('visit.leave');
+  if (document.body.dataset.current === 'checkin') renderConsent();
   if (state.departments.length && document.body.dataset.current === 'checkin') {
     /* department names come from the hospital, in its language */
   }

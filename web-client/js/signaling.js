@@ -167,7 +167,7 @@ export class Signaling extends EventTarget {
     if (m.re !== undefined && m.re !== null && this.pending.has(m.re)) {
       const p = this.pending.get(m.re);
       this.pending.delete(m.re);
-      if (m.type === 'error') p.reject(new SignalingError(m.code, m.message));
+      if (m.type === 'error') p.reject(Object.assign(new SignalingError(m.code, m.message), { reason: m.reason }));
       else p.resolve(m.data === undefined ? null : m.data);
       return;
     }
