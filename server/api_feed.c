@@ -107,6 +107,30 @@ void tm__api_regulator_ids(http_req *r)
         tm__respond_json(r->p, 200, json_pack("{s:s, s:s}", "kind", r->seg[1], "id", r->seg[2]));
 }
 
+/* GET /feed/compliance[?days=N]: per batch profile and business day, what
+ * went up and whether it went up in time (feed_tianjin.h). */
+static void api_feed_compliance(http_req *r)
+{
+    char days_arg[16];
+    const char *days = tm__arg(r, "days", days_arg, sizeof(days_arg));
+    char *endp = NULL;
+    long n = days ? strtol(days, &endp, 10) : 14;
+    if (r->p->method != LWSHUMETH_GET || r->nseg != 2) {
+        tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
+    if ((days && *endp) || n < 1 || n > 366) {
+        tm__respond_err(r->p, TM_EINVAL, "days must be 1 to 366");
+        return;
+    }
+    json_t *profiles = tm_feed_profiles_compliance(r->app->profiles, (int)n);
+    if (!profiles) {
+        tm__respond_err(r->p, TM_EIO, NULL);
+        return;
+    }
+    tm__respond_json(r->p, 200, json_pack("{s:o}", "profiles", profiles));
+}
+
 void tm__api_feed(http_req *r)
 {
     tm_feed *f = r->app->feed;
@@ -114,6 +138,10 @@ void tm__api_feed(http_req *r)
         return;
     if (r->nseg >= 2 && strcmp(r->seg[1], "profiles") == 0) {
         api_feed_profiles(r);
+        return;
+    }
+    if (r->nseg >= 2 && strcmp(r->seg[1], "compliance") == 0) {
+        api_feed_compliance(r);
         return;
     }
     if (!f) {

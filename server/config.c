@@ -244,6 +244,9 @@ static const config_option options[] = {
     INT(tianjin_catchup_days, 7, 1, 366,
         "Most past days staged at once after the server was stopped over upload times."),
     INT(tianjin_batch, 100, 1, 1000, "Most records per upload request."),
+    INT(tianjin_deadline_h, 24, 1, 168,
+        "Hours after a day ends by which its records must be accepted and the day checked in "
+        "(the compliance figures); the description says T+1."),
     BOOL(tianjin_send_unanswered, true,
          "Also upload visits that ended before a doctor answered (answerFlag 0)."),
     STR(tianjin_ca, NULL, 0, NULL, "CA file to verify the platform (unset: system store)."),

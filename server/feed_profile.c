@@ -18,6 +18,7 @@ typedef struct profile_ops {
     int (*run)(void *self, const char *day);
     int (*replay)(void *self, int64_t id);
     int (*metrics)(void *self, GString *out);
+    json_t *(*compliance)(void *self, int limit);
 } profile_ops;
 
 /* The tianjin profile's operations on an untyped self. */
@@ -50,9 +51,14 @@ static int tianjin_metrics(void *self, GString *out)
     return tm_tianjin_metrics(self, out);
 }
 
+static json_t *tianjin_compliance(void *self, int limit)
+{
+    return tm_tianjin_compliance(self, limit);
+}
+
 static const profile_ops profiles[] = {
     {"tianjin", tianjin_start, tianjin_stop, tianjin_status, tianjin_dead, tianjin_run,
-     tianjin_replay, tianjin_metrics},
+     tianjin_replay, tianjin_metrics, tianjin_compliance},
 };
 
 typedef struct running {
@@ -159,4 +165,18 @@ int tm_feed_profiles_metrics(tm_feed_profiles *set, GString *out)
         if (set->run[i].ops->metrics(set->run[i].self, out) < 0)
             rc = TM_EIO;
     return rc;
+}
+
+json_t *tm_feed_profiles_compliance(tm_feed_profiles *set, int limit)
+{
+    json_t *all = json_array();
+    for (size_t i = 0; set && i < set->n; i++) {
+        json_t *c = set->run[i].ops->compliance(set->run[i].self, limit);
+        if (!c) {
+            json_decref(all);
+            return NULL;
+        }
+        json_array_append_new(all, c);
+    }
+    return all;
 }

@@ -69,6 +69,7 @@ struct tm_tianjin {
     int last_status;
     char last_error[256];
     int64_t last_error_at, last_success_at;
+    int64_t warned_day; /* the last day whose missed deadline was logged */
 };
 
 static void schedule(tm_tianjin *t, int64_t delay_ms);
@@ -631,6 +632,7 @@ static void copy_settings(tm_config *dst, const tm_config *src)
     dst->tianjin_utc_offset_min = src->tianjin_utc_offset_min;
     dst->tianjin_catchup_days = src->tianjin_catchup_days > 0 ? src->tianjin_catchup_days : 7;
     dst->tianjin_batch = src->tianjin_batch > 0 ? src->tianjin_batch : 100;
+    dst->tianjin_deadline_h = src->tianjin_deadline_h > 0 ? src->tianjin_deadline_h : 24;
     dst->tianjin_send_unanswered = src->tianjin_send_unanswered;
 }
 
@@ -812,11 +814,103 @@ int tm_tianjin_replay(tm_tianjin *t, int64_t id)
     return rc;
 }
 
+/* ---- compliance: did each day go up in time ---------------------------- */
+
+static int64_t json_ms(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+}
+
+/* One day's figures from its report row (NULL: not staged yet). */
+static json_t *day_compliance(const tm_tianjin *t, int64_t day_no, json_t *row, int64_t now_ms)
+{
+    char day[16];
+    day_name(day_no, day);
+    int64_t deadline = (day_no + 1) * DAY_MS - offset_ms(t) + t->cfg.tianjin_deadline_h * 3600000LL;
+    int64_t pending = json_ms(row, "pending"), dead = json_ms(row, "dead");
+    int64_t checkin = json_ms(row, "checkin_ms"), last = json_ms(row, "last_delivered_ms");
+    int64_t complete = row && pending == 0 && dead == 0 && checkin ? MAX(checkin, last) : 0;
+    const char *verdict = complete ? (complete <= deadline ? "met" : "missed")
+                                   : (now_ms > deadline ? "missed" : "open");
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "day", day, "visits",
+                          (json_int_t)json_ms(row, "visits"), "ratings",
+                          (json_int_t)json_ms(row, "ratings"), "accepted",
+                          (json_int_t)json_ms(row, "delivered"), "pending", (json_int_t)pending,
+                          "dead", (json_int_t)dead);
+    json_t *reasons = json_object_get(row, "dead_by_reason");
+    json_object_set_new(o, "dead_by_reason", reasons ? json_incref(reasons) : json_object());
+    json_object_set_new(o, "staged", json_boolean(row != NULL));
+    json_object_set_new(o, "checkin_at", time_or_null(checkin));
+    json_object_set_new(o, "deadline_at", time_or_null(deadline));
+    json_object_set_new(o, "complete_at", time_or_null(complete));
+    json_object_set_new(o, "deadline", json_string(verdict));
+    return o;
+}
+
+/* The report row of day_no, borrowed, or NULL. */
+static json_t *report_row(json_t *report, int64_t day_no)
+{
+    char day[16];
+    day_name(day_no, day);
+    size_t i;
+    json_t *row;
+    json_array_foreach(report, i, row)
+    {
+        if (strcmp(json_string_value(json_object_get(row, "day")), day) == 0)
+            return row;
+    }
+    return NULL;
+}
+
+json_t *tm_tianjin_compliance(tm_tianjin *t, int limit)
+{
+    json_t *report = tm_upload_day_report(t->store, PROFILE, limit);
+    if (!report)
+        return NULL;
+    int64_t now = tm_now_ms();
+    int64_t yesterday = (now + offset_ms(t)) / DAY_MS - 1;
+    json_t *days = json_array();
+    size_t i;
+    json_t *row;
+    json_array_foreach(report, i, row)
+    {
+        int64_t day_no;
+        if (day_parse(json_string_value(json_object_get(row, "day")), &day_no) == 0)
+            json_array_append_new(days, day_compliance(t, day_no, row, now));
+    }
+    json_t *y = day_compliance(t, yesterday, report_row(report, yesterday), now);
+    if (strcmp(json_string_value(json_object_get(y, "deadline")), "missed") == 0 &&
+        t->warned_day != yesterday) {
+        /* Once per day: the hospital is now on the list of late uploaders. */
+        t->warned_day = yesterday;
+        tm_warn("tianjin.deadline_missed", "day=%s pending=%lld dead=%lld",
+                json_string_value(json_object_get(y, "day")),
+                (long long)json_integer_value(json_object_get(y, "pending")),
+                (long long)json_integer_value(json_object_get(y, "dead")));
+    }
+    json_decref(report);
+    return json_pack("{s:s, s:i, s:o, s:o}", "profile", PROFILE, "deadline_h",
+                     t->cfg.tianjin_deadline_h, "yesterday", y, "days", days);
+}
+
 int tm_tianjin_metrics(tm_tianjin *t, GString *out)
 {
     tm_upload_counts c;
     if (tm_upload_counts_get(t->store, PROFILE, &c) < 0)
         return TM_EIO;
+    json_t *comp = tm_tianjin_compliance(t, 2);
+    if (!comp)
+        return TM_EIO;
+    const char *verdict =
+        json_string_value(json_object_get(json_object_get(comp, "yesterday"), "deadline"));
+    g_string_append_printf(out,
+                           "# HELP telemed_upload_deadline_missed Whether the previous day's "
+                           "upload missed its deadline (1) or not (0).\n"
+                           "# TYPE telemed_upload_deadline_missed gauge\n"
+                           "telemed_upload_deadline_missed{profile=\"" PROFILE "\"} %d\n",
+                           strcmp(verdict, "missed") == 0);
+    json_decref(comp);
     g_string_append_printf(
         out,
         "# HELP telemed_upload_pending Batch-profile records waiting for upload.\n"

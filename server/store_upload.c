@@ -323,6 +323,59 @@ int tm_upload_counts_get(tm_store *s, const char *profile, tm_upload_counts *out
     return rc == 1 ? 0 : rc < 0 ? rc : TM_EIO;
 }
 
+/* Dead records of profile by day and reason, onto the report's days. */
+static int add_dead_reasons(tm_store *s, const char *profile, json_t *days)
+{
+    sqlite3_stmt *st = tm__store_query(s,
+                                       "SELECT day, coalesce(last_error, 'unknown'), count(*)"
+                                       "  FROM upload_records WHERE profile = ?1 AND state = 'dead'"
+                                       " GROUP BY day, last_error",
+                                       "s", profile);
+    int rc;
+    while ((rc = tm__store_step(s, st)) == 1) {
+        const char *day = (const char *)sqlite3_column_text(st, 0);
+        size_t i;
+        json_t *d;
+        json_array_foreach(days, i, d)
+        {
+            if (strcmp(json_string_value(json_object_get(d, "day")), day) == 0)
+                json_object_set_new(json_object_get(d, "dead_by_reason"),
+                                    (const char *)sqlite3_column_text(st, 1),
+                                    json_integer(sqlite3_column_int64(st, 2)));
+        }
+    }
+    if (st)
+        sqlite3_reset(st);
+    return rc;
+}
+
+json_t *tm_upload_day_report(tm_store *s, const char *profile, int limit)
+{
+    json_t *days = tm__store_rows_json(
+        s, tm__store_query(s,
+                           "SELECT d.day, d.staged_at AS staged_ms, d.checkin_at AS checkin_ms,"
+                           " coalesce(sum(r.kind = 'visit'), 0) AS visits,"
+                           " coalesce(sum(r.kind = 'rating'), 0) AS ratings,"
+                           " coalesce(sum(r.state = 'delivered'), 0) AS delivered,"
+                           " coalesce(sum(r.state = 'pending'), 0) AS pending,"
+                           " coalesce(sum(r.state = 'dead'), 0) AS dead,"
+                           " max(r.delivered_at) AS last_delivered_ms"
+                           " FROM upload_days d LEFT JOIN upload_records r"
+                           "   ON r.profile = d.profile AND r.day = d.day"
+                           " WHERE d.profile = ?1 GROUP BY d.day ORDER BY d.day DESC LIMIT ?2",
+                           "si", profile, limit > 0 ? limit : 30));
+    if (!days)
+        return NULL;
+    size_t i;
+    json_t *d;
+    json_array_foreach(days, i, d) json_object_set_new(d, "dead_by_reason", json_object());
+    if (add_dead_reasons(s, profile, days) < 0) {
+        json_decref(days);
+        return NULL;
+    }
+    return days;
+}
+
 int tm_store_regulator_id_put(tm_store *s, const char *kind, const char *local_id,
                               const char *cert_type, const char *code)
 {

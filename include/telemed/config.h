@@ -135,6 +135,7 @@ typedef struct tm_config {
     char *tianjin_upload_at;      /* "02:00": HH:MM[:SS] in the platform's time zone */
     int tianjin_utc_offset_min;   /* 480 (UTC+8), -720..840 */
     int tianjin_catchup_days;     /* 7, 1..366: past days staged at most after a stop */
+    int tianjin_deadline_h;       /* 24, 1..168: a day's upload is due this long after it ends */
     int tianjin_batch;            /* 100, 1..1000 records per request */
     bool tianjin_send_unanswered; /* true: visits ended before a doctor answered go too */
     char *tianjin_ca;             /* NULL: CA file to verify the platform */

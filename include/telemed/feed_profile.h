@@ -47,5 +47,10 @@ int tm_feed_profiles_run(tm_feed_profiles *set, const char *name, const char *da
 int tm_feed_profiles_replay(tm_feed_profiles *set, const char *name, int64_t id);
 /* Every profile's Prometheus lines appended to out. 0 or TM_EIO. */
 int tm_feed_profiles_metrics(tm_feed_profiles *set, GString *out);
+/* Every batch profile's compliance figures (per business day: records,
+ * accepted, pending, dead letters by reason, check-in, deadline met or
+ * missed; feed_tianjin.h says the fields), the last limit days each, as an
+ * array. New reference; NULL when the store cannot be read. */
+json_t *tm_feed_profiles_compliance(tm_feed_profiles *set, int limit);
 
 #endif

@@ -55,9 +55,17 @@ json_t *tm_tianjin_dead_letters(tm_tianjin *t, int limit);
 /* A dead record back to pending with its facts read again. TM_ENOTFOUND,
  * TM_ECONFLICT (not dead) or TM_EIO. The caller audits who did it. */
 int tm_tianjin_replay(tm_tianjin *t, int64_t id);
-/* Appends telemed_upload_{pending,delivered_total,dead_letters,checkins_total}
- * with label profile="tianjin". 0 or TM_EIO. */
+/* Appends telemed_upload_{pending,delivered_total,dead_letters,checkins_total,
+ * deadline_missed} with label profile="tianjin". 0 or TM_EIO. */
 int tm_tianjin_metrics(tm_tianjin *t, GString *out);
+/* The compliance figures per business day, newest first (at most limit):
+ * {profile, deadline_h, yesterday: the previous day's entry (deadline "open"
+ * with no records while it is not staged), days: [{day, visits, ratings,
+ * accepted, pending, dead, dead_by_reason, checkin_at, deadline_at,
+ * complete_at, deadline: "met" | "missed" | "open"}]}. A day is complete
+ * when every record is accepted and the day checked in. New reference or
+ * NULL. */
+json_t *tm_tianjin_compliance(tm_tianjin *t, int limit);
 
 /* ---- internals, exposed for the unit tests ------------------------- */
 

@@ -553,6 +553,11 @@ typedef struct tm_upload_counts {
     int64_t held; /* pending ratings whose visit the platform has not accepted (yet) */
 } tm_upload_counts;
 int tm_upload_counts_get(tm_store *s, const char *profile, tm_upload_counts *out);
+/* Each staged day of profile, newest first, at most limit (<= 0: 30), for
+ * the compliance figures: [{day, staged_ms, checkin_ms (null until checked
+ * in), visits, ratings, delivered, pending, dead, last_delivered_ms (null
+ * if none), dead_by_reason: {last_error: count}}]. New reference or NULL. */
+json_t *tm_upload_day_report(tm_store *s, const char *profile, int limit);
 
 /* Identifiers owned by the hospital's identity system that a platform asks
  * for: kind "doctor" (code: the doctor's certificate number), "patient"

@@ -62,6 +62,12 @@ test('webhook and tianjin side by side: the admin run uploads the day, status an
         + 'missing field patientCertID (from patient_cert_id)');
       assert.equal(st.held, 1);
       assert.ok(!platform.state.visits.has(unknown));
+      // The compliance figures name the day's dead letter by its reason.
+      const compliance = async () => (await srv.api('GET', '/api/v1/feed/compliance?days=10', undefined, admin)).json.profiles[0];
+      let day = (await compliance()).days.find((d) => d.day === today);
+      assert.deepEqual(day.dead_by_reason, { [st.dead_letters[0].last_error]: 1 });
+      assert.equal(day.dead, 1);
+      assert.notEqual(day.deadline, 'met');
       // The hospital gives the certificate, an admin replays: delivered under the same business id.
       const put = await srv.api('PUT', '/api/v1/regulator-ids/patient/p2', { code: '120101199001010033', cert_type: '1' }, admin);
       assert.equal(put.status, 200);
@@ -75,10 +81,32 @@ test('webhook and tianjin side by side: the admin run uploads the day, status an
       assert.deepEqual(st.dead_letters, []);
       const again = await srv.api('POST', `/api/v1/feed/profiles/tianjin/dead-letters/${deadId}/replay`, {}, admin);
       assert.equal(again.status, 409, 'delivered now, not a dead letter');
+      // Every record accepted and the day checked in, before its deadline: met.
+      for (let i = 0; i < 100 && (day = (await compliance()).days.find((d) => d.day === today)).deadline !== 'met'; i++)
+        await sleep(100);
+      assert.equal(day.deadline, 'met', JSON.stringify(day));
+      assert.deepEqual([day.visits, day.ratings, day.accepted, day.pending, day.dead], [2, 2, 4, 0, 0]);
+      assert.ok(Date.parse(day.complete_at) <= Date.parse(day.deadline_at));
+      assert.ok(day.checkin_at);
+      // A day five days back uploaded only now: checked in after its deadline, missed.
+      const old = new Date(Date.now() + 8 * 3600e3 - 5 * 86400e3).toISOString().slice(0, 10);
+      assert.equal((await srv.api('POST', '/api/v1/feed/profiles/tianjin/run', { day: old }, admin)).status, 200);
+      let past;
+      for (let i = 0; i < 100 && !((past = (await compliance()).days.find((d) => d.day === old)) && past.checkin_at); i++)
+        await sleep(100);
+      assert.equal(past.deadline, 'missed', JSON.stringify(past));
+      assert.equal(past.visits, 0);
+      // Yesterday is not staged before the upload time (23:59:59 here) and its deadline is ahead.
+      const c = await compliance();
+      assert.equal(c.deadline_h, 24);
+      assert.equal(c.yesterday.staged, false);
+      assert.equal(c.yesterday.deadline, 'open');
+      assert.equal((await srv.api('GET', '/api/v1/feed/compliance?days=0', undefined, admin)).status, 400);
       const list = await srv.api('GET', '/api/v1/feed/profiles', undefined, admin);
       assert.deepEqual(list.json.profiles, ['tianjin']);
       const metrics = await srv.api('GET', '/metrics');
       assert.match(metrics.text, /telemed_upload_delivered_total\{profile="tianjin"\} 4/);
+      assert.match(metrics.text, /^telemed_upload_deadline_missed\{profile="tianjin"\} 0$/m);
       const badDay = await srv.api('POST', '/api/v1/feed/profiles/tianjin/run', { day: '2025-13-01' }, admin);
       assert.equal(badDay.status, 400);
       const none = await srv.api('GET', '/api/v1/feed/profiles/nowhere', undefined, admin);

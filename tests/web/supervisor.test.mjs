@@ -45,3 +45,37 @@ test('supervisor alerts: urgent, offer not taken, long wait', { timeout: 120000 
     await srv.stop();
   }
 });
+
+// The platform's clock set so that it is about noon there now: yesterday's
+// deadline (one hour after it ended) has passed whatever the time here.
+function noonOffsetMin() {
+  const now = new Date();
+  let off = 12 * 60 - (now.getUTCHours() * 60 + now.getUTCMinutes());
+  if (off > 720) off -= 1440;
+  if (off < -720) off += 1440;
+  return off;
+}
+
+test('supervisor page: the regulator upload per day, and an alert when yesterday missed its deadline', { timeout: 120000 }, async () => {
+  // The platform is unreachable (a closed port): nothing can go up in time.
+  const srv = await startHospital({ args: ['--feed-profiles', 'webhook,tianjin', '--tianjin-url', 'http://127.0.0.1:9/api',
+    '--tianjin-app-key', 'k', '--tianjin-app-secret', '0123456789abcdef0123456789abcdef', '--tianjin-organ-id', 'ORG1',
+    '--tianjin-upload-at', '23:59:59', '--tianjin-deadline-h', '1', '--tianjin-utc-offset-min', String(noonOffsetMin())] });
+  const browser = await launch();
+  try {
+    const c = (await srv.api('GET', '/api/v1/feed/compliance', undefined, srv.admin)).json.profiles[0];
+    assert.equal(c.yesterday.deadline, 'missed', JSON.stringify(c.yesterday));
+    const sup = await openPage(browser, srv, 'supervisor.html', 's1', 'supervisor', { locale: 'zh-CN' });
+    await waitView(sup, 'sup');
+    await sup.waitForSelector('#upload-alert:not([hidden])');
+    assert.match(await sup.textContent('#upload-alert'), new RegExp(`天津.*${c.yesterday.day}.*未按时`));
+    await shot(sup, 'supervisor-upload-zh');
+    const metrics = await srv.api('GET', '/metrics');
+    assert.match(metrics.text, /^telemed_upload_deadline_missed\{profile="tianjin"\} 1$/m);
+    assert.match(srv.logs, /ev=tianjin\.deadline_missed day=\d{4}-\d\d-\d\d/);
+    assert.deepEqual(sup.errors, []);
+  } finally {
+    await browser.close();
+    await srv.stop();
+  }
+});

@@ -39,7 +39,7 @@ async function main() {
     sig.request('overview.subscribe', {}).catch(() => {});
     if (state.watching) rewatch();
   });
-  window.addEventListener('langchange', () => { if (state.watching) setWatchSound(state.watchSound); renderOverview(); if (state.results) renderResults(); if (state.detail) renderDetail(); fillFilters(); });
+  window.addEventListener('langchange', () => { if (state.watching) setWatchSound(state.watchSound); renderOverview(); renderCompliance(); if (state.results) renderResults(); if (state.detail) renderDetail(); fillFilters(); });
   bindTabs();
   $('#unwatch').addEventListener('click', () => stopWatching(true));
   $('#watch-sound').addEventListener('click', () => setWatchSound(!state.watchSound));
@@ -49,6 +49,8 @@ async function main() {
     state.hello = await sig.start();
     showView('sup', { focus: false });
     loadFilters();
+    loadCompliance();
+    setInterval(loadCompliance, 60000);
   } catch {
     /* shown by bindConnection */
   }
@@ -405,6 +407,36 @@ async function stopWatching(tellServer) {
 }
 
 /* ---- records ------------------------------------------------------ */
+
+/* ---- the regulator upload: each day sent, and in time? ------------- */
+
+async function loadCompliance() {
+  try {
+    state.compliance = (await api(page.token, '/feed/compliance?days=7')).profiles || [];
+  } catch {
+    state.compliance = null;
+  }
+  renderCompliance();
+}
+
+function renderCompliance() {
+  const profiles = state.compliance || [];
+  $('#upload').hidden = profiles.length === 0;
+  const missed = profiles.filter((p) => p.yesterday && p.yesterday.deadline === 'missed');
+  $('#upload-alert').hidden = missed.length === 0;
+  $('#upload-alert').textContent = missed.map((p) => t('sup.upload_missed', { profile: codeText('sup.profile', p.profile), day: p.yesterday.day })).join(' ');
+  const head = ['sup.upload_day', 'sup.upload_visits', 'sup.upload_ratings', 'sup.upload_accepted', 'sup.upload_pending', 'sup.upload_dead', 'sup.upload_checkin', 'sup.upload_deadline'];
+  $('#upload-profiles').replaceChildren(...profiles.map((p) => el('div', { class: 'table-wrap' },
+    el('h3', {}, codeText('sup.profile', p.profile)),
+    el('table', {},
+      el('thead', {}, el('tr', {}, ...head.map((k) => el('th', { scope: 'col' }, t(k))))),
+      el('tbody', {}, ...p.days.map((d) => el('tr', {},
+        el('td', {}, d.day), el('td', {}, String(d.visits)), el('td', {}, String(d.ratings)),
+        el('td', {}, String(d.accepted)), el('td', {}, String(d.pending)),
+        el('td', { title: Object.entries(d.dead_by_reason).map(([r, n]) => `${n} × ${r}`).join('\n') }, String(d.dead)),
+        el('td', {}, d.checkin_at ? fmtDateTime(d.checkin_at) : t('sup.upload_no')),
+        el('td', { class: `deadline-${d.deadline}` }, codeText('sup.deadline', d.deadline)))))))));
+}
 
 async function loadFilters() {
   try { state.departments = (await api(page.token, '/departments')).departments || []; } catch { /* optional */ }
