@@ -60,6 +60,8 @@ static char *check_padding(const char *value);
 static char *check_clock(const char *value);
 static char *check_seal_algorithm(const char *value);
 static char *check_networks(const char *value);
+static char *check_consent_version(const char *value);
+static char *check_http_url(const char *value);
 
 #define SECTION(title)                                                                             \
     {                                                                                              \
@@ -135,7 +137,7 @@ static const config_option options[] = {
     SECTION("consent and doctor identity"),
     BOOL(consent_required, true,
          "Patients accept the informed consent (internet diagnosis, recording) to check in."),
-    STR(consent_version, "2026.1", OPT_REQUIRED, NULL,
+    STR(consent_version, "2026.1", OPT_REQUIRED, check_consent_version,
         "Version of the consent texts; change it whenever a text changes."),
     STR(consent_dir, NULL, 0, NULL,
         "Directory of the hospital's consent texts (patient.zh-CN.txt, patient.en.txt, "
@@ -147,7 +149,7 @@ static const config_option options[] = {
         "(the token's auth_time, or doctor_verify_url); 0: no check."),
     STR(doctor_verify_amr, NULL, 0, NULL,
         "Comma-separated amr methods that count as that proof (e.g. face); unset: any."),
-    STR(doctor_verify_url, NULL, 0, NULL,
+    STR(doctor_verify_url, NULL, 0, check_http_url,
         "Hospital endpoint asked at accept time when the token's proof is missing or old."),
     STR(doctor_verify_ca, NULL, 0, NULL, "CA file to verify that endpoint (unset: system store)."),
     INT(doctor_verify_timeout_ms, 5000, 100, 60000,
@@ -310,6 +312,23 @@ static char *check_clock(const char *value)
     if (n < 2 || value[used] || h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 || sec > 59)
         return g_strdup_printf("'%s' is not a time of day HH:MM or HH:MM:SS", value);
     return NULL;
+}
+
+/* Kept with every consent given: short, printable, no spaces. */
+static char *check_consent_version(const char *value)
+{
+    size_t n = strlen(value);
+    bool ok = n > 0 && n < 32;
+    for (const char *c = value; ok && *c; c++)
+        ok = g_ascii_isalnum(*c) || strchr(".-_", *c);
+    return ok ? NULL : g_strdup_printf("'%s' is not 1-31 letters, digits, '.', '-' or '_'", value);
+}
+
+static char *check_http_url(const char *value)
+{
+    if (g_str_has_prefix(value, "https://") || g_str_has_prefix(value, "http://"))
+        return NULL;
+    return g_strdup_printf("'%s' is not an https:// (or http://) URL", value);
 }
 
 static char *check_seal_algorithm(const char *value)

@@ -411,6 +411,19 @@ static void test_feed_profiles(void)
     expect_error(&c, err, rc, "tianjin_upload_at", "HH:MM");
     rc = load(&c, &err, "--tianjin-padding", "zero", END);
     expect_error(&c, err, rc, "tianjin_padding", "iso7816, pkcs7");
+    rc = load(&c, &err, "--consent-version", "v 2", END);
+    expect_error(&c, err, rc, "consent_version", "1-31 letters");
+    rc = load(&c, &err, "--consent-version", "0123456789012345678901234567890123", END);
+    expect_error(&c, err, rc, "consent_version", "1-31 letters");
+    rc = load(&c, &err, "--doctor-verify-url", "ftp://idp/verify", END);
+    expect_error(&c, err, rc, "doctor_verify_url", "https://");
+    CHECK_EQ_INT(load(&c, &err, "--consent-version", "h-7.2_b", "--doctor-verify-url",
+                      "https://idp.example/verify", "--doctor-verify-window-s", "0", END),
+                 0);
+    CHECK_STR(c.consent_version, "h-7.2_b");
+    CHECK_EQ_INT(c.doctor_verify_window_s, 0);
+    CHECK(c.consent_required);
+    tm_config_clear(&c);
     CHECK_EQ_INT(load(&c, &err, "--feed-profiles", "webhook, tianjin", "--tianjin-url",
                       "https://p/a", "--tianjin-app-key", "k", "--tianjin-app-secret",
                       "0123456789abcdef0123456789abcdef", "--tianjin-organ-id", "o",
@@ -559,6 +572,7 @@ static void test_sample_round_trip(void)
                     ? "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
                 : strcmp(key, "tianjin_app_secret") == 0       ? "00112233445566778899aabbccddeeff"
                 : strcmp(key, "media_candidate_networks") == 0 ? "10.20.0.0/16, fd00::/8"
+                : strcmp(key, "doctor_verify_url") == 0        ? "https://idp.example/verify"
                                                                : "/x";
             if (strcmp(key, "recording_key_file") != 0) {
                 g_string_append_printf(edited, "%s = %s\n", key, v);
