@@ -1041,6 +1041,26 @@ static void t_uploads(const store_backend *b, const char *dir)
     CHECK_EQ_INT(counts.pending, 3);
     CHECK_EQ_INT(counts.days, 1);
     CHECK_EQ_INT(counts.checkins, 1);
+    /* The day's report, as the compliance figures read it. */
+    CHECK_EQ_INT(tm_upload_dead_letter(s, second, 400, "missing field deptID", NULL), 0);
+    json_t *rep = tm_upload_day_report(s, "tianjin", 0);
+    CHECK_EQ_INT(json_array_size(rep), 1);
+    json_t *d0 = json_array_get(rep, 0);
+    CHECK_STR(json_string_value(json_object_get(d0, "day")), "2025-11-25");
+    CHECK_EQ_INT(json_integer_value(json_object_get(d0, "visits")), 2);
+    CHECK_EQ_INT(json_integer_value(json_object_get(d0, "ratings")), 2);
+    CHECK_EQ_INT(json_integer_value(json_object_get(d0, "delivered")), 1);
+    CHECK_EQ_INT(json_integer_value(json_object_get(d0, "checkin_ms")), T0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(d0, "last_delivered_ms")), T0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(d0, "pending")), 2);
+    CHECK_EQ_INT(json_integer_value(json_object_get(d0, "dead")), 1);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(d0, "dead_by_reason"),
+                                                    "missing field deptID")),
+                 1);
+    json_decref(rep);
+    rep = tm_upload_day_report(s, "other", 0);
+    CHECK_EQ_INT(json_array_size(rep), 0);
+    json_decref(rep);
     /* Another profile sees none of it. */
     CHECK_EQ_INT(tm_upload_last_day(s, "other", day), TM_ENOTFOUND);
 
