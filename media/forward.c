@@ -37,6 +37,23 @@ static void send_rtcp(tm__peer *to, uint8_t *buf, size_t len)
         tm__peer_send(to, buf, len);
 }
 
+int tm__forward_pli(tm__peer *sender, tm__in_stream *s, int64_t now_ms)
+{
+    if (!sender->srtp || sender->closing || !s->ssrc)
+        return TM_ENOTFOUND;
+    tm__worker *w = sender->w;
+    int n = tm_rtcp_build_pli(w->rtcp, sizeof w->rtcp - TRAILER_ROOM, sender->rtcp_ssrc, s->ssrc);
+    if (n <= 0)
+        return TM_EINVAL;
+    s->last_pli_ms = now_ms;
+    s->join_pli_due = false;
+    send_rtcp(sender, w->rtcp, (size_t)n);
+    count(&w->counters.plis_forwarded);
+    if (s->stats)
+        tm_stream_stats_on_pli_sent(s->stats);
+    return 0;
+}
+
 static void request_keyframe(tm__peer *sender, tm__in_stream *s, bool joining)
 {
     int64_t now = tm_mono_ms();
@@ -53,16 +70,7 @@ static void request_keyframe(tm__peer *sender, tm__in_stream *s, bool joining)
             s->join_pli_due = true;
         return;
     }
-    s->last_pli_ms = now;
-    s->join_pli_due = false;
-    tm__worker *w = sender->w;
-    int n = tm_rtcp_build_pli(w->rtcp, sizeof w->rtcp - TRAILER_ROOM, sender->rtcp_ssrc, s->ssrc);
-    if (n <= 0)
-        return;
-    send_rtcp(sender, w->rtcp, (size_t)n);
-    count(&w->counters.plis_forwarded);
-    if (s->stats)
-        tm_stream_stats_on_pli_sent(s->stats);
+    tm__forward_pli(sender, s, now);
 }
 
 /* ---- RTP ---- */
@@ -247,15 +255,17 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
         tm_recorder_push_at(v->rec, s->rec_track1 - 1, buf, len, now_us); /* copies; never blocks */
     if (!s->stats)
         s->stats = tm_stream_stats_new(s->ssrc, s->clock, s->kind == TM_MEDIA_VIDEO, 0);
+    bool keyframe = false;
     if (s->stats) {
         tm_stream_stats_on_rtp(s->stats, h.seq, h.ts, h.marker, len, now_us);
         if (s->kind == TM_MEDIA_VIDEO && h.payload_len > 0) {
             const uint8_t *pl = buf + h.payload_offset;
             if (s->codec == TM_CODEC_VP8) {
                 tm_vp8_info vi;
-                if (tm_vp8_parse(pl, h.payload_len, &vi) == 0 && vi.keyframe)
+                keyframe = tm_vp8_parse(pl, h.payload_len, &vi) == 0 && vi.keyframe;
+                if (keyframe)
                     tm_stream_stats_on_keyframe(s->stats, vi.width, vi.height);
-            } else if (tm_rtp_is_keyframe(s->codec, pl, h.payload_len)) {
+            } else if ((keyframe = tm_rtp_is_keyframe(s->codec, pl, h.payload_len))) {
                 uint16_t wd = 0, ht = 0;
                 if (s->codec == TM_CODEC_H264)
                     tm_h264_sps_size(pl, h.payload_len, &wd, &ht);
@@ -268,6 +278,8 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
         tm__peer *r = s->bound_peer[i];
         forward_one(w, s, r, &r->out[s->bound_out[i]], buf, len, &h, now_ms);
     }
+    if (s->kf_tries)
+        tm__keyframe_pace(from, s, keyframe, now_ms);
     if (s->n_bound > 0) {
         uint64_t us = (uint64_t)(g_get_monotonic_time() - now_us);
         uint64_t b = us / TM__LATENCY_STEP_US;
@@ -532,15 +544,6 @@ void tm__forward_rebind(tm__visit *v)
                 if ((int)r->out[next_out].kind == kind)
                     r->out[next_out].src_peer = NULL;
         }
-    }
-}
-
-void tm__forward_keyframe_for(tm__peer *p)
-{
-    for (int i = 0; i < p->n_out; i++) {
-        tm__in_stream *s = out_source(&p->out[i]);
-        if (s && s->kind == TM_MEDIA_VIDEO)
-            request_keyframe(p->out[i].src_peer, s, true);
     }
 }
 

@@ -13,6 +13,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/srtp.c
   ${CMAKE_CURRENT_LIST_DIR}/srtp_crypto.c
   ${CMAKE_CURRENT_LIST_DIR}/forward.c
+  ${CMAKE_CURRENT_LIST_DIR}/keyframe.c
 )
 target_link_libraries(telemed PUBLIC PkgConfig::NICE PkgConfig::SRTP PkgConfig::NETTLE)
 

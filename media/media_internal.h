@@ -147,6 +147,10 @@ typedef struct tm__in_stream {
     tm_stream_stats *stats;
     int64_t last_pli_ms;
     bool join_pli_due; /* a joining receiver's request waits out the gap */
+    /* keyframe.c: requests still due after a peer's media resumed, until a
+     * keyframe of this stream goes through */
+    uint8_t kf_tries;
+    int64_t kf_next_ms;
     uint8_t fir_seq;
     int rec_track1;    /* recorder track + 1, 0 = not recorded */
     uint64_t remb_bps; /* last REMB we sent for it */
@@ -304,6 +308,14 @@ void tm__peer_close_later(tm__peer *p, const char *state);
 /* Sends a datagram on the peer's ICE transport (no-op before a pair exists). */
 void tm__peer_send(tm__peer *p, const uint8_t *buf, size_t len);
 
+/* ---- keyframe.c ---- */
+/* p's media resumed (heard again after a silence, ICE ready again, DTLS done):
+ * every video it receives and every video it sends restart with a keyframe. */
+void tm__keyframe_recover(tm__peer *p, int64_t now_ms);
+/* Per packet of a stream with kf_tries set, after forwarding it: asks again
+ * when due, and stops once a keyframe went through. */
+void tm__keyframe_pace(tm__peer *sender, tm__in_stream *s, bool keyframe, int64_t now_ms);
+
 /* ---- ice.c ---- */
 int tm__ice_start(tm__peer *p, const tm_sdp_offer *offer);
 int tm__ice_restart(tm__peer *p, const tm_sdp_offer *offer);
@@ -321,8 +333,9 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us);
 void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us);
 /* Rebinds every receiver's out streams to the visit's senders (join order). */
 void tm__forward_rebind(tm__visit *v);
-/* Ask the sender of every stream bound to p's out streams for a keyframe now. */
-void tm__forward_keyframe_for(tm__peer *p);
+/* Sends a PLI for s to its sender now, outside the rate limit. 0, or TM_ENOTFOUND
+ * (no SRTP session, closing, SSRC unknown) or TM_EINVAL. */
+int tm__forward_pli(tm__peer *sender, tm__in_stream *s, int64_t now_ms);
 /* Once a second per peer: RR + REMB to senders, stats event. */
 void tm__forward_tick(tm__peer *p, int64_t now_ms);
 /* Drops every reference to p from other peers' bindings (before freeing p). */

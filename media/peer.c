@@ -50,10 +50,10 @@ void tm__peer_send(tm__peer *p, const uint8_t *buf, size_t len)
 void tm__peer_media_seen(tm__peer *p, int64_t now)
 {
     /* Work only after a silence. A peer heard again after one had its path
-     * broken, likely both ways: what it receives restarts with a keyframe
-     * rather than waiting for its decoder to ask. */
+     * broken, likely both ways: what it receives and what it sends restart
+     * with a keyframe rather than waiting for a decoder to ask. */
     if (p->last_rx_ms && now - p->last_rx_ms > TM__RESUMED_MS && p->srtp) {
-        tm__forward_keyframe_for(p);
+        tm__keyframe_recover(p, now);
         if (now - p->last_rx_ms > TM__SILENT_MS)
             tm__peer_set_state(p, "connected");
     }
@@ -111,7 +111,7 @@ static void dtls_connected(tm__peer *p)
     tm__peer_set_state(p, "connected");
     tm_info("media.connected", "visit=%s peer=%s", p->visit->id, p->id);
     /* A receiver that just (re)connected needs a keyframe to show anything. */
-    tm__forward_keyframe_for(p);
+    tm__keyframe_recover(p, tm_mono_ms());
 }
 
 void tm__peer_dtls_input(tm__peer *p, const uint8_t *buf, size_t len)
@@ -165,9 +165,9 @@ void tm__peer_ice_state(tm__peer *p, guint state)
         }
         if (p->srtp)
             tm__peer_set_state(p, "connected");
-        /* Back after an outage: what it receives resumes with a keyframe. */
+        /* Back after an outage: its video both ways resumes with a keyframe. */
         if (p->srtp && !was_ready)
-            tm__forward_keyframe_for(p);
+            tm__keyframe_recover(p, tm_mono_ms());
         break;
     }
     case NICE_COMPONENT_STATE_FAILED:
@@ -527,7 +527,7 @@ void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bo
             p->n_in, p->n_out);
     tm__forward_rebind(v);
     if (p->srtp)
-        tm__forward_keyframe_for(p);
+        tm__keyframe_recover(p, tm_mono_ms());
 }
 
 void tm__peer_add_candidate(tm__peer *p, const char *candidate)

@@ -1,0 +1,58 @@
+/*
+ * keyframe.c - video back at once after a peer's media path comes back (the
+ * end of an outage, an ICE restart, a new transport): its receiving side
+ * needs a keyframe from every sender it gets video from, and the others need
+ * one from its own camera, since both decoders lost their references.
+ *
+ * One PLI to each sender now is not enough: the first may cross a path that
+ * is only half back, or reach an encoder that has just sent a keyframe into
+ * the outage. So each stream asks again every RETRY_MS, up to RETRIES times,
+ * until one of its keyframes is forwarded. The pacing rides on the stream's
+ * own packets (a sender that sends nothing cannot answer anyway), so there is
+ * no timer. Runs on the visit's worker.
+ */
+#include "media_internal.h"
+
+#define RETRY_MS 300
+#define RETRIES 3
+
+static void arm(tm__peer *sender, tm__in_stream *s, int64_t now_ms)
+{
+    if (s->kind != TM_MEDIA_VIDEO || !s->ssrc)
+        return;
+    bool pending = s->kf_tries > 0;
+    s->kf_tries = RETRIES + 1;
+    /* Two triggers of one recovery (ICE ready, then the first packet) ask once. */
+    if (!pending && tm__forward_pli(sender, s, now_ms) == 0) {
+        s->kf_tries--;
+        s->kf_next_ms = now_ms + RETRY_MS;
+    } else if (!pending) {
+        s->kf_next_ms = now_ms;
+    }
+}
+
+void tm__keyframe_recover(tm__peer *p, int64_t now_ms)
+{
+    for (int i = 0; i < p->n_out; i++) {
+        tm__out_stream *o = &p->out[i];
+        tm__peer *src = o->src_peer;
+        if (o->kind == TM_MEDIA_VIDEO && src && o->src_in >= 0 && o->src_in < src->n_in)
+            arm(src, &src->in[o->src_in], now_ms);
+    }
+    for (int i = 0; i < p->n_in; i++)
+        if (p->in[i].n_bound > 0)
+            arm(p, &p->in[i], now_ms);
+}
+
+void tm__keyframe_pace(tm__peer *sender, tm__in_stream *s, bool keyframe, int64_t now_ms)
+{
+    if (keyframe) {
+        s->kf_tries = 0;
+        return;
+    }
+    if (now_ms < s->kf_next_ms)
+        return;
+    s->kf_tries--;
+    s->kf_next_ms = now_ms + RETRY_MS;
+    tm__forward_pli(sender, s, now_ms);
+}
