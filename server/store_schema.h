@@ -276,6 +276,18 @@ static const char *const tm_store_migrations[] = {
     "ALTER TABLE visits ADD COLUMN doctor_verify_amr TEXT;"
     "ALTER TABLE visits ADD COLUMN doctor_verified_at INTEGER;"
     "ALTER TABLE visits ADD COLUMN referral_advice TEXT;",
+
+    /* 8: the gaps in a visit's media: one row per participant whose media
+     * stopped arriving and came back (ended_at NULL: never came back before
+     * the visit ended), so the record says where the recording is silent. */
+    "CREATE TABLE media_interruptions("
+    "  id INTEGER PRIMARY KEY,"
+    "  visit_id TEXT NOT NULL REFERENCES visits(id),"
+    "  user_id TEXT NOT NULL,"
+    "  role TEXT NOT NULL,"
+    "  started_at INTEGER NOT NULL,"
+    "  ended_at INTEGER);"
+    "CREATE INDEX media_interruptions_by_visit ON media_interruptions(visit_id);",
 };
 
 #endif

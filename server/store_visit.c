@@ -428,6 +428,18 @@ int tm_store_stats_add(tm_store *s, const char *visit_id, const char *user_id,
                          "sssssI", visit_id, user_id, direction, kind, summary_json, now_ms);
 }
 
+int tm_store_interruption_add(tm_store *s, const char *visit_id, const char *user_id,
+                              const char *role, int64_t started_ms, int64_t ended_ms)
+{
+    if (!user_id || !*user_id || !role || !*role || (ended_ms && ended_ms < started_ms))
+        return tm__store_refuse(s, TM_EINVAL,
+                                "an interruption needs who and a start before its end");
+    return tm__store_run(s,
+                         "INSERT INTO media_interruptions(visit_id, user_id, role, started_at,"
+                         " ended_at) VALUES(?1, ?2, ?3, ?4, ?5)",
+                         "sssIt", visit_id, user_id, role, started_ms, ended_ms);
+}
+
 static json_t *query_rows(tm_store *s, const char *sql, const char *id)
 {
     return tm__store_rows_json(s, tm__store_query(s, sql, "s", id));
@@ -521,7 +533,13 @@ json_t *tm_store_visit_record(tm_store *s, const char *id)
                             "SELECT kind, user_id, role, version, recording, session_id,"
                             " accepted_at FROM consents WHERE visit_id = ?1 ORDER BY id",
                             id)) &&
-        set_rows(rec, "doctor_verification", doctor_verification(s, id));
+        set_rows(rec, "doctor_verification", doctor_verification(s, id)) &&
+        set_rows(rec, "interruptions",
+                 query_rows(s,
+                            "SELECT user_id, role, started_at, ended_at, ended_at - started_at"
+                            " AS duration_ms FROM media_interruptions WHERE visit_id = ?1"
+                            " ORDER BY started_at, id",
+                            id));
     json_decref(ratings);
     json_decref(stats);
     if (!ok) {

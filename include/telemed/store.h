@@ -240,8 +240,9 @@ int tm_store_visit_foreach_state(tm_store *s, const char *state,
 /* The full record: the visit's columns (dept_name, ended_by, queue_wait_ms,
  * response_ms, duration_ms, offers, recording_consent, referral_advice ...),
  * participants, offers, notes, chat, rating (object or null), recordings,
- * stream_stats (summary parsed), consents, and doctor_verification (object
- * or null). NULL if not found. */
+ * stream_stats (summary parsed), consents, doctor_verification (object or
+ * null) and interruptions (user_id, role, started_at, ended_at, duration_ms;
+ * the last two null when media never came back). NULL if not found. */
 json_t *tm_store_visit_record(tm_store *s, const char *id);
 /* Newest check-in first: [{id, patient_id, dept_id, doctor_id, kind,
  * urgent, state, checkin_at, accepted_at, ended_at, end_reason,
@@ -284,6 +285,13 @@ int tm_store_rating_add(tm_store *s, const char *visit_id, const char *patient_i
 int tm_store_stats_add(tm_store *s, const char *visit_id, const char *user_id,
                        const char *direction, const char *kind, const char *summary_json,
                        int64_t now_ms);
+
+/* A gap in user_id's media (role names it: patient, doctor ...): nothing
+ * arrived from started_ms to ended_ms (0: not back when the visit ended).
+ * TM_EINVAL (no user or role, ended before started), TM_ECONFLICT for an
+ * unknown visit. */
+int tm_store_interruption_add(tm_store *s, const char *visit_id, const char *user_id,
+                              const char *role, int64_t started_ms, int64_t ended_ms);
 
 /* *out = {visits, avg_response_ms, avg_rating, ratings} of the doctor's
  * visits accepted since since_ms (averages null when there are none). */

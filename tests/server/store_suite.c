@@ -319,6 +319,15 @@ static void t_visit_lifecycle(const store_backend *b, const char *dir)
                                     tm_now_ms()),
                  0);
     CHECK(tm_store_stats_add(s, "no-visit", "p1", "in", "video", "{}", tm_now_ms()) < 0);
+    /* Gaps in the media: one that came back, one that never did; bad ones refused. */
+    int64_t gap_at = tm_now_ms();
+    CHECK_EQ_INT(tm_store_interruption_add(s, v.id, "p1", "patient", gap_at, gap_at + 12000), 0);
+    CHECK_EQ_INT(tm_store_interruption_add(s, v.id, "d1", "doctor", gap_at + 20000, 0), 0);
+    CHECK_EQ_INT(tm_store_interruption_add(s, v.id, "p1", "patient", gap_at, gap_at - 1),
+                 TM_EINVAL);
+    CHECK_EQ_INT(tm_store_interruption_add(s, v.id, "", "patient", gap_at, 0), TM_EINVAL);
+    CHECK_EQ_INT(tm_store_interruption_add(s, "no-visit", "p1", "patient", gap_at, 0),
+                 TM_ECONFLICT);
 
     CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d1", tm_now_ms()), 0);
     CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d1", tm_now_ms()), TM_ECONFLICT);
@@ -359,6 +368,13 @@ static void t_visit_lifecycle(const store_backend *b, const char *dir)
     json_t *stats = field(rec, "stream_stats");
     CHECK_EQ_INT(json_array_size(stats), 1);
     CHECK_EQ_INT(json_integer_value(field(field(json_array_get(stats, 0), "summary"), "lost")), 3);
+    json_t *gaps = field(rec, "interruptions");
+    CHECK_EQ_INT(json_array_size(gaps), 2);
+    CHECK_STR(json_string_value(field(json_array_get(gaps, 0), "user_id")), "p1");
+    CHECK_STR(json_string_value(field(json_array_get(gaps, 0), "role")), "patient");
+    CHECK_EQ_INT(json_integer_value(field(json_array_get(gaps, 0), "duration_ms")), 12000);
+    CHECK(json_is_null(field(json_array_get(gaps, 1), "ended_at")));
+    CHECK(json_is_null(field(json_array_get(gaps, 1), "duration_ms")));
     json_decref(rec);
     CHECK(tm_store_visit_record(s, "no-visit") == NULL);
 
