@@ -191,7 +191,10 @@ static const config_option options[] = {
     INT(retention_records_days, 5475, 5475, 73000, "Keep visit records this many days (15 years floor)."),
     INT(retention_audit_days, 1095, 183, 36500, "Keep the audit log this many days (6 months floor)."),
     INT(alert_loss_pct, 5, 1, 100, "Alert supervisors above this packet loss, percent."),
-    INT(alert_freeze_ms, 2000, 100, 60000, "Alert supervisors when video stalls this long, ms."),
+    INT(alert_freeze_ms, 2000, 100, 60000,
+        "Tell the other participants and alert supervisors when video stalls this long, ms."),
+    INT(interruption_min_ms, 2000, 500, 600000,
+        "Note in the visit record a participant's media gone this long and back, ms."),
 
     SECTION("tamper-evident record"),
     STR(seal_key_file, NULL, 0, NULL,

@@ -416,6 +416,7 @@ gboolean tm__tick(gpointer data)
         g_hash_table_add(sig->dirty_depts, g_strdup(g_ptr_array_index(depts, i)));
     g_ptr_array_free(depts, TRUE);
     tm__flush_positions(sig);
+    tm__media_health_tick(sig, tm_now_ms());
     sig->overview_dirty = true;
     tm__overview_fire(sig);
     return G_SOURCE_CONTINUE;

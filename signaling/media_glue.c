@@ -208,8 +208,10 @@ void tm_signaling_on_media_event(const tm_media_event *ev, void *user_data)
         tm_info("media.state", "visit=%s peer=%s state=%s", ev->visit_id, ev->peer_id, ev->state);
         break;
     case TM_MEDIA_EV_STATS:
-        if (v && ev->peer_id)
+        if (v && ev->peer_id) {
             on_stats(sig, v, ev);
+            tm__media_health_on_stats(sig, v, ev);
+        }
         return;
     case TM_MEDIA_EV_RECORDING_FAILED:
         tm_visit_record_failed(sig->record, ev->visit_id, ev->message);

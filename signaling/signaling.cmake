@@ -12,6 +12,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/visit.c
   ${CMAKE_CURRENT_LIST_DIR}/supervision.c
   ${CMAKE_CURRENT_LIST_DIR}/media_glue.c
+  ${CMAKE_CURRENT_LIST_DIR}/media_quality.c
   ${CMAKE_CURRENT_LIST_DIR}/fanout.c
 )
 tm_unit_test(test_position_text tests/signaling/test_position_text.c)

@@ -13,6 +13,7 @@
  *   visit.c        users and grace, visit transitions, chat, notes, ratings
  *   supervision.c  the overview, alerts, supervisors watching a visit
  *   media_glue.c   media offers and candidates, media events, stream figures
+ *   media_quality.c  frozen / audio-only told to people and supervisors, gaps
  *   signaling.c    start (restore from the store), stop, metrics
  * and their helpers: shifts.c (shifts in memory), position_text.c (the
  * queue.position text), fanout.c (parallel writes). A visit's recording is
@@ -118,6 +119,8 @@ typedef struct live_visit {
     int64_t last_estimate_s;
     json_t *quality; /* latest per-peer stats from media, for the overview */
     json_t *summary; /* per stream: running figures for the visit record */
+    /* user key -> what their media looks like (media_quality.c) */
+    GHashTable *health;
 } live_visit;
 
 struct tm_signaling {
@@ -273,6 +276,13 @@ void tm__recording_failed_alert(const char *visit_id, const char *reason, void *
 
 /* media_glue.c */
 void tm__store_stats_summary(tm_signaling *sig, live_visit *v, int64_t now);
+
+/* media_quality.c: the participants' media as the server sees it, told to the
+ * others (media.quality), as overview alerts, and its gaps in the record. */
+void tm__media_health_on_stats(tm_signaling *sig, live_visit *v, const tm_media_event *ev);
+void tm__media_health_tick(tm_signaling *sig, int64_t now);
+void tm__media_health_alerts(live_visit *v, json_t *alerts, int64_t now);
+void tm__media_health_finish(tm_signaling *sig, live_visit *v, int64_t now);
 
 /* signaling.c: buckets has n_bounds + 1 counts, the last for values above every bound. */
 void tm__histogram_observe(const double *bounds, size_t n_bounds, uint64_t *buckets, double *sum,

@@ -114,6 +114,7 @@ json_t *tm_signaling_overview(tm_signaling *sig)
             json_object_set(o, "quality", v->quality);
             add_quality_alerts(sig, v, alerts, now);
         }
+        tm__media_health_alerts(v, alerts, now);
         if (v->state == TM_VS_WAITING || v->state == TM_VS_OFFERED) {
             if (now - v->checkin_ms > (int64_t)sig->cfg->wait_alert_s * 1000)
                 json_array_append_new(

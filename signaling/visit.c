@@ -65,6 +65,8 @@ void tm__live_visit_free(gpointer p)
     g_ptr_array_free(v->watchers, TRUE);
     json_decref(v->quality);
     json_decref(v->summary);
+    if (v->health)
+        g_hash_table_destroy(v->health);
     g_free(v);
 }
 
@@ -204,6 +206,7 @@ int tm__finish_visit_with(tm_signaling *sig, live_visit *v, const char *reason, 
     if (v->state == TM_VS_ACTIVE)
         tm__learn_visit_length(sig, dept, now - v->accepted_ms);
     tm__store_stats_summary(sig, v, now);
+    tm__media_health_finish(sig, v, now);
     if (p && strcmp(p->visit_id, id) == 0) {
         p->visit_id[0] = 0;
         g_strlcpy(p->last_visit_id, id, sizeof(p->last_visit_id));

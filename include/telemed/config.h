@@ -102,6 +102,7 @@ typedef struct tm_config {
     int retention_audit_days;      /* 1095, 183..36500 (6 months floor) */
     int alert_loss_pct;            /* 5, 1..100 */
     int alert_freeze_ms;           /* 2000, 100..60000 */
+    int interruption_min_ms;       /* 2000, 500..600000 */
     /* the tamper-evident record (record_seal.h) */
     char *seal_key_file;  /* NULL -> data_dir/seal.key, made on first start */
     char *seal_algorithm; /* "ecdsa-p256" or "sm2" */

@@ -1,0 +1,242 @@
+/*
+ * media_quality.c - what each participant's media looks like from the
+ * server, told to the people in the visit: video ok, frozen (no new frame
+ * for alert_freeze_ms) or off (audio-only: no camera, or a camera that sends
+ * nothing), audio ok or silent. A change is pushed to the other participants
+ * and watching supervisors as media.quality, and while it lasts it is an
+ * alert in the supervisors' overview. A gap in a participant's media longer
+ * than interruption_min_ms, once media is back (or the visit ends), is
+ * written to the visit record.
+ *
+ * Judged from the per-second figures of what the server receives
+ * (TM_MEDIA_EV_STATS), so it is the same for every viewer and needs nothing
+ * from the sender's page. A participant whose figures stop coming (its
+ * transport is being rebuilt) is judged by the one-second tick.
+ *
+ * Control loop.
+ */
+#include "signaling_internal.h"
+#include "telemed/log.h"
+
+#include <string.h>
+
+/* Figures come every second; none for this long means the transport is gone. */
+#define STALE_MS 2500
+
+typedef struct media_health {
+    char key[200]; /* the participant's user key, "role:sub" */
+    /* What was last told (static strings; reason NULL while all is well). */
+    const char *video, *audio, *reason;
+    int64_t since_ms;       /* when what was last told began */
+    int64_t last_stats_ms;  /* the latest figures */
+    int64_t last_flow_ms;   /* the latest figures in which anything had arrived */
+    int64_t audio_since_ms; /* audio flowing without a break since, 0 = not flowing */
+    uint64_t in_packets;    /* over every incoming stream, at the latest figures */
+    uint64_t audio_packets;
+} media_health;
+
+static media_health *health_of(live_visit *v, const char *key, bool create)
+{
+    if (!v->health) {
+        if (!create)
+            return NULL;
+        v->health = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
+    }
+    media_health *h = g_hash_table_lookup(v->health, key);
+    if (!h && create) {
+        h = g_new0(media_health, 1);
+        g_strlcpy(h->key, key, sizeof h->key);
+        h->video = h->audio = "ok";
+        g_hash_table_insert(v->health, h->key, h);
+    }
+    return h;
+}
+
+/* "role:sub" -> role, sub (into buffers). */
+static void split_key(const char *key, char *role, size_t rlen, char *sub, size_t slen)
+{
+    const char *colon = strchr(key, ':');
+    size_t n = colon ? (size_t)(colon - key) : 0;
+    g_strlcpy(role, key, n + 1 < rlen ? n + 1 : rlen);
+    g_strlcpy(sub, colon ? colon + 1 : key, slen);
+}
+
+static json_t *health_json(const char *type_key, const char *type, live_visit *v,
+                           const media_health *h)
+{
+    char role[32], sub[160];
+    split_key(h->key, role, sizeof role, sub, sizeof sub);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", type_key, type, "visit_id", v->id,
+                  "participant_id", sub, "role", role, "video", h->video, "audio", h->audio);
+    json_object_set_new(o, "reason", h->reason ? json_string(h->reason) : json_null());
+    json_object_set_new(o, "since", tm__time_json(h->since_ms));
+    return o;
+}
+
+/* The visit's other people: its patient or doctor, and supervisors watching. */
+static void tell_others(tm_signaling *sig, live_visit *v, const char *key, json_t *msg)
+{
+    user *people[] = {tm__visit_patient(sig, v), tm__visit_doctor(sig, v)};
+    for (size_t i = 0; i < TM_ARRAY_LEN(people); i++)
+        if (people[i] && strcmp(people[i]->key, key) != 0)
+            tm__send_to_user(people[i], json_incref(msg));
+    for (guint i = 0; i < v->watchers->len; i++)
+        tm__send_to_user(g_hash_table_lookup(sig->users, g_ptr_array_index(v->watchers, i)),
+                         json_incref(msg));
+    json_decref(msg);
+}
+
+static void announce(tm_signaling *sig, live_visit *v, media_health *h, const char *video,
+                     const char *audio, const char *reason, int64_t now)
+{
+    if (strcmp(h->video, video) == 0 && strcmp(h->audio, audio) == 0)
+        return;
+    bool was_ok = strcmp(h->video, "ok") == 0 && strcmp(h->audio, "ok") == 0;
+    h->video = video;
+    h->audio = audio;
+    h->reason = reason;
+    if (was_ok || (strcmp(video, "ok") == 0 && strcmp(audio, "ok") == 0))
+        h->since_ms = now;
+    tm_info("media.quality", "visit=%s peer=%s video=%s audio=%s reason=%s", v->id, h->key, video,
+            audio, reason ? reason : "-");
+    tell_others(sig, v, h->key, health_json("type", "media.quality", v, h));
+    tm__mark_overview_dirty(sig);
+}
+
+/* A gap of more than interruption_min_ms before `back` (0: never back) goes
+ * into the visit record. */
+static void note_gap(tm_signaling *sig, live_visit *v, const media_health *h, int64_t back,
+                     int64_t now)
+{
+    if (!h->last_flow_ms || (back ? back : now) - h->last_flow_ms <= sig->cfg->interruption_min_ms)
+        return;
+    char role[32], sub[160];
+    split_key(h->key, role, sizeof role, sub, sizeof sub);
+    int rc = tm_store_interruption_add(sig->store, v->id, sub, role, h->last_flow_ms, back);
+    tm_info("media.interruption", "visit=%s peer=%s gap_ms=%lld back=%d rc=%d", v->id, h->key,
+            (long long)((back ? back : now) - h->last_flow_ms), back != 0, rc);
+}
+
+static void judge_video(const tm_signaling *sig, const media_health *h,
+                        const tm_media_stream_stats *video, bool audio_ok, int64_t now,
+                        const char **state, const char **reason)
+{
+    *state = "ok";
+    *reason = NULL;
+    if (!video) {
+        /* No video stream at all: audio-only, once audio has flowed for a
+         * moment (at the start the video's first packet may still come). */
+        if (h->audio_since_ms && now - h->audio_since_ms >= sig->cfg->alert_freeze_ms) {
+            *state = "off";
+            *reason = "no_camera";
+        } else {
+            *state = h->video;
+            *reason = h->reason;
+        }
+    } else if (video->frozen_ms >= sig->cfg->alert_freeze_ms) {
+        /* Nothing of the video but sound going on is a camera that stopped;
+         * packets without frames, or nothing at all, is the network. */
+        if (video->bitrate_bps == 0 && audio_ok) {
+            *state = "off";
+            *reason = "camera_off";
+        } else {
+            *state = "frozen";
+            *reason = audio_ok ? "poor_network" : "network_lost";
+        }
+    }
+}
+
+void tm__media_health_on_stats(tm_signaling *sig, live_visit *v, const tm_media_event *ev)
+{
+    user *u = g_hash_table_lookup(sig->users, ev->peer_id);
+    if (!u || u->role == TM_ROLE_SUPERVISOR || v->state != TM_VS_ACTIVE)
+        return;
+    int64_t now = tm_now_ms();
+    media_health *h = health_of(v, ev->peer_id, true);
+    const tm_media_stream_stats *audio = NULL, *video = NULL;
+    uint64_t packets = 0;
+    for (size_t i = 0; i < ev->n_streams; i++) {
+        const tm_media_stream_stats *st = &ev->streams[i];
+        if (st->out)
+            continue;
+        packets += st->packets;
+        if (st->video && !video)
+            video = st;
+        else if (!st->video && !audio)
+            audio = st;
+    }
+    bool audio_ok = audio && audio->packets != h->audio_packets;
+    h->audio_packets = audio ? audio->packets : 0;
+    if (!audio_ok)
+        h->audio_since_ms = 0;
+    else if (!h->audio_since_ms)
+        h->audio_since_ms = now;
+    if (packets != h->in_packets) {
+        note_gap(sig, v, h, now, now);
+        h->last_flow_ms = now;
+    }
+    h->in_packets = packets;
+    h->last_stats_ms = now;
+    const char *vstate, *reason;
+    judge_video(sig, h, video, audio_ok, now, &vstate, &reason);
+    if (!reason && !audio_ok)
+        reason = "no_audio";
+    announce(sig, v, h, vstate, audio_ok ? "ok" : "silent", reason, now);
+}
+
+void tm__media_health_tick(tm_signaling *sig, int64_t now)
+{
+    GHashTableIter it;
+    gpointer k, val;
+    g_hash_table_iter_init(&it, sig->visits);
+    while (g_hash_table_iter_next(&it, &k, &val)) {
+        live_visit *v = val;
+        if (!v->health || v->state != TM_VS_ACTIVE)
+            continue;
+        GHashTableIter hi;
+        gpointer hk, hv;
+        g_hash_table_iter_init(&hi, v->health);
+        while (g_hash_table_iter_next(&hi, &hk, &hv)) {
+            media_health *h = hv;
+            if (now - h->last_stats_ms <= STALE_MS)
+                continue;
+            h->audio_since_ms = 0;
+            bool off = strcmp(h->video, "off") == 0;
+            announce(sig, v, h, off ? "off" : "frozen", "silent", "network_lost", now);
+        }
+    }
+}
+
+void tm__media_health_alerts(live_visit *v, json_t *alerts, int64_t now)
+{
+    if (!v->health || v->state != TM_VS_ACTIVE)
+        return;
+    GHashTableIter it;
+    gpointer k, val;
+    g_hash_table_iter_init(&it, v->health);
+    while (g_hash_table_iter_next(&it, &k, &val)) {
+        media_health *h = val;
+        bool audio_ok = strcmp(h->audio, "ok") == 0;
+        const char *kind = strcmp(h->video, "frozen") == 0 ? "video_frozen"
+                           : strcmp(h->video, "off") == 0  ? (audio_ok ? "audio_only" : "no_media")
+                           : !audio_ok                     ? "audio_silent"
+                                                           : NULL;
+        if (!kind)
+            continue;
+        json_t *a = health_json("kind", kind, v, h);
+        json_object_set_new(a, "duration_s", json_integer((now - h->since_ms) / 1000));
+        json_array_append_new(alerts, a);
+    }
+}
+
+void tm__media_health_finish(tm_signaling *sig, live_visit *v, int64_t now)
+{
+    if (!v->health)
+        return;
+    GHashTableIter it;
+    gpointer k, val;
+    g_hash_table_iter_init(&it, v->health);
+    while (g_hash_table_iter_next(&it, &k, &val))
+        note_gap(sig, v, val, 0, now);
+}
