@@ -292,6 +292,8 @@ test('a patient with a microphone but no camera: buttons and the doctor say so, 
     assert.equal(await patient.textContent(cam), '无摄像头');
     // The doctor is told the patient is on voice, not left "waiting for video".
     await doctor.waitForFunction(() => /仅语音/.test(document.querySelector('.stage-msg').textContent), null, { timeout: 60000 });
+    // ... and the server, from what it receives, says so over the picture.
+    await doctor.waitForSelector('.media-state[data-video="off"]:not([hidden]):has-text("仅语音")', { timeout: 30000 });
     await assertWords(patient, 'voice-only patient', 'zh-CN');
     await assertWords(doctor, 'doctor of a voice-only patient', 'zh-CN');
     // The supervisor's live table says so too.
@@ -299,12 +301,19 @@ test('a patient with a microphone but no camera: buttons and the doctor say so, 
     await waitView(sup, 'sup');
     await sup.waitForSelector('#live-body .q-cell [data-peer="patient"] .tag:has-text("仅语音")', { timeout: 30000 });
     assert.equal(await sup.$('#live-body .q-cell [data-peer="doctor"] .tag'), null);
+    // An alert names the patient as audio-only, and only the patient.
+    await sup.waitForSelector('#alerts li[data-kind="audio_only"]:has-text("患者")', { timeout: 30000 });
+    assert.equal(await sup.$$eval('#alerts li[data-kind="audio_only"]', (l) => l.length), 1);
     await assertWords(sup, 'supervisor, voice-only patient', 'zh-CN');
     await shot(doctor, 'doctor-voice-only-zh');
     await patient.click('#lang-switch');
     await doctor.click('#lang-switch');
     assert.equal(await patient.textContent(cam), 'No camera');
     assert.match(await doctor.textContent('.stage-msg'), /voice only/);
+    assert.equal(await doctor.textContent('.media-state'), 'Audio only');
+    await sup.click('#lang-switch');
+    await sup.waitForSelector('#alerts li[data-kind="audio_only"]:has-text("Patient: audio only")');
+    await assertWords(sup, 'supervisor, voice-only patient', 'en-US');
     await assertWords(patient, 'voice-only patient', 'en-US');
     assert.deepEqual(patient.errors, []);
   } finally {

@@ -7,6 +7,7 @@
 import { t } from './i18n.js';
 import { el, announce, renderQuality, qualityNode, chatLine, errText } from './common.js';
 import { MediaPeer, getCamera } from './peer.js';
+import { RemoteMediaState } from './media_quality.js';
 
 function canFullscreen(video) {
   return !!(document.fullscreenEnabled || video.webkitEnterFullscreen);
@@ -136,6 +137,8 @@ export class Call {
     window.addEventListener('langchange', onLang);
     this.unsubs.push(() => window.removeEventListener('langchange', onLang));
     if (this.stream) this.watchTracks(this.stream);
+    const remoteState = new RemoteMediaState({ sig: this.sig, visitId: this.visitId, selfId: this.selfId, stage: this.remote.parentElement, video: this.remote, quality: this.quality });
+    this.unsubs.push(() => remoteState.close());
   }
 
   relabel() {

@@ -197,9 +197,14 @@ function qualityDetail(a) {
   return parts.join(t('common.list_sep')) || t('common.none');
 }
 
+// Whose media an alert is about (media.quality alerts name a role).
+function alertWho(a) {
+  return a.role === 'doctor' ? t('chat.doctor') : a.role === 'patient' ? t('chat.patient') : '';
+}
+
 function alertText(a) {
   const k = `sup.alert.${a.kind}`;
-  const vars = { visit: shortId(a.visit_id), wait: fmtDuration(a.waited_s), detail: qualityDetail(a), doctor: doctorName(a.doctor_id), n: a.n ?? a.queue_depth ?? a.count ?? 0 };
+  const vars = { visit: shortId(a.visit_id), wait: fmtDuration(a.waited_s), detail: qualityDetail(a), doctor: doctorName(a.doctor_id), n: a.n ?? a.queue_depth ?? a.count ?? 0, who: alertWho(a), dur: fmtDuration(a.duration_s) };
   return t(k) !== k ? t(k, vars) : t('sup.alert.other', vars);
 }
 
