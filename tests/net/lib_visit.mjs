@@ -172,6 +172,21 @@ export async function patientVideoFrozenMs(ctx) {
   return video ? video.frozen_ms : null;
 }
 
+// The overview's alerts about the patient's media (media.quality), from the
+// same REST read as above.
+export async function patientMediaAlerts(ctx) {
+  const ov = await ctx.srv.api('GET', '/api/v1/overview', undefined, ctx.srv.token('sup-net', 'supervisor'));
+  return (ov.json.alerts || []).filter((a) => a.visit_id === ctx.visitId && a.role === 'patient' && a.participant_id);
+}
+
+// What the doctor's page says over the patient's video: {video, text, shown}.
+export async function doctorSeesPatient(ctx) {
+  return ctx.doctor.evaluate(() => {
+    const n = document.querySelector('.media-state');
+    return n ? { video: n.dataset.video, text: n.textContent, shown: !n.hidden } : { video: null, text: '', shown: false };
+  });
+}
+
 export async function waitFor(fn, what, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
   let last;
