@@ -69,6 +69,7 @@ static void handle_media_offer(request *r)
         return;
     }
     tm__reply_ok(r->s, r->id, NULL);
+    tm__media_health_replay(v, r->u);
 }
 
 static void handle_media_candidate(request *r)

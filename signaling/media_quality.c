@@ -230,6 +230,20 @@ void tm__media_health_alerts(live_visit *v, json_t *alerts, int64_t now)
     }
 }
 
+void tm__media_health_replay(live_visit *v, user *to)
+{
+    if (!v->health)
+        return;
+    GHashTableIter it;
+    gpointer k, val;
+    g_hash_table_iter_init(&it, v->health);
+    while (g_hash_table_iter_next(&it, &k, &val)) {
+        media_health *h = val;
+        if (strcmp(h->key, to->key) != 0 && (strcmp(h->video, "ok") || strcmp(h->audio, "ok")))
+            tm__send_to_user(to, health_json("type", "media.quality", v, h));
+    }
+}
+
 void tm__media_health_finish(tm_signaling *sig, live_visit *v, int64_t now)
 {
     if (!v->health)

@@ -282,6 +282,9 @@ void tm__store_stats_summary(tm_signaling *sig, live_visit *v, int64_t now);
 void tm__media_health_on_stats(tm_signaling *sig, live_visit *v, const tm_media_event *ev);
 void tm__media_health_tick(tm_signaling *sig, int64_t now);
 void tm__media_health_alerts(live_visit *v, json_t *alerts, int64_t now);
+/* Sends `to` what is not right with the others' media now (a page that just
+ * (re)started its media has missed the pushes). */
+void tm__media_health_replay(live_visit *v, user *to);
 void tm__media_health_finish(tm_signaling *sig, live_visit *v, int64_t now);
 
 /* signaling.c: buckets has n_bounds + 1 counts, the last for values above every bound. */

@@ -314,6 +314,9 @@ test('a patient with a microphone but no camera: buttons and the doctor say so, 
     await sup.click('#lang-switch');
     await sup.waitForSelector('#alerts li[data-kind="audio_only"]:has-text("Patient: audio only")');
     await assertWords(sup, 'supervisor, voice-only patient', 'en-US');
+    // A doctor who reloads is told again: the server repeats it to new media.
+    await doctor.reload();
+    await doctor.waitForSelector('.media-state[data-video="off"]:not([hidden]):has-text("Audio only")', { timeout: 30000 });
     await assertWords(patient, 'voice-only patient', 'en-US');
     assert.deepEqual(patient.errors, []);
   } finally {
