@@ -59,7 +59,7 @@ static void request_keyframe(tm__peer *sender, tm__in_stream *s, bool joining)
     int64_t now = tm_mono_ms();
     /* A joining receiver cannot wait a second; repeated joins still cannot
      * make the sender encode keyframes back to back. */
-    int64_t gap = joining ? 200 : TM__PLI_INTERVAL_MS;
+    int64_t gap = joining || tm__keyframe_recovering(s, now) ? 200 : TM__PLI_INTERVAL_MS;
     if (!sender->srtp || !s->ssrc)
         return;
     if (s->last_pli_ms && now - s->last_pli_ms < gap) {

@@ -7,14 +7,18 @@
  * One PLI to each sender now is not enough: the first may cross a path that
  * is only half back, or reach an encoder that has just sent a keyframe into
  * the outage. So each stream asks again every RETRY_MS, up to RETRIES times,
- * until one of its keyframes is forwarded. The pacing rides on the stream's
- * own packets (a sender that sends nothing cannot answer anyway), so there is
- * no timer. Runs on the visit's worker.
+ * until one of its keyframes is forwarded. That keyframe can still be lost
+ * on a path the browser has not taken up yet; the receiver then asks itself,
+ * and for WINDOW_MS its requests pass with the short gap instead of waiting
+ * out the one-a-second limit behind ours. The pacing rides on the stream's
+ * own packets (a sender that sends nothing cannot answer anyway), so there
+ * is no timer. Runs on the visit's worker.
  */
 #include "media_internal.h"
 
 #define RETRY_MS 300
 #define RETRIES 3
+#define WINDOW_MS 3000
 
 static void arm(tm__peer *sender, tm__in_stream *s, int64_t now_ms)
 {
@@ -22,6 +26,7 @@ static void arm(tm__peer *sender, tm__in_stream *s, int64_t now_ms)
         return;
     bool pending = s->kf_tries > 0;
     s->kf_tries = RETRIES + 1;
+    s->kf_until_ms = now_ms + WINDOW_MS;
     /* Two triggers of one recovery (ICE ready, then the first packet) ask once. */
     if (!pending && tm__forward_pli(sender, s, now_ms) == 0) {
         s->kf_tries--;

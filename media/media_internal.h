@@ -148,9 +148,10 @@ typedef struct tm__in_stream {
     int64_t last_pli_ms;
     bool join_pli_due; /* a joining receiver's request waits out the gap */
     /* keyframe.c: requests still due after a peer's media resumed, until a
-     * keyframe of this stream goes through */
+     * keyframe of this stream goes through; receivers' own requests pass
+     * with the short gap until kf_until_ms */
     uint8_t kf_tries;
-    int64_t kf_next_ms;
+    int64_t kf_next_ms, kf_until_ms;
     uint8_t fir_seq;
     int rec_track1;    /* recorder track + 1, 0 = not recorded */
     uint64_t remb_bps; /* last REMB we sent for it */
@@ -315,6 +316,11 @@ void tm__keyframe_recover(tm__peer *p, int64_t now_ms);
 /* Per packet of a stream with kf_tries set, after forwarding it: asks again
  * when due, and stops once a keyframe went through. */
 void tm__keyframe_pace(tm__peer *sender, tm__in_stream *s, bool keyframe, int64_t now_ms);
+/* Whether s is in a recovery (its receivers' PLIs then pass at once). */
+static inline bool tm__keyframe_recovering(const tm__in_stream *s, int64_t now_ms)
+{
+    return now_ms < s->kf_until_ms;
+}
 
 /* ---- ice.c ---- */
 int tm__ice_start(tm__peer *p, const tm_sdp_offer *offer);

@@ -118,7 +118,7 @@ export async function received(page) {
 // (counts grow at every poll for SUSTAIN_MS, so packets still in flight
 // do not count as recovery), up to timeoutMs. Resolves with the ms from
 // the call to the start of that steady flow.
-const POLL_MS = Number(process.env.TM_NET_POLL_MS) || 500; // finer for measuring by hand
+const POLL_MS = 500;
 const SUSTAIN_MS = 2000;
 export async function flowsBothWays(ctx, timeoutMs) {
   const t0 = Date.now();
