@@ -37,7 +37,7 @@ static void sink_unref(tm__sink *s)
 typedef struct event_msg {
     tm__sink *sink;
     tm_media_event ev;
-    char *visit_id, *peer_id, *sdp, *candidate, *mid, *state, *message;
+    char *visit_id, *peer_id, *sdp, *offer_ufrag, *candidate, *mid, *state, *message;
     tm_media_stream_stats *streams;
 } event_msg;
 
@@ -48,6 +48,7 @@ static void event_msg_free(gpointer data)
     g_free(e->visit_id);
     g_free(e->peer_id);
     g_free(e->sdp);
+    g_free(e->offer_ufrag);
     g_free(e->candidate);
     g_free(e->mid);
     g_free(e->state);
@@ -72,6 +73,7 @@ void tm__media_post(tm__worker *w, const tm_media_event *ev)
     e->ev.visit_id = e->visit_id = g_strdup(ev->visit_id);
     e->ev.peer_id = e->peer_id = g_strdup(ev->peer_id);
     e->ev.sdp = e->sdp = g_strdup(ev->sdp);
+    e->ev.offer_ufrag = e->offer_ufrag = g_strdup(ev->offer_ufrag);
     e->ev.candidate = e->candidate = g_strdup(ev->candidate);
     e->ev.mid = e->mid = g_strdup(ev->mid);
     e->ev.state = e->state = g_strdup(ev->state);

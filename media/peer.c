@@ -492,7 +492,8 @@ void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bo
                          .visit_id = visit_id,
                          .peer_id = peer_id,
                          .sdp = answer,
-                         .new_transport = new_transport};
+                         .new_transport = new_transport,
+                         .offer_ufrag = offer->ice_ufrag};
     tm__media_post(w, &ev);
     free(answer);
     /* The answer carries our candidates; trickling them too serves clients

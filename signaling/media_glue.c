@@ -195,8 +195,9 @@ void tm_signaling_on_media_event(const tm_media_event *ev, void *user_data)
     json_t *m = NULL;
     switch (ev->type) {
     case TM_MEDIA_EV_ANSWER:
-        m = json_pack("{s:s, s:s, s:s, s:b}", "type", "media.answer", "visit_id", ev->visit_id,
-                      "sdp", ev->sdp, "new_transport", ev->new_transport);
+        m = json_pack("{s:s, s:s, s:s, s:b, s:s}", "type", "media.answer", "visit_id", ev->visit_id,
+                      "sdp", ev->sdp, "new_transport", ev->new_transport, "offer_ufrag",
+                      ev->offer_ufrag ? ev->offer_ufrag : "");
         break;
     case TM_MEDIA_EV_CANDIDATE:
         m = json_pack("{s:s, s:s, s:s, s:s, s:i}", "type", "media.candidate", "visit_id",

@@ -76,6 +76,7 @@ typedef struct tm_media_event {
     const char *sdp;             /* ANSWER */
     bool new_transport;          /* ANSWER: a new DTLS session; an ICE-restart offer cannot resume
                                     over it, the client needs a new PeerConnection */
+    const char *offer_ufrag;     /* ANSWER: the ice-ufrag of the offer it answers */
     const char *candidate, *mid; /* CANDIDATE ("" = end of candidates) */
     int mline_index;             /* CANDIDATE */
     const char *state; /* STATE: "connecting","connected","disconnected","failed","closed";

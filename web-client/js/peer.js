@@ -220,10 +220,17 @@ export class MediaPeer extends EventTarget {
   async onAnswer(m) {
     if (m.visit_id !== this.visitId || !this.pc) return;
     if (this.pc.signalingState !== 'have-local-offer') return;
+    // Offers held up in a dead connection arrive together and are answered
+    // in turn: only the answer to the offer in force may be applied.
+    const ufrag = /a=ice-ufrag:(\S+)/.exec(this.pc.localDescription.sdp);
+    if (m.offer_ufrag && ufrag && m.offer_ufrag !== ufrag[1]) return;
     try {
       const restarting = this.pc.connectionState !== 'new' && this.rx.ever;
       await this.pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
       this.remoteSet = true;
+      // A restart's checks start with its answer, which a held connection
+      // may deliver long after the offer: its time to work counts from now.
+      if (this.recovery) this.recovery.lastTry = performance.now();
       for (const c of this.pendingCandidates.splice(0)) await this.addCandidate(c);
       // The server has no session to resume: a restart would connect ICE
       // and carry nothing.
