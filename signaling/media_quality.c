@@ -30,6 +30,7 @@ typedef struct media_health {
     int64_t since_ms;       /* when what was last told began */
     int64_t last_stats_ms;  /* the latest figures */
     int64_t last_flow_ms;   /* the latest figures in which anything had arrived */
+    bool stopped;           /* figures since then said nothing arrived, or none came */
     int64_t audio_since_ms; /* audio flowing without a break since, 0 = not flowing */
     uint64_t in_packets;    /* over every incoming stream, at the latest figures */
     uint64_t audio_packets;
@@ -105,11 +106,14 @@ static void announce(tm_signaling *sig, live_visit *v, media_health *h, const ch
 }
 
 /* A gap of more than interruption_min_ms before `back` (0: never back) goes
- * into the visit record. */
+ * into the visit record. Only a gap that some figures saw (nothing arrived
+ * in their second, or they stopped coming) counts: figures that come late on
+ * a busy worker are no gap in the media. */
 static void note_gap(tm_signaling *sig, live_visit *v, const media_health *h, int64_t back,
                      int64_t now)
 {
-    if (!h->last_flow_ms || (back ? back : now) - h->last_flow_ms <= sig->cfg->interruption_min_ms)
+    if (!h->stopped || !h->last_flow_ms ||
+        (back ? back : now) - h->last_flow_ms <= sig->cfg->interruption_min_ms)
         return;
     char role[32], sub[160];
     split_key(h->key, role, sizeof role, sub, sizeof sub);
@@ -175,6 +179,9 @@ void tm__media_health_on_stats(tm_signaling *sig, live_visit *v, const tm_media_
     if (packets != h->in_packets) {
         note_gap(sig, v, h, now, now);
         h->last_flow_ms = now;
+        h->stopped = false;
+    } else {
+        h->stopped = true;
     }
     h->in_packets = packets;
     h->last_stats_ms = now;
@@ -202,6 +209,7 @@ void tm__media_health_tick(tm_signaling *sig, int64_t now)
             if (now - h->last_stats_ms <= STALE_MS)
                 continue;
             h->audio_since_ms = 0;
+            h->stopped = true;
             bool off = strcmp(h->video, "off") == 0;
             announce(sig, v, h, off ? "off" : "frozen", "silent", "network_lost", now);
         }
