@@ -117,12 +117,13 @@ unsigned tm__fanout_threads(const tm_config *cfg)
 }
 
 /* Adds a frame for s to the batch that write_fanout() sends in parallel.
- * A session with frames already queued gets this one queued behind them. */
+ * A session with frames already queued gets this one queued behind them, as
+ * does one without a socket (signaling_testing.h). */
 static void add_to_fanout(tm_signaling *sig, session *s, const char *text, size_t len)
 {
     if (!s || s->closing)
         return;
-    if (!g_queue_is_empty(&s->outq) || len > TM_FANOUT_MAX_TEXT) {
+    if (!s->wsi || !g_queue_is_empty(&s->outq) || len > TM_FANOUT_MAX_TEXT) {
         tm__send_text(s, text, len);
         return;
     }
@@ -418,7 +419,7 @@ gboolean tm__tick(gpointer data)
     tm__flush_positions(sig);
     tm__media_health_tick(sig, tm_now_ms());
     sig->overview_dirty = true;
-    tm__overview_fire(sig);
+    tm__overview_push_now(sig);
     return G_SOURCE_CONTINUE;
 }
 

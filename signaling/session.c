@@ -7,9 +7,12 @@
  * socket; the user behind it (visit.c) outlives it for the grace period, so
  * nothing here holds visit state. Pushes are queued per session and written
  * when lws says the socket has room; a session that falls MAX_OUTQ_BYTES
- * behind is closed rather than buffered without end.
+ * behind is closed rather than buffered without end. A session without a
+ * socket (signaling_testing.h, for the fuzz target) runs the same path from
+ * a whole frame on and keeps what it would send queued.
  */
 #include "signaling_internal.h"
+#include "signaling_testing.h"
 #include "telemed/log.h"
 
 #include <stdio.h>
@@ -26,6 +29,14 @@ json_t *tm__time_json(int64_t ms)
 {
     char ts[40];
     return ms ? json_string(tm_rfc3339(ms, ts, sizeof(ts))) : json_null();
+}
+
+/* Asks lws for a write slot; a session without a socket (signaling_testing.h)
+ * keeps its frames queued for the caller to read. */
+static void want_write(session *s)
+{
+    if (s->wsi)
+        lws_callback_on_writable(s->wsi);
 }
 
 /* Queues a copy of text (one JSON message) and asks lws for a write slot. */
@@ -47,7 +58,7 @@ void tm__send_text(session *s, const char *text, size_t len)
     g_queue_push_tail(&s->outlen, GSIZE_TO_POINTER(len));
     s->outq_bytes += len;
     s->sig->msgs_out++;
-    lws_callback_on_writable(s->wsi);
+    want_write(s);
 }
 
 /* Queues msg (stolen) for the session. */
@@ -118,7 +129,7 @@ void tm__session_close(session *s, int code, const char *reason)
     s->closing = true;
     s->close_code = code;
     g_strlcpy(s->close_reason, reason ? reason : "", sizeof(s->close_reason));
-    lws_callback_on_writable(s->wsi);
+    want_write(s);
 }
 
 const char *tm__audit_role(const user *u)
@@ -224,6 +235,14 @@ done:
     json_decref(msg);
 }
 
+/* A whole frame, timed from its arrival for the queue-push latency. */
+static void receive_frame(tm_signaling *sig, session *s, const char *buf, size_t len)
+{
+    sig->frame_us = g_get_monotonic_time();
+    handle_frame(sig, s, buf, len);
+    sig->frame_us = 0;
+}
+
 typedef struct pss {
     session *s;
 } pss;
@@ -253,7 +272,7 @@ void tm__session_authenticated(session *s)
 
 /* A new connection has hello_timeout_s to authenticate. (How many one
  * address may hold meanwhile is decided at accept: server/conn_limit.c.) */
-static session *session_new(tm_signaling *sig, struct lws *wsi)
+static session *session_new(tm_signaling *sig, struct lws *wsi, const char *peer_ip)
 {
     session *s = g_new0(session, 1);
     s->sig = sig;
@@ -262,7 +281,9 @@ static session *session_new(tm_signaling *sig, struct lws *wsi)
     s->tokens_ms = tm_mono_ms();
     g_queue_init(&s->outq);
     g_queue_init(&s->outlen);
-    lws_get_peer_simple(wsi, s->peer_ip, sizeof(s->peer_ip));
+    g_strlcpy(s->peer_ip, peer_ip, sizeof(s->peer_ip));
+    sig->connections++;
+    sig->connections_total++;
     s->hello_timer = g_timeout_add_seconds((guint)sig->cfg->hello_timeout_s, hello_timed_out, s);
     return s;
 }
@@ -279,6 +300,16 @@ static void session_free(session *s)
     if (s->rx)
         g_byte_array_free(s->rx, TRUE);
     g_free(s);
+}
+
+/* The connection is gone: its user, if any, starts the grace period. */
+static void session_closed(tm_signaling *sig, session *s)
+{
+    sig->connections--;
+    if (s->u && s->u->sess == s)
+        tm__user_detach(sig, s->u);
+    tm__flush_positions(sig);
+    session_free(s);
 }
 
 /* lws' own opcode for a close frame (lws-write.h leaves it out of the enum
@@ -317,9 +348,9 @@ int tm_signaling_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_ESTABLISHED: {
         if (!sig || sig->connections >= (uint64_t)sig->cfg->max_connections)
             return -1;
-        p->s = session_new(sig, wsi);
-        sig->connections++;
-        sig->connections_total++;
+        char peer_ip[64];
+        lws_get_peer_simple(wsi, peer_ip, sizeof(peer_ip));
+        p->s = session_new(sig, wsi, peer_ip);
         break;
     }
     case LWS_CALLBACK_RECEIVE: {
@@ -346,18 +377,14 @@ int tm_signaling_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
             break;
         }
         if (final && have == 0) {
-            sig->frame_us = g_get_monotonic_time();
-            handle_frame(sig, s, in, len);
-            sig->frame_us = 0;
+            receive_frame(sig, s, in, len);
             break;
         }
         if (!s->rx)
             s->rx = g_byte_array_new();
         g_byte_array_append(s->rx, in, (guint)len);
         if (final) {
-            sig->frame_us = g_get_monotonic_time();
-            handle_frame(sig, s, (const char *)s->rx->data, s->rx->len);
-            sig->frame_us = 0;
+            receive_frame(sig, s, (const char *)s->rx->data, s->rx->len);
             g_byte_array_set_size(s->rx, 0);
         }
         break;
@@ -386,15 +413,46 @@ int tm_signaling_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
         if (!s)
             break;
         p->s = NULL;
-        sig->connections--;
-        if (s->u && s->u->sess == s)
-            tm__user_detach(sig, s->u);
-        tm__flush_positions(sig);
-        session_free(s);
+        session_closed(sig, s);
         break;
     }
     default:
         break;
     }
     return 0;
+}
+
+/* ---- a session without a socket (signaling_testing.h) -------------- */
+
+tm_signaling_session *tm_signaling_session_open(tm_signaling *sig, const char *peer_ip)
+{
+    return session_new(sig, NULL, peer_ip);
+}
+
+void tm_signaling_session_frame(tm_signaling_session *s, const char *text, size_t len)
+{
+    if (!s->closing)
+        receive_frame(s->sig, s, text, len);
+}
+
+char *tm_signaling_session_pop(tm_signaling_session *s)
+{
+    unsigned char *buf = g_queue_pop_head(&s->outq);
+    if (!buf)
+        return NULL;
+    size_t len = GPOINTER_TO_SIZE(g_queue_pop_head(&s->outlen));
+    s->outq_bytes -= len;
+    char *text = g_strndup((const char *)buf + LWS_PRE, len);
+    free(buf);
+    return text;
+}
+
+int tm_signaling_session_close_code(const tm_signaling_session *s)
+{
+    return s->closing ? s->close_code : 0;
+}
+
+void tm_signaling_session_closed(tm_signaling_session *s)
+{
+    session_closed(s->sig, s);
 }

@@ -17,3 +17,6 @@ target_sources(telemed PRIVATE
 )
 tm_unit_test(test_position_text tests/signaling/test_position_text.c)
 target_include_directories(test_position_text PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+# The rooms over a real store, through sessions without a socket.
+tm_unit_test(test_signaling_teardown tests/signaling/test_signaling_teardown.c)
+target_include_directories(test_signaling_teardown PRIVATE ${CMAKE_CURRENT_LIST_DIR})

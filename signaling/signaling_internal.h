@@ -267,7 +267,8 @@ live_visit *tm__requested_visit(request *r);
 void tm__remember_alert(tm_signaling *sig, json_t *alert); /* steals alert */
 void tm__watchers_notify_end(tm_signaling *sig, live_visit *v);
 void tm__mark_overview_dirty(tm_signaling *sig);
-gboolean tm__overview_fire(gpointer data);
+/* Pushes the overview now if it changed (the pending coalesced push with it). */
+void tm__overview_push_now(tm_signaling *sig);
 void tm__stop_watching(tm_signaling *sig, user *u, const char *why);
 /* Ends the user's overview subscription, if any, on the audit log. */
 void tm__overview_end(tm_signaling *sig, user *u, const char *why);

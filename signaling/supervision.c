@@ -179,15 +179,31 @@ static void push_overview(tm_signaling *sig)
     json_decref(ov);
 }
 
-gboolean tm__overview_fire(gpointer data)
+static void push_overview_if_dirty(tm_signaling *sig)
 {
-    tm_signaling *sig = data;
-    sig->overview_timer = 0;
     if (sig->overview_dirty) {
         sig->overview_dirty = false;
         push_overview(sig);
     }
+}
+
+static gboolean overview_fire(gpointer data)
+{
+    tm_signaling *sig = data;
+    sig->overview_timer = 0;
+    push_overview_if_dirty(sig);
     return G_SOURCE_REMOVE;
+}
+
+/* The push the timer waits for goes now, and its timer with it: a timer sig
+ * no longer knows of would outlive tm_signaling_free. */
+void tm__overview_push_now(tm_signaling *sig)
+{
+    if (sig->overview_timer) {
+        g_source_remove(sig->overview_timer);
+        sig->overview_timer = 0;
+    }
+    push_overview_if_dirty(sig);
 }
 
 void tm__mark_overview_dirty(tm_signaling *sig)
@@ -195,7 +211,7 @@ void tm__mark_overview_dirty(tm_signaling *sig)
     sig->overview_dirty = true;
     /* Coalesce bursts (a check-in moves many positions) into one push. */
     if (!sig->overview_timer)
-        sig->overview_timer = g_timeout_add(200, tm__overview_fire, sig);
+        sig->overview_timer = g_timeout_add(200, overview_fire, sig);
 }
 
 /* The overview lists patients, so a subscription is a read of patient data:
