@@ -103,9 +103,11 @@ static const config_option options[] = {
         "Hospital name shown to users."),
 
     SECTION("identity"),
-    STR(jwt_secret, NULL, OPT_SECRET, NULL,
-        "HS256 secret. Unset: a random one is made and kept in data_dir/jwt.secret, "
-        "unless jwt_public_keys is set (then HS256 is refused)."),
+    STR(jwt_secret, NULL, OPT_SECRET | OPT_NO_FLAG, NULL,
+        "HS256 secret; environment or config file only. Unset: jwt_secret_file, else a random "
+        "one made and kept in data_dir/jwt.secret, unless jwt_public_keys is set (then HS256 "
+        "is refused)."),
+    STR(jwt_secret_file, NULL, 0, NULL, "File holding jwt_secret instead."),
     STR(jwt_public_keys, NULL, 0, NULL,
         "Comma-separated PEM public key files for RS256/ES256 tokens."),
     INT(jwt_leeway_s, 30, 0, 600, "Clock skew allowed on token exp/nbf/iat, seconds."),
@@ -729,6 +731,10 @@ static int check_cross(const tm_config *c, char **err)
     if (c->feed_backoff_base_ms > c->feed_backoff_max_ms) {
         *err = g_strdup_printf("feed_backoff_base_ms: %d is above feed_backoff_max_ms %d",
                                c->feed_backoff_base_ms, c->feed_backoff_max_ms);
+        return TM_EINVAL;
+    }
+    if (c->jwt_secret && c->jwt_secret_file) {
+        *err = g_strdup("jwt_secret: set either jwt_secret or jwt_secret_file, not both");
         return TM_EINVAL;
     }
     if (c->recording_key && c->recording_key_file) {

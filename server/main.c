@@ -91,7 +91,29 @@ static int make_secret_file(const char *path, char **hex_out)
     return rc;
 }
 
-/* The HS256 secret: configured, or made once and kept in data_dir so that
+/* jwt_secret_file's text without the blanks around it; an empty file is
+ * refused rather than taken as a secret anyone could guess. */
+static int read_jwt_secret_file(tm_app *app)
+{
+    GError *gerr = NULL;
+    gchar *text = NULL;
+    if (!g_file_get_contents(app->cfg.jwt_secret_file, &text, NULL, &gerr)) {
+        fprintf(stderr, "telemed-server: jwt_secret_file: %s\n", gerr->message);
+        g_error_free(gerr);
+        return TM_EIO;
+    }
+    g_strstrip(text);
+    if (!*text) {
+        fprintf(stderr, "telemed-server: jwt_secret_file %s is empty\n", app->cfg.jwt_secret_file);
+        g_free(text);
+        return TM_EINVAL;
+    }
+    app->jwt_secret = text;
+    return 0;
+}
+
+/* The HS256 secret: configured (environment, config file or jwt_secret_file;
+ * never a flag, which ps shows), or made once and kept in data_dir so that
  * tokens survive restarts. With an identity provider's public keys and no
  * secret configured there is none: a secret on the host would let anyone
  * who can read it (`telemed-server token`) mint around the provider. */
@@ -101,6 +123,8 @@ static int load_jwt_secret(tm_app *app)
         app->jwt_secret = g_strdup(app->cfg.jwt_secret);
         return 0;
     }
+    if (app->cfg.jwt_secret_file)
+        return read_jwt_secret_file(app);
     if (app->cfg.jwt_public_keys)
         return 0;
     gchar *path = g_build_filename(app->cfg.data_dir, "jwt.secret", NULL);

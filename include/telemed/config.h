@@ -47,7 +47,8 @@ typedef struct tm_config {
     char *hospital_name; /* default "Demo Internet Hospital" */
     /* identity */
     char *jwt_secret; /* default NULL: then a random secret is made and kept in data_dir/jwt.secret,
-                         unless jwt_public_keys is set (then no HS256 at all) */
+                         unless jwt_public_keys is set (then no HS256 at all); never a flag */
+    char *jwt_secret_file;  /* default NULL: a file holding jwt_secret */
     char *jwt_public_keys;  /* comma-separated PEM paths, default NULL */
     int jwt_leeway_s;       /* 30, 0..600 */
     int jwt_max_lifetime_s; /* 86400, 60..2592000 */

@@ -288,9 +288,13 @@ static int server_start(int recording)
     g_subprocess_launcher_set_child_setup(l, die_with_parent, NULL, NULL);
     g_subprocess_launcher_set_stdout_file_path(l, "/dev/null");
     GPtrArray *argv = g_ptr_array_new();
-    const char *fixed[] = {BIN,        "--data-dir",        SRV.dir,     "--port",
-                           "0",        "--listen",          "127.0.0.1", "--jwt-secret",
-                           SRV.secret, "--media-addresses", "127.0.0.1", "--no-consent-required"};
+    /* The secret in the environment: the server refuses it as a flag. */
+    g_subprocess_launcher_setenv(l, "TELEMED_JWT_SECRET", SRV.secret, TRUE);
+    const char *fixed[] = {BIN,         "--data-dir",
+                           SRV.dir,     "--port",
+                           "0",         "--listen",
+                           "127.0.0.1", "--media-addresses",
+                           "127.0.0.1", "--no-consent-required"};
     for (size_t i = 0; i < G_N_ELEMENTS(fixed); i++)
         g_ptr_array_add(argv, (gpointer)fixed[i]);
     for (char **a = SERVER_ARGS; a && *a; a++)

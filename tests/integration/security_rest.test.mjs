@@ -159,6 +159,27 @@ test('--recording-key on the command line is refused (it would show in ps)', () 
   assert.ok(!r.stderr.toString().includes('ab'.repeat(32)));
 });
 
+test('--jwt-secret on the command line is refused; jwt_secret_file gives the secret instead', async () => {
+  const r = spawnSync(BIN, ['--jwt-secret', 'seen-by-every-user', '--check-config']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr.toString(), /jwt_secret: not accepted on the command line/);
+  assert.ok(!r.stderr.toString().includes('seen-by-every-user'));
+  const dir = mkdtempSync(join(tmpdir(), 'telemed-secret-'));
+  const file = join(dir, 'jwt.secret');
+  writeFileSync(file, 'secret-from-a-file\n', { mode: 0o600 });
+  const own = await startServer({ noSecret: true, args: ['--jwt-secret-file', file] });
+  try {
+    const good = mintToken('secret-from-a-file', { sub: 'a1', role: 'admin' });
+    assert.equal((await own.api('GET', '/api/v1/me', undefined, good)).status, 200);
+    const other = mintToken('another-secret', { sub: 'a1', role: 'admin' });
+    assert.equal((await own.api('GET', '/api/v1/me', undefined, other)).status, 401);
+    assert.ok(!existsSync(join(own.dataDir, 'jwt.secret')), 'no secret made beside the file');
+  } finally {
+    await own.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('with identity provider keys and no jwt_secret, HS256 is off and no jwt.secret exists', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'telemed-idp-'));
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });

@@ -484,6 +484,22 @@ static void test_cross_field(void)
     expect_error(&c, err, rc, "recording_key", "not both");
     g_unsetenv("TELEMED_RECORDING_KEY");
 
+    /* The HS256 secret the same: environment, config file or its own file. */
+    const char *secret = "jwt-secret-seen-by-nobody";
+    rc = load(&c, &err, "--jwt-secret", secret, END);
+    CHECK(!strstr(err, secret));
+    expect_error(&c, err, rc, "jwt_secret", "jwt_secret_file or the environment");
+    g_setenv("TELEMED_JWT_SECRET", secret, TRUE);
+    CHECK_EQ_INT(load(&c, &err, END), 0);
+    CHECK_STR(c.jwt_secret, secret);
+    tm_config_clear(&c);
+    rc = load(&c, &err, "--jwt-secret-file=/s", END);
+    expect_error(&c, err, rc, "jwt_secret", "not both");
+    g_unsetenv("TELEMED_JWT_SECRET");
+    CHECK_EQ_INT(load(&c, &err, "--jwt-secret-file=/s", END), 0);
+    CHECK_STR(c.jwt_secret_file, "/s");
+    tm_config_clear(&c);
+
     rc = load(&c, &err, "--tls-cert=/a.crt", END);
     expect_error(&c, err, rc, "tls_cert", "tls_key");
     rc = load(&c, &err, "--feed-client-key=/a.key", END);
@@ -574,7 +590,7 @@ static void test_sample_round_trip(void)
                 : strcmp(key, "media_candidate_networks") == 0 ? "10.20.0.0/16, fd00::/8"
                 : strcmp(key, "doctor_verify_url") == 0        ? "https://idp.example/verify"
                                                                : "/x";
-            if (strcmp(key, "recording_key_file") != 0) {
+            if (strcmp(key, "recording_key_file") != 0 && strcmp(key, "jwt_secret_file") != 0) {
                 g_string_append_printf(edited, "%s = %s\n", key, v);
                 uncommented++;
             }

@@ -27,7 +27,8 @@ async function startOwn({ args = [], timeoutMs = 20000 } = {}) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'telemed-webrtc-'));
   const secret = crypto.randomBytes(24).toString('hex');
   const child = spawn(bin(), ['--demo=false', '--port', '0', '--data-dir', dataDir, '--listen', '127.0.0.1',
-    '--jwt-secret', secret, '--no-consent-required', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--no-consent-required', ...args],
+    { env: { ...process.env, TELEMED_JWT_SECRET: secret }, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const port = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not listen within ${timeoutMs} ms\n${log}`)), timeoutMs);

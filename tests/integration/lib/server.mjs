@@ -29,13 +29,15 @@ export function mintToken(secret, claims, header = { alg: 'HS256', typ: 'JWT' })
 export async function startServer(opts = {}) {
   const dataDir = opts.dataDir || mkdtempSync(join(tmpdir(), 'telemed-test-'));
   const secret = opts.secret || randomBytes(16).toString('hex');
-  // noSecret: no --jwt-secret, as a deployment behind an identity provider runs.
+  // The secret goes in the environment: the server refuses it as a flag, which
+  // ps shows. noSecret: none, as a deployment behind an identity provider runs.
   // consent: check-in needs the informed consent, as it does by default; most
   // tests are about other things and check patients in without it
   // (tests/integration/consent.test.mjs and the pages' tests keep it on).
   const args = ['--data-dir', dataDir, '--port', '0', '--listen', '127.0.0.1',
-    ...(opts.noSecret ? [] : ['--jwt-secret', secret]), '--media-addresses', '127.0.0.1',
+    '--media-addresses', '127.0.0.1',
     ...(opts.consent ? [] : ['--no-consent-required']), ...(opts.args || [])];
+  const secretEnv = { TELEMED_JWT_SECRET: opts.noSecret ? undefined : secret };
   const srv = {
     dataDir, secret, logs: '', proc: null, port: 0, exited: null,
     db: join(dataDir, 'telemed.db'),
@@ -45,7 +47,9 @@ export async function startServer(opts = {}) {
     const [cmd, argv] = opts.nofile
       ? ['sh', ['-c', `ulimit -n ${Number(opts.nofile)} && exec "$0" "$@"`, BIN, ...args]]
       : [BIN, args];
-    const proc = spawn(cmd, argv, { env: { ...process.env, ...(opts.env || {}) },
+    const env = { ...process.env, ...secretEnv, ...(opts.env || {}) };
+    if (env.TELEMED_JWT_SECRET === undefined) delete env.TELEMED_JWT_SECRET;
+    const proc = spawn(cmd, argv, { env,
       stdio: ['ignore', 'pipe', 'pipe'] });
     srv.proc = proc;
     srv.exited = new Promise((res) => proc.on('exit', (code, sig) => res({ code, sig })));
