@@ -22,12 +22,24 @@
 
 /* ---- request parsing helpers ---------------------------------------- */
 
+/* As lws_get_urlarg_by_name: the first argument named so, and none once an
+ * argument too long for buf comes before it. */
 const char *tm__arg(http_req *r, const char *name, char *buf, size_t len)
 {
     char key[64];
     snprintf(key, sizeof(key), "%s=", name);
-    const char *v = lws_get_urlarg_by_name(r->wsi, key, buf, (int)len);
-    return v && *v ? v : NULL;
+    size_t kl = strlen(key);
+    for (guint i = 0; r->p->args && i < r->p->args->len; i++) {
+        const char *a = g_ptr_array_index(r->p->args, i);
+        size_t al = strlen(a);
+        if (al >= len)
+            return NULL;
+        if (strncmp(a, key, kl) == 0) {
+            memcpy(buf, a, al + 1);
+            return buf[kl] ? buf + kl : NULL;
+        }
+    }
+    return NULL;
 }
 
 /* Accepts epoch ms (integer) or RFC 3339 text. 0 when absent, -1 when bad. */
@@ -103,9 +115,7 @@ bool tm__id_ok(const char *id)
  * and audited with the route and the reason, never with the token. */
 static void note_auth_refused(http_req *r, const char *why)
 {
-    char ip[64] = "";
-    lws_get_peer_simple(r->wsi, ip, sizeof(ip));
-    tm_warn("http.auth_refused", "route=%s reason=%s peer=%s", r->seg[0], why, ip);
+    tm_warn("http.auth_refused", "route=%s reason=%s peer=%s", r->seg[0], why, r->p->peer_ip);
     tm_store_audit(r->app->store, r->who.sub[0] ? r->who.sub : NULL, NULL, "api.auth", r->seg[0],
                    "denied", why);
 }
@@ -132,7 +142,7 @@ static bool authenticate(http_req *r)
         tm__respond_err(r->p, TM_EPERM, "token is for another hospital");
         return false;
     }
-    tm_conn_limit_authenticated(r->app->conn_limit, lws_get_socket_fd(r->wsi));
+    tm_conn_limit_authenticated(r->app->conn_limit, r->p->sock_fd);
     return true;
 }
 
@@ -163,10 +173,9 @@ void tm__audit(http_req *r, const char *action, const char *target, const char *
  * for a list over many), the query string goes into the detail. */
 void tm__audit_list(http_req *r, const char *action, const char *patient)
 {
-    char query[256] = "";
-    int n = lws_hdr_copy(r->wsi, query, sizeof(query), WSI_TOKEN_HTTP_URI_ARGS);
+    const char *query = r->p->query;
     tm_store_audit(r->app->store, r->who.sub, tm_role_name(r->who.role), action,
-                   patient ? patient : "*", "ok", n > 0 ? query : NULL);
+                   patient ? patient : "*", "ok", query[0] ? query : NULL);
 }
 
 /* Doctors read the patients of their own department, and those a visit of

@@ -6,15 +6,21 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/conn_limit.c
   ${CMAKE_CURRENT_LIST_DIR}/visit_record.c
 )
-add_executable(telemed-server
-  ${CMAKE_CURRENT_LIST_DIR}/main.c
+# The REST API and the demo hospital, also built into the HTTP and
+# signaling fuzz targets (tests/fuzz/fuzz.cmake).
+set(TM_SERVER_HTTP_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/http.c
   ${CMAKE_CURRENT_LIST_DIR}/api.c
   ${CMAKE_CURRENT_LIST_DIR}/api_schedule.c
   ${CMAKE_CURRENT_LIST_DIR}/api_records.c
   ${CMAKE_CURRENT_LIST_DIR}/api_feed.c
+)
+set(TM_SERVER_DEMO_SOURCES ${CMAKE_CURRENT_LIST_DIR}/demo.c)
+add_executable(telemed-server
+  ${CMAKE_CURRENT_LIST_DIR}/main.c
+  ${TM_SERVER_HTTP_SOURCES}
   ${CMAKE_CURRENT_LIST_DIR}/web_static.c
-  ${CMAKE_CURRENT_LIST_DIR}/demo.c
+  ${TM_SERVER_DEMO_SOURCES}
 )
 target_link_libraries(telemed-server PRIVATE telemed)
 tm_unit_test(test_uv_source tests/server/test_uv_source.c)

@@ -204,13 +204,8 @@ static bool route_takes_body(const http_pss *p)
            strncmp(p->path, "/api/v1/", 8) == 0;
 }
 
-/* Routes a complete request and starts the response. */
-static int handle_request(struct lws *wsi, http_pss *p)
+void tm__http_route(tm_app *app, http_pss *p)
 {
-    tm_app *app = app_of(wsi);
-    if (p->responded)
-        return 0;
-    p->responded = true;
     if (p->body_too_big) {
         tm__respond_err(p, TM_ETOOBIG, "request body over 256 KiB");
     } else if (p->has_body && !route_takes_body(p)) {
@@ -222,7 +217,7 @@ static int handle_request(struct lws *wsi, http_pss *p)
     } else if (strcmp(p->path, "/metrics") == 0) {
         route_metrics(app, p);
     } else if (strncmp(p->path, "/api/v1/", 8) == 0) {
-        http_req r = {.app = app, .wsi = wsi, .p = p};
+        http_req r = {.app = app, .p = p};
         tm__route_api(&r, p->path + 8);
         g_strfreev(r.seg);
         json_decref(r.body);
@@ -231,10 +226,19 @@ static int handle_request(struct lws *wsi, http_pss *p)
     }
     if (!p->resp && !p->streaming) /* a route that forgot to answer is a bug, not a crash */
         tm__respond_err(p, TM_EIO, "no response");
+}
+
+/* Routes a complete request and starts the response. */
+static int handle_request(struct lws *wsi, http_pss *p)
+{
+    if (p->responded)
+        return 0;
+    p->responded = true;
+    tm__http_route(app_of(wsi), p);
     return send_headers(wsi, p);
 }
 
-static void pss_clear(http_pss *p)
+void tm__http_pss_clear(http_pss *p)
 {
     if (p->body)
         g_byte_array_free(p->body, TRUE);
@@ -244,9 +248,12 @@ static void pss_clear(http_pss *p)
         close(p->fd);
     p->have_fd = false;
     tm_rec_reader_free(p->reader);
+    if (p->args)
+        g_ptr_array_free(p->args, TRUE);
     p->body = NULL;
     p->resp = NULL;
     p->reader = NULL;
+    p->args = NULL;
     p->streaming = false;
 }
 
@@ -255,7 +262,7 @@ static void pss_clear(http_pss *p)
 static int finish_response(struct lws *wsi, http_pss *p)
 {
     bool close = p->close_after;
-    pss_clear(p);
+    tm__http_pss_clear(p);
     if (close)
         return lws_raw_transaction_completed(wsi);
     return lws_http_transaction_completed(wsi) ? -1 : 0;
@@ -280,13 +287,11 @@ static int write_recording_chunk(struct lws *wsi, http_pss *p)
         lws_callback_on_writable(wsi);
         return 0;
     }
-    pss_clear(p);
+    tm__http_pss_clear(p);
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
 /* ---- request framing -------------------------------------------- */
-
-typedef enum { FRAMING_NONE, FRAMING_LENGTH, FRAMING_BAD_REQUEST, FRAMING_NEEDS_LENGTH } framing;
 
 static bool all_digits(const char *s)
 {
@@ -301,31 +306,61 @@ static bool all_digits(const char *s)
 /* RFC 9112 §6.3: a body whose length a proxy in front could read otherwise
  * is refused, not guessed: Content-Length with Transfer-Encoding, repeated
  * or signed lengths. Chunked bodies are not taken at all (411). */
-static framing request_framing(struct lws *wsi, uint64_t *length, const char **why)
+tm__http_framing tm__http_framing_of(bool transfer_encoding, int cl_total, int cl_second,
+                                     const char *cl_text, uint64_t *length, const char **why)
 {
     *length = 0;
+    if (transfer_encoding && cl_total > 0) {
+        *why = "Content-Length and Transfer-Encoding together";
+        return TM_HTTP_FRAMING_BAD_REQUEST;
+    }
+    if (transfer_encoding) {
+        *why = "Transfer-Encoding is not accepted on requests; send Content-Length";
+        return TM_HTTP_FRAMING_NEEDS_LENGTH;
+    }
+    if (cl_total <= 0)
+        return TM_HTTP_FRAMING_NONE;
+    if (cl_second > 0 || cl_total >= 24 || !cl_text || !all_digits(cl_text) ||
+        strlen(cl_text) > 15) {
+        *why = "Content-Length must be one decimal number";
+        return TM_HTTP_FRAMING_BAD_REQUEST;
+    }
+    *length = g_ascii_strtoull(cl_text, NULL, 10);
+    return *length ? TM_HTTP_FRAMING_LENGTH : TM_HTTP_FRAMING_NONE;
+}
+
+static tm__http_framing request_framing(struct lws *wsi, uint64_t *length, const char **why)
+{
     bool te = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
     int cl = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-    if (te && cl > 0) {
-        *why = "Content-Length and Transfer-Encoding together";
-        return FRAMING_BAD_REQUEST;
-    }
-    if (te) {
-        *why = "Transfer-Encoding is not accepted on requests; send Content-Length";
-        return FRAMING_NEEDS_LENGTH;
-    }
-    if (cl <= 0)
-        return FRAMING_NONE;
     char text[24];
-    if (lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, 1) > 0 ||
-        cl >= (int)sizeof(text) ||
-        lws_hdr_copy_fragment(wsi, text, sizeof(text), WSI_TOKEN_HTTP_CONTENT_LENGTH, 0) < 0 ||
-        !all_digits(text) || strlen(text) > 15) {
-        *why = "Content-Length must be one decimal number";
-        return FRAMING_BAD_REQUEST;
+    bool copied =
+        cl > 0 && cl < (int)sizeof(text) &&
+        lws_hdr_copy_fragment(wsi, text, sizeof(text), WSI_TOKEN_HTTP_CONTENT_LENGTH, 0) >= 0;
+    return tm__http_framing_of(
+        te, cl, cl > 0 ? lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, 1) : 0,
+        copied ? text : NULL, length, why);
+}
+
+/* The query's arguments, joined query and peer, as the resources read them
+ * (http_internal.h). lws keeps the arguments split and decoded. */
+static void copy_request_context(struct lws *wsi, http_pss *p)
+{
+    p->args = g_ptr_array_new_with_free_func(g_free);
+    for (int i = 0;; i++) {
+        int len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+        char *arg = g_malloc((gsize)len + 1);
+        /* -1: there is no argument i (an empty one copies as "") */
+        if (lws_hdr_copy_fragment(wsi, arg, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
+            g_free(arg);
+            break;
+        }
+        g_ptr_array_add(p->args, arg);
     }
-    *length = g_ascii_strtoull(text, NULL, 10);
-    return *length ? FRAMING_LENGTH : FRAMING_NONE;
+    if (lws_hdr_copy(wsi, p->query, sizeof(p->query), WSI_TOKEN_HTTP_URI_ARGS) <= 0)
+        p->query[0] = 0;
+    lws_get_peer_simple(wsi, p->peer_ip, sizeof(p->peer_ip));
+    p->sock_fd = lws_get_socket_fd(wsi);
 }
 
 /* Answers before the body is read and closes: the framing is not to be
@@ -346,13 +381,13 @@ static int refuse_framing(struct lws *wsi, http_pss *p, int status, const char *
     memcpy(buf + LWS_PRE, p->resp->str, n);
     if (lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP_FINAL) != (int)n)
         return -1;
-    pss_clear(p);
+    tm__http_pss_clear(p);
     return lws_raw_transaction_completed(wsi);
 }
 
 static int start_request(struct lws *wsi, http_pss *p)
 {
-    pss_clear(p);
+    tm__http_pss_clear(p);
     memset(p, 0, sizeof(*p));
     const char *uri = NULL;
     int ulen = 0;
@@ -369,16 +404,23 @@ static int start_request(struct lws *wsi, http_pss *p)
         p->range[0] = 0;
     uint64_t length;
     const char *why = NULL;
+    copy_request_context(wsi, p);
     switch (request_framing(wsi, &length, &why)) {
-    case FRAMING_BAD_REQUEST:
+    case TM_HTTP_FRAMING_BAD_REQUEST:
         return refuse_framing(wsi, p, 400, why);
-    case FRAMING_NEEDS_LENGTH:
+    case TM_HTTP_FRAMING_NEEDS_LENGTH:
         return refuse_framing(wsi, p, 411, why);
-    case FRAMING_NONE:
+    case TM_HTTP_FRAMING_NONE:
         return handle_request(wsi, p);
-    case FRAMING_LENGTH:
+    case TM_HTTP_FRAMING_LENGTH:
         break;
     }
+    tm__http_expect_body(p, length);
+    return 0; /* the body comes in LWS_CALLBACK_HTTP_BODY */
+}
+
+void tm__http_expect_body(http_pss *p, uint64_t length)
+{
     p->close_after = true;
     p->has_body = true;
     p->body_deadline_ms = tm_now_ms() + BODY_DEADLINE_MS;
@@ -386,12 +428,11 @@ static int start_request(struct lws *wsi, http_pss *p)
         p->body_too_big = true;
     else if (route_takes_body(p))
         p->body = g_byte_array_sized_new((guint)length);
-    return 0; /* the body comes in LWS_CALLBACK_HTTP_BODY */
 }
 
 /* Keeps the body of a route that takes one; a body elsewhere is read and
  * dropped so the refusal reaches the client. */
-static int take_body(http_pss *p, const void *in, size_t len)
+int tm__http_take_body(http_pss *p, const void *in, size_t len)
 {
     if (!p->has_body)
         return 0;
@@ -438,7 +479,7 @@ int tm_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
     case LWS_CALLBACK_HTTP:
         return start_request(wsi, p) ? -1 : 0;
     case LWS_CALLBACK_HTTP_BODY:
-        return take_body(p, in, len) ? -1 : 0;
+        return tm__http_take_body(p, in, len) ? -1 : 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         return handle_request(wsi, p) ? -1 : 0;
     case LWS_CALLBACK_HTTP_WRITEABLE: {
@@ -462,7 +503,7 @@ int tm_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         return finish_response(wsi, p);
     }
     case LWS_CALLBACK_CLOSED_HTTP:
-        pss_clear(p);
+        tm__http_pss_clear(p);
         return 0;
     default:
         break;

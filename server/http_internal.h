@@ -21,6 +21,14 @@ typedef struct http_pss {
     int method;
     char path[512];
     char auth[TM_JWT_MAX_LEN + 16];
+    /* what the resources read of the request besides its headers, copied
+     * from lws when it starts: the query's arguments as lws splits and
+     * decodes them ("name=value" each), the query joined with '&' ("" when
+     * absent or 256 bytes or longer), the peer's address and socket */
+    GPtrArray *args;
+    char query[256];
+    char peer_ip[64];
+    int sock_fd;
     GByteArray *body;
     bool body_too_big;
     int64_t body_deadline_ms;
@@ -49,13 +57,40 @@ typedef struct http_pss {
 
 typedef struct http_req {
     tm_app *app;
-    struct lws *wsi;
     http_pss *p;
     gchar **seg; /* path segments after /api/v1 */
     int nseg;
     json_t *body; /* parsed body or NULL */
     tm_identity who;
 } http_req;
+
+/* How a request's body is framed (RFC 9112 §6.3), from its headers as lws
+ * holds them: Transfer-Encoding present, Content-Length's total length, the
+ * length of a second Content-Length, and the first one's text (NULL when it
+ * could not be copied). Sets *length for TM_HTTP_FRAMING_LENGTH and *why
+ * (static) for the refusals. */
+typedef enum {
+    TM_HTTP_FRAMING_NONE,
+    TM_HTTP_FRAMING_LENGTH,
+    TM_HTTP_FRAMING_BAD_REQUEST,
+    TM_HTTP_FRAMING_NEEDS_LENGTH
+} tm__http_framing;
+tm__http_framing tm__http_framing_of(bool transfer_encoding, int cl_total, int cl_second,
+                                     const char *cl_text, uint64_t *length, const char **why);
+
+/* A body of length bytes follows the headers (TM_HTTP_FRAMING_LENGTH): the
+ * connection closes after the reply, the body has a deadline, and only a
+ * route that takes a body keeps it. */
+void tm__http_expect_body(http_pss *p, uint64_t length);
+/* A piece of the body; -1 when its deadline has passed (close). */
+int tm__http_take_body(http_pss *p, const void *in, size_t len);
+
+/* Routes a complete request (p filled in from lws, the body in p->body) and
+ * leaves its response in p: p->resp, or a recording to stream. No socket is
+ * touched; http.c writes the response. */
+void tm__http_route(tm_app *app, http_pss *p);
+/* Frees what a request holds (body, response, open recording, args). */
+void tm__http_pss_clear(http_pss *p);
 
 /* Responses (http.c). respond_json steals data; respond_text steals body. */
 void tm__respond_text(http_pss *p, int status, const char *ctype, GString *body);
