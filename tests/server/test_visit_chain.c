@@ -6,6 +6,7 @@
  * one, and a row written around the store. A real SQLite file.
  */
 #include "tm_test.h"
+#include "visit_fixture.h"
 
 #include "telemed/common.h"
 #include "telemed/store.h"
@@ -62,44 +63,13 @@ static void test_link_bytes(void)
 
 static char *dir, *path;
 
-static tm_store *open_store(void)
-{
-    char *err = NULL;
-    tm_store *s = tm_store_open(path, "hosp-1", &err);
-    if (!s)
-        fprintf(stderr, "open: %s\n", err);
-    CHECK(s != NULL);
-    return s;
-}
-
 /* A visit of five events: checked in, started, ended, note signed, rated. */
 static void full_visit(tm_store *s, tm_visit *v)
 {
-    memset(v, 0, sizeof(*v));
-    snprintf(v->patient_id, sizeof(v->patient_id), "pat-1");
-    snprintf(v->dept_id, sizeof(v->dept_id), "cardio");
-    snprintf(v->kind, sizeof(v->kind), "follow_up");
     int64_t t = 1764072000000LL;
-    v->checkin_ms = t;
-    CHECK_EQ_INT(tm_store_visit_checkin(s, v, "test"), 0);
-    CHECK_EQ_INT(tm_store_visit_offer(s, v->id, "doc-1", t + 1000), 0);
-    CHECK_EQ_INT(tm_store_visit_accept(s, v->id, "doc-1", "test", t + 2000), 0);
-    CHECK_EQ_INT(tm_store_visit_end(s, v->id, "terminate_and_refer", "doc-1", t + 60000), 0);
+    fixture_ended_visit(s, v, "terminate_and_refer", t);
     CHECK_EQ_INT(tm_store_note_save(s, v->id, "doc-1", "note", "I10", true, t + 61000), 0);
     CHECK_EQ_INT(tm_store_rating_add(s, v->id, "pat-1", 4, NULL, t + 62000), 0);
-}
-
-static void raw_exec(const char *sql)
-{
-    sqlite3 *db = NULL;
-    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK)
-        fprintf(stderr, "raw: %s\n", msg);
-    sqlite3_free(msg);
-    sqlite3_close(db);
-    CHECK_EQ_INT(rc, SQLITE_OK);
 }
 
 static json_t *problems_of(tm_store *s, const char *visit_id, json_t **report)
@@ -113,7 +83,7 @@ static void test_store_chain(void)
 {
     dir = g_dir_make_tmp("tm-chain-XXXXXX", NULL);
     path = g_build_filename(dir, "telemed.db", NULL);
-    tm_store *s = open_store();
+    tm_store *s = fixture_open_store(path);
     CHECK_EQ_INT(tm_store_dept_put(s, "cardio", "Cardiology"), 0);
     CHECK_EQ_INT(tm_store_doctor_put(s, "doc-1", "Dr A", "cardio", "LIC-1", NULL), 0);
     tm_visit v, w;
@@ -137,9 +107,9 @@ static void test_store_chain(void)
         "UPDATE outbox SET payload = replace(payload, 'terminate_and_refer', 'completed')"
         " WHERE visit_id = '%s' AND type = 'visit.ended'",
         v.id);
-    raw_exec(sql);
+    fixture_raw_exec(path, sql);
     g_free(sql);
-    s = open_store();
+    s = fixture_open_store(path);
     p = problems_of(s, v.id, &r);
     CHECK_EQ_INT(json_array_size(p), 1);
     CHECK_STR(json_string_value(json_object_get(json_array_get(p, 0), "type")), "visit.ended");
@@ -155,9 +125,9 @@ static void test_store_chain(void)
     /* A removed event breaks the chain at the next one. */
     sql = g_strdup_printf("DELETE FROM outbox WHERE visit_id = '%s' AND type = 'visit.started'",
                           w.id);
-    raw_exec(sql);
+    fixture_raw_exec(path, sql);
     g_free(sql);
-    s = open_store();
+    s = fixture_open_store(path);
     p = problems_of(s, w.id, &r);
     CHECK_EQ_INT(json_array_size(p), 1);
     CHECK_STR(json_string_value(json_object_get(json_array_get(p, 0), "type")), "visit.ended");
@@ -166,7 +136,7 @@ static void test_store_chain(void)
 
     /* A row written around the store (an operator's shell) has no link,
      * and the store's next event links past it to the last chained one. */
-    s = open_store();
+    s = fixture_open_store(path);
     tm_visit x;
     memset(&x, 0, sizeof(x));
     snprintf(x.patient_id, sizeof(x.patient_id), "pat-2");
@@ -178,9 +148,9 @@ static void test_store_chain(void)
     sql = g_strdup_printf("INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload)"
                           " VALUES('by-hand-1', 'visit.rated', '%s', 1, '{}')",
                           x.id);
-    raw_exec(sql);
+    fixture_raw_exec(path, sql);
     g_free(sql);
-    s = open_store();
+    s = fixture_open_store(path);
     CHECK_EQ_INT(tm_store_visit_offer(s, x.id, "doc-1", x.checkin_ms + 1000), 0);
     CHECK_EQ_INT(tm_store_visit_accept(s, x.id, "doc-1", "test", x.checkin_ms + 2000), 0);
     p = problems_of(s, x.id, &r);

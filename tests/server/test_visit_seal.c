@@ -8,6 +8,7 @@
  * encrypted recording file.
  */
 #include "tm_test.h"
+#include "visit_fixture.h"
 
 #include "telemed/common.h"
 #include "telemed/rec_crypt.h"
@@ -149,44 +150,7 @@ static void test_note_hash_bytes(void)
 
 /* ---- the store and the check ------------------------------------------ */
 
-static tm_store *open_store(void)
-{
-    char *err = NULL;
-    tm_store *s = tm_store_open(db_path, "hosp-1", &err);
-    if (!s)
-        fprintf(stderr, "open: %s\n", err);
-    CHECK(s != NULL);
-    return s;
-}
-
-static void raw_exec(const char *sql)
-{
-    sqlite3 *db = NULL;
-    CHECK_EQ_INT(sqlite3_open(db_path, &db), SQLITE_OK);
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK)
-        fprintf(stderr, "raw: %s\n", msg);
-    sqlite3_free(msg);
-    sqlite3_close(db);
-    CHECK_EQ_INT(rc, SQLITE_OK);
-}
-
 static const int64_t T0 = 1764072000000LL;
-
-/* Checked in, accepted and ended at T0 + 60 s; no note yet. */
-static void ended_visit(tm_store *s, tm_visit *v)
-{
-    memset(v, 0, sizeof(*v));
-    snprintf(v->patient_id, sizeof(v->patient_id), "pat-1");
-    snprintf(v->dept_id, sizeof(v->dept_id), "cardio");
-    snprintf(v->kind, sizeof(v->kind), "follow_up");
-    v->checkin_ms = T0;
-    CHECK_EQ_INT(tm_store_visit_checkin(s, v, "test"), 0);
-    CHECK_EQ_INT(tm_store_visit_offer(s, v->id, "doc-1", T0 + 1000), 0);
-    CHECK_EQ_INT(tm_store_visit_accept(s, v->id, "doc-1", "test", T0 + 2000), 0);
-    CHECK_EQ_INT(tm_store_visit_end(s, v->id, "completed", "doc-1", T0 + 60000), 0);
-}
 
 static bool due(tm_store *s, const char *id, int64_t now_ms)
 {
@@ -281,11 +245,11 @@ static void seal(tm_store *s, const char *id, const tm_seal_key *k, int64_t now)
 
 static void test_sealing_rule(void)
 {
-    tm_store *s = open_store();
+    tm_store *s = fixture_open_store(db_path);
     tm_seal_key *k = new_key("rule.pem", TM_SEAL_ECDSA_P256);
     tm_visit v, w, live;
-    ended_visit(s, &v);
-    ended_visit(s, &w);
+    fixture_ended_visit(s, &v, "completed", T0);
+    fixture_ended_visit(s, &w, "completed", T0);
     /* No note: due only an hour (seal_after here) after the end. */
     CHECK(!due(s, v.id, T0 + 120000));
     CHECK(due(s, v.id, T0 + 60000 + 3600 * 1000));
@@ -305,7 +269,7 @@ static void test_sealing_rule(void)
     CHECK(due(s, w.id, T0 + 63000));
     /* A row left "recording" is closed by the seal, so nothing rewrites it. */
     tm_visit y;
-    ended_visit(s, &y);
+    fixture_ended_visit(s, &y, "completed", T0);
     char *q = in_dir("stuck.mkv");
     CHECK_EQ_INT(tm_recording_start(s, y.id, q, "matroska", false, T0 + 3000, rec_id), 0);
     seal(s, y.id, k, T0 + 60000 + 3600 * 1000);
@@ -390,13 +354,13 @@ static void test_sealing_rule(void)
 
 static void test_verify_names_changes(void)
 {
-    tm_store *s = open_store();
+    tm_store *s = fixture_open_store(db_path);
     tm_seal_key *k = new_key("verify.pem", TM_SEAL_SM2);
     uint8_t rec_key[32];
     for (int i = 0; i < 32; i++)
         rec_key[i] = (uint8_t)(i * 13 + 1);
     tm_visit v;
-    ended_visit(s, &v);
+    fixture_ended_visit(s, &v, "completed", T0);
     char *plain = in_dir("plain.mkv"), *enc = in_dir("enc.mkv.enc");
     record(s, v.id, plain, NULL);
     record(s, v.id, enc, rec_key);
@@ -424,9 +388,9 @@ static void test_verify_names_changes(void)
     char *sql = g_strdup_printf("UPDATE notes SET body = 'history and other advice'"
                                 " WHERE visit_id = '%s'",
                                 v.id);
-    raw_exec(sql);
+    fixture_raw_exec(db_path, sql);
     g_free(sql);
-    s = open_store();
+    s = fixture_open_store(db_path);
     r = verify(s, v.id, k, rec_key);
     CHECK(json_is_false(json_object_get(r, "ok")));
     CHECK_EQ_INT(count_differences(r), 1);
@@ -437,7 +401,7 @@ static void test_verify_names_changes(void)
     tm_store_free(s);
     sql =
         g_strdup_printf("UPDATE notes SET body = 'history and advice' WHERE visit_id = '%s'", v.id);
-    raw_exec(sql);
+    fixture_raw_exec(db_path, sql);
     g_free(sql);
 
     /* An event changed and every chain hash rewritten to match: the chain
@@ -445,9 +409,9 @@ static void test_verify_names_changes(void)
     sql = g_strdup_printf("UPDATE outbox SET payload = replace(payload, 'completed',"
                           " 'terminate_and_refer') WHERE visit_id = '%s' AND type = 'visit.ended'",
                           v.id);
-    raw_exec(sql);
+    fixture_raw_exec(db_path, sql);
     g_free(sql);
-    s = open_store();
+    s = fixture_open_store(db_path);
     json_t *chain = tm_store_visit_chain(s, v.id);
     size_t problems = json_array_size(json_object_get(chain, "problems"));
     CHECK(problems >= 1);
@@ -479,9 +443,9 @@ static void test_verify_names_changes(void)
     sqlite3_finalize(st);
     sqlite3_close(db);
     g_string_append(updates, "COMMIT;");
-    raw_exec(updates->str);
+    fixture_raw_exec(db_path, updates->str);
     g_string_free(updates, TRUE);
-    s = open_store();
+    s = fixture_open_store(db_path);
     r = verify(s, v.id, k, rec_key);
     CHECK(json_is_false(json_object_get(r, "ok")));
     CHECK(json_is_true(json_object_get(json_object_get(r, "chain"), "ok")));
@@ -502,7 +466,7 @@ static void test_verify_names_changes(void)
     /* One byte of each recording file: named with its path. */
     flip_byte(plain, 1000);
     flip_byte(enc, 100000);
-    s = open_store();
+    s = fixture_open_store(db_path);
     r = verify(s, v.id, k, rec_key);
     d = differences(r, "recording");
     char *want_plain = g_strdup_printf("the file %s hashes to", plain);
@@ -519,9 +483,9 @@ static void test_verify_names_changes(void)
     sql = g_strdup_printf("UPDATE visit_seals SET statement = replace(statement, '\"completed\"',"
                           " '\"terminate_and_refer\"') WHERE visit_id = '%s'",
                           v.id);
-    raw_exec(sql);
+    fixture_raw_exec(db_path, sql);
     g_free(sql);
-    s = open_store();
+    s = fixture_open_store(db_path);
     r = verify(s, v.id, k, rec_key);
     d = differences(r, "seal");
     CHECK(strstr(d, "the seal's signature does not match its statement") != NULL);
@@ -531,9 +495,9 @@ static void test_verify_names_changes(void)
     /* The seal row deleted: the marks it left say it was there. */
     tm_store_free(s);
     sql = g_strdup_printf("DELETE FROM visit_seals WHERE visit_id = '%s'", v.id);
-    raw_exec(sql);
+    fixture_raw_exec(db_path, sql);
     g_free(sql);
-    s = open_store();
+    s = fixture_open_store(db_path);
     r = verify(s, v.id, k, rec_key);
     CHECK(json_is_false(json_object_get(r, "sealed")));
     d = differences(r, "seal");
@@ -554,7 +518,7 @@ int main(void)
 {
     dir = g_dir_make_tmp("tm-seal-XXXXXX", NULL);
     db_path = in_dir("telemed.db");
-    tm_store *s = open_store();
+    tm_store *s = fixture_open_store(db_path);
     CHECK_EQ_INT(tm_store_dept_put(s, "cardio", "Cardiology"), 0);
     CHECK_EQ_INT(tm_store_doctor_put(s, "doc-1", "Dr A", "cardio", "LIC-1", NULL), 0);
     tm_store_free(s);
