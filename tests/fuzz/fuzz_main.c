@@ -20,7 +20,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FUZZ_MAX_INPUT 12000
-#define MAX_SEEDS 256
+#define MAX_SEEDS 1024
 
 struct seed {
     uint8_t *data;
