@@ -128,29 +128,21 @@ static int64_t session_ends_ms(const session *s)
     return (s->exp_s + s->sig->cfg->jwt_leeway_s) * 1000;
 }
 
-static void schedule_expiry(session *s);
-
-/* The session removes this timer when it goes, so it is still here. */
-static gboolean token_expired(gpointer data)
+/* Swept by the once-a-second tick, not a timer per session: GLib walks
+ * every source on each loop iteration, and a timer per waiting patient
+ * doubled the idle server's CPU (tests/bench/README.md, issue 13). */
+void tm__auth_expire_sessions(tm_signaling *sig, int64_t now_ms)
 {
-    session *s = data;
-    s->exp_timer = 0;
-    if (tm_now_ms() < session_ends_ms(s)) {
-        schedule_expiry(s); /* a far exp is reached in steps */
-        return G_SOURCE_REMOVE;
+    GHashTableIter it;
+    gpointer key, val;
+    g_hash_table_iter_init(&it, sig->users);
+    while (g_hash_table_iter_next(&it, &key, &val)) {
+        session *s = ((user *)val)->sess;
+        if (!s || s->closing || now_ms < session_ends_ms(s))
+            continue;
+        tm_info("ws.token_expired", "user=%s", s->u->key);
+        tm__session_close(s, TM_WS_CLOSE_TOKEN_EXPIRED, "token expired");
     }
-    tm_info("ws.token_expired", "user=%s", s->u ? s->u->key : "-");
-    tm__session_close(s, TM_WS_CLOSE_TOKEN_EXPIRED, "token expired");
-    return G_SOURCE_REMOVE;
-}
-
-static void schedule_expiry(session *s)
-{
-    if (s->exp_timer)
-        g_source_remove(s->exp_timer);
-    int64_t left = session_ends_ms(s) - tm_now_ms();
-    guint ms = left <= 0 ? 0 : left > 86400000 ? 86400000 : (guint)left;
-    s->exp_timer = g_timeout_add(ms, token_expired, s);
 }
 
 static json_t *expires_json(const session *s)
@@ -185,7 +177,6 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
     snprintf(s->id, sizeof(s->id), "ws-%s", uuid);
     g_free(uuid);
     keep_token_facts(s, &ident);
-    schedule_expiry(s);
     user *u = tm__find_user(sig, ident.role, ident.sub);
     bool resumed = false, rejoined = false;
     if (!u) {
@@ -270,7 +261,6 @@ static void handle_renew(request *r)
         return;
     }
     keep_token_facts(r->s, &ident);
-    schedule_expiry(r->s);
     tm_info("ws.renewed", "user=%s", r->u->key);
     tm__reply_ok(r->s, r->id, json_pack("{s:o}", "expires_at", expires_json(r->s)));
 }

@@ -405,10 +405,12 @@ static gboolean offer_timed_out(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
-/* Once a second: slots that have come, shifts that began, quality figures. */
+/* Once a second: expired tokens, slots that have come, shifts that began,
+ * quality figures. */
 gboolean tm__tick(gpointer data)
 {
     tm_signaling *sig = data;
+    tm__auth_expire_sessions(sig, tm_now_ms());
     tm__dispatch_all(sig);
     GPtrArray *depts = g_ptr_array_new_with_free_func(g_free);
     tm_queue_foreach_dept(sig->queue, collect_dept, depts);

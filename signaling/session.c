@@ -291,8 +291,6 @@ static session *session_new(tm_signaling *sig, struct lws *wsi, const char *peer
 static void session_free(session *s)
 {
     tm__session_authenticated(s);
-    if (s->exp_timer)
-        g_source_remove(s->exp_timer);
     unsigned char *buf;
     while ((buf = g_queue_pop_head(&s->outq)))
         free(buf);

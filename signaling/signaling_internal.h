@@ -69,8 +69,7 @@ struct session {
     char id[48];         /* "ws-<uuid>" from hello on: names the connection in consent records */
     int64_t auth_time_s; /* the token's auth_time (epoch s), 0 if absent */
     char amr[64];        /* the token's amr, joined by ',' */
-    guint exp_timer;
-    int close_code; /* sent in the close frame once the queue is written */
+    int close_code;      /* sent in the close frame once the queue is written */
     char close_reason[64];
     bool close_sent;
 };
@@ -204,6 +203,8 @@ void tm__session_authenticated(session *s);
 
 /* auth.c */
 void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id);
+/* Closes (4401) every session whose token has expired by now_ms. */
+void tm__auth_expire_sessions(tm_signaling *sig, int64_t now_ms);
 
 /* lobby.c */
 int tm__queue_add(tm_signaling *sig, live_visit *v);
