@@ -10,7 +10,7 @@ set -eu
 src=$1
 out=$2
 secs=${TM_FUZZ_SECONDS:-30}
-targets="fuzz_jwt fuzz_sdp fuzz_rtp_rtcp fuzz_http_range fuzz_rec_reader fuzz_media_datagram fuzz_signaling fuzz_http"
+targets="fuzz_jwt fuzz_sdp fuzz_rtp_rtcp fuzz_http_range fuzz_rec_reader fuzz_media_datagram fuzz_signaling fuzz_http fuzz_recorder"
 
 CC=clang cmake -S "$src" -B "$out" -DTM_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$out.cmake.log" 2>&1 ||
     { cat "$out.cmake.log"; exit 1; }
