@@ -88,5 +88,7 @@ char *fuzz_hospital_token(const char *sub, tm_role role, const char *dept)
     g_strlcpy(id.dept, dept ? dept : "", sizeof(id.dept));
     id.iat = tm_now_ms() / 1000;
     id.exp = id.iat + 12 * 3600;
+    id.auth_time = id.iat; /* signed in just now: a doctor may accept visits */
+    g_strlcpy(id.amr, "pwd", sizeof(id.amr));
     return tm_jwt_mint_hs256(FUZZ_HOSPITAL_SECRET, &id);
 }

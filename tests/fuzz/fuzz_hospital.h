@@ -25,7 +25,8 @@ _Noreturn void fuzz_fail(const char *what, const char *detail);
 void fuzz_hospital_setup(const char *name, tm_config *cfg, bool verbose);
 /* The template copied afresh and opened (tm_store_free it). */
 tm_store *fuzz_hospital_open(const tm_config *cfg);
-/* A token of sub as role (dept may be NULL), valid 12 h; free() it. */
+/* A token of sub as role (dept may be NULL), valid 12 h, signed in now
+ * (auth_time); free() it. */
 char *fuzz_hospital_token(const char *sub, tm_role role, const char *dept);
 
 #endif
