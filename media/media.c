@@ -39,6 +39,8 @@ typedef struct event_msg {
     tm_media_event ev;
     char *visit_id, *peer_id, *sdp, *offer_ufrag, *candidate, *mid, *state, *message;
     tm_media_stream_stats *streams;
+    tm_media_binding *bindings;
+    char **binding_strs; /* the bindings' mids and peer ids, NULL-terminated */
 } event_msg;
 
 static void event_msg_free(gpointer data)
@@ -54,6 +56,8 @@ static void event_msg_free(gpointer data)
     g_free(e->state);
     g_free(e->streams);
     g_free(e->message);
+    g_free(e->bindings);
+    g_strfreev(e->binding_strs);
     g_free(e);
 }
 
@@ -79,6 +83,19 @@ void tm__media_post(tm__worker *w, const tm_media_event *ev)
     e->ev.state = e->state = g_strdup(ev->state);
     e->ev.streams = e->streams = g_memdup2(ev->streams, ev->n_streams * sizeof(*ev->streams));
     e->ev.message = e->message = g_strdup(ev->message);
+    if (ev->n_bindings) {
+        e->bindings = g_new0(tm_media_binding, ev->n_bindings);
+        e->binding_strs = g_new0(char *, 2 * ev->n_bindings + 1);
+        size_t n_strs = 0;
+        for (size_t i = 0; i < ev->n_bindings; i++) {
+            const tm_media_binding *b = &ev->bindings[i];
+            e->bindings[i].video = b->video;
+            e->bindings[i].mid = e->binding_strs[n_strs++] = g_strdup(b->mid ? b->mid : "");
+            if (b->src_peer_id)
+                e->bindings[i].src_peer_id = e->binding_strs[n_strs++] = g_strdup(b->src_peer_id);
+        }
+    }
+    e->ev.bindings = e->bindings;
     g_main_context_invoke_full(e->sink->control, G_PRIORITY_DEFAULT, event_deliver, e,
                                event_msg_free);
 }
@@ -131,6 +148,7 @@ static void home_free(gpointer data)
 {
     tm__visit_home *h = data;
     g_hash_table_unref(h->peers);
+    g_hash_table_unref(h->labels);
     g_free(h);
 }
 
@@ -153,12 +171,20 @@ static int pick_worker(tm_media *m)
 
 /* ---- messages to workers ---- */
 
-typedef enum { MSG_OFFER, MSG_CANDIDATE, MSG_PEER_CLOSE, MSG_VISIT_CLOSE, MSG_RECORD } msg_type;
+typedef enum {
+    MSG_OFFER,
+    MSG_CANDIDATE,
+    MSG_PEER_CLOSE,
+    MSG_VISIT_CLOSE,
+    MSG_RECORD,
+    MSG_RECORD_PARTS,
+    MSG_LABEL
+} msg_type;
 
 typedef struct worker_msg {
     msg_type type;
     tm__worker *w;
-    char *visit_id, *peer_id, *candidate;
+    char *visit_id, *peer_id, *candidate, *label;
     bool send;
     tm_sdp_offer *offer;
     /* MSG_RECORD */
@@ -168,6 +194,7 @@ typedef struct worker_msg {
     int expect;
     tm_media_record_cb cb;
     void *user;
+    tm_media_record_part_cb part_cb; /* MSG_RECORD_PARTS */
 } worker_msg;
 
 static void worker_msg_free(gpointer data)
@@ -176,6 +203,7 @@ static void worker_msg_free(gpointer data)
     g_free(msg->visit_id);
     g_free(msg->peer_id);
     g_free(msg->candidate);
+    g_free(msg->label);
     g_free(msg->path);
     tm_sdp_offer_free(msg->offer);
     OPENSSL_cleanse(msg->key, sizeof msg->key);
@@ -190,7 +218,7 @@ static gboolean worker_msg_run(gpointer data)
     tm__peer *p = v && msg->peer_id ? tm__visit_peer(v, msg->peer_id) : NULL;
     switch (msg->type) {
     case MSG_OFFER:
-        tm__peer_offer(w, msg->visit_id, msg->peer_id, msg->send, msg->offer);
+        tm__peer_offer(w, msg->visit_id, msg->peer_id, msg->send, msg->offer, msg->label);
         break;
     case MSG_CANDIDATE:
         if (p)
@@ -217,6 +245,16 @@ static gboolean worker_msg_run(gpointer data)
             v->rec_expect = msg->expect;
         }
         break;
+    case MSG_RECORD_PARTS:
+        if (v)
+            v->rec_part_cb = msg->part_cb;
+        break;
+    case MSG_LABEL:
+        if (p) {
+            g_free(p->label);
+            p->label = g_strdup(msg->label);
+        }
+        break;
     }
     return G_SOURCE_REMOVE;
 }
@@ -235,6 +273,7 @@ static tm__visit_home *home_get(tm_media *m, const char *visit_id)
         h = g_new0(tm__visit_home, 1);
         h->worker = pick_worker(m);
         h->peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        h->labels = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
         g_hash_table_insert(m->visits, g_strdup(visit_id), h);
     }
     return h;
@@ -475,6 +514,7 @@ int tm_media_offer(tm_media *m, const char *visit_id, const char *peer_id, bool 
     msg->peer_id = g_strdup(peer_id);
     msg->send = send;
     msg->offer = offer;
+    msg->label = g_strdup(g_hash_table_lookup(h->labels, peer_id));
     send_msg(m, h->worker, msg);
     return 0;
 }
@@ -500,6 +540,35 @@ int tm_media_visit_record(tm_media *m, const char *visit_id, const char *path, c
     msg->cb = cb;
     msg->user = user;
     msg->expect = expect_senders;
+    send_msg(m, h->worker, msg);
+    return 0;
+}
+
+int tm_media_visit_record_parts(tm_media *m, const char *visit_id, tm_media_record_part_cb part_cb)
+{
+    tm__visit_home *h = m && id_ok(visit_id) ? g_hash_table_lookup(m->visits, visit_id) : NULL;
+    if (!h || !h->recording)
+        return TM_EINVAL;
+    worker_msg *msg = g_new0(worker_msg, 1);
+    msg->type = MSG_RECORD_PARTS;
+    msg->visit_id = g_strdup(visit_id);
+    msg->part_cb = part_cb;
+    send_msg(m, h->worker, msg);
+    return 0;
+}
+
+int tm_media_set_label(tm_media *m, const char *visit_id, const char *peer_id, const char *label)
+{
+    if (!m || !id_ok(visit_id) || !id_ok(peer_id) || !label || strlen(label) > 63)
+        return TM_EINVAL;
+    /* Kept here too: the label usually comes before the peer's first offer. */
+    tm__visit_home *h = home_get(m, visit_id);
+    g_hash_table_replace(h->labels, g_strdup(peer_id), g_strdup(label));
+    worker_msg *msg = g_new0(worker_msg, 1);
+    msg->type = MSG_LABEL;
+    msg->visit_id = g_strdup(visit_id);
+    msg->peer_id = g_strdup(peer_id);
+    msg->label = g_strdup(label);
     send_msg(m, h->worker, msg);
     return 0;
 }

@@ -105,8 +105,9 @@ typedef struct tm__peer_home {
 /* Control-thread bookkeeping of where a visit lives. */
 typedef struct tm__visit_home {
     int worker;
-    GHashTable *peers; /* peer id -> tm__peer_home */
-    bool recording;    /* keeps the visit (and its worker) until tm_media_visit_close */
+    GHashTable *peers;  /* peer id -> tm__peer_home */
+    GHashTable *labels; /* peer id -> recorder label (tm_media_set_label) */
+    bool recording;     /* keeps the visit (and its worker) until tm_media_visit_close */
 } tm__visit_home;
 
 struct tm__worker {
@@ -215,6 +216,7 @@ struct tm__peer {
     tm__visit *visit;
     tm__worker *w;
     char *id;
+    char *label; /* the recorder's name for its tracks (tm_media_set_label), NULL = id */
     bool send;
     uint64_t join_seq;
     bool closing;
@@ -267,6 +269,7 @@ struct tm__visit {
     int rec_expect;       /* sending peers to wait for before starting */
     int64_t rec_first_ms; /* the visit's first RTP packet while waiting */
     tm_media_record_cb rec_cb;
+    tm_media_record_part_cb rec_part_cb;
     void *rec_user;
     tm_recorder *rec;
 };
@@ -294,7 +297,7 @@ tm__peer *tm__visit_peer(tm__visit *v, const char *peer_id);
 /* ---- peer.c ---- */
 /* Creates or renegotiates a peer from a validated offer (borrowed) and posts the answer. */
 void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bool send,
-                    const tm_sdp_offer *offer);
+                    const tm_sdp_offer *offer, const char *label);
 void tm__peer_add_candidate(tm__peer *p, const char *candidate);
 /* Frees the peer and removes it from its visit; reports state (e.g. "closed"). */
 void tm__peer_close(tm__peer *p, const char *state);

@@ -236,6 +236,7 @@ void tm__peer_close(tm__peer *p, const char *state)
     tm_info("media.peer_closed", "visit=%s peer=%s state=%s", v->id, p->id, state);
     atomic_fetch_sub_explicit(&p->w->counters.peers, 1, memory_order_relaxed);
     tm__forward_rebind(v);
+    g_free(p->label);
     g_free(p->id);
     g_free(p);
 }
@@ -442,7 +443,7 @@ static int transport_new(tm__peer *p, const tm_sdp_offer *offer)
 }
 
 void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bool send,
-                    const tm_sdp_offer *offer)
+                    const tm_sdp_offer *offer, const char *label)
 {
     tm__visit *v = tm__worker_visit(w, visit_id, true);
     tm__peer *p = tm__visit_peer(v, peer_id);
@@ -464,6 +465,10 @@ void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bo
         atomic_fetch_add_explicit(&w->counters.peers, 1, memory_order_relaxed);
     }
     p->send = send;
+    if (label) {
+        g_free(p->label);
+        p->label = g_strdup(label);
+    }
     apply_streams(p, offer);
     if (p->dtls && g_ascii_strcasecmp(p->remote_fp, offer->fingerprint.value) != 0) {
         /* The participant came back with a new PeerConnection. */

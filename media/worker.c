@@ -316,8 +316,11 @@ static void record_start(tm__visit *v)
             tm__in_stream *s = &p->in[k];
             if (!rec_codec(s->codec, &tracks[n].codec))
                 continue;
-            g_snprintf(names[n], sizeof names[n], "%s-%s%d", p->id,
-                       s->kind == TM_MEDIA_VIDEO ? "video" : "audio", k);
+            const char *kind = s->kind == TM_MEDIA_VIDEO ? "video" : "audio";
+            if (p->label)
+                g_snprintf(names[n], sizeof names[n], "%s %s", p->label, kind);
+            else
+                g_snprintf(names[n], sizeof names[n], "%s-%s%d", p->id, kind, k);
             tracks[n].payload_type = (uint8_t)s->pt;
             tracks[n].clock_rate = s->clock;
             tracks[n].name = names[n];

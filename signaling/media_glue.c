@@ -218,6 +218,9 @@ void tm_signaling_on_media_event(const tm_media_event *ev, void *user_data)
     case TM_MEDIA_EV_RECORDING_FAILED:
         tm_visit_record_failed(sig->record, ev->visit_id, ev->message);
         return;
+    case TM_MEDIA_EV_BINDINGS: /* media.streams and media.speaker: party-sig's */
+    case TM_MEDIA_EV_SPEAKER:
+        return;
     case TM_MEDIA_EV_ERROR:
         m = json_pack("{s:s, s:s, s:s, s:s}", "type", "media.error", "visit_id", ev->visit_id,
                       "code", tm_error_code(ev->err), "message", ev->message ? ev->message : "");

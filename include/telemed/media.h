@@ -49,8 +49,23 @@ typedef enum {
      * visit_id and message (the reason) set, peer_id NULL. The result of
      * tm_media_visit_record's cb (when the file had started) still follows at
      * tm_media_visit_close, with status < 0. */
-    TM_MEDIA_EV_RECORDING_FAILED
+    TM_MEDIA_EV_RECORDING_FAILED,
+    /* What a receiver's receiving m-lines carry now: peer_id = the receiver, bindings /
+     * n_bindings = every one of its receiving m-lines, in m-line order. Posted after its
+     * answer and after every rebind (a join, a leave, a renegotiation) that changes them. */
+    TM_MEDIA_EV_BINDINGS,
+    /* The visit's active speaker changed: visit_id, peer_id = the new speaker. Chosen from
+     * the senders' RFC 6464 audio levels; a sender must be the loudest for 1.5 s before it
+     * takes over, so a cough does not switch the view. */
+    TM_MEDIA_EV_SPEAKER
 } tm_media_event_type;
+
+/* One receiving m-line of a receiver and whose stream it carries. */
+typedef struct tm_media_binding {
+    const char *mid;
+    bool video;              /* else audio */
+    const char *src_peer_id; /* the sender whose stream it carries, NULL = none */
+} tm_media_binding;
 
 /* One stream's figures over the last second, as the worker hands them over. */
 typedef struct tm_media_stream_stats {
@@ -68,6 +83,8 @@ typedef struct tm_media_stream_stats {
     double fps;             /* in */
     uint64_t retransmits;   /* out: NACKs answered from the cache */
     uint64_t remb_bps;      /* the bandwidth estimate sent (in) or received (out), 0 none */
+    int audio_level;        /* in, audio: the sender's smoothed RFC 6464 level in -dBov,
+                               0 (loudest) .. 127 (silence); -1 when it sends no levels */
 } tm_media_stream_stats;
 
 typedef struct tm_media_event {
@@ -86,6 +103,8 @@ typedef struct tm_media_event {
     size_t n_streams;                     /* STATS */
     int err;                              /* ERROR */
     const char *message;                  /* ERROR, RECORDING_FAILED (the reason) */
+    const tm_media_binding *bindings;     /* BINDINGS */
+    size_t n_bindings;                    /* BINDINGS */
 } tm_media_event;
 
 /* Called on the control GMainContext; the event and its strings are borrowed for the call. */
@@ -154,6 +173,24 @@ typedef void (*tm_media_record_cb)(const char *visit_id, const struct tm_recorde
  * Returns 0, TM_EINVAL, or TM_ECONFLICT when the visit is already being recorded. */
 int tm_media_visit_record(tm_media *m, const char *visit_id, const char *path, const uint8_t *key32,
                           int expect_senders, tm_media_record_cb cb, void *user);
+
+/* Late joiners. A file's tracks are fixed when it starts, so when a sender whose streams the
+ * running file does not hold starts sending, the media core finishes that part (cb gets its
+ * result, with res->part) and starts the next one, holding every sender's streams, at
+ * "<path>" with "-part<N>" before its ".mkv" (part 1 is path itself). part_cb (may be NULL)
+ * is told each further part's number and path on the control context before the part's
+ * result can arrive (so the record can hold a row for it); user is the one given to
+ * tm_media_visit_record. The last part's result comes at tm_media_visit_close with
+ * res->last set. Call it after tm_media_visit_record. Returns 0 or TM_EINVAL. */
+typedef void (*tm_media_record_part_cb)(const char *visit_id, int part, const char *path,
+                                        void *user);
+int tm_media_visit_record_parts(tm_media *m, const char *visit_id, tm_media_record_part_cb part_cb);
+
+/* The recorder's track name for peer_id's streams: "<label> audio" / "<label> video", e.g.
+ * "attending d-li video". Ids and roles only, never a person's name. Applies to files (parts)
+ * started afterwards; without a label the track is named by the peer id. Copied. Returns 0 or
+ * TM_EINVAL (missing ids, a label over 63 bytes). */
+int tm_media_set_label(tm_media *m, const char *visit_id, const char *peer_id, const char *label);
 
 /* Time a packet spends inside the server: from the worker taking the datagram off the ICE
  * socket to the last forwarded copy handed back to it (all receivers), over every RTP packet

@@ -86,6 +86,10 @@ typedef struct tm_recorder_result {
     char plain_sha256[65]; /* encrypted: SHA-256 of the Matroska stream before encryption (what the
                             * decrypted file hashes to); "" when not encrypted */
     tm_recorder_stats stats;
+    /* Set by the media core for a visit's recording (the recorder leaves 0 / false): which part
+     * of the visit this file is (1-based), and whether it is the visit's last one. */
+    int part;
+    bool last;
 } tm_recorder_result;
 
 /* Everything in *res is borrowed for the duration of the call. */

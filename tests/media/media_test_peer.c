@@ -326,6 +326,7 @@ void test_peer_free(test_peer *p)
     }
     g_free(p->answer);
     g_free(p->last_stats);
+    g_free(p->last_bindings);
     g_free(p->visit_id);
     g_free(p->peer_id);
     g_free(p);
@@ -416,7 +417,18 @@ void test_peer_on_event(test_peer **peers, int n, const tm_media_event *ev)
     case TM_MEDIA_EV_ERROR:
         fprintf(stderr, "peer %s: error %d %s\n", p->peer_id, ev->err, ev->message);
         break;
+    case TM_MEDIA_EV_BINDINGS: {
+        GString *b = g_string_new(NULL);
+        for (size_t i = 0; i < ev->n_bindings; i++)
+            g_string_append_printf(b, "%s%s=%s", i ? " " : "", ev->bindings[i].mid,
+                                   ev->bindings[i].src_peer_id ? ev->bindings[i].src_peer_id : "-");
+        g_free(p->last_bindings);
+        p->last_bindings = g_string_free(b, FALSE);
+        p->bindings_events++;
+        break;
+    }
     case TM_MEDIA_EV_RECORDING_FAILED: /* visit-wide, no peer: never reaches here */
+    case TM_MEDIA_EV_SPEAKER:          /* visit-wide: the tests that care watch it themselves */
         break;
     }
 }

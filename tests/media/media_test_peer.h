@@ -47,6 +47,8 @@ typedef struct test_peer {
     char state[32]; /* last TM_MEDIA_EV_STATE */
     int answers, stats_events;
     char *last_stats;
+    int bindings_events;
+    char *last_bindings; /* "<mid>=<src peer or ->" per receiving m-line, space-separated */
     bool offer_failed;
 } test_peer;
 
