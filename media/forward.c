@@ -7,10 +7,12 @@
  * receiver so lip sync survives; once a second RR + REMB to senders and a
  * stats event per peer.
  *
- * Binding: each receiving m-line of a peer takes, in order, the streams of
- * the same kind of the other sending peers in join order (so a 1:1 peer's
+ * Binding: each receiving m-line of a peer carries one stream of the same
+ * kind of another sending peer. A binding stays while its sender is in the
+ * visit; new senders take the free m-lines in join order (so a 1:1 peer's
  * audio/video m-lines get the other side's audio/video, and a supervisor's
- * recvonly m-lines get everybody's).
+ * or a party member's recvonly m-lines get everybody's). The receiver is
+ * told (TM_MEDIA_EV_BINDINGS) whenever what its m-lines carry changes.
  *
  * Hot path (tm__forward_rtp): no allocation, no lock, no logging; scratch
  * buffers belong to the worker. Runs on the visit's worker thread.
@@ -23,6 +25,10 @@
 #define TRAILER_ROOM TM__SRTP_MAX_TRAILER
 #define NACK_MAX 64
 #define REMB_FRESH_MS 5000
+#define SPEAKER_EVAL_MS 250
+#define SPEAKER_HOLD_MS 1500        /* loudest this long before taking over */
+#define SPEAKER_FRESH_MS 1000       /* no level for this long: not speaking */
+#define SPEAKER_MIN_LOUD (127 - 70) /* quieter than -70 dBov is nobody speaking */
 
 static inline void count(atomic_uint_fast64_t *c)
 {
@@ -218,6 +224,61 @@ static void forward_one(tm__worker *w, const tm__in_stream *s, tm__peer *r, tm__
         tm__peer_send(r, pkt, len);
 }
 
+/* ---- audio levels and the active speaker ---- */
+
+/* RFC 6464: one byte, V bit then the level in -dBov (0 loudest, 127 silence). */
+static void note_audio_level(tm__in_stream *s, const uint8_t *buf, const tm_rtp_header *h,
+                             int64_t now_ms)
+{
+    const uint8_t *d;
+    if (tm_rtp_ext_find(buf, h, s->ext_level, &d) < 1)
+        return;
+    int32_t loud_q8 = (127 - (d[0] & 0x7f)) << 8;
+    if (!s->level_ms)
+        s->loud_q8 = loud_q8;
+    s->loud_q8 += (loud_q8 - s->loud_q8) / 8;
+    s->level_ms = now_ms;
+}
+
+static void post_speaker(tm__visit *v)
+{
+    tm_media_event ev = {.type = TM_MEDIA_EV_SPEAKER, .visit_id = v->id, .peer_id = v->speaker->id};
+    tm__media_post(v->w, &ev);
+}
+
+/* Every SPEAKER_EVAL_MS: the loudest sender takes over once it has been the
+ * loudest at every look for SPEAKER_HOLD_MS (at once when nobody holds the
+ * floor), so a cough or a short reply does not switch everyone's view. */
+static void choose_speaker(tm__visit *v, int64_t now_ms)
+{
+    v->speaker_eval_ms = now_ms + SPEAKER_EVAL_MS;
+    tm__peer *loudest = NULL;
+    int32_t best = SPEAKER_MIN_LOUD << 8;
+    for (guint i = 0; i < v->peers->len; i++) {
+        tm__peer *q = g_ptr_array_index(v->peers, i);
+        for (int k = 0; k < q->n_in && !q->closing; k++) {
+            const tm__in_stream *s = &q->in[k];
+            if (s->level_ms && now_ms - s->level_ms < SPEAKER_FRESH_MS && s->loud_q8 > best) {
+                best = s->loud_q8;
+                loudest = q;
+            }
+        }
+    }
+    if (!loudest || loudest == v->speaker) {
+        v->speaker_cand = NULL;
+        return;
+    }
+    if (v->speaker_cand != loudest) {
+        v->speaker_cand = loudest;
+        v->cand_since_ms = now_ms;
+    }
+    if (v->speaker && now_ms - v->cand_since_ms < SPEAKER_HOLD_MS)
+        return;
+    v->speaker = loudest;
+    v->speaker_cand = NULL;
+    post_speaker(v);
+}
+
 void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
 {
     tm__worker *w = from->w; /* now_us is also the start of the latency measurement */
@@ -244,14 +305,21 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
     if (w->test_drop_in && s->kind == TM_MEDIA_VIDEO && !rtx &&
         ++w->test_drop_in_n % w->test_drop_in == 0)
         return;
+    tm__visit *v = from->visit;
     if (s->kind == TM_MEDIA_VIDEO)
         track_loss(from, s, h.seq, now_us / 1000);
+    else if (s->ext_level && h.extension) {
+        note_audio_level(s, buf, &h, now_us / 1000);
+        if (now_us / 1000 >= v->speaker_eval_ms)
+            choose_speaker(v, now_us / 1000);
+    }
     if (s->join_pli_due)
         request_keyframe(from, s, true);
-    tm__visit *v = from->visit;
     if (v->rec_path && !v->rec && !v->rec_failed)
         tm__visit_record_maybe_start(v, now_us / 1000); /* until it starts, once per visit */
-    if (v->rec && s->rec_track1)
+    else if (v->rec && s->rec_track1 == 0 && !v->rec_failed)
+        tm__visit_record_next_part(v); /* a late joiner: once per grown sender set */
+    if (v->rec && s->rec_track1 > 0)
         tm_recorder_push_at(v->rec, s->rec_track1 - 1, buf, len, now_us); /* copies; never blocks */
     if (!s->stats)
         s->stats = tm_stream_stats_new(s->ssrc, s->clock, s->kind == TM_MEDIA_VIDEO, 0);
@@ -479,6 +547,10 @@ void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
 
 void tm__forward_unbind(tm__visit *v, tm__peer *p)
 {
+    if (v->speaker == p)
+        v->speaker = NULL;
+    if (v->speaker_cand == p)
+        v->speaker_cand = NULL;
     for (guint i = 0; i < v->peers->len; i++) {
         tm__peer *q = g_ptr_array_index(v->peers, i);
         for (int k = 0; k < q->n_in; k++) {
@@ -499,6 +571,106 @@ void tm__forward_unbind(tm__visit *v, tm__peer *p)
     }
 }
 
+/* Whether o's source is still a stream of a sender that is in the visit. */
+static bool binding_alive(tm__visit *v, tm__peer *r, const tm__out_stream *o)
+{
+    tm__peer *q = o->src_peer;
+    if (!q || q == r || q->closing || o->src_in < 0 || o->src_in >= q->n_in ||
+        q->in[o->src_in].kind != o->kind)
+        return false;
+    for (guint i = 0; i < v->peers->len; i++)
+        if (g_ptr_array_index(v->peers, i) == q)
+            return true;
+    return false;
+}
+
+static bool stream_bound_to(const tm__peer *r, const tm__peer *q, int k)
+{
+    for (int i = 0; i < r->n_out; i++)
+        if (r->out[i].src_peer == q && r->out[i].src_in == k)
+            return true;
+    return false;
+}
+
+static void bind_out(tm__peer *r, int oi, tm__peer *q, int k)
+{
+    tm__out_stream *o = &r->out[oi];
+    tm__in_stream *s = &q->in[k];
+    bool changed = o->src_peer != q || o->src_in != k;
+    o->src_peer = q;
+    o->src_in = k;
+    memset(o->ext_map, 0, sizeof o->ext_map);
+    if (s->ext_abs > 0 && s->ext_abs < 256 && o->ext_abs > 0 && o->ext_abs < 256)
+        o->ext_map[s->ext_abs] = (uint8_t)o->ext_abs;
+    if (s->ext_level > 0 && s->ext_level < 256 && o->ext_level > 0 && o->ext_level < 256)
+        o->ext_map[s->ext_level] = (uint8_t)o->ext_level;
+    if (s->n_bound < TM__MAX_BOUND) {
+        s->bound_peer[s->n_bound] = r;
+        s->bound_out[s->n_bound] = oi;
+        s->n_bound++;
+    }
+    if (changed && r->srtp && s->kind == TM_MEDIA_VIDEO)
+        request_keyframe(q, s, true);
+}
+
+/* Tells the receiver what its m-lines carry, when that changed since it was last told. */
+static void post_bindings(tm__peer *r, bool always)
+{
+    tm_media_binding b[TM__MAX_STREAMS];
+    bool changed = always;
+    int n = r->n_out < TM__MAX_STREAMS ? r->n_out : TM__MAX_STREAMS;
+    for (int i = 0; i < n; i++) {
+        tm__out_stream *o = &r->out[i];
+        uint64_t seq1 = o->src_peer ? o->src_peer->join_seq + 1 : 0;
+        changed = changed || seq1 != o->told_src_seq1;
+        o->told_src_seq1 = seq1;
+        b[i] = (tm_media_binding){.mid = o->mid,
+                                  .video = o->kind == TM_MEDIA_VIDEO,
+                                  .src_peer_id = o->src_peer ? o->src_peer->id : NULL};
+    }
+    if (!changed || n == 0 || r->w->stopping)
+        return;
+    tm_media_event ev = {.type = TM_MEDIA_EV_BINDINGS,
+                         .visit_id = r->visit->id,
+                         .peer_id = r->id,
+                         .bindings = b,
+                         .n_bindings = (size_t)n};
+    tm__media_post(r->w, &ev);
+}
+
+/* Binds one receiver's out streams of one kind: a binding whose sender is
+ * still there stays on its m-line (its receiver sees no interruption when
+ * others join or leave); streams not yet bound take the free m-lines in
+ * join order. */
+static void rebind_kind(tm__visit *v, tm__peer *r, tm_media_kind kind)
+{
+    for (int oi = 0; oi < r->n_out; oi++) {
+        tm__out_stream *o = &r->out[oi];
+        if (o->kind != kind)
+            continue;
+        if (binding_alive(v, r, o))
+            bind_out(r, oi, o->src_peer, o->src_in);
+        else
+            o->src_peer = NULL;
+    }
+    int next_free = 0;
+    for (guint si = 0; si < v->peers->len; si++) {
+        tm__peer *q = g_ptr_array_index(v->peers, si);
+        if (q == r || q->closing)
+            continue;
+        for (int k = 0; k < q->n_in; k++) {
+            if (q->in[k].kind != kind || stream_bound_to(r, q, k))
+                continue;
+            while (next_free < r->n_out &&
+                   (r->out[next_free].kind != kind || r->out[next_free].src_peer))
+                next_free++;
+            if (next_free >= r->n_out)
+                return; /* more senders than m-lines: the client adds transceivers */
+            bind_out(r, next_free, q, k);
+        }
+    }
+}
+
 void tm__forward_rebind(tm__visit *v)
 {
     for (guint i = 0; i < v->peers->len; i++) {
@@ -508,42 +680,10 @@ void tm__forward_rebind(tm__visit *v)
     }
     for (guint ri = 0; ri < v->peers->len; ri++) {
         tm__peer *r = g_ptr_array_index(v->peers, ri);
-        for (int kind = TM_MEDIA_AUDIO; kind <= TM_MEDIA_VIDEO; kind++) {
-            int next_out = 0;
-            for (guint si = 0; si < v->peers->len; si++) {
-                tm__peer *q = g_ptr_array_index(v->peers, si);
-                if (q == r || q->closing)
-                    continue;
-                for (int k = 0; k < q->n_in; k++) {
-                    tm__in_stream *s = &q->in[k];
-                    if ((int)s->kind != kind)
-                        continue;
-                    while (next_out < r->n_out && (int)r->out[next_out].kind != kind)
-                        next_out++;
-                    if (next_out >= r->n_out)
-                        break;
-                    tm__out_stream *o = &r->out[next_out];
-                    bool changed = o->src_peer != q || o->src_in != k;
-                    o->src_peer = q;
-                    o->src_in = k;
-                    memset(o->ext_map, 0, sizeof o->ext_map);
-                    if (s->ext_abs > 0 && s->ext_abs < 256 && o->ext_abs > 0 && o->ext_abs < 256)
-                        o->ext_map[s->ext_abs] = (uint8_t)o->ext_abs;
-                    if (s->n_bound < TM__MAX_BOUND) {
-                        s->bound_peer[s->n_bound] = r;
-                        s->bound_out[s->n_bound] = next_out;
-                        s->n_bound++;
-                    }
-                    if (changed && r->srtp && kind == TM_MEDIA_VIDEO)
-                        request_keyframe(q, s, true);
-                    next_out++;
-                }
-            }
-            /* Out streams of this kind left without a source. */
-            for (; next_out < r->n_out; next_out++)
-                if ((int)r->out[next_out].kind == kind)
-                    r->out[next_out].src_peer = NULL;
-        }
+        rebind_kind(v, r, TM_MEDIA_AUDIO);
+        rebind_kind(v, r, TM_MEDIA_VIDEO);
+        post_bindings(r, r->bindings_due);
+        r->bindings_due = false;
     }
 }
 
@@ -615,7 +755,8 @@ static void in_stream_stats(tm__in_stream *s, int64_t now_ms, tm_media_stream_st
                                    .frozen_ms = sn.frozen_for_ms,
                                    .frames = sn.frames,
                                    .fps = round(sn.fps * 10.0) / 10.0,
-                                   .remb_bps = s->remb_bps};
+                                   .remb_bps = s->remb_bps,
+                                   .audio_level = s->level_ms ? 127 - (s->loud_q8 >> 8) : -1};
 }
 
 static void out_stream_stats(tm__out_stream *o, tm_media_stream_stats *out)
@@ -633,7 +774,8 @@ static void out_stream_stats(tm__out_stream *o, tm_media_stream_stats *out)
                                    .nacks = o->st.nacks,
                                    .plis = o->st.plis,
                                    .retransmits = o->st.retransmits,
-                                   .remb_bps = o->remb_bps};
+                                   .remb_bps = o->remb_bps,
+                                   .audio_level = -1};
 }
 
 /* Once a second, the peer's figures as typed values to the control loop. */

@@ -142,6 +142,48 @@ void tm__media_post_recording(tm__worker *w, const char *visit_id, tm_media_reco
                                record_msg_free);
 }
 
+/* A further part of a visit's recording, for the control thread. */
+typedef struct part_msg {
+    tm__sink *sink;
+    tm_media_record_part_cb cb;
+    void *user;
+    char *visit_id, *path;
+    int part;
+} part_msg;
+
+static void part_msg_free(gpointer data)
+{
+    part_msg *pm = data;
+    sink_unref(pm->sink);
+    g_free(pm->visit_id);
+    g_free(pm->path);
+    g_free(pm);
+}
+
+static gboolean part_deliver(gpointer data)
+{
+    part_msg *pm = data;
+    if (pm->sink->alive && pm->cb)
+        pm->cb(pm->visit_id, pm->part, pm->path, pm->user);
+    return G_SOURCE_REMOVE;
+}
+
+void tm__media_post_part(tm__worker *w, const char *visit_id, tm_media_record_part_cb cb,
+                         void *user, int part, const char *path)
+{
+    if (!cb)
+        return;
+    part_msg *pm = g_new0(part_msg, 1);
+    pm->sink = sink_ref(w->media->sink);
+    pm->cb = cb;
+    pm->user = user;
+    pm->visit_id = g_strdup(visit_id);
+    pm->path = g_strdup(path);
+    pm->part = part;
+    g_main_context_invoke_full(pm->sink->control, G_PRIORITY_DEFAULT, part_deliver, pm,
+                               part_msg_free);
+}
+
 /* ---- control-side bookkeeping ---- */
 
 static void home_free(gpointer data)

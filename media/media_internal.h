@@ -51,6 +51,8 @@
 #define TM__NACK_RETRY_MS 40
 #define TM__NACK_GIVE_UP_MS 1000
 
+#define TM__REC_NAME_LEN 96 /* a recorder track's name */
+
 #define TM__LATENCY_BUCKETS 1024
 #define TM__LATENCY_STEP_US 2
 
@@ -145,6 +147,11 @@ typedef struct tm__in_stream {
     uint32_t ssrc; /* 0 until known (SDP or first packet) */
     uint32_t rtx_ssrc;
     int ext_mid, ext_abs; /* the sender's extension ids, 0 = none */
+    int ext_level;        /* RFC 6464 audio level id, 0 = none */
+    /* Loudness (127 - the RFC 6464 level, so higher is louder) smoothed over
+     * ~8 packets, in 1/256ths; level_ms = when a level last came, 0 = never. */
+    int32_t loud_q8;
+    int64_t level_ms;
     tm_stream_stats *stats;
     int64_t last_pli_ms;
     bool join_pli_due; /* a joining receiver's request waits out the gap */
@@ -154,7 +161,8 @@ typedef struct tm__in_stream {
     uint8_t kf_tries;
     int64_t kf_next_ms, kf_until_ms;
     uint8_t fir_seq;
-    int rec_track1;    /* recorder track + 1, 0 = not recorded */
+    int rec_track1;    /* recorder track + 1 in the running part; 0 = not in it (a new
+                          part is due when it sends), -1 = cannot be recorded */
     uint64_t remb_bps; /* last REMB we sent for it */
     /* Upstream loss: sequence numbers we have not seen, for our NACKs to the sender. */
     bool have_seq;
@@ -189,11 +197,13 @@ typedef struct tm__out_stream {
     uint32_t clock;
     uint32_t ssrc;        /* ours, kept across renegotiation */
     int ext_mid, ext_abs; /* the receiver's extension ids */
+    int ext_level;
     char mid[TM_SDP_TOKEN_LEN];
     int ordinal; /* index among this peer's out streams of the same kind */
     /* Source bound now (NULL = none): sender peer and its in-stream index. */
     tm__peer *src_peer;
     int src_in;
+    uint64_t told_src_seq1; /* source's join_seq + 1 in the last BINDINGS event, 0 = none */
     /* Rewrite state: out = in + off; rebased when the source SSRC changes. */
     bool based;
     uint32_t src_ssrc;
@@ -220,6 +230,7 @@ struct tm__peer {
     bool send;
     uint64_t join_seq;
     bool closing;
+    bool bindings_due; /* its answer went out: the next rebind tells it its bindings */
     /* ICE */
     NiceAgent *agent;
     guint stream_id;
@@ -272,6 +283,11 @@ struct tm__visit {
     tm_media_record_part_cb rec_part_cb;
     void *rec_user;
     tm_recorder *rec;
+    int rec_part; /* the running (or last) part's number, 0 before the first */
+    /* Active speaker (forward.c): the current one, the sender loudest since
+     * cand_since_ms that may take over, and when to look again. */
+    tm__peer *speaker, *speaker_cand;
+    int64_t cand_since_ms, speaker_eval_ms;
 };
 
 /* ---- media.c ---- */
@@ -280,6 +296,10 @@ void tm__media_post(tm__worker *w, const tm_media_event *ev);
 /* Hand a finished recording's result (copied) to cb on the control thread. */
 void tm__media_post_recording(tm__worker *w, const char *visit_id, tm_media_record_cb cb,
                               void *user, const tm_recorder_result *res);
+/* Tell cb (may be NULL) on the control thread that part (>= 2) of the visit's recording starts
+ * at path (copied). */
+void tm__media_post_part(tm__worker *w, const char *visit_id, tm_media_record_part_cb cb,
+                         void *user, int part, const char *path);
 
 /* ---- worker.c ---- */
 tm__worker *tm__worker_new(tm_media *m, int index, char **err);
@@ -292,6 +312,9 @@ void tm__worker_visit_release(tm__worker *w, tm__visit *v);
  * senders have offered or 5 s after the first packet. Called per packet until
  * it has started (or failed). */
 void tm__visit_record_maybe_start(tm__visit *v, int64_t now_ms);
+/* A sender the running file does not hold has started sending: finishes this
+ * part and starts the next with every sender's streams. */
+void tm__visit_record_next_part(tm__visit *v);
 tm__peer *tm__visit_peer(tm__visit *v, const char *peer_id);
 
 /* ---- peer.c ---- */

@@ -365,6 +365,7 @@ static void apply_streams(tm__peer *p, const tm_sdp_offer *offer)
             s->rtx_ssrc = m->remote_rtx_ssrc;
             s->ext_mid = m->ext_mid;
             s->ext_abs = m->ext_abs_send_time;
+            s->ext_level = m->ext_audio_level;
             s->n_bound = 0;
         }
         if (peer_recvs) {
@@ -383,6 +384,7 @@ static void apply_streams(tm__peer *p, const tm_sdp_offer *offer)
             o->clock = c->clock ? c->clock : (m->kind == TM_MEDIA_AUDIO ? 48000 : 90000);
             o->ext_mid = m->ext_mid;
             o->ext_abs = m->ext_abs_send_time;
+            o->ext_level = m->ext_audio_level;
             g_strlcpy(o->mid, m->mid, sizeof o->mid);
             o->ordinal = ordinal[m->kind == TM_MEDIA_VIDEO]++;
             if (!o->ssrc)
@@ -531,6 +533,7 @@ void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bo
     tm__media_post(w, &end);
     tm_info("media.offer", "visit=%s peer=%s kind=%s in=%d out=%d", visit_id, peer_id, what,
             p->n_in, p->n_out);
+    p->bindings_due = true;
     tm__forward_rebind(v);
     /* After an ICE restart the path is not back yet: READY asks then. */
     if (p->srtp && p->ice_ready)

@@ -258,6 +258,21 @@ int tm_rtp_ext_remap(uint8_t *buf, size_t len, const uint8_t map[256])
     return ext_rewrite(buf, len, len, &h, outs, m);
 }
 
+int tm_rtp_ext_find(const uint8_t *buf, const tm_rtp_header *h, int id, const uint8_t **data)
+{
+    ext_el els[TM_RTP_EXT_MAX_ELEMENTS];
+    int n = ext_list(buf, h, els);
+    if (n < 0)
+        return n;
+    for (int i = 0; i < n; i++) {
+        if (els[i].id == id) {
+            *data = buf + els[i].off;
+            return els[i].len;
+        }
+    }
+    return 0;
+}
+
 /* ---- rtx ---- */
 
 int tm_rtp_unwrap_rtx(uint8_t *buf, size_t len, uint32_t media_ssrc, uint8_t media_pt)

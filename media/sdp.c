@@ -799,6 +799,8 @@ static int finish(parser *ps)
         m->ext_mid = ext_id(m, TM_SDP_EXT_MID);
         m->ext_abs_send_time = ext_id(m, TM_SDP_EXT_ABS_SEND_TIME);
         m->ext_twcc = ext_id(m, TM_SDP_EXT_TWCC);
+        if (m->kind == TM_MEDIA_AUDIO)
+            m->ext_audio_level = ext_id(m, TM_SDP_EXT_AUDIO_LEVEL);
         fill_remote_ssrcs(m);
         if (m->kind != TM_MEDIA_AUDIO && m->kind != TM_MEDIA_VIDEO)
             continue;

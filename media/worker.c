@@ -247,6 +247,8 @@ typedef struct rec_done_ctx {
     char *visit_id;
     tm_media_record_cb cb;
     void *user;
+    int part;
+    bool last;
 } rec_done_ctx;
 
 /* On this worker's context (the recorder's callback context). */
@@ -254,10 +256,14 @@ static void rec_done(const tm_recorder_result *res, void *user)
 {
     rec_done_ctx *c = user;
     tm_info("media.recording_done",
-            "visit=%s status=%d bytes=%" G_GINT64_FORMAT " duration_ms=%" G_GINT64_FORMAT
+            "visit=%s part=%d status=%d bytes=%" G_GINT64_FORMAT " duration_ms=%" G_GINT64_FORMAT
             " dropped=%" G_GUINT64_FORMAT,
-            c->visit_id, res->status, res->size_bytes, res->duration_ms, res->stats.dropped);
-    tm__media_post_recording(c->w, c->visit_id, c->cb, c->user, res);
+            c->visit_id, c->part, res->status, res->size_bytes, res->duration_ms,
+            res->stats.dropped);
+    tm_recorder_result r = *res;
+    r.part = c->part;
+    r.last = c->last;
+    tm__media_post_recording(c->w, c->visit_id, c->cb, c->user, &r);
     c->w->rec_pending--;
     g_free(c->visit_id);
     g_free(c);
@@ -305,22 +311,34 @@ static bool rec_codec(tm_codec_id c, tm_recorder_codec *out)
 
 #define REC_WAIT_MS 5000
 
-static void record_start(tm__visit *v)
+/* Part 1 is rec_path itself; part N puts "-partN" before the ".mkv" of its name. New string. */
+static char *part_path(const char *path, int part)
 {
-    tm_recorder_track tracks[TM_RECORDER_MAX_TRACKS];
-    char names[TM_RECORDER_MAX_TRACKS][96];
+    if (part <= 1)
+        return g_strdup(path);
+    const char *base = strrchr(path, '/');
+    const char *ext = strstr(base ? base : path, ".mkv");
+    size_t head = ext ? (size_t)(ext - path) : strlen(path);
+    return g_strdup_printf("%.*s-part%d%s", (int)head, path, part, ext ? ext : "");
+}
+
+/* Every sending stream of the visit becomes a track of the new file; one that
+ * cannot be (codec, too many tracks) is marked -1 so it never asks for a part. */
+static size_t record_tracks(tm__visit *v, tm_recorder_track *tracks, char names[][TM__REC_NAME_LEN])
+{
     size_t n = 0;
     for (guint i = 0; i < v->peers->len; i++) {
         tm__peer *p = g_ptr_array_index(v->peers, i);
-        for (int k = 0; k < p->n_in && n < TM_RECORDER_MAX_TRACKS; k++) {
+        for (int k = 0; k < p->n_in; k++) {
             tm__in_stream *s = &p->in[k];
-            if (!rec_codec(s->codec, &tracks[n].codec))
+            s->rec_track1 = -1;
+            if (n == TM_RECORDER_MAX_TRACKS || !rec_codec(s->codec, &tracks[n].codec))
                 continue;
             const char *kind = s->kind == TM_MEDIA_VIDEO ? "video" : "audio";
             if (p->label)
-                g_snprintf(names[n], sizeof names[n], "%s %s", p->label, kind);
+                g_snprintf(names[n], TM__REC_NAME_LEN, "%s %s", p->label, kind);
             else
-                g_snprintf(names[n], sizeof names[n], "%s-%s%d", p->id, kind, k);
+                g_snprintf(names[n], TM__REC_NAME_LEN, "%s-%s%d", p->id, kind, k);
             tracks[n].payload_type = (uint8_t)s->pt;
             tracks[n].clock_rate = s->clock;
             tracks[n].name = names[n];
@@ -328,18 +346,30 @@ static void record_start(tm__visit *v)
             n++;
         }
     }
+    return n;
+}
+
+static void record_start(tm__visit *v)
+{
+    tm_recorder_track tracks[TM_RECORDER_MAX_TRACKS];
+    char names[TM_RECORDER_MAX_TRACKS][TM__REC_NAME_LEN];
+    size_t n = record_tracks(v, tracks, names);
+    v->rec_part++;
+    char *path = part_path(v->rec_path, v->rec_part);
+    if (v->rec_part > 1)
+        tm__media_post_part(v->w, v->id, v->rec_part_cb, v->rec_user, v->rec_part, path);
     char *err = NULL;
-    v->rec = n ? tm_recorder_new(v->rec_path, tracks, n, v->rec_has_key ? v->rec_key : NULL, &err)
-               : NULL;
+    v->rec = n ? tm_recorder_new(path, tracks, n, v->rec_has_key ? v->rec_key : NULL, &err) : NULL;
+    g_free(path);
     if (!v->rec) {
         v->rec_failed = true;
-        tm_warn("media.recording_failed", "visit=%s tracks=%zu", v->id, n);
+        tm_warn("media.recording_failed", "visit=%s part=%d tracks=%zu", v->id, v->rec_part, n);
         post_rec_failed(v, err ? err : "no stream to record");
         g_free(err);
         return;
     }
     tm_recorder_on_failure(v->rec, rec_failed, v);
-    tm_info("media.recording_started", "visit=%s tracks=%zu", v->id, n);
+    tm_info("media.recording_started", "visit=%s part=%d tracks=%zu", v->id, v->rec_part, n);
 }
 
 void tm__visit_record_maybe_start(tm__visit *v, int64_t now_ms)
@@ -353,22 +383,34 @@ void tm__visit_record_maybe_start(tm__visit *v, int64_t now_ms)
         record_start(v);
 }
 
+static void record_finish_part(tm__visit *v, bool last)
+{
+    if (v->w->stopping) {
+        tm_recorder_free(v->rec);
+    } else {
+        rec_done_ctx *c = g_new0(rec_done_ctx, 1);
+        c->w = v->w;
+        c->visit_id = g_strdup(v->id);
+        c->cb = v->rec_cb;
+        c->user = v->rec_user;
+        c->part = v->rec_part;
+        c->last = last;
+        v->w->rec_pending++;
+        tm_recorder_finish(v->rec, rec_done, c);
+    }
+    v->rec = NULL;
+}
+
+void tm__visit_record_next_part(tm__visit *v)
+{
+    record_finish_part(v, false);
+    record_start(v);
+}
+
 static void record_end(tm__visit *v)
 {
-    if (v->rec) {
-        if (v->w->stopping) {
-            tm_recorder_free(v->rec);
-        } else {
-            rec_done_ctx *c = g_new0(rec_done_ctx, 1);
-            c->w = v->w;
-            c->visit_id = g_strdup(v->id);
-            c->cb = v->rec_cb;
-            c->user = v->rec_user;
-            v->w->rec_pending++;
-            tm_recorder_finish(v->rec, rec_done, c);
-        }
-        v->rec = NULL;
-    }
+    if (v->rec)
+        record_finish_part(v, true);
     g_free(v->rec_path);
     v->rec_path = NULL;
     OPENSSL_cleanse(v->rec_key, sizeof v->rec_key);

@@ -2,8 +2,10 @@
  * media_test_peer.c - webrtcbin peers for the media-core tests (see the header).
  */
 #define GST_USE_UNSTABLE_API
+#include <gst/rtp/rtp.h>
 #include <gst/sdp/sdp.h>
 #include <gst/webrtc/webrtc.h>
+#include <math.h>
 #include <nice/agent.h>
 #include <stdio.h>
 #include <string.h>
@@ -94,14 +96,21 @@ static void on_ice_candidate(GstElement *webrtc, guint mline, gchar *candidate, 
         to_main(user, 1, candidate);
 }
 
+const double test_tones[TEST_N_TONES] = {300, 500, 700, 900, 1100, 1300, 1500, 1700};
+
 static void on_video_handoff(GstElement *sink, GstBuffer *buf, GstPad *pad, gpointer user)
 {
     test_peer *p = user;
     int idx = GPOINTER_TO_INT(g_object_get_data(G_OBJECT(sink), "tm-index"));
     g_atomic_int_add(&p->video_frames, 1);
     int n = g_atomic_int_add(&p->vframes[idx], 1);
+    gint64 now = g_get_monotonic_time();
     if (n == 0)
-        p->vfirst_us[idx] = g_get_monotonic_time();
+        p->vfirst_us[idx] = now;
+    gint64 last = p->vlast_us[idx];
+    if (last && now - last > p->vmaxgap_us[idx])
+        p->vmaxgap_us[idx] = now - last;
+    p->vlast_us[idx] = now;
     if (n % 15 == 0) {
         GstCaps *caps = gst_pad_get_current_caps(pad);
         if (caps) {
@@ -118,11 +127,63 @@ static void on_video_handoff(GstElement *sink, GstBuffer *buf, GstPad *pad, gpoi
     }
 }
 
+/* Goertzel: the energy of one frequency in a block of mono 48 kHz samples. */
+static double goertzel(const int16_t *x, size_t n, double hz)
+{
+    double c = 2.0 * cos(2.0 * G_PI * hz / 48000.0), s1 = 0, s2 = 0;
+    for (size_t i = 0; i < n; i++) {
+        double s0 = x[i] / 32768.0 + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    return (s1 * s1 + s2 * s2 - c * s1 * s2) / (double)(n ? n : 1);
+}
+
 static void on_audio_handoff(GstElement *sink, GstBuffer *buf, GstPad *pad, gpointer user)
 {
     test_peer *p = user;
+    int idx = GPOINTER_TO_INT(g_object_get_data(G_OBJECT(sink), "tm-index"));
     if (g_atomic_int_add(&p->audio_buffers, 1) == 0)
         p->first_audio_us = g_get_monotonic_time();
+    g_atomic_int_add(&p->abuffers[idx], 1);
+    GstMapInfo map;
+    if (!gst_buffer_map(buf, &map, GST_MAP_READ))
+        return;
+    double e[TEST_N_TONES];
+    for (int t = 0; t < TEST_N_TONES; t++)
+        e[t] = goertzel((const int16_t *)map.data, map.size / 2, test_tones[t]);
+    gst_buffer_unmap(buf, &map);
+    g_mutex_lock(&p->tone_lock);
+    for (int t = 0; t < TEST_N_TONES; t++)
+        p->tone_energy[idx][t] += e[t];
+    g_mutex_unlock(&p->tone_lock);
+}
+
+int test_peer_pad_tone(test_peer *p, int pad)
+{
+    if (pad < 0 || pad >= TEST_MAX_PADS)
+        return -1;
+    g_mutex_lock(&p->tone_lock);
+    int best = -1;
+    double sum = 0;
+    for (int t = 0; t < TEST_N_TONES; t++) {
+        sum += p->tone_energy[pad][t];
+        if (best < 0 || p->tone_energy[pad][t] > p->tone_energy[pad][best])
+            best = t;
+    }
+    /* One tone must carry most of the energy, or the pad mixes or lacks sound. */
+    if (best >= 0 && (p->tone_energy[pad][best] <= 0 || p->tone_energy[pad][best] < 0.8 * sum))
+        best = -1;
+    g_mutex_unlock(&p->tone_lock);
+    return best;
+}
+
+void test_peer_gap_reset(test_peer *p)
+{
+    for (int i = 0; i < TEST_MAX_PADS; i++) {
+        p->vmaxgap_us[i] = 0;
+        p->vlast_us[i] = 0;
+    }
 }
 
 static void on_pad_added(GstElement *webrtc, GstPad *pad, gpointer user)
@@ -145,7 +206,8 @@ static void on_pad_added(GstElement *webrtc, GstPad *pad, gpointer user)
                                  "fakesink name=sink sync=false signal-handoffs=true"
                        : video ? "queue ! rtpvp8depay ! vp8dec ! videoconvert ! "
                                  "fakesink name=sink sync=false signal-handoffs=true"
-                               : "queue ! rtpopusdepay ! opusdec ! audioconvert ! "
+                               : "queue ! rtpopusdepay ! opusdec ! audioconvert ! audioresample ! "
+                                 "audio/x-raw,format=S16LE,channels=1,rate=48000 ! "
                                  "fakesink name=sink sync=false signal-handoffs=true";
     GError *err = NULL;
     GstElement *bin = gst_parse_bin_from_description(desc, TRUE, &err);
@@ -155,10 +217,9 @@ static void on_pad_added(GstElement *webrtc, GstPad *pad, gpointer user)
         return;
     }
     GstElement *sink = gst_bin_get_by_name(GST_BIN(bin), "sink");
-    if (video) {
-        int idx = g_atomic_int_add(&p->n_video_pads, 1);
-        g_object_set_data(G_OBJECT(sink), "tm-index", GINT_TO_POINTER(idx < 4 ? idx : 3));
-    }
+    int idx = g_atomic_int_add(video ? &p->n_video_pads : &p->n_audio_pads, 1);
+    g_object_set_data(G_OBJECT(sink), "tm-index",
+                      GINT_TO_POINTER(idx < TEST_MAX_PADS ? idx : TEST_MAX_PADS - 1));
     g_signal_connect(sink, "handoff", G_CALLBACK(video ? on_video_handoff : on_audio_handoff), p);
     gst_object_unref(sink);
     gst_bin_add(GST_BIN(p->pipeline), bin);
@@ -178,6 +239,7 @@ static test_peer *peer_alloc(tm_media *m, const char *visit_id, const char *peer
     p->media = m;
     p->visit_id = g_strdup(visit_id);
     p->peer_id = g_strdup(peer_id);
+    g_mutex_init(&p->tone_lock);
     return p;
 }
 
@@ -289,14 +351,8 @@ test_peer *test_peer_new(tm_media *m, const char *visit_id, const char *peer_id,
     return test_peer_new_codec(m, visit_id, peer_id, width, height, "VP8");
 }
 
-test_peer *test_peer_new_recvonly(tm_media *m, const char *visit_id, const char *peer_id,
-                                  int n_audio, int n_video)
+static void add_recvonly(test_peer *p, int n_audio, int n_video)
 {
-    test_peer *p = peer_alloc(m, visit_id, peer_id);
-    if (!peer_start(p, "webrtcbin name=wb bundle-policy=max-bundle")) {
-        test_peer_free(p);
-        return NULL;
-    }
     for (int i = 0; i < n_audio + n_video; i++) {
         bool video = i >= n_audio;
         GstCaps *caps = gst_caps_from_string(
@@ -311,6 +367,78 @@ test_peer *test_peer_new_recvonly(tm_media *m, const char *visit_id, const char 
             gst_object_unref(t);
     }
     enable_nack(p);
+}
+
+test_peer *test_peer_new_party(tm_media *m, const char *visit_id, const char *peer_id, int width,
+                               int height, int tone, double volume, int n_recv)
+{
+    test_peer *p = peer_alloc(m, visit_id, peer_id);
+    p->send = true;
+    p->width = width;
+    p->height = height;
+    /* The level element puts each buffer's level on it; the payloader writes
+     * it as RFC 6464 (its caps then carry the extmap into the offer, as
+     * Chrome offers it). */
+    char *launch = g_strdup_printf(
+        "webrtcbin name=wb bundle-policy=max-bundle "
+        "videotestsrc is-live=true pattern=ball ! "
+        "video/x-raw,format=I420,width=%d,height=%d,framerate=15/1 ! "
+        "videoconvert ! queue ! vp8enc name=venc deadline=1 cpu-used=8 target-bitrate=300000 "
+        "keyframe-max-dist=3000 ! rtpvp8pay pt=96 mtu=1100 picture-id-mode=15-bit ! "
+        "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000 ! wb. "
+        "audiotestsrc is-live=true wave=sine freq=%g ! volume name=vol volume=%g ! audioconvert ! "
+        "audioresample ! level audio-level-meta=true post-messages=false ! queue ! opusenc ! "
+        "rtpopuspay name=apay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,"
+        "payload=111,clock-rate=48000 ! wb.",
+        width, height, test_tones[tone % TEST_N_TONES], volume);
+    bool ok = peer_start(p, launch);
+    g_free(launch);
+    if (!ok) {
+        test_peer_free(p);
+        return NULL;
+    }
+    count_sent_frames(p);
+    GstElement *pay = gst_bin_get_by_name(GST_BIN(p->pipeline), "apay");
+    GstRTPHeaderExtension *ext =
+        gst_rtp_header_extension_create_from_uri("urn:ietf:params:rtp-hdrext:ssrc-audio-level");
+    if (pay && ext) {
+        gst_rtp_header_extension_set_id(ext, 1);
+        g_signal_emit_by_name(pay, "add-extension", ext);
+    }
+    if (ext)
+        gst_object_unref(ext);
+    if (pay)
+        gst_object_unref(pay);
+    add_recvonly(p, n_recv, n_recv);
+    gst_element_set_state(p->pipeline, GST_STATE_PLAYING);
+    return p;
+}
+
+void test_peer_add_recv(test_peer *p, int n)
+{
+    add_recvonly(p, n, n);
+    /* webrtcbin 1.22 does not ask for a negotiation on a transceiver added once stable. */
+    make_offer(p, false);
+}
+
+void test_peer_set_volume(test_peer *p, double volume)
+{
+    GstElement *vol = gst_bin_get_by_name(GST_BIN(p->pipeline), "vol");
+    if (vol) {
+        g_object_set(vol, "volume", volume, NULL);
+        gst_object_unref(vol);
+    }
+}
+
+test_peer *test_peer_new_recvonly(tm_media *m, const char *visit_id, const char *peer_id,
+                                  int n_audio, int n_video)
+{
+    test_peer *p = peer_alloc(m, visit_id, peer_id);
+    if (!peer_start(p, "webrtcbin name=wb bundle-policy=max-bundle")) {
+        test_peer_free(p);
+        return NULL;
+    }
+    add_recvonly(p, n_audio, n_video);
     gst_element_set_state(p->pipeline, GST_STATE_PLAYING);
     return p;
 }
@@ -327,6 +455,7 @@ void test_peer_free(test_peer *p)
     g_free(p->answer);
     g_free(p->last_stats);
     g_free(p->last_bindings);
+    g_mutex_clear(&p->tone_lock);
     g_free(p->visit_id);
     g_free(p->peer_id);
     g_free(p);

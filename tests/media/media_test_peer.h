@@ -27,6 +27,11 @@
         exit(1);                                                                                   \
     } while (0)
 
+#define TEST_MAX_PADS 8
+#define TEST_N_TONES 8
+/* The tones party peers send (Hz): peer i of a test sends test_tones[i]. */
+extern const double test_tones[TEST_N_TONES];
+
 typedef struct test_peer {
     tm_media *media;
     char *visit_id, *peer_id;
@@ -40,8 +45,15 @@ typedef struct test_peer {
     gint64 first_audio_us;
     /* Per decoded video stream, in pad order (a supervisor has several). */
     gint n_video_pads;
-    gint vframes[4], vwidth[4], vheight[4];
-    gint64 vfirst_us[4];
+    gint vframes[TEST_MAX_PADS], vwidth[TEST_MAX_PADS], vheight[TEST_MAX_PADS];
+    gint64 vfirst_us[TEST_MAX_PADS];
+    /* Longest time between two decoded frames of a pad since test_peer_gap_reset. */
+    gint64 vlast_us[TEST_MAX_PADS], vmaxgap_us[TEST_MAX_PADS];
+    /* Per decoded audio stream: buffers, and the energy at each of test_tones[]. */
+    gint n_audio_pads;
+    gint abuffers[TEST_MAX_PADS];
+    double tone_energy[TEST_MAX_PADS][TEST_N_TONES];
+    GMutex tone_lock;
     /* Filled on the main thread. */
     char *answer;   /* last answer SDP */
     char state[32]; /* last TM_MEDIA_EV_STATE */
@@ -63,6 +75,19 @@ test_peer *test_peer_new_codec(tm_media *m, const char *visit_id, const char *pe
                                int height, const char *video_codec);
 test_peer *test_peer_new_recvonly(tm_media *m, const char *visit_id, const char *peer_id,
                                   int n_audio, int n_video);
+/* A party member: sends width x height VP8 and test_tones[tone] at volume (0..1) in Opus with
+ * RFC 6464 audio levels, and receives on its sendrecv pair plus n_recv recvonly audio+video
+ * pairs (a visit of n_recv + 2). */
+test_peer *test_peer_new_party(tm_media *m, const char *visit_id, const char *peer_id, int width,
+                               int height, int tone, double volume, int n_recv);
+/* Adds n recvonly audio+video pairs; webrtcbin then renegotiates (a new offer, same ICE). */
+void test_peer_add_recv(test_peer *p, int n);
+/* Sets the sent tone's volume (0..1). */
+void test_peer_set_volume(test_peer *p, double volume);
+/* Starts the gap measurement of every video pad anew. */
+void test_peer_gap_reset(test_peer *p);
+/* The tone (index into test_tones) loudest on audio pad `pad`, -1 when too quiet to tell. */
+int test_peer_pad_tone(test_peer *p, int pad);
 void test_peer_free(test_peer *p);
 /* Make a new offer (with ice-restart when restart is true) and submit it. */
 void test_peer_renegotiate(test_peer *p, bool restart);

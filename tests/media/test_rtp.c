@@ -197,6 +197,12 @@ static void test_ext_find(void)
     CHECK_EQ_INT(d[0], 0xaa);
     CHECK_EQ_INT(d[2], 0xcc);
     CHECK_EQ_INT(ext_find(b, n, 5, &d, &dl), TM_ENOTFOUND);
+    /* The library's reader agrees (the audio level is read so). */
+    CHECK_EQ_INT(tm_rtp_ext_find(b, &h, 4, &d), 1);
+    CHECK_EQ_INT(d[0], '1');
+    CHECK_EQ_INT(tm_rtp_ext_find(b, &h, 2, &d), 3);
+    CHECK_EQ_INT(d[0], 0xaa);
+    CHECK_EQ_INT(tm_rtp_ext_find(b, &h, 5, &d), 0);
     /* Extension length past the end. */
     for (size_t i = 12; i < 24; i++)
         CHECK(tm_rtp_parse(b, i, &h) == TM_EINVAL);
@@ -211,6 +217,9 @@ static void test_ext_find(void)
     n = make_rtp(b, 0x10, ext2, sizeof(ext2), pl, sizeof(pl));
     CHECK_EQ_INT(ext_find(b, n, 20, &d, &dl), 0);
     CHECK_EQ_INT(dl, 2);
+    CHECK_EQ_INT(tm_rtp_parse(b, n, &h), 0);
+    CHECK_EQ_INT(tm_rtp_ext_find(b, &h, 20, &d), 2);
+    CHECK_EQ_INT(d[1], 0x02);
     CHECK_EQ_INT(d[1], 0x02);
     CHECK_EQ_INT(ext_find(b, n, 4, &d, &dl), 0);
     CHECK_EQ_INT(dl, 0);

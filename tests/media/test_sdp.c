@@ -218,7 +218,9 @@ static void test_chrome_answer(void)
     CHECK(has_line(a, "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid"));
     CHECK(has_line(a, "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"));
     CHECK(strstr(a, "transport-wide-cc") == NULL); /* no twcc feedback from us */
-    CHECK(strstr(a, "ssrc-audio-level") == NULL);
+    /* Offered on audio: answered, for the active speaker (RFC 6464). */
+    CHECK(has_line(a, "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level"));
+    CHECK_EQ_INT(o->mlines[0].ext_audio_level, 1);
     CHECK(has_line(a, "a=sendrecv"));
     CHECK(has_line(a, "a=msid:peer-b a0"));
     CHECK(has_line(a, "a=rtcp-mux"));
