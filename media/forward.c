@@ -687,6 +687,16 @@ void tm__forward_rebind(tm__visit *v)
     }
 }
 
+void tm__forward_keyframes_all(tm__visit *v)
+{
+    for (guint i = 0; i < v->peers->len; i++) {
+        tm__peer *q = g_ptr_array_index(v->peers, i);
+        for (int k = 0; k < q->n_in; k++)
+            if (q->in[k].kind == TM_MEDIA_VIDEO)
+                request_keyframe(q, &q->in[k], true);
+    }
+}
+
 /* ---- once a second ---- */
 
 static void send_reports(tm__peer *p, int64_t now_ms)

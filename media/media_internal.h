@@ -368,6 +368,8 @@ void tm__forward_rebind(tm__visit *v);
 /* Sends a PLI for s to its sender now, outside the rate limit. 0, or TM_ENOTFOUND
  * (no SRTP session, closing, SSRC unknown) or TM_EINVAL. */
 int tm__forward_pli(tm__peer *sender, tm__in_stream *s, int64_t now_ms);
+/* Ask every video sender of the visit for a keyframe now (a new recording part starts). */
+void tm__forward_keyframes_all(tm__visit *v);
 /* Once a second per peer: RR + REMB to senders, stats event. */
 void tm__forward_tick(tm__peer *p, int64_t now_ms);
 /* Drops every reference to p from other peers' bindings (before freeing p). */

@@ -369,6 +369,10 @@ static void record_start(tm__visit *v)
         return;
     }
     tm_recorder_on_failure(v->rec, rec_failed, v);
+    /* A new file's video tracks start at a keyframe, and the senders
+     * already there may not send one for minutes. */
+    if (v->rec_part > 1)
+        tm__forward_keyframes_all(v);
     tm_info("media.recording_started", "visit=%s part=%d tracks=%zu", v->id, v->rec_part, n);
 }
 

@@ -128,7 +128,7 @@ static void on_video_handoff(GstElement *sink, GstBuffer *buf, GstPad *pad, gpoi
 }
 
 /* Goertzel: the energy of one frequency in a block of mono 48 kHz samples. */
-static double goertzel(const int16_t *x, size_t n, double hz)
+double test_goertzel(const int16_t *x, size_t n, double hz)
 {
     double c = 2.0 * cos(2.0 * G_PI * hz / 48000.0), s1 = 0, s2 = 0;
     for (size_t i = 0; i < n; i++) {
@@ -151,7 +151,7 @@ static void on_audio_handoff(GstElement *sink, GstBuffer *buf, GstPad *pad, gpoi
         return;
     double e[TEST_N_TONES];
     for (int t = 0; t < TEST_N_TONES; t++)
-        e[t] = goertzel((const int16_t *)map.data, map.size / 2, test_tones[t]);
+        e[t] = test_goertzel((const int16_t *)map.data, map.size / 2, test_tones[t]);
     gst_buffer_unmap(buf, &map);
     g_mutex_lock(&p->tone_lock);
     for (int t = 0; t < TEST_N_TONES; t++)

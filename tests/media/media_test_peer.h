@@ -100,6 +100,9 @@ void test_peer_on_event(test_peer **peers, int n, const tm_media_event *ev);
  * stock_srtp (ctest runs each media test so once more, as <name>_stock). */
 void test_media_options(tm_media_options *o);
 
+/* The energy at hz of n mono 48 kHz samples (Goertzel), per sample. */
+double test_goertzel(const int16_t *x, size_t n, double hz);
+
 /* Iterate ctx until cond(user) or timeout_ms; returns cond's last value. */
 bool test_wait(GMainContext *ctx, int timeout_ms, bool (*cond)(void *), void *user);
 
