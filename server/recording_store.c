@@ -51,6 +51,14 @@ int tm_recording_start(tm_store *s, const char *visit_id, const char *path, cons
     return rc;
 }
 
+int tm_recording_set_part(tm_store *s, const char *rec_id, int part)
+{
+    if (!rec_id || part < 1 || part > 1000)
+        return tm__store_refuse(s, TM_EINVAL, "bad recording id or part");
+    return tm__store_run_one(s, "UPDATE recordings SET part = ?2 WHERE id = ?1", "si", rec_id,
+                             part);
+}
+
 static bool is_sha256_hex(const char *h)
 {
     if (!h || strlen(h) != 64)
@@ -254,7 +262,7 @@ int tm_recording_set_plain_sha256(tm_store *s, const char *rec_id, const char *p
 json_t *tm_recording_get(tm_store *s, const char *rec_id)
 {
     sqlite3_stmt *st = tm__store_query(s,
-                                       "SELECT id, visit_id, path, format, state, size_bytes,"
+                                       "SELECT id, visit_id, part, path, format, state, size_bytes,"
                                        " duration_ms, sha256, plain_sha256, encrypted, failure,"
                                        " dropped_packets, started_at, finished_at, deleted_at,"
                                        " deleted_by_policy FROM recordings WHERE id = ?1",

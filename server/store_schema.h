@@ -288,6 +288,11 @@ static const char *const tm_store_migrations[] = {
     "  started_at INTEGER NOT NULL,"
     "  ended_at INTEGER);"
     "CREATE INDEX media_interruptions_by_visit ON media_interruptions(visit_id);",
+
+    /* 9 (issue 17, recording parts; keep it after the other issue-17 migrations):
+     * a visit whose sender set grows while it is recorded gets a file per
+     * part (media.h, tm_media_visit_record_parts), each its own row. */
+    "ALTER TABLE recordings ADD COLUMN part INTEGER NOT NULL DEFAULT 1;",
 };
 
 #endif

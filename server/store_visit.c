@@ -522,10 +522,10 @@ json_t *tm_store_visit_record(tm_store *s, const char *id)
                                           : json_null()) &&
         set_rows(rec, "recordings",
                  query_rows(s,
-                            "SELECT id, path, format, state, size_bytes, duration_ms, sha256,"
-                            " plain_sha256, encrypted, failure, dropped_packets, started_at,"
-                            " finished_at, deleted_at, deleted_by_policy FROM recordings"
-                            " WHERE visit_id = ?1 ORDER BY started_at",
+                            "SELECT id, part, path, format, state, size_bytes, duration_ms,"
+                            " sha256, plain_sha256, encrypted, failure, dropped_packets,"
+                            " started_at, finished_at, deleted_at, deleted_by_policy"
+                            " FROM recordings WHERE visit_id = ?1 ORDER BY started_at",
                             id)) &&
         set_rows(rec, "stream_stats", json_incref(stats)) &&
         set_rows(rec, "consents",

@@ -2,8 +2,9 @@
  * visit_record.c - the recording lifecycle of a visit: the file's name, the
  * start, and the result into the visit record.
  *
- * Owns, on the control loop, the map from a live visit to its recording row
- * until the recorder reports. The store row comes first (so a crash leaves
+ * Owns, on the control loop, the map from a live visit to its recording rows
+ * (one per part: a visit whose senders grow gets a file per part) until the
+ * last part is reported. The store row comes first (so a crash leaves
  * "incomplete", never nothing), then the media core is asked to record; a
  * failure at any step is on record with its reason and told to whoever
  * listens (signaling shows it to the supervisors).
@@ -23,19 +24,59 @@ struct tm_visit_record {
     tm_store *store;
     tm_media *media;
     tm_feed *feed;
-    GHashTable *recordings; /* visit id -> recording id, until the recorder reports */
+    GHashTable *recordings; /* visit id -> rec_parts, until the last part is reported */
     uint8_t key[32];        /* encryption at rest, when key_set */
     bool key_set;
     tm_visit_record_failed_cb failed_cb;
     void *failed_user;
 };
 
+/* A live visit's recording rows: ids[n] is part n + 1's row ("" when it has none). */
+typedef struct rec_parts {
+    GPtrArray *ids;
+} rec_parts;
+
+static void rec_parts_free(gpointer data)
+{
+    rec_parts *rp = data;
+    g_ptr_array_unref(rp->ids);
+    g_free(rp);
+}
+
+static void rec_parts_set(tm_visit_record *vr, const char *visit_id, int part, const char *rec_id)
+{
+    rec_parts *rp = g_hash_table_lookup(vr->recordings, visit_id);
+    if (!rp) {
+        rp = g_new0(rec_parts, 1);
+        rp->ids = g_ptr_array_new_with_free_func(g_free);
+        g_hash_table_replace(vr->recordings, g_strdup(visit_id), rp);
+    }
+    while ((int)rp->ids->len < part)
+        g_ptr_array_add(rp->ids, g_strdup(""));
+    g_free(rp->ids->pdata[part - 1]);
+    rp->ids->pdata[part - 1] = g_strdup(rec_id);
+}
+
+/* The row of part (1-based), or of the latest part when part is 0; NULL if none. */
+static const char *rec_parts_get(tm_visit_record *vr, const char *visit_id, int part)
+{
+    rec_parts *rp = g_hash_table_lookup(vr->recordings, visit_id);
+    if (!rp || rp->ids->len == 0)
+        return NULL;
+    if (part == 0)
+        part = (int)rp->ids->len;
+    if (part < 1 || part > (int)rp->ids->len)
+        return NULL;
+    const char *id = g_ptr_array_index(rp->ids, part - 1);
+    return *id ? id : NULL;
+}
+
 tm_visit_record *tm_visit_record_new(const tm_config *cfg, tm_store *store)
 {
     tm_visit_record *vr = g_new0(tm_visit_record, 1);
     vr->cfg = cfg;
     vr->store = store;
-    vr->recordings = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    vr->recordings = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, rec_parts_free);
     return vr;
 }
 
@@ -80,7 +121,7 @@ static void report_failure(tm_visit_record *vr, const char *visit_id, const char
  * in front of the supervisors now, not when the visit ends. */
 void tm_visit_record_failed(tm_visit_record *vr, const char *visit_id, const char *reason)
 {
-    const char *rec_id = g_hash_table_lookup(vr->recordings, visit_id);
+    const char *rec_id = rec_parts_get(vr, visit_id, 0);
     if (rec_id &&
         tm_recording_fail(vr->store, rec_id, reason ? reason : "failed", 0, tm_now_ms()) == 0)
         report_failure(vr, visit_id, reason);
@@ -92,7 +133,7 @@ static void on_recording_done(const char *visit_id, const struct tm_recorder_res
                               void *user_data)
 {
     tm_visit_record *vr = user_data;
-    const char *rec_id = g_hash_table_lookup(vr->recordings, visit_id);
+    const char *rec_id = rec_parts_get(vr, visit_id, res->part > 0 ? res->part : 1);
     if (!rec_id)
         return;
     int64_t now = tm_now_ms();
@@ -103,8 +144,8 @@ static void on_recording_done(const char *visit_id, const struct tm_recorder_res
         rc = tm_recording_finish(vr->store, rec_id, res->size_bytes, res->duration_ms, res->sha256,
                                  (int64_t)res->stats.dropped, now);
         tm_info("recording.available",
-                "visit=%s recording=%s bytes=%lld duration_ms=%lld dropped=%llu", visit_id, rec_id,
-                (long long)res->size_bytes, (long long)res->duration_ms,
+                "visit=%s recording=%s part=%d bytes=%lld duration_ms=%lld dropped=%llu", visit_id,
+                rec_id, res->part, (long long)res->size_bytes, (long long)res->duration_ms,
                 (unsigned long long)res->stats.dropped);
     } else {
         rc = tm_recording_fail(vr->store, rec_id, res->failure ? res->failure : "failed",
@@ -118,7 +159,25 @@ static void on_recording_done(const char *visit_id, const struct tm_recorder_res
         tm_error("recording.store_failed", "visit=%s err=%s", visit_id, tm_strerror(rc));
     if (vr->feed)
         tm_feed_kick(vr->feed);
-    g_hash_table_remove(vr->recordings, visit_id);
+    if (res->last)
+        g_hash_table_remove(vr->recordings, visit_id);
+}
+
+/* A member joined the recorded visit: its next part gets its own row before
+ * the part's first packet is written, as the first part did. */
+static void on_recording_part(const char *visit_id, int part, const char *path, void *user_data)
+{
+    tm_visit_record *vr = user_data;
+    char rec_id[TM_RECORDING_ID_LEN];
+    int rc =
+        tm_recording_start(vr->store, visit_id, path, "matroska", vr->key_set, tm_now_ms(), rec_id);
+    if (rc == 0)
+        rc = tm_recording_set_part(vr->store, rec_id, part);
+    if (rc == 0)
+        rec_parts_set(vr, visit_id, part, rec_id);
+    else
+        tm_error("recording.part_failed", "visit=%s part=%d err=%s", visit_id, part,
+                 tm_strerror(rc));
 }
 
 /* No file (a full or unwritable disk): the record still says the visit was
@@ -146,9 +205,11 @@ void tm_visit_record_start(tm_visit_record *vr, const char *visit_id)
     if (rc == 0)
         rc = tm_recording_start(vr->store, visit_id, path, "matroska", vr->key_set, now, rec_id);
     if (rc == 0) {
-        g_hash_table_replace(vr->recordings, g_strdup(visit_id), g_strdup(rec_id));
+        rec_parts_set(vr, visit_id, 1, rec_id);
         rc = tm_media_visit_record(vr->media, visit_id, path, vr->key_set ? vr->key : NULL, 2,
                                    on_recording_done, vr);
+        if (rc == 0)
+            rc = tm_media_visit_record_parts(vr->media, visit_id, on_recording_part);
         if (rc < 0) {
             tm_recording_fail(vr->store, rec_id, "recorder did not start", 0, now);
             g_hash_table_remove(vr->recordings, visit_id);

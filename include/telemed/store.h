@@ -361,6 +361,9 @@ int tm_store_visit_facts(tm_store *s, const char *visit_id, tm_visit_facts *out)
  * TM_ENOTFOUND (no such visit). */
 int tm_recording_start(tm_store *s, const char *visit_id, const char *path, const char *format,
                        bool encrypted, int64_t now_ms, char id_out[TM_RECORDING_ID_LEN]);
+/* Which part of its visit's recording the row is (1, the default, .. 1000): a visit whose
+ * senders grow while it is recorded has a file per part. TM_EINVAL, TM_ENOTFOUND. */
+int tm_recording_set_part(tm_store *s, const char *rec_id, int part);
 /* The file is final: complete with its size, duration, SHA-256 (64
  * lowercase hex) and the recorder's dropped-packet count, plus the visit's
  * recording.available event. TM_EINVAL (bad sha256, negative size or

@@ -644,6 +644,22 @@ static void t_recording_start_finish(const store_backend *b, const char *dir)
 
     json_t *vr = tm_store_visit_record(s, v.id);
     CHECK_EQ_INT(json_array_size(field(vr, "recordings")), 1);
+    CHECK_EQ_INT(json_integer_value(field(json_array_get(field(vr, "recordings"), 0), "part")), 1);
+    json_decref(vr);
+
+    /* A late joiner's part is a row of its own, numbered. */
+    char rec2[TM_RECORDING_ID_LEN];
+    CHECK_EQ_INT(tm_recording_start(s, v.id, "/rec/v-part2.mkv", "matroska", true, t0 + 1, rec2),
+                 0);
+    CHECK_EQ_INT(tm_recording_set_part(s, rec2, 0), TM_EINVAL);
+    CHECK_EQ_INT(tm_recording_set_part(s, "rec-none", 2), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_recording_set_part(s, rec2, 2), 0);
+    got = tm_recording_get(s, rec2);
+    CHECK_EQ_INT(json_integer_value(field(got, "part")), 2);
+    json_decref(got);
+    vr = tm_store_visit_record(s, v.id);
+    CHECK_EQ_INT(json_array_size(field(vr, "recordings")), 2);
+    CHECK_EQ_INT(json_integer_value(field(json_array_get(field(vr, "recordings"), 1), "part")), 2);
     json_decref(vr);
     tm_store_free(s);
 }
