@@ -273,6 +273,7 @@ struct tm__visit {
     char *id;
     tm__worker *w;
     GPtrArray *peers; /* tm__peer*, join order */
+    bool closing;     /* being torn down: no rebinding */
     /* Recording (tm_media_visit_record): configured, then started on the first packet. */
     char *rec_path;
     uint8_t rec_key[32];

@@ -232,10 +232,12 @@ void tm__peer_close(tm__peer *p, const char *state)
         out_stream_clear(&p->out[i]);
     g_free(p->in);
     g_free(p->out);
+    /* Counted out before "closed" is posted, so whoever hears it sees the count too. */
+    atomic_fetch_sub_explicit(&p->w->counters.peers, 1, memory_order_relaxed);
     post_state(p, state);
     tm_info("media.peer_closed", "visit=%s peer=%s state=%s", v->id, p->id, state);
-    atomic_fetch_sub_explicit(&p->w->counters.peers, 1, memory_order_relaxed);
-    tm__forward_rebind(v);
+    if (!v->closing)
+        tm__forward_rebind(v);
     g_free(p->label);
     g_free(p->id);
     g_free(p);

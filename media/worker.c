@@ -452,12 +452,14 @@ static void trim_later(tm__worker *w)
 static void visit_destroy(gpointer data)
 {
     tm__visit *v = data;
+    /* Nobody is left to rebind for; counted out before the peers' "closed". */
+    v->closing = true;
+    atomic_fetch_sub_explicit(&v->w->counters.visits, 1, memory_order_relaxed);
     /* Peers close last-joined first so each unbind finds fewer receivers. */
     while (v->peers->len > 0)
         tm__peer_close(g_ptr_array_index(v->peers, v->peers->len - 1), "closed");
     record_end(v);
     g_ptr_array_unref(v->peers);
-    atomic_fetch_sub_explicit(&v->w->counters.visits, 1, memory_order_relaxed);
     trim_later(v->w);
     g_free(v->id);
     g_free(v);
