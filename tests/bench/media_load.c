@@ -4,7 +4,7 @@
  *   build-x/media_load [--server PATH] [--visits 1,4,8] [--seconds 10]
  *                      [--width 640 --height 480 --bitrate 1000000]
  *                      [--server-arg=--no-recording ...] [--compare-recording]
- *                      [--repeat K] [--idle-seconds S]
+ *                      [--repeat K] [--idle-seconds S] [--party K,..]
  *
  * For each N it starts a fresh telemed-server (loopback, temp data dir),
  * creates a department with N doctors on shift through the REST API, and
@@ -51,6 +51,20 @@
  * by thread group: the recorder threads' own CPU, and the media workers'
  * CPU on vs off, whose difference is the workers' side of the hand-off
  * (copying each packet into the recorder's ring).
+ *
+ * --party K (K = 2, 3, 4, 6, comma-separated) runs one visit of K instead:
+ * the patient and the attending doctor, then K - 2 consulting doctors
+ * invited one at a time (visit.invite, visit.invite_answer). Each member
+ * keeps one PeerConnection; when visit.participants grows, the members
+ * already there add recvonly pairs and renegotiate, as the pages do. Per
+ * join it prints the joiner's time from its accept to a frame from every
+ * other member, and the longest gap between frames that the members already
+ * there saw meanwhile (the freeze a join causes); then, over --seconds with
+ * all K in, the server's CPU per visit and per forwarded stream (a sender's
+ * audio and video to one receiver: K(K-1) of them, 2 in a 1:1 visit), RSS,
+ * loss and forwarding latency.
+ *
+ * MEDIA_LOAD_KEEP_LOG=FILE keeps a copy of the (last) server's log there.
  *
  * The exit code says only whether the run worked, never whether it was fast.
  * Linked with GStreamer, libsoup 3, jansson and GLib only; not with the
@@ -348,6 +362,14 @@ static void server_stop(void)
         g_subprocess_wait(SRV.proc, NULL, NULL);
         g_clear_object(&SRV.proc);
     }
+    const char *keep = g_getenv("MEDIA_LOAD_KEEP_LOG"); /* a copy of the server's log */
+    if (keep && SRV.logpath) {
+        char *text = NULL;
+        gsize len = 0;
+        if (g_file_get_contents(SRV.logpath, &text, &len, NULL))
+            g_file_set_contents(keep, text, (gssize)len, NULL);
+        g_free(text);
+    }
     if (SRV.dir) {
         char *cmd = g_strdup_printf("rm -rf '%s'", SRV.dir);
         if (system(cmd) != 0)
@@ -532,6 +554,15 @@ struct seqtrack {
     guint64 received;
 };
 
+#define MAX_MIDS 32
+#define MAX_VPADS 16
+
+/* A receiving video pad's frames, for the freeze a join causes. */
+struct vpad {
+    struct peer *p;
+    int idx;
+};
+
 struct peer {
     int idx;
     gboolean doctor;
@@ -540,8 +571,15 @@ struct peer {
     int next_id;
     gboolean hello_ok, available, active, offer_sent, answer_set, connected, failed;
     GSList *pend_local, *pend_remote;
-    char *mids[4];
+    char *mids[MAX_MIDS];
     int n_mids;
+    /* --party: receiving pairs negotiated (its sendrecv pair counts) and wanted */
+    int recv_pairs, want_pairs;
+    gboolean attending;
+    gint64 join_start_us; /* an invitee: when it accepted */
+    struct vpad vpads[MAX_VPADS];
+    int n_vpads; /* under lock */
+    gint64 vpad_first_us[MAX_VPADS], vpad_last_us[MAX_VPADS], vpad_gap_us[MAX_VPADS];
     GstElement *pipe, *webrtc, *vsrc, *asrc;
     guint vidx, aidx;
     gint64 next_v_us, next_a_us, last_restart_us;
@@ -646,9 +684,10 @@ static void on_offer(GstPromise *promise, gpointer ud)
         p->failed = TRUE;
         return;
     }
-    for (guint i = 0; i < gst_sdp_message_medias_len(offer->sdp) && i < 4; i++) {
+    for (guint i = 0; i < gst_sdp_message_medias_len(offer->sdp) && i < MAX_MIDS; i++) {
         const char *mid =
             gst_sdp_media_get_attribute_val(gst_sdp_message_get_media(offer->sdp, i), "mid");
+        g_free(p->mids[i]);
         p->mids[i] = g_strdup(mid ? mid : "");
         p->n_mids = (int)i + 1;
     }
@@ -728,21 +767,29 @@ static GstPadProbeReturn on_artp(GstPad *pad, GstPadProbeInfo *info, gpointer ud
 
 static GstPadProbeReturn on_vframe(GstPad *pad, GstPadProbeInfo *info, gpointer ud)
 {
-    struct peer *p = ud;
+    struct vpad *vp = ud;
+    struct peer *p = vp->p;
+    gint64 now = g_get_monotonic_time();
     g_mutex_lock(&p->lock);
     if (!p->first_frame_us)
-        p->first_frame_us = g_get_monotonic_time();
+        p->first_frame_us = now;
     p->vframes++;
+    int k = vp->idx;
+    if (!p->vpad_first_us[k])
+        p->vpad_first_us[k] = now;
+    if (p->vpad_last_us[k] && now - p->vpad_last_us[k] > p->vpad_gap_us[k])
+        p->vpad_gap_us[k] = now - p->vpad_last_us[k];
+    p->vpad_last_us[k] = now;
     g_mutex_unlock(&p->lock);
     return GST_PAD_PROBE_OK;
 }
 
 static void probe(GstElement *bin, const char *name, const char *pad, GstPadProbeCallback cb,
-                  struct peer *p)
+                  gpointer ud)
 {
     GstElement *e = gst_bin_get_by_name(GST_BIN(bin), name);
     GstPad *pd = gst_element_get_static_pad(e, pad);
-    gst_pad_add_probe(pd, GST_PAD_PROBE_TYPE_BUFFER, cb, p, NULL);
+    gst_pad_add_probe(pd, GST_PAD_PROBE_TYPE_BUFFER, cb, ud, NULL);
     gst_object_unref(pd);
     gst_object_unref(e);
 }
@@ -767,8 +814,13 @@ static void on_pad_added(GstElement *wb, GstPad *pad, gpointer ud)
     if (caps)
         gst_caps_unref(caps);
     probe(bin, "in", "src", video ? on_vrtp : on_artp, p);
-    if (video)
-        probe(bin, "dp", "src", on_vframe, p);
+    if (video) {
+        g_mutex_lock(&p->lock);
+        int k = p->n_vpads < MAX_VPADS ? p->n_vpads++ : MAX_VPADS - 1;
+        g_mutex_unlock(&p->lock);
+        p->vpads[k] = (struct vpad){p, k};
+        probe(bin, "dp", "src", on_vframe, &p->vpads[k]);
+    }
     gst_bin_add(GST_BIN(p->pipe), bin);
     gst_element_sync_state_with_parent(bin);
     GstPad *sink = gst_element_get_static_pad(bin, "sink");
@@ -785,6 +837,21 @@ static GstPadProbeReturn on_upstream(GstPad *pad, GstPadProbeInfo *info, gpointe
     if (s && gst_structure_has_name(s, "GstForceKeyUnit"))
         g_atomic_int_set(&p->restart, 1);
     return GST_PAD_PROBE_OK;
+}
+
+static void add_recv_pairs(struct peer *p, int n)
+{
+    for (int i = 0; i < 2 * n; i++) {
+        GstCaps *c = gst_caps_from_string(i % 2 ? VIDEO_CAPS : AUDIO_CAPS);
+        GstWebRTCRTPTransceiver *t = NULL;
+        g_signal_emit_by_name(p->webrtc, "add-transceiver",
+                              GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY, c, &t);
+        if (t) {
+            g_object_set(t, "do-nack", i % 2 == 1, NULL);
+            gst_object_unref(t);
+        }
+        gst_caps_unref(c);
+    }
 }
 
 static int start_media(struct peer *p)
@@ -845,11 +912,28 @@ static int start_media(struct peer *p)
     }
     if (ts)
         g_array_unref(ts);
+    if (p->want_pairs < 1)
+        p->want_pairs = 1;
+    add_recv_pairs(p, p->want_pairs - 1);
+    p->recv_pairs = p->want_pairs;
     if (gst_element_set_state(p->pipe, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
         return -1;
     GstPromise *pr = gst_promise_new_with_change_func(on_offer, p, NULL);
     g_signal_emit_by_name(p->webrtc, "create-offer", NULL, pr);
     return 0;
+}
+
+/* --party: the visit grew past the pairs this member receives on; add recvonly
+ * pairs and offer again (same ICE), as a page does on visit.participants. */
+static void renegotiate(struct peer *p)
+{
+    if (!p->webrtc || !p->answer_set || p->want_pairs <= p->recv_pairs)
+        return;
+    add_recv_pairs(p, p->want_pairs - p->recv_pairs);
+    p->recv_pairs = p->want_pairs;
+    p->answer_set = FALSE;
+    GstPromise *pr = gst_promise_new_with_change_func(on_offer, p, NULL);
+    g_signal_emit_by_name(p->webrtc, "create-offer", NULL, pr);
 }
 
 static void on_answer(struct peer *p, const char *sdp_text)
@@ -878,6 +962,7 @@ static void on_answer(struct peer *p, const char *sdp_text)
     }
     g_slist_free(p->pend_remote);
     p->pend_remote = NULL;
+    renegotiate(p); /* the visit grew while this offer was out */
 }
 
 static void on_ws_message(SoupWebsocketConnection *ws, gint type, GBytes *msg, gpointer ud)
@@ -910,8 +995,26 @@ static void on_ws_message(SoupWebsocketConnection *ws, gint type, GBytes *msg, g
             p->available = TRUE;
         } else if (!p->doctor && !p->visit_id && json_object_get(d, "visit_id")) {
             p->visit_id = g_strdup(json_string_value(json_object_get(d, "visit_id")));
+        } else if (p->doctor && !p->active && json_is_array(json_object_get(d, "participants"))) {
+            /* Our invite_answer's result: we are in, receiving everyone else. */
+            p->visit_id = g_strdup(json_string_value(json_object_get(d, "visit_id")));
+            p->want_pairs = (int)json_array_size(json_object_get(d, "participants")) - 1;
+            p->active = TRUE;
+            if (!p->visit_id || start_media(p) != 0)
+                p->failed = TRUE;
+        }
+    } else if (strcmp(t, "visit.invited") == 0 && p->doctor && !p->visit_id) {
+        p->join_start_us = g_get_monotonic_time();
+        peer_send(p, json_pack("{s:s, s:O, s:b}", "type", "visit.invite_answer", "invite_id",
+                               json_object_get(m, "invite_id"), "accept", 1));
+    } else if (strcmp(t, "visit.participants") == 0 && p->active) {
+        int k = (int)json_array_size(json_object_get(m, "participants"));
+        if (k - 1 > p->want_pairs) {
+            p->want_pairs = k - 1;
+            renegotiate(p);
         }
     } else if (strcmp(t, "visit.offer") == 0 && p->doctor && !p->visit_id) {
+        p->attending = TRUE;
         p->visit_id = g_strdup(json_string_value(json_object_get(m, "visit_id")));
         gint64 *now = g_new(gint64, 1);
         *now = g_get_monotonic_time();
@@ -996,7 +1099,7 @@ static void peer_free(struct peer *p)
             soup_websocket_connection_close(p->ws, SOUP_WEBSOCKET_CLOSE_NORMAL, NULL);
         g_object_unref(p->ws);
     }
-    for (int i = 0; i < p->n_mids; i++)
+    for (int i = 0; i < MAX_MIDS; i++)
         g_free(p->mids[i]);
     g_free(p->sub);
     g_free(p->token);
@@ -1022,11 +1125,15 @@ static gboolean pace_cb(gpointer ud)
         struct peer *p = g_ptr_array_index(PEERS, i);
         if (!p->connected || !p->vsrc)
             continue;
+        /* The clip's keyframe, as an encoder answers a PLI; one that comes
+         * sooner than 300 ms after the last waits for them, not dropped (a
+         * join asks twice: the new receiver's request, then the recording's
+         * new part). */
         if (g_atomic_int_get(&p->restart) && now - p->last_restart_us > 300000) {
-            p->vidx = 0; /* the clip's keyframe, as an encoder answers a PLI */
+            p->vidx = 0;
             p->last_restart_us = now;
+            g_atomic_int_set(&p->restart, 0);
         }
-        g_atomic_int_set(&p->restart, 0);
         for (int k = 0; k < 4 && p->next_v_us <= now; k++) {
             push(p->vsrc, g_ptr_array_index(CLIP.video, p->vidx));
             p->vidx = (p->vidx + 1) % CLIP.video->len;
@@ -1407,6 +1514,248 @@ done:
     return rc;
 }
 
+/* ------------------------------------------------------------ --party K */
+
+struct party_row {
+    int k;
+    gboolean ok;
+    double cpu_pct, cpu_pct_per_stream, rss_kib, loss_pct, pps_fwd, lat_p99;
+    double join_ms[16], freeze_ms[16]; /* [j]: the j-th member's join, j >= 3 */
+    double first_pair_ms;              /* patient + attending: accept to video both ways */
+};
+
+static struct peer *party_attending(void)
+{
+    for (guint i = 0; i < PEERS->len; i++) {
+        struct peer *p = g_ptr_array_index(PEERS, i);
+        if (p->attending)
+            return p;
+    }
+    return NULL;
+}
+
+/* Members in the visit now and the frames they get from each other. */
+static int party_members(void)
+{
+    int n = 0;
+    for (guint i = 0; i < PEERS->len; i++)
+        n += ((struct peer *)g_ptr_array_index(PEERS, i))->active;
+    return n;
+}
+
+/* Video pads of p with a frame in the last second. */
+static int live_vpads(struct peer *p)
+{
+    gint64 now = g_get_monotonic_time();
+    int live = 0;
+    g_mutex_lock(&p->lock);
+    for (int k = 0; k < p->n_vpads; k++)
+        live += p->vpad_last_us[k] && now - p->vpad_last_us[k] < 1000000;
+    g_mutex_unlock(&p->lock);
+    return live;
+}
+
+static int PARTY_WANT; /* party_mesh waits for this many members */
+
+static gboolean party_mesh(void)
+{
+    int k = party_members();
+    if (k != PARTY_WANT)
+        return FALSE;
+    for (guint i = 0; i < PEERS->len; i++) {
+        struct peer *p = g_ptr_array_index(PEERS, i);
+        if (p->failed)
+            return FALSE;
+        if (p->active && live_vpads(p) < k - 1)
+            return FALSE;
+    }
+    return k > 0;
+}
+
+static void party_explain(void)
+{
+    for (guint i = 0; i < PEERS->len; i++) {
+        struct peer *p = g_ptr_array_index(PEERS, i);
+        g_printerr("  %s: active %d failed %d receiving pairs %d (want %d) video pads %d, live %d\n",
+                   p->sub, p->active, p->failed, p->recv_pairs, p->want_pairs, p->n_vpads,
+                   live_vpads(p));
+    }
+}
+
+static gboolean pair_started(void)
+{
+    PARTY_WANT = 2;
+    return party_mesh();
+}
+
+/* The longest gap between two frames on the pads each member had before. */
+static double party_freeze_ms(void)
+{
+    gint64 worst = 0;
+    for (guint i = 0; i < PEERS->len; i++) {
+        struct peer *p = g_ptr_array_index(PEERS, i);
+        g_mutex_lock(&p->lock);
+        for (int k = 0; k < p->n_vpads; k++)
+            worst = MAX(worst, p->vpad_gap_us[k]);
+        g_mutex_unlock(&p->lock);
+    }
+    return (double)worst / 1000.0;
+}
+
+static void party_gaps_reset(void)
+{
+    for (guint i = 0; i < PEERS->len; i++) {
+        struct peer *p = g_ptr_array_index(PEERS, i);
+        g_mutex_lock(&p->lock);
+        memset(p->vpad_gap_us, 0, sizeof p->vpad_gap_us);
+        g_mutex_unlock(&p->lock);
+    }
+}
+
+/* The invitee's accept to a frame from every other member. */
+static double join_ms(struct peer *j, int others)
+{
+    gint64 t[MAX_VPADS];
+    int n = 0;
+    g_mutex_lock(&j->lock);
+    for (int k = 0; k < j->n_vpads; k++)
+        if (j->vpad_first_us[k])
+            t[n++] = j->vpad_first_us[k];
+    g_mutex_unlock(&j->lock);
+    gint64 last = 0;
+    for (int k = 0; k < n; k++)
+        last = MAX(last, t[k]);
+    return n >= others && j->join_start_us ? (double)(last - j->join_start_us) / 1000.0 : -1;
+}
+
+static int run_party(int k, double seconds, struct party_row *row)
+{
+    memset(row, 0, sizeof *row);
+    row->k = k;
+    row->lat_p99 = -1;
+    if (server_start(-1) != 0)
+        return -1;
+    SoupSession *ss = soup_session_new_with_options("timeout", 10, NULL);
+    char *admin = mint("admin-bench", "admin", NULL);
+    int rc = -1;
+    if (!admin || setup_hospital(ss, admin, k - 1) != 0) {
+        g_printerr("hospital set-up failed\n");
+        goto done;
+    }
+    g_print("#   server pid %d port %d ready\n", (int)SRV.pid, SRV.port);
+    run_until(NULL, 1.0);
+    long rss_idle = server_rss_kib();
+    ACCEPT_US = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    for (int i = 0; i < k - 1; i++)
+        g_ptr_array_add(PEERS, peer_new(i, TRUE));
+    if (!run_until(all_available, 30)) {
+        g_printerr("K=%d: doctors did not become available\n", k);
+        goto teardown;
+    }
+    g_ptr_array_add(PEERS, peer_new(0, FALSE));
+    if (!run_until(pair_started, 60)) {
+        g_printerr("K=%d: the patient and the attending never saw each other\n", k);
+        goto teardown;
+    }
+    struct peer *att = party_attending();
+    gint64 *acc = g_hash_table_lookup(ACCEPT_US, att->visit_id);
+    row->first_pair_ms = (double)(g_get_monotonic_time() - *acc) / 1000.0;
+    run_until(NULL, 2.0);
+    /* The others, one at a time, as the attending invites them. */
+    for (int j = 3; j <= k; j++) {
+        struct peer *inv = NULL;
+        for (guint i = 0; i < PEERS->len && !inv; i++) {
+            struct peer *p = g_ptr_array_index(PEERS, i);
+            if (p->doctor && !p->visit_id)
+                inv = p;
+        }
+        party_gaps_reset();
+        PARTY_WANT = j;
+        peer_send(att, json_pack("{s:s, s:s, s:s, s:s}", "type", "visit.invite", "visit_id",
+                                 att->visit_id, "user_id", inv->sub, "role", "consulting"));
+        if (!run_until(party_mesh, 30)) {
+            g_printerr("K=%d: member %d (%s) did not join or not everyone sees everyone\n", k, j,
+                       inv->sub);
+            party_explain();
+            goto teardown;
+        }
+        row->join_ms[j] = join_ms(inv, j - 1);
+        run_until(NULL, 1.0); /* a freeze still under way would end in it */
+        row->freeze_ms[j] = party_freeze_ms();
+        g_print("#   member %d in: first frames from all %d others %.0f ms after its accept; "
+                "longest freeze on the others meanwhile %.0f ms\n",
+                j, j - 1, row->join_ms[j], row->freeze_ms[j]);
+    }
+    run_until(NULL, 2.0); /* settle */
+    struct metrics m0, m1;
+    struct totals t0, t1;
+    read_metrics(ss, admin, &m0);
+    sum(&t0);
+    struct tgroups tg0, tg1;
+    server_threads(&tg0);
+    double c0 = server_cpu_s();
+    gint64 w0 = g_get_monotonic_time();
+    run_until(NULL, seconds);
+    double c1 = server_cpu_s();
+    server_threads(&tg1);
+    double wall = (double)(g_get_monotonic_time() - w0) / 1e6;
+    sum(&t1);
+    read_metrics(ss, admin, &m1);
+    double cpu = tg1.total_s - tg0.total_s;
+    if (cpu <= 0)
+        cpu = c1 - c0;
+    row->cpu_pct = cpu / wall * 100.0;
+    row->cpu_pct_per_stream = row->cpu_pct / (k * (k - 1));
+    row->rss_kib = (double)(server_rss_kib() - rss_idle);
+    guint64 exp = t1.expected - t0.expected, got = t1.received - t0.received;
+    row->loss_pct = exp ? 100.0 * (double)(exp > got ? exp - got : 0) / (double)exp : -1;
+    guint64 pk = (t1.vpackets - t0.vpackets) + (t1.apackets - t0.apackets);
+    row->pps_fwd = m1.tx > 0 ? (m1.tx - m0.tx) / wall : (double)pk / wall;
+    row->lat_p99 = m1.lat_p99;
+    row->ok = TRUE;
+    rc = 0;
+teardown:
+    for (guint i = 0; i < PEERS->len; i++) {
+        struct peer *p = g_ptr_array_index(PEERS, i);
+        if (p->attending && p->active)
+            peer_send(p, json_pack("{s:s, s:s, s:s}", "type", "visit.end", "visit_id", p->visit_id,
+                                   "reason", "completed"));
+    }
+    run_until(NULL, 1.0);
+    for (guint i = 0; i < PEERS->len; i++)
+        peer_free(g_ptr_array_index(PEERS, i));
+    g_ptr_array_set_size(PEERS, 0);
+    g_hash_table_unref(ACCEPT_US);
+done:
+    g_free(admin);
+    g_object_unref(ss);
+    server_stop();
+    return rc;
+}
+
+static void print_party(GArray *rows)
+{
+    g_print("\n%-3s %9s %11s %10s %7s %9s %9s %11s %13s\n", "K", "cpu%", "cpu%/stream", "KiB/visit",
+            "loss%", "fwd pkt/s", "lat p99", "K-th join", "K-th freeze");
+    for (guint i = 0; i < rows->len; i++) {
+        struct party_row *r = &g_array_index(rows, struct party_row, i);
+        if (!r->ok) {
+            g_print("%-3d failed\n", r->k);
+            continue;
+        }
+        char lat[32], join[32], freeze[32];
+        g_snprintf(lat, sizeof lat, r->lat_p99 >= 0 ? "%.0f us" : "n/a", r->lat_p99);
+        g_snprintf(join, sizeof join, r->k >= 3 ? "%.0f ms" : "-", r->join_ms[r->k]);
+        g_snprintf(freeze, sizeof freeze, r->k >= 3 ? "%.0f ms" : "-", r->freeze_ms[r->k]);
+        g_print("%-3d %9.2f %11.3f %10.0f %7.2f %9.0f %9s %11s %13s\n", r->k, r->cpu_pct,
+                r->cpu_pct_per_stream, r->rss_kib, r->loss_pct, r->pps_fwd, lat, join, freeze);
+    }
+    g_print("# one visit of K; cpu%% = the server's, of one core, with all K in; a stream = one "
+            "member's audio and video to one other (K(K-1)); K-th join = its accept to a frame "
+            "from every other member; K-th freeze = the longest gap between frames the others "
+            "saw meanwhile\n");
+}
+
 /* ---------------------------------------------------------- the summary */
 
 struct spread {
@@ -1594,7 +1943,7 @@ static void print_comparison(GArray *rows, int repeat)
 
 int main(int argc, char **argv)
 {
-    char *visits = g_strdup("1,4,8");
+    char *visits = g_strdup("1,4,8"), *party = NULL;
     int seconds = 10, repeat = 1;
     gboolean compare = FALSE;
     BIN = g_strdup(g_getenv("TELEMED_BIN"));
@@ -1618,6 +1967,10 @@ int main(int argc, char **argv)
          "on off off on ...); the summary gives medians, min-max and the ratio of the medians "
          "(default 1)",
          "K"},
+        {"party", 0, 0, G_OPTION_ARG_STRING, &party,
+         "instead of N 1:1 visits, one visit of K members per K (2, 3, 4, 6): K - 2 invited "
+         "one by one; per join and per forwarded stream figures",
+         "K,.."},
         {"idle-seconds", 0, 0, G_OPTION_ARG_DOUBLE, &IDLE_S,
          "before the visits, measure the server's CPU with no visit for this long (default 3)",
          "S"},
@@ -1655,6 +2008,28 @@ int main(int argc, char **argv)
     LOOP = g_main_loop_new(NULL, FALSE);
     g_timeout_add(5, pace_cb, NULL);
     PEERS = g_ptr_array_new(); /* one for all runs: pace_cb walks it */
+    if (party) {
+        char **ks = g_strsplit(party, ",", -1);
+        GArray *prow = g_array_new(FALSE, TRUE, sizeof(struct party_row));
+        int failed = 0;
+        for (char **s = ks; *s; s++) {
+            int k = atoi(*s);
+            if (k < 2 || k > 8) {
+                g_printerr("--party takes 2..8 members\n");
+                return 2;
+            }
+            for (int r = 0; r < repeat; r++) {
+                struct party_row row;
+                g_print("# party of K=%d, run %d of %d ...\n", k, r + 1, repeat);
+                failed += run_party(k, seconds, &row) != 0;
+                g_array_append_val(prow, row);
+            }
+        }
+        print_party(prow);
+        g_strfreev(ks);
+        g_array_unref(prow);
+        return failed ? 1 : 0;
+    }
 
     char **ns = g_strsplit(visits, ",", -1);
     GArray *rows = g_array_new(FALSE, TRUE, sizeof(struct row));
