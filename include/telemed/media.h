@@ -121,10 +121,12 @@ void tm_media_free(tm_media *m);
 /* Submit a peer's SDP offer. Validation (parse, BUNDLE, rtcp-mux, codec) happens synchronously:
  * TM_EINVAL with *err (new string, g_free) and nothing changes. Otherwise the peer is created on
  * the visit's worker (all peers of a visit on one worker) and the answer arrives as
- * TM_MEDIA_EV_ANSWER. send=false for receive-only peers (supervisors): they receive every other
- * peer's streams, each on one of their recvonly m-lines in join order. An offer for an existing
- * peer_id is a renegotiation/ICE restart (new ice-ufrag) that keeps the peer's outgoing SSRCs so
- * the other side's streams continue. Strings are copied. */
+ * TM_MEDIA_EV_ANSWER. Every peer receives the other senders' streams on its receiving m-lines of
+ * the same kind: a stream keeps its m-line while its sender is in the visit, new senders take free
+ * m-lines in join order (TM_MEDIA_EV_BINDINGS says which). send=false for receive-only peers
+ * (supervisors). An offer for an existing peer_id is a renegotiation/ICE restart (new ice-ufrag)
+ * that keeps the peer's outgoing SSRCs and bindings, so the other side's streams continue.
+ * Strings are copied. */
 int tm_media_offer(tm_media *m, const char *visit_id, const char *peer_id, bool send,
                    const char *sdp, size_t len, char **err);
 /* A trickled remote candidate ("candidate:..." with or without the "a=" prefix; "" or NULL = end
