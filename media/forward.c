@@ -477,7 +477,11 @@ static void on_keyframe_request(tm__peer *from, uint32_t media_ssrc, bool fir)
         else
             tm_stream_stats_on_pli_received(src->stats);
     }
-    request_keyframe(o->src_peer, src, false);
+    /* A receiver that just renegotiated (a party member adding m-lines for a
+     * joiner) may have had its depacketizer reset and cannot show anything
+     * until a keyframe: as urgent as a join, not a second's wait. */
+    bool fresh = from->offer_ms && tm_mono_ms() - from->offer_ms < TM__RENEGOTIATED_MS;
+    request_keyframe(o->src_peer, src, fresh);
 }
 
 void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)

@@ -39,7 +39,8 @@
 #define TM__REMB_CAP_BPS 2500000u /* what senders may use when no receiver says less */
 #define TM__REMB_MIN_BPS 100000u
 #define TM__PLI_INTERVAL_MS 1000
-#define TM__RESUMED_MS 1000 /* heard again after this long: its path was broken */
+#define TM__RENEGOTIATED_MS 3000 /* a receiver's keyframe requests count as a join's this long */
+#define TM__RESUMED_MS 1000      /* heard again after this long: its path was broken */
 #define TM__SILENT_MS                                                                              \
     6000 /* nothing received this long: "disconnected" (RTCP-only receivers report every <= 5 s)   \
           */
@@ -231,6 +232,7 @@ struct tm__peer {
     uint64_t join_seq;
     bool closing;
     bool bindings_due; /* its answer went out: the next rebind tells it its bindings */
+    int64_t offer_ms;  /* monotonic time of its latest offer's answer */
     /* ICE */
     NiceAgent *agent;
     guint stream_id;

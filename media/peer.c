@@ -536,6 +536,7 @@ void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bo
     tm_info("media.offer", "visit=%s peer=%s kind=%s in=%d out=%d", visit_id, peer_id, what,
             p->n_in, p->n_out);
     p->bindings_due = true;
+    p->offer_ms = tm_mono_ms();
     tm__forward_rebind(v);
     /* After an ICE restart the path is not back yet: READY asks then. */
     if (p->srtp && p->ice_ready)

@@ -578,7 +578,8 @@ struct peer {
     gboolean attending;
     gint64 join_start_us; /* an invitee: when it accepted */
     struct vpad vpads[MAX_VPADS];
-    int n_vpads; /* under lock */
+    int n_vpads;        /* under lock */
+    int n_vpads_before; /* --party: the pads it had when the latest join began */
     gint64 vpad_first_us[MAX_VPADS], vpad_last_us[MAX_VPADS], vpad_gap_us[MAX_VPADS];
     GstElement *pipe, *webrtc, *vsrc, *asrc;
     guint vidx, aidx;
@@ -1576,9 +1577,9 @@ static void party_explain(void)
 {
     for (guint i = 0; i < PEERS->len; i++) {
         struct peer *p = g_ptr_array_index(PEERS, i);
-        g_printerr("  %s: active %d failed %d receiving pairs %d (want %d) video pads %d, live %d\n",
-                   p->sub, p->active, p->failed, p->recv_pairs, p->want_pairs, p->n_vpads,
-                   live_vpads(p));
+        g_printerr(
+            "  %s: active %d failed %d receiving pairs %d (want %d) video pads %d, live %d\n",
+            p->sub, p->active, p->failed, p->recv_pairs, p->want_pairs, p->n_vpads, live_vpads(p));
     }
 }
 
@@ -1588,14 +1589,16 @@ static gboolean pair_started(void)
     return party_mesh();
 }
 
-/* The longest gap between two frames on the pads each member had before. */
+/* The longest gap between two frames that a member already in the visit saw
+ * on a pad it had before the join (the joiner's own pads, and the others'
+ * new pads for the joiner, start later). */
 static double party_freeze_ms(void)
 {
     gint64 worst = 0;
     for (guint i = 0; i < PEERS->len; i++) {
         struct peer *p = g_ptr_array_index(PEERS, i);
         g_mutex_lock(&p->lock);
-        for (int k = 0; k < p->n_vpads; k++)
+        for (int k = 0; k < p->n_vpads_before; k++)
             worst = MAX(worst, p->vpad_gap_us[k]);
         g_mutex_unlock(&p->lock);
     }
@@ -1608,6 +1611,7 @@ static void party_gaps_reset(void)
         struct peer *p = g_ptr_array_index(PEERS, i);
         g_mutex_lock(&p->lock);
         memset(p->vpad_gap_us, 0, sizeof p->vpad_gap_us);
+        p->n_vpads_before = p->active ? p->n_vpads : 0;
         g_mutex_unlock(&p->lock);
     }
 }
