@@ -151,6 +151,19 @@ static int ext_list(const uint8_t *buf, const tm_rtp_header *h, ext_el *els)
     return count;
 }
 
+int tm_rtp_ext_find(const uint8_t *buf, const tm_rtp_header *h, int id, const uint8_t **data)
+{
+    ext_el els[TM_RTP_EXT_MAX_ELEMENTS];
+    int n = id > 0 ? ext_list(buf, h, els) : 0;
+    for (int i = 0; i < n; i++) {
+        if (els[i].id == id) {
+            *data = buf + els[i].off;
+            return els[i].len;
+        }
+    }
+    return n < 0 ? TM_EINVAL : TM_ENOTFOUND;
+}
+
 /* Largest extension block we rebuild; an RTP packet over UDP is smaller. */
 #define EXT_TMP_MAX 2048
 
@@ -256,21 +269,6 @@ int tm_rtp_ext_remap(uint8_t *buf, size_t len, const uint8_t map[256])
     /* The caller's buffer may end at len: a block that would grow (a one-byte
      * id mapped above 14) fails with TM_ETOOBIG rather than write past it. */
     return ext_rewrite(buf, len, len, &h, outs, m);
-}
-
-int tm_rtp_ext_find(const uint8_t *buf, const tm_rtp_header *h, int id, const uint8_t **data)
-{
-    ext_el els[TM_RTP_EXT_MAX_ELEMENTS];
-    int n = ext_list(buf, h, els);
-    if (n < 0)
-        return n;
-    for (int i = 0; i < n; i++) {
-        if (els[i].id == id) {
-            *data = buf + els[i].off;
-            return els[i].len;
-        }
-    }
-    return 0;
 }
 
 /* ---- rtx ---- */

@@ -105,11 +105,8 @@ static inline void tm_rtp_set_ts(uint8_t *buf, uint32_t ts)
  */
 int tm_rtp_ext_remap(uint8_t *buf, size_t len, const uint8_t map[256]);
 
-/*
- * The data of extension element id (1..255) in a parsed packet: returns its
- * length with *data pointing into buf, 0 when the packet has no such element
- * (or an empty one), TM_EINVAL when the block is malformed. Reads only.
- */
+/* The data of extension element `id` of a parsed packet: returns its length (sets *data,
+ * pointing into buf), TM_ENOTFOUND when the packet has no such element, or TM_EINVAL. */
 int tm_rtp_ext_find(const uint8_t *buf, const tm_rtp_header *h, int id, const uint8_t **data);
 
 /* ---- rtx (RFC 4588) ---- */

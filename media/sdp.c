@@ -797,10 +797,10 @@ static int finish(parser *ps)
             m->setup = ps->setup;
         m->in_bundle = mid_in_bundle(o, m->mid);
         m->ext_mid = ext_id(m, TM_SDP_EXT_MID);
-        m->ext_abs_send_time = ext_id(m, TM_SDP_EXT_ABS_SEND_TIME);
-        m->ext_twcc = ext_id(m, TM_SDP_EXT_TWCC);
         if (m->kind == TM_MEDIA_AUDIO)
             m->ext_audio_level = ext_id(m, TM_SDP_EXT_AUDIO_LEVEL);
+        m->ext_abs_send_time = ext_id(m, TM_SDP_EXT_ABS_SEND_TIME);
+        m->ext_twcc = ext_id(m, TM_SDP_EXT_TWCC);
         fill_remote_ssrcs(m);
         if (m->kind != TM_MEDIA_AUDIO && m->kind != TM_MEDIA_VIDEO)
             continue;

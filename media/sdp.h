@@ -54,9 +54,9 @@
 /* Well-known header extension URIs (RFC 8843 mid; Google's abs-send-time;
  * transport-wide cc draft). */
 #define TM_SDP_EXT_MID "urn:ietf:params:rtp-hdrext:sdes:mid"
+#define TM_SDP_EXT_AUDIO_LEVEL "urn:ietf:params:rtp-hdrext:ssrc-audio-level" /* RFC 6464 */
 #define TM_SDP_EXT_ABS_SEND_TIME "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 #define TM_SDP_EXT_TWCC "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
-#define TM_SDP_EXT_AUDIO_LEVEL "urn:ietf:params:rtp-hdrext:ssrc-audio-level" /* RFC 6464 */
 
 typedef enum {
     TM_MEDIA_AUDIO,
@@ -180,9 +180,9 @@ typedef struct tm_sdp_mline {
     int rtx;       /* index into codecs[] of its rtx (apt = chosen pt), -1 if none */
     /* The offer's ids for the extensions the server understands, 0 = not offered. */
     int ext_mid;
+    int ext_audio_level; /* RFC 6464, audio m-lines only */
     int ext_abs_send_time;
     int ext_twcc;
-    int ext_audio_level; /* audio m-lines only */
     /* The sender's SSRCs on this m-line (what the browser will send), 0 = none/unknown:
      * the first SSRC of a FID group (or the first a=ssrc) and its FID rtx partner. */
     uint32_t remote_ssrc;

@@ -123,10 +123,10 @@ static void write_mline(sbuf *b, const tm_sdp_offer *o, const tm_sdp_mline *m,
     sb_printf(b, "a=mid:%s\r\n", m->mid);
     if (m->ext_mid)
         sb_printf(b, "a=extmap:%d %s\r\n", m->ext_mid, TM_SDP_EXT_MID);
-    if (m->ext_abs_send_time)
-        sb_printf(b, "a=extmap:%d %s\r\n", m->ext_abs_send_time, TM_SDP_EXT_ABS_SEND_TIME);
     if (m->ext_audio_level)
         sb_printf(b, "a=extmap:%d %s\r\n", m->ext_audio_level, TM_SDP_EXT_AUDIO_LEVEL);
+    if (m->ext_abs_send_time)
+        sb_printf(b, "a=extmap:%d %s\r\n", m->ext_abs_send_time, TM_SDP_EXT_ABS_SEND_TIME);
     if (m->ext_twcc && p->transport_cc)
         sb_printf(b, "a=extmap:%d %s\r\n", m->ext_twcc, TM_SDP_EXT_TWCC);
     sb_printf(b, "a=%s\r\n", tm_sdp_direction_str(dir));

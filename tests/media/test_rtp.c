@@ -202,7 +202,7 @@ static void test_ext_find(void)
     CHECK_EQ_INT(d[0], '1');
     CHECK_EQ_INT(tm_rtp_ext_find(b, &h, 2, &d), 3);
     CHECK_EQ_INT(d[0], 0xaa);
-    CHECK_EQ_INT(tm_rtp_ext_find(b, &h, 5, &d), 0);
+    CHECK_EQ_INT(tm_rtp_ext_find(b, &h, 5, &d), TM_ENOTFOUND);
     /* Extension length past the end. */
     for (size_t i = 12; i < 24; i++)
         CHECK(tm_rtp_parse(b, i, &h) == TM_EINVAL);
