@@ -70,9 +70,15 @@ void tm__api_doctors(http_req *r)
         const char *dept = tm__body_str(r->body, "dept_id", 63, true, &bad);
         const char *licence = tm__body_str(r->body, "licence_no", 63, false, &bad);
         const char *title = tm__body_str(r->body, "title", 100, false, &bad);
-        if (bad || !tm__id_ok(id)) {
+        const char *kind = tm__body_str(r->body, "kind", 15, false, &bad);
+        if (!kind)
+            kind = "doctor";
+        if (bad || !tm__id_ok(id) ||
+            (strcmp(kind, "doctor") != 0 && strcmp(kind, "nurse") != 0 &&
+             strcmp(kind, "interpreter") != 0)) {
             tm__respond_err(r->p, TM_EINVAL,
-                            "doctor needs id, name, dept_id; licence_no and title optional");
+                            "doctor needs id, name, dept_id; licence_no, title and kind "
+                            "(doctor, nurse, interpreter) optional");
             return;
         }
         int rc = tm_store_doctor_put(st, id, name, dept, licence, title);
@@ -80,8 +86,13 @@ void tm__api_doctors(http_req *r)
             tm__respond_err(r->p, rc, rc == TM_EINVAL ? "unknown department" : NULL);
             return;
         }
+        if ((rc = tm_store_doctor_set_kind(st, id, kind)) < 0) {
+            tm__respond_err(r->p, rc, NULL);
+            return;
+        }
         tm__audit(r, "doctor.put", id, "ok");
-        tm__respond_json(r->p, 201, json_pack("{s:s, s:s}", "id", id, "dept_id", dept));
+        tm__respond_json(r->p, 201,
+                         json_pack("{s:s, s:s, s:s}", "id", id, "dept_id", dept, "kind", kind));
         return;
     }
     tm__respond_err(r->p, TM_ENOTFOUND, "no such route");

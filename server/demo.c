@@ -1,7 +1,7 @@
 /*
  * demo.c - the demo hospital of `telemed-server --demo`: two departments,
- * four doctors with shifts covering now, and ready-made tokens and links,
- * so a newcomer sees a full visit within a minute on one machine.
+ * four doctors, a nurse and an interpreter with shifts covering now, and ready-made tokens and
+ * links, so a newcomer sees a full visit within a minute on one machine.
  */
 #include "app.h"
 #include "telemed/common.h"
@@ -19,12 +19,15 @@ static const struct {
 };
 
 static const struct {
-    const char *id, *name, *dept, *licence;
+    const char *id, *name, *dept, *licence, *kind;
 } demo_doctors[] = {
-    {"d-li", "李医生 Dr. Li", "cardiology", "110100000000001"},
-    {"d-wang", "王医生 Dr. Wang", "cardiology", "110100000000002"},
-    {"d-zhang", "张医生 Dr. Zhang", "endocrinology", "110100000000003"},
-    {"d-chen", "陈医生 Dr. Chen", "endocrinology", "110100000000004"},
+    {"d-li", "李医生 Dr. Li", "cardiology", "110100000000001", "doctor"},
+    {"d-wang", "王医生 Dr. Wang", "cardiology", "110100000000002", "doctor"},
+    {"d-zhang", "张医生 Dr. Zhang", "endocrinology", "110100000000003", "doctor"},
+    {"d-chen", "陈医生 Dr. Chen", "endocrinology", "110100000000004", "doctor"},
+    /* Staff the doctors can invite into a visit (issue 17); never offered patients. */
+    {"n-zhao", "赵护士 Nurse Zhao", "cardiology", NULL, "nurse"},
+    {"i-liu", "刘翻译 Interpreter Liu", "cardiology", NULL, "interpreter"},
 };
 
 int tm_demo_seed(tm_app *app)
@@ -37,7 +40,8 @@ int tm_demo_seed(tm_app *app)
             return rc;
     for (size_t i = 0; i < TM_ARRAY_LEN(demo_doctors); i++) {
         if ((rc = tm_store_doctor_put(st, demo_doctors[i].id, demo_doctors[i].name,
-                                      demo_doctors[i].dept, demo_doctors[i].licence, NULL)) < 0)
+                                      demo_doctors[i].dept, demo_doctors[i].licence, NULL)) < 0 ||
+            (rc = tm_store_doctor_set_kind(st, demo_doctors[i].id, demo_doctors[i].kind)) < 0)
             return rc;
         /* A 12-hour shift from an hour ago, unless one already covers now. */
         if (tm_store_shift_current(st, demo_doctors[i].id, demo_doctors[i].dept, now, NULL, NULL,
@@ -86,10 +90,11 @@ void tm_demo_print(tm_app *app)
                mint(app, "p-demo-1", TM_ROLE_PATIENT, "患者一 Patient One", NULL));
     print_link(app, "patient p-demo-2", "patient.html",
                mint(app, "p-demo-2", TM_ROLE_PATIENT, "患者二 Patient Two", NULL));
-    printf("Doctors (consult workstation):\n");
+    printf("Doctors, a nurse and an interpreter (consult workstation):\n");
     for (size_t i = 0; i < TM_ARRAY_LEN(demo_doctors); i++) {
         char label[64];
-        snprintf(label, sizeof(label), "doctor %s (%s)", demo_doctors[i].id, demo_doctors[i].dept);
+        snprintf(label, sizeof(label), "%s %s (%s)", demo_doctors[i].kind, demo_doctors[i].id,
+                 demo_doctors[i].dept);
         print_link(app, label, "doctor.html",
                    mint(app, demo_doctors[i].id, TM_ROLE_DOCTOR, demo_doctors[i].name,
                         demo_doctors[i].dept));

@@ -97,6 +97,14 @@ static void add_visit(json_t *data, const tm_visit_facts *f)
     json_object_set_new(data, "response_ms", amount(f->response_ms));
     json_object_set_new(data, "duration_ms", amount(f->duration_ms));
     json_object_set_new(data, "offers", json_integer(f->offers));
+    /* A consultation reports every doctor who took part (issue 17): the
+     * attending and each consulting doctor, with their licence numbers. */
+    json_t *doctors = json_array();
+    for (size_t i = 0; i < f->n_doctors; i++)
+        json_array_append_new(
+            doctors, json_pack("{s:s, s:s, s:o}", "doctor_id", f->doctors[i].doctor_id, "role",
+                               f->doctors[i].role, "licence_no", text(f->doctors[i].licence_no)));
+    json_object_set_new(data, "doctors", doctors);
     /* Informed consent to recording as given at check-in; null: not asked. */
     json_object_set_new(data, "recording_consent",
                         v->recording_consent == 0 ? json_null()

@@ -58,7 +58,7 @@ struct tm_jwt_verifier {
 static const char *const role_names[] = {
     [TM_ROLE_NONE] = "none",     [TM_ROLE_PATIENT] = "patient",
     [TM_ROLE_DOCTOR] = "doctor", [TM_ROLE_SUPERVISOR] = "supervisor",
-    [TM_ROLE_ADMIN] = "admin",
+    [TM_ROLE_ADMIN] = "admin",   [TM_ROLE_GUEST] = "guest",
 };
 
 const char *tm_role_name(tm_role role)
@@ -74,7 +74,7 @@ int tm_role_parse(const char *name, tm_role *out)
         *out = TM_ROLE_NONE;
     if (!name || !out)
         return TM_EINVAL;
-    for (size_t i = TM_ROLE_PATIENT; i < TM_ARRAY_LEN(role_names); i++) {
+    for (size_t i = TM_ROLE_PATIENT; i <= TM_ROLE_ADMIN; i++) {
         if (strcmp(name, role_names[i]) == 0) {
             *out = (tm_role)i;
             return 0;

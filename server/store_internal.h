@@ -81,6 +81,11 @@ int tm__store_outbox_append(tm_store *s, const char *type, const char *visit_id,
 int tm__store_outbox_append_with(tm_store *s, const char *type, const char *visit_id,
                                  int64_t now_ms, const char *key, json_t *extra);
 
+/* Inside the transaction that ends visit_id: its open invites end with
+ * outcome visit_ended (with their events) and its open guest links are
+ * revoked. server/store_party.c. */
+int tm__store_party_close(tm_store *s, const char *visit_id, int64_t now_ms);
+
 /* A visit or appointment kind the schema accepts (follow_up, first). */
 bool tm__store_kind_valid(const char *kind);
 

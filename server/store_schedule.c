@@ -54,10 +54,19 @@ int tm_store_doctor_put(tm_store *s, const char *id, const char *name, const cha
     return rc == TM_ECONFLICT ? TM_EINVAL : rc; /* unknown department */
 }
 
+int tm_store_doctor_set_kind(tm_store *s, const char *id, const char *kind)
+{
+    if (!kind || (strcmp(kind, "doctor") != 0 && strcmp(kind, "nurse") != 0 &&
+                  strcmp(kind, "interpreter") != 0))
+        return tm__store_refuse(s, TM_EINVAL, "kind must be doctor, nurse or interpreter");
+    return tm__store_run_one(s, "UPDATE doctors SET kind = ?2 WHERE id = ?1", "ss", id, kind);
+}
+
 int tm_store_doctor_get(tm_store *s, const char *id, tm_doctor_info *out)
 {
     sqlite3_stmt *st = tm__store_query(
-        s, "SELECT id, dept_id, licence_no, active FROM doctors WHERE id = ?1", "s", id);
+        s, "SELECT id, dept_id, licence_no, active, name, title, kind FROM doctors WHERE id = ?1",
+        "s", id);
     int rc = tm__store_step(s, st);
     if (rc == 0)
         rc = tm__store_refuse(s, TM_ENOTFOUND, "no such doctor");
@@ -66,6 +75,9 @@ int tm_store_doctor_get(tm_store *s, const char *id, tm_doctor_info *out)
         tm__store_col_text(st, 1, out->dept_id, sizeof(out->dept_id));
         tm__store_col_text(st, 2, out->licence_no, sizeof(out->licence_no));
         out->active = sqlite3_column_int(st, 3) != 0;
+        tm__store_col_text(st, 4, out->name, sizeof(out->name));
+        tm__store_col_text(st, 5, out->title, sizeof(out->title));
+        tm__store_col_text(st, 6, out->kind, sizeof(out->kind));
         rc = 0;
     }
     sqlite3_reset(st);
@@ -76,7 +88,7 @@ json_t *tm_store_doctor_list(tm_store *s, const char *dept_id)
 {
     sqlite3_stmt *st =
         tm__store_query(s,
-                        "SELECT id, name, dept_id, licence_no, title, active, created_at"
+                        "SELECT id, name, dept_id, licence_no, title, kind, active, created_at"
                         " FROM doctors WHERE ?1 IS NULL OR dept_id = ?1 ORDER BY id",
                         "s", dept_id);
     return tm__store_rows_json(s, st);

@@ -293,6 +293,63 @@ static const char *const tm_store_migrations[] = {
      * a visit whose sender set grows while it is recorded gets a file per
      * part (media.h, tm_media_visit_record_parts), each its own row. */
     "ALTER TABLE recordings ADD COLUMN part INTEGER NOT NULL DEFAULT 1;",
+
+    /* 10: visits of more than two (issue 17). A participant row gets the
+     * visit role it held (attending, consulting, interpreter, nurse, guest;
+     * NULL for a watching supervisor); the table is rebuilt because SQLite
+     * cannot widen a CHECK. doctors.kind says which staff the lobby offers
+     * patients to (doctors only). invites keeps every invitation with its
+     * outcome; guest_links every one-time family link, its code and resume
+     * secret as SHA-256 only. */
+    "CREATE TABLE participants_v10("
+    "  id INTEGER PRIMARY KEY,"
+    "  visit_id TEXT NOT NULL REFERENCES visits(id),"
+    "  user_id TEXT NOT NULL,"
+    "  role TEXT NOT NULL CHECK(role IN ('patient','doctor','supervisor','guest')),"
+    "  visit_role TEXT CHECK(visit_role IN"
+    "    ('patient','attending','consulting','interpreter','nurse','guest')),"
+    "  user_agent TEXT,"
+    "  joined_at INTEGER NOT NULL,"
+    "  left_at INTEGER,"
+    "  leave_reason TEXT);"
+    "INSERT INTO participants_v10(id, visit_id, user_id, role, visit_role, user_agent, joined_at,"
+    "  left_at, leave_reason)"
+    "  SELECT id, visit_id, user_id, role,"
+    "    CASE role WHEN 'patient' THEN 'patient' WHEN 'doctor' THEN 'attending' END,"
+    "    user_agent, joined_at, left_at, leave_reason FROM participants;"
+    "DROP TABLE participants;"
+    "ALTER TABLE participants_v10 RENAME TO participants;"
+    "CREATE INDEX participants_by_visit ON participants(visit_id, user_id);"
+    "ALTER TABLE doctors ADD COLUMN kind TEXT NOT NULL DEFAULT 'doctor'"
+    "  CHECK(kind IN ('doctor','nurse','interpreter'));"
+    "CREATE TABLE invites("
+    "  id TEXT PRIMARY KEY,"
+    "  visit_id TEXT NOT NULL REFERENCES visits(id),"
+    "  inviter_id TEXT NOT NULL,"
+    "  invitee_id TEXT NOT NULL,"
+    "  role TEXT NOT NULL CHECK(role IN ('consulting','interpreter','nurse')),"
+    "  created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL,"
+    "  outcome TEXT CHECK(outcome IN"
+    "    ('accepted','declined','timeout','cancelled','visit_ended')),"
+    "  decided_at INTEGER);"
+    "CREATE INDEX invites_by_visit ON invites(visit_id);"
+    "CREATE TABLE guest_links("
+    "  id TEXT PRIMARY KEY,"
+    "  visit_id TEXT NOT NULL REFERENCES visits(id),"
+    "  code_sha256 TEXT NOT NULL UNIQUE,"
+    "  name TEXT NOT NULL,"
+    "  created_by TEXT NOT NULL,"
+    "  created_by_role TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'open' CHECK(state IN ('open','used','revoked')),"
+    "  used_at INTEGER,"
+    "  guest_id TEXT UNIQUE,"
+    "  resume_sha256 TEXT UNIQUE,"
+    "  revoked_at INTEGER,"
+    "  revoked_by TEXT);"
+    "CREATE INDEX guest_links_by_visit ON guest_links(visit_id);",
 };
 
 #endif

@@ -76,13 +76,18 @@ int tm_store_visit_foreach_state(tm_store *s, const char *state,
     return rc;
 }
 
+/* role is the token role; the patient and the doctor who accepts hold the
+ * visit roles patient and attending, a watching supervisor none. */
 static int participant_insert(tm_store *s, const char *visit_id, const char *user_id,
                               const char *role, const char *user_agent, int64_t now_ms)
 {
+    const char *visit_role = strcmp(role, "patient") == 0  ? "patient"
+                             : strcmp(role, "doctor") == 0 ? "attending"
+                                                           : NULL;
     return tm__store_run(s,
-                         "INSERT INTO participants(visit_id, user_id, role, user_agent, joined_at)"
-                         " VALUES(?1, ?2, ?3, ?4, ?5)",
-                         "ssssI", visit_id, user_id, role, user_agent, now_ms);
+                         "INSERT INTO participants(visit_id, user_id, role, visit_role, user_agent,"
+                         " joined_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                         "sssssI", visit_id, user_id, role, visit_role, user_agent, now_ms);
 }
 
 static bool consent_kind_valid(const char *kind)
@@ -303,6 +308,8 @@ static int visit_end(tm_store *s, const char *visit_id, const char *reason, cons
                            "UPDATE participants SET left_at = ?2, leave_reason = ?3"
                            " WHERE visit_id = ?1 AND left_at IS NULL",
                            "sIs", visit_id, now_ms, reason);
+    if (rc == 0)
+        rc = tm__store_party_close(s, visit_id, now_ms);
     if (rc == 0 && v.appointment_id[0])
         rc = tm__store_run(s, "UPDATE appointments SET status = ?2, updated_at = ?3 WHERE id = ?1",
                            "ssI", v.appointment_id, appointment_outcome(to, reason), now_ms);
@@ -499,9 +506,17 @@ json_t *tm_store_visit_record(tm_store *s, const char *id)
         ratings &&
         set_rows(rec, "participants",
                  query_rows(s,
-                            "SELECT user_id, role, user_agent, joined_at, left_at, leave_reason"
-                            " FROM participants WHERE visit_id = ?1 ORDER BY id",
+                            "SELECT user_id, role, visit_role, user_agent, joined_at, left_at,"
+                            " leave_reason FROM participants WHERE visit_id = ?1 ORDER BY id",
                             id)) &&
+        set_rows(rec, "invites",
+                 query_rows(s,
+                            "SELECT id AS invite_id, inviter_id, invitee_id, role, created_at,"
+                            " expires_at, outcome, decided_at FROM invites WHERE visit_id = ?1"
+                            " ORDER BY created_at, id",
+                            id)) &&
+        set_rows(rec, "guest_links", tm_store_guest_links(s, id, tm_now_ms())) &&
+        set_rows(rec, "timeline", tm_store_visit_timeline(s, id)) &&
         set_rows(rec, "offers",
                  query_rows(s,
                             "SELECT doctor_id, offered_at, outcome, decided_at FROM offers"
@@ -719,6 +734,27 @@ static int facts_signed_note(tm_store *s, const char *visit_id, tm_visit_facts *
     return rc < 0 ? rc : 0;
 }
 
+/* Every doctor who took part, attending or consulting, by first join. */
+static int facts_doctors(tm_store *s, const char *visit_id, tm_visit_facts *f)
+{
+    sqlite3_stmt *st =
+        tm__store_query(s,
+                        "SELECT p.user_id, p.visit_role, d.licence_no FROM participants p"
+                        "  LEFT JOIN doctors d ON d.id = p.user_id"
+                        " WHERE p.visit_id = ?1 AND p.visit_role IN ('attending','consulting')"
+                        " GROUP BY p.user_id, p.visit_role ORDER BY min(p.id)",
+                        "s", visit_id);
+    int rc;
+    while ((rc = tm__store_step(s, st)) == 1 && f->n_doctors < TM_ARRAY_LEN(f->doctors)) {
+        size_t i = f->n_doctors++;
+        tm__store_col_text(st, 0, f->doctors[i].doctor_id, sizeof(f->doctors[i].doctor_id));
+        tm__store_col_text(st, 1, f->doctors[i].role, sizeof(f->doctors[i].role));
+        tm__store_col_text(st, 2, f->doctors[i].licence_no, sizeof(f->doctors[i].licence_no));
+    }
+    sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
 int tm_store_visit_facts(tm_store *s, const char *visit_id, tm_visit_facts *out)
 {
     memset(out, 0, sizeof(*out));
@@ -733,5 +769,7 @@ int tm_store_visit_facts(tm_store *s, const char *visit_id, tm_visit_facts *out)
         rc = facts_rating(s, visit_id, out);
     if (rc == 0)
         rc = facts_signed_note(s, visit_id, out);
+    if (rc == 0)
+        rc = facts_doctors(s, visit_id, out);
     return rc;
 }

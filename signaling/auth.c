@@ -57,9 +57,16 @@ static json_t *ice_servers_json(const tm_config *cfg, const char *user_id)
     return servers;
 }
 
+/* Who is in the visit, for the hello result of a participant of a live visit. */
+static json_t *participants_of(tm_signaling *sig, const char *visit_id)
+{
+    live_visit *v = g_hash_table_lookup(sig->visits, visit_id);
+    return v && v->state == TM_VS_ACTIVE ? tm__party_json(sig, v) : NULL;
+}
+
 static json_t *resume_state(tm_signaling *sig, user *u)
 {
-    if (u->role == TM_ROLE_PATIENT) {
+    if (u->role == TM_ROLE_PATIENT || u->role == TM_ROLE_GUEST) {
         json_t *o = json_object();
         if (u->visit_id[0]) {
             json_t *st = tm__visit_state_msg(sig, u->visit_id);
@@ -68,13 +75,26 @@ static json_t *resume_state(tm_signaling *sig, user *u)
             int pos = tm_queue_position(sig->queue, u->visit_id, tm_now_ms());
             if (pos > 0)
                 json_object_set_new(o, "position", json_integer(pos));
+            json_t *party = participants_of(sig, u->visit_id);
+            if (party)
+                json_object_set_new(o, "participants", party);
         }
         if (u->last_visit_id[0])
             json_object_set_new(o, "to_rate", json_string(u->last_visit_id));
         return o;
     }
-    if (u->role == TM_ROLE_DOCTOR)
-        return tm__doctor_state_json(sig, u);
+    if (u->role == TM_ROLE_DOCTOR) {
+        json_t *o = tm__doctor_state_json(sig, u);
+        json_t *by_visit = json_object();
+        for (guint i = 0; i < u->visits->len; i++) {
+            const char *visit_id = g_ptr_array_index(u->visits, i);
+            json_t *party = participants_of(sig, visit_id);
+            if (party)
+                json_object_set_new(by_visit, visit_id, party);
+        }
+        json_object_set_new(o, "participants", by_visit);
+        return o;
+    }
     return json_object();
 }
 
@@ -159,6 +179,75 @@ static void keep_token_facts(session *s, const tm_identity *ident)
     g_strlcpy(s->amr, ident->amr, sizeof(s->amr));
 }
 
+/* The new session s takes over u's (a second tab, or back after a drop). */
+static void take_over(session *s, user *u)
+{
+    if (u->sess) {
+        /* The same person opened a new connection: it replaces the old one. */
+        session *old = u->sess;
+        tm__send_msg(old, json_pack("{s:s}", "type", "session.replaced"));
+        old->u = NULL;
+        tm__session_close(old, LWS_CLOSE_STATUS_POLICY_VIOLATION, "session replaced");
+    }
+    if (u->grace_timer) {
+        g_source_remove(u->grace_timer);
+        u->grace_timer = 0;
+    }
+    u->grace_pending = false;
+    u->sess = s;
+    s->u = u;
+}
+
+/* hello with a guest link's code (first use) or a guest's resume secret
+ * instead of a token: the session becomes the guest participant. A guest
+ * has no token, so nothing expires the session but the visit's end. */
+static void guest_hello(tm_signaling *sig, session *s, json_t *msg, const char *id)
+{
+    const char *code = tm__jstr(msg, "guest_code");
+    const char *resume = code ? NULL : tm__jstr(msg, "guest_resume");
+    if ((code && strlen(code) > 64) || (resume && strlen(resume) > 64)) {
+        tm__reply_err(s, id, TM_EAUTH,
+                      code ? "guest link refused: unknown" : "guest resume refused");
+        return;
+    }
+    char secret[32] = "";
+    const char *why = NULL;
+    int err = 0;
+    user *u = tm__guest_redeem(sig, code, resume, secret, sizeof(secret), &why, &err);
+    if (!u) {
+        tm_info("ws.guest_refused", "ip=%s reason=%s", s->peer_ip, why);
+        tm__reply_err(s, id, err, why);
+        return;
+    }
+    tm__session_authenticated(s);
+    char *uuid = g_uuid_string_random();
+    snprintf(s->id, sizeof(s->id), "ws-%s", uuid);
+    g_free(uuid);
+    bool rejoined = resume && !u->sess;
+    take_over(s, u);
+    if (sig->on_authenticated)
+        sig->on_authenticated(s->wsi, sig->on_authenticated_user);
+    live_visit *v = g_hash_table_lookup(sig->visits, u->visit_id);
+    int64_t now = tm_now_ms();
+    tm_info("ws.hello", "user=%s resumed=%d", u->key, resume != NULL);
+    json_t *data =
+        json_pack("{s:s, s:s, s:s, s:o, s:b}", "sub", u->sub, "role", "guest", "protocol",
+                  "telemed.v1", "server_time", tm__time_json(now), "resumed", resume != NULL);
+    if (secret[0])
+        json_object_set_new(data, "resume", json_string(secret));
+    json_object_set_new(data, "expires_at", json_null());
+    json_object_set_new(data, "state", resume_state(sig, u));
+    json_object_set_new(
+        data, "hospital",
+        json_pack("{s:s, s:s}", "id", sig->cfg->hospital_id, "name", sig->cfg->hospital_name));
+    json_object_set_new(data, "ice_servers", ice_servers_json(sig->cfg, u->key));
+    tm__reply_ok(s, id, data);
+    if (v && rejoined)
+        tm__party_presence(sig, v, u, true);
+    else if (v)
+        tm__party_push(sig, v);
+}
+
 void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id)
 {
     if (s->u) {
@@ -168,6 +257,11 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
     const char *ua = tm__jstr(msg, "ua");
     if (ua)
         copy_utf8(s->ua, sizeof(s->ua), ua);
+    if (!json_object_get(msg, "token") &&
+        (json_object_get(msg, "guest_code") || json_object_get(msg, "guest_resume"))) {
+        guest_hello(sig, s, msg, id);
+        return;
+    }
     tm_identity ident;
     bool admin = false;
     if (!verify_token(sig, s, id, tm__jstr(msg, "token"), &ident, &admin))
@@ -186,23 +280,14 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
         u->grace_pending = false;
         /* Back after a drop, as opposed to a second tab taking over a live session. */
         rejoined = resumed && !u->sess;
-        if (u->sess) {
-            /* The same person opened a new connection: it replaces the old one. */
-            session *old = u->sess;
-            tm__send_msg(old, json_pack("{s:s}", "type", "session.replaced"));
-            old->u = NULL;
-            tm__session_close(old, LWS_CLOSE_STATUS_POLICY_VIOLATION, "session replaced");
-        }
     }
+    take_over(s, u);
     u->admin = admin;
     g_strlcpy(u->name, ident.name, sizeof(u->name));
     g_strlcpy(u->dept, ident.dept, sizeof(u->dept));
-    if (u->grace_timer) {
-        g_source_remove(u->grace_timer);
-        u->grace_timer = 0;
-    }
-    u->sess = s;
-    s->u = u;
+    tm_doctor_info info;
+    if (u->role == TM_ROLE_DOCTOR && tm_store_doctor_get(sig->store, u->sub, &info) == 0)
+        g_strlcpy(u->kind, info.kind, sizeof(u->kind));
     if (sig->on_authenticated)
         sig->on_authenticated(s->wsi, sig->on_authenticated_user);
     int64_t now = tm_now_ms();
@@ -218,7 +303,9 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
         } else if (u->role == TM_ROLE_DOCTOR) {
             for (guint i = 0; i < u->visits->len; i++) {
                 live_visit *v = g_hash_table_lookup(sig->visits, g_ptr_array_index(u->visits, i));
-                if (v) {
+                if (v && tm__party_member(v, u)) {
+                    tm__party_presence(sig, v, u, true);
+                } else if (v) {
                     tm_store_participant_join(sig->store, v->id, u->sub, "doctor", s->ua, now);
                     tm__notify_peer_presence(sig, v, u, true);
                 }

@@ -59,6 +59,12 @@ static bool doctor_in_shift(tm_signaling *sig, const user *d, const char *dept, 
     return sh != NULL;
 }
 
+/* Nurses and interpreters are invited into visits; only doctors take patients. */
+static bool takes_patients(const user *u)
+{
+    return u->role == TM_ROLE_DOCTOR && (!u->kind[0] || strcmp(u->kind, "doctor") == 0);
+}
+
 int tm__doctors_on_duty(tm_signaling *sig, const char *dept)
 {
     int n = 0;
@@ -67,7 +73,7 @@ int tm__doctors_on_duty(tm_signaling *sig, const char *dept)
     g_hash_table_iter_init(&it, sig->staff);
     while (g_hash_table_iter_next(&it, &key, &val)) {
         user *u = val;
-        if (u->role == TM_ROLE_DOCTOR && u->sess && u->status == DOC_AVAILABLE &&
+        if (takes_patients(u) && u->sess && u->status == DOC_AVAILABLE &&
             doctor_in_shift(sig, u, dept, NULL))
             n++;
     }
@@ -280,8 +286,7 @@ void tm__dispatch_dept(tm_signaling *sig, const char *dept)
     g_hash_table_iter_init(&it, sig->staff);
     while (g_hash_table_iter_next(&it, &key, &val)) {
         user *u = val;
-        if (u->role != TM_ROLE_DOCTOR || !u->sess || u->status != DOC_AVAILABLE ||
-            u->offer_visit[0])
+        if (!takes_patients(u) || !u->sess || u->status != DOC_AVAILABLE || u->offer_visit[0])
             continue;
         int capacity = 1;
         if (!doctor_in_shift(sig, u, dept, &capacity))

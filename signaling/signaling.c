@@ -62,6 +62,8 @@ static void restore_visit(const tm_visit *rec, void *data)
         }
         g_ptr_array_add(d->visits, g_strdup(v->id));
     }
+    if (v->state == TM_VS_ACTIVE)
+        tm__party_restore(sig, v);
 }
 
 tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_verifier *jwt,
@@ -75,6 +77,7 @@ tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_ver
     sig->users = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, tm__user_free);
     sig->staff = g_hash_table_new(g_str_hash, g_str_equal);
     sig->visits = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, tm__live_visit_free);
+    sig->invites = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, tm__invite_free);
     sig->avg_ms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     sig->dirty_depts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     sig->fanout = tm_fanout_new(tm__fanout_threads(cfg));
@@ -96,6 +99,13 @@ tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_ver
         tm_signaling_free(sig);
         return NULL;
     }
+    /* Nobody holds the push of an invite made before the restart. */
+    int ended = 0;
+    if (tm_store_invites_end_open(store, "cancelled", tm_now_ms(), &ended) < 0) {
+        *err = g_strdup_printf("cannot end open invites: %s", tm_store_errmsg(store));
+        tm_signaling_free(sig);
+        return NULL;
+    }
     static const char *const live_states[] = {"waiting", "offered", "active"};
     for (size_t i = 0; i < TM_ARRAY_LEN(live_states); i++) {
         if (tm_store_visit_foreach_state(store, live_states[i], restore_visit, sig) < 0) {
@@ -105,8 +115,8 @@ tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_ver
         }
     }
     sig->tick = g_timeout_add_seconds(1, tm__tick, sig);
-    tm_info("signaling.restored", "live_visits=%u waiting=%zu", g_hash_table_size(sig->visits),
-            tm_queue_length(sig->queue, NULL));
+    tm_info("signaling.restored", "live_visits=%u waiting=%zu invites_cancelled=%d",
+            g_hash_table_size(sig->visits), tm_queue_length(sig->queue, NULL), ended);
     return sig;
 }
 
@@ -121,6 +131,7 @@ void tm_signaling_free(tm_signaling *sig)
     /* Checks still asking the hospital refer to visits and users: first. */
     tm__doctor_checker_free(sig->doctor_check);
     tm__consent_free(sig->consent);
+    g_hash_table_destroy(sig->invites);
     g_hash_table_destroy(sig->visits);
     g_hash_table_destroy(sig->staff);
     g_hash_table_destroy(sig->users);

@@ -12,6 +12,8 @@
  *   doctor_check.c a doctor's proof of identity before accepting a visit
  *   visit.c        users and grace, visit transitions, chat, notes, ratings
  *   supervision.c  the overview, alerts, supervisors watching a visit
+ *   party.c        visits of more than two: who may do what, invites, guest
+ *                  links and guests, joining, leaving, removal
  *   media_glue.c   media offers and candidates, media events, stream figures
  *   media_quality.c  frozen / audio-only told to people and supervisors, gaps
  *   signaling.c    start (restore from the store), stop, metrics
@@ -81,16 +83,17 @@ struct user {
     char sub[128];
     char name[128]; /* shown to the doctor; never logged */
     char dept[64];
+    char kind[16]; /* staff kind of a doctor: doctor, nurse, interpreter ("" = doctor) */
     session *sess;
     guint grace_timer;
     bool grace_pending; /* restored at start: grace begins when the server listens */
     int64_t disconnected_ms;
-    /* patient */
+    /* patient, guest */
     char visit_id[64];      /* live visit, "" if none */
     char last_visit_id[64]; /* the visit to rate */
     /* doctor */
     enum doctor_status status;
-    GPtrArray *visits;    /* active visit ids (char *) */
+    GPtrArray *visits;    /* active visit ids (char *): attending or invited */
     char offer_visit[64]; /* the one outstanding offer, "" if none */
     int64_t idle_since_ms;
     /* supervisor */
@@ -99,6 +102,43 @@ struct user {
     uint64_t overview_pushes; /* of the current subscription, for its audit row */
     char watching[64];
 };
+
+/* The role someone holds in a visit (docs/protocol.md, the permission table). */
+typedef enum {
+    TM_VR_NONE = -1,
+    TM_VR_PATIENT,
+    TM_VR_ATTENDING,
+    TM_VR_CONSULTING,
+    TM_VR_INTERPRETER,
+    TM_VR_NURSE,
+    TM_VR_GUEST,
+    TM_VR_COUNT
+} tm__visit_role;
+
+/* What a participant may do, by visit role (party.c's table). */
+typedef enum {
+    TM_ACT_INVITE,
+    TM_ACT_INVITE_CANCEL,
+    TM_ACT_GUEST_LINK,
+    TM_ACT_REMOVE,
+    TM_ACT_LEAVE,
+    TM_ACT_END,
+    TM_ACT_CHAT,
+    TM_ACT_NOTE_READ,
+    TM_ACT_NOTE_WRITE,
+    TM_ACT_PATIENT_CARD, /* name, age, complaint; everyone sees the patient's name */
+    TM_ACT_MEDIA,
+    TM_ACT_COUNT
+} tm__party_action;
+
+/* A participant beyond the patient and the attending doctor. */
+typedef struct party_member {
+    char key[200]; /* the user key "role:sub", the media core's peer id */
+    char sub[128];
+    tm__visit_role role;
+    char name[128]; /* display name: registry name or the guest's link name; never logged */
+    int64_t joined_ms;
+} party_member;
 
 typedef struct live_visit {
     tm_signaling *sig;
@@ -120,6 +160,7 @@ typedef struct live_visit {
     json_t *summary; /* per stream: running figures for the visit record */
     /* user key -> what their media looks like (media_quality.c) */
     GHashTable *health;
+    GPtrArray *party; /* party_member *: consulting, interpreters, nurses, guests */
 } live_visit;
 
 struct tm_signaling {
@@ -138,6 +179,7 @@ struct tm_signaling {
     GHashTable *users;       /* key -> user * */
     GHashTable *staff;       /* key -> user *, doctors and supervisors (borrowed from users) */
     GHashTable *visits;      /* id -> live_visit * */
+    GHashTable *invites;     /* invite id -> open invite (party.c) */
     GHashTable *avg_ms;      /* dept -> (double *) moving average of visit length */
     GHashTable *dirty_depts; /* dept -> 1: positions to push */
     tm_fanout *fanout;
@@ -181,6 +223,7 @@ extern const tm__handler tm__visit_handlers[];
 extern const tm__handler tm__supervision_handlers[];
 extern const tm__handler tm__media_handlers[];
 extern const tm__handler tm__consent_handlers[];
+extern const tm__handler tm__party_handlers[];
 
 /* session.c: sending, answering, small JSON helpers */
 const char *tm__jstr(json_t *msg, const char *key);
@@ -244,6 +287,8 @@ void tm__doctor_check(request *r, live_visit *v,
 user *tm__find_user(tm_signaling *sig, tm_role role, const char *sub);
 user *tm__user_new(tm_signaling *sig, tm_role role, const char *sub);
 void tm__user_free(gpointer p);
+/* Drops a user who has nothing left to come back to. */
+void tm__maybe_forget_user(tm_signaling *sig, user *u);
 void tm__user_start_grace(tm_signaling *sig, user *u);
 void tm__user_detach(tm_signaling *sig, user *u);
 void tm__notify_peer_presence(tm_signaling *sig, live_visit *v, user *who, bool connected);
@@ -263,6 +308,37 @@ live_visit *tm__member_visit(request *r, const char *visit_id, int *err);
 /* The live visit the request names, if the sender is one of its participants;
  * otherwise the error is answered and NULL returned. */
 live_visit *tm__requested_visit(request *r);
+
+/* party.c */
+const char *tm__visit_role_name(tm__visit_role r);
+/* The role u holds in v now (TM_VR_NONE: not a participant). */
+tm__visit_role tm__party_role(tm_signaling *sig, live_visit *v, const user *u);
+bool tm__party_may(tm__visit_role r, tm__party_action a);
+/* The party member u is in v, or NULL. */
+party_member *tm__party_member(live_visit *v, const user *u);
+/* Sends m (stolen) to every participant of v and every watcher. */
+void tm__party_send_all(tm_signaling *sig, live_visit *v, json_t *m);
+/* visit.participants to everyone in v and its watchers. */
+void tm__party_push(tm_signaling *sig, live_visit *v);
+/* [{id, role, name, connected, joined_at}] of v now. New reference. */
+json_t *tm__party_json(tm_signaling *sig, live_visit *v);
+/* u (a party member of v) went or came back: the store's row, and
+ * visit.participant / visit.participants to the others. */
+void tm__party_presence(tm_signaling *sig, live_visit *v, user *u, bool connected);
+/* u leaves v for good (reason left, removed, grace_expired). */
+int tm__party_leave(tm_signaling *sig, live_visit *v, user *u, const char *reason);
+/* v is ending: its invites end (visit_ended) and its party members are let
+ * go; the store already closed their rows. */
+void tm__party_visit_ended(tm_signaling *sig, live_visit *v);
+/* At start: v's party members from the store, with the grace period. */
+void tm__party_restore(tm_signaling *sig, live_visit *v);
+/* A guest link's code (first use) or a guest's resume secret: the guest
+ * user, made a party member on first use (resume_out, resume_len bytes,
+ * gets the new resume secret). NULL when refused, with *why (static text)
+ * and *err. */
+user *tm__guest_redeem(tm_signaling *sig, const char *code, const char *resume, char *resume_out,
+                       size_t resume_len, const char **why, int *err);
+void tm__invite_free(gpointer p);
 
 /* supervision.c */
 void tm__remember_alert(tm_signaling *sig, json_t *alert); /* steals alert */

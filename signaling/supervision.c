@@ -298,6 +298,8 @@ static void handle_watch(request *r)
     tm__reply_ok(r->s, r->id,
                  json_pack("{s:s, s:s, s:s}", "visit_id", v->id, "patient_id", v->patient_sub,
                            "doctor_id", v->doctor_id));
+    tm__send_to_user(r->u, json_pack("{s:s, s:s, s:o}", "type", "visit.participants", "visit_id",
+                                     v->id, "participants", tm__party_json(sig, v)));
     tm__mark_overview_dirty(sig);
 }
 

@@ -18,8 +18,6 @@
 #define MAX_CHAT_BYTES 4000
 #define MAX_NOTE_BYTES 32000
 
-static void maybe_forget_user(tm_signaling *sig, user *u);
-
 /* "role:sub", cut to outlen as snprintf would. Joined by hand: a fan-out
  * looks up every waiting patient, and snprintf was a fifth of that. */
 static void user_key(tm_role role, const char *sub, char *out, size_t outlen)
@@ -67,6 +65,7 @@ void tm__live_visit_free(gpointer p)
     json_decref(v->summary);
     if (v->health)
         g_hash_table_destroy(v->health);
+    g_ptr_array_free(v->party, TRUE);
     g_free(v);
 }
 
@@ -88,6 +87,7 @@ live_visit *tm__live_visit_add(tm_signaling *sig, const tm_visit *rec)
     v->accepted_ms = rec->accepted_ms;
     v->declined = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     v->watchers = g_ptr_array_new_with_free_func(g_free);
+    v->party = g_ptr_array_new_with_free_func(g_free);
     v->last_position = -1;
     v->last_estimate_s = -2;
     g_hash_table_insert(sig->visits, v->id, v);
@@ -163,6 +163,10 @@ void tm__push_visit_state(tm_signaling *sig, live_visit *v, const char *visit_id
         for (guint i = 0; i < v->watchers->len; i++)
             tm__send_to_user(g_hash_table_lookup(sig->users, g_ptr_array_index(v->watchers, i)),
                              json_incref(m));
+        for (guint i = 0; i < v->party->len; i++)
+            tm__send_to_user(g_hash_table_lookup(
+                                 sig->users, ((party_member *)g_ptr_array_index(v->party, i))->key),
+                             json_incref(m));
     }
     json_decref(m);
 }
@@ -213,6 +217,7 @@ int tm__finish_visit_with(tm_signaling *sig, live_visit *v, const char *reason, 
     }
     tm_queue_remove(sig->queue, id);
     tm__push_visit_state(sig, v, id, p, v->state == TM_VS_ACTIVE ? d : NULL);
+    tm__party_visit_ended(sig, v);
     tm__watchers_notify_end(sig, v);
     if (sig->media)
         tm_media_visit_close(sig->media, id);
@@ -221,9 +226,9 @@ int tm__finish_visit_with(tm_signaling *sig, live_visit *v, const char *reason, 
     if (sig->feed)
         tm_feed_kick(sig->feed);
     if (p)
-        maybe_forget_user(sig, p);
+        tm__maybe_forget_user(sig, p);
     if (d)
-        maybe_forget_user(sig, d);
+        tm__maybe_forget_user(sig, d);
     tm__mark_dept_dirty(sig, dept);
     tm__dispatch_dept(sig, dept);
     return 0;
@@ -254,7 +259,7 @@ user *tm__user_new(tm_signaling *sig, tm_role role, const char *sub)
 }
 
 /* Drops a user who has nothing left to come back to. */
-static void maybe_forget_user(tm_signaling *sig, user *u)
+void tm__maybe_forget_user(tm_signaling *sig, user *u)
 {
     if (u->sess || u->grace_timer || u->visit_id[0] || u->offer_visit[0] ||
         (u->visits && u->visits->len) || u->last_visit_id[0])
@@ -279,9 +284,20 @@ static gboolean grace_expired(gpointer data)
         live_visit *v = g_hash_table_lookup(sig->visits, u->visit_id);
         if (v)
             tm__finish_visit(sig, v, "grace_expired", "system");
+    } else if (u->role == TM_ROLE_GUEST && u->visit_id[0]) {
+        live_visit *v = g_hash_table_lookup(sig->visits, u->visit_id);
+        if (!v || tm__party_leave(sig, v, u, "grace_expired") < 0)
+            u->visit_id[0] = 0;
     } else if (u->role == TM_ROLE_DOCTOR) {
+        /* The attending doctor's absence ends the visit; an invited one's
+         * only takes them out of it. */
         while (u->visits->len) {
             live_visit *v = g_hash_table_lookup(sig->visits, g_ptr_array_index(u->visits, 0));
+            if (v && tm__party_member(v, u)) {
+                if (tm__party_leave(sig, v, u, "grace_expired") == 0)
+                    continue;
+                v = NULL;
+            }
             if (!v) {
                 g_ptr_array_remove_index(u->visits, 0);
                 continue;
@@ -293,7 +309,7 @@ static gboolean grace_expired(gpointer data)
     u->last_visit_id[0] = 0;
     u->grace_timer = 0;
     tm__flush_positions(sig);
-    maybe_forget_user(sig, u);
+    tm__maybe_forget_user(sig, u);
     return G_SOURCE_REMOVE;
 }
 
@@ -303,6 +319,8 @@ void tm__user_start_grace(tm_signaling *sig, user *u)
     u->grace_timer = g_timeout_add_seconds((guint)sig->cfg->grace_s, grace_expired, u);
 }
 
+/* visit.participant (kept from two-party visits) to every other
+ * participant, then the whole list to everyone. */
 void tm__notify_peer_presence(tm_signaling *sig, live_visit *v, user *who, bool connected)
 {
     json_t *m =
@@ -310,9 +328,20 @@ void tm__notify_peer_presence(tm_signaling *sig, live_visit *v, user *who, bool 
                   "role", tm_role_name(who->role), "id", who->sub, "connected", connected);
     if (!connected)
         json_object_set_new(m, "grace_s", json_integer(sig->cfg->grace_s));
-    user *other =
-        who->role == TM_ROLE_PATIENT ? tm__visit_doctor(sig, v) : tm__visit_patient(sig, v);
-    tm__send_to_user(other, m);
+    user *p = tm__visit_patient(sig, v), *d = tm__visit_doctor(sig, v);
+    if (p != who)
+        tm__send_to_user(p, json_incref(m));
+    if (d != who)
+        tm__send_to_user(d, json_incref(m));
+    for (guint i = 0; i < v->party->len; i++) {
+        user *u =
+            g_hash_table_lookup(sig->users, ((party_member *)g_ptr_array_index(v->party, i))->key);
+        if (u != who)
+            tm__send_to_user(u, json_incref(m));
+    }
+    json_decref(m);
+    if (v->state == TM_VS_ACTIVE)
+        tm__party_push(sig, v);
 }
 
 /* The user's socket went away: hold their place for the grace period. */
@@ -331,10 +360,14 @@ void tm__user_detach(tm_signaling *sig, user *u)
             tm__unoffer(sig, v, "withdrawn");
         u->offer_visit[0] = 0;
     }
-    bool holds = (u->role == TM_ROLE_PATIENT && u->visit_id[0]) ||
+    bool holds = ((u->role == TM_ROLE_PATIENT || u->role == TM_ROLE_GUEST) && u->visit_id[0]) ||
                  (u->role == TM_ROLE_DOCTOR && u->visits->len);
     if (holds) {
-        if (u->role == TM_ROLE_PATIENT) {
+        if (u->role == TM_ROLE_GUEST) {
+            live_visit *v = g_hash_table_lookup(sig->visits, u->visit_id);
+            if (v)
+                tm__party_presence(sig, v, u, false);
+        } else if (u->role == TM_ROLE_PATIENT) {
             live_visit *v = g_hash_table_lookup(sig->visits, u->visit_id);
             if (v && v->state == TM_VS_ACTIVE) {
                 tm_store_participant_leave(sig->store, v->id, u->sub, "disconnected", now);
@@ -343,7 +376,9 @@ void tm__user_detach(tm_signaling *sig, user *u)
         } else {
             for (guint i = 0; i < u->visits->len; i++) {
                 live_visit *v = g_hash_table_lookup(sig->visits, g_ptr_array_index(u->visits, i));
-                if (v) {
+                if (v && tm__party_member(v, u)) {
+                    tm__party_presence(sig, v, u, false);
+                } else if (v) {
                     tm_store_participant_leave(sig->store, v->id, u->sub, "disconnected", now);
                     tm__notify_peer_presence(sig, v, u, false);
                 }
@@ -359,7 +394,7 @@ void tm__user_detach(tm_signaling *sig, user *u)
             tm__user_start_grace(sig, u);
     }
     tm__mark_overview_dirty(sig);
-    maybe_forget_user(sig, u);
+    tm__maybe_forget_user(sig, u);
 }
 
 live_visit *tm__member_visit(request *r, const char *visit_id, int *err)
@@ -372,16 +407,16 @@ live_visit *tm__member_visit(request *r, const char *visit_id, int *err)
     if (!v) {
         tm_visit rec;
         *err = tm_store_visit_get(r->sig->store, visit_id, &rec) == 0 ? TM_ECONFLICT : TM_ENOTFOUND;
+        char role[16];
         if (*err == TM_ECONFLICT &&
             !((r->u->role == TM_ROLE_PATIENT && strcmp(rec.patient_id, r->u->sub) == 0) ||
-              (r->u->role == TM_ROLE_DOCTOR && strcmp(rec.doctor_id, r->u->sub) == 0)))
+              (r->u->role == TM_ROLE_DOCTOR && strcmp(rec.doctor_id, r->u->sub) == 0) ||
+              (r->u->role != TM_ROLE_PATIENT &&
+               tm_store_party_role(r->sig->store, visit_id, r->u->sub, role) == 0)))
             *err = TM_EPERM;
         return NULL;
     }
-    bool member = (r->u->role == TM_ROLE_PATIENT && strcmp(v->patient_sub, r->u->sub) == 0) ||
-                  (r->u->role == TM_ROLE_DOCTOR && strcmp(v->doctor_id, r->u->sub) == 0 &&
-                   v->state == TM_VS_ACTIVE);
-    if (!member) {
+    if (tm__party_role(r->sig, v, r->u) == TM_VR_NONE) {
         *err = TM_EPERM;
         return NULL;
     }
@@ -505,11 +540,13 @@ static bool referral_advice(request *r, const char *reason, const char **advice)
 
 static void handle_visit_end(request *r)
 {
-    if (!tm__need_role(r, TM_ROLE_DOCTOR, TM_ROLE_PATIENT))
-        return;
     live_visit *v = tm__requested_visit(r);
     if (!v)
         return;
+    if (!tm__party_may(tm__party_role(r->sig, v, r->u), TM_ACT_END)) {
+        tm__reply_err(r->s, r->id, TM_EPERM, "your role in this visit does not allow it");
+        return;
+    }
     const char *reason = tm__jstr(r->msg, "reason");
     if (!reason)
         reason = r->u->role == TM_ROLE_DOCTOR ? "completed" : "patient_left";
@@ -536,11 +573,13 @@ static void handle_visit_end(request *r)
 
 static void handle_chat(request *r)
 {
-    if (!tm__need_role(r, TM_ROLE_DOCTOR, TM_ROLE_PATIENT))
-        return;
     live_visit *v = tm__requested_visit(r);
     if (!v)
         return;
+    if (!tm__party_may(tm__party_role(r->sig, v, r->u), TM_ACT_CHAT)) {
+        tm__reply_err(r->s, r->id, TM_EPERM, "your role in this visit does not allow it");
+        return;
+    }
     const char *text = tm__jstr(r->msg, "text");
     if (!text || !*text || strlen(text) > MAX_CHAT_BYTES) {
         tm__reply_err(r->s, r->id, TM_EINVAL, "text must be 1 to 4000 bytes");
@@ -561,12 +600,7 @@ static void handle_chat(request *r)
     json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:o}", "type", "chat.message", "visit_id",
                           v->id, "message_id", (json_int_t)msg_id, "from", r->u->sub, "from_role",
                           tm_role_name(r->u->role), "text", text, "at", tm__time_json(now));
-    tm__send_to_user(tm__visit_patient(r->sig, v), json_incref(m));
-    tm__send_to_user(tm__visit_doctor(r->sig, v), json_incref(m));
-    for (guint i = 0; i < v->watchers->len; i++)
-        tm__send_to_user(g_hash_table_lookup(r->sig->users, g_ptr_array_index(v->watchers, i)),
-                         json_incref(m));
-    json_decref(m);
+    tm__party_send_all(r->sig, v, m);
 }
 
 /* Visits a doctor may write about: their live visit, or one they ended. */
@@ -577,7 +611,11 @@ static int doctor_visit(request *r, const char *visit_id, tm_visit *rec)
     int rc = tm_store_visit_get(r->sig->store, visit_id, rec);
     if (rc < 0)
         return rc;
-    if (strcmp(rec->doctor_id, r->u->sub) != 0)
+    char role[16];
+    /* The attending writes the note; a consulting doctor their own addendum. */
+    if (strcmp(rec->doctor_id, r->u->sub) != 0 &&
+        !(tm_store_party_role(r->sig->store, visit_id, r->u->sub, role) == 0 &&
+          strcmp(role, "consulting") == 0))
         return TM_EPERM;
     if (strcmp(rec->state, "active") != 0 && strcmp(rec->state, "ended") != 0)
         return TM_ECONFLICT;

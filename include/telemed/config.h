@@ -63,6 +63,9 @@ typedef struct tm_config {
         allow_first_visits; /* default false: internet diagnosis is for follow-ups (REFERENCE.md) */
     bool supervisor_notice; /* default true: participants are told when a supervisor watches */
     int wait_alert_s;       /* 900, 10..86400 */
+    int max_participants;   /* 8, 2..8: everyone in one visit, watchers aside */
+    int invite_timeout_s;   /* 60, 5..600 */
+    int guest_link_ttl_s;   /* 900, 60..3600: a guest link's default lifetime */
     int max_connections;    /* 20000, 1..1000000 */
     int max_unauth_per_addr; /* 256, 1..1000000 */
     int hello_timeout_s;     /* 10, 1..300: a WebSocket without hello is closed after it */

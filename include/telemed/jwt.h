@@ -29,7 +29,10 @@ typedef enum {
     TM_ROLE_PATIENT,
     TM_ROLE_DOCTOR,
     TM_ROLE_SUPERVISOR,
-    TM_ROLE_ADMIN
+    TM_ROLE_ADMIN,
+    /* A visit's guest (issue 17): signed in by a one-time guest link, never
+     * by a token (tm_role_parse refuses it). */
+    TM_ROLE_GUEST
 } tm_role;
 
 /* "patient", "doctor", "supervisor", "admin"; "none" for anything else. Static string. */

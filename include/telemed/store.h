@@ -76,6 +76,9 @@ typedef struct tm_doctor_info {
     char dept_id[64];
     char licence_no[64];
     bool active;
+    char name[128];
+    char title[64];
+    char kind[16]; /* doctor | nurse | interpreter (staff kind) */
 } tm_doctor_info;
 
 /* Creates or renames a department. 0 or TM_EIO. */
@@ -90,9 +93,12 @@ int tm_store_dept_delete(tm_store *s, const char *id);
  * TM_EINVAL if dept_id does not exist. */
 int tm_store_doctor_put(tm_store *s, const char *id, const char *name, const char *dept_id,
                         const char *licence_no, const char *title);
+/* Sets the staff kind of a registered doctor row: "doctor" (the default),
+ * "nurse" or "interpreter". TM_EINVAL (other kind), TM_ENOTFOUND. */
+int tm_store_doctor_set_kind(tm_store *s, const char *id, const char *kind);
 /* Fills *out. TM_ENOTFOUND. */
 int tm_store_doctor_get(tm_store *s, const char *id, tm_doctor_info *out);
-/* [{id, name, dept_id, licence_no, title, active, created_at}] by id;
+/* [{id, name, dept_id, licence_no, title, kind, active, created_at}] by id;
  * dept_id NULL = all departments. */
 json_t *tm_store_doctor_list(tm_store *s, const char *dept_id);
 
@@ -217,7 +223,8 @@ int tm_store_visit_accept_checked(tm_store *s, const char *visit_id, const char 
 /* active -> ended, or waiting/offered -> cancelled, with reason and by
  * (who ended it); open offers are withdrawn, participants leave, the
  * appointment becomes fulfilled (ended), noshow (reason "no_show") or
- * booked again; visit.ended event. TM_ENOTFOUND, TM_ECONFLICT if already
+ * booked again; open invitations end (visit_ended, each with its event) and
+ * open guest links are revoked; visit.ended event. TM_ENOTFOUND, TM_ECONFLICT if already
  * over. */
 int tm_store_visit_end(tm_store *s, const char *visit_id, const char *reason, const char *by,
                        int64_t now_ms);
@@ -241,8 +248,9 @@ int tm_store_visit_foreach_state(tm_store *s, const char *state,
  * response_ms, duration_ms, offers, recording_consent, referral_advice ...),
  * participants, offers, notes, chat, rating (object or null), recordings,
  * stream_stats (summary parsed), consents, doctor_verification (object or
- * null) and interruptions (user_id, role, started_at, ended_at, duration_ms;
- * the last two null when media never came back). NULL if not found. */
+ * null), interruptions (user_id, role, started_at, ended_at, duration_ms;
+ * the last two null when media never came back), invites, guest_links and
+ * timeline (tm_store_visit_timeline). NULL if not found. */
 json_t *tm_store_visit_record(tm_store *s, const char *id);
 /* Newest check-in first: [{id, patient_id, dept_id, doctor_id, kind,
  * urgent, state, checkin_at, accepted_at, ended_at, end_reason,
@@ -263,6 +271,102 @@ int tm_store_participant_join(tm_store *s, const char *visit_id, const char *use
  * is none. */
 int tm_store_participant_leave(tm_store *s, const char *visit_id, const char *user_id,
                                const char *reason, int64_t now_ms);
+
+/* ---- visits of more than two ---------------------------------------- */
+/*
+ * Beside the patient and the attending doctor (the one who accepted), a
+ * visit may hold up to six more participants, each with a visit role:
+ * consulting (an invited doctor), interpreter, nurse (invited staff) or
+ * guest (family, by a one-time link). Their participant rows carry the
+ * visit role; a row closed with leave_reason "disconnected" is a drop, not a
+ * leave: the participant is still in the visit (restored after a restart).
+ * Joins and final leaves of these participants, invitations and their
+ * outcomes, and guest links are regulator events (docs/regulator-feed.md),
+ * each written with its rows in one transaction.
+ */
+
+/* A participant (visit_role consulting, interpreter, nurse or guest) joins:
+ * a participant row, and with first (not a reconnect) the
+ * visit.participant_joined event. TM_EINVAL (unknown visit or role). */
+int tm_store_party_join(tm_store *s, const char *visit_id, const char *user_id,
+                        const char *visit_role, const char *user_agent, bool first, int64_t now_ms);
+/* The participant leaves the visit for good (reason "left", "removed",
+ * "grace_expired"): open rows closed, visit.participant_left event.
+ * TM_ENOTFOUND when user_id never joined the visit. */
+int tm_store_party_leave(tm_store *s, const char *visit_id, const char *user_id, const char *reason,
+                         int64_t now_ms);
+/* Who is in the visit now beyond patient and attending, by first join:
+ * [{user_id, visit_role, joined_at}] (a dropped one included). NULL on
+ * failure. */
+json_t *tm_store_party_members(tm_store *s, const char *visit_id);
+/* The visit role user_id held last in the visit (16 bytes). TM_ENOTFOUND. */
+int tm_store_party_role(tm_store *s, const char *visit_id, const char *user_id, char role[16]);
+
+typedef struct tm_invite {
+    char id[64];
+    char visit_id[64];
+    char inviter_id[64];
+    char invitee_id[64];
+    char role[16]; /* consulting | interpreter | nurse */
+    int64_t created_ms, expires_ms;
+} tm_invite;
+
+/* Records an invitation (inv->id is made and filled) and its visit.invite
+ * event. TM_EINVAL (bad role, unknown visit). */
+int tm_store_invite_create(tm_store *s, tm_invite *inv);
+/* Ends an open invitation with outcome accepted, declined, timeout,
+ * cancelled or visit_ended, and its visit.invite_ended event.
+ * TM_ENOTFOUND, TM_ECONFLICT (already ended), TM_EINVAL (outcome). */
+int tm_store_invite_end(tm_store *s, const char *invite_id, const char *outcome, int64_t now_ms);
+/* At start: every invitation still open ends with outcome (nobody holds its
+ * push any more); *count (may be NULL) gets how many. */
+int tm_store_invites_end_open(tm_store *s, const char *outcome, int64_t now_ms, int *count);
+
+typedef struct tm_guest_link {
+    char id[64];
+    char visit_id[64];
+    char name[256]; /* what the patient calls the guest; never logged or reported */
+    char created_by[128];
+    int64_t created_ms, expires_ms;
+    char state[16];    /* open | used | revoked | expired (open past expires_ms) */
+    char guest_id[64]; /* "" until used */
+} tm_guest_link;
+
+/* Records a link of l->visit_id named l->name by l->created_by (role
+ * creator_role) expiring at l->expires_ms, keyed by the SHA-256 (hex) of its
+ * code; fills l->id and its visit.guest_link event. TM_EINVAL, TM_ECONFLICT
+ * (the code hash exists). */
+int tm_store_guest_link_create(tm_store *s, tm_guest_link *l, const char *code_sha256,
+                               const char *creator_role, int64_t now_ms);
+/* Uses the link whose code hashes to code_sha256, once: it becomes used by
+ * guest_id, with the SHA-256 of the guest's resume secret, and its
+ * visit.guest_link event. *out is filled on success and on refusal.
+ * TM_ENOTFOUND (unknown code), TM_ECONFLICT (out->state: used, revoked or
+ * expired). */
+int tm_store_guest_link_redeem(tm_store *s, const char *code_sha256, const char *guest_id,
+                               const char *resume_sha256, int64_t now_ms, tm_guest_link *out);
+/* Revokes an open link (by: who). TM_ENOTFOUND, TM_ECONFLICT (not open;
+ * out->state says what it is). *out (may be NULL) gets the link. */
+int tm_store_guest_link_revoke(tm_store *s, const char *link_id, const char *by, int64_t now_ms,
+                               tm_guest_link *out);
+/* Which key tm_store_guest_link_get looks a link up by. */
+typedef enum {
+    TM_GUEST_LINK_BY_ID,
+    TM_GUEST_LINK_BY_CODE,   /* SHA-256 (hex) of the link's code */
+    TM_GUEST_LINK_BY_RESUME, /* SHA-256 (hex) of the guest's resume secret */
+    TM_GUEST_LINK_BY_GUEST   /* the guest id it was used by */
+} tm_guest_link_key;
+/* Fills *out with the link whose key is value. TM_ENOTFOUND. */
+int tm_store_guest_link_get(tm_store *s, tm_guest_link_key by, const char *value,
+                            tm_guest_link *out);
+/* The visit's links, oldest first: [{link_id, name, created_by, expires_at,
+ * state, used_at}]. NULL on failure. */
+json_t *tm_store_guest_links(tm_store *s, const char *visit_id, int64_t now_ms);
+/* The visit's timeline, oldest first: [{at, event, user_id, visit_role,
+ * by?, reason?, invite_id?, link_id?}] with event joined, left, invited,
+ * invite_<outcome>, guest_link_created, guest_link_used,
+ * guest_link_revoked. NULL on failure. */
+json_t *tm_store_visit_timeline(tm_store *s, const char *visit_id);
 
 /* Stores a chat message; *id_out (may be NULL) gets its id, increasing
  * within the store. TM_ECONFLICT for an unknown visit. */
@@ -330,6 +434,13 @@ typedef struct tm_visit_facts {
     } consent;
     tm_doctor_check doctor_check; /* method "" when the doctor was not checked */
     char referral_advice[TM_REFERRAL_ADVICE_MAX + 1];
+    /* Every doctor who took part (attending, consulting), by first join. */
+    size_t n_doctors;
+    struct {
+        char doctor_id[64];
+        char role[16];
+        char licence_no[64];
+    } doctors[8];
     bool has_signed_note; /* the newest signed note */
     struct {
         char doctor_id[64];
