@@ -187,6 +187,50 @@ void tm__store_stats_summary(tm_signaling *sig, live_visit *v, int64_t now)
     }
 }
 
+/* The participant a media peer id ("role:sub") names, as the protocol
+ * names them: id (the sub) and visit role (null when no longer in it). */
+static void peer_participant(tm_signaling *sig, live_visit *v, const char *peer_id, json_t *o)
+{
+    user *u = g_hash_table_lookup(sig->users, peer_id);
+    const char *colon = strchr(peer_id, ':');
+    tm__visit_role role = tm__party_role(sig, v, u);
+    json_object_set_new(o, "participant_id", json_string(u ? u->sub : colon ? colon + 1 : peer_id));
+    json_object_set_new(o, "role",
+                        role == TM_VR_NONE ? json_null() : json_string(tm__visit_role_name(role)));
+}
+
+/* media.streams: whose audio and video each of the receiver's m-lines
+ * carries now, so its page can put names on the tiles. */
+static json_t *streams_msg(tm_signaling *sig, live_visit *v, const tm_media_event *ev)
+{
+    json_t *streams = json_array();
+    for (size_t i = 0; i < ev->n_bindings; i++) {
+        const tm_media_binding *b = &ev->bindings[i];
+        json_t *o = json_pack("{s:s, s:s}", "mid", b->mid ? b->mid : "", "kind",
+                              b->video ? "video" : "audio");
+        if (b->src_peer_id) {
+            peer_participant(sig, v, b->src_peer_id, o);
+        } else {
+            json_object_set_new(o, "participant_id", json_null());
+            json_object_set_new(o, "role", json_null());
+        }
+        json_array_append_new(streams, o);
+    }
+    return json_pack("{s:s, s:s, s:o}", "type", "media.streams", "visit_id", v->id, "streams",
+                     streams);
+}
+
+/* media.speaker to everyone in the visit and its watchers. */
+static void on_speaker(tm_signaling *sig, live_visit *v, const char *peer_id)
+{
+    json_t *o = json_object();
+    peer_participant(sig, v, peer_id, o);
+    json_t *m = json_pack("{s:s, s:s, s:O}", "type", "media.speaker", "visit_id", v->id,
+                          "participant_id", json_object_get(o, "participant_id"));
+    json_decref(o);
+    tm__party_send_all(sig, v, m);
+}
+
 void tm_signaling_on_media_event(const tm_media_event *ev, void *user_data)
 {
     tm_signaling *sig = user_data;
@@ -218,8 +262,13 @@ void tm_signaling_on_media_event(const tm_media_event *ev, void *user_data)
     case TM_MEDIA_EV_RECORDING_FAILED:
         tm_visit_record_failed(sig->record, ev->visit_id, ev->message);
         return;
-    case TM_MEDIA_EV_BINDINGS: /* media.streams and media.speaker: party-sig's */
+    case TM_MEDIA_EV_BINDINGS:
+        if (v)
+            m = streams_msg(sig, v, ev);
+        break;
     case TM_MEDIA_EV_SPEAKER:
+        if (v && ev->peer_id)
+            on_speaker(sig, v, ev->peer_id);
         return;
     case TM_MEDIA_EV_ERROR:
         m = json_pack("{s:s, s:s, s:s, s:s}", "type", "media.error", "visit_id", ev->visit_id,

@@ -227,6 +227,17 @@ static party_member *member_add(live_visit *v, const user *u, tm__visit_role rol
     return m;
 }
 
+void tm__party_label(tm_signaling *sig, live_visit *v, const char *key, tm__visit_role role)
+{
+    if (!sig->media)
+        return;
+    /* Ids and roles only: the recording's track names are read by reviewers and tools. */
+    const char *colon = strchr(key, ':');
+    char label[64];
+    snprintf(label, sizeof(label), "%s %s", tm__visit_role_name(role), colon ? colon + 1 : key);
+    tm_media_set_label(sig->media, v->id, key, label);
+}
+
 void tm__party_presence(tm_signaling *sig, live_visit *v, user *u, bool connected)
 {
     party_member *m = tm__party_member(v, u);
@@ -496,6 +507,7 @@ static void handle_invite_answer(request *r)
     staff_name(sig, r->u->sub, name, sizeof(name));
     member_add(v, r->u, role, name[0] ? name : r->u->name, now);
     add_visit_to(r->u, visit_id);
+    tm__party_label(sig, v, r->u->key, role);
     tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "visit.join", visit_id, "ok",
                    tm__visit_role_name(role));
     tm_info("party.joined", "visit=%s user=%s role=%s invite=%s", visit_id, r->u->key,
@@ -840,6 +852,7 @@ user *tm__guest_redeem(tm_signaling *sig, const char *code, const char *resume, 
     g_strlcpy(u->name, l.name, sizeof(u->name));
     add_visit_to(u, v->id);
     member_add(v, u, TM_VR_GUEST, l.name, now);
+    tm__party_label(sig, v, u->key, TM_VR_GUEST);
     tm_store_audit(sig->store, guest_id, "guest", "guest_link.use", v->id, "ok", l.id);
     tm_info("party.joined", "visit=%s user=%s role=guest link=%s", v->id, u->key, l.id);
     if (sig->feed)

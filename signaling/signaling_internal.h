@@ -322,6 +322,8 @@ void tm__party_send_all(tm_signaling *sig, live_visit *v, json_t *m);
 void tm__party_push(tm_signaling *sig, live_visit *v);
 /* [{id, role, name, connected, joined_at}] of v now. New reference. */
 json_t *tm__party_json(tm_signaling *sig, live_visit *v);
+/* Names peer key's tracks in v's recording by visit role and id. */
+void tm__party_label(tm_signaling *sig, live_visit *v, const char *key, tm__visit_role role);
 /* u (a party member of v) went or came back: the store's row, and
  * visit.participant / visit.participants to the others. */
 void tm__party_presence(tm_signaling *sig, live_visit *v, user *u, bool connected);

@@ -481,6 +481,10 @@ static void accept_checked(request *r, const tm_doctor_check *check)
     if (sig->feed)
         tm_feed_kick(sig->feed);
     tm_visit_record_start(sig->record, v->id);
+    char key[200];
+    snprintf(key, sizeof(key), "patient:%s", v->patient_sub);
+    tm__party_label(sig, v, key, TM_VR_PATIENT);
+    tm__party_label(sig, v, r->u->key, TM_VR_ATTENDING);
     tm__reply_ok(r->s, r->id, json_pack("{s:s}", "visit_id", v->id));
     tm__push_visit_state(sig, v, v->id, tm__visit_patient(sig, v), r->u);
     tm__mark_dept_dirty(sig, v->dept);
