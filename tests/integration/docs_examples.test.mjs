@@ -16,7 +16,7 @@ const api = read('docs/api.md');
 // The signaling module's rooms, each with its handler table and pushes.
 const signaling = readdirSync(join(SRC, 'signaling')).filter((f) => f.endsWith('.c'))
   .map((f) => read(`signaling/${f}`)).join('\n');
-const handled = new Set(['hello', ...[...signaling.matchAll(/\{"([a-z.]+)", handle_[a-z_]+\}/g)].map((m) => m[1])]);
+const handled = new Set(['hello', ...[...signaling.matchAll(/\{"([a-z._]+)", handle_[a-z_]+\}/g)].map((m) => m[1])]);
 // Pushes built with jansson ("type", "x") or formatted by hand (\"type\":\"x\").
 const pushed = new Set([...signaling.matchAll(/"type", "([a-z._]+)"|\\"type\\":\\"([a-z._]+)\\"/g)]
   .map((m) => m[1] || m[2]));
@@ -111,7 +111,9 @@ before(async () => {
   srv = await startServer({ args: ['--offer-timeout-s', '5', '--grace-s', '3',
     '--stun-urls', 'stun:stun.example.org:3478', '--turn-urls', 'turn:turn.example.org:3478',
     '--turn-secret', 'docs-turn-secret'] });
-  await setupHospital(srv, { depts: ['cardio'], doctors: [['d1', 'cardio'], ['d2', 'cardio']] });
+  const admin = await setupHospital(srv, { depts: ['cardio'], doctors: [['d1', 'cardio'], ['d2', 'cardio']] });
+  const r = await srv.api('POST', '/api/v1/doctors', { id: 'n1', name: 'Nurse n1', dept_id: 'cardio', kind: 'nurse' }, admin);
+  assert.equal(r.status, 201);
 });
 after(async () => { if (srv) await srv.stop(); });
 
@@ -150,6 +152,17 @@ test('push examples have the fields the server sends', async () => {
     await p1.waitFor('media.state');
   }
 
+  // A nurse invited, accepted, then removed: the pushes of a visit of three.
+  const n1 = await connect('n1', 'doctor');
+  await n1.request('doctor.status', { status: 'away' });
+  const inv = await d1.request('visit.invite', { visit_id: c1.visit_id, user_id: 'n1', role: 'nurse' });
+  await n1.waitFor('visit.invited');
+  await n1.request('visit.invite_answer', { invite_id: inv.invite_id, accept: true });
+  await d1.waitFor('visit.invite_ended');
+  await p1.waitFor('visit.participants', (m) => m.participants.length === 3);
+  await d1.request('visit.remove', { visit_id: c1.visit_id, user_id: 'n1' });
+  await n1.waitFor('visit.removed');
+
   await p1.drop();
   await d1.waitFor('visit.participant', (m) => m.connected === false);
   const p1b = await connect('p1', 'patient');
@@ -170,9 +183,10 @@ test('push examples have the fields the server sends', async () => {
   const examples = jsonExamples(protocol).filter((e) => typeof e.type === 'string' &&
     !isRequest(e) && e.type !== 'result' && e.type !== 'error');
   // media.error needs a media core failure, media.quality media that flows
-  // (the browser tests see it: web_words, net_outage).
-  const notProduced = new Set(['media.error', 'media.quality']);
-  if (!existsSync(sdpFile)) for (const t of ['media.answer', 'media.candidate', 'media.state']) notProduced.add(t);
+  // (the browser tests see it: web_words, net_outage), media.speaker real
+  // audio levels (tests/media).
+  const notProduced = new Set(['media.error', 'media.quality', 'media.speaker']);
+  if (!existsSync(sdpFile)) for (const t of ['media.answer', 'media.candidate', 'media.state', 'media.streams']) notProduced.add(t);
   let compared = 0;
   for (const e of examples) {
     if (notProduced.has(e.type)) continue;
@@ -183,5 +197,5 @@ test('push examples have the fields the server sends', async () => {
     compared++;
   }
   assert.ok(compared >= 18, `only ${compared} push examples compared`);
-  for (const c of [d1, d2, p2, p1c, sup]) await c.close();
+  for (const c of [d1, d2, n1, p2, p1c, sup]) await c.close();
 });
