@@ -190,6 +190,106 @@ static json_t *communication(json_t *msg, int n, const char *hospital, const cha
     return c;
 }
 
+/* The participants beyond patient and attending (issue 17), each once, in
+ * the order they first joined: calls fn with the user's id, visit role,
+ * first join, last leave (NULL while in the visit) and its index. */
+static void foreach_party(json_t *rec,
+                          void (*fn)(const char *, const char *, const char *, const char *, int,
+                                     void *),
+                          void *data)
+{
+    static const char *const roles[] = {"consulting", "interpreter", "nurse", "guest"};
+    GPtrArray *done = g_ptr_array_new();
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(rec, "participants"), i, p)
+    {
+        const char *u = str(p, "user_id"), *vr = str(p, "visit_role");
+        bool party = false;
+        for (size_t k = 0; vr && k < TM_ARRAY_LEN(roles); k++)
+            party = party || strcmp(vr, roles[k]) == 0;
+        bool seen = false;
+        for (guint k = 0; u && k < done->len; k++)
+            seen = seen || strcmp(g_ptr_array_index(done, k), u) == 0;
+        if (!u || !party || seen)
+            continue;
+        g_ptr_array_add(done, (gpointer)u);
+        const char *left = NULL;
+        size_t j;
+        json_t *q;
+        json_array_foreach(json_object_get(rec, "participants"), j, q)
+        {
+            if (str(q, "user_id") && strcmp(str(q, "user_id"), u) == 0)
+                left = str(q, "left_at");
+        }
+        fn(u, vr, str(p, "joined_at"), left, (int)done->len, data);
+    }
+    g_ptr_array_free(done, TRUE);
+}
+
+static void party_participant(const char *user, const char *visit_role, const char *joined,
+                              const char *left, int n, void *data)
+{
+    (void)user;
+    json_t *list = data;
+    char local[16];
+    snprintf(local, sizeof(local), "party%d", n);
+    /* v3 ParticipationType: a consultant, a translator, anyone else a participant. */
+    json_t *type = strcmp(visit_role, "consulting") == 0
+                       ? concept(SYS_PARTICIPATION, "CON", "consultant")
+                   : strcmp(visit_role, "interpreter") == 0
+                       ? concept(SYS_PARTICIPATION, "TRANS", "Translator")
+                       : concept(SYS_PARTICIPATION, "PART", "Participation");
+    json_object_set_new(type, "text", json_string(visit_role));
+    json_t *part = json_pack("{s:[o], s:o}", "type", type, "individual", ref(local));
+    if (joined)
+        json_object_set_new(part, "period", period(joined, left));
+    json_array_append_new(list, part);
+}
+
+static void add_party(json_t *e, json_t *rec)
+{
+    json_t *list = json_object_get(e, "participant");
+    bool fresh = list == NULL;
+    if (fresh)
+        list = json_array();
+    foreach_party(rec, party_participant, list);
+    if (fresh && json_array_size(list))
+        json_object_set_new(e, "participant", list);
+    else if (fresh)
+        json_decref(list);
+}
+
+typedef struct party_ctx {
+    json_t *contained;
+    const char *hospital;
+} party_ctx;
+
+static void party_resource(const char *user, const char *visit_role, const char *joined,
+                           const char *left, int n, void *data)
+{
+    (void)joined;
+    (void)left;
+    party_ctx *c = data;
+    char local[16];
+    snprintf(local, sizeof(local), "party%d", n);
+    bool guest = strcmp(visit_role, "guest") == 0;
+    /* A guest is family (RelatedPerson, known to the patient by name only
+     * in the record); staff are Practitioners of the hospital's registry. */
+    json_t *o = json_pack("{s:s, s:s, s:[o]}", "resourceType",
+                          guest ? "RelatedPerson" : "Practitioner", "id", local, "identifier",
+                          identifier(c->hospital, guest ? "guest" : "doctor", user));
+    if (guest)
+        json_object_set_new(o, "patient", ref("patient"));
+    json_array_append_new(c->contained, o);
+}
+
+static void add_party_resources(json_t *contained, json_t *rec, const char *hospital)
+{
+    party_ctx c = {.contained = contained, .hospital = hospital};
+    foreach_party(rec, party_resource, &c);
+}
+
 json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
 {
     const char *id = str(rec, "id"), *patient = str(rec, "patient_id"), *state = str(rec, "state");
@@ -243,6 +343,7 @@ json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
                 period(str(rec, "accepted_at"), left ? left : str(rec, "ended_at")));
         json_object_set_new(e, "participant", json_pack("[o]", part));
     }
+    add_party(e, rec);
 
     /* The consultation runs from the doctor's acceptance to the end; a
      * visit never accepted spans its waiting time. */
@@ -297,6 +398,7 @@ json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
         json_array_append_new(contained, json_pack("{s:s, s:s, s:[o]}", "resourceType",
                                                    "Practitioner", "id", "doctor", "identifier",
                                                    identifier(hospital, "doctor", doctor)));
+    add_party_resources(contained, rec, hospital);
     json_t *item;
     json_array_foreach(json_object_get(rec, "recordings"), i, item)
         json_array_append_new(contained, media(item, (int)i + 1, hospital));

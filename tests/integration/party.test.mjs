@@ -122,6 +122,12 @@ test('an invited doctor accepts, joins, chats and leaves; the visit goes on', as
   for (const e of ['invited:d2', 'invite_accepted:d2', 'joined:d2', 'left:d2'])
     assert.ok(events.includes(e), `timeline lacks ${e}: ${events}`);
   assert.ok(rec.json.participants.some((x) => x.user_id === 'd2' && x.visit_role === 'consulting'));
+  const fhir = await srv.api('GET', `/api/v1/visits/${visitId}/fhir`, undefined, admin);
+  assert.equal(fhir.status, 200);
+  const cons = fhir.json.participant.find((x) => x.type[0].coding[0].code === 'CON');
+  assert.ok(cons, JSON.stringify(fhir.json.participant));
+  const who = fhir.json.contained.find((x) => `#${x.id}` === cons.individual.reference);
+  assert.deepEqual([who.resourceType, who.identifier[0].value], ['Practitioner', 'd2']);
   const audit = srv.sql(`SELECT action FROM audit_log WHERE target = '${visitId}'`).map((r) => r.action);
   for (const a of ['visit.invite', 'visit.join', 'visit.leave']) assert.ok(audit.includes(a), a);
   for (const c of [d1, d2, p]) await c.close();
