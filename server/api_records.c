@@ -104,6 +104,13 @@ void tm__api_visits(http_req *r)
         }
         const char *doctor = json_string_value(json_object_get(rec, "doctor_id"));
         bool own = r->who.role == TM_ROLE_DOCTOR && doctor && strcmp(doctor, r->who.sub) == 0;
+        /* A consulting doctor and a nurse of the visit read its record and
+         * notes too (docs/protocol.md, the permission table); an
+         * interpreter does not. */
+        char role[16];
+        if (!own && r->who.role == TM_ROLE_DOCTOR &&
+            tm_store_party_role(st, r->seg[1], r->who.sub, role) == 0)
+            own = strcmp(role, "consulting") == 0 || strcmp(role, "nurse") == 0;
         if (!tm__is_staff(r) && !own) {
             json_decref(rec);
             tm__audit(r, "visit.read", r->seg[1], "denied");
