@@ -1207,6 +1207,231 @@ static void t_visit_seal(const store_backend *b, const char *dir)
 
 /* ---- the table ------------------------------------------------------ */
 
+/* ---- visits of more than two ----------------------------------------- */
+
+static void t_party_staff_and_members(const store_backend *b, const char *dir)
+{
+    (void)dir;
+    tm_store *s = b->open("party_members");
+    seed(s);
+    CHECK_EQ_INT(tm_store_doctor_put(s, "d2", "Dr Two", "cardio", "LIC2", NULL), 0);
+    CHECK_EQ_INT(tm_store_doctor_put(s, "n1", "Nurse One", "cardio", NULL, NULL), 0);
+    CHECK_EQ_INT(tm_store_doctor_set_kind(s, "n1", "nurse"), 0);
+    CHECK_EQ_INT(tm_store_doctor_set_kind(s, "n1", "janitor"), TM_EINVAL);
+    CHECK_EQ_INT(tm_store_doctor_set_kind(s, "nobody", "nurse"), TM_ENOTFOUND);
+    tm_doctor_info info;
+    CHECK_EQ_INT(tm_store_doctor_get(s, "n1", &info), 0);
+    CHECK_STR(info.kind, "nurse");
+    CHECK_STR(info.name, "Nurse One");
+    CHECK_EQ_INT(tm_store_doctor_get(s, "d2", &info), 0);
+    CHECK_STR(info.kind, "doctor"); /* the default */
+
+    tm_visit v;
+    active_visit(s, &v, "p1");
+    int64_t t = tm_now_ms();
+    CHECK_EQ_INT(tm_store_party_join(s, v.id, "d2", "consulting", "ua/2", true, t), 0);
+    CHECK_EQ_INT(tm_store_party_join(s, v.id, "n1", "nurse", "ua/n", true, t + 1), 0);
+    CHECK_EQ_INT(tm_store_party_join(s, v.id, "x", "attending", NULL, true, t), TM_EINVAL);
+    CHECK_EQ_INT(tm_store_party_join(s, "no-visit", "x", "nurse", NULL, true, t), TM_EINVAL);
+    CHECK_EQ_INT(count_events(s, "visit.participant_joined", v.id), 2);
+    /* A drop is no leave: the nurse is still a member, and comes back. */
+    CHECK_EQ_INT(tm_store_participant_leave(s, v.id, "n1", "disconnected", t + 2), 0);
+    json_t *m = tm_store_party_members(s, v.id);
+    CHECK_EQ_INT(json_array_size(m), 2);
+    CHECK_STR(json_string_value(field(json_array_get(m, 0), "user_id")), "d2");
+    CHECK_STR(json_string_value(field(json_array_get(m, 1), "visit_role")), "nurse");
+    json_decref(m);
+    CHECK_EQ_INT(tm_store_party_join(s, v.id, "n1", "nurse", "ua/n", false, t + 3), 0);
+    CHECK_EQ_INT(count_events(s, "visit.participant_joined", v.id), 2);
+    char role[16];
+    CHECK_EQ_INT(tm_store_party_role(s, v.id, "d1", role), 0);
+    CHECK_STR(role, "attending");
+    CHECK_EQ_INT(tm_store_party_role(s, v.id, "p1", role), 0);
+    CHECK_STR(role, "patient");
+    CHECK_EQ_INT(tm_store_party_role(s, v.id, "zz", role), TM_ENOTFOUND);
+
+    /* Leaving for good: out of the members, one event with the reason. */
+    CHECK_EQ_INT(tm_store_participant_leave(s, v.id, "n1", "disconnected", t + 4), 0);
+    CHECK_EQ_INT(tm_store_party_leave(s, v.id, "n1", "grace_expired", t + 5), 0);
+    CHECK_EQ_INT(tm_store_party_leave(s, v.id, "zz", "left", t + 5), TM_ENOTFOUND);
+    m = tm_store_party_members(s, v.id);
+    CHECK_EQ_INT(json_array_size(m), 1);
+    json_decref(m);
+    json_t *left = event_payload(s, "visit.participant_left", v.id);
+    json_t *who = field(left, "participant");
+    CHECK_STR(json_string_value(field(who, "user_id")), "n1");
+    CHECK_STR(json_string_value(field(who, "reason")), "grace_expired");
+    json_decref(left);
+
+    /* Every doctor who took part is in the facts and the events, with licence. */
+    tm_visit_facts f;
+    CHECK_EQ_INT(tm_store_visit_facts(s, v.id, &f), 0);
+    CHECK_EQ_INT((int)f.n_doctors, 2);
+    CHECK_STR(f.doctors[0].doctor_id, "d1");
+    CHECK_STR(f.doctors[0].role, "attending");
+    CHECK_STR(f.doctors[1].licence_no, "LIC2");
+    CHECK_STR(f.doctors[1].role, "consulting");
+    CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d1", t + 10), 0);
+    json_t *ended = event_payload(s, "visit.ended", v.id);
+    json_t *docs = field(ended, "doctors");
+    CHECK_EQ_INT(json_array_size(docs), 2);
+    CHECK_STR(json_string_value(field(json_array_get(docs, 1), "licence_no")), "LIC2");
+    json_decref(ended);
+    /* Nobody is in a visit that is over. */
+    m = tm_store_party_members(s, v.id);
+    CHECK_EQ_INT(json_array_size(m), 0);
+    json_decref(m);
+    tm_store_free(s);
+}
+
+static void t_party_invites(const store_backend *b, const char *dir)
+{
+    (void)dir;
+    tm_store *s = b->open("party_invites");
+    seed(s);
+    tm_visit v;
+    active_visit(s, &v, "p1");
+    int64_t t = tm_now_ms();
+    tm_invite a = {.created_ms = t, .expires_ms = t + 60000};
+    g_strlcpy(a.visit_id, v.id, sizeof(a.visit_id));
+    g_strlcpy(a.inviter_id, "d1", sizeof(a.inviter_id));
+    g_strlcpy(a.invitee_id, "d2", sizeof(a.invitee_id));
+    g_strlcpy(a.role, "consulting", sizeof(a.role));
+    tm_invite bad = a;
+    g_strlcpy(bad.role, "guest", sizeof(bad.role));
+    CHECK_EQ_INT(tm_store_invite_create(s, &bad), TM_EINVAL);
+    tm_invite gone = a;
+    g_strlcpy(gone.visit_id, "no-visit", sizeof(gone.visit_id));
+    CHECK_EQ_INT(tm_store_invite_create(s, &gone), TM_EINVAL);
+    CHECK_EQ_INT(tm_store_invite_create(s, &a), 0);
+    CHECK(g_str_has_prefix(a.id, "inv-"));
+    tm_invite c = a;
+    CHECK_EQ_INT(tm_store_invite_create(s, &c), 0);
+    tm_invite d = a;
+    CHECK_EQ_INT(tm_store_invite_create(s, &d), 0);
+    CHECK_EQ_INT(count_events(s, "visit.invite", v.id), 3);
+    CHECK_EQ_INT(tm_store_invite_end(s, a.id, "declined", t + 1), 0);
+    CHECK_EQ_INT(tm_store_invite_end(s, a.id, "accepted", t + 2), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_invite_end(s, a.id, "maybe", t + 2), TM_EINVAL);
+    CHECK_EQ_INT(tm_store_invite_end(s, "inv-nope", "declined", t + 2), TM_ENOTFOUND);
+    json_t *ev = event_payload(s, "visit.invite_ended", v.id);
+    CHECK_STR(json_string_value(field(field(ev, "invite"), "outcome")), "declined");
+    CHECK_STR(json_string_value(field(field(ev, "invite"), "invitee_id")), "d2");
+    json_decref(ev);
+    /* A restart ends what is open; the visit's end ends the rest. */
+    int n = -1;
+    CHECK_EQ_INT(tm_store_invite_end(s, d.id, "timeout", t + 3), 0);
+    CHECK_EQ_INT(tm_store_invites_end_open(s, "cancelled", t + 4, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    tm_invite e = a;
+    e.created_ms = t + 4;
+    CHECK_EQ_INT(tm_store_invite_create(s, &e), 0);
+    CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d1", t + 5), 0);
+    json_t *rec = tm_store_visit_record(s, v.id);
+    json_t *invites = field(rec, "invites");
+    CHECK_EQ_INT(json_array_size(invites), 4);
+    CHECK_STR(json_string_value(field(json_array_get(invites, 3), "outcome")), "visit_ended");
+    json_t *tl = field(rec, "timeline");
+    size_t i;
+    json_t *row;
+    int invited = 0, ended = 0;
+    json_array_foreach(tl, i, row)
+    {
+        const char *e2 = json_string_value(field(row, "event"));
+        invited += strcmp(e2, "invited") == 0;
+        ended += g_str_has_prefix(e2, "invite_");
+    }
+    CHECK_EQ_INT(invited, 4);
+    CHECK_EQ_INT(ended, 4);
+    json_decref(rec);
+    tm_store_free(s);
+}
+
+static void t_party_guest_links(const store_backend *b, const char *dir)
+{
+    (void)dir;
+    tm_store *s = b->open("party_links");
+    seed(s);
+    tm_visit v, w;
+    active_visit(s, &v, "p1");
+    int64_t t = tm_now_ms();
+    tm_guest_link l = {.expires_ms = t + 900000};
+    g_strlcpy(l.visit_id, v.id, sizeof(l.visit_id));
+    g_strlcpy(l.name, "daughter", sizeof(l.name));
+    g_strlcpy(l.created_by, "p1", sizeof(l.created_by));
+    CHECK_EQ_INT(tm_store_guest_link_create(s, &l, "short", "patient", t), TM_EINVAL);
+    CHECK_EQ_INT(tm_store_guest_link_create(s, &l, sha_a, "patient", t), 0);
+    CHECK_STR(l.state, "open");
+    tm_guest_link dup = l;
+    CHECK_EQ_INT(tm_store_guest_link_create(s, &dup, sha_a, "patient", t), TM_ECONFLICT);
+
+    tm_guest_link out;
+    static const char resume[] = "1111111111111111111111111111111111111111111111111111111111111111";
+    CHECK_EQ_INT(tm_store_guest_link_redeem(s, sha_a, "g-1", resume, t + 1, &out), 0);
+    CHECK_STR(out.state, "used");
+    CHECK_STR(out.guest_id, "g-1");
+    CHECK_STR(out.visit_id, v.id);
+    CHECK_EQ_INT(tm_store_guest_link_redeem(s, sha_a, "g-2", resume, t + 2, &out), TM_ECONFLICT);
+    CHECK_STR(out.state, "used");
+    static const char unknown[] =
+        "2222222222222222222222222222222222222222222222222222222222222222";
+    CHECK_EQ_INT(tm_store_guest_link_redeem(s, unknown, "g-3", NULL, t, &out), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_store_guest_link_get(s, TM_GUEST_LINK_BY_RESUME, resume, &out), 0);
+    CHECK_STR(out.guest_id, "g-1");
+    CHECK_EQ_INT(tm_store_guest_link_get(s, TM_GUEST_LINK_BY_GUEST, "g-1", &out), 0);
+    CHECK_STR(out.name, "daughter");
+
+    /* Expired: refused at the time it passes, and listed so. */
+    static const char code2[] = "3333333333333333333333333333333333333333333333333333333333333333";
+    tm_guest_link l2 = l;
+    l2.expires_ms = t + 10;
+    CHECK_EQ_INT(tm_store_guest_link_create(s, &l2, code2, "patient", t), 0);
+    CHECK_EQ_INT(tm_store_guest_link_redeem(s, code2, "g-4", NULL, t + 10, &out), TM_ECONFLICT);
+    CHECK_STR(out.state, "expired");
+    /* Revoked: only an open link; then refused. */
+    static const char code3[] = "4444444444444444444444444444444444444444444444444444444444444444";
+    tm_guest_link l3 = l;
+    CHECK_EQ_INT(tm_store_guest_link_create(s, &l3, code3, "attending", t), 0);
+    CHECK_EQ_INT(tm_store_guest_link_revoke(s, l3.id, "d1", t + 3, &out), 0);
+    CHECK_STR(out.state, "revoked");
+    CHECK_EQ_INT(tm_store_guest_link_revoke(s, l3.id, "d1", t + 4, &out), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_guest_link_revoke(s, l.id, "d1", t + 4, &out), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_guest_link_revoke(s, "gl-nope", "d1", t + 4, NULL), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_store_guest_link_redeem(s, code3, "g-5", NULL, t + 5, &out), TM_ECONFLICT);
+    CHECK_STR(out.state, "revoked");
+    json_t *links = tm_store_guest_links(s, v.id, t + 20);
+    CHECK_EQ_INT(json_array_size(links), 3);
+    size_t i;
+    json_t *row;
+    json_array_foreach(links, i, row)
+    {
+        const char *id = json_string_value(field(row, "link_id"));
+        const char *want = strcmp(id, l.id) == 0    ? "used"
+                           : strcmp(id, l2.id) == 0 ? "expired"
+                                                    : "revoked";
+        CHECK_STR(json_string_value(field(row, "state")), want);
+    }
+    json_decref(links);
+    CHECK_EQ_INT(count_events(s, "visit.guest_link", v.id), 5); /* 3 created, 1 used, 1 revoked */
+    json_t *ev = event_payload(s, "visit.guest_link", v.id);
+    char *text = json_dumps(ev, 0);
+    CHECK(strstr(text, "daughter") == NULL); /* ids only to the regulator */
+    CHECK_STR(json_string_value(field(field(ev, "guest_link"), "event")), "revoked");
+    free(text);
+    json_decref(ev);
+
+    /* An open link of another visit dies with that visit. */
+    active_visit(s, &w, "p2");
+    static const char code4[] = "5555555555555555555555555555555555555555555555555555555555555555";
+    tm_guest_link l4 = l;
+    g_strlcpy(l4.visit_id, w.id, sizeof(l4.visit_id));
+    CHECK_EQ_INT(tm_store_guest_link_create(s, &l4, code4, "patient", t), 0);
+    CHECK_EQ_INT(tm_store_visit_end(s, w.id, "completed", "d1", t + 30), 0);
+    CHECK_EQ_INT(tm_store_guest_link_redeem(s, code4, "g-6", NULL, t + 31, &out), TM_ECONFLICT);
+    CHECK_STR(out.state, "revoked");
+    tm_store_free(s);
+}
+
 void store_suite_run(const store_backend *b)
 {
     char *dir = g_dir_make_tmp("tm-store-suite-XXXXXX", NULL);
@@ -1232,6 +1457,9 @@ void store_suite_run(const store_backend *b)
         {"uploads", t_uploads},
         {"visit_chain", t_visit_chain},
         {"visit_seal", t_visit_seal},
+        {"party_staff_and_members", t_party_staff_and_members},
+        {"party_invites", t_party_invites},
+        {"party_guest_links", t_party_guest_links},
     };
     for (size_t i = 0; i < TM_ARRAY_LEN(tests); i++) {
         tests[i].fn(b, dir);
