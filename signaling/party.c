@@ -126,7 +126,7 @@ static user *user_by_key(tm_signaling *sig, const char *key)
     return g_hash_table_lookup(sig->users, key);
 }
 
-void tm__party_send_all(tm_signaling *sig, live_visit *v, json_t *m)
+void tm__party_send_members(tm_signaling *sig, live_visit *v, json_t *m)
 {
     tm__send_to_user(tm__visit_patient(sig, v), json_incref(m));
     if (v->state == TM_VS_ACTIVE)
@@ -134,6 +134,12 @@ void tm__party_send_all(tm_signaling *sig, live_visit *v, json_t *m)
     for (guint i = 0; i < v->party->len; i++)
         tm__send_to_user(user_by_key(sig, ((party_member *)g_ptr_array_index(v->party, i))->key),
                          json_incref(m));
+    json_decref(m);
+}
+
+void tm__party_send_all(tm_signaling *sig, live_visit *v, json_t *m)
+{
+    tm__party_send_members(sig, v, json_incref(m));
     for (guint i = 0; i < v->watchers->len; i++)
         tm__send_to_user(user_by_key(sig, g_ptr_array_index(v->watchers, i)), json_incref(m));
     json_decref(m);
@@ -265,6 +271,8 @@ int tm__party_leave(tm_signaling *sig, live_visit *v, user *u, const char *reaso
     }
     tm_info("party.left", "visit=%s user=%s role=%s reason=%s", v->id, u->key,
             tm__visit_role_name(m->role), reason);
+    if (strcmp(reason, "grace_expired") == 0)
+        tm_store_audit(sig->store, "system", "system", "visit.leave", v->id, "ok", u->sub);
     if (sig->media)
         tm_media_peer_close(sig->media, v->id, u->key);
     g_ptr_array_remove(v->party, m);

@@ -316,6 +316,8 @@ tm__visit_role tm__party_role(tm_signaling *sig, live_visit *v, const user *u);
 bool tm__party_may(tm__visit_role r, tm__party_action a);
 /* The party member u is in v, or NULL. */
 party_member *tm__party_member(live_visit *v, const user *u);
+/* Sends m (stolen) to every participant of v. */
+void tm__party_send_members(tm_signaling *sig, live_visit *v, json_t *m);
 /* Sends m (stolen) to every participant of v and every watcher. */
 void tm__party_send_all(tm_signaling *sig, live_visit *v, json_t *m);
 /* visit.participants to everyone in v and its watchers. */

@@ -291,8 +291,7 @@ static void handle_watch(request *r)
         if (sig->cfg->supervisor_notice) {
             json_t *m = json_pack("{s:s, s:s, s:b, s:i}", "type", "visit.supervisor", "visit_id",
                                   v->id, "present", true, "count", (int)v->watchers->len);
-            tm__send_to_user(tm__visit_patient(sig, v), json_incref(m));
-            tm__send_to_user(tm__visit_doctor(sig, v), m);
+            tm__party_send_members(sig, v, m);
         }
     }
     tm__reply_ok(r->s, r->id,
@@ -320,8 +319,7 @@ void tm__stop_watching(tm_signaling *sig, user *u, const char *why)
             json_t *m =
                 json_pack("{s:s, s:s, s:b, s:i}", "type", "visit.supervisor", "visit_id", v->id,
                           "present", v->watchers->len > 0, "count", (int)v->watchers->len);
-            tm__send_to_user(tm__visit_patient(sig, v), json_incref(m));
-            tm__send_to_user(tm__visit_doctor(sig, v), m);
+            tm__party_send_members(sig, v, m);
         }
     }
     u->watching[0] = 0;
