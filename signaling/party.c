@@ -328,10 +328,13 @@ static gboolean invite_timed_out(gpointer data)
     party_invite *inv = data;
     inv->timer = 0;
     tm_signaling *sig = inv->sig;
-    live_visit *v = g_hash_table_lookup(sig->visits, inv->visit_id);
-    invite_end(sig, inv, "timeout", true);
-    if (v)
-        tm__mark_overview_dirty(sig);
+    if (invite_end(sig, inv, "timeout", true) < 0) {
+        /* The store has it ended already, or cannot say: either way it no
+         * longer holds a place in the visit. */
+        tm_warn("party.invite_timeout_failed", "invite=%s err=%s", inv->id,
+                tm_store_errmsg(sig->store));
+        g_hash_table_remove(sig->invites, inv->id);
+    }
     return G_SOURCE_REMOVE;
 }
 
