@@ -285,6 +285,28 @@ test('a dropped consulting doctor who does not come back leaves; the visit goes 
   for (const c of [d1, p]) await c.close();
 });
 
+test('nurses and interpreters are never offered waiting patients', async () => {
+  const now = Date.now();
+  for (const id of ['n1', 'i1']) {
+    const r = await srv.api('POST', '/api/v1/shifts', { doctor_id: id, dept_id: 'cardio',
+      start: new Date(now - 60e3).toISOString(), end: new Date(now + 3600e3).toISOString() }, admin);
+    assert.equal(r.status, 201, r.text);
+  }
+  const n1 = await staff('n1');
+  const i1 = await staff('i1');
+  const p = await srv.client(`pp${++patients}`, 'patient');
+  const ci = await p.request('checkin', { dept: 'cardio' });
+  // Offers go out before the answer to anything sent after them.
+  await n1.request('ping');
+  await i1.request('ping');
+  assert.ok(!n1.pushes.some((m) => m.type === 'visit.offer'));
+  assert.ok(!i1.pushes.some((m) => m.type === 'visit.offer'));
+  const d3 = await staff('d3');
+  await d3.waitFor('visit.offer', (m) => m.visit_id === ci.visit_id);
+  await p.request('queue.leave', { visit_id: ci.visit_id });
+  for (const c of [n1, i1, d3, p]) await c.close();
+});
+
 test('a restart in the middle of a three-party visit keeps its participants', async () => {
   const s2 = await startServer({ args: ['--grace-s', '120'] });
   try {
