@@ -82,6 +82,30 @@ test('every JSON example parses and requests name a handled type', () => {
   jsonExamples(api); // throws on a broken block
 });
 
+test('the permission table of protocol.md is the one in signaling/party.c', () => {
+  const code = new Map([...read('signaling/party.c').matchAll(/\[(TM_ACT_[A-Z_]+)\] = \{([^}]*)\}/g)]
+    .map((m) => [m[1], m[2].split(',').map((x) => x.trim() === 'true')]));
+  assert.equal(code.size, 11);
+  const lines = protocol.split('\n');
+  const start = lines.findIndex((l) => l.startsWith('| action | patient | attending | consulting |'));
+  assert.ok(start > 0, 'no permission table');
+  const rows = [];
+  for (let i = start + 2; lines[i] && lines[i].startsWith('|'); i++)
+    rows.push(lines[i].split('|').slice(1, -1).map((c) => c.trim()));
+  const byLabel = (prefix) => rows.find((r) => r[0].startsWith(prefix)).slice(1);
+  const ticks = (cells) => cells.map((c) => c.includes('✓'));
+  const simple = { 'invite staff': 'TM_ACT_INVITE', 'cancel own invite': 'TM_ACT_INVITE_CANCEL',
+    'create / revoke / list guest links': 'TM_ACT_GUEST_LINK', 'remove a participant': 'TM_ACT_REMOVE',
+    'leave without ending': 'TM_ACT_LEAVE', 'end the visit': 'TM_ACT_END', 'chat': 'TM_ACT_CHAT',
+    'see the patient card': 'TM_ACT_PATIENT_CARD', 'media send + receive': 'TM_ACT_MEDIA' };
+  for (const [label, act] of Object.entries(simple))
+    assert.deepEqual(ticks(byLabel(label)), code.get(act), label);
+  const notes = byLabel('read notes / write notes');
+  assert.deepEqual(ticks(notes), code.get('TM_ACT_NOTE_READ'), 'read notes');
+  assert.deepEqual(notes.map((c) => c.includes('/') && c.split('/')[1].includes('✓')),
+    code.get('TM_ACT_NOTE_WRITE'), 'write notes');
+});
+
 // ---- the live part ----------------------------------------------------
 
 let srv;
