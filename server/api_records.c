@@ -11,6 +11,7 @@
 #include "telemed/fhir.h"
 #include "telemed/http_range.h"
 #include "telemed/rec_crypt.h"
+#include "telemed/signaling.h"
 #include "telemed/store.h"
 
 #include <fcntl.h>
@@ -105,12 +106,11 @@ void tm__api_visits(http_req *r)
         const char *doctor = json_string_value(json_object_get(rec, "doctor_id"));
         bool own = r->who.role == TM_ROLE_DOCTOR && doctor && strcmp(doctor, r->who.sub) == 0;
         /* A consulting doctor and a nurse of the visit read its record and
-         * notes too (docs/protocol.md, the permission table); an
-         * interpreter does not. */
+         * notes too (the permission table); an interpreter does not. */
         char role[16];
         if (!own && r->who.role == TM_ROLE_DOCTOR &&
             tm_store_party_role(st, r->seg[1], r->who.sub, role) == 0)
-            own = strcmp(role, "consulting") == 0 || strcmp(role, "nurse") == 0;
+            own = tm_signaling_role_reads_notes(role);
         if (!tm__is_staff(r) && !own) {
             json_decref(rec);
             tm__audit(r, "visit.read", r->seg[1], "denied");

@@ -73,6 +73,11 @@ bool tm__party_may(tm__visit_role r, tm__party_action a)
     return r > TM_VR_NONE && r < TM_VR_COUNT && a >= 0 && a < TM_ACT_COUNT && may[a][r];
 }
 
+bool tm_signaling_role_reads_notes(const char *visit_role)
+{
+    return tm__party_may(visit_role_parse(visit_role), TM_ACT_NOTE_READ);
+}
+
 party_member *tm__party_member(live_visit *v, const user *u)
 {
     for (guint i = 0; u && i < v->party->len; i++) {

@@ -64,6 +64,11 @@ void tm_signaling_shifts_changed(tm_signaling *sig);
 /* The estimate of a visit's length per department, for the wait estimate. */
 int64_t tm_signaling_avg_visit_ms(tm_signaling *sig, const char *dept_id);
 
+/* Whether someone who held visit_role ("attending", "consulting", "nurse",
+ * ...) in a visit may read its record and notes: the permission table of
+ * docs/protocol.md, kept in signaling/party.c. Pure; any thread. */
+bool tm_signaling_role_reads_notes(const char *visit_role);
+
 /* Media events from tm_media: a tm_media_event_cb whose user is the tm_signaling. */
 void tm_signaling_on_media_event(const struct tm_media_event *ev, void *user);
 

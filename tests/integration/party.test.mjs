@@ -182,8 +182,16 @@ test('the attending removes a nurse; patient and attending cannot be removed', a
   await assert.rejects(n1.request('chat.send', { visit_id: visitId, text: 'still here?' }), /forbidden/);
   const left = srv.sql(`SELECT leave_reason FROM participants WHERE visit_id = '${visitId}' AND user_id = 'n1'`);
   assert.deepEqual(left.map((r) => r.leave_reason), ['removed']);
+  // The nurse reads the visit's record (notes included); an interpreter does not.
+  const i1 = await staff('i1');
+  await bringIn(d1, i1, visitId, 'i1', 'interpreter');
+  await assert.rejects(i1.request('visit.note', { visit_id: visitId, text: 'x' }), /forbidden/);
   await d1.request('visit.end', { visit_id: visitId });
-  for (const c of [d1, n1, p]) await c.close();
+  const asNurse = await srv.api('GET', `/api/v1/visits/${visitId}`, undefined, srv.token('n1', 'doctor'));
+  assert.equal(asNurse.status, 200);
+  const asInterpreter = await srv.api('GET', `/api/v1/visits/${visitId}`, undefined, srv.token('i1', 'doctor'));
+  assert.equal(asInterpreter.status, 403);
+  for (const c of [d1, n1, i1, p]) await c.close();
 });
 
 test('a guest link works once, for its visit only; expired and revoked links are refused', async () => {
