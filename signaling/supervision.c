@@ -110,6 +110,18 @@ json_t *tm_signaling_overview(tm_signaling *sig)
         if (v->accepted_ms)
             json_object_set_new(o, "duration_s", json_integer((now - v->accepted_ms) / 1000));
         json_object_set_new(o, "watchers", json_integer(v->watchers->len));
+        if (v->state == TM_VS_ACTIVE) {
+            /* Who else is in a visit of more than two: ids and roles, no names. */
+            json_t *party = json_array();
+            for (guint j = 0; j < v->party->len; j++) {
+                const party_member *m = g_ptr_array_index(v->party, j);
+                user *u = g_hash_table_lookup(sig->users, m->key);
+                json_array_append_new(party, json_pack("{s:s, s:s, s:b}", "id", m->sub, "role",
+                                                       tm__visit_role_name(m->role), "connected",
+                                                       u && u->sess));
+            }
+            json_object_set_new(o, "party", party);
+        }
         if (v->quality) {
             json_object_set(o, "quality", v->quality);
             add_quality_alerts(sig, v, alerts, now);

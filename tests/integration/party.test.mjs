@@ -90,6 +90,14 @@ test('an invited doctor accepts, joins, chats and leaves; the visit goes on', as
   assert.equal(seen.participants.find((x) => x.id === 'd2').name, 'Staff d2');
   assert.equal(seen.participants.find((x) => x.id === 'd1').name, 'Dr d1');
 
+  const sup = await srv.client('s1', 'supervisor');
+  await sup.request('overview.subscribe');
+  const ov = await sup.waitFor('overview', (m) => m.visits.some((x) => x.id === visitId && x.party.length === 1));
+  assert.deepEqual(ov.visits.find((x) => x.id === visitId).party, [{ id: 'd2', role: 'consulting', connected: true }]);
+  await sup.request('visit.watch', { visit_id: visitId });
+  assert.equal((await sup.waitFor('visit.participants')).participants.length, 3);
+  await sup.close();
+
   await d2.request('chat.send', { visit_id: visitId, text: 'consultant here' });
   await p.waitFor('chat.message', (m) => m.from === 'd2');
   await d1.waitFor('chat.message', (m) => m.from === 'd2');
