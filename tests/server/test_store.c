@@ -1,7 +1,8 @@
 /*
  * test_store.c - the SQLite backend on real files: the backend-neutral
  * suite (store_suite.c), then what only SQLite has: the database and its
- * -wal/-shm made 0600, a database from a newer server refused, and writes
+ * -wal/-shm made 0600, a database from a newer server refused, the
+ * migration of visits of more than two on old rows, and writes
  * that fail (disk full, I/O error, locked by another process) refusing the
  * visit step with a clear message, leaving nothing half-written, and the
  * store serving again afterwards.
@@ -243,6 +244,55 @@ static void test_newer_schema_refused(void)
     g_free(path);
 }
 
+/* Migration 7 (visits of more than two) on a database of the schema
+ * before it, with rows: the participant table is rebuilt with each row's
+ * visit role, doctors get the kind doctor, nothing is lost. */
+static void test_party_migration(void)
+{
+    tm_store *s = open_sqlite("v6");
+    tm_store_free(s);
+    char *path = db_path("v6");
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    /* Back to the shape of version 6, as a server before issue 17 left it. */
+    static const char *const v6 =
+        "DROP TABLE invites; DROP TABLE guest_links; DROP TABLE participants;"
+        "ALTER TABLE doctors DROP COLUMN kind;"
+        "CREATE TABLE participants(id INTEGER PRIMARY KEY,"
+        "  visit_id TEXT NOT NULL REFERENCES visits(id), user_id TEXT NOT NULL,"
+        "  role TEXT NOT NULL CHECK(role IN ('patient','doctor','supervisor')),"
+        "  user_agent TEXT, joined_at INTEGER NOT NULL, left_at INTEGER, leave_reason TEXT);"
+        "INSERT INTO departments VALUES('cardio', 'Cardiology', 1);"
+        "INSERT INTO doctors(id, name, dept_id, licence_no, created_at)"
+        "  VALUES('d1', 'Dr One', 'cardio', 'LIC1', 1);"
+        "INSERT INTO visits(id, patient_id, dept_id, doctor_id, kind, state, checkin_at,"
+        "  updated_at) VALUES('v1', 'p1', 'cardio', 'd1', 'follow_up', 'ended', 1, 1);"
+        "INSERT INTO participants(visit_id, user_id, role, joined_at, left_at, leave_reason)"
+        "  VALUES('v1', 'p1', 'patient', 1, 9, 'completed'), ('v1', 'd1', 'doctor', 2, 9,"
+        "  'completed'), ('v1', 's1', 'supervisor', 3, 4, 'left');"
+        "PRAGMA user_version=6;";
+    char *msg = NULL;
+    CHECK_EQ_INT(sqlite3_exec(db, v6, NULL, NULL, &msg), SQLITE_OK);
+    sqlite3_close(db);
+    s = open_sqlite("v6");
+    CHECK_EQ_INT(tm_store_schema_version(s), 7);
+    char role[16];
+    CHECK_EQ_INT(tm_store_party_role(s, "v1", "d1", role), 0);
+    CHECK_STR(role, "attending");
+    CHECK_EQ_INT(tm_store_party_role(s, "v1", "p1", role), 0);
+    CHECK_STR(role, "patient");
+    CHECK_EQ_INT(tm_store_party_role(s, "v1", "s1", role), TM_ENOTFOUND); /* a watcher */
+    tm_doctor_info info;
+    CHECK_EQ_INT(tm_store_doctor_get(s, "d1", &info), 0);
+    CHECK_STR(info.kind, "doctor");
+    json_t *rec = tm_store_visit_record(s, "v1");
+    CHECK_EQ_INT(json_array_size(json_object_get(rec, "participants")), 3);
+    CHECK_EQ_INT(json_array_size(json_object_get(rec, "invites")), 0);
+    json_decref(rec);
+    tm_store_free(s);
+    g_free(path);
+}
+
 static int mode_of(const char *path)
 {
     struct stat st;
@@ -434,6 +484,7 @@ int main(void)
     install_shim();
     store_suite_run(&(store_backend){"sqlite", open_sqlite});
     RUN(test_newer_schema_refused);
+    RUN(test_party_migration);
     RUN(test_files_are_private);
     RUN(test_disk_full);
     RUN(test_io_error);
