@@ -40,19 +40,16 @@ static json_t *party_event_data(const char *user_id, const char *visit_role, con
     return o;
 }
 
-int tm_store_party_join(tm_store *s, const char *visit_id, const char *user_id,
-                        const char *visit_role, const char *user_agent, bool first, int64_t now_ms)
+/* The participant row, and with first its event, inside the caller's transaction. */
+static int party_join_in_tx(tm_store *s, const char *visit_id, const char *user_id,
+                            const char *visit_role, const char *user_agent, bool first,
+                            int64_t now_ms)
 {
-    if (!party_role_valid(visit_role) || !user_id || !*user_id)
-        return tm__store_refuse(s, TM_EINVAL, "unknown visit role");
-    int rc = tm__store_begin(s);
-    if (rc < 0)
-        return rc;
-    rc = tm__store_run(s,
-                       "INSERT INTO participants(visit_id, user_id, role, visit_role, user_agent,"
-                       " joined_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-                       "sssssI", visit_id, user_id, token_role_of(visit_role), visit_role,
-                       user_agent, now_ms);
+    int rc = tm__store_run(
+        s,
+        "INSERT INTO participants(visit_id, user_id, role, visit_role, user_agent,"
+        " joined_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+        "sssssI", visit_id, user_id, token_role_of(visit_role), visit_role, user_agent, now_ms);
     if (rc == TM_ECONFLICT)
         rc = tm__store_refuse(s, TM_EINVAL, "unknown visit");
     if (rc == 0 && first) {
@@ -61,6 +58,18 @@ int tm_store_party_join(tm_store *s, const char *visit_id, const char *user_id,
                                           "participant", who);
         json_decref(who);
     }
+    return rc;
+}
+
+int tm_store_party_join(tm_store *s, const char *visit_id, const char *user_id,
+                        const char *visit_role, const char *user_agent, bool first, int64_t now_ms)
+{
+    if (!party_role_valid(visit_role) || !user_id || !*user_id)
+        return tm__store_refuse(s, TM_EINVAL, "unknown visit role");
+    int rc = tm__store_begin(s);
+    if (rc < 0)
+        return rc;
+    rc = party_join_in_tx(s, visit_id, user_id, visit_role, user_agent, first, now_ms);
     return tm__store_finish(s, rc);
 }
 
@@ -207,6 +216,31 @@ int tm_store_invite_end(tm_store *s, const char *invite_id, const char *outcome,
     }
     if (rc == 0)
         rc = invite_event(s, "visit.invite_ended", invite_id, now_ms);
+    return tm__store_finish(s, rc);
+}
+
+int tm_store_invite_accept(tm_store *s, const char *invite_id, const char *user_agent,
+                           int64_t now_ms)
+{
+    int rc = tm__store_begin(s);
+    if (rc < 0)
+        return rc;
+    rc = tm__store_run_one(s,
+                           "UPDATE invites SET outcome = 'accepted', decided_at = ?2"
+                           " WHERE id = ?1 AND outcome IS NULL",
+                           "sI", invite_id, now_ms);
+    char visit_id[64];
+    json_t *inv = invite_json(s, invite_id, visit_id, sizeof(visit_id));
+    if (rc == TM_ENOTFOUND && inv)
+        rc = tm__store_refuse(s, TM_ECONFLICT, "the invite has ended");
+    if (rc == 0) {
+        const char *invitee = json_string_value(json_object_get(inv, "invitee_id"));
+        const char *role = json_string_value(json_object_get(inv, "role"));
+        rc = tm__store_outbox_append_with(s, "visit.invite_ended", visit_id, now_ms, "invite", inv);
+        if (rc == 0)
+            rc = party_join_in_tx(s, visit_id, invitee, role, user_agent, true, now_ms);
+    }
+    json_decref(inv);
     return tm__store_finish(s, rc);
 }
 

@@ -510,10 +510,7 @@ static void handle_invite_answer(request *r)
     g_strlcpy(visit_id, v->id, sizeof(visit_id));
     g_strlcpy(invite_id, inv->id, sizeof(invite_id));
     tm__visit_role role = inv->role;
-    int rc = tm_store_invite_end(sig->store, inv->id, "accepted", now);
-    if (rc == 0)
-        rc = tm_store_party_join(sig->store, v->id, r->u->sub, tm__visit_role_name(role), r->s->ua,
-                                 true, now);
+    int rc = tm_store_invite_accept(sig->store, inv->id, r->s->ua, now);
     if (rc < 0) {
         tm__reply_err(r->s, r->id, rc, "joining the visit failed");
         return;

@@ -318,6 +318,11 @@ int tm_store_invite_create(tm_store *s, tm_invite *inv);
  * cancelled or visit_ended, and its visit.invite_ended event.
  * TM_ENOTFOUND, TM_ECONFLICT (already ended), TM_EINVAL (outcome). */
 int tm_store_invite_end(tm_store *s, const char *invite_id, const char *outcome, int64_t now_ms);
+/* The invitee accepts an open invitation: it ends accepted and the invitee
+ * joins with the invite's role, both events, in one transaction.
+ * TM_ENOTFOUND, TM_ECONFLICT (already ended). */
+int tm_store_invite_accept(tm_store *s, const char *invite_id, const char *user_agent,
+                           int64_t now_ms);
 /* At start: every invitation still open ends with outcome (nobody holds its
  * push any more); *count (may be NULL) gets how many. */
 int tm_store_invites_end_open(tm_store *s, const char *outcome, int64_t now_ms, int *count);

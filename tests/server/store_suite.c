@@ -1321,6 +1321,17 @@ static void t_party_invites(const store_backend *b, const char *dir)
     /* A restart ends what is open; the visit's end ends the rest. */
     int n = -1;
     CHECK_EQ_INT(tm_store_invite_end(s, d.id, "timeout", t + 3), 0);
+    /* Accepting ends the invite and makes the invitee a member, in one step. */
+    tm_invite f = a;
+    g_strlcpy(f.invitee_id, "d3", sizeof(f.invitee_id));
+    CHECK_EQ_INT(tm_store_invite_create(s, &f), 0);
+    CHECK_EQ_INT(tm_store_invite_accept(s, f.id, "ua/3", t + 3), 0);
+    CHECK_EQ_INT(tm_store_invite_accept(s, f.id, "ua/3", t + 3), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_invite_accept(s, "inv-nope", "ua/3", t + 3), TM_ENOTFOUND);
+    char role[16];
+    CHECK_EQ_INT(tm_store_party_role(s, v.id, "d3", role), 0);
+    CHECK_STR(role, "consulting");
+    CHECK_EQ_INT(count_events(s, "visit.participant_joined", v.id), 1);
     CHECK_EQ_INT(tm_store_invites_end_open(s, "cancelled", t + 4, &n), 0);
     CHECK_EQ_INT(n, 1);
     tm_invite e = a;
@@ -1329,8 +1340,8 @@ static void t_party_invites(const store_backend *b, const char *dir)
     CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d1", t + 5), 0);
     json_t *rec = tm_store_visit_record(s, v.id);
     json_t *invites = field(rec, "invites");
-    CHECK_EQ_INT(json_array_size(invites), 4);
-    CHECK_STR(json_string_value(field(json_array_get(invites, 3), "outcome")), "visit_ended");
+    CHECK_EQ_INT(json_array_size(invites), 5);
+    CHECK_STR(json_string_value(field(json_array_get(invites, 4), "outcome")), "visit_ended");
     json_t *tl = field(rec, "timeline");
     size_t i;
     json_t *row;
@@ -1341,8 +1352,8 @@ static void t_party_invites(const store_backend *b, const char *dir)
         invited += strcmp(e2, "invited") == 0;
         ended += g_str_has_prefix(e2, "invite_");
     }
-    CHECK_EQ_INT(invited, 4);
-    CHECK_EQ_INT(ended, 4);
+    CHECK_EQ_INT(invited, 5);
+    CHECK_EQ_INT(ended, 5);
     json_decref(rec);
     tm_store_free(s);
 }
