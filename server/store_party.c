@@ -373,6 +373,8 @@ int tm_store_guest_link_redeem(tm_store *s, const char *code_sha256, const char 
         g_strlcpy(out->guest_id, guest_id, sizeof(out->guest_id));
         rc = link_event(s, out, "used", NULL, now_ms);
     }
+    if (rc == 0)
+        rc = party_join_in_tx(s, out->visit_id, guest_id, "guest", NULL, true, now_ms);
     return tm__store_finish(s, rc);
 }
 

@@ -854,8 +854,6 @@ user *tm__guest_redeem(tm_signaling *sig, const char *code, const char *resume, 
     secret_hash(resume_out, resume_hash);
     int64_t now = tm_now_ms();
     rc = tm_store_guest_link_redeem(sig->store, hash, guest_id, resume_hash, now, &l);
-    if (rc == 0)
-        rc = tm_store_party_join(sig->store, v->id, guest_id, "guest", NULL, true, now);
     if (rc < 0) {
         *err = rc == TM_ECONFLICT ? TM_EAUTH : rc;
         *why = rc == TM_ECONFLICT ? "guest link refused: used" : "guest link failed";

@@ -344,8 +344,9 @@ typedef struct tm_guest_link {
 int tm_store_guest_link_create(tm_store *s, tm_guest_link *l, const char *code_sha256,
                                const char *creator_role, int64_t now_ms);
 /* Uses the link whose code hashes to code_sha256, once: it becomes used by
- * guest_id, with the SHA-256 of the guest's resume secret, and its
- * visit.guest_link event. *out is filled on success and on refusal.
+ * guest_id, with the SHA-256 of the guest's resume secret, and guest_id
+ * joins the visit as a guest, with the visit.guest_link and
+ * visit.participant_joined events, in one transaction. *out is filled on success and on refusal.
  * TM_ENOTFOUND (unknown code), TM_ECONFLICT (out->state: used, revoked or
  * expired). */
 int tm_store_guest_link_redeem(tm_store *s, const char *code_sha256, const char *guest_id,

@@ -1382,6 +1382,10 @@ static void t_party_guest_links(const store_backend *b, const char *dir)
     CHECK_STR(out.state, "used");
     CHECK_STR(out.guest_id, "g-1");
     CHECK_STR(out.visit_id, v.id);
+    char role[16];
+    CHECK_EQ_INT(tm_store_party_role(s, v.id, "g-1", role), 0);
+    CHECK_STR(role, "guest");
+    CHECK_EQ_INT(count_events(s, "visit.participant_joined", v.id), 1);
     CHECK_EQ_INT(tm_store_guest_link_redeem(s, sha_a, "g-2", resume, t + 2, &out), TM_ECONFLICT);
     CHECK_STR(out.state, "used");
     static const char unknown[] =
