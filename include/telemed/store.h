@@ -263,8 +263,10 @@ json_t *tm_store_visit_list(tm_store *s, const char *state, const char *dept_id,
  * no visit are absent), for /metrics and the overview. */
 int tm_store_visit_counts(tm_store *s, int64_t since_ms, json_t **out);
 
-/* A participant row (role patient, doctor or supervisor) joining now.
- * TM_EINVAL for an unknown visit or role. */
+/* A participant row (role patient, doctor or supervisor) joining now: the
+ * patient and the attending doctor (visit roles patient and attending) or
+ * a watching supervisor (no visit role); tm_store_party_join for the
+ * others. TM_EINVAL for an unknown visit or role. */
 int tm_store_participant_join(tm_store *s, const char *visit_id, const char *user_id,
                               const char *role, const char *user_agent, int64_t now_ms);
 /* Closes user_id's open participant rows of the visit; 0 also when there
