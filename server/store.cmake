@@ -15,6 +15,10 @@ target_sources(telemed PRIVATE
 # against SQLite, plus SQLite's own checks: file modes, a newer schema, and
 # writes failing (disk full, locked, I/O error).
 tm_unit_test(test_store tests/server/test_store.c tests/server/store_suite.c)
+# Every step is a transaction with fsync (synchronous=FULL): on a shared,
+# loaded disk the suite takes far longer than its CPU time, so its cap is a
+# wedge detector, not a time budget.
+set_tests_properties(test_store PROPERTIES TIMEOUT 300)
 
 # The live server with its database locked by another process.
 tm_node_test(integration_store_failure tests/integration/store_failure.test.mjs)
