@@ -1,6 +1,7 @@
 // feed_docs.test.mjs - docs/regulator-feed.md's examples against the events a
 // real telemed-server writes: a visit with the patient's consent, the
-// doctor's identity check, a signed note, terminate_and_refer with advice
+// doctor's identity check, a consulting doctor invited in and leaving, a
+// guest link, a signed note, terminate_and_refer with advice
 // and a rating; then a recording the server finds cut short at its restart
 // (recording.available) and the seal (visit.sealed). Every example must
 // have exactly the fields of the real event of its type (an example with a
@@ -67,6 +68,17 @@ test("every example in regulator-feed.md is shaped like the server's events", { 
     const visit = ci.visit_id;
     await doctor.waitFor('visit.offer', (m) => m.visit_id === visit);
     await doctor.request('visit.accept', { visit_id: visit });
+    // A visit of three: a consulting doctor invited, joining and leaving; a guest link.
+    const r = await srv.api('POST', '/api/v1/doctors', { id: 'd2', name: 'Dr d2', dept_id: 'cardio',
+      licence_no: 'LIC-d2' }, srv.token('admin-1', 'admin'));
+    assert.equal(r.status, 201);
+    const consultant = await srv.client('d2', 'doctor');
+    await consultant.request('doctor.status', { status: 'available' });
+    const inv = await doctor.request('visit.invite', { visit_id: visit, user_id: 'd2', role: 'consulting' });
+    await consultant.request('visit.invite_answer', { invite_id: inv.invite_id, accept: true });
+    await patient.request('guest.link_create', { visit_id: visit, name: 'daughter' });
+    await consultant.request('visit.leave', { visit_id: visit });
+    await consultant.close();
     await doctor.request('visit.end', { visit_id: visit, reason: 'terminate_and_refer',
       advice: 'Chest pain at rest: to the emergency department of the hospital today.' });
     await patient.waitFor('visit.state', (m) => m.state === 'ended');
@@ -85,12 +97,12 @@ test("every example in regulator-feed.md is shaped like the server's events", { 
     await srv.restart();
 
     const dir = path.join(srv.dataDir, 'feed');
-    const events = await waitUntil('seven events of the visit in the file sink', () => {
+    const events = await waitUntil('twelve kinds of event of the visit in the file sink', () => {
       const all = fs.readdirSync(dir).filter((f) => f.endsWith('.ndjson'))
         .flatMap((f) => fs.readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean))
         .map((l) => JSON.parse(l)).filter((e) => e.visit_id === visit);
       const byType = new Map(all.map((e) => [e.type, e]));
-      return byType.size >= 7 && byType;
+      return byType.size >= 12 && byType;
     }, 120000);
 
     const docs = examples();
