@@ -483,6 +483,8 @@ static party_invite *requested_invite(request *r, bool as_inviter)
     return inv;
 }
 
+static void invite_accept_checked(request *r, const tm_doctor_check *check);
+
 static void handle_invite_answer(request *r)
 {
     tm_signaling *sig = r->sig;
@@ -503,6 +505,26 @@ static void handle_invite_answer(request *r)
             tm__reply_ok(r->s, r->id, NULL);
         else
             tm__reply_err(r->s, r->id, TM_ECONFLICT, "the visit has ended");
+        return;
+    }
+    /* A consulting doctor proves who they are as the attending did to
+     * accept the visit (doctor_check.c); staff who do not treat do not. */
+    if (inv->role == TM_VR_CONSULTING)
+        tm__doctor_check(r, v, invite_accept_checked);
+    else
+        invite_accept_checked(r, NULL);
+}
+
+static void invite_accept_checked(request *r, const tm_doctor_check *check)
+{
+    (void)check;
+    tm_signaling *sig = r->sig;
+    party_invite *inv = requested_invite(r, false);
+    if (!inv)
+        return;
+    live_visit *v = g_hash_table_lookup(sig->visits, inv->visit_id);
+    if (!v || v->state != TM_VS_ACTIVE) {
+        tm__reply_err(r->s, r->id, TM_ECONFLICT, "the visit has ended");
         return;
     }
     int64_t now = tm_now_ms();

@@ -168,6 +168,13 @@ test('invites end declined, cancelled and timed out, each recorded', async () =>
   await assert.rejects(p.request('visit.invite', { visit_id: visitId, user_id: 'n1', role: 'nurse' }), /forbidden/);
   inv = await d1.request('visit.invite', { visit_id: visitId, user_id: 'n1', role: 'nurse' });
   await assert.rejects(d1.request('visit.invite', { visit_id: visitId, user_id: 'n1', role: 'nurse' }), /conflict/);
+  // A consulting doctor proves who they are, as for accepting a visit: a
+  // sign-in older than doctor_verify_window_s (12 h) is refused.
+  const stale = await srv.client('d3', 'doctor', { auth_time: Math.floor(Date.now() / 1000) - 2 * 86400 });
+  await stale.request('doctor.status', { status: 'available' });
+  const inv3 = await d1.request('visit.invite', { visit_id: visitId, user_id: 'd3', role: 'consulting' });
+  await assert.rejects(stale.request('visit.invite_answer', { invite_id: inv3.invite_id, accept: true }), /forbidden/);
+  await stale.close();
   // The visit's end ends the open invite.
   await d1.request('visit.end', { visit_id: visitId });
   assert.equal((await n1.waitFor('visit.invite_ended', (m) => m.invite_id === inv.invite_id)).outcome, 'visit_ended');
