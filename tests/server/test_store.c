@@ -244,18 +244,18 @@ static void test_newer_schema_refused(void)
     g_free(path);
 }
 
-/* Migration 9 (visits of more than two) on a database of the schema
+/* Migration 10 (visits of more than two) on a database of the schema
  * before it, with rows: the participant table is rebuilt with each row's
  * visit role, doctors get the kind doctor, nothing is lost. */
 static void test_party_migration(void)
 {
-    tm_store *s = open_sqlite("v8");
+    tm_store *s = open_sqlite("v9");
     tm_store_free(s);
-    char *path = db_path("v8");
+    char *path = db_path("v9");
     sqlite3 *db;
     CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    /* Back to the shape of version 8, as a server before issue 17 left it. */
-    static const char *const v8 =
+    /* Back to the shape of version 9, as a server before issue 17 left it. */
+    static const char *const v9 =
         "DROP TABLE invites; DROP TABLE guest_links; DROP TABLE participants;"
         "ALTER TABLE doctors DROP COLUMN kind;"
         "CREATE TABLE participants(id INTEGER PRIMARY KEY,"
@@ -270,12 +270,12 @@ static void test_party_migration(void)
         "INSERT INTO participants(visit_id, user_id, role, joined_at, left_at, leave_reason)"
         "  VALUES('v1', 'p1', 'patient', 1, 9, 'completed'), ('v1', 'd1', 'doctor', 2, 9,"
         "  'completed'), ('v1', 's1', 'supervisor', 3, 4, 'left');"
-        "PRAGMA user_version=8;";
+        "PRAGMA user_version=9;";
     char *msg = NULL;
-    CHECK_EQ_INT(sqlite3_exec(db, v8, NULL, NULL, &msg), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, v9, NULL, NULL, &msg), SQLITE_OK);
     sqlite3_close(db);
-    s = open_sqlite("v8");
-    CHECK_EQ_INT(tm_store_schema_version(s), 9);
+    s = open_sqlite("v9");
+    CHECK_EQ_INT(tm_store_schema_version(s), 10);
     char role[16];
     CHECK_EQ_INT(tm_store_party_role(s, "v1", "d1", role), 0);
     CHECK_STR(role, "attending");
