@@ -158,7 +158,8 @@ void tm__auth_expire_sessions(tm_signaling *sig, int64_t now_ms)
     g_hash_table_iter_init(&it, sig->users);
     while (g_hash_table_iter_next(&it, &key, &val)) {
         session *s = ((user *)val)->sess;
-        if (!s || s->closing || now_ms < session_ends_ms(s))
+        /* A guest signs in without a token (exp_s 0): the visit's end is theirs. */
+        if (!s || s->closing || !s->exp_s || now_ms < session_ends_ms(s))
             continue;
         tm_info("ws.token_expired", "user=%s", s->u->key);
         tm__session_close(s, TM_WS_CLOSE_TOKEN_EXPIRED, "token expired");
