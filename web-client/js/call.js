@@ -1,6 +1,9 @@
-// call.js - the visit as patient and doctor see it: the other side's video
-// large, one's own small, mute and camera buttons, the quality indicator,
-// chat, the "supervisor present" and "other side reconnecting" notices.
+// call.js - the visit as its participants see it: the others as tiles
+// (party.js: the other side large in a two-person visit, the active
+// speaker large or a grid with more), one's own video small, mute and
+// camera buttons, the quality indicator, chat, the "supervisor present"
+// and "someone reconnecting" notices. More people join by renegotiating
+// the one connection (visit.participants grows: more receive slots).
 // Media is best effort: while the media path is unavailable the rest of the
 // visit (chat, notes, ending) keeps working.
 
@@ -8,6 +11,7 @@ import { t } from './i18n.js';
 import { el, announce, renderQuality, qualityNode, chatLine, errText } from './common.js';
 import { MediaPeer, getCamera } from './peer.js';
 import { RemoteMediaState } from './media_quality.js';
+import { Tiles, roleText } from './party.js';
 
 function canFullscreen(video) {
   return !!(document.fullscreenEnabled || video.webkitEnterFullscreen);
@@ -21,17 +25,24 @@ function enterFullscreen(video) {
 }
 
 export class Call {
-  // mount: element to render into; role: 'patient' | 'doctor'.
-  constructor({ mount, sig, hello, visitId, role, stream, extraControls = [] }) {
+  // mount: element to render into; role: 'patient' | 'doctor' | 'guest'
+  // (the page); visitRole: this person's role in the visit; others: who
+  // the page takes the other side to be until visit.participants says.
+  constructor({ mount, sig, hello, visitId, role, visitRole = null, others = [], stream, extraControls = [], onParticipants = null }) {
+    this.onParticipants = onParticipants;
     this.sig = sig;
     this.hello = hello;
     this.visitId = visitId;
     this.role = role;
+    this.visitRole = visitRole || (role === 'doctor' ? 'attending' : role);
     this.stream = stream;
     this.selfId = hello.sub;
     this.unsubs = [];
-    this.remoteStream = new MediaStream();
     this.seen = new Set();
+    this.away = new Set();
+    this.serverParticipants = false;
+    this.tiles = new Tiles({ selfId: this.selfId, viewer: this.visitRole, report: (id, w, h) => this.reportView(id, w, h) });
+    this.tiles.setParticipants(others);
     this.historyKey = `telemed.chat.${visitId}`;
     this.render(mount, extraControls);
     this.bind();
@@ -57,8 +68,6 @@ export class Call {
   }
 
   render(mount, extraControls) {
-    const otherKey = this.role === 'patient' ? 'visit.remote_doctor' : 'visit.remote_patient';
-    this.remote = el('video', { class: 'remote-video', autoplay: true, playsinline: true, 'data-i18n-label': otherKey, 'aria-label': t(otherKey) });
     this.self = el('video', { class: 'self-video', autoplay: true, playsinline: true, muted: true, 'data-i18n-label': 'visit.self', 'aria-label': t('visit.self') });
     this.self.muted = true;
     this.stageMsg = el('p', { class: 'stage-msg', role: 'status' }, t('visit.media_connecting'));
@@ -71,7 +80,7 @@ export class Call {
     this.camRetry = el('button', { class: 'btn ctl', type: 'button', hidden: true }, t('visit.camera_retry'));
     // On a phone the other side fills the screen; a second camera (the
     // back one) can be switched to where the device has one.
-    this.fullBtn = el('button', { class: 'btn ctl', type: 'button', hidden: !canFullscreen(this.remote) }, t('visit.fullscreen'));
+    this.fullBtn = el('button', { class: 'btn ctl', type: 'button', hidden: !canFullscreen(document.createElement('video')) }, t('visit.fullscreen'));
     this.flipBtn = el('button', { class: 'btn ctl', type: 'button', hidden: true }, t('visit.switch_camera'));
     this.supNotice = el('p', { class: 'notice notice-info', role: 'status', hidden: true }, t('visit.supervisor'));
     this.peerNotice = el('p', { class: 'notice notice-warn', role: 'status', hidden: true });
@@ -87,13 +96,15 @@ export class Call {
       this.muteBtn, this.camBtn, this.flipBtn, this.fullBtn, this.camRetry, ...extraControls);
     mount.replaceChildren(
       el('div', { class: 'call' },
-        el('div', { class: 'stage' }, this.remote, this.stageMsg, this.self, this.quality, this.tapBtn),
+        this.stageNode = el('div', { class: 'stage' }, this.tiles.main, this.stageMsg, this.self, this.quality, this.tapBtn),
+        this.tiles.thumbs,
         controls,
         this.supNotice, this.peerNotice, this.camNotice),
       el('section', { class: 'chat card', 'aria-labelledby': `chat-h-${this.role}` },
         el('h2', { id: `chat-h-${this.role}` }, t('chat.title')),
         this.chatEmpty, this.chatList, this.chatForm));
-    this.remote.srcObject = this.remoteStream;
+    this.tiles.addEventListener('layout', (e) => { this.stageNode.dataset.layout = e.detail.mode; });
+    this.tiles.layout();
     if (this.stream) this.self.srcObject = this.stream;
     else this.self.hidden = true;
     this.updateButtons();
@@ -104,7 +115,7 @@ export class Call {
     this.muteBtn.addEventListener('click', () => this.toggle('audio'));
     this.camBtn.addEventListener('click', () => this.toggle('video'));
     this.camRetry.addEventListener('click', () => this.restartCamera());
-    this.fullBtn.addEventListener('click', () => enterFullscreen(this.remote));
+    this.fullBtn.addEventListener('click', () => { if (this.remote) enterFullscreen(this.remote); });
     this.tapBtn.addEventListener('click', () => this.playRemote());
     this.flipBtn.addEventListener('click', () => this.flipCamera());
     this.offerFlip();
@@ -120,15 +131,30 @@ export class Call {
       if (m.present) announce(t('visit.supervisor'), { toast: false });
     });
     on('visit.participant', (m) => {
-      if (m.visit_id !== this.visitId) return;
+      if (m.visit_id !== this.visitId || m.id === this.selfId) return;
       if (m.connected) {
-        this.peerNotice.hidden = true;
+        if (!this.away.delete(m.id)) return;
         announce(t('visit.peer_back'), { kind: 'ok' });
       } else {
-        this.peerNotice.textContent = this.role === 'patient' ? t('visit.peer_away_doctor') : t('visit.peer_away_patient', { s: m.grace_s ?? '' });
-        this.peerNotice.hidden = false;
+        this.away.add(m.id);
+        this.awayGrace = m.grace_s;
       }
+      this.renderAway();
     });
+    on('visit.participants', (m) => {
+      if (m.visit_id !== this.visitId) return;
+      this.setParticipants(m.participants || [], true);
+    });
+    on('media.streams', (m) => {
+      if (m.visit_id !== this.visitId) return;
+      this.tiles.setStreams(m.streams || []);
+    });
+    on('media.speaker', (m) => {
+      if (m.visit_id !== this.visitId) return;
+      this.tiles.setSpeaker(m.participant_id || null);
+    });
+    this.tiles.addEventListener('video', () => this.setStage(null));
+    this.tiles.addEventListener('play', (e) => this.playRemote(e.detail.video));
     // Back from a dropped connection: the same visit, a new ICE path.
     const onHello = () => { if (this.peer) this.peer.restart(); };
     this.sig.addEventListener('hello', onHello);
@@ -141,7 +167,62 @@ export class Call {
     this.unsubs.push(() => remoteState.close());
   }
 
+  // The participants as the server lists them; the page's own guess of
+  // the other side is replaced by the first list. Everyone but oneself
+  // needs a receive slot: more people, a renegotiation.
+  setParticipants(list, fromServer = false) {
+    if (fromServer) this.serverParticipants = true;
+    else if (this.serverParticipants) return;
+    this.tiles.setParticipants(list);
+    for (const id of [...this.away]) if (!list.some((p) => p.id === id && p.connected === false)) this.away.delete(id);
+    for (const p of list) if (p.id !== this.selfId && p.connected === false) this.away.add(p.id);
+    this.renderAway();
+    const self = list.find((p) => p.id === this.selfId);
+    if (self && self.role) this.visitRole = self.role;
+    if (this.peer && list.length >= 3) this.peer.ensureRecv(list.length - 1);
+    if (this.onParticipants) this.onParticipants(list);
+  }
+
+  get participants() {
+    return this.tiles.participants;
+  }
+
+  participant(id) {
+    return this.tiles.participants.find((p) => p.id === id) || null;
+  }
+
+  // Who dropped, in words: the patient and the attending doctor as a
+  // two-person visit always said it, anyone else by name and role.
+  renderAway() {
+    const ids = [...this.away];
+    if (!ids.length) {
+      this.peerNotice.hidden = true;
+      return;
+    }
+    const lines = ids.map((id) => {
+      const p = this.participant(id);
+      const role = p ? p.role : null;
+      if (role === 'patient' || (!p && this.role !== 'patient')) return t('visit.peer_away_patient', { s: this.awayGrace ?? '' });
+      if (role === 'attending' || !p) return t('visit.peer_away_doctor');
+      return t('visit.peer_away_other', { name: p.name || t('party.unnamed'), role: roleText(p.role) });
+    });
+    this.peerNotice.textContent = lines.join(' ');
+    this.peerNotice.hidden = false;
+  }
+
+  reportView(participantId, width, height) {
+    if (this.sig.state !== 'open') return;
+    this.sig.request('media.view', { visit_id: this.visitId, participant_id: participantId, width, height }).catch(() => {});
+  }
+
+  // The large video: the other side of a two-person visit.
+  get remote() {
+    return this.tiles.mainVideo();
+  }
+
   relabel() {
+    this.tiles.relabel();
+    this.renderAway();
     this.stageMsg.textContent = this.stageText ? t(this.stageText) : '';
     this.supNotice.textContent = t('visit.supervisor');
     this.camNotice.textContent = t('visit.camera_lost');
@@ -186,10 +267,14 @@ export class Call {
     this.updateButtons();
   }
 
-  playRemote() {
-    this.remote.play().then(() => { this.tapBtn.hidden = true; }).catch((e) => {
-      if (e && e.name === 'NotAllowedError') this.tapBtn.hidden = false;
-    });
+  playRemote(video = null) {
+    const all = video ? [video] : [...this.tiles.tiles.values()].map((x) => x.video);
+    for (const v of all) {
+      if (!v.srcObject) continue;
+      v.play().then(() => { this.tapBtn.hidden = true; }).catch((e) => {
+        if (e && e.name === 'NotAllowedError') this.tapBtn.hidden = false;
+      });
+    }
   }
 
   async offerFlip() {
@@ -254,24 +339,23 @@ export class Call {
   // Starts media; the visit goes on without it if the server cannot.
   async startMedia() {
     this.peer = new MediaPeer({ sig: this.sig, visitId: this.visitId, iceServers: this.hello.ice_servers || [], stream: this.stream });
+    const n = this.tiles.participants.length;
+    if (n >= 3) this.peer.extraRecv = n - 1;
+    this.tiles.setPeer(this.peer);
     this.peer.addEventListener('track', (e) => {
       const track = e.detail.track;
-      for (const old of this.remoteStream.getTracks()) if (old.kind === track.kind) this.remoteStream.removeTrack(old);
-      this.remoteStream.addTrack(track);
-      if (track.kind === 'video') {
-        track.addEventListener('unmute', () => this.setStage(null));
-      }
+      if (track.kind === 'video') track.addEventListener('unmute', () => { if (this.anyVideo()) this.setStage(null); });
+      this.tiles.assign();
       this.playRemote();
     });
-    this.remote.addEventListener('playing', () => { if (this.remote.videoWidth > 0) this.setStage(null); });
-    this.remote.addEventListener('resize', () => { if (this.remote.videoWidth > 0) this.setStage(null); });
     this.peer.addEventListener('state', (e) => {
       const s = e.detail.state;
       document.body.dataset.media = s;
       if (s === 'unavailable') this.setStage('visit.media_unavailable');
       else if (s === 'failed') this.setStage('visit.media_failed');
       else if (s === 'connecting') this.setStage('visit.media_connecting');
-      else if (s === 'connected' && !(this.remote.videoWidth > 0)) this.awaitVideo();
+      else if (s === 'connected' && !this.anyVideo()) this.awaitVideo();
+      if (s === 'connected') this.tiles.assign();
     });
     this.peer.addEventListener('quality', (e) => renderQuality(this.quality, e.detail));
     try {
@@ -288,10 +372,14 @@ export class Call {
     this.setStage('visit.waiting_video');
     clearTimeout(this.videoTimer);
     this.videoTimer = setTimeout(() => {
-      if (this.peer && this.peer.state === 'connected' && !(this.remote.videoWidth > 0)) {
-        this.setStage(this.role === 'patient' ? 'visit.audio_only_doctor' : 'visit.audio_only_patient');
+      if (this.peer && this.peer.state === 'connected' && !this.anyVideo()) {
+        this.setStage(this.tiles.tiles.size > 1 ? 'visit.audio_only_all' : this.role === 'patient' ? 'visit.audio_only_doctor' : 'visit.audio_only_patient');
       }
     }, 5000);
+  }
+
+  anyVideo() {
+    return [...this.tiles.tiles.values()].some((x) => x.video.videoWidth > 0);
   }
 
   async sendChat() {
@@ -312,7 +400,7 @@ export class Call {
       this.seen.add(m.message_id);
     }
     this.chatEmpty.hidden = true;
-    this.chatList.append(chatLine(m, this.selfId));
+    this.chatList.append(chatLine(m, this.selfId, this.tiles.participants.length > 2 ? this.participant(m.from) : null));
     this.chatList.scrollTop = this.chatList.scrollHeight;
   }
 
@@ -320,6 +408,7 @@ export class Call {
     for (const u of this.unsubs) u();
     this.unsubs = [];
     clearTimeout(this.videoTimer);
+    this.tiles.close();
     if (this.peer) this.peer.close();
     this.peer = null;
     if (stopCamera && this.stream) for (const tr of this.stream.getTracks()) tr.stop();

@@ -2,7 +2,7 @@
 // frame (language switch, connection banner, live announcements, fatal
 // messages), small DOM helpers and the quality indicator.
 
-import { t, apply, bindSwitch, fmtTime } from './i18n.js';
+import { t, apply, bindSwitch, fmtTime, codeText } from './i18n.js';
 
 // The token comes in the link's fragment (#token=...), which browsers never
 // send to a server or put in a Referer.
@@ -142,7 +142,9 @@ export function fatal(titleKey, helpKey, { reload = false } = {}) {
 
 // The connection banner follows the signaling state; the page keeps
 // working underneath while it reconnects.
-export function bindConnection(sig) {
+// onAuthFailed(detail): the page says itself why it was refused (a guest
+// link used twice) instead of the generic expired-link message.
+export function bindConnection(sig, { onAuthFailed = null } = {}) {
   const banner = $('#conn');
   const text = $('#conn-text');
   const retry = $('#conn-retry');
@@ -172,7 +174,8 @@ export function bindConnection(sig) {
       text.textContent = t('conn.connecting');
     } else if (d.state === 'auth_failed') {
       banner.hidden = true;
-      fatal('conn.auth_failed', 'conn.auth_failed_help');
+      if (onAuthFailed) onAuthFailed(d);
+      else fatal('conn.auth_failed', 'conn.auth_failed_help');
     } else if (d.state === 'replaced') {
       banner.hidden = true;
       fatal('conn.replaced', 'conn.replaced', { reload: true });
@@ -202,9 +205,12 @@ export function qualityNode() {
     el('span', { class: 'q-text' }, t('q.unknown')));
 }
 
-export function chatLine(m, selfId) {
+// sender: the participant who wrote it, named with their visit role in a
+// visit of more than two.
+export function chatLine(m, selfId, sender = null) {
   const mine = m.from === selfId;
-  const who = mine ? t('chat.you') : t(m.from_role === 'doctor' ? 'chat.doctor' : 'chat.patient');
+  const who = mine ? t('chat.you') : sender ? t('party.tile_label', { name: sender.name || t('party.unnamed'), role: codeText('prole', sender.role) })
+    : t(m.from_role === 'doctor' ? 'chat.doctor' : m.from_role === 'guest' ? 'prole.guest' : 'chat.patient');
   return el('li', { class: `chat-msg ${mine ? 'mine' : 'theirs'}` },
     el('span', { class: 'chat-meta' }, `${who} · ${fmtTime(m.at)}`),
     el('span', { class: 'chat-text' }, m.text));

@@ -1,12 +1,17 @@
 // doctor.js - the consultation workstation: status (available / away /
 // off duty), today's shift and figures, the department queue, incoming
 // offers with a countdown, the visit with chat and the note editor, ending
-// with an outcome, and the next patient in one click.
+// with an outcome, and the next patient in one click. Visits of more than
+// two: the attending doctor invites a colleague, interpreter or nurse
+// (staff.list), sees who is in the visit and removes someone; an invited
+// doctor, nurse or interpreter gets a card to join or decline, takes part
+// in their role and leaves without ending the visit.
 
 import { t, fmtTime, fmtDateTime, fmtDuration, codeText } from './i18n.js';
 import { Signaling, api } from './signaling.js';
 import { getCamera } from './peer.js';
 import { Call } from './call.js';
+import { roleText } from './party.js';
 import { $, $$, el, initPage, showView, bindConnection, announce, errText, confirmDialog } from './common.js';
 
 const page = initPage(['doctor']);
@@ -27,6 +32,12 @@ const state = {
   departments: [],
   startedAt: null,
   visitTimer: null,
+  myRole: 'attending',
+  invited: null,
+  invitedTimer: null,
+  invites: [],
+  staff: null,
+  skewMs: 0,
 };
 let sig = null;
 window.tm = { state, get sig() { return sig; }, get call() { return state.call; } };
@@ -39,11 +50,18 @@ async function main() {
   sig.addEventListener('hello', (e) => {
     const first = !state.hello;
     state.hello = e.detail;
+    const at = Date.parse(e.detail.server_time);
+    if (!Number.isNaN(at)) state.skewMs = at - Date.now();
     if (!first) resync(e.detail.state || {});
   });
   sig.on('visit.offer', onOffer);
   sig.on('visit.offer_cancelled', onOfferCancelled);
   sig.on('visit.state', onVisitState);
+  sig.on('visit.invited', onInvited);
+  sig.on('visit.invite_ended', onInviteEnded);
+  sig.on('visit.removed', (m) => {
+    if (m.visit_id === state.visitId) visitOver(m.visit_id, 'removed', m.by_role);
+  });
   sig.on('doctor.status', (m) => {
     setStatus(m.status);
     if (m.reason === 'offer_timeout') {
@@ -59,6 +77,11 @@ async function main() {
   $('#offer-decline').addEventListener('click', decline);
   $('#end-btn').addEventListener('click', endVisit);
   $('#end-reason').addEventListener('change', syncEndAdvice);
+  $('#leave-btn').addEventListener('click', leaveVisit);
+  $('#invited-accept').addEventListener('click', () => answerInvite(true));
+  $('#invited-decline').addEventListener('click', () => answerInvite(false));
+  $('#inv-form').addEventListener('submit', (e) => { e.preventDefault(); findStaff(); });
+  setInterval(renderInvites, 1000);
   $('#next-btn').addEventListener('click', nextPatient);
   $('#note-save').addEventListener('click', () => saveNote(false));
   $('#note-sign').addEventListener('click', () => saveNote(true));
@@ -73,6 +96,7 @@ async function main() {
     state.hello = hello;
     showView('ws', { focus: false });
     try { state.departments = (await api(page.token, '/departments')).departments || []; } catch { /* names optional */ }
+    fillInviteDepts();
     applyDoctorState(hello.state || {});
     refreshQueue();
     setInterval(refreshQueue, 5000);
@@ -213,14 +237,14 @@ function renderOffer() {
 // chime sounds while an offer waits.
 let baseTitle = document.title;
 let blink = null;
-function attention(on) {
+function attention(on, key = 'doc.offer_title') {
   clearInterval(blink);
   document.title = baseTitle;
   if (!on) return;
   let flip = false;
   blink = setInterval(() => {
     flip = !flip;
-    document.title = flip ? `(!) ${t('doc.offer_title')}` : baseTitle;
+    document.title = flip ? `(!) ${t(key)}` : baseTitle;
   }, 1000);
   try {
     const ctx = new AudioContext();
@@ -301,10 +325,14 @@ function recalledPatient(visitId) {
   try { return JSON.parse(sessionStorage.getItem(`telemed.patient.${visitId}`) || '{}'); } catch { return {}; }
 }
 
-async function openVisit(visitId, offer = null) {
+async function openVisit(visitId, offer = null, role = null) {
   if (state.call && state.visitId === visitId) return;
   closeCall();
   state.visitId = visitId;
+  state.myRole = role || 'attending';
+  state.invites = [];
+  state.staff = null;
+  state.participants = [];
   state.ended = null;
   state.noteSigned = false;
   state.noteDirty = false;
@@ -328,6 +356,7 @@ async function openVisit(visitId, offer = null) {
       const rec = await api(page.token, `/visits/${encodeURIComponent(visitId)}`);
       const known = recalledPatient(visitId);
       state.visitInfo = { patient_id: rec.patient_id, patient_name: known.id === rec.patient_id ? known.name : '', dept: rec.dept_id, kind: rec.kind };
+      if (!role && rec.doctor_id && rec.doctor_id !== hello().sub) state.myRole = recordRole(rec) || 'consulting';
       if (rec.accepted_at) startVisitTimer(new Date(rec.accepted_at).getTime());
       history = (rec.chat || []).map((c) => ({ message_id: c.id, from: c.sender_id, from_role: c.sender_role, text: c.body, at: c.sent_at }));
       const note = (rec.notes || []).slice(-1)[0];
@@ -339,9 +368,17 @@ async function openVisit(visitId, offer = null) {
       renderVisitHead();
     } catch { /* the header stays generic */ }
   }
+  renderRole();
   loadPatientCard(visitId);
   await ensureCamera();
-  state.call = new Call({ mount: $('#visit-mount'), sig, hello: state.hello, visitId, role: 'doctor', stream: state.stream });
+  if (state.visitId !== visitId) return;
+  const info = state.visitInfo || {};
+  const others = state.myRole === 'attending' && info.patient_id
+    ? [{ id: info.patient_id, role: 'patient', name: info.patient_name || t('doc.patient', { id: info.patient_id }), connected: true }] : [];
+  state.call = new Call({
+    mount: $('#visit-mount'), sig, hello: state.hello, visitId, role: 'doctor', visitRole: state.myRole, stream: state.stream,
+    others, onParticipants: onParticipants,
+  });
   for (const m of history) state.call.addChat(m);
   state.call.startMedia();
   $('#visit-h').focus?.();
@@ -396,6 +433,235 @@ function renderVisitHead() {
   renderVisitTimer();
 }
 
+// My role in a visit from its record (its participants), if it says.
+function recordRole(rec) {
+  const me = (rec.participants || []).filter((p) => (p.user_id === hello().sub || p.id === hello().sub) && !p.left_at).slice(-1)[0];
+  const r = me && (me.visit_role || me.role);
+  return r && r !== 'doctor' ? r : null;
+}
+
+// What this doctor may do here follows their role in the visit: the
+// attending ends it, invites and removes; the others leave; an
+// interpreter does not see the note.
+function renderRole() {
+  const attending = state.myRole === 'attending';
+  $('#end-card').hidden = !attending || !!state.ended;
+  $('#leave-card').hidden = attending || !!state.ended;
+  $('#invite-box').hidden = !attending || !!state.ended;
+  $('#note-card').hidden = state.myRole === 'interpreter';
+  const tag = $('#my-role');
+  tag.hidden = attending;
+  tag.textContent = attending ? '' : t('doc.my_role', { role: roleText(state.myRole) });
+  if (state.myRole === 'nurse') setNoteLocked(true);
+}
+
+function onParticipants(list) {
+  state.participants = list;
+  const me = list.find((p) => p.id === hello().sub);
+  if (me && me.role && me.role !== state.myRole) {
+    state.myRole = me.role;
+    renderRole();
+  }
+  $('#people').hidden = list.length === 0;
+  renderPeople();
+}
+
+function renderPeople() {
+  const list = state.participants || [];
+  const attending = state.myRole === 'attending' && !state.ended;
+  $('#people-list').replaceChildren(...list.map((p) => {
+    const mine = p.id === hello().sub;
+    const removable = attending && !mine && p.role !== 'patient' && p.role !== 'attending';
+    return el('li', { 'data-participant': p.id, 'data-role': p.role },
+      el('span', { class: 'grow' }, el('strong', {}, p.name || t('party.unnamed')), mine ? ` (${t('visit.you')})` : ''),
+      el('span', { class: 'tag' }, roleText(p.role)),
+      p.connected === false ? el('span', { class: 'tag tag-busy' }, t('party.reconnecting')) : null,
+      removable ? el('button', { class: 'btn btn-small btn-danger', type: 'button', onclick: () => removeParticipant(p) }, t('inv.remove')) : null);
+  }));
+}
+
+async function removeParticipant(p) {
+  const name = p.name || t('party.unnamed');
+  if (!await confirmDialog(t('inv.remove_confirm', { name }), { okText: t('inv.remove'), cancelText: t('common.cancel'), danger: true })) return;
+  try {
+    await sig.request('visit.remove', { visit_id: state.visitId, user_id: p.id });
+    announce(t('inv.removed', { name }), { kind: 'ok' });
+  } catch (e) {
+    announce(t('inv.remove_failed', { msg: errText(e) }), { kind: 'error' });
+  }
+}
+
+/* ---- inviting staff (attending) ----------------------------------- */
+
+function fillInviteDepts() {
+  const sel = $('#inv-dept');
+  const keep = sel.value;
+  sel.replaceChildren(el('option', { value: '' }, t('inv.any')), ...state.departments.map((d) => el('option', { value: d.id }, d.name || d.id)));
+  sel.value = keep;
+}
+
+async function findStaff() {
+  const fields = {};
+  if ($('#inv-dept').value) fields.dept = $('#inv-dept').value;
+  if ($('#inv-kind').value) fields.kind = $('#inv-kind').value;
+  $('#inv-error').hidden = true;
+  try {
+    const r = await sig.request('staff.list', fields);
+    state.staff = (r.staff || []).filter((x) => x.id !== hello().sub);
+  } catch (e) {
+    showInviteError(t('inv.failed', { msg: errText(e) }));
+    return;
+  }
+  renderStaff();
+}
+
+function showInviteError(text) {
+  $('#inv-error').textContent = text;
+  $('#inv-error').hidden = false;
+}
+
+// The visit role an invitee takes follows their kind of staff.
+const ROLE_OF_KIND = { doctor: 'consulting', nurse: 'nurse', interpreter: 'interpreter' };
+
+function staffLabel(x) {
+  return x.title ? t('doctor.with_title', { name: x.name || x.id, title: x.title }) : x.name || x.id;
+}
+
+function renderStaff() {
+  const list = state.staff;
+  if (!list) return;
+  const inVisit = new Set((state.participants || []).map((p) => p.id));
+  const pending = new Set(state.invites.map((i) => i.user_id));
+  $('#staff-none').hidden = list.length > 0;
+  $('#staff-list').replaceChildren(...list.map((x) => {
+    const can = (x.status === 'available' || x.status === 'away') && !inVisit.has(x.id) && !pending.has(x.id);
+    return el('li', { 'data-staff': x.id, 'data-status': x.status },
+      el('span', { class: 'grow' }, el('strong', {}, staffLabel(x)), ' ', el('span', { class: 'muted' }, deptName(x.dept))),
+      el('span', { class: 'tag' }, codeText('staff.kind', x.kind)),
+      el('span', { class: `tag tag-status-${x.status}` }, codeText('staff.status', x.status)),
+      el('button', { class: 'btn btn-small', type: 'button', disabled: !can, onclick: () => invite(x) }, t('inv.invite')));
+  }));
+}
+
+async function invite(x) {
+  const role = ROLE_OF_KIND[x.kind] || 'consulting';
+  try {
+    const r = await sig.request('visit.invite', { visit_id: state.visitId, user_id: x.id, role });
+    state.invites.push({ invite_id: r.invite_id, expires_at: r.expires_at, user_id: x.id, name: staffLabel(x), role });
+    $('#inv-error').hidden = true;
+  } catch (e) {
+    showInviteError(t('inv.failed', { msg: errText(e) }));
+  }
+  renderInvites();
+  renderStaff();
+}
+
+function secondsLeft(iso) {
+  return Math.max(0, Math.round((Date.parse(iso) - (Date.now() + state.skewMs)) / 1000));
+}
+
+function renderInvites() {
+  const box = $('#inv-pending');
+  if (!box) return;
+  const rows = state.invites.map((i) => el('li', { 'data-invite': i.invite_id },
+    el('span', { class: 'grow' }, t('inv.pending', { name: i.name, role: roleText(i.role), s: secondsLeft(i.expires_at) })),
+    el('button', { class: 'btn btn-small', type: 'button', onclick: () => cancelInvite(i) }, t('inv.cancel'))));
+  // Rebuilt each second for the countdown: keep focus on the same button.
+  const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest('#inv-pending li');
+  const focusId = focused ? focused.dataset.invite : null;
+  box.replaceChildren(...rows);
+  if (focusId) box.querySelector(`li[data-invite="${CSS.escape(focusId)}"] button`)?.focus();
+}
+
+async function cancelInvite(i) {
+  try {
+    await sig.request('visit.invite_cancel', { invite_id: i.invite_id });
+  } catch (e) {
+    announce(t('common.error', { msg: errText(e) }), { kind: 'error' });
+  }
+}
+
+// Pushed to the inviter and to the invitee.
+function onInviteEnded(m) {
+  if (state.invited && state.invited.invite_id === m.invite_id) {
+    if (m.outcome !== 'accepted') {
+      hideInvited();
+      announce(t('invd.ended', { outcome: codeText('invd.outcome', m.outcome) }), { kind: 'error' });
+    }
+    return;
+  }
+  const i = state.invites.find((x) => x.invite_id === m.invite_id);
+  if (!i) return;
+  state.invites = state.invites.filter((x) => x !== i);
+  announce(t(`inv.outcome.${['accepted', 'declined', 'timeout', 'cancelled', 'visit_ended'].includes(m.outcome) ? m.outcome : 'other'}`, { name: i.name }),
+    { kind: m.outcome === 'accepted' ? 'ok' : 'info' });
+  renderInvites();
+  renderStaff();
+}
+
+/* ---- being invited ------------------------------------------------ */
+
+function onInvited(m) {
+  state.invited = m;
+  renderInvited();
+  $('#invited').hidden = false;
+  $('#idle').hidden = true;
+  clearInterval(state.invitedTimer);
+  const tick = () => {
+    const left = secondsLeft(m.expires_at);
+    $('#invited-countdown').textContent = t('invd.countdown', { s: left });
+    if (left <= 0) clearInterval(state.invitedTimer);
+  };
+  tick();
+  state.invitedTimer = setInterval(tick, 1000);
+  announce(t('invd.title'), { toast: false });
+  attention(true, 'invd.title');
+  $('#invited-accept').focus();
+}
+
+function renderInvited() {
+  const m = state.invited;
+  if (!m) return;
+  const from = (m.from && (m.from.name || m.from.id)) || '';
+  $('#invited-desc').textContent = t('invd.desc', { from, role: roleText(m.role), dept: deptName(m.dept) || t('common.none') });
+}
+
+function hideInvited() {
+  attention(false);
+  clearInterval(state.invitedTimer);
+  state.invited = null;
+  $('#invited').hidden = true;
+  if (!state.visitId && $('#offer').hidden) $('#idle').hidden = false;
+}
+
+async function answerInvite(accept) {
+  const m = state.invited;
+  if (!m) return;
+  $('#invited-accept').disabled = true;
+  try {
+    if (accept) await ensureCamera();
+    await sig.request('visit.invite_answer', { invite_id: m.invite_id, accept });
+    hideInvited();
+    if (accept) openVisit(m.visit_id, null, m.role);
+  } catch (e) {
+    hideInvited();
+    announce(t('common.error', { msg: errText(e) }), { kind: 'error' });
+  } finally {
+    $('#invited-accept').disabled = false;
+  }
+}
+
+async function leaveVisit() {
+  if (!await confirmDialog(t('doc.leave_confirm'), { okText: t('doc.leave'), cancelText: t('common.cancel'), danger: true })) return;
+  const id = state.visitId;
+  try {
+    await sig.request('visit.leave', { visit_id: id });
+    visitOver(id, 'left', hello().sub);
+  } catch (e) {
+    announce(t('common.error', { msg: errText(e) }), { kind: 'error' });
+  }
+}
+
 // The visit's running time, from the accept (the record's on a resume).
 function startVisitTimer(at) {
   clearInterval(state.visitTimer);
@@ -443,6 +709,10 @@ function visitOver(visitId, reason, by) {
   renderStatusTag();
   $('#visit-mount').replaceChildren();
   $('#end-card').hidden = true;
+  $('#leave-card').hidden = true;
+  $('#invite-box').hidden = true;
+  $('#people').hidden = true;
+  state.invites = [];
   $('#wrap-card').hidden = false;
   renderWrapText();
   refreshQueue();
@@ -451,6 +721,16 @@ function visitOver(visitId, reason, by) {
 
 function renderWrapText() {
   const r = state.ended.reason;
+  const guestOf = state.myRole !== 'attending';
+  $('#next-btn').textContent = guestOf ? t('doc.back_idle') : t('doc.next');
+  if (r === 'removed' || r === 'left') {
+    $('#wrap-text').textContent = t(r === 'removed' ? 'doc.removed' : 'doc.left');
+    return;
+  }
+  if (guestOf) {
+    $('#wrap-text').textContent = t('doc.party_over');
+    return;
+  }
   $('#wrap-text').textContent = r === 'patient_left' || r === 'grace_expired'
     ? t('doc.ended_by_patient', { reason: reasonText(r) })
     : t('doc.ended', { reason: reasonText(r) });
@@ -496,7 +776,9 @@ async function nextPatient() {
   state.visitId = null;
   renderStatusTag();
   $('#visit').hidden = true;
-  await changeStatus('available');
+  // Back from someone else's visit, the doctor's own status stays as set.
+  if (state.myRole === 'attending') await changeStatus('available');
+  state.myRole = 'attending';
   showIdle();
   $('#idle-text').focus?.();
 }
@@ -543,6 +825,12 @@ async function saveNote(sign, { quiet = false } = {}) {
 }
 
 function relabel() {
+  renderInvited();
+  renderRole();
+  renderPeople();
+  renderInvites();
+  renderStaff();
+  fillInviteDepts();
   setShift(state.shift);
   renderIdle();
   renderOffer();

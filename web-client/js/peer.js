@@ -15,6 +15,10 @@
 // when the server answers with a new one (it forgot this peer) or ICE comes
 // up and nothing arrives, the page makes a fresh RTCPeerConnection.
 //
+// Visits of more than two: the page asks for more receive slots with
+// ensureRecv() as visit.participants grows; recvonly transceivers are added
+// (never removed) and a new offer renegotiates the same connection.
+//
 // Events: 'track' (detail: {track, streams, transceiver}), 'state'
 // (detail: {state}: new|connecting|connected|disconnected|failed|closed|
 // unavailable), 'quality' (detail: see quality()).
@@ -36,6 +40,8 @@ export class MediaPeer extends EventTarget {
     this.iceServers = iceServers;
     this.stream = stream;
     this.recv = recv;
+    this.extraRecv = 0; // recvonly audio+video pairs beyond the sendrecv ones
+    this.renegotiateWanted = false;
     this.pc = null;
     this.remoteSet = false;
     this.pendingCandidates = [];
@@ -84,6 +90,10 @@ export class MediaPeer extends EventTarget {
       // Receive the other side even when we have no camera or microphone.
       if (!tracks.some((t) => t.kind === 'audio')) pc.addTransceiver('audio', { direction: 'recvonly' });
       if (!tracks.some((t) => t.kind === 'video')) pc.addTransceiver('video', { direction: 'recvonly' });
+      for (let i = 0; i < this.extraRecv; i++) {
+        pc.addTransceiver('audio', { direction: 'recvonly' });
+        pc.addTransceiver('video', { direction: 'recvonly' });
+      }
     } else {
       const recv = this.recv || { audio: 1, video: 1 };
       for (let i = 0; i < recv.audio; i++) pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -138,6 +148,52 @@ export class MediaPeer extends EventTarget {
       throw e;
     }
     settled();
+    if (this.renegotiateWanted && this.remoteSet) setTimeout(() => this.renegotiate(), 0);
+  }
+
+  // At least `pairs` recvonly audio+video pairs (a sender) or `pairs` of
+  // each kind in all (a watcher); renegotiates when transceivers were added.
+  ensureRecv(pairs) {
+    if (this.stream) {
+      if (pairs <= this.extraRecv) return false;
+      const add = pairs - this.extraRecv;
+      this.extraRecv = pairs;
+      if (this.pc) {
+        for (let i = 0; i < add; i++) {
+          this.pc.addTransceiver('audio', { direction: 'recvonly' });
+          this.pc.addTransceiver('video', { direction: 'recvonly' });
+        }
+      }
+    } else {
+      const recv = this.recv || { audio: 1, video: 1 };
+      if (pairs <= recv.audio && pairs <= recv.video) return false;
+      const addA = Math.max(0, pairs - recv.audio), addV = Math.max(0, pairs - recv.video);
+      this.recv = { audio: recv.audio + addA, video: recv.video + addV };
+      if (this.pc) {
+        for (let i = 0; i < addA; i++) this.pc.addTransceiver('audio', { direction: 'recvonly' });
+        for (let i = 0; i < addV; i++) this.pc.addTransceiver('video', { direction: 'recvonly' });
+      }
+    }
+    this.renegotiate();
+    return true;
+  }
+
+  // One offer at a time: a renegotiation asked for while another offer
+  // waits for its answer goes out after it.
+  renegotiate() {
+    if (!this.pc || this.closed) return;
+    if (this.offerPending || this.pc.signalingState !== 'stable' || this.sig.state !== 'open') {
+      this.renegotiateWanted = true;
+      return;
+    }
+    this.renegotiateWanted = false;
+    this.sendOffer({}).catch(() => {});
+  }
+
+  // The transceiver that carries mid, for mapping media.streams to tracks.
+  transceiver(mid) {
+    if (!this.pc) return null;
+    return this.pc.getTransceivers().find((tr) => tr.mid === mid) || null;
   }
 
   // Something says the path may be dead (signaling came back, the server or
@@ -237,6 +293,8 @@ export class MediaPeer extends EventTarget {
       if (m.new_transport && restarting) {
         this.offerPending = null;
         this.recover('server has a new session', { fresh: true });
+      } else if (this.renegotiateWanted) {
+        setTimeout(() => this.renegotiate(), 0);
       }
     } catch (e) {
       this.setState('failed', String(e));

@@ -23,9 +23,12 @@ const PING_EVERY_MS = 15000;
 const PING_TIMEOUT_MS = 10000;
 
 export class Signaling extends EventTarget {
-  constructor({ token, url, ua } = {}) {
+  // credentials: a function returning the hello fields instead of the
+  // token (a guest's link code, then their resume secret).
+  constructor({ token, url, ua, credentials = null } = {}) {
     super();
     this.token = token;
+    this.credentials = credentials;
     const loc = window.location;
     this.url = url || `${loc.protocol === 'http:' ? 'ws' : 'wss'}://${loc.host}/ws`;
     this.ua = ua || `telemed-web/1 ${navigator.userAgent}`.slice(0, 250);
@@ -95,7 +98,8 @@ export class Signaling extends EventTarget {
   async onOpen(ws) {
     if (ws !== this.ws) return;
     try {
-      const data = await this.request('hello', { token: this.token, ua: this.ua });
+      const creds = this.credentials ? this.credentials() : { token: this.token };
+      const data = await this.request('hello', { ...creds, ua: this.ua });
       this.hello = data;
       this.attempt = 0;
       this.setState('open', { resumed: !!data.resumed });

@@ -6,6 +6,7 @@
 import { t, fmtTime, fmtDateTime, fmtDuration, codeText } from './i18n.js';
 import { Signaling, api } from './signaling.js';
 import { MediaPeer } from './peer.js';
+import { Tiles } from './party.js';
 import { $, $$, el, initPage, showView, bindConnection, announce, errText } from './common.js';
 
 const page = initPage(['supervisor', 'admin']);
@@ -34,12 +35,29 @@ async function main() {
   sig.on('chat.message', (m) => {
     if (m.visit_id === state.watching) addWatchChat(m);
   });
+  // A visit of any size: the server names everyone and says which m-line
+  // carries whom; from then on the watch shows named tiles.
+  sig.on('visit.participants', (m) => {
+    if (m.visit_id !== state.watching) return;
+    state.watchPeople = m.participants || [];
+    if (state.tiles) state.tiles.setParticipants(state.watchPeople);
+    if (state.peer) state.peer.ensureRecv(state.watchPeople.length);
+    renderWatchHead();
+  });
+  sig.on('media.streams', (m) => {
+    if (m.visit_id !== state.watching) return;
+    useTiles();
+    state.tiles.setStreams(m.streams || []);
+  });
+  sig.on('media.speaker', (m) => {
+    if (m.visit_id === state.watching && state.tiles) state.tiles.setSpeaker(m.participant_id || null);
+  });
   sig.addEventListener('hello', () => {
     // Every (re)connect: subscribe again, and resume watching.
     sig.request('overview.subscribe', {}).catch(() => {});
     if (state.watching) rewatch();
   });
-  window.addEventListener('langchange', () => { if (state.watching) setWatchSound(state.watchSound); renderOverview(); renderCompliance(); if (state.results) renderResults(); if (state.detail) renderDetail(); fillFilters(); });
+  window.addEventListener('langchange', () => { if (state.watching) setWatchSound(state.watchSound); if (state.tiles) state.tiles.relabel(); renderOverview(); renderCompliance(); if (state.results) renderResults(); if (state.detail) renderDetail(); fillFilters(); });
   bindTabs();
   $('#unwatch').addEventListener('click', () => stopWatching(true));
   $('#watch-sound').addEventListener('click', () => setWatchSound(!state.watchSound));
@@ -282,6 +300,7 @@ async function watch(visitId) {
     return;
   }
   state.watching = visitId;
+  state.watchPeople = null;
   $('#watch').hidden = false;
   renderWatchHead();
   $('#watch-grid').replaceChildren();
@@ -330,7 +349,7 @@ async function loadWatchChat(visitId) {
 // The watched visit's sound: on by default, one switch for both sides.
 function setWatchSound(on) {
   state.watchSound = on;
-  for (const a of $$('#watch-grid audio')) a.muted = !on;
+  for (const a of $$('#watch-grid audio, #watch-grid .tile-video')) a.muted = !on;
   const b = $('#watch-sound');
   b.textContent = t(on ? 'sup.sound_off' : 'sup.sound_on');
   b.setAttribute('aria-pressed', String(!on));
@@ -342,7 +361,8 @@ function watchedVisit() {
 
 function renderWatchHead() {
   const v = watchedVisit();
-  $('#watch-h').textContent = v.doctor_id
+  const n = (state.watchPeople || []).length;
+  $('#watch-h').textContent = n > 2 ? t('sup.watching_party', { n }) : v.doctor_id
     ? t('sup.watching_who', { doctor: doctorName(v.doctor_id), patient: v.patient_name || v.patient_id })
     : t('sup.watching', { visit: shortId(v.id) });
   $('#watch-h').title = v.id || '';
@@ -358,14 +378,50 @@ function tileLabel(streams, n) {
   return t('sup.tile_video', { n });
 }
 
+// From the first media.streams on, the watch is tiles named by the
+// server's participants; before (or from a server that does not say), a
+// figure per track labelled from the stream id.
+function useTiles() {
+  if (state.tiles) return;
+  const tiles = new Tiles({ selfId: null, viewer: 'supervisor', watcher: true, report: (id, width, height) => {
+    if (state.watching) sig.request('media.view', { visit_id: state.watching, participant_id: id, width, height }).catch(() => {});
+  } });
+  state.tiles = tiles;
+  tiles.addEventListener('play', (e) => { e.detail.video.muted = !state.watchSound; e.detail.video.play().catch(() => {}); });
+  tiles.setParticipants(state.watchPeople || fallbackPeople());
+  if (state.peer) tiles.setPeer(state.peer);
+  $('#watch-grid').replaceChildren(el('div', { class: 'stage watch-stage' }, tiles.main), tiles.thumbs);
+  tiles.layout();
+}
+
+// The two people of a visit as the overview names them.
+function fallbackPeople() {
+  const v = watchedVisit();
+  const list = [];
+  if (v.patient_id) list.push({ id: v.patient_id, role: 'patient', name: v.patient_name || v.patient_id });
+  if (v.doctor_id) list.push({ id: v.doctor_id, role: 'attending', name: doctorName(v.doctor_id) });
+  return list;
+}
+
+function dropTiles() {
+  if (state.tiles) state.tiles.close();
+  state.tiles = null;
+}
+
 function startPeer(visitId) {
   if (state.peer) state.peer.close();
+  dropTiles();
   state.peerGen = (state.peerGen || 0) + 1;
   $('#watch-grid').replaceChildren();
-  // One audio and one video from each side of a 1:1 visit.
-  const peer = new MediaPeer({ sig, visitId, iceServers: (state.hello && state.hello.ice_servers) || [], recv: { audio: 2, video: 2 } });
+  // One audio and one video from each participant (two in a 1:1 visit).
+  const n = Math.max(2, (state.watchPeople || []).length);
+  const peer = new MediaPeer({ sig, visitId, iceServers: (state.hello && state.hello.ice_servers) || [], recv: { audio: n, video: n } });
   state.peer = peer;
   peer.addEventListener('track', (e) => {
+    if (state.tiles) {
+      state.tiles.assign();
+      return;
+    }
     const track = e.detail.track;
     const stream = new MediaStream([track]);
     let media;
@@ -403,8 +459,10 @@ async function rewatch() {
 async function stopWatching(tellServer) {
   const id = state.watching;
   state.watching = null;
+  state.watchPeople = null;
   if (state.peer) state.peer.close();
   state.peer = null;
+  dropTiles();
   $('#watch').hidden = true;
   $('#watch-grid').replaceChildren();
   if (tellServer && id) await sig.request('visit.unwatch', {}).catch(() => {});

@@ -1,0 +1,198 @@
+// guest.js - the page a patient's family member or caregiver opens from
+// the one-time link (guest.html#code=...): their own notice (the visit is
+// recorded, what they see is private), then they join with camera and
+// microphone and see the visit's people as tiles. The code is redeemed
+// only when they join; the server then hands out a resume secret, kept
+// for this tab, with which a dropped connection or a reload comes back.
+// The visit's end, being removed or leaving ends on a screen that says so.
+
+import { t, apply, bindSwitch } from './i18n.js';
+import { Signaling } from './signaling.js';
+import { getCamera } from './peer.js';
+import { Call } from './call.js';
+import { $, el, showView, bindConnection, announce, errText, confirmDialog, fatal } from './common.js';
+
+const state = { code: null, resume: null, hello: null, visitId: null, call: null, stream: null, ended: null, refused: null, camError: null };
+let sig = null;
+window.tm = { state, get sig() { return sig; }, get call() { return state.call; } };
+
+const REFUSALS = ['used', 'expired', 'revoked', 'unknown'];
+
+main();
+
+function main() {
+  apply();
+  bindSwitch($('#lang-switch'));
+  state.code = new URLSearchParams(window.location.hash.replace(/^#/, '')).get('code');
+  if (!state.code) {
+    fatal('guest.no_code', 'guest.no_code_help');
+    return;
+  }
+  state.resume = recallResume();
+  window.addEventListener('langchange', relabel);
+  $('#gn-form').addEventListener('submit', (e) => { e.preventDefault(); join(); });
+  // Back in the same tab (a reload): the notice was accepted already.
+  if (state.resume) join();
+  else showView('notice');
+}
+
+function resumeKey() {
+  return `telemed.guest.${state.code.slice(0, 16)}`;
+}
+
+function recallResume() {
+  try { return sessionStorage.getItem(resumeKey()); } catch { return null; }
+}
+
+function keepResume(secret) {
+  state.resume = secret;
+  try {
+    if (secret) sessionStorage.setItem(resumeKey(), secret);
+    else sessionStorage.removeItem(resumeKey());
+  } catch { /* storage blocked: a reload cannot resume, a drop still can */ }
+}
+
+async function join() {
+  if (!state.resume && !$('#gn-accept').checked) {
+    $('#gn-error').textContent = t('guest.accept_needed');
+    $('#gn-error').hidden = false;
+    $('#gn-accept').focus();
+    return;
+  }
+  showView('joining');
+  const cam = await getCamera();
+  state.stream = cam.stream || null;
+  state.camError = cam.error ? (cam.error === 'failed' ? 'dev.busy' : `dev.${cam.error}`) : null;
+  sig = new Signaling({ credentials: () => (state.resume ? { guest_resume: state.resume } : { guest_code: state.code }) });
+  bindConnection(sig, { onAuthFailed: refused });
+  sig.addEventListener('hello', (e) => onHello(e.detail));
+  sig.on('visit.state', (m) => {
+    if (m.visit_id === state.visitId && (m.state === 'ended' || m.state === 'cancelled')) finish('ended');
+  });
+  sig.on('visit.removed', (m) => { if (m.visit_id === state.visitId) finish('removed'); });
+  try {
+    await sig.start();
+  } catch {
+    /* refused: shown by refused() */
+  }
+}
+
+// The server's reason for refusing a link, from its message
+// ("guest link refused: used"); never shown as it is.
+function refused(d) {
+  if (d && d.error !== undefined) {
+    const m = /refused:\s*(\w+)/.exec(d.error || '');
+    state.refused = m && REFUSALS.includes(m[1]) ? m[1] : 'unknown';
+  }
+  if (!state.refused) state.refused = 'unknown';
+  // A resume that no longer works means the guest's place is gone.
+  if (state.resume) {
+    keepResume(null);
+    if (state.visitId) {
+      finish('ended');
+      return;
+    }
+  }
+  stopAll();
+  renderRefused();
+  showView('refused');
+}
+
+function renderRefused() {
+  $('#gr-text').textContent = t(`guest.refused.${state.refused || 'unknown'}`);
+}
+
+function visitOf(hello) {
+  const st = hello.state || {};
+  return st.visit || null;
+}
+
+function participantsOf(hello) {
+  const st = hello.state || {};
+  return st.participants || (st.visit && st.visit.participants) || [];
+}
+
+function onHello(hello) {
+  state.hello = hello;
+  if (hello.resume) keepResume(hello.resume);
+  const v = visitOf(hello);
+  if (!v || v.state === 'ended' || v.state === 'cancelled') {
+    finish('ended');
+    return;
+  }
+  if (state.call && state.visitId === v.visit_id) return; /* the call restarts its media itself */
+  state.visitId = v.visit_id;
+  startCall(participantsOf(hello));
+}
+
+function startCall(participants) {
+  showView('visit');
+  const leave = el('button', { class: 'btn btn-danger ctl', type: 'button' }, t('guest.leave'));
+  leave.addEventListener('click', leaveVisit);
+  state.leaveBtn = leave;
+  state.call = new Call({
+    mount: $('#visit-mount'), sig, hello: state.hello, visitId: state.visitId, role: 'guest', visitRole: 'guest',
+    stream: state.stream, extraControls: [leave], onParticipants: renderHead,
+  });
+  if (participants.length) state.call.setParticipants(participants, true);
+  renderHead();
+  renderNoCamera();
+  state.call.startMedia();
+}
+
+function renderHead() {
+  const list = state.call ? state.call.participants : [];
+  const patient = list.find((p) => p.role === 'patient');
+  $('#gv-h').textContent = patient && patient.name ? t('guest.with', { patient: patient.name }) : t('guest.in_visit');
+  const me = list.find((p) => state.hello && p.id === state.hello.sub);
+  if (me && me.name) $('#who').textContent = me.name;
+}
+
+function renderNoCamera() {
+  const n = $('#gv-nocam');
+  n.hidden = !state.camError;
+  if (state.camError) n.textContent = t('guest.no_camera', { why: t(state.camError) });
+}
+
+async function leaveVisit() {
+  if (!await confirmDialog(t('guest.leave_confirm'), { okText: t('guest.leave'), cancelText: t('common.cancel'), danger: true })) return;
+  try {
+    await sig.request('visit.leave', { visit_id: state.visitId });
+    finish('left');
+  } catch (e) {
+    announce(t('common.error', { msg: errText(e) }), { kind: 'error' });
+  }
+}
+
+function stopAll() {
+  if (state.call) state.call.close({ stopCamera: true });
+  state.call = null;
+  if (sig && sig.state !== 'closed') sig.stop();
+  if (state.stream) for (const tr of state.stream.getTracks()) tr.stop();
+}
+
+// The end screen: the visit ended, the doctor removed them, or they left.
+function finish(why) {
+  if (state.ended) return;
+  state.ended = why;
+  keepResume(null);
+  stopAll();
+  renderEnded();
+  showView('ended');
+}
+
+function renderEnded() {
+  const why = state.ended;
+  $('#ge-h').textContent = t(why === 'removed' ? 'guest.removed_h' : 'guest.ended_h');
+  $('#ge-text').textContent = t(why === 'removed' ? 'guest.removed' : why === 'left' ? 'guest.left' : 'guest.ended');
+}
+
+function relabel() {
+  if (state.refused) renderRefused();
+  if (state.ended) renderEnded();
+  if (state.call) {
+    renderHead();
+    renderNoCamera();
+    if (state.leaveBtn) state.leaveBtn.textContent = t('guest.leave');
+  }
+}
