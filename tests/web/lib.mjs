@@ -111,3 +111,40 @@ export async function remoteVideo(page) {
     return { width: call.remote.videoWidth, frames: v.reduce((n, s) => n + s.framesDecoded, 0), state: q ? q.state : 'none' };
   });
 }
+
+// Codes the server sends that must never reach a reader as they are, and
+// in the Chinese UI English code words (the visit roles, link states and
+// invite outcomes of multi-party visits included).
+const RAW_CODES = /\b(?:patient_left|doctor_left|grace_expired|terminate_and_refer|no_show|technical_failure|off_duty|in_visit|follow_up|visit_ended|poor_quality|recording_failed|offer_timeouts?|long_wait|feed_backlog|attending|consulting|guest_code)\b/;
+const ZH_RAW_WORDS = /\b(?:completed|accepted|declined|timeout|withdrawn|cancelled|disconnected|audio|video|waiting|active|ended|offered|available|away|Unmute|Camera|Participant|patient|doctor|nurse|interpreter|guest|open|used|revoked|expired)\b/;
+
+// The words on screen, with the names controls give screen readers.
+export const screenText = (page) => page.evaluate(() => {
+  const labels = [...document.querySelectorAll('[aria-label], [title]')]
+    .filter((e) => e.offsetParent !== null)
+    .map((e) => `${e.getAttribute('aria-label') || ''} ${e.getAttribute('title') || ''}`);
+  return `${document.body.innerText}\n${labels.join('\n')}`;
+});
+
+// No null, undefined, {placeholder} or raw server code on the screen.
+export async function rawWords(page, locale) {
+  const text = await screenText(page);
+  const bad = [];
+  for (const re of [/\bnull\b/, /\bundefined\b/, /\bNaN\b/, /\{[a-z_]+\}/, RAW_CODES]) {
+    const m = re.exec(text);
+    if (m) bad.push(m[0]);
+  }
+  if (locale === 'zh-CN') {
+    const m = ZH_RAW_WORDS.exec(text);
+    if (m) bad.push(m[0]);
+  }
+  return { bad, text };
+}
+
+// The page's language through its own switch (remembered per context).
+export async function setLanguage(page, locale) {
+  const want = locale === 'zh-CN' ? 'zh-CN' : 'en';
+  if (await page.evaluate(() => document.documentElement.lang) === want) return;
+  await page.click('#lang-switch');
+  await page.waitForFunction((l) => document.documentElement.lang === l, want);
+}

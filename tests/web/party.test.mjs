@@ -1,0 +1,266 @@
+// party.test.mjs - a visit of more than two through the web client, in
+// real Chromiums with fake cameras against a real server: the patient
+// (phone) and the attending doctor, a consulting doctor the attending
+// invites from another department, then the patient's daughter through a
+// one-time guest link. Every page shows a tile per other participant with
+// video that keeps decoding, named with the right visit role in zh-CN and
+// English; the guest leaves, the attending removes the colleague. The
+// guest link refused on screen when used twice, expired or revoked, and
+// the guest page has no doctor-only controls. At most four browser
+// contexts are open at once (the machine is shared).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startHospital, launch, openPage, shot, waitView, patientCheckin, doctorOnDuty, confirm,
+  rawWords, setLanguage,
+} from './lib.mjs';
+
+const PHONE = { width: 412, height: 860 };
+const DESK = { width: 1280, height: 800 };
+const ROLE_WORDS = {
+  'zh-CN': { patient: '患者', attending: '医生', consulting: '会诊医生', guest: '家属' },
+  'en-US': { patient: 'Patient', attending: 'Doctor', consulting: 'Consulting doctor', guest: 'Family' },
+};
+
+// The tiles a page shows: who (name, role words) and whether video plays.
+const tiles = (page) => page.evaluate(() => [...document.querySelectorAll('.call .tile-p')].map((n) => {
+  const v = n.querySelector('video');
+  const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : { totalVideoFrames: 0 };
+  return {
+    id: n.dataset.participant, role: n.dataset.role,
+    name: n.querySelector('.tile-name').textContent, roleText: n.querySelector('.tile-role').textContent,
+    width: v.videoWidth, frames: q.totalVideoFrames,
+  };
+}));
+
+// n remote tiles, each with a decoded picture, and frames keep coming on
+// every one of them (waited for with a cap: a loaded machine is slow).
+async function assertTilesPlay(page, who, n) {
+  try {
+    await page.waitForFunction((k) => {
+      const t = [...document.querySelectorAll('.call .tile-p')];
+      return t.length === k && t.every((x) => x.querySelector('video').videoWidth > 0);
+    }, n, { timeout: 60000 });
+  } catch {
+    assert.fail(`${who}: not ${n} playing tiles: ${JSON.stringify(await tiles(page))}`);
+  }
+  const a = await tiles(page);
+  let b = await tiles(page);
+  const grew = () => a.every((x) => { const y = b.find((z) => z.id === x.id); return y && y.frames > x.frames; });
+  for (const end = Date.now() + 30000; !grew() && Date.now() < end; b = await tiles(page)) await page.waitForTimeout(250);
+  assert.ok(grew(), `${who}: frames did not advance on every tile: ${JSON.stringify(a)} -> ${JSON.stringify(b)}`);
+  return b;
+}
+
+// Each tile names the right person with their role in the page's language.
+async function assertTileNames(page, who, locale, expected) {
+  const got = (await tiles(page)).map((x) => [x.name, x.roleText]).sort();
+  const want = expected.map(([name, role]) => [name, ROLE_WORDS[locale][role]]).sort();
+  assert.deepEqual(got, want, `${who} (${locale}) tiles`);
+  const { bad, text } = await rawWords(page, locale);
+  assert.deepEqual(bad, [], `${who} (${locale}) shows raw words ${JSON.stringify(bad)} in:\n${text.slice(0, 1500)}`);
+}
+
+// Names and roles in both languages, with a screenshot of each.
+async function bothLanguages(page, who, expected, shotName = null) {
+  for (const locale of ['zh-CN', 'en-US']) {
+    await setLanguage(page, locale);
+    await assertTileNames(page, who, locale, expected);
+    if (shotName) await shot(page, `${shotName}-${locale === 'zh-CN' ? 'zh' : 'en'}`);
+  }
+}
+
+async function guestLink(patient, name) {
+  await patient.evaluate(() => { document.querySelector('#family').open = true; });
+  await patient.fill('#fam-name', name);
+  await patient.click('#fam-form button[type="submit"]');
+  await patient.waitForFunction(() => !document.querySelector('#fam-new').hidden && document.querySelector('#fam-url').value);
+  return patient.inputValue('#fam-url');
+}
+
+async function openGuest(browser, url, { locale = 'zh-CN', viewport = PHONE } = {}) {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, locale, viewport });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(20000);
+  page.errors = [];
+  page.on('pageerror', (e) => { page.errors.push(String(e)); console.log(`[guest page error] ${e}`); });
+  await page.goto(url);
+  return page;
+}
+
+async function join(guest) {
+  await waitView(guest, 'notice');
+  await guest.check('#gn-accept');
+  await guest.click('#gn-join');
+}
+
+// A refused link says why, on screen, in both languages.
+async function assertRefused(guest, zh, en) {
+  await waitView(guest, 'refused');
+  await setLanguage(guest, 'zh-CN');
+  assert.match(await guest.textContent('#gr-text'), zh);
+  assert.deepEqual((await rawWords(guest, 'zh-CN')).bad, []);
+  await setLanguage(guest, 'en-US');
+  assert.match(await guest.textContent('#gr-text'), en);
+  assert.deepEqual((await rawWords(guest, 'en-US')).bad, []);
+}
+
+test('a visit of three and four people across the pages', { timeout: 420000 }, async (t) => {
+  const srv = await startHospital({ depts: ['cardio', 'neuro'], doctors: [['d1', 'cardio'], ['d2', 'neuro']] });
+  const browser = await launch();
+  let patient, doctor, colleague, guest, visitId, guestUrl;
+  try {
+    doctor = await openPage(browser, srv, 'doctor.html', 'd1', 'doctor', { viewport: DESK });
+    colleague = await openPage(browser, srv, 'doctor.html', 'd2', 'doctor', { viewport: DESK });
+    patient = await openPage(browser, srv, 'patient.html', 'p-party', 'patient', { viewport: PHONE, extra: { name: '王芳 Wang Fang' } });
+
+    await t.test('a 1:1 visit starts as always', async () => {
+      await doctorOnDuty(colleague);
+      await doctorOnDuty(doctor);
+      await patientCheckin(patient);
+      visitId = await patient.evaluate(() => window.tm.state.visitId);
+      await doctor.waitForSelector('#offer:not([hidden])');
+      await doctor.click('#offer-accept');
+      await waitView(patient, 'visit');
+      await doctor.waitForSelector('#visit:not([hidden])');
+      await assertTilesPlay(patient, 'patient', 1);
+      await assertTilesPlay(doctor, 'doctor', 1);
+    });
+
+    await t.test('the attending finds a colleague of another department and invites them', async () => {
+      await doctor.waitForSelector('#invite-box:not([hidden])');
+      await doctor.selectOption('#inv-dept', 'neuro');
+      await doctor.selectOption('#inv-kind', 'doctor');
+      await doctor.click('#inv-form button[type="submit"]');
+      await doctor.waitForSelector('#staff-list li[data-staff="d2"]');
+      assert.match(await doctor.textContent('#staff-list li[data-staff="d2"]'), /Dr d2.*Doctor.*Available/s);
+      await doctor.click('#staff-list li[data-staff="d2"] button');
+      await doctor.waitForSelector('#inv-pending li');
+      assert.match(await doctor.textContent('#inv-pending li'), /Dr d2 \(Consulting doctor\).* \d+ s left/);
+      await colleague.waitForSelector('#invited:not([hidden])');
+      assert.match(await colleague.textContent('#invited-desc'), /Dr d1 invites you to join a visit as Consulting doctor/);
+      assert.match(await colleague.textContent('#invited-countdown'), /\d+ s left/);
+      await shot(colleague, 'party-invited-en');
+      await colleague.click('#invited-accept');
+      await colleague.waitForSelector('#visit:not([hidden])');
+      await doctor.waitForSelector('#inv-pending li', { state: 'detached' });
+    });
+
+    await t.test('three people: each sees two playing tiles with the right names and roles', async () => {
+      await assertTilesPlay(patient, 'patient', 2);
+      await assertTilesPlay(doctor, 'doctor', 2);
+      await assertTilesPlay(colleague, 'colleague', 2);
+      await bothLanguages(patient, 'patient', [['Dr d1', 'attending'], ['Dr d2', 'consulting']], 'party3-patient');
+      await bothLanguages(doctor, 'doctor', [['王芳 Wang Fang', 'patient'], ['Dr d2', 'consulting']], 'party3-doctor');
+      await bothLanguages(colleague, 'colleague', [['王芳 Wang Fang', 'patient'], ['Dr d1', 'attending']]);
+      // The colleague takes part but does not end the visit or invite.
+      assert.equal(await colleague.isHidden('#end-card'), true);
+      assert.equal(await colleague.isVisible('#leave-btn'), true);
+      assert.equal(await colleague.isHidden('#invite-box'), true);
+      assert.equal(await colleague.$$eval('#people-list button', (b) => b.length), 0);
+    });
+
+    await t.test('the patient invites their daughter; the guest joins and four see three tiles', async () => {
+      guestUrl = await guestLink(patient, '女儿 Daughter');
+      assert.match(guestUrl, /\/guest\.html#code=[A-Za-z0-9_-]{16,}$/);
+      await patient.waitForSelector('#fam-links li[data-state="open"]');
+      guest = await openGuest(browser, guestUrl);
+      await waitView(guest, 'notice');
+      const { bad } = await rawWords(guest, 'zh-CN');
+      assert.deepEqual(bad, []);
+      assert.match(await guest.textContent('[data-view="notice"]'), /录像/);
+      // The notice must be accepted before the link is used.
+      await guest.click('#gn-join');
+      await guest.waitForSelector('#gn-error:not([hidden])');
+      await shot(guest, 'party-guest-notice-zh');
+      await join(guest);
+      await waitView(guest, 'visit');
+      await assertTilesPlay(guest, 'guest', 3);
+      await assertTilesPlay(patient, 'patient', 3);
+      await assertTilesPlay(doctor, 'doctor', 3);
+      await assertTilesPlay(colleague, 'colleague', 3);
+      await bothLanguages(guest, 'guest', [['王芳 Wang Fang', 'patient'], ['Dr d1', 'attending'], ['Dr d2', 'consulting']], 'party4-guest');
+      await bothLanguages(patient, 'patient', [['Dr d1', 'attending'], ['Dr d2', 'consulting'], ['女儿 Daughter', 'guest']], 'party4-patient');
+      await bothLanguages(doctor, 'doctor', [['王芳 Wang Fang', 'patient'], ['Dr d2', 'consulting'], ['女儿 Daughter', 'guest']], 'party4-doctor');
+      await patient.waitForSelector('#fam-links li[data-state="used"]');
+    });
+
+    await t.test('the guest page has no doctor-only controls; the server refuses doctor-only messages', async () => {
+      for (const sel of ['#end-btn', '#invite-box', '#inv-form', '#people-list', '#note-text', '#family']) {
+        assert.equal(await guest.$(sel), null, `guest page has ${sel}`);
+      }
+      const r = await guest.evaluate(async (v) => {
+        try { await window.tm.sig.request('visit.invite', { visit_id: v, user_id: 'd2', role: 'consulting' }); return 'ok'; } catch (e) { return e.code; }
+      }, visitId);
+      assert.equal(r, 'forbidden');
+    });
+
+    await t.test('the guest link used a second time is refused on screen', async () => {
+      const again = await openGuest(browser, guestUrl, { locale: 'en-US' });
+      try {
+        await join(again);
+        await assertRefused(again, /已被使用/, /already used/);
+        await shot(again, 'party-guest-refused-en');
+      } finally {
+        await again.context().close();
+      }
+    });
+
+    await t.test('the guest leaves; everyone else is back to two tiles', async () => {
+      await setLanguage(guest, 'en-US');
+      await guest.click('.controls button:has-text("Leave visit")');
+      await confirm(guest);
+      await waitView(guest, 'ended');
+      assert.match(await guest.textContent('#ge-text'), /You left the visit/);
+      await assertTilesPlay(patient, 'patient', 2);
+      await assertTilesPlay(doctor, 'doctor', 2);
+      await assertTilesPlay(colleague, 'colleague', 2);
+      await guest.context().close();
+      guest = null;
+    });
+
+    await t.test('the attending removes the colleague', async () => {
+      await setLanguage(doctor, 'en-US');
+      await doctor.click('#people-list li[data-participant="d2"] button');
+      await confirm(doctor);
+      await colleague.waitForSelector('#wrap-card:not([hidden])');
+      assert.match(await colleague.textContent('#wrap-text'), /removed from the visit/);
+      await assertTilesPlay(patient, 'patient', 1);
+      await assertTilesPlay(doctor, 'doctor', 1);
+    });
+
+    await t.test('an expired link and a withdrawn one are refused on screen', async () => {
+      const expired = await patient.evaluate((v) => window.tm.sig.request('guest.link_create', { visit_id: v, name: 'son', ttl_s: 1 }), visitId);
+      await new Promise((r) => setTimeout(r, 2500));
+      let g = await openGuest(browser, new URL(expired.url, srv.base()).href);
+      try {
+        await join(g);
+        await assertRefused(g, /已过期/, /expired/);
+      } finally {
+        await g.context().close();
+      }
+      await setLanguage(patient, 'en-US');
+      const url = await guestLink(patient, 'neighbour');
+      await patient.click('#fam-links li[data-state="open"] button');
+      await patient.waitForSelector('#fam-links li[data-state="revoked"]');
+      g = await openGuest(browser, url);
+      try {
+        await join(g);
+        await assertRefused(g, /撤回/, /withdrew/);
+      } finally {
+        await g.context().close();
+      }
+    });
+
+    await t.test('the doctor ends the visit', async () => {
+      await doctor.click('#end-btn');
+      await confirm(doctor);
+      await waitView(patient, 'ended');
+    });
+
+    for (const p of [patient, doctor, colleague]) if (p) assert.deepEqual(p.errors, []);
+  } finally {
+    await browser.close();
+    await srv.stop();
+  }
+});
