@@ -85,13 +85,13 @@ function refused(d) {
     state.refused = m && REFUSALS.includes(m[1]) ? m[1] : 'unknown';
   }
   if (!state.refused) state.refused = 'unknown';
-  // A resume that no longer works means the guest's place is gone.
+  // A resume that no longer works means the guest's place is gone: during
+  // the visit it is over for them; after a reload the link says why.
   if (state.resume) {
     keepResume(null);
-    if (state.visitId) {
-      finish('ended');
-      return;
-    }
+    if (state.visitId) finish('ended');
+    else sig.retryNow();
+    return;
   }
   stopAll();
   renderRefused();

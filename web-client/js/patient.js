@@ -505,8 +505,16 @@ function startVisit(v) {
     sig.request('visit.end', { visit_id: v.visit_id, reason: 'patient_left' }).catch((e) => announce(t('common.error', { msg: errText(e) }), { kind: 'error' }));
   });
   state.leaveBtn = leave;
+  // On a phone the family panel is below the chat: this button opens it.
+  const family = el('button', { class: 'btn ctl', type: 'button', id: 'fam-open' }, t('fam.button'));
+  family.addEventListener('click', () => {
+    $('#family').open = true;
+    $('#family').scrollIntoView({ block: 'start' });
+    $('#fam-name').focus({ preventScroll: true });
+  });
+  state.familyBtn = family;
   state.call = new Call({
-    mount: $('#visit-mount'), sig, hello: state.hello, visitId: v.visit_id, role: 'patient', stream: state.stream, extraControls: [leave],
+    mount: $('#visit-mount'), sig, hello: state.hello, visitId: v.visit_id, role: 'patient', stream: state.stream, extraControls: [family, leave],
     others: attendingGuess(), onParticipants: () => loadLinks(),
   });
   state.call.startMedia();
@@ -720,6 +728,7 @@ function relabel() {
   }
   if (state.leaveBtn) state.leaveBtn.textContent = t('visit.leave');
   if (document.body.dataset.current === 'checkin') renderConsent();
+  if (state.familyBtn) state.familyBtn.textContent = t('fam.button');
   if (state.departments.length && document.body.dataset.current === 'checkin') {
     /* department names come from the hospital, in its language */
   }
