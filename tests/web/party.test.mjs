@@ -195,17 +195,6 @@ test('a visit of three and four people across the pages', { timeout: 420000 }, a
       assert.equal(r, 'forbidden');
     });
 
-    await t.test('the guest link used a second time is refused on screen', async () => {
-      const again = await openGuest(browser, guestUrl, { locale: 'en-US' });
-      try {
-        await join(again);
-        await assertRefused(again, /已被使用/, /already used/);
-        await shot(again, 'party-guest-refused-en');
-      } finally {
-        await again.context().close();
-      }
-    });
-
     await t.test('the guest leaves; everyone else is back to two tiles', async () => {
       await setLanguage(guest, 'en-US');
       await guest.click('.controls button:has-text("Leave visit")');
@@ -217,6 +206,41 @@ test('a visit of three and four people across the pages', { timeout: 420000 }, a
       await assertTilesPlay(colleague, 'colleague', 2);
       await guest.context().close();
       guest = null;
+    });
+
+    await t.test('the guest link used a second time is refused on screen', async () => {
+      const again = await openGuest(browser, guestUrl, { locale: 'en-US' });
+      try {
+        await join(again);
+        await assertRefused(again, /已被使用/, /already used/);
+        await shot(again, 'party-guest-refused-en');
+      } finally {
+        await again.context().close();
+      }
+    });
+
+    await t.test('a supervisor watches the three of them: a named tile for each', async () => {
+      const sup = await openPage(browser, srv, 'supervisor.html', 's1', 'supervisor', { viewport: DESK });
+      try {
+        await waitView(sup, 'sup');
+        await sup.click(`#live-body button[data-visit="${visitId}"]`);
+        await sup.waitForSelector('#watch:not([hidden])');
+        await sup.waitForFunction(() => {
+          const t = [...document.querySelectorAll('#watch-grid .tile-p')];
+          return t.length === 3 && t.every((x) => x.querySelector('video').videoWidth > 0);
+        }, null, { timeout: 60000 });
+        for (const locale of ['zh-CN', 'en-US']) {
+          await setLanguage(sup, locale);
+          const got = await sup.$$eval('#watch-grid .tile-p', (n) => n.map((x) => [x.querySelector('.tile-name').textContent, x.querySelector('.tile-role').textContent]).sort());
+          const w = ROLE_WORDS[locale];
+          assert.deepEqual(got, [['Dr d1', w.attending], ['Dr d2', w.consulting], ['王芳 Wang Fang', w.patient]].sort());
+          assert.deepEqual((await rawWords(sup, locale)).bad, []);
+          await shot(sup, `party3-supervisor-${locale === 'zh-CN' ? 'zh' : 'en'}`);
+        }
+        assert.deepEqual(sup.errors, []);
+      } finally {
+        await sup.context().close();
+      }
     });
 
     await t.test('the attending removes the colleague', async () => {

@@ -157,7 +157,7 @@ function qualityCell(v) {
     // A peer that sends sound but no picture is on voice only: said so.
     const voiceOnly = streams.some((x) => x.direction === 'in' && x.kind === 'audio') && !streams.some((x) => x.direction === 'in' && x.kind === 'video');
     lines.push(el('div', { class: bad ? 'error' : null, 'data-peer': who },
-      `${t(who === 'doctor' ? 'chat.doctor' : who === 'patient' ? 'chat.patient' : 'sup.title')}${t('common.colon')}`,
+      `${t(who === 'doctor' ? 'chat.doctor' : who === 'patient' ? 'chat.patient' : who === 'guest' ? 'prole.guest' : 'sup.title')}${t('common.colon')}`,
       `${Math.round(s.kbps)} kbit/s, ${s.loss.toFixed(1)}%`, s.rtt >= 0 ? `, ${s.rtt} ms` : '', s.video ? `, ${s.video}` : '',
       voiceOnly ? ' ' : null, voiceOnly ? el('span', { class: 'tag' }, t('sup.voice_only')) : null));
   }
