@@ -152,6 +152,7 @@ export class Call {
     on('media.speaker', (m) => {
       if (m.visit_id !== this.visitId) return;
       this.tiles.setSpeaker(m.participant_id || null);
+      this.self.classList.toggle('speaking', !!m.participant_id && m.participant_id === this.selfId);
     });
     this.tiles.addEventListener('video', () => this.setStage(null));
     this.tiles.addEventListener('play', (e) => this.playRemote(e.detail.video));

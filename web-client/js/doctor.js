@@ -325,7 +325,8 @@ function recalledPatient(visitId) {
   try { return JSON.parse(sessionStorage.getItem(`telemed.patient.${visitId}`) || '{}'); } catch { return {}; }
 }
 
-async function openVisit(visitId, offer = null, role = null) {
+// participants: the visit's people when known (an accepted invitation).
+async function openVisit(visitId, offer = null, role = null, participants = null) {
   if (state.call && state.visitId === visitId) return;
   closeCall();
   state.visitId = visitId;
@@ -379,6 +380,7 @@ async function openVisit(visitId, offer = null, role = null) {
     mount: $('#visit-mount'), sig, hello: state.hello, visitId, role: 'doctor', visitRole: state.myRole, stream: state.stream,
     others, onParticipants: onParticipants,
   });
+  if (participants) state.call.setParticipants(participants, true);
   for (const m of history) state.call.addChat(m);
   state.call.startMedia();
   $('#visit-h').focus?.();
@@ -640,9 +642,9 @@ async function answerInvite(accept) {
   $('#invited-accept').disabled = true;
   try {
     if (accept) await ensureCamera();
-    await sig.request('visit.invite_answer', { invite_id: m.invite_id, accept });
+    const r = await sig.request('visit.invite_answer', { invite_id: m.invite_id, accept });
     hideInvited();
-    if (accept) openVisit(m.visit_id, null, m.role);
+    if (accept) openVisit(m.visit_id, null, (r && r.role) || m.role, (r && r.participants) || null);
   } catch (e) {
     hideInvited();
     announce(t('common.error', { msg: errText(e) }), { kind: 'error' });

@@ -43,6 +43,9 @@ export class Tiles extends EventTarget {
     this.mq = window.matchMedia ? window.matchMedia(GRID_MEDIA) : null;
     this.onMq = () => this.layout();
     if (this.mq && this.mq.addEventListener) this.mq.addEventListener('change', this.onMq);
+    // A hidden tab renders nothing: the server may stop sending video.
+    this.onVisibility = () => this.scheduleViews();
+    document.addEventListener('visibilitychange', this.onVisibility);
   }
 
   others() {
@@ -246,6 +249,7 @@ export class Tiles extends EventTarget {
     clearTimeout(this.viewTimer);
     if (this.resize) this.resize.disconnect();
     if (this.mq && this.mq.removeEventListener) this.mq.removeEventListener('change', this.onMq);
+    document.removeEventListener('visibilitychange', this.onVisibility);
   }
 }
 
