@@ -381,6 +381,9 @@ async function openVisit(visitId, offer = null, role = null, participants = null
     others, onParticipants: onParticipants,
   });
   if (participants) state.call.setParticipants(participants, true);
+  // The attending's own view of a two-person visit until the server lists
+  // its people: the patient and themself, so inviting is there at once.
+  else if (others.length) onParticipants([...others, { id: hello().sub, role: 'attending', name: page.claims.name || '', connected: true }], { local: true });
   for (const m of history) state.call.addChat(m);
   state.call.startMedia();
   $('#visit-h').focus?.();
@@ -457,7 +460,9 @@ function renderRole() {
   if (state.myRole === 'nurse') setNoteLocked(true);
 }
 
-function onParticipants(list) {
+function onParticipants(list, { local = false } = {}) {
+  if (local && state.serverListed === state.visitId) return;
+  if (!local) state.serverListed = state.visitId;
   state.participants = list;
   const me = list.find((p) => p.id === hello().sub);
   if (me && me.role && me.role !== state.myRole) {

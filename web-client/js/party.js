@@ -167,9 +167,11 @@ export class Tiles extends EventTarget {
         want.values().next().value[kind] = rx[0].receiver.track;
       }
     }
+    // Without the server's word for more than two, what plays stays.
+    const keep = !this.streams && this.tiles.size > 1;
     for (const [id, tile] of this.tiles) {
       const w = want.get(id);
-      if (w.audio === tile.audio && w.video === tile.vtrack) continue;
+      if (keep || (w.audio === tile.audio && w.video === tile.vtrack)) continue;
       tile.audio = w.audio;
       tile.vtrack = w.video;
       const tracks = [w.video, w.audio].filter(Boolean);
