@@ -138,7 +138,7 @@ test('a visit of three and four people across the pages', { timeout: 420000 }, a
       await doctor.waitForSelector('#inv-pending li');
       assert.match(await doctor.textContent('#inv-pending li'), /Dr d2 \(Consulting doctor\).* \d+ s left/);
       await colleague.waitForSelector('#invited:not([hidden])');
-      assert.match(await colleague.textContent('#invited-desc'), /Dr d1 invites you to join a visit as Consulting doctor/);
+      assert.match(await colleague.textContent('#invited-desc'), /Dr d1 invites you to join a visit as a consulting doctor/);
       assert.match(await colleague.textContent('#invited-countdown'), /\d+ s left/);
       await shot(colleague, 'party-invited-en');
       await colleague.click('#invited-accept');

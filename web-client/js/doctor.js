@@ -630,7 +630,7 @@ function renderInvited() {
   const m = state.invited;
   if (!m) return;
   const from = (m.from && (m.from.name || m.from.id)) || '';
-  $('#invited-desc').textContent = t('invd.desc', { from, role: roleText(m.role), dept: deptName(m.dept) || t('common.none') });
+  $('#invited-desc').textContent = t('invd.desc', { from, role: codeText('prole_as', m.role), dept: deptName(m.dept) || t('common.none') });
 }
 
 function hideInvited() {
