@@ -471,6 +471,7 @@ function onParticipants(list, { local = false } = {}) {
   }
   $('#people').hidden = list.length === 0;
   renderPeople();
+  renderStaff();
 }
 
 function renderPeople() {
@@ -541,11 +542,13 @@ function renderStaff() {
   const pending = new Set(state.invites.map((i) => i.user_id));
   $('#staff-none').hidden = list.length > 0;
   $('#staff-list').replaceChildren(...list.map((x) => {
-    const can = (x.status === 'available' || x.status === 'away') && !inVisit.has(x.id) && !pending.has(x.id);
+    const here = inVisit.has(x.id);
+    const status = here ? 'in_visit' : x.status;
+    const can = (x.status === 'available' || x.status === 'away') && !here && !pending.has(x.id);
     return el('li', { 'data-staff': x.id, 'data-status': x.status },
       el('span', { class: 'grow' }, el('strong', {}, staffLabel(x)), ' ', el('span', { class: 'muted' }, deptName(x.dept))),
       el('span', { class: 'tag' }, codeText('staff.kind', x.kind)),
-      el('span', { class: `tag tag-status-${x.status}` }, codeText('staff.status', x.status)),
+      el('span', { class: `tag tag-status-${status}` }, codeText('staff.status', status)),
       el('button', { class: 'btn btn-small', type: 'button', disabled: !can, onclick: () => invite(x) }, t('inv.invite')));
   }));
 }
