@@ -71,10 +71,13 @@ async function bothLanguages(page, who, expected, shotName = null) {
 }
 
 async function guestLink(patient, name) {
-  await patient.evaluate(() => { document.querySelector('#family').open = true; });
+  await patient.click('#fam-open');
+  const before = await patient.inputValue('#fam-url');
   await patient.fill('#fam-name', name);
   await patient.click('#fam-form button[type="submit"]');
-  await patient.waitForFunction(() => !document.querySelector('#fam-new').hidden && document.querySelector('#fam-url').value);
+  // The link just made, not the one shown before it.
+  await patient.waitForFunction((old) => !document.querySelector('#fam-new').hidden && document.querySelector('#fam-url').value !== old, before);
+  assert.match(await patient.textContent('#fam-new-text'), new RegExp(name));
   return patient.inputValue('#fam-url');
 }
 
@@ -265,8 +268,9 @@ test('a visit of three and four people across the pages', { timeout: 420000 }, a
       }
       await setLanguage(patient, 'en-US');
       const url = await guestLink(patient, 'neighbour');
-      await patient.click('#fam-links li[data-state="open"] button');
-      await patient.waitForSelector('#fam-links li[data-state="revoked"]');
+      await patient.click('#fam-links li[data-state="open"]:has-text("neighbour") button');
+      await patient.waitForSelector('#fam-links li[data-state="revoked"]:has-text("neighbour")');
+      await patient.waitForSelector('#fam-links li[data-state="expired"]:has-text("son")');
       g = await openGuest(browser, url);
       try {
         await join(g);
