@@ -188,6 +188,15 @@ test('a visit of three and four people across the pages', { timeout: 420000 }, a
       await patient.waitForSelector('#fam-links li[data-state="used"]');
     });
 
+    await t.test('the guest comes back with the resume secret: after a dropped connection and a reload', async () => {
+      await guest.evaluate(() => window.tm.sig.drop());
+      await guest.waitForFunction(() => document.body.dataset.conn === 'open', null, { timeout: 30000 });
+      await guest.reload();
+      await waitView(guest, 'visit');
+      await assertTilesPlay(guest, 'guest after a reload', 3);
+      await assertTilesPlay(patient, 'patient after the guest came back', 3);
+    });
+
     await t.test('the guest page has no doctor-only controls; the server refuses doctor-only messages', async () => {
       for (const sel of ['#end-btn', '#invite-box', '#inv-form', '#people-list', '#note-text', '#family']) {
         assert.equal(await guest.$(sel), null, `guest page has ${sel}`);
@@ -288,6 +297,101 @@ test('a visit of three and four people across the pages', { timeout: 420000 }, a
 
     for (const p of [patient, doctor, colleague]) if (p) assert.deepEqual(p.errors, []);
   } finally {
+    await browser.close();
+    await srv.stop();
+  }
+});
+
+// Staff of a kind, registered through the REST API.
+async function addStaff(srv, id, name, dept, kind) {
+  const r = await srv.api('POST', '/api/v1/doctors', { id, name, dept_id: dept, licence_no: `LIC-${id}`, kind }, srv.admin);
+  assert.equal(r.status, 201, r.text);
+}
+
+test('inviting an interpreter and a nurse: declined, cancelled, accepted, left', { timeout: 300000 }, async (t) => {
+  const srv = await startHospital();
+  await addStaff(srv, 'i1', '翻译小周 Zhou', 'cardio', 'interpreter');
+  await addStaff(srv, 'n1', '护士小林 Lin', 'cardio', 'nurse');
+  const browser = await launch();
+  let doctor, interp, nurse, patient;
+  try {
+    doctor = await openPage(browser, srv, 'doctor.html', 'd1', 'doctor', { viewport: DESK });
+    interp = await openPage(browser, srv, 'doctor.html', 'i1', 'doctor', { viewport: DESK, locale: 'zh-CN' });
+    nurse = await openPage(browser, srv, 'doctor.html', 'n1', 'doctor', { viewport: DESK });
+    await doctorOnDuty(doctor);
+    await doctorOnDuty(interp);
+    await doctorOnDuty(nurse);
+    // The patient without a browser: the invitations need no media.
+    patient = await srv.client('p-inv', 'patient', { name: '赵六 Zhao' });
+    const ci = await patient.request('checkin', { dept: 'cardio', kind: 'follow_up', consent_recording: true });
+    await doctor.waitForSelector('#offer:not([hidden])');
+    await doctor.click('#offer-accept');
+    await doctor.waitForSelector('#invite-box:not([hidden])');
+
+    const invite = async (kind, id) => {
+      await doctor.selectOption('#inv-kind', kind);
+      await doctor.click('#inv-form button[type="submit"]');
+      await doctor.waitForSelector(`#staff-list li[data-staff="${id}"] button:not([disabled])`);
+      await doctor.click(`#staff-list li[data-staff="${id}"] button`);
+      await doctor.waitForSelector(`#inv-pending li`);
+    };
+
+    await t.test('the interpreter declines: the doctor is told', async () => {
+      await invite('interpreter', 'i1');
+      assert.match(await doctor.textContent('#staff-list li[data-staff="i1"]'), /Interpreter/);
+      await interp.waitForSelector('#invited:not([hidden])');
+      assert.match(await interp.textContent('#invited-desc'), /邀请您以翻译身份加入问诊/);
+      assert.match(await interp.textContent('#invited-countdown'), /剩余 \d+ 秒应答/);
+      assert.deepEqual((await rawWords(interp, 'zh-CN')).bad, []);
+      await shot(interp, 'party-invited-interpreter-zh');
+      await interp.click('#invited-decline');
+      await doctor.waitForSelector('.toast:has-text("declined the invitation")');
+      await doctor.waitForSelector('#inv-pending li', { state: 'detached' });
+    });
+
+    await t.test('the doctor cancels the nurse\'s invitation: the nurse\'s card goes, saying so', async () => {
+      await invite('nurse', 'n1');
+      await nurse.waitForSelector('#invited:not([hidden])');
+      assert.match(await nurse.textContent('#invited-desc'), /as a nurse/);
+      await doctor.click('#inv-pending li button');
+      await nurse.waitForSelector('#invited', { state: 'hidden' });
+      await nurse.waitForSelector('.toast:has-text("withdrawn by the doctor")');
+      await doctor.waitForSelector('.toast:has-text("cancelled")');
+      assert.deepEqual((await rawWords(nurse, 'en-US')).bad, []);
+    });
+
+    await t.test('the interpreter accepts, takes part in their role and leaves without ending the visit', async () => {
+      await invite('interpreter', 'i1');
+      await interp.waitForSelector('#invited:not([hidden])');
+      await interp.click('#invited-accept');
+      await interp.waitForSelector('#visit:not([hidden])');
+      await interp.waitForFunction(() => document.querySelectorAll('#people-list li').length === 3);
+      assert.equal(await interp.textContent('#my-role'), '我的身份：翻译');
+      assert.equal(await interp.isHidden('#end-card'), true);
+      assert.equal(await interp.isHidden('#note-card'), true);
+      assert.equal(await interp.isVisible('#leave-btn'), true);
+      assert.equal(await interp.$$eval('#people-list button', (b) => b.length), 0);
+      const people = await interp.textContent('#people-list');
+      assert.match(people, /赵六 Zhao.*患者/s);
+      assert.match(people, /Dr d1.*医生/s);
+      assert.match(people, /翻译小周 Zhou（我）.*翻译/s);
+      assert.deepEqual((await rawWords(interp, 'zh-CN')).bad, []);
+      await shot(interp, 'party-interpreter-visit-zh');
+      await doctor.waitForFunction(() => document.querySelectorAll('#people-list li').length === 3);
+      await doctor.waitForSelector('#people-list li[data-participant="i1"] button');
+      await shot(doctor, 'party-doctor-people-en');
+      await interp.click('#leave-btn');
+      await confirm(interp);
+      await interp.waitForSelector('#wrap-card:not([hidden])');
+      assert.match(await interp.textContent('#wrap-text'), /您已退出问诊/);
+      await doctor.waitForFunction(() => document.querySelectorAll('#people-list li').length === 2);
+      assert.equal(await doctor.isVisible('#end-btn'), true);
+      await patient.waitFor('visit.participants', (m) => m.visit_id === ci.visit_id && m.participants.length === 2 && !m.participants.some((p) => p.id === 'i1'));
+    });
+
+    for (const p of [doctor, interp, nurse]) assert.deepEqual(p.errors, []);
+  } finally {
+    if (patient) await patient.close();
     await browser.close();
     await srv.stop();
   }

@@ -481,7 +481,7 @@ function renderPeople() {
     const mine = p.id === hello().sub;
     const removable = attending && !mine && p.role !== 'patient' && p.role !== 'attending';
     return el('li', { 'data-participant': p.id, 'data-role': p.role },
-      el('span', { class: 'grow' }, el('strong', {}, p.name || t('party.unnamed')), mine ? ` (${t('visit.you')})` : ''),
+      el('span', { class: 'grow' }, el('strong', {}, p.name || t('party.unnamed')), mine ? t('party.you_suffix') : ''),
       el('span', { class: 'tag' }, roleText(p.role)),
       p.connected === false ? el('span', { class: 'tag tag-busy' }, t('party.reconnecting')) : null,
       removable ? el('button', { class: 'btn btn-small btn-danger', type: 'button', onclick: () => removeParticipant(p) }, t('inv.remove')) : null);

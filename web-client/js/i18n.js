@@ -453,7 +453,7 @@ const STRINGS = {
     'visit.peer_away_other': '{name} ({role}) lost the connection. The visit goes on; they can rejoin.',
     'visit.audio_only_all': 'No video from the others right now. You can talk normally.',
     'visit.people': 'People in this visit',
-    'visit.you': 'you',
+    'party.you_suffix': ' (you)',
 
     'fam.button': 'Invite family',
     'fam.title': 'Invite family or a caregiver',
@@ -1016,7 +1016,7 @@ const STRINGS = {
     'visit.peer_away_other': '{name}（{role}）的网络已断开。问诊继续进行，对方可以重新加入。',
     'visit.audio_only_all': '其他人暂时没有画面，可以正常通话。',
     'visit.people': '本次问诊的参与者',
-    'visit.you': '我',
+    'party.you_suffix': '（我）',
 
     'fam.button': '邀请家属',
     'fam.title': '邀请家属或陪护人员',
