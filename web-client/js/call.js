@@ -103,7 +103,16 @@ export class Call {
       el('section', { class: 'chat card', 'aria-labelledby': `chat-h-${this.role}` },
         el('h2', { id: `chat-h-${this.role}` }, t('chat.title')),
         this.chatEmpty, this.chatList, this.chatForm));
-    this.tiles.addEventListener('layout', (e) => { this.stageNode.dataset.layout = e.detail.mode; });
+    // In a grid one's own video is a cell like the others; else it sits
+    // in the corner of the large one.
+    this.tiles.addEventListener('layout', (e) => {
+      this.stageNode.dataset.layout = e.detail.mode;
+      if (e.detail.mode === 'grid') {
+        if (this.tiles.main.lastElementChild !== this.self) this.tiles.main.append(this.self);
+      } else if (this.self.parentNode !== this.stageNode) {
+        this.stageNode.insertBefore(this.self, this.quality);
+      }
+    });
     this.tiles.layout();
     if (this.stream) this.self.srcObject = this.stream;
     else this.self.hidden = true;

@@ -469,6 +469,13 @@ function onParticipants(list, { local = false } = {}) {
     state.myRole = me.role;
     renderRole();
   }
+  // Everyone in the visit may see the patient's name.
+  const patient = list.find((p) => p.role === 'patient');
+  if (patient && patient.name && state.visitInfo && !state.visitInfo.patient_name) {
+    state.visitInfo.patient_name = patient.name;
+    if (!state.visitInfo.patient_id) state.visitInfo.patient_id = patient.id;
+    renderVisitHead();
+  }
   $('#people').hidden = list.length === 0;
   renderPeople();
   renderStaff();
@@ -594,7 +601,8 @@ async function cancelInvite(i) {
 // Pushed to the inviter and to the invitee.
 function onInviteEnded(m) {
   if (state.invited && state.invited.invite_id === m.invite_id) {
-    if (m.outcome !== 'accepted') {
+    // One's own answer needs no telling.
+    if (m.outcome !== 'accepted' && !state.invited.answered) {
       hideInvited();
       announce(t('invd.ended', { outcome: codeText('invd.outcome', m.outcome) }), { kind: 'error' });
     }
@@ -650,6 +658,7 @@ async function answerInvite(accept) {
   $('#invited-accept').disabled = true;
   try {
     if (accept) await ensureCamera();
+    m.answered = true;
     const r = await sig.request('visit.invite_answer', { invite_id: m.invite_id, accept });
     hideInvited();
     if (accept) openVisit(m.visit_id, null, (r && r.role) || m.role, (r && r.participants) || null);
@@ -845,6 +854,7 @@ function relabel() {
   renderIdle();
   renderOffer();
   if (state.visitInfo) renderVisitHead();
+  if (state.visitId && !state.ended) loadPatientCard(state.visitId);
   if (state.ended) renderWrapText();
   renderStatusTag();
   if (state.queue) refreshQueue();

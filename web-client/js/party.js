@@ -255,8 +255,9 @@ export class Tiles extends EventTarget {
   }
 }
 
+// Only the tiles count: the page may have put its own video among them.
 function sameChildren(parent, tiles) {
-  const kids = parent.children;
+  const kids = [...parent.children].filter((n) => n.classList.contains('tile-p'));
   if (kids.length !== tiles.length) return false;
   return tiles.every((x, i) => kids[i] === x.node);
 }
