@@ -235,6 +235,9 @@ test('a visit of three and four people across the pages', { timeout: 420000 }, a
       const sup = await openPage(browser, srv, 'supervisor.html', 's1', 'supervisor', { viewport: DESK });
       try {
         await waitView(sup, 'sup');
+        // The live table names the colleague under the attending doctor.
+        await sup.waitForSelector(`#live-body tr[data-visit="${visitId}"] .party-lines li[data-participant="d2"]`);
+        assert.match(await sup.textContent(`#live-body tr[data-visit="${visitId}"] .party-lines`), /Dr d2 · Consulting doctor/);
         await sup.click(`#live-body button[data-visit="${visitId}"]`);
         await sup.waitForSelector('#watch:not([hidden])');
         await sup.waitForFunction(() => {

@@ -6,7 +6,7 @@
 import { t, fmtTime, fmtDateTime, fmtDuration, codeText } from './i18n.js';
 import { Signaling, api } from './signaling.js';
 import { MediaPeer } from './peer.js';
-import { Tiles } from './party.js';
+import { Tiles, roleText } from './party.js';
 import { $, $$, el, initPage, showView, bindConnection, announce, errText } from './common.js';
 
 const page = initPage(['supervisor', 'admin']);
@@ -262,7 +262,7 @@ function renderOverview() {
   $('#live-body').replaceChildren(...visits.map((v) => el('tr', { 'data-visit': v.id, 'data-state': v.state },
     el('td', {}, visitRef(v.id), v.urgent ? ' ' : null, v.urgent ? el('span', { class: 'tag tag-urgent' }, t('doc.urgent')) : null),
     el('td', {}, deptName(v.dept)),
-    el('td', {}, person(v.doctor_id, doctorName(v.doctor_id))),
+    el('td', {}, person(v.doctor_id, doctorName(v.doctor_id)), partyLines(v.party)),
     el('td', {}, person(v.patient_id, v.patient_name)),
     el('td', { class: 'nowrap' }, t(`state.${v.state}`), v.watchers ? ' ' : null, v.watchers ? el('span', { class: 'tag' }, t('sup.watchers', { n: v.watchers })) : null),
     el('td', { class: 'nowrap' }, v.state === 'active' ? fmtDuration(v.duration_s) : fmtDuration(v.waited_s)),
@@ -274,6 +274,15 @@ function renderOverview() {
   if (state.watching) renderWatchHead();
   $('#live-table').hidden = visits.length === 0;
   $('#no-live').hidden = visits.length > 0;
+}
+
+// The others in a visit of more than two, under its doctor: staff by
+// name, a guest by their role only (the overview carries no guest names).
+function partyLines(party) {
+  if (!Array.isArray(party) || !party.length) return null;
+  return el('ul', { class: 'party-lines' }, party.map((m) => el('li', { 'data-participant': m.id, 'data-role': m.role },
+    m.role === 'guest' ? roleText(m.role) : `${doctorName(m.id)} · ${roleText(m.role)}`,
+    m.connected === false ? ` (${t('party.reconnecting')})` : '')));
 }
 
 // Who is on duty now: every doctor the server knows (connected, or holding
@@ -542,7 +551,7 @@ function renderResults() {
     el('td', {}, fmtDateTime(v.checkin_at)),
     el('td', {}, visitRef(v.id)),
     el('td', {}, deptName(v.dept_id)),
-    el('td', {}, person(v.doctor_id, doctorName(v.doctor_id))),
+    el('td', {}, person(v.doctor_id, doctorName(v.doctor_id)), partyLines(v.party)),
     el('td', {}, person(v.patient_id, v.patient_name)),
     el('td', { class: 'nowrap' }, t(`state.${v.state}`)),
     el('td', {}, v.end_reason ? codeText('reason', v.end_reason) : t('common.none')),
