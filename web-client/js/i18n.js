@@ -96,8 +96,6 @@ const STRINGS = {
     'wait.urgent': 'Marked as urgent',
 
     'visit.title': 'Video visit',
-    'visit.remote_doctor': 'Doctor’s video',
-    'visit.remote_patient': 'Patient’s video',
     'visit.self': 'Your video',
     'visit.mute': 'Mute',
     'visit.unmute': 'Unmute',
@@ -659,8 +657,6 @@ const STRINGS = {
     'wait.urgent': '已标记为紧急',
 
     'visit.title': '视频问诊',
-    'visit.remote_doctor': '医生视频',
-    'visit.remote_patient': '患者视频',
     'visit.self': '我的视频',
     'visit.mute': '静音',
     'visit.unmute': '取消静音',
