@@ -70,6 +70,18 @@ async function bothLanguages(page, who, expected, shotName = null) {
   }
 }
 
+// The last media.view the page sent for each participant, read off its
+// WebSocket as the server receives it.
+function watchViews(page) {
+  const views = new Map();
+  page.on('websocket', (ws) => ws.on('framesent', (f) => {
+    let m;
+    try { m = JSON.parse(f.payload); } catch { return; }
+    if (m.type === 'media.view') views.set(m.participant_id, m);
+  }));
+  return views;
+}
+
 async function guestLink(patient, name) {
   await patient.click('#fam-open');
   const before = await patient.inputValue('#fam-url');
@@ -116,6 +128,7 @@ test('a visit of three and four people across the pages', { timeout: 420000 }, a
     doctor = await openPage(browser, srv, 'doctor.html', 'd1', 'doctor', { viewport: DESK });
     colleague = await openPage(browser, srv, 'doctor.html', 'd2', 'doctor', { viewport: DESK });
     patient = await openPage(browser, srv, 'patient.html', 'p-party', 'patient', { viewport: PHONE, extra: { name: '王芳 Wang Fang' } });
+    const views = watchViews(patient);
 
     await t.test('a 1:1 visit starts as always', async () => {
       await doctorOnDuty(colleague);
@@ -156,6 +169,15 @@ test('a visit of three and four people across the pages', { timeout: 420000 }, a
       await bothLanguages(patient, 'patient', [['Dr d1', 'attending'], ['Dr d2', 'consulting']], 'party3-patient');
       await bothLanguages(doctor, 'doctor', [['王芳 Wang Fang', 'patient'], ['Dr d2', 'consulting']], 'party3-doctor');
       await bothLanguages(colleague, 'colleague', [['王芳 Wang Fang', 'patient'], ['Dr d1', 'attending']]);
+      // The phone draws the speaker large and the other as a thumbnail, and
+      // tells the server each size (media.view), in device pixels.
+      await patient.waitForFunction(() => document.querySelectorAll('.tiles-thumbs .tile-p').length === 1);
+      const big = await patient.$eval('.tiles-main .tile-p video', (v) => ({ id: v.closest('.tile-p').dataset.participant, w: Math.round(v.getBoundingClientRect().width * devicePixelRatio) }));
+      const small = await patient.$eval('.tiles-thumbs .tile-p video', (v) => ({ id: v.closest('.tile-p').dataset.participant, w: Math.round(v.getBoundingClientRect().width * devicePixelRatio) }));
+      for (let end = Date.now() + 10000; Date.now() < end && !(views.get(big.id) && views.get(small.id)); ) await patient.waitForTimeout(200);
+      assert.equal(views.get(big.id)?.width, big.w, `media.view for the large tile: ${JSON.stringify([...views])}`);
+      assert.equal(views.get(small.id)?.width, small.w, `media.view for the thumbnail: ${JSON.stringify([...views])}`);
+      assert.ok(small.w < big.w / 2, `thumbnail ${small.w} vs large ${big.w}`);
       // The colleague takes part but does not end the visit or invite.
       assert.equal(await colleague.isHidden('#end-card'), true);
       assert.equal(await colleague.isVisible('#leave-btn'), true);
@@ -236,8 +258,8 @@ test('a visit of three and four people across the pages', { timeout: 420000 }, a
       try {
         await waitView(sup, 'sup');
         // The live table names the colleague under the attending doctor.
-        await sup.waitForSelector(`#live-body tr[data-visit="${visitId}"] .party-lines li[data-participant="d2"]`);
-        assert.match(await sup.textContent(`#live-body tr[data-visit="${visitId}"] .party-lines`), /Dr d2 · Consulting doctor/);
+        // (by name once the page has read the staff registry)
+        await sup.waitForFunction((v) => /Dr d2 · Consulting doctor/.test(document.querySelector(`#live-body tr[data-visit="${v}"] .party-lines`)?.textContent || ''), visitId);
         await sup.click(`#live-body button[data-visit="${visitId}"]`);
         await sup.waitForSelector('#watch:not([hidden])');
         await sup.waitForFunction(() => {

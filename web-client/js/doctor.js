@@ -350,7 +350,8 @@ async function openVisit(visitId, offer = null, role = null, participants = null
   setNoteLocked(false);
   renderVisitHead();
   let history = [];
-  if (!offer) {
+  // An interpreter may not read the record: the people list names the patient.
+  if (!offer && state.myRole !== 'interpreter') {
     // Resumed: fill in the patient, the chat so far and any saved note
     // from the record.
     try {
@@ -370,7 +371,7 @@ async function openVisit(visitId, offer = null, role = null, participants = null
     } catch { /* the header stays generic */ }
   }
   renderRole();
-  loadPatientCard(visitId);
+  if (state.myRole !== 'interpreter') loadPatientCard(visitId);
   await ensureCamera();
   if (state.visitId !== visitId) return;
   const info = state.visitInfo || {};
@@ -577,17 +578,24 @@ function secondsLeft(iso) {
   return Math.max(0, Math.round((Date.parse(iso) - (Date.now() + state.skewMs)) / 1000));
 }
 
+// The pending invitations with their countdown. Rows are made once and
+// only their text changes each second: a button rebuilt under the pointer
+// would swallow the click.
 function renderInvites() {
   const box = $('#inv-pending');
   if (!box) return;
-  const rows = state.invites.map((i) => el('li', { 'data-invite': i.invite_id },
-    el('span', { class: 'grow' }, t('inv.pending', { name: i.name, role: roleText(i.role), s: secondsLeft(i.expires_at) })),
-    el('button', { class: 'btn btn-small', type: 'button', onclick: () => cancelInvite(i) }, t('inv.cancel'))));
-  // Rebuilt each second for the countdown: keep focus on the same button.
-  const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest('#inv-pending li');
-  const focusId = focused ? focused.dataset.invite : null;
-  box.replaceChildren(...rows);
-  if (focusId) box.querySelector(`li[data-invite="${CSS.escape(focusId)}"] button`)?.focus();
+  const rows = state.invites.map((i) => {
+    if (!i.row) {
+      i.text = el('span', { class: 'grow' });
+      i.cancel = el('button', { class: 'btn btn-small', type: 'button', onclick: () => cancelInvite(i) });
+      i.row = el('li', { 'data-invite': i.invite_id }, i.text, i.cancel);
+    }
+    i.text.textContent = t('inv.pending', { name: i.name, role: roleText(i.role), s: secondsLeft(i.expires_at) });
+    i.cancel.textContent = t('inv.cancel');
+    return i.row;
+  });
+  const kids = [...box.children];
+  if (kids.length !== rows.length || rows.some((r, k) => kids[k] !== r)) box.replaceChildren(...rows);
 }
 
 async function cancelInvite(i) {
@@ -854,7 +862,7 @@ function relabel() {
   renderIdle();
   renderOffer();
   if (state.visitInfo) renderVisitHead();
-  if (state.visitId && !state.ended) loadPatientCard(state.visitId);
+  if (state.visitId && !state.ended && state.myRole !== 'interpreter') loadPatientCard(state.visitId);
   if (state.ended) renderWrapText();
   renderStatusTag();
   if (state.queue) refreshQueue();
