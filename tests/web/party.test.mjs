@@ -348,7 +348,8 @@ test('inviting an interpreter and a nurse: declined, cancelled, accepted, left',
     await doctorOnDuty(nurse);
     // The patient without a browser: the invitations need no media.
     patient = await srv.client('p-inv', 'patient', { name: '赵六 Zhao' });
-    const ci = await patient.request('checkin', { dept: 'cardio', kind: 'follow_up', consent_recording: true });
+    const consent = await patient.request('consent.get', {});
+    const ci = await patient.request('checkin', { dept: 'cardio', kind: 'follow_up', consent: { version: consent.version, recording: true } });
     await doctor.waitForSelector('#offer:not([hidden])');
     await doctor.click('#offer-accept');
     await doctor.waitForSelector('#invite-box:not([hidden])');
