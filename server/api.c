@@ -209,6 +209,7 @@ static const struct {
     {"feed", tm__api_feed},
     {"me", tm__api_me},
     {"recordings", tm__api_recordings},
+    {"renditions", tm__api_renditions},
     {"regulator-ids", tm__api_regulator_ids},
 };
 

@@ -136,9 +136,73 @@ void tm__api_visits(http_req *r)
     tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
 }
 
-/* GET /api/v1/recordings/{id}: the file, with byte ranges so a player can
- * seek; encrypted recordings are decrypted on the fly. Every fetch is in
- * the audit log, with the range asked for. */
+/* Streams a recording's or rendition's file (row as tm_recording_get or
+ * tm_rendition_get give it) with byte ranges so a player can seek; an
+ * encrypted file is decrypted on the fly. Every fetch is in the audit log
+ * as action, with the range asked for. */
+static void serve_file(http_req *r, json_t *row, const char *action, const char *ctype)
+{
+    const char *state = json_string_value(json_object_get(row, "state"));
+    const char *path = json_string_value(json_object_get(row, "path"));
+    bool encrypted = json_is_true(json_object_get(row, "encrypted"));
+    http_pss *p = r->p;
+    char *err = NULL;
+    if (state && strcmp(state, "deleted") == 0) {
+        tm__audit(r, action, r->seg[1], "gone");
+        tm__respond_json(p, 410,
+                         json_pack("{s:{s:s, s:s}}", "error", "code", "not_found", "message",
+                                   "deleted under the retention policy"));
+        goto done;
+    }
+    if (encrypted) {
+        if (!r->app->have_rec_key) {
+            tm__audit(r, action, r->seg[1], "failed");
+            tm__respond_err(p, TM_EUNSUPPORTED, "the recording key is not configured");
+            goto done;
+        }
+        if (!path || !(p->reader = tm_rec_reader_open(path, r->app->rec_key, &err))) {
+            tm__audit(r, action, r->seg[1], "failed");
+            tm__respond_err(p, TM_EIO, "the file cannot be read");
+            goto done;
+        }
+        p->total = tm_rec_reader_size(p->reader);
+    } else {
+        struct stat sb;
+        p->fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+        p->have_fd = p->fd >= 0;
+        if (!p->have_fd || fstat(p->fd, &sb) < 0) {
+            tm__audit(r, action, r->seg[1], "failed");
+            tm__respond_err(p, TM_EIO, "the file is missing");
+            goto done;
+        }
+        p->total = (uint64_t)sb.st_size;
+    }
+    uint64_t first = 0, last = p->total ? p->total - 1 : 0;
+    int status = tm_http_range_parse(p->range[0] ? p->range : NULL, strlen(p->range), p->total,
+                                     &first, &last);
+    tm_store_audit(r->app->store, r->who.sub, tm_role_name(r->who.role), action, r->seg[1],
+                   status == 416 ? "denied" : "ok", p->range[0] ? p->range : NULL);
+    if (status == 416) {
+        tm_http_content_range(416, 0, 0, p->total, p->content_range, sizeof(p->content_range));
+        tm__respond_json(p, 416,
+                         json_pack("{s:{s:s, s:s}}", "error", "code", "bad_request", "message",
+                                   p->content_range));
+        goto done;
+    }
+    p->streaming = true;
+    p->status = status;
+    p->ctype = ctype;
+    p->pos = status == 206 ? first : 0;
+    p->end = status == 206 ? last + 1 : p->total;
+    if (p->end == p->pos) { /* an empty file: nothing to stream */
+        p->streaming = false;
+        tm__respond_text(p, 200, ctype, g_string_new(NULL));
+    }
+done:
+    g_free(err);
+}
+
+/* GET /api/v1/recordings/{id}: the evidence, as recorded. */
 void tm__api_recordings(http_req *r)
 {
     if (r->p->method != LWSHUMETH_GET || r->nseg != 2) {
@@ -156,65 +220,33 @@ void tm__api_recordings(http_req *r)
         tm__respond_err(r->p, TM_ENOTFOUND, "no such recording");
         return;
     }
-    const char *state = json_string_value(json_object_get(rec, "state"));
-    const char *path = json_string_value(json_object_get(rec, "path"));
-    bool encrypted = json_is_true(json_object_get(rec, "encrypted"));
-    http_pss *p = r->p;
-    char *err = NULL;
-    if (state && strcmp(state, "deleted") == 0) {
-        tm__audit(r, "recording.fetch", r->seg[1], "gone");
-        tm__respond_json(p, 410,
-                         json_pack("{s:{s:s, s:s}}", "error", "code", "not_found", "message",
-                                   "deleted under the retention policy"));
-        goto done;
-    }
-    if (encrypted) {
-        if (!r->app->have_rec_key) {
-            tm__audit(r, "recording.fetch", r->seg[1], "failed");
-            tm__respond_err(p, TM_EUNSUPPORTED, "the recording key is not configured");
-            goto done;
-        }
-        if (!(p->reader = tm_rec_reader_open(path, r->app->rec_key, &err))) {
-            tm__audit(r, "recording.fetch", r->seg[1], "failed");
-            tm__respond_err(p, TM_EIO, "the recording cannot be read");
-            goto done;
-        }
-        p->total = tm_rec_reader_size(p->reader);
-    } else {
-        struct stat sb;
-        p->fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-        p->have_fd = p->fd >= 0;
-        if (!p->have_fd || fstat(p->fd, &sb) < 0) {
-            tm__audit(r, "recording.fetch", r->seg[1], "failed");
-            tm__respond_err(p, TM_EIO, "the recording file is missing");
-            goto done;
-        }
-        p->total = (uint64_t)sb.st_size;
-    }
-    uint64_t first = 0, last = p->total ? p->total - 1 : 0;
-    int status = tm_http_range_parse(p->range[0] ? p->range : NULL, strlen(p->range), p->total,
-                                     &first, &last);
-    tm_store_audit(r->app->store, r->who.sub, tm_role_name(r->who.role), "recording.fetch",
-                   r->seg[1], status == 416 ? "denied" : "ok", p->range[0] ? p->range : NULL);
-    if (status == 416) {
-        tm_http_content_range(416, 0, 0, p->total, p->content_range, sizeof(p->content_range));
-        tm__respond_json(p, 416,
-                         json_pack("{s:{s:s, s:s}}", "error", "code", "bad_request", "message",
-                                   p->content_range));
-        goto done;
-    }
-    p->streaming = true;
-    p->status = status;
-    p->ctype = "video/x-matroska";
-    p->pos = status == 206 ? first : 0;
-    p->end = status == 206 ? last + 1 : p->total;
-    if (p->end == p->pos) { /* an empty file: nothing to stream */
-        p->streaming = false;
-        tm__respond_text(p, 200, "video/x-matroska", g_string_new(NULL));
-    }
-done:
-    g_free(err);
+    serve_file(r, rec, "recording.fetch", "video/x-matroska");
     json_decref(rec);
+}
+
+/* GET /api/v1/renditions/{id}: the review copy (review.h), once complete. */
+void tm__api_renditions(http_req *r)
+{
+    if (r->p->method != LWSHUMETH_GET || r->nseg != 2) {
+        tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
+        return;
+    }
+    if (!tm__is_staff(r)) {
+        tm__audit(r, "rendition.fetch", r->seg[1], "denied");
+        tm__respond_err(r->p, TM_EPERM, "recordings are for supervisors and admins");
+        return;
+    }
+    json_t *ren = tm_rendition_get(r->app->store, r->seg[1]);
+    const char *state = ren ? json_string_value(json_object_get(ren, "state")) : NULL;
+    if (!ren || !state || (strcmp(state, "complete") != 0 && strcmp(state, "deleted") != 0)) {
+        tm__audit(r, "rendition.fetch", r->seg[1], "not_found");
+        tm__respond_err(r->p, ren ? TM_ECONFLICT : TM_ENOTFOUND,
+                        ren ? "the rendition is not ready" : "no such rendition");
+        json_decref(ren);
+        return;
+    }
+    serve_file(r, ren, "rendition.fetch", "video/webm");
+    json_decref(ren);
 }
 
 void tm__api_audit(http_req *r)

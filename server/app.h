@@ -13,6 +13,7 @@
 #include "telemed/jwt.h"
 #include "telemed/media.h"
 #include "telemed/record_seal.h"
+#include "telemed/review.h"
 #include "telemed/signaling.h"
 #include "telemed/store.h"
 #include "telemed/web_static.h"
@@ -39,6 +40,7 @@ typedef struct tm_app {
     tm_seal_key *seal_key;   /* the hospital's key that seals visit records */
     tm_sealer *sealer;       /* seals each visit once its record is complete */
     tm_visit_record *record; /* the recording part of the visit record */
+    tm_review *review;       /* review renditions; NULL when review_render_max is 0 */
     struct lws_context *lws;
     tm_web_static *web; /* the web client's files (web_static.c) */
     uv_loop_t uv;       /* lws' connections, run by uv_source on loop */

@@ -193,6 +193,11 @@ static const config_option options[] = {
         "AES-256 key for recordings, 64 hex chars; environment or config file only. "
         "Unset: recording_key_file, else data_dir/recording.key (made on first start)."),
     STR(recording_key_file, NULL, 0, NULL, "File holding recording_key instead."),
+    INT(review_render_max, 1, 0, 8,
+        "Review renditions (grid video, mixed audio) made at once, at low priority; 0: none."),
+    INT(review_width, 640, 160, 1920, "Width of a review rendition's video grid, px."),
+    INT(review_height, 360, 120, 1080, "Height of a review rendition's video grid, px."),
+    INT(review_video_kbps, 500, 100, 4000, "VP8 bitrate of a review rendition, kbit/s."),
     INT(retention_recordings_days, 1095, 1095, 36500, "Keep recordings this many days (3 years floor)."),
     INT(retention_records_days, 5475, 5475, 73000, "Keep visit records this many days (15 years floor)."),
     INT(retention_audit_days, 1095, 183, 36500, "Keep the audit log this many days (6 months floor)."),

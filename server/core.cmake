@@ -5,6 +5,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/uv_source.c
   ${CMAKE_CURRENT_LIST_DIR}/conn_limit.c
   ${CMAKE_CURRENT_LIST_DIR}/visit_record.c
+  ${CMAKE_CURRENT_LIST_DIR}/review.c
 )
 # The REST API and the demo hospital, also built into the HTTP and
 # signaling fuzz targets (tests/fuzz/fuzz.cmake).
@@ -21,8 +22,12 @@ add_executable(telemed-server
   ${TM_SERVER_HTTP_SOURCES}
   ${CMAKE_CURRENT_LIST_DIR}/web_static.c
   ${TM_SERVER_DEMO_SOURCES}
+  ${CMAKE_CURRENT_LIST_DIR}/review_render.c
 )
-target_link_libraries(telemed-server PRIVATE telemed)
+# The review rendition's child (review_render.c) decodes and encodes with
+# GStreamer; the library and the server's own threads do not use it.
+pkg_check_modules(TM_REVIEW_GST REQUIRED IMPORTED_TARGET gstreamer-1.0>=1.22 gstreamer-app-1.0)
+target_link_libraries(telemed-server PRIVATE telemed PkgConfig::TM_REVIEW_GST)
 tm_unit_test(test_uv_source tests/server/test_uv_source.c)
 target_include_directories(test_uv_source PRIVATE ${CMAKE_SOURCE_DIR})
 tm_unit_test(test_conn_limit tests/server/test_conn_limit.c)

@@ -122,6 +122,7 @@ void tm__api_shifts(http_req *r);
 void tm__api_appointments(http_req *r);
 void tm__api_visits(http_req *r);
 void tm__api_recordings(http_req *r);
+void tm__api_renditions(http_req *r);
 void tm__api_audit(http_req *r);
 void tm__api_overview(http_req *r);
 void tm__api_me(http_req *r);

@@ -17,6 +17,7 @@
 #include "telemed/log.h"
 #include "telemed/rec_crypt.h"
 #include "telemed/store.h"
+#include "review_render.h"
 #include "uv_source.h"
 
 #include <errno.h>
@@ -650,6 +651,15 @@ static int run(tm_app *app)
         tm_warn(
             "recording.encryption_off",
             "recordings=plain reason=recording_encrypt_false risk=patient_video_readable_on_disk");
+    if (app->cfg.recording) {
+        char *exe = g_file_read_link("/proc/self/exe", NULL);
+        app->review = tm_review_new(&app->cfg, app->store, exe ? exe : "/proc/self/exe",
+                                    g_main_loop_get_context(app->loop));
+        g_free(exe);
+        if (app->have_rec_key)
+            tm_review_set_key(app->review, app->rec_key, app->cfg.recording_encrypt);
+        tm_visit_record_set_review(app->record, app->review);
+    }
     app->conn_limit = tm_conn_limit_new(app->cfg.max_unauth_per_addr);
     tm_signaling_set_on_authenticated(app->sig, on_ws_authenticated, app);
     app->sealer = tm_sealer_new(app->store, app->seal_key, app->cfg.seal_after_s,
@@ -704,6 +714,7 @@ static void shutdown_app(tm_app *app)
     tm_sealer_free(app->sealer);
     tm_feed_profiles_free(app->profiles);
     tm_visit_record_free(app->record); /* after media: it receives recording results */
+    tm_review_free(app->review);
     tm_feed_free(app->feed);
     tm_jwt_verifier_free(app->jwt);
     tm_store_free(app->store);
@@ -721,6 +732,10 @@ int main(int argc, char **argv)
     memset(&app, 0, sizeof(app));
     app.started_ms = tm_now_ms();
     signal(SIGPIPE, SIG_IGN);
+    /* The review render child (review.c starts it): no config, no data dir
+     * of its own; its job comes on stdin. */
+    if (argc == 2 && strcmp(argv[1], "render-review") == 0)
+        tm_review_render_main();
     int first_arg = argc;
     char *err = NULL;
     int rc = tm_config_load(&app.cfg, argc, argv, &first_arg, &err);

@@ -9,6 +9,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/store_chain.c
   ${CMAKE_CURRENT_LIST_DIR}/store_seal.c
   ${CMAKE_CURRENT_LIST_DIR}/recording_store.c
+  ${CMAKE_CURRENT_LIST_DIR}/rendition_store.c
 )
 
 # The backend-neutral suite (tests/server/store_suite.c, store.h only) run

@@ -350,6 +350,32 @@ static const char *const tm_store_migrations[] = {
     "  revoked_at INTEGER,"
     "  revoked_by TEXT);"
     "CREATE INDEX guest_links_by_visit ON guest_links(visit_id);",
+
+    /* 11 (issue 17): the review rendition of a visit's recording (server/review.c): one
+     * WebM with every video in a grid and every voice mixed, made after the
+     * visit from its recording parts. Derived from the evidence, never the
+     * evidence: a row per attempt, so a failed one stays on record. */
+    "CREATE TABLE renditions("
+    "  id TEXT PRIMARY KEY,"
+    "  visit_id TEXT NOT NULL REFERENCES visits(id),"
+    "  path TEXT,"
+    "  format TEXT NOT NULL DEFAULT 'webm',"
+    "  state TEXT NOT NULL CHECK(state IN "
+    "('queued','rendering','complete','failed','deleted')),"
+    "  size_bytes INTEGER,"
+    "  duration_ms INTEGER,"
+    "  sha256 TEXT,"
+    "  plain_sha256 TEXT,"
+    "  encrypted INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT,"
+    "  parts INTEGER,"
+    "  cpu_ms INTEGER,"
+    "  queued_at INTEGER NOT NULL,"
+    "  started_at INTEGER,"
+    "  finished_at INTEGER,"
+    "  deleted_at INTEGER);"
+    "CREATE INDEX renditions_by_visit ON renditions(visit_id);"
+    "CREATE INDEX renditions_by_state ON renditions(state, queued_at);",
 };
 
 #endif

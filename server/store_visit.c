@@ -542,6 +542,13 @@ json_t *tm_store_visit_record(tm_store *s, const char *id)
                             " started_at, finished_at, deleted_at, deleted_by_policy"
                             " FROM recordings WHERE visit_id = ?1 ORDER BY started_at",
                             id)) &&
+        set_rows(rec, "renditions",
+                 query_rows(s,
+                            "SELECT id, path, format, state, size_bytes, duration_ms, sha256,"
+                            " plain_sha256, encrypted, error, parts, cpu_ms, queued_at,"
+                            " started_at, finished_at, deleted_at FROM renditions"
+                            " WHERE visit_id = ?1 ORDER BY queued_at, rowid",
+                            id)) &&
         set_rows(rec, "stream_stats", json_incref(stats)) &&
         set_rows(rec, "consents",
                  query_rows(s,

@@ -15,6 +15,7 @@
 #include "telemed/log.h"
 #include "telemed/media.h"
 #include "telemed/recorder.h"
+#include "telemed/review.h"
 #include "telemed/store.h"
 
 #include <string.h>
@@ -24,6 +25,7 @@ struct tm_visit_record {
     tm_store *store;
     tm_media *media;
     tm_feed *feed;
+    tm_review *review;
     GHashTable *recordings; /* visit id -> rec_parts, until the last part is reported */
     uint8_t key[32];        /* encryption at rest, when key_set */
     bool key_set;
@@ -98,6 +100,11 @@ void tm_visit_record_set_feed(tm_visit_record *vr, struct tm_feed *feed)
     vr->feed = feed;
 }
 
+void tm_visit_record_set_review(tm_visit_record *vr, struct tm_review *review)
+{
+    vr->review = review;
+}
+
 void tm_visit_record_set_key(tm_visit_record *vr, const uint8_t key[32])
 {
     memcpy(vr->key, key, 32);
@@ -159,8 +166,10 @@ static void on_recording_done(const char *visit_id, const struct tm_recorder_res
         tm_error("recording.store_failed", "visit=%s err=%s", visit_id, tm_strerror(rc));
     if (vr->feed)
         tm_feed_kick(vr->feed);
-    if (res->last)
+    if (res->last) {
         g_hash_table_remove(vr->recordings, visit_id);
+        tm_review_recording_done(vr->review, visit_id);
+    }
 }
 
 /* A member joined the recorded visit: its next part gets its own row before

@@ -101,6 +101,10 @@ typedef struct tm_config {
     bool recording_encrypt;        /* true: recordings encrypted at rest */
     char *recording_key;           /* NULL: 64 hex chars AES-256 key, file or environment only */
     char *recording_key_file;      /* NULL */
+    int review_render_max;         /* 1, 0..8 (0: no review renditions) */
+    int review_width;              /* 640, 160..1920 */
+    int review_height;             /* 360, 120..1080 */
+    int review_video_kbps;         /* 500, 100..4000 */
     int retention_recordings_days; /* 1095, 1095..36500 (3 years floor) */
     int retention_records_days;    /* 5475, 5475..73000 (15 years floor) */
     int retention_audit_days;      /* 1095, 183..36500 (6 months floor) */

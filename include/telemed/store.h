@@ -247,6 +247,7 @@ int tm_store_visit_foreach_state(tm_store *s, const char *state,
 /* The full record: the visit's columns (dept_name, ended_by, queue_wait_ms,
  * response_ms, duration_ms, offers, recording_consent, referral_advice ...),
  * participants, offers, notes, chat, rating (object or null), recordings,
+ * renditions (the review copies, as tm_rendition_get without visit_id),
  * stream_stats (summary parsed), consents, doctor_verification (object or
  * null), interruptions (user_id, role, started_at, ended_at, duration_ms;
  * the last two null when media never came back), invites, guest_links and
@@ -518,6 +519,57 @@ int tm_recording_retention_sweep(tm_store *s, int retention_days, int64_t now_ms
  * plain_sha256, encrypted, failure, dropped_packets, started_at,
  * finished_at, deleted_at, deleted_by_policy}; NULL when not found. */
 json_t *tm_recording_get(tm_store *s, const char *rec_id);
+
+/* ---- review renditions --------------------------------------------- */
+/*
+ * A review rendition is one WebM made after the visit from all its
+ * recording parts (server/review.c): every video in a grid, every voice
+ * mixed, so a reviewer hears everyone in any player. It is derived from the
+ * evidence and can be made again from it; the recordings stay the evidence.
+ * The rows are the render queue, so it survives restarts:
+ *   queued -> rendering (tm_rendition_begin) -> complete | failed
+ *   rendering -> queued again (tm_rendition_requeue at start: server died)
+ *   complete | failed -> deleted (tm_recording_retention_sweep, with the
+ *   recordings it was made from)
+ */
+
+#define TM_RENDITION_ID_LEN 64
+
+/* Queues a rendition of every visit that needs one: over (ended or
+ * cancelled), with at least one complete or incomplete recording, none still
+ * recording, and no rendition row at all (a failed one stays failed). With
+ * visit_id (may be NULL) only that visit is looked at. Rows left rendering
+ * by a server that stopped are queued again first. *queued (may be NULL)
+ * gets how many rows became queued. */
+int tm_rendition_requeue(tm_store *s, const char *visit_id, int64_t now_ms, int *queued);
+/* The oldest queued rendition: its id and visit id into the buffers.
+ * TM_ENOTFOUND when the queue is empty. */
+int tm_rendition_next(tm_store *s, char id[TM_RENDITION_ID_LEN], char visit_id[64]);
+/* The recordings a rendition of visit_id is made from, oldest first:
+ * [{id, path, encrypted, state, started_at_ms}] of the complete and
+ * incomplete ones. New reference, or NULL (errmsg). */
+json_t *tm_rendition_sources(tm_store *s, const char *visit_id);
+/* queued -> rendering into path, from parts recordings. TM_ENOTFOUND,
+ * TM_ECONFLICT (not queued). */
+int tm_rendition_begin(tm_store *s, const char *id, const char *path, bool encrypted, int parts,
+                       int64_t now_ms);
+/* rendering -> complete with size, duration, SHA-256 of the file as stored
+ * (64 lowercase hex), plain_sha256 (the WebM before encryption; NULL when
+ * not encrypted) and the CPU it cost. TM_EINVAL, TM_ENOTFOUND, TM_ECONFLICT
+ * (not rendering). */
+int tm_rendition_finish(tm_store *s, const char *id, int64_t size_bytes, int64_t duration_ms,
+                        const char *sha256, const char *plain_sha256, int64_t cpu_ms,
+                        int64_t now_ms);
+/* queued | rendering -> failed with error (short, ids only; NULL stores
+ * "unknown") and the CPU spent (0 unknown). TM_ENOTFOUND, TM_ECONFLICT. */
+int tm_rendition_fail(tm_store *s, const char *id, const char *error, int64_t cpu_ms,
+                      int64_t now_ms);
+/* {id, visit_id, path, format, state, size_bytes, duration_ms, sha256,
+ * plain_sha256, encrypted, error, parts, cpu_ms, queued_at, started_at,
+ * finished_at, deleted_at}; NULL when not found. */
+json_t *tm_rendition_get(tm_store *s, const char *id);
+/* How many renditions are in state (queued, rendering, ...), in *count. */
+int tm_rendition_count(tm_store *s, const char *state, int64_t *count);
 
 /* ---- audit log ----------------------------------------------------- */
 

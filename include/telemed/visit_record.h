@@ -18,6 +18,7 @@
 typedef struct tm_visit_record tm_visit_record;
 struct tm_media;
 struct tm_feed;
+struct tm_review;
 
 /* A visit's recording failed (at start, during the visit or at its end);
  * visit_id and reason are borrowed for the call. */
@@ -31,6 +32,8 @@ void tm_visit_record_free(tm_visit_record *vr);
 /* Borrowed; without media nothing is recorded. */
 void tm_visit_record_set_media(tm_visit_record *vr, struct tm_media *media);
 void tm_visit_record_set_feed(tm_visit_record *vr, struct tm_feed *feed);
+/* Borrowed: told of each finished recording, to queue the review rendition. */
+void tm_visit_record_set_review(tm_visit_record *vr, struct tm_review *review);
 /* Recordings are encrypted at rest with this AES-256 key (copied). */
 void tm_visit_record_set_key(tm_visit_record *vr, const uint8_t key[32]);
 /* Who hears of failures (NULL to stop). */
