@@ -166,6 +166,36 @@ static json_t *media(json_t *rec, int n, const char *hospital)
     return m;
 }
 
+/* The review copy (review.h): a Media like the recording's, titled as what
+ * it is, derived from the evidence for listening, not the evidence. Only a
+ * complete one is worth listing. */
+static json_t *review_media(json_t *ren, int n, const char *hospital)
+{
+    char local[32];
+    snprintf(local, sizeof(local), "review%d", n);
+    json_t *m =
+        json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "resourceType", "Media", "id", local, "status",
+                  "completed", "type", concept(SYS_MEDIA_TYPE, "video", "Video"), "subject",
+                  ref("patient"), "encounter", json_pack("{s:s}", "reference", "#"));
+    json_object_set_new(m, "identifier",
+                        json_pack("[o]", identifier(hospital, "rendition", str(ren, "id"))));
+    if (has_int(ren, "duration_ms"))
+        json_object_set_new(m, "duration", json_real((double)num(ren, "duration_ms") / 1000.0));
+    char *url = g_strdup_printf("/api/v1/renditions/%s", str(ren, "id"));
+    json_t *content = json_pack("{s:s, s:s, s:s}", "contentType", "video/webm", "url", url, "title",
+                                "review copy: every participant, grid and mix");
+    g_free(url);
+    if (has_int(ren, "size_bytes") && num(ren, "size_bytes") >= 0 &&
+        num(ren, "size_bytes") <= 2147483647)
+        json_object_set_new(content, "size", json_integer(num(ren, "size_bytes")));
+    if (str(ren, "sha256"))
+        json_object_set_new(content, "extension",
+                            json_pack("[{s:s, s:s}]", "url", TM_FHIR_EXT_SHA256, "valueString",
+                                      str(ren, "sha256")));
+    json_object_set_new(m, "content", content);
+    return m;
+}
+
 static json_t *communication(json_t *msg, int n, const char *hospital, const char *doctor_id)
 {
     char local[32];
@@ -402,6 +432,13 @@ json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
     json_t *item;
     json_array_foreach(json_object_get(rec, "recordings"), i, item)
         json_array_append_new(contained, media(item, (int)i + 1, hospital));
+    int reviews = 0;
+    json_array_foreach(json_object_get(rec, "renditions"), i, item)
+    {
+        const char *ren_state = str(item, "state");
+        if (ren_state && strcmp(ren_state, "complete") == 0 && str(item, "id"))
+            json_array_append_new(contained, review_media(item, ++reviews, hospital));
+    }
     json_array_foreach(json_object_get(rec, "chat"), i, item)
         json_array_append_new(contained, communication(item, (int)i + 1, hospital, doctor));
     json_object_set_new(e, "contained", contained);

@@ -184,6 +184,23 @@ static void route_metrics(tm_app *app, http_pss *p)
             lat.p50_us, lat.p99_us, lat.max_us, (unsigned long long)lat.samples,
             (unsigned long long)c.nacks_sent, (unsigned long long)c.rtx_received);
     }
+    if (app->review) {
+        tm_review_stats rs;
+        tm_review_stats_get(app->review, &rs);
+        int64_t queued = 0;
+        tm_rendition_count(app->store, "queued", &queued);
+        g_string_append_printf(
+            out,
+            "# TYPE telemed_review_renders gauge\ntelemed_review_renders %d\n"
+            "# HELP telemed_review_renders_peak Most renders at once since start.\n"
+            "# TYPE telemed_review_renders_peak gauge\ntelemed_review_renders_peak %d\n"
+            "# TYPE telemed_review_queued gauge\ntelemed_review_queued %lld\n"
+            "# TYPE telemed_review_renditions_total counter\n"
+            "telemed_review_renditions_total{outcome=\"complete\"} %llu\n"
+            "telemed_review_renditions_total{outcome=\"failed\"} %llu\n",
+            rs.running, rs.running_peak, (long long)queued, (unsigned long long)rs.done,
+            (unsigned long long)rs.failed);
+    }
     tm__respond_text(p, 200, "text/plain; version=0.0.4", out);
 }
 

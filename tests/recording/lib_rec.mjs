@@ -48,17 +48,19 @@ function common(srv, token, role, extra = []) {
 // sends 640x360, the patient 320x240, so each recorded video track tells
 // its sender by its size. Returns {doctor, patient, visitId()}; callers wait
 // for .done themselves.
-export async function startVisit(t, srv, tok, { duration = 30, endAfter = 0, verbose = false, kfDist } = {}) {
+// doctorArgs / patientArgs: more reference-peer flags for one side (--tone).
+export async function startVisit(t, srv, tok, { duration = 30, endAfter = 0, verbose = false, kfDist,
+  doctorArgs = [], patientArgs = [] } = {}) {
   const v = verbose ? ['--verbose'] : [];
   const kf = kfDist ? ['--kf-dist', String(kfDist)] : [];
   const doctor = runClient(common(srv, tok.doctor, 'doctor', ['--width', '640', '--height', '360',
     '--expect-width', '320', '--expect-height', '240', '--duration', String(duration),
-    '--min-audio-s', '3', ...kf, ...v, ...(endAfter ? ['--end-after', String(endAfter)] : [])]), { name: 'doctor' });
+    '--min-audio-s', '3', ...kf, ...v, ...doctorArgs, ...(endAfter ? ['--end-after', String(endAfter)] : [])]), { name: 'doctor' });
   t.after(() => doctor.kill());
   await doctor.waitEvent('hello_ok', 60000);
   const patient = runClient(common(srv, tok.patient, 'patient', ['--dept', DEPT, '--width', '320', '--height', '240',
     '--expect-width', '640', '--expect-height', '360', '--duration', String(duration),
-    '--min-audio-s', '3', ...kf, ...v]), { name: 'patient' });
+    '--min-audio-s', '3', ...kf, ...v, ...patientArgs]), { name: 'patient' });
   t.after(() => patient.kill());
   const visitId = () => {
     const e = patient.events.find((x) => x.visit && x.visit !== '-') || doctor.events.find((x) => x.visit);

@@ -30,9 +30,11 @@ if(TMREC_GST_FOUND AND TARGET webrtc_client AND TARGET telemed-server)
   tm_node_test(recording_encrypted tests/recording/encrypted.test.mjs)
   tm_node_test(recording_failure tests/recording/failure.test.mjs)
   tm_node_test(recording_visit_seal tests/recording/visit_seal.test.mjs)
+  tm_node_test(recording_review tests/recording/review.test.mjs)
   set_tests_properties(recording_visit recording_crash recording_watch recording_encrypted recording_failure
-    recording_visit_seal
+    recording_visit_seal recording_review
     PROPERTIES LABELS "recording;webrtc")
+  set_tests_properties(recording_review PROPERTIES TIMEOUT 1200)
   # A recorded visit on the stock paths (libnice I/O, libsrtp's ciphers).
   tm_node_stock_test(recording_visit tests/recording/visit.test.mjs)
 else()

@@ -57,6 +57,7 @@ struct in_stream {
 
 struct opts {
     char *url, *token, *role, *dept, *kind, *watch, *local_ip, *ua, *pattern;
+    int tone_hz;
     gboolean urgent, recv_only, verbose, no_audio_send;
     int duration, timeout, width, height, fps, min_frames, kf_dist, bitrate;
     int expect_w, expect_h; /* size the other side's video must decode at */
@@ -615,9 +616,9 @@ static int start_media(void)
             add_recv_transceiver(VIDEO_CAPS);
     } else {
         char *adesc = g_strdup_printf(
-            "audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! "
+            "audiotestsrc is-live=true wave=sine freq=%d ! audioconvert ! audioresample ! "
             "audio/x-raw,rate=48000,channels=2 ! queue ! opusenc ! rtpopuspay pt=111 ssrc=%u",
-            A.audio_ssrc);
+            A.o.tone_hz, A.audio_ssrc);
         char *vdesc = g_strdup_printf(
             "videotestsrc is-live=true pattern=%s ! video/x-raw,width=%d,height=%d,"
             "framerate=%d/1 ! videoconvert ! queue ! vp8enc deadline=1 cpu-used=8 "
@@ -1074,6 +1075,7 @@ int main(int argc, char **argv)
     o->local_ip = "127.0.0.1";
     o->ua = "telemed-webrtc-client/1.0";
     o->pattern = "ball";
+    o->tone_hz = 440;
     o->latency_ms = 100;
     o->expect_video = -1;
     o->expect_audio = -1;
@@ -1118,6 +1120,8 @@ int main(int argc, char **argv)
         {"latency", 0, 0, G_OPTION_ARG_INT, &o->latency_ms, "jitterbuffer latency (ms, 100)", "MS"},
         {"pattern", 0, 0, G_OPTION_ARG_STRING, &o->pattern,
          "videotestsrc pattern we send (ball; snow makes many packets per frame)", "P"},
+        {"tone", 0, 0, G_OPTION_ARG_INT, &o->tone_hz,
+         "frequency of the sine we send (440; tells senders apart in a mix)", "HZ"},
         {"ua", 0, 0, G_OPTION_ARG_STRING, &o->ua, "user agent sent in hello", "UA"},
         {"verbose", 'v', 0, G_OPTION_ARG_NONE, &o->verbose, "log signaling frames to stderr", NULL},
         {NULL}};
