@@ -87,10 +87,11 @@ static char *job_text(tm_review *rv, json_t *sources, const char *out, bool *ok)
     char hex[65];
     for (int k = 0; k < 32; k++)
         snprintf(hex + 2 * k, 3, "%02x", rv->key[k]);
-    json_t *job = json_pack("{s:s, s:o, s:s?, s:i, s:i, s:i, s:i, s:i}", "out", out, "parts", parts,
-                            "key", rv->has_key ? hex : NULL, "width", rv->cfg->review_width,
-                            "height", rv->cfg->review_height, "fps", REVIEW_FPS, "video_kbps",
-                            rv->cfg->review_video_kbps, "audio_kbps", 48);
+    json_t *job =
+        json_pack("{s:s, s:o, s:s?, s:b, s:i, s:i, s:i, s:i, s:i}", "out", out, "parts", parts,
+                  "key", rv->has_key ? hex : NULL, "encrypt", rv->has_key && rv->encrypt, "width",
+                  rv->cfg->review_width, "height", rv->cfg->review_height, "fps", REVIEW_FPS,
+                  "video_kbps", rv->cfg->review_video_kbps, "audio_kbps", 48);
     char *text = json_dumps(job, JSON_COMPACT);
     json_decref(job);
     memset(hex, 0, sizeof hex);

@@ -4,7 +4,9 @@
  * SCHED_IDLE, one per rendition.
  *
  * It reads its job as one JSON object on stdin (never argv: the key is in
- * it), decodes every recording part with GStreamer and writes one WebM:
+ * it): {out, parts: [{path, encrypted, offset_ms}], key (hex) or null,
+ * encrypt (the rendition too), width, height, fps, video_kbps, audio_kbps}.
+ * It decodes every recording part with GStreamer and writes one WebM:
  * every video track scaled into a tile of a grid (compositor), every audio
  * track mixed (audiomixer), VP8 + Opus. Parts are placed on one timeline by
  * their start offsets, so a part begun when the sender set grew lines up
@@ -66,7 +68,7 @@ typedef struct job {
     size_t n_parts;
     const char *out;
     uint8_t key[32];
-    bool has_key;
+    bool has_key, encrypt; /* encrypt: the rendition too, with key */
     int width, height, fps, video_kbps, audio_kbps;
     int n_tiles, cols, rows;
     GstElement *pipe, *comp, *mix;
@@ -486,7 +488,7 @@ static int store_output(job *j, int tmp_fd, char plain_sha[65], char **err)
         *err = g_strdup_printf("rendition temp file: %s", g_strerror(errno));
         goto done;
     }
-    if (j->has_key) {
+    if (j->encrypt) {
         tm_rec_writer *w = tm_rec_writer_open(part_path, j->key, err);
         if (!w)
             goto done;
@@ -539,6 +541,7 @@ static int parse_job(json_t *o, job *j, char **err)
         return TM_EINVAL;
     }
     j->has_key = key != NULL;
+    j->encrypt = j->has_key && json_is_true(json_object_get(o, "encrypt"));
     j->n_parts = json_array_size(parts);
     j->parts = g_new0(part, j->n_parts);
     for (size_t i = 0; i < j->n_parts; i++) {

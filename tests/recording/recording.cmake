@@ -24,6 +24,14 @@ if(TMREC_GST_FOUND AND TARGET webrtc_client AND TARGET telemed-server)
     target_compile_options(review_probe PRIVATE -fno-sanitize=all)
     target_link_options(review_probe PRIVATE -fno-sanitize=all)
   endif()
+  # The render child on a two-part, three-sender recording made with the
+  # recorder's own API (parts placed by offset, every tone heard).
+  add_executable(test_review_render ${CMAKE_CURRENT_LIST_DIR}/test_review_render.c)
+  target_include_directories(test_review_render PRIVATE ${CMAKE_SOURCE_DIR}/tests)
+  target_link_libraries(test_review_render PRIVATE telemed PkgConfig::TMREC_GST PkgConfig::TMREC_GST_APP)
+  add_test(NAME recording_review_render COMMAND test_review_render
+    $<TARGET_FILE:telemed-server> ${CMAKE_BINARY_DIR}/review_probe)
+  set_tests_properties(recording_review_render PROPERTIES TIMEOUT 300 LABELS recording)
   tm_node_test(recording_visit tests/recording/visit.test.mjs)
   tm_node_test(recording_crash tests/recording/crash.test.mjs)
   tm_node_test(recording_watch tests/recording/watch.test.mjs)

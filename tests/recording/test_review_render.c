@@ -1,0 +1,236 @@
+/*
+ * test_review_render.c - the review render child on recordings made with the
+ * recorder's own API (tm_recorder_*), as a visit whose sender set grew
+ * would leave them: part 1 with two senders (patient 440 Hz, doctor
+ * 1000 Hz), part 2 begun 4 s later with a third (nurse 1500 Hz), encrypted
+ * at rest. `telemed-server render-review` renders both into one WebM; the
+ * independent judge (review_probe) must hear every sender, the nurse only
+ * in the second half, and see a grid of five tiles' worth of frames.
+ *
+ *   test_review_render SERVER_BIN REVIEW_PROBE
+ *
+ * GStreamer makes the RTP (as test_recorder.c does); the recorder is pushed
+ * at the senders' real pace, since it stamps arrival times itself.
+ */
+#include "telemed/common.h"
+#include "telemed/recorder.h"
+#include "tm_test.h"
+
+#include <gio/gio.h>
+#include <glib.h>
+#include <gst/app/gstappsink.h>
+#include <gst/gst.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SECS 4
+
+static const uint8_t key[32] = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+                                7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
+
+typedef struct pkt {
+    GstClockTime pts;
+    int track;
+    GBytes *data;
+} pkt;
+
+static void collect(const char *desc, int track, GArray *out)
+{
+    GError *e = NULL;
+    GstElement *p = gst_parse_launch(desc, &e);
+    if (!p)
+        fprintf(stderr, "parse: %s\n", e->message);
+    CHECK(p != NULL);
+    GstElement *sink = gst_bin_get_by_name(GST_BIN(p), "out");
+    CHECK(gst_element_set_state(p, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+    GstSample *s;
+    while ((s = gst_app_sink_pull_sample(GST_APP_SINK(sink)))) {
+        GstBuffer *b = gst_sample_get_buffer(s);
+        GstMapInfo map;
+        CHECK(gst_buffer_map(b, &map, GST_MAP_READ));
+        pkt k = {GST_BUFFER_PTS(b), track, g_bytes_new(map.data, map.size)};
+        g_array_append_val(out, k);
+        gst_buffer_unmap(b, &map);
+        gst_sample_unref(s);
+    }
+    gst_element_set_state(p, GST_STATE_NULL);
+    gst_object_unref(sink);
+    gst_object_unref(p);
+}
+
+static gint by_pts(gconstpointer a, gconstpointer b)
+{
+    const pkt *x = a, *y = b;
+    return x->pts < y->pts ? -1 : x->pts > y->pts;
+}
+
+/* One sender's audio (a sine of hz) to track 2i and video to track 2i+1. */
+static void add_sender(GArray *a, int i, int hz)
+{
+    char *au = g_strdup_printf("audiotestsrc num-buffers=%d samplesperbuffer=960 freq=%d ! "
+                               "audio/x-raw,rate=48000,channels=1 ! opusenc ! rtpopuspay pt=111 ! "
+                               "appsink name=out sync=false",
+                               SECS * 50, hz);
+    char *v = g_strdup_printf(
+        "videotestsrc num-buffers=%d pattern=%d ! video/x-raw,width=320,height=240,framerate=15/1"
+        " ! vp8enc deadline=1 cpu-used=8 keyframe-max-dist=15 ! rtpvp8pay pt=96 mtu=1200 ! "
+        "appsink name=out sync=false",
+        SECS * 15, i);
+    collect(au, 2 * i, a);
+    collect(v, 2 * i + 1, a);
+    g_free(au);
+    g_free(v);
+}
+
+static void on_done(const tm_recorder_result *res, void *user)
+{
+    int *status = user;
+    *status = res->status == 0 ? 1 : -1;
+}
+
+/* Records one part of n senders (tones hz[]) at path through the recorder. */
+static void record_part(const char *path, int n, const int *hz, const uint8_t *k)
+{
+    static const char *const roles[] = {"patient", "attending", "nurse"};
+    tm_recorder_track tracks[6];
+    char names[6][48];
+    GArray *a = g_array_new(FALSE, FALSE, sizeof(pkt));
+    for (int i = 0; i < n; i++) {
+        snprintf(names[2 * i], sizeof names[0], "%s-audio", roles[i]);
+        snprintf(names[2 * i + 1], sizeof names[0], "%s-video", roles[i]);
+        tracks[2 * i] = (tm_recorder_track){TM_REC_OPUS, 111, 48000, names[2 * i]};
+        tracks[2 * i + 1] = (tm_recorder_track){TM_REC_VP8, 96, 90000, names[2 * i + 1]};
+        add_sender(a, i, hz[i]);
+    }
+    g_array_sort(a, by_pts);
+    char *err = NULL;
+    tm_recorder *r = tm_recorder_new(path, tracks, (size_t)(2 * n), k, &err);
+    if (!r)
+        fprintf(stderr, "recorder: %s\n", err);
+    CHECK(r != NULL);
+    int64_t t0 = g_get_monotonic_time();
+    for (guint i = 0; i < a->len; i++) {
+        pkt *p = &g_array_index(a, pkt, i);
+        int64_t due = t0 + (int64_t)(p->pts / 1000);
+        int64_t now = g_get_monotonic_time();
+        if (due > now)
+            g_usleep((gulong)(due - now));
+        gsize len;
+        const uint8_t *d = g_bytes_get_data(p->data, &len);
+        CHECK_EQ_INT(tm_recorder_push(r, p->track, d, len), 0);
+        g_bytes_unref(p->data);
+    }
+    g_array_free(a, TRUE);
+    int status = 0;
+    tm_recorder_finish(r, on_done, &status);
+    int64_t end = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+    while (!status && g_get_monotonic_time() < end)
+        g_main_context_iteration(NULL, FALSE) || (g_usleep(5000), 0);
+    CHECK_EQ_INT(status, 1);
+}
+
+/* Runs argv with stdin_text; returns its stdout (g_free) and exit status. */
+static char *run(const char *const *argv, const char *stdin_text, int *status)
+{
+    GError *e = NULL;
+    GSubprocess *p =
+        g_subprocess_newv(argv, G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE, &e);
+    CHECK(p != NULL);
+    char *out = NULL;
+    CHECK(g_subprocess_communicate_utf8(p, stdin_text, NULL, &out, NULL, &e));
+    *status = g_subprocess_get_exit_status(p);
+    g_object_unref(p);
+    return out;
+}
+
+static double field(const char *text, const char *line_start, const char *key_eq)
+{
+    const char *l = strstr(text, line_start);
+    CHECK(l != NULL);
+    const char *k = strstr(l, key_eq);
+    CHECK(k != NULL);
+    return atof(k + strlen(key_eq));
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: test_review_render SERVER_BIN REVIEW_PROBE\n");
+        return 2;
+    }
+    gst_init(NULL, NULL);
+    char *dir = g_dir_make_tmp("tm-review-XXXXXX", NULL);
+    CHECK(dir != NULL);
+    char *part1 = g_build_filename(dir, "v-grow.mkv.enc", NULL);
+    char *part2 = g_build_filename(dir, "v-grow.part2.mkv.enc", NULL);
+    char *out = g_build_filename(dir, "v-grow.review.webm.enc", NULL);
+    const int two[] = {440, 1000}, three[] = {440, 1000, 1500};
+    record_part(part1, 2, two, key);
+    record_part(part2, 3, three, key);
+
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", key[i]);
+    json_t *job =
+        json_pack("{s:s, s:s, s:b, s:i, s:i, s:i, s:i, s:i, s:[{s:s, s:b, s:i}, {s:s, s:b, s:i}]}",
+                  "out", out, "key", hex, "encrypt", 1, "width", 640, "height", 360, "fps", 15,
+                  "video_kbps", 500, "audio_kbps", 48, "parts", "path", part1, "encrypted", 1,
+                  "offset_ms", 0, "path", part2, "encrypted", 1, "offset_ms", SECS * 1000);
+    char *job_text = json_dumps(job, JSON_COMPACT);
+    json_decref(job);
+    int status = -1;
+    const char *render_argv[] = {argv[1], "render-review", NULL};
+    char *res_text = run(render_argv, job_text, &status);
+    printf("render: %s", res_text);
+    CHECK_EQ_INT(status, 0);
+    json_t *res = json_loads(res_text, JSON_DISABLE_EOF_CHECK, NULL);
+    CHECK(json_is_true(json_object_get(res, "ok")));
+    /* Encrypted like the evidence: decrypted before it is played. */
+    CHECK(json_string_value(json_object_get(res, "plain_sha256")) != NULL);
+    int64_t dur = json_integer_value(json_object_get(res, "duration_ms"));
+    CHECK(dur >= 2 * SECS * 1000 - 1000);
+
+    char *plain = g_build_filename(dir, "plain.webm", NULL);
+    const char *dec_argv[] = {argv[1], "decrypt-recording", out, plain, "--key-file", NULL, NULL};
+    char *key_file = g_build_filename(dir, "key", NULL);
+    CHECK(g_file_set_contents(key_file, hex, -1, NULL));
+    dec_argv[5] = key_file;
+    char *dec_out = run(dec_argv, "", &status);
+    CHECK_EQ_INT(status, 0);
+
+    const char *probe_argv[] = {argv[2], plain, "440,1000,1500,700", "120", NULL};
+    char *probe = run(probe_argv, "", &status);
+    printf("%s", probe);
+    CHECK_EQ_INT(status, 0);
+    CHECK(field(probe, "video ", "frames=") >= SECS * 15);
+    for (int i = 0; i < 3; i++) {
+        char line[32];
+        snprintf(line, sizeof line, "tone hz=%d ", three[i]);
+        CHECK(field(probe, line, "share=") > 0.03);
+    }
+    /* The nurse joined in part 2: heard in about its half of the blocks. */
+    double of = field(probe, "tone hz=1500 ", "of=");
+    double nurse = field(probe, "tone hz=1500 ", "blocks=");
+    CHECK(nurse >= of * 0.35 && nurse <= of * 0.65);
+    CHECK(field(probe, "tone hz=440 ", "blocks=") >= of * 0.8);
+    CHECK(field(probe, "tone hz=700 ", "share=") < 0.01);
+
+    g_free(probe);
+    g_free(dec_out);
+    g_free(key_file);
+    g_free(plain);
+    g_free(res_text);
+    json_decref(res);
+    free(job_text);
+    char *cmd = g_strdup_printf("rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup failed\n");
+    g_free(cmd);
+    g_free(out);
+    g_free(part1);
+    g_free(part2);
+    g_free(dir);
+    TEST_DONE();
+}
