@@ -8,6 +8,7 @@
  * in the second half, and see a grid of five tiles' worth of frames.
  *
  *   test_review_render SERVER_BIN REVIEW_PROBE
+ *   test_review_render SERVER_BIN REVIEW_PROBE --bench SECONDS   (by hand)
  *
  * GStreamer makes the RTP (as test_recorder.c does); the recorder is pushed
  * at the senders' real pace, since it stamps arrival times itself.
@@ -66,18 +67,23 @@ static gint by_pts(gconstpointer a, gconstpointer b)
     return x->pts < y->pts ? -1 : x->pts > y->pts;
 }
 
+/* The video each sender sends: small in the test, a real visit's in --bench. */
+static struct {
+    int width, height, fps;
+} sent = {320, 240, 15};
+
 /* One sender's audio (a sine of hz) to track 2i and video to track 2i+1. */
-static void add_sender(GArray *a, int i, int hz)
+static void add_sender(GArray *a, int i, int hz, int secs)
 {
     char *au = g_strdup_printf("audiotestsrc num-buffers=%d samplesperbuffer=960 freq=%d ! "
                                "audio/x-raw,rate=48000,channels=1 ! opusenc ! rtpopuspay pt=111 ! "
                                "appsink name=out sync=false",
-                               SECS * 50, hz);
+                               secs * 50, hz);
     char *v = g_strdup_printf(
-        "videotestsrc num-buffers=%d pattern=%d ! video/x-raw,width=320,height=240,framerate=15/1"
-        " ! vp8enc deadline=1 cpu-used=8 keyframe-max-dist=15 ! rtpvp8pay pt=96 mtu=1200 ! "
-        "appsink name=out sync=false",
-        SECS * 15, i);
+        "videotestsrc num-buffers=%d pattern=%d ! video/x-raw,width=%d,height=%d,framerate=%d/1"
+        " ! vp8enc deadline=1 cpu-used=8 keyframe-max-dist=%d target-bitrate=600000 ! "
+        "rtpvp8pay pt=96 mtu=1200 ! appsink name=out sync=false",
+        secs * sent.fps, i, sent.width, sent.height, sent.fps, sent.fps);
     collect(au, 2 * i, a);
     collect(v, 2 * i + 1, a);
     g_free(au);
@@ -91,18 +97,18 @@ static void on_done(const tm_recorder_result *res, void *user)
 }
 
 /* Records one part of n senders (tones hz[]) at path through the recorder. */
-static void record_part(const char *path, int n, const int *hz, const uint8_t *k)
+static void record_part(const char *path, int n, const int *hz, const uint8_t *k, int secs)
 {
-    static const char *const roles[] = {"patient", "attending", "nurse"};
-    tm_recorder_track tracks[6];
-    char names[6][48];
+    static const char *const roles[] = {"patient", "attending", "nurse", "interpreter"};
+    tm_recorder_track tracks[8];
+    char names[8][48];
     GArray *a = g_array_new(FALSE, FALSE, sizeof(pkt));
     for (int i = 0; i < n; i++) {
         snprintf(names[2 * i], sizeof names[0], "%s-audio", roles[i]);
         snprintf(names[2 * i + 1], sizeof names[0], "%s-video", roles[i]);
         tracks[2 * i] = (tm_recorder_track){TM_REC_OPUS, 111, 48000, names[2 * i]};
         tracks[2 * i + 1] = (tm_recorder_track){TM_REC_VP8, 96, 90000, names[2 * i + 1]};
-        add_sender(a, i, hz[i]);
+        add_sender(a, i, hz[i], secs);
     }
     g_array_sort(a, by_pts);
     char *err = NULL;
@@ -154,10 +160,64 @@ static double field(const char *text, const char *line_start, const char *key_eq
     return atof(k + strlen(key_eq));
 }
 
+/* By hand (tests/bench/README.md): what a rendition costs per minute of a
+ * visit of k senders sending 640x360@30, rendered as the server does. */
+static void bench(const char *server, int secs)
+{
+    static const int hz[] = {440, 1000, 1500, 2000};
+    sent.width = 640;
+    sent.height = 360;
+    sent.fps = 30;
+    char *dir = g_dir_make_tmp("tm-review-bench-XXXXXX", NULL);
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", key[i]);
+    for (int k = 2; k <= 4; k++) {
+        char *in = g_strdup_printf("%s/k%d.mkv.enc", dir, k);
+        char *out = g_strdup_printf("%s/k%d.review.webm.enc", dir, k);
+        record_part(in, k, hz, key, secs);
+        json_t *job = json_pack("{s:s, s:s, s:b, s:i, s:i, s:i, s:i, s:i, s:[{s:s, s:b, s:i}]}",
+                                "out", out, "key", hex, "encrypt", 1, "width", 640, "height", 360,
+                                "fps", 15, "video_kbps", 500, "audio_kbps", 48, "parts", "path", in,
+                                "encrypted", 1, "offset_ms", 0);
+        char *text = json_dumps(job, JSON_COMPACT);
+        json_decref(job);
+        const char *argv[] = {server, "render-review", NULL};
+        int status = -1;
+        char *res_text = run(argv, text, &status);
+        json_t *res = json_loads(res_text, JSON_DISABLE_EOF_CHECK, NULL);
+        CHECK(json_is_true(json_object_get(res, "ok")));
+        double media_s = (double)json_integer_value(json_object_get(res, "duration_ms")) / 1000;
+        double cpu_s = (double)json_integer_value(json_object_get(res, "cpu_ms")) / 1000;
+        double wall_s = (double)json_integer_value(json_object_get(res, "wall_ms")) / 1000;
+        double mb = (double)json_integer_value(json_object_get(res, "size_bytes")) / 1e6;
+        printf("review_bench senders=%d media_s=%.1f cpu_s=%.2f wall_s=%.2f size_mb=%.2f | per "
+               "minute of visit: cpu_s=%.2f wall_s=%.2f size_mb=%.2f\n",
+               k, media_s, cpu_s, wall_s, mb, cpu_s * 60 / media_s, wall_s * 60 / media_s,
+               mb * 60 / media_s);
+        fflush(stdout);
+        json_decref(res);
+        g_free(res_text);
+        free(text);
+        g_free(in);
+        g_free(out);
+    }
+    char *cmd = g_strdup_printf("rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup failed\n");
+    g_free(cmd);
+    g_free(dir);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[3], "--bench") == 0) {
+        gst_init(NULL, NULL);
+        bench(argv[1], atoi(argv[4]) > 0 ? atoi(argv[4]) : 60);
+        return 0;
+    }
     if (argc != 3) {
-        fprintf(stderr, "usage: test_review_render SERVER_BIN REVIEW_PROBE\n");
+        fprintf(stderr, "usage: test_review_render SERVER_BIN REVIEW_PROBE [--bench SECONDS]\n");
         return 2;
     }
     gst_init(NULL, NULL);
@@ -167,8 +227,8 @@ int main(int argc, char **argv)
     char *part2 = g_build_filename(dir, "v-grow.part2.mkv.enc", NULL);
     char *out = g_build_filename(dir, "v-grow.review.webm.enc", NULL);
     const int two[] = {440, 1000}, three[] = {440, 1000, 1500};
-    record_part(part1, 2, two, key);
-    record_part(part2, 3, three, key);
+    record_part(part1, 2, two, key, SECS);
+    record_part(part2, 3, three, key, SECS);
 
     char hex[65];
     for (int i = 0; i < 32; i++)

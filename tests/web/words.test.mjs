@@ -211,12 +211,28 @@ for (const locale of LOCALES) {
       await patient.click('#rate-again');
       await waitView(patient, 'checkin');
 
+      // The review copy is made in the background after the visit; once it
+      // is, the record plays it first.
+      const last = (await srv.api('GET', '/api/v1/visits?limit=1', undefined, srv.admin)).json.visits[0];
+      let renditions = [];
+      for (const end = Date.now() + 180000; Date.now() < end;) {
+        renditions = (await srv.api('GET', `/api/v1/visits/${last.id}`, undefined, srv.admin)).json.renditions || [];
+        if (renditions.some((x) => x.state === 'complete' || x.state === 'failed')) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      assert.equal(renditions[0]?.state, 'complete', JSON.stringify(renditions));
       // The record: timeline, outcome, end reason, media in words.
       await sup.click('#tab-records');
       await sup.waitForSelector('#results-body tr');
       await sup.click('#results-body tr button');
       await sup.waitForSelector('#detail:not([hidden])');
       await sup.waitForFunction(() => !/Loading|加载中/.test(document.querySelector('#d-recording').textContent));
+      // The review copy plays (the browser reads its length); the recording
+      // is one click away.
+      await sup.waitForFunction(() => document.querySelector('#d-review')?.duration > 1);
+      await assertWords(sup, 'review copy', locale);
+      await sup.click('#d-evidence-play');
+      await sup.waitForSelector('#d-recording-save');
       // The recording can be saved; the fetch behind it is in the audit log.
       assert.equal(await sup.textContent('#d-recording-save'), zh(locale) ? '下载录像' : 'Download recording');
       const [download] = await Promise.all([sup.waitForEvent('download'), sup.click('#d-recording-save')]);

@@ -659,6 +659,24 @@ function renderDetail() {
   }
 }
 
+async function playReview(rec, box, r) {
+  box.replaceChildren(el('p', { class: 'muted' }, t('common.loading')));
+  const meta = el('p', { class: 'muted mono' }, t('sup.recording_meta', { format: 'webm', size: fmtBytes(r.size_bytes), duration: fmtDuration((r.duration_ms || 0) / 1000), sha: (r.sha256 || '').slice(0, 16) }));
+  const evidence = el('button', { class: 'btn btn-small', id: 'd-evidence-play', type: 'button', onclick: () => loadRecording({ evidence: true }) }, t('sup.play_evidence'));
+  try {
+    const res = await fetch(`/api/v1/renditions/${encodeURIComponent(r.id)}`, { headers: { authorization: `Bearer ${page.token}` } });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const video = el('video', { controls: true, preload: 'metadata', id: 'd-review', 'aria-label': t('sup.review_copy') });
+    const blob = new Blob([await res.arrayBuffer()], { type: 'video/webm' });
+    if (state.recordingUrl) URL.revokeObjectURL(state.recordingUrl);
+    state.recordingUrl = URL.createObjectURL(blob);
+    video.src = state.recordingUrl;
+    box.replaceChildren(video, el('p', { class: 'muted' }, t('sup.review_copy')), meta, evidence);
+  } catch (e) {
+    box.replaceChildren(el('p', { class: 'error' }, t('sup.recording_failed', { msg: errText(e) })), evidence);
+  }
+}
+
 function fmtBytes(n) {
   if (!n) return '0 B';
   const u = ['B', 'KB', 'MB', 'GB'];
@@ -668,10 +686,18 @@ function fmtBytes(n) {
 }
 
 // The recording is fetched with the bearer token (a <video src> cannot send
-// it) and played from a blob URL.
-async function loadRecording() {
+// it) and played from a blob URL. The review copy (every participant in a
+// grid, every voice mixed) plays by default once it is made; the recording
+// itself, whose first tracks are all a browser plays, stays one click away.
+async function loadRecording({ evidence = false } = {}) {
   const rec = state.detail;
   const box = $('#d-recording');
+  const review = (rec.renditions || []).filter((x) => x.state === 'complete').pop();
+  const pending = (rec.renditions || []).some((x) => x.state === 'queued' || x.state === 'rendering');
+  if (review && !evidence) {
+    await playReview(rec, box, review);
+    return;
+  }
   const all = rec.recordings || [];
   if (!all.length) {
     box.replaceChildren(el('p', { class: 'muted' }, t('sup.no_recording')));
@@ -702,7 +728,9 @@ async function loadRecording() {
     video.src = state.recordingUrl;
     // The same bytes, already fetched (and audited) once: saved as a file.
     const save = el('a', { class: 'btn btn-small', id: 'd-recording-save', href: state.recordingUrl, download: `${rec.id}.mkv` }, t('sup.recording_save'));
-    box.replaceChildren(video, stateLine || '', meta, save);
+    const back = review ? el('button', { class: 'btn btn-small', id: 'd-review-play', type: 'button', onclick: () => loadRecording() }, t('sup.play_review')) : '';
+    const note = pending && !review ? el('p', { class: 'muted' }, t('sup.review_pending')) : '';
+    box.replaceChildren(video, stateLine || '', note, meta, save, back);
   } catch (e) {
     box.replaceChildren(el('p', { class: 'error' }, t('sup.recording_failed', { msg: errText(e) })), stateLine || '', meta);
   }
