@@ -208,7 +208,8 @@ static int load_recording_key(tm_app *app, bool create, uint8_t key[32], bool *h
     return load_default_recording_key(app, create && app->cfg.recording_encrypt, key, have);
 }
 
-/* Recordings older than the retention period are deleted (and audited). */
+/* Recordings older than the retention period are deleted (and audited),
+ * and the review copies made from them. */
 static gboolean retention_sweep(gpointer data)
 {
     tm_app *app = data;
@@ -217,6 +218,11 @@ static gboolean retention_sweep(gpointer data)
                                      &deleted, &failed) == 0 &&
         (deleted || failed))
         tm_info("recording.retention", "deleted=%d failed=%d days=%d", deleted, failed,
+                app->cfg.retention_recordings_days);
+    if (tm_rendition_retention_sweep(app->store, app->cfg.retention_recordings_days, tm_now_ms(),
+                                     &deleted, &failed) == 0 &&
+        (deleted || failed))
+        tm_info("review.retention", "deleted=%d failed=%d days=%d", deleted, failed,
                 app->cfg.retention_recordings_days);
     return G_SOURCE_CONTINUE;
 }

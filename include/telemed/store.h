@@ -568,6 +568,13 @@ int tm_rendition_fail(tm_store *s, const char *id, const char *error, int64_t cp
  * plain_sha256, encrypted, error, parts, cpu_ms, queued_at, started_at,
  * finished_at, deleted_at}; NULL when not found. */
 json_t *tm_rendition_get(tm_store *s, const char *id);
+/* Deletes the files of renditions (complete, failed) queued more than
+ * retention_days (>= 1) ago, as tm_recording_retention_sweep does for the
+ * recordings they were made from: rows become deleted, each audited as
+ * "rendition.delete"; a file that cannot be removed keeps its row and
+ * counts in *failed. *deleted and *failed may be NULL. */
+int tm_rendition_retention_sweep(tm_store *s, int retention_days, int64_t now_ms, int *deleted,
+                                 int *failed);
 /* How many renditions are in state (queued, rendering, ...), in *count. */
 int tm_rendition_count(tm_store *s, const char *state, int64_t *count);
 

@@ -1447,6 +1447,119 @@ static void t_party_guest_links(const store_backend *b, const char *dir)
     tm_store_free(s);
 }
 
+/* ---- review renditions ------------------------------------------------ */
+
+/* The renditions table is the render queue: a visit is queued once it is
+ * over and none of its recordings is still written, once; a row left
+ * rendering by a stopped server is queued again; the states move only
+ * forward; the sources are the finished parts, oldest first. */
+static void t_renditions(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("renditions");
+    seed(s);
+    tm_visit v;
+    active_visit(s, &v, "p1");
+    int64_t t0 = tm_now_ms();
+    char rec1[TM_RECORDING_ID_LEN], rec2[TM_RECORDING_ID_LEN];
+    CHECK_EQ_INT(tm_recording_start(s, v.id, "/rec/v.mkv.enc", "matroska", true, t0, rec1), 0);
+    CHECK_EQ_INT(
+        tm_recording_start(s, v.id, "/rec/v.p2.mkv.enc", "matroska", true, t0 + 5000, rec2), 0);
+    int n = -1;
+    char id[TM_RENDITION_ID_LEN], visit[64];
+    /* Still active, still recording: nothing to render. */
+    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, t0, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK_EQ_INT(tm_recording_finish(s, rec1, 10, 5000, sha_a, 0, t0 + 5000), 0);
+    CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d1", t0 + 9000), 0);
+    /* Over, but part 2 is still being written. */
+    CHECK_EQ_INT(tm_rendition_requeue(s, v.id, t0 + 9000, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK_EQ_INT(tm_rendition_next(s, id, visit), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_recording_finish(s, rec2, 20, 4000, sha_a, 0, t0 + 9500), 0);
+    CHECK_EQ_INT(tm_rendition_requeue(s, v.id, t0 + 9500, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, t0 + 9600, &n), 0);
+    CHECK_EQ_INT(n, 0); /* once */
+    CHECK_EQ_INT(tm_rendition_next(s, id, visit), 0);
+    CHECK_STR(visit, v.id);
+    CHECK(g_str_has_prefix(id, "ren-"));
+
+    json_t *src = tm_rendition_sources(s, v.id);
+    CHECK_EQ_INT(json_array_size(src), 2);
+    CHECK_STR(json_string_value(field(json_array_get(src, 0), "path")), "/rec/v.mkv.enc");
+    CHECK_EQ_INT(json_integer_value(field(json_array_get(src, 1), "started_at_ms")), t0 + 5000);
+    CHECK(json_is_true(field(json_array_get(src, 1), "encrypted")));
+    json_decref(src);
+
+    CHECK_EQ_INT(tm_rendition_finish(s, id, 1, 1, sha_a, NULL, 1, t0), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_rendition_begin(s, "ren-none", "/x", true, 2, t0), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_rendition_begin(s, id, "/rec/v.review.webm.enc", true, 2, t0 + 10000), 0);
+    CHECK_EQ_INT(tm_rendition_begin(s, id, "/rec/v.review.webm.enc", true, 2, t0), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_rendition_next(s, id, visit), TM_ENOTFOUND);
+    int64_t count = -1;
+    CHECK_EQ_INT(tm_rendition_count(s, "rendering", &count), 0);
+    CHECK_EQ_INT(count, 1);
+    /* The server stopped while rendering: queued again at the next start. */
+    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, t0 + 11000, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(tm_rendition_next(s, id, visit), 0);
+    CHECK_EQ_INT(tm_rendition_begin(s, id, "/rec/v.review.webm.enc", true, 2, t0 + 12000), 0);
+    CHECK_EQ_INT(tm_rendition_finish(s, id, 100, 9000, "XYZ", NULL, 5, t0), TM_EINVAL);
+    CHECK_EQ_INT(tm_rendition_finish(s, id, 100, 9000, sha_a, sha_a, 1234, t0 + 20000), 0);
+    CHECK_EQ_INT(tm_rendition_fail(s, id, "late", 0, t0), TM_ECONFLICT);
+    json_t *got = tm_rendition_get(s, id);
+    CHECK_STR(json_string_value(field(got, "state")), "complete");
+    CHECK_STR(json_string_value(field(got, "plain_sha256")), sha_a);
+    CHECK_EQ_INT(json_integer_value(field(got, "parts")), 2);
+    CHECK_EQ_INT(json_integer_value(field(got, "cpu_ms")), 1234);
+    CHECK(json_is_true(field(got, "encrypted")));
+    json_decref(got);
+    json_t *vr = tm_store_visit_record(s, v.id);
+    CHECK_EQ_INT(json_array_size(field(vr, "renditions")), 1);
+    json_decref(vr);
+
+    /* A failure is kept with its reason and not queued again. */
+    tm_visit w;
+    active_visit(s, &w, "p2");
+    CHECK_EQ_INT(tm_recording_start(s, w.id, "/rec/w.mkv", "matroska", false, t0, rec1), 0);
+    CHECK_EQ_INT(tm_recording_finish(s, rec1, 10, 5000, sha_a, 0, t0 + 5000), 0);
+    CHECK_EQ_INT(tm_store_visit_end(s, w.id, "completed", "d1", t0 + 6000), 0);
+    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, t0 + 7000, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(tm_rendition_next(s, id, visit), 0);
+    CHECK_EQ_INT(tm_rendition_fail(s, id, "evidence part 1 ends early", 50, t0 + 8000), 0);
+    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, t0 + 9000, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    got = tm_rendition_get(s, id);
+    CHECK_STR(json_string_value(field(got, "error")), "evidence part 1 ends early");
+    json_decref(got);
+
+    /* Retention: the file goes, the row says so, the sweep is audited. */
+    char *file = g_build_filename(dir, "old.review.webm", NULL);
+    CHECK(g_file_set_contents(file, "x", 1, NULL));
+    tm_visit x;
+    active_visit(s, &x, "p3");
+    int64_t old = t0 - 40LL * 86400000;
+    CHECK_EQ_INT(tm_recording_start(s, x.id, "/rec/x.mkv", "matroska", false, old, rec1), 0);
+    CHECK_EQ_INT(tm_recording_finish(s, rec1, 10, 5000, sha_a, 0, old), 0);
+    CHECK_EQ_INT(tm_store_visit_end(s, x.id, "completed", "d1", old + 1), 0);
+    CHECK_EQ_INT(tm_rendition_requeue(s, x.id, old + 2, &n), 0);
+    CHECK_EQ_INT(tm_rendition_next(s, id, visit), 0);
+    CHECK_STR(visit, x.id);
+    CHECK_EQ_INT(tm_rendition_begin(s, id, file, false, 1, old + 3), 0);
+    CHECK_EQ_INT(tm_rendition_finish(s, id, 1, 5000, sha_a, NULL, 1, old + 4), 0);
+    int deleted = -1, failed = -1;
+    CHECK_EQ_INT(tm_rendition_retention_sweep(s, 30, t0, &deleted, &failed), 0);
+    CHECK_EQ_INT(deleted, 1);
+    CHECK_EQ_INT(failed, 0);
+    CHECK(!g_file_test(file, G_FILE_TEST_EXISTS));
+    got = tm_rendition_get(s, id);
+    CHECK_STR(json_string_value(field(got, "state")), "deleted");
+    json_decref(got);
+    g_free(file);
+    tm_store_free(s);
+}
+
 void store_suite_run(const store_backend *b)
 {
     char *dir = g_dir_make_tmp("tm-store-suite-XXXXXX", NULL);
@@ -1475,6 +1588,7 @@ void store_suite_run(const store_backend *b)
         {"party_staff_and_members", t_party_staff_and_members},
         {"party_invites", t_party_invites},
         {"party_guest_links", t_party_guest_links},
+        {"renditions", t_renditions},
     };
     for (size_t i = 0; i < TM_ARRAY_LEN(tests); i++) {
         tests[i].fn(b, dir);

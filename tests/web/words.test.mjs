@@ -214,13 +214,16 @@ for (const locale of LOCALES) {
       // The review copy is made in the background after the visit; once it
       // is, the record plays it first.
       const last = (await srv.api('GET', '/api/v1/visits?limit=1', undefined, srv.admin)).json.visits[0];
-      let renditions = [];
+      let record = null;
       for (const end = Date.now() + 180000; Date.now() < end;) {
-        renditions = (await srv.api('GET', `/api/v1/visits/${last.id}`, undefined, srv.admin)).json.renditions || [];
-        if (renditions.some((x) => x.state === 'complete' || x.state === 'failed')) break;
+        record = (await srv.api('GET', `/api/v1/visits/${last.id}`, undefined, srv.admin)).json;
+        if (record.renditions?.some((x) => x.state === 'complete' || x.state === 'failed')) break;
         await new Promise((r) => setTimeout(r, 500));
       }
-      assert.equal(renditions[0]?.state, 'complete', JSON.stringify(renditions));
+      assert.equal(record.renditions[0]?.state, 'complete', JSON.stringify(record.renditions));
+      // As long as the recording it was made from.
+      assert.ok(Math.abs(record.renditions[0].duration_ms - record.recordings[0].duration_ms) < 1500,
+        `rendition ${record.renditions[0].duration_ms} ms, recording ${record.recordings[0].duration_ms} ms`);
       // The record: timeline, outcome, end reason, media in words.
       await sup.click('#tab-records');
       await sup.waitForSelector('#results-body tr');
@@ -229,7 +232,9 @@ for (const locale of LOCALES) {
       await sup.waitForFunction(() => !/Loading|加载中/.test(document.querySelector('#d-recording').textContent));
       // The review copy plays (the browser reads its length); the recording
       // is one click away.
-      await sup.waitForFunction(() => document.querySelector('#d-review')?.duration > 1);
+      await sup.waitForFunction(() => document.querySelector('#d-review')?.duration > 0).catch(async (e) => {
+        throw new Error(`no review copy playing for ${last.id}: ${await sup.innerHTML('#d-recording')}\n${e.message}`);
+      });
       await assertWords(sup, 'review copy', locale);
       await sup.click('#d-evidence-play');
       await sup.waitForSelector('#d-recording-save');
