@@ -35,6 +35,7 @@
 #include <gst/gst.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -649,12 +650,16 @@ int tm_review_render_main(void)
         rc = TM_EIO;
     }
     int64_t duration_ms = GST_CLOCK_TIME_IS_VALID(j.end_ts) ? (int64_t)(j.end_ts / GST_MSECOND) : 0;
+    /* How it ran, so the parent's log shows the priority it asked for. */
+    int nice_now = getpriority(PRIO_PROCESS, 0);
+    bool idle = sched_getscheduler(0) == SCHED_IDLE;
     if (rc == 0)
-        print_result(json_pack("{s:b, s:I, s:I, s:s, s:s?, s:I, s:I}", "ok", 1, "size_bytes",
-                               (json_int_t)size, "duration_ms", (json_int_t)duration_ms, "sha256",
-                               sha, "plain_sha256", plain_sha[0] ? plain_sha : NULL, "cpu_ms",
-                               (json_int_t)cpu_ms_now(), "wall_ms",
-                               (json_int_t)((g_get_monotonic_time() - t0) / 1000)));
+        print_result(json_pack("{s:b, s:I, s:I, s:s, s:s?, s:I, s:I, s:i, s:b}", "ok", 1,
+                               "size_bytes", (json_int_t)size, "duration_ms",
+                               (json_int_t)duration_ms, "sha256", sha, "plain_sha256",
+                               plain_sha[0] ? plain_sha : NULL, "cpu_ms", (json_int_t)cpu_ms_now(),
+                               "wall_ms", (json_int_t)((g_get_monotonic_time() - t0) / 1000),
+                               "nice", nice_now, "sched_idle", idle));
     else
         print_result(json_pack("{s:b, s:s, s:I}", "ok", 0, "error", err ? err : "failed", "cpu_ms",
                                (json_int_t)cpu_ms_now()));

@@ -118,6 +118,12 @@ test('review rendition: both voices in the mix, a video grid, encrypted at rest,
       + ` wall ${ms(ren.finished_at) - ms(ren.started_at)} ms, ${ren.size_bytes} bytes`);
   });
 
+  await t.test('made by a child at nice 19 under SCHED_IDLE', () => {
+    const line = srv.logs.split('\n').find((l) => l.includes('ev=review.complete') && l.includes(ren.id));
+    assert.ok(line, srv.logs.slice(-3000));
+    assert.match(line, / nice=19 sched=idle/);
+  });
+
   await t.test('served decrypted as WebM, whole and by range, each fetch audited', async () => {
     const full = await getBin(srv, `/api/v1/renditions/${ren.id}`, { token: tok.admin });
     assert.equal(full.status, 200);
