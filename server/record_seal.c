@@ -326,6 +326,32 @@ static json_t *check_file(check *c, json_t *expect, const uint8_t *rec_key)
     return out;
 }
 
+/* The review copies (review.h) are derived from the recordings and not
+ * sealed: their files are hashed against their rows and reported, but a
+ * difference there does not make the record fail. */
+static json_t *check_renditions(tm_store *s, const char *visit_id)
+{
+    json_t *out = json_array();
+    json_t *rec = tm_store_visit_record(s, visit_id);
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(rec, "renditions"), i, r)
+    {
+        const char *state = str(r, "state"), *path = str(r, "path"), *want = str(r, "sha256");
+        if (!state || strcmp(state, "complete") != 0 || !path || !want)
+            continue;
+        char got[65];
+        int64_t size = 0;
+        int rc = tm_sha256_file(path, &size, got);
+        json_array_append_new(out,
+                              json_pack("{s:s?, s:s, s:s?, s:b, s:b}", "id", str(r, "id"), "path",
+                                        path, "file_sha256", rc == 0 ? got : NULL, "matches_record",
+                                        rc == 0 && strcmp(got, want) == 0, "sealed", 0));
+    }
+    json_decref(rec);
+    return out;
+}
+
 /* The seal itself and the statement it signed against the rows now. */
 static json_t *check_seal(check *c, const char *visit_id, json_t *seal, const tm_seal_key *key,
                           json_t **statement_out)
@@ -428,10 +454,11 @@ json_t *tm_record_verify(tm_store *s, const char *visit_id, const tm_seal_key *k
     json_t *r;
     json_array_foreach(expect, i, r) json_array_append_new(files, check_file(&c, r, rec_key));
     json_object_del(chain, "problems");
-    report = json_pack("{s:s, s:b, s:b, s:o, s:O, s:I, s:O, s:O, s:O}", "visit_id", visit_id, "ok",
-                       json_array_size(c.differences) == 0, "sealed", seal != NULL, "seal",
+    report = json_pack("{s:s, s:b, s:b, s:o, s:O, s:I, s:O, s:o, s:O, s:O}", "visit_id", visit_id,
+                       "ok", json_array_size(c.differences) == 0, "sealed", seal != NULL, "seal",
                        seal_report, "chain", chain, "events_after_seal", (json_int_t)after,
-                       "recordings", files, "unchecked", c.unchecked, "differences", c.differences);
+                       "recordings", files, "renditions", check_renditions(s, visit_id),
+                       "unchecked", c.unchecked, "differences", c.differences);
     seal_report = NULL;
     *rc = report ? 0 : TM_ENOMEM;
 done:

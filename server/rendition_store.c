@@ -28,9 +28,10 @@ static bool is_sha256_hex(const char *h)
 }
 
 /* Visits over whose recordings are all finished and that have no rendition
- * row yet; ?1 NULL looks at every visit. */
+ * row yet; ?1 NULL looks at every visit, ?2 at those ended since (the
+ * ended_at index keeps the minute's sweep off the whole history). */
 #define MISSING_SQL                                                                                \
-    "SELECT v.id FROM visits v WHERE v.state IN ('ended','cancelled')"                             \
+    "SELECT v.id FROM visits v WHERE v.ended_at >= ?2 AND v.state IN ('ended','cancelled')"        \
     " AND (?1 IS NULL OR v.id = ?1)"                                                               \
     " AND EXISTS (SELECT 1 FROM recordings r WHERE r.visit_id = v.id"                              \
     "             AND r.state IN ('complete','incomplete'))"                                       \
@@ -39,7 +40,8 @@ static bool is_sha256_hex(const char *h)
     " AND NOT EXISTS (SELECT 1 FROM renditions q WHERE q.visit_id = v.id)"                         \
     " ORDER BY v.ended_at"
 
-int tm_rendition_requeue(tm_store *s, const char *visit_id, int64_t now_ms, int *queued)
+int tm_rendition_requeue(tm_store *s, const char *visit_id, int64_t ended_since_ms, int64_t now_ms,
+                         int *queued)
 {
     if (queued)
         *queued = 0;
@@ -47,7 +49,7 @@ int tm_rendition_requeue(tm_store *s, const char *visit_id, int64_t now_ms, int 
     if (rc < 0)
         return rc;
     int n = 0;
-    if (!visit_id) {
+    if (!visit_id && ended_since_ms == 0) {
         rc = tm__store_run(s,
                            "UPDATE renditions SET state = 'queued', started_at = NULL"
                            " WHERE state = 'rendering'",
@@ -55,7 +57,8 @@ int tm_rendition_requeue(tm_store *s, const char *visit_id, int64_t now_ms, int 
         n += rc == 0 ? tm__store_changes(s) : 0;
     }
     GPtrArray *ids = g_ptr_array_new_with_free_func(g_free);
-    sqlite3_stmt *st = rc == 0 ? tm__store_query(s, MISSING_SQL, "s", visit_id) : NULL;
+    sqlite3_stmt *st =
+        rc == 0 ? tm__store_query(s, MISSING_SQL, "sI", visit_id, ended_since_ms) : NULL;
     if (rc == 0 && !st)
         rc = TM_EIO;
     int step;

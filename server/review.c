@@ -9,8 +9,9 @@
  * lowers itself to nice 19 and SCHED_IDLE before exec: it runs on the time
  * that visits in progress leave over.
  *
- * A minute's sweep also queues visits the recording callback could not (a
- * recording that finished before its visit's end was in the store).
+ * A minute's sweep also queues visits of the last hour that the recording
+ * callback could not (a recording that finished before its visit's end was
+ * in the store); the start queues every visit still without one.
  */
 #include "telemed/review.h"
 #include "telemed/common.h"
@@ -24,6 +25,9 @@
 #include <signal.h>
 
 #define SWEEP_S 60
+/* The sweep looks at visits ended this recently: it only catches a visit
+ * whose last recording finished before its end reached the store. */
+#define SWEEP_LOOKBACK_MS (3600 * 1000)
 /* Enough for faces and gestures in a tile; a review copy, not evidence. */
 #define REVIEW_FPS 15
 
@@ -267,7 +271,8 @@ static gboolean on_sweep(gpointer user)
 {
     tm_review *rv = user;
     int n = 0;
-    if (tm_rendition_requeue(rv->store, NULL, tm_now_ms(), &n) == 0 && n)
+    int64_t now = tm_now_ms();
+    if (tm_rendition_requeue(rv->store, NULL, now - SWEEP_LOOKBACK_MS, now, &n) == 0 && n)
         tm_info("review.queued", "renditions=%d", n);
     start_next(rv);
     return G_SOURCE_CONTINUE;
@@ -284,7 +289,7 @@ tm_review *tm_review_new(const tm_config *cfg, tm_store *store, const char *exe,
     rv->ctx = ctx;
     rv->running = g_ptr_array_new_with_free_func((GDestroyNotify)render_free);
     int n = 0;
-    if (tm_rendition_requeue(store, NULL, tm_now_ms(), &n) == 0 && n)
+    if (tm_rendition_requeue(store, NULL, 0, tm_now_ms(), &n) == 0 && n)
         tm_info("review.requeued", "renditions=%d", n);
     GSource *s = g_timeout_source_new_seconds(SWEEP_S);
     g_source_set_callback(s, on_sweep, rv, NULL);
@@ -311,7 +316,7 @@ void tm_review_recording_done(tm_review *rv, const char *visit_id)
     if (!rv)
         return;
     int n = 0;
-    if (tm_rendition_requeue(rv->store, visit_id, tm_now_ms(), &n) == 0 && n) {
+    if (tm_rendition_requeue(rv->store, visit_id, 0, tm_now_ms(), &n) == 0 && n) {
         tm_info("review.queued", "visit=%s", visit_id);
         start_next(rv);
     }

@@ -536,12 +536,14 @@ json_t *tm_recording_get(tm_store *s, const char *rec_id);
 #define TM_RENDITION_ID_LEN 64
 
 /* Queues a rendition of every visit that needs one: over (ended or
- * cancelled), with at least one complete or incomplete recording, none still
- * recording, and no rendition row at all (a failed one stays failed). With
- * visit_id (may be NULL) only that visit is looked at. Rows left rendering
- * by a server that stopped are queued again first. *queued (may be NULL)
- * gets how many rows became queued. */
-int tm_rendition_requeue(tm_store *s, const char *visit_id, int64_t now_ms, int *queued);
+ * cancelled) at or after ended_since_ms, with at least one complete or
+ * incomplete recording, none still recording, and no rendition row at all
+ * (a failed one stays failed). With visit_id (may be NULL) only that visit
+ * is looked at. With neither visit_id nor ended_since_ms (the call at
+ * start) rows left rendering by a server that stopped are queued again
+ * first. *queued (may be NULL) gets how many rows became queued. */
+int tm_rendition_requeue(tm_store *s, const char *visit_id, int64_t ended_since_ms, int64_t now_ms,
+                         int *queued);
 /* The oldest queued rendition: its id and visit id into the buffers.
  * TM_ENOTFOUND when the queue is empty. */
 int tm_rendition_next(tm_store *s, char id[TM_RENDITION_ID_LEN], char visit_id[64]);

@@ -1467,18 +1467,18 @@ static void t_renditions(const store_backend *b, const char *dir)
     int n = -1;
     char id[TM_RENDITION_ID_LEN], visit[64];
     /* Still active, still recording: nothing to render. */
-    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, t0, &n), 0);
+    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, 0, t0, &n), 0);
     CHECK_EQ_INT(n, 0);
     CHECK_EQ_INT(tm_recording_finish(s, rec1, 10, 5000, sha_a, 0, t0 + 5000), 0);
     CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d1", t0 + 9000), 0);
     /* Over, but part 2 is still being written. */
-    CHECK_EQ_INT(tm_rendition_requeue(s, v.id, t0 + 9000, &n), 0);
+    CHECK_EQ_INT(tm_rendition_requeue(s, v.id, 0, t0 + 9000, &n), 0);
     CHECK_EQ_INT(n, 0);
     CHECK_EQ_INT(tm_rendition_next(s, id, visit), TM_ENOTFOUND);
     CHECK_EQ_INT(tm_recording_finish(s, rec2, 20, 4000, sha_a, 0, t0 + 9500), 0);
-    CHECK_EQ_INT(tm_rendition_requeue(s, v.id, t0 + 9500, &n), 0);
+    CHECK_EQ_INT(tm_rendition_requeue(s, v.id, 0, t0 + 9500, &n), 0);
     CHECK_EQ_INT(n, 1);
-    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, t0 + 9600, &n), 0);
+    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, 0, t0 + 9600, &n), 0);
     CHECK_EQ_INT(n, 0); /* once */
     CHECK_EQ_INT(tm_rendition_next(s, id, visit), 0);
     CHECK_STR(visit, v.id);
@@ -1500,7 +1500,7 @@ static void t_renditions(const store_backend *b, const char *dir)
     CHECK_EQ_INT(tm_rendition_count(s, "rendering", &count), 0);
     CHECK_EQ_INT(count, 1);
     /* The server stopped while rendering: queued again at the next start. */
-    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, t0 + 11000, &n), 0);
+    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, 0, t0 + 11000, &n), 0);
     CHECK_EQ_INT(n, 1);
     CHECK_EQ_INT(tm_rendition_next(s, id, visit), 0);
     CHECK_EQ_INT(tm_rendition_begin(s, id, "/rec/v.review.webm.enc", true, 2, t0 + 12000), 0);
@@ -1524,11 +1524,11 @@ static void t_renditions(const store_backend *b, const char *dir)
     CHECK_EQ_INT(tm_recording_start(s, w.id, "/rec/w.mkv", "matroska", false, t0, rec1), 0);
     CHECK_EQ_INT(tm_recording_finish(s, rec1, 10, 5000, sha_a, 0, t0 + 5000), 0);
     CHECK_EQ_INT(tm_store_visit_end(s, w.id, "completed", "d1", t0 + 6000), 0);
-    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, t0 + 7000, &n), 0);
+    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, 0, t0 + 7000, &n), 0);
     CHECK_EQ_INT(n, 1);
     CHECK_EQ_INT(tm_rendition_next(s, id, visit), 0);
     CHECK_EQ_INT(tm_rendition_fail(s, id, "evidence part 1 ends early", 50, t0 + 8000), 0);
-    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, t0 + 9000, &n), 0);
+    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, 0, t0 + 9000, &n), 0);
     CHECK_EQ_INT(n, 0);
     got = tm_rendition_get(s, id);
     CHECK_STR(json_string_value(field(got, "error")), "evidence part 1 ends early");
@@ -1543,7 +1543,9 @@ static void t_renditions(const store_backend *b, const char *dir)
     CHECK_EQ_INT(tm_recording_start(s, x.id, "/rec/x.mkv", "matroska", false, old, rec1), 0);
     CHECK_EQ_INT(tm_recording_finish(s, rec1, 10, 5000, sha_a, 0, old), 0);
     CHECK_EQ_INT(tm_store_visit_end(s, x.id, "completed", "d1", old + 1), 0);
-    CHECK_EQ_INT(tm_rendition_requeue(s, x.id, old + 2, &n), 0);
+    CHECK_EQ_INT(tm_rendition_requeue(s, NULL, t0 - 3600000, t0, &n), 0);
+    CHECK_EQ_INT(n, 0); /* the minute's sweep looks at the last hour only */
+    CHECK_EQ_INT(tm_rendition_requeue(s, x.id, 0, old + 2, &n), 0);
     CHECK_EQ_INT(tm_rendition_next(s, id, visit), 0);
     CHECK_STR(visit, x.id);
     CHECK_EQ_INT(tm_rendition_begin(s, id, file, false, 1, old + 3), 0);
