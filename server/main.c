@@ -658,10 +658,10 @@ static int run(tm_app *app)
             "recording.encryption_off",
             "recordings=plain reason=recording_encrypt_false risk=patient_video_readable_on_disk");
     if (app->cfg.recording) {
-        char *exe = g_file_read_link("/proc/self/exe", NULL);
-        app->review = tm_review_new(&app->cfg, app->store, exe ? exe : "/proc/self/exe",
+        /* The child runs this very binary, even when an upgrade replaced
+         * the file since the start. */
+        app->review = tm_review_new(&app->cfg, app->store, "/proc/self/exe",
                                     g_main_loop_get_context(app->loop));
-        g_free(exe);
         if (app->have_rec_key)
             tm_review_set_key(app->review, app->rec_key, app->cfg.recording_encrypt);
         tm_visit_record_set_review(app->record, app->review);

@@ -163,6 +163,8 @@ static void on_child_done(GObject *obj, GAsyncResult *res, gpointer user)
         g_error_free(e);
         return; /* tm_review_free: r is gone */
     }
+    if (!ok)
+        g_subprocess_force_exit(r->child); /* its pipes broke: it is of no more use */
     json_t *line = out ? json_loads(out, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
     char fallback[96];
     int status = 0;
@@ -183,15 +185,16 @@ static void on_child_done(GObject *obj, GAsyncResult *res, gpointer user)
     g_clear_error(&e);
 }
 
-/* Starts the render of one queued row; false when it could not (then the
- * row is failed with why, and the next one may go). */
-static bool start_one(tm_review *rv, const char *id, const char *visit_id)
+/* Starts the render of one queued row: 1 when it runs, 0 when it could
+ * not (the row is failed with why, the next may go), a TM_E* code when not
+ * even that could be written (the store is failing: stop for now). */
+static int start_one(tm_review *rv, const char *id, const char *visit_id)
 {
     int64_t now = tm_now_ms();
     json_t *sources = tm_rendition_sources(rv->store, visit_id);
     const char *why = NULL;
     char *path = NULL, *job = NULL;
-    bool ok = false;
+    int rc = 1;
     if (!sources || !json_array_size(sources)) {
         why = "no finished recording to render";
         goto fail;
@@ -234,10 +237,9 @@ static bool start_one(tm_review *rv, const char *id, const char *visit_id)
     tm_info("review.started", "visit=%s rendition=%s parts=%zu running=%u", visit_id, id,
             json_array_size(sources), rv->running->len);
     g_subprocess_communicate_utf8_async(child, job, r->cancel, on_child_done, r);
-    ok = true;
     goto done;
 fail:
-    tm_rendition_fail(rv->store, id, why, 0, now);
+    rc = tm_rendition_fail(rv->store, id, why, 0, now);
     rv->stats.failed++;
     tm_warn("review.failed", "visit=%s rendition=%s", visit_id, id);
 done:
@@ -247,7 +249,7 @@ done:
     }
     g_free(path);
     json_decref(sources);
-    return ok;
+    return rc;
 }
 
 /* Fills the free render slots from the queue, oldest first. */
@@ -255,8 +257,13 @@ static void start_next(tm_review *rv)
 {
     char id[TM_RENDITION_ID_LEN], visit[64];
     while ((int)rv->running->len < rv->cfg->review_render_max &&
-           tm_rendition_next(rv->store, id, visit) == 0)
-        start_one(rv, id, visit);
+           tm_rendition_next(rv->store, id, visit) == 0) {
+        int rc = start_one(rv, id, visit);
+        if (rc < 0) {
+            tm_error("review.store_failed", "rendition=%s err=%s", id, tm_strerror(rc));
+            break; /* the row is still queued: the next sweep tries again */
+        }
+    }
 }
 
 static gboolean on_kick(gpointer user)

@@ -295,10 +295,15 @@ static void on_pad_added(GstElement *dec, GstPad *pad, gpointer user)
     GstCaps *caps = gst_pad_get_current_caps(pad);
     if (!caps)
         caps = gst_pad_query_caps(pad, NULL);
-    const char *name = gst_structure_get_name(gst_caps_get_structure(caps, 0));
+    GstStructure *st = caps && !gst_caps_is_empty(caps) && !gst_caps_is_any(caps)
+                           ? gst_caps_get_structure(caps, 0)
+                           : NULL;
+    char name[64];
+    g_strlcpy(name, st ? gst_structure_get_name(st) : "unknown", sizeof name);
     bool video = g_str_has_prefix(name, "video/");
     bool audio = g_str_has_prefix(name, "audio/");
-    gst_caps_unref(caps);
+    if (caps)
+        gst_caps_unref(caps);
     GstPad *target = NULL;
     g_mutex_lock(&j->lock);
     if (video && p->video_linked < p->n_video)
