@@ -176,6 +176,18 @@ static void test_finished_visit(void)
                             t0 + 17 * 60000),
         0);
     CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d1", t0 + 17 * 60000), 0);
+    /* Its review copy, made after the visit. */
+    char ren[TM_RENDITION_ID_LEN], ren_visit[64];
+    int queued = 0;
+    CHECK_EQ_INT(tm_rendition_requeue(s, v.id, 0, t0 + 17 * 60000, &queued), 0);
+    CHECK_EQ_INT(queued, 1);
+    CHECK_EQ_INT(tm_rendition_next(s, ren, ren_visit), 0);
+    CHECK_EQ_INT(tm_rendition_begin(s, ren, "/r/v.review.webm", false, 1, t0 + 18 * 60000), 0);
+    CHECK_EQ_INT(
+        tm_rendition_finish(s, ren, 900000, 15 * 60000,
+                            "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+                            NULL, 120000, t0 + 19 * 60000),
+        0);
 
     json_t *record = tm_store_visit_record(s, v.id);
     CHECK(record != NULL);
@@ -234,6 +246,18 @@ static void test_finished_visit(void)
     CHECK_STR(sget(m, "content.extension.0.valueString"),
               "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
     CHECK(json_real_value(jget(m, "duration")) > 899.0);
+
+    /* The review copy as a second Media, the WebM served by its own route. */
+    json_t *review = contained(e, "Media", 1);
+    CHECK(review != NULL);
+    CHECK_STR(sget(review, "id"), "review1");
+    CHECK_STR(sget(review, "content.contentType"), "video/webm");
+    url = g_strdup_printf("/api/v1/renditions/%s", ren);
+    CHECK_STR(sget(review, "content.url"), url);
+    g_free(url);
+    CHECK_STR(sget(review, "content.extension.0.valueString"),
+              "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae");
+    CHECK(contained(e, "Media", 2) == NULL);
 
     /* Chat as Communications, senders resolved to the contained resources. */
     json_t *c0 = contained(e, "Communication", 0), *c1 = contained(e, "Communication", 1);
