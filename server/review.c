@@ -50,6 +50,7 @@ struct tm_review {
     bool has_key, encrypt;
     guint sweep;
     guint kick;
+    gchar **child_env; /* the server's, without TELEMED_* (keys and secrets) */
     tm_review_stats stats;
 };
 
@@ -216,6 +217,7 @@ static int start_one(tm_review *rv, const char *id, const char *visit_id)
     GSubprocessLauncher *l =
         g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE);
     g_subprocess_launcher_set_child_setup(l, lower_priority, NULL, NULL);
+    g_subprocess_launcher_set_environ(l, rv->child_env);
     GSubprocess *child = g_subprocess_launcher_spawn(l, &e, rv->exe, "render-review", NULL);
     g_object_unref(l);
     if (!child) {
@@ -295,6 +297,14 @@ tm_review *tm_review_new(const tm_config *cfg, tm_store *store, const char *exe,
     rv->exe = g_strdup(exe);
     rv->ctx = ctx;
     rv->running = g_ptr_array_new_with_free_func((GDestroyNotify)render_free);
+    /* A decoder fed a hostile file runs in the child: it gets its job on
+     * stdin and nothing of the server's own secrets. */
+    rv->child_env = g_get_environ();
+    gchar **names = g_listenv();
+    for (size_t i = 0; names[i]; i++)
+        if (g_str_has_prefix(names[i], "TELEMED_"))
+            rv->child_env = g_environ_unsetenv(rv->child_env, names[i]);
+    g_strfreev(names);
     int n = 0;
     if (tm_rendition_requeue(store, NULL, 0, tm_now_ms(), &n) == 0 && n)
         tm_info("review.requeued", "renditions=%d", n);
@@ -353,6 +363,7 @@ void tm_review_free(tm_review *rv)
     if (rv->kick && (s = g_main_context_find_source_by_id(rv->ctx, rv->kick)))
         g_source_destroy(s);
     memset(rv->key, 0, sizeof rv->key);
+    g_strfreev(rv->child_env);
     g_free(rv->exe);
     g_free(rv);
 }
