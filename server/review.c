@@ -35,7 +35,6 @@ typedef struct render {
     tm_review *rv;
     char id[TM_RENDITION_ID_LEN];
     char visit_id[64];
-    char *path;
     GSubprocess *child;
     GCancellable *cancel;
 } render;
@@ -118,7 +117,6 @@ static void render_free(render *r)
         g_cancellable_cancel(r->cancel);
     g_clear_object(&r->cancel);
     g_clear_object(&r->child);
-    g_free(r->path);
     g_free(r);
 }
 
@@ -230,7 +228,6 @@ static int start_one(tm_review *rv, const char *id, const char *visit_id)
     r->rv = rv;
     g_strlcpy(r->id, id, sizeof r->id);
     g_strlcpy(r->visit_id, visit_id, sizeof r->visit_id);
-    r->path = g_strdup(path);
     r->child = child;
     r->cancel = g_cancellable_new();
     g_ptr_array_add(rv->running, r);
