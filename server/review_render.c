@@ -354,11 +354,6 @@ static GstPadProbeReturn on_output(GstPad *pad, GstPadProbeInfo *info, gpointer 
     return GST_PAD_PROBE_OK;
 }
 
-static GstPad *request_pad(GstElement *agg, const char *templ)
-{
-    return gst_element_request_pad_simple(agg, templ);
-}
-
 /* The tiles: a near-square grid (2 -> 2x1, 3-4 -> 2x2, 5-6 -> 3x2, ...). */
 static void lay_out(job *j)
 {
@@ -431,12 +426,12 @@ static bool build(job *j, int tmp_fd)
     for (size_t i = 0; i < j->n_parts; i++) {
         part *p = &j->parts[i];
         for (int v = 0; v < p->n_video; v++, tile++) {
-            p->vpads[v] = request_pad(j->comp, "sink_%u");
+            p->vpads[v] = gst_element_request_pad_simple(j->comp, "sink_%u");
             g_object_set(p->vpads[v], "xpos", (tile % j->cols) * (j->width / j->cols), "ypos",
                          (tile / j->cols) * (j->height / j->rows), NULL);
         }
         for (int a = 0; a < p->n_audio; a++)
-            p->apads[a] = request_pad(j->mix, "sink_%u");
+            p->apads[a] = gst_element_request_pad_simple(j->mix, "sink_%u");
         GstElement *src = make(j->pipe, "appsrc");
         GstElement *dec = make(j->pipe, "decodebin");
         if (!src || !dec)
