@@ -173,7 +173,7 @@ export class Call {
     window.addEventListener('langchange', onLang);
     this.unsubs.push(() => window.removeEventListener('langchange', onLang));
     if (this.stream) this.watchTracks(this.stream);
-    const remoteState = new RemoteMediaState({ sig: this.sig, visitId: this.visitId, selfId: this.selfId, stage: this.remote.parentElement, video: this.remote, quality: this.quality });
+    const remoteState = new RemoteMediaState({ sig: this.sig, visitId: this.visitId, selfId: this.selfId, tiles: this.tiles, quality: this.quality });
     this.unsubs.push(() => remoteState.close());
   }
 

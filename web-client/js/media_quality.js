@@ -1,52 +1,74 @@
-// media_quality.js - the other side's media as the server sees it
-// (media.quality pushes, docs/protocol.md): a video that stalled is said to
-// be paused and why, over a dimmed last frame, rather than left frozen under
-// a "Poor" that would blame this side's connection; a participant who sends
-// no video is shown as audio only. Used by call.js for patient and doctor.
+// media_quality.js - the others' media as the server sees it (media.quality
+// pushes, docs/protocol.md): a video that stalled is said to be paused and
+// why, over its dimmed last frame, rather than left frozen under a "Poor"
+// that would blame this side's connection; a participant who sends no video
+// is shown as audio only. Used by call.js; one state per participant, shown
+// on that participant's tile.
 
 import { t } from './i18n.js';
 import { el } from './common.js';
 
 export class RemoteMediaState {
   // sig: Signaling; visitId; selfId: this user's sub (their own state is not
-  // shown here); stage: the element over the other side's video; video: that
-  // <video>; quality: this side's quality indicator.
-  constructor({ sig, visitId, selfId, stage, video, quality }) {
+  // shown here); tiles: the visit's Tiles (party.js); quality: this side's
+  // quality indicator.
+  constructor({ sig, visitId, selfId, tiles, quality }) {
     this.visitId = visitId;
     this.selfId = selfId;
-    this.video = video;
+    this.tiles = tiles;
     this.quality = quality;
-    this.last = null;
-    this.node = el('p', { class: 'media-state', role: 'status', hidden: true });
-    stage.append(this.node);
+    this.last = new Map(); // participant id -> latest push
+    this.nodes = new Map(); // participant id -> the words on their tile
     this.unsub = sig.on('media.quality', (m) => this.onPush(m));
-    this.onLang = () => this.render();
+    this.onLang = () => this.renderAll();
     window.addEventListener('langchange', this.onLang);
+    // A tile made or rebuilt after the push still gets its words.
+    this.onLayout = () => this.renderAll();
+    tiles.addEventListener('layout', this.onLayout);
   }
 
   onPush(m) {
     if (m.visit_id !== this.visitId || m.participant_id === this.selfId) return;
-    this.last = m;
-    this.render();
+    this.last.set(m.participant_id, m);
+    this.render(m.participant_id);
   }
 
-  render() {
-    const m = this.last;
+  renderAll() {
+    for (const id of this.last.keys()) this.render(id);
+  }
+
+  frozenText(m) {
+    if (m.role === 'doctor') return t('mq.frozen_doctor');
+    if (m.role === 'patient') return t('mq.frozen_patient');
+    const p = this.tiles.participants.find((x) => x.id === m.participant_id);
+    return t('mq.frozen_other', { name: (p && p.name) || t('party.unnamed') });
+  }
+
+  render(id) {
+    const m = this.last.get(id);
+    const tile = this.tiles.tiles.get(id);
+    if (!tile) return;
+    let node = this.nodes.get(id);
+    if (!node || !tile.node.contains(node)) {
+      node = el('p', { class: 'media-state', role: 'status', hidden: true });
+      tile.node.append(node);
+      this.nodes.set(id, node);
+    }
     const frozen = !!m && (m.video === 'frozen' || (m.video === 'off' && m.audio !== 'ok'));
     const audioOnly = !!m && m.video === 'off' && m.audio === 'ok';
-    const who = m && m.role === 'doctor' ? 'doctor' : 'patient';
-    this.node.dataset.video = m ? m.video : 'ok';
-    this.node.textContent = frozen ? t(`mq.frozen_${who}`) : audioOnly ? t('mq.audio_only') : '';
-    this.node.hidden = !frozen && !audioOnly;
-    this.video.classList.toggle('paused', frozen);
-    // While the other side's network is the trouble, this side's indicator
+    node.dataset.video = m ? m.video : 'ok';
+    node.textContent = frozen ? this.frozenText(m) : audioOnly ? t('mq.audio_only') : '';
+    node.hidden = !frozen && !audioOnly;
+    tile.video.classList.toggle('paused', frozen);
+    // While another side's network is the trouble, this side's indicator
     // (which then sees nothing arrive) would say "Poor" for the wrong party.
-    if (this.quality) this.quality.hidden = frozen;
+    if (this.quality) this.quality.hidden = [...this.last.values()].some((x) => x.video === 'frozen');
   }
 
   close() {
     this.unsub();
     window.removeEventListener('langchange', this.onLang);
-    this.node.remove();
+    this.tiles.removeEventListener('layout', this.onLayout);
+    for (const node of this.nodes.values()) node.remove();
   }
 }
