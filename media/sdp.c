@@ -477,6 +477,70 @@ static int add_fb(parser *ps, tm_sdp_codec *c, const char *val)
     return 0;
 }
 
+/* RFC 8851 rid-id: 1*(ALPHA / DIGIT / "-" / "_"), at most 16 bytes (one header element). */
+static bool is_rid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= TM_SDP_RID_LEN)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
+            return false;
+    return true;
+}
+
+/* "a=rid:<id> send|recv [pt=..;max-width=..]": the id and its direction. */
+static int parse_rid(parser *ps, const char *v)
+{
+    tm_sdp_mline *m = ps->m;
+    char id[TM_SDP_TOKEN_LEN], dir[16];
+    if (next_token(&v, id, sizeof id) <= 0 || !is_rid(id) || next_token(&v, dir, sizeof dir) <= 0 ||
+        (strcmp(dir, "send") != 0 && strcmp(dir, "recv") != 0))
+        return fail(ps, "line %d: bad rid", ps->lineno);
+    if (m->n_rids >= TM_SDP_MAX_RIDS)
+        return fail(ps, "line %d: more than %d rids", ps->lineno, TM_SDP_MAX_RIDS);
+    for (unsigned i = 0; i < m->n_rids; i++)
+        if (strcmp(m->rids[i].id, id) == 0)
+            return fail(ps, "line %d: rid %s twice", ps->lineno, id);
+    memcpy(m->rids[m->n_rids].id, id, strlen(id) + 1);
+    m->rids[m->n_rids].send = dir[0] == 's';
+    m->n_rids++;
+    return 0;
+}
+
+/* "a=simulcast:send f;h;q [recv ...]" (RFC 8853): streams split by ';', alternatives by ','
+ * (the first one is kept), '~' marks a paused stream. Only the send side matters: the
+ * server takes simulcast, it never sends it. */
+static int parse_simulcast(parser *ps, const char *v)
+{
+    tm_sdp_mline *m = ps->m;
+    char dir[16], list[TM_SDP_MAX_LINE];
+    int r;
+    while ((r = next_token(&v, dir, sizeof dir)) != 0) {
+        if (r < 0 || (strcmp(dir, "send") != 0 && strcmp(dir, "recv") != 0) ||
+            next_token(&v, list, sizeof list) <= 0)
+            return fail(ps, "line %d: bad simulcast", ps->lineno);
+        if (strcmp(dir, "send") != 0)
+            continue;
+        if (m->n_sim_send)
+            return fail(ps, "line %d: simulcast send given twice", ps->lineno);
+        for (char *save = NULL, *stream = strtok_r(list, ";", &save); stream;
+             stream = strtok_r(NULL, ";", &save)) {
+            char *alt = stream;
+            alt[strcspn(alt, ",")] = '\0';
+            if (*alt == '~')
+                alt++;
+            if (!is_rid(alt))
+                return fail(ps, "line %d: bad rid in simulcast", ps->lineno);
+            if (m->n_sim_send >= TM_SDP_MAX_RIDS)
+                return fail(ps, "line %d: more than %d simulcast streams", ps->lineno,
+                            TM_SDP_MAX_RIDS);
+            memcpy(m->sim_send[m->n_sim_send++], alt, strlen(alt) + 1);
+        }
+    }
+    return 0;
+}
+
 static int media_attr(parser *ps, const char *name, const char *v)
 {
     tm_sdp_mline *m = ps->m;
@@ -636,6 +700,10 @@ static int media_attr(parser *ps, const char *name, const char *v)
         m->candidates[m->n_candidates++] = c;
     } else if (strcmp(name, "end-of-candidates") == 0) {
         m->end_of_candidates = true;
+    } else if (strcmp(name, "rid") == 0) {
+        return parse_rid(ps, v);
+    } else if (strcmp(name, "simulcast") == 0) {
+        return parse_simulcast(ps, v);
     }
     return 0;
 }
@@ -777,6 +845,33 @@ static int ext_id(const tm_sdp_mline *m, const char *uri)
     return 0;
 }
 
+static const tm_sdp_rid *find_rid(const tm_sdp_mline *m, const char *id)
+{
+    for (unsigned i = 0; i < m->n_rids; i++)
+        if (strcmp(m->rids[i].id, id) == 0)
+            return &m->rids[i];
+    return NULL;
+}
+
+/* Simulcast is taken on an accepted video m-line the offerer sends on, with the rid
+ * extension and at least two "send" rids listed in a=simulcast; anything less is one
+ * plain stream (the server never refuses an offer for its simulcast). */
+static void choose_layers(tm_sdp_mline *m)
+{
+    m->n_layers = 0;
+    if (!m->accepted || m->kind != TM_MEDIA_VIDEO || !m->ext_rid ||
+        (m->direction != TM_DIR_SENDRECV && m->direction != TM_DIR_SENDONLY))
+        return;
+    unsigned n = 0;
+    for (unsigned i = 0; i < m->n_sim_send; i++) {
+        const tm_sdp_rid *r = find_rid(m, m->sim_send[i]);
+        if (r && r->send)
+            memcpy(m->layers[n++], r->id, sizeof m->layers[0]);
+    }
+    if (n >= 2)
+        m->n_layers = n;
+}
+
 static int finish(parser *ps)
 {
     tm_sdp_offer *o = ps->o;
@@ -801,6 +896,8 @@ static int finish(parser *ps)
             m->ext_audio_level = ext_id(m, TM_SDP_EXT_AUDIO_LEVEL);
         m->ext_abs_send_time = ext_id(m, TM_SDP_EXT_ABS_SEND_TIME);
         m->ext_twcc = ext_id(m, TM_SDP_EXT_TWCC);
+        m->ext_rid = ext_id(m, TM_SDP_EXT_RID);
+        m->ext_rrid = ext_id(m, TM_SDP_EXT_RRID);
         fill_remote_ssrcs(m);
         if (m->kind != TM_MEDIA_AUDIO && m->kind != TM_MEDIA_VIDEO)
             continue;
@@ -819,6 +916,7 @@ static int finish(parser *ps)
             continue;
         }
         m->accepted = true;
+        choose_layers(m);
     }
     if (any_mux_missing)
         return fail(ps, "rtcp-mux is required");

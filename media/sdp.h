@@ -40,6 +40,7 @@
 #define TM_SDP_MAX_SSRCS 16
 #define TM_SDP_MAX_SSRC_GROUPS 8
 #define TM_SDP_MAX_CANDIDATES 32 /* per m-line, in the offer */
+#define TM_SDP_MAX_RIDS 4        /* simulcast layers per m-line (Chrome sends 3) */
 
 /* Field sizes include the NUL. */
 #define TM_SDP_TOKEN_LEN 64        /* mid, ufrag, cname, codec name, ... */
@@ -50,6 +51,7 @@
 #define TM_SDP_URI_LEN 160
 #define TM_SDP_MSID_LEN 140 /* "<stream id> <track id>" */
 #define TM_SDP_ADDR_LEN 64  /* IPv4/IPv6 literal or mDNS .local name */
+#define TM_SDP_RID_LEN 17   /* RFC 8851 rid-id; 16 bytes is what an RTP header element holds */
 
 /* Well-known header extension URIs (RFC 8843 mid; Google's abs-send-time;
  * transport-wide cc draft). */
@@ -57,6 +59,9 @@
 #define TM_SDP_EXT_AUDIO_LEVEL "urn:ietf:params:rtp-hdrext:ssrc-audio-level" /* RFC 6464 */
 #define TM_SDP_EXT_ABS_SEND_TIME "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 #define TM_SDP_EXT_TWCC "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+/* RFC 8852: which simulcast layer (rid) a packet, or a retransmission, belongs to. */
+#define TM_SDP_EXT_RID "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+#define TM_SDP_EXT_RRID "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 
 typedef enum {
     TM_MEDIA_AUDIO,
@@ -133,6 +138,13 @@ typedef struct tm_sdp_ssrc_group {
     uint32_t ssrcs[4]; /* FID: [0] = media, [1] = rtx */
 } tm_sdp_ssrc_group;
 
+/* One a=rid line (RFC 8851): "a=rid:<id> send|recv [restrictions]"; restrictions are
+ * not kept (the layers' sizes are read from the packets). */
+typedef struct tm_sdp_rid {
+    char id[TM_SDP_RID_LEN];
+    bool send; /* "send"; false = "recv" */
+} tm_sdp_rid;
+
 /* The fingerprint of the peer's DTLS certificate (a=fingerprint). */
 typedef struct tm_sdp_fingerprint {
     char algorithm[16];                 /* "sha-256" (lower case as written), "" when absent */
@@ -172,6 +184,12 @@ typedef struct tm_sdp_mline {
     unsigned n_candidates;
     tm_sdp_candidate *candidates; /* n_candidates entries (owned by the offer), often 0 (trickle) */
     bool end_of_candidates;
+    unsigned n_rids;
+    tm_sdp_rid rids[TM_SDP_MAX_RIDS];
+    /* a=simulcast:send (RFC 8853): the first alternative of each stream, in order, paused
+     * ("~") ones included, without the "~". */
+    unsigned n_sim_send;
+    char sim_send[TM_SDP_MAX_RIDS][TM_SDP_RID_LEN];
 
     /* --- The negotiation result, filled by tm_sdp_parse_offer. --- */
     bool accepted; /* will be answered with a real port (audio/video, codec
@@ -183,6 +201,13 @@ typedef struct tm_sdp_mline {
     int ext_audio_level; /* RFC 6464, audio m-lines only */
     int ext_abs_send_time;
     int ext_twcc;
+    int ext_rid, ext_rrid;
+    /* Simulcast taken: the offerer sends n_layers layers (2..TM_SDP_MAX_RIDS) named
+     * layers[] (a=simulcast:send order, each declared "a=rid:<id> send"), told apart by
+     * the rid header extension (ext_rid > 0). 0 = one plain stream. The answer receives
+     * them with "a=rid:<id> recv" and "a=simulcast:recv". */
+    unsigned n_layers;
+    char layers[TM_SDP_MAX_RIDS][TM_SDP_RID_LEN];
     /* The sender's SSRCs on this m-line (what the browser will send), 0 = none/unknown:
      * the first SSRC of a FID group (or the first a=ssrc) and its FID rtx partner. */
     uint32_t remote_ssrc;

@@ -84,6 +84,18 @@ static void write_ssrc_lines(sbuf *b, uint32_t ssrc, const char *cname, const ch
         sb_printf(b, "a=ssrc:%" PRIu32 " msid:%s %s\r\n", ssrc, stream, track);
 }
 
+/* We receive every layer offered: "a=rid:<id> recv" each, then "a=simulcast:recv" in the
+ * offer's order (RFC 8853 section 5.3). The rids passed the parser's rid-id check. */
+static void write_simulcast(sbuf *b, const tm_sdp_mline *m)
+{
+    for (unsigned i = 0; i < m->n_layers; i++)
+        sb_printf(b, "a=rid:%s recv\r\n", m->layers[i]);
+    sb_printf(b, "a=simulcast:recv ");
+    for (unsigned i = 0; i < m->n_layers; i++)
+        sb_printf(b, "%s%s", i ? ";" : "", m->layers[i]);
+    sb_printf(b, "\r\n");
+}
+
 static void write_mline(sbuf *b, const tm_sdp_offer *o, const tm_sdp_mline *m,
                         const tm_sdp_answer_params *p, const tm_sdp_answer_media *am,
                         bool bundle_tag)
@@ -129,6 +141,12 @@ static void write_mline(sbuf *b, const tm_sdp_offer *o, const tm_sdp_mline *m,
         sb_printf(b, "a=extmap:%d %s\r\n", m->ext_abs_send_time, TM_SDP_EXT_ABS_SEND_TIME);
     if (m->ext_twcc && p->transport_cc)
         sb_printf(b, "a=extmap:%d %s\r\n", m->ext_twcc, TM_SDP_EXT_TWCC);
+    bool simulcast = m->n_layers >= 2 && (dir == TM_DIR_SENDRECV || dir == TM_DIR_RECVONLY);
+    if (simulcast) {
+        sb_printf(b, "a=extmap:%d %s\r\n", m->ext_rid, TM_SDP_EXT_RID);
+        if (m->ext_rrid)
+            sb_printf(b, "a=extmap:%d %s\r\n", m->ext_rrid, TM_SDP_EXT_RRID);
+    }
     sb_printf(b, "a=%s\r\n", tm_sdp_direction_str(dir));
 
     const char *cname = am && am->cname ? am->cname : "telemed";
@@ -175,6 +193,8 @@ static void write_mline(sbuf *b, const tm_sdp_offer *o, const tm_sdp_mline *m,
         sb_printf(b, "a=rtpmap:%d rtx/90000\r\n", rtx->pt);
         sb_printf(b, "a=fmtp:%d apt=%d\r\n", rtx->pt, c->pt);
     }
+    if (simulcast)
+        write_simulcast(b, m);
 
     if (sending && am && am->ssrc) {
         bool with_rtx = rtx && am->rtx_ssrc;

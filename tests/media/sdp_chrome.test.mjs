@@ -119,3 +119,32 @@ test('an offer Chromium made without BUNDLE is refused with a clear message', as
   const noBundle = offer.replace(/^a=group:BUNDLE.*\r\n/m, '');
   assert.throws(() => answer(noBundle), /offer has no BUNDLE group/);
 });
+
+test('simulcast: three VP8 layers by rid are received, Chromium keeps them', async () => {
+  const offer = await page.evaluate(async () => {
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    window.pc = pc;
+    window.tracks = [];
+    pc.ontrack = (e) => window.tracks.push({ kind: e.track.kind, streams: e.streams.map((s) => s.id) });
+    const ms = new MediaStream();
+    pc.addTransceiver('audio', { direction: 'sendrecv', streams: [ms] });
+    pc.addTransceiver('video', {
+      direction: 'sendrecv', streams: [ms],
+      sendEncodings: [{ rid: 'q', scaleResolutionDownBy: 4 }, { rid: 'h', scaleResolutionDownBy: 2 }, { rid: 'f' }],
+    });
+    const o = await pc.createOffer();
+    await pc.setLocalDescription(o);
+    return o.sdp;
+  });
+  assert.match(offer, /^a=simulcast:send q;h;f\r$/m);
+  const ans = answer(offer);
+  assert.match(ans, /^a=simulcast:recv q;h;f\r$/m);
+  assert.match(ans, /^a=rid:q recv\r$/m);
+  const r = await applyAnswer(ans);
+  assert.equal(r.error, undefined, r.error);
+  assert.equal(r.state, 'stable');
+  assert.deepEqual(r.dirs, ['sendrecv', 'sendrecv']);
+  // Had the answer dropped simulcast, Chromium would have cut the encodings to one.
+  const rids = await page.evaluate(() => window.pc.getTransceivers()[1].sender.getParameters().encodings.map((e) => e.rid));
+  assert.deepEqual(rids, ['q', 'h', 'f']);
+});

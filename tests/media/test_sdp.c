@@ -1,6 +1,7 @@
 /*
  * test_sdp.c - offers as Chrome and GStreamer's webrtcbin write them parse
- * and get a sane answer; the H.264 fallback; every rejection; candidates.
+ * and get a sane answer; the H.264 fallback; every rejection; candidates;
+ * Chrome's VP8 simulcast (rids) taken and answered, and its edge cases.
  */
 #include <glib.h>
 #include <stdint.h>
@@ -677,6 +678,145 @@ static void test_candidate_parse_format(void)
     CHECK_EQ_INT(tm_sdp_parse_candidate(NULL, &c), TM_EINVAL);
 }
 
+static void test_chrome_simulcast_offer(void)
+{
+    /* As Chromium 156 wrote it: sendrecv audio, sendrecv video with three rids (q, h, f),
+     * and a recvonly audio+video pair, with no a=ssrc on the simulcast m-line. */
+    tm_sdp_offer *o = parse_file("chrome_simulcast_offer.sdp");
+    CHECK_EQ_INT(o->n_mlines, 4);
+    const tm_sdp_mline *v = &o->mlines[1];
+    CHECK(v->accepted);
+    CHECK_EQ_INT(v->n_layers, 3);
+    CHECK_STR(v->layers[0], "q");
+    CHECK_STR(v->layers[1], "h");
+    CHECK_STR(v->layers[2], "f");
+    CHECK_EQ_INT(v->ext_rid, 10);
+    CHECK_EQ_INT(v->ext_rrid, 11);
+    CHECK_EQ_INT(v->remote_ssrc, 0);
+    CHECK_EQ_INT(o->mlines[3].n_layers, 0);
+    CHECK_EQ_INT(o->mlines[0].n_layers, 0);
+    tm_sdp_answer_media media[4] = {{.send = true, .ssrc = 1},
+                                    {.send = true, .ssrc = 2},
+                                    {.send = true, .ssrc = 3},
+                                    {.send = true, .ssrc = 4}};
+    tm_sdp_answer_params p = params(media, 4);
+    char *ans = tm_sdp_build_answer(o, &p);
+    CHECK(ans != NULL);
+    char *sec = section(ans, 1);
+    CHECK(has_line(sec, "a=sendrecv"));
+    CHECK(has_line(sec, "a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"));
+    CHECK(has_line(sec, "a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"));
+    CHECK(has_line(sec, "a=rid:q recv"));
+    CHECK(has_line(sec, "a=rid:h recv"));
+    CHECK(has_line(sec, "a=rid:f recv"));
+    CHECK(has_line(sec, "a=simulcast:recv q;h;f"));
+    free(sec);
+    sec = section(ans, 3); /* the recvonly video: we send one stream, no rids */
+    CHECK(strstr(sec, "a=rid:") == NULL && strstr(sec, "a=simulcast") == NULL);
+    CHECK(strstr(sec, "rtp-stream-id") == NULL);
+    free(sec);
+    free(ans);
+    tm_sdp_offer_free(o);
+}
+
+static void test_simulcast_receive_only(void)
+{
+    /* A supervisor's browser that offers simulcast is answered sendonly: we receive
+     * nothing from it, so no rids are answered either (media.c turns the direction). */
+    tm_sdp_offer *o = parse_file("chrome_simulcast_offer.sdp");
+    o->mlines[1].direction = TM_DIR_RECVONLY;
+    tm_sdp_answer_params p = params(NULL, 0);
+    char *ans = tm_sdp_build_answer(o, &p);
+    CHECK(ans != NULL);
+    CHECK(strstr(ans, "a=rid:") == NULL && strstr(ans, "a=simulcast") == NULL);
+    free(ans);
+    tm_sdp_offer_free(o);
+}
+
+/* An offer of one VP8 video m-line with `extra` attribute lines; NULL when refused
+ * (*err then set). */
+static tm_sdp_offer *video_offer(const char *extra, char **err)
+{
+    char *sdp =
+        g_strdup_printf("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+                        "a=group:BUNDLE 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n"
+                        "a=mid:0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n"
+                        "a=fingerprint:sha-256 AA:BB\r\na=setup:actpass\r\na=rtcp-mux\r\n"
+                        "a=sendrecv\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\n"
+                        "a=fmtp:97 apt=96\r\n%s",
+                        extra);
+    tm_sdp_offer *o = NULL;
+    *err = NULL;
+    tm_sdp_parse_offer(sdp, strlen(sdp), &o, err);
+    g_free(sdp);
+    return o;
+}
+
+static void test_simulcast_variants(void)
+{
+    const char *rid_ext = "a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n";
+    char *err = NULL;
+    /* Paused ("~") streams count; of alternatives the first is taken; no rrid is fine. */
+    char *x =
+        g_strconcat(rid_ext, "a=rid:lo send\r\na=rid:alt send\r\na=rid:hi send max-width=1280\r\n",
+                    "a=simulcast:send ~lo,alt;hi recv r1\r\n", NULL);
+    tm_sdp_offer *o = video_offer(x, &err);
+    CHECK(o != NULL);
+    CHECK_EQ_INT(o->mlines[0].n_layers, 2);
+    CHECK_STR(o->mlines[0].layers[0], "lo");
+    CHECK_STR(o->mlines[0].layers[1], "hi");
+    CHECK_EQ_INT(o->mlines[0].ext_rrid, 0);
+    tm_sdp_answer_params p = params(NULL, 0);
+    char *ans = tm_sdp_build_answer(o, &p);
+    CHECK(has_line(ans, "a=simulcast:recv lo;hi"));
+    CHECK(strstr(ans, "repaired-rtp-stream-id") == NULL);
+    free(ans);
+    tm_sdp_offer_free(o);
+    g_free(x);
+    /* Plain streams: no rid extension; one layer only; a rid the offer sends nothing on. */
+    const char *plain[] = {
+        "a=rid:a send\r\na=rid:b send\r\na=simulcast:send a;b\r\n",
+        "a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\na=rid:a send\r\n"
+        "a=simulcast:send a\r\n",
+        "a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\na=rid:a send\r\n"
+        "a=rid:b recv\r\na=simulcast:send a;b\r\n",
+    };
+    for (size_t i = 0; i < TM_ARRAY_LEN(plain); i++) {
+        o = video_offer(plain[i], &err);
+        CHECK(o != NULL);
+        CHECK(o->mlines[0].accepted);
+        CHECK_EQ_INT(o->mlines[0].n_layers, 0);
+        ans = tm_sdp_build_answer(o, &p);
+        CHECK(strstr(ans, "a=rid:") == NULL && strstr(ans, "a=simulcast") == NULL);
+        free(ans);
+        tm_sdp_offer_free(o);
+    }
+    /* Malformed ones are refused with the line. */
+    static const struct {
+        const char *extra, *msg;
+    } bad[] = {
+        {"a=rid:q! send\r\n", "line 17: bad rid"},
+        {"a=rid:q sideways\r\n", "line 17: bad rid"},
+        {"a=rid:abcdefghijklmnopq send\r\n", "line 17: bad rid"},
+        {"a=rid:q send\r\na=rid:q send\r\n", "line 18: rid q twice"},
+        {"a=rid:a send\r\na=rid:b send\r\na=rid:c send\r\na=rid:d send\r\na=rid:e send\r\n",
+         "line 21: more than 4 rids"},
+        {"a=simulcast:sendx a;b\r\n", "line 17: bad simulcast"},
+        {"a=simulcast:send\r\n", "line 17: bad simulcast"},
+        {"a=simulcast:send a;b$\r\n", "line 17: bad rid in simulcast"},
+        {"a=simulcast:send a;b;c;d;e\r\n", "line 17: more than 4 simulcast streams"},
+        {"a=simulcast:send a send b\r\n", "line 17: simulcast send given twice"},
+    };
+    for (size_t i = 0; i < TM_ARRAY_LEN(bad); i++) {
+        o = video_offer(bad[i].extra, &err);
+        CHECK(o == NULL);
+        if (!err || !strstr(err, bad[i].msg))
+            fprintf(stderr, "want \"%s\", got \"%s\"\n", bad[i].msg, err ? err : "(none)");
+        CHECK(err && strstr(err, bad[i].msg));
+        g_free(err);
+    }
+}
+
 int main(void)
 {
     RUN(test_chrome_offer_parses);
@@ -693,5 +833,8 @@ int main(void)
     RUN(test_answer_params_checked);
     RUN(test_offer_candidates);
     RUN(test_candidate_parse_format);
+    RUN(test_chrome_simulcast_offer);
+    RUN(test_simulcast_receive_only);
+    RUN(test_simulcast_variants);
     TEST_DONE();
 }
