@@ -81,10 +81,41 @@ static void request_keyframe(tm__peer *sender, tm__in_stream *s, bool joining)
 
 /* ---- RTP ---- */
 
+/* A simulcast layer's SSRCs are learned from the rid (RFC 8852) its first packets
+ * carry: the rid names the layer, the repaired rid an rtx stream's layer. */
+static tm__in_stream *learn_layer(tm__peer *p, const uint8_t *buf, const tm_rtp_header *h,
+                                  bool *rtx)
+{
+    for (int i = 0; i < p->n_in; i++) {
+        tm__in_stream *hd = &p->in[i];
+        if (hd->n_layers == 0 || hd->layer != 0)
+            continue;
+        bool repair = hd->rtx_pt == h->pt && hd->ext_rrid;
+        if (!repair && hd->pt != h->pt)
+            continue;
+        const uint8_t *rid;
+        int n = tm_rtp_ext_find(buf, h, repair ? hd->ext_rrid : hd->ext_rid, &rid);
+        for (int l = 0; n > 0 && l < hd->n_layers; l++) {
+            tm__in_stream *s = &p->in[i + l];
+            if ((size_t)n != strlen(s->rid) || memcmp(s->rid, rid, (size_t)n) != 0)
+                continue;
+            if (repair)
+                s->rtx_ssrc = h->ssrc;
+            else
+                s->ssrc = h->ssrc;
+            *rtx = repair;
+            return s;
+        }
+    }
+    return NULL;
+}
+
 /* The incoming stream a packet belongs to; *rtx when it is that stream's
  * retransmission (RFC 4588) rather than its media. */
-static tm__in_stream *find_in(tm__peer *p, uint32_t ssrc, uint8_t pt, bool *rtx)
+static tm__in_stream *find_in(tm__peer *p, const uint8_t *buf, const tm_rtp_header *h, bool *rtx)
 {
+    uint32_t ssrc = h->ssrc;
+    uint8_t pt = h->pt;
     *rtx = false;
     for (int i = 0; i < p->n_in; i++)
         if (p->in[i].ssrc == ssrc)
@@ -92,16 +123,19 @@ static tm__in_stream *find_in(tm__peer *p, uint32_t ssrc, uint8_t pt, bool *rtx)
     /* BUNDLE payload types are unique per m-line, so the rtx pt names the stream. */
     for (int i = 0; i < p->n_in; i++) {
         tm__in_stream *s = &p->in[i];
-        if (s->rtx_pt == pt && (s->rtx_ssrc == ssrc || !s->rtx_ssrc)) {
+        if (s->rtx_pt == pt && (s->rtx_ssrc == ssrc || (!s->rtx_ssrc && !s->n_layers))) {
             s->rtx_ssrc = ssrc;
             *rtx = true;
             return s;
         }
     }
+    tm__in_stream *layer = learn_layer(p, buf, h, rtx);
+    if (layer)
+        return layer;
     /* No a=ssrc in the offer: the first unknown SSRC with the m-line's codec
      * payload type is that m-line's stream. */
     for (int i = 0; i < p->n_in; i++) {
-        if (!p->in[i].ssrc && p->in[i].pt == pt) {
+        if (!p->in[i].ssrc && !p->in[i].n_layers && p->in[i].pt == pt) {
             p->in[i].ssrc = ssrc;
             return &p->in[i];
         }
@@ -177,51 +211,87 @@ static void track_loss(tm__peer *from, tm__in_stream *s, uint16_t seq, int64_t n
 }
 
 static void forward_one(tm__worker *w, const tm__in_stream *s, tm__peer *r, tm__out_stream *o,
-                        const uint8_t *buf, size_t len, const tm_rtp_header *h, int64_t now_ms)
+                        const uint8_t *buf, size_t len, const tm_rtp_header *h,
+                        const tm_vp8_info *vp8, int64_t now_ms)
 {
     if (!r->srtp || r->closing || o->codec != s->codec)
         return;
     uint8_t *pkt = w->pkt;
     memcpy(pkt, buf, len);
-    if (!o->based || o->src_ssrc != s->ssrc) {
-        /* New source (or the sender restarted): continue our numbering where
-         * the receiver's stream left off, so its decoder sees one stream. */
-        if (o->sent_any) {
-            uint32_t elapsed = (uint32_t)((now_ms - o->last_ms) * (int64_t)o->clock / 1000);
-            o->seq_off = (uint16_t)(o->last_seq + 1 - h->seq);
-            o->ts_off = o->last_ts + (elapsed ? elapsed : 1) - h->ts;
-            if (o->rtx)
-                tm_rtx_cache_reset(o->rtx);
-        }
-        o->based = true;
-        o->src_ssrc = s->ssrc;
-    }
-    uint16_t seq = (uint16_t)(h->seq + o->seq_off);
-    uint32_t ts = h->ts + o->ts_off;
-    tm_rtp_set_ssrc(pkt, o->ssrc);
+    tm__rw_result rw = tm__rtp_rewrite_packet(&o->rw, pkt, h, vp8, o->ssrc, o->clock, now_ms);
+    if (rw == TM__RW_DROP)
+        return;
+    if (rw == TM__RW_REBASED && o->rtx)
+        tm_rtx_cache_reset(o->rtx);
     tm_rtp_set_pt(pkt, (uint8_t)o->pt);
-    tm_rtp_set_seq(pkt, seq);
-    tm_rtp_set_ts(pkt, ts);
     if (h->extension) {
         int nl = tm_rtp_ext_remap(pkt, len, o->ext_map);
         if (nl < TM_RTP_HEADER_MIN)
             return;
         len = (size_t)nl;
     }
-    if (!o->sent_any || tm_seq_newer(seq, o->last_seq)) {
-        o->last_seq = seq;
-        o->last_ts = ts;
-        o->last_ms = now_ms;
-        o->sent_any = true;
-    }
     if (o->rtx)
-        tm_rtx_cache_store(o->rtx, seq, pkt, len, now_ms);
+        tm_rtx_cache_store(o->rtx, (uint16_t)(h->seq + o->rw.seq_off), pkt, len, now_ms);
     o->st.packets++;
     o->st.bytes += len;
     if (w->test_drop && o->kind == TM_MEDIA_VIDEO && ++w->test_drop_n % w->test_drop == 0)
         return;
     if (tm__srtp_protect_rtp(r->srtp, pkt, &len) == 0)
         tm__peer_send(r, pkt, len);
+}
+
+/* The recorder's copy: a plain stream as it comes; of a simulcast one the best layer,
+ * switched at keyframes like a receiver's and numbered as one stream. */
+static void record_packet(tm__worker *w, tm_recorder *rec, tm__in_stream *hd,
+                          const tm__in_stream *s, const uint8_t *buf, size_t len,
+                          const tm_rtp_header *h, bool keyframe_start, int64_t now_us)
+{
+    if (!hd->n_layers) {
+        tm_recorder_push_at(rec, hd->rec_track1 - 1, buf, len, now_us); /* copies; never blocks */
+        return;
+    }
+    if (!tm__layer_accept(&hd->rec_pick, s->layer, keyframe_start))
+        return;
+    memcpy(w->pkt, buf, len);
+    if (tm__rtp_rewrite_packet(&hd->rec_rw, w->pkt, h, NULL, 1, hd->clock, now_us / 1000) !=
+        TM__RW_DROP)
+        tm_recorder_push_at(rec, hd->rec_track1 - 1, w->pkt, len, now_us);
+}
+
+/* Once per video packet: its VP8 descriptor (vi, NULL for other codecs) and whether
+ * it starts a keyframe; the keyframe's size goes to the stream's figures. */
+static bool inspect_video(tm__in_stream *s, const uint8_t *pl, size_t n, tm_vp8_info *vi,
+                          const tm_vp8_info **vip)
+{
+    unsigned wd = 0, ht = 0;
+    bool key = false;
+    *vip = NULL;
+    if (s->codec == TM_CODEC_VP8) {
+        if (tm_vp8_parse(pl, n, vi) == 0) {
+            *vip = vi;
+            key = vi->keyframe;
+            wd = vi->width;
+            ht = vi->height;
+        }
+    } else if (tm_rtp_is_keyframe(s->codec, pl, n)) {
+        /* H.264: every packet of an IDR counts; only the first may switch a layer,
+         * and forwarding from any of them is harmless to a decoder waiting for one. */
+        key = true;
+        uint16_t w16 = 0, h16 = 0;
+        if (s->codec == TM_CODEC_H264)
+            tm_h264_sps_size(pl, n, &w16, &h16);
+        wd = w16;
+        ht = h16;
+    }
+    if (key) {
+        if (s->stats)
+            tm_stream_stats_on_keyframe(s->stats, (uint16_t)wd, (uint16_t)ht);
+        if (wd && ht) {
+            s->meter.width = wd;
+            s->meter.height = ht;
+        }
+    }
+    return key;
 }
 
 /* ---- audio levels and the active speaker ---- */
@@ -289,7 +359,7 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
         return;
     }
     bool rtx;
-    tm__in_stream *s = find_in(from, h.ssrc, h.pt, &rtx);
+    tm__in_stream *s = find_in(from, buf, &h, &rtx);
     if (!s)
         return; /* a stream we did not accept */
     if (rtx) {
@@ -305,50 +375,46 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
     if (w->test_drop_in && s->kind == TM_MEDIA_VIDEO && !rtx &&
         ++w->test_drop_in_n % w->test_drop_in == 0)
         return;
+    int64_t now_ms = now_us / 1000;
     tm__visit *v = from->visit;
     if (s->kind == TM_MEDIA_VIDEO)
-        track_loss(from, s, h.seq, now_us / 1000);
+        track_loss(from, s, h.seq, now_ms);
     else if (s->ext_level && h.extension) {
-        note_audio_level(s, buf, &h, now_us / 1000);
-        if (now_us / 1000 >= v->speaker_eval_ms)
-            choose_speaker(v, now_us / 1000);
+        note_audio_level(s, buf, &h, now_ms);
+        if (now_ms >= v->speaker_eval_ms)
+            choose_speaker(v, now_ms);
     }
     if (s->join_pli_due)
         request_keyframe(from, s, true);
-    if (v->rec_path && !v->rec && !v->rec_failed)
-        tm__visit_record_maybe_start(v, now_us / 1000); /* until it starts, once per visit */
-    else if (v->rec && s->rec_track1 == 0 && !v->rec_failed)
-        tm__visit_record_next_part(v); /* a late joiner: once per grown sender set */
-    if (v->rec && s->rec_track1 > 0)
-        tm_recorder_push_at(v->rec, s->rec_track1 - 1, buf, len, now_us); /* copies; never blocks */
     if (!s->stats)
         s->stats = tm_stream_stats_new(s->ssrc, s->clock, s->kind == TM_MEDIA_VIDEO, 0);
-    bool keyframe = false;
-    if (s->stats) {
+    if (s->stats)
         tm_stream_stats_on_rtp(s->stats, h.seq, h.ts, h.marker, len, now_us);
-        if (s->kind == TM_MEDIA_VIDEO && h.payload_len > 0) {
-            const uint8_t *pl = buf + h.payload_offset;
-            if (s->codec == TM_CODEC_VP8) {
-                tm_vp8_info vi;
-                keyframe = tm_vp8_parse(pl, h.payload_len, &vi) == 0 && vi.keyframe;
-                if (keyframe)
-                    tm_stream_stats_on_keyframe(s->stats, vi.width, vi.height);
-            } else if ((keyframe = tm_rtp_is_keyframe(s->codec, pl, h.payload_len))) {
-                uint16_t wd = 0, ht = 0;
-                if (s->codec == TM_CODEC_H264)
-                    tm_h264_sps_size(pl, h.payload_len, &wd, &ht);
-                tm_stream_stats_on_keyframe(s->stats, wd, ht);
-            }
-        }
+    tm_vp8_info vi;
+    const tm_vp8_info *vip = NULL;
+    bool key = s->kind == TM_MEDIA_VIDEO && h.payload_len > 0 &&
+               inspect_video(s, buf + h.payload_offset, h.payload_len, &vi, &vip);
+    tm__in_stream *hd = s->n_layers ? &from->in[s->head] : s;
+    if (s->n_layers) {
+        s->meter_bytes += len;
+        s->meter_rx_ms = now_ms;
     }
-    int64_t now_ms = now_us / 1000;
-    for (int i = 0; i < s->n_bound; i++) {
-        tm__peer *r = s->bound_peer[i];
-        forward_one(w, s, r, &r->out[s->bound_out[i]], buf, len, &h, now_ms);
+    if (v->rec_path && !v->rec && !v->rec_failed)
+        tm__visit_record_maybe_start(v, now_ms); /* until it starts, once per visit */
+    else if (v->rec && hd->rec_track1 == 0 && !v->rec_failed)
+        tm__visit_record_next_part(v); /* a late joiner: once per grown sender set */
+    if (v->rec && hd->rec_track1 > 0)
+        record_packet(w, v->rec, hd, s, buf, len, &h, key, now_us);
+    for (int i = 0; i < hd->n_bound; i++) {
+        tm__peer *r = hd->bound_peer[i];
+        tm__out_stream *o = &r->out[hd->bound_out[i]];
+        if (hd->n_layers && !tm__layer_accept(&o->pick, s->layer, key))
+            continue;
+        forward_one(w, s, r, o, buf, len, &h, vip, now_ms);
     }
     if (s->kf_tries)
-        tm__keyframe_pace(from, s, keyframe, now_ms);
-    if (s->n_bound > 0) {
+        tm__keyframe_pace(from, s, key, now_ms);
+    if (hd->n_bound > 0) {
         uint64_t us = (uint64_t)(g_get_monotonic_time() - now_us);
         uint64_t b = us / TM__LATENCY_STEP_US;
         atomic_fetch_add_explicit(
@@ -369,11 +435,17 @@ static tm__out_stream *find_out(tm__peer *p, uint32_t ssrc)
     return NULL;
 }
 
+/* The stream an out stream carries now: its source's, or of a simulcast source the
+ * layer it gets (the one it waits for when it has none yet). */
 static tm__in_stream *out_source(tm__out_stream *o)
 {
     if (!o || !o->src_peer || o->src_in < 0 || o->src_in >= o->src_peer->n_in)
         return NULL;
-    return &o->src_peer->in[o->src_in];
+    tm__in_stream *hd = &o->src_peer->in[o->src_in];
+    int layer = o->pick.cur >= 0 ? o->pick.cur : o->pick.target;
+    if (hd->n_layers && layer >= 0 && layer < hd->n_layers)
+        return &o->src_peer->in[o->src_in + layer];
+    return hd;
 }
 
 static void on_report_blocks(tm__peer *from, const tm_rtcp_report_block *rb, unsigned n,
@@ -412,14 +484,15 @@ static void forward_sr(tm__peer *from, const tm_rtcp_sr *sr, int64_t now_ms)
         return;
     if (s->stats)
         tm_stream_stats_on_sr(s->stats, sr->ntp, now_ms * 1000);
-    for (int i = 0; i < s->n_bound; i++) {
-        tm__peer *r = s->bound_peer[i];
-        tm__out_stream *o = &r->out[s->bound_out[i]];
-        if (!o->based || o->src_ssrc != s->ssrc || !r->srtp)
+    tm__in_stream *hd = s->n_layers ? &from->in[s->head] : s;
+    for (int i = 0; i < hd->n_bound; i++) {
+        tm__peer *r = hd->bound_peer[i];
+        tm__out_stream *o = &r->out[hd->bound_out[i]];
+        if (!o->rw.based || o->rw.src_ssrc != s->ssrc || !r->srtp)
             continue;
         tm_rtcp_sr out = {.ssrc = o->ssrc,
                           .ntp = sr->ntp,
-                          .rtp_ts = sr->rtp_ts + o->ts_off,
+                          .rtp_ts = sr->rtp_ts + o->rw.ts_off,
                           .packet_count = (uint32_t)o->st.packets,
                           .octet_count = (uint32_t)o->st.bytes};
         int n = tm_rtcp_build_sr(w->rtcp, sizeof w->rtcp - TRAILER_ROOM, &out);
@@ -547,6 +620,115 @@ void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
     }
 }
 
+/* ---- simulcast ---- */
+
+void tm__forward_set_view(tm__peer *p, const char *src_peer_id, unsigned width, unsigned height)
+{
+    tm__view *vw = NULL;
+    for (int i = 0; i < p->n_views && !vw; i++)
+        if (strcmp(p->views[i].src_peer_id, src_peer_id) == 0)
+            vw = &p->views[i];
+    if (!vw) {
+        if (p->n_views == TM__MAX_VIEWS) { /* the oldest goes: a visit has at most 8 */
+            g_free(p->views[0].src_peer_id);
+            memmove(&p->views[0], &p->views[1], sizeof p->views[0] * (TM__MAX_VIEWS - 1));
+            p->n_views--;
+        }
+        vw = &p->views[p->n_views++];
+        vw->src_peer_id = g_strdup(src_peer_id);
+    }
+    vw->width = width;
+    vw->height = height;
+}
+
+static const tm__view *find_view(const tm__peer *r, const char *src_peer_id)
+{
+    for (int i = 0; i < r->n_views; i++)
+        if (strcmp(r->views[i].src_peer_id, src_peer_id) == 0)
+            return &r->views[i];
+    return NULL;
+}
+
+/* Receiver r's layer of the simulcast source o is bound to, from its REMB (or the
+ * loss it reports) and its view of that sender; a new target gets a keyframe asked for. */
+static void choose_layer(tm__peer *r, tm__out_stream *o, int64_t now_ms)
+{
+    tm__peer *q = o->src_peer;
+    tm__in_stream *hd = &q->in[o->src_in];
+    tm__layer_info layers[TM__MAX_LAYERS];
+    int n = hd->n_layers < TM__MAX_LAYERS ? hd->n_layers : TM__MAX_LAYERS;
+    for (int l = 0; l < n; l++)
+        layers[l] = q->in[o->src_in + l].meter;
+    tm__layer_limits lim = {
+        .est_bps = o->remb_bps && now_ms - o->remb_ms < REMB_FRESH_MS ? o->remb_bps : 0,
+        .lossy = o->st.fraction_lost > 25, /* of 256: over 10 % */
+    };
+    const tm__view *vw = find_view(r, q->id);
+    if (vw) {
+        lim.view_set = true;
+        lim.view_w = vw->width;
+        lim.view_h = vw->height;
+    }
+    if (tm__layer_choose(&o->pick, layers, n, &lim, now_ms) && o->pick.target >= 0 && r->srtp)
+        request_keyframe(q, &q->in[o->src_in + o->pick.target], true);
+}
+
+/* Once a second, as a sender: what each of p's layers carried; the recorder moves to
+ * the best one. */
+static void meter_layers(tm__peer *p, int64_t now_ms)
+{
+    for (int i = 0; i < p->n_in; i++) {
+        tm__in_stream *s = &p->in[i];
+        if (!s->n_layers)
+            continue;
+        s->meter.bps = (s->meter.bps + s->meter_bytes * 8) / 2;
+        s->meter_bytes = 0;
+        s->meter.active = s->meter_rx_ms && now_ms - s->meter_rx_ms < 1500;
+    }
+    for (int i = 0; i < p->n_in; i++) {
+        tm__in_stream *hd = &p->in[i];
+        if (!hd->n_layers || hd->layer != 0 || !hd->rec_track1)
+            continue;
+        tm__layer_info layers[TM__MAX_LAYERS];
+        int n = hd->n_layers < TM__MAX_LAYERS ? hd->n_layers : TM__MAX_LAYERS;
+        for (int l = 0; l < n; l++)
+            layers[l] = p->in[i + l].meter;
+        int best = tm__layer_best(layers, n);
+        if (best >= 0 && best != hd->rec_pick.target) {
+            hd->rec_pick.target = best;
+            request_keyframe(p, &p->in[i + best], true);
+        }
+    }
+}
+
+/* Once a second, as a receiver: the layer of each simulcast source it gets. */
+static void choose_layers(tm__peer *r, int64_t now_ms)
+{
+    for (int i = 0; i < r->n_out; i++) {
+        tm__out_stream *o = &r->out[i];
+        if (o->src_peer && o->src_in >= 0 && o->src_in < o->src_peer->n_in &&
+            o->src_peer->in[o->src_in].n_layers)
+            choose_layer(r, o, now_ms);
+    }
+}
+
+/* What a simulcast sender is asked to send: what its best layer needs, which is the
+ * most any receiver can take (each gets the layer that fits it), or all it may when a
+ * receiver has said nothing yet or the visit is recorded (the recorder takes the best). */
+static uint64_t simulcast_remb(const tm__peer *p, const tm__in_stream *hd, int64_t now_ms)
+{
+    if (p->visit->rec_path || hd->n_bound == 0)
+        return TM__REMB_CAP_BPS;
+    uint64_t most = 0;
+    for (int b = 0; b < hd->n_bound; b++) {
+        const tm__out_stream *o = &hd->bound_peer[b]->out[hd->bound_out[b]];
+        if (!o->remb_bps || now_ms - o->remb_ms >= REMB_FRESH_MS)
+            return TM__REMB_CAP_BPS;
+        most = o->remb_bps > most ? o->remb_bps : most;
+    }
+    return most;
+}
+
 /* ---- binding ---- */
 
 void tm__forward_unbind(tm__visit *v, tm__peer *p)
@@ -580,7 +762,8 @@ static bool binding_alive(tm__visit *v, tm__peer *r, const tm__out_stream *o)
 {
     tm__peer *q = o->src_peer;
     if (!q || q == r || q->closing || o->src_in < 0 || o->src_in >= q->n_in ||
-        q->in[o->src_in].kind != o->kind)
+        q->in[o->src_in].kind != o->kind ||
+        (q->in[o->src_in].n_layers && q->in[o->src_in].layer != 0))
         return false;
     for (guint i = 0; i < v->peers->len; i++)
         if (g_ptr_array_index(v->peers, i) == q)
@@ -613,7 +796,11 @@ static void bind_out(tm__peer *r, int oi, tm__peer *q, int k)
         s->bound_out[s->n_bound] = oi;
         s->n_bound++;
     }
-    if (changed && r->srtp && s->kind == TM_MEDIA_VIDEO)
+    if (changed)
+        tm__layer_pick_init(&o->pick);
+    if (changed && s->n_layers)
+        choose_layer(r, o, tm_mono_ms());
+    else if (changed && r->srtp && s->kind == TM_MEDIA_VIDEO)
         request_keyframe(q, s, true);
 }
 
@@ -663,8 +850,9 @@ static void rebind_kind(tm__visit *v, tm__peer *r, tm_media_kind kind)
         if (q == r || q->closing)
             continue;
         for (int k = 0; k < q->n_in; k++) {
-            if (q->in[k].kind != kind || stream_bound_to(r, q, k))
-                continue;
+            if (q->in[k].kind != kind || (q->in[k].n_layers && q->in[k].layer != 0) ||
+                stream_bound_to(r, q, k))
+                continue; /* a simulcast m-line binds by its first layer */
             while (next_free < r->n_out &&
                    (r->out[next_free].kind != kind || r->out[next_free].src_peer))
                 next_free++;
@@ -717,6 +905,11 @@ static void send_reports(tm__peer *p, int64_t now_ms)
         if (s->kind != TM_MEDIA_VIDEO || !s->ssrc)
             continue;
         video[n_video++] = s->ssrc;
+        if (s->n_layers) {
+            uint64_t need = s->layer == 0 ? simulcast_remb(p, s, now_ms) : remb;
+            remb = need < remb ? need : remb;
+            continue;
+        }
         /* The sender adapts to the weakest receiver that told us its estimate. */
         for (int b = 0; b < s->n_bound; b++) {
             tm__out_stream *o = &s->bound_peer[b]->out[s->bound_out[b]];
@@ -804,7 +997,7 @@ static void post_stats(tm__peer *p, int64_t now_ms)
         tm__out_stream *o = &p->out[i];
         o->st.bitrate_bps = (o->st.bytes - o->st.last_bytes) * 8;
         o->st.last_bytes = o->st.bytes;
-        if (o->sent_any)
+        if (o->rw.sent_any)
             out_stream_stats(o, &streams[n++]);
     }
     tm_media_event ev = {.type = TM_MEDIA_EV_STATS,
@@ -823,6 +1016,8 @@ void tm__forward_tick(tm__peer *p, int64_t now_ms)
      * to know sooner that media stopped (grace period, ICE restart). */
     if (p->last_rx_ms && now_ms - p->last_rx_ms > TM__SILENT_MS)
         tm__peer_set_state(p, "disconnected");
+    meter_layers(p, now_ms);
+    choose_layers(p, now_ms);
     send_reports(p, now_ms);
     post_stats(p, now_ms);
 }

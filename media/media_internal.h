@@ -30,6 +30,7 @@
 #include "rtp.h"
 #include "rtx_cache.h"
 #include "sdp.h"
+#include "simulcast.h"
 #include "stream_stats.h"
 
 #define TM__MAX_STREAMS TM_SDP_MAX_MLINES
@@ -174,6 +175,19 @@ typedef struct tm__in_stream {
         uint8_t tries;
         int64_t first_ms, last_ms;
     } missing[TM__MISSING_MAX];
+    /* Simulcast (simulcast.h): each layer of an m-line is an in stream of its own; the
+     * first (layer 0) is the head, the one receivers bind to and the recorder records.
+     * n_layers = 0: a plain stream. */
+    int n_layers;
+    int layer; /* in a=simulcast order */
+    int head;  /* index of the head in the peer's in[] */
+    char rid[TM_SDP_RID_LEN];
+    int ext_rid, ext_rrid;
+    tm__layer_info meter;    /* what the layer carries, updated once a second */
+    uint64_t meter_bytes;    /* since the last update */
+    int64_t meter_rx_ms;     /* last packet */
+    tm__layer_pick rec_pick; /* head: the recorder takes the best layer */
+    tm__rtp_rewrite rec_rw;
     /* Receivers: (peer, out index) pairs, rebuilt when membership changes. */
     int n_bound;
     tm__peer *bound_peer[TM__MAX_BOUND];
@@ -205,14 +219,9 @@ typedef struct tm__out_stream {
     tm__peer *src_peer;
     int src_in;
     uint64_t told_src_seq1; /* source's join_seq + 1 in the last BINDINGS event, 0 = none */
-    /* Rewrite state: out = in + off; rebased when the source SSRC changes. */
-    bool based;
-    uint32_t src_ssrc;
-    uint16_t seq_off, last_seq;
-    uint32_t ts_off, last_ts;
-    int64_t last_ms;
-    bool sent_any;
-    uint64_t remb_bps; /* from this receiver, 0 = none */
+    tm__rtp_rewrite rw;     /* one continuous stream whatever its source */
+    tm__layer_pick pick;    /* a simulcast source: the layer this receiver gets */
+    uint64_t remb_bps;      /* from this receiver, 0 = none */
     int64_t remb_ms;
     /* SRs we forwarded: NTP middle 32 -> when, for RTT from the receiver's RR. */
     uint32_t sr_mid[4];
@@ -222,6 +231,13 @@ typedef struct tm__out_stream {
     tm__out_stats st;
     uint8_t ext_map[256]; /* sender's extension id -> ours for this receiver, 0 = drop */
 } tm__out_stream;
+
+/* The size a receiver renders a sender at (tm_media_set_view). */
+typedef struct tm__view {
+    char *src_peer_id;
+    unsigned width, height;
+} tm__view;
+#define TM__MAX_VIEWS 16
 
 struct tm__peer {
     tm__visit *visit;
@@ -269,6 +285,8 @@ struct tm__peer {
     int n_in, n_out;
     tm__in_stream *in;
     tm__out_stream *out;
+    int n_views;
+    tm__view views[TM__MAX_VIEWS];
 };
 
 struct tm__visit {
@@ -377,5 +395,7 @@ void tm__forward_keyframes_all(tm__visit *v);
 void tm__forward_tick(tm__peer *p, int64_t now_ms);
 /* Drops every reference to p from other peers' bindings (before freeing p). */
 void tm__forward_unbind(tm__visit *v, tm__peer *p);
+/* Sets the size receiver p renders src_peer_id at (0x0 = hidden); copies the id. */
+void tm__forward_set_view(tm__peer *p, const char *src_peer_id, unsigned width, unsigned height);
 
 #endif

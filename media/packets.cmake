@@ -1,5 +1,5 @@
-# Media packets: SDP offer/answer, RTP, RTCP, the retransmission cache and
-# stream statistics. Pure functions on caller buffers, used by media-core.
+# Media packets: SDP offer/answer, RTP, RTCP, the retransmission cache,
+# stream statistics and simulcast. Pure functions on caller buffers, used by media-core.
 target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/sdp.c
   ${CMAKE_CURRENT_LIST_DIR}/sdp_answer.c
@@ -7,6 +7,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/rtcp.c
   ${CMAKE_CURRENT_LIST_DIR}/rtx_cache.c
   ${CMAKE_CURRENT_LIST_DIR}/stream_stats.c
+  ${CMAKE_CURRENT_LIST_DIR}/simulcast.c
 )
 
 # media/'s own headers (rtp.h, sdp.h, dtls_srtp_internal.h, ...) are private to
@@ -25,6 +26,8 @@ tm_unit_test(test_rtx_cache tests/media/test_rtx_cache.c)
 target_link_libraries(test_rtx_cache PRIVATE tm_media_private)
 tm_unit_test(test_stream_stats tests/media/test_stream_stats.c)
 target_link_libraries(test_stream_stats PRIVATE tm_media_private)
+tm_unit_test(test_simulcast tests/media/test_simulcast.c)
+target_link_libraries(test_simulcast PRIVATE tm_media_private)
 
 # Our answers as an independent stack sees them: webrtcbin's offers parse and
 # webrtcbin accepts the answers. GStreamer is linked to this test only.

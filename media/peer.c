@@ -232,6 +232,8 @@ void tm__peer_close(tm__peer *p, const char *state)
         out_stream_clear(&p->out[i]);
     g_free(p->in);
     g_free(p->out);
+    for (int i = 0; i < p->n_views; i++)
+        g_free(p->views[i].src_peer_id);
     /* Counted out before "closed" is posted, so whoever hears it sees the count too. */
     atomic_fetch_sub_explicit(&p->w->counters.peers, 1, memory_order_relaxed);
     post_state(p, state);
@@ -315,6 +317,31 @@ static bool mline_streams(const tm__peer *p, const tm_sdp_mline *m, bool *in, bo
     return true;
 }
 
+/* In streams an m-line gives a sending peer: one per simulcast layer, or one. */
+static int layer_count(const tm_sdp_mline *m)
+{
+    return m->n_layers ? (int)m->n_layers : 1;
+}
+
+/* A simulcast layer keeps what it learned (its SSRCs, figures, loss tracking) over a
+ * renegotiation that names it again; the rest comes from the offer. */
+static void init_layer(tm__in_stream *s, const tm_sdp_mline *m, int mline, int layer, int head)
+{
+    bool kept = s->n_layers != 0;
+    s->mline = mline;
+    s->kind = TM_MEDIA_VIDEO;
+    s->n_layers = (int)m->n_layers;
+    s->layer = layer;
+    s->head = head;
+    g_strlcpy(s->rid, m->layers[layer], sizeof s->rid);
+    s->ext_rid = m->ext_rid;
+    s->ext_rrid = m->ext_rrid;
+    if (!kept) {
+        s->ssrc = s->rtx_ssrc = 0;
+        tm__layer_pick_init(&s->rec_pick);
+    }
+}
+
 /* Rebuild the stream tables from the offer, keeping what a renegotiation must
  * keep: our SSRCs per m-line (so the receiver's tracks continue) and the
  * sender's stream state per m-line. */
@@ -328,7 +355,7 @@ static void apply_streams(tm__peer *p, const tm_sdp_offer *offer)
     for (unsigned i = 0; i < n_mlines; i++) {
         bool in, out;
         if (mline_streams(p, &offer->mlines[i], &in, &out)) {
-            want_in += in;
+            want_in += in ? layer_count(&offer->mlines[i]) : 0;
             want_out += out;
         }
     }
@@ -344,14 +371,28 @@ static void apply_streams(tm__peer *p, const tm_sdp_offer *offer)
             continue;
         const tm_sdp_codec *c = tm_sdp_mline_codec(m);
         const tm_sdp_codec *rtx = tm_sdp_mline_rtx(m);
-        if (peer_sends) {
+        int head = p->n_in;
+        for (int layer = 0; peer_sends && layer < layer_count(m); layer++) {
             tm__in_stream *s = &p->in[p->n_in++];
             for (int k = 0; k < n_old_in; k++) {
-                if (old_in[k].mline == (int)i && old_in[k].kind == m->kind) {
+                if (old_in[k].mline == (int)i && old_in[k].kind == m->kind &&
+                    old_in[k].layer == layer && old_in[k].n_layers == (int)m->n_layers &&
+                    (!m->n_layers || strcmp(old_in[k].rid, m->layers[layer]) == 0)) {
                     *s = old_in[k];
                     old_in[k].stats = NULL;
                     break;
                 }
+            }
+            if (m->n_layers) {
+                init_layer(s, m, (int)i, layer, head);
+                s->rtx_pt = rtx ? rtx->pt : -1;
+                s->codec = tm_codec_from_name(c->name);
+                s->pt = c->pt;
+                s->clock = c->clock ? c->clock : 90000;
+                s->ext_mid = m->ext_mid;
+                s->ext_abs = m->ext_abs_send_time;
+                s->n_bound = 0;
+                continue;
             }
             s->mline = (int)i;
             s->kind = m->kind;
@@ -389,8 +430,10 @@ static void apply_streams(tm__peer *p, const tm_sdp_offer *offer)
             o->ext_level = m->ext_audio_level;
             g_strlcpy(o->mid, m->mid, sizeof o->mid);
             o->ordinal = ordinal[m->kind == TM_MEDIA_VIDEO]++;
-            if (!o->ssrc)
+            if (!o->ssrc) {
                 o->ssrc = new_ssrc(p);
+                tm__layer_pick_init(&o->pick);
+            }
             if (m->kind == TM_MEDIA_VIDEO && !o->rtx)
                 o->rtx =
                     tm_rtx_cache_new(TM__RTX_SLOTS_VIDEO, TM__RTX_MAX_BYTES, TM__RTX_MAX_AGE_MS);

@@ -306,10 +306,12 @@ int tm_vp8_parse(const uint8_t *p, size_t len, tm_vp8_info *out)
         if (x & 0x80) { /* I: picture id, 7 or 15 bits */
             if (i >= len)
                 return TM_EINVAL;
+            out->picture_id_off = i;
             if (p[i] & 0x80) {
                 if (i + 1 >= len)
                     return TM_EINVAL;
                 out->picture_id = ((p[i] & 0x7f) << 8) | p[i + 1];
+                out->picture_id_long = true;
                 i += 2;
             } else {
                 out->picture_id = p[i] & 0x7f;
@@ -319,6 +321,7 @@ int tm_vp8_parse(const uint8_t *p, size_t len, tm_vp8_info *out)
         if (x & 0x40) { /* L: TL0PICIDX */
             if (i >= len)
                 return TM_EINVAL;
+            out->tl0picidx_off = i;
             i++;
         }
         if (x & 0x30) { /* T or K: TID/Y/KEYIDX byte */

@@ -125,6 +125,9 @@ typedef struct tm_vp8_info {
     bool frame_start;        /* S && PID == 0: first packet of a frame */
     bool keyframe;           /* frame_start and the VP8 header P bit is 0 */
     int picture_id;          /* -1 when absent */
+    bool picture_id_long;    /* 15 bits (M bit set), else 7 */
+    size_t picture_id_off;   /* its offset in the payload, 0 when absent */
+    size_t tl0picidx_off;    /* TL0PICIDX's offset in the payload, 0 when absent */
     uint16_t width, height;  /* from a keyframe header (scale bits dropped), else 0 */
     size_t header_len;       /* payload descriptor length */
 } tm_vp8_info;

@@ -332,7 +332,9 @@ static size_t record_tracks(tm__visit *v, tm_recorder_track *tracks, char names[
         for (int k = 0; k < p->n_in; k++) {
             tm__in_stream *s = &p->in[k];
             s->rec_track1 = -1;
-            if (n == TM_RECORDER_MAX_TRACKS || !rec_codec(s->codec, &tracks[n].codec))
+            /* A simulcast m-line is one track (its head's): forward.c feeds it the best layer. */
+            if ((s->n_layers && s->layer != 0) || n == TM_RECORDER_MAX_TRACKS ||
+                !rec_codec(s->codec, &tracks[n].codec))
                 continue;
             const char *kind = s->kind == TM_MEDIA_VIDEO ? "video" : "audio";
             if (p->label)
