@@ -220,7 +220,8 @@ typedef enum {
     MSG_VISIT_CLOSE,
     MSG_RECORD,
     MSG_RECORD_PARTS,
-    MSG_LABEL
+    MSG_LABEL,
+    MSG_VIEW
 } msg_type;
 
 typedef struct worker_msg {
@@ -237,6 +238,9 @@ typedef struct worker_msg {
     tm_media_record_cb cb;
     void *user;
     tm_media_record_part_cb part_cb; /* MSG_RECORD_PARTS */
+    /* MSG_VIEW: peer_id renders src_peer_id at width x height */
+    char *src_peer_id;
+    unsigned width, height;
 } worker_msg;
 
 static void worker_msg_free(gpointer data)
@@ -247,6 +251,7 @@ static void worker_msg_free(gpointer data)
     g_free(msg->candidate);
     g_free(msg->label);
     g_free(msg->path);
+    g_free(msg->src_peer_id);
     tm_sdp_offer_free(msg->offer);
     OPENSSL_cleanse(msg->key, sizeof msg->key);
     g_free(msg);
@@ -275,6 +280,10 @@ static gboolean worker_msg_run(gpointer data)
     case MSG_VISIT_CLOSE:
         if (v)
             tm__worker_visit_free(w, v);
+        break;
+    case MSG_VIEW:
+        if (p)
+            tm__forward_set_view(p, msg->src_peer_id, msg->width, msg->height);
         break;
     case MSG_RECORD:
         v = tm__worker_visit(w, msg->visit_id, true);
@@ -611,6 +620,26 @@ int tm_media_set_label(tm_media *m, const char *visit_id, const char *peer_id, c
     msg->visit_id = g_strdup(visit_id);
     msg->peer_id = g_strdup(peer_id);
     msg->label = g_strdup(label);
+    send_msg(m, h->worker, msg);
+    return 0;
+}
+
+int tm_media_set_view(tm_media *m, const char *visit_id, const char *peer_id,
+                      const char *src_peer_id, unsigned width, unsigned height)
+{
+    if (!m || !id_ok(visit_id) || !id_ok(peer_id) || !id_ok(src_peer_id) ||
+        width > TM_MEDIA_VIEW_MAX || height > TM_MEDIA_VIEW_MAX)
+        return TM_EINVAL;
+    tm__visit_home *h = g_hash_table_lookup(m->visits, visit_id);
+    if (!h || !g_hash_table_lookup(h->peers, peer_id))
+        return TM_ENOTFOUND;
+    worker_msg *msg = g_new0(worker_msg, 1);
+    msg->type = MSG_VIEW;
+    msg->visit_id = g_strdup(visit_id);
+    msg->peer_id = g_strdup(peer_id);
+    msg->src_peer_id = g_strdup(src_peer_id);
+    msg->width = width;
+    msg->height = height;
     send_msg(m, h->worker, msg);
     return 0;
 }

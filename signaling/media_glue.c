@@ -1,6 +1,7 @@
 /*
  * media_glue.c - signaling's side of the media core: media.offer and
- * media.candidate from the participants (and a watching supervisor), the
+ * media.candidate from the participants (and a watching supervisor), media.view
+ * (the size a receiver shows a participant at, for simulcast), the
  * media core's events back to them, and each stream's figures, kept for the
  * overview and summed up into the visit record when the visit ends.
  *
@@ -87,6 +88,54 @@ static void handle_media_candidate(request *r)
     int rc = tm_media_add_candidate(r->sig->media, v->id, r->u->key, cand, mid);
     if (rc < 0)
         tm__reply_err(r->s, r->id, rc, tm_media_candidate_error(rc));
+    else
+        tm__reply_ok(r->s, r->id, NULL);
+}
+
+/* The media core's peer id of the participant named participant_id in v, into key. */
+static bool participant_key(const live_visit *v, const char *participant_id, char *key, size_t cap)
+{
+    if (strcmp(v->patient_sub, participant_id) == 0)
+        g_snprintf(key, cap, "patient:%s", participant_id);
+    else if (strcmp(v->doctor_id, participant_id) == 0)
+        g_snprintf(key, cap, "doctor:%s", participant_id);
+    else
+        return false;
+    return true;
+}
+
+/* media.view: the size this receiver renders a participant's video at, for the
+ * simulcast layer it gets of that participant (0x0 = hidden). */
+static void handle_media_view(request *r)
+{
+    bool send = false;
+    live_visit *v = media_visit(r, &send);
+    if (!v)
+        return;
+    const char *pid = tm__jstr(r->msg, "participant_id");
+    json_t *jw = json_object_get(r->msg, "width"), *jh = json_object_get(r->msg, "height");
+    if (!pid || !json_is_integer(jw) || !json_is_integer(jh) || json_integer_value(jw) < 0 ||
+        json_integer_value(jh) < 0 || json_integer_value(jw) > TM_MEDIA_VIEW_MAX ||
+        json_integer_value(jh) > TM_MEDIA_VIEW_MAX) {
+        tm__reply_err(r->s, r->id, TM_EINVAL,
+                      "participant_id, width and height (0..16384) are required");
+        return;
+    }
+    char key[200];
+    if (!participant_key(v, pid, key, sizeof key)) {
+        tm__reply_err(r->s, r->id, TM_ENOTFOUND, "no such participant in the visit");
+        return;
+    }
+    if (strcmp(key, r->u->key) == 0) {
+        tm__reply_err(r->s, r->id, TM_EINVAL, "the server does not send you your own video");
+        return;
+    }
+    int rc = tm_media_set_view(r->sig->media, v->id, r->u->key, key,
+                               (unsigned)json_integer_value(jw), (unsigned)json_integer_value(jh));
+    if (rc == TM_ENOTFOUND)
+        tm__reply_err(r->s, r->id, TM_ECONFLICT, "send media.offer before media.view");
+    else if (rc < 0)
+        tm__reply_err(r->s, r->id, rc, NULL);
     else
         tm__reply_ok(r->s, r->id, NULL);
 }
@@ -281,5 +330,6 @@ void tm_signaling_on_media_event(const tm_media_event *ev, void *user_data)
 const tm__handler tm__media_handlers[] = {
     {"media.offer", handle_media_offer},
     {"media.candidate", handle_media_candidate},
+    {"media.view", handle_media_view},
     {NULL, NULL},
 };

@@ -139,6 +139,16 @@ int tm_media_add_candidate(tm_media *m, const char *visit_id, const char *peer_i
                            const char *candidate, const char *mid);
 /* Why tm_media_add_candidate returned rc, for the participant (static string). */
 const char *tm_media_candidate_error(int rc);
+/* Simulcast: the size (CSS pixels times the device pixel ratio) at which receiver peer_id
+ * renders src_peer_id's video; 0x0 = hidden. A sender that sends simulcast layers then
+ * reaches this receiver in the smallest layer that fills that size (within 10 %), or a
+ * smaller one when the receiver's bandwidth estimate says so; without a view, the largest
+ * its bandwidth carries. Kept for the receiver's connection (and its renegotiations).
+ * Returns 0; TM_EINVAL (missing ids, a side over TM_MEDIA_VIEW_MAX); TM_ENOTFOUND (no
+ * media for that receiver yet: send it after media.offer). */
+#define TM_MEDIA_VIEW_MAX 16384
+int tm_media_set_view(tm_media *m, const char *visit_id, const char *peer_id,
+                      const char *src_peer_id, unsigned width, unsigned height);
 /* Tear down one peer / every peer of a visit; each peer reports STATE "closed". Returns 0 or
  * TM_EINVAL. */
 int tm_media_peer_close(tm_media *m, const char *visit_id, const char *peer_id);
