@@ -13,3 +13,8 @@ tm_node_test(net_outage tests/net/outage.test.mjs)
 # Relay-only patients through coturn over UDP and TLS (and after an
 # outage), and an IPv6-only server.
 tm_node_test(net_turn tests/net/turn.test.mjs)
+# Simulcast: a doctor's Chromium sends three VP8 layers; the patient's capped
+# link gets a lower layer while a supervisor keeps the top one, and back up;
+# media.view picks the small layer. Needs root (ip netns) and skips without it.
+tm_node_test(net_simulcast tests/net/simulcast.test.mjs)
+set_tests_properties(net_simulcast PROPERTIES TIMEOUT 480)

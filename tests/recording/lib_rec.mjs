@@ -85,7 +85,7 @@ export function probe(file, timeoutS = 60) {
     execFile(probeBin(), [file, String(timeoutS)], { timeout: (timeoutS + 10) * 1000 }, (err, stdout, stderr) => {
       const lines = String(stdout).split('\n');
       const streams = lines.filter((l) => l.startsWith('stream ')).map(parseKv);
-      for (const s of streams) for (const k of ['buffers', 'width', 'height', 'first_ms', 'last_ms', 'audio_ms']) s[k] = Number(s[k]);
+      for (const s of streams) for (const k of ['buffers', 'width', 'height', 'max_width', 'max_height', 'first_ms', 'last_ms', 'audio_ms']) s[k] = Number(s[k]);
       const r = lines.find((l) => l.startsWith('result '));
       const result = r ? parseKv(r) : null;
       if (result) for (const k of ['eos', 'streams', 'video', 'audio', 'duration_ms']) result[k] = Number(result[k]);

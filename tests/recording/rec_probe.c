@@ -12,7 +12,8 @@
  *
  * Output (stdout, one line each):
  *   stream index=N kind=video|audio caps=NAME buffers=N width=W height=H
- *          first_ms=T last_ms=T audio_ms=N
+ *          max_width=W max_height=H first_ms=T last_ms=T audio_ms=N
+ * (width/height: the first picture; max_*: the largest, for simulcast tracks)
  *   result eos=0|1 streams=N video=N audio=N duration_ms=N error="..."
  * Exit 0 on EOS, 3 when the pipeline stopped on an error (counts still
  * printed: a partial file decodes up to where it was cut), 2 on usage or
@@ -33,6 +34,7 @@ struct stream {
     char caps_name[64];
     guint64 buffers;
     int width, height;
+    int max_width, max_height; /* the largest picture decoded (a simulcast track changes size) */
     GstClockTime first, last_end;
     guint64 audio_ns;
 };
@@ -61,12 +63,21 @@ static GstPadProbeReturn on_buffer(GstPad *pad, GstPadProbeInfo *info, gpointer 
     }
     if (!s->video && GST_CLOCK_TIME_IS_VALID(dur))
         s->audio_ns += dur;
-    if (s->video && !s->width) {
+    if (s->video) {
         GstCaps *caps = gst_pad_get_current_caps(pad);
         if (caps) {
             GstStructure *st = gst_caps_get_structure(caps, 0);
-            gst_structure_get_int(st, "width", &s->width);
-            gst_structure_get_int(st, "height", &s->height);
+            int w = 0, h = 0;
+            gst_structure_get_int(st, "width", &w);
+            gst_structure_get_int(st, "height", &h);
+            if (!s->width) {
+                s->width = w;
+                s->height = h;
+            }
+            if (w > s->max_width) {
+                s->max_width = w;
+                s->max_height = h;
+            }
             gst_caps_unref(caps);
         }
     }
@@ -178,9 +189,10 @@ int main(int argc, char **argv)
             (!GST_CLOCK_TIME_IS_VALID(t1) || s->last_end > t1))
             t1 = s->last_end;
         printf("stream index=%d kind=%s caps=%s buffers=%" G_GUINT64_FORMAT " width=%d height=%d "
-               "first_ms=%" G_GINT64_FORMAT " last_ms=%" G_GINT64_FORMAT
+               "max_width=%d max_height=%d first_ms=%" G_GINT64_FORMAT " last_ms=%" G_GINT64_FORMAT
                " audio_ms=%" G_GUINT64_FORMAT "\n",
                i, s->video ? "video" : "audio", s->caps_name, s->buffers, s->width, s->height,
+               s->max_width, s->max_height,
                GST_CLOCK_TIME_IS_VALID(s->first) ? (gint64)(s->first / GST_MSECOND) : (gint64)-1,
                GST_CLOCK_TIME_IS_VALID(s->last_end) ? (gint64)(s->last_end / GST_MSECOND)
                                                     : (gint64)-1,

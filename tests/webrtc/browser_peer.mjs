@@ -120,7 +120,9 @@ export class TmPeer {
   // recvOnly: {audio: n, video: n} receive-only transceivers, no devices.
   // videoCodec 'H264': offer only H.264 constrained baseline (packetization
   // mode 1), as Safari may, so the server must choose its second codec.
-  async startMedia({ recvOnly = null, width = 320, iceServers = [], videoCodec = null } = {}) {
+  // simulcast: capture 1280x720 and send VP8 in three layers by rid (q 320x180,
+  // h 640x360, f 1280x720), as a conference page would.
+  async startMedia({ recvOnly = null, width = 320, iceServers = [], videoCodec = null, simulcast = false } = {}) {
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers });
     this.pc = pc;
     pc.onicecandidate = (e) => {
@@ -139,6 +141,21 @@ export class TmPeer {
     if (recvOnly) {
       for (let i = 0; i < (recvOnly.audio || 0); i++) pc.addTransceiver('audio', { direction: 'recvonly' });
       for (let i = 0; i < (recvOnly.video || 0); i++) pc.addTransceiver('video', { direction: 'recvonly' });
+    } else if (simulcast) {
+      const stream = await navigator.mediaDevices.getUserMedia({
+        audio: true, video: { width: { exact: 1280 }, height: { exact: 720 }, frameRate: { ideal: 15 } },
+      });
+      this.localStream = stream;
+      pc.addTrack(stream.getAudioTracks()[0], stream);
+      const track = stream.getVideoTracks()[0];
+      track.contentHint = 'detail';
+      const t = pc.addTransceiver(track, {
+        direction: 'sendrecv', streams: [stream],
+        sendEncodings: [{ rid: 'q', scaleResolutionDownBy: 4 }, { rid: 'h', scaleResolutionDownBy: 2 }, { rid: 'f' }],
+      });
+      const p = t.sender.getParameters();
+      p.degradationPreference = 'maintain-resolution';
+      await t.sender.setParameters(p).catch((e) => this.note(`setParameters: ${e}`));
     } else {
       // Every page of a browser shares the one fake camera, so all capture
       // at 640x360 and a smaller send size comes from the encoder's scaling.
@@ -233,6 +250,11 @@ export class TmPeer {
     this.ws.close();
   }
 
+  // media.view: the size this page shows a participant's video at.
+  async view(participantId, width, height) {
+    return this.request({ type: 'media.view', visit_id: this.visitId, participant_id: participantId, width, height });
+  }
+
   // ICE restart: new ufrag/pwd in a new offer for the same visit.
   async restartIce() {
     this.pc.restartIce();
@@ -259,6 +281,7 @@ export class TmPeer {
           codec: codec(s.codecId), kind: s.kind, ssrc: s.ssrc, packetsSent: s.packetsSent, framesEncoded: s.framesEncoded || 0,
           nackCount: s.nackCount || 0, pliCount: s.pliCount || 0, keyFramesEncoded: s.keyFramesEncoded || 0,
           retransmittedPacketsSent: s.retransmittedPacketsSent || 0, frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
+          rid: s.rid, bytesSent: s.bytesSent || 0,
         });
       }
     });
