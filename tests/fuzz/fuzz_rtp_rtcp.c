@@ -1,7 +1,9 @@
 /*
  * fuzz_rtp_rtcp.c - libFuzzer target for everything the media port does to
  * untrusted datagrams: demux, RTP parse and in-place edits (extension remap,
- * rtx unwrap), keyframe detection, RTCP compound walk and every parser.
+ * rtx unwrap, simulcast's rewrite of SSRC/seq/ts and the VP8 picture id),
+ * header extension lookup (the rid), keyframe detection, RTCP compound walk
+ * and every parser.
  * Edits run on an exact-size heap copy (plus room where the API takes a cap)
  * so a sanitizer sees any write past the end.
  */
@@ -11,6 +13,7 @@
 
 #include "rtcp.h"
 #include "rtp.h"
+#include "simulcast.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -43,6 +46,19 @@ static void fuzz_rtp(const uint8_t *data, size_t size)
         abort(); /* an edit of a valid packet must stay valid */
     memcpy(exact, data, size);
     tm_rtp_unwrap_rtx(exact, size, 1, 96);
+    for (int id = 0; id < 256; id++) {
+        const uint8_t *el;
+        int n = tm_rtp_ext_find(data, &h, id, &el);
+        if (n > 0 && (el < data || el + n > data + size))
+            abort();
+    }
+    memcpy(exact, data, size);
+    tm_rtp_parse(exact, size, &h);
+    bool vp8 = tm_vp8_parse(exact + h.payload_offset, h.payload_len, &vi) == 0;
+    tm__rtp_rewrite rw = {.based = true, .sent_any = true, .src_ssrc = h.ssrc ^ 1, .last_pic = 77};
+    tm__rtp_rewrite_packet(&rw, exact, &h, vp8 ? &vi : NULL, 42, 90000, 1000);
+    if (tm_rtp_parse(exact, size, &h) != 0)
+        abort(); /* the rewrite never changes the packet's shape */
     free(exact);
 }
 

@@ -817,6 +817,31 @@ static void test_simulcast_variants(void)
     }
 }
 
+static void test_simulcast_seed_offers(void)
+{
+    /* The fuzz seeds beside Chrome's: a Firefox-style offer (a=ssrc lines too, a paused
+     * stream, alternatives, a recv rid) and four layers listed before their rids. */
+    tm_sdp_offer *o = parse_file("firefox_simulcast_offer.sdp");
+    const tm_sdp_mline *v = &o->mlines[1];
+    CHECK_EQ_INT(v->n_layers, 3);
+    CHECK_STR(v->layers[0], "h");
+    CHECK_STR(v->layers[1], "m");
+    CHECK_STR(v->layers[2], "l");
+    tm_sdp_answer_params p = params(NULL, 0);
+    char *ans = tm_sdp_build_answer(o, &p);
+    CHECK(has_line(ans, "a=simulcast:recv h;m;l"));
+    CHECK(strstr(ans, "a=rid:x") == NULL);
+    free(ans);
+    tm_sdp_offer_free(o);
+    o = parse_file("simulcast_four_layers_offer.sdp");
+    CHECK_EQ_INT(o->mlines[1].n_layers, 4);
+    CHECK_STR(o->mlines[1].layers[1], "mid_2");
+    ans = tm_sdp_build_answer(o, &p);
+    CHECK(has_line(ans, "a=simulcast:recv lo-1;mid_2;hi;top"));
+    free(ans);
+    tm_sdp_offer_free(o);
+}
+
 int main(void)
 {
     RUN(test_chrome_offer_parses);
@@ -836,5 +861,6 @@ int main(void)
     RUN(test_chrome_simulcast_offer);
     RUN(test_simulcast_receive_only);
     RUN(test_simulcast_variants);
+    RUN(test_simulcast_seed_offers);
     TEST_DONE();
 }
