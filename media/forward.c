@@ -17,10 +17,12 @@
  * Hot path (tm__forward_rtp): no allocation, no lock, no logging; scratch
  * buffers belong to the worker. Runs on the visit's worker thread.
  */
+#include <inttypes.h>
 #include <math.h>
 #include <string.h>
 
 #include "media_internal.h"
+#include "telemed/log.h"
 
 #define TRAILER_ROOM TM__SRTP_MAX_TRAILER
 #define NACK_MAX 64
@@ -649,6 +651,18 @@ static const tm__view *find_view(const tm__peer *r, const char *src_peer_id)
     return NULL;
 }
 
+/* A receiver's REMB is for everything it receives: each of its video streams gets an
+ * even share of it. */
+static uint64_t remb_share(const tm__peer *r, const tm__out_stream *o, int64_t now_ms)
+{
+    if (!o->remb_bps || now_ms - o->remb_ms >= REMB_FRESH_MS)
+        return 0;
+    uint64_t n = 0;
+    for (int i = 0; i < r->n_out; i++)
+        n += r->out[i].kind == TM_MEDIA_VIDEO && r->out[i].src_peer;
+    return o->remb_bps / (n ? n : 1);
+}
+
 /* Receiver r's layer of the simulcast source o is bound to, from its REMB (or the
  * loss it reports) and its view of that sender; a new target gets a keyframe asked for. */
 static void choose_layer(tm__peer *r, tm__out_stream *o, int64_t now_ms)
@@ -660,7 +674,7 @@ static void choose_layer(tm__peer *r, tm__out_stream *o, int64_t now_ms)
     for (int l = 0; l < n; l++)
         layers[l] = q->in[o->src_in + l].meter;
     tm__layer_limits lim = {
-        .est_bps = o->remb_bps && now_ms - o->remb_ms < REMB_FRESH_MS ? o->remb_bps : 0,
+        .est_bps = remb_share(r, o, now_ms),
         .lossy = o->st.fraction_lost > 25, /* of 256: over 10 % */
     };
     const tm__view *vw = find_view(r, q->id);
@@ -669,7 +683,12 @@ static void choose_layer(tm__peer *r, tm__out_stream *o, int64_t now_ms)
         lim.view_w = vw->width;
         lim.view_h = vw->height;
     }
-    if (tm__layer_choose(&o->pick, layers, n, &lim, now_ms) && o->pick.target >= 0 && r->srtp)
+    if (!tm__layer_choose(&o->pick, layers, n, &lim, now_ms) || o->pick.target < 0)
+        return;
+    const tm__in_stream *t = &q->in[o->src_in + o->pick.target];
+    tm_info("media.layer", "visit=%s peer=%s src=%s rid=%s width=%u est_bps=%" PRIu64 " lossy=%d",
+            r->visit->id, r->id, q->id, t->rid, t->meter.width, lim.est_bps, (int)lim.lossy);
+    if (r->srtp)
         request_keyframe(q, &q->in[o->src_in + o->pick.target], true);
 }
 

@@ -56,6 +56,9 @@ test('simulcast: each receiver gets the layer its link and view fit', { timeout:
     args: ['--media-port-min', String(ports.min), '--media-port-max', String(ports.max), '--no-recording-encrypt'],
   });
   closers.unshift(() => srv.stop());
+  closers.unshift(() => {
+    if (process.env.TM_TEST_VERBOSE) console.log(srv.log().split('\n').filter((l) => /ev=media\.(layer|offer|connected)/.test(l)).join('\n'));
+  });
   const pages = await startPageServer();
   closers.unshift(() => pages.close());
   // The patient reaches the server and the test's page server only through the relay.
