@@ -913,15 +913,17 @@ void tm__forward_keyframes_all(tm__visit *v)
 static void send_reports(tm__peer *p, int64_t now_ms)
 {
     tm__worker *w = p->w;
-    tm_rtcp_report_block rb[TM__MAX_STREAMS] = {0};
-    uint32_t video[TM__MAX_STREAMS];
+    /* Simulcast layers make more in streams than m-lines; an RR holds so many blocks. */
+    tm_rtcp_report_block rb[TM_RTCP_MAX_REPORTS] = {0};
+    uint32_t video[TM__MAX_STREAMS * TM__MAX_LAYERS];
     size_t n_rb = 0, n_video = 0;
     uint64_t remb = TM__REMB_CAP_BPS;
     for (int i = 0; i < p->n_in; i++) {
         tm__in_stream *s = &p->in[i];
-        if (s->stats && tm_stream_stats_report_block(s->stats, now_ms * 1000, &rb[n_rb]) == 0)
+        if (s->stats && n_rb < TM_ARRAY_LEN(rb) &&
+            tm_stream_stats_report_block(s->stats, now_ms * 1000, &rb[n_rb]) == 0)
             n_rb++;
-        if (s->kind != TM_MEDIA_VIDEO || !s->ssrc)
+        if (s->kind != TM_MEDIA_VIDEO || !s->ssrc || n_video == TM_ARRAY_LEN(video))
             continue;
         video[n_video++] = s->ssrc;
         if (s->n_layers) {

@@ -3,6 +3,8 @@
  * with a message (no BUNDLE, no rtcp-mux, no supported codec, garbage, wrong
  * fingerprint algorithm), leaving nothing behind; and a valid offer after them
  * still gets an answer with our fingerprint and a loopback host candidate.
+ * tm_media_set_view's refusals; an offer of 16 simulcast video m-lines of four
+ * layers each (64 streams from one peer) is answered.
  */
 #include <stdio.h>
 #include <string.h>
@@ -130,6 +132,39 @@ int main(void)
     CHECK_EQ_INT(tm_media_add_candidate(m, "v-1", "p-x",
                                         "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host", "0"),
                  0);
+    /* media.view: only for a peer that offered, with a sane size. */
+    CHECK_EQ_INT(tm_media_set_view(m, "v-1", "p-1", "p-2", 320, 180), 0);
+    CHECK_EQ_INT(tm_media_set_view(m, "v-1", "p-9", "p-2", 320, 180), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_media_set_view(m, "v-9", "p-1", "p-2", 320, 180), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_media_set_view(m, "v-1", "p-1", "", 320, 180), TM_EINVAL);
+    CHECK_EQ_INT(tm_media_set_view(m, "v-1", "p-1", "p-2", TM_MEDIA_VIEW_MAX + 1, 1), TM_EINVAL);
+    /* The most streams an offer can make: every m-line simulcast with four layers. */
+    GString *big = g_string_new("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+                                "a=group:BUNDLE");
+    for (int i = 0; i < 16; i++)
+        g_string_append_printf(big, " %d", i);
+    g_string_append(big, "\r\n");
+    for (int i = 0; i < 16; i++)
+        g_string_append_printf(
+            big,
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:%d\r\na=sendrecv\r\na=rtcp-mux\r\n"
+            "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=fingerprint:sha-256 "
+            "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:"
+            "55:66:77:88:99\r\na=setup:actpass\r\na=rtpmap:96 VP8/90000\r\n"
+            "a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n"
+            "a=rid:a send\r\na=rid:b send\r\na=rid:c send\r\na=rid:d send\r\n"
+            "a=simulcast:send a;b;c;d\r\n",
+            i);
+    free(answer);
+    answer = NULL;
+    CHECK_EQ_INT(tm_media_offer(m, "v-1", "p-big", true, big->str, big->len, &err), 0);
+    g_string_free(big, TRUE);
+    end = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    while (!answer && g_get_monotonic_time() < end)
+        g_main_context_iteration(ctx, TRUE);
+    CHECK(answer != NULL);
+    CHECK(strstr(answer, "a=simulcast:recv a;b;c;d") != NULL);
+    CHECK_EQ_INT(tm_media_peer_close(m, "v-1", "p-big"), 0);
     CHECK_EQ_INT(tm_media_peer_close(m, "v-1", "p-1"), 0);
     end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
     do {
