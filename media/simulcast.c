@@ -69,6 +69,7 @@ tm__rw_result tm__rtp_rewrite_packet(tm__rtp_rewrite *rw, uint8_t *pkt, const tm
     if (!rw->based || rw->src_ssrc != h->ssrc) {
         /* Continue our numbering where the receiver's stream left off, so its
          * decoder sees one stream; the timestamp moves on by the time that passed. */
+        rw->continued = rw->sent_any;
         if (rw->sent_any) {
             uint32_t elapsed = (uint32_t)((now_ms - rw->last_ms) * (int64_t)clock / 1000);
             rw->seq_off = (uint16_t)(rw->last_seq + 1 - h->seq);
@@ -81,7 +82,7 @@ tm__rw_result tm__rtp_rewrite_packet(tm__rtp_rewrite *rw, uint8_t *pkt, const tm
         res = TM__RW_REBASED;
     } else if (tm_seq_newer(h->seq, rw->max_src)) {
         rw->max_src = h->seq;
-    } else if (tm_seq_newer(rw->base_seq, h->seq) &&
+    } else if (rw->continued && tm_seq_newer(rw->base_seq, h->seq) &&
                (uint16_t)(rw->max_src - rw->base_seq) < 0x4000) {
         /* From before the switch point: its number is one the receiver already had. */
         return TM__RW_DROP;

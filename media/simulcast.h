@@ -31,7 +31,8 @@
 typedef struct tm__rtp_rewrite {
     bool based, sent_any;
     uint32_t src_ssrc; /* the source the offsets are for */
-    uint16_t base_seq; /* the source's seq at the rebase: older ones are dropped */
+    uint16_t base_seq; /* the source's seq at the rebase: older ones are dropped... */
+    bool continued;    /* ...when the rebase continued an earlier source's numbers */
     uint16_t max_src;  /* highest source seq since the rebase */
     uint16_t seq_off, last_seq;
     uint32_t ts_off, last_ts;

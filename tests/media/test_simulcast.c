@@ -170,6 +170,9 @@ static void test_late_packet_of_new_layer_dropped(void)
     tm__rtp_rewrite rw = {0};
     out o;
     CHECK(forward(&lp, &rw, 0, vp8_packet(1, 10, 0, 1, 0, true, true), 0, &o));
+    /* The stream's first source keeps its own numbers: a late packet is no duplicate. */
+    CHECK(forward(&lp, &rw, 0, vp8_packet(1, 9, 0, 1, 0, false, false), 5, &o));
+    CHECK_EQ_INT(o.seq, 9);
     CHECK(forward(&lp, &rw, 0, vp8_packet(1, 11, 3000, 2, 1, true, false), 33, &o));
     lp.target = 1;
     CHECK(forward(&lp, &rw, 1, vp8_packet(2, 500, 90000, 70, 9, true, true), 66, &o));
