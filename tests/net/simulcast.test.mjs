@@ -92,12 +92,15 @@ test('simulcast: each receiver gets the layer its link and view fit', { timeout:
   // The doctor sends simulcast; the patient and the supervisor only receive.
   await doctor.evaluate(() => window.peer.startMedia({ simulcast: true }));
   await patient.evaluate(() => window.peer.startMedia({ recvOnly: { audio: 1, video: 1 } }));
-  await supervisor.evaluate(async ({ url, token, visit }) => {
+  const early = await supervisor.evaluate(async ({ url, token, visit, doctorId }) => {
     await window.peer.connect(url);
     await window.peer.hello(token);
     await window.peer.watch(visit);
+    const e = await window.peer.view(doctorId, 320, 180).then(() => 'ok', (err) => err.message);
     await window.peer.startMedia({ recvOnly: { audio: 1, video: 1 } });
-  }, { url: srv.url, token: c.supervisorToken(), visit });
+    return e;
+  }, { url: srv.url, token: c.supervisorToken(), visit, doctorId: c.doctorId });
+  assert.match(early, /^conflict: send media.offer before media.view/);
 
   await t.test('the doctor sends three layers; both receivers decode the top one', async () => {
     await waitFor(async () => {
@@ -152,6 +155,8 @@ test('simulcast: each receiver gets the layer its link and view fit', { timeout:
     assert.match(err, /^bad_request: participant_id, width and height/);
     const who = await supervisor.evaluate(() => window.peer.view('nobody', 320, 180).then(() => 'ok', (e) => e.message));
     assert.match(who, /^not_found: no such participant in the visit/);
+    const self = await doctor.evaluate((id) => window.peer.view(id, 320, 180).then(() => 'ok', (e) => e.message), c.doctorId);
+    assert.match(self, /^bad_request: the server does not send you your own video/);
   });
 
   await t.test('the recording keeps the best layer, in one video track', async () => {
