@@ -276,8 +276,9 @@ static bool inspect_video(tm__in_stream *s, const uint8_t *pl, size_t n, tm_vp8_
             ht = vi->height;
         }
     } else if (tm_rtp_is_keyframe(s->codec, pl, n)) {
-        /* H.264: every packet of an IDR counts; only the first may switch a layer,
-         * and forwarding from any of them is harmless to a decoder waiting for one. */
+        /* H.264 (browsers send its simulcast rarely): any packet carrying an IDR or
+         * an SPS counts, so a layer switch may land inside an IDR; the receiver's
+         * PLI then brings the next one. */
         key = true;
         uint16_t w16 = 0, h16 = 0;
         if (s->codec == TM_CODEC_H264)
