@@ -684,11 +684,14 @@ static void choose_layer(tm__peer *r, tm__out_stream *o, int64_t now_ms)
         lim.view_w = vw->width;
         lim.view_h = vw->height;
     }
-    if (!tm__layer_choose(&o->pick, layers, n, &lim, now_ms) || o->pick.target < 0)
+    if (tm__layer_choose(&o->pick, layers, n, &lim, now_ms) && o->pick.target >= 0) {
+        const tm__in_stream *t = &q->in[o->src_in + o->pick.target];
+        tm_info("media.layer",
+                "visit=%s peer=%s src=%s rid=%s width=%u est_bps=%" PRIu64 " lossy=%d",
+                r->visit->id, r->id, q->id, t->rid, t->meter.width, lim.est_bps, (int)lim.lossy);
+    } else if (!tm__layer_overdue(&o->pick, now_ms)) {
         return;
-    const tm__in_stream *t = &q->in[o->src_in + o->pick.target];
-    tm_info("media.layer", "visit=%s peer=%s src=%s rid=%s width=%u est_bps=%" PRIu64 " lossy=%d",
-            r->visit->id, r->id, q->id, t->rid, t->meter.width, lim.est_bps, (int)lim.lossy);
+    }
     if (r->srtp)
         request_keyframe(q, &q->in[o->src_in + o->pick.target], true);
 }
@@ -716,7 +719,10 @@ static void meter_layers(tm__peer *p, int64_t now_ms)
         int best = tm__layer_best(layers, n);
         if (best >= 0 && best != hd->rec_pick.target) {
             hd->rec_pick.target = best;
+            hd->rec_pick.asked_ms = now_ms;
             request_keyframe(p, &p->in[i + best], true);
+        } else if (tm__layer_overdue(&hd->rec_pick, now_ms)) {
+            request_keyframe(p, &p->in[i + hd->rec_pick.target], true);
         }
     }
 }

@@ -17,6 +17,8 @@
 #define HOLD_BASE_MS 4000
 #define HOLD_MAX_MS 16000
 #define FAIL_WINDOW_MS 8000
+#define SETTLE_MS 3000
+#define REASK_MS 1000 /* a keyframe asked for and not seen: ask again */
 
 /* ---- rewrite ---- */
 
@@ -183,8 +185,11 @@ bool tm__layer_choose(tm__layer_pick *lp, const tm__layer_info *layers, int n,
         next = by_view < by_bw ? by_view : by_bw; /* nothing yet, or its layer stopped */
     } else {
         uint64_t rate = layers[lp->cur].bps;
-        bool congested =
-            lim->lossy || (est && rate > est && (est < lp->prev_est || est * 2 < rate));
+        /* Right after a step up the estimate is still catching up with the new rate:
+         * then only loss or an estimate under half the rate is congestion. */
+        bool settling = lp->went_up && now_ms - lp->changed_ms < SETTLE_MS;
+        bool falling = est * 10 < lp->prev_est * 9 && !settling;
+        bool congested = lim->lossy || (est && rate > est && (falling || est * 2 < rate));
         bool room = by_bw > cur || !est || est * 4 >= rate * 5;
         if (by_view < cur)
             next = by_view;
@@ -210,8 +215,16 @@ bool tm__layer_choose(tm__layer_pick *lp, const tm__layer_info *layers, int n,
     } else if (cur >= 0 && next > cur) {
         lp->went_up = true;
     }
-    lp->changed_ms = now_ms;
+    lp->changed_ms = lp->asked_ms = now_ms;
     lp->target = want;
+    return true;
+}
+
+bool tm__layer_overdue(tm__layer_pick *lp, int64_t now_ms)
+{
+    if (lp->target < 0 || lp->target == lp->cur || now_ms - lp->asked_ms < REASK_MS)
+        return false;
+    lp->asked_ms = now_ms;
     return true;
 }
 

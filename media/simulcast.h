@@ -74,6 +74,7 @@ typedef struct tm__layer_pick {
     int64_t hold_ms; /* before the next step up; doubles when a step up fails */
     bool went_up;    /* the last change was a step up */
     uint64_t prev_est;
+    int64_t asked_ms; /* when a keyframe of the target was last asked for */
 } tm__layer_pick;
 
 /* What limits a receiver: its bandwidth estimate (0 = none yet), whether its last
@@ -106,6 +107,11 @@ static inline bool tm__layer_accept(tm__layer_pick *lp, int layer, bool keyframe
  * the target changed (the caller asks the sender for a keyframe of it). */
 bool tm__layer_choose(tm__layer_pick *lp, const tm__layer_info *layers, int n,
                       const tm__layer_limits *lim, int64_t now_ms);
+
+/* True (once a second at most) while the target's keyframe has not come since it
+ * was asked for: the caller asks the sender again (a lost request must not leave
+ * the receiver waiting for a keyframe nobody sends). */
+bool tm__layer_overdue(tm__layer_pick *lp, int64_t now_ms);
 
 /* The best active layer (the recorder's), -1 when none is active. */
 int tm__layer_best(const tm__layer_info *layers, int n);

@@ -307,6 +307,35 @@ static void test_choice_when_layer_stops(void)
     CHECK_EQ_INT(tm__layer_best(l, 3), -1);
 }
 
+static void test_choice_settles_and_reasks(void)
+{
+    tm__layer_pick lp;
+    tm__layer_pick_init(&lp);
+    tm__layer_limits lim = {.est_bps = 300000};
+    CHECK(tm__layer_choose(&lp, L, 3, &lim, 0)); /* nothing yet: what the estimate carries */
+    CHECK_EQ_INT(lp.target, 0);
+    /* Until its keyframe comes the target is asked for again, once a second. */
+    CHECK(!tm__layer_overdue(&lp, 500));
+    CHECK(tm__layer_overdue(&lp, 1000));
+    CHECK(!tm__layer_overdue(&lp, 1500));
+    CHECK(tm__layer_overdue(&lp, 2100));
+    land(&lp);
+    CHECK(!tm__layer_overdue(&lp, 5000));
+    CHECK(tm__layer_choose(&lp, L, 3, &lim, 5000));
+    CHECK_EQ_INT(lp.target, 1);
+    land(&lp);
+    /* Just after the step up the estimate still trails the new rate: a small dip
+     * is no congestion... */
+    lim.est_bps = 260000;
+    CHECK(!tm__layer_choose(&lp, L, 3, &lim, 6000));
+    lim.est_bps = 300000;
+    CHECK(!tm__layer_choose(&lp, L, 3, &lim, 7000));
+    /* ...once settled it is. */
+    lim.est_bps = 265000;
+    CHECK(tm__layer_choose(&lp, L, 3, &lim, 9000));
+    CHECK_EQ_INT(lp.target, 0);
+}
+
 int main(void)
 {
     RUN(test_switch_waits_for_keyframe);
@@ -315,5 +344,6 @@ int main(void)
     RUN(test_choice_by_view);
     RUN(test_choice_by_bandwidth);
     RUN(test_choice_when_layer_stops);
+    RUN(test_choice_settles_and_reasks);
     TEST_DONE();
 }
