@@ -41,12 +41,19 @@ void tm__keyframe_recover(tm__peer *p, int64_t now_ms)
     for (int i = 0; i < p->n_out; i++) {
         tm__out_stream *o = &p->out[i];
         tm__peer *src = o->src_peer;
-        if (o->kind == TM_MEDIA_VIDEO && src && o->src_in >= 0 && o->src_in < src->n_in)
-            arm(src, &src->in[o->src_in], now_ms);
+        if (o->kind != TM_MEDIA_VIDEO || !src || o->src_in < 0 || o->src_in >= src->n_in)
+            continue;
+        /* Of a simulcast sender, the layer this receiver gets (or waits for). */
+        int layer = o->pick.cur >= 0 ? o->pick.cur : o->pick.target;
+        bool sim = src->in[o->src_in].n_layers && layer >= 0 && layer < src->in[o->src_in].n_layers;
+        arm(src, &src->in[o->src_in + (sim ? layer : 0)], now_ms);
     }
-    for (int i = 0; i < p->n_in; i++)
-        if (p->in[i].n_bound > 0)
+    /* Receivers bind to a simulcast m-line's first layer and may get any of them. */
+    for (int i = 0; i < p->n_in; i++) {
+        const tm__in_stream *hd = p->in[i].n_layers ? &p->in[p->in[i].head] : &p->in[i];
+        if (hd->n_bound > 0)
             arm(p, &p->in[i], now_ms);
+    }
 }
 
 void tm__keyframe_pace(tm__peer *sender, tm__in_stream *s, bool keyframe, int64_t now_ms)
