@@ -115,21 +115,22 @@ test('simulcast: each receiver gets the layer its link and view fit', { timeout:
   });
 
   await t.test('the patient on a capped link drops to a lower layer, the supervisor keeps the top one', async () => {
-    await relay.cmd('rate 450');
+    await relay.cmd('rate 300');
+    // Both at one look: the patient below the top while the supervisor decodes it
+    // (the doctor's browser may pause its top layer for a moment on its own).
     const low = await waitFor(async () => {
       const [p, s] = [await decoded(patient), await decoded(supervisor)];
-      return { ok: p.width > 0 && p.width < TOP, patient: p, supervisor: s };
-    }, 'the patient stayed on the top layer under a 450 kbit/s cap', 90000);
+      return { ok: p.width > 0 && p.width < TOP && s.width === TOP, patient: p, supervisor: s };
+    }, 'the patient did not drop below the top layer under a 300 kbit/s cap while the supervisor kept it', 90000);
     console.log(`capped: ${JSON.stringify(low)}`);
-    assert.equal(low.supervisor.width, TOP, 'the supervisor was pulled down too');
-    // Video keeps coming on the lower layer.
+    // Video keeps coming to both, each on its own layer.
     await waitFor(async () => {
-      const p = await decoded(patient);
-      return { ok: p.frames > low.patient.frames + 30 && p.width < TOP, patient: p };
-    }, 'the patient\'s video stalled on the lower layer', 60000);
-    const s = await decoded(supervisor);
-    assert.ok(s.frames > low.supervisor.frames, 'the supervisor\'s video stalled');
-    assert.equal(s.width, TOP, 'the supervisor left the top layer');
+      const [p, s] = [await decoded(patient), await decoded(supervisor)];
+      return {
+        ok: p.frames > low.patient.frames + 30 && p.width < TOP && s.frames > low.supervisor.frames + 30 && s.width === TOP,
+        patient: p, supervisor: s,
+      };
+    }, 'the video stalled on a layer, or the capped patient went back to the top', 60000);
   });
 
   await t.test('the cap lifted, the patient climbs back to the top layer', async () => {
