@@ -95,13 +95,22 @@ static void handle_media_candidate(request *r)
 /* The media core's peer id of the participant named participant_id in v, into key. */
 static bool participant_key(const live_visit *v, const char *participant_id, char *key, size_t cap)
 {
-    if (strcmp(v->patient_sub, participant_id) == 0)
+    if (strcmp(v->patient_sub, participant_id) == 0) {
         g_snprintf(key, cap, "patient:%s", participant_id);
-    else if (strcmp(v->doctor_id, participant_id) == 0)
+        return true;
+    }
+    if (strcmp(v->doctor_id, participant_id) == 0) {
         g_snprintf(key, cap, "doctor:%s", participant_id);
-    else
-        return false;
-    return true;
+        return true;
+    }
+    for (guint i = 0; v->party && i < v->party->len; i++) {
+        const party_member *pm = g_ptr_array_index(v->party, i);
+        if (strcmp(pm->sub, participant_id) == 0) {
+            g_strlcpy(key, pm->key, cap);
+            return true;
+        }
+    }
+    return false;
 }
 
 /* media.view: the size this receiver renders a participant's video at, for the
