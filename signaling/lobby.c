@@ -65,18 +65,25 @@ static bool takes_patients(const user *u)
     return u->role == TM_ROLE_DOCTOR && (!u->kind[0] || strcmp(u->kind, "doctor") == 0);
 }
 
+/* On duty for the waiting room: connected, inside a shift of dept, and at
+ * work, available or away. An away doctor (writing up a visit, or set away
+ * by one lapsed offer) comes back to the queue; leaving them out would turn
+ * every waiting patient's estimate into "no doctor" for a coffee break. */
+static bool doctor_on_duty(tm_signaling *sig, const user *u, const char *dept)
+{
+    return takes_patients(u) && u->sess && (u->status == DOC_AVAILABLE || u->status == DOC_AWAY) &&
+           doctor_in_shift(sig, u, dept, NULL);
+}
+
 int tm__doctors_on_duty(tm_signaling *sig, const char *dept)
 {
     int n = 0;
     GHashTableIter it;
     gpointer key, val;
     g_hash_table_iter_init(&it, sig->staff);
-    while (g_hash_table_iter_next(&it, &key, &val)) {
-        user *u = val;
-        if (takes_patients(u) && u->sess && u->status == DOC_AVAILABLE &&
-            doctor_in_shift(sig, u, dept, NULL))
+    while (g_hash_table_iter_next(&it, &key, &val))
+        if (doctor_on_duty(sig, val, dept))
             n++;
-    }
     return n;
 }
 
@@ -194,7 +201,8 @@ static void push_positions(tm_signaling *sig, const char *dept)
     int doctors = tm__doctors_on_duty(sig, dept);
     int64_t avg = tm_signaling_avg_visit_ms(sig, dept);
     tm__position_dept pd;
-    tm__position_dept_init(&pd, (int)n, doctors);
+    tm__position_dept_init(&pd, (int)n, doctors,
+                           tm__shifts_dept_next_start(sig->shifts, dept, now));
     for (size_t i = 0; i < n; i++) {
         live_visit *v = g_hash_table_lookup(sig->visits, ids[i]);
         if (!v || v->state != TM_VS_WAITING)
@@ -430,6 +438,25 @@ gboolean tm__tick(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/* The checkin result carries what a queue.position push would, so the
+ * waiting room shows every figure at once. *est_s gets the estimate (-1
+ * when unknown). */
+static json_t *checkin_result(tm_signaling *sig, const tm_visit *v, int position, int64_t *est_s)
+{
+    int64_t now = tm_now_ms();
+    int doctors = tm__doctors_on_duty(sig, v->dept_id);
+    int64_t est =
+        tm_queue_estimate_wait_ms(position, doctors, tm_signaling_avg_visit_ms(sig, v->dept_id));
+    *est_s = est < 0 ? -1 : (est + 999) / 1000;
+    json_t *data = json_pack(
+        "{s:s, s:s, s:i, s:i, s:i}", "visit_id", v->id, "dept", v->dept_id, "position", position,
+        "waiting", (int)tm_queue_length(sig->queue, v->dept_id), "doctors_on_duty", doctors);
+    json_object_set_new(data, "estimated_wait_s", *est_s < 0 ? json_null() : json_integer(*est_s));
+    int64_t next = tm__shifts_dept_next_start(sig->shifts, v->dept_id, now);
+    json_object_set_new(data, "next_shift_at", tm__time_json(next));
+    return data;
+}
+
 static void handle_checkin(request *r)
 {
     if (!tm__need_role(r, TM_ROLE_PATIENT, TM_ROLE_PATIENT))
@@ -508,17 +535,11 @@ static void handle_checkin(request *r)
             v.consent_version[0] ? v.consent_version : "-");
     if (sig->feed)
         tm_feed_kick(sig->feed);
-    int64_t now = tm_now_ms();
-    int position = tm_queue_position(sig->queue, v.id, now);
-    int64_t est = tm_queue_estimate_wait_ms(position, tm__doctors_on_duty(sig, v.dept_id),
-                                            tm_signaling_avg_visit_ms(sig, v.dept_id));
-    json_t *data =
-        json_pack("{s:s, s:s, s:i}", "visit_id", v.id, "dept", v.dept_id, "position", position);
-    json_object_set_new(data, "estimated_wait_s",
-                        est < 0 ? json_null() : json_integer((est + 999) / 1000));
-    tm__reply_ok(r->s, r->id, data);
+    int position = tm_queue_position(sig->queue, v.id, tm_now_ms());
+    int64_t est_s = -1;
+    tm__reply_ok(r->s, r->id, checkin_result(sig, &v, position, &est_s));
     lv->last_position = position;
-    lv->last_estimate_s = est < 0 ? -1 : (est + 999) / 1000;
+    lv->last_estimate_s = est_s;
     tm__mark_dept_dirty(sig, v.dept_id);
     tm__dispatch_dept(sig, v.dept_id);
     tm__flush_positions(sig);

@@ -5,16 +5,24 @@
  * test_position_text.c parses the output with jansson.
  */
 #include "position_text.h"
+#include "telemed/common.h"
 
 #include <glib.h>
 #include <stdio.h>
 #include <string.h>
 
-void tm__position_dept_init(tm__position_dept *d, int waiting, int doctors_on_duty)
+void tm__position_dept_init(tm__position_dept *d, int waiting, int doctors_on_duty,
+                            int64_t next_shift_ms)
 {
     int n = snprintf(d->mid, sizeof(d->mid), ",\"waiting\":%d,\"estimated_wait_s\":", waiting);
     d->mid_len = n > 0 ? (size_t)n : 0;
-    n = snprintf(d->tail, sizeof(d->tail), ",\"doctors_on_duty\":%d}", doctors_on_duty);
+    char at[40] = "null";
+    if (next_shift_ms > 0) {
+        char ts[36];
+        snprintf(at, sizeof(at), "\"%s\"", tm_rfc3339(next_shift_ms, ts, sizeof(ts)));
+    }
+    n = snprintf(d->tail, sizeof(d->tail), ",\"doctors_on_duty\":%d,\"next_shift_at\":%s}",
+                 doctors_on_duty, at);
     d->tail_len = n > 0 ? (size_t)n : 0;
 }
 

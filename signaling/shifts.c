@@ -95,3 +95,26 @@ bool tm__shifts_has_dept(const tm__shifts *c, const char *doctor_id, const char 
             return true;
     return false;
 }
+
+/* Walks every doctor's shifts: a department's hours are the union of its
+ * doctors' shifts, and a hospital has tens of doctors, not thousands. */
+int64_t tm__shifts_dept_next_start(const tm__shifts *c, const char *dept, int64_t now_ms)
+{
+    int64_t next = 0;
+    GHashTableIter it;
+    gpointer key, val;
+    g_hash_table_iter_init(&it, c->by_doctor);
+    while (g_hash_table_iter_next(&it, &key, &val)) {
+        GArray *list = val;
+        for (guint i = 0; i < list->len; i++) {
+            const tm__shift *sh = &g_array_index(list, tm__shift, i);
+            if (strcmp(sh->dept, dept) != 0 || sh->end_ms <= now_ms)
+                continue;
+            if (sh->start_ms <= now_ms)
+                return 0;
+            if (!next || sh->start_ms < next)
+                next = sh->start_ms;
+        }
+    }
+    return next;
+}

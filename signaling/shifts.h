@@ -33,6 +33,10 @@ int tm__shifts_load(tm__shifts *c, tm_store *store, int64_t now_ms);
 const tm__shift *tm__shifts_current(const tm__shifts *c, const char *doctor_id, const char *dept,
                                     int64_t now_ms);
 
+/* When the next shift of dept starts, for patients waiting while no shift
+ * of it covers now_ms; 0 when one covers now_ms or none is to come. */
+int64_t tm__shifts_dept_next_start(const tm__shifts *c, const char *dept, int64_t now_ms);
+
 /* Whether the doctor has a shift (now or to come) in dept. */
 bool tm__shifts_has_dept(const tm__shifts *c, const char *doctor_id, const char *dept);
 
