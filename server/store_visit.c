@@ -347,6 +347,26 @@ int tm_store_chat_add(tm_store *s, const char *visit_id, const char *sender_id,
     return rc;
 }
 
+json_t *tm_store_chat_recent(tm_store *s, const char *visit_id, int limit)
+{
+    return tm__store_rows_json(
+        s, tm__store_query(s,
+                           "SELECT * FROM (SELECT id, sender_id, sender_role, body, sent_at FROM"
+                           " chat_messages WHERE visit_id = ?1 ORDER BY id DESC LIMIT ?2)"
+                           " ORDER BY id",
+                           "si", visit_id, limit >= 1 && limit <= 1000 ? limit : 1000));
+}
+
+/* A signed note is never rewritten, so its last update is its signing. */
+json_t *tm_store_notes_signed(tm_store *s, const char *visit_id)
+{
+    return tm__store_rows_json(
+        s, tm__store_query(s,
+                           "SELECT doctor_id, body, diagnosis_code, updated_at AS signed_at FROM"
+                           " notes WHERE visit_id = ?1 AND signed = 1 ORDER BY id",
+                           "s", visit_id));
+}
+
 /* The doctor's note on the visit: its row id (0 if none) and whether it is signed. */
 static int note_find(tm_store *s, const char *visit_id, const char *doctor_id, int64_t *id,
                      bool *is_signed)

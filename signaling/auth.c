@@ -64,6 +64,32 @@ static json_t *participants_of(tm_signaling *sig, const char *visit_id)
     return v && v->state == TM_VS_ACTIVE ? tm__party_json(sig, v) : NULL;
 }
 
+/* How many chat messages a patient resuming a visit gets back: a visit's
+ * whole conversation in practice, and a bound on the hello's size. */
+#define RESUME_CHAT_MAX 200
+
+/* The visit's chat so far, as chat.message pushes carry it, so a page that
+ * reloads mid-visit shows the conversation. An empty list when the store
+ * cannot read it: the visit goes on. */
+static json_t *chat_history_json(tm_signaling *sig, const char *visit_id)
+{
+    json_t *rows = tm_store_chat_recent(sig->store, visit_id, RESUME_CHAT_MAX);
+    json_t *out = json_array();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        json_t *m = json_pack("{s:O, s:O, s:O, s:O, s:O}", "message_id", json_object_get(row, "id"),
+                              "from", json_object_get(row, "sender_id"), "from_role",
+                              json_object_get(row, "sender_role"), "text",
+                              json_object_get(row, "body"), "at", json_object_get(row, "sent_at"));
+        if (m)
+            json_array_append_new(out, m);
+    }
+    json_decref(rows);
+    return out;
+}
+
 static json_t *resume_state(tm_signaling *sig, user *u)
 {
     if (u->role == TM_ROLE_PATIENT || u->role == TM_ROLE_GUEST) {
@@ -78,6 +104,9 @@ static json_t *resume_state(tm_signaling *sig, user *u)
             json_t *party = participants_of(sig, u->visit_id);
             if (party)
                 json_object_set_new(o, "participants", party);
+            live_visit *v = g_hash_table_lookup(sig->visits, u->visit_id);
+            if (v && v->state == TM_VS_ACTIVE)
+                json_object_set_new(o, "chat", chat_history_json(sig, v->id));
         }
         if (u->last_visit_id[0])
             json_object_set_new(o, "to_rate", json_string(u->last_visit_id));

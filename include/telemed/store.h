@@ -381,6 +381,12 @@ json_t *tm_store_visit_timeline(tm_store *s, const char *visit_id);
  * within the store. TM_ECONFLICT for an unknown visit. */
 int tm_store_chat_add(tm_store *s, const char *visit_id, const char *sender_id,
                       const char *sender_role, const char *body, int64_t now_ms, int64_t *id_out);
+/* The visit's last `limit` (1..1000) chat messages, oldest first: [{id,
+ * sender_id, sender_role, body, sent_at}]. NULL when the read failed. */
+json_t *tm_store_chat_recent(tm_store *s, const char *visit_id, int limit);
+/* The visit's signed notes, the ones its patient may read, oldest first:
+ * [{doctor_id, body, diagnosis_code, signed_at}]. NULL when the read failed. */
+json_t *tm_store_notes_signed(tm_store *s, const char *visit_id);
 /* Saves (or replaces) the doctor's note; a signed note emits
  * visit.note_signed and is never rewritten (TM_ECONFLICT). */
 int tm_store_note_save(tm_store *s, const char *visit_id, const char *doctor_id, const char *body,
