@@ -626,6 +626,26 @@ static int doctor_visit(request *r, const char *visit_id, tm_visit *rec)
     return 0;
 }
 
+/* One released note as the patient reads it. */
+static json_t *released_note_json(const char *doctor_id, const char *text, const char *code,
+                                  json_t *signed_at)
+{
+    json_t *o =
+        json_pack("{s:s, s:s, s:o}", "doctor_id", doctor_id, "text", text, "signed_at", signed_at);
+    json_object_set_new(o, "diagnosis_code", code ? json_string(code) : json_null());
+    return o;
+}
+
+static void release_note(tm_signaling *sig, const tm_visit *rec, const char *doctor_id,
+                         const char *text, const char *code, int64_t at)
+{
+    json_t *m = json_pack("{s:s, s:s}", "type", "visit.note_released", "visit_id", rec->id);
+    json_t *note = released_note_json(doctor_id, text, code, tm__time_json(at));
+    json_object_update(m, note);
+    json_decref(note);
+    tm__send_to_user(tm__find_user(sig, TM_ROLE_PATIENT, rec->patient_id), m);
+}
+
 static void handle_note(request *r)
 {
     if (!tm__need_role(r, TM_ROLE_DOCTOR, TM_ROLE_DOCTOR))
@@ -646,8 +666,8 @@ static void handle_note(request *r)
                       "diagnosis_code (ICD-10) and sign (boolean)");
         return;
     }
-    rc = tm_store_note_save(r->sig->store, rec.id, r->u->sub, text, code, json_is_true(sign),
-                            tm_now_ms());
+    int64_t now = tm_now_ms();
+    rc = tm_store_note_save(r->sig->store, rec.id, r->u->sub, text, code, json_is_true(sign), now);
     if (rc < 0) {
         tm__reply_err(r->s, r->id, rc, rc == TM_ECONFLICT ? "the note is signed and final" : NULL);
         return;
@@ -656,6 +676,38 @@ static void handle_note(request *r)
         tm_feed_kick(r->sig->feed);
     tm__reply_ok(r->s, r->id,
                  json_pack("{s:s, s:b}", "visit_id", rec.id, "signed", json_is_true(sign)));
+    if (json_is_true(sign))
+        release_note(r->sig, &rec, r->u->sub, text, code, now);
+}
+
+/* A patient reads the notes released to them (the signed ones) of a visit
+ * of theirs, live or over: the end screen shows them after a reload. */
+static void handle_visit_notes(request *r)
+{
+    if (!tm__need_role(r, TM_ROLE_PATIENT, TM_ROLE_PATIENT))
+        return;
+    const char *visit_id = tm__jstr(r->msg, "visit_id");
+    tm_visit rec;
+    int rc = visit_id ? tm_store_visit_get(r->sig->store, visit_id, &rec) : TM_EINVAL;
+    if (rc == 0 && strcmp(rec.patient_id, r->u->sub) != 0)
+        rc = TM_EPERM;
+    json_t *rows = rc == 0 ? tm_store_notes_signed(r->sig->store, rec.id) : NULL;
+    if (rc == 0 && !rows)
+        rc = TM_EIO;
+    if (rc < 0) {
+        tm__reply_err(r->s, r->id, rc, rc == TM_EINVAL ? "visit_id is required" : NULL);
+        return;
+    }
+    json_t *notes = json_array();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) json_array_append_new(
+        notes, released_note_json(json_string_value(json_object_get(row, "doctor_id")),
+                                  json_string_value(json_object_get(row, "body")),
+                                  json_string_value(json_object_get(row, "diagnosis_code")),
+                                  json_incref(json_object_get(row, "signed_at"))));
+    json_decref(rows);
+    tm__reply_ok(r->s, r->id, json_pack("{s:s, s:o}", "visit_id", rec.id, "notes", notes));
 }
 
 static void handle_rate(request *r)
@@ -697,6 +749,7 @@ const tm__handler tm__visit_handlers[] = {
     {"visit.decline", handle_visit_decline},
     {"visit.end", handle_visit_end},
     {"visit.note", handle_note},
+    {"visit.notes", handle_visit_notes},
     {"visit.rate", handle_rate},
     {"chat.send", handle_chat},
     {NULL, NULL},
