@@ -200,6 +200,8 @@ test('push examples have the fields the server sends', async () => {
   await d2.waitFor('visit.offer');
   await d2.waitFor('doctor.status', (m) => m.status === 'away');
 
+  await d1.request('visit.note', { visit_id: c1.visit_id, text: 'Rest, fluids.', diagnosis_code: 'G44.2', sign: true });
+  await p1c.waitFor('visit.note_released');
   await d1.request('visit.end', { visit_id: c1.visit_id });
   await p1c.waitFor('visit.state', (m) => m.state === 'ended');
   await sleep(300);
