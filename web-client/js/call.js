@@ -27,8 +27,9 @@ function enterFullscreen(video) {
 export class Call {
   // mount: element to render into; role: 'patient' | 'doctor' | 'guest'
   // (the page); visitRole: this person's role in the visit; others: who
-  // the page takes the other side to be until visit.participants says.
-  constructor({ mount, sig, hello, visitId, role, visitRole = null, others = [], stream, extraControls = [], onParticipants = null }) {
+  // the page takes the other side to be until visit.participants says;
+  // history: the chat so far as the server sent it (hello's state), or null.
+  constructor({ mount, sig, hello, visitId, role, visitRole = null, others = [], stream, extraControls = [], onParticipants = null, history = null }) {
     this.onParticipants = onParticipants;
     this.sig = sig;
     this.hello = hello;
@@ -46,7 +47,10 @@ export class Call {
     this.historyKey = `telemed.chat.${visitId}`;
     this.render(mount, extraControls);
     this.bind();
-    for (const m of this.storedChat()) this.addChat(m);
+    // The server's history is the whole conversation; this tab's copy is
+    // what a server without it leaves.
+    for (const m of history || this.storedChat()) this.addChat(m);
+    if (history) this.saveChat(history);
   }
 
   // The chat so far, kept for this tab: a reload mid-visit shows it again
@@ -56,9 +60,13 @@ export class Call {
   }
 
   storeChat(m) {
+    const all = this.storedChat();
+    all.push(m);
+    this.saveChat(all);
+  }
+
+  saveChat(all) {
     try {
-      const all = this.storedChat();
-      all.push(m);
       sessionStorage.setItem(this.historyKey, JSON.stringify(all.slice(-200)));
     } catch { /* storage blocked or full: the live chat still works */ }
   }

@@ -42,6 +42,7 @@ async function main() {
   });
   sig.on('queue.position', onPosition);
   sig.on('visit.state', onVisitState);
+  sig.on('visit.note_released', onNoteReleased);
   window.addEventListener('langchange', relabel);
   bindDevice();
   bindCheckin();
@@ -64,8 +65,8 @@ async function route(st) {
     if (!state.stream && !state.deviceChecked) await quietCamera();
     state.visitId = v.visit_id;
     state.visit = v;
-    if (v.state === 'active') startVisit(v);
-    else showWaiting(v, st.position);
+    if (v.state === 'active') startVisit(v, st.chat);
+    else showWaiting(v, st.position ? { position: st.position } : undefined);
     return;
   }
   if (st.to_rate) {
@@ -82,6 +83,8 @@ function resync(hello) {
   const v = st.visit;
   if (v && v.visit_id === state.visitId) {
     onVisitState({ ...v, type: 'visit.state' });
+    // Messages sent while we were away come after every one shown.
+    if (state.call && st.chat) for (const m of st.chat) state.call.addChat(m);
     if (v.state !== 'active' && st.position) onPosition({ visit_id: v.visit_id, position: st.position });
     return;
   }
@@ -335,7 +338,8 @@ async function checkin() {
     state.visitId = r.visit_id;
     state.visit = { visit_id: r.visit_id, state: 'waiting', dept: r.dept || fields.dept, urgent: fields.urgent, checkin_at: new Date(Date.now() + state.skewMs).toISOString() };
     state.position = null;
-    showWaiting(state.visit, r.position, r.estimated_wait_s);
+    // The result carries what a queue.position push does: show it all at once.
+    showWaiting(state.visit, r);
   } catch (e) {
     if (e.code === 'conflict' && /consent/.test(e.message)) {
       // The hospital changed the text meanwhile: show the new one to agree to.
@@ -394,7 +398,7 @@ function doctorLabel(id) {
   return d.title ? t('doctor.with_title', { name: d.name, title: d.title }) : d.name;
 }
 
-async function showWaiting(v, position, estimate) {
+async function showWaiting(v, figures) {
   if (document.body.dataset.current !== 'waiting') showView('waiting');
   if (!state.departments.length) {
     try { state.departments = (await api(page.token, '/departments')).departments || []; } catch { /* names are optional */ }
@@ -403,7 +407,7 @@ async function showWaiting(v, position, estimate) {
   const prev = $('#wait-preview');
   if (state.stream && !state.audioOnly) { prev.srcObject = state.stream; prev.parentElement.hidden = false; } else prev.parentElement.hidden = true;
   startWaitTimer(v);
-  if (position !== undefined) state.position = { visit_id: v.visit_id, position, estimated_wait_s: estimate };
+  if (figures) state.position = { visit_id: v.visit_id, ...figures };
   renderWaiting();
 }
 
@@ -433,6 +437,7 @@ function renderWaiting() {
   estEl.classList.toggle('fig-text', !offered && est === null);
   const noDoctor = !offered && (est === null || m.doctors_on_duty === 0);
   $('#wait-nodoc').hidden = !noDoctor;
+  renderNextShift(noDoctor ? m.next_shift_at : null);
   const parts = [];
   if (m.doctors_on_duty > 0 && !offered) parts.push(t('wait.doctors', { n: m.doctors_on_duty }));
   if (m.waiting !== undefined && m.waiting !== null) parts.push(t('wait.waiting_total', { n: m.waiting }));
@@ -442,6 +447,14 @@ function renderWaiting() {
   $('#wait-offered').hidden = !offered;
   $('#wait-offered').textContent = offeredBy ? t('wait.offered_by', { doctor: offeredBy }) : t('wait.offered');
   renderWaitElapsed();
+}
+
+// The department's hours, when nobody is on duty because no shift runs now.
+function renderNextShift(at) {
+  const when = at ? Date.parse(at) : NaN;
+  const show = !Number.isNaN(when) && when > Date.now() + state.skewMs;
+  $('#wait-hours').hidden = !show;
+  $('#wait-hours').textContent = show ? t('wait.next_shift', { time: fmtDateTime(at) }) : '';
 }
 
 function startWaitTimer(v) {
@@ -491,7 +504,8 @@ function onVisitState(m) {
   }
 }
 
-function startVisit(v) {
+// history: the chat so far from the server (hello's state), when it sent it.
+function startVisit(v, history) {
   if (state.call && state.call.visitId === v.visit_id) return;
   endCall();
   stopWaitTimer();
@@ -515,7 +529,7 @@ function startVisit(v) {
   state.familyBtn = family;
   state.call = new Call({
     mount: $('#visit-mount'), sig, hello: state.hello, visitId: v.visit_id, role: 'patient', stream: state.stream, extraControls: [family, leave],
-    others: attendingGuess(), onParticipants: () => loadLinks(),
+    others: attendingGuess(), onParticipants: () => loadLinks(), history,
   });
   state.call.startMedia();
   $('#family').open = false;
@@ -638,6 +652,9 @@ function showEnded(visitId, reason, rate = true, visit = null) {
   $('#end-advice').hidden = !advice;
   $('#end-advice-text').textContent = advice || '';
   renderSummary();
+  state.notes = [];
+  renderNotes();
+  loadNotes(visitId);
   state.nextAppt = null;
   if (visit && visit.doctor_id) Promise.all([loadDoctors(), loadDepartments(), loadNextAppointment()]).then(renderSummary);
   $('#rate-form').hidden = !rate;
@@ -676,6 +693,37 @@ function renderSummary() {
   if (state.nextAppt) rows.push(['end.sum_booked', t('checkin.appt_option', { dept: deptName(state.nextAppt.dept_id), time: fmtDateTime(state.nextAppt.slot_at) })]);
   $('#end-summary-list').replaceChildren(...rows.flatMap(([k, val]) => [el('dt', {}, t(k)), el('dd', {}, val)]));
   box.hidden = false;
+}
+
+// The doctor's signed notes are the patient's to read: asked for at the end,
+// and pushed when the doctor signs later.
+async function loadNotes(visitId) {
+  try {
+    const r = await sig.request('visit.notes', { visit_id: visitId });
+    if (visitId === state.rateVisitId) mergeNotes(r.notes || []);
+  } catch { /* the end screen stands without them */ }
+}
+
+function onNoteReleased(m) {
+  if (m.visit_id === state.rateVisitId || m.visit_id === state.visitId) mergeNotes([m]);
+}
+
+function mergeNotes(notes) {
+  state.notes = state.notes || [];
+  for (const n of notes) {
+    if (!state.notes.some((x) => x.doctor_id === n.doctor_id)) state.notes.push(n);
+  }
+  renderNotes();
+}
+
+function renderNotes() {
+  const notes = document.body.dataset.current === 'ended' ? state.notes || [] : [];
+  $('#end-note').hidden = notes.length === 0;
+  $('#end-note-list').replaceChildren(...notes.flatMap((n) => [
+    el('p', { class: 'pre-wrap' }, n.text),
+    ...(n.diagnosis_code ? [el('p', { class: 'muted' }, t('end.note_diagnosis', { code: n.diagnosis_code }))] : []),
+    el('p', { class: 'muted' }, `${doctorLabel(n.doctor_id) || ''} ${fmtDateTime(n.signed_at)}`.trim()),
+  ]));
 }
 
 function bindRating() {
@@ -720,6 +768,7 @@ function relabel() {
     const r = state.endReason;
     $('#end-reason').textContent = t(r && t(`end.reason.${r}`) !== `end.reason.${r}` ? `end.reason.${r}` : 'end.reason.other');
     renderSummary();
+    renderNotes();
   }
   if (document.body.dataset.current === 'visit') {
     renderVisitDoctor();
