@@ -311,7 +311,25 @@ static void t_visit_lifecycle(const store_backend *b, const char *dir)
     CHECK(tm_store_chat_add(s, "no-visit", "p1", "patient", "x", tm_now_ms(), NULL) < 0);
     CHECK_EQ_INT(tm_store_note_save(s, v.id, "d1", "draft", NULL, false, tm_now_ms()), 0);
     CHECK_EQ_INT(count_events(s, "visit.note_signed", v.id), 0);
+    json_t *released = tm_store_notes_signed(s, v.id);
+    CHECK_EQ_INT(json_array_size(released), 0); /* a draft is not the patient's */
+    json_decref(released);
     CHECK_EQ_INT(tm_store_note_save(s, v.id, "d1", "final", "I10", true, tm_now_ms()), 0);
+    released = tm_store_notes_signed(s, v.id);
+    CHECK_EQ_INT(json_array_size(released), 1);
+    CHECK_STR(json_string_value(field(json_array_get(released, 0), "body")), "final");
+    CHECK_STR(json_string_value(field(json_array_get(released, 0), "diagnosis_code")), "I10");
+    CHECK(json_is_string(field(json_array_get(released, 0), "signed_at")));
+    json_decref(released);
+    /* The newest messages, oldest first. */
+    json_t *recent = tm_store_chat_recent(s, v.id, 1);
+    CHECK_EQ_INT(json_array_size(recent), 1);
+    CHECK(json_integer_value(field(json_array_get(recent, 0), "id")) == msg2);
+    json_decref(recent);
+    recent = tm_store_chat_recent(s, v.id, 200);
+    CHECK_EQ_INT(json_array_size(recent), 2);
+    CHECK_STR(json_string_value(field(json_array_get(recent, 0), "body")), "hello doctor");
+    json_decref(recent);
     CHECK_EQ_INT(tm_store_note_save(s, v.id, "d1", "rewrite", NULL, true, tm_now_ms()),
                  TM_ECONFLICT);
     CHECK_EQ_INT(count_events(s, "visit.note_signed", v.id), 1);
