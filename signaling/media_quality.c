@@ -75,13 +75,19 @@ static json_t *health_json(const char *type_key, const char *type, live_visit *v
     return o;
 }
 
-/* The visit's other people: its patient or doctor, and supervisors watching. */
+/* The visit's other people: every participant but the one it is about (the
+ * patient, the attending doctor, the invited ones), and supervisors watching. */
 static void tell_others(tm_signaling *sig, live_visit *v, const char *key, json_t *msg)
 {
     user *people[] = {tm__visit_patient(sig, v), tm__visit_doctor(sig, v)};
     for (size_t i = 0; i < TM_ARRAY_LEN(people); i++)
         if (people[i] && strcmp(people[i]->key, key) != 0)
             tm__send_to_user(people[i], json_incref(msg));
+    for (guint i = 0; i < v->party->len; i++) {
+        const party_member *pm = g_ptr_array_index(v->party, i);
+        if (strcmp(pm->key, key) != 0)
+            tm__send_to_user(g_hash_table_lookup(sig->users, pm->key), json_incref(msg));
+    }
     for (guint i = 0; i < v->watchers->len; i++)
         tm__send_to_user(g_hash_table_lookup(sig->users, g_ptr_array_index(v->watchers, i)),
                          json_incref(msg));
