@@ -115,7 +115,7 @@ int tm_recording_fail(tm_store *s, const char *rec_id, const char *reason, int64
 /* Collects the rows of a two- or three-column query as strings, for loops
  * that then write per row (a cached statement cannot stay open across
  * them). Returns a new array of ncols * rows strings, or NULL (errmsg set). */
-static GPtrArray *collect_rows(tm_store *s, sqlite3_stmt *st, int ncols)
+GPtrArray *tm__store_collect_rows(tm_store *s, sqlite3_stmt *st, int ncols)
 {
     GPtrArray *rows = g_ptr_array_new_with_free_func(g_free);
     int rc;
@@ -166,12 +166,13 @@ int tm_recording_recover(tm_store *s, int64_t now_ms, int *count)
         *count = 0;
     /* Collect first: each row then gets its own transaction, so one bad
      * file cannot hold back the others. */
-    GPtrArray *rows = collect_rows(s,
-                                   tm__store_query(s,
-                                                   "SELECT id, visit_id, path FROM recordings"
-                                                   " WHERE state = 'recording' ORDER BY started_at",
-                                                   ""),
-                                   3);
+    GPtrArray *rows =
+        tm__store_collect_rows(s,
+                               tm__store_query(s,
+                                               "SELECT id, visit_id, path FROM recordings"
+                                               " WHERE state = 'recording' ORDER BY started_at",
+                                               ""),
+                               3);
     if (!rows)
         return TM_EIO;
     int rc = 0, changed = 0;
@@ -204,6 +205,36 @@ static int mark_deleted(tm_store *s, const char *id, const char *policy, int64_t
     return tm__store_finish(s, rc);
 }
 
+int tm__store_delete_files(tm_store *s, GPtrArray *rows, const char *action, const char *policy,
+                           int64_t now_ms, tm__store_mark_deleted_fn mark, int *deleted,
+                           int *failed)
+{
+    int rc = 0, n_deleted = 0, n_failed = 0;
+    for (guint i = 0; i + 1 < rows->len; i += 2) {
+        const char *id = rows->pdata[i], *path = rows->pdata[i + 1];
+        /* The file goes first: a row that says "deleted" while the file is
+         * still there would keep medical video past its policy unseen. */
+        if (path && unlink(path) != 0 && errno != ENOENT) {
+            char detail[160];
+            snprintf(detail, sizeof(detail), "%s; unlink: %s", policy, g_strerror(errno));
+            tm_store_audit(s, "system", "system", action, id, "error", detail);
+            n_failed++;
+            continue;
+        }
+        int r = mark(s, id, policy, now_ms);
+        if (r == 0)
+            n_deleted++;
+        else if (rc == 0)
+            rc = r;
+    }
+    g_ptr_array_free(rows, TRUE);
+    if (deleted)
+        *deleted = n_deleted;
+    if (failed)
+        *failed = n_failed;
+    return rc;
+}
+
 int tm_recording_retention_sweep(tm_store *s, int retention_days, int64_t now_ms, int *deleted,
                                  int *failed)
 {
@@ -216,39 +247,18 @@ int tm_recording_retention_sweep(tm_store *s, int retention_days, int64_t now_ms
     int64_t cutoff = now_ms - (int64_t)retention_days * 86400000;
     char policy[64];
     snprintf(policy, sizeof(policy), "retention_recordings_days=%d", retention_days);
-    GPtrArray *rows = collect_rows(s,
-                                   tm__store_query(s,
-                                                   "SELECT id, path FROM recordings WHERE state IN"
-                                                   " ('complete','incomplete','failed')"
-                                                   " AND started_at < ?1 ORDER BY started_at",
-                                                   "I", cutoff),
-                                   2);
+    GPtrArray *rows =
+        tm__store_collect_rows(s,
+                               tm__store_query(s,
+                                               "SELECT id, path FROM recordings WHERE state IN"
+                                               " ('complete','incomplete','failed')"
+                                               " AND started_at < ?1 ORDER BY started_at",
+                                               "I", cutoff),
+                               2);
     if (!rows)
         return TM_EIO;
-    int rc = 0, n_deleted = 0, n_failed = 0;
-    for (guint i = 0; i + 1 < rows->len; i += 2) {
-        const char *id = rows->pdata[i], *path = rows->pdata[i + 1];
-        /* The file goes first: a row that says "deleted" while the file is
-         * still there would keep medical video past its policy unseen. */
-        if (unlink(path) != 0 && errno != ENOENT) {
-            char detail[160];
-            snprintf(detail, sizeof(detail), "%s; unlink: %s", policy, g_strerror(errno));
-            tm_store_audit(s, "system", "system", "recording.delete", id, "error", detail);
-            n_failed++;
-            continue;
-        }
-        int r = mark_deleted(s, id, policy, now_ms);
-        if (r == 0)
-            n_deleted++;
-        else if (rc == 0)
-            rc = r;
-    }
-    g_ptr_array_free(rows, TRUE);
-    if (deleted)
-        *deleted = n_deleted;
-    if (failed)
-        *failed = n_failed;
-    return rc;
+    return tm__store_delete_files(s, rows, "recording.delete", policy, now_ms, mark_deleted,
+                                  deleted, failed);
 }
 
 int tm_recording_set_plain_sha256(tm_store *s, const char *rec_id, const char *plain_sha256)

@@ -11,11 +11,9 @@
 #include "store_internal.h"
 #include "telemed/common.h"
 
-#include <errno.h>
 #include <glib.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 static bool is_sha256_hex(const char *h)
 {
@@ -204,6 +202,20 @@ int tm_rendition_count(tm_store *s, const char *state, int64_t *count)
     return rc == 1 ? 0 : rc == 0 ? TM_EIO : rc;
 }
 
+/* Marks one rendition deleted by policy, with its audit row, in one
+ * transaction. */
+static int mark_deleted(tm_store *s, const char *id, const char *policy, int64_t now_ms)
+{
+    int rc = tm__store_begin(s);
+    if (rc < 0)
+        return rc;
+    rc = tm__store_run(s, "UPDATE renditions SET state = 'deleted', deleted_at = ?2 WHERE id = ?1",
+                       "sI", id, now_ms);
+    if (rc == 0)
+        rc = tm_store_audit(s, "system", "system", "rendition.delete", id, "ok", policy);
+    return tm__store_finish(s, rc);
+}
+
 int tm_rendition_retention_sweep(tm_store *s, int retention_days, int64_t now_ms, int *deleted,
                                  int *failed)
 {
@@ -216,43 +228,15 @@ int tm_rendition_retention_sweep(tm_store *s, int retention_days, int64_t now_ms
     int64_t cutoff = now_ms - (int64_t)retention_days * 86400000;
     char policy[64];
     snprintf(policy, sizeof(policy), "retention_recordings_days=%d", retention_days);
-    sqlite3_stmt *st = tm__store_query(s,
-                                       "SELECT id, path FROM renditions WHERE state IN"
-                                       " ('complete','failed') AND queued_at < ?1",
-                                       "I", cutoff);
-    GPtrArray *rows = g_ptr_array_new_with_free_func(g_free);
-    int rc;
-    while (st && (rc = tm__store_step(s, st)) == 1) {
-        g_ptr_array_add(rows, g_strdup((const char *)sqlite3_column_text(st, 0)));
-        g_ptr_array_add(rows, g_strdup((const char *)sqlite3_column_text(st, 1)));
-    }
-    if (st)
-        sqlite3_reset(st);
-    rc = st ? 0 : TM_EIO;
-    for (guint i = 0; rc == 0 && i + 1 < rows->len; i += 2) {
-        const char *id = rows->pdata[i], *path = rows->pdata[i + 1];
-        /* The file first, as for recordings: a row saying "deleted" beside a
-         * file still there would keep medical video past its policy unseen. */
-        if (path && unlink(path) != 0 && errno != ENOENT) {
-            tm_store_audit(s, "system", "system", "rendition.delete", id, "error", policy);
-            if (failed)
-                (*failed)++;
-            continue;
-        }
-        int r = tm__store_begin(s);
-        if (r == 0)
-            r = tm__store_run(s,
-                              "UPDATE renditions SET state = 'deleted', deleted_at = ?2"
-                              " WHERE id = ?1",
-                              "sI", id, now_ms);
-        if (r == 0)
-            r = tm_store_audit(s, "system", "system", "rendition.delete", id, "ok", policy);
-        r = tm__store_finish(s, r);
-        if (r == 0 && deleted)
-            (*deleted)++;
-        else if (r < 0)
-            rc = r;
-    }
-    g_ptr_array_free(rows, TRUE);
-    return rc;
+    GPtrArray *rows = tm__store_collect_rows(s,
+                                             tm__store_query(s,
+                                                             "SELECT id, path FROM renditions"
+                                                             " WHERE state IN ('complete','failed')"
+                                                             " AND queued_at < ?1",
+                                                             "I", cutoff),
+                                             2);
+    if (!rows)
+        return TM_EIO;
+    return tm__store_delete_files(s, rows, "rendition.delete", policy, now_ms, mark_deleted,
+                                  deleted, failed);
 }

@@ -16,6 +16,7 @@
 
 #include "telemed/store.h"
 
+#include <glib.h>
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -63,6 +64,19 @@ int tm__store_fail(tm_store *s, int sqlite_rc);
  * commit's failure. */
 int tm__store_begin(tm_store *s);
 int tm__store_finish(tm_store *s, int rc);
+
+/* Every row of st's result as ncols strings in a row (NULL columns as NULL);
+ * resets st. NULL when the query or a step failed. */
+GPtrArray *tm__store_collect_rows(tm_store *s, sqlite3_stmt *st, int ncols);
+/* Retention: for each (id, path) pair of rows (taken and freed), removes the
+ * file (a NULL path has none) and then marks the row deleted with mark, in its
+ * own transaction; a file that cannot be removed keeps its row and gets an
+ * `action` audit row "error". Returns 0 or the first mark's failure. */
+typedef int (*tm__store_mark_deleted_fn)(tm_store *s, const char *id, const char *policy,
+                                         int64_t now_ms);
+int tm__store_delete_files(tm_store *s, GPtrArray *rows, const char *action, const char *policy,
+                           int64_t now_ms, tm__store_mark_deleted_fn mark, int *deleted,
+                           int *failed);
 
 /* One delivery outcome for n rows of a delivery table (the outbox, the
  * batch uploads), in one write transaction: with synchronous=FULL a batch
