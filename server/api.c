@@ -211,6 +211,8 @@ static const struct {
     {"recordings", tm__api_recordings},
     {"renditions", tm__api_renditions},
     {"regulator-ids", tm__api_regulator_ids},
+    /* issue 18: figures */
+    {"figures", tm__api_figures},
 };
 
 void tm__route_api(http_req *r, const char *rest)

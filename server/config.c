@@ -12,6 +12,7 @@
  */
 #include "telemed/config.h"
 #include "telemed/common.h"
+#include "telemed/figures.h"
 #include "telemed/log.h"
 #include "telemed/visit_seal.h"
 
@@ -62,6 +63,7 @@ static char *check_seal_algorithm(const char *value);
 static char *check_networks(const char *value);
 static char *check_consent_version(const char *value);
 static char *check_http_url(const char *value);
+static char *check_time_zone(const char *value);
 
 #define SECTION(title)                                                                             \
     {                                                                                              \
@@ -266,6 +268,11 @@ static const config_option options[] = {
     BOOL(tianjin_send_unanswered, true,
          "Also upload visits that ended before a doctor answered (answerFlag 0)."),
     STR(tianjin_ca, NULL, 0, NULL, "CA file to verify the platform (unset: system store)."),
+
+    SECTION("figures"),
+    STR(figures_time_zone, "Asia/Shanghai", OPT_REQUIRED, check_time_zone,
+        "Time zone (IANA name) whose midnights start the days, weeks and months of the doctor "
+        "and department figures."),
 };
 /* clang-format on */
 
@@ -924,4 +931,14 @@ void tm_config_print_sample(FILE *out)
         }
     }
     g_key_file_free(kf);
+}
+
+/* Issue 18: the figures' time zone must be one the system's tzdata knows. */
+static char *check_time_zone(const char *value)
+{
+    if (tm_figures_time_zone_valid(value))
+        return NULL;
+    return g_strdup_printf("'%s' is not a time zone this system knows (IANA name, e.g. "
+                           "Asia/Shanghai)",
+                           value);
 }

@@ -16,6 +16,9 @@ set(TM_SERVER_HTTP_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/api_records.c
   ${CMAKE_CURRENT_LIST_DIR}/api_feed.c
 )
+# Issue 18: the doctor and department figures (REST; the counting is in the library).
+list(APPEND TM_SERVER_HTTP_SOURCES ${CMAKE_CURRENT_LIST_DIR}/api_figures.c)
+target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/figures.c)
 set(TM_SERVER_DEMO_SOURCES ${CMAKE_CURRENT_LIST_DIR}/demo.c)
 add_executable(telemed-server
   ${CMAKE_CURRENT_LIST_DIR}/main.c

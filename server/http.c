@@ -419,6 +419,8 @@ static int start_request(struct lws *wsi, http_pss *p)
         p->auth[0] = 0;
     if (lws_hdr_copy(wsi, p->range, sizeof(p->range), WSI_TOKEN_HTTP_RANGE) < 0)
         p->range[0] = 0;
+    if (lws_hdr_copy(wsi, p->accept, sizeof(p->accept), WSI_TOKEN_HTTP_ACCEPT) < 0)
+        p->accept[0] = 0;
     uint64_t length;
     const char *why = NULL;
     copy_request_context(wsi, p);

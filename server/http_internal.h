@@ -39,6 +39,7 @@ typedef struct http_pss {
     bool close_after;
     bool has_body;
     char range[128];
+    char accept[256];       /* the Accept header ("" when absent or longer) */
     char content_range[64]; /* a 416's "bytes * /size" (without the space) */
     /* response */
     bool responded; /* headers are out: a late body completion must not answer again */
@@ -128,5 +129,7 @@ void tm__api_overview(http_req *r);
 void tm__api_me(http_req *r);
 void tm__api_feed(http_req *r);
 void tm__api_regulator_ids(http_req *r);
+/* Issue 18: the doctor and department figures (api_figures.c). */
+void tm__api_figures(http_req *r);
 
 #endif

@@ -11,6 +11,8 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/recording_store.c
   ${CMAKE_CURRENT_LIST_DIR}/rendition_store.c
 )
+# Issue 18: the doctor and department figures' reads.
+target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/store_figures.c)
 
 # The backend-neutral suite (tests/server/store_suite.c, store.h only) run
 # against SQLite, plus SQLite's own checks: file modes, a newer schema, and

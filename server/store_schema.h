@@ -376,6 +376,14 @@ static const char *const tm_store_migrations[] = {
     "  deleted_at INTEGER);"
     "CREATE INDEX renditions_by_visit ON renditions(visit_id);"
     "CREATE INDEX renditions_by_state ON renditions(state, queued_at);",
+
+    /* 12 (issue 18, figures): the doctor and department figures read bounded
+     * ranges of time (server/store_figures.c); these keep each read a range
+     * scan: visits by accept, no-shows by slot, the network's outbox events
+     * by type and time. */
+    "CREATE INDEX IF NOT EXISTS visits_by_accepted ON visits(accepted_at);"
+    "CREATE INDEX IF NOT EXISTS appointments_by_status ON appointments(status, slot_at);"
+    "CREATE INDEX IF NOT EXISTS outbox_by_type ON outbox(type, occurred_at);",
 };
 
 #endif

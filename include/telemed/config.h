@@ -148,6 +148,8 @@ typedef struct tm_config {
     int tianjin_batch;            /* 100, 1..1000 records per request */
     bool tianjin_send_unanswered; /* true: visits ended before a doctor answered go too */
     char *tianjin_ca;             /* NULL: CA file to verify the platform */
+    /* figures (issue 18) */
+    char *figures_time_zone; /* "Asia/Shanghai": IANA name; days, weeks, months of the figures */
 } tm_config;
 
 /* Fill *cfg (overwritten: clear a previous one first) from defaults, file, environment

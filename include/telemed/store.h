@@ -469,6 +469,48 @@ typedef struct tm_visit_facts {
  * server/feed_event.h, so every backend's events read the same. */
 int tm_store_visit_facts(tm_store *s, const char *visit_id, tm_visit_facts *out);
 
+/* ---- doctor and department figures (issue 18) ----------------------- */
+/*
+ * The facts the figures (figures.h) count, read in one pass over a bounded
+ * range: visits a doctor accepted (with the check-in -> accept wait and the
+ * patient's rating), appointments that became no-shows, and the network's
+ * steps as the outbox holds them (consultation.requested, .scheduled,
+ * .opinion_signed, referral.created, visit.transferred). Every read is an
+ * index range on time.
+ */
+typedef enum {
+    TM_FACT_VISIT,             /* at: accept; wait: check-in -> accept */
+    TM_FACT_NO_SHOW,           /* at: the appointment's slot */
+    TM_FACT_CONSULT_REQUESTED, /* at: the request; by the requesting doctor */
+    TM_FACT_CONSULT_SCHEDULED, /* at: scheduled; wait: request -> scheduled */
+    TM_FACT_CONSULT_GIVEN,     /* at: the opinion signed; by the specialist */
+    TM_FACT_REFERRAL,          /* at: created; by the referring doctor */
+    TM_FACT_TRANSFER           /* at: the transfer; by the doctor who handed over */
+} tm_figure_fact_kind;
+
+typedef struct tm_figure_fact {
+    tm_figure_fact_kind kind;
+    int64_t at_ms;
+    const char *doctor_id; /* "" when no doctor is named */
+    const char *dept_id;   /* "" when the fact names none (then the doctor's) */
+    bool follow_up;        /* a visit or appointment of kind follow_up */
+    int64_t wait_ms;       /* -1 when the fact has none */
+    int score;             /* the visit's rating 1..5, 0 when not rated */
+    bool comment;          /* the rating came with a comment */
+} tm_figure_fact;
+
+/* Calls fn for every fact whose time is in [from_ms, to_ms); the strings are
+ * borrowed until fn returns. 0, TM_EINVAL (to_ms <= from_ms) or TM_EIO. */
+int tm_store_figure_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
+                          void (*fn)(const tm_figure_fact *f, void *user), void *user);
+/* Calls fn for every institution (parent ""), department (parent: its
+ * institution, "" for the core one) and doctor (parent: the department),
+ * kind "institution", "department" or "doctor"; strings borrowed for the
+ * call. 0 or TM_EIO. */
+typedef void (*tm_store_name_fn)(const char *kind, const char *id, const char *name,
+                                 const char *parent, void *user);
+int tm_store_figure_names(tm_store *s, tm_store_name_fn fn, void *user);
+
 /* ---- recordings ---------------------------------------------------- */
 /*
  * A row per recording from its first packet to its deletion by policy:

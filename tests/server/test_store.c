@@ -250,6 +250,7 @@ static void test_newer_schema_refused(void)
 static void test_party_migration(void)
 {
     tm_store *s = open_sqlite("v9");
+    int newest = tm_store_schema_version(s);
     tm_store_free(s);
     char *path = db_path("v9");
     sqlite3 *db;
@@ -276,7 +277,7 @@ static void test_party_migration(void)
     CHECK_EQ_INT(sqlite3_exec(db, v9, NULL, NULL, &msg), SQLITE_OK);
     sqlite3_close(db);
     s = open_sqlite("v9");
-    CHECK_EQ_INT(tm_store_schema_version(s), 11);
+    CHECK_EQ_INT(tm_store_schema_version(s), newest);
     char role[16];
     CHECK_EQ_INT(tm_store_party_role(s, "v1", "d1", role), 0);
     CHECK_STR(role, "attending");

@@ -1,0 +1,256 @@
+/*
+ * store_figures.c - the SQLite backend's reads for the doctor and department
+ * figures (store.h, "doctor and department figures"): visits accepted,
+ * no-shows and the hospital network's steps in a time range, as typed facts
+ * for server/figures.c to count.
+ *
+ * The network's steps (consultations, referrals, transfers) are read from the
+ * outbox's typed events, not from the tables that hold them: every step writes
+ * its event in the same transaction as its rows, the event names are the
+ * contract all of issue 18 shares, and so the figures count exactly what the
+ * regulator was told, whatever shape those tables take. Who did a step comes
+ * from the event's data (event_actor below); the request -> scheduled wait
+ * from the two events of the same subject.
+ *
+ * Each query is a range on an indexed time column (migration "figures"), so
+ * a bounded range costs its rows, not the database. Control loop thread only.
+ */
+#include "store_internal.h"
+#include "telemed/common.h"
+
+#include <string.h>
+
+/* Where an event's data names the doctor and department that did the step,
+ * most specific first: the step's own object, then the subject visit's. */
+typedef struct event_rule {
+    const char *type;
+    tm_figure_fact_kind kind;
+    const char *doctor[4];
+    const char *dept[3];
+} event_rule;
+
+static const event_rule event_rules[] = {
+    {"consultation.requested",
+     TM_FACT_CONSULT_REQUESTED,
+     {"consultation.requesting_doctor_id", "consultation.requested_by", "requesting_doctor_id",
+      "doctor_id"},
+     {"consultation.requesting_department_id", "department_id", NULL}},
+    {"consultation.scheduled",
+     TM_FACT_CONSULT_SCHEDULED,
+     {"consultation.specialist_id", "specialist_id", NULL, NULL},
+     {"consultation.department_id", "consultation.dept_id", NULL}},
+    {"consultation.opinion_signed",
+     TM_FACT_CONSULT_GIVEN,
+     {"opinion.doctor_id", "consultation.specialist_id", "specialist_id", NULL},
+     {"consultation.department_id", "consultation.dept_id", NULL}},
+    {"referral.created",
+     TM_FACT_REFERRAL,
+     {"referral.referring_doctor_id", "referral.from_doctor_id", "referral.doctor_id", "doctor_id"},
+     {"referral.from_department_id", "referral.from_dept_id", "department_id"}},
+    {"visit.transferred",
+     TM_FACT_TRANSFER,
+     {"transfer.from_doctor_id", "transfer.from.doctor_id", "from_doctor_id", NULL},
+     {"transfer.from_department_id", "transfer.from_dept_id", "transfer.from.dept_id"}},
+};
+
+static const event_rule *rule_of(const char *type)
+{
+    for (size_t i = 0; i < TM_ARRAY_LEN(event_rules); i++)
+        if (strcmp(event_rules[i].type, type) == 0)
+            return &event_rules[i];
+    return NULL;
+}
+
+/* The text at a dotted path of the event's data ("" when absent). */
+static const char *data_text(json_t *data, const char *path)
+{
+    if (!path)
+        return "";
+    char buf[96];
+    g_strlcpy(buf, path, sizeof(buf));
+    json_t *v = data;
+    for (char *key = buf, *dot; v && key; key = dot) {
+        dot = strchr(key, '.');
+        if (dot)
+            *dot++ = 0;
+        v = json_object_get(v, key);
+    }
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+static const char *first_text(json_t *data, const char *const *paths, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *t = data_text(data, paths[i]);
+        if (*t)
+            return t;
+    }
+    return "";
+}
+
+static const char *col(sqlite3_stmt *st, int i)
+{
+    const char *t = (const char *)sqlite3_column_text(st, i);
+    return t ? t : "";
+}
+
+static int64_t col_ms(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, i);
+}
+
+/* Visits accepted in the range, each with its rating (the satisfaction of
+ * the work done then), attributed to the doctor who accepted. */
+static int visit_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
+                       void (*fn)(const tm_figure_fact *f, void *user), void *user)
+{
+    sqlite3_stmt *st =
+        tm__store_query(s,
+                        "SELECT v.doctor_id, v.dept_id, v.kind, v.accepted_at,"
+                        "       coalesce(v.response_ms, v.accepted_at - v.checkin_at), r.score,"
+                        "       coalesce(length(r.comment), 0) > 0"
+                        "  FROM visits v LEFT JOIN ratings r ON r.visit_id = v.id"
+                        " WHERE v.accepted_at >= ?1 AND v.accepted_at < ?2",
+                        "II", from_ms, to_ms);
+    if (!st)
+        return TM_EIO;
+    int rc;
+    while ((rc = tm__store_step(s, st)) == 1) {
+        tm_figure_fact f = {
+            .kind = TM_FACT_VISIT,
+            .doctor_id = col(st, 0),
+            .dept_id = col(st, 1),
+            .follow_up = strcmp(col(st, 2), "follow_up") == 0,
+            .at_ms = sqlite3_column_int64(st, 3),
+            .wait_ms = col_ms(st, 4),
+            .score = sqlite3_column_int(st, 5),
+            .comment = sqlite3_column_int(st, 6) != 0,
+        };
+        fn(&f, user);
+    }
+    sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+/* Appointments whose slot in the range passed without the patient. */
+static int no_show_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
+                         void (*fn)(const tm_figure_fact *f, void *user), void *user)
+{
+    sqlite3_stmt *st =
+        tm__store_query(s,
+                        "SELECT doctor_id, dept_id, kind, slot_at FROM appointments"
+                        " WHERE status = 'noshow' AND slot_at >= ?1 AND slot_at < ?2",
+                        "II", from_ms, to_ms);
+    if (!st)
+        return TM_EIO;
+    int rc;
+    while ((rc = tm__store_step(s, st)) == 1) {
+        tm_figure_fact f = {
+            .kind = TM_FACT_NO_SHOW,
+            .doctor_id = col(st, 0),
+            .dept_id = col(st, 1),
+            .follow_up = strcmp(col(st, 2), "follow_up") == 0,
+            .at_ms = sqlite3_column_int64(st, 3),
+            .wait_ms = -1,
+        };
+        fn(&f, user);
+    }
+    sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+/* The network's steps in the range; an event whose data cannot be read
+ * still counts, without a doctor. */
+static int event_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
+                       void (*fn)(const tm_figure_fact *f, void *user), void *user)
+{
+    sqlite3_stmt *st = tm__store_query(
+        s,
+        "SELECT o.type, o.occurred_at, o.payload,"
+        "       CASE o.type WHEN 'consultation.scheduled' THEN"
+        "         (SELECT min(q.occurred_at) FROM outbox q"
+        "           WHERE q.visit_id = o.visit_id AND q.type = 'consultation.requested') END"
+        "  FROM outbox o"
+        " WHERE o.type IN ('consultation.requested', 'consultation.scheduled',"
+        "                  'consultation.opinion_signed', 'referral.created', 'visit.transferred')"
+        "   AND o.occurred_at >= ?1 AND o.occurred_at < ?2",
+        "II", from_ms, to_ms);
+    if (!st)
+        return TM_EIO;
+    int rc;
+    while ((rc = tm__store_step(s, st)) == 1) {
+        const event_rule *rule = rule_of(col(st, 0));
+        if (!rule)
+            continue;
+        const char *payload = (const char *)sqlite3_column_blob(st, 2);
+        int len = sqlite3_column_bytes(st, 2);
+        json_t *data = payload ? json_loadb(payload, (size_t)len, 0, NULL) : NULL;
+        int64_t at = sqlite3_column_int64(st, 1), asked = col_ms(st, 3);
+        tm_figure_fact f = {
+            .kind = rule->kind,
+            .at_ms = at,
+            .doctor_id = first_text(data, rule->doctor, TM_ARRAY_LEN(rule->doctor)),
+            .dept_id = first_text(data, rule->dept, TM_ARRAY_LEN(rule->dept)),
+            .wait_ms = asked >= 0 && asked <= at ? at - asked : -1,
+        };
+        fn(&f, user);
+        json_decref(data);
+    }
+    sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+int tm_store_figure_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
+                          void (*fn)(const tm_figure_fact *f, void *user), void *user)
+{
+    if (to_ms <= from_ms)
+        return tm__store_refuse(s, TM_EINVAL, "the range ends before it starts");
+    int rc = visit_facts(s, from_ms, to_ms, fn, user);
+    if (rc == 0)
+        rc = no_show_facts(s, from_ms, to_ms, fn, user);
+    if (rc == 0)
+        rc = event_facts(s, from_ms, to_ms, fn, user);
+    return rc;
+}
+
+/* ---- names ---------------------------------------------------------- */
+
+/* Whether the schema has a table or column (institutions come with their
+ * own migration; until then every department is the core institution's). */
+static bool schema_has(tm_store *s, const char *sql)
+{
+    sqlite3_stmt *st = tm__store_query(s, sql, "");
+    bool has = tm__store_step(s, st) == 1;
+    if (st)
+        sqlite3_reset(st);
+    return has;
+}
+
+static int each_name(tm_store *s, const char *sql, const char *kind, tm_store_name_fn fn,
+                     void *user)
+{
+    sqlite3_stmt *st = tm__store_query(s, sql, "");
+    if (!st)
+        return TM_EIO;
+    int rc;
+    while ((rc = tm__store_step(s, st)) == 1)
+        fn(kind, col(st, 0), col(st, 1), col(st, 2), user);
+    sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+int tm_store_figure_names(tm_store *s, tm_store_name_fn fn, void *user)
+{
+    int rc = 0;
+    if (schema_has(s, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'institutions'"))
+        rc = each_name(s, "SELECT id, name, '' FROM institutions", "institution", fn, user);
+    if (rc == 0)
+        rc = schema_has(s, "SELECT 1 FROM pragma_table_info('departments')"
+                           " WHERE name = 'institution_id'")
+                 ? each_name(s, "SELECT id, name, coalesce(institution_id, '') FROM departments",
+                             "department", fn, user)
+                 : each_name(s, "SELECT id, name, '' FROM departments", "department", fn, user);
+    if (rc == 0)
+        rc = each_name(s, "SELECT id, name, dept_id FROM doctors", "doctor", fn, user);
+    return rc;
+}
