@@ -17,3 +17,6 @@ tm_node_test(integration_session_security tests/integration/session_security.tes
 tm_node_test(integration_session_limits tests/integration/session_limits.test.mjs)
 tm_node_test(integration_party tests/integration/party.test.mjs)
 tm_node_test(integration_waiting_room tests/integration/waiting_room.test.mjs)
+
+# Issue 18: the doctor and department figures for a day of work, JSON and CSV.
+tm_node_test(integration_figures tests/integration/figures.test.mjs)
