@@ -20,37 +20,38 @@
 
 #include <string.h>
 
-/* Where an event's data names the doctor and department that did the step,
- * most specific first: the step's own object, then the subject visit's. */
+/* Where an event's data names the doctor and the department that did the
+ * step, as the consultation, referral and transfer steps write it (a
+ * consultation request's own event is its data alone; a step of a visit
+ * carries its object beside the visit's facts), first found wins. */
 typedef struct event_rule {
     const char *type;
     tm_figure_fact_kind kind;
-    const char *doctor[4];
-    const char *dept[3];
+    const char *doctor[2];
+    const char *dept[2];
 } event_rule;
 
 static const event_rule event_rules[] = {
     {"consultation.requested",
      TM_FACT_CONSULT_REQUESTED,
-     {"consultation.requesting_doctor_id", "consultation.requested_by", "requesting_doctor_id",
-      "doctor_id"},
-     {"consultation.requesting_department_id", "department_id", NULL}},
+     {"requester_id", "consultation.requester_id"},
+     {"requester_dept_id", "consultation.requester_dept_id"}},
     {"consultation.scheduled",
      TM_FACT_CONSULT_SCHEDULED,
-     {"consultation.specialist_id", "specialist_id", NULL, NULL},
-     {"consultation.department_id", "consultation.dept_id", NULL}},
+     {"specialist_id", "consultation.specialist_id"},
+     {"dept_id", "consultation.dept_id"}},
     {"consultation.opinion_signed",
      TM_FACT_CONSULT_GIVEN,
-     {"opinion.doctor_id", "consultation.specialist_id", "specialist_id", NULL},
-     {"consultation.department_id", "consultation.dept_id", NULL}},
+     {"consultation.opinion.doctor_id", "consultation.specialist_id"},
+     {"consultation.dept_id", NULL}},
     {"referral.created",
      TM_FACT_REFERRAL,
-     {"referral.referring_doctor_id", "referral.from_doctor_id", "referral.doctor_id", "doctor_id"},
-     {"referral.from_department_id", "referral.from_dept_id", "department_id"}},
+     {"referral.from_doctor_id", NULL},
+     {"referral.from_dept_id", NULL}},
     {"visit.transferred",
      TM_FACT_TRANSFER,
-     {"transfer.from_doctor_id", "transfer.from.doctor_id", "from_doctor_id", NULL},
-     {"transfer.from_department_id", "transfer.from_dept_id", "transfer.from.dept_id"}},
+     {"transfer.from_doctor_id", NULL},
+     {"transfer.from_department_id", NULL}},
 };
 
 static const event_rule *rule_of(const char *type)

@@ -127,11 +127,13 @@ before(async () => {
   // d2 asks cardiology for a consultation; it is scheduled with d1 90 s
   // later, and d1 signs the opinion. d1 refers a patient up; d2 hands one over.
   const t = Date.now() - 600e3;
-  writeEvent('consultation.requested', 'cr-1', t, { consultation: { requesting_doctor_id: 'd2' } });
-  writeEvent('consultation.scheduled', 'cr-1', t + 90e3, { consultation: { specialist_id: 'd1', department_id: 'cardio' } });
-  writeEvent('consultation.opinion_signed', 'v-consult-1', t + 300e3, { opinion: { doctor_id: 'd1' } });
-  writeEvent('referral.created', 'rf-1', t + 120e3, { referral: { referring_doctor_id: 'd1' } });
-  writeEvent('visit.transferred', 'v-moved-1', t + 150e3, { transfer: { from_doctor_id: 'd2', to_doctor_id: 'd1' } });
+  // Each event's data as those steps write it: a request's own data, a
+  // visit's steps their object beside the visit's facts.
+  writeEvent('consultation.requested', 'cr-1', t, { consultation_id: 'cr-1', requester_id: 'd2', requester_dept_id: 'endo', dept_id: 'cardio', specialist_id: null, by: 'd2' });
+  writeEvent('consultation.scheduled', 'cr-1', t + 90e3, { consultation_id: 'cr-1', requester_id: 'd2', requester_dept_id: 'endo', dept_id: 'cardio', specialist_id: 'd1', by: 'd1' });
+  writeEvent('consultation.opinion_signed', 'v-consult-1', t + 300e3, { visit_id: 'v-consult-1', doctor_id: 'd2', consultation: { consultation_id: 'cr-1', dept_id: 'cardio', specialist_id: 'd1', opinion: { doctor_id: 'd1' } } });
+  writeEvent('referral.created', 'v-ref-1', t + 120e3, { visit_id: 'v-ref-1', doctor_id: 'd1', referral: { id: 'rf-1', from_doctor_id: 'd1', from_dept_id: 'cardio', direction: 'up' } });
+  writeEvent('visit.transferred', 'v-moved-1', t + 150e3, { visit_id: 'v-moved-1', doctor_id: null, transfer: { from_doctor_id: 'd2', from_department_id: 'endo', to_department_id: 'cardio', to_doctor_id: 'd1' } });
 });
 after(async () => { await srv.stop(); });
 
@@ -161,13 +163,13 @@ function expected(by, period) {
     const id = ownerOf(a.doctor_id, a.dept_id);
     if (id) row(a.slot_at, id).no_shows++;
   }
-  const ev = Object.fromEntries(srv.sql("SELECT type, occurred_at FROM outbox WHERE visit_id IN ('cr-1','v-consult-1','rf-1','v-moved-1')")
+  const ev = Object.fromEntries(srv.sql("SELECT type, occurred_at FROM outbox WHERE visit_id IN ('cr-1','v-consult-1','v-ref-1','v-moved-1')")
     .map((e) => [e.type, e.occurred_at]));
-  row(ev['consultation.requested'], ownerOf('d2')).consultations_requested++;
+  row(ev['consultation.requested'], ownerOf('d2', 'endo')).consultations_requested++;
   row(ev['consultation.scheduled'], ownerOf('d1', 'cardio')).sched.push(ev['consultation.scheduled'] - ev['consultation.requested']);
-  row(ev['consultation.opinion_signed'], ownerOf('d1')).consultations_given++;
-  row(ev['referral.created'], ownerOf('d1')).referrals++;
-  row(ev['visit.transferred'], ownerOf('d2')).transfers++;
+  row(ev['consultation.opinion_signed'], ownerOf('d1', 'cardio')).consultations_given++;
+  row(ev['referral.created'], ownerOf('d1', 'cardio')).referrals++;
+  row(ev['visit.transferred'], ownerOf('d2', 'endo')).transfers++;
   return [...rows.values()].map((g) => ({
     period: g.period, id: g.id,
     workload: { visits: g.visits, follow_up_visits: g.follow_up_visits, consultations_given: g.consultations_given,
