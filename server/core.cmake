@@ -45,3 +45,5 @@ target_sources(telemed PRIVATE
 tm_unit_test(test_rec_crypt tests/server/test_rec_crypt.c)
 tm_unit_test(test_http_range tests/server/test_http_range.c)
 tm_unit_test(test_fhir tests/server/test_fhir.c)
+# Issue 18: the figures from a real store (periods, weeks, percentiles, CSV).
+tm_unit_test(test_figures tests/server/test_figures.c)
