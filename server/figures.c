@@ -153,9 +153,6 @@ static const owner *owner_of(GHashTable *names, const char *kind, const char *id
 /* ---- counting ------------------------------------------------------- */
 
 typedef struct group {
-    char *period;
-    int64_t start_ms;
-    char *start_text;
     char *id;
     char *dept_id; /* the doctor's department, on the doctor axis */
     char *inst_id;
@@ -167,8 +164,6 @@ typedef struct group {
 static void group_free(gpointer p)
 {
     group *g = p;
-    g_free(g->period);
-    g_free(g->start_text);
     g_free(g->id);
     g_free(g->dept_id);
     g_free(g->inst_id);
@@ -177,38 +172,76 @@ static void group_free(gpointer p)
     g_free(g);
 }
 
+/* One period of the answer with its groups by owner id. */
+typedef struct period {
+    char *label;
+    int64_t start_ms;
+    char *start_text;
+    GHashTable *groups; /* owner id -> group */
+} period;
+
+static void period_free(gpointer p)
+{
+    period *d = p;
+    g_free(d->label);
+    g_free(d->start_text);
+    g_hash_table_destroy(d->groups);
+    g_free(d);
+}
+
+/* Every zone's offset is a whole number of quarter hours, so no local
+ * midnight falls inside a quarter hour of UTC: the period of a fact is
+ * worked out once per quarter hour, not once per fact. */
+#define SLOT_MS (15 * 60 * 1000LL)
+
 typedef struct counter {
     const tm_figures_query *q;
     GTimeZone *tz;
-    GHashTable *names;  /* "kind:id" -> owner */
-    GHashTable *groups; /* "period|id" -> group */
+    GHashTable *names;   /* "kind:id" -> owner */
+    GHashTable *periods; /* label -> period */
+    GHashTable *slots;   /* quarter hour (int64 *) -> period, borrowed */
 } counter;
 
 static const char *const period_formats[] = {"%Y-%m-%d", "%G-W%V", "%Y-%m"};
 
+static period *period_for(counter *c, int64_t at_ms)
+{
+    int64_t slot = at_ms / SLOT_MS;
+    period *p = g_hash_table_lookup(c->slots, &slot);
+    if (p)
+        return p;
+    GDateTime *start = period_start(c->tz, c->q->period, at_ms);
+    char *label = g_date_time_format(start, period_formats[c->q->period]);
+    p = g_hash_table_lookup(c->periods, label);
+    if (p) {
+        g_free(label);
+    } else {
+        p = g_new0(period, 1);
+        p->label = label;
+        p->start_ms = ms_of(start);
+        p->start_text = g_date_time_format(start, RFC3339_LOCAL);
+        p->groups = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, group_free);
+        g_hash_table_insert(c->periods, p->label, p);
+    }
+    g_date_time_unref(start);
+    g_hash_table_insert(c->slots, g_memdup2(&slot, sizeof(slot)), p);
+    return p;
+}
+
 static group *group_for(counter *c, int64_t at_ms, const char *id, const char *dept,
                         const char *inst)
 {
-    GDateTime *start = period_start(c->tz, c->q->period, at_ms);
-    char *period = g_date_time_format(start, period_formats[c->q->period]);
-    char *key = g_strdup_printf("%s|%s", period, id);
-    group *g = g_hash_table_lookup(c->groups, key);
-    if (g) {
-        g_free(key);
-        g_free(period);
-    } else {
+    period *p = period_for(c, at_ms);
+    group *g = g_hash_table_lookup(p->groups, id);
+    if (!g) {
         g = g_new0(group, 1);
-        g->period = period;
-        g->start_ms = ms_of(start);
-        g->start_text = g_date_time_format(start, RFC3339_LOCAL);
         g->id = g_strdup(id);
         g->dept_id = g_strdup(dept);
         g->inst_id = g_strdup(inst);
         g->accept_waits = g_array_new(FALSE, FALSE, sizeof(int64_t));
         g->schedule_waits = g_array_new(FALSE, FALSE, sizeof(int64_t));
-        g_hash_table_insert(c->groups, key, g);
+        g_hash_table_insert(p->groups, g->id, g);
     }
-    g_date_time_unref(start);
     return g;
 }
 
@@ -289,7 +322,7 @@ static json_t *text_or_null(const char *t)
     return t && *t ? json_string(t) : json_null();
 }
 
-static json_t *group_json(const counter *c, group *g)
+static json_t *group_json(const counter *c, const period *p, group *g)
 {
     const char *kind = c->q->by == TM_FIGURES_BY_DOCTOR       ? "doctor"
                        : c->q->by == TM_FIGURES_BY_DEPARTMENT ? "department"
@@ -299,8 +332,8 @@ static json_t *group_json(const counter *c, group *g)
                        : strcmp(g->id, c->q->core_id) == 0 && c->q->by == TM_FIGURES_BY_INSTITUTION
                            ? c->q->core_name
                            : "";
-    json_t *row = json_pack("{s:s, s:s, s:s, s:s}", "period", g->period, "period_start",
-                            g->start_text, "id", g->id, "name", name);
+    json_t *row = json_pack("{s:s, s:s, s:s, s:s}", "period", p->label, "period_start",
+                            p->start_text, "id", g->id, "name", name);
     if (c->q->by == TM_FIGURES_BY_DOCTOR) {
         const owner *dep = g->dept_id[0] ? owner_of(c->names, "department", g->dept_id) : NULL;
         json_object_set_new(row, "department_id", text_or_null(g->dept_id));
@@ -331,12 +364,28 @@ static json_t *group_json(const counter *c, group *g)
     return row;
 }
 
+static gint period_order(gconstpointer a, gconstpointer b)
+{
+    const period *x = *(period *const *)a, *y = *(period *const *)b;
+    return (x->start_ms > y->start_ms) - (x->start_ms < y->start_ms);
+}
+
 static gint group_order(gconstpointer a, gconstpointer b)
 {
-    const group *x = *(group *const *)a, *y = *(group *const *)b;
-    if (x->start_ms != y->start_ms)
-        return x->start_ms < y->start_ms ? -1 : 1;
-    return strcmp(x->id, y->id);
+    return strcmp((*(group *const *)a)->id, (*(group *const *)b)->id);
+}
+
+/* The values of table, sorted. New array of borrowed pointers. */
+static GPtrArray *sorted_values(GHashTable *table, GCompareFunc order)
+{
+    GPtrArray *out = g_ptr_array_sized_new(g_hash_table_size(table));
+    GHashTableIter it;
+    gpointer value;
+    g_hash_table_iter_init(&it, table);
+    while (g_hash_table_iter_next(&it, NULL, &value))
+        g_ptr_array_add(out, value);
+    g_ptr_array_sort(out, order);
+    return out;
 }
 
 static json_t *range_text(GTimeZone *tz, int64_t ms)
@@ -363,28 +412,29 @@ json_t *tm_figures_compute(tm_store *s, const tm_figures_query *q, int *rc)
     if (!q->time_zone || !(c.tz = g_time_zone_new_identifier(q->time_zone)))
         return NULL;
     c.names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, owner_free);
-    c.groups = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, group_free);
+    c.periods = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, period_free);
+    c.slots = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     *rc = tm_store_figure_names(s, add_name, c.names);
     if (*rc == 0)
         *rc = tm_store_figure_facts(s, q->from_ms, q->to_ms, on_fact, &c);
     if (*rc < 0)
         goto done;
-    GPtrArray *sorted = g_ptr_array_new();
-    GHashTableIter it;
-    gpointer value;
-    g_hash_table_iter_init(&it, c.groups);
-    while (g_hash_table_iter_next(&it, NULL, &value))
-        g_ptr_array_add(sorted, value);
-    g_ptr_array_sort(sorted, group_order);
     json_t *rows = json_array();
-    for (guint i = 0; i < sorted->len; i++)
-        json_array_append_new(rows, group_json(&c, g_ptr_array_index(sorted, i)));
-    g_ptr_array_unref(sorted);
+    GPtrArray *periods = sorted_values(c.periods, period_order);
+    for (guint i = 0; i < periods->len; i++) {
+        const period *p = g_ptr_array_index(periods, i);
+        GPtrArray *groups = sorted_values(p->groups, group_order);
+        for (guint j = 0; j < groups->len; j++)
+            json_array_append_new(rows, group_json(&c, p, g_ptr_array_index(groups, j)));
+        g_ptr_array_unref(groups);
+    }
+    g_ptr_array_unref(periods);
     out = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "by", by_names[q->by], "period",
                     period_names[q->period], "time_zone", q->time_zone, "from",
                     range_text(c.tz, q->from_ms), "to", range_text(c.tz, q->to_ms), "rows", rows);
 done:
-    g_hash_table_destroy(c.groups);
+    g_hash_table_destroy(c.slots);
+    g_hash_table_destroy(c.periods);
     g_hash_table_destroy(c.names);
     g_time_zone_unref(c.tz);
     return out;
