@@ -9,6 +9,7 @@
 #include "http_internal.h"
 #include "telemed/common.h"
 #include "telemed/fhir.h"
+#include "telemed/figures.h"
 #include "telemed/http_range.h"
 #include "telemed/rec_crypt.h"
 #include "telemed/signaling.h"
@@ -297,16 +298,12 @@ void tm__api_me(http_req *r)
     json_t *o = json_pack("{s:s, s:s, s:s}", "sub", r->who.sub, "role", tm_role_name(r->who.role),
                           "dept", r->who.dept);
     if (r->who.role == TM_ROLE_DOCTOR) {
+        /* Today as the figures count days: from midnight in the hospital's
+         * time zone, not the server's. */
         json_t *fig = NULL;
-        GDateTime *now = g_date_time_new_now_local();
-        GDateTime *midnight =
-            g_date_time_new_local(g_date_time_get_year(now), g_date_time_get_month(now),
-                                  g_date_time_get_day_of_month(now), 0, 0, 0);
-        if (tm_store_doctor_figures(r->app->store, r->who.sub, g_date_time_to_unix(midnight) * 1000,
-                                    &fig) == 0)
+        int64_t midnight = tm_figures_day_start(r->app->cfg.figures_time_zone, tm_now_ms());
+        if (tm_store_doctor_figures(r->app->store, r->who.sub, midnight, &fig) == 0)
             json_object_set_new(o, "today", fig);
-        g_date_time_unref(midnight);
-        g_date_time_unref(now);
     }
     tm__respond_json(r->p, 200, o);
 }

@@ -222,6 +222,14 @@ test('rows carry names and the department a doctor works in', async () => {
   assert.equal(inst.no_shows, 2); // endo's no-show has no doctor: only its department and institution count it
 });
 
+test("a doctor's own figures of today (GET /me) count the same day as the figures", async () => {
+  const today = localDay(Date.now());
+  const row = (await getJson(`/api/v1/figures?by=doctor&period=day&from=${today}`)).json.rows.find((r) => r.id === 'd1');
+  const me = await getJson('/api/v1/me', srv.token('d1', 'doctor'));
+  assert.equal(me.json.today.visits, row.workload.visits);
+  assert.equal(me.json.today.ratings, row.satisfaction.ratings);
+});
+
 test('CSV (Accept: text/csv or format=csv) holds the same figures, quoted as RFC 4180', async () => {
   const json = (await getJson(`/api/v1/figures?by=doctor&period=day&${range()}`)).json;
   for (const how of [{ q: '', h: { accept: 'text/csv' } }, { q: '&format=csv', h: {} }]) {
