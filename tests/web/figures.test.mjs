@@ -40,10 +40,19 @@ test('figures page: tables and charts per axis in both languages, CSV, bad dates
     assert.equal(server.length, 1);
     assert.equal(server[0].workload.visits, 2);
 
+    // The median wait as the page words it, from the server's figure.
+    const p50 = server[0].response.accept_p50_ms;
+    const waitWords = (page) => page.evaluate(async (ms) => (await import('/js/figures_today.js')).fmtWait(ms), p50);
+    const onDuty = await srv.client('d1', 'doctor');
+    await onDuty.request('doctor.status', { status: 'available' });
     for (const locale of ['zh-CN', 'en-US']) {
       const zh = locale === 'zh-CN';
       const sup = await openPage(browser, srv, 'supervisor.html', 's1', 'supervisor', { locale, viewport: DESK });
       await waitView(sup, 'sup');
+      // The roster gives each doctor on duty their figures of today.
+      await sup.waitForFunction(() => /\d/.test(document.querySelector('#roster-body tr[data-doctor="d1"] .roster-today')?.textContent || ''));
+      assert.equal(await sup.textContent('#roster-body tr[data-doctor="d1"] .roster-today'),
+        zh ? `接诊 2 次 · 等待中位数 ${await waitWords(sup)} · 4.5 / 5 分` : `Visits: 2 · median wait ${await waitWords(sup)} · 4.5 / 5`);
       assert.equal(await sup.textContent('#figures-link'), zh ? '工作量统计' : 'Figures');
       await sup.click('#figures-link');
       await sup.waitForURL(/figures\.html#token=/);
@@ -89,6 +98,7 @@ test('figures page: tables and charts per axis in both languages, CSV, bad dates
       await sup.context().close();
     }
 
+    await onDuty.close();
     // A doctor's link is refused with the way to the doctor's page.
     const doc = await openPage(browser, srv, 'figures.html', 'd1', 'doctor', { viewport: DESK });
     await doc.waitForSelector('#wrong-role-go');

@@ -5,6 +5,7 @@
 
 import { t, lang } from './i18n.js';
 import { api } from './signaling.js';
+import { fmtWait } from './figures_today.js';
 import { $, el, initPage, showView, announce, errText } from './common.js';
 
 const page = initPage(['supervisor', 'admin']);
@@ -88,15 +89,7 @@ async function downloadCsv() {
 const none = () => t('common.none');
 const num = (v) => (v === null || v === undefined ? none() : new Intl.NumberFormat(lang()).format(v));
 
-// A wait in ms as people read it: ms under a second, then s, min, h.
-function wait(ms) {
-  if (ms === null || ms === undefined) return none();
-  if (ms < 1000) return t('fig.ms', { n: ms });
-  const s = ms / 1000;
-  if (s < 60) return t('fig.sec', { n: s.toFixed(s < 10 ? 1 : 0) });
-  if (s < 3600) return t('fig.min', { n: (s / 60).toFixed(1) });
-  return t('fig.hour', { n: (s / 3600).toFixed(1) });
-}
+const wait = fmtWait;
 
 const mean = (v) => (v === null || v === undefined ? none() : t('fig.of_five', { n: v.toFixed(2) }));
 

@@ -596,7 +596,7 @@ const STRINGS = {
     'fig.response': 'Response speed',
     'fig.satisfaction': 'Satisfaction and no-shows',
     'fig.visits': 'Visits',
-    'fig.visits_n': '{n} visits',
+    'fig.visits_n': 'Visits: {n}',
     'fig.follow_ups': 'Follow-up visits',
     'fig.consults_given': 'Consultations given',
     'fig.consults_requested': 'Consultations requested',
@@ -609,7 +609,7 @@ const STRINGS = {
     'fig.schedule_p50': 'Request to scheduled, median',
     'fig.schedule_p90': 'Request to scheduled, 90%',
     'fig.ratings': 'Ratings',
-    'fig.ratings_n': '{n} ratings',
+    'fig.ratings_n': 'Ratings: {n}',
     'fig.rating_mean': 'Mean rating',
     'fig.comments': 'With a comment',
     'fig.no_shows': 'No-shows',
@@ -620,6 +620,9 @@ const STRINGS = {
     'fig.hour': '{n} h',
     'fig.week_of': 'Week of {day}',
     'fig.more': '{n} more rows are in the table.',
+    'fig.today': 'Today',
+    'fig.today_none': 'No visit yet',
+    'fig.today_wait': 'median wait {wait}',
   },
 
   'zh-CN': {
@@ -1236,6 +1239,9 @@ const STRINGS = {
     'fig.hour': '{n} 小时',
     'fig.week_of': '{day} 起的一周',
     'fig.more': '另有 {n} 行见下表。',
+    'fig.today': '今日',
+    'fig.today_none': '今日尚未接诊',
+    'fig.today_wait': '等待中位数 {wait}',
   },
 };
 

@@ -8,6 +8,7 @@ import { Signaling, api } from './signaling.js';
 import { MediaPeer } from './peer.js';
 import { Tiles, roleText } from './party.js';
 import { $, $$, el, initPage, showView, bindConnection, announce, errText } from './common.js';
+import { watchToday, todayText } from './figures_today.js';
 
 const page = initPage(['supervisor', 'admin']);
 const state = { hello: null, overview: null, watching: null, peer: null, departments: [], doctors: [], results: null, detail: null, recordingUrl: null };
@@ -24,6 +25,7 @@ if (page) main();
 async function main() {
   sig = new Signaling({ token: page.token });
   bindConnection(sig);
+  watchToday(page.token, () => { if (state.overview) renderRoster(state.overview); });
   sig.on('overview', (m) => { noteOfferLapses(m); state.overview = m; renderOverview(); });
   sig.on('visit.state', (m) => {
     if (state.watching && m.visit_id === state.watching && (m.state === 'ended' || m.state === 'cancelled')) {
@@ -293,7 +295,8 @@ function renderRoster(ov) {
     el('td', {}, person(d.id, doctorName(d.id))),
     el('td', { class: 'nowrap' }, codeText('doc.status', d.status), d.connected ? null : ' ', d.connected ? null : el('span', { class: 'tag' }, t('doc.offline'))),
     el('td', { class: 'nowrap' }, d.visits ? t('sup.roster_in_visit', { n: d.visits }) : t('common.none')),
-    el('td', {}, d.offer ? visitRef(d.offer) : t('common.none')))));
+    el('td', {}, d.offer ? visitRef(d.offer) : t('common.none')),
+    el('td', { class: 'roster-today' }, todayText(d.id)))));
   $('#roster-table').hidden = docs.length === 0;
   $('#no-roster').hidden = docs.length > 0;
 }
