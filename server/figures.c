@@ -200,6 +200,7 @@ typedef struct counter {
     GHashTable *names;   /* "kind:id" -> owner */
     GHashTable *periods; /* label -> period */
     GHashTable *slots;   /* quarter hour (int64 *) -> period, borrowed */
+    json_t *comments;    /* the answer's comments, newest first */
 } counter;
 
 static const char *const period_formats[] = {"%Y-%m-%d", "%G-W%V", "%Y-%m"};
@@ -281,14 +282,29 @@ static void count_fact(group *g, const tm_figure_fact *f)
     }
 }
 
+/* The department a fact belongs to (the one it names, else its doctor's)
+ * and that department's institution ("" when neither is known). */
+static const char *institution_of(const counter *c, const char *doctor_id, const char *dept_id,
+                                  const char **dept_out)
+{
+    const owner *doc = doctor_id[0] ? owner_of(c->names, "doctor", doctor_id) : NULL;
+    const char *dept = dept_id[0] ? dept_id : doc ? doc->parent : "";
+    const owner *dep = dept[0] ? owner_of(c->names, "department", dept) : NULL;
+    *dept_out = dept;
+    return !dept[0] ? "" : dep && dep->parent[0] ? dep->parent : c->q->core_id;
+}
+
+static bool in_scope(const counter *c, const char *inst)
+{
+    return !c->q->institution || !c->q->institution[0] || strcmp(c->q->institution, inst) == 0;
+}
+
 static void on_fact(const tm_figure_fact *f, void *user)
 {
     counter *c = user;
-    const owner *doc = f->doctor_id[0] ? owner_of(c->names, "doctor", f->doctor_id) : NULL;
-    const char *dept = f->dept_id[0] ? f->dept_id : doc ? doc->parent : "";
-    const owner *dep = dept[0] ? owner_of(c->names, "department", dept) : NULL;
-    const char *inst = !dept[0] ? "" : dep && dep->parent[0] ? dep->parent : c->q->core_id;
-    if (c->q->institution && c->q->institution[0] && strcmp(c->q->institution, inst) != 0)
+    const char *dept;
+    const char *inst = institution_of(c, f->doctor_id, f->dept_id, &dept);
+    if (!in_scope(c, inst))
         return;
     const char *id = c->q->by == TM_FIGURES_BY_DOCTOR       ? f->doctor_id
                      : c->q->by == TM_FIGURES_BY_DEPARTMENT ? dept
@@ -296,6 +312,26 @@ static void on_fact(const tm_figure_fact *f, void *user)
     if (!id[0])
         return;
     count_fact(group_for(c, f->at_ms, id, dept, inst), f);
+}
+
+static json_t *local_time(GTimeZone *tz, int64_t ms);
+
+/* A rating's comment as the answer lists it, with whose visit it was. */
+static void on_comment(const char *visit_id, const char *doctor_id, const char *dept_id, int score,
+                       const char *comment, int64_t rated_ms, void *user)
+{
+    counter *c = user;
+    const char *dept;
+    if (!in_scope(c, institution_of(c, doctor_id, dept_id, &dept)))
+        return;
+    const owner *doc = owner_of(c->names, "doctor", doctor_id);
+    const owner *dep = owner_of(c->names, "department", dept);
+    json_array_append_new(c->comments,
+                          json_pack("{s:s, s:o, s:s, s:s, s:s, s:s, s:i, s:s}", "visit_id",
+                                    visit_id, "rated_at", local_time(c->tz, rated_ms), "doctor_id",
+                                    doctor_id, "doctor_name", doc ? doc->name : "", "department_id",
+                                    dept, "department_name", dep ? dep->name : "", "score", score,
+                                    "comment", comment));
 }
 
 /* ---- the answer ----------------------------------------------------- */
@@ -388,7 +424,7 @@ static GPtrArray *sorted_values(GHashTable *table, GCompareFunc order)
     return out;
 }
 
-static json_t *range_text(GTimeZone *tz, int64_t ms)
+static json_t *local_time(GTimeZone *tz, int64_t ms)
 {
     GDateTime *utc = g_date_time_new_from_unix_utc(ms / 1000);
     GDateTime *local = g_date_time_to_timezone(utc, tz);
@@ -414,9 +450,13 @@ json_t *tm_figures_compute(tm_store *s, const tm_figures_query *q, int *rc)
     c.names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, owner_free);
     c.periods = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, period_free);
     c.slots = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+    c.comments = json_array();
     *rc = tm_store_figure_names(s, add_name, c.names);
     if (*rc == 0)
         *rc = tm_store_figure_facts(s, q->from_ms, q->to_ms, on_fact, &c);
+    if (*rc == 0)
+        *rc = tm_store_figure_comments(s, q->from_ms, q->to_ms, TM_FIGURES_MAX_COMMENTS, on_comment,
+                                       &c);
     if (*rc < 0)
         goto done;
     json_t *rows = json_array();
@@ -429,10 +469,12 @@ json_t *tm_figures_compute(tm_store *s, const tm_figures_query *q, int *rc)
         g_ptr_array_unref(groups);
     }
     g_ptr_array_unref(periods);
-    out = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "by", by_names[q->by], "period",
+    out = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:O}", "by", by_names[q->by], "period",
                     period_names[q->period], "time_zone", q->time_zone, "from",
-                    range_text(c.tz, q->from_ms), "to", range_text(c.tz, q->to_ms), "rows", rows);
+                    local_time(c.tz, q->from_ms), "to", local_time(c.tz, q->to_ms), "rows", rows,
+                    "comments", c.comments);
 done:
+    json_decref(c.comments);
     g_hash_table_destroy(c.slots);
     g_hash_table_destroy(c.periods);
     g_hash_table_destroy(c.names);

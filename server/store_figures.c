@@ -214,6 +214,26 @@ int tm_store_figure_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
     return rc;
 }
 
+int tm_store_figure_comments(tm_store *s, int64_t from_ms, int64_t to_ms, int limit,
+                             tm_store_comment_fn fn, void *user)
+{
+    sqlite3_stmt *st = tm__store_query(
+        s,
+        "SELECT v.id, v.doctor_id, v.dept_id, r.score, r.comment, r.created_at"
+        "  FROM visits v JOIN ratings r ON r.visit_id = v.id"
+        " WHERE v.accepted_at >= ?1 AND v.accepted_at < ?2 AND length(r.comment) > 0"
+        " ORDER BY v.accepted_at DESC LIMIT ?3",
+        "IIi", from_ms, to_ms, limit < 1 || limit > 1000 ? 1000 : limit);
+    if (!st)
+        return TM_EIO;
+    int rc;
+    while ((rc = tm__store_step(s, st)) == 1)
+        fn(col(st, 0), col(st, 1), col(st, 2), sqlite3_column_int(st, 3), col(st, 4),
+           sqlite3_column_int64(st, 5), user);
+    sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
 /* ---- names ---------------------------------------------------------- */
 
 /* Whether the schema has a table or column (institutions come with their

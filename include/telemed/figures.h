@@ -27,6 +27,8 @@
 #include <stdint.h>
 
 #define TM_FIGURES_MAX_DAYS 92
+/* The most rating comments one answer lists. */
+#define TM_FIGURES_MAX_COMMENTS 50
 
 typedef enum {
     TM_FIGURES_BY_DOCTOR,
@@ -60,8 +62,11 @@ int64_t tm_figures_day_start(const char *time_zone, int64_t at_ms);
 
 /* {by, period, time_zone, from, to, rows: [{period, period_start, id, name,
  * department_id?, department_name?, institution_id?, workload {...},
- * response {...}, satisfaction {...}, no_shows}]} by period then id; a row
- * only for an owner with something to count in the period. NULL with *rc
+ * response {...}, satisfaction {...}, no_shows}], comments: [{visit_id,
+ * rated_at, doctor_id, doctor_name, department_id, department_name, score,
+ * comment}]} rows by period then id, a row only for an owner with something
+ * to count in the period; the comments of the visits accepted in the range,
+ * newest first, at most TM_FIGURES_MAX_COMMENTS. NULL with *rc
  * TM_EINVAL (range empty or over TM_FIGURES_MAX_DAYS days, unknown zone)
  * or the store's failure. New reference. */
 json_t *tm_figures_compute(tm_store *s, const tm_figures_query *q, int *rc);

@@ -510,6 +510,15 @@ int tm_store_figure_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
 typedef void (*tm_store_name_fn)(const char *kind, const char *id, const char *name,
                                  const char *parent, void *user);
 int tm_store_figure_names(tm_store *s, tm_store_name_fn fn, void *user);
+/* The ratings with a comment of the visits accepted in [from_ms, to_ms),
+ * newest accept first, at most limit (1..1000): fn gets the visit, its
+ * doctor and department, the score, the comment and when it was given;
+ * strings borrowed for the call. 0 or TM_EIO. */
+typedef void (*tm_store_comment_fn)(const char *visit_id, const char *doctor_id,
+                                    const char *dept_id, int score, const char *comment,
+                                    int64_t rated_ms, void *user);
+int tm_store_figure_comments(tm_store *s, int64_t from_ms, int64_t to_ms, int limit,
+                             tm_store_comment_fn fn, void *user);
 
 /* ---- recordings ---------------------------------------------------- */
 /*

@@ -217,6 +217,10 @@ test('rows carry names and the department a doctor works in', async () => {
   assert.equal(d1.satisfaction.comments, 1);
   assert.equal(d1.no_shows, 1);
   assert.equal(d1.response.schedule_p50_ms, 90000);
+  // The comments themselves, newest accepted visit first.
+  assert.deepEqual(json.comments.map((c) => [c.doctor_name, c.department_id, c.score, c.comment]),
+    [['=Wang', 'endo', 4, 'ok'], ['Li, "the elder"', 'cardio', 5, 'clear and kind']]);
+  assert.match(json.comments[0].rated_at, /\+08:00$/);
   const inst = (await getJson(`/api/v1/figures?by=institution&period=month&${range()}`)).json.rows[0];
   assert.equal(inst.name, 'Demo Internet Hospital');
   assert.equal(inst.no_shows, 2); // endo's no-show has no doctor: only its department and institution count it

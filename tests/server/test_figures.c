@@ -195,6 +195,14 @@ static void test_axes(void)
           3.0);
     CHECK_EQ_INT(member(d2, NULL, "no_shows"), 0); /* booked with no doctor: the department's */
     CHECK_STR(json_string_value(json_object_get(d2, "department_name")), "Endocrinology");
+    /* The two comments, the visit accepted last first. */
+    json_t *comments = json_object_get(f, "comments");
+    CHECK_EQ_INT(json_array_size(comments), 2);
+    json_t *last = json_array_get(comments, 0);
+    CHECK_STR(json_string_value(json_object_get(last, "comment")), "thank you");
+    CHECK_STR(json_string_value(json_object_get(last, "doctor_name")), "Wang");
+    CHECK_EQ_INT(json_integer_value(json_object_get(last, "score")), 2);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_array_get(comments, 1), "score")), 1);
     char *csv = tm_figures_csv(f);
     CHECK(strstr(csv, ",\"'=Li, \"\"the elder\"\"\",cardio,hosp-1,0,") != NULL);
     CHECK(strstr(csv, ",,4.50,") == NULL && strstr(csv, ",3.00,2,0\r\n") != NULL);

@@ -31,7 +31,7 @@ test('figures page: tables and charts per axis in both languages, CSV, bad dates
   const browser = await launch();
   try {
     await srv.api('POST', '/api/v1/doctors', { id: 'd1', name: '李医生 Dr Li', dept_id: 'cardio' }, srv.admin);
-    await visit(srv, 'p1', 5, '很耐心 patient and clear');
+    await visit(srv, 'p1', 5, '很耐心，讲得清楚');
     await visit(srv, 'p2', 4);
     const a = await srv.api('POST', '/api/v1/appointments', { patient_id: 'p3', dept_id: 'cardio', doctor_id: 'd1',
       slot: new Date(Date.now() - 3600e3).toISOString() }, srv.admin);
@@ -65,6 +65,9 @@ test('figures page: tables and charts per axis in both languages, CSV, bad dates
       assert.deepEqual(work[0].slice(2), ['2', '2', '0', '0', '0', '0']);
       const sat = await sup.$$eval('#fig-sat tbody tr td', (tds) => tds.map((c) => c.textContent));
       assert.deepEqual(sat.slice(1), zh ? ['2', '4.50 / 5 分', '1', '1'] : ['2', '4.50 / 5', '1', '1']);
+      // What the patient wrote, with the score and whose visit it was.
+      assert.deepEqual(await sup.$$eval('#fig-comments li .figs-comment', (ps) => ps.map((p) => p.textContent)), ['很耐心，讲得清楚']);
+      assert.match(await sup.textContent('#fig-comments li .figs-comment-meta'), zh ? /^5 \/ 5 分 · 李医生 Dr Li · Dept cardio · / : /^5 \/ 5 · 李医生 Dr Li · Dept cardio · /);
       const resp = await sup.textContent('#fig-resp tbody tr');
       assert.match(resp, zh ? /毫秒|秒/ : /\d+(\.\d)? (ms|s)/);
       // A chart per axis, its bars drawn from the same numbers.

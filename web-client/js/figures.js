@@ -105,6 +105,10 @@ function periodText(row) {
 
 const ownerText = (row) => row.name || row.id;
 
+// A time as the hospital's clock shows it (the zone the periods use).
+const hospitalTime = (iso) => new Date(iso).toLocaleString(lang(), { timeZone: state.figures.time_zone,
+  year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' });
+
 // ---- rendering -----------------------------------------------------------
 
 function table(node, heads, rows) {
@@ -196,6 +200,20 @@ function render() {
   chart($('#fig-sat-chart'), t('fig.satisfaction'), rows.filter((r) => r.satisfaction.ratings > 0),
     [{ value: (r) => r.satisfaction.rating_mean, cls: 'figs-bar', label: t('fig.rating_mean') }],
     (r) => `${mean(r.satisfaction.rating_mean)} · ${t('fig.ratings_n', { n: num(r.satisfaction.ratings) })}`, 5);
+  renderComments(f.comments || []);
+}
+
+// The ratings' comments, newest first: score, doctor, when, the words.
+function renderComments(comments) {
+  const list = $('#fig-comments');
+  if (!comments.length) {
+    list.replaceChildren(el('li', { class: 'muted' }, t('fig.no_comments')));
+    return;
+  }
+  list.replaceChildren(...comments.map((c) => el('li', { 'data-visit': c.visit_id },
+    el('p', { class: 'figs-comment-meta' }, [t('fig.of_five', { n: c.score }), c.doctor_name || c.doctor_id,
+      c.department_name || c.department_id, hospitalTime(c.rated_at)].filter(Boolean).join(' · ')),
+    el('p', { class: 'figs-comment' }, c.comment))));
 }
 
 if (page) main();

@@ -623,6 +623,8 @@ const STRINGS = {
     'fig.today': 'Today',
     'fig.today_none': 'No visit yet',
     'fig.today_wait': 'median wait {wait}',
+    'fig.comments_h': 'What patients wrote',
+    'fig.no_comments': 'No comments in this range.',
   },
 
   'zh-CN': {
@@ -1242,6 +1244,8 @@ const STRINGS = {
     'fig.today': '今日',
     'fig.today_none': '今日尚未接诊',
     'fig.today_wait': '等待中位数 {wait}',
+    'fig.comments_h': '患者评价留言',
+    'fig.no_comments': '该时间段内没有评价留言。',
   },
 };
 
