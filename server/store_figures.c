@@ -100,16 +100,27 @@ static int64_t col_ms(sqlite3_stmt *st, int i)
     return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, i);
 }
 
-/* Visits accepted in the range, each with its rating (the satisfaction of
- * the work done then), attributed to the doctor who accepted. */
+/* Visits accepted in the range, each counted for the doctor who accepted
+ * it first with the check-in -> accept wait, and with its rating when it
+ * was never transferred. A transferred visit's row names the doctor who has
+ * it last: its first doctor is its first attending participant, and its
+ * rating goes with the last receiving doctor's part (transfer_part_facts).
+ * Transfers come after the first accept, so only those since the range's
+ * start are looked at, once (IN a table: a lookup per visit). */
 static int visit_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
                        void (*fn)(const tm_figure_fact *f, void *user), void *user)
 {
     sqlite3_stmt *st =
         tm__store_query(s,
+                        "WITH moved AS (SELECT visit_id FROM outbox"
+                        "                WHERE type = 'visit.transferred' AND occurred_at >= ?1)"
                         "SELECT v.doctor_id, v.dept_id, v.kind, v.accepted_at,"
                         "       coalesce(v.response_ms, v.accepted_at - v.checkin_at), r.score,"
-                        "       coalesce(length(r.comment), 0) > 0"
+                        "       coalesce(length(r.comment), 0) > 0, v.id IN moved,"
+                        "       CASE WHEN v.id IN moved THEN"
+                        "         (SELECT p.user_id FROM participants p"
+                        "           WHERE p.visit_id = v.id AND p.visit_role = 'attending'"
+                        "           ORDER BY p.joined_at, p.id LIMIT 1) END"
                         "  FROM visits v LEFT JOIN ratings r ON r.visit_id = v.id"
                         " WHERE v.accepted_at >= ?1 AND v.accepted_at < ?2",
                         "II", from_ms, to_ms);
@@ -117,17 +128,69 @@ static int visit_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
         return TM_EIO;
     int rc;
     while ((rc = tm__store_step(s, st)) == 1) {
+        bool moved = sqlite3_column_int(st, 7) != 0;
         tm_figure_fact f = {
             .kind = TM_FACT_VISIT,
-            .doctor_id = col(st, 0),
-            .dept_id = col(st, 1),
+            .doctor_id = moved && *col(st, 8) ? col(st, 8) : col(st, 0),
+            .dept_id = moved ? "" : col(st, 1), /* moved with the visit: the doctor's */
             .follow_up = strcmp(col(st, 2), "follow_up") == 0,
             .at_ms = sqlite3_column_int64(st, 3),
             .wait_ms = col_ms(st, 4),
-            .score = sqlite3_column_int(st, 5),
-            .comment = sqlite3_column_int(st, 6) != 0,
+            .score = moved ? 0 : sqlite3_column_int(st, 5),
+            .comment = !moved && sqlite3_column_int(st, 6) != 0,
         };
         fn(&f, user);
+    }
+    sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+/* The receiving doctors' parts of transferred visits: each visit.started
+ * after a visit.transferred, in the range, for the doctor its data names,
+ * with the transfer -> accept wait; the last one carries the visit's
+ * rating. Driven from the transfers (few), each visit's events by its own
+ * index ("+" keeps the planner off the time index), not from every accept. */
+static int transfer_part_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
+                               void (*fn)(const tm_figure_fact *f, void *user), void *user)
+{
+    sqlite3_stmt *st = tm__store_query(
+        s,
+        "SELECT o.occurred_at, o.payload,"
+        "       (SELECT max(q.occurred_at) FROM outbox q"
+        "         WHERE q.visit_id = o.visit_id AND q.seq < o.seq"
+        "           AND +q.type = 'visit.transferred'),"
+        "       o.seq = (SELECT max(q.seq) FROM outbox q"
+        "                 WHERE q.visit_id = o.visit_id AND +q.type = 'visit.started'),"
+        "       r.score, coalesce(length(r.comment), 0) > 0"
+        "  FROM (SELECT DISTINCT visit_id FROM outbox"
+        "         WHERE type = 'visit.transferred' AND occurred_at < ?2) t"
+        "  JOIN outbox o ON o.visit_id = t.visit_id AND +o.type = 'visit.started'"
+        "  LEFT JOIN ratings r ON r.visit_id = o.visit_id"
+        " WHERE +o.occurred_at >= ?1 AND +o.occurred_at < ?2",
+        "II", from_ms, to_ms);
+    if (!st)
+        return TM_EIO;
+    int rc;
+    while ((rc = tm__store_step(s, st)) == 1) {
+        int64_t at = sqlite3_column_int64(st, 0), since = col_ms(st, 2);
+        if (since < 0)
+            continue; /* the first accept: visit_facts */
+        const char *payload = (const char *)sqlite3_column_blob(st, 1);
+        json_t *data =
+            payload ? json_loadb(payload, (size_t)sqlite3_column_bytes(st, 1), 0, NULL) : NULL;
+        bool last = sqlite3_column_int(st, 3) != 0;
+        tm_figure_fact f = {
+            .kind = TM_FACT_VISIT,
+            .at_ms = at,
+            .doctor_id = data_text(data, "doctor_id"),
+            .dept_id = data_text(data, "department_id"),
+            .follow_up = strcmp(data_text(data, "visit_kind"), "follow_up") == 0,
+            .wait_ms = since <= at ? at - since : -1,
+            .score = last ? sqlite3_column_int(st, 4) : 0,
+            .comment = last && sqlite3_column_int(st, 5) != 0,
+        };
+        fn(&f, user);
+        json_decref(data);
     }
     sqlite3_reset(st);
     return rc < 0 ? rc : 0;
@@ -161,7 +224,8 @@ static int no_show_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
 }
 
 /* The network's steps in the range; an event whose data cannot be read
- * still counts, without a doctor. */
+ * still counts, without a doctor. A consultation's wait is from its request
+ * to this scheduling. */
 static int event_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
                        void (*fn)(const tm_figure_fact *f, void *user), void *user)
 {
@@ -207,6 +271,8 @@ int tm_store_figure_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
     if (to_ms <= from_ms)
         return tm__store_refuse(s, TM_EINVAL, "the range ends before it starts");
     int rc = visit_facts(s, from_ms, to_ms, fn, user);
+    if (rc == 0)
+        rc = transfer_part_facts(s, from_ms, to_ms, fn, user);
     if (rc == 0)
         rc = no_show_facts(s, from_ms, to_ms, fn, user);
     if (rc == 0)

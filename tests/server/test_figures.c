@@ -3,8 +3,8 @@
  * real SQLite store: periods that start at local midnight across a daylight
  * saving change, ISO weeks across a new year, nearest-rank percentiles and
  * rating means over visits made through the store's own steps, the
- * network's outbox events (one unreadable), the range bound, the time
- * parser and the CSV's quoting.
+ * network's outbox events (one unreadable), a transferred visit's two parts,
+ * the range bound, the time parser and the CSV's quoting.
  */
 #include "telemed/common.h"
 #include "telemed/figures.h"
@@ -219,6 +219,67 @@ static void test_axes(void)
     tm_store_free(s);
 }
 
+static void sql(const char *db, const char *text)
+{
+    char *path = g_build_filename(dir, db, NULL);
+    sqlite3 *h;
+    CHECK_EQ_INT(sqlite3_open(path, &h), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(h, text, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    g_free(path);
+}
+
+/* A visit d1 accepts and hands to d2 (the rows a transfer leaves: the visit
+ * row moved to d2 and endo, the visit.transferred event, d2's attending row
+ * and visit.started when d2 takes it): each doctor counts their part with
+ * their own wait, the rating goes to d2 who finished, the transfer to d1. */
+static void test_transfer(void)
+{
+    tm_store *s = open_store("transfer.db");
+    int64_t t = at("2026-12-07T10:00:00+08:00");
+    tm_visit v = {.checkin_ms = t};
+    g_strlcpy(v.patient_id, "p", sizeof(v.patient_id));
+    g_strlcpy(v.dept_id, "cardio", sizeof(v.dept_id));
+    g_strlcpy(v.kind, "follow_up", sizeof(v.kind));
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &v, "ua"), 0);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", t), 0);
+    CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "d1", "ua", t + 10000), 0);
+    char *moved = sqlite3_mprintf(
+        "UPDATE visits SET doctor_id = 'd2', dept_id = 'endo' WHERE id = %Q;"
+        "INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload) VALUES('e1',"
+        " 'visit.transferred', %Q, %lld, '{\"transfer\":{\"from_doctor_id\":\"d1\","
+        "\"from_department_id\":\"cardio\"}}');"
+        "INSERT INTO participants(visit_id, user_id, role, visit_role, joined_at)"
+        " VALUES(%Q, 'd2', 'doctor', 'attending', %lld);"
+        "INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload) VALUES('e2',"
+        " 'visit.started', %Q, %lld, '{\"doctor_id\":\"d2\",\"department_id\":\"endo\","
+        "\"visit_kind\":\"follow_up\"}');",
+        v.id, v.id, (long long)(t + 60000), v.id, (long long)(t + 90000), v.id,
+        (long long)(t + 90000));
+    sql("transfer.db", moved);
+    sqlite3_free(moved);
+    CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d2", t + 200000), 0);
+    CHECK_EQ_INT(tm_store_rating_add(s, v.id, "p", 4, "good", t + 210000), 0);
+
+    json_t *f = figures(s, TM_FIGURES_BY_DOCTOR, TM_FIGURES_DAY, "Asia/Shanghai",
+                        at("2026-12-07T00:00:00+08:00"), at("2026-12-08T00:00:00+08:00"));
+    CHECK_EQ_INT(json_array_size(json_object_get(f, "rows")), 2);
+    json_t *d1 = row(f, 0), *d2 = row(f, 1);
+    CHECK_STR(json_string_value(json_object_get(d1, "department_id")), "cardio");
+    CHECK_EQ_INT(member(d1, "workload", "visits"), 1);
+    CHECK_EQ_INT(member(d1, "workload", "transfers"), 1);
+    CHECK_EQ_INT(member(d1, "response", "accept_p50_ms"), 10000);
+    CHECK_EQ_INT(member(d1, "satisfaction", "ratings"), 0);
+    CHECK_STR(json_string_value(json_object_get(d2, "department_id")), "endo");
+    CHECK_EQ_INT(member(d2, "workload", "visits"), 1);
+    CHECK_EQ_INT(member(d2, "workload", "follow_up_visits"), 1);
+    CHECK_EQ_INT(member(d2, "response", "accept_p50_ms"), 30000);
+    CHECK_EQ_INT(member(d2, "satisfaction", "ratings"), 1);
+    CHECK_EQ_INT(member(d2, "satisfaction", "comments"), 1);
+    json_decref(f);
+    tm_store_free(s);
+}
+
 static void test_bad_queries(void)
 {
     tm_store *s = open_store("bad.db");
@@ -271,6 +332,7 @@ int main(void)
     RUN(test_days_across_dst);
     RUN(test_iso_weeks);
     RUN(test_axes);
+    RUN(test_transfer);
     RUN(test_bad_queries);
     char *cmd = g_strdup_printf("rm -rf '%s'", dir);
     if (system(cmd) != 0)
