@@ -138,9 +138,10 @@ function chart(node, title, rows, bars, valueText, max) {
     parent.append(n);
     return n;
   };
+  const withPeriod = multiPeriod();
   shown.forEach((r, i) => {
     const y = i * rowH + 2;
-    const label = state.figures.rows.length > 0 && multiPeriod() ? `${ownerText(r)} · ${periodText(r)}` : ownerText(r);
+    const label = withPeriod ? `${ownerText(r)} · ${periodText(r)}` : ownerText(r);
     add(svg, 'text', { x: labelW - 8, y: y + 16, 'text-anchor': 'end', class: 'figs-label' }, label.length > 30 ? `${label.slice(0, 29)}…` : label);
     for (const b of bars) {
       const v = b.value(r);
