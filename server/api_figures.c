@@ -47,20 +47,24 @@ void tm__api_figures(http_req *r)
         return;
     }
     const tm_config *cfg = &r->app->cfg;
-    char by_buf[16], period_buf[16], format_buf[16];
+    char by_buf[16], period_buf[16], format_buf[16], inst_buf[80];
     const char *by = tm__arg(r, "by", by_buf, sizeof(by_buf));
+    const char *inst = tm__arg(r, "institution", inst_buf, sizeof(inst_buf));
     const char *period = tm__arg(r, "period", period_buf, sizeof(period_buf));
     const char *format = tm__arg(r, "format", format_buf, sizeof(format_buf));
     tm_figures_query q = {
         .time_zone = cfg->figures_time_zone,
         .core_id = cfg->hospital_id,
         .core_name = cfg->hospital_name,
+        .institution = inst,
     };
     const char *bad = NULL;
     if (tm_figures_by_parse(by ? by : "doctor", &q.by) < 0)
         bad = "by must be doctor, department or institution";
     else if (tm_figures_period_parse(period ? period : "day", &q.period) < 0)
         bad = "period must be day, week or month";
+    else if (inst && !tm__id_ok(inst))
+        bad = "institution must be an institution id";
     else if (format && strcmp(format, "csv") != 0 && strcmp(format, "json") != 0)
         bad = "format must be json or csv";
     else if (!figures_range(r, q.time_zone, &q.from_ms, &q.to_ms))

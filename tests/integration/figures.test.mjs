@@ -224,6 +224,10 @@ test('rows carry names and the department a doctor works in', async () => {
   const inst = (await getJson(`/api/v1/figures?by=institution&period=month&${range()}`)).json.rows[0];
   assert.equal(inst.name, 'Demo Internet Hospital');
   assert.equal(inst.no_shows, 2); // endo's no-show has no doctor: only its department and institution count it
+  // One institution's figures: all of them here, none of another's.
+  const core = (await getJson(`/api/v1/figures?by=department&period=month&institution=demo-hospital&${range()}`)).json.rows;
+  assert.deepEqual(strip(core), expected('department', 'month'));
+  assert.deepEqual((await getJson(`/api/v1/figures?by=department&period=month&institution=county-west&${range()}`)).json.rows, []);
 });
 
 test("a doctor's own figures of today (GET /me) count the same day as the figures", async () => {
@@ -270,6 +274,7 @@ test('bad requests are refused with the reason and audited; other roles are refu
     [`from=yesterday`, /from\/to must be/],
     [`from=2026-02-30`, /from\/to must be/],
     [`format=xml`, /format must be json or csv/],
+    [`institution=a%20b`, /institution must be an institution id/],
   ];
   for (const [q, why] of cases) {
     const r = await getJson(`/api/v1/figures?${q}`);
