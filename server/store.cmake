@@ -4,6 +4,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/store_schedule.c
   ${CMAKE_CURRENT_LIST_DIR}/store_visit.c
   ${CMAKE_CURRENT_LIST_DIR}/store_party.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_consult.c
   ${CMAKE_CURRENT_LIST_DIR}/store_outbox.c
   ${CMAKE_CURRENT_LIST_DIR}/store_upload.c
   ${CMAKE_CURRENT_LIST_DIR}/store_chain.c

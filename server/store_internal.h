@@ -94,11 +94,18 @@ int tm__store_outbox_append(tm_store *s, const char *type, const char *visit_id,
  * key NULL adds nothing). */
 int tm__store_outbox_append_with(tm_store *s, const char *type, const char *visit_id,
                                  int64_t now_ms, const char *key, json_t *extra);
+/* An event whose subject is not a visit (a consultation request "cr-..."):
+ * data (borrowed) is its whole payload. Must run inside a transaction. */
+int tm__store_outbox_append_data(tm_store *s, const char *type, const char *subject_id,
+                                 int64_t now_ms, json_t *data);
 
 /* Inside the transaction that ends visit_id: its open invites end with
  * outcome visit_ended (with their events) and its open guest links are
  * revoked. server/store_party.c. */
 int tm__store_party_close(tm_store *s, const char *visit_id, int64_t now_ms);
+
+/* Whether visit_id's record is sealed: its notes are final. */
+bool tm__store_visit_sealed(tm_store *s, const char *visit_id);
 
 /* A visit or appointment kind the schema accepts (follow_up, first). */
 bool tm__store_kind_valid(const char *kind);

@@ -384,6 +384,47 @@ static const char *const tm_store_migrations[] = {
     "CREATE INDEX IF NOT EXISTS visits_by_accepted ON visits(accepted_at);"
     "CREATE INDEX IF NOT EXISTS appointments_by_status ON appointments(status, slot_at);"
     "CREATE INDEX IF NOT EXISTS outbox_by_type ON outbox(type, occurred_at);",
+
+    /* 13 (issue 18, consultation requests): a doctor asks a department (or a
+     * named specialist) for a remote consultation (远程会诊) about a patient;
+     * the department schedules, proposes another time or declines. Once
+     * scheduled it holds the patient's appointment; once held, its visit and
+     * the specialist's signed opinion. */
+    "CREATE TABLE consultations("
+    "  id TEXT PRIMARY KEY,"
+    "  patient_id TEXT NOT NULL,"
+    "  requester_id TEXT NOT NULL,"
+    "  requester_dept_id TEXT NOT NULL,"
+    "  origin_visit_id TEXT,"
+    "  dept_id TEXT NOT NULL REFERENCES departments(id),"
+    "  specialist_id TEXT,"
+    "  reason TEXT NOT NULL,"
+    "  question TEXT NOT NULL,"
+    "  attachments TEXT NOT NULL DEFAULT '[]',"
+    "  window_start_at INTEGER NOT NULL,"
+    "  window_end_at INTEGER NOT NULL,"
+    "  urgency TEXT NOT NULL CHECK(urgency IN ('routine','urgent','emergency')),"
+    "  state TEXT NOT NULL CHECK(state IN ('requested','proposed','scheduled','in_progress',"
+    "    'completed','declined','cancelled')),"
+    "  proposed_slot_at INTEGER,"
+    "  proposed_specialist_id TEXT,"
+    "  proposed_by TEXT,"
+    "  slot_at INTEGER,"
+    "  scheduled_by TEXT,"
+    "  scheduled_at INTEGER,"
+    "  appointment_id TEXT,"
+    "  visit_id TEXT,"
+    "  declined_by TEXT,"
+    "  decline_reason TEXT,"
+    "  opinion TEXT,"
+    "  opinion_diagnosis_code TEXT,"
+    "  opinion_signed_at INTEGER,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE INDEX consultations_by_dept ON consultations(dept_id, state);"
+    "CREATE INDEX consultations_by_requester ON consultations(requester_id, state);"
+    "CREATE INDEX consultations_by_appointment ON consultations(appointment_id);"
+    "CREATE INDEX consultations_by_visit ON consultations(visit_id);",
 };
 
 #endif

@@ -255,6 +255,27 @@ int tm__store_mark_rows(tm_store *s, const char *sql, const char *types, const i
     return tm__store_finish(s, rc);
 }
 
+/* One outbox row of subject visit_id with payload (borrowed; NULL: it
+ * could not be built), chained to the subject's last row. */
+static int outbox_insert(tm_store *s, const char *type, const char *visit_id, int64_t now_ms,
+                         const char *payload)
+{
+    if (!payload) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "cannot build %s event", type);
+        return TM_ENOMEM;
+    }
+    char event_id[37], chain[65];
+    tm_uuid4(event_id);
+    tm_chain_event ev = {event_id, type, visit_id, now_ms, payload, strlen(payload)};
+    int rc = tm__store_chain_next(s, &ev, chain);
+    if (rc == 0)
+        rc = tm__store_run(s,
+                           "INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload,"
+                           " chain_hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                           "sssIbs", event_id, type, visit_id, now_ms, payload, chain);
+    return rc;
+}
+
 int tm__store_outbox_append(tm_store *s, const char *type, const char *visit_id, int64_t now_ms)
 {
     return tm__store_outbox_append_with(s, type, visit_id, now_ms, NULL, NULL);
@@ -268,19 +289,16 @@ int tm__store_outbox_append_with(tm_store *s, const char *type, const char *visi
     if (rc < 0)
         return rc;
     char *payload = tm__feed_event_payload_with(&facts, type, key, extra);
-    if (!payload) {
-        snprintf(s->errmsg, sizeof(s->errmsg), "cannot build %s event", type);
-        return TM_ENOMEM;
-    }
-    char event_id[37], chain[65];
-    tm_uuid4(event_id);
-    tm_chain_event ev = {event_id, type, visit_id, now_ms, payload, strlen(payload)};
-    rc = tm__store_chain_next(s, &ev, chain);
-    if (rc == 0)
-        rc = tm__store_run(s,
-                           "INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload,"
-                           " chain_hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-                           "sssIbs", event_id, type, visit_id, now_ms, payload, chain);
+    rc = outbox_insert(s, type, visit_id, now_ms, payload);
+    free(payload);
+    return rc;
+}
+
+int tm__store_outbox_append_data(tm_store *s, const char *type, const char *subject_id,
+                                 int64_t now_ms, json_t *data)
+{
+    char *payload = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    int rc = outbox_insert(s, type, subject_id, now_ms, payload);
     free(payload);
     return rc;
 }

@@ -386,7 +386,7 @@ static int note_find(tm_store *s, const char *visit_id, const char *doctor_id, i
 }
 
 /* A sealed record is final (store.h, "the visit seal"). */
-static bool visit_sealed(tm_store *s, const char *visit_id)
+bool tm__store_visit_sealed(tm_store *s, const char *visit_id)
 {
     sqlite3_stmt *st = tm__store_query(
         s, "SELECT 1 FROM visits WHERE id = ?1 AND sealed_at IS NOT NULL", "s", visit_id);
@@ -405,7 +405,7 @@ int tm_store_note_save(tm_store *s, const char *visit_id, const char *doctor_id,
     int64_t note_id = 0;
     bool was_signed = false;
     rc = note_find(s, visit_id, doctor_id, &note_id, &was_signed);
-    if (rc == 0 && visit_sealed(s, visit_id))
+    if (rc == 0 && tm__store_visit_sealed(s, visit_id))
         rc = tm__store_refuse(s, TM_ECONFLICT, "the visit record is sealed");
     else if (rc == 0 && was_signed) {
         /* A signed note is part of the medical record: it is not rewritten. */
@@ -537,6 +537,7 @@ json_t *tm_store_visit_record(tm_store *s, const char *id)
                             id)) &&
         set_rows(rec, "guest_links", tm_store_guest_links(s, id, tm_now_ms())) &&
         set_rows(rec, "timeline", tm_store_visit_timeline(s, id)) &&
+        set_rows(rec, "consultation", tm_store_consult_of_visit(s, id)) &&
         set_rows(rec, "offers",
                  query_rows(s,
                             "SELECT doctor_id, offered_at, outcome, decided_at FROM offers"

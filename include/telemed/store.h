@@ -648,6 +648,99 @@ int tm_store_audit(tm_store *s, const char *actor_id, const char *actor_role, co
 json_t *tm_store_audit_list(tm_store *s, const char *target, const char *actor_id, int64_t from_ms,
                             int limit);
 
+/* ---- consultation requests (issue 18) ------------------------------ */
+/*
+ * A doctor asks a department, or a named specialist of it, for a remote
+ * consultation (远程会诊) about a patient. States: requested -> scheduled
+ * (a slot and a specialist), proposed (another slot; the requester accepts
+ * it -> scheduled, or declines it -> declined), declined (with a reason) or
+ * cancelled (by the requester); scheduled -> in_progress (the patient
+ * checked in with the consultation's appointment and the visit started) ->
+ * completed (the specialist signed the opinion). Each step but the cancel
+ * writes its regulator event (consultation.*) in its transaction; the event's
+ * subject is the request's id until it has a visit.
+ *
+ * Rows come out as {consultation_id, patient_id, requester_id,
+ * requester_dept_id, origin_visit_id, dept_id, specialist_id, reason,
+ * question, attachments (array), window_start_at, window_end_at, urgency,
+ * state, proposed_slot_at, proposed_specialist_id, proposed_by, slot_at,
+ * scheduled_by, scheduled_at, appointment_id, visit_id, declined_by,
+ * decline_reason, opinion, opinion_diagnosis_code, opinion_signed_at,
+ * created_at, updated_at}.
+ */
+
+/* The longest reason, question, opinion and decline reason, in bytes. */
+#define TM_CONSULT_TEXT_MAX 4000
+
+typedef struct tm_consult_request {
+    char id[64]; /* filled by tm_store_consult_create: "cr-<uuid>" */
+    char patient_id[128];
+    char requester_id[64];    /* a doctor; their department is the requesting side */
+    char origin_visit_id[64]; /* the visit it was asked from, "" none */
+    char dept_id[64];         /* the receiving department */
+    char specialist_id[64];   /* a named specialist of dept_id, "" any */
+    const char *reason;       /* borrowed */
+    const char *question;     /* borrowed */
+    json_t *attachments;      /* borrowed array of reference strings, NULL none */
+    int64_t window_start_ms, window_end_ms;
+    char urgency[16]; /* routine | urgent | emergency */
+} tm_consult_request;
+
+/* Records a request in state requested with its consultation.requested
+ * event; fills c->id. TM_EINVAL (missing or too long text, window empty or
+ * over, bad urgency, attachments not strings, the requester not a doctor,
+ * the specialist not an active doctor of the department), TM_ENOTFOUND
+ * (unknown department). */
+int tm_store_consult_create(tm_store *s, tm_consult_request *c, int64_t now_ms);
+/* The row, or NULL (not found or failure). */
+json_t *tm_store_consult_get(tm_store *s, const char *id);
+/* Newest first, at most limit (1..500, else 100): the requests of
+ * requester_id, or those addressed to dept_id, in state; NULL does not
+ * filter. NULL on failure. */
+json_t *tm_store_consult_list(tm_store *s, const char *requester_id, const char *dept_id,
+                              const char *state, int limit);
+/* requested -> scheduled by `by` at slot_ms (after now_ms) with
+ * specialist_id (an active doctor of the department): books the patient's
+ * appointment with the requester in the requester's department at the slot
+ * and writes consultation.scheduled. TM_ENOTFOUND, TM_ECONFLICT (not
+ * requested), TM_EINVAL (slot past, bad specialist). */
+int tm_store_consult_schedule(tm_store *s, const char *id, const char *by,
+                              const char *specialist_id, int64_t slot_ms, int64_t now_ms);
+/* requested -> proposed: another slot (after now_ms) with specialist_id;
+ * consultation.proposed. Errors as tm_store_consult_schedule. */
+int tm_store_consult_propose(tm_store *s, const char *id, const char *by,
+                             const char *specialist_id, int64_t slot_ms, int64_t now_ms);
+/* proposed -> scheduled at the proposed slot, as tm_store_consult_schedule;
+ * TM_ECONFLICT when not proposed or the slot has passed. */
+int tm_store_consult_accept_proposal(tm_store *s, const char *id, const char *by, int64_t now_ms);
+/* requested (by the department) or proposed (by the requester, who turns
+ * the proposal down) -> declined with reason (1..TM_CONSULT_TEXT_MAX
+ * bytes); consultation.declined. TM_EINVAL, TM_ENOTFOUND, TM_ECONFLICT. */
+int tm_store_consult_decline(tm_store *s, const char *id, const char *by, const char *reason,
+                             int64_t now_ms);
+/* requested, proposed or scheduled -> cancelled; a booked appointment is
+ * cancelled too. No regulator event: nothing took place. TM_ENOTFOUND,
+ * TM_ECONFLICT. */
+int tm_store_consult_cancel(tm_store *s, const char *id, const char *by, int64_t now_ms);
+/* The visit visit_id started: when its appointment is a scheduled
+ * consultation's, that one becomes in_progress with the visit and *out gets
+ * its row (new reference). 0 with *out NULL when the visit is no
+ * consultation's. */
+int tm_store_consult_visit_started(tm_store *s, const char *visit_id, json_t **out);
+/* The specialist's opinion of an in_progress consultation: saved as a
+ * draft, or signed (sign): then it is final, the consultation completed,
+ * the opinion is also the specialist's signed note of the visit, and
+ * consultation.opinion_signed (subject the visit) is written.
+ * TM_EINVAL (empty or too long body), TM_ENOTFOUND, TM_EPERM (not its
+ * specialist), TM_ECONFLICT (not in progress, already signed, visit
+ * sealed). */
+int tm_store_consult_opinion(tm_store *s, const char *id, const char *specialist_id,
+                             const char *body, const char *diagnosis_code, bool sign,
+                             int64_t now_ms);
+/* The consultation held in visit_id (a row), or JSON null when none. NULL
+ * on failure. */
+json_t *tm_store_consult_of_visit(tm_store *s, const char *visit_id);
+
 /* ---- the regulator outbox ------------------------------------------ */
 /*
  * Rows are written by the visit steps above. The feed (feed.h) reads them

@@ -258,6 +258,7 @@ static void test_party_migration(void)
     /* Back to the shape of version 9, as a server before issue 17 left it. */
     static const char *const v9 =
         "DROP TABLE renditions; DROP TABLE invites; DROP TABLE guest_links;"
+        "DROP TABLE consultations;"
         "DROP TABLE participants;"
         "ALTER TABLE doctors DROP COLUMN kind;"
         "CREATE TABLE participants(id INTEGER PRIMARY KEY,"
