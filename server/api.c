@@ -213,6 +213,8 @@ static const struct {
     {"regulator-ids", tm__api_regulator_ids},
     /* issue 18: figures */
     {"figures", tm__api_figures},
+    /* issue 18, consultation requests */
+    {"consultations", tm__api_consultations},
 };
 
 void tm__route_api(http_req *r, const char *rest)

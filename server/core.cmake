@@ -13,6 +13,7 @@ set(TM_SERVER_HTTP_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/http.c
   ${CMAKE_CURRENT_LIST_DIR}/api.c
   ${CMAKE_CURRENT_LIST_DIR}/api_schedule.c
+  ${CMAKE_CURRENT_LIST_DIR}/api_consult.c
   ${CMAKE_CURRENT_LIST_DIR}/api_records.c
   ${CMAKE_CURRENT_LIST_DIR}/api_feed.c
 )

@@ -131,5 +131,7 @@ void tm__api_feed(http_req *r);
 void tm__api_regulator_ids(http_req *r);
 /* Issue 18: the doctor and department figures (api_figures.c). */
 void tm__api_figures(http_req *r);
+/* issue 18, consultation requests (api_consult.c) */
+void tm__api_consultations(http_req *r);
 
 #endif

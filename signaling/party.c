@@ -538,17 +538,24 @@ static void invite_accept_checked(request *r, const tm_doctor_check *check)
         return;
     }
     invite_end(sig, inv, "accepted", false);
+    tm__party_joined(r, v, role, now, invite_id);
+}
+
+void tm__party_joined(request *r, live_visit *v, tm__visit_role role, int64_t now_ms,
+                      const char *via)
+{
+    tm_signaling *sig = r->sig;
     char name[128];
     staff_name(sig, r->u->sub, name, sizeof(name));
-    member_add(v, r->u, role, name[0] ? name : r->u->name, now);
-    add_visit_to(r->u, visit_id);
+    member_add(v, r->u, role, name[0] ? name : r->u->name, now_ms);
+    add_visit_to(r->u, v->id);
     tm__party_label(sig, v, r->u->key, role);
-    tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "visit.join", visit_id, "ok",
+    tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "visit.join", v->id, "ok",
                    tm__visit_role_name(role));
-    tm_info("party.joined", "visit=%s user=%s role=%s invite=%s", visit_id, r->u->key,
-            tm__visit_role_name(role), invite_id);
-    json_t *data = json_pack("{s:s, s:s}", "visit_id", visit_id, "role", tm__visit_role_name(role));
-    json_t *st = tm__visit_state_msg(sig, visit_id);
+    tm_info("party.joined", "visit=%s user=%s role=%s via=%s", v->id, r->u->key,
+            tm__visit_role_name(role), via);
+    json_t *data = json_pack("{s:s, s:s}", "visit_id", v->id, "role", tm__visit_role_name(role));
+    json_t *st = tm__visit_state_msg(sig, v->id);
     json_object_set_new(data, "visit", st ? st : json_null());
     json_object_set_new(data, "participants", tm__party_json(sig, v));
     tm__reply_ok(r->s, r->id, data);

@@ -159,6 +159,8 @@ static const tm__handler session_handlers[] = {
 static const tm__handler *const rooms[] = {
     session_handlers,         tm__auth_handlers,  tm__lobby_handlers,   tm__visit_handlers,
     tm__supervision_handlers, tm__media_handlers, tm__consent_handlers, tm__party_handlers,
+    /* issue 18 */
+    tm__consult_handlers,
 };
 
 static const tm__handler *find_handler(const char *type)

@@ -224,6 +224,7 @@ extern const tm__handler tm__supervision_handlers[];
 extern const tm__handler tm__media_handlers[];
 extern const tm__handler tm__consent_handlers[];
 extern const tm__handler tm__party_handlers[];
+extern const tm__handler tm__consult_handlers[]; /* issue 18, consult.c */
 
 /* session.c: sending, answering, small JSON helpers */
 const char *tm__jstr(json_t *msg, const char *key);
@@ -283,6 +284,10 @@ void tm__doctor_checker_free(tm__doctor_checker *c);
 void tm__doctor_check(request *r, live_visit *v,
                       void (*done)(request *r, const tm_doctor_check *check));
 
+/* consult.c (issue 18): a started visit that is a scheduled consultation
+ * takes it in_progress and tells its specialist and requester to join. */
+void tm__consult_visit_started(tm_signaling *sig, live_visit *v);
+
 /* visit.c */
 user *tm__find_user(tm_signaling *sig, tm_role role, const char *sub);
 user *tm__user_new(tm_signaling *sig, tm_role role, const char *sub);
@@ -336,6 +341,12 @@ int tm__party_leave(tm_signaling *sig, live_visit *v, user *u, const char *reaso
 void tm__party_visit_ended(tm_signaling *sig, live_visit *v);
 /* At start: v's party members from the store, with the grace period. */
 void tm__party_restore(tm_signaling *sig, live_visit *v);
+/* r's sender, whose participant row the store has written, is in v now
+ * with role (via names how: an invite id, a consultation id): the member,
+ * its media label, audit, the answer with the visit and its participants,
+ * and the visit.participants push. */
+void tm__party_joined(request *r, live_visit *v, tm__visit_role role, int64_t now_ms,
+                      const char *via);
 /* A guest link's code (first use) or a guest's resume secret: the guest
  * user, made a party member on first use (resume_out, resume_len bytes,
  * gets the new resume secret). NULL when refused, with *why (static text)

@@ -69,6 +69,12 @@ int64_t tm_signaling_avg_visit_ms(tm_signaling *sig, const char *dept_id);
  * docs/protocol.md, kept in signaling/party.c. Pure; any thread. */
 bool tm_signaling_role_reads_notes(const char *visit_role);
 
+/* A consultation request changed (REST, issue 18): pushes
+ * consultation.updated with event ("requested", "scheduled", ...) and the
+ * row (borrowed) to its requester, its specialist and the receiving
+ * department's doctors on duty. */
+void tm_signaling_consult_push(tm_signaling *sig, const char *event, json_t *row);
+
 /* Media events from tm_media: a tm_media_event_cb whose user is the tm_signaling. */
 void tm_signaling_on_media_event(const struct tm_media_event *ev, void *user);
 
