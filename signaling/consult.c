@@ -41,14 +41,17 @@ void tm_signaling_consult_push(tm_signaling *sig, const char *event, json_t *row
     send_once(sig, sent, field(row, "requester_id"), json_incref(m));
     send_once(sig, sent, field(row, "specialist_id"), json_incref(m));
     send_once(sig, sent, field(row, "proposed_specialist_id"), json_incref(m));
-    /* The receiving department's doctors on duty decide on new requests. */
+    /* The receiving department's doctors on duty decide on new requests; the
+     * registry says whose department it is (a token's dept is optional). */
     GHashTableIter it;
     gpointer k, val;
+    tm_doctor_info d;
     g_hash_table_iter_init(&it, sig->staff);
     while (g_hash_table_iter_next(&it, &k, &val)) {
         user *u = val;
-        if (u->role == TM_ROLE_DOCTOR && u->status != DOC_OFF_DUTY &&
-            strcmp(u->dept, field(row, "dept_id")) == 0)
+        if (u->role == TM_ROLE_DOCTOR && u->sess && u->status != DOC_OFF_DUTY &&
+            tm_store_doctor_get(sig->store, u->sub, &d) == 0 &&
+            strcmp(d.dept_id, field(row, "dept_id")) == 0)
             send_once(sig, sent, u->sub, json_incref(m));
     }
     g_hash_table_destroy(sent);

@@ -16,6 +16,8 @@ tm_node_test(integration_connections tests/integration/connections.test.mjs)
 tm_node_test(integration_session_security tests/integration/session_security.test.mjs)
 tm_node_test(integration_session_limits tests/integration/session_limits.test.mjs)
 tm_node_test(integration_party tests/integration/party.test.mjs)
+# issue 18
+tm_node_test(integration_consultation tests/integration/consultation.test.mjs)
 tm_node_test(integration_waiting_room tests/integration/waiting_room.test.mjs)
 
 # Issue 18: the doctor and department figures for a day of work, JSON and CSV.
