@@ -105,7 +105,9 @@ test("every example in regulator-feed.md is shaped like the server's events", { 
       return byType.size >= 12 && byType;
     }, 120000);
 
-    const docs = examples();
+    // Consultation requests' examples (issue 18) are held against their real
+    // events by tests/integration/consultation.test.mjs.
+    const docs = examples().filter((e) => !String(e.type).startsWith('consultation.'));
     assert.ok(docs.length >= 7, `found ${docs.length} examples`);
     assert.ok(END_REASONS.length >= 8 && END_REASONS.includes('terminate_and_refer'), `end reasons: ${END_REASONS}`);
     let checked = 0;
