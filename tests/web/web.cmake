@@ -13,3 +13,5 @@ tm_node_test(web_party tests/web/party.test.mjs)
 tm_node_test(web_patient_info tests/web/patient_info.test.mjs)
 # Issue 18: the supervisor's figures page.
 tm_node_test(web_figures tests/web/figures.test.mjs)
+# issue 18
+tm_node_test(web_consult tests/web/consult.test.mjs)

@@ -40,7 +40,8 @@ const state = {
   skewMs: 0,
 };
 let sig = null;
-window.tm = { state, get sig() { return sig; }, get call() { return state.call; } };
+// openVisit: consult.js (issue 18) opens a consultation's visit it joined.
+window.tm = { state, get sig() { return sig; }, get call() { return state.call; }, openVisit };
 
 if (page) main();
 
