@@ -20,6 +20,7 @@
 #define SYS_UCUM "http://unitsofmeasure.org"
 #define SYS_ICD10 "http://hl7.org/fhir/sid/icd-10"
 #define SYS_APPT_TYPE "http://terminology.hl7.org/CodeSystem/v2-0276"
+#define SYS_SNOMED "http://snomed.info/sct"
 
 static const char *str(json_t *o, const char *key)
 {
@@ -320,6 +321,64 @@ static void add_party_resources(json_t *contained, json_t *rec, const char *hosp
     foreach_party(rec, party_resource, &c);
 }
 
+/* The consultation request the visit was held for (issue 18) as a
+ * ServiceRequest: who asked whom, why and when, with the question and the
+ * specialist's signed opinion as its notes. The Encounter is basedOn it. */
+static json_t *consultation_request(json_t *c, const char *hospital)
+{
+    const char *state = str(c, "state") ? str(c, "state") : "";
+    const char *urgency = str(c, "urgency") ? str(c, "urgency") : "routine";
+    json_t *sr =
+        json_pack("{s:s, s:s, s:[o], s:s, s:s, s:[o], s:s, s:o}", "resourceType", "ServiceRequest",
+                  "id", "consultation", "identifier",
+                  identifier(hospital, "consultation", str(c, "consultation_id") ?: ""), "status",
+                  strcmp(state, "completed") == 0 ? "completed" : "active", "intent", "order",
+                  "category", concept(SYS_SNOMED, "11429006", "Consultation"), "priority",
+                  strcmp(urgency, "emergency") == 0 ? "stat" : urgency, "subject", ref("patient"));
+    if (str(c, "requester_id"))
+        json_object_set_new(sr, "requester",
+                            json_pack("{s:o}", "identifier",
+                                      identifier(hospital, "doctor", str(c, "requester_id"))));
+    if (str(c, "specialist_id"))
+        json_object_set_new(sr, "performer",
+                            json_pack("[{s:o}]", "identifier",
+                                      identifier(hospital, "doctor", str(c, "specialist_id"))));
+    if (str(c, "created_at"))
+        json_object_set_new(sr, "authoredOn", json_string(str(c, "created_at")));
+    if (str(c, "slot_at"))
+        json_object_set_new(sr, "occurrenceDateTime", json_string(str(c, "slot_at")));
+    if (str(c, "reason"))
+        json_object_set_new(sr, "reasonCode", json_pack("[{s:s}]", "text", str(c, "reason")));
+    json_t *info = json_array();
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(c, "attachments"), i, a)
+    {
+        if (json_is_string(a))
+            json_array_append_new(info, json_pack("{s:O}", "display", a));
+    }
+    if (json_array_size(info))
+        json_object_set_new(sr, "supportingInfo", info);
+    else
+        json_decref(info);
+    json_t *notes = json_array();
+    if (str(c, "question"))
+        json_array_append_new(notes, json_pack("{s:o, s:s}", "authorReference",
+                                               json_pack("{s:o}", "identifier",
+                                                         identifier(hospital, "doctor",
+                                                                    str(c, "requester_id") ?: "")),
+                                               "text", str(c, "question")));
+    if (str(c, "opinion") && str(c, "opinion_signed_at"))
+        json_array_append_new(
+            notes,
+            json_pack("{s:o, s:s, s:s}", "authorReference",
+                      json_pack("{s:o}", "identifier",
+                                identifier(hospital, "doctor", str(c, "specialist_id") ?: "")),
+                      "time", str(c, "opinion_signed_at"), "text", str(c, "opinion")));
+    json_object_set_new(sr, "note", notes);
+    return sr;
+}
+
 json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
 {
     const char *id = str(rec, "id"), *patient = str(rec, "patient_id"), *state = str(rec, "state");
@@ -429,6 +488,11 @@ json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
                                                    "Practitioner", "id", "doctor", "identifier",
                                                    identifier(hospital, "doctor", doctor)));
     add_party_resources(contained, rec, hospital);
+    json_t *consult = json_object_get(rec, "consultation");
+    if (json_is_object(consult)) {
+        json_array_append_new(contained, consultation_request(consult, hospital));
+        json_object_set_new(e, "basedOn", json_pack("[{s:s}]", "reference", "#consultation"));
+    }
     json_t *item;
     json_array_foreach(json_object_get(rec, "recordings"), i, item)
         json_array_append_new(contained, media(item, (int)i + 1, hospital));

@@ -308,6 +308,93 @@ static void test_waiting_and_cancelled(void)
     tm_store_free(s);
 }
 
+/* A consultation request (issue 18) held as a visit, through the real
+ * store's steps: the Encounter is basedOn a contained ServiceRequest with
+ * the requester, the specialist, the question and the signed opinion, and
+ * the opinion is the specialist's signed note of the visit. */
+static void test_consultation(void)
+{
+    tm_store *s = open_store();
+    seed(s);
+    CHECK_EQ_INT(tm_store_dept_put(s, "gp", "General practice"), 0);
+    CHECK_EQ_INT(tm_store_doctor_put(s, "dreq", "Dr Req", "gp", "LIC9", NULL), 0);
+    int64_t now = tm_now_ms();
+    json_t *refs = json_pack("[s]", "ecg:001");
+    tm_consult_request c = {.reason = "AF on ECG",
+                            .question = "Anticoagulate?",
+                            .attachments = refs,
+                            .window_start_ms = now,
+                            .window_end_ms = now + 86400000};
+    g_strlcpy(c.patient_id, "p-42", sizeof(c.patient_id));
+    g_strlcpy(c.requester_id, "dreq", sizeof(c.requester_id));
+    g_strlcpy(c.dept_id, "cardio", sizeof(c.dept_id));
+    g_strlcpy(c.urgency, "emergency", sizeof(c.urgency));
+    CHECK_EQ_INT(tm_store_consult_create(s, &c, now), 0);
+    json_decref(refs);
+    /* Refusals write nothing: a time past, a specialist of another department. */
+    CHECK_EQ_INT(tm_store_consult_schedule(s, c.id, "d1", "d1", now - 1000, now), TM_EINVAL);
+    CHECK_EQ_INT(tm_store_consult_schedule(s, c.id, "d1", "dreq", now + 60000, now), TM_EINVAL);
+    CHECK_EQ_INT(tm_store_consult_opinion(s, c.id, "d1", "x", NULL, true, now), TM_EPERM);
+    CHECK_EQ_INT(tm_store_consult_schedule(s, c.id, "d1", "d1", now + 60000, now), 0);
+    CHECK_EQ_INT(tm_store_consult_schedule(s, c.id, "d1", "d1", now + 90000, now), TM_ECONFLICT);
+    json_t *row = tm_store_consult_get(s, c.id);
+    tm_visit v;
+    checkin(s, &v, NULL, false, now);
+    /* A visit of another appointment is no consultation's. */
+    json_t *none = NULL;
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", now + 1), 0);
+    CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "d1", "ua/d", now + 2), 0);
+    CHECK_EQ_INT(tm_store_consult_visit_started(s, v.id, &none), 0);
+    CHECK(none == NULL);
+    CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d1", now + 3), 0);
+
+    memset(&v, 0, sizeof(v));
+    g_strlcpy(v.patient_id, "p-42", sizeof(v.patient_id));
+    g_strlcpy(v.dept_id, "gp", sizeof(v.dept_id));
+    g_strlcpy(v.appointment_id, json_string_value(json_object_get(row, "appointment_id")),
+              sizeof(v.appointment_id));
+    g_strlcpy(v.kind, "follow_up", sizeof(v.kind));
+    v.checkin_ms = now + 10;
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &v, "ua/p"), 0);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "dreq", now + 11), 0);
+    CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "dreq", "ua/r", now + 12), 0);
+    json_t *started = NULL;
+    CHECK_EQ_INT(tm_store_consult_visit_started(s, v.id, &started), 0);
+    CHECK_STR(sget(started, "state"), "in_progress");
+    CHECK_EQ_INT(tm_store_party_join(s, v.id, "d1", "consulting", "ua/s", true, now + 13), 0);
+    CHECK_EQ_INT(tm_store_consult_opinion(s, c.id, "d1", "Start a DOAC.", "I48.0", true, now + 14),
+                 0);
+    CHECK_EQ_INT(tm_store_consult_opinion(s, c.id, "d1", "Again.", NULL, true, now + 15),
+                 TM_ECONFLICT);
+
+    json_t *record = tm_store_visit_record(s, v.id);
+    CHECK_STR(sget(record, "consultation.state"), "completed");
+    CHECK_STR(sget(record, "notes.0.doctor_id"), "d1");
+    CHECK_STR(sget(record, "notes.0.body"), "Start a DOAC.");
+    json_t *e = tm_fhir_encounter(record, "hosp-1");
+    check_required_shape(e);
+    CHECK_STR(sget(e, "basedOn.0.reference"), "#consultation");
+    json_t *sr = contained(e, "ServiceRequest", 0);
+    CHECK(sr != NULL);
+    CHECK_STR(sget(sr, "status"), "completed");
+    CHECK_STR(sget(sr, "priority"), "stat");
+    CHECK_STR(sget(sr, "category.0.coding.0.code"), "11429006");
+    CHECK_STR(sget(sr, "requester.identifier.value"), "dreq");
+    CHECK_STR(sget(sr, "performer.0.identifier.value"), "d1");
+    CHECK_STR(sget(sr, "identifier.0.value"), c.id);
+    CHECK_STR(sget(sr, "reasonCode.0.text"), "AF on ECG");
+    CHECK_STR(sget(sr, "supportingInfo.0.display"), "ecg:001");
+    CHECK_STR(sget(sr, "note.0.text"), "Anticoagulate?");
+    CHECK_STR(sget(sr, "note.1.text"), "Start a DOAC.");
+    CHECK_STR(sget(sr, "note.1.authorReference.identifier.value"), "d1");
+    CHECK_STR(sget(e, "reasonCode.0.coding.0.code"), "I48.0");
+    json_decref(e);
+    json_decref(record);
+    json_decref(started);
+    json_decref(row);
+    tm_store_free(s);
+}
+
 /* Appointments from the store as R4 Appointments: status codes, start and
  * end (R4 wants both once booked), v2-0276 types, participants. */
 static void test_appointments(void)
@@ -369,6 +456,7 @@ int main(void)
     RUN(test_finished_visit);
     RUN(test_waiting_and_cancelled);
     RUN(test_appointments);
+    RUN(test_consultation);
     char *cmd = g_strdup_printf("rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "cleanup failed\n");
