@@ -708,8 +708,8 @@ int tm_store_consult_schedule(tm_store *s, const char *id, const char *by,
                               const char *specialist_id, int64_t slot_ms, int64_t now_ms);
 /* requested -> proposed: another slot (after now_ms) with specialist_id;
  * consultation.proposed. Errors as tm_store_consult_schedule. */
-int tm_store_consult_propose(tm_store *s, const char *id, const char *by,
-                             const char *specialist_id, int64_t slot_ms, int64_t now_ms);
+int tm_store_consult_propose(tm_store *s, const char *id, const char *by, const char *specialist_id,
+                             int64_t slot_ms, int64_t now_ms);
 /* proposed -> scheduled at the proposed slot, as tm_store_consult_schedule;
  * TM_ECONFLICT when not proposed or the slot has passed. */
 int tm_store_consult_accept_proposal(tm_store *s, const char *id, const char *by, int64_t now_ms);
