@@ -21,8 +21,8 @@
     " origin_visit_id, dept_id, specialist_id, reason, question, attachments, window_start_at,"    \
     " window_end_at, urgency, state, proposed_slot_at, proposed_specialist_id, proposed_by,"       \
     " slot_at, scheduled_by, scheduled_at, appointment_id, visit_id, declined_by,"                 \
-    " decline_reason, opinion, opinion_diagnosis_code, opinion_signed_at, created_at,"             \
-    " updated_at FROM consultations"
+    " decline_reason, cancelled_by, opinion, opinion_diagnosis_code, opinion_signed_at,"           \
+    " created_at, updated_at FROM consultations"
 
 static bool text_ok(const char *t)
 {
@@ -302,22 +302,20 @@ int tm_store_consult_accept_proposal(tm_store *s, const char *id, const char *by
     if (rc < 0)
         return rc;
     rc = need_state(s, id, "proposed", "no proposal is open");
-    json_t *row = rc == 0 ? tm_store_consult_get(s, id) : NULL;
-    if (rc == 0 && !row)
-        rc = TM_EIO;
+    sqlite3_stmt *st = rc < 0 ? NULL
+                              : tm__store_query(s,
+                                                "SELECT proposed_slot_at, proposed_specialist_id"
+                                                " FROM consultations WHERE id = ?1",
+                                                "s", id);
     int64_t slot = 0;
     char specialist[64] = "";
-    if (row) {
-        GDateTime *dt = g_date_time_new_from_iso8601(
-            json_string_value(json_object_get(row, "proposed_slot_at")), NULL);
-        if (dt) {
-            slot = g_date_time_to_unix(dt) * 1000 + g_date_time_get_microsecond(dt) / 1000;
-            g_date_time_unref(dt);
-        }
-        g_strlcpy(specialist, json_string_value(json_object_get(row, "proposed_specialist_id")),
-                  sizeof(specialist));
-        json_decref(row);
+    if (st && (rc = tm__store_step(s, st)) == 1) {
+        slot = sqlite3_column_int64(st, 0);
+        tm__store_col_text(st, 1, specialist, sizeof(specialist));
+        rc = 0;
     }
+    if (st)
+        sqlite3_reset(st);
     if (rc == 0 && slot <= now_ms)
         rc = tm__store_refuse(s, TM_ECONFLICT, "the proposed time has passed");
     if (rc == 0)
@@ -355,7 +353,7 @@ int tm_store_consult_cancel(tm_store *s, const char *id, const char *by, int64_t
     if (rc < 0)
         return rc;
     rc = tm__store_run_one(s,
-                           "UPDATE consultations SET state = 'cancelled', declined_by = ?2,"
+                           "UPDATE consultations SET state = 'cancelled', cancelled_by = ?2,"
                            " updated_at = ?3"
                            " WHERE id = ?1 AND state IN ('requested','proposed','scheduled')",
                            "ssI", id, by, now_ms);

@@ -416,6 +416,7 @@ static const char *const tm_store_migrations[] = {
     "  visit_id TEXT,"
     "  declined_by TEXT,"
     "  decline_reason TEXT,"
+    "  cancelled_by TEXT,"
     "  opinion TEXT,"
     "  opinion_diagnosis_code TEXT,"
     "  opinion_signed_at INTEGER,"

@@ -665,7 +665,7 @@ json_t *tm_store_audit_list(tm_store *s, const char *target, const char *actor_i
  * question, attachments (array), window_start_at, window_end_at, urgency,
  * state, proposed_slot_at, proposed_specialist_id, proposed_by, slot_at,
  * scheduled_by, scheduled_at, appointment_id, visit_id, declined_by,
- * decline_reason, opinion, opinion_diagnosis_code, opinion_signed_at,
+ * decline_reason, cancelled_by, opinion, opinion_diagnosis_code, opinion_signed_at,
  * created_at, updated_at}.
  */
 

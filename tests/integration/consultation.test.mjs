@@ -315,6 +315,7 @@ test('bad input: wrong role, unknown department, a time past, no reason; nothing
   assert.equal(r.status, 403, r.text);
   r = await step(id, 'cancel', {}, 'dreq');
   assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.cancelled_by, 'dreq');
   assert.equal(srv.sql(`SELECT status FROM appointments WHERE id = '${r.json.appointment_id}'`)[0].status, 'cancelled');
   assert.deepEqual(srv.sql(`SELECT type FROM outbox WHERE visit_id = '${id}' ORDER BY seq`).map((x) => x.type),
     ['consultation.requested', 'consultation.scheduled']);

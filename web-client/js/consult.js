@@ -38,7 +38,7 @@ function mount() {
     el('h2', { id: 'consult-started-h', 'data-i18n': 'cons.started_title' }),
     el('p', { id: 'consult-started-desc' }),
     el('div', { class: 'actions' },
-      el('button', { id: 'consult-join', class: 'btn btn-primary', type: 'button', 'data-i18n': 'cons.join', onclick: join }))));
+      el('button', { id: 'consult-join', class: 'btn btn-primary', type: 'button', 'data-i18n': 'cons.join', onclick: () => join() }))));
   relabel();
   const sig = tm().sig;
   sig.on('consultation.updated', () => refresh());
@@ -125,7 +125,10 @@ function incomingItem(c) {
       button('cons.propose', () => decide(li, c, 'propose')),
       button('cons.decline', () => declineForm(li, c))));
   }
-  if (c.state === 'in_progress' && c.specialist_id === me()) li.append(opinionForm(c));
+  if (c.state === 'in_progress' && c.specialist_id === me()) {
+    if (!inVisit(c)) li.append(el('div', { class: 'actions' }, button('cons.join', () => join(c), true)));
+    li.append(opinionForm(c));
+  }
   if (c.opinion_signed_at) li.append(el('div', { class: 'muted', text: t('cons.opinion_signed', { when: fmtDateTime(c.opinion_signed_at) }) }));
   return li;
 }
@@ -138,6 +141,7 @@ function outgoingItem(c) {
       button('cons.decline_proposal', () => declineForm(li, c)));
   }
   if (['requested', 'proposed', 'scheduled'].includes(c.state)) acts.append(button('cons.cancel', () => act(c, 'cancel', {})));
+  if (c.state === 'in_progress' && !inVisit(c)) acts.append(button('cons.join', () => join(c), true));
   if (acts.childElementCount) li.append(acts);
   return li;
 }
@@ -277,6 +281,11 @@ async function submitRequest(e) {
 
 /* ---- the consultation's visit --------------------------------------- */
 
+// Whether this page is in the consultation's visit already.
+function inVisit(c) {
+  return tm().state.visitId === c.visit_id && !tm().state.ended;
+}
+
 function onStarted(m) {
   cs.started = m;
   $('#consult-started-desc').textContent = t('cons.started_desc', { id: m.patient_id });
@@ -285,8 +294,9 @@ function onStarted(m) {
   $('#consult-join').focus();
 }
 
-async function join() {
-  const m = cs.started;
+// Joins the consultation's visit: from the card when it starts, or from the
+// list (m: the push, or the request's row) when the page came later.
+async function join(m = cs.started) {
   if (!m) return;
   $('#consult-join').disabled = true;
   try {
@@ -294,6 +304,7 @@ async function join() {
     $('#consult-started').hidden = true;
     cs.started = null;
     tm().openVisit(m.visit_id, null, r.role, r.participants);
+    render();
   } catch (e) {
     announce(t('common.error', { msg: errText(e) }), { kind: 'error' });
   } finally {
