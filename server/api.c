@@ -190,7 +190,8 @@ bool tm__doctor_may_see(http_req *r, const char *dept_id, const char *patient_id
         tm_store_visit_list(r->app->store, NULL, NULL, r->who.sub, patient_id, 0, 0, 1, 0);
     bool seen = json_array_size(mine) > 0;
     json_decref(mine);
-    return seen;
+    /* issue 18: the specialist and the requester of a consultation */
+    return seen || tm_store_consult_involves(r->app->store, r->who.sub, patient_id);
 }
 
 /* ---- routing -------------------------------------------------------- */

@@ -83,6 +83,19 @@ json_t *tm_store_consult_of_visit(tm_store *s, const char *visit_id)
     return row ? row : json_null();
 }
 
+bool tm_store_consult_involves(tm_store *s, const char *doctor_id, const char *patient_id)
+{
+    sqlite3_stmt *st = tm__store_query(s,
+                                       "SELECT 1 FROM consultations WHERE patient_id = ?2 AND"
+                                       " (requester_id = ?1 OR specialist_id = ?1"
+                                       "  OR proposed_specialist_id = ?1) LIMIT 1",
+                                       "ss", doctor_id, patient_id);
+    bool yes = st && tm__store_step(s, st) == 1;
+    if (st)
+        sqlite3_reset(st);
+    return yes;
+}
+
 json_t *tm_store_consult_list(tm_store *s, const char *requester_id, const char *dept_id,
                               const char *state, int limit)
 {

@@ -737,6 +737,9 @@ int tm_store_consult_visit_started(tm_store *s, const char *visit_id, json_t **o
 int tm_store_consult_opinion(tm_store *s, const char *id, const char *specialist_id,
                              const char *body, const char *diagnosis_code, bool sign,
                              int64_t now_ms);
+/* Whether doctor_id requested, or is (or was proposed as) the specialist
+ * of, a consultation about patient_id: the patient is theirs to read. */
+bool tm_store_consult_involves(tm_store *s, const char *doctor_id, const char *patient_id);
 /* The consultation held in visit_id (a row), or JSON null when none. NULL
  * on failure. */
 json_t *tm_store_consult_of_visit(tm_store *s, const char *visit_id);

@@ -4,7 +4,10 @@
 // department's doctor sees it in the incoming list (zh-CN, in words), is
 // refused a decline without a reason, proposes another time; the requester
 // sees the proposal in their list (English) and accepts it; the list then
-// says it is scheduled, with the specialist named. Two browser contexts.
+// says it is scheduled, with the specialist named. At the time the patient
+// checks in with its appointment, the requester accepts the visit, the
+// specialist's page is called to join and signs the opinion there. At most
+// three browser contexts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startHospital, launch, openPage, shot, doctorOnDuty, rawWords, setLanguage } from './lib.mjs';
@@ -82,6 +85,39 @@ test('request from a live visit, the incoming list decides, the requester accept
     assert.deepEqual(en.bad, [], en.text.slice(0, 1500));
     await shot(req, 'consult-outgoing-en');
     assert.deepEqual([...req.errors, ...duty.errors], []);
+    await duty.context().close();
+
+    // At the time: the patient checks in with the appointment; the requester
+    // accepts on the page; the specialist is called, joins and signs the opinion.
+    await patient.request('visit.end', { visit_id: ci.visit_id });
+    await patient.waitFor('visit.state', (m) => m.visit_id === ci.visit_id && m.state === 'ended');
+    const spec = await openPage(browser, srv, 'doctor.html', 'dspec', 'doctor', { viewport: DESK });
+    await setLanguage(spec, 'en-US');
+    await doctorOnDuty(spec);
+    const appt = srv.sql(`SELECT appointment_id FROM consultations WHERE id = '${id}'`)[0].appointment_id;
+    const ci2 = await patient.request('checkin', { appointment_id: appt, consent: { version: '2026.1', recording: true } });
+    await req.waitForFunction((v) => window.tm.state.offer && window.tm.state.offer.visit_id === v, ci2.visit_id, { timeout: 60000 });
+    await req.click('#offer-accept');
+    await spec.waitForSelector('#consult-started:not([hidden])');
+    await spec.click('#consult-join');
+    await spec.waitForFunction((v) => window.tm.state.visitId === v && window.tm.state.myRole === 'consulting', ci2.visit_id);
+    const mine = `#consult-incoming li[data-id="${id}"]`;
+    await spec.waitForSelector(`${mine}:has-text("Taking place")`);
+    await spec.fill(`#cs-op-${id}`, 'CHA2DS2-VASc 3: start a DOAC.');
+    await spec.fill(`#cs-code-${id}`, 'I48.0');
+    await spec.click(`${mine} button[data-act="cons.opinion_sign"]`);
+    await spec.waitForSelector(`${mine}:has-text("Opinion given")`);
+    await req.waitForSelector(`${out}:has-text("Opinion given")`);
+    const signed = srv.sql(`SELECT c.state, n.doctor_id, n.signed, n.diagnosis_code FROM consultations c
+      JOIN notes n ON n.visit_id = c.visit_id WHERE c.id = '${id}'`);
+    assert.deepEqual(signed, [{ state: 'completed', doctor_id: 'dspec', signed: 1, diagnosis_code: 'I48.0' }]);
+    const specWords = await rawWords(spec, 'en-US');
+    assert.deepEqual(specWords.bad, [], specWords.text.slice(0, 1500));
+    await shot(spec, 'consult-specialist-en');
+    assert.deepEqual([...req.errors, ...spec.errors], []);
+    // The specialist reads the patient's card: the consultation makes the patient theirs.
+    const card = await srv.api('GET', `/api/v1/appointments/${appt}`, undefined, srv.token('dspec', 'doctor'));
+    assert.equal(card.status, 200, card.text);
     await patient.close();
   } finally {
     await browser.close();
