@@ -216,6 +216,8 @@ static const struct {
     {"figures", tm__api_figures},
     /* issue 18, consultation requests */
     {"consultations", tm__api_consultations},
+    /* issue 18 (transfer18) */
+    {"referrals", tm__api_referrals},
 };
 
 void tm__route_api(http_req *r, const char *rest)

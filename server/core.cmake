@@ -16,6 +16,8 @@ set(TM_SERVER_HTTP_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/api_consult.c
   ${CMAKE_CURRENT_LIST_DIR}/api_records.c
   ${CMAKE_CURRENT_LIST_DIR}/api_feed.c
+  # issue 18 (transfer18)
+  ${CMAKE_CURRENT_LIST_DIR}/api_referral.c
 )
 # Issue 18: the doctor and department figures (REST; the counting is in the library).
 list(APPEND TM_SERVER_HTTP_SOURCES ${CMAKE_CURRENT_LIST_DIR}/api_figures.c)
@@ -42,6 +44,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/rec_crypt.c
   ${CMAKE_CURRENT_LIST_DIR}/http_range.c
   ${CMAKE_CURRENT_LIST_DIR}/fhir.c
+  ${CMAKE_CURRENT_LIST_DIR}/fhir_referral.c
 )
 tm_unit_test(test_rec_crypt tests/server/test_rec_crypt.c)
 tm_unit_test(test_http_range tests/server/test_http_range.c)

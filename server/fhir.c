@@ -379,6 +379,46 @@ static json_t *consultation_request(json_t *c, const char *hospital)
     return sr;
 }
 
+/* A visit handed on (issue 18): the parts before the last, each doctor an
+ * attender for their own part, in front of the doctor attending last; the
+ * contained Practitioners "doctor-part<n>" with them. */
+static void add_earlier_parts(json_t *e, json_t *contained, json_t *rec, const char *hospital)
+{
+    json_t *parts = json_object_get(rec, "parts");
+    size_t n = json_array_size(parts);
+    json_t *list = json_object_get(e, "participant");
+    for (size_t i = 0; n > 1 && i + 1 < n; i++) {
+        json_t *p = json_array_get(parts, i);
+        const char *doc = str(p, "doctor_id");
+        if (!doc)
+            continue;
+        char local[32];
+        snprintf(local, sizeof(local), "doctor-part%zu", i + 1);
+        json_t *part = json_pack(
+            "{s:[o], s:o, s:o}", "type", concept(SYS_PARTICIPATION, "ATND", "attender"),
+            "individual", ref(local), "period", period(str(p, "started_at"), str(p, "ended_at")));
+        if (!list) {
+            list = json_array();
+            json_object_set_new(e, "participant", list);
+        }
+        json_array_insert_new(list, i, part);
+        json_array_append_new(contained,
+                              json_pack("{s:s, s:s, s:[o]}", "resourceType", "Practitioner", "id",
+                                        local, "identifier", identifier(hospital, "doctor", doc)));
+    }
+}
+
+/* When the doctor attending last began: their part's start after a
+ * transfer, else the visit's accept. */
+static const char *last_part_start(json_t *rec)
+{
+    json_t *parts = json_object_get(rec, "parts");
+    size_t n = json_array_size(parts);
+    if (n > 1 && str(json_array_get(parts, n - 1), "started_at"))
+        return str(json_array_get(parts, n - 1), "started_at");
+    return str(rec, "accepted_at");
+}
+
 json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
 {
     const char *id = str(rec, "id"), *patient = str(rec, "patient_id"), *state = str(rec, "state");
@@ -426,10 +466,9 @@ json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
         json_t *part =
             json_pack("{s:[o], s:o}", "type", concept(SYS_PARTICIPATION, "ATND", "attender"),
                       "individual", ref("doctor"));
-        if (str(rec, "accepted_at"))
-            json_object_set_new(
-                part, "period",
-                period(str(rec, "accepted_at"), left ? left : str(rec, "ended_at")));
+        if (last_part_start(rec))
+            json_object_set_new(part, "period",
+                                period(last_part_start(rec), left ? left : str(rec, "ended_at")));
         json_object_set_new(e, "participant", json_pack("[o]", part));
     }
     add_party(e, rec);
@@ -493,6 +532,7 @@ json_t *tm_fhir_encounter(json_t *rec, const char *hospital_id)
         json_array_append_new(contained, consultation_request(consult, hospital));
         json_object_set_new(e, "basedOn", json_pack("[{s:s}]", "reference", "#consultation"));
     }
+    add_earlier_parts(e, contained, rec, hospital);
     json_t *item;
     json_array_foreach(json_object_get(rec, "recordings"), i, item)
         json_array_append_new(contained, media(item, (int)i + 1, hospital));

@@ -133,5 +133,7 @@ void tm__api_regulator_ids(http_req *r);
 void tm__api_figures(http_req *r);
 /* issue 18, consultation requests (api_consult.c) */
 void tm__api_consultations(http_req *r);
+/* issue 18 (transfer18): api_referral.c */
+void tm__api_referrals(http_req *r);
 
 #endif

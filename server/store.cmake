@@ -11,6 +11,9 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/store_seal.c
   ${CMAKE_CURRENT_LIST_DIR}/recording_store.c
   ${CMAKE_CURRENT_LIST_DIR}/rendition_store.c
+  # issue 18 (transfer18): transfer during a visit, referral
+  ${CMAKE_CURRENT_LIST_DIR}/store_transfer.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_referral.c
 )
 # Issue 18: the doctor and department figures' reads.
 target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/store_figures.c)

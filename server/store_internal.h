@@ -106,6 +106,12 @@ int tm__store_party_close(tm_store *s, const char *visit_id, int64_t now_ms);
 
 /* Whether visit_id's record is sealed: its notes are final. */
 bool tm__store_visit_sealed(tm_store *s, const char *visit_id);
+/* Inside the accept's transaction: the open transfer of visit_id (if any)
+ * is taken by doctor_id at now_ms. 1 and *transfer (new reference, the
+ * row as visit.transferred carries it) when there was one, 0 when not, or
+ * a TM_E* code. server/store_transfer.c. */
+int tm__store_transfer_accepted(tm_store *s, const char *visit_id, const char *doctor_id,
+                                int64_t now_ms, json_t **transfer);
 
 /* A visit or appointment kind the schema accepts (follow_up, first). */
 bool tm__store_kind_valid(const char *kind);

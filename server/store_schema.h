@@ -426,6 +426,48 @@ static const char *const tm_store_migrations[] = {
     "CREATE INDEX consultations_by_requester ON consultations(requester_id, state);"
     "CREATE INDEX consultations_by_appointment ON consultations(appointment_id);"
     "CREATE INDEX consultations_by_visit ON consultations(visit_id);",
+
+    /* 14 (issue 18, transfer18: transfer and referral). visit_transfers: each
+     * time the attending doctor handed a live visit on, the part that ended
+     * (who, from which department, since when) and where it went, with the
+     * reason; accepted_by/at when the next doctor took it. referrals: a
+     * patient sent up or down the alliance from a visit, with the receiving
+     * side's answer; a re-sent one is a new row naming the one it replaces. */
+    "CREATE TABLE visit_transfers("
+    "  id TEXT PRIMARY KEY,"
+    "  visit_id TEXT NOT NULL REFERENCES visits(id),"
+    "  part INTEGER NOT NULL,"
+    "  from_doctor_id TEXT NOT NULL,"
+    "  from_dept_id TEXT NOT NULL,"
+    "  part_started_at INTEGER NOT NULL,"
+    "  to_dept_id TEXT NOT NULL REFERENCES departments(id),"
+    "  to_doctor_id TEXT,"
+    "  reason TEXT NOT NULL,"
+    "  transferred_at INTEGER NOT NULL,"
+    "  accepted_by TEXT,"
+    "  accepted_at INTEGER,"
+    "  UNIQUE(visit_id, part));"
+    "CREATE TABLE referrals("
+    "  id TEXT PRIMARY KEY,"
+    "  visit_id TEXT NOT NULL REFERENCES visits(id),"
+    "  patient_id TEXT NOT NULL,"
+    "  from_doctor_id TEXT NOT NULL,"
+    "  from_dept_id TEXT NOT NULL,"
+    "  direction TEXT NOT NULL CHECK(direction IN ('up','down')),"
+    "  to_dept_id TEXT NOT NULL REFERENCES departments(id),"
+    "  reason TEXT NOT NULL,"
+    "  summary TEXT NOT NULL,"
+    "  appointment_id TEXT REFERENCES appointments(id),"
+    "  version INTEGER NOT NULL DEFAULT 1,"
+    "  replaces TEXT REFERENCES referrals(id),"
+    "  state TEXT NOT NULL DEFAULT 'requested'"
+    "    CHECK(state IN ('requested','accepted','declined','resent')),"
+    "  decided_by TEXT,"
+    "  decided_at INTEGER,"
+    "  decline_reason TEXT,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX referrals_by_visit ON referrals(visit_id);"
+    "CREATE INDEX referrals_by_to ON referrals(to_dept_id, state, created_at);",
 };
 
 #endif

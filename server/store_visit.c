@@ -225,11 +225,14 @@ int tm_store_visit_accept_checked(tm_store *s, const char *visit_id, const char 
         return rc;
     rc = visit_set_state(s, visit_id, "offered", "active", now_ms);
     if (rc == 0) {
-        rc =
-            tm__store_run_one(s,
-                              "UPDATE visits SET accepted_at = ?3, queue_wait_ms = ?3 - checkin_at,"
-                              " response_ms = ?3 - checkin_at WHERE id = ?1 AND doctor_id = ?2",
-                              "ssI", visit_id, doctor_id, now_ms);
+        /* After a transfer the visit keeps its first accept (the call's
+         * start, the first doctor's response); the transfer row gets this one. */
+        rc = tm__store_run_one(s,
+                               "UPDATE visits SET accepted_at = COALESCE(accepted_at, ?3),"
+                               " queue_wait_ms = COALESCE(queue_wait_ms, ?3 - checkin_at),"
+                               " response_ms = COALESCE(response_ms, ?3 - checkin_at)"
+                               " WHERE id = ?1 AND doctor_id = ?2",
+                               "ssI", visit_id, doctor_id, now_ms);
         if (rc == TM_ENOTFOUND)
             rc = tm__store_refuse(s, TM_EPERM, "visit is offered to another doctor");
     }
@@ -242,8 +245,14 @@ int tm_store_visit_accept_checked(tm_store *s, const char *visit_id, const char 
         rc = offer_decide(s, visit_id, "accepted", now_ms);
     if (rc == 0)
         rc = participant_insert(s, visit_id, doctor_id, "doctor", user_agent, now_ms);
+    json_t *transfer = NULL;
+    if (rc == 0 &&
+        (rc = tm__store_transfer_accepted(s, visit_id, doctor_id, now_ms, &transfer)) > 0)
+        rc = 0;
     if (rc == 0)
-        rc = tm__store_outbox_append(s, "visit.started", visit_id, now_ms);
+        rc = tm__store_outbox_append_with(s, "visit.started", visit_id, now_ms,
+                                          transfer ? "transfer" : NULL, transfer);
+    json_decref(transfer);
     return tm__store_finish(s, rc);
 }
 
@@ -538,6 +547,8 @@ json_t *tm_store_visit_record(tm_store *s, const char *id)
         set_rows(rec, "guest_links", tm_store_guest_links(s, id, tm_now_ms())) &&
         set_rows(rec, "timeline", tm_store_visit_timeline(s, id)) &&
         set_rows(rec, "consultation", tm_store_consult_of_visit(s, id)) &&
+        set_rows(rec, "transfers", tm_store_visit_transfers(s, id)) &&
+        set_rows(rec, "parts", tm_store_visit_parts(s, id)) &&
         set_rows(rec, "offers",
                  query_rows(s,
                             "SELECT doctor_id, offered_at, outcome, decided_at FROM offers"

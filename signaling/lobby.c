@@ -69,7 +69,7 @@ static bool takes_patients(const user *u)
  * work, available or away. An away doctor (writing up a visit, or set away
  * by one lapsed offer) comes back to the queue; leaving them out would turn
  * every waiting patient's estimate into "no doctor" for a coffee break. */
-static bool doctor_on_duty(tm_signaling *sig, const user *u, const char *dept)
+bool tm__doctor_on_duty(tm_signaling *sig, const user *u, const char *dept)
 {
     return takes_patients(u) && u->sess && (u->status == DOC_AVAILABLE || u->status == DOC_AWAY) &&
            doctor_in_shift(sig, u, dept, NULL);
@@ -82,7 +82,7 @@ int tm__doctors_on_duty(tm_signaling *sig, const char *dept)
     gpointer key, val;
     g_hash_table_iter_init(&it, sig->staff);
     while (g_hash_table_iter_next(&it, &key, &val))
-        if (doctor_on_duty(sig, val, dept))
+        if (tm__doctor_on_duty(sig, val, dept))
             n++;
     return n;
 }
@@ -247,7 +247,16 @@ typedef struct candidate_doc {
     tm_doctor_slot slot;
 } candidate_doc;
 
-static void offer_visit(tm_signaling *sig, live_visit *v, user *d)
+/* What the doctor offered a transferred visit learns: who handed it on and why. */
+static json_t *transfer_of(const live_visit *v)
+{
+    if (!v->transferred_from[0])
+        return json_null();
+    return json_pack("{s:s, s:s}", "from_doctor_id", v->transferred_from, "reason",
+                     v->transfer_reason);
+}
+
+void tm__offer_visit(tm_signaling *sig, live_visit *v, user *d)
 {
     int64_t now = tm_now_ms();
     if (!tm__advance(v, TM_VEV_OFFER, false))
@@ -271,6 +280,7 @@ static void offer_visit(tm_signaling *sig, live_visit *v, user *d)
         m, "patient",
         json_pack("{s:s, s:s}", "id", v->patient_sub, "name", p && p->name[0] ? p->name : ""));
     json_object_set_new(m, "appointment", json_boolean(v->has_appt));
+    json_object_set_new(m, "transfer", transfer_of(v));
     tm__send_to_user(d, m);
     tm__push_visit_state(sig, v, v->id, p, NULL);
     tm_info("visit.offered", "visit=%s doctor=%s dept=%s", v->id, d->sub, v->dept);
@@ -330,7 +340,8 @@ void tm__dispatch_dept(tm_signaling *sig, const char *dept)
             continue; /* keeps the place, but no doctor waits for someone not there */
         for (guint k = 0; k < docs->len; k++) {
             slots[k] = g_array_index(docs, candidate_doc, k).slot;
-            if (declined_recently(sig, v, slots[k].doctor_id))
+            if (declined_recently(sig, v, slots[k].doctor_id) ||
+                strcmp(v->transferred_from, slots[k].doctor_id) == 0)
                 slots[k].available = false;
         }
         int pick = tm_pairing_pick(slots, docs->len);
@@ -338,7 +349,7 @@ void tm__dispatch_dept(tm_signaling *sig, const char *dept)
             continue;
         user *d = g_array_index(docs, candidate_doc, pick).u;
         g_array_remove_index(docs, (guint)pick);
-        offer_visit(sig, v, d);
+        tm__offer_visit(sig, v, d);
     }
     g_free(slots);
     g_free(order);

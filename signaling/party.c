@@ -290,6 +290,17 @@ int tm__party_leave(tm_signaling *sig, live_visit *v, user *u, const char *reaso
 
 /* ---- invites ------------------------------------------------------- */
 
+int tm__party_open_invites(tm_signaling *sig, const char *visit_id)
+{
+    int n = 0;
+    GHashTableIter it;
+    gpointer k, val;
+    g_hash_table_iter_init(&it, sig->invites);
+    while (g_hash_table_iter_next(&it, &k, &val))
+        n += strcmp(((const party_invite *)val)->visit_id, visit_id) == 0;
+    return n;
+}
+
 void tm__invite_free(gpointer p)
 {
     party_invite *inv = p;

@@ -14,6 +14,8 @@
  *   supervision.c  the overview, alerts, supervisors watching a visit
  *   party.c        visits of more than two: who may do what, invites, guest
  *                  links and guests, joining, leaving, removal
+ *   transfer.c     the attending doctor hands a live visit to another
+ *                  department or doctor (issue 18)
  *   media_glue.c   media offers and candidates, media events, stream figures
  *   media_quality.c  frozen / audio-only told to people and supervisors, gaps
  *   signaling.c    start (restore from the store), stop, metrics
@@ -161,6 +163,11 @@ typedef struct live_visit {
     /* user key -> what their media looks like (media_quality.c) */
     GHashTable *health;
     GPtrArray *party; /* party_member *: consulting, interpreters, nurses, guests */
+    /* transfer.c: the doctor who last handed the visit on (not offered it
+     * back), why, and how many times it was handed on since start */
+    char transferred_from[64];
+    char transfer_reason[TM_TRANSFER_REASON_MAX + 1];
+    int transfers;
 } live_visit;
 
 struct tm_signaling {
@@ -225,6 +232,7 @@ extern const tm__handler tm__media_handlers[];
 extern const tm__handler tm__consent_handlers[];
 extern const tm__handler tm__party_handlers[];
 extern const tm__handler tm__consult_handlers[]; /* issue 18, consult.c */
+extern const tm__handler tm__transfer_handlers[];
 
 /* session.c: sending, answering, small JSON helpers */
 const char *tm__jstr(json_t *msg, const char *key);
@@ -259,6 +267,10 @@ void tm__flush_positions(tm_signaling *sig);
 void tm__dispatch_dept(tm_signaling *sig, const char *dept);
 void tm__dispatch_all(tm_signaling *sig);
 void tm__unoffer(tm_signaling *sig, live_visit *v, const char *outcome);
+/* Offers the waiting visit v to doctor d now (transfer.c: a named doctor). */
+void tm__offer_visit(tm_signaling *sig, live_visit *v, user *d);
+/* Whether d is on duty for dept's waiting room (connected, in a shift, at work). */
+bool tm__doctor_on_duty(tm_signaling *sig, const user *d, const char *dept);
 gboolean tm__tick(gpointer data);
 json_t *tm__doctor_state_json(tm_signaling *sig, user *d);
 unsigned tm__fanout_threads(const tm_config *cfg);
@@ -354,6 +366,8 @@ void tm__party_joined(request *r, live_visit *v, tm__visit_role role, int64_t no
 user *tm__guest_redeem(tm_signaling *sig, const char *code, const char *resume, char *resume_out,
                        size_t resume_len, const char **why, int *err);
 void tm__invite_free(gpointer p);
+/* Invitations of visit_id still open. */
+int tm__party_open_invites(tm_signaling *sig, const char *visit_id);
 
 /* supervision.c */
 void tm__remember_alert(tm_signaling *sig, json_t *alert); /* steals alert */

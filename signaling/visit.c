@@ -480,7 +480,10 @@ static void accept_checked(request *r, const tm_doctor_check *check)
             (long long)(now - v->checkin_ms), check ? check->method : "off");
     if (sig->feed)
         tm_feed_kick(sig->feed);
-    tm_visit_record_start(sig->record, v->id);
+    /* After a transfer the recording runs on: the new doctor's streams
+     * start its next part (media.h, late joiners). */
+    if (!v->transfers)
+        tm_visit_record_start(sig->record, v->id);
     char key[200];
     snprintf(key, sizeof(key), "patient:%s", v->patient_sub);
     tm__party_label(sig, v, key, TM_VR_PATIENT);

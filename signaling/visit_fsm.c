@@ -11,7 +11,7 @@
 #include <string.h>
 
 #define NSTATES ((int)TM_VS_CANCELLED + 1)
-#define NEVENTS ((int)TM_VEV_CANCEL + 1)
+#define NEVENTS ((int)TM_VEV_TRANSFER + 1)
 
 static const char *const state_names[NSTATES] = {
     [TM_VS_WAITING] = "waiting", [TM_VS_OFFERED] = "offered",     [TM_VS_ACTIVE] = "active",
@@ -19,9 +19,10 @@ static const char *const state_names[NSTATES] = {
 };
 
 static const char *const event_names[NEVENTS] = {
-    [TM_VEV_OFFER] = "offer",     [TM_VEV_ACCEPT] = "accept",
-    [TM_VEV_DECLINE] = "decline", [TM_VEV_OFFER_TIMEOUT] = "offer_timeout",
-    [TM_VEV_END] = "end",         [TM_VEV_CANCEL] = "cancel",
+    [TM_VEV_OFFER] = "offer",       [TM_VEV_ACCEPT] = "accept",
+    [TM_VEV_DECLINE] = "decline",   [TM_VEV_OFFER_TIMEOUT] = "offer_timeout",
+    [TM_VEV_END] = "end",           [TM_VEV_CANCEL] = "cancel",
+    [TM_VEV_TRANSFER] = "transfer",
 };
 
 /* next state + 1 for each (from, event), 0 where the event is refused, so
@@ -43,6 +44,9 @@ static const unsigned char transitions[NSTATES][NEVENTS] = {
     [TM_VS_ACTIVE] =
         {
             [TM_VEV_END] = TO(TM_VS_ENDED),
+            /* The visit goes on with another doctor: back to a queue (or an
+             * offer to the named doctor, by OFFER from there). */
+            [TM_VEV_TRANSFER] = TO(TM_VS_WAITING),
         },
     /* ended and cancelled are final: all zero. */
 };
@@ -51,6 +55,7 @@ static const char *const feed_events[NEVENTS] = {
     [TM_VEV_ACCEPT] = "visit.started",
     [TM_VEV_END] = "visit.ended",
     [TM_VEV_CANCEL] = "visit.ended",
+    [TM_VEV_TRANSFER] = "visit.transferred",
 };
 
 static const char *const end_reasons[] = {

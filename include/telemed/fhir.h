@@ -50,4 +50,24 @@ json_t *tm_fhir_encounter(json_t *visit_record, const char *hospital_id);
  * status is missing. */
 json_t *tm_fhir_appointment(json_t *appointment, const char *hospital_id, int slot_minutes);
 
+/* ---- referral (issue 18, transfer18) ---- */
+
+#define TM_FHIR_EXT_REFERRAL_STATE TM_FHIR_BASE "/StructureDefinition/referral-state"
+#define TM_FHIR_EXT_DECLINE_REASON TM_FHIR_BASE "/StructureDefinition/referral-decline-reason"
+
+/* A referral (as tm_store_referral_get returns it) and the Encounter of the
+ * visit it came from (tm_fhir_encounter's, may be NULL) as a Bundle of type
+ * collection: the R4 ServiceRequest first, then the Encounter, each with a
+ * fullUrl under TM_FHIR_BASE so that ServiceRequest.encounter
+ * ("Encounter/<visit id>") resolves inside the Bundle. The ServiceRequest:
+ * status active (requested, accepted) or revoked (declined, resent),
+ * intent order, category SNOMED CT 3457005 (patient referral), code text
+ * up/down, subject, requester and performer (the receiving department) by
+ * identifier, authoredOn, reasonCode text (the reason), note (the summary),
+ * replaces (an earlier version), supportingInfo (the booked Appointment),
+ * the referral's state and a decline reason as extensions. Both borrowed;
+ * returns a new reference or NULL when the referral lacks id, visit,
+ * patient or state. */
+json_t *tm_fhir_referral(json_t *referral, json_t *encounter, const char *hospital_id);
+
 #endif

@@ -74,6 +74,12 @@ bool tm_signaling_role_reads_notes(const char *visit_role);
  * row (borrowed) to its requester, its specialist and the receiving
  * department's doctors on duty. */
 void tm_signaling_consult_push(tm_signaling *sig, const char *event, json_t *row);
+/* Issue 18 (transfer18): tells doctors about referrals made over REST.
+ * msg (stolen) goes to every doctor on duty for dept now (connected, in a
+ * shift of it), or to the connected doctor doctor_id; returns how many
+ * received it. */
+int tm_signaling_push_dept_doctors(tm_signaling *sig, const char *dept, json_t *msg);
+int tm_signaling_push_doctor(tm_signaling *sig, const char *doctor_id, json_t *msg);
 
 /* Media events from tm_media: a tm_media_event_cb whose user is the tm_signaling. */
 void tm_signaling_on_media_event(const struct tm_media_event *ev, void *user);

@@ -275,6 +275,97 @@ int tm_store_participant_join(tm_store *s, const char *visit_id, const char *use
 int tm_store_participant_leave(tm_store *s, const char *visit_id, const char *user_id,
                                const char *reason, int64_t now_ms);
 
+/* ---- transfer during a visit (issue 18, transfer18) ----------------- */
+/*
+ * The attending doctor hands a live visit on: to a department (the patient
+ * waits at the head of its queue) or to a named doctor of it (offered the
+ * visit first). The visit stays one row and goes active -> waiting; the
+ * part that ends is a visit_transfers row, the doctor's participant row
+ * closes with leave_reason "transferred", and the next doctor's accept
+ * (tm_store_visit_accept*) completes the transfer row and emits
+ * visit.started again with the "transfer" it completes. accepted_at,
+ * response_ms and queue_wait_ms stay the first doctor's.
+ */
+
+/* The longest transfer reason, in bytes. */
+#define TM_TRANSFER_REASON_MAX 500
+
+/* Transfers the active visit from its attending doctor from_doctor_id to
+ * to_dept_id (and to_doctor_id, may be NULL or "", a doctor of the hospital
+ * other than from_doctor_id), with reason (1..TM_TRANSFER_REASON_MAX
+ * bytes): visit active -> waiting in to_dept_id with no doctor, the
+ * transfer row, the participant row closed, visit.transferred event, one
+ * transaction. id_out (>= 64 bytes, may be NULL) gets the transfer id
+ * ("tr-..."). TM_EINVAL (reason, missing department, to self),
+ * TM_ENOTFOUND (visit, department, doctor), TM_ECONFLICT (not active),
+ * TM_EPERM (not the attending doctor). */
+int tm_store_visit_transfer(tm_store *s, const char *visit_id, const char *from_doctor_id,
+                            const char *to_dept_id, const char *to_doctor_id, const char *reason,
+                            int64_t now_ms, char *id_out);
+/* [{id, part, from_doctor_id, from_dept_id, part_started_at, to_dept_id,
+ * to_doctor_id, reason, transferred_at, accepted_by, accepted_at}] by part.
+ * NULL on failure. */
+json_t *tm_store_visit_transfers(tm_store *s, const char *visit_id);
+/* The visit's parts, one per attending doctor in turn: [{part, doctor_id,
+ * dept_id, started_at, ended_at (null while running), ended_by ("transfer"
+ * or the visit's end reason), transfer {id, reason, to_dept_id,
+ * to_doctor_id} (parts that ended by a transfer)}]; [] for a visit never
+ * accepted. NULL when not found or on failure. */
+json_t *tm_store_visit_parts(tm_store *s, const char *visit_id);
+
+/* ---- referral (issue 18, transfer18) --------------------------------- */
+/*
+ * A doctor refers the patient of a visit of theirs up (to a higher-level
+ * institution) or down (to community care): a department to receive them,
+ * a reason and a summary, optionally an appointment already booked there.
+ * The receiving side accepts or declines (with a reason); a declined
+ * referral may be re-sent as a new version naming the one it replaces.
+ * States: requested -> accepted | declined; declined -> resent (its new
+ * version is requested). Events referral.created (also for a new version),
+ * referral.accepted, referral.declined, each with the visit as subject and
+ * the referral in "referral", written with the rows.
+ */
+
+#define TM_REFERRAL_REASON_MAX 500
+#define TM_REFERRAL_SUMMARY_MAX 8000
+
+typedef struct tm_referral_req {
+    const char *visit_id;
+    const char *from_doctor_id; /* an attending doctor of the visit (any part) */
+    const char *direction;      /* up | down */
+    const char *to_dept_id;
+    const char *reason;         /* 1..TM_REFERRAL_REASON_MAX bytes */
+    const char *summary;        /* 1..TM_REFERRAL_SUMMARY_MAX bytes */
+    const char *appointment_id; /* NULL/"": none; else booked, the patient's, in to_dept_id */
+} tm_referral_req;
+
+/* Creates a referral in state requested (version 1). id_out (>= 64 bytes)
+ * gets its id ("rf-..."). TM_EINVAL (direction, texts, the same department,
+ * an appointment not the patient's, not booked or elsewhere), TM_ENOTFOUND
+ * (visit, department, appointment), TM_EPERM (not an attending doctor of
+ * the visit), TM_ECONFLICT (the visit has not started). */
+int tm_store_referral_create(tm_store *s, const tm_referral_req *r, int64_t now_ms, char *id_out);
+/* requested -> accepted (accept) or declined (with decline_reason,
+ * 1..TM_REFERRAL_REASON_MAX bytes) by doctor by. TM_ENOTFOUND, TM_ECONFLICT
+ * (not requested), TM_EINVAL (no decline reason). */
+int tm_store_referral_decide(tm_store *s, const char *id, bool accept, const char *by,
+                             const char *decline_reason, int64_t now_ms);
+/* A declined referral re-sent by its doctor as version + 1 (replaces = id),
+ * with r's non-NULL fields replacing the old ones (visit_id and
+ * from_doctor_id are ignored); the old one becomes resent. TM_ENOTFOUND,
+ * TM_ECONFLICT (not declined), TM_EPERM (another doctor's), TM_EINVAL. */
+int tm_store_referral_resend(tm_store *s, const char *id, const char *by, const tm_referral_req *r,
+                             int64_t now_ms, char *id_out);
+/* {id, visit_id, patient_id, from_doctor_id, from_dept_id, direction,
+ * to_dept_id, reason, summary, appointment_id, version, replaces,
+ * replaced_by, state, decided_by, decided_at, decline_reason, created_at,
+ * encounter {accepted_at, ended_at, state} of the visit}. NULL not found. */
+json_t *tm_store_referral_get(tm_store *s, const char *id);
+/* Newest first, NULL filters do not filter: [{as tm_store_referral_get
+ * without summary and encounter}]; limit 1..500 (else 100). */
+json_t *tm_store_referral_list(tm_store *s, const char *visit_id, const char *to_dept_id,
+                               const char *from_doctor_id, const char *state, int limit);
+
 /* ---- visits of more than two ---------------------------------------- */
 /*
  * Beside the patient and the attending doctor (the one who accepted), a

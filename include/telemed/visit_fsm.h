@@ -5,6 +5,7 @@
  *      ^                  |
  *      +--DECLINE/TIMEOUT-+
  *   waiting|offered --CANCEL--> cancelled
+ *   active --TRANSFER--> waiting (the same visit, for another doctor)
  *
  * Pure functions over constant tables: no state, callable from any thread
  * (the signaling layer calls them on the control loop). The state names are
@@ -33,6 +34,8 @@ typedef enum {
     TM_VEV_END,           /* active -> ended */
     TM_VEV_CANCEL,        /* waiting|offered -> cancelled: patient left, grace expired,
                              appointment cancelled */
+    TM_VEV_TRANSFER,      /* active -> waiting: the doctor handed the patient to another
+                             department or doctor; the visit goes on */
 } tm_visit_event;
 
 /* "waiting", "offered", "active", "ended", "cancelled" (static strings);
@@ -41,7 +44,7 @@ const char *tm_visit_state_name(tm_visit_state s);
 /* Parses a state name (exact, case-sensitive). 0, or TM_EINVAL for NULL or
  * an unknown name (*out untouched). */
 int tm_visit_state_parse(const char *name, tm_visit_state *out);
-/* "offer", "accept", "decline", "offer_timeout", "end", "cancel" (static);
+/* "offer", "accept", "decline", "offer_timeout", "end", "cancel", "transfer" (static);
  * NULL for a value outside the enum. */
 const char *tm_visit_event_name(tm_visit_event e);
 
@@ -52,7 +55,8 @@ int tm_visit_transition(tm_visit_state from, tm_visit_event ev, tm_visit_state *
 
 /* The regulator-feed event type a transition by ev emits, or NULL when it
  * emits none: ACCEPT -> "visit.started"; END and CANCEL -> "visit.ended" (a
- * cancelled visit is still reported, with its reason); OFFER, DECLINE and
+ * cancelled visit is still reported, with its reason); TRANSFER ->
+ * "visit.transferred"; OFFER, DECLINE and
  * OFFER_TIMEOUT -> NULL. Check-in emits "visit.checked_in" at creation, not
  * here. Static strings. */
 const char *tm_visit_transition_event(tm_visit_event ev);

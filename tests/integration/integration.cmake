@@ -22,3 +22,5 @@ tm_node_test(integration_waiting_room tests/integration/waiting_room.test.mjs)
 
 # Issue 18: the doctor and department figures for a day of work, JSON and CSV.
 tm_node_test(integration_figures tests/integration/figures.test.mjs)
+# issue 18 (transfer18): transfer during a visit, referral
+tm_node_test(integration_transfer tests/integration/transfer.test.mjs)

@@ -259,6 +259,7 @@ static void test_party_migration(void)
     static const char *const v9 =
         "DROP TABLE renditions; DROP TABLE invites; DROP TABLE guest_links;"
         "DROP TABLE consultations;"
+        "DROP TABLE visit_transfers; DROP TABLE referrals;"
         "DROP TABLE participants;"
         "ALTER TABLE doctors DROP COLUMN kind;"
         "CREATE TABLE participants(id INTEGER PRIMARY KEY,"

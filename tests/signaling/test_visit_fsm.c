@@ -7,17 +7,17 @@
 #include "tm_test.h"
 
 #define NS 5
-#define NE 6
+#define NE 7
 #define NO (-1)
 
 /* The allowed moves, written out independently of visit_fsm.c's table. */
 static const int expected[NS][NE] = {
-    /* columns: OFFER, ACCEPT, DECLINE, OFFER_TIMEOUT, END, CANCEL */
-    [TM_VS_WAITING] = {TM_VS_OFFERED, NO, NO, NO, NO, TM_VS_CANCELLED},
-    [TM_VS_OFFERED] = {NO, TM_VS_ACTIVE, TM_VS_WAITING, TM_VS_WAITING, NO, TM_VS_CANCELLED},
-    [TM_VS_ACTIVE] = {NO, NO, NO, NO, TM_VS_ENDED, NO},
-    [TM_VS_ENDED] = {NO, NO, NO, NO, NO, NO},
-    [TM_VS_CANCELLED] = {NO, NO, NO, NO, NO, NO},
+    /* columns: OFFER, ACCEPT, DECLINE, OFFER_TIMEOUT, END, CANCEL, TRANSFER */
+    [TM_VS_WAITING] = {TM_VS_OFFERED, NO, NO, NO, NO, TM_VS_CANCELLED, NO},
+    [TM_VS_OFFERED] = {NO, TM_VS_ACTIVE, TM_VS_WAITING, TM_VS_WAITING, NO, TM_VS_CANCELLED, NO},
+    [TM_VS_ACTIVE] = {NO, NO, NO, NO, TM_VS_ENDED, NO, TM_VS_WAITING},
+    [TM_VS_ENDED] = {NO, NO, NO, NO, NO, NO, NO},
+    [TM_VS_CANCELLED] = {NO, NO, NO, NO, NO, NO, NO},
 };
 
 static void test_every_state_event_pair(void)
@@ -44,8 +44,8 @@ static void test_every_state_event_pair(void)
             }
         }
     }
-    CHECK_EQ_INT(allowed, 7);
-    CHECK_EQ_INT(refused, NS * NE - 7);
+    CHECK_EQ_INT(allowed, 8);
+    CHECK_EQ_INT(refused, NS * NE - 8);
 }
 
 static void test_out_of_range_values_are_invalid(void)
@@ -102,6 +102,7 @@ static void test_event_names(void)
     CHECK_STR(tm_visit_event_name(TM_VEV_OFFER_TIMEOUT), "offer_timeout");
     CHECK_STR(tm_visit_event_name(TM_VEV_END), "end");
     CHECK_STR(tm_visit_event_name(TM_VEV_CANCEL), "cancel");
+    CHECK_STR(tm_visit_event_name(TM_VEV_TRANSFER), "transfer");
 }
 
 static void test_feed_events_per_transition(void)
@@ -112,6 +113,7 @@ static void test_feed_events_per_transition(void)
     CHECK(tm_visit_transition_event(TM_VEV_OFFER_TIMEOUT) == NULL);
     CHECK_STR(tm_visit_transition_event(TM_VEV_END), "visit.ended");
     CHECK_STR(tm_visit_transition_event(TM_VEV_CANCEL), "visit.ended");
+    CHECK_STR(tm_visit_transition_event(TM_VEV_TRANSFER), "visit.transferred");
 }
 
 static void test_final_states(void)
