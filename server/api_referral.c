@@ -62,26 +62,6 @@ static void parse_req(http_req *r, tm_referral_req *q, bool required, bool *bad)
     q->from_doctor_id = r->who.sub;
 }
 
-/* referral.received to the doctors on duty of the receiving department. */
-static void push_received(http_req *r, json_t *rf)
-{
-    json_t *m =
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "type", "referral.received", "referral_id",
-                  text_of(rf, "id"), "direction", text_of(rf, "direction"), "to_dept_id",
-                  text_of(rf, "to_dept_id"), "from_doctor_id", text_of(rf, "from_doctor_id"),
-                  "version", json_integer_value(json_object_get(rf, "version")));
-    tm_signaling_push_dept_doctors(r->app->sig, text_of(rf, "to_dept_id"), m);
-}
-
-/* referral.answered to the referring doctor. */
-static void push_answered(http_req *r, json_t *rf)
-{
-    json_t *m = json_pack("{s:s, s:s, s:s, s:O}", "type", "referral.answered", "referral_id",
-                          text_of(rf, "id"), "state", text_of(rf, "state"), "decline_reason",
-                          json_object_get(rf, "decline_reason"));
-    tm_signaling_push_doctor(r->app->sig, text_of(rf, "from_doctor_id"), m);
-}
-
 static void respond_referral(http_req *r, int status, const char *id)
 {
     json_t *rf = tm_store_referral_get(r->app->store, id);
@@ -90,9 +70,9 @@ static void respond_referral(http_req *r, int status, const char *id)
         return;
     }
     if (status == 201)
-        push_received(r, rf);
+        tm_signaling_referral_received(r->app->sig, rf);
     else if (strcmp(text_of(rf, "state"), "requested") != 0)
-        push_answered(r, rf);
+        tm_signaling_referral_answered(r->app->sig, rf);
     tm__respond_json(r->p, status, rf);
 }
 

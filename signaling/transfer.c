@@ -210,30 +210,42 @@ const tm__handler tm__transfer_handlers[] = {
 
 /* ---- referral pushes (REST makes referrals; doctors hear of them here) ---- */
 
-int tm_signaling_push_dept_doctors(tm_signaling *sig, const char *dept, json_t *msg)
+static const char *text_of(json_t *o, const char *key)
 {
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : "";
+}
+
+int tm_signaling_referral_received(tm_signaling *sig, json_t *rf)
+{
+    json_t *m =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "type", "referral.received", "referral_id",
+                  text_of(rf, "id"), "direction", text_of(rf, "direction"), "to_dept_id",
+                  text_of(rf, "to_dept_id"), "from_doctor_id", text_of(rf, "from_doctor_id"),
+                  "version", json_integer_value(json_object_get(rf, "version")));
     int n = 0;
     GHashTableIter it;
     gpointer key, val;
     g_hash_table_iter_init(&it, sig->staff);
     while (g_hash_table_iter_next(&it, &key, &val)) {
         user *u = val;
-        if (u->role == TM_ROLE_DOCTOR && tm__doctor_on_duty(sig, u, dept)) {
-            tm__send_to_user(u, json_incref(msg));
+        if (u->role == TM_ROLE_DOCTOR && tm__doctor_on_duty(sig, u, text_of(rf, "to_dept_id"))) {
+            tm__send_to_user(u, json_incref(m));
             n++;
         }
     }
-    json_decref(msg);
+    json_decref(m);
     return n;
 }
 
-int tm_signaling_push_doctor(tm_signaling *sig, const char *doctor_id, json_t *msg)
+int tm_signaling_referral_answered(tm_signaling *sig, json_t *rf)
 {
-    user *u = tm__find_user(sig, TM_ROLE_DOCTOR, doctor_id);
-    if (!u || !u->sess) {
-        json_decref(msg);
+    user *u = tm__find_user(sig, TM_ROLE_DOCTOR, text_of(rf, "from_doctor_id"));
+    if (!u || !u->sess)
         return 0;
-    }
-    tm__send_to_user(u, msg);
+    json_t *reason = json_object_get(rf, "decline_reason");
+    tm__send_to_user(u, json_pack("{s:s, s:s, s:s, s:O}", "type", "referral.answered",
+                                  "referral_id", text_of(rf, "id"), "state", text_of(rf, "state"),
+                                  "decline_reason", reason ? reason : json_null()));
     return 1;
 }

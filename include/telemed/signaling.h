@@ -74,12 +74,13 @@ bool tm_signaling_role_reads_notes(const char *visit_role);
  * row (borrowed) to its requester, its specialist and the receiving
  * department's doctors on duty. */
 void tm_signaling_consult_push(tm_signaling *sig, const char *event, json_t *row);
-/* Issue 18 (transfer18): tells doctors about referrals made over REST.
- * msg (stolen) goes to every doctor on duty for dept now (connected, in a
- * shift of it), or to the connected doctor doctor_id; returns how many
- * received it. */
-int tm_signaling_push_dept_doctors(tm_signaling *sig, const char *dept, json_t *msg);
-int tm_signaling_push_doctor(tm_signaling *sig, const char *doctor_id, json_t *msg);
+/* Issue 18 (transfer18): doctors hear of referrals made over REST.
+ * referral is one as tm_store_referral_get returns it (borrowed).
+ * referral.received goes to every doctor on duty for its receiving
+ * department now, referral.answered to its referring doctor if connected;
+ * each returns how many received it. */
+int tm_signaling_referral_received(tm_signaling *sig, json_t *referral);
+int tm_signaling_referral_answered(tm_signaling *sig, json_t *referral);
 
 /* Media events from tm_media: a tm_media_event_cb whose user is the tm_signaling. */
 void tm_signaling_on_media_event(const struct tm_media_event *ev, void *user);

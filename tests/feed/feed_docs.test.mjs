@@ -57,6 +57,37 @@ const END_REASONS = [...table.slice(0, table.indexOf('\n\n', table.indexOf('| re
   .map((m) => m[1]);
 const at = (o, p) => p.reduce((v, k) => (v && typeof v === 'object' ? v[k] : undefined), o);
 
+// issue 18 (transfer18): a visit handed by d1 to d2 by name, then referred
+// by d2 up to neurology (declined, re-sent, accepted). Returns its id.
+async function networkVisit(srv) {
+  const admin = await setupHospital(srv, { depts: ['neuro'], doctors: [['d3', 'neuro']] });
+  assert.ok(admin);
+  const d1 = await srv.client('d1', 'doctor', { amr: ['face'] });
+  const d2 = await srv.client('d2', 'doctor', { amr: ['face'] });
+  await d1.request('doctor.status', { status: 'available' });
+  await d2.request('doctor.status', { status: 'away' });
+  const p = await srv.client('pat-2002', 'patient');
+  const ci = await p.request('checkin', { dept: 'cardio', consent: { version: '2026.1', recording: true } });
+  await d1.waitFor('visit.offer', (m) => m.visit_id === ci.visit_id);
+  await d1.request('visit.accept', { visit_id: ci.visit_id });
+  await d1.request('visit.transfer', { visit_id: ci.visit_id, doctor_id: 'd2', reason: 'needs a second opinion now' });
+  await d2.waitFor('visit.offer', (m) => m.visit_id === ci.visit_id);
+  await d2.request('visit.accept', { visit_id: ci.visit_id });
+  await d2.request('visit.end', { visit_id: ci.visit_id });
+  await p.waitFor('visit.state', (m) => m.state === 'ended');
+  const t2 = srv.token('d2', 'doctor');
+  const t3 = srv.token('d3', 'doctor');
+  const rf = await srv.api('POST', '/api/v1/referrals', { visit_id: ci.visit_id, direction: 'up', to_dept_id: 'neuro',
+    reason: 'suspected TIA', summary: 'Two episodes of weakness.' }, t2);
+  assert.equal(rf.status, 201, rf.text);
+  assert.equal((await srv.api('POST', `/api/v1/referrals/${rf.json.id}/decline`, { reason: 'no bed' }, t3)).status, 200);
+  const again = await srv.api('POST', `/api/v1/referrals/${rf.json.id}/resend`, { reason: 'suspected TIA, Monday' }, t2);
+  assert.equal(again.status, 201, again.text);
+  assert.equal((await srv.api('POST', `/api/v1/referrals/${again.json.id}/accept`, {}, t3)).status, 200);
+  for (const c of [p, d1, d2]) await c.close();
+  return ci.visit_id;
+}
+
 test("every example in regulator-feed.md is shaped like the server's events", { timeout: 240000 }, async () => {
   const srv = await startServer({ consent: true });
   try {
@@ -86,6 +117,7 @@ test("every example in regulator-feed.md is shaped like the server's events", { 
     await patient.request('visit.rate', { visit_id: visit, score: 5, comment: 'clear explanation' });
     await patient.close();
     await doctor.close();
+    const network = await networkVisit(srv); // issue 18 (transfer18)
 
     // A recording the server was writing when it died: at the next start it
     // becomes incomplete, with recording.available; then the record seals.
@@ -104,6 +136,17 @@ test("every example in regulator-feed.md is shaped like the server's events", { 
       const byType = new Map(all.map((e) => [e.type, e]));
       return byType.size >= 12 && byType;
     }, 120000);
+
+    // issue 18 (transfer18): the transfer's and the referrals' events come from their own visit.
+    const more = await waitUntil('the network visit\'s events in the file sink', () => {
+      const all = fs.readdirSync(dir).filter((f) => f.endsWith('.ndjson'))
+        .flatMap((f) => fs.readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean))
+        .map((l) => JSON.parse(l)).filter((e) => e.visit_id === network);
+      const byType = new Map(all.map((e) => [e.type, e]));
+      return ['visit.transferred', 'referral.created', 'referral.declined', 'referral.accepted']
+        .every((t) => byType.has(t)) && byType;
+    }, 120000);
+    for (const [t, e] of more) if (!events.has(t)) events.set(t, e);
 
     // Consultation requests' examples (issue 18) are held against their real
     // events by tests/integration/consultation.test.mjs.

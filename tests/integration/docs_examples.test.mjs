@@ -138,6 +138,8 @@ before(async () => {
   const admin = await setupHospital(srv, { depts: ['cardio'], doctors: [['d1', 'cardio'], ['d2', 'cardio']] });
   const r = await srv.api('POST', '/api/v1/doctors', { id: 'n1', name: 'Nurse n1', dept_id: 'cardio', kind: 'nurse' }, admin);
   assert.equal(r.status, 201);
+  // issue 18 (transfer18): a second department, for a transfer and a referral.
+  await setupHospital(srv, { depts: ['neuro'], doctors: [['d5', 'neuro'], ['d6', 'neuro']] });
 });
 after(async () => { if (srv) await srv.stop(); });
 
@@ -204,6 +206,30 @@ test('push examples have the fields the server sends', async () => {
   await p1c.waitFor('visit.note_released');
   await d1.request('visit.end', { visit_id: c1.visit_id });
   await p1c.waitFor('visit.state', (m) => m.state === 'ended');
+
+  // issue 18 (transfer18): d5 hands p3 to d6 by name; d6 refers p3 to
+  // cardiology, whose doctor on duty (d1) declines.
+  const d5 = await connect('d5', 'doctor');
+  const d6 = await connect('d6', 'doctor');
+  await d5.request('doctor.status', { status: 'available' });
+  await d6.request('doctor.status', { status: 'away' });
+  const p3 = await connect('p3', 'patient');
+  const c3 = await p3.request('checkin', { dept: 'neuro' });
+  await d5.waitFor('visit.offer', (m) => m.visit_id === c3.visit_id);
+  await d5.request('visit.accept', { visit_id: c3.visit_id });
+  await d5.request('visit.transfer', { visit_id: c3.visit_id, doctor_id: 'd6', reason: 'epilepsy clinic' });
+  await p3.waitFor('visit.transferred');
+  await d6.waitFor('visit.offer', (m) => m.visit_id === c3.visit_id);
+  await d6.request('visit.accept', { visit_id: c3.visit_id });
+  await d6.request('visit.end', { visit_id: c3.visit_id });
+  const t6 = srv.token('d6', 'doctor');
+  const rf = await srv.api('POST', '/api/v1/referrals', { visit_id: c3.visit_id, direction: 'down',
+    to_dept_id: 'cardio', reason: 'follow-up of blood pressure', summary: 'Stable.' }, t6);
+  assert.equal(rf.status, 201, rf.text);
+  await d1.waitFor('referral.received');
+  const no = await srv.api('POST', `/api/v1/referrals/${rf.json.id}/decline`, { reason: 'not ours' }, srv.token('d1', 'doctor'));
+  assert.equal(no.status, 200, no.text);
+  await d6.waitFor('referral.answered');
   await sleep(300);
 
   const examples = jsonExamples(protocol).filter((e) => typeof e.type === 'string' &&
@@ -225,5 +251,5 @@ test('push examples have the fields the server sends', async () => {
     compared++;
   }
   assert.ok(compared >= 18, `only ${compared} push examples compared`);
-  for (const c of [d1, d2, n1, p2, p1c, sup]) await c.close();
+  for (const c of [d1, d2, n1, p2, p1c, sup, d5, d6, p3]) await c.close();
 });
