@@ -619,13 +619,15 @@ static int doctor_visit(request *r, const char *visit_id, tm_visit *rec)
     int rc = tm_store_visit_get(r->sig->store, visit_id, rec);
     if (rc < 0)
         return rc;
-    char role[16];
-    /* The attending writes the note; a consulting doctor their own addendum. */
-    if (strcmp(rec->doctor_id, r->u->sub) != 0 &&
-        !(tm_store_party_role(r->sig->store, visit_id, r->u->sub, role) == 0 &&
-          strcmp(role, "consulting") == 0))
+    char role[16] = "";
+    /* The attending writes the note; a consulting doctor their own addendum;
+     * a doctor who attended before a transfer the note of their part. */
+    bool attends = strcmp(rec->doctor_id, r->u->sub) == 0;
+    if (!attends && !(tm_store_party_role(r->sig->store, visit_id, r->u->sub, role) == 0 &&
+                      (strcmp(role, "consulting") == 0 || strcmp(role, "attending") == 0)))
         return TM_EPERM;
-    if (strcmp(rec->state, "active") != 0 && strcmp(rec->state, "ended") != 0)
+    bool handed_on = !attends && strcmp(role, "attending") == 0;
+    if (!handed_on && strcmp(rec->state, "active") != 0 && strcmp(rec->state, "ended") != 0)
         return TM_ECONFLICT;
     return 0;
 }

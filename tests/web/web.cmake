@@ -15,3 +15,5 @@ tm_node_test(web_patient_info tests/web/patient_info.test.mjs)
 tm_node_test(web_figures tests/web/figures.test.mjs)
 # issue 18
 tm_node_test(web_consult tests/web/consult.test.mjs)
+# issue 18 (transfer18)
+tm_node_test(web_transfer tests/web/transfer.test.mjs)

@@ -73,6 +73,10 @@ async function main() {
     }
   });
   window.addEventListener('langchange', relabel);
+  // transfer.js: this doctor handed the patient on; their part is over.
+  window.addEventListener('tm:transferred', (e) => {
+    if (e.detail.visit_id === state.visitId) visitOver(e.detail.visit_id, 'transferred');
+  });
   for (const r of $$('input[name="status"]')) r.addEventListener('change', () => changeStatus(r.value));
   $('#offer-accept').addEventListener('click', accept);
   $('#offer-decline').addEventListener('click', decline);
@@ -757,6 +761,10 @@ function renderWrapText() {
   }
   if (guestOf) {
     $('#wrap-text').textContent = t('doc.party_over');
+    return;
+  }
+  if (r === 'transferred') {
+    $('#wrap-text').textContent = t('tr.wrap');
     return;
   }
   $('#wrap-text').textContent = r === 'patient_left' || r === 'grace_expired'

@@ -43,6 +43,7 @@ async function main() {
   sig.on('queue.position', onPosition);
   sig.on('visit.state', onVisitState);
   sig.on('visit.note_released', onNoteReleased);
+  sig.on('visit.transferred', onTransferred);
   window.addEventListener('langchange', relabel);
   bindDevice();
   bindCheckin();
@@ -421,7 +422,27 @@ function onPosition(m) {
 // One place decides what the waiting room says, so its parts cannot
 // contradict each other: while a doctor is being offered the estimate is
 // "now"; with no free doctor the page says what to do instead of a figure.
+// The doctor handed the patient on (issue 18): the connection and the
+// camera stay; the waiting room says where they wait now and why it moved.
+function onTransferred(m) {
+  if (m.visit_id !== state.visitId) return;
+  state.transfer = m;
+  state.position = null;
+  renderWaiting();
+}
+
+function renderTransfer() {
+  const tr = state.transfer;
+  const n = $('#wait-transfer');
+  n.hidden = !(tr && tr.visit_id === state.visitId);
+  if (n.hidden) return;
+  n.textContent = tr.doctor_id
+    ? t('tr.patient_named', { dept: deptName(tr.dept), doctor: doctorLabel(tr.doctor_id) || t('tr.patient_a_doctor') })
+    : t('tr.patient_dept', { dept: deptName(tr.dept) });
+}
+
 function renderWaiting() {
+  renderTransfer();
   const v = state.visit || {};
   const m = state.position || {};
   const offered = v.state === 'offered';
@@ -506,7 +527,19 @@ function onVisitState(m) {
 
 // history: the chat so far from the server (hello's state), when it sent it.
 function startVisit(v, history) {
-  if (state.call && state.call.visitId === v.visit_id) return;
+  if (state.call && state.call.visitId === v.visit_id) {
+    // Back from a transfer: the call and its media went on; the next doctor joined.
+    if (state.transfer) {
+      state.transfer = null;
+      stopWaitTimer();
+      showView('visit');
+      state.visitDoctor = v.doctor_id;
+      renderVisitDoctor();
+      loadDoctors().then(renderVisitDoctor);
+      announce(t('tr.patient_joined'));
+    }
+    return;
+  }
   endCall();
   stopWaitTimer();
   showView('visit');
