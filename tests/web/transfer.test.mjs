@@ -9,6 +9,7 @@
 // words on every page in zh-CN and English carry no raw codes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { waitUntil } from '../integration/lib/server.mjs';
 import {
   startHospital, launch, openPage, shot, waitView, patientCheckin, doctorOnDuty, remoteVideo,
   rawWords, setLanguage,
@@ -158,6 +159,13 @@ test('a transfer to a named doctor and a referral across the pages', { timeout: 
 
     const parts = (await srv.api('GET', `/api/v1/visits/${visitId}`, undefined, srv.admin)).json.parts;
     assert.deepEqual(parts.map((p) => p.doctor_id), ['d1', 'd2']);
+    // One recording through the transfer: the part with d1 is finished when
+    // d2's streams arrive, the next part holds them.
+    const recs = await waitUntil('both recording parts finished', () => {
+      const r = srv.sql(`SELECT part, state FROM recordings WHERE visit_id = '${visitId}' ORDER BY part`);
+      return r.length >= 2 && r.every((x) => x.state !== 'recording') && r;
+    }, 60000);
+    assert.deepEqual(recs.map((x) => `${x.part}:${x.state}`), ['1:complete', '2:complete']);
     for (const p of [patient, d1, d2]) assert.deepEqual(p.errors, []);
   } finally {
     await browser.close();
