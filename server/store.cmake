@@ -26,6 +26,9 @@ tm_unit_test(test_store tests/server/test_store.c tests/server/store_suite.c)
 # loaded disk the suite takes far longer than its CPU time, so its cap is a
 # wedge detector, not a time budget.
 set_tests_properties(test_store PROPERTIES TIMEOUT 300)
+# issue 18 (transfer18): transfers and referrals through the store and FHIR.
+tm_unit_test(test_transfer_store tests/server/test_transfer_store.c)
+set_tests_properties(test_transfer_store PROPERTIES TIMEOUT 300)
 
 # The live server with its database locked by another process.
 tm_node_test(integration_store_failure tests/integration/store_failure.test.mjs)
