@@ -250,8 +250,9 @@ int tm_store_visit_foreach_state(tm_store *s, const char *state,
  * renditions (the review copies, as tm_rendition_get without visit_id),
  * stream_stats (summary parsed), consents, doctor_verification (object or
  * null), interruptions (user_id, role, started_at, ended_at, duration_ms;
- * the last two null when media never came back), invites, guest_links and
- * timeline (tm_store_visit_timeline). NULL if not found. */
+ * the last two null when media never came back), invites, guest_links,
+ * timeline (tm_store_visit_timeline), transfers and parts
+ * (tm_store_visit_transfers, tm_store_visit_parts). NULL if not found. */
 json_t *tm_store_visit_record(tm_store *s, const char *id);
 /* Newest check-in first: [{id, patient_id, dept_id, doctor_id, kind,
  * urgent, state, checkin_at, accepted_at, ended_at, end_reason,
