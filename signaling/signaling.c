@@ -64,6 +64,7 @@ static void restore_visit(const tm_visit *rec, void *data)
     }
     if (v->state == TM_VS_ACTIVE)
         tm__party_restore(sig, v);
+    tm__transfer_restore(sig, v); /* issue 18 */
 }
 
 tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_verifier *jwt,

@@ -369,6 +369,11 @@ void tm__invite_free(gpointer p);
 /* Invitations of visit_id still open. */
 int tm__party_open_invites(tm_signaling *sig, const char *visit_id);
 
+/* transfer.c: at start, what v's transfers left in the store: who handed it
+ * on last and why, and its place at the head of the queue while it waits
+ * for the next doctor. */
+void tm__transfer_restore(tm_signaling *sig, live_visit *v);
+
 /* supervision.c */
 void tm__remember_alert(tm_signaling *sig, json_t *alert); /* steals alert */
 void tm__watchers_notify_end(tm_signaling *sig, live_visit *v);

@@ -203,6 +203,23 @@ static void handle_transfer(request *r)
     tm__flush_positions(sig);
 }
 
+void tm__transfer_restore(tm_signaling *sig, live_visit *v)
+{
+    json_t *rows = tm_store_visit_transfers(sig->store, v->id);
+    size_t n = json_array_size(rows);
+    json_t *last = json_array_get(rows, n - 1);
+    if (last) {
+        v->transfers = (int)n;
+        const char *from = json_string_value(json_object_get(last, "from_doctor_id"));
+        const char *why = json_string_value(json_object_get(last, "reason"));
+        g_strlcpy(v->transferred_from, from ? from : "", sizeof(v->transferred_from));
+        g_strlcpy(v->transfer_reason, why ? why : "", sizeof(v->transfer_reason));
+        if (v->state == TM_VS_WAITING && json_is_null(json_object_get(last, "accepted_at")))
+            tm_queue_return_to_head(sig->queue, v->id);
+    }
+    json_decref(rows);
+}
+
 const tm__handler tm__transfer_handlers[] = {
     {"visit.transfer", handle_transfer},
     {NULL, NULL},

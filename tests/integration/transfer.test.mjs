@@ -331,3 +331,37 @@ test('bad referrals are refused and change nothing', async () => {
   await waitUntil('referral events', () => outbox(visitId).filter((e) => e.type.startsWith('referral.')).length === 2);
   for (const c of [p, d1]) await c.close();
 });
+
+test('a restart while a transferred patient waits: still first in line, not offered back to the first doctor', async () => {
+  const d1 = await doctor('d1');
+  const { p, visitId, patientId } = await liveVisit(d1);
+  await d1.request('doctor.status', { status: 'away' });
+  const qId = `tq${++patients}`;
+  const q = await srv.client(qId, 'patient');
+  const qci = await q.request('checkin', { dept: 'cardio' });
+  const d3 = await doctor('d3', 'away');
+  await d1.request('visit.transfer', { visit_id: visitId, dept: 'cardio', reason: 'a colleague of mine should see this' });
+  assert.deepEqual((await d3.request('doctor.queue', { dept: 'cardio' })).queue.map((x) => x.visit_id), [visitId, qci.visit_id]);
+
+  await srv.restart();
+  const p2 = await srv.client(patientId, 'patient');
+  const q2 = await srv.client(qId, 'patient');
+  assert.equal(p2.hello.state.visit.state, 'waiting');
+  const d3b = await doctor('d3', 'away');
+  assert.deepEqual((await d3b.request('doctor.queue', { dept: 'cardio' })).queue.map((x) => x.visit_id), [visitId, qci.visit_id]);
+  // The first doctor comes back first: they are offered the patient behind, not the one they handed on.
+  const d1b = await doctor('d1');
+  const first = await d1b.waitFor('visit.offer');
+  assert.equal(first.visit_id, qci.visit_id);
+  await d3b.request('doctor.status', { status: 'available' });
+  const offer = await d3b.waitFor('visit.offer', (m) => m.visit_id === visitId);
+  assert.deepEqual(offer.transfer, { from_doctor_id: 'd1', reason: 'a colleague of mine should see this' });
+  await d3b.request('visit.accept', { visit_id: visitId });
+  await p2.waitFor('visit.state', (m) => m.state === 'active' && m.doctor_id === 'd3');
+  await d3b.request('visit.end', { visit_id: visitId });
+  await d1b.request('visit.decline', { visit_id: qci.visit_id });
+  await q2.request('queue.leave', { visit_id: qci.visit_id });
+  const rec = (await srv.api('GET', `/api/v1/visits/${visitId}`, undefined, admin)).json;
+  assert.deepEqual(rec.parts.map((x) => x.doctor_id), ['d1', 'd3']);
+  for (const c of [p, q, d1, d3, p2, q2, d3b, d1b]) await c.close();
+});
