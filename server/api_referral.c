@@ -18,6 +18,7 @@
 #include "http_internal.h"
 #include "telemed/common.h"
 #include "telemed/fhir.h"
+#include "telemed/log.h"
 #include "telemed/signaling.h"
 #include "telemed/store.h"
 
@@ -95,6 +96,8 @@ static void create(http_req *r)
         tm__respond_err(r->p, rc, tm_store_errmsg(r->app->store));
         return;
     }
+    tm_info("referral.created", "referral=%s visit=%s doctor=%s to=%s", id, q.visit_id, r->who.sub,
+            q.to_dept_id);
     tm__audit(r, "referral.create", id, "ok");
     respond_referral(r, 201, id);
 }
@@ -198,6 +201,8 @@ static void decide(http_req *r, bool accept)
         tm__respond_err(r->p, rc, tm_store_errmsg(r->app->store));
         return;
     }
+    tm_info(accept ? "referral.accepted" : "referral.declined", "referral=%s doctor=%s", r->seg[1],
+            r->who.sub);
     tm__audit(r, accept ? "referral.accept" : "referral.decline", r->seg[1], "ok");
     respond_referral(r, 200, r->seg[1]);
 }
@@ -221,6 +226,7 @@ static void resend(http_req *r)
         tm__respond_err(r->p, rc, tm_store_errmsg(r->app->store));
         return;
     }
+    tm_info("referral.resent", "referral=%s replaces=%s doctor=%s", id, r->seg[1], r->who.sub);
     tm__audit(r, "referral.resend", id, "ok");
     respond_referral(r, 201, id);
 }

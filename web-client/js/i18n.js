@@ -741,7 +741,6 @@ const STRINGS = {
     'rf.need_decline_reason': 'Please give a reason for declining.',
     'rf.accepted': 'Referral accepted.',
     'rf.declined': 'Referral declined.',
-    'doc.end.transferred': 'Handed on',
   },
 
   'zh-CN': {
@@ -1479,7 +1478,6 @@ const STRINGS = {
     'rf.need_decline_reason': '请填写拒绝原因。',
     'rf.accepted': '已接收转诊。',
     'rf.declined': '已拒绝转诊。',
-    'doc.end.transferred': '已转交',
   },
 };
 
