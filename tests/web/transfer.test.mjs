@@ -157,6 +157,21 @@ test('a transfer to a named doctor and a referral across the pages', { timeout: 
       await noRawWords(d2, 'd2 after the answer');
     });
 
+    await t.test('the supervisor reads one record with both doctors and the transfer', async () => {
+      const sup = await openPage(browser, srv, 'supervisor.html', 's1', 'supervisor', { viewport: DESK });
+      await waitView(sup, 'sup');
+      await sup.click('#tab-records');
+      await sup.waitForSelector(`#results-body tr[data-visit="${visitId}"]`);
+      await sup.click(`#results-body tr[data-visit="${visitId}"] button`);
+      await sup.waitForSelector('#detail:not([hidden])');
+      const tl = await sup.textContent('#d-timeline');
+      assert.match(tl, /Accepted by Dr d1.*Dr d1 handed the patient on to Dr d2: Neurological signs: needs a neurologist now.*Accepted by Dr d2/s);
+      assert.match(tl, /handed on to another doctor/);
+      await noRawWords(sup, 'supervisor record of a transferred visit');
+      await shot(sup, 'transfer-record-en');
+      await sup.context().close();
+    });
+
     const parts = (await srv.api('GET', `/api/v1/visits/${visitId}`, undefined, srv.admin)).json.parts;
     assert.deepEqual(parts.map((p) => p.doctor_id), ['d1', 'd2']);
     // One recording through the transfer: the part with d1 is finished when

@@ -741,6 +741,8 @@ const STRINGS = {
     'rf.need_decline_reason': 'Please give a reason for declining.',
     'rf.accepted': 'Referral accepted.',
     'rf.declined': 'Referral declined.',
+    'sup.ev.transferred': '{doctor} handed the patient on to {to}: {reason}',
+    'reason.transferred': 'handed on to another doctor',
   },
 
   'zh-CN': {
@@ -1478,6 +1480,8 @@ const STRINGS = {
     'rf.need_decline_reason': '请填写拒绝原因。',
     'rf.accepted': '已接收转诊。',
     'rf.declined': '已拒绝转诊。',
+    'sup.ev.transferred': '{doctor} 将患者转交给{to}：{reason}',
+    'reason.transferred': '已转交其他医生',
   },
 };
 

@@ -607,7 +607,13 @@ function timeline(rec) {
   const push = (at, text) => { if (at) ev.push({ at, text }); };
   push(rec.checkin_at, t('sup.ev.checkin'));
   for (const o of rec.offers || []) push(o.offered_at, t('sup.ev.offered', { doctor: doctorName(o.doctor_id), outcome: codeText('reason', o.outcome || 'open') }));
-  push(rec.accepted_at, t('sup.ev.accepted', { doctor: doctorName(rec.doctor_id) }));
+  // A visit handed on has a part per doctor, each accepted in turn (issue 18).
+  const parts = rec.parts && rec.parts.length ? rec.parts : [{ started_at: rec.accepted_at, doctor_id: rec.doctor_id }];
+  for (const p of parts) push(p.started_at, t('sup.ev.accepted', { doctor: doctorName(p.doctor_id) }));
+  for (const tr of rec.transfers || []) {
+    push(tr.transferred_at, t('sup.ev.transferred', { doctor: doctorName(tr.from_doctor_id),
+      to: tr.to_doctor_id ? doctorName(tr.to_doctor_id) : deptName(tr.to_dept_id), reason: tr.reason }));
+  }
   for (const p of rec.participants || []) {
     push(p.joined_at, t('sup.ev.join', { role: roleName(p.role), id: participantName(p) }));
     push(p.left_at, t('sup.ev.leave', { role: roleName(p.role), id: participantName(p), reason: codeText('reason', p.leave_reason) }));
