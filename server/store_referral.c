@@ -35,13 +35,6 @@ static json_t *event_json(tm_store *s, const char *id)
     if (!row)
         return NULL;
     json_object_del(row, "patient_id"); /* the visit's data names the patient */
-    /* Named as the feed names departments elsewhere. */
-    static const char *const renames[][2] = {{"from_dept_id", "from_department_id"},
-                                             {"to_dept_id", "to_department_id"}};
-    for (size_t i = 0; i < TM_ARRAY_LEN(renames); i++) {
-        json_object_set(row, renames[i][1], json_object_get(row, renames[i][0]));
-        json_object_del(row, renames[i][0]);
-    }
     return row;
 }
 

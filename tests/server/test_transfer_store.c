@@ -274,7 +274,7 @@ static void test_referral_round(void)
     CHECK_EQ_INT(json_integer_value(json_object_get(now, "version")), 2);
     json_t *ev = last_event(s, "referral.accepted");
     CHECK_STR(str(json_object_get(ev, "referral"), "id"), id2);
-    CHECK_STR(str(json_object_get(ev, "referral"), "to_department_id"), "neuro");
+    CHECK_STR(str(json_object_get(ev, "referral"), "to_dept_id"), "neuro");
     CHECK(json_object_get(json_object_get(ev, "referral"), "summary") == NULL);
     json_decref(ev);
     json_t *list = tm_store_referral_list(s, NULL, "neuro", NULL, NULL, 0);
