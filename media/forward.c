@@ -361,6 +361,7 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
         count(&w->counters.dropped_malformed);
         return;
     }
+    tm__congestion_on_rtp(from, buf, &h, now_us); /* rtx and probes count too */
     bool rtx;
     tm__in_stream *s = find_in(from, buf, &h, &rtx);
     if (!s)
@@ -461,6 +462,7 @@ static void on_report_blocks(tm__peer *from, const tm_rtcp_report_block *rb, uns
         o->st.fraction_lost = rb[i].fraction_lost;
         o->st.cumulative_lost = rb[i].cumulative_lost;
         o->st.jitter = rb[i].jitter;
+        o->st.rr_ms = now_ms;
         for (unsigned k = 0; k < TM_ARRAY_LEN(o->sr_mid); k++) {
             if (rb[i].lsr && o->sr_mid[k] == rb[i].lsr) {
                 int64_t rtt = now_ms - o->sr_ms[k] - (int64_t)rb[i].dlsr * 1000 / 65536;
@@ -928,8 +930,10 @@ static void send_reports(tm__peer *p, int64_t now_ms)
     for (int i = 0; i < p->n_in; i++) {
         tm__in_stream *s = &p->in[i];
         if (s->stats && n_rb < TM_ARRAY_LEN(rb) &&
-            tm_stream_stats_report_block(s->stats, now_ms * 1000, &rb[n_rb]) == 0)
-            n_rb++;
+            tm_stream_stats_report_block(s->stats, now_ms * 1000, &rb[n_rb]) == 0) {
+            uint8_t worst = tm__congestion_receivers_lost(p, s, now_ms);
+            tm__loss_fold_apply(&s->loss_fold, &rb[n_rb++], worst);
+        }
         if (s->kind != TM_MEDIA_VIDEO || !s->ssrc || n_video == TM_ARRAY_LEN(video))
             continue;
         video[n_video++] = s->ssrc;

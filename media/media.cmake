@@ -14,6 +14,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/srtp_crypto.c
   ${CMAKE_CURRENT_LIST_DIR}/forward.c
   ${CMAKE_CURRENT_LIST_DIR}/keyframe.c
+  ${CMAKE_CURRENT_LIST_DIR}/congestion.c
 )
 target_link_libraries(telemed PUBLIC PkgConfig::NICE PkgConfig::SRTP PkgConfig::NETTLE)
 
@@ -25,6 +26,9 @@ tm_unit_test(test_media_bad_offer tests/media/test_media_bad_offer.c)
 target_link_libraries(test_media_bad_offer PRIVATE tm_media_private)
 tm_unit_test(test_ice_policy tests/media/test_ice_policy.c)
 target_link_libraries(test_ice_policy PRIVATE tm_media_private)
+tm_unit_test(test_congestion tests/media/test_congestion.c)
+target_link_libraries(test_congestion PRIVATE tm_media_private)
+target_compile_definitions(test_congestion PRIVATE TM_SDP_DATA_DIR="${CMAKE_SOURCE_DIR}/tests/media/data")
 
 # Real-peer tests: GStreamer webrtcbin as the independent WebRTC stack. GStreamer
 # is linked to these test programs only, never to the telemed library.

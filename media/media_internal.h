@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 
 #include "dtls_srtp_internal.h"
+#include "congestion.h"
 #include "ice_policy.h"
 #include "telemed/media.h"
 #include "telemed/recorder.h"
@@ -166,6 +167,7 @@ typedef struct tm__in_stream {
     int rec_track1;    /* recorder track + 1 in the running part; 0 = not in it (a new
                           part is due when it sends), -1 = cannot be recorded */
     uint64_t remb_bps; /* last REMB we sent for it */
+    tm__loss_fold loss_fold; /* its receivers' loss in our RR to the sender (congestion.c) */
     /* Upstream loss: sequence numbers we have not seen, for our NACKs to the sender. */
     bool have_seq;
     uint16_t max_seq;
@@ -201,6 +203,7 @@ typedef struct tm__out_stats {
     int32_t cumulative_lost;
     uint32_t jitter;
     int64_t rtt_ms;
+    int64_t rr_ms; /* when the receiver last reported on it, 0 = never */
 } tm__out_stats;
 
 /* A stream we send to a peer (one of its receiving m-lines). */
@@ -287,6 +290,7 @@ struct tm__peer {
     tm__out_stream *out;
     int n_views;
     tm__view views[TM__MAX_VIEWS];
+    tm__twcc twcc; /* transport-cc feedback to it (congestion.c) */
 };
 
 struct tm__visit {
@@ -368,6 +372,15 @@ static inline bool tm__keyframe_recovering(const tm__in_stream *s, int64_t now_m
 {
     return now_ms < s->kf_until_ms;
 }
+
+/* ---- congestion.c ---- */
+/* Per RTP packet from p (parsed, decrypted): notes its transport-wide sequence
+ * number and sends p the feedback when due. Hot path: no allocation. */
+void tm__congestion_on_rtp(tm__peer *p, const uint8_t *buf, const tm_rtp_header *h,
+                           int64_t now_us);
+/* The worst loss fraction (of 256) that receivers of p's stream s reported
+ * lately; of a simulcast layer, the receivers that get that layer. */
+uint8_t tm__congestion_receivers_lost(const tm__peer *p, const tm__in_stream *s, int64_t now_ms);
 
 /* ---- ice.c ---- */
 int tm__ice_start(tm__peer *p, const tm_sdp_offer *offer);

@@ -467,6 +467,7 @@ static char *build_answer(tm__peer *p, const tm_sdp_offer *offer)
         .ice_pwd = p->local_pwd,
         .fingerprint = p->w->media->fingerprint,
         .remb = true,
+        .transport_cc = p->twcc.ext_id != 0,
         .session_version = ++p->session_version,
         .candidates = (const char *const *)cands,
         .n_candidates = g_strv_length(cands),
@@ -525,6 +526,7 @@ void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bo
         p->state = NULL;
     }
     bool new_transport = !p->dtls;
+    tm__twcc_configure(&p->twcc, tm__twcc_offer_ext(offer), new_transport);
     if (new_transport) {
         rc = transport_new(p, offer);
         tm__peer_set_state(p, "connecting");

@@ -1,0 +1,239 @@
+/*
+ * congestion.c - transport-cc feedback to each sender from the arrival times
+ * of its packets, and the receivers' loss in the RR to a sender (congestion.h
+ * says why these two). The feedback rides on the sender's own packets, like
+ * keyframe.c's pacing: a sender that sends nothing has nothing to be told.
+ *
+ * Feedback layout (draft-holmer-rmcat-transport-wide-cc-extensions-01 3.1):
+ * base sequence number, status count, 24-bit reference time in 64 ms units,
+ * a feedback counter, packet status chunks, then one receive delta per
+ * received packet in 250 us ticks (one byte when 0..255, else two, signed).
+ * Runs on the peer's media worker thread; no allocation.
+ */
+#include <string.h>
+
+#include "media_internal.h"
+
+#define REF_UNIT_US 64000
+#define TICK_US 250
+#define RUN_MIN 14 /* a run this long is cheaper as one run-length chunk */
+#define RECEIVER_REPORT_FRESH_MS 5000
+
+enum { ST_LOST = 0, ST_SMALL = 1, ST_LARGE = 2 };
+
+static inline void wr16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+static inline void wr32(uint8_t *p, uint32_t v)
+{
+    wr16(p, (uint16_t)(v >> 16));
+    wr16(p + 2, (uint16_t)v);
+}
+
+int tm__twcc_offer_ext(const tm_sdp_offer *offer)
+{
+    for (unsigned i = 0; i < offer->n_mlines; i++) {
+        const tm_sdp_mline *m = &offer->mlines[i];
+        const tm_sdp_codec *c = m->ext_twcc ? tm_sdp_mline_codec(m) : NULL;
+        for (unsigned k = 0; c && k < c->n_fb; k++)
+            if (strcmp(c->fb[k], "transport-cc") == 0)
+                return m->ext_twcc;
+    }
+    return 0;
+}
+
+void tm__twcc_configure(tm__twcc *t, int ext_id, bool new_transport)
+{
+    if (!new_transport && t->ext_id == ext_id)
+        return;
+    memset(t, 0, sizeof *t);
+    t->ext_id = ext_id;
+}
+
+static int64_t arrival_of(const tm__twcc *t, uint32_t ext)
+{
+    unsigned i = ext % TM__TWCC_SLOTS;
+    return t->slot_us[i] && t->slot_seq[i] == ext ? t->slot_us[i] : 0;
+}
+
+void tm__twcc_on_packet(tm__twcc *t, uint16_t seq, int64_t arrival_us)
+{
+    uint32_t ext = tm_seq_tracker_update(&t->seqs, seq);
+    if (t->started && ext < t->next && t->next - ext > TM__TWCC_SLOTS) {
+        /* The sender's numbering started over (its transport was rebuilt). */
+        tm_seq_tracker_init(&t->seqs);
+        ext = tm_seq_tracker_update(&t->seqs, seq);
+        t->started = false;
+    }
+    if (!t->started) {
+        t->started = true;
+        t->next = t->max = ext;
+    }
+    if (ext < t->next)
+        return; /* later than the feedback that called it lost */
+    if (ext - t->next >= TM__TWCC_SLOTS)
+        t->next = ext - TM__TWCC_SLOTS + 1; /* older ones no longer fit: not reported */
+    if (ext > t->max)
+        t->max = ext;
+    t->slot_seq[ext % TM__TWCC_SLOTS] = ext;
+    t->slot_us[ext % TM__TWCC_SLOTS] = arrival_us;
+}
+
+bool tm__twcc_due(const tm__twcc *t, int64_t now_us)
+{
+    return t->started && t->next <= t->max && now_us - t->last_fb_us >= TM__TWCC_INTERVAL_US;
+}
+
+/* Status chunks for n statuses at out; returns the bytes written. */
+static size_t write_chunks(uint8_t *out, const uint8_t *st, size_t n)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < n;) {
+        size_t run = 1;
+        while (i + run < n && st[i + run] == st[i] && run < 0x1fff)
+            run++;
+        uint16_t chunk;
+        if (run >= RUN_MIN) {
+            chunk = (uint16_t)((st[i] << 13) | run);
+            i += run;
+        } else {
+            chunk = 0xc000; /* status vector, two bits a symbol, seven symbols */
+            for (size_t k = 0; k < 7 && i < n; k++, i++)
+                chunk |= (uint16_t)(st[i] << (12 - 2 * k));
+        }
+        wr16(out + len, chunk);
+        len += 2;
+    }
+    return len;
+}
+
+/* The first received packet at or after t->next, within one feedback's
+ * reach; older lost ones that cannot share its feedback are let go. */
+static bool first_received(tm__twcc *t, uint32_t *first)
+{
+    for (uint32_t e = t->next; e <= t->max; e++) {
+        if (!arrival_of(t, e))
+            continue;
+        if (e - t->next >= TM__TWCC_MAX_PER_FB)
+            t->next = e;
+        *first = e;
+        return true;
+    }
+    t->next = t->max + 1;
+    return false;
+}
+
+int tm__twcc_build(tm__twcc *t, uint8_t *buf, size_t cap, uint32_t sender_ssrc, uint32_t media_ssrc,
+                   int64_t now_us)
+{
+    uint8_t st[TM__TWCC_MAX_PER_FB];
+    int16_t delta[TM__TWCC_MAX_PER_FB];
+    uint32_t first;
+    if (!t->started || t->next > t->max || !first_received(t, &first))
+        return 0;
+    int64_t ref = arrival_of(t, first) / REF_UNIT_US;
+    int64_t at = ref * REF_UNIT_US; /* the time the deltas so far add up to */
+    size_t n = 0, n_deltas = 0;
+    for (uint32_t e = t->next; e <= t->max && n < TM__TWCC_MAX_PER_FB; e++) {
+        int64_t us = arrival_of(t, e);
+        if (!us) {
+            st[n++] = ST_LOST;
+            continue;
+        }
+        int64_t d = us - at;
+        d = d >= 0 ? (d + TICK_US / 2) / TICK_US : -((-d + TICK_US / 2) / TICK_US);
+        if (d < INT16_MIN || d > INT16_MAX)
+            break; /* too far from the previous one: it opens the next feedback */
+        st[n++] = d >= 0 && d <= 255 ? ST_SMALL : ST_LARGE;
+        delta[n_deltas++] = (int16_t)d;
+        at += d * TICK_US;
+    }
+    while (n > 0 && st[n - 1] == ST_LOST)
+        n--; /* a feedback ends at a packet that arrived */
+
+    uint8_t chunks[2 * TM__TWCC_MAX_PER_FB];
+    size_t chunk_len = write_chunks(chunks, st, n);
+    size_t len = 20 + chunk_len, k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (st[i] != ST_LOST)
+            len += st[i] == ST_SMALL ? 1 : 2;
+    size_t pad = (4 - len % 4) % 4;
+    if (len + pad > cap)
+        return TM_ETOOBIG;
+    buf[0] = (uint8_t)(0x80 | (pad ? 0x20 : 0) | TM_RTCP_FMT_TWCC);
+    buf[1] = TM_RTCP_RTPFB;
+    wr16(buf + 2, (uint16_t)((len + pad) / 4 - 1));
+    wr32(buf + 4, sender_ssrc);
+    wr32(buf + 8, media_ssrc);
+    wr16(buf + 12, (uint16_t)t->next);
+    wr16(buf + 14, (uint16_t)n);
+    wr32(buf + 16, (uint32_t)(((uint64_t)ref & 0xffffff) << 8) | t->fb_count++);
+    memcpy(buf + 20, chunks, chunk_len);
+    size_t off = 20 + chunk_len;
+    for (size_t i = 0; i < n; i++) {
+        if (st[i] == ST_SMALL) {
+            buf[off++] = (uint8_t)delta[k++];
+        } else if (st[i] == ST_LARGE) {
+            wr16(buf + off, (uint16_t)delta[k++]);
+            off += 2;
+        }
+    }
+    if (pad) {
+        memset(buf + off, 0, pad);
+        buf[off + pad - 1] = (uint8_t)pad;
+    }
+    t->next += (uint32_t)n;
+    t->last_fb_us = now_us;
+    return (int)(len + pad);
+}
+
+void tm__loss_fold_apply(tm__loss_fold *f, tm_rtcp_report_block *rb, uint8_t receivers_lost)
+{
+    if (f->have && receivers_lost > rb->fraction_lost) {
+        uint32_t expected = rb->highest_seq - f->last_highest;
+        if (expected < 0x8000)
+            f->extra_lost += expected * (uint32_t)(receivers_lost - rb->fraction_lost) / 256;
+        rb->fraction_lost = receivers_lost;
+    }
+    int64_t lost = (int64_t)rb->cumulative_lost + f->extra_lost;
+    rb->cumulative_lost = lost > 0x7fffff ? 0x7fffff : (int32_t)lost;
+    f->last_highest = rb->highest_seq;
+    f->have = true;
+}
+
+/* ---- the peer's side ---- */
+
+void tm__congestion_on_rtp(tm__peer *p, const uint8_t *buf, const tm_rtp_header *h, int64_t now_us)
+{
+    const uint8_t *d;
+    if (!p->twcc.ext_id || !h->extension || tm_rtp_ext_find(buf, h, p->twcc.ext_id, &d) < 2)
+        return;
+    tm__twcc_on_packet(&p->twcc, (uint16_t)((d[0] << 8) | d[1]), now_us);
+    if (!tm__twcc_due(&p->twcc, now_us) || !p->srtp || p->closing)
+        return;
+    tm__worker *w = p->w;
+    int n;
+    while ((n = tm__twcc_build(&p->twcc, w->rtcp, sizeof w->rtcp - TM__SRTP_MAX_TRAILER,
+                               p->rtcp_ssrc, h->ssrc, now_us)) > 0) {
+        size_t len = (size_t)n;
+        if (tm__srtp_protect_rtcp(p->srtp, w->rtcp, &len) == 0)
+            tm__peer_send(p, w->rtcp, len);
+    }
+}
+
+uint8_t tm__congestion_receivers_lost(const tm__peer *p, const tm__in_stream *s, int64_t now_ms)
+{
+    const tm__in_stream *hd = s->n_layers ? &p->in[s->head] : s;
+    uint8_t worst = 0;
+    for (int b = 0; b < hd->n_bound; b++) {
+        const tm__out_stream *o = &hd->bound_peer[b]->out[hd->bound_out[b]];
+        if (s->n_layers && o->pick.cur != s->layer)
+            continue; /* that receiver gets another layer */
+        if (o->st.rr_ms && now_ms - o->st.rr_ms < RECEIVER_REPORT_FRESH_MS &&
+            o->st.fraction_lost > worst)
+            worst = o->st.fraction_lost;
+    }
+    return worst;
+}
