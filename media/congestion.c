@@ -18,6 +18,8 @@
 #define TICK_US 250
 #define RUN_MIN 14 /* a run this long is cheaper as one run-length chunk */
 #define RECEIVER_REPORT_FRESH_MS 5000
+#define REMB_FRESH_MS 5000
+#define REMB_HOLD_MS 10000 /* a congested receiver limits the sender this long after */
 
 enum { ST_LOST = 0, ST_SMALL = 1, ST_LARGE = 2 };
 
@@ -203,6 +205,82 @@ void tm__loss_fold_apply(tm__loss_fold *f, tm_rtcp_report_block *rb, uint8_t rec
     f->have = true;
 }
 
+/* ---- abs-send-time, stamped per hop ---- */
+
+static void put_element(uint8_t *at, int id, int64_t now_us)
+{
+    uint32_t v = (uint32_t)((((uint64_t)now_us << 18) / 1000000) & 0xffffff);
+    at[0] = (uint8_t)((id << 4) | 2);
+    at[1] = (uint8_t)(v >> 16);
+    at[2] = (uint8_t)(v >> 8);
+    at[3] = (uint8_t)v;
+}
+
+/* Opens room bytes at off, moving what follows; false when cap has no room. */
+static bool open_gap(uint8_t *pkt, size_t *len, size_t cap, size_t off, size_t room)
+{
+    if (*len + room > cap)
+        return false;
+    memmove(pkt + off + room, pkt + off, *len - off);
+    memset(pkt + off, 0, room);
+    *len += room;
+    return true;
+}
+
+/* Where the last element of a one-byte block ends (padding after it is free). */
+static size_t one_byte_used(const uint8_t *pkt, const tm_rtp_header *h)
+{
+    size_t i = 0, used = 0;
+    while (i < h->ext_len) {
+        uint8_t b = pkt[h->ext_offset + i];
+        if (b == 0) {
+            i++;
+            continue;
+        }
+        if ((b >> 4) == 15)
+            break;
+        i += 2u + (b & 0x0f);
+        used = i;
+    }
+    return used < h->ext_len ? used : h->ext_len;
+}
+
+size_t tm__abs_send_time_put(uint8_t *pkt, size_t len, size_t cap, int id, int64_t now_us)
+{
+    tm_rtp_header h;
+    const uint8_t *d;
+    if (id < 1 || id > 14 || tm_rtp_parse(pkt, len, &h) != 0)
+        return len;
+    if (h.extension && h.ext_profile != TM_RTP_EXT_ONE_BYTE)
+        return len;
+    int found = h.extension ? tm_rtp_ext_find(pkt, &h, id, &d) : TM_ENOTFOUND;
+    if (found == 3) {
+        put_element(pkt + (d - pkt) - 1, id, now_us);
+        return len;
+    }
+    if (found != TM_ENOTFOUND)
+        return len;
+    if (!h.extension) {
+        size_t off = h.header_len;
+        if (!open_gap(pkt, &len, cap, off, 8))
+            return len;
+        pkt[0] |= 0x10;
+        pkt[off] = 0xBE, pkt[off + 1] = 0xDE, pkt[off + 2] = 0, pkt[off + 3] = 1;
+        put_element(pkt + off + 4, id, now_us);
+        return len;
+    }
+    size_t used = one_byte_used(pkt, &h);
+    if (h.ext_len - used < 4) {
+        if (h.ext_len / 4 + 1 > 0xffff || !open_gap(pkt, &len, cap, h.header_len, 4))
+            return len;
+        uint16_t words = (uint16_t)(h.ext_len / 4 + 1);
+        pkt[h.ext_offset - 2] = (uint8_t)(words >> 8);
+        pkt[h.ext_offset - 1] = (uint8_t)words;
+    }
+    put_element(pkt + h.ext_offset + used, id, now_us);
+    return len;
+}
+
 /* ---- the peer's side ---- */
 
 void tm__congestion_on_rtp(tm__peer *p, const uint8_t *buf, const tm_rtp_header *h, int64_t now_us)
@@ -236,4 +314,41 @@ uint8_t tm__congestion_receivers_lost(const tm__peer *p, const tm__in_stream *s,
             worst = o->st.fraction_lost;
     }
     return worst;
+}
+
+/*
+ * A transport-cc sender estimates its own path to the server; what a
+ * receiver's REMB adds is our leg to that receiver. Its receive-side estimate
+ * trails a sender that ramps up (it grows by at most 8 % a second), so
+ * passed on as it is, it would hold every sender near its start rate. Only a
+ * fall below what we forward to it is the receiver's estimator seeing its
+ * link full: from then its estimate limits the sender for REMB_HOLD_MS,
+ * renewed while it keeps falling. A sender without transport-cc has no
+ * estimate of its own: every receiver's REMB limits it, as before.
+ */
+void tm__congestion_on_remb(tm__out_stream *o, uint64_t bps, int64_t now_ms)
+{
+    bool fell = o->remb_bps && bps < o->remb_bps - o->remb_bps / 20;
+    if (fell && bps < o->st.bitrate_bps)
+        o->remb_hold_until_ms = now_ms + REMB_HOLD_MS;
+    o->remb_bps = bps;
+    o->remb_ms = now_ms;
+}
+
+uint64_t tm__congestion_receiver_limit(const tm__peer *sender, const tm__out_stream *o,
+                                       int64_t now_ms)
+{
+    if (!o->remb_bps || now_ms - o->remb_ms >= REMB_FRESH_MS)
+        return 0;
+    if (sender->twcc.ext_id && now_ms >= o->remb_hold_until_ms)
+        return 0;
+    return o->remb_bps;
+}
+
+size_t tm__congestion_stamp(const tm__out_stream *o, uint8_t *pkt, size_t len, size_t cap,
+                            int64_t now_us)
+{
+    if (o->kind != TM_MEDIA_VIDEO || !o->src_peer || !o->src_peer->twcc.ext_id)
+        return len;
+    return tm__abs_send_time_put(pkt, len, cap, o->ext_abs, now_us);
 }

@@ -58,6 +58,16 @@ bool tm__twcc_due(const tm__twcc *t, int64_t now_us);
 int tm__twcc_build(tm__twcc *t, uint8_t *buf, size_t cap, uint32_t sender_ssrc, uint32_t media_ssrc,
                    int64_t now_us);
 
+/* Writes abs-send-time (one-byte extension element id, 24-bit 6.18 s) as of
+ * now_us into the RTP packet of len bytes in a buffer of cap bytes: over the
+ * element when there, else added (the extension block grows, or one is made,
+ * moving the payload). Returns the new length; len unchanged when it cannot
+ * (two-byte extensions, no room, malformed). Stamped by the server, a
+ * receiver's REMB measures the server's leg to it, not the sender's uplink
+ * too (which transport-cc covers): the REMB a sender gets carries the
+ * receivers' downlinks. */
+size_t tm__abs_send_time_put(uint8_t *pkt, size_t len, size_t cap, int id, int64_t now_us);
+
 /* The loss the RR to a sender reports for one of its streams: the worse of
  * what reached the server and what its receivers report. Chromium's encoders
  * read fraction_lost (Opus turns in-band FEC up) and its estimator reads the

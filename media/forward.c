@@ -214,10 +214,11 @@ static void track_loss(tm__peer *from, tm__in_stream *s, uint16_t seq, int64_t n
 
 static void forward_one(tm__worker *w, const tm__in_stream *s, tm__peer *r, tm__out_stream *o,
                         const uint8_t *buf, size_t len, const tm_rtp_header *h,
-                        const tm_vp8_info *vp8, int64_t now_ms)
+                        const tm_vp8_info *vp8, int64_t now_us)
 {
     if (!r->srtp || r->closing || o->codec != s->codec)
         return;
+    int64_t now_ms = now_us / 1000;
     uint8_t *pkt = w->pkt;
     memcpy(pkt, buf, len);
     tm__rw_result rw = tm__rtp_rewrite_packet(&o->rw, pkt, h, vp8, o->ssrc, o->clock, now_ms);
@@ -232,6 +233,7 @@ static void forward_one(tm__worker *w, const tm__in_stream *s, tm__peer *r, tm__
             return;
         len = (size_t)nl;
     }
+    len = tm__congestion_stamp(o, pkt, len, TM__PKT_CAP - TRAILER_ROOM, now_us);
     if (o->rtx)
         tm_rtx_cache_store(o->rtx, (uint16_t)(h->seq + o->rw.seq_off), pkt, len, now_ms);
     o->st.packets++;
@@ -414,7 +416,7 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
         tm__out_stream *o = &r->out[hd->bound_out[i]];
         if (hd->n_layers && !tm__layer_accept(&o->pick, s->layer, key))
             continue;
-        forward_one(w, s, r, o, buf, len, &h, vip, now_ms);
+        forward_one(w, s, r, o, buf, len, &h, vip, now_us);
     }
     if (s->kf_tries)
         tm__keyframe_pace(from, s, key, now_ms);
@@ -532,6 +534,8 @@ static void answer_nack(tm__peer *from, const tm_rtcp_pkt *pkt, int64_t now_ms)
             len + TRAILER_ROOM > TM__PKT_CAP)
             continue;
         memcpy(w->pkt, cached, len);
+        len = tm__congestion_stamp(o, w->pkt, len, TM__PKT_CAP - TRAILER_ROOM,
+                                   g_get_monotonic_time());
         if (tm__srtp_protect_rtp(from->srtp, w->pkt, &len) != 0)
             continue;
         tm__peer_send(from, w->pkt, len);
@@ -611,10 +615,8 @@ void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
             if (tm_rtcp_parse_remb(&pkt, &remb) == 0) {
                 for (unsigned i = 0; i < remb.n_ssrcs; i++) {
                     tm__out_stream *o = find_out(from, remb.ssrcs[i]);
-                    if (o) {
-                        o->remb_bps = remb.bitrate_bps;
-                        o->remb_ms = now_ms;
-                    }
+                    if (o)
+                        tm__congestion_on_remb(o, remb.bitrate_bps, now_ms);
                 }
             }
             break;
@@ -942,11 +944,12 @@ static void send_reports(tm__peer *p, int64_t now_ms)
             remb = need < remb ? need : remb;
             continue;
         }
-        /* The sender adapts to the weakest receiver that told us its estimate. */
+        /* The sender adapts to the weakest receiver that limits it (congestion.c). */
         for (int b = 0; b < s->n_bound; b++) {
-            tm__out_stream *o = &s->bound_peer[b]->out[s->bound_out[b]];
-            if (o->remb_bps && now_ms - o->remb_ms < REMB_FRESH_MS && o->remb_bps < remb)
-                remb = o->remb_bps;
+            uint64_t lim =
+                tm__congestion_receiver_limit(p, &s->bound_peer[b]->out[s->bound_out[b]], now_ms);
+            if (lim && lim < remb)
+                remb = lim;
         }
     }
     if (remb < TM__REMB_MIN_BPS)

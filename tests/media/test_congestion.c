@@ -4,8 +4,9 @@
  * number), decoded here by a reader written from the draft's text rather
  * than from congestion.c: statuses, run-length and vector chunks, receive
  * deltas back to arrival times, padding, long gaps, reordering, wraps and a
- * restarted sender; the extension id from a real Chromium offer; and the
- * receivers' loss folded into the RR to a sender.
+ * restarted sender; the extension id from a real Chromium offer; the
+ * receivers' loss folded into the RR to a sender; and abs-send-time stamped
+ * into forwarded packets.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -376,6 +377,80 @@ static void test_loss_fold(void)
     CHECK_EQ_INT(rb.cumulative_lost, 300 + 256);
 }
 
+/* ---- abs-send-time stamped by the server ---- */
+
+#define ABS_ID 2
+
+static uint32_t abs_value(int64_t us)
+{
+    return (uint32_t)((((uint64_t)us << 18) / 1000000) & 0xffffff);
+}
+
+/* The packet parses, carries the stamp, and its payload (and RTP padding) is
+ * what it was. */
+static void check_stamped(const uint8_t *pkt, size_t len, int64_t us, const char *payload,
+                          uint8_t padding)
+{
+    tm_rtp_header h;
+    const uint8_t *d;
+    CHECK_EQ_INT(tm_rtp_parse(pkt, len, &h), 0);
+    CHECK_EQ_INT(h.ext_profile, TM_RTP_EXT_ONE_BYTE);
+    CHECK_EQ_INT(tm_rtp_ext_find(pkt, &h, ABS_ID, &d), 3);
+    CHECK_EQ_INT((uint32_t)(d[0] << 16 | d[1] << 8 | d[2]), abs_value(us));
+    CHECK_EQ_INT(h.payload_len, strlen(payload));
+    CHECK(memcmp(pkt + h.payload_offset, payload, h.payload_len) == 0);
+    CHECK_EQ_INT(h.padding_len, padding);
+}
+
+static void test_abs_send_time(void)
+{
+    uint8_t pkt[128];
+    const int64_t us = 12345678901;
+    /* A browser's packet: transport-cc only (3 bytes and a pad byte): the
+     * block grows by a word, the transport-cc element stays. */
+    size_t len = make_rtp(pkt, 1, 0x0102);
+    size_t n = tm__abs_send_time_put(pkt, len, sizeof pkt, ABS_ID, us);
+    CHECK_EQ_INT(n, len + 4);
+    check_stamped(pkt, n, us, "payload!", 0);
+    tm_rtp_header h;
+    const uint8_t *d;
+    CHECK_EQ_INT(tm_rtp_parse(pkt, n, &h), 0);
+    CHECK_EQ_INT(tm_rtp_ext_find(pkt, &h, EXT_ID, &d), 2);
+    CHECK_EQ_INT(d[0] << 8 | d[1], 0x0102);
+    /* Stamped again (a retransmission): in place. */
+    CHECK_EQ_INT(tm__abs_send_time_put(pkt, n, sizeof pkt, ABS_ID, us + 5000), n);
+    check_stamped(pkt, n, us + 5000, "payload!", 0);
+
+    /* No extension at all, RTP padding at the end: a block is made. */
+    memset(pkt, 0, sizeof pkt);
+    pkt[0] = 0xa0; /* V=2, P=1 */
+    pkt[1] = 96;
+    memcpy(pkt + 12, "media", 5);
+    pkt[17] = 0, pkt[18] = 0, pkt[19] = 3; /* three bytes of padding */
+    n = tm__abs_send_time_put(pkt, 20, sizeof pkt, ABS_ID, us);
+    CHECK_EQ_INT(n, 28);
+    check_stamped(pkt, n, us, "media", 3);
+
+    /* Room in the block's padding: no growth. */
+    len = make_rtp(pkt, 1, 7);
+    pkt[15] = 2; /* two words: the element, then five bytes of padding */
+    memmove(pkt + 24, pkt + 20, 8);
+    memset(pkt + 19, 0, 5);
+    len += 4;
+    CHECK_EQ_INT(tm__abs_send_time_put(pkt, len, sizeof pkt, ABS_ID, us), len);
+    check_stamped(pkt, len, us, "payload!", 0);
+
+    /* Two-byte extensions, no room, or a bad id: left as they were. */
+    len = make_rtp(pkt, 1, 7);
+    CHECK_EQ_INT(tm__abs_send_time_put(pkt, len, len + 3, ABS_ID, us), len);
+    CHECK_EQ_INT(tm__abs_send_time_put(pkt, len, sizeof pkt, 15, us), len);
+    pkt[12] = 0x10, pkt[13] = 0x00;
+    uint8_t before[64];
+    memcpy(before, pkt, len);
+    CHECK_EQ_INT(tm__abs_send_time_put(pkt, len, sizeof pkt, ABS_ID, us), len);
+    CHECK(memcmp(before, pkt, len) == 0);
+}
+
 int main(void)
 {
     RUN(test_all_received);
@@ -386,5 +461,6 @@ int main(void)
     RUN(test_burst_and_cap);
     RUN(test_offer_ext);
     RUN(test_loss_fold);
+    RUN(test_abs_send_time);
     TEST_DONE();
 }

@@ -16,7 +16,7 @@ export async function startImpairedVisit({ tag = 'visit', args = [] } = {}) {
   if (!ns) return null;
   const ports = await freeUdpRange(MEDIA_PORTS);
   return startVisit({
-    tag, ns, args: ['--media-port-min', String(ports.min), '--media-port-max', String(ports.max), ...args],
+    tag, ns, mediaPorts: ports, args: ['--media-port-min', String(ports.min), '--media-port-max', String(ports.max), ...args],
     relayFor: (srv) => startRelay({ udpPorts: `${ports.min}-${ports.max}`, tcpPorts: [srv.port], netns: ns.name }),
   });
 }
@@ -24,8 +24,8 @@ export async function startImpairedVisit({ tag = 'visit', args = [] } = {}) {
 // A visit between two Chromiums through a real server. ns: the patient's
 // namespace (with relayFor, its relay); patientInit: a script run in the
 // patient's page before the client's own (its browser's configuration).
-export async function startVisit({ tag = 'visit', args = [], ns = null, relayFor = null, patientInit = null } = {}) {
-  const ctx = { ns, closers: ns ? [() => ns.remove()] : [] };
+export async function startVisit({ tag = 'visit', args = [], ns = null, mediaPorts = null, relayFor = null, patientInit = null } = {}) {
+  const ctx = { ns, mediaPorts, closers: ns ? [() => ns.remove()] : [] };
   try {
     ctx.srv = await startHospital({ args });
     ctx.closers.unshift(() => ctx.srv.stop());
