@@ -17,3 +17,6 @@ tm_node_test(web_figures tests/web/figures.test.mjs)
 tm_node_test(web_consult tests/web/consult.test.mjs)
 # issue 18 (transfer18)
 tm_node_test(web_transfer tests/web/transfer.test.mjs)
+# A camera turned off mid-visit is "audio only" to the doctor and supervisors
+# (zh-CN and English), not "Poor" or a frozen frame; on again, video is back.
+tm_node_test(web_camera_off tests/web/camera_off.test.mjs)

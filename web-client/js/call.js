@@ -183,6 +183,12 @@ export class Call {
     if (this.stream) this.watchTracks(this.stream);
     const remoteState = new RemoteMediaState({ sig: this.sig, visitId: this.visitId, selfId: this.selfId, tiles: this.tiles, quality: this.quality });
     this.unsubs.push(() => remoteState.close());
+    // The server knows before the page's own 5 s guess that the other side
+    // has no camera: "waiting for video" gives way to "voice only" at once.
+    on('media.quality', (m) => {
+      if (m.visit_id !== this.visitId || m.participant_id === this.selfId) return;
+      if (m.video === 'off' && m.audio === 'ok' && this.stageText === 'visit.waiting_video') this.awaitVideoDone();
+    });
   }
 
   // The participants as the server lists them; the page's own guess of
@@ -322,12 +328,20 @@ export class Call {
     this.stream.addTrack(fresh);
     this.self.srcObject = this.stream;
     this.watchTracks(new MediaStream([fresh]));
-    if (this.peer) await this.peer.replaceTrack('video', fresh);
+    // A camera that is off stays off: the switch takes effect when it is on again.
+    if (this.peer && fresh.enabled) await this.peer.replaceTrack('video', fresh);
   }
 
+  // A camera turned off sends nothing rather than black frames, so the
+  // server sees no video and tells the others "audio only" (media.quality),
+  // not a frozen picture over a poor connection.
   toggle(kind) {
     if (!this.stream) return;
-    for (const tr of this.stream.getTracks()) if (tr.kind === kind) tr.enabled = !tr.enabled;
+    for (const tr of this.stream.getTracks()) {
+      if (tr.kind !== kind) continue;
+      tr.enabled = !tr.enabled;
+      if (kind === 'video' && this.peer) this.peer.replaceTrack('video', tr.enabled ? tr : null).catch(() => {});
+    }
     this.updateButtons();
   }
 
@@ -389,11 +403,14 @@ export class Call {
   awaitVideo() {
     this.setStage('visit.waiting_video');
     clearTimeout(this.videoTimer);
-    this.videoTimer = setTimeout(() => {
-      if (this.peer && this.peer.state === 'connected' && !this.anyVideo()) {
-        this.setStage(this.tiles.tiles.size > 1 ? 'visit.audio_only_all' : this.role === 'patient' ? 'visit.audio_only_doctor' : 'visit.audio_only_patient');
-      }
-    }, 5000);
+    this.videoTimer = setTimeout(() => this.awaitVideoDone(), 5000);
+  }
+
+  awaitVideoDone() {
+    clearTimeout(this.videoTimer);
+    if (this.peer && this.peer.state === 'connected' && !this.anyVideo()) {
+      this.setStage(this.tiles.tiles.size > 1 ? 'visit.audio_only_all' : this.role === 'patient' ? 'visit.audio_only_doctor' : 'visit.audio_only_patient');
+    }
   }
 
   anyVideo() {

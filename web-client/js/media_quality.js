@@ -60,6 +60,8 @@ export class RemoteMediaState {
     node.textContent = frozen ? this.frozenText(m) : audioOnly ? t('mq.audio_only') : '';
     node.hidden = !frozen && !audioOnly;
     tile.video.classList.toggle('paused', frozen);
+    // The last frame before a camera went off is not the person now.
+    tile.video.classList.toggle('camera-off', audioOnly);
     // While another side's network is the trouble, this side's indicator
     // (which then sees nothing arrive) would say "Poor" for the wrong party.
     if (this.quality) this.quality.hidden = [...this.last.values()].some((x) => x.video === 'frozen');

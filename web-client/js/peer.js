@@ -86,7 +86,11 @@ export class MediaPeer extends EventTarget {
     this.serverState = null;
     if (this.stream) {
       const tracks = this.stream.getTracks();
-      for (const track of tracks) pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.stream] });
+      for (const track of tracks) {
+        const tr = pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.stream] });
+        // A camera turned off (call.js) sends nothing on a new connection either.
+        if (track.kind === 'video' && !track.enabled) tr.sender.replaceTrack(null).catch(() => {});
+      }
       // Receive the other side even when we have no camera or microphone.
       if (!tracks.some((t) => t.kind === 'audio')) pc.addTransceiver('audio', { direction: 'recvonly' });
       if (!tracks.some((t) => t.kind === 'video')) pc.addTransceiver('video', { direction: 'recvonly' });
