@@ -18,8 +18,6 @@
 #define TICK_US 250
 #define RUN_MIN 14 /* a run this long is cheaper as one run-length chunk */
 #define RECEIVER_REPORT_FRESH_MS 5000
-#define REMB_FRESH_MS 5000
-#define REMB_HOLD_MS 10000 /* a congested receiver limits the sender this long after */
 
 enum { ST_LOST = 0, ST_SMALL = 1, ST_LARGE = 2 };
 
@@ -314,35 +312,6 @@ uint8_t tm__congestion_receivers_lost(const tm__peer *p, const tm__in_stream *s,
             worst = o->st.fraction_lost;
     }
     return worst;
-}
-
-/*
- * A transport-cc sender estimates its own path to the server; what a
- * receiver's REMB adds is our leg to that receiver. Its receive-side estimate
- * trails a sender that ramps up (it grows by at most 8 % a second), so
- * passed on as it is, it would hold every sender near its start rate. Only a
- * fall below what we forward to it is the receiver's estimator seeing its
- * link full: from then its estimate limits the sender for REMB_HOLD_MS,
- * renewed while it keeps falling. A sender without transport-cc has no
- * estimate of its own: every receiver's REMB limits it, as before.
- */
-void tm__congestion_on_remb(tm__out_stream *o, uint64_t bps, int64_t now_ms)
-{
-    bool fell = o->remb_bps && bps < o->remb_bps - o->remb_bps / 20;
-    if (fell && bps < o->st.bitrate_bps)
-        o->remb_hold_until_ms = now_ms + REMB_HOLD_MS;
-    o->remb_bps = bps;
-    o->remb_ms = now_ms;
-}
-
-uint64_t tm__congestion_receiver_limit(const tm__peer *sender, const tm__out_stream *o,
-                                       int64_t now_ms)
-{
-    if (!o->remb_bps || now_ms - o->remb_ms >= REMB_FRESH_MS)
-        return 0;
-    if (sender->twcc.ext_id && now_ms >= o->remb_hold_until_ms)
-        return 0;
-    return o->remb_bps;
 }
 
 size_t tm__congestion_stamp(const tm__out_stream *o, uint8_t *pkt, size_t len, size_t cap,

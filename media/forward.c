@@ -615,8 +615,10 @@ void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
             if (tm_rtcp_parse_remb(&pkt, &remb) == 0) {
                 for (unsigned i = 0; i < remb.n_ssrcs; i++) {
                     tm__out_stream *o = find_out(from, remb.ssrcs[i]);
-                    if (o)
-                        tm__congestion_on_remb(o, remb.bitrate_bps, now_ms);
+                    if (o) {
+                        o->remb_bps = remb.bitrate_bps;
+                        o->remb_ms = now_ms;
+                    }
                 }
             }
             break;
@@ -944,12 +946,11 @@ static void send_reports(tm__peer *p, int64_t now_ms)
             remb = need < remb ? need : remb;
             continue;
         }
-        /* The sender adapts to the weakest receiver that limits it (congestion.c). */
+        /* The sender adapts to the weakest receiver that told us its estimate. */
         for (int b = 0; b < s->n_bound; b++) {
-            uint64_t lim =
-                tm__congestion_receiver_limit(p, &s->bound_peer[b]->out[s->bound_out[b]], now_ms);
-            if (lim && lim < remb)
-                remb = lim;
+            tm__out_stream *o = &s->bound_peer[b]->out[s->bound_out[b]];
+            if (o->remb_bps && now_ms - o->remb_ms < REMB_FRESH_MS && o->remb_bps < remb)
+                remb = o->remb_bps;
         }
     }
     if (remb < TM__REMB_MIN_BPS)

@@ -226,7 +226,6 @@ typedef struct tm__out_stream {
     tm__layer_pick pick;    /* a simulcast source: the layer this receiver gets */
     uint64_t remb_bps;      /* from this receiver, 0 = none */
     int64_t remb_ms;
-    int64_t remb_hold_until_ms; /* its REMB limits a transport-cc sender until then */
     /* SRs we forwarded: NTP middle 32 -> when, for RTT from the receiver's RR. */
     uint32_t sr_mid[4];
     int64_t sr_ms[4];
@@ -381,12 +380,6 @@ void tm__congestion_on_rtp(tm__peer *p, const uint8_t *buf, const tm_rtp_header 
 /* The worst loss fraction (of 256) that receivers of p's stream s reported
  * lately; of a simulcast layer, the receivers that get that layer. */
 uint8_t tm__congestion_receivers_lost(const tm__peer *p, const tm__in_stream *s, int64_t now_ms);
-/* A REMB from o's receiver (bps) arrived. */
-void tm__congestion_on_remb(tm__out_stream *o, uint64_t bps, int64_t now_ms);
-/* What o's receiver asks its source, sender, to keep under: its REMB, or 0 for
- * no limit (a transport-cc sender that this receiver does not hold back). */
-uint64_t tm__congestion_receiver_limit(const tm__peer *sender, const tm__out_stream *o,
-                                       int64_t now_ms);
 /* Stamps abs-send-time into a packet for o's receiver when its source is a
  * transport-cc sender (tm__abs_send_time_put); returns the new length. */
 size_t tm__congestion_stamp(const tm__out_stream *o, uint8_t *pkt, size_t len, size_t cap,

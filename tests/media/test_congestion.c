@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "congestion.h"
-#include "media_internal.h"
 #include "rtcp.h"
 #include "rtp.h"
 #include "tm_test.h"
@@ -452,39 +451,6 @@ static void test_abs_send_time(void)
     CHECK(memcmp(before, pkt, len) == 0);
 }
 
-/* A receiver's REMB limits a transport-cc sender only once it fell below
- * what the receiver gets, for a while; a sender without transport-cc, always. */
-static void test_receiver_limit(void)
-{
-    static tm__peer sender, plain;
-    sender.twcc.ext_id = EXT_ID;
-    tm__out_stream o;
-    memset(&o, 0, sizeof o);
-    o.st.bitrate_bps = 400000;
-    tm__congestion_on_remb(&o, 500000, 1000);
-    CHECK_EQ_INT(tm__congestion_receiver_limit(&sender, &o, 1000), 0);
-    CHECK_EQ_INT(tm__congestion_receiver_limit(&plain, &o, 1000), 500000);
-    /* Trailing a sender that ramps up: under what it gets, but climbing. */
-    o.st.bitrate_bps = 900000;
-    tm__congestion_on_remb(&o, 600000, 2000);
-    CHECK_EQ_INT(tm__congestion_receiver_limit(&sender, &o, 2000), 0);
-    /* A fall below what it gets: its link is full. */
-    tm__congestion_on_remb(&o, 450000, 3000);
-    CHECK_EQ_INT(tm__congestion_receiver_limit(&sender, &o, 3000), 450000);
-    tm__congestion_on_remb(&o, 480000, 6000);
-    CHECK_EQ_INT(tm__congestion_receiver_limit(&sender, &o, 9000), 480000);
-    /* Ten seconds without another fall: the sender's own estimate rules. */
-    tm__congestion_on_remb(&o, 520000, 12000);
-    CHECK_EQ_INT(tm__congestion_receiver_limit(&sender, &o, 12999), 520000);
-    CHECK_EQ_INT(tm__congestion_receiver_limit(&sender, &o, 13000), 0);
-    /* A small dip is noise, not a fall. */
-    o.st.bitrate_bps = 600000;
-    tm__congestion_on_remb(&o, 500000, 14000);
-    CHECK_EQ_INT(tm__congestion_receiver_limit(&sender, &o, 14000), 0);
-    /* Nothing heard for 5 s: no limit from it. */
-    CHECK_EQ_INT(tm__congestion_receiver_limit(&plain, &o, 19000), 0);
-}
-
 int main(void)
 {
     RUN(test_all_received);
@@ -496,6 +462,5 @@ int main(void)
     RUN(test_offer_ext);
     RUN(test_loss_fold);
     RUN(test_abs_send_time);
-    RUN(test_receiver_limit);
     TEST_DONE();
 }

@@ -3,9 +3,7 @@
 // answers it from the arrival times of the patient's packets, and when the
 // patient's uplink is capped to 200 kbit/s with `tc tbf` in the patient's own
 // network namespace, what the patient's page sends (its own getStats()) comes
-// down under the cap while the doctor keeps getting video and sound; with the
-// cap lifted it climbs back. Uncapped, the patient's own estimate climbs past
-// 1 Mbit/s (over REMB alone it trailed what the doctor received). Times are printed; the assertions' caps are
+// down under the cap while the doctor keeps getting video and sound. Times are printed; the assertions' caps are
 // generous so a loaded machine does not fail them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -35,10 +33,6 @@ function capUplink(ctx, kbps) {
     tc(ctx.ns, ['filter', 'add', 'dev', 'lo', 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32',
       'match', 'ip', 'protocol', '17', '0xff', 'match', 'ip', 'dport', String(port), '0xffff', 'flowid', '1:10']);
   }
-}
-
-function uncap(ctx) {
-  tc(ctx.ns, ['qdisc', 'del', 'dev', 'lo', 'root']);
 }
 
 // What the patient's page has sent (RTP bytes, headers included, audio and
@@ -75,13 +69,11 @@ test('a patient on a thin uplink sends what fits, told by the server', { timeout
       assert.match(sdp, /a=rtcp-fb:\d+ transport-cc/);
     });
 
-    // Its own estimate from the server's feedback is free to climb: the
-    // receiver's REMB (which trails what it gets) does not hold it down.
-    await t.test('uncapped, the patient estimates a wide path and sends more than the cap will allow', async () => {
+    await t.test('uncapped, the patient sends more than the cap will allow', async () => {
       const r = await waitFor(async () => {
         const rate = await sendRate(ctx.patient);
-        return { ok: rate.kbps > CAP_KBPS * 1.5 && rate.available >= 1000, ...rate };
-      }, 'the patient never estimated 1 Mbit/s and sent above the cap to begin with', 60000);
+        return { ok: rate.kbps > CAP_KBPS * 1.5, ...rate };
+      }, 'the patient never sent above the cap to begin with', 60000);
       console.log(`uncapped: patient sends ${r.kbps} kbit/s (estimate ${r.available} kbit/s)`);
     });
 
@@ -109,15 +101,6 @@ test('a patient on a thin uplink sends what fits, told by the server', { timeout
       assert.ok(after.audio > mid.audio && after.audio > before[0].audio, 'the doctor no longer hears the patient');
     });
 
-    await t.test('the cap lifted, the patient sends more again', async () => {
-      uncap(ctx);
-      const t0 = Date.now();
-      const r = await waitFor(async () => {
-        const rate = await sendRate(ctx.patient);
-        return { ok: rate.kbps > CAP_KBPS * 1.5 && rate.available >= CAP_KBPS * 2, ...rate };
-      }, 'the patient did not climb back above the cap', 60000);
-      console.log(`uncapped again: ${r.kbps} kbit/s (estimate ${r.available} kbit/s) after ${Date.now() - t0} ms`);
-    });
   } finally {
     await closeVisit(ctx);
   }

@@ -19,6 +19,6 @@ tm_node_test(net_turn tests/net/turn.test.mjs)
 tm_node_test(net_simulcast tests/net/simulcast.test.mjs)
 set_tests_properties(net_simulcast PROPERTIES TIMEOUT 480)
 # The patient's uplink capped with tc tbf: over transport-cc from the server
-# its Chromium comes under the cap, and back up once it is lifted. Needs root.
+# its Chromium comes under the cap while the doctor keeps video. Needs root.
 tm_node_test(net_congestion tests/net/congestion.test.mjs)
 set_tests_properties(net_congestion PROPERTIES TIMEOUT 300)
