@@ -437,6 +437,7 @@ tm_media *tm_media_new(const tm_media_options *opts, GMainContext *control, tm_m
     m->stock_io = opts && opts->stock_io;
     m->max_candidates = opts && opts->max_candidates > 0 ? opts->max_candidates : 20;
     m->ice_pacing_ms = opts && opts->ice_pacing_ms > 0 ? opts->ice_pacing_ms : 50;
+    m->transport_cc = opts && opts->transport_cc;
     if (m->port_min < 0 || m->port_max < 0 || m->port_min > 65535 || m->port_max > 65535 ||
         (m->port_max && m->port_max < m->port_min)) {
         if (err)

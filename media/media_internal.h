@@ -95,6 +95,7 @@ struct tm_media {
     char *public_ip;
     int port_min, port_max;
     bool stock_io;          /* tm_media_options.stock_io: no socket beside libnice */
+    bool transport_cc;      /* tm_media_options.transport_cc */
     int ice_pacing_ms;      /* libnice's Ta */
     int max_candidates;     /* remote candidates per peer and ICE session */
     tm__ice_policy *policy; /* which remote addresses get connectivity checks */

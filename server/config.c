@@ -175,6 +175,8 @@ static const config_option options[] = {
          "Send and receive media on the selected ICE pair's own socket beside libnice (off: all through libnice)."),
     BOOL(media_srtp_nettle, true,
          "SRTP's AES-CM and HMAC-SHA1 on Nettle, AES-GCM on OpenSSL (off: libsrtp's own ciphers)."),
+    BOOL(media_transport_cc, false,
+         "Answer transport-cc and give senders per-packet arrival feedback (off: REMB and receiver reports only)."),
     INT(media_max_candidates, 20, 1, 100,
         "Most remote ICE candidates a peer may give per ICE session; more are refused."),
     STR(media_candidate_networks, NULL, 0, check_networks,

@@ -570,6 +570,7 @@ static int start_media(tm_app *app)
         .port_max = app->cfg.media_port_max,
         .stock_io = !app->cfg.media_direct_io,
         .stock_srtp = !app->cfg.media_srtp_nettle,
+        .transport_cc = app->cfg.media_transport_cc,
         .max_candidates = app->cfg.media_max_candidates,
         .candidate_networks = app->cfg.media_candidate_networks,
         .ice_pacing_ms = app->cfg.media_ice_pacing_ms,

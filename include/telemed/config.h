@@ -88,6 +88,7 @@ typedef struct tm_config {
     int media_port_max;       /* 0 (any), 0..65535 */
     bool media_direct_io;     /* true: media on the selected pair's socket beside libnice */
     bool media_srtp_nettle;   /* true: SRTP ciphers on Nettle/OpenSSL, not libsrtp's own */
+    bool media_transport_cc;  /* false: senders get REMB and RRs, no transport-cc feedback */
     int media_max_candidates; /* 20, 1..100: remote ICE candidates per peer and session */
     char *media_candidate_networks; /* NULL: CIDRs checked beyond media_addresses' scopes */
     int media_ice_pacing_ms;        /* 50, 20..1000: interval between a peer's ICE checks */

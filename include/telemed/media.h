@@ -30,6 +30,10 @@ typedef struct tm_media_options {
      * pair's own socket; stock_srtp keeps libsrtp's own ciphers (process-wide, chosen by
      * the latest tm_media_new) instead of ours on Nettle and OpenSSL. */
     bool stock_io, stock_srtp;
+    /* Negotiate transport-cc with senders that offer it and feed their own estimator
+     * (media/congestion.c); off, senders estimate from REMB and receiver reports. Off by
+     * default: through the server it held receivers' bitrate to a third of what REMB gives. */
+    bool transport_cc;
     /* Remote ICE candidates: at most max_candidates per peer and ICE session (0 = 20);
      * addresses outside the scopes of `addresses` and of candidate_networks (comma-separated
      * CIDRs, NULL = none) are refused; ice_pacing_ms spaces a peer's checks (0 = 50). */

@@ -57,7 +57,7 @@ async function sendRate(page) {
 }
 
 test('a patient on a thin uplink sends what fits, told by the server', { timeout: 300000 }, async (t) => {
-  const ctx = await startImpairedVisit({ tag: 'cc' });
+  const ctx = await startImpairedVisit({ tag: 'cc', args: ['--media-transport-cc'] });
   if (!ctx) {
     t.skip('cannot make a network namespace here (needs root)');
     return;
