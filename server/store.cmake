@@ -14,6 +14,7 @@ target_sources(telemed PRIVATE
   # issue 18 (transfer18): transfer during a visit, referral
   ${CMAKE_CURRENT_LIST_DIR}/store_transfer.c
   ${CMAKE_CURRENT_LIST_DIR}/store_referral.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_institution.c
 )
 # Issue 18: the doctor and department figures' reads.
 target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/store_figures.c)
@@ -21,7 +22,8 @@ target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/store_figures.c)
 # The backend-neutral suite (tests/server/store_suite.c, store.h only) run
 # against SQLite, plus SQLite's own checks: file modes, a newer schema, and
 # writes failing (disk full, locked, I/O error).
-tm_unit_test(test_store tests/server/test_store.c tests/server/store_suite.c)
+tm_unit_test(test_store tests/server/test_store.c tests/server/store_suite.c
+  tests/server/store_suite_institution.c)
 # Every step is a transaction with fsync (synchronous=FULL): on a shared,
 # loaded disk the suite takes far longer than its CPU time, so its cap is a
 # wedge detector, not a time budget.

@@ -132,4 +132,9 @@ json_t *tm__store_rows_json(tm_store *s, sqlite3_stmt *st);
 struct tm_chain_event;
 int tm__store_chain_next(tm_store *s, const struct tm_chain_event *ev, char out[65]);
 
+/* 0 when doctor_id's department and dept_id belong to the same institution
+ * (or either is unknown: the caller's foreign keys say so), else TM_EINVAL
+ * with the reason: a doctor works in their own institution's queues.
+ * server/store_institution.c. */
+int tm__store_same_institution(tm_store *s, const char *doctor_id, const char *dept_id);
 #endif

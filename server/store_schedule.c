@@ -32,8 +32,10 @@ bool tm_store_dept_exists(tm_store *s, const char *id)
 
 json_t *tm_store_dept_list(tm_store *s)
 {
-    sqlite3_stmt *st =
-        tm__store_query(s, "SELECT id, name, created_at FROM departments ORDER BY id", "");
+    sqlite3_stmt *st = tm__store_query(s,
+                                       "SELECT id, name, coalesce(institution_id, ?1) AS"
+                                       " institution_id, created_at FROM departments ORDER BY id",
+                                       "s", tm_store_hospital_id(s));
     return tm__store_rows_json(s, st);
 }
 
@@ -88,9 +90,12 @@ json_t *tm_store_doctor_list(tm_store *s, const char *dept_id)
 {
     sqlite3_stmt *st =
         tm__store_query(s,
-                        "SELECT id, name, dept_id, licence_no, title, kind, active, created_at"
-                        " FROM doctors WHERE ?1 IS NULL OR dept_id = ?1 ORDER BY id",
-                        "s", dept_id);
+                        "SELECT d.id, d.name, d.dept_id,"
+                        " coalesce(p.institution_id, ?2) AS institution_id, d.licence_no,"
+                        " d.title, d.kind, d.active, d.created_at FROM doctors d"
+                        " LEFT JOIN departments p ON p.id = d.dept_id"
+                        " WHERE ?1 IS NULL OR d.dept_id = ?1 ORDER BY d.id",
+                        "ss", dept_id, tm_store_hospital_id(s));
     return tm__store_rows_json(s, st);
 }
 
@@ -99,6 +104,9 @@ int tm_store_shift_add(tm_store *s, const char *doctor_id, const char *dept_id, 
 {
     if (end_ms <= start_ms || capacity < 1)
         return tm__store_refuse(s, TM_EINVAL, "a shift ends after it starts and has capacity >= 1");
+    int same = tm__store_same_institution(s, doctor_id, dept_id);
+    if (same < 0)
+        return same;
     char id[64];
     tm__store_make_id("shift", id, sizeof(id));
     int rc =

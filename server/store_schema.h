@@ -468,6 +468,19 @@ static const char *const tm_store_migrations[] = {
     "  created_at INTEGER NOT NULL);"
     "CREATE INDEX referrals_by_visit ON referrals(visit_id);"
     "CREATE INDEX referrals_by_to ON referrals(to_dept_id, state, created_at);",
+    /* 15 (issue 18, institutions): the alliance's members, each with the
+     * identifiers the regulator wants (organisation code, level). A
+     * department's institution_id NULL is the core institution, the one whose
+     * id is the store's hospital_id, so a database from before keeps meaning
+     * what it meant. */
+    "CREATE TABLE institutions("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  org_code TEXT,"
+    "  level TEXT,"
+    "  kind TEXT NOT NULL CHECK(kind IN ('core','hospital','clinic')),"
+    "  created_at INTEGER NOT NULL);"
+    "ALTER TABLE departments ADD COLUMN institution_id TEXT;",
 };
 
 #endif

@@ -672,12 +672,14 @@ static int facts_visit(tm_store *s, const char *visit_id, tm_visit_facts *f)
         tm__store_query(s,
                         "SELECT d.name, doc.licence_no, v.ended_by, v.queue_wait_ms, v.response_ms,"
                         "       v.duration_ms, v.offers, v.doctor_verify_method,"
-                        "       v.doctor_verify_amr, v.doctor_verified_at, v.referral_advice"
+                        "       v.doctor_verify_amr, v.doctor_verified_at, v.referral_advice,"
+                        "       coalesce(d.institution_id, ?2), i.name, i.org_code"
                         "  FROM visits v"
                         "  LEFT JOIN departments d ON d.id = v.dept_id"
                         "  LEFT JOIN doctors doc ON doc.id = v.doctor_id"
+                        "  LEFT JOIN institutions i ON i.id = coalesce(d.institution_id, ?2)"
                         " WHERE v.id = ?1",
-                        "s", visit_id);
+                        "ss", visit_id, tm_store_hospital_id(s));
     int rc = tm__store_step(s, st);
     if (rc == 1) {
         tm__store_col_text(st, 0, f->dept_name, sizeof(f->dept_name));
@@ -691,6 +693,9 @@ static int facts_visit(tm_store *s, const char *visit_id, tm_visit_facts *f)
         tm__store_col_text(st, 8, f->doctor_check.amr, sizeof(f->doctor_check.amr));
         f->doctor_check.verified_ms = col_int_or(st, 9, 0);
         tm__store_col_text(st, 10, f->referral_advice, sizeof(f->referral_advice));
+        tm__store_col_text(st, 11, f->institution_id, sizeof(f->institution_id));
+        tm__store_col_text(st, 12, f->institution_name, sizeof(f->institution_name));
+        tm__store_col_text(st, 13, f->institution_org_code, sizeof(f->institution_org_code));
     }
     sqlite3_reset(st);
     return rc == 0 ? TM_ENOTFOUND : rc < 0 ? rc : 0;

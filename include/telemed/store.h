@@ -84,7 +84,8 @@ typedef struct tm_doctor_info {
 /* Creates or renames a department. 0 or TM_EIO. */
 int tm_store_dept_put(tm_store *s, const char *id, const char *name);
 bool tm_store_dept_exists(tm_store *s, const char *id);
-/* [{id, name, created_at}] by id. */
+/* [{id, name, institution_id, created_at}] by id (institution_id: the
+ * department's, or the hospital_id). */
 json_t *tm_store_dept_list(tm_store *s);
 /* TM_ENOTFOUND, or TM_ECONFLICT while doctors, shifts or visits refer to it. */
 int tm_store_dept_delete(tm_store *s, const char *id);
@@ -98,8 +99,8 @@ int tm_store_doctor_put(tm_store *s, const char *id, const char *name, const cha
 int tm_store_doctor_set_kind(tm_store *s, const char *id, const char *kind);
 /* Fills *out. TM_ENOTFOUND. */
 int tm_store_doctor_get(tm_store *s, const char *id, tm_doctor_info *out);
-/* [{id, name, dept_id, licence_no, title, kind, active, created_at}] by id;
- * dept_id NULL = all departments. */
+/* [{id, name, dept_id, institution_id, licence_no, title, kind, active,
+ * created_at}] by id; dept_id NULL = all departments. */
 json_t *tm_store_doctor_list(tm_store *s, const char *dept_id);
 
 /* Creates a shift; id_out (>= 64 bytes, may be NULL) receives its id.
@@ -118,6 +119,45 @@ json_t *tm_store_shift_list(tm_store *s, const char *doctor_id, const char *dept
  * may be NULL). TM_ENOTFOUND if none. */
 int tm_store_shift_current(tm_store *s, const char *doctor_id, const char *dept_id, int64_t now_ms,
                            char *dept_out, int *capacity, int64_t *end_ms);
+
+/* ---- institutions (issue 18) --------------------------------------- */
+/*
+ * The deployment serves one alliance (医联体): a core hospital and the county
+ * hospitals and community clinics around it. Departments belong to an
+ * institution (a doctor to their department's); a department with none
+ * belongs to the core institution, whose id is the store's hospital_id.
+ */
+
+typedef struct tm_institution {
+    char id[64];
+    char name[256];
+    char org_code[64]; /* unified organisation code, "" unknown */
+    char level[32];    /* e.g. "3A", "2B", "community"; "" unknown */
+    char kind[16];     /* core | hospital | clinic */
+} tm_institution;
+
+/* Creates or updates an institution. TM_EINVAL: empty id or name, a kind
+ * other than core/hospital/clinic, or core for an id that is not the
+ * hospital_id (and the reverse). */
+int tm_store_institution_put(tm_store *s, const tm_institution *in);
+/* Fills *out. TM_ENOTFOUND. */
+int tm_store_institution_get(tm_store *s, const char *id, tm_institution *out);
+/* [{id, name, org_code, level, kind, departments (count), created_at}], the
+ * core first, then by id. */
+json_t *tm_store_institution_list(tm_store *s);
+/* Moves a department to institution_id (NULL or the hospital_id: the core).
+ * TM_ENOTFOUND (no such department), TM_EINVAL (no such institution). */
+int tm_store_dept_set_institution(tm_store *s, const char *dept_id, const char *institution_id);
+/* The institution of dept_id into out (64 bytes): its own, or the
+ * hospital_id. TM_ENOTFOUND. */
+int tm_store_dept_institution(tm_store *s, const char *dept_id, char out[64]);
+/* The ids of the departments of institution_id, as a new array of strings. */
+json_t *tm_store_institution_depts(tm_store *s, const char *institution_id);
+/* tm_store_visit_list restricted to the visits of institution_id's
+ * departments. */
+json_t *tm_store_visit_list_in(tm_store *s, const char *institution_id, const char *state,
+                               const char *dept_id, const char *doctor_id, const char *patient_id,
+                               int64_t from_ms, int64_t to_ms, int limit, int offset);
 
 /* ---- appointments -------------------------------------------------- */
 
@@ -514,6 +554,11 @@ int tm_store_doctor_figures(tm_store *s, const char *doctor_id, int64_t since_ms
 typedef struct tm_visit_facts {
     tm_visit visit;
     char dept_name[256];
+    /* The institution of the visit's department (issue 18); "" when it has
+     * no row (a database the server has not declared its core in). */
+    char institution_id[64];
+    char institution_name[256];
+    char institution_org_code[64];
     char doctor_licence_no[64];
     char ended_by[128];
     int64_t queue_wait_ms, response_ms, duration_ms;

@@ -1609,6 +1609,7 @@ void store_suite_run(const store_backend *b)
         {"party_invites", t_party_invites},
         {"party_guest_links", t_party_guest_links},
         {"renditions", t_renditions},
+        {"institutions", store_suite_institutions},
     };
     for (size_t i = 0; i < TM_ARRAY_LEN(tests); i++) {
         tests[i].fn(b, dir);

@@ -19,4 +19,7 @@ typedef struct store_backend {
 /* Runs every test of the suite; a failed check exits the program. */
 void store_suite_run(const store_backend *b);
 
+/* The institutions part (issue 18; tests/server/store_suite_institution.c). */
+void store_suite_institutions(const store_backend *b, const char *dir);
+
 #endif

@@ -260,6 +260,7 @@ static void test_party_migration(void)
         "DROP TABLE renditions; DROP TABLE invites; DROP TABLE guest_links;"
         "DROP TABLE consultations;"
         "DROP TABLE visit_transfers; DROP TABLE referrals;"
+        "ALTER TABLE departments DROP COLUMN institution_id; DROP TABLE institutions;"
         "DROP TABLE participants;"
         "ALTER TABLE doctors DROP COLUMN kind;"
         "CREATE TABLE participants(id INTEGER PRIMARY KEY,"
