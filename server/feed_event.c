@@ -68,6 +68,16 @@ static json_t *doctor_verification(const tm_visit_facts *f)
     return d;
 }
 
+/* The alliance member whose department held the visit (issue 18): the
+ * regulator files a visit under the organisation that gave it. */
+static json_t *institution(const tm_visit_facts *f)
+{
+    if (!f->institution_id[0])
+        return json_null();
+    return json_pack("{s:o, s:o, s:o}", "id", text(f->institution_id), "name",
+                     text(f->institution_name), "org_code", text(f->institution_org_code));
+}
+
 static void add_visit(json_t *data, const tm_visit_facts *f)
 {
     const tm_visit *v = &f->visit;
@@ -75,6 +85,7 @@ static void add_visit(json_t *data, const tm_visit_facts *f)
     json_object_set_new(data, "patient_id", text(v->patient_id));
     json_object_set_new(data, "department_id", text(v->dept_id));
     json_object_set_new(data, "department_name", text(f->dept_name));
+    json_object_set_new(data, "institution", institution(f));
     json_object_set_new(data, "doctor_id", text(v->doctor_id));
     json_object_set_new(data, "doctor_licence_no", text(f->doctor_licence_no));
     json_object_set_new(data, "visit_kind", text(v->kind));
