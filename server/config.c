@@ -64,6 +64,7 @@ static char *check_networks(const char *value);
 static char *check_consent_version(const char *value);
 static char *check_http_url(const char *value);
 static char *check_time_zone(const char *value);
+static char *check_institutions(const char *value);
 
 #define SECTION(title)                                                                             \
     {                                                                                              \
@@ -103,6 +104,13 @@ static const config_option options[] = {
         "Hospital id reported to the regulator."),
     STR(hospital_name, "Demo Internet Hospital", OPT_REQUIRED, NULL,
         "Hospital name shown to users."),
+    STR(hospital_org_code, NULL, 0, NULL,
+        "The hospital's unified organisation code (统一社会信用代码), reported with its visits."),
+    STR(hospital_level, NULL, 0, NULL, "The hospital's level (e.g. 3A), as the regulator files it."),
+    STR(institutions, NULL, 0, check_institutions,
+        "The other members of the alliance (医联体) this deployment serves: entries "
+        "id|name|org_code|level|kind separated by ';', kind hospital or clinic. The hospital "
+        "itself (hospital_id) is the core."),
 
     SECTION("identity"),
     STR(jwt_secret, NULL, OPT_SECRET | OPT_NO_FLAG, NULL,
@@ -277,6 +285,85 @@ static const config_option options[] = {
         "and department figures."),
 };
 /* clang-format on */
+
+/* ---- the alliance's institutions ------------------------------------- */
+
+#define INSTITUTION_FIELDS 5
+
+static bool institution_id_ok(const char *id)
+{
+    if (!*id || strlen(id) > 63)
+        return false;
+    for (const char *c = id; *c; c++)
+        if (!g_ascii_isalnum(*c) && *c != '-' && *c != '_' && *c != '.')
+            return false;
+    return true;
+}
+
+/* Splits value into entries of five stripped fields and checks each; a new
+ * message for the first problem, else NULL with *out (free with
+ * g_ptr_array_unref) holding each entry's gchar ** fields. */
+static char *split_institutions(const char *value, GPtrArray **out)
+{
+    GPtrArray *entries = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
+    gchar **items = g_strsplit(value, ";", -1);
+    char *why = NULL;
+    for (gchar **it = items; *it && !why; it++) {
+        g_strstrip(*it);
+        if (!**it)
+            continue;
+        gchar **f = g_strsplit(*it, "|", -1);
+        for (gchar **x = f; *x; x++)
+            g_strstrip(*x);
+        g_ptr_array_add(entries, f);
+        if (g_strv_length(f) != INSTITUTION_FIELDS)
+            why = g_strdup_printf("'%s' is not id|name|org_code|level|kind", *it);
+        else if (!institution_id_ok(f[0]))
+            why = g_strdup_printf("'%s': the id must be 1-63 of [A-Za-z0-9._-]", f[0]);
+        else if (!*f[1] || strlen(f[1]) > 255 || strlen(f[2]) > 63 || strlen(f[3]) > 31)
+            why =
+                g_strdup_printf("'%s': name (1-255 bytes), org_code (<= 63), level (<= 31)", f[0]);
+        else if (strcmp(f[4], "hospital") != 0 && strcmp(f[4], "clinic") != 0)
+            why = g_strdup_printf("'%s': kind '%s' is not hospital or clinic", f[0], f[4]);
+        for (guint i = 0; !why && i + 1 < entries->len; i++)
+            if (strcmp(((gchar **)g_ptr_array_index(entries, i))[0], f[0]) == 0)
+                why = g_strdup_printf("'%s' is declared twice", f[0]);
+    }
+    g_strfreev(items);
+    if (why)
+        g_ptr_array_unref(entries);
+    else
+        *out = entries;
+    return why;
+}
+
+static char *check_institutions(const char *value)
+{
+    GPtrArray *entries = NULL;
+    char *why = split_institutions(value, &entries);
+    if (entries)
+        g_ptr_array_unref(entries);
+    return why;
+}
+
+int tm_config_foreach_institution(const char *value, tm_config_institution_fn fn, void *user,
+                                  char **err)
+{
+    GPtrArray *entries = NULL;
+    char *why = split_institutions(value ? value : "", &entries);
+    if (why) {
+        *err = g_strdup_printf("institutions: %s", why);
+        g_free(why);
+        return TM_EINVAL;
+    }
+    int rc = 0;
+    for (guint i = 0; i < entries->len && rc == 0; i++) {
+        gchar **f = g_ptr_array_index(entries, i);
+        rc = fn(f[0], f[1], f[2], f[3], f[4], user);
+    }
+    g_ptr_array_unref(entries);
+    return rc;
+}
 
 static char *check_log_level(const char *value)
 {

@@ -588,6 +588,41 @@ static int start_media(tm_app *app)
     return 0;
 }
 
+/* ---- the alliance (issue 18) ---- */
+
+static int put_member(const char *id, const char *name, const char *org_code, const char *level,
+                      const char *kind, void *store)
+{
+    tm_institution in = {0};
+    g_strlcpy(in.id, id, sizeof(in.id));
+    g_strlcpy(in.name, name, sizeof(in.name));
+    g_strlcpy(in.org_code, org_code ? org_code : "", sizeof(in.org_code));
+    g_strlcpy(in.level, level ? level : "", sizeof(in.level));
+    g_strlcpy(in.kind, kind, sizeof(in.kind));
+    return tm_store_institution_put(store, &in);
+}
+
+/* The core (hospital_*) and the members the config declares, written at
+ * every start so the store follows the config file. */
+static int declare_alliance(tm_app *app)
+{
+    const tm_config *c = &app->cfg;
+    int rc = put_member(c->hospital_id, c->hospital_name, c->hospital_org_code, c->hospital_level,
+                        "core", app->store);
+    char *err = NULL;
+    if (rc == 0 &&
+        (rc = tm_config_foreach_institution(c->institutions, put_member, app->store, &err)) ==
+            TM_EINVAL &&
+        err) {
+        fprintf(stderr, "telemed-server: %s\n", err);
+        g_free(err);
+        return rc;
+    }
+    if (rc < 0)
+        fprintf(stderr, "telemed-server: institutions: %s\n", tm_store_errmsg(app->store));
+    return rc;
+}
+
 static int run(tm_app *app)
 {
     char *err = NULL;
@@ -609,6 +644,8 @@ static int run(tm_app *app)
     int recovered = 0;
     if (tm_recording_recover(app->store, tm_now_ms(), &recovered) == 0 && recovered)
         tm_warn("recording.recovered", "incomplete=%d", recovered);
+    if (declare_alliance(app) < 0)
+        return 1;
     if (app->cfg.demo && (rc = tm_demo_seed(app)) < 0) {
         fprintf(stderr, "telemed-server: demo seed: %s\n", tm_store_errmsg(app->store));
         return 1;

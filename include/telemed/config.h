@@ -45,6 +45,11 @@ typedef struct tm_config {
     bool demo;           /* default false */
     char *hospital_id;   /* default "demo-hospital" */
     char *hospital_name; /* default "Demo Internet Hospital" */
+    /* the alliance (issue 18): the core's regulator identifiers, and the
+     * other members as "id|name|org_code|level|kind; ..." */
+    char *hospital_org_code; /* NULL */
+    char *hospital_level;    /* NULL */
+    char *institutions;      /* NULL: the core alone */
     /* identity */
     char *jwt_secret; /* default NULL: then a random secret is made and kept in data_dir/jwt.secret,
                          unless jwt_public_keys is set (then no HS256 at all); never a flag */
@@ -177,5 +182,16 @@ void tm_config_print_help(FILE *out);
 void tm_config_print_sample(FILE *out);
 /* Frees every string the config owns and zeroes it. */
 void tm_config_clear(tm_config *cfg);
+
+/* One member of the alliance as the institutions option declares it; the
+ * strings are borrowed for the call, org_code and level may be "". */
+typedef int (*tm_config_institution_fn)(const char *id, const char *name, const char *org_code,
+                                        const char *level, const char *kind, void *user);
+/* Calls fn for each entry of an institutions value ("id|name|org_code|level|kind"
+ * separated by ';', kind hospital or clinic) after checking them all; stops
+ * at fn's first nonzero result and returns it. TM_EINVAL with *err (new
+ * string, g_free) when the value is malformed: then fn was not called. */
+int tm_config_foreach_institution(const char *value, tm_config_institution_fn fn, void *user,
+                                  char **err);
 
 #endif

@@ -589,6 +589,7 @@ static void test_sample_round_trip(void)
                 : strcmp(key, "tianjin_app_secret") == 0       ? "00112233445566778899aabbccddeeff"
                 : strcmp(key, "media_candidate_networks") == 0 ? "10.20.0.0/16, fd00::/8"
                 : strcmp(key, "doctor_verify_url") == 0        ? "https://idp.example/verify"
+                : strcmp(key, "institutions") == 0             ? "west|County West|ORG1|2A|hospital"
                                                                : "/x";
             if (strcmp(key, "recording_key_file") != 0 && strcmp(key, "jwt_secret_file") != 0) {
                 g_string_append_printf(edited, "%s = %s\n", key, v);
@@ -642,6 +643,52 @@ static void test_docs_match_table(void)
 #endif
 }
 
+/* ---- the alliance's institutions (issue 18) ---- */
+
+static int count_member(const char *id, const char *name, const char *org_code, const char *level,
+                        const char *kind, void *user)
+{
+    GString *seen = user;
+    g_string_append_printf(seen, "[%s|%s|%s|%s|%s]", id, name, org_code, level, kind);
+    return 0;
+}
+
+static void test_institutions(void)
+{
+    GString *seen = g_string_new(NULL);
+    char *err = NULL;
+    CHECK_EQ_INT(tm_config_foreach_institution(
+                     " west | County West | ORG1 | 2A | hospital ;east|East Clinic||| clinic;",
+                     count_member, seen, &err),
+                 0);
+    CHECK_STR(seen->str, "[west|County West|ORG1|2A|hospital][east|East Clinic|||clinic]");
+    CHECK_EQ_INT(tm_config_foreach_institution(NULL, count_member, seen, &err), 0);
+    static const char *const bad[] = {
+        "west|County West|ORG1|2A",           /* four fields */
+        "we st|County West|ORG1|2A|hospital", /* a bad id */
+        "west||ORG1|2A|hospital",             /* no name */
+        "west|County West|ORG1|2A|core",      /* the core is the hospital_* options */
+        "west|A|||clinic; west|B|||hospital", /* twice */
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_string_truncate(seen, 0);
+        err = NULL;
+        CHECK_EQ_INT(tm_config_foreach_institution(bad[i], count_member, seen, &err), TM_EINVAL);
+        CHECK(err != NULL && strstr(err, "institutions: ") == err);
+        CHECK_EQ_INT((int)seen->len, 0); /* nothing declared from a bad value */
+        g_free(err);
+    }
+    /* The file loader refuses it too, naming the option. */
+    tm_config c;
+    char *path = write_file("[telemed]\ninstitutions = west|County West|ORG1|2A|pharmacy\n");
+    CHECK(load(&c, &err, "--config", path, END) != 0);
+    CHECK(err && strstr(err, "institutions") && strstr(err, "pharmacy"));
+    g_free(err);
+    tm_config_clear(&c);
+    g_free(path);
+    g_string_free(seen, TRUE);
+}
+
 int main(void)
 {
     CHECK(g_mkdtemp(tmpdir) != NULL);
@@ -653,6 +700,7 @@ int main(void)
     }
     g_strfreev(env);
     RUN(test_defaults);
+    RUN(test_institutions);
     RUN(test_file_overrides_default);
     RUN(test_env_overrides_file);
     RUN(test_flag_overrides_env);
