@@ -583,6 +583,7 @@ static const char *parse_claims(json_t *claims, int64_t now_s, int leeway_s, int
     if (get_string(claims, "name", id->name, sizeof id->name, NULL) < 0 ||
         get_string(claims, "dept", id->dept, sizeof id->dept, NULL) < 0 ||
         get_string(claims, "hosp", id->hospital, sizeof id->hospital, NULL) < 0 ||
+        get_string(claims, "inst", id->institution, sizeof id->institution, NULL) < 0 ||
         get_time(claims, "nbf", &id->nbf, &has_nbf) < 0 ||
         get_time(claims, "iat", &id->iat, &has_iat) < 0 ||
         get_time(claims, "auth_time", &id->auth_time, &has_auth_time) < 0 ||
@@ -705,9 +706,11 @@ static json_t *claims_json(const tm_identity *id)
     size_t name_len = strnlen(id->name, sizeof id->name);
     size_t dept_len = strnlen(id->dept, sizeof id->dept);
     size_t hosp_len = strnlen(id->hospital, sizeof id->hospital);
+    size_t inst_len = strnlen(id->institution, sizeof id->institution);
     int64_t iat = id->iat ? id->iat : (int64_t)time(NULL);
     if (sub_len == 0 || sub_len == sizeof id->sub || name_len == sizeof id->name ||
-        dept_len == sizeof id->dept || hosp_len == sizeof id->hospital)
+        dept_len == sizeof id->dept || hosp_len == sizeof id->hospital ||
+        inst_len == sizeof id->institution)
         goto fail;
     if (id->role <= TM_ROLE_NONE || id->role > TM_ROLE_ADMIN)
         goto fail;
@@ -719,6 +722,8 @@ static json_t *claims_json(const tm_identity *id)
     if (dept_len && json_object_set_new(o, "dept", json_stringn(id->dept, dept_len)))
         goto fail;
     if (hosp_len && json_object_set_new(o, "hosp", json_stringn(id->hospital, hosp_len)))
+        goto fail;
+    if (inst_len && json_object_set_new(o, "inst", json_stringn(id->institution, inst_len)))
         goto fail;
     if (json_object_set_new(o, "iat", json_integer((json_int_t)iat)))
         goto fail;

@@ -18,7 +18,8 @@
 static void usage(void)
 {
     fprintf(stderr, "usage: telemed-server token --sub ID --role patient|doctor|supervisor|admin"
-                    " [--name NAME] [--dept ID] [--hosp ID] [--ttl SECONDS] [--nbf-in SECONDS]"
+                    " [--name NAME] [--dept ID] [--hosp ID] [--inst ID] [--ttl SECONDS]"
+                    " [--nbf-in SECONDS]"
                     " [--auth-age SECONDS | --no-auth-time] [--amr LIST] [--secret S | --key "
                     "PEM_PATH [--kid K]]\n");
 }
@@ -59,7 +60,8 @@ int tm_token_main(const char *default_secret, int argc, char **argv)
         O_KID,
         O_AUTH_AGE,
         O_NO_AUTH_TIME,
-        O_AMR
+        O_AMR,
+        O_INST
     };
     static const struct option opts[] = {
         {"sub", required_argument, NULL, O_SUB},
@@ -75,6 +77,7 @@ int tm_token_main(const char *default_secret, int argc, char **argv)
         {"auth-age", required_argument, NULL, O_AUTH_AGE},
         {"no-auth-time", no_argument, NULL, O_NO_AUTH_TIME},
         {"amr", required_argument, NULL, O_AMR},
+        {"inst", required_argument, NULL, O_INST},
         {NULL, 0, NULL, 0},
     };
     tm_identity id;
@@ -105,6 +108,9 @@ int tm_token_main(const char *default_secret, int argc, char **argv)
             break;
         case O_HOSP:
             bad = copy_field(id.hospital, sizeof id.hospital, optarg) < 0;
+            break;
+        case O_INST:
+            bad = copy_field(id.institution, sizeof id.institution, optarg) < 0;
             break;
         case O_TTL:
             bad = parse_seconds(optarg, &ttl) < 0;

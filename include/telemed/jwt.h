@@ -47,6 +47,7 @@ typedef struct tm_identity {
     char name[128];        /* display name; never logged */
     char dept[64];         /* department id, optional ("" if absent) */
     char hospital[64];     /* "hosp" claim, optional */
+    char institution[64];  /* "inst" claim: the alliance member, optional (issue 18) */
     int64_t exp, nbf, iat; /* seconds; 0 when absent (exp is REQUIRED for verify) */
     /* When and how the identity system last checked the person (OpenID
      * Connect auth_time, RFC 8176 amr joined by ','): a doctor's proof of
@@ -98,7 +99,7 @@ void tm_jwt_verifier_free(tm_jwt_verifier *v);
 int tm_jwt_verify(const tm_jwt_verifier *v, const char *token, size_t len, int64_t now_s,
                   int leeway_s, tm_identity *out, const char **reason);
 
-/* Mints an HS256 token for id. Writes sub, role, name, dept and hosp (when
+/* Mints an HS256 token for id. Writes sub, role, name, dept, hosp and inst (when
  * non-empty), iat (id->iat, or the current time when 0), nbf and auth_time
  * (when non-zero), amr (when non-empty, split at ',') and exp. Returns a new NUL-terminated string,
  * caller frees with free(); NULL on failure (empty secret or sub, role NONE, out of memory). */
@@ -113,7 +114,7 @@ char *tm_jwt_mint_with_key_file(const char *private_key_path, const char *kid,
 
 /* The `telemed-server token` subcommand; argv[0] is "token". Options:
  *   --sub ID --role patient|doctor|supervisor|admin   (required)
- *   --name NAME --dept ID --hosp ID
+ *   --name NAME --dept ID --hosp ID --inst ID
  *   --ttl SECONDS (default 3600; negative mints an already-expired token)
  *   --nbf-in SECONDS (nbf = now + SECONDS)
  *   --auth-age SECONDS (auth_time = now - SECONDS; default 0: identity checked
