@@ -138,6 +138,47 @@ static void copy_utf8(char *dst, size_t size, const char *src)
         dst[end - dst] = 0;
 }
 
+/* The institution a token's holder acts for (issue 18), into
+ * ident->institution: a doctor's or staff member's is their department's,
+ * and an `inst` claim naming another is refused; a supervisor's or admin's
+ * is the claim, which must name a member ("" = the whole alliance); a
+ * patient has none. On refusal answers the request and returns false. */
+static bool check_institution(tm_signaling *sig, session *s, const char *id, tm_identity *ident)
+{
+    char message[256];
+    if (ident->role == TM_ROLE_PATIENT) {
+        ident->institution[0] = 0;
+        return true;
+    }
+    if (ident->role == TM_ROLE_DOCTOR) {
+        tm_doctor_info info;
+        char home[64];
+        if (tm_store_doctor_get(sig->store, ident->sub, &info) < 0 ||
+            tm_store_dept_institution(sig->store, info.dept_id, home) < 0)
+            return true; /* not registered: the lobby refuses them, as before */
+        if (ident->institution[0] && strcmp(ident->institution, home) != 0) {
+            tm_info("ws.auth_failed", "ip=%s reason=other_institution", s->peer_ip);
+            snprintf(message, sizeof(message),
+                     "token is for institution %s, but department %s belongs to %s",
+                     ident->institution, info.dept_id, home);
+            tm__reply_err(s, id, TM_EPERM, message);
+            return false;
+        }
+        g_strlcpy(ident->institution, home, sizeof(ident->institution));
+        return true;
+    }
+    tm_institution known;
+    if (ident->institution[0] &&
+        tm_store_institution_get(sig->store, ident->institution, &known) < 0) {
+        tm_info("ws.auth_failed", "ip=%s reason=unknown_institution", s->peer_ip);
+        snprintf(message, sizeof(message), "token names institution %s, not a member here",
+                 ident->institution);
+        tm__reply_err(s, id, TM_EPERM, message);
+        return false;
+    }
+    return true;
+}
+
 /* Checks a token for this server; on failure answers the request and
  * returns false. An admin's token becomes a supervisor's identity with
  * *admin set. */
@@ -162,6 +203,8 @@ static bool verify_token(tm_signaling *sig, session *s, const char *id, const ch
         tm__reply_err(s, id, TM_EPERM, "token is for another hospital");
         return false;
     }
+    if (!check_institution(sig, s, id, ident))
+        return false;
     *admin = ident->role == TM_ROLE_ADMIN;
     if (*admin) {
         /* Admins use the REST API; their live view is the supervisor's. */
@@ -315,6 +358,7 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
     u->admin = admin;
     g_strlcpy(u->name, ident.name, sizeof(u->name));
     g_strlcpy(u->dept, ident.dept, sizeof(u->dept));
+    g_strlcpy(u->institution, ident.institution, sizeof(u->institution));
     tm_doctor_info info;
     if (u->role == TM_ROLE_DOCTOR && tm_store_doctor_get(sig->store, u->sub, &info) == 0)
         g_strlcpy(u->kind, info.kind, sizeof(u->kind));
@@ -352,6 +396,8 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
         data, "hospital",
         json_pack("{s:s, s:s}", "id", sig->cfg->hospital_id, "name", sig->cfg->hospital_name));
     json_object_set_new(data, "ice_servers", ice_servers_json(sig->cfg, u->key));
+    json_object_set_new(data, "institution",
+                        u->institution[0] ? json_string(u->institution) : json_null());
     tm__reply_ok(s, id, data);
     if (u->role == TM_ROLE_PATIENT && u->visit_id[0]) {
         live_visit *v = g_hash_table_lookup(sig->visits, u->visit_id);
@@ -373,7 +419,8 @@ static void handle_renew(request *r)
     bool admin = false;
     if (!verify_token(r->sig, r->s, r->id, tm__jstr(r->msg, "token"), &ident, &admin))
         return;
-    if (ident.role != r->u->role || admin != r->u->admin || strcmp(ident.sub, r->u->sub) != 0) {
+    if (ident.role != r->u->role || admin != r->u->admin || strcmp(ident.sub, r->u->sub) != 0 ||
+        strcmp(ident.institution, r->u->institution) != 0) {
         tm__reply_err(r->s, r->id, TM_EPERM, "the token is for someone else");
         return;
     }

@@ -86,6 +86,9 @@ struct user {
     char name[128]; /* shown to the doctor; never logged */
     char dept[64];
     char kind[16]; /* staff kind of a doctor: doctor, nurse, interpreter ("" = doctor) */
+    /* the alliance member (issue 18): a doctor's is their department's; a
+     * supervisor's the one they are scoped to, "" = the whole alliance */
+    char institution[64];
     session *sess;
     guint grace_timer;
     bool grace_pending; /* restored at start: grace begins when the server listens */

@@ -62,10 +62,79 @@ static void add_quality_alerts(tm_signaling *sig, live_visit *v, json_t *alerts,
     }
 }
 
+/* ---- an institution's part (issue 18) -------------------------------- */
+
+/* The departments of institution as a set (dept id -> itself); NULL for the
+ * whole alliance. Taken from the department list the overview reads anyway. */
+static GHashTable *scope_depts(json_t *depts, const char *institution)
+{
+    if (!institution || !*institution)
+        return NULL;
+    GHashTable *set = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    size_t i;
+    json_t *d;
+    json_array_foreach(depts, i, d)
+    {
+        const char *inst = json_string_value(json_object_get(d, "institution_id"));
+        if (inst && strcmp(inst, institution) == 0)
+            g_hash_table_add(set, g_strdup(json_string_value(json_object_get(d, "id"))));
+    }
+    return set;
+}
+
+static bool dept_in(GHashTable *scope, const char *dept)
+{
+    return !scope || g_hash_table_contains(scope, dept);
+}
+
+/* Whether supervisor u may see a visit of dept: a supervisor scoped to an
+ * institution sees its departments only. */
+static bool user_sees_dept(tm_signaling *sig, const user *u, const char *dept)
+{
+    if (!u->institution[0])
+        return true;
+    char inst[64];
+    return tm_store_dept_institution(sig->store, dept, inst) == 0 &&
+           strcmp(inst, u->institution) == 0;
+}
+
+/* An alert kept about a past event is shown in scope when its visit is. */
+static bool alert_in(tm_signaling *sig, GHashTable *scope, json_t *alert)
+{
+    if (!scope)
+        return true;
+    const char *visit_id = json_string_value(json_object_get(alert, "visit_id"));
+    if (!visit_id)
+        return false; /* the deployment's own (the feed's): the alliance's supervisors */
+    live_visit *v = g_hash_table_lookup(sig->visits, visit_id);
+    tm_visit rec;
+    if (v)
+        return dept_in(scope, v->dept);
+    return tm_store_visit_get(sig->store, visit_id, &rec) == 0 && dept_in(scope, rec.dept_id);
+}
+
 json_t *tm_signaling_overview(tm_signaling *sig)
+{
+    return tm_signaling_overview_in(sig, NULL);
+}
+
+json_t *tm_signaling_overview_in(tm_signaling *sig, const char *institution)
 {
     int64_t now = tm_now_ms();
     json_t *depts = tm_store_dept_list(sig->store);
+    GHashTable *scope = scope_depts(depts, institution);
+    if (scope) {
+        json_t *mine = json_array();
+        size_t j;
+        json_t *dep;
+        json_array_foreach(depts, j, dep)
+        {
+            if (dept_in(scope, json_string_value(json_object_get(dep, "id"))))
+                json_array_append(mine, dep);
+        }
+        json_decref(depts);
+        depts = mine;
+    }
     size_t i;
     json_t *d;
     json_array_foreach(depts, i, d)
@@ -95,6 +164,8 @@ json_t *tm_signaling_overview(tm_signaling *sig)
     g_hash_table_iter_init(&it, sig->visits);
     while (g_hash_table_iter_next(&it, &k, &val)) {
         live_visit *v = val;
+        if (!dept_in(scope, v->dept))
+            continue;
         user *p = tm__visit_patient(sig, v);
         json_t *o =
             json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b}", "id", v->id, "dept", v->dept, "state",
@@ -142,7 +213,7 @@ json_t *tm_signaling_overview(tm_signaling *sig)
     g_hash_table_iter_init(&it, sig->staff);
     while (g_hash_table_iter_next(&it, &k, &val)) {
         user *u = val;
-        if (u->role != TM_ROLE_DOCTOR)
+        if (u->role != TM_ROLE_DOCTOR || (scope && strcmp(u->institution, institution) != 0))
             continue;
         json_t *o = json_pack("{s:s, s:s, s:b, s:i}", "id", u->sub, "status",
                               tm__doctor_status_names[u->status], "connected", u->sess != NULL,
@@ -156,8 +227,15 @@ json_t *tm_signaling_overview(tm_signaling *sig)
         now - json_integer_value(json_object_get(json_array_get(sig->recent_alerts, 0), "at_ms")) >
             RECENT_ALERT_MS)
         json_array_remove(sig->recent_alerts, 0);
-    json_array_extend(alerts, sig->recent_alerts);
-    json_t *feed = sig->feed ? tm_feed_status(sig->feed) : NULL;
+    size_t a;
+    json_t *alert;
+    json_array_foreach(sig->recent_alerts, a, alert)
+    {
+        if (alert_in(sig, scope, alert))
+            json_array_append(alerts, alert);
+    }
+    /* The feed is the deployment's: the alliance's supervisors watch it. */
+    json_t *feed = sig->feed && !scope ? tm_feed_status(sig->feed) : NULL;
     /* A regulator feed more than a minute behind is the hospital's problem
      * to know about now, not at the next inspection. */
     if (feed && json_integer_value(json_object_get(feed, "oldest_undelivered_age_s")) > 60)
@@ -168,14 +246,20 @@ json_t *tm_signaling_overview(tm_signaling *sig)
     json_t *ov = json_pack("{s:s, s:o, s:o, s:o, s:o}", "type", "overview", "departments", depts,
                            "visits", visits, "doctors", doctors, "alerts", alerts);
     json_object_set_new(ov, "at", tm__time_json(now));
+    json_object_set_new(ov, "institution", scope ? json_string(institution) : json_null());
     if (feed)
         json_object_set_new(ov, "feed", feed);
+    if (scope)
+        g_hash_table_unref(scope);
     return ov;
 }
 
+/* One overview built per scope ("" the alliance, else an institution) and
+ * sent to every subscriber of that scope. */
 static void push_overview(tm_signaling *sig)
 {
-    json_t *ov = NULL;
+    GHashTable *by_scope =
+        g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)json_decref);
     GHashTableIter it;
     gpointer k, val;
     g_hash_table_iter_init(&it, sig->staff);
@@ -183,12 +267,15 @@ static void push_overview(tm_signaling *sig)
         user *u = val;
         if (!u->overview || !u->sess)
             continue;
-        if (!ov)
-            ov = tm_signaling_overview(sig);
+        json_t *ov = g_hash_table_lookup(by_scope, u->institution);
+        if (!ov) {
+            ov = tm_signaling_overview_in(sig, u->institution);
+            g_hash_table_insert(by_scope, u->institution, ov);
+        }
         u->overview_pushes++;
         tm__send_msg(u->sess, json_incref(ov));
     }
-    json_decref(ov);
+    g_hash_table_unref(by_scope);
 }
 
 static void push_overview_if_dirty(tm_signaling *sig)
@@ -255,7 +342,7 @@ static void handle_overview(request *r, bool on)
     tm__reply_ok(r->s, r->id, NULL);
     if (on) {
         r->u->overview_pushes++;
-        tm__send_msg(r->s, tm_signaling_overview(r->sig));
+        tm__send_msg(r->s, tm_signaling_overview_in(r->sig, r->u->institution));
     }
 }
 
@@ -288,6 +375,12 @@ static void handle_watch(request *r)
         tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "visit.watch", visit_id,
                        "denied", rc == TM_ECONFLICT ? "visit not live" : "no such visit");
         tm__reply_err(r->s, r->id, rc, rc == TM_ECONFLICT ? "the visit is not live" : NULL);
+        return;
+    }
+    if (!user_sees_dept(sig, r->u, v->dept)) {
+        tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "visit.watch", v->id, "denied",
+                       "another institution");
+        tm__reply_err(r->s, r->id, TM_EPERM, "the visit belongs to another institution");
         return;
     }
     if (r->u->watching[0] && strcmp(r->u->watching, v->id) != 0) {

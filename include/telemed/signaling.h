@@ -52,6 +52,10 @@ size_t tm_signaling_pss_size(void);
 
 /* The live overview supervisors see (new reference). */
 json_t *tm_signaling_overview(tm_signaling *sig);
+/* The overview of one institution's departments, visits, doctors and alerts
+ * (issue 18), for a supervisor scoped to it; NULL or "" is the whole
+ * alliance, as tm_signaling_overview. New reference. */
+json_t *tm_signaling_overview_in(tm_signaling *sig, const char *institution);
 /* Appends Prometheus text for connections, queues, visits, response times. */
 void tm_signaling_metrics(tm_signaling *sig, GString *out);
 /* The server accepts connections now: the grace period of participants
