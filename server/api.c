@@ -120,6 +120,65 @@ static void note_auth_refused(http_req *r, const char *why)
                    "denied", why);
 }
 
+/* ---- institutions (issue 18) ----------------------------------------- */
+
+/* The caller's institution into r->who.institution, as signaling's hello
+ * does: a doctor's department's (an `inst` naming another is refused), a
+ * supervisor's or admin's claim if it names a member, none for a patient. */
+static bool resolve_institution(http_req *r)
+{
+    tm_identity *who = &r->who;
+    char message[256];
+    if (who->role == TM_ROLE_PATIENT) {
+        who->institution[0] = 0;
+        return true;
+    }
+    if (who->role == TM_ROLE_DOCTOR) {
+        tm_doctor_info info;
+        char home[64];
+        if (tm_store_doctor_get(r->app->store, who->sub, &info) < 0 ||
+            tm_store_dept_institution(r->app->store, info.dept_id, home) < 0)
+            return true;
+        if (who->institution[0] && strcmp(who->institution, home) != 0) {
+            note_auth_refused(r, "other_institution");
+            snprintf(message, sizeof(message),
+                     "token is for institution %s, but department %s belongs to %s",
+                     who->institution, info.dept_id, home);
+            tm__respond_err(r->p, TM_EPERM, message);
+            return false;
+        }
+        g_strlcpy(who->institution, home, sizeof(who->institution));
+        return true;
+    }
+    tm_institution known;
+    if (who->institution[0] &&
+        tm_store_institution_get(r->app->store, who->institution, &known) < 0) {
+        note_auth_refused(r, "unknown_institution");
+        snprintf(message, sizeof(message), "token names institution %s, not a member here",
+                 who->institution);
+        tm__respond_err(r->p, TM_EPERM, message);
+        return false;
+    }
+    return true;
+}
+
+bool tm__scope_has_dept(http_req *r, const char *dept_id)
+{
+    if (!r->who.institution[0])
+        return true;
+    char inst[64];
+    return dept_id && tm_store_dept_institution(r->app->store, dept_id, inst) == 0 &&
+           strcmp(inst, r->who.institution) == 0;
+}
+
+bool tm__scope_has_visit(http_req *r, const char *visit_id)
+{
+    tm_visit v;
+    if (!visit_id || tm_store_visit_get(r->app->store, visit_id, &v) < 0)
+        return false;
+    return tm__scope_has_dept(r, v.dept_id);
+}
+
 static bool authenticate(http_req *r)
 {
     const char *h = r->p->auth;
@@ -142,6 +201,8 @@ static bool authenticate(http_req *r)
         tm__respond_err(r->p, TM_EPERM, "token is for another hospital");
         return false;
     }
+    if (!resolve_institution(r))
+        return false;
     tm_conn_limit_authenticated(r->app->conn_limit, r->p->sock_fd);
     return true;
 }
@@ -218,6 +279,7 @@ static const struct {
     {"consultations", tm__api_consultations},
     /* issue 18 (transfer18) */
     {"referrals", tm__api_referrals},
+    {"institutions", tm__api_institutions},
 };
 
 void tm__route_api(http_req *r, const char *rest)

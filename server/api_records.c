@@ -22,9 +22,20 @@
 
 /* GET /api/v1/visits/{id}/chain: the hash chain over the visit's regulator
  * events checked again (visit_chain.h). */
+/* A staff read of one visit outside the caller's institution: refused and
+ * audited as action (issue 18). */
+static bool visit_in_scope(http_req *r, const char *action)
+{
+    if (!r->who.institution[0] || tm__scope_has_visit(r, r->seg[1]))
+        return true;
+    tm__audit(r, action, r->seg[1], "denied");
+    tm__respond_err(r->p, TM_EPERM, "the visit belongs to another institution");
+    return false;
+}
+
 static void api_visit_chain(http_req *r)
 {
-    if (!tm__need(r, tm__is_staff(r)))
+    if (!tm__need(r, tm__is_staff(r)) || !visit_in_scope(r, "visit.chain"))
         return;
     json_t *report = tm_store_visit_chain(r->app->store, r->seg[1]);
     if (!report) {
@@ -45,7 +56,7 @@ static void api_visit_chain(http_req *r)
  * chain, note and recording files (record_seal.h). */
 static void api_visit_verify(http_req *r)
 {
-    if (!tm__need(r, tm__is_staff(r)))
+    if (!tm__need(r, tm__is_staff(r)) || !visit_in_scope(r, "visit.verify"))
         return;
     int rc = 0;
     json_t *report = tm_record_verify(r->app->store, r->seg[1], r->app->seal_key,
@@ -83,9 +94,15 @@ void tm__api_visits(http_req *r)
         const char *off = tm__arg(r, "offset", offset, sizeof(offset));
         const char *pat = tm__arg(r, "patient", patient, sizeof(patient));
         tm__audit_list(r, "visit.list", pat);
-        json_t *list = tm_store_visit_list(st, tm__arg(r, "state", state, sizeof(state)),
-                                           tm__arg(r, "dept", dept, sizeof(dept)), doc, pat, from,
-                                           to, lim ? atoi(lim) : 0, off ? atoi(off) : 0);
+        const char *st_arg = tm__arg(r, "state", state, sizeof(state));
+        const char *dept_arg = tm__arg(r, "dept", dept, sizeof(dept));
+        /* A supervisor scoped to an institution lists its visits only. */
+        json_t *list =
+            tm__is_staff(r) && r->who.institution[0]
+                ? tm_store_visit_list_in(st, r->who.institution, st_arg, dept_arg, doc, pat, from,
+                                         to, lim ? atoi(lim) : 0, off ? atoi(off) : 0)
+                : tm_store_visit_list(st, st_arg, dept_arg, doc, pat, from, to, lim ? atoi(lim) : 0,
+                                      off ? atoi(off) : 0);
         tm__respond_json(r->p, 200, json_pack("{s:o}", "visits", list ? list : json_array()));
         return;
     }
@@ -116,6 +133,10 @@ void tm__api_visits(http_req *r)
             json_decref(rec);
             tm__audit(r, "visit.read", r->seg[1], "denied");
             tm__respond_err(r->p, TM_EPERM, "not allowed for this role");
+            return;
+        }
+        if (tm__is_staff(r) && !visit_in_scope(r, "visit.read")) {
+            json_decref(rec);
             return;
         }
         /* Reading a medical record is an access worth a trace. */
@@ -203,6 +224,18 @@ done:
     g_free(err);
 }
 
+/* A recording or rendition of a visit outside the caller's institution:
+ * refused and audited (issue 18). */
+static bool file_in_scope(http_req *r, json_t *row, const char *action)
+{
+    if (!r->who.institution[0] ||
+        tm__scope_has_visit(r, json_string_value(json_object_get(row, "visit_id"))))
+        return true;
+    tm__audit(r, action, r->seg[1], "denied");
+    tm__respond_err(r->p, TM_EPERM, "the visit belongs to another institution");
+    return false;
+}
+
 /* GET /api/v1/recordings/{id}: the evidence, as recorded. */
 void tm__api_recordings(http_req *r)
 {
@@ -219,6 +252,10 @@ void tm__api_recordings(http_req *r)
     if (!rec) {
         tm__audit(r, "recording.fetch", r->seg[1], "not_found");
         tm__respond_err(r->p, TM_ENOTFOUND, "no such recording");
+        return;
+    }
+    if (!file_in_scope(r, rec, "recording.fetch")) {
+        json_decref(rec);
         return;
     }
     serve_file(r, rec, "recording.fetch", "video/x-matroska");
@@ -246,6 +283,10 @@ void tm__api_renditions(http_req *r)
         json_decref(ren);
         return;
     }
+    if (!file_in_scope(r, ren, "rendition.fetch")) {
+        json_decref(ren);
+        return;
+    }
     serve_file(r, ren, "rendition.fetch", "video/webm");
     json_decref(ren);
 }
@@ -266,6 +307,16 @@ void tm__api_audit(http_req *r)
         return;
     }
     const char *lim = tm__arg(r, "limit", limit, sizeof(limit));
+    /* The audit log is the deployment's: a supervisor of one institution
+     * reads the trail of its own visits, one visit at a time. */
+    const char *tgt = tm__arg(r, "target", target, sizeof(target));
+    if (r->who.institution[0] && !tm__scope_has_visit(r, tgt)) {
+        tm__audit(r, "audit.read", tgt ? tgt : "*", "denied");
+        tm__respond_err(r->p, TM_EPERM,
+                        "a supervisor of one institution reads the audit of its own visits: "
+                        "give target=<visit id>");
+        return;
+    }
     /* Reading who read what is itself a read worth a trace; the row is
      * written first, so the answer shows it too. */
     tm__audit_list(r, "audit.read", tm__arg(r, "target", target, sizeof(target)));
@@ -286,7 +337,7 @@ void tm__api_overview(http_req *r)
         return;
     }
     tm__audit(r, "overview.read", "*", "ok");
-    tm__respond_json(r->p, 200, tm_signaling_overview(r->app->sig));
+    tm__respond_json(r->p, 200, tm_signaling_overview_in(r->app->sig, r->who.institution));
 }
 
 void tm__api_me(http_req *r)
@@ -297,6 +348,8 @@ void tm__api_me(http_req *r)
     }
     json_t *o = json_pack("{s:s, s:s, s:s}", "sub", r->who.sub, "role", tm_role_name(r->who.role),
                           "dept", r->who.dept);
+    json_object_set_new(o, "institution",
+                        r->who.institution[0] ? json_string(r->who.institution) : json_null());
     if (r->who.role == TM_ROLE_DOCTOR) {
         /* Today as the figures count days: from midnight in the hospital's
          * time zone, not the server's. */

@@ -24,17 +24,37 @@ void tm__api_departments(http_req *r)
         bool bad = false;
         const char *id = tm__body_str(r->body, "id", 63, true, &bad);
         const char *name = tm__body_str(r->body, "name", 200, true, &bad);
+        const char *inst = tm__body_str(r->body, "institution_id", 63, false, &bad);
         if (bad || !tm__id_ok(id)) {
-            tm__respond_err(r->p, TM_EINVAL, "department needs id ([A-Za-z0-9._-]{1,63}) and name");
+            tm__respond_err(r->p, TM_EINVAL,
+                            "department needs id ([A-Za-z0-9._-]{1,63}) and name; "
+                            "institution_id optional");
             return;
         }
+        /* An admin of one institution manages its departments only (issue 18). */
+        if (!inst)
+            inst = r->who.institution[0] ? r->who.institution : r->app->cfg.hospital_id;
+        tm_institution member;
+        if (tm_store_institution_get(st, inst, &member) < 0) {
+            tm__respond_err(r->p, TM_EINVAL, "unknown institution_id");
+            return;
+        }
+        bool mine = !r->who.institution[0] ||
+                    (strcmp(inst, r->who.institution) == 0 &&
+                     (!tm_store_dept_exists(st, id) || tm__scope_has_dept(r, id)));
+        if (!tm__need(r, mine))
+            return;
         int rc = tm_store_dept_put(st, id, name);
+        if (rc == 0)
+            rc = tm_store_dept_set_institution(st, id, inst);
         if (rc < 0) {
             tm__respond_err(r->p, rc, NULL);
             return;
         }
         tm__audit(r, "department.put", id, "ok");
-        tm__respond_json(r->p, 201, json_pack("{s:s, s:s}", "id", id, "name", name));
+        tm__respond_json(
+            r->p, 201,
+            json_pack("{s:s, s:s, s:s}", "id", id, "name", name, "institution_id", inst));
         return;
     }
     if (r->p->method == LWSHUMETH_DELETE && r->nseg == 2) {

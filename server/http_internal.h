@@ -110,6 +110,12 @@ bool tm__is_staff(http_req *r);
 void tm__audit(http_req *r, const char *action, const char *target, const char *outcome);
 void tm__audit_list(http_req *r, const char *action, const char *patient);
 bool tm__doctor_may_see(http_req *r, const char *dept_id, const char *patient_id);
+/* Institutions (issue 18). r->who.institution is the caller's after
+ * authentication: a doctor's department's, a supervisor's or admin's scope
+ * ("" = the whole alliance). Whether that scope takes in dept_id, and in
+ * the visit visit_id (false also when there is no such visit). */
+bool tm__scope_has_dept(http_req *r, const char *dept_id);
+bool tm__scope_has_visit(http_req *r, const char *visit_id);
 
 /* Parses rest (the path after /api/v1/) and the body into r, checks the
  * token and runs the resource; every outcome leaves a response in r->p. */
@@ -135,5 +141,6 @@ void tm__api_figures(http_req *r);
 void tm__api_consultations(http_req *r);
 /* issue 18 (transfer18): api_referral.c */
 void tm__api_referrals(http_req *r);
+void tm__api_institutions(http_req *r);
 
 #endif
