@@ -135,7 +135,8 @@ void tm__api_visits(http_req *r)
             tm__respond_err(r->p, TM_EPERM, "not allowed for this role");
             return;
         }
-        if (tm__is_staff(r) && !visit_in_scope(r, "visit.read")) {
+        if (tm__is_staff(r) &&
+            !visit_in_scope(r, r->nseg == 3 ? "visit.export_fhir" : "visit.read")) {
             json_decref(rec);
             return;
         }

@@ -162,7 +162,8 @@ void tm__api_shifts(http_req *r)
         int rc = tm_store_shift_add(st, doctor, dept, start, end,
                                     cap ? (int)json_integer_value(cap) : 1, id);
         if (rc < 0) {
-            tm__respond_err(r->p, rc, rc == TM_EINVAL ? "unknown doctor or department" : NULL);
+            /* The store says which: unknown doctor or department, or another institution's. */
+            tm__respond_err(r->p, rc, rc == TM_EINVAL ? tm_store_errmsg(st) : NULL);
             return;
         }
         tm__audit(r, "shift.add", id, "ok");

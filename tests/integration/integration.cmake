@@ -5,6 +5,8 @@ tm_node_test(integration_doctor_identity tests/integration/doctor_identity.test.
 tm_node_test(integration_disconnect tests/integration/disconnect.test.mjs)
 tm_node_test(integration_bad_input tests/integration/bad_input.test.mjs)
 tm_node_test(integration_rest tests/integration/rest.test.mjs)
+# The alliance: institutions, scoped supervisors, doctors refused outside their own (issue 18).
+tm_node_test(integration_institutions tests/integration/institutions.test.mjs)
 tm_node_test(integration_docs_examples tests/integration/docs_examples.test.mjs)
 tm_node_test(integration_queue_fanout tests/integration/queue_fanout.test.mjs)
 tm_node_test(integration_ice_candidates tests/integration/ice_candidates.test.mjs)

@@ -1,0 +1,165 @@
+// institutions.test.mjs - the alliance (issue 18) against the real server:
+// members declared in the config and over REST, departments and doctors
+// listed with their institution, a doctor whose token names another
+// institution refused (signaling and REST), a shift in another institution's
+// department refused, a supervisor scoped to one institution seeing only its
+// departments, visits, doctors and records (overview, watch, REST visits,
+// records and audit) while an unscoped one sees all, and the regulator event
+// carrying the visit's institution with its organisation code.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, waitUntil } from './lib/server.mjs';
+
+let srv;
+let admin;
+const HOSP = 'demo-hospital'; // the default hospital_id: the core
+const later = (h) => new Date(Date.now() + h * 3600e3).toISOString();
+
+async function ok(res, status = 200) {
+  assert.equal(res.status, status, res.text);
+  return res.json;
+}
+
+before(async () => {
+  srv = await startServer({ args: ['--hospital-org-code', 'ORG-CORE', '--hospital-level', '3A',
+    '--institutions', 'west|County West Hospital|ORG-WEST|2A|hospital'] });
+  admin = srv.token('admin-1', 'admin');
+  await ok(await srv.api('POST', '/api/v1/departments', { id: 'cardio', name: 'Cardiology' }, admin), 201);
+  await ok(await srv.api('POST', '/api/v1/departments',
+    { id: 'west-im', name: 'Internal Medicine', institution_id: 'west' }, admin), 201);
+  for (const [id, dept] of [['d1', 'cardio'], ['dw', 'west-im']]) {
+    await ok(await srv.api('POST', '/api/v1/doctors', { id, name: `Dr ${id}`, dept_id: dept, licence_no: `LIC-${id}` }, admin), 201);
+    await ok(await srv.api('POST', '/api/v1/shifts', { doctor_id: id, dept_id: dept, start: later(-1), end: later(1) }, admin), 201);
+  }
+});
+after(async () => { if (srv) await srv.stop(); });
+
+test('institutions, departments and doctors are listed with their institution', async () => {
+  const { institutions } = await ok(await srv.api('GET', '/api/v1/institutions', undefined, srv.token('p9', 'patient')));
+  assert.deepEqual(institutions.map((i) => [i.id, i.kind, i.org_code, i.level, i.departments]),
+    [[HOSP, 'core', 'ORG-CORE', '3A', 1], ['west', 'hospital', 'ORG-WEST', '2A', 1]]);
+  const west = await ok(await srv.api('GET', '/api/v1/institutions/west', undefined, admin));
+  assert.deepEqual(west.departments, ['west-im']);
+  assert.equal((await srv.api('GET', '/api/v1/institutions/nowhere', undefined, admin)).status, 404);
+  const { departments } = await ok(await srv.api('GET', '/api/v1/departments', undefined, admin));
+  assert.deepEqual(departments.map((d) => [d.id, d.institution_id]), [['cardio', HOSP], ['west-im', 'west']]);
+  const { doctors } = await ok(await srv.api('GET', '/api/v1/doctors', undefined, admin));
+  assert.deepEqual(doctors.map((d) => [d.id, d.institution_id]), [['d1', HOSP], ['dw', 'west']]);
+});
+
+test('admins of the alliance add members; bad ones are refused and change nothing', async () => {
+  const clinic = { id: 'east', name: 'East Clinic', kind: 'clinic', org_code: 'ORG-EAST', level: 'community' };
+  const made = await ok(await srv.api('POST', '/api/v1/institutions', clinic, admin), 201);
+  assert.deepEqual(made, clinic);
+  const scopedAdmin = srv.token('admin-w', 'admin', { inst: 'west' });
+  assert.equal((await srv.api('POST', '/api/v1/institutions', { ...clinic, id: 'east2' }, scopedAdmin)).status, 403);
+  assert.equal((await srv.api('POST', '/api/v1/institutions', { ...clinic, id: 'east2' }, srv.token('s1', 'supervisor'))).status, 403);
+  const bad = await srv.api('POST', '/api/v1/institutions', { ...clinic, id: 'east3', kind: 'pharmacy' }, admin);
+  assert.equal(bad.status, 400);
+  assert.equal(bad.json.error.code, 'bad_request');
+  const core = await srv.api('POST', '/api/v1/institutions', { ...clinic, id: HOSP }, admin);
+  assert.equal(core.status, 409);
+  assert.equal((await srv.api('POST', '/api/v1/departments', { id: 'x', name: 'X', institution_id: 'nowhere' }, admin)).status, 400);
+  // An admin of one institution puts departments in it only.
+  assert.equal((await srv.api('POST', '/api/v1/departments', { id: 'x', name: 'X', institution_id: 'east' }, scopedAdmin)).status, 403);
+  assert.equal((await srv.api('POST', '/api/v1/departments', { id: 'cardio', name: 'Cardiology' }, scopedAdmin)).status, 403);
+  const { institutions } = await ok(await srv.api('GET', '/api/v1/institutions', undefined, admin));
+  assert.deepEqual(institutions.map((i) => i.id), [HOSP, 'east', 'west']);
+  assert.deepEqual(srv.sql("SELECT id FROM departments WHERE id = 'x'"), []);
+});
+
+test('a doctor whose token names another institution is refused', async () => {
+  await assert.rejects(srv.client('d1', 'doctor', { inst: 'west' }),
+    (e) => e.code === 'forbidden' && /institution west.*cardio belongs to demo-hospital/.test(e.message));
+  const rest = await srv.api('GET', '/api/v1/me', undefined, srv.token('dw', 'doctor', { inst: HOSP }));
+  assert.equal(rest.status, 403);
+  assert.match(rest.json.error.message, /belongs to west/);
+  // Its own institution, named or not, is fine.
+  const dw = await srv.client('dw', 'doctor', { inst: 'west' });
+  assert.equal(dw.hello.institution, 'west');
+  const d1 = await srv.client('d1', 'doctor');
+  assert.equal(d1.hello.institution, HOSP);
+  const me = await ok(await srv.api('GET', '/api/v1/me', undefined, srv.token('dw', 'doctor')));
+  assert.equal(me.institution, 'west');
+  await assert.rejects(srv.client('s-x', 'supervisor', { inst: 'nowhere' }),
+    (e) => e.code === 'forbidden' && /nowhere/.test(e.message));
+  await dw.close();
+  await d1.close();
+});
+
+test('a shift in another institution\'s department is refused', async () => {
+  const r = await srv.api('POST', '/api/v1/shifts', { doctor_id: 'd1', dept_id: 'west-im', start: later(2), end: later(3) }, admin);
+  assert.equal(r.status, 400);
+  assert.match(r.json.error.message, /another institution/);
+  assert.deepEqual(srv.sql("SELECT id FROM shifts WHERE doctor_id = 'd1' AND dept_id = 'west-im'"), []);
+});
+
+test('a supervisor scoped to an institution sees only its part; unscoped sees all', async () => {
+  const d1 = await srv.client('d1', 'doctor');
+  const dw = await srv.client('dw', 'doctor');
+  await d1.request('doctor.status', { status: 'available' });
+  const p1 = await srv.client('p1', 'patient');
+  const p2 = await srv.client('p2', 'patient');
+  const core = await p1.request('checkin', { dept: 'cardio' });
+  const west = await p2.request('checkin', { dept: 'west-im' });
+  await d1.waitFor('visit.offer', (m) => m.visit_id === core.visit_id);
+  await d1.request('visit.accept', { visit_id: core.visit_id });
+  await p1.waitFor('visit.state', (m) => m.state === 'active');
+
+  const sw = await srv.client('sw', 'supervisor', { inst: 'west' });
+  assert.equal(sw.hello.institution, 'west');
+  await sw.request('overview.subscribe');
+  const ov = await sw.waitFor('overview', (m) => m.visits.length > 0);
+  assert.equal(ov.institution, 'west');
+  assert.deepEqual(ov.departments.map((d) => d.id), ['west-im']);
+  assert.deepEqual(ov.visits.map((v) => v.id), [west.visit_id]);
+  assert.deepEqual(ov.doctors.map((d) => d.id), ['dw']);
+  assert.ok(ov.alerts.every((a) => a.visit_id === west.visit_id), JSON.stringify(ov.alerts));
+  assert.equal(ov.feed, undefined);
+
+  const all = await srv.client('s-all', 'supervisor');
+  assert.equal(all.hello.institution, null);
+  await all.request('overview.subscribe');
+  const ova = await all.waitFor('overview', (m) => m.visits.length === 2);
+  assert.equal(ova.institution, null);
+  assert.deepEqual(ova.departments.map((d) => [d.id, d.institution_id]), [['cardio', HOSP], ['west-im', 'west']]);
+  assert.deepEqual(ova.doctors.map((d) => d.id).sort(), ['d1', 'dw']);
+
+  await assert.rejects(sw.request('visit.watch', { visit_id: core.visit_id }),
+    (e) => e.code === 'forbidden' && /another institution/.test(e.message));
+  const denied = srv.sql(`SELECT outcome, detail FROM audit_log WHERE action = 'visit.watch' AND actor_id = 'sw'`);
+  assert.deepEqual(denied, [{ outcome: 'denied', detail: 'another institution' }]);
+  await all.request('visit.watch', { visit_id: core.visit_id });
+  await all.request('visit.unwatch');
+
+  // REST: the scoped supervisor's visits, records and audit are its institution's.
+  const swt = srv.token('sw', 'supervisor', { inst: 'west' });
+  const { visits } = await ok(await srv.api('GET', '/api/v1/visits', undefined, swt));
+  assert.deepEqual(visits.map((v) => v.id), [west.visit_id]);
+  const allVisits = await ok(await srv.api('GET', '/api/v1/visits', undefined, srv.token('s-all', 'supervisor')));
+  assert.equal(allVisits.visits.length, 2);
+  await ok(await srv.api('GET', `/api/v1/visits/${west.visit_id}`, undefined, swt));
+  for (const path of [`/api/v1/visits/${core.visit_id}`, `/api/v1/visits/${core.visit_id}/fhir`,
+    `/api/v1/visits/${core.visit_id}/chain`, `/api/v1/audit`, `/api/v1/audit?target=${core.visit_id}`]) {
+    const r = await srv.api('GET', path, undefined, swt);
+    assert.equal(r.status, 403, `${path}: ${r.text}`);
+  }
+  const { audit } = await ok(await srv.api('GET', `/api/v1/audit?target=${west.visit_id}`, undefined, swt));
+  assert.ok(audit.length >= 1);
+  assert.ok(audit.every((a) => a.target === west.visit_id));
+  const rov = await ok(await srv.api('GET', '/api/v1/overview', undefined, swt));
+  assert.deepEqual(rov.visits.map((v) => v.id), [west.visit_id]);
+  const reads = srv.sql(`SELECT outcome FROM audit_log WHERE actor_id = 'sw' AND action = 'visit.read'`);
+  assert.deepEqual(reads.map((r) => r.outcome).sort(), ['denied', 'ok']);
+
+  for (const c of [d1, dw, p1, p2, sw, all]) await c.close();
+});
+
+test('the regulator event carries the visit\'s institution with its organisation code', async () => {
+  await waitUntil('check-in events', () =>
+    srv.sql("SELECT count(*) AS n FROM outbox WHERE type = 'visit.checked_in'")[0].n >= 2);
+  const rows = srv.sql("SELECT payload FROM outbox WHERE type = 'visit.checked_in' ORDER BY seq");
+  const byDept = Object.fromEntries(rows.map((r) => JSON.parse(r.payload)).map((d) => [d.department_id, d.institution]));
+  assert.deepEqual(byDept['west-im'], { id: 'west', name: 'County West Hospital', org_code: 'ORG-WEST' });
+  assert.deepEqual(byDept.cardio, { id: HOSP, name: 'Demo Internet Hospital', org_code: 'ORG-CORE' });
+});
