@@ -23,6 +23,7 @@ typedef enum {
     FROM_ANSWERED, /* "1" when the doctor accepted, else "0" */
     FROM_SCORE,    /* the fact `from` as an integer 1..5 */
     FROM_NOW,      /* the time of sending */
+    FROM_MEMBER,   /* the visit's alliance member's fact (issue 18), else the tianjin_* setting */
 } map_from;
 
 typedef enum {
@@ -49,8 +50,8 @@ static bool is_digits(const char *v);
 /* THE mapping of telemed's facts to the platform's records; the same table
  * is in docs/regulator-feed.md ("tianjin: field mapping"). Keep them equal. */
 static const field_map mapping[] = {
-    {"visit", "organID", FROM_CONFIG, "organ_id", WHEN_ALWAYS, NULL},
-    {"visit", "organName", FROM_CONFIG, "organ_name", WHEN_IF_SET, NULL},
+    {"visit", "organID", FROM_MEMBER, "organ_id", WHEN_ALWAYS, NULL},
+    {"visit", "organName", FROM_MEMBER, "organ_name", WHEN_IF_SET, NULL},
     {"visit", "unitID", FROM_CONFIG, "unit_id", WHEN_IF_SET, NULL},
     {"visit", "bussID", FROM_FACT, "visit_id", WHEN_ALWAYS, NULL},
     {"visit", "returnVisitType", FROM_CONST, "3", WHEN_ALWAYS, NULL},
@@ -67,8 +68,8 @@ static const field_map mapping[] = {
     {"visit", "refuseTime", FROM_TIME, "ended_at", WHEN_UNANSWERED, NULL},
     {"visit", "refuseReason", FROM_FACT, "end_reason", WHEN_UNANSWERED, NULL},
     {"visit", "updateTime", FROM_NOW, NULL, WHEN_ALWAYS, NULL},
-    {"rating", "organID", FROM_CONFIG, "organ_id", WHEN_ALWAYS, NULL},
-    {"rating", "organName", FROM_CONFIG, "organ_name", WHEN_IF_SET, NULL},
+    {"rating", "organID", FROM_MEMBER, "organ_id", WHEN_ALWAYS, NULL},
+    {"rating", "organName", FROM_MEMBER, "organ_name", WHEN_IF_SET, NULL},
     {"rating", "unitID", FROM_CONFIG, "unit_id", WHEN_IF_SET, NULL},
     {"rating", "evaluateID", FROM_FACT, "visit_id", WHEN_ALWAYS, NULL},
     {"rating", "bussID", FROM_FACT, "visit_id", WHEN_ALWAYS, NULL},
@@ -126,12 +127,26 @@ static const char *config_value(const tm_config *cfg, const char *name)
     return NULL;
 }
 
+static json_t *config_json(const tm_config *cfg, const char *name)
+{
+    const char *v = config_value(cfg, name);
+    return v && *v ? json_string(v) : NULL;
+}
+
+/* The snapshot's fact that stands in for setting name when the visit's
+ * department belongs to an alliance member other than the core. */
+static const char *member_fact(const char *name)
+{
+    return strcmp(name, "organ_id") == 0 ? "member_org_code" : "member_name";
+}
+
 /* One field's value as the platform wants it, or NULL when there is none. */
 static json_t *field_value(const field_map *m, const tm_config *cfg, json_t *src, bool answered,
                            int64_t now_ms)
 {
     char when[20];
-    json_t *fact = m->from && m->from_kind != FROM_CONST && m->from_kind != FROM_CONFIG
+    json_t *fact = m->from_kind == FROM_MEMBER ? json_object_get(src, member_fact(m->from))
+                   : m->from && m->from_kind != FROM_CONST && m->from_kind != FROM_CONFIG
                        ? json_object_get(src, m->from)
                        : NULL;
     switch (m->from_kind) {
@@ -148,10 +163,12 @@ static json_t *field_value(const field_map *m, const tm_config *cfg, json_t *src
         return json_string(when);
     case FROM_CONST:
         return json_string(m->from);
-    case FROM_CONFIG: {
-        const char *v = config_value(cfg, m->from);
-        return v && *v ? json_string(v) : NULL;
-    }
+    case FROM_MEMBER:
+        if (json_is_string(fact) && *json_string_value(fact))
+            return json_string(json_string_value(fact));
+        return config_json(cfg, m->from); /* the core's are the settings */
+    case FROM_CONFIG:
+        return config_json(cfg, m->from);
     case FROM_ANSWERED:
         return json_string(answered ? "1" : "0");
     case FROM_SCORE:
@@ -191,6 +208,10 @@ const char *tm__tianjin_mapping_row(size_t i, char *buf, size_t len)
         break;
     case FROM_NOW:
         snprintf(from, sizeof(from), "now");
+        break;
+    case FROM_MEMBER:
+        snprintf(from, sizeof(from), "fact %s, else setting tianjin_%s", member_fact(m->from),
+                 m->from);
         break;
     }
     snprintf(buf, len, "%s | %s | %s | %s%s", m->kind, m->field, from, when[m->when],

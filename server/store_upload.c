@@ -18,9 +18,17 @@
 #define REG_ID(kind, col, local)                                                                   \
     "(SELECT " col " FROM regulator_ids WHERE kind = '" kind "' AND local_id = " local ")"
 
+/* The alliance member of visit v's department when it is not the core
+ * (issue 18): a platform files the visit under the member's own code. */
+#define MEMBER(col)                                                                                \
+    "(SELECT i." col " FROM departments d JOIN institutions i ON i.id = d.institution_id"          \
+    " WHERE d.id = v.dept_id)"
+#define MEMBER_FACTS "'member_org_code', " MEMBER("org_code") ", 'member_name', " MEMBER("name") ","
+
 /* The facts of visit v (joined with its doctor doc). */
 #define VISIT_SOURCE                                                                               \
-    "json_object('visit_id', v.id, 'patient_id', v.patient_id, 'dept_id', v.dept_id,"              \
+    "json_object(" MEMBER_FACTS                                                                    \
+    " 'visit_id', v.id, 'patient_id', v.patient_id, 'dept_id', v.dept_id,"                         \
     " 'doctor_id', v.doctor_id, 'visit_kind', v.kind, 'state', v.state,"                           \
     " 'checked_in_at', v.checkin_at, 'accepted_at', v.accepted_at, 'ended_at', v.ended_at,"        \
     " 'end_reason', v.end_reason, 'doctor_licence_no', doc.licence_no,"                            \
@@ -41,7 +49,8 @@
 
 /* The facts of rating r of visit v. */
 #define RATING_SOURCE                                                                              \
-    "json_object('visit_id', r.visit_id, 'score', r.score, 'rated_at', r.created_at,"              \
+    "json_object(" MEMBER_FACTS                                                                    \
+    " 'visit_id', r.visit_id, 'score', r.score, 'rated_at', r.created_at,"                         \
     " 'doctor_id', v.doctor_id, 'dept_id', v.dept_id,"                                             \
     " 'doctor_cert_id', " REG_ID(                                                                  \
         "doctor", "code", "v.doctor_id") ","                                                       \

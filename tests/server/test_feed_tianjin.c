@@ -144,6 +144,16 @@ static void test_time_and_mapping(void)
     CHECK(json_object_get(rec, "organName") == NULL); /* not configured: left out */
     json_decref(rec);
 
+    /* A visit of another alliance member goes under that member's code and name. */
+    char *member = g_strdup_printf("{\"member_org_code\":\"12110000MB0000001X\","
+                                   "\"member_name\":\"County West\",%s",
+                                   answered + 1);
+    CHECK_EQ_INT(tm__tianjin_map(&c, "visit", member, T0, &rec, &why), 0);
+    CHECK_STR(json_string_value(json_object_get(rec, "organID")), "12110000MB0000001X");
+    CHECK_STR(json_string_value(json_object_get(rec, "organName")), "County West");
+    json_decref(rec);
+    g_free(member);
+
     /* A visit nobody answered: refusal fields, no doctor or diagnosis needed. */
     const char unanswered[] =
         "{\"visit_id\":\"v-2\",\"dept_id\":\"cardio\",\"checked_in_at\":1764072000000,"
