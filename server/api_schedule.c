@@ -118,6 +118,38 @@ void tm__api_doctors(http_req *r)
     tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
 }
 
+/* POST /api/v1/shifts/copy-week {from, dept_id?}: the week starting at
+ * from copied to the week after (issue 18); idempotent, all or nothing. */
+static void copy_week(http_req *r)
+{
+    bool bad = false;
+    int64_t from = tm__body_time(r->body, "from", &bad);
+    const char *dept = tm__body_str(r->body, "dept_id", 63, false, &bad);
+    if (bad || !from) {
+        tm__respond_err(r->p, TM_EINVAL,
+                        "copy-week needs from (the first day of the week to copy, RFC 3339 or "
+                        "epoch ms) and optional dept_id");
+        return;
+    }
+    if (dept && !tm__scope_has_dept(r, dept)) {
+        tm__respond_err(r->p, TM_EPERM, "the department belongs to another institution");
+        return;
+    }
+    int copied = 0, skipped = 0;
+    int rc = tm_store_shift_copy_week(r->app->store, from, dept,
+                                      r->who.institution[0] ? r->who.institution : NULL, &copied,
+                                      &skipped);
+    if (rc < 0) {
+        tm__audit(r, "shift.copy_week", dept ? dept : "*", "denied");
+        tm__respond_err(r->p, rc, rc == TM_ECONFLICT ? tm_store_errmsg(r->app->store) : NULL);
+        return;
+    }
+    tm__audit(r, "shift.copy_week", dept ? dept : "*", "ok");
+    if (copied)
+        tm_signaling_shifts_changed(r->app->sig);
+    tm__respond_json(r->p, 200, json_pack("{s:i, s:i}", "copied", copied, "skipped", skipped));
+}
+
 void tm__api_shifts(http_req *r)
 {
     tm_store *st = r->app->store;
@@ -140,8 +172,14 @@ void tm__api_shifts(http_req *r)
                                        st, doc, tm__arg(r, "dept", dept, sizeof(dept)), from, to)));
         return;
     }
-    if (!tm__need(r, tm__is_admin(r)))
+    /* Supervisors and admins manage the rota (issue 18, the scheduling page);
+     * one scoped to an institution, its departments' only. */
+    if (!tm__need(r, tm__is_staff(r)))
         return;
+    if (r->p->method == LWSHUMETH_POST && r->nseg == 2 && strcmp(r->seg[1], "copy-week") == 0) {
+        copy_week(r);
+        return;
+    }
     if (r->p->method == LWSHUMETH_POST && r->nseg == 1) {
         bool bad = false;
         const char *doctor = tm__body_str(r->body, "doctor_id", 63, true, &bad);
@@ -158,6 +196,10 @@ void tm__api_shifts(http_req *r)
                             "or epoch ms) and optional capacity 1-100");
             return;
         }
+        if (!tm__scope_has_dept(r, dept)) {
+            tm__respond_err(r->p, TM_EPERM, "the department belongs to another institution");
+            return;
+        }
         char id[64];
         int rc = tm_store_shift_add(st, doctor, dept, start, end,
                                     cap ? (int)json_integer_value(cap) : 1, id);
@@ -172,7 +214,14 @@ void tm__api_shifts(http_req *r)
         return;
     }
     if (r->p->method == LWSHUMETH_DELETE && r->nseg == 2) {
-        int rc = tm_store_shift_delete(st, r->seg[1]);
+        char dept[64];
+        int rc = tm_store_shift_dept(st, r->seg[1], dept);
+        if (rc == 0 && !tm__scope_has_dept(r, dept)) {
+            tm__respond_err(r->p, TM_EPERM, "the shift belongs to another institution");
+            return;
+        }
+        if (rc == 0)
+            rc = tm_store_shift_delete(st, r->seg[1]);
         if (rc < 0) {
             tm__respond_err(r->p, rc, NULL);
             return;

@@ -15,6 +15,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/store_transfer.c
   ${CMAKE_CURRENT_LIST_DIR}/store_referral.c
   ${CMAKE_CURRENT_LIST_DIR}/store_institution.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_shift_week.c
 )
 # Issue 18: the doctor and department figures' reads.
 target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/store_figures.c)

@@ -159,6 +159,18 @@ json_t *tm_store_visit_list_in(tm_store *s, const char *institution_id, const ch
                                const char *dept_id, const char *doctor_id, const char *patient_id,
                                int64_t from_ms, int64_t to_ms, int limit, int offset);
 
+/* Copies the shifts starting in the week [from_ms, from_ms + 7 days) (of
+ * dept_id and of institution_id's departments when not NULL) to the week
+ * after, in one transaction. A shift already there (same doctor,
+ * department, start and end) is skipped, so copying twice adds nothing.
+ * TM_ECONFLICT when a copy would overlap another shift of its doctor: then
+ * nothing is written and tm_store_errmsg names the doctor, the time and
+ * the shift in the way. *copied and *skipped may be NULL. */
+int tm_store_shift_copy_week(tm_store *s, int64_t from_ms, const char *dept_id,
+                             const char *institution_id, int *copied, int *skipped);
+/* The department of a shift into dept_out (64 bytes). TM_ENOTFOUND. */
+int tm_store_shift_dept(tm_store *s, const char *shift_id, char dept_out[64]);
+
 /* ---- appointments -------------------------------------------------- */
 
 typedef struct tm_appointment {

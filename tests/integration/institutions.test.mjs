@@ -163,3 +163,37 @@ test('the regulator event carries the visit\'s institution with its organisation
   assert.deepEqual(byDept['west-im'], { id: 'west', name: 'County West Hospital', org_code: 'ORG-WEST' });
   assert.deepEqual(byDept.cardio, { id: HOSP, name: 'Demo Internet Hospital', org_code: 'ORG-CORE' });
 });
+
+test('copy-week: a week\'s shifts to the next, once; an overlap refused with nothing written', async () => {
+  const sw = srv.token('sw', 'supervisor', { inst: 'west' });
+  const week = Date.parse('2027-03-01T00:00:00Z'); // a Monday
+  const at = (day, h) => new Date(week + day * 86400e3 + h * 3600e3).toISOString();
+  for (const [day, from, to] of [[0, 8, 12], [2, 13, 17]])
+    await ok(await srv.api('POST', '/api/v1/shifts', { doctor_id: 'dw', dept_id: 'west-im', start: at(day, from), end: at(day, to), capacity: 2 }, sw), 201);
+  // The core's shift in that week is not the county supervisor's to copy or add.
+  await ok(await srv.api('POST', '/api/v1/shifts', { doctor_id: 'd1', dept_id: 'cardio', start: at(1, 8), end: at(1, 12) }, admin), 201);
+  assert.equal((await srv.api('POST', '/api/v1/shifts', { doctor_id: 'd1', dept_id: 'cardio', start: at(3, 8), end: at(3, 12) }, sw)).status, 403);
+
+  const first = await ok(await srv.api('POST', '/api/v1/shifts/copy-week', { from: new Date(week).toISOString() }, sw));
+  assert.deepEqual(first, { copied: 2, skipped: 0 });
+  const again = await ok(await srv.api('POST', '/api/v1/shifts/copy-week', { from: week }, sw));
+  assert.deepEqual(again, { copied: 0, skipped: 2 });
+  const next = srv.sql(`SELECT doctor_id, dept_id, start_at, end_at, capacity FROM shifts
+    WHERE start_at >= ${week + 7 * 86400e3} AND start_at < ${week + 14 * 86400e3} ORDER BY start_at`);
+  assert.deepEqual(next, [
+    { doctor_id: 'dw', dept_id: 'west-im', start_at: week + 7 * 86400e3 + 8 * 3600e3, end_at: week + 7 * 86400e3 + 12 * 3600e3, capacity: 2 },
+    { doctor_id: 'dw', dept_id: 'west-im', start_at: week + 9 * 86400e3 + 13 * 3600e3, end_at: week + 9 * 86400e3 + 17 * 3600e3, capacity: 2 },
+  ]);
+
+  // The week after: dw already has a different shift on the Monday that the
+  // copy would overlap: refused, naming it, and the Wednesday not copied either.
+  await ok(await srv.api('POST', '/api/v1/shifts', { doctor_id: 'dw', dept_id: 'west-im', start: at(14, 10), end: at(14, 18) }, sw), 201);
+  const clash = await srv.api('POST', '/api/v1/shifts/copy-week', { from: week + 7 * 86400e3 }, sw);
+  assert.equal(clash.status, 409, clash.text);
+  assert.match(clash.json.error.message, /^dw's shift from 2027-03-15T08:00:00.000Z would overlap shift-/);
+  assert.deepEqual(srv.sql(`SELECT count(*) AS n FROM shifts WHERE start_at >= ${week + 14 * 86400e3}`), [{ n: 1 }]);
+  assert.equal((await srv.api('POST', '/api/v1/shifts/copy-week', { from: 'last week' }, sw)).status, 400);
+  assert.equal((await srv.api('POST', '/api/v1/shifts/copy-week', { from: week }, srv.token('dw', 'doctor'))).status, 403);
+  const audit = srv.sql("SELECT outcome FROM audit_log WHERE action = 'shift.copy_week' ORDER BY id");
+  assert.deepEqual(audit.map((a) => a.outcome), ['ok', 'ok', 'denied']);
+});
