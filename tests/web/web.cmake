@@ -6,6 +6,8 @@ tm_node_test(web_waiting tests/web/waiting.test.mjs)
 tm_node_test(web_reconnect tests/web/reconnect.test.mjs)
 tm_node_test(web_ui tests/web/ui.test.mjs)
 tm_node_test(web_supervisor tests/web/supervisor.test.mjs)
+# The scheduling page (issue 18).
+tm_node_test(web_schedule tests/web/schedule.test.mjs)
 tm_node_test(web_words tests/web/words.test.mjs)
 tm_node_test(web_static tests/web/static.test.mjs)
 tm_node_test(web_mobile tests/web/mobile.test.mjs)
