@@ -50,6 +50,15 @@ void tm__api_figures(http_req *r)
     char by_buf[16], period_buf[16], format_buf[16], inst_buf[80];
     const char *by = tm__arg(r, "by", by_buf, sizeof(by_buf));
     const char *inst = tm__arg(r, "institution", inst_buf, sizeof(inst_buf));
+    /* A supervisor or admin scoped to an institution sees its figures only. */
+    if (r->who.institution[0]) {
+        if (inst && strcmp(inst, r->who.institution) != 0) {
+            tm__audit(r, "figures.read", inst, "denied");
+            tm__respond_err(r->p, TM_EPERM, "the figures of another institution");
+            return;
+        }
+        inst = r->who.institution;
+    }
     const char *period = tm__arg(r, "period", period_buf, sizeof(period_buf));
     const char *format = tm__arg(r, "format", format_buf, sizeof(format_buf));
     tm_figures_query q = {

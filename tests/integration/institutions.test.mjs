@@ -149,6 +149,12 @@ test('a supervisor scoped to an institution sees only its part; unscoped sees al
   assert.ok(audit.every((a) => a.target === west.visit_id));
   const rov = await ok(await srv.api('GET', '/api/v1/overview', undefined, swt));
   assert.deepEqual(rov.visits.map((v) => v.id), [west.visit_id]);
+  // The figures too: its institution's, and another's refused.
+  assert.equal((await srv.api('GET', `/api/v1/figures?by=institution&institution=${HOSP}`, undefined, swt)).status, 403);
+  const fig = await ok(await srv.api('GET', '/api/v1/figures?by=institution', undefined, swt));
+  const allFig = await ok(await srv.api('GET', '/api/v1/figures?by=institution', undefined, srv.token('s-all', 'supervisor')));
+  assert.ok(JSON.stringify(allFig).includes(`"${HOSP}"`), JSON.stringify(allFig)); // the core's accept counts
+  assert.ok(!JSON.stringify(fig).includes(`"${HOSP}"`), JSON.stringify(fig));
   const reads = srv.sql(`SELECT outcome FROM audit_log WHERE actor_id = 'sw' AND action = 'visit.read'`);
   assert.deepEqual(reads.map((r) => r.outcome).sort(), ['denied', 'ok']);
 
