@@ -16,6 +16,9 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/store_referral.c
   ${CMAKE_CURRENT_LIST_DIR}/store_institution.c
   ${CMAKE_CURRENT_LIST_DIR}/store_shift_week.c
+  # followup18
+  ${CMAKE_CURRENT_LIST_DIR}/store_followup.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_messaging.c
 )
 # Issue 18: the doctor and department figures' reads.
 target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/store_figures.c)

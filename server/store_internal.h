@@ -99,6 +99,18 @@ int tm__store_outbox_append_with(tm_store *s, const char *type, const char *visi
 int tm__store_outbox_append_data(tm_store *s, const char *type, const char *subject_id,
                                  int64_t now_ms, json_t *data);
 
+/* The delivery side shared by the outbox's consumers (store_outbox.c): the
+ * regulator feed's rows and the messaging system's (store_messaging.c).
+ * walk takes st (stepped, then reset), whose columns are seq, event_id,
+ * type, visit_id, occurred_at, attempts, next_attempt_at, payload of the
+ * pending rows in seq order, and hands out up to limit due ones as
+ * tm_outbox_next_batch does. dead_rows_json makes the dead-letter list of
+ * st's rows (seq, event_id, type, visit_id, occurred_at, attempts,
+ * last_status, last_error, last_response) and resets st; NULL on failure. */
+int tm__store_outbox_walk(tm_store *s, sqlite3_stmt *st, int64_t now_ms, int limit,
+                          tm_outbox_event **out, size_t *n);
+json_t *tm__store_dead_rows_json(tm_store *s, sqlite3_stmt *st);
+
 /* Inside the transaction that ends visit_id: its open invites end with
  * outcome visit_ended (with their events) and its open guest links are
  * revoked. server/store_party.c. */

@@ -22,11 +22,6 @@
 #define HEADS_SQL                                                                                  \
     "SELECT visit_id, min(seq) AS head FROM outbox WHERE state = 'pending' GROUP BY visit_id"
 
-/* Walks the pending rows in seq order from the oldest one (a rowid range,
- * no sort, so a pass costs about the batch, not the backlog). The first
- * pending row met of a visit is its head: if it is due, the visit's rows
- * are taken as they come; if not, all of them are skipped. The scan stops
- * when the batch is full. */
 int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event **out, size_t *n)
 {
     *out = NULL;
@@ -45,6 +40,19 @@ int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event
                         "   AND +state = 'pending'"
                         " ORDER BY seq",
                         "");
+    return tm__store_outbox_walk(s, st, now_ms, limit, out, n);
+}
+
+/* Walks the pending rows in seq order from the oldest one (a rowid range,
+ * no sort, so a pass costs about the batch, not the backlog). The first
+ * pending row met of a visit is its head: if it is due, the visit's rows
+ * are taken as they come; if not, all of them are skipped. The scan stops
+ * when the batch is full. */
+int tm__store_outbox_walk(tm_store *s, sqlite3_stmt *st, int64_t now_ms, int limit,
+                          tm_outbox_event **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
     if (!st)
         return TM_EIO;
     tm_outbox_event *ev = calloc((size_t)limit, sizeof(*ev));
@@ -221,12 +229,16 @@ static json_t *json_text_lossy(const unsigned char *t, int len)
 
 json_t *tm_outbox_dead_list(tm_store *s, int limit)
 {
-    sqlite3_stmt *st =
-        tm__store_query(s,
-                        "SELECT seq, event_id, type, visit_id, occurred_at, attempts,"
-                        " last_status, last_error, last_response FROM outbox"
-                        " WHERE state = 'dead' ORDER BY seq DESC LIMIT ?1",
-                        "i", limit > 0 ? limit : 100);
+    return tm__store_dead_rows_json(
+        s, tm__store_query(s,
+                           "SELECT seq, event_id, type, visit_id, occurred_at, attempts,"
+                           " last_status, last_error, last_response FROM outbox"
+                           " WHERE state = 'dead' ORDER BY seq DESC LIMIT ?1",
+                           "i", limit > 0 ? limit : 100));
+}
+
+json_t *tm__store_dead_rows_json(tm_store *s, sqlite3_stmt *st)
+{
     if (!st)
         return NULL;
     json_t *arr = json_array();

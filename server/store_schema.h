@@ -481,6 +481,40 @@ static const char *const tm_store_migrations[] = {
     "  kind TEXT NOT NULL CHECK(kind IN ('core','hospital','clinic')),"
     "  created_at INTEGER NOT NULL);"
     "ALTER TABLE departments ADD COLUMN institution_id TEXT;",
+
+    /* 16 (followup18; issue 18: follow-ups, no-shows, the messaging outbox).
+     * followups links a follow-up appointment to the visit it was booked in,
+     * with who booked it and, for a date window, the window's last moment
+     * (the appointment's slot_at is the window's first). appointment_notices
+     * remembers which appointment was told due, so the sweep tells it once.
+     * messaging_outbox is the messaging system's delivery state over the same
+     * outbox rows (seq is the outbox row's), filled from messaging_cursor on.
+     * The sweeps read appointments by (status, slot_at): migration 12's index. */
+    "CREATE TABLE followups("
+    "  appointment_id TEXT PRIMARY KEY REFERENCES appointments(id),"
+    "  visit_id TEXT NOT NULL REFERENCES visits(id),"
+    "  booked_by TEXT NOT NULL,"
+    "  window_end_at INTEGER,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX followups_by_visit ON followups(visit_id);"
+    "CREATE TABLE appointment_notices("
+    "  appointment_id TEXT PRIMARY KEY REFERENCES appointments(id),"
+    "  due_at INTEGER);"
+    "CREATE TABLE messaging_outbox("
+    "  seq INTEGER PRIMARY KEY REFERENCES outbox(seq),"
+    "  visit_id TEXT NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'pending' CHECK(state IN ('pending','delivered','dead')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_attempt_at INTEGER NOT NULL DEFAULT 0,"
+    "  delivered_at INTEGER,"
+    "  last_status INTEGER,"
+    "  last_error TEXT,"
+    "  last_response TEXT);"
+    "CREATE INDEX messaging_outbox_pending ON messaging_outbox(state, visit_id, seq);"
+    "CREATE TABLE messaging_cursor("
+    "  id INTEGER PRIMARY KEY CHECK(id = 1),"
+    "  last_seq INTEGER NOT NULL);"
+    "INSERT INTO messaging_cursor VALUES(1, 0);",
 };
 
 #endif

@@ -983,6 +983,92 @@ int tm_outbox_stats_get(tm_store *s, tm_outbox_stats *out);
  * none). Costs O(pending), cheap enough for every /metrics scrape. */
 int tm_outbox_queue(tm_store *s, int64_t *pending, int64_t *oldest_pending_at);
 
+/* ---- follow-ups, no-shows, the patient's course (issue 18, followup18) -- */
+/*
+ * A follow-up is an appointment (kind follow_up) booked by a doctor from
+ * inside a visit, linked to that visit. Every appointment step writes its
+ * event in the step's transaction: appointment.booked, appointment.moved,
+ * appointment.due (the sweep, once per slot), appointment.no_show (the
+ * sweep). Its subject (the outbox visit_id) is the visit the appointment
+ * was booked in, else the appointment's own id (docs/regulator-feed.md).
+ */
+typedef struct tm_followup {
+    char visit_id[64];     /* the visit it is booked in */
+    char booked_by[64];    /* the doctor who books it */
+    char dept_id[64];      /* "" = the visit's department */
+    char doctor_id[64];    /* "" = any doctor of the department */
+    int64_t slot_ms;       /* the slot, or the first moment of a date window */
+    int64_t window_end_ms; /* 0 = a slot; else the window's last moment (> slot_ms) */
+} tm_followup;
+
+/* Books the follow-up of f->visit_id's patient in one transaction: the
+ * appointment (status booked), its link to the visit and its
+ * appointment.booked event; id_out (64 bytes, may be NULL) gets its id.
+ * TM_EINVAL (no slot, window ending before it), TM_ENOTFOUND (no such
+ * visit), TM_ECONFLICT (unknown department or doctor). */
+int tm_store_followup_book(tm_store *s, const tm_followup *f, int64_t now_ms, char id_out[64]);
+/* A booked appointment gets a new slot or window, its appointment.moved
+ * event, and will be told due again. TM_EINVAL, TM_ENOTFOUND, TM_ECONFLICT
+ * (not booked any more). */
+int tm_store_appt_move(tm_store *s, const char *appt_id, int64_t slot_ms, int64_t window_end_ms,
+                       int64_t now_ms);
+/* {id, patient_id, department_id, doctor_id, kind, status, slot_at,
+ * window_end_at, booked_in_visit, booked_by}, the shape of an appointment
+ * event's `appointment`; NULL when not found or on failure. */
+json_t *tm_store_appt_json(tm_store *s, const char *appt_id);
+/* The follow-ups booked in visit_id, by slot, each as tm_store_appt_json. */
+json_t *tm_store_followups_of_visit(tm_store *s, const char *visit_id);
+/* The sweeps (the control loop runs them on a timer). due: booked
+ * appointments whose slot is within before_ms from now_ms and not yet told,
+ * each marked told with its appointment.due event. noshow: booked
+ * appointments whose slot (a window's end) passed more than after_ms ago
+ * become noshow with their appointment.no_show event. At most max (<= 0:
+ * 100) per call, in one transaction; *count (may be NULL) gets how many. */
+int tm_store_appt_sweep_due(tm_store *s, int64_t now_ms, int64_t before_ms, int max, int *count);
+int tm_store_appt_sweep_noshow(tm_store *s, int64_t now_ms, int64_t after_ms, int max, int *count);
+/* No-shows of appointments whose slot is in [from_ms, to_ms) (0: open),
+ * by "doctor" ([{doctor_id, no_shows}]: the appointment's doctor, else the
+ * doctor who booked it) or "dept" ([{dept_id, no_shows}]); NULL for
+ * another `by` (TM_EINVAL in errmsg) or on failure. */
+json_t *tm_store_noshow_counts(tm_store *s, const char *by, int64_t from_ms, int64_t to_ms);
+/* The patient's whole course, oldest first: {patient_id, items: [...]},
+ * each item with kind and at: "visit" (visit_id, dept_id, dept_name,
+ * doctor_id, doctor_name, visit_kind, state, ended_at, end_reason, notes:
+ * the signed ones [{doctor_id, body, diagnosis_code, signed_at}],
+ * diagnosis_codes), "appointment" (appointment_id, slot_at, window_end_at,
+ * appointment_kind, status, dept_id, dept_name, doctor_id, doctor_name,
+ * booked_in_visit, booked_by) and, where those tables exist,
+ * "consultation" and "referral" (their columns). patient_view: only what
+ * the patient reads (visits with released notes, appointments still
+ * ahead at now_ms). NULL on failure. */
+json_t *tm_store_patient_timeline(tm_store *s, const char *patient_id, bool patient_view,
+                                  int64_t now_ms);
+/* Whether doctor_id has been the patient's doctor (attending or joined
+ * one of their visits as a doctor) or has an appointment with them. */
+bool tm_store_doctor_knows_patient(tm_store *s, const char *doctor_id, const char *patient_id);
+
+/* ---- the messaging queue (issue 18, followup18) --------------------- */
+/*
+ * The hospital's messaging system (SMS, WeChat) is a second consumer of the
+ * outbox rows above: the rows of types appointment.*, consultation.* and
+ * referral.*, with their own delivery state, in the same order per subject
+ * and with the same outcomes as tm_outbox_* (same contracts, same rows'
+ * seq and event ids). A row written before the queue first looked is
+ * taken too: the queue starts at the outbox's first row.
+ */
+int tm_msgq_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event **out, size_t *n);
+int tm_msgq_next_due(tm_store *s, int64_t *due_ms);
+int tm_msgq_mark_delivered(tm_store *s, const int64_t *seqs, size_t n, int status, int64_t now_ms);
+int tm_msgq_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n, int status,
+                  const char *error);
+int tm_msgq_retry_now(tm_store *s, int64_t now_ms);
+int tm_msgq_dead_letter(tm_store *s, int64_t seq, int status, const char *error,
+                        const char *response, size_t response_len);
+int tm_msgq_replay(tm_store *s, int64_t seq);
+json_t *tm_msgq_dead_list(tm_store *s, int limit);
+int tm_msgq_stats_get(tm_store *s, tm_outbox_stats *out);
+int tm_msgq_queue(tm_store *s, int64_t *pending, int64_t *oldest_pending_at);
+
 /* ---- batch uploads (provincial platforms) ---------------------------- */
 /*
  * A batch delivery profile (feed_profile.h; the Tianjin platform's nightly

@@ -261,6 +261,8 @@ static void test_party_migration(void)
         "DROP TABLE consultations;"
         "DROP TABLE visit_transfers; DROP TABLE referrals;"
         "ALTER TABLE departments DROP COLUMN institution_id; DROP TABLE institutions;"
+        "DROP TABLE followups; DROP TABLE appointment_notices;"
+        "DROP TABLE messaging_outbox; DROP TABLE messaging_cursor;"
         "DROP TABLE participants;"
         "ALTER TABLE doctors DROP COLUMN kind;"
         "CREATE TABLE participants(id INTEGER PRIMARY KEY,"

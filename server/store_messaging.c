@@ -1,0 +1,201 @@
+/*
+ * store_messaging.c - the SQLite backend's messaging queue
+ * (include/telemed/store.h, "the messaging queue"): the hospital's
+ * messaging system is a second consumer of the outbox rows, with its own
+ * delivery state in messaging_outbox beside them.
+ *
+ * A cursor (messaging_cursor) says up to which outbox row the queue has
+ * looked; each batch first takes the rows written since, of the types the
+ * messaging system hears of, into the queue and moves the cursor in the
+ * same transaction, so a restart neither skips nor repeats a row. Handing
+ * out in order per subject is store_outbox.c's walk, shared.
+ *
+ * Control loop thread only, on the store's connection (store_internal.h).
+ */
+#include "store_internal.h"
+#include "telemed/common.h"
+
+#include <string.h>
+
+/* Takes the outbox rows written since the cursor into the queue. Costs one
+ * read when nothing is new, so an idle pass writes (and fsyncs) nothing. */
+static int enqueue_new(tm_store *s)
+{
+    sqlite3_stmt *st = tm__store_query(s,
+                                       "SELECT (SELECT last_seq FROM messaging_cursor"
+                                       " WHERE id = 1), (SELECT max(seq) FROM outbox)",
+                                       "");
+    int rc = tm__store_step(s, st);
+    int64_t cursor = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
+    int64_t last = rc == 1 ? sqlite3_column_int64(st, 1) : 0;
+    if (st)
+        sqlite3_reset(st);
+    if (rc < 0)
+        return rc;
+    if (last <= cursor)
+        return 0;
+    rc = tm__store_begin(s);
+    if (rc == 0)
+        rc = tm__store_run(s,
+                           "INSERT OR IGNORE INTO messaging_outbox(seq, visit_id)"
+                           " SELECT seq, visit_id FROM outbox WHERE seq > ?1 AND seq <= ?2"
+                           " AND (type LIKE 'appointment.%' OR type LIKE 'consultation.%'"
+                           " OR type LIKE 'referral.%')",
+                           "II", cursor, last);
+    if (rc == 0)
+        rc = tm__store_run(s, "UPDATE messaging_cursor SET last_seq = ?1 WHERE id = 1", "I", last);
+    return tm__store_finish(s, rc);
+}
+
+int tm_msgq_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (limit <= 0)
+        return tm__store_refuse(s, TM_EINVAL, "batch limit must be at least 1");
+    int rc = enqueue_new(s);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st =
+        tm__store_query(s,
+                        "SELECT m.seq, o.event_id, o.type, m.visit_id, o.occurred_at, m.attempts,"
+                        "       m.next_attempt_at, o.payload"
+                        "  FROM messaging_outbox m JOIN outbox o ON o.seq = m.seq"
+                        " WHERE m.seq >= (SELECT min(seq) FROM messaging_outbox"
+                        "                  WHERE state = 'pending')"
+                        "   AND +m.state = 'pending'"
+                        " ORDER BY m.seq",
+                        "");
+    return tm__store_outbox_walk(s, st, now_ms, limit, out, n);
+}
+
+int tm_msgq_next_due(tm_store *s, int64_t *due_ms)
+{
+    sqlite3_stmt *st = tm__store_query(s,
+                                       "WITH heads AS (SELECT min(seq) AS head FROM"
+                                       " messaging_outbox WHERE state = 'pending'"
+                                       " GROUP BY visit_id)"
+                                       " SELECT min(m.next_attempt_at) FROM heads h"
+                                       "   JOIN messaging_outbox m ON m.seq = h.head",
+                                       "");
+    int rc = tm__store_step(s, st);
+    int ret = rc < 0 ? rc : TM_ENOTFOUND;
+    if (rc == 1 && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        *due_ms = sqlite3_column_int64(st, 0);
+        ret = 0;
+    }
+    if (st)
+        sqlite3_reset(st);
+    return ret;
+}
+
+int tm_msgq_mark_delivered(tm_store *s, const int64_t *seqs, size_t n, int status, int64_t now_ms)
+{
+    return tm__store_mark_rows(s,
+                               "UPDATE messaging_outbox SET state = 'delivered', delivered_at = ?2,"
+                               " last_status = ?3, last_error = NULL, last_response = NULL"
+                               " WHERE seq = ?1 AND state = 'pending'",
+                               "IIi", seqs, n, NULL, now_ms, status, NULL);
+}
+
+int tm_msgq_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n, int status,
+                  const char *error)
+{
+    return tm__store_mark_rows(s,
+                               "UPDATE messaging_outbox SET attempts = attempts + 1,"
+                               " next_attempt_at = ?2, last_status = nullif(?3, 0),"
+                               " last_error = ?4 WHERE seq = ?1 AND state = 'pending'",
+                               "IIib", seqs, n, next_at, 0, status > 0 ? status : 0, error);
+}
+
+int tm_msgq_retry_now(tm_store *s, int64_t now_ms)
+{
+    int rc = tm__store_run(s,
+                           "UPDATE messaging_outbox SET next_attempt_at = 0"
+                           " WHERE state = 'pending' AND next_attempt_at > ?1",
+                           "I", now_ms);
+    return rc < 0 ? rc : tm__store_changes(s);
+}
+
+int tm_msgq_dead_letter(tm_store *s, int64_t seq, int status, const char *error,
+                        const char *response, size_t response_len)
+{
+    return tm__store_run_one(s,
+                             "UPDATE messaging_outbox SET state = 'dead', attempts = attempts + 1,"
+                             " last_status = nullif(?2, 0), last_error = ?3, last_response = ?4"
+                             " WHERE seq = ?1 AND state = 'pending'",
+                             "Iibn", seq, status > 0 ? status : 0, error, response,
+                             response ? response_len : 0);
+}
+
+int tm_msgq_replay(tm_store *s, int64_t seq)
+{
+    sqlite3_stmt *st =
+        tm__store_query(s, "SELECT state FROM messaging_outbox WHERE seq = ?1", "I", seq);
+    int rc = tm__store_step(s, st);
+    if (rc == 0)
+        rc = tm__store_refuse(s, TM_ENOTFOUND, "no such messaging row");
+    else if (rc == 1 && strcmp((const char *)sqlite3_column_text(st, 0), "dead") != 0)
+        rc = tm__store_refuse(s, TM_ECONFLICT, "messaging row is not a dead letter");
+    else if (rc == 1)
+        rc = 0;
+    if (st)
+        sqlite3_reset(st);
+    if (rc < 0)
+        return rc;
+    return tm__store_run(s,
+                         "UPDATE messaging_outbox SET state = 'pending', next_attempt_at = 0"
+                         " WHERE seq = ?1 AND state = 'dead'",
+                         "I", seq);
+}
+
+json_t *tm_msgq_dead_list(tm_store *s, int limit)
+{
+    return tm__store_dead_rows_json(
+        s, tm__store_query(s,
+                           "SELECT m.seq, o.event_id, o.type, m.visit_id, o.occurred_at,"
+                           " m.attempts, m.last_status, m.last_error, m.last_response"
+                           " FROM messaging_outbox m JOIN outbox o ON o.seq = m.seq"
+                           " WHERE m.state = 'dead' ORDER BY m.seq DESC LIMIT ?1",
+                           "i", limit > 0 ? limit : 100));
+}
+
+int tm_msgq_stats_get(tm_store *s, tm_outbox_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    sqlite3_stmt *st = tm__store_query(
+        s,
+        "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'delivered'), 0),"
+        " coalesce(sum(state = 'dead'), 0), coalesce(sum(attempts), 0) FROM messaging_outbox",
+        "");
+    int rc = tm__store_step(s, st);
+    if (rc == 1) {
+        out->pending = sqlite3_column_int64(st, 0);
+        out->delivered = sqlite3_column_int64(st, 1);
+        out->dead = sqlite3_column_int64(st, 2);
+        out->failed_attempts = sqlite3_column_int64(st, 3);
+    }
+    if (st)
+        sqlite3_reset(st);
+    if (rc < 0)
+        return rc;
+    int64_t pending;
+    return tm_msgq_queue(s, &pending, &out->oldest_pending_at);
+}
+
+int tm_msgq_queue(tm_store *s, int64_t *pending, int64_t *oldest_pending_at)
+{
+    sqlite3_stmt *st = tm__store_query(s,
+                                       "SELECT count(*), coalesce(min(o.occurred_at), 0)"
+                                       " FROM messaging_outbox m JOIN outbox o ON o.seq = m.seq"
+                                       " WHERE m.state = 'pending'",
+                                       "");
+    int rc = tm__store_step(s, st);
+    if (rc == 1) {
+        *pending = sqlite3_column_int64(st, 0);
+        *oldest_pending_at = sqlite3_column_int64(st, 1);
+    }
+    if (st)
+        sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
+}
