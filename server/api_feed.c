@@ -131,23 +131,10 @@ static void api_feed_compliance(http_req *r)
     tm__respond_json(r->p, 200, json_pack("{s:o}", "profiles", profiles));
 }
 
-void tm__api_feed(http_req *r)
+/* Status, dead letters and replay of one outbox consumer (the feed, the
+ * messaging system): the same engine, so the same routes. */
+static void consumer_routes(http_req *r, tm_feed *f, const char *replay_action)
 {
-    tm_feed *f = r->app->feed;
-    if (!tm__need(r, tm__is_staff(r)))
-        return;
-    if (r->nseg >= 2 && strcmp(r->seg[1], "profiles") == 0) {
-        api_feed_profiles(r);
-        return;
-    }
-    if (r->nseg >= 2 && strcmp(r->seg[1], "compliance") == 0) {
-        api_feed_compliance(r);
-        return;
-    }
-    if (!f) {
-        tm__respond_err(r->p, TM_EUNSUPPORTED, "the regulator feed is not running");
-        return;
-    }
     if (r->p->method == LWSHUMETH_GET && r->nseg == 1) {
         json_t *status = tm_feed_status(f);
         json_t *dead = tm_feed_dead_letters(f, 100);
@@ -176,7 +163,7 @@ void tm__api_feed(http_req *r)
             return;
         }
         int rc = tm_feed_replay(f, seq);
-        tm__audit(r, "feed.replay", r->seg[2], rc == 0 ? "ok" : "failed");
+        tm__audit(r, replay_action, r->seg[2], rc == 0 ? "ok" : "failed");
         if (rc < 0)
             tm__respond_err(r->p, rc, rc == TM_ECONFLICT ? "not a dead letter" : NULL);
         else
@@ -185,4 +172,36 @@ void tm__api_feed(http_req *r)
         return;
     }
     tm__respond_err(r->p, TM_ENOTFOUND, "no such route");
+}
+
+void tm__api_feed(http_req *r)
+{
+    tm_feed *f = r->app->feed;
+    if (!tm__need(r, tm__is_staff(r)))
+        return;
+    if (r->nseg >= 2 && strcmp(r->seg[1], "profiles") == 0) {
+        api_feed_profiles(r);
+        return;
+    }
+    if (r->nseg >= 2 && strcmp(r->seg[1], "compliance") == 0) {
+        api_feed_compliance(r);
+        return;
+    }
+    if (!f) {
+        tm__respond_err(r->p, TM_EUNSUPPORTED, "the regulator feed is not running");
+        return;
+    }
+    consumer_routes(r, f, "feed.replay");
+}
+
+/* followup18: the messaging system's delivery of the same outbox rows. */
+void tm__api_messaging(http_req *r)
+{
+    if (!tm__need(r, tm__is_staff(r)))
+        return;
+    if (!r->app->messaging) {
+        tm__respond_err(r->p, TM_EUNSUPPORTED, "messaging_url is not set");
+        return;
+    }
+    consumer_routes(r, r->app->messaging, "messaging.replay");
 }

@@ -33,6 +33,7 @@ typedef struct tm_app {
     tm_signaling *sig;
     tm_feed *feed;              /* the webhook profile; NULL when not in feed_profiles */
     tm_feed_profiles *profiles; /* the batch profiles (tianjin, ...) */
+    tm_feed *messaging;         /* the messaging system's consumer; NULL without messaging_url */
     tm_media *media;
     tm_conn_limit *conn_limit; /* unauthenticated connections per address */
     uint64_t conns_refused;    /* closed at accept by conn_limit */

@@ -243,6 +243,22 @@ static const config_option options[] = {
     STR(feed_profiles, "webhook", OPT_REQUIRED, check_profiles,
         "Delivery profiles, comma-separated: webhook (real time), tianjin (nightly upload)."),
 
+    /* followup18 */
+    SECTION("follow-ups and messaging"),
+    INT(noshow_after_s, 1800, 0, 604800,
+        "A booked appointment whose slot (a date window's end) passed this many seconds ago "
+        "without a check-in becomes a no-show."),
+    INT(appointment_due_before_s, 86400, 60, 1209600,
+        "appointment.due goes out this many seconds before an appointment's slot."),
+    INT(appointment_sweep_s, 60, 1, 3600,
+        "How often the no-show and due sweep runs, seconds."),
+    STR(messaging_url, NULL, 0, check_http_url,
+        "The hospital's messaging system (SMS, WeChat): appointment, consultation and referral "
+        "events go there, signed like the feed. Unset: none."),
+    STR(messaging_secret, NULL, OPT_SECRET, NULL,
+        "HMAC-SHA256 key for the messaging requests' X-Telemed-Signature header."),
+    STR(messaging_ca, NULL, 0, NULL, "CA file to verify the messaging endpoint."),
+
     SECTION("tianjin profile"),
     STR(tianjin_url, NULL, 0, NULL, "Tianjin platform endpoint (.../openapi/api)."),
     STR(tianjin_app_key, NULL, 0, NULL, "appKey given by the platform (X-Ca-Key)."),

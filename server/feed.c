@@ -25,6 +25,13 @@
  * a larger batch is retried one event at a time so only the bad event dies
  * (a regulator may reject a whole batch for one bad record). A row whose
  * payload is not a JSON object is dead-lettered before sending.
+ *
+ * One engine, two consumers of the same outbox rows: the regulator feed
+ * (tm_feed_new) and the hospital's messaging system (tm_messaging_new,
+ * docs/regulator-feed.md "Messaging outbox"). They differ only in where
+ * their delivery state lives (a delivery_queue: the outbox rows' own
+ * columns, or the messaging queue beside them), their endpoint and secret,
+ * and the names in logs and metrics.
  */
 #include "telemed/feed.h"
 #include "telemed/common.h"
@@ -54,7 +61,64 @@
 #define IDLE_POLL_MS 1000  /* re-check even without a kick (rows written elsewhere) */
 #define RETRY_AFTER_MAX_MS (24LL * 3600 * 1000)
 
+/* Where a consumer's delivery state lives (store.h: the regulator outbox,
+ * the messaging queue); each function has tm_outbox_*'s contract. */
+typedef struct delivery_queue {
+    const char *name;       /* log events and metric names: feed, messaging */
+    const char *depth_help; /* the help lines of two metrics */
+    const char *delivered_help;
+    const char *user_agent; /* of the HTTP requests */
+    int (*next_batch)(tm_store *s, int64_t now_ms, int limit, tm_outbox_event **out, size_t *n);
+    int (*next_due)(tm_store *s, int64_t *due_ms);
+    int (*mark_delivered)(tm_store *s, const int64_t *seqs, size_t n, int status, int64_t now_ms);
+    int (*retry)(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n, int status,
+                 const char *error);
+    int (*retry_now)(tm_store *s, int64_t now_ms);
+    int (*dead_letter)(tm_store *s, int64_t seq, int status, const char *error,
+                       const char *response, size_t response_len);
+    int (*replay)(tm_store *s, int64_t seq);
+    json_t *(*dead_list)(tm_store *s, int limit);
+    int (*stats_get)(tm_store *s, tm_outbox_stats *out);
+    int (*queue)(tm_store *s, int64_t *pending, int64_t *oldest_pending_at);
+} delivery_queue;
+
+static const delivery_queue regulator_queue = {
+    "feed",
+    "Regulator feed events waiting for delivery.",
+    "Events delivered to the regulator sink.",
+    "telemed-feed/1",
+    tm_outbox_next_batch,
+    tm_outbox_next_due,
+    tm_outbox_mark_delivered,
+    tm_outbox_retry,
+    tm_outbox_retry_now,
+    tm_outbox_dead_letter,
+    tm_outbox_replay,
+    tm_outbox_dead_list,
+    tm_outbox_stats_get,
+    tm_outbox_queue,
+};
+
+static const delivery_queue messaging_queue = {
+    "messaging",
+    "Messaging events waiting for delivery.",
+    "Events delivered to the hospital's messaging system.",
+    "telemed-messaging/1",
+    tm_msgq_next_batch,
+    tm_msgq_next_due,
+    tm_msgq_mark_delivered,
+    tm_msgq_retry,
+    tm_msgq_retry_now,
+    tm_msgq_dead_letter,
+    tm_msgq_replay,
+    tm_msgq_dead_list,
+    tm_msgq_stats_get,
+    tm_msgq_queue,
+};
+
 struct tm_feed {
+    const delivery_queue *q;
+    tm_feed *also; /* kicked with this one (the messaging consumer), or NULL */
     tm_store *store;
     GMainContext *ctx;
     char hospital[128];
@@ -320,7 +384,7 @@ static void build_events(tm_feed *f, tm_outbox_event *ev, size_t *n, GString *ou
 /* The outbox writes, with the counters and the store_failed flag kept. */
 static int out_retry(tm_feed *f, const int64_t *seqs, const int64_t *next, size_t n, int status)
 {
-    int rc = tm_outbox_retry(f->store, seqs, next, n, status, f->last_error);
+    int rc = f->q->retry(f->store, seqs, next, n, status, f->last_error);
     if (rc < 0) {
         f->store_failed = true;
         tm_error("feed.store_failed", "op=retry rc=%d", rc);
@@ -333,9 +397,9 @@ static int out_retry(tm_feed *f, const int64_t *seqs, const int64_t *next, size_
 static int out_dead(tm_feed *f, const tm_outbox_event *e, int status, const char *why,
                     const char *resp, size_t resp_len)
 {
-    int rc = tm_outbox_dead_letter(f->store, e->seq, status, why, resp, resp_len);
-    tm_warn("feed.dead_letter", "seq=%lld visit=%s status=%d rc=%d", (long long)e->seq, e->visit_id,
-            status, rc);
+    int rc = f->q->dead_letter(f->store, e->seq, status, why, resp, resp_len);
+    tm_warn("feed.dead_letter", "queue=%s seq=%lld visit=%s status=%d rc=%d", f->q->name,
+            (long long)e->seq, e->visit_id, status, rc);
     if (rc < 0) {
         f->store_failed = true;
     } else {
@@ -380,7 +444,7 @@ static int mark_delivered(tm_feed *f, tm_outbox_event *ev, size_t n, int status)
     int64_t *seqs = g_new(int64_t, n);
     for (size_t i = 0; i < n; i++)
         seqs[i] = ev[i].seq;
-    int rc = tm_outbox_mark_delivered(f->store, seqs, n, status, tm_now_ms());
+    int rc = f->q->mark_delivered(f->store, seqs, n, status, tm_now_ms());
     g_free(seqs);
     if (rc < 0) {
         f->store_failed = true;
@@ -515,7 +579,7 @@ static void http_done(tm_feed *f, CURLcode res)
         f->hold_until = 0;
         if (f->retry_now_on_success) {
             f->retry_now_on_success = false;
-            int changed = tm_outbox_retry_now(f->store, tm_now_ms());
+            int changed = f->q->retry_now(f->store, tm_now_ms());
             if (changed > 0)
                 tm_info("feed.recovered", "retry_now=%d", changed);
         }
@@ -543,7 +607,8 @@ static void http_done(tm_feed *f, CURLcode res)
             note_error(f, (int)status, "%s", curl_easy_strerror(res));
         else
             note_error(f, (int)status, "status %ld", status);
-        tm_warn("feed.retry", "sink=http events=%zu status=%ld curl=%d", n, status, (int)res);
+        tm_warn("feed.retry", "queue=%s sink=http events=%zu status=%ld curl=%d", f->q->name, n,
+                status, (int)res);
         retry_batch(f, ev, n, (int)status, ra_ms);
         /* The hold is at least half the current cap ("equal jitter"): one
          * sender gains nothing from full jitter, and a down endpoint should
@@ -596,7 +661,7 @@ static int http_send(tm_feed *f, GString *body)
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, f->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->headers);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "telemed-feed/1");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, f->q->user_agent);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)f->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)f->timeout_ms);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_response_body);
@@ -631,7 +696,7 @@ static void pump(tm_feed *f)
     }
     tm_outbox_event *ev = NULL;
     size_t n = 0;
-    int rc = tm_outbox_next_batch(f->store, tm_now_ms(), f->batch, &ev, &n);
+    int rc = f->q->next_batch(f->store, tm_now_ms(), f->batch, &ev, &n);
     if (rc < 0) {
         note_error(f, 0, "outbox read failed: %s", tm_strerror(rc));
         schedule(f, f->backoff_base_ms);
@@ -640,7 +705,7 @@ static void pump(tm_feed *f)
     if (n == 0) {
         int64_t due = 0;
         int64_t delay = IDLE_POLL_MS;
-        if (tm_outbox_next_due(f->store, &due) == 0) {
+        if (f->q->next_due(f->store, &due) == 0) {
             delay = due - tm_now_ms();
             if (delay < 0)
                 delay = 0;
@@ -731,11 +796,61 @@ static char *shown_url(const char *url)
     return out ? out : g_strdup("(unparseable url)");
 }
 
-tm_feed *tm_feed_new(tm_store *store, const tm_config *cfg, struct lws_context *lws,
-                     GMainContext *ctx, char **err)
+/* The endpoint a consumer posts to, as configured (borrowed). */
+typedef struct endpoint {
+    const char *key; /* the config key named in errors */
+    const char *url, *secret, *ca, *client_cert, *client_key;
+} endpoint;
+
+static int start_http(tm_feed *f, const endpoint *ep, char **err)
 {
-    (void)lws;
+    /* A typo here would otherwise only show as an endless retry. */
+    if (g_ascii_strncasecmp(ep->url, "https://", 8) != 0 &&
+        g_ascii_strncasecmp(ep->url, "http://", 7) != 0) {
+        *err = g_strdup_printf("%s: must start with https:// (or http:// for a local gateway)",
+                               ep->key);
+        return TM_EINVAL;
+    }
+    /* First: it initialises libcurl, which shown_url already uses. */
+    f->curl = tm_curl_loop_new(f->ctx, on_transfer_done, f);
+    if (!f->curl) {
+        *err = g_strdup_printf("%s: cannot start libcurl", f->q->name);
+        return TM_EIO;
+    }
+    f->url = g_strdup(ep->url);
+    f->url_shown = shown_url(f->url);
+    f->secret = g_strdup(ep->secret);
+    f->ca = g_strdup(ep->ca);
+    f->client_cert = g_strdup(ep->client_cert);
+    f->client_key = g_strdup(ep->client_key);
+    if (!f->secret)
+        tm_warn("feed.unsigned", "queue=%s reason=no_secret", f->q->name);
+    if (g_ascii_strncasecmp(f->url, "http://", 7) == 0)
+        tm_warn("feed.plaintext", "queue=%s reason=http_url", f->q->name);
+    return 0;
+}
+
+static int start_file(tm_feed *f, const tm_config *cfg, char **err)
+{
+    f->feed_dir = g_build_filename(cfg->data_dir ? cfg->data_dir : ".", "feed", NULL);
+    if (g_mkdir_with_parents(f->feed_dir, 0700) < 0) {
+        *err = g_strdup_printf("feed: cannot create %s: %s", f->feed_dir, g_strerror(errno));
+        return TM_EIO;
+    }
+    if (file_open_today(f) < 0) {
+        *err = g_strdup_printf("feed: %s", f->last_error);
+        return TM_EIO;
+    }
+    return 0;
+}
+
+/* One consumer of the outbox: q's rows to ep's URL, or to the NDJSON file
+ * sink when ep has none. The timing knobs are the feed's for both. */
+static tm_feed *engine_new(tm_store *store, const delivery_queue *q, const tm_config *cfg,
+                           const endpoint *ep, GMainContext *ctx, char **err)
+{
     tm_feed *f = g_new0(tm_feed, 1);
+    f->q = q;
     f->store = store;
     f->ctx = g_main_context_ref(ctx ? ctx : g_main_context_default());
     f->fd = -1;
@@ -747,42 +862,11 @@ tm_feed *tm_feed_new(tm_store *store, const tm_config *cfg, struct lws_context *
     f->backoff_max_ms = cfg->feed_backoff_max_ms > 0 ? cfg->feed_backoff_max_ms : 300000;
     f->response = g_string_new(NULL);
     f->retry_now_on_success = true; /* rows may wait from before a restart */
-    if (cfg->feed_url && *cfg->feed_url) {
-        /* A typo here would otherwise only show as an endless retry. */
-        if (g_ascii_strncasecmp(cfg->feed_url, "https://", 8) != 0 &&
-            g_ascii_strncasecmp(cfg->feed_url, "http://", 7) != 0) {
-            *err = g_strdup("feed_url: must start with https:// (or http:// for a local gateway)");
-            goto fail;
-        }
-        /* First: it initialises libcurl, which shown_url already uses. */
-        f->curl = tm_curl_loop_new(f->ctx, on_transfer_done, f);
-        if (!f->curl) {
-            *err = g_strdup("feed: cannot start libcurl");
-            goto fail;
-        }
-        f->url = g_strdup(cfg->feed_url);
-        f->url_shown = shown_url(f->url);
-        f->secret = g_strdup(cfg->feed_secret);
-        f->ca = g_strdup(cfg->feed_ca);
-        f->client_cert = g_strdup(cfg->feed_client_cert);
-        f->client_key = g_strdup(cfg->feed_client_key);
-    } else {
-        f->feed_dir = g_build_filename(cfg->data_dir ? cfg->data_dir : ".", "feed", NULL);
-        if (g_mkdir_with_parents(f->feed_dir, 0700) < 0) {
-            *err = g_strdup_printf("feed: cannot create %s: %s", f->feed_dir, g_strerror(errno));
-            goto fail;
-        }
-        if (file_open_today(f) < 0) {
-            *err = g_strdup_printf("feed: %s", f->last_error);
-            goto fail;
-        }
-    }
-    if (f->url && !f->secret)
-        tm_warn("feed.unsigned", "reason=no_feed_secret");
-    if (f->url && g_ascii_strncasecmp(f->url, "http://", 7) == 0)
-        tm_warn("feed.plaintext", "reason=http_url");
+    int rc = ep->url && *ep->url ? start_http(f, ep, err) : start_file(f, cfg, err);
+    if (rc < 0)
+        goto fail;
     tm_outbox_stats st;
-    if (tm_outbox_stats_get(store, &st) == 0) {
+    if (q->stats_get(store, &st) == 0) {
         f->n_delivered = st.delivered;
         f->n_failed = st.failed_attempts;
         f->n_dead = st.dead;
@@ -792,6 +876,32 @@ tm_feed *tm_feed_new(tm_store *store, const tm_config *cfg, struct lws_context *
 fail:
     tm_feed_free(f);
     return NULL;
+}
+
+tm_feed *tm_feed_new(tm_store *store, const tm_config *cfg, struct lws_context *lws,
+                     GMainContext *ctx, char **err)
+{
+    (void)lws;
+    endpoint ep = {"feed_url",   cfg->feed_url,         cfg->feed_secret,
+                   cfg->feed_ca, cfg->feed_client_cert, cfg->feed_client_key};
+    return engine_new(store, &regulator_queue, cfg, &ep, ctx, err);
+}
+
+tm_feed *tm_messaging_new(tm_store *store, const tm_config *cfg, GMainContext *ctx, char **err)
+{
+    if (!cfg->messaging_url || !*cfg->messaging_url) {
+        *err = g_strdup("messaging_url: not set");
+        return NULL;
+    }
+    endpoint ep = {
+        "messaging_url", cfg->messaging_url, cfg->messaging_secret, cfg->messaging_ca, NULL, NULL};
+    return engine_new(store, &messaging_queue, cfg, &ep, ctx, err);
+}
+
+void tm_feed_also_kick(tm_feed *f, tm_feed *other)
+{
+    if (f)
+        f->also = other;
 }
 
 void tm_feed_free(tm_feed *f)
@@ -826,14 +936,17 @@ void tm_feed_free(tm_feed *f)
 
 void tm_feed_kick(tm_feed *f)
 {
-    if (f)
-        schedule(f, KICK_DELAY_MS);
+    if (!f)
+        return;
+    schedule(f, KICK_DELAY_MS);
+    if (f->also)
+        schedule(f->also, KICK_DELAY_MS);
 }
 
 static int feed_stats(tm_feed *f, tm_outbox_stats *st)
 {
     memset(st, 0, sizeof(*st));
-    if (tm_outbox_queue(f->store, &st->pending, &st->oldest_pending_at) < 0)
+    if (f->q->queue(f->store, &st->pending, &st->oldest_pending_at) < 0)
         return TM_EIO;
     st->delivered = f->n_delivered;
     st->failed_attempts = f->n_failed;
@@ -882,12 +995,12 @@ json_t *tm_feed_status(tm_feed *f)
 
 json_t *tm_feed_dead_letters(tm_feed *f, int limit)
 {
-    return tm_outbox_dead_list(f->store, limit);
+    return f->q->dead_list(f->store, limit);
 }
 
 int tm_feed_replay(tm_feed *f, int64_t seq)
 {
-    int rc = tm_outbox_replay(f->store, seq);
+    int rc = f->q->replay(f->store, seq);
     if (rc == 0) {
         f->n_dead--;
         tm_feed_kick(f);
@@ -901,25 +1014,27 @@ int tm_feed_metrics(tm_feed *f, GString *out)
     if (feed_stats(f, &st) < 0)
         return TM_EIO;
     double age = st.oldest_pending_at ? (double)(tm_now_ms() - st.oldest_pending_at) / 1000.0 : 0;
+    const char *m = f->q->name;
     g_string_append_printf(
         out,
-        "# HELP telemed_feed_queue_depth Regulator feed events waiting for delivery.\n"
-        "# TYPE telemed_feed_queue_depth gauge\n"
-        "telemed_feed_queue_depth %lld\n"
-        "# HELP telemed_feed_oldest_undelivered_seconds Age of the oldest undelivered event.\n"
-        "# TYPE telemed_feed_oldest_undelivered_seconds gauge\n"
-        "telemed_feed_oldest_undelivered_seconds %.3f\n"
-        "# HELP telemed_feed_delivered_total Events delivered to the regulator sink.\n"
-        "# TYPE telemed_feed_delivered_total counter\n"
-        "telemed_feed_delivered_total %lld\n"
-        "# HELP telemed_feed_failed_attempts_total Failed delivery attempts (retries and "
+        "# HELP telemed_%s_queue_depth %s\n"
+        "# TYPE telemed_%s_queue_depth gauge\n"
+        "telemed_%s_queue_depth %lld\n"
+        "# HELP telemed_%s_oldest_undelivered_seconds Age of the oldest undelivered event.\n"
+        "# TYPE telemed_%s_oldest_undelivered_seconds gauge\n"
+        "telemed_%s_oldest_undelivered_seconds %.3f\n"
+        "# HELP telemed_%s_delivered_total %s\n"
+        "# TYPE telemed_%s_delivered_total counter\n"
+        "telemed_%s_delivered_total %lld\n"
+        "# HELP telemed_%s_failed_attempts_total Failed delivery attempts (retries and "
         "rejections).\n"
-        "# TYPE telemed_feed_failed_attempts_total counter\n"
-        "telemed_feed_failed_attempts_total %lld\n"
-        "# HELP telemed_feed_dead_letters Events rejected permanently, waiting for an admin.\n"
-        "# TYPE telemed_feed_dead_letters gauge\n"
-        "telemed_feed_dead_letters %lld\n",
-        (long long)st.pending, age < 0 ? 0.0 : age, (long long)st.delivered,
-        (long long)st.failed_attempts, (long long)st.dead);
+        "# TYPE telemed_%s_failed_attempts_total counter\n"
+        "telemed_%s_failed_attempts_total %lld\n"
+        "# HELP telemed_%s_dead_letters Events rejected permanently, waiting for an admin.\n"
+        "# TYPE telemed_%s_dead_letters gauge\n"
+        "telemed_%s_dead_letters %lld\n",
+        m, f->q->depth_help, m, m, (long long)st.pending, m, m, m, age < 0 ? 0.0 : age, m,
+        f->q->delivered_help, m, m, (long long)st.delivered, m, m, m, (long long)st.failed_attempts,
+        m, m, m, (long long)st.dead);
     return 0;
 }

@@ -148,6 +148,8 @@ static void route_metrics(tm_app *app, http_pss *p)
         (unsigned long long)app->conns_refused);
     if (app->feed)
         tm_feed_metrics(app->feed, out);
+    if (app->messaging)
+        tm_feed_metrics(app->messaging, out);
     tm_feed_profiles_metrics(app->profiles, out);
     if (app->media) {
         tm_media_counters c;

@@ -677,6 +677,16 @@ static int run(tm_app *app)
         }
         tm_signaling_set_feed(app->sig, app->feed);
     }
+    if (app->cfg.messaging_url) {
+        app->messaging =
+            tm_messaging_new(app->store, &app->cfg, g_main_loop_get_context(app->loop), &err);
+        if (!app->messaging) {
+            fprintf(stderr, "telemed-server: messaging: %s\n", err);
+            g_free(err);
+            return 1;
+        }
+        tm_feed_also_kick(app->feed, app->messaging);
+    }
     app->profiles =
         tm_feed_profiles_start(app->store, &app->cfg, g_main_loop_get_context(app->loop), &err);
     if (!app->profiles) {
@@ -760,6 +770,7 @@ static void shutdown_app(tm_app *app)
     tm_visit_record_free(app->record); /* after media: it receives recording results */
     tm_review_free(app->review);
     tm_feed_free(app->feed);
+    tm_feed_free(app->messaging); /* after the feed, which kicks it */
     tm_jwt_verifier_free(app->jwt);
     tm_store_free(app->store);
     tm_seal_key_free(app->seal_key);

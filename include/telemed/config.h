@@ -131,6 +131,13 @@ typedef struct tm_config {
     int feed_batch;           /* 100, 1..10000 */
     int feed_backoff_base_ms; /* 1000, 10..600000 */
     int feed_backoff_max_ms;  /* 300000, 100..86400000 */
+    /* follow-ups and messaging (followup18) */
+    int noshow_after_s;           /* 1800, 0..604800 */
+    int appointment_due_before_s; /* 86400, 60..1209600 */
+    int appointment_sweep_s;      /* 60, 1..3600 */
+    char *messaging_url;          /* NULL: no messaging consumer */
+    char *messaging_secret;       /* NULL: unsigned */
+    char *messaging_ca;           /* NULL */
     /* delivery profiles (docs/regulator-feed.md) */
     char *feed_profiles; /* "webhook": comma-separated, of webhook and tianjin */
     /* tianjin: the Tianjin supervision platform's nightly upload */

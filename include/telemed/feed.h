@@ -39,6 +39,19 @@ typedef struct tm_feed tm_feed;
  * the file sink's directory cannot be made or libcurl cannot start. */
 tm_feed *tm_feed_new(tm_store *store, const tm_config *cfg, struct lws_context *lws,
                      GMainContext *ctx, char **err);
+/* followup18: the hospital's messaging system, a second consumer of the
+ * same outbox rows (store.h, "the messaging queue": appointment.*,
+ * consultation.*, referral.*) with its own delivery state, delivered by
+ * this same engine: signed JSON batches to messaging_url with
+ * messaging_secret (and messaging_ca), the feed's timeout, batch and
+ * backoff; every other function below works on it as on the feed. Call
+ * when messaging_url is set; NULL with *err (new string) otherwise or when
+ * libcurl cannot start. */
+tm_feed *tm_messaging_new(tm_store *store, const tm_config *cfg, GMainContext *ctx, char **err);
+/* tm_feed_kick(f) kicks other too (may be NULL; borrowed, and cleared
+ * before other is freed). */
+void tm_feed_also_kick(tm_feed *f, tm_feed *other);
+
 /* Cancels the request in flight (its events stay pending and go out again
  * at the next start) and frees everything. NULL is fine. */
 void tm_feed_free(tm_feed *f);

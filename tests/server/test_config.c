@@ -590,6 +590,7 @@ static void test_sample_round_trip(void)
                 : strcmp(key, "media_candidate_networks") == 0 ? "10.20.0.0/16, fd00::/8"
                 : strcmp(key, "doctor_verify_url") == 0        ? "https://idp.example/verify"
                 : strcmp(key, "institutions") == 0             ? "west|County West|ORG1|2A|hospital"
+                : strcmp(key, "messaging_url") == 0            ? "https://sms.example/events"
                                                                : "/x";
             if (strcmp(key, "recording_key_file") != 0 && strcmp(key, "jwt_secret_file") != 0) {
                 g_string_append_printf(edited, "%s = %s\n", key, v);
