@@ -280,6 +280,9 @@ static const struct {
     /* issue 18 (transfer18) */
     {"referrals", tm__api_referrals},
     {"institutions", tm__api_institutions},
+    /* followup18 */
+    {"patients", tm__api_patients},
+    {"messaging", tm__api_messaging},
 };
 
 void tm__route_api(http_req *r, const char *rest)

@@ -19,6 +19,7 @@ set(TM_SERVER_HTTP_SOURCES
   # issue 18 (transfer18)
   ${CMAKE_CURRENT_LIST_DIR}/api_referral.c
   ${CMAKE_CURRENT_LIST_DIR}/api_institutions.c
+  ${CMAKE_CURRENT_LIST_DIR}/api_timeline.c # followup18
 )
 # Issue 18: the doctor and department figures (REST; the counting is in the library).
 list(APPEND TM_SERVER_HTTP_SOURCES ${CMAKE_CURRENT_LIST_DIR}/api_figures.c)

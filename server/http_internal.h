@@ -142,5 +142,8 @@ void tm__api_consultations(http_req *r);
 /* issue 18 (transfer18): api_referral.c */
 void tm__api_referrals(http_req *r);
 void tm__api_institutions(http_req *r);
+/* followup18: api_timeline.c, api_feed.c */
+void tm__api_patients(http_req *r);
+void tm__api_messaging(http_req *r);
 
 #endif

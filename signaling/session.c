@@ -160,7 +160,7 @@ static const tm__handler *const rooms[] = {
     session_handlers,      tm__auth_handlers,        tm__lobby_handlers,
     tm__visit_handlers,    tm__supervision_handlers, tm__media_handlers,
     tm__consent_handlers,  tm__party_handlers,       tm__consult_handlers, /* issue 18 */
-    tm__transfer_handlers,
+    tm__transfer_handlers, tm__followup_handlers,                          /* followup18 */
 };
 
 static const tm__handler *find_handler(const char *type)

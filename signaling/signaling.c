@@ -116,6 +116,7 @@ tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_ver
         }
     }
     sig->tick = g_timeout_add_seconds(1, tm__tick, sig);
+    tm__followup_start(sig); /* followup18 */
     tm_info("signaling.restored", "live_visits=%u waiting=%zu invites_cancelled=%d",
             g_hash_table_size(sig->visits), tm_queue_length(sig->queue, NULL), ended);
     return sig;
@@ -127,6 +128,7 @@ void tm_signaling_free(tm_signaling *sig)
         return;
     if (sig->tick)
         g_source_remove(sig->tick);
+    tm__followup_stop(sig); /* followup18 */
     if (sig->overview_timer)
         g_source_remove(sig->overview_timer);
     /* Checks still asking the hospital refer to visits and users: first. */

@@ -19,6 +19,7 @@
  *   media_glue.c   media offers and candidates, media events, stream figures
  *   media_quality.c  frozen / audio-only told to people and supervisors, gaps
  *   signaling.c    start (restore from the store), stop, metrics
+ *   followup.c     follow-ups booked in a visit, the appointment sweep
  * and their helpers: shifts.c (shifts in memory), position_text.c (the
  * queue.position text), fanout.c (parallel writes). A visit's recording is
  * server/visit_record.c's (include/telemed/visit_record.h).
@@ -201,6 +202,7 @@ struct tm_signaling {
     guint tick;
     guint overview_timer;
     bool overview_dirty;
+    guint followup_sweep; /* followup18: the appointment sweep's timer */
     /* metrics */
     uint64_t connections, connections_total, msgs_in, msgs_out, errors_total, rate_limited;
     uint64_t resp_buckets[10], resp_count;
@@ -236,6 +238,10 @@ extern const tm__handler tm__consent_handlers[];
 extern const tm__handler tm__party_handlers[];
 extern const tm__handler tm__consult_handlers[]; /* issue 18, consult.c */
 extern const tm__handler tm__transfer_handlers[];
+/* followup18: followup.c (visit.followup; the appointment sweep's timer) */
+extern const tm__handler tm__followup_handlers[];
+void tm__followup_start(tm_signaling *sig);
+void tm__followup_stop(tm_signaling *sig);
 
 /* session.c: sending, answering, small JSON helpers */
 const char *tm__jstr(json_t *msg, const char *key);
