@@ -26,3 +26,5 @@ tm_node_test(integration_waiting_room tests/integration/waiting_room.test.mjs)
 tm_node_test(integration_figures tests/integration/figures.test.mjs)
 # issue 18 (transfer18): transfer during a visit, referral
 tm_node_test(integration_transfer tests/integration/transfer.test.mjs)
+# followup18: follow-ups, no-shows, the messaging outbox, the patient's timeline
+tm_node_test(integration_followup tests/integration/followup.test.mjs)
