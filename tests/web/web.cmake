@@ -22,3 +22,5 @@ tm_node_test(web_transfer tests/web/transfer.test.mjs)
 # A camera turned off mid-visit is "audio only" to the doctor and supervisors
 # (zh-CN and English), not "Poor" or a frozen frame; on again, video is back.
 tm_node_test(web_camera_off tests/web/camera_off.test.mjs)
+# followup18: the doctor's patient timeline, the follow-up form, the patient's upcoming follow-up
+tm_node_test(web_followup tests/web/followup.test.mjs)
