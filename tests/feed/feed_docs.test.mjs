@@ -89,7 +89,8 @@ async function networkVisit(srv) {
 }
 
 test("every example in regulator-feed.md is shaped like the server's events", { timeout: 240000 }, async () => {
-  const srv = await startServer({ consent: true });
+  // followup18: a sweep each second, a no-show as soon as the slot passed.
+  const srv = await startServer({ consent: true, args: ['--appointment-sweep-s', '1', '--noshow-after-s', '0'] });
   try {
     await setupHospital(srv);
     const doctor = await srv.client('d1', 'doctor', { amr: ['face'] });
@@ -115,6 +116,12 @@ test("every example in regulator-feed.md is shaped like the server's events", { 
     await patient.waitFor('visit.state', (m) => m.state === 'ended');
     await doctor.request('visit.note', { visit_id: visit, text: 'Angina suspected.', diagnosis_code: 'I20.9', sign: true });
     await patient.request('visit.rate', { visit_id: visit, score: 5, comment: 'clear explanation' });
+    // followup18: follow-ups booked in the visit: booked, moved, due, and one
+    // the patient does not come to.
+    const fu = await doctor.request('visit.followup', { visit_id: visit, slot_at: new Date(Date.now() + 3600e3).toISOString() });
+    await doctor.request('visit.followup', { visit_id: visit, appointment_id: fu.appointment.id,
+      window: { from: new Date(Date.now() + 7200e3).toISOString(), to: new Date(Date.now() + 3 * 86400e3).toISOString() } });
+    await doctor.request('visit.followup', { visit_id: visit, slot_at: new Date(Date.now() + 1500).toISOString(), doctor: 'any' });
     await patient.close();
     await doctor.close();
     const network = await networkVisit(srv); // issue 18 (transfer18)
@@ -129,12 +136,12 @@ test("every example in regulator-feed.md is shaped like the server's events", { 
     await srv.restart();
 
     const dir = path.join(srv.dataDir, 'feed');
-    const events = await waitUntil('twelve kinds of event of the visit in the file sink', () => {
+    const events = await waitUntil('sixteen kinds of event of the visit in the file sink', () => {
       const all = fs.readdirSync(dir).filter((f) => f.endsWith('.ndjson'))
         .flatMap((f) => fs.readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean))
         .map((l) => JSON.parse(l)).filter((e) => e.visit_id === visit);
       const byType = new Map(all.map((e) => [e.type, e]));
-      return byType.size >= 12 && byType;
+      return byType.size >= 16 && byType;
     }, 120000);
 
     // issue 18 (transfer18): the transfer's and the referrals' events come from their own visit.

@@ -204,6 +204,9 @@ test('push examples have the fields the server sends', async () => {
 
   await d1.request('visit.note', { visit_id: c1.visit_id, text: 'Rest, fluids.', diagnosis_code: 'G44.2', sign: true });
   await p1c.waitFor('visit.note_released');
+  // followup18: the follow-up booked in the visit, pushed to the patient.
+  await d1.request('visit.followup', { visit_id: c1.visit_id, slot_at: new Date(Date.now() + 86400e3).toISOString() });
+  await p1c.waitFor('visit.followup');
   await d1.request('visit.end', { visit_id: c1.visit_id });
   await p1c.waitFor('visit.state', (m) => m.state === 'ended');
 
