@@ -44,8 +44,6 @@
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -59,7 +57,6 @@
 #define RESPONSE_KEEP 4096 /* bytes of a rejection's body kept with the dead letter */
 #define KICK_DELAY_MS 5    /* lets a burst of steps form one batch */
 #define IDLE_POLL_MS 1000  /* re-check even without a kick (rows written elsewhere) */
-#define RETRY_AFTER_MAX_MS (24LL * 3600 * 1000)
 
 /* Where a consumer's delivery state lives (store.h: the regulator outbox,
  * the messaging queue); each function has tm_outbox_*'s contract. */
@@ -180,88 +177,6 @@ struct tm_feed {
 static void schedule(tm_feed *f, int64_t delay_ms);
 static int out_dead(tm_feed *f, const tm_outbox_event *e, int status, const char *why,
                     const char *resp, size_t resp_len);
-
-/* ---- pure helpers ---------------------------------------------------- */
-
-/* min(max_ms, base_ms * 2^(attempts-1)), without overflow. */
-static int64_t backoff_cap(int base_ms, int max_ms, int attempts)
-{
-    int64_t cap = base_ms > 0 ? base_ms : 1;
-    for (int i = 1; i < attempts && cap < max_ms; i++)
-        cap *= 2;
-    return cap > max_ms ? max_ms : cap;
-}
-
-int64_t tm__feed_backoff_ms(int base_ms, int max_ms, int attempts, int64_t retry_after_ms,
-                            uint32_t rnd)
-{
-    int64_t cap = backoff_cap(base_ms, max_ms, attempts);
-    int64_t delay = cap > 0 ? (int64_t)(rnd % (uint64_t)(cap + 1)) : 0;
-    if (retry_after_ms > RETRY_AFTER_MAX_MS)
-        retry_after_ms = RETRY_AFTER_MAX_MS;
-    if (delay < retry_after_ms)
-        delay = retry_after_ms;
-    return delay;
-}
-
-void tm__feed_sign(const char *secret, size_t secret_len, const char *ts, const char *body,
-                   size_t body_len, char out[72])
-{
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int mac_len = 0;
-    /* HMAC over ts "." body, streamed so the body is not copied. */
-    EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *c = m ? EVP_MAC_CTX_new(m) : NULL;
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
-                           OSSL_PARAM_construct_end()};
-    size_t len = 0;
-    if (c && EVP_MAC_init(c, (const unsigned char *)secret, secret_len, params) == 1 &&
-        EVP_MAC_update(c, (const unsigned char *)ts, strlen(ts)) == 1 &&
-        EVP_MAC_update(c, (const unsigned char *)".", 1) == 1 &&
-        EVP_MAC_update(c, (const unsigned char *)body, body_len) == 1 &&
-        EVP_MAC_final(c, mac, &len, sizeof(mac)) == 1)
-        mac_len = (unsigned int)len;
-    EVP_MAC_CTX_free(c);
-    EVP_MAC_free(m);
-    TM_ASSERT(mac_len == 32);
-    static const char hex[] = "0123456789abcdef";
-    memcpy(out, "sha256=", 7);
-    for (unsigned int i = 0; i < mac_len; i++) {
-        out[7 + 2 * i] = hex[mac[i] >> 4];
-        out[8 + 2 * i] = hex[mac[i] & 15];
-    }
-    out[7 + 2 * mac_len] = '\0';
-}
-
-int tm__feed_repair_tail(int fd)
-{
-    struct stat stbuf;
-    if (fstat(fd, &stbuf) < 0)
-        return TM_EIO;
-    off_t end = stbuf.st_size;
-    char buf[4096];
-    while (end > 0) {
-        off_t start = end > (off_t)sizeof(buf) ? end - (off_t)sizeof(buf) : 0;
-        ssize_t got = pread(fd, buf, (size_t)(end - start), start);
-        if (got != (ssize_t)(end - start))
-            return TM_EIO;
-        for (ssize_t i = got - 1; i >= 0; i--) {
-            if (buf[i] == '\n') {
-                off_t keep = start + i + 1;
-                if (keep == stbuf.st_size)
-                    return 0; /* ends with a complete line */
-                if (ftruncate(fd, keep) < 0 || fsync(fd) < 0)
-                    return TM_EIO;
-                return 0;
-            }
-        }
-        end = start;
-    }
-    /* No newline at all: the whole file is one torn line. */
-    if (stbuf.st_size > 0 && (ftruncate(fd, 0) < 0 || fsync(fd) < 0))
-        return TM_EIO;
-    return 0;
-}
 
 /* ---- status bookkeeping ---------------------------------------------- */
 
@@ -617,7 +532,8 @@ static void http_done(tm_feed *f, CURLcode res)
         f->retry_now_on_success = true;
         int64_t hold = tm__feed_backoff_ms(f->backoff_base_ms, f->backoff_max_ms, f->fail_streak,
                                            ra_ms, g_random_int());
-        int64_t half = backoff_cap(f->backoff_base_ms, f->backoff_max_ms, f->fail_streak) / 2;
+        int64_t half =
+            tm__feed_backoff_cap(f->backoff_base_ms, f->backoff_max_ms, f->fail_streak) / 2;
         f->hold_until = tm_mono_ms() + (hold > half ? hold : half);
     }
     transfer_release(f);

@@ -4,6 +4,7 @@ pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl>=7.85)
 target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/feed_event.c
   ${CMAKE_CURRENT_LIST_DIR}/feed.c
+  ${CMAKE_CURRENT_LIST_DIR}/feed_wire.c
   ${CMAKE_CURRENT_LIST_DIR}/curl_glib.c
 )
 target_link_libraries(telemed PUBLIC PkgConfig::CURL)

@@ -83,6 +83,9 @@ int tm_feed_metrics(tm_feed *f, GString *out);
 
 /* ---- internals, exposed for the unit tests ------------------------- */
 
+/* min(max_ms, base_ms * 2^(attempts-1)), without overflow: the cap the
+ * jittered delay below is drawn under. */
+int64_t tm__feed_backoff_cap(int base_ms, int max_ms, int attempts);
 /* Delay before the next attempt after `attempts` failed ones (>= 1):
  * "full jitter", a uniform pick in [0, min(max_ms, base_ms * 2^(attempts-1))]
  * drawn from rnd, but never sooner than retry_after_ms (the endpoint's
