@@ -331,7 +331,7 @@ void tm__api_appointments(http_req *r)
             return;
         }
         char new_id[64];
-        int rc = tm_store_appt_create(st, &a, new_id);
+        int rc = tm_store_appt_book(st, &a, tm_now_ms(), new_id); /* followup18: + its event */
         if (rc < 0) {
             tm__respond_err(r->p, rc,
                             rc == TM_ECONFLICT ? "appointment id exists or unknown doctor"
@@ -339,6 +339,8 @@ void tm__api_appointments(http_req *r)
             return;
         }
         tm__audit(r, "appointment.create", new_id, "ok");
+        if (r->app->feed)
+            tm_feed_kick(r->app->feed);
         tm_store_appt_get(st, new_id, &a);
         tm__respond_json(r->p, 201, appt_json(&a));
         return;
@@ -375,12 +377,14 @@ void tm__api_appointments(http_req *r)
             if (kind)
                 g_strlcpy(a.kind, kind, sizeof(a.kind));
         }
-        rc = tm_store_appt_update(st, &a);
+        rc = tm_store_appt_change(st, &a, tm_now_ms()); /* followup18: + appointment.moved */
         if (rc < 0) {
             tm__respond_err(r->p, rc,
                             rc == TM_EINVAL ? "invalid status, kind, slot or doctor" : NULL);
             return;
         }
+        if (r->app->feed)
+            tm_feed_kick(r->app->feed);
         tm__audit(r, m == LWSHUMETH_DELETE ? "appointment.cancel" : "appointment.update", a.id,
                   "ok");
         tm__respond_json(r->p, 200, appt_json(&a));

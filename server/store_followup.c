@@ -146,6 +146,39 @@ int tm_store_appt_move(tm_store *s, const char *appt_id, int64_t slot_ms, int64_
     return tm__store_finish(s, rc);
 }
 
+int tm_store_appt_book(tm_store *s, const tm_appointment *a, int64_t now_ms, char *id_out)
+{
+    char id[64];
+    int rc = tm__store_begin(s);
+    if (rc == 0)
+        rc = tm_store_appt_create(s, a, id);
+    if (rc == 0)
+        rc = append_appt_event(s, "appointment.booked", id, now_ms);
+    rc = tm__store_finish(s, rc);
+    if (rc == 0 && id_out)
+        g_strlcpy(id_out, id, 64);
+    return rc;
+}
+
+int tm_store_appt_change(tm_store *s, const tm_appointment *a, int64_t now_ms)
+{
+    tm_appointment before;
+    int rc = tm_store_appt_get(s, a->id, &before);
+    if (rc < 0)
+        return rc;
+    /* The patient is told of a new time; other changes are the hospital's. */
+    bool moved = before.slot_ms != a->slot_ms && strcmp(a->status, "booked") == 0;
+    rc = tm__store_begin(s);
+    if (rc == 0)
+        rc = tm_store_appt_update(s, a);
+    if (rc == 0 && moved)
+        rc = tm__store_run(s, "DELETE FROM appointment_notices WHERE appointment_id = ?1", "s",
+                           a->id);
+    if (rc == 0 && moved)
+        rc = append_appt_event(s, "appointment.moved", a->id, now_ms);
+    return tm__store_finish(s, rc);
+}
+
 json_t *tm_store_appt_json(tm_store *s, const char *appt_id)
 {
     return appt_json(s, appt_id);

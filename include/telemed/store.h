@@ -1012,6 +1012,13 @@ int tm_store_followup_book(tm_store *s, const tm_followup *f, int64_t now_ms, ch
  * (not booked any more). */
 int tm_store_appt_move(tm_store *s, const char *appt_id, int64_t slot_ms, int64_t window_end_ms,
                        int64_t now_ms);
+/* An appointment booked by the hospital's systems (REST): as
+ * tm_store_appt_create, with its appointment.booked event in the same
+ * transaction. */
+int tm_store_appt_book(tm_store *s, const tm_appointment *a, int64_t now_ms, char *id_out);
+/* As tm_store_appt_update, with appointment.moved (and told due again) when
+ * the slot of an appointment that stays booked changes. */
+int tm_store_appt_change(tm_store *s, const tm_appointment *a, int64_t now_ms);
 /* {id, patient_id, department_id, doctor_id, kind, status, slot_at,
  * window_end_at, booked_in_visit, booked_by}, the shape of an appointment
  * event's `appointment`; NULL when not found or on failure. */

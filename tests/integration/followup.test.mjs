@@ -112,8 +112,8 @@ test('an appointment whose slot passed without a check-in becomes a no-show, onc
   await waitUntil('both no-shows', () =>
     srv.sql(`SELECT count(*) n FROM appointments WHERE status='noshow' AND id IN ('${apptId}','${appointment.id}')`)[0].n === 2);
   const own = srv.sql(`SELECT type, payload FROM outbox WHERE visit_id='${apptId}' ORDER BY seq`);
-  assert.deepEqual(own.map((e) => e.type), ['appointment.no_show']);
-  const data = JSON.parse(own[0].payload);
+  assert.deepEqual(own.map((e) => e.type), ['appointment.booked', 'appointment.no_show']);
+  const data = JSON.parse(own[1].payload);
   assert.equal(data.patient_id, 'p2');
   assert.equal(data.appointment.status, 'noshow');
   assert.equal(srv.sql(`SELECT count(*) n FROM outbox WHERE visit_id='${visitId}' AND type='appointment.no_show'`)[0].n, 1);
@@ -125,6 +125,22 @@ test('an appointment whose slot passed without a check-in becomes a no-show, onc
   assert.equal(srv.sql("SELECT count(*) n FROM outbox WHERE type='appointment.no_show'")[0].n, n);
   await doctor.close();
   await patient.close();
+});
+
+test('an appointment the hospital books and moves over REST is told too, as its own subject', async () => {
+  const slot = new Date(Date.now() + 5 * 86400e3).toISOString();
+  const r = await srv.api('POST', '/api/v1/appointments', { patient_id: 'p4', dept_id: 'cardio', slot, kind: 'first' }, admin);
+  assert.equal(r.status, 201, r.text);
+  const later = new Date(Date.now() + 6 * 86400e3).toISOString();
+  const m = await srv.api('PATCH', `/api/v1/appointments/${r.json.id}`, { slot: later }, admin);
+  assert.equal(m.status, 200, m.text);
+  // A change that is not a new time tells nobody.
+  assert.equal((await srv.api('PATCH', `/api/v1/appointments/${r.json.id}`, { doctor_id: 'd1' }, admin)).status, 200);
+  const rows = srv.sql(`SELECT type, payload FROM outbox WHERE visit_id='${r.json.id}' ORDER BY seq`);
+  assert.deepEqual(rows.map((e) => e.type), ['appointment.booked', 'appointment.moved']);
+  assert.equal(Date.parse(JSON.parse(rows[1].payload).appointment.slot_at), Date.parse(later));
+  await waitUntil('moved at the messaging system', () =>
+    messages('appointment.moved').some((e) => e.visit_id === r.json.id));
 });
 
 test('the messaging system gets booked, due and no_show, signed, in order, and nothing about visits', async () => {
