@@ -1007,9 +1007,9 @@ typedef struct tm_followup {
  * TM_EINVAL (no slot, window ending before it), TM_ENOTFOUND (no such
  * visit), TM_ECONFLICT (unknown department or doctor). */
 int tm_store_followup_book(tm_store *s, const tm_followup *f, int64_t now_ms, char id_out[64]);
-/* A booked appointment gets a new slot or window, its appointment.moved
- * event, and will be told due again. TM_EINVAL, TM_ENOTFOUND, TM_ECONFLICT
- * (not booked any more). */
+/* A booked appointment gets a new slot (or, a follow-up, a new window), its
+ * appointment.moved event, and will be told due again. TM_EINVAL,
+ * TM_ENOTFOUND, TM_ECONFLICT (not booked any more). */
 int tm_store_appt_move(tm_store *s, const char *appt_id, int64_t slot_ms, int64_t window_end_ms,
                        int64_t now_ms);
 /* An appointment booked by the hospital's systems (REST): as
