@@ -72,6 +72,15 @@ for (const locale of ['zh-CN', 'en-US']) {
       assert.equal(Date.parse(told.appointment.slot_at), new Date(local).getTime());
       await page.waitForSelector('#course-upcoming .course-appt');
       assert.match(await page.textContent('#course-upcoming'), locale === 'zh-CN' ? /复诊/ : /Follow-up/);
+      // And one within dates (the form suggests two weeks out), with any doctor.
+      await page.selectOption('#fu-mode', 'window');
+      await page.selectOption('#fu-who', 'any');
+      await page.click('#fu-form button[type="submit"]');
+      const win = await patient.waitFor('visit.followup', (m) => m.appointment.window_end_at !== null);
+      assert.equal(win.appointment.doctor_id, null);
+      assert.ok(Date.parse(win.appointment.window_end_at) - Date.parse(win.appointment.slot_at) > 3 * 86400e3);
+      await page.waitForFunction(() => document.querySelectorAll('#course-upcoming .course-appt').length === 2);
+      assert.match(await page.textContent('#course-upcoming'), locale === 'zh-CN' ? /至/ : /–/);
       await assertNoRawWords(page, locale, 'doctor timeline after booking');
       await shot(page, `doctor-timeline-${locale}`);
 

@@ -45,6 +45,18 @@ function build() {
   return c;
 }
 
+// A follow-up of a chronic condition is commonly two weeks out: offered as
+// the starting point, the doctor changes it.
+function suggestDates() {
+  const day = (offset) => {
+    const d = new Date(Date.now() + offset * 86400e3);
+    return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+  };
+  $('#fu-slot').value = `${day(14)}T09:00`;
+  $('#fu-from').value = day(12);
+  $('#fu-to').value = day(16);
+}
+
 function syncMode() {
   const win = $('#fu-mode').value === 'window';
   $('#fu-window-row').hidden = !win;
@@ -118,6 +130,7 @@ function check() {
   $('#fu-error').hidden = true;
   $('#fu-done').hidden = true;
   $('#fu-mode').value = 'slot';
+  suggestDates();
   syncMode();
   fillDepartments((st.visitInfo && st.visitInfo.dept) || '');
 }
