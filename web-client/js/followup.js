@@ -5,7 +5,7 @@
 // (timeline.js) reloads. Loaded by doctor.html beside doctor.js, whose
 // state (window.tm) says which visit is on screen and the doctor's role.
 
-import { t, fmtDateTime } from './i18n.js';
+import { t, fmtDate, fmtDateTime } from './i18n.js';
 import { api } from './signaling.js';
 import { $, el, getToken, errText, announce } from './common.js';
 
@@ -108,7 +108,7 @@ async function book() {
   try {
     const r = await sig.request('visit.followup', fields);
     const a = r.appointment;
-    const when = a.window_end_at ? t('tl.window', { from: fmtDateTime(a.slot_at), to: fmtDateTime(a.window_end_at) }) : fmtDateTime(a.slot_at);
+    const when = a.window_end_at ? t('tl.window', { from: fmtDate(a.slot_at), to: fmtDate(a.window_end_at) }) : fmtDateTime(a.slot_at);
     const done = $('#fu-done');
     done.textContent = t('fu.booked', { when });
     done.hidden = false;

@@ -1736,6 +1736,14 @@ export function fmtDateTime(iso) {
   return d.toLocaleString(current, { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' });
 }
 
+// followup18: a day alone (a follow-up's date window).
+export function fmtDate(iso) {
+  if (!iso) return t('common.none');
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  return d.toLocaleDateString(current, { year: 'numeric', month: '2-digit', day: '2-digit' });
+}
+
 export function fmtDuration(seconds) {
   if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return t('common.none');
   const s = Math.max(0, Math.round(seconds));

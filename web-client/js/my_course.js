@@ -6,7 +6,7 @@
 // theirs to read. Shown on the check-in screen and at the end of a visit;
 // loaded by patient.html beside patient.js.
 
-import { t, fmtDateTime, codeText } from './i18n.js';
+import { t, fmtDate, fmtDateTime, codeText } from './i18n.js';
 import { api } from './signaling.js';
 import { $, el, getToken, claims } from './common.js';
 
@@ -31,7 +31,7 @@ const text = (v) => (v === null || v === undefined ? '' : String(v));
 
 function whenOf(a) {
   return a.window_end_at
-    ? t('tl.window', { from: fmtDateTime(a.slot_at), to: fmtDateTime(a.window_end_at) })
+    ? t('tl.window', { from: fmtDate(a.slot_at), to: fmtDate(a.window_end_at) })
     : fmtDateTime(a.slot_at);
 }
 

@@ -7,7 +7,7 @@
 // language switches. Loaded by doctor.html beside doctor.js, whose state
 // (window.tm.state) says which visit and patient are on screen.
 
-import { t, fmtDateTime, codeText } from './i18n.js';
+import { t, fmtDate, fmtDateTime, codeText } from './i18n.js';
 import { api } from './signaling.js';
 import { $, el, getToken } from './common.js';
 
@@ -57,7 +57,7 @@ function text(v) {
 
 function whenOf(a) {
   return a.window_end_at
-    ? t('tl.window', { from: fmtDateTime(a.slot_at), to: fmtDateTime(a.window_end_at) })
+    ? t('tl.window', { from: fmtDate(a.slot_at), to: fmtDate(a.window_end_at) })
     : fmtDateTime(a.slot_at);
 }
 
