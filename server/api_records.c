@@ -153,6 +153,9 @@ void tm__api_visits(http_req *r)
             r->p->ctype = "application/fhir+json";
             return;
         }
+        /* followup18: the follow-ups booked in the visit belong to its record. */
+        json_t *followups = tm_store_followups_of_visit(st, r->seg[1]);
+        json_object_set_new(rec, "followups", followups ? followups : json_array());
         tm__respond_json(r->p, 200, rec);
         return;
     }

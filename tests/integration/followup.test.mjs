@@ -90,6 +90,9 @@ test('a follow-up booked in the visit reaches the patient, is told due, and chec
   await patient.waitFor('visit.state', (m) => m.visit_id === ci.visit_id && m.state === 'ended');
   assert.equal(srv.sql(`SELECT status FROM appointments WHERE id='${appt.id}'`)[0].status, 'fulfilled');
 
+  // The visit's record lists it, now fulfilled.
+  const rec = await srv.api('GET', `/api/v1/visits/${visitId}`, undefined, admin);
+  assert.deepEqual(rec.json.followups.map((f) => [f.id, f.status]), [[appt.id, 'fulfilled']]);
   // Its events, in the visit it was booked in, in order.
   const types = srv.sql(`SELECT type FROM outbox WHERE visit_id='${visitId}' AND type LIKE 'appointment.%' ORDER BY seq`).map((r) => r.type);
   assert.deepEqual(types, ['appointment.booked', 'appointment.due']);
