@@ -14,7 +14,6 @@
  */
 #include "store_internal.h"
 #include "telemed/common.h"
-#include "telemed/visit_chain.h"
 
 #include <glib.h>
 #include <stdio.h>
@@ -48,20 +47,8 @@ static int append_subject_event(tm_store *s, const char *type, const char *subje
     json_object_set(data, "department_id", json_object_get(appt, "department_id"));
     json_object_set(data, "doctor_id", json_object_get(appt, "doctor_id"));
     json_object_set(data, "appointment", appt);
-    char *payload = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    int rc = tm__store_outbox_append_data(s, type, subject, now_ms, data);
     json_decref(data);
-    if (!payload)
-        return tm__store_refuse(s, TM_ENOMEM, "cannot build the appointment event");
-    char event_id[37], chain[TM_CHAIN_HEX_LEN + 1];
-    tm_uuid4(event_id);
-    tm_chain_event ev = {event_id, type, subject, now_ms, payload, strlen(payload)};
-    int rc = tm__store_chain_next(s, &ev, chain);
-    if (rc == 0)
-        rc = tm__store_run(s,
-                           "INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload,"
-                           " chain_hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-                           "sssIbs", event_id, type, subject, now_ms, payload, chain);
-    free(payload);
     return rc;
 }
 

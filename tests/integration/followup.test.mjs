@@ -214,6 +214,12 @@ test('the messaging outbox survives an outage and restarts (clean and kill -9), 
 
 test("the patient's timeline: visits with diagnosis codes and signed notes, follow-ups; every read audited", async () => {
   const d1 = srv.token('d1', 'doctor');
+  // A consultation requested about the patient (consult18's table) is part of the course.
+  const firstVisit = srv.sql("SELECT id FROM visits WHERE patient_id='p1' ORDER BY checkin_at LIMIT 1")[0].id;
+  const cr = await srv.api('POST', '/api/v1/consultations', { patient_id: 'p1', visit_id: firstVisit, dept_id: 'endo',
+    reason: 'Sugar high', question: 'Insulin?', urgency: 'routine', window_start: new Date(Date.now() + 3600e3).toISOString(),
+    window_end: new Date(Date.now() + 86400e3).toISOString() }, d1);
+  assert.equal(cr.status, 201, cr.text);
   const r = await srv.api('GET', '/api/v1/patients/p1/timeline', undefined, d1);
   assert.equal(r.status, 200, r.text);
   assert.equal(r.json.view, 'staff');
@@ -226,6 +232,11 @@ test("the patient's timeline: visits with diagnosis codes and signed notes, foll
   const appts = r.json.items.filter((i) => i.kind === 'appointment');
   assert.ok(appts.length >= 3);
   assert.ok(appts.some((a) => a.status === 'fulfilled'));
+  const consult = r.json.items.find((i) => i.kind === 'consultation');
+  assert.equal(consult && consult.state, 'requested');
+  // ...and the messaging system hears of it from the same outbox row.
+  await waitUntil('consultation.requested at the messaging system', () =>
+    messages('consultation.requested').some((e) => e.visit_id === cr.json.consultation_id));
   const times = r.json.items.map((i) => Date.parse(i.at));
   assert.deepEqual(times, [...times].sort((a, b) => a - b));
 

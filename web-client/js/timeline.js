@@ -91,9 +91,17 @@ function visitLine(item, current) {
   return el('li', { class: 'course-visit', 'data-visit': item.visit_id }, ...rows);
 }
 
+// A consultation (consult18's rows: its state and the specialist's signed
+// opinion); a referral as its date.
 function otherLine(item) {
-  const key = item.kind === 'referral' ? 'tl.referral' : 'tl.consultation';
-  return el('li', { class: `course-${item.kind}` }, t(key, { date: fmtDateTime(item.at) }));
+  if (item.kind !== 'consultation') {
+    return el('li', { class: `course-${item.kind}` }, t('tl.referral', { date: fmtDateTime(item.at) }));
+  }
+  const rows = [el('p', { class: 'course-head' }, t('tl.consultation', { date: fmtDateTime(item.slot_at || item.at) }),
+    ' ', el('span', { class: 'tag' }, codeText('cons.state', item.state)))];
+  if (item.opinion_diagnosis_code) rows.push(el('p', { class: 'course-codes' }, t('tl.codes', { codes: item.opinion_diagnosis_code })));
+  if (item.opinion && item.opinion_signed_at) rows.push(el('p', { class: 'course-note' }, t('tl.opinion', { text: text(item.opinion) })));
+  return el('li', { class: 'course-consultation' }, ...rows);
 }
 
 function render(v) {
