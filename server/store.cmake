@@ -28,7 +28,6 @@ target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/store_figures.c)
 # writes failing (disk full, locked, I/O error).
 tm_unit_test(test_store tests/server/test_store.c tests/server/store_suite.c
   tests/server/store_suite_institution.c)
-tm_unit_test(test_store tests/server/test_store.c tests/server/store_suite.c)
 # followup18: follow-ups, sweeps, no-show counts, the timeline, the messaging queue
 tm_unit_test(test_store_followup tests/server/test_store_followup.c)
 # Every step is a transaction with fsync (synchronous=FULL): on a shared,
