@@ -125,6 +125,21 @@ int tm_store_consent_add(tm_store *s, const char *visit_id, const tm_consent *c)
     return consent_insert(s, visit_id, c);
 }
 
+int tm_store_consent_given(tm_store *s, const char *visit_id, const char *user_id, const char *kind,
+                           char version[32])
+{
+    sqlite3_stmt *st = tm__store_query(s,
+                                       "SELECT version FROM consents WHERE visit_id = ?1"
+                                       " AND user_id = ?2 AND kind = ?3 ORDER BY id DESC LIMIT 1",
+                                       "sss", visit_id, user_id, kind);
+    int rc = tm__store_step(s, st);
+    if (rc == 1)
+        tm__store_col_text(st, 0, version, 32);
+    if (st)
+        sqlite3_reset(st);
+    return rc;
+}
+
 int tm_store_visit_checkin(tm_store *s, tm_visit *v, const char *user_agent)
 {
     if (!v->patient_id[0] || !v->dept_id[0] || !tm__store_kind_valid(v->kind))

@@ -2,8 +2,9 @@
  * consent.c - informed consent (细则 Art. 6): the texts a patient accepts
  * before checking in (internet diagnosis and recording) and the notice a
  * guest or interpreter accepts before joining, each in zh-CN and English
- * under one version; the consent.get request; and the check of the consent
- * a checkin carries.
+ * under one version; the consent.get request; the check of the consent
+ * a checkin carries; and consent.accept, by which a guest or interpreter
+ * accepts their notice in the visit before any media.
  *
  * Control loop. The texts are read once at start: the hospital's files in
  * consent_dir where present, the built-in texts otherwise. A patient who
@@ -114,6 +115,19 @@ tm__consent_texts *tm__consent_load(const tm_config *cfg, char **err)
     return c;
 }
 
+static bool notice_role(tm__visit_role role)
+{
+    return role == TM_VR_GUEST || role == TM_VR_INTERPRETER;
+}
+
+/* The caller as a guest or interpreter in the live visit visit_id, or NULL. */
+static party_member *notice_member(request *r, const char *visit_id)
+{
+    live_visit *v = visit_id ? g_hash_table_lookup(r->sig->visits, visit_id) : NULL;
+    party_member *m = v ? tm__party_member(v, r->u) : NULL;
+    return m && notice_role(m->role) ? m : NULL;
+}
+
 /* consent.get: the current texts of one kind (patient, or guest for guests
  * and interpreters), and what a patient who will not be recorded can do. */
 static void handle_consent_get(request *r)
@@ -141,7 +155,62 @@ static void handle_consent_get(request *r)
                              "recording", cfg->recording, "texts", texts);
     json_object_set_new(data, "phone",
                         cfg->hospital_phone ? json_string(cfg->hospital_phone) : json_null());
+    const char *visit_id = tm__jstr(r->msg, "visit_id");
+    party_member *m = notice_member(r, visit_id);
+    if (m)
+        json_object_set_new(data, "accepted", json_boolean(m->notice_accepted));
     tm__reply_ok(r->s, r->id, data);
+}
+
+bool tm__consent_notice_accepted(live_visit *v, const user *u)
+{
+    party_member *m = tm__party_member(v, u);
+    return !m || !notice_role(m->role) || m->notice_accepted;
+}
+
+/* consent.accept {visit_id, version}: the caller, a guest or interpreter in
+ * the visit, accepts the current notice of their kind; kept in consents
+ * with version, time and session. Accepting again answers the same. */
+static void handle_consent_accept(request *r)
+{
+    const char *visit_id = tm__jstr(r->msg, "visit_id");
+    const char *version = tm__jstr(r->msg, "version");
+    if (!visit_id || !version) {
+        tm__reply_err(r->s, r->id, TM_EINVAL, "visit_id and version are required");
+        return;
+    }
+    party_member *m = notice_member(r, visit_id);
+    if (!m) {
+        tm__reply_err(r->s, r->id, TM_EPERM,
+                      "only a guest or interpreter in the visit has a notice");
+        return;
+    }
+    const tm_config *cfg = r->sig->cfg;
+    if (strcmp(version, cfg->consent_version) != 0) {
+        tm__reply_err(r->s, r->id, TM_ECONFLICT,
+                      "the notice accepted is not the current version: show consent.get's text");
+        return;
+    }
+    const char *kind = tm__visit_role_name(m->role);
+    if (!m->notice_accepted) {
+        tm_consent c = {.recording = true, .accepted_ms = tm_now_ms()};
+        g_strlcpy(c.kind, kind, sizeof(c.kind));
+        g_strlcpy(c.role, kind, sizeof(c.role));
+        g_strlcpy(c.user_id, m->sub, sizeof(c.user_id));
+        g_strlcpy(c.version, version, sizeof(c.version));
+        g_strlcpy(c.session_id, r->s->id, sizeof(c.session_id));
+        int rc = tm_store_consent_add(r->sig->store, visit_id, &c);
+        if (rc < 0) {
+            tm__reply_err(r->s, r->id, rc, "the notice could not be recorded");
+            return;
+        }
+        m->notice_accepted = true;
+        tm_info("consent.accepted", "visit=%s user=%s kind=%s version=%s", visit_id, r->u->key,
+                kind, version);
+    }
+    tm__reply_ok(r->s, r->id,
+                 json_pack("{s:s, s:s, s:s}", "visit_id", visit_id, "kind", kind, "version",
+                           cfg->consent_version));
 }
 
 bool tm__consent_checkin(request *r, tm_visit *v)
@@ -182,5 +251,6 @@ bool tm__consent_checkin(request *r, tm_visit *v)
 
 const tm__handler tm__consent_handlers[] = {
     {"consent.get", handle_consent_get},
+    {"consent.accept", handle_consent_accept},
     {NULL, NULL},
 };

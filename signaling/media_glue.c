@@ -47,6 +47,11 @@ static live_visit *media_visit(request *r, bool *send)
         tm__reply_err(r->s, r->id, TM_ECONFLICT, "media starts when the visit is active");
         return NULL;
     }
+    if (!tm__consent_notice_accepted(v, r->u)) {
+        tm__reply_err(r->s, r->id, TM_EPERM,
+                      "accept your notice first (consent.get, then consent.accept)");
+        return NULL;
+    }
     *send = true;
     return v;
 }

@@ -942,10 +942,13 @@ void tm__party_restore(tm_signaling *sig, live_visit *v)
         add_visit_to(u, v->id);
         GDateTime *joined = g_date_time_new_from_iso8601(
             json_string_value(json_object_get(row, "joined_at")), NULL);
-        member_add(v, u, role, name,
-                   joined ? g_date_time_to_unix(joined) * 1000 +
-                                g_date_time_get_microsecond(joined) / 1000
-                          : tm_now_ms());
+        party_member *m = member_add(v, u, role, name,
+                                     joined ? g_date_time_to_unix(joined) * 1000 +
+                                                  g_date_time_get_microsecond(joined) / 1000
+                                            : tm_now_ms());
+        char version[32];
+        m->notice_accepted =
+            tm_store_consent_given(sig->store, v->id, sub, role_names[role], version) == 1;
         if (joined)
             g_date_time_unref(joined);
     }

@@ -144,6 +144,7 @@ typedef struct party_member {
     tm__visit_role role;
     char name[128]; /* display name: registry name or the guest's link name; never logged */
     int64_t joined_ms;
+    bool notice_accepted; /* guest or interpreter: their notice is on the record */
 } party_member;
 
 typedef struct live_visit {
@@ -291,6 +292,9 @@ void tm__consent_free(tm__consent_texts *c);
 /* Checks the consent a checkin carries and copies it into v; otherwise
  * answers the request and returns false. */
 bool tm__consent_checkin(request *r, tm_visit *v);
+/* Whether u may send media in v as far as notices go: a guest or an
+ * interpreter once they accepted theirs (consent.accept), anyone else. */
+bool tm__consent_notice_accepted(live_visit *v, const user *u);
 
 /* doctor_check.c */
 /* NULL with *err when the endpoint's client cannot start. */

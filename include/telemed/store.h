@@ -290,6 +290,10 @@ int tm_store_visit_refer(tm_store *s, const char *visit_id, const char *by, cons
  * on joining; patient: one given after check-in). TM_EINVAL (bad kind, empty
  * user or version), TM_ECONFLICT (unknown visit). */
 int tm_store_consent_add(tm_store *s, const char *visit_id, const tm_consent *c);
+/* Whether user_id gave a consent of kind for visit_id: 1 (with the newest
+ * version into version), 0 none, TM_EIO. */
+int tm_store_consent_given(tm_store *s, const char *visit_id, const char *user_id, const char *kind,
+                           char version[32]);
 /* Calls fn for each visit in state (waiting, offered, active), oldest
  * check-in first, for rebuilding memory at start. The rows are read before
  * the first call, so fn may call the store. 0 or TM_EIO (then fn was not

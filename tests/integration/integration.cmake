@@ -18,6 +18,8 @@ tm_node_test(integration_connections tests/integration/connections.test.mjs)
 tm_node_test(integration_session_security tests/integration/session_security.test.mjs)
 tm_node_test(integration_session_limits tests/integration/session_limits.test.mjs)
 tm_node_test(integration_party tests/integration/party.test.mjs)
+# Issue 16: the notice a guest or interpreter accepts before media.
+tm_node_test(integration_notice tests/integration/notice.test.mjs)
 # issue 18
 tm_node_test(integration_consultation tests/integration/consultation.test.mjs)
 tm_node_test(integration_waiting_room tests/integration/waiting_room.test.mjs)
