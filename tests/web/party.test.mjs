@@ -2,10 +2,11 @@
 // real Chromiums with fake cameras against a real server: the patient
 // (phone) and the attending doctor, a consulting doctor the attending
 // invites from another department, then the patient's daughter through a
-// one-time guest link. Every page shows a tile per other participant with
+// one-time guest link, who accepts the hospital's own notice (kept on the
+// record) before any media. Every page shows a tile per other participant with
 // video that keeps decoding, named with the right visit role in zh-CN and
 // English; the guest leaves, the attending removes the colleague. The
-// guest link refused on screen when used twice, expired or revoked, and
+// guest link refused on screen at once when used twice, expired or revoked, and
 // the guest page has no doctor-only controls. At most four browser
 // contexts are open at once (the machine is shared).
 import { test } from 'node:test';
@@ -193,13 +194,22 @@ test('a visit of three and four people across the pages', { timeout: 420000 }, a
       await waitView(guest, 'notice');
       const { bad } = await rawWords(guest, 'zh-CN');
       assert.deepEqual(bad, []);
-      assert.match(await guest.textContent('[data-view="notice"]'), /录像/);
-      // The notice must be accepted before the link is used.
+      // The hospital's own notice from the server (consent.get), in both languages.
+      assert.match(await guest.textContent('#gn-text'), /参与视频问诊须知.*录像/s);
+      await setLanguage(guest, 'en-US');
+      assert.match(await guest.textContent('#gn-text'), /Notice for guests and interpreters/);
+      await setLanguage(guest, 'zh-CN');
+      // The notice must be accepted before any media: nothing is on the record yet.
       await guest.click('#gn-join');
       await guest.waitForSelector('#gn-error:not([hidden])');
       await shot(guest, 'party-guest-notice-zh');
+      assert.equal(srv.sql(`SELECT count(*) n FROM consents WHERE visit_id = '${visitId}' AND kind = 'guest'`)[0].n, 0);
       await join(guest);
       await waitView(guest, 'visit');
+      const [accepted] = srv.sql(`SELECT role, version, session_id FROM consents WHERE visit_id = '${visitId}' AND kind = 'guest'`);
+      assert.equal(accepted.role, 'guest');
+      assert.match(accepted.version, /\S/);
+      assert.match(accepted.session_id, /\S/);
       await assertTilesPlay(guest, 'guest', 3);
       await assertTilesPlay(patient, 'patient', 3);
       await assertTilesPlay(doctor, 'doctor', 3);
@@ -245,7 +255,6 @@ test('a visit of three and four people across the pages', { timeout: 420000 }, a
     await t.test('the guest link used a second time is refused on screen', async () => {
       const again = await openGuest(browser, guestUrl, { locale: 'en-US' });
       try {
-        await join(again);
         await assertRefused(again, /已被使用/, /already used/);
         await shot(again, 'party-guest-refused-en');
       } finally {
@@ -295,7 +304,6 @@ test('a visit of three and four people across the pages', { timeout: 420000 }, a
       await new Promise((r) => setTimeout(r, 2500));
       let g = await openGuest(browser, new URL(expired.url, srv.base()).href);
       try {
-        await join(g);
         await assertRefused(g, /已过期/, /expired/);
       } finally {
         await g.context().close();
@@ -307,7 +315,6 @@ test('a visit of three and four people across the pages', { timeout: 420000 }, a
       await patient.waitForSelector('#fam-links li[data-state="expired"]:has-text("son")');
       g = await openGuest(browser, url);
       try {
-        await join(g);
         await assertRefused(g, /撤回/, /withdrew/);
       } finally {
         await g.context().close();
@@ -391,6 +398,18 @@ test('inviting an interpreter and a nurse: declined, cancelled, accepted, left',
       await interp.waitForSelector('#invited:not([hidden])');
       await interp.click('#invited-accept');
       await interp.waitForSelector('#visit:not([hidden])');
+      // Their own notice first, the hospital's text from the server, before any media.
+      await interp.waitForSelector('dialog.confirm[open]');
+      assert.match(await interp.textContent('#confirm-text'), /参与视频问诊须知.*录像/s);
+      const notices = () => srv.sql(`SELECT role, version, session_id FROM consents WHERE visit_id = '${ci.visit_id}' AND kind = 'interpreter'`);
+      assert.deepEqual(notices(), []);
+      await shot(interp, 'party-interpreter-notice-zh');
+      await confirm(interp);
+      for (let i = 0; i < 100 && !notices().length; i++) await interp.waitForTimeout(100);
+      const [accepted] = notices();
+      assert.equal(accepted.role, 'interpreter');
+      assert.equal(accepted.version, consent.version);
+      assert.match(accepted.session_id, /\S/);
       await interp.waitForFunction(() => document.querySelectorAll('#people-list li').length === 3);
       assert.equal(await interp.textContent('#my-role'), '我的身份：翻译');
       assert.equal(await interp.isHidden('#end-card'), true);

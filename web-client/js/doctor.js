@@ -7,7 +7,7 @@
 // doctor, nurse or interpreter gets a card to join or decline, takes part
 // in their role and leaves without ending the visit.
 
-import { t, fmtTime, fmtDateTime, fmtDuration, codeText } from './i18n.js';
+import { t, lang, fmtTime, fmtDateTime, fmtDuration, codeText } from './i18n.js';
 import { Signaling, api } from './signaling.js';
 import { getCamera } from './peer.js';
 import { Call } from './call.js';
@@ -379,6 +379,7 @@ async function openVisit(visitId, offer = null, role = null, participants = null
   if (state.myRole !== 'interpreter') loadPatientCard(visitId);
   await ensureCamera();
   if (state.visitId !== visitId) return;
+  if (state.myRole === 'interpreter' && !await interpreterNotice(visitId)) return;
   const info = state.visitInfo || {};
   const others = state.myRole === 'attending' && info.patient_id
     ? [{ id: info.patient_id, role: 'patient', name: info.patient_name || t('doc.patient', { id: info.patient_id }), connected: true }] : [];
@@ -393,6 +394,26 @@ async function openVisit(visitId, offer = null, role = null, participants = null
   for (const m of history) state.call.addChat(m);
   state.call.startMedia();
   $('#visit-h').focus?.();
+}
+
+// An interpreter reads and accepts their own notice (the hospital's text,
+// consent.get) through the server before any media; one who does not
+// agree leaves the visit. A resume finds it accepted already.
+async function interpreterNotice(visitId) {
+  try {
+    const c = await sig.request('consent.get', { kind: 'interpreter', visit_id: visitId });
+    if (c.accepted) return true;
+    const text = c.texts[lang()] || c.texts['zh-CN'] || c.texts.en || '';
+    if (await confirmDialog(text, { okText: t('doc.notice_accept'), cancelText: t('doc.notice_decline') })) {
+      await sig.request('consent.accept', { visit_id: visitId, version: c.version });
+      return state.visitId === visitId;
+    }
+    await sig.request('visit.leave', { visit_id: visitId });
+    visitOver(visitId, 'left', hello().sub);
+  } catch (e) {
+    announce(t('common.error', { msg: errText(e) }), { kind: 'error' });
+  }
+  return false;
 }
 
 // What the record says about this patient: the appointment the visit is

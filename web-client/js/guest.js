@@ -1,18 +1,19 @@
 // guest.js - the page a patient's family member or caregiver opens from
-// the one-time link (guest.html#code=...): their own notice (the visit is
-// recorded, what they see is private), then they join with camera and
-// microphone and see the visit's people as tiles. The code is redeemed
-// only when they join; the server then hands out a resume secret, kept
-// for this tab, with which a dropped connection or a reload comes back.
+// the one-time link (guest.html#code=...). The code is redeemed when the
+// page opens; the server then hands out a resume secret, kept for this
+// tab, with which a dropped connection or a reload comes back. Before any
+// media the guest reads the hospital's own notice (consent.get, kind guest)
+// and accepts it through the server (consent.accept), which keeps version,
+// time and session; then they join with camera and microphone.
 // The visit's end, being removed or leaving ends on a screen that says so.
 
-import { t, apply, bindSwitch } from './i18n.js';
+import { t, apply, bindSwitch, lang } from './i18n.js';
 import { Signaling } from './signaling.js';
 import { getCamera } from './peer.js';
 import { Call } from './call.js';
 import { $, el, showView, bindConnection, announce, errText, confirmDialog, fatal } from './common.js';
 
-const state = { code: null, resume: null, hello: null, visitId: null, call: null, stream: null, ended: null, refused: null, camError: null };
+const state = { code: null, resume: null, hello: null, visitId: null, notice: null, call: null, stream: null, ended: null, refused: null, camError: null };
 let sig = null;
 window.tm = { state, get sig() { return sig; }, get call() { return state.call; } };
 
@@ -30,10 +31,8 @@ function main() {
   }
   state.resume = recallResume();
   window.addEventListener('langchange', relabel);
-  $('#gn-form').addEventListener('submit', (e) => { e.preventDefault(); join(); });
-  // Back in the same tab (a reload): the notice was accepted already.
-  if (state.resume) join();
-  else showView('notice');
+  $('#gn-form').addEventListener('submit', (e) => { e.preventDefault(); acceptNotice(); });
+  connect();
 }
 
 function resumeKey() {
@@ -52,17 +51,8 @@ function keepResume(secret) {
   } catch { /* storage blocked: a reload cannot resume, a drop still can */ }
 }
 
-async function join() {
-  if (!state.resume && !$('#gn-accept').checked) {
-    $('#gn-error').textContent = t('guest.accept_needed');
-    $('#gn-error').hidden = false;
-    $('#gn-accept').focus();
-    return;
-  }
+async function connect() {
   showView('joining');
-  const cam = await getCamera();
-  state.stream = cam.stream || null;
-  state.camError = cam.error ? (cam.error === 'failed' ? 'dev.busy' : `dev.${cam.error}`) : null;
   sig = new Signaling({ credentials: () => (state.resume ? { guest_resume: state.resume } : { guest_code: state.code }) });
   bindConnection(sig, { onAuthFailed: refused });
   sig.addEventListener('hello', (e) => onHello(e.detail));
@@ -112,7 +102,7 @@ function participantsOf(hello) {
   return st.participants || (st.visit && st.visit.participants) || [];
 }
 
-function onHello(hello) {
+async function onHello(hello) {
   state.hello = hello;
   if (hello.resume) keepResume(hello.resume);
   const v = visitOf(hello);
@@ -122,7 +112,56 @@ function onHello(hello) {
   }
   if (state.call && state.visitId === v.visit_id) return; /* the call restarts its media itself */
   state.visitId = v.visit_id;
-  startCall(participantsOf(hello));
+  try {
+    state.notice = await sig.request('consent.get', { kind: 'guest', visit_id: v.visit_id });
+  } catch (e) {
+    announce(t('common.error', { msg: errText(e) }), { kind: 'error' });
+    return;
+  }
+  // Back in the same tab (a reload or a drop): the server has their accept.
+  if (state.notice.accepted) enterVisit();
+  else {
+    renderNotice();
+    showView('notice');
+  }
+}
+
+function renderNotice() {
+  const c = state.notice;
+  const text = c ? c.texts[lang()] || c.texts['zh-CN'] || c.texts.en || '' : '';
+  $('#gn-text').replaceChildren(...text.split('\n').map((line) => el('p', {}, line)));
+}
+
+async function acceptNotice() {
+  if (!$('#gn-accept').checked) {
+    $('#gn-error').textContent = t('guest.accept_needed');
+    $('#gn-error').hidden = false;
+    $('#gn-accept').focus();
+    return;
+  }
+  $('#gn-join').disabled = true;
+  try {
+    await sig.request('consent.accept', { visit_id: state.visitId, version: state.notice.version });
+  } catch (e) {
+    $('#gn-error').textContent = t('common.error', { msg: errText(e) });
+    $('#gn-error').hidden = false;
+    return;
+  } finally {
+    $('#gn-join').disabled = false;
+  }
+  enterVisit();
+}
+
+async function enterVisit() {
+  if (state.call) return;
+  showView('joining');
+  if (!state.stream) {
+    const cam = await getCamera();
+    state.stream = cam.stream || null;
+    state.camError = cam.error ? (cam.error === 'failed' ? 'dev.busy' : `dev.${cam.error}`) : null;
+  }
+  if (state.call || state.ended) return;
+  startCall(participantsOf(state.hello));
 }
 
 function startCall(participants) {
@@ -188,6 +227,7 @@ function renderEnded() {
 }
 
 function relabel() {
+  if (state.notice) renderNotice();
   if (state.refused) renderRefused();
   if (state.ended) renderEnded();
   if (state.call) {
