@@ -66,6 +66,7 @@ export async function startPlatform(opts) {
       requests: 0,
       visits: new Map(), // bussID -> times accepted
       ratings: new Map(), // bussID -> times accepted
+      records: new Map(), // bussID -> the last visit record accepted
       ratingBeforeVisit: 0, // ratings refused because their visit was not accepted
       checkins: [], // platform-local dates of accepted check-ins
       rejectedBatches: [], // {method, size, msgCode, msg}
@@ -156,6 +157,7 @@ export async function startPlatform(opts) {
     }
     const into = method === 'uploadReferralIndicators' ? p.state.visits : p.state.ratings;
     for (const rec of records) into.set(rec.bussID, (into.get(rec.bussID) ?? 0) + 1);
+    if (into === p.state.visits) for (const rec of records) p.state.records.set(rec.bussID, rec);
     if (p.hangNextRecords) {
       p.hangNextRecords = false;
       p.state.hung++;

@@ -3,7 +3,9 @@
 // through REST, the nightly run started by the admin call, the record and
 // its rating accepted by the stand-in platform; a record without the
 // patient's certificate dead-lettered, then delivered after the id is put
-// and the record replayed; status and /metrics.
+// and the record replayed; status and /metrics. A visit with a consulting
+// doctor: the platform's record has one doctor (the attending), the webhook
+// names both.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -111,6 +113,56 @@ test('webhook and tianjin side by side: the admin run uploads the day, status an
       assert.equal(badDay.status, 400);
       const none = await srv.api('GET', '/api/v1/feed/profiles/nowhere', undefined, admin);
       assert.equal(none.status, 404);
+    } finally {
+      await srv.stop();
+      await platform.close();
+      await reg.close();
+    }
+  });
+
+test('a consulting doctor: the record carries the attending only, the webhook lists both',
+  { timeout: 90000 }, async () => {
+    const reg = await startRegulator({});
+    const platform = await startPlatform({ appKey: APP_KEY, appSecret: APP_SECRET, organId: ORGAN_ID });
+    const srv = await startServer({ args: ['--feed-url', reg.url, '--feed-profiles', 'webhook,tianjin',
+      '--tianjin-url', platform.url, '--tianjin-app-key', APP_KEY, '--tianjin-app-secret', APP_SECRET,
+      '--tianjin-organ-id', ORGAN_ID, '--tianjin-upload-at', '23:59:59'] });
+    try {
+      const admin = await setupHospital(srv, { depts: ['cardio'], doctors: [['d1', 'cardio'], ['d2', 'cardio']] });
+      for (const [kind, id, body] of [['doctor', 'd1', { code: '120101198001010011' }],
+        ['doctor', 'd2', { code: '120101198202020022' }],
+        ['dept', 'cardio', { code: '03.01' }], ['patient', 'p1', { code: '120101199001010022', cert_type: '1' }]]) {
+        const r = await srv.api('PUT', `/api/v1/regulator-ids/${kind}/${id}`, body, admin);
+        assert.equal(r.status, 200, r.text);
+      }
+      const d1 = await srv.client('d1', 'doctor');
+      await d1.request('doctor.status', { status: 'available' });
+      const p = await srv.client('p1', 'patient');
+      const ci = await p.request('checkin', { dept: 'cardio', kind: 'follow_up' });
+      await d1.waitFor('visit.offer', (m) => m.visit_id === ci.visit_id);
+      await d1.request('visit.accept', { visit_id: ci.visit_id });
+      const d2 = await srv.client('d2', 'doctor');
+      await d2.request('doctor.status', { status: 'available' });
+      const inv = await d1.request('visit.invite', { visit_id: ci.visit_id, user_id: 'd2', role: 'consulting' });
+      await d2.waitFor('visit.invited', (m) => m.invite_id === inv.invite_id);
+      await d2.request('visit.invite_answer', { invite_id: inv.invite_id, accept: true });
+      await d1.request('visit.note', { visit_id: ci.visit_id, text: 'n', diagnosis_code: 'I10', sign: true });
+      await d1.request('visit.end', { visit_id: ci.visit_id });
+      for (const c of [d1, d2, p]) await c.close();
+
+      const today = new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 10);
+      const run = await srv.api('POST', '/api/v1/feed/profiles/tianjin/run', { day: today }, admin);
+      assert.equal(run.status, 200, run.text);
+      await platform.waitFor(() => platform.state.records.has(ci.visit_id), 15000, 'the record');
+      const rec = platform.state.records.get(ci.visit_id);
+      assert.deepEqual([rec.doctorId, rec.doctorCertID], ['d1', '120101198001010011']);
+      const text = JSON.stringify(rec);
+      assert.ok(!text.includes('d2') && !text.includes('120101198202020022'), text);
+      await reg.waitFor(() => reg.events.some((e) => e.type === 'visit.ended' && e.visit_id === ci.visit_id),
+        15000, 'visit.ended');
+      const ended = reg.events.find((e) => e.type === 'visit.ended' && e.visit_id === ci.visit_id);
+      assert.deepEqual(ended.data.doctors.map((d) => [d.doctor_id, d.role, d.licence_no]),
+        [['d1', 'attending', 'LIC-d1'], ['d2', 'consulting', 'LIC-d2']]);
     } finally {
       await srv.stop();
       await platform.close();
