@@ -11,7 +11,10 @@
  * Judged from the per-second figures of what the server receives
  * (TM_MEDIA_EV_STATS), so it is the same for every viewer and needs nothing
  * from the sender's page. A participant whose figures stop coming (its
- * transport is being rebuilt) is judged by the one-second tick.
+ * transport is being rebuilt) is judged by the one-second tick. A sender's
+ * video is judged from all its incoming video streams together: with
+ * simulcast each layer is a stream of its own, and the browser pauses its
+ * top layer on a thin uplink or a busy CPU while the others play on.
  *
  * Control loop.
  */
@@ -22,6 +25,8 @@
 
 /* Figures come every second; none for this long means the transport is gone. */
 #define STALE_MS 2500
+/* A freeze stays in the supervisors' poor-quality alert this long. */
+#define POOR_FREEZE_RECENT_MS 10000
 
 typedef struct media_health {
     char key[200]; /* the participant's user key, "role:sub" */
@@ -34,7 +39,39 @@ typedef struct media_health {
     int64_t audio_since_ms; /* audio flowing without a break since, 0 = not flowing */
     uint64_t in_packets;    /* over every incoming stream, at the latest figures */
     uint64_t audio_packets;
+    int64_t froze_at_ms;   /* the latest figures in which none of its video had frames */
+    double video_loss_pct; /* of the latest second, over all its video layers */
 } media_health;
+
+/* A sender's video, its simulcast layers folded into one: frozen only while no
+ * layer has frames, the bitrate of them all, and the loss of what they carried
+ * (each layer's loss weighed by its bitrate, so a thin layer that lost one of
+ * its few packets does not stand for the whole). */
+typedef struct sender_video {
+    int64_t frozen_ms;
+    uint64_t bitrate_bps;
+    double loss_pct;
+} sender_video;
+
+/* Folds the incoming video streams into *out; false when there are none. */
+static bool fold_video(const tm_media_event *ev, sender_video *out)
+{
+    bool any = false;
+    double lost_bits = 0;
+    *out = (sender_video){0};
+    for (size_t i = 0; i < ev->n_streams; i++) {
+        const tm_media_stream_stats *st = &ev->streams[i];
+        if (st->out || !st->video)
+            continue;
+        out->frozen_ms = any && out->frozen_ms < st->frozen_ms ? out->frozen_ms : st->frozen_ms;
+        out->bitrate_bps += st->bitrate_bps;
+        lost_bits += st->loss_pct * (double)st->bitrate_bps;
+        any = true;
+    }
+    if (out->bitrate_bps)
+        out->loss_pct = lost_bits / (double)out->bitrate_bps;
+    return any;
+}
 
 static media_health *health_of(live_visit *v, const char *key, bool create)
 {
@@ -128,9 +165,8 @@ static void note_gap(tm_signaling *sig, live_visit *v, const media_health *h, in
             (long long)((back ? back : now) - h->last_flow_ms), back != 0, rc);
 }
 
-static void judge_video(const tm_signaling *sig, const media_health *h,
-                        const tm_media_stream_stats *video, bool audio_ok, int64_t now,
-                        const char **state, const char **reason)
+static void judge_video(const tm_signaling *sig, const media_health *h, const sender_video *video,
+                        bool audio_ok, int64_t now, const char **state, const char **reason)
 {
     *state = "ok";
     *reason = NULL;
@@ -164,18 +200,21 @@ void tm__media_health_on_stats(tm_signaling *sig, live_visit *v, const tm_media_
         return;
     int64_t now = tm_now_ms();
     media_health *h = health_of(v, ev->peer_id, true);
-    const tm_media_stream_stats *audio = NULL, *video = NULL;
+    const tm_media_stream_stats *audio = NULL;
     uint64_t packets = 0;
     for (size_t i = 0; i < ev->n_streams; i++) {
         const tm_media_stream_stats *st = &ev->streams[i];
         if (st->out)
             continue;
         packets += st->packets;
-        if (st->video && !video)
-            video = st;
-        else if (!st->video && !audio)
+        if (!st->video && !audio)
             audio = st;
     }
+    sender_video sv;
+    const sender_video *video = fold_video(ev, &sv) ? &sv : NULL;
+    h->video_loss_pct = video ? sv.loss_pct : 0;
+    if (video && sv.frozen_ms > 0)
+        h->froze_at_ms = now;
     bool audio_ok = audio && audio->packets != h->audio_packets;
     h->audio_packets = audio ? audio->packets : 0;
     if (!audio_ok)
@@ -242,6 +281,25 @@ void tm__media_health_alerts(live_visit *v, json_t *alerts, int64_t now)
         json_object_set_new(a, "duration_s", json_integer((now - h->since_ms) / 1000));
         json_array_append_new(alerts, a);
     }
+}
+
+bool tm__media_health_poor_video(const tm_signaling *sig, live_visit *v, int64_t now,
+                                 double *loss_pct, bool *froze)
+{
+    if (!v->health)
+        return false;
+    GHashTableIter it;
+    gpointer k, val;
+    g_hash_table_iter_init(&it, v->health);
+    while (g_hash_table_iter_next(&it, &k, &val)) {
+        const media_health *h = val;
+        bool recent = now - h->last_stats_ms <= STALE_MS;
+        *froze = h->froze_at_ms && now - h->froze_at_ms < POOR_FREEZE_RECENT_MS;
+        *loss_pct = recent ? h->video_loss_pct : 0;
+        if (*froze || *loss_pct > sig->cfg->alert_loss_pct)
+            return true;
+    }
+    return false;
 }
 
 void tm__media_health_replay(live_visit *v, user *to)

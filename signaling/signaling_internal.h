@@ -407,6 +407,11 @@ void tm__store_stats_summary(tm_signaling *sig, live_visit *v, int64_t now);
 void tm__media_health_on_stats(tm_signaling *sig, live_visit *v, const tm_media_event *ev);
 void tm__media_health_tick(tm_signaling *sig, int64_t now);
 void tm__media_health_alerts(live_visit *v, json_t *alerts, int64_t now);
+/* A sender whose video (its simulcast layers together) lost more than
+ * alert_loss_pct in the latest second or froze in the last ten seconds: true
+ * with the figures of the first such; false when every sender's video is fine. */
+bool tm__media_health_poor_video(const tm_signaling *sig, live_visit *v, int64_t now,
+                                 double *loss_pct, bool *froze);
 /* Sends `to` what is not right with the others' media now (a page that just
  * (re)started its media has missed the pushes). */
 void tm__media_health_replay(live_visit *v, user *to);

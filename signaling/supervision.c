@@ -40,26 +40,35 @@ void tm__watchers_notify_end(tm_signaling *sig, live_visit *v)
     }
 }
 
-/* Poor quality: a stream losing more than alert_loss_pct in the latest
- * second of figures, or video that froze in the last ten seconds. */
+/* Poor quality: a sender's video (judged per sender, its simulcast layers
+ * together, in media_quality.c) that lost more than alert_loss_pct or froze in
+ * the last ten seconds, or another stream losing more than alert_loss_pct in
+ * the latest second of figures. */
 static void add_quality_alerts(tm_signaling *sig, live_visit *v, json_t *alerts, int64_t now)
 {
-    const char *key;
-    json_t *acc;
-    json_object_foreach(v->summary, key, acc)
-    {
-        json_t *last = json_object_get(acc, "last");
-        double loss = json_number_value(json_object_get(last, "loss_pct"));
-        int64_t froze_at = (int64_t)json_number_value(json_object_get(acc, "froze_at_ms"));
-        bool froze = froze_at && now - froze_at < 10000;
-        if (loss <= sig->cfg->alert_loss_pct && !froze)
-            continue;
-        const char *kind = json_string_value(json_object_get(last, "kind"));
-        json_array_append_new(alerts, json_pack("{s:s, s:s, s:s, s:f, s:b}", "kind", "poor_quality",
-                                                "visit_id", v->id, "stream_kind", kind ? kind : "?",
-                                                "loss_pct", loss, "frozen", froze));
-        return;
+    double loss = 0;
+    bool froze = false;
+    const char *kind = "video";
+    if (!tm__media_health_poor_video(sig, v, now, &loss, &froze)) {
+        const char *key;
+        json_t *acc;
+        kind = NULL;
+        json_object_foreach(v->summary, key, acc)
+        {
+            json_t *last = json_object_get(acc, "last");
+            bool in_video = strstr(key, "|in|video|") != NULL;
+            loss = json_number_value(json_object_get(last, "loss_pct"));
+            if (!in_video && loss > sig->cfg->alert_loss_pct) {
+                kind = json_string_value(json_object_get(last, "kind"));
+                break;
+            }
+        }
+        if (!kind)
+            return;
     }
+    json_array_append_new(alerts,
+                          json_pack("{s:s, s:s, s:s, s:f, s:b}", "kind", "poor_quality", "visit_id",
+                                    v->id, "stream_kind", kind, "loss_pct", loss, "frozen", froze));
 }
 
 /* ---- an institution's part (issue 18) -------------------------------- */
