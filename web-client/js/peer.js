@@ -19,6 +19,13 @@
 // ensureRecv() as visit.participants grows; recvonly transceivers are added
 // (never removed) and a new offer renegotiates the same connection.
 //
+// Simulcast: the camera goes out in three VP8 layers by rid (a quarter, half
+// and full size) and the server gives each receiver the layer that fits its
+// link and the size of its tile (media.view), so one thin link does not pull
+// the sender down for everyone. A server that takes no simulcast answers
+// without a=simulcast; the browser then keeps only the first encoding, which
+// is put back to full size (fitSendEncodings).
+//
 // Events: 'track' (detail: {track, streams, transceiver}), 'state'
 // (detail: {state}: new|connecting|connected|disconnected|failed|closed|
 // unavailable), 'quality' (detail: see quality()).
@@ -28,6 +35,7 @@ const STALL_MS = 1500; // nothing received this long (the server reports every 1
 const RESTART_RETRY_MS = 2000;
 const ICE_UP_NO_MEDIA_MS = 3000; // ICE connected after a restart, yet nothing: no session
 const REBUILD_WAIT_MS = 6000; // a fresh connection gets this long before the next try
+const SIMULCAST = [{ rid: 'q', scaleResolutionDownBy: 4 }, { rid: 'h', scaleResolutionDownBy: 2 }, { rid: 'f', scaleResolutionDownBy: 1 }];
 
 export class MediaPeer extends EventTarget {
   // sig: Signaling; visitId; iceServers from hello; stream: local
@@ -87,7 +95,9 @@ export class MediaPeer extends EventTarget {
     if (this.stream) {
       const tracks = this.stream.getTracks();
       for (const track of tracks) {
-        const tr = pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.stream] });
+        const init = { direction: 'sendrecv', streams: [this.stream] };
+        if (track.kind === 'video') init.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
+        const tr = pc.addTransceiver(track, init);
         // A camera turned off (call.js) sends nothing on a new connection either.
         if (track.kind === 'video' && !track.enabled) tr.sender.replaceTrack(null).catch(() => {});
       }
@@ -288,6 +298,7 @@ export class MediaPeer extends EventTarget {
       const restarting = this.pc.connectionState !== 'new' && this.rx.ever;
       await this.pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
       this.remoteSet = true;
+      await this.fitSendEncodings();
       // A restart's checks start with its answer, which a held connection
       // may deliver long after the offer: its time to work counts from now.
       if (this.recovery) this.recovery.lastTry = performance.now();
@@ -302,6 +313,19 @@ export class MediaPeer extends EventTarget {
       }
     } catch (e) {
       this.setState('failed', String(e));
+    }
+  }
+
+  // The camera's sender after an answer: one encoding left means the server
+  // took no simulcast, and that one must not stay at a quarter size.
+  async fitSendEncodings() {
+    for (const tr of this.pc.getTransceivers()) {
+      const sender = tr.sender;
+      if (!sender || !sender.track || sender.track.kind !== 'video') continue;
+      const p = sender.getParameters();
+      if (!p.encodings || p.encodings.length !== 1 || (p.encodings[0].scaleResolutionDownBy ?? 1) === 1) continue;
+      p.encodings[0].scaleResolutionDownBy = 1;
+      await sender.setParameters(p).catch((e) => console.warn(`telemed: setParameters ${e}`));
     }
   }
 
