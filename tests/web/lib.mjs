@@ -6,6 +6,7 @@ import path from 'node:path';
 import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 import { startServer, setupHospital } from '../integration/lib/server.mjs';
 
@@ -147,4 +148,33 @@ export async function setLanguage(page, locale) {
   if (await page.evaluate(() => document.documentElement.lang) === want) return;
   await page.click('#lang-switch');
   await page.waitForFunction((l) => document.documentElement.lang === l, want);
+}
+
+// A guest's page from a guest link, in a context of its own (a phone by default).
+export async function openGuest(browser, url, { locale = 'zh-CN', viewport = { width: 412, height: 860 } } = {}) {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, locale, viewport });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(20000);
+  page.errors = [];
+  page.on('pageerror', (e) => { page.errors.push(String(e)); console.log(`[guest page error] ${e}`); });
+  await page.goto(url);
+  return page;
+}
+
+// The guest accepts the notice and uses the link.
+export async function joinGuest(guest) {
+  await waitView(guest, 'notice');
+  await guest.check('#gn-accept');
+  await guest.click('#gn-join');
+}
+
+// A refused link says why, on screen, in both languages.
+export async function assertRefused(guest, zh, en) {
+  await waitView(guest, 'refused');
+  await setLanguage(guest, 'zh-CN');
+  assert.match(await guest.textContent('#gr-text'), zh);
+  assert.deepEqual((await rawWords(guest, 'zh-CN')).bad, []);
+  await setLanguage(guest, 'en-US');
+  assert.match(await guest.textContent('#gr-text'), en);
+  assert.deepEqual((await rawWords(guest, 'en-US')).bad, []);
 }

@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startHospital, launch, openPage, shot, waitView, patientCheckin, doctorOnDuty, confirm,
-  rawWords, setLanguage,
+  rawWords, setLanguage, openGuest, joinGuest as join, assertRefused,
 } from './lib.mjs';
 
 const PHONE = { width: 412, height: 860 };
@@ -92,33 +92,6 @@ async function guestLink(patient, name) {
   await patient.waitForFunction((old) => !document.querySelector('#fam-new').hidden && document.querySelector('#fam-url').value !== old, before);
   assert.match(await patient.textContent('#fam-new-text'), new RegExp(name));
   return patient.inputValue('#fam-url');
-}
-
-async function openGuest(browser, url, { locale = 'zh-CN', viewport = PHONE } = {}) {
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, locale, viewport });
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(20000);
-  page.errors = [];
-  page.on('pageerror', (e) => { page.errors.push(String(e)); console.log(`[guest page error] ${e}`); });
-  await page.goto(url);
-  return page;
-}
-
-async function join(guest) {
-  await waitView(guest, 'notice');
-  await guest.check('#gn-accept');
-  await guest.click('#gn-join');
-}
-
-// A refused link says why, on screen, in both languages.
-async function assertRefused(guest, zh, en) {
-  await waitView(guest, 'refused');
-  await setLanguage(guest, 'zh-CN');
-  assert.match(await guest.textContent('#gr-text'), zh);
-  assert.deepEqual((await rawWords(guest, 'zh-CN')).bad, []);
-  await setLanguage(guest, 'en-US');
-  assert.match(await guest.textContent('#gr-text'), en);
-  assert.deepEqual((await rawWords(guest, 'en-US')).bad, []);
 }
 
 test('a visit of three and four people across the pages', { timeout: 420000 }, async (t) => {

@@ -14,6 +14,8 @@ tm_node_test(web_mobile tests/web/mobile.test.mjs)
 tm_node_test(web_party tests/web/party.test.mjs)
 # The pages' simulcast: layers per receiver's tile, quality judged per sender.
 tm_node_test(web_party_simulcast tests/web/party_simulcast.test.mjs)
+# Guest links from the attending doctor's page: made, used, withdrawn.
+tm_node_test(web_party_links tests/web/party_links.test.mjs)
 tm_node_test(web_patient_info tests/web/patient_info.test.mjs)
 # Issue 18: the supervisor's figures page.
 tm_node_test(web_figures tests/web/figures.test.mjs)

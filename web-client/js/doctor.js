@@ -12,6 +12,7 @@ import { Signaling, api } from './signaling.js';
 import { getCamera } from './peer.js';
 import { Call } from './call.js';
 import { roleText } from './party.js';
+import { GuestLinks } from './guest_links.js';
 import { $, $$, el, initPage, showView, bindConnection, announce, errText, confirmDialog } from './common.js';
 
 const page = initPage(['doctor']);
@@ -77,6 +78,7 @@ async function main() {
   window.addEventListener('tm:transferred', (e) => {
     if (e.detail.visit_id === state.visitId) visitOver(e.detail.visit_id, 'transferred');
   });
+  state.guestLinks = new GuestLinks({ sig, visitId: () => (state.ended ? null : state.visitId) });
   for (const r of $$('input[name="status"]')) r.addEventListener('change', () => changeStatus(r.value));
   $('#offer-accept').addEventListener('click', accept);
   $('#offer-decline').addEventListener('click', decline);
@@ -342,6 +344,7 @@ async function openVisit(visitId, offer = null, role = null, participants = null
   state.ended = null;
   state.noteSigned = false;
   state.noteDirty = false;
+  state.guestLinks.reset();
   state.visitInfo = offer ? { patient_id: offer.patient && offer.patient.id, patient_name: offer.patient && offer.patient.name, dept: offer.dept, kind: offer.kind } : { patient_id: '', dept: '', kind: '' };
   startVisitTimer(offer ? Date.now() : null);
   renderStatusTag();
@@ -480,6 +483,7 @@ function renderRole() {
   $('#end-card').hidden = !attending || !!state.ended;
   $('#leave-card').hidden = attending || !!state.ended;
   $('#invite-box').hidden = !attending || !!state.ended;
+  $('#family').hidden = !attending || !!state.ended;
   $('#note-card').hidden = state.myRole === 'interpreter';
   const tag = $('#my-role');
   tag.hidden = attending;
@@ -506,6 +510,8 @@ function onParticipants(list, { local = false } = {}) {
   $('#people').hidden = list.length === 0;
   renderPeople();
   renderStaff();
+  // A guest joining uses their link: the list says so.
+  if (!local && state.myRole === 'attending') state.guestLinks.load();
 }
 
 function renderPeople() {
@@ -764,6 +770,7 @@ function visitOver(visitId, reason, by) {
   $('#end-card').hidden = true;
   $('#leave-card').hidden = true;
   $('#invite-box').hidden = true;
+  $('#family').hidden = true;
   $('#people').hidden = true;
   state.invites = [];
   $('#wrap-card').hidden = false;

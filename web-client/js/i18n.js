@@ -483,6 +483,11 @@ const STRINGS = {
     'fam.state.revoked': 'withdrawn',
     'fam.state.expired': 'expired',
     'fam.state.other': 'unknown',
+    'fam.doctor_button': "Invite the patient's family",
+    'fam.doctor_title': "Invite the patient's family or caregiver",
+    'fam.doctor_help': 'With the patient\'s agreement, create a one-time link for one family member or caregiver and give it only to them. It works once, for this visit only, and expires; withdraw it if it is no longer wanted.',
+    'fam.doctor_name': 'Who is it? (e.g. the patient\'s daughter)',
+    'fam.doctor_links': 'Guest links of this visit',
 
     'inv.title': 'Invite a colleague, interpreter or nurse',
     'inv.dept': 'Department',
@@ -1306,6 +1311,11 @@ const STRINGS = {
     'fam.state.revoked': '已撤回',
     'fam.state.expired': '已过期',
     'fam.state.other': '未知',
+    'fam.doctor_button': '邀请患者家属',
+    'fam.doctor_title': '邀请患者家属或陪护人员',
+    'fam.doctor_help': '征得患者同意后，为一位家属或陪护人员生成一次性链接，只发给这位家属。链接只能使用一次，仅限本次问诊，并会过期；不再需要时可以撤回。',
+    'fam.doctor_name': '对方是谁？（如：患者的女儿）',
+    'fam.doctor_links': '本次问诊的家属链接',
 
     'inv.title': '邀请会诊医生、翻译或护士',
     'inv.dept': '科室',

@@ -7,6 +7,7 @@ import { t, lang, fmtTime, fmtDateTime, fmtDuration, codeText } from './i18n.js'
 import { Signaling, api } from './signaling.js';
 import { getCamera } from './peer.js';
 import { Call } from './call.js';
+import { GuestLinks } from './guest_links.js';
 import { $, $$, el, initPage, showView, bindConnection, announce, errText, confirmDialog } from './common.js';
 
 const page = initPage(['patient']);
@@ -49,7 +50,7 @@ async function main() {
   bindCheckin();
   bindWaiting();
   bindRating();
-  bindFamily();
+  state.guestLinks = new GuestLinks({ sig, visitId: () => state.visitId });
   try {
     const hello = await sig.start();
     state.hello = hello;
@@ -554,20 +555,15 @@ function startVisit(v, history) {
   state.leaveBtn = leave;
   // On a phone the family panel is below the chat: this button opens it.
   const family = el('button', { class: 'btn ctl', type: 'button', id: 'fam-open' }, t('fam.button'));
-  family.addEventListener('click', () => {
-    $('#family').open = true;
-    $('#family').scrollIntoView({ block: 'start' });
-    $('#fam-name').focus({ preventScroll: true });
-  });
+  family.addEventListener('click', () => state.guestLinks.open());
   state.familyBtn = family;
   state.call = new Call({
     mount: $('#visit-mount'), sig, hello: state.hello, visitId: v.visit_id, role: 'patient', stream: state.stream, extraControls: [family, leave],
-    others: attendingGuess(), onParticipants: () => loadLinks(), history,
+    others: attendingGuess(), onParticipants: () => state.guestLinks.load(), history,
   });
   state.call.startMedia();
-  $('#family').open = false;
-  $('#fam-new').hidden = true;
-  loadLinks();
+  state.guestLinks.reset();
+  state.guestLinks.load();
 }
 
 // Until the server lists the visit's people, the other side is the doctor
@@ -582,89 +578,6 @@ function renderVisitDoctor() {
   $('#visit-with').textContent = who ? t('visit.with', { doctor: who }) : '';
   $('#visit-with').hidden = !who;
   if (state.call && who) state.call.setParticipants(attendingGuess());
-}
-
-/* ---- family: one-time guest links --------------------------------- */
-
-function bindFamily() {
-  $('#fam-form').addEventListener('submit', (e) => { e.preventDefault(); createLink(); });
-  $('#fam-copy').addEventListener('click', copyLink);
-  $('#family').addEventListener('toggle', () => { if ($('#family').open) loadLinks(); });
-}
-
-async function createLink() {
-  const name = $('#fam-name').value.trim();
-  const err = $('#fam-error');
-  err.hidden = true;
-  if (!name || Array.from(name).length > 64) {
-    err.textContent = t('fam.name_needed');
-    err.hidden = false;
-    $('#fam-name').focus();
-    return;
-  }
-  try {
-    const r = await sig.request('guest.link_create', { visit_id: state.visitId, name });
-    state.newLink = { ...r, name };
-    renderNewLink();
-    $('#fam-name').value = '';
-    $('#fam-url').focus();
-    $('#fam-url').select();
-    loadLinks();
-  } catch (e) {
-    err.textContent = t('fam.failed', { msg: errText(e) });
-    err.hidden = false;
-  }
-}
-
-function renderNewLink() {
-  const l = state.newLink;
-  if (!l) return;
-  $('#fam-new-text').textContent = t('fam.link_for', { name: l.name, time: fmtTime(l.expires_at) });
-  $('#fam-url').value = new URL(l.url, window.location.origin).href;
-  $('#fam-new').hidden = false;
-}
-
-async function copyLink() {
-  const input = $('#fam-url');
-  try {
-    await navigator.clipboard.writeText(input.value);
-    announce(t('fam.copied'), { kind: 'ok' });
-  } catch {
-    input.focus();
-    input.select();
-    announce(t('fam.copy_failed'), { kind: 'error' });
-  }
-}
-
-async function loadLinks() {
-  if (!state.visitId || !sig || sig.state !== 'open') return;
-  try {
-    const r = await sig.request('guest.links', { visit_id: state.visitId });
-    state.links = r.links || [];
-  } catch {
-    return; /* a server without guest links: the list stays as it was */
-  }
-  renderLinks();
-}
-
-function renderLinks() {
-  const links = state.links || [];
-  $('#fam-none').hidden = links.length > 0;
-  $('#fam-links').replaceChildren(...links.map((l) => el('li', { 'data-link': l.link_id, 'data-state': l.state },
-    el('span', { class: 'grow' }, el('strong', {}, l.name), ' ', el('span', { class: 'muted' }, t('fam.until', { time: fmtTime(l.expires_at) }))),
-    el('span', { class: `tag ${l.state === 'open' ? 'tag-ok' : ''}` }, codeText('fam.state', l.state)),
-    l.state === 'open' ? el('button', { class: 'btn btn-small btn-danger', type: 'button', onclick: () => revokeLink(l.link_id) }, t('fam.revoke')) : null)));
-}
-
-async function revokeLink(linkId) {
-  try {
-    await sig.request('guest.link_revoke', { link_id: linkId });
-    if (state.newLink && state.newLink.link_id === linkId) { state.newLink = null; $('#fam-new').hidden = true; }
-    announce(t('fam.revoked'), { kind: 'ok' });
-  } catch (e) {
-    announce(t('fam.revoke_failed', { msg: errText(e) }), { kind: 'error' });
-  }
-  loadLinks();
 }
 
 function endCall() {
@@ -805,8 +718,6 @@ function relabel() {
   }
   if (document.body.dataset.current === 'visit') {
     renderVisitDoctor();
-    renderNewLink();
-    renderLinks();
   }
   if (state.leaveBtn) state.leaveBtn.textContent = t('visit.leave');
   if (document.body.dataset.current === 'checkin') renderConsent();
