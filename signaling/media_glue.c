@@ -56,6 +56,8 @@ static live_visit *media_visit(request *r, bool *send)
     return v;
 }
 
+static void replay_speaker(tm_signaling *sig, live_visit *v, user *to);
+
 static void handle_media_offer(request *r)
 {
     bool send = false;
@@ -76,6 +78,7 @@ static void handle_media_offer(request *r)
     }
     tm__reply_ok(r->s, r->id, NULL);
     tm__media_health_replay(v, r->u);
+    replay_speaker(r->sig, v, r->u);
 }
 
 static void handle_media_candidate(request *r)
@@ -283,15 +286,30 @@ static json_t *streams_msg(tm_signaling *sig, live_visit *v, const tm_media_even
                      streams);
 }
 
-/* media.speaker to everyone in the visit and its watchers. */
-static void on_speaker(tm_signaling *sig, live_visit *v, const char *peer_id)
+static json_t *speaker_msg(tm_signaling *sig, live_visit *v, const char *peer_id)
 {
     json_t *o = json_object();
     peer_participant(sig, v, peer_id, o);
     json_t *m = json_pack("{s:s, s:s, s:O}", "type", "media.speaker", "visit_id", v->id,
                           "participant_id", json_object_get(o, "participant_id"));
     json_decref(o);
-    tm__party_send_all(sig, v, m);
+    return m;
+}
+
+/* media.speaker to everyone in the visit and its watchers. */
+static void on_speaker(tm_signaling *sig, live_visit *v, const char *peer_id)
+{
+    g_strlcpy(v->speaker, peer_id, sizeof v->speaker);
+    tm__party_send_all(sig, v, speaker_msg(sig, v, peer_id));
+}
+
+/* The speaker is told only when it changes: a page that joins or reloads
+ * while the same one talks on learns it here, if they are still in the visit. */
+static void replay_speaker(tm_signaling *sig, live_visit *v, user *to)
+{
+    user *speaker = v->speaker[0] ? g_hash_table_lookup(sig->users, v->speaker) : NULL;
+    if (speaker && tm__party_role(sig, v, speaker) != TM_VR_NONE)
+        tm__send_to_user(to, speaker_msg(sig, v, v->speaker));
 }
 
 void tm_signaling_on_media_event(const tm_media_event *ev, void *user_data)

@@ -167,7 +167,8 @@ typedef struct live_visit {
     json_t *summary; /* per stream: running figures for the visit record */
     /* user key -> what their media looks like (media_quality.c) */
     GHashTable *health;
-    GPtrArray *party; /* party_member *: consulting, interpreters, nurses, guests */
+    GPtrArray *party;  /* party_member *: consulting, interpreters, nurses, guests */
+    char speaker[200]; /* user key of the active speaker last told, "" none yet */
     /* transfer.c: the doctor who last handed the visit on (not offered it
      * back), why, and how many times it was handed on since start */
     char transferred_from[64];

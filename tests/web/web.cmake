@@ -16,6 +16,9 @@ tm_node_test(web_party tests/web/party.test.mjs)
 tm_node_test(web_party_simulcast tests/web/party_simulcast.test.mjs)
 # Guest links from the attending doctor's page: made, used, withdrawn.
 tm_node_test(web_party_links tests/web/party_links.test.mjs)
+# The active speaker's tile highlighted: one browser talks (a generated WAV
+# as its microphone), the others are silent.
+tm_node_test(web_party_speaker tests/web/party_speaker.test.mjs)
 tm_node_test(web_patient_info tests/web/patient_info.test.mjs)
 # Issue 18: the supervisor's figures page.
 tm_node_test(web_figures tests/web/figures.test.mjs)
