@@ -135,11 +135,12 @@ static void finish(render *r, json_t *res, const char *fallback)
         rv->stats.done++;
         tm_info("review.complete",
                 "visit=%s rendition=%s bytes=%lld duration_ms=%lld cpu_ms=%lld wall_ms=%lld "
-                "nice=%lld sched=%s",
+                "nice=%lld sched=%s labelled=%d",
                 r->visit_id, r->id, (long long)size, (long long)dur, (long long)cpu,
                 (long long)json_integer_value(json_object_get(res, "wall_ms")),
                 (long long)json_integer_value(json_object_get(res, "nice")),
-                json_is_true(json_object_get(res, "sched_idle")) ? "idle" : "other");
+                json_is_true(json_object_get(res, "sched_idle")) ? "idle" : "other",
+                json_is_true(json_object_get(res, "labelled")));
     } else {
         const char *why = json_string_value(json_object_get(res, "error"));
         rc = tm_rendition_fail(rv->store, r->id, why ? why : fallback, cpu, now);

@@ -10,7 +10,11 @@
  * every video track scaled into a tile of a grid (compositor), every audio
  * track mixed (audiomixer), VP8 + Opus. Parts are placed on one timeline by
  * their start offsets, so a part begun when the sender set grew lines up
- * with the ones before it.
+ * with the ones before it. Each tile is labelled (textoverlay) with its
+ * track's name less the kind, which the recorder makes of the visit role and
+ * the participant's id ("attending d-zhou"), never a name; a tile's label is
+ * found by the track number in its decoded stream's id, not by the order in
+ * which the streams come out of decodebin, so no tile can carry another's.
  *
  * No plaintext with a name: the evidence is fed to GStreamer from memory
  * (appsrc; an encrypted part through the decrypting reader), and the WebM is
@@ -23,7 +27,8 @@
  * progress; and the low priority covers every GStreamer thread at once.
  *
  * Result: one JSON line on stdout, {"ok":true, size_bytes, duration_ms,
- * sha256, plain_sha256, cpu_ms, wall_ms} or {"ok":false, "error": why}.
+ * sha256, plain_sha256, cpu_ms, wall_ms, labelled (false: no textoverlay
+ * plugin)} or {"ok":false, "error": why}.
  */
 #include "review_render.h"
 #include "telemed/common.h"
@@ -46,6 +51,7 @@
 #define READ_CHUNK (64 * 1024)
 #define HEADER_MAX (256 * 1024)
 #define MAX_TRACKS 32
+#define LABEL_LEN 64
 /* A render that makes no output for this long is stuck, not slow. */
 #define STALL_S 300
 
@@ -58,6 +64,11 @@ typedef struct part {
     int fd;                /* plain parts */
     uint64_t size, pos;
     int n_video, n_audio;
+    int n_labels;
+    struct {
+        uint64_t number; /* the Matroska TrackNumber */
+        char text[LABEL_LEN];
+    } labels[MAX_TRACKS];      /* the video tracks' tile labels */
     GstPad *vpads[MAX_TRACKS]; /* the compositor / mixer pads kept for this part */
     GstPad *apads[MAX_TRACKS];
     int video_linked, audio_linked;
@@ -72,6 +83,7 @@ typedef struct job {
     bool has_key, encrypt; /* encrypt: the rendition too, with key */
     int width, height, fps, video_kbps, audio_kbps;
     int n_tiles, cols, rows;
+    bool no_labels; /* under lock: no textoverlay element, the tiles go unlabelled */
     GstElement *pipe, *comp, *mix;
     GMainLoop *loop;
     GMutex lock;
@@ -158,6 +170,43 @@ static bool ebml_vint(const uint8_t *b, size_t len, size_t *pos, bool is_id, uin
     return true;
 }
 
+/* A video track's tile label: its name less the kind the recorder appends
+ * (" video", or "-video<k>" after a peer id), ':' shown as a space. */
+static void add_label(part *p, uint64_t number, const char *name, size_t len)
+{
+    char *t = p->labels[p->n_labels].text;
+    size_t n = len < LABEL_LEN - 1 ? len : LABEL_LEN - 1;
+    memcpy(t, name ? name : "", name ? n : 0);
+    t[name ? n : 0] = 0;
+    char *kind = g_strrstr(t, " video");
+    if (!kind)
+        kind = g_strrstr(t, "-video");
+    if (kind && kind != t)
+        *kind = 0;
+    for (char *c = t; *c; c++)
+        if (*c == ':' || (unsigned char)*c < 0x20)
+            *c = ' ';
+    if (!g_utf8_validate(t, -1, NULL))
+        t[0] = 0;
+    p->labels[p->n_labels++].number = number;
+}
+
+/* The label of the track a decoded stream comes from: matroskademux names
+ * its streams ".../<TrackNumber>:<TrackUID>". NULL when it cannot be told. */
+static const char *label_of(const part *p, GstPad *pad)
+{
+    gchar *sid = gst_pad_get_stream_id(pad);
+    const char *slash = sid ? strrchr(sid, '/') : NULL;
+    char *end = NULL;
+    guint64 number = slash ? g_ascii_strtoull(slash + 1, &end, 10) : 0;
+    const char *label = NULL;
+    for (int i = 0; end && *end == ':' && i < p->n_labels; i++)
+        if (p->labels[i].number == number)
+            label = p->labels[i].text;
+    g_free(sid);
+    return label;
+}
+
 /* Counts a part's video and audio tracks from its Matroska Tracks element,
  * which the recorder writes before the first Cluster: the grid is laid out
  * before anything is decoded. */
@@ -194,16 +243,31 @@ static int count_tracks(part *p, char **err)
         while (pos < end && ebml_vint(b, end, &pos, true, &id) &&
                ebml_vint(b, end, &pos, false, &size) && size <= end - pos) {
             size_t entry_end = pos + size;
+            int type = 0;
+            uint64_t number = 0;
+            const uint8_t *name = NULL;
+            size_t name_len = 0;
             while (id == 0xAE && pos < entry_end) {
                 uint64_t cid, csize;
                 if (!ebml_vint(b, entry_end, &pos, true, &cid) ||
                     !ebml_vint(b, entry_end, &pos, false, &csize) || csize > entry_end - pos)
                     goto bad;
-                if (cid == 0x83 && csize == 1 && b[pos] == 1 && p->n_video < MAX_TRACKS)
-                    p->n_video++;
-                else if (cid == 0x83 && csize == 1 && b[pos] == 2 && p->n_audio < MAX_TRACKS)
-                    p->n_audio++;
+                if (cid == 0x83 && csize == 1) {
+                    type = b[pos];
+                } else if (cid == 0xD7 && csize >= 1 && csize <= 8) {
+                    for (uint64_t k = 0; k < csize; k++)
+                        number = number << 8 | b[pos + k];
+                } else if (cid == 0x536E) {
+                    name = b + pos;
+                    name_len = csize;
+                }
                 pos += csize;
+            }
+            if (type == 1 && p->n_video < MAX_TRACKS) {
+                p->n_video++;
+                add_label(p, number, (const char *)name, name_len);
+            } else if (type == 2 && p->n_audio < MAX_TRACKS) {
+                p->n_audio++;
             }
             pos = entry_end;
         }
@@ -256,13 +320,36 @@ static GstElement *make(GstElement *bin, const char *factory)
     return e;
 }
 
-/* convert ! scale/resample ! caps ! queue -> target, added to the running
- * pipeline and started downstream first. */
-static bool link_branch(job *j, GstPad *src_pad, GstPad *target, bool video)
+/* The tile's name at its bottom left on a shaded band, sized to the tile
+ * (textoverlay's own scaling assumes a 640-wide picture). */
+static GstElement *make_label(job *j, const char *text)
+{
+    char font[32];
+    int size = j->height / j->rows / 14;
+    snprintf(font, sizeof font, "Sans Bold %d", size < 8 ? 8 : size);
+    GstElement *t = gst_element_factory_make("textoverlay", NULL);
+    if (!t) {
+        g_mutex_lock(&j->lock);
+        j->no_labels = true;
+        g_mutex_unlock(&j->lock);
+        return NULL;
+    }
+    g_object_set(t, "text", text, "font-desc", font, "auto-resize", FALSE, "shaded-background",
+                 TRUE, "wait-text", FALSE, NULL);
+    gst_util_set_object_arg(G_OBJECT(t), "valignment", "bottom");
+    gst_util_set_object_arg(G_OBJECT(t), "halignment", "left");
+    gst_bin_add(GST_BIN(j->pipe), t);
+    return t;
+}
+
+/* convert ! scale/resample ! caps [! textoverlay] ! queue -> target, added to
+ * the running pipeline and started downstream first. label: a video tile's. */
+static bool link_branch(job *j, GstPad *src_pad, GstPad *target, bool video, const char *label)
 {
     GstElement *conv = make(j->pipe, video ? "videoconvert" : "audioconvert");
     GstElement *scale = make(j->pipe, video ? "videoscale" : "audioresample");
     GstElement *caps = make(j->pipe, "capsfilter");
+    GstElement *text = video && label && label[0] ? make_label(j, label) : NULL;
     GstElement *queue = make(j->pipe, "queue");
     if (!conv || !scale || !caps || !queue)
         return false;
@@ -274,12 +361,14 @@ static bool link_branch(job *j, GstPad *src_pad, GstPad *target, bool video)
     g_object_set(caps, "caps", c, NULL);
     gst_caps_unref(c);
     GstPad *qsrc = gst_element_get_static_pad(queue, "src");
-    bool ok = gst_element_link_many(conv, scale, caps, queue, NULL) &&
-              gst_pad_link(qsrc, target) == GST_PAD_LINK_OK;
+    bool ok =
+        gst_element_link_many(conv, scale, caps, NULL) &&
+        (text ? gst_element_link_many(caps, text, queue, NULL) : gst_element_link(caps, queue)) &&
+        gst_pad_link(qsrc, target) == GST_PAD_LINK_OK;
     gst_object_unref(qsrc);
-    GstElement *chain[] = {queue, caps, scale, conv};
+    GstElement *chain[] = {queue, text, caps, scale, conv};
     for (size_t i = 0; ok && i < G_N_ELEMENTS(chain); i++)
-        ok = gst_element_sync_state_with_parent(chain[i]);
+        ok = !chain[i] || gst_element_sync_state_with_parent(chain[i]);
     GstPad *sink = gst_element_get_static_pad(conv, "sink");
     ok = ok && gst_pad_link(src_pad, sink) == GST_PAD_LINK_OK;
     gst_object_unref(sink);
@@ -316,7 +405,7 @@ static void on_pad_added(GstElement *dec, GstPad *pad, gpointer user)
         return;
     }
     gst_pad_set_offset(pad, p->offset_ms * GST_MSECOND);
-    if (!link_branch(j, pad, target, video))
+    if (!link_branch(j, pad, target, video, video ? label_of(p, pad) : NULL))
         job_fail(j, "cannot link a %s stream of part %d", video ? "video" : "audio", p->index);
 }
 
@@ -654,12 +743,12 @@ int tm_review_render_main(void)
     int nice_now = getpriority(PRIO_PROCESS, 0);
     bool idle = sched_getscheduler(0) == SCHED_IDLE;
     if (rc == 0)
-        print_result(json_pack("{s:b, s:I, s:I, s:s, s:s?, s:I, s:I, s:i, s:b}", "ok", 1,
+        print_result(json_pack("{s:b, s:I, s:I, s:s, s:s?, s:I, s:I, s:i, s:b, s:b}", "ok", 1,
                                "size_bytes", (json_int_t)size, "duration_ms",
                                (json_int_t)duration_ms, "sha256", sha, "plain_sha256",
                                plain_sha[0] ? plain_sha : NULL, "cpu_ms", (json_int_t)cpu_ms_now(),
                                "wall_ms", (json_int_t)((g_get_monotonic_time() - t0) / 1000),
-                               "nice", nice_now, "sched_idle", idle));
+                               "nice", nice_now, "sched_idle", idle, "labelled", !j.no_labels));
     else
         print_result(json_pack("{s:b, s:s, s:I}", "ok", 0, "error", err ? err : "failed", "cpu_ms",
                                (json_int_t)cpu_ms_now()));

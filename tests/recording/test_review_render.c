@@ -5,7 +5,11 @@
  * 1000 Hz), part 2 begun 4 s later with a third (nurse 1500 Hz), encrypted
  * at rest. `telemed-server render-review` renders both into one WebM; the
  * independent judge (review_probe) must hear every sender, the nurse only
- * in the second half, and see a grid of five tiles' worth of frames.
+ * in the second half, and see a grid of five tiles' worth of frames. Each
+ * sender's picture is one flat colour, so the only detail in a tile is its
+ * label: every tile shown has one along its bottom and none elsewhere, and
+ * its width follows the length of that sender's role ("nurse" < "patient" <
+ * "attending"), so no tile carries another's.
  *
  *   test_review_render SERVER_BIN REVIEW_PROBE
  *   test_review_render SERVER_BIN REVIEW_PROBE --bench SECONDS   (by hand)
@@ -72,6 +76,9 @@ static struct {
     int width, height, fps;
 } sent = {320, 240, 15};
 
+/* Each sender's picture: one dark flat colour (ARGB), told apart in a tile. */
+static const uint32_t colours[] = {0xff802020, 0xff208020, 0xff202080, 0xff707020};
+
 /* One sender's audio (a sine of hz) to track 2i and video to track 2i+1. */
 static void add_sender(GArray *a, int i, int hz, int secs)
 {
@@ -80,10 +87,11 @@ static void add_sender(GArray *a, int i, int hz, int secs)
                                "appsink name=out sync=false",
                                secs * 50, hz);
     char *v = g_strdup_printf(
-        "videotestsrc num-buffers=%d pattern=%d ! video/x-raw,width=%d,height=%d,framerate=%d/1"
+        "videotestsrc num-buffers=%d pattern=solid-color foreground-color=%u ! "
+        "video/x-raw,width=%d,height=%d,framerate=%d/1"
         " ! vp8enc deadline=1 cpu-used=8 keyframe-max-dist=%d target-bitrate=600000 ! "
         "rtpvp8pay pt=96 mtu=1200 ! appsink name=out sync=false",
-        secs * sent.fps, i, sent.width, sent.height, sent.fps, sent.fps);
+        secs * sent.fps, colours[i], sent.width, sent.height, sent.fps, sent.fps);
     collect(au, 2 * i, a);
     collect(v, 2 * i + 1, a);
     g_free(au);
@@ -209,6 +217,105 @@ static void bench(const char *server, int secs)
     g_free(dir);
 }
 
+/* The rendition's first picture at or after at_ms, as RGB rows of stride
+ * bytes (g_free). */
+static guint8 *frame_at(const char *webm, int64_t at_ms, int *w, int *h, int *stride)
+{
+    char *desc =
+        g_strdup_printf("filesrc location=\"%s\" ! matroskademux ! vp8dec ! videoconvert ! "
+                        "video/x-raw,format=RGB ! appsink name=out sync=false",
+                        webm);
+    GstElement *p = gst_parse_launch(desc, NULL);
+    g_free(desc);
+    CHECK(p != NULL);
+    GstElement *sink = gst_bin_get_by_name(GST_BIN(p), "out");
+    CHECK(gst_element_set_state(p, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+    guint8 *rgb = NULL;
+    GstSample *s;
+    while (!rgb && (s = gst_app_sink_pull_sample(GST_APP_SINK(sink)))) {
+        GstBuffer *b = gst_sample_get_buffer(s);
+        GstStructure *st = gst_caps_get_structure(gst_sample_get_caps(s), 0);
+        if (GST_BUFFER_PTS(b) >= (GstClockTime)at_ms * GST_MSECOND &&
+            gst_structure_get_int(st, "width", w) && gst_structure_get_int(st, "height", h)) {
+            GstMapInfo map;
+            CHECK(gst_buffer_map(b, &map, GST_MAP_READ));
+            *stride = (*w * 3 + 3) & ~3;
+            CHECK(map.size >= (gsize)(*stride * *h));
+            rgb = g_memdup2(map.data, (gsize)(*stride * *h));
+            gst_buffer_unmap(b, &map);
+        }
+        gst_sample_unref(s);
+    }
+    gst_element_set_state(p, GST_STATE_NULL);
+    gst_object_unref(sink);
+    gst_object_unref(p);
+    CHECK(rgb != NULL);
+    return rgb;
+}
+
+/* What one tile of the grid shows: whose colour fills it (-1: none of
+ * theirs, an empty tile), and the label's extent: bright pixels along its
+ * bottom quarter (text_px, the rightmost at text_right), and elsewhere. */
+typedef struct tile_look {
+    int sender, text_px, text_right, stray_px;
+} tile_look;
+
+static tile_look look_at_tile(const guint8 *rgb, int stride, int x0, int y0, int tw, int th)
+{
+    tile_look t = {-1, 0, -1, 0};
+    const guint8 *c = rgb + (y0 + th / 3) * stride + (x0 + tw - 8) * 3; /* right, above the label */
+    for (int i = 0; i < (int)G_N_ELEMENTS(colours); i++) {
+        int d = 0;
+        for (int k = 0; k < 3; k++)
+            d += abs((int)c[k] - (int)((colours[i] >> (16 - 8 * k)) & 0xff));
+        if (d < 60)
+            t.sender = i;
+    }
+    for (int y = y0 + 2; y < y0 + th - 2; y++)
+        for (int x = x0 + 2; x < x0 + tw - 2; x++) {
+            const guint8 *px = rgb + y * stride + x * 3;
+            if (px[0] < 200 || px[1] < 200 || px[2] < 200)
+                continue;
+            if (y >= y0 + th * 3 / 4) {
+                t.text_px++;
+                t.text_right = x - x0 > t.text_right ? x - x0 : t.text_right;
+            } else {
+                t.stray_px++;
+            }
+        }
+    return t;
+}
+
+/* At at_ms the senders in want[] (n of them) each fill one tile, labelled
+ * with their role: the label widths in role-length order. */
+static void check_labels(const char *webm, int64_t at_ms, const int *want, int n)
+{
+    int w, h, stride;
+    guint8 *rgb = frame_at(webm, at_ms, &w, &h, &stride);
+    const int cols = 3, rows = 2; /* five tiles */
+    int right[G_N_ELEMENTS(colours)] = {0}, seen = 0;
+    for (int i = 0; i < cols * rows; i++) {
+        tile_look t = look_at_tile(rgb, stride, (i % cols) * (w / cols), (i / cols) * (h / rows),
+                                   w / cols, h / rows);
+        printf("labels at_ms=%lld tile=%d sender=%d text_px=%d text_right=%d stray_px=%d\n",
+               (long long)at_ms, i, t.sender, t.text_px, t.text_right, t.stray_px);
+        CHECK(t.stray_px < 10);
+        if (t.sender < 0)
+            continue;
+        CHECK(t.text_px > 30);
+        right[t.sender] = t.text_right;
+        seen++;
+    }
+    CHECK_EQ_INT(seen, n);
+    /* patient (0) 7 letters, attending (1) 9, nurse (2) 5. */
+    for (int i = 0; i < n; i++)
+        CHECK(right[want[i]] > 0);
+    CHECK(right[1] > right[0]);
+    if (n > 2)
+        CHECK(right[2] < right[0]);
+    g_free(rgb);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[3], "--bench") == 0) {
@@ -276,6 +383,10 @@ int main(int argc, char **argv)
     CHECK(nurse >= of * 0.35 && nurse <= of * 0.65);
     CHECK(field(probe, "tone hz=440 ", "blocks=") >= of * 0.8);
     CHECK(field(probe, "tone hz=700 ", "share=") < 0.01);
+
+    const int first[] = {0, 1}, second[] = {0, 1, 2};
+    check_labels(plain, SECS * 1000 / 2, first, 2);
+    check_labels(plain, SECS * 1000 * 3 / 2, second, 3);
 
     g_free(probe);
     g_free(dec_out);
