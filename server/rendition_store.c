@@ -13,7 +13,11 @@
 
 #include <glib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* The longest wait before another attempt at a failed rendition. */
+#define RETRY_WAIT_MAX_MS (24LL * 3600 * 1000)
 
 static bool is_sha256_hex(const char *h)
 {
@@ -77,6 +81,63 @@ int tm_rendition_requeue(tm_store *s, const char *visit_id, int64_t ended_since_
         n++;
     }
     g_ptr_array_free(ids, TRUE);
+    rc = tm__store_finish(s, rc);
+    if (rc == 0 && queued)
+        *queued = n;
+    return rc;
+}
+
+/* The wait before attempt failures + 1: base, then four times as long each
+ * time, at most a day. */
+static int64_t retry_wait_ms(int64_t base_ms, int failures)
+{
+    int64_t wait = base_ms;
+    for (int i = 1; i < failures && wait < RETRY_WAIT_MAX_MS; i++)
+        wait *= 4;
+    return wait < RETRY_WAIT_MAX_MS ? wait : RETRY_WAIT_MAX_MS;
+}
+
+int tm_rendition_retry(tm_store *s, int max_attempts, int64_t base_ms, int64_t now_ms, int *queued,
+                       int64_t *next_due_ms)
+{
+    if (queued)
+        *queued = 0;
+    if (next_due_ms)
+        *next_due_ms = 0;
+    if (max_attempts < 1 || base_ms < 1)
+        return tm__store_refuse(s, TM_EINVAL, "max_attempts and base_ms are at least 1");
+    /* Visits whose every attempt failed (none queued, rendering, complete or
+     * deleted), with how many and when the latest ended. */
+    GPtrArray *rows = tm__store_collect_rows(
+        s,
+        tm__store_query(
+            s,
+            "SELECT visit_id, count(*), max(finished_at) FROM renditions"
+            " WHERE visit_id IN (SELECT visit_id FROM renditions WHERE state = 'failed')"
+            " GROUP BY visit_id HAVING sum(state <> 'failed') = 0 AND count(*) < ?1",
+            "i", max_attempts),
+        3);
+    if (!rows)
+        return TM_EIO;
+    int rc = tm__store_begin(s), n = 0;
+    for (guint i = 0; rc == 0 && i + 2 < rows->len; i += 3) {
+        int failures = atoi(rows->pdata[i + 1]);
+        int64_t due = g_ascii_strtoll(rows->pdata[i + 2] ? rows->pdata[i + 2] : "0", NULL, 10) +
+                      retry_wait_ms(base_ms, failures);
+        if (due > now_ms) {
+            if (next_due_ms && (!*next_due_ms || due < *next_due_ms))
+                *next_due_ms = due;
+            continue;
+        }
+        char id[TM_RENDITION_ID_LEN];
+        tm__store_make_id("ren", id, sizeof(id));
+        rc = tm__store_run(s,
+                           "INSERT INTO renditions(id, visit_id, state, queued_at)"
+                           " VALUES(?1, ?2, 'queued', ?3)",
+                           "ssI", id, (const char *)rows->pdata[i], now_ms);
+        n++;
+    }
+    g_ptr_array_free(rows, TRUE);
     rc = tm__store_finish(s, rc);
     if (rc == 0 && queued)
         *queued = n;

@@ -12,6 +12,12 @@
  * A minute's sweep also queues visits of the last hour that the recording
  * callback could not (a recording that finished before its visit's end was
  * in the store); the start queues every visit still without one.
+ *
+ * A failed render is tried again, review_attempts times in all, after
+ * review_retry_s and then four times as long each time: a recording on a
+ * storage that was briefly away renders later, a damaged one stops failing
+ * after a few tries. The schedule lives in the rows (tm_rendition_retry), a
+ * timer only wakes the loop when the next retry is due.
  */
 #include "telemed/review.h"
 #include "telemed/common.h"
@@ -49,11 +55,13 @@ struct tm_review {
     bool has_key, encrypt;
     guint sweep;
     guint kick;
+    guint retry;       /* one-shot: the next retry is due */
     gchar **child_env; /* the server's, without TELEMED_* (keys and secrets) */
     tm_review_stats stats;
 };
 
 static void start_next(tm_review *rv);
+static void retry_failed(tm_review *rv);
 
 /* The rendition's file beside the first part: <visit>.review.webm(.enc). */
 static char *output_path(const char *first_part, bool encrypted)
@@ -151,6 +159,7 @@ static void finish(render *r, json_t *res, const char *fallback)
         tm_error("review.store_failed", "rendition=%s err=%s", r->id, tm_strerror(rc));
     g_ptr_array_remove(rv->running, r);
     start_next(rv);
+    retry_failed(rv);
 }
 
 static void on_child_done(GObject *obj, GAsyncResult *res, gpointer user)
@@ -266,11 +275,47 @@ static void start_next(tm_review *rv)
     }
 }
 
+static gboolean on_retry_due(gpointer user)
+{
+    tm_review *rv = user;
+    rv->retry = 0;
+    retry_failed(rv);
+    return G_SOURCE_REMOVE;
+}
+
+/* Queues the retries that are due and wakes the loop for the next one. */
+static void retry_failed(tm_review *rv)
+{
+    int n = 0;
+    int64_t now = tm_now_ms(), next = 0;
+    int rc = tm_rendition_retry(rv->store, rv->cfg->review_attempts,
+                                (int64_t)rv->cfg->review_retry_s * 1000, now, &n, &next);
+    if (rc < 0) {
+        tm_error("review.store_failed", "retry err=%s", tm_strerror(rc));
+        return; /* the minute's sweep tries again */
+    }
+    if (n) {
+        tm_info("review.retry", "renditions=%d", n);
+        start_next(rv);
+    }
+    GSource *s;
+    if (rv->retry && (s = g_main_context_find_source_by_id(rv->ctx, rv->retry)))
+        g_source_destroy(s);
+    rv->retry = 0;
+    if (next) {
+        s = g_timeout_source_new((guint)(next - now));
+        g_source_set_callback(s, on_retry_due, rv, NULL);
+        rv->retry = g_source_attach(s, rv->ctx);
+        g_source_unref(s);
+    }
+}
+
 static gboolean on_kick(gpointer user)
 {
     tm_review *rv = user;
     rv->kick = 0;
     start_next(rv);
+    retry_failed(rv);
     return G_SOURCE_REMOVE;
 }
 
@@ -282,6 +327,7 @@ static gboolean on_sweep(gpointer user)
     if (tm_rendition_requeue(rv->store, NULL, now - SWEEP_LOOKBACK_MS, now, &n) == 0 && n)
         tm_info("review.queued", "renditions=%d", n);
     start_next(rv);
+    retry_failed(rv);
     return G_SOURCE_CONTINUE;
 }
 
@@ -359,6 +405,8 @@ void tm_review_free(tm_review *rv)
     if (rv->sweep && (s = g_main_context_find_source_by_id(rv->ctx, rv->sweep)))
         g_source_destroy(s);
     if (rv->kick && (s = g_main_context_find_source_by_id(rv->ctx, rv->kick)))
+        g_source_destroy(s);
+    if (rv->retry && (s = g_main_context_find_source_by_id(rv->ctx, rv->retry)))
         g_source_destroy(s);
     memset(rv->key, 0, sizeof rv->key);
     g_strfreev(rv->child_env);

@@ -108,6 +108,8 @@ typedef struct tm_config {
     char *recording_key;           /* NULL: 64 hex chars AES-256 key, file or environment only */
     char *recording_key_file;      /* NULL */
     int review_render_max;         /* 1, 0..8 (0: no review renditions) */
+    int review_attempts;           /* 3, 1..10: tries at a rendition before it stays failed */
+    int review_retry_s;            /* 60, 1..86400: wait before the first retry (then x4) */
     int review_width;              /* 640, 160..1920 */
     int review_height;             /* 360, 120..1080 */
     int review_video_kbps;         /* 500, 100..4000 */

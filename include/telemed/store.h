@@ -736,9 +736,11 @@ json_t *tm_recording_get(tm_store *s, const char *rec_id);
  * recording parts (server/review.c): every video in a grid, every voice
  * mixed, so a reviewer hears everyone in any player. It is derived from the
  * evidence and can be made again from it; the recordings stay the evidence.
- * The rows are the render queue, so it survives restarts:
+ * The rows are the render queue, so it survives restarts, and one row is
+ * one attempt, so every failure stays on record:
  *   queued -> rendering (tm_rendition_begin) -> complete | failed
  *   rendering -> queued again (tm_rendition_requeue at start: server died)
+ *   failed -> a new queued row for the visit (tm_rendition_retry, bounded)
  *   complete | failed -> deleted (tm_recording_retention_sweep, with the
  *   recordings it was made from)
  */
@@ -754,6 +756,13 @@ json_t *tm_recording_get(tm_store *s, const char *rec_id);
  * first. *queued (may be NULL) gets how many rows became queued. */
 int tm_rendition_requeue(tm_store *s, const char *visit_id, int64_t ended_since_ms, int64_t now_ms,
                          int *queued);
+/* Queues another attempt for every visit whose rendition attempts all
+ * failed, fewer than max_attempts of them, once the latest failed at least
+ * base_ms * 4^(failures - 1) ago (at most a day). *queued (may be NULL) gets
+ * how many rows became queued; *next_due_ms (may be NULL) the earliest time
+ * a retry not yet due will be, 0 when none waits. */
+int tm_rendition_retry(tm_store *s, int max_attempts, int64_t base_ms, int64_t now_ms, int *queued,
+                       int64_t *next_due_ms);
 /* The oldest queued rendition: its id and visit id into the buffers.
  * TM_ENOTFOUND when the queue is empty. */
 int tm_rendition_next(tm_store *s, char id[TM_RENDITION_ID_LEN], char visit_id[64]);

@@ -6,8 +6,10 @@
 // hashed, listed in the record and the FHIR export, served decrypted with
 // ranges and audited, and no plaintext is left in the data directory.
 // Then: renditions queued while rendering was off are made after a restart,
-// one at a time (review_render_max 1), and damaged evidence fails with its
-// reason on record while the server goes on.
+// one at a time (review_render_max 1); damaged evidence fails with its
+// reason on record, is tried again after review_retry_s and four times that,
+// and stays failed after review_attempts (3) rows, while the server goes on;
+// a recording that was away at the first try renders on a retry.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -179,7 +181,26 @@ test('review rendition: both voices in the mix, a video grid, encrypted at rest,
   });
 });
 
-test('renditions after a restart: a queue of 3 made one at a time; damaged evidence fails on record', { timeout: 600000 }, async (t) => {
+// The visit's rendition rows (one per attempt), oldest first, once pred holds.
+async function renditionRows(srv, visitId, admin, pred, what, capMs = 480000) {
+  let rows = [];
+  try {
+    await until(async () => {
+      const r = await srv.api('GET', `/api/v1/visits/${visitId}`, undefined, admin);
+      rows = (r.json && r.json.renditions) || [];
+      return pred(rows);
+    }, capMs, 500);
+  } catch (e) {
+    assert.fail(`${what}: ${e.message}: ${JSON.stringify(rows)}`);
+  }
+  return [...rows].sort((a, b) => ms(a.queued_at) - ms(b.queued_at));
+}
+
+// Long enough that the away recording is back before its last try (a cap on
+// the test's own lag, not a rate), short enough to watch three tries.
+const RETRY_S = 4;
+
+test('renditions after a restart: a queue of 3 made one at a time; failures retried, bounded, on record', { timeout: 600000 }, async (t) => {
   // Rendering off while the visits are recorded: all three are queued at
   // the next start, at once.
   const env = { TELEMED_REVIEW_RENDER_MAX: '0' };
@@ -200,32 +221,54 @@ test('renditions after a restart: a queue of 3 made one at a time; damaged evide
   }
   // Damage two pieces of evidence: bytes altered in the middle (the
   // encrypted chunk fails authentication) and a file cut to 100 bytes.
-  const altered = recs[0].path;
-  const fd = fs.openSync(altered, 'r+');
-  fs.writeSync(fd, Buffer.alloc(64, 0x5a), 0, 64, Math.floor(fs.statSync(altered).size * 0.75));
+  const alteredPath = recs[0].path;
+  const fd = fs.openSync(alteredPath, 'r+');
+  fs.writeSync(fd, Buffer.alloc(64, 0x5a), 0, 64, Math.floor(fs.statSync(alteredPath).size * 0.75));
   fs.closeSync(fd);
   fs.truncateSync(recs[1].path, 100);
+  // The third recording is away (storage gone for a while) at the first try.
+  fs.renameSync(recs[2].path, `${recs[2].path}.away`);
 
-  env.TELEMED_REVIEW_RENDER_MAX = '1';
+  Object.assign(env, { TELEMED_REVIEW_RENDER_MAX: '1', TELEMED_REVIEW_ATTEMPTS: '3', TELEMED_REVIEW_RETRY_S: String(RETRY_S) });
   await srv.restart();
-  const rows = [];
-  for (const v of visits) rows.push((await settledRenditions(srv, v, tok.admin, 480000))[0]);
+  const failedAt = await renditionRows(srv, visits[2], tok.admin, (r) => r.some((x) => x.state === 'failed'), 'the away recording fails first');
+  fs.renameSync(`${recs[2].path}.away`, recs[2].path);
+  const back = await renditionRows(srv, visits[2], tok.admin, (r) => r.some((x) => x.state === 'complete'), 'rendered on a retry');
+  const threeFailed = (r) => r.length === 3 && r.every((x) => x.state === 'failed');
+  const altered = await renditionRows(srv, visits[0], tok.admin, threeFailed, 'altered evidence: three failed tries');
+  const cut = await renditionRows(srv, visits[1], tok.admin, threeFailed, 'cut evidence: three failed tries');
+  const all = [...altered, ...cut, ...back];
+  console.log(all.map((r) => `# ${r.visit_id} ${r.state}: ${r.error ?? ''}`).join('\n'));
 
-  console.log(rows.map((r) => `# ${r.state}: ${r.error ?? ''}`).join('\n'));
-  await t.test('altered evidence: failed, with why', () => {
-    assert.equal(rows[0].state, 'failed', JSON.stringify(rows[0]));
-    assert.match(rows[0].error, /authentication/);
-    assert.equal(rows[0].path ? fs.existsSync(rows[0].path) : false, false, 'no rendition file');
+  // Each try is queued no sooner than its wait after the one before failed.
+  const spaced = (rows) => {
+    for (let i = 1; i < rows.length; i++) {
+      const wait = RETRY_S * 1000 * 4 ** (i - 1);
+      assert.ok(ms(rows[i].queued_at) - ms(rows[i - 1].finished_at) >= wait,
+        `try ${i + 1} queued ${ms(rows[i].queued_at) - ms(rows[i - 1].finished_at)} ms after try ${i} failed, wait ${wait}: ${JSON.stringify(rows)}`);
+    }
+  };
+  await t.test('altered evidence: failed three times with why, spaced by the backoff', () => {
+    for (const r of altered) {
+      assert.match(r.error, /authentication/);
+      assert.equal(r.path ? fs.existsSync(r.path) : false, false, 'no rendition file');
+    }
+    spaced(altered);
   });
-  await t.test('cut evidence: failed, with why', () => {
-    assert.equal(rows[1].state, 'failed', JSON.stringify(rows[1]));
-    assert.match(rows[1].error, /evidence part 1/);
+  await t.test('cut evidence: failed three times with why, spaced by the backoff', () => {
+    for (const r of cut) assert.match(r.error, /evidence part 1/);
+    spaced(cut);
   });
-  await t.test('the sound evidence is rendered', () => {
-    assert.equal(rows[2].state, 'complete', JSON.stringify(rows[2]));
+  await t.test('the recording that was away is rendered on a retry; the failure stays on record', () => {
+    assert.equal(failedAt[0].state, 'failed');
+    assert.match(failedAt[0].error, /evidence part 1/);
+    const done = back[back.length - 1];
+    assert.equal(done.state, 'complete', JSON.stringify(back));
+    assert.ok(back.length >= 2 && back.slice(0, -1).every((x) => x.state === 'failed'), JSON.stringify(back));
+    spaced(back);
   });
   await t.test('never two renders at once: disjoint render times on record, peak 1', async () => {
-    const spans = rows.map((r) => [ms(r.started_at), ms(r.finished_at)]).sort((a, b) => a[0] - b[0]);
+    const spans = all.map((r) => [ms(r.started_at), ms(r.finished_at)]).sort((a, b) => a[0] - b[0]);
     for (let i = 1; i < spans.length; i++)
       assert.ok(spans[i][0] >= spans[i - 1][1], `overlap: ${JSON.stringify(spans)}`);
     assert.equal(await metric(srv, 'telemed_review_renders_peak'), 1);

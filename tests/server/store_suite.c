@@ -1552,6 +1552,48 @@ static void t_renditions(const store_backend *b, const char *dir)
     CHECK_STR(json_string_value(field(got, "error")), "evidence part 1 ends early");
     json_decref(got);
 
+    /* Retries: a new row each, after base, then four times as long; bounded;
+     * none once an attempt is complete. */
+    int64_t due = -1;
+    CHECK_EQ_INT(tm_rendition_retry(s, 0, 1000, t0 + 8500, &n, &due), TM_EINVAL);
+    CHECK_EQ_INT(tm_rendition_retry(s, 3, 1000, t0 + 8500, &n, &due), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK(due == t0 + 9000);
+    CHECK_EQ_INT(tm_rendition_retry(s, 3, 1000, t0 + 9000, &n, &due), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK(due == 0);
+    char first[TM_RENDITION_ID_LEN];
+    g_strlcpy(first, id, sizeof first);
+    CHECK_EQ_INT(tm_rendition_next(s, id, visit), 0);
+    CHECK_STR(visit, w.id);
+    CHECK(strcmp(id, first) != 0);
+    CHECK_EQ_INT(tm_rendition_retry(s, 3, 1000, t0 + 99000, &n, &due), 0);
+    CHECK_EQ_INT(n, 0); /* one is queued already */
+    CHECK_EQ_INT(tm_rendition_begin(s, id, "/rec/w.review.webm", false, 1, t0 + 9500), 0);
+    CHECK_EQ_INT(tm_rendition_fail(s, id, "evidence part 1 ends early", 50, t0 + 10000), 0);
+    CHECK_EQ_INT(tm_rendition_retry(s, 3, 1000, t0 + 13999, &n, &due), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK(due == t0 + 14000);
+    CHECK_EQ_INT(tm_rendition_retry(s, 3, 1000, t0 + 14000, &n, &due), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(tm_rendition_next(s, id, visit), 0);
+    CHECK_EQ_INT(tm_rendition_fail(s, id, "evidence part 1 ends early", 50, t0 + 15000), 0);
+    CHECK_EQ_INT(tm_rendition_retry(s, 3, 1000, t0 + 900000000, &n, &due), 0);
+    CHECK_EQ_INT(n, 0); /* three tries, all failed: it stays failed */
+    CHECK(due == 0);
+    CHECK_EQ_INT(tm_rendition_retry(s, 4, 1000, t0 + 30999, &n, &due), 0);
+    CHECK(n == 0 && due == t0 + 31000);
+    CHECK_EQ_INT(tm_rendition_retry(s, 4, 1000, t0 + 31000, &n, &due), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(tm_rendition_next(s, id, visit), 0);
+    CHECK_EQ_INT(tm_rendition_begin(s, id, "/rec/w.review.webm", false, 1, t0 + 31500), 0);
+    CHECK_EQ_INT(tm_rendition_finish(s, id, 1, 5000, sha_a, NULL, 1, t0 + 32000), 0);
+    CHECK_EQ_INT(tm_rendition_retry(s, 10, 1000, t0 + 900000000, &n, &due), 0);
+    CHECK(n == 0 && due == 0);
+    json_t *wr = tm_store_visit_record(s, w.id);
+    CHECK_EQ_INT(json_array_size(field(wr, "renditions")), 4);
+    json_decref(wr);
+
     /* Retention: the file goes, the row says so, the sweep is audited. */
     char *file = g_build_filename(dir, "old.review.webm", NULL);
     CHECK(g_file_set_contents(file, "x", 1, NULL));
