@@ -28,7 +28,9 @@ if(TMW_GST_FOUND AND TMW_SOUP_FOUND)
     # Chromiums (+ ICE restart, + reconnect).
     tm_node_test(webrtc_visit tests/webrtc/visit_test.mjs)
     tm_node_test(webrtc_browser tests/webrtc/browser_visit.test.mjs)
-    set_tests_properties(webrtc_selftest webrtc_visit webrtc_browser PROPERTIES LABELS webrtc)
+    # Three webrtcbin peers in one visit (a consulting doctor invited in).
+    tm_node_test(webrtc_party tests/webrtc/party.test.mjs)
+    set_tests_properties(webrtc_selftest webrtc_visit webrtc_browser webrtc_party PROPERTIES LABELS webrtc)
     # The same visits on the stock paths beside each bypass (libnice I/O, libsrtp's
     # ciphers, one fan-out thread). The selftest has no server: once is enough.
     tm_node_stock_test(webrtc_visit tests/webrtc/visit_test.mjs)

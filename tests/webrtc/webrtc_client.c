@@ -9,7 +9,10 @@
  *
  * It sends a live VP8 test pattern and Opus tone, decodes what the server
  * forwards, and exits 0 only if it decoded the other side's video at the
- * expected size and enough audio within the run time. The last lines on
+ * expected size and enough audio within the run time. In a visit of more
+ * than two it offers --recv-pairs more receive-only audio+video m-lines for
+ * the others; a doctor can --invite a colleague as consulting doctor, and a
+ * doctor run with --accept-invite joins the visit it is invited to. The last lines on
  * stdout are machine-readable (`result ...`, `stream ...`) for the test
  * drivers; progress lines start with `event=`.
  *
@@ -64,6 +67,9 @@ struct opts {
     double min_audio_s, end_after;
     int expect_video, expect_audio; /* how many incoming streams must pass */
     int drop_every;                 /* loss hook: drop every Nth incoming video RTP packet */
+    int recv_pairs;                 /* receive-only audio+video m-lines beyond the sendrecv ones */
+    char *invite;                   /* doctor: invite this doctor as consulting once active */
+    gboolean accept_invite;         /* doctor: accept a visit.invited and join as invited */
     int latency_ms;                 /* webrtcbin jitterbuffer */
 };
 
@@ -652,6 +658,11 @@ static int start_media(void)
         }
         if (ts)
             g_array_unref(ts);
+        /* After the sendrecv pair, so its m-lines stay first. */
+        for (int i = 0; i < A.o.recv_pairs; i++) {
+            add_recv_transceiver(AUDIO_CAPS);
+            add_recv_transceiver(VIDEO_CAPS);
+        }
     }
     if (gst_element_set_state(A.pipe, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
         finish("pipeline would not start");
@@ -745,7 +756,12 @@ static void on_visit_state(json_t *m)
             A.visit_id = g_strdup(vid);
         A.phase = PH_MEDIA;
         A.t_active_us = g_get_monotonic_time();
-        start_media();
+        if (start_media() == 0 && A.o.invite) {
+            g_print("event=invite user=%s\n", A.o.invite);
+            ws_send(json_pack("{s:s, s:s, s:s, s:s}", "type", "visit.invite", "visit_id",
+                              A.visit_id, "user_id", A.o.invite, "role", "consulting"),
+                    TRUE);
+        }
     } else if (strcmp(state, "ended") == 0 || strcmp(state, "cancelled") == 0) {
         A.visit_ended = TRUE;
         if (A.phase == PH_MEDIA)
@@ -783,6 +799,14 @@ static void on_result(json_t *m)
         return;
     }
     const char *vid = json_string_value(json_object_get(data, "visit_id"));
+    /* The invite accepted: the answer is the visit as it is, active. */
+    if (vid && A.o.accept_invite && !A.visit_id && json_object_get(data, "visit")) {
+        A.visit_id = g_strdup(vid);
+        g_print("event=joined visit=%s role=%s\n", vid,
+                or_q(json_string_value(json_object_get(data, "role"))));
+        on_visit_state(json_object_get(data, "visit"));
+        return;
+    }
     if (vid && !A.visit_id && strcmp(A.o.role, "patient") == 0) {
         A.visit_id = g_strdup(vid);
         g_print("event=checked_in visit=%s position=%lld\n", vid,
@@ -817,7 +841,16 @@ static void on_message(SoupWebsocketConnection *ws, gint type, GBytes *msg, gpoi
                                     or_q(json_string_value(json_object_get(m, "message"))));
         finish(why);
         g_free(why);
-    } else if (strcmp(t, "visit.offer") == 0 && A.phase == PH_WAIT_VISIT && !A.visit_id) {
+    } else if (strcmp(t, "visit.invited") == 0 && A.o.accept_invite && A.phase == PH_WAIT_VISIT &&
+               !A.visit_id) {
+        const char *inv = json_string_value(json_object_get(m, "invite_id"));
+        g_print("event=invited invite=%s\n", or_q(inv));
+        if (inv)
+            ws_send(json_pack("{s:s, s:s, s:b}", "type", "visit.invite_answer", "invite_id", inv,
+                              "accept", 1),
+                    TRUE);
+    } else if (strcmp(t, "visit.offer") == 0 && A.phase == PH_WAIT_VISIT && !A.visit_id &&
+               !A.o.accept_invite) {
         const char *vid = json_string_value(json_object_get(m, "visit_id"));
         if (vid) {
             A.visit_id = g_strdup(vid);
@@ -1115,6 +1148,12 @@ int main(int argc, char **argv)
         {"watch", 0, 0, G_OPTION_ARG_STRING, &o->watch, "visit to watch (supervisor)", "VISIT"},
         {"local-ip", 0, 0, G_OPTION_ARG_STRING, &o->local_ip,
          "comma-separated ICE gathering addresses ('' = all)", "IP"},
+        {"recv-pairs", 0, 0, G_OPTION_ARG_INT, &o->recv_pairs,
+         "receive-only audio+video m-line pairs for the others in a visit of more than two", "N"},
+        {"invite", 0, 0, G_OPTION_ARG_STRING, &o->invite,
+         "doctor: invite this doctor as consulting once the visit is active", "ID"},
+        {"accept-invite", 0, 0, G_OPTION_ARG_NONE, &o->accept_invite,
+         "doctor: join the visit one is invited to (not offered patients)", NULL},
         {"drop-every", 0, 0, G_OPTION_ARG_INT, &o->drop_every,
          "loss hook: drop every Nth incoming RTP packet once", "N"},
         {"latency", 0, 0, G_OPTION_ARG_INT, &o->latency_ms, "jitterbuffer latency (ms, 100)", "MS"},
