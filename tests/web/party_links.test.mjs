@@ -34,6 +34,8 @@ test('the attending doctor makes, lists and withdraws guest links', { timeout: 3
     // In Chinese from the start: what the page announced before a language
     // switch stays in its screen-reader region in the old language.
     const doctor = await openPage(browser, srv, 'doctor.html', 'd1', 'doctor', { viewport: DESK, locale: 'zh-CN' });
+    // Caps for a loaded machine (the suite shares two cores), not latencies.
+    doctor.setDefaultTimeout(60000);
     await doctorOnDuty(doctor);
     // The patient without a browser: the links need no media from them.
     patient = await srv.client('p-links', 'patient', { name: '韩梅梅 Han' });
@@ -68,7 +70,7 @@ test('the attending doctor makes, lists and withdraws guest links', { timeout: 3
       const guest = await openGuest(browser, url);
       try {
         await joinGuest(guest);
-        await waitView(guest, 'visit');
+        await waitView(guest, 'visit', 60000);
         await patient.waitFor('visit.participants', (m) => m.visit_id === visitId && m.participants.some((p) => p.role === 'guest' && p.name === 'daughter'), 60000);
         // The list is read again when the visit's people change.
         await doctor.waitForSelector('#fam-links li[data-state="used"]:has-text("daughter")', { timeout: 30000 });

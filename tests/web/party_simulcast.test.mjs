@@ -80,6 +80,8 @@ test('pages send simulcast; layers per receiver; quality judged per sender', { t
     const doctor = await openPage(browser, srv, 'doctor.html', 'd1', 'doctor', { viewport: DESK });
     const colleague = await openPage(browser, srv, 'doctor.html', 'd2', 'doctor', { viewport: DESK });
     const patient = await openPage(browser, srv, 'patient.html', 'p-sim', 'patient', { viewport: PHONE, extra: { name: '李雷 Li Lei' } });
+    // Caps for a loaded machine (the suite shares two cores), not latencies.
+    for (const p of [doctor, colleague, patient]) p.setDefaultTimeout(60000);
 
     await t.test('a 1:1 visit with both pages sending three layers', async () => {
       await doctorOnDuty(colleague);
@@ -88,7 +90,7 @@ test('pages send simulcast; layers per receiver; quality judged per sender', { t
       visitId = await patient.evaluate(() => window.tm.state.visitId);
       await doctor.waitForSelector('#offer:not([hidden])');
       await doctor.click('#offer-accept');
-      await waitView(patient, 'visit');
+      await waitView(patient, 'visit', 60000);
       await tilesPlay(patient, 'patient', 1);
       await tilesPlay(doctor, 'doctor', 1);
       for (const [who, page] of [['patient', patient], ['doctor', doctor]]) {
@@ -166,7 +168,7 @@ test('pages send simulcast; layers per receiver; quality judged per sender', { t
     await t.test('the doctor ends the visit', async () => {
       await doctor.click('#end-btn');
       await doctor.click('dialog.confirm .confirm-ok');
-      await waitView(patient, 'ended');
+      await waitView(patient, 'ended', 60000);
     });
     for (const p of [patient, doctor, colleague]) assert.deepEqual(p.errors, []);
   } finally {
