@@ -321,7 +321,8 @@ export class MediaPeer extends EventTarget {
   async fitSendEncodings() {
     for (const tr of this.pc.getTransceivers()) {
       const sender = tr.sender;
-      if (!sender || !sender.track || sender.track.kind !== 'video') continue;
+      // The camera's transceiver, with its track or taken off (camera off).
+      if (!sender || tr.receiver.track.kind !== 'video' || (tr.direction !== 'sendrecv' && tr.direction !== 'sendonly')) continue;
       const p = sender.getParameters();
       if (!p.encodings || p.encodings.length !== 1 || (p.encodings[0].scaleResolutionDownBy ?? 1) === 1) continue;
       p.encodings[0].scaleResolutionDownBy = 1;
