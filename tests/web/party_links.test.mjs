@@ -93,7 +93,7 @@ test('the attending doctor makes, lists and withdraws guest links', { timeout: 3
       await shot(doctor, 'party-doctor-links-en');
       const guest = await openGuest(browser, url, { locale: 'en-US' });
       try {
-        await joinGuest(guest);
+        // A withdrawn link is refused as the page opens, before any notice.
         await assertRefused(guest, /撤回/, /withdrew/);
       } finally {
         await guest.context().close();
