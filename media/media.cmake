@@ -13,6 +13,9 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/srtp.c
   ${CMAKE_CURRENT_LIST_DIR}/srtp_crypto.c
   ${CMAKE_CURRENT_LIST_DIR}/forward.c
+  ${CMAKE_CURRENT_LIST_DIR}/forward_rtcp.c
+  ${CMAKE_CURRENT_LIST_DIR}/forward_bind.c
+  ${CMAKE_CURRENT_LIST_DIR}/forward_tick.c
   ${CMAKE_CURRENT_LIST_DIR}/keyframe.c
   ${CMAKE_CURRENT_LIST_DIR}/congestion.c
 )

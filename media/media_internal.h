@@ -396,7 +396,7 @@ void tm__ice_send(tm__peer *p, const uint8_t *buf, size_t len);
 /* Local candidates as "candidate:..." strings (new array, g_strfreev). */
 char **tm__ice_local_candidates(tm__peer *p);
 
-/* ---- forward.c ---- */
+/* ---- forward.c, forward_rtcp.c, forward_bind.c, forward_tick.c: the per-visit router ---- */
 /* now_us: g_get_monotonic_time() when the datagram was taken in (one clock
  * read per datagram, shared by forwarding, stats and the peer's liveness). */
 void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us);

@@ -1,7 +1,7 @@
 /*
  * simulcast.c - a receiver's stream that changes source without a break
  * (tm__rtp_rewrite) and the choice of a simulcast layer per receiver
- * (tm__layer_choose); simulcast.h says how forward.c uses them.
+ * (tm__layer_choose); simulcast.h says how forward_bind.c uses them.
  *
  * The choice follows the receiver's bandwidth estimate (its REMB, or the
  * loss it reports) and the size it renders the sender at. A receiver's REMB

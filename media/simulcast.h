@@ -1,7 +1,7 @@
 /*
  * simulcast.h - the parts of forwarding that let a receiver's stream change
  * source without its decoder noticing, and the choice of a simulcast layer
- * per receiver. Pure functions on small caller-owned structs: forward.c runs
+ * per receiver. Pure functions on small caller-owned structs: forward*.c run
  * them per packet and per tick on the visit's worker; the unit tests run
  * them on synthetic RTP.
  *

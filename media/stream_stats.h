@@ -50,7 +50,7 @@ void tm_stream_stats_on_pli_sent(tm_stream_stats *s);
 void tm_stream_stats_on_pli_received(tm_stream_stats *s);
 void tm_stream_stats_on_fir(tm_stream_stats *s);
 void tm_stream_stats_on_retransmit(tm_stream_stats *s); /* answered a NACK from cache */
-/* RTT to this stream's sender, from our SR and its RR (forward.c); < 0 = unknown. */
+/* RTT to this stream's sender, from our SR and its RR (forward_rtcp.c); < 0 = unknown. */
 void tm_stream_stats_set_rtt_us(tm_stream_stats *s, int64_t rtt_us);
 /* The sender's last SR (for LSR/DLSR of our report block): NTP time and
  * our monotonic arrival time. */
