@@ -2,6 +2,7 @@
 # stream statistics and simulcast. Pure functions on caller buffers, used by media-core.
 target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/sdp.c
+  ${CMAKE_CURRENT_LIST_DIR}/sdp_offer.c
   ${CMAKE_CURRENT_LIST_DIR}/sdp_answer.c
   ${CMAKE_CURRENT_LIST_DIR}/rtp.c
   ${CMAKE_CURRENT_LIST_DIR}/rtcp.c

@@ -325,4 +325,16 @@ const char *tm_sdp_direction_str(tm_sdp_direction d); /* "sendrecv", ... */
  * (RFC 8839 ice-char: ALPHA / DIGIT / "+" / "/"). */
 bool tm__sdp_is_ice_chars(const char *s, size_t min, size_t max);
 
+/* The bounded text helpers of the SDP parsers (sdp.c). tm__sdp_next_token copies
+ * the next space-separated token of *p into out (cap bytes with the NUL): its
+ * length, 0 when none is left, -1 when it does not fit. tm__sdp_parse_u64 and
+ * _uint: unsigned decimal without sign or spaces, at most max. tm__sdp_copy_str:
+ * false when src does not fit in cap. tm__sdp_is_token: RFC 4566 token
+ * characters only, safe to echo into the answer. */
+int tm__sdp_next_token(const char **p, char *out, size_t cap);
+bool tm__sdp_parse_u64(const char *s, uint64_t max, uint64_t *out);
+bool tm__sdp_parse_uint(const char *s, unsigned max, unsigned *out);
+bool tm__sdp_copy_str(char *dst, size_t cap, const char *src);
+bool tm__sdp_is_token(const char *s);
+
 #endif

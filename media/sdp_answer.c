@@ -1,5 +1,5 @@
 /*
- * sdp_answer.c - print the server's answer to a parsed offer (sdp.c parses
+ * sdp_answer.c - print the server's answer to a parsed offer (sdp_offer.c parses
  * it): one m-line per offered m-line, the chosen codec with its feedback
  * and RTX, our ICE credentials, fingerprint and candidates. Anything echoed
  * from the offer was checked by the parser or is checked again here, so the
