@@ -11,8 +11,11 @@
  * runs N concurrent 1:1 visits: 2N WebRTC peers on GStreamer webrtcbin in
  * this one process, each sending pre-encoded VP8 + Opus that was encoded
  * once into a Matroska file (generated on first use, then read into memory),
- * so nothing is encoded in the loop. A keyframe request (PLI/FIR arriving as
- * a force-key-unit event) restarts the clip at its keyframe, as a live
+ * so nothing is encoded in the loop. Each sender is paced at the clip's RTP
+ * times like a live encoder: a video frame (its packets in one burst) every
+ * 33.3 ms and an Opus frame every 20 ms, each stream on a random phase of its
+ * own, both directions of every visit. A keyframe request (PLI/FIR arriving
+ * as a force-key-unit event) restarts the clip at its keyframe, as a live
  * encoder would answer it.
  *
  * Figures per N, over a --seconds window after every peer decoded video:
@@ -26,9 +29,15 @@
  *   exports telemed_media_forward_latency_us{quantile=...}), and join time
  *   (the doctor's visit.accept to the first complete VP8 frame on both
  *   sides, p50/max over visits).
- * Then a plain UDP relay (recvmsg + sendmsg per packet, one thread) at the
- * same packet rate and mean size, and the server's CPU per forwarded packet
- * as a ratio to the relay's. Each row also splits the server's CPU by thread
+ * Then a plain UDP relay (recvmsg + sendmsg per packet, one thread) fed the
+ * same schedule (as many senders, the same phases drawn afresh, the measured
+ * packets per frame and mean sizes), and the server's CPU per forwarded
+ * packet as a ratio to the relay's. Also per N: CPU per PeerConnection, the
+ * media workers' wake-ups per second each and packets received per wake-up
+ * (their voluntary context switches), the relay's packets per wake-up, and
+ * the server's syscalls per forwarded packet (perf's raw_syscalls tracepoint
+ * per thread over 3 s after the CPU window; skipped without perf). Each row also splits the
+ * server's CPU by thread
  * (/proc/PID/task: media workers, recorders, the rest) and counts the
  * packets the recorders dropped (the server's media.recording_done lines).
  *
@@ -70,10 +79,9 @@
  * Linked with GStreamer, libsoup 3, jansson and GLib only; not with the
  * telemed library (it is the server's peer, not part of it).
  *
- * Threads: the main loop owns signaling, the peers' state and the pacing
- * timer; webrtcbin callbacks hop to it with g_main_context_invoke; streaming
- * threads only bump counters under each peer's lock; the relay baseline
- * runs three plain threads of its own.
+ * Threads: the main loop owns signaling, the peers' state and the pacer; webrtcbin callbacks hop to
+ * it with g_main_context_invoke; streaming threads only bump counters under each peer's lock; the
+ * relay baseline runs three plain threads of its own.
  */
 #include <gst/gst.h>
 #include <gst/sdp/sdp.h>
@@ -88,6 +96,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +108,8 @@
     "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,"               \
     "encoding-params=(string)2"
 #define VIDEO_CAPS "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000"
+#define VIDEO_FRAME_US 33333 /* the clip's 30 fps */
+#define AUDIO_FRAME_US 20000 /* the clip's 960 samples at 48 kHz */
 
 /* ------------------------------------------------------------- the clip */
 
@@ -424,6 +435,8 @@ static const char *TG_NAMES[TG_N] = {"media workers", "recorders", "other"};
 struct tgroups {
     double cpu_s[TG_N];
     double switches[TG_N];
+    double wakeups[TG_N]; /* voluntary switches: the thread slept and was woken */
+    int threads[TG_N];
     double total_s; /* all threads: the process's CPU at ns resolution */
 };
 
@@ -464,7 +477,10 @@ static void server_threads(struct tgroups *out)
             if (g_file_get_contents(schedp, &text, NULL, NULL)) {
                 ms = sched_field(text, "se.sum_exec_runtime");
                 double sw = sched_field(text, "nr_switches");
+                double vol = sched_field(text, "nr_voluntary_switches");
                 out->switches[g] += sw > 0 ? sw : 0;
+                out->wakeups[g] += vol > 0 ? vol : 0;
+                out->threads[g]++;
                 g_free(text);
                 text = NULL;
             }
@@ -598,6 +614,8 @@ static GMainLoop *LOOP;
 static int W = 640, H = 480, BITRATE = 1000000;
 static double IDLE_S = 3.0; /* --idle-seconds */
 
+static void pacer_add(struct peer *p);
+
 static void peer_send(struct peer *p, json_t *obj)
 {
     char idb[16];
@@ -705,8 +723,8 @@ static gboolean connected_main(gpointer ud)
     struct peer *p = ud;
     if (!p->connected) {
         p->connected = TRUE;
-        p->next_v_us = p->next_a_us = g_get_monotonic_time();
         p->vidx = p->aidx = 0;
+        pacer_add(p);
     }
     return G_SOURCE_REMOVE;
 }
@@ -1118,10 +1136,11 @@ static void push(GstElement *src, GstBuffer *b)
     gst_buffer_unref(c);
 }
 
-/* Paces every connected peer's clip: video at 30 fps, audio every 20 ms. */
-static gboolean pace_cb(gpointer ud)
+/* Sends what is due of every connected peer's clip: each peer's video at its
+ * clip's 30 fps and audio every 20 ms (the clip's RTP times), each stream on
+ * a phase of its own, as independent live encoders send. */
+static void pace_due_now(gint64 now)
 {
-    gint64 now = g_get_monotonic_time();
     for (guint i = 0; i < PEERS->len; i++) {
         struct peer *p = g_ptr_array_index(PEERS, i);
         if (!p->connected || !p->vsrc)
@@ -1138,33 +1157,94 @@ static gboolean pace_cb(gpointer ud)
         for (int k = 0; k < 4 && p->next_v_us <= now; k++) {
             push(p->vsrc, g_ptr_array_index(CLIP.video, p->vidx));
             p->vidx = (p->vidx + 1) % CLIP.video->len;
-            p->next_v_us += 33333;
+            p->next_v_us += VIDEO_FRAME_US;
         }
         for (int k = 0; k < 4 && p->next_a_us <= now; k++) {
             push(p->asrc, g_ptr_array_index(CLIP.audio, p->aidx));
             p->aidx = (p->aidx + 1) % CLIP.audio->len;
-            p->next_a_us += 20000;
+            p->next_a_us += AUDIO_FRAME_US;
         }
         if (p->next_v_us < now - 200000)
             p->next_v_us = now; /* fell behind: skip rather than burst */
         if (p->next_a_us < now - 200000)
             p->next_a_us = now;
     }
+}
+
+/* The earliest time a connected peer has something to send, or -1. */
+static gint64 pace_next_due(void)
+{
+    gint64 due = -1;
+    for (guint i = 0; i < PEERS->len; i++) {
+        struct peer *p = g_ptr_array_index(PEERS, i);
+        if (!p->connected || !p->vsrc)
+            continue;
+        gint64 t = MIN(p->next_v_us, p->next_a_us);
+        due = due < 0 || t < due ? t : due;
+    }
+    return due;
+}
+
+/* The pacer is a source whose ready time is the next packet due, not a
+ * shared tick: a tick would line every peer's sends up on it and hand the
+ * server bursts of many peers' packets per wake-up, which no hospital's
+ * patients do (tests/bench/README.md, "a paced load"). */
+static gboolean pace_dispatch(GSource *src, GSourceFunc cb, gpointer ud)
+{
+    (void)cb;
+    (void)ud;
+    pace_due_now(g_get_monotonic_time());
+    g_source_set_ready_time(src, pace_next_due());
     return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs PACE_FUNCS = {.dispatch = pace_dispatch};
+static GSource *PACER;
+
+static void pacer_start(void)
+{
+    PACER = g_source_new(&PACE_FUNCS, sizeof(GSource));
+    g_source_set_ready_time(PACER, -1);
+    g_source_attach(PACER, NULL);
+}
+
+/* A peer that just connected: its streams' phases are drawn at random. */
+static void pacer_add(struct peer *p)
+{
+    gint64 now = g_get_monotonic_time();
+    p->next_v_us = now + g_random_int_range(0, VIDEO_FRAME_US);
+    p->next_a_us = now + g_random_int_range(0, AUDIO_FRAME_US);
+    gint64 ready = g_source_get_ready_time(PACER);
+    gint64 due = MIN(p->next_v_us, p->next_a_us);
+    if (ready < 0 || due < ready)
+        g_source_set_ready_time(PACER, due);
 }
 
 typedef gboolean (*pred_fn)(void);
 
+static gboolean wake_main(gpointer ud)
+{
+    (void)ud;
+    return G_SOURCE_CONTINUE;
+}
+
+/* Runs the main loop until pred holds (checked at least every 10 ms) or for
+ * seconds. The loop sleeps in poll between events: no polling of its own
+ * that would take CPU from the server or move the pacer's sends. */
 static gboolean run_until(pred_fn pred, double seconds)
 {
     gint64 end = g_get_monotonic_time() + (gint64)(seconds * 1e6);
+    guint tick = g_timeout_add(10, wake_main, NULL);
+    gboolean held = FALSE;
     while (g_get_monotonic_time() < end) {
-        if (pred && pred())
-            return TRUE;
-        g_main_context_iteration(NULL, FALSE);
-        g_usleep(1000);
+        if (pred && pred()) {
+            held = TRUE;
+            break;
+        }
+        g_main_context_iteration(NULL, TRUE);
     }
-    return pred ? pred() : TRUE;
+    g_source_remove(tick);
+    return held || (pred ? pred() : TRUE);
 }
 
 static gboolean all_available(void)
@@ -1224,12 +1304,17 @@ static void sum(struct totals *t)
 
 /* ------------------------------------------------------ the UDP baseline */
 
+/* The floor: a plain relay thread, one blocking recvmsg and one sendmsg per
+ * packet, fed the load's own schedule (each sender's audio and video frames
+ * on phases of their own, a video frame as a burst of its packets), so it
+ * pays the same wake-ups per packet as the server would at best. */
 struct relay {
     int in_fd, out_fd, sink_fd;
     struct sockaddr_in sink_addr;
     volatile int stop;
     guint64 packets;
     double cpu_s;
+    long wakeups; /* the relay thread's voluntary context switches */
 };
 
 static void *relay_thread(void *ud)
@@ -1238,6 +1323,8 @@ static void *relay_thread(void *ud)
     uint8_t buf[2048];
     struct timeval tv = {0, 100000};
     setsockopt(r->in_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_THREAD, &ru0);
     while (!r->stop) {
         struct iovec iov = {buf, sizeof buf};
         struct sockaddr_in from;
@@ -1254,6 +1341,8 @@ static void *relay_thread(void *ud)
         if (sendmsg(r->out_fd, &om, 0) == n)
             r->packets++;
     }
+    getrusage(RUSAGE_THREAD, &ru1);
+    r->wakeups = ru1.ru_nvcsw - ru0.ru_nvcsw;
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     r->cpu_s = (double)ts.tv_sec + ts.tv_nsec / 1e9;
@@ -1288,8 +1377,32 @@ static int udp_bound(struct sockaddr_in *addr)
     return fd;
 }
 
-/* Relays pps packets/s of size bytes for seconds; returns CPU s/packet. */
-static double relay_baseline(double pps, int size, double seconds, guint64 *packets)
+/* One sender's stream in the relay's schedule. */
+struct relay_stream {
+    gint64 next_us, period_us;
+    double per_frame, owed; /* packets per frame; the fraction not yet sent */
+    int size;
+};
+
+/* What the relay is fed: senders peers, each with audio (one packet of
+ * asize every 20 ms) and video (vpf packets of vsize every 33.3 ms). */
+struct relay_load {
+    int senders;
+    double vpf;
+    int vsize, asize;
+};
+
+static void sleep_until_us(gint64 t)
+{
+    gint64 now = g_get_monotonic_time();
+    if (t > now)
+        g_usleep((gulong)(t - now));
+}
+
+/* Relays the load for seconds; returns the relay's CPU s per packet, and
+ * its packets and wake-ups. */
+static double relay_baseline(const struct relay_load *ld, double seconds, guint64 *packets,
+                             long *wakeups)
 {
     struct relay r = {0};
     struct sockaddr_in in_addr, out_addr, src_addr;
@@ -1297,24 +1410,35 @@ static double relay_baseline(double pps, int size, double seconds, guint64 *pack
     r.out_fd = udp_bound(&out_addr);
     r.sink_fd = udp_bound(&r.sink_addr);
     int src_fd = udp_bound(&src_addr);
-    if (r.in_fd < 0 || r.out_fd < 0 || r.sink_fd < 0 || src_fd < 0)
+    if (r.in_fd < 0 || r.out_fd < 0 || r.sink_fd < 0 || src_fd < 0 || ld->senders < 1)
         return -1;
+    int n_st = 2 * ld->senders;
+    struct relay_stream *st = g_new0(struct relay_stream, n_st);
+    gint64 start = g_get_monotonic_time();
+    for (int i = 0; i < n_st; i++) {
+        gboolean video = i % 2;
+        st[i].period_us = video ? VIDEO_FRAME_US : AUDIO_FRAME_US;
+        st[i].next_us = start + g_random_int_range(0, (gint32)st[i].period_us);
+        st[i].per_frame = video ? ld->vpf : 1.0;
+        st[i].size = MIN(video ? ld->vsize : ld->asize, 2048);
+    }
     pthread_t rt, dt;
     pthread_create(&rt, NULL, relay_thread, &r);
     pthread_create(&dt, NULL, drain_thread, &r);
     uint8_t pkt[2048];
     memset(pkt, 0xab, sizeof pkt);
-    if (size > (int)sizeof pkt)
-        size = sizeof pkt;
-    gint64 start = g_get_monotonic_time();
-    guint64 sent = 0;
-    while (g_get_monotonic_time() - start < (gint64)(seconds * 1e6)) {
-        double due = (double)(g_get_monotonic_time() - start) / 1e6 * pps;
-        while ((double)sent < due) {
-            sendto(src_fd, pkt, (size_t)size, 0, (struct sockaddr *)&in_addr, sizeof in_addr);
-            sent++;
-        }
-        g_usleep(2000);
+    gint64 end = start + (gint64)(seconds * 1e6);
+    for (;;) {
+        struct relay_stream *due = &st[0];
+        for (int i = 1; i < n_st; i++)
+            if (st[i].next_us < due->next_us)
+                due = &st[i];
+        if (due->next_us >= end)
+            break;
+        sleep_until_us(due->next_us);
+        for (due->owed += due->per_frame; due->owed >= 1.0; due->owed -= 1.0)
+            sendto(src_fd, pkt, (size_t)due->size, 0, (struct sockaddr *)&in_addr, sizeof in_addr);
+        due->next_us += due->period_us;
     }
     g_usleep(200000);
     r.stop = 1;
@@ -1324,8 +1448,75 @@ static double relay_baseline(double pps, int size, double seconds, guint64 *pack
     close(r.out_fd);
     close(r.sink_fd);
     close(src_fd);
+    g_free(st);
     *packets = r.packets;
+    *wakeups = r.wakeups;
     return r.packets ? r.cpu_s / (double)r.packets : -1;
+}
+
+/* ------------------------------------------------------------ syscalls */
+
+/* Counts the server's syscalls while the main loop runs for seconds, from
+ * perf's raw_syscalls:sys_enter tracepoint per thread: all threads in *all,
+ * the media workers' in *workers; rx and tx are the server's packets
+ * received and forwarded over the same span (/metrics). Counting makes
+ * every syscall dearer, so this runs after the CPU window, never in it.
+ * Returns -1 (figures -1) when perf is missing or may not trace. */
+static int server_syscalls(SoupSession *ss, const char *admin, double seconds, double *all,
+                           double *workers, double *rx, double *tx)
+{
+    *all = *workers = *rx = *tx = -1;
+    char *perf = g_find_program_in_path("perf");
+    if (!perf)
+        return -1;
+    char pid[16];
+    g_snprintf(pid, sizeof pid, "%d", (int)SRV.pid);
+    const char *argv[] = {perf, "stat", "-x", ",", "--per-thread", "-e", "raw_syscalls:sys_enter",
+                          "-p", pid,    NULL};
+    GError *e = NULL;
+    GSubprocess *sp = g_subprocess_newv(
+        argv, G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_PIPE, &e);
+    g_free(perf);
+    if (!sp) {
+        g_clear_error(&e);
+        return -1;
+    }
+    run_until(NULL, 0.5); /* perf attaches to every thread */
+    struct metrics m0, m1;
+    read_metrics(ss, admin, &m0);
+    run_until(NULL, seconds);
+    read_metrics(ss, admin, &m1);
+    g_subprocess_send_signal(sp, SIGINT);
+    char *out = NULL;
+    gboolean ok = g_subprocess_communicate_utf8(sp, NULL, NULL, NULL, &out, &e);
+    g_clear_error(&e);
+    g_object_unref(sp);
+    double sum_all = 0, sum_workers = 0;
+    int lines = 0;
+    char **ls = g_strsplit(out ? out : "", "\n", -1);
+    for (char **l = ls; ok && *l; l++) {
+        char **f = g_strsplit(*l, ",", 5);
+        if (g_strv_length(f) >= 4 && strstr(f[3], "sys_enter")) {
+            char *dash = strrchr(f[0], '-');
+            if (dash)
+                *dash = '\0';
+            double c = g_ascii_strtod(f[1], NULL); /* "<not counted>": 0 */
+            sum_all += c;
+            if (thread_group(f[0]) == TG_MEDIA)
+                sum_workers += c;
+            lines++;
+        }
+        g_strfreev(f);
+    }
+    g_strfreev(ls);
+    g_free(out);
+    if (!lines)
+        return -1;
+    *all = sum_all;
+    *workers = sum_workers;
+    *rx = m1.rx - m0.rx;
+    *tx = m1.tx - m0.tx;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ runs */
@@ -1346,6 +1537,13 @@ struct row {
     double idle_thread_pct[TG_N];
     double relay_s_per_pkt; /* the plain UDP relay's CPU per packet (< 0: not measured) */
     guint64 relay_packets;
+    long relay_wakeups;
+    struct relay_load load;   /* the load's shape, for the relay */
+    int workers;              /* media worker threads */
+    double wakeups_per_s;     /* per media worker */
+    double pkts_per_wakeup;   /* packets received by the workers per wake-up */
+    double sys_per_pkt;       /* the server's syscalls per forwarded packet (< 0: no perf) */
+    double sys_per_pkt_media; /* the media workers' */
 };
 
 static int setup_hospital(SoupSession *ss, const char *admin, int n)
@@ -1486,6 +1684,23 @@ static int run_n(int n, double seconds, int recording, struct row *row)
     row->mbit_in = (double)(t1.vbytes - t0.vbytes) * 8 / wall / 1e6 / (2.0 * n);
     row->lat_p50 = m1.lat_p50;
     row->lat_p99 = m1.lat_p99;
+    row->workers = tg1.threads[TG_MEDIA];
+    double wk = tg1.wakeups[TG_MEDIA] - tg0.wakeups[TG_MEDIA];
+    row->wakeups_per_s = row->workers ? wk / wall / row->workers : -1;
+    row->pkts_per_wakeup = wk > 0 && m1.rx > 0 ? (m1.rx - m0.rx) / wk : -1;
+    guint64 vpk = t1.vpackets - t0.vpackets, apk = t1.apackets - t0.apackets;
+    row->load = (struct relay_load){
+        .senders = 2 * n,
+        .vpf = (double)vpk / wall / (2.0 * n) * VIDEO_FRAME_US / 1e6,
+        .vsize = vpk ? (int)((double)(t1.vbytes - t0.vbytes) / (double)vpk + 0.5) : 1000,
+        .asize = apk ? (int)((double)(t1.abytes - t0.abytes) / (double)apk + 0.5) : 100};
+    double sys_all, sys_media, sys_rx, sys_tx;
+    row->sys_per_pkt = row->sys_per_pkt_media = -1;
+    if (server_syscalls(ss, admin, 3.0, &sys_all, &sys_media, &sys_rx, &sys_tx) == 0 &&
+        sys_tx > 0) {
+        row->sys_per_pkt = sys_all / sys_tx;
+        row->sys_per_pkt_media = sys_media / sys_tx;
+    }
     row->cpu_s_per_pkt = row->pps_fwd > 0 ? cpu / (row->pps_fwd * wall) : -1;
     row->rss_idle = rss_idle;
     row->rss_busy = rss;
@@ -2010,8 +2225,8 @@ int main(int argc, char **argv)
     WS_SESSION = soup_session_new_with_options("timeout", 15, "max-conns", 4096,
                                                "max-conns-per-host", 4096, NULL);
     LOOP = g_main_loop_new(NULL, FALSE);
-    g_timeout_add(5, pace_cb, NULL);
-    PEERS = g_ptr_array_new(); /* one for all runs: pace_cb walks it */
+    PEERS = g_ptr_array_new(); /* one for all runs: the pacer walks it */
+    pacer_start();
     if (party) {
         char **ks = g_strsplit(party, ",", -1);
         GArray *prow = g_array_new(FALSE, TRUE, sizeof(struct party_row));
@@ -2072,12 +2287,13 @@ int main(int argc, char **argv)
             if (q->ok && q->n == r->n && q->relay_s_per_pkt > 0) {
                 r->relay_s_per_pkt = q->relay_s_per_pkt;
                 r->relay_packets = q->relay_packets;
+                r->relay_wakeups = q->relay_wakeups;
                 break;
             }
         }
         if (r->relay_s_per_pkt <= 0)
             r->relay_s_per_pkt =
-                relay_baseline(r->pps_fwd, (int)(r->mean_pkt + 0.5), 5.0, &r->relay_packets);
+                relay_baseline(&r->load, 5.0, &r->relay_packets, &r->relay_wakeups);
     }
     g_print("\n%-4s %4s %10s %10s %7s %9s %8s %9s %9s %9s %9s %11s\n", "N", "rec", "cpu%/visit",
             "KiB/visit", "loss%", "fwd pkt/s", "Mbit/s", "lat p50", "lat p99", "join p50",
@@ -2115,6 +2331,14 @@ int main(int argc, char **argv)
                 r->thread_pct_per_visit[TG_REC], r->switches_per_s_per_visit[TG_REC],
                 TG_NAMES[TG_OTHER], r->thread_pct_per_visit[TG_OTHER],
                 r->switches_per_s_per_visit[TG_OTHER], r->recordings, r->rec_dropped);
+        g_print("     (per PeerConnection %.3f %% of a core; media workers: %d, each woken "
+                "%.0f times a second, %.2f packets received per wake-up; syscalls per forwarded "
+                "packet %.2f whole server, %.2f media workers; relay: %.2f packets per wake-up, "
+                "load: %d senders, %.2f video packets of %d B per frame, audio %d B)\n",
+                r->cpu_pct_per_visit / 2, r->workers, r->wakeups_per_s, r->pkts_per_wakeup,
+                r->sys_per_pkt, r->sys_per_pkt_media,
+                r->relay_wakeups > 0 ? (double)r->relay_packets / (double)r->relay_wakeups : -1,
+                r->load.senders, r->load.vpf, r->load.vsize, r->load.asize);
         g_print("     (server with no visit, before them: %.3f %% of a core (%s %.3f, %s %.3f, "
                 "%s %.3f); busy minus that, per visit: %.3f %%)\n",
                 r->idle_pct, TG_NAMES[TG_MEDIA], r->idle_thread_pct[TG_MEDIA], TG_NAMES[TG_REC],
