@@ -13,8 +13,10 @@
  * Growth: when a lap ends less than max_age_ms after it started, the packets
  * about to be overwritten are still young enough to be asked for, so the ring
  * grows by a quarter (realloc keeps every offset, and the lap simply goes on
- * into the new space), up to max_bytes. store/get are otherwise a mask, a compare and a
- * memcpy. Owned by one media worker; not thread-safe.
+ * into the new space), up to max_bytes; but only once the receiver has asked
+ * for a packet at all: a clean link never NACKs, and its ring stays at the
+ * start size, allocated at the first store. store/get are otherwise a mask, a
+ * compare and a memcpy. Owned by one media worker; not thread-safe.
  */
 #include "rtx_cache.h"
 
@@ -40,6 +42,7 @@ struct tm_rtx_cache {
     size_t head;  /* where the next packet goes in the current lap */
     uint32_t lap; /* the current lap */
     bool started; /* lap_start_ms is set */
+    bool asked;   /* a lookup came: the receiver's link loses packets */
     int64_t lap_start_ms;
     rtx_entry idx[]; /* mask + 1 of them */
 };
@@ -52,12 +55,6 @@ tm_rtx_cache *tm_rtx_cache_new(unsigned n_slots, size_t max_bytes, int64_t max_a
     tm_rtx_cache *c = calloc(1, sizeof(*c) + (size_t)n_slots * sizeof(rtx_entry));
     if (!c)
         return NULL;
-    c->cap = TM_RTX_MIN_BYTES;
-    c->ring = malloc(c->cap);
-    if (!c->ring) {
-        free(c);
-        return NULL;
-    }
     c->max_cap = max_bytes;
     c->mask = n_slots - 1;
     c->max_age_ms = max_age_ms;
@@ -96,12 +93,18 @@ int tm_rtx_cache_store(tm_rtx_cache *c, uint16_t seq, const uint8_t *pkt, size_t
         return TM_EINVAL;
     if (len > TM_RTX_MAX_PACKET)
         return TM_ETOOBIG;
+    if (!c->ring) {
+        c->ring = malloc(TM_RTX_MIN_BYTES);
+        if (!c->ring)
+            return TM_ENOMEM;
+        c->cap = TM_RTX_MIN_BYTES;
+    }
     if (!c->started) {
         c->started = true;
         c->lap_start_ms = now_ms;
     }
     if (c->head + len > c->cap) {
-        if (c->cap < c->max_cap && now_ms - c->lap_start_ms < c->max_age_ms)
+        if (c->asked && c->cap < c->max_cap && now_ms - c->lap_start_ms < c->max_age_ms)
             grow(c);
         if (c->head + len > c->cap) {
             c->lap++;
@@ -120,11 +123,12 @@ int tm_rtx_cache_store(tm_rtx_cache *c, uint16_t seq, const uint8_t *pkt, size_t
     return 0;
 }
 
-int tm_rtx_cache_get(const tm_rtx_cache *c, uint16_t seq, int64_t now_ms, const uint8_t **pkt,
+int tm_rtx_cache_get(tm_rtx_cache *c, uint16_t seq, int64_t now_ms, const uint8_t **pkt,
                      size_t *len)
 {
     if (!c || !pkt || !len)
         return TM_EINVAL;
+    c->asked = true;
     const rtx_entry *e = &c->idx[seq & c->mask];
     if (e->len == 0 || e->seq != seq || now_ms - e->stored_ms > c->max_age_ms)
         return TM_ENOTFOUND;
@@ -134,6 +138,12 @@ int tm_rtx_cache_get(const tm_rtx_cache *c, uint16_t seq, int64_t now_ms, const 
     *pkt = c->ring + e->off;
     *len = e->len;
     return 0;
+}
+
+void tm_rtx_cache_set_max_age(tm_rtx_cache *c, int64_t max_age_ms)
+{
+    if (c && max_age_ms > 0)
+        c->max_age_ms = max_age_ms;
 }
 
 void tm_rtx_cache_reset(tm_rtx_cache *c)

@@ -6,12 +6,14 @@
  * Packets are packed back to back into a byte ring, so the memory follows the
  * stream's bitrate instead of the largest packet (a 1500-byte slot per packet
  * held a 200-byte packet in 1500 bytes). A small index of n_slots entries
- * (seq & (n_slots-1)) says where each packet is. The ring starts small and
- * grows by a quarter, up to max_bytes, when a lap through it took less than
- * max_age_ms (the packets about to be overwritten would still be worth
- * resending); it never shrinks. So a 1 Mbit/s stream settles at about 128 KiB,
- * an audio-rate stream at the start size, and store allocates only on those
- * few growth steps, never per packet.
+ * (seq & (n_slots-1)) says where each packet is. The ring is allocated at the
+ * first store, at the start size, and grows by a quarter, up to max_bytes,
+ * when a lap through it took less than max_age_ms (the packets about to be
+ * overwritten would still be worth resending), once a lookup has shown that
+ * the receiver asks for packets at all; it never shrinks. So a stream to a
+ * receiver that never NACKs keeps the start size (about 130 ms at 1 Mbit/s),
+ * a 1 Mbit/s stream that is NACKed settles at what max age holds (128 KiB for
+ * a second), and store allocates only on those few steps, never per packet.
  *
  * A lookup misses when the seq was never stored, its index entry was taken by
  * a newer seq, its bytes were overwritten by newer packets, or it is older than
@@ -43,22 +45,28 @@ tm_rtx_cache *tm_rtx_cache_new(unsigned n_slots, size_t max_bytes, int64_t max_a
 void tm_rtx_cache_free(tm_rtx_cache *c);
 
 /* Copy pkt (len <= TM_RTX_MAX_PACKET) into the ring as seq, stamped now_ms
- * (monotonic, not going back). Returns 0 or TM_ETOOBIG / TM_EINVAL. When the
- * ring should grow and cannot (no memory), it keeps its size and still stores. */
+ * (monotonic, not going back). Returns 0 or TM_ETOOBIG / TM_EINVAL, or
+ * TM_ENOMEM when the first store cannot allocate the ring. When the ring
+ * should grow and cannot (no memory), it keeps its size and still stores. */
 int tm_rtx_cache_store(tm_rtx_cache *c, uint16_t seq, const uint8_t *pkt, size_t len,
                        int64_t now_ms);
 
 /* Look up seq. On success returns 0 with *pkt borrowed from the cache (valid
  * until the next store or reset) and *len. TM_ENOTFOUND when never stored,
- * overwritten, or older than max age at now_ms. */
-int tm_rtx_cache_get(const tm_rtx_cache *c, uint16_t seq, int64_t now_ms, const uint8_t **pkt,
+ * overwritten, or older than max age at now_ms. Any lookup lets the ring grow. */
+int tm_rtx_cache_get(tm_rtx_cache *c, uint16_t seq, int64_t now_ms, const uint8_t **pkt,
                      size_t *len);
+
+/* A new max age (> 0), e.g. as the receiver's RTT changes what a retransmission
+ * can still repair; an older packet misses from now on, and growth aims at it. */
+void tm_rtx_cache_set_max_age(tm_rtx_cache *c, int64_t max_age_ms);
 
 /* Forget everything (e.g. the sender's stream restarted); keeps the ring's size. */
 void tm_rtx_cache_reset(tm_rtx_cache *c);
 
 unsigned tm_rtx_cache_slots(const tm_rtx_cache *c);
-/* The ring's current size in bytes (what the cache holds besides its index). */
+/* The ring's current size in bytes (what the cache holds besides its index);
+ * 0 before the first store. */
 size_t tm_rtx_cache_bytes(const tm_rtx_cache *c);
 
 #endif

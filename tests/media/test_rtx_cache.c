@@ -1,9 +1,10 @@
 /*
  * test_rtx_cache.c - the retransmission byte ring: hits, misses after index
  * overwrite (including across the 16-bit sequence wrap) and after byte
- * overwrite, packing of small packets, growth with the bitrate up to the cap,
- * aging, size limits, reset, and a randomized check that a hit is always the
- * exact packet last stored under that seq.
+ * overwrite, packing of small packets, allocation at the first store, growth
+ * with the bitrate up to the cap once a lookup has come, aging and a max age
+ * that changes, size limits, reset, and a randomized check that a hit is
+ * always the exact packet last stored under that seq.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,10 +31,11 @@ static void test_bad_args(void)
     tm_rtx_cache *c = tm_rtx_cache_new(16, TM_RTX_MIN_BYTES, 1000);
     CHECK(c != NULL);
     CHECK_EQ_INT(tm_rtx_cache_slots(c), 16);
-    CHECK_EQ_INT(tm_rtx_cache_bytes(c), TM_RTX_MIN_BYTES);
+    CHECK_EQ_INT(tm_rtx_cache_bytes(c), 0); /* nothing stored: no ring yet */
     uint8_t big[TM_RTX_MAX_PACKET + 1] = {0};
     CHECK_EQ_INT(tm_rtx_cache_store(c, 1, big, sizeof(big), 0), TM_ETOOBIG);
     CHECK_EQ_INT(tm_rtx_cache_store(c, 1, big, TM_RTX_MAX_PACKET, 0), 0);
+    CHECK_EQ_INT(tm_rtx_cache_bytes(c), TM_RTX_MIN_BYTES);
     CHECK_EQ_INT(tm_rtx_cache_store(c, 1, big, 0, 0), TM_EINVAL);
     tm_rtx_cache_free(c);
 }
@@ -125,7 +127,8 @@ static void test_byte_overwrite(void)
     tm_rtx_cache_free(c);
 }
 
-/* The ring settles at the size that holds max age at the stream's rate. */
+/* Once the receiver has asked for a packet, the ring settles at the size that
+ * holds max age at the stream's rate. */
 static void test_growth(void)
 {
     const uint8_t *p;
@@ -133,6 +136,7 @@ static void test_growth(void)
     uint8_t pkt[1000];
     /* 1 Mbit/s: 1000 bytes every 8 ms. One second is 125 KB: 128 KiB. */
     tm_rtx_cache *c = tm_rtx_cache_new(256, 1024 * 1024, 1000);
+    CHECK_EQ_INT(tm_rtx_cache_get(c, 9999, 0, &p, &len), TM_ENOTFOUND); /* a NACK came */
     int64_t t = 0;
     for (uint32_t i = 0; i < 500; i++, t += 8) {
         fill(pkt, sizeof pkt, i);
@@ -157,6 +161,7 @@ static void test_growth(void)
 
     /* 4 Mbit/s against a 64 KiB cap: the cap holds, the newest stay servable. */
     c = tm_rtx_cache_new(256, 64 * 1024, 1000);
+    CHECK_EQ_INT(tm_rtx_cache_get(c, 9999, 0, &p, &len), TM_ENOTFOUND);
     t = 0;
     for (uint32_t i = 0; i < 2000; i++, t += 2)
         CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
@@ -164,6 +169,58 @@ static void test_growth(void)
     CHECK_EQ_INT(tm_rtx_cache_get(c, 1999, t, &p, &len), 0);
     CHECK_EQ_INT(tm_rtx_cache_get(c, 1999 - 60, t, &p, &len), 0);
     CHECK_EQ_INT(tm_rtx_cache_get(c, 1999 - 70, t, &p, &len), TM_ENOTFOUND);
+    tm_rtx_cache_free(c);
+}
+
+/* A receiver that never asks keeps the start size at 1 Mbit/s (the newest
+ * ~130 ms stay servable); its first NACK lets the ring grow to max age. */
+static void test_growth_waits_for_a_lookup(void)
+{
+    const uint8_t *p;
+    size_t len;
+    uint8_t pkt[1000];
+    tm_rtx_cache *c = tm_rtx_cache_new(256, 1024 * 1024, 1000);
+    int64_t t = 0;
+    uint32_t i = 0;
+    for (; i < 500; i++, t += 8)
+        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
+    CHECK_EQ_INT(tm_rtx_cache_bytes(c), TM_RTX_MIN_BYTES);
+    CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(i - 10), t, &p, &len), 0);
+    CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(i - 100), t, &p, &len), TM_ENOTFOUND);
+    for (; i < 1000; i++, t += 8)
+        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
+    CHECK_EQ_INT(tm_rtx_cache_bytes(c), 128 * 1024);
+    CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(i - 100), t, &p, &len), 0);
+    tm_rtx_cache_free(c);
+}
+
+/* A shorter max age (a low-RTT receiver) misses older packets at once and
+ * lets the ring settle smaller: 300 ms at 1 Mbit/s is 37.5 KB. */
+static void test_max_age_change(void)
+{
+    const uint8_t *p;
+    size_t len;
+    uint8_t pkt[1000] = {0};
+    tm_rtx_cache *c = tm_rtx_cache_new(256, 1024 * 1024, 1000);
+    CHECK_EQ_INT(tm_rtx_cache_get(c, 9999, 0, &p, &len), TM_ENOTFOUND);
+    int64_t t = 0;
+    for (uint32_t i = 0; i < 100; i++, t += 8)
+        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
+    t -= 8;
+    CHECK_EQ_INT(tm_rtx_cache_get(c, 50, t, &p, &len), 0); /* 400 ms old */
+    tm_rtx_cache_set_max_age(c, 300);
+    CHECK_EQ_INT(tm_rtx_cache_get(c, 50, t, &p, &len), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_rtx_cache_get(c, 70, t, &p, &len), 0); /* 240 ms old */
+    tm_rtx_cache_set_max_age(c, 0);                        /* ignored */
+    CHECK_EQ_INT(tm_rtx_cache_get(c, 70, t, &p, &len), 0);
+    tm_rtx_cache_free(c);
+
+    c = tm_rtx_cache_new(256, 1024 * 1024, 300);
+    CHECK_EQ_INT(tm_rtx_cache_get(c, 9999, 0, &p, &len), TM_ENOTFOUND);
+    t = 0;
+    for (uint32_t i = 0; i < 1000; i++, t += 8)
+        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
+    CHECK(tm_rtx_cache_bytes(c) >= 37500 && tm_rtx_cache_bytes(c) < 64 * 1024);
     tm_rtx_cache_free(c);
 }
 
@@ -236,6 +293,8 @@ int main(void)
     RUN(test_packing);
     RUN(test_byte_overwrite);
     RUN(test_growth);
+    RUN(test_growth_waits_for_a_lookup);
+    RUN(test_max_age_change);
     RUN(test_random_model);
     RUN(test_aging);
     TEST_DONE();
