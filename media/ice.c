@@ -89,9 +89,49 @@ static void on_selected_pair(NiceAgent *agent, guint stream_id, guint component_
     tx_refresh(data);
 }
 
+/* Sends the queue with as few sendmmsg as the kernel takes; a datagram it
+ * refuses (EAGAIN: socket buffer full) is dropped, as a sendto's would be. */
+static void tx_flush(tm__worker *w)
+{
+    int off = 0, sent = 0;
+    while (off < w->tx_n) {
+        int n = sendmmsg(w->tx_fd, &w->tx_msg[off], (unsigned)(w->tx_n - off), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            n = 0, off++; /* the first one failed: skip it */
+        off += n;
+        sent += n;
+    }
+    w->tx_n = 0;
+    atomic_fetch_add_explicit(&w->counters.tx_packets, (uint64_t)sent, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->counters.tx_batched, (uint64_t)sent, memory_order_relaxed);
+}
+
+/* Inside a receive batch, what goes to one socket waits for one sendmmsg at
+ * the batch's end: a 1:1 visit's batch from one sender all goes to the other. */
+static void tx_queue(tm__worker *w, tm__peer *p, const uint8_t *buf, size_t len)
+{
+    if (w->tx_n && (w->tx_fd != p->tx_fd || w->tx_n == TM__TX_BATCH))
+        tx_flush(w);
+    int i = w->tx_n++;
+    w->tx_fd = p->tx_fd;
+    memcpy(w->tx_buf[i], buf, len);
+    memcpy(&w->tx_to[i], &p->tx_addr, p->tx_addrlen);
+    w->tx_iov[i] = (struct iovec){.iov_base = w->tx_buf[i], .iov_len = len};
+    w->tx_msg[i].msg_hdr = (struct msghdr){.msg_name = &w->tx_to[i],
+                                           .msg_namelen = p->tx_addrlen,
+                                           .msg_iov = &w->tx_iov[i],
+                                           .msg_iovlen = 1};
+}
+
 void tm__ice_send(tm__peer *p, const uint8_t *buf, size_t len)
 {
     ssize_t n;
+    if (p->tx_sock && p->w->tx_queueing && len <= TM__PKT_CAP) {
+        tx_queue(p->w, p, buf, len);
+        return;
+    }
     if (p->tx_sock) {
         do
             n = sendto(p->tx_fd, buf, len, 0, (const struct sockaddr *)&p->tx_addr, p->tx_addrlen);
@@ -179,6 +219,7 @@ static void rx_drain(tm__peer *p)
 {
     tm__worker *w = p->w;
     int n;
+    w->tx_queueing = !w->media->send_each;
     do {
         for (int i = 0; i < TM__RX_BATCH; i++) {
             w->rx_iov[i] = (struct iovec){.iov_base = w->rx_buf[i], .iov_len = TM__PKT_CAP};
@@ -189,7 +230,7 @@ static void rx_drain(tm__peer *p)
         }
         n = recvmmsg(p->rx_fd, w->rx_msg, TM__RX_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
-            return;
+            break;
         int64_t now_us = g_get_monotonic_time();
         for (int i = 0; i < n; i++) {
             const struct msghdr *h = &w->rx_msg[i].msg_hdr;
@@ -208,7 +249,10 @@ static void rx_drain(tm__peer *p)
             atomic_fetch_add_explicit(&ctr(p)->rx_direct, 1, memory_order_relaxed);
             deliver(p, w->rx_buf[i], w->rx_msg[i].msg_len, now_us);
         }
+        if (w->tx_n)
+            tx_flush(w);
     } while (n == TM__RX_BATCH && p->rx_src);
+    w->tx_queueing = false;
 }
 
 typedef struct rx_source {

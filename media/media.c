@@ -435,6 +435,7 @@ tm_media *tm_media_new(const tm_media_options *opts, GMainContext *control, tm_m
     m->port_min = opts ? opts->port_min : 0;
     m->port_max = opts ? opts->port_max : 0;
     m->stock_io = opts && opts->stock_io;
+    m->send_each = opts && opts->send_each;
     m->max_candidates = opts && opts->max_candidates > 0 ? opts->max_candidates : 20;
     m->ice_pacing_ms = opts && opts->ice_pacing_ms > 0 ? opts->ice_pacing_ms : 50;
     m->transport_cc = opts && opts->transport_cc;
@@ -488,9 +489,9 @@ tm_media *tm_media_new(const tm_media_options *opts, GMainContext *control, tm_m
             goto fail;
         m->n_workers = i + 1;
     }
-    tm_info("media.started", "workers=%d io=%s srtp=%s max_candidates=%d ice_pacing_ms=%d", n,
-            m->stock_io ? "libnice" : "direct", opts && opts->stock_srtp ? "libsrtp" : "ours",
-            m->max_candidates, m->ice_pacing_ms);
+    tm_info("media.started", "workers=%d io=%s send=%s srtp=%s max_candidates=%d ice_pacing_ms=%d",
+            n, m->stock_io ? "libnice" : "direct", m->send_each ? "each" : "batch",
+            opts && opts->stock_srtp ? "libsrtp" : "ours", m->max_candidates, m->ice_pacing_ms);
     return m;
 fail:
     tm_media_free(m);
@@ -730,6 +731,7 @@ void tm_media_get_counters(tm_media *m, tm_media_counters *out)
         out->nacks_sent += atomic_load_explicit(&c->nacks_sent, memory_order_relaxed);
         out->rtx_received += atomic_load_explicit(&c->rtx_received, memory_order_relaxed);
         out->rx_direct += atomic_load_explicit(&c->rx_direct, memory_order_relaxed);
+        out->tx_batched += atomic_load_explicit(&c->tx_batched, memory_order_relaxed);
     }
 }
 

@@ -47,6 +47,10 @@ if(GST_WEBRTC_FOUND)
     set_tests_properties(${t} PROPERTIES TIMEOUT 90 SKIP_RETURN_CODE 77)
     tm_stock_test(${t} ${t})
   endforeach()
+  # The direct path with a sendto per datagram instead of sendmmsg (media_send_batch = false).
+  add_test(NAME test_media_loopback_send_each COMMAND test_media_loopback)
+  set_tests_properties(test_media_loopback_send_each PROPERTIES TIMEOUT 90 SKIP_RETURN_CODE 77
+    ENVIRONMENT "TELEMED_MEDIA_SEND_BATCH=false")
   # Waits for ICE consent to fail (up to 30 s): labelled slow so it can be skipped.
   tm_unit_test(test_media_vanish tests/media/test_media_vanish.c tests/media/media_test_peer.c)
   target_link_libraries(test_media_vanish PRIVATE PkgConfig::GST_WEBRTC tm_media_private)

@@ -38,6 +38,7 @@
 #define TM__MAX_BOUND 16          /* receivers of one incoming stream */
 #define TM__PKT_CAP 2048          /* forwarding scratch: MTU + SRTP trailer + room */
 #define TM__RX_BATCH 8            /* datagrams per recvmmsg on a peer's media socket (ice.c) */
+#define TM__TX_BATCH 16           /* datagrams per sendmmsg to one peer (ice.c) */
 #define TM__REMB_CAP_BPS 2500000u /* what senders may use when no receiver says less */
 #define TM__REMB_MIN_BPS 100000u
 #define TM__PLI_INTERVAL_MS 1000
@@ -64,7 +65,7 @@
 typedef struct tm__counters {
     _Alignas(64) atomic_uint_fast64_t rx_packets;
     atomic_uint_fast64_t tx_packets, dropped_malformed, dropped_unknown_source, nacks_answered,
-        plis_forwarded, nacks_sent, rtx_received, rx_direct;
+        plis_forwarded, nacks_sent, rtx_received, rx_direct, tx_batched;
     atomic_int_fast64_t peers, visits;
     atomic_uint_fast64_t latency_max_us;
     atomic_uint_fast32_t latency[TM__LATENCY_BUCKETS]; /* TM__LATENCY_STEP_US each */
@@ -97,6 +98,7 @@ struct tm_media {
     int port_min, port_max;
     bool stock_io;          /* tm_media_options.stock_io: no socket beside libnice */
     bool transport_cc;      /* tm_media_options.transport_cc */
+    bool send_each;         /* tm_media_options.send_each: a sendto per datagram */
     int ice_pacing_ms;      /* libnice's Ta */
     int max_candidates;     /* remote candidates per peer and ICE session */
     tm__ice_policy *policy; /* which remote addresses get connectivity checks */
@@ -139,6 +141,14 @@ struct tm__worker {
     struct iovec rx_iov[TM__RX_BATCH];
     struct sockaddr_in rx_from[TM__RX_BATCH];
     uint8_t rx_buf[TM__RX_BATCH][TM__PKT_CAP];
+    /* Sends queued while a receive batch is forwarded, all to one socket,
+     * flushed with one sendmmsg (ice.c). */
+    bool tx_queueing;
+    int tx_n, tx_fd;
+    struct mmsghdr tx_msg[TM__TX_BATCH];
+    struct iovec tx_iov[TM__TX_BATCH];
+    struct sockaddr_storage tx_to[TM__TX_BATCH];
+    uint8_t tx_buf[TM__TX_BATCH][TM__PKT_CAP];
 };
 
 /* A stream a sender peer sends to us (one m-line). */

@@ -181,6 +181,8 @@ static const config_option options[] = {
     INT(media_port_max, 0, 0, 65535, "Highest UDP port for media (0: any)."),
     BOOL(media_direct_io, true,
          "Send and receive media on the selected ICE pair's own socket beside libnice (off: all through libnice)."),
+    BOOL(media_send_batch, true,
+         "With media_direct_io: what one receive batch sends to a peer goes in one sendmmsg (off: a sendto each)."),
     BOOL(media_srtp_nettle, true,
          "SRTP's AES-CM and HMAC-SHA1 on Nettle, AES-GCM on OpenSSL (off: libsrtp's own ciphers)."),
     BOOL(media_transport_cc, false,

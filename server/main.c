@@ -569,6 +569,7 @@ static int start_media(tm_app *app)
         .port_min = app->cfg.media_port_min,
         .port_max = app->cfg.media_port_max,
         .stock_io = !app->cfg.media_direct_io,
+        .send_each = !app->cfg.media_send_batch,
         .stock_srtp = !app->cfg.media_srtp_nettle,
         .transport_cc = app->cfg.media_transport_cc,
         .max_candidates = app->cfg.media_max_candidates,

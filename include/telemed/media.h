@@ -34,6 +34,9 @@ typedef struct tm_media_options {
      * (media/congestion.c); off, senders estimate from REMB and receiver reports. Off by
      * default: through the server it held receivers' bitrate to a third of what REMB gives. */
     bool transport_cc;
+    /* send_each: one sendto per datagram on the direct path, instead of one sendmmsg for
+     * what a receive batch sends to one peer. */
+    bool send_each;
     /* Remote ICE candidates: at most max_candidates per peer and ICE session (0 = 20);
      * addresses outside the scopes of `addresses` and of candidate_networks (comma-separated
      * CIDRs, NULL = none) are refused; ice_pacing_ms spaces a peer's checks (0 = 50). */
@@ -167,6 +170,7 @@ typedef struct tm_media_counters {
     uint64_t nacks_sent;   /* sequence numbers the server asked senders to resend */
     uint64_t rtx_received; /* retransmissions that came back from senders */
     uint64_t rx_direct;    /* datagrams read beside libnice (stays 0 with stock_io) */
+    uint64_t tx_batched;   /* datagrams sent by sendmmsg (stays 0 with stock_io or send_each) */
 } tm_media_counters;
 void tm_media_get_counters(tm_media *m, tm_media_counters *out); /* approximate, atomics */
 

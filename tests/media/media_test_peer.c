@@ -603,7 +603,8 @@ void test_media_options(tm_media_options *o)
 {
     o->stock_io = env_off("TELEMED_MEDIA_DIRECT_IO");
     o->stock_srtp = env_off("TELEMED_MEDIA_SRTP_NETTLE");
-    if (o->stock_io || o->stock_srtp)
-        printf("stock paths: io=%s srtp=%s\n", o->stock_io ? "libnice" : "direct",
-               o->stock_srtp ? "libsrtp" : "nettle");
+    o->send_each = env_off("TELEMED_MEDIA_SEND_BATCH");
+    if (o->stock_io || o->stock_srtp || o->send_each)
+        printf("stock paths: io=%s srtp=%s send=%s\n", o->stock_io ? "libnice" : "direct",
+               o->stock_srtp ? "libsrtp" : "nettle", o->send_each ? "each" : "batch");
 }

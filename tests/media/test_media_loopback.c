@@ -130,6 +130,9 @@ int main(int argc, char **argv)
      * ciphers or on libsrtp's own. */
     if (opts.stock_io ? c.rx_direct != 0 : c.rx_direct == 0)
         FAIL("rx_direct=%llu with stock_io=%d", (unsigned long long)c.rx_direct, opts.stock_io);
+    if (opts.stock_io || opts.send_each ? c.tx_batched != 0 : c.tx_batched < 200)
+        FAIL("tx_batched=%llu with stock_io=%d send_each=%d", (unsigned long long)c.tx_batched,
+             opts.stock_io, opts.send_each);
     int ours = tm__srtp_crypto_live_objects();
     if (opts.stock_srtp ? ours != 0 : ours == 0)
         FAIL("%d of our SRTP cipher objects alive with stock_srtp=%d", ours, opts.stock_srtp);
