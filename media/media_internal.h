@@ -345,6 +345,9 @@ tm__visit *tm__worker_visit(tm__worker *w, const char *visit_id, bool create);
 void tm__worker_visit_free(tm__worker *w, tm__visit *v);
 /* Frees v when no peer is left and nothing (a recording) holds it. */
 void tm__worker_visit_release(tm__worker *w, tm__visit *v);
+/* Gives the arenas' free pages back to the kernel in 2 s (coalesced): after
+ * work that frees much, never on the packet path. */
+void tm__worker_trim_later(tm__worker *w);
 /* Starts v's recorder with the sending streams known now, once the expected
  * senders have offered or 5 s after the first packet. Called per packet until
  * it has started (or failed). */

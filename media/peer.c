@@ -108,6 +108,7 @@ static void dtls_connected(tm__peer *p)
         return;
     }
     memset(&keys, 0, sizeof keys);
+    tm__worker_trim_later(p->w); /* the handshake's temporaries are free now */
     tm__peer_set_state(p, "connected");
     tm_info("media.connected", "visit=%s peer=%s", p->visit->id, p->id);
     /* A receiver that just (re)connected needs a keyframe to show anything. */

@@ -425,9 +425,10 @@ static void record_end(tm__visit *v)
 /* ---- giving memory back ----
  *
  * glibc keeps freed memory in the arena of the thread that used it, so two
- * seconds after a visit ends (its sockets closed; coalesced over visits
- * ending together) malloc_trim hands every arena's free pages back, never on
- * the packet path. tests/bench/README.md. */
+ * seconds after a visit ends (its sockets closed) or a peer's DTLS handshake
+ * completes (its temporaries freed), coalesced over those close together,
+ * malloc_trim hands every arena's free pages back, never on the packet path.
+ * tests/bench/README.md. */
 
 #define TRIM_DELAY_MS 2000
 
@@ -440,7 +441,7 @@ static gboolean trim_run(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
-static void trim_later(tm__worker *w)
+void tm__worker_trim_later(tm__worker *w)
 {
     if (trim_pending || w->stopping)
         return;
@@ -462,7 +463,7 @@ static void visit_destroy(gpointer data)
         tm__peer_close(g_ptr_array_index(v->peers, v->peers->len - 1), "closed");
     record_end(v);
     g_ptr_array_unref(v->peers);
-    trim_later(v->w);
+    tm__worker_trim_later(v->w);
     g_free(v->id);
     g_free(v);
 }
