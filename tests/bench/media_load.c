@@ -4,7 +4,7 @@
  *   build-x/media_load [--server PATH] [--visits 1,4,8] [--seconds 10]
  *                      [--width 640 --height 480 --bitrate 1000000]
  *                      [--server-arg=--no-recording ...] [--compare-recording]
- *                      [--repeat K] [--idle-seconds S] [--party K,..]
+ *                      [--repeat K] [--idle-seconds S] [--party K,..] [--tick-ms MS]
  *
  * For each N it starts a fresh telemed-server (loopback, temp data dir),
  * creates a department with N doctors on shift through the REST API, and
@@ -14,7 +14,9 @@
  * so nothing is encoded in the loop. Each sender is paced at the clip's RTP
  * times like a live encoder: a video frame (its packets in one burst) every
  * 33.3 ms and an Opus frame every 20 ms, each stream on a random phase of its
- * own, both directions of every visit. A keyframe request (PLI/FIR arriving
+ * own, both directions of every visit (--tick-ms 5 brings back the load before
+ * issue 20: every stream on one shared 5 ms tick, which hands the server
+ * several peers' packets per wake-up). A keyframe request (PLI/FIR arriving
  * as a force-key-unit event) restarts the clip at its keyframe, as a live
  * encoder would answer it.
  *
@@ -613,6 +615,7 @@ static SoupSession *WS_SESSION;
 static GMainLoop *LOOP;
 static int W = 640, H = 480, BITRATE = 1000000;
 static double IDLE_S = 3.0; /* --idle-seconds */
+static int TICK_MS;         /* --tick-ms: the old shared tick instead of own phases */
 
 static void pacer_add(struct peer *p);
 
@@ -1194,7 +1197,10 @@ static gboolean pace_dispatch(GSource *src, GSourceFunc cb, gpointer ud)
     (void)cb;
     (void)ud;
     pace_due_now(g_get_monotonic_time());
-    g_source_set_ready_time(src, pace_next_due());
+    gint64 due = pace_next_due();
+    if (TICK_MS && due >= 0)
+        due = (due / (TICK_MS * 1000) + 1) * (TICK_MS * 1000);
+    g_source_set_ready_time(src, due);
     return G_SOURCE_CONTINUE;
 }
 
@@ -1212,8 +1218,8 @@ static void pacer_start(void)
 static void pacer_add(struct peer *p)
 {
     gint64 now = g_get_monotonic_time();
-    p->next_v_us = now + g_random_int_range(0, VIDEO_FRAME_US);
-    p->next_a_us = now + g_random_int_range(0, AUDIO_FRAME_US);
+    p->next_v_us = now + (TICK_MS ? 0 : g_random_int_range(0, VIDEO_FRAME_US));
+    p->next_a_us = now + (TICK_MS ? 0 : g_random_int_range(0, AUDIO_FRAME_US));
     gint64 ready = g_source_get_ready_time(PACER);
     gint64 due = MIN(p->next_v_us, p->next_a_us);
     if (ready < 0 || due < ready)
@@ -2190,6 +2196,10 @@ int main(int argc, char **argv)
          "instead of N 1:1 visits, one visit of K members per K (2, 3, 4, 6): K - 2 invited "
          "one by one; per join and per forwarded stream figures",
          "K,.."},
+        {"tick-ms", 0, 0, G_OPTION_ARG_INT, &TICK_MS,
+         "send on a shared tick of this many ms, every peer's streams starting together at "
+         "connect (the load before issue 20: 5), instead of each stream on its own phase",
+         "MS"},
         {"idle-seconds", 0, 0, G_OPTION_ARG_DOUBLE, &IDLE_S,
          "before the visits, measure the server's CPU with no visit for this long (default 3)",
          "S"},
@@ -2202,8 +2212,8 @@ int main(int argc, char **argv)
         return 2;
     }
     g_option_context_free(ctx);
-    if (repeat < 1 || repeat > 20 || IDLE_S < 0.5 || IDLE_S > 60) {
-        g_printerr("--repeat takes 1..20, --idle-seconds 0.5..60\n");
+    if (repeat < 1 || repeat > 20 || IDLE_S < 0.5 || IDLE_S > 60 || TICK_MS < 0 || TICK_MS > 100) {
+        g_printerr("--repeat takes 1..20, --idle-seconds 0.5..60, --tick-ms 0..100\n");
         return 2;
     }
     for (char **a = SERVER_ARGS; compare && a && *a; a++) {
