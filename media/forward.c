@@ -403,13 +403,21 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
     }
     if (s->kf_tries)
         tm__keyframe_pace(from, s, key, now_ms);
-    if (hd->n_bound > 0) {
-        uint64_t us = (uint64_t)(g_get_monotonic_time() - now_us);
-        uint64_t b = us / TM__LATENCY_STEP_US;
-        atomic_fetch_add_explicit(
-            &w->counters.latency[b < TM__LATENCY_BUCKETS ? b : TM__LATENCY_BUCKETS - 1], 1,
-            memory_order_relaxed);
-        if (us > atomic_load_explicit(&w->counters.latency_max_us, memory_order_relaxed))
-            atomic_store_explicit(&w->counters.latency_max_us, us, memory_order_relaxed);
-    }
+    if (hd->n_bound == 0)
+        return;
+    if (w->tx_queueing)
+        w->lat_pending++; /* timed once its batch's sendmmsg is done (ice.c) */
+    else
+        tm__forward_note_latency(w, now_us, 1);
+}
+
+void tm__forward_note_latency(tm__worker *w, int64_t since_us, unsigned n)
+{
+    uint64_t us = (uint64_t)(g_get_monotonic_time() - since_us);
+    uint64_t b = us / TM__LATENCY_STEP_US;
+    atomic_fetch_add_explicit(
+        &w->counters.latency[b < TM__LATENCY_BUCKETS ? b : TM__LATENCY_BUCKETS - 1], n,
+        memory_order_relaxed);
+    if (us > atomic_load_explicit(&w->counters.latency_max_us, memory_order_relaxed))
+        atomic_store_explicit(&w->counters.latency_max_us, us, memory_order_relaxed);
 }

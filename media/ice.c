@@ -251,6 +251,9 @@ static void rx_drain(tm__peer *p)
         }
         if (w->tx_n)
             tx_flush(w);
+        if (w->lat_pending)
+            tm__forward_note_latency(w, now_us, w->lat_pending);
+        w->lat_pending = 0;
     } while (n == TM__RX_BATCH && p->rx_src);
     w->tx_queueing = false;
 }

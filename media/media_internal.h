@@ -145,6 +145,7 @@ struct tm__worker {
      * flushed with one sendmmsg (ice.c). */
     bool tx_queueing;
     int tx_n, tx_fd;
+    unsigned lat_pending; /* packets of the batch forwarded, not yet timed */
     struct mmsghdr tx_msg[TM__TX_BATCH];
     struct iovec tx_iov[TM__TX_BATCH];
     struct sockaddr_storage tx_to[TM__TX_BATCH];
@@ -415,6 +416,8 @@ char **tm__ice_local_candidates(tm__peer *p);
  * read per datagram, shared by forwarding, stats and the peer's liveness). */
 void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us);
 void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us);
+/* Adds n packets taken in at since_us and sent by now to the latency histogram. */
+void tm__forward_note_latency(tm__worker *w, int64_t since_us, unsigned n);
 /* Rebinds every receiver's out streams to the visit's senders (join order). */
 void tm__forward_rebind(tm__visit *v);
 /* Sends a PLI for s to its sender now, outside the rate limit. 0, or TM_ENOTFOUND
