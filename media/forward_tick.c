@@ -147,20 +147,6 @@ static void post_stats(tm__peer *p, int64_t now_ms)
     tm__media_post(p->w, &ev);
 }
 
-/* What a NACK can still use: a receiver asks again about once an RTT and
- * waits a few of them for a frame; an older retransmission comes too late
- * and only costs the ring's memory. */
-static void size_rtx_caches(tm__peer *p)
-{
-    for (int i = 0; i < p->n_out; i++) {
-        tm__out_stream *o = &p->out[i];
-        if (!o->rtx || o->st.rtt_ms <= 0)
-            continue;
-        int64_t age = 4 * o->st.rtt_ms + 200;
-        tm_rtx_cache_set_max_age(o->rtx, CLAMP(age, TM__RTX_MIN_AGE_MS, TM__RTX_MAX_AGE_MS));
-    }
-}
-
 void tm__forward_tick(tm__peer *p, int64_t now_ms)
 {
     if (p->closing || !p->srtp)
@@ -173,5 +159,4 @@ void tm__forward_tick(tm__peer *p, int64_t now_ms)
     tm__forward_choose_layers(p, now_ms);
     send_reports(p, now_ms);
     post_stats(p, now_ms);
-    size_rtx_caches(p);
 }

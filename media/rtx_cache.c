@@ -140,12 +140,6 @@ int tm_rtx_cache_get(tm_rtx_cache *c, uint16_t seq, int64_t now_ms, const uint8_
     return 0;
 }
 
-void tm_rtx_cache_set_max_age(tm_rtx_cache *c, int64_t max_age_ms)
-{
-    if (c && max_age_ms > 0)
-        c->max_age_ms = max_age_ms;
-}
-
 void tm_rtx_cache_reset(tm_rtx_cache *c)
 {
     if (!c)

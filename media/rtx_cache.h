@@ -57,10 +57,6 @@ int tm_rtx_cache_store(tm_rtx_cache *c, uint16_t seq, const uint8_t *pkt, size_t
 int tm_rtx_cache_get(tm_rtx_cache *c, uint16_t seq, int64_t now_ms, const uint8_t **pkt,
                      size_t *len);
 
-/* A new max age (> 0), e.g. as the receiver's RTT changes what a retransmission
- * can still repair; an older packet misses from now on, and growth aims at it. */
-void tm_rtx_cache_set_max_age(tm_rtx_cache *c, int64_t max_age_ms);
-
 /* Forget everything (e.g. the sender's stream restarted); keeps the ring's size. */
 void tm_rtx_cache_reset(tm_rtx_cache *c);
 
