@@ -50,7 +50,7 @@
 #define TM__RTX_SLOTS_VIDEO 256        /* index entries: ~2 s of packets at 1 Mbit/s, 6 KiB */
 #define TM__RTX_MAX_BYTES (256 * 1024) /* 1 s at 2 Mbit/s; a 1 Mbit/s stream settles at 128 KiB */
 #define TM__RTX_MAX_AGE_MS 1000
-#define TM__MISSING_MAX 64     /* upstream losses tracked per incoming video stream */
+#define TM__MISSING_MAX 64 /* upstream losses tracked per incoming video stream */
 #define TM__NACK_RETRIES 3
 #define TM__NACK_RETRY_MS 40
 #define TM__NACK_GIVE_UP_MS 1000
