@@ -30,7 +30,7 @@ static live_visit *media_visit(request *r, bool *send)
     }
     if (r->u->role == TM_ROLE_SUPERVISOR) {
         live_visit *v = g_hash_table_lookup(r->sig->visits, visit_id);
-        if (!v || strcmp(r->u->watching, visit_id) != 0) {
+        if (!v || !tm__user_watches(r->u, visit_id)) {
             tm__reply_err(r->s, r->id, TM_EPERM, "watch the visit first");
             return NULL;
         }

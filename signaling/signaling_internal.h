@@ -106,7 +106,7 @@ struct user {
     bool admin; /* an admin's live view is the supervisor's; audited as admin */
     bool overview;
     uint64_t overview_pushes; /* of the current subscription, for its audit row */
-    char watching[64];
+    GPtrArray *watching;      /* visit ids (char *) watched now, at most TM_WATCH_MAX */
 };
 
 /* The role someone holds in a visit (docs/protocol.md, the permission table). */
@@ -394,7 +394,13 @@ void tm__watchers_notify_end(tm_signaling *sig, live_visit *v);
 void tm__mark_overview_dirty(tm_signaling *sig);
 /* Pushes the overview now if it changed (the pending coalesced push with it). */
 void tm__overview_push_now(tm_signaling *sig);
-void tm__stop_watching(tm_signaling *sig, user *u, const char *why);
+/* A supervisor's video wall shows a few visits at once, each watched (and
+ * audited, and its participants told) on its own. Each watched visit costs
+ * a forwarded copy of every stream: nine fills a 3x3 wall. */
+#define TM_WATCH_MAX 9
+bool tm__user_watches(const user *u, const char *visit_id);
+/* Ends u's watch of visit_id, or every watch of u when visit_id is NULL. */
+void tm__stop_watching(tm_signaling *sig, user *u, const char *visit_id, const char *why);
 /* Ends the user's overview subscription, if any, on the audit log. */
 void tm__overview_end(tm_signaling *sig, user *u, const char *why);
 /* The recording of visit_id failed: in front of the supervisors now. */

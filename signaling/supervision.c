@@ -1,7 +1,8 @@
 /*
  * supervision.c - what supervisors see and do: the live overview of every
- * department, visit and doctor with its alerts, and watching a live visit
- * as a receive-only observer (audited, participants told).
+ * department, visit and doctor with its alerts, and watching live visits
+ * as a receive-only observer (audited, participants told), a few at once
+ * for the supervisor's video wall.
  *
  * Control loop. Changes mark the overview dirty; a 200 ms timer coalesces a
  * burst of them into one push to every subscriber. Alerts about past events
@@ -28,12 +29,27 @@ void tm__remember_alert(tm_signaling *sig, json_t *alert)
     tm__mark_overview_dirty(sig);
 }
 
+/* Where visit_id sits in u's watched visits, or -1. */
+static int watch_index(const user *u, const char *visit_id)
+{
+    for (guint i = 0; visit_id && i < u->watching->len; i++)
+        if (strcmp(g_ptr_array_index(u->watching, i), visit_id) == 0)
+            return (int)i;
+    return -1;
+}
+
+bool tm__user_watches(const user *u, const char *visit_id)
+{
+    return watch_index(u, visit_id) >= 0;
+}
+
 void tm__watchers_notify_end(tm_signaling *sig, live_visit *v)
 {
     for (guint i = 0; i < v->watchers->len; i++) {
         user *w = g_hash_table_lookup(sig->users, g_ptr_array_index(v->watchers, i));
-        if (w && strcmp(w->watching, v->id) == 0) {
-            w->watching[0] = 0;
+        int at = w ? watch_index(w, v->id) : -1;
+        if (at >= 0) {
+            g_ptr_array_remove_index(w->watching, (guint)at);
             tm_store_audit(sig->store, w->sub, tm__audit_role(w), "visit.unwatch", v->id, "ok",
                            "visit ended");
         }
@@ -392,12 +408,13 @@ static void handle_watch(request *r)
         tm__reply_err(r->s, r->id, TM_EPERM, "the visit belongs to another institution");
         return;
     }
-    if (r->u->watching[0] && strcmp(r->u->watching, v->id) != 0) {
-        tm__reply_err(r->s, r->id, TM_ECONFLICT, "already watching another visit");
+    bool again = tm__user_watches(r->u, v->id);
+    if (!again && r->u->watching->len >= TM_WATCH_MAX) {
+        tm__reply_err(r->s, r->id, TM_ECONFLICT, "watching too many visits at once");
         return;
     }
-    if (!r->u->watching[0]) {
-        g_strlcpy(r->u->watching, v->id, sizeof(r->u->watching));
+    if (!again) {
+        g_ptr_array_add(r->u->watching, g_strdup(v->id));
         g_ptr_array_add(v->watchers, g_strdup(r->u->key));
         tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "visit.watch", v->id, "ok",
                        NULL);
@@ -416,12 +433,13 @@ static void handle_watch(request *r)
     tm__mark_overview_dirty(sig);
 }
 
-void tm__stop_watching(tm_signaling *sig, user *u, const char *why)
+static void stop_watching_one(tm_signaling *sig, user *u, guint at, const char *why)
 {
-    live_visit *v = g_hash_table_lookup(sig->visits, u->watching);
-    tm_store_audit(sig->store, u->sub, tm__audit_role(u), "visit.unwatch", u->watching, "ok", why);
+    char *visit_id = g_ptr_array_steal_index(u->watching, at);
+    live_visit *v = g_hash_table_lookup(sig->visits, visit_id);
+    tm_store_audit(sig->store, u->sub, tm__audit_role(u), "visit.unwatch", visit_id, "ok", why);
     if (sig->media)
-        tm_media_peer_close(sig->media, u->watching, u->key);
+        tm_media_peer_close(sig->media, visit_id, u->key);
     if (v) {
         for (guint i = 0; i < v->watchers->len; i++) {
             if (strcmp(g_ptr_array_index(v->watchers, i), u->key) == 0) {
@@ -436,7 +454,19 @@ void tm__stop_watching(tm_signaling *sig, user *u, const char *why)
             tm__party_send_members(sig, v, m);
         }
     }
-    u->watching[0] = 0;
+    g_free(visit_id);
+}
+
+void tm__stop_watching(tm_signaling *sig, user *u, const char *visit_id, const char *why)
+{
+    if (visit_id) {
+        int at = watch_index(u, visit_id);
+        if (at >= 0)
+            stop_watching_one(sig, u, (guint)at, why);
+    } else {
+        while (u->watching->len)
+            stop_watching_one(sig, u, u->watching->len - 1, why);
+    }
     tm__mark_overview_dirty(sig);
 }
 
@@ -444,11 +474,13 @@ static void handle_unwatch(request *r)
 {
     if (!tm__need_role(r, TM_ROLE_SUPERVISOR, TM_ROLE_SUPERVISOR))
         return;
-    if (!r->u->watching[0]) {
+    /* Without a visit_id every watch ends (a page that watches one visit). */
+    const char *visit_id = tm__jstr(r->msg, "visit_id");
+    if (visit_id ? !tm__user_watches(r->u, visit_id) : !r->u->watching->len) {
         tm__reply_err(r->s, r->id, TM_ECONFLICT, "not watching");
         return;
     }
-    tm__stop_watching(r->sig, r->u, "requested");
+    tm__stop_watching(r->sig, r->u, visit_id, "requested");
     tm__reply_ok(r->s, r->id, NULL);
 }
 

@@ -241,6 +241,8 @@ void tm__user_free(gpointer p)
         g_source_remove(u->grace_timer);
     if (u->visits)
         g_ptr_array_free(u->visits, TRUE);
+    if (u->watching)
+        g_ptr_array_free(u->watching, TRUE);
     g_free(u);
 }
 
@@ -252,6 +254,7 @@ user *tm__user_new(tm_signaling *sig, tm_role role, const char *sub)
     u->role = role;
     g_strlcpy(u->sub, sub, sizeof(u->sub));
     u->visits = g_ptr_array_new_with_free_func(g_free);
+    u->watching = g_ptr_array_new_with_free_func(g_free);
     g_hash_table_insert(sig->users, u->key, u);
     if (role != TM_ROLE_PATIENT)
         g_hash_table_insert(sig->staff, u->key, u);
@@ -351,8 +354,8 @@ void tm__user_detach(tm_signaling *sig, user *u)
     u->sess = NULL;
     u->disconnected_ms = now;
     tm__overview_end(sig, u, "disconnected");
-    if (u->watching[0])
-        tm__stop_watching(sig, u, "disconnected");
+    if (u->watching->len)
+        tm__stop_watching(sig, u, NULL, "disconnected");
     if (u->role == TM_ROLE_DOCTOR && u->offer_visit[0]) {
         /* Nobody answers an offer to a dropped doctor; give the patient back. */
         live_visit *v = g_hash_table_lookup(sig->visits, u->offer_visit);

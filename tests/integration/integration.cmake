@@ -22,6 +22,8 @@ tm_node_test(integration_party tests/integration/party.test.mjs)
 tm_node_test(integration_notice tests/integration/notice.test.mjs)
 # issue 18
 tm_node_test(integration_consultation tests/integration/consultation.test.mjs)
+# Issue 15: the supervisor's video wall watches several visits at once.
+tm_node_test(integration_watch_wall tests/integration/watch_wall.test.mjs)
 tm_node_test(integration_waiting_room tests/integration/waiting_room.test.mjs)
 
 # Issue 18: the doctor and department figures for a day of work, JSON and CSV.
