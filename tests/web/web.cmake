@@ -31,3 +31,8 @@ tm_node_test(web_transfer tests/web/transfer.test.mjs)
 tm_node_test(web_camera_off tests/web/camera_off.test.mjs)
 # followup18: the doctor's patient timeline, the follow-up form, the patient's upcoming follow-up
 tm_node_test(web_followup tests/web/followup.test.mjs)
+# Issue 15: the supervisor's video wall, over live visits between the
+# reference webrtcbin peers (tests/webrtc).
+if(TARGET webrtc_client)
+  tm_node_test(web_wall tests/web/wall.test.mjs)
+endif()

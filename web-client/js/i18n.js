@@ -567,6 +567,15 @@ const STRINGS = {
     'guest.no_camera': 'No camera or microphone could be used: {why} You join with chat only.',
 
     'sup.watching_party': 'Watching a visit of {n} people (receive only; participants are told)',
+    'sup.roster_visit': '{patient} · {dur}',
+    'wall.title': 'Video wall',
+    'wall.note': 'Every live visit at once, without sound. Each visit shown is watched, and its participants are told. Choose one to open it with sound.',
+    'wall.show': 'Show {n} live visit(s)',
+    'wall.hide': 'Close the wall',
+    'wall.back': 'Back to the video wall',
+    'wall.empty': 'No live visit to show.',
+    'wall.who': '{doctor} · {patient} · {dept}',
+    'wall.open': 'Open the visit of {doctor} with {patient}, with sound',
 
     'common.close': 'Close',
     'common.cancel': 'Cancel',
@@ -1395,6 +1404,15 @@ const STRINGS = {
     'guest.no_camera': '无法使用摄像头或麦克风：{why}您将仅通过文字交流加入。',
 
     'sup.watching_party': '正在旁听 {n} 人的问诊（仅接收，参与者会收到提示）',
+    'sup.roster_visit': '{patient} · {dur}',
+    'wall.title': '视频墙',
+    'wall.note': '同时显示所有进行中的问诊，无声音。显示的每个问诊都处于旁听中，参与者会收到提示。点击其中一个可带声音打开。',
+    'wall.show': '显示 {n} 个进行中的问诊',
+    'wall.hide': '关闭视频墙',
+    'wall.back': '返回视频墙',
+    'wall.empty': '暂无可显示的问诊。',
+    'wall.who': '{doctor} · {patient} · {dept}',
+    'wall.open': '带声音打开 {doctor} 与 {patient} 的问诊',
 
     'common.close': '关闭',
     'common.cancel': '取消',

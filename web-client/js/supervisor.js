@@ -9,6 +9,7 @@ import { MediaPeer } from './peer.js';
 import { Tiles, roleText } from './party.js';
 import { $, $$, el, initPage, showView, bindConnection, announce, errText } from './common.js';
 import { watchToday, todayText } from './figures_today.js';
+import { Wall, WALL_MAX } from './wall.js';
 
 const page = initPage(['supervisor', 'admin']);
 const state = { hello: null, overview: null, watching: null, peer: null, departments: [], doctors: [], results: null, detail: null, recordingUrl: null };
@@ -26,7 +27,11 @@ async function main() {
   sig = new Signaling({ token: page.token });
   bindConnection(sig);
   watchToday(page.token, () => { if (state.overview) renderRoster(state.overview); });
-  sig.on('overview', (m) => { noteOfferLapses(m); state.overview = m; renderOverview(); });
+  state.wall = new Wall({ sig, grid: $('#wall-grid'), names: { doctor: doctorName, dept: deptName } });
+  state.wall.addEventListener('open', (e) => watch(e.detail.visitId, { fromWall: true }));
+  state.wall.addEventListener('change', renderWall);
+  state.wall.addEventListener('names', () => { if (state.overview) renderOverview(); });
+  sig.on('overview', (m) => { noteOfferLapses(m); state.overview = m; renderOverview(); state.wall.sync(m.visits); });
   sig.on('visit.state', (m) => {
     if (state.watching && m.visit_id === state.watching && (m.state === 'ended' || m.state === 'cancelled')) {
       stopWatching(false);
@@ -58,15 +63,22 @@ async function main() {
     // Every (re)connect: subscribe again, and resume watching.
     sig.request('overview.subscribe', {}).catch(() => {});
     if (state.watching) rewatch();
+    state.wall.rewatch((state.overview && state.overview.visits) || []);
   });
-  window.addEventListener('langchange', () => { if (state.watching) setWatchSound(state.watchSound); if (state.tiles) state.tiles.relabel(); renderOverview(); renderCompliance(); if (state.results) renderResults(); if (state.detail) renderDetail(); fillFilters(); });
+  window.addEventListener('langchange', () => { if (state.watching) setWatchSound(state.watchSound); if (state.tiles) state.tiles.relabel(); state.wall.relabel(); renderOverview(); renderCompliance(); if (state.results) renderResults(); if (state.detail) renderDetail(); fillFilters(); });
   bindTabs();
   $('#unwatch').addEventListener('click', () => stopWatching(true));
+  $('#wall-toggle').addEventListener('click', toggleWall);
+  $('#watch-wall').addEventListener('click', async () => {
+    await stopWatching(true);
+    toggleWall();
+  });
   $('#watch-sound').addEventListener('click', () => setWatchSound(!state.watchSound));
   $('#search-form').addEventListener('submit', (e) => { e.preventDefault(); search(); });
   $('#detail-back').addEventListener('click', closeDetail);
   try {
     state.hello = await sig.start();
+    state.wall.iceServers = state.hello.ice_servers || [];
     showView('sup', { focus: false });
     loadFilters();
     loadCompliance();
@@ -265,7 +277,7 @@ function renderOverview() {
     el('td', {}, visitRef(v.id), v.urgent ? ' ' : null, v.urgent ? el('span', { class: 'tag tag-urgent' }, t('doc.urgent')) : null),
     el('td', {}, deptName(v.dept)),
     el('td', {}, person(v.doctor_id, doctorName(v.doctor_id)), partyLines(v.party)),
-    el('td', {}, person(v.patient_id, v.patient_name)),
+    el('td', {}, person(v.patient_id, patientName(v))),
     el('td', { class: 'nowrap' }, t(`state.${v.state}`), v.watchers ? ' ' : null, v.watchers ? el('span', { class: 'tag' }, t('sup.watchers', { n: v.watchers })) : null),
     el('td', { class: 'nowrap' }, v.state === 'active' ? fmtDuration(v.duration_s) : fmtDuration(v.waited_s)),
     el('td', {}, qualityCell(v)),
@@ -274,6 +286,7 @@ function renderOverview() {
       : null))));
   if (focusVisit) $(`#live-body button[data-visit="${CSS.escape(focusVisit)}"]`)?.focus();
   if (state.watching) renderWatchHead();
+  renderWall();
   $('#live-table').hidden = visits.length === 0;
   $('#no-live').hidden = visits.length > 0;
 }
@@ -294,16 +307,32 @@ function renderRoster(ov) {
   $('#roster-body').replaceChildren(...docs.map((d) => el('tr', { 'data-doctor': d.id },
     el('td', {}, person(d.id, doctorName(d.id))),
     el('td', { class: 'nowrap' }, codeText('doc.status', d.status), d.connected ? null : ' ', d.connected ? null : el('span', { class: 'tag' }, t('doc.offline'))),
-    el('td', { class: 'nowrap' }, d.visits ? t('sup.roster_in_visit', { n: d.visits }) : t('common.none')),
+    el('td', {}, currentVisits(ov, d)),
     el('td', {}, d.offer ? visitRef(d.offer) : t('common.none')),
     el('td', { class: 'roster-today' }, todayText(d.id)))));
   $('#roster-table').hidden = docs.length === 0;
   $('#no-roster').hidden = docs.length > 0;
 }
 
+// The overview names nobody; a watch (the wall's or the page's) does.
+function patientName(v) {
+  const watched = v.id === state.watching && (state.watchPeople || []).find((p) => p.role === 'patient');
+  return (watched && watched.name) || state.wall.patientName(v.id) || v.patient_name || v.patient_id || '';
+}
+
+// The doctor's visits now: with whom and for how long, each a way to watch it.
+function currentVisits(ov, d) {
+  const mine = (ov.visits || []).filter((v) => v.state === 'active' && (v.doctor_id === d.id || (v.party || []).some((m) => m.id === d.id)));
+  if (!mine.length) return d.visits ? t('sup.roster_in_visit', { n: d.visits }) : t('common.none');
+  return el('ul', { class: 'roster-visits' }, mine.map((v) => el('li', { 'data-visit': v.id },
+    el('button', { class: 'link-btn', type: 'button', title: v.id, onclick: () => watch(v.id) },
+      t('sup.roster_visit', { patient: patientName(v), dur: fmtDuration(v.duration_s) })))));
+}
+
 /* ---- watch -------------------------------------------------------- */
 
-async function watch(visitId) {
+async function watch(visitId, { fromWall = false } = {}) {
+  if (state.wall.on) await state.wall.stop(visitId);
   if (state.watching && state.watching !== visitId) await stopWatching(true);
   try {
     await sig.request('visit.watch', { visit_id: visitId });
@@ -314,6 +343,7 @@ async function watch(visitId) {
   state.watching = visitId;
   state.watchPeople = null;
   $('#watch').hidden = false;
+  $('#watch-wall').hidden = !fromWall;
   renderWatchHead();
   $('#watch-grid').replaceChildren();
   $('#watch-chat').replaceChildren();
@@ -375,7 +405,7 @@ function renderWatchHead() {
   const v = watchedVisit();
   const n = (state.watchPeople || []).length;
   $('#watch-h').textContent = n > 2 ? t('sup.watching_party', { n }) : v.doctor_id
-    ? t('sup.watching_who', { doctor: doctorName(v.doctor_id), patient: v.patient_name || v.patient_id })
+    ? t('sup.watching_who', { doctor: doctorName(v.doctor_id), patient: patientName(v) })
     : t('sup.watching', { visit: shortId(v.id) });
   $('#watch-h').title = v.id || '';
 }
@@ -477,8 +507,35 @@ async function stopWatching(tellServer) {
   dropTiles();
   $('#watch').hidden = true;
   $('#watch-grid').replaceChildren();
-  if (tellServer && id) await sig.request('visit.unwatch', {}).catch(() => {});
+  if (tellServer && id) await sig.request('visit.unwatch', { visit_id: id }).catch(() => {});
   renderOverview();
+}
+
+/* ---- the video wall ----------------------------------------------- */
+
+function activeVisits() {
+  return ((state.overview && state.overview.visits) || []).filter((v) => v.state === 'active');
+}
+
+async function toggleWall() {
+  if (state.wall.on) {
+    await state.wall.stop();
+  } else {
+    if (state.watching) await stopWatching(true);
+    state.wall.start(activeVisits());
+  }
+  renderWall();
+}
+
+function renderWall() {
+  const on = state.wall.on;
+  const n = activeVisits().length;
+  const b = $('#wall-toggle');
+  b.textContent = on ? t('wall.hide') : t('wall.show', { n: Math.min(n, WALL_MAX) });
+  b.setAttribute('aria-pressed', String(on));
+  b.disabled = !on && n === 0;
+  $('#wall-grid').hidden = !on;
+  $('#wall-empty').hidden = !on || state.wall.size > 0 || n > 0;
 }
 
 /* ---- records ------------------------------------------------------ */
