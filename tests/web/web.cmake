@@ -20,6 +20,8 @@ tm_node_test(web_party_links tests/web/party_links.test.mjs)
 # as its microphone), the others are silent.
 tm_node_test(web_party_speaker tests/web/party_speaker.test.mjs)
 tm_node_test(web_patient_info tests/web/patient_info.test.mjs)
+# Issue 15: the speaker choice in a visit, the header switch's contrast.
+tm_node_test(web_speaker tests/web/speaker.test.mjs)
 # Issue 18: the supervisor's figures page.
 tm_node_test(web_figures tests/web/figures.test.mjs)
 # issue 18

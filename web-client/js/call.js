@@ -24,6 +24,15 @@ function enterFullscreen(video) {
   else if (video.webkitEnterFullscreen) video.webkitEnterFullscreen();
 }
 
+// Sound to a chosen device (setSinkId: Chromium, Edge, Firefox); iOS
+// Safari and WKWebView-based in-app browsers have none, and show no choice.
+const CAN_PICK_SPEAKER = typeof HTMLMediaElement !== 'undefined' && 'setSinkId' in HTMLMediaElement.prototype;
+const SPEAKER_KEY = 'telemed.speaker';
+
+function storedSpeaker() {
+  try { return localStorage.getItem(SPEAKER_KEY) || ''; } catch { return ''; }
+}
+
 export class Call {
   // mount: element to render into; role: 'patient' | 'doctor' | 'guest'
   // (the page); visitRole: this person's role in the visit; others: who
@@ -90,6 +99,10 @@ export class Call {
     // back one) can be switched to where the device has one.
     this.fullBtn = el('button', { class: 'btn ctl', type: 'button', hidden: !canFullscreen(document.createElement('video')) }, t('visit.fullscreen'));
     this.flipBtn = el('button', { class: 'btn ctl', type: 'button', hidden: true }, t('visit.switch_camera'));
+    this.speakerSel = el('select', { id: `speaker-${this.role}`, class: 'speaker-select' });
+    this.speakerLabel = el('span', {}, t('visit.speaker'));
+    this.speakerField = el('label', { class: 'speaker ctl', for: this.speakerSel.id, hidden: true }, this.speakerLabel, this.speakerSel);
+    this.sinkId = storedSpeaker();
     this.supNotice = el('p', { class: 'notice notice-info', role: 'status', hidden: true }, t('visit.supervisor'));
     this.peerNotice = el('p', { class: 'notice notice-warn', role: 'status', hidden: true });
     this.camNotice = el('p', { class: 'notice notice-warn', role: 'alert', hidden: true }, t('visit.camera_lost'));
@@ -101,7 +114,7 @@ export class Call {
       this.chatInput,
       el('button', { class: 'btn btn-primary', type: 'submit' }, t('chat.send')));
     const controls = el('div', { class: 'controls', role: 'group', 'aria-label': t('visit.title') },
-      this.muteBtn, this.camBtn, this.flipBtn, this.fullBtn, this.camRetry, ...extraControls);
+      this.muteBtn, this.camBtn, this.flipBtn, this.fullBtn, this.speakerField, this.camRetry, ...extraControls);
     mount.replaceChildren(
       el('div', { class: 'call' },
         this.stageNode = el('div', { class: 'stage' }, this.tiles.main, this.stageMsg, this.self, this.quality, this.tapBtn),
@@ -136,6 +149,13 @@ export class Call {
     this.tapBtn.addEventListener('click', () => this.playRemote());
     this.flipBtn.addEventListener('click', () => this.flipCamera());
     this.offerFlip();
+    this.speakerSel.addEventListener('change', () => this.useSpeaker(this.speakerSel.value));
+    this.offerSpeakers();
+    if (CAN_PICK_SPEAKER && navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
+      const onDevices = () => this.offerSpeakers();
+      navigator.mediaDevices.addEventListener('devicechange', onDevices);
+      this.unsubs.push(() => navigator.mediaDevices.removeEventListener('devicechange', onDevices));
+    }
     this.chatForm.addEventListener('submit', (e) => { e.preventDefault(); this.sendChat(); });
     on('chat.message', (m) => {
       if (m.visit_id !== this.visitId || this.seen.has(m.message_id)) return;
@@ -254,6 +274,8 @@ export class Call {
     this.fullBtn.textContent = t('visit.fullscreen');
     this.tapBtn.textContent = t('visit.tap_to_play');
     this.flipBtn.textContent = t('visit.switch_camera');
+    this.speakerLabel.textContent = t('visit.speaker');
+    this.offerSpeakers();
     this.chatEmpty.textContent = t('chat.empty');
     this.chatForm.querySelector('label').textContent = t('chat.input');
     this.chatForm.querySelector('button').textContent = t('chat.send');
@@ -295,6 +317,7 @@ export class Call {
     const all = video ? [video] : [...this.tiles.tiles.values()].map((x) => x.video);
     for (const v of all) {
       if (!v.srcObject) continue;
+      if (this.sinkId && v.sinkId !== this.sinkId) v.setSinkId(this.sinkId).catch(() => {});
       v.play().then(() => { this.tapBtn.hidden = true; }).catch((e) => {
         if (e && e.name === 'NotAllowedError') this.tapBtn.hidden = false;
       });
@@ -306,6 +329,31 @@ export class Call {
     const cams = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'videoinput');
     this.cameras = cams;
     this.flipBtn.hidden = cams.length < 2;
+  }
+
+  // The speakers to choose from: shown where the browser can pick one and
+  // the device has more than one (labels come with the camera permission).
+  async offerSpeakers() {
+    if (!CAN_PICK_SPEAKER || !navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return;
+    const outs = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'audiooutput');
+    this.speakerField.hidden = outs.length < 2;
+    if (!this.sinkId || !outs.some((d) => d.deviceId === this.sinkId)) this.sinkId = '';
+    this.speakerSel.replaceChildren(...outs.map((d, i) => el('option', { value: d.deviceId === 'default' ? '' : d.deviceId, selected: (d.deviceId === 'default' ? '' : d.deviceId) === this.sinkId },
+      d.deviceId === 'default' ? t('visit.speaker_default') : d.label || t('visit.speaker_n', { n: i + 1 }))));
+  }
+
+  // Every voice of the visit to the chosen device ('' = the system's).
+  async useSpeaker(id) {
+    this.sinkId = id;
+    try { localStorage.setItem(SPEAKER_KEY, id); } catch { /* storage blocked: this visit only */ }
+    for (const tile of this.tiles.tiles.values()) {
+      try {
+        await tile.video.setSinkId(id);
+      } catch (e) {
+        announce(t('visit.speaker_failed', { msg: errText(e) }), { kind: 'error' });
+        return;
+      }
+    }
   }
 
   // The next camera in the device's list, swapped into the call in place.
