@@ -517,6 +517,50 @@ void tm_media_free(tm_media *m)
     g_free(m);
 }
 
+/* ---- one video codec per visit ----
+ *
+ * The SFU forwards and does not transcode, so everyone in a visit sends and
+ * receives the same video codec: VP8 while every peer offers it (simulcast
+ * is VP8's), H.264 from the first peer that offers only H.264 (a phone's
+ * in-app browser) on. Peers whose answer already took VP8 are asked for a new
+ * offer, which then gets H.264. A peer that offers only VP8 in an H.264 visit
+ * keeps VP8 and sees no video from the others: there is no transcoder. */
+
+static bool video_codec_is(const tm_sdp_mline *ml, const char *name)
+{
+    const tm_sdp_codec *c = tm_sdp_mline_codec(ml);
+    return ml->kind == TM_MEDIA_VIDEO && ml->accepted && c &&
+           g_ascii_strcasecmp(c->name, name) == 0;
+}
+
+static void fit_video_codec(tm_media *m, tm__visit_home *h, const char *visit_id,
+                            const char *peer_id, tm__peer_home *ph, tm_sdp_offer *offer)
+{
+    bool turned = false;
+    for (unsigned i = 0; i < offer->n_mlines && !h->h264; i++)
+        turned = h->h264 = video_codec_is(&offer->mlines[i], "H264");
+    ph->video_vp8 = false;
+    for (unsigned i = 0; i < offer->n_mlines; i++) {
+        tm_sdp_mline *ml = &offer->mlines[i];
+        if (h->h264 && ml->kind == TM_MEDIA_VIDEO && ml->accepted)
+            tm_sdp_mline_prefer_h264(ml);
+        ph->video_vp8 = ph->video_vp8 || video_codec_is(ml, "VP8");
+    }
+    if (!turned)
+        return;
+    tm_info("media.codec", "visit=%s video=H264 by=%s", visit_id, peer_id);
+    GHashTableIter it;
+    gpointer key, value;
+    g_hash_table_iter_init(&it, h->peers);
+    while (g_hash_table_iter_next(&it, &key, &value)) {
+        tm__peer_home *other = value;
+        if (other == ph || !other->video_vp8)
+            continue;
+        tm_media_event ev = {.type = TM_MEDIA_EV_RENEGOTIATE, .visit_id = visit_id, .peer_id = key};
+        tm__media_post(m->workers[h->worker], &ev);
+    }
+}
+
 int tm_media_offer(tm_media *m, const char *visit_id, const char *peer_id, bool send,
                    const char *sdp, size_t len, char **err)
 {
@@ -559,7 +603,9 @@ int tm_media_offer(tm_media *m, const char *visit_id, const char *peer_id, bool 
                 offer->mlines[i].direction = TM_DIR_INACTIVE;
     }
     tm__visit_home *h = home_get(m, visit_id);
-    offer_admit_candidates(m, peer_home_get(h, peer_id, offer->ice_ufrag), offer);
+    tm__peer_home *ph = peer_home_get(h, peer_id, offer->ice_ufrag);
+    offer_admit_candidates(m, ph, offer);
+    fit_video_codec(m, h, visit_id, peer_id, ph, offer);
 
     worker_msg *msg = g_new0(worker_msg, 1);
     msg->type = MSG_OFFER;

@@ -108,6 +108,7 @@ struct tm_media {
 typedef struct tm__peer_home {
     char ice_ufrag[TM_SDP_TOKEN_LEN]; /* of its latest offer; a new one is an ICE restart */
     int n_candidates;
+    bool video_vp8; /* its latest offer's answer took VP8 video */
 } tm__peer_home;
 
 /* Control-thread bookkeeping of where a visit lives. */
@@ -116,6 +117,7 @@ typedef struct tm__visit_home {
     GHashTable *peers;  /* peer id -> tm__peer_home */
     GHashTable *labels; /* peer id -> recorder label (tm_media_set_label) */
     bool recording;     /* keeps the visit (and its worker) until tm_media_visit_close */
+    bool h264;          /* the visit's video is H.264: a peer offered no VP8 */
 } tm__visit_home;
 
 struct tm__worker {

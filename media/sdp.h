@@ -256,6 +256,9 @@ tm_sdp_setup tm_sdp_answer_setup(const tm_sdp_offer *offer);
 /* The chosen codec and rtx of an m-line, or NULL. Borrowed from the offer. */
 const tm_sdp_codec *tm_sdp_mline_codec(const tm_sdp_mline *m);
 const tm_sdp_codec *tm_sdp_mline_rtx(const tm_sdp_mline *m);
+/* Chooses H.264 for a video m-line that offers it (a visit whose video is
+ * H.264, media.c), else keeps the usual choice; true when H.264 is chosen. */
+bool tm_sdp_mline_prefer_h264(tm_sdp_mline *m);
 
 /* The answer direction for an offered one, given whether the server will send
  * on the m-line (RFC 3264 6.1): sendrecv -> sendrecv or recvonly,

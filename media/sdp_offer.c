@@ -553,7 +553,7 @@ static bool h264_fmtp_ok(const char *fmtp, bool *exact)
     return true;
 }
 
-static void choose_codecs(tm_sdp_mline *m)
+static void choose_codecs(tm_sdp_mline *m, bool prefer_h264)
 {
     m->codec = m->rtx = -1;
     if (m->kind == TM_MEDIA_AUDIO) {
@@ -575,9 +575,10 @@ static void choose_codecs(tm_sdp_mline *m)
             bool exact;
             if (c->clock != 90000)
                 continue;
-            if (strcasecmp(c->name, "VP8") == 0) {
+            if (strcasecmp(c->name, "VP8") == 0 && m->codec < 0) {
                 m->codec = (int)i;
-                break;
+                if (!prefer_h264)
+                    break;
             }
             /* H.264 only as the fallback; prefer the exact 42e01f the
              * recorder and every browser can take. */
@@ -587,7 +588,7 @@ static void choose_codecs(tm_sdp_mline *m)
                 h264_exact = exact;
             }
         }
-        if (m->codec < 0)
+        if (h264 >= 0 && (prefer_h264 || m->codec < 0))
             m->codec = h264;
     }
     if (m->codec < 0)
@@ -598,6 +599,12 @@ static void choose_codecs(tm_sdp_mline *m)
             m->rtx = (int)i;
             break;
         }
+}
+
+bool tm_sdp_mline_prefer_h264(tm_sdp_mline *m)
+{
+    choose_codecs(m, true);
+    return m->codec >= 0 && strcasecmp(m->codecs[m->codec].name, "H264") == 0;
 }
 
 static void fill_remote_ssrcs(tm_sdp_mline *m)
@@ -686,7 +693,7 @@ static int finish(parser *ps)
          * 6: it shares the BUNDLE transport, as webrtcbin's max-bundle offers). */
         if ((m->port == 0 && !(m->bundle_only && m->in_bundle)) || !strstr(m->proto, "RTP/"))
             continue;
-        choose_codecs(m);
+        choose_codecs(m, false);
         if (m->codec < 0)
             continue;
         any_codec = true;

@@ -351,6 +351,13 @@ void tm_signaling_on_media_event(const tm_media_event *ev, void *user_data)
         if (v && ev->peer_id)
             on_speaker(sig, v, ev->peer_id);
         return;
+    case TM_MEDIA_EV_RENEGOTIATE:
+        if (!v)
+            return;
+        m = json_pack("{s:s, s:s, s:s}", "type", "media.renegotiate", "visit_id", ev->visit_id,
+                      "reason", "codec");
+        tm_info("media.renegotiate", "visit=%s peer=%s reason=codec", ev->visit_id, ev->peer_id);
+        break;
     case TM_MEDIA_EV_ERROR:
         m = json_pack("{s:s, s:s, s:s, s:s}", "type", "media.error", "visit_id", ev->visit_id,
                       "code", tm_error_code(ev->err), "message", ev->message ? ev->message : "");

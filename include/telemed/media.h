@@ -64,7 +64,11 @@ typedef enum {
     /* The visit's active speaker changed: visit_id, peer_id = the new speaker. Chosen from
      * the senders' RFC 6464 audio levels; a sender must be the loudest for 1.5 s before it
      * takes over, so a cough does not switch the view. */
-    TM_MEDIA_EV_SPEAKER
+    TM_MEDIA_EV_SPEAKER,
+    /* The visit's video codec became H.264 (a peer, such as a phone browser, offered no VP8):
+     * peer_id, whose answer took VP8, must send a new offer to see and be seen. The SFU
+     * forwards and does not transcode, so a visit has one video codec. */
+    TM_MEDIA_EV_RENEGOTIATE
 } tm_media_event_type;
 
 /* One receiving m-line of a receiver and whose stream it carries. */

@@ -558,6 +558,7 @@ void test_peer_on_event(test_peer **peers, int n, const tm_media_event *ev)
     }
     case TM_MEDIA_EV_RECORDING_FAILED: /* visit-wide, no peer: never reaches here */
     case TM_MEDIA_EV_SPEAKER:          /* visit-wide: the tests that care watch it themselves */
+    case TM_MEDIA_EV_RENEGOTIATE:      /* these peers offer VP8: never asked */
         break;
     }
 }

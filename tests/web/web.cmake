@@ -20,8 +20,10 @@ tm_node_test(web_party_links tests/web/party_links.test.mjs)
 # as its microphone), the others are silent.
 tm_node_test(web_party_speaker tests/web/party_speaker.test.mjs)
 tm_node_test(web_patient_info tests/web/patient_info.test.mjs)
-# Issue 15: the speaker choice in a visit, the header switch's contrast.
+# Issue 15: the speaker choice in a visit, the header switch's contrast; an
+# H.264-only phone with a VP8+H.264 doctor (one video codec per visit).
 tm_node_test(web_speaker tests/web/speaker.test.mjs)
+tm_node_test(web_codec tests/web/codec.test.mjs)
 # Issue 18: the supervisor's figures page.
 tm_node_test(web_figures tests/web/figures.test.mjs)
 # issue 18

@@ -67,6 +67,8 @@ export class MediaPeer extends EventTarget {
       sig.on('media.candidate', (m) => this.onRemoteCandidate(m)),
       sig.on('media.state', (m) => this.onServerState(m)),
       sig.on('media.error', (m) => { if (m.visit_id === this.visitId) this.setState('failed', m.message); }),
+      // The visit's video codec changed (someone can only do H.264): offer again.
+      sig.on('media.renegotiate', (m) => { if (m.visit_id === this.visitId) this.renegotiate(); }),
     ];
     this.statsTimer = setInterval(() => this.quality().catch(() => {}), 1000);
     this.watchTimer = setInterval(() => this.watch().catch(() => {}), WATCH_MS);
