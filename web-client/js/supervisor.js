@@ -574,6 +574,8 @@ async function loadFilters() {
   try { state.departments = (await api(page.token, '/departments')).departments || []; } catch { /* optional */ }
   try { state.doctors = (await api(page.token, '/doctors')).doctors || []; } catch { /* optional */ }
   fillFilters();
+  // An overview that came first named doctors by id: name them now.
+  if (state.overview) renderOverview();
 }
 
 function fillFilters() {
