@@ -13,7 +13,6 @@
 #include "signaling_internal.h"
 #include "telemed/log.h"
 
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -52,8 +51,6 @@ typedef struct party_invite {
 } party_invite;
 
 /* Longest guest name, in characters, and guest link lifetime, seconds. */
-#define MAX_GUEST_NAME_CHARS 64
-#define MAX_GUEST_LINK_TTL_S 3600
 
 const char *tm__visit_role_name(tm__visit_role r)
 {
@@ -112,7 +109,7 @@ tm__visit_role tm__party_role(tm_signaling *sig, live_visit *v, const user *u)
 }
 
 /* Everyone in the visit now plus open invites: what max_participants caps. */
-static int party_size(tm_signaling *sig, live_visit *v)
+int tm__party_size(tm_signaling *sig, live_visit *v)
 {
     int n = 2 + (int)v->party->len;
     GHashTableIter it;
@@ -201,7 +198,7 @@ void tm__party_push(tm_signaling *sig, live_visit *v)
     tm__mark_overview_dirty(sig);
 }
 
-static void add_visit_to(user *u, const char *visit_id)
+void tm__party_add_visit_to(user *u, const char *visit_id)
 {
     if (u->role == TM_ROLE_DOCTOR)
         g_ptr_array_add(u->visits, g_strdup(visit_id));
@@ -225,8 +222,8 @@ static void remove_visit_from(user *u, const char *visit_id)
     }
 }
 
-static party_member *member_add(live_visit *v, const user *u, tm__visit_role role, const char *name,
-                                int64_t joined_ms)
+party_member *tm__party_member_add(live_visit *v, const user *u, tm__visit_role role,
+                                   const char *name, int64_t joined_ms)
 {
     party_member *m = g_new0(party_member, 1);
     g_strlcpy(m->key, u->key, sizeof(m->key));
@@ -366,7 +363,7 @@ static bool role_fits_kind(tm__visit_role role, const char *kind)
 
 /* The live, active visit the request names, if the sender may do a in it;
  * otherwise the error is answered and NULL returned. */
-static live_visit *visit_for(request *r, tm__party_action a)
+live_visit *tm__party_visit_for(request *r, tm__party_action a)
 {
     live_visit *v = tm__requested_visit(r);
     if (!v)
@@ -398,7 +395,7 @@ static party_invite *open_invite_of(tm_signaling *sig, const char *visit_id, con
 static void handle_invite(request *r)
 {
     tm_signaling *sig = r->sig;
-    live_visit *v = visit_for(r, TM_ACT_INVITE);
+    live_visit *v = tm__party_visit_for(r, TM_ACT_INVITE);
     if (!v)
         return;
     const char *user_id = tm__jstr(r->msg, "user_id");
@@ -432,7 +429,7 @@ static void handle_invite(request *r)
         tm__reply_err(r->s, r->id, TM_ECONFLICT, "already invited");
         return;
     }
-    if (party_size(sig, v) >= sig->cfg->max_participants) {
+    if (tm__party_size(sig, v) >= sig->cfg->max_participants) {
         tm__reply_err(r->s, r->id, TM_ECONFLICT, "the visit is full");
         return;
     }
@@ -558,8 +555,8 @@ void tm__party_joined(request *r, live_visit *v, tm__visit_role role, int64_t no
     tm_signaling *sig = r->sig;
     char name[128];
     staff_name(sig, r->u->sub, name, sizeof(name));
-    member_add(v, r->u, role, name[0] ? name : r->u->name, now_ms);
-    add_visit_to(r->u, v->id);
+    tm__party_member_add(v, r->u, role, name[0] ? name : r->u->name, now_ms);
+    tm__party_add_visit_to(r->u, v->id);
     tm__party_label(sig, v, r->u->key, role);
     tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "visit.join", v->id, "ok",
                    tm__visit_role_name(role));
@@ -638,7 +635,7 @@ static void handle_staff_list(request *r)
 
 static void handle_remove(request *r)
 {
-    live_visit *v = visit_for(r, TM_ACT_REMOVE);
+    live_visit *v = tm__party_visit_for(r, TM_ACT_REMOVE);
     if (!v)
         return;
     const char *user_id = tm__jstr(r->msg, "user_id");
@@ -676,7 +673,7 @@ static void handle_remove(request *r)
 
 static void handle_leave(request *r)
 {
-    live_visit *v = visit_for(r, TM_ACT_LEAVE);
+    live_visit *v = tm__party_visit_for(r, TM_ACT_LEAVE);
     if (!v)
         return;
     char visit_id[64];
@@ -715,202 +712,6 @@ void tm__party_visit_ended(tm_signaling *sig, live_visit *v)
     }
 }
 
-/* ---- guest links --------------------------------------------------- */
-
-/* n random bytes as base64url without padding into out (>= 4n/3 + 1). */
-static int random_b64url(size_t n, char *out, size_t outlen)
-{
-    unsigned char bytes[32];
-    if (n > sizeof(bytes) || RAND_bytes(bytes, (int)n) != 1)
-        return TM_EIO;
-    gchar *b64 = g_base64_encode(bytes, n);
-    size_t j = 0;
-    for (size_t i = 0; b64[i] && b64[i] != '=' && j + 1 < outlen; i++)
-        out[j++] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : b64[i];
-    out[j] = 0;
-    g_free(b64);
-    return 0;
-}
-
-/* The SHA-256 (hex) the store keeps instead of a secret. */
-static void secret_hash(const char *secret, char out[65])
-{
-    gchar *hex = g_compute_checksum_for_string(G_CHECKSUM_SHA256, secret, -1);
-    g_strlcpy(out, hex, 65);
-    g_free(hex);
-}
-
-static void handle_link_create(request *r)
-{
-    tm_signaling *sig = r->sig;
-    live_visit *v = visit_for(r, TM_ACT_GUEST_LINK);
-    if (!v)
-        return;
-    const char *name = tm__jstr(r->msg, "name");
-    json_t *ttl = json_object_get(r->msg, "ttl_s");
-    long chars = name ? g_utf8_strlen(name, -1) : 0;
-    if (chars < 1 || chars > MAX_GUEST_NAME_CHARS ||
-        (ttl && (!json_is_integer(ttl) || json_integer_value(ttl) < 1 ||
-                 json_integer_value(ttl) > MAX_GUEST_LINK_TTL_S))) {
-        tm__reply_err(r->s, r->id, TM_EINVAL,
-                      "guest.link_create needs name (1-64 characters) and optional ttl_s "
-                      "(1-3600)");
-        return;
-    }
-    int64_t now = tm_now_ms();
-    int64_t ttl_s = ttl ? json_integer_value(ttl) : sig->cfg->guest_link_ttl_s;
-    char code[32], hash[65];
-    if (random_b64url(16, code, sizeof(code)) < 0) {
-        tm__reply_err(r->s, r->id, TM_EIO, NULL);
-        return;
-    }
-    secret_hash(code, hash);
-    tm_guest_link l = {.expires_ms = now + ttl_s * 1000};
-    g_strlcpy(l.visit_id, v->id, sizeof(l.visit_id));
-    g_strlcpy(l.name, name, sizeof(l.name));
-    g_strlcpy(l.created_by, r->u->sub, sizeof(l.created_by));
-    int rc = tm_store_guest_link_create(sig->store, &l, hash,
-                                        tm__visit_role_name(tm__party_role(sig, v, r->u)), now);
-    if (rc < 0) {
-        tm__reply_err(r->s, r->id, rc, NULL);
-        return;
-    }
-    tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "guest_link.create", v->id, "ok",
-                   l.id);
-    tm_info("party.guest_link", "visit=%s link=%s by=%s ttl_s=%lld", v->id, l.id, r->u->key,
-            (long long)ttl_s);
-    if (sig->feed)
-        tm_feed_kick(sig->feed);
-    char url[64];
-    snprintf(url, sizeof(url), "/guest.html#code=%s", code);
-    tm__reply_ok(r->s, r->id,
-                 json_pack("{s:s, s:s, s:s, s:o}", "link_id", l.id, "code", code, "url", url,
-                           "expires_at", tm__time_json(l.expires_ms)));
-}
-
-/* The live visit of a link, if the sender may manage its links. */
-static live_visit *link_visit(request *r, const tm_guest_link *l)
-{
-    live_visit *v = g_hash_table_lookup(r->sig->visits, l->visit_id);
-    if (!v || !tm__party_may(tm__party_role(r->sig, v, r->u), TM_ACT_GUEST_LINK)) {
-        tm__reply_err(r->s, r->id, v ? TM_EPERM : TM_ECONFLICT,
-                      v ? "your role in this visit does not allow it" : "the visit is over");
-        return NULL;
-    }
-    return v;
-}
-
-static void handle_link_revoke(request *r)
-{
-    const char *link_id = tm__jstr(r->msg, "link_id");
-    tm_guest_link l;
-    if (!link_id) {
-        tm__reply_err(r->s, r->id, TM_EINVAL, "link_id is required");
-        return;
-    }
-    if (tm_store_guest_link_get(r->sig->store, TM_GUEST_LINK_BY_ID, link_id, &l) < 0) {
-        tm__reply_err(r->s, r->id, TM_ENOTFOUND, "no such guest link");
-        return;
-    }
-    if (!link_visit(r, &l))
-        return;
-    int rc = tm_store_guest_link_revoke(r->sig->store, link_id, r->u->sub, tm_now_ms(), &l);
-    if (rc < 0) {
-        char why[64];
-        snprintf(why, sizeof(why), "the link is %s", l.state);
-        tm__reply_err(r->s, r->id, rc, rc == TM_ECONFLICT ? why : NULL);
-        return;
-    }
-    tm_store_audit(r->sig->store, r->u->sub, tm__audit_role(r->u), "guest_link.revoke", l.visit_id,
-                   "ok", link_id);
-    if (r->sig->feed)
-        tm_feed_kick(r->sig->feed);
-    tm__reply_ok(r->s, r->id, NULL);
-}
-
-static void handle_links(request *r)
-{
-    live_visit *v = tm__requested_visit(r);
-    if (!v)
-        return;
-    if (!tm__party_may(tm__party_role(r->sig, v, r->u), TM_ACT_GUEST_LINK)) {
-        tm__reply_err(r->s, r->id, TM_EPERM, "your role in this visit does not allow it");
-        return;
-    }
-    json_t *links = tm_store_guest_links(r->sig->store, v->id, tm_now_ms());
-    if (!links) {
-        tm__reply_err(r->s, r->id, TM_EIO, NULL);
-        return;
-    }
-    tm__reply_ok(r->s, r->id, json_pack("{s:o}", "links", links));
-}
-
-/* A guest link's code or a guest's resume secret: the user behind it, made
- * a party member on first use; NULL with *why (static) when refused. */
-user *tm__guest_redeem(tm_signaling *sig, const char *code, const char *resume, char *resume_out,
-                       size_t resume_len, const char **why, int *err)
-{
-    char hash[65];
-    tm_guest_link l;
-    *err = TM_EAUTH;
-    secret_hash(code ? code : resume, hash);
-    if (resume) {
-        user *u = NULL;
-        if (tm_store_guest_link_get(sig->store, TM_GUEST_LINK_BY_RESUME, hash, &l) == 0)
-            u = tm__find_user(sig, TM_ROLE_GUEST, l.guest_id);
-        live_visit *v = u ? g_hash_table_lookup(sig->visits, u->visit_id) : NULL;
-        if (!v || !tm__party_member(v, u)) {
-            *why = "guest resume refused";
-            return NULL;
-        }
-        return u;
-    }
-    int rc = tm_store_guest_link_get(sig->store, TM_GUEST_LINK_BY_CODE, hash, &l);
-    if (rc < 0 || strcmp(l.state, "open") != 0) {
-        *why = rc < 0                            ? "guest link refused: unknown"
-               : strcmp(l.state, "used") == 0    ? "guest link refused: used"
-               : strcmp(l.state, "expired") == 0 ? "guest link refused: expired"
-                                                 : "guest link refused: revoked";
-        return NULL;
-    }
-    live_visit *v = g_hash_table_lookup(sig->visits, l.visit_id);
-    if (!v || v->state != TM_VS_ACTIVE) {
-        *why = "guest link refused: revoked";
-        return NULL;
-    }
-    if (party_size(sig, v) >= sig->cfg->max_participants) {
-        *err = TM_ECONFLICT;
-        *why = "the visit is full";
-        return NULL;
-    }
-    char uuid[37], guest_id[64], resume_hash[65];
-    tm_uuid4(uuid);
-    snprintf(guest_id, sizeof(guest_id), "g-%s", uuid);
-    if (random_b64url(16, resume_out, resume_len) < 0) {
-        *err = TM_EIO;
-        *why = "no randomness";
-        return NULL;
-    }
-    secret_hash(resume_out, resume_hash);
-    int64_t now = tm_now_ms();
-    rc = tm_store_guest_link_redeem(sig->store, hash, guest_id, resume_hash, now, &l);
-    if (rc < 0) {
-        *err = rc == TM_ECONFLICT ? TM_EAUTH : rc;
-        *why = rc == TM_ECONFLICT ? "guest link refused: used" : "guest link failed";
-        return NULL;
-    }
-    user *u = tm__user_new(sig, TM_ROLE_GUEST, guest_id);
-    g_strlcpy(u->name, l.name, sizeof(u->name));
-    add_visit_to(u, v->id);
-    member_add(v, u, TM_VR_GUEST, l.name, now);
-    tm__party_label(sig, v, u->key, TM_VR_GUEST);
-    tm_store_audit(sig->store, guest_id, "guest", "guest_link.use", v->id, "ok", l.id);
-    tm_info("party.joined", "visit=%s user=%s role=guest link=%s", v->id, u->key, l.id);
-    if (sig->feed)
-        tm_feed_kick(sig->feed);
-    return u;
-}
-
 /* ---- restart ------------------------------------------------------- */
 
 void tm__party_restore(tm_signaling *sig, live_visit *v)
@@ -939,13 +740,13 @@ void tm__party_restore(tm_signaling *sig, live_visit *v)
         else if (role != TM_VR_GUEST)
             staff_name(sig, sub, name, sizeof(name));
         g_strlcpy(u->name, name, sizeof(u->name));
-        add_visit_to(u, v->id);
+        tm__party_add_visit_to(u, v->id);
         GDateTime *joined = g_date_time_new_from_iso8601(
             json_string_value(json_object_get(row, "joined_at")), NULL);
-        party_member *m = member_add(v, u, role, name,
-                                     joined ? g_date_time_to_unix(joined) * 1000 +
-                                                  g_date_time_get_microsecond(joined) / 1000
-                                            : tm_now_ms());
+        party_member *m = tm__party_member_add(
+            v, u, role, name,
+            joined ? g_date_time_to_unix(joined) * 1000 + g_date_time_get_microsecond(joined) / 1000
+                   : tm_now_ms());
         char version[32];
         m->notice_accepted =
             tm_store_consent_given(sig->store, v->id, sub, role_names[role], version) == 1;
@@ -962,8 +763,5 @@ const tm__handler tm__party_handlers[] = {
     {"staff.list", handle_staff_list},
     {"visit.remove", handle_remove},
     {"visit.leave", handle_leave},
-    {"guest.link_create", handle_link_create},
-    {"guest.link_revoke", handle_link_revoke},
-    {"guest.links", handle_links},
     {NULL, NULL},
 };

@@ -157,10 +157,9 @@ static const tm__handler session_handlers[] = {
 
 /* Every message type, by room; each room keeps its own table. */
 static const tm__handler *const rooms[] = {
-    session_handlers,      tm__auth_handlers,        tm__lobby_handlers,
-    tm__visit_handlers,    tm__supervision_handlers, tm__media_handlers,
-    tm__consent_handlers,  tm__party_handlers,       tm__consult_handlers, /* issue 18 */
-    tm__transfer_handlers, tm__followup_handlers,                          /* followup18 */
+    session_handlers,         tm__auth_handlers,    tm__lobby_handlers,    tm__visit_handlers,
+    tm__supervision_handlers, tm__media_handlers,   tm__consent_handlers,  tm__party_handlers,
+    tm__guest_link_handlers,  tm__consult_handlers, tm__transfer_handlers, tm__followup_handlers,
 };
 
 static const tm__handler *find_handler(const char *type)

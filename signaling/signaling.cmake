@@ -11,6 +11,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/position_text.c
   ${CMAKE_CURRENT_LIST_DIR}/visit.c
   ${CMAKE_CURRENT_LIST_DIR}/party.c
+  ${CMAKE_CURRENT_LIST_DIR}/guest_links.c
   ${CMAKE_CURRENT_LIST_DIR}/consult.c
   ${CMAKE_CURRENT_LIST_DIR}/supervision.c
   ${CMAKE_CURRENT_LIST_DIR}/media_glue.c

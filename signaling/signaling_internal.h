@@ -238,6 +238,7 @@ extern const tm__handler tm__supervision_handlers[];
 extern const tm__handler tm__media_handlers[];
 extern const tm__handler tm__consent_handlers[];
 extern const tm__handler tm__party_handlers[];
+extern const tm__handler tm__guest_link_handlers[];
 extern const tm__handler tm__consult_handlers[]; /* issue 18, consult.c */
 extern const tm__handler tm__transfer_handlers[];
 /* followup18: followup.c (visit.followup; the appointment sweep's timer) */
@@ -382,6 +383,16 @@ user *tm__guest_redeem(tm_signaling *sig, const char *code, const char *resume, 
 void tm__invite_free(gpointer p);
 /* Invitations of visit_id still open. */
 int tm__party_open_invites(tm_signaling *sig, const char *visit_id);
+/* Everyone in v now plus open invites: what max_participants caps. */
+int tm__party_size(tm_signaling *sig, live_visit *v);
+/* u is in visit_id now (a doctor may be in several). */
+void tm__party_add_visit_to(user *u, const char *visit_id);
+/* A new party member of v for u, in role, named name, joined at joined_ms. */
+party_member *tm__party_member_add(live_visit *v, const user *u, tm__visit_role role,
+                                   const char *name, int64_t joined_ms);
+/* The live, active visit r names, if r's sender may do a in it; otherwise
+ * the error is answered and NULL returned. */
+live_visit *tm__party_visit_for(request *r, tm__party_action a);
 
 /* transfer.c: at start, what v's transfers left in the store: who handed it
  * on last and why, and its place at the head of the queue while it waits
