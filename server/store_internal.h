@@ -86,6 +86,51 @@ int tm__store_delete_files(tm_store *s, GPtrArray *rows, const char *action, con
 int tm__store_mark_rows(tm_store *s, const char *sql, const char *types, const int64_t *keys,
                         size_t n, const int64_t *at, int64_t at_all, int status, const char *error);
 
+/* A delivery table (the outbox; the messaging queue beside it): the same
+ * delivery columns (seq, visit_id, state, attempts, next_attempt_at,
+ * delivered_at, last_status, last_error, last_response) and transitions, so
+ * one set of functions serves both. TM__DELIVERY writes a table's SQL; the
+ * statement cache is keyed by the text's address, so each table has one
+ * static instance. */
+typedef struct tm__delivery {
+    const char *next_due, *delivered, *retry, *retry_now, *dead, *state_of, *replay;
+    const char *no_row, *not_dead; /* refusals of a replay */
+} tm__delivery;
+
+#define TM__DELIVERY(T, WHAT)                                                                      \
+    {                                                                                              \
+        .next_due =                                                                                \
+            "WITH heads AS (SELECT min(seq) AS head FROM " T                                       \
+            " WHERE state = 'pending' GROUP BY visit_id)"                                          \
+            " SELECT min(hd.next_attempt_at) FROM heads h JOIN " T " hd ON hd.seq = h.head",       \
+        .delivered = "UPDATE " T " SET state = 'delivered', delivered_at = ?2,"                    \
+                     " last_status = ?3, last_error = NULL, last_response = NULL"                  \
+                     " WHERE seq = ?1 AND state = 'pending'",                                      \
+        .retry = "UPDATE " T " SET attempts = attempts + 1, next_attempt_at = ?2,"                 \
+                 " last_status = nullif(?3, 0), last_error = ?4"                                   \
+                 " WHERE seq = ?1 AND state = 'pending'",                                          \
+        .retry_now = "UPDATE " T " SET next_attempt_at = 0"                                        \
+                     " WHERE state = 'pending' AND next_attempt_at > ?1",                          \
+        .dead = "UPDATE " T " SET state = 'dead', attempts = attempts + 1,"                        \
+                " last_status = nullif(?2, 0), last_error = ?3, last_response = ?4"                \
+                " WHERE seq = ?1 AND state = 'pending'",                                           \
+        .state_of = "SELECT state FROM " T " WHERE seq = ?1",                                      \
+        .replay = "UPDATE " T " SET state = 'pending', next_attempt_at = 0"                        \
+                  " WHERE seq = ?1 AND state = 'dead'",                                            \
+        .no_row = "no such " WHAT, .not_dead = WHAT " is not a dead letter",                       \
+    }
+
+/* The tm_outbox_* delivery steps of store.h, on table d (store_outbox.c). */
+int tm__delivery_next_due(tm_store *s, const tm__delivery *d, int64_t *due_ms);
+int tm__delivery_mark_delivered(tm_store *s, const tm__delivery *d, const int64_t *seqs, size_t n,
+                                int status, int64_t now_ms);
+int tm__delivery_retry(tm_store *s, const tm__delivery *d, const int64_t *seqs,
+                       const int64_t *next_at, size_t n, int status, const char *error);
+int tm__delivery_retry_now(tm_store *s, const tm__delivery *d, int64_t now_ms);
+int tm__delivery_dead_letter(tm_store *s, const tm__delivery *d, int64_t seq, int status,
+                             const char *error, const char *response, size_t response_len);
+int tm__delivery_replay(tm_store *s, const tm__delivery *d, int64_t seq);
+
 /* Appends the regulator event `type` of visit_id to the outbox, its
  * payload built from the rows as they are in the current transaction
  * (tm_store_visit_facts, server/feed_event.c). Must run inside one. */

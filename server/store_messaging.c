@@ -17,6 +17,8 @@
 
 #include <string.h>
 
+static const tm__delivery messaging_table = TM__DELIVERY("messaging_outbox", "messaging row");
+
 /* Takes the outbox rows written since the cursor into the queue. Costs one
  * read when nothing is new, so an idle pass writes (and fsyncs) nothing. */
 static int enqueue_new(tm_store *s)
@@ -71,82 +73,35 @@ int tm_msgq_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event *
 
 int tm_msgq_next_due(tm_store *s, int64_t *due_ms)
 {
-    sqlite3_stmt *st = tm__store_query(s,
-                                       "WITH heads AS (SELECT min(seq) AS head FROM"
-                                       " messaging_outbox WHERE state = 'pending'"
-                                       " GROUP BY visit_id)"
-                                       " SELECT min(m.next_attempt_at) FROM heads h"
-                                       "   JOIN messaging_outbox m ON m.seq = h.head",
-                                       "");
-    int rc = tm__store_step(s, st);
-    int ret = rc < 0 ? rc : TM_ENOTFOUND;
-    if (rc == 1 && sqlite3_column_type(st, 0) != SQLITE_NULL) {
-        *due_ms = sqlite3_column_int64(st, 0);
-        ret = 0;
-    }
-    if (st)
-        sqlite3_reset(st);
-    return ret;
+    return tm__delivery_next_due(s, &messaging_table, due_ms);
 }
 
 int tm_msgq_mark_delivered(tm_store *s, const int64_t *seqs, size_t n, int status, int64_t now_ms)
 {
-    return tm__store_mark_rows(s,
-                               "UPDATE messaging_outbox SET state = 'delivered', delivered_at = ?2,"
-                               " last_status = ?3, last_error = NULL, last_response = NULL"
-                               " WHERE seq = ?1 AND state = 'pending'",
-                               "IIi", seqs, n, NULL, now_ms, status, NULL);
+    return tm__delivery_mark_delivered(s, &messaging_table, seqs, n, status, now_ms);
 }
 
 int tm_msgq_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n, int status,
                   const char *error)
 {
-    return tm__store_mark_rows(s,
-                               "UPDATE messaging_outbox SET attempts = attempts + 1,"
-                               " next_attempt_at = ?2, last_status = nullif(?3, 0),"
-                               " last_error = ?4 WHERE seq = ?1 AND state = 'pending'",
-                               "IIib", seqs, n, next_at, 0, status > 0 ? status : 0, error);
+    return tm__delivery_retry(s, &messaging_table, seqs, next_at, n, status, error);
 }
 
 int tm_msgq_retry_now(tm_store *s, int64_t now_ms)
 {
-    int rc = tm__store_run(s,
-                           "UPDATE messaging_outbox SET next_attempt_at = 0"
-                           " WHERE state = 'pending' AND next_attempt_at > ?1",
-                           "I", now_ms);
-    return rc < 0 ? rc : tm__store_changes(s);
+    return tm__delivery_retry_now(s, &messaging_table, now_ms);
 }
 
 int tm_msgq_dead_letter(tm_store *s, int64_t seq, int status, const char *error,
                         const char *response, size_t response_len)
 {
-    return tm__store_run_one(s,
-                             "UPDATE messaging_outbox SET state = 'dead', attempts = attempts + 1,"
-                             " last_status = nullif(?2, 0), last_error = ?3, last_response = ?4"
-                             " WHERE seq = ?1 AND state = 'pending'",
-                             "Iibn", seq, status > 0 ? status : 0, error, response,
-                             response ? response_len : 0);
+    return tm__delivery_dead_letter(s, &messaging_table, seq, status, error, response,
+                                    response_len);
 }
 
 int tm_msgq_replay(tm_store *s, int64_t seq)
 {
-    sqlite3_stmt *st =
-        tm__store_query(s, "SELECT state FROM messaging_outbox WHERE seq = ?1", "I", seq);
-    int rc = tm__store_step(s, st);
-    if (rc == 0)
-        rc = tm__store_refuse(s, TM_ENOTFOUND, "no such messaging row");
-    else if (rc == 1 && strcmp((const char *)sqlite3_column_text(st, 0), "dead") != 0)
-        rc = tm__store_refuse(s, TM_ECONFLICT, "messaging row is not a dead letter");
-    else if (rc == 1)
-        rc = 0;
-    if (st)
-        sqlite3_reset(st);
-    if (rc < 0)
-        return rc;
-    return tm__store_run(s,
-                         "UPDATE messaging_outbox SET state = 'pending', next_attempt_at = 0"
-                         " WHERE seq = ?1 AND state = 'dead'",
-                         "I", seq);
+    return tm__delivery_replay(s, &messaging_table, seq);
 }
 
 json_t *tm_msgq_dead_list(tm_store *s, int limit)

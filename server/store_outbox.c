@@ -125,86 +125,102 @@ void tm_outbox_events_free(tm_outbox_event *ev, size_t n)
     free(ev);
 }
 
-int tm_outbox_next_due(tm_store *s, int64_t *due_ms)
+static const tm__delivery outbox_table = TM__DELIVERY("outbox", "outbox row");
+
+int tm__delivery_next_due(tm_store *s, const tm__delivery *d, int64_t *due_ms)
 {
-    sqlite3_stmt *st = tm__store_query(s,
-                                       "WITH heads AS (" HEADS_SQL ")"
-                                       " SELECT min(hd.next_attempt_at) FROM heads h"
-                                       "   JOIN outbox hd ON hd.seq = h.head",
-                                       "");
+    sqlite3_stmt *st = tm__store_query(s, d->next_due, "");
     int rc = tm__store_step(s, st);
     int ret = rc < 0 ? rc : TM_ENOTFOUND;
     if (rc == 1 && sqlite3_column_type(st, 0) != SQLITE_NULL) {
         *due_ms = sqlite3_column_int64(st, 0);
         ret = 0;
     }
-    sqlite3_reset(st);
+    if (st)
+        sqlite3_reset(st);
     return ret;
 }
 
-int tm_outbox_mark_delivered(tm_store *s, const int64_t *seqs, size_t n, int status, int64_t now_ms)
+int tm__delivery_mark_delivered(tm_store *s, const tm__delivery *d, const int64_t *seqs, size_t n,
+                                int status, int64_t now_ms)
 {
-    return tm__store_mark_rows(s,
-                               "UPDATE outbox SET state = 'delivered', delivered_at = ?2,"
-                               " last_status = ?3, last_error = NULL, last_response = NULL"
-                               " WHERE seq = ?1 AND state = 'pending'",
-                               "IIi", seqs, n, NULL, now_ms, status, NULL);
+    return tm__store_mark_rows(s, d->delivered, "IIi", seqs, n, NULL, now_ms, status, NULL);
 }
 
 /* status 0 (no HTTP answer) is stored as NULL. */
-int tm_outbox_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n, int status,
-                    const char *error)
+int tm__delivery_retry(tm_store *s, const tm__delivery *d, const int64_t *seqs,
+                       const int64_t *next_at, size_t n, int status, const char *error)
 {
-    return tm__store_mark_rows(s,
-                               "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2,"
-                               " last_status = nullif(?3, 0), last_error = ?4"
-                               " WHERE seq = ?1 AND state = 'pending'",
-                               "IIib", seqs, n, next_at, 0, status > 0 ? status : 0, error);
+    return tm__store_mark_rows(s, d->retry, "IIib", seqs, n, next_at, 0, status > 0 ? status : 0,
+                               error);
 }
 
-int tm_outbox_retry_now(tm_store *s, int64_t now_ms)
+int tm__delivery_retry_now(tm_store *s, const tm__delivery *d, int64_t now_ms)
 {
-    int rc = tm__store_run(s,
-                           "UPDATE outbox SET next_attempt_at = 0"
-                           " WHERE state = 'pending' AND next_attempt_at > ?1",
-                           "I", now_ms);
+    int rc = tm__store_run(s, d->retry_now, "I", now_ms);
     return rc < 0 ? rc : tm__store_changes(s);
 }
 
 /* The response is kept as text for people to read; bytes that are not
  * UTF-8 are stored as they came (SQLite does not check), and the JSON view
  * replaces them. */
-int tm_outbox_dead_letter(tm_store *s, int64_t seq, int status, const char *error,
-                          const char *response, size_t response_len)
+int tm__delivery_dead_letter(tm_store *s, const tm__delivery *d, int64_t seq, int status,
+                             const char *error, const char *response, size_t response_len)
 {
-    return tm__store_run_one(s,
-                             "UPDATE outbox SET state = 'dead', attempts = attempts + 1,"
-                             " last_status = nullif(?2, 0), last_error = ?3, last_response = ?4"
-                             " WHERE seq = ?1 AND state = 'pending'",
-                             "Iibn", seq, status > 0 ? status : 0, error, response,
+    return tm__store_run_one(s, d->dead, "Iibn", seq, status > 0 ? status : 0, error, response,
                              response ? response_len : 0);
 }
 
-int tm_outbox_replay(tm_store *s, int64_t seq)
+int tm__delivery_replay(tm_store *s, const tm__delivery *d, int64_t seq)
 {
-    sqlite3_stmt *st = tm__store_query(s, "SELECT state FROM outbox WHERE seq = ?1", "I", seq);
+    sqlite3_stmt *st = tm__store_query(s, d->state_of, "I", seq);
     int rc = tm__store_step(s, st);
     if (rc == 0)
-        rc = tm__store_refuse(s, TM_ENOTFOUND, "no such outbox row");
+        rc = tm__store_refuse(s, TM_ENOTFOUND, d->no_row);
     else if (rc == 1 && strcmp((const char *)sqlite3_column_text(st, 0), "dead") != 0)
-        rc = tm__store_refuse(s, TM_ECONFLICT, "outbox row is not a dead letter");
+        rc = tm__store_refuse(s, TM_ECONFLICT, d->not_dead);
     else if (rc == 1)
         rc = 0;
-    sqlite3_reset(st);
+    if (st)
+        sqlite3_reset(st);
     if (rc < 0)
         return rc;
     /* attempts stay: they are history (and feed a monotonic counter); the
      * backoff of a replayed row starts from there, which is fine because a
      * replay is a person's decision, made after the cause was fixed. */
-    return tm__store_run(s,
-                         "UPDATE outbox SET state = 'pending', next_attempt_at = 0"
-                         " WHERE seq = ?1 AND state = 'dead'",
-                         "I", seq);
+    return tm__store_run(s, d->replay, "I", seq);
+}
+
+int tm_outbox_next_due(tm_store *s, int64_t *due_ms)
+{
+    return tm__delivery_next_due(s, &outbox_table, due_ms);
+}
+
+int tm_outbox_mark_delivered(tm_store *s, const int64_t *seqs, size_t n, int status, int64_t now_ms)
+{
+    return tm__delivery_mark_delivered(s, &outbox_table, seqs, n, status, now_ms);
+}
+
+int tm_outbox_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n, int status,
+                    const char *error)
+{
+    return tm__delivery_retry(s, &outbox_table, seqs, next_at, n, status, error);
+}
+
+int tm_outbox_retry_now(tm_store *s, int64_t now_ms)
+{
+    return tm__delivery_retry_now(s, &outbox_table, now_ms);
+}
+
+int tm_outbox_dead_letter(tm_store *s, int64_t seq, int status, const char *error,
+                          const char *response, size_t response_len)
+{
+    return tm__delivery_dead_letter(s, &outbox_table, seq, status, error, response, response_len);
+}
+
+int tm_outbox_replay(tm_store *s, int64_t seq)
+{
+    return tm__delivery_replay(s, &outbox_table, seq);
 }
 
 /* Text that may hold bytes which are not UTF-8 (a response body): jansson
