@@ -11,10 +11,8 @@
  * Runs once on the control loop at start; keeps no state of its own.
  */
 #include "telemed/config.h"
+#include "config_check.h"
 #include "telemed/common.h"
-#include "telemed/figures.h"
-#include "telemed/log.h"
-#include "telemed/visit_seal.h"
 
 #include <errno.h>
 #include <gio/gio.h>
@@ -53,19 +51,6 @@ typedef struct config_option {
     unsigned flags;
 } config_option;
 
-static char *check_log_level(const char *value);
-static char *check_hex_key(const char *value);
-static char *check_profiles(const char *value);
-static char *check_sm4_key(const char *value);
-static char *check_padding(const char *value);
-static char *check_clock(const char *value);
-static char *check_seal_algorithm(const char *value);
-static char *check_networks(const char *value);
-static char *check_consent_version(const char *value);
-static char *check_http_url(const char *value);
-static char *check_time_zone(const char *value);
-static char *check_institutions(const char *value);
-
 #define SECTION(title)                                                                             \
     {                                                                                              \
         .name = title, .type = OPT_SECTION                                                         \
@@ -97,7 +82,7 @@ static const config_option options[] = {
     STR(tls_key, NULL, 0, NULL, "TLS private key (PEM). Unset: data_dir/tls/server.key."),
     STR(db, NULL, 0, NULL, "SQLite database file. Unset: data_dir/telemed.db."),
     STR(web_root, NULL, 0, NULL, "Directory of the web client. Unset: the one built in."),
-    STR(log_level, "info", OPT_REQUIRED, check_log_level,
+    STR(log_level, "info", OPT_REQUIRED, tm__config_check_log_level,
         "Least severe log level written: debug, info, warn or error."),
     BOOL(demo, false, "Start with a demo hospital and print demo login links."),
     STR(hospital_id, "demo-hospital", OPT_REQUIRED, NULL,
@@ -107,7 +92,7 @@ static const config_option options[] = {
     STR(hospital_org_code, NULL, 0, NULL,
         "The hospital's unified organisation code (统一社会信用代码), reported with its visits."),
     STR(hospital_level, NULL, 0, NULL, "The hospital's level (e.g. 3A), as the regulator files it."),
-    STR(institutions, NULL, 0, check_institutions,
+    STR(institutions, NULL, 0, tm__config_check_institutions,
         "The other members of the alliance (医联体) this deployment serves: entries "
         "id|name|org_code|level|kind separated by ';', kind hospital or clinic. The hospital "
         "itself (hospital_id) is the core."),
@@ -153,7 +138,7 @@ static const config_option options[] = {
     SECTION("consent and doctor identity"),
     BOOL(consent_required, true,
          "Patients accept the informed consent (internet diagnosis, recording) to check in."),
-    STR(consent_version, "2026.1", OPT_REQUIRED, check_consent_version,
+    STR(consent_version, "2026.1", OPT_REQUIRED, tm__config_check_consent_version,
         "Version of the consent texts; change it whenever a text changes."),
     STR(consent_dir, NULL, 0, NULL,
         "Directory of the hospital's consent texts (patient.zh-CN.txt, patient.en.txt, "
@@ -165,7 +150,7 @@ static const config_option options[] = {
         "(the token's auth_time, or doctor_verify_url); 0: no check."),
     STR(doctor_verify_amr, NULL, 0, NULL,
         "Comma-separated amr methods that count as that proof (e.g. face); unset: any."),
-    STR(doctor_verify_url, NULL, 0, check_http_url,
+    STR(doctor_verify_url, NULL, 0, tm__config_check_http_url,
         "Hospital endpoint asked at accept time when the token's proof is missing or old."),
     STR(doctor_verify_ca, NULL, 0, NULL, "CA file to verify that endpoint (unset: system store)."),
     INT(doctor_verify_timeout_ms, 5000, 100, 60000,
@@ -189,7 +174,7 @@ static const config_option options[] = {
          "Answer transport-cc and give senders per-packet arrival feedback (off: REMB and receiver reports only)."),
     INT(media_max_candidates, 20, 1, 100,
         "Most remote ICE candidates a peer may give per ICE session; more are refused."),
-    STR(media_candidate_networks, NULL, 0, check_networks,
+    STR(media_candidate_networks, NULL, 0, tm__config_check_networks,
         "Comma-separated networks (CIDR) whose addresses get ICE checks besides the scopes of media_addresses."),
     INT(media_ice_pacing_ms, 50, 20, 1000, "Interval between one peer's ICE connectivity checks, ms."),
     STR(stun_urls, NULL, 0, NULL, "Comma-separated STUN URLs given to clients."),
@@ -203,7 +188,7 @@ static const config_option options[] = {
     STR(recording_dir, NULL, 0, NULL, "Directory for recordings. Unset: data_dir/recordings."),
     BOOL(recording_encrypt, true,
          "Encrypt recordings at rest (AES-256-GCM). Turning it off is logged as a warning."),
-    STR(recording_key, NULL, OPT_SECRET | OPT_NO_FLAG, check_hex_key,
+    STR(recording_key, NULL, OPT_SECRET | OPT_NO_FLAG, tm__config_check_hex_key,
         "AES-256 key for recordings, 64 hex chars; environment or config file only. "
         "Unset: recording_key_file, else data_dir/recording.key (made on first start)."),
     STR(recording_key_file, NULL, 0, NULL, "File holding recording_key instead."),
@@ -229,7 +214,7 @@ static const config_option options[] = {
     STR(seal_key_file, NULL, 0, NULL,
         "PEM private key that seals finished visit records. Unset: data_dir/seal.key, made "
         "on first start (0600)."),
-    STR(seal_algorithm, "ecdsa-p256", OPT_REQUIRED, check_seal_algorithm,
+    STR(seal_algorithm, "ecdsa-p256", OPT_REQUIRED, tm__config_check_seal_algorithm,
         "Seal signature: ecdsa-p256 (SHA-256) or sm2 (SM3, GB/T 32918)."),
     INT(seal_after_s, 86400, 1, 2592000,
         "A visit over without a signed note is sealed this long after its end, seconds."),
@@ -246,7 +231,7 @@ static const config_option options[] = {
     INT(feed_batch, 100, 1, 10000, "Most events read from the outbox at once."),
     INT(feed_backoff_base_ms, 1000, 10, 600000, "First retry delay, ms (doubles, with jitter)."),
     INT(feed_backoff_max_ms, 300000, 100, 86400000, "Longest retry delay, ms."),
-    STR(feed_profiles, "webhook", OPT_REQUIRED, check_profiles,
+    STR(feed_profiles, "webhook", OPT_REQUIRED, tm__config_check_profiles,
         "Delivery profiles, comma-separated: webhook (real time), tianjin (nightly upload)."),
 
     /* followup18 */
@@ -258,7 +243,7 @@ static const config_option options[] = {
         "appointment.due goes out this many seconds before an appointment's slot."),
     INT(appointment_sweep_s, 60, 1, 3600,
         "How often the no-show and due sweep runs, seconds."),
-    STR(messaging_url, NULL, 0, check_http_url,
+    STR(messaging_url, NULL, 0, tm__config_check_http_url,
         "The hospital's messaging system (SMS, WeChat): appointment, consultation and referral "
         "events go there, signed like the feed. Unset: none."),
     STR(messaging_secret, NULL, OPT_SECRET, NULL,
@@ -268,11 +253,11 @@ static const config_option options[] = {
     SECTION("tianjin profile"),
     STR(tianjin_url, NULL, 0, NULL, "Tianjin platform endpoint (.../openapi/api)."),
     STR(tianjin_app_key, NULL, 0, NULL, "appKey given by the platform (X-Ca-Key)."),
-    STR(tianjin_app_secret, NULL, OPT_SECRET, check_sm4_key,
+    STR(tianjin_app_secret, NULL, OPT_SECRET, tm__config_check_sm4_key,
         "appSecret given by the platform: 32 hex chars, the SM4 key."),
-    STR(tianjin_iv, "abcd0863ef9087ced675985321bedf67", OPT_REQUIRED, check_sm4_key,
+    STR(tianjin_iv, "abcd0863ef9087ced675985321bedf67", OPT_REQUIRED, tm__config_check_sm4_key,
         "SM4-CBC IV, 32 hex chars (the platform SDK's fixed IV)."),
-    STR(tianjin_padding, "iso7816", OPT_REQUIRED, check_padding,
+    STR(tianjin_padding, "iso7816", OPT_REQUIRED, tm__config_check_padding,
         "SM4 padding: iso7816 (the platform SDK's) or pkcs7."),
     STR(tianjin_service_id, "his.provinceDataUploadService", OPT_REQUIRED, NULL,
         "X-Service-Id header."),
@@ -287,7 +272,7 @@ static const config_option options[] = {
     STR(tianjin_unit_id, NULL, 0, NULL, "unitID given by the platform (omitted when unset)."),
     STR(tianjin_business_type, "4", OPT_REQUIRED, NULL,
         "businessType of a rating record (4: online follow-up)."),
-    STR(tianjin_upload_at, "02:00", OPT_REQUIRED, check_clock,
+    STR(tianjin_upload_at, "02:00", OPT_REQUIRED, tm__config_check_clock,
         "Time of the nightly upload of the previous day, HH:MM[:SS], platform time."),
     INT(tianjin_utc_offset_min, 480, -720, 840,
         "The platform's time zone as minutes east of UTC (days, dates and upload time)."),
@@ -302,190 +287,11 @@ static const config_option options[] = {
     STR(tianjin_ca, NULL, 0, NULL, "CA file to verify the platform (unset: system store)."),
 
     SECTION("figures"),
-    STR(figures_time_zone, "Asia/Shanghai", OPT_REQUIRED, check_time_zone,
+    STR(figures_time_zone, "Asia/Shanghai", OPT_REQUIRED, tm__config_check_time_zone,
         "Time zone (IANA name) whose midnights start the days, weeks and months of the doctor "
         "and department figures."),
 };
 /* clang-format on */
-
-/* ---- the alliance's institutions ------------------------------------- */
-
-#define INSTITUTION_FIELDS 5
-
-static bool institution_id_ok(const char *id)
-{
-    if (!*id || strlen(id) > 63)
-        return false;
-    for (const char *c = id; *c; c++)
-        if (!g_ascii_isalnum(*c) && *c != '-' && *c != '_' && *c != '.')
-            return false;
-    return true;
-}
-
-/* Splits value into entries of five stripped fields and checks each; a new
- * message for the first problem, else NULL with *out (free with
- * g_ptr_array_unref) holding each entry's gchar ** fields. */
-static char *split_institutions(const char *value, GPtrArray **out)
-{
-    GPtrArray *entries = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
-    gchar **items = g_strsplit(value, ";", -1);
-    char *why = NULL;
-    for (gchar **it = items; *it && !why; it++) {
-        g_strstrip(*it);
-        if (!**it)
-            continue;
-        gchar **f = g_strsplit(*it, "|", -1);
-        for (gchar **x = f; *x; x++)
-            g_strstrip(*x);
-        g_ptr_array_add(entries, f);
-        if (g_strv_length(f) != INSTITUTION_FIELDS)
-            why = g_strdup_printf("'%s' is not id|name|org_code|level|kind", *it);
-        else if (!institution_id_ok(f[0]))
-            why = g_strdup_printf("'%s': the id must be 1-63 of [A-Za-z0-9._-]", f[0]);
-        else if (!*f[1] || strlen(f[1]) > 255 || strlen(f[2]) > 63 || strlen(f[3]) > 31)
-            why =
-                g_strdup_printf("'%s': name (1-255 bytes), org_code (<= 63), level (<= 31)", f[0]);
-        else if (strcmp(f[4], "hospital") != 0 && strcmp(f[4], "clinic") != 0)
-            why = g_strdup_printf("'%s': kind '%s' is not hospital or clinic", f[0], f[4]);
-        for (guint i = 0; !why && i + 1 < entries->len; i++)
-            if (strcmp(((gchar **)g_ptr_array_index(entries, i))[0], f[0]) == 0)
-                why = g_strdup_printf("'%s' is declared twice", f[0]);
-    }
-    g_strfreev(items);
-    if (why)
-        g_ptr_array_unref(entries);
-    else
-        *out = entries;
-    return why;
-}
-
-static char *check_institutions(const char *value)
-{
-    GPtrArray *entries = NULL;
-    char *why = split_institutions(value, &entries);
-    if (entries)
-        g_ptr_array_unref(entries);
-    return why;
-}
-
-int tm_config_foreach_institution(const char *value, tm_config_institution_fn fn, void *user,
-                                  char **err)
-{
-    GPtrArray *entries = NULL;
-    char *why = split_institutions(value ? value : "", &entries);
-    if (why) {
-        *err = g_strdup_printf("institutions: %s", why);
-        g_free(why);
-        return TM_EINVAL;
-    }
-    int rc = 0;
-    for (guint i = 0; i < entries->len && rc == 0; i++) {
-        gchar **f = g_ptr_array_index(entries, i);
-        rc = fn(f[0], f[1], f[2], f[3], f[4], user);
-    }
-    g_ptr_array_unref(entries);
-    return rc;
-}
-
-static char *check_log_level(const char *value)
-{
-    tm_log_level l;
-    if (tm_log_parse_level(value, &l) == 0)
-        return NULL;
-    return g_strdup_printf("'%s' is not one of debug, info, warn, error", value);
-}
-
-static char *check_hex_key(const char *value)
-{
-    size_t n = strlen(value);
-    for (size_t i = 0; i < n; i++) {
-        if (!g_ascii_isxdigit(value[i]))
-            return g_strdup("must be 64 hex characters (not hex)");
-    }
-    if (n != 64)
-        return g_strdup_printf("must be 64 hex characters (got %zu)", n);
-    return NULL;
-}
-
-static char *check_profiles(const char *value)
-{
-    char **names = g_strsplit(value, ",", -1);
-    char *why = NULL;
-    for (char **n = names; *n && !why; n++) {
-        const char *name = g_strstrip(*n);
-        if (strcmp(name, "webhook") != 0 && strcmp(name, "tianjin") != 0)
-            why = g_strdup_printf("'%s' is not one of webhook, tianjin", name);
-    }
-    g_strfreev(names);
-    return why;
-}
-
-static char *check_sm4_key(const char *value)
-{
-    size_t n = strlen(value);
-    for (size_t i = 0; i < n; i++) {
-        if (!g_ascii_isxdigit(value[i]))
-            return g_strdup("must be 32 hex characters (not hex)");
-    }
-    return n == 32 ? NULL : g_strdup_printf("must be 32 hex characters (got %zu)", n);
-}
-
-static char *check_padding(const char *value)
-{
-    if (strcmp(value, "iso7816") == 0 || strcmp(value, "pkcs7") == 0)
-        return NULL;
-    return g_strdup_printf("'%s' is not one of iso7816, pkcs7", value);
-}
-
-static char *check_clock(const char *value)
-{
-    int h = -1, m = -1, sec = 0, used = 0;
-    int n = sscanf(value, "%2d:%2d%n:%2d%n", &h, &m, &used, &sec, &used);
-    if (n < 2 || value[used] || h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 || sec > 59)
-        return g_strdup_printf("'%s' is not a time of day HH:MM or HH:MM:SS", value);
-    return NULL;
-}
-
-/* Kept with every consent given: short, printable, no spaces. */
-static char *check_consent_version(const char *value)
-{
-    size_t n = strlen(value);
-    bool ok = n > 0 && n < 32;
-    for (const char *c = value; ok && *c; c++)
-        ok = g_ascii_isalnum(*c) || strchr(".-_", *c);
-    return ok ? NULL : g_strdup_printf("'%s' is not 1-31 letters, digits, '.', '-' or '_'", value);
-}
-
-static char *check_http_url(const char *value)
-{
-    if (g_str_has_prefix(value, "https://") || g_str_has_prefix(value, "http://"))
-        return NULL;
-    return g_strdup_printf("'%s' is not an https:// (or http://) URL", value);
-}
-
-static char *check_seal_algorithm(const char *value)
-{
-    tm_seal_alg alg;
-    if (tm_seal_alg_parse(value, &alg) == 0)
-        return NULL;
-    return g_strdup_printf("'%s' is not one of ecdsa-p256, sm2", value);
-}
-
-static char *check_networks(const char *value)
-{
-    char **nets = g_strsplit(value, ",", -1);
-    char *bad = NULL;
-    for (char **n = nets; *n && !bad; n++) {
-        g_strstrip(*n);
-        GInetAddressMask *mask = **n ? g_inet_address_mask_new_from_string(*n, NULL) : NULL;
-        if (mask)
-            g_object_unref(mask);
-        else if (**n)
-            bad = g_strdup_printf("'%s' is not a network (address/prefix, e.g. 10.20.0.0/16)", *n);
-    }
-    g_strfreev(nets);
-    return bad;
-}
 
 static char **str_field(tm_config *cfg, const config_option *o)
 {
@@ -1042,14 +848,4 @@ void tm_config_print_sample(FILE *out)
         }
     }
     g_key_file_free(kf);
-}
-
-/* Issue 18: the figures' time zone must be one the system's tzdata knows. */
-static char *check_time_zone(const char *value)
-{
-    if (tm_figures_time_zone_valid(value))
-        return NULL;
-    return g_strdup_printf("'%s' is not a time zone this system knows (IANA name, e.g. "
-                           "Asia/Shanghai)",
-                           value);
 }
