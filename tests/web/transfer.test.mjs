@@ -41,8 +41,7 @@ async function videoFlows(page, who) {
 async function noRawWords(page, who) {
   // A toast keeps the language it was shown in: let it go first.
   await page.waitForFunction(() => !document.querySelector('#toasts').children.length, null, { timeout: 30000 });
-  // The screen reader's live region keeps the last announcement's language.
-  await page.evaluate(() => { document.querySelector('#announce').textContent = ''; });
+  // The screen reader's live region is cleared by the switch, like the toasts.
   for (const locale of ['zh-CN', 'en-US']) {
     await setLanguage(page, locale);
     const { bad, text } = await rawWords(page, locale);

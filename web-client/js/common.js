@@ -59,9 +59,15 @@ export function showView(name, { focus = true } = {}) {
   }
 }
 
-// A toast says one thing once, in the language of its moment: a switch
-// of language clears them rather than leave one in the other language.
-window.addEventListener('langchange', () => { const box = $('#toasts'); if (box) box.replaceChildren(); });
+// A toast or an announcement says one thing once, in the language of its
+// moment: a switch of language clears them (the screen reader's live region
+// too) rather than leave one in the other language.
+window.addEventListener('langchange', () => {
+  const box = $('#toasts');
+  if (box) box.replaceChildren();
+  const live = $('#announce');
+  if (live) live.textContent = '';
+});
 
 // Polite announcement for screen readers (and a visible toast).
 export function announce(text, { kind = 'info', timeoutMs = 5000, toast = true } = {}) {
