@@ -1,0 +1,26 @@
+// pg.mjs - a throwaway PostgreSQL for a test (tests/support/pg.sh): its own
+// directory under the system temp dir, 127.0.0.1 and a free port only.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'support', 'pg.sh');
+
+const run = (cmd, dir) => execFileSync('sh', [SCRIPT, cmd, dir], { encoding: 'utf8' }).trim();
+
+// Starts PostgreSQL; pg.url is the connection URL for telemed's store.
+// stop() removes it and its files; kill() and restart() are for tests of a
+// database that goes away during visits.
+export function startPg() {
+  const dir = mkdtempSync(join(tmpdir(), 'telemed-pg-'));
+  const pg = {
+    dir,
+    url: run('start', dir),
+    kill: () => run('kill', dir),
+    restart: () => { pg.url = run('restart', dir); return pg.url; },
+    stop: () => { run('stop', dir); rmSync(dir, { recursive: true, force: true }); },
+  };
+  return pg;
+}
