@@ -1056,8 +1056,28 @@ static gboolean tail_timer_cb(gpointer ud)
     return G_SOURCE_REMOVE;
 }
 
+/* Whether every expected audio stream has decoded margin_s more than
+ * --min-audio-s: the other side's media started within a moment of ours, so
+ * by then it has its minimum too, however late a loaded machine connected. */
+static gboolean audio_past_minimum(double margin_s)
+{
+    guint64 want_ns = (guint64)((A.o.min_audio_s + margin_s) * 1e9);
+    int good = 0;
+    g_mutex_lock(&A.stats_lock);
+    for (int i = 0; i < A.n_streams; i++)
+        good += !A.streams[i].video && A.streams[i].audio_ns >= want_ns;
+    g_mutex_unlock(&A.stats_lock);
+    return good >= A.o.expect_audio;
+}
+
 static gboolean end_timer_cb(gpointer ud)
 {
+    /* Not before the media the run is judged on has flowed: a count, not a
+     * wall-clock window (the run's --duration still caps it). */
+    if (A.phase == PH_MEDIA && !audio_past_minimum(2.0)) {
+        A.end_timer = g_timeout_add(250, end_timer_cb, NULL);
+        return G_SOURCE_REMOVE;
+    }
     A.end_timer = 0;
     if (A.visit_id && A.phase == PH_MEDIA) {
         g_print("event=visit_end_sent visit=%s\n", A.visit_id);
@@ -1143,7 +1163,7 @@ int main(int argc, char **argv)
         {"expect-audio-streams", 0, 0, G_OPTION_ARG_INT, &o->expect_audio,
          "incoming audio streams that must pass (default 1, recv-only 2)", "N"},
         {"end-after", 0, 0, G_OPTION_ARG_DOUBLE, &o->end_after,
-         "doctor: send visit.end after S seconds of media", "S"},
+         "doctor: send visit.end after S seconds, once --min-audio-s (+2 s) of audio arrived", "S"},
         {"recv-only", 0, 0, G_OPTION_ARG_NONE, &o->recv_only, "receive only (supervisor)", NULL},
         {"watch", 0, 0, G_OPTION_ARG_STRING, &o->watch, "visit to watch (supervisor)", "VISIT"},
         {"local-ip", 0, 0, G_OPTION_ARG_STRING, &o->local_ip,
