@@ -20,14 +20,14 @@
 /* Reads a row's visit id and state. 0, TM_ENOTFOUND or TM_EIO. */
 static int row_state(tm_store *s, const char *rec_id, char visit[128], char state[16])
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s, "SELECT visit_id, state FROM recordings WHERE id = ?1", "s", rec_id);
     int rc = tm__store_step(s, st);
     if (rc == 1) {
         tm__store_col_text(st, 0, visit, 128);
         tm__store_col_text(st, 1, state, 16);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc == 0 ? tm__store_refuse(s, TM_ENOTFOUND, "no such recording") : rc < 0 ? rc : 0;
 }
 
@@ -115,14 +115,14 @@ int tm_recording_fail(tm_store *s, const char *rec_id, const char *reason, int64
 /* Collects the rows of a two- or three-column query as strings, for loops
  * that then write per row (a cached statement cannot stay open across
  * them). Returns a new array of ncols * rows strings, or NULL (errmsg set). */
-GPtrArray *tm__store_collect_rows(tm_store *s, sqlite3_stmt *st, int ncols)
+GPtrArray *tm__store_collect_rows(tm_store *s, tm__stmt *st, int ncols)
 {
     GPtrArray *rows = g_ptr_array_new_with_free_func(g_free);
     int rc;
     while ((rc = tm__store_step(s, st)) == 1)
         for (int i = 0; i < ncols; i++)
-            g_ptr_array_add(rows, g_strdup((const char *)sqlite3_column_text(st, i)));
-    sqlite3_reset(st);
+            g_ptr_array_add(rows, g_strdup(tm__col_text(st, i)));
+    tm__stmt_reset(st);
     if (rc < 0) {
         g_ptr_array_free(rows, TRUE);
         return NULL;
@@ -271,13 +271,13 @@ int tm_recording_set_plain_sha256(tm_store *s, const char *rec_id, const char *p
 
 json_t *tm_recording_get(tm_store *s, const char *rec_id)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT id, visit_id, part, path, format, state, size_bytes,"
                                        " duration_ms, sha256, plain_sha256, encrypted, failure,"
                                        " dropped_packets, started_at, finished_at, deleted_at,"
                                        " deleted_by_policy FROM recordings WHERE id = ?1",
                                        "b", rec_id);
     json_t *o = tm__store_step(s, st) == 1 ? tm__store_row_json(st) : NULL;
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return o;
 }

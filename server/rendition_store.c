@@ -59,17 +59,17 @@ int tm_rendition_requeue(tm_store *s, const char *visit_id, int64_t ended_since_
         n += rc == 0 ? tm__store_changes(s) : 0;
     }
     GPtrArray *ids = g_ptr_array_new_with_free_func(g_free);
-    sqlite3_stmt *st =
+    tm__stmt *st =
         rc == 0 ? tm__store_query(s, MISSING_SQL, "sI", visit_id, ended_since_ms) : NULL;
     if (rc == 0 && !st)
         rc = TM_EIO;
     int step;
     while (st && (step = tm__store_step(s, st)) == 1)
-        g_ptr_array_add(ids, g_strdup((const char *)sqlite3_column_text(st, 0)));
+        g_ptr_array_add(ids, g_strdup(tm__col_text(st, 0)));
     if (st) {
         if (step < 0)
             rc = step;
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     }
     for (guint i = 0; rc == 0 && i < ids->len; i++) {
         char id[TM_RENDITION_ID_LEN];
@@ -146,7 +146,7 @@ int tm_rendition_retry(tm_store *s, int max_attempts, int64_t base_ms, int64_t n
 
 int tm_rendition_next(tm_store *s, char id[TM_RENDITION_ID_LEN], char visit_id[64])
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT id, visit_id FROM renditions WHERE state = 'queued'"
                                        " ORDER BY queued_at, rowid LIMIT 1",
                                        "");
@@ -156,7 +156,7 @@ int tm_rendition_next(tm_store *s, char id[TM_RENDITION_ID_LEN], char visit_id[6
         tm__store_col_text(st, 1, visit_id, 64);
     }
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return rc == 1 ? 0 : rc == 0 ? TM_ENOTFOUND : rc;
 }
 
@@ -173,12 +173,12 @@ json_t *tm_rendition_sources(tm_store *s, const char *visit_id)
 /* The row's state into state (16 bytes). 0, TM_ENOTFOUND or TM_EIO. */
 static int row_state(tm_store *s, const char *id, char state[16])
 {
-    sqlite3_stmt *st = tm__store_query(s, "SELECT state FROM renditions WHERE id = ?1", "s", id);
+    tm__stmt *st = tm__store_query(s, "SELECT state FROM renditions WHERE id = ?1", "s", id);
     int rc = tm__store_step(s, st);
     if (rc == 1)
         tm__store_col_text(st, 0, state, 16);
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return rc == 0 ? tm__store_refuse(s, TM_ENOTFOUND, "no such rendition") : rc < 0 ? rc : 0;
 }
 
@@ -239,7 +239,7 @@ int tm_rendition_fail(tm_store *s, const char *id, const char *error, int64_t cp
 
 json_t *tm_rendition_get(tm_store *s, const char *id)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT id, visit_id, path, format, state, size_bytes,"
                                        " duration_ms, sha256, plain_sha256, encrypted, error,"
                                        " parts, cpu_ms, queued_at, started_at, finished_at,"
@@ -247,19 +247,19 @@ json_t *tm_rendition_get(tm_store *s, const char *id)
                                        "b", id);
     json_t *o = tm__store_step(s, st) == 1 ? tm__store_row_json(st) : NULL;
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return o;
 }
 
 int tm_rendition_count(tm_store *s, const char *state, int64_t *count)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s, "SELECT count(*) FROM renditions WHERE state = ?1", "s", state);
     int rc = tm__store_step(s, st);
     if (rc == 1)
-        *count = sqlite3_column_int64(st, 0);
+        *count = tm__col_int64(st, 0);
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return rc == 1 ? 0 : rc == 0 ? TM_EIO : rc;
 }
 

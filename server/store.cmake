@@ -1,5 +1,6 @@
-# The store: the SQLite backend of include/telemed/store.h.
+# The store (include/telemed/store.h): its statement layer and engines.
 target_sources(telemed PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/store_core.c
   ${CMAKE_CURRENT_LIST_DIR}/store_sqlite.c
   ${CMAKE_CURRENT_LIST_DIR}/store_schedule.c
   ${CMAKE_CURRENT_LIST_DIR}/store_visit.c

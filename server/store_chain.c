@@ -17,7 +17,7 @@
 int tm__store_chain_next(tm_store *s, const tm_chain_event *ev, char out[TM_CHAIN_HEX_LEN + 1])
 {
     char prev[TM_CHAIN_HEX_LEN + 1];
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT chain_hash FROM outbox WHERE visit_id = ?1"
                                        "   AND chain_hash IS NOT NULL ORDER BY seq DESC LIMIT 1",
                                        "s", ev->visit_id);
@@ -25,7 +25,7 @@ int tm__store_chain_next(tm_store *s, const tm_chain_event *ev, char out[TM_CHAI
     if (rc == 1)
         tm__store_col_text(st, 0, prev, sizeof(prev));
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     if (rc < 0)
         return rc;
     if (rc == 0)
@@ -35,17 +35,17 @@ int tm__store_chain_next(tm_store *s, const tm_chain_event *ev, char out[TM_CHAI
     return 0;
 }
 
-static void add_problem(json_t *problems, sqlite3_stmt *st, const char *what)
+static void add_problem(json_t *problems, tm__stmt *st, const char *what)
 {
     json_array_append_new(
-        problems, json_pack("{s:I, s:s, s:s, s:s}", "seq", (json_int_t)sqlite3_column_int64(st, 0),
-                            "event_id", (const char *)sqlite3_column_text(st, 1), "type",
-                            (const char *)sqlite3_column_text(st, 2), "problem", what));
+        problems, json_pack("{s:I, s:s, s:s, s:s}", "seq", (json_int_t)tm__col_int64(st, 0),
+                            "event_id", tm__col_text(st, 1), "type",
+                            tm__col_text(st, 2), "problem", what));
 }
 
 json_t *tm_store_visit_chain(tm_store *s, const char *visit_id)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT seq, event_id, type, visit_id, occurred_at, payload, chain_hash"
                         "  FROM outbox WHERE visit_id = ?1 ORDER BY seq",
@@ -58,7 +58,7 @@ json_t *tm_store_visit_chain(tm_store *s, const char *visit_id)
     int events = 0, chained = 0, before_start = 0, rc;
     while ((rc = tm__store_step(s, st)) == 1) {
         events++;
-        const char *stored = (const char *)sqlite3_column_text(st, 6);
+        const char *stored = tm__col_text(st, 6);
         if (!stored) {
             /* Rows written before the chain existed (schema 5) start it late. */
             if (chained)
@@ -68,12 +68,12 @@ json_t *tm_store_visit_chain(tm_store *s, const char *visit_id)
             continue;
         }
         tm_chain_event ev = {
-            .event_id = (const char *)sqlite3_column_text(st, 1),
-            .type = (const char *)sqlite3_column_text(st, 2),
-            .visit_id = (const char *)sqlite3_column_text(st, 3),
-            .occurred_at = sqlite3_column_int64(st, 4),
-            .payload = (const char *)sqlite3_column_blob(st, 5),
-            .payload_len = (size_t)sqlite3_column_bytes(st, 5),
+            .event_id = tm__col_text(st, 1),
+            .type = tm__col_text(st, 2),
+            .visit_id = tm__col_text(st, 3),
+            .occurred_at = tm__col_int64(st, 4),
+            .payload = (const char *)tm__col_blob(st, 5),
+            .payload_len = (size_t)tm__col_bytes(st, 5),
         };
         chained++;
         if (tm_chain_link(prev, &ev, link) < 0 || strcmp(link, stored) != 0)
@@ -83,7 +83,7 @@ json_t *tm_store_visit_chain(tm_store *s, const char *visit_id)
         /* Go on from the stored hash: each later event is judged on its own. */
         snprintf(prev, sizeof(prev), "%s", stored);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     if (rc < 0) {
         json_decref(problems);
         return NULL;

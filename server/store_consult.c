@@ -85,14 +85,14 @@ json_t *tm_store_consult_of_visit(tm_store *s, const char *visit_id)
 
 bool tm_store_consult_involves(tm_store *s, const char *doctor_id, const char *patient_id)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT 1 FROM consultations WHERE patient_id = ?2 AND"
                                        " (requester_id = ?1 OR specialist_id = ?1"
                                        "  OR proposed_specialist_id = ?1) LIMIT 1",
                                        "ss", doctor_id, patient_id);
     bool yes = st && tm__store_step(s, st) == 1;
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return yes;
 }
 
@@ -205,11 +205,11 @@ int tm_store_consult_create(tm_store *s, tm_consult_request *c, int64_t now_ms)
 /* The request's state (16 bytes) or TM_ENOTFOUND. */
 static int consult_state(tm_store *s, const char *id, char state[16])
 {
-    sqlite3_stmt *st = tm__store_query(s, "SELECT state FROM consultations WHERE id = ?1", "s", id);
+    tm__stmt *st = tm__store_query(s, "SELECT state FROM consultations WHERE id = ?1", "s", id);
     int rc = tm__store_step(s, st);
     if (rc == 1)
         tm__store_col_text(st, 0, state, 16);
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     if (rc == 0)
         return tm__store_refuse(s, TM_ENOTFOUND, "no such consultation");
     return rc < 0 ? rc : 0;
@@ -315,7 +315,7 @@ int tm_store_consult_accept_proposal(tm_store *s, const char *id, const char *by
     if (rc < 0)
         return rc;
     rc = need_state(s, id, "proposed", "no proposal is open");
-    sqlite3_stmt *st = rc < 0 ? NULL
+    tm__stmt *st = rc < 0 ? NULL
                               : tm__store_query(s,
                                                 "SELECT proposed_slot_at, proposed_specialist_id"
                                                 " FROM consultations WHERE id = ?1",
@@ -323,12 +323,12 @@ int tm_store_consult_accept_proposal(tm_store *s, const char *id, const char *by
     int64_t slot = 0;
     char specialist[64] = "";
     if (st && (rc = tm__store_step(s, st)) == 1) {
-        slot = sqlite3_column_int64(st, 0);
+        slot = tm__col_int64(st, 0);
         tm__store_col_text(st, 1, specialist, sizeof(specialist));
         rc = 0;
     }
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     if (rc == 0 && slot <= now_ms)
         rc = tm__store_refuse(s, TM_ECONFLICT, "the proposed time has passed");
     if (rc == 0)

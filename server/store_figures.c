@@ -89,15 +89,15 @@ static const char *first_text(json_t *data, const char *const *paths, size_t n)
     return "";
 }
 
-static const char *col(sqlite3_stmt *st, int i)
+static const char *col(tm__stmt *st, int i)
 {
-    const char *t = (const char *)sqlite3_column_text(st, i);
+    const char *t = tm__col_text(st, i);
     return t ? t : "";
 }
 
-static int64_t col_ms(sqlite3_stmt *st, int i)
+static int64_t col_ms(tm__stmt *st, int i)
 {
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, i);
+    return tm__col_is_null(st, i) ? -1 : tm__col_int64(st, i);
 }
 
 /* Visits accepted in the range, each counted for the doctor who accepted
@@ -110,7 +110,7 @@ static int64_t col_ms(sqlite3_stmt *st, int i)
 static int visit_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
                        void (*fn)(const tm_figure_fact *f, void *user), void *user)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "WITH moved AS (SELECT visit_id FROM outbox"
                         "                WHERE type = 'visit.transferred' AND occurred_at >= ?1)"
@@ -128,20 +128,20 @@ static int visit_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
         return TM_EIO;
     int rc;
     while ((rc = tm__store_step(s, st)) == 1) {
-        bool moved = sqlite3_column_int(st, 7) != 0;
+        bool moved = tm__col_int(st, 7) != 0;
         tm_figure_fact f = {
             .kind = TM_FACT_VISIT,
             .doctor_id = moved && *col(st, 8) ? col(st, 8) : col(st, 0),
             .dept_id = moved ? "" : col(st, 1), /* moved with the visit: the doctor's */
             .follow_up = strcmp(col(st, 2), "follow_up") == 0,
-            .at_ms = sqlite3_column_int64(st, 3),
+            .at_ms = tm__col_int64(st, 3),
             .wait_ms = col_ms(st, 4),
-            .score = moved ? 0 : sqlite3_column_int(st, 5),
-            .comment = !moved && sqlite3_column_int(st, 6) != 0,
+            .score = moved ? 0 : tm__col_int(st, 5),
+            .comment = !moved && tm__col_int(st, 6) != 0,
         };
         fn(&f, user);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
@@ -153,7 +153,7 @@ static int visit_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
 static int transfer_part_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
                                void (*fn)(const tm_figure_fact *f, void *user), void *user)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT o.occurred_at, o.payload,"
         "       (SELECT max(q.occurred_at) FROM outbox q"
@@ -172,13 +172,13 @@ static int transfer_part_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
         return TM_EIO;
     int rc;
     while ((rc = tm__store_step(s, st)) == 1) {
-        int64_t at = sqlite3_column_int64(st, 0), since = col_ms(st, 2);
+        int64_t at = tm__col_int64(st, 0), since = col_ms(st, 2);
         if (since < 0)
             continue; /* the first accept: visit_facts */
-        const char *payload = (const char *)sqlite3_column_blob(st, 1);
+        const char *payload = (const char *)tm__col_blob(st, 1);
         json_t *data =
-            payload ? json_loadb(payload, (size_t)sqlite3_column_bytes(st, 1), 0, NULL) : NULL;
-        bool last = sqlite3_column_int(st, 3) != 0;
+            payload ? json_loadb(payload, (size_t)tm__col_bytes(st, 1), 0, NULL) : NULL;
+        bool last = tm__col_int(st, 3) != 0;
         tm_figure_fact f = {
             .kind = TM_FACT_VISIT,
             .at_ms = at,
@@ -186,13 +186,13 @@ static int transfer_part_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
             .dept_id = data_text(data, "department_id"),
             .follow_up = strcmp(data_text(data, "visit_kind"), "follow_up") == 0,
             .wait_ms = since <= at ? at - since : -1,
-            .score = last ? sqlite3_column_int(st, 4) : 0,
-            .comment = last && sqlite3_column_int(st, 5) != 0,
+            .score = last ? tm__col_int(st, 4) : 0,
+            .comment = last && tm__col_int(st, 5) != 0,
         };
         fn(&f, user);
         json_decref(data);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
@@ -200,7 +200,7 @@ static int transfer_part_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
 static int no_show_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
                          void (*fn)(const tm_figure_fact *f, void *user), void *user)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT doctor_id, dept_id, kind, slot_at FROM appointments"
                         " WHERE status = 'noshow' AND slot_at >= ?1 AND slot_at < ?2",
@@ -214,12 +214,12 @@ static int no_show_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
             .doctor_id = col(st, 0),
             .dept_id = col(st, 1),
             .follow_up = strcmp(col(st, 2), "follow_up") == 0,
-            .at_ms = sqlite3_column_int64(st, 3),
+            .at_ms = tm__col_int64(st, 3),
             .wait_ms = -1,
         };
         fn(&f, user);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
@@ -229,7 +229,7 @@ static int no_show_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
 static int event_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
                        void (*fn)(const tm_figure_fact *f, void *user), void *user)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT o.type, o.occurred_at, o.payload,"
         "       CASE o.type WHEN 'consultation.scheduled' THEN"
@@ -247,10 +247,10 @@ static int event_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
         const event_rule *rule = rule_of(col(st, 0));
         if (!rule)
             continue;
-        const char *payload = (const char *)sqlite3_column_blob(st, 2);
-        int len = sqlite3_column_bytes(st, 2);
+        const char *payload = (const char *)tm__col_blob(st, 2);
+        int len = tm__col_bytes(st, 2);
         json_t *data = payload ? json_loadb(payload, (size_t)len, 0, NULL) : NULL;
-        int64_t at = sqlite3_column_int64(st, 1), asked = col_ms(st, 3);
+        int64_t at = tm__col_int64(st, 1), asked = col_ms(st, 3);
         tm_figure_fact f = {
             .kind = rule->kind,
             .at_ms = at,
@@ -261,7 +261,7 @@ static int event_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
         fn(&f, user);
         json_decref(data);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
@@ -283,7 +283,7 @@ int tm_store_figure_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
 int tm_store_figure_comments(tm_store *s, int64_t from_ms, int64_t to_ms, int limit,
                              tm_store_comment_fn fn, void *user)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT v.id, v.doctor_id, v.dept_id, r.score, r.comment, r.created_at"
         "  FROM visits v JOIN ratings r ON r.visit_id = v.id"
@@ -294,9 +294,9 @@ int tm_store_figure_comments(tm_store *s, int64_t from_ms, int64_t to_ms, int li
         return TM_EIO;
     int rc;
     while ((rc = tm__store_step(s, st)) == 1)
-        fn(col(st, 0), col(st, 1), col(st, 2), sqlite3_column_int(st, 3), col(st, 4),
-           sqlite3_column_int64(st, 5), user);
-    sqlite3_reset(st);
+        fn(col(st, 0), col(st, 1), col(st, 2), tm__col_int(st, 3), col(st, 4),
+           tm__col_int64(st, 5), user);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
@@ -306,23 +306,23 @@ int tm_store_figure_comments(tm_store *s, int64_t from_ms, int64_t to_ms, int li
  * own migration; until then every department is the core institution's). */
 static bool schema_has(tm_store *s, const char *sql)
 {
-    sqlite3_stmt *st = tm__store_query(s, sql, "");
+    tm__stmt *st = tm__store_query(s, sql, "");
     bool has = tm__store_step(s, st) == 1;
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return has;
 }
 
 static int each_name(tm_store *s, const char *sql, const char *kind, tm_store_name_fn fn,
                      void *user)
 {
-    sqlite3_stmt *st = tm__store_query(s, sql, "");
+    tm__stmt *st = tm__store_query(s, sql, "");
     if (!st)
         return TM_EIO;
     int rc;
     while ((rc = tm__store_step(s, st)) == 1)
         fn(kind, col(st, 0), col(st, 1), col(st, 2), user);
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 

@@ -23,7 +23,7 @@
 /* The appointment as events and pages show it (times as RFC 3339). */
 static json_t *appt_json(tm_store *s, const char *id)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT a.id, a.patient_id, a.dept_id AS department_id, a.doctor_id, a.kind, a.status,"
         " a.slot_at, f.window_end_at, f.visit_id AS booked_in_visit, f.booked_by"
@@ -34,7 +34,7 @@ static json_t *appt_json(tm_store *s, const char *id)
     if (rc == 0)
         tm__store_refuse(s, TM_ENOTFOUND, "no such appointment");
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return o;
 }
 
@@ -173,7 +173,7 @@ json_t *tm_store_appt_json(tm_store *s, const char *appt_id)
 
 json_t *tm_store_followups_of_visit(tm_store *s, const char *visit_id)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT a.id, a.patient_id, a.dept_id AS department_id, a.doctor_id, a.kind, a.status,"
         " a.slot_at, f.window_end_at, f.visit_id AS booked_in_visit, f.booked_by"
@@ -210,7 +210,7 @@ static int mark_each(tm_store *s, GPtrArray *rows, const char *sql, const char *
 
 int tm_store_appt_sweep_due(tm_store *s, int64_t now_ms, int64_t before_ms, int max, int *count)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT a.id FROM appointments a WHERE a.status = 'booked'"
         " AND a.slot_at > ?1 AND a.slot_at <= ?2 AND NOT EXISTS (SELECT 1 FROM"
@@ -229,7 +229,7 @@ int tm_store_appt_sweep_due(tm_store *s, int64_t now_ms, int64_t before_ms, int 
 int tm_store_appt_sweep_noshow(tm_store *s, int64_t now_ms, int64_t after_ms, int max, int *count)
 {
     /* A window's appointment waits for the window's end, a slot's for the slot. */
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT a.id FROM appointments a LEFT JOIN followups f ON f.appointment_id = a.id"
         " WHERE a.status = 'booked' AND a.slot_at <= ?1"
@@ -246,7 +246,7 @@ int tm_store_appt_sweep_noshow(tm_store *s, int64_t now_ms, int64_t after_ms, in
 
 json_t *tm_store_noshow_counts(tm_store *s, const char *by, int64_t from_ms, int64_t to_ms)
 {
-    sqlite3_stmt *st = NULL;
+    tm__stmt *st = NULL;
     if (by && strcmp(by, "doctor") == 0)
         /* A department's follow-up counts for the doctor who booked it. */
         st = tm__store_query(
@@ -280,19 +280,19 @@ static gint by_time(gconstpointer a, gconstpointer b)
 
 /* Collects st's rows as items of kind. Column 0 is the item's time (epoch
  * ms) to sort by; it is dropped from the item. */
-static int add_items(tm_store *s, sqlite3_stmt *st, const char *kind, GPtrArray *out)
+static int add_items(tm_store *s, tm__stmt *st, const char *kind, GPtrArray *out)
 {
     if (!st)
         return TM_EIO;
     int rc;
     while ((rc = tm__store_step(s, st)) == 1) {
         json_t *o = tm__store_row_json(st);
-        json_object_del(o, sqlite3_column_name(st, 0));
+        json_object_del(o, tm__col_name(st, 0));
         json_object_set_new(o, "kind", json_string(kind));
-        json_object_set_new(o, "_ms", json_integer(sqlite3_column_int64(st, 0)));
+        json_object_set_new(o, "_ms", json_integer(tm__col_int64(st, 0)));
         g_ptr_array_add(out, o);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc;
 }
 
@@ -318,11 +318,11 @@ static int add_notes(tm_store *s, json_t *visit)
 
 static bool table_exists(tm_store *s, const char *name)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", "s", name);
     bool found = tm__store_step(s, st) == 1;
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return found;
 }
 
@@ -330,7 +330,7 @@ static bool table_exists(tm_store *s, const char *name)
  * and shaped as expected (a patient_id and a created_at column). */
 static int add_network_items(tm_store *s, const char *patient_id, GPtrArray *items)
 {
-    sqlite3_stmt *st = NULL;
+    tm__stmt *st = NULL;
     int rc = 0;
     if (table_exists(s, "consultations") &&
         (st = tm__store_query(s,
@@ -403,7 +403,7 @@ json_t *tm_store_patient_timeline(tm_store *s, const char *patient_id, bool pati
 
 bool tm_store_doctor_knows_patient(tm_store *s, const char *doctor_id, const char *patient_id)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT 1 FROM visits WHERE patient_id = ?1 AND doctor_id = ?2"
         " UNION ALL SELECT 1 FROM participants p JOIN visits v ON v.id = p.visit_id"
@@ -413,6 +413,6 @@ bool tm_store_doctor_knows_patient(tm_store *s, const char *doctor_id, const cha
         "ss", patient_id, doctor_id);
     bool found = tm__store_step(s, st) == 1;
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return found;
 }

@@ -43,7 +43,7 @@ int tm_store_institution_put(tm_store *s, const tm_institution *in)
 
 int tm_store_institution_get(tm_store *s, const char *id, tm_institution *out)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s, "SELECT id, name, org_code, level, kind FROM institutions WHERE id = ?1", "s", id);
     int rc = tm__store_step(s, st);
     if (rc == 0)
@@ -56,13 +56,13 @@ int tm_store_institution_get(tm_store *s, const char *id, tm_institution *out)
         tm__store_col_text(st, 4, out->kind, sizeof(out->kind));
         rc = 0;
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc;
 }
 
 json_t *tm_store_institution_list(tm_store *s)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT i.id, i.name, i.org_code, i.level, i.kind,"
         " (SELECT count(*) FROM departments d WHERE coalesce(d.institution_id, ?1) = i.id)"
@@ -88,7 +88,7 @@ int tm_store_dept_set_institution(tm_store *s, const char *dept_id, const char *
 
 int tm_store_dept_institution(tm_store *s, const char *dept_id, char out[64])
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s, "SELECT coalesce(institution_id, ?2) FROM departments WHERE id = ?1",
                         "ss", dept_id, tm_store_hospital_id(s));
     int rc = tm__store_step(s, st);
@@ -98,21 +98,21 @@ int tm_store_dept_institution(tm_store *s, const char *dept_id, char out[64])
         tm__store_col_text(st, 0, out, 64);
         rc = 0;
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc;
 }
 
 json_t *tm_store_institution_depts(tm_store *s, const char *institution_id)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT id FROM departments"
                                        " WHERE coalesce(institution_id, ?2) = ?1 ORDER BY id",
                                        "ss", institution_id, tm_store_hospital_id(s));
     json_t *ids = json_array();
     int rc;
     while ((rc = tm__store_step(s, st)) == 1)
-        json_array_append_new(ids, json_string((const char *)sqlite3_column_text(st, 0)));
-    sqlite3_reset(st);
+        json_array_append_new(ids, json_string(tm__col_text(st, 0)));
+    tm__stmt_reset(st);
     if (rc < 0) {
         json_decref(ids);
         return NULL;
@@ -124,7 +124,7 @@ json_t *tm_store_visit_list_in(tm_store *s, const char *institution_id, const ch
                                const char *dept_id, const char *doctor_id, const char *patient_id,
                                int64_t from_ms, int64_t to_ms, int limit, int offset)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT v.id, v.patient_id, v.dept_id, v.doctor_id, v.kind, v.urgent, v.state,"
         " v.checkin_at, v.accepted_at, v.ended_at, v.end_reason, v.queue_wait_ms,"
@@ -143,7 +143,7 @@ json_t *tm_store_visit_list_in(tm_store *s, const char *institution_id, const ch
 
 int tm__store_same_institution(tm_store *s, const char *doctor_id, const char *dept_id)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT coalesce(home.institution_id, ?3) = coalesce(shift.institution_id, ?3)"
         "  FROM doctors doc JOIN departments home ON home.id = doc.dept_id,"
@@ -151,8 +151,8 @@ int tm__store_same_institution(tm_store *s, const char *doctor_id, const char *d
         " WHERE doc.id = ?1 AND shift.id = ?2",
         "sss", doctor_id, dept_id, tm_store_hospital_id(s));
     int rc = tm__store_step(s, st);
-    bool other = rc == 1 && sqlite3_column_int(st, 0) == 0;
-    sqlite3_reset(st);
+    bool other = rc == 1 && tm__col_int(st, 0) == 0;
+    tm__stmt_reset(st);
     if (rc < 0)
         return rc;
     return other ? tm__store_refuse(s, TM_EINVAL,

@@ -1,13 +1,15 @@
 /*
- * store_internal.h - what the SQLite backend's own files share: one set of
- * statement helpers and the one function that writes an outbox row. Not
- * part of the store contract: only server/store_*.c and
- * server/recording_store.c include it.
+ * store_internal.h - what the store's own files share: one statement layer
+ * over the database engine (SQLite or PostgreSQL, store_engine.h) and the
+ * one function that writes an outbox row. Not part of the store contract:
+ * only server/store_*.c, recording_store.c and rendition_store.c include it.
  *
  * Statements are prepared once per store handle and cached by the address
  * of their SQL (pass a string literal); each use resets the statement and
  * clears its bindings first. A caller that steps a statement itself resets
- * it when done, so that it holds no read snapshot until its next use.
+ * it when done (tm__stmt_reset), so that it holds no read snapshot or
+ * result until its next use. Parameters are written ?1..?N (or ?) in every
+ * engine's SQL.
  *
  * Control loop thread only, like the store.
  */
@@ -18,10 +20,29 @@
 
 #include <glib.h>
 #include <jansson.h>
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* A prepared statement of the store's engine; its columns are read with
+ * tm__col_* while a step has returned a row (columns count from 0). Text
+ * and blob pointers stay valid until the next step or reset. */
+typedef struct tm__stmt tm__stmt;
+typedef enum { TM__COL_NULL, TM__COL_INT, TM__COL_REAL, TM__COL_TEXT, TM__COL_BLOB } tm__col_type;
+
+int64_t tm__col_int64(tm__stmt *st, int i);
+int tm__col_int(tm__stmt *st, int i);
+double tm__col_double(tm__stmt *st, int i);
+/* NULL for a NULL column. */
+const char *tm__col_text(tm__stmt *st, int i);
+const void *tm__col_blob(tm__stmt *st, int i);
+int tm__col_bytes(tm__stmt *st, int i);
+bool tm__col_is_null(tm__stmt *st, int i);
+tm__col_type tm__col_kind(tm__stmt *st, int i);
+const char *tm__col_name(tm__stmt *st, int i);
+int tm__col_count(tm__stmt *st);
+/* Ends st's current use: its rows are dropped, it is ready to bind again. */
+void tm__stmt_reset(tm__stmt *st);
 
 /* The cached statement for sql with its arguments bound, ready to step, or
  * NULL (the store's errmsg says why). types has one letter per argument:
@@ -31,7 +52,7 @@
  *   i  int
  *   I  int64
  *   t  time in epoch ms (int64); 0 binds NULL ("not yet", "no filter") */
-sqlite3_stmt *tm__store_query(tm_store *s, const char *sql, const char *types, ...);
+tm__stmt *tm__store_query(tm_store *s, const char *sql, const char *types, ...);
 
 /* Prepares (once), binds and runs a statement that returns no rows.
  * 0, TM_ECONFLICT (a constraint) or TM_EIO; errmsg set on failure. */
@@ -41,10 +62,10 @@ int tm__store_run(tm_store *s, const char *sql, const char *types, ...);
 int tm__store_run_one(tm_store *s, const char *sql, const char *types, ...);
 /* Steps st, which returns no rows, and resets it. Same results as
  * tm__store_run. */
-int tm__store_step_done(tm_store *s, sqlite3_stmt *st);
+int tm__store_step_done(tm_store *s, tm__stmt *st);
 /* Steps a statement that returns rows: 1 on a row, 0 at the end, or a
  * negative TM_E* code (errmsg set). The caller resets st when done. */
-int tm__store_step(tm_store *s, sqlite3_stmt *st);
+int tm__store_step(tm_store *s, tm__stmt *st);
 /* Rows changed by the last statement that ran, and the last row id made. */
 int tm__store_changes(tm_store *s);
 int64_t tm__store_last_rowid(tm_store *s);
@@ -54,9 +75,6 @@ void tm__store_set_error(tm_store *s, const char *fmt, ...) __attribute__((forma
 int tm__store_refuse(tm_store *s, int code, const char *why);
 /* A new id "<prefix>-<uuid4>" into out. */
 void tm__store_make_id(const char *prefix, char *out, size_t outlen);
-/* Records the connection's message for a failed step and maps the code:
- * constraint -> TM_ECONFLICT, anything else -> TM_EIO. */
-int tm__store_fail(tm_store *s, int sqlite_rc);
 
 /* A write transaction: begin takes the write lock now (BEGIN IMMEDIATE),
  * so a busy database fails here, before anything is written. finish
@@ -65,9 +83,15 @@ int tm__store_fail(tm_store *s, int sqlite_rc);
 int tm__store_begin(tm_store *s);
 int tm__store_finish(tm_store *s, int rc);
 
+/* Announces payload on channel to every node (the cluster's bus): on
+ * PostgreSQL a NOTIFY, delivered at commit and never for a step rolled
+ * back; on SQLite the same, to the in-process hook (tm_store_on_notify).
+ * Run inside the step's transaction. 0 or a TM_E* code. */
+int tm__store_notify(tm_store *s, const char *channel, const char *payload);
+
 /* Every row of st's result as ncols strings in a row (NULL columns as NULL);
  * resets st. NULL when the query or a step failed. */
-GPtrArray *tm__store_collect_rows(tm_store *s, sqlite3_stmt *st, int ncols);
+GPtrArray *tm__store_collect_rows(tm_store *s, tm__stmt *st, int ncols);
 /* Retention: for each (id, path) pair of rows (taken and freed), removes the
  * file (a NULL path has none) and then marks the row deleted with mark, in its
  * own transaction; a file that cannot be removed keeps its row and gets an
@@ -152,9 +176,9 @@ int tm__store_outbox_append_data(tm_store *s, const char *type, const char *subj
  * tm_outbox_next_batch does. dead_rows_json makes the dead-letter list of
  * st's rows (seq, event_id, type, visit_id, occurred_at, attempts,
  * last_status, last_error, last_response) and resets st; NULL on failure. */
-int tm__store_outbox_walk(tm_store *s, sqlite3_stmt *st, int64_t now_ms, int limit,
+int tm__store_outbox_walk(tm_store *s, tm__stmt *st, int64_t now_ms, int limit,
                           tm_outbox_event **out, size_t *n);
-json_t *tm__store_dead_rows_json(tm_store *s, sqlite3_stmt *st);
+json_t *tm__store_dead_rows_json(tm_store *s, tm__stmt *st);
 
 /* Inside the transaction that ends visit_id: its open invites end with
  * outcome visit_ended (with their events) and its open guest links are
@@ -174,14 +198,14 @@ int tm__store_transfer_accepted(tm_store *s, const char *visit_id, const char *d
 bool tm__store_kind_valid(const char *kind);
 
 /* Column i of st's current row into out ("" for NULL). */
-void tm__store_col_text(sqlite3_stmt *st, int i, char *out, size_t outlen);
+void tm__store_col_text(tm__stmt *st, int i, char *out, size_t outlen);
 /* The current row as an object keyed by column names: columns named "at"
  * or ending in "_at" (epoch ms) come out as RFC 3339 text, flag columns as
  * booleans, NULL as null. New reference. */
-json_t *tm__store_row_json(sqlite3_stmt *st);
+json_t *tm__store_row_json(tm__stmt *st);
 /* Steps st to its end collecting rows into a new array, and resets it.
  * NULL when st is NULL or a step fails (errmsg set). */
-json_t *tm__store_rows_json(tm_store *s, sqlite3_stmt *st);
+json_t *tm__store_rows_json(tm_store *s, tm__stmt *st);
 
 /* The chain hash of a new outbox row of ev->visit_id (visit_chain.h): linked
  * to the visit's last chained row, or to the chain's start. Run inside the

@@ -23,15 +23,15 @@ static const tm__delivery messaging_table = TM__DELIVERY("messaging_outbox", "me
  * read when nothing is new, so an idle pass writes (and fsyncs) nothing. */
 static int enqueue_new(tm_store *s)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT (SELECT last_seq FROM messaging_cursor"
                                        " WHERE id = 1), (SELECT max(seq) FROM outbox)",
                                        "");
     int rc = tm__store_step(s, st);
-    int64_t cursor = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
-    int64_t last = rc == 1 ? sqlite3_column_int64(st, 1) : 0;
+    int64_t cursor = rc == 1 ? tm__col_int64(st, 0) : 0;
+    int64_t last = rc == 1 ? tm__col_int64(st, 1) : 0;
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     if (rc < 0)
         return rc;
     if (last <= cursor)
@@ -58,7 +58,7 @@ int tm_msgq_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event *
     int rc = enqueue_new(s);
     if (rc < 0)
         return rc;
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT m.seq, o.event_id, o.type, m.visit_id, o.occurred_at, m.attempts,"
                         "       m.next_attempt_at, o.payload"
@@ -118,20 +118,20 @@ json_t *tm_msgq_dead_list(tm_store *s, int limit)
 int tm_msgq_stats_get(tm_store *s, tm_outbox_stats *out)
 {
     memset(out, 0, sizeof(*out));
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'delivered'), 0),"
         " coalesce(sum(state = 'dead'), 0), coalesce(sum(attempts), 0) FROM messaging_outbox",
         "");
     int rc = tm__store_step(s, st);
     if (rc == 1) {
-        out->pending = sqlite3_column_int64(st, 0);
-        out->delivered = sqlite3_column_int64(st, 1);
-        out->dead = sqlite3_column_int64(st, 2);
-        out->failed_attempts = sqlite3_column_int64(st, 3);
+        out->pending = tm__col_int64(st, 0);
+        out->delivered = tm__col_int64(st, 1);
+        out->dead = tm__col_int64(st, 2);
+        out->failed_attempts = tm__col_int64(st, 3);
     }
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     if (rc < 0)
         return rc;
     int64_t pending;
@@ -140,17 +140,17 @@ int tm_msgq_stats_get(tm_store *s, tm_outbox_stats *out)
 
 int tm_msgq_queue(tm_store *s, int64_t *pending, int64_t *oldest_pending_at)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT count(*), coalesce(min(o.occurred_at), 0)"
                                        " FROM messaging_outbox m JOIN outbox o ON o.seq = m.seq"
                                        " WHERE m.state = 'pending'",
                                        "");
     int rc = tm__store_step(s, st);
     if (rc == 1) {
-        *pending = sqlite3_column_int64(st, 0);
-        *oldest_pending_at = sqlite3_column_int64(st, 1);
+        *pending = tm__col_int64(st, 0);
+        *oldest_pending_at = tm__col_int64(st, 1);
     }
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }

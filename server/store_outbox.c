@@ -31,7 +31,7 @@ int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event
     /* "+state" keeps the planner on the rowid range instead of the
      * (state, visit_id, seq) index plus a sort of every pending row.
      * Cached: the feed runs this every second even when nothing is due. */
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT seq, event_id, type, visit_id, occurred_at, attempts,"
                         "       next_attempt_at, payload"
@@ -48,7 +48,7 @@ int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event
  * pending row met of a visit is its head: if it is due, the visit's rows
  * are taken as they come; if not, all of them are skipped. The scan stops
  * when the batch is full. */
-int tm__store_outbox_walk(tm_store *s, sqlite3_stmt *st, int64_t now_ms, int limit,
+int tm__store_outbox_walk(tm_store *s, tm__stmt *st, int64_t now_ms, int limit,
                           tm_outbox_event **out, size_t *n)
 {
     *out = NULL;
@@ -59,36 +59,36 @@ int tm__store_outbox_walk(tm_store *s, sqlite3_stmt *st, int64_t now_ms, int lim
     /* visit_id -> GINT_TO_POINTER(1 due, 2 waiting) */
     GHashTable *visits = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     size_t count = 0;
-    int rc = SQLITE_DONE;
+    int rc = 0;
     if (!ev || !visits) {
-        rc = SQLITE_NOMEM;
+        rc = TM_ENOMEM;
         goto done;
     }
-    while (count < (size_t)limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *visit = (const char *)sqlite3_column_text(st, 3);
+    while (count < (size_t)limit && (rc = tm__store_step(s, st)) == 1) {
+        const char *visit = tm__col_text(st, 3);
         if (!visit)
             visit = "";
         int verdict = GPOINTER_TO_INT(g_hash_table_lookup(visits, visit));
         if (!verdict) {
-            verdict = sqlite3_column_int64(st, 6) <= now_ms ? 1 : 2;
+            verdict = tm__col_int64(st, 6) <= now_ms ? 1 : 2;
             g_hash_table_insert(visits, g_strdup(visit), GINT_TO_POINTER(verdict));
         }
         if (verdict != 1)
             continue;
         tm_outbox_event *e = &ev[count];
-        e->seq = sqlite3_column_int64(st, 0);
+        e->seq = tm__col_int64(st, 0);
         tm__store_col_text(st, 1, e->event_id, sizeof(e->event_id));
         tm__store_col_text(st, 2, e->type, sizeof(e->type));
         snprintf(e->visit_id, sizeof(e->visit_id), "%s", visit);
-        e->occurred_at = sqlite3_column_int64(st, 4);
-        e->attempts = sqlite3_column_int(st, 5);
+        e->occurred_at = tm__col_int64(st, 4);
+        e->attempts = tm__col_int(st, 5);
         /* Whatever the column holds (text, blob, NULL after a bad repair):
          * copy it with its length; the feed judges whether it is JSON. */
-        const void *p = sqlite3_column_blob(st, 7);
-        int len = sqlite3_column_bytes(st, 7);
+        const void *p = tm__col_blob(st, 7);
+        int len = tm__col_bytes(st, 7);
         e->payload = malloc((size_t)len + 1);
         if (!e->payload) {
-            rc = SQLITE_NOMEM;
+            rc = TM_ENOMEM;
             break;
         }
         if (len > 0)
@@ -97,15 +97,17 @@ int tm__store_outbox_walk(tm_store *s, sqlite3_stmt *st, int64_t now_ms, int lim
         e->payload_len = (size_t)len;
         count++;
     }
-    if (rc == SQLITE_ROW)
-        rc = SQLITE_DONE; /* stopped because the batch is full */
+    if (rc == 1)
+        rc = 0; /* stopped because the batch is full */
 done:
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     if (visits)
         g_hash_table_destroy(visits);
-    if (rc != SQLITE_DONE) {
+    if (rc < 0) {
+        if (rc == TM_ENOMEM)
+            tm__store_set_error(s, "out of memory");
         tm_outbox_events_free(ev, count);
-        return rc == SQLITE_NOMEM ? TM_ENOMEM : tm__store_fail(s, rc);
+        return rc;
     }
     if (count == 0) {
         free(ev);
@@ -129,15 +131,15 @@ static const tm__delivery outbox_table = TM__DELIVERY("outbox", "outbox row");
 
 int tm__delivery_next_due(tm_store *s, const tm__delivery *d, int64_t *due_ms)
 {
-    sqlite3_stmt *st = tm__store_query(s, d->next_due, "");
+    tm__stmt *st = tm__store_query(s, d->next_due, "");
     int rc = tm__store_step(s, st);
     int ret = rc < 0 ? rc : TM_ENOTFOUND;
-    if (rc == 1 && sqlite3_column_type(st, 0) != SQLITE_NULL) {
-        *due_ms = sqlite3_column_int64(st, 0);
+    if (rc == 1 && !tm__col_is_null(st, 0)) {
+        *due_ms = tm__col_int64(st, 0);
         ret = 0;
     }
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return ret;
 }
 
@@ -173,16 +175,16 @@ int tm__delivery_dead_letter(tm_store *s, const tm__delivery *d, int64_t seq, in
 
 int tm__delivery_replay(tm_store *s, const tm__delivery *d, int64_t seq)
 {
-    sqlite3_stmt *st = tm__store_query(s, d->state_of, "I", seq);
+    tm__stmt *st = tm__store_query(s, d->state_of, "I", seq);
     int rc = tm__store_step(s, st);
     if (rc == 0)
         rc = tm__store_refuse(s, TM_ENOTFOUND, d->no_row);
-    else if (rc == 1 && strcmp((const char *)sqlite3_column_text(st, 0), "dead") != 0)
+    else if (rc == 1 && strcmp(tm__col_text(st, 0), "dead") != 0)
         rc = tm__store_refuse(s, TM_ECONFLICT, d->not_dead);
     else if (rc == 1)
         rc = 0;
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     if (rc < 0)
         return rc;
     /* attempts stay: they are history (and feed a monotonic counter); the
@@ -225,18 +227,18 @@ int tm_outbox_replay(tm_store *s, int64_t seq)
 
 /* Text that may hold bytes which are not UTF-8 (a response body): jansson
  * refuses those, so fall back to a lossy copy. */
-static json_t *json_text_lossy(const unsigned char *t, int len)
+static json_t *json_text_lossy(const char *t, int len)
 {
     if (!t)
         return json_null();
-    json_t *j = json_stringn((const char *)t, (size_t)len);
+    json_t *j = json_stringn(t, (size_t)len);
     if (j)
         return j;
     char *copy = malloc((size_t)len + 1);
     if (!copy)
         return json_null();
     for (int i = 0; i < len; i++)
-        copy[i] = (t[i] >= 0x20 && t[i] < 0x7f) || t[i] == '\n' ? (char)t[i] : '?';
+        copy[i] = (t[i] >= 0x20 && t[i] < 0x7f) || t[i] == '\n' ? t[i] : '?';
     copy[len] = '\0';
     j = json_string(copy);
     free(copy);
@@ -253,44 +255,42 @@ json_t *tm_outbox_dead_list(tm_store *s, int limit)
                            "i", limit > 0 ? limit : 100));
 }
 
-json_t *tm__store_dead_rows_json(tm_store *s, sqlite3_stmt *st)
+json_t *tm__store_dead_rows_json(tm_store *s, tm__stmt *st)
 {
     if (!st)
         return NULL;
     json_t *arr = json_array();
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = tm__store_step(s, st)) == 1) {
         char when[40];
         json_t *o = json_object();
-        json_object_set_new(o, "seq", json_integer(sqlite3_column_int64(st, 0)));
+        json_object_set_new(o, "seq", json_integer(tm__col_int64(st, 0)));
         json_object_set_new(
             o, "event_id",
-            json_text_lossy(sqlite3_column_text(st, 1), sqlite3_column_bytes(st, 1)));
+            json_text_lossy(tm__col_text(st, 1), tm__col_bytes(st, 1)));
         json_object_set_new(
-            o, "type", json_text_lossy(sqlite3_column_text(st, 2), sqlite3_column_bytes(st, 2)));
+            o, "type", json_text_lossy(tm__col_text(st, 2), tm__col_bytes(st, 2)));
         json_object_set_new(
             o, "visit_id",
-            json_text_lossy(sqlite3_column_text(st, 3), sqlite3_column_bytes(st, 3)));
+            json_text_lossy(tm__col_text(st, 3), tm__col_bytes(st, 3)));
         json_object_set_new(
             o, "occurred_at",
-            json_string(tm_rfc3339(sqlite3_column_int64(st, 4), when, sizeof(when))));
-        json_object_set_new(o, "attempts", json_integer(sqlite3_column_int64(st, 5)));
+            json_string(tm_rfc3339(tm__col_int64(st, 4), when, sizeof(when))));
+        json_object_set_new(o, "attempts", json_integer(tm__col_int64(st, 5)));
         json_object_set_new(o, "last_status",
-                            sqlite3_column_type(st, 6) == SQLITE_NULL
+                            tm__col_is_null(st, 6)
                                 ? json_null()
-                                : json_integer(sqlite3_column_int(st, 6)));
+                                : json_integer(tm__col_int(st, 6)));
         json_object_set_new(
             o, "last_error",
-            json_text_lossy(sqlite3_column_text(st, 7), sqlite3_column_bytes(st, 7)));
+            json_text_lossy(tm__col_text(st, 7), tm__col_bytes(st, 7)));
         json_object_set_new(
             o, "last_response",
-            json_text_lossy(sqlite3_column_text(st, 8), sqlite3_column_bytes(st, 8)));
+            json_text_lossy(tm__col_text(st, 8), tm__col_bytes(st, 8)));
         json_array_append_new(arr, o);
     }
-    if (rc != SQLITE_DONE)
-        tm__store_fail(s, rc);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
+    tm__stmt_reset(st);
+    if (rc < 0) {
         json_decref(arr);
         return NULL;
     }
@@ -300,7 +300,7 @@ json_t *tm__store_dead_rows_json(tm_store *s, sqlite3_stmt *st)
 int tm_outbox_stats_get(tm_store *s, tm_outbox_stats *out)
 {
     memset(out, 0, sizeof(*out));
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'delivered'), 0),"
         " coalesce(sum(state = 'dead'), 0), coalesce(sum(attempts), 0),"
@@ -308,37 +308,37 @@ int tm_outbox_stats_get(tm_store *s, tm_outbox_stats *out)
         "");
     int rc = tm__store_step(s, st);
     if (rc == 1) {
-        out->pending = sqlite3_column_int64(st, 0);
-        out->delivered = sqlite3_column_int64(st, 1);
-        out->dead = sqlite3_column_int64(st, 2);
-        out->failed_attempts = sqlite3_column_int64(st, 3);
-        out->oldest_pending_at = sqlite3_column_int64(st, 4);
+        out->pending = tm__col_int64(st, 0);
+        out->delivered = tm__col_int64(st, 1);
+        out->dead = tm__col_int64(st, 2);
+        out->failed_attempts = tm__col_int64(st, 3);
+        out->oldest_pending_at = tm__col_int64(st, 4);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
 int tm_outbox_queue(tm_store *s, int64_t *pending, int64_t *oldest_pending_at)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT count(*), coalesce(min(occurred_at), 0)"
                                        " FROM outbox WHERE state = 'pending'",
                                        "");
     int rc = tm__store_step(s, st);
     if (rc == 1) {
-        *pending = sqlite3_column_int64(st, 0);
-        *oldest_pending_at = sqlite3_column_int64(st, 1);
+        *pending = tm__col_int64(st, 0);
+        *oldest_pending_at = tm__col_int64(st, 1);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
 int tm_store_outbox_count(tm_store *s, const char *state, int64_t *count)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s, "SELECT count(*) FROM outbox WHERE state = ?1", "s", state);
     int rc = tm__store_step(s, st);
-    *count = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
+    *count = rc == 1 ? tm__col_int64(st, 0) : 0;
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }

@@ -121,7 +121,7 @@ json_t *tm_store_party_members(tm_store *s, const char *visit_id)
 
 int tm_store_party_role(tm_store *s, const char *visit_id, const char *user_id, char role[16])
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT visit_role FROM participants WHERE visit_id = ?1"
                                        " AND user_id = ?2 AND visit_role IS NOT NULL"
                                        " ORDER BY id DESC LIMIT 1",
@@ -129,7 +129,7 @@ int tm_store_party_role(tm_store *s, const char *visit_id, const char *user_id, 
     int rc = tm__store_step(s, st);
     if (rc == 1)
         tm__store_col_text(st, 0, role, 16);
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     if (rc == 0)
         return tm__store_refuse(s, TM_ENOTFOUND, "not a participant of the visit");
     return rc < 0 ? rc : 0;
@@ -139,7 +139,7 @@ int tm_store_party_role(tm_store *s, const char *visit_id, const char *user_id, 
 
 static json_t *invite_json(tm_store *s, const char *invite_id, char *visit_id, size_t len)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT id AS invite_id, visit_id, inviter_id, invitee_id,"
                                        " role, created_at, expires_at, outcome, decided_at"
                                        " FROM invites WHERE id = ?1",
@@ -151,7 +151,7 @@ static json_t *invite_json(tm_store *s, const char *invite_id, char *visit_id, s
         o = tm__store_row_json(st);
         json_object_del(o, "visit_id");
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return o;
 }
 
@@ -249,15 +249,15 @@ int tm_store_invite_accept(tm_store *s, const char *invite_id, const char *user_
 static int invites_end_open_in_tx(tm_store *s, const char *visit_id, const char *outcome,
                                   int64_t now_ms, int *count)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT id FROM invites WHERE outcome IS NULL"
                                        " AND (?1 IS NULL OR visit_id = ?1) ORDER BY created_at",
                                        "s", visit_id);
     GPtrArray *ids = g_ptr_array_new_with_free_func(g_free);
     int rc;
     while ((rc = tm__store_step(s, st)) == 1)
-        g_ptr_array_add(ids, g_strdup((const char *)sqlite3_column_text(st, 0)));
-    sqlite3_reset(st);
+        g_ptr_array_add(ids, g_strdup(tm__col_text(st, 0)));
+    tm__stmt_reset(st);
     for (guint i = 0; rc == 0 && i < ids->len; i++) {
         rc = tm__store_run(s, "UPDATE invites SET outcome = ?2, decided_at = ?3 WHERE id = ?1",
                            "ssI", g_ptr_array_index(ids, i), outcome, now_ms);
@@ -287,15 +287,15 @@ int tm_store_invites_end_open(tm_store *s, const char *outcome, int64_t now_ms, 
     "SELECT id, visit_id, name, created_by, created_at, expires_at, state, guest_id FROM "         \
     "guest_links"
 
-static void link_from_row(sqlite3_stmt *st, tm_guest_link *l, int64_t now_ms)
+static void link_from_row(tm__stmt *st, tm_guest_link *l, int64_t now_ms)
 {
     memset(l, 0, sizeof(*l));
     tm__store_col_text(st, 0, l->id, sizeof(l->id));
     tm__store_col_text(st, 1, l->visit_id, sizeof(l->visit_id));
     tm__store_col_text(st, 2, l->name, sizeof(l->name));
     tm__store_col_text(st, 3, l->created_by, sizeof(l->created_by));
-    l->created_ms = sqlite3_column_int64(st, 4);
-    l->expires_ms = sqlite3_column_int64(st, 5);
+    l->created_ms = tm__col_int64(st, 4);
+    l->expires_ms = tm__col_int64(st, 5);
     tm__store_col_text(st, 6, l->state, sizeof(l->state));
     tm__store_col_text(st, 7, l->guest_id, sizeof(l->guest_id));
     if (now_ms && strcmp(l->state, "open") == 0 && now_ms >= l->expires_ms)
@@ -306,11 +306,11 @@ static void link_from_row(sqlite3_stmt *st, tm_guest_link *l, int64_t now_ms)
 static int link_find(tm_store *s, const char *sql, const char *key, int64_t now_ms,
                      tm_guest_link *out)
 {
-    sqlite3_stmt *st = tm__store_query(s, sql, "s", key);
+    tm__stmt *st = tm__store_query(s, sql, "s", key);
     int rc = tm__store_step(s, st);
     if (rc == 1)
         link_from_row(st, out, now_ms);
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     if (rc == 0)
         return tm__store_refuse(s, TM_ENOTFOUND, "no such guest link");
     return rc < 0 ? rc : 0;

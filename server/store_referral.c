@@ -52,13 +52,13 @@ static int append_event(tm_store *s, const char *type, const char *visit_id, con
 /* Whether doctor_id attended the visit, in any of its parts. */
 static bool attended(tm_store *s, const char *visit_id, const char *doctor_id)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT 1 FROM participants WHERE visit_id = ?1 AND"
                                        " user_id = ?2 AND visit_role = 'attending'",
                                        "ss", visit_id, doctor_id);
     bool yes = st && tm__store_step(s, st) == 1;
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return yes;
 }
 
@@ -152,7 +152,7 @@ typedef struct stored_referral {
 static int stored_get(tm_store *s, const char *id, stored_referral *out)
 {
     memset(out, 0, sizeof(*out));
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT visit_id, from_doctor_id, direction, to_dept_id,"
                                        " appointment_id, state, reason, summary, version"
                                        " FROM referrals WHERE id = ?1",
@@ -165,14 +165,14 @@ static int stored_get(tm_store *s, const char *id, stored_referral *out)
         tm__store_col_text(st, 3, out->to_dept_id, sizeof(out->to_dept_id));
         tm__store_col_text(st, 4, out->appointment_id, sizeof(out->appointment_id));
         tm__store_col_text(st, 5, out->state, sizeof(out->state));
-        out->reason = g_strdup((const char *)sqlite3_column_text(st, 6));
-        out->summary = g_strdup((const char *)sqlite3_column_text(st, 7));
-        out->version = sqlite3_column_int(st, 8);
+        out->reason = g_strdup(tm__col_text(st, 6));
+        out->summary = g_strdup(tm__col_text(st, 7));
+        out->version = tm__col_int(st, 8);
         rc = 0;
     } else if (rc == 0) {
         rc = tm__store_refuse(s, TM_ENOTFOUND, "no such referral");
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc;
 }
 

@@ -24,15 +24,15 @@ int tm_store_dept_put(tm_store *s, const char *id, const char *name)
 
 bool tm_store_dept_exists(tm_store *s, const char *id)
 {
-    sqlite3_stmt *st = tm__store_query(s, "SELECT 1 FROM departments WHERE id = ?1", "s", id);
+    tm__stmt *st = tm__store_query(s, "SELECT 1 FROM departments WHERE id = ?1", "s", id);
     bool found = tm__store_step(s, st) == 1;
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return found;
 }
 
 json_t *tm_store_dept_list(tm_store *s)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT id, name, coalesce(institution_id, ?1) AS"
                                        " institution_id, created_at FROM departments ORDER BY id",
                                        "s", tm_store_hospital_id(s));
@@ -66,7 +66,7 @@ int tm_store_doctor_set_kind(tm_store *s, const char *id, const char *kind)
 
 int tm_store_doctor_get(tm_store *s, const char *id, tm_doctor_info *out)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s, "SELECT id, dept_id, licence_no, active, name, title, kind FROM doctors WHERE id = ?1",
         "s", id);
     int rc = tm__store_step(s, st);
@@ -76,19 +76,19 @@ int tm_store_doctor_get(tm_store *s, const char *id, tm_doctor_info *out)
         tm__store_col_text(st, 0, out->id, sizeof(out->id));
         tm__store_col_text(st, 1, out->dept_id, sizeof(out->dept_id));
         tm__store_col_text(st, 2, out->licence_no, sizeof(out->licence_no));
-        out->active = sqlite3_column_int(st, 3) != 0;
+        out->active = tm__col_int(st, 3) != 0;
         tm__store_col_text(st, 4, out->name, sizeof(out->name));
         tm__store_col_text(st, 5, out->title, sizeof(out->title));
         tm__store_col_text(st, 6, out->kind, sizeof(out->kind));
         rc = 0;
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc;
 }
 
 json_t *tm_store_doctor_list(tm_store *s, const char *dept_id)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT d.id, d.name, d.dept_id,"
                         " coalesce(p.institution_id, ?2) AS institution_id, d.licence_no,"
@@ -129,7 +129,7 @@ int tm_store_shift_delete(tm_store *s, const char *id)
 json_t *tm_store_shift_list(tm_store *s, const char *doctor_id, const char *dept_id,
                             int64_t from_ms, int64_t to_ms)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT id, doctor_id, dept_id, start_at, end_at, capacity FROM shifts"
                         " WHERE (?1 IS NULL OR doctor_id = ?1) AND (?2 IS NULL OR dept_id = ?2)"
@@ -142,7 +142,7 @@ json_t *tm_store_shift_list(tm_store *s, const char *doctor_id, const char *dept
 int tm_store_shift_current(tm_store *s, const char *doctor_id, const char *dept_id, int64_t now_ms,
                            char *dept_out, int *capacity, int64_t *end_ms)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT dept_id, capacity, end_at FROM shifts WHERE doctor_id = ?1"
                         " AND (?2 IS NULL OR dept_id = ?2) AND start_at <= ?3 AND end_at > ?3"
@@ -155,12 +155,12 @@ int tm_store_shift_current(tm_store *s, const char *doctor_id, const char *dept_
         if (dept_out)
             tm__store_col_text(st, 0, dept_out, 64);
         if (capacity)
-            *capacity = sqlite3_column_int(st, 1);
+            *capacity = tm__col_int(st, 1);
         if (end_ms)
-            *end_ms = sqlite3_column_int64(st, 2);
+            *end_ms = tm__col_int64(st, 2);
         rc = 0;
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc;
 }
 
@@ -194,7 +194,7 @@ int tm_store_appt_create(tm_store *s, const tm_appointment *a, char *id_out)
 
 int tm_store_appt_get(tm_store *s, const char *id, tm_appointment *out)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT id, patient_id, dept_id, doctor_id, slot_at, kind, status"
                         " FROM appointments WHERE id = ?1",
@@ -207,12 +207,12 @@ int tm_store_appt_get(tm_store *s, const char *id, tm_appointment *out)
         tm__store_col_text(st, 1, out->patient_id, sizeof(out->patient_id));
         tm__store_col_text(st, 2, out->dept_id, sizeof(out->dept_id));
         tm__store_col_text(st, 3, out->doctor_id, sizeof(out->doctor_id));
-        out->slot_ms = sqlite3_column_int64(st, 4);
+        out->slot_ms = tm__col_int64(st, 4);
         tm__store_col_text(st, 5, out->kind, sizeof(out->kind));
         tm__store_col_text(st, 6, out->status, sizeof(out->status));
         rc = 0;
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc;
 }
 
@@ -235,7 +235,7 @@ int tm_store_appt_update(tm_store *s, const tm_appointment *a)
 json_t *tm_store_appt_list(tm_store *s, const char *patient_id, const char *dept_id,
                            const char *status, int64_t from_ms, int64_t to_ms, int limit)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT id, patient_id, dept_id, doctor_id, slot_at, kind, status, created_at,"
         " updated_at FROM appointments"
@@ -263,7 +263,7 @@ int tm_store_audit(tm_store *s, const char *actor_id, const char *actor_role, co
 json_t *tm_store_audit_list(tm_store *s, const char *target, const char *actor_id, int64_t from_ms,
                             int limit)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT id, at, actor_id, actor_role, action, target, outcome, detail"
         " FROM audit_log WHERE (?1 IS NULL OR target = ?1)"

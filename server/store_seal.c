@@ -24,7 +24,7 @@ int tm_store_seal_due(tm_store *s, int64_t now_ms, int64_t seal_after_ms, char (
     /* Only visits over and unsealed are looked at: the first two terms are
      * the partial index's own, named because without statistics SQLite
      * picks visits_by_state and walks every visit ever ended. */
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT v.id FROM visits v INDEXED BY visits_unsealed"
                         " WHERE v.sealed_at IS NULL AND v.state IN ('ended','cancelled')"
@@ -41,25 +41,25 @@ int tm_store_seal_due(tm_store *s, int64_t now_ms, int64_t seal_after_ms, char (
     int rc;
     while (*n < max && (rc = tm__store_step(s, st)) == 1)
         tm__store_col_text(st, 0, ids[(*n)++], 64);
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
-static json_t *col_time(sqlite3_stmt *st, int i)
+static json_t *col_time(tm__stmt *st, int i)
 {
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? json_null()
-                                                     : json_integer(sqlite3_column_int64(st, i));
+    return tm__col_is_null(st, i) ? json_null()
+                                                     : json_integer(tm__col_int64(st, i));
 }
 
-static json_t *col_text(sqlite3_stmt *st, int i)
+static json_t *col_text(tm__stmt *st, int i)
 {
-    const char *t = (const char *)sqlite3_column_text(st, i);
+    const char *t = tm__col_text(st, i);
     return t ? json_string(t) : json_null();
 }
 
 static json_t *visit_part(tm_store *s, const char *visit_id)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT state, patient_id, doctor_id, checkin_at,"
                                        " accepted_at, ended_at, end_reason, ended_by"
                                        " FROM visits WHERE id = ?1",
@@ -71,7 +71,7 @@ static json_t *visit_part(tm_store *s, const char *visit_id)
                       col_time(st, 3), "accepted_at", col_time(st, 4), "ended_at", col_time(st, 5),
                       "end_reason", col_text(st, 6), "ended_by", col_text(st, 7));
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return v;
 }
 
@@ -80,7 +80,7 @@ static json_t *visit_part(tm_store *s, const char *visit_id)
  * to match still give another head. */
 static json_t *chain_part(tm_store *s, const char *visit_id, int64_t upto_seq)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT seq, event_id, type, visit_id, occurred_at, payload, chain_hash IS NOT NULL"
         "  FROM outbox WHERE visit_id = ?1 AND (?2 = 0 OR seq <= ?2) ORDER BY seq",
@@ -94,22 +94,22 @@ static json_t *chain_part(tm_store *s, const char *visit_id, int64_t upto_seq)
     int rc;
     while ((rc = tm__store_step(s, st)) == 1) {
         events++;
-        last_seq = sqlite3_column_int64(st, 0);
-        if (!sqlite3_column_int(st, 6))
+        last_seq = tm__col_int64(st, 0);
+        if (!tm__col_int(st, 6))
             continue;
         tm_chain_event ev = {
-            .event_id = (const char *)sqlite3_column_text(st, 1),
-            .type = (const char *)sqlite3_column_text(st, 2),
-            .visit_id = (const char *)sqlite3_column_text(st, 3),
-            .occurred_at = sqlite3_column_int64(st, 4),
-            .payload = (const char *)sqlite3_column_blob(st, 5),
-            .payload_len = (size_t)sqlite3_column_bytes(st, 5),
+            .event_id = tm__col_text(st, 1),
+            .type = tm__col_text(st, 2),
+            .visit_id = tm__col_text(st, 3),
+            .occurred_at = tm__col_int64(st, 4),
+            .payload = (const char *)tm__col_blob(st, 5),
+            .payload_len = (size_t)tm__col_bytes(st, 5),
         };
         TM_ASSERT(tm_chain_link(head, &ev, link) == 0);
         memcpy(head, link, sizeof(head));
         chained = true;
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     if (rc < 0)
         return NULL;
     return json_pack("{s:I, s:I, s:s?}", "events", (json_int_t)events, "last_seq",
@@ -120,7 +120,7 @@ static json_t *chain_part(tm_store *s, const char *visit_id, int64_t upto_seq)
 static int note_part(tm_store *s, const char *visit_id, json_t **out)
 {
     *out = NULL;
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT doctor_id, body, diagnosis_code, updated_at"
                                        "  FROM notes WHERE visit_id = ?1 AND signed = 1"
                                        " ORDER BY updated_at DESC, id DESC LIMIT 1",
@@ -130,13 +130,13 @@ static int note_part(tm_store *s, const char *visit_id, json_t **out)
     int rc = tm__store_step(s, st);
     if (rc == 1) {
         char hash[TM_SEAL_HEX_LEN + 1];
-        const char *doctor = (const char *)sqlite3_column_text(st, 0);
-        tm_seal_note_hash(visit_id, doctor, (const char *)sqlite3_column_text(st, 1),
-                          (const char *)sqlite3_column_text(st, 2), hash);
+        const char *doctor = tm__col_text(st, 0);
+        tm_seal_note_hash(visit_id, doctor, tm__col_text(st, 1),
+                          tm__col_text(st, 2), hash);
         *out = json_pack("{s:s?, s:I, s:s}", "doctor_id", doctor, "signed_at",
-                         (json_int_t)sqlite3_column_int64(st, 3), "sha256", hash);
+                         (json_int_t)tm__col_int64(st, 3), "sha256", hash);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     if (rc < 0)
         return rc;
     if (!*out)
@@ -146,7 +146,7 @@ static int note_part(tm_store *s, const char *visit_id, json_t **out)
 
 static json_t *recordings_part(tm_store *s, const char *visit_id)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT id, state, encrypted, size_bytes, sha256,"
                                        " plain_sha256 FROM recordings WHERE visit_id = ?1"
                                        " ORDER BY started_at, id",
@@ -158,10 +158,10 @@ static json_t *recordings_part(tm_store *s, const char *visit_id)
     while ((rc = tm__store_step(s, st)) == 1)
         json_array_append_new(list, json_pack("{s:o, s:o, s:b, s:o, s:o, s:o}", "id",
                                               col_text(st, 0), "state", col_text(st, 1),
-                                              "encrypted", sqlite3_column_int(st, 2) != 0,
+                                              "encrypted", tm__col_int(st, 2) != 0,
                                               "size_bytes", col_time(st, 3), "sha256",
                                               col_text(st, 4), "plain_sha256", col_text(st, 5)));
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     if (rc < 0) {
         json_decref(list);
         return NULL;
@@ -258,7 +258,7 @@ int tm_store_visit_seal(tm_store *s, const char *visit_id, const char *algorithm
 
 json_t *tm_store_visit_seal_get(tm_store *s, const char *visit_id)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT visit_id, sealed_at, algorithm, key_id,"
                                        " statement, signature FROM visit_seals"
                                        " WHERE visit_id = ?1",
@@ -266,41 +266,41 @@ json_t *tm_store_visit_seal_get(tm_store *s, const char *visit_id)
     json_t *seal = NULL;
     if (st && tm__store_step(s, st) == 1)
         seal = json_pack("{s:o, s:I, s:o, s:o, s:o, s:o}", "visit_id", col_text(st, 0), "sealed_at",
-                         (json_int_t)sqlite3_column_int64(st, 1), "algorithm", col_text(st, 2),
+                         (json_int_t)tm__col_int64(st, 1), "algorithm", col_text(st, 2),
                          "key_id", col_text(st, 3), "statement", col_text(st, 4), "signature",
                          col_text(st, 5));
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return seal;
 }
 
 int tm_store_seal_count(tm_store *s, int64_t *count)
 {
-    sqlite3_stmt *st = tm__store_query(s, "SELECT count(*) FROM visit_seals", "");
+    tm__stmt *st = tm__store_query(s, "SELECT count(*) FROM visit_seals", "");
     if (!st)
         return TM_EIO;
     int rc = tm__store_step(s, st);
     if (rc == 1 && count)
-        *count = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
+        *count = tm__col_int64(st, 0);
+    tm__stmt_reset(st);
     return rc == 1 ? 0 : rc < 0 ? rc : TM_EIO;
 }
 
 bool tm_store_visit_seal_marked(tm_store *s, const char *visit_id, int64_t *sealed_at)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT (SELECT sealed_at FROM visits WHERE id = ?1),"
         "       EXISTS(SELECT 1 FROM outbox WHERE visit_id = ?1 AND type = 'visit.sealed')",
         "s", visit_id);
     bool marked = false;
     if (st && tm__store_step(s, st) == 1) {
-        bool has_at = sqlite3_column_type(st, 0) != SQLITE_NULL;
-        marked = has_at || sqlite3_column_int(st, 1);
+        bool has_at = !tm__col_is_null(st, 0);
+        marked = has_at || tm__col_int(st, 1);
         if (sealed_at)
-            *sealed_at = has_at ? sqlite3_column_int64(st, 0) : 0;
+            *sealed_at = has_at ? tm__col_int64(st, 0) : 0;
     }
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return marked;
 }

@@ -30,7 +30,7 @@ typedef struct source_shift {
 static GArray *week_shifts(tm_store *s, int64_t from_ms, const char *dept_id,
                            const char *institution_id)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT sh.doctor_id, sh.dept_id, sh.start_at, sh.end_at, sh.capacity FROM shifts sh"
         " JOIN departments d ON d.id = sh.dept_id"
@@ -43,12 +43,12 @@ static GArray *week_shifts(tm_store *s, int64_t from_ms, const char *dept_id,
         source_shift r = {0};
         tm__store_col_text(st, 0, r.doctor, sizeof(r.doctor));
         tm__store_col_text(st, 1, r.dept, sizeof(r.dept));
-        r.start = sqlite3_column_int64(st, 2);
-        r.end = sqlite3_column_int64(st, 3);
-        r.capacity = sqlite3_column_int(st, 4);
+        r.start = tm__col_int64(st, 2);
+        r.end = tm__col_int64(st, 3);
+        r.capacity = tm__col_int(st, 4);
         g_array_append_val(rows, r);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     if (rc < 0) {
         g_array_free(rows, TRUE);
         return NULL;
@@ -60,7 +60,7 @@ static GArray *week_shifts(tm_store *s, int64_t from_ms, const char *dept_id,
  * (copied before), 2 another one (its id in other), 0 nothing. */
 static int existing_overlap(tm_store *s, const source_shift *c, char other[64])
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT id, dept_id = ?4 AND start_at = ?2 AND end_at = ?3 FROM shifts"
         " WHERE doctor_id = ?1 AND start_at < ?3 AND end_at > ?2 ORDER BY 2 DESC LIMIT 1",
@@ -69,9 +69,9 @@ static int existing_overlap(tm_store *s, const source_shift *c, char other[64])
     int found = 0;
     if (rc == 1) {
         tm__store_col_text(st, 0, other, 64);
-        found = sqlite3_column_int(st, 1) ? 1 : 2;
+        found = tm__col_int(st, 1) ? 1 : 2;
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : found;
 }
 
@@ -131,7 +131,7 @@ int tm_store_shift_copy_week(tm_store *s, int64_t from_ms, const char *dept_id,
 
 int tm_store_shift_dept(tm_store *s, const char *shift_id, char dept_out[64])
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s, "SELECT dept_id FROM shifts WHERE id = ?1", "s", shift_id);
     int rc = tm__store_step(s, st);
     if (rc == 0)
@@ -140,6 +140,6 @@ int tm_store_shift_dept(tm_store *s, const char *shift_id, char dept_out[64])
         tm__store_col_text(st, 0, dept_out, 64);
         rc = 0;
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc;
 }

@@ -21,23 +21,23 @@
  * the accept after the last transfer). */
 static int current_part(tm_store *s, const char *visit_id, int *part, int64_t *since_ms)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT part, accepted_at FROM visit_transfers"
                                        " WHERE visit_id = ?1 ORDER BY part DESC LIMIT 1",
                                        "s", visit_id);
     int rc = tm__store_step(s, st);
     if (rc == 1) {
-        *part = sqlite3_column_int(st, 0) + 1;
-        *since_ms = sqlite3_column_int64(st, 1);
+        *part = tm__col_int(st, 0) + 1;
+        *since_ms = tm__col_int64(st, 1);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     if (rc != 0)
         return rc < 0 ? rc : 0;
     st = tm__store_query(s, "SELECT accepted_at FROM visits WHERE id = ?1", "s", visit_id);
     rc = tm__store_step(s, st);
     *part = 1;
-    *since_ms = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
+    *since_ms = rc == 1 ? tm__col_int64(st, 0) : 0;
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
@@ -131,14 +131,14 @@ int tm__store_transfer_accepted(tm_store *s, const char *visit_id, const char *d
                                 int64_t now_ms, json_t **transfer)
 {
     *transfer = NULL;
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s, "SELECT id FROM visit_transfers WHERE visit_id = ?1 AND accepted_at IS NULL", "s",
         visit_id);
     char id[64] = "";
     int rc = tm__store_step(s, st);
     if (rc == 1)
         tm__store_col_text(st, 0, id, sizeof(id));
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     if (rc <= 0)
         return rc;
     rc = tm__store_run(

@@ -108,15 +108,15 @@ int tm_upload_stage_day(tm_store *s, const char *profile, const char *day, int64
 /* A one-row, one-text-column query bound to profile, into out. */
 static int one_text(tm_store *s, const char *sql, const char *profile, char *out, size_t outlen)
 {
-    sqlite3_stmt *st = tm__store_query(s, sql, "s", profile);
+    tm__stmt *st = tm__store_query(s, sql, "s", profile);
     int rc = tm__store_step(s, st);
     int ret = rc < 0 ? rc : TM_ENOTFOUND;
-    if (rc == 1 && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+    if (rc == 1 && !tm__col_is_null(st, 0)) {
         tm__store_col_text(st, 0, out, outlen);
         ret = 0;
     }
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return ret;
 }
 
@@ -132,7 +132,7 @@ int tm_upload_next_batch(tm_store *s, const char *profile, const char *kind, int
     *n = 0;
     if (limit <= 0)
         return tm__store_refuse(s, TM_EINVAL, "batch limit must be at least 1");
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT u.id, u.kind, u.buss_id, u.day, u.attempts, u.source"
                         "  FROM upload_records u"
@@ -150,14 +150,14 @@ int tm_upload_next_batch(tm_store *s, const char *profile, const char *kind, int
     int rc;
     while ((rc = tm__store_step(s, st)) == 1) {
         tm_upload_record *e = &r[count++];
-        e->id = sqlite3_column_int64(st, 0);
+        e->id = tm__col_int64(st, 0);
         tm__store_col_text(st, 1, e->kind, sizeof(e->kind));
         tm__store_col_text(st, 2, e->buss_id, sizeof(e->buss_id));
         tm__store_col_text(st, 3, e->day, sizeof(e->day));
-        e->attempts = sqlite3_column_int(st, 4);
-        e->source = g_strdup((const char *)sqlite3_column_text(st, 5));
+        e->attempts = tm__col_int(st, 4);
+        e->source = g_strdup(tm__col_text(st, 5));
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     if (rc < 0 || count == 0) {
         tm_upload_records_free(r, count);
         return rc < 0 ? rc : 0;
@@ -221,13 +221,13 @@ int tm_upload_replay(tm_store *s, const char *profile, int64_t id, int64_t now_m
 {
     (void)now_ms;
     char state[16];
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s, "SELECT state FROM upload_records WHERE id = ?1 AND profile = ?2", "Is", id, profile);
     int rc = tm__store_step(s, st);
     if (rc == 1)
         tm__store_col_text(st, 0, state, sizeof(state));
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     if (rc < 0)
         return rc;
     if (rc == 0)
@@ -249,16 +249,16 @@ int tm_upload_replay(tm_store *s, const char *profile, int64_t id, int64_t now_m
                              "I", id);
 }
 
-static json_t *col_json_text(sqlite3_stmt *st, int i)
+static json_t *col_json_text(tm__stmt *st, int i)
 {
-    const unsigned char *t = sqlite3_column_text(st, i);
+    const char *t = tm__col_text(st, i);
     json_t *j = t ? json_string((const char *)t) : NULL;
     return j ? j : json_null();
 }
 
 json_t *tm_upload_dead_list(tm_store *s, const char *profile, int limit)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT id, kind, buss_id, day, attempts, last_status, last_error,"
                         " last_response FROM upload_records"
@@ -270,19 +270,19 @@ json_t *tm_upload_dead_list(tm_store *s, const char *profile, int limit)
     int rc;
     while ((rc = tm__store_step(s, st)) == 1) {
         json_t *o = json_object();
-        int status = sqlite3_column_int(st, 5);
-        json_object_set_new(o, "id", json_integer(sqlite3_column_int64(st, 0)));
+        int status = tm__col_int(st, 5);
+        json_object_set_new(o, "id", json_integer(tm__col_int64(st, 0)));
         json_object_set_new(o, "kind", col_json_text(st, 1));
         json_object_set_new(o, "buss_id", col_json_text(st, 2));
         json_object_set_new(o, "day", col_json_text(st, 3));
-        json_object_set_new(o, "attempts", json_integer(sqlite3_column_int(st, 4)));
+        json_object_set_new(o, "attempts", json_integer(tm__col_int(st, 4)));
         /* 0: refused before sending, by the profile's own checks */
         json_object_set_new(o, "last_status", status ? json_integer(status) : json_null());
         json_object_set_new(o, "last_error", col_json_text(st, 6));
         json_object_set_new(o, "last_response", col_json_text(st, 7));
         json_array_append_new(arr, o);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     if (rc < 0) {
         json_decref(arr);
         return NULL;
@@ -307,7 +307,7 @@ int tm_upload_checkin_done(tm_store *s, const char *profile, const char *day, in
 int tm_upload_counts_get(tm_store *s, const char *profile, tm_upload_counts *out)
 {
     memset(out, 0, sizeof(*out));
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'delivered'), 0),"
         " coalesce(sum(state = 'dead'), 0),"
@@ -320,41 +320,41 @@ int tm_upload_counts_get(tm_store *s, const char *profile, tm_upload_counts *out
         "s", profile);
     int rc = tm__store_step(s, st);
     if (rc == 1) {
-        out->pending = sqlite3_column_int64(st, 0);
-        out->delivered = sqlite3_column_int64(st, 1);
-        out->dead = sqlite3_column_int64(st, 2);
-        out->days = sqlite3_column_int64(st, 3);
-        out->checkins = sqlite3_column_int64(st, 4);
-        out->held = sqlite3_column_int64(st, 5);
+        out->pending = tm__col_int64(st, 0);
+        out->delivered = tm__col_int64(st, 1);
+        out->dead = tm__col_int64(st, 2);
+        out->days = tm__col_int64(st, 3);
+        out->checkins = tm__col_int64(st, 4);
+        out->held = tm__col_int64(st, 5);
     }
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return rc == 1 ? 0 : rc < 0 ? rc : TM_EIO;
 }
 
 /* Dead records of profile by day and reason, onto the report's days. */
 static int add_dead_reasons(tm_store *s, const char *profile, json_t *days)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT day, coalesce(last_error, 'unknown'), count(*)"
                                        "  FROM upload_records WHERE profile = ?1 AND state = 'dead'"
                                        " GROUP BY day, last_error",
                                        "s", profile);
     int rc;
     while ((rc = tm__store_step(s, st)) == 1) {
-        const char *day = (const char *)sqlite3_column_text(st, 0);
+        const char *day = tm__col_text(st, 0);
         size_t i;
         json_t *d;
         json_array_foreach(days, i, d)
         {
             if (strcmp(json_string_value(json_object_get(d, "day")), day) == 0)
                 json_object_set_new(json_object_get(d, "dead_by_reason"),
-                                    (const char *)sqlite3_column_text(st, 1),
-                                    json_integer(sqlite3_column_int64(st, 2)));
+                                    tm__col_text(st, 1),
+                                    json_integer(tm__col_int64(st, 2)));
         }
     }
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return rc;
 }
 

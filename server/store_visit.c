@@ -21,7 +21,7 @@
     " v.recording_consent"                                                                         \
     " FROM visits v LEFT JOIN appointments a ON a.id = v.appointment_id"
 
-static void visit_from_row(sqlite3_stmt *st, tm_visit *v)
+static void visit_from_row(tm__stmt *st, tm_visit *v)
 {
     memset(v, 0, sizeof(*v));
     tm__store_col_text(st, 0, v->id, sizeof(v->id));
@@ -30,21 +30,21 @@ static void visit_from_row(sqlite3_stmt *st, tm_visit *v)
     tm__store_col_text(st, 3, v->appointment_id, sizeof(v->appointment_id));
     tm__store_col_text(st, 4, v->doctor_id, sizeof(v->doctor_id));
     tm__store_col_text(st, 5, v->kind, sizeof(v->kind));
-    v->urgent = sqlite3_column_int(st, 6) != 0;
+    v->urgent = tm__col_int(st, 6) != 0;
     tm__store_col_text(st, 7, v->state, sizeof(v->state));
-    v->checkin_ms = sqlite3_column_int64(st, 8);
-    v->offered_ms = sqlite3_column_int64(st, 9);
-    v->accepted_ms = sqlite3_column_int64(st, 10);
-    v->ended_ms = sqlite3_column_int64(st, 11);
-    v->slot_ms = sqlite3_column_int64(st, 12);
+    v->checkin_ms = tm__col_int64(st, 8);
+    v->offered_ms = tm__col_int64(st, 9);
+    v->accepted_ms = tm__col_int64(st, 10);
+    v->ended_ms = tm__col_int64(st, 11);
+    v->slot_ms = tm__col_int64(st, 12);
     tm__store_col_text(st, 13, v->end_reason, sizeof(v->end_reason));
-    if (sqlite3_column_type(st, 14) != SQLITE_NULL)
-        v->recording_consent = sqlite3_column_int(st, 14) ? 1 : -1;
+    if (!tm__col_is_null(st, 14))
+        v->recording_consent = tm__col_int(st, 14) ? 1 : -1;
 }
 
 int tm_store_visit_get(tm_store *s, const char *id, tm_visit *out)
 {
-    sqlite3_stmt *st = tm__store_query(s, VISIT_COLUMNS " WHERE v.id = ?1", "s", id);
+    tm__stmt *st = tm__store_query(s, VISIT_COLUMNS " WHERE v.id = ?1", "s", id);
     int rc = tm__store_step(s, st);
     if (rc == 0)
         rc = tm__store_refuse(s, TM_ENOTFOUND, "no such visit");
@@ -52,14 +52,14 @@ int tm_store_visit_get(tm_store *s, const char *id, tm_visit *out)
         visit_from_row(st, out);
         rc = 0;
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc;
 }
 
 int tm_store_visit_foreach_state(tm_store *s, const char *state,
                                  void (*fn)(const tm_visit *v, void *user), void *user)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s, VISIT_COLUMNS " WHERE v.state = ?1 ORDER BY v.checkin_at", "s", state);
     /* Collect first: fn may call back into the store, which would reset st. */
     GArray *rows = g_array_new(FALSE, FALSE, sizeof(tm_visit));
@@ -69,7 +69,7 @@ int tm_store_visit_foreach_state(tm_store *s, const char *state,
         visit_from_row(st, &v);
         g_array_append_val(rows, v);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     for (guint i = 0; rc == 0 && i < rows->len; i++)
         fn(&g_array_index(rows, tm_visit, i), user);
     g_array_free(rows, TRUE);
@@ -128,7 +128,7 @@ int tm_store_consent_add(tm_store *s, const char *visit_id, const tm_consent *c)
 int tm_store_consent_given(tm_store *s, const char *visit_id, const char *user_id, const char *kind,
                            char version[32])
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT version FROM consents WHERE visit_id = ?1"
                                        " AND user_id = ?2 AND kind = ?3 ORDER BY id DESC LIMIT 1",
                                        "sss", visit_id, user_id, kind);
@@ -136,7 +136,7 @@ int tm_store_consent_given(tm_store *s, const char *visit_id, const char *user_i
     if (rc == 1)
         tm__store_col_text(st, 0, version, 32);
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return rc;
 }
 
@@ -395,28 +395,28 @@ json_t *tm_store_notes_signed(tm_store *s, const char *visit_id)
 static int note_find(tm_store *s, const char *visit_id, const char *doctor_id, int64_t *id,
                      bool *is_signed)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s, "SELECT id, signed FROM notes WHERE visit_id = ?1 AND doctor_id = ?2",
                         "ss", visit_id, doctor_id);
     *id = 0;
     *is_signed = false;
     int rc = tm__store_step(s, st);
     if (rc == 1) {
-        *id = sqlite3_column_int64(st, 0);
-        *is_signed = sqlite3_column_int(st, 1) != 0;
+        *id = tm__col_int64(st, 0);
+        *is_signed = tm__col_int(st, 1) != 0;
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
 /* A sealed record is final (store.h, "the visit seal"). */
 bool tm__store_visit_sealed(tm_store *s, const char *visit_id)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s, "SELECT 1 FROM visits WHERE id = ?1 AND sealed_at IS NOT NULL", "s", visit_id);
     bool sealed = st && tm__store_step(s, st) == 1;
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return sealed;
 }
 
@@ -622,7 +622,7 @@ json_t *tm_store_visit_list(tm_store *s, const char *state, const char *dept_id,
                             const char *doctor_id, const char *patient_id, int64_t from_ms,
                             int64_t to_ms, int limit, int offset)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT v.id, v.patient_id, v.dept_id, v.doctor_id, v.kind, v.urgent, v.state,"
         " v.checkin_at, v.accepted_at, v.ended_at, v.end_reason, v.queue_wait_ms,"
@@ -639,16 +639,16 @@ json_t *tm_store_visit_list(tm_store *s, const char *state, const char *dept_id,
 
 int tm_store_visit_counts(tm_store *s, int64_t since_ms, json_t **out)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT state, count(*) FROM visits WHERE checkin_at >= ?1"
                                        " GROUP BY state",
                                        "I", since_ms);
     json_t *o = json_object();
     int rc;
     while ((rc = tm__store_step(s, st)) == 1)
-        json_object_set_new(o, (const char *)sqlite3_column_text(st, 0),
-                            json_integer(sqlite3_column_int64(st, 1)));
-    sqlite3_reset(st);
+        json_object_set_new(o, tm__col_text(st, 0),
+                            json_integer(tm__col_int64(st, 1)));
+    tm__stmt_reset(st);
     if (rc < 0) {
         json_decref(o);
         return rc;
@@ -659,7 +659,7 @@ int tm_store_visit_counts(tm_store *s, int64_t since_ms, json_t **out)
 
 int tm_store_doctor_figures(tm_store *s, const char *doctor_id, int64_t since_ms, json_t **out)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT count(*) AS visits,"
                                        " CAST(avg(v.response_ms) AS INTEGER) AS avg_response_ms,"
                                        " avg(r.score) AS avg_rating, count(r.score) AS ratings"
@@ -676,14 +676,14 @@ int tm_store_doctor_figures(tm_store *s, const char *doctor_id, int64_t since_ms
 
 /* ---- what the regulator hears of a visit --------------------------- */
 
-static int64_t col_int_or(sqlite3_stmt *st, int i, int64_t none)
+static int64_t col_int_or(tm__stmt *st, int i, int64_t none)
 {
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? none : sqlite3_column_int64(st, i);
+    return tm__col_is_null(st, i) ? none : tm__col_int64(st, i);
 }
 
 static int facts_visit(tm_store *s, const char *visit_id, tm_visit_facts *f)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT d.name, doc.licence_no, v.ended_by, v.queue_wait_ms, v.response_ms,"
                         "       v.duration_ms, v.offers, v.doctor_verify_method,"
@@ -712,7 +712,7 @@ static int facts_visit(tm_store *s, const char *visit_id, tm_visit_facts *f)
         tm__store_col_text(st, 12, f->institution_name, sizeof(f->institution_name));
         tm__store_col_text(st, 13, f->institution_org_code, sizeof(f->institution_org_code));
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc == 0 ? TM_ENOTFOUND : rc < 0 ? rc : 0;
 }
 
@@ -720,7 +720,7 @@ static int facts_visit(tm_store *s, const char *visit_id, tm_visit_facts *f)
  * worker failure; the last one is the one announced). */
 static int facts_recording(tm_store *s, const char *visit_id, tm_visit_facts *f)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s,
         "SELECT id, sha256, size_bytes, duration_ms, format, state, encrypted"
         "  FROM recordings WHERE visit_id = ?1 AND state IN ('complete','incomplete')"
@@ -734,16 +734,16 @@ static int facts_recording(tm_store *s, const char *visit_id, tm_visit_facts *f)
         f->recording.size_bytes = col_int_or(st, 2, -1);
         f->recording.duration_ms = col_int_or(st, 3, -1);
         tm__store_col_text(st, 4, f->recording.format, sizeof(f->recording.format));
-        f->recording.complete = strcmp((const char *)sqlite3_column_text(st, 5), "complete") == 0;
-        f->recording.encrypted = sqlite3_column_int(st, 6) != 0;
+        f->recording.complete = strcmp(tm__col_text(st, 5), "complete") == 0;
+        f->recording.encrypted = tm__col_int(st, 6) != 0;
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
 static int facts_consent(tm_store *s, const char *visit_id, tm_visit_facts *f)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT version, session_id, recording, accepted_at"
                                        "  FROM consents WHERE visit_id = ?1 AND kind = 'patient'"
                                        " ORDER BY id DESC LIMIT 1",
@@ -753,31 +753,31 @@ static int facts_consent(tm_store *s, const char *visit_id, tm_visit_facts *f)
     if (rc == 1) {
         tm__store_col_text(st, 0, f->consent.version, sizeof(f->consent.version));
         tm__store_col_text(st, 1, f->consent.session_id, sizeof(f->consent.session_id));
-        f->consent.recording = sqlite3_column_int(st, 2) != 0;
-        f->consent.accepted_ms = sqlite3_column_int64(st, 3);
+        f->consent.recording = tm__col_int(st, 2) != 0;
+        f->consent.accepted_ms = tm__col_int64(st, 3);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
 static int facts_rating(tm_store *s, const char *visit_id, tm_visit_facts *f)
 {
-    sqlite3_stmt *st = tm__store_query(
+    tm__stmt *st = tm__store_query(
         s, "SELECT score, comment, created_at FROM ratings WHERE visit_id = ?1", "s", visit_id);
     int rc = tm__store_step(s, st);
     f->has_rating = rc == 1;
     if (rc == 1) {
-        f->rating.score = sqlite3_column_int(st, 0);
+        f->rating.score = tm__col_int(st, 0);
         tm__store_col_text(st, 1, f->rating.comment, sizeof(f->rating.comment));
-        f->rating.rated_ms = sqlite3_column_int64(st, 2);
+        f->rating.rated_ms = tm__col_int64(st, 2);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
 static int facts_signed_note(tm_store *s, const char *visit_id, tm_visit_facts *f)
 {
-    sqlite3_stmt *st = tm__store_query(s,
+    tm__stmt *st = tm__store_query(s,
                                        "SELECT doctor_id, diagnosis_code, updated_at FROM notes"
                                        " WHERE visit_id = ?1 AND signed = 1"
                                        " ORDER BY updated_at DESC, id DESC LIMIT 1",
@@ -787,16 +787,16 @@ static int facts_signed_note(tm_store *s, const char *visit_id, tm_visit_facts *
     if (rc == 1) {
         tm__store_col_text(st, 0, f->note.doctor_id, sizeof(f->note.doctor_id));
         tm__store_col_text(st, 1, f->note.diagnosis_code, sizeof(f->note.diagnosis_code));
-        f->note.signed_ms = sqlite3_column_int64(st, 2);
+        f->note.signed_ms = tm__col_int64(st, 2);
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
 /* Every doctor who took part, attending or consulting, by first join. */
 static int facts_doctors(tm_store *s, const char *visit_id, tm_visit_facts *f)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT p.user_id, p.visit_role, d.licence_no FROM participants p"
                         "  LEFT JOIN doctors d ON d.id = p.user_id"
@@ -810,7 +810,7 @@ static int facts_doctors(tm_store *s, const char *visit_id, tm_visit_facts *f)
         tm__store_col_text(st, 1, f->doctors[i].role, sizeof(f->doctors[i].role));
         tm__store_col_text(st, 2, f->doctors[i].licence_no, sizeof(f->doctors[i].licence_no));
     }
-    sqlite3_reset(st);
+    tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
