@@ -272,11 +272,11 @@ int tm_recording_set_plain_sha256(tm_store *s, const char *rec_id, const char *p
 json_t *tm_recording_get(tm_store *s, const char *rec_id)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT id, visit_id, part, path, format, state, size_bytes,"
-                                       " duration_ms, sha256, plain_sha256, encrypted, failure,"
-                                       " dropped_packets, started_at, finished_at, deleted_at,"
-                                       " deleted_by_policy FROM recordings WHERE id = ?1",
-                                       "b", rec_id);
+                                   "SELECT id, visit_id, part, path, format, state, size_bytes,"
+                                   " duration_ms, sha256, plain_sha256, encrypted, failure,"
+                                   " dropped_packets, started_at, finished_at, deleted_at,"
+                                   " deleted_by_policy FROM recordings WHERE id = ?1",
+                                   "b", rec_id);
     json_t *o = tm__store_step(s, st) == 1 ? tm__store_row_json(st) : NULL;
     tm__stmt_reset(st);
     return o;

@@ -59,8 +59,7 @@ int tm_rendition_requeue(tm_store *s, const char *visit_id, int64_t ended_since_
         n += rc == 0 ? tm__store_changes(s) : 0;
     }
     GPtrArray *ids = g_ptr_array_new_with_free_func(g_free);
-    tm__stmt *st =
-        rc == 0 ? tm__store_query(s, MISSING_SQL, "sI", visit_id, ended_since_ms) : NULL;
+    tm__stmt *st = rc == 0 ? tm__store_query(s, MISSING_SQL, "sI", visit_id, ended_since_ms) : NULL;
     if (rc == 0 && !st)
         rc = TM_EIO;
     int step;
@@ -114,7 +113,8 @@ int tm_rendition_retry(tm_store *s, int max_attempts, int64_t base_ms, int64_t n
             s,
             "SELECT visit_id, count(*), max(finished_at) FROM renditions"
             " WHERE visit_id IN (SELECT visit_id FROM renditions WHERE state = 'failed')"
-            " GROUP BY visit_id HAVING sum(state <> 'failed') = 0 AND count(*) < ?1",
+            " GROUP BY visit_id HAVING count(*) FILTER (WHERE state <> 'failed') = 0 AND count(*) "
+            "< ?1",
             "i", max_attempts),
         3);
     if (!rows)
@@ -147,9 +147,9 @@ int tm_rendition_retry(tm_store *s, int max_attempts, int64_t base_ms, int64_t n
 int tm_rendition_next(tm_store *s, char id[TM_RENDITION_ID_LEN], char visit_id[64])
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT id, visit_id FROM renditions WHERE state = 'queued'"
-                                       " ORDER BY queued_at, rowid LIMIT 1",
-                                       "");
+                                   "SELECT id, visit_id FROM renditions WHERE state = 'queued'"
+                                   " ORDER BY queued_at, id LIMIT 1",
+                                   "");
     int rc = tm__store_step(s, st);
     if (rc == 1) {
         tm__store_col_text(st, 0, id, TM_RENDITION_ID_LEN);
@@ -166,7 +166,7 @@ json_t *tm_rendition_sources(tm_store *s, const char *visit_id)
         s, tm__store_query(s,
                            "SELECT id, path, encrypted, state, started_at AS started_at_ms"
                            " FROM recordings WHERE visit_id = ?1"
-                           " AND state IN ('complete','incomplete') ORDER BY started_at, rowid",
+                           " AND state IN ('complete','incomplete') ORDER BY started_at, part, id",
                            "s", visit_id));
 }
 
@@ -240,11 +240,11 @@ int tm_rendition_fail(tm_store *s, const char *id, const char *error, int64_t cp
 json_t *tm_rendition_get(tm_store *s, const char *id)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT id, visit_id, path, format, state, size_bytes,"
-                                       " duration_ms, sha256, plain_sha256, encrypted, error,"
-                                       " parts, cpu_ms, queued_at, started_at, finished_at,"
-                                       " deleted_at FROM renditions WHERE id = ?1",
-                                       "b", id);
+                                   "SELECT id, visit_id, path, format, state, size_bytes,"
+                                   " duration_ms, sha256, plain_sha256, encrypted, error,"
+                                   " parts, cpu_ms, queued_at, started_at, finished_at,"
+                                   " deleted_at FROM renditions WHERE id = ?1",
+                                   "b", id);
     json_t *o = tm__store_step(s, st) == 1 ? tm__store_row_json(st) : NULL;
     if (st)
         tm__stmt_reset(st);

@@ -1,7 +1,10 @@
 # The store (include/telemed/store.h): its statement layer and engines.
+pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)
+target_link_libraries(telemed PUBLIC PkgConfig::LIBPQ)
 target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/store_core.c
   ${CMAKE_CURRENT_LIST_DIR}/store_sqlite.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_pg.c
   ${CMAKE_CURRENT_LIST_DIR}/store_schedule.c
   ${CMAKE_CURRENT_LIST_DIR}/store_visit.c
   ${CMAKE_CURRENT_LIST_DIR}/store_party.c
@@ -29,6 +32,12 @@ target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/store_figures.c)
 # writes failing (disk full, locked, I/O error).
 tm_unit_test(test_store tests/server/test_store.c tests/server/store_suite.c
   tests/server/store_suite_institution.c)
+# The same suite on PostgreSQL: a throwaway server started by
+# tests/support/pg.sh, plus a server restart under a live handle.
+tm_unit_test(test_store_pg tests/server/test_store_pg.c tests/server/store_suite.c
+  tests/server/store_suite_institution.c)
+target_compile_definitions(test_store_pg PRIVATE TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
+set_tests_properties(test_store_pg PROPERTIES TIMEOUT 300)
 # followup18: follow-ups, sweeps, no-show counts, the timeline, the messaging queue
 tm_unit_test(test_store_followup tests/server/test_store_followup.c)
 # Every step is a transaction with fsync (synchronous=FULL): on a shared,

@@ -18,9 +18,9 @@ int tm__store_chain_next(tm_store *s, const tm_chain_event *ev, char out[TM_CHAI
 {
     char prev[TM_CHAIN_HEX_LEN + 1];
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT chain_hash FROM outbox WHERE visit_id = ?1"
-                                       "   AND chain_hash IS NOT NULL ORDER BY seq DESC LIMIT 1",
-                                       "s", ev->visit_id);
+                                   "SELECT chain_hash FROM outbox WHERE visit_id = ?1"
+                                   "   AND chain_hash IS NOT NULL ORDER BY seq DESC LIMIT 1",
+                                   "s", ev->visit_id);
     int rc = tm__store_step(s, st);
     if (rc == 1)
         tm__store_col_text(st, 0, prev, sizeof(prev));
@@ -37,10 +37,10 @@ int tm__store_chain_next(tm_store *s, const tm_chain_event *ev, char out[TM_CHAI
 
 static void add_problem(json_t *problems, tm__stmt *st, const char *what)
 {
-    json_array_append_new(
-        problems, json_pack("{s:I, s:s, s:s, s:s}", "seq", (json_int_t)tm__col_int64(st, 0),
-                            "event_id", tm__col_text(st, 1), "type",
-                            tm__col_text(st, 2), "problem", what));
+    json_array_append_new(problems,
+                          json_pack("{s:I, s:s, s:s, s:s}", "seq", (json_int_t)tm__col_int64(st, 0),
+                                    "event_id", tm__col_text(st, 1), "type", tm__col_text(st, 2),
+                                    "problem", what));
 }
 
 json_t *tm_store_visit_chain(tm_store *s, const char *visit_id)

@@ -86,10 +86,10 @@ json_t *tm_store_consult_of_visit(tm_store *s, const char *visit_id)
 bool tm_store_consult_involves(tm_store *s, const char *doctor_id, const char *patient_id)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT 1 FROM consultations WHERE patient_id = ?2 AND"
-                                       " (requester_id = ?1 OR specialist_id = ?1"
-                                       "  OR proposed_specialist_id = ?1) LIMIT 1",
-                                       "ss", doctor_id, patient_id);
+                                   "SELECT 1 FROM consultations WHERE patient_id = ?2 AND"
+                                   " (requester_id = ?1 OR specialist_id = ?1"
+                                   "  OR proposed_specialist_id = ?1) LIMIT 1",
+                                   "ss", doctor_id, patient_id);
     bool yes = st && tm__store_step(s, st) == 1;
     if (st)
         tm__stmt_reset(st);
@@ -316,10 +316,10 @@ int tm_store_consult_accept_proposal(tm_store *s, const char *id, const char *by
         return rc;
     rc = need_state(s, id, "proposed", "no proposal is open");
     tm__stmt *st = rc < 0 ? NULL
-                              : tm__store_query(s,
-                                                "SELECT proposed_slot_at, proposed_specialist_id"
-                                                " FROM consultations WHERE id = ?1",
-                                                "s", id);
+                          : tm__store_query(s,
+                                            "SELECT proposed_slot_at, proposed_specialist_id"
+                                            " FROM consultations WHERE id = ?1",
+                                            "s", id);
     int64_t slot = 0;
     char specialist[64] = "";
     if (st && (rc = tm__store_step(s, st)) == 1) {

@@ -158,6 +158,7 @@ static int decode_args(const char *types, va_list ap, tm__arg *args)
         default:
             TM_ASSERT(!"unknown bind type");
         }
+        a->type = *types;
     }
     return n;
 }
@@ -222,11 +223,6 @@ int tm__store_run_one(tm_store *s, const char *sql, const char *types, ...)
 int tm__store_changes(tm_store *s)
 {
     return s->eng->changes(s);
-}
-
-int64_t tm__store_last_rowid(tm_store *s)
-{
-    return s->eng->last_rowid(s);
 }
 
 void tm__store_set_error(tm_store *s, const char *fmt, ...)
@@ -376,6 +372,11 @@ static void finalize_stmt(gpointer p)
     st->eng->finalize(st);
 }
 
+static bool is_pg_url(const char *path)
+{
+    return g_str_has_prefix(path, "postgresql://") || g_str_has_prefix(path, "postgres://");
+}
+
 tm_store *tm_store_open(const char *path, const char *hospital_id, char **err)
 {
     tm_store *s = calloc(1, sizeof(*s));
@@ -387,7 +388,7 @@ tm_store *tm_store_open(const char *path, const char *hospital_id, char **err)
     snprintf(s->hospital, sizeof(s->hospital), "%s", hospital_id ? hospital_id : "");
     s->stmts = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, finalize_stmt);
     s->notices = g_array_new(FALSE, FALSE, sizeof(tm__notice));
-    int rc = tm__sqlite_open(s, path);
+    int rc = is_pg_url(path) ? tm__pg_open(s, path) : tm__sqlite_open(s, path);
     if (rc < 0)
         goto fail;
     return s;

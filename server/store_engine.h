@@ -20,6 +20,7 @@
 typedef enum { TM__ARG_NULL, TM__ARG_TEXT, TM__ARG_INT } tm__arg_kind;
 typedef struct tm__arg {
     tm__arg_kind kind;
+    char type; /* its letter: an engine that types parameters reads it */
     const char *text;
     size_t len;
     int64_t i;
@@ -51,9 +52,8 @@ typedef struct tm__engine {
     const char *(*col_text)(tm__stmt *st, int i);
     const void *(*col_blob)(tm__stmt *st, int i);
     int (*col_bytes)(tm__stmt *st, int i);
-    /* Rows changed by the last statement that ran; the last row id made. */
+    /* Rows changed by the last statement that ran (a new row id: RETURNING). */
     int (*changes)(tm_store *s);
-    int64_t (*last_rowid)(tm_store *s);
     /* A write transaction and its end (store_internal.h's contract). */
     int (*begin)(tm_store *s);
     int (*finish)(tm_store *s, int rc);

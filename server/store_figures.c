@@ -176,8 +176,7 @@ static int transfer_part_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
         if (since < 0)
             continue; /* the first accept: visit_facts */
         const char *payload = (const char *)tm__col_blob(st, 1);
-        json_t *data =
-            payload ? json_loadb(payload, (size_t)tm__col_bytes(st, 1), 0, NULL) : NULL;
+        json_t *data = payload ? json_loadb(payload, (size_t)tm__col_bytes(st, 1), 0, NULL) : NULL;
         bool last = tm__col_int(st, 3) != 0;
         tm_figure_fact f = {
             .kind = TM_FACT_VISIT,
@@ -200,11 +199,10 @@ static int transfer_part_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
 static int no_show_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
                          void (*fn)(const tm_figure_fact *f, void *user), void *user)
 {
-    tm__stmt *st =
-        tm__store_query(s,
-                        "SELECT doctor_id, dept_id, kind, slot_at FROM appointments"
-                        " WHERE status = 'noshow' AND slot_at >= ?1 AND slot_at < ?2",
-                        "II", from_ms, to_ms);
+    tm__stmt *st = tm__store_query(s,
+                                   "SELECT doctor_id, dept_id, kind, slot_at FROM appointments"
+                                   " WHERE status = 'noshow' AND slot_at >= ?1 AND slot_at < ?2",
+                                   "II", from_ms, to_ms);
     if (!st)
         return TM_EIO;
     int rc;
@@ -294,24 +292,13 @@ int tm_store_figure_comments(tm_store *s, int64_t from_ms, int64_t to_ms, int li
         return TM_EIO;
     int rc;
     while ((rc = tm__store_step(s, st)) == 1)
-        fn(col(st, 0), col(st, 1), col(st, 2), tm__col_int(st, 3), col(st, 4),
-           tm__col_int64(st, 5), user);
+        fn(col(st, 0), col(st, 1), col(st, 2), tm__col_int(st, 3), col(st, 4), tm__col_int64(st, 5),
+           user);
     tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
 
 /* ---- names ---------------------------------------------------------- */
-
-/* Whether the schema has a table or column (institutions come with their
- * own migration; until then every department is the core institution's). */
-static bool schema_has(tm_store *s, const char *sql)
-{
-    tm__stmt *st = tm__store_query(s, sql, "");
-    bool has = tm__store_step(s, st) == 1;
-    if (st)
-        tm__stmt_reset(st);
-    return has;
-}
 
 static int each_name(tm_store *s, const char *sql, const char *kind, tm_store_name_fn fn,
                      void *user)
@@ -328,15 +315,10 @@ static int each_name(tm_store *s, const char *sql, const char *kind, tm_store_na
 
 int tm_store_figure_names(tm_store *s, tm_store_name_fn fn, void *user)
 {
-    int rc = 0;
-    if (schema_has(s, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'institutions'"))
-        rc = each_name(s, "SELECT id, name, '' FROM institutions", "institution", fn, user);
+    int rc = each_name(s, "SELECT id, name, '' FROM institutions", "institution", fn, user);
     if (rc == 0)
-        rc = schema_has(s, "SELECT 1 FROM pragma_table_info('departments')"
-                           " WHERE name = 'institution_id'")
-                 ? each_name(s, "SELECT id, name, coalesce(institution_id, '') FROM departments",
-                             "department", fn, user)
-                 : each_name(s, "SELECT id, name, '' FROM departments", "department", fn, user);
+        rc = each_name(s, "SELECT id, name, coalesce(institution_id, '') FROM departments",
+                       "department", fn, user);
     if (rc == 0)
         rc = each_name(s, "SELECT id, name, dept_id FROM doctors", "doctor", fn, user);
     return rc;

@@ -316,34 +316,22 @@ static int add_notes(tm_store *s, json_t *visit)
     return 0;
 }
 
-static bool table_exists(tm_store *s, const char *name)
-{
-    tm__stmt *st = tm__store_query(
-        s, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", "s", name);
-    bool found = tm__store_step(s, st) == 1;
-    if (st)
-        tm__stmt_reset(st);
-    return found;
-}
-
-/* Consultations and referrals are other helpers' tables: read when present
- * and shaped as expected (a patient_id and a created_at column). */
+/* The patient's consultations and referrals, as timeline items. */
 static int add_network_items(tm_store *s, const char *patient_id, GPtrArray *items)
 {
-    tm__stmt *st = NULL;
-    int rc = 0;
-    if (table_exists(s, "consultations") &&
-        (st = tm__store_query(s,
-                              "SELECT created_at AS sort_ms, * FROM consultations"
-                              " WHERE patient_id = ?1",
-                              "s", patient_id)))
-        rc = add_items(s, st, "consultation", items);
-    if (rc == 0 && table_exists(s, "referrals") &&
-        (st = tm__store_query(s,
-                              "SELECT created_at AS sort_ms, * FROM referrals"
-                              " WHERE patient_id = ?1",
-                              "s", patient_id)))
-        rc = add_items(s, st, "referral", items);
+    int rc = add_items(s,
+                       tm__store_query(s,
+                                       "SELECT created_at AS sort_ms, * FROM consultations"
+                                       " WHERE patient_id = ?1",
+                                       "s", patient_id),
+                       "consultation", items);
+    if (rc == 0)
+        rc = add_items(s,
+                       tm__store_query(s,
+                                       "SELECT created_at AS sort_ms, * FROM referrals"
+                                       " WHERE patient_id = ?1",
+                                       "s", patient_id),
+                       "referral", items);
     return rc;
 }
 

@@ -105,9 +105,9 @@ int tm_store_dept_institution(tm_store *s, const char *dept_id, char out[64])
 json_t *tm_store_institution_depts(tm_store *s, const char *institution_id)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT id FROM departments"
-                                       " WHERE coalesce(institution_id, ?2) = ?1 ORDER BY id",
-                                       "ss", institution_id, tm_store_hospital_id(s));
+                                   "SELECT id FROM departments"
+                                   " WHERE coalesce(institution_id, ?2) = ?1 ORDER BY id",
+                                   "ss", institution_id, tm_store_hospital_id(s));
     json_t *ids = json_array();
     int rc;
     while ((rc = tm__store_step(s, st)) == 1)

@@ -66,9 +66,8 @@ int tm__store_step_done(tm_store *s, tm__stmt *st);
 /* Steps a statement that returns rows: 1 on a row, 0 at the end, or a
  * negative TM_E* code (errmsg set). The caller resets st when done. */
 int tm__store_step(tm_store *s, tm__stmt *st);
-/* Rows changed by the last statement that ran, and the last row id made. */
+/* Rows changed by the last statement that ran (a new row id: RETURNING). */
 int tm__store_changes(tm_store *s);
-int64_t tm__store_last_rowid(tm_store *s);
 /* Sets the message tm_store_errmsg() returns (printf format). */
 void tm__store_set_error(tm_store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A refusal: sets the message why and returns code (a TM_E* value). */

@@ -24,9 +24,9 @@ static const tm__delivery messaging_table = TM__DELIVERY("messaging_outbox", "me
 static int enqueue_new(tm_store *s)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT (SELECT last_seq FROM messaging_cursor"
-                                       " WHERE id = 1), (SELECT max(seq) FROM outbox)",
-                                       "");
+                                   "SELECT (SELECT last_seq FROM messaging_cursor"
+                                   " WHERE id = 1), (SELECT max(seq) FROM outbox)",
+                                   "");
     int rc = tm__store_step(s, st);
     int64_t cursor = rc == 1 ? tm__col_int64(st, 0) : 0;
     int64_t last = rc == 1 ? tm__col_int64(st, 1) : 0;
@@ -39,10 +39,10 @@ static int enqueue_new(tm_store *s)
     rc = tm__store_begin(s);
     if (rc == 0)
         rc = tm__store_run(s,
-                           "INSERT OR IGNORE INTO messaging_outbox(seq, visit_id)"
+                           "INSERT INTO messaging_outbox(seq, visit_id)"
                            " SELECT seq, visit_id FROM outbox WHERE seq > ?1 AND seq <= ?2"
                            " AND (type LIKE 'appointment.%' OR type LIKE 'consultation.%'"
-                           " OR type LIKE 'referral.%')",
+                           " OR type LIKE 'referral.%') ON CONFLICT DO NOTHING",
                            "II", cursor, last);
     if (rc == 0)
         rc = tm__store_run(s, "UPDATE messaging_cursor SET last_seq = ?1 WHERE id = 1", "I", last);
@@ -120,8 +120,9 @@ int tm_msgq_stats_get(tm_store *s, tm_outbox_stats *out)
     memset(out, 0, sizeof(*out));
     tm__stmt *st = tm__store_query(
         s,
-        "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'delivered'), 0),"
-        " coalesce(sum(state = 'dead'), 0), coalesce(sum(attempts), 0) FROM messaging_outbox",
+        "SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = "
+        "'delivered'),"
+        " count(*) FILTER (WHERE state = 'dead'), coalesce(sum(attempts), 0) FROM messaging_outbox",
         "");
     int rc = tm__store_step(s, st);
     if (rc == 1) {
@@ -141,10 +142,10 @@ int tm_msgq_stats_get(tm_store *s, tm_outbox_stats *out)
 int tm_msgq_queue(tm_store *s, int64_t *pending, int64_t *oldest_pending_at)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT count(*), coalesce(min(o.occurred_at), 0)"
-                                       " FROM messaging_outbox m JOIN outbox o ON o.seq = m.seq"
-                                       " WHERE m.state = 'pending'",
-                                       "");
+                                   "SELECT count(*), coalesce(min(o.occurred_at), 0)"
+                                   " FROM messaging_outbox m JOIN outbox o ON o.seq = m.seq"
+                                   " WHERE m.state = 'pending'",
+                                   "");
     int rc = tm__store_step(s, st);
     if (rc == 1) {
         *pending = tm__col_int64(st, 0);

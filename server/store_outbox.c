@@ -28,8 +28,9 @@ int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event
     *n = 0;
     if (limit <= 0)
         return tm__store_refuse(s, TM_EINVAL, "batch limit must be at least 1");
-    /* "+state" keeps the planner on the rowid range instead of the
-     * (state, visit_id, seq) index plus a sort of every pending row.
+    /* "state || ''" (an expression, so no index on it) keeps SQLite's
+     * planner on the rowid range instead of the (state, visit_id, seq)
+     * index plus a sort of every pending row; PostgreSQL takes it too.
      * Cached: the feed runs this every second even when nothing is due. */
     tm__stmt *st =
         tm__store_query(s,
@@ -37,7 +38,7 @@ int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event
                         "       next_attempt_at, payload"
                         "  FROM outbox"
                         " WHERE seq >= (SELECT min(seq) FROM outbox WHERE state = 'pending')"
-                        "   AND +state = 'pending'"
+                        "   AND state || '' = 'pending'"
                         " ORDER BY seq",
                         "");
     return tm__store_outbox_walk(s, st, now_ms, limit, out, n);
@@ -265,28 +266,21 @@ json_t *tm__store_dead_rows_json(tm_store *s, tm__stmt *st)
         char when[40];
         json_t *o = json_object();
         json_object_set_new(o, "seq", json_integer(tm__col_int64(st, 0)));
-        json_object_set_new(
-            o, "event_id",
-            json_text_lossy(tm__col_text(st, 1), tm__col_bytes(st, 1)));
-        json_object_set_new(
-            o, "type", json_text_lossy(tm__col_text(st, 2), tm__col_bytes(st, 2)));
-        json_object_set_new(
-            o, "visit_id",
-            json_text_lossy(tm__col_text(st, 3), tm__col_bytes(st, 3)));
-        json_object_set_new(
-            o, "occurred_at",
-            json_string(tm_rfc3339(tm__col_int64(st, 4), when, sizeof(when))));
+        json_object_set_new(o, "event_id",
+                            json_text_lossy(tm__col_text(st, 1), tm__col_bytes(st, 1)));
+        json_object_set_new(o, "type", json_text_lossy(tm__col_text(st, 2), tm__col_bytes(st, 2)));
+        json_object_set_new(o, "visit_id",
+                            json_text_lossy(tm__col_text(st, 3), tm__col_bytes(st, 3)));
+        json_object_set_new(o, "occurred_at",
+                            json_string(tm_rfc3339(tm__col_int64(st, 4), when, sizeof(when))));
         json_object_set_new(o, "attempts", json_integer(tm__col_int64(st, 5)));
         json_object_set_new(o, "last_status",
-                            tm__col_is_null(st, 6)
-                                ? json_null()
-                                : json_integer(tm__col_int(st, 6)));
-        json_object_set_new(
-            o, "last_error",
-            json_text_lossy(tm__col_text(st, 7), tm__col_bytes(st, 7)));
-        json_object_set_new(
-            o, "last_response",
-            json_text_lossy(tm__col_text(st, 8), tm__col_bytes(st, 8)));
+                            tm__col_is_null(st, 6) ? json_null()
+                                                   : json_integer(tm__col_int(st, 6)));
+        json_object_set_new(o, "last_error",
+                            json_text_lossy(tm__col_text(st, 7), tm__col_bytes(st, 7)));
+        json_object_set_new(o, "last_response",
+                            json_text_lossy(tm__col_text(st, 8), tm__col_bytes(st, 8)));
         json_array_append_new(arr, o);
     }
     tm__stmt_reset(st);
@@ -302,8 +296,9 @@ int tm_outbox_stats_get(tm_store *s, tm_outbox_stats *out)
     memset(out, 0, sizeof(*out));
     tm__stmt *st = tm__store_query(
         s,
-        "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'delivered'), 0),"
-        " coalesce(sum(state = 'dead'), 0), coalesce(sum(attempts), 0),"
+        "SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = "
+        "'delivered'),"
+        " count(*) FILTER (WHERE state = 'dead'), coalesce(sum(attempts), 0),"
         " (SELECT min(occurred_at) FROM outbox WHERE state = 'pending') FROM outbox",
         "");
     int rc = tm__store_step(s, st);
@@ -321,9 +316,9 @@ int tm_outbox_stats_get(tm_store *s, tm_outbox_stats *out)
 int tm_outbox_queue(tm_store *s, int64_t *pending, int64_t *oldest_pending_at)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT count(*), coalesce(min(occurred_at), 0)"
-                                       " FROM outbox WHERE state = 'pending'",
-                                       "");
+                                   "SELECT count(*), coalesce(min(occurred_at), 0)"
+                                   " FROM outbox WHERE state = 'pending'",
+                                   "");
     int rc = tm__store_step(s, st);
     if (rc == 1) {
         *pending = tm__col_int64(st, 0);
@@ -335,8 +330,7 @@ int tm_outbox_queue(tm_store *s, int64_t *pending, int64_t *oldest_pending_at)
 
 int tm_store_outbox_count(tm_store *s, const char *state, int64_t *count)
 {
-    tm__stmt *st =
-        tm__store_query(s, "SELECT count(*) FROM outbox WHERE state = ?1", "s", state);
+    tm__stmt *st = tm__store_query(s, "SELECT count(*) FROM outbox WHERE state = ?1", "s", state);
     int rc = tm__store_step(s, st);
     *count = rc == 1 ? tm__col_int64(st, 0) : 0;
     tm__stmt_reset(st);

@@ -122,10 +122,10 @@ json_t *tm_store_party_members(tm_store *s, const char *visit_id)
 int tm_store_party_role(tm_store *s, const char *visit_id, const char *user_id, char role[16])
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT visit_role FROM participants WHERE visit_id = ?1"
-                                       " AND user_id = ?2 AND visit_role IS NOT NULL"
-                                       " ORDER BY id DESC LIMIT 1",
-                                       "ss", visit_id, user_id);
+                                   "SELECT visit_role FROM participants WHERE visit_id = ?1"
+                                   " AND user_id = ?2 AND visit_role IS NOT NULL"
+                                   " ORDER BY id DESC LIMIT 1",
+                                   "ss", visit_id, user_id);
     int rc = tm__store_step(s, st);
     if (rc == 1)
         tm__store_col_text(st, 0, role, 16);
@@ -140,10 +140,10 @@ int tm_store_party_role(tm_store *s, const char *visit_id, const char *user_id, 
 static json_t *invite_json(tm_store *s, const char *invite_id, char *visit_id, size_t len)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT id AS invite_id, visit_id, inviter_id, invitee_id,"
-                                       " role, created_at, expires_at, outcome, decided_at"
-                                       " FROM invites WHERE id = ?1",
-                                       "s", invite_id);
+                                   "SELECT id AS invite_id, visit_id, inviter_id, invitee_id,"
+                                   " role, created_at, expires_at, outcome, decided_at"
+                                   " FROM invites WHERE id = ?1",
+                                   "s", invite_id);
     int rc = tm__store_step(s, st);
     json_t *o = NULL;
     if (rc == 1) {
@@ -250,9 +250,9 @@ static int invites_end_open_in_tx(tm_store *s, const char *visit_id, const char 
                                   int64_t now_ms, int *count)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT id FROM invites WHERE outcome IS NULL"
-                                       " AND (?1 IS NULL OR visit_id = ?1) ORDER BY created_at",
-                                       "s", visit_id);
+                                   "SELECT id FROM invites WHERE outcome IS NULL"
+                                   " AND (?1 IS NULL OR visit_id = ?1) ORDER BY created_at",
+                                   "s", visit_id);
     GPtrArray *ids = g_ptr_array_new_with_free_func(g_free);
     int rc;
     while ((rc = tm__store_step(s, st)) == 1)
@@ -448,8 +448,9 @@ json_t *tm_store_visit_timeline(tm_store *s, const char *visit_id)
     return tm__store_rows_json(
         s, tm__store_query(
                s,
-               "SELECT at, event, user_id, visit_role, by, reason, invite_id, link_id FROM ("
-               " SELECT min(joined_at) AS at, 'joined' AS event, user_id, visit_role, NULL AS by,"
+               "SELECT at, event, user_id, visit_role, \"by\", reason, invite_id, link_id FROM ("
+               " SELECT min(joined_at) AS at, 'joined' AS event, user_id, visit_role,"
+               "  NULL AS \"by\","
                "  NULL AS reason, NULL AS invite_id, NULL AS link_id, min(id) AS k"
                "  FROM participants WHERE visit_id = ?1 AND visit_role IS NOT NULL"
                "  GROUP BY user_id, visit_role"
@@ -466,6 +467,6 @@ json_t *tm_store_visit_timeline(tm_store *s, const char *visit_id)
                "  id, 0 FROM guest_links WHERE visit_id = ?1 AND used_at IS NOT NULL"
                " UNION ALL SELECT revoked_at, 'guest_link_revoked', NULL, 'guest', revoked_by,"
                "  NULL, NULL, id, 0 FROM guest_links WHERE visit_id = ?1 AND revoked_at IS NOT NULL"
-               ") ORDER BY at, k",
+               ") AS happenings ORDER BY at, k",
                "s", visit_id));
 }

@@ -53,9 +53,9 @@ static int append_event(tm_store *s, const char *type, const char *visit_id, con
 static bool attended(tm_store *s, const char *visit_id, const char *doctor_id)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT 1 FROM participants WHERE visit_id = ?1 AND"
-                                       " user_id = ?2 AND visit_role = 'attending'",
-                                       "ss", visit_id, doctor_id);
+                                   "SELECT 1 FROM participants WHERE visit_id = ?1 AND"
+                                   " user_id = ?2 AND visit_role = 'attending'",
+                                   "ss", visit_id, doctor_id);
     bool yes = st && tm__store_step(s, st) == 1;
     if (st)
         tm__stmt_reset(st);
@@ -153,10 +153,10 @@ static int stored_get(tm_store *s, const char *id, stored_referral *out)
 {
     memset(out, 0, sizeof(*out));
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT visit_id, from_doctor_id, direction, to_dept_id,"
-                                       " appointment_id, state, reason, summary, version"
-                                       " FROM referrals WHERE id = ?1",
-                                       "s", id);
+                                   "SELECT visit_id, from_doctor_id, direction, to_dept_id,"
+                                   " appointment_id, state, reason, summary, version"
+                                   " FROM referrals WHERE id = ?1",
+                                   "s", id);
     int rc = tm__store_step(s, st);
     if (rc == 1) {
         tm__store_col_text(st, 0, out->visit_id, sizeof(out->visit_id));
@@ -283,14 +283,14 @@ json_t *tm_store_referral_get(tm_store *s, const char *id)
 json_t *tm_store_referral_list(tm_store *s, const char *visit_id, const char *to_dept_id,
                                const char *from_doctor_id, const char *state, int limit)
 {
-    return tm__store_rows_json(
-        s, tm__store_query(s,
-                           REFERRAL_COLUMNS " FROM referrals r"
-                                            " WHERE (?1 IS NULL OR r.visit_id = ?1)"
-                                            " AND (?2 IS NULL OR r.to_dept_id = ?2)"
-                                            " AND (?3 IS NULL OR r.from_doctor_id = ?3)"
-                                            " AND (?4 IS NULL OR r.state = ?4)"
-                                            " ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?5",
-                           "ssssi", visit_id, to_dept_id, from_doctor_id, state,
-                           limit >= 1 && limit <= 500 ? limit : 100));
+    return tm__store_rows_json(s, tm__store_query(s,
+                                                  REFERRAL_COLUMNS
+                                                  " FROM referrals r"
+                                                  " WHERE (?1 IS NULL OR r.visit_id = ?1)"
+                                                  " AND (?2 IS NULL OR r.to_dept_id = ?2)"
+                                                  " AND (?3 IS NULL OR r.from_doctor_id = ?3)"
+                                                  " AND (?4 IS NULL OR r.state = ?4)"
+                                                  " ORDER BY r.created_at DESC, r.id DESC LIMIT ?5",
+                                                  "ssssi", visit_id, to_dept_id, from_doctor_id,
+                                                  state, limit >= 1 && limit <= 500 ? limit : 100));
 }

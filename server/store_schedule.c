@@ -33,9 +33,9 @@ bool tm_store_dept_exists(tm_store *s, const char *id)
 json_t *tm_store_dept_list(tm_store *s)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT id, name, coalesce(institution_id, ?1) AS"
-                                       " institution_id, created_at FROM departments ORDER BY id",
-                                       "s", tm_store_hospital_id(s));
+                                   "SELECT id, name, coalesce(institution_id, ?1) AS"
+                                   " institution_id, created_at FROM departments ORDER BY id",
+                                   "s", tm_store_hospital_id(s));
     return tm__store_rows_json(s, st);
 }
 

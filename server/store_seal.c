@@ -47,8 +47,7 @@ int tm_store_seal_due(tm_store *s, int64_t now_ms, int64_t seal_after_ms, char (
 
 static json_t *col_time(tm__stmt *st, int i)
 {
-    return tm__col_is_null(st, i) ? json_null()
-                                                     : json_integer(tm__col_int64(st, i));
+    return tm__col_is_null(st, i) ? json_null() : json_integer(tm__col_int64(st, i));
 }
 
 static json_t *col_text(tm__stmt *st, int i)
@@ -60,10 +59,10 @@ static json_t *col_text(tm__stmt *st, int i)
 static json_t *visit_part(tm_store *s, const char *visit_id)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT state, patient_id, doctor_id, checkin_at,"
-                                       " accepted_at, ended_at, end_reason, ended_by"
-                                       " FROM visits WHERE id = ?1",
-                                       "s", visit_id);
+                                   "SELECT state, patient_id, doctor_id, checkin_at,"
+                                   " accepted_at, ended_at, end_reason, ended_by"
+                                   " FROM visits WHERE id = ?1",
+                                   "s", visit_id);
     json_t *v = NULL;
     if (st && tm__store_step(s, st) == 1)
         v = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "state", col_text(st, 0),
@@ -121,18 +120,17 @@ static int note_part(tm_store *s, const char *visit_id, json_t **out)
 {
     *out = NULL;
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT doctor_id, body, diagnosis_code, updated_at"
-                                       "  FROM notes WHERE visit_id = ?1 AND signed = 1"
-                                       " ORDER BY updated_at DESC, id DESC LIMIT 1",
-                                       "s", visit_id);
+                                   "SELECT doctor_id, body, diagnosis_code, updated_at"
+                                   "  FROM notes WHERE visit_id = ?1 AND signed = 1"
+                                   " ORDER BY updated_at DESC, id DESC LIMIT 1",
+                                   "s", visit_id);
     if (!st)
         return TM_EIO;
     int rc = tm__store_step(s, st);
     if (rc == 1) {
         char hash[TM_SEAL_HEX_LEN + 1];
         const char *doctor = tm__col_text(st, 0);
-        tm_seal_note_hash(visit_id, doctor, tm__col_text(st, 1),
-                          tm__col_text(st, 2), hash);
+        tm_seal_note_hash(visit_id, doctor, tm__col_text(st, 1), tm__col_text(st, 2), hash);
         *out = json_pack("{s:s?, s:I, s:s}", "doctor_id", doctor, "signed_at",
                          (json_int_t)tm__col_int64(st, 3), "sha256", hash);
     }
@@ -147,10 +145,10 @@ static int note_part(tm_store *s, const char *visit_id, json_t **out)
 static json_t *recordings_part(tm_store *s, const char *visit_id)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT id, state, encrypted, size_bytes, sha256,"
-                                       " plain_sha256 FROM recordings WHERE visit_id = ?1"
-                                       " ORDER BY started_at, id",
-                                       "s", visit_id);
+                                   "SELECT id, state, encrypted, size_bytes, sha256,"
+                                   " plain_sha256 FROM recordings WHERE visit_id = ?1"
+                                   " ORDER BY started_at, id",
+                                   "s", visit_id);
     if (!st)
         return NULL;
     json_t *list = json_array();
@@ -158,9 +156,9 @@ static json_t *recordings_part(tm_store *s, const char *visit_id)
     while ((rc = tm__store_step(s, st)) == 1)
         json_array_append_new(list, json_pack("{s:o, s:o, s:b, s:o, s:o, s:o}", "id",
                                               col_text(st, 0), "state", col_text(st, 1),
-                                              "encrypted", tm__col_int(st, 2) != 0,
-                                              "size_bytes", col_time(st, 3), "sha256",
-                                              col_text(st, 4), "plain_sha256", col_text(st, 5)));
+                                              "encrypted", tm__col_int(st, 2) != 0, "size_bytes",
+                                              col_time(st, 3), "sha256", col_text(st, 4),
+                                              "plain_sha256", col_text(st, 5)));
     tm__stmt_reset(st);
     if (rc < 0) {
         json_decref(list);
@@ -259,16 +257,16 @@ int tm_store_visit_seal(tm_store *s, const char *visit_id, const char *algorithm
 json_t *tm_store_visit_seal_get(tm_store *s, const char *visit_id)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT visit_id, sealed_at, algorithm, key_id,"
-                                       " statement, signature FROM visit_seals"
-                                       " WHERE visit_id = ?1",
-                                       "s", visit_id);
+                                   "SELECT visit_id, sealed_at, algorithm, key_id,"
+                                   " statement, signature FROM visit_seals"
+                                   " WHERE visit_id = ?1",
+                                   "s", visit_id);
     json_t *seal = NULL;
     if (st && tm__store_step(s, st) == 1)
-        seal = json_pack("{s:o, s:I, s:o, s:o, s:o, s:o}", "visit_id", col_text(st, 0), "sealed_at",
-                         (json_int_t)tm__col_int64(st, 1), "algorithm", col_text(st, 2),
-                         "key_id", col_text(st, 3), "statement", col_text(st, 4), "signature",
-                         col_text(st, 5));
+        seal =
+            json_pack("{s:o, s:I, s:o, s:o, s:o, s:o}", "visit_id", col_text(st, 0), "sealed_at",
+                      (json_int_t)tm__col_int64(st, 1), "algorithm", col_text(st, 2), "key_id",
+                      col_text(st, 3), "statement", col_text(st, 4), "signature", col_text(st, 5));
     if (st)
         tm__stmt_reset(st);
     return seal;

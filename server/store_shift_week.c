@@ -131,8 +131,7 @@ int tm_store_shift_copy_week(tm_store *s, int64_t from_ms, const char *dept_id,
 
 int tm_store_shift_dept(tm_store *s, const char *shift_id, char dept_out[64])
 {
-    tm__stmt *st =
-        tm__store_query(s, "SELECT dept_id FROM shifts WHERE id = ?1", "s", shift_id);
+    tm__stmt *st = tm__store_query(s, "SELECT dept_id FROM shifts WHERE id = ?1", "s", shift_id);
     int rc = tm__store_step(s, st);
     if (rc == 0)
         rc = tm__store_refuse(s, TM_ENOTFOUND, "no such shift");

@@ -147,11 +147,6 @@ static int lite_changes(tm_store *s)
     return sqlite3_changes(db_of(s));
 }
 
-static int64_t lite_last_rowid(tm_store *s)
-{
-    return sqlite3_last_insert_rowid(db_of(s));
-}
-
 static int exec_sql(tm_store *s, const char *sql)
 {
     char *msg = NULL;
@@ -224,7 +219,6 @@ static const tm__engine lite_engine = {
     .col_blob = lite_col_blob,
     .col_bytes = lite_col_bytes,
     .changes = lite_changes,
-    .last_rowid = lite_last_rowid,
     .begin = lite_begin,
     .finish = lite_finish,
     .in_transaction = lite_in_transaction,

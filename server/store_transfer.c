@@ -22,9 +22,9 @@
 static int current_part(tm_store *s, const char *visit_id, int *part, int64_t *since_ms)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT part, accepted_at FROM visit_transfers"
-                                       " WHERE visit_id = ?1 ORDER BY part DESC LIMIT 1",
-                                       "s", visit_id);
+                                   "SELECT part, accepted_at FROM visit_transfers"
+                                   " WHERE visit_id = ?1 ORDER BY part DESC LIMIT 1",
+                                   "s", visit_id);
     int rc = tm__store_step(s, st);
     if (rc == 1) {
         *part = tm__col_int(st, 0) + 1;

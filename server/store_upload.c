@@ -75,29 +75,29 @@ int tm_upload_stage_day(tm_store *s, const char *profile, const char *day, int64
     if (rc < 0)
         return rc;
     rc = stage_kind(s,
-                    "INSERT OR IGNORE INTO upload_records"
+                    "INSERT INTO upload_records"
                     "(profile, kind, buss_id, visit_id, day, source, staged_at)"
                     " SELECT ?1, 'visit', v.id, v.id, ?2, " VISIT_SOURCE ", ?5"
                     "   FROM visits v LEFT JOIN doctors doc ON doc.id = v.doctor_id"
                     "  WHERE v.ended_at >= ?3 AND v.ended_at < ?4"
                     "    AND v.state IN ('ended','cancelled')"
-                    "    AND (?6 OR v.accepted_at IS NOT NULL)"
-                    "  ORDER BY v.ended_at",
+                    "    AND (?6 <> 0 OR v.accepted_at IS NOT NULL)"
+                    "  ORDER BY v.ended_at ON CONFLICT DO NOTHING",
                     profile, day, from_ms, to_ms, now_ms, unanswered, &added);
     if (rc == 0)
         rc = stage_kind(s,
-                        "INSERT OR IGNORE INTO upload_records"
+                        "INSERT INTO upload_records"
                         "(profile, kind, buss_id, visit_id, day, source, staged_at)"
                         " SELECT ?1, 'rating', r.visit_id, r.visit_id, ?2, " RATING_SOURCE ", ?5"
                         "   FROM ratings r JOIN visits v ON v.id = r.visit_id"
                         "  WHERE r.created_at >= ?3 AND r.created_at < ?4 AND ?6 IS NOT NULL"
-                        "  ORDER BY r.created_at",
+                        "  ORDER BY r.created_at ON CONFLICT DO NOTHING",
                         profile, day, from_ms, to_ms, now_ms, unanswered, &added);
     if (rc == 0)
         rc = tm__store_run(s,
                            "INSERT INTO upload_days(profile, day, staged_at, records)"
                            " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(profile, day)"
-                           " DO UPDATE SET records = records + excluded.records",
+                           " DO UPDATE SET records = upload_days.records + excluded.records",
                            "ssIi", profile, day, now_ms, added);
     rc = tm__store_finish(s, rc);
     if (rc == 0 && staged)
@@ -309,13 +309,14 @@ int tm_upload_counts_get(tm_store *s, const char *profile, tm_upload_counts *out
     memset(out, 0, sizeof(*out));
     tm__stmt *st = tm__store_query(
         s,
-        "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'delivered'), 0),"
-        " coalesce(sum(state = 'dead'), 0),"
+        "SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = "
+        "'delivered'),"
+        " count(*) FILTER (WHERE state = 'dead'),"
         " (SELECT count(*) FROM upload_days WHERE profile = ?1),"
         " (SELECT count(checkin_at) FROM upload_days WHERE profile = ?1),"
-        " coalesce(sum(state = 'pending' AND kind = 'rating' AND NOT EXISTS ("
+        " count(*) FILTER (WHERE state = 'pending' AND kind = 'rating' AND NOT EXISTS ("
         "   SELECT 1 FROM upload_records p WHERE p.profile = ?1 AND p.kind = 'visit'"
-        "    AND p.buss_id = upload_records.buss_id AND p.state = 'delivered')), 0)"
+        "    AND p.buss_id = upload_records.buss_id AND p.state = 'delivered'))"
         " FROM upload_records WHERE profile = ?1",
         "s", profile);
     int rc = tm__store_step(s, st);
@@ -336,10 +337,10 @@ int tm_upload_counts_get(tm_store *s, const char *profile, tm_upload_counts *out
 static int add_dead_reasons(tm_store *s, const char *profile, json_t *days)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT day, coalesce(last_error, 'unknown'), count(*)"
-                                       "  FROM upload_records WHERE profile = ?1 AND state = 'dead'"
-                                       " GROUP BY day, last_error",
-                                       "s", profile);
+                                   "SELECT day, coalesce(last_error, 'unknown'), count(*)"
+                                   "  FROM upload_records WHERE profile = ?1 AND state = 'dead'"
+                                   " GROUP BY day, last_error",
+                                   "s", profile);
     int rc;
     while ((rc = tm__store_step(s, st)) == 1) {
         const char *day = tm__col_text(st, 0);
@@ -348,8 +349,7 @@ static int add_dead_reasons(tm_store *s, const char *profile, json_t *days)
         json_array_foreach(days, i, d)
         {
             if (strcmp(json_string_value(json_object_get(d, "day")), day) == 0)
-                json_object_set_new(json_object_get(d, "dead_by_reason"),
-                                    tm__col_text(st, 1),
+                json_object_set_new(json_object_get(d, "dead_by_reason"), tm__col_text(st, 1),
                                     json_integer(tm__col_int64(st, 2)));
         }
     }
@@ -361,18 +361,19 @@ static int add_dead_reasons(tm_store *s, const char *profile, json_t *days)
 json_t *tm_upload_day_report(tm_store *s, const char *profile, int limit)
 {
     json_t *days = tm__store_rows_json(
-        s, tm__store_query(s,
-                           "SELECT d.day, d.staged_at AS staged_ms, d.checkin_at AS checkin_ms,"
-                           " coalesce(sum(r.kind = 'visit'), 0) AS visits,"
-                           " coalesce(sum(r.kind = 'rating'), 0) AS ratings,"
-                           " coalesce(sum(r.state = 'delivered'), 0) AS delivered,"
-                           " coalesce(sum(r.state = 'pending'), 0) AS pending,"
-                           " coalesce(sum(r.state = 'dead'), 0) AS dead,"
-                           " max(r.delivered_at) AS last_delivered_ms"
-                           " FROM upload_days d LEFT JOIN upload_records r"
-                           "   ON r.profile = d.profile AND r.day = d.day"
-                           " WHERE d.profile = ?1 GROUP BY d.day ORDER BY d.day DESC LIMIT ?2",
-                           "si", profile, limit > 0 ? limit : 30));
+        s, tm__store_query(
+               s,
+               "SELECT d.day, d.staged_at AS staged_ms, d.checkin_at AS checkin_ms,"
+               " count(*) FILTER (WHERE r.kind = 'visit') AS visits,"
+               " count(*) FILTER (WHERE r.kind = 'rating') AS ratings,"
+               " count(*) FILTER (WHERE r.state = 'delivered') AS delivered,"
+               " count(*) FILTER (WHERE r.state = 'pending') AS pending,"
+               " count(*) FILTER (WHERE r.state = 'dead') AS dead,"
+               " max(r.delivered_at) AS last_delivered_ms"
+               " FROM upload_days d LEFT JOIN upload_records r"
+               "   ON r.profile = d.profile AND r.day = d.day"
+               " WHERE d.profile = ?1 GROUP BY d.profile, d.day ORDER BY d.day DESC LIMIT ?2",
+               "si", profile, limit > 0 ? limit : 30));
     if (!days)
         return NULL;
     size_t i;

@@ -129,9 +129,9 @@ int tm_store_consent_given(tm_store *s, const char *visit_id, const char *user_i
                            char version[32])
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT version FROM consents WHERE visit_id = ?1"
-                                       " AND user_id = ?2 AND kind = ?3 ORDER BY id DESC LIMIT 1",
-                                       "sss", visit_id, user_id, kind);
+                                   "SELECT version FROM consents WHERE visit_id = ?1"
+                                   " AND user_id = ?2 AND kind = ?3 ORDER BY id DESC LIMIT 1",
+                                   "sss", visit_id, user_id, kind);
     int rc = tm__store_step(s, st);
     if (rc == 1)
         tm__store_col_text(st, 0, version, 32);
@@ -361,14 +361,17 @@ int tm_store_participant_leave(tm_store *s, const char *visit_id, const char *us
 int tm_store_chat_add(tm_store *s, const char *visit_id, const char *sender_id,
                       const char *sender_role, const char *body, int64_t now_ms, int64_t *id_out)
 {
-    int rc =
-        tm__store_run(s,
-                      "INSERT INTO chat_messages(visit_id, sender_id, sender_role, body, sent_at)"
-                      " VALUES(?1, ?2, ?3, ?4, ?5)",
-                      "sssbI", visit_id, sender_id, sender_role, body, now_ms);
-    if (rc == 0 && id_out)
-        *id_out = tm__store_last_rowid(s);
-    return rc;
+    tm__stmt *st =
+        tm__store_query(s,
+                        "INSERT INTO chat_messages(visit_id, sender_id, sender_role, body, sent_at)"
+                        " VALUES(?1, ?2, ?3, ?4, ?5) RETURNING id",
+                        "sssbI", visit_id, sender_id, sender_role, body, now_ms);
+    int rc = tm__store_step(s, st);
+    if (rc == 1 && id_out)
+        *id_out = tm__col_int64(st, 0);
+    if (st)
+        tm__stmt_reset(st);
+    return rc == 1 ? 0 : rc == 0 ? TM_EIO : rc;
 }
 
 json_t *tm_store_chat_recent(tm_store *s, const char *visit_id, int limit)
@@ -376,7 +379,7 @@ json_t *tm_store_chat_recent(tm_store *s, const char *visit_id, int limit)
     return tm__store_rows_json(
         s, tm__store_query(s,
                            "SELECT * FROM (SELECT id, sender_id, sender_role, body, sent_at FROM"
-                           " chat_messages WHERE visit_id = ?1 ORDER BY id DESC LIMIT ?2)"
+                           " chat_messages WHERE visit_id = ?1 ORDER BY id DESC LIMIT ?2) AS recent"
                            " ORDER BY id",
                            "si", visit_id, limit >= 1 && limit <= 1000 ? limit : 1000));
 }
@@ -594,7 +597,7 @@ json_t *tm_store_visit_record(tm_store *s, const char *id)
                             "SELECT id, path, format, state, size_bytes, duration_ms, sha256,"
                             " plain_sha256, encrypted, error, parts, cpu_ms, queued_at,"
                             " started_at, finished_at, deleted_at FROM renditions"
-                            " WHERE visit_id = ?1 ORDER BY queued_at, rowid",
+                            " WHERE visit_id = ?1 ORDER BY queued_at, id",
                             id)) &&
         set_rows(rec, "stream_stats", json_incref(stats)) &&
         set_rows(rec, "consents",
@@ -640,14 +643,13 @@ json_t *tm_store_visit_list(tm_store *s, const char *state, const char *dept_id,
 int tm_store_visit_counts(tm_store *s, int64_t since_ms, json_t **out)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT state, count(*) FROM visits WHERE checkin_at >= ?1"
-                                       " GROUP BY state",
-                                       "I", since_ms);
+                                   "SELECT state, count(*) FROM visits WHERE checkin_at >= ?1"
+                                   " GROUP BY state",
+                                   "I", since_ms);
     json_t *o = json_object();
     int rc;
     while ((rc = tm__store_step(s, st)) == 1)
-        json_object_set_new(o, tm__col_text(st, 0),
-                            json_integer(tm__col_int64(st, 1)));
+        json_object_set_new(o, tm__col_text(st, 0), json_integer(tm__col_int64(st, 1)));
     tm__stmt_reset(st);
     if (rc < 0) {
         json_decref(o);
@@ -660,12 +662,12 @@ int tm_store_visit_counts(tm_store *s, int64_t since_ms, json_t **out)
 int tm_store_doctor_figures(tm_store *s, const char *doctor_id, int64_t since_ms, json_t **out)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT count(*) AS visits,"
-                                       " CAST(avg(v.response_ms) AS INTEGER) AS avg_response_ms,"
-                                       " avg(r.score) AS avg_rating, count(r.score) AS ratings"
-                                       " FROM visits v LEFT JOIN ratings r ON r.visit_id = v.id"
-                                       " WHERE v.doctor_id = ?1 AND v.accepted_at >= ?2",
-                                       "sI", doctor_id, since_ms);
+                                   "SELECT count(*) AS visits,"
+                                   " CAST(avg(v.response_ms) AS INTEGER) AS avg_response_ms,"
+                                   " avg(r.score) AS avg_rating, count(r.score) AS ratings"
+                                   " FROM visits v LEFT JOIN ratings r ON r.visit_id = v.id"
+                                   " WHERE v.doctor_id = ?1 AND v.accepted_at >= ?2",
+                                   "sI", doctor_id, since_ms);
     if (!st)
         return TM_EIO;
     json_t *rows = tm__store_rows_json(s, st);
@@ -724,7 +726,7 @@ static int facts_recording(tm_store *s, const char *visit_id, tm_visit_facts *f)
         s,
         "SELECT id, sha256, size_bytes, duration_ms, format, state, encrypted"
         "  FROM recordings WHERE visit_id = ?1 AND state IN ('complete','incomplete')"
-        " ORDER BY coalesce(finished_at, started_at) DESC, rowid DESC LIMIT 1",
+        " ORDER BY coalesce(finished_at, started_at) DESC, part DESC, id DESC LIMIT 1",
         "s", visit_id);
     int rc = tm__store_step(s, st);
     f->has_recording = rc == 1;
@@ -744,10 +746,10 @@ static int facts_recording(tm_store *s, const char *visit_id, tm_visit_facts *f)
 static int facts_consent(tm_store *s, const char *visit_id, tm_visit_facts *f)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT version, session_id, recording, accepted_at"
-                                       "  FROM consents WHERE visit_id = ?1 AND kind = 'patient'"
-                                       " ORDER BY id DESC LIMIT 1",
-                                       "s", visit_id);
+                                   "SELECT version, session_id, recording, accepted_at"
+                                   "  FROM consents WHERE visit_id = ?1 AND kind = 'patient'"
+                                   " ORDER BY id DESC LIMIT 1",
+                                   "s", visit_id);
     int rc = tm__store_step(s, st);
     f->has_consent = rc == 1;
     if (rc == 1) {
@@ -778,10 +780,10 @@ static int facts_rating(tm_store *s, const char *visit_id, tm_visit_facts *f)
 static int facts_signed_note(tm_store *s, const char *visit_id, tm_visit_facts *f)
 {
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT doctor_id, diagnosis_code, updated_at FROM notes"
-                                       " WHERE visit_id = ?1 AND signed = 1"
-                                       " ORDER BY updated_at DESC, id DESC LIMIT 1",
-                                       "s", visit_id);
+                                   "SELECT doctor_id, diagnosis_code, updated_at FROM notes"
+                                   " WHERE visit_id = ?1 AND signed = 1"
+                                   " ORDER BY updated_at DESC, id DESC LIMIT 1",
+                                   "s", visit_id);
     int rc = tm__store_step(s, st);
     f->has_signed_note = rc == 1;
     if (rc == 1) {
@@ -798,7 +800,7 @@ static int facts_doctors(tm_store *s, const char *visit_id, tm_visit_facts *f)
 {
     tm__stmt *st =
         tm__store_query(s,
-                        "SELECT p.user_id, p.visit_role, d.licence_no FROM participants p"
+                        "SELECT p.user_id, p.visit_role, max(d.licence_no) FROM participants p"
                         "  LEFT JOIN doctors d ON d.id = p.user_id"
                         " WHERE p.visit_id = ?1 AND p.visit_role IN ('attending','consulting')"
                         " GROUP BY p.user_id, p.visit_role ORDER BY min(p.id)",

@@ -1,9 +1,10 @@
 /*
  * store.h - the persistent state of a hospital: schedules, visits and their
  * records, recordings, the audit log and the regulator outbox. This header
- * is the whole contract of a store backend; the SQLite backend
- * (server/store_*.c, server/recording_store.c) is the only one today, and a
- * second one (PostgreSQL) implements these functions and nothing else. The
+ * is the whole contract of a store backend. One set of store files
+ * (server/store_*.c, recording_store.c, rendition_store.c) runs on either
+ * engine: SQLite (a file, one node) or PostgreSQL (a server, several nodes),
+ * through the statement layer of server/store_internal.h. The
  * test suite (tests/server/store_suite.h) is written against this header
  * only and runs against any backend's opener.
  *
@@ -12,7 +13,8 @@
  *
  * Threading: one writer. Every function runs on the control loop thread;
  * a store handle is never shared with another thread. Functions block for
- * the statement they run (local disk for SQLite).
+ * the statement they run (local disk for SQLite, a round trip to the
+ * server for PostgreSQL).
  *
  * Errors: a function returning int gives 0 (or a count where it says so) or
  * a negative TM_E* code (telemed/common.h):
@@ -53,10 +55,13 @@ typedef struct tm_store tm_store;
 
 /* ---- the handle ---------------------------------------------------- */
 
-/* Opens (creating if needed) the database at path (a file for SQLite) and
- * migrates it forward. The database file and its side files are created
- * 0600, and an existing one's mode is narrowed to 0600: they hold patient
- * data. hospital_id is copied. Returns NULL with *err set on failure
+/* Opens (creating if needed) the database at path and migrates it
+ * forward. A path starting postgresql:// or postgres:// is a PostgreSQL
+ * connection URL (libpq's; the database must exist, its tables are made);
+ * anything else is an SQLite file. The database file and its side files
+ * are created 0600, and an existing one's mode is narrowed to 0600: they
+ * hold patient data. On PostgreSQL a lost connection fails the call in
+ * flight (TM_EIO) and is reopened by the next one. hospital_id is copied. Returns NULL with *err set on failure
  * (TM_EUNSUPPORTED's case: "database schema version N is newer ..."). */
 tm_store *tm_store_open(const char *path, const char *hospital_id, char **err);
 /* Closes the handle; NULL is fine. */

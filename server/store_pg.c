@@ -1,0 +1,645 @@
+/*
+ * store_pg.c - the PostgreSQL engine of the store (store_engine.h), over
+ * libpq: one connection owned by the control loop. Statements are prepared
+ * on the server once per connection (their ?N become $N), parameters go as
+ * text, a result is held whole and stepped row by row.
+ *
+ * A lost connection fails the statement with TM_EIO and is reopened at the
+ * next one; a transaction that was open when it was lost fails all the way
+ * to its finish (reported failed, never half-acknowledged), since the
+ * server rolled it back. Constraint violations (SQLSTATE class 23) are
+ * TM_ECONFLICT, as SQLite's are.
+ *
+ * The schema is the shared migration list (store_schema.h) with its type
+ * words translated (pg_type_words); the version lives in tm_schema_version.
+ */
+#include "store_engine.h"
+#include "store_schema.h"
+#include "telemed/common.h"
+
+#include <ctype.h>
+#include <glib.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* PostgreSQL type oids (catalog/pg_type.h, stable across versions). */
+enum {
+    OID_BOOL = 16,
+    OID_INT8 = 20,
+    OID_TEXT = 25,
+    OID_INT2 = 21,
+    OID_INT4 = 23,
+    OID_OID = 26,
+    OID_FLOAT4 = 700,
+    OID_FLOAT8 = 701,
+    OID_NUMERIC = 1700,
+};
+
+/* Serializes concurrent migrations of several nodes starting at once. */
+#define MIGRATION_LOCK_KEY 1952805748
+
+typedef struct pg_conn {
+    PGconn *pg;
+    unsigned gen;   /* bumps at every (re)connect: prepared statements die with it */
+    unsigned names; /* statement names handed out */
+    int changes;    /* rows of the last statement */
+    bool in_tx;     /* BEGIN sent, finish not yet run */
+    bool tx_lost;   /* the connection went away inside that transaction */
+} pg_conn;
+
+typedef struct pg_stmt {
+    tm__stmt base;
+    char *sql; /* with $N placeholders */
+    int nparams;
+    char name[16];
+    unsigned gen; /* connection generation it is prepared on; 0: none */
+    char *vals[TM__MAX_ARGS];
+    char types[TM__MAX_ARGS];
+    int nbound;
+    PGresult *res;
+    int row, nrows;
+    bool ran;
+} pg_stmt;
+
+static pg_conn *conn_of(tm_store *s)
+{
+    return s->conn;
+}
+
+static pg_stmt *pst(tm__stmt *st)
+{
+    return (pg_stmt *)st;
+}
+
+static const tm__engine pg_engine;
+
+/* ---- errors and the connection ----------------------------------------- */
+
+static void set_message(tm_store *s, const char *what, const char *msg)
+{
+    size_t len = strlen(msg);
+    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+        len--;
+    snprintf(s->errmsg, sizeof(s->errmsg), "%s%.*s", what, (int)len, msg);
+}
+
+/* The connection is gone: whatever transaction was open died with it. */
+static int lost(tm_store *s, const char *msg)
+{
+    pg_conn *c = conn_of(s);
+    if (c->in_tx)
+        c->tx_lost = true;
+    set_message(s, "PostgreSQL connection lost: ", msg);
+    return TM_EIO;
+}
+
+static int fail_result(tm_store *s, PGresult *r)
+{
+    pg_conn *c = conn_of(s);
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        return lost(s, PQerrorMessage(c->pg));
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    set_message(s, "", primary ? primary : PQerrorMessage(c->pg));
+    if (state && strncmp(state, "23", 2) == 0)
+        return TM_ECONFLICT;
+    return TM_EIO;
+}
+
+/* Before a statement: a transaction that lost its connection fails until
+ * its finish; outside one, a lost connection is reopened now. */
+static int ready(tm_store *s)
+{
+    pg_conn *c = conn_of(s);
+    if (c->tx_lost) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "PostgreSQL connection lost during the transaction");
+        return TM_EIO;
+    }
+    if (PQstatus(c->pg) == CONNECTION_OK)
+        return 0;
+    PQreset(c->pg);
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        set_message(s, "PostgreSQL unreachable: ", PQerrorMessage(c->pg));
+        return TM_EIO;
+    }
+    c->gen++;
+    return 0;
+}
+
+/* A command with no parameters and no rows (BEGIN, migrations). */
+static int exec_simple(tm_store *s, const char *sql)
+{
+    PGresult *r = PQexec(conn_of(s)->pg, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : fail_result(s, r);
+    PQclear(r);
+    return rc;
+}
+
+/* ---- statements -------------------------------------------------------- */
+
+/* The few SQLite functions the store's SQL uses that PostgreSQL names
+ * otherwise, with the same arguments and meaning. */
+static const struct {
+    const char *sqlite, *pg;
+} renamed[] = {
+    {"json_object(", "json_build_object("},
+};
+
+static bool word_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_';
+}
+
+/* SQLite's planner hint "INDEXED BY name": PostgreSQL plans by itself. */
+static size_t hint_at(const char *p)
+{
+    static const char hint[] = "INDEXED BY ";
+    if (strncmp(p, hint, sizeof(hint) - 1) != 0)
+        return 0;
+    size_t n = sizeof(hint) - 1;
+    while (word_char(p[n]))
+        n++;
+    return n;
+}
+
+static size_t renamed_at(const char *p, const char *start, GString *out)
+{
+    if (p > start && word_char(p[-1]))
+        return 0;
+    size_t hint = hint_at(p);
+    if (hint)
+        return hint;
+    for (size_t i = 0; i < TM_ARRAY_LEN(renamed); i++) {
+        size_t n = strlen(renamed[i].sqlite);
+        if (strncmp(p, renamed[i].sqlite, n) == 0) {
+            g_string_append(out, renamed[i].pg);
+            return n;
+        }
+    }
+    return 0;
+}
+
+/* The store's SQL in PostgreSQL's words: ?N -> $N and ? -> the next $N,
+ * the renamed functions, no planner hints, outside quoted text. Sets *nparams to the
+ * highest number used. */
+static char *pg_sql(const char *sql, int *nparams)
+{
+    GString *out = g_string_sized_new(strlen(sql) + 16);
+    int next = 0, high = 0;
+    char quote = 0;
+    for (const char *p = sql; *p; p++) {
+        if (quote) {
+            if (*p == quote)
+                quote = 0;
+            g_string_append_c(out, *p);
+            continue;
+        }
+        if (*p == '\'' || *p == '"') {
+            quote = *p;
+            g_string_append_c(out, *p);
+            continue;
+        }
+        size_t skip = renamed_at(p, sql, out);
+        if (skip) {
+            p += skip - 1;
+            continue;
+        }
+        if (*p != '?') {
+            g_string_append_c(out, *p);
+            continue;
+        }
+        int n = 0;
+        if (isdigit((unsigned char)p[1])) {
+            while (isdigit((unsigned char)p[1]))
+                n = n * 10 + (*++p - '0');
+        } else {
+            n = ++next;
+        }
+        if (n > high)
+            high = n;
+        g_string_append_printf(out, "$%d", n);
+    }
+    *nparams = high;
+    return g_string_free(out, FALSE);
+}
+
+static tm__stmt *pg_prepare(tm_store *s, const char *sql)
+{
+    pg_conn *c = conn_of(s);
+    pg_stmt *st = g_new0(pg_stmt, 1);
+    st->base.eng = &pg_engine;
+    st->sql = pg_sql(sql, &st->nparams);
+    if (st->nparams > TM__MAX_ARGS) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "prepare: %d parameters", st->nparams);
+        g_free(st->sql);
+        g_free(st);
+        return NULL;
+    }
+    snprintf(st->name, sizeof(st->name), "tm%u", ++c->names);
+    return &st->base;
+}
+
+static void pg_reset(tm__stmt *stmt)
+{
+    pg_stmt *st = pst(stmt);
+    for (int i = 0; i < st->nbound; i++) {
+        g_free(st->vals[i]);
+        st->vals[i] = NULL;
+    }
+    st->nbound = 0;
+    PQclear(st->res);
+    st->res = NULL;
+    st->ran = false;
+    st->row = -1;
+    st->nrows = 0;
+}
+
+static void pg_finalize(tm__stmt *stmt)
+{
+    pg_reset(stmt);
+    g_free(pst(stmt)->sql);
+    g_free(stmt);
+}
+
+/* PostgreSQL text holds UTF-8 without NUL; bytes from outside (a
+ * receiver's response body) are kept readable, the rest replaced. */
+static char *utf8_text(const char *v, size_t len)
+{
+    if (g_utf8_validate_len(v, len, NULL))
+        return g_strndup(v, len);
+    return g_utf8_make_valid(v, (gssize)len);
+}
+
+static void pg_bind(tm__stmt *stmt, const tm__arg *args, int n)
+{
+    pg_stmt *st = pst(stmt);
+    for (int i = 0; i < n; i++) {
+        const tm__arg *a = &args[i];
+        if (a->kind == TM__ARG_TEXT)
+            st->vals[i] = utf8_text(a->text, a->len);
+        else if (a->kind == TM__ARG_INT)
+            st->vals[i] = g_strdup_printf("%" PRId64, a->i);
+        st->types[i] = a->type;
+    }
+    st->nbound = n;
+}
+
+/* Every parameter is typed by its letter: a use such as `?1 IS NULL`
+ * gives the server nothing to infer a type from. */
+static int prepare_on_server(tm_store *s, pg_stmt *st)
+{
+    pg_conn *c = conn_of(s);
+    Oid types[TM__MAX_ARGS] = {0};
+    for (int i = 0; i < st->nparams && i < st->nbound; i++)
+        if (st->types[i] == 'i' || st->types[i] == 'I' || st->types[i] == 't')
+            types[i] = OID_INT8;
+        else
+            types[i] = OID_TEXT;
+    PGresult *r = PQprepare(c->pg, st->name, st->sql, st->nparams, types);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : fail_result(s, r);
+    PQclear(r);
+    if (rc == 0)
+        st->gen = c->gen;
+    else if (rc != TM_EIO || PQstatus(c->pg) == CONNECTION_OK)
+        tm__store_set_error(s, "prepare: %.200s", tm_store_errmsg(s));
+    return rc;
+}
+
+static int execute(tm_store *s, pg_stmt *st)
+{
+    pg_conn *c = conn_of(s);
+    int rc = ready(s);
+    if (rc == 0 && st->gen != c->gen)
+        rc = prepare_on_server(s, st);
+    if (rc < 0)
+        return rc;
+    const char *vals[TM__MAX_ARGS];
+    for (int i = 0; i < st->nparams; i++)
+        vals[i] = i < st->nbound ? st->vals[i] : NULL;
+    PGresult *r = PQexecPrepared(c->pg, st->name, st->nparams, vals, NULL, NULL, 0);
+    ExecStatusType status = PQresultStatus(r);
+    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
+        rc = fail_result(s, r);
+        PQclear(r);
+        return rc;
+    }
+    const char *n = PQcmdTuples(r);
+    c->changes = n && *n ? atoi(n) : 0;
+    st->res = r;
+    st->nrows = PQntuples(r);
+    st->row = -1;
+    return 0;
+}
+
+static int pg_step(tm_store *s, tm__stmt *stmt)
+{
+    pg_stmt *st = pst(stmt);
+    if (!st->ran) {
+        int rc = execute(s, st);
+        if (rc < 0)
+            return rc;
+        st->ran = true;
+    }
+    if (st->row < st->nrows)
+        st->row++;
+    return st->row < st->nrows ? 1 : 0;
+}
+
+/* ---- columns ----------------------------------------------------------- */
+
+static bool has_row(pg_stmt *st, int i)
+{
+    return st->res && st->row >= 0 && st->row < st->nrows && i >= 0 && i < PQnfields(st->res);
+}
+
+static int pg_col_count(tm__stmt *stmt)
+{
+    pg_stmt *st = pst(stmt);
+    return st->res ? PQnfields(st->res) : 0;
+}
+
+static const char *pg_col_name(tm__stmt *stmt, int i)
+{
+    pg_stmt *st = pst(stmt);
+    return st->res ? PQfname(st->res, i) : NULL;
+}
+
+static const char *pg_col_text(tm__stmt *stmt, int i)
+{
+    pg_stmt *st = pst(stmt);
+    if (!has_row(st, i) || PQgetisnull(st->res, st->row, i))
+        return NULL;
+    return PQgetvalue(st->res, st->row, i);
+}
+
+static tm__col_type pg_col_kind(tm__stmt *stmt, int i)
+{
+    pg_stmt *st = pst(stmt);
+    const char *v = pg_col_text(stmt, i);
+    if (!v)
+        return TM__COL_NULL;
+    switch (PQftype(st->res, i)) {
+    case OID_BOOL:
+    case OID_INT8:
+    case OID_INT2:
+    case OID_INT4:
+    case OID_OID:
+        return TM__COL_INT;
+    case OID_NUMERIC: /* sum() of integers is numeric: whole ones stay integers */
+        return strchr(v, '.') ? TM__COL_REAL : TM__COL_INT;
+    case OID_FLOAT4:
+    case OID_FLOAT8:
+        return TM__COL_REAL;
+    default:
+        return TM__COL_TEXT;
+    }
+}
+
+static int64_t pg_col_int64(tm__stmt *stmt, int i)
+{
+    const char *v = pg_col_text(stmt, i);
+    if (!v)
+        return 0;
+    if (PQftype(pst(stmt)->res, i) == OID_BOOL)
+        return *v == 't';
+    return strtoll(v, NULL, 10);
+}
+
+static double pg_col_double(tm__stmt *stmt, int i)
+{
+    const char *v = pg_col_text(stmt, i);
+    return v ? g_ascii_strtod(v, NULL) : 0.0;
+}
+
+static const void *pg_col_blob(tm__stmt *stmt, int i)
+{
+    return pg_col_text(stmt, i);
+}
+
+static int pg_col_bytes(tm__stmt *stmt, int i)
+{
+    pg_stmt *st = pst(stmt);
+    if (!has_row(st, i) || PQgetisnull(st->res, st->row, i))
+        return 0;
+    return PQgetlength(st->res, st->row, i);
+}
+
+static int pg_changes(tm_store *s)
+{
+    return conn_of(s)->changes;
+}
+
+/* ---- transactions ------------------------------------------------------ */
+
+static int pg_begin(tm_store *s)
+{
+    pg_conn *c = conn_of(s);
+    int rc = ready(s);
+    if (rc == 0)
+        rc = exec_simple(s, "BEGIN");
+    if (rc == 0)
+        c->in_tx = true;
+    return rc;
+}
+
+static bool pg_in_transaction(tm_store *s)
+{
+    return conn_of(s)->in_tx;
+}
+
+/* The errmsg of the first failure is kept: it is the one worth reading.
+ * A COMMIT whose answer was lost is a failure: the step is not
+ * acknowledged, whatever the server did with it. */
+static int pg_finish(tm_store *s, int rc)
+{
+    pg_conn *c = conn_of(s);
+    if (!c->in_tx)
+        return rc;
+    if (c->tx_lost) {
+        if (rc == 0)
+            rc = ready(s);
+        if (rc == 0)
+            rc = TM_EIO;
+    } else if (rc == 0) {
+        rc = exec_simple(s, "COMMIT");
+    } else if (PQstatus(c->pg) == CONNECTION_OK) {
+        char keep[sizeof(s->errmsg)];
+        memcpy(keep, s->errmsg, sizeof(keep));
+        exec_simple(s, "ROLLBACK");
+        memcpy(s->errmsg, keep, sizeof(keep));
+    }
+    c->in_tx = false;
+    c->tx_lost = false;
+    return rc;
+}
+
+static int pg_notify(tm_store *s, const char *channel, const char *payload)
+{
+    return tm__store_run(s, "SELECT pg_notify(?1, ?2)", "sb", channel, payload);
+}
+
+/* ---- schema ------------------------------------------------------------ */
+
+static int pg_schema_version(tm_store *s)
+{
+    tm__stmt *st = tm__store_stmt(s, "SELECT coalesce(max(version), 0) FROM tm_schema_version");
+    int v = TM_EIO;
+    if (st && pg_step(s, st) == 1)
+        v = (int)pg_col_int64(st, 0);
+    if (st)
+        pg_reset(st);
+    return v;
+}
+
+static bool word_at(const char *p, const char *start, const char *word)
+{
+    size_t n = strlen(word);
+    return strncmp(p, word, n) == 0 && (p == start || !word_char(p[-1])) && !word_char(p[n]);
+}
+
+/* The migrations are written once, in SQL both engines take, except for
+ * these type words (outside quoted text):
+ *   INTEGER PRIMARY KEY [AUTOINCREMENT] -> BIGINT GENERATED BY DEFAULT AS
+ *                                          IDENTITY PRIMARY KEY
+ *   INTEGER -> BIGINT, REAL -> DOUBLE PRECISION, BLOB -> BYTEA
+ * (SQLite's INTEGER is 64-bit; ids and epoch ms need PostgreSQL's BIGINT.) */
+static char *pg_type_words(const char *sql)
+{
+    static const struct {
+        const char *from, *to;
+    } words[] = {
+        {"INTEGER PRIMARY KEY AUTOINCREMENT",
+         "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"},
+        {"INTEGER PRIMARY KEY", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"},
+        {"INTEGER", "BIGINT"},
+        {"REAL", "DOUBLE PRECISION"},
+        {"BLOB", "BYTEA"},
+    };
+    GString *out = g_string_sized_new(strlen(sql) + 256);
+    char quote = 0;
+    for (const char *p = sql; *p;) {
+        if (quote || *p == '\'') {
+            if (quote && *p == quote)
+                quote = 0;
+            else if (!quote)
+                quote = *p;
+            g_string_append_c(out, *p++);
+            continue;
+        }
+        size_t i = 0;
+        while (i < TM_ARRAY_LEN(words) && !word_at(p, sql, words[i].from))
+            i++;
+        if (i < TM_ARRAY_LEN(words)) {
+            g_string_append(out, words[i].to);
+            p += strlen(words[i].from);
+        } else {
+            g_string_append_c(out, *p++);
+        }
+    }
+    return g_string_free(out, FALSE);
+}
+
+/* One transaction under an advisory lock: two nodes starting together
+ * migrate once, and a failed migration leaves the schema as it was. */
+static int migrate(tm_store *s)
+{
+    int rc = exec_simple(s, "BEGIN");
+    if (rc == 0)
+        rc = exec_simple(s, "SELECT pg_advisory_xact_lock(" G_STRINGIFY(MIGRATION_LOCK_KEY) ")");
+    if (rc == 0)
+        rc =
+            exec_simple(s, "CREATE TABLE IF NOT EXISTS tm_schema_version(version BIGINT NOT NULL)");
+    int version = rc == 0 ? pg_schema_version(s) : rc;
+    int target = (int)TM_ARRAY_LEN(tm_store_migrations);
+    if (version > target) {
+        snprintf(s->errmsg, sizeof(s->errmsg),
+                 "database schema version %d is newer than this server (%d)", version, target);
+        exec_simple(s, "ROLLBACK");
+        return TM_EUNSUPPORTED;
+    }
+    rc = version < 0 ? version : 0;
+    for (int v = version; rc == 0 && v < target; v++) {
+        char *sql = pg_type_words(tm_store_migrations[v]);
+        rc = exec_simple(s, sql);
+        g_free(sql);
+        if (rc < 0) {
+            char keep[sizeof(s->errmsg)];
+            memcpy(keep, s->errmsg, sizeof(keep));
+            snprintf(s->errmsg, sizeof(s->errmsg), "migration %d: %.200s", v + 1, keep);
+        }
+    }
+    if (rc == 0 && version < target) {
+        char sql[96];
+        snprintf(sql, sizeof(sql),
+                 "DELETE FROM tm_schema_version; INSERT INTO tm_schema_version VALUES(%d)", target);
+        rc = exec_simple(s, sql);
+    }
+    if (rc == 0)
+        return exec_simple(s, "COMMIT");
+    char keep[sizeof(s->errmsg)];
+    memcpy(keep, s->errmsg, sizeof(keep));
+    exec_simple(s, "ROLLBACK");
+    memcpy(s->errmsg, keep, sizeof(keep));
+    return rc;
+}
+
+static void pg_close(tm_store *s)
+{
+    pg_conn *c = conn_of(s);
+    if (!c)
+        return;
+    PQfinish(c->pg);
+    g_free(c);
+    s->conn = NULL;
+}
+
+static const tm__engine pg_engine = {
+    .prepare = pg_prepare,
+    .finalize = pg_finalize,
+    .bind = pg_bind,
+    .step = pg_step,
+    .reset = pg_reset,
+    .col_count = pg_col_count,
+    .col_name = pg_col_name,
+    .col_kind = pg_col_kind,
+    .col_int64 = pg_col_int64,
+    .col_double = pg_col_double,
+    .col_text = pg_col_text,
+    .col_blob = pg_col_blob,
+    .col_bytes = pg_col_bytes,
+    .changes = pg_changes,
+    .begin = pg_begin,
+    .finish = pg_finish,
+    .in_transaction = pg_in_transaction,
+    .schema_version = pg_schema_version,
+    .notify = pg_notify,
+    .close = pg_close,
+};
+
+/* Server notices (a shutdown's warning) are not the store's errors, and
+ * libpq would print them to stderr. */
+static void drop_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+int tm__pg_open(tm_store *s, const char *url)
+{
+    pg_conn *c = g_new0(pg_conn, 1);
+    s->eng = &pg_engine;
+    s->conn = c;
+    c->gen = 1;
+    c->pg = PQconnectdb(url);
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        set_message(s, "PostgreSQL: ", PQerrorMessage(c->pg));
+        return TM_EIO;
+    }
+    PQsetNoticeProcessor(c->pg, drop_notice, NULL);
+    int rc = exec_simple(s, "SET client_min_messages = warning");
+    return rc < 0 ? rc : migrate(s);
+}
