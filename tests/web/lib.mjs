@@ -54,10 +54,13 @@ export async function launch() {
 
 // Opens a page of the web client as sub with role, each in its own context
 // (own storage, own camera), collecting console errors for the report.
+// Waits on a page are for a state to appear; their cap is generous because a
+// 2-core machine shared with other suites has taken over 20 s for one.
+const PAGE_WAIT_MS = 60000;
 export async function openPage(browser, srv, file, sub, role, { locale = 'en-US', viewport = { width: 1280, height: 800 }, extra = {}, token } = {}) {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, locale, viewport });
   const page = await ctx.newPage();
-  page.setDefaultTimeout(20000);
+  page.setDefaultTimeout(PAGE_WAIT_MS);
   page.errors = [];
   page.on('pageerror', (e) => { page.errors.push(String(e)); console.log(`[${sub} page error] ${e}`); });
   page.on('console', (m) => { if (m.type() === 'error' && !/favicon/.test(m.text())) console.log(`[${sub} console] ${m.text()}`); });
@@ -154,7 +157,7 @@ export async function setLanguage(page, locale) {
 export async function openGuest(browser, url, { locale = 'zh-CN', viewport = { width: 412, height: 860 } } = {}) {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, locale, viewport });
   const page = await ctx.newPage();
-  page.setDefaultTimeout(20000);
+  page.setDefaultTimeout(PAGE_WAIT_MS);
   page.errors = [];
   page.on('pageerror', (e) => { page.errors.push(String(e)); console.log(`[guest page error] ${e}`); });
   await page.goto(url);
