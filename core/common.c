@@ -27,6 +27,7 @@ static const struct {
     {TM_EIO, "internal", "input/output error"},
     {TM_ETOOBIG, "bad_request", "too large"},
     {TM_EUNSUPPORTED, "bad_request", "not supported"},
+    {TM_EDRAINING, "node_draining", "this server is draining: reconnect to another one"},
 };
 
 const char *tm_strerror(int err)

@@ -283,6 +283,8 @@ static const struct {
     /* followup18 */
     {"patients", tm__api_patients},
     {"messaging", tm__api_messaging},
+    /* issue 19 */
+    {"admin", tm__api_admin},
 };
 
 void tm__route_api(http_req *r, const char *rest)

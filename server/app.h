@@ -12,6 +12,7 @@
 #include "telemed/feed_profile.h"
 #include "telemed/jwt.h"
 #include "telemed/media.h"
+#include "telemed/node.h"
 #include "telemed/record_seal.h"
 #include "telemed/review.h"
 #include "telemed/signaling.h"
@@ -35,6 +36,7 @@ typedef struct tm_app {
     tm_feed_profiles *profiles; /* the batch profiles (tianjin, ...) */
     tm_feed *messaging;         /* the messaging system's consumer; NULL without messaging_url */
     tm_media *media;
+    tm_node *node;             /* this node behind the load balancer: id, health, drain */
     tm_conn_limit *conn_limit; /* unauthenticated connections per address */
     uint64_t conns_refused;    /* closed at accept by conn_limit */
     int64_t conns_refused_logged_ms;
@@ -43,6 +45,7 @@ typedef struct tm_app {
     tm_visit_record *record; /* the recording part of the visit record */
     tm_review *review;       /* review renditions; NULL when review_render_max is 0 */
     struct lws_context *lws;
+    char *csp;          /* the pages' content-security-policy (cluster_urls in connect-src) */
     tm_web_static *web; /* the web client's files (web_static.c) */
     uv_loop_t uv;       /* lws' connections, run by uv_source on loop */
     GSource *uv_source; /* NULL until uv is initialised */

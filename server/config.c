@@ -97,6 +97,20 @@ static const config_option options[] = {
         "id|name|org_code|level|kind separated by ';', kind hospital or clinic. The hospital "
         "itself (hospital_id) is the core."),
 
+    SECTION("cluster"),
+    STR(node_id, NULL, 0, tm__config_check_node_id,
+        "This node's name in logs, /metrics and /healthz: letters, digits, '.', '-', '_', "
+        "at most 63. Unset: the host name."),
+    STR(public_url, NULL, 0, tm__config_check_http_url,
+        "How pages reach this node directly. Unset: https://<listen address or host "
+        "name>:<port>."),
+    STR(cluster_urls, NULL, 0, tm__config_check_url_list,
+        "Comma-separated https URLs of the other nodes (or of the load balancer) that pages "
+        "try in turn when this node is gone or draining."),
+    INT(drain_timeout_s, 3600, 1, 86400,
+        "Longest wait for live visits to end once draining (SIGTERM or the admin call), "
+        "seconds; then the process exits anyway."),
+
     SECTION("identity"),
     STR(jwt_secret, NULL, OPT_SECRET | OPT_NO_FLAG, NULL,
         "HS256 secret; environment or config file only. Unset: jwt_secret_file, else a random "
@@ -749,8 +763,25 @@ static void derive(char **field, const char *data_dir, const char *rel)
         *field = g_build_filename(data_dir, rel, NULL);
 }
 
+/* The host name as an id: a character ids do not take becomes '-', so a
+ * host named oddly still starts (the log says which id it got). */
+static char *host_node_id(void)
+{
+    char *id = g_strndup(g_get_host_name(), 63);
+    for (char *c = id; *c; c++)
+        if (!g_ascii_isalnum(*c) && *c != '-' && *c != '_' && *c != '.')
+            *c = '-';
+    if (!*id) {
+        g_free(id);
+        id = g_strdup("node");
+    }
+    return id;
+}
+
 void tm_config_resolve_paths(tm_config *cfg)
 {
+    if (!cfg->node_id)
+        cfg->node_id = host_node_id();
     const char *dd = cfg->data_dir ? cfg->data_dir : ".";
     derive(&cfg->tls_cert, dd, "tls/server.crt");
     derive(&cfg->tls_key, dd, "tls/server.key");

@@ -173,6 +173,23 @@ char *tm__config_check_http_url(const char *value)
     return g_strdup_printf("'%s' is not an https:// (or http://) URL", value);
 }
 
+char *tm__config_check_url_list(const char *value)
+{
+    gchar **urls = g_strsplit(value, ",", -1);
+    char *why = NULL;
+    for (gchar **u = urls; *u && !why; u++)
+        why = tm__config_check_http_url(g_strstrip(*u));
+    g_strfreev(urls);
+    return why;
+}
+
+char *tm__config_check_node_id(const char *value)
+{
+    if (institution_id_ok(value))
+        return NULL;
+    return g_strdup_printf("'%s' is not 1-63 letters, digits, '.', '-' or '_'", value);
+}
+
 char *tm__config_check_seal_algorithm(const char *value)
 {
     tm_seal_alg alg;

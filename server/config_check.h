@@ -16,6 +16,8 @@ char *tm__config_check_seal_algorithm(const char *value);
 char *tm__config_check_networks(const char *value);
 char *tm__config_check_consent_version(const char *value);
 char *tm__config_check_http_url(const char *value);
+char *tm__config_check_url_list(const char *value);
+char *tm__config_check_node_id(const char *value);
 char *tm__config_check_time_zone(const char *value);
 char *tm__config_check_institutions(const char *value);
 

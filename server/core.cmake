@@ -39,6 +39,8 @@ target_link_libraries(telemed-server PRIVATE telemed PkgConfig::TM_REVIEW_GST)
 tm_unit_test(test_uv_source tests/server/test_uv_source.c)
 target_include_directories(test_uv_source PRIVATE ${CMAKE_SOURCE_DIR})
 tm_unit_test(test_conn_limit tests/server/test_conn_limit.c)
+# Issue 19: the node behind a load balancer (identity, /healthz, drain).
+include(${CMAKE_CURRENT_LIST_DIR}/node.cmake)
 
 # Recording at rest and record export: AES-256-GCM files, HTTP Range parsing
 # and the FHIR export (the recordings table is the store's).

@@ -79,6 +79,8 @@ static int http_status_of(int err)
         return 409;
     case TM_ERATE:
         return 429;
+    case TM_EDRAINING:
+        return 503;
     default:
         return 500;
     }
@@ -137,6 +139,11 @@ static void route_metrics(tm_app *app, http_pss *p)
     GString *out =
         g_string_new("# HELP telemed_up The server is running.\n# TYPE telemed_up gauge\n"
                      "telemed_up 1\n");
+    g_string_append_printf(
+        out,
+        "# HELP telemed_draining The node takes no new visits (docs/cluster.md).\n"
+        "# TYPE telemed_draining gauge\ntelemed_draining %d\n",
+        tm_node_draining(app->node));
     g_string_append_printf(out,
                            "# TYPE telemed_uptime_seconds gauge\ntelemed_uptime_seconds %lld\n",
                            (long long)((tm_now_ms() - app->started_ms) / 1000));
@@ -203,17 +210,18 @@ static void route_metrics(tm_app *app, http_pss *p)
             rs.running, rs.running_peak, (long long)queued, (unsigned long long)rs.done,
             (unsigned long long)rs.failed);
     }
+    tm_node_label_metrics(out, tm_node_id(app->node));
     tm__respond_text(p, 200, "text/plain; version=0.0.4", out);
 }
 
+/* 503 while draining takes the node out of the balancer's rotation for new
+ * connections; the balancer leaves established ones alone. */
 static void route_health(tm_app *app, http_pss *p)
 {
-    int version = tm_store_schema_version(app->store);
-    bool ok = version > 0;
-    tm__respond_json(p, ok ? 200 : 503,
-                     json_pack("{s:s, s:i, s:I}", "status", ok ? "ok" : "degraded",
-                               "schema_version", version, "uptime_s",
-                               (json_int_t)((tm_now_ms() - app->started_ms) / 1000)));
+    int status = 200;
+    json_t *h = tm_node_health(app->node, tm_store_schema_version(app->store),
+                               (tm_now_ms() - app->started_ms) / 1000, &status);
+    tm__respond_json(p, status, h);
 }
 
 static bool route_takes_body(const http_pss *p)

@@ -145,5 +145,7 @@ void tm__api_institutions(http_req *r);
 /* followup18: api_timeline.c, api_feed.c */
 void tm__api_patients(http_req *r);
 void tm__api_messaging(http_req *r);
+/* issue 19: POST /admin/drain (api_node.c) */
+void tm__api_admin(http_req *r);
 
 #endif

@@ -395,12 +395,44 @@ static int verify_main(tm_app *app, int argc, char **argv)
     return status;
 }
 
-static gboolean on_signal(gpointer data)
+static gboolean on_sigint(gpointer data)
 {
     tm_app *app = data;
-    tm_info("server.stopping", "reason=signal");
+    tm_info("server.stopping", "reason=signal signal=INT");
     g_main_loop_quit(app->loop);
     return G_SOURCE_CONTINUE;
+}
+
+/* SIGTERM is how systemd and an upgrade stop a node: the first drains it
+ * (live visits finish, then the process exits 0), a second stops it now. */
+static gboolean on_sigterm(gpointer data)
+{
+    tm_app *app = data;
+    if (tm_node_drain(app->node, "signal") == 0)
+        return G_SOURCE_CONTINUE;
+    tm_info("server.stopping", "reason=signal signal=TERM node=%s", tm_node_id(app->node));
+    g_main_loop_quit(app->loop);
+    return G_SOURCE_CONTINUE;
+}
+
+static void node_stop_taking(void *data)
+{
+    tm_app *app = data;
+    tm_signaling_drain(app->sig);
+}
+
+static int node_live_visits(void *data)
+{
+    tm_app *app = data;
+    return tm_signaling_live_visits(app->sig);
+}
+
+static void node_drained(void *data, bool timed_out, int left)
+{
+    tm_app *app = data;
+    tm_info("server.stopping", "reason=drained node=%s timed_out=%s live_visits=%d",
+            tm_node_id(app->node), timed_out ? "yes" : "no", left);
+    g_main_loop_quit(app->loop);
 }
 
 /* lws stops polling its listener once it holds fd_limit_per_thread
@@ -477,18 +509,37 @@ static void lws_force_pending(void *data)
  * canned headers to each response). The pages carry tokens in their URL
  * fragment: no framing (clickjacking), no script but our own, HTTPS only.
  * x-content-type-options is sent by each responder (http.c, web_static.c). */
-static const struct lws_protocol_vhost_options security_headers[] = {
-    {&security_headers[1], NULL, "content-security-policy:",
-     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-     "media-src 'self' blob: mediastream:; connect-src 'self'; object-src 'none'; "
-     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"},
+static struct lws_protocol_vhost_options security_headers[] = {
+    {&security_headers[1], NULL, "content-security-policy:", NULL /* content_policy() */},
     {&security_headers[2], NULL, "x-frame-options:", "DENY"},
     {&security_headers[3], NULL, "strict-transport-security:", "max-age=31536000"},
     {NULL, NULL, "referrer-policy:", "no-referrer"},
 };
 
+/* The pages may connect to the other nodes (cluster_urls) when theirs is
+ * gone or draining (docs/protocol.md); nothing else beyond 'self'. */
+static char *content_policy(tm_app *app)
+{
+    GString *connect = g_string_new("'self'");
+    json_t *nodes = tm_node_cluster_ws_urls(app->cfg.cluster_urls);
+    size_t i;
+    json_t *url;
+    json_array_foreach(nodes, i, url)
+        g_string_append_printf(connect, " %s", json_string_value(url));
+    json_decref(nodes);
+    char *csp = g_strdup_printf(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "media-src 'self' blob: mediastream:; connect-src %s; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        connect->str);
+    g_string_free(connect, TRUE);
+    return csp;
+}
+
 static int start_lws(tm_app *app, unsigned lws_fds)
 {
+    app->csp = content_policy(app);
+    security_headers[0].value = app->csp;
     static struct lws_http_mount mounts[4];
     memset(mounts, 0, sizeof(mounts));
     /* The web client at "/": gzip and content ETags (web_static.c) rather
@@ -721,12 +772,15 @@ static int run(tm_app *app)
                                 g_main_loop_get_context(app->loop));
     if (start_media(app) < 0 || start_lws(app, lws_fds) < 0)
         return 1;
+    tm_node_hooks hooks = {node_stop_taking, node_live_visits, node_drained, app};
+    app->node = tm_node_new(&app->cfg, app->port, &hooks);
     retention_sweep(app);
     g_timeout_add_seconds(3600, retention_sweep, app);
     tm_signaling_ready(app->sig);
-    g_unix_signal_add(SIGINT, on_signal, app);
-    g_unix_signal_add(SIGTERM, on_signal, app);
-    tm_info("server.listening", "port=%d listen=%s data_dir=%s", app->port, app->cfg.listen,
+    g_unix_signal_add(SIGINT, on_sigint, app);
+    g_unix_signal_add(SIGTERM, on_sigterm, app);
+    tm_info("server.listening", "port=%d listen=%s node=%s public_url=%s data_dir=%s", app->port,
+            app->cfg.listen, tm_node_id(app->node), tm_node_public_url(app->node),
             app->cfg.data_dir);
     if (app->cfg.demo)
         tm_demo_print(app);
@@ -763,6 +817,7 @@ static void shutdown_app(tm_app *app)
     /* Connections first (they reference signaling), then what they used. */
     stop_lws(app);
     tm_web_static_free(app->web);
+    tm_node_free(app->node);
     tm_signaling_free(app->sig);
     tm_conn_limit_free(app->conn_limit);
     tm_media_free(app->media);
@@ -778,6 +833,7 @@ static void shutdown_app(tm_app *app)
     if (app->loop)
         g_main_loop_unref(app->loop);
     g_free(app->jwt_secret);
+    g_free(app->csp);
     OPENSSL_cleanse(app->rec_key, sizeof(app->rec_key));
     tm_config_clear(&app->cfg);
 }

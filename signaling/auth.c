@@ -314,7 +314,11 @@ static void guest_hello(tm_signaling *sig, session *s, json_t *msg, const char *
         data, "hospital",
         json_pack("{s:s, s:s}", "id", sig->cfg->hospital_id, "name", sig->cfg->hospital_name));
     json_object_set_new(data, "ice_servers", ice_servers_json(sig->cfg, u->key));
+    json_object_set_new(data, "node", json_string(sig->cfg->node_id ? sig->cfg->node_id : ""));
+    json_object_set_new(data, "nodes", tm__drain_nodes(sig));
     tm__reply_ok(s, id, data);
+    if (tm__drain_turn_away(sig, s))
+        return;
     if (v && rejoined)
         tm__party_presence(sig, v, u, true);
     else if (v)
@@ -398,7 +402,11 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
     json_object_set_new(data, "ice_servers", ice_servers_json(sig->cfg, u->key));
     json_object_set_new(data, "institution",
                         u->institution[0] ? json_string(u->institution) : json_null());
+    json_object_set_new(data, "node", json_string(sig->cfg->node_id ? sig->cfg->node_id : ""));
+    json_object_set_new(data, "nodes", tm__drain_nodes(sig));
     tm__reply_ok(s, id, data);
+    if (tm__drain_turn_away(sig, s))
+        return;
     if (u->role == TM_ROLE_PATIENT && u->visit_id[0]) {
         live_visit *v = g_hash_table_lookup(sig->visits, u->visit_id);
         if (v) {

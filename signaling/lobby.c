@@ -295,9 +295,12 @@ static bool declined_recently(tm_signaling *sig, live_visit *v, const char *doct
     return when && tm_now_ms() - *when < (int64_t)sig->cfg->offer_timeout_s * 2000;
 }
 
-/* Offers waiting patients of dept to free doctors, in queue order. */
+/* Offers waiting patients of dept to free doctors, in queue order; none
+ * on a draining node, which starts no visit. */
 void tm__dispatch_dept(tm_signaling *sig, const char *dept)
 {
+    if (sig->draining)
+        return;
     GArray *docs = g_array_new(FALSE, FALSE, sizeof(candidate_doc));
     GHashTableIter it;
     gpointer key, val;
@@ -474,6 +477,10 @@ static void handle_checkin(request *r)
         return;
     tm_signaling *sig = r->sig;
     user *u = r->u;
+    if (sig->draining) { /* the page moves to another node (docs/protocol.md) */
+        tm__reply_err(r->s, r->id, TM_EDRAINING, NULL);
+        return;
+    }
     if (u->visit_id[0]) {
         tm__reply_err(r->s, r->id, TM_ECONFLICT, "already checked in");
         return;

@@ -20,6 +20,7 @@ target_sources(telemed PRIVATE
   # issue 18 (transfer18)
   ${CMAKE_CURRENT_LIST_DIR}/transfer.c
   ${CMAKE_CURRENT_LIST_DIR}/followup.c # followup18
+  ${CMAKE_CURRENT_LIST_DIR}/drain.c # issue 19
 )
 tm_unit_test(test_position_text tests/signaling/test_position_text.c)
 target_include_directories(test_position_text PRIVATE ${CMAKE_CURRENT_LIST_DIR})

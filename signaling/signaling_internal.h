@@ -20,6 +20,7 @@
  *   media_quality.c  frozen / audio-only told to people and supervisors, gaps
  *   signaling.c    start (restore from the store), stop, metrics
  *   followup.c     follow-ups booked in a visit, the appointment sweep
+ *   drain.c        this node draining: who is turned away, the other nodes
  * and their helpers: shifts.c (shifts in memory), position_text.c (the
  * queue.position text), fanout.c (parallel writes). A visit's recording is
  * server/visit_record.c's (include/telemed/visit_record.h).
@@ -45,6 +46,7 @@ extern const char *const tm__doctor_status_names[3];
 
 /* WebSocket close codes beside lws' own (docs/protocol.md lists them all). */
 #define TM_WS_CLOSE_TOKEN_EXPIRED 4401 /* the session's token expired: renew in time */
+#define TM_WS_CLOSE_DRAINING 4503      /* this node drains: reconnect to another (drain.c) */
 
 /* A session whose unsent pushes exceed this is too slow to keep. */
 #define MAX_OUTQ_BYTES (1 << 20)
@@ -204,6 +206,7 @@ struct tm_signaling {
     guint tick;
     guint overview_timer;
     bool overview_dirty;
+    bool draining;        /* drain.c: no check-ins, no offers; new sessions turned away */
     guint followup_sweep; /* followup18: the appointment sweep's timer */
     /* metrics */
     uint64_t connections, connections_total, msgs_in, msgs_out, errors_total, rate_limited;
@@ -212,6 +215,12 @@ struct tm_signaling {
     uint64_t push_buckets[15], push_count;
     double push_sum_s;
 };
+
+/* drain.c (issue 19): the other nodes' WebSocket URLs from cluster_urls
+ * (new reference), and, on a draining node, a session whose user is in no
+ * live visit told server.draining and closed (returns true if so). */
+json_t *tm__drain_nodes(tm_signaling *sig);
+bool tm__drain_turn_away(tm_signaling *sig, session *s);
 
 extern const double tm__resp_bounds_s[9];
 extern const double tm__push_bounds_s[14];

@@ -23,6 +23,7 @@ enum {
     TM_EIO = -8,           /* internal: file, database or socket failure */
     TM_ETOOBIG = -9,       /* bad_request: over a configured size */
     TM_EUNSUPPORTED = -10, /* bad_request: valid but not something we do */
+    TM_EDRAINING = -11,    /* node_draining: this node takes no new visits, try another */
 };
 
 /* A human message for a TM_E* code. Never NULL. */

@@ -50,6 +50,11 @@ typedef struct tm_config {
     char *hospital_org_code; /* NULL */
     char *hospital_level;    /* NULL */
     char *institutions;      /* NULL: the core alone */
+    /* this node among several (docs/cluster.md) */
+    char *node_id;       /* NULL -> the host name (tm_config_resolve_paths) */
+    char *public_url;    /* NULL -> https://<listen address or host name>:<bound port> */
+    char *cluster_urls;  /* NULL: comma-separated https URLs of the other nodes or the LB */
+    int drain_timeout_s; /* 3600, 1..86400: longest wait for live visits once draining */
     /* identity */
     char *jwt_secret; /* default NULL: then a random secret is made and kept in data_dir/jwt.secret,
                          unless jwt_public_keys is set (then no HS256 at all); never a flag */
@@ -183,7 +188,8 @@ typedef struct tm_config {
  * memory but cfg->action is still set; tm_config_clear is safe either way. */
 int tm_config_load(tm_config *cfg, int argc, char **argv, int *first_arg, char **err);
 /* After load: fill the derived paths (tls_cert, tls_key, db, recording_dir under
- * data_dir; web_root from TM_WEB_ROOT) that are still NULL. */
+ * data_dir; web_root from TM_WEB_ROOT) and node_id (the host name, made a
+ * valid id) that are still NULL. */
 void tm_config_resolve_paths(tm_config *cfg);
 /* Usage text: every flag with its type, default, bounds, environment name and help. */
 void tm_config_print_help(FILE *out);

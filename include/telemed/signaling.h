@@ -61,6 +61,13 @@ void tm_signaling_metrics(tm_signaling *sig, GString *out);
 /* The server accepts connections now: the grace period of participants
  * restored from the store starts here, not while the server was starting. */
 void tm_signaling_ready(tm_signaling *sig);
+/* This node drains (node.h, docs/cluster.md): from now on check-ins are
+ * refused with node_draining and nobody is offered; everyone connected who
+ * is in no live visit is sent server.draining and closed (4503), and so is
+ * such a user right after a later hello. Visits offered or active go on. */
+void tm_signaling_drain(tm_signaling *sig);
+/* Visits offered or active on this node now: what a drain waits for. */
+int tm_signaling_live_visits(tm_signaling *sig);
 /* A visit changed outside signaling (REST): re-evaluate it. */
 void tm_signaling_kick(tm_signaling *sig);
 /* A shift was written (REST): reload the shifts and re-evaluate who is on duty. */

@@ -364,7 +364,7 @@ static void server_stop(void)
 {
     if (SRV.proc) {
         /* GSubprocess reaps the child from the main context: iterate it. */
-        g_subprocess_send_signal(SRV.proc, SIGTERM);
+        g_subprocess_send_signal(SRV.proc, SIGINT); /* SIGTERM drains */
         gint64 end = g_get_monotonic_time() + 8 * G_USEC_PER_SEC;
         while (g_subprocess_get_identifier(SRV.proc) && g_get_monotonic_time() < end) {
             g_main_context_iteration(NULL, FALSE);

@@ -54,6 +54,7 @@ static void setup_once(void)
     memset(app.rec_key, 0x42, sizeof(app.rec_key));
     app.have_rec_key = true;
     app.started_ms = tm_now_ms();
+    app.node = tm_node_new(&app.cfg, 8443, NULL);
     tokens[0] = fuzz_hospital_token("a-fuzz", TM_ROLE_ADMIN, NULL);
     tokens[1] = fuzz_hospital_token("s-fuzz", TM_ROLE_SUPERVISOR, NULL);
     tokens[2] = fuzz_hospital_token("d-li", TM_ROLE_DOCTOR, "cardiology");

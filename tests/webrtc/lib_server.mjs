@@ -66,7 +66,7 @@ async function startOwn({ args = [], timeoutMs = 20000 } = {}) {
     },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
+        child.kill('SIGINT'); // at once; SIGTERM would drain (docs/cluster.md)
         const t = setTimeout(() => child.kill('SIGKILL'), 5000);
         await new Promise((r) => child.once('exit', r));
         clearTimeout(t);

@@ -88,13 +88,14 @@ export async function startServer(opts = {}) {
     const out = execFileSync('sqlite3', ['-json', srv.db, query]).toString().trim();
     return out ? JSON.parse(out) : [];
   };
-  // Clean stop (SIGTERM), or kill -9 with { hard: true }.
+  // Clean stop (SIGINT: at once, as Ctrl-C; SIGTERM would drain, waiting
+  // for live visits, docs/cluster.md), or kill -9 with { hard: true }.
   // A clean stop must exit 0 with no sanitizer report: memory errors and
   // leaks in the server fail the test that caused them.
   srv.stop = async ({ hard = false, keep = false } = {}) => {
     let result = null;
     if (srv.proc && srv.proc.exitCode === null && srv.proc.signalCode === null) {
-      srv.proc.kill(hard ? 'SIGKILL' : 'SIGTERM');
+      srv.proc.kill(hard ? 'SIGKILL' : 'SIGINT');
       const t = setTimeout(() => srv.proc.kill('SIGKILL'), 15000);
       result = await srv.exited;
       clearTimeout(t);
