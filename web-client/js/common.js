@@ -167,13 +167,17 @@ export function bindConnection(sig, { onAuthFailed = null } = {}) {
     document.body.dataset.conn = d.state;
     if (d.state === 'open') {
       banner.hidden = true;
-      if (lastState === 'reconnecting') announce(t('conn.resumed'), { kind: 'ok' });
+      if (d.node) document.body.dataset.node = d.node;
+      // Another server took over (docs/protocol.md, "Several nodes").
+      if (d.moved) announce(t('conn.moved'), { kind: 'ok', timeoutMs: 10000 });
+      else if (lastState === 'reconnecting') announce(t('conn.resumed'), { kind: 'ok' });
     } else if (d.state === 'reconnecting') {
       banner.hidden = false;
       retry.hidden = false;
       let left = Math.ceil((d.delay_ms || 0) / 1000);
       const tick = () => {
-        text.textContent = left > 0 ? t('conn.reconnecting_in', { s: left }) : t('conn.reconnecting');
+        if (d.moving) text.textContent = t('conn.moving');
+        else text.textContent = left > 0 ? t('conn.reconnecting_in', { s: left }) : t('conn.reconnecting');
         left--;
       };
       tick();

@@ -25,6 +25,8 @@ const STRINGS = {
     'conn.no_token': 'This page needs a personal link from the hospital.',
     'conn.no_token_help': 'Open the link you received by SMS or in the hospital app. It ends with #token=…',
     'conn.resumed': 'Reconnected. You are back where you were.',
+    'conn.moving': 'This server is closing for maintenance. Connecting you to another one…',
+    'conn.moved': 'You are now connected to another server of the hospital.',
     'conn.reload': 'Reload page',
 
     'index.title': 'Internet Hospital video visits',
@@ -866,6 +868,8 @@ const STRINGS = {
     'conn.no_token': '请使用医院发给您的专属链接打开此页面。',
     'conn.no_token_help': '请打开短信或医院 App 中收到的链接，链接以 #token=… 结尾。',
     'conn.resumed': '已重新连接，已回到原来的位置。',
+    'conn.moving': '本服务器正在停机维护，正在为您连接另一台服务器…',
+    'conn.moved': '您已连接到医院的另一台服务器。',
     'conn.reload': '刷新页面',
 
     'index.title': '互联网医院视频问诊',

@@ -90,6 +90,14 @@ function resync(hello) {
     if (v.state !== 'active' && st.position) onPosition({ visit_id: v.visit_id, position: st.position });
     return;
   }
+  if (state.visitId && !v && state.hello && hello.node !== state.hello.node) {
+    // Moved to another node that does not share this one's waiting room
+    // (docs/cluster.md): check in again there.
+    endCall();
+    state.visitId = null;
+    route(st);
+    return;
+  }
   if (state.visitId && !v) {
     // The visit ended while we were away.
     endCall();
@@ -348,6 +356,8 @@ async function checkin() {
       $('#ci-consent').checked = false;
       await loadConsent();
       showCheckinError(t('checkin.consent_changed'));
+    } else if (e.code === 'node_draining') {
+      showCheckinError(t('conn.moving')); // the connection moves on by itself
     } else {
       showCheckinError(e.code === 'forbidden' ? t('checkin.first_refused') : t('checkin.failed', { msg: errText(e) }));
     }

@@ -9,6 +9,12 @@
 // (e.g. 'visit.state').
 //
 // States: idle, connecting, open, reconnecting, auth_failed, replaced, closed.
+//
+// Other nodes (docs/protocol.md, "Several nodes"): hello names this node and
+// the others' URLs. When the node says it drains (server.draining, close
+// 4503, or a node_draining error), or it cannot be reached twice in a row,
+// the next URL is tried, with the same backoff; the state events then carry
+// moving: true, and the 'open' after a move carries moved: true and the node.
 
 export class SignalingError extends Error {
   constructor(code, message) {
@@ -21,6 +27,9 @@ const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 10000;
 const PING_EVERY_MS = 15000;
 const PING_TIMEOUT_MS = 10000;
+// Failed attempts at one node before the next is tried.
+const TRIES_PER_NODE = 2;
+const CLOSE_DRAINING = 4503;
 
 export class Signaling extends EventTarget {
   // credentials: a function returning the hello fields instead of the
@@ -41,6 +50,32 @@ export class Signaling extends EventTarget {
     this.pingTimer = null;
     this.hello = null;
     this.wanted = false;
+    this.urls = [this.url]; // this node first, then hello's nodes
+    this.failsHere = 0;
+    this.moving = false; // told to leave, or gave up on this node
+    this.movedFrom = null; // the node the last hello came from, once moving
+  }
+
+  // Hello's other nodes join the list after the ones known already.
+  learnNodes(nodes) {
+    if (!Array.isArray(nodes)) return;
+    for (const u of nodes) if (typeof u === 'string' && !this.urls.includes(u)) this.urls.push(u);
+  }
+
+  // The next node in turn (back to the first after the last).
+  nextNode() {
+    if (this.urls.length < 2) return;
+    const at = this.urls.indexOf(this.url);
+    this.url = this.urls[(at + 1) % this.urls.length];
+    this.failsHere = 0;
+  }
+
+  // This node drains: leave it now for the next one.
+  leave() {
+    if (!this.moving && this.hello) this.movedFrom = this.hello.node || null;
+    this.moving = true;
+    this.nextNode();
+    this.drop();
   }
 
   setState(state, extra = {}) {
@@ -100,9 +135,13 @@ export class Signaling extends EventTarget {
     try {
       const creds = this.credentials ? this.credentials() : { token: this.token };
       const data = await this.request('hello', { ...creds, ua: this.ua });
+      const moved = this.moving;
       this.hello = data;
       this.attempt = 0;
-      this.setState('open', { resumed: !!data.resumed });
+      this.failsHere = 0;
+      this.moving = false;
+      this.learnNodes(data.nodes);
+      this.setState('open', { resumed: !!data.resumed, moved, node: data.node || null, from: moved ? this.movedFrom : null });
       this.startPing(ws);
       this.dispatchEvent(new CustomEvent('hello', { detail: data }));
     } catch (e) {
@@ -143,7 +182,20 @@ export class Signaling extends EventTarget {
     for (const [, p] of this.pending) p.reject(new SignalingError('offline', 'connection lost'));
     this.pending.clear();
     if (!this.wanted) return;
+    if (ev && ev.code === CLOSE_DRAINING) {
+      this.leaveAfterClose();
+    } else if (++this.failsHere >= TRIES_PER_NODE && this.urls.length > 1) {
+      if (!this.moving && this.hello) this.movedFrom = this.hello.node || null;
+      this.moving = true;
+      this.nextNode();
+    }
     this.scheduleRetry(ev && ev.reason);
+  }
+
+  leaveAfterClose() {
+    if (!this.moving && this.hello) this.movedFrom = this.hello.node || null;
+    this.moving = true;
+    this.nextNode();
   }
 
   scheduleRetry(error) {
@@ -152,7 +204,7 @@ export class Signaling extends EventTarget {
     // Full jitter on half the delay, so a restarted server is not hit by
     // every page at the same instant.
     const delay = Math.round(base / 2 + Math.random() * base / 2);
-    this.setState('reconnecting', { delay_ms: delay, error });
+    this.setState('reconnecting', { delay_ms: delay, error, moving: this.moving });
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }
 
@@ -171,6 +223,7 @@ export class Signaling extends EventTarget {
     if (m.re !== undefined && m.re !== null && this.pending.has(m.re)) {
       const p = this.pending.get(m.re);
       this.pending.delete(m.re);
+      if (m.type === 'error' && m.code === 'node_draining') setTimeout(() => this.leave(), 0);
       if (m.type === 'error') p.reject(Object.assign(new SignalingError(m.code, m.message), { reason: m.reason }));
       else p.resolve(m.data === undefined ? null : m.data);
       return;
@@ -178,6 +231,12 @@ export class Signaling extends EventTarget {
     if (m.type === 'session.replaced') {
       this.wanted = false;
       this.setState('replaced');
+    }
+    if (m.type === 'server.draining') {
+      // The close (4503) follows; the next node is tried then.
+      this.learnNodes(m.nodes);
+      if (!this.moving && this.hello) this.movedFrom = this.hello.node || null;
+      this.moving = true;
     }
     this.dispatchEvent(new CustomEvent('push', { detail: m }));
     if (m.type) this.dispatchEvent(new CustomEvent(m.type, { detail: m }));
