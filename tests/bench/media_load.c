@@ -531,6 +531,25 @@ struct metrics {
     double rx, tx, lat_p50, lat_p99, lat_max;
 };
 
+/* The server's node label (every sample has it, first) taken out, so that
+ * samples read as their name and own labels. */
+static void drop_node_label(char *text)
+{
+    char *w = text;
+    for (const char *r = text; *r;) {
+        if (strncmp(r, "{node=\"", 7) == 0 && strchr(r + 7, '"')) {
+            r = strchr(r + 7, '"') + 1;
+            if (*r == ',')
+                *w++ = '{'; /* name{node="a",q="1"} -> name{q="1"} */
+            if (*r == ',' || *r == '}')
+                r++; /* name{node="a"} -> name */
+            continue;
+        }
+        *w++ = *r++;
+    }
+    *w = 0;
+}
+
 static double metric(const char *text, const char *name)
 {
     const char *p = text;
@@ -556,6 +575,7 @@ static void read_metrics(SoupSession *ss, const char *admin, struct metrics *m)
         g_free(text);
         return;
     }
+    drop_node_label(text);
     m->rx = metric(text, "telemed_media_rx_packets_total");
     m->tx = metric(text, "telemed_media_tx_packets_total");
     m->lat_p50 = metric(text, "telemed_media_forward_latency_us{quantile=\"0.5\"}");

@@ -378,11 +378,11 @@ class Workers {
 async function metrics(srv) {
   const r = await srv.api('GET', '/metrics');
   const get = (name) => {
-    const m = new RegExp(`^${name} (\\d+)`, 'm').exec(r.text);
+    const m = new RegExp(`^${name}\\{node="[^"]*"\\} (\\d+)`, 'm').exec(r.text);
     return m ? Number(m[1]) : NaN;
   };
   // Cumulative buckets of the server's own push-latency histogram: [le, count].
-  const pushBuckets = [...r.text.matchAll(/^telemed_queue_push_seconds_bucket\{le="([^"]+)"\} (\d+)/gm)]
+  const pushBuckets = [...r.text.matchAll(/^telemed_queue_push_seconds_bucket\{node="[^"]*",le="([^"]+)"\} (\d+)/gm)]
     .map((m) => [m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]);
   return { conns: get('telemed_ws_connections'), msgsIn: get('telemed_ws_messages_in_total'),
     msgsOut: get('telemed_ws_messages_out_total'), errors: get('telemed_ws_errors_total'),

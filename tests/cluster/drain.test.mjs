@@ -53,6 +53,8 @@ test('a drained node finishes its live visit, sends everyone else to the other n
     assert.equal(h.json.node, 'node-a');
     assert.equal(h.json.accepting, true);
     assert.equal(h.json.status, 'ok');
+    // The pages may connect to the other node, and only to it.
+    assert.match(h.headers['content-security-policy'], new RegExp(`connect-src 'self' wss://127\\.0\\.0\\.1:${b.port}/ws;`));
     const m = await a.api('GET', '/metrics');
     const samples = m.text.split('\n').filter((l) => l && !l.startsWith('#'));
     assert.ok(samples.length > 10);

@@ -70,9 +70,9 @@ test('full visits reach the regulator signed, once, in order; status and metrics
     assert.equal(st.json.delivered, 10);
     assert.deepEqual(st.json.dead_letters, []);
     const m = await srv.api('GET', '/metrics');
-    assert.match(m.text, /^telemed_feed_delivered_total 10$/m);
-    assert.match(m.text, /^telemed_feed_queue_depth 0$/m);
-    assert.match(m.text, /^telemed_feed_dead_letters 0$/m);
+    assert.match(m.text, /^telemed_feed_delivered_total\{node="[^"]*"\} 10$/m);
+    assert.match(m.text, /^telemed_feed_queue_depth\{node="[^"]*"\} 0$/m);
+    assert.match(m.text, /^telemed_feed_dead_letters\{node="[^"]*"\} 0$/m);
   } finally {
     await srv.stop();
     await reg.close();

@@ -107,8 +107,8 @@ test('webhook and tianjin side by side: the admin run uploads the day, status an
       const list = await srv.api('GET', '/api/v1/feed/profiles', undefined, admin);
       assert.deepEqual(list.json.profiles, ['tianjin']);
       const metrics = await srv.api('GET', '/metrics');
-      assert.match(metrics.text, /telemed_upload_delivered_total\{profile="tianjin"\} 4/);
-      assert.match(metrics.text, /^telemed_upload_deadline_missed\{profile="tianjin"\} 0$/m);
+      assert.match(metrics.text, /telemed_upload_delivered_total\{node="[^"]*",profile="tianjin"\} 4/);
+      assert.match(metrics.text, /^telemed_upload_deadline_missed\{node="[^"]*",profile="tianjin"\} 0$/m);
       const badDay = await srv.api('POST', '/api/v1/feed/profiles/tianjin/run', { day: '2025-13-01' }, admin);
       assert.equal(badDay.status, 400);
       const none = await srv.api('GET', '/api/v1/feed/profiles/nowhere', undefined, admin);

@@ -166,7 +166,7 @@ test('the messaging system gets booked, due and no_show, signed, in order, and n
   assert.equal(status.json.sink, 'http');
   assert.ok(status.json.delivered >= sms.events.length);
   const metrics = await srv.api('GET', '/metrics', undefined, admin);
-  assert.match(metrics.text, /telemed_messaging_delivered_total \d+/);
+  assert.match(metrics.text, /telemed_messaging_delivered_total\{node="[^"]*"\} \d+/);
 });
 
 test('the messaging outbox survives an outage and restarts (clean and kill -9), and a rejected event is a dead letter an admin replays', async () => {

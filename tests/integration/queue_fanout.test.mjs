@@ -30,7 +30,7 @@ async function checkInMany(n) {
 }
 
 function metric(text, name) {
-  const m = new RegExp(`^${name} (\\d+)`, 'm').exec(text);
+  const m = new RegExp(`^${name}\\{node="[^"]*"\\} (\\d+)`, 'm').exec(text);
   return m ? Number(m[1]) : NaN;
 }
 

@@ -18,9 +18,12 @@ test('healthz and metrics', async () => {
   assert.equal(h.json.status, 'ok');
   const m = await srv.api('GET', '/metrics');
   assert.equal(m.status, 200);
-  for (const name of ['telemed_ws_connections', 'telemed_queue_length{dept="cardio"}',
-    'telemed_visits{state="waiting"}', 'telemed_response_seconds_bucket', 'telemed_feed_queue_depth'])
+  // Every sample names the node (issue 19): the host name by default.
+  for (const name of ['telemed_ws_connections{node=', 'telemed_queue_length{node="', '",dept="cardio"}',
+    '",state="waiting"}', 'telemed_response_seconds_bucket{node=', 'telemed_feed_queue_depth{node='])
     assert.ok(m.text.includes(name), name);
+  assert.equal(typeof h.json.node, 'string');
+  assert.equal(h.json.accepting, true);
 });
 
 test('departments, doctors and shifts', async () => {

@@ -97,7 +97,7 @@ async function recordedVisit(t, srv, tok, { endAfter = 20 } = {}) {
 
 async function metric(srv, name) {
   const r = await getBin(srv, '/metrics');
-  const m = new RegExp(`^${name} (\\d+)`, 'm').exec(r.body.toString());
+  const m = new RegExp(`^${name}\\{node="[^"]*"\\} (\\d+)`, 'm').exec(r.body.toString());
   return m ? Number(m[1]) : NaN;
 }
 

@@ -71,7 +71,7 @@ test('supervisor page: the regulator upload per day, and an alert when yesterday
     assert.match(await sup.textContent('#upload-alert'), new RegExp(`天津.*${c.yesterday.day}.*未按时`));
     await shot(sup, 'supervisor-upload-zh');
     const metrics = await srv.api('GET', '/metrics');
-    assert.match(metrics.text, /^telemed_upload_deadline_missed\{profile="tianjin"\} 1$/m);
+    assert.match(metrics.text, /^telemed_upload_deadline_missed\{node="[^"]*",profile="tianjin"\} 1$/m);
     assert.match(srv.logs, /ev=tianjin\.deadline_missed day=\d{4}-\d\d-\d\d/);
     assert.deepEqual(sup.errors, []);
   } finally {
