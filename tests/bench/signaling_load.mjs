@@ -830,7 +830,7 @@ function report(f) {
   }
   row('server RSS at end', `${f.finalRssKiB} KiB`);
   row('server log lines (warn, error)', `${f.log.lines} (${f.log.warn}, ${f.log.error})`);
-  row('server stop (SIGTERM -> exit)', `${fmt(f.stopMs, 0)} ms`);
+  row('server stop (SIGINT -> exit)', `${fmt(f.stopMs, 0)} ms`);
   if (f.errorCount) row('client errors', `${f.errorCount}: ${f.errors.join(' | ')}`);
   for (const l of f.log.lastProblems) out.push(`  log: ${l}`);
   console.log(out.join('\n'));
