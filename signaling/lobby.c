@@ -408,6 +408,9 @@ void tm__unoffer(tm_signaling *sig, live_visit *v, const char *outcome)
     user *p = tm__visit_patient(sig, v);
     tm__push_visit_state(sig, v, v->id, p, NULL);
     tm__mark_dept_dirty(sig, v->dept);
+    /* Waiting again on a draining node, which offers nobody: move on. */
+    if (p && p->sess)
+        tm__drain_turn_away(sig, p->sess);
 }
 
 static gboolean offer_timed_out(gpointer data)

@@ -161,3 +161,24 @@ test('SIGTERM drains; a second SIGTERM, or SIGINT, stops at once', { timeout: 24
   assert.equal((await exitOf(srv)).code, 0);
   assert.match(srv.logs, /ev=server\.stopping reason=signal signal=INT/);
 });
+
+test('an offer open when the drain starts: declined, the patient is sent on and the node exits', { timeout: 120000 }, async (t) => {
+  const srv = await startServer({ args: ['--node-id', 'node-o'] });
+  t.after(() => srv.stop().catch(() => {}));
+  await setupHospital(srv);
+  const doctor = await srv.client('d1', 'doctor');
+  await doctor.request('doctor.status', { status: 'available' });
+  const patient = await srv.client('p-o', 'patient');
+  const ci = await patient.request('checkin', { dept: 'cardio', kind: 'follow_up' });
+  await doctor.waitFor('visit.offer', (m) => m.visit_id === ci.visit_id);
+
+  srv.proc.kill('SIGTERM');
+  await waitUntil('draining', async () => (await srv.api('GET', '/healthz')).status === 503);
+  assert.equal(patient.pushes.some((m) => m.type === 'server.draining'), false, 'an offered patient stays');
+  await doctor.request('visit.decline', { visit_id: ci.visit_id });
+  await patient.waitFor('server.draining');
+  assert.equal(await patient.closed, 4503);
+  assert.equal((await exitOf(srv)).code, 0);
+  assert.equal(srv.sql(`SELECT state FROM visits WHERE id = '${ci.visit_id}'`)[0].state, 'waiting',
+    'the wait stays on record (the shared store keeps the place)');
+});
