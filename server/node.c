@@ -120,8 +120,9 @@ int tm_node_drain(tm_node *n, const char *why)
     return 0;
 }
 
-json_t *tm_node_drain_json(const tm_node *n)
+json_t *tm_node_drain_json(tm_node *n)
 {
+    count_live(n);
     char since[32] = "", deadline[32] = "";
     if (n->draining) {
         tm_rfc3339(n->drain_since_ms, since, sizeof(since));

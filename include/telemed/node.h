@@ -45,8 +45,8 @@ bool tm_node_draining(const tm_node *n);
  * changes: the first start and deadline stand). */
 int tm_node_drain(tm_node *n, const char *why);
 /* The drain as the admin call reports it (new reference): node, draining,
- * since, deadline, live_visits. */
-json_t *tm_node_drain_json(const tm_node *n);
+ * since, deadline, live_visits (counted now). */
+json_t *tm_node_drain_json(tm_node *n);
 
 /* The /healthz body (new reference) and its status: 200 while the node
  * takes new visits, 503 while draining or when the store is not usable

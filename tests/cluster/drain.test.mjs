@@ -77,6 +77,11 @@ test('a drained node finishes its live visit, sends everyone else to the other n
       assert.equal(r.status, 403, `${role}: ${r.text}`);
     }
     assert.equal((await a.api('POST', '/api/v1/admin/drain', {})).status, 401);
+    assert.equal((await a.api('GET', '/api/v1/admin/drain', undefined, a.token('p-x', 'patient'))).status, 403);
+    const before = await a.api('GET', '/api/v1/admin/drain', undefined, admin);
+    assert.equal(before.status, 200);
+    assert.equal(before.json.draining, false);
+    assert.equal(before.json.live_visits, 1);
     assert.equal((await a.api('GET', '/healthz')).status, 200, 'a refused call drains nothing');
     const audit = a.sql("SELECT outcome FROM audit_log WHERE action = 'node.drain'");
     assert.equal(audit.length, 3);
