@@ -285,7 +285,10 @@ static gboolean grace_expired(gpointer data)
     tm_info("user.grace_expired", "user=%s", u->key);
     if (u->role == TM_ROLE_PATIENT && u->visit_id[0]) {
         live_visit *v = g_hash_table_lookup(sig->visits, u->visit_id);
-        if (v)
+        /* A patient a drain sent on keeps their wait: the nodes sharing the
+         * store serve it, and this one offers nobody (drain.c). */
+        bool sent_on = sig->draining && v && v->state == TM_VS_WAITING;
+        if (v && !sent_on)
             tm__finish_visit(sig, v, "grace_expired", "system");
     } else if (u->role == TM_ROLE_GUEST && u->visit_id[0]) {
         live_visit *v = g_hash_table_lookup(sig->visits, u->visit_id);

@@ -7,8 +7,9 @@
 //   (403), starts the drain for an admin and is idempotent the second time;
 // - while draining: /healthz 503, a check-in is refused with node_draining,
 //   the waiting patient and a newcomer are told server.draining with the
-//   other node's URL and closed (4503), and the live visit goes on (chat,
-//   note) until it ends; then the process exits 0 by itself;
+//   other node's URL and closed (4503), the wait staying on record past its
+//   grace period, and the live visit goes on (chat, note) until it ends;
+//   then the process exits 0 by itself;
 // - SIGTERM drains the same way, a second SIGTERM stops at once; SIGINT
 //   stops at once as it always did.
 import { test } from 'node:test';
@@ -43,7 +44,7 @@ async function exitOf(srv, capMs = 60000) {
 test('a drained node finishes its live visit, sends everyone else to the other node, then exits 0', { timeout: 240000 }, async (t) => {
   const secret = randomBytes(16).toString('hex');
   const b = await startServer({ secret, args: ['--node-id', 'node-b'] });
-  const a = await startServer({ secret, args: ['--node-id', 'node-a', '--cluster-urls', b.base()] });
+  const a = await startServer({ secret, args: ['--node-id', 'node-a', '--cluster-urls', b.base(), '--grace-s', '2'] });
   t.after(async () => { await a.stop().catch(() => {}); await b.stop(); });
   const admin = await setupHospital(a);
 
@@ -119,6 +120,9 @@ test('a drained node finishes its live visit, sends everyone else to the other n
     const hello = await there.request('hello', { token: b.token('p-wait', 'patient'), ua: 'node-test/1' });
     assert.equal(hello.node, 'node-b');
     await there.close();
+    // Its grace period passes on A: the wait stays on record, not cancelled.
+    await waitUntil('p-wait grace expired', () => /ev=user\.grace_expired user=patient:p-wait/.test(a.logs));
+    assert.equal(a.sql(`SELECT state FROM visits WHERE id = '${wci.visit_id}'`)[0].state, 'waiting');
   });
 
   await t.test('a newcomer is turned away after hello; a check-in is refused', async () => {
