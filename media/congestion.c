@@ -10,6 +10,7 @@
  * received packet in 250 us ticks (one byte when 0..255, else two, signed).
  * Runs on the peer's media worker thread; no allocation.
  */
+#include <limits.h>
 #include <string.h>
 
 #include "media_internal.h"
@@ -203,16 +204,7 @@ void tm__loss_fold_apply(tm__loss_fold *f, tm_rtcp_report_block *rb, uint8_t rec
     f->have = true;
 }
 
-/* ---- abs-send-time, stamped per hop ---- */
-
-static void put_element(uint8_t *at, int id, int64_t now_us)
-{
-    uint32_t v = (uint32_t)((((uint64_t)now_us << 18) / 1000000) & 0xffffff);
-    at[0] = (uint8_t)((id << 4) | 2);
-    at[1] = (uint8_t)(v >> 16);
-    at[2] = (uint8_t)(v >> 8);
-    at[3] = (uint8_t)v;
-}
+/* ---- header extensions written per hop ---- */
 
 /* Opens room bytes at off, moving what follows; false when cap has no room. */
 static bool open_gap(uint8_t *pkt, size_t *len, size_t cap, size_t off, size_t room)
@@ -243,40 +235,54 @@ static size_t one_byte_used(const uint8_t *pkt, const tm_rtp_header *h)
     return used < h->ext_len ? used : h->ext_len;
 }
 
-size_t tm__abs_send_time_put(uint8_t *pkt, size_t len, size_t cap, int id, int64_t now_us)
+static void put_element(uint8_t *at, int id, const uint8_t *data, size_t n)
+{
+    at[0] = (uint8_t)((id << 4) | (n - 1));
+    memcpy(at + 1, data, n);
+}
+
+int tm__rtp_ext_put(uint8_t *pkt, size_t len, size_t cap, int id, const uint8_t *data, size_t n)
 {
     tm_rtp_header h;
     const uint8_t *d;
-    if (id < 1 || id > 14 || tm_rtp_parse(pkt, len, &h) != 0)
-        return len;
+    if (id < 1 || id > 14 || n < 1 || n > 3 || len > INT_MAX || tm_rtp_parse(pkt, len, &h) != 0)
+        return TM_EINVAL;
     if (h.extension && h.ext_profile != TM_RTP_EXT_ONE_BYTE)
-        return len;
+        return TM_EINVAL;
     int found = h.extension ? tm_rtp_ext_find(pkt, &h, id, &d) : TM_ENOTFOUND;
-    if (found == 3) {
-        put_element(pkt + (d - pkt) - 1, id, now_us);
-        return len;
+    if (found == (int)n) {
+        put_element(pkt + (d - pkt) - 1, id, data, n);
+        return (int)len;
     }
     if (found != TM_ENOTFOUND)
-        return len;
+        return TM_EINVAL;
     if (!h.extension) {
         size_t off = h.header_len;
         if (!open_gap(pkt, &len, cap, off, 8))
-            return len;
+            return TM_ETOOBIG;
         pkt[0] |= 0x10;
         pkt[off] = 0xBE, pkt[off + 1] = 0xDE, pkt[off + 2] = 0, pkt[off + 3] = 1;
-        put_element(pkt + off + 4, id, now_us);
-        return len;
+        put_element(pkt + off + 4, id, data, n);
+        return (int)len;
     }
     size_t used = one_byte_used(pkt, &h);
-    if (h.ext_len - used < 4) {
+    if (h.ext_len - used < n + 1) {
         if (h.ext_len / 4 + 1 > 0xffff || !open_gap(pkt, &len, cap, h.header_len, 4))
-            return len;
+            return TM_ETOOBIG;
         uint16_t words = (uint16_t)(h.ext_len / 4 + 1);
         pkt[h.ext_offset - 2] = (uint8_t)(words >> 8);
         pkt[h.ext_offset - 1] = (uint8_t)words;
     }
-    put_element(pkt + h.ext_offset + used, id, now_us);
-    return len;
+    put_element(pkt + h.ext_offset + used, id, data, n);
+    return (int)len;
+}
+
+size_t tm__abs_send_time_put(uint8_t *pkt, size_t len, size_t cap, int id, int64_t now_us)
+{
+    uint32_t v = (uint32_t)((((uint64_t)now_us << 18) / 1000000) & 0xffffff);
+    uint8_t data[3] = {(uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    int n = tm__rtp_ext_put(pkt, len, cap, id, data, sizeof data);
+    return n > 0 ? (size_t)n : len;
 }
 
 /* ---- the peer's side ---- */
@@ -314,10 +320,41 @@ uint8_t tm__congestion_receivers_lost(const tm__peer *p, const tm__in_stream *s,
     return worst;
 }
 
-size_t tm__congestion_stamp(const tm__out_stream *o, uint8_t *pkt, size_t len, size_t cap,
-                            int64_t now_us)
+void tm__congestion_configure(tm__peer *p, int ext_id, bool new_transport)
 {
+    if (new_transport || p->twcc.ext_id != ext_id)
+        tm__bwe_init(&p->bwe);
+    tm__twcc_configure(&p->twcc, ext_id, new_transport);
+}
+
+size_t tm__congestion_stamp(tm__peer *r, const tm__out_stream *o, uint8_t *pkt, size_t len,
+                            size_t cap, int64_t now_us)
+{
+    if (r->twcc.ext_id) {
+        /* A number taken by a packet that could not carry it would read as lost. */
+        uint16_t seq = tm__bwe_next_seq(&r->bwe);
+        uint8_t data[2] = {(uint8_t)(seq >> 8), (uint8_t)seq};
+        int n = tm__rtp_ext_put(pkt, len, cap, r->twcc.ext_id, data, sizeof data);
+        if (n <= 0)
+            return len;
+        tm__bwe_sent(&r->bwe, (size_t)n + TM__SRTP_MAX_TRAILER, now_us);
+        return (size_t)n;
+    }
+    /* A receiver without transport-cc estimates with REMB from abs-send-time,
+     * which a transport-cc sender no longer writes. */
     if (o->kind != TM_MEDIA_VIDEO || !o->src_peer || !o->src_peer->twcc.ext_id)
         return len;
     return tm__abs_send_time_put(pkt, len, cap, o->ext_abs, now_us);
+}
+
+void tm__congestion_on_feedback(tm__peer *from, const tm_rtcp_pkt *pkt, int64_t now_us)
+{
+    tm__twcc_fb *fb = &from->w->twcc_fb;
+    if (from->twcc.ext_id && tm__twcc_fb_parse(pkt->data, pkt->len, fb) == 0)
+        tm__bwe_on_feedback(&from->bwe, fb, now_us);
+}
+
+uint64_t tm__congestion_downlink_bps(const tm__peer *r)
+{
+    return r->twcc.ext_id ? tm__bwe_estimate(&r->bwe) : 0;
 }

@@ -58,6 +58,14 @@ bool tm__twcc_due(const tm__twcc *t, int64_t now_us);
 int tm__twcc_build(tm__twcc *t, uint8_t *buf, size_t cap, uint32_t sender_ssrc, uint32_t media_ssrc,
                    int64_t now_us);
 
+/* Writes a one-byte header extension element (id 1-14, n 1-3 bytes of data)
+ * into the RTP packet of len bytes in a buffer of cap bytes: over an element
+ * of the same id and length when there, else added (the extension block
+ * grows, or one is made, moving the payload). Returns the new length, or
+ * TM_EINVAL (malformed, two-byte extensions, an element of that id with
+ * another length) or TM_ETOOBIG (no room); the packet is unchanged then. */
+int tm__rtp_ext_put(uint8_t *pkt, size_t len, size_t cap, int id, const uint8_t *data, size_t n);
+
 /* Writes abs-send-time (one-byte extension element id, 24-bit 6.18 s) as of
  * now_us into the RTP packet of len bytes in a buffer of cap bytes: over the
  * element when there, else added (the extension block grows, or one is made,

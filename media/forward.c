@@ -216,7 +216,7 @@ static void forward_one(tm__worker *w, const tm__in_stream *s, tm__peer *r, tm__
             return;
         len = (size_t)nl;
     }
-    len = tm__congestion_stamp(o, pkt, len, TM__PKT_CAP - TM__SRTP_MAX_TRAILER, now_us);
+    len = tm__congestion_stamp(r, o, pkt, len, TM__PKT_CAP - TM__SRTP_MAX_TRAILER, now_us);
     if (o->rtx)
         tm_rtx_cache_store(o->rtx, (uint16_t)(h->seq + o->rw.seq_off), pkt, len, now_ms);
     o->st.packets++;

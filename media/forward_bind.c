@@ -6,7 +6,7 @@
  * side's audio/video, and a supervisor's or a party member's recvonly
  * m-lines get everybody's). The receiver is told (TM_MEDIA_EV_BINDINGS)
  * whenever what its m-lines carry changes. Of a simulcast sender each
- * receiver gets the layer its REMB, loss and view allow (simulcast.c
+ * receiver gets the layer its downlink estimate, loss and view allow (simulcast.c
  * decides, this file feeds it). Runs on the visit's worker thread.
  */
 #include <inttypes.h>
@@ -44,19 +44,22 @@ static const tm__view *find_view(const tm__peer *r, const char *src_peer_id)
     return NULL;
 }
 
-/* A receiver's REMB is for everything it receives: each of its video streams gets an
- * even share of it. */
-static uint64_t remb_share(const tm__peer *r, const tm__out_stream *o, int64_t now_ms)
+/* A receiver's downlink (the server's estimate, else its REMB) is for everything it
+ * receives: each of its video streams gets an even share of it. */
+static uint64_t downlink_share(const tm__peer *r, const tm__out_stream *o, int64_t now_ms)
 {
-    if (!o->remb_bps || now_ms - o->remb_ms >= REMB_FRESH_MS)
+    uint64_t est = tm__congestion_downlink_bps(r);
+    if (!est && o->remb_bps && now_ms - o->remb_ms < REMB_FRESH_MS)
+        est = o->remb_bps;
+    if (!est)
         return 0;
     uint64_t n = 0;
     for (int i = 0; i < r->n_out; i++)
         n += r->out[i].kind == TM_MEDIA_VIDEO && r->out[i].src_peer;
-    return o->remb_bps / (n ? n : 1);
+    return est / (n ? n : 1);
 }
 
-/* Receiver r's layer of the simulcast source o is bound to, from its REMB (or the
+/* Receiver r's layer of the simulcast source o is bound to, from its downlink (or the
  * loss it reports) and its view of that sender; a new target gets a keyframe asked for. */
 static void choose_layer(tm__peer *r, tm__out_stream *o, int64_t now_ms)
 {
@@ -67,7 +70,7 @@ static void choose_layer(tm__peer *r, tm__out_stream *o, int64_t now_ms)
     for (int l = 0; l < n; l++)
         layers[l] = q->in[o->src_in + l].meter;
     tm__layer_limits lim = {
-        .est_bps = remb_share(r, o, now_ms),
+        .est_bps = downlink_share(r, o, now_ms),
         .lossy = o->st.fraction_lost > 25, /* of 256: over 10 % */
     };
     const tm__view *vw = find_view(r, q->id);

@@ -114,7 +114,7 @@ static void answer_nack(tm__peer *from, const tm_rtcp_pkt *pkt, int64_t now_ms)
             len + TM__SRTP_MAX_TRAILER > TM__PKT_CAP)
             continue;
         memcpy(w->pkt, cached, len);
-        len = tm__congestion_stamp(o, w->pkt, len, TM__PKT_CAP - TM__SRTP_MAX_TRAILER,
+        len = tm__congestion_stamp(from, o, w->pkt, len, TM__PKT_CAP - TM__SRTP_MAX_TRAILER,
                                    g_get_monotonic_time());
         if (tm__srtp_protect_rtp(from->srtp, w->pkt, &len) != 0)
             continue;
@@ -189,6 +189,9 @@ void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
         }
         case TM_RTCP_K_NACK:
             answer_nack(from, &pkt, now_ms);
+            break;
+        case TM_RTCP_K_TWCC:
+            tm__congestion_on_feedback(from, &pkt, now_us);
             break;
         case TM_RTCP_K_REMB: {
             tm_rtcp_remb remb;

@@ -9,21 +9,70 @@
 
 #include "forward_internal.h"
 
-/* What a simulcast sender is asked to send: what its best layer needs, which is the
- * most any receiver can take (each gets the layer that fits it), or all it may when a
- * receiver has said nothing yet or the visit is recorded (the recorder takes the best). */
+/* What receiver o needs of a simulcast sender: every layer up to the next one
+ * wider than the layer it gets (it steps up into that one), with room to grow;
+ * all the sender may when that next layer is not flowing (only sent, it can be
+ * stepped up into) or o has no layer yet. */
+static uint64_t layers_needed(const tm__in_stream *hd, const tm__out_stream *o)
+{
+    const tm__in_stream *layers = hd; /* a head's layers follow it in the peer's in[] */
+    int n = hd->n_layers;
+    if (o->pick.target < 0 || o->pick.target >= n)
+        return TM__REMB_CAP_BPS;
+    unsigned got = layers[o->pick.target].meter.width, next = 0;
+    for (int l = 0; l < n; l++) {
+        unsigned w = layers[l].meter.width;
+        if (w > got && (!next || w < next))
+            next = w;
+    }
+    if (!next)
+        return TM__REMB_CAP_BPS; /* it gets the widest: whatever the sender can */
+    uint64_t sum = 0;
+    for (int l = 0; l < n; l++) {
+        const tm__layer_info *m = &layers[l].meter;
+        if (m->width > next)
+            continue;
+        if (!m->active || !m->bps)
+            return TM__REMB_CAP_BPS;
+        sum += m->bps;
+    }
+    return sum * 3 / 2;
+}
+
+/* What a simulcast sender is asked to send. A receiver whose downlink the
+ * server estimates is held to its layer by the layer choice, not by the
+ * sender: it needs only what its layer and the next one carry. A receiver
+ * known only by its REMB needs that much; one that said nothing yet, or a
+ * recorded visit (the recorder takes the best layer), lets the sender send
+ * all it may. The most any receiver needs. */
 static uint64_t simulcast_remb(const tm__peer *p, const tm__in_stream *hd, int64_t now_ms)
 {
     if (p->visit->rec_path || hd->n_bound == 0)
         return TM__REMB_CAP_BPS;
     uint64_t most = 0;
     for (int b = 0; b < hd->n_bound; b++) {
-        const tm__out_stream *o = &hd->bound_peer[b]->out[hd->bound_out[b]];
-        if (!o->remb_bps || now_ms - o->remb_ms >= REMB_FRESH_MS)
+        const tm__peer *r = hd->bound_peer[b];
+        const tm__out_stream *o = &r->out[hd->bound_out[b]];
+        uint64_t need;
+        if (tm__congestion_downlink_bps(r))
+            need = layers_needed(hd, o);
+        else if (o->remb_bps && now_ms - o->remb_ms < REMB_FRESH_MS)
+            need = o->remb_bps;
+        else
             return TM__REMB_CAP_BPS;
-        most = o->remb_bps > most ? o->remb_bps : most;
+        most = need > most ? need : most;
     }
-    return most;
+    return most < TM__REMB_CAP_BPS ? most : TM__REMB_CAP_BPS;
+}
+
+/* What a receiver can take of one plain stream: the server's estimate of its
+ * downlink when there is one, else its REMB; 0 when it said nothing lately. */
+static uint64_t receiver_bps(const tm__peer *r, const tm__out_stream *o, int64_t now_ms)
+{
+    uint64_t est = tm__congestion_downlink_bps(r);
+    if (est)
+        return est;
+    return o->remb_bps && now_ms - o->remb_ms < REMB_FRESH_MS ? o->remb_bps : 0;
 }
 
 static void send_reports(tm__peer *p, int64_t now_ms)
@@ -49,11 +98,12 @@ static void send_reports(tm__peer *p, int64_t now_ms)
             remb = need < remb ? need : remb;
             continue;
         }
-        /* The sender adapts to the weakest receiver that told us its estimate. */
+        /* Without layers to choose from, the sender adapts to its weakest receiver. */
         for (int b = 0; b < s->n_bound; b++) {
-            tm__out_stream *o = &s->bound_peer[b]->out[s->bound_out[b]];
-            if (o->remb_bps && now_ms - o->remb_ms < REMB_FRESH_MS && o->remb_bps < remb)
-                remb = o->remb_bps;
+            uint64_t bps = receiver_bps(s->bound_peer[b], &s->bound_peer[b]->out[s->bound_out[b]],
+                                        now_ms);
+            if (bps && bps < remb)
+                remb = bps;
         }
     }
     if (remb < TM__REMB_MIN_BPS)
@@ -143,7 +193,8 @@ static void post_stats(tm__peer *p, int64_t now_ms)
                          .visit_id = p->visit->id,
                          .peer_id = p->id,
                          .streams = streams,
-                         .n_streams = n};
+                         .n_streams = n,
+                         .heard_ago_ms = p->last_rx_ms ? now_ms - p->last_rx_ms : -1};
     tm__media_post(p->w, &ev);
 }
 

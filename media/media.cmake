@@ -32,6 +32,8 @@ target_link_libraries(test_ice_policy PRIVATE tm_media_private)
 tm_unit_test(test_congestion tests/media/test_congestion.c)
 target_link_libraries(test_congestion PRIVATE tm_media_private)
 target_compile_definitions(test_congestion PRIVATE TM_SDP_DATA_DIR="${CMAKE_SOURCE_DIR}/tests/media/data")
+tm_unit_test(test_bwe tests/media/test_bwe.c)
+target_link_libraries(test_bwe PRIVATE tm_media_private)
 
 # Real-peer tests: GStreamer webrtcbin as the independent WebRTC stack. GStreamer
 # is linked to these test programs only, never to the telemed library.

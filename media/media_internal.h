@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 
 #include "dtls_srtp_internal.h"
+#include "bwe.h"
 #include "congestion.h"
 #include "ice_policy.h"
 #include "telemed/media.h"
@@ -137,6 +138,7 @@ struct tm__worker {
     /* Forwarding scratch; one packet at a time on this thread. */
     uint8_t pkt[TM__PKT_CAP];
     uint8_t rtcp[TM__PKT_CAP];
+    tm__twcc_fb twcc_fb; /* a receiver's transport-cc feedback, decoded (congestion.c) */
     /* Receive batch of the media sockets (ice.c), one peer's at a time. */
     struct mmsghdr rx_msg[TM__RX_BATCH];
     struct iovec rx_iov[TM__RX_BATCH];
@@ -305,6 +307,7 @@ struct tm__peer {
     int n_views;
     tm__view views[TM__MAX_VIEWS];
     tm__twcc twcc; /* transport-cc feedback to it (congestion.c) */
+    tm__bwe bwe;   /* its downlink, from its transport-cc feedback (bwe.c) */
 };
 
 struct tm__visit {
@@ -397,10 +400,20 @@ void tm__congestion_on_rtp(tm__peer *p, const uint8_t *buf, const tm_rtp_header 
 /* The worst loss fraction (of 256) that receivers of p's stream s reported
  * lately; of a simulcast layer, the receivers that get that layer. */
 uint8_t tm__congestion_receivers_lost(const tm__peer *p, const tm__in_stream *s, int64_t now_ms);
-/* Stamps abs-send-time into a packet for o's receiver when its source is a
- * transport-cc sender (tm__abs_send_time_put); returns the new length. */
-size_t tm__congestion_stamp(const tm__out_stream *o, uint8_t *pkt, size_t len, size_t cap,
-                            int64_t now_us);
+/* Takes p's transport-cc extension id from its offer (0 = none); a new
+ * transport or another id starts its feedback and its downlink estimate over. */
+void tm__congestion_configure(tm__peer *p, int ext_id, bool new_transport);
+/* Per packet to receiver r on its out stream o, before SRTP: our own
+ * transport-wide sequence number when r does transport-cc (its feedback then
+ * measures this leg, bwe.c), else abs-send-time when o's source is a
+ * transport-cc sender; returns the new length. */
+size_t tm__congestion_stamp(tm__peer *r, const tm__out_stream *o, uint8_t *pkt, size_t len,
+                            size_t cap, int64_t now_us);
+/* A transport-cc feedback from a receiver, for the packets we sent it. */
+void tm__congestion_on_feedback(tm__peer *from, const tm_rtcp_pkt *pkt, int64_t now_us);
+/* The server's estimate of r's downlink in bit/s, 0 = none (no transport-cc,
+ * or no feedback yet). */
+uint64_t tm__congestion_downlink_bps(const tm__peer *r);
 
 /* ---- ice.c ---- */
 int tm__ice_start(tm__peer *p, const tm_sdp_offer *offer);

@@ -9,6 +9,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/rtx_cache.c
   ${CMAKE_CURRENT_LIST_DIR}/stream_stats.c
   ${CMAKE_CURRENT_LIST_DIR}/simulcast.c
+  ${CMAKE_CURRENT_LIST_DIR}/bwe.c
 )
 
 # media/'s own headers (rtp.h, sdp.h, dtls_srtp_internal.h, ...) are private to

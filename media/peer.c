@@ -527,8 +527,8 @@ void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bo
         p->state = NULL;
     }
     bool new_transport = !p->dtls;
-    tm__twcc_configure(&p->twcc, w->media->transport_cc ? tm__twcc_offer_ext(offer) : 0,
-                       new_transport);
+    tm__congestion_configure(p, w->media->transport_cc ? tm__twcc_offer_ext(offer) : 0,
+                             new_transport);
     if (new_transport) {
         rc = transport_new(p, offer);
         tm__peer_set_state(p, "connecting");

@@ -5,8 +5,8 @@
  * than from congestion.c: statuses, run-length and vector chunks, receive
  * deltas back to arrival times, padding, long gaps, reordering, wraps and a
  * restarted sender; the extension id from a real Chromium offer; the
- * receivers' loss folded into the RR to a sender; and abs-send-time stamped
- * into forwarded packets.
+ * receivers' loss folded into the RR to a sender; abs-send-time and the
+ * server's own transport-wide numbers written into forwarded packets.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -451,6 +451,40 @@ static void test_abs_send_time(void)
     CHECK(memcmp(before, pkt, len) == 0);
 }
 
+/* The server's own transport-wide number on a packet it forwards: over the
+ * sender's element of the same id, added to a packet with none, refused (and
+ * the packet left alone) when it cannot go in. */
+static void test_own_transport_seq(void)
+{
+    uint8_t pkt[128], before[128];
+    const uint8_t ours[2] = {0x12, 0x34};
+    size_t len = make_rtp(pkt, 1, 0x0102);
+    CHECK_EQ_INT(tm__rtp_ext_put(pkt, len, sizeof pkt, EXT_ID, ours, 2), len);
+    tm_rtp_header h;
+    const uint8_t *d;
+    CHECK_EQ_INT(tm_rtp_parse(pkt, len, &h), 0);
+    CHECK_EQ_INT(tm_rtp_ext_find(pkt, &h, EXT_ID, &d), 2);
+    CHECK_EQ_INT(d[0] << 8 | d[1], 0x1234);
+    CHECK(memcmp(pkt + h.payload_offset, "payload!", 8) == 0);
+
+    memset(pkt, 0, sizeof pkt);
+    pkt[0] = 0x80;
+    pkt[1] = 96;
+    memcpy(pkt + 12, "media", 5);
+    int n = tm__rtp_ext_put(pkt, 17, sizeof pkt, EXT_ID, ours, 2);
+    CHECK_EQ_INT(n, 25);
+    CHECK_EQ_INT(tm_rtp_parse(pkt, (size_t)n, &h), 0);
+    CHECK_EQ_INT(tm_rtp_ext_find(pkt, &h, EXT_ID, &d), 2);
+    CHECK_EQ_INT(d[0] << 8 | d[1], 0x1234);
+    CHECK(memcmp(pkt + h.payload_offset, "media", 5) == 0);
+
+    len = make_rtp(pkt, 1, 7);
+    memcpy(before, pkt, len);
+    CHECK_EQ_INT(tm__rtp_ext_put(pkt, len, sizeof pkt, EXT_ID, ours, 1), TM_EINVAL);
+    CHECK_EQ_INT(tm__rtp_ext_put(pkt, len, len + 3, ABS_ID, ours, 2), TM_ETOOBIG);
+    CHECK(memcmp(before, pkt, len) == 0);
+}
+
 int main(void)
 {
     RUN(test_all_received);
@@ -462,5 +496,6 @@ int main(void)
     RUN(test_offer_ext);
     RUN(test_loss_fold);
     RUN(test_abs_send_time);
+    RUN(test_own_transport_seq);
     TEST_DONE();
 }
