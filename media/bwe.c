@@ -8,10 +8,12 @@
  *   overuse / normal / underuse against a threshold that adapts to the trend
  *   -> AIMD: cut to 85 % of the acknowledged rate on overuse, grow 8 % a
  *   second (or one packet per 300 ms near the last cut) when normal, hold on
- *   underuse; never above 1.5x what the receiver acknowledged.
+ *   underuse; never above 3x what the receiver acknowledged (see
+ *   ACKED_HEADROOM).
  *
  * A loss bound runs beside it: over 10 % lost in a period halves the loss
- * fraction off the rate, under 2 % lets it grow again. The estimate is the
+ * fraction off the rate, under 2 % lets it grow again, over half lost is an
+ * outage and changes nothing. The estimate is the
  * lower of the two. Runs on the peer's media worker thread; no allocation.
  */
 #include <math.h>
@@ -35,8 +37,14 @@
 #define ACK_WINDOW_US 500000
 #define LOSS_PERIOD_US 1000000
 #define LOSS_MIN_PACKETS 20
+#define OUTAGE_LOSS 0.5 /* more lost than this in a period is no link's loss */
 #define RESPONSE_MS 300.0 /* a round trip plus the feedback interval */
 #define PACKET_BITS 9600.0
+/* GCC stops at 1.5x the acknowledged rate and probes for more with padding.
+ * We forward whole layers and probe by stepping up to the next one, which
+ * carries 2-3x the one below: the estimate may grow that far while the delay
+ * stays flat, and the layer choice steps up only once the next layer fits. */
+#define ACKED_HEADROOM 3.0
 
 /* ---- transport-cc feedback ---- */
 
@@ -283,9 +291,9 @@ static void update_delay_rate(tm__bwe *b, int64_t now_us)
             b->capacity_bps = 0; /* the link grew past what we knew of it */
         rate = near ? rate + PACKET_BITS * 1000.0 / RESPONSE_MS * dt : rate * pow(1.08, dt);
     }
-    double prev = (double)b->delay_bps, cap = 1.5 * (double)b->acked_bps + 10000.0;
+    double prev = (double)b->delay_bps, cap = ACKED_HEADROOM * (double)b->acked_bps + 10000.0;
     if (b->acked_bps && rate > prev && rate > cap)
-        rate = cap > prev ? cap : prev; /* no growth past what the receiver showed it takes */
+        rate = cap > prev ? cap : prev; /* no growth far past what the receiver showed it takes */
     b->delay_bps = clamp_bps(rate);
 }
 
@@ -298,7 +306,11 @@ static void update_loss_rate(tm__bwe *b, int64_t now_us)
         return;
     double loss = (double)b->lost / total;
     double rate = (double)b->loss_bps;
-    if (loss > 0.10) {
+    if (loss > OUTAGE_LOSS) {
+        /* A path that was gone (an outage, an ICE restart) says nothing of
+         * the link it comes back on: no cut that would take half a minute to
+         * grow back from. */
+    } else if (loss > 0.10) {
         if (now_us - b->loss_cut_us >= DECREASE_GAP_US) {
             double from = rate < (double)b->delay_bps ? rate : (double)b->delay_bps;
             rate = from * (1.0 - 0.5 * loss);

@@ -3,7 +3,7 @@
  * transport-cc feedback that receiver sends for the packets we send it
  * (draft-holmer-rmcat-transport-wide-cc-extensions-01): a small GCC
  * (draft-ietf-rmcat-gcc-02) with a delay-gradient trendline, an overuse
- * detector with an adaptive threshold, AIMD rate control capped by what the
+ * detector with an adaptive threshold, AIMD rate control bounded by what the
  * receiver acknowledged, and a loss-based bound.
  *
  * Why the server estimates it: a sender must not be held to the weakest

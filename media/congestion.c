@@ -1,8 +1,10 @@
 /*
  * congestion.c - transport-cc feedback to each sender from the arrival times
- * of its packets, and the receivers' loss in the RR to a sender (congestion.h
- * says why these two). The feedback rides on the sender's own packets, like
- * keyframe.c's pacing: a sender that sends nothing has nothing to be told.
+ * of its packets, the receivers' loss in the RR to a sender, and per
+ * receiver our own transport-wide numbers on what we forward, whose feedback
+ * feeds that receiver's downlink estimate (bwe.c; congestion.h says why). The
+ * feedback to a sender rides on the sender's own packets, like keyframe.c's
+ * pacing: a sender that sends nothing has nothing to be told.
  *
  * Feedback layout (draft-holmer-rmcat-transport-wide-cc-extensions-01 3.1):
  * base sequence number, status count, 24-bit reference time in 64 ms units,

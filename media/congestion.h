@@ -1,16 +1,19 @@
 /*
- * congestion.h - what a sender's congestion control needs from the server's
- * side of its leg: transport-wide congestion control feedback built from the
- * arrival times of its packets (transport-cc,
+ * congestion.h - what congestion control needs from the server's side of
+ * each leg. Toward a sender: transport-wide congestion control feedback built
+ * from the arrival times of its packets (transport-cc,
  * draft-holmer-rmcat-transport-wide-cc-extensions-01), and the loss its
- * receivers report folded into the RR the server sends it.
+ * receivers report folded into the RR the server sends it. Toward a
+ * receiver: our own transport-wide numbers on what we forward, whose feedback
+ * gives the server that receiver's downlink (bwe.h).
  *
  * Why transport-cc per hop: when an offer negotiates it, Chromium runs its
  * send-side estimator (GoogCC: delay trend plus loss, from this feedback) and
  * drops abs-send-time from its packets; REMB then only caps that estimate.
- * The server answers for the hop it sees (the sender's uplink) and keeps
- * sending the lowest REMB of the stream's receivers (forward.c), which carry
- * the downlinks, so the sender fits its own link and the worst receiver's.
+ * The server answers for the hop it sees (the sender's uplink); each
+ * receiver's downlink is the server's to fit, by the simulcast layer it
+ * forwards (forward_bind.c), so a sender is asked (REMB, forward_tick.c) for
+ * what its receivers' layers need, not held to the weakest receiver's link.
  *
  * Caller-owned state inside the peer, no allocation; runs on the peer's
  * media worker thread.

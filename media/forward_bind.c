@@ -69,9 +69,11 @@ static void choose_layer(tm__peer *r, tm__out_stream *o, int64_t now_ms)
     int n = hd->n_layers < TM__MAX_LAYERS ? hd->n_layers : TM__MAX_LAYERS;
     for (int l = 0; l < n; l++)
         layers[l] = q->in[o->src_in + l].meter;
+    bool measured = tm__congestion_downlink_bps(r) != 0;
     tm__layer_limits lim = {
         .est_bps = downlink_share(r, o, now_ms),
-        .lossy = o->st.fraction_lost > 25, /* of 256: over 10 % */
+        .measured = measured,
+        .lossy = !measured && o->st.fraction_lost > 25, /* of 256: over 10 % */
     };
     const tm__view *vw = find_view(r, q->id);
     if (vw) {

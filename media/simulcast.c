@@ -190,7 +190,7 @@ bool tm__layer_choose(tm__layer_pick *lp, const tm__layer_info *layers, int n,
         bool settling = lp->went_up && now_ms - lp->changed_ms < SETTLE_MS;
         bool falling = est * 10 < lp->prev_est * 9 && !settling;
         bool congested = lim->lossy || (est && rate > est && (falling || est * 2 < rate));
-        bool room = by_bw > cur || !est || est * 4 >= rate * 5;
+        bool room = by_bw > cur || !est || (!lim->measured && est * 4 >= rate * 5);
         if (by_view < cur)
             next = by_view;
         else if (congested && cur > 0)

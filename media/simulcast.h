@@ -78,9 +78,14 @@ typedef struct tm__layer_pick {
 } tm__layer_pick;
 
 /* What limits a receiver: its bandwidth estimate (0 = none yet), whether its last
- * report said it loses over 10 %, and the size it renders the sender at. */
+ * report said it loses over 10 %, and the size it renders the sender at. An
+ * estimate the server measured itself (measured: bwe.h, loss already in it, able
+ * to grow past what the receiver gets) lets a step up wait until the next layer
+ * fits; a receiver's REMB grows only to ~1.5x what it gets, so with it a step
+ * up is tried on that much room and undone when it fails. */
 typedef struct tm__layer_limits {
     uint64_t est_bps;
+    bool measured;
     bool lossy;
     bool view_set;
     unsigned view_w, view_h; /* 0x0 = hidden: the lowest layer */

@@ -8,7 +8,13 @@
 // bitrate and the share of audio concealed.
 //
 //   TELEMED_BUILD_DIR=$PWD/build-test TELEMED_BIN=$PWD/build-test/telemed-server \
-//     node tests/bench/network_quality.mjs ['outage 10' 'rate 300' 'drop 5' ...]
+//     node tests/bench/network_quality.mjs ['outage 10' 'rate 300' 'drop 5' ...] \
+//     [--setup=remb: --setup=twcc:--media-transport-cc ...]
+//
+// TM_BENCH_LOGS=DIR keeps each setup's server log there as NAME.log.
+// Each --setup=NAME:ARGS runs the cells through telemed once more with the
+// server started with ARGS (space-separated), named NAME in the table; none
+// is one run with the server's defaults, named "telemed".
 //
 // Peer-to-peer through the relay: the doctor's Chromium takes its ICE ports
 // from a range the relay serves (the webrtc.udp_port_range preference of its
@@ -23,7 +29,14 @@ import { startImpairedVisit, closeVisit } from '../net/lib_visit.mjs';
 import { startRelay, freeUdpRange, makeNetns } from '../net/lib_net.mjs';
 import { CHROMIUM_ARGS } from '../web/lib.mjs';
 
-const CELLS = process.argv.length > 2 ? process.argv.slice(2) : ['outage 10', 'rate 300', 'drop 5'];
+const ARGS = process.argv.slice(2);
+const SETUPS = ARGS.filter((a) => a.startsWith('--setup=')).map((a) => {
+  const [name, ...rest] = a.slice('--setup='.length).split(':');
+  return { name, args: rest.join(':').split(' ').filter(Boolean) };
+});
+if (!SETUPS.length) SETUPS.push({ name: 'telemed', args: [] });
+const CELL_ARGS = ARGS.filter((a) => !a.startsWith('--'));
+const CELLS = CELL_ARGS.length ? CELL_ARGS : ['outage 10', 'rate 300', 'drop 5'];
 const WINDOW_MS = Number(process.env.TM_BENCH_WINDOW_MS) || 30000;
 const SETTLE_MS = 8000;
 const UNDO = { drop: 'drop 0', rate: 'rate 0', delay: 'delay 0 0', reorder: 'reorder 0' };
@@ -100,12 +113,15 @@ async function runCells(setup, relay, pages) {
   return rows;
 }
 
-async function telemed() {
-  const ctx = await startImpairedVisit({ tag: 'bench' });
+async function telemed({ name, args }) {
+  const ctx = await startImpairedVisit({ tag: 'bench', args });
   if (!ctx) throw new Error('cannot make a network namespace (needs root)');
   try {
-    return await runCells('telemed', ctx.relay, [[ctx.patient, 'tm'], [ctx.doctor, 'tm']]);
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    return await runCells(name, ctx.relay, [[ctx.patient, 'tm'], [ctx.doctor, 'tm']]);
   } finally {
+    // The server's log of each setup (layer choices, estimates) when asked for.
+    if (process.env.TM_BENCH_LOGS) writeFileSync(join(process.env.TM_BENCH_LOGS, `${name}.log`), ctx.srv.logs);
     await closeVisit(ctx);
   }
 }
@@ -179,7 +195,8 @@ async function p2p() {
   }
 }
 
-const rows = [...await p2p(), ...await telemed()];
+const rows = await p2p();
+for (const setup of SETUPS) rows.push(...await telemed(setup));
 const f1 = (v) => v.toFixed(1);
 console.log(`window ${WINDOW_MS / 1000} s per cell, impairment on the patient's side; load ${(await import('node:os')).loadavg()[0].toFixed(1)}`);
 console.log('| patient network | path | received by | video back s | audio back s | freezes /min | frozen s /min | video fps | kbit/s | audio concealed |');
@@ -190,6 +207,9 @@ for (const r of rows) {
 }
 for (const cell of CELLS) {
   const sum = (setup) => rows.filter((r) => r.cell === cell && r.setup === setup).reduce((a, r) => a + r.frozen, 0);
-  const p = sum('p2p'), t = sum('telemed');
-  console.log(`${cell}: frozen s/min telemed ${f1(t)} vs p2p ${f1(p)}${p > 0 ? ` (ratio ${(t / p).toFixed(2)})` : ''}`);
+  const p = sum('p2p');
+  for (const { name } of SETUPS) {
+    const t = sum(name);
+    console.log(`${cell}: frozen s/min ${name} ${f1(t)} vs p2p ${f1(p)}${p > 0 ? ` (ratio ${(t / p).toFixed(2)})` : ''}`);
+  }
 }

@@ -289,6 +289,31 @@ static void test_choice_by_bandwidth(void)
     CHECK_EQ_INT(lp.target, 1);
 }
 
+/* The server's own estimate: loss is in it, and a step up waits until the next
+ * layer fits it rather than trying one on a little room (a thin link would see
+ * every try fail, each with a keyframe it cannot carry). */
+static void test_choice_by_measured_estimate(void)
+{
+    tm__layer_pick lp;
+    tm__layer_pick_init(&lp);
+    tm__layer_limits lim = {.est_bps = 300000, .measured = true};
+    CHECK(tm__layer_choose(&lp, L, 3, &lim, 0));
+    CHECK_EQ_INT(lp.target, 0);
+    land(&lp);
+    lim.est_bps = 235000; /* 1.5x the layer: room for a REMB receiver, not here */
+    CHECK(!tm__layer_choose(&lp, L, 3, &lim, 10000));
+    lim.est_bps = 450000;
+    CHECK(!tm__layer_choose(&lp, L, 3, &lim, 20000));
+    lim.est_bps = 520000;
+    CHECK(tm__layer_choose(&lp, L, 3, &lim, 21000));
+    CHECK_EQ_INT(lp.target, 1);
+    land(&lp);
+    /* Congestion still steps down at once. */
+    lim.est_bps = 200000;
+    CHECK(tm__layer_choose(&lp, L, 3, &lim, 26000));
+    CHECK_EQ_INT(lp.target, 0);
+}
+
 static void test_choice_when_layer_stops(void)
 {
     tm__layer_pick lp;
@@ -343,6 +368,7 @@ int main(void)
     RUN(test_late_packet_of_new_layer_dropped);
     RUN(test_choice_by_view);
     RUN(test_choice_by_bandwidth);
+    RUN(test_choice_by_measured_estimate);
     RUN(test_choice_when_layer_stops);
     RUN(test_choice_settles_and_reasks);
     TEST_DONE();
