@@ -2,7 +2,8 @@
  * media_quality.c - what each participant's media looks like from the
  * server, told to the people in the visit: video ok, frozen (no new frame
  * for alert_freeze_ms) or off (audio-only: no camera, or a camera that sends
- * nothing), audio ok or silent. A change is pushed to the other participants
+ * nothing), audio ok, off (a microphone muted: no sound while the peer's
+ * RTCP still comes) or silent. A change is pushed to the other participants
  * and watching supervisors as media.quality, and while it lasts it is an
  * alert in the supervisors' overview. A gap in a participant's media longer
  * than interruption_min_ms, once media is back (or the visit ends), is
@@ -25,6 +26,9 @@
 
 /* Figures come every second; none for this long means the transport is gone. */
 #define STALE_MS 2500
+/* RTCP this fresh with no media is a peer that sends nothing on purpose (a
+ * browser reports on what it receives every second or so), not a lost path. */
+#define HEARD_MS 1500
 /* A freeze stays in the supervisors' poor-quality alert this long. */
 #define POOR_FREEZE_RECENT_MS 10000
 
@@ -37,6 +41,7 @@ typedef struct media_health {
     int64_t last_flow_ms;   /* the latest figures in which anything had arrived */
     bool stopped;           /* figures since then said nothing arrived, or none came */
     int64_t audio_since_ms; /* audio flowing without a break since, 0 = not flowing */
+    int64_t audio_last_ms;  /* the latest figures in which audio flowed */
     uint64_t in_packets;    /* over every incoming stream, at the latest figures */
     uint64_t audio_packets;
     int64_t froze_at_ms;   /* the latest figures in which none of its video had frames */
@@ -166,7 +171,8 @@ static void note_gap(tm_signaling *sig, live_visit *v, const media_health *h, in
 }
 
 static void judge_video(const tm_signaling *sig, const media_health *h, const sender_video *video,
-                        bool audio_ok, int64_t now, const char **state, const char **reason)
+                        bool audio_ok, bool heard, int64_t now, const char **state,
+                        const char **reason)
 {
     *state = "ok";
     *reason = NULL;
@@ -181,9 +187,10 @@ static void judge_video(const tm_signaling *sig, const media_health *h, const se
             *reason = h->reason;
         }
     } else if (video->frozen_ms >= sig->cfg->alert_freeze_ms) {
-        /* Nothing of the video but sound going on is a camera that stopped;
-         * packets without frames, or nothing at all, is the network. */
-        if (video->bitrate_bps == 0 && audio_ok) {
+        /* Nothing of the video but sound going on (or the peer's RTCP, its
+         * microphone muted too) is a camera that stopped; packets without
+         * frames, or nothing at all, is the network. */
+        if (video->bitrate_bps == 0 && (audio_ok || heard)) {
             *state = "off";
             *reason = "camera_off";
         } else {
@@ -216,12 +223,18 @@ void tm__media_health_on_stats(tm_signaling *sig, live_visit *v, const tm_media_
     if (video && sv.frozen_ms > 0)
         h->froze_at_ms = now;
     bool audio_ok = audio && audio->packets != h->audio_packets;
+    bool heard = ev->heard_ago_ms >= 0 && ev->heard_ago_ms < HEARD_MS;
     h->audio_packets = audio ? audio->packets : 0;
     if (!audio_ok)
         h->audio_since_ms = 0;
     else if (!h->audio_since_ms)
         h->audio_since_ms = now;
-    if (packets != h->in_packets) {
+    if (audio_ok)
+        h->audio_last_ms = now;
+    /* Muted: no sound for as long as a frozen video takes to be told, the peer
+     * heard all along (a lost path stops its RTCP as well). */
+    bool mic_off = !audio_ok && heard && now - h->audio_last_ms >= sig->cfg->alert_freeze_ms;
+    if (packets != h->in_packets || heard) {
         note_gap(sig, v, h, now, now);
         h->last_flow_ms = now;
         h->stopped = false;
@@ -231,10 +244,10 @@ void tm__media_health_on_stats(tm_signaling *sig, live_visit *v, const tm_media_
     h->in_packets = packets;
     h->last_stats_ms = now;
     const char *vstate, *reason;
-    judge_video(sig, h, video, audio_ok, now, &vstate, &reason);
+    judge_video(sig, h, video, audio_ok, heard, now, &vstate, &reason);
     if (!reason && !audio_ok)
-        reason = "no_audio";
-    announce(sig, v, h, vstate, audio_ok ? "ok" : "silent", reason, now);
+        reason = mic_off ? "mic_off" : "no_audio";
+    announce(sig, v, h, vstate, audio_ok ? "ok" : mic_off ? "off" : "silent", reason, now);
 }
 
 void tm__media_health_tick(tm_signaling *sig, int64_t now)
@@ -271,9 +284,10 @@ void tm__media_health_alerts(live_visit *v, json_t *alerts, int64_t now)
     while (g_hash_table_iter_next(&it, &k, &val)) {
         media_health *h = val;
         bool audio_ok = strcmp(h->audio, "ok") == 0;
+        bool mic_off = strcmp(h->audio, "off") == 0; /* the participant's choice: no alert */
         const char *kind = strcmp(h->video, "frozen") == 0 ? "video_frozen"
                            : strcmp(h->video, "off") == 0  ? (audio_ok ? "audio_only" : "no_media")
-                           : !audio_ok                     ? "audio_silent"
+                           : !audio_ok && !mic_off         ? "audio_silent"
                                                            : NULL;
         if (!kind)
             continue;

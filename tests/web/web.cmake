@@ -33,6 +33,9 @@ tm_node_test(web_transfer tests/web/transfer.test.mjs)
 # A camera turned off mid-visit is "audio only" to the doctor and supervisors
 # (zh-CN and English), not "Poor" or a frozen frame; on again, video is back.
 tm_node_test(web_camera_off tests/web/camera_off.test.mjs)
+# A muted microphone sends nothing; the doctor sees "microphone off" (zh-CN,
+# English), no alert, and hears the patient again when unmuted.
+tm_node_test(web_mic_mute tests/web/mic_mute.test.mjs)
 # followup18: the doctor's patient timeline, the follow-up form, the patient's upcoming follow-up
 tm_node_test(web_followup tests/web/followup.test.mjs)
 # Issue 15: the supervisor's video wall, over live visits between the

@@ -207,7 +207,7 @@ export class Call {
     // has no camera: "waiting for video" gives way to "voice only" at once.
     on('media.quality', (m) => {
       if (m.visit_id !== this.visitId || m.participant_id === this.selfId) return;
-      if (m.video === 'off' && m.audio === 'ok' && this.stageText === 'visit.waiting_video') this.awaitVideoDone();
+      if (m.video === 'off' && m.audio !== 'silent' && this.stageText === 'visit.waiting_video') this.awaitVideoDone();
     });
   }
 
@@ -380,15 +380,16 @@ export class Call {
     if (this.peer && fresh.enabled) await this.peer.replaceTrack('video', fresh);
   }
 
-  // A camera turned off sends nothing rather than black frames, so the
-  // server sees no video and tells the others "audio only" (media.quality),
-  // not a frozen picture over a poor connection.
+  // A camera turned off or a microphone muted sends nothing rather than
+  // black frames or silence, so the server sees the stream stop while the
+  // connection lives and tells the others "audio only" or "microphone off"
+  // (media.quality), not a frozen picture over a poor connection.
   toggle(kind) {
     if (!this.stream) return;
     for (const tr of this.stream.getTracks()) {
       if (tr.kind !== kind) continue;
       tr.enabled = !tr.enabled;
-      if (kind === 'video' && this.peer) this.peer.replaceTrack('video', tr.enabled ? tr : null).catch(() => {});
+      if (this.peer) this.peer.replaceTrack(kind, tr.enabled ? tr : null).catch(() => {});
     }
     this.updateButtons();
   }

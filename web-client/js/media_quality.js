@@ -2,7 +2,7 @@
 // pushes, docs/protocol.md): a video that stalled is said to be paused and
 // why, over its dimmed last frame, rather than left frozen under a "Poor"
 // that would blame this side's connection; a participant who sends no video
-// is shown as audio only. Used by call.js; one state per participant, shown
+// is shown as audio only, one whose microphone is muted with a muted sign. Used by call.js; one state per participant, shown
 // on that participant's tile.
 
 import { t } from './i18n.js';
@@ -54,14 +54,21 @@ export class RemoteMediaState {
       tile.node.append(node);
       this.nodes.set(id, node);
     }
-    const frozen = !!m && (m.video === 'frozen' || (m.video === 'off' && m.audio !== 'ok'));
-    const audioOnly = !!m && m.video === 'off' && m.audio === 'ok';
+    const micOff = !!m && m.audio === 'off';
+    const frozen = !!m && (m.video === 'frozen' || (m.video === 'off' && m.audio === 'silent'));
+    const camOff = !!m && m.video === 'off' && !frozen;
     node.dataset.video = m ? m.video : 'ok';
-    node.textContent = frozen ? this.frozenText(m) : audioOnly ? t('mq.audio_only') : '';
-    node.hidden = !frozen && !audioOnly;
+    node.dataset.audio = m ? m.audio : 'ok';
+    const words = frozen ? this.frozenText(m)
+      : camOff && micOff ? t('mq.cam_mic_off')
+        : camOff ? t('mq.audio_only')
+          : micOff ? t('mq.mic_off') : '';
+    // A muted microphone gets the sign people know from every call app.
+    node.replaceChildren(...(micOff && !frozen ? [el('span', { class: 'mic-off-icon', 'aria-hidden': 'true' }, '\u{1F507}'), ' '] : []), words);
+    node.hidden = !words;
     tile.video.classList.toggle('paused', frozen);
     // The last frame before a camera went off is not the person now.
-    tile.video.classList.toggle('camera-off', audioOnly);
+    tile.video.classList.toggle('camera-off', camOff);
     // While another side's network is the trouble, this side's indicator
     // (which then sees nothing arrive) would say "Poor" for the wrong party.
     if (this.quality) this.quality.hidden = [...this.last.values()].some((x) => x.video === 'frozen');

@@ -100,8 +100,9 @@ export class MediaPeer extends EventTarget {
         const init = { direction: 'sendrecv', streams: [this.stream] };
         if (track.kind === 'video') init.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
         const tr = pc.addTransceiver(track, init);
-        // A camera turned off (call.js) sends nothing on a new connection either.
-        if (track.kind === 'video' && !track.enabled) tr.sender.replaceTrack(null).catch(() => {});
+        // A camera turned off or a microphone muted (call.js) sends nothing on
+        // a new connection either.
+        if (!track.enabled) tr.sender.replaceTrack(null).catch(() => {});
       }
       // Receive the other side even when we have no camera or microphone.
       if (!tracks.some((t) => t.kind === 'audio')) pc.addTransceiver('audio', { direction: 'recvonly' });
