@@ -37,7 +37,7 @@
 #define ACK_WINDOW_US 500000
 #define LOSS_PERIOD_US 1000000
 #define LOSS_MIN_PACKETS 20
-#define OUTAGE_LOSS 0.5 /* more lost than this in a period is no link's loss */
+#define OUTAGE_LOSS 0.5   /* more lost than this in a period is no link's loss */
 #define RESPONSE_MS 300.0 /* a round trip plus the feedback interval */
 #define PACKET_BITS 9600.0
 /* GCC stops at 1.5x the acknowledged rate and probes for more with padding.
@@ -57,8 +57,8 @@ enum { ST_LOST = 0, ST_SMALL = 1, ST_LARGE = 2, ST_BAD = 3 };
 
 /* Statuses of the chunks from off on, into st (count of them); returns the
  * offset after the chunks, or 0 when they are malformed. */
-static size_t read_chunks(const uint8_t *pkt, size_t len, size_t off, unsigned total,
-                          uint8_t *st, unsigned *n_st)
+static size_t read_chunks(const uint8_t *pkt, size_t len, size_t off, unsigned total, uint8_t *st,
+                          unsigned *n_st)
 {
     unsigned n = 0;
     while (n < total) {
@@ -242,8 +242,7 @@ static void on_arrival(tm__bwe *b, int64_t send_us, int64_t arrival_us, int64_t 
     }
     if (b->have_prev)
         on_group_delta(b, (double)(b->grp_send - b->prev_send) / 1000.0,
-                       (double)(b->grp_arrival - b->prev_arrival) / 1000.0, b->grp_arrival,
-                       now_us);
+                       (double)(b->grp_arrival - b->prev_arrival) / 1000.0, b->grp_arrival, now_us);
     b->have_prev = true;
     b->prev_send = b->grp_send;
     b->prev_arrival = b->grp_arrival;
@@ -268,7 +267,9 @@ static void update_acked(tm__bwe *b, int64_t now_us)
 
 static uint64_t clamp_bps(double v)
 {
-    return v < TM__BWE_MIN_BPS ? TM__BWE_MIN_BPS : v > TM__BWE_MAX_BPS ? TM__BWE_MAX_BPS : (uint64_t)v;
+    return v < TM__BWE_MIN_BPS   ? TM__BWE_MIN_BPS
+           : v > TM__BWE_MAX_BPS ? TM__BWE_MAX_BPS
+                                 : (uint64_t)v;
 }
 
 /* AIMD on the detector's signal. */

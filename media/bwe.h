@@ -23,9 +23,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TM__BWE_HISTORY 1024   /* packets sent and not yet acknowledged: ~3 s at 2.5 Mbit/s */
-#define TM__BWE_FB_MAX 1024    /* statuses read from one feedback */
-#define TM__BWE_WINDOW 20      /* packet groups in the trendline's regression */
+#define TM__BWE_HISTORY 1024 /* packets sent and not yet acknowledged: ~3 s at 2.5 Mbit/s */
+#define TM__BWE_FB_MAX 1024  /* statuses read from one feedback */
+#define TM__BWE_WINDOW 20    /* packet groups in the trendline's regression */
 #define TM__BWE_START_BPS 300000u
 #define TM__BWE_MIN_BPS 50000u
 #define TM__BWE_MAX_BPS 2500000u
@@ -49,7 +49,7 @@ typedef enum { TM__BWE_NORMAL, TM__BWE_OVERUSE, TM__BWE_UNDERUSE } tm__bwe_signa
 typedef struct tm__bwe_sent_pkt {
     uint32_t seq; /* extended transport-wide sequence number */
     uint16_t size;
-    bool reported; /* a feedback has told its fate */
+    bool reported;   /* a feedback has told its fate */
     int64_t send_us; /* 0 = slot empty */
 } tm__bwe_sent_pkt;
 
@@ -81,7 +81,7 @@ typedef struct tm__bwe {
     /* Loss over the current period. */
     unsigned lost, received;
     int64_t loss_period_us, loss_cut_us;
-    bool started;     /* a feedback has been taken */
+    bool started;      /* a feedback has been taken */
     uint32_t ref_last; /* the last feedback's reference time... */
     int64_t ref_ext;   /* ...and it unwrapped */
 } tm__bwe;

@@ -100,8 +100,8 @@ static void send_reports(tm__peer *p, int64_t now_ms)
         }
         /* Without layers to choose from, the sender adapts to its weakest receiver. */
         for (int b = 0; b < s->n_bound; b++) {
-            uint64_t bps = receiver_bps(s->bound_peer[b], &s->bound_peer[b]->out[s->bound_out[b]],
-                                        now_ms);
+            uint64_t bps =
+                receiver_bps(s->bound_peer[b], &s->bound_peer[b]->out[s->bound_out[b]], now_ms);
             if (bps && bps < remb)
                 remb = bps;
         }

@@ -112,12 +112,13 @@ typedef struct tm_media_event {
                           session are kept for an ICE restart until closed */
     const tm_media_stream_stats *streams; /* STATS: every stream of this peer */
     size_t n_streams;                     /* STATS */
-    int64_t heard_ago_ms; /* STATS: since anything (RTP or RTCP) last came from the peer, -1 never;
-                             RTCP while no RTP comes is a peer that sends nothing on purpose */
     int err;                              /* ERROR */
     const char *message;                  /* ERROR, RECORDING_FAILED (the reason) */
     const tm_media_binding *bindings;     /* BINDINGS */
     size_t n_bindings;                    /* BINDINGS */
+    /* STATS: ms since anything (RTP or RTCP) last came from the peer, -1 never;
+     * RTCP while no RTP comes is a peer that sends nothing on purpose. */
+    int64_t heard_ago_ms;
 } tm_media_event;
 
 /* Called on the control GMainContext; the event and its strings are borrowed for the call. */

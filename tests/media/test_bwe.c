@@ -231,7 +231,8 @@ static void test_outage_is_not_congestion(void)
     S.net.loss_pct = 0;
     run(2, 500000);
     uint64_t after = tm__bwe_estimate(&S.bwe);
-    printf("outage: before=%llu after=%llu\n", (unsigned long long)before, (unsigned long long)after);
+    printf("outage: before=%llu after=%llu\n", (unsigned long long)before,
+           (unsigned long long)after);
     CHECK(after * 10 >= before * 8);
 }
 
