@@ -8,7 +8,7 @@
  *   overuse / normal / underuse against a threshold that adapts to the trend
  *   -> AIMD: cut to 85 % of the acknowledged rate on overuse, grow 8 % a
  *   second (or one packet per 300 ms near the last cut) when normal, hold on
- *   underuse; never above 3x what the receiver acknowledged (see
+ *   underuse; never above 4x what the receiver acknowledged (see
  *   ACKED_HEADROOM).
  *
  * A loss bound runs beside it: over 10 % lost in a period halves the loss
@@ -42,9 +42,9 @@
 #define PACKET_BITS 9600.0
 /* GCC stops at 1.5x the acknowledged rate and probes for more with padding.
  * We forward whole layers and probe by stepping up to the next one, which
- * carries 2-3x the one below: the estimate may grow that far while the delay
+ * carries 2-4x the one below: the estimate may grow that far while the delay
  * stays flat, and the layer choice steps up only once the next layer fits. */
-#define ACKED_HEADROOM 3.0
+#define ACKED_HEADROOM 4.0
 
 /* ---- transport-cc feedback ---- */
 

@@ -129,6 +129,7 @@ struct tm__worker {
     GMainLoop *loop;
     GHashTable *visits; /* visit id -> tm__visit */
     GSource *tick;      /* once a second: RR, REMB, stats; only while there are visits */
+    int64_t tick_ms;    /* when it last ran, 0 = not since it started */
     tm__counters counters;
     uint64_t next_join_seq;
     unsigned test_drop, test_drop_n;       /* tm_media_set_test_drop */

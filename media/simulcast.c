@@ -189,7 +189,10 @@ bool tm__layer_choose(tm__layer_pick *lp, const tm__layer_info *layers, int n,
          * then only loss or an estimate under half the rate is congestion. */
         bool settling = lp->went_up && now_ms - lp->changed_ms < SETTLE_MS;
         bool falling = est * 10 < lp->prev_est * 9 && !settling;
-        bool congested = lim->lossy || (est && rate > est && (falling || est * 2 < rate));
+        /* The server's own estimate has the new rate in it already: under the
+         * layer's rate is congestion at once, settling or not. */
+        bool congested =
+            lim->lossy || (est && rate > est && (lim->measured || falling || est * 2 < rate));
         bool room = by_bw > cur || !est || (!lim->measured && est * 4 >= rate * 5);
         if (by_view < cur)
             next = by_view;

@@ -81,7 +81,8 @@ typedef struct tm__layer_pick {
  * report said it loses over 10 %, and the size it renders the sender at. An
  * estimate the server measured itself (measured: bwe.h, loss already in it, able
  * to grow past what the receiver gets) lets a step up wait until the next layer
- * fits; a receiver's REMB grows only to ~1.5x what it gets, so with it a step
+ * fits, and a step down comes as soon as the estimate is under the layer's
+ * rate; a receiver's REMB grows only to ~1.5x what it gets, so with it a step
  * up is tried on that much room and undone when it fails. */
 typedef struct tm__layer_limits {
     uint64_t est_bps;

@@ -205,10 +205,18 @@ static gpointer worker_main(gpointer data)
     return NULL;
 }
 
+/* A tick this late means the worker was busy with something else that long:
+ * every peer's media waited too, and the figures show a gap in all of them. */
+#define TICK_LATE_MS 1500
+
 static gboolean worker_tick(gpointer data)
 {
     tm__worker *w = data;
     int64_t now = tm_mono_ms();
+    if (w->tick_ms && now - w->tick_ms > TICK_LATE_MS)
+        tm_info("media.worker_late", "worker=%d since_tick_ms=%" G_GINT64_FORMAT, w->index,
+                now - w->tick_ms);
+    w->tick_ms = now;
     GHashTableIter it;
     gpointer val;
     g_hash_table_iter_init(&it, w->visits);
@@ -238,6 +246,7 @@ static void tick_stop(tm__worker *w)
     g_source_destroy(w->tick);
     g_source_unref(w->tick);
     w->tick = NULL;
+    w->tick_ms = 0;
 }
 
 /* ---- recording ---- */

@@ -40,6 +40,8 @@ typedef struct media_health {
     int64_t last_stats_ms;  /* the latest figures */
     int64_t last_flow_ms;   /* the latest figures in which anything had arrived */
     bool stopped;           /* figures since then said nothing arrived, or none came */
+    bool stale;             /* ...none came (the worker or this loop was busy, or the
+                               transport is being rebuilt) */
     int64_t audio_since_ms; /* audio flowing without a break since, 0 = not flowing */
     int64_t audio_last_ms;  /* the latest figures in which audio flowed */
     uint64_t in_packets;    /* over every incoming stream, at the latest figures */
@@ -166,8 +168,9 @@ static void note_gap(tm_signaling *sig, live_visit *v, const media_health *h, in
     char role[32], sub[160];
     split_key(h->key, role, sizeof role, sub, sizeof sub);
     int rc = tm_store_interruption_add(sig->store, v->id, sub, role, h->last_flow_ms, back);
-    tm_info("media.interruption", "visit=%s peer=%s gap_ms=%lld back=%d rc=%d", v->id, h->key,
-            (long long)((back ? back : now) - h->last_flow_ms), back != 0, rc);
+    tm_info("media.interruption", "visit=%s peer=%s gap_ms=%lld back=%d seen=%s rc=%d", v->id,
+            h->key, (long long)((back ? back : now) - h->last_flow_ms), back != 0,
+            h->stale ? "no_figures" : "nothing_arrived", rc);
 }
 
 static void judge_video(const tm_signaling *sig, const media_health *h, const sender_video *video,
@@ -237,7 +240,7 @@ void tm__media_health_on_stats(tm_signaling *sig, live_visit *v, const tm_media_
     if (packets != h->in_packets || heard) {
         note_gap(sig, v, h, now, now);
         h->last_flow_ms = now;
-        h->stopped = false;
+        h->stopped = h->stale = false;
     } else {
         h->stopped = true;
     }
@@ -267,7 +270,7 @@ void tm__media_health_tick(tm_signaling *sig, int64_t now)
             if (now - h->last_stats_ms <= STALE_MS)
                 continue;
             h->audio_since_ms = 0;
-            h->stopped = true;
+            h->stopped = h->stale = true;
             bool off = strcmp(h->video, "off") == 0;
             announce(sig, v, h, off ? "off" : "frozen", "silent", "network_lost", now);
         }

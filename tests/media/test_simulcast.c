@@ -308,9 +308,9 @@ static void test_choice_by_measured_estimate(void)
     CHECK(tm__layer_choose(&lp, L, 3, &lim, 21000));
     CHECK_EQ_INT(lp.target, 1);
     land(&lp);
-    /* Congestion still steps down at once. */
-    lim.est_bps = 200000;
-    CHECK(tm__layer_choose(&lp, L, 3, &lim, 26000));
+    /* Under the layer's rate a second later, still settling: down at once. */
+    lim.est_bps = 480000;
+    CHECK(tm__layer_choose(&lp, L, 3, &lim, 22000));
     CHECK_EQ_INT(lp.target, 0);
 }
 
