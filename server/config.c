@@ -185,7 +185,7 @@ static const config_option options[] = {
     BOOL(media_srtp_nettle, true,
          "SRTP's AES-CM and HMAC-SHA1 on Nettle, AES-GCM on OpenSSL (off: libsrtp's own ciphers)."),
     BOOL(media_transport_cc, false,
-         "Answer transport-cc and give senders per-packet arrival feedback (off: REMB and receiver reports only)."),
+         "Answer transport-cc: senders get per-packet arrival feedback, and the server estimates each receiver's downlink from its feedback (off: REMB and receiver reports only)."),
     INT(media_max_candidates, 20, 1, 100,
         "Most remote ICE candidates a peer may give per ICE session; more are refused."),
     STR(media_candidate_networks, NULL, 0, tm__config_check_networks,
