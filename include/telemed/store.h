@@ -61,8 +61,8 @@ typedef struct tm_store tm_store;
  * anything else is an SQLite file. The database file and its side files
  * are created 0600, and an existing one's mode is narrowed to 0600: they
  * hold patient data. On PostgreSQL a lost connection fails the call in
- * flight (TM_EIO) and is reopened by the next one. hospital_id is copied. Returns NULL with *err set on failure
- * (TM_EUNSUPPORTED's case: "database schema version N is newer ..."). */
+ * flight (TM_EIO) and is reopened by the next one. hospital_id is copied. Returns NULL with *err
+ * set on failure (TM_EUNSUPPORTED's case: "database schema version N is newer ..."). */
 tm_store *tm_store_open(const char *path, const char *hospital_id, char **err);
 /* Closes the handle; NULL is fine. */
 void tm_store_free(tm_store *s);
