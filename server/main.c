@@ -34,6 +34,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The database as a log line may name it: a PostgreSQL URL can carry a
+ * password, so it is named by its engine only. */
+static const char *db_for_log(const char *db)
+{
+    return g_str_has_prefix(db, "postgres") && strstr(db, "://") ? "postgresql" : db;
+}
+
 /* The data directory holds patient data and keys: only the server's user
  * may enter it. One made by an older version or by hand with a wider mode
  * is narrowed, and the log says so. */
@@ -369,7 +376,7 @@ static int verify_main(tm_app *app, int argc, char **argv)
     char *err = NULL;
     app->store = tm_store_open(app->cfg.db, app->cfg.hospital_id, &err);
     if (!app->store) {
-        fprintf(stderr, "telemed-server: store %s: %s\n", app->cfg.db, err);
+        fprintf(stderr, "telemed-server: store %s: %s\n", db_for_log(app->cfg.db), err);
         g_free(err);
         return 2;
     }
@@ -689,7 +696,7 @@ static int run(tm_app *app)
         tm_info("tls.self_signed", "cert=%s", app->cfg.tls_cert);
     app->store = tm_store_open(app->cfg.db, app->cfg.hospital_id, &err);
     if (!app->store) {
-        fprintf(stderr, "telemed-server: store %s: %s\n", app->cfg.db, err);
+        fprintf(stderr, "telemed-server: store %s: %s\n", db_for_log(app->cfg.db), err);
         g_free(err);
         return 1;
     }

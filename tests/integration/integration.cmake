@@ -32,3 +32,6 @@ tm_node_test(integration_figures tests/integration/figures.test.mjs)
 tm_node_test(integration_transfer tests/integration/transfer.test.mjs)
 # followup18: follow-ups, no-shows, the messaging outbox, the patient's timeline
 tm_node_test(integration_followup tests/integration/followup.test.mjs)
+# Issue 19: the server on a test-started PostgreSQL, which is killed and
+# restarted during a visit.
+tm_node_test(integration_store_pg tests/integration/store_pg.test.mjs)

@@ -36,11 +36,13 @@ export async function startServer(opts = {}) {
   // (tests/integration/consent.test.mjs and the pages' tests keep it on).
   const args = ['--data-dir', dataDir, '--port', '0', '--listen', '127.0.0.1',
     '--media-addresses', '127.0.0.1',
-    ...(opts.consent ? [] : ['--no-consent-required']), ...(opts.args || [])];
+    ...(opts.consent ? [] : ['--no-consent-required']), ...(opts.db ? ['--db', opts.db] : []),
+    ...(opts.args || [])];
   const secretEnv = { TELEMED_JWT_SECRET: opts.noSecret ? undefined : secret };
   const srv = {
     dataDir, secret, logs: '', proc: null, port: 0, exited: null,
-    db: join(dataDir, 'telemed.db'),
+    // opts.db: a postgresql:// URL (tests/integration/lib/pg.mjs) instead of the file.
+    db: opts.db || join(dataDir, 'telemed.db'),
   };
   const launch = () => new Promise((resolve, reject) => {
     // nofile: run under that open-file limit (soft and hard), as a small host would.
@@ -85,6 +87,12 @@ export async function startServer(opts = {}) {
     return c;
   };
   srv.sql = (query) => {
+    if (srv.db.startsWith('postgresql://')) {
+      const psql = join(process.env.TM_PG_BIN || '/usr/lib/postgresql/15/bin', 'psql');
+      const out = execFileSync(psql, ['-X', '-At', srv.db, '-c',
+        `SELECT coalesce(json_agg(q), '[]') FROM (${query}) q`]).toString().trim();
+      return JSON.parse(out);
+    }
     const out = execFileSync('sqlite3', ['-json', srv.db, query]).toString().trim();
     return out ? JSON.parse(out) : [];
   };
