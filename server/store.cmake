@@ -48,5 +48,14 @@ set_tests_properties(test_store PROPERTIES TIMEOUT 300)
 tm_unit_test(test_transfer_store tests/server/test_transfer_store.c)
 set_tests_properties(test_transfer_store PROPERTIES TIMEOUT 300)
 
+# The same two on PostgreSQL (issue 19): store.h only, each database a
+# test-started PostgreSQL's (tests/server/pg_fixture.h).
+foreach(t test_store_followup test_transfer_store)
+  tm_unit_test(${t}_pg tests/server/${t}.c)
+  target_compile_definitions(${t}_pg PRIVATE TM_STORE_PG
+    TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
+  set_tests_properties(${t}_pg PROPERTIES TIMEOUT 300)
+endforeach()
+
 # The live server with its database locked by another process.
 tm_node_test(integration_store_failure tests/integration/store_failure.test.mjs)

@@ -149,7 +149,8 @@ static int visit_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
  * after a visit.transferred, in the range, for the doctor its data names,
  * with the transfer -> accept wait; the last one carries the visit's
  * rating. Driven from the transfers (few), each visit's events by its own
- * index ("+" keeps the planner off the time index), not from every accept. */
+ * index ("+" and "|| ''" keep the planner off the time and type
+ * indexes), not from every accept. */
 static int transfer_part_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
                                void (*fn)(const tm_figure_fact *f, void *user), void *user)
 {
@@ -158,13 +159,13 @@ static int transfer_part_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
         "SELECT o.occurred_at, o.payload,"
         "       (SELECT max(q.occurred_at) FROM outbox q"
         "         WHERE q.visit_id = o.visit_id AND q.seq < o.seq"
-        "           AND +q.type = 'visit.transferred'),"
+        "           AND q.type || '' = 'visit.transferred'),"
         "       o.seq = (SELECT max(q.seq) FROM outbox q"
-        "                 WHERE q.visit_id = o.visit_id AND +q.type = 'visit.started'),"
+        "                 WHERE q.visit_id = o.visit_id AND q.type || '' = 'visit.started'),"
         "       r.score, coalesce(length(r.comment), 0) > 0"
         "  FROM (SELECT DISTINCT visit_id FROM outbox"
         "         WHERE type = 'visit.transferred' AND occurred_at < ?2) t"
-        "  JOIN outbox o ON o.visit_id = t.visit_id AND +o.type = 'visit.started'"
+        "  JOIN outbox o ON o.visit_id = t.visit_id AND o.type || '' = 'visit.started'"
         "  LEFT JOIN ratings r ON r.visit_id = o.visit_id"
         " WHERE +o.occurred_at >= ?1 AND +o.occurred_at < ?2",
         "II", from_ms, to_ms);

@@ -65,7 +65,7 @@ int tm_msgq_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event *
                         "  FROM messaging_outbox m JOIN outbox o ON o.seq = m.seq"
                         " WHERE m.seq >= (SELECT min(seq) FROM messaging_outbox"
                         "                  WHERE state = 'pending')"
-                        "   AND +m.state = 'pending'"
+                        "   AND m.state || '' = 'pending'"
                         " ORDER BY m.seq",
                         "");
     return tm__store_outbox_walk(s, st, now_ms, limit, out, n);

@@ -6,6 +6,9 @@
 #include "telemed/common.h"
 #include "telemed/store.h"
 #include "tm_test.h"
+#ifdef TM_STORE_PG
+#include "pg_fixture.h"
+#endif
 
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -21,7 +24,11 @@ static int64_t t0;
 static tm_store *open_store(const char *name)
 {
     char *file = g_strconcat(name, ".db", NULL), *err = NULL;
+#ifdef TM_STORE_PG
+    char *path = pg_fixture_url(file);
+#else
     char *path = g_build_filename(tmpdir, file, NULL);
+#endif
     tm_store *s = tm_store_open(path, "hosp-1", &err);
     if (!s)
         fprintf(stderr, "open: %s\n", err);
@@ -247,6 +254,9 @@ static void test_timeline(void)
 int main(void)
 {
     CHECK(g_mkdtemp(tmpdir) != NULL);
+#ifdef TM_STORE_PG
+    pg_fixture_start();
+#endif
     t0 = tm_now_ms();
     RUN(test_book_and_refuse);
     RUN(test_sweeps_and_counts);

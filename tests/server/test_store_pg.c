@@ -6,6 +6,7 @@
  * (the step in flight fails with a clear error, nothing half-written, the
  * same handle serves again), and a database from a newer server refused.
  */
+#include "pg_fixture.h"
 #include "store_suite.h"
 
 #include "telemed/common.h"
@@ -18,57 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *pg_dir;
-static char *admin_url; /* postgresql://telemed@127.0.0.1:PORT/telemed */
-static GHashTable *made;
-
-/* Runs pg.sh cmd on the test's directory; its output (the URL) or NULL. */
-static char *pg_sh(const char *cmd)
-{
-    char *argv[] = {(char *)"/bin/sh", (char *)TM_PG_SH, (char *)cmd, pg_dir, NULL};
-    char *out = NULL, *err = NULL;
-    int status = 0;
-    gboolean ok =
-        g_spawn_sync(NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err, &status, NULL);
-    if (!ok || !g_spawn_check_wait_status(status, NULL)) {
-        fprintf(stderr, "pg.sh %s: %s\n", cmd, err ? err : "");
-        g_free(out);
-        out = NULL;
-    }
-    g_free(err);
-    if (out)
-        g_strstrip(out);
-    return out;
-}
-
-static void admin(const char *sql)
-{
-    PGconn *c = PQconnectdb(admin_url);
-    CHECK(PQstatus(c) == CONNECTION_OK);
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
-    CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
-    PQclear(r);
-    PQfinish(c);
-}
-
-/* The URL of database name, created empty the first time it is asked. */
-static char *db_url(const char *name)
-{
-    if (!g_hash_table_contains(made, name)) {
-        char *sql = g_strdup_printf("CREATE DATABASE \"t_%s\"", name);
-        admin(sql);
-        g_free(sql);
-        g_hash_table_add(made, g_strdup(name));
-    }
-    const char *slash = strrchr(admin_url, '/');
-    return g_strdup_printf("%.*s/t_%s", (int)(slash - admin_url), admin_url, name);
-}
-
 static tm_store *open_pg(const char *name)
 {
-    char *url = db_url(name), *err = NULL;
+    char *url = pg_fixture_url(name), *err = NULL;
     tm_store *s = tm_store_open(url, "hosp-1", &err);
     if (!s)
         fprintf(stderr, "open %s: %s\n", url, err);
@@ -81,7 +34,7 @@ static tm_store *open_pg(const char *name)
  * connection of its own; -1 if there is none. */
 static long long scalar(const char *name, const char *sql)
 {
-    char *url = db_url(name);
+    char *url = pg_fixture_url(name);
     PGconn *c = PQconnectdb(url);
     CHECK(PQstatus(c) == CONNECTION_OK);
     PGresult *r = PQexec(c, sql);
@@ -92,7 +45,6 @@ static long long scalar(const char *name, const char *sql)
     g_free(url);
     return v;
 }
-
 static tm_visit new_visit(const char *patient)
 {
     tm_visit v = {0};
@@ -118,13 +70,13 @@ static void test_server_restart(void)
     tm_visit a = new_visit("p-before");
     CHECK_EQ_INT(tm_store_visit_checkin(s, &a, "ua"), 0);
 
-    char *url = pg_sh("kill");
+    char *url = pg_fixture_sh("kill");
     g_free(url);
     tm_visit b = new_visit("p-down");
     CHECK_EQ_INT(tm_store_visit_checkin(s, &b, "ua"), TM_EIO);
     CHECK(strstr(tm_store_errmsg(s), "PostgreSQL") != NULL);
 
-    url = pg_sh("restart");
+    url = pg_fixture_sh("restart");
     CHECK(url != NULL);
     g_free(url);
     tm_visit c = new_visit("p-after");
@@ -139,7 +91,7 @@ static void test_newer_schema_refused(void)
 {
     tm_store *s = open_pg("newer");
     tm_store_free(s);
-    char *url = db_url("newer");
+    char *url = pg_fixture_url("newer");
     PGconn *c = PQconnectdb(url);
     PQclear(PQexec(c, "UPDATE tm_schema_version SET version = 9999"));
     PQfinish(c);
@@ -158,29 +110,12 @@ static void test_unreachable(void)
     g_free(err);
 }
 
-/* A failed check exits: the server must not outlive the test. */
-static void stop_server(void)
-{
-    g_free(pg_sh("stop"));
-    char *cmd = g_strdup_printf("rm -rf '%s'", pg_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", pg_dir);
-    g_free(cmd);
-}
-
 int main(void)
 {
-    pg_dir = g_dir_make_tmp("tm-store-pg-XXXXXX", NULL);
-    CHECK(pg_dir != NULL);
-    atexit(stop_server);
-    made = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-    admin_url = pg_sh("start");
-    CHECK(admin_url != NULL);
+    pg_fixture_start();
     store_suite_run(&(store_backend){"postgresql", open_pg});
     RUN(test_newer_schema_refused);
     RUN(test_unreachable);
     RUN(test_server_restart);
-    g_free(admin_url);
-    g_hash_table_destroy(made);
     TEST_DONE();
 }

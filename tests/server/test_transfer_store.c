@@ -10,6 +10,9 @@
 #include "telemed/fhir.h"
 #include "telemed/store.h"
 #include "tm_test.h"
+#ifdef TM_STORE_PG
+#include "pg_fixture.h"
+#endif
 
 #include <glib.h>
 
@@ -18,7 +21,11 @@ static int64_t t0;
 
 static tm_store *open_store(const char *name)
 {
+#ifdef TM_STORE_PG
+    char *path = pg_fixture_url(name), *err = NULL;
+#else
     char *path = g_build_filename(dir, name, NULL), *err = NULL;
+#endif
     tm_store *s = tm_store_open(path, "hosp-1", &err);
     CHECK(s != NULL);
     g_free(path);
@@ -324,6 +331,9 @@ int main(void)
 {
     dir = g_dir_make_tmp("telemed-transfer-XXXXXX", NULL);
     CHECK(dir != NULL);
+#ifdef TM_STORE_PG
+    pg_fixture_start();
+#endif
     t0 = tm_now_ms() - 3600000;
     RUN(test_refused_transfers_write_nothing);
     RUN(test_transfer_parts_and_encounter);
