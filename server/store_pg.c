@@ -634,7 +634,11 @@ int tm__pg_open(tm_store *s, const char *url)
     s->eng = &pg_engine;
     s->conn = c;
     c->gen = 1;
-    c->pg = PQconnectdb(url);
+    /* A server that does not answer must not hold the control loop for
+     * the system's TCP timeout: 5 s unless the URL says otherwise. */
+    const char *const keys[] = {"connect_timeout", "dbname", NULL};
+    const char *const values[] = {"5", url, NULL};
+    c->pg = PQconnectdbParams(keys, values, 1);
     if (PQstatus(c->pg) != CONNECTION_OK) {
         set_message(s, "PostgreSQL: ", PQerrorMessage(c->pg));
         return TM_EIO;
