@@ -83,7 +83,10 @@ int tm__col_count(tm__stmt *st)
 
 void tm__stmt_reset(tm__stmt *st)
 {
-    st->eng->reset(st);
+    /* NULL is a failed query's statement; callers reset unconditionally, as
+     * sqlite3_reset(NULL) allowed. */
+    if (st)
+        st->eng->reset(st);
 }
 
 void tm__store_col_text(tm__stmt *st, int i, char *out, size_t outlen)

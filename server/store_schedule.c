@@ -22,12 +22,17 @@ int tm_store_dept_put(tm_store *s, const char *id, const char *name)
                          "ssI", id, name, tm_now_ms());
 }
 
-bool tm_store_dept_exists(tm_store *s, const char *id)
+int tm_store_dept_lookup(tm_store *s, const char *id)
 {
     tm__stmt *st = tm__store_query(s, "SELECT 1 FROM departments WHERE id = ?1", "s", id);
-    bool found = tm__store_step(s, st) == 1;
+    int rc = tm__store_step(s, st);
     tm__stmt_reset(st);
-    return found;
+    return rc < 0 ? TM_EIO : rc;
+}
+
+bool tm_store_dept_exists(tm_store *s, const char *id)
+{
+    return tm_store_dept_lookup(s, id) == 1;
 }
 
 json_t *tm_store_dept_list(tm_store *s)

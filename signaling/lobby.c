@@ -519,8 +519,10 @@ static void handle_checkin(request *r)
             tm__reply_err(r->s, r->id, TM_EINVAL, "checkin needs appointment_id or dept");
             return;
         }
-        if (!tm_store_dept_exists(sig->store, dept)) {
-            tm__reply_err(r->s, r->id, TM_ENOTFOUND, "no such department");
+        int found = tm_store_dept_lookup(sig->store, dept);
+        if (found <= 0) {
+            tm__reply_err(r->s, r->id, found < 0 ? TM_EIO : TM_ENOTFOUND,
+                          found < 0 ? NULL : "no such department");
             return;
         }
         if (json_object_get(r->msg, "kind") && !kind) {

@@ -95,6 +95,10 @@ typedef struct tm_doctor_info {
 /* Creates or renames a department. 0 or TM_EIO. */
 int tm_store_dept_put(tm_store *s, const char *id, const char *name);
 bool tm_store_dept_exists(tm_store *s, const char *id);
+/* 1 when department id exists, 0 when it does not, TM_EIO when the store
+ * could not tell (a caller facing a person says "try again", not "no such
+ * department"). */
+int tm_store_dept_lookup(tm_store *s, const char *id);
 /* [{id, name, institution_id, created_at}] by id (institution_id: the
  * department's, or the hospital_id). */
 json_t *tm_store_dept_list(tm_store *s);

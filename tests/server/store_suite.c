@@ -127,6 +127,7 @@ static void t_schedule(const store_backend *b, const char *dir)
     seed(s);
     CHECK(tm_store_dept_exists(s, "cardio"));
     CHECK(!tm_store_dept_exists(s, "nodept"));
+    CHECK(tm_store_dept_lookup(s, "cardio") == 1 && tm_store_dept_lookup(s, "nodept") == 0);
     CHECK_EQ_INT(tm_store_dept_put(s, "endo", "Endocrinology"), 0);
     CHECK_EQ_INT(tm_store_dept_put(s, "endo", "Endocrinology and Diabetes"), 0); /* rename */
     json_t *depts = tm_store_dept_list(s);
