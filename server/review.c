@@ -79,7 +79,9 @@ static char *output_path(const char *first_part, bool encrypted)
     return path;
 }
 
-/* The child's job: parts placed on one timeline by their start times. */
+/* The child's job: the parts, with their row times as offsets for a
+ * recording whose parts do not say when their first packet came (the child
+ * places parts by that when they do). */
 static char *job_text(tm_review *rv, json_t *sources, const char *out, bool *ok)
 {
     json_t *parts = json_array();

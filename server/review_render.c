@@ -9,12 +9,15 @@
  * It decodes every recording part with GStreamer and writes one WebM:
  * every video track scaled into a tile of a grid (compositor), every audio
  * track mixed (audiomixer), VP8 + Opus. Parts are placed on one timeline by
- * their start offsets, so a part begun when the sender set grew lines up
- * with the ones before it. Each tile is labelled (textoverlay) with its
- * track's name less the kind, which the recorder makes of the visit role and
- * the participant's id ("attending d-zhou"), never a name; a tile's label is
- * found by the track number in its decoded stream's id, not by the order in
- * which the streams come out of decodebin, so no tile can carry another's.
+ * the wall time of each one's first packet (the DateUTC the recorder writes;
+ * the job's offset_ms, the parts' row times, only for a recording without
+ * it), so a part begun when the sender set grew lines up with the ones
+ * before it and everyone's lips stay in sync across parts. Each tile is
+ * labelled (textoverlay) with its track's name less the kind, which the
+ * recorder makes of the visit role and the participant's id ("attending
+ * d-zhou"), never a name; a tile's label is found by the track number in its
+ * decoded stream's id, not by the order in which the streams come out of
+ * decodebin, so no tile can carry another's.
  *
  * No plaintext with a name: the evidence is fed to GStreamer from memory
  * (appsrc; an encrypted part through the decrypting reader), and the WebM is
@@ -28,7 +31,8 @@
  *
  * Result: one JSON line on stdout, {"ok":true, size_bytes, duration_ms,
  * sha256, plain_sha256, cpu_ms, wall_ms, labelled (false: no textoverlay
- * plugin)} or {"ok":false, "error": why}.
+ * plugin), placed_by ("first_packet" or "job_offsets")} or {"ok":false,
+ * "error": why}.
  */
 #include "review_render.h"
 #include "telemed/common.h"
@@ -59,7 +63,9 @@ typedef struct part {
     int index;
     const char *path;
     bool encrypted;
-    int64_t offset_ms;
+    int64_t offset_ms;     /* where the part starts in the rendition */
+    bool has_date;         /* the header gave the first packet's wall time */
+    int64_t date_ns;       /* DateUTC: ns since 2001-01-01 UTC */
     tm_rec_reader *reader; /* encrypted parts */
     int fd;                /* plain parts */
     uint64_t size, pos;
@@ -84,6 +90,7 @@ typedef struct job {
     int width, height, fps, video_kbps, audio_kbps;
     int n_tiles, cols, rows;
     bool no_labels; /* under lock: no textoverlay element, the tiles go unlabelled */
+    bool by_packet; /* parts placed by their first packets, not the job's offsets */
     GstElement *pipe, *comp, *mix;
     GMainLoop *loop;
     GMutex lock;
@@ -207,10 +214,29 @@ static const char *label_of(const part *p, GstPad *pad)
     return label;
 }
 
-/* Counts a part's video and audio tracks from its Matroska Tracks element,
- * which the recorder writes before the first Cluster: the grid is laid out
- * before anything is decoded. */
-static int count_tracks(part *p, char **err)
+/* The Info element's DateUTC (ns since 2001): the wall time of the part's
+ * first packet, which the recorder writes. */
+static void read_date(part *p, const uint8_t *b, size_t len)
+{
+    size_t pos = 0;
+    uint64_t id, size;
+    while (ebml_vint(b, len, &pos, true, &id) && ebml_vint(b, len, &pos, false, &size) &&
+           size <= len - pos) {
+        if (id == 0x4461 && size == 8) {
+            uint64_t v = 0;
+            for (int k = 0; k < 8; k++)
+                v = v << 8 | b[pos + (size_t)k];
+            p->date_ns = (int64_t)v;
+            p->has_date = true;
+        }
+        pos += size;
+    }
+}
+
+/* Reads a part's Matroska header, which the recorder writes before the
+ * first Cluster: its start (Info) and its video and audio tracks (Tracks),
+ * so the grid is laid out before anything is decoded. */
+static int read_header(part *p, char **err)
 {
     size_t len = p->size < HEADER_MAX ? (size_t)p->size : HEADER_MAX;
     uint8_t *b = g_malloc(len ? len : 1);
@@ -235,6 +261,8 @@ static int count_tracks(part *p, char **err)
     while (ebml_vint(b, len, &pos, true, &id) && ebml_vint(b, len, &pos, false, &size)) {
         if (id == 0x1F43B675 || size > len - pos)
             break; /* a Cluster before Tracks, or Tracks cut off */
+        if (id == 0x1549A966)
+            read_date(p, b + pos, (size_t)size);
         if (id != 0x1654AE6B) {
             pos += size;
             continue;
@@ -660,16 +688,35 @@ static int64_t cpu_ms_now(void)
            (int64_t)ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000;
 }
 
+/* Each part starts where its first packet arrived, after the first part's:
+ * a member who joined late is heard and seen from the moment they were, not
+ * from when the part's row was written (the first part's row is written
+ * before any media flows). A recording without DateUTC in every part keeps
+ * the job's offsets. */
+static void place_parts(job *j)
+{
+    for (size_t i = 0; i < j->n_parts; i++)
+        if (!j->parts[i].has_date)
+            return;
+    int64_t t0 = j->parts[0].date_ns;
+    for (size_t i = 0; i < j->n_parts; i++) {
+        int64_t at = (j->parts[i].date_ns - t0) / 1000000;
+        j->parts[i].offset_ms = at > 0 ? at : 0;
+    }
+    j->by_packet = true;
+}
+
 static int render(job *j, char plain_sha[65], char **err)
 {
     for (size_t i = 0; i < j->n_parts; i++) {
         char *why = NULL;
-        if (part_open(&j->parts[i], j, &why) < 0 || count_tracks(&j->parts[i], &why) < 0) {
+        if (part_open(&j->parts[i], j, &why) < 0 || read_header(&j->parts[i], &why) < 0) {
             *err = g_strdup_printf("evidence part %zu %s", i + 1, why ? why : "unreadable");
             g_free(why);
             return TM_EINVAL;
         }
     }
+    place_parts(j);
     char *dir = g_path_get_dirname(j->out);
     int tmp_fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     g_free(dir);
@@ -743,12 +790,13 @@ int tm_review_render_main(void)
     int nice_now = getpriority(PRIO_PROCESS, 0);
     bool idle = sched_getscheduler(0) == SCHED_IDLE;
     if (rc == 0)
-        print_result(json_pack("{s:b, s:I, s:I, s:s, s:s?, s:I, s:I, s:i, s:b, s:b}", "ok", 1,
+        print_result(json_pack("{s:b, s:I, s:I, s:s, s:s?, s:I, s:I, s:i, s:b, s:b, s:s}", "ok", 1,
                                "size_bytes", (json_int_t)size, "duration_ms",
                                (json_int_t)duration_ms, "sha256", sha, "plain_sha256",
                                plain_sha[0] ? plain_sha : NULL, "cpu_ms", (json_int_t)cpu_ms_now(),
                                "wall_ms", (json_int_t)((g_get_monotonic_time() - t0) / 1000),
-                               "nice", nice_now, "sched_idle", idle, "labelled", !j.no_labels));
+                               "nice", nice_now, "sched_idle", idle, "labelled", !j.no_labels,
+                               "placed_by", j.by_packet ? "first_packet" : "job_offsets"));
     else
         print_result(json_pack("{s:b, s:s, s:I}", "ok", 0, "error", err ? err : "failed", "cpu_ms",
                                (json_int_t)cpu_ms_now()));

@@ -4,7 +4,8 @@
  *
  *   EBML header, Segment (size unknown until the end) {
  *     Void, replaced by a SeekHead at the end (seekable);
- *     Info (1 ms timestamps, Duration filled in at the end (seekable));
+ *     Info (1 ms timestamps, Duration filled in at the end (seekable),
+ *           DateUTC: the wall time of the first packet);
  *     Tracks;
  *     Clusters, each whole and of known size: Timestamp, SimpleBlocks;
  *     Cues (seekable): the cluster of each video keyframe }
@@ -242,6 +243,15 @@ void tm__mkv_header(tm_mkv *m, const tm_mkv_track *tracks, size_t n)
         tm__mkv_put_size(o, 8, 1);
         m->dur_pos = tm__mkv_pos(m);
         put_zeros(o, 8); /* 0.0 */
+    }
+    if (m->date_unix_us) {
+        /* DateUTC: a signed count of ns since 2001-01-01T00:00:00 UTC. */
+        int64_t ns = (m->date_unix_us - (int64_t)TM_MKV_EPOCH_2001_S * 1000000) * 1000;
+        tm__mkv_put_id(o, TM_MKV_DATE_UTC);
+        tm__mkv_put_size(o, 8, 1);
+        uint8_t *p = room(o, 8);
+        if (p)
+            put_be(p, (uint64_t)ns, 8);
     }
     put_str(o, 0x4D80, "telemed"); /* MuxingApp */
     put_str(o, 0x5741, "telemed"); /* WritingApp */

@@ -29,6 +29,7 @@ enum {
     TM_MKV_INFO = 0x1549A966,
     TM_MKV_TIMESTAMP_SCALE = 0x2AD7B1,
     TM_MKV_DURATION = 0x4489,
+    TM_MKV_DATE_UTC = 0x4461,
     TM_MKV_TRACKS = 0x1654AE6B,
     TM_MKV_TRACK_ENTRY = 0xAE,
     TM_MKV_TRACK_NUMBER = 0xD7,
@@ -43,8 +44,9 @@ enum {
     TM_MKV_CUE_TRACK_POSITIONS = 0xB7,
     TM_MKV_CUE_TRACK = 0xF7,
     TM_MKV_CUE_CLUSTER_POSITION = 0xF1,
-    TM_MKV_SEEK_VOID_BYTES = 128, /* room for a SeekHead of three entries */
-    TM_MKV_CLUSTER_MAX_MS = 30000 /* a block's time is an int16 of ms from its cluster's */
+    TM_MKV_SEEK_VOID_BYTES = 128,    /* room for a SeekHead of three entries */
+    TM_MKV_EPOCH_2001_S = 978307200, /* DateUTC's origin, in Unix seconds */
+    TM_MKV_CLUSTER_MAX_MS = 30000    /* a block's time is an int16 of ms from its cluster's */
 };
 
 /* A growing byte buffer; running out of memory is remembered in oom (and
@@ -80,6 +82,9 @@ typedef struct tm_mkv {
     bool seekable;    /* plain file: SeekHead, Duration and Cues */
     bool started;     /* the header is out */
     bool has_video;   /* cues go on video keyframes (else on every cluster) */
+    /* Wall time (µs since the Unix epoch) of the stream's time 0, written as
+     * DateUTC so parts of one visit can be laid side by side; 0: none. */
+    int64_t date_unix_us;
     uint64_t seg_size_pos, seg_data, seek_pos, info_pos, tracks_pos, dur_pos;
     bool in_cluster;     /* a cluster is open in out */
     size_t cluster_size; /* its 4-byte size, at this index of out */
@@ -94,7 +99,8 @@ typedef struct tm_mkv {
 void tm__mkv_init(tm_mkv *m, tm_mkv_buf *out, bool seekable);
 void tm__mkv_clear(tm_mkv *m);
 
-/* The EBML header, the Segment (size unknown) and its Info and Tracks. */
+/* The EBML header, the Segment (size unknown) and its Info (with DateUTC when
+ * m->date_unix_us is set) and Tracks. */
 void tm__mkv_header(tm_mkv *m, const tm_mkv_track *tracks, size_t n);
 
 /* A SimpleBlock of track number at ms from the file's start: returns where

@@ -103,6 +103,9 @@ static void write_header(tm_recorder *r)
             .codec_private_len = t->codec_data ? g_bytes_get_size(t->codec_data) : 0,
         };
     }
+    /* Time 0 is the first packet's arrival (monotonic): said in wall time, so a
+     * review rendition lines a later part up with the ones before it. */
+    r->mkv.date_unix_us = g_get_real_time() - (tm__rec_mono_ns() - r->first_arrival_ns) / 1000;
     tm__mkv_header(&r->mkv, tracks, n);
 }
 

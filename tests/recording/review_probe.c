@@ -9,12 +9,13 @@
  * 100 ms blocks; the video frames are counted. For each frequency it prints
  * the share of the audio's energy at that frequency (a pure tone alone is
  * about 0.5 with this window, silence 0) and in how many blocks that share
- * is over 0.02, so a test sees that a voice is there and for how long. It
+ * is over 0.02, and the time of the first such block (its onset), so a test
+ * sees that a voice is there, for how long and from when. It
  * links no telemed code: an independent judge of the server's file.
  *
  * Output (stdout):
  *   video frames=N width=W height=H
- *   tone hz=F share=S blocks=N of=M
+ *   tone hz=F share=S blocks=N of=M first_ms=T (-1: never)
  *   result eos=0|1 audio_ms=N error="..."
  * Exit 0 on EOS, 3 on a decoding error, 2 on usage or timeout.
  */
@@ -30,7 +31,7 @@
 #define MAX_F 8
 
 static double freqs[MAX_F], coeff[MAX_F], s1[MAX_F], s2[MAX_F], share_sum[MAX_F];
-static long blocks_on[MAX_F];
+static long blocks_on[MAX_F], first_on[MAX_F]; /* first_on: block index + 1, 0: never */
 static int n_f;
 static double block_energy, total_energy, tone_energy[MAX_F];
 static long block_n, blocks, samples;
@@ -51,8 +52,8 @@ static void end_block(void)
         double share = block_energy > 0 ? power / ((double)block_n * block_energy) : 0;
         tone_energy[i] += power / (double)block_n;
         share_sum[i] += share;
-        if (share > 0.02)
-            blocks_on[i]++;
+        if (share > 0.02 && !blocks_on[i]++)
+            first_on[i] = blocks + 1;
         s1[i] = s2[i] = 0;
     }
     total_energy += block_energy;
@@ -198,8 +199,9 @@ int main(int argc, char **argv)
     g_mutex_lock(&lock);
     printf("video frames=%ld width=%d height=%d\n", video_frames, width, height);
     for (int i = 0; i < n_f; i++)
-        printf("tone hz=%g share=%.4f blocks=%ld of=%ld\n", freqs[i],
-               blocks ? share_sum[i] / (double)blocks : 0.0, blocks_on[i], blocks);
+        printf("tone hz=%g share=%.4f blocks=%ld of=%ld first_ms=%ld\n", freqs[i],
+               blocks ? share_sum[i] / (double)blocks : 0.0, blocks_on[i], blocks,
+               first_on[i] ? (first_on[i] - 1) * 1000 * BLOCK / RATE : -1);
     printf("result eos=%d audio_ms=%ld error=\"%s\"\n", eos, samples * 1000 / RATE, error);
     g_mutex_unlock(&lock);
     return strcmp(error, "timeout") == 0 ? 2 : error[0] ? 3 : 0;

@@ -5,7 +5,9 @@
  * 1000 Hz), part 2 begun 4 s later with a third (nurse 1500 Hz), encrypted
  * at rest. `telemed-server render-review` renders both into one WebM; the
  * independent judge (review_probe) must hear every sender, the nurse only
- * in the second half, and see a grid of five tiles' worth of frames. Each
+ * in the second half and from the moment of the nurse's first packet (not
+ * the part's row time, which the job also gives), and see a grid of five
+ * tiles' worth of frames. Each
  * sender's picture is one flat colour, so the only detail in a tile is its
  * label: every tile shown has one along its bottom and none elsewhere, and
  * its width follows the length of that sender's role ("nurse" < "patient" <
@@ -31,6 +33,12 @@
 #include <string.h>
 
 #define SECS 4
+/* How much earlier than its first packet a part's row says it began (part
+ * 1's row is written when the visit starts, before ICE and DTLS). */
+#define ROW_LEAD_MS 1500
+/* An onset is judged in the probe's 100 ms blocks, behind Opus's look-ahead
+ * and the mixer's latency. */
+#define ONSET_TOLERANCE_MS 300
 
 static const uint8_t key[32] = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
                                 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
@@ -104,26 +112,40 @@ static void on_done(const tm_recorder_result *res, void *user)
     *status = res->status == 0 ? 1 : -1;
 }
 
-/* Records one part of n senders (tones hz[]) at path through the recorder. */
-static void record_part(const char *path, int n, const int *hz, const uint8_t *k, int secs)
+/* One part's packets, n senders (tones hz[]) in time order, made before
+ * anything is recorded so parts can follow each other without a gap. */
+static GArray *prepare_part(int n, const int *hz, int secs)
+{
+    GArray *a = g_array_new(FALSE, FALSE, sizeof(pkt));
+    for (int i = 0; i < n; i++)
+        add_sender(a, i, hz[i], secs);
+    g_array_sort(a, by_pts);
+    return a;
+}
+
+static tm_recorder *start_part(const char *path, int n, const uint8_t *k)
 {
     static const char *const roles[] = {"patient", "attending", "nurse", "interpreter"};
+    static char names[8][48];
     tm_recorder_track tracks[8];
-    char names[8][48];
-    GArray *a = g_array_new(FALSE, FALSE, sizeof(pkt));
     for (int i = 0; i < n; i++) {
         snprintf(names[2 * i], sizeof names[0], "%s-audio", roles[i]);
         snprintf(names[2 * i + 1], sizeof names[0], "%s-video", roles[i]);
         tracks[2 * i] = (tm_recorder_track){TM_REC_OPUS, 111, 48000, names[2 * i]};
         tracks[2 * i + 1] = (tm_recorder_track){TM_REC_VP8, 96, 90000, names[2 * i + 1]};
-        add_sender(a, i, hz[i], secs);
     }
-    g_array_sort(a, by_pts);
     char *err = NULL;
     tm_recorder *r = tm_recorder_new(path, tracks, (size_t)(2 * n), k, &err);
     if (!r)
         fprintf(stderr, "recorder: %s\n", err);
     CHECK(r != NULL);
+    return r;
+}
+
+/* Pushes a's packets (freed) into r at the senders' pace; returns the
+ * monotonic time of the first push, the part's first packet. */
+static int64_t play_part(tm_recorder *r, GArray *a)
+{
     int64_t t0 = g_get_monotonic_time();
     for (guint i = 0; i < a->len; i++) {
         pkt *p = &g_array_index(a, pkt, i);
@@ -137,12 +159,29 @@ static void record_part(const char *path, int n, const int *hz, const uint8_t *k
         g_bytes_unref(p->data);
     }
     g_array_free(a, TRUE);
+    return t0;
+}
+
+/* Waits for the recorders' results (status 1 each). */
+static void wait_done(const int *status, int n)
+{
+    int64_t end = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+    for (int i = 0; i < n; i++) {
+        while (!status[i] && g_get_monotonic_time() < end)
+            g_main_context_iteration(NULL, FALSE) || (g_usleep(5000), 0);
+        CHECK_EQ_INT(status[i], 1);
+    }
+}
+
+/* Records one part of n senders (tones hz[]) at path through the recorder. */
+static void record_part(const char *path, int n, const int *hz, const uint8_t *k, int secs)
+{
+    GArray *a = prepare_part(n, hz, secs);
+    tm_recorder *r = start_part(path, n, k);
+    play_part(r, a);
     int status = 0;
     tm_recorder_finish(r, on_done, &status);
-    int64_t end = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
-    while (!status && g_get_monotonic_time() < end)
-        g_main_context_iteration(NULL, FALSE) || (g_usleep(5000), 0);
-    CHECK_EQ_INT(status, 1);
+    wait_done(&status, 1);
 }
 
 /* Runs argv with stdin_text; returns its stdout (g_free) and exit status. */
@@ -333,9 +372,21 @@ int main(int argc, char **argv)
     char *part1 = g_build_filename(dir, "v-grow.mkv.enc", NULL);
     char *part2 = g_build_filename(dir, "v-grow.part2.mkv.enc", NULL);
     char *out = g_build_filename(dir, "v-grow.review.webm.enc", NULL);
+    /* As in a visit: part 2 begins with the nurse's first packet, as part 1
+     * ends; the parts' rows, which the job's offsets come from, were written
+     * before (part 1's before any media flowed), and must not place it. */
     const int two[] = {440, 1000}, three[] = {440, 1000, 1500};
-    record_part(part1, 2, two, key, SECS);
-    record_part(part2, 3, three, key, SECS);
+    GArray *a1 = prepare_part(2, two, SECS), *a2 = prepare_part(3, three, SECS);
+    tm_recorder *r1 = start_part(part1, 2, key);
+    int64_t first1 = play_part(r1, a1);
+    tm_recorder *r2 = start_part(part2, 3, key);
+    int status_parts[2] = {0, 0};
+    tm_recorder_finish(r1, on_done, &status_parts[0]);
+    int64_t first2 = play_part(r2, a2);
+    tm_recorder_finish(r2, on_done, &status_parts[1]);
+    wait_done(status_parts, 2);
+    int64_t joined_ms = (first2 - first1) / 1000;
+    int64_t row_offset_ms = joined_ms + ROW_LEAD_MS;
 
     char hex[65];
     for (int i = 0; i < 32; i++)
@@ -344,7 +395,7 @@ int main(int argc, char **argv)
         json_pack("{s:s, s:s, s:b, s:i, s:i, s:i, s:i, s:i, s:[{s:s, s:b, s:i}, {s:s, s:b, s:i}]}",
                   "out", out, "key", hex, "encrypt", 1, "width", 640, "height", 360, "fps", 15,
                   "video_kbps", 500, "audio_kbps", 48, "parts", "path", part1, "encrypted", 1,
-                  "offset_ms", 0, "path", part2, "encrypted", 1, "offset_ms", SECS * 1000);
+                  "offset_ms", 0, "path", part2, "encrypted", 1, "offset_ms", (int)row_offset_ms);
     char *job_text = json_dumps(job, JSON_COMPACT);
     json_decref(job);
     int status = -1;
@@ -354,6 +405,7 @@ int main(int argc, char **argv)
     CHECK_EQ_INT(status, 0);
     json_t *res = json_loads(res_text, JSON_DISABLE_EOF_CHECK, NULL);
     CHECK(json_is_true(json_object_get(res, "ok")));
+    CHECK_STR(json_string_value(json_object_get(res, "placed_by")), "first_packet");
     /* Encrypted like the evidence: decrypted before it is played. */
     CHECK(json_string_value(json_object_get(res, "plain_sha256")) != NULL);
     int64_t dur = json_integer_value(json_object_get(res, "duration_ms"));
@@ -382,6 +434,15 @@ int main(int argc, char **argv)
     double nurse = field(probe, "tone hz=1500 ", "blocks=");
     CHECK(nurse >= of * 0.35 && nurse <= of * 0.65);
     CHECK(field(probe, "tone hz=440 ", "blocks=") >= of * 0.8);
+    /* The nurse is heard from when the nurse's first packet came, not from
+     * the part's row time (ROW_LEAD_MS later); everyone else from the start. */
+    double onset = field(probe, "tone hz=1500 ", "first_ms=");
+    printf("nurse onset %.0f ms, first packet %lld ms after part 1's, row time %lld ms\n", onset,
+           (long long)joined_ms, (long long)row_offset_ms);
+    CHECK(onset >= (double)(joined_ms - ONSET_TOLERANCE_MS) &&
+          onset <= (double)(joined_ms + ONSET_TOLERANCE_MS));
+    CHECK(field(probe, "tone hz=440 ", "first_ms=") <= ONSET_TOLERANCE_MS);
+    CHECK(field(probe, "tone hz=1000 ", "first_ms=") <= ONSET_TOLERANCE_MS);
     CHECK(field(probe, "tone hz=700 ", "share=") < 0.01);
 
     const int first[] = {0, 1}, second[] = {0, 1, 2};
