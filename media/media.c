@@ -524,7 +524,14 @@ void tm_media_free(tm_media *m)
  * is VP8's), H.264 from the first peer that offers only H.264 (a phone's
  * in-app browser) on. Peers whose answer already took VP8 are asked for a new
  * offer, which then gets H.264. A peer that offers only VP8 in an H.264 visit
- * keeps VP8 and sees no video from the others: there is no transcoder. */
+ * keeps VP8 and sees no video from the others: there is no transcoder.
+ *
+ * An H.264 m-line is answered without simulcast, so the browser sends one
+ * full-size stream that follows its receivers' REMB: Chromium's H.264 layers
+ * (an OpenH264 encoder each) do not grow in rate with their size (the
+ * quarter layer sent 680 kbit/s, the full one 470, tests/web/codec.test.mjs),
+ * so a layer chosen by a receiver's bandwidth stays on the smallest picture
+ * and a phone's uplink carries three streams for it. */
 
 static bool video_codec_is(const tm_sdp_mline *ml, const char *name)
 {
@@ -542,8 +549,8 @@ static void fit_video_codec(tm_media *m, tm__visit_home *h, const char *visit_id
     ph->video_vp8 = false;
     for (unsigned i = 0; i < offer->n_mlines; i++) {
         tm_sdp_mline *ml = &offer->mlines[i];
-        if (h->h264 && ml->kind == TM_MEDIA_VIDEO && ml->accepted)
-            tm_sdp_mline_prefer_h264(ml);
+        if (h->h264 && ml->kind == TM_MEDIA_VIDEO && ml->accepted && tm_sdp_mline_prefer_h264(ml))
+            ml->n_layers = 0; /* answered without a=simulcast: one layer */
         ph->video_vp8 = ph->video_vp8 || video_codec_is(ml, "VP8");
     }
     if (!turned)

@@ -3,10 +3,13 @@
 // setCodecPreferences, as an in-app browser without VP8 offers) meets a doctor
 // whose Chromium offers VP8 and H.264. The doctor is answered first, with VP8;
 // the phone's offer turns the visit to H.264, the server asks the doctor to
-// offer again, and both then see each other in H.264.
+// offer again, and both then see each other in H.264. An H.264 visit takes
+// no simulcast (media.c says why): both pages then send one full-size
+// encoding, and each sees the other's at that size.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startHospital, launch, openPage, waitView, patientCheckin, doctorOnDuty, remoteVideo } from './lib.mjs';
+import { waitUntil } from '../integration/lib/server.mjs';
 
 // Runs in the phone's page before its scripts: video only in H.264, and its
 // first offer held until the test lets it go (so the doctor's is answered first).
@@ -36,6 +39,21 @@ const inboundVideoCodec = (page) => page.evaluate(async () => {
     if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded > 0) names.push(stats.get(s.codecId).mimeType);
   });
   return names;
+});
+
+// The page's camera sender: its encodings (and the first one's scale), the
+// codec it sends and the width of what it sends, from its own getStats().
+const sending = (page) => page.evaluate(async () => {
+  const sender = window.tm.call.peer.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
+  const stats = await sender.getStats();
+  let codec = null, width = 0;
+  stats.forEach((s) => {
+    if (s.type !== 'outbound-rtp') return;
+    width = Math.max(width, s.frameWidth || 0);
+    if (s.codecId && stats.get(s.codecId)) codec = stats.get(s.codecId).mimeType;
+  });
+  const encodings = sender.getParameters().encodings;
+  return { codec, width, encodings: encodings.map((e) => e.rid || '-'), scale: encodings[0].scaleResolutionDownBy ?? 1 };
 });
 
 async function framesGrow(page, who) {
@@ -85,6 +103,25 @@ test('an H.264-only phone and a VP8+H.264 doctor see each other: one codec for t
     await framesGrow(patient, 'phone');
     await framesGrow(doctor, 'doctor');
     assert.deepEqual([...new Set(await inboundVideoCodec(patient))], ['video/H264']);
+    assert.deepEqual([...new Set(await inboundVideoCodec(doctor))], ['video/H264']);
+
+    // No simulcast in H.264: the answers take none, so each page keeps one
+    // encoding, at full size, and the other side decodes that. The doctor's
+    // camera went out in three VP8 layers before the visit turned; its new
+    // offer still lists them and is answered with one.
+    for (const [who, page, other] of [['phone', patient, doctor], ['doctor', doctor, patient]]) {
+      const answer = await page.evaluate(() => window.tm.call.peer.pc.remoteDescription.sdp);
+      const video = answer.split(/\r\nm=/).find((m) => m.startsWith('video'));
+      assert.doesNotMatch(video, /a=simulcast/, `${who}: the answer takes no simulcast`);
+      const s = await waitUntil(`${who} sends one H.264 encoding at full size`, async () => {
+        const x = await sending(page);
+        return x.codec === 'video/H264' && x.encodings.length === 1 && x.scale === 1 && x;
+      }, 60000).catch(async (e) => assert.fail(`${e.message}: ${JSON.stringify(await sending(page))}`));
+      await waitUntil(`${who}'s picture arrives at the size it is sent`, async () => {
+        const [v, x] = [await remoteVideo(other), await sending(page)];
+        return v.width > 0 && v.width === x.width;
+      }, 60000).catch(async (e) => assert.fail(`${e.message}: sent ${JSON.stringify(await sending(page))} (first ${JSON.stringify(s)}), seen ${JSON.stringify(await remoteVideo(other))}`));
+    }
     assert.deepEqual([...new Set(await inboundVideoCodec(doctor))], ['video/H264']);
     assert.deepEqual(patient.errors, []);
     assert.deepEqual(doctor.errors, []);
