@@ -5,10 +5,12 @@
  * members already there (more recvonly transceivers, same ICE); one leaves
  * and comes back. Every member must decode every other member's video (by
  * its picture size) and hear its tone (by frequency), the members already
- * there must see no freeze over 1 s while another joins or leaves (the
- * longest gap is printed; the benchmark owns the 200 ms target), every
- * receiver is told what its m-lines carry, and the active speaker follows
- * the loudest member only after it has been loudest for a while.
+ * there must see no freeze over 1 s while another joins or leaves and under
+ * 200 ms on the median of those four (the issue's target; each longest gap
+ * is printed; media_load --party measures the keyframes a join needs, with
+ * receivers that wait for one), every receiver is told what its m-lines
+ * carry, and the active speaker follows the loudest member only after it
+ * has been loudest for a while.
  */
 #include <gst/gst.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@
 #define LOUD 0.6
 #define QUIET 0.03
 #define GAP_CAP_US (1000 * 1000)
+#define MEDIAN_GAP_CAP_US (200 * 1000)
 
 static test_peer *peers[N_MAX];
 static const char *const ids[N_MAX] = {"attending:d-li", "patient:p-1", "consulting:d-wu",
@@ -145,6 +148,9 @@ static void present(bool *out)
         out[j] = peers[j] != NULL;
 }
 
+static gint64 freezes[8];
+static int n_freezes;
+
 static void check_gaps(const char *what, const bool *before)
 {
     gint64 worst = 0;
@@ -157,6 +163,30 @@ static void check_gaps(const char *what, const bool *before)
     printf("%s: longest freeze on members already there %.0f ms\n", what, worst / 1000.0);
     if (worst > GAP_CAP_US)
         FAIL("%s froze existing receivers for %.0f ms", what, worst / 1000.0);
+    if (n_freezes < (int)G_N_ELEMENTS(freezes))
+        freezes[n_freezes++] = worst;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    gint64 x = *(const gint64 *)a, y = *(const gint64 *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The issue's target, on the median of this run's joins and leaves: one
+ * slow join on a machine a whole suite shares is not the server's doing,
+ * every other one slow is. Judged on the default media path only: the stock
+ * one (libnice sends, libsrtp) is kept working for the day a library moves,
+ * not fast, and on a loaded machine it is not. */
+static void check_median_freeze(bool judge)
+{
+    qsort(freezes, (size_t)n_freezes, sizeof freezes[0], by_value);
+    gint64 median = n_freezes % 2 ? freezes[n_freezes / 2]
+                                  : (freezes[n_freezes / 2 - 1] + freezes[n_freezes / 2]) / 2;
+    printf("median freeze on members already there over %d joins and leaves: %.0f ms\n", n_freezes,
+           median / 1000.0);
+    if (judge && median > MEDIAN_GAP_CAP_US)
+        FAIL("joins and leaves froze existing receivers for %.0f ms (median)", median / 1000.0);
 }
 
 static void gaps_reset(void)
@@ -290,6 +320,7 @@ int main(int argc, char **argv)
     wait_mesh(ctx, "after a rejoin");
     check_bindings(ctx);
     check_gaps("a member rejoins", before);
+    check_median_freeze(!opts.stock_io && !opts.stock_srtp && !opts.send_each);
 
     tm_media_visit_close(m, VISIT);
     for (int i = 0; i < N_MAX; i++)
