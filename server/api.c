@@ -179,6 +179,41 @@ bool tm__scope_has_visit(http_req *r, const char *visit_id)
     return tm__scope_has_dept(r, v.dept_id);
 }
 
+/* The departments of the caller's institution as a set (object keys), or
+ * NULL for a caller who sees the whole alliance. New reference. */
+static json_t *scope_dept_set(http_req *r)
+{
+    if (!r->who.institution[0])
+        return NULL;
+    json_t *ids = tm_store_institution_depts(r->app->store, r->who.institution);
+    json_t *set = json_object();
+    size_t i;
+    json_t *id;
+    json_array_foreach(ids, i, id) json_object_set_new(set, json_string_value(id), json_true());
+    json_decref(ids);
+    return set;
+}
+
+json_t *tm__scope_rows(http_req *r, json_t *rows, const char *dept_key, const char *other_key,
+                       int limit)
+{
+    json_t *set = scope_dept_set(r);
+    if (!set || !rows)
+        goto trim;
+    for (size_t i = json_array_size(rows); i-- > 0;) {
+        json_t *row = json_array_get(rows, i);
+        const char *a = json_string_value(json_object_get(row, dept_key));
+        const char *b = other_key ? json_string_value(json_object_get(row, other_key)) : NULL;
+        if (!(a && json_object_get(set, a)) && !(b && json_object_get(set, b)))
+            json_array_remove(rows, i);
+    }
+    json_decref(set);
+trim:
+    while (rows && limit > 0 && json_array_size(rows) > (size_t)limit)
+        json_array_remove(rows, json_array_size(rows) - 1);
+    return rows;
+}
+
 static bool authenticate(http_req *r)
 {
     const char *h = r->p->auth;

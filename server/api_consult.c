@@ -36,11 +36,12 @@ static bool is_requester(http_req *r, json_t *row)
     return r->who.role == TM_ROLE_DOCTOR && strcmp(field(row, "requester_id"), r->who.sub) == 0;
 }
 
-/* The receiving side: its department's doctors, supervisors and admins. */
+/* The receiving side: its department's doctors, supervisors and admins
+ * (of its institution, when scoped to one). */
 static bool is_receiver(http_req *r, json_t *row)
 {
     if (tm__is_staff(r))
-        return true;
+        return tm__scope_has_dept(r, field(row, "dept_id"));
     char dept[64];
     my_dept(r, dept);
     return dept[0] && strcmp(dept, field(row, "dept_id")) == 0;
@@ -49,6 +50,7 @@ static bool is_receiver(http_req *r, json_t *row)
 static bool may_read(http_req *r, json_t *row)
 {
     return is_requester(r, row) || is_receiver(r, row) ||
+           (tm__is_staff(r) && tm__scope_has_dept(r, field(row, "requester_dept_id"))) ||
            (r->who.role == TM_ROLE_DOCTOR && strcmp(field(row, "specialist_id"), r->who.sub) == 0);
 }
 
@@ -144,7 +146,11 @@ static void list(http_req *r)
     }
     json_t *rows;
     if (tm__is_staff(r)) {
-        rows = tm_store_consult_list(r->app->store, NULL, dept, state, 0);
+        /* Staff of one institution: the requests it received or sent,
+         * read at the store's cap so the scope keeps the newest 100. */
+        rows = tm_store_consult_list(r->app->store, NULL, dept, state,
+                                     r->who.institution[0] ? 500 : 0);
+        rows = tm__scope_rows(r, rows, "dept_id", "requester_dept_id", 100);
     } else if (r->who.role == TM_ROLE_DOCTOR) {
         my_dept(r, mine);
         if (incoming && !mine[0]) {

@@ -119,13 +119,19 @@ static void list(http_req *r)
         return;
     }
     const char *l = tm__arg(r, "limit", lim, sizeof(lim));
+    int want = l && atoi(l) >= 1 && atoi(l) <= 500 ? atoi(l) : 100;
+    /* Staff of one institution: referrals sent from or to it, read at the
+     * store's cap so the scope keeps `want` of theirs. */
+    bool scoped = !is_doctor(r) && r->who.institution[0];
     json_t *rows = tm_store_referral_list(
         r->app->store, tm__arg(r, "visit_id", visit, sizeof(visit)), to_dept, from_doctor,
-        tm__arg(r, "state", state, sizeof(state)), l ? atoi(l) : 0);
+        tm__arg(r, "state", state, sizeof(state)), scoped ? 500 : want);
     if (!rows) {
         tm__respond_err(r->p, TM_EIO, NULL);
         return;
     }
+    if (scoped)
+        rows = tm__scope_rows(r, rows, "to_dept_id", "from_dept_id", want);
     tm__audit_list(r, "referral.list", "*");
     tm__respond_json(r->p, 200, json_pack("{s:o}", "referrals", rows));
 }
@@ -139,7 +145,8 @@ static json_t *readable(http_req *r, const char *id)
         tm__respond_err(r->p, TM_ENOTFOUND, "no such referral");
         return NULL;
     }
-    bool ok = tm__is_staff(r) ||
+    bool ok = (tm__is_staff(r) && (tm__scope_has_dept(r, text_of(rf, "to_dept_id")) ||
+                                   tm__scope_has_dept(r, text_of(rf, "from_dept_id")))) ||
               (is_doctor(r) && (strcmp(text_of(rf, "from_doctor_id"), r->who.sub) == 0 ||
                                 works_in(r, text_of(rf, "to_dept_id"))));
     if (!ok) {

@@ -8,6 +8,7 @@
 #include "telemed/common.h"
 #include "telemed/store.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,10 +168,11 @@ void tm__api_shifts(http_req *r)
             tm__respond_err(r->p, TM_EINVAL, "from/to must be RFC 3339 or epoch ms");
             return;
         }
+        json_t *rows =
+            tm_store_shift_list(st, doc, tm__arg(r, "dept", dept, sizeof(dept)), from, to);
+        /* A supervisor or admin of one institution reads its rota only. */
         tm__respond_json(r->p, 200,
-                         json_pack("{s:o}", "shifts",
-                                   tm_store_shift_list(
-                                       st, doc, tm__arg(r, "dept", dept, sizeof(dept)), from, to)));
+                         json_pack("{s:o}", "shifts", tm__scope_rows(r, rows, "dept_id", NULL, 0)));
         return;
     }
     /* Supervisors and admins manage the rota (issue 18, the scheduling page);
@@ -275,12 +277,17 @@ void tm__api_appointments(http_req *r)
             return;
         }
         const char *lim = tm__arg(r, "limit", limit, sizeof(limit));
+        int want = lim && atoi(lim) > 0 ? atoi(lim) : 500;
+        /* Staff of one institution read its departments' bookings: the store
+         * is asked for every match, the scope then keeps `want` of theirs. */
+        bool scoped = tm__is_staff(r) && r->who.institution[0];
+        json_t *rows =
+            tm_store_appt_list(st, pat, dep, tm__arg(r, "status", status, sizeof(status)), from, to,
+                               scoped ? INT_MAX : want);
+        if (scoped)
+            rows = tm__scope_rows(r, rows, "dept_id", NULL, want);
         tm__audit_list(r, "appointment.list", pat);
-        tm__respond_json(
-            r->p, 200,
-            json_pack("{s:o}", "appointments",
-                      tm_store_appt_list(st, pat, dep, tm__arg(r, "status", status, sizeof(status)),
-                                         from, to, lim ? atoi(lim) : 0)));
+        tm__respond_json(r->p, 200, json_pack("{s:o}", "appointments", rows));
         return;
     }
     if (m == LWSHUMETH_GET && r->nseg == 2) {

@@ -116,6 +116,13 @@ bool tm__doctor_may_see(http_req *r, const char *dept_id, const char *patient_id
  * the visit visit_id (false also when there is no such visit). */
 bool tm__scope_has_dept(http_req *r, const char *dept_id);
 bool tm__scope_has_visit(http_req *r, const char *visit_id);
+/* A list read by a caller scoped to an institution keeps the rows whose
+ * dept_key department (or other_key's, when not NULL) is the institution's;
+ * then at most limit rows (<= 0: all) stay. Steals and returns rows. Lists
+ * capped by the store are read at their cap first, so the scope does not
+ * starve them. */
+json_t *tm__scope_rows(http_req *r, json_t *rows, const char *dept_key, const char *other_key,
+                       int limit);
 
 /* Parses rest (the path after /api/v1/) and the body into r, checks the
  * token and runs the resource; every outcome leaves a response in r->p. */

@@ -203,3 +203,40 @@ test('copy-week: a week\'s shifts to the next, once; an overlap refused with not
   const audit = srv.sql("SELECT outcome FROM audit_log WHERE action = 'shift.copy_week' ORDER BY id");
   assert.deepEqual(audit.map((a) => a.outcome), ['ok', 'ok', 'denied']);
 });
+
+test('a supervisor of one institution lists its shifts, bookings and consultations only', async () => {
+  const swt = srv.token('sw-list', 'supervisor', { inst: 'west' });
+  const allt = srv.token('s-all', 'supervisor');
+  const day = Date.parse('2027-05-03T00:00:00Z');
+  const at = (h) => new Date(day + h * 3600e3).toISOString();
+  await ok(await srv.api('POST', '/api/v1/shifts', { doctor_id: 'd1', dept_id: 'cardio', start: at(8), end: at(12) }, admin), 201);
+  await ok(await srv.api('POST', '/api/v1/shifts', { doctor_id: 'dw', dept_id: 'west-im', start: at(8), end: at(12) }, admin), 201);
+  const range = `from=${at(0)}&to=${at(24)}`;
+  const mine = await ok(await srv.api('GET', `/api/v1/shifts?${range}`, undefined, swt));
+  assert.deepEqual(mine.shifts.map((s) => s.dept_id), ['west-im']);
+  const all = await ok(await srv.api('GET', `/api/v1/shifts?${range}`, undefined, allt));
+  assert.deepEqual(all.shifts.map((s) => s.dept_id).sort(), ['cardio', 'west-im']);
+  // Asking for the other institution's department by name gets nothing either.
+  const other = await ok(await srv.api('GET', `/api/v1/shifts?${range}&dept=cardio`, undefined, swt));
+  assert.deepEqual(other.shifts, []);
+
+  // Bookings: the core's first, so a limit of 1 applied before the scope would starve it.
+  await ok(await srv.api('POST', '/api/v1/appointments', { patient_id: 'pa', dept_id: 'cardio', slot: at(9) }, admin), 201);
+  await ok(await srv.api('POST', '/api/v1/appointments', { patient_id: 'pb', dept_id: 'west-im', slot: at(10) }, admin), 201);
+  const appts = await ok(await srv.api('GET', `/api/v1/appointments?${range}&limit=1`, undefined, swt));
+  assert.deepEqual(appts.appointments.map((a) => [a.patient_id, a.dept_id]), [['pb', 'west-im']]);
+  const allAppts = await ok(await srv.api('GET', `/api/v1/appointments?${range}`, undefined, allt));
+  assert.deepEqual(allAppts.appointments.map((a) => a.dept_id), ['cardio', 'west-im']);
+
+  // A consultation between two core departments (for p1, whom d1 saw above) is not the
+  // county's to list or read.
+  await ok(await srv.api('POST', '/api/v1/departments', { id: 'neuro', name: 'Neurology' }, admin), 201);
+  const c = await ok(await srv.api('POST', '/api/v1/consultations', { patient_id: 'p1', dept_id: 'neuro',
+    reason: 'r', question: 'q', window_start: at(30), window_end: at(34) }, srv.token('d1', 'doctor')), 201);
+  const id = c.consultation_id;
+  const west = await ok(await srv.api('GET', '/api/v1/consultations', undefined, swt));
+  assert.ok(!west.consultations.some((x) => x.consultation_id === id), JSON.stringify(west));
+  assert.equal((await srv.api('GET', `/api/v1/consultations/${id}`, undefined, swt)).status, 403);
+  const core = await ok(await srv.api('GET', '/api/v1/consultations', undefined, allt));
+  assert.ok(core.consultations.some((x) => x.consultation_id === id));
+});
