@@ -77,6 +77,22 @@ static void respond_referral(http_req *r, int status, const char *id)
     tm__respond_json(r->p, status, rf);
 }
 
+/* A store refusal, with the level rule's reason word when that rule was
+ * what refused (tm_store_referral_levels says so again, in the same words),
+ * for the page to put in the doctor's language. */
+static void refuse(http_req *r, int rc, const char *direction, const char *from_dept,
+                   const char *to_dept)
+{
+    char *said = g_strdup(tm_store_errmsg(r->app->store));
+    const char *why = NULL;
+    if (rc == TM_EINVAL && direction && from_dept && to_dept &&
+        tm_store_referral_levels(r->app->store, direction, from_dept, to_dept, &why) < 0 && why &&
+        strcmp(tm_store_errmsg(r->app->store), said) != 0)
+        why = NULL;
+    tm__respond_err_reason(r->p, rc, said, why);
+    g_free(said);
+}
+
 static void create(http_req *r)
 {
     if (!tm__need(r, is_doctor(r)))
@@ -93,7 +109,9 @@ static void create(http_req *r)
     char id[64];
     int rc = tm_store_referral_create(r->app->store, &q, tm_now_ms(), id);
     if (rc < 0) {
-        tm__respond_err(r->p, rc, tm_store_errmsg(r->app->store));
+        tm_doctor_info d;
+        bool known = tm_store_doctor_get(r->app->store, r->who.sub, &d) == 0;
+        refuse(r, rc, q.direction, known ? d.dept_id : NULL, q.to_dept_id);
         return;
     }
     tm_info("referral.created", "referral=%s visit=%s doctor=%s to=%s", id, q.visit_id, r->who.sub,
@@ -168,6 +186,14 @@ static void get_one(http_req *r, bool fhir)
         tm__respond_json(r->p, 200, rf);
         return;
     }
+    char inst_id[64];
+    tm_institution inst;
+    if (tm_store_dept_institution(r->app->store, text_of(rf, "to_dept_id"), inst_id) == 0) {
+        bool named = tm_store_institution_get(r->app->store, inst_id, &inst) == 0;
+        json_object_set_new(rf, "to_institution",
+                            json_pack("{s:s, s:s?}", "id", inst_id, "name",
+                                      named && inst.name[0] ? inst.name : NULL));
+    }
     json_t *rec = tm_store_visit_record(r->app->store, text_of(rf, "visit_id"));
     json_t *enc = rec ? tm_fhir_encounter(rec, r->app->cfg.hospital_id) : NULL;
     json_t *bundle = tm_fhir_referral(rf, enc, r->app->cfg.hospital_id);
@@ -230,7 +256,11 @@ static void resend(http_req *r)
     char id[64];
     int rc = tm_store_referral_resend(r->app->store, r->seg[1], r->who.sub, &q, tm_now_ms(), id);
     if (rc < 0) {
-        tm__respond_err(r->p, rc, tm_store_errmsg(r->app->store));
+        json_t *old = tm_store_referral_get(r->app->store, r->seg[1]);
+        refuse(r, rc, q.direction ? q.direction : text_of(old, "direction"),
+               old ? text_of(old, "from_dept_id") : NULL,
+               q.to_dept_id ? q.to_dept_id : text_of(old, "to_dept_id"));
+        json_decref(old);
         return;
     }
     tm_info("referral.resent", "referral=%s replaces=%s doctor=%s", id, r->seg[1], r->who.sub);

@@ -63,6 +63,13 @@ int tm_demo_seed(tm_app *app)
         if (tm_store_institution_get(st, demo_members[i].id, &known) == TM_ENOTFOUND &&
             (rc = tm_store_institution_put(st, &demo_members[i])) < 0)
             return rc;
+    /* The core is a 3A hospital unless hospital_level says otherwise, so the
+     * demo's referrals up and down have levels to follow. */
+    if (tm_store_institution_get(st, app->cfg.hospital_id, &known) == 0 && !known.level[0]) {
+        g_strlcpy(known.level, "3A", sizeof(known.level));
+        if ((rc = tm_store_institution_put(st, &known)) < 0)
+            return rc;
+    }
     for (size_t i = 0; i < TM_ARRAY_LEN(demo_depts); i++)
         if ((rc = tm_store_dept_put(st, demo_depts[i].id, demo_depts[i].name)) < 0 ||
             (rc = tm_store_dept_set_institution(st, demo_depts[i].id, demo_depts[i].institution)) <

@@ -61,6 +61,24 @@ static json_t *extensions(json_t *rf, const char *state)
     return ext;
 }
 
+/* Who is asked to act: the receiving institution (an alliance member is
+ * an Organization of its own) and its department, as two performers. */
+static json_t *performers(json_t *rf, const char *hospital)
+{
+    json_t *list = json_array();
+    json_t *inst = json_object_get(rf, "to_institution");
+    if (str(inst, "id")) {
+        json_t *org = by_identifier("Organization", hospital, "institution", str(inst, "id"));
+        if (str(inst, "name"))
+            json_object_set_new(org, "display", json_string(str(inst, "name")));
+        json_array_append_new(list, org);
+    }
+    if (str(rf, "to_dept_id"))
+        json_array_append_new(list, by_identifier("HealthcareService", hospital, "department",
+                                                  str(rf, "to_dept_id")));
+    return list;
+}
+
 static json_t *service_request(json_t *rf, const char *hospital)
 {
     const char *id = str(rf, "id"), *state = str(rf, "state");
@@ -87,10 +105,7 @@ static json_t *service_request(json_t *rf, const char *hospital)
         json_object_set_new(
             sr, "requester",
             by_identifier("Practitioner", hospital, "doctor", str(rf, "from_doctor_id")));
-    if (str(rf, "to_dept_id"))
-        json_object_set_new(sr, "performer",
-                            json_pack("[o]", by_identifier("HealthcareService", hospital,
-                                                           "department", str(rf, "to_dept_id"))));
+    json_object_set_new(sr, "performer", performers(rf, hospital));
     if (str(rf, "reason"))
         json_object_set_new(sr, "reasonCode", json_pack("[{s:s}]", "text", str(rf, "reason")));
     if (str(rf, "appointment_id"))

@@ -88,9 +88,16 @@ static int http_status_of(int err)
 
 void tm__respond_err(http_pss *p, int err, const char *message)
 {
-    tm__respond_json(p, http_status_of(err),
-                     json_pack("{s:{s:s, s:s}}", "error", "code", tm_error_code(err), "message",
-                               message ? message : tm_strerror(err)));
+    tm__respond_err_reason(p, err, message, NULL);
+}
+
+void tm__respond_err_reason(http_pss *p, int err, const char *message, const char *reason)
+{
+    json_t *e = json_pack("{s:s, s:s}", "code", tm_error_code(err), "message",
+                          message ? message : tm_strerror(err));
+    if (reason)
+        json_object_set_new(e, "reason", json_string(reason));
+    tm__respond_json(p, http_status_of(err), json_pack("{s:o}", "error", e));
 }
 
 static int add_header(struct lws *wsi, const char *name, const char *value, unsigned char **ptr,

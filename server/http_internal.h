@@ -97,6 +97,9 @@ void tm__http_pss_clear(http_pss *p);
 void tm__respond_text(http_pss *p, int status, const char *ctype, GString *body);
 void tm__respond_json(http_pss *p, int status, json_t *data);
 void tm__respond_err(http_pss *p, int err, const char *message);
+/* An error with a stable reason word beside the code (error.reason), for a
+ * refusal the pages put in the user's language, as signaling's errors do. */
+void tm__respond_err_reason(http_pss *p, int err, const char *message, const char *reason);
 
 /* Request helpers (api.c). */
 const char *tm__arg(http_req *r, const char *name, char *buf, size_t len);

@@ -78,6 +78,92 @@ static int check_appointment(tm_store *s, const char *appt_id, const char *patie
     return 0;
 }
 
+/* ---- levels ----------------------------------------------------------- */
+
+/* A level as a number that orders institutions: the grade (1-3) times ten
+ * plus 3/2/1 for A/B/C (甲/乙/丙), so 3A > 3B > 2A > 1C > 1; community care
+ * (a community clinic, 社区) below every graded hospital; -1 not known. */
+static int level_rank(const char *level)
+{
+    static const char *const grades[][2] = {{"1", "一"}, {"2", "二"}, {"3", "三"}};
+    static const char *const subs[][2] = {{"C", "丙"}, {"B", "乙"}, {"A", "甲"}};
+    if (!level || !level[0])
+        return -1;
+    if (g_ascii_strcasecmp(level, "community") == 0 || g_str_has_prefix(level, "社区"))
+        return 5;
+    int rank = -1;
+    const char *p = level;
+    for (int g = 0; g < 3 && rank < 0; g++)
+        for (int form = 0; form < 2 && rank < 0; form++)
+            if (g_str_has_prefix(p, grades[g][form])) {
+                rank = (g + 1) * 10;
+                p += strlen(grades[g][form]);
+            }
+    if (rank < 0)
+        return -1;
+    if (g_str_has_prefix(p, "级"))
+        p += strlen("级");
+    for (int x = 0; x < 3; x++)
+        for (int form = 0; form < 2; form++)
+            if (g_ascii_strncasecmp(p, subs[x][form], strlen(subs[x][form])) == 0)
+                return rank + x + 1;
+    return rank;
+}
+
+static int institution_of(tm_store *s, const char *dept_id, tm_institution *out)
+{
+    char id[64];
+    int rc = tm_store_dept_institution(s, dept_id, id);
+    if (rc < 0)
+        return tm__store_refuse(s, TM_ENOTFOUND, "no such department");
+    if (tm_store_institution_get(s, id, out) < 0) {
+        memset(out, 0, sizeof(*out)); /* the core before its row is written */
+        g_strlcpy(out->id, id, sizeof(out->id));
+    }
+    return 0;
+}
+
+int tm_store_referral_levels(tm_store *s, const char *direction, const char *from_dept_id,
+                             const char *to_dept_id, const char **why)
+{
+    tm_institution from, to;
+    const char *w = NULL;
+    int rc = institution_of(s, from_dept_id, &from);
+    if (rc == 0)
+        rc = institution_of(s, to_dept_id, &to);
+    if (rc < 0)
+        return rc;
+    bool up = direction && strcmp(direction, "up") == 0;
+    int a = level_rank(from.level), b = level_rank(to.level);
+    char msg[512];
+    if (strcmp(from.id, to.id) == 0) {
+        w = "same_institution";
+        snprintf(msg, sizeof(msg),
+                 "a referral goes to another member of the alliance: %s is the referring "
+                 "doctor's own institution (transfer the patient or ask for a consultation)",
+                 to.id);
+    } else if (a < 0 || b < 0) {
+        w = "level_unknown";
+        snprintf(msg, sizeof(msg),
+                 "the level of institution %s is not known, so up or down cannot "
+                 "be checked: an admin sets it (hospital_level, institutions)",
+                 a < 0 ? from.id : to.id);
+    } else if (up && b <= a) {
+        w = "not_higher";
+        snprintf(msg, sizeof(msg),
+                 "a referral up goes to a higher level: %s (level %s) is not above %s (level %s)",
+                 to.id, to.level, from.id, from.level);
+    } else if (!up && b >= a) {
+        w = "not_lower";
+        snprintf(msg, sizeof(msg),
+                 "a referral down goes to a lower level: %s (level %s) is not below %s (level %s)",
+                 to.id, to.level, from.id, from.level);
+    }
+    if (why)
+        *why = w;
+    return w ? tm__store_refuse(s, TM_EINVAL, msg) : 0;
+}
+
 /* Everything a new referral (or version) must satisfy; fills *from_dept. */
 static int check_request(tm_store *s, const tm_referral_req *r, const tm_visit *v,
                          char from_dept[64])
@@ -97,6 +183,9 @@ static int check_request(tm_store *s, const tm_referral_req *r, const tm_visit *
     if (strcmp(d.dept_id, r->to_dept_id) == 0)
         return tm__store_refuse(s, TM_EINVAL, "a referral goes to another department");
     g_strlcpy(from_dept, d.dept_id, 64);
+    int rc = tm_store_referral_levels(s, r->direction, d.dept_id, r->to_dept_id, NULL);
+    if (rc < 0)
+        return rc;
     return check_appointment(s, r->appointment_id, v->patient_id, r->to_dept_id);
 }
 

@@ -62,7 +62,9 @@ json_t *tm_fhir_appointment(json_t *appointment, const char *hospital_id, int sl
  * ("Encounter/<visit id>") resolves inside the Bundle. The ServiceRequest:
  * status active (requested, accepted) or revoked (declined, resent),
  * intent order, category SNOMED CT 3457005 (patient referral), code text
- * up/down, subject, requester and performer (the receiving department) by
+ * up/down, subject, requester and performer (the receiving institution,
+ * from the referral's "to_institution" {id, name} when present, as an
+ * Organization, then the receiving department) by
  * identifier, authoredOn, reasonCode text (the reason), note (the summary),
  * replaces (an earlier version), supportingInfo (the booked Appointment),
  * the referral's state and a decline reason as extensions. Both borrowed;

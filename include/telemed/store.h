@@ -411,8 +411,18 @@ typedef struct tm_referral_req {
     const char *appointment_id; /* NULL/"": none; else booked, the patient's, in to_dept_id */
 } tm_referral_req;
 
+/* Whether a referral in direction (up | down) from from_dept_id's
+ * institution to to_dept_id's fits their levels (hospital_level, a member's
+ * level: 3A > 3B > 2A > ... > community): up goes to a higher level, down to
+ * a lower one, and always to another institution. 0; TM_EINVAL with
+ * tm_store_errmsg naming both and *why (may be NULL) a stable word:
+ * same_institution, level_unknown, not_higher, not_lower; TM_ENOTFOUND (a
+ * department). */
+int tm_store_referral_levels(tm_store *s, const char *direction, const char *from_dept_id,
+                             const char *to_dept_id, const char **why);
 /* Creates a referral in state requested (version 1). id_out (>= 64 bytes)
  * gets its id ("rf-..."). TM_EINVAL (direction, texts, the same department,
+ * the levels (tm_store_referral_levels),
  * an appointment not the patient's, not booked or elsewhere), TM_ENOTFOUND
  * (visit, department, appointment), TM_EPERM (not an attending doctor of
  * the visit), TM_ECONFLICT (the visit has not started). */

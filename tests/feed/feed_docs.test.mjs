@@ -61,7 +61,9 @@ const at = (o, p) => p.reduce((v, k) => (v && typeof v === 'object' ? v[k] : und
 // by d2 up to neurology (declined, re-sent, accepted). Returns its id.
 async function networkVisit(srv) {
   const admin = await setupHospital(srv, { depts: ['neuro'], doctors: [['d3', 'neuro']] });
-  assert.ok(admin);
+  // Neurology in a higher-level member (3A over the core's 2A): a referral up.
+  const top = await srv.api('POST', '/api/v1/departments', { id: 'neuro', name: 'Dept neuro', institution_id: 'top' }, admin);
+  assert.equal(top.status, 201, top.text);
   const d1 = await srv.client('d1', 'doctor', { amr: ['face'] });
   const d2 = await srv.client('d2', 'doctor', { amr: ['face'] });
   await d1.request('doctor.status', { status: 'available' });
@@ -90,7 +92,8 @@ async function networkVisit(srv) {
 
 test("every example in regulator-feed.md is shaped like the server's events", { timeout: 240000 }, async () => {
   // followup18: a sweep each second, a no-show as soon as the slot passed.
-  const srv = await startServer({ consent: true, args: ['--appointment-sweep-s', '1', '--noshow-after-s', '0'] });
+  const srv = await startServer({ consent: true, args: ['--appointment-sweep-s', '1', '--noshow-after-s', '0',
+    '--hospital-level', '2A', '--institutions', 'top|Top Hospital|ORG-TOP|3A|hospital'] });
   try {
     await setupHospital(srv);
     const doctor = await srv.client('d1', 'doctor', { amr: ['face'] });

@@ -134,12 +134,16 @@ async function connect(sub, role, extra = {}) {
 before(async () => {
   srv = await startServer({ args: ['--offer-timeout-s', '5', '--grace-s', '3',
     '--stun-urls', 'stun:stun.example.org:3478', '--turn-urls', 'turn:turn.example.org:3478',
-    '--turn-secret', 'docs-turn-secret'] });
+    '--turn-secret', 'docs-turn-secret',
+    // A higher-level member for neurology: the referral down from it to cardio follows levels.
+    '--hospital-level', '2A', '--institutions', 'top|Top Hospital|ORG-TOP|3A|hospital'] });
   const admin = await setupHospital(srv, { depts: ['cardio'], doctors: [['d1', 'cardio'], ['d2', 'cardio']] });
   const r = await srv.api('POST', '/api/v1/doctors', { id: 'n1', name: 'Nurse n1', dept_id: 'cardio', kind: 'nurse' }, admin);
   assert.equal(r.status, 201);
   // issue 18 (transfer18): a second department, for a transfer and a referral.
   await setupHospital(srv, { depts: ['neuro'], doctors: [['d5', 'neuro'], ['d6', 'neuro']] });
+  const top = await srv.api('POST', '/api/v1/departments', { id: 'neuro', name: 'Dept neuro', institution_id: 'top' }, admin);
+  assert.equal(top.status, 201, top.text);
 });
 after(async () => { if (srv) await srv.stop(); });
 

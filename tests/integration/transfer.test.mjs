@@ -13,13 +13,20 @@ import { startServer, setupHospital, waitUntil } from './lib/server.mjs';
 let srv;
 let admin;
 
+// The alliance: the core (2A) with cardio and derm, a higher-level member
+// (3A) with neuro, and a community clinic with gp; referrals follow levels.
 before(async () => {
-  srv = await startServer();
+  srv = await startServer({ args: ['--hospital-level', '2A', '--institutions',
+    'top|Top Hospital|ORG-TOP|3A|hospital;east|East Clinic|ORG-EAST|community|clinic'] });
   admin = await setupHospital(srv, {
-    depts: ['cardio', 'neuro'],
+    depts: ['cardio', 'neuro', 'derm', 'gp'],
     doctors: [['d1', 'cardio'], ['d3', 'cardio'], ['d2', 'neuro'], ['d4', 'neuro']],
     capacity: 2,
   });
+  for (const [id, inst] of [['neuro', 'top'], ['gp', 'east']]) {
+    const r = await srv.api('POST', '/api/v1/departments', { id, name: `Dept ${id}`, institution_id: inst }, admin);
+    assert.equal(r.status, 201, r.text);
+  }
 });
 after(async () => { if (srv) await srv.stop(); });
 
@@ -281,7 +288,9 @@ test('a referral up with a booked appointment: declined, re-sent, accepted', asy
   assert.equal(sr.category[0].coding[0].code, '3457005');
   assert.equal(sr.subject.identifier.value, patientId);
   assert.equal(sr.requester.identifier.value, 'd1');
-  assert.equal(sr.performer[0].identifier.value, 'neuro');
+  // Performed by the receiving institution (an Organization) and its department.
+  assert.deepEqual(sr.performer.map((x) => [x.type, x.identifier.value, x.display]),
+    [['Organization', 'top', 'Top Hospital'], ['HealthcareService', 'neuro', undefined]]);
   assert.deepEqual(sr.replaces, [{ reference: `ServiceRequest/${r1.id}` }]);
   assert.deepEqual(sr.supportingInfo, [{ reference: `Appointment/${appt.json.id}` }]);
   assert.equal(sr.reasonCode[0].text, 'suspected TIA, worse today');
@@ -299,7 +308,7 @@ test('bad referrals are refused and change nothing', async () => {
   const d1 = await doctor('d1');
   const { p, visitId, patientId } = await liveVisit(d1);
   const t1 = srv.token('d1', 'doctor');
-  const good = { visit_id: visitId, direction: 'down', to_dept_id: 'neuro', reason: 'r', summary: 's' };
+  const good = { visit_id: visitId, direction: 'up', to_dept_id: 'neuro', reason: 'r', summary: 's' };
   const before = counts();
   const cases = [
     [srv.token(patientId, 'patient'), good, 403],
@@ -315,7 +324,25 @@ test('bad referrals are refused and change nothing', async () => {
     const r = await srv.api('POST', '/api/v1/referrals', body, token);
     assert.equal(r.status, status, `${JSON.stringify(body)}: ${r.text}`);
   }
+  // Up and down follow the institutions' levels, with a reason word the page translates.
+  const levels = [
+    [{ ...good, direction: 'down' }, 'not_lower', /down goes to a lower level: top \(level 3A\) is not below demo-hospital \(level 2A\)/],
+    [{ ...good, to_dept_id: 'gp' }, 'not_higher', /up goes to a higher level: east \(level community\) is not above/],
+    [{ ...good, to_dept_id: 'derm' }, 'same_institution', /another member of the alliance/],
+  ];
+  for (const [body, reason, message] of levels) {
+    const r = await srv.api('POST', '/api/v1/referrals', body, t1);
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.json.error.reason, reason);
+    assert.match(r.json.error.message, message);
+  }
   assert.deepEqual(counts(), before);
+  const down = await srv.api('POST', '/api/v1/referrals', { ...good, direction: 'down', to_dept_id: 'gp' }, t1);
+  assert.equal(down.status, 201, down.text);
+  const further = await srv.api('POST', `/api/v1/referrals/${down.json.id}/decline`, { reason: 'full' }, admin);
+  assert.equal(further.status, 403); // only the receiving side answers
+  before.r += 1;
+  before.o += 1;
   const ok = await srv.api('POST', '/api/v1/referrals', good, t1);
   assert.equal(ok.status, 201, ok.text);
   const id = ok.json.id;
@@ -328,7 +355,7 @@ test('bad referrals are refused and change nothing', async () => {
   assert.equal((await srv.api('GET', '/api/v1/referrals/rf-none', undefined, admin)).status, 404);
   assert.equal((await srv.api('POST', `/api/v1/referrals/${id}/accept`, {}, t2)).status, 200);
   assert.equal((await srv.api('POST', `/api/v1/referrals/${id}/accept`, {}, t2)).status, 409);
-  await waitUntil('referral events', () => outbox(visitId).filter((e) => e.type.startsWith('referral.')).length === 2);
+  await waitUntil('referral events', () => outbox(visitId).filter((e) => e.type.startsWith('referral.')).length === 3);
   for (const c of [p, d1]) await c.close();
 });
 

@@ -218,10 +218,68 @@ static void test_transfer_parts_and_encounter(void)
     tm_store_free(s);
 }
 
+/* The alliance of the referral tests: the core (2A) with cardio, a 3A
+ * hospital with neuro, a community clinic with gp, each named by level. */
+static void alliance(tm_store *s, const char *core_level)
+{
+    static const struct {
+        const char *id, *level, *kind, *dept;
+    } members[] = {{"top", "3A", "hospital", "neuro"}, {"east", "community", "clinic", "gp"}};
+    tm_institution in = {.id = "hosp-1", .name = "Core", .kind = "core"};
+    g_strlcpy(in.level, core_level, sizeof(in.level));
+    CHECK_EQ_INT(tm_store_institution_put(s, &in), 0);
+    CHECK_EQ_INT(tm_store_dept_put(s, "gp", "General practice"), 0);
+    for (size_t i = 0; i < TM_ARRAY_LEN(members); i++) {
+        tm_institution m = {.name = "Member"};
+        g_strlcpy(m.id, members[i].id, sizeof(m.id));
+        g_strlcpy(m.level, members[i].level, sizeof(m.level));
+        g_strlcpy(m.kind, members[i].kind, sizeof(m.kind));
+        CHECK_EQ_INT(tm_store_institution_put(s, &m), 0);
+        CHECK_EQ_INT(tm_store_dept_set_institution(s, members[i].dept, members[i].id), 0);
+    }
+}
+
+/* Up goes to a higher level, down to a lower, never inside one
+ * institution; levels in either spelling (3A, 三级甲等); none known: refused. */
+static void test_referral_levels(void)
+{
+    tm_store *s = open_store("levels.db");
+    seed(s);
+    CHECK_EQ_INT(tm_store_dept_put(s, "derm", "Dermatology"), 0);
+    const char *why = NULL;
+    CHECK_EQ_INT(tm_store_referral_levels(s, "up", "cardio", "derm", &why), TM_EINVAL);
+    CHECK_STR(why, "same_institution");
+    alliance(s, "");
+    CHECK_EQ_INT(tm_store_referral_levels(s, "up", "cardio", "neuro", &why), TM_EINVAL);
+    CHECK_STR(why, "level_unknown");
+    CHECK(strstr(tm_store_errmsg(s), "hosp-1") != NULL);
+    alliance(s, "二级甲等");
+    static const struct {
+        const char *direction, *from, *to, *why;
+    } cases[] = {
+        {"up", "cardio", "neuro", NULL},         {"down", "cardio", "neuro", "not_lower"},
+        {"down", "cardio", "gp", NULL},          {"up", "cardio", "gp", "not_higher"},
+        {"down", "neuro", "cardio", NULL},       {"up", "gp", "cardio", NULL},
+        {"up", "neuro", "cardio", "not_higher"},
+    };
+    for (size_t i = 0; i < TM_ARRAY_LEN(cases); i++) {
+        why = NULL;
+        int rc = tm_store_referral_levels(s, cases[i].direction, cases[i].from, cases[i].to, &why);
+        CHECK_EQ_INT(rc, cases[i].why ? TM_EINVAL : 0);
+        if (cases[i].why)
+            CHECK_STR(why, cases[i].why);
+    }
+    alliance(s, "3B"); /* 3A is still above 3B */
+    CHECK_EQ_INT(tm_store_referral_levels(s, "up", "cardio", "neuro", NULL), 0);
+    CHECK_EQ_INT(tm_store_referral_levels(s, "up", "cardio", "nowhere", NULL), TM_ENOTFOUND);
+    tm_store_free(s);
+}
+
 static void test_referral_round(void)
 {
     tm_store *s = open_store("referral.db");
     seed(s);
+    alliance(s, "2A");
     tm_visit v;
     live_visit(s, &v);
     tm_appointment a = {0};
@@ -256,6 +314,9 @@ static void test_referral_round(void)
     bad = r;
     bad.appointment_id = "a-none";
     CHECK_EQ_INT(tm_store_referral_create(s, &bad, t0, id), TM_ENOTFOUND);
+    bad = r;
+    bad.direction = "down"; /* neuro's 3A is above the core's 2A */
+    CHECK_EQ_INT(tm_store_referral_create(s, &bad, t0, id), TM_EINVAL);
     CHECK_EQ_INT(outbox_rows(s), rows);
 
     CHECK_EQ_INT(tm_store_referral_create(s, &r, t0 + 10000, id), 0);
@@ -337,6 +398,7 @@ int main(void)
     t0 = tm_now_ms() - 3600000;
     RUN(test_refused_transfers_write_nothing);
     RUN(test_transfer_parts_and_encounter);
+    RUN(test_referral_levels);
     RUN(test_referral_round);
     char *cmd = g_strdup_printf("rm -rf '%s'", dir);
     if (system(cmd) != 0)

@@ -51,7 +51,11 @@ async function noRawWords(page, who) {
 }
 
 test('a transfer to a named doctor and a referral across the pages', { timeout: 420000 }, async (t) => {
-  const srv = await startHospital({ depts: ['cardio', 'neuro'], doctors: [['d1', 'cardio'], ['d2', 'neuro']] });
+  // Neurology is in a higher-level member (3A) than the core (2A): d2 refers down to cardiology.
+  const srv = await startHospital({ depts: ['cardio', 'neuro'], doctors: [['d1', 'cardio'], ['d2', 'neuro']],
+    args: ['--hospital-level', '2A', '--institutions', 'top|Top Hospital|ORG-TOP|3A|hospital'] });
+  const moved = await srv.api('POST', '/api/v1/departments', { id: 'neuro', name: 'Dept neuro', institution_id: 'top' }, srv.admin);
+  assert.equal(moved.status, 201, moved.text);
   const browser = await launch();
   let patient, d1, d2, visitId, hellos;
   try {
@@ -128,10 +132,19 @@ test('a transfer to a named doctor and a referral across the pages', { timeout: 
       await d2.click('dialog.confirm .confirm-ok');
       await d2.waitForSelector('#wrap-card:not([hidden])');
       await d2.click('#rf-box summary');
-      await d2.selectOption('#rf-direction', 'down');
+      await d2.selectOption('#rf-direction', 'up');
       await d2.selectOption('#rf-dept', 'cardio');
       await d2.fill('#rf-reason', 'Blood pressure follow-up');
       await d2.fill('#rf-summary', 'No stroke. BP 150/95 on two readings.');
+      // Up to a lower-level institution: refused, in the doctor's words and language.
+      await d2.click('#rf-submit');
+      await d2.waitForFunction(() => /A referral up goes to a higher-level institution/.test(document.querySelector('#rf-msg').textContent));
+      await setLanguage(d2, 'zh-CN');
+      await d2.click('#rf-submit');
+      await d2.waitForFunction(() => /上转只能转往级别更高的医疗机构/.test(document.querySelector('#rf-msg').textContent));
+      await setLanguage(d2, 'en-US');
+      assert.equal(srv.sql('SELECT count(*) AS n FROM referrals')[0].n, 0);
+      await d2.selectOption('#rf-direction', 'down');
       await d2.click('#rf-submit');
       await d2.waitForFunction(() => /Referral sent to Dept cardio/.test(document.querySelector('#rf-msg').textContent));
 

@@ -761,6 +761,10 @@ const STRINGS = {
     'rf.need_decline_reason': 'Please give a reason for declining.',
     'rf.accepted': 'Referral accepted.',
     'rf.declined': 'Referral declined.',
+    'rf.err.not_higher': 'A referral up goes to a higher-level institution. That department is not in one: choose another, or refer down.',
+    'rf.err.not_lower': 'A referral down goes to a lower-level institution (community care). That department is not in one: choose another, or refer up.',
+    'rf.err.same_institution': 'That department is in your own institution. A referral goes to another member of the alliance; within your hospital, transfer the patient or ask for a consultation.',
+    'rf.err.level_unknown': 'The level of one of the two institutions is not set, so up or down cannot be checked. Ask an administrator to set it.',
     'sup.ev.transferred': '{doctor} handed the patient on to {to}: {reason}',
     'reason.transferred': 'handed on to another doctor',
     // The scheduling page (issue 18, inst18).
@@ -1606,6 +1610,10 @@ const STRINGS = {
     'rf.need_decline_reason': '请填写拒绝原因。',
     'rf.accepted': '已接收转诊。',
     'rf.declined': '已拒绝转诊。',
+    'rf.err.not_higher': '上转只能转往级别更高的医疗机构，该科室所在机构级别不高于本机构：请另选科室，或改为下转。',
+    'rf.err.not_lower': '下转只能转往级别更低的医疗机构（基层医疗），该科室所在机构级别不低于本机构：请另选科室，或改为上转。',
+    'rf.err.same_institution': '该科室属于本机构。转诊须转往医联体内的其他机构；本院内请使用转科或申请会诊。',
+    'rf.err.level_unknown': '两家机构中有一家未设置级别，无法判断上转或下转，请联系管理员设置。',
     'sup.ev.transferred': '{doctor} 将患者转交给{to}：{reason}',
     'reason.transferred': '已转交其他医生',
     // 排班页（issue 18, inst18）。

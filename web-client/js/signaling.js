@@ -282,7 +282,8 @@ export async function api(token, path, { method = 'GET', body } = {}) {
   if (!res.ok) {
     const code = (json && (json.code || (json.error && json.error.code))) || `http_${res.status}`;
     const message = (json && (json.message || (json.error && json.error.message))) || res.statusText;
-    throw new SignalingError(code, message);
+    const reason = json && json.error && json.error.reason;
+    throw Object.assign(new SignalingError(code, message), reason ? { reason } : {});
   }
   return json;
 }

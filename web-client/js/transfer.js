@@ -188,7 +188,8 @@ async function refer() {
     const r = await api(page.token, '/referrals', { method: 'POST', body });
     showMsg('#rf-msg', t('rf.sent', { dept: deptName(r.to_dept_id) }), 'ok');
   } catch (e) {
-    showMsg('#rf-msg', errText(e));
+    const k = `rf.err.${e.reason}`;
+    showMsg('#rf-msg', e.reason && t(k) !== k ? t(k) : errText(e));
   } finally {
     $('#rf-submit').disabled = false;
   }
