@@ -384,7 +384,8 @@ void tm__api_appointments(http_req *r)
             if (kind)
                 g_strlcpy(a.kind, kind, sizeof(a.kind));
         }
-        rc = tm_store_appt_change(st, &a, tm_now_ms()); /* followup18: + appointment.moved */
+        /* + appointment.moved or appointment.cancelled, for the messaging system */
+        rc = tm_store_appt_change(st, &a, tm_now_ms());
         if (rc < 0) {
             tm__respond_err(r->p, rc,
                             rc == TM_EINVAL ? "invalid status, kind, slot or doctor" : NULL);

@@ -7,7 +7,7 @@
  * Every appointment step is an outbox event written in the step's
  * transaction. Its subject (the outbox visit_id) is the visit the
  * appointment was booked in, so the messaging system gets a follow-up's
- * booked, moved, due and no_show in that order; an appointment booked
+ * booked, moved, due and no_show (or cancelled) in that order; an appointment booked
  * outside a visit is its own subject and its event carries no visit facts.
  *
  * Control loop thread only, on the store's connection (store_internal.h).
@@ -153,8 +153,10 @@ int tm_store_appt_change(tm_store *s, const tm_appointment *a, int64_t now_ms)
     int rc = tm_store_appt_get(s, a->id, &before);
     if (rc < 0)
         return rc;
-    /* The patient is told of a new time; other changes are the hospital's. */
+    /* The patient is told of a new time and of a cancelled booking (through
+     * the messaging system); other changes are the hospital's. */
     bool moved = before.slot_ms != a->slot_ms && strcmp(a->status, "booked") == 0;
+    bool cancelled = strcmp(before.status, "booked") == 0 && strcmp(a->status, "cancelled") == 0;
     rc = tm__store_begin(s);
     if (rc == 0)
         rc = tm_store_appt_update(s, a);
@@ -163,6 +165,8 @@ int tm_store_appt_change(tm_store *s, const tm_appointment *a, int64_t now_ms)
                            a->id);
     if (rc == 0 && moved)
         rc = append_appt_event(s, "appointment.moved", a->id, now_ms);
+    if (rc == 0 && cancelled)
+        rc = append_appt_event(s, "appointment.cancelled", a->id, now_ms);
     return tm__store_finish(s, rc);
 }
 

@@ -1055,7 +1055,8 @@ int tm_store_appt_move(tm_store *s, const char *appt_id, int64_t slot_ms, int64_
  * transaction. */
 int tm_store_appt_book(tm_store *s, const tm_appointment *a, int64_t now_ms, char *id_out);
 /* As tm_store_appt_update, with appointment.moved (and told due again) when
- * the slot of an appointment that stays booked changes. */
+ * the slot of an appointment that stays booked changes, and
+ * appointment.cancelled when a booked one is cancelled. */
 int tm_store_appt_change(tm_store *s, const tm_appointment *a, int64_t now_ms);
 /* {id, patient_id, department_id, doctor_id, kind, status, slot_at,
  * window_end_at, booked_in_visit, booked_by}, the shape of an appointment

@@ -146,6 +146,25 @@ test('an appointment the hospital books and moves over REST is told too, as its 
     messages('appointment.moved').some((e) => e.visit_id === r.json.id));
 });
 
+test('a cancelled appointment is told to the messaging system (for the patient), once', async () => {
+  const slot = new Date(Date.now() + 4 * 86400e3).toISOString();
+  const r = await srv.api('POST', '/api/v1/appointments', { patient_id: 'p5', dept_id: 'cardio', doctor_id: 'd1', slot, kind: 'follow_up' }, admin);
+  assert.equal(r.status, 201, r.text);
+  const c = await srv.api('DELETE', `/api/v1/appointments/${r.json.id}`, undefined, admin);
+  assert.equal(c.status, 200, c.text);
+  assert.equal(c.json.status, 'cancelled');
+  // Cancelled once: a second cancel is refused and tells nobody again.
+  assert.equal((await srv.api('DELETE', `/api/v1/appointments/${r.json.id}`, undefined, admin)).status, 409);
+  const rows = srv.sql(`SELECT type, payload FROM outbox WHERE visit_id='${r.json.id}' ORDER BY seq`);
+  assert.deepEqual(rows.map((e) => e.type), ['appointment.booked', 'appointment.cancelled']);
+  const data = JSON.parse(rows[1].payload);
+  assert.deepEqual([data.patient_id, data.appointment.status, data.appointment.doctor_id], ['p5', 'cancelled', 'd1']);
+  await waitUntil('cancelled at the messaging system', () =>
+    messages('appointment.cancelled').some((e) => e.visit_id === r.json.id && e.data.patient_id === 'p5'));
+  // A cancelled appointment is never due nor a no-show.
+  assert.equal(srv.sql(`SELECT count(*) n FROM outbox WHERE visit_id='${r.json.id}' AND type IN ('appointment.due', 'appointment.no_show')`)[0].n, 0);
+});
+
 test('the messaging system gets booked, due and no_show, signed, in order, and nothing about visits', async () => {
   await waitUntil('messages delivered', () =>
     messages('appointment.booked').length >= 2 && messages('appointment.due').length >= 1 &&
