@@ -4,7 +4,7 @@
 // department tile is marked while they last.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startHospital, launch, openPage, shot, waitView } from './lib.mjs';
+import { startHospital, launch, openPage, shot, waitView, setLanguage } from './lib.mjs';
 
 test('supervisor alerts: urgent, offer not taken, long wait', { timeout: 120000 }, async () => {
   const srv = await startHospital({ args: ['--offer-timeout-s', '5', '--wait-alert-s', '10'] });
@@ -74,6 +74,28 @@ test('supervisor page: the regulator upload per day, and an alert when yesterday
     assert.match(metrics.text, /^telemed_upload_deadline_missed\{node="[^"]*",profile="tianjin"\} 1$/m);
     assert.match(srv.logs, /ev=tianjin\.deadline_missed day=\d{4}-\d\d-\d\d/);
     assert.deepEqual(sup.errors, []);
+  } finally {
+    await browser.close();
+    await srv.stop();
+  }
+});
+
+test('supervisor page: the scope it oversees, one institution or the whole alliance, in both languages', { timeout: 120000 }, async () => {
+  const srv = await startHospital({ args: ['--institutions', 'west|西县人民医院 County West Hospital|ORG-WEST|2A|hospital'] });
+  const browser = await launch();
+  try {
+    const scoped = await openPage(browser, srv, 'supervisor.html', 's-west', 'supervisor', { extra: { inst: 'west' } });
+    await waitView(scoped, 'sup');
+    await scoped.waitForFunction(() => /You oversee 西县人民医院 County West Hospital/.test(document.querySelector('#sup-scope').textContent));
+    await setLanguage(scoped, 'zh-CN');
+    assert.equal(await scoped.textContent('#sup-scope'), '督导范围：西县人民医院 County West Hospital');
+    const all = await openPage(browser, srv, 'supervisor.html', 's-all', 'supervisor', { locale: 'zh-CN' });
+    await waitView(all, 'sup');
+    assert.equal(await all.textContent('#sup-scope'), '督导范围：整个医联体');
+    await setLanguage(all, 'en-US');
+    assert.equal(await all.textContent('#sup-scope'), 'You oversee the whole alliance');
+    assert.equal(await all.isVisible('#sup-scope'), true);
+    assert.deepEqual([...scoped.errors, ...all.errors], []);
   } finally {
     await browser.close();
     await srv.stop();

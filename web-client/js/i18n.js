@@ -226,6 +226,8 @@ const STRINGS = {
     'state.cancelled': 'Cancelled',
 
     'sup.title': 'Supervision',
+    'sup.scope_one': 'You oversee {name}',
+    'sup.scope_all': 'You oversee the whole alliance',
     'sup.tab_live': 'Live',
     'sup.tab_records': 'Visit records',
     'sup.departments': 'Departments',
@@ -1075,6 +1077,8 @@ const STRINGS = {
     'state.cancelled': '已取消',
 
     'sup.title': '督导',
+    'sup.scope_one': '督导范围：{name}',
+    'sup.scope_all': '督导范围：整个医联体',
     'sup.tab_live': '实时',
     'sup.tab_records': '就诊记录',
     'sup.departments': '科室',
