@@ -196,14 +196,18 @@ static int transfer_part_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
     return rc < 0 ? rc : 0;
 }
 
-/* Appointments whose slot in the range passed without the patient. */
+/* Appointments whose slot in the range passed without the patient, each
+ * for its department and its doctor: the appointment's, else the one who
+ * booked the follow-up (the rule tm_store_noshow_counts counts by too). */
 static int no_show_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
                          void (*fn)(const tm_figure_fact *f, void *user), void *user)
 {
-    tm__stmt *st = tm__store_query(s,
-                                   "SELECT doctor_id, dept_id, kind, slot_at FROM appointments"
-                                   " WHERE status = 'noshow' AND slot_at >= ?1 AND slot_at < ?2",
-                                   "II", from_ms, to_ms);
+    tm__stmt *st =
+        tm__store_query(s,
+                        "SELECT " TM__NOSHOW_DOCTOR ", a.dept_id, a.kind, a.slot_at"
+                        " FROM appointments a LEFT JOIN followups f ON f.appointment_id = a.id"
+                        " WHERE a.status = 'noshow' AND a.slot_at >= ?1 AND a.slot_at < ?2",
+                        "II", from_ms, to_ms);
     if (!st)
         return TM_EIO;
     int rc;

@@ -253,14 +253,13 @@ json_t *tm_store_noshow_counts(tm_store *s, const char *by, int64_t from_ms, int
     tm__stmt *st = NULL;
     if (by && strcmp(by, "doctor") == 0)
         /* A department's follow-up counts for the doctor who booked it. */
-        st = tm__store_query(
-            s,
-            "SELECT coalesce(a.doctor_id, f.booked_by) AS doctor_id, count(*) AS no_shows"
-            " FROM appointments a LEFT JOIN followups f ON f.appointment_id = a.id"
-            " WHERE a.status = 'noshow' AND (?1 IS NULL OR a.slot_at >= ?1)"
-            " AND (?2 IS NULL OR a.slot_at < ?2) AND coalesce(a.doctor_id, f.booked_by)"
-            " IS NOT NULL GROUP BY 1 ORDER BY 1",
-            "tt", from_ms, to_ms);
+        st = tm__store_query(s,
+                             "SELECT " TM__NOSHOW_DOCTOR " AS doctor_id, count(*) AS no_shows"
+                             " FROM appointments a LEFT JOIN followups f ON f.appointment_id = a.id"
+                             " WHERE a.status = 'noshow' AND (?1 IS NULL OR a.slot_at >= ?1)"
+                             " AND (?2 IS NULL OR a.slot_at < ?2) AND " TM__NOSHOW_DOCTOR
+                             " IS NOT NULL GROUP BY 1 ORDER BY 1",
+                             "tt", from_ms, to_ms);
     else if (by && strcmp(by, "dept") == 0)
         st = tm__store_query(s,
                              "SELECT dept_id, count(*) AS no_shows FROM appointments"

@@ -217,4 +217,11 @@ int tm__store_chain_next(tm_store *s, const struct tm_chain_event *ev, char out[
  * with the reason: a doctor works in their own institution's queues.
  * server/store_institution.c. */
 int tm__store_same_institution(tm_store *s, const char *doctor_id, const char *dept_id);
+
+/* Whom a no-show counts for, as SQL over appointments a LEFT JOIN
+ * followups f: the appointment's doctor, else (a follow-up booked for any
+ * doctor of the department) the doctor who booked it; NULL for an
+ * appointment the hospital booked for the department. The figures and
+ * tm_store_noshow_counts both count by it (docs/api.md, "no_shows"). */
+#define TM__NOSHOW_DOCTOR "coalesce(nullif(a.doctor_id, ''), f.booked_by)"
 #endif

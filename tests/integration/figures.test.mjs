@@ -159,7 +159,9 @@ function expected(by, period) {
     g.waits.push(v.accepted_at - v.checkin_at);
     if (v.score) { g.scores.push(v.score); if (v.comment) g.comments++; }
   }
-  for (const a of srv.sql("SELECT doctor_id, dept_id, slot_at FROM appointments WHERE status = 'noshow'")) {
+  // A no-show counts for the appointment's doctor, else the doctor who booked the follow-up.
+  for (const a of srv.sql(`SELECT coalesce(nullif(a.doctor_id, ''), f.booked_by) AS doctor_id, a.dept_id, a.slot_at
+      FROM appointments a LEFT JOIN followups f ON f.appointment_id = a.id WHERE a.status = 'noshow'`)) {
     const id = ownerOf(a.doctor_id, a.dept_id);
     if (id) row(a.slot_at, id).no_shows++;
   }

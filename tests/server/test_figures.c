@@ -325,6 +325,77 @@ static void test_bad_queries(void)
                  at("2026-12-07T00:00:00+08:00"));
 }
 
+/* The no-shows of a rows array ({id or doctor_id or dept_id, no_shows}),
+ * as "id=n;" in order, for the figures and the store's counts to be
+ * compared. New string. */
+static char *no_show_list(json_t *rows, const char *id_key)
+{
+    GString *out = g_string_new(NULL);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        json_int_t n = json_integer_value(json_object_get(r, "no_shows"));
+        if (n)
+            g_string_append_printf(out, "%s=%lld;", json_string_value(json_object_get(r, id_key)),
+                                   (long long)n);
+    }
+    return g_string_free(out, FALSE);
+}
+
+/* One rule for whom a no-show counts: the appointment's doctor, else the
+ * doctor who booked the follow-up for any doctor, else the department
+ * alone; the figures and tm_store_noshow_counts give the same numbers. */
+static void test_noshow_one_rule(void)
+{
+    tm_store *s = open_store("noshow.db");
+    int64_t day = at("2026-12-07T09:00:00+08:00");
+    visit(s, "d1", day, 1000, 0, NULL);
+    json_t *vs = tm_store_visit_list(s, NULL, NULL, "d1", NULL, 0, 0, 1, 0);
+    tm_followup fu = {.slot_ms = day + 3600000};
+    g_strlcpy(fu.visit_id, json_string_value(json_object_get(json_array_get(vs, 0), "id")),
+              sizeof(fu.visit_id));
+    json_decref(vs);
+    g_strlcpy(fu.booked_by, "d1", sizeof(fu.booked_by));
+    g_strlcpy(fu.dept_id, "endo", sizeof(fu.dept_id)); /* d1 books it in endo, any doctor */
+    CHECK_EQ_INT(tm_store_followup_book(s, &fu, day, NULL), 0);
+    const char *doctors[] = {"d2", ""}; /* the hospital's: for d2, and for endo alone */
+    for (size_t i = 0; i < TM_ARRAY_LEN(doctors); i++) {
+        tm_appointment a = {.slot_ms = day + 7200000};
+        g_strlcpy(a.patient_id, "p9", sizeof(a.patient_id));
+        g_strlcpy(a.dept_id, "endo", sizeof(a.dept_id));
+        g_strlcpy(a.doctor_id, doctors[i], sizeof(a.doctor_id));
+        g_strlcpy(a.kind, "follow_up", sizeof(a.kind));
+        CHECK_EQ_INT(tm_store_appt_create(s, &a, NULL), 0);
+    }
+    int marked = 0;
+    CHECK_EQ_INT(tm_store_appt_sweep_noshow(s, day + 86400000, 0, 0, &marked), 0);
+    CHECK_EQ_INT(marked, 3);
+
+    int64_t from = at("2026-12-07T00:00:00+08:00"), to = at("2026-12-08T00:00:00+08:00");
+    json_t *f = figures(s, TM_FIGURES_BY_DOCTOR, TM_FIGURES_DAY, "Asia/Shanghai", from, to);
+    json_t *counts = tm_store_noshow_counts(s, "doctor", from, to);
+    char *a = no_show_list(json_object_get(f, "rows"), "id"),
+         *b = no_show_list(counts, "doctor_id");
+    CHECK_STR(a, "d1=1;d2=1;");
+    CHECK_STR(b, a);
+    g_free(a);
+    g_free(b);
+    json_decref(f);
+    json_decref(counts);
+    f = figures(s, TM_FIGURES_BY_DEPARTMENT, TM_FIGURES_DAY, "Asia/Shanghai", from, to);
+    counts = tm_store_noshow_counts(s, "dept", from, to);
+    a = no_show_list(json_object_get(f, "rows"), "id");
+    b = no_show_list(counts, "dept_id");
+    CHECK_STR(a, "endo=3;");
+    CHECK_STR(b, a);
+    g_free(a);
+    g_free(b);
+    json_decref(f);
+    json_decref(counts);
+    tm_store_free(s);
+}
+
 int main(void)
 {
     dir = g_dir_make_tmp("tm-figures-XXXXXX", NULL);
@@ -332,6 +403,7 @@ int main(void)
     RUN(test_days_across_dst);
     RUN(test_iso_weeks);
     RUN(test_axes);
+    RUN(test_noshow_one_rule);
     RUN(test_transfer);
     RUN(test_bad_queries);
     char *cmd = g_strdup_printf("rm -rf '%s'", dir);
