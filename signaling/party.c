@@ -372,7 +372,9 @@ live_visit *tm__party_visit_for(request *r, tm__party_action a)
         tm__reply_err(r->s, r->id, TM_EPERM, "your role in this visit does not allow it");
         return NULL;
     }
-    if (v->state != TM_VS_ACTIVE) {
+    /* Between two doctors after a transfer the party stays, and may leave. */
+    bool handed_on = v->transfers > 0 && (v->state == TM_VS_WAITING || v->state == TM_VS_OFFERED);
+    if (v->state != TM_VS_ACTIVE && !(a == TM_ACT_LEAVE && handed_on)) {
         tm__reply_err(r->s, r->id, TM_ECONFLICT, "the visit is not active");
         return NULL;
     }
@@ -484,7 +486,10 @@ static party_invite *requested_invite(request *r, bool as_inviter)
         return NULL;
     }
     const char *who = inv ? (as_inviter ? inv->inviter : inv->invitee) : NULL;
-    if (!inv || r->u->role != TM_ROLE_DOCTOR || strcmp(who, r->u->sub) != 0) {
+    /* An invite outlives a transfer: the visit's attending now answers for it. */
+    live_visit *v = inv && as_inviter ? g_hash_table_lookup(r->sig->visits, inv->visit_id) : NULL;
+    bool attending = v && tm__party_role(r->sig, v, r->u) == TM_VR_ATTENDING;
+    if (!inv || r->u->role != TM_ROLE_DOCTOR || (strcmp(who, r->u->sub) != 0 && !attending)) {
         tm__reply_err(r->s, r->id, TM_ENOTFOUND, "no open invite of yours with this id");
         return NULL;
     }
@@ -505,6 +510,13 @@ static void handle_invite_answer(request *r)
         return;
     }
     live_visit *v = g_hash_table_lookup(sig->visits, inv->visit_id);
+    if (json_is_true(accept) && v && v->state != TM_VS_ACTIVE && v->transfers > 0) {
+        /* Handed on, waiting for its next doctor: the invite stays open. */
+        tm__reply_err_reason(r->s, r->id, TM_ECONFLICT,
+                             "the visit waits for its next doctor: accept once they have joined",
+                             "awaiting_doctor");
+        return;
+    }
     if (!json_is_true(accept) || !v || v->state != TM_VS_ACTIVE) {
         int rc = invite_end(sig, inv, v ? "declined" : "visit_ended", true);
         if (rc < 0)

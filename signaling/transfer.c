@@ -9,6 +9,10 @@
  * doctor's part with its event before anything is pushed. The patient's
  * WebSocket and media connection stay: only the leaving doctor's media peer
  * closes, and the next doctor's streams start the recording's next part.
+ * Invited participants (a consulting doctor, an interpreter, a nurse, a
+ * guest) stay with the patient, as on a ward round the colleague stays at
+ * the bedside while the next doctor comes; open invites stay open and are
+ * answered once the next doctor has joined.
  * Referrals are REST's (server/api_referral.c); their pushes to doctors
  * leave from the end of this file.
  */
@@ -112,15 +116,6 @@ static bool may_transfer(request *r, live_visit *v, const char **reason)
         tm__reply_err(r->s, r->id, TM_ECONFLICT, "the visit is not live");
         return false;
     }
-    /* Invited participants came for this doctor's visit: they leave (or
-     * are removed) first, so that nobody stays in a visit without its
-     * attending doctor. */
-    if (v->party->len || tm__party_open_invites(r->sig, v->id)) {
-        tm__reply_err_reason(r->s, r->id, TM_ECONFLICT,
-                             "other participants or invitations are still in the visit",
-                             "party_present");
-        return false;
-    }
     return true;
 }
 
@@ -185,6 +180,8 @@ static void handle_transfer(request *r)
             r->u->sub, t.dept, t.doctor_id ? t.doctor_id : "-");
     release_doctor(sig, v, r->u);
     requeue(sig, v, &t, reason);
+    if (v->party->len)
+        tm__party_push(sig, v); /* without the doctor who left */
     if (sig->feed)
         tm_feed_kick(sig->feed);
     user *p = tm__visit_patient(sig, v);

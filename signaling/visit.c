@@ -496,6 +496,8 @@ static void accept_checked(request *r, const tm_doctor_check *check)
     tm__party_label(sig, v, r->u->key, TM_VR_ATTENDING);
     tm__reply_ok(r->s, r->id, json_pack("{s:s}", "visit_id", v->id));
     tm__push_visit_state(sig, v, v->id, tm__visit_patient(sig, v), r->u);
+    if (v->party->len)
+        tm__party_push(sig, v); /* after a transfer: the party meets its new attending */
     tm__consult_visit_started(sig, v);
     tm__mark_dept_dirty(sig, v->dept);
     tm__flush_positions(sig);

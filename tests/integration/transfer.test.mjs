@@ -359,6 +359,52 @@ test('bad referrals are refused and change nothing', async () => {
   for (const c of [p, d1]) await c.close();
 });
 
+test('a transfer with a consulting doctor in the visit and open invites: they stay with the patient and the next doctor', async () => {
+  for (const [id, kind] of [['n1', 'nurse'], ['i1', 'interpreter']]) {
+    const r = await srv.api('POST', '/api/v1/doctors', { id, name: `Staff ${id}`, dept_id: 'cardio', kind }, admin);
+    assert.equal(r.status, 201, r.text);
+  }
+  const d1 = await doctor('d1');
+  const d2 = await doctor('d2');
+  const d3 = await doctor('d3', 'away');
+  const n1 = await doctor('n1', 'away');
+  const i1 = await doctor('i1', 'away');
+  const { p, visitId, patientId } = await liveVisit(d1);
+  const inv = await d1.request('visit.invite', { visit_id: visitId, user_id: 'd3', role: 'consulting' });
+  await d3.request('visit.invite_answer', { invite_id: inv.invite_id, accept: true });
+  const nurseInv = await d1.request('visit.invite', { visit_id: visitId, user_id: 'n1', role: 'nurse' });
+  const interpInv = await d1.request('visit.invite', { visit_id: visitId, user_id: 'i1', role: 'interpreter' });
+
+  const done = await d1.request('visit.transfer', { visit_id: visitId, doctor_id: 'd2', reason: 'needs a neurologist now' });
+  assert.equal(done.doctor_id, 'd2');
+  // The consulting doctor stays, now with the patient alone, and hears the doctor left.
+  const between = await d3.waitFor('visit.participants', (m) => m.visit_id === visitId && !m.participants.some((x) => x.role === 'attending'));
+  assert.deepEqual(between.participants.map((x) => [x.id, x.role]), [[patientId, 'patient'], ['d3', 'consulting']]);
+  assert.deepEqual(srv.sql(`SELECT user_id, visit_role, left_at IS NULL AS here FROM participants
+    WHERE visit_id = '${visitId}' AND user_id IN ('d1', 'd3') ORDER BY user_id`),
+  [{ user_id: 'd1', visit_role: 'attending', here: 0 }, { user_id: 'd3', visit_role: 'consulting', here: 1 }]);
+  // An invite answered before the next doctor is there stays open.
+  const early = await n1.request('visit.invite_answer', { invite_id: nurseInv.invite_id, accept: true }).catch((e) => e);
+  assert.deepEqual([early.code, early.reason], ['conflict', 'awaiting_doctor']);
+
+  await d2.waitFor('visit.offer', (m) => m.visit_id === visitId);
+  await d2.request('visit.accept', { visit_id: visitId });
+  const met = await d3.waitFor('visit.participants', (m) => m.visit_id === visitId && m.participants.some((x) => x.id === 'd2'));
+  assert.deepEqual(met.participants.filter((x) => x.role !== 'patient').map((x) => [x.id, x.role]),
+    [['d2', 'attending'], ['d3', 'consulting']]);
+  // The invites carried over: the nurse joins now; the new attending withdraws the interpreter's.
+  await n1.request('visit.invite_answer', { invite_id: nurseInv.invite_id, accept: true });
+  await d2.waitFor('visit.participants', (m) => m.visit_id === visitId && m.participants.some((x) => x.id === 'n1'));
+  await d2.request('visit.invite_cancel', { invite_id: interpInv.invite_id });
+  assert.equal((await i1.waitFor('visit.invite_ended', (m) => m.invite_id === interpInv.invite_id)).outcome, 'cancelled');
+  // The doctor who handed on no longer answers for the visit's invites.
+  const late = await d1.request('visit.invite', { visit_id: visitId, user_id: 'i1', role: 'interpreter' }).catch((e) => e);
+  assert.equal(late.code, 'forbidden');
+  await d2.request('visit.end', { visit_id: visitId });
+  await p.waitFor('visit.state', (m) => m.state === 'ended');
+  for (const c of [p, d1, d2, d3, n1, i1]) await c.close();
+});
+
 test('a restart while a transferred patient waits: still first in line, not offered back to the first doctor', async () => {
   const d1 = await doctor('d1');
   const { p, visitId, patientId } = await liveVisit(d1);

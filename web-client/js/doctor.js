@@ -703,6 +703,12 @@ async function answerInvite(accept) {
     hideInvited();
     if (accept) openVisit(m.visit_id, null, (r && r.role) || m.role, (r && r.participants) || null);
   } catch (e) {
+    // Handed on to another doctor who has not joined yet: the invite stays.
+    if (e.reason === 'awaiting_doctor') {
+      m.answered = false;
+      announce(t('party.awaiting_doctor'), { kind: 'error' });
+      return;
+    }
     hideInvited();
     announce(t('common.error', { msg: errText(e) }), { kind: 'error' });
   } finally {
