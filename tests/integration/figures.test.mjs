@@ -1,13 +1,15 @@
 // The doctor and department figures (issue 18, GET /api/v1/figures) for a day
 // of work driven through the real server: visits checked in, offered,
 // accepted, ended and rated over telemed.v1, an appointment that became a
-// no-show, and the network's steps; the answer is compared, per period and
-// owner, with figures computed here by hand from the raw facts in the SQLite
-// file. Then the CSV form, and every bad request refused with its reason.
+// no-show, and the network's steps through their own workflows (a
+// consultation requested, scheduled, held and its opinion signed; a
+// referral; a transfer to a named doctor); the answer is compared, per
+// period and owner, with figures computed here by hand from the raw rows in
+// the SQLite file. Then the CSV form, and every bad request refused with its reason.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { startServer, BIN } from './lib/server.mjs';
 
 const TZ = 'Asia/Shanghai';
@@ -88,20 +90,13 @@ async function visit(doctorId, dept, patientId, { kind = 'follow_up', score = nu
   return ci.visit_id;
 }
 
-// The network's steps as the outbox holds them, written beside the server as
-// the consultation, referral and transfer parts of issue 18 write them (their
-// code lands separately; the figures read only the typed events).
-function writeEvent(type, subject, at, data) {
-  const payload = JSON.stringify(data).replaceAll("'", "''");
-  execFileSync('sqlite3', ['-cmd', '.timeout 10000', srv.db,
-    `INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload) VALUES(lower(hex(randomblob(16))), '${type}', '${subject}', ${at}, '${payload}')`]);
-}
-
 before(async () => {
-  srv = await startServer({ args: ['--allow-first-visits'] });
+  // The core (3A) and a community clinic, for a referral down.
+  srv = await startServer({ args: ['--allow-first-visits', '--hospital-level', '3A',
+    '--institutions', 'clinic|East Clinic|ORG-EAST|community|clinic'] });
   const admin = srv.token('admin-1', 'admin');
-  for (const [id, name] of [['cardio', 'Cardiology'], ['endo', 'Endocrinology']])
-    assert.equal((await srv.api('POST', '/api/v1/departments', { id, name }, admin)).status, 201);
+  for (const [id, name, inst] of [['cardio', 'Cardiology'], ['endo', 'Endocrinology'], ['gp', 'General Practice', 'clinic']])
+    assert.equal((await srv.api('POST', '/api/v1/departments', { id, name, ...(inst ? { institution_id: inst } : {}) }, admin)).status, 201);
   const now = Date.now();
   // Names that need quoting in CSV, and one a spreadsheet would run.
   for (const [id, dept, name] of [['d1', 'cardio', 'Li, "the elder"'], ['d2', 'endo', '=Wang']]) {
@@ -112,7 +107,7 @@ before(async () => {
   sup = srv.token('sup-1', 'supervisor');
 
   // A day of work.
-  await visit('d1', 'cardio', 'p1', { score: 5, comment: 'clear and kind' });
+  const referFrom = await visit('d1', 'cardio', 'p1', { score: 5, comment: 'clear and kind' });
   await visit('d1', 'cardio', 'p2', { score: 2 });
   await visit('d1', 'cardio', 'p3', { kind: 'first' });
   await visit('d2', 'endo', 'p4', { score: 4, comment: 'ok' });
@@ -124,17 +119,57 @@ before(async () => {
     assert.equal(a.status, 201, a.text);
     assert.equal((await srv.api('PATCH', `/api/v1/appointments/${a.json.id}`, { status: 'noshow' }, admin)).status, 200);
   }
-  // d2 asks cardiology for a consultation; it is scheduled with d1 90 s
-  // later, and d1 signs the opinion. d1 refers a patient up; d2 hands one over.
-  const t = Date.now() - 600e3;
-  // Each event's data as those steps write it: a request's own data, a
-  // visit's steps their object beside the visit's facts.
-  writeEvent('consultation.requested', 'cr-1', t, { consultation_id: 'cr-1', requester_id: 'd2', requester_dept_id: 'endo', dept_id: 'cardio', specialist_id: null, by: 'd2' });
-  writeEvent('consultation.scheduled', 'cr-1', t + 90e3, { consultation_id: 'cr-1', requester_id: 'd2', requester_dept_id: 'endo', dept_id: 'cardio', specialist_id: 'd1', by: 'd1' });
-  writeEvent('consultation.opinion_signed', 'v-consult-1', t + 300e3, { visit_id: 'v-consult-1', doctor_id: 'd2', consultation: { consultation_id: 'cr-1', dept_id: 'cardio', specialist_id: 'd1', opinion: { doctor_id: 'd1' } } });
-  writeEvent('referral.created', 'v-ref-1', t + 120e3, { visit_id: 'v-ref-1', doctor_id: 'd1', referral: { id: 'rf-1', from_doctor_id: 'd1', from_dept_id: 'cardio', direction: 'up' } });
-  writeEvent('visit.transferred', 'v-moved-1', t + 150e3, { visit_id: 'v-moved-1', doctor_id: null, transfer: { from_doctor_id: 'd2', from_department_id: 'endo', to_department_id: 'cardio', to_doctor_id: 'd1' } });
+  await networkDay(referFrom);
 });
+
+// The network's steps, each through its own workflow: d2 asks cardiology
+// for a consultation about p4, d1 schedules it with themself, the visit is
+// held with three and d1 signs the opinion; d1 refers p1 down to the
+// clinic; d2 hands a live visit to d1 by name.
+async function networkDay(referFrom) {
+  const as = (who) => srv.token(who, 'doctor');
+  const iso = (ms) => new Date(ms).toISOString();
+  let r = await srv.api('POST', '/api/v1/consultations', { patient_id: 'p4', dept_id: 'cardio', reason: 'HbA1c rising',
+    question: 'Cardiac risk before insulin?', window_start: iso(Date.now()), window_end: iso(Date.now() + 7200e3) }, as('d2'));
+  assert.equal(r.status, 201, r.text);
+  const id = r.json.consultation_id;
+  r = await srv.api('POST', `/api/v1/consultations/${id}/schedule`, { slot_at: iso(Date.now() + 60e3), specialist_id: 'd1' }, as('d1'));
+  assert.equal(r.status, 200, r.text);
+  const d1 = await srv.client('d1', 'doctor');
+  const d2 = await srv.client('d2', 'doctor');
+  await d2.request('doctor.status', { status: 'available' });
+  const p4 = await srv.client('p4', 'patient');
+  const held = await p4.request('checkin', { appointment_id: r.json.appointment_id });
+  await d2.waitFor('visit.offer', (m) => m.visit_id === held.visit_id);
+  await d2.request('visit.accept', { visit_id: held.visit_id });
+  await d1.waitFor('consultation.started', (m) => m.consultation_id === id);
+  await d1.request('consultation.join', { consultation_id: id });
+  r = await srv.api('POST', `/api/v1/consultations/${id}/opinion`, { body: 'Low risk: start insulin.', sign: true }, as('d1'));
+  assert.equal(r.status, 200, r.text);
+  await d2.request('visit.end', { visit_id: held.visit_id });
+  await p4.waitFor('visit.state', (m) => m.state === 'ended');
+
+  r = await srv.api('POST', '/api/v1/referrals', { visit_id: referFrom, direction: 'down', to_dept_id: 'gp',
+    reason: 'stable: community follow-up', summary: 'BP controlled.' }, as('d1'));
+  assert.equal(r.status, 201, r.text);
+
+  await d1.request('doctor.status', { status: 'available' });
+  const p7 = await srv.client('p7', 'patient');
+  const moved = await p7.request('checkin', { dept: 'endo' });
+  await d2.waitFor('visit.offer', (m) => m.visit_id === moved.visit_id);
+  await d2.request('visit.accept', { visit_id: moved.visit_id });
+  await d2.request('visit.transfer', { visit_id: moved.visit_id, doctor_id: 'd1', reason: 'chest pain: cardiology now' });
+  await d1.waitFor('visit.offer', (m) => m.visit_id === moved.visit_id);
+  await d1.request('visit.accept', { visit_id: moved.visit_id });
+  await d1.request('visit.end', { visit_id: moved.visit_id });
+  await p7.waitFor('visit.state', (m) => m.state === 'ended');
+  await p7.request('visit.rate', { visit_id: moved.visit_id, score: 3 });
+  for (const c of [d1, d2, p4, p7]) await c.close();
+  // The figures read the outbox: every step's event is in before the tests ask.
+  const types = ['consultation.requested', 'consultation.scheduled', 'consultation.opinion_signed', 'referral.created', 'visit.transferred'];
+  for (const type of types)
+    assert.equal(srv.sql(`SELECT count(*) AS n FROM outbox WHERE type = '${type}'`)[0].n, 1, type);
+}
 after(async () => { await srv.stop(); });
 
 // The figures computed here from the rows themselves: what each owner did,
@@ -151,13 +186,20 @@ function expected(by, period) {
       scores: [], comments: 0, no_shows: 0 });
     return rows.get(key);
   };
-  for (const v of srv.sql(`SELECT v.doctor_id, v.dept_id, v.kind, v.accepted_at, v.checkin_at, r.score, r.comment
+  // A visit counts for each doctor who attended it, in the order they took
+  // it: the first with check-in -> accept, each next with transfer -> accept
+  // (the previous doctor's leaving); the rating for the one who finished it.
+  for (const v of srv.sql(`SELECT v.id, v.dept_id, v.kind, v.checkin_at, r.score, r.comment
       FROM visits v LEFT JOIN ratings r ON r.visit_id = v.id WHERE v.accepted_at IS NOT NULL`)) {
-    const g = row(v.accepted_at, ownerOf(v.doctor_id, v.dept_id));
-    g.visits++;
-    if (v.kind === 'follow_up') g.follow_up_visits++;
-    g.waits.push(v.accepted_at - v.checkin_at);
-    if (v.score) { g.scores.push(v.score); if (v.comment) g.comments++; }
+    const parts = srv.sql(`SELECT user_id, joined_at, left_at FROM participants
+      WHERE visit_id = '${v.id}' AND visit_role = 'attending' ORDER BY joined_at, id`);
+    parts.forEach((part, i) => {
+      const g = row(part.joined_at, ownerOf(part.user_id, parts.length > 1 ? undefined : v.dept_id));
+      g.visits++;
+      if (v.kind === 'follow_up') g.follow_up_visits++;
+      g.waits.push(part.joined_at - (i ? parts[i - 1].left_at : v.checkin_at));
+      if (i === parts.length - 1 && v.score) { g.scores.push(v.score); if (v.comment) g.comments++; }
+    });
   }
   // A no-show counts for the appointment's doctor, else the doctor who booked the follow-up.
   for (const a of srv.sql(`SELECT coalesce(nullif(a.doctor_id, ''), f.booked_by) AS doctor_id, a.dept_id, a.slot_at
@@ -165,7 +207,8 @@ function expected(by, period) {
     const id = ownerOf(a.doctor_id, a.dept_id);
     if (id) row(a.slot_at, id).no_shows++;
   }
-  const ev = Object.fromEntries(srv.sql("SELECT type, occurred_at FROM outbox WHERE visit_id IN ('cr-1','v-consult-1','v-ref-1','v-moved-1')")
+  const ev = Object.fromEntries(srv.sql(`SELECT type, occurred_at FROM outbox WHERE type IN ('consultation.requested',
+    'consultation.scheduled', 'consultation.opinion_signed', 'referral.created', 'visit.transferred')`)
     .map((e) => [e.type, e.occurred_at]));
   row(ev['consultation.requested'], ownerOf('d2', 'endo')).consultations_requested++;
   row(ev['consultation.scheduled'], ownerOf('d1', 'cardio')).sched.push(ev['consultation.scheduled'] - ev['consultation.requested']);
@@ -212,13 +255,17 @@ test('rows carry names and the department a doctor works in', async () => {
   assert.equal(d1.department_name, 'Cardiology');
   assert.equal(d1.institution_id, 'demo-hospital');
   // The hand-made numbers, spelled out once for the reader.
-  assert.equal(d1.workload.visits, 3);
-  assert.equal(d1.workload.follow_up_visits, 2);
-  assert.equal(d1.satisfaction.ratings, 2);
-  assert.equal(d1.satisfaction.rating_mean, 3.5);
+  // Three visits of their own and the one d2 handed them (rated 3 when they finished it).
+  assert.equal(d1.workload.visits, 4);
+  assert.equal(d1.workload.follow_up_visits, 3);
+  assert.equal(d1.satisfaction.ratings, 3);
+  assert.equal(d1.satisfaction.rating_mean, 3.33);
   assert.equal(d1.satisfaction.comments, 1);
   assert.equal(d1.no_shows, 1);
-  assert.equal(d1.response.schedule_p50_ms, 90000);
+  assert.deepEqual([d1.workload.consultations_given, d1.workload.referrals, d1.response.scheduled], [1, 1, 1]);
+  const d2 = json.rows.find((r) => r.id === 'd2');
+  // p4's visit, the consultation held in endo, and the first part of the one handed on.
+  assert.deepEqual([d2.workload.visits, d2.workload.consultations_requested, d2.workload.transfers], [3, 1, 1]);
   // The comments themselves, newest accepted visit first.
   assert.deepEqual(json.comments.map((c) => [c.doctor_name, c.department_id, c.score, c.comment]),
     [['=Wang', 'endo', 4, 'ok'], ['Li, "the elder"', 'cardio', 5, 'clear and kind']]);
