@@ -89,8 +89,27 @@ const PAGE_OF_ROLE = { patient: 'patient.html', doctor: 'doctor.html', superviso
 // The page frame: language, skip link, and the token check. roles: the
 // roles this page serves; a link for another role is refused here, before
 // it can check in or open an empty shell, with a way to the right page.
+// Tables with class "stack" become one block per row on a phone (app.css);
+// each cell is labelled with its column's heading, again whenever rows or
+// headings change (a new overview, a language switch).
+function labelStacked(table) {
+  const heads = [...table.querySelectorAll('thead th')].map((th) => th.textContent.trim());
+  for (const tr of table.querySelectorAll('tbody tr')) {
+    [...tr.children].forEach((cell, i) => {
+      if (heads[i] && cell.dataset.label !== heads[i]) cell.dataset.label = heads[i];
+    });
+  }
+}
+
+function watchStackedTables() {
+  const all = () => document.querySelectorAll('table.stack').forEach(labelStacked);
+  new MutationObserver(all).observe(document.body, { childList: true, subtree: true, characterData: true });
+  all();
+}
+
 export function initPage(roles = null) {
   apply();
+  watchStackedTables();
   const sw = $('#lang-switch');
   if (sw) bindSwitch(sw);
   const token = getToken();

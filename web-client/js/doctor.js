@@ -223,6 +223,7 @@ function onOffer(m) {
     if (left <= 0) clearInterval(state.offerTimer);
   };
   tick();
+  state.offerTick = tick; // again at once on a language switch
   state.offerTimer = setInterval(tick, 1000);
   announce(t('doc.offer_title'), { toast: false });
   attention(true);
@@ -904,6 +905,7 @@ function relabel() {
   setShift(state.shift);
   renderIdle();
   renderOffer();
+  if (state.offer && state.offerTick) state.offerTick();
   if (state.visitInfo) renderVisitHead();
   if (state.visitId && !state.ended && state.myRole !== 'interpreter') loadPatientCard(state.visitId);
   if (state.ended) renderWrapText();

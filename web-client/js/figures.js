@@ -125,7 +125,11 @@ function table(node, heads, rows) {
 function chart(node, title, rows, bars, valueText, max) {
   const shown = rows.slice(0, MAX_BARS);
   const top = Math.max(max || 0, ...shown.flatMap((r) => bars.map((b) => b.value(r) || 0)), 1);
-  const rowH = 26, labelW = 230, barW = 420, textW = 150;
+  // On a phone the name goes above its bar and the drawing keeps the
+  // screen's own scale; wider, name, bar and value share a line.
+  const narrow = (node.clientWidth || window.innerWidth) < 600;
+  const rowH = narrow ? 44 : 26, labelW = narrow ? 0 : 230, barW = narrow ? 170 : 420, textW = 150;
+  const barY = narrow ? 20 : 3, textY = narrow ? 34 : 16;
   const svg = document.createElementNS(SVG, 'svg');
   svg.setAttribute('viewBox', `0 0 ${labelW + barW + textW} ${shown.length * rowH + 4}`);
   svg.setAttribute('role', 'img');
@@ -142,13 +146,14 @@ function chart(node, title, rows, bars, valueText, max) {
   shown.forEach((r, i) => {
     const y = i * rowH + 2;
     const label = withPeriod ? `${ownerText(r)} · ${periodText(r)}` : ownerText(r);
-    add(svg, 'text', { x: labelW - 8, y: y + 16, 'text-anchor': 'end', class: 'figs-label' }, label.length > 30 ? `${label.slice(0, 29)}…` : label);
+    add(svg, 'text', narrow ? { x: 0, y: y + 14, class: 'figs-label' } : { x: labelW - 8, y: y + 16, 'text-anchor': 'end', class: 'figs-label' },
+      label.length > 30 ? `${label.slice(0, 29)}…` : label);
     for (const b of bars) {
       const v = b.value(r);
       if (v === null || v === undefined) continue;
-      add(svg, 'rect', { x: labelW, y: y + 3, height: rowH - 8, width: Math.max(1, (v / top) * barW), class: b.cls });
+      add(svg, 'rect', { x: labelW, y: y + barY, height: narrow ? 18 : rowH - 8, width: Math.max(1, (v / top) * barW), class: b.cls });
     }
-    add(svg, 'text', { x: labelW + barW + 6, y: y + 16, class: 'figs-value' }, valueText(r));
+    add(svg, 'text', { x: labelW + barW + 6, y: y + textY, class: 'figs-value' }, valueText(r));
   });
   const parts = [svg];
   if (rows.length > MAX_BARS) parts.push(el('p', { class: 'muted' }, t('fig.more', { n: rows.length - MAX_BARS })));

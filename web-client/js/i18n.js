@@ -722,7 +722,7 @@ const STRINGS = {
     'tr.title': 'Transfer to another department or doctor',
     'tr.help': 'The patient stays connected and waits first in line, with anyone you invited; your part of the visit ends and is kept in the record.',
     'tr.kind': 'Transfer to',
-    'tr.to_dept': 'A department (first in its queue)',
+    'tr.to_dept': 'A department (first in line)',
     'tr.to_doctor': 'A named doctor (asked to accept)',
     'tr.dept': 'Department',
     'tr.doctor': 'Doctor',

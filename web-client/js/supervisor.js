@@ -243,7 +243,7 @@ function alertText(a) {
 function renderOverview() {
   const ov = state.overview;
   if (!ov) return;
-  $('#updated').textContent = t('sup.updated', { time: new Date(ov.at || Date.now()).toLocaleTimeString() });
+  $('#updated').textContent = t('sup.updated', { time: new Date(ov.at || Date.now()).toLocaleTimeString(document.documentElement.lang) });
   const alerts = derivedAlerts(ov);
   const alertDepts = new Set();
   for (const a of alerts) {
@@ -729,8 +729,8 @@ function renderDetail() {
 
 async function playReview(rec, box, r) {
   box.replaceChildren(el('p', { class: 'muted' }, t('common.loading')));
-  const meta = el('p', { class: 'muted mono' }, t('sup.recording_meta', { format: 'webm', size: fmtBytes(r.size_bytes), duration: fmtDuration((r.duration_ms || 0) / 1000), sha: (r.sha256 || '').slice(0, 16) }));
-  const evidence = el('button', { class: 'btn btn-small', id: 'd-evidence-play', type: 'button', onclick: () => loadRecording({ evidence: true }) }, t('sup.play_evidence'));
+  const meta = recordingMeta(r, 'webm');
+  const evidence = el('button', { class: 'btn btn-small', id: 'd-evidence-play', type: 'button', 'data-i18n': 'sup.play_evidence', onclick: () => loadRecording({ evidence: true }) }, t('sup.play_evidence'));
   try {
     const res = await fetch(`/api/v1/renditions/${encodeURIComponent(r.id)}`, { headers: { authorization: `Bearer ${page.token}` } });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
@@ -757,6 +757,16 @@ function fmtBytes(n) {
 // it) and played from a blob URL. The review copy (every participant in a
 // grid, every voice mixed) plays by default once it is made; the recording
 // itself, whose first tracks are all a browser plays, stays one click away.
+// A recording's format, size, length and hash, in the page's language now
+// and after a switch (the box is filled once, not on every render).
+function recordingMeta(r, format) {
+  const vars = { format, size: fmtBytes(r.size_bytes), duration: fmtDuration((r.duration_ms || 0) / 1000), sha: r.sha256 ? r.sha256.slice(0, 16) : t('common.none') };
+  const p = el('p', { class: 'muted mono' }, t('sup.recording_meta', vars));
+  const relabel = () => { if (!p.isConnected) window.removeEventListener('langchange', relabel); else p.textContent = t('sup.recording_meta', { ...vars, sha: r.sha256 ? vars.sha : t('common.none') }); };
+  window.addEventListener('langchange', relabel);
+  return p;
+}
+
 async function loadRecording({ evidence = false } = {}) {
   const rec = state.detail;
   const box = $('#d-recording');
@@ -768,17 +778,17 @@ async function loadRecording({ evidence = false } = {}) {
   }
   const all = rec.recordings || [];
   if (!all.length) {
-    box.replaceChildren(el('p', { class: 'muted' }, t('sup.no_recording')));
+    box.replaceChildren(el('p', { class: 'muted', 'data-i18n': 'sup.no_recording' }, t('sup.no_recording')));
     return;
   }
   const playable = all.filter((r) => !r.deleted_at && (r.state === 'complete' || r.state === 'incomplete' || !r.state));
   const r = playable[playable.length - 1] || all[all.length - 1];
-  const meta = el('p', { class: 'muted mono' }, t('sup.recording_meta', { format: r.format || '', size: fmtBytes(r.size_bytes), duration: fmtDuration((r.duration_ms || 0) / 1000), sha: (r.sha256 || '').slice(0, 16) }));
+  const meta = recordingMeta(r, r.format || '');
   const stateKey = `sup.rec_state.${r.deleted_at ? 'deleted' : r.state}`;
   // The failure text is the server's (English, for the logs): a tooltip.
-  const stateLine = t(stateKey) !== stateKey ? el('p', { class: r.state === 'complete' ? 'muted' : 'notice notice-warn', title: r.failure || null }, t(stateKey)) : null;
+  const stateLine = t(stateKey) !== stateKey ? el('p', { class: r.state === 'complete' ? 'muted' : 'notice notice-warn', title: r.failure || null, 'data-i18n': stateKey }, t(stateKey)) : null;
   if (!playable.length) {
-    box.replaceChildren(stateLine || el('p', { class: 'muted' }, t('sup.no_recording')), meta);
+    box.replaceChildren(stateLine || el('p', { class: 'muted', 'data-i18n': 'sup.no_recording' }, t('sup.no_recording')), meta);
     return;
   }
   box.replaceChildren(el('p', { class: 'muted' }, t('common.loading')));
@@ -795,9 +805,9 @@ async function loadRecording({ evidence = false } = {}) {
     state.recordingUrl = URL.createObjectURL(blob);
     video.src = state.recordingUrl;
     // The same bytes, already fetched (and audited) once: saved as a file.
-    const save = el('a', { class: 'btn btn-small', id: 'd-recording-save', href: state.recordingUrl, download: `${rec.id}.mkv` }, t('sup.recording_save'));
-    const back = review ? el('button', { class: 'btn btn-small', id: 'd-review-play', type: 'button', onclick: () => loadRecording() }, t('sup.play_review')) : '';
-    const note = pending && !review ? el('p', { class: 'muted' }, t('sup.review_pending')) : '';
+    const save = el('a', { class: 'btn btn-small', id: 'd-recording-save', href: state.recordingUrl, download: `${rec.id}.mkv`, 'data-i18n': 'sup.recording_save' }, t('sup.recording_save'));
+    const back = review ? el('button', { class: 'btn btn-small', id: 'd-review-play', type: 'button', 'data-i18n': 'sup.play_review', onclick: () => loadRecording() }, t('sup.play_review')) : '';
+    const note = pending && !review ? el('p', { class: 'muted', 'data-i18n': 'sup.review_pending' }, t('sup.review_pending')) : '';
     box.replaceChildren(video, stateLine || '', note, meta, save, back);
   } catch (e) {
     box.replaceChildren(el('p', { class: 'error' }, t('sup.recording_failed', { msg: errText(e) })), stateLine || '', meta);
