@@ -133,6 +133,9 @@ test('a transfer to a named doctor and a referral across the pages', { timeout: 
       await d2.waitForSelector('#wrap-card:not([hidden])');
       await d2.click('#rf-box summary');
       await d2.selectOption('#rf-direction', 'up');
+      // Each receiving department names its institution and level.
+      assert.match(await d2.textContent('#rf-dept option[value="cardio"]'), /^Dept cardio · .+ \(2A\)$/);
+      assert.equal(await d2.textContent('#rf-dept option[value="neuro"]'), 'Dept neuro · Top Hospital (3A)');
       await d2.selectOption('#rf-dept', 'cardio');
       await d2.fill('#rf-reason', 'Blood pressure follow-up');
       await d2.fill('#rf-summary', 'No stroke. BP 150/95 on two readings.');

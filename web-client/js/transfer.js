@@ -17,7 +17,7 @@ import { $, el, getToken, claims, announce, errText } from './common.js';
 // doctor.js checked the link (initPage); this file only borrows its token.
 const token = getToken();
 const page = token && (claims(token) || {}).role === 'doctor' ? { token } : null;
-const hand = { visitId: null, departments: [], doctors: null, inbox: [] };
+const hand = { visitId: null, departments: [], institutions: [], doctors: null, inbox: [] };
 
 if (page) waitForDoctorPage();
 
@@ -39,6 +39,7 @@ function start() {
   window.addEventListener('langchange', () => { fillDepts(); renderInbox(); });
   setInterval(sync, 500);
   api(page.token, '/departments').then((r) => { hand.departments = r.departments || []; fillDepts(); }).catch(() => {});
+  api(page.token, '/institutions').then((r) => { hand.institutions = r.institutions || []; fillDepts(); }).catch(() => {});
 }
 
 /* ---- the card in the visit ---------------------------------------- */
@@ -108,10 +109,19 @@ function deptName(id) {
   return (hand.departments.find((d) => d.id === id) || {}).name || id || '';
 }
 
+// A referral goes up or down the alliance's levels: its departments name
+// their institution and its level.
+function referralLabel(d) {
+  const inst = hand.institutions.find((i) => i.id === d.institution_id);
+  if (!inst || hand.institutions.length < 2) return d.name || d.id;
+  return `${d.name || d.id} · ${inst.name || inst.id}${inst.level ? ` (${inst.level})` : ''}`;
+}
+
 function fillDepts() {
   for (const sel of ['#tr-dept', '#rf-dept']) {
     const keep = $(sel).value;
-    $(sel).replaceChildren(...hand.departments.map((d) => el('option', { value: d.id }, d.name || d.id)));
+    const label = sel === '#rf-dept' ? referralLabel : (d) => d.name || d.id;
+    $(sel).replaceChildren(...hand.departments.map((d) => el('option', { value: d.id }, label(d))));
     if (keep) $(sel).value = keep;
   }
 }
