@@ -5,9 +5,9 @@
  * the consultations and referrals where the store has them
  * (tm_store_patient_timeline). Every read is audited, a refused one too.
  *
- * Who reads it: supervisors and admins; a doctor who has seen the patient
- * or whose department has (beside the live visit); the patient their own,
- * in the patient's view (visits, released notes, appointments ahead).
+ * Who reads it: supervisors and admins (of one institution: its patients'); a doctor who has seen
+ * the patient or whose department has (beside the live visit); the patient their own, in the
+ * patient's view (visits, released notes, appointments ahead).
  *
  * Control loop thread only.
  */
@@ -30,6 +30,20 @@ static bool doctor_may_read(http_req *r, const char *patient_id)
     return ok;
 }
 
+/* Staff of one institution read the course of its own patients: those
+ * with a visit in one of its departments (the course then shows all of
+ * it, as the alliance shares it); staff of the alliance, anyone's. */
+static bool staff_may_read(http_req *r, const char *patient_id)
+{
+    if (!r->who.institution[0])
+        return true;
+    json_t *seen = tm_store_visit_list_in(r->app->store, r->who.institution, NULL, NULL, NULL,
+                                          patient_id, 0, 0, 1, 0);
+    bool ok = json_array_size(seen) > 0;
+    json_decref(seen);
+    return ok;
+}
+
 void tm__api_patients(http_req *r)
 {
     if (r->p->method != LWSHUMETH_GET || r->nseg != 3 || strcmp(r->seg[2], "timeline") != 0) {
@@ -42,8 +56,8 @@ void tm__api_patients(http_req *r)
         return;
     }
     bool own = r->who.role == TM_ROLE_PATIENT && strcmp(r->who.sub, patient_id) == 0;
-    bool ok =
-        tm__is_staff(r) || own || (r->who.role == TM_ROLE_DOCTOR && doctor_may_read(r, patient_id));
+    bool ok = (tm__is_staff(r) && staff_may_read(r, patient_id)) || own ||
+              (r->who.role == TM_ROLE_DOCTOR && doctor_may_read(r, patient_id));
     if (!ok) {
         tm__audit(r, "patient.timeline", patient_id, "denied");
         tm__need(r, false);

@@ -155,6 +155,10 @@ test('a supervisor scoped to an institution sees only its part; unscoped sees al
   const allFig = await ok(await srv.api('GET', '/api/v1/figures?by=institution', undefined, srv.token('s-all', 'supervisor')));
   assert.ok(JSON.stringify(allFig).includes(`"${HOSP}"`), JSON.stringify(allFig)); // the core's accept counts
   assert.ok(!JSON.stringify(fig).includes(`"${HOSP}"`), JSON.stringify(fig));
+  // The patient's course: the county's supervisor reads its own patient's, not the core's.
+  assert.equal((await srv.api('GET', '/api/v1/patients/p2/timeline', undefined, swt)).status, 200);
+  assert.equal((await srv.api('GET', '/api/v1/patients/p1/timeline', undefined, swt)).status, 403);
+  assert.equal((await srv.api('GET', '/api/v1/patients/p1/timeline', undefined, srv.token('s-all', 'supervisor'))).status, 200);
   const reads = srv.sql(`SELECT outcome FROM audit_log WHERE actor_id = 'sw' AND action = 'visit.read'`);
   assert.deepEqual(reads.map((r) => r.outcome).sort(), ['denied', 'ok']);
 
