@@ -26,6 +26,15 @@ async function visit(srv, patientId, score, comment) {
   await doctor.close();
 }
 
+// An hour ago, but not before today began in the figures' time zone
+// (Asia/Shanghai, UTC+8, the default): the page's rows are today's, and at
+// 00:30 there an hour ago was yesterday.
+function noShowSlot() {
+  const now = Date.now();
+  const dayStart = Math.floor((now + 8 * 3600e3) / 86400e3) * 86400e3 - 8 * 3600e3;
+  return Math.min(now - 1000, Math.max(now - 3600e3, dayStart));
+}
+
 test('figures page: tables and charts per axis in both languages, CSV, bad dates, wrong role', { timeout: 240000 }, async () => {
   const srv = await startHospital();
   const browser = await launch();
@@ -34,7 +43,7 @@ test('figures page: tables and charts per axis in both languages, CSV, bad dates
     await visit(srv, 'p1', 5, '很耐心，讲得清楚');
     await visit(srv, 'p2', 4);
     const a = await srv.api('POST', '/api/v1/appointments', { patient_id: 'p3', dept_id: 'cardio', doctor_id: 'd1',
-      slot: new Date(Date.now() - 3600e3).toISOString() }, srv.admin);
+      slot: new Date(noShowSlot()).toISOString() }, srv.admin);
     assert.equal((await srv.api('PATCH', `/api/v1/appointments/${a.json.id}`, { status: 'noshow' }, srv.admin)).status, 200);
     const server = (await srv.api('GET', '/api/v1/figures?by=doctor&period=month', undefined, srv.token('s0', 'supervisor'))).json.rows;
     assert.equal(server.length, 1);

@@ -18,24 +18,24 @@ const MAX_BARS = 24;
 
 function main() {
   $('#fig-back').href = `supervisor.html#token=${encodeURIComponent(page.token)}`;
-  const today = new Date();
-  $('#fig-to').value = isoDate(today);
-  $('#fig-from').value = isoDate(new Date(today.getTime() - 6 * DAY_MS));
   $('#fig-form').addEventListener('submit', (e) => { e.preventDefault(); load(); });
   $('#fig-csv').addEventListener('click', downloadCsv);
   window.addEventListener('langchange', render);
   showView('figures', { focus: false });
-  load();
+  load({ firstWeek: true });
 }
 
-const isoDate = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
-
 // The form's dates are inclusive; the API's `to` is the next day's midnight.
-function query(format) {
-  const to = new Date(`${$('#fig-to').value}T00:00:00Z`);
-  to.setUTCDate(to.getUTCDate() + 1);
-  const q = new URLSearchParams({ by: $('#fig-by').value, period: $('#fig-period').value,
-    from: $('#fig-from').value, to: to.toISOString().slice(0, 10) });
+// Without dates the server gives the last seven days in its figures' time
+// zone, which is where "today" is decided, not the browser's clock.
+function query(format, { firstWeek = false } = {}) {
+  const q = new URLSearchParams({ by: $('#fig-by').value, period: $('#fig-period').value });
+  if (!firstWeek) {
+    const to = new Date(`${$('#fig-to').value}T00:00:00Z`);
+    to.setUTCDate(to.getUTCDate() + 1);
+    q.set('from', $('#fig-from').value);
+    q.set('to', to.toISOString().slice(0, 10));
+  }
   if (format) q.set('format', format);
   return q.toString();
 }
@@ -48,9 +48,9 @@ function formError() {
   return null;
 }
 
-async function load() {
+async function load({ firstWeek = false } = {}) {
   const status = $('#fig-status');
-  const bad = formError();
+  const bad = firstWeek ? null : formError();
   if (bad) {
     status.textContent = bad;
     status.className = 'error';
@@ -59,7 +59,12 @@ async function load() {
   status.className = 'muted';
   status.textContent = t('common.loading');
   try {
-    state.figures = await api(page.token, `/figures?${query()}`);
+    state.figures = await api(page.token, `/figures?${query(null, { firstWeek })}`);
+    if (firstWeek) {
+      // The server's range in its time zone: from a day's start to now.
+      $('#fig-from').value = state.figures.from.slice(0, 10);
+      $('#fig-to').value = state.figures.to.slice(0, 10);
+    }
     render();
   } catch (e) {
     status.className = 'error';
