@@ -21,14 +21,17 @@ static void respond_profile_rc(http_req *r, int rc)
                                          : NULL);
 }
 
-/* /feed/profiles[/{name}[/run | /dead-letters/{id}/replay]]: the batch
- * delivery profiles (feed_profile.h). */
+/* /feed/profiles[/{name}[/run | /dead-letters/{id}/replay]]: the
+ * delivery profiles, the deployment's and the alliance members' own
+ * (feed_profile.h). */
 static void api_feed_profiles(http_req *r)
 {
     tm_feed_profiles *set = r->app->profiles;
     int m = r->p->method;
     if (m == LWSHUMETH_GET && r->nseg == 2) {
-        tm__respond_json(r->p, 200, json_pack("{s:o}", "profiles", tm_feed_profiles_list(set)));
+        tm__respond_json(r->p, 200,
+                         json_pack("{s:o, s:o}", "profiles", tm_feed_profiles_list(set),
+                                   "instances", tm_feed_profiles_instances(set)));
         return;
     }
     if (m == LWSHUMETH_GET && r->nseg == 3) {

@@ -32,8 +32,8 @@ typedef struct tm_app {
     tm_store *store;
     tm_jwt_verifier *jwt;
     tm_signaling *sig;
-    tm_feed *feed;              /* the webhook profile; NULL when not in feed_profiles */
-    tm_feed_profiles *profiles; /* the batch profiles (tianjin, ...) */
+    tm_feed *feed; /* the webhook profile's engine (owned by profiles); NULL when not listed */
+    tm_feed_profiles *profiles; /* every delivery profile (webhook, tianjin, ...) */
     tm_feed *messaging;         /* the messaging system's consumer; NULL without messaging_url */
     tm_media *media;
     tm_node *node;             /* this node behind the load balancer: id, health, drain */

@@ -249,6 +249,11 @@ static const config_option options[] = {
     INT(feed_backoff_max_ms, 300000, 100, 86400000, "Longest retry delay, ms."),
     STR(feed_profiles, "webhook", OPT_REQUIRED, tm__config_check_profiles,
         "Delivery profiles, comma-separated: webhook (real time), tianjin (nightly upload)."),
+    STR(institution_feeds, NULL, OPT_SECRET, tm__config_check_institution_feeds,
+        "Alliance members with a delivery profile of their own, whose visits go there instead of "
+        "to feed_profiles: entries institution|profile|url|secret[|app_key] separated by ';'. "
+        "webhook: secret is the HMAC key (may be empty); tianjin: the app secret (32 hex) and "
+        "app key. The institution must be declared in institutions."),
 
     /* followup18 */
     SECTION("follow-ups and messaging"),
@@ -670,6 +675,39 @@ static int check_tianjin(const tm_config *c, char **err)
     return 0;
 }
 
+static int add_member_id(const char *id, const char *name, const char *org_code, const char *level,
+                         const char *kind, void *user)
+{
+    (void)name, (void)org_code, (void)level, (void)kind;
+    g_hash_table_add(user, g_strdup(id));
+    return 0;
+}
+
+static int member_declared(const char *institution, const char *profile, const char *url,
+                           const char *secret, const char *app_key, void *user)
+{
+    (void)profile, (void)url, (void)secret, (void)app_key;
+    return g_hash_table_contains(user, institution) ? 0 : TM_ENOTFOUND;
+}
+
+/* A member's own profile routes by its departments' institution id: one
+ * not declared would never match a visit, so its events would go nowhere
+ * it was meant to. */
+static int check_institution_feeds(const tm_config *c, char **err)
+{
+    if (!c->institution_feeds)
+        return 0;
+    GHashTable *ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    int rc = tm_config_foreach_institution(c->institutions, add_member_id, ids, err);
+    if (rc == 0)
+        rc = tm_config_foreach_institution_feed(c->institution_feeds, member_declared, ids, err);
+    g_hash_table_unref(ids);
+    if (rc == TM_ENOTFOUND)
+        *err = g_strdup("institution_feeds: every institution must be declared in institutions "
+                        "(the core, hospital_id, is served by feed_profiles)");
+    return rc < 0 ? TM_EINVAL : 0;
+}
+
 static int check_cross(const tm_config *c, char **err)
 {
     if (c->media_port_min && c->media_port_max && c->media_port_min > c->media_port_max) {
@@ -699,6 +737,8 @@ static int check_cross(const tm_config *c, char **err)
             g_strdup("feed_client_cert: feed_client_cert and feed_client_key must be set together");
         return TM_EINVAL;
     }
+    if (check_institution_feeds(c, err) < 0)
+        return TM_EINVAL;
     return check_tianjin(c, err);
 }
 

@@ -97,6 +97,81 @@ int tm_config_foreach_institution(const char *value, tm_config_institution_fn fn
     return rc;
 }
 
+/* ---- the members' own delivery profiles ------------------------------- */
+
+/* Splits an institution_feeds value into entries of 4 or 5 stripped fields
+ * (institution|profile|url|secret[|app_key]) and checks each, as
+ * split_institutions does. */
+static char *split_institution_feeds(const char *value, GPtrArray **out)
+{
+    GPtrArray *entries = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
+    gchar **items = g_strsplit(value, ";", -1);
+    char *why = NULL;
+    for (gchar **it = items; *it && !why; it++) {
+        g_strstrip(*it);
+        if (!**it)
+            continue;
+        gchar **f = g_strsplit(*it, "|", -1);
+        for (gchar **x = f; *x; x++)
+            g_strstrip(*x);
+        g_ptr_array_add(entries, f);
+        guint n = g_strv_length(f);
+        bool tianjin = n >= 2 && strcmp(f[1], "tianjin") == 0;
+        char *bad = NULL;
+        /* Entries are named by institution only: a URL or secret may not be shown. */
+        if (n != 4 && n != 5)
+            why = g_strdup("an entry is not institution|profile|url|secret[|app_key]");
+        else if (!institution_id_ok(f[0]))
+            why = g_strdup_printf("'%s': the id must be 1-63 of [A-Za-z0-9._-]", f[0]);
+        else if (strcmp(f[1], "webhook") != 0 && !tianjin)
+            why = g_strdup_printf("'%s': profile '%s' is not webhook or tianjin", f[0], f[1]);
+        else if ((bad = tm__config_check_http_url(f[2])) != NULL)
+            why = g_strdup_printf("'%s': the url is not https:// (or http://)", f[0]);
+        else if (tianjin && (n != 5 || !*f[4] || (bad = tm__config_check_sm4_key(f[3])) != NULL))
+            why = g_strdup_printf("'%s': tianjin needs its app secret (32 hex) and app key", f[0]);
+        else if (!tianjin && n == 5 && *f[4])
+            why = g_strdup_printf("'%s': a webhook takes no app key", f[0]);
+        g_free(bad);
+        for (guint i = 0; !why && i + 1 < entries->len; i++)
+            if (strcmp(((gchar **)g_ptr_array_index(entries, i))[0], f[0]) == 0)
+                why = g_strdup_printf("'%s' has two profiles", f[0]);
+    }
+    g_strfreev(items);
+    if (why)
+        g_ptr_array_unref(entries);
+    else
+        *out = entries;
+    return why;
+}
+
+char *tm__config_check_institution_feeds(const char *value)
+{
+    GPtrArray *entries = NULL;
+    char *why = split_institution_feeds(value, &entries);
+    if (entries)
+        g_ptr_array_unref(entries);
+    return why;
+}
+
+int tm_config_foreach_institution_feed(const char *value, tm_config_institution_feed_fn fn,
+                                       void *user, char **err)
+{
+    GPtrArray *entries = NULL;
+    char *why = split_institution_feeds(value ? value : "", &entries);
+    if (why) {
+        *err = g_strdup_printf("institution_feeds: %s", why);
+        g_free(why);
+        return TM_EINVAL;
+    }
+    int rc = 0;
+    for (guint i = 0; i < entries->len && rc == 0; i++) {
+        gchar **f = g_ptr_array_index(entries, i);
+        rc = fn(f[0], f[1], f[2], f[3], f[4] ? f[4] : "", user);
+    }
+    g_ptr_array_unref(entries);
+    return rc;
+}
+
 char *tm__config_check_log_level(const char *value)
 {
     tm_log_level l;

@@ -20,5 +20,6 @@ char *tm__config_check_url_list(const char *value);
 char *tm__config_check_node_id(const char *value);
 char *tm__config_check_time_zone(const char *value);
 char *tm__config_check_institutions(const char *value);
+char *tm__config_check_institution_feeds(const char *value);
 
 #endif

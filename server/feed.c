@@ -59,13 +59,16 @@
 #define IDLE_POLL_MS 1000  /* re-check even without a kick (rows written elsewhere) */
 
 /* Where a consumer's delivery state lives (store.h: the regulator outbox,
- * the messaging queue); each function has tm_outbox_*'s contract. */
+ * the messaging queue, an alliance member's routed queue); each function
+ * has tm_outbox_*'s contract. scope is the member's institution id for the
+ * routed queue and unused by the others. */
 typedef struct delivery_queue {
     const char *name;       /* log events and metric names: feed, messaging */
     const char *depth_help; /* the help lines of two metrics */
     const char *delivered_help;
     const char *user_agent; /* of the HTTP requests */
-    int (*next_batch)(tm_store *s, int64_t now_ms, int limit, tm_outbox_event **out, size_t *n);
+    int (*next_batch)(tm_store *s, const char *scope, int64_t now_ms, int limit,
+                      tm_outbox_event **out, size_t *n);
     int (*next_due)(tm_store *s, int64_t *due_ms);
     int (*mark_delivered)(tm_store *s, const int64_t *seqs, size_t n, int status, int64_t now_ms);
     int (*retry)(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n, int status,
@@ -73,27 +76,77 @@ typedef struct delivery_queue {
     int (*retry_now)(tm_store *s, int64_t now_ms);
     int (*dead_letter)(tm_store *s, int64_t seq, int status, const char *error,
                        const char *response, size_t response_len);
-    int (*replay)(tm_store *s, int64_t seq);
-    json_t *(*dead_list)(tm_store *s, int limit);
-    int (*stats_get)(tm_store *s, tm_outbox_stats *out);
-    int (*queue)(tm_store *s, int64_t *pending, int64_t *oldest_pending_at);
+    int (*replay)(tm_store *s, const char *scope, int64_t seq);
+    json_t *(*dead_list)(tm_store *s, const char *scope, int limit);
+    int (*stats_get)(tm_store *s, const char *scope, tm_outbox_stats *out);
+    int (*queue)(tm_store *s, const char *scope, int64_t *pending, int64_t *oldest_pending_at);
 } delivery_queue;
+
+/* The unscoped queues' steps with the scoped signature. */
+#define UNSCOPED(prefix)                                                                           \
+    static int prefix##_batch(tm_store *s, const char *scope, int64_t now_ms, int limit,           \
+                              tm_outbox_event **out, size_t *n)                                    \
+    {                                                                                              \
+        (void)scope;                                                                               \
+        return tm_##prefix##_next_batch(s, now_ms, limit, out, n);                                 \
+    }                                                                                              \
+    static int prefix##_replay(tm_store *s, const char *scope, int64_t seq)                        \
+    {                                                                                              \
+        (void)scope;                                                                               \
+        return tm_##prefix##_replay(s, seq);                                                       \
+    }                                                                                              \
+    static json_t *prefix##_dead(tm_store *s, const char *scope, int limit)                        \
+    {                                                                                              \
+        (void)scope;                                                                               \
+        return tm_##prefix##_dead_list(s, limit);                                                  \
+    }                                                                                              \
+    static int prefix##_stats(tm_store *s, const char *scope, tm_outbox_stats *out)                \
+    {                                                                                              \
+        (void)scope;                                                                               \
+        return tm_##prefix##_stats_get(s, out);                                                    \
+    }                                                                                              \
+    static int prefix##_queue(tm_store *s, const char *scope, int64_t *pending, int64_t *oldest)   \
+    {                                                                                              \
+        (void)scope;                                                                               \
+        return tm_##prefix##_queue(s, pending, oldest);                                            \
+    }
+UNSCOPED(outbox)
+UNSCOPED(msgq)
 
 static const delivery_queue regulator_queue = {
     "feed",
     "Regulator feed events waiting for delivery.",
     "Events delivered to the regulator sink.",
     "telemed-feed/1",
-    tm_outbox_next_batch,
+    outbox_batch,
     tm_outbox_next_due,
     tm_outbox_mark_delivered,
     tm_outbox_retry,
     tm_outbox_retry_now,
     tm_outbox_dead_letter,
-    tm_outbox_replay,
-    tm_outbox_dead_list,
-    tm_outbox_stats_get,
-    tm_outbox_queue,
+    outbox_replay,
+    outbox_dead,
+    outbox_stats,
+    outbox_queue,
+};
+
+/* An alliance member's own webhook (tm_feed_member_new): its metrics are
+ * the feed's with an institution label, so they carry no HELP/TYPE here. */
+static const delivery_queue member_queue = {
+    "feed",
+    NULL,
+    NULL,
+    "telemed-feed/1",
+    tm_routeq_next_batch,
+    tm_routeq_next_due,
+    tm_routeq_mark_delivered,
+    tm_routeq_retry,
+    tm_routeq_retry_now,
+    tm_routeq_dead_letter,
+    tm_routeq_replay,
+    tm_routeq_dead_list,
+    tm_routeq_stats_get,
+    tm_routeq_queue,
 };
 
 static const delivery_queue messaging_queue = {
@@ -101,21 +154,23 @@ static const delivery_queue messaging_queue = {
     "Messaging events waiting for delivery.",
     "Events delivered to the hospital's messaging system.",
     "telemed-messaging/1",
-    tm_msgq_next_batch,
+    msgq_batch,
     tm_msgq_next_due,
     tm_msgq_mark_delivered,
     tm_msgq_retry,
     tm_msgq_retry_now,
     tm_msgq_dead_letter,
-    tm_msgq_replay,
-    tm_msgq_dead_list,
-    tm_msgq_stats_get,
-    tm_msgq_queue,
+    msgq_replay,
+    msgq_dead,
+    msgq_stats,
+    msgq_queue,
 };
 
 struct tm_feed {
     const delivery_queue *q;
-    tm_feed *also; /* kicked with this one (the messaging consumer), or NULL */
+    char *scope;      /* the member's institution id (member_queue), else NULL */
+    bool route_first; /* route the outbox by institution before each batch */
+    tm_feed *also;    /* kicked with this one (the messaging consumer), or NULL */
     tm_store *store;
     GMainContext *ctx;
     char hospital[128];
@@ -612,7 +667,9 @@ static void pump(tm_feed *f)
     }
     tm_outbox_event *ev = NULL;
     size_t n = 0;
-    int rc = f->q->next_batch(f->store, tm_now_ms(), f->batch, &ev, &n);
+    int rc = f->route_first ? tm_route_new(f->store, tm_now_ms()) : 0;
+    if (rc == 0)
+        rc = f->q->next_batch(f->store, f->scope, tm_now_ms(), f->batch, &ev, &n);
     if (rc < 0) {
         note_error(f, 0, "outbox read failed: %s", tm_strerror(rc));
         schedule(f, f->backoff_base_ms);
@@ -762,11 +819,12 @@ static int start_file(tm_feed *f, const tm_config *cfg, char **err)
 
 /* One consumer of the outbox: q's rows to ep's URL, or to the NDJSON file
  * sink when ep has none. The timing knobs are the feed's for both. */
-static tm_feed *engine_new(tm_store *store, const delivery_queue *q, const tm_config *cfg,
-                           const endpoint *ep, GMainContext *ctx, char **err)
+static tm_feed *engine_new(tm_store *store, const delivery_queue *q, const char *scope,
+                           const tm_config *cfg, const endpoint *ep, GMainContext *ctx, char **err)
 {
     tm_feed *f = g_new0(tm_feed, 1);
     f->q = q;
+    f->scope = g_strdup(scope);
     f->store = store;
     f->ctx = g_main_context_ref(ctx ? ctx : g_main_context_default());
     f->fd = -1;
@@ -782,7 +840,7 @@ static tm_feed *engine_new(tm_store *store, const delivery_queue *q, const tm_co
     if (rc < 0)
         goto fail;
     tm_outbox_stats st;
-    if (q->stats_get(store, &st) == 0) {
+    if (q->stats_get(store, f->scope, &st) == 0) {
         f->n_delivered = st.delivered;
         f->n_failed = st.failed_attempts;
         f->n_dead = st.dead;
@@ -800,7 +858,24 @@ tm_feed *tm_feed_new(tm_store *store, const tm_config *cfg, struct lws_context *
     (void)lws;
     endpoint ep = {"feed_url",   cfg->feed_url,         cfg->feed_secret,
                    cfg->feed_ca, cfg->feed_client_cert, cfg->feed_client_key};
-    return engine_new(store, &regulator_queue, cfg, &ep, ctx, err);
+    return engine_new(store, &regulator_queue, NULL, cfg, &ep, ctx, err);
+}
+
+tm_feed *tm_feed_member_new(tm_store *store, const tm_config *cfg, const char *institution,
+                            const char *url, const char *secret, GMainContext *ctx, char **err)
+{
+    if (!url || !*url) {
+        *err = g_strdup_printf("institution_feeds: %s: a webhook needs a URL", institution);
+        return NULL;
+    }
+    endpoint ep = {"institution_feeds", url, secret, cfg->feed_ca, cfg->feed_client_cert,
+                   cfg->feed_client_key};
+    return engine_new(store, &member_queue, institution, cfg, &ep, ctx, err);
+}
+
+void tm_feed_route_first(tm_feed *f)
+{
+    f->route_first = true;
 }
 
 tm_feed *tm_messaging_new(tm_store *store, const tm_config *cfg, GMainContext *ctx, char **err)
@@ -811,7 +886,7 @@ tm_feed *tm_messaging_new(tm_store *store, const tm_config *cfg, GMainContext *c
     }
     endpoint ep = {
         "messaging_url", cfg->messaging_url, cfg->messaging_secret, cfg->messaging_ca, NULL, NULL};
-    return engine_new(store, &messaging_queue, cfg, &ep, ctx, err);
+    return engine_new(store, &messaging_queue, NULL, cfg, &ep, ctx, err);
 }
 
 void tm_feed_also_kick(tm_feed *f, tm_feed *other)
@@ -846,6 +921,7 @@ void tm_feed_free(tm_feed *f)
     g_free(f->client_key);
     g_free(f->feed_dir);
     g_free(f->file_path);
+    g_free(f->scope);
     g_main_context_unref(f->ctx);
     g_free(f);
 }
@@ -862,7 +938,7 @@ void tm_feed_kick(tm_feed *f)
 static int feed_stats(tm_feed *f, tm_outbox_stats *st)
 {
     memset(st, 0, sizeof(*st));
-    if (f->q->queue(f->store, &st->pending, &st->oldest_pending_at) < 0)
+    if (f->q->queue(f->store, f->scope, &st->pending, &st->oldest_pending_at) < 0)
         return TM_EIO;
     st->delivered = f->n_delivered;
     st->failed_attempts = f->n_failed;
@@ -911,17 +987,32 @@ json_t *tm_feed_status(tm_feed *f)
 
 json_t *tm_feed_dead_letters(tm_feed *f, int limit)
 {
-    return f->q->dead_list(f->store, limit);
+    return f->q->dead_list(f->store, f->scope, limit);
 }
 
 int tm_feed_replay(tm_feed *f, int64_t seq)
 {
-    int rc = f->q->replay(f->store, seq);
+    int rc = f->q->replay(f->store, f->scope, seq);
     if (rc == 0) {
         f->n_dead--;
         tm_feed_kick(f);
     }
     return rc;
+}
+
+/* A member's webhook: the feed's samples labelled with its institution.
+ * The family's HELP and TYPE come once, with the deployment's webhook. */
+static void member_metrics(tm_feed *f, const tm_outbox_stats *st, double age, GString *out)
+{
+    const char *in = f->scope;
+    g_string_append_printf(out,
+                           "telemed_feed_queue_depth{institution=\"%s\"} %lld\n"
+                           "telemed_feed_oldest_undelivered_seconds{institution=\"%s\"} %.3f\n"
+                           "telemed_feed_delivered_total{institution=\"%s\"} %lld\n"
+                           "telemed_feed_failed_attempts_total{institution=\"%s\"} %lld\n"
+                           "telemed_feed_dead_letters{institution=\"%s\"} %lld\n",
+                           in, (long long)st->pending, in, age, in, (long long)st->delivered, in,
+                           (long long)st->failed_attempts, in, (long long)st->dead);
 }
 
 int tm_feed_metrics(tm_feed *f, GString *out)
@@ -930,6 +1021,12 @@ int tm_feed_metrics(tm_feed *f, GString *out)
     if (feed_stats(f, &st) < 0)
         return TM_EIO;
     double age = st.oldest_pending_at ? (double)(tm_now_ms() - st.oldest_pending_at) / 1000.0 : 0;
+    if (age < 0)
+        age = 0;
+    if (f->scope) {
+        member_metrics(f, &st, age, out);
+        return 0;
+    }
     const char *m = f->q->name;
     g_string_append_printf(
         out,

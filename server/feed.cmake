@@ -23,6 +23,8 @@ tm_node_test(feed_crash tests/feed/feed_crash.test.mjs)
 tm_node_test(feed_outage tests/feed/feed_outage.test.mjs)
 tm_node_test(feed_server tests/feed/feed_server.test.mjs)
 tm_node_test(feed_docs tests/feed/feed_docs.test.mjs)
+# reg16b: profiles per institution, two receivers.
+tm_node_test(feed_institutions tests/feed/feed_institutions.test.mjs)
 
 tm_unit_test(test_feed_sink tests/server/test_feed_sink.c)
 target_include_directories(test_feed_sink PRIVATE ${CMAKE_SOURCE_DIR}/server)

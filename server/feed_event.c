@@ -56,6 +56,25 @@ static json_t *consent(const tm_visit_facts *f)
     return c;
 }
 
+/* Everyone in the visit by role; only doctors are named (id, licence), a
+ * patient, guest or interpreter never is. */
+static json_t *participants(const tm_visit_facts *f)
+{
+    json_t *all = json_array();
+    for (size_t i = 0; i < f->n_participants; i++) {
+        json_t *p = json_object();
+        json_object_set_new(p, "role", json_string(f->participants[i].role));
+        if (f->participants[i].doctor_id[0]) {
+            json_object_set_new(p, "doctor_id", json_string(f->participants[i].doctor_id));
+            json_object_set_new(p, "licence_no", text(f->participants[i].licence_no));
+        }
+        json_object_set_new(p, "joined_at", when(f->participants[i].joined_ms));
+        json_object_set_new(p, "left_at", when(f->participants[i].left_ms));
+        json_array_append_new(all, p);
+    }
+    return all;
+}
+
 /* How the doctor proved who they were before accepting (细则 Art. 13). */
 static json_t *doctor_verification(const tm_visit_facts *f)
 {
@@ -116,6 +135,7 @@ static void add_visit(json_t *data, const tm_visit_facts *f)
             doctors, json_pack("{s:s, s:s, s:o}", "doctor_id", f->doctors[i].doctor_id, "role",
                                f->doctors[i].role, "licence_no", text(f->doctors[i].licence_no)));
     json_object_set_new(data, "doctors", doctors);
+    json_object_set_new(data, "participants", participants(f));
     /* Informed consent to recording as given at check-in; null: not asked. */
     json_object_set_new(data, "recording_consent",
                         v->recording_consent == 0 ? json_null()

@@ -45,7 +45,9 @@ typedef struct batch {
 struct tm_tianjin {
     tm_store *store;
     GMainContext *ctx;
-    tm_config cfg; /* the tianjin_* strings are copies owned here; others unused */
+    tm_config cfg;     /* the tianjin_* strings are copies owned here; others unused */
+    char name[80];     /* "tianjin", or "tianjin@<institution>" for a member's own */
+    char *institution; /* the member whose visits alone it uploads; NULL: the deployment's */
     uint8_t key[TM_SM4_KEY_LEN], iv[TM_SM4_KEY_LEN];
     tm_sm4_padding pad;
     int upload_s; /* seconds after local midnight */
@@ -165,8 +167,8 @@ static int stage(tm_tianjin *t, int64_t day_no, int64_t now_ms)
     day_name(day_no, day);
     int64_t from = day_no * DAY_MS - offset_ms(t);
     int added = 0;
-    int rc = tm_upload_stage_day(t->store, PROFILE, day, from, from + DAY_MS,
-                                 t->cfg.tianjin_send_unanswered, now_ms, &added);
+    int rc = tm_upload_stage_day_in(t->store, t->name, t->institution, day, from, from + DAY_MS,
+                                    t->cfg.tianjin_send_unanswered, now_ms, &added);
     if (rc < 0) {
         tm_error("tianjin.stage_failed", "day=%s rc=%d", day, rc);
         return rc;
@@ -184,7 +186,7 @@ static void stage_due_days(tm_tianjin *t, int64_t now_ms)
     char last[16];
     int64_t first = due;
     int64_t last_no;
-    if (tm_upload_last_day(t->store, PROFILE, last) == 0 && day_parse(last, &last_no) == 0) {
+    if (tm_upload_last_day(t->store, t->name, last) == 0 && day_parse(last, &last_no) == 0) {
         if (last_no >= due)
             return;
         first = last_no + 1;
@@ -342,7 +344,7 @@ static void records_done(tm_tianjin *t, answer a, int status, const char *msg)
 static void checkin_done(tm_tianjin *t, answer a)
 {
     if (a == ANSWER_OK) {
-        if (tm_upload_checkin_done(t->store, PROFILE, t->checkin_day, tm_now_ms()) < 0)
+        if (tm_upload_checkin_done(t->store, t->name, t->checkin_day, tm_now_ms()) < 0)
             tm_error("tianjin.store_failed", "op=checkin_done");
         tm_info("tianjin.checked_in", "day=%s", t->checkin_day);
     } else {
@@ -515,7 +517,7 @@ static bool next_records(tm_tianjin *t, batch *b)
     int64_t now = tm_now_ms();
     static const char *const kinds[] = {"visit", "rating"};
     for (size_t k = 0; k < TM_ARRAY_LEN(kinds); k++) {
-        if (tm_upload_next_batch(t->store, PROFILE, kinds[k], now, t->cfg.tianjin_batch, &b->r,
+        if (tm_upload_next_batch(t->store, t->name, kinds[k], now, t->cfg.tianjin_batch, &b->r,
                                  &b->n) < 0)
             return false;
         if (b->n)
@@ -557,7 +559,7 @@ static bool send_next(tm_tianjin *t)
             start_failed(t, rc);
         return true;
     }
-    if (tm_upload_checkin_next(t->store, PROFILE, t->checkin_day) == 0) {
+    if (tm_upload_checkin_next(t->store, t->name, t->checkin_day) == 0) {
         t->sending = SEND_CHECKIN;
         int rc = http_send(t, t->cfg.tianjin_checkin_method, "[]");
         if (rc < 0)
@@ -582,7 +584,7 @@ static void pump(tm_tianjin *t)
     if (send_next(t))
         return;
     int64_t delay = IDLE_POLL_MS, due = 0;
-    if (tm_upload_next_due(t->store, PROFILE, &due) == 0 && due - now < delay)
+    if (tm_upload_next_due(t->store, t->name, &due) == 0 && due - now < delay)
         delay = due - now;
     schedule(t, delay);
 }
@@ -678,6 +680,12 @@ static const char *missing_setting(const tm_config *c)
 
 tm_tianjin *tm_tianjin_new(tm_store *store, const tm_config *cfg, GMainContext *ctx, char **err)
 {
+    return tm_tianjin_member_new(store, cfg, NULL, ctx, err);
+}
+
+tm_tianjin *tm_tianjin_member_new(tm_store *store, const tm_config *cfg, const char *institution,
+                                  GMainContext *ctx, char **err)
+{
     const char *missing = missing_setting(cfg);
     if (missing) {
         *err = g_strdup_printf("%s: required by the tianjin profile", missing);
@@ -685,6 +693,11 @@ tm_tianjin *tm_tianjin_new(tm_store *store, const tm_config *cfg, GMainContext *
     }
     tm_tianjin *t = g_new0(tm_tianjin, 1);
     t->store = store;
+    t->institution = g_strdup(institution);
+    if (institution)
+        snprintf(t->name, sizeof(t->name), "%s@%s", PROFILE, institution);
+    else
+        snprintf(t->name, sizeof(t->name), "%s", PROFILE);
     t->ctx = g_main_context_ref(ctx ? ctx : g_main_context_default());
     t->response = g_string_new(NULL);
     t->halves = g_ptr_array_new();
@@ -747,6 +760,7 @@ void tm_tianjin_free(tm_tianjin *t)
     g_string_free(t->response, TRUE);
     OPENSSL_cleanse(t->key, sizeof(t->key));
     free_settings(&t->cfg);
+    g_free(t->institution);
     g_main_context_unref(t->ctx);
     g_free(t);
 }
@@ -771,13 +785,13 @@ static json_t *time_or_null(int64_t ms)
 json_t *tm_tianjin_status(tm_tianjin *t)
 {
     tm_upload_counts c;
-    if (tm_upload_counts_get(t->store, PROFILE, &c) < 0)
+    if (tm_upload_counts_get(t->store, t->name, &c) < 0)
         return NULL;
     char last[16];
-    bool have_last = tm_upload_last_day(t->store, PROFILE, last) == 0;
+    bool have_last = tm_upload_last_day(t->store, t->name, last) == 0;
     int64_t held = t->hold_until - tm_mono_ms();
     json_t *o = json_object();
-    json_object_set_new(o, "profile", json_string(PROFILE));
+    json_object_set_new(o, "profile", json_string(t->name));
     json_object_set_new(o, "endpoint", json_string(t->cfg.tianjin_url));
     json_object_set_new(o, "upload_at", json_string(t->cfg.tianjin_upload_at));
     json_object_set_new(o, "next_run_at", time_or_null(next_run_at(t, tm_now_ms())));
@@ -803,12 +817,12 @@ json_t *tm_tianjin_status(tm_tianjin *t)
 
 json_t *tm_tianjin_dead_letters(tm_tianjin *t, int limit)
 {
-    return tm_upload_dead_list(t->store, PROFILE, limit);
+    return tm_upload_dead_list(t->store, t->name, limit);
 }
 
 int tm_tianjin_replay(tm_tianjin *t, int64_t id)
 {
-    int rc = tm_upload_replay(t->store, PROFILE, id, tm_now_ms());
+    int rc = tm_upload_replay(t->store, t->name, id, tm_now_ms());
     if (rc == 0)
         schedule(t, 0);
     return rc;
@@ -865,7 +879,7 @@ static json_t *report_row(json_t *report, int64_t day_no)
 
 json_t *tm_tianjin_compliance(tm_tianjin *t, int limit)
 {
-    json_t *report = tm_upload_day_report(t->store, PROFILE, limit);
+    json_t *report = tm_upload_day_report(t->store, t->name, limit);
     if (!report)
         return NULL;
     int64_t now = tm_now_ms();
@@ -890,41 +904,47 @@ json_t *tm_tianjin_compliance(tm_tianjin *t, int limit)
                 (long long)json_integer_value(json_object_get(y, "dead")));
     }
     json_decref(report);
-    return json_pack("{s:s, s:i, s:o, s:o}", "profile", PROFILE, "deadline_h",
+    return json_pack("{s:s, s:i, s:o, s:o}", "profile", t->name, "deadline_h",
                      t->cfg.tianjin_deadline_h, "yesterday", y, "days", days);
+}
+
+/* The family's HELP and TYPE once: with the deployment's instance, or
+ * with none when only members' instances run (their samples untyped). */
+static void metric_head(const tm_tianjin *t, GString *out, const char *name, const char *type,
+                        const char *help)
+{
+    if (!t->institution)
+        g_string_append_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metric(const tm_tianjin *t, GString *out, const char *name, const char *type,
+                   const char *help, long long value)
+{
+    metric_head(t, out, name, type, help);
+    g_string_append_printf(out, "%s{profile=\"%s\"} %lld\n", name, t->name, value);
 }
 
 int tm_tianjin_metrics(tm_tianjin *t, GString *out)
 {
     tm_upload_counts c;
-    if (tm_upload_counts_get(t->store, PROFILE, &c) < 0)
+    if (tm_upload_counts_get(t->store, t->name, &c) < 0)
         return TM_EIO;
     json_t *comp = tm_tianjin_compliance(t, 2);
     if (!comp)
         return TM_EIO;
     const char *verdict =
         json_string_value(json_object_get(json_object_get(comp, "yesterday"), "deadline"));
-    g_string_append_printf(out,
-                           "# HELP telemed_upload_deadline_missed Whether the previous day's "
-                           "upload missed its deadline (1) or not (0).\n"
-                           "# TYPE telemed_upload_deadline_missed gauge\n"
-                           "telemed_upload_deadline_missed{profile=\"" PROFILE "\"} %d\n",
-                           strcmp(verdict, "missed") == 0);
+    metric(t, out, "telemed_upload_deadline_missed", "gauge",
+           "Whether the previous day's upload missed its deadline (1) or not (0).",
+           strcmp(verdict, "missed") == 0);
     json_decref(comp);
-    g_string_append_printf(
-        out,
-        "# HELP telemed_upload_pending Batch-profile records waiting for upload.\n"
-        "# TYPE telemed_upload_pending gauge\n"
-        "telemed_upload_pending{profile=\"" PROFILE "\"} %lld\n"
-        "# HELP telemed_upload_delivered_total Batch-profile records the platform accepted.\n"
-        "# TYPE telemed_upload_delivered_total counter\n"
-        "telemed_upload_delivered_total{profile=\"" PROFILE "\"} %lld\n"
-        "# HELP telemed_upload_dead_letters Batch-profile records waiting for a person.\n"
-        "# TYPE telemed_upload_dead_letters gauge\n"
-        "telemed_upload_dead_letters{profile=\"" PROFILE "\"} %lld\n"
-        "# HELP telemed_upload_checkins_total Daily check-ins the platform accepted.\n"
-        "# TYPE telemed_upload_checkins_total counter\n"
-        "telemed_upload_checkins_total{profile=\"" PROFILE "\"} %lld\n",
-        (long long)c.pending, (long long)c.delivered, (long long)c.dead, (long long)c.checkins);
+    metric(t, out, "telemed_upload_pending", "gauge", "Batch-profile records waiting for upload.",
+           (long long)c.pending);
+    metric(t, out, "telemed_upload_delivered_total", "counter",
+           "Batch-profile records the platform accepted.", (long long)c.delivered);
+    metric(t, out, "telemed_upload_dead_letters", "gauge",
+           "Batch-profile records waiting for a person.", (long long)c.dead);
+    metric(t, out, "telemed_upload_checkins_total", "counter",
+           "Daily check-ins the platform accepted.", (long long)c.checkins);
     return 0;
 }

@@ -160,8 +160,6 @@ static void route_metrics(tm_app *app, http_pss *p)
         "# TYPE telemed_connections_refused_total counter\n"
         "telemed_connections_refused_total{why=\"unauthenticated_per_addr\"} %llu\n",
         (unsigned long long)app->conns_refused);
-    if (app->feed)
-        tm_feed_metrics(app->feed, out);
     if (app->messaging)
         tm_feed_metrics(app->messaging, out);
     tm_feed_profiles_metrics(app->profiles, out);

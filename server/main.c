@@ -726,16 +726,16 @@ static int run(tm_app *app)
         g_free(err);
         return 1;
     }
-    if (tm_feed_profile_enabled(&app->cfg, "webhook")) {
-        app->feed =
-            tm_feed_new(app->store, &app->cfg, NULL, g_main_loop_get_context(app->loop), &err);
-        if (!app->feed) {
-            fprintf(stderr, "telemed-server: feed: %s\n", err);
-            g_free(err);
-            return 1;
-        }
-        tm_signaling_set_feed(app->sig, app->feed);
+    app->profiles =
+        tm_feed_profiles_start(app->store, &app->cfg, g_main_loop_get_context(app->loop), &err);
+    if (!app->profiles) {
+        fprintf(stderr, "telemed-server: feed: %s\n", err);
+        g_free(err);
+        return 1;
     }
+    app->feed = tm_feed_profiles_webhook(app->profiles);
+    if (app->feed)
+        tm_signaling_set_feed(app->sig, app->feed);
     if (app->cfg.messaging_url) {
         app->messaging =
             tm_messaging_new(app->store, &app->cfg, g_main_loop_get_context(app->loop), &err);
@@ -745,13 +745,6 @@ static int run(tm_app *app)
             return 1;
         }
         tm_feed_also_kick(app->feed, app->messaging);
-    }
-    app->profiles =
-        tm_feed_profiles_start(app->store, &app->cfg, g_main_loop_get_context(app->loop), &err);
-    if (!app->profiles) {
-        fprintf(stderr, "telemed-server: feed: %s\n", err);
-        g_free(err);
-        return 1;
     }
     app->record = tm_visit_record_new(&app->cfg, app->store);
     tm_visit_record_set_feed(app->record, app->feed);
@@ -829,10 +822,10 @@ static void shutdown_app(tm_app *app)
     tm_conn_limit_free(app->conn_limit);
     tm_media_free(app->media);
     tm_sealer_free(app->sealer);
-    tm_feed_profiles_free(app->profiles);
     tm_visit_record_free(app->record); /* after media: it receives recording results */
     tm_review_free(app->review);
-    tm_feed_free(app->feed);
+    tm_feed_profiles_free(app->profiles); /* the webhook among them: app->feed */
+    app->feed = NULL;
     tm_feed_free(app->messaging); /* after the feed, which kicks it */
     tm_jwt_verifier_free(app->jwt);
     tm_store_free(app->store);

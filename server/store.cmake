@@ -23,6 +23,9 @@ target_sources(telemed PRIVATE
   # followup18
   ${CMAKE_CURRENT_LIST_DIR}/store_followup.c
   ${CMAKE_CURRENT_LIST_DIR}/store_messaging.c
+  # reg16b: the webhook's participants
+  ${CMAKE_CURRENT_LIST_DIR}/store_facts_people.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_route.c
 )
 # Issue 18: the doctor and department figures' reads.
 target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/store_figures.c)

@@ -167,6 +167,9 @@ int tm__store_outbox_append_with(tm_store *s, const char *type, const char *visi
 int tm__store_outbox_append_data(tm_store *s, const char *type, const char *subject_id,
                                  int64_t now_ms, json_t *data);
 
+/* Fills out's participants of visit_id (store_facts_people.c). */
+int tm__store_facts_participants(tm_store *s, const char *visit_id, tm_visit_facts *out);
+
 /* The delivery side shared by the outbox's consumers (store_outbox.c): the
  * regulator feed's rows and the messaging system's (store_messaging.c).
  * walk takes st (stepped, then reset), whose columns are seq, event_id,

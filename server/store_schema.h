@@ -515,6 +515,32 @@ static const char *const tm_store_migrations[] = {
     "  id INTEGER PRIMARY KEY CHECK(id = 1),"
     "  last_seq INTEGER NOT NULL);"
     "INSERT INTO messaging_cursor VALUES(1, 0);",
+
+    /* 17 (reg16b, profiles per institution): feed_routes says which alliance
+     * member has a delivery profile of its own (written from config at each
+     * start); routed_outbox is the delivery state of the rows routed to a
+     * member's own webhook (seq is the outbox row's), filled from
+     * routed_cursor on. The cursor starts at the newest row: events written
+     * before routing existed stay with the deployment's profiles. */
+    "CREATE TABLE feed_routes("
+    "  institution_id TEXT PRIMARY KEY,"
+    "  profile TEXT NOT NULL);"
+    "CREATE TABLE routed_outbox("
+    "  seq INTEGER PRIMARY KEY REFERENCES outbox(seq),"
+    "  institution_id TEXT NOT NULL,"
+    "  visit_id TEXT NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'pending' CHECK(state IN ('pending','delivered','dead')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_attempt_at INTEGER NOT NULL DEFAULT 0,"
+    "  delivered_at INTEGER,"
+    "  last_status INTEGER,"
+    "  last_error TEXT,"
+    "  last_response TEXT);"
+    "CREATE INDEX routed_outbox_pending ON routed_outbox(institution_id, state, visit_id, seq);"
+    "CREATE TABLE routed_cursor("
+    "  id INTEGER PRIMARY KEY CHECK(id = 1),"
+    "  last_seq INTEGER NOT NULL);"
+    "INSERT INTO routed_cursor(id, last_seq) SELECT 1, coalesce(max(seq), 0) FROM outbox;",
 };
 
 #endif

@@ -59,16 +59,35 @@
 /* Stages one kind: an INSERT ... SELECT bound to profile, day, the window,
  * now and whether unanswered visits go too. */
 static int stage_kind(tm_store *s, const char *sql, const char *profile, const char *day,
-                      int64_t from_ms, int64_t to_ms, int64_t now_ms, bool unanswered, int *added)
+                      int64_t from_ms, int64_t to_ms, int64_t now_ms, bool unanswered,
+                      const char *institution, int *added)
 {
-    int rc = tm__store_run(s, sql, "ssIIIi", profile, day, from_ms, to_ms, now_ms, unanswered);
+    int rc = tm__store_run(s, sql, "ssIIIis", profile, day, from_ms, to_ms, now_ms, unanswered,
+                           institution);
     if (rc == 0)
         *added += tm__store_changes(s);
     return rc;
 }
 
+/* Whether visit v is in the stager's scope, ?7: that member's own (a
+ * department of institution ?7), or with ?7 NULL the deployment's (not a
+ * department of a member routed to its own profile, store_route.c). */
+#define IN_SCOPE                                                                                   \
+    " AND (CASE WHEN ?7 IS NULL THEN NOT EXISTS (SELECT 1 FROM departments rd"                     \
+    "   JOIN feed_routes rr ON rr.institution_id = rd.institution_id WHERE rd.id = v.dept_id)"     \
+    "  ELSE EXISTS (SELECT 1 FROM departments rd WHERE rd.id = v.dept_id"                          \
+    "   AND rd.institution_id = ?7) END)"
+
 int tm_upload_stage_day(tm_store *s, const char *profile, const char *day, int64_t from_ms,
                         int64_t to_ms, bool unanswered, int64_t now_ms, int *staged)
+{
+    return tm_upload_stage_day_in(s, profile, NULL, day, from_ms, to_ms, unanswered, now_ms,
+                                  staged);
+}
+
+int tm_upload_stage_day_in(tm_store *s, const char *profile, const char *institution,
+                           const char *day, int64_t from_ms, int64_t to_ms, bool unanswered,
+                           int64_t now_ms, int *staged)
 {
     int added = 0;
     int rc = tm__store_begin(s);
@@ -81,9 +100,9 @@ int tm_upload_stage_day(tm_store *s, const char *profile, const char *day, int64
                     "   FROM visits v LEFT JOIN doctors doc ON doc.id = v.doctor_id"
                     "  WHERE v.ended_at >= ?3 AND v.ended_at < ?4"
                     "    AND v.state IN ('ended','cancelled')"
-                    "    AND (?6 <> 0 OR v.accepted_at IS NOT NULL)"
+                    "    AND (?6 <> 0 OR v.accepted_at IS NOT NULL)" IN_SCOPE
                     "  ORDER BY v.ended_at ON CONFLICT DO NOTHING",
-                    profile, day, from_ms, to_ms, now_ms, unanswered, &added);
+                    profile, day, from_ms, to_ms, now_ms, unanswered, institution, &added);
     if (rc == 0)
         rc = stage_kind(s,
                         "INSERT INTO upload_records"
@@ -91,8 +110,8 @@ int tm_upload_stage_day(tm_store *s, const char *profile, const char *day, int64
                         " SELECT ?1, 'rating', r.visit_id, r.visit_id, ?2, " RATING_SOURCE ", ?5"
                         "   FROM ratings r JOIN visits v ON v.id = r.visit_id"
                         "  WHERE r.created_at >= ?3 AND r.created_at < ?4 AND ?6 IS NOT NULL"
-                        "  ORDER BY r.created_at ON CONFLICT DO NOTHING",
-                        profile, day, from_ms, to_ms, now_ms, unanswered, &added);
+                        IN_SCOPE "  ORDER BY r.created_at ON CONFLICT DO NOTHING",
+                        profile, day, from_ms, to_ms, now_ms, unanswered, institution, &added);
     if (rc == 0)
         rc = tm__store_run(s,
                            "INSERT INTO upload_days(profile, day, staged_at, records)"

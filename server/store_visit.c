@@ -832,5 +832,7 @@ int tm_store_visit_facts(tm_store *s, const char *visit_id, tm_visit_facts *out)
         rc = facts_signed_note(s, visit_id, out);
     if (rc == 0)
         rc = facts_doctors(s, visit_id, out);
+    if (rc == 0)
+        rc = tm__store_facts_participants(s, visit_id, out);
     return rc;
 }

@@ -147,7 +147,8 @@ typedef struct tm_config {
     char *messaging_secret;       /* NULL: unsigned */
     char *messaging_ca;           /* NULL */
     /* delivery profiles (docs/regulator-feed.md) */
-    char *feed_profiles; /* "webhook": comma-separated, of webhook and tianjin */
+    char *feed_profiles;     /* "webhook": comma-separated, of webhook and tianjin */
+    char *institution_feeds; /* members' own profiles (reg16b); NULL: none */
     /* tianjin: the Tianjin supervision platform's nightly upload */
     char *tianjin_url;            /* NULL; required with the tianjin profile */
     char *tianjin_app_key;        /* NULL; X-Ca-Key */
@@ -209,5 +210,16 @@ typedef int (*tm_config_institution_fn)(const char *id, const char *name, const 
  * string, g_free) when the value is malformed: then fn was not called. */
 int tm_config_foreach_institution(const char *value, tm_config_institution_fn fn, void *user,
                                   char **err);
+
+/* One member's own delivery profile as institution_feeds declares it
+ * ("institution|profile|url|secret[|app_key]"); strings borrowed for the
+ * call, secret and app_key may be "". */
+typedef int (*tm_config_institution_feed_fn)(const char *institution, const char *profile,
+                                             const char *url, const char *secret,
+                                             const char *app_key, void *user);
+/* Calls fn for each entry of an institution_feeds value (entries separated
+ * by ';') after checking them all; as tm_config_foreach_institution. */
+int tm_config_foreach_institution_feed(const char *value, tm_config_institution_feed_fn fn,
+                                       void *user, char **err);
 
 #endif

@@ -48,6 +48,19 @@ tm_feed *tm_feed_new(tm_store *store, const tm_config *cfg, struct lws_context *
  * when messaging_url is set; NULL with *err (new string) otherwise or when
  * libcurl cannot start. */
 tm_feed *tm_messaging_new(tm_store *store, const tm_config *cfg, GMainContext *ctx, char **err);
+/* reg16b: an alliance member's own webhook (institution_feeds): the outbox
+ * rows routed to institution (store.h, "routes by institution"), signed
+ * JSON batches to url with secret (may be NULL: unsigned), with the feed's
+ * CA, client certificate, timeout, batch and backoff; every function below
+ * works on it as on the feed, its metrics labelled institution="...". NULL
+ * with *err (new string) when url is missing or libcurl cannot start. */
+tm_feed *tm_feed_member_new(tm_store *store, const tm_config *cfg, const char *institution,
+                            const char *url, const char *secret, GMainContext *ctx, char **err);
+/* Routes the outbox by institution (tm_route_new) before each batch of f,
+ * so the deployment's webhook never sends a row a member's profile owns.
+ * Call once, before the loop runs, when members have profiles. */
+void tm_feed_route_first(tm_feed *f);
+
 /* tm_feed_kick(f) kicks other too (may be NULL; borrowed, and cleared
  * before other is freed). */
 void tm_feed_also_kick(tm_feed *f, tm_feed *other);

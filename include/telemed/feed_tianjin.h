@@ -35,6 +35,13 @@ typedef struct tm_tianjin tm_tianjin;
  * store, which must outlive it. NULL with *err (new string, g_free) when a
  * setting is missing or bad. */
 tm_tianjin *tm_tianjin_new(tm_store *store, const tm_config *cfg, GMainContext *ctx, char **err);
+/* reg16b: an alliance member's own instance, named "tianjin@<institution>":
+ * only the visits of institution's departments (tm_upload_stage_day_in),
+ * with the tianjin_* settings of cfg (the caller puts the member's URL and
+ * credentials there) and its own records, days and dead letters. The
+ * instance tm_tianjin_new starts ("tianjin") leaves such members' visits out. */
+tm_tianjin *tm_tianjin_member_new(tm_store *store, const tm_config *cfg, const char *institution,
+                                  GMainContext *ctx, char **err);
 /* Cancels the request in flight (its records stay pending). NULL is fine. */
 void tm_tianjin_free(tm_tianjin *t);
 

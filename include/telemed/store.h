@@ -634,6 +634,16 @@ typedef struct tm_visit_facts {
         char role[16];
         char licence_no[64];
     } doctors[8];
+    /* Everyone who took part in the visit (not supervisors, who watch), by
+     * first join: the visit role, and for doctors (attending, consulting)
+     * their id and licence; nobody else is named. left_ms 0: still in. */
+    size_t n_participants;
+    struct {
+        char role[16];
+        char doctor_id[64];
+        char licence_no[64];
+        int64_t joined_ms, left_ms;
+    } participants[16];
     bool has_signed_note; /* the newest signed note */
     struct {
         char doctor_id[64];
@@ -1115,6 +1125,42 @@ json_t *tm_msgq_dead_list(tm_store *s, int limit);
 int tm_msgq_stats_get(tm_store *s, tm_outbox_stats *out);
 int tm_msgq_queue(tm_store *s, int64_t *pending, int64_t *oldest_pending_at);
 
+/* ---- routes by institution (reg16b) ---------------------------------- */
+/*
+ * An alliance member may have a delivery profile of its own
+ * (institution_feeds): its visits' events go there and no longer to the
+ * deployment's profiles. A row's institution is its visit's department's
+ * at the time it is routed; rows whose subject is no visit are never routed.
+ */
+/* Replaces the routes: member institutions[i] to profiles[i] ("webhook",
+ * "tianjin"), in one transaction. */
+int tm_route_set(tm_store *s, const char *const *institutions, const char *const *profiles,
+                 size_t n);
+/* Routes the outbox rows written since the last call: a routed member's
+ * pending rows leave the outbox's own queue (delivered, last_error
+ * "routed"), and those of a member routed to a webhook enter its queue
+ * below. The deployment webhook calls it before each batch when routes
+ * exist, so it never sends a routed row. */
+int tm_route_new(tm_store *s, int64_t now_ms);
+/* A member's webhook queue: tm_msgq_*'s contracts, for one institution
+ * (routing first, in next_batch). A replay of another member's row is
+ * TM_ENOTFOUND. */
+int tm_routeq_next_batch(tm_store *s, const char *institution, int64_t now_ms, int limit,
+                         tm_outbox_event **out, size_t *n);
+int tm_routeq_next_due(tm_store *s, int64_t *due_ms);
+int tm_routeq_mark_delivered(tm_store *s, const int64_t *seqs, size_t n, int status,
+                             int64_t now_ms);
+int tm_routeq_retry(tm_store *s, const int64_t *seqs, const int64_t *next_at, size_t n, int status,
+                    const char *error);
+int tm_routeq_retry_now(tm_store *s, int64_t now_ms);
+int tm_routeq_dead_letter(tm_store *s, int64_t seq, int status, const char *error,
+                          const char *response, size_t response_len);
+int tm_routeq_replay(tm_store *s, const char *institution, int64_t seq);
+json_t *tm_routeq_dead_list(tm_store *s, const char *institution, int limit);
+int tm_routeq_stats_get(tm_store *s, const char *institution, tm_outbox_stats *out);
+int tm_routeq_queue(tm_store *s, const char *institution, int64_t *pending,
+                    int64_t *oldest_pending_at);
+
 /* ---- batch uploads (provincial platforms) ---------------------------- */
 /*
  * A batch delivery profile (feed_profile.h; the Tianjin platform's nightly
@@ -1143,6 +1189,13 @@ typedef struct tm_upload_record {
  * records. Staging a day again adds only what is new. */
 int tm_upload_stage_day(tm_store *s, const char *profile, const char *day, int64_t from_ms,
                         int64_t to_ms, bool unanswered, int64_t now_ms, int *staged);
+/* The same for one alliance member's own profile (institution, its id):
+ * only that member's visits and ratings. tm_upload_stage_day (institution
+ * NULL) stages every visit but those of members routed to their own
+ * profile (tm_route_set). */
+int tm_upload_stage_day_in(tm_store *s, const char *profile, const char *institution,
+                           const char *day, int64_t from_ms, int64_t to_ms, bool unanswered,
+                           int64_t now_ms, int *staged);
 /* The latest staged day into day (16 bytes). TM_ENOTFOUND if none. */
 int tm_upload_last_day(tm_store *s, const char *profile, char day[16]);
 

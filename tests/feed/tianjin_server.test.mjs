@@ -105,7 +105,7 @@ test('webhook and tianjin side by side: the admin run uploads the day, status an
       assert.equal(c.yesterday.deadline, 'open');
       assert.equal((await srv.api('GET', '/api/v1/feed/compliance?days=0', undefined, admin)).status, 400);
       const list = await srv.api('GET', '/api/v1/feed/profiles', undefined, admin);
-      assert.deepEqual(list.json.profiles, ['tianjin']);
+      assert.deepEqual(list.json.profiles, ['webhook', 'tianjin']);
       const metrics = await srv.api('GET', '/metrics');
       assert.match(metrics.text, /telemed_upload_delivered_total\{node="[^"]*",profile="tianjin"\} 4/);
       assert.match(metrics.text, /^telemed_upload_deadline_missed\{node="[^"]*",profile="tianjin"\} 0$/m);

@@ -250,7 +250,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     app.store = fuzz_hospital_open(&app.cfg);
     app.sig = tm_signaling_new(&app.cfg, app.store, app.jwt, &err);
     app.profiles = app.sig ? tm_feed_profiles_start(app.store, &app.cfg, NULL, &err) : NULL;
-    app.feed = app.profiles ? tm_feed_new(app.store, &app.cfg, NULL, NULL, &err) : NULL;
+    app.feed = app.profiles ? tm_feed_profiles_webhook(app.profiles) : NULL;
     if (!app.feed)
         fuzz_fail("start", err);
     const char *p = (const char *)data, *end = p + size;
@@ -262,8 +262,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ;
         p += len + (sep ? 4 : 0);
     }
-    tm_feed_free(app.feed);
-    tm_feed_profiles_free(app.profiles);
+    tm_feed_profiles_free(app.profiles); /* the webhook, app.feed, among them */
     tm_signaling_free(app.sig);
     tm_store_free(app.store);
     app.feed = NULL;

@@ -263,6 +263,7 @@ static void test_party_migration(void)
         "ALTER TABLE departments DROP COLUMN institution_id; DROP TABLE institutions;"
         "DROP TABLE followups; DROP TABLE appointment_notices;"
         "DROP TABLE messaging_outbox; DROP TABLE messaging_cursor;"
+        "DROP TABLE feed_routes; DROP TABLE routed_outbox; DROP TABLE routed_cursor;"
         "DROP TABLE participants;"
         "ALTER TABLE doctors DROP COLUMN kind;"
         "CREATE TABLE participants(id INTEGER PRIMARY KEY,"
