@@ -139,6 +139,44 @@ static int send_headers(struct lws *wsi, http_pss *p)
     return 0;
 }
 
+/* ---- responses given later ------------------------------------------- */
+
+struct tm__http_later {
+    http_pss *p; /* NULL once the connection closed */
+};
+
+tm__http_later *tm__http_defer(http_pss *p)
+{
+    tm__http_later *l = g_new0(tm__http_later, 1);
+    l->p = p;
+    p->later = l;
+    /* The wait is the work's, not an idle client's. */
+    if (p->wsi)
+        lws_set_timeout(p->wsi, NO_PENDING_TIMEOUT, 0);
+    return l;
+}
+
+http_pss *tm__http_later_pss(tm__http_later *l)
+{
+    return l->p;
+}
+
+/* The headers go out from the next writable callback, as every answer's
+ * body does: lws writes only from inside its own callbacks. */
+void tm__http_later_done(tm__http_later *l)
+{
+    http_pss *p = l->p;
+    g_free(l);
+    if (!p)
+        return;
+    p->later = NULL;
+    if (!p->resp && !p->streaming)
+        tm__respond_err(p, TM_EIO, "no response");
+    p->headers_when_writable = true;
+    if (p->wsi) /* NULL: a request routed without a connection (the fuzz harness) */
+        lws_callback_on_writable(p->wsi);
+}
+
 /* ---- routing: /healthz, /metrics, /api/v1/ -------------------------- */
 
 static void route_metrics(tm_app *app, http_pss *p)
@@ -256,7 +294,8 @@ void tm__http_route(tm_app *app, http_pss *p)
     } else {
         tm__respond_err(p, TM_ENOTFOUND, "no such route");
     }
-    if (!p->resp && !p->streaming) /* a route that forgot to answer is a bug, not a crash */
+    /* a route that forgot to answer is a bug, not a crash */
+    if (!p->resp && !p->streaming && !p->later)
         tm__respond_err(p, TM_EIO, "no response");
 }
 
@@ -267,11 +306,15 @@ static int handle_request(struct lws *wsi, http_pss *p)
         return 0;
     p->responded = true;
     tm__http_route(app_of(wsi), p);
-    return send_headers(wsi, p);
+    return p->later ? 0 : send_headers(wsi, p);
 }
 
 void tm__http_pss_clear(http_pss *p)
 {
+    if (p->later) /* its work goes on; its answer has nowhere to go */
+        p->later->p = NULL;
+    p->later = NULL;
+    p->headers_when_writable = false;
     if (p->body)
         g_byte_array_free(p->body, TRUE);
     if (p->resp)
@@ -423,6 +466,7 @@ static int start_request(struct lws *wsi, http_pss *p)
     memset(p, 0, sizeof(*p));
     const char *uri = NULL;
     int ulen = 0;
+    p->wsi = wsi;
     p->method = lws_http_get_uri_and_method(wsi, (char **)&uri, &ulen);
     if (p->method < 0 || ulen <= 0 || ulen >= (int)sizeof(p->path)) {
         lws_return_http_status(wsi, 414, NULL);
@@ -517,6 +561,12 @@ int tm_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         return handle_request(wsi, p) ? -1 : 0;
     case LWS_CALLBACK_HTTP_WRITEABLE: {
+        if (p->later)
+            return 0; /* parked: nothing to write yet */
+        if (p->headers_when_writable) {
+            p->headers_when_writable = false;
+            return send_headers(wsi, p) ? -1 : 0;
+        }
         if (p->streaming)
             return write_recording_chunk(wsi, p);
         if (!p->resp)

@@ -17,7 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+typedef struct tm__http_later tm__http_later;
+
 typedef struct http_pss {
+    struct lws *wsi; /* the connection this request came on */
     int method;
     char path[512];
     char auth[TM_JWT_MAX_LEN + 16];
@@ -42,7 +45,9 @@ typedef struct http_pss {
     char accept[256];       /* the Accept header ("" when absent or longer) */
     char content_range[64]; /* a 416's "bytes * /size" (without the space) */
     /* response */
-    bool responded; /* headers are out: a late body completion must not answer again */
+    bool responded;             /* headers are out: a late body completion must not answer again */
+    tm__http_later *later;      /* parked: its answer comes from tm__http_later_done */
+    bool headers_when_writable; /* the parked answer is in: write its headers */
     int status;
     const char *ctype;
     GString *resp;
@@ -92,6 +97,16 @@ int tm__http_take_body(http_pss *p, const void *in, size_t len);
 void tm__http_route(tm_app *app, http_pss *p);
 /* Frees what a request holds (body, response, open recording, args). */
 void tm__http_pss_clear(http_pss *p);
+
+/* A response given later: a resource whose work must not run on the
+ * control loop (hashing a recording) parks its request with defer and
+ * returns without answering; the connection waits. When the work is done,
+ * back on the loop, it takes the request with later_pss (NULL when the
+ * client has gone meanwhile: drop the answer), puts the answer in it as
+ * usual, and calls later_done, which sends it and frees l. */
+tm__http_later *tm__http_defer(http_pss *p);
+http_pss *tm__http_later_pss(tm__http_later *l);
+void tm__http_later_done(tm__http_later *l);
 
 /* Responses (http.c). respond_json steals data; respond_text steals body. */
 void tm__respond_text(http_pss *p, int status, const char *ctype, GString *body);

@@ -9,13 +9,16 @@
  * both values, so an operator learns what was changed, not only that
  * something was.
  *
- * Control loop thread.
+ * Control loop thread, but for the hashing of the files
+ * (tm_record_check_files), which touches only the check's own copies and
+ * the files, so that it can run on a worker while the loop goes on.
  */
 #include "telemed/record_seal.h"
 #include "telemed/common.h"
 #include "telemed/log.h"
 #include "telemed/rec_crypt.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -266,72 +269,59 @@ static const char *str(json_t *o, const char *key)
     return json_string_value(json_object_get(o, key));
 }
 
-/* One recording's file against the hashes expected (the sealed ones when
- * the visit is sealed, else its row's). */
-static json_t *check_file(check *c, json_t *expect, const uint8_t *rec_key)
+/* One file the check hashes: what the store says it should be (read on the
+ * control loop) and what the file is (hashed wherever files() runs). */
+typedef struct file_job {
+    bool rendition; /* a review copy: reported, never a difference */
+    char *id, *path, *state, *want, *plain;
+    const char *note; /* nothing to hash: "deleted by policy", "no file to check" */
+    bool encrypted;
+    /* results */
+    int rc;
+    char got[65];
+    int plain_rc; /* 1: not hashed */
+    char plain_got[65];
+    char *plain_why;
+    uint64_t bad_at;
+} file_job;
+
+static void job_free(gpointer data)
 {
-    const char *id = str(expect, "id");
-    json_t *row = tm_recording_get(c->store, id);
-    json_t *out = json_pack("{s:s?, s:s?, s:s?}", "id", id, "path", str(row, "path"), "state",
-                            str(row, "state"));
-    const char *state = str(row, "state"), *path = str(row, "path"), *want = str(expect, "sha256");
-    if (!row || !state || !path || !want || strcmp(state, "deleted") == 0) {
-        json_object_set_new(out, "file",
-                            json_string(state && strcmp(state, "deleted") == 0
-                                            ? "deleted by policy"
-                                            : "no file to check"));
-        json_decref(row);
-        return out;
-    }
-    char got[65], *why = NULL;
-    int64_t size = 0;
-    int rc = tm_sha256_file(path, &size, got);
-    if (rc < 0) {
-        differ(c, "recording", id, "the file %s cannot be read: %s", path,
-               rc == TM_ENOTFOUND ? "it is missing" : tm_strerror(rc));
-        json_decref(row);
-        return out;
-    }
-    json_object_set_new(out, "file_sha256", json_string(got));
-    if (strcmp(got, want) != 0)
-        differ(c, "recording", id, "the file %s hashes to %s; the record says %s", path, got, want);
-    const char *plain = str(expect, "plain_sha256");
-    if (json_is_true(json_object_get(expect, "encrypted")) && plain) {
-        if (!rec_key) {
-            json_array_append_new(
-                c->unchecked, json_sprintf("recording %s: its plaintext (no recording key)", id));
-        } else {
-            uint64_t bad_at = 0;
-            rc = hash_plaintext(path, rec_key, got, &why, &bad_at);
-            if (rc == TM_EAUTH)
-                differ(c, "recording", id,
-                       "the encrypted file %s fails authentication in the chunk at plaintext "
-                       "offset %llu: its bytes were changed (or the key is not the one it was "
-                       "written with)",
-                       path, (unsigned long long)bad_at);
-            else if (rc < 0)
-                differ(c, "recording", id, "the encrypted file %s cannot be read: %s", path,
-                       why ? why : tm_strerror(rc));
-            else {
-                json_object_set_new(out, "plain_sha256", json_string(got));
-                if (strcmp(got, plain) != 0)
-                    differ(c, "recording", id,
-                           "the decrypted stream of %s hashes to %s; the record says %s", path, got,
-                           plain);
-            }
-            g_free(why);
-        }
-    }
+    file_job *j = data;
+    g_free(j->id);
+    g_free(j->path);
+    g_free(j->state);
+    g_free(j->want);
+    g_free(j->plain);
+    g_free(j->plain_why);
+    g_free(j);
+}
+
+/* One recording's job against the hashes expected (the sealed ones when
+ * the visit is sealed, else its row's). */
+static file_job *recording_job(tm_store *s, json_t *expect)
+{
+    file_job *j = g_new0(file_job, 1);
+    json_t *row = tm_recording_get(s, str(expect, "id"));
+    j->id = g_strdup(str(expect, "id"));
+    j->state = g_strdup(str(row, "state"));
+    j->path = g_strdup(str(row, "path"));
+    j->want = g_strdup(str(expect, "sha256"));
+    if (!row || !j->state || !j->path || !j->want || strcmp(j->state, "deleted") == 0)
+        j->note =
+            j->state && strcmp(j->state, "deleted") == 0 ? "deleted by policy" : "no file to check";
+    j->encrypted = json_is_true(json_object_get(expect, "encrypted"));
+    j->plain = g_strdup(str(expect, "plain_sha256"));
+    j->plain_rc = 1;
     json_decref(row);
-    return out;
+    return j;
 }
 
 /* The review copies (review.h) are derived from the recordings and not
  * sealed: their files are hashed against their rows and reported, but a
  * difference there does not make the record fail. */
-static json_t *check_renditions(tm_store *s, const char *visit_id)
+static void rendition_jobs(tm_store *s, const char *visit_id, GPtrArray *jobs)
 {
-    json_t *out = json_array();
     json_t *rec = tm_store_visit_record(s, visit_id);
     size_t i;
     json_t *r;
@@ -340,16 +330,76 @@ static json_t *check_renditions(tm_store *s, const char *visit_id)
         const char *state = str(r, "state"), *path = str(r, "path"), *want = str(r, "sha256");
         if (!state || strcmp(state, "complete") != 0 || !path || !want)
             continue;
-        char got[65];
-        int64_t size = 0;
-        int rc = tm_sha256_file(path, &size, got);
-        json_array_append_new(out,
-                              json_pack("{s:s?, s:s, s:s?, s:b, s:b}", "id", str(r, "id"), "path",
-                                        path, "file_sha256", rc == 0 ? got : NULL, "matches_record",
-                                        rc == 0 && strcmp(got, want) == 0, "sealed", 0));
+        file_job *j = g_new0(file_job, 1);
+        j->rendition = true;
+        j->id = g_strdup(str(r, "id"));
+        j->path = g_strdup(path);
+        j->want = g_strdup(want);
+        j->plain_rc = 1;
+        g_ptr_array_add(jobs, j);
     }
     json_decref(rec);
+}
+
+/* Hashes one job's file, and a recording's plaintext when a key is given. */
+static void hash_job(file_job *j, const uint8_t *rec_key)
+{
+    if (j->note)
+        return;
+    int64_t size = 0;
+    j->rc = tm_sha256_file(j->path, &size, j->got);
+    if (j->rc < 0 || j->rendition || !j->encrypted || !j->plain || !rec_key)
+        return;
+    j->plain_rc = hash_plaintext(j->path, rec_key, j->plain_got, &j->plain_why, &j->bad_at);
+}
+
+/* What a recording's job found, as the report's entry and differences. */
+static json_t *recording_result(check *c, const file_job *j, bool have_key)
+{
+    json_t *out = json_pack("{s:s?, s:s?, s:s?}", "id", j->id, "path", j->path, "state", j->state);
+    const char *id = j->id;
+    if (j->note) {
+        json_object_set_new(out, "file", json_string(j->note));
+        return out;
+    }
+    if (j->rc < 0) {
+        differ(c, "recording", id, "the file %s cannot be read: %s", j->path,
+               j->rc == TM_ENOTFOUND ? "it is missing" : tm_strerror(j->rc));
+        return out;
+    }
+    json_object_set_new(out, "file_sha256", json_string(j->got));
+    if (strcmp(j->got, j->want) != 0)
+        differ(c, "recording", id, "the file %s hashes to %s; the record says %s", j->path, j->got,
+               j->want);
+    if (!j->encrypted || !j->plain)
+        return out;
+    if (!have_key) {
+        json_array_append_new(c->unchecked,
+                              json_sprintf("recording %s: its plaintext (no recording key)", id));
+    } else if (j->plain_rc == TM_EAUTH) {
+        differ(c, "recording", id,
+               "the encrypted file %s fails authentication in the chunk at plaintext "
+               "offset %llu: its bytes were changed (or the key is not the one it was "
+               "written with)",
+               j->path, (unsigned long long)j->bad_at);
+    } else if (j->plain_rc < 0) {
+        differ(c, "recording", id, "the encrypted file %s cannot be read: %s", j->path,
+               j->plain_why ? j->plain_why : tm_strerror(j->plain_rc));
+    } else {
+        json_object_set_new(out, "plain_sha256", json_string(j->plain_got));
+        if (strcmp(j->plain_got, j->plain) != 0)
+            differ(c, "recording", id,
+                   "the decrypted stream of %s hashes to %s; the record says %s", j->path,
+                   j->plain_got, j->plain);
+    }
     return out;
+}
+
+static json_t *rendition_result(const file_job *j)
+{
+    return json_pack("{s:s?, s:s, s:s?, s:b, s:b}", "id", j->id, "path", j->path, "file_sha256",
+                     j->rc == 0 ? j->got : NULL, "matches_record",
+                     j->rc == 0 && strcmp(j->got, j->want) == 0, "sealed", 0);
 }
 
 /* The seal itself and the statement it signed against the rows now. */
@@ -407,26 +457,62 @@ static void add_chain_problems(check *c, json_t *chain)
                str(p, "problem"));
 }
 
-json_t *tm_record_verify(tm_store *s, const char *visit_id, const tm_seal_key *key,
-                         const uint8_t *rec_key, int *rc)
+/* A check between its store part and its report: what the store said, and
+ * the files still to hash. */
+struct tm_record_check {
+    char *visit_id;
+    check c;
+    json_t *chain, *seal_report;
+    bool sealed;
+    int64_t after;
+    GPtrArray *jobs; /* of file_job: the recordings, then the renditions */
+    bool have_key;
+    uint8_t rec_key[32];
+};
+
+void tm_record_check_free(tm_record_check *k)
+{
+    if (!k)
+        return;
+    g_free(k->visit_id);
+    json_decref(k->c.differences);
+    json_decref(k->c.unchecked);
+    json_decref(k->chain);
+    json_decref(k->seal_report);
+    if (k->jobs)
+        g_ptr_array_unref(k->jobs);
+    OPENSSL_cleanse(k->rec_key, sizeof(k->rec_key));
+    g_free(k);
+}
+
+tm_record_check *tm_record_check_begin(tm_store *s, const char *visit_id, const tm_seal_key *key,
+                                       const uint8_t *rec_key, int *rc)
 {
     tm_visit v;
     *rc = tm_store_visit_get(s, visit_id, &v);
     if (*rc < 0)
         return NULL;
-    json_t *chain = tm_store_visit_chain(s, visit_id);
+    tm_record_check *k = g_new0(tm_record_check, 1);
+    k->visit_id = g_strdup(visit_id);
+    k->c = (check){s, json_array(), json_array()};
+    k->seal_report = json_null();
+    k->jobs = g_ptr_array_new_with_free_func(job_free);
+    if (rec_key) {
+        k->have_key = true;
+        memcpy(k->rec_key, rec_key, sizeof(k->rec_key));
+    }
+    k->chain = tm_store_visit_chain(s, visit_id);
     json_t *seal = tm_store_visit_seal_get(s, visit_id);
-    json_t *now = NULL, *sealed = NULL, *report = NULL;
-    json_t *seal_report = json_null(), *files = json_array();
-    check c = {s, json_array(), json_array()};
-    int64_t after = 0;
-    if (!chain) {
+    json_t *now = NULL, *sealed = NULL;
+    if (!k->chain) {
         *rc = TM_EIO;
         goto done;
     }
-    add_chain_problems(&c, chain);
+    add_chain_problems(&k->c, k->chain);
+    k->sealed = seal != NULL;
     if (seal) {
-        seal_report = check_seal(&c, visit_id, seal, key, &sealed);
+        json_decref(k->seal_report);
+        k->seal_report = check_seal(&k->c, visit_id, seal, key, &sealed);
         int64_t last_seq =
             json_integer_value(json_object_get(json_object_get(sealed, "chain"), "last_seq"));
         now = tm_store_seal_statement(s, visit_id, last_seq,
@@ -436,14 +522,14 @@ json_t *tm_record_verify(tm_store *s, const char *visit_id, const tm_seal_key *k
             goto done;
         }
         if (sealed)
-            compare_statement(&c, visit_id, sealed, now);
-        after = json_integer_value(json_object_get(chain, "events")) -
-                json_integer_value(json_object_get(json_object_get(now, "chain"), "events"));
+            compare_statement(&k->c, visit_id, sealed, now);
+        k->after = json_integer_value(json_object_get(k->chain, "events")) -
+                   json_integer_value(json_object_get(json_object_get(now, "chain"), "events"));
     } else if (!(now = tm_store_seal_statement(s, visit_id, 0, 0))) {
         *rc = TM_EIO;
         goto done;
     } else if (tm_store_visit_seal_marked(s, visit_id, NULL)) {
-        differ(&c, "seal", visit_id,
+        differ(&k->c, "seal", visit_id,
                "the visit was sealed (its sealed mark or visit.sealed event is there) but its "
                "seal is gone");
     }
@@ -452,23 +538,53 @@ json_t *tm_record_verify(tm_store *s, const char *visit_id, const tm_seal_key *k
     json_t *expect = json_object_get(sealed ? sealed : now, "recordings");
     size_t i;
     json_t *r;
-    json_array_foreach(expect, i, r) json_array_append_new(files, check_file(&c, r, rec_key));
-    json_object_del(chain, "problems");
-    report = json_pack("{s:s, s:b, s:b, s:o, s:O, s:I, s:O, s:o, s:O, s:O}", "visit_id", visit_id,
-                       "ok", json_array_size(c.differences) == 0, "sealed", seal != NULL, "seal",
-                       seal_report, "chain", chain, "events_after_seal", (json_int_t)after,
-                       "recordings", files, "renditions", check_renditions(s, visit_id),
-                       "unchecked", c.unchecked, "differences", c.differences);
-    seal_report = NULL;
-    *rc = report ? 0 : TM_ENOMEM;
+    json_array_foreach(expect, i, r) g_ptr_array_add(k->jobs, recording_job(s, r));
+    rendition_jobs(s, visit_id, k->jobs);
+    k->c.store = NULL; /* the rest needs no store: the files may be hashed elsewhere */
 done:
-    json_decref(seal_report);
-    json_decref(files);
-    json_decref(chain);
     json_decref(seal);
     json_decref(now);
     json_decref(sealed);
-    json_decref(c.differences);
-    json_decref(c.unchecked);
+    if (*rc < 0) {
+        tm_record_check_free(k);
+        return NULL;
+    }
+    return k;
+}
+
+void tm_record_check_files(tm_record_check *k)
+{
+    for (guint i = 0; i < k->jobs->len; i++)
+        hash_job(g_ptr_array_index(k->jobs, i), k->have_key ? k->rec_key : NULL);
+}
+
+json_t *tm_record_check_finish(tm_record_check *k, int *rc)
+{
+    json_t *files = json_array(), *renditions = json_array();
+    for (guint i = 0; i < k->jobs->len; i++) {
+        const file_job *j = g_ptr_array_index(k->jobs, i);
+        if (j->rendition)
+            json_array_append_new(renditions, rendition_result(j));
+        else
+            json_array_append_new(files, recording_result(&k->c, j, k->have_key));
+    }
+    json_object_del(k->chain, "problems");
+    json_t *report = json_pack(
+        "{s:s, s:b, s:b, s:O, s:O, s:I, s:o, s:o, s:O, s:O}", "visit_id", k->visit_id, "ok",
+        json_array_size(k->c.differences) == 0, "sealed", k->sealed, "seal", k->seal_report,
+        "chain", k->chain, "events_after_seal", (json_int_t)k->after, "recordings", files,
+        "renditions", renditions, "unchecked", k->c.unchecked, "differences", k->c.differences);
+    *rc = report ? 0 : TM_ENOMEM;
+    tm_record_check_free(k);
     return report;
+}
+
+json_t *tm_record_verify(tm_store *s, const char *visit_id, const tm_seal_key *key,
+                         const uint8_t *rec_key, int *rc)
+{
+    tm_record_check *k = tm_record_check_begin(s, visit_id, key, rec_key, rc);
+    if (!k)
+        return NULL;
+    tm_record_check_files(k);
+    return tm_record_check_finish(k, rc);
 }

@@ -5,8 +5,9 @@
  * `telemed-server verify-visit ID` and GET /api/v1/visits/{id}/verify.
  *
  * Control loop thread (the store's). The check reads the visit's recording
- * files whole, so it blocks its caller for about a second per few hundred
- * MB of recording.
+ * files whole (about a second per few hundred MB), so a caller that must
+ * not block runs it in three steps: the store's part, the files on a worker
+ * thread, the report back on the loop (tm_record_check_*).
  */
 #ifndef TELEMED_RECORD_SEAL_H
 #define TELEMED_RECORD_SEAL_H
@@ -41,5 +42,17 @@ int tm_sealer_run(tm_sealer *sl, int64_t now_ms);
  * such visit) or TM_EIO (the store cannot be read). */
 json_t *tm_record_verify(tm_store *s, const char *visit_id, const tm_seal_key *key,
                          const uint8_t *rec_key, int *rc);
+
+/* tm_record_verify in three steps. begin (control loop) reads and compares
+ * everything in the store and lists the files to hash: NULL with *rc as
+ * above. files (any one thread at a time) hashes them; it touches nothing
+ * but k and the files. finish (control loop) makes the report, frees k and
+ * sets *rc (0 or TM_ENOMEM). free drops a check not finished; NULL is fine. */
+typedef struct tm_record_check tm_record_check;
+tm_record_check *tm_record_check_begin(tm_store *s, const char *visit_id, const tm_seal_key *key,
+                                       const uint8_t *rec_key, int *rc);
+void tm_record_check_files(tm_record_check *k);
+json_t *tm_record_check_finish(tm_record_check *k, int *rc);
+void tm_record_check_free(tm_record_check *k);
 
 #endif

@@ -227,6 +227,8 @@ static void run_request(const char *req, size_t len)
     }
     p.responded = true;
     tm__http_route(&app, &p);
+    while (p.later) /* a parked answer (a verify hashing on a worker) comes back on the loop */
+        g_main_context_iteration(NULL, TRUE);
     if (trace)
         fprintf(stderr, "%s %s -> %d %.200s\n", lines[0], p.has_body ? "(body)" : "", p.status,
                 p.resp ? p.resp->str : "(stream)");
