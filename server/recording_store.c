@@ -189,19 +189,23 @@ int tm_recording_recover(tm_store *s, int64_t now_ms, int *count)
     return rc;
 }
 
-/* Marks one recording deleted by policy, with its audit row, in one
+/* Marks one recording deleted by policy, with its evidence (the chained
+ * recording.deleted event, store_retention.c) and its audit row, in one
  * transaction. */
 static int mark_deleted(tm_store *s, const char *id, const char *policy, int64_t now_ms)
 {
+    char detail[160];
     int rc = tm__store_begin(s);
     if (rc < 0)
         return rc;
-    rc = tm__store_run(s,
-                       "UPDATE recordings SET state = 'deleted', deleted_at = ?2,"
-                       " deleted_by_policy = ?3 WHERE id = ?1",
-                       "sIs", id, now_ms, policy);
+    rc = tm__store_recording_deletion_evidence(s, id, policy, now_ms, detail, sizeof(detail));
     if (rc == 0)
-        rc = tm_store_audit(s, "system", "system", "recording.delete", id, "ok", policy);
+        rc = tm__store_run(s,
+                           "UPDATE recordings SET state = 'deleted', deleted_at = ?2,"
+                           " deleted_by_policy = ?3 WHERE id = ?1",
+                           "sIs", id, now_ms, policy);
+    if (rc == 0)
+        rc = tm_store_audit(s, "system", "system", "recording.delete", id, "ok", detail);
     return tm__store_finish(s, rc);
 }
 

@@ -26,6 +26,7 @@ target_sources(telemed PRIVATE
   # reg16b: the webhook's participants
   ${CMAKE_CURRENT_LIST_DIR}/store_facts_people.c
   ${CMAKE_CURRENT_LIST_DIR}/store_route.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_retention.c
 )
 # Issue 18: the doctor and department figures' reads.
 target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/store_figures.c)

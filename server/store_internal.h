@@ -167,6 +167,11 @@ int tm__store_outbox_append_with(tm_store *s, const char *type, const char *visi
 int tm__store_outbox_append_data(tm_store *s, const char *type, const char *subject_id,
                                  int64_t now_ms, json_t *data);
 
+/* Inside the transaction that marks recording id deleted by policy: its
+ * recording.deleted event on its visit (hashes, policy, time) and, in
+ * detail, the audit row's text (store_retention.c). */
+int tm__store_recording_deletion_evidence(tm_store *s, const char *id, const char *policy,
+                                          int64_t now_ms, char *detail, size_t detail_len);
 /* Fills out's participants of visit_id (store_facts_people.c). */
 int tm__store_facts_participants(tm_store *s, const char *visit_id, tm_visit_facts *out);
 

@@ -10,3 +10,5 @@ tm_unit_test(test_visit_seal tests/server/test_visit_seal.c)
 tm_node_test(integration_visit_seal tests/integration/visit_seal.test.mjs)
 # reg16b: the verify's file hashing runs off the control loop.
 tm_node_test(integration_verify_off_loop tests/integration/verify_off_loop.test.mjs)
+# reg16b: the retention sweep's evidence, chained into the sealed record.
+tm_node_test(integration_retention_evidence tests/integration/retention_evidence.test.mjs)

@@ -822,11 +822,29 @@ static void t_recording_retention(const store_backend *b, const char *dir)
     CHECK_STR(state_of(s, stuck, st), "complete");
     CHECK_EQ_INT(audit_rows(s, "recording.delete", "ok"), 2);
     CHECK_EQ_INT(audit_rows(s, "recording.delete", "error"), 1);
+    /* Each deletion is evidence in the visit's chain: what went (its hash),
+     * under which policy, when; the chain still verifies. */
+    CHECK_EQ_INT(count_events(s, "recording.deleted", v.id), 2);
+    json_t *ev = event_payload(s, "recording.deleted", v.id);
+    json_t *del = field(ev, "deletion"); /* the newest: old2, which failed, so no hash */
+    CHECK_STR(json_string_value(field(del, "recording_id")), old2);
+    CHECK(json_is_null(field(del, "sha256")));
+    CHECK_STR(json_string_value(field(del, "policy")), "retention_recordings_days=30");
+    CHECK(json_is_string(field(del, "deleted_at")));
+    json_decref(ev);
+    json_t *chain = tm_store_visit_chain(s, v.id);
+    CHECK(json_is_true(field(chain, "ok")));
+    json_decref(chain);
     /* Once it can go, the next sweep takes it, and only it. */
     CHECK(g_rmdir(f_stuck) == 0);
     CHECK(g_file_set_contents(f_stuck, "z", 1, NULL));
     CHECK_EQ_INT(tm_recording_retention_sweep(s, 30, now, NULL, NULL), 0);
     CHECK_STR(state_of(s, stuck, st), "deleted");
+    CHECK_EQ_INT(count_events(s, "recording.deleted", v.id), 3);
+    ev = event_payload(s, "recording.deleted", v.id);
+    CHECK_STR(json_string_value(field(field(ev, "deletion"), "recording_id")), stuck);
+    CHECK_STR(json_string_value(field(field(ev, "deletion"), "sha256")), sha_a);
+    json_decref(ev);
     CHECK_EQ_INT(tm_recording_retention_sweep(s, 30, now, &deleted, &failed), 0);
     CHECK_EQ_INT(deleted, 0);
     CHECK_EQ_INT(failed, 0);
