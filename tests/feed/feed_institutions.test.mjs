@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startServer } from '../integration/lib/server.mjs';
 import { startRegulator } from './regulator.mjs';
+import { startPlatform } from './tianjin_platform.mjs';
 
 const CORE_SECRET = 'core-secret';
 const WEST_SECRET = 'west-secret';
@@ -138,6 +139,62 @@ test('each institution\'s receiver gets only its own visits, each event once, ac
       await srv.stop();
       await core.close();
       await west.close();
+    }
+  });
+
+test('county-west uploads to tianjin, the core to the webhook: each platform gets only its own visits',
+  { timeout: 180000 }, async () => {
+    const APP_SECRET = '0123456789abcdef0123456789abcdef';
+    const core = await startRegulator({ secret: CORE_SECRET });
+    const platform = await startPlatform({ appKey: 'west-key', appSecret: APP_SECRET, organId: 'ORG-WEST' });
+    const srv = await startServer({
+      args: ['--feed-url', core.url, '--feed-profiles', 'webhook',
+        '--institutions', 'county-west|County West Hospital|ORG-WEST|2A|hospital',
+        '--tianjin-organ-id', 'ORG-CORE', '--tianjin-upload-at', '23:59:59',
+        '--feed-backoff-base-ms', '50', '--feed-backoff-max-ms', '500'],
+      env: { TELEMED_FEED_SECRET: CORE_SECRET,
+        TELEMED_INSTITUTION_FEEDS: `county-west|tianjin|${platform.url}|${APP_SECRET}|west-key` },
+    });
+    try {
+      const admin = srv.token('admin-1', 'admin');
+      await ok(await srv.api('POST', '/api/v1/departments', { id: 'cardio', name: 'Cardiology' }, admin), 201);
+      await ok(await srv.api('POST', '/api/v1/departments',
+        { id: 'west-im', name: 'Internal Medicine', institution_id: 'county-west' }, admin), 201);
+      const now = Date.now();
+      for (const [id, dept] of [['d1', 'cardio'], ['dw', 'west-im']]) {
+        await ok(await srv.api('POST', '/api/v1/doctors', { id, name: `Dr ${id}`, dept_id: dept, licence_no: `LIC-${id}` }, admin), 201);
+        await ok(await srv.api('POST', '/api/v1/shifts', { doctor_id: id, dept_id: dept,
+          start: new Date(now - 3600e3).toISOString(), end: new Date(now + 3600e3).toISOString() }, admin), 201);
+      }
+      for (const [kind, id, body] of [['doctor', 'dw', { code: '120101198001010011' }], ['dept', 'west-im', { code: '03.01' }],
+        ['doctor', 'd1', { code: '120101198001010012' }], ['dept', 'cardio', { code: '03.02' }],
+        ['patient', 'p1', { code: '120101199001010021', cert_type: '1' }], ['patient', 'p2', { code: '120101199001010022', cert_type: '1' }]])
+        await ok(await srv.api('PUT', `/api/v1/regulator-ids/${kind}/${id}`, body, admin));
+
+      const westVisit = await visit(srv, 'dw', 'west-im', 'p2');
+      const coreVisit = await visit(srv, 'd1', 'cardio', 'p1');
+      await core.waitFor(() => endedOf(core, coreVisit) === 1, 30000, 'the core visit at the core');
+      // In seq order the west visit's events came first: none went to the core.
+      assert.deepEqual([...visitsOf(core)], [coreVisit]);
+
+      const today = new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 10);
+      const run = await ok(await srv.api('POST', '/api/v1/feed/profiles/tianjin@county-west/run', { day: today }, admin));
+      assert.equal(run.staged, 1); // the west visit; the core's is not this instance's
+      await platform.waitFor(() => platform.state.visits.has(westVisit), 30000, 'the west visit at tianjin');
+      assert.equal(platform.state.visits.get(westVisit), 1);
+      assert.equal(platform.state.visits.has(coreVisit), false);
+      assert.deepEqual(platform.state.authFailures, []);
+
+      const list = await ok(await srv.api('GET', '/api/v1/feed/profiles', undefined, admin));
+      assert.deepEqual(list.profiles, ['webhook', 'tianjin@county-west']);
+      const compliance = await ok(await srv.api('GET', '/api/v1/feed/compliance?days=2', undefined, admin));
+      assert.deepEqual(compliance.profiles.map((p) => p.profile), ['tianjin@county-west']);
+      const metrics = (await srv.api('GET', '/metrics')).text;
+      assert.match(metrics, /^telemed_upload_delivered_total\{profile="tianjin@county-west"\} 1$/m);
+    } finally {
+      await srv.stop();
+      await core.close();
+      await platform.close();
     }
   });
 
