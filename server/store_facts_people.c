@@ -17,7 +17,7 @@ int tm__store_facts_participants(tm_store *s, const char *visit_id, tm_visit_fac
 {
     /* A rejoin is one person: first join, and the last leave only once
      * every row of theirs has left (count(left_at) skips the open one). */
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT p.visit_role, p.user_id, max(d.licence_no), min(p.joined_at),"
                         "       CASE WHEN count(*) = count(p.left_at) THEN max(p.left_at) END"
@@ -37,10 +37,10 @@ int tm__store_facts_participants(tm_store *s, const char *visit_id, tm_visit_fac
             tm__store_col_text(st, 2, out->participants[i].licence_no,
                                sizeof(out->participants[i].licence_no));
         }
-        out->participants[i].joined_ms = sqlite3_column_int64(st, 3);
-        out->participants[i].left_ms = sqlite3_column_int64(st, 4);
+        out->participants[i].joined_ms = tm__col_int64(st, 3);
+        out->participants[i].left_ms = tm__col_int64(st, 4);
     }
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }

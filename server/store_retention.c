@@ -16,7 +16,7 @@
 int tm__store_recording_deletion_evidence(tm_store *s, const char *id, const char *policy,
                                           int64_t now_ms, char *detail, size_t detail_len)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT visit_id, part, sha256, plain_sha256, size_bytes, format,"
                         " encrypted, started_at, finished_at FROM recordings WHERE id = ?1",
@@ -24,7 +24,7 @@ int tm__store_recording_deletion_evidence(tm_store *s, const char *id, const cha
     int rc = tm__store_step(s, st);
     json_t *row = rc == 1 ? tm__store_row_json(st) : NULL;
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     if (rc <= 0)
         return rc < 0 ? rc : tm__store_refuse(s, TM_ENOTFOUND, "no such recording");
     const char *visit_id = json_string_value(json_object_get(row, "visit_id"));

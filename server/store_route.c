@@ -43,17 +43,17 @@ int tm_route_set(tm_store *s, const char *const *institutions, const char *const
 
 int tm_route_new(tm_store *s, int64_t now_ms)
 {
-    sqlite3_stmt *st = tm__store_query(s,
-                                       "SELECT (SELECT last_seq FROM routed_cursor WHERE id = 1),"
-                                       " (SELECT max(seq) FROM outbox),"
-                                       " (SELECT count(*) FROM feed_routes)",
-                                       "");
+    tm__stmt *st = tm__store_query(s,
+                                   "SELECT (SELECT last_seq FROM routed_cursor WHERE id = 1),"
+                                   " (SELECT max(seq) FROM outbox),"
+                                   " (SELECT count(*) FROM feed_routes)",
+                                   "");
     int rc = tm__store_step(s, st);
-    int64_t cursor = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
-    int64_t last = rc == 1 ? sqlite3_column_int64(st, 1) : 0;
-    int64_t routes = rc == 1 ? sqlite3_column_int64(st, 2) : 0;
+    int64_t cursor = rc == 1 ? tm__col_int64(st, 0) : 0;
+    int64_t last = rc == 1 ? tm__col_int64(st, 1) : 0;
+    int64_t routes = rc == 1 ? tm__col_int64(st, 2) : 0;
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     if (rc < 0)
         return rc;
     if (last <= cursor)
@@ -92,7 +92,7 @@ int tm_routeq_next_batch(tm_store *s, const char *institution, int64_t now_ms, i
     int rc = tm_route_new(s, now_ms);
     if (rc < 0)
         return rc;
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT m.seq, o.event_id, o.type, m.visit_id, o.occurred_at, m.attempts,"
                         "       m.next_attempt_at, o.payload"
@@ -132,12 +132,12 @@ int tm_routeq_dead_letter(tm_store *s, int64_t seq, int status, const char *erro
 
 int tm_routeq_replay(tm_store *s, const char *institution, int64_t seq)
 {
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s, "SELECT 1 FROM routed_outbox WHERE seq = ?1 AND institution_id = ?2",
                         "Is", seq, institution);
     int rc = tm__store_step(s, st);
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     if (rc == 0)
         return tm__store_refuse(s, TM_ENOTFOUND, "no such routed row");
     if (rc < 0)
@@ -160,7 +160,7 @@ json_t *tm_routeq_dead_list(tm_store *s, const char *institution, int limit)
 int tm_routeq_stats_get(tm_store *s, const char *institution, tm_outbox_stats *out)
 {
     memset(out, 0, sizeof(*out));
-    sqlite3_stmt *st =
+    tm__stmt *st =
         tm__store_query(s,
                         "SELECT coalesce(sum(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0),"
                         " coalesce(sum(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END), 0),"
@@ -169,13 +169,13 @@ int tm_routeq_stats_get(tm_store *s, const char *institution, tm_outbox_stats *o
                         "s", institution);
     int rc = tm__store_step(s, st);
     if (rc == 1) {
-        out->pending = sqlite3_column_int64(st, 0);
-        out->delivered = sqlite3_column_int64(st, 1);
-        out->dead = sqlite3_column_int64(st, 2);
-        out->failed_attempts = sqlite3_column_int64(st, 3);
+        out->pending = tm__col_int64(st, 0);
+        out->delivered = tm__col_int64(st, 1);
+        out->dead = tm__col_int64(st, 2);
+        out->failed_attempts = tm__col_int64(st, 3);
     }
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     if (rc < 0)
         return rc;
     int64_t pending;
@@ -185,17 +185,17 @@ int tm_routeq_stats_get(tm_store *s, const char *institution, tm_outbox_stats *o
 int tm_routeq_queue(tm_store *s, const char *institution, int64_t *pending,
                     int64_t *oldest_pending_at)
 {
-    sqlite3_stmt *st = tm__store_query(s,
-                                       "SELECT count(*), coalesce(min(o.occurred_at), 0)"
-                                       " FROM routed_outbox m JOIN outbox o ON o.seq = m.seq"
-                                       " WHERE m.institution_id = ?1 AND m.state = 'pending'",
-                                       "s", institution);
+    tm__stmt *st = tm__store_query(s,
+                                   "SELECT count(*), coalesce(min(o.occurred_at), 0)"
+                                   " FROM routed_outbox m JOIN outbox o ON o.seq = m.seq"
+                                   " WHERE m.institution_id = ?1 AND m.state = 'pending'",
+                                   "s", institution);
     int rc = tm__store_step(s, st);
     if (rc == 1) {
-        *pending = sqlite3_column_int64(st, 0);
-        *oldest_pending_at = sqlite3_column_int64(st, 1);
+        *pending = tm__col_int64(st, 0);
+        *oldest_pending_at = tm__col_int64(st, 1);
     }
     if (st)
-        sqlite3_reset(st);
+        tm__stmt_reset(st);
     return rc < 0 ? rc : 0;
 }
