@@ -130,8 +130,8 @@ test('each institution\'s receiver gets only its own visits, each event once, ac
       // The old route still answers for the deployment's webhook.
       assert.equal((await ok(await srv.api('GET', '/api/v1/feed', undefined, admin))).queue_depth, 0);
       const metrics = (await srv.api('GET', '/metrics')).text;
-      assert.match(metrics, new RegExp(`^telemed_feed_delivered_total\\{institution="county-west"\\} ${stWest.delivered}$`, 'm'));
-      assert.match(metrics, /^telemed_feed_queue_depth 0$/m);
+      assert.match(metrics, new RegExp(`^telemed_feed_delivered_total\\{node="[^"]*",institution="county-west"\\} ${stWest.delivered}$`, 'm'));
+      assert.match(metrics, /^telemed_feed_queue_depth\{node="[^"]*"\} 0$/m);
       // A member's replay route refuses a seq that is not its own.
       const coreSeq = srv.sql(`SELECT min(seq) AS s FROM outbox WHERE visit_id = '${coreVisit}'`)[0].s;
       assert.equal((await srv.api('POST', `/api/v1/feed/profiles/webhook@county-west/dead-letters/${coreSeq}/replay`, {}, admin)).status, 404);
@@ -190,7 +190,7 @@ test('county-west uploads to tianjin, the core to the webhook: each platform get
       const compliance = await ok(await srv.api('GET', '/api/v1/feed/compliance?days=2', undefined, admin));
       assert.deepEqual(compliance.profiles.map((p) => p.profile), ['tianjin@county-west']);
       const metrics = (await srv.api('GET', '/metrics')).text;
-      assert.match(metrics, /^telemed_upload_delivered_total\{profile="tianjin@county-west"\} 1$/m);
+      assert.match(metrics, /^telemed_upload_delivered_total\{node="[^"]*",profile="tianjin@county-west"\} 1$/m);
     } finally {
       await srv.stop();
       await core.close();
