@@ -104,14 +104,15 @@ int tm_upload_stage_day_in(tm_store *s, const char *profile, const char *institu
                     "  ORDER BY v.ended_at ON CONFLICT DO NOTHING",
                     profile, day, from_ms, to_ms, now_ms, unanswered, institution, &added);
     if (rc == 0)
-        rc = stage_kind(s,
-                        "INSERT INTO upload_records"
-                        "(profile, kind, buss_id, visit_id, day, source, staged_at)"
-                        " SELECT ?1, 'rating', r.visit_id, r.visit_id, ?2, " RATING_SOURCE ", ?5"
-                        "   FROM ratings r JOIN visits v ON v.id = r.visit_id"
-                        "  WHERE r.created_at >= ?3 AND r.created_at < ?4 AND ?6 IS NOT NULL"
-                        IN_SCOPE "  ORDER BY r.created_at ON CONFLICT DO NOTHING",
-                        profile, day, from_ms, to_ms, now_ms, unanswered, institution, &added);
+        rc = stage_kind(
+            s,
+            "INSERT INTO upload_records"
+            "(profile, kind, buss_id, visit_id, day, source, staged_at)"
+            " SELECT ?1, 'rating', r.visit_id, r.visit_id, ?2, " RATING_SOURCE ", ?5"
+            "   FROM ratings r JOIN visits v ON v.id = r.visit_id"
+            "  WHERE r.created_at >= ?3 AND r.created_at < ?4 AND ?6 IS NOT NULL" IN_SCOPE
+            "  ORDER BY r.created_at ON CONFLICT DO NOTHING",
+            profile, day, from_ms, to_ms, now_ms, unanswered, institution, &added);
     if (rc == 0)
         rc = tm__store_run(s,
                            "INSERT INTO upload_days(profile, day, staged_at, records)"

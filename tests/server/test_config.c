@@ -593,7 +593,7 @@ static void test_sample_round_trip(void)
                 : strcmp(key, "messaging_url") == 0            ? "https://sms.example/events"
                 : strcmp(key, "node_id") == 0                  ? "node-x"
                 : strcmp(key, "public_url") == 0               ? "https://node-x.example:8443"
-                : strcmp(key, "cluster_urls") == 0 ? "https://a.example:8443,https://b.example"
+                : strcmp(key, "cluster_urls") == 0      ? "https://a.example:8443,https://b.example"
                 : strcmp(key, "institution_feeds") == 0 ? "west|webhook|https://w.example/feed|k"
                                                         : "/x";
             if (strcmp(key, "recording_key_file") != 0 && strcmp(key, "jwt_secret_file") != 0) {
