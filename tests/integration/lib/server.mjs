@@ -93,7 +93,9 @@ export async function startServer(opts = {}) {
         `SELECT coalesce(json_agg(q), '[]') FROM (${query}) q`]).toString().trim();
       return JSON.parse(out);
     }
-    const out = execFileSync('sqlite3', ['-json', srv.db, query]).toString().trim();
+    // The server writes in the background too: wait for its lock, as it
+    // waits for ours, instead of failing at once with "database is locked".
+    const out = execFileSync('sqlite3', ['-json', '-cmd', '.timeout 10000', srv.db, query]).toString().trim();
     return out ? JSON.parse(out) : [];
   };
   // Clean stop (SIGINT: at once, as Ctrl-C; SIGTERM would drain, waiting
