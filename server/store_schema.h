@@ -541,6 +541,25 @@ static const char *const tm_store_migrations[] = {
     "  id INTEGER PRIMARY KEY CHECK(id = 1),"
     "  last_seq INTEGER NOT NULL);"
     "INSERT INTO routed_cursor(id, last_seq) SELECT 1, coalesce(max(seq), 0) FROM outbox;",
+    /* 18 (issue 19, cluster19: several nodes on one database). nodes is the
+     * registry: each node's heartbeat (a node is dead when it is too old),
+     * its load (live visits, waiting patients, media peers) and whether it
+     * drains. visits.media_node is the node hosting a visit's media; the
+     * outbox's leased_by/lease_until let one node at a time deliver a row,
+     * and a dead node's lease is taken over once it has expired. */
+    "CREATE TABLE nodes("
+    "  id TEXT PRIMARY KEY,"
+    "  public_url TEXT NOT NULL,"
+    "  started_at INTEGER NOT NULL,"
+    "  heartbeat_at INTEGER NOT NULL,"
+    "  visits INTEGER NOT NULL DEFAULT 0,"
+    "  waiting INTEGER NOT NULL DEFAULT 0,"
+    "  peers INTEGER NOT NULL DEFAULT 0,"
+    "  draining INTEGER NOT NULL DEFAULT 0);"
+    "ALTER TABLE visits ADD COLUMN media_node TEXT;"
+    "CREATE INDEX visits_by_media_node ON visits(media_node, state);"
+    "ALTER TABLE outbox ADD COLUMN leased_by TEXT;"
+    "ALTER TABLE outbox ADD COLUMN lease_until INTEGER;",
 };
 
 #endif

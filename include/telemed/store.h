@@ -1314,4 +1314,56 @@ bool tm_store_visit_seal_marked(tm_store *s, const char *visit_id, int64_t *seal
 /* How many visits are sealed, in *count. */
 int tm_store_seal_count(tm_store *s, int64_t *count);
 
+
+/* ---- cluster nodes (issue 19, cluster19) ----------------------------- */
+/*
+ * Several telemed nodes share one database. Each registers itself and
+ * refreshes its heartbeat and load every few seconds (server/cluster.c); a
+ * node whose heartbeat is older than the caller's dead_after_ms is dead. A
+ * visit's media lives on one node (media_node); when that node dies its
+ * visits and its expired outbox leases are released for another to take.
+ * Races between nodes are decided by conditional updates: of two nodes
+ * releasing or placing the same visit, exactly one changes the row.
+ */
+typedef struct tm_node_info {
+    char id[64];
+    char public_url[256];
+    int64_t started_at_ms; /* this run of the node */
+    int64_t heartbeat_ms;  /* the last heartbeat */
+    int visits;            /* live visits whose media it hosts */
+    int waiting;           /* waiting patients connected to it */
+    int peers;             /* media peers */
+    bool draining;         /* takes no new visits */
+} tm_node_info;
+
+/* Registers n->id or refreshes it: every field of n is stored, heartbeat_ms
+ * being the time of this heartbeat. TM_EINVAL without id or public_url. */
+int tm_store_node_heartbeat(tm_store *s, const tm_node_info *n);
+/* A node leaving on purpose removes its row; TM_ENOTFOUND when absent. */
+int tm_store_node_remove(tm_store *s, const char *id);
+/* The live nodes at now_ms (heartbeat newer than now_ms - dead_after_ms)
+ * into *out (a new array, g_free; NULL when none) and *n, the node best
+ * placed for a new visit first: not draining, then fewest visits, fewest
+ * peers, id. */
+int tm_store_nodes_live(tm_store *s, int64_t now_ms, int64_t dead_after_ms, tm_node_info **out,
+                        size_t *n);
+/* Every registered node as [{id, public_url, started_at, heartbeat_at,
+ * visits, waiting, peers, draining, alive}], by id. NULL on failure. */
+json_t *tm_store_node_list(tm_store *s, int64_t now_ms, int64_t dead_after_ms);
+/* Releases what dead nodes held, in one transaction: the offered or active
+ * visits whose media_node is not live lose it (their ids appended to
+ * *visits, a new array, which only this caller got: another node's
+ * concurrent takeover gets the others), and pending outbox rows leased by a
+ * dead node whose lease_until has passed are unleased (*leases, may be
+ * NULL). */
+int tm_store_node_takeover(tm_store *s, int64_t now_ms, int64_t dead_after_ms, json_t **visits,
+                           int *leases);
+/* Places visit_id's media on node_id when it has no media node yet or its
+ * node is expected_node (NULL: none): TM_ECONFLICT when another node placed
+ * it first or the visit is over, TM_ENOTFOUND when there is no such visit. */
+int tm_store_visit_place_media(tm_store *s, const char *visit_id, const char *expected_node,
+                               const char *node_id);
+/* The node hosting visit_id's media into out ("" when none). */
+int tm_store_visit_media_node(tm_store *s, const char *visit_id, char out[64]);
+
 #endif

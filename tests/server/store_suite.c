@@ -1671,6 +1671,7 @@ void store_suite_run(const store_backend *b)
         {"party_guest_links", t_party_guest_links},
         {"renditions", t_renditions},
         {"institutions", store_suite_institutions},
+        {"nodes", store_suite_nodes},
     };
     for (size_t i = 0; i < TM_ARRAY_LEN(tests); i++) {
         tests[i].fn(b, dir);

@@ -22,4 +22,7 @@ void store_suite_run(const store_backend *b);
 /* The institutions part (issue 18; tests/server/store_suite_institution.c). */
 void store_suite_institutions(const store_backend *b, const char *dir);
 
+/* The cluster part (issue 19; tests/server/store_suite_node.c). */
+void store_suite_nodes(const store_backend *b, const char *dir);
+
 #endif

@@ -1,0 +1,193 @@
+/*
+ * store_node.c - the cluster side of include/telemed/store.h (issue 19):
+ * the node registry with heartbeats and load, which node hosts a visit's
+ * media, and the takeover of what a dead node held.
+ *
+ * Written in SQL both engines run (no rowid, no engine functions). Every
+ * change another node may race is a conditional update whose changed-row
+ * count decides the winner, so it needs no lock beyond the row's own.
+ *
+ * Control loop thread only, on the store's connection (store_internal.h).
+ */
+#include "store_internal.h"
+#include "telemed/common.h"
+
+#include <string.h>
+
+#define NODE_COLUMNS "id, public_url, started_at, heartbeat_at, visits, waiting, peers, draining"
+
+int tm_store_node_heartbeat(tm_store *s, const tm_node_info *n)
+{
+    if (!n->id[0] || !n->public_url[0])
+        return tm__store_refuse(s, TM_EINVAL, "a node needs an id and a public_url");
+    return tm__store_run(s,
+                         "INSERT INTO nodes(" NODE_COLUMNS ")"
+                         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO UPDATE SET"
+                         " public_url = excluded.public_url, started_at = excluded.started_at,"
+                         " heartbeat_at = excluded.heartbeat_at, visits = excluded.visits,"
+                         " waiting = excluded.waiting, peers = excluded.peers,"
+                         " draining = excluded.draining",
+                         "ssIIiiii", n->id, n->public_url, n->started_at_ms, n->heartbeat_ms,
+                         n->visits, n->waiting, n->peers, (int)n->draining);
+}
+
+int tm_store_node_remove(tm_store *s, const char *id)
+{
+    return tm__store_run_one(s, "DELETE FROM nodes WHERE id = ?1", "s", id);
+}
+
+static void read_node(tm__stmt *st, tm_node_info *n)
+{
+    memset(n, 0, sizeof(*n));
+    tm__store_col_text(st, 0, n->id, sizeof(n->id));
+    tm__store_col_text(st, 1, n->public_url, sizeof(n->public_url));
+    n->started_at_ms = tm__col_int64(st, 2);
+    n->heartbeat_ms = tm__col_int64(st, 3);
+    n->visits = tm__col_int(st, 4);
+    n->waiting = tm__col_int(st, 5);
+    n->peers = tm__col_int(st, 6);
+    n->draining = tm__col_int(st, 7) != 0;
+}
+
+int tm_store_nodes_live(tm_store *s, int64_t now_ms, int64_t dead_after_ms, tm_node_info **out,
+                        size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    tm__stmt *st = tm__store_query(s,
+                                       "SELECT " NODE_COLUMNS " FROM nodes WHERE heartbeat_at > ?1"
+                                       " ORDER BY draining, visits, peers, id",
+                                       "I", now_ms - dead_after_ms);
+    GArray *nodes = g_array_new(FALSE, TRUE, sizeof(tm_node_info));
+    int rc;
+    while ((rc = tm__store_step(s, st)) == 1) {
+        tm_node_info node;
+        read_node(st, &node);
+        g_array_append_val(nodes, node);
+    }
+    if (st)
+        tm__stmt_reset(st);
+    if (rc < 0 || nodes->len == 0) {
+        g_array_free(nodes, TRUE);
+        return rc;
+    }
+    *n = nodes->len;
+    *out = (tm_node_info *)(void *)g_array_free(nodes, FALSE);
+    return 0;
+}
+
+json_t *tm_store_node_list(tm_store *s, int64_t now_ms, int64_t dead_after_ms)
+{
+    tm__stmt *st =
+        tm__store_query(s, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY id", "", NULL);
+    json_t *list = json_array();
+    int rc;
+    while ((rc = tm__store_step(s, st)) == 1) {
+        tm_node_info n;
+        read_node(st, &n);
+        json_array_append_new(
+            list, json_pack("{ss ss sI sI si si si sb sb}", "id", n.id, "public_url", n.public_url,
+                            "started_at", (json_int_t)n.started_at_ms, "heartbeat_at",
+                            (json_int_t)n.heartbeat_ms, "visits", n.visits, "waiting", n.waiting,
+                            "peers", n.peers, "draining", n.draining, "alive",
+                            n.heartbeat_ms > now_ms - dead_after_ms));
+    }
+    if (st)
+        tm__stmt_reset(st);
+    if (rc < 0) {
+        json_decref(list);
+        return NULL;
+    }
+    return list;
+}
+
+/* The visits whose media node is not live at now_ms, as (id, media_node)
+ * pairs in one flat array, collected before the conditional updates that
+ * release them. */
+static GPtrArray *orphaned_visits(tm_store *s, int64_t live_since)
+{
+    tm__stmt *st = tm__store_query(
+        s,
+        "SELECT id, media_node FROM visits WHERE media_node IS NOT NULL"
+        " AND state IN ('offered', 'active')"
+        " AND media_node NOT IN (SELECT id FROM nodes WHERE heartbeat_at > ?1) ORDER BY id",
+        "I", live_since);
+    return st ? tm__store_collect_rows(s, st, 2) : NULL;
+}
+
+int tm_store_node_takeover(tm_store *s, int64_t now_ms, int64_t dead_after_ms, json_t **visits,
+                           int *leases)
+{
+    int64_t live_since = now_ms - dead_after_ms;
+    *visits = NULL;
+    int rc = tm__store_begin(s);
+    if (rc < 0)
+        return rc;
+    json_t *released = json_array();
+    GPtrArray *rows = orphaned_visits(s, live_since);
+    if (!rows) {
+        rc = TM_EIO;
+        goto done;
+    }
+    for (guint i = 0; i + 1 < rows->len && rc == 0; i += 2) {
+        const char *id = rows->pdata[i], *node = rows->pdata[i + 1];
+        /* Only the node whose update changes the row releases the visit. */
+        rc = tm__store_run(s,
+                           "UPDATE visits SET media_node = NULL WHERE id = ?1 AND media_node = ?2",
+                           "ss", id, node);
+        if (rc == 0 && tm__store_changes(s) == 1)
+            json_array_append_new(released, json_string(id));
+    }
+    g_ptr_array_free(rows, TRUE);
+    if (rc == 0)
+        rc =
+            tm__store_run(s,
+                          "UPDATE outbox SET leased_by = NULL, lease_until = NULL"
+                          " WHERE state = 'pending' AND leased_by IS NOT NULL AND lease_until <= ?1"
+                          " AND leased_by NOT IN (SELECT id FROM nodes WHERE heartbeat_at > ?2)",
+                          "II", now_ms, live_since);
+    if (rc == 0 && leases)
+        *leases = tm__store_changes(s);
+done:
+    rc = tm__store_finish(s, rc);
+    if (rc < 0) {
+        json_decref(released);
+        return rc;
+    }
+    *visits = released;
+    return 0;
+}
+
+int tm_store_visit_place_media(tm_store *s, const char *visit_id, const char *expected_node,
+                               const char *node_id)
+{
+    if (!node_id || !node_id[0])
+        return tm__store_refuse(s, TM_EINVAL, "a media node needs an id");
+    int rc = tm__store_run(s,
+                           "UPDATE visits SET media_node = ?2 WHERE id = ?1"
+                           " AND state IN ('waiting', 'offered', 'active')"
+                           " AND coalesce(media_node, '') = coalesce(?3, '')",
+                           "sss", visit_id, node_id, expected_node);
+    if (rc < 0 || tm__store_changes(s) == 1)
+        return rc;
+    char current[64];
+    rc = tm_store_visit_media_node(s, visit_id, current);
+    return rc < 0 ? rc : tm__store_refuse(s, TM_ECONFLICT, "the visit is placed or over");
+}
+
+int tm_store_visit_media_node(tm_store *s, const char *visit_id, char out[64])
+{
+    out[0] = '\0';
+    tm__stmt *st =
+        tm__store_query(s, "SELECT media_node FROM visits WHERE id = ?1", "s", visit_id);
+    int rc = tm__store_step(s, st);
+    if (rc == 0)
+        rc = tm__store_refuse(s, TM_ENOTFOUND, "no such visit");
+    if (rc == 1) {
+        tm__store_col_text(st, 0, out, 64);
+        rc = 0;
+    }
+    if (st)
+        tm__stmt_reset(st);
+    return rc;
+}

@@ -1,0 +1,233 @@
+/*
+ * store_suite_node.c - the cluster part of the store contract (issue 19),
+ * through telemed/store.h only: nodes registering with a heartbeat and
+ * their load, which nodes are live and in what order a new visit prefers
+ * them, placing a visit's media on one node, and releasing what a dead node
+ * held exactly once when two nodes take over at the same time.
+ */
+#include "store_suite.h"
+
+#include "telemed/common.h"
+#include "tm_test.h"
+
+#include <glib.h>
+#include <string.h>
+
+static const int64_t NOW = 1764072000000LL; /* 2025-11-25T12:00:00Z */
+static const int64_t DEAD_AFTER = 10000;
+
+static tm_node_info node(const char *id, int64_t heartbeat_ms, int visits, int peers)
+{
+    tm_node_info n = {0};
+    g_strlcpy(n.id, id, sizeof(n.id));
+    g_snprintf(n.public_url, sizeof(n.public_url), "https://%s.test:8443", id);
+    n.started_at_ms = NOW - 60000;
+    n.heartbeat_ms = heartbeat_ms;
+    n.visits = visits;
+    n.peers = peers;
+    return n;
+}
+
+static void seed(tm_store *s)
+{
+    CHECK_EQ_INT(tm_store_dept_put(s, "cardio", "Cardiology"), 0);
+    CHECK_EQ_INT(tm_store_doctor_put(s, "d1", "Dr One", "cardio", "LIC1", NULL), 0);
+    CHECK_EQ_INT(
+        tm_store_shift_add(s, "d1", "cardio", tm_now_ms() - 1000, tm_now_ms() + 3600000, 4, NULL),
+        0);
+}
+
+static void waiting_visit(tm_store *s, tm_visit *v, const char *patient)
+{
+    memset(v, 0, sizeof(*v));
+    g_strlcpy(v->patient_id, patient, sizeof(v->patient_id));
+    g_strlcpy(v->dept_id, "cardio", sizeof(v->dept_id));
+    g_strlcpy(v->kind, "follow_up", sizeof(v->kind));
+    v->checkin_ms = tm_now_ms() - 5000;
+    CHECK_EQ_INT(tm_store_visit_checkin(s, v, "ua/1"), 0);
+}
+
+static void active_visit(tm_store *s, tm_visit *v, const char *patient)
+{
+    waiting_visit(s, v, patient);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v->id, "d1", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_visit_accept(s, v->id, "d1", "ua/d", tm_now_ms()), 0);
+}
+
+static const char *ids_of(const tm_node_info *n, size_t count, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        g_strlcat(buf, i ? "," : "", len);
+        g_strlcat(buf, n[i].id, len);
+    }
+    return buf;
+}
+
+static json_t *node_in(json_t *list, const char *id)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(list, i, o) if (strcmp(json_string_value(json_object_get(o, "id")), id) ==
+                                       0) return o;
+    return NULL;
+}
+
+/* Live nodes come least loaded first, draining ones last, dead ones not at
+ * all; a heartbeat replaces every figure; a node leaving removes its row. */
+static void t_node_registry(const store_backend *b)
+{
+    tm_store *s = b->open("nodes");
+    tm_node_info a = node("node-a", NOW - 1000, 3, 6);
+    tm_node_info bn = node("node-b", NOW - 2000, 1, 2);
+    tm_node_info c = node("node-c", NOW - 500, 0, 0);
+    c.draining = true;
+    tm_node_info dead = node("node-dead", NOW - DEAD_AFTER - 1, 0, 0);
+    CHECK_EQ_INT(tm_store_node_heartbeat(s, &a), 0);
+    CHECK_EQ_INT(tm_store_node_heartbeat(s, &bn), 0);
+    CHECK_EQ_INT(tm_store_node_heartbeat(s, &c), 0);
+    CHECK_EQ_INT(tm_store_node_heartbeat(s, &dead), 0);
+
+    tm_node_info *live = NULL;
+    size_t n = 0;
+    char buf[256];
+    CHECK_EQ_INT(tm_store_nodes_live(s, NOW, DEAD_AFTER, &live, &n), 0);
+    CHECK_STR(ids_of(live, n, buf, sizeof(buf)), "node-b,node-a,node-c");
+    CHECK_STR(live[1].public_url, "https://node-a.test:8443");
+    CHECK_EQ_INT(live[1].visits, 3);
+    CHECK_EQ_INT(live[1].peers, 6);
+    CHECK(live[2].draining);
+    g_free(live);
+
+    /* node-b takes two more visits: node-a, now lighter, comes first. */
+    bn.visits = 5;
+    bn.heartbeat_ms = NOW;
+    CHECK_EQ_INT(tm_store_node_heartbeat(s, &bn), 0);
+    CHECK_EQ_INT(tm_store_nodes_live(s, NOW, DEAD_AFTER, &live, &n), 0);
+    CHECK_STR(ids_of(live, n, buf, sizeof(buf)), "node-a,node-b,node-c");
+    g_free(live);
+
+    json_t *list = tm_store_node_list(s, NOW, DEAD_AFTER);
+    CHECK_EQ_INT((int)json_array_size(list), 4);
+    CHECK(json_is_false(json_object_get(node_in(list, "node-dead"), "alive")));
+    CHECK(json_is_true(json_object_get(node_in(list, "node-c"), "alive")));
+    CHECK(json_is_true(json_object_get(node_in(list, "node-c"), "draining")));
+    CHECK_EQ_INT((int)json_integer_value(json_object_get(node_in(list, "node-b"), "visits")), 5);
+    json_decref(list);
+
+    /* Long after, nobody is live. */
+    CHECK_EQ_INT(tm_store_nodes_live(s, NOW + 3600000, DEAD_AFTER, &live, &n), 0);
+    CHECK(live == NULL && n == 0);
+
+    tm_node_info bad = node("", NOW, 0, 0);
+    CHECK_EQ_INT(tm_store_node_heartbeat(s, &bad), TM_EINVAL);
+    bad = node("node-x", NOW, 0, 0);
+    bad.public_url[0] = '\0';
+    CHECK_EQ_INT(tm_store_node_heartbeat(s, &bad), TM_EINVAL);
+
+    CHECK_EQ_INT(tm_store_node_remove(s, "node-c"), 0);
+    CHECK_EQ_INT(tm_store_node_remove(s, "node-c"), TM_ENOTFOUND);
+    list = tm_store_node_list(s, NOW, DEAD_AFTER);
+    CHECK_EQ_INT((int)json_array_size(list), 3);
+    json_decref(list);
+    tm_store_free(s);
+}
+
+/* A visit's media goes to one node: the first placement wins, a move names
+ * the node it moves from, and a visit that is over stays where it was. */
+static void t_node_media_placement(const store_backend *b)
+{
+    tm_store *s = b->open("media_node");
+    seed(s);
+    tm_visit v;
+    active_visit(s, &v, "p1");
+    char at[64];
+    CHECK_EQ_INT(tm_store_visit_media_node(s, v.id, at), 0);
+    CHECK_STR(at, "");
+    CHECK_EQ_INT(tm_store_visit_place_media(s, v.id, NULL, "node-a"), 0);
+    CHECK_EQ_INT(tm_store_visit_place_media(s, v.id, NULL, "node-b"), TM_ECONFLICT);
+    CHECK(strlen(tm_store_errmsg(s)) > 0);
+    CHECK_EQ_INT(tm_store_visit_place_media(s, v.id, "node-c", "node-b"), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_visit_media_node(s, v.id, at), 0);
+    CHECK_STR(at, "node-a");
+    CHECK_EQ_INT(tm_store_visit_place_media(s, v.id, "node-a", "node-b"), 0);
+    CHECK_EQ_INT(tm_store_visit_media_node(s, v.id, at), 0);
+    CHECK_STR(at, "node-b");
+
+    CHECK_EQ_INT(tm_store_visit_end(s, v.id, "completed", "d1", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_visit_place_media(s, v.id, "node-b", "node-a"), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_visit_media_node(s, v.id, at), 0);
+    CHECK_STR(at, "node-b");
+
+    CHECK_EQ_INT(tm_store_visit_place_media(s, "no-visit", NULL, "node-a"), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_store_visit_media_node(s, "no-visit", at), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_store_visit_place_media(s, v.id, NULL, ""), TM_EINVAL);
+    tm_store_free(s);
+}
+
+/* node-b dies with two live visits; node-a lives with one. Two nodes take
+ * over at once (two handles on one database): the dead node's visits are
+ * released once, to one of them; the live node's visit and the ended one
+ * are untouched; a released visit can be placed again. */
+static void t_node_takeover(const store_backend *b)
+{
+    tm_store *s = b->open("takeover");
+    tm_store *other = b->open("takeover");
+    seed(s);
+    int64_t now = tm_now_ms();
+    tm_node_info a = node("node-a", now, 1, 2);
+    tm_node_info dead = node("node-b", now - DEAD_AFTER - 1, 2, 4);
+    CHECK_EQ_INT(tm_store_node_heartbeat(s, &a), 0);
+    CHECK_EQ_INT(tm_store_node_heartbeat(s, &dead), 0);
+
+    tm_visit on_a, on_b1, on_b2, ended;
+    active_visit(s, &on_a, "p-a");
+    active_visit(s, &on_b1, "p-b1");
+    active_visit(s, &on_b2, "p-b2");
+    active_visit(s, &ended, "p-ended");
+    CHECK_EQ_INT(tm_store_visit_place_media(s, on_a.id, NULL, "node-a"), 0);
+    CHECK_EQ_INT(tm_store_visit_place_media(s, on_b1.id, NULL, "node-b"), 0);
+    CHECK_EQ_INT(tm_store_visit_place_media(s, on_b2.id, NULL, "node-b"), 0);
+    CHECK_EQ_INT(tm_store_visit_place_media(s, ended.id, NULL, "node-b"), 0);
+    CHECK_EQ_INT(tm_store_visit_end(s, ended.id, "completed", "d1", now), 0);
+
+    json_t *mine = NULL, *theirs = NULL;
+    int leases = -1;
+    CHECK_EQ_INT(tm_store_node_takeover(s, now, DEAD_AFTER, &mine, &leases), 0);
+    CHECK_EQ_INT(tm_store_node_takeover(other, now, DEAD_AFTER, &theirs, NULL), 0);
+    CHECK_EQ_INT((int)json_array_size(mine) + (int)json_array_size(theirs), 2);
+    CHECK_EQ_INT((int)json_array_size(theirs), 0);
+    CHECK_EQ_INT(leases, 0);
+    const char *first = json_string_value(json_array_get(mine, 0));
+    const char *second = json_string_value(json_array_get(mine, 1));
+    CHECK(strcmp(first, on_b1.id) == 0 || strcmp(first, on_b2.id) == 0);
+    CHECK(strcmp(second, on_b1.id) == 0 || strcmp(second, on_b2.id) == 0);
+    CHECK(strcmp(first, second) != 0);
+
+    char at[64];
+    CHECK_EQ_INT(tm_store_visit_media_node(s, on_a.id, at), 0);
+    CHECK_STR(at, "node-a");
+    CHECK_EQ_INT(tm_store_visit_media_node(s, ended.id, at), 0);
+    CHECK_STR(at, "node-b");
+    CHECK_EQ_INT(tm_store_visit_media_node(s, on_b1.id, at), 0);
+    CHECK_STR(at, "");
+    CHECK_EQ_INT(tm_store_visit_place_media(other, on_b1.id, NULL, "node-a"), 0);
+    CHECK_EQ_INT(tm_store_visit_place_media(s, on_b1.id, NULL, "node-c"), TM_ECONFLICT);
+    json_decref(mine);
+    json_decref(theirs);
+
+    /* Nothing more to release. */
+    CHECK_EQ_INT(tm_store_node_takeover(s, now, DEAD_AFTER, &mine, NULL), 0);
+    CHECK_EQ_INT((int)json_array_size(mine), 0);
+    json_decref(mine);
+    tm_store_free(other);
+    tm_store_free(s);
+}
+
+void store_suite_nodes(const store_backend *b, const char *dir)
+{
+    (void)dir;
+    t_node_registry(b);
+    t_node_media_placement(b);
+    t_node_takeover(b);
+}
