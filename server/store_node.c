@@ -55,9 +55,9 @@ int tm_store_nodes_live(tm_store *s, int64_t now_ms, int64_t dead_after_ms, tm_n
     *out = NULL;
     *n = 0;
     tm__stmt *st = tm__store_query(s,
-                                       "SELECT " NODE_COLUMNS " FROM nodes WHERE heartbeat_at > ?1"
-                                       " ORDER BY draining, visits, peers, id",
-                                       "I", now_ms - dead_after_ms);
+                                   "SELECT " NODE_COLUMNS " FROM nodes WHERE heartbeat_at > ?1"
+                                   " ORDER BY draining, visits, peers, id",
+                                   "I", now_ms - dead_after_ms);
     GArray *nodes = g_array_new(FALSE, TRUE, sizeof(tm_node_info));
     int rc;
     while ((rc = tm__store_step(s, st)) == 1) {
@@ -78,8 +78,7 @@ int tm_store_nodes_live(tm_store *s, int64_t now_ms, int64_t dead_after_ms, tm_n
 
 json_t *tm_store_node_list(tm_store *s, int64_t now_ms, int64_t dead_after_ms)
 {
-    tm__stmt *st =
-        tm__store_query(s, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY id", "", NULL);
+    tm__stmt *st = tm__store_query(s, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY id", "", NULL);
     json_t *list = json_array();
     int rc;
     while ((rc = tm__store_step(s, st)) == 1) {
@@ -178,8 +177,7 @@ int tm_store_visit_place_media(tm_store *s, const char *visit_id, const char *ex
 int tm_store_visit_media_node(tm_store *s, const char *visit_id, char out[64])
 {
     out[0] = '\0';
-    tm__stmt *st =
-        tm__store_query(s, "SELECT media_node FROM visits WHERE id = ?1", "s", visit_id);
+    tm__stmt *st = tm__store_query(s, "SELECT media_node FROM visits WHERE id = ?1", "s", visit_id);
     int rc = tm__store_step(s, st);
     if (rc == 0)
         rc = tm__store_refuse(s, TM_ENOTFOUND, "no such visit");
@@ -190,4 +188,14 @@ int tm_store_visit_media_node(tm_store *s, const char *visit_id, char out[64])
     if (st)
         tm__stmt_reset(st);
     return rc;
+}
+
+json_t *tm_store_dept_queue(tm_store *s, const char *dept_id)
+{
+    tm__stmt *st = tm__store_query(s,
+                                   "SELECT id, state FROM visits WHERE dept_id = ?1"
+                                   " AND state IN ('waiting', 'offered')"
+                                   " ORDER BY checkin_at, id",
+                                   "s", dept_id);
+    return tm__store_rows_json(s, st);
 }

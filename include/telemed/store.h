@@ -1365,5 +1365,8 @@ int tm_store_visit_place_media(tm_store *s, const char *visit_id, const char *ex
                                const char *node_id);
 /* The node hosting visit_id's media into out ("" when none). */
 int tm_store_visit_media_node(tm_store *s, const char *visit_id, char out[64]);
+/* A department's waiting room as every node sees it: its waiting and
+ * offered visits as [{id, state}], oldest check-in first. NULL on failure. */
+json_t *tm_store_dept_queue(tm_store *s, const char *dept_id);
 
 #endif

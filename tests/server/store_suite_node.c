@@ -43,7 +43,8 @@ static void waiting_visit(tm_store *s, tm_visit *v, const char *patient)
     g_strlcpy(v->patient_id, patient, sizeof(v->patient_id));
     g_strlcpy(v->dept_id, "cardio", sizeof(v->dept_id));
     g_strlcpy(v->kind, "follow_up", sizeof(v->kind));
-    v->checkin_ms = tm_now_ms() - 5000;
+    static int64_t later; /* check-ins strictly in call order */
+    v->checkin_ms = tm_now_ms() - 5000 + later++;
     CHECK_EQ_INT(tm_store_visit_checkin(s, v, "ua/1"), 0);
 }
 
@@ -224,10 +225,47 @@ static void t_node_takeover(const store_backend *b)
     tm_store_free(s);
 }
 
+/* What every node reloads on queue:<dept>: the waiting and offered visits
+ * of that department, oldest first, and nothing active, ended or elsewhere. */
+static void t_dept_queue(const store_backend *b)
+{
+    tm_store *s = b->open("dept_queue");
+    seed(s);
+    CHECK_EQ_INT(tm_store_dept_put(s, "derm", "Dermatology"), 0);
+    tm_visit first, offered, active, ended, elsewhere;
+    waiting_visit(s, &first, "p1");
+    waiting_visit(s, &offered, "p2");
+    CHECK_EQ_INT(tm_store_visit_offer(s, offered.id, "d1", tm_now_ms()), 0);
+    active_visit(s, &active, "p3");
+    active_visit(s, &ended, "p4");
+    CHECK_EQ_INT(tm_store_visit_end(s, ended.id, "completed", "d1", tm_now_ms()), 0);
+    memset(&elsewhere, 0, sizeof(elsewhere));
+    g_strlcpy(elsewhere.patient_id, "p5", sizeof(elsewhere.patient_id));
+    g_strlcpy(elsewhere.dept_id, "derm", sizeof(elsewhere.dept_id));
+    g_strlcpy(elsewhere.kind, "follow_up", sizeof(elsewhere.kind));
+    elsewhere.checkin_ms = tm_now_ms() - 60000;
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &elsewhere, "ua"), 0);
+
+    json_t *q = tm_store_dept_queue(s, "cardio");
+    CHECK_EQ_INT((int)json_array_size(q), 2);
+    json_t *row = json_array_get(q, 0);
+    CHECK_STR(json_string_value(json_object_get(row, "id")), first.id);
+    CHECK_STR(json_string_value(json_object_get(row, "state")), "waiting");
+    row = json_array_get(q, 1);
+    CHECK_STR(json_string_value(json_object_get(row, "id")), offered.id);
+    CHECK_STR(json_string_value(json_object_get(row, "state")), "offered");
+    json_decref(q);
+    q = tm_store_dept_queue(s, "nodept");
+    CHECK_EQ_INT((int)json_array_size(q), 0);
+    json_decref(q);
+    tm_store_free(s);
+}
+
 void store_suite_nodes(const store_backend *b, const char *dir)
 {
     (void)dir;
     t_node_registry(b);
+    t_dept_queue(b);
     t_node_media_placement(b);
     t_node_takeover(b);
 }

@@ -264,6 +264,9 @@ static void test_party_migration(void)
         "DROP TABLE followups; DROP TABLE appointment_notices;"
         "DROP TABLE messaging_outbox; DROP TABLE messaging_cursor;"
         "DROP TABLE feed_routes; DROP TABLE routed_outbox; DROP TABLE routed_cursor;"
+        "DROP TABLE nodes; DROP INDEX visits_by_media_node;"
+        "ALTER TABLE visits DROP COLUMN media_node;"
+        "ALTER TABLE outbox DROP COLUMN leased_by; ALTER TABLE outbox DROP COLUMN lease_until;"
         "DROP TABLE participants;"
         "ALTER TABLE doctors DROP COLUMN kind;"
         "CREATE TABLE participants(id INTEGER PRIMARY KEY,"
@@ -485,6 +488,52 @@ static void test_locked(void)
     g_free(path);
 }
 
+/* Outbox leases (migration 17) as the outbox's consumer writes them on
+ * several nodes: a takeover frees only the expired leases of nodes that are
+ * dead; a live node's lease and a dead node's unexpired one stay. */
+static void test_dead_node_leases(void)
+{
+    tm_store *s = open_sqlite("leases");
+    seed(s);
+    tm_visit v = new_visit("p-lease");
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &v, "ua"), 0);
+    int64_t now = tm_now_ms();
+    tm_node_info live = {.id = "node-live", .public_url = "https://live.test"};
+    live.started_at_ms = live.heartbeat_ms = now;
+    tm_node_info dead = {.id = "node-dead", .public_url = "https://dead.test"};
+    dead.started_at_ms = dead.heartbeat_ms = now - 60000;
+    CHECK_EQ_INT(tm_store_node_heartbeat(s, &live), 0);
+    CHECK_EQ_INT(tm_store_node_heartbeat(s, &dead), 0);
+    tm_store_free(s);
+
+    char *path = db_path("leases");
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    char *sql = g_strdup_printf(
+        "INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload, leased_by, lease_until)"
+        " VALUES('e-dead-expired', 't', 'v', 1, '{}', 'node-dead', %lld),"
+        " ('e-dead-held', 't', 'v', 1, '{}', 'node-dead', %lld),"
+        " ('e-live-expired', 't', 'v', 1, '{}', 'node-live', %lld)",
+        (long long)(now - 1000), (long long)(now + 60000), (long long)(now - 1000));
+    CHECK_EQ_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    g_free(sql);
+    sqlite3_close(db);
+    g_free(path);
+
+    s = open_sqlite("leases");
+    json_t *visits = NULL;
+    int leases = -1;
+    CHECK_EQ_INT(tm_store_node_takeover(s, now, 10000, &visits, &leases), 0);
+    CHECK_EQ_INT(leases, 1);
+    CHECK_EQ_INT((int)json_array_size(visits), 0);
+    json_decref(visits);
+    tm_store_free(s);
+    CHECK_EQ_INT(scalar("leases", "SELECT count(*) FROM outbox WHERE leased_by IS NULL"
+                                  " AND event_id = 'e-dead-expired'"),
+                 1);
+    CHECK_EQ_INT(scalar("leases", "SELECT count(*) FROM outbox WHERE leased_by IS NOT NULL"), 2);
+}
+
 int main(void)
 {
     test_dir = g_dir_make_tmp("tm-store-XXXXXX", NULL);
@@ -493,6 +542,7 @@ int main(void)
     store_suite_run(&(store_backend){"sqlite", open_sqlite});
     RUN(test_newer_schema_refused);
     RUN(test_party_migration);
+    RUN(test_dead_node_leases);
     RUN(test_files_are_private);
     RUN(test_disk_full);
     RUN(test_io_error);
