@@ -48,6 +48,7 @@ void tm__mark_dept_dirty(tm_signaling *sig, const char *dept)
     note_queue_change(sig);
     g_hash_table_add(sig->dirty_depts, g_strdup(dept));
     tm__mark_overview_dirty(sig);
+    tm__cluster_queue_changed(sig, dept);
 }
 
 /* Whether the doctor is inside a shift of dept now, and its capacity. */
@@ -336,8 +337,8 @@ void tm__dispatch_dept(tm_signaling *sig, const char *dept)
     tm_doctor_slot *slots = g_new(tm_doctor_slot, docs->len);
     for (size_t i = 0; i < n && docs->len > 0; i++) {
         live_visit *v = g_hash_table_lookup(sig->visits, order[i]);
-        if (!v || v->state != TM_VS_WAITING)
-            continue;
+        if (!v || v->state != TM_VS_WAITING || v->remote)
+            continue; /* a mirror is its own node's to offer (cluster_sync.c) */
         user *p = tm__visit_patient(sig, v);
         if (!p || !p->sess)
             continue; /* keeps the place, but no doctor waits for someone not there */

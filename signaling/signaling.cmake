@@ -21,9 +21,17 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/transfer.c
   ${CMAKE_CURRENT_LIST_DIR}/followup.c # followup18
   ${CMAKE_CURRENT_LIST_DIR}/drain.c # issue 19
+  ${CMAKE_CURRENT_LIST_DIR}/cluster_sync.c # issue 19 (cluster19)
 )
 tm_unit_test(test_position_text tests/signaling/test_position_text.c)
 target_include_directories(test_position_text PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 # The rooms over a real store, through sessions without a socket.
 tm_unit_test(test_signaling_teardown tests/signaling/test_signaling_teardown.c)
 target_include_directories(test_signaling_teardown PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+# Issue 19 (cluster19): two nodes' waiting rooms on one database, kept in step
+# over the PostgreSQL bus of a PostgreSQL the test starts (tests/support/pg.sh).
+tm_unit_test(test_cluster_sync tests/signaling/test_cluster_sync.c)
+target_include_directories(test_cluster_sync PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+target_compile_definitions(test_cluster_sync PRIVATE
+  TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
+set_tests_properties(test_cluster_sync PROPERTIES TIMEOUT 300)

@@ -21,6 +21,7 @@
  *   signaling.c    start (restore from the store), stop, metrics
  *   followup.c     follow-ups booked in a visit, the appointment sweep
  *   drain.c        this node draining: who is turned away, the other nodes
+ *   cluster_sync.c the waiting room kept in step with other nodes (issue 19)
  * and their helpers: shifts.c (shifts in memory), position_text.c (the
  * queue.position text), fanout.c (parallel writes). A visit's recording is
  * server/visit_record.c's (include/telemed/visit_record.h).
@@ -176,6 +177,9 @@ typedef struct live_visit {
     char transferred_from[64];
     char transfer_reason[TM_TRANSFER_REASON_MAX + 1];
     int transfers;
+    /* cluster_sync.c: a waiting visit of another node's patient, mirrored
+     * here for positions and the overview; never offered by this node */
+    bool remote;
 } live_visit;
 
 struct tm_signaling {
@@ -208,6 +212,8 @@ struct tm_signaling {
     bool overview_dirty;
     bool draining;        /* drain.c: no check-ins, no offers; new sessions turned away */
     guint followup_sweep; /* followup18: the appointment sweep's timer */
+    struct tm_cluster *cluster; /* issue 19: the bus to other nodes, or NULL */
+    bool syncing;               /* cluster_sync.c is applying the store's queue */
     /* metrics */
     uint64_t connections, connections_total, msgs_in, msgs_out, errors_total, rate_limited;
     uint64_t resp_buckets[10], resp_count;
@@ -278,6 +284,9 @@ void tm__session_authenticated(session *s);
 void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id);
 /* Closes (4401) every session whose token has expired by now_ms. */
 void tm__auth_expire_sessions(tm_signaling *sig, int64_t now_ms);
+
+/* cluster_sync.c: a queue change of dept, told to every node. */
+void tm__cluster_queue_changed(tm_signaling *sig, const char *dept);
 
 /* lobby.c */
 int tm__queue_add(tm_signaling *sig, live_visit *v);

@@ -93,6 +93,13 @@ void tm_signaling_consult_push(tm_signaling *sig, const char *event, json_t *row
 int tm_signaling_referral_received(tm_signaling *sig, json_t *referral);
 int tm_signaling_referral_answered(tm_signaling *sig, json_t *referral);
 
+/* Issue 19: this node among several. Signaling publishes its queue changes
+ * on cluster's bus, keeps its waiting room in step with the store on every
+ * queue event (signaling/cluster_sync.c) and gives the heartbeat its load.
+ * cluster is borrowed and must outlive sig, or be unset with NULL first. */
+struct tm_cluster;
+void tm_signaling_set_cluster(tm_signaling *sig, struct tm_cluster *cluster);
+
 /* Media events from tm_media: a tm_media_event_cb whose user is the tm_signaling. */
 void tm_signaling_on_media_event(const struct tm_media_event *ev, void *user);
 

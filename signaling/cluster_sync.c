@@ -1,0 +1,163 @@
+/*
+ * cluster_sync.c - this node's waiting room kept in step with the other
+ * nodes' through the store and the cluster bus (telemed/cluster.h).
+ *
+ * Control loop. Every queue change here is published as queue:<dept>. On
+ * queue:<dept> (from any node, this one included) the department's waiting
+ * and offered visits are read from the store, the store being the truth:
+ * a visit checked in on another node enters this node's tm_queue as a
+ * mirror (live_visit.remote: no user here, never offered by this node's
+ * dispatcher, since its patient signals elsewhere), and a mirror no longer
+ * waiting or offered in the store leaves. Positions and estimates are then
+ * pushed to this node's patients, who count everyone ahead of them on every
+ * node, and this node's free doctors are dispatched. A resync (the bus was
+ * down) does this for every department.
+ *
+ * Visits of this node's own patients are never changed from here: their
+ * steps are this node's, decided by the store's conditional updates.
+ */
+#include "signaling_internal.h"
+#include "telemed/cluster.h"
+#include "telemed/log.h"
+
+#include <string.h>
+
+void tm__cluster_queue_changed(tm_signaling *sig, const char *dept)
+{
+    if (sig->cluster && !sig->syncing)
+        tm_cluster_publish(sig->cluster, TM_BUS_QUEUE, dept);
+}
+
+/* A visit checked in on another node, as a mirror in this node's queue. */
+static bool add_mirror(tm_signaling *sig, const char *id)
+{
+    tm_visit rec;
+    if (tm_store_visit_get(sig->store, id, &rec) < 0)
+        return false;
+    live_visit *v = tm__live_visit_add(sig, &rec);
+    v->remote = true;
+    if (tm__queue_add(sig, v) < 0) {
+        g_hash_table_remove(sig->visits, v->id);
+        return false;
+    }
+    return true;
+}
+
+/* Mirrors of dept that the store no longer has waiting or offered leave. */
+static bool drop_gone_mirrors(tm_signaling *sig, const char *dept, GHashTable *in_store)
+{
+    size_t len = tm_queue_length(sig->queue, dept);
+    if (len == 0)
+        return false;
+    const char **ids = g_new(const char *, len);
+    size_t n = tm_queue_ordered(sig->queue, dept, tm_now_ms(), ids, len);
+    GPtrArray *gone = g_ptr_array_new_with_free_func(g_free);
+    for (size_t i = 0; i < n; i++) {
+        live_visit *v = g_hash_table_lookup(sig->visits, ids[i]);
+        if (v && v->remote && !g_hash_table_contains(in_store, v->id))
+            g_ptr_array_add(gone, g_strdup(v->id));
+    }
+    g_free(ids);
+    for (guint i = 0; i < gone->len; i++) {
+        tm_queue_remove(sig->queue, gone->pdata[i]);
+        g_hash_table_remove(sig->visits, gone->pdata[i]);
+    }
+    bool any = gone->len > 0;
+    g_ptr_array_free(gone, TRUE);
+    return any;
+}
+
+/* A mirror follows its row between waiting and offered: the overview shows it. */
+static bool follow_state(live_visit *v, const char *state)
+{
+    tm_visit_state now;
+    if (!v->remote || tm_visit_state_parse(state, &now) < 0 || now == v->state)
+        return false;
+    v->state = now;
+    return true;
+}
+
+static void sync_dept(tm_signaling *sig, const char *dept)
+{
+    json_t *rows = tm_store_dept_queue(sig->store, dept);
+    if (!rows) {
+        tm_warn("cluster.queue_reload_failed", "dept=%s error=\"%s\"", dept,
+                tm_store_errmsg(sig->store));
+        return;
+    }
+    GHashTable *in_store = g_hash_table_new(g_str_hash, g_str_equal);
+    bool changed = false;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        const char *id = json_string_value(json_object_get(row, "id"));
+        g_hash_table_add(in_store, (gpointer)id);
+        live_visit *v = g_hash_table_lookup(sig->visits, id);
+        if (!v)
+            changed |= add_mirror(sig, id);
+        else
+            changed |= follow_state(v, json_string_value(json_object_get(row, "state")));
+    }
+    changed |= drop_gone_mirrors(sig, dept, in_store);
+    g_hash_table_destroy(in_store);
+    json_decref(rows);
+    if (!changed)
+        return;
+    sig->syncing = true; /* what the store said is not a change to announce */
+    tm__mark_dept_dirty(sig, dept);
+    sig->syncing = false;
+    tm__dispatch_dept(sig, dept);
+    tm__flush_positions(sig);
+}
+
+static void sync_all(tm_signaling *sig)
+{
+    json_t *depts = tm_store_dept_list(sig->store);
+    size_t i;
+    json_t *d;
+    json_array_foreach(depts, i, d) sync_dept(sig, json_string_value(json_object_get(d, "id")));
+    json_decref(depts);
+}
+
+static void on_bus_event(tm_bus_kind kind, const char *id, void *data)
+{
+    tm_signaling *sig = data;
+    if (kind == TM_BUS_QUEUE)
+        sync_dept(sig, id);
+    else if (kind == TM_BUS_RESYNC)
+        sync_all(sig);
+}
+
+/* This node's share of the work: its own live visits and waiting patients
+ * (mirrors are other nodes'), and its media peers. */
+static void node_load(tm_node_info *load, void *data)
+{
+    tm_signaling *sig = data;
+    GHashTableIter it;
+    gpointer val;
+    g_hash_table_iter_init(&it, sig->visits);
+    while (g_hash_table_iter_next(&it, NULL, &val)) {
+        live_visit *v = val;
+        if (v->remote)
+            continue;
+        if (v->state == TM_VS_ACTIVE)
+            load->visits++;
+        else if (v->state == TM_VS_WAITING || v->state == TM_VS_OFFERED)
+            load->waiting++;
+    }
+    if (sig->media) {
+        tm_media_counters mc;
+        tm_media_get_counters(sig->media, &mc);
+        load->peers = (int)MIN(mc.peers, (uint64_t)G_MAXINT);
+    }
+}
+
+void tm_signaling_set_cluster(tm_signaling *sig, tm_cluster *cluster)
+{
+    sig->cluster = cluster;
+    if (!cluster)
+        return;
+    tm_cluster_set_event_handler(cluster, on_bus_event, sig);
+    tm_cluster_set_load_source(cluster, node_load, sig);
+}

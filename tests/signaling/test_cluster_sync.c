@@ -1,0 +1,356 @@
+/*
+ * test_cluster_sync.c - two nodes' waiting rooms kept in step
+ * (signaling/cluster_sync.c): two tm_signaling instances, each with its own
+ * store handle on one database and its own tm_cluster on the PostgreSQL bus
+ * of a PostgreSQL this test starts (tests/support/pg.sh), driven through
+ * sessions without a socket (signaling_testing.h).
+ *
+ * A patient checked in on node A is counted ahead of one checked in later
+ * on node B, and both nodes' overviews list both; when A's doctor accepts
+ * A's patient, B's patient is pushed position 1 by B; a patient leaving on
+ * B leaves A's queue too. Node A's doctor is never offered B's patient.
+ */
+#include "signaling_testing.h"
+#include "telemed/cluster.h"
+#include "telemed/common.h"
+#include "telemed/config.h"
+#include "telemed/jwt.h"
+#include "telemed/log.h"
+#include "telemed/store.h"
+
+#include <glib.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tm_test.h"
+
+#define SECRET "test-cluster-sync-secret-0123456789abcdef"
+
+static tm_config cfg;
+static char *dir;
+
+typedef struct node {
+    tm_store *store;
+    tm_jwt_verifier *jwt;
+    tm_signaling *sig;
+    tm_cluster *cluster;
+} node;
+
+static node node_start(const char *id, const char *bus_url)
+{
+    node n = {0};
+    char *path = g_build_filename(dir, "telemed.db", NULL);
+    char *err = NULL;
+    n.store = tm_store_open(path, cfg.hospital_id, &err);
+    g_free(path);
+    CHECK(n.store != NULL);
+    n.jwt = tm_jwt_verifier_new(SECRET);
+    n.sig = tm_signaling_new(&cfg, n.store, n.jwt, &err);
+    if (!n.sig)
+        fprintf(stderr, "signaling: %s\n", err);
+    CHECK(n.sig != NULL);
+    char url[64];
+    g_snprintf(url, sizeof(url), "https://%s.test:8443", id);
+    n.cluster = tm_cluster_new(&(tm_cluster_options){.node_id = id,
+                                                     .public_url = url,
+                                                     .store = n.store,
+                                                     .bus_url = bus_url,
+                                                     .reconnect_max_ms = 500},
+                               &err);
+    CHECK(n.cluster != NULL);
+    tm_signaling_set_cluster(n.sig, n.cluster);
+    tm_signaling_ready(n.sig);
+    return n;
+}
+
+static void node_stop(node *n)
+{
+    tm_signaling_set_cluster(n->sig, NULL);
+    tm_cluster_free(n->cluster);
+    tm_signaling_free(n->sig);
+    tm_jwt_verifier_free(n->jwt);
+    tm_store_free(n->store);
+}
+
+static gboolean wake(gpointer data)
+{
+    (void)data;
+    return G_SOURCE_CONTINUE;
+}
+
+/* Runs the loop until done(data), with a generous cap against a wedge. */
+static bool spin_until(bool (*done)(void *), void *data)
+{
+    int64_t cap = g_get_monotonic_time() + 90 * G_USEC_PER_SEC;
+    guint tick = g_timeout_add(20, wake, NULL);
+    while (!done(data) && g_get_monotonic_time() < cap)
+        g_main_context_iteration(NULL, TRUE);
+    g_source_remove(tick);
+    return done(data);
+}
+
+/* ---- sessions -------------------------------------------------------- */
+
+typedef struct client {
+    tm_signaling_session *s;
+    GPtrArray *frames; /* json_t *, every frame received so far */
+} client;
+
+static void pump(client *c)
+{
+    char *text;
+    while ((text = tm_signaling_session_pop(c->s))) {
+        json_t *m = json_loads(text, 0, NULL);
+        CHECK(m != NULL);
+        g_ptr_array_add(c->frames, m);
+        g_free(text);
+    }
+}
+
+static client *connect_as(node *n, const char *sub, tm_role role)
+{
+    tm_identity id = {0};
+    g_strlcpy(id.sub, sub, sizeof(id.sub));
+    id.role = role;
+    id.iat = tm_now_ms() / 1000;
+    id.exp = id.iat + 3600;
+    id.auth_time = id.iat; /* a doctor proves who they are to accept */
+    char *token = tm_jwt_mint_hs256(SECRET, &id);
+    char *hello = g_strdup_printf("{\"type\":\"hello\",\"id\":\"h\",\"token\":\"%s\"}", token);
+    client *c = g_new0(client, 1);
+    c->frames = g_ptr_array_new_with_free_func((GDestroyNotify)json_decref);
+    c->s = tm_signaling_session_open(n->sig, "127.0.0.1");
+    tm_signaling_session_frame(c->s, hello, strlen(hello));
+    g_free(hello);
+    free(token);
+    return c;
+}
+
+static void client_close(client *c)
+{
+    tm_signaling_session_closed(c->s);
+    g_ptr_array_free(c->frames, TRUE);
+    g_free(c);
+}
+
+static void send_text(client *c, const char *text)
+{
+    tm_signaling_session_frame(c->s, text, strlen(text));
+}
+
+typedef struct wait_frame {
+    client *c;
+    const char *type, *key, *value; /* value NULL: any */
+    int int_value;                  /* when value is NULL and int_key is set */
+    const char *int_key;
+    json_t *found;
+} wait_frame;
+
+static bool frame_matches(json_t *m, const wait_frame *w)
+{
+    if (g_strcmp0(json_string_value(json_object_get(m, "type")), w->type) != 0)
+        return false;
+    if (w->key && g_strcmp0(json_string_value(json_object_get(m, w->key)), w->value) != 0)
+        return false;
+    if (w->int_key && json_integer_value(json_object_get(m, w->int_key)) != w->int_value)
+        return false;
+    return true;
+}
+
+static bool got_frame(void *data)
+{
+    wait_frame *w = data;
+    pump(w->c);
+    for (guint i = 0; i < w->c->frames->len; i++)
+        if (frame_matches(w->c->frames->pdata[i], w)) {
+            w->found = w->c->frames->pdata[i];
+            return true;
+        }
+    return false;
+}
+
+/* The first frame of type whose key is value (key NULL: any) and whose
+ * int_key is int_value (int_key NULL: any); borrowed. */
+static json_t *wait_for(client *c, const char *type, const char *key, const char *value,
+                        const char *int_key, int int_value)
+{
+    wait_frame w = {c, type, key, value, int_value, int_key, NULL};
+    if (!spin_until(got_frame, &w)) {
+        fprintf(stderr, "never got %s %s=%s %s=%d; got:\n", type, key ? key : "",
+                value ? value : "", int_key ? int_key : "", int_value);
+        for (guint i = 0; i < c->frames->len; i++) {
+            char *t = json_dumps(c->frames->pdata[i], 0);
+            fprintf(stderr, "  %s\n", t);
+            free(t);
+        }
+    }
+    CHECK(w.found != NULL);
+    return w.found;
+}
+
+static json_t *answer(client *c, const char *re)
+{
+    return wait_for(c, "result", "re", re, NULL, 0);
+}
+
+/* ---- the overview ---------------------------------------------------- */
+
+typedef struct listed {
+    node *n;
+    const char *visit_id;
+    bool want; /* listed (true) or not (false) */
+} listed;
+
+static bool overview_lists(void *data)
+{
+    listed *l = data;
+    json_t *o = tm_signaling_overview(l->n->sig);
+    bool found = false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(o, "visits"), i,
+                       v) if (g_strcmp0(json_string_value(json_object_get(v, "id")), l->visit_id) ==
+                              0) found = true;
+    json_decref(o);
+    return found == l->want;
+}
+
+static void wait_listed(node *n, const char *visit_id, bool want)
+{
+    listed l = {n, visit_id, want};
+    CHECK(spin_until(overview_lists, &l));
+}
+
+static void seed_hospital(void)
+{
+    char *path = g_build_filename(dir, "telemed.db", NULL);
+    char *err = NULL;
+    tm_store *st = tm_store_open(path, cfg.hospital_id, &err);
+    g_free(path);
+    CHECK(st != NULL);
+    int64_t now = tm_now_ms();
+    CHECK_EQ_INT(tm_store_dept_put(st, "cardiology", "Cardiology"), 0);
+    CHECK_EQ_INT(tm_store_doctor_put(st, "d-li", "Dr. Li", "cardiology", "110100000000001", NULL),
+                 0);
+    CHECK_EQ_INT(
+        tm_store_shift_add(st, "d-li", "cardiology", now - 3600000, now + 3600000, 1, NULL), 0);
+    tm_store_free(st);
+}
+
+static char *pg_sh(const char *cmd, const char *pgdir)
+{
+    char *argv[] = {TM_PG_SH, (char *)cmd, (char *)pgdir, NULL};
+    char *out = NULL;
+    int status = 0;
+    CHECK(g_spawn_sync(NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, NULL, &status, NULL));
+    CHECK(g_spawn_check_wait_status(status, NULL));
+    return g_strstrip(out);
+}
+
+static bool buses_ready(void *data)
+{
+    node *n = data;
+    return tm_cluster_bus_ready(n[0].cluster) && tm_cluster_bus_ready(n[1].cluster);
+}
+
+static void test_two_nodes_one_waiting_room(void)
+{
+    char *pgdir = g_dir_make_tmp("tm-cluster-sync-pg-XXXXXX", NULL);
+    char *url = pg_sh("start", pgdir);
+    seed_hospital();
+    node nodes[2] = {node_start("node-a", url), node_start("node-b", url)};
+    node *a = &nodes[0], *b = &nodes[1];
+    CHECK(spin_until(buses_ready, nodes));
+
+    client *pa = connect_as(a, "p-on-a", TM_ROLE_PATIENT);
+    answer(pa, "h");
+    send_text(pa, "{\"type\":\"checkin\",\"id\":\"c\",\"dept\":\"cardiology\",\"kind\":"
+                  "\"follow_up\"}");
+    json_t *res = answer(pa, "c");
+    char va[64];
+    g_strlcpy(va, json_string_value(json_object_get(json_object_get(res, "data"), "visit_id")),
+              sizeof(va));
+    CHECK(va[0] != '\0');
+    CHECK_EQ_INT((int)json_integer_value(json_object_get(json_object_get(res, "data"), "position")),
+                 1);
+    /* B learns of A's patient from the bus and the store. */
+    wait_listed(b, va, true);
+
+    client *pb = connect_as(b, "p-on-b", TM_ROLE_PATIENT);
+    answer(pb, "h");
+    send_text(pb, "{\"type\":\"checkin\",\"id\":\"c\",\"dept\":\"cardiology\",\"kind\":"
+                  "\"follow_up\"}");
+    res = answer(pb, "c");
+    char vb[64];
+    g_strlcpy(vb, json_string_value(json_object_get(json_object_get(res, "data"), "visit_id")),
+              sizeof(vb));
+    /* Second in the one waiting room, behind the patient on node A. */
+    CHECK_EQ_INT((int)json_integer_value(json_object_get(json_object_get(res, "data"), "position")),
+                 2);
+    CHECK_EQ_INT((int)json_integer_value(json_object_get(json_object_get(res, "data"), "waiting")),
+                 2);
+    wait_listed(a, vb, true);
+
+    /* A's doctor is offered A's patient, first in line, and accepts. */
+    client *doc = connect_as(a, "d-li", TM_ROLE_DOCTOR);
+    answer(doc, "h");
+    send_text(doc, "{\"type\":\"doctor.status\",\"id\":\"s\",\"status\":\"available\"}");
+    answer(doc, "s");
+    json_t *offer = wait_for(doc, "visit.offer", "visit_id", va, NULL, 0);
+    CHECK_STR(json_string_value(json_object_get(offer, "visit_id")), va);
+    char accept[160];
+    g_snprintf(accept, sizeof(accept),
+               "{\"type\":\"visit.accept\",\"id\":\"acc\",\"visit_id\":\"%s\"}", va);
+    send_text(doc, accept);
+    answer(doc, "acc");
+
+    /* B's patient moves up to 1, pushed by node B. */
+    json_t *pos = wait_for(pb, "queue.position", "visit_id", vb, "position", 1);
+    CHECK_EQ_INT((int)json_integer_value(json_object_get(pos, "waiting")), 1);
+    wait_listed(b, va, false);
+
+    /* B's patient leaves: A's mirror goes, and A's doctor was never offered it. */
+    char leave[160];
+    g_snprintf(leave, sizeof(leave), "{\"type\":\"queue.leave\",\"id\":\"l\",\"visit_id\":\"%s\"}",
+               vb);
+    send_text(pb, leave);
+    answer(pb, "l");
+    wait_listed(a, vb, false);
+    pump(doc);
+    for (guint i = 0; i < doc->frames->len; i++) {
+        json_t *m = doc->frames->pdata[i];
+        if (g_strcmp0(json_string_value(json_object_get(m, "type")), "visit.offer") == 0)
+            CHECK_STR(json_string_value(json_object_get(m, "visit_id")), va);
+    }
+
+    client_close(doc);
+    client_close(pb);
+    client_close(pa);
+    node_stop(b);
+    node_stop(a);
+    g_free(pg_sh("stop", pgdir));
+    char *rm[] = {"rm", "-rf", pgdir, NULL};
+    g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
+    g_free(url);
+    g_free(pgdir);
+}
+
+int main(void)
+{
+    tm_log_set_level(TM_LOG_WARN);
+    dir = g_dir_make_tmp("test-cluster-sync-XXXXXX", NULL);
+    CHECK(dir != NULL);
+    char *argv[] = {"test_cluster_sync", "--data-dir", dir,
+                    "--fanout-threads",  "1",          "--no-consent-required"};
+    char *err = NULL;
+    if (tm_config_load(&cfg, (int)TM_ARRAY_LEN(argv), argv, NULL, &err) != 0)
+        fprintf(stderr, "config: %s\n", err);
+    CHECK(err == NULL);
+    RUN(test_two_nodes_one_waiting_room);
+    tm_config_clear(&cfg);
+    char *rm[] = {"rm", "-rf", dir, NULL};
+    g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
+    g_free(dir);
+    TEST_DONE();
+}
