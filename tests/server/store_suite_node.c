@@ -11,6 +11,7 @@
 #include "tm_test.h"
 
 #include <glib.h>
+#include <stdio.h>
 #include <string.h>
 
 static const int64_t NOW = 1764072000000LL; /* 2025-11-25T12:00:00Z */
@@ -261,6 +262,72 @@ static void t_dept_queue(const store_backend *b)
     tm_store_free(s);
 }
 
+/* ---- two nodes racing to offer one patient --------------------------- */
+
+#define RACES 200
+
+typedef struct racer {
+    tm_store *s;
+    const char *doctor;
+    const char *visit_id;
+    gint *go;
+    int rc;
+} racer;
+
+static gpointer race_offer(gpointer data)
+{
+    racer *r = data;
+    while (!g_atomic_int_get(r->go))
+        g_thread_yield();
+    r->rc = tm_store_visit_offer(r->s, r->visit_id, r->doctor, tm_now_ms());
+    return NULL;
+}
+
+/* Two nodes (two handles, two threads started together) offer the same
+ * waiting patient to their own doctor, RACES times: every time exactly one
+ * offer is recorded and the other is refused as a conflict. */
+static void t_node_offer_race(const store_backend *b)
+{
+    tm_store *s = b->open("offer_race");
+    seed(s);
+    CHECK_EQ_INT(tm_store_doctor_put(s, "d2", "Dr Two", "cardio", "LIC2", NULL), 0);
+    CHECK_EQ_INT(
+        tm_store_shift_add(s, "d2", "cardio", tm_now_ms() - 1000, tm_now_ms() + 3600000, 4, NULL),
+        0);
+    tm_store *node_a = b->open("offer_race"), *node_b = b->open("offer_race");
+    int wins_a = 0, wins_b = 0;
+    for (int i = 0; i < RACES; i++) {
+        tm_visit v;
+        char patient[32];
+        g_snprintf(patient, sizeof(patient), "p-race-%d", i);
+        waiting_visit(s, &v, patient);
+        gint go = 0;
+        racer ra = {node_a, "d1", v.id, &go, 1}, rb = {node_b, "d2", v.id, &go, 1};
+        GThread *ta = g_thread_new("node-a", race_offer, &ra);
+        GThread *tb = g_thread_new("node-b", race_offer, &rb);
+        g_atomic_int_set(&go, 1);
+        g_thread_join(ta);
+        g_thread_join(tb);
+        CHECK((ra.rc == 0) != (rb.rc == 0));
+        CHECK(ra.rc == 0 || ra.rc == TM_ECONFLICT);
+        CHECK(rb.rc == 0 || rb.rc == TM_ECONFLICT);
+        tm_visit after;
+        CHECK_EQ_INT(tm_store_visit_get(s, v.id, &after), 0);
+        CHECK_STR(after.state, "offered");
+        CHECK_STR(after.doctor_id, ra.rc == 0 ? "d1" : "d2");
+        json_t *rec = tm_store_visit_record(s, v.id);
+        CHECK_EQ_INT((int)json_array_size(json_object_get(rec, "offers")), 1);
+        json_decref(rec);
+        wins_a += ra.rc == 0;
+        wins_b += rb.rc == 0;
+    }
+    CHECK_EQ_INT(wins_a + wins_b, RACES);
+    printf("# offer races: node-a won %d, node-b %d\n", wins_a, wins_b);
+    tm_store_free(node_a);
+    tm_store_free(node_b);
+    tm_store_free(s);
+}
+
 void store_suite_nodes(const store_backend *b, const char *dir)
 {
     (void)dir;
@@ -268,4 +335,5 @@ void store_suite_nodes(const store_backend *b, const char *dir)
     t_dept_queue(b);
     t_node_media_placement(b);
     t_node_takeover(b);
+    t_node_offer_race(b);
 }
