@@ -52,6 +52,8 @@ typedef struct tm_app {
     GMainLoop *loop;
     int port; /* the port actually bound */
     int64_t started_ms;
+    /* this node among several: registry and bus (issue 19, server/cluster.c) */
+    struct tm_cluster *cluster;
 } tm_app;
 
 /* The lws callback of the "http-api" protocol: REST, /healthz, /metrics. */

@@ -13,6 +13,7 @@
  */
 #include "app.h"
 #include "telemed/certs.h"
+#include "telemed/cluster.h"
 #include "telemed/common.h"
 #include "telemed/log.h"
 #include "telemed/rec_crypt.h"
@@ -682,6 +683,29 @@ static int declare_alliance(tm_app *app)
     return rc;
 }
 
+/* This node among several (issue 19, server/cluster.c). On a PostgreSQL
+ * database the node registers and beats in it, and the database carries the
+ * bus; on SQLite it is the only node: the bus is in-process and there is no
+ * registry to keep, so the signaling code path is the same. */
+static int start_cluster(tm_app *app)
+{
+    bool shared = g_str_has_prefix(app->cfg.db, "postgresql://") ||
+                  g_str_has_prefix(app->cfg.db, "postgres://");
+    char *err = NULL;
+    app->cluster = tm_cluster_new(&(tm_cluster_options){.node_id = tm_node_id(app->node),
+                                                        .public_url = tm_node_public_url(app->node),
+                                                        .store = shared ? app->store : NULL,
+                                                        .bus_url = shared ? app->cfg.db : NULL},
+                                  &err);
+    if (!app->cluster) {
+        fprintf(stderr, "telemed-server: cluster: %s\n", err);
+        g_free(err);
+        return -1;
+    }
+    tm_signaling_set_cluster(app->sig, app->cluster);
+    return 0;
+}
+
 static int run(tm_app *app)
 {
     char *err = NULL;
@@ -774,6 +798,8 @@ static int run(tm_app *app)
         return 1;
     tm_node_hooks hooks = {node_stop_taking, node_live_visits, node_drained, app};
     app->node = tm_node_new(&app->cfg, app->port, &hooks);
+    if (start_cluster(app) < 0)
+        return 1;
     retention_sweep(app);
     g_timeout_add_seconds(3600, retention_sweep, app);
     tm_signaling_ready(app->sig);
@@ -818,6 +844,9 @@ static void shutdown_app(tm_app *app)
     stop_lws(app);
     tm_web_static_free(app->web);
     tm_node_free(app->node);
+    if (app->sig)
+        tm_signaling_set_cluster(app->sig, NULL);
+    tm_cluster_free(app->cluster); /* leaves the registry */
     tm_signaling_free(app->sig);
     tm_conn_limit_free(app->conn_limit);
     tm_media_free(app->media);

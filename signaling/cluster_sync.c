@@ -155,6 +155,10 @@ static void node_load(tm_node_info *load, void *data)
 
 void tm_signaling_set_cluster(tm_signaling *sig, tm_cluster *cluster)
 {
+    if (sig->cluster) {
+        tm_cluster_set_event_handler(sig->cluster, NULL, NULL);
+        tm_cluster_set_load_source(sig->cluster, NULL, NULL);
+    }
     sig->cluster = cluster;
     if (!cluster)
         return;
