@@ -577,6 +577,11 @@ bool tm_cluster_bus_ready(const tm_cluster *c)
     return in_process(c) || c->state == BUS_READY;
 }
 
+bool tm_cluster_shared(const tm_cluster *c)
+{
+    return c->store != NULL;
+}
+
 const char *tm_cluster_node_id(const tm_cluster *c)
 {
     return c->node_id;

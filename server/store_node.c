@@ -108,7 +108,7 @@ static GPtrArray *orphaned_visits(tm_store *s, int64_t live_since)
     tm__stmt *st = tm__store_query(
         s,
         "SELECT id, media_node FROM visits WHERE media_node IS NOT NULL"
-        " AND state IN ('offered', 'active')"
+        " AND state IN ('waiting', 'offered', 'active')"
         " AND media_node NOT IN (SELECT id FROM nodes WHERE heartbeat_at > ?1) ORDER BY id",
         "I", live_since);
     return st ? tm__store_collect_rows(s, st, 2) : NULL;

@@ -544,9 +544,10 @@ static const char *const tm_store_migrations[] = {
     /* 18 (issue 19, cluster19: several nodes on one database). nodes is the
      * registry: each node's heartbeat (a node is dead when it is too old),
      * its load (live visits, waiting patients, media peers) and whether it
-     * drains. visits.media_node is the node hosting a visit's media; the
-     * outbox's leased_by/lease_until let one node at a time deliver a row,
-     * and a dead node's lease is taken over once it has expired. */
+     * drains. visits.media_node is the node hosting a visit (its waiting
+     * patient's connection, then its media); the outbox's leased_by and
+     * lease_until let one node at a time deliver a row, and a dead node's
+     * lease is taken over once it has expired. */
     "CREATE TABLE nodes("
     "  id TEXT PRIMARY KEY,"
     "  public_url TEXT NOT NULL,"

@@ -348,6 +348,8 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
     snprintf(s->id, sizeof(s->id), "ws-%s", uuid);
     g_free(uuid);
     keep_token_facts(s, &ident);
+    if (ident.role == TM_ROLE_PATIENT)
+        tm__cluster_adopt_patient(sig, ident.sub);
     user *u = tm__find_user(sig, ident.role, ident.sub);
     bool resumed = false, rejoined = false;
     if (!u) {

@@ -13,8 +13,13 @@
  * node, and this node's free doctors are dispatched. A resync (the bus was
  * down) does this for every department.
  *
- * Visits of this node's own patients are never changed from here: their
- * steps are this node's, decided by the store's conditional updates.
+ * A waiting visit is held by one node at a time (visits.media_node): the
+ * node its patient checked in on, until the patient says hello on another
+ * node, which takes it over by a conditional update (the old holder, on
+ * visit:<id>, makes its copy a mirror and stops the patient's grace), or
+ * until the holder dies and a takeover releases it to exactly one node,
+ * where the patient has the grace period to come back. Either way the
+ * visit keeps its place: its row never stops waiting.
  */
 #include "signaling_internal.h"
 #include "telemed/cluster.h"
@@ -111,6 +116,104 @@ static void sync_dept(tm_signaling *sig, const char *dept)
     tm__flush_positions(sig);
 }
 
+/* ---- a waiting patient's node ---------------------------------------- */
+
+static const char *my_node(tm_signaling *sig)
+{
+    return tm_cluster_node_id(sig->cluster);
+}
+
+void tm__cluster_hosts(tm_signaling *sig, live_visit *v)
+{
+    if (!sig->cluster || !tm_cluster_shared(sig->cluster))
+        return;
+    if (tm_store_visit_place_media(sig->store, v->id, NULL, my_node(sig)) < 0)
+        tm_warn("cluster.host_failed", "visit=%s error=\"%s\"", v->id, tm_store_errmsg(sig->store));
+}
+
+/* The mirror v is this node's now: its patient has a user here that holds
+ * it. With grace, the patient has the grace period to come back (to any
+ * node); without, their hello is on its way and resumes it. */
+static void adopt(tm_signaling *sig, live_visit *v, bool grace)
+{
+    v->remote = false;
+    v->last_position = -1;
+    user *p = tm__find_user(sig, TM_ROLE_PATIENT, v->patient_sub);
+    if (!p)
+        p = tm__user_new(sig, TM_ROLE_PATIENT, v->patient_sub);
+    g_strlcpy(p->visit_id, v->id, sizeof(p->visit_id));
+    if (grace && !p->sess && !p->grace_timer)
+        tm__user_start_grace(sig, p);
+    else if (!grace)
+        p->grace_pending = true;
+    tm_info("cluster.visit_adopted", "visit=%s node=%s grace=%d", v->id, my_node(sig), grace);
+    tm_cluster_publish(sig->cluster, TM_BUS_VISIT, v->id);
+    tm__mark_dept_dirty(sig, v->dept);
+}
+
+/* Another node took this node's waiting visit (its patient went there):
+ * it is a mirror here from now on, and its patient's grace here is over. */
+static void demote(tm_signaling *sig, live_visit *v)
+{
+    v->remote = true;
+    user *p = tm__visit_patient(sig, v);
+    if (p && strcmp(p->visit_id, v->id) == 0) {
+        p->visit_id[0] = '\0';
+        if (p->grace_timer && !p->sess) {
+            g_source_remove(p->grace_timer);
+            p->grace_timer = 0;
+        }
+        tm__maybe_forget_user(sig, p);
+    }
+    tm_info("cluster.visit_moved", "visit=%s from=%s", v->id, my_node(sig));
+}
+
+static bool waiting_mirror_of(tm_signaling *sig, const char *patient, live_visit **out)
+{
+    GHashTableIter it;
+    gpointer val;
+    g_hash_table_iter_init(&it, sig->visits);
+    while (g_hash_table_iter_next(&it, NULL, &val)) {
+        live_visit *v = val;
+        if (v->remote && v->state == TM_VS_WAITING && strcmp(v->patient_sub, patient) == 0) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+void tm__cluster_adopt_patient(tm_signaling *sig, const char *patient)
+{
+    live_visit *v;
+    if (!sig->cluster || !tm_cluster_shared(sig->cluster) ||
+        tm__find_user(sig, TM_ROLE_PATIENT, patient) || !waiting_mirror_of(sig, patient, &v))
+        return;
+    char holder[64];
+    if (tm_store_visit_media_node(sig->store, v->id, holder) < 0)
+        return;
+    /* From the node that holds it (alive or not) to this one, or not at all. */
+    if (tm_store_visit_place_media(sig->store, v->id, holder[0] ? holder : NULL, my_node(sig)) == 0)
+        adopt(sig, v, false);
+}
+
+static void sync_visit(tm_signaling *sig, const char *id)
+{
+    live_visit *v = g_hash_table_lookup(sig->visits, id);
+    char holder[64];
+    if (!v || v->state != TM_VS_WAITING || !tm_cluster_shared(sig->cluster) ||
+        tm_store_visit_media_node(sig->store, id, holder) < 0)
+        return;
+    if (v->remote && !holder[0]) {
+        /* Released by a takeover: the store gives it to exactly one node. */
+        if (tm_store_visit_place_media(sig->store, id, NULL, my_node(sig)) == 0)
+            adopt(sig, v, true);
+    } else if (!v->remote && holder[0] && strcmp(holder, my_node(sig)) != 0) {
+        demote(sig, v);
+    }
+    tm__flush_positions(sig);
+}
+
 static void sync_all(tm_signaling *sig)
 {
     json_t *depts = tm_store_dept_list(sig->store);
@@ -125,6 +228,8 @@ static void on_bus_event(tm_bus_kind kind, const char *id, void *data)
     tm_signaling *sig = data;
     if (kind == TM_BUS_QUEUE)
         sync_dept(sig, id);
+    else if (kind == TM_BUS_VISIT)
+        sync_visit(sig, id);
     else if (kind == TM_BUS_RESYNC)
         sync_all(sig);
 }

@@ -552,6 +552,7 @@ static void handle_checkin(request *r)
     }
     live_visit *lv = tm__live_visit_add(sig, &v);
     tm__queue_add(sig, lv);
+    tm__cluster_hosts(sig, lv);
     g_strlcpy(u->visit_id, v.id, sizeof(u->visit_id));
     u->last_visit_id[0] = 0;
     tm_info("visit.checked_in", "visit=%s patient=%s dept=%s urgent=%d appt=%d consent=%s", v.id,

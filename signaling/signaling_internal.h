@@ -287,6 +287,12 @@ void tm__auth_expire_sessions(tm_signaling *sig, int64_t now_ms);
 
 /* cluster_sync.c: a queue change of dept, told to every node. */
 void tm__cluster_queue_changed(tm_signaling *sig, const char *dept);
+/* The local visit v was checked in here: this node holds its patient. */
+void tm__cluster_hosts(tm_signaling *sig, live_visit *v);
+/* A patient saying hello whose waiting visit another node holds (or held,
+ * and died): the visit moves here, keeping its place, and the hello
+ * resumes it. */
+void tm__cluster_adopt_patient(tm_signaling *sig, const char *patient);
 
 /* lobby.c */
 int tm__queue_add(tm_signaling *sig, live_visit *v);

@@ -78,6 +78,8 @@ int tm_cluster_publish(tm_cluster *c, tm_bus_kind kind, const char *id);
 
 /* Whether the bus is up: LISTENing on PostgreSQL, always in-process. */
 bool tm_cluster_bus_ready(const tm_cluster *c);
+/* Whether the node has a registry (a store shared with other nodes). */
+bool tm_cluster_shared(const tm_cluster *c);
 /* This node's id (borrowed). */
 const char *tm_cluster_node_id(const tm_cluster *c);
 /* The live nodes now, best placed for a new visit first (tm_store_nodes_live);

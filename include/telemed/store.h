@@ -1320,7 +1320,8 @@ int tm_store_seal_count(tm_store *s, int64_t *count);
  * Several telemed nodes share one database. Each registers itself and
  * refreshes its heartbeat and load every few seconds (server/cluster.c); a
  * node whose heartbeat is older than the caller's dead_after_ms is dead. A
- * visit's media lives on one node (media_node); when that node dies its
+ * visit lives on one node (media_node: its patient's node while waiting,
+ * then the node of its media); when that node dies its
  * visits and its expired outbox leases are released for another to take.
  * Races between nodes are decided by conditional updates: of two nodes
  * releasing or placing the same visit, exactly one changes the row.
@@ -1350,8 +1351,8 @@ int tm_store_nodes_live(tm_store *s, int64_t now_ms, int64_t dead_after_ms, tm_n
 /* Every registered node as [{id, public_url, started_at, heartbeat_at,
  * visits, waiting, peers, draining, alive}], by id. NULL on failure. */
 json_t *tm_store_node_list(tm_store *s, int64_t now_ms, int64_t dead_after_ms);
-/* Releases what dead nodes held, in one transaction: the offered or active
- * visits whose media_node is not live lose it (their ids appended to
+/* Releases what dead nodes held, in one transaction: the waiting, offered or
+ * active visits whose media_node is not live lose it (their ids appended to
  * *visits, a new array, which only this caller got: another node's
  * concurrent takeover gets the others), and pending outbox rows leased by a
  * dead node whose lease_until has passed are unleased (*leases, may be

@@ -37,10 +37,10 @@ typedef struct node {
     tm_cluster *cluster;
 } node;
 
-static node node_start(const char *id, const char *bus_url)
+static node node_start(const char *id, const char *db, const char *bus_url)
 {
     node n = {0};
-    char *path = g_build_filename(dir, "telemed.db", NULL);
+    char *path = g_build_filename(dir, db, NULL);
     char *err = NULL;
     n.store = tm_store_open(path, cfg.hospital_id, &err);
     g_free(path);
@@ -222,9 +222,9 @@ static void wait_listed(node *n, const char *visit_id, bool want)
     CHECK(spin_until(overview_lists, &l));
 }
 
-static void seed_hospital(void)
+static void seed_hospital(const char *db)
 {
-    char *path = g_build_filename(dir, "telemed.db", NULL);
+    char *path = g_build_filename(dir, db, NULL);
     char *err = NULL;
     tm_store *st = tm_store_open(path, cfg.hospital_id, &err);
     g_free(path);
@@ -258,8 +258,9 @@ static void test_two_nodes_one_waiting_room(void)
 {
     char *pgdir = g_dir_make_tmp("tm-cluster-sync-pg-XXXXXX", NULL);
     char *url = pg_sh("start", pgdir);
-    seed_hospital();
-    node nodes[2] = {node_start("node-a", url), node_start("node-b", url)};
+    seed_hospital("one-room.db");
+    node nodes[2] = {node_start("node-a", "one-room.db", url),
+                     node_start("node-b", "one-room.db", url)};
     node *a = &nodes[0], *b = &nodes[1];
     CHECK(spin_until(buses_ready, nodes));
 
@@ -336,18 +337,138 @@ static void test_two_nodes_one_waiting_room(void)
     g_free(pgdir);
 }
 
+/* A patient on n checked in to cardiology; its visit id into visit_id. */
+static client *checked_in(node *n, const char *sub, char visit_id[64], int *position)
+{
+    client *c = connect_as(n, sub, TM_ROLE_PATIENT);
+    answer(c, "h");
+    send_text(c, "{\"type\":\"checkin\",\"id\":\"c\",\"dept\":\"cardiology\",\"kind\":"
+                 "\"follow_up\"}");
+    json_t *data = json_object_get(answer(c, "c"), "data");
+    g_strlcpy(visit_id, json_string_value(json_object_get(data, "visit_id")), 64);
+    *position = (int)json_integer_value(json_object_get(data, "position"));
+    return c;
+}
+
+static json_t *hello_state(client *c)
+{
+    json_t *data = json_object_get(answer(c, "h"), "data");
+    CHECK(json_is_true(json_object_get(data, "resumed")));
+    return json_object_get(data, "state");
+}
+
+typedef struct visit_state {
+    tm_store *s;
+    const char *visit_id, *state;
+} visit_state;
+
+static bool visit_in_state(void *data)
+{
+    visit_state *w = data;
+    tm_visit v;
+    return tm_store_visit_get(w->s, w->visit_id, &v) == 0 && strcmp(v.state, w->state) == 0;
+}
+
+static bool never(void *data)
+{
+    (void)data;
+    return false;
+}
+
+/* Runs the loop for ms: for what must NOT happen in that time (a grace
+ * period running out); a slow machine can only make it pass, never fail. */
+static void run_for(int ms)
+{
+    int64_t end = g_get_monotonic_time() + (int64_t)ms * 1000;
+    guint tick = g_timeout_add(20, wake, NULL);
+    while (g_get_monotonic_time() < end)
+        g_main_context_iteration(NULL, TRUE);
+    g_source_remove(tick);
+    (void)never;
+}
+
+/* Three patients wait on node A, one on node B. One of A's patients comes
+ * back through node B: B takes the visit over from A in its place (A stops
+ * that patient's grace). Node A goes away: another of its patients comes
+ * back through B at once and is taken over from the gone node; the third
+ * never comes back, is released by B's takeover and ends when its grace
+ * runs out there. Everyone else keeps their place. */
+static void test_patients_keep_places_when_nodes_change(void)
+{
+    char *pgdir = g_dir_make_tmp("tm-cluster-sync-pg-XXXXXX", NULL);
+    char *url = pg_sh("start", pgdir);
+    seed_hospital("places.db");
+    node nodes[2] = {node_start("node-a", "places.db", url),
+                     node_start("node-b", "places.db", url)};
+    node *a = &nodes[0], *b = &nodes[1];
+    CHECK(spin_until(buses_ready, nodes));
+    char v1[64], v2[64], v3[64], vb[64];
+    int pos;
+    client *p1 = checked_in(a, "p-1", v1, &pos);
+    CHECK_EQ_INT(pos, 1);
+    client *p2 = checked_in(a, "p-2", v2, &pos);
+    client *p3 = checked_in(a, "p-3", v3, &pos);
+    CHECK_EQ_INT(pos, 3);
+    wait_listed(b, v3, true);
+    client *pb = checked_in(b, "p-b", vb, &pos);
+    CHECK_EQ_INT(pos, 4);
+    char at[64];
+    CHECK_EQ_INT(tm_store_visit_media_node(a->store, v2, at), 0);
+    CHECK_STR(at, "node-a");
+
+    /* p-2's connection to A drops; p-2 comes back through B, second still. */
+    client_close(p2);
+    p2 = connect_as(b, "p-2", TM_ROLE_PATIENT);
+    json_t *state = hello_state(p2);
+    CHECK_EQ_INT((int)json_integer_value(json_object_get(state, "position")), 2);
+    CHECK_EQ_INT(tm_store_visit_media_node(b->store, v2, at), 0);
+    CHECK_STR(at, "node-b");
+    /* Longer than A's grace: A handed the visit on, so it did not end it. */
+    run_for(cfg.grace_s * 1000 + 1000);
+    visit_state still = {b->store, v2, "waiting"};
+    CHECK(visit_in_state(&still));
+
+    /* Node A goes away with p-1 and p-3. p-1 comes back through B at once. */
+    client_close(p1);
+    client_close(p3);
+    node_stop(a);
+    p1 = connect_as(b, "p-1", TM_ROLE_PATIENT);
+    state = hello_state(p1);
+    CHECK_EQ_INT((int)json_integer_value(json_object_get(state, "position")), 1);
+    /* p-3 does not: released by B's takeover, its grace ends it on B (a
+     * visit that never started is cancelled). */
+    visit_state gone = {b->store, v3, "cancelled"};
+    CHECK(spin_until(visit_in_state, &gone));
+    wait_for(pb, "queue.position", "visit_id", vb, "position", 3);
+    CHECK(visit_in_state(&still));
+    tm_visit rec;
+    CHECK_EQ_INT(tm_store_visit_get(b->store, v1, &rec), 0);
+    CHECK_STR(rec.state, "waiting");
+
+    client_close(p1);
+    client_close(p2);
+    client_close(pb);
+    node_stop(b);
+    g_free(pg_sh("stop", pgdir));
+    char *rm[] = {"rm", "-rf", pgdir, NULL};
+    g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
+    g_free(url);
+    g_free(pgdir);
+}
+
 int main(void)
 {
     tm_log_set_level(TM_LOG_WARN);
     dir = g_dir_make_tmp("test-cluster-sync-XXXXXX", NULL);
     CHECK(dir != NULL);
-    char *argv[] = {"test_cluster_sync", "--data-dir", dir,
-                    "--fanout-threads",  "1",          "--no-consent-required"};
+    char *argv[] = {"test_cluster_sync",     "--data-dir", dir, "--fanout-threads=1",
+                    "--no-consent-required", "--grace-s=2"};
     char *err = NULL;
     if (tm_config_load(&cfg, (int)TM_ARRAY_LEN(argv), argv, NULL, &err) != 0)
         fprintf(stderr, "config: %s\n", err);
     CHECK(err == NULL);
     RUN(test_two_nodes_one_waiting_room);
+    RUN(test_patients_keep_places_when_nodes_change);
     tm_config_clear(&cfg);
     char *rm[] = {"rm", "-rf", dir, NULL};
     g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
