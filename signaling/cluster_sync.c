@@ -197,18 +197,44 @@ void tm__cluster_adopt_patient(tm_signaling *sig, const char *patient)
         adopt(sig, v, false);
 }
 
+/* A released visit that a dead node had offered to its doctor: nobody holds
+ * that offer now, so it goes back to the head of the queue, as after a
+ * restart. */
+static void withdraw_dead_offer(tm_signaling *sig, live_visit *v)
+{
+    if (v->state != TM_VS_OFFERED)
+        return;
+    int rc = tm_store_visit_unoffer(sig->store, v->id, "withdrawn", tm_now_ms());
+    tm_visit row;
+    if (rc < 0 &&
+        (tm_store_visit_get(sig->store, v->id, &row) < 0 || !follow_state(v, row.state))) {
+        tm_warn("cluster.withdraw_failed", "visit=%s error=\"%s\"", v->id,
+                tm_store_errmsg(sig->store));
+        return;
+    }
+    if (rc == 0) { /* this node withdrew it; otherwise the row was already back */
+        v->state = TM_VS_WAITING;
+        tm_queue_return_to_head(sig->queue, v->id);
+    }
+    v->doctor_id[0] = '\0';
+}
+
 static void sync_visit(tm_signaling *sig, const char *id)
 {
     live_visit *v = g_hash_table_lookup(sig->visits, id);
     char holder[64];
-    if (!v || v->state != TM_VS_WAITING || !tm_cluster_shared(sig->cluster) ||
-        tm_store_visit_media_node(sig->store, id, holder) < 0)
+    if (!v || (v->state != TM_VS_WAITING && v->state != TM_VS_OFFERED) ||
+        !tm_cluster_shared(sig->cluster) || tm_store_visit_media_node(sig->store, id, holder) < 0)
         return;
     if (v->remote && !holder[0]) {
         /* Released by a takeover: the store gives it to exactly one node. */
-        if (tm_store_visit_place_media(sig->store, id, NULL, my_node(sig)) == 0)
-            adopt(sig, v, true);
-    } else if (!v->remote && holder[0] && strcmp(holder, my_node(sig)) != 0) {
+        if (tm_store_visit_place_media(sig->store, id, NULL, my_node(sig)) == 0) {
+            withdraw_dead_offer(sig, v);
+            if (v->state == TM_VS_WAITING)
+                adopt(sig, v, true);
+        }
+    } else if (!v->remote && v->state == TM_VS_WAITING && holder[0] &&
+               strcmp(holder, my_node(sig)) != 0) {
         demote(sig, v);
     }
     tm__flush_positions(sig);
