@@ -1,8 +1,8 @@
 /*
  * test_cluster_sync.c - two nodes' waiting rooms kept in step
  * (signaling/cluster_sync.c): two tm_signaling instances, each with its own
- * store handle on one database and its own tm_cluster on the PostgreSQL bus
- * of a PostgreSQL this test starts (tests/support/pg.sh), driven through
+ * store connection and its own tm_cluster (registry and LISTEN/NOTIFY bus)
+ * on one PostgreSQL this test starts (tests/support/pg.sh), driven through
  * sessions without a socket (signaling_testing.h).
  *
  * A patient checked in on node A is counted ahead of one checked in later
@@ -40,7 +40,9 @@ typedef struct node {
 static node node_start(const char *id, const char *db, const char *bus_url)
 {
     node n = {0};
-    char *path = g_build_filename(dir, db, NULL);
+    /* A PostgreSQL URL as it is; anything else a file in the test's dir. */
+    char *path =
+        g_str_has_prefix(db, "postgresql://") ? g_strdup(db) : g_build_filename(dir, db, NULL);
     char *err = NULL;
     n.store = tm_store_open(path, cfg.hospital_id, &err);
     g_free(path);
@@ -224,7 +226,9 @@ static void wait_listed(node *n, const char *visit_id, bool want)
 
 static void seed_hospital(const char *db)
 {
-    char *path = g_build_filename(dir, db, NULL);
+    /* A PostgreSQL URL as it is; anything else a file in the test's dir. */
+    char *path =
+        g_str_has_prefix(db, "postgresql://") ? g_strdup(db) : g_build_filename(dir, db, NULL);
     char *err = NULL;
     tm_store *st = tm_store_open(path, cfg.hospital_id, &err);
     g_free(path);
@@ -258,9 +262,8 @@ static void test_two_nodes_one_waiting_room(void)
 {
     char *pgdir = g_dir_make_tmp("tm-cluster-sync-pg-XXXXXX", NULL);
     char *url = pg_sh("start", pgdir);
-    seed_hospital("one-room.db");
-    node nodes[2] = {node_start("node-a", "one-room.db", url),
-                     node_start("node-b", "one-room.db", url)};
+    seed_hospital(url);
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
     node *a = &nodes[0], *b = &nodes[1];
     CHECK(spin_until(buses_ready, nodes));
 
@@ -421,9 +424,8 @@ static void test_patients_keep_places_when_nodes_change(void)
 {
     char *pgdir = g_dir_make_tmp("tm-cluster-sync-pg-XXXXXX", NULL);
     char *url = pg_sh("start", pgdir);
-    seed_hospital("places.db");
-    node nodes[2] = {node_start("node-a", "places.db", url),
-                     node_start("node-b", "places.db", url)};
+    seed_hospital(url);
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
     node *a = &nodes[0], *b = &nodes[1];
     CHECK(spin_until(buses_ready, nodes));
     char v1[64], v2[64], v3[64], vb[64];
