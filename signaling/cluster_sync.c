@@ -261,10 +261,12 @@ static void on_bus_event(tm_bus_kind kind, const char *id, void *data)
 }
 
 /* This node's share of the work: its own live visits and waiting patients
- * (mirrors are other nodes'), and its media peers. */
+ * (mirrors are other nodes'), its media peers, and whether it drains
+ * (drain.c), so that no node places new work on it. */
 static void node_load(tm_node_info *load, void *data)
 {
     tm_signaling *sig = data;
+    load->draining = sig->draining;
     GHashTableIter it;
     gpointer val;
     g_hash_table_iter_init(&it, sig->visits);
