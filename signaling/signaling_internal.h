@@ -210,8 +210,8 @@ struct tm_signaling {
     guint tick;
     guint overview_timer;
     bool overview_dirty;
-    bool draining;        /* drain.c: no check-ins, no offers; new sessions turned away */
-    guint followup_sweep; /* followup18: the appointment sweep's timer */
+    bool draining;              /* drain.c: no check-ins, no offers; new sessions turned away */
+    guint followup_sweep;       /* followup18: the appointment sweep's timer */
     struct tm_cluster *cluster; /* issue 19: the bus to other nodes, or NULL */
     bool syncing;               /* cluster_sync.c is applying the store's queue */
     /* metrics */

@@ -1314,7 +1314,6 @@ bool tm_store_visit_seal_marked(tm_store *s, const char *visit_id, int64_t *seal
 /* How many visits are sealed, in *count. */
 int tm_store_seal_count(tm_store *s, int64_t *count);
 
-
 /* ---- cluster nodes (issue 19, cluster19) ----------------------------- */
 /*
  * Several telemed nodes share one database. Each registers itself and

@@ -488,7 +488,7 @@ static void test_locked(void)
     g_free(path);
 }
 
-/* Outbox leases (migration 17) as the outbox's consumer writes them on
+/* Outbox leases (migration 18) as the outbox's consumer writes them on
  * several nodes: a takeover frees only the expired leases of nodes that are
  * dead; a live node's lease and a dead node's unexpired one stay. */
 static void test_dead_node_leases(void)
