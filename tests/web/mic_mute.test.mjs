@@ -52,10 +52,11 @@ test('a muted microphone sends nothing and is shown muted to the doctor, and sou
 
     await patient.click(MIC);
     assert.equal(await patient.getAttribute(MIC, 'aria-pressed'), 'true');
-    // Nothing goes out for the microphone: the sender has no track.
-    assert.equal(await patient.evaluate(() => window.tm.call.peer.pc.getTransceivers()
+    // Nothing goes out for the microphone: the sender has no track (once
+    // replaceTrack, which the click starts, has resolved).
+    await patient.waitForFunction(() => window.tm.call.peer.pc.getTransceivers()
       .filter((tr) => tr.receiver.track.kind === 'audio' && tr.currentDirection === 'sendrecv')
-      .every((tr) => tr.sender.track === null)), true);
+      .every((tr) => tr.sender.track === null), null, { timeout: 30000, polling: 100 });
     const state = '.media-state[data-audio="off"]:not([hidden])';
     await doctor.waitForSelector(`${state}:has-text("麦克风已关闭")`, { timeout: 30000 });
     assert.equal(await doctor.$$eval(`${state} .mic-off-icon`, (l) => l.length), 1);
