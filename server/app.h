@@ -45,6 +45,7 @@ typedef struct tm_app {
     tm_visit_record *record; /* the recording part of the visit record */
     tm_review *review;       /* review renditions; NULL when review_render_max is 0 */
     struct lws_context *lws;
+    bool lws_unbound;   /* its vhost could not listen: not torn down */
     char *csp;          /* the pages' content-security-policy (cluster_urls in connect-src) */
     tm_web_static *web; /* the web client's files (web_static.c) */
     uv_loop_t uv;       /* lws' connections, run by uv_source on loop */

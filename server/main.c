@@ -614,8 +614,16 @@ static int start_lws(tm_app *app, unsigned lws_fds)
                 app->cfg.port, app->cfg.tls_cert);
         return TM_EIO;
     }
+    /* On a foreign loop lws keeps the context when its vhost cannot bind
+     * (the port is taken): without the vhost nothing listens. */
     struct lws_vhost *vh = lws_get_vhost_by_name(app->lws, "telemed");
-    app->port = vh ? lws_get_vhost_listen_port(vh) : app->cfg.port;
+    if (!vh) {
+        fprintf(stderr, "telemed-server: cannot listen on %s:%d (is the port in use?)\n",
+                app->cfg.listen, app->cfg.port);
+        app->lws_unbound = true;
+        return TM_EIO;
+    }
+    app->port = lws_get_vhost_listen_port(vh);
     return 0;
 }
 
@@ -821,6 +829,11 @@ static int run(tm_app *app)
  * app->lws through info.pcontext). */
 static void stop_lws(tm_app *app)
 {
+    /* A context whose vhost never bound unloads its event-lib plugin at the
+     * first destroy while its libuv handles still close into it: the process
+     * is exiting, so it is left to the exit rather than crash in the drain. */
+    if (app->lws_unbound)
+        return;
     if (app->lws)
         lws_context_destroy(app->lws);
     if (!app->uv_source)

@@ -2,7 +2,10 @@
 // shifts, appointments, visits, the audit log, /healthz and /metrics.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startServer, setupHospital, BIN } from './lib/server.mjs';
 
 let srv, admin;
@@ -24,6 +27,22 @@ test('healthz and metrics', async () => {
     assert.ok(m.text.includes(name), name);
   assert.equal(typeof h.json.node, 'string');
   assert.equal(h.json.accepting, true);
+});
+
+// A second server on a port already taken says so and exits; it once logged
+// "listening" with nothing listening.
+test('a port in use: the server says so and exits', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'telemed-test-'));
+  try {
+    const r = spawnSync(BIN, ['--data-dir', dir, '--port', String(srv.port), '--listen', '127.0.0.1',
+      '--media-addresses', '127.0.0.1'], { env: { ...process.env, TELEMED_JWT_SECRET: 'x'.repeat(32) },
+      encoding: 'utf8', timeout: 120000 });
+    assert.notEqual(r.status, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${srv.port} \\(is the port in use\\?\\)`));
+    assert.doesNotMatch(r.stderr, /ev=server\.listening/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('departments, doctors and shifts', async () => {
