@@ -31,7 +31,7 @@ target_include_directories(test_signaling_teardown PRIVATE ${CMAKE_CURRENT_LIST_
 # Issue 19 (cluster19): two nodes' waiting rooms on one database, kept in step
 # over the PostgreSQL bus of a PostgreSQL the test starts (tests/support/pg.sh).
 tm_unit_test(test_cluster_sync tests/signaling/test_cluster_sync.c)
-target_include_directories(test_cluster_sync PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+target_include_directories(test_cluster_sync PRIVATE ${CMAKE_CURRENT_LIST_DIR} ${CMAKE_SOURCE_DIR}/tests/server)
 target_compile_definitions(test_cluster_sync PRIVATE
   TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
 set_tests_properties(test_cluster_sync PROPERTIES TIMEOUT 300)

@@ -3,6 +3,8 @@
  * (its path in TM_PG_SH) starts one in a temporary directory on 127.0.0.1
  * and a free port; it is stopped and removed when the test exits, even
  * after a failed check. Each name a test asks for is its own database.
+ * pg_fixture_kill and pg_fixture_restart take it away (kill -9) and bring
+ * it back on the same port, for tests of a database that fails.
  * Header-only: one test program includes it once.
  */
 #ifndef TM_PG_FIXTURE_H
@@ -54,6 +56,23 @@ static void pg_fixture_start(void)
     atexit(pg_fixture_stop);
     pg_fixture_admin = pg_fixture_sh("start");
     CHECK(pg_fixture_admin != NULL);
+}
+
+/* PostgreSQL killed as a crash would (its children too). */
+static inline void pg_fixture_kill(void)
+{
+    char *out = pg_fixture_sh("kill");
+    CHECK(out != NULL);
+    g_free(out);
+}
+
+/* PostgreSQL started again on its old data directory and port. */
+static inline void pg_fixture_restart(void)
+{
+    char *again = pg_fixture_sh("restart");
+    CHECK(again != NULL);
+    CHECK_STR(again, pg_fixture_admin);
+    g_free(again);
 }
 
 /* Runs sql, which returns no rows, on the database at url. */

@@ -9,6 +9,7 @@
  */
 #include "telemed/cluster.h"
 #include "telemed/common.h"
+#include "pg_fixture.h"
 #include "tm_test.h"
 
 #include <glib.h>
@@ -342,20 +343,6 @@ static void test_heartbeat(void)
 
 /* ---- the PostgreSQL bus ----------------------------------------------- */
 
-static char *pg_sh(const char *cmd, const char *dir)
-{
-    char *argv[] = {TM_PG_SH, (char *)cmd, (char *)dir, NULL};
-    char *out = NULL, *errout = NULL;
-    int status = 0;
-    GError *e = NULL;
-    CHECK(g_spawn_sync(NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &errout, &status, &e));
-    if (!g_spawn_check_wait_status(status, NULL))
-        fprintf(stderr, "pg.sh %s: %s\n", cmd, errout);
-    CHECK(g_spawn_check_wait_status(status, NULL));
-    g_free(errout);
-    return g_strstrip(out);
-}
-
 static PGconn *pg_connect(const char *url)
 {
     PGconn *pg = PQconnectdb(url);
@@ -415,10 +402,8 @@ static bool outside_saw(void *data)
 
 static void test_pg_bus(void)
 {
-    char *dir = g_dir_make_tmp("tm-cluster-pg-XXXXXX", NULL);
-    CHECK(dir != NULL);
-    char *url = pg_sh("start", dir);
-    CHECK(g_str_has_prefix(url, "postgresql://"));
+    pg_fixture_start();
+    char *url = pg_fixture_url("bus");
 
     pair p = {.ra = recorder_new(), .rb = recorder_new(), .resyncs = 1};
     p.a = node_on("node-a", NULL, url, p.ra);
@@ -453,12 +438,10 @@ static void test_pg_bus(void)
 
     /* PostgreSQL dies: both buses go down; once it is back both are told to
      * resync, and an event published meanwhile is sent. */
-    g_free(pg_sh("kill", dir));
+    pg_fixture_kill();
     CHECK(spin_until(both_down, &p));
     CHECK_EQ_INT(tm_cluster_publish(p.a, TM_BUS_QUEUE, "during-outage"), 0);
-    char *again = pg_sh("restart", dir);
-    CHECK_STR(again, url);
-    g_free(again);
+    pg_fixture_restart();
     p.resyncs = 2;
     CHECK(spin_until(both_ready, &p));
     /* Sent on the new connection after its LISTEN, so the sender hears it
@@ -478,12 +461,7 @@ static void test_pg_bus(void)
     tm_cluster_free(p.b);
     recorder_free(p.ra);
     recorder_free(p.rb);
-    g_free(pg_sh("stop", dir));
-    char *cmd = g_strdup_printf("rm -rf '%s'", dir);
-    CHECK(system(cmd) == 0);
-    g_free(cmd);
     g_free(url);
-    g_free(dir);
 }
 
 int main(void)

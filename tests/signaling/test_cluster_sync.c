@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pg_fixture.h"
 #include "tm_test.h"
 
 #define SECRET "test-cluster-sync-secret-0123456789abcdef"
@@ -242,16 +243,6 @@ static void seed_hospital(const char *db)
     tm_store_free(st);
 }
 
-static char *pg_sh(const char *cmd, const char *pgdir)
-{
-    char *argv[] = {TM_PG_SH, (char *)cmd, (char *)pgdir, NULL};
-    char *out = NULL;
-    int status = 0;
-    CHECK(g_spawn_sync(NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, NULL, &status, NULL));
-    CHECK(g_spawn_check_wait_status(status, NULL));
-    return g_strstrip(out);
-}
-
 static bool buses_ready(void *data)
 {
     node *n = data;
@@ -260,8 +251,7 @@ static bool buses_ready(void *data)
 
 static void test_two_nodes_one_waiting_room(void)
 {
-    char *pgdir = g_dir_make_tmp("tm-cluster-sync-pg-XXXXXX", NULL);
-    char *url = pg_sh("start", pgdir);
+    char *url = pg_fixture_url(__func__);
     seed_hospital(url);
     node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
     node *a = &nodes[0], *b = &nodes[1];
@@ -333,11 +323,7 @@ static void test_two_nodes_one_waiting_room(void)
     client_close(pa);
     node_stop(b);
     node_stop(a);
-    g_free(pg_sh("stop", pgdir));
-    char *rm[] = {"rm", "-rf", pgdir, NULL};
-    g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
     g_free(url);
-    g_free(pgdir);
 }
 
 /* A patient on n checked in to cardiology; its visit id into visit_id. */
@@ -422,8 +408,7 @@ static void run_for(int ms)
  * Everyone else keeps their place. */
 static void test_patients_keep_places_when_nodes_change(void)
 {
-    char *pgdir = g_dir_make_tmp("tm-cluster-sync-pg-XXXXXX", NULL);
-    char *url = pg_sh("start", pgdir);
+    char *url = pg_fixture_url(__func__);
     seed_hospital(url);
     node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
     node *a = &nodes[0], *b = &nodes[1];
@@ -483,11 +468,7 @@ static void test_patients_keep_places_when_nodes_change(void)
     client_close(p2);
     client_close(pb);
     node_stop(b);
-    g_free(pg_sh("stop", pgdir));
-    char *rm[] = {"rm", "-rf", pgdir, NULL};
-    g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
     g_free(url);
-    g_free(pgdir);
 }
 
 int main(void)
@@ -501,6 +482,7 @@ int main(void)
     if (tm_config_load(&cfg, (int)TM_ARRAY_LEN(argv), argv, NULL, &err) != 0)
         fprintf(stderr, "config: %s\n", err);
     CHECK(err == NULL);
+    pg_fixture_start();
     RUN(test_two_nodes_one_waiting_room);
     RUN(test_patients_keep_places_when_nodes_change);
     tm_config_clear(&cfg);
