@@ -32,10 +32,16 @@ static bool institution_id_ok(const char *id)
     return true;
 }
 
-/* Splits value into entries of five stripped fields and checks each; a new
- * message for the first problem, else NULL with *out (free with
- * g_ptr_array_unref) holding each entry's gchar ** fields. */
-static char *split_institutions(const char *value, GPtrArray **out)
+/* What is wrong with one entry's stripped fields (a new message), or NULL. */
+typedef char *(*entry_check_fn)(gchar **f);
+
+/* Splits value into ';'-separated entries of '|'-separated stripped fields
+ * and checks each with check, and that no two share their first field
+ * (twice: the message's format for that, given the field); a new message
+ * for the first problem, else NULL with *out (free with g_ptr_array_unref)
+ * holding each entry's gchar ** fields. */
+static char *split_entries(const char *value, entry_check_fn check, const char *twice,
+                           GPtrArray **out)
 {
     GPtrArray *entries = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
     gchar **items = g_strsplit(value, ";", -1);
@@ -48,18 +54,10 @@ static char *split_institutions(const char *value, GPtrArray **out)
         for (gchar **x = f; *x; x++)
             g_strstrip(*x);
         g_ptr_array_add(entries, f);
-        if (g_strv_length(f) != INSTITUTION_FIELDS)
-            why = g_strdup_printf("'%s' is not id|name|org_code|level|kind", *it);
-        else if (!institution_id_ok(f[0]))
-            why = g_strdup_printf("'%s': the id must be 1-63 of [A-Za-z0-9._-]", f[0]);
-        else if (!*f[1] || strlen(f[1]) > 255 || strlen(f[2]) > 63 || strlen(f[3]) > 31)
-            why =
-                g_strdup_printf("'%s': name (1-255 bytes), org_code (<= 63), level (<= 31)", f[0]);
-        else if (strcmp(f[4], "hospital") != 0 && strcmp(f[4], "clinic") != 0)
-            why = g_strdup_printf("'%s': kind '%s' is not hospital or clinic", f[0], f[4]);
+        why = check(f);
         for (guint i = 0; !why && i + 1 < entries->len; i++)
             if (strcmp(((gchar **)g_ptr_array_index(entries, i))[0], f[0]) == 0)
-                why = g_strdup_printf("'%s' is declared twice", f[0]);
+                why = g_strdup_printf(twice, f[0]);
     }
     g_strfreev(items);
     if (why)
@@ -69,20 +67,46 @@ static char *split_institutions(const char *value, GPtrArray **out)
     return why;
 }
 
-char *tm__config_check_institutions(const char *value)
+/* split_entries' message alone. */
+static char *check_entries(const char *value, entry_check_fn check, const char *twice)
 {
     GPtrArray *entries = NULL;
-    char *why = split_institutions(value, &entries);
+    char *why = split_entries(value, check, twice, &entries);
     if (entries)
         g_ptr_array_unref(entries);
     return why;
+}
+
+/* id|name|org_code|level|kind */
+static char *check_institution(gchar **f)
+{
+    if (g_strv_length(f) != INSTITUTION_FIELDS) {
+        char *joined = g_strjoinv("|", f);
+        char *why = g_strdup_printf("'%s' is not id|name|org_code|level|kind", joined);
+        g_free(joined);
+        return why;
+    }
+    if (!institution_id_ok(f[0]))
+        return g_strdup_printf("'%s': the id must be 1-63 of [A-Za-z0-9._-]", f[0]);
+    if (!*f[1] || strlen(f[1]) > 255 || strlen(f[2]) > 63 || strlen(f[3]) > 31)
+        return g_strdup_printf("'%s': name (1-255 bytes), org_code (<= 63), level (<= 31)", f[0]);
+    if (strcmp(f[4], "hospital") != 0 && strcmp(f[4], "clinic") != 0)
+        return g_strdup_printf("'%s': kind '%s' is not hospital or clinic", f[0], f[4]);
+    return NULL;
+}
+
+#define INSTITUTION_TWICE "'%s' is declared twice"
+
+char *tm__config_check_institutions(const char *value)
+{
+    return check_entries(value, check_institution, INSTITUTION_TWICE);
 }
 
 int tm_config_foreach_institution(const char *value, tm_config_institution_fn fn, void *user,
                                   char **err)
 {
     GPtrArray *entries = NULL;
-    char *why = split_institutions(value ? value : "", &entries);
+    char *why = split_entries(value ? value : "", check_institution, INSTITUTION_TWICE, &entries);
     if (why) {
         *err = g_strdup_printf("institutions: %s", why);
         g_free(why);
@@ -99,65 +123,41 @@ int tm_config_foreach_institution(const char *value, tm_config_institution_fn fn
 
 /* ---- the members' own delivery profiles ------------------------------- */
 
-/* Splits an institution_feeds value into entries of 4 or 5 stripped fields
- * (institution|profile|url|secret[|app_key]) and checks each, as
- * split_institutions does. */
-static char *split_institution_feeds(const char *value, GPtrArray **out)
+/* institution|profile|url|secret[|app_key]. Entries are named by
+ * institution only: a URL or secret may not be shown. */
+static char *check_institution_feed(gchar **f)
 {
-    GPtrArray *entries = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
-    gchar **items = g_strsplit(value, ";", -1);
-    char *why = NULL;
-    for (gchar **it = items; *it && !why; it++) {
-        g_strstrip(*it);
-        if (!**it)
-            continue;
-        gchar **f = g_strsplit(*it, "|", -1);
-        for (gchar **x = f; *x; x++)
-            g_strstrip(*x);
-        g_ptr_array_add(entries, f);
-        guint n = g_strv_length(f);
-        bool tianjin = n >= 2 && strcmp(f[1], "tianjin") == 0;
-        char *bad = NULL;
-        /* Entries are named by institution only: a URL or secret may not be shown. */
-        if (n != 4 && n != 5)
-            why = g_strdup("an entry is not institution|profile|url|secret[|app_key]");
-        else if (!institution_id_ok(f[0]))
-            why = g_strdup_printf("'%s': the id must be 1-63 of [A-Za-z0-9._-]", f[0]);
-        else if (strcmp(f[1], "webhook") != 0 && !tianjin)
-            why = g_strdup_printf("'%s': profile '%s' is not webhook or tianjin", f[0], f[1]);
-        else if ((bad = tm__config_check_http_url(f[2])) != NULL)
-            why = g_strdup_printf("'%s': the url is not https:// (or http://)", f[0]);
-        else if (tianjin && (n != 5 || !*f[4] || (bad = tm__config_check_sm4_key(f[3])) != NULL))
-            why = g_strdup_printf("'%s': tianjin needs its app secret (32 hex) and app key", f[0]);
-        else if (!tianjin && n == 5 && *f[4])
-            why = g_strdup_printf("'%s': a webhook takes no app key", f[0]);
-        g_free(bad);
-        for (guint i = 0; !why && i + 1 < entries->len; i++)
-            if (strcmp(((gchar **)g_ptr_array_index(entries, i))[0], f[0]) == 0)
-                why = g_strdup_printf("'%s' has two profiles", f[0]);
-    }
-    g_strfreev(items);
-    if (why)
-        g_ptr_array_unref(entries);
-    else
-        *out = entries;
+    guint n = g_strv_length(f);
+    bool tianjin = n >= 2 && strcmp(f[1], "tianjin") == 0;
+    char *bad = NULL, *why = NULL;
+    if (n != 4 && n != 5)
+        why = g_strdup("an entry is not institution|profile|url|secret[|app_key]");
+    else if (!institution_id_ok(f[0]))
+        why = g_strdup_printf("'%s': the id must be 1-63 of [A-Za-z0-9._-]", f[0]);
+    else if (strcmp(f[1], "webhook") != 0 && !tianjin)
+        why = g_strdup_printf("'%s': profile '%s' is not webhook or tianjin", f[0], f[1]);
+    else if ((bad = tm__config_check_http_url(f[2])) != NULL)
+        why = g_strdup_printf("'%s': the url is not https:// (or http://)", f[0]);
+    else if (tianjin && (n != 5 || !*f[4] || (bad = tm__config_check_sm4_key(f[3])) != NULL))
+        why = g_strdup_printf("'%s': tianjin needs its app secret (32 hex) and app key", f[0]);
+    else if (!tianjin && n == 5 && *f[4])
+        why = g_strdup_printf("'%s': a webhook takes no app key", f[0]);
+    g_free(bad);
     return why;
 }
 
+#define FEED_TWICE "'%s' has two profiles"
+
 char *tm__config_check_institution_feeds(const char *value)
 {
-    GPtrArray *entries = NULL;
-    char *why = split_institution_feeds(value, &entries);
-    if (entries)
-        g_ptr_array_unref(entries);
-    return why;
+    return check_entries(value, check_institution_feed, FEED_TWICE);
 }
 
 int tm_config_foreach_institution_feed(const char *value, tm_config_institution_feed_fn fn,
                                        void *user, char **err)
 {
     GPtrArray *entries = NULL;
-    char *why = split_institution_feeds(value ? value : "", &entries);
+    char *why = split_entries(value ? value : "", check_institution_feed, FEED_TWICE, &entries);
     if (why) {
         *err = g_strdup_printf("institution_feeds: %s", why);
         g_free(why);
