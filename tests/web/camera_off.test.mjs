@@ -8,7 +8,7 @@
 // and the real server.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startHospital, launch, openPage, waitView, patientCheckin, doctorOnDuty, remoteVideo, rawWords, setLanguage } from './lib.mjs';
+import { startHospital, launch, openPage, remoteVideo, rawWords, setLanguage, acceptedVisit, patientAlerts } from './lib.mjs';
 
 const CAM = '.controls button >> nth=1';
 
@@ -20,10 +20,6 @@ async function framesGrow(page, what, capMs = 30000) {
   }, first.frames, { timeout: capMs, polling: 500 }).catch(() => assert.fail(`${what}: no new frames after ${JSON.stringify(first)}`));
 }
 
-async function patientAlerts(srv, visitId) {
-  const ov = await srv.api('GET', '/api/v1/overview', undefined, srv.token('sup-cam', 'supervisor'));
-  return (ov.json.alerts || []).filter((a) => a.visit_id === visitId && a.role === 'patient');
-}
 
 test('a camera turned off is "audio only" to the doctor and supervisors, and back when on', { timeout: 180000 }, async () => {
   const srv = await startHospital();
@@ -31,11 +27,7 @@ test('a camera turned off is "audio only" to the doctor and supervisors, and bac
   try {
     const patient = await openPage(browser, srv, 'patient.html', 'p-cam', 'patient');
     const doctor = await openPage(browser, srv, 'doctor.html', 'd1', 'doctor', { locale: 'zh-CN' });
-    await doctorOnDuty(doctor);
-    await patientCheckin(patient);
-    await doctor.waitForSelector('#offer:not([hidden])');
-    await doctor.click('#offer-accept');
-    await waitView(patient, 'visit');
+    await acceptedVisit(patient, doctor);
     const visitId = await patient.evaluate(() => window.tm.state.visitId);
     await framesGrow(doctor, 'the doctor never saw the patient');
 
@@ -55,7 +47,7 @@ test('a camera turned off is "audio only" to the doctor and supervisors, and bac
     assert.doesNotMatch(seen.stage, /等待视频/, JSON.stringify(seen));
     assert.equal(seen.hidden, 1, 'the last frame before the camera went off is still shown');
     assert.deepEqual((await rawWords(doctor, 'zh-CN')).bad, []);
-    const alerts = await patientAlerts(srv, visitId);
+    const alerts = await patientAlerts(srv, visitId, 'sup-cam');
     assert.ok(alerts.some((a) => a.kind === 'audio_only'), JSON.stringify(alerts));
     await setLanguage(doctor, 'en');
     assert.equal(await doctor.textContent('.media-state'), 'Audio only');

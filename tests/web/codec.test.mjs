@@ -8,7 +8,7 @@
 // encoding, and each sees the other's at that size.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startHospital, launch, openPage, waitView, patientCheckin, doctorOnDuty, remoteVideo } from './lib.mjs';
+import { startHospital, launch, openPage, remoteVideo, acceptedVisit } from './lib.mjs';
 import { waitUntil } from '../integration/lib/server.mjs';
 
 // Runs in the phone's page before its scripts: video only in H.264, and its
@@ -77,11 +77,7 @@ test('an H.264-only phone and a VP8+H.264 doctor see each other: one codec for t
     patient.on('pageerror', (e) => patient.errors.push(String(e)));
     await patient.goto(`${srv.base()}/patient.html#token=${srv.token('p-h264', 'patient')}`);
 
-    await doctorOnDuty(doctor);
-    await patientCheckin(patient);
-    await doctor.waitForSelector('#offer:not([hidden])');
-    await doctor.click('#offer-accept');
-    await waitView(patient, 'visit');
+    await acceptedVisit(patient, doctor);
 
     // The doctor's offer (VP8 and H.264) is answered with VP8 while the
     // phone's waits.

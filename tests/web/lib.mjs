@@ -101,6 +101,22 @@ export async function doctorOnDuty(page) {
   await page.waitForFunction(() => window.tm.state.status === 'available');
 }
 
+// A visit begun: the doctor on duty, the patient checked in, the offer
+// accepted and the patient's page in the visit.
+export async function acceptedVisit(patient, doctor) {
+  await doctorOnDuty(doctor);
+  await patientCheckin(patient);
+  await doctor.waitForSelector('#offer:not([hidden])');
+  await doctor.click('#offer-accept');
+  await waitView(patient, 'visit');
+}
+
+// The live alerts about the patient of a visit, as a supervisor sees them.
+export async function patientAlerts(srv, visitId, supervisor = 'sup-alerts') {
+  const ov = await srv.api('GET', '/api/v1/overview', undefined, srv.token(supervisor, 'supervisor'));
+  return (ov.json.alerts || []).filter((a) => a.visit_id === visitId && a.role === 'patient');
+}
+
 export async function confirm(page) {
   await page.click('dialog.confirm .confirm-ok');
 }

@@ -9,7 +9,7 @@
 // Two real Chromiums (fake devices) and the real server.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startHospital, launch, openPage, waitView, patientCheckin, doctorOnDuty, rawWords, setLanguage } from './lib.mjs';
+import { startHospital, launch, openPage, rawWords, setLanguage, acceptedVisit, patientAlerts } from './lib.mjs';
 
 const MIC = '.controls button >> nth=0';
 const CAM = '.controls button >> nth=1';
@@ -31,10 +31,6 @@ async function audioGrows(page, what, by = 50) {
   }, [first, by], { timeout: 30000, polling: 250 }).catch(() => assert.fail(`${what}: audio stayed at ${first} packets`));
 }
 
-async function patientAlerts(srv, visitId) {
-  const ov = await srv.api('GET', '/api/v1/overview', undefined, srv.token('sup-mic', 'supervisor'));
-  return (ov.json.alerts || []).filter((a) => a.visit_id === visitId && a.role === 'patient');
-}
 
 test('a muted microphone sends nothing and is shown muted to the doctor, and sound is back when unmuted', { timeout: 180000 }, async () => {
   const srv = await startHospital();
@@ -42,11 +38,7 @@ test('a muted microphone sends nothing and is shown muted to the doctor, and sou
   try {
     const patient = await openPage(browser, srv, 'patient.html', 'p-mic', 'patient');
     const doctor = await openPage(browser, srv, 'doctor.html', 'd1', 'doctor', { locale: 'zh-CN' });
-    await doctorOnDuty(doctor);
-    await patientCheckin(patient);
-    await doctor.waitForSelector('#offer:not([hidden])');
-    await doctor.click('#offer-accept');
-    await waitView(patient, 'visit');
+    await acceptedVisit(patient, doctor);
     const visitId = await patient.evaluate(() => window.tm.state.visitId);
     await audioGrows(doctor, 'the doctor never heard the patient');
 
@@ -66,7 +58,7 @@ test('a muted microphone sends nothing and is shown muted to the doctor, and sou
     assert.equal(await audioIn(doctor), before, 'audio packets still arrive from a muted microphone');
     assert.notEqual(await doctor.$eval('.quality', (n) => n.dataset.level), 'poor');
     assert.deepEqual((await rawWords(doctor, 'zh-CN')).bad, []);
-    assert.deepEqual((await patientAlerts(srv, visitId)).map((a) => a.kind), []);
+    assert.deepEqual((await patientAlerts(srv, visitId, 'sup-mic')).map((a) => a.kind), []);
     await setLanguage(doctor, 'en');
     assert.match(await doctor.textContent('.media-state'), /Microphone off$/);
 

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mintToken } from '../integration/lib/server.mjs';
-import { startHospital, launch, openPage, waitView, patientCheckin, doctorOnDuty, remoteVideo } from './lib.mjs';
+import { startHospital, launch, openPage, waitView, remoteVideo, acceptedVisit } from './lib.mjs';
 
 async function videoFlows(page, timeout = 30000) {
   const deadline = Date.now() + timeout;
@@ -32,11 +32,7 @@ test('the patient page comes back into the same visit after drops and a server r
   try {
     const doctor = await openPage(browser, srv, 'doctor.html', 'd1', 'doctor');
     const patient = await openPage(browser, srv, 'patient.html', 'p-rc', 'patient');
-    await doctorOnDuty(doctor);
-    await patientCheckin(patient);
-    await doctor.waitForSelector('#offer:not([hidden])');
-    await doctor.click('#offer-accept');
-    await waitView(patient, 'visit');
+    await acceptedVisit(patient, doctor);
     const visitId = await patient.evaluate(() => window.tm.state.visitId);
 
     await t.test('connection dropped: reconnecting state, then the same visit', async () => {
@@ -94,11 +90,7 @@ test('reloading either page mid-visit lands in the same visit; the other side le
   try {
     const doctor = await openPage(browser, srv, 'doctor.html', 'd1', 'doctor');
     const patient = await openPage(browser, srv, 'patient.html', 'p-reload', 'patient');
-    await doctorOnDuty(doctor);
-    await patientCheckin(patient);
-    await doctor.waitForSelector('#offer:not([hidden])');
-    await doctor.click('#offer-accept');
-    await waitView(patient, 'visit');
+    await acceptedVisit(patient, doctor);
     const visitId = await patient.evaluate(() => window.tm.state.visitId);
     await doctor.fill('#note-text', 'draft before reload');
     await doctor.click('#note-save');

@@ -5,7 +5,7 @@
 // readable under the pointer that just pressed it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startHospital, launch, openPage, shot, waitView, patientCheckin, doctorOnDuty, rawWords } from './lib.mjs';
+import { startHospital, launch, openPage, shot, waitView, rawWords, acceptedVisit } from './lib.mjs';
 
 const PHONE = { width: 360, height: 740 };
 
@@ -49,11 +49,7 @@ test('speaker choice on the patient and doctor pages; none where the browser can
     const ratio = await textContrast(doctor, '#lang-switch');
     assert.ok(ratio >= 4.5, `language switch under the pointer: contrast ${ratio.toFixed(2)}`);
 
-    await doctorOnDuty(doctor);
-    await patientCheckin(patient);
-    await doctor.waitForSelector('#offer:not([hidden])');
-    await doctor.click('#offer-accept');
-    await waitView(patient, 'visit');
+    await acceptedVisit(patient, doctor);
     await doctor.waitForSelector('#visit:not([hidden])');
     for (const page of [patient, doctor]) {
       await page.waitForFunction(() => [...document.querySelectorAll('.tile-video')].some((v) => v.videoWidth > 0), null, { timeout: 60000 });
