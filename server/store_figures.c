@@ -106,24 +106,24 @@ static int64_t col_ms(tm__stmt *st, int i)
  * it last: its first doctor is its first attending participant, and its
  * rating goes with the last receiving doctor's part (transfer_part_facts).
  * Transfers come after the first accept, so only those since the range's
- * start are looked at, once (IN a table: a lookup per visit). */
+ * start are looked at, once. */
 static int visit_facts(tm_store *s, int64_t from_ms, int64_t to_ms,
                        void (*fn)(const tm_figure_fact *f, void *user), void *user)
 {
-    tm__stmt *st =
-        tm__store_query(s,
-                        "WITH moved AS (SELECT visit_id FROM outbox"
-                        "                WHERE type = 'visit.transferred' AND occurred_at >= ?1)"
-                        "SELECT v.doctor_id, v.dept_id, v.kind, v.accepted_at,"
-                        "       coalesce(v.response_ms, v.accepted_at - v.checkin_at), r.score,"
-                        "       coalesce(length(r.comment), 0) > 0, v.id IN moved,"
-                        "       CASE WHEN v.id IN moved THEN"
-                        "         (SELECT p.user_id FROM participants p"
-                        "           WHERE p.visit_id = v.id AND p.visit_role = 'attending'"
-                        "           ORDER BY p.joined_at, p.id LIMIT 1) END"
-                        "  FROM visits v LEFT JOIN ratings r ON r.visit_id = v.id"
-                        " WHERE v.accepted_at >= ?1 AND v.accepted_at < ?2",
-                        "II", from_ms, to_ms);
+    tm__stmt *st = tm__store_query(
+        s,
+        "WITH moved AS (SELECT visit_id FROM outbox"
+        "                WHERE type = 'visit.transferred' AND occurred_at >= ?1)"
+        "SELECT v.doctor_id, v.dept_id, v.kind, v.accepted_at,"
+        "       coalesce(v.response_ms, v.accepted_at - v.checkin_at), r.score,"
+        "       coalesce(length(r.comment), 0) > 0, v.id IN (SELECT visit_id FROM moved),"
+        "       CASE WHEN v.id IN (SELECT visit_id FROM moved) THEN"
+        "         (SELECT p.user_id FROM participants p"
+        "           WHERE p.visit_id = v.id AND p.visit_role = 'attending'"
+        "           ORDER BY p.joined_at, p.id LIMIT 1) END"
+        "  FROM visits v LEFT JOIN ratings r ON r.visit_id = v.id"
+        " WHERE v.accepted_at >= ?1 AND v.accepted_at < ?2",
+        "II", from_ms, to_ms);
     if (!st)
         return TM_EIO;
     int rc;

@@ -35,8 +35,8 @@ int tm__store_recording_deletion_evidence(tm_store *s, const char *id, const cha
                   json_object_get(row, "part"), "sha256", json_object_get(row, "sha256"),
                   "plain_sha256", json_object_get(row, "plain_sha256"), "size",
                   json_object_get(row, "size_bytes"), "format", json_object_get(row, "format"),
-                  "encrypted", json_integer_value(json_object_get(row, "encrypted")) != 0, "policy",
-                  policy, "deleted_at", tm_rfc3339(now_ms, at, sizeof(at)));
+                  "encrypted", json_is_true(json_object_get(row, "encrypted")), "policy", policy,
+                  "deleted_at", tm_rfc3339(now_ms, at, sizeof(at)));
     rc = what && visit_id ? tm__store_outbox_append_with(s, "recording.deleted", visit_id, now_ms,
                                                          "deletion", what)
                           : TM_ENOMEM;

@@ -420,6 +420,18 @@ static void t_visit_lifecycle(const store_backend *b, const char *dir)
 }
 
 /* The facts a regulator event is built from, as the contract states them. */
+/* Counts visit facts; the one expected is d1's rated visit of t_visit_facts. */
+static void first_visit_fact(const tm_figure_fact *f, void *user)
+{
+    if (f->kind != TM_FACT_VISIT)
+        return;
+    CHECK_STR(f->doctor_id, "d1");
+    CHECK_EQ_INT(f->wait_ms, 61000);
+    CHECK_EQ_INT(f->score, 4);
+    CHECK(f->comment);
+    (*(int *)user)++;
+}
+
 static void t_visit_facts(const store_backend *b, const char *dir)
 {
     tm_store *s = b->open("facts");
@@ -464,6 +476,11 @@ static void t_visit_facts(const store_backend *b, const char *dir)
     CHECK(f.has_signed_note);
     CHECK_STR(f.note.diagnosis_code, "I10");
     CHECK_EQ_INT(f.note.signed_ms, T0 + 700000);
+
+    /* The same visit as the figures count it. */
+    int facts = 0;
+    CHECK_EQ_INT(tm_store_figure_facts(s, T0, T0 + 86400000, first_visit_fact, &facts), 0);
+    CHECK_EQ_INT(facts, 1);
     tm_store_free(s);
 }
 
@@ -799,7 +816,7 @@ static void t_recording_retention(const store_backend *b, const char *dir)
     CHECK_EQ_INT(tm_recording_fail(s, old2, "x", 0, now - 31 * day), 0);
     CHECK_EQ_INT(tm_recording_start(s, v.id, f_fresh, "matroska", false, now - 29 * day, fresh), 0);
     CHECK_EQ_INT(tm_recording_finish(s, fresh, 1, 1, sha_a, 0, now - 29 * day), 0);
-    CHECK_EQ_INT(tm_recording_start(s, v.id, f_stuck, "matroska", false, now - 50 * day, stuck), 0);
+    CHECK_EQ_INT(tm_recording_start(s, v.id, f_stuck, "matroska", true, now - 50 * day, stuck), 0);
     CHECK_EQ_INT(tm_recording_finish(s, stuck, 1, 1, sha_a, 0, now - 50 * day), 0);
     /* Still recording (a visit in progress) is never swept. */
     CHECK_EQ_INT(tm_recording_start(s, v.id, "/live.mkv", "matroska", false, now - 60 * day, live),
@@ -829,6 +846,7 @@ static void t_recording_retention(const store_backend *b, const char *dir)
     json_t *del = field(ev, "deletion"); /* the newest: old2, which failed, so no hash */
     CHECK_STR(json_string_value(field(del, "recording_id")), old2);
     CHECK(json_is_null(field(del, "sha256")));
+    CHECK(json_is_false(field(del, "encrypted")));
     CHECK_STR(json_string_value(field(del, "policy")), "retention_recordings_days=30");
     CHECK(json_is_string(field(del, "deleted_at")));
     json_decref(ev);
@@ -844,6 +862,7 @@ static void t_recording_retention(const store_backend *b, const char *dir)
     ev = event_payload(s, "recording.deleted", v.id);
     CHECK_STR(json_string_value(field(field(ev, "deletion"), "recording_id")), stuck);
     CHECK_STR(json_string_value(field(field(ev, "deletion"), "sha256")), sha_a);
+    CHECK(json_is_true(field(field(ev, "deletion"), "encrypted")));
     json_decref(ev);
     CHECK_EQ_INT(tm_recording_retention_sweep(s, 30, now, &deleted, &failed), 0);
     CHECK_EQ_INT(deleted, 0);
