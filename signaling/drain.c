@@ -80,7 +80,8 @@ int tm_signaling_live_visits(tm_signaling *sig)
     g_hash_table_iter_init(&it, sig->visits);
     while (g_hash_table_iter_next(&it, &key, &val)) {
         const live_visit *v = val;
-        n += v->state == TM_VS_OFFERED || v->state == TM_VS_ACTIVE;
+        /* Mirrors of other nodes' visits are theirs to finish. */
+        n += !v->remote && (v->state == TM_VS_OFFERED || v->state == TM_VS_ACTIVE);
     }
     return n;
 }

@@ -446,6 +446,8 @@ static void test_patients_keep_places_when_nodes_change(void)
     CHECK_EQ_INT(tm_cluster_publish(a->cluster, TM_BUS_QUEUE, "cardiology"), 0);
     mirror_state offered = {b, v1, "offered"};
     CHECK(spin_until(mirror_in_state, &offered));
+    /* A's offer is not B's to finish: B would drain at once. */
+    CHECK_EQ_INT(tm_signaling_live_visits(b->sig), 0);
     client_close(p1);
     client_close(p3);
     node_stop(a);
