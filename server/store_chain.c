@@ -1,5 +1,5 @@
 /*
- * store_chain.c - the SQLite side of the visit hash chain
+ * store_chain.c - the store's side of the visit hash chain
  * (include/telemed/visit_chain.h): the link of a new outbox row, computed
  * by tm__store_outbox_append inside the transaction that writes it, and
  * the walk that verifies a visit. A row written around the store (an
@@ -17,11 +17,14 @@
 int tm__store_chain_next(tm_store *s, const tm_chain_event *ev, char out[TM_CHAIN_HEX_LEN + 1])
 {
     char prev[TM_CHAIN_HEX_LEN + 1];
+    int rc = tm__store_lock_key(s, ev->visit_id);
+    if (rc < 0)
+        return rc;
     tm__stmt *st = tm__store_query(s,
                                    "SELECT chain_hash FROM outbox WHERE visit_id = ?1"
                                    "   AND chain_hash IS NOT NULL ORDER BY seq DESC LIMIT 1",
                                    "s", ev->visit_id);
-    int rc = tm__store_step(s, st);
+    rc = tm__store_step(s, st);
     if (rc == 1)
         tm__store_col_text(st, 0, prev, sizeof(prev));
     if (st)

@@ -275,6 +275,11 @@ static void deliver(tm_store *s, const char *channel, const char *payload)
         s->notify_fn(channel, payload, s->notify_user);
 }
 
+int tm__store_lock_key(tm_store *s, const char *key)
+{
+    return s->eng->lock_key ? s->eng->lock_key(s, key) : 0;
+}
+
 int tm__store_notify(tm_store *s, const char *channel, const char *payload)
 {
     if (s->eng->notify)

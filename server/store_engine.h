@@ -59,6 +59,9 @@ typedef struct tm__engine {
     int (*finish)(tm_store *s, int rc);
     bool (*in_transaction)(tm_store *s);
     int (*schema_version)(tm_store *s);
+    /* tm__store_lock_key, or NULL where a transaction's write lock
+     * already serialises every writer (SQLite). */
+    int (*lock_key)(tm_store *s, const char *key);
     /* Sends a notification inside the open transaction (PostgreSQL), or
      * NULL: the core delivers it in-process after the commit. */
     int (*notify)(tm_store *s, const char *channel, const char *payload);

@@ -82,6 +82,12 @@ void tm__store_make_id(const char *prefix, char *out, size_t outlen);
 int tm__store_begin(tm_store *s);
 int tm__store_finish(tm_store *s, int rc);
 
+/* Serialises, until the open transaction ends, the steps of every node
+ * that take the same key (a visit's chain link reads the last link and
+ * writes the next: two nodes at once would both link to one). SQLite's
+ * write lock does this already; PostgreSQL takes an advisory lock. */
+int tm__store_lock_key(tm_store *s, const char *key);
+
 /* Announces payload on channel to every node (the cluster's bus): on
  * PostgreSQL a NOTIFY, delivered at commit and never for a step rolled
  * back; on SQLite the same, to the in-process hook (tm_store_on_notify).

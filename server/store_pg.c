@@ -477,6 +477,11 @@ static int pg_finish(tm_store *s, int rc)
     return rc;
 }
 
+static int pg_lock_key(tm_store *s, const char *key)
+{
+    return tm__store_run(s, "SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))", "s", key);
+}
+
 static int pg_notify(tm_store *s, const char *channel, const char *payload)
 {
     return tm__store_run(s, "SELECT pg_notify(?1, ?2)", "sb", channel, payload);
@@ -616,6 +621,7 @@ static const tm__engine pg_engine = {
     .finish = pg_finish,
     .in_transaction = pg_in_transaction,
     .schema_version = pg_schema_version,
+    .lock_key = pg_lock_key,
     .notify = pg_notify,
     .close = pg_close,
 };

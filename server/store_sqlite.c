@@ -223,6 +223,7 @@ static const tm__engine lite_engine = {
     .finish = lite_finish,
     .in_transaction = lite_in_transaction,
     .schema_version = lite_schema_version,
+    .lock_key = NULL,
     .notify = NULL,
     .close = lite_close,
 };

@@ -87,6 +87,53 @@ static void test_server_restart(void)
     tm_store_free(s);
 }
 
+/* Two nodes write one visit's events at once (participants joining and
+ * leaving through each): every event still links to the one before it,
+ * so the chain verifies; without a lock both would link to one. */
+#define CHAIN_ROUNDS 60
+
+typedef struct chain_writer {
+    const char *visit_id, *user;
+    int failures;
+} chain_writer;
+
+static gpointer write_events(gpointer data)
+{
+    chain_writer *w = data;
+    tm_store *s = open_pg("chain");
+    for (int i = 0; i < CHAIN_ROUNDS; i++) {
+        int64_t t = tm_now_ms();
+        w->failures += tm_store_party_join(s, w->visit_id, w->user, "nurse", "ua", true, t) != 0;
+        w->failures += tm_store_party_leave(s, w->visit_id, w->user, "left", t + 1) != 0;
+    }
+    tm_store_free(s);
+    return NULL;
+}
+
+static void test_chain_two_writers(void)
+{
+    tm_store *s = open_pg("chain");
+    seed_dept(s);
+    CHECK_EQ_INT(tm_store_doctor_put(s, "d1", "Dr One", "cardio", "LIC1", NULL), 0);
+    tm_visit v = new_visit("p-chain");
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &v, "ua"), 0);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "d1", "ua", tm_now_ms()), 0);
+    chain_writer a = {v.id, "n-a", 0}, b = {v.id, "n-b", 0};
+    GThread *ta = g_thread_new("chain-a", write_events, &a);
+    GThread *tb = g_thread_new("chain-b", write_events, &b);
+    g_thread_join(ta);
+    g_thread_join(tb);
+    CHECK_EQ_INT(a.failures + b.failures, 0);
+    json_t *chain = tm_store_visit_chain(s, v.id);
+    if (!json_is_true(json_object_get(chain, "ok")))
+        fprintf(stderr, "%zu events do not link to the one before\n",
+                json_array_size(json_object_get(chain, "problems")));
+    CHECK(json_is_true(json_object_get(chain, "ok")));
+    json_decref(chain);
+    tm_store_free(s);
+}
+
 static void test_newer_schema_refused(void)
 {
     tm_store *s = open_pg("newer");
@@ -116,6 +163,7 @@ int main(void)
     store_suite_run(&(store_backend){"postgresql", open_pg});
     RUN(test_newer_schema_refused);
     RUN(test_unreachable);
+    RUN(test_chain_two_writers);
     RUN(test_server_restart);
     TEST_DONE();
 }
