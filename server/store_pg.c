@@ -43,12 +43,23 @@ enum {
 
 typedef struct pg_conn {
     PGconn *pg;
-    unsigned gen;   /* bumps at every (re)connect: prepared statements die with it */
-    unsigned names; /* statement names handed out */
-    int changes;    /* rows of the last statement */
-    bool in_tx;     /* BEGIN sent, finish not yet run */
-    bool tx_lost;   /* the connection went away inside that transaction */
+    unsigned gen;        /* bumps at every (re)connect: prepared statements die with it */
+    unsigned names;      /* statement names handed out */
+    int changes;         /* rows of the last statement */
+    bool in_tx;          /* BEGIN sent, finish not yet run */
+    bool tx_lost;        /* the connection went away inside that transaction */
+    int64_t retry_at_ms; /* no reconnect before this, after one failed */
+    int64_t backoff_ms;  /* the wait after the next failed reconnect */
 } pg_conn;
+
+/* A server that does not answer must not hold the control loop on every
+ * step: after a reconnect that failed slowly (no answer until the connect
+ * timeout), steps fail at once until the next try. One refused at once
+ * (PostgreSQL down, its host up) is tried again at the next step, so a
+ * restarted server is used as soon as it is back. */
+#define RECONNECT_SLOW_MS 100
+#define RECONNECT_BACKOFF_MIN_MS 1000
+#define RECONNECT_BACKOFF_MAX_MS 10000
 
 typedef struct pg_stmt {
     tm__stmt base;
@@ -120,11 +131,23 @@ static int ready(tm_store *s)
     }
     if (PQstatus(c->pg) == CONNECTION_OK)
         return 0;
+    int64_t now = tm_now_ms();
+    if (now < c->retry_at_ms) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "PostgreSQL unreachable (next try in %lld ms)",
+                 (long long)(c->retry_at_ms - now));
+        return TM_EIO;
+    }
     PQreset(c->pg);
     if (PQstatus(c->pg) != CONNECTION_OK) {
         set_message(s, "PostgreSQL unreachable: ", PQerrorMessage(c->pg));
+        int64_t after = tm_now_ms();
+        if (after - now >= RECONNECT_SLOW_MS) {
+            c->retry_at_ms = after + c->backoff_ms;
+            c->backoff_ms = MIN(c->backoff_ms * 2, RECONNECT_BACKOFF_MAX_MS);
+        }
         return TM_EIO;
     }
+    c->backoff_ms = RECONNECT_BACKOFF_MIN_MS;
     c->gen++;
     return 0;
 }
@@ -640,10 +663,23 @@ int tm__pg_open(tm_store *s, const char *url)
     s->eng = &pg_engine;
     s->conn = c;
     c->gen = 1;
+    c->backoff_ms = RECONNECT_BACKOFF_MIN_MS;
     /* A server that does not answer must not hold the control loop for
-     * the system's TCP timeout: 5 s unless the URL says otherwise. */
-    const char *const keys[] = {"connect_timeout", "dbname", NULL};
-    const char *const values[] = {"5", url, NULL};
+     * the system's TCP timeout: connecting gives up after 5 s, and a
+     * connection whose peer went silent is given up after 10 s (unacked
+     * data, or keepalives unanswered), and a statement after 15 s (a lock
+     * held by a stuck session), unless the URL says otherwise. */
+    const char *const keys[] = {"connect_timeout",
+                                "keepalives",
+                                "keepalives_idle",
+                                "keepalives_interval",
+                                "keepalives_count",
+                                "tcp_user_timeout",
+                                "options",
+                                "dbname",
+                                NULL};
+    const char *const values[] = {"5", "1", "5", "2", "3", "10000", "-c statement_timeout=15000",
+                                  url, NULL};
     c->pg = PQconnectdbParams(keys, values, 1);
     if (PQstatus(c->pg) != CONNECTION_OK) {
         set_message(s, "PostgreSQL: ", PQerrorMessage(c->pg));

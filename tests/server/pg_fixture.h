@@ -75,6 +75,14 @@ static inline void pg_fixture_restart(void)
     g_free(again);
 }
 
+/* The port PostgreSQL listens on (from its URL). */
+static inline int pg_fixture_port(void)
+{
+    const char *at = strrchr(pg_fixture_admin, ':');
+    CHECK(at != NULL);
+    return atoi(at + 1);
+}
+
 /* Runs sql, which returns no rows, on the database at url. */
 static void pg_fixture_exec(const char *url, const char *sql)
 {

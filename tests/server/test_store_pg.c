@@ -18,6 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static tm_store *open_pg(const char *name)
 {
@@ -60,6 +64,20 @@ static void seed_dept(tm_store *s)
     CHECK_EQ_INT(tm_store_dept_put(s, "cardio", "Cardiology"), 0);
 }
 
+/* A socket on 127.0.0.1:port that takes connections and never answers. */
+static int silent_listener(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    CHECK(listen(fd, 16) == 0);
+    return fd;
+}
+
 /* PostgreSQL killed under an idle handle: the next step fails with a clear
  * error and writes nothing; once the server is back the same handle
  * serves again, with no reopen. */
@@ -75,12 +93,30 @@ static void test_server_restart(void)
     tm_visit b = new_visit("p-down");
     CHECK_EQ_INT(tm_store_visit_checkin(s, &b, "ua"), TM_EIO);
     CHECK(strstr(tm_store_errmsg(s), "PostgreSQL") != NULL);
+    /* Refused at once: the next step tries again. */
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &b, "ua"), TM_EIO);
+    CHECK(strstr(tm_store_errmsg(s), "PostgreSQL unreachable") != NULL);
+    /* A server on its port that never answers: one step waits for the
+     * connect timeout, the steps after it fail at once until the next try. */
+    int silent = silent_listener(pg_fixture_port());
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &b, "ua"), TM_EIO);
+    int64_t t0 = tm_now_ms();
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &b, "ua"), TM_EIO);
+    CHECK(strstr(tm_store_errmsg(s), "next try in") != NULL);
+    CHECK(tm_now_ms() - t0 < 1000);
+    close(silent);
 
     url = pg_fixture_sh("restart");
     CHECK(url != NULL);
     g_free(url);
     tm_visit c = new_visit("p-after");
-    CHECK_EQ_INT(tm_store_visit_checkin(s, &c, "ua"), 0);
+    int rc = TM_EIO;
+    for (int i = 0; i < 100 && rc == TM_EIO; i++) {
+        rc = tm_store_visit_checkin(s, &c, "ua");
+        if (rc == TM_EIO)
+            g_usleep(100 * 1000); /* the next try is 1 s after the silent one */
+    }
+    CHECK_EQ_INT(rc, 0);
     CHECK_EQ_INT(scalar("restart", "SELECT count(*) FROM visits WHERE patient_id = 'p-down'"), 0);
     CHECK_EQ_INT(scalar("restart", "SELECT count(*) FROM visits"), 2);
     CHECK_EQ_INT(scalar("restart", "SELECT count(*) FROM outbox"), 2);
