@@ -177,7 +177,10 @@ test('county-west uploads to tianjin, the core to the webhook: each platform get
       // In seq order the west visit's events came first: none went to the core.
       assert.deepEqual([...visitsOf(core)], [coreVisit]);
 
-      const today = new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 10);
+      // The Tianjin day (Asia/Shanghai) the west visit ended on, not the
+      // clock's now: around 16:00 UTC the two are different days.
+      const endedAt = srv.sql(`SELECT ended_at AS t FROM visits WHERE id = '${westVisit}'`)[0].t;
+      const today = new Date(endedAt + 8 * 3600e3).toISOString().slice(0, 10);
       const run = await ok(await srv.api('POST', '/api/v1/feed/profiles/tianjin@county-west/run', { day: today }, admin));
       assert.equal(run.staged, 1); // the west visit; the core's is not this instance's
       await platform.waitFor(() => platform.state.visits.has(westVisit), 30000, 'the west visit at tianjin');
