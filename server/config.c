@@ -80,8 +80,9 @@ static const config_option options[] = {
     STR(tls_cert, NULL, 0, NULL,
         "TLS certificate (PEM). Unset: data_dir/tls/server.crt, self-signed on first start."),
     STR(tls_key, NULL, 0, NULL, "TLS private key (PEM). Unset: data_dir/tls/server.key."),
-    STR(db, NULL, 0, NULL,
-        "SQLite database file, or a postgresql:// URL (PostgreSQL, shared by several nodes)."
+    STR(db, NULL, OPT_SECRET, NULL,
+        "SQLite database file, or a postgresql:// URL (PostgreSQL, shared by several nodes;"
+        " a password belongs in the config file or PGPASSFILE, not on the command line)."
         " Unset: data_dir/telemed.db."),
     STR(web_root, NULL, 0, NULL, "Directory of the web client. Unset: the one built in."),
     STR(log_level, "info", OPT_REQUIRED, tm__config_check_log_level,
