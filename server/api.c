@@ -198,20 +198,25 @@ json_t *tm__scope_rows(http_req *r, json_t *rows, const char *dept_key, const ch
                        int limit)
 {
     json_t *set = scope_dept_set(r);
-    if (!set || !rows)
-        goto trim;
-    for (size_t i = json_array_size(rows); i-- > 0;) {
-        json_t *row = json_array_get(rows, i);
+    if (!rows || (!set && (limit <= 0 || json_array_size(rows) <= (size_t)limit))) {
+        json_decref(set);
+        return rows;
+    }
+    json_t *kept = json_array();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        if (limit > 0 && json_array_size(kept) >= (size_t)limit)
+            break;
         const char *a = json_string_value(json_object_get(row, dept_key));
         const char *b = other_key ? json_string_value(json_object_get(row, other_key)) : NULL;
-        if (!(a && json_object_get(set, a)) && !(b && json_object_get(set, b)))
-            json_array_remove(rows, i);
+        if (!set || (a && json_object_get(set, a)) || (b && json_object_get(set, b)))
+            json_array_append(kept, row);
     }
     json_decref(set);
-trim:
-    while (rows && limit > 0 && json_array_size(rows) > (size_t)limit)
-        json_array_remove(rows, json_array_size(rows) - 1);
-    return rows;
+    json_decref(rows);
+    return kept;
 }
 
 static bool authenticate(http_req *r)

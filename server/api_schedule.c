@@ -8,7 +8,6 @@
 #include "telemed/common.h"
 #include "telemed/store.h"
 
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -278,14 +277,10 @@ void tm__api_appointments(http_req *r)
         }
         const char *lim = tm__arg(r, "limit", limit, sizeof(limit));
         int want = lim && atoi(lim) > 0 ? atoi(lim) : 500;
-        /* Staff of one institution read its departments' bookings: the store
-         * is asked for every match, the scope then keeps `want` of theirs. */
-        bool scoped = tm__is_staff(r) && r->who.institution[0];
-        json_t *rows =
-            tm_store_appt_list(st, pat, dep, tm__arg(r, "status", status, sizeof(status)), from, to,
-                               scoped ? INT_MAX : want);
-        if (scoped)
-            rows = tm__scope_rows(r, rows, "dept_id", NULL, want);
+        /* Staff of one institution read its departments' bookings only. */
+        const char *inst = tm__is_staff(r) && r->who.institution[0] ? r->who.institution : NULL;
+        json_t *rows = tm_store_appt_list(
+            st, inst, pat, dep, tm__arg(r, "status", status, sizeof(status)), from, to, want);
         tm__audit_list(r, "appointment.list", pat);
         tm__respond_json(r->p, 200, json_pack("{s:o}", "appointments", rows));
         return;

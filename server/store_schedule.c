@@ -237,8 +237,9 @@ int tm_store_appt_update(tm_store *s, const tm_appointment *a)
     return rc == TM_ECONFLICT ? TM_EINVAL : rc;
 }
 
-json_t *tm_store_appt_list(tm_store *s, const char *patient_id, const char *dept_id,
-                           const char *status, int64_t from_ms, int64_t to_ms, int limit)
+json_t *tm_store_appt_list(tm_store *s, const char *institution_id, const char *patient_id,
+                           const char *dept_id, const char *status, int64_t from_ms, int64_t to_ms,
+                           int limit)
 {
     tm__stmt *st = tm__store_query(
         s,
@@ -246,8 +247,12 @@ json_t *tm_store_appt_list(tm_store *s, const char *patient_id, const char *dept
         " updated_at FROM appointments"
         " WHERE (?1 IS NULL OR patient_id = ?1) AND (?2 IS NULL OR dept_id = ?2)"
         " AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR slot_at >= ?4)"
-        " AND (?5 IS NULL OR slot_at < ?5) ORDER BY slot_at LIMIT ?6",
-        "ssstti", patient_id, dept_id, status, from_ms, to_ms, limit > 0 ? limit : 500);
+        " AND (?5 IS NULL OR slot_at < ?5)"
+        " AND (?7 IS NULL OR dept_id IN (SELECT id FROM departments"
+        "                                WHERE coalesce(institution_id, ?8) = ?7))"
+        " ORDER BY slot_at LIMIT ?6",
+        "sssttiss", patient_id, dept_id, status, from_ms, to_ms, limit > 0 ? limit : 500,
+        institution_id, tm_store_hospital_id(s));
     return tm__store_rows_json(s, st);
 }
 

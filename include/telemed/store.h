@@ -210,9 +210,11 @@ int tm_store_appt_get(tm_store *s, const char *id, tm_appointment *out);
  * TM_ENOTFOUND. */
 int tm_store_appt_update(tm_store *s, const tm_appointment *a);
 /* [{id, patient_id, dept_id, doctor_id, slot_at, kind, status, created_at,
- * updated_at}] by slot, at most limit (<= 0: 500); NULL/0 do not filter. */
-json_t *tm_store_appt_list(tm_store *s, const char *patient_id, const char *dept_id,
-                           const char *status, int64_t from_ms, int64_t to_ms, int limit);
+ * updated_at}] by slot, at most limit (<= 0: 500); NULL/0 do not filter.
+ * institution_id keeps the bookings of that institution's departments. */
+json_t *tm_store_appt_list(tm_store *s, const char *institution_id, const char *patient_id,
+                           const char *dept_id, const char *status, int64_t from_ms, int64_t to_ms,
+                           int limit);
 
 /* ---- visits -------------------------------------------------------- */
 

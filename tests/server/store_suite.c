@@ -233,15 +233,22 @@ static void t_appointments(const store_backend *b, const char *dir)
     CHECK_EQ_INT(tm_store_appt_create(s, &a, id), 0);
     CHECK_STR(id, "apt-own");
     CHECK_EQ_INT(tm_store_appt_create(s, &a, id), TM_ECONFLICT);
-    json_t *list = tm_store_appt_list(s, NULL, "cardio", "booked", 0, 0, 0);
+    json_t *list = tm_store_appt_list(s, NULL, NULL, "cardio", "booked", 0, 0, 0);
     CHECK_EQ_INT(json_array_size(list), 2);
     json_decref(list);
-    list = tm_store_appt_list(s, "p2", NULL, NULL, 0, 0, 0);
+    list = tm_store_appt_list(s, NULL, "p2", NULL, NULL, 0, 0, 0);
     CHECK_EQ_INT(json_array_size(list), 1);
     CHECK_STR(json_string_value(field(json_array_get(list, 0), "id")), "apt-own");
     json_decref(list);
-    list = tm_store_appt_list(s, NULL, NULL, NULL, T0 + 1, 0, 0);
+    list = tm_store_appt_list(s, NULL, NULL, NULL, NULL, T0 + 1, 0, 0);
     CHECK_EQ_INT(json_array_size(list), 1); /* the moved one */
+    json_decref(list);
+    /* By institution: cardio is the core's (no institution of its own). */
+    list = tm_store_appt_list(s, tm_store_hospital_id(s), NULL, NULL, NULL, 0, 0, 0);
+    CHECK_EQ_INT(json_array_size(list), 2);
+    json_decref(list);
+    list = tm_store_appt_list(s, "county-x", NULL, NULL, NULL, 0, 0, 0);
+    CHECK_EQ_INT(json_array_size(list), 0);
     json_decref(list);
     tm_store_free(s);
 }

@@ -417,7 +417,7 @@ static void test_appointments(void)
     g_strlcpy(b.status, "cancelled", sizeof(b.status));
     CHECK_EQ_INT(tm_store_appt_update(s, &b), 0);
 
-    json_t *rows = tm_store_appt_list(s, "p-7", NULL, NULL, 0, 0, 10);
+    json_t *rows = tm_store_appt_list(s, NULL, "p-7", NULL, NULL, 0, 0, 10);
     CHECK_EQ_INT(json_array_size(rows), 2);
     json_t *x = tm_fhir_appointment(json_array_get(rows, 0), "hosp-1", 20);
     json_t *y = tm_fhir_appointment(json_array_get(rows, 1), "hosp-1", 20);
