@@ -8,4 +8,5 @@ list(APPEND TM_SERVER_HTTP_SOURCES ${CMAKE_CURRENT_LIST_DIR}/api_node.c) # the H
 tm_unit_test(test_node tests/server/test_node.c)
 tm_node_test(node_drain tests/cluster/drain.test.mjs)
 tm_node_test(node_haproxy tests/cluster/haproxy.test.mjs)
+tm_node_test(node_cluster_demo tests/cluster/demo.test.mjs)
 tm_node_test(web_node_failover tests/cluster/web_failover.test.mjs)
