@@ -594,6 +594,23 @@ int tm_cluster_live_nodes(tm_cluster *c, tm_node_info **out, size_t *n)
     return tm_store_nodes_live(c->store, tm_now_ms(), c->dead_after_ms, out, n);
 }
 
+int tm_cluster_set_doctors(tm_cluster *c, const char *dept, int doctors)
+{
+    if (!c->store)
+        return TM_EINVAL;
+    int rc = tm_store_node_duty_set(c->store, c->node_id, dept, doctors);
+    return rc < 0 ? rc : tm_cluster_publish(c, TM_BUS_QUEUE, dept);
+}
+
+int tm_cluster_doctors_elsewhere(tm_cluster *c, const char *dept, int *doctors)
+{
+    *doctors = 0;
+    if (!c->store)
+        return TM_EINVAL;
+    return tm_store_node_duty_elsewhere(c->store, c->node_id, dept, tm_now_ms(), c->dead_after_ms,
+                                        doctors);
+}
+
 void tm_cluster_stats_get(const tm_cluster *c, tm_cluster_stats *out)
 {
     *out = c->stats;

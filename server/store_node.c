@@ -33,7 +33,37 @@ int tm_store_node_heartbeat(tm_store *s, const tm_node_info *n)
 
 int tm_store_node_remove(tm_store *s, const char *id)
 {
-    return tm__store_run_one(s, "DELETE FROM nodes WHERE id = ?1", "s", id);
+    int rc = tm__store_run(s, "DELETE FROM node_duty WHERE node_id = ?1", "s", id);
+    return rc < 0 ? rc : tm__store_run_one(s, "DELETE FROM nodes WHERE id = ?1", "s", id);
+}
+
+int tm_store_node_duty_set(tm_store *s, const char *node_id, const char *dept_id, int doctors)
+{
+    if (doctors <= 0)
+        return tm__store_run(s, "DELETE FROM node_duty WHERE node_id = ?1 AND dept_id = ?2", "ss",
+                             node_id, dept_id);
+    return tm__store_run(s,
+                         "INSERT INTO node_duty(node_id, dept_id, doctors) VALUES(?1, ?2, ?3)"
+                         " ON CONFLICT(node_id, dept_id) DO UPDATE SET doctors = excluded.doctors",
+                         "ssi", node_id, dept_id, doctors);
+}
+
+int tm_store_node_duty_elsewhere(tm_store *s, const char *node_id, const char *dept_id,
+                                 int64_t now_ms, int64_t dead_after_ms, int *doctors)
+{
+    *doctors = 0;
+    tm__stmt *st = tm__store_query(s,
+                                   "SELECT coalesce(sum(d.doctors), 0) FROM node_duty d"
+                                   " JOIN nodes n ON n.id = d.node_id"
+                                   " WHERE d.dept_id = ?1 AND d.node_id <> ?2"
+                                   " AND n.heartbeat_at > ?3",
+                                   "ssI", dept_id, node_id, now_ms - dead_after_ms);
+    int rc = tm__store_step(s, st);
+    if (rc == 1)
+        *doctors = tm__col_int(st, 0);
+    if (st)
+        tm__stmt_reset(st);
+    return rc < 0 ? rc : 0;
 }
 
 static void read_node(tm__stmt *st, tm_node_info *n)
@@ -188,6 +218,17 @@ int tm_store_visit_media_node(tm_store *s, const char *visit_id, char out[64])
     if (st)
         tm__stmt_reset(st);
     return rc;
+}
+
+json_t *tm_store_dept_live_elsewhere(tm_store *s, const char *dept_id, const char *node_id)
+{
+    tm__stmt *st = tm__store_query(
+        s,
+        "SELECT id, patient_id, doctor_id, kind, urgent, checkin_at, accepted_at, media_node"
+        " FROM visits WHERE dept_id = ?1 AND state = 'active'"
+        " AND (media_node IS NULL OR media_node <> ?2) ORDER BY accepted_at, id",
+        "ss", dept_id, node_id);
+    return tm__store_rows_json(s, st);
 }
 
 json_t *tm_store_dept_queue(tm_store *s, const char *dept_id)

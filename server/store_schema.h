@@ -561,6 +561,16 @@ static const char *const tm_store_migrations[] = {
     "CREATE INDEX visits_by_media_node ON visits(media_node, state);"
     "ALTER TABLE outbox ADD COLUMN leased_by TEXT;"
     "ALTER TABLE outbox ADD COLUMN lease_until INTEGER;",
+    /* 19 (issue 19, ops19): each node's doctors on duty per department, so
+     * that a waiting patient's estimate counts the doctors of every live
+     * node. A row per node and department with doctors on duty; a node
+     * writes its rows when its count changes, and dead nodes' rows are left
+     * out by their heartbeat. */
+    "CREATE TABLE node_duty("
+    "  node_id TEXT NOT NULL,"
+    "  dept_id TEXT NOT NULL,"
+    "  doctors INTEGER NOT NULL,"
+    "  PRIMARY KEY(node_id, dept_id));",
 };
 
 #endif

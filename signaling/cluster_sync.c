@@ -82,6 +82,127 @@ static bool follow_state(live_visit *v, const char *state)
     return true;
 }
 
+/* ---- doctors on duty across nodes ------------------------------------ */
+
+static bool shared(tm_signaling *sig)
+{
+    return sig->cluster && tm_cluster_shared(sig->cluster);
+}
+
+static const char *my_node(tm_signaling *sig)
+{
+    return tm_cluster_node_id(sig->cluster);
+}
+
+void tm__cluster_publish_duty(tm_signaling *sig)
+{
+    if (!shared(sig))
+        return;
+    GHashTable *now = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    if (!sig->draining) /* a draining node takes no new patients */
+        tm__count_doctors_on_duty(sig, now);
+    /* Departments whose doctors all left count 0 now, so their row goes. */
+    GHashTableIter it;
+    gpointer key, val;
+    g_hash_table_iter_init(&it, sig->duty_here);
+    while (g_hash_table_iter_next(&it, &key, NULL))
+        if (!g_hash_table_contains(now, key))
+            g_hash_table_insert(now, g_strdup(key), GINT_TO_POINTER(0));
+    g_hash_table_iter_init(&it, now);
+    while (g_hash_table_iter_next(&it, &key, &val)) {
+        gpointer before;
+        bool known = g_hash_table_lookup_extended(sig->duty_here, key, NULL, &before);
+        int n = GPOINTER_TO_INT(val);
+        if ((known && GPOINTER_TO_INT(before) == n) || (!known && n == 0))
+            continue;
+        if (tm_cluster_set_doctors(sig->cluster, key, n) < 0) {
+            tm_warn("cluster.duty_write_failed", "dept=%s error=\"%s\"", (const char *)key,
+                    tm_store_errmsg(sig->store));
+            continue; /* tried again at the next tick */
+        }
+        if (n)
+            g_hash_table_replace(sig->duty_here, g_strdup(key), val);
+        else
+            g_hash_table_remove(sig->duty_here, key);
+    }
+    g_hash_table_destroy(now);
+}
+
+int tm__cluster_doctors_elsewhere(tm_signaling *sig, const char *dept)
+{
+    return GPOINTER_TO_INT(g_hash_table_lookup(sig->duty_elsewhere, dept));
+}
+
+/* Rereads dept's doctors on the other nodes; true when the count moved. */
+static bool reread_duty_elsewhere(tm_signaling *sig, const char *dept)
+{
+    int n;
+    if (!shared(sig) || tm_cluster_doctors_elsewhere(sig->cluster, dept, &n) < 0)
+        return false;
+    if (n == tm__cluster_doctors_elsewhere(sig, dept))
+        return false;
+    if (n)
+        g_hash_table_replace(sig->duty_elsewhere, g_strdup(dept), GINT_TO_POINTER(n));
+    else
+        g_hash_table_remove(sig->duty_elsewhere, dept);
+    return true;
+}
+
+/* ---- live visits on other nodes, for the supervisors ------------------ */
+
+json_t *tm__cluster_live_elsewhere(tm_signaling *sig, const char *dept)
+{
+    return g_hash_table_lookup(sig->live_elsewhere, dept);
+}
+
+/* A visit this node holds itself is listed from its live state, not twice. */
+static json_t *drop_held_here(tm_signaling *sig, json_t *rows)
+{
+    json_t *out = json_array();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        live_visit *v =
+            g_hash_table_lookup(sig->visits, json_string_value(json_object_get(row, "id")));
+        if (!v || v->remote)
+            json_array_append(out, row);
+    }
+    json_decref(rows);
+    return out;
+}
+
+/* Rereads dept's live visits on the other nodes (an accept or an end there
+ * announced queue:<dept>); the overview is pushed again when they moved. */
+static void reread_live_elsewhere(tm_signaling *sig, const char *dept)
+{
+    if (!shared(sig))
+        return;
+    json_t *rows = tm_store_dept_live_elsewhere(sig->store, dept, my_node(sig));
+    if (!rows) {
+        tm_warn("cluster.live_reload_failed", "dept=%s error=\"%s\"", dept,
+                tm_store_errmsg(sig->store));
+        return;
+    }
+    rows = drop_held_here(sig, rows);
+    json_t *before = tm__cluster_live_elsewhere(sig, dept);
+    if (json_array_size(rows) == 0 && !before) {
+        json_decref(rows);
+        return;
+    }
+    if (before && json_equal(before, rows)) {
+        json_decref(rows);
+        return;
+    }
+    if (json_array_size(rows))
+        g_hash_table_replace(sig->live_elsewhere, g_strdup(dept), rows);
+    else {
+        g_hash_table_remove(sig->live_elsewhere, dept);
+        json_decref(rows);
+    }
+    tm__mark_overview_dirty(sig);
+}
+
 static void sync_dept(tm_signaling *sig, const char *dept)
 {
     json_t *rows = tm_store_dept_queue(sig->store, dept);
@@ -105,6 +226,8 @@ static void sync_dept(tm_signaling *sig, const char *dept)
             changed |= follow_state(v, json_string_value(json_object_get(row, "state")));
     }
     changed |= drop_gone_mirrors(sig, dept, in_store);
+    changed |= reread_duty_elsewhere(sig, dept);
+    reread_live_elsewhere(sig, dept);
     g_hash_table_destroy(in_store);
     json_decref(rows);
     if (!changed)
@@ -117,11 +240,6 @@ static void sync_dept(tm_signaling *sig, const char *dept)
 }
 
 /* ---- a waiting patient's node ---------------------------------------- */
-
-static const char *my_node(tm_signaling *sig)
-{
-    return tm_cluster_node_id(sig->cluster);
-}
 
 void tm__cluster_hosts(tm_signaling *sig, live_visit *v)
 {
@@ -256,8 +374,8 @@ static void on_bus_event(tm_bus_kind kind, const char *id, void *data)
         sync_dept(sig, id);
     else if (kind == TM_BUS_VISIT)
         sync_visit(sig, id);
-    else if (kind == TM_BUS_RESYNC)
-        sync_all(sig);
+    else if (kind == TM_BUS_RESYNC || kind == TM_BUS_NODE)
+        sync_all(sig); /* a node that came or went brings or takes its doctors */
 }
 
 /* This node's share of the work: its own live visits and waiting patients

@@ -88,6 +88,31 @@ int tm__doctors_on_duty(tm_signaling *sig, const char *dept)
     return n;
 }
 
+static void count_dept(const char *dept, void *data)
+{
+    GHashTable *counts = data;
+    gpointer n = g_hash_table_lookup(counts, dept);
+    g_hash_table_replace(counts, g_strdup(dept), GINT_TO_POINTER(GPOINTER_TO_INT(n) + 1));
+}
+
+void tm__count_doctors_on_duty(tm_signaling *sig, GHashTable *counts)
+{
+    int64_t now = tm_now_ms();
+    GHashTableIter it;
+    gpointer val;
+    g_hash_table_iter_init(&it, sig->staff);
+    while (g_hash_table_iter_next(&it, NULL, &val)) {
+        const user *u = val;
+        if (takes_patients(u) && u->sess && (u->status == DOC_AVAILABLE || u->status == DOC_AWAY))
+            tm__shifts_current_depts(sig->shifts, u->sub, now, count_dept, counts);
+    }
+}
+
+int tm__doctors_for_estimate(tm_signaling *sig, const char *dept)
+{
+    return tm__doctors_on_duty(sig, dept) + tm__cluster_doctors_elsewhere(sig, dept);
+}
+
 int64_t tm_signaling_avg_visit_ms(tm_signaling *sig, const char *dept_id)
 {
     double *avg = g_hash_table_lookup(sig->avg_ms, dept_id);
@@ -199,7 +224,7 @@ static void push_positions(tm_signaling *sig, const char *dept)
         return;
     const char **ids = g_new(const char *, len);
     size_t n = tm_queue_ordered(sig->queue, dept, now, ids, len);
-    int doctors = tm__doctors_on_duty(sig, dept);
+    int doctors = tm__doctors_for_estimate(sig, dept);
     int64_t avg = tm_signaling_avg_visit_ms(sig, dept);
     tm__position_dept pd;
     tm__position_dept_init(&pd, (int)n, doctors,
@@ -442,6 +467,7 @@ gboolean tm__tick(gpointer data)
 {
     tm_signaling *sig = data;
     tm__auth_expire_sessions(sig, tm_now_ms());
+    tm__cluster_publish_duty(sig);
     tm__dispatch_all(sig);
     GPtrArray *depts = g_ptr_array_new_with_free_func(g_free);
     tm_queue_foreach_dept(sig->queue, collect_dept, depts);
@@ -462,7 +488,7 @@ gboolean tm__tick(gpointer data)
 static json_t *checkin_result(tm_signaling *sig, const tm_visit *v, int position, int64_t *est_s)
 {
     int64_t now = tm_now_ms();
-    int doctors = tm__doctors_on_duty(sig, v->dept_id);
+    int doctors = tm__doctors_for_estimate(sig, v->dept_id);
     int64_t est =
         tm_queue_estimate_wait_ms(position, doctors, tm_signaling_avg_visit_ms(sig, v->dept_id));
     *est_s = est < 0 ? -1 : (est + 999) / 1000;

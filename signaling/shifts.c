@@ -87,6 +87,29 @@ const tm__shift *tm__shifts_current(const tm__shifts *c, const char *doctor_id, 
     return best;
 }
 
+static bool covers(const tm__shift *sh, int64_t now_ms)
+{
+    return sh->start_ms <= now_ms && now_ms < sh->end_ms;
+}
+
+void tm__shifts_current_depts(const tm__shifts *c, const char *doctor_id, int64_t now_ms,
+                              void (*fn)(const char *dept, void *data), void *data)
+{
+    GArray *list = g_hash_table_lookup(c->by_doctor, doctor_id);
+    for (guint i = 0; list && i < list->len; i++) {
+        const tm__shift *sh = &g_array_index(list, tm__shift, i);
+        if (!covers(sh, now_ms))
+            continue;
+        bool seen = false; /* two overlapping shifts in one department count once */
+        for (guint j = 0; j < i && !seen; j++) {
+            const tm__shift *before = &g_array_index(list, tm__shift, j);
+            seen = covers(before, now_ms) && strcmp(before->dept, sh->dept) == 0;
+        }
+        if (!seen)
+            fn(sh->dept, data);
+    }
+}
+
 bool tm__shifts_has_dept(const tm__shifts *c, const char *doctor_id, const char *dept)
 {
     GArray *list = g_hash_table_lookup(c->by_doctor, doctor_id);

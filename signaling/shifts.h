@@ -37,6 +37,11 @@ const tm__shift *tm__shifts_current(const tm__shifts *c, const char *doctor_id, 
  * of it covers now_ms; 0 when one covers now_ms or none is to come. */
 int64_t tm__shifts_dept_next_start(const tm__shifts *c, const char *dept, int64_t now_ms);
 
+/* Calls fn once for each department in which the doctor has a shift that
+ * contains now_ms. */
+void tm__shifts_current_depts(const tm__shifts *c, const char *doctor_id, int64_t now_ms,
+                              void (*fn)(const char *dept, void *data), void *data);
+
 /* Whether the doctor has a shift (now or to come) in dept. */
 bool tm__shifts_has_dept(const tm__shifts *c, const char *doctor_id, const char *dept);
 

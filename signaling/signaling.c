@@ -80,6 +80,10 @@ tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_ver
     sig->visits = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, tm__live_visit_free);
     sig->invites = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, tm__invite_free);
     sig->avg_ms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    sig->duty_here = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    sig->duty_elsewhere = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    sig->live_elsewhere =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)json_decref);
     sig->dirty_depts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     sig->fanout = tm_fanout_new(tm__fanout_threads(cfg));
     if (!sig->fanout) {
@@ -139,6 +143,9 @@ void tm_signaling_free(tm_signaling *sig)
     g_hash_table_destroy(sig->staff);
     g_hash_table_destroy(sig->users);
     g_hash_table_destroy(sig->avg_ms);
+    g_hash_table_destroy(sig->duty_here);
+    g_hash_table_destroy(sig->duty_elsewhere);
+    g_hash_table_destroy(sig->live_elsewhere);
     g_hash_table_destroy(sig->dirty_depts);
     tm_fanout_free(sig->fanout);
     free(sig->fan_items);

@@ -213,6 +213,9 @@ struct tm_signaling {
     bool draining;              /* drain.c: no check-ins, no offers; new sessions turned away */
     guint followup_sweep;       /* followup18: the appointment sweep's timer */
     struct tm_cluster *cluster; /* issue 19: the bus to other nodes, or NULL */
+    GHashTable *duty_here;      /* dept -> doctors on duty here, as the registry has them */
+    GHashTable *duty_elsewhere; /* dept -> doctors on duty on the other live nodes */
+    GHashTable *live_elsewhere; /* dept -> json array: its live visits other nodes hold */
     bool syncing;               /* cluster_sync.c is applying the store's queue */
     /* metrics */
     uint64_t connections, connections_total, msgs_in, msgs_out, errors_total, rate_limited;
@@ -293,11 +296,24 @@ void tm__cluster_hosts(tm_signaling *sig, live_visit *v);
  * and died): the visit moves here, keeping its place, and the hello
  * resumes it. */
 void tm__cluster_adopt_patient(tm_signaling *sig, const char *patient);
+/* This node's doctors on duty per department into the registry where they
+ * changed (each tick), for the other nodes' estimates. */
+void tm__cluster_publish_duty(tm_signaling *sig);
+/* The doctors on duty in dept on the other live nodes, as last read. */
+int tm__cluster_doctors_elsewhere(tm_signaling *sig, const char *dept);
+/* dept's live visits held by other nodes, as the overview lists them
+ * (borrowed; NULL when none). */
+json_t *tm__cluster_live_elsewhere(tm_signaling *sig, const char *dept);
 
 /* lobby.c */
 int tm__queue_add(tm_signaling *sig, live_visit *v);
 void tm__mark_dept_dirty(tm_signaling *sig, const char *dept);
 int tm__doctors_on_duty(tm_signaling *sig, const char *dept);
+/* The doctors a waiting patient's estimate counts: those on duty in dept
+ * here and on every other live node. */
+int tm__doctors_for_estimate(tm_signaling *sig, const char *dept);
+/* counts (dept string -> GINT_TO_POINTER) += this node's doctors on duty. */
+void tm__count_doctors_on_duty(tm_signaling *sig, GHashTable *counts);
 void tm__learn_visit_length(tm_signaling *sig, const char *dept, int64_t duration_ms);
 void tm__flush_positions(tm_signaling *sig);
 void tm__dispatch_dept(tm_signaling *sig, const char *dept);

@@ -138,6 +138,37 @@ static bool alert_in(tm_signaling *sig, GHashTable *scope, json_t *alert)
     return tm_store_visit_get(sig->store, visit_id, &rec) == 0 && dept_in(scope, rec.dept_id);
 }
 
+/* The live visits of depts (the overview's, in scope) that other nodes
+ * hold, with the node that holds each (null: its node died); watching one
+ * is for a supervisor on that node. */
+static void add_live_elsewhere(tm_signaling *sig, json_t *depts, json_t *visits, int64_t now)
+{
+    size_t i, j;
+    json_t *d, *row;
+    json_array_foreach(depts, i, d)
+    {
+        const char *dept = json_string_value(json_object_get(d, "id"));
+        json_array_foreach(tm__cluster_live_elsewhere(sig, dept), j, row)
+        {
+            int64_t checkin = json_integer_value(json_object_get(row, "checkin_at"));
+            int64_t accepted = json_integer_value(json_object_get(row, "accepted_at"));
+            json_t *o =
+                json_pack("{s:O, s:s, s:s, s:O, s:O, s:O, s:b, s:b, s:i}", "id",
+                          json_object_get(row, "id"), "dept", dept, "state", "active", "patient_id",
+                          json_object_get(row, "patient_id"), "doctor_id",
+                          json_object_get(row, "doctor_id"), "kind", json_object_get(row, "kind"),
+                          "urgent", json_integer_value(json_object_get(row, "urgent")) != 0,
+                          "remote", 1, "watchers", 0);
+            json_object_set_new(o, "node", json_deep_copy(json_object_get(row, "media_node")));
+            json_object_set_new(o, "checkin_at", tm__time_json(checkin));
+            json_object_set_new(o, "accepted_at", tm__time_json(accepted));
+            json_object_set_new(o, "waited_s", json_integer((accepted - checkin) / 1000));
+            json_object_set_new(o, "duration_s", json_integer((now - accepted) / 1000));
+            json_array_append_new(visits, o);
+        }
+    }
+}
+
 json_t *tm_signaling_overview(tm_signaling *sig)
 {
     return tm_signaling_overview_in(sig, NULL);
@@ -176,8 +207,10 @@ json_t *tm_signaling_overview_in(tm_signaling *sig, const char *institution)
         }
         json_object_set_new(d, "waiting",
                             json_integer((json_int_t)tm_queue_length(sig->queue, id)));
+        json_t *elsewhere = tm__cluster_live_elsewhere(sig, id);
+        in_visit += (int)json_array_size(elsewhere);
         json_object_set_new(d, "in_visit", json_integer(in_visit));
-        json_object_set_new(d, "doctors_on_duty", json_integer(tm__doctors_on_duty(sig, id)));
+        json_object_set_new(d, "doctors_on_duty", json_integer(tm__doctors_for_estimate(sig, id)));
         json_object_set_new(d, "longest_wait_s",
                             json_integer(tm_queue_longest_wait_ms(sig->queue, id, now) / 1000));
         json_object_del(d, "created_at");
@@ -234,6 +267,7 @@ json_t *tm_signaling_overview_in(tm_signaling *sig, const char *institution)
         }
         json_array_append_new(visits, o);
     }
+    add_live_elsewhere(sig, depts, visits, now);
     json_t *doctors = json_array();
     g_hash_table_iter_init(&it, sig->staff);
     while (g_hash_table_iter_next(&it, &k, &val)) {

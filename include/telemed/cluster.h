@@ -85,6 +85,13 @@ const char *tm_cluster_node_id(const tm_cluster *c);
 /* The live nodes now, best placed for a new visit first (tm_store_nodes_live);
  * *out a new array (g_free). TM_EINVAL without a store. */
 int tm_cluster_live_nodes(tm_cluster *c, tm_node_info **out, size_t *n);
+/* This node has `doctors` doctors on duty in dept now: written to the
+ * registry and announced as queue:<dept>, so that every node's waiting
+ * patients of dept count them. TM_EINVAL without a store. */
+int tm_cluster_set_doctors(tm_cluster *c, const char *dept, int doctors);
+/* The doctors on duty in dept on the other live nodes, into *doctors.
+ * TM_EINVAL without a store. */
+int tm_cluster_doctors_elsewhere(tm_cluster *c, const char *dept, int *doctors);
 
 /* Counters for /metrics and tests. */
 typedef struct tm_cluster_stats {

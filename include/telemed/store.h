@@ -1341,8 +1341,16 @@ typedef struct tm_node_info {
 /* Registers n->id or refreshes it: every field of n is stored, heartbeat_ms
  * being the time of this heartbeat. TM_EINVAL without id or public_url. */
 int tm_store_node_heartbeat(tm_store *s, const tm_node_info *n);
-/* A node leaving on purpose removes its row; TM_ENOTFOUND when absent. */
+/* A node leaving on purpose removes its row (and its doctors on duty);
+ * TM_ENOTFOUND when absent. */
 int tm_store_node_remove(tm_store *s, const char *id);
+/* Node node_id has `doctors` doctors on duty in dept_id now (0 removes the
+ * row). */
+int tm_store_node_duty_set(tm_store *s, const char *node_id, const char *dept_id, int doctors);
+/* The doctors on duty in dept_id on the live nodes (heartbeat newer than
+ * now_ms - dead_after_ms) other than node_id, into *doctors. */
+int tm_store_node_duty_elsewhere(tm_store *s, const char *node_id, const char *dept_id,
+                                 int64_t now_ms, int64_t dead_after_ms, int *doctors);
 /* The live nodes at now_ms (heartbeat newer than now_ms - dead_after_ms)
  * into *out (a new array, g_free; NULL when none) and *n, the node best
  * placed for a new visit first: not draining, then fewest visits, fewest
@@ -1370,5 +1378,10 @@ int tm_store_visit_media_node(tm_store *s, const char *visit_id, char out[64]);
 /* A department's waiting room as every node sees it: its waiting and
  * offered visits as [{id, state}], oldest check-in first. NULL on failure. */
 json_t *tm_store_dept_queue(tm_store *s, const char *dept_id);
+/* A department's live visits held by nodes other than node_id (or by none,
+ * their node having died), for the supervisors of every node: [{id,
+ * patient_id, doctor_id, kind, urgent, checkin_at, accepted_at (epoch ms),
+ * media_node}], earliest accepted first. NULL on failure. */
+json_t *tm_store_dept_live_elsewhere(tm_store *s, const char *dept_id, const char *node_id);
 
 #endif

@@ -249,6 +249,29 @@ static bool buses_ready(void *data)
     return tm_cluster_bus_ready(n[0].cluster) && tm_cluster_bus_ready(n[1].cluster);
 }
 
+typedef struct mirror_state {
+    node *n;
+    const char *visit_id, *state;
+} mirror_state;
+
+/* Whether n's overview shows visit_id in state. */
+static bool mirror_in_state(void *data)
+{
+    mirror_state *m = data;
+    json_t *o = tm_signaling_overview(m->n->sig);
+    bool found = false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(o, "visits"), i, v)
+    {
+        if (g_strcmp0(json_string_value(json_object_get(v, "id")), m->visit_id) == 0 &&
+            g_strcmp0(json_string_value(json_object_get(v, "state")), m->state) == 0)
+            found = true;
+    }
+    json_decref(o);
+    return found;
+}
+
 static void test_two_nodes_one_waiting_room(void)
 {
     char *url = pg_fixture_url(__func__);
@@ -302,7 +325,9 @@ static void test_two_nodes_one_waiting_room(void)
     /* B's patient moves up to 1, pushed by node B. */
     json_t *pos = wait_for(pb, "queue.position", "visit_id", vb, "position", 1);
     CHECK_EQ_INT((int)json_integer_value(json_object_get(pos, "waiting")), 1);
-    wait_listed(b, va, false);
+    /* B's supervisors see it live on A. */
+    mirror_state live_on_a = {b, va, "active"};
+    CHECK(spin_until(mirror_in_state, &live_on_a));
 
     /* B's patient leaves: A's mirror goes, and A's doctor was never offered it. */
     char leave[160];
@@ -337,29 +362,6 @@ static client *checked_in(node *n, const char *sub, char visit_id[64], int *posi
     g_strlcpy(visit_id, json_string_value(json_object_get(data, "visit_id")), 64);
     *position = (int)json_integer_value(json_object_get(data, "position"));
     return c;
-}
-
-typedef struct mirror_state {
-    node *n;
-    const char *visit_id, *state;
-} mirror_state;
-
-/* Whether n's overview shows visit_id in state. */
-static bool mirror_in_state(void *data)
-{
-    mirror_state *m = data;
-    json_t *o = tm_signaling_overview(m->n->sig);
-    bool found = false;
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_object_get(o, "visits"), i, v)
-    {
-        if (g_strcmp0(json_string_value(json_object_get(v, "id")), m->visit_id) == 0 &&
-            g_strcmp0(json_string_value(json_object_get(v, "state")), m->state) == 0)
-            found = true;
-    }
-    json_decref(o);
-    return found;
 }
 
 static json_t *hello_state(client *c)
@@ -473,6 +475,152 @@ static void test_patients_keep_places_when_nodes_change(void)
     g_free(url);
 }
 
+static void seed_doctor(const char *db, const char *id, const char *licence)
+{
+    char *err = NULL;
+    tm_store *st = tm_store_open(db, cfg.hospital_id, &err);
+    CHECK(st != NULL);
+    int64_t now = tm_now_ms();
+    CHECK_EQ_INT(tm_store_doctor_put(st, id, id, "cardiology", licence, NULL), 0);
+    CHECK_EQ_INT(tm_store_shift_add(st, id, "cardiology", now - 3600000, now + 3600000, 1, NULL),
+                 0);
+    tm_store_free(st);
+}
+
+static client *doctor_available(node *n, const char *sub)
+{
+    client *d = connect_as(n, sub, TM_ROLE_DOCTOR);
+    answer(d, "h");
+    send_text(d, "{\"type\":\"doctor.status\",\"id\":\"s\",\"status\":\"available\"}");
+    answer(d, "s");
+    return d;
+}
+
+/* The next queue.position push for visit_id with this estimate (frames
+ * seen before are dropped: an earlier push may have said the same). */
+static void wait_estimate(client *p, const char *visit_id, int estimated_wait_s)
+{
+    pump(p);
+    g_ptr_array_set_size(p->frames, 0);
+    wait_for(p, "queue.position", "visit_id", visit_id, "estimated_wait_s", estimated_wait_s);
+}
+
+typedef struct dept_figure {
+    node *n;
+    const char *key;
+    int want;
+} dept_figure;
+
+static bool overview_dept_says(void *data)
+{
+    dept_figure *f = data;
+    json_t *o = tm_signaling_overview(f->n->sig);
+    json_t *d = json_array_get(json_object_get(o, "departments"), 0);
+    bool ok = json_integer_value(json_object_get(d, f->key)) == f->want;
+    json_decref(o);
+    return ok;
+}
+
+/* The overview's entry for visit_id on n (a new reference), or NULL. */
+static json_t *overview_visit(node *n, const char *visit_id)
+{
+    json_t *o = tm_signaling_overview(n->sig), *found = NULL;
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(o, "visits"), i, v)
+    {
+        if (g_strcmp0(json_string_value(json_object_get(v, "id")), visit_id) == 0)
+            found = json_incref(v);
+    }
+    json_decref(o);
+    return found;
+}
+
+/* Doctors on duty on node B count in the estimates of the patients waiting
+ * on node A, coming and going; node A's supervisors see a visit live on
+ * node B, which node, and no longer once it ended. */
+static void test_doctors_and_live_visits_span_nodes(void)
+{
+    char *pgdir = g_dir_make_tmp("tm-cluster-sync-pg-XXXXXX", NULL);
+    char *url = pg_sh("start", pgdir);
+    seed_hospital(url);
+    seed_doctor(url, "d-wang", "110100000000002");
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
+    node *a = &nodes[0], *b = &nodes[1];
+    CHECK(spin_until(buses_ready, nodes));
+    char v1[64], v2[64], v3[64], vb[64];
+    int pos;
+    client *p1 = checked_in(a, "p-1", v1, &pos);
+    client *p2 = checked_in(a, "p-2", v2, &pos);
+    client *p3 = checked_in(a, "p-3", v3, &pos);
+    CHECK_EQ_INT(pos, 3);
+    wait_listed(b, v3, true);
+    int avg = cfg.avg_visit_s;
+
+    /* Third in line with one doctor (on B): two visits ahead, then half of one. */
+    client *li = doctor_available(b, "d-li");
+    wait_estimate(p3, v3, 2 * avg + avg / 2);
+    client *wang = doctor_available(b, "d-wang");
+    wait_estimate(p3, v3, avg + avg / 2);
+    dept_figure two = {a, "doctors_on_duty", 2};
+    CHECK(spin_until(overview_dept_says, &two));
+    client_close(wang);
+    wait_estimate(p3, v3, 2 * avg + avg / 2);
+
+    /* A patient on B is offered to B's doctor, who accepts: live on B. */
+    client *pb = checked_in(b, "p-b", vb, &pos);
+    CHECK_EQ_INT(pos, 4);
+    wait_for(li, "visit.offer", "visit_id", vb, NULL, 0);
+    char msg[256];
+    g_snprintf(msg, sizeof(msg), "{\"type\":\"visit.accept\",\"id\":\"acc\",\"visit_id\":\"%s\"}",
+               vb);
+    send_text(li, msg);
+    answer(li, "acc");
+    mirror_state live = {a, vb, "active"};
+    CHECK(spin_until(mirror_in_state, &live));
+    json_t *o = overview_visit(a, vb);
+    CHECK(json_is_true(json_object_get(o, "remote")));
+    CHECK_STR(json_string_value(json_object_get(o, "node")), "node-b");
+    CHECK_STR(json_string_value(json_object_get(o, "doctor_id")), "d-li");
+    CHECK_STR(json_string_value(json_object_get(o, "patient_id")), "p-b");
+    json_decref(o);
+    dept_figure one_live = {a, "in_visit", 1};
+    CHECK(spin_until(overview_dept_says, &one_live));
+    /* B lists its own visit once, from its live state. */
+    o = overview_visit(b, vb);
+    CHECK(o != NULL && json_object_get(o, "remote") == NULL);
+    json_decref(o);
+
+    g_snprintf(msg, sizeof(msg),
+               "{\"type\":\"visit.note\",\"id\":\"n\",\"visit_id\":\"%s\",\"text\":\"n\","
+               "\"diagnosis_code\":\"I10\",\"sign\":true}",
+               vb);
+    send_text(li, msg);
+    answer(li, "n");
+    g_snprintf(msg, sizeof(msg),
+               "{\"type\":\"visit.end\",\"id\":\"e\",\"visit_id\":\"%s\",\"reason\":"
+               "\"completed\"}",
+               vb);
+    send_text(li, msg);
+    answer(li, "e");
+    wait_listed(a, vb, false);
+    dept_figure none_live = {a, "in_visit", 0};
+    CHECK(spin_until(overview_dept_says, &none_live));
+
+    client_close(pb);
+    client_close(li);
+    client_close(p3);
+    client_close(p2);
+    client_close(p1);
+    node_stop(b);
+    node_stop(a);
+    g_free(pg_sh("stop", pgdir));
+    char *rm[] = {"rm", "-rf", pgdir, NULL};
+    g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
+    g_free(url);
+    g_free(pgdir);
+}
+
 int main(void)
 {
     tm_log_set_level(TM_LOG_WARN);
@@ -487,6 +635,7 @@ int main(void)
     pg_fixture_start();
     RUN(test_two_nodes_one_waiting_room);
     RUN(test_patients_keep_places_when_nodes_change);
+    RUN(test_doctors_and_live_visits_span_nodes);
     tm_config_clear(&cfg);
     char *rm[] = {"rm", "-rf", dir, NULL};
     g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);

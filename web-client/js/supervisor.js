@@ -281,7 +281,10 @@ function renderOverview() {
     el('td', { class: 'nowrap' }, t(`state.${v.state}`), v.watchers ? ' ' : null, v.watchers ? el('span', { class: 'tag' }, t('sup.watchers', { n: v.watchers })) : null),
     el('td', { class: 'nowrap' }, v.state === 'active' ? fmtDuration(v.duration_s) : fmtDuration(v.waited_s)),
     el('td', {}, qualityCell(v)),
-    el('td', {}, v.state === 'active'
+    // A visit another node holds is watched from that node's page: its id shows where.
+    el('td', {}, v.remote
+      ? el('span', { class: 'tag' }, v.node || '')
+      : v.state === 'active'
       ? el('button', { class: 'btn btn-small watch-btn', type: 'button', 'data-visit': v.id, disabled: state.watching === v.id, onclick: () => watch(v.id) }, t('sup.watch'))
       : null))));
   if (focusVisit) $(`#live-body button[data-visit="${CSS.escape(focusVisit)}"]`)?.focus();
