@@ -264,7 +264,7 @@ static void test_party_migration(void)
         "DROP TABLE followups; DROP TABLE appointment_notices;"
         "DROP TABLE messaging_outbox; DROP TABLE messaging_cursor;"
         "DROP TABLE feed_routes; DROP TABLE routed_outbox; DROP TABLE routed_cursor;"
-        "DROP TABLE nodes; DROP INDEX visits_by_media_node;"
+        "DROP TABLE node_duty; DROP TABLE nodes; DROP INDEX visits_by_media_node;"
         "ALTER TABLE visits DROP COLUMN media_node;"
         "ALTER TABLE outbox DROP COLUMN leased_by; ALTER TABLE outbox DROP COLUMN lease_until;"
         "DROP TABLE participants;"
