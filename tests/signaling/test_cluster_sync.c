@@ -541,8 +541,7 @@ static json_t *overview_visit(node *n, const char *visit_id)
  * node B, which node, and no longer once it ended. */
 static void test_doctors_and_live_visits_span_nodes(void)
 {
-    char *pgdir = g_dir_make_tmp("tm-cluster-sync-pg-XXXXXX", NULL);
-    char *url = pg_sh("start", pgdir);
+    char *url = pg_fixture_url(__func__);
     seed_hospital(url);
     seed_doctor(url, "d-wang", "110100000000002");
     node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
@@ -614,11 +613,7 @@ static void test_doctors_and_live_visits_span_nodes(void)
     client_close(p1);
     node_stop(b);
     node_stop(a);
-    g_free(pg_sh("stop", pgdir));
-    char *rm[] = {"rm", "-rf", pgdir, NULL};
-    g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
     g_free(url);
-    g_free(pgdir);
 }
 
 int main(void)
