@@ -59,6 +59,27 @@ int tm_recording_set_part(tm_store *s, const char *rec_id, int part)
                              part);
 }
 
+int tm_recording_set_segment(tm_store *s, const char *rec_id, const char *node_id, int segment)
+{
+    if (!rec_id || !node_id || !node_id[0] || segment < 1 || segment > 1000)
+        return tm__store_refuse(s, TM_EINVAL, "bad recording id, node or segment");
+    return tm__store_run_one(s, "UPDATE recordings SET node_id = ?2, segment = ?3 WHERE id = ?1",
+                             "ssi", rec_id, node_id, segment);
+}
+
+int tm_recording_last_segment(tm_store *s, const char *visit_id, int *segment)
+{
+    *segment = 0;
+    tm__stmt *st = tm__store_query(
+        s, "SELECT coalesce(max(segment), 0) FROM recordings WHERE visit_id = ?1", "s", visit_id);
+    int rc = tm__store_step(s, st);
+    if (rc == 1)
+        *segment = tm__col_int(st, 0);
+    if (st)
+        tm__stmt_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
 static bool is_sha256_hex(const char *h)
 {
     if (!h || strlen(h) != 64)
@@ -130,13 +151,17 @@ GPtrArray *tm__store_collect_rows(tm_store *s, tm__stmt *st, int ncols)
     return rows;
 }
 
-/* One row cut short by a crash, in its own transaction. */
+/* One row cut short by a crash, in its own transaction. A file this node
+ * cannot read is failed, or left recording when keep_unread (it may be on
+ * another node's disk). */
 static int recover_row(tm_store *s, const char *id, const char *visit, const char *path,
-                       int64_t now_ms)
+                       bool keep_unread, int64_t now_ms)
 {
     int64_t size = 0;
     char sha[65];
     int h = tm_sha256_file(path, &size, sha);
+    if (h < 0 && keep_unread)
+        return TM_ENOTFOUND;
     int rc = tm__store_begin(s);
     if (rc < 0)
         return rc;
@@ -160,33 +185,62 @@ static int recover_row(tm_store *s, const char *id, const char *visit, const cha
     return tm__store_finish(s, rc);
 }
 
-int tm_recording_recover(tm_store *s, int64_t now_ms, int *count)
+/* Closes the rows (id, visit_id, path) of st, each in its own transaction,
+ * so one bad file cannot hold back the others. */
+static int recover_rows(tm_store *s, tm__stmt *st, bool keep_unread, int64_t now_ms, int *count)
 {
     if (count)
         *count = 0;
-    /* Collect first: each row then gets its own transaction, so one bad
-     * file cannot hold back the others. */
-    GPtrArray *rows =
-        tm__store_collect_rows(s,
-                               tm__store_query(s,
-                                               "SELECT id, visit_id, path FROM recordings"
-                                               " WHERE state = 'recording' ORDER BY started_at",
-                                               ""),
-                               3);
+    GPtrArray *rows = st ? tm__store_collect_rows(s, st, 3) : NULL;
     if (!rows)
         return TM_EIO;
     int rc = 0, changed = 0;
     for (guint i = 0; i + 2 < rows->len; i += 3) {
-        int r = recover_row(s, rows->pdata[i], rows->pdata[i + 1], rows->pdata[i + 2], now_ms);
+        int r = recover_row(s, rows->pdata[i], rows->pdata[i + 1], rows->pdata[i + 2], keep_unread,
+                            now_ms);
         if (r == 0)
             changed++;
-        else if (rc == 0)
+        else if (rc == 0 && !(keep_unread && r == TM_ENOTFOUND))
             rc = r;
     }
     g_ptr_array_free(rows, TRUE);
     if (count)
         *count = changed;
     return rc;
+}
+
+int tm_recording_recover(tm_store *s, int64_t now_ms, int *count)
+{
+    return recover_rows(s,
+                        tm__store_query(s,
+                                        "SELECT id, visit_id, path FROM recordings"
+                                        " WHERE state = 'recording' ORDER BY started_at",
+                                        ""),
+                        false, now_ms, count);
+}
+
+int tm_recording_recover_node(tm_store *s, const char *node_id, int64_t now_ms, int *count)
+{
+    /* A row from before migration 20 has no node: whichever node starts first closes it. */
+    return recover_rows(s,
+                        tm__store_query(s,
+                                        "SELECT id, visit_id, path FROM recordings"
+                                        " WHERE state = 'recording'"
+                                        " AND coalesce(node_id, ?1) = ?1 ORDER BY started_at",
+                                        "s", node_id),
+                        false, now_ms, count);
+}
+
+int tm_recording_close_others(tm_store *s, const char *visit_id, const char *node_id,
+                              int64_t now_ms, int *count)
+{
+    return recover_rows(s,
+                        tm__store_query(s,
+                                        "SELECT id, visit_id, path FROM recordings"
+                                        " WHERE visit_id = ?1 AND state = 'recording'"
+                                        " AND coalesce(node_id, '') <> ?2 ORDER BY started_at",
+                                        "ss", visit_id, node_id),
+                        true, now_ms, count);
 }
 
 /* Marks one recording deleted by policy, with its evidence (the chained

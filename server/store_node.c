@@ -240,3 +240,16 @@ json_t *tm_store_dept_queue(tm_store *s, const char *dept_id)
                                    "s", dept_id);
     return tm__store_rows_json(s, st);
 }
+
+json_t *tm_store_active_visits_of(tm_store *s, bool doctor, const char *user_id)
+{
+    /* Two statements, not a column chosen by a parameter: each keeps its index. */
+    tm__stmt *st =
+        tm__store_query(s,
+                        doctor ? "SELECT id, coalesce(media_node, '') AS media_node FROM visits"
+                                 " WHERE doctor_id = ?1 AND state = 'active' ORDER BY id"
+                               : "SELECT id, coalesce(media_node, '') AS media_node FROM visits"
+                                 " WHERE patient_id = ?1 AND state = 'active' ORDER BY id",
+                        "s", user_id);
+    return tm__store_rows_json(s, st);
+}

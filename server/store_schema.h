@@ -571,6 +571,12 @@ static const char *const tm_store_migrations[] = {
     "  dept_id TEXT NOT NULL,"
     "  doctors INTEGER NOT NULL,"
     "  PRIMARY KEY(node_id, dept_id));",
+    /* 20 (issue 19, fail19): a live visit whose node died resumes on another,
+     * and its recording goes on there as the next segment. A row says which
+     * node wrote it (node_id; NULL before this migration) and which segment
+     * of its visit it belongs to (parts number the files within a segment). */
+    "ALTER TABLE recordings ADD COLUMN node_id TEXT;"
+    "ALTER TABLE recordings ADD COLUMN segment INTEGER NOT NULL DEFAULT 1;",
 };
 
 #endif

@@ -587,10 +587,11 @@ json_t *tm_store_visit_record(tm_store *s, const char *id)
                                           : json_null()) &&
         set_rows(rec, "recordings",
                  query_rows(s,
-                            "SELECT id, part, path, format, state, size_bytes, duration_ms,"
-                            " sha256, plain_sha256, encrypted, failure, dropped_packets,"
-                            " started_at, finished_at, deleted_at, deleted_by_policy"
-                            " FROM recordings WHERE visit_id = ?1 ORDER BY started_at",
+                            "SELECT id, segment, node_id, part, path, format, state, size_bytes,"
+                            " duration_ms, sha256, plain_sha256, encrypted, failure,"
+                            " dropped_packets, started_at, finished_at, deleted_at,"
+                            " deleted_by_policy FROM recordings WHERE visit_id = ?1"
+                            " ORDER BY started_at, segment, part, id",
                             id)) &&
         set_rows(rec, "renditions",
                  query_rows(s,

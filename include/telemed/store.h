@@ -731,6 +731,19 @@ int tm_recording_start(tm_store *s, const char *visit_id, const char *path, cons
 /* Which part of its visit's recording the row is (1, the default, .. 1000): a visit whose
  * senders grow while it is recorded has a file per part. TM_EINVAL, TM_ENOTFOUND. */
 int tm_recording_set_part(tm_store *s, const char *rec_id, int part);
+/* Which node wrote the row (its node_id, copied) and which segment of its visit's recording
+ * it is (1, the default, .. 1000): a live visit whose node died resumes on another node, where
+ * its recording goes on as the next segment. TM_EINVAL, TM_ENOTFOUND. */
+int tm_recording_set_segment(tm_store *s, const char *rec_id, const char *node_id, int segment);
+/* The highest segment of visit_id's recording rows into *segment (0 when it has none). */
+int tm_recording_last_segment(tm_store *s, const char *visit_id, int *segment);
+/* A node took over the live visit visit_id: rows of it still recording that another node
+ * wrote (the node that held it, found dead) are closed as tm_recording_recover closes them,
+ * incomplete with the size and SHA-256 of the file, when this node can read the file (a
+ * recording_dir every node mounts); a file it cannot read is left recording, for its own
+ * node's start to recover. *count (may be NULL) gets how many rows were closed. */
+int tm_recording_close_others(tm_store *s, const char *visit_id, const char *node_id,
+                              int64_t now_ms, int *count);
 /* The file is final: complete with its size, duration, SHA-256 (64
  * lowercase hex) and the recorder's dropped-packet count, plus the visit's
  * recording.available event. TM_EINVAL (bad sha256, negative size or
@@ -753,6 +766,9 @@ int tm_recording_fail(tm_store *s, const char *rec_id, const char *reason, int64
  * NULL) gets how many rows changed; the first failure is returned after
  * the other rows were tried. */
 int tm_recording_recover(tm_store *s, int64_t now_ms, int *count);
+/* The same for one node of several sharing the store: only the rows node_id wrote (the
+ * others' are being written by their live nodes). */
+int tm_recording_recover_node(tm_store *s, const char *node_id, int64_t now_ms, int *count);
 /* Deletes the files of recordings (complete, incomplete, failed) started
  * more than retention_days (>= 1, else TM_EINVAL) ago and marks their rows
  * deleted with deleted_at and deleted_by_policy
@@ -1375,6 +1391,9 @@ int tm_store_visit_place_media(tm_store *s, const char *visit_id, const char *ex
                                const char *node_id);
 /* The node hosting visit_id's media into out ("" when none). */
 int tm_store_visit_media_node(tm_store *s, const char *visit_id, char out[64]);
+/* The active visits whose attending doctor (doctor) or patient is user_id,
+ * as [{id, media_node}] (media_node "" when none holds it). NULL on failure. */
+json_t *tm_store_active_visits_of(tm_store *s, bool doctor, const char *user_id);
 /* A department's waiting room as every node sees it: its waiting and
  * offered visits as [{id, state}], oldest check-in first. NULL on failure. */
 json_t *tm_store_dept_queue(tm_store *s, const char *dept_id);
