@@ -33,9 +33,11 @@ struct tm_visit_record {
     void *failed_user;
 };
 
-/* A live visit's recording rows: ids[n] is part n + 1's row ("" when it has none). */
+/* A live visit's recording rows on this node: ids[n] is part n + 1's row
+ * ("" when it has none), all of one segment. */
 typedef struct rec_parts {
     GPtrArray *ids;
+    int segment;
 } rec_parts;
 
 static void rec_parts_free(gpointer data)
@@ -45,14 +47,22 @@ static void rec_parts_free(gpointer data)
     g_free(rp);
 }
 
-static void rec_parts_set(tm_visit_record *vr, const char *visit_id, int part, const char *rec_id)
+/* The row rec_id is part `part` of the visit's current segment (which the
+ * first part's call names). */
+static void rec_parts_set(tm_visit_record *vr, const char *visit_id, int segment, int part,
+                          const char *rec_id)
 {
     rec_parts *rp = g_hash_table_lookup(vr->recordings, visit_id);
     if (!rp) {
         rp = g_new0(rec_parts, 1);
         rp->ids = g_ptr_array_new_with_free_func(g_free);
+        rp->segment = segment;
         g_hash_table_replace(vr->recordings, g_strdup(visit_id), rp);
     }
+    if (vr->cfg->node_id &&
+        tm_recording_set_segment(vr->store, rec_id, vr->cfg->node_id, rp->segment) < 0)
+        tm_error("recording.segment_failed", "visit=%s recording=%s err=\"%s\"", visit_id, rec_id,
+                 tm_store_errmsg(vr->store));
     while ((int)rp->ids->len < part)
         g_ptr_array_add(rp->ids, g_strdup(""));
     g_free(rp->ids->pdata[part - 1]);
@@ -183,7 +193,7 @@ static void on_recording_part(const char *visit_id, int part, const char *path, 
     if (rc == 0)
         rc = tm_recording_set_part(vr->store, rec_id, part);
     if (rc == 0)
-        rec_parts_set(vr, visit_id, part, rec_id);
+        rec_parts_set(vr, visit_id, 1, part, rec_id);
     else
         tm_error("recording.part_failed", "visit=%s part=%d err=%s", visit_id, part,
                  tm_strerror(rc));
@@ -200,21 +210,31 @@ static void record_no_file(tm_visit_record *vr, const char *visit_id, const char
     g_free(where);
 }
 
-/* Every consultation is recorded from its first packet (DESIGN.md). */
-void tm_visit_record_start(tm_visit_record *vr, const char *visit_id)
+/* Segment 1 is named after the visit; a later one (the visit resumed on
+ * another node) gets "-seg<N>", so that a recording_dir the nodes share
+ * never has one segment's file written over another's. */
+static int segment_path(tm_visit_record *vr, const char *visit_id, int segment, int64_t now,
+                        char **path, char **err)
 {
-    if (!vr || !vr->cfg->recording || !vr->media)
-        return;
+    if (segment <= 1)
+        return tm_recorder_make_path(vr->cfg->recording_dir, visit_id, now, vr->key_set, path, err);
+    char name[96];
+    snprintf(name, sizeof(name), "%s-seg%d", visit_id, segment);
+    return tm_recorder_make_path(vr->cfg->recording_dir, name, now, vr->key_set, path, err);
+}
+
+static void start_segment(tm_visit_record *vr, const char *visit_id, int segment)
+{
     int64_t now = tm_now_ms();
     char *path = NULL, *err = NULL;
     char rec_id[TM_RECORDING_ID_LEN];
-    int rc = tm_recorder_make_path(vr->cfg->recording_dir, visit_id, now, vr->key_set, &path, &err);
+    int rc = segment_path(vr, visit_id, segment, now, &path, &err);
     if (rc < 0)
         record_no_file(vr, visit_id, err ? err : tm_strerror(rc), now);
     if (rc == 0)
         rc = tm_recording_start(vr->store, visit_id, path, "matroska", vr->key_set, now, rec_id);
     if (rc == 0) {
-        rec_parts_set(vr, visit_id, 1, rec_id);
+        rec_parts_set(vr, visit_id, segment, 1, rec_id);
         rc = tm_media_visit_record(vr->media, visit_id, path, vr->key_set ? vr->key : NULL, 2,
                                    on_recording_done, vr);
         if (rc == 0)
@@ -231,4 +251,30 @@ void tm_visit_record_start(tm_visit_record *vr, const char *visit_id)
     }
     g_free(err);
     g_free(path);
+}
+
+/* Every consultation is recorded from its first packet (DESIGN.md). */
+void tm_visit_record_start(tm_visit_record *vr, const char *visit_id)
+{
+    if (vr && vr->cfg->recording && vr->media)
+        start_segment(vr, visit_id, 1);
+}
+
+void tm_visit_record_resume(tm_visit_record *vr, const char *visit_id)
+{
+    if (!vr || !vr->cfg->recording || !vr->media || g_hash_table_contains(vr->recordings, visit_id))
+        return;
+    int closed = 0, last = 0;
+    int64_t now = tm_now_ms();
+    if (vr->cfg->node_id &&
+        tm_recording_close_others(vr->store, visit_id, vr->cfg->node_id, now, &closed) < 0)
+        tm_warn("recording.close_failed", "visit=%s err=\"%s\"", visit_id,
+                tm_store_errmsg(vr->store));
+    if (closed && vr->feed)
+        tm_feed_kick(vr->feed);
+    if (tm_recording_last_segment(vr->store, visit_id, &last) < 0)
+        tm_warn("recording.segment_failed", "visit=%s err=\"%s\"", visit_id,
+                tm_store_errmsg(vr->store));
+    tm_info("recording.resumed", "visit=%s segment=%d closed=%d", visit_id, last + 1, closed);
+    start_segment(vr, visit_id, last + 1);
 }

@@ -42,6 +42,11 @@ void tm_visit_record_on_failure(tm_visit_record *vr, tm_visit_record_failed_cb c
 /* The visit became active: record it from its first packet. A recording
  * that cannot start is on record as failed and reported; the visit goes on. */
 void tm_visit_record_start(tm_visit_record *vr, const char *visit_id);
+/* The live visit resumed on this node after the node that held it died: the
+ * dead node's segment is closed when this node can read its file
+ * (tm_recording_close_others) and the recording goes on here as the next
+ * segment (docs/cluster.md). Nothing when the visit records here already. */
+void tm_visit_record_resume(tm_visit_record *vr, const char *visit_id);
 /* The media core reports that the visit's recording broke during the visit. */
 void tm_visit_record_failed(tm_visit_record *vr, const char *visit_id, const char *reason);
 
