@@ -785,6 +785,88 @@ static const char *state_of(tm_store *s, const char *rec, char out[16])
     return out;
 }
 
+/* A live visit whose node died goes on on another node (docs/cluster.md):
+ * the dead node's segment is closed there when its file can be read, the
+ * next segment is the new node's, and each node's start recovers only the
+ * rows it wrote. */
+static void t_recording_segments(const store_backend *b, const char *dir)
+{
+    tm_store *s = b->open("rec-segments");
+    seed(s);
+    tm_visit v, v2;
+    active_visit(s, &v, "p1");
+    active_visit(s, &v2, "p2");
+    char a1[TM_RECORDING_ID_LEN], a2[TM_RECORDING_ID_LEN], other[TM_RECORDING_ID_LEN],
+        b1[TM_RECORDING_ID_LEN];
+    char *on_a = g_build_filename(dir, "seg-a.mkv", NULL);
+    char *on_b = g_build_filename(dir, "seg-b.mkv", NULL);
+    char *unread = g_build_filename(dir, "on-a-disk-only.mkv", NULL);
+    const char content[] = "segment one";
+    CHECK(g_file_set_contents(on_a, content, sizeof(content) - 1, NULL));
+    CHECK(g_file_set_contents(on_b, "two", 3, NULL));
+    int last = -1;
+    CHECK_EQ_INT(tm_recording_last_segment(s, v.id, &last), 0);
+    CHECK_EQ_INT(last, 0);
+    CHECK_EQ_INT(tm_recording_start(s, v.id, on_a, "matroska", false, T0 + 1, a1), 0);
+    CHECK_EQ_INT(tm_recording_set_segment(s, a1, "node-a", 1), 0);
+    CHECK_EQ_INT(tm_recording_start(s, v.id, unread, "matroska", false, T0 + 2, a2), 0);
+    CHECK_EQ_INT(tm_recording_set_part(s, a2, 2), 0);
+    CHECK_EQ_INT(tm_recording_set_segment(s, a2, "node-a", 1), 0);
+    CHECK_EQ_INT(tm_recording_start(s, v2.id, on_a, "matroska", false, T0 + 3, other), 0);
+    CHECK_EQ_INT(tm_recording_set_segment(s, other, "node-a", 1), 0);
+    CHECK_EQ_INT(tm_recording_set_segment(s, a1, "", 1), TM_EINVAL);
+    CHECK_EQ_INT(tm_recording_set_segment(s, a1, "node-a", 0), TM_EINVAL);
+    CHECK_EQ_INT(tm_recording_set_segment(s, "rec-none", "node-a", 1), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_recording_last_segment(s, v.id, &last), 0);
+    CHECK_EQ_INT(last, 1);
+
+    /* node-b takes v over: a1 closed with its hash, a2 (unreadable here)
+     * left for node-a's start, v2's row untouched. */
+    int n = -1;
+    char st[16];
+    CHECK_EQ_INT(tm_recording_close_others(s, v.id, "node-b", T0 + 10, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    json_t *r = tm_recording_get(s, a1);
+    CHECK_STR(json_string_value(field(r, "state")), "incomplete");
+    char *want = g_compute_checksum_for_string(G_CHECKSUM_SHA256, content, -1);
+    CHECK_STR(json_string_value(field(r, "sha256")), want);
+    json_decref(r);
+    CHECK_STR(state_of(s, a2, st), "recording");
+    CHECK_STR(state_of(s, other, st), "recording");
+    CHECK_EQ_INT(count_events(s, "recording.available", v.id), 1);
+    CHECK_EQ_INT(tm_recording_start(s, v.id, on_b, "matroska", false, T0 + 20, b1), 0);
+    CHECK_EQ_INT(tm_recording_set_segment(s, b1, "node-b", 2), 0);
+    CHECK_EQ_INT(tm_recording_last_segment(s, v.id, &last), 0);
+    CHECK_EQ_INT(last, 2);
+    CHECK_EQ_INT(tm_recording_close_others(s, v.id, "node-b", T0 + 21, &n), 0);
+    CHECK_EQ_INT(n, 0); /* its own row is node-b's to finish */
+
+    json_t *vr = tm_store_visit_record(s, v.id);
+    json_t *recs = field(vr, "recordings");
+    CHECK_EQ_INT(json_array_size(recs), 3);
+    CHECK_EQ_INT(json_integer_value(field(json_array_get(recs, 0), "segment")), 1);
+    CHECK_STR(json_string_value(field(json_array_get(recs, 0), "node_id")), "node-a");
+    CHECK_EQ_INT(json_integer_value(field(json_array_get(recs, 2), "segment")), 2);
+    CHECK_STR(json_string_value(field(json_array_get(recs, 2), "node_id")), "node-b");
+    json_decref(vr);
+
+    /* Each node's start recovers its own rows only. */
+    CHECK_EQ_INT(tm_recording_recover_node(s, "node-b", T0 + 30, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_STR(state_of(s, b1, st), "incomplete");
+    CHECK_STR(state_of(s, a2, st), "recording");
+    CHECK_STR(state_of(s, other, st), "recording");
+    CHECK_EQ_INT(tm_recording_recover_node(s, "node-a", T0 + 40, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK_STR(state_of(s, a2, st), "failed");
+    CHECK_STR(state_of(s, other, st), "incomplete");
+    g_free(want);
+    g_free(on_a);
+    g_free(on_b);
+    g_free(unread);
+    tm_store_free(s);
+}
+
 static int audit_rows(tm_store *s, const char *action, const char *outcome)
 {
     json_t *rows = tm_store_audit_list(s, NULL, NULL, 0, 1000);
@@ -1688,6 +1770,7 @@ void store_suite_run(const store_backend *b)
         {"outbox_order_and_retry", t_outbox_order_and_retry},
         {"outbox_dead_letters", t_outbox_dead_letters},
         {"recording_recover", t_recording_recover},
+        {"recording_segments", t_recording_segments},
         {"recording_retention", t_recording_retention},
         {"uploads", t_uploads},
         {"visit_chain", t_visit_chain},

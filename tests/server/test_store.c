@@ -267,6 +267,7 @@ static void test_party_migration(void)
         "DROP TABLE node_duty; DROP TABLE nodes; DROP INDEX visits_by_media_node;"
         "ALTER TABLE visits DROP COLUMN media_node;"
         "ALTER TABLE outbox DROP COLUMN leased_by; ALTER TABLE outbox DROP COLUMN lease_until;"
+        "ALTER TABLE recordings DROP COLUMN node_id; ALTER TABLE recordings DROP COLUMN segment;"
         "DROP TABLE participants;"
         "ALTER TABLE doctors DROP COLUMN kind;"
         "CREATE TABLE participants(id INTEGER PRIMARY KEY,"
