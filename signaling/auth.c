@@ -350,6 +350,8 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
     keep_token_facts(s, &ident);
     if (ident.role == TM_ROLE_PATIENT)
         tm__cluster_adopt_patient(sig, ident.sub);
+    if (!tm__cluster_resume_active(sig, s, id, ident.role, ident.sub))
+        return;
     user *u = tm__find_user(sig, ident.role, ident.sub);
     bool resumed = false, rejoined = false;
     if (!u) {

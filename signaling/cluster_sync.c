@@ -372,9 +372,10 @@ static void on_bus_event(tm_bus_kind kind, const char *id, void *data)
     tm_signaling *sig = data;
     if (kind == TM_BUS_QUEUE)
         sync_dept(sig, id);
-    else if (kind == TM_BUS_VISIT)
+    else if (kind == TM_BUS_VISIT) {
         sync_visit(sig, id);
-    else if (kind == TM_BUS_RESYNC || kind == TM_BUS_NODE)
+        tm__cluster_visit_released(sig, id);
+    } else if (kind == TM_BUS_RESYNC || kind == TM_BUS_NODE)
         sync_all(sig); /* a node that came or went brings or takes its doctors */
 }
 

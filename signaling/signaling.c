@@ -31,9 +31,8 @@ void tm__histogram_observe(const double *bounds, size_t n_bounds, uint64_t *buck
     *sum += value;
 }
 
-static void restore_visit(const tm_visit *rec, void *data)
+live_visit *tm__visit_restore(tm_signaling *sig, const tm_visit *rec)
 {
-    tm_signaling *sig = data;
     live_visit *v = tm__live_visit_add(sig, rec);
     if (v->state == TM_VS_OFFERED) {
         /* The server restarted mid-offer; nobody holds that offer now. */
@@ -65,6 +64,22 @@ static void restore_visit(const tm_visit *rec, void *data)
     if (v->state == TM_VS_ACTIVE)
         tm__party_restore(sig, v);
     tm__transfer_restore(sig, v); /* issue 18 */
+    return v;
+}
+
+/* At start, every live visit in the store, but an active one another node
+ * holds (nodes sharing a store, docs/cluster.md): it goes on there. */
+static void restore_visit(const tm_visit *rec, void *data)
+{
+    tm_signaling *sig = data;
+    char holder[64] = "";
+    if (strcmp(rec->state, "active") == 0 && sig->cfg->node_id &&
+        tm_store_visit_media_node(sig->store, rec->id, holder) == 0 && holder[0] &&
+        strcmp(holder, sig->cfg->node_id) != 0) {
+        tm_info("signaling.visit_elsewhere", "visit=%s node=%s", rec->id, holder);
+        return;
+    }
+    tm__visit_restore(sig, rec);
 }
 
 tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_verifier *jwt,

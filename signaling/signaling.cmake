@@ -22,6 +22,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/followup.c # followup18
   ${CMAKE_CURRENT_LIST_DIR}/drain.c # issue 19
   ${CMAKE_CURRENT_LIST_DIR}/cluster_sync.c # issue 19 (cluster19)
+  ${CMAKE_CURRENT_LIST_DIR}/cluster_failover.c # issue 19 (fail19)
 )
 tm_unit_test(test_position_text tests/signaling/test_position_text.c)
 target_include_directories(test_position_text PRIVATE ${CMAKE_CURRENT_LIST_DIR})

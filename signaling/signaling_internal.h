@@ -22,6 +22,7 @@
  *   followup.c     follow-ups booked in a visit, the appointment sweep
  *   drain.c        this node draining: who is turned away, the other nodes
  *   cluster_sync.c the waiting room kept in step with other nodes (issue 19)
+ *   cluster_failover.c  a live visit whose node died, resumed here (issue 19)
  * and their helpers: shifts.c (shifts in memory), position_text.c (the
  * queue.position text), fanout.c (parallel writes). A visit's recording is
  * server/visit_record.c's (include/telemed/visit_record.h).
@@ -304,6 +305,23 @@ int tm__cluster_doctors_elsewhere(tm_signaling *sig, const char *dept);
 /* dept's live visits held by other nodes, as the overview lists them
  * (borrowed; NULL when none). */
 json_t *tm__cluster_live_elsewhere(tm_signaling *sig, const char *dept);
+
+/* cluster_failover.c (issue 19, fail19): a user saying hello whose active
+ * visit a dead node held (or none holds): this node takes it over and the
+ * hello resumes it; the other participants have the grace period to come
+ * back. False when the hello must be refused: a visit of theirs is held by
+ * another live node (reply sent). */
+bool tm__cluster_resume_active(tm_signaling *sig, session *s, const char *re, tm_role role,
+                               const char *sub);
+
+/* visit:<id> on the bus: an active visit that a dead node's takeover
+ * released is placed here when this node wins it, and its participants
+ * have the grace period to come back. */
+void tm__cluster_visit_released(tm_signaling *sig, const char *id);
+
+/* signaling.c: a live visit of the store in memory, as at start: its
+ * participants get grace_pending (the grace period once the node serves). */
+live_visit *tm__visit_restore(tm_signaling *sig, const tm_visit *rec);
 
 /* lobby.c */
 int tm__queue_add(tm_signaling *sig, live_visit *v);

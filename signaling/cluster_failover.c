@@ -1,0 +1,149 @@
+/*
+ * cluster_failover.c - a live visit whose node died goes on on this node
+ * (issue 19, docs/cluster.md "What happens on failure").
+ *
+ * Control loop. An active visit is held by one node (visits.media_node).
+ * When that node dies its pages reconnect through another node. The first
+ * participant who says hello here while the holder is dead (or, once the
+ * takeover released it, none) takes the visit over: a conditional update
+ * from the old holder to this node decides against every other node, the
+ * visit is rebuilt from the store as after a restart, its recording goes on
+ * as the next segment, and the other participants have the grace period to
+ * come back (the page tries the nodes in turn; with three or more nodes the
+ * holder's live node sends them here). A released visit nobody came back
+ * for yet is placed on exactly one node by the same update, where its
+ * participants' grace period runs: if nobody comes back within it the
+ * visit ends as any visit does ("grace_expired", visit.c).
+ *
+ * A visit held by another node that the registry still shows alive (it
+ * died less than dead_after ago, or is alive and the page came here by the
+ * load balancer) is not taken: the hello is refused with visit_elsewhere
+ * and the page tries the next node, until the holder answers or is dead.
+ */
+#include "signaling_internal.h"
+#include "telemed/cluster.h"
+#include "telemed/log.h"
+
+#include <string.h>
+
+#define CLOSE_VISIT_ELSEWHERE 4409
+
+static const char *my_node(tm_signaling *sig)
+{
+    return tm_cluster_node_id(sig->cluster);
+}
+
+static bool node_live(tm_signaling *sig, const char *node_id)
+{
+    tm_node_info *nodes = NULL;
+    size_t n = 0;
+    bool live = false;
+    if (tm_cluster_live_nodes(sig->cluster, &nodes, &n) < 0)
+        return true; /* the registry cannot say: taking it could split the visit */
+    for (size_t i = 0; i < n && !live; i++)
+        live = strcmp(nodes[i].id, node_id) == 0;
+    g_free(nodes);
+    return live;
+}
+
+/* The recorder names tracks by visit role, as at accept (visit.c). */
+static void label_tracks(tm_signaling *sig, live_visit *v)
+{
+    char key[200];
+    snprintf(key, sizeof(key), "patient:%s", v->patient_sub);
+    tm__party_label(sig, v, key, TM_VR_PATIENT);
+    if (v->doctor_id[0]) {
+        snprintf(key, sizeof(key), "doctor:%s", v->doctor_id);
+        tm__party_label(sig, v, key, TM_VR_ATTENDING);
+    }
+}
+
+/* The visit id, held by holder ("" none), becomes this node's: NULL when
+ * another node took it first or it is no longer active. */
+static live_visit *take_over(tm_signaling *sig, const char *id, const char *holder)
+{
+    if (g_hash_table_lookup(sig->visits, id))
+        return NULL;
+    if (tm_store_visit_place_media(sig->store, id, holder[0] ? holder : NULL, my_node(sig)) < 0)
+        return NULL;
+    tm_visit rec;
+    if (tm_store_visit_get(sig->store, id, &rec) < 0 || strcmp(rec.state, "active") != 0)
+        return NULL;
+    live_visit *v = tm__visit_restore(sig, &rec);
+    label_tracks(sig, v);
+    tm_visit_record_resume(sig->record, v->id);
+    tm_cluster_publish(sig->cluster, TM_BUS_VISIT, v->id);
+    tm__mark_overview_dirty(sig);
+    tm_info("cluster.visit_resumed", "visit=%s node=%s from=%s", v->id, my_node(sig),
+            holder[0] ? holder : "-");
+    return v;
+}
+
+static void start_grace_if_away(tm_signaling *sig, user *u, const user *hello)
+{
+    if (!u || u == hello || !u->grace_pending || u->sess || u->grace_timer)
+        return;
+    u->grace_pending = false;
+    tm__user_start_grace(sig, u);
+}
+
+/* Everyone of v but the user saying hello (NULL: nobody) has the grace
+ * period from now to come back to this node. */
+static void start_grace_of_absent(tm_signaling *sig, live_visit *v, const user *hello)
+{
+    start_grace_if_away(sig, tm__visit_patient(sig, v), hello);
+    start_grace_if_away(sig, tm__visit_doctor(sig, v), hello);
+    for (guint i = 0; i < v->party->len; i++) {
+        party_member *m = g_ptr_array_index(v->party, i);
+        start_grace_if_away(sig, g_hash_table_lookup(sig->users, m->key), hello);
+    }
+}
+
+bool tm__cluster_resume_active(tm_signaling *sig, session *s, const char *re, tm_role role,
+                               const char *sub)
+{
+    if (!sig->cluster || !tm_cluster_shared(sig->cluster) ||
+        (role != TM_ROLE_PATIENT && role != TM_ROLE_DOCTOR))
+        return true;
+    json_t *rows = tm_store_active_visits_of(sig->store, role == TM_ROLE_DOCTOR, sub);
+    bool elsewhere = false;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        const char *id = json_string_value(json_object_get(row, "id"));
+        const char *holder = json_string_value(json_object_get(row, "media_node"));
+        if (!id || !holder || strcmp(holder, my_node(sig)) == 0)
+            continue;
+        if (holder[0] && node_live(sig, holder)) {
+            elsewhere = true;
+            continue;
+        }
+        live_visit *v = take_over(sig, id, holder);
+        if (v)
+            start_grace_of_absent(sig, v, tm__find_user(sig, role, sub));
+        else if (!g_hash_table_lookup(sig->visits, id))
+            elsewhere = true; /* another node took it first */
+    }
+    json_decref(rows);
+    if (!elsewhere)
+        return true;
+    tm_info("cluster.hello_elsewhere", "user=%s:%s node=%s", tm_role_name(role), sub, my_node(sig));
+    tm__reply_err_reason(s, re, TM_ECONFLICT, "your visit goes on on another server; try again",
+                         "visit_elsewhere");
+    tm__session_close(s, CLOSE_VISIT_ELSEWHERE, "visit_elsewhere");
+    return false;
+}
+
+void tm__cluster_visit_released(tm_signaling *sig, const char *id)
+{
+    tm_visit rec;
+    char holder[64];
+    if (g_hash_table_lookup(sig->visits, id) || !tm_cluster_shared(sig->cluster) ||
+        tm_store_visit_get(sig->store, id, &rec) < 0 || strcmp(rec.state, "active") != 0 ||
+        tm_store_visit_media_node(sig->store, id, holder) < 0 || holder[0])
+        return;
+    live_visit *v = take_over(sig, id, "");
+    if (v)
+        start_grace_of_absent(sig, v, NULL);
+}
