@@ -43,7 +43,11 @@ async function videoFlows(page, capMs = 90000) {
     if (now.width > 0 && now.frames > last.frames && now.state === 'connected') return now.frames;
     last = now;
   }
-  assert.fail(`video does not flow: ${JSON.stringify(last)}`);
+  const why = await page.evaluate(() => ({ view: document.body.dataset.current, node: document.body.dataset.node,
+    visit: window.tm.state.visitId, peer: window.tm.call && window.tm.call.peer
+      ? { pc: window.tm.call.peer.pc && window.tm.call.peer.pc.connectionState, recovering: !!window.tm.call.peer.recovery,
+        server: window.tm.call.peer.serverState } : null }));
+  assert.fail(`video does not flow: ${JSON.stringify(last)} ${JSON.stringify(why)}`);
 }
 
 async function liveVisit(browser, srv, doctorId, patientId) {
