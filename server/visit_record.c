@@ -272,9 +272,14 @@ void tm_visit_record_resume(tm_visit_record *vr, const char *visit_id)
                 tm_store_errmsg(vr->store));
     if (closed && vr->feed)
         tm_feed_kick(vr->feed);
-    if (tm_recording_last_segment(vr->store, visit_id, &last) < 0)
-        tm_warn("recording.segment_failed", "visit=%s err=\"%s\"", visit_id,
-                tm_store_errmsg(vr->store));
+    /* Without the number the file could take an earlier segment's name. */
+    if (tm_recording_last_segment(vr->store, visit_id, &last) < 0) {
+        tm_error("recording.start_failed", "visit=%s err=\"%s\"", visit_id,
+                 tm_store_errmsg(vr->store));
+        if (vr->failed_cb)
+            vr->failed_cb(visit_id, "recorder did not start", vr->failed_user);
+        return;
+    }
     tm_info("recording.resumed", "visit=%s segment=%d closed=%d", visit_id, last + 1, closed);
     start_segment(vr, visit_id, last + 1);
 }
