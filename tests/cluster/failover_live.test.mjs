@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, setupHospital, Client, waitUntil } from '../integration/lib/server.mjs';
 import { startPg } from '../integration/lib/pg.mjs';
-import { WEB_ROOT, freePort, launch, openPage, patientCheckin, doctorOnDuty, waitView, remoteVideo } from '../web/lib.mjs';
+import { WEB_ROOT, freePort, launch, openPage, acceptedVisit, remoteVideo } from '../web/lib.mjs';
 
 const CONSENT = { version: '2026.1', recording: true };
 const WAITING = 10;
@@ -53,11 +53,7 @@ async function videoFlows(page, capMs = 90000) {
 async function liveVisit(browser, srv, doctorId, patientId) {
   const doctor = await openPage(browser, srv, 'doctor.html', doctorId, 'doctor');
   const patient = await openPage(browser, srv, 'patient.html', patientId, 'patient');
-  await doctorOnDuty(doctor);
-  await patientCheckin(patient);
-  await doctor.waitForSelector('#offer:not([hidden])');
-  await doctor.click('#offer-accept');
-  await waitView(patient, 'visit');
+  await acceptedVisit(patient, doctor);
   const visitId = await patient.evaluate(() => window.tm.state.visitId);
   return { doctor, patient, visitId, doctorId };
 }
