@@ -27,8 +27,9 @@ if(TMW_GST_FOUND AND TMW_SOUP_FOUND)
   endif()
 endif()
 
-# build-x/store_bench [--visits N]: a visit step's cost on PostgreSQL
+# build-x/store_bench [--visits N] [--pg-delay-ms X]: a visit step's cost on PostgreSQL
 # against SQLite in the same run (issue 19).
-add_executable(store_bench ${CMAKE_CURRENT_LIST_DIR}/store_bench.c)
+add_executable(store_bench ${CMAKE_CURRENT_LIST_DIR}/store_bench.c
+  ${CMAKE_CURRENT_LIST_DIR}/delay_relay.c)
 target_compile_definitions(store_bench PRIVATE TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
 target_link_libraries(store_bench PRIVATE telemed)
