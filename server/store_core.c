@@ -168,12 +168,14 @@ static int decode_args(const char *types, va_list ap, tm__arg *args)
 
 static tm__stmt *vquery(tm_store *s, const char *sql, const char *types, va_list ap)
 {
-    tm__stmt *st = tm__store_stmt(s, sql);
-    if (st) {
-        tm__arg args[TM__MAX_ARGS];
-        int n = decode_args(types, ap, args);
+    tm__arg args[TM__MAX_ARGS];
+    int n = decode_args(types, ap, args);
+    tm__stmt *st = g_hash_table_lookup(s->stmts, sql);
+    if (st && s->eng->sent_with && s->eng->sent_with(st, args, n))
+        return st;
+    st = tm__store_stmt(s, sql);
+    if (st)
         s->eng->bind(st, args, n);
-    }
     return st;
 }
 
@@ -209,6 +211,38 @@ int tm__store_run(tm_store *s, const char *sql, const char *types, ...)
     tm__stmt *st = vquery(s, sql, types, ap);
     va_end(ap);
     return tm__store_step_done(s, st);
+}
+
+void tm__store_prefetch(tm_store *s, const char *sql, const char *types, ...)
+{
+    if (!s->eng->send || !s->eng->in_transaction(s))
+        return;
+    tm__arg args[TM__MAX_ARGS];
+    va_list ap;
+    va_start(ap, types);
+    int n = decode_args(types, ap, args);
+    va_end(ap);
+    tm__stmt *st = g_hash_table_lookup(s->stmts, sql);
+    if (st && s->eng->sent_with(st, args, n))
+        return;
+    /* A failure to send shows at the step that wants the answer. */
+    if ((st = tm__store_stmt(s, sql))) {
+        s->eng->bind(st, args, n);
+        s->eng->send(s, st, true);
+    }
+}
+
+int tm__store_run_later(tm_store *s, const char *sql, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    tm__stmt *st = vquery(s, sql, types, ap);
+    va_end(ap);
+    int rc = st && s->eng->send ? s->eng->send(s, st, false) : 1;
+    if (rc == 1)
+        return tm__store_step_done(s, st);
+    s->eng->reset(st);
+    return rc;
 }
 
 int tm__store_run_one(tm_store *s, const char *sql, const char *types, ...)
@@ -338,10 +372,11 @@ static int outbox_insert(tm_store *s, const char *type, const char *visit_id, in
     tm_chain_event ev = {event_id, type, visit_id, now_ms, payload, strlen(payload)};
     int rc = tm__store_chain_next(s, &ev, chain);
     if (rc == 0)
-        rc = tm__store_run(s,
-                           "INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload,"
-                           " chain_hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-                           "sssIbs", event_id, type, visit_id, now_ms, payload, chain);
+        rc =
+            tm__store_run_later(s,
+                                "INSERT INTO outbox(event_id, type, visit_id, occurred_at, payload,"
+                                " chain_hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                                "sssIbs", event_id, type, visit_id, now_ms, payload, chain);
     return rc;
 }
 
@@ -354,6 +389,7 @@ int tm__store_outbox_append_with(tm_store *s, const char *type, const char *visi
                                  int64_t now_ms, const char *key, json_t *extra)
 {
     tm_visit_facts facts;
+    tm__store_chain_prefetch(s, visit_id);
     int rc = tm_store_visit_facts(s, visit_id, &facts);
     if (rc < 0)
         return rc;

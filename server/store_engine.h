@@ -65,6 +65,13 @@ typedef struct tm__engine {
     /* Sends a notification inside the open transaction (PostgreSQL), or
      * NULL: the core delivers it in-process after the commit. */
     int (*notify)(tm_store *s, const char *channel, const char *payload);
+    /* Sends a bound statement inside the open transaction without waiting
+     * for its answer (PostgreSQL's pipeline): 0, 1 when the engine runs it
+     * only at its step (no transaction, or NULL: SQLite), or a TM_E* code.
+     * keep: its answer is kept for its step (sent_with matches it);
+     * otherwise only a failure counts, failing the transaction. */
+    int (*send)(tm_store *s, tm__stmt *st, bool keep);
+    bool (*sent_with)(tm__stmt *st, const tm__arg *args, int n);
     void (*close)(tm_store *s);
 } tm__engine;
 

@@ -13,18 +13,23 @@
 #include <stdbool.h>
 #include <string.h>
 
+/* A rejoin is one person: first join, and the last leave only once every
+ * row of theirs has left (count(left_at) skips the open one). */
+static const char participants_sql[] =
+    "SELECT p.visit_role, p.user_id, max(d.licence_no), min(p.joined_at),"
+    "       CASE WHEN count(*) = count(p.left_at) THEN max(p.left_at) END"
+    "  FROM participants p LEFT JOIN doctors d ON d.id = p.user_id"
+    " WHERE p.visit_id = ?1 AND p.visit_role IS NOT NULL"
+    " GROUP BY p.user_id, p.visit_role ORDER BY min(p.id)";
+
+void tm__store_facts_participants_prefetch(tm_store *s, const char *visit_id)
+{
+    tm__store_prefetch(s, participants_sql, "s", visit_id);
+}
+
 int tm__store_facts_participants(tm_store *s, const char *visit_id, tm_visit_facts *out)
 {
-    /* A rejoin is one person: first join, and the last leave only once
-     * every row of theirs has left (count(left_at) skips the open one). */
-    tm__stmt *st =
-        tm__store_query(s,
-                        "SELECT p.visit_role, p.user_id, max(d.licence_no), min(p.joined_at),"
-                        "       CASE WHEN count(*) = count(p.left_at) THEN max(p.left_at) END"
-                        "  FROM participants p LEFT JOIN doctors d ON d.id = p.user_id"
-                        " WHERE p.visit_id = ?1 AND p.visit_role IS NOT NULL"
-                        " GROUP BY p.user_id, p.visit_role ORDER BY min(p.id)",
-                        "s", visit_id);
+    tm__stmt *st = tm__store_query(s, participants_sql, "s", visit_id);
     int rc;
     while ((rc = tm__store_step(s, st)) == 1 &&
            out->n_participants < TM_ARRAY_LEN(out->participants)) {

@@ -60,6 +60,15 @@ int tm__store_run(tm_store *s, const char *sql, const char *types, ...);
 /* Like tm__store_run, for statements that must change a row: 0 rows
  * changed is TM_ENOTFOUND. */
 int tm__store_run_one(tm_store *s, const char *sql, const char *types, ...);
+/* Round trips (PostgreSQL): inside a write transaction, prefetch sends a
+ * query now without waiting; the next tm__store_query of the same sql with
+ * the same arguments takes its answer, so queries sent together cost one
+ * round trip. run_later sends a statement that returns no rows and whose
+ * outcome the step does not read: its failure fails the transaction (at
+ * the next statement that waits, or at the commit). Outside a transaction,
+ * and on SQLite, prefetch does nothing and run_later is tm__store_run. */
+void tm__store_prefetch(tm_store *s, const char *sql, const char *types, ...);
+int tm__store_run_later(tm_store *s, const char *sql, const char *types, ...);
 /* Steps st, which returns no rows, and resets it. Same results as
  * tm__store_run. */
 int tm__store_step_done(tm_store *s, tm__stmt *st);
@@ -180,6 +189,15 @@ int tm__store_recording_deletion_evidence(tm_store *s, const char *id, const cha
                                           int64_t now_ms, char *detail, size_t detail_len);
 /* Fills out's participants of visit_id (store_facts_people.c). */
 int tm__store_facts_participants(tm_store *s, const char *visit_id, tm_visit_facts *out);
+
+/* tm__store_prefetch of the reads a step makes later, so they share a round
+ * trip with what is sent before that step waits: the participants of the
+ * facts, the open transfer of tm__store_transfer_accepted, the open invites
+ * of tm__store_party_close, the chain link of a new outbox row. */
+void tm__store_facts_participants_prefetch(tm_store *s, const char *visit_id);
+void tm__store_transfer_prefetch(tm_store *s, const char *visit_id);
+void tm__store_party_close_prefetch(tm_store *s, const char *visit_id);
+void tm__store_chain_prefetch(tm_store *s, const char *visit_id);
 
 /* The delivery side shared by the outbox's consumers (store_outbox.c): the
  * regulator feed's rows and the messaging system's (store_messaging.c).

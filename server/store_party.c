@@ -246,13 +246,13 @@ int tm_store_invite_accept(tm_store *s, const char *invite_id, const char *user_
 
 /* Ends every open invite (of visit_id, or of every visit when NULL) inside
  * the caller's transaction. */
+static const char open_invites_sql[] = "SELECT id FROM invites WHERE outcome IS NULL"
+                                       " AND (?1 IS NULL OR visit_id = ?1) ORDER BY created_at";
+
 static int invites_end_open_in_tx(tm_store *s, const char *visit_id, const char *outcome,
                                   int64_t now_ms, int *count)
 {
-    tm__stmt *st = tm__store_query(s,
-                                   "SELECT id FROM invites WHERE outcome IS NULL"
-                                   " AND (?1 IS NULL OR visit_id = ?1) ORDER BY created_at",
-                                   "s", visit_id);
+    tm__stmt *st = tm__store_query(s, open_invites_sql, "s", visit_id);
     GPtrArray *ids = g_ptr_array_new_with_free_func(g_free);
     int rc;
     while ((rc = tm__store_step(s, st)) == 1)
@@ -430,14 +430,20 @@ json_t *tm_store_guest_links(tm_store *s, const char *visit_id, int64_t now_ms)
 }
 
 /* Inside tm_store_visit_end's transaction: nothing opens the visit again. */
+void tm__store_party_close_prefetch(tm_store *s, const char *visit_id)
+{
+    tm__store_prefetch(s, open_invites_sql, "s", visit_id);
+}
+
 int tm__store_party_close(tm_store *s, const char *visit_id, int64_t now_ms)
 {
     int rc = invites_end_open_in_tx(s, visit_id, "visit_ended", now_ms, NULL);
     if (rc == 0)
-        rc = tm__store_run(s,
-                           "UPDATE guest_links SET state = 'revoked', revoked_at = ?2,"
-                           " revoked_by = 'visit_ended' WHERE visit_id = ?1 AND state = 'open'",
-                           "sI", visit_id, now_ms);
+        rc = tm__store_run_later(
+            s,
+            "UPDATE guest_links SET state = 'revoked', revoked_at = ?2,"
+            " revoked_by = 'visit_ended' WHERE visit_id = ?1 AND state = 'open'",
+            "sI", visit_id, now_ms);
     return rc;
 }
 

@@ -4,6 +4,13 @@
  * on the server once per connection (their ?N become $N), parameters go as
  * text, a result is held whole and stepped row by row.
  *
+ * A write transaction runs in libpq's pipeline mode: BEGIN and the
+ * statements whose answers the step does not wait for (tm__store_prefetch,
+ * tm__store_run_later) are sent without waiting, and the first statement
+ * the step waits for collects them all in one round trip. The first
+ * failure in the pipeline fails the transaction; COMMIT is sent only when
+ * every answer before it was a success, and its own answer is awaited.
+ *
  * A lost connection fails the statement with TM_EIO and is reopened at the
  * next one; a transaction that was open when it was lost fails all the way
  * to its finish (reported failed, never half-acknowledged), since the
@@ -41,6 +48,15 @@ enum {
 /* Serializes concurrent migrations of several nodes starting at once. */
 #define MIGRATION_LOCK_KEY 1952805748
 
+typedef struct pg_stmt pg_stmt;
+
+/* What an answer in the pipeline belongs to, in the order sent. */
+typedef enum { SENT_PREPARE, SENT_QUERY, SENT_COMMIT, SENT_SYNC } sent_kind;
+typedef struct sent {
+    sent_kind kind;
+    pg_stmt *st; /* the statement that wants the answer; NULL: only its failure counts */
+} sent;
+
 typedef struct pg_conn {
     PGconn *pg;
     unsigned gen;        /* bumps at every (re)connect: prepared statements die with it */
@@ -50,6 +66,10 @@ typedef struct pg_conn {
     bool tx_lost;        /* the connection went away inside that transaction */
     int64_t retry_at_ms; /* no reconnect before this, after one failed */
     int64_t backoff_ms;  /* the wait after the next failed reconnect */
+    GQueue sent;         /* sent * awaiting answers (pipeline mode, inside a transaction) */
+    bool unsynced;       /* sent since the last Sync: the server holds those answers */
+    int pipe_rc;         /* the first failure in the pipeline, or 0 */
+    unsigned txn;        /* bumps at every BEGIN: an answer kept is its transaction's only */
 } pg_conn;
 
 /* A server that does not answer must not hold the control loop on every
@@ -61,7 +81,7 @@ typedef struct pg_conn {
 #define RECONNECT_BACKOFF_MIN_MS 1000
 #define RECONNECT_BACKOFF_MAX_MS 10000
 
-typedef struct pg_stmt {
+struct pg_stmt {
     tm__stmt base;
     char *sql; /* with $N placeholders */
     int nparams;
@@ -72,8 +92,12 @@ typedef struct pg_stmt {
     int nbound;
     PGresult *res;
     int row, nrows;
+    int changes;
     bool ran;
-} pg_stmt;
+    bool queued;  /* sent in the pipeline with its answer kept for its step */
+    unsigned txn; /* the transaction it was sent in */
+    pg_conn *conn;
+};
 
 static pg_conn *conn_of(tm_store *s)
 {
@@ -263,12 +287,26 @@ static tm__stmt *pg_prepare(tm_store *s, const char *sql)
         return NULL;
     }
     snprintf(st->name, sizeof(st->name), "tm%u", ++c->names);
+    st->conn = c;
     return &st->base;
+}
+
+/* The answers sent for st are no longer its: a reset statement is bound anew. */
+static void forget_sent(pg_conn *c, pg_stmt *st, bool prepares_too)
+{
+    for (GList *l = c->sent.head; l; l = l->next) {
+        sent *e = l->data;
+        if (e->st == st && (prepares_too || e->kind != SENT_PREPARE))
+            e->st = NULL;
+    }
 }
 
 static void pg_reset(tm__stmt *stmt)
 {
     pg_stmt *st = pst(stmt);
+    if (st->queued)
+        forget_sent(st->conn, st, false);
+    st->queued = false;
     for (int i = 0; i < st->nbound; i++) {
         g_free(st->vals[i]);
         st->vals[i] = NULL;
@@ -279,11 +317,13 @@ static void pg_reset(tm__stmt *stmt)
     st->ran = false;
     st->row = -1;
     st->nrows = 0;
+    st->changes = 0;
 }
 
 static void pg_finalize(tm__stmt *stmt)
 {
     pg_reset(stmt);
+    forget_sent(pst(stmt)->conn, pst(stmt), true);
     g_free(pst(stmt)->sql);
     g_free(stmt);
 }
@@ -313,15 +353,20 @@ static void pg_bind(tm__stmt *stmt, const tm__arg *args, int n)
 
 /* Every parameter is typed by its letter: a use such as `?1 IS NULL`
  * gives the server nothing to infer a type from. */
-static int prepare_on_server(tm_store *s, pg_stmt *st)
+static void param_types(const pg_stmt *st, Oid types[TM__MAX_ARGS])
 {
-    pg_conn *c = conn_of(s);
-    Oid types[TM__MAX_ARGS] = {0};
     for (int i = 0; i < st->nparams && i < st->nbound; i++)
         if (st->types[i] == 'i' || st->types[i] == 'I' || st->types[i] == 't')
             types[i] = OID_INT8;
         else
             types[i] = OID_TEXT;
+}
+
+static int prepare_on_server(tm_store *s, pg_stmt *st)
+{
+    pg_conn *c = conn_of(s);
+    Oid types[TM__MAX_ARGS] = {0};
+    param_types(st, types);
     PGresult *r = PQprepare(c->pg, st->name, st->sql, st->nparams, types);
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : fail_result(s, r);
     PQclear(r);
@@ -332,17 +377,212 @@ static int prepare_on_server(tm_store *s, pg_stmt *st)
     return rc;
 }
 
+static void bound_values(const pg_stmt *st, const char *vals[TM__MAX_ARGS])
+{
+    for (int i = 0; i < st->nparams; i++)
+        vals[i] = i < st->nbound ? st->vals[i] : NULL;
+}
+
+/* ---- the pipeline of a write transaction ------------------------------- */
+
+static void expect(pg_conn *c, sent_kind kind, pg_stmt *st)
+{
+    sent *e = g_new(sent, 1);
+    *e = (sent){kind, st};
+    g_queue_push_tail(&c->sent, e);
+    if (kind != SENT_SYNC)
+        c->unsynced = true;
+}
+
+/* The first failure is the transaction's: later answers are only the
+ * pipeline's abort of what followed it. */
+static void pipe_failed(tm_store *s, PGresult *r)
+{
+    pg_conn *c = conn_of(s);
+    if (c->pipe_rc == 0)
+        c->pipe_rc = fail_result(s, r);
+    else if (PQstatus(c->pg) != CONNECTION_OK)
+        c->tx_lost = true;
+}
+
+static void drop_sent(pg_conn *c)
+{
+    sent *e;
+    while ((e = g_queue_pop_head(&c->sent)))
+        g_free(e);
+    c->unsynced = false;
+}
+
+static void keep_answer(pg_stmt *st, PGresult *r)
+{
+    PQclear(st->res);
+    const char *n = PQcmdTuples(r);
+    st->changes = n && *n ? atoi(n) : 0;
+    st->res = r;
+    st->nrows = PQntuples(r);
+    st->row = -1;
+}
+
+static bool answer_ok(const sent *e, PGresult *r)
+{
+    ExecStatusType status = PQresultStatus(r);
+    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
+        return false;
+    /* COMMIT of a transaction the server had already failed answers ROLLBACK. */
+    return e->kind != SENT_COMMIT || strcmp(PQcmdStatus(r), "COMMIT") == 0;
+}
+
+/* Reads the answer of the oldest entry. false when the connection is gone
+ * (every entry is dropped then). */
+static bool take_answer(tm_store *s)
+{
+    pg_conn *c = conn_of(s);
+    sent *e = g_queue_pop_head(&c->sent);
+    PGresult *r = PQgetResult(c->pg);
+    bool ok =
+        r && (e->kind == SENT_SYNC ? PQresultStatus(r) == PGRES_PIPELINE_SYNC : answer_ok(e, r));
+    if (!ok) {
+        if (r && c->pipe_rc == 0 && PQresultStatus(r) == PGRES_COMMAND_OK)
+            c->pipe_rc = tm__store_refuse(s, TM_EIO, "the transaction was rolled back");
+        else
+            pipe_failed(s, r);
+        if (e->kind == SENT_PREPARE && e->st)
+            e->st->gen = 0;
+    }
+    if (ok && e->kind == SENT_QUERY && e->st)
+        keep_answer(e->st, r);
+    else
+        PQclear(r);
+    /* A command's answer ends with NULL; a Sync's is alone. */
+    if (r && e->kind != SENT_SYNC)
+        PQclear(PQgetResult(c->pg));
+    g_free(e);
+    if (!r || PQstatus(c->pg) != CONNECTION_OK) {
+        if (c->pipe_rc == 0)
+            c->pipe_rc = lost(s, PQerrorMessage(c->pg));
+        c->tx_lost = true;
+        drop_sent(c);
+        return false;
+    }
+    return true;
+}
+
+/* Asks for the answers sent so far: the server holds them until a Sync
+ * (which, inside BEGIN, ends nothing). */
+static int pipe_sync(tm_store *s)
+{
+    pg_conn *c = conn_of(s);
+    if (!c->unsynced)
+        return 0;
+    if (!PQpipelineSync(c->pg))
+        return lost(s, PQerrorMessage(c->pg));
+    expect(c, SENT_SYNC, NULL);
+    c->unsynced = false;
+    return 0;
+}
+
+/* Reads answers until st has its own (st NULL: all of them). */
+static int pipe_collect(tm_store *s, pg_stmt *st)
+{
+    pg_conn *c = conn_of(s);
+    int rc = pipe_sync(s);
+    if (rc < 0)
+        return rc;
+    while (!g_queue_is_empty(&c->sent) && !(st && st->res))
+        if (!take_answer(s))
+            break;
+    if (c->pipe_rc < 0)
+        return c->pipe_rc;
+    return !st || st->res ? 0 : lost(s, "no answer");
+}
+
+/* Sends st in the pipeline; its answer is kept for its step when keep. */
+static int pipe_send(tm_store *s, pg_stmt *st, bool keep)
+{
+    pg_conn *c = conn_of(s);
+    if (c->tx_lost || c->pipe_rc < 0)
+        return c->pipe_rc < 0 ? c->pipe_rc : TM_EIO;
+    if (st->gen != c->gen) {
+        Oid types[TM__MAX_ARGS] = {0};
+        param_types(st, types);
+        if (!PQsendPrepare(c->pg, st->name, st->sql, st->nparams, types))
+            return lost(s, PQerrorMessage(c->pg));
+        expect(c, SENT_PREPARE, st);
+        st->gen = c->gen;
+    }
+    const char *vals[TM__MAX_ARGS];
+    bound_values(st, vals);
+    if (!PQsendQueryPrepared(c->pg, st->name, st->nparams, vals, NULL, NULL, 0))
+        return lost(s, PQerrorMessage(c->pg));
+    expect(c, SENT_QUERY, keep ? st : NULL);
+    st->queued = keep;
+    st->txn = c->txn;
+    return 0;
+}
+
+static int pg_send(tm_store *s, tm__stmt *stmt, bool keep)
+{
+    pg_conn *c = conn_of(s);
+    if (!c->in_tx)
+        return 1;
+    return pipe_send(s, pst(stmt), keep);
+}
+
+/* A statement of a transaction: its answer, and every one sent before it. */
+static int run_piped(tm_store *s, pg_stmt *st)
+{
+    pg_conn *c = conn_of(s);
+    if (c->pipe_rc < 0 || c->tx_lost)
+        return c->pipe_rc < 0 ? c->pipe_rc : TM_EIO;
+    int rc = st->queued ? 0 : pipe_send(s, st, true);
+    if (rc == 0 && !st->res)
+        rc = pipe_collect(s, st);
+    if (rc < 0)
+        return rc;
+    c->changes = st->changes;
+    return 0;
+}
+
+/* Whether st was sent with these arguments: its step takes that answer. */
+static bool pg_sent_with(tm__stmt *stmt, const tm__arg *args, int n)
+{
+    pg_stmt *st = pst(stmt);
+    if (!st->queued || st->ran || !st->conn->in_tx || st->txn != st->conn->txn || st->nbound != n)
+        return false;
+    for (int i = 0; i < n; i++) {
+        const tm__arg *a = &args[i];
+        const char *v = st->vals[i];
+        char num[24];
+        if (a->kind == TM__ARG_NULL) {
+            if (v)
+                return false;
+            continue;
+        }
+        if (!v || a->type != st->types[i])
+            return false;
+        if (a->kind == TM__ARG_INT) {
+            snprintf(num, sizeof(num), "%" PRId64, a->i);
+            if (strcmp(v, num) != 0)
+                return false;
+        } else if (strlen(v) != a->len || memcmp(v, a->text, a->len) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static int execute(tm_store *s, pg_stmt *st)
 {
     pg_conn *c = conn_of(s);
+    if (c->in_tx)
+        return run_piped(s, st);
     int rc = ready(s);
     if (rc == 0 && st->gen != c->gen)
         rc = prepare_on_server(s, st);
     if (rc < 0)
         return rc;
     const char *vals[TM__MAX_ARGS];
-    for (int i = 0; i < st->nparams; i++)
-        vals[i] = i < st->nbound ? st->vals[i] : NULL;
+    bound_values(st, vals);
     PGresult *r = PQexecPrepared(c->pg, st->name, st->nparams, vals, NULL, NULL, 0);
     ExecStatusType status = PQresultStatus(r);
     if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
@@ -458,15 +698,40 @@ static int pg_changes(tm_store *s)
 
 /* ---- transactions ------------------------------------------------------ */
 
+/* BEGIN goes out with the transaction's first statement. */
 static int pg_begin(tm_store *s)
 {
     pg_conn *c = conn_of(s);
     int rc = ready(s);
-    if (rc == 0)
-        rc = exec_simple(s, "BEGIN");
-    if (rc == 0)
-        c->in_tx = true;
-    return rc;
+    if (rc < 0)
+        return rc;
+    if (!PQenterPipelineMode(c->pg) ||
+        !PQsendQueryParams(c->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0))
+        return lost(s, PQerrorMessage(c->pg));
+    expect(c, SENT_QUERY, NULL);
+    c->in_tx = true;
+    c->pipe_rc = 0;
+    c->txn++;
+    return 0;
+}
+
+/* Sends sql (COMMIT or ROLLBACK) and reads every answer: 0 or the first failure. */
+static int pipe_end(tm_store *s, const char *sql, sent_kind kind)
+{
+    pg_conn *c = conn_of(s);
+    if (!PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0))
+        return lost(s, PQerrorMessage(c->pg));
+    expect(c, kind, NULL);
+    return pipe_collect(s, NULL);
+}
+
+/* Back to one statement at a time; a lost connection's reopening does it. */
+static void pipe_leave(pg_conn *c)
+{
+    drop_sent(c);
+    c->pipe_rc = 0;
+    if (PQstatus(c->pg) == CONNECTION_OK)
+        PQexitPipelineMode(c->pg);
 }
 
 static bool pg_in_transaction(tm_store *s)
@@ -487,27 +752,36 @@ static int pg_finish(tm_store *s, int rc)
             rc = ready(s);
         if (rc == 0)
             rc = TM_EIO;
-    } else if (rc == 0) {
-        rc = exec_simple(s, "COMMIT");
-    } else if (PQstatus(c->pg) == CONNECTION_OK) {
+    } else if (rc == 0 && (rc = c->pipe_rc) == 0) {
+        rc = pipe_end(s, "COMMIT", SENT_COMMIT);
+        if (rc < 0 && c->tx_lost)
+            rc = TM_EIO;
+    }
+    if (rc < 0 && !c->tx_lost && PQstatus(c->pg) == CONNECTION_OK) {
         char keep[sizeof(s->errmsg)];
         memcpy(keep, s->errmsg, sizeof(keep));
-        exec_simple(s, "ROLLBACK");
+        pipe_collect(s, NULL);
+        c->pipe_rc = 0;
+        pipe_end(s, "ROLLBACK", SENT_QUERY);
         memcpy(s->errmsg, keep, sizeof(keep));
     }
+    pipe_leave(c);
     c->in_tx = false;
     c->tx_lost = false;
     return rc;
 }
 
+/* Sent without waiting: the statements behind it in the pipeline wait on
+ * the server for the lock. */
 static int pg_lock_key(tm_store *s, const char *key)
 {
-    return tm__store_run(s, "SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))", "s", key);
+    return tm__store_run_later(s, "SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))", "s",
+                               key);
 }
 
 static int pg_notify(tm_store *s, const char *channel, const char *payload)
 {
-    return tm__store_run(s, "SELECT pg_notify(?1, ?2)", "sb", channel, payload);
+    return tm__store_run_later(s, "SELECT pg_notify(?1, ?2)", "sb", channel, payload);
 }
 
 /* ---- schema ------------------------------------------------------------ */
@@ -620,6 +894,7 @@ static void pg_close(tm_store *s)
     pg_conn *c = conn_of(s);
     if (!c)
         return;
+    drop_sent(c);
     PQfinish(c->pg);
     g_free(c);
     s->conn = NULL;
@@ -646,6 +921,8 @@ static const tm__engine pg_engine = {
     .schema_version = pg_schema_version,
     .lock_key = pg_lock_key,
     .notify = pg_notify,
+    .send = pg_send,
+    .sent_with = pg_sent_with,
     .close = pg_close,
 };
 

@@ -127,13 +127,19 @@ int tm_store_visit_transfer(tm_store *s, const char *visit_id, const char *from_
     return rc;
 }
 
+static const char open_transfer_sql[] =
+    "SELECT id FROM visit_transfers WHERE visit_id = ?1 AND accepted_at IS NULL";
+
+void tm__store_transfer_prefetch(tm_store *s, const char *visit_id)
+{
+    tm__store_prefetch(s, open_transfer_sql, "s", visit_id);
+}
+
 int tm__store_transfer_accepted(tm_store *s, const char *visit_id, const char *doctor_id,
                                 int64_t now_ms, json_t **transfer)
 {
     *transfer = NULL;
-    tm__stmt *st = tm__store_query(
-        s, "SELECT id FROM visit_transfers WHERE visit_id = ?1 AND accepted_at IS NULL", "s",
-        visit_id);
+    tm__stmt *st = tm__store_query(s, open_transfer_sql, "s", visit_id);
     char id[64] = "";
     int rc = tm__store_step(s, st);
     if (rc == 1)
