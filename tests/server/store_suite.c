@@ -426,6 +426,44 @@ static void t_visit_lifecycle(const store_backend *b, const char *dir)
     tm_store_free(s);
 }
 
+static void count_visit(const tm_visit *v, void *user)
+{
+    (void)v;
+    (*(int *)user)++;
+}
+
+/* What a step leaves when it fails is nothing, however its statements were
+ * sent (on PostgreSQL in one pipeline), and a refused step's answers are
+ * its own: the next step with the same arguments runs afresh. */
+static void t_failed_steps_leave_nothing(const store_backend *b, const char *dir)
+{
+    (void)dir;
+    tm_store *s = b->open("failed_steps");
+    seed(s);
+    tm_visit v = {0};
+    g_strlcpy(v.patient_id, "p-nodept", sizeof(v.patient_id));
+    g_strlcpy(v.dept_id, "no-such-dept", sizeof(v.dept_id));
+    g_strlcpy(v.kind, "follow_up", sizeof(v.kind));
+    v.checkin_ms = tm_now_ms();
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &v, "ua/1"), TM_ECONFLICT);
+    CHECK_EQ_INT(count_events(s, NULL, NULL), 0);
+    int waiting = 0;
+    CHECK_EQ_INT(tm_store_visit_foreach_state(s, "waiting", count_visit, &waiting), 0);
+    CHECK_EQ_INT(waiting, 0);
+
+    checkin(s, &v, "p-repeat", tm_now_ms() - 5000);
+    int64_t at = tm_now_ms();
+    CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "d1", "ua/d", at), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", at), 0);
+    CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "d1", "ua/d", at), 0);
+    tm_visit got;
+    CHECK_EQ_INT(tm_store_visit_get(s, v.id, &got), 0);
+    CHECK_STR(got.state, "active");
+    CHECK(got.accepted_ms == at);
+    CHECK_EQ_INT(count_events(s, "visit.started", v.id), 1);
+    tm_store_free(s);
+}
+
 /* The facts a regulator event is built from, as the contract states them. */
 /* Counts visit facts; the one expected is d1's rated visit of t_visit_facts. */
 static void first_visit_fact(const tm_figure_fact *f, void *user)
@@ -1761,6 +1799,7 @@ void store_suite_run(const store_backend *b)
         {"schedule", t_schedule},
         {"appointments", t_appointments},
         {"visit_lifecycle", t_visit_lifecycle},
+        {"failed_steps_leave_nothing", t_failed_steps_leave_nothing},
         {"visit_facts", t_visit_facts},
         {"visit_evidence", t_visit_evidence},
         {"refusals_and_restore", t_refusals_and_restore},
