@@ -705,9 +705,13 @@ static int pg_begin(tm_store *s)
     int rc = ready(s);
     if (rc < 0)
         return rc;
-    if (!PQenterPipelineMode(c->pg) ||
-        !PQsendQueryParams(c->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0))
+    if (!PQenterPipelineMode(c->pg))
         return lost(s, PQerrorMessage(c->pg));
+    if (!PQsendQueryParams(c->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0)) {
+        rc = lost(s, PQerrorMessage(c->pg));
+        PQexitPipelineMode(c->pg);
+        return rc;
+    }
     expect(c, SENT_QUERY, NULL);
     c->in_tx = true;
     c->pipe_rc = 0;

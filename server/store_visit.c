@@ -308,26 +308,39 @@ int tm_store_visit_refer(tm_store *s, const char *visit_id, const char *by, cons
     return visit_end(s, visit_id, "terminate_and_refer", by, advice, now_ms);
 }
 
+/* The state an end moves v to, or a refusal. */
+static int end_state(tm_store *s, const tm_visit *v, const char *advice, const char **to)
+{
+    if (strcmp(v->state, "active") == 0)
+        *to = "ended";
+    else if (strcmp(v->state, "waiting") == 0 || strcmp(v->state, "offered") == 0)
+        *to = "cancelled";
+    else
+        return tm__store_refuse(s, TM_ECONFLICT, "visit is over already");
+    if (advice && strcmp(*to, "ended") != 0)
+        return tm__store_refuse(s, TM_ECONFLICT, "only an active visit is referred");
+    return 0;
+}
+
 static int visit_end(tm_store *s, const char *visit_id, const char *reason, const char *by,
                      const char *advice, int64_t now_ms)
 {
-    tm_visit v;
-    int rc = tm_store_visit_get(s, visit_id, &v);
+    int rc = tm__store_begin(s);
     if (rc < 0)
         return rc;
-    const char *to;
-    if (strcmp(v.state, "active") == 0)
-        to = "ended";
-    else if (strcmp(v.state, "waiting") == 0 || strcmp(v.state, "offered") == 0)
-        to = "cancelled";
-    else
-        return tm__store_refuse(s, TM_ECONFLICT, "visit is over already");
-    if (advice && strcmp(to, "ended") != 0)
-        return tm__store_refuse(s, TM_ECONFLICT, "only an active visit is referred");
-    if ((rc = tm__store_begin(s)) < 0)
-        return rc;
-    tm__store_prefetch(s, set_state_sql, "sssI", visit_id, v.state, to, now_ms);
+    /* Most visits end active: that update goes out right after the read,
+     * and decides the step when the read finds the visit active (a visit
+     * in another state changes no row with it). */
+    tm__store_prefetch(s, visit_by_id_sql, "s", visit_id);
+    tm__store_prefetch(s, set_state_sql, "sssI", visit_id, "active", "ended", now_ms);
     tm__store_party_close_prefetch(s, visit_id);
+    tm_visit v;
+    const char *to = NULL;
+    rc = tm_store_visit_get(s, visit_id, &v);
+    if (rc == 0)
+        rc = end_state(s, &v, advice, &to);
+    if (rc < 0)
+        return tm__store_finish(s, rc);
     rc = visit_set_state(s, visit_id, v.state, to, now_ms);
     if (rc == 0 && advice)
         rc = tm__store_run_later(s, "UPDATE visits SET referral_advice = ?2 WHERE id = ?1", "sb",
