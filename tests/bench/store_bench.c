@@ -3,7 +3,7 @@
  * the same run (issue 19): N visits through check-in, offer, accept, end
  * and rating on each engine, timing every store call. A store call runs on
  * the control loop and blocks it for its whole duration, so each figure is
- * also how long the loop waits for that step; the node's heartbeat is
+ * also how long the loop waits for that step; a node's heartbeat tick is
  * timed too. Run by hand; prints a table.
  *
  *   store_bench [--visits N] [--pg-delay-ms X]
@@ -67,13 +67,23 @@ static void die(const char *what, tm_store *s)
     exit(1);
 }
 
+/* The store calls of a node's heartbeat tick (server/cluster.c): its row,
+ * the live nodes, the takeover of what dead ones held. */
 static void heartbeat(tm_store *s, int i)
 {
     tm_node_info me = {.id = "bench-node", .public_url = "https://127.0.0.1:1/"};
-    me.started_at_ms = me.heartbeat_ms = tm_now_ms();
+    int64_t now = tm_now_ms();
+    me.started_at_ms = me.heartbeat_ms = now;
     me.visits = i % 7;
-    if (tm_store_node_heartbeat(s, &me) < 0)
+    tm_node_info *nodes = NULL;
+    size_t n = 0;
+    json_t *released = NULL;
+    int leases = 0;
+    if (tm_store_node_heartbeat(s, &me) < 0 || tm_store_nodes_live(s, now, 6000, &nodes, &n) < 0 ||
+        tm_store_node_takeover(s, now, 6000, &released, &leases) < 0)
         die("heartbeat", s);
+    g_free(nodes);
+    json_decref(released);
 }
 
 /* n visits on s; lat[step][i] in microseconds, rts[step] the round trips
