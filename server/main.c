@@ -737,6 +737,13 @@ static int run(tm_app *app)
         g_free(err);
         return 1;
     }
+    /* Outbox rows this node delivers are leased to it for twice a request's
+     * timeout: a live node finishes (or gives up) well within, a dead one's
+     * rows go to another node once that has passed (docs/cluster.md). */
+    if (tm_store_set_lease(app->store, app->cfg.node_id, 2LL * app->cfg.feed_timeout_ms) < 0) {
+        fprintf(stderr, "telemed-server: node_id: %s\n", tm_store_errmsg(app->store));
+        return 1;
+    }
     /* On a shared store the other nodes' rows are theirs, still being written. */
     int recovered = 0;
     int rec_rc =

@@ -37,11 +37,13 @@ target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/store_figures.c)
 # against SQLite, plus SQLite's own checks: file modes, a newer schema, and
 # writes failing (disk full, locked, I/O error).
 tm_unit_test(test_store tests/server/test_store.c tests/server/store_suite.c
-  tests/server/store_suite_institution.c tests/server/store_suite_node.c)
+  tests/server/store_suite_institution.c tests/server/store_suite_node.c
+  tests/server/store_suite_lease.c)
 # The same suite on PostgreSQL: a throwaway server started by
 # tests/support/pg.sh, plus a server restart under a live handle.
 tm_unit_test(test_store_pg tests/server/test_store_pg.c tests/server/store_suite.c
-  tests/server/store_suite_institution.c tests/server/store_suite_node.c)
+  tests/server/store_suite_institution.c tests/server/store_suite_node.c
+  tests/server/store_suite_lease.c)
 target_compile_definitions(test_store_pg PRIVATE TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
 set_tests_properties(test_store_pg PROPERTIES TIMEOUT 300)
 # The cluster's events out of a step (tm__store_notify), on both engines.

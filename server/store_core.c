@@ -430,6 +430,8 @@ tm_store *tm_store_open(const char *path, const char *hospital_id, char **err)
         return NULL;
     }
     snprintf(s->hospital, sizeof(s->hospital), "%s", hospital_id ? hospital_id : "");
+    snprintf(s->lease_holder, sizeof(s->lease_holder), "%s", TM_STORE_LEASE_HOLDER);
+    s->lease_ms = TM_STORE_LEASE_MS;
     s->stmts = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, finalize_stmt);
     s->notices = g_array_new(FALSE, FALSE, sizeof(tm__notice));
     int rc = is_pg_url(path) ? tm__pg_open(s, path) : tm__sqlite_open(s, path);
@@ -441,6 +443,25 @@ fail:
         *err = g_strdup(s->errmsg[0] ? s->errmsg : "cannot open store");
     tm_store_free(s);
     return NULL;
+}
+
+int tm_store_set_lease(tm_store *s, const char *holder, int64_t lease_ms)
+{
+    if (!holder || !*holder || strlen(holder) >= sizeof(s->lease_holder) || lease_ms < 1)
+        return tm__store_refuse(s, TM_EINVAL, "lease holder must be 1-63 bytes, lease >= 1 ms");
+    snprintf(s->lease_holder, sizeof(s->lease_holder), "%s", holder);
+    s->lease_ms = lease_ms;
+    return 0;
+}
+
+const char *tm__store_lease_holder(tm_store *s)
+{
+    return s->lease_holder;
+}
+
+int64_t tm__store_lease_ms(tm_store *s)
+{
+    return s->lease_ms;
 }
 
 void tm_store_free(tm_store *s)

@@ -87,6 +87,10 @@ struct tm_store {
     tm_store_notify_fn notify_fn;
     void *notify_user;
     char hospital[64];
+    /* Who claims outbox rows through this handle, and for how long
+     * (tm_store_set_lease). */
+    char lease_holder[64];
+    int64_t lease_ms;
     char errmsg[256];
 };
 

@@ -124,36 +124,54 @@ int tm__store_delete_files(tm_store *s, GPtrArray *rows, const char *action, con
 int tm__store_mark_rows(tm_store *s, const char *sql, const char *types, const int64_t *keys,
                         size_t n, const int64_t *at, int64_t at_all, int status, const char *error);
 
-/* A delivery table (the outbox; the messaging queue beside it): the same
- * delivery columns (seq, visit_id, state, attempts, next_attempt_at,
- * delivered_at, last_status, last_error, last_response) and transitions, so
- * one set of functions serves both. TM__DELIVERY writes a table's SQL; the
- * statement cache is keyed by the text's address, so each table has one
- * static instance. */
+/* The handle's outbox lease holder and lease time (tm_store_set_lease). */
+const char *tm__store_lease_holder(tm_store *s);
+int64_t tm__store_lease_ms(tm_store *s);
+
+/* A delivery table (the outbox; the messaging and routed queues beside
+ * it): the same delivery columns (seq, visit_id, state, attempts,
+ * next_attempt_at, delivered_at, last_status, last_error, last_response,
+ * leased_by, lease_until) and transitions, so one set of functions serves
+ * them all. TM__DELIVERY writes a table's SQL; the statement cache is keyed
+ * by the text's address, so each table has one static instance.
+ *
+ * Leases (store.h, "the regulator outbox"): claim takes a pending row for
+ * ?2 until ?3 when nobody holds it at ?4 (free, ?2's own, or expired); the
+ * outcomes touch rows of the holder (?H below) or of nobody, and free them.
+ * A head another holder leases is due when its lease ends, so a node does
+ * not poll rows it cannot take. */
 typedef struct tm__delivery {
-    const char *next_due, *delivered, *retry, *retry_now, *dead, *state_of, *replay;
+    const char *next_due, *claim, *delivered, *retry, *retry_now, *dead, *state_of, *replay;
     const char *no_row, *not_dead; /* refusals of a replay */
 } tm__delivery;
+
+#define TM__UNLEASED_OR(H) " AND (leased_by IS NULL OR leased_by = " H ")"
+#define TM__UNLEASE " leased_by = NULL, lease_until = NULL"
 
 #define TM__DELIVERY(T, WHAT)                                                                      \
     {                                                                                              \
         .next_due =                                                                                \
             "WITH heads AS (SELECT min(seq) AS head FROM " T                                       \
             " WHERE state = 'pending' GROUP BY visit_id)"                                          \
-            " SELECT min(hd.next_attempt_at) FROM heads h JOIN " T " hd ON hd.seq = h.head",       \
+            " SELECT min(CASE WHEN hd.leased_by <> ?1 AND hd.lease_until > hd.next_attempt_at"     \
+            "  THEN hd.lease_until ELSE hd.next_attempt_at END)"                                   \
+            " FROM heads h JOIN " T " hd ON hd.seq = h.head",                                      \
+        .claim = "UPDATE " T " SET leased_by = ?2, lease_until = ?3"                               \
+                 " WHERE seq = ?1 AND state = 'pending'"                                           \
+                 " AND (leased_by IS NULL OR leased_by = ?2 OR lease_until <= ?4)",                \
         .delivered = "UPDATE " T " SET state = 'delivered', delivered_at = ?2,"                    \
-                     " last_status = ?3, last_error = NULL, last_response = NULL"                  \
-                     " WHERE seq = ?1 AND state = 'pending'",                                      \
+                     " last_status = ?3, last_error = NULL, last_response = NULL," TM__UNLEASE     \
+                     " WHERE seq = ?1 AND state = 'pending'" TM__UNLEASED_OR("?4"),                \
         .retry = "UPDATE " T " SET attempts = attempts + 1, next_attempt_at = ?2,"                 \
-                 " last_status = nullif(?3, 0), last_error = ?4"                                   \
-                 " WHERE seq = ?1 AND state = 'pending'",                                          \
+                 " last_status = nullif(?3, 0), last_error = ?5," TM__UNLEASE                      \
+                 " WHERE seq = ?1 AND state = 'pending'" TM__UNLEASED_OR("?4"),                    \
         .retry_now = "UPDATE " T " SET next_attempt_at = 0"                                        \
                      " WHERE state = 'pending' AND next_attempt_at > ?1",                          \
         .dead = "UPDATE " T " SET state = 'dead', attempts = attempts + 1,"                        \
-                " last_status = nullif(?2, 0), last_error = ?3, last_response = ?4"                \
-                " WHERE seq = ?1 AND state = 'pending'",                                           \
+                " last_status = nullif(?2, 0), last_error = ?3, last_response = ?4," TM__UNLEASE   \
+                " WHERE seq = ?1 AND state = 'pending'" TM__UNLEASED_OR("?5"),                     \
         .state_of = "SELECT state FROM " T " WHERE seq = ?1",                                      \
-        .replay = "UPDATE " T " SET state = 'pending', next_attempt_at = 0"                        \
+        .replay = "UPDATE " T " SET state = 'pending', next_attempt_at = 0," TM__UNLEASE           \
                   " WHERE seq = ?1 AND state = 'dead'",                                            \
         .no_row = "no such " WHAT, .not_dead = WHAT " is not a dead letter",                       \
     }
@@ -200,15 +218,16 @@ void tm__store_party_close_prefetch(tm_store *s, const char *visit_id);
 void tm__store_chain_prefetch(tm_store *s, const char *visit_id);
 
 /* The delivery side shared by the outbox's consumers (store_outbox.c): the
- * regulator feed's rows and the messaging system's (store_messaging.c).
- * walk takes st (stepped, then reset), whose columns are seq, event_id,
- * type, visit_id, occurred_at, attempts, next_attempt_at, payload of the
- * pending rows in seq order, and hands out up to limit due ones as
+ * regulator feed's rows, the messaging system's (store_messaging.c) and
+ * the routed members' (store_route.c). walk takes st (stepped, then reset),
+ * whose columns are seq, event_id, type, visit_id, occurred_at, attempts,
+ * next_attempt_at, payload, leased_by, lease_until of the pending rows of
+ * table d in seq order, and claims and hands out up to limit due ones as
  * tm_outbox_next_batch does. dead_rows_json makes the dead-letter list of
  * st's rows (seq, event_id, type, visit_id, occurred_at, attempts,
  * last_status, last_error, last_response) and resets st; NULL on failure. */
-int tm__store_outbox_walk(tm_store *s, tm__stmt *st, int64_t now_ms, int limit,
-                          tm_outbox_event **out, size_t *n);
+int tm__store_outbox_walk(tm_store *s, const tm__delivery *d, tm__stmt *st, int64_t now_ms,
+                          int limit, tm_outbox_event **out, size_t *n);
 json_t *tm__store_dead_rows_json(tm_store *s, tm__stmt *st);
 
 /* Inside the transaction that ends visit_id: its open invites end with

@@ -61,14 +61,14 @@ int tm_msgq_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event *
     tm__stmt *st =
         tm__store_query(s,
                         "SELECT m.seq, o.event_id, o.type, m.visit_id, o.occurred_at, m.attempts,"
-                        "       m.next_attempt_at, o.payload"
+                        "       m.next_attempt_at, o.payload, m.leased_by, m.lease_until"
                         "  FROM messaging_outbox m JOIN outbox o ON o.seq = m.seq"
                         " WHERE m.seq >= (SELECT min(seq) FROM messaging_outbox"
                         "                  WHERE state = 'pending')"
                         "   AND m.state || '' = 'pending'"
                         " ORDER BY m.seq",
                         "");
-    return tm__store_outbox_walk(s, st, now_ms, limit, out, n);
+    return tm__store_outbox_walk(s, &messaging_table, st, now_ms, limit, out, n);
 }
 
 int tm_msgq_next_due(tm_store *s, int64_t *due_ms)

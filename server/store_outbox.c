@@ -2,7 +2,9 @@
  * store_outbox.c - the SQLite backend's outbox delivery side of
  * include/telemed/store.h: reads the regulator outbox in per-visit order and
  * records delivery outcomes. (Rows are written by tm__store_outbox_append,
- * inside each visit step's transaction.)
+ * inside each visit step's transaction.) Rows handed out are leased to the
+ * handle's holder first, so nodes sharing a database never deliver one row
+ * both (store.h, "the regulator outbox").
  *
  * Control loop thread only, on the store's connection (store_internal.h),
  * between the store's own transactions. Writes that touch several rows run
@@ -13,6 +15,8 @@
 #include "telemed/common.h"
 
 #include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +25,8 @@
  * when its head is due; the rows behind the head wait for it. */
 #define HEADS_SQL                                                                                  \
     "SELECT visit_id, min(seq) AS head FROM outbox WHERE state = 'pending' GROUP BY visit_id"
+
+static const tm__delivery outbox_table = TM__DELIVERY("outbox", "outbox row");
 
 int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event **out, size_t *n)
 {
@@ -35,22 +41,68 @@ int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event
     tm__stmt *st =
         tm__store_query(s,
                         "SELECT seq, event_id, type, visit_id, occurred_at, attempts,"
-                        "       next_attempt_at, payload"
+                        "       next_attempt_at, payload, leased_by, lease_until"
                         "  FROM outbox"
                         " WHERE seq >= (SELECT min(seq) FROM outbox WHERE state = 'pending')"
                         "   AND state || '' = 'pending'"
                         " ORDER BY seq",
                         "");
-    return tm__store_outbox_walk(s, st, now_ms, limit, out, n);
+    return tm__store_outbox_walk(s, &outbox_table, st, now_ms, limit, out, n);
+}
+
+/* Whether another holder's lease on st's current row (columns 8, 9) still
+ * runs at now_ms. */
+static bool leased_elsewhere(tm_store *s, tm__stmt *st, int64_t now_ms)
+{
+    const char *by = tm__col_text(st, 8);
+    return by && strcmp(by, tm__store_lease_holder(s)) != 0 && tm__col_int64(st, 9) > now_ms;
+}
+
+/* Leases ev's rows to s's holder in one transaction, in seq order (the
+ * order every node takes row locks in, so two claims cannot deadlock), and
+ * keeps those it got. A visit with a row another node got first loses its
+ * later rows here too: they must not overtake that one. */
+static int claim_rows(tm_store *s, const tm__delivery *d, tm_outbox_event *ev, size_t *n,
+                      int64_t now_ms)
+{
+    int64_t lease = tm__store_lease_ms(s);
+    int64_t until = now_ms > INT64_MAX - lease ? INT64_MAX : now_ms + lease;
+    bool *got = g_new0(bool, *n);
+    GHashTable *lost = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    int rc = tm__store_begin(s);
+    for (size_t i = 0; rc == 0 && i < *n; i++) {
+        if (g_hash_table_contains(lost, ev[i].visit_id))
+            continue;
+        rc =
+            tm__store_run(s, d->claim, "IsII", ev[i].seq, tm__store_lease_holder(s), until, now_ms);
+        got[i] = rc == 0 && tm__store_changes(s) == 1;
+        if (rc == 0 && !got[i])
+            g_hash_table_add(lost, g_strdup(ev[i].visit_id));
+    }
+    rc = tm__store_finish(s, rc);
+    if (rc == 0) {
+        size_t kept = 0;
+        for (size_t i = 0; i < *n; i++) {
+            if (got[i])
+                ev[kept++] = ev[i];
+            else
+                free(ev[i].payload);
+        }
+        *n = kept;
+    }
+    g_hash_table_destroy(lost);
+    g_free(got);
+    return rc;
 }
 
 /* Walks the pending rows in seq order from the oldest one (a rowid range,
  * no sort, so a pass costs about the batch, not the backlog). The first
- * pending row met of a visit is its head: if it is due, the visit's rows
- * are taken as they come; if not, all of them are skipped. The scan stops
- * when the batch is full. */
-int tm__store_outbox_walk(tm_store *s, tm__stmt *st, int64_t now_ms, int limit,
-                          tm_outbox_event **out, size_t *n)
+ * pending row met of a visit is its head: if it is due and no other holder
+ * leases it, the visit's rows are taken as they come, up to one another
+ * holder leases; if not, all of them are skipped. The scan stops when the
+ * batch is full; the rows taken are then claimed. */
+int tm__store_outbox_walk(tm_store *s, const tm__delivery *d, tm__stmt *st, int64_t now_ms,
+                          int limit, tm_outbox_event **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
@@ -70,8 +122,9 @@ int tm__store_outbox_walk(tm_store *s, tm__stmt *st, int64_t now_ms, int limit,
         if (!visit)
             visit = "";
         int verdict = GPOINTER_TO_INT(g_hash_table_lookup(visits, visit));
-        if (!verdict) {
-            verdict = tm__col_int64(st, 6) <= now_ms ? 1 : 2;
+        bool foreign = leased_elsewhere(s, st, now_ms);
+        if (!verdict || (verdict == 1 && foreign)) {
+            verdict = tm__col_int64(st, 6) <= now_ms && !foreign ? 1 : 2;
             g_hash_table_insert(visits, g_strdup(visit), GINT_TO_POINTER(verdict));
         }
         if (verdict != 1)
@@ -104,6 +157,8 @@ done:
     tm__stmt_reset(st);
     if (visits)
         g_hash_table_destroy(visits);
+    if (rc == 0 && count > 0)
+        rc = claim_rows(s, d, ev, &count, now_ms);
     if (rc < 0) {
         if (rc == TM_ENOMEM)
             tm__store_set_error(s, "out of memory");
@@ -128,11 +183,9 @@ void tm_outbox_events_free(tm_outbox_event *ev, size_t n)
     free(ev);
 }
 
-static const tm__delivery outbox_table = TM__DELIVERY("outbox", "outbox row");
-
 int tm__delivery_next_due(tm_store *s, const tm__delivery *d, int64_t *due_ms)
 {
-    tm__stmt *st = tm__store_query(s, d->next_due, "");
+    tm__stmt *st = tm__store_query(s, d->next_due, "s", tm__store_lease_holder(s));
     int rc = tm__store_step(s, st);
     int ret = rc < 0 ? rc : TM_ENOTFOUND;
     if (rc == 1 && !tm__col_is_null(st, 0)) {
@@ -144,18 +197,32 @@ int tm__delivery_next_due(tm_store *s, const tm__delivery *d, int64_t *due_ms)
     return ret;
 }
 
+/* One outcome for n rows in one write transaction (one fsync for a batch
+ * on SQLite): ?1 the row, ?2 at[i] (at_all when at is NULL), ?3 status,
+ * ?4 the lease holder, ?5 error. */
+static int mark_rows(tm_store *s, const char *sql, const char *types, const int64_t *seqs, size_t n,
+                     const int64_t *at, int64_t at_all, int status, const char *error)
+{
+    if (n == 0)
+        return 0;
+    int rc = tm__store_begin(s);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = tm__store_run(s, sql, types, seqs[i], at ? at[i] : at_all, status,
+                           tm__store_lease_holder(s), error);
+    return tm__store_finish(s, rc);
+}
+
 int tm__delivery_mark_delivered(tm_store *s, const tm__delivery *d, const int64_t *seqs, size_t n,
                                 int status, int64_t now_ms)
 {
-    return tm__store_mark_rows(s, d->delivered, "IIi", seqs, n, NULL, now_ms, status, NULL);
+    return mark_rows(s, d->delivered, "IIis", seqs, n, NULL, now_ms, status, NULL);
 }
 
 /* status 0 (no HTTP answer) is stored as NULL. */
 int tm__delivery_retry(tm_store *s, const tm__delivery *d, const int64_t *seqs,
                        const int64_t *next_at, size_t n, int status, const char *error)
 {
-    return tm__store_mark_rows(s, d->retry, "IIib", seqs, n, next_at, 0, status > 0 ? status : 0,
-                               error);
+    return mark_rows(s, d->retry, "IIisb", seqs, n, next_at, 0, status > 0 ? status : 0, error);
 }
 
 int tm__delivery_retry_now(tm_store *s, const tm__delivery *d, int64_t now_ms)
@@ -170,8 +237,8 @@ int tm__delivery_retry_now(tm_store *s, const tm__delivery *d, int64_t now_ms)
 int tm__delivery_dead_letter(tm_store *s, const tm__delivery *d, int64_t seq, int status,
                              const char *error, const char *response, size_t response_len)
 {
-    return tm__store_run_one(s, d->dead, "Iibn", seq, status > 0 ? status : 0, error, response,
-                             response ? response_len : 0);
+    return tm__store_run_one(s, d->dead, "Iibns", seq, status > 0 ? status : 0, error, response,
+                             response ? response_len : 0, tm__store_lease_holder(s));
 }
 
 int tm__delivery_replay(tm_store *s, const tm__delivery *d, int64_t seq)

@@ -95,12 +95,12 @@ int tm_routeq_next_batch(tm_store *s, const char *institution, int64_t now_ms, i
     tm__stmt *st =
         tm__store_query(s,
                         "SELECT m.seq, o.event_id, o.type, m.visit_id, o.occurred_at, m.attempts,"
-                        "       m.next_attempt_at, o.payload"
+                        "       m.next_attempt_at, o.payload, m.leased_by, m.lease_until"
                         "  FROM routed_outbox m JOIN outbox o ON o.seq = m.seq"
                         " WHERE m.institution_id = ?1 AND m.state = 'pending'"
                         " ORDER BY m.seq",
                         "s", institution);
-    return tm__store_outbox_walk(s, st, now_ms, limit, out, n);
+    return tm__store_outbox_walk(s, &routed_table, st, now_ms, limit, out, n);
 }
 
 int tm_routeq_next_due(tm_store *s, int64_t *due_ms)

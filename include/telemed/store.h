@@ -974,7 +974,27 @@ json_t *tm_store_consult_of_visit(tm_store *s, const char *visit_id);
  * head decides when the chain is due, so no event of a visit is handed out
  * while an earlier one of the same visit is still pending. Different visits
  * overtake each other freely. seq increases with every row written.
+ *
+ * Leases (several nodes on one database, docs/cluster.md): the next_batch
+ * calls of every consumer (this outbox, the messaging queue, the routed
+ * queues) claim the rows they hand out for the handle's lease holder until
+ * now + its lease time (tm_store_set_lease), each row by one conditional
+ * update, so two nodes never get one row. A row another holder leases
+ * until later than now is not handed out, nor is any later row of its
+ * visit (order per visit holds across nodes). An expired lease is anyone's:
+ * a holder that died mid-delivery loses its rows once its lease time has
+ * passed. The outcome calls (mark delivered, retry, dead letter) change only
+ * rows this holder leases or nobody does, and release the lease.
  */
+
+#define TM_STORE_LEASE_HOLDER "local" /* until tm_store_set_lease */
+#define TM_STORE_LEASE_MS 60000
+
+/* Who claims outbox rows through s (the node id, copied) and for how long
+ * a claim holds: longer than the longest delivery request, or another node
+ * may take rows still being delivered. TM_EINVAL for a holder that is
+ * empty or longer than 63 bytes, or lease_ms < 1. */
+int tm_store_set_lease(tm_store *s, const char *holder, int64_t lease_ms);
 
 /* One outbox row handed to the delivery task. */
 typedef struct tm_outbox_event {

@@ -1820,6 +1820,7 @@ void store_suite_run(const store_backend *b)
         {"renditions", t_renditions},
         {"institutions", store_suite_institutions},
         {"nodes", store_suite_nodes},
+        {"leases", store_suite_leases},
     };
     for (size_t i = 0; i < TM_ARRAY_LEN(tests); i++) {
         tests[i].fn(b, dir);

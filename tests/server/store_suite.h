@@ -25,4 +25,7 @@ void store_suite_institutions(const store_backend *b, const char *dir);
 /* The cluster part (issue 19; tests/server/store_suite_node.c). */
 void store_suite_nodes(const store_backend *b, const char *dir);
 
+/* Outbox leases between nodes (issue 19; tests/server/store_suite_lease.c). */
+void store_suite_leases(const store_backend *b, const char *dir);
+
 #endif
