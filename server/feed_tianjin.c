@@ -559,7 +559,7 @@ static bool send_next(tm_tianjin *t)
             start_failed(t, rc);
         return true;
     }
-    if (tm_upload_checkin_next(t->store, t->name, t->checkin_day) == 0) {
+    if (tm_upload_checkin_next(t->store, t->name, tm_now_ms(), t->checkin_day) == 0) {
         t->sending = SEND_CHECKIN;
         int rc = http_send(t, t->cfg.tianjin_checkin_method, "[]");
         if (rc < 0)

@@ -577,13 +577,18 @@ static const char *const tm_store_migrations[] = {
      * of its visit it belongs to (parts number the files within a segment). */
     "ALTER TABLE recordings ADD COLUMN node_id TEXT;"
     "ALTER TABLE recordings ADD COLUMN segment INTEGER NOT NULL DEFAULT 1;",
-    /* 21 (issue 19, lease19): the messaging and routed queues are leased
-     * like the outbox itself, so each of their rows is delivered by one node
-     * at a time (store.h, "the regulator outbox"). */
+    /* 21 (issue 19, lease19): the messaging and routed queues, the batch
+     * upload records and their days' check-ins are leased like the outbox
+     * itself, so each is sent by one node at a time (store.h, "the
+     * regulator outbox"). */
     "ALTER TABLE messaging_outbox ADD COLUMN leased_by TEXT;"
     "ALTER TABLE messaging_outbox ADD COLUMN lease_until INTEGER;"
     "ALTER TABLE routed_outbox ADD COLUMN leased_by TEXT;"
-    "ALTER TABLE routed_outbox ADD COLUMN lease_until INTEGER;",
+    "ALTER TABLE routed_outbox ADD COLUMN lease_until INTEGER;"
+    "ALTER TABLE upload_records ADD COLUMN leased_by TEXT;"
+    "ALTER TABLE upload_records ADD COLUMN lease_until INTEGER;"
+    "ALTER TABLE upload_days ADD COLUMN leased_by TEXT;"
+    "ALTER TABLE upload_days ADD COLUMN lease_until INTEGER;",
 };
 
 #endif

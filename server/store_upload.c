@@ -11,6 +11,8 @@
 #include "telemed/common.h"
 
 #include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +147,61 @@ int tm_upload_last_day(tm_store *s, const char *profile, char day[16])
     return one_text(s, "SELECT max(day) FROM upload_days WHERE profile = ?1", profile, day, 16);
 }
 
+/* Whether a row of table alias A is free for holder H at time NOW: nobody
+ * leases it, H does, or the lease has expired. */
+#define CLAIMABLE(A, H, NOW)                                                                       \
+    " AND (" A ".leased_by IS NULL OR " A ".leased_by = " H " OR " A ".lease_until <= " NOW ")"
+
+static int64_t lease_until(tm_store *s, int64_t now_ms)
+{
+    int64_t lease = tm__store_lease_ms(s);
+    return now_ms > INT64_MAX - lease ? INT64_MAX : now_ms + lease;
+}
+
+/* Leases r's records to the handle's holder in one transaction, in id
+ * order, and keeps those it got (another node may have claimed some since
+ * they were read). */
+static int claim_records(tm_store *s, tm_upload_record *r, size_t *n, int64_t now_ms)
+{
+    bool *got = g_new0(bool, *n);
+    int rc = tm__store_begin(s);
+    for (size_t i = 0; rc == 0 && i < *n; i++) {
+        rc = tm__store_run(
+            s,
+            "UPDATE upload_records SET leased_by = ?2, lease_until = ?3"
+            " WHERE id = ?1 AND state = 'pending'" CLAIMABLE("upload_records", "?2", "?4"),
+            "IsII", r[i].id, tm__store_lease_holder(s), lease_until(s, now_ms), now_ms);
+        got[i] = rc == 0 && tm__store_changes(s) == 1;
+    }
+    rc = tm__store_finish(s, rc);
+    if (rc == 0) {
+        size_t kept = 0;
+        for (size_t i = 0; i < *n; i++) {
+            if (got[i])
+                r[kept++] = r[i];
+            else
+                g_free(r[i].source);
+        }
+        *n = kept;
+    }
+    g_free(got);
+    return rc;
+}
+
+/* One outcome for n records in one transaction: ?1 the record, ?2 at[i]
+ * (at_all when at is NULL), ?3 status, ?4 the lease holder, ?5 error. */
+static int mark_records(tm_store *s, const char *sql, const char *types, const int64_t *ids,
+                        size_t n, const int64_t *at, int64_t at_all, int status, const char *error)
+{
+    if (n == 0)
+        return 0;
+    int rc = tm__store_begin(s);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = tm__store_run(s, sql, types, ids[i], at ? at[i] : at_all, status,
+                           tm__store_lease_holder(s), error);
+    return tm__store_finish(s, rc);
+}
+
 int tm_upload_next_batch(tm_store *s, const char *profile, const char *kind, int64_t now_ms,
                          int limit, tm_upload_record **out, size_t *n)
 {
@@ -152,17 +209,17 @@ int tm_upload_next_batch(tm_store *s, const char *profile, const char *kind, int
     *n = 0;
     if (limit <= 0)
         return tm__store_refuse(s, TM_EINVAL, "batch limit must be at least 1");
-    tm__stmt *st =
-        tm__store_query(s,
-                        "SELECT u.id, u.kind, u.buss_id, u.day, u.attempts, u.source"
-                        "  FROM upload_records u"
-                        " WHERE u.profile = ?1 AND u.state = 'pending' AND u.kind = ?2"
-                        "   AND u.next_attempt_at <= ?3"
-                        "   AND (u.kind <> 'rating' OR EXISTS (SELECT 1 FROM upload_records p"
-                        "        WHERE p.profile = u.profile AND p.kind = 'visit'"
-                        "          AND p.buss_id = u.buss_id AND p.state = 'delivered'))"
-                        " ORDER BY u.id LIMIT ?4",
-                        "ssIi", profile, kind, now_ms, limit);
+    tm__stmt *st = tm__store_query(
+        s,
+        "SELECT u.id, u.kind, u.buss_id, u.day, u.attempts, u.source"
+        "  FROM upload_records u"
+        " WHERE u.profile = ?1 AND u.state = 'pending' AND u.kind = ?2"
+        "   AND u.next_attempt_at <= ?3" CLAIMABLE(
+            "u", "?5", "?3") "   AND (u.kind <> 'rating' OR EXISTS (SELECT 1 FROM upload_records p"
+                             "        WHERE p.profile = u.profile AND p.kind = 'visit'"
+                             "          AND p.buss_id = u.buss_id AND p.state = 'delivered'))"
+                             " ORDER BY u.id LIMIT ?4",
+        "ssIis", profile, kind, now_ms, limit, tm__store_lease_holder(s));
     if (!st)
         return TM_EIO;
     tm_upload_record *r = g_new0(tm_upload_record, (size_t)limit);
@@ -178,6 +235,8 @@ int tm_upload_next_batch(tm_store *s, const char *profile, const char *kind, int
         e->source = g_strdup(tm__col_text(st, 5));
     }
     tm__stmt_reset(st);
+    if (rc == 0 && count > 0)
+        rc = claim_records(s, r, &count, now_ms);
     if (rc < 0 || count == 0) {
         tm_upload_records_free(r, count);
         return rc < 0 ? rc : 0;
@@ -210,21 +269,21 @@ int tm_upload_next_due(tm_store *s, const char *profile, int64_t *due_ms)
 
 int tm_upload_mark_delivered(tm_store *s, const int64_t *ids, size_t n, int status, int64_t now_ms)
 {
-    return tm__store_mark_rows(s,
-                               "UPDATE upload_records SET state = 'delivered', delivered_at = ?2,"
-                               " last_status = ?3, last_error = NULL, last_response = NULL"
-                               " WHERE id = ?1 AND state = 'pending'",
-                               "IIi", ids, n, NULL, now_ms, status, NULL);
+    return mark_records(s,
+                        "UPDATE upload_records SET state = 'delivered', delivered_at = ?2,"
+                        " last_status = ?3, last_error = NULL, last_response = NULL," TM__UNLEASE
+                        " WHERE id = ?1 AND state = 'pending'" TM__UNLEASED_OR("?4"),
+                        "IIis", ids, n, NULL, now_ms, status, NULL);
 }
 
 int tm_upload_retry(tm_store *s, const int64_t *ids, const int64_t *next_at, size_t n, int status,
                     const char *error)
 {
-    return tm__store_mark_rows(s,
-                               "UPDATE upload_records SET attempts = attempts + 1,"
-                               " next_attempt_at = ?2, last_status = ?3, last_error = ?4"
-                               " WHERE id = ?1 AND state = 'pending'",
-                               "IIib", ids, n, next_at, 0, status, error);
+    return mark_records(s,
+                        "UPDATE upload_records SET attempts = attempts + 1,"
+                        " next_attempt_at = ?2, last_status = ?3, last_error = ?5," TM__UNLEASE
+                        " WHERE id = ?1 AND state = 'pending'" TM__UNLEASED_OR("?4"),
+                        "IIisb", ids, n, next_at, 0, status, error);
 }
 
 int tm_upload_dead_letter(tm_store *s, int64_t id, int status, const char *error,
@@ -232,9 +291,9 @@ int tm_upload_dead_letter(tm_store *s, int64_t id, int status, const char *error
 {
     return tm__store_run_one(s,
                              "UPDATE upload_records SET state = 'dead', attempts = attempts + 1,"
-                             " last_status = ?2, last_error = ?3, last_response = ?4"
-                             " WHERE id = ?1 AND state = 'pending'",
-                             "Iibs", id, status, error, response);
+                             " last_status = ?2, last_error = ?3, last_response = ?4," TM__UNLEASE
+                             " WHERE id = ?1 AND state = 'pending'" TM__UNLEASED_OR("?5"),
+                             "Iibss", id, status, error, response, tm__store_lease_holder(s));
 }
 
 int tm_upload_replay(tm_store *s, const char *profile, int64_t id, int64_t now_ms)
@@ -310,16 +369,38 @@ json_t *tm_upload_dead_list(tm_store *s, const char *profile, int limit)
     return arr;
 }
 
-int tm_upload_checkin_next(tm_store *s, const char *profile, char day[16])
+int tm_upload_checkin_next(tm_store *s, const char *profile, int64_t now_ms, char day[16])
 {
-    return one_text(s, "SELECT min(day) FROM upload_days WHERE profile = ?1 AND checkin_at IS NULL",
-                    profile, day, 16);
+    tm__stmt *st = tm__store_query(
+        s,
+        "SELECT min(day) FROM upload_days"
+        " WHERE profile = ?1 AND checkin_at IS NULL" CLAIMABLE("upload_days", "?2", "?3"),
+        "ssI", profile, tm__store_lease_holder(s), now_ms);
+    int rc = tm__store_step(s, st);
+    int ret = rc < 0 ? rc : TM_ENOTFOUND;
+    if (rc == 1 && !tm__col_is_null(st, 0)) {
+        tm__store_col_text(st, 0, day, 16);
+        ret = 0;
+    }
+    if (st)
+        tm__stmt_reset(st);
+    if (ret < 0)
+        return ret;
+    /* Another node may take the day between the read and this update: then
+     * it changes nothing and this node has no check-in to send. */
+    ret = tm__store_run_one(s,
+                            "UPDATE upload_days SET leased_by = ?3, lease_until = ?4"
+                            " WHERE profile = ?1 AND day = ?2 AND checkin_at IS NULL" CLAIMABLE(
+                                "upload_days", "?3", "?5"),
+                            "sssII", profile, day, tm__store_lease_holder(s),
+                            lease_until(s, now_ms), now_ms);
+    return ret;
 }
 
 int tm_upload_checkin_done(tm_store *s, const char *profile, const char *day, int64_t now_ms)
 {
     return tm__store_run(s,
-                         "UPDATE upload_days SET checkin_at = ?3"
+                         "UPDATE upload_days SET checkin_at = ?3," TM__UNLEASE
                          " WHERE profile = ?1 AND day = ?2 AND checkin_at IS NULL",
                          "ssI", profile, day, now_ms);
 }

@@ -1239,8 +1239,12 @@ int tm_upload_last_day(tm_store *s, const char *profile, char day[16]);
 
 /* Up to limit pending records of kind due at now_ms, oldest first. Ratings
  * are only handed out once their visit's record is delivered (a platform
- * refuses a rating whose visit it has not accepted). *out is new (free with
- * tm_upload_records_free), *n its length. */
+ * refuses a rating whose visit it has not accepted). Like the outbox's
+ * batches they are leased to the handle's holder first (see "the regulator
+ * outbox"): a record another holder leases until after now_ms is not handed
+ * out, and the outcomes below change only records this holder leases or
+ * nobody does, freeing them. *out is new (free with tm_upload_records_free),
+ * *n its length. */
 int tm_upload_next_batch(tm_store *s, const char *profile, const char *kind, int64_t now_ms,
                          int limit, tm_upload_record **out, size_t *n);
 void tm_upload_records_free(tm_upload_record *r, size_t n);
@@ -1260,8 +1264,10 @@ int tm_upload_replay(tm_store *s, const char *profile, int64_t id, int64_t now_m
  * attempts, last_status, last_error, last_response. New reference or NULL. */
 json_t *tm_upload_dead_list(tm_store *s, const char *profile, int limit);
 
-/* The oldest staged day not yet checked in. TM_ENOTFOUND if none. */
-int tm_upload_checkin_next(tm_store *s, const char *profile, char day[16]);
+/* The oldest staged day not yet checked in, leased to the handle's holder
+ * at now_ms (so one node sends its check-in). TM_ENOTFOUND if none, or if
+ * another holder leases it. */
+int tm_upload_checkin_next(tm_store *s, const char *profile, int64_t now_ms, char day[16]);
 int tm_upload_checkin_done(tm_store *s, const char *profile, const char *day, int64_t now_ms);
 
 typedef struct tm_upload_counts {

@@ -1247,9 +1247,9 @@ static void t_uploads(const store_backend *b, const char *dir)
     char day[16];
     CHECK_EQ_INT(tm_upload_last_day(s, "tianjin", day), 0);
     CHECK_STR(day, "2025-11-25");
-    CHECK_EQ_INT(tm_upload_checkin_next(s, "tianjin", day), 0);
+    CHECK_EQ_INT(tm_upload_checkin_next(s, "tianjin", tm_now_ms(), day), 0);
     CHECK_EQ_INT(tm_upload_checkin_done(s, "tianjin", day, T0), 0);
-    CHECK_EQ_INT(tm_upload_checkin_next(s, "tianjin", day), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_upload_checkin_next(s, "tianjin", tm_now_ms(), day), TM_ENOTFOUND);
     tm_upload_counts counts;
     CHECK_EQ_INT(tm_upload_counts_get(s, "tianjin", &counts), 0);
     CHECK_EQ_INT(counts.delivered, 1);

@@ -4,7 +4,8 @@
  * holder) never get one outbox row both, even when they claim at the same
  * instant; a visit's rows stay with one node, in order; a dead node's
  * rows go to another once its lease has expired, and its late outcomes
- * then change nothing; the messaging queue is leased the same way.
+ * then change nothing; the messaging queue and the nightly batch's
+ * records and check-ins are leased the same way.
  */
 #include "store_suite.h"
 
@@ -284,6 +285,63 @@ static void t_lease_messaging(const store_backend *b)
     tm_store_free(node_b);
 }
 
+/* The nightly batch: staged once by two nodes, each record and the day's
+ * check-in sent by one of them; node-b gets node-a's records once its
+ * lease has expired, and node-a's late outcome changes nothing. */
+static void t_lease_uploads(const store_backend *b)
+{
+    tm_store *node_a = node_store(b, "lease_uploads", "node-a");
+    tm_store *node_b = node_store(b, "lease_uploads", "node-b");
+    seed(node_a);
+    char v1[64], v2[64];
+    active_visit(node_a, "p1", v1);
+    active_visit(node_a, "p2", v2);
+    CHECK_EQ_INT(tm_store_visit_end(node_a, v1, "completed", "d1", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_visit_end(node_a, v2, "completed", "d1", tm_now_ms()), 0);
+    int64_t t = tm_now_ms() + 1000;
+    int staged_a = -1, staged_b = -1;
+    CHECK_EQ_INT(tm_upload_stage_day(node_a, "tianjin", "2025-11-25", 0, t, true, t, &staged_a), 0);
+    CHECK_EQ_INT(tm_upload_stage_day(node_b, "tianjin", "2025-11-25", 0, t, true, t, &staged_b), 0);
+    CHECK_EQ_INT(staged_a, 2);
+    CHECK_EQ_INT(staged_b, 0);
+
+    tm_upload_record *ra = NULL, *rb = NULL;
+    size_t na = 0, nb = 0;
+    CHECK_EQ_INT(tm_upload_next_batch(node_a, "tianjin", "visit", t, 1, &ra, &na), 0);
+    CHECK_EQ_INT((int)na, 1);
+    CHECK_EQ_INT(tm_upload_next_batch(node_b, "tianjin", "visit", t, 10, &rb, &nb), 0);
+    CHECK_EQ_INT((int)nb, 1);
+    CHECK(rb[0].id != ra[0].id);
+    CHECK_EQ_INT(tm_upload_mark_delivered(node_b, &rb[0].id, 1, 200, t), 0);
+    tm_upload_records_free(rb, nb);
+    CHECK_EQ_INT(tm_upload_next_batch(node_b, "tianjin", "visit", t, 10, &rb, &nb), 0);
+    CHECK_EQ_INT((int)nb, 0);
+    /* node-a dies: its record is node-b's after the lease. */
+    CHECK_EQ_INT(tm_upload_next_batch(node_b, "tianjin", "visit", t + LEASE_MS, 10, &rb, &nb), 0);
+    CHECK_EQ_INT((int)nb, 1);
+    CHECK(rb[0].id == ra[0].id);
+    int64_t next = t + 3600000;
+    CHECK_EQ_INT(tm_upload_retry(node_a, &ra[0].id, &next, 1, 503, "late"), 0);
+    CHECK_EQ_INT(tm_upload_dead_letter(node_a, ra[0].id, 400, "late", NULL), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_upload_mark_delivered(node_b, &rb[0].id, 1, 200, t), 0);
+    tm_upload_counts c;
+    CHECK_EQ_INT(tm_upload_counts_get(node_a, "tianjin", &c), 0);
+    CHECK_EQ_INT((int)c.delivered, 2);
+    CHECK_EQ_INT((int)c.dead, 0);
+    tm_upload_records_free(ra, na);
+    tm_upload_records_free(rb, nb);
+
+    char day_a[16], day_b[16];
+    CHECK_EQ_INT(tm_upload_checkin_next(node_a, "tianjin", t, day_a), 0);
+    CHECK_STR(day_a, "2025-11-25");
+    CHECK_EQ_INT(tm_upload_checkin_next(node_b, "tianjin", t, day_b), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_upload_checkin_next(node_b, "tianjin", t + LEASE_MS, day_b), 0);
+    CHECK_EQ_INT(tm_upload_checkin_done(node_b, "tianjin", day_b, t), 0);
+    CHECK_EQ_INT(tm_upload_checkin_next(node_a, "tianjin", t + 2 * LEASE_MS, day_a), TM_ENOTFOUND);
+    tm_store_free(node_a);
+    tm_store_free(node_b);
+}
+
 static void t_lease_refusals(const store_backend *b)
 {
     tm_store *s = b->open("lease_refusals");
@@ -304,5 +362,6 @@ void store_suite_leases(const store_backend *b, const char *dir)
     t_lease_expiry(b);
     t_lease_keeps_visit_order(b);
     t_lease_messaging(b);
+    t_lease_uploads(b);
     t_lease_claim_race(b);
 }
