@@ -9,15 +9,19 @@
 // events it sees twice are exactly those of node-a's aborted batch (received,
 // then node-a died before it could record the delivery: the documented
 // window the event id makes harmless), which node-b sends again once node-a's
-// lease has expired.
+// lease has expired. Before that, both nodes run the Tianjin nightly batch
+// for the day at once: the platform gets each record and the day's check-in
+// once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { startServer, setupHospital, waitUntil } from '../integration/lib/server.mjs';
 import { startPg } from '../integration/lib/pg.mjs';
+import { startPlatform } from '../feed/tianjin_platform.mjs';
 
 const FEED_TIMEOUT_MS = 4000; // the lease is twice this
+const TIANJIN = { appKey: 'lease-key', appSecret: '0123456789abcdef0123456789abcdef', organId: '12120000MB0000001Y' };
 
 // The receiver. mode: 'down' answers 503 (nothing delivered); 'hold' keeps
 // every answer back (the events count as received: a regulator that stored
@@ -77,21 +81,33 @@ async function visit(srv, dept, doctorId, patientId) {
 test('kill -9 of a node mid-delivery: every event delivered, twice only for its aborted batch', { timeout: 300000 }, async (t) => {
   const pg = startPg();
   const rec = await startReceiver();
+  const platform = await startPlatform(TIANJIN);
   const secret = randomBytes(16).toString('hex');
   const node = (id) => startServer({ db: pg.url, secret, args: ['--node-id', id,
     '--feed-url', rec.url(id), '--feed-batch', '4', '--feed-timeout-ms', String(FEED_TIMEOUT_MS),
-    '--feed-backoff-base-ms', '50', '--feed-backoff-max-ms', '300'] });
+    '--feed-backoff-base-ms', '50', '--feed-backoff-max-ms', '300',
+    '--feed-profiles', 'webhook,tianjin', '--tianjin-url', platform.url, '--tianjin-app-key', TIANJIN.appKey,
+    '--tianjin-app-secret', TIANJIN.appSecret, '--tianjin-organ-id', TIANJIN.organId,
+    '--tianjin-upload-at', '23:59:59'] });
   const a = await node('node-a');
   let b = null;
   t.after(async () => {
     await a.stop({ hard: true }).catch(() => {});
     if (b) await b.stop().catch(() => {});
     await rec.close();
+    await platform.close();
     pg.stop();
   });
   // A department per node: a doctor is offered the patients of their own
   // node only (docs/cluster.md, "Not yet").
-  await setupHospital(a, { depts: ['cardio', 'derm'], doctors: [['d1', 'cardio'], ['d2', 'derm']] });
+  const admin = await setupHospital(a, { depts: ['cardio', 'derm'], doctors: [['d1', 'cardio'], ['d2', 'derm']] });
+  const ids = [['doctor', 'd1'], ['doctor', 'd2'], ['dept', 'cardio'], ['dept', 'derm'],
+    ...['pa', 'pb'].flatMap((p) => [0, 1, 2].map((i) => ['patient', `${p}-${i}`]))];
+  for (const [n, [kind, id]] of ids.entries()) {
+    const r = await a.api('PUT', `/api/v1/regulator-ids/${kind}/${id}`,
+      { code: `12010119900101${String(n).padStart(4, '0')}`, cert_type: '1' }, admin);
+    assert.equal(r.status, 200, r.text);
+  }
   b = await node('node-b'); // after the roster: a node loads the shifts when it starts
 
   // Three visits on each node at once.
@@ -102,6 +118,26 @@ test('kill -9 of a node mid-delivery: every event delivered, twice only for its 
   const all = b.sql('SELECT event_id, visit_id, seq FROM outbox ORDER BY seq');
   assert.ok(all.length >= 30, `events written: ${all.length}`);
   assert.equal(rec.arrivals.length, 0, 'nothing delivered while the receiver answered 503');
+
+  // The nightly batch, started on both nodes at once: staged once, each
+  // record and the check-in sent by one node.
+  const today = new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 10);
+  const runs = await Promise.all([a, b].map((n) =>
+    n.api('POST', '/api/v1/feed/profiles/tianjin/run', { day: today }, admin)));
+  for (const r of runs) assert.equal(r.status, 200, r.text);
+  assert.equal(runs[0].json.staged + runs[1].json.staged, 12, 'six visits and six ratings, staged once');
+  await waitUntil('every record accepted and every day checked in', () =>
+    platform.state.visits.size === 6 && platform.state.ratings.size === 6 &&
+    b.sql(`SELECT count(*) AS n FROM upload_records WHERE state <> 'delivered'`)[0].n === 0 &&
+    b.sql("SELECT count(*) AS n FROM upload_days WHERE checkin_at IS NULL")[0].n === 0, 120000);
+  assert.equal(platform.state.visits.size, 6);
+  assert.equal(platform.state.ratings.size, 6);
+  for (const m of [platform.state.visits, platform.state.ratings])
+    for (const [id, n] of m) assert.equal(n, 1, `record ${id} sent once`);
+  // A node's first start stages yesterday too (empty here): one check-in per day.
+  const days = b.sql("SELECT day FROM upload_days WHERE profile = 'tianjin'");
+  assert.ok(days.some((d) => d.day === today));
+  assert.equal(platform.state.checkins.length, days.length, 'one check-in per staged day');
 
   // Deliveries start and are held; node-a dies with a batch of its own in flight.
   rec.mode = 'hold';
