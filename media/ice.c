@@ -380,10 +380,47 @@ static void idle_timeout_default(NiceAgent *agent)
         g_object_set(agent, "idle-timeout", G_PARAM_SPEC_UINT(ps)->default_value, NULL);
 }
 
+/* libnice (0.1.21) holds consent lost 10 s after the last answer to its
+ * checks, where RFC 7675 gives 30 s, and sends each check once: on a thin or
+ * lossy link one or two lost datagrams failed a peer whose media still
+ * arrived, and the ICE restart that followed re-keyed every stream with
+ * keyframes such a link cannot carry. A peer heard within the last second
+ * keeps its pair: selecting it again restores consent and sends a new check.
+ * A failure 10 s after a renewal means no answer since; the third in a row
+ * (30 s without one) stands, as does any failure of a silent peer. */
+#define CONSENT_HEARD_MS 1000
+#define CONSENT_RENEWALS 2
+#define CONSENT_NO_ANSWER_MS 12000
+
+static bool consent_renew(tm__peer *p)
+{
+    int64_t now = tm_mono_ms();
+    if (!p->ice_ready || !p->srtp || !p->last_rx_ms || now - p->last_rx_ms > CONSENT_HEARD_MS)
+        return false;
+    bool in_a_row = p->consent_renewed_ms && now - p->consent_renewed_ms <= CONSENT_NO_ANSWER_MS;
+    int renewals = in_a_row ? p->consent_renewals + 1 : 1;
+    NiceCandidate *local = NULL, *remote = NULL;
+    if (renewals > CONSENT_RENEWALS ||
+        !nice_agent_get_selected_pair(p->agent, p->stream_id, 1, &local, &remote) || !local ||
+        !remote)
+        return false;
+    char lf[NICE_CANDIDATE_MAX_FOUNDATION], rf[NICE_CANDIDATE_MAX_FOUNDATION];
+    g_strlcpy(lf, local->foundation, sizeof lf);
+    g_strlcpy(rf, remote->foundation, sizeof rf);
+    p->consent_renewals = renewals;
+    p->consent_renewed_ms = now;
+    tm_info("media.consent_renewed", "visit=%s peer=%s renewals=%d heard_ago_ms=%lld", p->visit->id,
+            p->id, renewals, (long long)(now - p->last_rx_ms));
+    /* Emits CONNECTING, CONNECTED and READY to on_state before it returns. */
+    return nice_agent_set_selected_pair(p->agent, p->stream_id, 1, lf, rf);
+}
+
 static void on_state(NiceAgent *agent, guint stream_id, guint component_id, guint state,
                      gpointer data)
 {
     tm__peer *p = data;
+    if (state == NICE_COMPONENT_STATE_FAILED && consent_renew(p))
+        return;
     /* Once a nominated pair is in use, say the remote gathered everything
      * (browsers rarely say it) and cut libnice's idle-timeout, so its check
      * timer stops instead of waking the worker for the whole visit; a later

@@ -278,6 +278,8 @@ struct tm__peer {
     bool dtls_server;
     bool ice_ready;
     bool gathering_done;
+    int consent_renewals;       /* in a row, with no answer between (ice.c) */
+    int64_t consent_renewed_ms; /* monotonic time of the last one */
     /* Direct send (ice.c): the selected pair's own UDP socket and the remote
      * address, while the component is READY/CONNECTED on a non-relayed UDP
      * pair; NULL tx_sock = send through libnice. */
