@@ -12,7 +12,8 @@
  *
  * Commands, one per line on stdin (answered "ok ..." on stdout):
  *   drop PCT | delay MS JITTER_MS | reorder PCT | rate KBPS (0: no cap)
- *   blackout MS | down | up | rebind | stats
+ *   blackout MS | down | up | rebind | stats (counts per direction, STUN
+ *   binding requests among them as checks)
  * "down"/"blackout" drop every datagram and stop reading TCP (the bytes
  * wait, as in a router that lost its uplink); "rebind" gives every flow a
  * new source address and port towards the server. The relay exits when
@@ -91,6 +92,7 @@ typedef struct relay {
     int rebinds;
     /* Counters, per direction. */
     uint64_t in[2], sent[2], dropped[2];
+    uint64_t checks[2]; /* STUN binding requests that came in (ICE checks, consent) */
     uint64_t max_packets;
 } relay;
 
@@ -165,6 +167,12 @@ static void send_packet(const packet *p)
         (void)send(p->fd, p->data, p->len, 0);
 }
 
+static bool is_binding_request(const uint8_t *d, size_t len)
+{
+    return len >= 20 && d[0] == 0x00 && d[1] == 0x01 && d[4] == 0x21 && d[5] == 0x12 &&
+           d[6] == 0xa4 && d[7] == 0x42;
+}
+
 /* Applies the impairments to one datagram: drops it, sends it at once, or
  * queues it for later. to is NULL on a connected socket. */
 static void relay_datagram(relay *r, int dir, int fd, const struct sockaddr_in *to,
@@ -172,6 +180,8 @@ static void relay_datagram(relay *r, int dir, int fd, const struct sockaddr_in *
 {
     int64_t now = now_us();
     r->in[dir]++;
+    if (is_binding_request(data, len))
+        r->checks[dir]++;
     if (blacked_out(r, now) || uniform01() * 100.0 < r->drop_pct) {
         r->dropped[dir]++;
         return;
@@ -368,11 +378,11 @@ static void tcp_pump(tcp_pair *t, int from)
 static void print_stats(const relay *r)
 {
     printf("ok stats up_in=%llu up_sent=%llu up_dropped=%llu down_in=%llu down_sent=%llu "
-           "down_dropped=%llu queued=%d rebinds=%d\n",
+           "down_dropped=%llu queued=%d rebinds=%d up_checks=%llu down_checks=%llu\n",
            (unsigned long long)r->in[UP], (unsigned long long)r->sent[UP],
            (unsigned long long)r->dropped[UP], (unsigned long long)r->in[DOWN],
            (unsigned long long)r->sent[DOWN], (unsigned long long)r->dropped[DOWN], r->n_heap,
-           r->rebinds);
+           r->rebinds, (unsigned long long)r->checks[UP], (unsigned long long)r->checks[DOWN]);
 }
 
 static void command(relay *r, char *line)
