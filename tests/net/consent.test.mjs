@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { startImpairedVisit, closeVisit, received, waitFor } from './lib_visit.mjs';
 
 const LOSS_PCT = 25;
-const CHECKS = 10;
+const CHECKS = 20;
 const CAP_MS = 180000;
 
 const count = (logs, ev) => logs.split('\n').filter((l) => l.includes(`ev=${ev} `)).length;
