@@ -12,8 +12,8 @@
  *   ACKED_HEADROOM).
  *
  * A loss bound runs beside it: over 10 % lost in a period halves the loss
- * fraction off the rate, under 2 % lets it grow again, over half lost is an
- * outage and changes nothing. The estimate is the
+ * fraction off the rate, under 2 % (or more while the delay shows no queue)
+ * lets it grow again, over half lost is an outage and changes nothing. The estimate is the
  * lower of the two. Runs on the peer's media worker thread; no allocation.
  */
 #include <math.h>
@@ -317,7 +317,10 @@ static void update_loss_rate(tm__bwe *b, int64_t now_us)
             rate = from * (1.0 - 0.5 * loss);
             b->loss_cut_us = now_us;
         }
-    } else if (loss < 0.02) {
+    } else if (loss < 0.02 || b->signal != TM__BWE_OVERUSE) {
+        /* Loss with no queue building is the link's (radio, a lossy hop),
+         * not ours: holding on it kept a receiver at 5 % random loss at the
+         * start rate, where REMB, which ignores loss, let the sender grow. */
         rate = rate * 1.08 + 1000.0;
     }
     /* The loss bound only matters below the delay estimate: it never runs far ahead. */
