@@ -247,6 +247,7 @@ static void rx_drain(tm__peer *p)
                 continue;
             }
             atomic_fetch_add_explicit(&ctr(p)->rx_direct, 1, memory_order_relaxed);
+            p->rx_pair_ms = now_us / 1000;
             deliver(p, w->rx_buf[i], w->rx_msg[i].msg_len, now_us);
         }
         if (w->tx_n)
@@ -384,8 +385,8 @@ static void idle_timeout_default(NiceAgent *agent)
  * checks, where RFC 7675 gives 30 s, and sends each check once: on a thin or
  * lossy link one or two lost datagrams failed a peer whose media still
  * arrived, and the ICE restart that followed re-keyed every stream with
- * keyframes such a link cannot carry. A peer heard within the last second
- * keeps its pair: selecting it again restores consent and sends a new check.
+ * keyframes such a link cannot carry. A peer heard on the pair within the
+ * last second keeps it: selecting it again restores consent and sends a new check.
  * A failure 10 s after a renewal means no answer since; the third in a row
  * (30 s without one) stands, as does any failure of a silent peer. */
 #define CONSENT_HEARD_MS 1000
@@ -395,7 +396,10 @@ static void idle_timeout_default(NiceAgent *agent)
 static bool consent_renew(tm__peer *p)
 {
     int64_t now = tm_mono_ms();
-    if (!p->ice_ready || !p->srtp || !p->last_rx_ms || now - p->last_rx_ms > CONSENT_HEARD_MS)
+    /* Our socket takes only the selected pair's remote; libnice's path any
+     * (a peer that moved is heard there, yet the pair's address is gone). */
+    int64_t heard = p->rx_src ? p->rx_pair_ms : p->last_rx_ms;
+    if (!p->ice_ready || !p->srtp || !heard || now - heard > CONSENT_HEARD_MS)
         return false;
     bool in_a_row = p->consent_renewed_ms && now - p->consent_renewed_ms <= CONSENT_NO_ANSWER_MS;
     int renewals = in_a_row ? p->consent_renewals + 1 : 1;
@@ -410,7 +414,7 @@ static bool consent_renew(tm__peer *p)
     p->consent_renewals = renewals;
     p->consent_renewed_ms = now;
     tm_info("media.consent_renewed", "visit=%s peer=%s renewals=%d heard_ago_ms=%lld", p->visit->id,
-            p->id, renewals, (long long)(now - p->last_rx_ms));
+            p->id, renewals, (long long)(now - heard));
     /* Emits CONNECTING, CONNECTED and READY to on_state before it returns. */
     return nice_agent_set_selected_pair(p->agent, p->stream_id, 1, lf, rf);
 }

@@ -294,6 +294,7 @@ struct tm__peer {
     int rx_nice_fd; /* the libnice socket it sits beside */
     uint32_t rx_ip; /* the remote it takes media from (network order) */
     uint16_t rx_port;
+    int64_t rx_pair_ms; /* monotonic time it last delivered (from the selected pair) */
     /* DTLS / SRTP */
     tm__dtls *dtls;
     GSource *dtls_timer;
