@@ -388,9 +388,14 @@ static void idle_timeout_default(NiceAgent *agent)
  * keyframes such a link cannot carry. A peer heard on the pair within the
  * last second keeps it: selecting it again restores consent and sends a new check.
  * A failure 10 s after a renewal means no answer since; the third in a row
- * (30 s without one) stands, as does any failure of a silent peer. */
+ * (30 s without one) stands, as does any failure of a silent peer. Sooner
+ * than 10 s it is no consent verdict: selecting the pair emptied libnice's
+ * check list, so the peer's next check starts a triggered check of ours,
+ * and that one failing under the same loss fails the component; it is
+ * renewed without counting. */
 #define CONSENT_HEARD_MS 1000
 #define CONSENT_RENEWALS 2
+#define CONSENT_TIMEOUT_MS 10000 /* libnice's */
 #define CONSENT_NO_ANSWER_MS 12000
 
 static bool consent_renew(tm__peer *p)
@@ -401,8 +406,10 @@ static bool consent_renew(tm__peer *p)
     int64_t heard = p->rx_src ? p->rx_pair_ms : p->last_rx_ms;
     if (!p->ice_ready || !p->srtp || !heard || now - heard > CONSENT_HEARD_MS)
         return false;
-    bool in_a_row = p->consent_renewed_ms && now - p->consent_renewed_ms <= CONSENT_NO_ANSWER_MS;
-    int renewals = in_a_row ? p->consent_renewals + 1 : 1;
+    int64_t since = p->consent_renewed_ms ? now - p->consent_renewed_ms : INT64_MAX;
+    int renewals = since < CONSENT_TIMEOUT_MS      ? p->consent_renewals
+                   : since <= CONSENT_NO_ANSWER_MS ? p->consent_renewals + 1
+                                                   : 1;
     NiceCandidate *local = NULL, *remote = NULL;
     if (renewals > CONSENT_RENEWALS ||
         !nice_agent_get_selected_pair(p->agent, p->stream_id, 1, &local, &remote) || !local ||
@@ -413,8 +420,9 @@ static bool consent_renew(tm__peer *p)
     g_strlcpy(rf, remote->foundation, sizeof rf);
     p->consent_renewals = renewals;
     p->consent_renewed_ms = now;
-    tm_info("media.consent_renewed", "visit=%s peer=%s renewals=%d heard_ago_ms=%lld", p->visit->id,
-            p->id, renewals, (long long)(now - heard));
+    tm_info("media.consent_renewed",
+            "visit=%s peer=%s renewals=%d heard_ago_ms=%lld checks_only=%d", p->visit->id, p->id,
+            renewals, (long long)(now - heard), since < CONSENT_TIMEOUT_MS);
     /* Emits CONNECTING, CONNECTED and READY to on_state before it returns. */
     return nice_agent_set_selected_pair(p->agent, p->stream_id, 1, lf, rf);
 }
