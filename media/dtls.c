@@ -6,13 +6,22 @@
  * Owns: the SSL object and its BIOs. Runs on the owning peer's media worker;
  * the SSL_CTX is shared read-only by every worker (OpenSSL allows that once it
  * is set up).
+ *
+ * Once SRTP flows, WebRTC uses the session only for a close_notify and to be
+ * replaced by a new handshake, yet OpenSSL holds ~100 KiB per session (the
+ * handshake's buffers, the flight kept for a retransmission, the peer's
+ * certificate). tm__dtls_shed frees the SSL and keeps only the peer's record
+ * key, enough to authenticate and read its alerts (AES-GCM suites).
  */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <openssl/bio.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -24,9 +33,19 @@
 #define DTLS_FIRST_TIMEOUT_US 100000u
 #define DTLS_MAX_TIMEOUT_US 4000000u
 
+/* What reading the peer's alerts needs once the SSL is gone (AES-GCM,
+ * RFC 5288): its write key and implicit nonce, and the epoch they belong to. */
+typedef struct shed_reader {
+    const EVP_CIPHER *cipher;
+    uint8_t key[32];
+    uint8_t salt[4];
+    uint16_t epoch;
+} shed_reader;
+
 struct tm__dtls {
-    SSL *ssl;
+    SSL *ssl; /* NULL once shed */
     BIO *rbio;
+    shed_reader *shed;
     tm__dtls_state state;
     char remote_fp[TM__DTLS_FP_MAX];
     tm__dtls_send_fn send;
@@ -137,7 +156,9 @@ tm__dtls *tm__dtls_new(SSL_CTX *ctx, bool server, const char *remote_fp, tm__dtl
     BIO_set_mem_eof_return(d->rbio, -1);
     BIO_set_data(wbio, d);
     SSL_set_bio(d->ssl, d->rbio, wbio); /* the SSL owns both now */
-    SSL_set_options(d->ssl, SSL_OP_NO_QUERY_MTU);
+    /* WebRTC never renegotiates; refusing it keeps the handshake's epoch the
+     * last, which tm__dtls_shed relies on. */
+    SSL_set_options(d->ssl, SSL_OP_NO_QUERY_MTU | SSL_OP_NO_RENEGOTIATION);
     /* After the handshake only alerts pass through the SSL: give its record
      * buffers (about 34 KiB) back instead of holding them per peer. */
     SSL_set_mode(d->ssl, SSL_MODE_RELEASE_BUFFERS);
@@ -161,6 +182,10 @@ void tm__dtls_free(tm__dtls *d)
         return;
     if (d->ssl)
         SSL_free(d->ssl);
+    if (d->shed) {
+        OPENSSL_cleanse(d->shed, sizeof *d->shed);
+        free(d->shed);
+    }
     free(d);
 }
 
@@ -235,12 +260,74 @@ static bool records_ok(const uint8_t *p, size_t len)
     return true;
 }
 
+/* GCM's record layout (RFC 5288): an 8-byte explicit nonce, the sealed
+ * fragment, a 16-byte tag; an alert's fragment is 2 bytes. */
+#define GCM_EXPLICIT_NONCE 8
+#define GCM_TAG 16
+#define ALERT_RECORD_LEN (GCM_EXPLICIT_NONCE + 2 + GCM_TAG)
+#define ALERT_CLOSE_NOTIFY 0
+
+/* Opens one sealed alert record (header at rec) into alert[2]; false when it
+ * does not authenticate under the peer's key. */
+static bool shed_open_alert(const shed_reader *r, const uint8_t *rec, uint8_t alert[2])
+{
+    uint8_t nonce[12], aad[13];
+    memcpy(nonce, r->salt, 4);
+    memcpy(nonce + 4, rec + 13, GCM_EXPLICIT_NONCE);
+    /* seq_num (epoch and sequence), type, version, plaintext length. */
+    memcpy(aad, rec + 3, 8);
+    memcpy(aad + 8, rec, 3);
+    aad[11] = 0;
+    aad[12] = 2;
+    const uint8_t *sealed = rec + 13 + GCM_EXPLICIT_NONCE;
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int n = 0;
+    bool ok = c && EVP_DecryptInit_ex(c, r->cipher, NULL, NULL, NULL) == 1 &&
+              EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, sizeof nonce, NULL) == 1 &&
+              EVP_DecryptInit_ex(c, NULL, NULL, r->key, nonce) == 1 &&
+              EVP_DecryptUpdate(c, NULL, &n, aad, sizeof aad) == 1 &&
+              EVP_DecryptUpdate(c, alert, &n, sealed, 2) == 1 && n == 2 &&
+              EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, GCM_TAG, (void *)(sealed + 2)) == 1 &&
+              EVP_DecryptFinal_ex(c, alert + 2, &n) == 1;
+    EVP_CIPHER_CTX_free(c);
+    ERR_clear_error();
+    return ok;
+}
+
+/* A datagram after the shed: a close_notify of the peer's ends the session;
+ * anything else (a stray handshake retransmission, application data, a
+ * forgery) is dropped, as there is nothing left to answer it with. */
+static bool shed_input(tm__dtls *d, const uint8_t *p, size_t len)
+{
+    bool any = false;
+    while (len > 0) {
+        size_t rl = ((size_t)p[11] << 8) | p[12];
+        uint16_t epoch = (uint16_t)(p[3] << 8 | p[4]);
+        uint8_t alert[2];
+        if (p[0] == 21 && epoch == d->shed->epoch && rl == ALERT_RECORD_LEN &&
+            shed_open_alert(d->shed, p, alert)) {
+            any = true;
+            if (alert[1] == ALERT_CLOSE_NOTIFY) {
+                d->state = TM__DTLS_CLOSED;
+                return true;
+            }
+        }
+        p += 13 + rl;
+        len -= 13 + rl;
+    }
+    return any;
+}
+
 tm__dtls_state tm__dtls_input(tm__dtls *d, const uint8_t *buf, size_t len, bool *dropped)
 {
     bool drop = false;
     if (!d || !buf || d->state == TM__DTLS_FAILED || d->state == TM__DTLS_CLOSED ||
         !records_ok(buf, len) || len > 0x7fffffff) {
         drop = true;
+        goto out;
+    }
+    if (d->shed) {
+        drop = !shed_input(d, buf, len);
         goto out;
     }
     if (d->state == TM__DTLS_NEW)
@@ -304,7 +391,7 @@ tm__dtls_state tm__dtls_handle_timeout(tm__dtls *d)
 
 int tm__dtls_srtp_keys(tm__dtls *d, tm__srtp_keys *out)
 {
-    if (!d || !out || d->state != TM__DTLS_CONNECTED)
+    if (!d || !out || !d->ssl || d->state != TM__DTLS_CONNECTED)
         return TM_EINVAL;
     const SRTP_PROTECTION_PROFILE *p = SSL_get_selected_srtp_profile(d->ssl);
     if (!p)
@@ -337,5 +424,85 @@ int tm__dtls_srtp_keys(tm__dtls *d, tm__srtp_keys *out)
     memcpy(rem + klen, server ? csalt : ssalt, slen);
     out->len = klen + slen;
     OPENSSL_cleanse(mat, sizeof mat);
+    return 0;
+}
+
+/* The peer's record key and implicit nonce from the session (RFC 5246 6.3:
+ * key_block = PRF(master_secret, "key expansion", server_random +
+ * client_random) = client key, server key, client IV, server IV; AEAD suites
+ * have no MAC keys). */
+static int shed_reader_make(SSL *ssl, shed_reader *r)
+{
+    const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
+    int nid = c ? SSL_CIPHER_get_cipher_nid(c) : NID_undef;
+    r->cipher = nid == NID_aes_128_gcm   ? EVP_aes_128_gcm()
+                : nid == NID_aes_256_gcm ? EVP_aes_256_gcm()
+                                         : NULL;
+    const EVP_MD *md = c ? SSL_CIPHER_get_handshake_digest(c) : NULL;
+    if (!r->cipher || !md)
+        return TM_EUNSUPPORTED;
+    size_t klen = (size_t)EVP_CIPHER_get_key_length(r->cipher);
+    uint8_t master[SSL_MAX_MASTER_KEY_LENGTH];
+    size_t mlen = SSL_SESSION_get_master_key(SSL_get_session(ssl), master, sizeof master);
+    static const char label[] = "key expansion";
+    uint8_t seed[sizeof label - 1 + 2 * SSL3_RANDOM_SIZE];
+    memcpy(seed, label, sizeof label - 1);
+    SSL_get_server_random(ssl, seed + sizeof label - 1, SSL3_RANDOM_SIZE);
+    SSL_get_client_random(ssl, seed + sizeof label - 1 + SSL3_RANDOM_SIZE, SSL3_RANDOM_SIZE);
+    uint8_t block[2 * 32 + 2 * 4];
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_PRF, NULL);
+    EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+    EVP_KDF_free(kdf);
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)EVP_MD_get0_name(md), 0),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, master, mlen),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, seed, sizeof seed),
+        OSSL_PARAM_construct_end()};
+    bool ok = kctx && mlen > 0 && EVP_KDF_derive(kctx, block, 2 * klen + 8, params) == 1;
+    EVP_KDF_CTX_free(kctx);
+    if (ok) {
+        bool server = SSL_is_server(ssl);
+        memcpy(r->key, block + (server ? 0 : klen), klen);
+        memcpy(r->salt, block + 2 * klen + (server ? 0 : 4), 4);
+        r->epoch = 1; /* renegotiation is off: the handshake's epoch is the last */
+    }
+    OPENSSL_cleanse(master, sizeof master);
+    OPENSSL_cleanse(block, sizeof block);
+    ERR_clear_error();
+    return ok ? 0 : TM_EIO;
+}
+
+int tm__dtls_shed(tm__dtls *d)
+{
+    if (!d || !d->ssl || d->state != TM__DTLS_CONNECTED)
+        return TM_EINVAL;
+    shed_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return TM_ENOMEM;
+    int rc = shed_reader_make(d->ssl, r);
+    if (rc != 0) {
+        OPENSSL_cleanse(r, sizeof *r);
+        free(r);
+        return rc;
+    }
+    SSL_free(d->ssl);
+    d->ssl = NULL;
+    d->rbio = NULL;
+    d->shed = r;
+    return 0;
+}
+
+bool tm__dtls_is_shed(const tm__dtls *d)
+{
+    return d && d->shed;
+}
+
+int tm__dtls_close(tm__dtls *d)
+{
+    if (!d || !d->ssl || d->state != TM__DTLS_CONNECTED)
+        return TM_EINVAL;
+    (void)SSL_shutdown(d->ssl);
+    ERR_clear_error();
+    d->state = TM__DTLS_CLOSED;
     return 0;
 }

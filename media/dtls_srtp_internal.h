@@ -65,6 +65,19 @@ tm__dtls_state tm__dtls_handle_timeout(tm__dtls *d);
  * the endpoint is a server). Returns 0 or TM_EINVAL. */
 int tm__dtls_srtp_keys(tm__dtls *d, tm__srtp_keys *out);
 
+/* After CONNECTED, once the peer is known to be done with the handshake (its
+ * SRTP arrived) and could no longer be retransmitting to it: frees the SSL and
+ * keeps the peer's record key, so a close_notify from the peer is still
+ * authenticated and turns the state CLOSED; other records are dropped, and
+ * tm__dtls_srtp_keys fails. A ClientHello for a new session is the caller's
+ * (a new endpoint). Returns 0, TM_EINVAL (not connected, or already shed),
+ * TM_EUNSUPPORTED (not an AES-GCM suite: the SSL stays) or TM_EIO/TM_ENOMEM. */
+int tm__dtls_shed(tm__dtls *d);
+bool tm__dtls_is_shed(const tm__dtls *d);
+/* A connected endpoint's clean close: sends a close_notify and turns CLOSED.
+ * Returns 0, or TM_EINVAL when not connected or shed (nothing is sent). */
+int tm__dtls_close(tm__dtls *d);
+
 /* SHA-256 fingerprint of cert as "AB:CD:..." into out. Returns 0 or TM_EINVAL. */
 int tm__dtls_cert_fingerprint(X509 *cert, char *out, size_t outlen);
 

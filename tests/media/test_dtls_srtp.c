@@ -2,7 +2,9 @@
  * test_dtls_srtp.c - two media-core DTLS endpoints shake hands over memory (no
  * network), export matching SRTP keys, and protect/unprotect RTP and RTCP both
  * ways, for both SRTP profiles. Also: a wrong fingerprint fails the handshake,
- * garbage is dropped, and SRTP refuses tampered packets.
+ * garbage is dropped, and SRTP refuses tampered packets; an endpoint whose
+ * OpenSSL state was shed still takes the peer's close_notify (AES-128/256-GCM,
+ * either role) and refuses a forged one, and a CBC suite keeps its state.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -213,11 +215,104 @@ static void test_truncated_records_dropped(void)
     side_free(&ss);
 }
 
+static void handshake(side *cs, side *ss, tm__dtls **client, tm__dtls **server, wire *c2s,
+                      wire *s2c)
+{
+    *client = tm__dtls_new(cs->ctx, false, ss->fp, to_wire, c2s);
+    *server = tm__dtls_new(ss->ctx, true, cs->fp, to_wire, s2c);
+    CHECK(*client && *server);
+    CHECK_EQ_INT(tm__dtls_start(*server), 0);
+    CHECK_EQ_INT(tm__dtls_start(*client), 0);
+    for (int round = 0; round < 10 && (c2s->n || s2c->n); round++) {
+        deliver(c2s, *server);
+        deliver(s2c, *client);
+    }
+    CHECK_EQ_INT(tm__dtls_get_state(*client), TM__DTLS_CONNECTED);
+    CHECK_EQ_INT(tm__dtls_get_state(*server), TM__DTLS_CONNECTED);
+}
+
+/* `ciphers` (OpenSSL's names) offered by the client; the shedding side is the
+ * server or the client. */
+static void shed_then_close(const char *ciphers, bool shed_server)
+{
+    side cs, ss;
+    side_init(&cs, "client", NULL);
+    side_init(&ss, "server", NULL);
+    CHECK_EQ_INT(SSL_CTX_set_cipher_list(cs.ctx, ciphers), 1);
+    wire c2s = {0}, s2c = {0};
+    tm__dtls *client, *server;
+    handshake(&cs, &ss, &client, &server, &c2s, &s2c);
+    tm__dtls *shed = shed_server ? server : client, *peer = shed_server ? client : server;
+    wire *to_shed = shed_server ? &c2s : &s2c;
+
+    CHECK_EQ_INT(tm__dtls_shed(shed), 0);
+    CHECK(tm__dtls_is_shed(shed));
+    CHECK_EQ_INT(tm__dtls_shed(shed), TM_EINVAL);
+    tm__srtp_keys k;
+    CHECK_EQ_INT(tm__dtls_srtp_keys(shed, &k), TM_EINVAL);
+    CHECK_EQ_INT(tm__dtls_close(shed), TM_EINVAL);
+
+    /* The peer's close_notify, and a forged copy (one bit of its tag). */
+    CHECK_EQ_INT(tm__dtls_close(peer), 0);
+    CHECK_EQ_INT(to_shed->n, 1);
+    CHECK_EQ_INT(to_shed->len[0], 13 + 26);
+    uint8_t forged[64];
+    memcpy(forged, to_shed->pkt[0], to_shed->len[0]);
+    forged[to_shed->len[0] - 1] ^= 1;
+    bool dropped = false;
+    CHECK_EQ_INT(tm__dtls_input(shed, forged, to_shed->len[0], &dropped), TM__DTLS_CONNECTED);
+    CHECK(dropped);
+    /* Nor is a handshake record of the old session answered. */
+    uint8_t hs[40] = {22, 0xFE, 0xFD, 0, 1, 0, 0, 0, 0, 0, 9, 0, 27};
+    CHECK_EQ_INT(tm__dtls_input(shed, hs, sizeof hs, &dropped), TM__DTLS_CONNECTED);
+    CHECK(dropped);
+    CHECK_EQ_INT(tm__dtls_input(shed, to_shed->pkt[0], to_shed->len[0], &dropped), TM__DTLS_CLOSED);
+    CHECK(!dropped);
+
+    tm__dtls_free(client);
+    tm__dtls_free(server);
+    side_free(&cs);
+    side_free(&ss);
+}
+
+static void test_shed_keeps_close_notify(void)
+{
+    /* Chromium's first choice, and OpenSSL's (a SHA-384 PRF). */
+    shed_then_close("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256", true);
+    shed_then_close("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256", false);
+    shed_then_close("ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384", true);
+    shed_then_close("ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384", false);
+}
+
+static void test_shed_refused_for_cbc(void)
+{
+    side cs, ss;
+    side_init(&cs, "client", NULL);
+    side_init(&ss, "server", NULL);
+    CHECK_EQ_INT(SSL_CTX_set_cipher_list(cs.ctx, "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA"), 1);
+    wire c2s = {0}, s2c = {0};
+    tm__dtls *client, *server;
+    handshake(&cs, &ss, &client, &server, &c2s, &s2c);
+    CHECK_EQ_INT(tm__dtls_shed(server), TM_EUNSUPPORTED);
+    CHECK(!tm__dtls_is_shed(server));
+    tm__srtp_keys k;
+    CHECK_EQ_INT(tm__dtls_srtp_keys(server, &k), 0);
+    CHECK_EQ_INT(tm__dtls_close(client), 0);
+    deliver(&c2s, server);
+    CHECK_EQ_INT(tm__dtls_get_state(server), TM__DTLS_CLOSED);
+    tm__dtls_free(client);
+    tm__dtls_free(server);
+    side_free(&cs);
+    side_free(&ss);
+}
+
 int main(void)
 {
     RUN(test_aes_cm);
     RUN(test_aead_gcm);
     RUN(test_wrong_fingerprint_fails);
     RUN(test_truncated_records_dropped);
+    RUN(test_shed_keeps_close_notify);
+    RUN(test_shed_refused_for_cbc);
     TEST_DONE();
 }
