@@ -346,6 +346,8 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
         tm__forward_count(&w->counters.dropped_malformed);
         return;
     }
+    if (!from->srtp_heard_ms)
+        from->srtp_heard_ms = now_us / 1000;
     tm__congestion_on_rtp(from, buf, &h, now_us); /* rtx and probes count too */
     bool rtx;
     tm__in_stream *s = find_in(from, buf, &h, &rtx);

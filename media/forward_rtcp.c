@@ -155,6 +155,8 @@ void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
         return;
     }
     int64_t now_ms = now_us / 1000;
+    if (!from->srtp_heard_ms)
+        from->srtp_heard_ms = now_ms;
     tm_rtcp_iter it;
     tm_rtcp_pkt pkt;
     tm_rtcp_iter_init(&it, buf, len);

@@ -436,6 +436,7 @@ tm_media *tm_media_new(const tm_media_options *opts, GMainContext *control, tm_m
     m->port_max = opts ? opts->port_max : 0;
     m->stock_io = opts && opts->stock_io;
     m->send_each = opts && opts->send_each;
+    m->keep_dtls = opts && opts->keep_dtls;
     m->max_candidates = opts && opts->max_candidates > 0 ? opts->max_candidates : 20;
     m->ice_pacing_ms = opts && opts->ice_pacing_ms > 0 ? opts->ice_pacing_ms : 50;
     m->transport_cc = opts && opts->transport_cc;
@@ -785,6 +786,7 @@ void tm_media_get_counters(tm_media *m, tm_media_counters *out)
         out->rtx_received += atomic_load_explicit(&c->rtx_received, memory_order_relaxed);
         out->rx_direct += atomic_load_explicit(&c->rx_direct, memory_order_relaxed);
         out->tx_batched += atomic_load_explicit(&c->tx_batched, memory_order_relaxed);
+        out->dtls_shed += atomic_load_explicit(&c->dtls_shed, memory_order_relaxed);
     }
 }
 

@@ -43,12 +43,14 @@ target_link_libraries(test_bwe PRIVATE tm_media_private)
 pkg_check_modules(GST_WEBRTC IMPORTED_TARGET gstreamer-1.0 gstreamer-webrtc-1.0 gstreamer-sdp-1.0 gstreamer-rtp-1.0
   gstreamer-pbutils-1.0)
 if(GST_WEBRTC_FOUND)
-  foreach(t test_media_loopback test_media_fuzz test_media_nack test_media_supervisor test_media_reconnect test_media_record test_media_record_fail test_media_h264 test_media_party test_media_record_party)
+  foreach(t test_media_loopback test_media_fuzz test_media_nack test_media_supervisor test_media_reconnect test_media_record test_media_record_fail test_media_h264 test_media_party test_media_record_party test_media_dtls_shed)
     tm_unit_test(${t} tests/media/${t}.c tests/media/media_test_peer.c)
     target_link_libraries(${t} PRIVATE PkgConfig::GST_WEBRTC tm_media_private)
     set_tests_properties(${t} PROPERTIES TIMEOUT 90 SKIP_RETURN_CODE 77)
     tm_stock_test(${t} ${t})
   endforeach()
+  # Two DTLS sheds of ~6 s each besides the renegotiations.
+  set_tests_properties(test_media_dtls_shed test_media_dtls_shed_stock PROPERTIES TIMEOUT 150)
   # The direct path with a sendto per datagram instead of sendmmsg (media_send_batch = false).
   add_test(NAME test_media_loopback_send_each COMMAND test_media_loopback)
   set_tests_properties(test_media_loopback_send_each PROPERTIES TIMEOUT 90 SKIP_RETURN_CODE 77

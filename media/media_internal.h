@@ -65,7 +65,7 @@
 typedef struct tm__counters {
     _Alignas(64) atomic_uint_fast64_t rx_packets;
     atomic_uint_fast64_t tx_packets, dropped_malformed, dropped_unknown_source, nacks_answered,
-        plis_forwarded, nacks_sent, rtx_received, rx_direct, tx_batched;
+        plis_forwarded, nacks_sent, rtx_received, rx_direct, tx_batched, dtls_shed;
     atomic_int_fast64_t peers, visits;
     atomic_uint_fast64_t latency_max_us;
     atomic_uint_fast32_t latency[TM__LATENCY_BUCKETS]; /* TM__LATENCY_STEP_US each */
@@ -99,6 +99,7 @@ struct tm_media {
     bool stock_io;          /* tm_media_options.stock_io: no socket beside libnice */
     bool transport_cc;      /* tm_media_options.transport_cc */
     bool send_each;         /* tm_media_options.send_each: a sendto per datagram */
+    bool keep_dtls;         /* tm_media_options.keep_dtls: no tm__dtls_shed */
     int ice_pacing_ms;      /* libnice's Ta */
     int max_candidates;     /* remote candidates per peer and ICE session */
     tm__ice_policy *policy; /* which remote addresses get connectivity checks */
@@ -301,6 +302,10 @@ struct tm__peer {
     tm__srtp *srtp;
     const char *state;  /* last state reported (static string) */
     int64_t last_rx_ms; /* monotonic time of the last SRTP/SRTCP packet accepted */
+    /* The first SRTP/SRTCP of its that authenticated (0 = none yet): it has our
+     * last flight, so its DTLS state can go once stray retransmissions are over. */
+    int64_t srtp_heard_ms;
+    bool dtls_kept;     /* its suite cannot be shed: the SSL stays */
     uint32_t rtcp_ssrc; /* our sender SSRC in RTCP to this peer */
     uint64_t session_version;
     /* Streams: arrays of n_in / n_out, sized to the offer (peer.c), not to
@@ -377,6 +382,8 @@ void tm__peer_set_state(tm__peer *p, const char *state);
 /* From ice.c: a DTLS datagram arrived; the ICE component changed state. */
 void tm__peer_dtls_input(tm__peer *p, const uint8_t *buf, size_t len);
 void tm__peer_ice_state(tm__peer *p, guint state);
+/* Once a second: frees the DTLS state of a peer whose SRTP has flowed for a while. */
+void tm__peer_dtls_tick(tm__peer *p, int64_t now_ms);
 /* Media arrived at now_ms (after a silence it reports "connected" again). Hot path: cheap. */
 void tm__peer_media_seen(tm__peer *p, int64_t now_ms);
 /* Closes p from the worker's main loop soon (safe inside libnice callbacks). */

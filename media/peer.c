@@ -98,6 +98,36 @@ static void dtls_arm_timer(tm__peer *p)
     g_source_attach(p->dtls_timer, p->w->ctx);
 }
 
+/* Long enough for a stray retransmission of either side's last flight to have
+ * come and gone once the peer's SRTP shows it has ours. */
+#define DTLS_SHED_AFTER_MS 5000
+
+void tm__peer_dtls_tick(tm__peer *p, int64_t now_ms)
+{
+    if (!p->dtls || !p->srtp_heard_ms || now_ms - p->srtp_heard_ms < DTLS_SHED_AFTER_MS ||
+        p->dtls_kept || p->w->media->keep_dtls || tm__dtls_is_shed(p->dtls))
+        return;
+    int rc = tm__dtls_shed(p->dtls);
+    if (rc != 0) {
+        p->dtls_kept = true;
+        tm_info("media.dtls_kept", "visit=%s peer=%s err=%d", p->visit->id, p->id, rc);
+        return;
+    }
+    atomic_fetch_add_explicit(&p->w->counters.dtls_shed, 1, memory_order_relaxed);
+    tm__worker_trim_later(p->w);
+    tm_debug("media.dtls_shed", "visit=%s peer=%s", p->visit->id, p->id);
+}
+
+static void dtls_reset(tm__peer *p, tm__dtls *fresh)
+{
+    tm__dtls_free(p->dtls);
+    p->dtls = fresh;
+    tm__srtp_free(p->srtp);
+    p->srtp = NULL;
+    p->srtp_heard_ms = 0;
+    p->dtls_kept = false;
+}
+
 static void dtls_connected(tm__peer *p)
 {
     tm__srtp_keys keys;
@@ -130,10 +160,7 @@ void tm__peer_dtls_input(tm__peer *p, const uint8_t *buf, size_t len)
         tm__dtls *fresh = tm__dtls_new(p->w->media->ssl_ctx, true, p->remote_fp, dtls_send, p);
         if (fresh) {
             tm_info("media.dtls_restart", "visit=%s peer=%s", p->visit->id, p->id);
-            tm__dtls_free(p->dtls);
-            p->dtls = fresh;
-            tm__srtp_free(p->srtp);
-            p->srtp = NULL;
+            dtls_reset(p, fresh);
             before = TM__DTLS_NEW;
         }
     }
@@ -199,10 +226,7 @@ static void transport_free(tm__peer *p)
         p->dtls_timer = NULL;
     }
     tm__ice_stop(p);
-    tm__dtls_free(p->dtls);
-    p->dtls = NULL;
-    tm__srtp_free(p->srtp);
-    p->srtp = NULL;
+    dtls_reset(p, NULL);
     g_free(p->local_ufrag);
     g_free(p->local_pwd);
     p->local_ufrag = p->local_pwd = NULL;

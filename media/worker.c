@@ -222,8 +222,11 @@ static gboolean worker_tick(gpointer data)
     g_hash_table_iter_init(&it, w->visits);
     while (g_hash_table_iter_next(&it, NULL, &val)) {
         tm__visit *v = val;
-        for (guint i = 0; i < v->peers->len; i++)
-            tm__forward_tick(g_ptr_array_index(v->peers, i), now);
+        for (guint i = 0; i < v->peers->len; i++) {
+            tm__peer *p = g_ptr_array_index(v->peers, i);
+            tm__peer_dtls_tick(p, now);
+            tm__forward_tick(p, now);
+        }
     }
     return G_SOURCE_CONTINUE;
 }

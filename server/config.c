@@ -185,6 +185,8 @@ static const config_option options[] = {
          "Send and receive media on the selected ICE pair's own socket beside libnice (off: all through libnice)."),
     BOOL(media_send_batch, true,
          "With media_direct_io: what one receive batch sends to a peer goes in one sendmmsg (off: a sendto each)."),
+    BOOL(media_dtls_shed, true,
+         "Free a peer's DTLS state 5 s after its SRTP flows, keeping only what reads its close_notify (off: kept for the session)."),
     BOOL(media_srtp_nettle, true,
          "SRTP's AES-CM and HMAC-SHA1 on Nettle, AES-GCM on OpenSSL (off: libsrtp's own ciphers)."),
     BOOL(media_transport_cc, false,

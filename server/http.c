@@ -232,9 +232,14 @@ static void route_metrics(tm_app *app, http_pss *p)
             "# TYPE telemed_media_nacks_sent_total counter\n"
             "telemed_media_nacks_sent_total %llu\n"
             "# TYPE telemed_media_rtx_received_total counter\n"
-            "telemed_media_rtx_received_total %llu\n",
+            "telemed_media_rtx_received_total %llu\n"
+            "# HELP telemed_media_dtls_shed_total DTLS sessions whose OpenSSL state was "
+            "freed once SRTP flowed.\n"
+            "# TYPE telemed_media_dtls_shed_total counter\n"
+            "telemed_media_dtls_shed_total %llu\n",
             lat.p50_us, lat.p99_us, lat.max_us, (unsigned long long)lat.samples,
-            (unsigned long long)c.nacks_sent, (unsigned long long)c.rtx_received);
+            (unsigned long long)c.nacks_sent, (unsigned long long)c.rtx_received,
+            (unsigned long long)c.dtls_shed);
     }
     if (app->review) {
         tm_review_stats rs;

@@ -37,6 +37,9 @@ typedef struct tm_media_options {
     /* send_each: one sendto per datagram on the direct path, instead of one sendmmsg for
      * what a receive batch sends to one peer. */
     bool send_each;
+    /* keep_dtls: keep a peer's OpenSSL DTLS state for its whole session, instead of
+     * freeing it 5 s after the peer's first SRTP (only its close_notify is read after). */
+    bool keep_dtls;
     /* Remote ICE candidates: at most max_candidates per peer and ICE session (0 = 20);
      * addresses outside the scopes of `addresses` and of candidate_networks (comma-separated
      * CIDRs, NULL = none) are refused; ice_pacing_ms spaces a peer's checks (0 = 50). */
@@ -178,6 +181,7 @@ typedef struct tm_media_counters {
     uint64_t rtx_received; /* retransmissions that came back from senders */
     uint64_t rx_direct;    /* datagrams read beside libnice (stays 0 with stock_io) */
     uint64_t tx_batched;   /* datagrams sent by sendmmsg (stays 0 with stock_io or send_each) */
+    uint64_t dtls_shed;    /* DTLS sessions whose OpenSSL state was freed (0 with keep_dtls) */
 } tm_media_counters;
 void tm_media_get_counters(tm_media *m, tm_media_counters *out); /* approximate, atomics */
 

@@ -605,7 +605,9 @@ void test_media_options(tm_media_options *o)
     o->stock_io = env_off("TELEMED_MEDIA_DIRECT_IO");
     o->stock_srtp = env_off("TELEMED_MEDIA_SRTP_NETTLE");
     o->send_each = env_off("TELEMED_MEDIA_SEND_BATCH");
-    if (o->stock_io || o->stock_srtp || o->send_each)
-        printf("stock paths: io=%s srtp=%s send=%s\n", o->stock_io ? "libnice" : "direct",
-               o->stock_srtp ? "libsrtp" : "nettle", o->send_each ? "each" : "batch");
+    o->keep_dtls = env_off("TELEMED_MEDIA_DTLS_SHED");
+    if (o->stock_io || o->stock_srtp || o->send_each || o->keep_dtls)
+        printf("stock paths: io=%s srtp=%s send=%s dtls=%s\n", o->stock_io ? "libnice" : "direct",
+               o->stock_srtp ? "libsrtp" : "nettle", o->send_each ? "each" : "batch",
+               o->keep_dtls ? "kept" : "shed");
 }

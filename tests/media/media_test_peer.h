@@ -98,7 +98,8 @@ void test_peer_on_event(test_peer **peers, int n, const tm_media_event *ev);
 /* Sets the stock-path switches of *o from the environment, under the server's own
  * names: TELEMED_MEDIA_DIRECT_IO=false -> stock_io, TELEMED_MEDIA_SRTP_NETTLE=false ->
  * stock_srtp (ctest runs each media test so once more, as <name>_stock),
- * TELEMED_MEDIA_SEND_BATCH=false -> send_each (test_media_loopback_send_each). */
+ * TELEMED_MEDIA_SEND_BATCH=false -> send_each (test_media_loopback_send_each),
+ * TELEMED_MEDIA_DTLS_SHED=false -> keep_dtls. */
 void test_media_options(tm_media_options *o);
 
 /* The energy at hz of n mono 48 kHz samples (Goertzel), per sample. */

@@ -5,7 +5,7 @@
 // from getStats() (browsers) and the exit summary (webrtc_client).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './lib_server.mjs';
+import { startServer, api } from './lib_server.mjs';
 import { prepareClinic } from './lib_visit.mjs';
 import { runClient, describe } from './lib_client.mjs';
 import { startPageServer, launchBrowser, newPeerPage, pageStats, pageLog, videoIn, audioIn, waitVideoFlowing, sleep } from './lib_browser.mjs';
@@ -164,6 +164,46 @@ test('ICE restart on a live visit keeps media flowing', { timeout: 120000 }, asy
   ]);
   const st = await pageStats(pat);
   assert.equal(st.pc, 'connected');
+});
+
+async function mediaMetric(srv, name) {
+  const m = (await api(srv, 'GET', '/metrics')).text.match(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, 'm'));
+  assert.ok(m, `no ${name} in /metrics`);
+  return Number(m[1]);
+}
+
+async function waitMetric(srv, name, ok, capMs, what) {
+  let v = await mediaMetric(srv, name);
+  for (const end = Date.now() + capMs; !ok(v) && Date.now() < end; v = await mediaMetric(srv, name)) await sleep(250);
+  assert.ok(ok(v), `${what}: ${name} ${v}`);
+}
+
+// The server frees a peer's OpenSSL DTLS state 5 s after its SRTP flows
+// (media_dtls_shed); the _stock run keeps it. Either way an ICE restart
+// resumes media on the session's keys and the page's close_notify (its
+// pc.close(), signaling untouched) closes its peer at once.
+test('after the server freed its DTLS state, an ICE restart keeps media flowing and a close_notify closes the peer', { timeout: 150000 }, async (t) => {
+  const srv = await withServer(t);
+  const { doc, pat } = await twoBrowsers(t, srv);
+  await assertVideoGrows(doc, { who: 'doctor' });
+  const shed = !/^(false|no|off|0)$/i.test(process.env.TELEMED_MEDIA_DTLS_SHED ?? '');
+  if (shed) await waitMetric(srv, 'telemed_media_dtls_shed_total', (v) => v >= 2, 30000, 'both sessions shed');
+  await pat.evaluate(async () => {
+    const n = window.peer.pushes.filter((m) => m.type === 'media.answer').length;
+    await window.peer.restartIce();
+    await window.peer.waitPush(() => window.peer.pushes.filter((m) => m.type === 'media.answer').length > n, 10000, 'restart answer');
+  });
+  await sleep(1500);
+  await Promise.all([
+    assertVideoGrows(pat, { width: 640, height: 360, who: 'patient after restart' }),
+    assertVideoGrows(doc, { width: 320, height: 180, who: 'doctor after restart' }),
+  ]);
+  if (!shed) assert.equal(await mediaMetric(srv, 'telemed_media_dtls_shed_total'), 0);
+  assert.equal(await mediaMetric(srv, 'telemed_media_peers'), 2);
+  await pat.evaluate(() => window.peer.pc.close());
+  // Consent freshness would take ~30 s; the alert takes a round trip.
+  await waitMetric(srv, 'telemed_media_peers', (v) => v <= 1, 10000, 'the patient\'s peer closed');
+  assert.match(srv.log(), /ev=media\.peer_closed visit=\S+ peer=\S+ state=closed/);
 });
 
 test('reconnect: the patient is cut, comes back with a new transport inside the grace period, media resumes', { timeout: 150000 }, async (t) => {
