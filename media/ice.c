@@ -19,6 +19,7 @@
 
 #include <linux/filter.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 
 #include "media_internal.h"
 #include "telemed/log.h"
@@ -255,7 +256,7 @@ static void rx_drain(tm__peer *p)
         if (w->lat_pending)
             tm__forward_note_latency(w, now_us, w->lat_pending);
         w->lat_pending = 0;
-    } while (n == TM__RX_BATCH && p->rx_src);
+    } while (n == TM__RX_BATCH && p->rx_on);
     w->tx_queueing = false;
 }
 
@@ -273,15 +274,95 @@ static gboolean rx_dispatch(GSource *src, GSourceFunc cb, gpointer data)
 /* No prepare or check: GLib dispatches a source whose fd polled readable. */
 static GSourceFuncs rx_funcs = {.dispatch = rx_dispatch};
 
+/* The worker's epoll set of its peers' media sockets (media_rx_epoll): GLib
+ * polls one fd for all of them, and its prepare/check per wake-up walks one
+ * source instead of one per peer. A peer is only ever removed from the set
+ * outside this dispatch (pair changes and closes come from libnice's
+ * callbacks and the main loop, never from forwarding), so every peer an
+ * epoll_wait returns is still alive while the batch is drained. */
+typedef struct rx_set_source {
+    GSource base;
+    tm__worker *w;
+} rx_set_source;
+
+static gboolean rx_set_dispatch(GSource *src, GSourceFunc cb, gpointer data)
+{
+    tm__worker *w = ((rx_set_source *)src)->w;
+    struct epoll_event ev[TM__RX_SET_EVENTS];
+    int n = epoll_wait(w->rx_epfd, ev, TM__RX_SET_EVENTS, 0);
+    for (int i = 0; i < n; i++)
+        rx_drain(ev[i].data.ptr);
+    return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs rx_set_funcs = {.dispatch = rx_set_dispatch};
+
+static int rx_set_open(tm__worker *w)
+{
+    if (w->rx_set)
+        return 0;
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    GSource *src = g_source_new(&rx_set_funcs, sizeof(rx_set_source));
+    ((rx_set_source *)src)->w = w;
+    g_source_set_can_recurse(src, TRUE); /* see no_block_on_dispatch */
+    g_source_add_unix_fd(src, fd, G_IO_IN | G_IO_ERR);
+    g_source_attach(src, w->ctx);
+    w->rx_epfd = fd;
+    w->rx_set = src;
+    return 0;
+}
+
+void tm__ice_worker_clear(tm__worker *w)
+{
+    if (!w->rx_set)
+        return;
+    g_source_destroy(w->rx_set);
+    g_source_unref(w->rx_set);
+    w->rx_set = NULL;
+    close(w->rx_epfd);
+    w->rx_epfd = -1;
+}
+
+/* GLib or the worker's set tells us when fd is readable. */
+static int rx_watch(tm__peer *p, int fd)
+{
+    tm__worker *w = p->w;
+    if (!w->media->rx_sources) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = p};
+        if (rx_set_open(w) != 0 || epoll_ctl(w->rx_epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+            return -1;
+        return 0;
+    }
+    GSource *src = g_source_new(&rx_funcs, sizeof(rx_source));
+    ((rx_source *)src)->p = p;
+    g_source_set_can_recurse(src, TRUE); /* see no_block_on_dispatch */
+    g_source_add_unix_fd(src, fd, G_IO_IN | G_IO_ERR);
+    g_source_attach(src, w->ctx);
+    p->rx_src = src;
+    return 0;
+}
+
+static void rx_unwatch(tm__peer *p)
+{
+    if (p->rx_src) {
+        g_source_destroy(p->rx_src);
+        g_source_unref(p->rx_src);
+        p->rx_src = NULL;
+    } else {
+        (void)epoll_ctl(p->w->rx_epfd, EPOLL_CTL_DEL, p->rx_fd, NULL);
+    }
+}
+
 static void rx_clear(tm__peer *p, bool drain)
 {
-    if (!p->rx_src)
+    if (!p->rx_on)
         return;
     if (drain && !p->closing)
         rx_drain(p);
-    g_source_destroy(p->rx_src);
-    g_source_unref(p->rx_src);
-    p->rx_src = NULL;
+    rx_unwatch(p);
+    p->rx_on = false;
     close(p->rx_fd); /* leaves the group: the kernel hands libnice everything again */
     p->rx_fd = -1;
     p->rx_nice_fd = -1;
@@ -338,7 +419,7 @@ static void rx_sync(tm__peer *p)
 {
     const struct sockaddr_in *sel = (const struct sockaddr_in *)&p->tx_addr;
     bool want = p->tx_sock && p->tx_addr.ss_family == AF_INET && !p->closing;
-    if (p->rx_src && want && p->rx_nice_fd == p->tx_fd) {
+    if (p->rx_on && want && p->rx_nice_fd == p->tx_fd) {
         if (p->rx_ip == sel->sin_addr.s_addr && p->rx_port == sel->sin_port)
             return;
         rx_drain(p); /* what the old remote sent */
@@ -357,12 +438,12 @@ static void rx_sync(tm__peer *p)
         tm_info("media.rx_direct_failed", "visit=%s peer=%s errno=%d", p->visit->id, p->id, errno);
         return;
     }
-    GSource *src = g_source_new(&rx_funcs, sizeof(rx_source));
-    ((rx_source *)src)->p = p;
-    g_source_set_can_recurse(src, TRUE); /* see no_block_on_dispatch */
-    g_source_add_unix_fd(src, fd, G_IO_IN | G_IO_ERR);
-    g_source_attach(src, p->w->ctx);
-    p->rx_src = src;
+    if (rx_watch(p, fd) != 0) {
+        tm_info("media.rx_direct_failed", "visit=%s peer=%s errno=%d", p->visit->id, p->id, errno);
+        close(fd);
+        return;
+    }
+    p->rx_on = true;
     p->rx_fd = fd;
     p->rx_nice_fd = p->tx_fd;
     p->rx_ip = sel->sin_addr.s_addr;

@@ -39,6 +39,7 @@
 #define TM__MAX_BOUND 16          /* receivers of one incoming stream */
 #define TM__PKT_CAP 2048          /* forwarding scratch: MTU + SRTP trailer + room */
 #define TM__RX_BATCH 8            /* datagrams per recvmmsg on a peer's media socket (ice.c) */
+#define TM__RX_SET_EVENTS 32      /* ready media sockets taken per epoll_wait (ice.c) */
 #define TM__TX_BATCH 16           /* datagrams per sendmmsg to one peer (ice.c) */
 #define TM__REMB_CAP_BPS 2500000u /* what senders may use when no receiver says less */
 #define TM__REMB_MIN_BPS 100000u
@@ -99,6 +100,7 @@ struct tm_media {
     bool stock_io;          /* tm_media_options.stock_io: no socket beside libnice */
     bool transport_cc;      /* tm_media_options.transport_cc */
     bool send_each;         /* tm_media_options.send_each: a sendto per datagram */
+    bool rx_sources;        /* tm_media_options.rx_sources: a GSource per media socket */
     bool keep_dtls;         /* tm_media_options.keep_dtls: no tm__dtls_shed */
     int ice_pacing_ms;      /* libnice's Ta */
     int max_candidates;     /* remote candidates per peer and ICE session */
@@ -141,6 +143,10 @@ struct tm__worker {
     uint8_t pkt[TM__PKT_CAP];
     uint8_t rtcp[TM__PKT_CAP];
     tm__twcc_fb twcc_fb; /* a receiver's transport-cc feedback, decoded (congestion.c) */
+    /* The epoll set of its peers' media sockets and its GSource (ice.c);
+     * NULL rx_set until the first socket, or with rx_sources. */
+    GSource *rx_set;
+    int rx_epfd;
     /* Receive batch of the media sockets (ice.c), one peer's at a time. */
     struct mmsghdr rx_msg[TM__RX_BATCH];
     struct iovec rx_iov[TM__RX_BATCH];
@@ -289,8 +295,9 @@ struct tm__peer {
     socklen_t tx_addrlen;
     struct sockaddr_storage tx_addr;
     /* Media receive (ice.c): our socket beside the selected pair's, which the
-     * kernel hands the RTP/RTCP from tx_addr; NULL rx_src = libnice receives all. */
-    GSource *rx_src;
+     * kernel hands the RTP/RTCP from tx_addr; !rx_on = libnice receives all. */
+    bool rx_on;
+    GSource *rx_src; /* with rx_sources; else rx_fd is in the worker's epoll set */
     int rx_fd;
     int rx_nice_fd; /* the libnice socket it sits beside */
     uint32_t rx_ip; /* the remote it takes media from (network order) */
@@ -430,6 +437,8 @@ uint64_t tm__congestion_downlink_bps(const tm__peer *r);
 int tm__ice_start(tm__peer *p, const tm_sdp_offer *offer);
 int tm__ice_restart(tm__peer *p, const tm_sdp_offer *offer);
 void tm__ice_stop(tm__peer *p);
+/* The worker's epoll set of media sockets, once its peers are gone. */
+void tm__ice_worker_clear(tm__worker *w);
 void tm__ice_add_remote(tm__peer *p, const char *candidate); /* "" = end of candidates */
 /* Sends one datagram on the selected pair. Hot path: no lock, no allocation. */
 void tm__ice_send(tm__peer *p, const uint8_t *buf, size_t len);

@@ -543,6 +543,7 @@ void tm__worker_free(tm__worker *w)
         g_main_context_iteration(w->ctx, FALSE);
         g_usleep(5000);
     }
+    tm__ice_worker_clear(w);
     g_hash_table_unref(w->visits);
     g_main_loop_unref(w->loop);
     g_main_context_unref(w->ctx);

@@ -99,6 +99,7 @@ typedef struct tm_config {
     bool media_direct_io;     /* true: media on the selected pair's socket beside libnice */
     bool media_send_batch;    /* true: one sendmmsg per receive batch and peer (direct path) */
     bool media_dtls_shed;     /* true: a peer's DTLS state freed once its SRTP flows */
+    bool media_rx_epoll;      /* true: a worker's media sockets in one epoll set (direct path) */
     bool media_srtp_nettle;   /* true: SRTP ciphers on Nettle/OpenSSL, not libsrtp's own */
     bool media_transport_cc;  /* false: senders get REMB and RRs, no transport-cc feedback */
     int media_max_candidates; /* 20, 1..100: remote ICE candidates per peer and session */
