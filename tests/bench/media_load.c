@@ -529,6 +529,7 @@ static void recording_drops(int *recordings, guint64 *dropped)
 
 struct metrics {
     double rx, tx, lat_p50, lat_p99, lat_max;
+    double dtls_shed; /* sessions whose DTLS state the server freed (media_dtls_shed) */
 };
 
 /* The server's node label (every sample has it, first) taken out, so that
@@ -581,6 +582,7 @@ static void read_metrics(SoupSession *ss, const char *admin, struct metrics *m)
     m->lat_p50 = metric(text, "telemed_media_forward_latency_us{quantile=\"0.5\"}");
     m->lat_p99 = metric(text, "telemed_media_forward_latency_us{quantile=\"0.99\"}");
     m->lat_max = metric(text, "telemed_media_forward_latency_us{quantile=\"1\"}");
+    m->dtls_shed = metric(text, "telemed_media_dtls_shed_total");
     g_free(text);
 }
 
@@ -1559,7 +1561,8 @@ struct row {
     double lat_p50, lat_p99, join_p50_ms, join_max_ms, cpu_s_per_pkt;
     double mean_pkt;
     long rss_idle, rss_busy, rss_after; /* KiB: before, during, 3 s after the visits */
-    double idle_pct; /* whole server, % of a core, before any visit (fixed cost) */
+    double dtls_shed; /* DTLS sessions shed by the server when RSS was read (cumulative) */
+    double idle_pct;  /* whole server, % of a core, before any visit (fixed cost) */
     double idle_thread_pct[TG_N];
     double relay_s_per_pkt; /* the plain UDP relay's CPU per packet (< 0: not measured) */
     guint64 relay_packets;
@@ -1687,6 +1690,7 @@ static int run_n(int n, double seconds, int recording, struct row *row)
     sum(&t1);
     read_metrics(ss, admin, &m1);
     long rss = server_rss_kib();
+    row->dtls_shed = m1.dtls_shed;
 
     /* The threads' runtimes count ns; the process's ticks 10 ms. A thread
      * that ended inside the window takes its time with it from the sum,
@@ -2364,11 +2368,12 @@ int main(int argc, char **argv)
         g_print("     (per PeerConnection %.3f %% of a core; media workers: %d, each woken "
                 "%.0f times a second, %.2f packets received per wake-up; syscalls per forwarded "
                 "packet %.2f whole server, %.2f media workers; relay: %.2f packets per wake-up, "
-                "load: %d senders, %.2f video packets of %d B per frame, audio %d B)\n",
+                "load: %d senders, %.2f video packets of %d B per frame, audio %d B; DTLS "
+                "sessions shed when RSS was read: %.0f)\n",
                 r->cpu_pct_per_visit / 2, r->workers, r->wakeups_per_s, r->pkts_per_wakeup,
                 r->sys_per_pkt, r->sys_per_pkt_media,
                 r->relay_wakeups > 0 ? (double)r->relay_packets / (double)r->relay_wakeups : -1,
-                r->load.senders, r->load.vpf, r->load.vsize, r->load.asize);
+                r->load.senders, r->load.vpf, r->load.vsize, r->load.asize, r->dtls_shed);
         g_print("     (server with no visit, before them: %.3f %% of a core (%s %.3f, %s %.3f, "
                 "%s %.3f); busy minus that, per visit: %.3f %%)\n",
                 r->idle_pct, TG_NAMES[TG_MEDIA], r->idle_thread_pct[TG_MEDIA], TG_NAMES[TG_REC],
