@@ -329,7 +329,7 @@ void tm__ice_worker_clear(tm__worker *w)
 static int rx_watch(tm__peer *p, int fd)
 {
     tm__worker *w = p->w;
-    if (!w->media->rx_sources) {
+    if (w->media->rx_epoll) {
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = p};
         if (rx_set_open(w) != 0 || epoll_ctl(w->rx_epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
             return -1;

@@ -437,7 +437,7 @@ tm_media *tm_media_new(const tm_media_options *opts, GMainContext *control, tm_m
     m->stock_io = opts && opts->stock_io;
     m->send_each = opts && opts->send_each;
     m->keep_dtls = opts && opts->keep_dtls;
-    m->rx_sources = opts && opts->rx_sources;
+    m->rx_epoll = opts && opts->rx_epoll;
     m->max_candidates = opts && opts->max_candidates > 0 ? opts->max_candidates : 20;
     m->ice_pacing_ms = opts && opts->ice_pacing_ms > 0 ? opts->ice_pacing_ms : 50;
     m->transport_cc = opts && opts->transport_cc;

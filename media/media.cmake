@@ -51,10 +51,10 @@ if(GST_WEBRTC_FOUND)
   endforeach()
   # Two DTLS sheds of ~6 s each besides the renegotiations.
   set_tests_properties(test_media_dtls_shed test_media_dtls_shed_stock PROPERTIES TIMEOUT 150)
-  # The direct path with a GSource per media socket instead of the worker's epoll set.
-  add_test(NAME test_media_loopback_rx_sources COMMAND test_media_loopback)
-  set_tests_properties(test_media_loopback_rx_sources PROPERTIES TIMEOUT 90 SKIP_RETURN_CODE 77
-    ENVIRONMENT "TELEMED_MEDIA_RX_EPOLL=false")
+  # The direct path with the worker's epoll set of media sockets (media_rx_epoll = true).
+  add_test(NAME test_media_loopback_rx_epoll COMMAND test_media_loopback)
+  set_tests_properties(test_media_loopback_rx_epoll PROPERTIES TIMEOUT 90 SKIP_RETURN_CODE 77
+    ENVIRONMENT "TELEMED_MEDIA_RX_EPOLL=true")
   # The direct path with a sendto per datagram instead of sendmmsg (media_send_batch = false).
   add_test(NAME test_media_loopback_send_each COMMAND test_media_loopback)
   set_tests_properties(test_media_loopback_send_each PROPERTIES TIMEOUT 90 SKIP_RETURN_CODE 77

@@ -100,7 +100,7 @@ struct tm_media {
     bool stock_io;          /* tm_media_options.stock_io: no socket beside libnice */
     bool transport_cc;      /* tm_media_options.transport_cc */
     bool send_each;         /* tm_media_options.send_each: a sendto per datagram */
-    bool rx_sources;        /* tm_media_options.rx_sources: a GSource per media socket */
+    bool rx_epoll;          /* tm_media_options.rx_epoll: one epoll set of media sockets */
     bool keep_dtls;         /* tm_media_options.keep_dtls: no tm__dtls_shed */
     int ice_pacing_ms;      /* libnice's Ta */
     int max_candidates;     /* remote candidates per peer and ICE session */
@@ -144,7 +144,7 @@ struct tm__worker {
     uint8_t rtcp[TM__PKT_CAP];
     tm__twcc_fb twcc_fb; /* a receiver's transport-cc feedback, decoded (congestion.c) */
     /* The epoll set of its peers' media sockets and its GSource (ice.c);
-     * NULL rx_set until the first socket, or with rx_sources. */
+     * NULL rx_set until the first socket, or without rx_epoll. */
     GSource *rx_set;
     int rx_epfd;
     /* Receive batch of the media sockets (ice.c), one peer's at a time. */
@@ -297,7 +297,7 @@ struct tm__peer {
     /* Media receive (ice.c): our socket beside the selected pair's, which the
      * kernel hands the RTP/RTCP from tx_addr; !rx_on = libnice receives all. */
     bool rx_on;
-    GSource *rx_src; /* with rx_sources; else rx_fd is in the worker's epoll set */
+    GSource *rx_src; /* without rx_epoll; with it rx_fd is in the worker's epoll set */
     int rx_fd;
     int rx_nice_fd; /* the libnice socket it sits beside */
     uint32_t rx_ip; /* the remote it takes media from (network order) */

@@ -185,7 +185,7 @@ static const config_option options[] = {
          "Send and receive media on the selected ICE pair's own socket beside libnice (off: all through libnice)."),
     BOOL(media_send_batch, true,
          "With media_direct_io: what one receive batch sends to a peer goes in one sendmmsg (off: a sendto each)."),
-    BOOL(media_rx_epoll, true,
+    BOOL(media_rx_epoll, false,
          "With media_direct_io: a worker's media sockets in one epoll set, one fd in its poll (off: a GLib source per socket)."),
     BOOL(media_dtls_shed, true,
          "Free a peer's DTLS state 5 s after its SRTP flows, keeping only what reads its close_notify (off: kept for the session)."),

@@ -638,7 +638,7 @@ static int start_media(tm_app *app)
         .stock_io = !app->cfg.media_direct_io,
         .send_each = !app->cfg.media_send_batch,
         .keep_dtls = !app->cfg.media_dtls_shed,
-        .rx_sources = !app->cfg.media_rx_epoll,
+        .rx_epoll = app->cfg.media_rx_epoll,
         .stock_srtp = !app->cfg.media_srtp_nettle,
         .transport_cc = app->cfg.media_transport_cc,
         .max_candidates = app->cfg.media_max_candidates,

@@ -40,9 +40,10 @@ typedef struct tm_media_options {
     /* keep_dtls: keep a peer's OpenSSL DTLS state for its whole session, instead of
      * freeing it 5 s after the peer's first SRTP (only its close_notify is read after). */
     bool keep_dtls;
-    /* rx_sources: on the direct path, a GSource per peer's media socket, instead of one
-     * epoll set per worker that GLib polls as one fd. */
-    bool rx_sources;
+    /* rx_epoll: on the direct path, a worker's media sockets in one epoll set that GLib
+     * polls as one fd, instead of a GSource per socket. Off by default: it adds an
+     * epoll_wait per wake-up and showed no gain at up to 8 visits (tests/bench/README.md). */
+    bool rx_epoll;
     /* Remote ICE candidates: at most max_candidates per peer and ICE session (0 = 20);
      * addresses outside the scopes of `addresses` and of candidate_networks (comma-separated
      * CIDRs, NULL = none) are refused; ice_pacing_ms spaces a peer's checks (0 = 50). */

@@ -606,10 +606,11 @@ void test_media_options(tm_media_options *o)
     o->stock_srtp = env_off("TELEMED_MEDIA_SRTP_NETTLE");
     o->send_each = env_off("TELEMED_MEDIA_SEND_BATCH");
     o->keep_dtls = env_off("TELEMED_MEDIA_DTLS_SHED");
-    o->rx_sources = env_off("TELEMED_MEDIA_RX_EPOLL");
-    if (o->stock_io || o->stock_srtp || o->send_each || o->keep_dtls || o->rx_sources)
+    const char *ep = g_getenv("TELEMED_MEDIA_RX_EPOLL");
+    o->rx_epoll = ep && (g_ascii_strcasecmp(ep, "true") == 0 || strcmp(ep, "1") == 0);
+    if (o->stock_io || o->stock_srtp || o->send_each || o->keep_dtls || o->rx_epoll)
         printf("stock paths: io=%s srtp=%s send=%s dtls=%s rx=%s\n",
                o->stock_io ? "libnice" : "direct", o->stock_srtp ? "libsrtp" : "nettle",
                o->send_each ? "each" : "batch", o->keep_dtls ? "kept" : "shed",
-               o->rx_sources ? "sources" : "epoll");
+               o->rx_epoll ? "epoll" : "sources");
 }

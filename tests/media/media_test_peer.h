@@ -99,8 +99,8 @@ void test_peer_on_event(test_peer **peers, int n, const tm_media_event *ev);
  * names: TELEMED_MEDIA_DIRECT_IO=false -> stock_io, TELEMED_MEDIA_SRTP_NETTLE=false ->
  * stock_srtp (ctest runs each media test so once more, as <name>_stock),
  * TELEMED_MEDIA_SEND_BATCH=false -> send_each (test_media_loopback_send_each),
- * TELEMED_MEDIA_DTLS_SHED=false -> keep_dtls, TELEMED_MEDIA_RX_EPOLL=false -> rx_sources
- * (test_media_loopback_rx_sources). */
+ * TELEMED_MEDIA_DTLS_SHED=false -> keep_dtls; and TELEMED_MEDIA_RX_EPOLL=true -> rx_epoll
+ * (test_media_loopback_rx_epoll). */
 void test_media_options(tm_media_options *o);
 
 /* The energy at hz of n mono 48 kHz samples (Goertzel), per sample. */
