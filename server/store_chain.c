@@ -17,18 +17,25 @@
 static const char last_link_sql[] = "SELECT chain_hash FROM outbox WHERE visit_id = ?1"
                                     "   AND chain_hash IS NOT NULL ORDER BY seq DESC LIMIT 1";
 
-/* The visit's lock goes out first: the read behind it waits there for
- * another node's link to commit. */
+/* Every outbox write of every node takes one lock until its transaction
+ * ends, so that rows commit in seq order: the chain's read of a visit's
+ * last link then sees the link before it, and the queues that take new rows
+ * by a cursor over seq (messaging, routing) never pass a row that commits
+ * later. SQLite's write lock gives both already. */
+#define OUTBOX_LOCK "outbox"
+
+/* The lock goes out first: the read behind it waits there for another
+ * node's link to commit. */
 void tm__store_chain_prefetch(tm_store *s, const char *visit_id)
 {
-    if (tm__store_lock_key(s, visit_id) == 0)
+    if (tm__store_lock_key(s, OUTBOX_LOCK) == 0)
         tm__store_prefetch(s, last_link_sql, "s", visit_id);
 }
 
 int tm__store_chain_next(tm_store *s, const tm_chain_event *ev, char out[TM_CHAIN_HEX_LEN + 1])
 {
     char prev[TM_CHAIN_HEX_LEN + 1];
-    int rc = tm__store_lock_key(s, ev->visit_id);
+    int rc = tm__store_lock_key(s, OUTBOX_LOCK);
     if (rc < 0)
         return rc;
     tm__stmt *st = tm__store_query(s, last_link_sql, "s", ev->visit_id);

@@ -92,8 +92,7 @@ int tm__store_begin(tm_store *s);
 int tm__store_finish(tm_store *s, int rc);
 
 /* Serialises, until the open transaction ends, the steps of every node
- * that take the same key (a visit's chain link reads the last link and
- * writes the next: two nodes at once would both link to one). SQLite's
+ * that take the same key (the outbox writer: store_chain.c). SQLite's
  * write lock does this already; PostgreSQL takes an advisory lock. */
 int tm__store_lock_key(tm_store *s, const char *key);
 
