@@ -234,7 +234,7 @@ json_t *tm_store_dept_live_elsewhere(tm_store *s, const char *dept_id, const cha
 json_t *tm_store_dept_queue(tm_store *s, const char *dept_id)
 {
     tm__stmt *st = tm__store_query(s,
-                                   "SELECT id, state FROM visits WHERE dept_id = ?1"
+                                   "SELECT id, state, doctor_id FROM visits WHERE dept_id = ?1"
                                    " AND state IN ('waiting', 'offered')"
                                    " ORDER BY checkin_at, id",
                                    "s", dept_id);
@@ -252,4 +252,31 @@ json_t *tm_store_active_visits_of(tm_store *s, bool doctor, const char *user_id)
                                  " WHERE patient_id = ?1 AND state = 'active' ORDER BY id",
                         "s", user_id);
     return tm__store_rows_json(s, st);
+int tm_store_visit_held_for(tm_store *s, const char *role, const char *sub, char visit_id[64],
+                            char node_id[64])
+{
+    visit_id[0] = node_id[0] = '\0';
+    bool patient = strcmp(role, "patient") == 0;
+    if (!patient && strcmp(role, "doctor") != 0)
+        return tm__store_refuse(s, TM_EINVAL, "role must be patient or doctor");
+    tm__stmt *st =
+        tm__store_query(s,
+                        patient ? "SELECT id, media_node FROM visits WHERE patient_id = ?1"
+                                  " AND state IN ('offered', 'active') AND media_node IS NOT NULL"
+                                  " ORDER BY checkin_at DESC, id LIMIT 1"
+                                : "SELECT id, media_node FROM visits WHERE doctor_id = ?1"
+                                  " AND state = 'active' AND media_node IS NOT NULL"
+                                  " ORDER BY checkin_at DESC, id LIMIT 1",
+                        "s", sub);
+    int rc = tm__store_step(s, st);
+    if (rc == 0)
+        rc = TM_ENOTFOUND;
+    if (rc == 1) {
+        tm__store_col_text(st, 0, visit_id, 64);
+        tm__store_col_text(st, 1, node_id, 64);
+        rc = 0;
+    }
+    if (st)
+        tm__stmt_reset(st);
+    return rc;
 }

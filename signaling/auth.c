@@ -409,6 +409,8 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
     json_object_set_new(data, "node", json_string(sig->cfg->node_id ? sig->cfg->node_id : ""));
     json_object_set_new(data, "nodes", tm__drain_nodes(sig));
     tm__reply_ok(s, id, data);
+    if (!resumed && tm__cluster_send_to_holder(sig, u))
+        return;
     if (tm__drain_turn_away(sig, s))
         return;
     if (u->role == TM_ROLE_PATIENT && u->visit_id[0]) {

@@ -24,6 +24,7 @@
 #include "signaling_internal.h"
 #include "telemed/cluster.h"
 #include "telemed/log.h"
+#include "telemed/node.h"
 
 #include <string.h>
 
@@ -48,6 +49,20 @@ static bool add_mirror(tm_signaling *sig, const char *id)
     return true;
 }
 
+/* A mirror this node offered to its doctor is gone from the store (its
+ * patient left on their node): the doctor is free again and told so. */
+static void withdraw_own_offer(tm_signaling *sig, live_visit *v)
+{
+    if (!v->offer_timer)
+        return;
+    user *d = tm__visit_doctor(sig, v);
+    if (d && strcmp(d->offer_visit, v->id) == 0) {
+        d->offer_visit[0] = '\0';
+        tm__send_to_user(d, json_pack("{s:s, s:s, s:s}", "type", "visit.offer_cancelled",
+                                      "visit_id", v->id, "reason", "withdrawn"));
+    }
+}
+
 /* Mirrors of dept that the store no longer has waiting or offered leave. */
 static bool drop_gone_mirrors(tm_signaling *sig, const char *dept, GHashTable *in_store)
 {
@@ -64,6 +79,7 @@ static bool drop_gone_mirrors(tm_signaling *sig, const char *dept, GHashTable *i
     }
     g_free(ids);
     for (guint i = 0; i < gone->len; i++) {
+        withdraw_own_offer(sig, g_hash_table_lookup(sig->visits, gone->pdata[i]));
         tm_queue_remove(sig->queue, gone->pdata[i]);
         g_hash_table_remove(sig->visits, gone->pdata[i]);
     }
@@ -72,13 +88,27 @@ static bool drop_gone_mirrors(tm_signaling *sig, const char *dept, GHashTable *i
     return any;
 }
 
-/* A mirror follows its row between waiting and offered: the overview shows it. */
-static bool follow_state(live_visit *v, const char *state)
+/* A visit follows its row between waiting and offered when another node
+ * made the change: a mirror (the overview shows it), or this node's patient
+ * offered to another node's doctor (the patient hears it from here). An
+ * offer this node made (its timer runs here) is this node's to change. */
+static bool follow_row(tm_signaling *sig, live_visit *v, const char *state, const char *doctor)
 {
     tm_visit_state now;
-    if (!v->remote || tm_visit_state_parse(state, &now) < 0 || now == v->state)
+    if (v->offer_timer || tm_visit_state_parse(state, &now) < 0 || now == v->state)
         return false;
+    if (now == TM_VS_OFFERED && v->state == TM_VS_WAITING) {
+        g_strlcpy(v->doctor_id, doctor ? doctor : "", sizeof(v->doctor_id));
+    } else if (now == TM_VS_WAITING && v->state == TM_VS_OFFERED) {
+        /* Declined or lapsed: back to the head, as on the offering node. */
+        v->doctor_id[0] = '\0';
+        v->last_position = -1;
+        tm_queue_return_to_head(sig->queue, v->id);
+    } else {
+        return false;
+    }
     v->state = now;
+    tm__push_visit_state(sig, v, v->id, v->remote ? NULL : tm__visit_patient(sig, v), NULL);
     return true;
 }
 
@@ -223,7 +253,8 @@ static void sync_dept(tm_signaling *sig, const char *dept)
         if (!v)
             changed |= add_mirror(sig, id);
         else
-            changed |= follow_state(v, json_string_value(json_object_get(row, "state")));
+            changed |= follow_row(sig, v, json_string_value(json_object_get(row, "state")),
+                                  json_string_value(json_object_get(row, "doctor_id")));
     }
     changed |= drop_gone_mirrors(sig, dept, in_store);
     changed |= reread_duty_elsewhere(sig, dept);
@@ -315,6 +346,46 @@ void tm__cluster_adopt_patient(tm_signaling *sig, const char *patient)
         adopt(sig, v, false);
 }
 
+/* The holder's id, read again and replaced by this node's: the store's
+ * conditional update decides against a concurrent takeover, so a holder
+ * that changed under us is read once more. */
+static int take_hold(tm_signaling *sig, const char *visit_id)
+{
+    int rc = TM_ECONFLICT;
+    for (int tries = 0; tries < 3 && rc == TM_ECONFLICT; tries++) {
+        char holder[64];
+        rc = tm_store_visit_media_node(sig->store, visit_id, holder);
+        if (rc == 0 && strcmp(holder, my_node(sig)) == 0)
+            return 0;
+        if (rc == 0)
+            rc = tm_store_visit_place_media(sig->store, visit_id, holder[0] ? holder : NULL,
+                                            my_node(sig));
+    }
+    return rc;
+}
+
+void tm__cluster_visit_started(tm_signaling *sig, live_visit *v)
+{
+    if (!v->remote)
+        return;
+    if (!sig->cluster || !tm_cluster_shared(sig->cluster) || take_hold(sig, v->id) < 0)
+        tm_warn("cluster.place_failed", "visit=%s node=%s error=\"%s\"", v->id,
+                sig->cluster ? my_node(sig) : "-", tm_store_errmsg(sig->store));
+    adopt(sig, v, true);
+}
+
+bool tm__cluster_send_to_holder(tm_signaling *sig, user *u)
+{
+    if (!sig->cluster || !tm_cluster_shared(sig->cluster) ||
+        (u->role != TM_ROLE_PATIENT && u->role != TM_ROLE_DOCTOR))
+        return false;
+    char visit_id[64], holder[64];
+    if (tm_store_visit_held_for(sig->store, tm_role_name(u->role), u->sub, visit_id, holder) < 0 ||
+        strcmp(holder, my_node(sig)) == 0 || g_hash_table_contains(sig->visits, visit_id))
+        return false;
+    return tm__cluster_move_user(sig, u, visit_id, holder, "holder_changed");
+}
+
 /* A released visit that a dead node had offered to its doctor: nobody holds
  * that offer now, so it goes back to the head of the queue, as after a
  * restart. */
@@ -324,8 +395,8 @@ static void withdraw_dead_offer(tm_signaling *sig, live_visit *v)
         return;
     int rc = tm_store_visit_unoffer(sig->store, v->id, "withdrawn", tm_now_ms());
     tm_visit row;
-    if (rc < 0 &&
-        (tm_store_visit_get(sig->store, v->id, &row) < 0 || !follow_state(v, row.state))) {
+    if (rc < 0 && (tm_store_visit_get(sig->store, v->id, &row) < 0 ||
+                   !follow_row(sig, v, row.state, row.doctor_id))) {
         tm_warn("cluster.withdraw_failed", "visit=%s error=\"%s\"", v->id,
                 tm_store_errmsg(sig->store));
         return;
@@ -337,10 +408,71 @@ static void withdraw_dead_offer(tm_signaling *sig, live_visit *v)
     v->doctor_id[0] = '\0';
 }
 
+/* The WebSocket URL of the live node node_id (ws_url gets "" when it is
+ * not live): where a participant of a visit it holds is sent. */
+static void node_ws_url(tm_signaling *sig, const char *node_id, char *ws_url, size_t len)
+{
+    ws_url[0] = '\0';
+    tm_node_info *nodes = NULL;
+    size_t n = 0;
+    if (tm_cluster_live_nodes(sig->cluster, &nodes, &n) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(nodes[i].id, node_id) != 0)
+            continue;
+        json_t *urls = tm_node_cluster_ws_urls(nodes[i].public_url);
+        const char *url = json_string_value(json_array_get(urls, 0));
+        g_strlcpy(ws_url, url ? url : "", len);
+        json_decref(urls);
+    }
+    g_free(nodes);
+}
+
+bool tm__cluster_move_user(tm_signaling *sig, user *u, const char *visit_id, const char *holder,
+                           const char *reason)
+{
+    char url[300];
+    node_ws_url(sig, holder, url, sizeof(url));
+    if (!url[0] || !u->sess) {
+        tm_warn("cluster.move_impossible", "visit=%s user=%s holder=%s connected=%d", visit_id,
+                u->key, holder, u->sess != NULL);
+        return false;
+    }
+    tm__send_to_user(u, json_pack("{s:s, s:s, s:s, s:s}", "type", "session.move", "url", url,
+                                  "visit_id", visit_id, "reason", reason));
+    tm_info("cluster.user_moved", "visit=%s user=%s to=%s reason=%s", visit_id, u->key, holder,
+            reason);
+    return true;
+}
+
+/* This node's waiting visit v started on another node (holder), with a
+ * doctor there: its patient is sent there, and this node keeps nothing of
+ * it (its patient's page leaves, ending nothing). */
+static void started_elsewhere(tm_signaling *sig, live_visit *v, const char *holder)
+{
+    user *p = tm__visit_patient(sig, v);
+    if (p && strcmp(p->visit_id, v->id) == 0) {
+        tm__cluster_move_user(sig, p, v->id, holder, "visit_placed");
+        p->visit_id[0] = '\0';
+        if (p->grace_timer && !p->sess) {
+            g_source_remove(p->grace_timer);
+            p->grace_timer = 0;
+        }
+    }
+    char dept[sizeof(v->dept)];
+    g_strlcpy(dept, v->dept, sizeof(dept));
+    tm_queue_remove(sig->queue, v->id);
+    g_hash_table_remove(sig->visits, v->id);
+    if (p)
+        tm__maybe_forget_user(sig, p);
+    tm__mark_dept_dirty(sig, dept);
+}
+
 static void sync_visit(tm_signaling *sig, const char *id)
 {
     live_visit *v = g_hash_table_lookup(sig->visits, id);
     char holder[64];
+    tm_visit row;
     if (!v || (v->state != TM_VS_WAITING && v->state != TM_VS_OFFERED) ||
         !tm_cluster_shared(sig->cluster) || tm_store_visit_media_node(sig->store, id, holder) < 0)
         return;
@@ -351,9 +483,12 @@ static void sync_visit(tm_signaling *sig, const char *id)
             if (v->state == TM_VS_WAITING)
                 adopt(sig, v, true);
         }
-    } else if (!v->remote && v->state == TM_VS_WAITING && holder[0] &&
-               strcmp(holder, my_node(sig)) != 0) {
-        demote(sig, v);
+    } else if (!v->remote && holder[0] && strcmp(holder, my_node(sig)) != 0 &&
+               tm_store_visit_get(sig->store, id, &row) == 0) {
+        if (strcmp(row.state, "active") == 0)
+            started_elsewhere(sig, v, holder);
+        else if (v->state == TM_VS_WAITING)
+            demote(sig, v);
     }
     tm__flush_positions(sig);
 }

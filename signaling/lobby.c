@@ -288,6 +288,10 @@ void tm__offer_visit(tm_signaling *sig, live_visit *v, user *d)
     if (!tm__advance(v, TM_VEV_OFFER, false))
         return;
     int rc = tm_store_visit_offer(sig->store, v->id, d->sub, now);
+    if (rc == TM_ECONFLICT) { /* another node offered it first */
+        tm_info("visit.offer_lost", "visit=%s doctor=%s", v->id, d->sub);
+        return;
+    }
     if (rc < 0) {
         tm_error("visit.offer_failed", "visit=%s doctor=%s err=%s", v->id, d->sub, tm_strerror(rc));
         return;
@@ -362,10 +366,12 @@ void tm__dispatch_dept(tm_signaling *sig, const char *dept)
     tm_doctor_slot *slots = g_new(tm_doctor_slot, docs->len);
     for (size_t i = 0; i < n && docs->len > 0; i++) {
         live_visit *v = g_hash_table_lookup(sig->visits, order[i]);
-        if (!v || v->state != TM_VS_WAITING || v->remote)
-            continue; /* a mirror is its own node's to offer (cluster_sync.c) */
-        user *p = tm__visit_patient(sig, v);
-        if (!p || !p->sess)
+        if (!v || v->state != TM_VS_WAITING)
+            continue;
+        /* A mirror's patient is connected to another node (cluster_sync.c);
+         * the store's conditional offer decides if two nodes offer at once. */
+        user *p = v->remote ? NULL : tm__visit_patient(sig, v);
+        if (!v->remote && (!p || !p->sess))
             continue; /* keeps the place, but no doctor waits for someone not there */
         for (guint k = 0; k < docs->len; k++) {
             slots[k] = g_array_index(docs, candidate_doc, k).slot;

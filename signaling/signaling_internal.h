@@ -305,6 +305,17 @@ int tm__cluster_doctors_elsewhere(tm_signaling *sig, const char *dept);
 /* dept's live visits held by other nodes, as the overview lists them
  * (borrowed; NULL when none). */
 json_t *tm__cluster_live_elsewhere(tm_signaling *sig, const char *dept);
+/* v was just accepted here: a mirror (its patient connected to another
+ * node) is placed on this node, which holds it from now on, and its
+ * patient's node sends the patient here (session.move). */
+void tm__cluster_visit_started(tm_signaling *sig, live_visit *v);
+/* At hello: u has nothing live here, but an offered or active visit of
+ * theirs is held by another live node: u is sent there (true). */
+bool tm__cluster_send_to_holder(tm_signaling *sig, user *u);
+/* Tells u (connected here) to go on with visit_id on node holder
+ * (session.move, docs/protocol.md); false when holder is not live. */
+bool tm__cluster_move_user(tm_signaling *sig, user *u, const char *visit_id, const char *holder,
+                           const char *reason);
 
 /* cluster_failover.c (issue 19, fail19): a user saying hello whose active
  * visit a dead node held (or none holds): this node takes it over and the

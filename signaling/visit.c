@@ -475,6 +475,7 @@ static void accept_checked(request *r, const tm_doctor_check *check)
         v->offer_timer = 0;
     }
     tm__advance(v, TM_VEV_ACCEPT, true);
+    tm__cluster_visit_started(sig, v);
     v->accepted_ms = now;
     r->u->offer_visit[0] = 0;
     g_ptr_array_add(r->u->visits, g_strdup(v->id));

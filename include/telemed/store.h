@@ -1420,8 +1420,14 @@ int tm_store_visit_media_node(tm_store *s, const char *visit_id, char out[64]);
 /* The active visits whose attending doctor (doctor) or patient is user_id,
  * as [{id, media_node}] (media_node "" when none holds it). NULL on failure. */
 json_t *tm_store_active_visits_of(tm_store *s, bool doctor, const char *user_id);
+/* The newest offered or active visit of a patient (role "patient"), or
+ * active visit of a doctor ("doctor"), that a node holds: its id and that
+ * node. TM_ENOTFOUND when there is none, TM_EINVAL for another role. */
+int tm_store_visit_held_for(tm_store *s, const char *role, const char *sub, char visit_id[64],
+                            char node_id[64]);
 /* A department's waiting room as every node sees it: its waiting and
- * offered visits as [{id, state}], oldest check-in first. NULL on failure. */
+ * offered visits as [{id, state, doctor_id}] (doctor_id null while waiting),
+ * oldest check-in first. NULL on failure. */
 json_t *tm_store_dept_queue(tm_store *s, const char *dept_id);
 /* A department's live visits held by nodes other than node_id (or by none,
  * their node having died), for the supervisors of every node: [{id,

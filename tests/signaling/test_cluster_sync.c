@@ -614,6 +614,87 @@ static void test_doctors_and_live_visits_span_nodes(void)
     node_stop(b);
     node_stop(a);
     g_free(url);
+static bool frame_seen(client *c, const char *type)
+{
+    pump(c);
+    for (guint i = 0; i < c->frames->len; i++)
+        if (g_strcmp0(json_string_value(json_object_get(c->frames->pdata[i], "type")), type) == 0)
+            return true;
+    return false;
+}
+
+/* The only doctor is on node B, the patient waits on node A: B offers the
+ * mirrored patient (one offer in the store), A tells its patient; the
+ * doctor accepts on B, which now holds the visit; A sends the patient
+ * session.move to B, where their hello resumes the active visit. A later
+ * hello through A is sent to B too. The doctor ends the visit on B. */
+static void test_doctor_on_other_node(void)
+{
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
+    node *a = &nodes[0], *b = &nodes[1];
+    CHECK(spin_until(buses_ready, nodes));
+    char va[64];
+    int pos;
+    client *pa = checked_in(a, "p-a", va, &pos);
+    wait_listed(b, va, true);
+
+    client *doc = connect_as(b, "d-li", TM_ROLE_DOCTOR);
+    answer(doc, "h");
+    send_text(doc, "{\"type\":\"doctor.status\",\"id\":\"s\",\"status\":\"available\"}");
+    answer(doc, "s");
+    wait_for(doc, "visit.offer", "visit_id", va, NULL, 0);
+    wait_for(pa, "visit.state", "state", "offered", NULL, 0);
+    tm_visit row;
+    CHECK_EQ_INT(tm_store_visit_get(a->store, va, &row), 0);
+    CHECK_STR(row.doctor_id, "d-li");
+
+    char accept[160];
+    g_snprintf(accept, sizeof(accept),
+               "{\"type\":\"visit.accept\",\"id\":\"acc\",\"visit_id\":\"%s\"}", va);
+    send_text(doc, accept);
+    answer(doc, "acc");
+    char at[64];
+    CHECK_EQ_INT(tm_store_visit_media_node(b->store, va, at), 0);
+    CHECK_STR(at, "node-b");
+    json_t *move = wait_for(pa, "session.move", "visit_id", va, NULL, 0);
+    CHECK_STR(json_string_value(json_object_get(move, "url")), "wss://node-b.test:8443/ws");
+    CHECK_STR(json_string_value(json_object_get(move, "reason")), "visit_placed");
+    wait_listed(a, va, false);
+    client_close(pa);
+    client *pb = connect_as(b, "p-a", TM_ROLE_PATIENT);
+    json_t *state = hello_state(pb);
+    CHECK_STR(json_string_value(json_object_get(json_object_get(state, "visit"), "state")),
+              "active");
+    wait_for(doc, "visit.participant", "role", "patient", NULL, 0);
+    /* Longer than A's grace: A ended nothing when the page left it. */
+    run_for(cfg.grace_s * 1000 + 1000);
+    visit_state active = {b->store, va, "active"};
+    CHECK(visit_in_state(&active));
+
+    /* The patient's page comes back through A (a reload): sent to B. */
+    client *again = connect_as(a, "p-a", TM_ROLE_PATIENT);
+    answer(again, "h");
+    move = wait_for(again, "session.move", "visit_id", va, NULL, 0);
+    CHECK_STR(json_string_value(json_object_get(move, "reason")), "holder_changed");
+    client_close(again);
+
+    char end[200];
+    g_snprintf(end, sizeof(end),
+               "{\"type\":\"visit.end\",\"id\":\"e\",\"visit_id\":\"%s\","
+               "\"reason\":\"completed\"}",
+               va);
+    send_text(doc, end);
+    answer(doc, "e");
+    wait_for(pb, "visit.state", "state", "ended", NULL, 0);
+    CHECK(!frame_seen(doc, "session.move"));
+
+    client_close(pb);
+    client_close(doc);
+    node_stop(b);
+    node_stop(a);
+    g_free(url);
 }
 
 int main(void)
@@ -631,6 +712,7 @@ int main(void)
     RUN(test_two_nodes_one_waiting_room);
     RUN(test_patients_keep_places_when_nodes_change);
     RUN(test_doctors_and_live_visits_span_nodes);
+    RUN(test_doctor_on_other_node);
     tm_config_clear(&cfg);
     char *rm[] = {"rm", "-rf", dir, NULL};
     g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
