@@ -15,6 +15,8 @@
 // 4503, or a node_draining error), or it cannot be reached twice in a row,
 // the next URL is tried, with the same backoff; the state events then carry
 // moving: true, and the 'open' after a move carries moved: true and the node.
+// A visit held by another node (session.move) is followed at once and
+// quietly: the states are 'connecting' then 'open' with placed: true.
 
 export class SignalingError extends Error {
   constructor(code, message) {
@@ -54,6 +56,8 @@ export class Signaling extends EventTarget {
     this.failsHere = 0;
     this.moving = false; // told to leave, or gave up on this node
     this.movedFrom = null; // the node the last hello came from, once moving
+    this.placing = false; // following a session.move: reconnect at once, quietly
+    this.quietOpen = false; // the next 'open' ends such a move
   }
 
   // Hello's other nodes join the list after the ones known already.
@@ -113,9 +117,20 @@ export class Signaling extends EventTarget {
     this.setState('closed');
   }
 
-  connect() {
+  // The node that holds our visit now (session.move): close here and say
+  // hello there at once. Only a wss URL of the same shape as ours.
+  moveTo(url) {
+    if (typeof url !== 'string' || !/^wss?:\/\/[^/\s]+\/ws$/.test(url) || !this.ws) return;
+    if (!this.urls.includes(url)) this.urls.unshift(url);
+    this.url = url;
+    this.failsHere = 0;
+    this.placing = true;
+    this.drop();
+  }
+
+  connect({ quiet = false } = {}) {
     clearTimeout(this.retryTimer);
-    this.setState(this.attempt === 0 && !this.hello ? 'connecting' : 'reconnecting');
+    this.setState(quiet || (this.attempt === 0 && !this.hello) ? 'connecting' : 'reconnecting');
     let ws;
     try {
       ws = new WebSocket(this.url, 'telemed.v1');
@@ -136,12 +151,14 @@ export class Signaling extends EventTarget {
       const creds = this.credentials ? this.credentials() : { token: this.token };
       const data = await this.request('hello', { ...creds, ua: this.ua });
       const moved = this.moving;
+      const placed = this.quietOpen;
+      this.quietOpen = false;
       this.hello = data;
       this.attempt = 0;
       this.failsHere = 0;
       this.moving = false;
       this.learnNodes(data.nodes);
-      this.setState('open', { resumed: !!data.resumed, moved, node: data.node || null, from: moved ? this.movedFrom : null });
+      this.setState('open', { resumed: !!data.resumed, moved, placed, node: data.node || null, from: moved ? this.movedFrom : null });
       this.startPing(ws);
       this.dispatchEvent(new CustomEvent('hello', { detail: data }));
     } catch (e) {
@@ -182,6 +199,13 @@ export class Signaling extends EventTarget {
     for (const [, p] of this.pending) p.reject(new SignalingError('offline', 'connection lost'));
     this.pending.clear();
     if (!this.wanted) return;
+    if (this.placing) {
+      this.placing = false;
+      this.quietOpen = true;
+      this.connect({ quiet: true });
+      return;
+    }
+    this.quietOpen = false;
     if (ev && ev.code === CLOSE_DRAINING) {
       this.leaveAfterClose();
     } else if (++this.failsHere >= TRIES_PER_NODE && this.urls.length > 1) {
@@ -232,6 +256,7 @@ export class Signaling extends EventTarget {
       this.wanted = false;
       this.setState('replaced');
     }
+    if (m.type === 'session.move') setTimeout(() => this.moveTo(m.url), 0);
     if (m.type === 'server.draining') {
       // The close (4503) follows; the next node is tried then.
       this.learnNodes(m.nodes);
