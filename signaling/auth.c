@@ -266,6 +266,7 @@ static void take_over(session *s, user *u)
         g_source_remove(u->grace_timer);
         u->grace_timer = 0;
     }
+    u->moved_away = false;
     u->grace_pending = false;
     u->sess = s;
     s->u = u;

@@ -364,14 +364,78 @@ static int take_hold(tm_signaling *sig, const char *visit_id)
     return rc;
 }
 
-void tm__cluster_visit_started(tm_signaling *sig, live_visit *v)
+/* Whether a visit accepted here, its patient's page on patient_node,
+ * runs here: yes unless the patient's node is live, takes new visits and
+ * carries clearly less (PLACE_MARGIN live visits fewer). Either way one
+ * page moves; close loads keep the visit with the doctor who took it. */
+#define PLACE_MARGIN 2
+static bool runs_here(tm_signaling *sig, const char *patient_node)
+{
+    tm_node_info *nodes = NULL;
+    size_t n = 0;
+    if (!patient_node[0] || tm_cluster_live_nodes(sig->cluster, &nodes, &n) < 0)
+        return true;
+    const tm_node_info *here = NULL, *there = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(nodes[i].id, my_node(sig)) == 0)
+            here = &nodes[i];
+        else if (strcmp(nodes[i].id, patient_node) == 0)
+            there = &nodes[i];
+    }
+    bool stay = !here || !there || there->draining || there->visits + PLACE_MARGIN > here->visits;
+    g_free(nodes);
+    return stay;
+}
+
+bool tm__cluster_visit_started(tm_signaling *sig, live_visit *v)
 {
     if (!v->remote)
-        return;
+        return true;
+    char holder[64] = "";
+    if (sig->cluster && tm_cluster_shared(sig->cluster) &&
+        tm_store_visit_media_node(sig->store, v->id, holder) == 0 && !runs_here(sig, holder))
+        return false;
     if (!sig->cluster || !tm_cluster_shared(sig->cluster) || take_hold(sig, v->id) < 0)
         tm_warn("cluster.place_failed", "visit=%s node=%s error=\"%s\"", v->id,
                 sig->cluster ? my_node(sig) : "-", tm_store_errmsg(sig->store));
     adopt(sig, v, true);
+    return true;
+}
+
+void tm__cluster_hand_over(tm_signaling *sig, live_visit *v, user *d)
+{
+    char holder[64] = "", id[64], dept[64];
+    g_strlcpy(id, v->id, sizeof(id));
+    g_strlcpy(dept, v->dept, sizeof(dept));
+    tm_store_visit_media_node(sig->store, id, holder);
+    tm__cluster_move_user(sig, d, id, holder, "visit_placed");
+    tm_queue_remove(sig->queue, id);
+    g_hash_table_remove(sig->visits, id);
+    tm_cluster_publish(sig->cluster, TM_BUS_VISIT, id);
+    tm__mark_dept_dirty(sig, dept);
+    tm__flush_positions(sig);
+}
+
+/* This node's waiting visit v was accepted by a doctor connected to
+ * another node, which left it here (runs_here): it starts here, and the
+ * doctor, sent here by their node, has the grace period to arrive. */
+static void started_here(tm_signaling *sig, live_visit *v, const tm_visit *row)
+{
+    v->state = TM_VS_ACTIVE;
+    g_strlcpy(v->doctor_id, row->doctor_id, sizeof(v->doctor_id));
+    v->accepted_ms = row->accepted_ms;
+    user *d = tm__find_user(sig, TM_ROLE_DOCTOR, row->doctor_id);
+    if (!d)
+        d = tm__user_new(sig, TM_ROLE_DOCTOR, row->doctor_id);
+    /* They were available to be offered the visit, and are after it. */
+    d->status = DOC_AVAILABLE;
+    d->idle_since_ms = tm_now_ms();
+    if (!d->sess && !d->grace_timer)
+        tm__user_start_grace(sig, d);
+    tm_info("cluster.visit_started_here", "visit=%s doctor=%s node=%s", v->id, d->sub,
+            my_node(sig));
+    tm__visit_begin(sig, v, d);
+    tm__visit_announce(sig, v, d);
 }
 
 bool tm__cluster_send_to_holder(tm_signaling *sig, user *u)
@@ -440,6 +504,7 @@ bool tm__cluster_move_user(tm_signaling *sig, user *u, const char *visit_id, con
     }
     tm__send_to_user(u, json_pack("{s:s, s:s, s:s, s:s}", "type", "session.move", "url", url,
                                   "visit_id", visit_id, "reason", reason));
+    u->moved_away = true;
     tm_info("cluster.user_moved", "visit=%s user=%s to=%s reason=%s", visit_id, u->key, holder,
             reason);
     return true;
@@ -483,12 +548,16 @@ static void sync_visit(tm_signaling *sig, const char *id)
             if (v->state == TM_VS_WAITING)
                 adopt(sig, v, true);
         }
-    } else if (!v->remote && holder[0] && strcmp(holder, my_node(sig)) != 0 &&
-               tm_store_visit_get(sig->store, id, &row) == 0) {
-        if (strcmp(row.state, "active") == 0)
+    } else if (!v->remote && holder[0] && tm_store_visit_get(sig->store, id, &row) == 0) {
+        bool active = strcmp(row.state, "active") == 0;
+        if (strcmp(holder, my_node(sig)) == 0) {
+            if (active)
+                started_here(sig, v, &row);
+        } else if (active) {
             started_elsewhere(sig, v, holder);
-        else if (v->state == TM_VS_WAITING)
+        } else if (v->state == TM_VS_WAITING) {
             demote(sig, v);
+        }
     }
     tm__flush_positions(sig);
 }

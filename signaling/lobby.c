@@ -337,7 +337,8 @@ void tm__dispatch_dept(tm_signaling *sig, const char *dept)
     g_hash_table_iter_init(&it, sig->staff);
     while (g_hash_table_iter_next(&it, &key, &val)) {
         user *u = val;
-        if (!takes_patients(u) || !u->sess || u->status != DOC_AVAILABLE || u->offer_visit[0])
+        if (!takes_patients(u) || !u->sess || u->status != DOC_AVAILABLE || u->offer_visit[0] ||
+            u->moved_away)
             continue;
         int capacity = 1;
         if (!doctor_in_shift(sig, u, dept, &capacity))

@@ -97,6 +97,7 @@ struct user {
     session *sess;
     guint grace_timer;
     bool grace_pending; /* restored at start: grace begins when the server listens */
+    bool moved_away;    /* cluster_sync.c: sent to another node; offered nothing here */
     int64_t disconnected_ms;
     /* patient, guest */
     char visit_id[64];      /* live visit, "" if none */
@@ -305,10 +306,15 @@ int tm__cluster_doctors_elsewhere(tm_signaling *sig, const char *dept);
 /* dept's live visits held by other nodes, as the overview lists them
  * (borrowed; NULL when none). */
 json_t *tm__cluster_live_elsewhere(tm_signaling *sig, const char *dept);
-/* v was just accepted here: a mirror (its patient connected to another
- * node) is placed on this node, which holds it from now on, and its
- * patient's node sends the patient here (session.move). */
-void tm__cluster_visit_started(tm_signaling *sig, live_visit *v);
+/* v was just accepted here. A visit of this node's patient stays here
+ * (true). A mirror (its patient connected to another node) is placed by
+ * load: on this node (true), which holds it from now on while the
+ * patient's node sends the patient here (session.move); or left on the
+ * patient's node (false): the caller hands it over. */
+bool tm__cluster_visit_started(tm_signaling *sig, live_visit *v);
+/* v, accepted here by d, runs on its patient's node: d is sent there and
+ * this node keeps nothing of v. */
+void tm__cluster_hand_over(tm_signaling *sig, live_visit *v, user *d);
 /* At hello: u has nothing live here, but an offered or active visit of
  * theirs is held by another live node: u is sent there (true). */
 bool tm__cluster_send_to_holder(tm_signaling *sig, user *u);
@@ -402,6 +408,11 @@ json_t *tm__visit_state_msg(tm_signaling *sig, const char *visit_id);
 void tm__push_visit_state(tm_signaling *sig, live_visit *v, const char *visit_id, user *patient,
                           user *doctor);
 int tm__finish_visit(tm_signaling *sig, live_visit *v, const char *reason, const char *by);
+/* v (active now, its attending doctor d, connected or on their way) starts
+ * on this node: out of the queue, recording, media labels; then, once the
+ * accept is answered, everyone is told. */
+void tm__visit_begin(tm_signaling *sig, live_visit *v, user *d);
+void tm__visit_announce(tm_signaling *sig, live_visit *v, user *d);
 /* The same with the advice of a terminate_and_refer (NULL for other reasons). */
 int tm__finish_visit_with(tm_signaling *sig, live_visit *v, const char *reason, const char *by,
                           const char *advice);

@@ -475,11 +475,8 @@ static void accept_checked(request *r, const tm_doctor_check *check)
         v->offer_timer = 0;
     }
     tm__advance(v, TM_VEV_ACCEPT, true);
-    tm__cluster_visit_started(sig, v);
     v->accepted_ms = now;
     r->u->offer_visit[0] = 0;
-    g_ptr_array_add(r->u->visits, g_strdup(v->id));
-    tm_queue_remove(sig->queue, v->id);
     tm__histogram_observe(tm__resp_bounds_s, TM_ARRAY_LEN(tm__resp_bounds_s), sig->resp_buckets,
                           &sig->resp_sum_s, &sig->resp_count,
                           (double)(now - v->checkin_ms) / 1000.0);
@@ -487,6 +484,21 @@ static void accept_checked(request *r, const tm_doctor_check *check)
             (long long)(now - v->checkin_ms), check ? check->method : "off");
     if (sig->feed)
         tm_feed_kick(sig->feed);
+    if (!tm__cluster_visit_started(sig, v)) {
+        /* It runs on its patient's node: the doctor goes there. */
+        tm__reply_ok(r->s, r->id, json_pack("{s:s}", "visit_id", v->id));
+        tm__cluster_hand_over(sig, v, r->u);
+        return;
+    }
+    tm__visit_begin(sig, v, r->u);
+    tm__reply_ok(r->s, r->id, json_pack("{s:s}", "visit_id", v->id));
+    tm__visit_announce(sig, v, r->u);
+}
+
+void tm__visit_begin(tm_signaling *sig, live_visit *v, user *d)
+{
+    g_ptr_array_add(d->visits, g_strdup(v->id));
+    tm_queue_remove(sig->queue, v->id);
     /* After a transfer the recording runs on: the new doctor's streams
      * start its next part (media.h, late joiners). */
     if (!v->transfers)
@@ -494,9 +506,12 @@ static void accept_checked(request *r, const tm_doctor_check *check)
     char key[200];
     snprintf(key, sizeof(key), "patient:%s", v->patient_sub);
     tm__party_label(sig, v, key, TM_VR_PATIENT);
-    tm__party_label(sig, v, r->u->key, TM_VR_ATTENDING);
-    tm__reply_ok(r->s, r->id, json_pack("{s:s}", "visit_id", v->id));
-    tm__push_visit_state(sig, v, v->id, tm__visit_patient(sig, v), r->u);
+    tm__party_label(sig, v, d->key, TM_VR_ATTENDING);
+}
+
+void tm__visit_announce(tm_signaling *sig, live_visit *v, user *d)
+{
+    tm__push_visit_state(sig, v, v->id, tm__visit_patient(sig, v), d);
     if (v->party->len)
         tm__party_push(sig, v); /* after a transfer: the party meets its new attending */
     tm__consult_visit_started(sig, v);

@@ -697,6 +697,118 @@ static void test_doctor_on_other_node(void)
     g_free(url);
 }
 
+/* A doctor on n, available; the offer it gets is accepted and its visit
+ * id returned in visit_id. */
+static client *doctor_takes_one(node *n, const char *sub, char visit_id[64])
+{
+    client *d = connect_as(n, sub, TM_ROLE_DOCTOR);
+    answer(d, "h");
+    send_text(d, "{\"type\":\"doctor.status\",\"id\":\"s\",\"status\":\"available\"}");
+    answer(d, "s");
+    json_t *offer = wait_for(d, "visit.offer", NULL, NULL, NULL, 0);
+    g_strlcpy(visit_id, json_string_value(json_object_get(offer, "visit_id")), 64);
+    char accept[160];
+    g_snprintf(accept, sizeof(accept),
+               "{\"type\":\"visit.accept\",\"id\":\"acc\",\"visit_id\":\"%s\"}", visit_id);
+    send_text(d, accept);
+    answer(d, "acc");
+    return d;
+}
+
+typedef struct load_seen {
+    tm_store *store;
+    const char *node;
+    int visits;
+} load_seen;
+
+static bool node_has_visits(void *data)
+{
+    load_seen *l = data;
+    tm_node_info *nodes = NULL;
+    size_t n = 0;
+    bool seen = false;
+    if (tm_store_nodes_live(l->store, tm_now_ms(), 10000, &nodes, &n) == 0)
+        for (size_t i = 0; i < n; i++)
+            seen |= strcmp(nodes[i].id, l->node) == 0 && nodes[i].visits >= l->visits;
+    g_free(nodes);
+    return seen;
+}
+
+/* Node B carries two live visits, node A none: B's doctor accepts A's
+ * patient, and the visit runs on A, the patient's node; B sends the doctor
+ * session.move to A, whose hello there resumes it. */
+static void test_visit_runs_on_less_loaded_node(void)
+{
+    char *pgdir = g_dir_make_tmp("tm-cluster-sync-pg-XXXXXX", NULL);
+    char *url = pg_sh("start", pgdir);
+    seed_hospital(url);
+    char *err = NULL;
+    tm_store *st = tm_store_open(url, cfg.hospital_id, &err);
+    CHECK(st != NULL);
+    int64_t now = tm_now_ms();
+    for (int i = 2; i <= 3; i++) {
+        char id[16], lic[32];
+        g_snprintf(id, sizeof(id), "d-%d", i);
+        g_snprintf(lic, sizeof(lic), "11010000000000%d", i);
+        CHECK_EQ_INT(tm_store_doctor_put(st, id, id, "cardiology", lic, NULL), 0);
+        CHECK_EQ_INT(
+            tm_store_shift_add(st, id, "cardiology", now - 3600000, now + 3600000, 1, NULL), 0);
+    }
+    tm_store_free(st);
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
+    node *a = &nodes[0], *b = &nodes[1];
+    CHECK(spin_until(buses_ready, nodes));
+    char vx[64], vy[64], ox[64], oy[64], va[64];
+    int pos;
+    client *px = checked_in(b, "p-x", vx, &pos);
+    client *dx = doctor_takes_one(b, "d-2", ox);
+    client *py = checked_in(b, "p-y", vy, &pos);
+    client *dy = doctor_takes_one(b, "d-3", oy);
+    CHECK_STR(ox, vx);
+    CHECK_STR(oy, vy);
+    load_seen busy = {a->store, "node-b", 2};
+    CHECK(spin_until(node_has_visits, &busy));
+
+    client *pa = checked_in(a, "p-a", va, &pos);
+    wait_listed(b, va, true);
+    char got[64];
+    client *doc = doctor_takes_one(b, "d-li", got);
+    CHECK_STR(got, va);
+    json_t *move = wait_for(doc, "session.move", "visit_id", va, NULL, 0);
+    CHECK_STR(json_string_value(json_object_get(move, "url")), "wss://node-a.test:8443/ws");
+    CHECK_STR(json_string_value(json_object_get(move, "reason")), "visit_placed");
+    char at[64];
+    CHECK_EQ_INT(tm_store_visit_media_node(a->store, va, at), 0);
+    CHECK_STR(at, "node-a");
+    wait_for(pa, "visit.state", "state", "active", NULL, 0);
+    CHECK(!frame_seen(pa, "session.move"));
+
+    client_close(doc);
+    doc = connect_as(a, "d-li", TM_ROLE_DOCTOR);
+    json_t *state = hello_state(doc);
+    CHECK(json_array_size(json_object_get(state, "visits")) == 1);
+    wait_for(pa, "visit.participant", "role", "doctor", NULL, 0);
+    char end[200];
+    g_snprintf(end, sizeof(end),
+               "{\"type\":\"visit.end\",\"id\":\"e\",\"visit_id\":\"%s\","
+               "\"reason\":\"completed\"}",
+               va);
+    send_text(doc, end);
+    answer(doc, "e");
+    wait_for(pa, "visit.state", "state", "ended", NULL, 0);
+
+    client *cs[] = {doc, pa, dy, py, dx, px};
+    for (size_t i = 0; i < TM_ARRAY_LEN(cs); i++)
+        client_close(cs[i]);
+    node_stop(b);
+    node_stop(a);
+    g_free(pg_sh("stop", pgdir));
+    char *rm[] = {"rm", "-rf", pgdir, NULL};
+    g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
+    g_free(url);
+    g_free(pgdir);
+}
+
 int main(void)
 {
     tm_log_set_level(TM_LOG_WARN);
@@ -713,6 +825,7 @@ int main(void)
     RUN(test_patients_keep_places_when_nodes_change);
     RUN(test_doctors_and_live_visits_span_nodes);
     RUN(test_doctor_on_other_node);
+    RUN(test_visit_runs_on_less_loaded_node);
     tm_config_clear(&cfg);
     char *rm[] = {"rm", "-rf", dir, NULL};
     g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
