@@ -8,7 +8,9 @@
 // video through B, the doctor ends the visit, the patient rates it. The
 // visit record is complete and each outbox event of the visit is there
 // once. The patient's page after the move shows no raw code or null in
-// English or Chinese.
+// English or Chinese. Then, with node B carrying two more live visits than
+// A, the visit a doctor on B accepts runs on A, and the doctor's page moves
+// there instead (the patient's page in Chinese).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -117,4 +119,64 @@ test('a doctor on node B takes a patient who waits on node A; the patient page m
     assert.deepEqual(patient.errors, []);
     assert.deepEqual(doctor.errors, []);
   });
+});
+
+test('a visit runs on the patient\'s less loaded node; the doctor page moves there', { timeout: 280000 }, async (t) => {
+  const pg = startPg();
+  const secret = randomBytes(16).toString('hex');
+  const [portA, portB] = [await freePort(), await freePort()];
+  const a = await node('node-a', portA, portB, secret, pg.url);
+  await setupHospital(a, { doctors: [['d1', 'cardio'], ['d2', 'cardio'], ['d3', 'cardio']] });
+  const b = await node('node-b', portB, portA, secret, pg.url);
+  const browser = await launch();
+  const clients = [];
+  t.after(async () => {
+    for (const c of clients) await c.close().catch(() => {});
+    await browser.close();
+    await a.stop().catch(() => {});
+    await b.stop().catch(() => {});
+    pg.stop();
+  });
+  // Two visits live on B (protocol clients: this part is about the pages below).
+  for (const [d, p] of [['d2', 'p-x'], ['d3', 'p-y']]) {
+    const doc = await b.client(d, 'doctor');
+    const pat = await b.client(p, 'patient');
+    clients.push(doc, pat);
+    await doc.request('doctor.status', { status: 'available' });
+    const { version } = await pat.request('consent.get', {});
+    const ci = await pat.request('checkin', { dept: 'cardio', kind: 'follow_up', consent: { version, recording: true } });
+    await doc.waitFor('visit.offer', (m) => m.visit_id === ci.visit_id);
+    await doc.request('visit.accept', { visit_id: ci.visit_id });
+  }
+  await waitUntil('B\'s heartbeat counts its two visits',
+    () => a.sql("SELECT visits FROM nodes WHERE id = 'node-b'")[0]?.visits === 2, 30000);
+
+  const doctor = await openPage(browser, b, 'doctor.html', 'd1', 'doctor', { extra: { dept: 'cardio' } });
+  const patient = await openPage(browser, a, 'patient.html', 'p-zh', 'patient', { locale: 'zh-CN' });
+  await doctorOnDuty(doctor);
+  await patientCheckin(patient);
+  const visitId = await patient.evaluate(() => window.tm.state.visitId);
+  await doctor.waitForSelector('#offer:not([hidden])');
+  await doctor.click('#offer-accept');
+  await doctor.waitForFunction(() => document.body.dataset.node === 'node-a' && document.body.dataset.conn === 'open');
+  await waitView(patient, 'visit');
+  await doctor.waitForSelector('#visit:not([hidden])');
+  assert.equal(a.sql(`SELECT media_node FROM visits WHERE id = '${visitId}'`)[0].media_node, 'node-a');
+  assert.match(a.logs, new RegExp(`ev=cluster.visit_started_here visit=${visitId} doctor=d1 node=node-a`));
+  assert.match(b.logs, new RegExp(`ev=cluster.user_moved visit=${visitId} user=doctor:d1 to=node-a reason=visit_placed`));
+  assert.equal(await patient.evaluate(() => document.body.dataset.node), 'node-a');
+  await videoPlays(patient, 'patient');
+  await videoPlays(doctor, 'doctor');
+  assert.deepEqual((await rawWords(patient, 'zh-CN')).bad, []);
+  assert.deepEqual((await rawWords(doctor, 'en-US')).bad, []);
+  const toasts = await doctor.evaluate(() => [...document.querySelectorAll('#toasts .toast')].map((n) => n.textContent).join(' | '));
+  assert.doesNotMatch(toasts, MOVED, toasts);
+
+  await doctor.selectOption('#end-reason', 'completed');
+  await doctor.click('#end-btn');
+  await confirm(doctor);
+  await waitView(patient, 'ended');
+  assert.equal(a.sql(`SELECT state FROM visits WHERE id = '${visitId}'`)[0].state, 'ended');
+  assert.deepEqual(patient.errors, []);
+  assert.deepEqual(doctor.errors, []);
 });
