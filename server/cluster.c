@@ -60,8 +60,10 @@ struct tm_cluster {
     tm_cluster_stats stats;
 };
 
-static const char *const kind_prefix[] = {
-    [TM_BUS_QUEUE] = "queue:", [TM_BUS_VISIT] = "visit:", [TM_BUS_NODE] = "node:"};
+static const char *const kind_prefix[] = {[TM_BUS_QUEUE] = "queue:",
+                                          [TM_BUS_VISIT] = "visit:",
+                                          [TM_BUS_NODE] = "node:",
+                                          [TM_BUS_SHIFTS] = "shifts:"};
 
 static bool in_process(const tm_cluster *c)
 {
@@ -81,7 +83,7 @@ static bool id_ok(const char *id, size_t len)
 int tm_cluster_parse_event(const char *payload, size_t len, tm_bus_kind *kind, char *id,
                            size_t idlen)
 {
-    for (int k = TM_BUS_QUEUE; k <= TM_BUS_NODE; k++) {
+    for (int k = TM_BUS_QUEUE; k < TM_BUS_RESYNC; k++) {
         size_t plen = strlen(kind_prefix[k]);
         if (len <= plen || memcmp(payload, kind_prefix[k], plen) != 0)
             continue;
@@ -387,7 +389,7 @@ static gboolean drain_pending(gpointer data)
 
 int tm_cluster_publish(tm_cluster *c, tm_bus_kind kind, const char *id)
 {
-    if (kind < TM_BUS_QUEUE || kind > TM_BUS_NODE || !id || !id_ok(id, strlen(id)))
+    if (kind < TM_BUS_QUEUE || kind >= TM_BUS_RESYNC || !id || !id_ok(id, strlen(id)))
         return TM_EINVAL;
     char *p = g_strconcat(kind_prefix[kind], id, NULL);
     if (g_hash_table_contains(c->queued, p)) {

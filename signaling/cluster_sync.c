@@ -34,6 +34,23 @@ void tm__cluster_queue_changed(tm_signaling *sig, const char *dept)
         tm_cluster_publish(sig->cluster, TM_BUS_QUEUE, dept);
 }
 
+void tm__cluster_shifts_changed(tm_signaling *sig)
+{
+    if (sig->cluster && tm_cluster_shared(sig->cluster))
+        tm_cluster_publish(sig->cluster, TM_BUS_SHIFTS, tm_cluster_node_id(sig->cluster));
+}
+
+/* Another node changed shifts: who is on duty here changes too. */
+static void reload_shifts(tm_signaling *sig, const char *node)
+{
+    if (strcmp(node, tm_cluster_node_id(sig->cluster)) == 0)
+        return;
+    if (tm__shifts_load(sig->shifts, sig->store, tm_now_ms()) < 0)
+        tm_warn("cluster.shifts_reload_failed", "error=\"%s\"", tm_store_errmsg(sig->store));
+    tm_signaling_kick(sig);
+    tm__tick(sig); /* estimates count the doctors on duty */
+}
+
 /* A visit checked in on another node, as a mirror in this node's queue. */
 static bool add_mirror(tm_signaling *sig, const char *id)
 {
@@ -579,6 +596,8 @@ static void on_bus_event(tm_bus_kind kind, const char *id, void *data)
     else if (kind == TM_BUS_VISIT) {
         sync_visit(sig, id);
         tm__cluster_visit_released(sig, id);
+    } else if (kind == TM_BUS_SHIFTS) {
+        reload_shifts(sig, id);
     } else if (kind == TM_BUS_RESYNC || kind == TM_BUS_NODE)
         sync_all(sig); /* a node that came or went brings or takes its doctors */
 }

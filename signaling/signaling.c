@@ -211,6 +211,7 @@ void tm_signaling_shifts_changed(tm_signaling *sig)
 {
     if (tm__shifts_load(sig->shifts, sig->store, tm_now_ms()) < 0)
         tm_error("signaling.shifts_load_failed", "err=%s", tm_store_errmsg(sig->store));
+    tm__cluster_shifts_changed(sig);
     tm_signaling_kick(sig);
 }
 

@@ -292,6 +292,8 @@ void tm__auth_expire_sessions(tm_signaling *sig, int64_t now_ms);
 
 /* cluster_sync.c: a queue change of dept, told to every node. */
 void tm__cluster_queue_changed(tm_signaling *sig, const char *dept);
+/* This node's REST API changed shifts: the other nodes read them again. */
+void tm__cluster_shifts_changed(tm_signaling *sig);
 /* The local visit v was checked in here: this node holds its patient. */
 void tm__cluster_hosts(tm_signaling *sig, live_visit *v);
 /* A patient saying hello whose waiting visit another node holds (or held,

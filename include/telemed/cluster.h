@@ -4,8 +4,9 @@
  *
  * The bus carries one channel, `telemed`, whose payloads name what changed:
  * `queue:<dept_id>` (a department's waiting room), `visit:<visit_id>` (a
- * visit's state or media node) and `node:<node_id>` (a node came, left,
- * drains or died). An event is a hint to reload from the store, never the
+ * visit's state or media node), `node:<node_id>` (a node came, left,
+ * drains or died) and `shifts:<node_id>` (that node changed doctors' shifts
+ * through its REST API). An event is a hint to reload from the store, never the
  * truth itself, so a node that missed events (the bus was down) loses
  * nothing: after reconnecting it is told to resync everything.
  *
@@ -36,7 +37,8 @@ typedef enum {
     TM_BUS_QUEUE,  /* id: a department */
     TM_BUS_VISIT,  /* id: a visit (also a visit a dead node held, released) */
     TM_BUS_NODE,   /* id: a node */
-    TM_BUS_RESYNC, /* id: "": events may have been lost; reload everything */
+    TM_BUS_SHIFTS, /* id: the node that changed shifts */
+    TM_BUS_RESYNC, /* id: "": events may have been lost; reload everything; last */
 } tm_bus_kind;
 
 /* One event, its id borrowed for the call. */

@@ -38,10 +38,10 @@ test('a doctor on node B takes a patient who waits on node A; the patient page m
   const secret = randomBytes(16).toString('hex');
   const [portA, portB] = [await freePort(), await freePort()];
   const a = await node('node-a', portA, portB, secret, pg.url);
-  // One store: B reads the same hospital. Before B starts: a node reads the
-  // shifts at start and when its own REST API changes one.
-  const admin = await setupHospital(a);
   const b = await node('node-b', portB, portA, secret, pg.url);
+  // One store: B reads the same hospital, and hears of the shifts made
+  // through A's REST API on the bus (shifts:node-a).
+  const admin = await setupHospital(a);
   const browser = await launch();
   t.after(async () => {
     await browser.close();

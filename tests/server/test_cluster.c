@@ -26,7 +26,11 @@ typedef struct recorder {
     int resyncs;
 } recorder;
 
-static const char *const kind_name[] = {"queue", "visit", "node", "resync"};
+static const char *const kind_name[] = {[TM_BUS_QUEUE] = "queue",
+                                        [TM_BUS_VISIT] = "visit",
+                                        [TM_BUS_NODE] = "node",
+                                        [TM_BUS_SHIFTS] = "shifts",
+                                        [TM_BUS_RESYNC] = "resync"};
 
 static void on_event(tm_bus_kind kind, const char *id, void *user)
 {
@@ -144,6 +148,9 @@ static void test_parse_event(void)
     CHECK_STR(id, "v-1.a_b");
     CHECK_EQ_INT(tm_cluster_parse_event("node:n1", 7, &k, id, sizeof(id)), 0);
     CHECK(k == TM_BUS_NODE);
+    CHECK_EQ_INT(tm_cluster_parse_event("shifts:node-2", 13, &k, id, sizeof(id)), 0);
+    CHECK(k == TM_BUS_SHIFTS);
+    CHECK_STR(id, "node-2");
 
     const char *bad[] = {"",          "queue:",    "queue",   "resync:x", "queue:a b",
                          "queue:x;y", "visit:v'1", "QUEUE:x", ":x"};
