@@ -739,8 +739,7 @@ static bool node_has_visits(void *data)
  * session.move to A, whose hello there resumes it. */
 static void test_visit_runs_on_less_loaded_node(void)
 {
-    char *pgdir = g_dir_make_tmp("tm-cluster-sync-pg-XXXXXX", NULL);
-    char *url = pg_sh("start", pgdir);
+    char *url = pg_fixture_url(__func__);
     seed_hospital(url);
     char *err = NULL;
     tm_store *st = tm_store_open(url, cfg.hospital_id, &err);
@@ -802,11 +801,7 @@ static void test_visit_runs_on_less_loaded_node(void)
         client_close(cs[i]);
     node_stop(b);
     node_stop(a);
-    g_free(pg_sh("stop", pgdir));
-    char *rm[] = {"rm", "-rf", pgdir, NULL};
-    g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
     g_free(url);
-    g_free(pgdir);
 }
 
 int main(void)
