@@ -8,7 +8,10 @@
  * A patient checked in on node A is counted ahead of one checked in later
  * on node B, and both nodes' overviews list both; when A's doctor accepts
  * A's patient, B's patient is pushed position 1 by B; a patient leaving on
- * B leaves A's queue too. Node A's doctor is never offered B's patient.
+ * B leaves A's queue too; A's busy doctor is not offered B's patient. A
+ * doctor on B is offered a patient waiting on A, and the visit runs on
+ * the doctor's node (the patient is sent there) or, when B is busier, on
+ * the patient's node (the doctor is sent there).
  */
 #include "signaling_testing.h"
 #include "telemed/cluster.h"
