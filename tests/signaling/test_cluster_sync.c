@@ -617,6 +617,8 @@ static void test_doctors_and_live_visits_span_nodes(void)
     node_stop(b);
     node_stop(a);
     g_free(url);
+}
+
 static bool frame_seen(client *c, const char *type)
 {
     pump(c);
