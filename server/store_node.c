@@ -252,6 +252,8 @@ json_t *tm_store_active_visits_of(tm_store *s, bool doctor, const char *user_id)
                                  " WHERE patient_id = ?1 AND state = 'active' ORDER BY id",
                         "s", user_id);
     return tm__store_rows_json(s, st);
+}
+
 int tm_store_visit_held_for(tm_store *s, const char *role, const char *sub, char visit_id[64],
                             char node_id[64])
 {

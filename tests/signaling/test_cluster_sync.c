@@ -642,7 +642,8 @@ static bool frame_seen(client *c, const char *type)
  * mirrored patient (one offer in the store), A tells its patient; the
  * doctor accepts on B, which now holds the visit; A sends the patient
  * session.move to B, where their hello resumes the active visit. A later
- * hello through A is sent to B too. The doctor ends the visit on B. */
+ * hello through A is refused (visit_elsewhere). The doctor ends the visit
+ * on B. */
 static void test_doctor_on_other_node(void)
 {
     char *url = pg_fixture_url(__func__);
@@ -687,12 +688,14 @@ static void test_doctor_on_other_node(void)
     visit_state active = {b->store, va, "active"};
     CHECK(visit_in_state(&active));
 
-    /* The patient's page comes back through A (a reload): sent to B. */
+    /* The patient's page comes back through A (a reload) while B holds the
+     * live visit: refused there (cluster_failover.c), A takes nothing. */
     client *again = connect_as(a, "p-a", TM_ROLE_PATIENT);
-    answer(again, "h");
-    move = wait_for(again, "session.move", "visit_id", va, NULL, 0);
-    CHECK_STR(json_string_value(json_object_get(move, "reason")), "holder_changed");
+    json_t *refused = wait_for(again, "error", "re", "h", NULL, 0);
+    CHECK_STR(json_string_value(json_object_get(refused, "reason")), "visit_elsewhere");
     client_close(again);
+    CHECK_EQ_INT(tm_store_visit_media_node(a->store, va, at), 0);
+    CHECK_STR(at, "node-b");
 
     char end[200];
     g_snprintf(end, sizeof(end),
