@@ -46,11 +46,6 @@ tm_unit_test(test_store_pg tests/server/test_store_pg.c tests/server/store_suite
   tests/server/store_suite_lease.c)
 target_compile_definitions(test_store_pg PRIVATE TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
 set_tests_properties(test_store_pg PROPERTIES TIMEOUT 300)
-# The cluster's events out of a step (tm__store_notify), on both engines.
-tm_unit_test(test_store_notify tests/server/test_store_notify.c)
-target_include_directories(test_store_notify PRIVATE ${CMAKE_CURRENT_LIST_DIR})
-target_compile_definitions(test_store_notify PRIVATE
-  TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
 # followup18: follow-ups, sweeps, no-show counts, the timeline, the messaging queue
 tm_unit_test(test_store_followup tests/server/test_store_followup.c)
 # Every step is a transaction with fsync (synchronous=FULL): on a shared,

@@ -283,7 +283,7 @@ void tm__store_make_id(const char *prefix, char *out, size_t outlen)
     snprintf(out, outlen, "%s-%s", prefix, uuid);
 }
 
-/* ---- transactions and notifications ---------------------------------- */
+/* ---- transactions ------------------------------------------------------ */
 
 int tm__store_begin(tm_store *s)
 {
@@ -292,55 +292,12 @@ int tm__store_begin(tm_store *s)
 
 int tm__store_finish(tm_store *s, int rc)
 {
-    rc = s->eng->finish(s, rc);
-    tm__store_notices_end(s, rc == 0);
-    return rc;
-}
-
-void tm_store_on_notify(tm_store *s, tm_store_notify_fn fn, void *user)
-{
-    s->notify_fn = fn;
-    s->notify_user = user;
-}
-
-static void deliver(tm_store *s, const char *channel, const char *payload)
-{
-    if (s->notify_fn)
-        s->notify_fn(channel, payload, s->notify_user);
+    return s->eng->finish(s, rc);
 }
 
 int tm__store_lock_key(tm_store *s, const char *key)
 {
     return s->eng->lock_key ? s->eng->lock_key(s, key) : 0;
-}
-
-int tm__store_notify(tm_store *s, const char *channel, const char *payload)
-{
-    if (s->eng->notify)
-        return s->eng->notify(s, channel, payload);
-    if (!s->eng->in_transaction(s)) {
-        deliver(s, channel, payload);
-        return 0;
-    }
-    tm__notice n = {g_strdup(channel), g_strdup(payload)};
-    g_array_append_val(s->notices, n);
-    return 0;
-}
-
-void tm__store_notices_end(tm_store *s, bool committed)
-{
-    /* A handler may run store steps that notify again: take the list
-     * first so those start a list of their own. */
-    GArray *held = s->notices;
-    s->notices = g_array_new(FALSE, FALSE, sizeof(tm__notice));
-    for (guint i = 0; i < held->len; i++) {
-        tm__notice *n = &g_array_index(held, tm__notice, i);
-        if (committed)
-            deliver(s, n->channel, n->payload);
-        g_free(n->channel);
-        g_free(n->payload);
-    }
-    g_array_free(held, TRUE);
 }
 
 /* The arguments after types are always passed; types takes the first three
@@ -433,7 +390,6 @@ tm_store *tm_store_open(const char *path, const char *hospital_id, char **err)
     snprintf(s->lease_holder, sizeof(s->lease_holder), "%s", TM_STORE_LEASE_HOLDER);
     s->lease_ms = TM_STORE_LEASE_MS;
     s->stmts = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, finalize_stmt);
-    s->notices = g_array_new(FALSE, FALSE, sizeof(tm__notice));
     int rc = is_pg_url(path) ? tm__pg_open(s, path) : tm__sqlite_open(s, path);
     if (rc < 0)
         goto fail;
@@ -470,10 +426,6 @@ void tm_store_free(tm_store *s)
         return;
     if (s->stmts)
         g_hash_table_destroy(s->stmts);
-    if (s->notices) {
-        tm__store_notices_end(s, false);
-        g_array_free(s->notices, TRUE);
-    }
     if (s->eng)
         s->eng->close(s);
     free(s);

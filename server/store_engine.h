@@ -62,9 +62,6 @@ typedef struct tm__engine {
     /* tm__store_lock_key, or NULL where a transaction's write lock
      * already serialises every writer (SQLite). */
     int (*lock_key)(tm_store *s, const char *key);
-    /* Sends a notification inside the open transaction (PostgreSQL), or
-     * NULL: the core delivers it in-process after the commit. */
-    int (*notify)(tm_store *s, const char *channel, const char *payload);
     /* Sends a bound statement inside the open transaction without waiting
      * for its answer (PostgreSQL's pipeline): 0, 1 when the engine runs it
      * only at its step (no transaction, or NULL: SQLite), or a TM_E* code.
@@ -75,17 +72,10 @@ typedef struct tm__engine {
     void (*close)(tm_store *s);
 } tm__engine;
 
-typedef struct tm__notice {
-    char *channel, *payload;
-} tm__notice;
-
 struct tm_store {
     const tm__engine *eng;
     void *conn;        /* the engine's connection */
     GHashTable *stmts; /* const char *sql (static) -> tm__stmt * */
-    GArray *notices;   /* tm__notice held for the commit (in-process) */
-    tm_store_notify_fn notify_fn;
-    void *notify_user;
     char hospital[64];
     /* Who claims outbox rows through this handle, and for how long
      * (tm_store_set_lease). */
@@ -100,7 +90,4 @@ int tm__pg_open(tm_store *s, const char *url);
 
 /* Core services for the engines (store_core.c). */
 tm__stmt *tm__store_stmt(tm_store *s, const char *sql);
-/* The notices held by the transaction that ended: delivered when it
- * committed, dropped when it rolled back. */
-void tm__store_notices_end(tm_store *s, bool committed);
 #endif

@@ -96,12 +96,6 @@ int tm__store_finish(tm_store *s, int rc);
  * write lock does this already; PostgreSQL takes an advisory lock. */
 int tm__store_lock_key(tm_store *s, const char *key);
 
-/* Announces payload on channel to every node (the cluster's bus): on
- * PostgreSQL a NOTIFY, delivered at commit and never for a step rolled
- * back; on SQLite the same, to the in-process hook (tm_store_on_notify).
- * Run inside the step's transaction. 0 or a TM_E* code. */
-int tm__store_notify(tm_store *s, const char *channel, const char *payload);
-
 /* Every row of st's result as ncols strings in a row (NULL columns as NULL);
  * resets st. NULL when the query or a step failed. */
 GPtrArray *tm__store_collect_rows(tm_store *s, tm__stmt *st, int ncols);

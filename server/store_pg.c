@@ -783,11 +783,6 @@ static int pg_lock_key(tm_store *s, const char *key)
                                key);
 }
 
-static int pg_notify(tm_store *s, const char *channel, const char *payload)
-{
-    return tm__store_run_later(s, "SELECT pg_notify(?1, ?2)", "sb", channel, payload);
-}
-
 /* ---- schema ------------------------------------------------------------ */
 
 static int pg_schema_version(tm_store *s)
@@ -924,7 +919,6 @@ static const tm__engine pg_engine = {
     .in_transaction = pg_in_transaction,
     .schema_version = pg_schema_version,
     .lock_key = pg_lock_key,
-    .notify = pg_notify,
     .send = pg_send,
     .sent_with = pg_sent_with,
     .close = pg_close,

@@ -224,7 +224,6 @@ static const tm__engine lite_engine = {
     .in_transaction = lite_in_transaction,
     .schema_version = lite_schema_version,
     .lock_key = NULL,
-    .notify = NULL,
     .close = lite_close,
 };
 

@@ -73,12 +73,6 @@ int tm_store_schema_version(tm_store *s);
 const char *tm_store_errmsg(tm_store *s);
 /* The hospital_id given at open; borrowed for the handle's life. */
 const char *tm_store_hospital_id(tm_store *s);
-/* The cluster's events (channel, payload) that committed steps announce.
- * On SQLite (one node) fn is called after the commit, on the control loop;
- * on PostgreSQL they go out as NOTIFY and fn is not called (a LISTEN
- * connection receives them). fn NULL stops the calls. */
-typedef void (*tm_store_notify_fn)(const char *channel, const char *payload, void *user);
-void tm_store_on_notify(tm_store *s, tm_store_notify_fn fn, void *user);
 
 /* ---- departments, doctors, shifts ---------------------------------- */
 
