@@ -69,6 +69,10 @@ typedef struct verify_job {
     tm_role role;
 } verify_job;
 
+/* Each verify may hash gigabytes on GLib's shared thread pool: a few at
+ * once keep the disk and the pool for the rest of the server. */
+#define VERIFY_MAX_RUNNING 2
+
 static void verify_files(GTask *task, gpointer source, gpointer data, GCancellable *cancel)
 {
     (void)source, (void)cancel;
@@ -95,6 +99,7 @@ static void verify_done(GObject *source, GAsyncResult *result, gpointer data)
     else
         json_decref(report);
     tm__http_later_done(job->later);
+    job->app->verifies_running--;
     g_free(job);
 }
 
@@ -102,6 +107,11 @@ static void api_visit_verify(http_req *r)
 {
     if (!tm__need(r, tm__is_staff(r)) || !visit_in_scope(r, "visit.verify"))
         return;
+    if (r->app->verifies_running >= VERIFY_MAX_RUNNING) {
+        tm__respond_err(r->p, TM_ERATE,
+                        "other verifications are running; try again when one has finished");
+        return;
+    }
     int rc = 0;
     tm_record_check *check =
         tm_record_check_begin(r->app->store, r->seg[1], r->app->seal_key,
@@ -117,6 +127,7 @@ static void api_visit_verify(http_req *r)
     g_strlcpy(job->sub, r->who.sub, sizeof(job->sub));
     job->role = r->who.role;
     job->later = tm__http_defer(r->p);
+    r->app->verifies_running++;
     GTask *task = g_task_new(NULL, NULL, verify_done, job);
     g_task_set_task_data(task, job, NULL);
     g_task_run_in_thread(task, verify_files);

@@ -44,6 +44,7 @@ typedef struct tm_app {
     tm_sealer *sealer;       /* seals each visit once its record is complete */
     tm_visit_record *record; /* the recording part of the visit record */
     tm_review *review;       /* review renditions; NULL when review_render_max is 0 */
+    int verifies_running;    /* GET .../verify jobs hashing files (api_records.c) */
     struct lws_context *lws;
     bool lws_unbound;   /* its vhost could not listen: not torn down */
     char *csp;          /* the pages' content-security-policy (cluster_urls in connect-src) */

@@ -4,7 +4,8 @@
 // while the verify waits on it, signaling answers pings and another REST
 // request is served; then the bytes go in and the verify answers with their
 // hash, and its audit row is written. On a server that hashed on the loop,
-// the first ping would never be answered.
+// the first ping would never be answered. Two verifies may wait at once; a
+// third is refused (429) until one of them has finished.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -34,7 +35,8 @@ async function endedVisit(srv, patientId) {
 test('a verify waiting on its recording file leaves signaling and REST answering', { timeout: 120000 }, async () => {
   const srv = await startServer({ args: ['--seal-after-s', '86400'] });
   const fifo = path.join(srv.dataDir, 'recording.pipe');
-  let writer = null;
+  const fifo2 = path.join(srv.dataDir, 'recording2.pipe');
+  let writer = null, writer2 = null;
   try {
     const admin = await setupHospital(srv);
     const vid = await endedVisit(srv, 'p1');
@@ -43,6 +45,10 @@ test('a verify waiting on its recording file leaves signaling and REST answering
     execFileSync('mkfifo', [fifo]);
     srv.sql(`INSERT INTO recordings(id, visit_id, path, format, state, size_bytes, sha256, started_at, finished_at)
       VALUES ('rec-pipe', '${vid}', '${fifo}', 'matroska', 'complete', ${bytes.length}, '${sha}', 1, 2)`);
+    const vid2 = await endedVisit(srv, 'p2');
+    execFileSync('mkfifo', [fifo2]);
+    srv.sql(`INSERT INTO recordings(id, visit_id, path, format, state, size_bytes, sha256, started_at, finished_at)
+      VALUES ('rec-pipe2', '${vid2}', '${fifo2}', 'matroska', 'complete', ${bytes.length}, '${sha}', 1, 2)`);
 
     let answered = null;
     const verify = srv.api('GET', `/api/v1/visits/${vid}/verify`, undefined, admin).then((r) => (answered = r));
@@ -58,6 +64,21 @@ test('a verify waiting on its recording file leaves signaling and REST answering
     assert.equal((await srv.api('GET', `/api/v1/visits/${vid}/chain`, undefined, admin)).status, 200);
     assert.equal(answered, null, 'the verify answered before its file could be read');
 
+    // A second verify waits beside it; a third is refused while both run.
+    const vid3 = await endedVisit(srv, 'p3'); // no files: a verify admitted ends at once
+    const verify2 = srv.api('GET', `/api/v1/visits/${vid2}/verify`, undefined, admin);
+    let third;
+    for (let i = 0; i < 100; i++) { // admitted (200) until the second is parked
+      third = await srv.api('GET', `/api/v1/visits/${vid3}/verify`, undefined, admin);
+      if (third.status === 429) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(third.status, 429, third.text);
+    assert.match(third.json.error.message, /try again/);
+    writer2 = fs.promises.writeFile(fifo2, bytes);
+    await writer2;
+    assert.equal((await verify2).status, 200);
+
     writer = fs.promises.writeFile(fifo, bytes);
     await writer;
     const r = await verify;
@@ -70,6 +91,7 @@ test('a verify waiting on its recording file leaves signaling and REST answering
   } finally {
     // A writer that never came would leave the server's reader blocked at stop.
     if (!writer && fs.existsSync(fifo)) await fs.promises.writeFile(fifo, '').catch(() => {});
+    if (!writer2 && fs.existsSync(fifo2)) await fs.promises.writeFile(fifo2, '').catch(() => {});
     await srv.stop();
   }
 });
