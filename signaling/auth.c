@@ -344,15 +344,17 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
     bool admin = false;
     if (!verify_token(sig, s, id, tm__jstr(msg, "token"), &ident, &admin))
         return;
-    tm__session_authenticated(s);
     char *uuid = g_uuid_string_random();
     snprintf(s->id, sizeof(s->id), "ws-%s", uuid);
     g_free(uuid);
     keep_token_facts(s, &ident);
     if (ident.role == TM_ROLE_PATIENT)
         tm__cluster_adopt_patient(sig, ident.sub);
+    /* A session sent to the node holding the visit has not said a hello
+     * that counts: the hello timeout closes it if it does not leave. */
     if (!tm__cluster_resume_active(sig, s, id, ident.role, ident.sub))
         return;
+    tm__session_authenticated(s);
     user *u = tm__find_user(sig, ident.role, ident.sub);
     bool resumed = false, rejoined = false;
     if (!u) {

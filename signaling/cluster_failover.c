@@ -17,8 +17,10 @@
  *
  * A visit held by another node that the registry still shows alive (it
  * died less than dead_after ago, or is alive and the page came here by the
- * load balancer) is not taken: the hello is refused with visit_elsewhere
- * and the page tries the next node, until the holder answers or is dead.
+ * load balancer) is not taken: the page is sent to the holder
+ * (session.move, holder_changed) and closes this connection itself; only
+ * when the holder's URL is unknown is the hello refused with 4409, and the
+ * page tries the next node, until the holder answers or is dead.
  */
 #include "signaling_internal.h"
 #include "telemed/cluster.h"
@@ -99,6 +101,30 @@ static void start_grace_of_absent(tm_signaling *sig, live_visit *v, const user *
     }
 }
 
+/* The hello on s cannot go on here: a visit of the user's is held by
+ * holder, another live node. The page is sent there when holder's URL is
+ * known; the hello is answered either way (every request is), and only
+ * without a URL does this node close the connection. */
+static void turn_away(tm_signaling *sig, session *s, const char *re, const char *visit_id,
+                      const char *holder, const char *user_key)
+{
+    char url[300] = "";
+    if (holder[0])
+        tm__cluster_node_ws_url(sig, holder, url, sizeof(url));
+    if (url[0]) {
+        tm__send_msg(s, json_pack("{s:s, s:s, s:s, s:s}", "type", "session.move", "url", url,
+                                  "visit_id", visit_id, "reason", "holder_changed"));
+        tm_info("cluster.user_moved", "visit=%s user=%s to=%s reason=holder_changed", visit_id,
+                user_key, holder);
+    } else {
+        tm_info("cluster.hello_elsewhere", "user=%s node=%s", user_key, my_node(sig));
+    }
+    tm__reply_err_reason(s, re, TM_ECONFLICT, "your visit goes on on another server; try again",
+                         "visit_elsewhere");
+    if (!url[0])
+        tm__session_close(s, CLOSE_VISIT_ELSEWHERE, "visit_elsewhere");
+}
+
 bool tm__cluster_resume_active(tm_signaling *sig, session *s, const char *re, tm_role role,
                                const char *sub)
 {
@@ -106,7 +132,7 @@ bool tm__cluster_resume_active(tm_signaling *sig, session *s, const char *re, tm
         (role != TM_ROLE_PATIENT && role != TM_ROLE_DOCTOR))
         return true;
     json_t *rows = tm_store_active_visits_of(sig->store, role == TM_ROLE_DOCTOR, sub);
-    bool elsewhere = false;
+    char away_id[64] = "", away_holder[64] = "";
     size_t i;
     json_t *row;
     json_array_foreach(rows, i, row)
@@ -116,22 +142,25 @@ bool tm__cluster_resume_active(tm_signaling *sig, session *s, const char *re, tm
         if (!id || !holder || strcmp(holder, my_node(sig)) == 0)
             continue;
         if (holder[0] && node_live(sig, holder)) {
-            elsewhere = true;
+            g_strlcpy(away_id, id, sizeof(away_id));
+            g_strlcpy(away_holder, holder, sizeof(away_holder));
             continue;
         }
         live_visit *v = take_over(sig, id, holder);
-        if (v)
+        if (v) {
             start_grace_of_absent(sig, v, tm__find_user(sig, role, sub));
-        else if (!g_hash_table_lookup(sig->visits, id))
-            elsewhere = true; /* another node took it first */
+        } else if (!g_hash_table_lookup(sig->visits, id)) { /* another node took it first */
+            g_strlcpy(away_id, id, sizeof(away_id));
+            if (tm_store_visit_media_node(sig->store, id, away_holder) < 0)
+                away_holder[0] = '\0';
+        }
     }
     json_decref(rows);
-    if (!elsewhere)
+    if (!away_id[0])
         return true;
-    tm_info("cluster.hello_elsewhere", "user=%s:%s node=%s", tm_role_name(role), sub, my_node(sig));
-    tm__reply_err_reason(s, re, TM_ECONFLICT, "your visit goes on on another server; try again",
-                         "visit_elsewhere");
-    tm__session_close(s, CLOSE_VISIT_ELSEWHERE, "visit_elsewhere");
+    char key[200];
+    snprintf(key, sizeof(key), "%s:%s", tm_role_name(role), sub);
+    turn_away(sig, s, re, away_id, away_holder, key);
     return false;
 }
 

@@ -489,9 +489,7 @@ static void withdraw_dead_offer(tm_signaling *sig, live_visit *v)
     v->doctor_id[0] = '\0';
 }
 
-/* The WebSocket URL of the live node node_id (ws_url gets "" when it is
- * not live): where a participant of a visit it holds is sent. */
-static void node_ws_url(tm_signaling *sig, const char *node_id, char *ws_url, size_t len)
+void tm__cluster_node_ws_url(tm_signaling *sig, const char *node_id, char *ws_url, size_t len)
 {
     ws_url[0] = '\0';
     tm_node_info *nodes = NULL;
@@ -513,7 +511,7 @@ bool tm__cluster_move_user(tm_signaling *sig, user *u, const char *visit_id, con
                            const char *reason)
 {
     char url[300];
-    node_ws_url(sig, holder, url, sizeof(url));
+    tm__cluster_node_ws_url(sig, holder, url, sizeof(url));
     if (!url[0] || !u->sess) {
         tm_warn("cluster.move_impossible", "visit=%s user=%s holder=%s connected=%d", visit_id,
                 u->key, holder, u->sess != NULL);

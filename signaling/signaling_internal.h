@@ -324,12 +324,17 @@ bool tm__cluster_send_to_holder(tm_signaling *sig, user *u);
  * (session.move, docs/protocol.md); false when holder is not live. */
 bool tm__cluster_move_user(tm_signaling *sig, user *u, const char *visit_id, const char *holder,
                            const char *reason);
+/* The WebSocket URL of the live node node_id (ws_url gets "" when it is
+ * not live or has no public URL): where a participant of a visit it holds
+ * is sent. */
+void tm__cluster_node_ws_url(tm_signaling *sig, const char *node_id, char *ws_url, size_t len);
 
 /* cluster_failover.c (issue 19, fail19): a user saying hello whose active
  * visit a dead node held (or none holds): this node takes it over and the
  * hello resumes it; the other participants have the grace period to come
- * back. False when the hello must be refused: a visit of theirs is held by
- * another live node (reply sent). */
+ * back. False when a visit of theirs is held by another live node: the
+ * session is sent there (session.move) when its URL is known, and the
+ * hello refused and the connection closed (reply sent). */
 bool tm__cluster_resume_active(tm_signaling *sig, session *s, const char *re, tm_role role,
                                const char *sub);
 

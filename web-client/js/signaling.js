@@ -117,15 +117,18 @@ export class Signaling extends EventTarget {
     this.setState('closed');
   }
 
-  // The node that holds our visit now (session.move): close here and say
-  // hello there at once. Only a wss URL of the same shape as ours.
-  moveTo(url) {
-    if (typeof url !== 'string' || !/^wss?:\/\/[^/\s]+\/ws$/.test(url) || !this.ws) return;
+  // The node that holds our visit now (session.move): close ws and say
+  // hello there at once. Only a wss URL of the same shape as ours. Taken
+  // now, so that a close of ws coming first (the refused hello of a page
+  // sent on at hello) goes there too, not to the next node in turn; ws is
+  // closed once the push has been seen.
+  moveTo(ws, url) {
+    if (typeof url !== 'string' || !/^wss?:\/\/[^/\s]+\/ws$/.test(url)) return;
     if (!this.urls.includes(url)) this.urls.unshift(url);
     this.url = url;
     this.failsHere = 0;
     this.placing = true;
-    this.drop();
+    setTimeout(() => { if (ws === this.ws) this.drop(); }, 0);
   }
 
   connect({ quiet = false } = {}) {
@@ -256,7 +259,7 @@ export class Signaling extends EventTarget {
       this.wanted = false;
       this.setState('replaced');
     }
-    if (m.type === 'session.move') setTimeout(() => this.moveTo(m.url), 0);
+    if (m.type === 'session.move') this.moveTo(ws, m.url);
     if (m.type === 'server.draining') {
       // The close (4503) follows; the next node is tried then.
       this.learnNodes(m.nodes);
