@@ -9,8 +9,8 @@
  * from the old holder to this node decides against every other node, the
  * visit is rebuilt from the store as after a restart, its recording goes on
  * as the next segment, and the other participants have the grace period to
- * come back (the page tries the nodes in turn; with three or more nodes the
- * holder's live node sends them here). A released visit nobody came back
+ * come back (the page tries the nodes in turn; a node that still sees this
+ * one alive sends them here). A released visit nobody came back
  * for yet is placed on exactly one node by the same update, where its
  * participants' grace period runs: if nobody comes back within it the
  * visit ends as any visit does ("grace_expired", visit.c).
