@@ -7,7 +7,9 @@
 // without an error or a "moved" notice; both pages play the other side's
 // video through B, the doctor ends the visit, the patient rates it. The
 // visit record is complete and each outbox event of the visit is there
-// once. The patient's page after the move shows no raw code or null in
+// once. The patient's page loaded again through A (as a load balancer may
+// send it) is sent to B (session.move, holder_changed) and goes on with the
+// visit there. The patient's page after the move shows no raw code or null in
 // English or Chinese. Then, with node B carrying two more live visits than
 // A, the visit a doctor on B accepts runs on A, and the doctor's page moves
 // there instead (the patient's page in Chinese).
@@ -85,6 +87,21 @@ test('a doctor on node B takes a patient who waits on node A; the patient page m
     await videoPlays(doctor, 'doctor');
   });
 
+  await t.test('the patient page loaded again through node A is sent to B and goes on with the visit', async () => {
+    // The page was loaded from A: a reload connects to A again.
+    assert.equal(new URL(patient.url()).host, `127.0.0.1:${a.port}`);
+    await patient.reload();
+    await patient.waitForFunction(() => document.body.dataset.node === 'node-b' && document.body.dataset.conn === 'open');
+    await waitView(patient, 'visit');
+    assert.equal(await patient.evaluate(() => window.tm.state.visitId), visitId);
+    await waitUntil('A logs the move', () => new RegExp(`ev=cluster.user_moved visit=${visitId} user=patient:p-move to=node-b reason=holder_changed`).test(a.logs), 10000);
+    assert.doesNotMatch(a.logs, /ev=cluster\.hello_elsewhere/);
+    const toasts = await patient.evaluate(() => [...document.querySelectorAll('#toasts .toast')].map((n) => n.textContent).join(' | '));
+    assert.doesNotMatch(toasts, MOVED, toasts);
+    await videoPlays(patient, 'patient after the reload');
+    await videoPlays(doctor, 'doctor after the patient\'s reload');
+  });
+
   await t.test('the moved patient page shows no raw code in either language', async () => {
     for (const locale of ['en-US', 'zh-CN']) {
       await setLanguage(patient, locale);
@@ -115,7 +132,13 @@ test('a doctor on node B takes a patient who waits on node A; the patient page m
     assert.equal(r.json.rating.score, 5);
     const types = a.sql(`SELECT type FROM outbox WHERE visit_id = '${visitId}' ORDER BY seq`).map((x) => x.type);
     assert.ok(types.length >= 3, types.join(','));
-    assert.equal(new Set(types).size, types.length, `an event twice: ${types.join(',')}`);
+    // One recording.available per finished recording (the patient's reload
+    // above starts a new one), every other event once.
+    const recordings = a.sql(`SELECT id, state FROM recordings WHERE visit_id = '${visitId}' AND state <> 'recording'`);
+    assert.equal(types.filter((x) => x === 'recording.available').length, recordings.length,
+      `${types.join(',')} for ${JSON.stringify(recordings)}`);
+    const once = types.filter((x) => x !== 'recording.available');
+    assert.equal(new Set(once).size, once.length, `an event twice: ${types.join(',')}`);
     assert.deepEqual(patient.errors, []);
     assert.deepEqual(doctor.errors, []);
   });

@@ -642,8 +642,8 @@ static bool frame_seen(client *c, const char *type)
  * mirrored patient (one offer in the store), A tells its patient; the
  * doctor accepts on B, which now holds the visit; A sends the patient
  * session.move to B, where their hello resumes the active visit. A later
- * hello through A is refused (visit_elsewhere). The doctor ends the visit
- * on B. */
+ * hello through A is sent to B (holder_changed) before it is refused
+ * (visit_elsewhere). The doctor ends the visit on B. */
 static void test_doctor_on_other_node(void)
 {
     char *url = pg_fixture_url(__func__);
@@ -689,10 +689,16 @@ static void test_doctor_on_other_node(void)
     CHECK(visit_in_state(&active));
 
     /* The patient's page comes back through A (a reload) while B holds the
-     * live visit: refused there (cluster_failover.c), A takes nothing. */
+     * live visit: sent to B first, then refused (cluster_failover.c); A
+     * takes nothing. */
     client *again = connect_as(a, "p-a", TM_ROLE_PATIENT);
     json_t *refused = wait_for(again, "error", "re", "h", NULL, 0);
     CHECK_STR(json_string_value(json_object_get(refused, "reason")), "visit_elsewhere");
+    json_t *sent = again->frames->pdata[0];
+    CHECK_STR(json_string_value(json_object_get(sent, "type")), "session.move");
+    CHECK_STR(json_string_value(json_object_get(sent, "url")), "wss://node-b.test:8443/ws");
+    CHECK_STR(json_string_value(json_object_get(sent, "visit_id")), va);
+    CHECK_STR(json_string_value(json_object_get(sent, "reason")), "holder_changed");
     client_close(again);
     CHECK_EQ_INT(tm_store_visit_media_node(a->store, va, at), 0);
     CHECK_STR(at, "node-b");
