@@ -300,6 +300,11 @@ int tm__store_lock_key(tm_store *s, const char *key)
     return s->eng->lock_key ? s->eng->lock_key(s, key) : 0;
 }
 
+int tm__store_clock_ms(tm_store *s, int64_t *now_ms)
+{
+    return s->eng->clock_ms ? s->eng->clock_ms(s, now_ms) : 0;
+}
+
 /* The arguments after types are always passed; types takes the first three
  * or all four, as sql needs them. */
 int tm__store_mark_rows(tm_store *s, const char *sql, const char *types, const int64_t *keys,

@@ -62,6 +62,9 @@ typedef struct tm__engine {
     /* tm__store_lock_key, or NULL where a transaction's write lock
      * already serialises every writer (SQLite). */
     int (*lock_key)(tm_store *s, const char *key);
+    /* tm__store_clock_ms: the database server's time, or NULL where the
+     * store's only writer is this process (SQLite: the caller's now). */
+    int (*clock_ms)(tm_store *s, int64_t *now_ms);
     /* Sends a bound statement inside the open transaction without waiting
      * for its answer (PostgreSQL's pipeline): 0, 1 when the engine runs it
      * only at its step (no transaction, or NULL: SQLite), or a TM_E* code.

@@ -96,6 +96,12 @@ int tm__store_finish(tm_store *s, int rc);
  * write lock does this already; PostgreSQL takes an advisory lock. */
 int tm__store_lock_key(tm_store *s, const char *key);
 
+/* Replaces *now_ms with the database server's clock where nodes on other
+ * machines share the database (PostgreSQL), so times nodes compare with
+ * each other's come from one clock; SQLite keeps the caller's. 0 or a
+ * TM_E* code. */
+int tm__store_clock_ms(tm_store *s, int64_t *now_ms);
+
 /* Every row of st's result as ncols strings in a row (NULL columns as NULL);
  * resets st. NULL when the query or a step failed. */
 GPtrArray *tm__store_collect_rows(tm_store *s, tm__stmt *st, int ncols);

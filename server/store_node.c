@@ -6,6 +6,9 @@
  * Written in SQL both engines run (no rowid, no engine functions). Every
  * change another node may race is a conditional update whose changed-row
  * count decides the winner, so it needs no lock beyond the row's own.
+ * Heartbeats are written and judged by the database's clock
+ * (tm__store_clock_ms), so a node whose own clock is off is neither taken
+ * for dead while it serves nor kept alive after it stopped.
  *
  * Control loop thread only, on the store's connection (store_internal.h).
  */
@@ -20,6 +23,10 @@ int tm_store_node_heartbeat(tm_store *s, const tm_node_info *n)
 {
     if (!n->id[0] || !n->public_url[0])
         return tm__store_refuse(s, TM_EINVAL, "a node needs an id and a public_url");
+    int64_t heartbeat_ms = n->heartbeat_ms;
+    int rc = tm__store_clock_ms(s, &heartbeat_ms);
+    if (rc < 0)
+        return rc;
     return tm__store_run(s,
                          "INSERT INTO nodes(" NODE_COLUMNS ")"
                          " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO UPDATE SET"
@@ -27,7 +34,7 @@ int tm_store_node_heartbeat(tm_store *s, const tm_node_info *n)
                          " heartbeat_at = excluded.heartbeat_at, visits = excluded.visits,"
                          " waiting = excluded.waiting, peers = excluded.peers,"
                          " draining = excluded.draining",
-                         "ssIIiiii", n->id, n->public_url, n->started_at_ms, n->heartbeat_ms,
+                         "ssIIiiii", n->id, n->public_url, n->started_at_ms, heartbeat_ms,
                          n->visits, n->waiting, n->peers, (int)n->draining);
 }
 
@@ -52,13 +59,16 @@ int tm_store_node_duty_elsewhere(tm_store *s, const char *node_id, const char *d
                                  int64_t now_ms, int64_t dead_after_ms, int *doctors)
 {
     *doctors = 0;
+    int rc = tm__store_clock_ms(s, &now_ms);
+    if (rc < 0)
+        return rc;
     tm__stmt *st = tm__store_query(s,
                                    "SELECT coalesce(sum(d.doctors), 0) FROM node_duty d"
                                    " JOIN nodes n ON n.id = d.node_id"
                                    " WHERE d.dept_id = ?1 AND d.node_id <> ?2"
                                    " AND n.heartbeat_at > ?3",
                                    "ssI", dept_id, node_id, now_ms - dead_after_ms);
-    int rc = tm__store_step(s, st);
+    rc = tm__store_step(s, st);
     if (rc == 1)
         *doctors = tm__col_int(st, 0);
     if (st)
@@ -84,12 +94,14 @@ int tm_store_nodes_live(tm_store *s, int64_t now_ms, int64_t dead_after_ms, tm_n
 {
     *out = NULL;
     *n = 0;
+    int rc = tm__store_clock_ms(s, &now_ms);
+    if (rc < 0)
+        return rc;
     tm__stmt *st = tm__store_query(s,
                                    "SELECT " NODE_COLUMNS " FROM nodes WHERE heartbeat_at > ?1"
                                    " ORDER BY draining, visits, peers, id",
                                    "I", now_ms - dead_after_ms);
     GArray *nodes = g_array_new(FALSE, TRUE, sizeof(tm_node_info));
-    int rc;
     while ((rc = tm__store_step(s, st)) == 1) {
         tm_node_info node;
         read_node(st, &node);
@@ -108,6 +120,8 @@ int tm_store_nodes_live(tm_store *s, int64_t now_ms, int64_t dead_after_ms, tm_n
 
 json_t *tm_store_node_list(tm_store *s, int64_t now_ms, int64_t dead_after_ms)
 {
+    if (tm__store_clock_ms(s, &now_ms) < 0)
+        return NULL;
     tm__stmt *st = tm__store_query(s, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY id", "", NULL);
     json_t *list = json_array();
     int rc;
@@ -147,9 +161,14 @@ static GPtrArray *orphaned_visits(tm_store *s, int64_t live_since)
 int tm_store_node_takeover(tm_store *s, int64_t now_ms, int64_t dead_after_ms, json_t **visits,
                            int *leases)
 {
-    int64_t live_since = now_ms - dead_after_ms;
     *visits = NULL;
-    int rc = tm__store_begin(s);
+    /* Leases carry their holder's clock; liveness is the database's. */
+    int64_t db_now_ms = now_ms;
+    int rc = tm__store_clock_ms(s, &db_now_ms);
+    if (rc < 0)
+        return rc;
+    int64_t live_since = db_now_ms - dead_after_ms;
+    rc = tm__store_begin(s);
     if (rc < 0)
         return rc;
     json_t *released = json_array();

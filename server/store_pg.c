@@ -783,6 +783,19 @@ static int pg_lock_key(tm_store *s, const char *key)
                                key);
 }
 
+/* clock_timestamp(), not now(): inside a transaction now() is its start. */
+static int pg_clock_ms(tm_store *s, int64_t *now_ms)
+{
+    tm__stmt *st = tm__store_query(
+        s, "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint", "", NULL);
+    int rc = tm__store_step(s, st);
+    if (rc == 1)
+        *now_ms = tm__col_int64(st, 0);
+    if (st)
+        tm__stmt_reset(st);
+    return rc < 0 ? rc : rc == 1 ? 0 : TM_EIO;
+}
+
 /* ---- schema ------------------------------------------------------------ */
 
 static int pg_schema_version(tm_store *s)
@@ -919,6 +932,7 @@ static const tm__engine pg_engine = {
     .in_transaction = pg_in_transaction,
     .schema_version = pg_schema_version,
     .lock_key = pg_lock_key,
+    .clock_ms = pg_clock_ms,
     .send = pg_send,
     .sent_with = pg_sent_with,
     .close = pg_close,

@@ -224,6 +224,7 @@ static const tm__engine lite_engine = {
     .in_transaction = lite_in_transaction,
     .schema_version = lite_schema_version,
     .lock_key = NULL,
+    .clock_ms = NULL,
     .close = lite_close,
 };
 

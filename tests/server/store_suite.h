@@ -14,6 +14,11 @@ typedef struct store_backend {
     /* A store on the database called db_name: new and empty the first
      * time, the same database when opened again. Never NULL. */
     tm_store *(*open)(const char *db_name);
+    /* Where the database's clock judges nodes (PostgreSQL: a heartbeat is
+     * stored at the server's time, whatever the node says): moves node_id's
+     * heartbeat on db_name back by ms, as if it had stopped beating then.
+     * NULL where the times a caller gives are stored as given (SQLite). */
+    void (*age_heartbeat)(const char *db_name, const char *node_id, int64_t ms);
 } store_backend;
 
 /* Runs every test of the suite; a failed check exits the program. */

@@ -49,6 +49,17 @@ static long long scalar(const char *name, const char *sql)
     g_free(url);
     return v;
 }
+static void age_heartbeat(const char *name, const char *node_id, int64_t ms)
+{
+    char *sql = g_strdup_printf("UPDATE nodes SET heartbeat_at = heartbeat_at - %lld"
+                                " WHERE id = '%s'",
+                                (long long)ms, node_id);
+    char *url = pg_fixture_url(name);
+    pg_fixture_exec(url, sql);
+    g_free(url);
+    g_free(sql);
+}
+
 static tm_visit new_visit(const char *patient)
 {
     tm_visit v = {0};
@@ -170,6 +181,72 @@ static void test_chain_two_writers(void)
     tm_store_free(s);
 }
 
+static const int64_t HOUR = 3600000;
+
+static tm_node_info node_at(const char *id, int64_t heartbeat_ms)
+{
+    tm_node_info n = {.started_at_ms = heartbeat_ms, .heartbeat_ms = heartbeat_ms};
+    g_strlcpy(n.id, id, sizeof(n.id));
+    g_snprintf(n.public_url, sizeof(n.public_url), "https://%s.test", id);
+    return n;
+}
+
+static bool has_id(json_t *ids, const char *id)
+{
+    for (size_t i = 0; i < json_array_size(ids); i++)
+        if (strcmp(json_string_value(json_array_get(ids, i)), id) == 0)
+            return true;
+    return false;
+}
+
+/* Nodes on machines whose clocks are an hour apart: the database's clock
+ * judges them, so a beating node an hour behind is live to a reader an
+ * hour ahead (its visits stay), and a node an hour ahead that stopped
+ * beating is dead once dead_after has passed on the database. */
+static void test_nodes_on_database_clock(void)
+{
+    tm_store *s = open_pg("node_clock");
+    seed_dept(s);
+    CHECK_EQ_INT(tm_store_doctor_put(s, "d1", "Dr One", "cardio", "LIC1", NULL), 0);
+    tm_node_info behind = node_at("node-behind", tm_now_ms() - HOUR);
+    CHECK_EQ_INT(tm_store_node_heartbeat(s, &behind), 0);
+    CHECK_EQ_INT(tm_store_node_duty_set(s, "node-behind", "cardio", 2), 0);
+    tm_visit v = new_visit("p-behind");
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &v, "ua"), 0);
+    CHECK_EQ_INT(tm_store_visit_place_media(s, v.id, NULL, "node-behind"), 0);
+
+    int64_t ahead = tm_now_ms() + HOUR;
+    tm_node_info *live = NULL;
+    size_t n = 0;
+    CHECK_EQ_INT(tm_store_nodes_live(s, ahead, 10000, &live, &n), 0);
+    CHECK_EQ_INT((int)n, 1);
+    CHECK_STR(live[0].id, "node-behind");
+    g_free(live);
+    int doctors = 0;
+    CHECK_EQ_INT(tm_store_node_duty_elsewhere(s, "node-me", "cardio", ahead, 10000, &doctors), 0);
+    CHECK_EQ_INT(doctors, 2);
+    json_t *list = tm_store_node_list(s, ahead, 10000);
+    CHECK(json_is_true(json_object_get(json_array_get(list, 0), "alive")));
+    json_decref(list);
+    json_t *released = NULL;
+    CHECK_EQ_INT(tm_store_node_takeover(s, ahead, 10000, &released, NULL), 0);
+    CHECK_EQ_INT((int)json_array_size(released), 0);
+    json_decref(released);
+
+    tm_node_info fast = node_at("node-ahead", tm_now_ms() + HOUR);
+    CHECK_EQ_INT(tm_store_node_heartbeat(s, &fast), 0);
+    tm_visit w = new_visit("p-ahead");
+    CHECK_EQ_INT(tm_store_visit_checkin(s, &w, "ua"), 0);
+    CHECK_EQ_INT(tm_store_visit_place_media(s, w.id, NULL, "node-ahead"), 0);
+    g_usleep(800 * 1000); /* both stop beating: longer than dead_after below */
+    CHECK_EQ_INT(tm_store_nodes_live(s, tm_now_ms(), 500, &live, &n), 0);
+    CHECK(live == NULL && n == 0);
+    CHECK_EQ_INT(tm_store_node_takeover(s, tm_now_ms(), 500, &released, NULL), 0);
+    CHECK(has_id(released, w.id) && has_id(released, v.id));
+    json_decref(released);
+    tm_store_free(s);
+}
+
 static void test_newer_schema_refused(void)
 {
     tm_store *s = open_pg("newer");
@@ -196,7 +273,8 @@ static void test_unreachable(void)
 int main(void)
 {
     pg_fixture_start();
-    store_suite_run(&(store_backend){"postgresql", open_pg});
+    store_suite_run(&(store_backend){"postgresql", open_pg, age_heartbeat});
+    RUN(test_nodes_on_database_clock);
     RUN(test_newer_schema_refused);
     RUN(test_unreachable);
     RUN(test_chain_two_writers);
