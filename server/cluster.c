@@ -10,7 +10,10 @@
  * PQconnectStart/PQconnectPoll, then runs in non-blocking mode with its
  * socket watched by a GLib fd source, so a slow or restarting database
  * delays events, never the loop. A lost connection is made again with
- * growing backoff; once LISTEN is back every event of the gap may be lost,
+ * growing backoff; a connect or LISTEN not answered by the connect deadline
+ * is given up the same way (libpq's connect_timeout holds only for blocking
+ * connects), and keepalives end a connection whose peer went silent; once
+ * LISTEN is back every event of the gap may be lost,
  * so the handler is told to resync. Outgoing events go as one batch of
  * NOTIFY statements at a time; a batch whose result never came is sent
  * again after a reconnect (an event is a hint: twice is harmless).
@@ -27,13 +30,14 @@
 
 #define BATCH_MAX 64
 #define BACKOFF_MIN_MS 100
+#define CONNECT_TIMEOUT_MS 5000
 
 typedef enum { BUS_DOWN, BUS_CONNECTING, BUS_LISTENING, BUS_READY } bus_state;
 
 struct tm_cluster {
     char *node_id, *public_url, *bus_url;
     tm_store *store;
-    int heartbeat_ms, dead_after_ms, reconnect_max_ms;
+    int heartbeat_ms, dead_after_ms, reconnect_max_ms, connect_timeout_ms;
     int64_t started_at_ms;
     tm_cluster_event_fn on_event;
     void *event_user;
@@ -55,6 +59,7 @@ struct tm_cluster {
     bool query_busy;
     int backoff_ms;
     guint reconnect_timer;
+    guint connect_timer; /* the deadline of a connect and its LISTEN */
     bool ever_ready;
 
     tm_cluster_stats stats;
@@ -197,6 +202,13 @@ static void requeue_inflight(tm_cluster *c)
     }
 }
 
+static void stop_timer(guint *timer)
+{
+    if (*timer)
+        g_source_remove(*timer);
+    *timer = 0;
+}
+
 static void bus_lost(tm_cluster *c)
 {
     char why[256];
@@ -204,6 +216,7 @@ static void bus_lost(tm_cluster *c)
     tm_warn("cluster.bus_down", "node=%s state=%d error=\"%s\" retry_ms=%d", c->node_id,
             (int)c->state, why, c->backoff_ms);
     unwatch_socket(c);
+    stop_timer(&c->connect_timer);
     PQfinish(c->pg);
     c->pg = NULL;
     c->state = BUS_DOWN;
@@ -213,15 +226,43 @@ static void bus_lost(tm_cluster *c)
     c->backoff_ms = MIN(c->backoff_ms * 2, c->reconnect_max_ms);
 }
 
+/* A server that accepted and never answered: try again with the backoff. */
+static gboolean connect_overdue(gpointer data)
+{
+    tm_cluster *c = data;
+    c->connect_timer = 0;
+    tm_warn("cluster.bus_connect_timeout", "node=%s state=%d timeout_ms=%d", c->node_id,
+            (int)c->state, c->connect_timeout_ms);
+    bus_lost(c);
+    return G_SOURCE_REMOVE;
+}
+
+/* Keepalives end a connection whose peer went silent (a half-open one
+ * would stop every event with no error), as the store's do (store_pg.c),
+ * unless the URL says otherwise. */
+static PGconn *bus_connect_start(const char *url)
+{
+    const char *const keys[] = {"keepalives",
+                                "keepalives_idle",
+                                "keepalives_interval",
+                                "keepalives_count",
+                                "tcp_user_timeout",
+                                "dbname",
+                                NULL};
+    const char *const values[] = {"1", "5", "2", "3", "10000", url, NULL};
+    return PQconnectStartParams(keys, values, 1);
+}
+
 static void bus_connect(tm_cluster *c)
 {
-    c->pg = PQconnectStart(c->bus_url);
+    c->pg = bus_connect_start(c->bus_url);
     if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
         bus_lost(c);
         return;
     }
     PQsetNoticeProcessor(c->pg, on_notice, c);
     c->state = BUS_CONNECTING;
+    c->connect_timer = g_timeout_add(c->connect_timeout_ms, connect_overdue, c);
     /* libpq: before the first PQconnectPoll, wait as if it asked to write. */
     watch_socket(c, PQsocket(c->pg), G_IO_OUT);
 }
@@ -255,6 +296,7 @@ static void bus_connect_step(tm_cluster *c)
 static void bus_now_ready(tm_cluster *c)
 {
     c->state = BUS_READY;
+    stop_timer(&c->connect_timer);
     c->backoff_ms = BACKOFF_MIN_MS;
     if (c->ever_ready)
         c->stats.reconnects++;
@@ -501,7 +543,8 @@ static bool options_ok(const tm_cluster_options *o, char **err)
     else if (o->bus_url && o->bus_url[0] && !g_str_has_prefix(o->bus_url, "postgresql://") &&
              !g_str_has_prefix(o->bus_url, "postgres://"))
         why = "the bus URL must be a postgresql:// URL";
-    else if (o->heartbeat_ms < 0 || o->dead_after_ms < 0 || o->reconnect_max_ms < 0)
+    else if (o->heartbeat_ms < 0 || o->dead_after_ms < 0 || o->reconnect_max_ms < 0 ||
+             o->connect_timeout_ms < 0)
         why = "times must not be negative";
     if (why && err)
         *err = g_strdup(why);
@@ -520,6 +563,7 @@ tm_cluster *tm_cluster_new(const tm_cluster_options *o, char **err)
     c->heartbeat_ms = o->heartbeat_ms ? o->heartbeat_ms : 2000;
     c->dead_after_ms = o->dead_after_ms ? o->dead_after_ms : 10000;
     c->reconnect_max_ms = o->reconnect_max_ms ? o->reconnect_max_ms : 5000;
+    c->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : CONNECT_TIMEOUT_MS;
     c->backoff_ms = BACKOFF_MIN_MS;
     c->started_at_ms = tm_now_ms();
     c->pending = g_queue_new();
@@ -544,6 +588,7 @@ void tm_cluster_free(tm_cluster *c)
         g_source_remove(c->beat_timer);
     if (c->reconnect_timer)
         g_source_remove(c->reconnect_timer);
+    stop_timer(&c->connect_timer);
     if (c->deliver_idle)
         g_source_remove(c->deliver_idle);
     unwatch_socket(c);

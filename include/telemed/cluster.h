@@ -58,6 +58,9 @@ typedef struct tm_cluster_options {
     int heartbeat_ms;     /* 0: 2000 */
     int dead_after_ms;    /* 0: 10000; a node is dead after this without one */
     int reconnect_max_ms; /* 0: 5000; the bus's backoff grows up to it */
+    /* 0: 5000; a bus connect (and its LISTEN) not done by then is given up
+     * and tried again with the backoff */
+    int connect_timeout_ms;
 } tm_cluster_options;
 
 /* A new cluster member: registers at once when it has a store, then beats

@@ -5,7 +5,9 @@
  * and the PostgreSQL bus against a PostgreSQL the test starts
  * (tests/support/pg.sh): events between two nodes and from an outside
  * connection, and after PostgreSQL is killed and restarted both nodes
- * reconnect, are told to resync, and send what was published meanwhile.
+ * reconnect, are told to resync, and send what was published meanwhile;
+ * a server that accepts the bus's connection and never answers is given
+ * up at the connect deadline and the real one is reached once it is back.
  */
 #include "telemed/cluster.h"
 #include "telemed/common.h"
@@ -16,6 +18,10 @@
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static char *test_dir;
 
@@ -471,6 +477,86 @@ static void test_pg_bus(void)
     g_free(url);
 }
 
+/* A socket on 127.0.0.1:port that takes connections and never answers. */
+static int silent_listener(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    CHECK(fd >= 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    CHECK(listen(fd, 16) == 0);
+    return fd;
+}
+
+typedef struct silent {
+    int listener;
+    int conn; /* the bus's connection, once accepted */
+} silent;
+
+/* The bus's connection to the silent server was closed by the bus: what it
+ * sent is read and dropped, end of stream means it gave up. */
+static bool bus_hung_up(void *data)
+{
+    silent *s = data;
+    if (s->conn < 0)
+        s->conn = accept4(s->listener, NULL, NULL, SOCK_NONBLOCK);
+    if (s->conn < 0)
+        return false;
+    char buf[512];
+    ssize_t n;
+    while ((n = recv(s->conn, buf, sizeof(buf), 0)) > 0)
+        ;
+    return n == 0;
+}
+
+typedef struct ready {
+    tm_cluster *c;
+    recorder *r;
+} ready;
+
+static bool bus_ready(void *data)
+{
+    ready *w = data;
+    return tm_cluster_bus_ready(w->c) && w->r->resyncs >= 1;
+}
+
+/* PostgreSQL's port taken by a server that accepts and never answers: the
+ * bus gives the connect up at its deadline (libpq alone would wait for
+ * minutes), and once PostgreSQL is back there it listens and is told to
+ * resync. */
+static void test_pg_bus_silent_server(void)
+{
+    char *url = pg_fixture_url("silent");
+    pg_fixture_kill();
+    silent s = {silent_listener(pg_fixture_port()), -1};
+    recorder *r = recorder_new();
+    char *err = NULL;
+    tm_cluster *c = tm_cluster_new(&(tm_cluster_options){.node_id = "node-s",
+                                                         .public_url = "https://node-s.test",
+                                                         .bus_url = url,
+                                                         .reconnect_max_ms = 200,
+                                                         .connect_timeout_ms = 300},
+                                   &err);
+    CHECK(c != NULL);
+    tm_cluster_set_event_handler(c, on_event, r);
+    CHECK(spin_until(bus_hung_up, &s));
+    CHECK(!tm_cluster_bus_ready(c));
+    close(s.conn);
+    close(s.listener);
+
+    pg_fixture_restart();
+    ready w = {c, r};
+    CHECK(spin_until(bus_ready, &w));
+    CHECK_EQ_INT(tm_cluster_publish(c, TM_BUS_QUEUE, "after-silence"), 0);
+    wait_event(r, "queue:after-silence");
+    tm_cluster_free(c);
+    recorder_free(r);
+    g_free(url);
+}
+
 int main(void)
 {
     test_dir = g_dir_make_tmp("tm-cluster-XXXXXX", NULL);
@@ -480,6 +566,7 @@ int main(void)
     RUN(test_in_process_bus);
     RUN(test_heartbeat);
     RUN(test_pg_bus);
+    RUN(test_pg_bus_silent_server);
     char *cmd = g_strdup_printf("rm -rf '%s'", test_dir);
     if (system(cmd) != 0)
         fprintf(stderr, "cleanup of %s failed\n", test_dir);
