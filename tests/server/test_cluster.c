@@ -191,6 +191,13 @@ static void test_bad_options(void)
                          &err) == NULL);
     CHECK(err && strstr(err, "postgresql://"));
     g_free(err);
+    err = NULL;
+    CHECK(tm_cluster_new(&(tm_cluster_options){.node_id = "a",
+                                               .public_url = "https://x",
+                                               .connect_timeout_ms = -1},
+                         &err) == NULL);
+    CHECK(err && strstr(err, "negative"));
+    g_free(err);
     tm_cluster_free(NULL);
 }
 
