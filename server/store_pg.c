@@ -70,6 +70,10 @@ typedef struct pg_conn {
     bool unsynced;       /* sent since the last Sync: the server holds those answers */
     int pipe_rc;         /* the first failure in the pipeline, or 0 */
     unsigned txn;        /* bumps at every BEGIN: an answer kept is its transaction's only */
+    /* The server's clock as an offset from this process's monotonic one,
+     * read on connection clock_gen at clock_read_ms (pg_clock_ms). */
+    unsigned clock_gen;
+    int64_t clock_read_ms, clock_offset_ms;
 } pg_conn;
 
 /* A server that does not answer must not hold the control loop on every
@@ -783,17 +787,33 @@ static int pg_lock_key(tm_store *s, const char *key)
                                key);
 }
 
-/* clock_timestamp(), not now(): inside a transaction now() is its start. */
+/* The server's clock is read once a minute and on each new connection
+ * (a round trip per heartbeat step would undo the pipeline's savings); in
+ * between it runs on the monotonic clock. clock_timestamp(), not now():
+ * inside a transaction now() is its start. */
+#define CLOCK_REREAD_MS 60000
+
 static int pg_clock_ms(tm_store *s, int64_t *now_ms)
 {
-    tm__stmt *st = tm__store_query(
-        s, "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint", "", NULL);
-    int rc = tm__store_step(s, st);
-    if (rc == 1)
-        *now_ms = tm__col_int64(st, 0);
-    if (st)
-        tm__stmt_reset(st);
-    return rc < 0 ? rc : rc == 1 ? 0 : TM_EIO;
+    pg_conn *c = s->conn;
+    int64_t mono_ms = g_get_monotonic_time() / 1000;
+    if (c->clock_gen != c->gen || mono_ms - c->clock_read_ms >= CLOCK_REREAD_MS) {
+        tm__stmt *st = tm__store_query(
+            s, "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint", "", NULL);
+        int rc = tm__store_step(s, st);
+        if (rc == 1) {
+            mono_ms = g_get_monotonic_time() / 1000;
+            c->clock_offset_ms = tm__col_int64(st, 0) - mono_ms;
+            c->clock_read_ms = mono_ms;
+            c->clock_gen = c->gen;
+        }
+        if (st)
+            tm__stmt_reset(st);
+        if (rc != 1)
+            return rc < 0 ? rc : TM_EIO;
+    }
+    *now_ms = mono_ms + c->clock_offset_ms;
+    return 0;
 }
 
 /* ---- schema ------------------------------------------------------------ */
