@@ -125,7 +125,11 @@ export async function startServer(opts = {}) {
   return srv;
 }
 
-export function request(port, method, path, body, token) {
+// Node keeps HTTPS connections alive between requests: a request sent on
+// one the server has just closed for idleness (while a test held the event
+// loop, say in spawnSync) fails with ECONNRESET before the server read it,
+// and is sent once more on a new connection, as Node's documentation advises.
+export function request(port, method, path, body, token, retried = false) {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? null :
       (typeof body === 'string' ? body : JSON.stringify(body));
@@ -145,7 +149,12 @@ export function request(port, method, path, body, token) {
         resolve({ status: res.statusCode, headers: res.headers, text, json });
       });
     });
-    req.on('error', reject);
+    req.on('error', (e) => {
+      if (!retried && req.reusedSocket && e.code === 'ECONNRESET')
+        resolve(request(port, method, path, body, token, true));
+      else
+        reject(e);
+    });
     req.setTimeout(10000, () => req.destroy(new Error('request timeout')));
     if (data !== null) req.write(data);
     req.end();
