@@ -139,8 +139,15 @@ bool tm__cluster_resume_active(tm_signaling *sig, session *s, const char *re, tm
     {
         const char *id = json_string_value(json_object_get(row, "id"));
         const char *holder = json_string_value(json_object_get(row, "media_node"));
-        if (!id || !holder || strcmp(holder, my_node(sig)) == 0)
+        if (!id || !holder)
             continue;
+        if (strcmp(holder, my_node(sig)) == 0) {
+            /* Sent here by the node that took the visit, the user can be
+             * quicker than its bus event: the visit starts now, so this
+             * hello resumes it and the page's media.offer finds it. */
+            tm__cluster_sync_visit(sig, id);
+            continue;
+        }
         if (holder[0] && node_live(sig, holder)) {
             g_strlcpy(away_id, id, sizeof(away_id));
             g_strlcpy(away_holder, holder, sizeof(away_holder));

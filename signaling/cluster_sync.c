@@ -577,6 +577,11 @@ static void sync_visit(tm_signaling *sig, const char *id)
     tm__flush_positions(sig);
 }
 
+void tm__cluster_sync_visit(tm_signaling *sig, const char *id)
+{
+    sync_visit(sig, id);
+}
+
 static void sync_all(tm_signaling *sig)
 {
     json_t *depts = tm_store_dept_list(sig->store);

@@ -329,6 +329,11 @@ bool tm__cluster_move_user(tm_signaling *sig, user *u, const char *visit_id, con
  * is sent. */
 void tm__cluster_node_ws_url(tm_signaling *sig, const char *node_id, char *ws_url, size_t len);
 
+/* The store's word on this node's waiting visit id, as its bus event
+ * (visit:<id>) brings it: accepted on another node, it starts here or its
+ * patient is sent there. A hello can overtake that event. */
+void tm__cluster_sync_visit(tm_signaling *sig, const char *id);
+
 /* cluster_failover.c (issue 19, fail19): a user saying hello whose active
  * visit a dead node held (or none holds): this node takes it over and the
  * hello resumes it; the other participants have the grace period to come
