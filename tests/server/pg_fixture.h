@@ -12,11 +12,14 @@
 
 #include "tm_test.h"
 
+#include <arpa/inet.h>
 #include <glib.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static char *pg_fixture_dir;
 static char *pg_fixture_admin; /* postgresql://telemed@127.0.0.1:PORT/telemed */
@@ -81,6 +84,21 @@ static inline int pg_fixture_port(void)
     const char *at = strrchr(pg_fixture_admin, ':');
     CHECK(at != NULL);
     return atoi(at + 1);
+}
+
+/* A socket on PostgreSQL's port (once it is killed) that takes
+ * connections and never answers: a server that hangs. Non-blocking. */
+static inline int pg_fixture_silent_listener(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    CHECK(fd >= 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)pg_fixture_port())};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    CHECK(listen(fd, 16) == 0);
+    return fd;
 }
 
 /* Runs sql, which returns no rows, on the database at url. */

@@ -484,20 +484,6 @@ static void test_pg_bus(void)
     g_free(url);
 }
 
-/* A socket on 127.0.0.1:port that takes connections and never answers. */
-static int silent_listener(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    CHECK(fd >= 0);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-    CHECK(listen(fd, 16) == 0);
-    return fd;
-}
-
 typedef struct silent {
     int listener;
     int conn; /* the bus's connection, once accepted */
@@ -538,7 +524,7 @@ static void test_pg_bus_silent_server(void)
 {
     char *url = pg_fixture_url("silent");
     pg_fixture_kill();
-    silent s = {silent_listener(pg_fixture_port()), -1};
+    silent s = {pg_fixture_silent_listener(), -1};
     recorder *r = recorder_new();
     char *err = NULL;
     tm_cluster *c = tm_cluster_new(&(tm_cluster_options){.node_id = "node-s",

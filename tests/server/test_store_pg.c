@@ -75,20 +75,6 @@ static void seed_dept(tm_store *s)
     CHECK_EQ_INT(tm_store_dept_put(s, "cardio", "Cardiology"), 0);
 }
 
-/* A socket on 127.0.0.1:port that takes connections and never answers. */
-static int silent_listener(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(fd >= 0);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-    CHECK(listen(fd, 16) == 0);
-    return fd;
-}
-
 /* PostgreSQL killed under an idle handle: the next step fails with a clear
  * error and writes nothing; once the server is back the same handle
  * serves again, with no reopen. */
@@ -109,7 +95,7 @@ static void test_server_restart(void)
     CHECK(strstr(tm_store_errmsg(s), "PostgreSQL unreachable") != NULL);
     /* A server on its port that never answers: one step waits for the
      * connect timeout, the steps after it fail at once until the next try. */
-    int silent = silent_listener(pg_fixture_port());
+    int silent = pg_fixture_silent_listener();
     CHECK_EQ_INT(tm_store_visit_checkin(s, &b, "ua"), TM_EIO);
     int64_t t0 = tm_now_ms();
     CHECK_EQ_INT(tm_store_visit_checkin(s, &b, "ua"), TM_EIO);
