@@ -484,7 +484,7 @@ static bool consent_renew(tm__peer *p)
     int64_t now = tm_mono_ms();
     /* Our socket takes only the selected pair's remote; libnice's path any
      * (a peer that moved is heard there, yet the pair's address is gone). */
-    int64_t heard = p->rx_src ? p->rx_pair_ms : p->last_rx_ms;
+    int64_t heard = p->rx_on ? p->rx_pair_ms : p->last_rx_ms;
     if (!p->ice_ready || !p->srtp || !heard || now - heard > CONSENT_HEARD_MS)
         return false;
     int64_t since = p->consent_renewed_ms ? now - p->consent_renewed_ms : INT64_MAX;
