@@ -12,6 +12,7 @@
 #include "telemed/cluster.h"
 #include "telemed/common.h"
 #include "pg_fixture.h"
+#include "tm_spin.h"
 #include "tm_test.h"
 
 #include <glib.h>
@@ -81,24 +82,6 @@ static int last_index_of(const recorder *r, const char *event)
         if (strcmp(r->events->pdata[i], event) == 0)
             return (int)i;
     return -1;
-}
-
-static gboolean wake(gpointer data)
-{
-    (void)data;
-    return G_SOURCE_CONTINUE;
-}
-
-/* Runs the loop until done(data): a condition, with a generous cap that
- * only stops a wedged test. */
-static bool spin_until(bool (*done)(void *), void *data)
-{
-    int64_t cap = g_get_monotonic_time() + 90 * G_USEC_PER_SEC;
-    guint tick = g_timeout_add(20, wake, NULL);
-    while (!done(data) && g_get_monotonic_time() < cap)
-        g_main_context_iteration(NULL, TRUE);
-    g_source_remove(tick);
-    return done(data);
 }
 
 typedef struct want {

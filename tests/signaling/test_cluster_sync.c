@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "pg_fixture.h"
+#include "tm_spin.h"
 #include "tm_test.h"
 
 #define SECRET "test-cluster-sync-secret-0123456789abcdef"
@@ -78,23 +79,6 @@ static void node_stop(node *n)
     tm_signaling_free(n->sig);
     tm_jwt_verifier_free(n->jwt);
     tm_store_free(n->store);
-}
-
-static gboolean wake(gpointer data)
-{
-    (void)data;
-    return G_SOURCE_CONTINUE;
-}
-
-/* Runs the loop until done(data), with a generous cap against a wedge. */
-static bool spin_until(bool (*done)(void *), void *data)
-{
-    int64_t cap = g_get_monotonic_time() + 90 * G_USEC_PER_SEC;
-    guint tick = g_timeout_add(20, wake, NULL);
-    while (!done(data) && g_get_monotonic_time() < cap)
-        g_main_context_iteration(NULL, TRUE);
-    g_source_remove(tick);
-    return done(data);
 }
 
 /* ---- sessions -------------------------------------------------------- */
@@ -398,7 +382,7 @@ static bool never(void *data)
 static void run_for(int ms)
 {
     int64_t end = g_get_monotonic_time() + (int64_t)ms * 1000;
-    guint tick = g_timeout_add(20, wake, NULL);
+    guint tick = g_timeout_add(20, tm_spin_wake, NULL);
     while (g_get_monotonic_time() < end)
         g_main_context_iteration(NULL, TRUE);
     g_source_remove(tick);
