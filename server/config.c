@@ -812,6 +812,12 @@ static void derive(char **field, const char *data_dir, const char *rel)
 
 /* The host name as an id: a character ids do not take becomes '-', so a
  * host named oddly still starts (the log says which id it got). */
+bool tm_config_db_shared(const tm_config *cfg)
+{
+    return cfg->db &&
+           (g_str_has_prefix(cfg->db, "postgresql://") || g_str_has_prefix(cfg->db, "postgres://"));
+}
+
 static char *host_node_id(void)
 {
     char *id = g_strndup(g_get_host_name(), 63);

@@ -694,18 +694,13 @@ static int declare_alliance(tm_app *app)
 }
 
 /* A PostgreSQL database, which several nodes may share. */
-static bool db_is_shared(const char *db)
-{
-    return g_str_has_prefix(db, "postgresql://") || g_str_has_prefix(db, "postgres://");
-}
-
 /* This node among several (issue 19, server/cluster.c). On a PostgreSQL
  * database the node registers and beats in it, and the database carries the
  * bus; on SQLite it is the only node: the bus is in-process and there is no
  * registry to keep, so the signaling code path is the same. */
 static int start_cluster(tm_app *app)
 {
-    bool shared = db_is_shared(app->cfg.db);
+    bool shared = tm_config_db_shared(&app->cfg);
     char *err = NULL;
     app->cluster = tm_cluster_new(&(tm_cluster_options){.node_id = tm_node_id(app->node),
                                                         .public_url = tm_node_public_url(app->node),
@@ -749,7 +744,7 @@ static int run(tm_app *app)
     /* On a shared store the other nodes' rows are theirs, still being written. */
     int recovered = 0;
     int rec_rc =
-        db_is_shared(app->cfg.db)
+        tm_config_db_shared(&app->cfg)
             ? tm_recording_recover_node(app->store, app->cfg.node_id, tm_now_ms(), &recovered)
             : tm_recording_recover(app->store, tm_now_ms(), &recovered);
     if (rec_rc == 0 && recovered)

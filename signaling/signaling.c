@@ -67,16 +67,21 @@ live_visit *tm__visit_restore(tm_signaling *sig, const tm_visit *rec)
     return v;
 }
 
-/* At start, every live visit in the store, but an active one another node
- * holds (nodes sharing a store, docs/cluster.md): it goes on there. */
+/* At start, every live visit in the store, but one another node holds on a
+ * shared store (docs/cluster.md): waiting, offered or active, it goes on
+ * there, or the takeover of a dead holder places it. Restored here, its
+ * patient's grace would run out on this node and end a visit whose patient
+ * is still connected to the holder. One node on SQLite holds everything,
+ * also what it held under an earlier host name. */
 static void restore_visit(const tm_visit *rec, void *data)
 {
     tm_signaling *sig = data;
     char holder[64] = "";
-    if (strcmp(rec->state, "active") == 0 && sig->cfg->node_id &&
+    if (tm_config_db_shared(sig->cfg) && sig->cfg->node_id &&
         tm_store_visit_media_node(sig->store, rec->id, holder) == 0 && holder[0] &&
         strcmp(holder, sig->cfg->node_id) != 0) {
-        tm_info("signaling.visit_elsewhere", "visit=%s node=%s", rec->id, holder);
+        tm_info("signaling.visit_elsewhere", "visit=%s state=%s node=%s", rec->id, rec->state,
+                holder);
         return;
     }
     tm__visit_restore(sig, rec);

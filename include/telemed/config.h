@@ -194,6 +194,8 @@ int tm_config_load(tm_config *cfg, int argc, char **argv, int *first_arg, char *
  * data_dir; web_root from TM_WEB_ROOT) and node_id (the host name, made a
  * valid id) that are still NULL. */
 void tm_config_resolve_paths(tm_config *cfg);
+/* Whether cfg->db is a PostgreSQL URL: a store that other nodes may share. */
+bool tm_config_db_shared(const tm_config *cfg);
 /* Usage text: every flag with its type, default, bounds, environment name and help. */
 void tm_config_print_help(FILE *out);
 /* A config file that loads back as the defaults: every option with its help as a

@@ -37,6 +37,7 @@ static tm_config cfg;
 static char *dir;
 
 typedef struct node {
+    tm_config *cfg; /* the test's, with this node's id and database */
     tm_store *store;
     tm_jwt_verifier *jwt;
     tm_signaling *sig;
@@ -49,12 +50,14 @@ static node node_start(const char *id, const char *db, const char *bus_url)
     /* A PostgreSQL URL as it is; anything else a file in the test's dir. */
     char *path =
         g_str_has_prefix(db, "postgresql://") ? g_strdup(db) : g_build_filename(dir, db, NULL);
+    n.cfg = g_memdup2(&cfg, sizeof cfg); /* shares the test's strings but these two */
+    n.cfg->node_id = g_strdup(id);
+    n.cfg->db = path;
     char *err = NULL;
     n.store = tm_store_open(path, cfg.hospital_id, &err);
-    g_free(path);
     CHECK(n.store != NULL);
     n.jwt = tm_jwt_verifier_new(SECRET);
-    n.sig = tm_signaling_new(&cfg, n.store, n.jwt, &err);
+    n.sig = tm_signaling_new(n.cfg, n.store, n.jwt, &err);
     if (!n.sig)
         fprintf(stderr, "signaling: %s\n", err);
     CHECK(n.sig != NULL);
@@ -79,6 +82,9 @@ static void node_stop(node *n)
     tm_signaling_free(n->sig);
     tm_jwt_verifier_free(n->jwt);
     tm_store_free(n->store);
+    g_free(n->cfg->node_id);
+    g_free(n->cfg->db);
+    g_free(n->cfg);
 }
 
 /* ---- sessions -------------------------------------------------------- */
@@ -460,6 +466,42 @@ static void test_patients_keep_places_when_nodes_change(void)
     client_close(p2);
     client_close(pb);
     node_stop(b);
+    g_free(url);
+}
+
+/* Node B starts (or restarts, as in an upgrade one node at a time) while
+ * patients wait on node A and one of A's doctors is offered a patient: B
+ * counts them but takes none of them as its own, so no grace period runs
+ * out for them on B and A's offer stands. */
+static void test_node_starting_leaves_others_visits(void)
+{
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    node a = node_start("node-a", url, url);
+    char v1[64], v2[64];
+    int pos;
+    client *p1 = checked_in(&a, "p-1", v1, &pos);
+    client *p2 = checked_in(&a, "p-2", v2, &pos);
+    CHECK_EQ_INT(pos, 2);
+    CHECK_EQ_INT(tm_store_visit_offer(a.store, v1, "d-li", tm_now_ms()), 0);
+
+    node b = node_start("node-b", url, url);
+    node both[2] = {a, b};
+    CHECK(spin_until(buses_ready, both));
+    wait_listed(&b, v2, true);
+    CHECK_EQ_INT(tm_signaling_live_visits(b.sig), 0);
+    run_for(cfg.grace_s * 1000 + 1000);
+    visit_state offered = {a.store, v1, "offered"}, waiting = {a.store, v2, "waiting"};
+    CHECK(visit_in_state(&offered));
+    CHECK(visit_in_state(&waiting));
+    char at[64];
+    CHECK_EQ_INT(tm_store_visit_media_node(b.store, v2, at), 0);
+    CHECK_STR(at, "node-a");
+
+    client_close(p1);
+    client_close(p2);
+    node_stop(&b);
+    node_stop(&a);
     g_free(url);
 }
 
@@ -861,6 +903,7 @@ int main(void)
     pg_fixture_start();
     RUN(test_two_nodes_one_waiting_room);
     RUN(test_patients_keep_places_when_nodes_change);
+    RUN(test_node_starting_leaves_others_visits);
     RUN(test_doctors_and_live_visits_span_nodes);
     RUN(test_doctor_on_other_node);
     RUN(test_visit_runs_on_less_loaded_node);
