@@ -64,7 +64,7 @@ typedef struct pg_conn {
     int changes;         /* rows of the last statement */
     bool in_tx;          /* BEGIN sent, finish not yet run */
     bool tx_lost;        /* the connection went away inside that transaction */
-    int64_t retry_at_ms; /* no reconnect before this, after one failed */
+    int64_t retry_at_ms; /* monotonic: no reconnect before this, after one failed */
     int64_t backoff_ms;  /* the wait after the next failed reconnect */
     GQueue sent;         /* sent * awaiting answers (pipeline mode, inside a transaction) */
     bool unsynced;       /* sent since the last Sync: the server holds those answers */
@@ -81,6 +81,12 @@ typedef struct pg_conn {
  * timeout), steps fail at once until the next try. One refused at once
  * (PostgreSQL down, its host up) is tried again at the next step, so a
  * restarted server is used as soon as it is back. */
+/* Session settings for every connection (tm__pg_open says why). */
+#define SESSION_OPTIONS                                                                            \
+    "-c statement_timeout=15000 -c lock_timeout=5000"                                              \
+    " -c idle_in_transaction_session_timeout=10000 -c tcp_keepalives_idle=5"                       \
+    " -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 -c tcp_user_timeout=10000"
+
 #define RECONNECT_SLOW_MS 100
 #define RECONNECT_BACKOFF_MIN_MS 1000
 #define RECONNECT_BACKOFF_MAX_MS 10000
@@ -159,7 +165,7 @@ static int ready(tm_store *s)
     }
     if (PQstatus(c->pg) == CONNECTION_OK)
         return 0;
-    int64_t now = tm_now_ms();
+    int64_t now = tm_mono_ms();
     if (now < c->retry_at_ms) {
         snprintf(s->errmsg, sizeof(s->errmsg), "PostgreSQL unreachable (next try in %lld ms)",
                  (long long)(c->retry_at_ms - now));
@@ -168,7 +174,7 @@ static int ready(tm_store *s)
     PQreset(c->pg);
     if (PQstatus(c->pg) != CONNECTION_OK) {
         set_message(s, "PostgreSQL unreachable: ", PQerrorMessage(c->pg));
-        int64_t after = tm_now_ms();
+        int64_t after = tm_mono_ms();
         if (after - now >= RECONNECT_SLOW_MS) {
             c->retry_at_ms = after + c->backoff_ms;
             c->backoff_ms = MIN(c->backoff_ms * 2, RECONNECT_BACKOFF_MAX_MS);
@@ -976,8 +982,11 @@ int tm__pg_open(tm_store *s, const char *url)
     /* A server that does not answer must not hold the control loop for
      * the system's TCP timeout: connecting gives up after 5 s, and a
      * connection whose peer went silent is given up after 10 s (unacked
-     * data, or keepalives unanswered), and a statement after 15 s (a lock
-     * held by a stuck session), unless the URL says otherwise. */
+     * data, or keepalives unanswered), and a statement after 15 s, unless
+     * the URL says otherwise. A node that stops (frozen, cut off) inside a
+     * transaction would hold the outbox lock every node's steps take:
+     * PostgreSQL ends its session after 10 s idle in the transaction or
+     * its client's silence, and a step waits at most 5 s for a lock. */
     const char *const keys[] = {"connect_timeout",
                                 "keepalives",
                                 "keepalives_idle",
@@ -987,8 +996,7 @@ int tm__pg_open(tm_store *s, const char *url)
                                 "options",
                                 "dbname",
                                 NULL};
-    const char *const values[] = {"5", "1", "5", "2", "3", "10000", "-c statement_timeout=15000",
-                                  url, NULL};
+    const char *const values[] = {"5", "1", "5", "2", "3", "10000", SESSION_OPTIONS, url, NULL};
     c->pg = PQconnectdbParams(keys, values, 1);
     if (PQstatus(c->pg) != CONNECTION_OK) {
         set_message(s, "PostgreSQL: ", PQerrorMessage(c->pg));
