@@ -569,6 +569,10 @@ tm_cluster *tm_cluster_new(const tm_cluster_options *o, char **err)
     c->pending = g_queue_new();
     c->queued = g_hash_table_new(g_str_hash, g_str_equal);
     c->inflight = g_ptr_array_new_with_free_func(g_free);
+    /* Counts left by a crash would stand for doctors who are not here. */
+    if (c->store && tm_store_node_duty_clear(c->store, c->node_id) < 0)
+        tm_warn("cluster.duty_clear_failed", "node=%s error=\"%s\"", c->node_id,
+                tm_store_errmsg(c->store));
     if (c->store) {
         beat(c);
         c->beat_timer = g_timeout_add(c->heartbeat_ms, beat_due, c);

@@ -40,8 +40,13 @@ int tm_store_node_heartbeat(tm_store *s, const tm_node_info *n)
 
 int tm_store_node_remove(tm_store *s, const char *id)
 {
-    int rc = tm__store_run(s, "DELETE FROM node_duty WHERE node_id = ?1", "s", id);
+    int rc = tm_store_node_duty_clear(s, id);
     return rc < 0 ? rc : tm__store_run_one(s, "DELETE FROM nodes WHERE id = ?1", "s", id);
+}
+
+int tm_store_node_duty_clear(tm_store *s, const char *node_id)
+{
+    return tm__store_run(s, "DELETE FROM node_duty WHERE node_id = ?1", "s", node_id);
 }
 
 int tm_store_node_duty_set(tm_store *s, const char *node_id, const char *dept_id, int doctors)

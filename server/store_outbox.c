@@ -1,6 +1,6 @@
 /*
- * store_outbox.c - the SQLite backend's outbox delivery side of
- * include/telemed/store.h: reads the regulator outbox in per-visit order and
+ * store_outbox.c - the outbox delivery side of include/telemed/store.h, on
+ * either engine: reads the regulator outbox in per-visit order and
  * records delivery outcomes. (Rows are written by tm__store_outbox_append,
  * inside each visit step's transaction.) Rows handed out are leased to the
  * handle's holder first, so nodes sharing a database never deliver one row

@@ -884,10 +884,17 @@ static char *pg_type_words(const char *sql)
 }
 
 /* One transaction under an advisory lock: two nodes starting together
- * migrate once, and a failed migration leaves the schema as it was. */
+ * migrate once, and a failed migration leaves the schema as it was. The
+ * session's lock and statement timeouts are for the steps of visits: a
+ * migration of a large database, and a node starting beside it, take as
+ * long as that takes. */
 static int migrate(tm_store *s)
 {
     int rc = exec_simple(s, "BEGIN");
+    if (rc == 0)
+        rc = exec_simple(s, "SET LOCAL lock_timeout = 0");
+    if (rc == 0)
+        rc = exec_simple(s, "SET LOCAL statement_timeout = 0");
     if (rc == 0)
         rc = exec_simple(s, "SELECT pg_advisory_xact_lock(" G_STRINGIFY(MIGRATION_LOCK_KEY) ")");
     if (rc == 0)

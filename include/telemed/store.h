@@ -1383,6 +1383,9 @@ int tm_store_node_remove(tm_store *s, const char *id);
 /* Node node_id has `doctors` doctors on duty in dept_id now (0 removes the
  * row). */
 int tm_store_node_duty_set(tm_store *s, const char *node_id, const char *dept_id, int doctors);
+/* Forgets node_id's doctors on duty in every department: a node starting
+ * counts them afresh, whatever it wrote before it crashed. */
+int tm_store_node_duty_clear(tm_store *s, const char *node_id);
 /* The doctors on duty in dept_id on the live nodes (heartbeat newer than
  * now_ms - dead_after_ms) other than node_id, into *doctors. */
 int tm_store_node_duty_elsewhere(tm_store *s, const char *node_id, const char *dept_id,

@@ -293,10 +293,17 @@ static void test_heartbeat(void)
     tm_visit orphan;
     visit_on(s, "p-orphan", "node-gone", &orphan);
 
+    /* node-a crashed with two doctors on duty and starts again. */
+    CHECK_EQ_INT(tm_store_node_duty_set(s, "node-a", "cardio", 2), 0);
+
     recorder *r = recorder_new();
     tm_cluster *c = node_on("node-a", s, NULL, r);
     tm_cluster_set_load_source(c, load_of, NULL);
     CHECK_STR(tm_cluster_node_id(c), "node-a");
+    int doctors = -1;
+    CHECK_EQ_INT(tm_store_node_duty_elsewhere(s, "node-x", "cardio", tm_now_ms(), 10000, &doctors),
+                 0);
+    CHECK_EQ_INT(doctors, 0);
 
     char want_visit[96];
     g_snprintf(want_visit, sizeof(want_visit), "visit:%s", orphan.id);
