@@ -24,11 +24,12 @@
 // Usage: --help; the meaning of every figure: tests/bench/README.md.
 import { fork, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { readFileSync, existsSync, createWriteStream } from 'node:fs';
+import { readFileSync, readdirSync, existsSync, createWriteStream } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { cpus, loadavg } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString()) || 100;
@@ -57,6 +58,16 @@ const USAGE = `usage: node tests/bench/signaling_load.mjs [options]
   --probes 20 --probe-every-ms 200                phase B endo probes
   --c-visits 2000 --c-seconds 120 --c-probes 2    phase C (4 doctors, 2 depts)
   --settle-ms 2500        pause before each RSS reading
+  --nodes N               run N telemed-server nodes (default 1); patients,
+                          doctors and probes are spread round-robin over them
+  --db sqlite|pg          the store: SQLite (default with one node) or a
+                          PostgreSQL started for the run (tests/support/pg.sh)
+  --cluster N             the same as --nodes N --db pg
+  --phases B,C            which phases run (B, C, T; default B,C on one node,
+                          B,T on several: C needs one node)
+  --t-visits 600 --t-seconds 60 --t-probes 4 --t-doctors 2
+                          phase T (throughput): each node its own department,
+                          its doctors and closed-loop probe patients
   --json FILE             also write every figure as JSON
   --log FILE              also write the server's log lines to FILE
 
@@ -70,12 +81,21 @@ function parseArgs(argv) {
     bin: process.env.TELEMED_BIN || '', baselineN: 1000,
     bVisits: 30, bSeconds: 60, bHoldMs: 400, probes: 20, probeEveryMs: 200,
     cVisits: 2000, cSeconds: 120, cProbes: 2, settleMs: 2500, idleS: 25, json: '', log: '',
+    nodes: 1, db: '', phases: null, tVisits: 600, tSeconds: 60, tProbes: 4, tDoctors: 2,
   };
   for (let i = 0; i < argv.length; i++) {
     const [k, inline] = argv[i].split('=', 2);
     const val = () => (inline !== undefined ? inline : argv[++i]);
     switch (k) {
-      case '--steps': o.steps = val().split(',').map(Number); break;
+      case '--steps': o.steps = val().split(',').filter((x) => x !== '').map(Number); break;
+      case '--nodes': o.nodes = Number(val()); break;
+      case '--db': o.db = val(); break;
+      case '--cluster': o.nodes = Number(val()); o.db = 'pg'; break;
+      case '--phases': o.phases = val().toUpperCase().split(',').filter(Boolean); break;
+      case '--t-visits': o.tVisits = Number(val()); break;
+      case '--t-seconds': o.tSeconds = Number(val()); break;
+      case '--t-probes': o.tProbes = Number(val()); break;
+      case '--t-doctors': o.tDoctors = Number(val()); break;
       case '--workers': o.workers = Number(val()); break;
       case '--client': o.client = val(); break;
       case '--client-bin': o.clientBin = val(); break;
@@ -105,6 +125,15 @@ function parseArgs(argv) {
   if (!['auto', 'c', 'node'].includes(o.client)) throw new Error(`--client ${o.client}: auto, c or node`);
   if (!['batch', 'other'].includes(o.clientSched)) throw new Error(`--client-sched ${o.clientSched}: batch or other`);
   o.steps.sort((a, b) => a - b);
+  if (!o.db) o.db = o.nodes > 1 ? 'pg' : 'sqlite';
+  if (!o.phases) o.phases = o.nodes > 1 ? ['B', 'T'] : ['B', 'C'];
+  if (!['sqlite', 'pg'].includes(o.db)) throw new Error(`--db ${o.db}: sqlite or pg`);
+  if (!(o.nodes >= 1)) throw new Error('--nodes: 1 or more');
+  if (o.nodes > 1 && o.db !== 'pg') throw new Error('several nodes share one store: --db pg');
+  if (o.phases.some((x) => !['B', 'C', 'T'].includes(x))) throw new Error(`--phases ${o.phases}: B, C, T`);
+  // Phase C's doctors of one department on two nodes would move pages
+  // (session.move), which the bench's doctors do not follow.
+  if (o.nodes > 1 && o.phases.includes('C')) throw new Error('phase C runs on one node: --phases B,T');
   return o;
 }
 
@@ -415,6 +444,39 @@ function snapshot(srv, m) {
   return { t: now(), cpu: cpuMs(srv.proc.pid), runq: runqMs(srv.proc.pid), msgs: m.msgsIn + m.msgsOut, msgsIn: m.msgsIn, msgsOut: m.msgsOut, m };
 }
 
+// PostgreSQL's CPU, ms: the postmaster, its live backends, and the backends
+// it has reaped (cutime, cstime).
+function pgCpuMs(postmaster) {
+  const fields = (pid) => {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  };
+  const f = fields(postmaster);
+  let ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === postmaster) continue;
+    try {
+      const c = fields(d);
+      if (Number(c[1]) === postmaster) ticks += Number(c[11]) + Number(c[12]);
+    } catch { /* gone meanwhile */ }
+  }
+  return (ticks * 1000) / CLK_TCK;
+}
+
+// Every node's counters at one instant, summed for the whole, each node's
+// kept (nodes[]), and PostgreSQL's CPU (0 on SQLite).
+async function snapshotAll(srvs, pgPid) {
+  const nodes = [];
+  for (const s of srvs) nodes.push(snapshot(s, await metrics(s)));
+  const sum = (k) => nodes.reduce((a, x) => a + x[k], 0);
+  const msum = (k) => nodes.reduce((a, x) => a + x.m[k], 0);
+  const pushBuckets = nodes[0].m.pushBuckets.map(([le], i) =>
+    [le, nodes.reduce((a, x) => a + (x.m.pushBuckets[i] ? x.m.pushBuckets[i][1] : 0), 0)]);
+  return { t: now(), nodes, pgCpu: pgPid ? pgCpuMs(pgPid) : 0, cpu: sum('cpu'), runq: sum('runq'),
+    msgs: sum('msgs'), msgsIn: sum('msgsIn'), msgsOut: sum('msgsOut'),
+    m: { conns: msum('conns'), rateLimited: msum('rateLimited'), errors: msum('errors'), pushBuckets } };
+}
+
 function pct(sorted, p) {
   if (!sorted.length) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
@@ -453,46 +515,69 @@ async function main() {
   // p99; two read in parallel for ~15% more client CPU (measured 17:55 UTC).
   if (!o.workers) o.workers = o.client === 'c' ? 2 : 4;
   const { startServer, setupHospital, Client } = await import('../integration/lib/server.mjs');
+  const { startPg } = await import('../integration/lib/pg.mjs');
   const Actor = makeActor(Client);
   const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
   const figures = { options: o, bin: o.bin, load0: loadavg() };
+  const N = o.nodes;
+  // Each node's patients are held by their own client processes, so the
+  // clients' figures come per node too.
+  if (N > 1) o.workers = Math.ceil(Math.max(o.workers, N) / N) * N;
 
-  // Every simulated patient comes from 127.0.0.1, so the per-address cap on
-  // connections not yet signed in is raised to the whole load.
-  const srv = await startServer({ args: ['--max-connections', '20000', '--max-unauth-per-addr', '20000',
-    '--rate-msgs-per-s', '10000',
-    '--rate-burst', '100000', '--no-recording', '--offer-timeout-s', '60'] });
+  const logStats = { lines: 0, warn: 0, error: 0, lastProblems: [] };
+  const logFile = o.log ? createWriteStream(o.log) : null;
   // The harness keeps every log line and re-scans them all per chunk; at
   // thousands of lines that would load this process, so count instead.
-  srv.proc.stderr.removeAllListeners('data');
-  srv.proc.stdout.removeAllListeners('data');
-  const logStats = { lines: 0, warn: 0, error: 0, lastProblems: [] };
-  let partial = '';
-  const logFile = o.log ? createWriteStream(o.log) : null;
-  srv.proc.stderr.on('data', (d) => {
-    if (logFile) logFile.write(d);
-    const lines = (partial + d.toString()).split('\n');
-    partial = lines.pop();
-    for (const l of lines) {
-      logStats.lines++;
-      if (/level=(warn|error)/.test(l)) {
-        logStats[/level=warn/.test(l) ? 'warn' : 'error']++;
-        logStats.lastProblems.push(l);
-        if (logStats.lastProblems.length > 5) logStats.lastProblems.shift();
+  const countLog = (s) => {
+    s.proc.stderr.removeAllListeners('data');
+    s.proc.stdout.removeAllListeners('data');
+    let partial = '';
+    s.proc.stderr.on('data', (d) => {
+      if (logFile) logFile.write(d);
+      const lines = (partial + d.toString()).split('\n');
+      partial = lines.pop();
+      for (const l of lines) {
+        logStats.lines++;
+        if (/level=(warn|error)/.test(l)) {
+          logStats[/level=warn/.test(l) ? 'warn' : 'error']++;
+          logStats.lastProblems.push(l);
+          if (logStats.lastProblems.length > 5) logStats.lastProblems.shift();
+        }
       }
-    }
-  });
-  srv.proc.stdout.on('data', () => {});
-  const pid = srv.proc.pid;
-  log(`server pid=${pid} port=${srv.port} bin=${o.bin}`);
-  log(`patients held by ${o.workers} ${o.client} client process(es)${o.clientBin ? ` (${o.clientBin}, sched ${o.clientSched})` : ''}`);
+    });
+    s.proc.stdout.on('data', () => {});
+  };
 
+  const pg = o.db === 'pg' ? startPg() : null;
+  const secret = randomBytes(16).toString('hex');
+  // Every simulated patient comes from 127.0.0.1, so the per-address cap on
+  // connections not yet signed in is raised to the whole load.
+  const startNode = async (i) => {
+    const s = await startServer({ db: pg ? pg.url : undefined, secret,
+      args: ['--max-connections', '20000', '--max-unauth-per-addr', '20000',
+        '--rate-msgs-per-s', '10000', '--rate-burst', '100000', '--no-recording', '--offer-timeout-s', '60',
+        ...(pg ? ['--node-id', `node-${i + 1}`] : [])] });
+    countLog(s);
+    s.node = i;
+    log(`node-${i + 1} pid=${s.proc.pid} port=${s.port} db=${o.db} bin=${o.bin}`);
+    return s;
+  };
+  const srvs = [];
   const workers = new Workers(o.workers, o.client, o.clientBin, o.clientSched);
   let echo = null;
   let rawWorkers = null;
   try {
-    await setupHospital(srv, { depts: ['cardio', 'endo'],
-      doctors: [['d1', 'cardio'], ['d2', 'cardio'], ['d3', 'endo'], ['d4', 'endo']] });
+    srvs.push(await startNode(0));
+    const srv = srvs[0];
+    // Phase T's departments: one per node, served by that node's doctors.
+    const tDepts = Array.from({ length: N }, (_, k) => `t${k}`);
+    const tDoctors = tDepts.flatMap((d, k) => Array.from({ length: o.tDoctors }, (_, j) => [`td${k}_${j}`, d]));
+    await setupHospital(srv, { depts: ['cardio', 'endo', ...tDepts],
+      doctors: [['d1', 'cardio'], ['d2', 'cardio'], ['d3', 'endo'], ['d4', 'endo'], ...tDoctors] });
+    // After the roster: a node loads the shifts when it starts.
+    for (let i = 1; i < N; i++) srvs.push(await startNode(i));
+    const pgPid = pg ? Number(readFileSync(join(pg.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]) : 0;
+    log(`patients held by ${o.workers} ${o.client} client process(es)${o.clientBin ? ` (${o.clientBin}, sched ${o.clientSched})` : ''}`);
     await workers.start();
 
     // ---- baseline: a plain Node TLS WebSocket echo server ----------------
@@ -524,23 +609,50 @@ async function main() {
 
     // Doctors, endo probe patients and a monitor connect first: they are
     // part of the idle figure, and nothing of theirs waits behind N patients.
+    // On several nodes cardio's doctor is on the first and endo (doctors
+    // and probes) on the last: the cardio visit's node then never carries
+    // two visits more than its patient's, so it stays with the doctor
+    // (docs/cluster.md "Where a visit runs") and nobody is moved.
+    const endoNode = srvs[N - 1];
     const docs = {};
     for (const id of ['d1', 'd2', 'd3', 'd4']) {
-      const d = new Actor(srv.url());
+      const d = new Actor((id === 'd3' || id === 'd4' ? endoNode : srv).url());
       await d.open();
       await d.request('hello', { token: srv.token(id, 'doctor'), ua: 'bench-doctor/1' }, 60000);
       d.id = id;
+      d.node = id === 'd3' || id === 'd4' ? N - 1 : 0;
       docs[id] = d;
     }
     const probes = [];
     for (let i = 0; i < Math.max(o.probes, o.cProbes); i++) {
-      const p = new Actor(srv.url());
+      const p = new Actor(endoNode.url());
       await p.open();
       await p.request('hello', { token: srv.token(`probe${i}`, 'patient'), ua: 'bench-probe/1' }, 60000);
       p.sub = `probe${i}`;
       p.busy = false;
       p.onPush = () => {};
       probes.push(p);
+    }
+    // Phase T's doctors and patients, on their department's node.
+    const tProbes = [];
+    if (o.phases.includes('T')) {
+      for (const [id, dept] of tDoctors) {
+        const k = Number(dept.slice(1));
+        const d = new Actor(srvs[k].url());
+        await d.open();
+        await d.request('hello', { token: srv.token(id, 'doctor'), ua: 'bench-doctor/1' }, 60000);
+        Object.assign(d, { id, node: k });
+        docs[id] = d;
+      }
+      for (let k = 0; k < N; k++) {
+        for (let i = 0; i < o.tProbes; i++) {
+          const p = new Actor(srvs[k].url());
+          await p.open();
+          await p.request('hello', { token: srv.token(`tprobe${k}_${i}`, 'patient'), ua: 'bench-probe/1' }, 60000);
+          Object.assign(p, { sub: `tprobe${k}_${i}`, dept: `t${k}`, busy: false, onPush: () => {} });
+          tProbes.push(p);
+        }
+      }
     }
     const monitor = new Actor(srv.url());
     await monitor.open();
@@ -567,48 +679,66 @@ async function main() {
 
     // ---- connections held and RSS per waiting patient --------------------
     await sleep(o.settleMs);
-    const idle = rssKiB(pid);
+    const idles = srvs.map((s) => rssKiB(s.proc.pid));
+    const idle = idles.reduce((a, x) => a + x, 0);
     figures.idleKiB = idle;
-    log(`telemed idle RSS ${idle} KiB`);
+    figures.nodeIdleKiB = idles;
+    log(`telemed idle RSS ${idles.join(' + ')} KiB`);
     figures.steps = [];
     let opened = 0;
     let nextSub = 0;
+    // Patient i goes to node i % N, and to one of that node's client
+    // processes (worker w holds node w % N's patients).
+    const heldOn = new Array(N).fill(0);
     for (const target of o.steps) {
       const add = target - opened;
       const shards = Array.from({ length: o.workers }, () => []);
-      for (let i = 0; i < add; i++) shards[i % o.workers].push(`p${nextSub++}`);
+      const perNode = Array.from({ length: N }, () => 0);
+      for (let i = 0; i < add; i++) {
+        const k = (opened + i) % N;
+        const w = k + N * (perNode[k]++ % (o.workers / N));
+        shards[N > 1 ? w : i % o.workers].push(`p${nextSub++}`);
+      }
+      const nodeOf = (w) => (N > 1 ? w % N : 0);
       const t0 = now();
-      const r = await workers.all('open', (i) => ({ url: srv.url(), secret: srv.secret, subs: shards[i], dept: 'cardio', concurrency: o.concurrency }));
+      const r = await workers.all('open', (w) => ({ url: srvs[nodeOf(w)].url(), secret, subs: shards[w], dept: 'cardio', concurrency: o.concurrency }));
       const ms = now() - t0;
       const failed = r.reduce((a, x) => a + x.failed, 0);
       if (failed) log(`open: ${failed} failed, first: ${r.find((x) => x.firstError).firstError}`);
+      r.forEach((x, w) => { heldOn[nodeOf(w)] += shards[w].length - x.failed; });
       opened = r.reduce((a, x) => a + x.held, 0);
       await sleep(o.settleMs);
-      const m = await metrics(srv);
-      const rss = rssKiB(pid);
-      const step = { target, held: opened, serverConns: m.conns, rssKiB: rss,
-        perConnKiB: (rss - idle) / opened, openPerS: (add - failed) / (ms / 1000) };
+      const snap = await snapshotAll(srvs, 0);
+      const rsss = srvs.map((s) => rssKiB(s.proc.pid));
+      const rss = rsss.reduce((a, x) => a + x, 0);
+      const step = { target, held: opened, serverConns: snap.m.conns, rssKiB: rss,
+        perConnKiB: (rss - idle) / opened, openPerS: (add - failed) / (ms / 1000),
+        nodes: srvs.map((s, k) => ({ held: heldOn[k], conns: snap.nodes[k].m.conns, rssKiB: rsss[k],
+          perConnKiB: (rsss[k] - idles[k]) / heldOn[k] })) };
       figures.steps.push(step);
-      log(`${opened} waiting: RSS ${rss} KiB, ${fmt(step.perConnKiB)} KiB/patient, opened ${fmt(step.openPerS, 0)}/s`);
+      log(`${opened} waiting: RSS ${rss} KiB, ${fmt(step.perConnKiB)} KiB/patient${N > 1 ? ` (per node ${step.nodes.map((x) => fmt(x.perConnKiB)).join(', ')})` : ''}, opened ${fmt(step.openPerS, 0)}/s`);
     }
     const waiting = opened;
     // Nothing happens now but lws keepalive pings (every 20 s per quiet
     // connection) and the 1 s tick: what N idle waiting patients cost.
-    if (o.idleS > 0) {
-      const c0 = cpuMs(pid);
+    const cpuAll = () => srvs.reduce((a, s) => a + cpuMs(s.proc.pid), 0);
+    if (o.idleS > 0 && o.steps.length) {
+      const c0 = cpuAll();
       const t0 = now();
       figures.idlePing = await pingWhile(() => sleep(o.idleS * 1000));
-      figures.idleCpuPct = (100 * (cpuMs(pid) - c0)) / (now() - t0);
+      figures.idleCpuPct = (100 * (cpuAll() - c0)) / (now() - t0);
       figures.idleS = o.idleS;
       log(`${waiting} waiting, idle for ${o.idleS} s: server CPU ${fmt(figures.idleCpuPct)}% of a core, ping p50/p99/max ${fmt(figures.idlePing.p50)}/${fmt(figures.idlePing.p99)}/${fmt(figures.idlePing.max)} ms`);
     }
 
     // ---- phase B: one cardio doctor serves, N wait; endo probes -----------
-    const events = [{ sent: [], ans: [] }, { sent: [], ans: [] }]; // cardio, endo
+    // cardio, endo, then phase T's departments t0..t(N-1)
+    const events = Array.from({ length: 2 + N }, () => ({ sent: [], ans: [] }));
     const checkinAt = new Map(); // probe sub -> checkin sent time
     let ciToOffer = [];
     let acceptRtt = [];
     let visitsDone = 0;
+    let visitsOn = new Array(N).fill(0); // by the node of the doctor who ended them
     let stopping = false;
     const errors = [];
 
@@ -628,7 +758,8 @@ async function main() {
           if (holdMs) await sleep(holdMs);
           await d.request('visit.end', { visit_id: m.visit_id, reason: 'completed' }, 30000);
           visitsDone++;
-          const probe = probes.find((p) => p.sub === m.patient.id);
+          visitsOn[d.node]++;
+          const probe = probes.find((p) => p.sub === m.patient.id) || tProbes.find((p) => p.sub === m.patient.id);
           if (probe) probe.busy = false;
         })().catch((e) => errors.push(`${d.id}: ${e.message}`));
       };
@@ -637,7 +768,7 @@ async function main() {
       p.busy = true;
       checkinAt.set(p.sub, now());
       try {
-        p.visitId = (await p.request('checkin', { dept: 'endo' }, 30000)).visit_id;
+        p.visitId = (await p.request('checkin', { dept: p.dept || 'endo' }, 30000)).visit_id;
       } catch (e) {
         // Still queued from the last phase (its offer was withdrawn): it will be served.
         if (e.code !== 'conflict') throw e;
@@ -649,9 +780,11 @@ async function main() {
       ciToOffer = [];
       acceptRtt = [];
       visitsDone = 0;
+      visitsOn = new Array(N).fill(0);
       for (const e of events) { e.sent.length = 0; e.ans.length = 0; }
       await workers.all('mark');
-      const s0 = snapshot(srv, await metrics(srv));
+      const s0 = await snapshotAll(srvs, pgPid);
+      const self0 = process.cpuUsage();
       const tEnd = now() + seconds * 1000;
       for (const [id, di, hold] of doctors) {
         serve(docs[id], di, hold);
@@ -665,13 +798,18 @@ async function main() {
         }
         await probeTask;
       });
-      const s1busy = snapshot(srv, await metrics(srv));
+      const s1busy = await snapshotAll(srvs, pgPid);
+      const self1 = process.cpuUsage(self0);
+      const visitsOnBusy = [...visitsOn];
       // Let the last fan-out arrive before collecting.
       await sleep(3000);
       for (const [id] of doctors) await docs[id].request('doctor.status', { status: 'away' }, 60000);
       await sleep(1000);
-      const s1 = snapshot(srv, await metrics(srv));
+      const s1 = await snapshotAll(srvs, pgPid);
       const col = await workers.all('collect', () => ({ events }));
+      // Each node's patients' view (worker w holds node w % N's).
+      const nodeAns = srvs.map(() => new Hist());
+      col.forEach((c, w) => nodeAns[N > 1 ? w % N : 0].merge(c.hAns));
       const hAns = new Hist();
       const hSent = new Hist();
       let positional = 0;
@@ -718,13 +856,29 @@ async function main() {
         serverRunqPct: (100 * (s1busy.runq - s0.runq)) / (s1busy.t - s0.t),
         clientCpuMs: workerCpu, clientElu: elus,
         rateLimited: s1.m.rateLimited - s0.m.rateLimited, errors: s1.m.errors - s0.m.errors,
+        // Per node over the busy window: CPU, and CPU per visit it ended.
+        nodes: srvs.map((_, k) => {
+          const a = s0.nodes[k];
+          const b = s1busy.nodes[k];
+          return { visits: visitsOnBusy[k], cpuMs: b.cpu - a.cpu, cpuPct: (100 * (b.cpu - a.cpu)) / (b.t - a.t),
+            runqPct: (100 * (b.runq - a.runq)) / (b.t - a.t), cpuMsPerVisit: (b.cpu - a.cpu) / visitsOnBusy[k],
+            msgs: s1.nodes[k].msgs - a.msgs,
+            pushLatAns: { n: nodeAns[k].n, p50: nodeAns[k].pct(50), p99: nodeAns[k].pct(99) },
+            pushLatServer: serverPushLatency(a.m, s1.nodes[k].m) };
+        }),
+        visitsBusy: visitsOnBusy.reduce((x, y) => x + y, 0),
+        pgCpuMs: s1busy.pgCpu - s0.pgCpu, pgCpuPct: (100 * (s1busy.pgCpu - s0.pgCpu)) / (s1busy.t - s0.t),
+        benchCpuMs: (self1.user + self1.system) / 1000,
       };
+      f.cpuMsPerVisit = (s1busy.cpu - s0.cpu) / f.visitsBusy;
+      f.pgCpuMsPerVisit = f.pgCpuMs / f.visitsBusy;
+      f.visitsPerSBusy = f.visitsBusy / wall;
       log(`${name}: ${f.visits} visits in ${fmt(wall)} s; position push p50/p99 ${fmt(f.pushLatAns.p50)}/${fmt(f.pushLatAns.p99)} ms (${f.pushLatAns.n}); check-in->offer p50/p99 ${fmt(f.ciToOffer.p50)}/${fmt(f.ciToOffer.p99)} ms; ${fmt(f.msgsPerS, 0)} msg/s; server ${fmt(f.serverCpuPct, 0)}% CPU, ${fmt(f.serverCpuUsPerMsg)} us/msg; clients ${fmt(workerCpu, 0)} ms CPU, busy ${elus.map((x) => fmt(x, 2)).join(',')}`);
       return f;
     };
 
     // Phase B: the cardio doctor accepts, holds, ends, accepts the next.
-    figures.phaseB = await runPhase('B: 1 doctor, N waiting', {
+    if (o.phases.includes('B')) figures.phaseB = await runPhase('B: 1 doctor, N waiting', {
       doctors: [['d1', 0, o.bHoldMs], ['d3', 1, 50], ['d4', 1, 50]],
       visits: o.bVisits + 1e9, seconds: o.bSeconds,
       probeLoop: async () => {
@@ -741,7 +895,7 @@ async function main() {
         stopping = true;
       },
     });
-    figures.phaseB.waiting = waiting;
+    if (figures.phaseB) figures.phaseB.waiting = waiting;
     // A probe whose offer was ignored at the stop is still queued: take it out.
     for (const p of probes) {
       if (p.busy && p.visitId) await p.request('queue.leave', { visit_id: p.visitId }, 60000).catch(() => {});
@@ -750,7 +904,7 @@ async function main() {
     checkinAt.clear();
 
     // Phase C: four doctors in two departments, as fast as they can.
-    figures.phaseC = await runPhase('C: 4 doctors, 2 depts', {
+    if (o.phases.includes('C')) figures.phaseC = await runPhase('C: 4 doctors, 2 depts', {
       doctors: [['d1', 0, 0], ['d2', 0, 0], ['d3', 1, 0], ['d4', 1, 0]],
       visits: o.cVisits, seconds: o.cSeconds,
       probeLoop: async () => {
@@ -763,21 +917,39 @@ async function main() {
         }
       },
     });
+    // Phase T: each node its own department, doctors and probe patients, in
+    // a closed loop: visits per second through the nodes and each node's
+    // CPU per visit, with nobody moved between nodes.
+    for (const p of probes) p.busy = false;
+    if (o.phases.includes('T')) {
+      figures.phaseT = await runPhase(`T: ${o.tDoctors} doctors and ${o.tProbes} patients per node`, {
+        doctors: tDoctors.map(([id], i) => [id, 2 + Math.floor(i / o.tDoctors), 0]),
+        visits: o.tVisits, seconds: o.tSeconds,
+        probeLoop: async () => {
+          while (!stopping) {
+            for (const p of tProbes) if (!p.busy) probeCheckin(p).catch((e) => errors.push(`probe: ${e.message}`));
+            await sleep(20);
+          }
+        },
+      });
+    }
     figures.errors = errors.slice(0, 10);
     figures.errorCount = errors.length;
-    figures.finalRssKiB = rssKiB(pid);
+    figures.finalRssKiB = srvs.reduce((a, x) => a + rssKiB(x.proc.pid), 0);
     figures.log = logStats;
     for (const d of Object.values(docs)) d.drop();
-    for (const p of probes) p.drop();
+    for (const p of [...probes, ...tProbes]) p.drop();
     monitor.drop();
   } finally {
     if (echo) echo.kill('SIGKILL');
     if (rawWorkers && rawWorkers !== workers) rawWorkers.kill();
     const t0 = now();
-    await srv.stop();
+    const stops = await Promise.allSettled(srvs.map((s) => s.stop()));
     figures.stopMs = now() - t0;
     await workers.all('exit').catch(() => {});
     workers.kill();
+    if (pg) pg.stop();
+    for (const r of stops) if (r.status === 'rejected') log(`node stop: ${r.reason.message.split('\n')[0]}`);
   }
   report(figures);
   if (o.json) (await import('node:fs')).writeFileSync(o.json, JSON.stringify(figures, null, 2));
@@ -786,19 +958,24 @@ async function main() {
 function report(f) {
   const out = [];
   const row = (k, v) => out.push(`  ${k.padEnd(44)} ${v}`);
-  out.push('', `telemed signaling load  (${new Date().toISOString()}, ${f.options.workers} ${f.options.client} client processes, ${cpus().length} CPUs, load average ${f.load0.map((x) => fmt(x, 1)).join(' ')} at start, ${loadavg().map((x) => fmt(x, 1)).join(' ')} at end)`);
+  const N = f.options.nodes;
+  out.push('', `telemed signaling load  (${N} node${N > 1 ? 's' : ''} on ${f.options.db === 'pg' ? 'PostgreSQL' : 'SQLite'}, ${new Date().toISOString()}, ${f.options.workers} ${f.options.client} client processes, ${cpus().length} CPUs, load average ${f.load0.map((x) => fmt(x, 1)).join(' ')} at start, ${loadavg().map((x) => fmt(x, 1)).join(' ')} at end)`);
   out.push(' memory');
   if (f.baseline) row(`baseline: Node TLS ws echo, ${f.baseline.n} conns`, `${fmt(f.baseline.perConnKiB)} KiB/conn (idle ${f.baseline.idleKiB} KiB)`);
   row('telemed-server idle RSS', `${f.idleKiB} KiB`);
   for (const s of f.steps) {
     row(`${s.held} waiting (server says ${s.serverConns} conns)`, `RSS ${s.rssKiB} KiB = ${fmt(s.perConnKiB)} KiB/patient; opened ${fmt(s.openPerS, 0)}/s`);
+    if (N > 1) {
+      s.nodes.forEach((x, k) => row(`  node-${k + 1}: ${x.held} waiting (${x.conns} conns)`,
+        `RSS ${x.rssKiB} KiB (idle ${f.nodeIdleKiB[k]}) = ${fmt(x.perConnKiB)} KiB/patient`));
+    }
   }
   if (f.baseline && f.steps.length) row('ratio telemed/echo per connection', fmt(f.steps[f.steps.length - 1].perConnKiB / f.baseline.perConnKiB, 2));
   if (f.idleCpuPct !== undefined) {
     row(`server CPU, ${f.steps[f.steps.length - 1].held} waiting, idle ${f.idleS} s`, `${fmt(f.idleCpuPct)}% of a core`);
     row('  ping round trip meanwhile', `p50 ${fmt(f.idlePing.p50)} ms  p99 ${fmt(f.idlePing.p99)} ms  max ${fmt(f.idlePing.max)} ms  (n=${f.idlePing.n})`);
   }
-  for (const p of [f.phaseB, f.phaseC]) {
+  for (const p of [f.phaseB, f.phaseC, f.phaseT]) {
     if (!p) continue;
     out.push(` phase ${p.name}${p.waiting ? ` (${p.waiting} waiting at start)` : ''}`);
     row('visits (accept+end) / wall', `${p.visits} in ${fmt(p.wallS)} s = ${fmt(p.visitsPerS, 1)}/s (cardio ${p.accepts[0]}, endo ${p.accepts[1]})`);
@@ -807,7 +984,7 @@ function report(f) {
     const sv = p.pushLatServer;
     row('  server side: frame in -> push written', `p50 ~${fmt(sv.p50)} ms  p99 ~${fmt(sv.p99)} ms  within 50 ms ${fmt(sv.within50)}%  (n=${sv.n})`);
     row('estimate-only pushes; unmatched', `${p.estimateOnly}; ${p.unmatched}`);
-    row('check-in -> visit.offer (endo probes)', `p50 ${fmt(p.ciToOffer.p50)} ms  p99 ${fmt(p.ciToOffer.p99)} ms  max ${fmt(p.ciToOffer.max)} ms  (n=${p.ciToOffer.n})`);
+    row(`check-in -> visit.offer (${p === f.phaseT ? 'phase T' : 'endo'} probes)`, `p50 ${fmt(p.ciToOffer.p50)} ms  p99 ${fmt(p.ciToOffer.p99)} ms  max ${fmt(p.ciToOffer.max)} ms  (n=${p.ciToOffer.n})`);
     row('visit.accept round trip', `p50 ${fmt(p.acceptRtt.p50)} ms  p99 ${fmt(p.acceptRtt.p99)} ms`);
     row('ping round trip (monitor, every 100 ms)', `p50 ${fmt(p.ping.p50)} ms  p99 ${fmt(p.ping.p99)} ms  max ${fmt(p.ping.max)} ms`);
     row('messages handled (server in+out)', `${p.msgs} (${p.msgsIn} in, ${p.msgsOut} out) = ${fmt(p.msgsPerS, 0)}/s`);
@@ -817,6 +994,15 @@ function report(f) {
     row(`clients (${f.options.client}): CPU ms, ${f.options.client === 'c' ? 'CPU share of wall' : 'event-loop use'}`, `${fmt(p.clientCpuMs, 0)} ms, ${p.clientElu.map((x) => fmt(x, 2)).join(' ')}`);
     if (p.clientClosed || p.clientBadMessages) row('  patients closed by server; bad messages', `${p.clientClosed} (${p.clientFirstClose}); ${p.clientBadMessages}`);
     row('rate limited / error replies', `${p.rateLimited} / ${p.errors}`);
+    row('visits while busy; CPU per visit, all nodes', `${p.visitsBusy} = ${fmt(p.visitsPerSBusy, 1)}/s; ${fmt(p.cpuMsPerVisit, 2)} ms`);
+    p.nodes.forEach((x, k) => {
+      if (N > 1 || x.pushLatAns.n) {
+        row(`  node-${k + 1}: visits, CPU, CPU per visit`, `${x.visits}, ${fmt(x.cpuPct, 0)}% of a core (run queue ${fmt(x.runqPct, 0)}%), ${fmt(x.cpuMsPerVisit, 2)} ms/visit`);
+        if (x.pushLatAns.n) row(`  node-${k + 1}: position push after answer; server side`, `p50 ${fmt(x.pushLatAns.p50)} p99 ${fmt(x.pushLatAns.p99)} ms (n=${x.pushLatAns.n}); p99 ~${fmt(x.pushLatServer.p99)} ms`);
+      }
+    });
+    if (f.options.db === 'pg') row('PostgreSQL CPU; per visit', `${fmt(p.pgCpuPct, 0)}% of a core; ${fmt(p.pgCpuMsPerVisit, 2)} ms`);
+    row('this bench process (doctors, probes) CPU', `${fmt(p.benchCpuMs, 0)} ms = ${fmt((100 * p.benchCpuMs) / (p.wallS * 1000), 0)}% of a core`);
   }
   out.push(' targets (issue 2)');
   const last = f.steps[f.steps.length - 1];
