@@ -33,3 +33,13 @@ add_executable(store_bench ${CMAKE_CURRENT_LIST_DIR}/store_bench.c
   ${CMAKE_CURRENT_LIST_DIR}/delay_relay.c)
 target_compile_definitions(store_bench PRIVATE TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
 target_link_libraries(store_bench PRIVATE telemed)
+
+# The smoke test of the load programs over several nodes (issue 19): two
+# nodes on a test-started PostgreSQL, 20 patients round-robin; it asserts
+# each node's share, one queue's positions across the nodes, position pushes
+# on both nodes and visits served on both, never a figure or a time.
+add_test(NAME bench_cluster_smoke COMMAND ${NODE} ${CMAKE_SOURCE_DIR}/tests/bench/signaling_load.mjs
+  --bin $<TARGET_FILE:telemed-server> --client-bin $<TARGET_FILE:wss_patients> --cluster 2
+  --steps 20 --baseline-n 0 --idle-s 0 --settle-ms 500 --b-visits 5 --b-seconds 120 --probes 2
+  --t-visits 20 --t-seconds 120 --check)
+set_tests_properties(bench_cluster_smoke PROPERTIES TIMEOUT 300)

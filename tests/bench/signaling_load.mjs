@@ -69,6 +69,11 @@ const USAGE = `usage: node tests/bench/signaling_load.mjs [options]
                           phase T (throughput): each node its own department,
                           its doctors and closed-loop probe patients
   --json FILE             also write every figure as JSON
+  --check                 exit 1 unless every node got its share of the
+                          patients, their positions are exactly 1..n across
+                          the nodes, every node's patients got position
+                          pushes, each phase reached its count of visits and
+                          every node served some of phase T's (the smoke test)
   --log FILE              also write the server's log lines to FILE
 
 Raise the open-file limit first (ulimit -n 20000 or more). What every figure
@@ -81,7 +86,7 @@ function parseArgs(argv) {
     bin: process.env.TELEMED_BIN || '', baselineN: 1000,
     bVisits: 30, bSeconds: 60, bHoldMs: 400, probes: 20, probeEveryMs: 200,
     cVisits: 2000, cSeconds: 120, cProbes: 2, settleMs: 2500, idleS: 25, json: '', log: '',
-    nodes: 1, db: '', phases: null, tVisits: 600, tSeconds: 60, tProbes: 4, tDoctors: 2,
+    nodes: 1, db: '', phases: null, check: false, tVisits: 600, tSeconds: 60, tProbes: 4, tDoctors: 2,
   };
   for (let i = 0; i < argv.length; i++) {
     const [k, inline] = argv[i].split('=', 2);
@@ -114,6 +119,7 @@ function parseArgs(argv) {
       case '--settle-ms': o.settleMs = Number(val()); break;
       case '--idle-s': o.idleS = Number(val()); break;
       case '--json': o.json = val(); break;
+      case '--check': o.check = true; break;
       case '--log': o.log = val(); break;
       case '-h': case '--help':
         console.log(USAGE);
@@ -319,6 +325,9 @@ async function patientWorker() {
           rec = null;
           break;
         }
+        case 'positions':
+          reply({ positions: patients.map((p) => p.pos) });
+          break;
         case 'exit':
           reply({});
           setTimeout(() => process.exit(0), 50);
@@ -719,6 +728,25 @@ async function main() {
       log(`${opened} waiting: RSS ${rss} KiB, ${fmt(step.perConnKiB)} KiB/patient${N > 1 ? ` (per node ${step.nodes.map((x) => fmt(x.perConnKiB)).join(', ')})` : ''}, opened ${fmt(step.openPerS, 0)}/s`);
     }
     const waiting = opened;
+    const checks = [];
+    figures.checks = checks;
+    const check = (what, ok) => { checks.push({ what, ok: Boolean(ok) }); if (!ok) log(`check failed: ${what}`); };
+    if (o.check && o.steps.length) {
+      const total = o.steps[o.steps.length - 1];
+      srvs.forEach((_, k) => {
+        const share = Math.floor(total / N) + (k < total % N ? 1 : 0);
+        check(`node-${k + 1} holds its ${share} patients (holds ${heldOn[k]})`, heldOn[k] === share);
+      });
+      // One queue across the nodes: each position once, none missing.
+      const positionsAre1toN = async () => {
+        const all = (await workers.all('positions')).flatMap((r) => r.positions).sort((a, b) => a - b);
+        return all.length === total && all.every((x, i) => x === i + 1);
+      };
+      const tCap = now() + 60000;
+      let ok = await positionsAre1toN();
+      while (!ok && now() < tCap) { await sleep(500); ok = await positionsAre1toN(); }
+      check(`the ${total} waiting patients' positions are 1..${total} across the nodes`, ok);
+    }
     // Nothing happens now but lws keepalive pings (every 20 s per quiet
     // connection) and the 1 s tick: what N idle waiting patients cost.
     const cpuAll = () => srvs.reduce((a, s) => a + cpuMs(s.proc.pid), 0);
@@ -895,7 +923,13 @@ async function main() {
         stopping = true;
       },
     });
-    if (figures.phaseB) figures.phaseB.waiting = waiting;
+    if (figures.phaseB) {
+      figures.phaseB.waiting = waiting;
+      if (o.check) {
+        check(`phase B served its ${o.bVisits} cardio visits (${figures.phaseB.accepts[0]})`, figures.phaseB.accepts[0] >= o.bVisits);
+        figures.phaseB.nodes.forEach((x, k) => check(`node-${k + 1}'s patients got position pushes (${x.pushLatAns.n})`, x.pushLatAns.n > 0));
+      }
+    }
     // A probe whose offer was ignored at the stop is still queued: take it out.
     for (const p of probes) {
       if (p.busy && p.visitId) await p.request('queue.leave', { visit_id: p.visitId }, 60000).catch(() => {});
@@ -932,7 +966,13 @@ async function main() {
           }
         },
       });
+      if (o.check) {
+        const t = figures.phaseT;
+        check(`phase T reached ${o.tVisits} visits (${t.visits})`, t.visits >= o.tVisits);
+        t.nodes.forEach((x, k) => check(`node-${k + 1} served phase T visits (${x.visits})`, x.visits > 0));
+      }
     }
+    if (o.check) check(`no client errors (${errors.length}${errors.length ? `: ${errors[0]}` : ''})`, !errors.length);
     figures.errors = errors.slice(0, 10);
     figures.errorCount = errors.length;
     figures.finalRssKiB = srvs.reduce((a, x) => a + rssKiB(x.proc.pid), 0);
@@ -950,9 +990,14 @@ async function main() {
     workers.kill();
     if (pg) pg.stop();
     for (const r of stops) if (r.status === 'rejected') log(`node stop: ${r.reason.message.split('\n')[0]}`);
+    if (figures.checks) figures.checks.push({ what: 'every node stopped cleanly', ok: stops.every((r) => r.status === 'fulfilled') });
   }
   report(figures);
   if (o.json) (await import('node:fs')).writeFileSync(o.json, JSON.stringify(figures, null, 2));
+  if (o.check) {
+    for (const c of figures.checks) console.log(`check ${c.ok ? 'ok' : 'FAILED'}: ${c.what}`);
+    if (!figures.checks.length || figures.checks.some((c) => !c.ok)) process.exitCode = 1;
+  }
 }
 
 function report(f) {
@@ -978,7 +1023,8 @@ function report(f) {
   for (const p of [f.phaseB, f.phaseC, f.phaseT]) {
     if (!p) continue;
     out.push(` phase ${p.name}${p.waiting ? ` (${p.waiting} waiting at start)` : ''}`);
-    row('visits (accept+end) / wall', `${p.visits} in ${fmt(p.wallS)} s = ${fmt(p.visitsPerS, 1)}/s (cardio ${p.accepts[0]}, endo ${p.accepts[1]})`);
+    const perDept = p === f.phaseT ? p.accepts.slice(2).map((n, k) => `t${k} ${n}`).join(', ') : `cardio ${p.accepts[0]}, endo ${p.accepts[1]}`;
+    row('visits (accept+end) / wall', `${p.visits} in ${fmt(p.wallS)} s = ${fmt(p.visitsPerS, 1)}/s (${perDept})`);
     row('queue.position push after accept answered', `p50 ${fmt(p.pushLatAns.p50)} ms  p99 ${fmt(p.pushLatAns.p99)} ms  max ${fmt(p.pushLatAns.max)} ms  (n=${p.pushLatAns.n})`);
     row('queue.position push after accept sent', `p50 ${fmt(p.pushLatSent.p50)} ms  p99 ${fmt(p.pushLatSent.p99)} ms`);
     const sv = p.pushLatServer;

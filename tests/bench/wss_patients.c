@@ -27,6 +27,7 @@
  * on stdout with "re" = its "seq" (the Node worker's IPC commands):
  *   open {subs, url, secret, dept, concurrency} -> {failed, firstError, ms, held}
  *   mark -> {}        collect {events} -> {hAns, hSent, positional, ...}
+ *   positions -> {positions}: each waiting patient's last known position
  *   exit -> {}        (openRaw/closeRaw, the baseline, stay on Node workers)
  * The first line written is {"ready":true}. Diagnostics go to stderr.
  *
@@ -1028,6 +1029,17 @@ static void cmd_open(json_int_t seq, json_t *m)
     pool_pump();
 }
 
+/* The positions the server last gave the waiting patients: with several
+ * nodes sharing one queue they must together be 1..n (the smoke test). */
+static void cmd_positions(json_int_t seq)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n_conns; i++)
+        if (conns[i]->st == C_WAITING)
+            json_array_append_new(a, json_integer(conns[i]->pos));
+    reply(json_pack("{s:I, s:o}", "re", seq, "positions", a));
+}
+
 static void command(const char *line, size_t len)
 {
     json_error_t je;
@@ -1049,6 +1061,8 @@ static void command(const char *line, size_t len)
         reply(json_pack("{s:I}", "re", seq));
     } else if (strcmp(cmd, "collect") == 0) {
         cmd_collect(seq, json_object_get(m, "events"));
+    } else if (strcmp(cmd, "positions") == 0) {
+        cmd_positions(seq);
     } else if (strcmp(cmd, "exit") == 0) {
         reply(json_pack("{s:I}", "re", seq));
         exit(0);
