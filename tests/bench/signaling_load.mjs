@@ -693,6 +693,14 @@ async function main() {
     figures.idleKiB = idle;
     figures.nodeIdleKiB = idles;
     log(`telemed idle RSS ${idles.join(' + ')} KiB`);
+    // What the nodes and PostgreSQL cost with nothing to do (heartbeats,
+    // the registry, ticks): the floor under every figure per visit below.
+    {
+      const q0 = await snapshotAll(srvs, pgPid);
+      await sleep(5000);
+      const q1 = await snapshotAll(srvs, pgPid);
+      figures.quiet = { nodeCpuPct: (100 * (q1.cpu - q0.cpu)) / (q1.t - q0.t), pgCpuPct: (100 * (q1.pgCpu - q0.pgCpu)) / (q1.t - q0.t) };
+    }
     figures.steps = [];
     let opened = 0;
     let nextSub = 0;
@@ -1008,6 +1016,7 @@ function report(f) {
   out.push(' memory');
   if (f.baseline) row(`baseline: Node TLS ws echo, ${f.baseline.n} conns`, `${fmt(f.baseline.perConnKiB)} KiB/conn (idle ${f.baseline.idleKiB} KiB)`);
   row('telemed-server idle RSS', `${f.idleKiB} KiB`);
+  if (f.quiet) row('quiet 5 s: CPU of the nodes; of PostgreSQL', `${fmt(f.quiet.nodeCpuPct, 2)}%; ${f.options.db === 'pg' ? `${fmt(f.quiet.pgCpuPct, 2)}%` : '-'} of a core`);
   for (const s of f.steps) {
     row(`${s.held} waiting (server says ${s.serverConns} conns)`, `RSS ${s.rssKiB} KiB = ${fmt(s.perConnKiB)} KiB/patient; opened ${fmt(s.openPerS, 0)}/s`);
     if (N > 1) {
