@@ -898,7 +898,7 @@ async function main() {
           const b = s1busy.nodes[k];
           return { visits: visitsOnBusy[k], cpuMs: b.cpu - a.cpu, cpuPct: (100 * (b.cpu - a.cpu)) / (b.t - a.t),
             runqPct: (100 * (b.runq - a.runq)) / (b.t - a.t), cpuMsPerVisit: (b.cpu - a.cpu) / visitsOnBusy[k],
-            msgs: s1.nodes[k].msgs - a.msgs,
+            msgs: s1.nodes[k].msgs - a.msgs, usPerMsg: ((s1.nodes[k].cpu - a.cpu) * 1000) / (s1.nodes[k].msgs - a.msgs),
             pushLatAns: { n: nodeAns[k].n, p50: nodeAns[k].pct(50), p99: nodeAns[k].pct(99) },
             pushLatServer: serverPushLatency(a.m, s1.nodes[k].m) };
         }),
@@ -1052,7 +1052,7 @@ function report(f) {
     row('visits while busy; CPU per visit, all nodes', `${p.visitsBusy} = ${fmt(p.visitsPerSBusy, 1)}/s; ${fmt(p.cpuMsPerVisit, 2)} ms`);
     p.nodes.forEach((x, k) => {
       if (N > 1 || x.pushLatAns.n) {
-        row(`  node-${k + 1}: visits, CPU, CPU per visit`, `${x.visits}, ${fmt(x.cpuPct, 0)}% of a core (run queue ${fmt(x.runqPct, 0)}%), ${fmt(x.cpuMsPerVisit, 2)} ms/visit`);
+        row(`  node-${k + 1}: visits, CPU, CPU per visit`, `${x.visits}, ${fmt(x.cpuPct, 0)}% of a core (run queue ${fmt(x.runqPct, 0)}%), ${fmt(x.cpuMsPerVisit, 2)} ms/visit, ${x.msgs} msgs at ${fmt(x.usPerMsg, 1)} us/msg`);
         if (x.pushLatAns.n) row(`  node-${k + 1}: position push after answer; server side`, `p50 ${fmt(x.pushLatAns.p50)} p99 ${fmt(x.pushLatAns.p99)} ms (n=${x.pushLatAns.n}); p99 ~${fmt(x.pushLatServer.p99)} ms`);
       }
     });
