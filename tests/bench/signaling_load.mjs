@@ -533,7 +533,7 @@ async function main() {
   // clients' figures come per node too.
   if (N > 1) o.workers = Math.ceil(Math.max(o.workers, N) / N) * N;
 
-  const logStats = { lines: 0, warn: 0, error: 0, lastProblems: [] };
+  const logStats = { lines: 0, warn: 0, error: 0, lastProblems: [], takeovers: 0, released: 0 };
   const logFile = o.log ? createWriteStream(o.log) : null;
   // The harness keeps every log line and re-scans them all per chunk; at
   // thousands of lines that would load this process, so count instead.
@@ -547,6 +547,10 @@ async function main() {
       partial = lines.pop();
       for (const l of lines) {
         logStats.lines++;
+        // A node judged dead by the others (its heartbeat late): its
+        // waiting visits are released and placed again.
+        const t = /ev=cluster\.takeover .*visits=(\d+)/.exec(l);
+        if (t) { logStats.takeovers++; logStats.released += Number(t[1]); }
         if (/level=(warn|error)/.test(l)) {
           logStats[/level=warn/.test(l) ? 'warn' : 'error']++;
           logStats.lastProblems.push(l);
@@ -1071,6 +1075,7 @@ function report(f) {
   }
   row('server RSS at end', `${f.finalRssKiB} KiB`);
   row('server log lines (warn, error)', `${f.log.lines} (${f.log.warn}, ${f.log.error})`);
+  if (N > 1) row('takeovers (a node judged dead); visits released', `${f.log.takeovers}; ${f.log.released}`);
   row('server stop (SIGINT -> exit)', `${fmt(f.stopMs, 0)} ms`);
   if (f.errorCount) row('client errors', `${f.errorCount}: ${f.errors.join(' | ')}`);
   for (const l of f.log.lastProblems) out.push(`  log: ${l}`);
