@@ -21,6 +21,9 @@
 // speak the same commands (open, mark, collect, exit; Node over IPC, C as
 // JSON lines on stdin/stdout). The baseline's raw connections (openRaw,
 // closeRaw) always use Node workers.
+// With --cluster N (or --nodes N --db pg) it runs N nodes on one PostgreSQL
+// it starts, spreads the patients round-robin over them and prints each
+// node's figures beside the whole (issue 19).
 // Usage: --help; the meaning of every figure: tests/bench/README.md.
 import { fork, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
