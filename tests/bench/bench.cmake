@@ -42,4 +42,4 @@ add_test(NAME bench_cluster_smoke COMMAND ${NODE} ${CMAKE_SOURCE_DIR}/tests/benc
   --bin $<TARGET_FILE:telemed-server> --client-bin $<TARGET_FILE:wss_patients> --cluster 2
   --steps 20 --baseline-n 0 --idle-s 0 --settle-ms 500 --b-visits 5 --b-seconds 120 --probes 2
   --t-visits 20 --t-seconds 120 --check)
-set_tests_properties(bench_cluster_smoke PROPERTIES TIMEOUT 300)
+set_tests_properties(bench_cluster_smoke PROPERTIES TIMEOUT 600)
