@@ -57,7 +57,8 @@ export async function launch() {
 // Waits on a page are for a state to appear; their cap is generous because a
 // 2-core machine shared with other suites has taken over 20 s for one.
 const PAGE_WAIT_MS = 60000;
-export async function openPage(browser, srv, file, sub, role, { locale = 'en-US', viewport = { width: 1280, height: 800 }, extra = {}, token } = {}) {
+// beforeGoto(page): runs before the page loads (to hold a response of its start).
+export async function openPage(browser, srv, file, sub, role, { locale = 'en-US', viewport = { width: 1280, height: 800 }, extra = {}, token, beforeGoto } = {}) {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, locale, viewport });
   const page = await ctx.newPage();
   page.setDefaultTimeout(PAGE_WAIT_MS);
@@ -65,8 +66,27 @@ export async function openPage(browser, srv, file, sub, role, { locale = 'en-US'
   page.on('pageerror', (e) => { page.errors.push(String(e)); console.log(`[${sub} page error] ${e}`); });
   page.on('console', (m) => { if (m.type() === 'error' && !/favicon/.test(m.text())) console.log(`[${sub} console] ${m.text()}`); });
   const tok = token || srv.token(sub, role, extra);
+  if (beforeGoto) await beforeGoto(page);
   await page.goto(`${srv.base()}/${file}#token=${tok}`);
   return page;
+}
+
+// Holds the answers to the page's requests to url (a glob) until release(),
+// each once the server has answered it: a read the page began before some
+// change and got after it, in an order a loaded machine can give. The
+// server's answers reach the page unchanged; after release at once.
+// answered: the first came.
+export async function holdResponses(page, url) {
+  let release, served;
+  const held = new Promise((r) => { release = r; });
+  const answered = new Promise((r) => { served = r; });
+  await page.route(url, async (route) => {
+    const response = await route.fetch();
+    served();
+    await held;
+    await route.fulfill({ response });
+  });
+  return { answered, release };
 }
 
 export async function shot(page, name) {

@@ -5,7 +5,7 @@
 // blocked, missing or taken by another app.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startHospital, launch, openPage, shot, waitView, patientCheckin, doctorOnDuty, confirm } from './lib.mjs';
+import { startHospital, launch, openPage, shot, waitView, patientCheckin, doctorOnDuty, confirm, holdResponses } from './lib.mjs';
 
 const noHScroll = (page) => page.evaluate(() => ({
   scroll: document.documentElement.scrollWidth, width: window.innerWidth,
@@ -305,6 +305,31 @@ test('strings: both languages have every key, and every key the markup and code 
     for (const m of js.matchAll(/\bt\('([\w.]+)'/g)) used.add(m[1]);
   }
   assert.deepEqual([...used].filter((k) => !en.has(k)), [], 'keys used but not defined');
+});
+
+// CI once saw the status flip back to "off duty" by itself: the page took
+// hello's state only after the departments' names came, over a click made
+// in between. Here the names come after the click, every time.
+test('doctor page: "available" chosen before the department names arrive stays chosen', { timeout: 120000 }, async () => {
+  const srv = await startHospital();
+  const browser = await launch();
+  try {
+    let names;
+    const page = await openPage(browser, srv, 'doctor.html', 'd1', 'doctor', {
+      locale: 'zh-CN', beforeGoto: async (p) => { names = await holdResponses(p, '**/api/v1/departments'); },
+    });
+    // The page asks for the names as it shows the workstation.
+    await doctorOnDuty(page);
+    names.release();
+    await page.waitForSelector('#inv-dept option[value="cardio"]', { state: 'attached' });
+    assert.equal(await page.evaluate(() => window.tm.state.status), 'available');
+    assert.equal(await page.isChecked('#status-group input[value="available"]'), true);
+    assert.equal(await page.textContent('#idle-text'), '正在等待下一位患者…');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await browser.close();
+    await srv.stop();
+  }
 });
 
 test('doctor page: an unverified doctor is told why and keeps the offer; refer needs advice', { timeout: 120000 }, async () => {

@@ -101,15 +101,25 @@ async function main() {
   try {
     const hello = await sig.start();
     state.hello = hello;
-    showView('ws', { focus: false });
-    try { state.departments = (await api(page.token, '/departments')).departments || []; } catch { /* names optional */ }
-    fillInviteDepts();
+    // hello's state before the doctor sees the controls: applied after the
+    // names below arrive, it would undo a status chosen in the meantime.
     applyDoctorState(hello.state || {});
+    showView('ws', { focus: false });
+    await loadDepartments();
     refreshQueue();
     setInterval(refreshQueue, 5000);
   } catch {
     /* shown by bindConnection */
   }
+}
+
+// The departments' names, shown wherever an id was shown until they came.
+async function loadDepartments() {
+  try { state.departments = (await api(page.token, '/departments')).departments || []; } catch { /* names optional */ }
+  fillInviteDepts();
+  setShift(state.shift);
+  renderOffer();
+  if (state.visitInfo) renderVisitHead();
 }
 
 function deptName(id) {
