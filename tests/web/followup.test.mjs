@@ -7,7 +7,7 @@
 // visit is a protocol client.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startHospital, launch, openPage, shot, waitView, patientCheckin, doctorOnDuty, rawWords, setLanguage } from './lib.mjs';
+import { startHospital, launch, openPage, shot, waitView, patientCheckin, doctorOnDuty, rawWords, setLanguage, holdResponses } from './lib.mjs';
 
 const PHONE = { width: 360, height: 740 };
 const CONSENT = { version: '2026.1', recording: true };
@@ -113,11 +113,17 @@ test('the patient sees the follow-up booked in the visit at its end and on their
     const offer = await doctor.waitFor('visit.offer');
     await doctor.request('visit.accept', { visit_id: offer.visit_id });
     await waitView(page, 'visit');
+    // The page reads the patient's course when the follow-up is pushed; that
+    // read is answered before the visit ends and reaches the page after the
+    // end screen shows (as it did in CI), so the end must read it again.
+    const courseRead = await holdResponses(page, '**/timeline');
     const slot = new Date(Date.now() + 14 * 86400e3);
     await doctor.request('visit.note', { visit_id: offer.visit_id, text: 'Review in two weeks.', diagnosis_code: 'I10', sign: true });
     await doctor.request('visit.followup', { visit_id: offer.visit_id, slot_at: slot.toISOString() });
+    await courseRead.answered;
     await doctor.request('visit.end', { visit_id: offer.visit_id, reason: 'completed' });
     await waitView(page, 'ended');
+    courseRead.release();
     await page.waitForFunction(() => {
       const c = document.querySelector('#my-course');
       return c && !c.hidden && /Dept cardio/.test(c.textContent) && /Review in two weeks/.test(c.textContent);

@@ -15,6 +15,7 @@ const me = token ? (claims(token) || {}).sub : null;
 const VIEWS = ['checkin', 'ended'];
 let data = null;
 let loading = false;
+let stale = false; // asked for again while a read was in flight
 let pushed = null; // the follow-up just booked, before the timeline is read again
 
 function card() {
@@ -68,14 +69,23 @@ function render() {
   c.hidden = !VIEWS.includes(document.body.dataset.current);
 }
 
+// A read asked for while one is in flight runs once more after it: the one
+// in flight may predate what asked (begun on the follow-up pushed just
+// before the visit ended, it misses the ended visit and its note).
 async function load() {
-  if (loading) return;
-  loading = true;
-  try {
-    data = await api(token, `/patients/${encodeURIComponent(me)}/timeline`);
-  } catch {
-    data = null; // the card shows what it has; the check-in works without it
+  if (loading) {
+    stale = true;
+    return;
   }
+  loading = true;
+  do {
+    stale = false;
+    try {
+      data = await api(token, `/patients/${encodeURIComponent(me)}/timeline`);
+    } catch {
+      data = null; // the card shows what it has; the check-in works without it
+    }
+  } while (stale);
   loading = false;
   render();
 }
