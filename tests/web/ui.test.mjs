@@ -22,7 +22,7 @@ const unlabelled = (page) => page.evaluate(() => [...document.querySelectorAll('
   })
   .map((e) => e.outerHTML.slice(0, 80)));
 
-test('language: follows the browser (zh-CN), switches to English and back, remembers', { timeout: 90000 }, async () => {
+test('language: follows the browser (zh-CN), switches to English and back, remembers', { timeout: 120000 }, async () => {
   const srv = await startHospital();
   const browser = await launch();
   try {
