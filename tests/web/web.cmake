@@ -45,3 +45,6 @@ tm_node_test(web_followup tests/web/followup.test.mjs)
 if(TARGET webrtc_client)
   tm_node_test(web_wall tests/web/wall.test.mjs)
 endif()
+# Issue 17: a third and a fourth join while the members already in keep their
+# video (longest gap between shown frames, from the browsers' own timestamps).
+tm_node_test(web_party_join tests/web/party_join.test.mjs)
