@@ -597,10 +597,14 @@ struct seqtrack {
 #define MAX_MIDS 32
 #define MAX_VPADS 16
 
-/* A receiving video pad's frames, for the freeze a join causes. */
+/* A receiving video pad's frames, for the freeze a join causes, and its
+ * packets (after the jitterbuffer), to tell a freeze that followed a lost
+ * packet (the depayloader then waits for a keyframe) from one that did not. */
 struct vpad {
     struct peer *p;
     int idx;
+    guint16 last_seq; /* under the peer's lock */
+    gboolean have_seq;
 };
 
 struct peer {
@@ -621,11 +625,17 @@ struct peer {
     int n_vpads;        /* under lock */
     int n_vpads_before; /* --party: the pads it had when the latest join began */
     gint64 vpad_first_us[MAX_VPADS], vpad_last_us[MAX_VPADS], vpad_gap_us[MAX_VPADS];
+    guint vpad_lost[MAX_VPADS]; /* --party: packets missing since the latest join began */
+    /* --party: the longest time no audio packet came from anyone since the latest join
+     * began: this process or the server stalled (audio needs no keyframe) */
+    gint64 audio_last_us, audio_gap_us;
+    int kf_asked_before; /* --party: kf_asked when the latest join began */
     GstElement *pipe, *webrtc, *vsrc, *asrc;
     guint vidx, aidx;
     gint64 next_v_us, next_a_us, last_restart_us;
-    int restart; /* atomic: a keyframe was requested */
-    GMutex lock; /* the receive counters below */
+    int restart;  /* atomic: a keyframe was requested */
+    int kf_asked; /* atomic: keyframe requests that reached our sender */
+    GMutex lock;  /* the receive counters below */
     gint64 first_frame_us;
     guint64 vframes, vpackets, vbytes, apackets, abytes;
     struct seqtrack vseq, aseq;
@@ -638,6 +648,7 @@ static GMainLoop *LOOP;
 static int W = 640, H = 480, BITRATE = 1000000;
 static double IDLE_S = 3.0; /* --idle-seconds */
 static int TICK_MS;         /* --tick-ms: the old shared tick instead of own phases */
+static int PARTY_SLOTS;     /* --party-slots: receiving pairs every member negotiates at once */
 
 static void pacer_add(struct peer *p);
 
@@ -797,6 +808,21 @@ static GstPadProbeReturn on_vrtp(GstPad *pad, GstPadProbeInfo *info, gpointer ud
     return GST_PAD_PROBE_OK;
 }
 
+static GstPadProbeReturn on_vpad_rtp(GstPad *pad, GstPadProbeInfo *info, gpointer ud)
+{
+    struct vpad *vp = ud;
+    guint16 seq = rtp_seq(GST_PAD_PROBE_INFO_BUFFER(info));
+    g_mutex_lock(&vp->p->lock);
+    guint16 ahead = (guint16)(seq - vp->last_seq);
+    if (vp->have_seq && ahead > 1 && ahead < 0x8000)
+        vp->p->vpad_lost[vp->idx] += ahead - 1u;
+    if (!vp->have_seq || (ahead > 0 && ahead < 0x8000))
+        vp->last_seq = seq;
+    vp->have_seq = TRUE;
+    g_mutex_unlock(&vp->p->lock);
+    return GST_PAD_PROBE_OK;
+}
+
 static GstPadProbeReturn on_artp(GstPad *pad, GstPadProbeInfo *info, gpointer ud)
 {
     struct peer *p = ud;
@@ -804,6 +830,10 @@ static GstPadProbeReturn on_artp(GstPad *pad, GstPadProbeInfo *info, gpointer ud
     g_mutex_lock(&p->lock);
     p->apackets++;
     p->abytes += gst_buffer_get_size(b);
+    gint64 now = g_get_monotonic_time();
+    if (p->audio_last_us && now - p->audio_last_us > p->audio_gap_us)
+        p->audio_gap_us = now - p->audio_last_us;
+    p->audio_last_us = now;
     track(&p->aseq, rtp_seq(b));
     g_mutex_unlock(&p->lock);
     return GST_PAD_PROBE_OK;
@@ -862,7 +892,8 @@ static void on_pad_added(GstElement *wb, GstPad *pad, gpointer ud)
         g_mutex_lock(&p->lock);
         int k = p->n_vpads < MAX_VPADS ? p->n_vpads++ : MAX_VPADS - 1;
         g_mutex_unlock(&p->lock);
-        p->vpads[k] = (struct vpad){p, k};
+        p->vpads[k] = (struct vpad){p, k, 0, FALSE};
+        probe(bin, "in", "src", on_vpad_rtp, &p->vpads[k]);
         probe(bin, "dp", "src", on_vframe, &p->vpads[k]);
     }
     gst_bin_add(GST_BIN(p->pipe), bin);
@@ -878,8 +909,10 @@ static GstPadProbeReturn on_upstream(GstPad *pad, GstPadProbeInfo *info, gpointe
     struct peer *p = ud;
     GstEvent *ev = GST_PAD_PROBE_INFO_EVENT(info);
     const GstStructure *s = ev ? gst_event_get_structure(ev) : NULL;
-    if (s && gst_structure_has_name(s, "GstForceKeyUnit"))
+    if (s && gst_structure_has_name(s, "GstForceKeyUnit")) {
         g_atomic_int_set(&p->restart, 1);
+        g_atomic_int_inc(&p->kf_asked);
+    }
     return GST_PAD_PROBE_OK;
 }
 
@@ -956,8 +989,8 @@ static int start_media(struct peer *p)
     }
     if (ts)
         g_array_unref(ts);
-    if (p->want_pairs < 1)
-        p->want_pairs = 1;
+    if (p->want_pairs < MAX(1, PARTY_SLOTS))
+        p->want_pairs = MAX(1, PARTY_SLOTS);
     add_recv_pairs(p, p->want_pairs - 1);
     p->recv_pairs = p->want_pairs;
     if (gst_element_set_state(p->pipe, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
@@ -1837,16 +1870,37 @@ static gboolean pair_started(void)
 /* The longest gap between two frames that a member already in the visit saw
  * on a pad it had before the join (the joiner's own pads, and the others'
  * new pads for the joiner, start later). */
-static double party_freeze_ms(void)
+/* Keyframe requests the members already in got on their senders since the latest
+ * join began (the server's, which the joiner and the recording's next part need,
+ * and any the others' own requests caused). */
+static int party_keyframes_asked(void)
 {
-    gint64 worst = 0;
+    int n = 0;
+    for (guint i = 0; i < PEERS->len; i++) {
+        struct peer *p = g_ptr_array_index(PEERS, i);
+        if (p->n_vpads_before)
+            n += g_atomic_int_get(&p->kf_asked) - p->kf_asked_before;
+    }
+    return n;
+}
+
+static double party_freeze_ms(double *on_lossless_ms, double *audio_gap_ms)
+{
+    gint64 worst = 0, lossless = 0, audio = 0;
     for (guint i = 0; i < PEERS->len; i++) {
         struct peer *p = g_ptr_array_index(PEERS, i);
         g_mutex_lock(&p->lock);
-        for (int k = 0; k < p->n_vpads_before; k++)
+        for (int k = 0; k < p->n_vpads_before; k++) {
             worst = MAX(worst, p->vpad_gap_us[k]);
+            if (!p->vpad_lost[k])
+                lossless = MAX(lossless, p->vpad_gap_us[k]);
+        }
+        if (p->n_vpads_before)
+            audio = MAX(audio, p->audio_gap_us);
         g_mutex_unlock(&p->lock);
     }
+    *on_lossless_ms = (double)lossless / 1000.0;
+    *audio_gap_ms = (double)audio / 1000.0;
     return (double)worst / 1000.0;
 }
 
@@ -1856,6 +1910,9 @@ static void party_gaps_reset(void)
         struct peer *p = g_ptr_array_index(PEERS, i);
         g_mutex_lock(&p->lock);
         memset(p->vpad_gap_us, 0, sizeof p->vpad_gap_us);
+        memset(p->vpad_lost, 0, sizeof p->vpad_lost);
+        p->audio_gap_us = 0;
+        p->kf_asked_before = g_atomic_int_get(&p->kf_asked);
         p->n_vpads_before = p->active ? p->n_vpads : 0;
         g_mutex_unlock(&p->lock);
     }
@@ -1930,10 +1987,14 @@ static int run_party(int k, double seconds, struct party_row *row)
         }
         row->join_ms[j] = join_ms(inv, j - 1);
         run_until(NULL, 1.0); /* a freeze still under way would end in it */
-        row->freeze_ms[j] = party_freeze_ms();
+        double lossless, audio_gap;
+        row->freeze_ms[j] = party_freeze_ms(&lossless, &audio_gap);
         g_print("#   member %d in: first frames from all %d others %.0f ms after its accept; "
-                "longest freeze on the others meanwhile %.0f ms\n",
-                j, j - 1, row->join_ms[j], row->freeze_ms[j]);
+                "longest freeze on the others meanwhile %.0f ms (on streams that lost no "
+                "packet: %.0f ms; longest none of them got any audio: %.0f ms); "
+                "keyframes asked of them %d\n",
+                j, j - 1, row->join_ms[j], row->freeze_ms[j], lossless, audio_gap,
+                party_keyframes_asked());
     }
     run_until(NULL, 2.0); /* settle */
     struct metrics m0, m1;
@@ -2220,6 +2281,11 @@ int main(int argc, char **argv)
          "instead of N 1:1 visits, one visit of K members per K (2, 3, 4, 6): K - 2 invited "
          "one by one; per join and per forwarded stream figures",
          "K,.."},
+        {"party-slots", 0, 0, G_OPTION_ARG_INT, &PARTY_SLOTS,
+         "with --party: every member negotiates this many receiving audio+video pairs "
+         "(its sendrecv pair counts) in its first offer, so a join renegotiates no one "
+         "already in while the visit stays within them",
+         "N"},
         {"tick-ms", 0, 0, G_OPTION_ARG_INT, &TICK_MS,
          "send on a shared tick of this many ms, every peer's streams starting together at "
          "connect (the load before issue 20: 5), instead of each stream on its own phase",
