@@ -56,8 +56,10 @@ void tm__forward_keyframe_request(tm__peer *sender, tm__in_stream *s, bool joini
     if (s->last_pli_ms && now - s->last_pli_ms < gap) {
         /* The keyframe asked for earlier may have gone out before this
          * receiver was bound: ask again once the gap is over (the sender's
-         * next packet checks) rather than leave it to the next keyframe. */
-        if (joining)
+         * next packet checks) rather than leave it to the next keyframe.
+         * One not begun yet serves this receiver too: a join's requests (the
+         * joiner's, the recording's next part) cost the sender one encode. */
+        if (joining && s->key_ms >= s->last_pli_ms)
             s->join_pli_due = true;
         return;
     }
@@ -385,6 +387,8 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
     const tm_vp8_info *vip = NULL;
     bool key = s->kind == TM_MEDIA_VIDEO && h.payload_len > 0 &&
                inspect_video(s, buf + h.payload_offset, h.payload_len, &vi, &vip);
+    if (key)
+        s->key_ms = now_ms;
     tm__in_stream *hd = s->n_layers ? &from->in[s->head] : s;
     if (s->n_layers) {
         s->meter_bytes += len;

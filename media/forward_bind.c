@@ -285,12 +285,23 @@ void tm__forward_rebind(tm__visit *v)
     }
 }
 
+/* Of a simulcast sender only the layer the recorder takes (every layer until it
+ * has chosen): a keyframe costs the sender an encode. */
 void tm__forward_keyframes_all(tm__visit *v)
 {
     for (guint i = 0; i < v->peers->len; i++) {
         tm__peer *q = g_ptr_array_index(v->peers, i);
-        for (int k = 0; k < q->n_in; k++)
-            if (q->in[k].kind == TM_MEDIA_VIDEO)
-                tm__forward_keyframe_request(q, &q->in[k], true);
+        for (int k = 0; k < q->n_in; k++) {
+            tm__in_stream *s = &q->in[k];
+            if (s->kind != TM_MEDIA_VIDEO)
+                continue;
+            if (s->n_layers) {
+                const tm__layer_pick *rp = &q->in[s->head].rec_pick;
+                int layer = rp->cur >= 0 ? rp->cur : rp->target;
+                if (layer >= 0 && s->layer != layer)
+                    continue;
+            }
+            tm__forward_keyframe_request(q, s, true);
+        }
     }
 }

@@ -181,6 +181,7 @@ typedef struct tm__in_stream {
     int64_t level_ms;
     tm_stream_stats *stats;
     int64_t last_pli_ms;
+    int64_t key_ms;    /* when its last keyframe began, 0 = none yet */
     bool join_pli_due; /* a joining receiver's request waits out the gap */
     /* keyframe.c: requests still due after a peer's media resumed, until a
      * keyframe of this stream goes through; receivers' own requests pass

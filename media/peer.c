@@ -515,6 +515,19 @@ static int transport_new(tm__peer *p, const tm_sdp_offer *offer)
     return tm__ice_start(p, offer);
 }
 
+/* The video codecs a peer sends and receives, one bit each. */
+static unsigned video_codecs(const tm__peer *p)
+{
+    unsigned mask = 0;
+    for (int i = 0; i < p->n_in; i++)
+        if (p->in[i].kind == TM_MEDIA_VIDEO)
+            mask |= 1u << p->in[i].codec;
+    for (int i = 0; i < p->n_out; i++)
+        if (p->out[i].kind == TM_MEDIA_VIDEO)
+            mask |= 1u << p->out[i].codec;
+    return mask;
+}
+
 void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bool send,
                     const tm_sdp_offer *offer, const char *label)
 {
@@ -542,7 +555,9 @@ void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bo
         g_free(p->label);
         p->label = g_strdup(label);
     }
+    unsigned codecs_before = video_codecs(p);
     apply_streams(p, offer);
+    bool codec_changed = video_codecs(p) != codecs_before;
     if (p->dtls && g_ascii_strcasecmp(p->remote_fp, offer->fingerprint.value) != 0) {
         /* The participant came back with a new PeerConnection. */
         what = "new transport";
@@ -609,8 +624,12 @@ void tm__peer_offer(tm__worker *w, const char *visit_id, const char *peer_id, bo
     p->bindings_due = true;
     p->offer_ms = tm_mono_ms();
     tm__forward_rebind(v);
-    /* After an ICE restart the path is not back yet: READY asks then. */
-    if (p->srtp && p->ice_ready)
+    /* A renegotiation that keeps the codecs (m-lines added for a joiner) keeps
+     * the decoders of a browser: keyframes asked for now only cost every
+     * sender an encode, and reach a client that restarts its depacketizers
+     * before it applies our answer (it asks itself, as urgently as a join;
+     * tests/bench/README.md). After an ICE restart READY asks. */
+    if (p->srtp && p->ice_ready && codec_changed)
         tm__keyframe_recover(p, tm_mono_ms());
 }
 
