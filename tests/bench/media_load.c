@@ -73,7 +73,11 @@
  * there saw meanwhile (the freeze a join causes); then, over --seconds with
  * all K in, the server's CPU per visit and per forwarded stream (a sender's
  * audio and video to one receiver: K(K-1) of them, 2 in a 1:1 visit), RSS,
- * loss and forwarding latency.
+ * loss and forwarding latency. Beside each join's freeze it prints the same
+ * gap on streams that lost no packet, the longest none of the members got
+ * any audio (a stall of this process or the server) and the keyframe
+ * requests their senders got; --party-slots N has every member negotiate N
+ * receiving pairs at once, so a join within them renegotiates no one.
  *
  * MEDIA_LOAD_KEEP_LOG=FILE keeps a copy of the (last) server's log there.
  *
