@@ -241,9 +241,9 @@ void tm__party_label(tm_signaling *sig, live_visit *v, const char *key, tm__visi
         return;
     /* Ids and roles only: the recording's track names are read by reviewers and tools. */
     const char *colon = strchr(key, ':');
-    char label[64];
-    snprintf(label, sizeof(label), "%s %s", tm__visit_role_name(role), colon ? colon + 1 : key);
+    char *label = g_strdup_printf("%s %s", tm__visit_role_name(role), colon ? colon + 1 : key);
     tm_media_set_label(sig->media, v->id, key, label);
+    g_free(label);
 }
 
 void tm__party_presence(tm_signaling *sig, live_visit *v, user *u, bool connected)
