@@ -50,9 +50,10 @@
     6000 /* nothing received this long: "disconnected" (RTCP-only receivers report every <= 5 s)   \
           */
 #define TM__RTX_SLOTS_VIDEO 256        /* index entries: ~2 s of packets at 1 Mbit/s, 6 KiB */
-#define TM__RTX_MAX_BYTES (256 * 1024) /* 1 s at 2 Mbit/s; a 1 Mbit/s stream settles at 128 KiB */
+#define TM__RTX_MAX_BYTES (256 * 1024) /* 1 s at 2 Mbit/s */
 #define TM__RTX_MAX_AGE_MS 1000
-#define TM__MISSING_MAX 64 /* upstream losses tracked per incoming video stream */
+#define TM__RTX_POOL_KEEP 16 /* unused retransmission chunks a worker keeps: 128 KiB */
+#define TM__MISSING_MAX 64   /* upstream losses tracked per incoming video stream */
 #define TM__NACK_RETRIES 3
 #define TM__NACK_RETRY_MS 40
 #define TM__NACK_GIVE_UP_MS 1000
@@ -134,6 +135,7 @@ struct tm__worker {
     GSource *tick;      /* once a second: RR, REMB, stats; only while there are visits */
     int64_t tick_ms;    /* when it last ran, 0 = not since it started */
     tm__counters counters;
+    tm_rtx_pool *rtx_pool; /* chunks of its out streams' retransmission caches */
     uint64_t next_join_seq;
     unsigned test_drop, test_drop_n;       /* tm_media_set_test_drop */
     unsigned test_drop_in, test_drop_in_n; /* tm_media_set_test_drop_in */

@@ -460,8 +460,8 @@ static void apply_streams(tm__peer *p, const tm_sdp_offer *offer)
                 tm__layer_pick_init(&o->pick);
             }
             if (m->kind == TM_MEDIA_VIDEO && !o->rtx)
-                o->rtx =
-                    tm_rtx_cache_new(TM__RTX_SLOTS_VIDEO, TM__RTX_MAX_BYTES, TM__RTX_MAX_AGE_MS);
+                o->rtx = tm_rtx_cache_new(p->w->rtx_pool, TM__RTX_SLOTS_VIDEO, TM__RTX_MAX_BYTES,
+                                          TM__RTX_MAX_AGE_MS);
         }
     }
     for (int k = 0; k < n_old_in; k++)

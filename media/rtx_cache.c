@@ -1,22 +1,23 @@
 /*
  * rtx_cache.c - per outgoing stream history of sent packets for NACK answers:
- * a byte ring the packets are packed into, and an index by seq & mask saying
- * where each one is.
+ * chunks of packets packed back to back, in the order they were filled, an
+ * index by seq & mask saying where each packet is, and the worker's pool of
+ * unused chunks.
  *
- * The ring is written in laps: a packet goes at `head` if it fits before the
- * end, else a new lap starts at offset 0 (the tail of the old lap is left
- * unused, at most one packet's worth). An entry's bytes are intact while
- * nothing has been written over them: when it was written in the current lap,
- * or in the previous lap at an offset the current lap has not reached yet
- * (off >= head). That check replaces any eviction bookkeeping.
+ * The chunks in use form a FIFO over a small array of chunk slots: packets go
+ * into the newest one; when it is full, the oldest chunks the history no
+ * longer needs are let go (the first of them is written over at once, the
+ * rest go back to the pool) and, if none could go, a chunk comes from the
+ * pool. Each fill of a slot gets a new generation number; an index entry
+ * records the slot and generation its bytes were written in, so a packet is
+ * intact while its slot still holds that generation. That check replaces any
+ * eviction bookkeeping.
  *
- * Growth: when a lap ends less than max_age_ms after it started, the packets
- * about to be overwritten are still young enough to be asked for, so the ring
- * grows by a quarter (realloc keeps every offset, and the lap simply goes on
- * into the new space), up to max_bytes; but only once the receiver has asked
- * for a packet at all: a clean link never NACKs, and its ring stays at the
- * start size, allocated at the first store. store/get are otherwise a mask, a
- * compare and a memcpy. Owned by one media worker; not thread-safe.
+ * How long a history is needed is learnt from the lookups: the age of the
+ * packet each NACK asks for (hit or not, as long as its index entry is still
+ * its own). That age decays by a quarter every 10 s without a larger one, so
+ * a receiver that asked late once under a load spike does not keep its
+ * sender's history long for good. Owned by one media worker; not thread-safe.
  */
 #include "rtx_cache.h"
 
@@ -25,37 +26,114 @@
 #include <string.h>
 
 #define MAX_BYTES_LIMIT ((size_t)64 * 1024 * 1024)
+#define WINDOW_MARGIN_MS 100 /* on top of 1.5 x the oldest age asked for */
+#define NEED_DECAY_MS 10000  /* the oldest age asked for drops by a quarter this often */
+
+/* An unused chunk in the pool's free list holds the link to the next. */
+typedef struct free_chunk {
+    struct free_chunk *next;
+} free_chunk;
+
+struct tm_rtx_pool {
+    free_chunk *free;
+    unsigned n_free, keep_free;
+};
 
 typedef struct rtx_entry {
     int64_t stored_ms;
-    uint32_t lap; /* lap of the ring the bytes were written in */
-    uint32_t off; /* where they start in the ring */
+    uint32_t gen;  /* generation of the slot the bytes were written in */
+    uint16_t slot; /* chunk slot */
+    uint16_t off;  /* where they start in the chunk */
     uint16_t seq;
     uint16_t len; /* 0 = empty */
 } rtx_entry;
 
+typedef struct chunk_slot {
+    uint8_t *mem;      /* NULL while not in use */
+    uint32_t gen;      /* of its current fill */
+    uint16_t fill;     /* bytes written */
+    int64_t newest_ms; /* stamp of its last packet */
+} chunk_slot;
+
 struct tm_rtx_cache {
+    tm_rtx_pool *pool;
     unsigned mask;
     int64_t max_age_ms;
-    uint8_t *ring;
-    size_t cap, max_cap;
-    size_t head;  /* where the next packet goes in the current lap */
-    uint32_t lap; /* the current lap */
-    bool started; /* lap_start_ms is set */
-    bool asked;   /* a lookup came: the receiver's link loses packets */
-    int64_t lap_start_ms;
-    rtx_entry idx[]; /* mask + 1 of them */
+    chunk_slot *slots; /* max_chunks of them, used as a FIFO from `first` */
+    unsigned max_chunks, first, n_used;
+    uint32_t gen;                /* last generation handed out; 0 is never one */
+    bool asked;                  /* a lookup came: the receiver's link loses packets */
+    int64_t need_ms, need_at_ms; /* oldest age asked for lately, and when it was set */
+    rtx_entry idx[];             /* mask + 1 of them */
 };
 
-tm_rtx_cache *tm_rtx_cache_new(unsigned n_slots, size_t max_bytes, int64_t max_age_ms)
+/* ---- the pool ---- */
+
+tm_rtx_pool *tm_rtx_pool_new(unsigned keep_free)
 {
-    if (n_slots < 16 || n_slots > 32768 || (n_slots & (n_slots - 1)) != 0 || max_age_ms <= 0 ||
-        max_bytes < TM_RTX_MIN_BYTES || max_bytes > MAX_BYTES_LIMIT)
+    tm_rtx_pool *p = calloc(1, sizeof *p);
+    if (p)
+        p->keep_free = keep_free;
+    return p;
+}
+
+void tm_rtx_pool_free(tm_rtx_pool *p)
+{
+    if (!p)
+        return;
+    while (p->free) {
+        free_chunk *f = p->free;
+        p->free = f->next;
+        free(f);
+    }
+    free(p);
+}
+
+size_t tm_rtx_pool_idle_bytes(const tm_rtx_pool *p)
+{
+    return p ? (size_t)p->n_free * TM_RTX_CHUNK : 0;
+}
+
+static uint8_t *pool_take(tm_rtx_pool *p)
+{
+    if (!p->free)
+        return malloc(TM_RTX_CHUNK);
+    free_chunk *f = p->free;
+    p->free = f->next;
+    p->n_free--;
+    return (uint8_t *)f;
+}
+
+static void pool_give(tm_rtx_pool *p, uint8_t *mem)
+{
+    if (p->n_free >= p->keep_free) {
+        free(mem);
+        return;
+    }
+    free_chunk *f = (free_chunk *)(void *)mem;
+    f->next = p->free;
+    p->free = f;
+    p->n_free++;
+}
+
+/* ---- the cache ---- */
+
+tm_rtx_cache *tm_rtx_cache_new(tm_rtx_pool *pool, unsigned n_slots, size_t max_bytes,
+                               int64_t max_age_ms)
+{
+    if (!pool || n_slots < 16 || n_slots > 32768 || (n_slots & (n_slots - 1)) != 0 ||
+        max_age_ms <= 0 || max_bytes < TM_RTX_MIN_BYTES || max_bytes > MAX_BYTES_LIMIT)
         return NULL;
     tm_rtx_cache *c = calloc(1, sizeof(*c) + (size_t)n_slots * sizeof(rtx_entry));
     if (!c)
         return NULL;
-    c->max_cap = max_bytes;
+    c->max_chunks = (unsigned)(max_bytes / TM_RTX_CHUNK);
+    c->slots = calloc(c->max_chunks, sizeof *c->slots);
+    if (!c->slots) {
+        free(c);
+        return NULL;
+    }
+    c->pool = pool;
     c->mask = n_slots - 1;
     c->max_age_ms = max_age_ms;
     return c;
@@ -65,25 +143,78 @@ void tm_rtx_cache_free(tm_rtx_cache *c)
 {
     if (!c)
         return;
-    free(c->ring);
+    for (unsigned i = 0; i < c->max_chunks; i++)
+        if (c->slots[i].mem)
+            pool_give(c->pool, c->slots[i].mem);
+    free(c->slots);
     free(c);
 }
 
-/* Grows the ring by a quarter (at least the start size), in whole pages, up
- * to max_cap; on no memory it stays as it is. Small steps, because the ring
- * settles at the first size past what max age needs: doubling would leave a
- * stream just over 128 KiB at 256 KiB. */
-static void grow(tm_rtx_cache *c)
+int64_t tm_rtx_cache_window_ms(const tm_rtx_cache *c)
 {
-    size_t step = c->cap / 4 > TM_RTX_MIN_BYTES ? c->cap / 4 : TM_RTX_MIN_BYTES;
-    size_t cap = (c->cap + step + 4095) & ~(size_t)4095;
-    if (cap > c->max_cap)
-        cap = c->max_cap;
-    uint8_t *ring = realloc(c->ring, cap);
-    if (!ring)
-        return;
-    c->ring = ring;
-    c->cap = cap;
+    if (!c || !c->asked)
+        return 0;
+    int64_t w = c->need_ms + c->need_ms / 2 + WINDOW_MARGIN_MS;
+    return w < c->max_age_ms ? w : c->max_age_ms;
+}
+
+/* Whether the oldest chunk may go before one more is filled. */
+static bool oldest_unneeded(const tm_rtx_cache *c, int64_t now_ms)
+{
+    if (c->n_used == 0)
+        return false;
+    if (c->n_used + 1 > c->max_chunks)
+        return true;
+    if (!c->asked)
+        return c->n_used + 1 > TM_RTX_START_CHUNKS;
+    return now_ms - c->slots[c->first].newest_ms > tm_rtx_cache_window_ms(c);
+}
+
+/* Takes the oldest chunk out of use; its packets are gone. */
+static uint8_t *release_oldest(tm_rtx_cache *c)
+{
+    chunk_slot *s = &c->slots[c->first];
+    uint8_t *mem = s->mem;
+    s->mem = NULL;
+    s->gen = 0;
+    c->first = (c->first + 1) % c->max_chunks;
+    c->n_used--;
+    return mem;
+}
+
+/* Starts a new chunk: the oldest ones no longer needed are let go (the first
+ * is reused, the others go back to the pool), else one comes from the pool,
+ * else (no memory) the oldest is reused anyway. */
+static int next_chunk(tm_rtx_cache *c, int64_t now_ms)
+{
+    if (c->asked && now_ms - c->need_at_ms > NEED_DECAY_MS) {
+        c->need_ms -= c->need_ms / 4;
+        c->need_at_ms = now_ms;
+    }
+    uint8_t *mem = NULL;
+    while (oldest_unneeded(c, now_ms)) {
+        uint8_t *old = release_oldest(c);
+        if (mem)
+            pool_give(c->pool, old);
+        else
+            mem = old;
+    }
+    if (!mem)
+        mem = pool_take(c->pool);
+    if (!mem) {
+        if (c->n_used == 0)
+            return TM_ENOMEM;
+        mem = release_oldest(c);
+    }
+    chunk_slot *s = &c->slots[(c->first + c->n_used) % c->max_chunks];
+    c->n_used++;
+    s->mem = mem;
+    if (++c->gen == 0)
+        c->gen = 1;
+    s->gen = c->gen;
+    s->fill = 0;
+    s->newest_ms = now_ms;
+    return 0;
 }
 
 int tm_rtx_cache_store(tm_rtx_cache *c, uint16_t seq, const uint8_t *pkt, size_t len,
@@ -93,33 +224,24 @@ int tm_rtx_cache_store(tm_rtx_cache *c, uint16_t seq, const uint8_t *pkt, size_t
         return TM_EINVAL;
     if (len > TM_RTX_MAX_PACKET)
         return TM_ETOOBIG;
-    if (!c->ring) {
-        c->ring = malloc(TM_RTX_MIN_BYTES);
-        if (!c->ring)
-            return TM_ENOMEM;
-        c->cap = TM_RTX_MIN_BYTES;
+    unsigned cur = (c->first + c->n_used + c->max_chunks - 1) % c->max_chunks;
+    if (c->n_used == 0 || c->slots[cur].fill + len > TM_RTX_CHUNK) {
+        int rc = next_chunk(c, now_ms);
+        if (rc != 0)
+            return rc;
+        cur = (c->first + c->n_used - 1) % c->max_chunks;
     }
-    if (!c->started) {
-        c->started = true;
-        c->lap_start_ms = now_ms;
-    }
-    if (c->head + len > c->cap) {
-        if (c->asked && c->cap < c->max_cap && now_ms - c->lap_start_ms < c->max_age_ms)
-            grow(c);
-        if (c->head + len > c->cap) {
-            c->lap++;
-            c->head = 0;
-            c->lap_start_ms = now_ms;
-        }
-    }
-    memcpy(c->ring + c->head, pkt, len);
+    chunk_slot *s = &c->slots[cur];
+    memcpy(s->mem + s->fill, pkt, len);
     rtx_entry *e = &c->idx[seq & c->mask];
     e->stored_ms = now_ms;
-    e->lap = c->lap;
-    e->off = (uint32_t)c->head;
+    e->gen = s->gen;
+    e->slot = (uint16_t)cur;
+    e->off = s->fill;
     e->seq = seq;
     e->len = (uint16_t)len;
-    c->head += len;
+    s->fill = (uint16_t)(s->fill + len);
+    s->newest_ms = now_ms;
     return 0;
 }
 
@@ -128,14 +250,24 @@ int tm_rtx_cache_get(tm_rtx_cache *c, uint16_t seq, int64_t now_ms, const uint8_
 {
     if (!c || !pkt || !len)
         return TM_EINVAL;
-    c->asked = true;
     const rtx_entry *e = &c->idx[seq & c->mask];
-    if (e->len == 0 || e->seq != seq || now_ms - e->stored_ms > c->max_age_ms)
+    if (!c->asked) {
+        c->asked = true;
+        c->need_at_ms = now_ms;
+    }
+    if (e->len == 0 || e->seq != seq)
         return TM_ENOTFOUND;
-    bool intact = e->lap == c->lap || (e->lap == c->lap - 1u && e->off >= c->head);
-    if (!intact)
+    int64_t age = now_ms - e->stored_ms;
+    if (age > c->max_age_ms)
         return TM_ENOTFOUND;
-    *pkt = c->ring + e->off;
+    if (age > c->need_ms) {
+        c->need_ms = age;
+        c->need_at_ms = now_ms;
+    }
+    const chunk_slot *s = &c->slots[e->slot];
+    if (!s->mem || s->gen != e->gen)
+        return TM_ENOTFOUND;
+    *pkt = s->mem + e->off;
     *len = e->len;
     return 0;
 }
@@ -155,5 +287,5 @@ unsigned tm_rtx_cache_slots(const tm_rtx_cache *c)
 
 size_t tm_rtx_cache_bytes(const tm_rtx_cache *c)
 {
-    return c ? c->cap : 0;
+    return c ? (size_t)c->n_used * TM_RTX_CHUNK : 0;
 }

@@ -488,6 +488,16 @@ tm__worker *tm__worker_new(tm_media *m, int index, char **err)
     w->ctx = g_main_context_new();
     w->loop = g_main_loop_new(w->ctx, FALSE);
     w->visits = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, visit_destroy);
+    w->rtx_pool = tm_rtx_pool_new(TM__RTX_POOL_KEEP);
+    if (!w->rtx_pool) {
+        if (err)
+            *err = g_strdup("cannot start media worker: no memory");
+        g_hash_table_unref(w->visits);
+        g_main_loop_unref(w->loop);
+        g_main_context_unref(w->ctx);
+        g_free(w);
+        return NULL;
+    }
     char name[32];
     g_snprintf(name, sizeof name, "tm-media-%d", index);
     GError *gerr = NULL;
@@ -510,6 +520,7 @@ tm__worker *tm__worker_new(tm_media *m, int index, char **err)
         g_error_free(gerr);
         w->loop = (g_main_loop_unref(w->loop), NULL);
         g_hash_table_unref(w->visits);
+        tm_rtx_pool_free(w->rtx_pool);
         g_main_context_unref(w->ctx);
         g_free(w);
         return NULL;
@@ -545,6 +556,7 @@ void tm__worker_free(tm__worker *w)
     }
     tm__ice_worker_clear(w);
     g_hash_table_unref(w->visits);
+    tm_rtx_pool_free(w->rtx_pool); /* after the visits: their caches give chunks back */
     g_main_loop_unref(w->loop);
     g_main_context_unref(w->ctx);
     g_free(w);

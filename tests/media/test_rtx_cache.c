@@ -1,9 +1,10 @@
 /*
- * test_rtx_cache.c - the retransmission byte ring: hits, misses after index
- * overwrite (including across the 16-bit sequence wrap) and after byte
- * overwrite, packing of small packets, allocation at the first store, growth
- * with the bitrate up to the cap once a lookup has come, aging, size limits, reset, and a
- * randomized check that a hit is always the exact packet last stored under that seq.
+ * test_rtx_cache.c - the retransmission cache and its chunk pool: hits, misses
+ * after index overwrite (including across the 16-bit sequence wrap) and after
+ * a chunk is reused, packing of small packets, the start size until a lookup,
+ * a history as long as the NACKs ask for (and shrinking when they ask less),
+ * the size cap, the pool's limit, aging, reset, and a randomized check that a
+ * hit is always the exact packet last stored under that seq.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,6 +12,8 @@
 
 #include "rtx_cache.h"
 #include "tm_test.h"
+
+static tm_rtx_pool *POOL; /* for the tests that do not look at the pool */
 
 static void fill(uint8_t *p, size_t n, uint32_t key)
 {
@@ -20,34 +23,35 @@ static void fill(uint8_t *p, size_t n, uint32_t key)
 
 static void test_bad_args(void)
 {
-    CHECK(tm_rtx_cache_new(0, 65536, 1000) == NULL);
-    CHECK(tm_rtx_cache_new(100, 65536, 1000) == NULL); /* not a power of two */
-    CHECK(tm_rtx_cache_new(8, 65536, 1000) == NULL);
-    CHECK(tm_rtx_cache_new(65536, 65536, 1000) == NULL);
-    CHECK(tm_rtx_cache_new(512, 65536, 0) == NULL);
-    CHECK(tm_rtx_cache_new(512, TM_RTX_MIN_BYTES - 1, 1000) == NULL);
+    CHECK(tm_rtx_cache_new(NULL, 16, 65536, 1000) == NULL);
+    CHECK(tm_rtx_cache_new(POOL, 0, 65536, 1000) == NULL);
+    CHECK(tm_rtx_cache_new(POOL, 100, 65536, 1000) == NULL); /* not a power of two */
+    CHECK(tm_rtx_cache_new(POOL, 8, 65536, 1000) == NULL);
+    CHECK(tm_rtx_cache_new(POOL, 65536, 65536, 1000) == NULL);
+    CHECK(tm_rtx_cache_new(POOL, 512, 65536, 0) == NULL);
+    CHECK(tm_rtx_cache_new(POOL, 512, TM_RTX_MIN_BYTES - 1, 1000) == NULL);
     tm_rtx_cache_free(NULL);
-    tm_rtx_cache *c = tm_rtx_cache_new(16, TM_RTX_MIN_BYTES, 1000);
+    tm_rtx_cache *c = tm_rtx_cache_new(POOL, 16, TM_RTX_MIN_BYTES, 1000);
     CHECK(c != NULL);
     CHECK_EQ_INT(tm_rtx_cache_slots(c), 16);
-    CHECK_EQ_INT(tm_rtx_cache_bytes(c), 0); /* nothing stored: no ring yet */
+    CHECK_EQ_INT(tm_rtx_cache_bytes(c), 0); /* nothing stored: no chunk yet */
     uint8_t big[TM_RTX_MAX_PACKET + 1] = {0};
     CHECK_EQ_INT(tm_rtx_cache_store(c, 1, big, sizeof(big), 0), TM_ETOOBIG);
     CHECK_EQ_INT(tm_rtx_cache_store(c, 1, big, TM_RTX_MAX_PACKET, 0), 0);
-    CHECK_EQ_INT(tm_rtx_cache_bytes(c), TM_RTX_MIN_BYTES);
+    CHECK_EQ_INT(tm_rtx_cache_bytes(c), TM_RTX_CHUNK);
     CHECK_EQ_INT(tm_rtx_cache_store(c, 1, big, 0, 0), TM_EINVAL);
     tm_rtx_cache_free(c);
 }
 
 static void test_store_get_wrap(void)
 {
-    tm_rtx_cache *c = tm_rtx_cache_new(512, 1024 * 1024, 1000);
+    tm_rtx_cache *c = tm_rtx_cache_new(POOL, 512, 1024 * 1024, 1000);
     CHECK(c != NULL);
     const uint8_t *p;
     size_t len;
     CHECK_EQ_INT(tm_rtx_cache_get(c, 0, 0, &p, &len), TM_ENOTFOUND); /* empty entry */
     /* 1000 packets starting near the wrap: 65000 .. 464, all within one
-     * millisecond, so the ring grows to hold them. */
+     * millisecond after a lookup, so the cache keeps them all. */
     uint8_t pkt[1200];
     for (int i = 0; i < 1000; i++) {
         uint16_t seq = (uint16_t)(65000 + i);
@@ -73,11 +77,11 @@ static void test_store_get_wrap(void)
     tm_rtx_cache_free(c);
 }
 
-/* Small packets share the ring: 200 audio-sized packets fit in its start size,
+/* Small packets share a chunk: 200 audio-sized packets fit in the start size,
  * where 1500-byte slots would have needed 300 KB. */
 static void test_packing(void)
 {
-    tm_rtx_cache *c = tm_rtx_cache_new(256, TM_RTX_MIN_BYTES, 1000);
+    tm_rtx_cache *c = tm_rtx_cache_new(POOL, 256, TM_RTX_MIN_BYTES, 1000);
     uint8_t pkt[80];
     for (uint16_t s = 0; s < 200; s++) {
         fill(pkt, sizeof pkt, s);
@@ -95,11 +99,11 @@ static void test_packing(void)
     tm_rtx_cache_free(c);
 }
 
-/* A ring that may not grow keeps the newest bytes: packets whose bytes were
- * written over miss even though their index entry still names them. */
+/* A cache that may not grow keeps the newest chunks: packets whose chunk was
+ * reused miss even though their index entry still names them. */
 static void test_byte_overwrite(void)
 {
-    tm_rtx_cache *c = tm_rtx_cache_new(64, TM_RTX_MIN_BYTES, 1000);
+    tm_rtx_cache *c = tm_rtx_cache_new(POOL, 64, TM_RTX_MIN_BYTES, 1000);
     uint8_t pkt[1000];
     for (uint16_t s = 0; s < 40; s++) {
         fill(pkt, sizeof pkt, s);
@@ -116,7 +120,7 @@ static void test_byte_overwrite(void)
         hits++;
         CHECK(s >= 40 - TM_RTX_MIN_BYTES / 1000); /* only the newest survive */
     }
-    /* 16 packets of 1000 bytes fit in 16 KiB; the newest lap holds 40 % 16. */
+    /* 8 packets of 1000 bytes fit in a chunk; the newest two chunks are kept. */
     CHECK(hits >= 8 && hits <= TM_RTX_MIN_BYTES / 1000);
     for (uint16_t s = 40 - 8; s < 40; s++) {
         const uint8_t *p;
@@ -126,71 +130,125 @@ static void test_byte_overwrite(void)
     tm_rtx_cache_free(c);
 }
 
-/* Once the receiver has asked for a packet, the ring settles at the size that
- * holds max age at the stream's rate. */
-static void test_growth(void)
+/* A receiver that never asks keeps the start size at 1 Mbit/s (1000 bytes
+ * every 8 ms: the newest 16 packets, 128 ms, stay servable), as does audio. */
+static void test_start_size_until_a_lookup(void)
 {
     const uint8_t *p;
     size_t len;
-    uint8_t pkt[1000];
-    /* 1 Mbit/s: 1000 bytes every 8 ms. One second is 125 KB: 128 KiB. */
-    tm_rtx_cache *c = tm_rtx_cache_new(256, 1024 * 1024, 1000);
-    CHECK_EQ_INT(tm_rtx_cache_get(c, 9999, 0, &p, &len), TM_ENOTFOUND); /* a NACK came */
-    int64_t t = 0;
-    for (uint32_t i = 0; i < 500; i++, t += 8) {
-        fill(pkt, sizeof pkt, i);
-        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
-    }
-    CHECK_EQ_INT(tm_rtx_cache_bytes(c), 128 * 1024);
-    t -= 8;
-    for (uint32_t i = 500 - 125; i < 500; i++) { /* the last second, all there */
-        CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)i, t, &p, &len), 0);
-        fill(pkt, sizeof pkt, i);
-        CHECK_EQ_INT(memcmp(p, pkt, len), 0);
-    }
-    tm_rtx_cache_free(c);
-
-    /* Audio rate (100 bytes every 20 ms) stays at the start size. */
-    c = tm_rtx_cache_new(256, 1024 * 1024, 1000);
-    t = 0;
-    for (uint32_t i = 0; i < 1000; i++, t += 20)
-        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, 100, t), 0);
-    CHECK_EQ_INT(tm_rtx_cache_bytes(c), TM_RTX_MIN_BYTES);
-    tm_rtx_cache_free(c);
-
-    /* 4 Mbit/s against a 64 KiB cap: the cap holds, the newest stay servable. */
-    c = tm_rtx_cache_new(256, 64 * 1024, 1000);
-    CHECK_EQ_INT(tm_rtx_cache_get(c, 9999, 0, &p, &len), TM_ENOTFOUND);
-    t = 0;
-    for (uint32_t i = 0; i < 2000; i++, t += 2)
-        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
-    CHECK_EQ_INT(tm_rtx_cache_bytes(c), 64 * 1024);
-    CHECK_EQ_INT(tm_rtx_cache_get(c, 1999, t, &p, &len), 0);
-    CHECK_EQ_INT(tm_rtx_cache_get(c, 1999 - 60, t, &p, &len), 0);
-    CHECK_EQ_INT(tm_rtx_cache_get(c, 1999 - 70, t, &p, &len), TM_ENOTFOUND);
-    tm_rtx_cache_free(c);
-}
-
-/* A receiver that never asks keeps the start size at 1 Mbit/s (the newest
- * ~130 ms stay servable); its first NACK lets the ring grow to max age. */
-static void test_growth_waits_for_a_lookup(void)
-{
-    const uint8_t *p;
-    size_t len;
-    uint8_t pkt[1000];
-    tm_rtx_cache *c = tm_rtx_cache_new(256, 1024 * 1024, 1000);
+    uint8_t pkt[1000] = {0};
+    tm_rtx_pool *pool = tm_rtx_pool_new(4);
+    tm_rtx_cache *c = tm_rtx_cache_new(pool, 256, 1024 * 1024, 1000);
     int64_t t = 0;
     uint32_t i = 0;
     for (; i < 500; i++, t += 8)
         CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
     CHECK_EQ_INT(tm_rtx_cache_bytes(c), TM_RTX_MIN_BYTES);
-    CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(i - 10), t, &p, &len), 0);
+    CHECK_EQ_INT(tm_rtx_cache_window_ms(c), 0);
+    tm_rtx_cache *a = tm_rtx_cache_new(pool, 256, 1024 * 1024, 1000);
+    for (uint32_t k = 0; k < 1000; k++)
+        CHECK_EQ_INT(tm_rtx_cache_store(a, (uint16_t)k, pkt, 100, (int64_t)k * 20), 0);
+    CHECK_EQ_INT(tm_rtx_cache_bytes(a), TM_RTX_MIN_BYTES);
+    tm_rtx_cache_free(a);
+    CHECK_EQ_INT(tm_rtx_pool_idle_bytes(pool), TM_RTX_MIN_BYTES); /* its chunks went back */
+    t -= 8;
+    CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(i - 8), t, &p, &len), 0);
     CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(i - 100), t, &p, &len), TM_ENOTFOUND);
-    for (; i < 1000; i++, t += 8)
-        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
-    CHECK_EQ_INT(tm_rtx_cache_bytes(c), 128 * 1024);
-    CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(i - 100), t, &p, &len), 0);
     tm_rtx_cache_free(c);
+    tm_rtx_pool_free(pool);
+}
+
+/* 1 Mbit/s. A NACK for a packet 296 ms old misses (the start size holds
+ * 128 ms), and the cache keeps 1.5 x 296 + 100 = 544 ms from then on: a later
+ * NACK for a packet 500 ms old hits. Once NACKs come sooner, the history
+ * shrinks again, a quarter of the asked age every 10 s, and its chunks go back
+ * to the pool. */
+static void test_window_follows_the_nacks(void)
+{
+    const uint8_t *p;
+    size_t len;
+    uint8_t pkt[1000];
+    tm_rtx_pool *pool = tm_rtx_pool_new(64);
+    tm_rtx_cache *c = tm_rtx_cache_new(pool, 512, 1024 * 1024, 1000);
+    int64_t t = 0;
+    uint32_t i = 0;
+    for (; i < 200; i++, t += 8)
+        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
+    t -= 8; /* the stamp of packet i - 1 */
+    CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(i - 1 - 37), t, &p, &len), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_rtx_cache_window_ms(c), 544);
+    t += 8;
+    for (; i < 600; i++, t += 8) {
+        fill(pkt, sizeof pkt, i);
+        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
+    }
+    t -= 8;
+    /* 544 ms is 68 packets, 9 chunks of 8; the chunk being filled on top. */
+    CHECK(tm_rtx_cache_bytes(c) >= 9 * TM_RTX_CHUNK && tm_rtx_cache_bytes(c) <= 11 * TM_RTX_CHUNK);
+    uint32_t old = i - 1 - 500 / 8;
+    CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)old, t, &p, &len), 0);
+    fill(pkt, sizeof pkt, old);
+    CHECK_EQ_INT(memcmp(p, pkt, len), 0);
+    /* Too old for the history, but its age (696 ms) is learnt: 1000 ms now. */
+    CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(i - 1 - 87), t, &p, &len), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_rtx_cache_window_ms(c), 1000);
+    /* 90 s of NACKs for packets 16 ms old: 696 ms decays to 696 x 0.75^8 = 70. */
+    t += 8;
+    for (int k = 0; k < 200; k++, i++, t += 8)
+        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
+    size_t before = tm_rtx_cache_bytes(c);
+    for (int64_t end = t + 90000; t < end; i++, t += 8) {
+        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
+        if (i % 50 == 0)
+            CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(i - 2), t, &p, &len), 0);
+    }
+    CHECK(tm_rtx_cache_window_ms(c) < 300);
+    CHECK(tm_rtx_cache_bytes(c) < before / 2);
+    CHECK(tm_rtx_pool_idle_bytes(pool) > 0);
+    tm_rtx_cache_free(c);
+    tm_rtx_pool_free(pool);
+}
+
+/* 4 Mbit/s with NACKs 900 ms late against a 64 KiB cap: the cap holds, the
+ * newest 64 packets stay servable. */
+static void test_cap(void)
+{
+    const uint8_t *p;
+    size_t len;
+    uint8_t pkt[1000] = {0};
+    tm_rtx_pool *pool = tm_rtx_pool_new(4);
+    tm_rtx_cache *c = tm_rtx_cache_new(pool, 1024, 64 * 1024, 1000);
+    int64_t t = 0;
+    for (uint32_t i = 0; i < 2000; i++, t += 2) {
+        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
+        if (i == 1000)
+            (void)tm_rtx_cache_get(c, (uint16_t)(i - 450), t, &p, &len);
+    }
+    t -= 2;
+    CHECK_EQ_INT(tm_rtx_cache_window_ms(c), 1000);
+    CHECK_EQ_INT(tm_rtx_cache_bytes(c), 64 * 1024);
+    CHECK_EQ_INT(tm_rtx_cache_get(c, 1999, t, &p, &len), 0);
+    CHECK_EQ_INT(tm_rtx_cache_get(c, 1999 - 55, t, &p, &len), 0);
+    CHECK_EQ_INT(tm_rtx_cache_get(c, 1999 - 70, t, &p, &len), TM_ENOTFOUND);
+    tm_rtx_cache_free(c);
+    tm_rtx_pool_free(pool);
+}
+
+/* The pool keeps what it was made to keep and frees the rest. */
+static void test_pool_keeps_its_limit(void)
+{
+    uint8_t pkt[1000] = {0};
+    const uint8_t *p;
+    size_t len;
+    tm_rtx_pool *pool = tm_rtx_pool_new(3);
+    tm_rtx_cache *c = tm_rtx_cache_new(pool, 256, 1024 * 1024, 1000);
+    CHECK_EQ_INT(tm_rtx_cache_get(c, 0, 0, &p, &len), TM_ENOTFOUND);
+    for (uint32_t i = 0; i < 100; i++) /* all at once: every chunk is in the window */
+        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, 1), 0);
+    CHECK_EQ_INT(tm_rtx_cache_bytes(c), 13 * TM_RTX_CHUNK);
+    tm_rtx_cache_free(c);
+    CHECK_EQ_INT(tm_rtx_pool_idle_bytes(pool), 3 * TM_RTX_CHUNK);
+    tm_rtx_pool_free(pool);
 }
 
 /* Random sizes, repeated and out-of-order seqs, uneven clock: a hit is always
@@ -202,7 +260,7 @@ static void test_random_model(void)
     static uint16_t klen[N_SEQ];
     static int64_t kms[N_SEQ];
     memset(klen, 0, sizeof klen);
-    tm_rtx_cache *c = tm_rtx_cache_new(128, 96 * 1024, 300);
+    tm_rtx_cache *c = tm_rtx_cache_new(POOL, 128, 96 * 1024, 300);
     uint8_t pkt[TM_RTX_MAX_PACKET], want[TM_RTX_MAX_PACKET];
     unsigned rnd = 12345;
     int64_t t = 0;
@@ -238,7 +296,7 @@ static void test_random_model(void)
 
 static void test_aging(void)
 {
-    tm_rtx_cache *c = tm_rtx_cache_new(64, TM_RTX_MIN_BYTES, 1000);
+    tm_rtx_cache *c = tm_rtx_cache_new(POOL, 64, TM_RTX_MIN_BYTES, 1000);
     uint8_t pkt[20] = {1};
     const uint8_t *p;
     size_t len;
@@ -257,13 +315,18 @@ static void test_aging(void)
 
 int main(void)
 {
+    POOL = tm_rtx_pool_new(16);
+    CHECK(POOL != NULL);
     RUN(test_bad_args);
     RUN(test_store_get_wrap);
     RUN(test_packing);
     RUN(test_byte_overwrite);
-    RUN(test_growth);
-    RUN(test_growth_waits_for_a_lookup);
+    RUN(test_start_size_until_a_lookup);
+    RUN(test_window_follows_the_nacks);
+    RUN(test_cap);
+    RUN(test_pool_keeps_its_limit);
     RUN(test_random_model);
     RUN(test_aging);
+    tm_rtx_pool_free(POOL);
     TEST_DONE();
 }
