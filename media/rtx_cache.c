@@ -15,9 +15,12 @@
  *
  * How long a history is needed is learnt from the lookups: the age of the
  * packet each NACK asks for (hit or not, as long as its index entry is still
- * its own). That age decays by a quarter every 10 s without a larger one, so
- * a receiver that asked late once under a load spike does not keep its
- * sender's history long for good. Owned by one media worker; not thread-safe.
+ * its own) goes into a histogram of 50 ms buckets, and the history is the age
+ * under which 95 % of them asked, plus 100 ms. A quantile, not the maximum: a
+ * receiver starved for a moment asks for a few packets far too late to use
+ * them, and would otherwise hold its sender's history at a second. The counts
+ * halve every 10 s, so the history follows what the receiver does now. Owned
+ * by one media worker; not thread-safe.
  */
 #include "rtx_cache.h"
 
@@ -26,8 +29,11 @@
 #include <string.h>
 
 #define MAX_BYTES_LIMIT ((size_t)64 * 1024 * 1024)
-#define WINDOW_MARGIN_MS 100 /* on top of 1.5 x the oldest age asked for */
-#define NEED_DECAY_MS 10000  /* the oldest age asked for drops by a quarter this often */
+#define AGE_BUCKET_MS 50     /* the histogram of asked ages */
+#define AGE_BUCKETS 20       /* up to 1 s; older asks count in the last */
+#define AGE_QUANTILE_PCT 95  /* of the asks the history serves */
+#define WINDOW_MARGIN_MS 100 /* on top of that age */
+#define AGE_DECAY_MS 10000   /* the histogram's counts halve this often */
 
 /* An unused chunk in the pool's free list holds the link to the next. */
 typedef struct free_chunk {
@@ -61,10 +67,12 @@ struct tm_rtx_cache {
     int64_t max_age_ms;
     chunk_slot *slots; /* max_chunks of them, used as a FIFO from `first` */
     unsigned max_chunks, first, n_used;
-    uint32_t gen;                /* last generation handed out; 0 is never one */
-    bool asked;                  /* a lookup came: the receiver's link loses packets */
-    int64_t need_ms, need_at_ms; /* oldest age asked for lately, and when it was set */
-    rtx_entry idx[];             /* mask + 1 of them */
+    uint32_t gen;               /* last generation handed out; 0 is never one */
+    bool asked;                 /* a lookup came: the receiver's link loses packets */
+    int64_t need_ms;            /* AGE_QUANTILE_PCT of the asks were younger */
+    int64_t decayed_ms;         /* when the histogram last halved */
+    uint16_t ages[AGE_BUCKETS]; /* asks by the age of the packet asked for */
+    rtx_entry idx[];            /* mask + 1 of them */
 };
 
 /* ---- the pool ---- */
@@ -154,7 +162,7 @@ int64_t tm_rtx_cache_window_ms(const tm_rtx_cache *c)
 {
     if (!c || !c->asked)
         return 0;
-    int64_t w = c->need_ms + c->need_ms / 2 + WINDOW_MARGIN_MS;
+    int64_t w = c->need_ms + WINDOW_MARGIN_MS;
     return w < c->max_age_ms ? w : c->max_age_ms;
 }
 
@@ -182,14 +190,48 @@ static uint8_t *release_oldest(tm_rtx_cache *c)
     return mem;
 }
 
+/* The upper edge of the bucket where the asks reach AGE_QUANTILE_PCT. */
+static void update_need(tm_rtx_cache *c)
+{
+    unsigned total = 0, sum = 0;
+    for (int b = 0; b < AGE_BUCKETS; b++)
+        total += c->ages[b];
+    c->need_ms = 0;
+    for (int b = 0; b < AGE_BUCKETS && total; b++) {
+        sum += c->ages[b];
+        if (sum * 100u >= total * AGE_QUANTILE_PCT) {
+            c->need_ms = (int64_t)(b + 1) * AGE_BUCKET_MS;
+            return;
+        }
+    }
+}
+
+static void halve_ages(tm_rtx_cache *c)
+{
+    for (int b = 0; b < AGE_BUCKETS; b++)
+        c->ages[b] /= 2;
+    update_need(c);
+}
+
+static void note_age(tm_rtx_cache *c, int64_t age_ms)
+{
+    int b = (int)(age_ms / AGE_BUCKET_MS);
+    if (b >= AGE_BUCKETS)
+        b = AGE_BUCKETS - 1;
+    if (c->ages[b] == UINT16_MAX)
+        halve_ages(c);
+    c->ages[b]++;
+    update_need(c);
+}
+
 /* Starts a new chunk: the oldest ones no longer needed are let go (the first
  * is reused, the others go back to the pool), else one comes from the pool,
  * else (no memory) the oldest is reused anyway. */
 static int next_chunk(tm_rtx_cache *c, int64_t now_ms)
 {
-    if (c->asked && now_ms - c->need_at_ms > NEED_DECAY_MS) {
-        c->need_ms -= c->need_ms / 4;
-        c->need_at_ms = now_ms;
+    if (c->asked && now_ms - c->decayed_ms > AGE_DECAY_MS) {
+        halve_ages(c);
+        c->decayed_ms = now_ms;
     }
     uint8_t *mem = NULL;
     while (oldest_unneeded(c, now_ms)) {
@@ -253,17 +295,14 @@ int tm_rtx_cache_get(tm_rtx_cache *c, uint16_t seq, int64_t now_ms, const uint8_
     const rtx_entry *e = &c->idx[seq & c->mask];
     if (!c->asked) {
         c->asked = true;
-        c->need_at_ms = now_ms;
+        c->decayed_ms = now_ms;
     }
     if (e->len == 0 || e->seq != seq)
         return TM_ENOTFOUND;
     int64_t age = now_ms - e->stored_ms;
     if (age > c->max_age_ms)
         return TM_ENOTFOUND;
-    if (age > c->need_ms) {
-        c->need_ms = age;
-        c->need_at_ms = now_ms;
-    }
+    note_age(c, age);
     const chunk_slot *s = &c->slots[e->slot];
     if (!s->mem || s->gen != e->gen)
         return TM_ENOTFOUND;

@@ -7,11 +7,11 @@
  * from a pool its media worker owns, so the memory follows the stream's
  * bitrate, and the cache holds only as long a history as its receiver's NACKs
  * have shown they use: until the first NACK two chunks (16 KiB, ~130 ms at
- * 1 Mbit/s); after it, the chunks whose packets are younger than half as long
- * again as the oldest packet a NACK asked for lately, plus 100 ms, at most
- * max_age_ms and max_bytes. That age is what a NACK can really use: the
- * receiver's RTT, its wait before it asks, and its retries; it shrinks again
- * when later NACKs come sooner. A chunk no longer needed is written over or
+ * 1 Mbit/s); after it, the chunks whose packets are younger than the age 95 %
+ * of its recent NACKs asked for, plus 100 ms, at most max_age_ms and
+ * max_bytes. That age is what a NACK can really use: the receiver's RTT, its
+ * wait before it asks, and its retries; it shrinks again when later NACKs
+ * come sooner. A chunk no longer needed is written over or
  * goes back to the pool, which keeps a few for every cache of the worker; so
  * a store takes memory only when a chunk fills (one in ~6 packets at
  * 1 Mbit/s), from the pool, never per packet.

@@ -158,52 +158,58 @@ static void test_start_size_until_a_lookup(void)
     tm_rtx_pool_free(pool);
 }
 
+/* Stores packets i.. at 1 Mbit/s (1000 bytes every 8 ms) until `until`;
+ * leaves *t at the stamp of the last one. */
+static void store_until(tm_rtx_cache *c, uint32_t *i, uint32_t until, int64_t *t)
+{
+    uint8_t pkt[1000];
+    for (; *i < until; (*i)++) {
+        *t += 8;
+        fill(pkt, sizeof pkt, *i);
+        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)*i, pkt, sizeof pkt, *t), 0);
+    }
+}
+
 /* 1 Mbit/s. A NACK for a packet 296 ms old misses (the start size holds
- * 128 ms), and the cache keeps 1.5 x 296 + 100 = 544 ms from then on: a later
- * NACK for a packet 500 ms old hits. Once NACKs come sooner, the history
- * shrinks again, a quarter of the asked age every 10 s, and its chunks go back
- * to the pool. */
+ * 128 ms), and the cache keeps 300 + 100 ms from then on: a NACK for a packet
+ * 344 ms old hits. One asking 696 ms back stretches it while asks are few, and
+ * no longer once 40 more came 16 ms back (the history serves 95 % of them).
+ * With every ask that young the counts of the old ones halve away, and the
+ * history shrinks to 50 + 100 ms, its chunks back in the pool. */
 static void test_window_follows_the_nacks(void)
 {
     const uint8_t *p;
     size_t len;
-    uint8_t pkt[1000];
+    uint8_t want[1000];
     tm_rtx_pool *pool = tm_rtx_pool_new(64);
     tm_rtx_cache *c = tm_rtx_cache_new(pool, 512, 1024 * 1024, 1000);
-    int64_t t = 0;
+    int64_t t = -8;
     uint32_t i = 0;
-    for (; i < 200; i++, t += 8)
-        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
-    t -= 8; /* the stamp of packet i - 1 */
+    store_until(c, &i, 200, &t);
     CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(i - 1 - 37), t, &p, &len), TM_ENOTFOUND);
-    CHECK_EQ_INT(tm_rtx_cache_window_ms(c), 544);
-    t += 8;
-    for (; i < 600; i++, t += 8) {
-        fill(pkt, sizeof pkt, i);
-        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
-    }
-    t -= 8;
-    /* 544 ms is 68 packets, 9 chunks of 8; the chunk being filled on top. */
-    CHECK(tm_rtx_cache_bytes(c) >= 9 * TM_RTX_CHUNK && tm_rtx_cache_bytes(c) <= 11 * TM_RTX_CHUNK);
-    uint32_t old = i - 1 - 500 / 8;
+    CHECK_EQ_INT(tm_rtx_cache_window_ms(c), 400);
+    store_until(c, &i, 600, &t);
+    /* 400 ms is 50 packets, 7 chunks of 8 with the one being filled. */
+    CHECK(tm_rtx_cache_bytes(c) >= 7 * TM_RTX_CHUNK && tm_rtx_cache_bytes(c) <= 8 * TM_RTX_CHUNK);
+    uint32_t old = i - 1 - 43;
     CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)old, t, &p, &len), 0);
-    fill(pkt, sizeof pkt, old);
-    CHECK_EQ_INT(memcmp(p, pkt, len), 0);
-    /* Too old for the history, but its age (696 ms) is learnt: 1000 ms now. */
+    fill(want, sizeof want, old);
+    CHECK_EQ_INT(memcmp(p, want, len), 0);
+    CHECK_EQ_INT(tm_rtx_cache_window_ms(c), 450);
     CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(i - 1 - 87), t, &p, &len), TM_ENOTFOUND);
-    CHECK_EQ_INT(tm_rtx_cache_window_ms(c), 1000);
-    /* 90 s of NACKs for packets 16 ms old: 696 ms decays to 696 x 0.75^8 = 70. */
-    t += 8;
-    for (int k = 0; k < 200; k++, i++, t += 8)
-        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
+    CHECK_EQ_INT(tm_rtx_cache_window_ms(c), 800);
+    for (int k = 0; k < 40; k++)
+        CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(i - 1 - 2), t, &p, &len), 0);
+    CHECK_EQ_INT(tm_rtx_cache_window_ms(c), 400); /* 41 of 43 asks at most 300 ms back */
+    store_until(c, &i, 800, &t);
     size_t before = tm_rtx_cache_bytes(c);
-    for (int64_t end = t + 90000; t < end; i++, t += 8) {
-        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, t), 0);
-        if (i % 50 == 0)
-            CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(i - 2), t, &p, &len), 0);
+    /* 60 s, an ask 16 ms back every 400 ms. */
+    for (int64_t end = t + 60000; t < end;) {
+        store_until(c, &i, i + 50, &t);
+        CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)(i - 1 - 2), t, &p, &len), 0);
     }
-    CHECK(tm_rtx_cache_window_ms(c) < 300);
-    CHECK(tm_rtx_cache_bytes(c) < before / 2);
+    CHECK_EQ_INT(tm_rtx_cache_window_ms(c), 150);
+    CHECK(tm_rtx_cache_bytes(c) <= before / 2);
     CHECK(tm_rtx_pool_idle_bytes(pool) > 0);
     tm_rtx_cache_free(c);
     tm_rtx_pool_free(pool);
