@@ -289,17 +289,34 @@ size_t tm__abs_send_time_put(uint8_t *pkt, size_t len, size_t cap, int id, int64
 
 /* ---- the peer's side ---- */
 
+struct tm__peer_cc {
+    tm__twcc twcc; /* feedback to the peer as a sender */
+    tm__bwe bwe;   /* its downlink, from its feedback as a receiver (bwe.c) */
+};
+
+int tm__congestion_ext(const tm__peer *p)
+{
+    return p->cc ? p->cc->twcc.ext_id : 0;
+}
+
+void tm__congestion_free(tm__peer *p)
+{
+    g_free(p->cc);
+    p->cc = NULL;
+}
+
 void tm__congestion_on_rtp(tm__peer *p, const uint8_t *buf, const tm_rtp_header *h, int64_t now_us)
 {
     const uint8_t *d;
-    if (!p->twcc.ext_id || !h->extension || tm_rtp_ext_find(buf, h, p->twcc.ext_id, &d) < 2)
+    int ext = tm__congestion_ext(p);
+    if (!ext || !h->extension || tm_rtp_ext_find(buf, h, ext, &d) < 2)
         return;
-    tm__twcc_on_packet(&p->twcc, (uint16_t)((d[0] << 8) | d[1]), now_us);
-    if (!tm__twcc_due(&p->twcc, now_us) || !p->srtp || p->closing)
+    tm__twcc_on_packet(&p->cc->twcc, (uint16_t)((d[0] << 8) | d[1]), now_us);
+    if (!tm__twcc_due(&p->cc->twcc, now_us) || !p->srtp || p->closing)
         return;
     tm__worker *w = p->w;
     int n;
-    while ((n = tm__twcc_build(&p->twcc, w->rtcp, sizeof w->rtcp - TM__SRTP_MAX_TRAILER,
+    while ((n = tm__twcc_build(&p->cc->twcc, w->rtcp, sizeof w->rtcp - TM__SRTP_MAX_TRAILER,
                                p->rtcp_ssrc, h->ssrc, now_us)) > 0) {
         size_t len = (size_t)n;
         if (tm__srtp_protect_rtcp(p->srtp, w->rtcp, &len) == 0)
@@ -324,27 +341,32 @@ uint8_t tm__congestion_receivers_lost(const tm__peer *p, const tm__in_stream *s,
 
 void tm__congestion_configure(tm__peer *p, int ext_id, bool new_transport)
 {
-    if (new_transport || p->twcc.ext_id != ext_id)
-        tm__bwe_init(&p->bwe);
-    tm__twcc_configure(&p->twcc, ext_id, new_transport);
+    if (!p->cc && ext_id == 0)
+        return;
+    if (!p->cc && !(p->cc = g_try_new0(tm__peer_cc, 1)))
+        return;
+    if (new_transport || p->cc->twcc.ext_id != ext_id)
+        tm__bwe_init(&p->cc->bwe);
+    tm__twcc_configure(&p->cc->twcc, ext_id, new_transport);
 }
 
 size_t tm__congestion_stamp(tm__peer *r, const tm__out_stream *o, uint8_t *pkt, size_t len,
                             size_t cap, int64_t now_us)
 {
-    if (r->twcc.ext_id) {
+    int ext = tm__congestion_ext(r);
+    if (ext) {
         /* A number taken by a packet that could not carry it would read as lost. */
-        uint16_t seq = tm__bwe_next_seq(&r->bwe);
+        uint16_t seq = tm__bwe_next_seq(&r->cc->bwe);
         uint8_t data[2] = {(uint8_t)(seq >> 8), (uint8_t)seq};
-        int n = tm__rtp_ext_put(pkt, len, cap, r->twcc.ext_id, data, sizeof data);
+        int n = tm__rtp_ext_put(pkt, len, cap, ext, data, sizeof data);
         if (n <= 0)
             return len;
-        tm__bwe_sent(&r->bwe, (size_t)n + TM__SRTP_MAX_TRAILER, now_us);
+        tm__bwe_sent(&r->cc->bwe, (size_t)n + TM__SRTP_MAX_TRAILER, now_us);
         return (size_t)n;
     }
     /* A receiver without transport-cc estimates with REMB from abs-send-time,
      * which a transport-cc sender no longer writes. */
-    if (o->kind != TM_MEDIA_VIDEO || !o->src_peer || !o->src_peer->twcc.ext_id)
+    if (o->kind != TM_MEDIA_VIDEO || !o->src_peer || !tm__congestion_ext(o->src_peer))
         return len;
     return tm__abs_send_time_put(pkt, len, cap, o->ext_abs, now_us);
 }
@@ -352,11 +374,11 @@ size_t tm__congestion_stamp(tm__peer *r, const tm__out_stream *o, uint8_t *pkt, 
 void tm__congestion_on_feedback(tm__peer *from, const tm_rtcp_pkt *pkt, int64_t now_us)
 {
     tm__twcc_fb *fb = &from->w->twcc_fb;
-    if (from->twcc.ext_id && tm__twcc_fb_parse(pkt->data, pkt->len, fb) == 0)
-        tm__bwe_on_feedback(&from->bwe, fb, now_us);
+    if (tm__congestion_ext(from) && tm__twcc_fb_parse(pkt->data, pkt->len, fb) == 0)
+        tm__bwe_on_feedback(&from->cc->bwe, fb, now_us);
 }
 
 uint64_t tm__congestion_downlink_bps(const tm__peer *r)
 {
-    return r->twcc.ext_id ? tm__bwe_estimate(&r->bwe) : 0;
+    return tm__congestion_ext(r) ? tm__bwe_estimate(&r->cc->bwe) : 0;
 }

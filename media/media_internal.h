@@ -84,6 +84,7 @@ typedef struct tm__sink {
 } tm__sink;
 
 typedef struct tm__worker tm__worker;
+typedef struct tm__peer_cc tm__peer_cc;
 typedef struct tm__visit tm__visit;
 typedef struct tm__peer tm__peer;
 
@@ -325,8 +326,9 @@ struct tm__peer {
     tm__out_stream *out;
     int n_views;
     tm__view views[TM__MAX_VIEWS];
-    tm__twcc twcc; /* transport-cc feedback to it (congestion.c) */
-    tm__bwe bwe;   /* its downlink, from its transport-cc feedback (bwe.c) */
+    /* transport-cc feedback to it and its downlink estimate (congestion.c),
+     * ~20 KB: NULL until it negotiates transport-cc. */
+    tm__peer_cc *cc;
 };
 
 struct tm__visit {
@@ -422,8 +424,14 @@ void tm__congestion_on_rtp(tm__peer *p, const uint8_t *buf, const tm_rtp_header 
  * lately; of a simulcast layer, the receivers that get that layer. */
 uint8_t tm__congestion_receivers_lost(const tm__peer *p, const tm__in_stream *s, int64_t now_ms);
 /* Takes p's transport-cc extension id from its offer (0 = none); a new
- * transport or another id starts its feedback and its downlink estimate over. */
+ * transport or another id starts its feedback and its downlink estimate over.
+ * Their state is allocated at the first id; without memory p goes without
+ * transport-cc. */
 void tm__congestion_configure(tm__peer *p, int ext_id, bool new_transport);
+/* p's transport-cc extension id, 0 = none. */
+int tm__congestion_ext(const tm__peer *p);
+/* Frees p's congestion state (peer teardown). */
+void tm__congestion_free(tm__peer *p);
 /* Per packet to receiver r on its out stream o, before SRTP: our own
  * transport-wide sequence number when r does transport-cc (its feedback then
  * measures this leg, bwe.c), else abs-send-time when o's source is a

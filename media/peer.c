@@ -265,6 +265,7 @@ void tm__peer_close(tm__peer *p, const char *state)
     tm_info("media.peer_closed", "visit=%s peer=%s state=%s", v->id, p->id, state);
     if (!v->closing)
         tm__forward_rebind(v);
+    tm__congestion_free(p);
     g_free(p->label);
     g_free(p->id);
     g_free(p);
@@ -492,7 +493,7 @@ static char *build_answer(tm__peer *p, const tm_sdp_offer *offer)
         .ice_pwd = p->local_pwd,
         .fingerprint = p->w->media->fingerprint,
         .remb = true,
-        .transport_cc = p->twcc.ext_id != 0,
+        .transport_cc = tm__congestion_ext(p) != 0,
         .session_version = ++p->session_version,
         .candidates = (const char *const *)cands,
         .n_candidates = g_strv_length(cands),
