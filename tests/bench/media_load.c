@@ -25,7 +25,9 @@
  *   se.sum_exec_runtime, /proc/PID/task/TID/sched, which counts in ns; the
  *   process's utime+stime in /proc/PID/stat counts 10 ms ticks, 0.1 % of a
  *   core over 10 s, a tenth of one visit's CPU), server RSS per
- *   visit ((RSS now - idle RSS) / N, /proc/PID/status), receiver packet loss
+ *   visit ((RSS now - idle RSS) / N, /proc/PID/status; split by mapping from
+ *   /proc/PID/smaps: main arena, thread arenas, other anonymous, files),
+ *   receiver packet loss
  *   (RTP sequence gaps after the jitterbuffer), forwarded packets per second,
  *   server-added forwarding latency p50/p99 (from /metrics when the server
  *   exports telemed_media_forward_latency_us{quantile=...}), and join time
@@ -427,6 +429,46 @@ static long server_rss_kib(void)
     long kib = p ? atol(p + 6) : -1;
     g_free(text);
     return kib;
+}
+
+/* The server's RSS in KiB by kind of mapping, from /proc/PID/smaps: the main
+ * malloc arena ([heap], the control thread's), the other threads' arenas
+ * (glibc maps each at a 64 MiB boundary), other anonymous memory (thread
+ * stacks, blocks malloc mapped on their own, libraries' data) and files (code,
+ * mostly). Where a visit's memory lands, before any profiler. */
+enum { RSS_HEAP, RSS_ARENAS, RSS_ANON, RSS_FILE, RSS_N };
+static const char *RSS_NAMES[RSS_N] = {"main arena", "thread arenas", "other anonymous", "files"};
+
+static void server_rss_parts(long parts[RSS_N])
+{
+    char path[64], *text = NULL;
+    memset(parts, 0, sizeof(long) * RSS_N);
+    g_snprintf(path, sizeof path, "/proc/%d/smaps", (int)SRV.pid);
+    if (!g_file_get_contents(path, &text, NULL, NULL))
+        return;
+    int kind = RSS_ANON;
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        unsigned long lo, hi;
+        char perms[8];
+        int name_at = 0;
+        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &lo, &hi, perms, &name_at) == 3) {
+            const char *name = name_at ? line + name_at : "";
+            if (strcmp(name, "[heap]") == 0)
+                kind = RSS_HEAP;
+            else if (name[0] == '/')
+                kind = RSS_FILE;
+            else if (!name[0] && lo % (64ul << 20) == 0 && perms[0] == 'r')
+                kind = RSS_ARENAS;
+            else
+                kind = RSS_ANON;
+        } else if (strncmp(line, "Rss:", 4) == 0) {
+            parts[kind] += atol(line + 4);
+        }
+    }
+    g_free(text);
 }
 
 /* CPU seconds and context switches of the server's threads, in three
@@ -1598,6 +1640,7 @@ struct row {
     double lat_p50, lat_p99, join_p50_ms, join_max_ms, cpu_s_per_pkt;
     double mean_pkt;
     long rss_idle, rss_busy, rss_after; /* KiB: before, during, 3 s after the visits */
+    long rss_parts_idle[RSS_N], rss_parts_busy[RSS_N]; /* server_rss_parts */
     double dtls_shed; /* DTLS sessions shed by the server when RSS was read (cumulative) */
     double idle_pct;  /* whole server, % of a core, before any visit (fixed cost) */
     double idle_thread_pct[TG_N];
@@ -1671,6 +1714,7 @@ static int run_n(int n, double seconds, int recording, struct row *row)
     for (int g = 0; g < TG_N; g++)
         row->idle_thread_pct[g] = (ti1.cpu_s[g] - ti0.cpu_s[g]) / iwall * 100.0;
     long rss_idle = server_rss_kib();
+    server_rss_parts(row->rss_parts_idle);
     ACCEPT_US = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     for (int i = 0; i < n; i++)
         g_ptr_array_add(PEERS, peer_new(i, TRUE));
@@ -1727,6 +1771,7 @@ static int run_n(int n, double seconds, int recording, struct row *row)
     sum(&t1);
     read_metrics(ss, admin, &m1);
     long rss = server_rss_kib();
+    server_rss_parts(row->rss_parts_busy);
     row->dtls_shed = m1.dtls_shed;
 
     /* The threads' runtimes count ns; the process's ticks 10 ms. A thread
@@ -2444,6 +2489,11 @@ int main(int argc, char **argv)
                 r->sys_per_pkt, r->sys_per_pkt_media,
                 r->relay_wakeups > 0 ? (double)r->relay_packets / (double)r->relay_wakeups : -1,
                 r->load.senders, r->load.vpf, r->load.vsize, r->load.asize, r->dtls_shed);
+        g_print("     (RSS added per visit by mapping:");
+        for (int k = 0; k < RSS_N; k++)
+            g_print("%s %s %.0f KiB", k ? "," : "", RSS_NAMES[k],
+                    (double)(r->rss_parts_busy[k] - r->rss_parts_idle[k]) / r->n);
+        g_print(")\n");
         g_print("     (server with no visit, before them: %.3f %% of a core (%s %.3f, %s %.3f, "
                 "%s %.3f); busy minus that, per visit: %.3f %%)\n",
                 r->idle_pct, TG_NAMES[TG_MEDIA], r->idle_thread_pct[TG_MEDIA], TG_NAMES[TG_REC],
