@@ -20,9 +20,9 @@
  * receiver that asked late once (starved for a moment) is forgotten within
  * 10-20 s, while one that keeps asking late keeps its history. Not a quantile:
  * the late asks are the ones at a party's joins, when receivers renegotiate,
- * and serving only 95 % of the asks froze the others' video there for up to
- * 1.1 s (test_media_party, against under 0.3 s). Owned by one media worker;
- * not thread-safe.
+ * and serving only 95 % of the asks froze the others' video there for seconds
+ * (test_media_party; tests/bench/README.md, "Memory per visit"). Owned by one
+ * media worker; not thread-safe.
  */
 #include "rtx_cache.h"
 
