@@ -8,10 +8,10 @@
  * bitrate, and the cache holds only as long a history as its receiver's NACKs
  * have shown they use: until the first NACK two chunks (16 KiB, ~130 ms at
  * 1 Mbit/s); after it, the chunks whose packets are younger than the oldest
- * age its NACKs asked for in the last 10-20 s, plus 100 ms, at most max_age_ms
- * and max_bytes. That age is what a NACK can really use: the receiver's RTT, its
- * wait before it asks, and its retries; it shrinks again when later NACKs
- * come sooner. A chunk no longer needed is written over or
+ * age its NACKs asked for in the last 10-20 s, plus 100 ms, at most
+ * max_age_ms and max_bytes. That age is what a NACK can really use: the
+ * receiver's RTT, its wait before it asks, and its retries; it shrinks again
+ * when later NACKs come sooner. A chunk no longer needed is written over or
  * goes back to the pool, which keeps a few for every cache of the worker; so
  * a store takes memory only when a chunk fills (one in ~6 packets at
  * 1 Mbit/s), from the pool, never per packet.
