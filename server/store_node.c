@@ -267,11 +267,20 @@ json_t *tm_store_dept_queue(tm_store *s, const char *dept_id)
 
 json_t *tm_store_active_visits_of(tm_store *s, bool doctor, const char *user_id)
 {
-    /* Two statements, not a column chosen by a parameter: each keeps its index. */
+    /* Two statements, not a column chosen by a parameter: each keeps its
+     * index. A doctor's visits are few active ones (visits_by_state), each
+     * checked for an invited doctor still in it (participants_by_visit). */
     tm__stmt *st =
         tm__store_query(s,
-                        doctor ? "SELECT id, coalesce(media_node, '') AS media_node FROM visits"
-                                 " WHERE doctor_id = ?1 AND state = 'active' ORDER BY id"
+                        doctor ? "SELECT id, coalesce(media_node, '') AS media_node FROM visits v"
+                                 " WHERE state = 'active' AND (doctor_id = ?1 OR EXISTS("
+                                 "  SELECT 1 FROM participants p WHERE p.visit_id = v.id"
+                                 "   AND p.user_id = ?1"
+                                 "   AND p.visit_role IN ('consulting','interpreter','nurse')"
+                                 "   AND p.id = (SELECT max(id) FROM participants r"
+                                 "    WHERE r.visit_id = v.id AND r.user_id = ?1)"
+                                 "   AND (p.left_at IS NULL OR p.leave_reason = 'disconnected')))"
+                                 " ORDER BY id"
                                : "SELECT id, coalesce(media_node, '') AS media_node FROM visits"
                                  " WHERE patient_id = ?1 AND state = 'active' ORDER BY id",
                         "s", user_id);

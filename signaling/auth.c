@@ -284,6 +284,12 @@ static void guest_hello(tm_signaling *sig, session *s, json_t *msg, const char *
                       code ? "guest link refused: unknown" : "guest resume refused");
         return;
     }
+    /* A guest whose visit another live node holds is sent there before
+     * the link is used, so the code still works on the holder. */
+    char visit_id[64], guest_id[64];
+    if (tm__guest_link_visit(sig, code, resume, visit_id, guest_id) &&
+        !tm__cluster_resume_guest(sig, s, id, visit_id, guest_id))
+        return;
     char secret[32] = "";
     const char *why = NULL;
     int err = 0;

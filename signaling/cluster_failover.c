@@ -125,11 +125,47 @@ static void turn_away(tm_signaling *sig, session *s, const char *re, const char 
         tm__session_close(s, CLOSE_VISIT_ELSEWHERE, "visit_elsewhere");
 }
 
+/* Where the active visit id, held by holder in the store, goes on for a
+ * user saying hello here (hello: their user, once the visit is here):
+ * true when here (held here, or taken over now); false when the user must
+ * go to away_holder (a live node; "" when unknown). */
+static bool resume_here(tm_signaling *sig, const char *id, const char *holder, tm_role role,
+                        const char *sub, char away_holder[64])
+{
+    away_holder[0] = '\0';
+    if (strcmp(holder, my_node(sig)) == 0) {
+        /* Sent here by the node that took the visit, the user can be
+         * quicker than its bus event: the visit starts now, so this
+         * hello resumes it and the page's media.offer finds it. */
+        tm__cluster_sync_visit(sig, id);
+        return true;
+    }
+    if (holder[0] && node_live(sig, holder)) {
+        g_strlcpy(away_holder, holder, 64);
+        return false;
+    }
+    live_visit *v = take_over(sig, id, holder);
+    if (v) {
+        start_grace_of_absent(sig, v, tm__find_user(sig, role, sub));
+        return true;
+    }
+    if (g_hash_table_lookup(sig->visits, id))
+        return true;
+    /* another node took it first */
+    if (tm_store_visit_media_node(sig->store, id, away_holder) < 0)
+        away_holder[0] = '\0';
+    return false;
+}
+
+static bool shared(tm_signaling *sig)
+{
+    return sig->cluster && tm_cluster_shared(sig->cluster);
+}
+
 bool tm__cluster_resume_active(tm_signaling *sig, session *s, const char *re, tm_role role,
                                const char *sub)
 {
-    if (!sig->cluster || !tm_cluster_shared(sig->cluster) ||
-        (role != TM_ROLE_PATIENT && role != TM_ROLE_DOCTOR))
+    if (!shared(sig) || (role != TM_ROLE_PATIENT && role != TM_ROLE_DOCTOR))
         return true;
     json_t *rows = tm_store_active_visits_of(sig->store, role == TM_ROLE_DOCTOR, sub);
     char away_id[64] = "", away_holder[64] = "";
@@ -139,28 +175,11 @@ bool tm__cluster_resume_active(tm_signaling *sig, session *s, const char *re, tm
     {
         const char *id = json_string_value(json_object_get(row, "id"));
         const char *holder = json_string_value(json_object_get(row, "media_node"));
-        if (!id || !holder)
+        char to[64];
+        if (!id || !holder || resume_here(sig, id, holder, role, sub, to))
             continue;
-        if (strcmp(holder, my_node(sig)) == 0) {
-            /* Sent here by the node that took the visit, the user can be
-             * quicker than its bus event: the visit starts now, so this
-             * hello resumes it and the page's media.offer finds it. */
-            tm__cluster_sync_visit(sig, id);
-            continue;
-        }
-        if (holder[0] && node_live(sig, holder)) {
-            g_strlcpy(away_id, id, sizeof(away_id));
-            g_strlcpy(away_holder, holder, sizeof(away_holder));
-            continue;
-        }
-        live_visit *v = take_over(sig, id, holder);
-        if (v) {
-            start_grace_of_absent(sig, v, tm__find_user(sig, role, sub));
-        } else if (!g_hash_table_lookup(sig->visits, id)) { /* another node took it first */
-            g_strlcpy(away_id, id, sizeof(away_id));
-            if (tm_store_visit_media_node(sig->store, id, away_holder) < 0)
-                away_holder[0] = '\0';
-        }
+        g_strlcpy(away_id, id, sizeof(away_id));
+        g_strlcpy(away_holder, to, sizeof(away_holder));
     }
     json_decref(rows);
     if (!away_id[0])
@@ -171,11 +190,51 @@ bool tm__cluster_resume_active(tm_signaling *sig, session *s, const char *re, tm
     return false;
 }
 
+bool tm__cluster_resume_guest(tm_signaling *sig, session *s, const char *re, const char *visit_id,
+                              const char *guest_id)
+{
+    tm_visit rec;
+    char holder[64], away[64];
+    if (!shared(sig) || g_hash_table_lookup(sig->visits, visit_id) ||
+        tm_store_visit_get(sig->store, visit_id, &rec) < 0 || strcmp(rec.state, "active") != 0 ||
+        tm_store_visit_media_node(sig->store, visit_id, holder) < 0 ||
+        resume_here(sig, visit_id, holder, TM_ROLE_GUEST, guest_id, away))
+        return true;
+    char key[200];
+    snprintf(key, sizeof(key), "guest:%s", guest_id[0] ? guest_id : "-");
+    turn_away(sig, s, re, visit_id, away, key);
+    return false;
+}
+
+bool tm__cluster_watch_elsewhere(tm_signaling *sig, session *s, const char *re,
+                                 const char *visit_id, const char *user_key)
+{
+    tm_visit rec;
+    char holder[64], url[300] = "";
+    if (!shared(sig) || tm_store_visit_get(sig->store, visit_id, &rec) < 0 ||
+        strcmp(rec.state, "active") != 0 ||
+        tm_store_visit_media_node(sig->store, visit_id, holder) < 0 || !holder[0] ||
+        strcmp(holder, my_node(sig)) == 0 || !node_live(sig, holder))
+        return false;
+    tm__cluster_node_ws_url(sig, holder, url, sizeof(url));
+    if (!url[0])
+        return false;
+    /* A watch is not a participant's hello: the connection stays open (a
+     * wall's other watches are this node's) until the page follows. */
+    tm__send_msg(s, json_pack("{s:s, s:s, s:s, s:s}", "type", "session.move", "url", url,
+                              "visit_id", visit_id, "reason", "holder_changed"));
+    tm_info("cluster.user_moved", "visit=%s user=%s to=%s reason=watch", visit_id, user_key,
+            holder);
+    tm__reply_err_reason(s, re, TM_ECONFLICT, "the visit goes on on another server; watch it there",
+                         "visit_elsewhere");
+    return true;
+}
+
 void tm__cluster_visit_released(tm_signaling *sig, const char *id)
 {
     tm_visit rec;
     char holder[64];
-    if (g_hash_table_lookup(sig->visits, id) || !tm_cluster_shared(sig->cluster) ||
+    if (g_hash_table_lookup(sig->visits, id) || !shared(sig) ||
         tm_store_visit_get(sig->store, id, &rec) < 0 || strcmp(rec.state, "active") != 0 ||
         tm_store_visit_media_node(sig->store, id, holder) < 0 || holder[0])
         return;

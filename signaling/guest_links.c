@@ -145,6 +145,22 @@ static void handle_links(request *r)
     tm__reply_ok(r->s, r->id, json_pack("{s:o}", "links", links));
 }
 
+bool tm__guest_link_visit(tm_signaling *sig, const char *code, const char *resume,
+                          char visit_id[64], char guest_id[64])
+{
+    char hash[65];
+    tm_guest_link l;
+    if (!code && !resume)
+        return false;
+    secret_hash(code ? code : resume, hash);
+    if (tm_store_guest_link_get(sig->store, code ? TM_GUEST_LINK_BY_CODE : TM_GUEST_LINK_BY_RESUME,
+                                hash, &l) < 0)
+        return false;
+    g_strlcpy(visit_id, l.visit_id, 64);
+    g_strlcpy(guest_id, l.guest_id, 64);
+    return true;
+}
+
 /* A guest link's code or a guest's resume secret: the user behind it, made
  * a party member on first use; NULL with *why (static) when refused. */
 user *tm__guest_redeem(tm_signaling *sig, const char *code, const char *resume, char *resume_out,

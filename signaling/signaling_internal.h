@@ -335,13 +335,23 @@ void tm__cluster_node_ws_url(tm_signaling *sig, const char *node_id, char *ws_ur
 void tm__cluster_sync_visit(tm_signaling *sig, const char *id);
 
 /* cluster_failover.c (issue 19, fail19): a user saying hello whose active
- * visit a dead node held (or none holds): this node takes it over and the
- * hello resumes it; the other participants have the grace period to come
- * back. False when a visit of theirs is held by another live node: the
- * session is sent there (session.move) when its URL is known, and the
- * hello refused and the connection closed (reply sent). */
+ * visit (as patient, attending or invited doctor) a dead node held (or
+ * none holds): this node takes it over and the hello resumes it; the other
+ * participants have the grace period to come back. False when a visit of
+ * theirs is held by another live node: the session is sent there
+ * (session.move) when its URL is known, and the hello refused, the
+ * connection closed when the URL is not known (reply sent). */
 bool tm__cluster_resume_active(tm_signaling *sig, session *s, const char *re, tm_role role,
                                const char *sub);
+/* The same rule for a guest's hello (by link or resume secret) into
+ * visit_id; guest_id "" before the link's first use. */
+bool tm__cluster_resume_guest(tm_signaling *sig, session *s, const char *re, const char *visit_id,
+                              const char *guest_id);
+/* visit.watch of visit_id, active and held by another live node: the
+ * supervisor's page is sent there (session.move) and the watch refused
+ * with visit_elsewhere (reply sent, true); false when that is not so. */
+bool tm__cluster_watch_elsewhere(tm_signaling *sig, session *s, const char *re,
+                                 const char *visit_id, const char *user_key);
 
 /* visit:<id> on the bus: an active visit that a dead node's takeover
  * released is placed here when this node wins it, and its participants
@@ -466,6 +476,10 @@ void tm__party_restore(tm_signaling *sig, live_visit *v);
  * and the visit.participants push. */
 void tm__party_joined(request *r, live_visit *v, tm__visit_role role, int64_t now_ms,
                       const char *via);
+/* The visit and guest id (guest_id "" before first use) of the guest link
+ * a guest's code or resume secret names; false when there is none. */
+bool tm__guest_link_visit(tm_signaling *sig, const char *code, const char *resume,
+                          char visit_id[64], char guest_id[64]);
 /* A guest link's code (first use) or a guest's resume secret: the guest
  * user, made a party member on first use (resume_out, resume_len bytes,
  * gets the new resume secret). NULL when refused, with *why (static text)

@@ -426,6 +426,8 @@ static void handle_watch(request *r)
         return;
     }
     live_visit *v = visit_id ? g_hash_table_lookup(sig->visits, visit_id) : NULL;
+    if (!v && visit_id && tm__cluster_watch_elsewhere(sig, r->s, r->id, visit_id, r->u->key))
+        return;
     if (!v || v->state != TM_VS_ACTIVE) {
         tm_visit rec;
         int rc = !visit_id                                            ? TM_EINVAL

@@ -1414,8 +1414,9 @@ int tm_store_visit_place_media(tm_store *s, const char *visit_id, const char *ex
                                const char *node_id);
 /* The node hosting visit_id's media into out ("" when none). */
 int tm_store_visit_media_node(tm_store *s, const char *visit_id, char out[64]);
-/* The active visits whose attending doctor (doctor) or patient is user_id,
- * as [{id, media_node}] (media_node "" when none holds it). NULL on failure. */
+/* The active visits whose patient is user_id, or (doctor) whose attending
+ * or invited doctor (a party member still in it, or dropped) user_id is, as
+ * [{id, media_node}] (media_node "" when none holds it). NULL on failure. */
 json_t *tm_store_active_visits_of(tm_store *s, bool doctor, const char *user_id);
 /* The newest offered or active visit of a patient (role "patient"), or
  * active visit of a doctor ("doctor"), that a node holds: its id and that

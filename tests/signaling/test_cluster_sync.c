@@ -12,7 +12,9 @@
  * doctor on B is offered a patient waiting on A, and the visit runs on
  * the doctor's node (the patient is sent there) or, when B is busier, on
  * the patient's node (the doctor is sent there), also when the doctor's
- * hello there is quicker than the bus event of the accept.
+ * hello there is quicker than the bus event of the accept. A guest, an
+ * invited doctor and a watching supervisor who reach the node that does
+ * not hold the visit are sent to the one that does.
  */
 #include "signaling_testing.h"
 #include "telemed/cluster.h"
@@ -889,6 +891,119 @@ static void test_doctor_hello_before_the_bus(void)
     visit_on_less_loaded_node(true);
 }
 
+/* A hello of s on n with a guest's code or resume secret (field). */
+static client *guest_hello(node *n, const char *field, const char *secret)
+{
+    client *c = g_new0(client, 1);
+    c->frames = g_ptr_array_new_with_free_func((GDestroyNotify)json_decref);
+    c->s = tm_signaling_session_open(n->sig, "127.0.0.1");
+    char *hello = g_strdup_printf("{\"type\":\"hello\",\"id\":\"h\",\"%s\":\"%s\"}", field, secret);
+    send_text(c, hello);
+    g_free(hello);
+    return c;
+}
+
+/* c was sent to node-b for visit_id before its request re was refused
+ * with visit_elsewhere; the connection is left for the page to close. */
+static void sent_to_b(client *c, const char *re, const char *visit_id)
+{
+    json_t *refused = wait_for(c, "error", "re", re, NULL, 0);
+    CHECK_STR(json_string_value(json_object_get(refused, "code")), "conflict");
+    CHECK_STR(json_string_value(json_object_get(refused, "reason")), "visit_elsewhere");
+    json_t *move = wait_for(c, "session.move", "visit_id", visit_id, NULL, 0);
+    CHECK_STR(json_string_value(json_object_get(move, "url")), "wss://node-b.test:8443/ws");
+    CHECK_STR(json_string_value(json_object_get(move, "reason")), "holder_changed");
+    CHECK_EQ_INT(tm_signaling_session_close_code(c->s), 0);
+}
+
+/* A visit lives on node B with a guest and an invited doctor. Everyone
+ * else who reaches node A for it is sent to B, not refused or forgotten:
+ * the guest's link (not used up by A), the guest's resume secret, the
+ * invited doctor's hello and a supervisor's visit.watch; on B each goes
+ * on. A takes nothing over. */
+static void test_every_participant_sent_to_the_holder(void)
+{
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    seed_doctor(url, "d-wang", "110100000000002");
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
+    node *a = &nodes[0], *b = &nodes[1];
+    CHECK(spin_until(buses_ready, nodes));
+    char vb[64], got[64];
+    int pos;
+    client *pb = checked_in(b, "p-b", vb, &pos);
+    client *wang = doctor_away(b, "d-wang");
+    client *li = doctor_takes_one(b, "d-li", got);
+    CHECK_STR(got, vb);
+    char msg[300];
+
+    /* The guest's link, opened through A: sent to B, where it still works. */
+    g_snprintf(msg, sizeof(msg),
+               "{\"type\":\"guest.link_create\",\"id\":\"gl\",\"visit_id\":\"%s\","
+               "\"name\":\"daughter\"}",
+               vb);
+    send_text(pb, msg);
+    char code[64];
+    g_strlcpy(code,
+              json_string_value(json_object_get(json_object_get(answer(pb, "gl"), "data"), "code")),
+              sizeof(code));
+    client *ga = guest_hello(a, "guest_code", code);
+    sent_to_b(ga, "h", vb);
+    client_close(ga);
+    client *gb = guest_hello(b, "guest_code", code);
+    json_t *joined = json_object_get(answer(gb, "h"), "data");
+    char resume[64];
+    g_strlcpy(resume, json_string_value(json_object_get(joined, "resume")), sizeof(resume));
+    /* Back through A (a reload the balancer sent there): sent to B again. */
+    ga = guest_hello(a, "guest_resume", resume);
+    sent_to_b(ga, "h", vb);
+    client_close(ga);
+
+    /* The invited doctor's hello through A. */
+    g_snprintf(msg, sizeof(msg),
+               "{\"type\":\"visit.invite\",\"id\":\"i\",\"visit_id\":\"%s\",\"user_id\":"
+               "\"d-wang\",\"role\":\"consulting\"}",
+               vb);
+    send_text(li, msg);
+    const char *invite =
+        json_string_value(json_object_get(json_object_get(answer(li, "i"), "data"), "invite_id"));
+    g_snprintf(msg, sizeof(msg),
+               "{\"type\":\"visit.invite_answer\",\"id\":\"ia\",\"invite_id\":\"%s\","
+               "\"accept\":true}",
+               invite);
+    send_text(wang, msg);
+    answer(wang, "ia");
+    client *wa = connect_as(a, "d-wang", TM_ROLE_DOCTOR);
+    sent_to_b(wa, "h", vb);
+    client_close(wa);
+
+    /* A supervisor on A watches the visit B holds: sent to B, watched there. */
+    client *sa = connect_as(a, "s-1", TM_ROLE_SUPERVISOR);
+    answer(sa, "h");
+    mirror_state live = {a, vb, "active"};
+    CHECK(spin_until(mirror_in_state, &live));
+    g_snprintf(msg, sizeof(msg), "{\"type\":\"visit.watch\",\"id\":\"w\",\"visit_id\":\"%s\"}", vb);
+    send_text(sa, msg);
+    sent_to_b(sa, "w", vb);
+    client_close(sa);
+    client *sb = connect_as(b, "s-1", TM_ROLE_SUPERVISOR);
+    answer(sb, "h");
+    send_text(sb, msg);
+    answer(sb, "w");
+
+    char at[64];
+    CHECK_EQ_INT(tm_store_visit_media_node(a->store, vb, at), 0);
+    CHECK_STR(at, "node-b");
+    visit_state active = {b->store, vb, "active"};
+    CHECK(visit_in_state(&active));
+    client *cs[] = {sb, gb, li, wang, pb};
+    for (size_t i = 0; i < TM_ARRAY_LEN(cs); i++)
+        client_close(cs[i]);
+    node_stop(b);
+    node_stop(a);
+    g_free(url);
+}
+
 int main(void)
 {
     tm_log_set_level(TM_LOG_WARN);
@@ -908,6 +1023,7 @@ int main(void)
     RUN(test_doctor_on_other_node);
     RUN(test_visit_runs_on_less_loaded_node);
     RUN(test_doctor_hello_before_the_bus);
+    RUN(test_every_participant_sent_to_the_holder);
     tm_config_clear(&cfg);
     char *rm[] = {"rm", "-rf", dir, NULL};
     g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
