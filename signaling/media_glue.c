@@ -15,45 +15,69 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Why a media request was refused: the error, its message (NULL: the
+ * code's own) and a stable reason the page decides on. not_active and
+ * visit_not_here pass (the visit starts, or reaches this node, in a
+ * moment) and media_failed may; the others are final. */
+typedef struct refusal {
+    int err;
+    const char *message, *reason;
+} refusal;
+
+static live_visit *refuse(refusal *why, int err, const char *message, const char *reason)
+{
+    *why = (refusal){err, message, reason};
+    return NULL;
+}
+
+static const char *member_refusal(int err)
+{
+    return err == TM_ECONFLICT ? "visit_not_here" : err == TM_EPERM ? "not_member" : "not_found";
+}
+
 /* The visit a user may exchange media for: their active visit, or the one
  * they watch. */
-static live_visit *media_visit(request *r, bool *send)
+static live_visit *media_visit(request *r, bool *send, refusal *why)
 {
     const char *visit_id = tm__jstr(r->msg, "visit_id");
-    if (!visit_id) {
-        tm__reply_err(r->s, r->id, TM_EINVAL, "visit_id is required");
-        return NULL;
-    }
-    if (!r->sig->media) {
-        tm__reply_err(r->s, r->id, TM_EUNSUPPORTED, "media is not enabled on this server");
-        return NULL;
-    }
+    if (!visit_id)
+        return refuse(why, TM_EINVAL, "visit_id is required", "invalid");
+    if (!r->sig->media)
+        return refuse(why, TM_EUNSUPPORTED, "media is not enabled on this server",
+                      "media_disabled");
     if (r->u->role == TM_ROLE_SUPERVISOR) {
         live_visit *v = g_hash_table_lookup(r->sig->visits, visit_id);
-        if (!v || !tm__user_watches(r->u, visit_id)) {
-            tm__reply_err(r->s, r->id, TM_EPERM, "watch the visit first");
-            return NULL;
-        }
+        if (!v || !tm__user_watches(r->u, visit_id))
+            return refuse(why, TM_EPERM, "watch the visit first", "not_watching");
         *send = false;
         return v;
     }
     int err = 0;
     live_visit *v = tm__member_visit(r, visit_id, &err);
-    if (!v) {
-        tm__reply_err(r->s, r->id, err, NULL);
-        return NULL;
-    }
-    if (v->state != TM_VS_ACTIVE) {
-        tm__reply_err(r->s, r->id, TM_ECONFLICT, "media starts when the visit is active");
-        return NULL;
-    }
-    if (!tm__consent_notice_accepted(v, r->u)) {
-        tm__reply_err(r->s, r->id, TM_EPERM,
-                      "accept your notice first (consent.get, then consent.accept)");
-        return NULL;
-    }
+    if (!v)
+        return refuse(why, err, NULL, member_refusal(err));
+    if (v->state != TM_VS_ACTIVE)
+        return refuse(why, TM_ECONFLICT, "media starts when the visit is active", "not_active");
+    if (!tm__consent_notice_accepted(v, r->u))
+        return refuse(why, TM_EPERM, "accept your notice first (consent.get, then consent.accept)",
+                      "notice_required");
     *send = true;
     return v;
+}
+
+static void reply_refusal(request *r, const refusal *why)
+{
+    tm__reply_err_reason(r->s, r->id, why->err, why->message, why->reason);
+}
+
+/* A refused offer leaves the page without media: it is logged, with the
+ * reason the page retries on or gives up on. */
+static void refuse_offer(request *r, const refusal *why)
+{
+    const char *visit_id = tm__jstr(r->msg, "visit_id");
+    tm_info("media.offer_refused", "visit=%s peer=%s reason=%s",
+            visit_id && strlen(visit_id) < 64 ? visit_id : "-", r->u->key, why->reason);
+    reply_refusal(r, why);
 }
 
 static void replay_speaker(tm_signaling *sig, live_visit *v, user *to);
@@ -61,18 +85,23 @@ static void replay_speaker(tm_signaling *sig, live_visit *v, user *to);
 static void handle_media_offer(request *r)
 {
     bool send = false;
-    live_visit *v = media_visit(r, &send);
-    if (!v)
+    refusal why;
+    live_visit *v = media_visit(r, &send, &why);
+    if (!v) {
+        refuse_offer(r, &why);
         return;
+    }
     const char *sdp = tm__jstr(r->msg, "sdp");
     if (!sdp) {
-        tm__reply_err(r->s, r->id, TM_EINVAL, "sdp is required");
+        refuse_offer(r, &(refusal){TM_EINVAL, "sdp is required", "invalid"});
         return;
     }
     char *err = NULL;
     int rc = tm_media_offer(r->sig->media, v->id, r->u->key, send, sdp, strlen(sdp), &err);
     if (rc < 0) {
-        tm__reply_err(r->s, r->id, rc, err ? err : "offer refused");
+        bool sdp_bad = rc == TM_EINVAL || rc == TM_ETOOBIG || rc == TM_EUNSUPPORTED;
+        refuse_offer(r, &(refusal){rc, err ? err : "offer refused",
+                                   sdp_bad ? "sdp_refused" : "media_failed"});
         g_free(err);
         return;
     }
@@ -84,9 +113,12 @@ static void handle_media_offer(request *r)
 static void handle_media_candidate(request *r)
 {
     bool send = false;
-    live_visit *v = media_visit(r, &send);
-    if (!v)
+    refusal why;
+    live_visit *v = media_visit(r, &send, &why);
+    if (!v) {
+        reply_refusal(r, &why);
         return;
+    }
     const char *cand = tm__jstr(r->msg, "candidate");
     const char *mid = tm__jstr(r->msg, "sdpMid");
     if (!cand) {
@@ -126,9 +158,12 @@ static bool participant_key(const live_visit *v, const char *participant_id, cha
 static void handle_media_view(request *r)
 {
     bool send = false;
-    live_visit *v = media_visit(r, &send);
-    if (!v)
+    refusal why;
+    live_visit *v = media_visit(r, &send, &why);
+    if (!v) {
+        reply_refusal(r, &why);
         return;
+    }
     const char *pid = tm__jstr(r->msg, "participant_id");
     json_t *jw = json_object_get(r->msg, "width"), *jh = json_object_get(r->msg, "height");
     if (!pid || !json_is_integer(jw) || !json_is_integer(jh) || json_integer_value(jw) < 0 ||
