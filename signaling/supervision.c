@@ -138,6 +138,18 @@ static bool alert_in(tm_signaling *sig, GHashTable *scope, json_t *alert)
     return tm_store_visit_get(sig->store, visit_id, &rec) == 0 && dept_in(scope, rec.dept_id);
 }
 
+/* A time column of a store row (RFC 3339 text) in epoch ms; 0 when absent. */
+static int64_t row_ms(json_t *row, const char *key)
+{
+    const char *text = json_string_value(json_object_get(row, key));
+    GDateTime *t = text ? g_date_time_new_from_iso8601(text, NULL) : NULL;
+    if (!t)
+        return 0;
+    int64_t ms = g_date_time_to_unix(t) * 1000 + g_date_time_get_microsecond(t) / 1000;
+    g_date_time_unref(t);
+    return ms;
+}
+
 /* The live visits of depts (the overview's, in scope) that other nodes
  * hold, with the node that holds each (null: its node died); watching one
  * is for a supervisor on that node. */
@@ -150,15 +162,14 @@ static void add_live_elsewhere(tm_signaling *sig, json_t *depts, json_t *visits,
         const char *dept = json_string_value(json_object_get(d, "id"));
         json_array_foreach(tm__cluster_live_elsewhere(sig, dept), j, row)
         {
-            int64_t checkin = json_integer_value(json_object_get(row, "checkin_at"));
-            int64_t accepted = json_integer_value(json_object_get(row, "accepted_at"));
-            json_t *o =
-                json_pack("{s:O, s:s, s:s, s:O, s:O, s:O, s:b, s:b, s:i}", "id",
-                          json_object_get(row, "id"), "dept", dept, "state", "active", "patient_id",
-                          json_object_get(row, "patient_id"), "doctor_id",
-                          json_object_get(row, "doctor_id"), "kind", json_object_get(row, "kind"),
-                          "urgent", json_integer_value(json_object_get(row, "urgent")) != 0,
-                          "remote", 1, "watchers", 0);
+            int64_t checkin = row_ms(row, "checkin_at");
+            int64_t accepted = row_ms(row, "accepted_at");
+            json_t *o = json_pack(
+                "{s:O, s:s, s:s, s:O, s:O, s:O, s:b, s:b, s:i}", "id", json_object_get(row, "id"),
+                "dept", dept, "state", "active", "patient_id", json_object_get(row, "patient_id"),
+                "doctor_id", json_object_get(row, "doctor_id"), "kind",
+                json_object_get(row, "kind"), "urgent",
+                json_is_true(json_object_get(row, "urgent")), "remote", 1, "watchers", 0);
             json_object_set_new(o, "node", json_deep_copy(json_object_get(row, "media_node")));
             json_object_set_new(o, "checkin_at", tm__time_json(checkin));
             json_object_set_new(o, "accepted_at", tm__time_json(accepted));

@@ -1429,8 +1429,8 @@ int tm_store_visit_held_for(tm_store *s, const char *role, const char *sub, char
 json_t *tm_store_dept_queue(tm_store *s, const char *dept_id);
 /* A department's live visits held by nodes other than node_id (or by none,
  * their node having died), for the supervisors of every node: [{id,
- * patient_id, doctor_id, kind, urgent, checkin_at, accepted_at (epoch ms),
- * media_node}], earliest accepted first. NULL on failure. */
+ * patient_id, doctor_id, kind, urgent (boolean), checkin_at, accepted_at
+ * (RFC 3339 text), media_node}], earliest accepted first. NULL on failure. */
 json_t *tm_store_dept_live_elsewhere(tm_store *s, const char *dept_id, const char *node_id);
 
 #endif

@@ -624,6 +624,9 @@ static void test_doctors_and_live_visits_span_nodes(void)
     CHECK_STR(json_string_value(json_object_get(o, "node")), "node-b");
     CHECK_STR(json_string_value(json_object_get(o, "doctor_id")), "d-li");
     CHECK_STR(json_string_value(json_object_get(o, "patient_id")), "p-b");
+    CHECK(json_is_true(json_object_get(o, "urgent")));
+    CHECK(json_is_string(json_object_get(o, "accepted_at")));
+    CHECK(json_integer_value(json_object_get(o, "duration_s")) < 600);
     json_decref(o);
     dept_figure one_live = {a, "in_visit", 1};
     CHECK(spin_until(overview_dept_says, &one_live));
