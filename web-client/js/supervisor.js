@@ -5,7 +5,7 @@
 
 import { t, fmtTime, fmtDateTime, fmtDuration, codeText } from './i18n.js';
 import { Signaling, api } from './signaling.js';
-import { MediaPeer } from './peer.js';
+import { MediaPeer, mediaRefusalText } from './peer.js';
 import { Tiles, roleText } from './party.js';
 import { $, $$, el, initPage, showView, bindConnection, announce, errText } from './common.js';
 import { watchToday, todayText } from './figures_today.js';
@@ -59,10 +59,18 @@ async function main() {
   sig.on('media.speaker', (m) => {
     if (m.visit_id === state.watching && state.tiles) state.tiles.setSpeaker(m.participant_id || null);
   });
+  // The visit asked for is held by another server: the page goes there
+  // (signaling.js follows the move) and watches it once connected.
+  sig.on('session.move', (m) => {
+    if (m.visit_id && m.visit_id === state.watchAsked) state.watchAfterMove = m.visit_id;
+  });
   sig.addEventListener('hello', () => {
     // Every (re)connect: subscribe again, and resume watching.
     sig.request('overview.subscribe', {}).catch(() => {});
-    if (state.watching) rewatch();
+    const moved = state.watchAfterMove;
+    state.watchAfterMove = null;
+    if (moved && moved !== state.watching) watch(moved);
+    else if (state.watching) rewatch();
     state.wall.rewatch((state.overview && state.overview.visits) || []);
   });
   window.addEventListener('langchange', () => { if (state.watching) setWatchSound(state.watchSound); if (state.tiles) state.tiles.relabel(); state.wall.relabel(); renderOverview(); renderCompliance(); if (state.results) renderResults(); if (state.detail) renderDetail(); fillFilters(); });
@@ -281,17 +289,27 @@ function renderOverview() {
     el('td', { class: 'nowrap' }, t(`state.${v.state}`), v.watchers ? ' ' : null, v.watchers ? el('span', { class: 'tag' }, t('sup.watchers', { n: v.watchers })) : null),
     el('td', { class: 'nowrap' }, v.state === 'active' ? fmtDuration(v.duration_s) : fmtDuration(v.waited_s)),
     el('td', {}, qualityCell(v)),
-    // A visit another node holds is watched from that node's page: its id shows where.
-    el('td', {}, v.remote
-      ? el('span', { class: 'tag' }, v.node || '')
-      : v.state === 'active'
-      ? el('button', { class: 'btn btn-small watch-btn', type: 'button', 'data-visit': v.id, disabled: state.watching === v.id, onclick: () => watch(v.id) }, t('sup.watch'))
-      : null))));
+    el('td', {}, watchCell(v)))));
   if (focusVisit) $(`#live-body button[data-visit="${CSS.escape(focusVisit)}"]`)?.focus();
   if (state.watching) renderWatchHead();
   renderWall();
   $('#live-table').hidden = visits.length === 0;
   $('#no-live').hidden = visits.length > 0;
+}
+
+// How to watch a live visit. One that another server holds is watched
+// there: its button says which, and watching moves this page to it (the
+// server sends session.move). One whose server stopped has none until
+// another server has taken it over.
+function watchCell(v) {
+  if (v.remote && !v.node) {
+    return el('span', { class: 'tag tag-moving', 'data-node-moving': '', title: t('sup.node_moving_title') }, t('sup.node_moving'));
+  }
+  if (v.state !== 'active') return null;
+  const where = v.remote ? t('sup.on_node_title', { node: v.node }) : null;
+  const button = el('button', { class: 'btn btn-small watch-btn', type: 'button', 'data-visit': v.id, title: where, disabled: state.watching === v.id, onclick: () => watch(v.id) }, t('sup.watch'));
+  if (!v.remote) return button;
+  return [button, ' ', el('span', { class: 'tag node-tag', 'data-node': v.node, title: where }, t('sup.on_node', { node: v.node }))];
 }
 
 // The others in a visit of more than two, under its doctor: staff by
@@ -337,11 +355,21 @@ function currentVisits(ov, d) {
 async function watch(visitId, { fromWall = false } = {}) {
   if (state.wall.on) await state.wall.stop(visitId);
   if (state.watching && state.watching !== visitId) await stopWatching(true);
+  state.watchAsked = visitId;
   try {
     await sig.request('visit.watch', { visit_id: visitId });
   } catch (e) {
+    // Held by another server, which the page is moving to: the watch
+    // starts there, after its hello.
+    if (state.watchAfterMove === visitId) {
+      const v = ((state.overview && state.overview.visits) || []).find((x) => x.id === visitId);
+      announce(t('sup.watch_moving', { node: (v && v.node) || '' }));
+      return;
+    }
     announce(t('sup.watch_failed', { msg: errText(e) }), { kind: 'error' });
     return;
+  } finally {
+    state.watchAsked = null;
   }
   state.watching = visitId;
   state.watchPeople = null;
@@ -485,7 +513,7 @@ function startPeer(visitId) {
   });
   peer.addEventListener('state', (e) => {
     const s = e.detail.state;
-    const msg = s === 'unavailable' ? t('visit.media_unavailable') : s === 'failed' ? t('visit.media_failed') : s === 'connected' ? '' : t('visit.media_connecting');
+    const msg = s === 'unavailable' ? t(mediaRefusalText(e.detail.reason)) : s === 'retrying' ? t('visit.media_retrying') : s === 'failed' ? t('visit.media_failed') : s === 'connected' ? '' : t('visit.media_connecting');
     $('#watch-msg').textContent = msg;
   });
   peer.start().catch(() => {});
@@ -493,11 +521,15 @@ function startPeer(visitId) {
 
 async function rewatch() {
   const id = state.watching;
+  state.watchAsked = id;
   try {
     await sig.request('visit.watch', { visit_id: id });
     startPeer(id);
   } catch {
-    stopWatching(false);
+    // Another server took the visit over: the watch goes on there.
+    if (state.watchAfterMove !== id) stopWatching(false);
+  } finally {
+    state.watchAsked = null;
   }
 }
 
@@ -516,8 +548,9 @@ async function stopWatching(tellServer) {
 
 /* ---- the video wall ----------------------------------------------- */
 
+// The wall's visits: this server's (another server's are watched there).
 function activeVisits() {
-  return ((state.overview && state.overview.visits) || []).filter((v) => v.state === 'active');
+  return ((state.overview && state.overview.visits) || []).filter((v) => v.state === 'active' && !v.remote);
 }
 
 async function toggleWall() {

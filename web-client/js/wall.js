@@ -65,9 +65,11 @@ export class Wall extends EventTarget {
 
   // Follows the overview: a tile for each active visit while there is
   // room, none for a visit that is over. Captions are refreshed each time.
+  // A visit another server holds is watched on that server, one at a time
+  // (watching it moves the page there): the wall shows this server's.
   sync(visits) {
     if (!this.on) return;
-    const active = (visits || []).filter((v) => v.state === 'active');
+    const active = (visits || []).filter((v) => v.state === 'active' && !v.remote);
     const ids = new Set(active.map((v) => v.id));
     for (const id of [...this.entries.keys()]) if (!ids.has(id)) this.drop(id, false);
     for (const v of active) {

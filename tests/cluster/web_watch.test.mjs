@@ -1,0 +1,95 @@
+// web_watch.test.mjs - a supervisor watches a visit another node holds
+// (issue 19, docs/cluster.md "Estimates and the overview across nodes"), in
+// headless chromium against two real telemed-servers on loopback sharing one
+// test-started PostgreSQL. The visit runs on node B (its patient's and
+// doctor's pages are there); the supervisor's page is on node A. A's
+// overview row says in words which server holds it, in English and Chinese,
+// at 360 and 1280 wide (screenshots), with no raw code or null; its watch
+// button moves the page to B (session.move) and the watch plays both
+// sides' video there. A logs the move and watches nothing itself.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { startServer, setupHospital, waitUntil } from '../integration/lib/server.mjs';
+import { startPg } from '../integration/lib/pg.mjs';
+import { WEB_ROOT, freePort, launch, openPage, acceptedVisit, waitView, rawWords, setLanguage, shot } from '../web/lib.mjs';
+
+async function node(name, port, otherPort, secret, db) {
+  return startServer({ secret, db, consent: true, args: ['--web-root', WEB_ROOT,
+    '--port', String(port), '--node-id', name, '--cluster-urls', `https://127.0.0.1:${otherPort}`] });
+}
+
+const row = (visitId) => `#live-body tr[data-visit="${visitId}"]`;
+
+test('a supervisor on node A sees where a visit of node B runs and watches it there', { timeout: 280000 }, async (t) => {
+  const pg = startPg();
+  const secret = randomBytes(16).toString('hex');
+  const [portA, portB] = [await freePort(), await freePort()];
+  const a = await node('node-a', portA, portB, secret, pg.url);
+  const b = await node('node-b', portB, portA, secret, pg.url);
+  await setupHospital(a);
+  const browser = await launch();
+  t.after(async () => {
+    await browser.close();
+    await a.stop().catch(() => {});
+    await b.stop().catch(() => {});
+    pg.stop();
+  });
+  const doctor = await openPage(browser, b, 'doctor.html', 'd1', 'doctor', { extra: { dept: 'cardio' } });
+  const patient = await openPage(browser, b, 'patient.html', 'p-watched', 'patient', { viewport: { width: 412, height: 860 } });
+  let visitId;
+  let sup;
+
+  await t.test('the visit starts on node B', async () => {
+    await acceptedVisit(patient, doctor);
+    visitId = await patient.evaluate(() => window.tm.state.visitId);
+    assert.equal(a.sql(`SELECT media_node FROM visits WHERE id = '${visitId}'`)[0].media_node, 'node-b');
+  });
+
+  await t.test('A\'s overview row says which server holds it, in both languages', async () => {
+    sup = await openPage(browser, a, 'supervisor.html', 'sup-1', 'supervisor');
+    await waitView(sup, 'sup');
+    await sup.waitForSelector(`${row(visitId)} .node-tag[data-node="node-b"]`);
+    for (const locale of ['en-US', 'zh-CN']) {
+      await setLanguage(sup, locale);
+      const text = await sup.textContent(`${row(visitId)} .node-tag`);
+      assert.match(text, locale === 'zh-CN' ? /^在 node-b 节点$/ : /^on server node-b$/, text);
+      // Its times are the visit's (not since 1970), as the store has them.
+      const cells = await sup.locator(`${row(visitId)} td`).allTextContents();
+      assert.doesNotMatch(cells.join(' | '), /\d{3,} h|\d{3,} 小时/, cells.join(' | '));
+      const title = await sup.getAttribute(`${row(visitId)} .watch-btn`, 'title');
+      assert.match(title, locale === 'zh-CN' ? /服务器 node-b/ : /server node-b/, title);
+      for (const width of [360, 1280]) {
+        await sup.setViewportSize({ width, height: 800 });
+        await shot(sup, `cluster-watch-remote-${locale === 'zh-CN' ? 'zh' : 'en'}-${width}`);
+        assert.deepEqual((await rawWords(sup, locale)).bad, [], `${locale} ${width}`);
+      }
+    }
+    await setLanguage(sup, 'en-US');
+    await sup.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  await t.test('its watch button moves the page to B and plays both sides there', async () => {
+    assert.equal(await sup.evaluate(() => document.body.dataset.node), 'node-a');
+    await sup.click(`${row(visitId)} .watch-btn`);
+    await sup.waitForFunction(() => document.body.dataset.node === 'node-b' && document.body.dataset.conn === 'open');
+    await sup.waitForFunction((id) => window.tm.state.watching === id, visitId);
+    await sup.waitForFunction(() => [...document.querySelectorAll('#watch-grid video')].filter((v) => v.videoWidth > 0).length >= 2, null, { timeout: 60000 });
+    await waitUntil('A logs the move', () => new RegExp(`ev=cluster.user_moved visit=${visitId} user=supervisor:sup-1 to=node-b`).test(a.logs), 10000);
+    assert.match(b.logs, new RegExp(`ev=visit.watch visit=${visitId} supervisor=sup-1`));
+    assert.doesNotMatch(a.logs, new RegExp(`ev=visit.watch visit=${visitId}`));
+    // On B the visit is its own: a plain watch button, no server named.
+    await sup.waitForSelector(`${row(visitId)} .watch-btn[disabled]`);
+    assert.equal(await sup.locator(`${row(visitId)} .node-tag`).count(), 0);
+    await shot(sup, 'cluster-watch-moved-en-1280');
+    for (const locale of ['en-US', 'zh-CN']) {
+      await setLanguage(sup, locale);
+      assert.deepEqual((await rawWords(sup, locale)).bad, [], locale);
+    }
+    const toasts = await sup.evaluate(() => [...document.querySelectorAll('#toasts .toast')].map((n) => n.textContent).join(' | '));
+    assert.doesNotMatch(toasts, /Cannot watch|无法旁听/, toasts);
+    assert.deepEqual(sup.errors, []);
+    assert.deepEqual(patient.errors, []);
+    assert.deepEqual(doctor.errors, []);
+  });
+});
