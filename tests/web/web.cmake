@@ -4,6 +4,7 @@
 tm_node_test(web_visit tests/web/visit.test.mjs)
 tm_node_test(web_waiting tests/web/waiting.test.mjs)
 tm_node_test(web_reconnect tests/web/reconnect.test.mjs)
+tm_node_test(web_media_retry tests/web/media_retry.test.mjs)
 tm_node_test(web_ui tests/web/ui.test.mjs)
 # Every page and view at 360 px in both languages: no sideways scroll (issue 18).
 tm_node_test(web_narrow tests/web/narrow.test.mjs)

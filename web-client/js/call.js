@@ -9,7 +9,7 @@
 
 import { t } from './i18n.js';
 import { el, announce, renderQuality, qualityNode, chatLine, errText } from './common.js';
-import { MediaPeer, getCamera } from './peer.js';
+import { MediaPeer, getCamera, mediaRefusalText } from './peer.js';
 import { RemoteMediaState } from './media_quality.js';
 import { Tiles, roleText } from './party.js';
 
@@ -432,7 +432,8 @@ export class Call {
     this.peer.addEventListener('state', (e) => {
       const s = e.detail.state;
       document.body.dataset.media = s;
-      if (s === 'unavailable') this.setStage('visit.media_unavailable');
+      if (s === 'unavailable') this.setStage(mediaRefusalText(e.detail.reason));
+      else if (s === 'retrying') this.setStage('visit.media_retrying');
       else if (s === 'failed') this.setStage('visit.media_failed');
       else if (s === 'connecting') this.setStage('visit.media_connecting');
       else if (s === 'connected' && !this.anyVideo()) this.awaitVideo();

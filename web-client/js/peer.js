@@ -26,15 +26,25 @@
 // without a=simulcast; the browser then keeps only the first encoding, which
 // is put back to full size (fitSendEncodings).
 //
+// A refused media.offer: the server's reason says whether it passes
+// (TRANSIENT_REFUSALS), and such an offer is sent again with backoff,
+// state 'retrying' meanwhile; a final refusal, or the last retry's, makes
+// the state 'unavailable' with the reason ('gave_up' after the retries).
+//
 // Events: 'track' (detail: {track, streams, transceiver}), 'state'
-// (detail: {state}: new|connecting|connected|disconnected|failed|closed|
-// unavailable), 'quality' (detail: see quality()).
+// (detail: {state, message, reason}: new|connecting|connected|disconnected|
+// failed|closed|unavailable|retrying), 'quality' (detail: see quality()).
 
 const WATCH_MS = 500;
 const STALL_MS = 1500; // nothing received this long (the server reports every 1 s): dead path
 const RESTART_RETRY_MS = 2000;
 const ICE_UP_NO_MEDIA_MS = 3000; // ICE connected after a restart, yet nothing: no session
 const REBUILD_WAIT_MS = 6000; // a fresh connection gets this long before the next try
+// A refused offer the server says will pass (the visit is not active or not
+// on this node yet, the media core failed) is sent again after these waits;
+// then the page gives up and says so.
+const OFFER_RETRY_MS = [500, 1000, 2000, 4000, 8000, 8000];
+const TRANSIENT_REFUSALS = new Set(['not_active', 'visit_not_here', 'media_failed']);
 const SIMULCAST = [{ rid: 'q', scaleResolutionDownBy: 4 }, { rid: 'h', scaleResolutionDownBy: 2 }, { rid: 'f', scaleResolutionDownBy: 1 }];
 
 export class MediaPeer extends EventTarget {
@@ -62,6 +72,8 @@ export class MediaPeer extends EventTarget {
     this.rx = { bytes: 0, at: 0, ever: false };
     this.recovery = null; // {since, lastTry, wait, iceUpAt, tries}
     this.offerPending = null; // the one offer the server has not answered yet
+    this.offerRetry = null; // timer of a refused offer's next try
+    this.offerTries = 0; // refused offers in a row
     this.unsubs = [
       sig.on('media.answer', (m) => this.onAnswer(m)),
       sig.on('media.candidate', (m) => this.onRemoteCandidate(m)),
@@ -74,10 +86,10 @@ export class MediaPeer extends EventTarget {
     this.watchTimer = setInterval(() => this.watch().catch(() => {}), WATCH_MS);
   }
 
-  setState(state, message) {
+  setState(state, message, reason = null) {
     if (this.state === state) return;
     this.state = state;
-    this.dispatchEvent(new CustomEvent('state', { detail: { state, message } }));
+    this.dispatchEvent(new CustomEvent('state', { detail: { state, message, reason } }));
   }
 
   build() {
@@ -142,6 +154,8 @@ export class MediaPeer extends EventTarget {
   }
 
   async sendOffer(opts) {
+    clearTimeout(this.offerRetry);
+    this.offerRetry = null;
     const pc = this.pc;
     if (pc.signalingState === 'have-local-offer') {
       // An earlier offer was never answered (the server restarted).
@@ -157,15 +171,37 @@ export class MediaPeer extends EventTarget {
       await this.sig.request('media.offer', { visit_id: this.visitId, sdp: pc.localDescription.sdp });
     } catch (e) {
       settled();
-      if (e.code === 'unsupported' || e.code === 'internal' || e.code === 'bad_request') {
-        this.setState('unavailable', e.message);
+      if (this.retryRefused(e, opts)) return;
+      if (e.reason || e.code === 'unsupported' || e.code === 'internal' || e.code === 'bad_request') {
+        this.setState('unavailable', e.message, e.reason || null);
       } else {
         this.setState('failed', e.message);
       }
       throw e;
     }
+    this.offerTries = 0;
+    if (this.state === 'retrying') this.setState('connecting');
     settled();
     if (this.renegotiateWanted && this.remoteSet) setTimeout(() => this.renegotiate(), 0);
+  }
+
+  // A refusal that passes: the same offer again after the next wait, while
+  // there are waits left. False when the page should give up now.
+  retryRefused(e, opts) {
+    if (this.closed || !TRANSIENT_REFUSALS.has(e.reason)) return false;
+    if (this.offerTries >= OFFER_RETRY_MS.length) {
+      this.offerTries = 0;
+      this.setState('unavailable', e.message, 'gave_up');
+      return false;
+    }
+    const wait = OFFER_RETRY_MS[this.offerTries++];
+    console.info(`telemed: media.offer refused (${e.reason}), again in ${wait} ms`);
+    this.setState('retrying', e.message, e.reason);
+    this.offerRetry = setTimeout(() => {
+      this.offerRetry = null;
+      if (!this.closed && this.pc) this.sendOffer(opts).catch(() => {});
+    }, wait);
+    return true;
   }
 
   // At least `pairs` recvonly audio+video pairs (a sender) or `pairs` of
@@ -414,6 +450,7 @@ export class MediaPeer extends EventTarget {
 
   close() {
     this.closed = true;
+    clearTimeout(this.offerRetry);
     clearInterval(this.statsTimer);
     clearInterval(this.watchTimer);
     this.recovery = null;
@@ -422,6 +459,14 @@ export class MediaPeer extends EventTarget {
     this.pc = null;
     this.setState('closed');
   }
+}
+
+// The i18n key that tells a user why their video did not start, from the
+// reason of the refused offer (or 'gave_up' after the retries).
+export function mediaRefusalText(reason) {
+  if (reason === 'sdp_refused') return 'visit.media_refused_sdp';
+  if (reason === 'gave_up') return 'visit.media_gave_up';
+  return 'visit.media_unavailable';
 }
 
 // Camera and microphone with an error kind the page can explain:
