@@ -6,13 +6,15 @@
 // overview row says in words which server holds it, in English and Chinese,
 // at 360 and 1280 wide (screenshots), with no raw code or null; its watch
 // button moves the page to B (session.move) and the watch plays both
-// sides' video there. A logs the move and watches nothing itself.
+// sides' video there. A logs the move and watches nothing itself. A guest
+// link opened through A (where a load balancer may send it) moves the
+// guest's page to B, where the link is used and the guest joins.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startServer, setupHospital, waitUntil } from '../integration/lib/server.mjs';
 import { startPg } from '../integration/lib/pg.mjs';
-import { WEB_ROOT, freePort, launch, openPage, acceptedVisit, waitView, rawWords, setLanguage, shot } from '../web/lib.mjs';
+import { WEB_ROOT, freePort, launch, openPage, acceptedVisit, waitView, rawWords, setLanguage, shot, openGuest, joinGuest } from '../web/lib.mjs';
 
 async function node(name, port, otherPort, secret, db) {
   return startServer({ secret, db, consent: true, args: ['--web-root', WEB_ROOT,
@@ -46,9 +48,23 @@ test('a supervisor on node A sees where a visit of node B runs and watches it th
     assert.equal(a.sql(`SELECT media_node FROM visits WHERE id = '${visitId}'`)[0].media_node, 'node-b');
   });
 
+  await t.test('a guest link opened through node A brings the guest into the visit on B', async () => {
+    const { code } = await patient.evaluate((id) => window.tm.sig.request('guest.link_create', { visit_id: id, name: 'daughter' }), visitId);
+    const guest = await openGuest(browser, `${a.base()}/guest.html#code=${code}`);
+    t.after(() => guest.context().close().catch(() => {}));
+    await joinGuest(guest);
+    await waitView(guest, 'visit', 60000);
+    if (process.env.DEBUG_LOGS) console.log(a.logs.split('\n').filter((l) => /cluster|guest|hello|party/.test(l)).join('\n'), '\n----B\n', b.logs.split('\n').filter((l) => /cluster|guest|hello|party/.test(l)).join('\n'));
+    assert.equal(await guest.evaluate(() => document.body.dataset.node), 'node-b');
+    await waitUntil('A logs the guest\'s move', () => new RegExp(`ev=cluster.user_moved visit=${visitId} user=guest:- to=node-b reason=holder_changed`).test(a.logs), 10000);
+    assert.equal(a.sql(`SELECT state FROM guest_links WHERE visit_id = '${visitId}'`)[0].state, 'used');
+    assert.deepEqual((await rawWords(guest, 'zh-CN')).bad, []);
+    assert.deepEqual(guest.errors, []);
+  });
+
   await t.test('A\'s overview row says which server holds it, in both languages', async () => {
     sup = await openPage(browser, a, 'supervisor.html', 'sup-1', 'supervisor');
-    await waitView(sup, 'sup');
+    await waitView(sup, 'sup', 60000);
     await sup.waitForSelector(`${row(visitId)} .node-tag[data-node="node-b"]`);
     for (const locale of ['en-US', 'zh-CN']) {
       await setLanguage(sup, locale);
@@ -71,7 +87,9 @@ test('a supervisor on node A sees where a visit of node B runs and watches it th
 
   await t.test('its watch button moves the page to B and plays both sides there', async () => {
     assert.equal(await sup.evaluate(() => document.body.dataset.node), 'node-a');
-    await sup.click(`${row(visitId)} .watch-btn`);
+    // The table is drawn again every second: a click through the DOM does
+    // not wait for a row that is never still on a loaded machine.
+    await sup.evaluate((sel) => document.querySelector(sel).click(), `${row(visitId)} .watch-btn`);
     await sup.waitForFunction(() => document.body.dataset.node === 'node-b' && document.body.dataset.conn === 'open');
     await sup.waitForFunction((id) => window.tm.state.watching === id, visitId);
     await sup.waitForFunction(() => [...document.querySelectorAll('#watch-grid video')].filter((v) => v.videoWidth > 0).length >= 2, null, { timeout: 60000 });
