@@ -258,11 +258,22 @@ json_t *tm_store_dept_live_elsewhere(tm_store *s, const char *dept_id, const cha
 json_t *tm_store_dept_queue(tm_store *s, const char *dept_id)
 {
     tm__stmt *st = tm__store_query(s,
-                                   "SELECT id, state, doctor_id FROM visits WHERE dept_id = ?1"
+                                   "SELECT id, state, doctor_id, CASE WHEN patient_away_at IS NOT"
+                                   " NULL AND media_node IS NOT NULL THEN 1 ELSE 0 END"
+                                   " AS patient_away FROM visits WHERE dept_id = ?1"
                                    " AND state IN ('waiting', 'offered')"
                                    " ORDER BY checkin_at, id",
                                    "s", dept_id);
     return tm__store_rows_json(s, st);
+}
+
+int tm_store_visit_patient_away(tm_store *s, const char *visit_id, int64_t away_ms)
+{
+    if (away_ms)
+        return tm__store_run_one(s, "UPDATE visits SET patient_away_at = ?2 WHERE id = ?1", "sI",
+                                 visit_id, away_ms);
+    return tm__store_run_one(s, "UPDATE visits SET patient_away_at = NULL WHERE id = ?1", "s",
+                             visit_id);
 }
 
 json_t *tm_store_active_visits_of(tm_store *s, bool doctor, const char *user_id)

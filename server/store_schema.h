@@ -589,6 +589,11 @@ static const char *const tm_store_migrations[] = {
     "ALTER TABLE upload_records ADD COLUMN lease_until INTEGER;"
     "ALTER TABLE upload_days ADD COLUMN leased_by TEXT;"
     "ALTER TABLE upload_days ADD COLUMN lease_until INTEGER;",
+    /* 22 (issue 19, ux19): when the patient of a visit dropped, as the node
+     * holding it saw (NULL while connected). A doctor on another node is
+     * not offered a waiting patient who is in their grace period on the
+     * node holding them, as that node's own doctors are not. */
+    "ALTER TABLE visits ADD COLUMN patient_away_at INTEGER;",
 };
 
 #endif

@@ -190,12 +190,32 @@ static int visit_set_state(tm_store *s, const char *visit_id, const char *from_s
     return rc;
 }
 
+/* A waiting visit is offered unless the node holding it has its patient
+ * away (tm_store_visit_patient_away): the doctor would wait for nobody. */
+static int offer_if_there(tm_store *s, const char *visit_id, int64_t now_ms)
+{
+    int rc = tm__store_run_one(s,
+                               "UPDATE visits SET state = 'offered', updated_at = ?2"
+                               " WHERE id = ?1 AND state = 'waiting'"
+                               " AND (patient_away_at IS NULL OR media_node IS NULL)",
+                               "sI", visit_id, now_ms);
+    if (rc != TM_ENOTFOUND)
+        return rc;
+    tm_visit v;
+    if (tm_store_visit_get(s, visit_id, &v) == TM_ENOTFOUND)
+        return tm__store_refuse(s, TM_ENOTFOUND, "no such visit");
+    return tm__store_refuse(s, TM_ECONFLICT,
+                            strcmp(v.state, "waiting") == 0
+                                ? "the patient is away (in their grace period on their node)"
+                                : "visit is not waiting");
+}
+
 int tm_store_visit_offer(tm_store *s, const char *visit_id, const char *doctor_id, int64_t now_ms)
 {
     int rc = tm__store_begin(s);
     if (rc < 0)
         return rc;
-    rc = visit_set_state(s, visit_id, "waiting", "offered", now_ms);
+    rc = offer_if_there(s, visit_id, now_ms);
     if (rc == 0)
         rc = tm__store_run_later(
             s,

@@ -372,6 +372,8 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
         rejoined = resumed && !u->sess;
     }
     take_over(s, u);
+    if (u->role == TM_ROLE_PATIENT && u->visit_id[0])
+        tm__cluster_patient_away(sig, u->visit_id, false);
     u->admin = admin;
     g_strlcpy(u->name, ident.name, sizeof(u->name));
     g_strlcpy(u->dept, ident.dept, sizeof(u->dept));

@@ -129,6 +129,17 @@ static bool follow_row(tm_signaling *sig, live_visit *v, const char *state, cons
     return true;
 }
 
+/* A mirror's patient dropped or came back on their node: a patient who is
+ * away is offered by no node (tm__dispatch_dept skips the mirror). */
+static bool follow_away(tm_signaling *sig, const char *id, bool away)
+{
+    live_visit *v = g_hash_table_lookup(sig->visits, id);
+    if (!v || !v->remote || v->patient_away == away)
+        return false;
+    v->patient_away = away;
+    return true;
+}
+
 /* ---- doctors on duty across nodes ------------------------------------ */
 
 static bool shared(tm_signaling *sig)
@@ -272,6 +283,7 @@ static void sync_dept(tm_signaling *sig, const char *dept)
         else
             changed |= follow_row(sig, v, json_string_value(json_object_get(row, "state")),
                                   json_string_value(json_object_get(row, "doctor_id")));
+        changed |= follow_away(sig, id, json_integer_value(json_object_get(row, "patient_away")));
     }
     changed |= drop_gone_mirrors(sig, dept, in_store);
     changed |= reread_duty_elsewhere(sig, dept);
@@ -288,6 +300,21 @@ static void sync_dept(tm_signaling *sig, const char *dept)
 }
 
 /* ---- a waiting patient's node ---------------------------------------- */
+
+void tm__cluster_patient_away(tm_signaling *sig, const char *visit_id, bool away)
+{
+    live_visit *v = g_hash_table_lookup(sig->visits, visit_id);
+    if (!shared(sig) || !v || v->remote || v->patient_away == away ||
+        (v->state != TM_VS_WAITING && v->state != TM_VS_OFFERED))
+        return;
+    if (tm_store_visit_patient_away(sig->store, v->id, away ? tm_now_ms() : 0) < 0) {
+        tm_warn("cluster.away_write_failed", "visit=%s error=\"%s\"", v->id,
+                tm_store_errmsg(sig->store));
+        return;
+    }
+    v->patient_away = away;
+    tm__cluster_queue_changed(sig, v->dept);
+}
 
 void tm__cluster_hosts(tm_signaling *sig, live_visit *v)
 {
@@ -312,6 +339,10 @@ static void adopt(tm_signaling *sig, live_visit *v, bool grace)
         tm__user_start_grace(sig, p);
     else if (!grace)
         p->grace_pending = true;
+    /* Placed here while its patient is gone: no node offers them until
+     * they are back (their hello clears it). */
+    if (grace && !p->sess && v->state == TM_VS_WAITING)
+        tm__cluster_patient_away(sig, v->id, true);
     tm_info("cluster.visit_adopted", "visit=%s node=%s grace=%d", v->id, my_node(sig), grace);
     tm_cluster_publish(sig->cluster, TM_BUS_VISIT, v->id);
     tm__mark_dept_dirty(sig, v->dept);

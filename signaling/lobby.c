@@ -372,7 +372,7 @@ void tm__dispatch_dept(tm_signaling *sig, const char *dept)
         /* A mirror's patient is connected to another node (cluster_sync.c);
          * the store's conditional offer decides if two nodes offer at once. */
         user *p = v->remote ? NULL : tm__visit_patient(sig, v);
-        if (!v->remote && (!p || !p->sess))
+        if ((!v->remote && (!p || !p->sess)) || (v->remote && v->patient_away))
             continue; /* keeps the place, but no doctor waits for someone not there */
         for (guint k = 0; k < docs->len; k++) {
             slots[k] = g_array_index(docs, candidate_doc, k).slot;

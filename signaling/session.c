@@ -305,8 +305,14 @@ static void session_free(session *s)
 static void session_closed(tm_signaling *sig, session *s)
 {
     sig->connections--;
-    if (s->u && s->u->sess == s)
+    if (s->u && s->u->sess == s) {
+        char visit_id[64] = "";
+        if (s->u->role == TM_ROLE_PATIENT)
+            g_strlcpy(visit_id, s->u->visit_id, sizeof(visit_id));
         tm__user_detach(sig, s->u);
+        if (visit_id[0])
+            tm__cluster_patient_away(sig, visit_id, true);
+    }
     tm__flush_positions(sig);
     session_free(s);
 }

@@ -180,8 +180,11 @@ typedef struct live_visit {
     char transfer_reason[TM_TRANSFER_REASON_MAX + 1];
     int transfers;
     /* cluster_sync.c: a waiting visit of another node's patient, mirrored
-     * here for positions and the overview; never offered by this node */
+     * here for positions and the overview, and offered through the store */
     bool remote;
+    /* cluster_sync.c: its patient is in their grace period on the node
+     * holding it (this one, or a mirror's): no node offers it meanwhile */
+    bool patient_away;
 } live_visit;
 
 struct tm_signaling {
@@ -290,6 +293,10 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
 /* Closes (4401) every session whose token has expired by now_ms. */
 void tm__auth_expire_sessions(tm_signaling *sig, int64_t now_ms);
 
+/* cluster_sync.c: the patient of this node's visit visit_id dropped
+ * (away) or is back, written to the store (and announced) when it changes,
+ * so that no other node offers a patient who is not there. */
+void tm__cluster_patient_away(tm_signaling *sig, const char *visit_id, bool away);
 /* cluster_sync.c: a queue change of dept, told to every node. */
 void tm__cluster_queue_changed(tm_signaling *sig, const char *dept);
 /* This node's REST API changed shifts: the other nodes read them again. */

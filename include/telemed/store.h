@@ -1412,6 +1412,13 @@ int tm_store_node_takeover(tm_store *s, int64_t now_ms, int64_t dead_after_ms, j
  * it first or the visit is over, TM_ENOTFOUND when there is no such visit. */
 int tm_store_visit_place_media(tm_store *s, const char *visit_id, const char *expected_node,
                                const char *node_id);
+/* The node holding visit_id says its patient dropped at away_ms (their
+ * grace period runs there) or is back (0). While a node holds a visit whose
+ * patient is away, tm_store_visit_offer refuses it (TM_ECONFLICT), so no
+ * doctor on another node is offered someone who is not there; a visit no
+ * node holds (its node died) is offered as before. TM_ENOTFOUND: no such
+ * visit. */
+int tm_store_visit_patient_away(tm_store *s, const char *visit_id, int64_t away_ms);
 /* The node hosting visit_id's media into out ("" when none). */
 int tm_store_visit_media_node(tm_store *s, const char *visit_id, char out[64]);
 /* The active visits whose patient is user_id, or (doctor) whose attending
@@ -1424,8 +1431,10 @@ json_t *tm_store_active_visits_of(tm_store *s, bool doctor, const char *user_id)
 int tm_store_visit_held_for(tm_store *s, const char *role, const char *sub, char visit_id[64],
                             char node_id[64]);
 /* A department's waiting room as every node sees it: its waiting and
- * offered visits as [{id, state, doctor_id}] (doctor_id null while waiting),
- * oldest check-in first. NULL on failure. */
+ * offered visits as [{id, state, doctor_id, patient_away}] (doctor_id null
+ * while waiting; patient_away 1 while the node holding it has the patient
+ * in their grace period, tm_store_visit_patient_away), oldest check-in
+ * first. NULL on failure. */
 json_t *tm_store_dept_queue(tm_store *s, const char *dept_id);
 /* A department's live visits held by nodes other than node_id (or by none,
  * their node having died), for the supervisors of every node: [{id,

@@ -281,6 +281,52 @@ static void t_dept_queue(const store_backend *b)
     tm_store_free(s);
 }
 
+static int queue_away(tm_store *s, const char *visit_id)
+{
+    json_t *q = tm_store_dept_queue(s, "cardio");
+    int away = -1;
+    size_t i;
+    json_t *row;
+    json_array_foreach(q, i, row)
+    {
+        if (strcmp(json_string_value(json_object_get(row, "id")), visit_id) == 0)
+            away = (int)json_integer_value(json_object_get(row, "patient_away"));
+    }
+    json_decref(q);
+    return away;
+}
+
+/* A patient in their grace period on the node holding their visit is
+ * offered by no node (the offer refused, the queue says so) until they are
+ * back; once no node holds the visit (its node died) the offer is made. */
+static void t_node_offer_skips_away_patient(const store_backend *b)
+{
+    tm_store *s = b->open("away");
+    seed(s);
+    tm_visit v, orphan;
+    waiting_visit(s, &v, "p1");
+    CHECK_EQ_INT(tm_store_visit_place_media(s, v.id, NULL, "node-a"), 0);
+    CHECK_EQ_INT(queue_away(s, v.id), 0);
+    CHECK_EQ_INT(tm_store_visit_patient_away(s, v.id, tm_now_ms()), 0);
+    CHECK_EQ_INT(queue_away(s, v.id), 1);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", tm_now_ms()), TM_ECONFLICT);
+    CHECK(strstr(tm_store_errmsg(s), "away") != NULL);
+    tm_visit row;
+    CHECK_EQ_INT(tm_store_visit_get(s, v.id, &row), 0);
+    CHECK_STR(row.state, "waiting");
+    CHECK_EQ_INT(tm_store_visit_patient_away(s, v.id, 0), 0);
+    CHECK_EQ_INT(queue_away(s, v.id), 0);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", tm_now_ms()), 0);
+
+    waiting_visit(s, &orphan, "p2");
+    CHECK_EQ_INT(tm_store_visit_patient_away(s, orphan.id, tm_now_ms()), 0);
+    CHECK_EQ_INT(queue_away(s, orphan.id), 0);
+    CHECK_EQ_INT(tm_store_visit_offer(s, orphan.id, "d1", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_visit_patient_away(s, "no-visit", tm_now_ms()), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_store_visit_offer(s, "no-visit", "d1", tm_now_ms()), TM_ENOTFOUND);
+    tm_store_free(s);
+}
+
 /* ---- two nodes racing to offer one patient --------------------------- */
 
 #define RACES 200
@@ -355,4 +401,5 @@ void store_suite_nodes(const store_backend *b, const char *dir)
     t_node_media_placement(b);
     t_node_takeover(b);
     t_node_offer_race(b);
+    t_node_offer_skips_away_patient(b);
 }

@@ -265,7 +265,7 @@ static void test_party_migration(void)
         "DROP TABLE messaging_outbox; DROP TABLE messaging_cursor;"
         "DROP TABLE feed_routes; DROP TABLE routed_outbox; DROP TABLE routed_cursor;"
         "DROP TABLE node_duty; DROP TABLE nodes; DROP INDEX visits_by_media_node;"
-        "ALTER TABLE visits DROP COLUMN media_node;"
+        "ALTER TABLE visits DROP COLUMN media_node; ALTER TABLE visits DROP COLUMN patient_away_at;"
         "ALTER TABLE outbox DROP COLUMN leased_by; ALTER TABLE outbox DROP COLUMN lease_until;"
         "ALTER TABLE recordings DROP COLUMN node_id; ALTER TABLE recordings DROP COLUMN segment;"
         "ALTER TABLE upload_records DROP COLUMN leased_by;"

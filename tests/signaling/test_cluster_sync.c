@@ -14,7 +14,8 @@
  * the patient's node (the doctor is sent there), also when the doctor's
  * hello there is quicker than the bus event of the accept. A guest, an
  * invited doctor and a watching supervisor who reach the node that does
- * not hold the visit are sent to the one that does.
+ * not hold the visit are sent to the one that does. A patient in their
+ * grace period on their node is offered by no node until they are back.
  */
 #include "signaling_testing.h"
 #include "telemed/cluster.h"
@@ -1007,6 +1008,72 @@ static void test_every_participant_sent_to_the_holder(void)
     g_free(url);
 }
 
+typedef struct away_seen {
+    tm_store *s;
+    const char *visit_id;
+    int want;
+} away_seen;
+
+/* Whether the store's waiting room says visit_id's patient is away (want). */
+static bool store_says_away(void *data)
+{
+    away_seen *w = data;
+    json_t *q = tm_store_dept_queue(w->s, "cardiology");
+    bool seen = false;
+    size_t i;
+    json_t *row;
+    json_array_foreach(q, i, row)
+    {
+        if (g_strcmp0(json_string_value(json_object_get(row, "id")), w->visit_id) == 0)
+            seen = json_integer_value(json_object_get(row, "patient_away")) == w->want;
+    }
+    json_decref(q);
+    return seen;
+}
+
+/* The patient waiting on node A drops (their grace period runs on A): the
+ * only doctor, on node B, goes available and is offered nobody; the
+ * patient comes back on A and B offers them at once. */
+static void test_patient_in_grace_offered_by_no_node(void)
+{
+    int grace = cfg.grace_s;
+    cfg.grace_s = 60; /* the patient's place outlives the whole test */
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
+    node *a = &nodes[0], *b = &nodes[1];
+    CHECK(spin_until(buses_ready, nodes));
+    char va[64];
+    int pos;
+    client *pa = checked_in(a, "p-a", va, &pos);
+    wait_listed(b, va, true);
+    client_close(pa);
+    away_seen away = {a->store, va, 1};
+    CHECK(spin_until(store_says_away, &away));
+
+    client *doc = connect_as(b, "d-li", TM_ROLE_DOCTOR);
+    answer(doc, "h");
+    send_text(doc, "{\"type\":\"doctor.status\",\"id\":\"s\",\"status\":\"available\"}");
+    answer(doc, "s");
+    run_for(1500);
+    CHECK(!frame_seen(doc, "visit.offer"));
+    visit_state waiting = {a->store, va, "waiting"};
+    CHECK(visit_in_state(&waiting));
+
+    pa = connect_as(a, "p-a", TM_ROLE_PATIENT);
+    hello_state(pa);
+    wait_for(doc, "visit.offer", "visit_id", va, NULL, 0);
+    away_seen back = {a->store, va, 0};
+    CHECK(store_says_away(&back));
+
+    client_close(doc);
+    client_close(pa);
+    node_stop(b);
+    node_stop(a);
+    g_free(url);
+    cfg.grace_s = grace;
+}
+
 int main(void)
 {
     tm_log_set_level(TM_LOG_WARN);
@@ -1027,6 +1094,7 @@ int main(void)
     RUN(test_visit_runs_on_less_loaded_node);
     RUN(test_doctor_hello_before_the_bus);
     RUN(test_every_participant_sent_to_the_holder);
+    RUN(test_patient_in_grace_offered_by_no_node);
     tm_config_clear(&cfg);
     char *rm[] = {"rm", "-rf", dir, NULL};
     g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
