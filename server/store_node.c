@@ -258,9 +258,10 @@ json_t *tm_store_dept_live_elsewhere(tm_store *s, const char *dept_id, const cha
 json_t *tm_store_dept_queue(tm_store *s, const char *dept_id)
 {
     tm__stmt *st = tm__store_query(s,
-                                   "SELECT id, state, doctor_id, CASE WHEN patient_away_at IS NOT"
-                                   " NULL AND media_node IS NOT NULL THEN 1 ELSE 0 END"
-                                   " AS patient_away FROM visits WHERE dept_id = ?1"
+                                   "SELECT id, state, doctor_id, offered_at AS offered_ms,"
+                                   " CASE WHEN patient_away_at IS NOT NULL AND media_node IS NOT"
+                                   " NULL THEN 1 ELSE 0 END AS patient_away"
+                                   " FROM visits WHERE dept_id = ?1"
                                    " AND state IN ('waiting', 'offered')"
                                    " ORDER BY checkin_at, id",
                                    "s", dept_id);

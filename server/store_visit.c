@@ -251,6 +251,26 @@ int tm_store_visit_unoffer(tm_store *s, const char *visit_id, const char *outcom
     return tm__store_finish(s, rc);
 }
 
+int tm_store_visit_withdraw_offer(tm_store *s, const char *visit_id, const char *doctor_id,
+                                  int64_t offered_ms, int64_t now_ms)
+{
+    int rc = tm__store_begin(s);
+    if (rc < 0)
+        return rc;
+    /* That one offer only: the row lock decides against its doctor's accept
+     * and against the offering node's own decline or timeout. */
+    rc = tm__store_run_one(s,
+                           "UPDATE visits SET state = 'waiting', updated_at = ?4, doctor_id = NULL,"
+                           " offered_at = NULL WHERE id = ?1 AND state = 'offered'"
+                           " AND doctor_id = ?2 AND offered_at = ?3",
+                           "ssII", visit_id, doctor_id, offered_ms, now_ms);
+    if (rc == TM_ENOTFOUND)
+        rc = tm__store_refuse(s, TM_ECONFLICT, "that offer is over");
+    if (rc == 0)
+        rc = offer_decide(s, visit_id, "withdrawn", now_ms);
+    return tm__store_finish(s, rc);
+}
+
 int tm_store_visit_accept(tm_store *s, const char *visit_id, const char *doctor_id,
                           const char *user_agent, int64_t now_ms)
 {

@@ -105,24 +105,80 @@ static bool drop_gone_mirrors(tm_signaling *sig, const char *dept, GHashTable *i
     return any;
 }
 
+/* ---- offers another node made -------------------------------------- */
+
+/* An offer is ended by the node that made it (decline, timeout, its doctor
+ * gone). One that died or restarted does not, and the takeover releases
+ * only what dead nodes hold, not the offered visit of a live holder: so the
+ * holder withdraws that very offer this much later than the offering
+ * node's own timer would have run out, counted from when it saw the offer
+ * (no other node's clock is read). The row lock decides against a late
+ * accept: whichever loses follows the row. */
+#define OFFER_BACKSTOP_MARGIN_S 5
+
+static gboolean offer_backstop_due(gpointer data);
+
+static void stop_offer_backstop(live_visit *v)
+{
+    if (v->offer_backstop) {
+        g_source_remove(v->offer_backstop);
+        v->offer_backstop = 0;
+    }
+}
+
+static void start_offer_backstop(live_visit *v, guint secs)
+{
+    stop_offer_backstop(v);
+    v->offer_backstop = g_timeout_add_seconds(secs, offer_backstop_due, v);
+}
+
+/* The offer this node made of v is over in the store (the holder withdrew
+ * it, or another offer replaced it): its doctor is told, and free again. */
+static void end_own_offer(tm_signaling *sig, live_visit *v)
+{
+    g_source_remove(v->offer_timer);
+    v->offer_timer = 0;
+    user *d = tm__visit_doctor(sig, v);
+    if (d && strcmp(d->offer_visit, v->id) == 0) {
+        d->offer_visit[0] = '\0';
+        tm__send_to_user(d, json_pack("{s:s, s:s, s:s}", "type", "visit.offer_cancelled",
+                                      "visit_id", v->id, "reason", "withdrawn"));
+    }
+    tm_info("cluster.own_offer_ended", "visit=%s doctor=%s", v->id, v->doctor_id);
+}
+
 /* A visit follows its row between waiting and offered when another node
  * made the change: a mirror (the overview shows it), or this node's patient
- * offered to another node's doctor (the patient hears it from here). An
- * offer this node made (its timer runs here) is this node's to change. */
-static bool follow_row(tm_signaling *sig, live_visit *v, const char *state, const char *doctor)
+ * offered to another node's doctor (the patient hears it from here; this
+ * node, the holder, withdraws that offer if nobody ends it). An offer this
+ * node made (its timer runs here) is this node's to end while the row
+ * still shows it. */
+static bool follow_row(tm_signaling *sig, live_visit *v, const char *state, const char *doctor,
+                       int64_t offered_ms)
 {
     tm_visit_state now;
-    if (v->offer_timer || tm_visit_state_parse(state, &now) < 0 || now == v->state)
+    if (tm_visit_state_parse(state, &now) < 0 || (now != TM_VS_WAITING && now != TM_VS_OFFERED) ||
+        (v->state != TM_VS_WAITING && v->state != TM_VS_OFFERED))
         return false;
-    if (now == TM_VS_OFFERED && v->state == TM_VS_WAITING) {
-        g_strlcpy(v->doctor_id, doctor ? doctor : "", sizeof(v->doctor_id));
-    } else if (now == TM_VS_WAITING && v->state == TM_VS_OFFERED) {
-        /* Declined or lapsed: back to the head, as on the offering node. */
+    if (!doctor)
+        doctor = "";
+    bool same = now == v->state && (now == TM_VS_WAITING || (strcmp(v->doctor_id, doctor) == 0 &&
+                                                             v->offered_ms == offered_ms));
+    if (same)
+        return false;
+    if (v->offer_timer)
+        end_own_offer(sig, v);
+    if (now == TM_VS_OFFERED) {
+        g_strlcpy(v->doctor_id, doctor, sizeof(v->doctor_id));
+        v->offered_ms = offered_ms;
+        if (!v->remote)
+            start_offer_backstop(v, (guint)(sig->cfg->offer_timeout_s + OFFER_BACKSTOP_MARGIN_S));
+    } else {
+        /* Declined, lapsed or withdrawn: back to the head, as on the offering node. */
+        stop_offer_backstop(v);
         v->doctor_id[0] = '\0';
         v->last_position = -1;
         tm_queue_return_to_head(sig->queue, v->id);
-    } else {
-        return false;
     }
     v->state = now;
     tm__push_visit_state(sig, v, v->id, v->remote ? NULL : tm__visit_patient(sig, v), NULL);
@@ -138,6 +194,54 @@ static bool follow_away(tm_signaling *sig, const char *id, bool away)
         return false;
     v->patient_away = away;
     return true;
+}
+
+static bool follow_visit_row(tm_signaling *sig, live_visit *v, const tm_visit *row)
+{
+    return follow_row(sig, v, row->state, row->doctor_id, row->offered_ms);
+}
+
+void tm__cluster_follow_store(tm_signaling *sig, live_visit *v)
+{
+    tm_visit row;
+    if (!sig->cluster || !tm_cluster_shared(sig->cluster))
+        return;
+    if (tm_store_visit_get(sig->store, v->id, &row) < 0) {
+        tm_warn("cluster.visit_reread_failed", "visit=%s error=\"%s\"", v->id,
+                tm_store_errmsg(sig->store));
+        return;
+    }
+    if (follow_visit_row(sig, v, &row))
+        tm__mark_dept_dirty(sig, v->dept);
+}
+
+static gboolean offer_backstop_due(gpointer data)
+{
+    live_visit *v = data; /* the visit removes this timer when it goes */
+    tm_signaling *sig = v->sig;
+    v->offer_backstop = 0;
+    if (v->state != TM_VS_OFFERED || v->offer_timer || v->remote)
+        return G_SOURCE_REMOVE;
+    int rc =
+        tm_store_visit_withdraw_offer(sig->store, v->id, v->doctor_id, v->offered_ms, tm_now_ms());
+    if (rc < 0 && rc != TM_ECONFLICT) { /* the store is away: try again */
+        tm_warn("cluster.offer_withdraw_failed", "visit=%s error=\"%s\"", v->id,
+                tm_store_errmsg(sig->store));
+        start_offer_backstop(v, OFFER_BACKSTOP_MARGIN_S);
+        return G_SOURCE_REMOVE;
+    }
+    char dept[sizeof(v->dept)];
+    g_strlcpy(dept, v->dept, sizeof(dept));
+    if (rc == 0) {
+        tm_info("cluster.offer_withdrawn", "visit=%s doctor=%s", v->id, v->doctor_id);
+        follow_row(sig, v, "waiting", NULL, 0);
+        tm__mark_dept_dirty(sig, dept);
+    } else { /* accepted, declined or replaced meanwhile */
+        tm__cluster_follow_store(sig, v);
+    }
+    tm__dispatch_dept(sig, dept);
+    tm__flush_positions(sig);
+    return G_SOURCE_REMOVE;
 }
 
 /* ---- doctors on duty across nodes ------------------------------------ */
@@ -282,7 +386,8 @@ static void sync_dept(tm_signaling *sig, const char *dept)
             changed |= add_mirror(sig, id);
         else
             changed |= follow_row(sig, v, json_string_value(json_object_get(row, "state")),
-                                  json_string_value(json_object_get(row, "doctor_id")));
+                                  json_string_value(json_object_get(row, "doctor_id")),
+                                  json_integer_value(json_object_get(row, "offered_ms")));
         changed |= follow_away(sig, id, json_integer_value(json_object_get(row, "patient_away")));
     }
     changed |= drop_gone_mirrors(sig, dept, in_store);
@@ -503,12 +608,12 @@ bool tm__cluster_send_to_holder(tm_signaling *sig, user *u)
  * restart. */
 static void withdraw_dead_offer(tm_signaling *sig, live_visit *v)
 {
-    if (v->state != TM_VS_OFFERED)
+    if (v->state != TM_VS_OFFERED || v->offer_timer) /* this node's own offer stands */
         return;
     int rc = tm_store_visit_unoffer(sig->store, v->id, "withdrawn", tm_now_ms());
     tm_visit row;
-    if (rc < 0 && (tm_store_visit_get(sig->store, v->id, &row) < 0 ||
-                   !follow_row(sig, v, row.state, row.doctor_id))) {
+    if (rc < 0 &&
+        (tm_store_visit_get(sig->store, v->id, &row) < 0 || !follow_visit_row(sig, v, &row))) {
         tm_warn("cluster.withdraw_failed", "visit=%s error=\"%s\"", v->id,
                 tm_store_errmsg(sig->store));
         return;

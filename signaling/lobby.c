@@ -290,6 +290,7 @@ void tm__offer_visit(tm_signaling *sig, live_visit *v, user *d)
     int rc = tm_store_visit_offer(sig->store, v->id, d->sub, now);
     if (rc == TM_ECONFLICT) { /* another node offered it first */
         tm_info("visit.offer_lost", "visit=%s doctor=%s", v->id, d->sub);
+        tm__cluster_follow_store(sig, v); /* or this node missed that news */
         return;
     }
     if (rc < 0) {

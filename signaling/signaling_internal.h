@@ -185,6 +185,9 @@ typedef struct live_visit {
     /* cluster_sync.c: its patient is in their grace period on the node
      * holding it (this one, or a mirror's): no node offers it meanwhile */
     bool patient_away;
+    /* cluster_sync.c: this node's visit offered by another node, withdrawn
+     * here if that node does not end the offer (it died) */
+    guint offer_backstop;
 } live_visit;
 
 struct tm_signaling {
@@ -335,6 +338,11 @@ bool tm__cluster_move_user(tm_signaling *sig, user *u, const char *visit_id, con
  * not live or has no public URL): where a participant of a visit it holds
  * is sent. */
 void tm__cluster_node_ws_url(tm_signaling *sig, const char *node_id, char *ws_url, size_t len);
+
+/* v's row changed without this node hearing of it (a missed bus event,
+ * found by a conditional step that lost): v follows the store's waiting or
+ * offered row. v stays. */
+void tm__cluster_follow_store(tm_signaling *sig, live_visit *v);
 
 /* The store's word on this node's waiting visit id, as its bus event
  * (visit:<id>) brings it: accepted on another node, it starts here or its

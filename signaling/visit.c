@@ -59,6 +59,8 @@ void tm__live_visit_free(gpointer p)
     live_visit *v = p;
     if (v->offer_timer)
         g_source_remove(v->offer_timer);
+    if (v->offer_backstop)
+        g_source_remove(v->offer_backstop);
     g_hash_table_destroy(v->declined);
     g_ptr_array_free(v->watchers, TRUE);
     json_decref(v->quality);

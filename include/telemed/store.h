@@ -273,6 +273,13 @@ int tm_store_visit_offer(tm_store *s, const char *visit_id, const char *doctor_i
 /* offered -> waiting; outcome "declined", "timeout" or "withdrawn" closes
  * the offer. TM_ENOTFOUND, TM_ECONFLICT if not offered. */
 int tm_store_visit_unoffer(tm_store *s, const char *visit_id, const char *outcome, int64_t now_ms);
+/* The offer of visit_id made to doctor_id at offered_ms (the row's
+ * offered_at), if it still stands, goes back to waiting and is closed as
+ * "withdrawn": how a visit's holder ends an offer another node made and no
+ * longer ends itself. TM_ECONFLICT when that offer is over (accepted,
+ * declined, timed out) or another one stands. */
+int tm_store_visit_withdraw_offer(tm_store *s, const char *visit_id, const char *doctor_id,
+                                  int64_t offered_ms, int64_t now_ms);
 /* offered -> active: response time and queue wait, the offer accepted, the
  * doctor's participant row and the visit.started event. TM_ENOTFOUND,
  * TM_ECONFLICT if not offered, TM_EPERM if offered to another doctor. */
@@ -1431,9 +1438,10 @@ json_t *tm_store_active_visits_of(tm_store *s, bool doctor, const char *user_id)
 int tm_store_visit_held_for(tm_store *s, const char *role, const char *sub, char visit_id[64],
                             char node_id[64]);
 /* A department's waiting room as every node sees it: its waiting and
- * offered visits as [{id, state, doctor_id, patient_away}] (doctor_id null
- * while waiting; patient_away 1 while the node holding it has the patient
- * in their grace period, tm_store_visit_patient_away), oldest check-in
+ * offered visits as [{id, state, doctor_id, offered_ms, patient_away}]
+ * (doctor_id and offered_ms, the offer's time in ms, null while waiting;
+ * patient_away 1 while the node holding it has the patient in their grace
+ * period, tm_store_visit_patient_away), oldest check-in
  * first. NULL on failure. */
 json_t *tm_store_dept_queue(tm_store *s, const char *dept_id);
 /* A department's live visits held by nodes other than node_id (or by none,

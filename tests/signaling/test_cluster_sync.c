@@ -240,6 +240,11 @@ static void seed_hospital(const char *db)
     tm_store_free(st);
 }
 
+static bool bus_ready(void *data)
+{
+    return tm_cluster_bus_ready(data);
+}
+
 static bool buses_ready(void *data)
 {
     node *n = data;
@@ -659,6 +664,122 @@ static void test_doctors_and_live_visits_span_nodes(void)
     client_close(p1);
     node_stop(b);
     node_stop(a);
+    g_free(url);
+}
+
+/* A doctor on n, available (offered the next patient). */
+static client *doctor_available(node *n, const char *sub)
+{
+    client *d = connect_as(n, sub, TM_ROLE_DOCTOR);
+    answer(d, "h");
+    send_text(d, "{\"type\":\"doctor.status\",\"id\":\"s\",\"status\":\"available\"}");
+    answer(d, "s");
+    return d;
+}
+
+/* The patient waits on node A; node B offers them to its doctor (B's
+ * dispatcher's very store step and announcement) and dies before anyone
+ * answers. A still lives, so no takeover releases the visit: A, which
+ * holds it, withdraws that offer after the offer timeout, and its own
+ * doctor is offered the patient. */
+static void test_offer_of_a_dead_node_withdrawn(void)
+{
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    seed_doctor(url, "d-wang", "110100000000002");
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
+    node *a = &nodes[0], *b = &nodes[1];
+    a->cfg->offer_timeout_s = 5;
+    CHECK(spin_until(buses_ready, nodes));
+    char va[64];
+    int pos;
+    client *pa = checked_in(a, "p-a", va, &pos);
+    wait_listed(b, va, true);
+    CHECK_EQ_INT(tm_store_visit_offer(b->store, va, "d-li", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_cluster_publish(b->cluster, TM_BUS_QUEUE, "cardiology"), 0);
+    wait_for(pa, "visit.state", "state", "offered", NULL, 0);
+    node_stop(b);
+
+    client *wang = doctor_available(a, "d-wang");
+    wait_for(pa, "visit.state", "state", "waiting", NULL, 0);
+    wait_for(wang, "visit.offer", "visit_id", va, NULL, 0);
+    tm_visit row;
+    CHECK_EQ_INT(tm_store_visit_get(a->store, va, &row), 0);
+    CHECK_STR(row.state, "offered");
+    CHECK_STR(row.doctor_id, "d-wang");
+
+    client_close(wang);
+    client_close(pa);
+    node_stop(a);
+    g_free(url);
+}
+
+/* Node B's doctor is offered the patient waiting on node A, and B's offer
+ * runs longer than A waits for it (B late, as a node that restarted): A
+ * withdraws it; B hears it, tells its doctor the offer is withdrawn, and
+ * offers the patient again. */
+static void test_offer_withdrawn_by_holder_ends_on_offering_node(void)
+{
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
+    node *a = &nodes[0], *b = &nodes[1];
+    a->cfg->offer_timeout_s = 5;
+    b->cfg->offer_timeout_s = 600;
+    CHECK(spin_until(buses_ready, nodes));
+    char va[64];
+    int pos;
+    client *pa = checked_in(a, "p-a", va, &pos);
+    wait_listed(b, va, true);
+    client *doc = doctor_available(b, "d-li");
+    wait_for(doc, "visit.offer", "visit_id", va, NULL, 0);
+    json_t *cancelled = wait_for(doc, "visit.offer_cancelled", "visit_id", va, NULL, 0);
+    CHECK_STR(json_string_value(json_object_get(cancelled, "reason")), "withdrawn");
+    /* Free again: offered the same patient anew, and this offer holds. */
+    pump(doc);
+    g_ptr_array_set_size(doc->frames, 0);
+    wait_for(doc, "visit.offer", "visit_id", va, NULL, 0);
+    char accept[160];
+    g_snprintf(accept, sizeof(accept),
+               "{\"type\":\"visit.accept\",\"id\":\"acc\",\"visit_id\":\"%s\"}", va);
+    send_text(doc, accept);
+    answer(doc, "acc");
+    visit_state active = {a->store, va, "active"};
+    CHECK(spin_until(visit_in_state, &active));
+
+    client_close(doc);
+    client_close(pa);
+    node_stop(b);
+    node_stop(a);
+    g_free(url);
+}
+
+/* Node A missed the bus event of another node's offer of its patient: its
+ * own offer of that patient loses in the store. A follows the row (the
+ * patient is told "offered") and its doctor, free, is offered the next
+ * patient, instead of being spent on the same stale visit every second. */
+static void test_offer_lost_follows_store(void)
+{
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    seed_doctor(url, "d-wang", "110100000000002");
+    node a = node_start("node-a", url, url);
+    CHECK(spin_until(bus_ready, a.cluster));
+    char v1[64], v2[64];
+    int pos;
+    client *p1 = checked_in(&a, "p-1", v1, &pos);
+    client *p2 = checked_in(&a, "p-2", v2, &pos);
+    CHECK_EQ_INT(pos, 2);
+    /* Another node's offer, whose announcement never reached A. */
+    CHECK_EQ_INT(tm_store_visit_offer(a.store, v1, "d-li", tm_now_ms()), 0);
+    client *wang = doctor_available(&a, "d-wang");
+    wait_for(p1, "visit.state", "state", "offered", NULL, 0);
+    wait_for(wang, "visit.offer", "visit_id", v2, NULL, 0);
+
+    client_close(wang);
+    client_close(p2);
+    client_close(p1);
+    node_stop(&a);
     g_free(url);
 }
 
@@ -1095,6 +1216,9 @@ int main(void)
     RUN(test_doctor_hello_before_the_bus);
     RUN(test_every_participant_sent_to_the_holder);
     RUN(test_patient_in_grace_offered_by_no_node);
+    RUN(test_offer_of_a_dead_node_withdrawn);
+    RUN(test_offer_withdrawn_by_holder_ends_on_offering_node);
+    RUN(test_offer_lost_follows_store);
     tm_config_clear(&cfg);
     char *rm[] = {"rm", "-rf", dir, NULL};
     g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
