@@ -288,6 +288,13 @@ int tm_store_visit_accept_checked(tm_store *s, const char *visit_id, const char 
                                   const char *user_agent, const tm_doctor_check *check,
                                   int64_t now_ms)
 {
+    return tm_store_visit_accept_on(s, visit_id, doctor_id, user_agent, check, NULL, now_ms);
+}
+
+int tm_store_visit_accept_on(tm_store *s, const char *visit_id, const char *doctor_id,
+                             const char *user_agent, const tm_doctor_check *check,
+                             const char *media_node, int64_t now_ms)
+{
     int rc = tm__store_begin(s);
     if (rc < 0)
         return rc;
@@ -302,6 +309,9 @@ int tm_store_visit_accept_checked(tm_store *s, const char *visit_id, const char 
         if (rc == TM_ENOTFOUND)
             rc = tm__store_refuse(s, TM_EPERM, "visit is offered to another doctor");
     }
+    if (rc == 0 && media_node)
+        rc = tm__store_run_later(s, "UPDATE visits SET media_node = ?2 WHERE id = ?1", "ss",
+                                 visit_id, media_node);
     if (rc == 0 && check)
         rc = tm__store_run_later(
             s,

@@ -499,24 +499,6 @@ void tm__cluster_adopt_patient(tm_signaling *sig, const char *patient)
         adopt(sig, v, false);
 }
 
-/* The holder's id, read again and replaced by this node's: the store's
- * conditional update decides against a concurrent takeover, so a holder
- * that changed under us is read once more. */
-static int take_hold(tm_signaling *sig, const char *visit_id)
-{
-    int rc = TM_ECONFLICT;
-    for (int tries = 0; tries < 3 && rc == TM_ECONFLICT; tries++) {
-        char holder[64];
-        rc = tm_store_visit_media_node(sig->store, visit_id, holder);
-        if (rc == 0 && strcmp(holder, my_node(sig)) == 0)
-            return 0;
-        if (rc == 0)
-            rc = tm_store_visit_place_media(sig->store, visit_id, holder[0] ? holder : NULL,
-                                            my_node(sig));
-    }
-    return rc;
-}
-
 /* Whether a visit accepted here, its patient's page on patient_node,
  * runs here: yes unless the patient's node is live, takes new visits and
  * carries clearly less (PLACE_MARGIN live visits fewer). Either way one
@@ -540,17 +522,22 @@ static bool runs_here(tm_signaling *sig, const char *patient_node)
     return stay;
 }
 
-bool tm__cluster_visit_started(tm_signaling *sig, live_visit *v)
+void tm__cluster_accept_node(tm_signaling *sig, live_visit *v, char node[64])
+{
+    char holder[64];
+    node[0] = '\0';
+    if (!v->remote || !shared(sig) || tm_store_visit_media_node(sig->store, v->id, holder) < 0)
+        return;
+    if (runs_here(sig, holder))
+        g_strlcpy(node, my_node(sig), 64);
+}
+
+bool tm__cluster_visit_started(tm_signaling *sig, live_visit *v, const char *node)
 {
     if (!v->remote)
         return true;
-    char holder[64] = "";
-    if (sig->cluster && tm_cluster_shared(sig->cluster) &&
-        tm_store_visit_media_node(sig->store, v->id, holder) == 0 && !runs_here(sig, holder))
+    if (!shared(sig) || strcmp(node, my_node(sig)) != 0)
         return false;
-    if (!sig->cluster || !tm_cluster_shared(sig->cluster) || take_hold(sig, v->id) < 0)
-        tm_warn("cluster.place_failed", "visit=%s node=%s error=\"%s\"", v->id,
-                sig->cluster ? my_node(sig) : "-", tm_store_errmsg(sig->store));
     adopt(sig, v, true);
     return true;
 }

@@ -318,12 +318,16 @@ int tm__cluster_doctors_elsewhere(tm_signaling *sig, const char *dept);
 /* dept's live visits held by other nodes, as the overview lists them
  * (borrowed; NULL when none). */
 json_t *tm__cluster_live_elsewhere(tm_signaling *sig, const char *dept);
-/* v was just accepted here. A visit of this node's patient stays here
- * (true). A mirror (its patient connected to another node) is placed by
- * load: on this node (true), which holds it from now on while the
- * patient's node sends the patient here (session.move); or left on the
- * patient's node (false): the caller hands it over. */
-bool tm__cluster_visit_started(tm_signaling *sig, live_visit *v);
+/* Where v, about to be accepted here, will run, into node for the
+ * accept's transaction ("": where it is held). A visit of this node's
+ * patient stays here. A mirror (its patient connected to another node) is
+ * placed by load: on this node, or left on the patient's node. */
+void tm__cluster_accept_node(tm_signaling *sig, live_visit *v, char node[64]);
+/* v was just accepted here, placed on node (tm__cluster_accept_node): true
+ * when it runs here, which holds it from now on (a mirror's patient is sent
+ * here by their node); false when it runs on its patient's node: the
+ * caller hands it over. */
+bool tm__cluster_visit_started(tm_signaling *sig, live_visit *v, const char *node);
 /* v, accepted here by d, runs on its patient's node: d is sent there and
  * this node keeps nothing of v. */
 void tm__cluster_hand_over(tm_signaling *sig, live_visit *v, user *d);

@@ -467,7 +467,10 @@ static void accept_checked(request *r, const tm_doctor_check *check)
         return;
     tm_signaling *sig = r->sig;
     int64_t now = tm_now_ms();
-    int rc = tm_store_visit_accept_checked(sig->store, v->id, r->u->sub, r->s->ua, check, now);
+    char node[64];
+    tm__cluster_accept_node(sig, v, node);
+    int rc = tm_store_visit_accept_on(sig->store, v->id, r->u->sub, r->s->ua, check,
+                                      node[0] ? node : NULL, now);
     if (rc < 0) {
         tm__reply_err(r->s, r->id, rc, "accept failed");
         return;
@@ -486,7 +489,7 @@ static void accept_checked(request *r, const tm_doctor_check *check)
             (long long)(now - v->checkin_ms), check ? check->method : "off");
     if (sig->feed)
         tm_feed_kick(sig->feed);
-    if (!tm__cluster_visit_started(sig, v)) {
+    if (!tm__cluster_visit_started(sig, v, node)) {
         /* It runs on its patient's node: the doctor goes there. */
         tm__reply_ok(r->s, r->id, json_pack("{s:s}", "visit_id", v->id));
         tm__cluster_hand_over(sig, v, r->u);

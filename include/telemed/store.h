@@ -290,6 +290,12 @@ int tm_store_visit_accept(tm_store *s, const char *visit_id, const char *doctor_
 int tm_store_visit_accept_checked(tm_store *s, const char *visit_id, const char *doctor_id,
                                   const char *user_agent, const tm_doctor_check *check,
                                   int64_t now_ms);
+/* The same, placing the visit's media on media_node (NULL: where it is) in
+ * the accept's transaction: when the visit is active its node is known, so
+ * no other node can start it in between (docs/cluster.md). */
+int tm_store_visit_accept_on(tm_store *s, const char *visit_id, const char *doctor_id,
+                             const char *user_agent, const tm_doctor_check *check,
+                             const char *media_node, int64_t now_ms);
 /* active -> ended, or waiting/offered -> cancelled, with reason and by
  * (who ended it); open offers are withdrawn, participants leave, the
  * appointment becomes fulfilled (ended), noshow (reason "no_show") or

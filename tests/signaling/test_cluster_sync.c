@@ -1006,6 +1006,92 @@ static void visit_on_less_loaded_node(bool late)
     g_free(url);
 }
 
+/* Every committed (state, media_node) of a visit row, in visit_commits: a
+ * deferred trigger reads the row as its transaction commits it, so what
+ * other nodes could ever read is on record, not a step inside one. */
+static void note_visit_commits(const char *url)
+{
+    pg_fixture_exec(url,
+                    "CREATE TABLE visit_commits(id TEXT, state TEXT, media_node TEXT);"
+                    "CREATE FUNCTION note_visit_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
+                    " BEGIN INSERT INTO visit_commits SELECT id, state, media_node FROM visits"
+                    " WHERE id = NEW.id; RETURN NULL; END $$;"
+                    "CREATE CONSTRAINT TRIGGER note_visit_commit AFTER UPDATE ON visits"
+                    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION"
+                    " note_visit_commit()");
+}
+
+/* How many commits of visit_id were active with media_node other than node_id. */
+static int active_commits_not_on(const char *url, const char *visit_id, const char *node_id)
+{
+    PGconn *c = PQconnectdb(url);
+    CHECK(PQstatus(c) == CONNECTION_OK);
+    const char *params[] = {visit_id, node_id};
+    PGresult *r = PQexecParams(c,
+                               "SELECT count(*) FILTER (WHERE media_node IS DISTINCT FROM $2),"
+                               " count(*) FROM visit_commits WHERE id = $1 AND state = 'active'",
+                               2, NULL, params, NULL, NULL, 0);
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+    int elsewhere = atoi(PQgetvalue(r, 0, 0)), all = atoi(PQgetvalue(r, 0, 1));
+    PQclear(r);
+    PQfinish(c);
+    CHECK(all > 0);
+    return elsewhere;
+}
+
+static bool no_live_visits(void *data)
+{
+    node *n = data;
+    return tm_signaling_live_visits(n->sig) == 0;
+}
+
+/* The doctor on node B accepts the patient waiting on node A, and the
+ * visit runs on B: the accept itself commits B as its node. Were the
+ * visit active with A still its node for one commit, A would start it on
+ * the patient's hello in that moment and B too: each with one of them.
+ * The patient's hello through A, before A hears of the accept on the bus,
+ * is sent to B. */
+static void test_accept_commits_the_node(void)
+{
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
+    node *a = &nodes[0], *b = &nodes[1];
+    CHECK(spin_until(buses_ready, nodes));
+    note_visit_commits(url);
+    char va[64];
+    int pos;
+    client *pa = checked_in(a, "p-a", va, &pos);
+    wait_listed(b, va, true);
+    client *doc = doctor_available(b, "d-li");
+    wait_for(doc, "visit.offer", "visit_id", va, NULL, 0);
+    wait_for(pa, "visit.state", "state", "offered", NULL, 0);
+    tm_cluster_set_event_handler(a->cluster, bus_late, NULL);
+    char accept[160];
+    g_snprintf(accept, sizeof(accept),
+               "{\"type\":\"visit.accept\",\"id\":\"acc\",\"visit_id\":\"%s\"}", va);
+    send_text(doc, accept);
+    answer(doc, "acc");
+    CHECK_EQ_INT(active_commits_not_on(url, va, "node-b"), 0);
+
+    client_close(pa);
+    pa = connect_as(a, "p-a", TM_ROLE_PATIENT);
+    json_t *move = wait_for(pa, "session.move", "visit_id", va, NULL, 0);
+    CHECK_STR(json_string_value(json_object_get(move, "url")), "wss://node-b.test:8443/ws");
+    visit_state active = {a->store, va, "active"};
+    CHECK(visit_in_state(&active));
+    /* The bus catches up: A keeps nothing of the visit. */
+    tm_signaling_set_cluster(a->sig, a->cluster);
+    CHECK_EQ_INT(tm_cluster_publish(b->cluster, TM_BUS_VISIT, va), 0);
+    CHECK(spin_until(no_live_visits, a));
+
+    client_close(pa);
+    client_close(doc);
+    node_stop(b);
+    node_stop(a);
+    g_free(url);
+}
+
 static void test_visit_runs_on_less_loaded_node(void)
 {
     visit_on_less_loaded_node(false);
@@ -1219,6 +1305,7 @@ int main(void)
     RUN(test_offer_of_a_dead_node_withdrawn);
     RUN(test_offer_withdrawn_by_holder_ends_on_offering_node);
     RUN(test_offer_lost_follows_store);
+    RUN(test_accept_commits_the_node);
     tm_config_clear(&cfg);
     char *rm[] = {"rm", "-rf", dir, NULL};
     g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
