@@ -61,15 +61,17 @@ static void label_tracks(tm_signaling *sig, live_visit *v)
 }
 
 /* The visit id, held by holder ("" none), becomes this node's: NULL when
- * another node took it first or it is no longer active. */
+ * another node took it first, it is no longer active, or the store cannot
+ * say. The row is read before the update that takes it: once that update
+ * wins, nothing may fail before the visit runs here, or this node would
+ * hold a visit nobody runs. */
 static live_visit *take_over(tm_signaling *sig, const char *id, const char *holder)
 {
-    if (g_hash_table_lookup(sig->visits, id))
+    tm_visit rec;
+    if (g_hash_table_lookup(sig->visits, id) || tm_store_visit_get(sig->store, id, &rec) < 0 ||
+        strcmp(rec.state, "active") != 0)
         return NULL;
     if (tm_store_visit_place_media(sig->store, id, holder[0] ? holder : NULL, my_node(sig)) < 0)
-        return NULL;
-    tm_visit rec;
-    if (tm_store_visit_get(sig->store, id, &rec) < 0 || strcmp(rec.state, "active") != 0)
         return NULL;
     live_visit *v = tm__visit_restore(sig, &rec);
     label_tracks(sig, v);

@@ -1092,6 +1092,74 @@ static void test_accept_commits_the_node(void)
     g_free(url);
 }
 
+/* url with the role limited_node, made once with every right on the
+ * tables (not a superuser: a REVOKE binds it). */
+static char *limited_url(const char *url)
+{
+    pg_fixture_exec(url, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles"
+                         " WHERE rolname = 'limited_node') THEN CREATE ROLE limited_node LOGIN;"
+                         " END IF; END $$;"
+                         "GRANT CREATE, USAGE ON SCHEMA public TO limited_node;"
+                         "GRANT ALL ON ALL TABLES IN SCHEMA public TO limited_node;"
+                         "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO limited_node");
+    const char *at = strchr(url, '@');
+    CHECK(at != NULL);
+    return g_strdup_printf("postgresql://limited_node%s", at);
+}
+
+/* A visit live on node A, which goes away; the patient's hello reaches
+ * node B while B cannot read the visit (its role may not read
+ * appointments, which a visit's row is read with). B takes nothing: no
+ * node holds the visit without running it. Once B can read again, the
+ * next hello takes the visit over and resumes it. */
+static void test_failed_takeover_takes_nothing(void)
+{
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    node a = node_start("node-a", url, url);
+    char *limited = limited_url(url);
+    node b = node_start("node-b", limited, limited);
+    node both[2] = {a, b};
+    CHECK(spin_until(buses_ready, both));
+    char va[64];
+    int pos;
+    client *pa = checked_in(&a, "p-a", va, &pos);
+    client *doc = doctor_available(&a, "d-li");
+    wait_for(doc, "visit.offer", "visit_id", va, NULL, 0);
+    char accept[160];
+    g_snprintf(accept, sizeof(accept),
+               "{\"type\":\"visit.accept\",\"id\":\"acc\",\"visit_id\":\"%s\"}", va);
+    send_text(doc, accept);
+    answer(doc, "acc");
+    char at[64];
+    CHECK_EQ_INT(tm_store_visit_media_node(b.store, va, at), 0);
+    CHECK_STR(at, "node-a");
+    client_close(doc);
+    client_close(pa);
+    node_stop(&a);
+
+    pg_fixture_exec(url, "REVOKE SELECT ON appointments FROM limited_node");
+    client *p = connect_as(&b, "p-a", TM_ROLE_PATIENT);
+    wait_for(p, "error", "re", "h", NULL, 0);
+    CHECK_EQ_INT(tm_store_visit_media_node(b.store, va, at), 0);
+    CHECK(strcmp(at, "node-b") != 0);
+    CHECK_EQ_INT(tm_signaling_live_visits(b.sig), 0);
+    client_close(p);
+
+    pg_fixture_exec(url, "GRANT SELECT ON appointments TO limited_node");
+    p = connect_as(&b, "p-a", TM_ROLE_PATIENT);
+    json_t *state = hello_state(p);
+    CHECK_STR(json_string_value(json_object_get(json_object_get(state, "visit"), "state")),
+              "active");
+    CHECK_EQ_INT(tm_store_visit_media_node(b.store, va, at), 0);
+    CHECK_STR(at, "node-b");
+
+    client_close(p);
+    node_stop(&b);
+    g_free(limited);
+    g_free(url);
+}
+
 static void test_visit_runs_on_less_loaded_node(void)
 {
     visit_on_less_loaded_node(false);
@@ -1306,6 +1374,7 @@ int main(void)
     RUN(test_offer_withdrawn_by_holder_ends_on_offering_node);
     RUN(test_offer_lost_follows_store);
     RUN(test_accept_commits_the_node);
+    RUN(test_failed_takeover_takes_nothing);
     tm_config_clear(&cfg);
     char *rm[] = {"rm", "-rf", dir, NULL};
     g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
