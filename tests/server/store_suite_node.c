@@ -181,6 +181,66 @@ static void t_node_media_placement(const store_backend *b)
     tm_store_free(s);
 }
 
+/* The accept that places the visit: the node comes with the accept, and a
+ * refused accept places nothing. */
+static void t_node_accept_places(const store_backend *b)
+{
+    tm_store *s = b->open("accept_on");
+    seed(s);
+    CHECK_EQ_INT(tm_store_doctor_put(s, "d2", "Dr Two", "cardio", "LIC2", NULL), 0);
+    tm_visit v;
+    waiting_visit(s, &v, "p1");
+    CHECK_EQ_INT(tm_store_visit_place_media(s, v.id, NULL, "node-a"), 0);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_visit_accept_on(s, v.id, "d2", "ua", NULL, "node-b", tm_now_ms()),
+                 TM_EPERM);
+    char at[64];
+    CHECK_EQ_INT(tm_store_visit_media_node(s, v.id, at), 0);
+    CHECK_STR(at, "node-a");
+    CHECK_EQ_INT(tm_store_visit_accept_on(s, v.id, "d1", "ua", NULL, "node-b", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_visit_media_node(s, v.id, at), 0);
+    CHECK_STR(at, "node-b");
+    tm_visit row;
+    CHECK_EQ_INT(tm_store_visit_get(s, v.id, &row), 0);
+    CHECK_STR(row.state, "active");
+    tm_store_free(s);
+}
+
+/* The holder withdraws one offer: that doctor's, made at that time, while
+ * it stands; never another one, nor one already over. */
+static void t_node_withdraw_offer(const store_backend *b)
+{
+    tm_store *s = b->open("withdraw_offer");
+    seed(s);
+    tm_visit v;
+    waiting_visit(s, &v, "p1");
+    int64_t at = tm_now_ms();
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", at), 0);
+    CHECK_EQ_INT(tm_store_visit_withdraw_offer(s, v.id, "d2", at, tm_now_ms()), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_visit_withdraw_offer(s, v.id, "d1", at - 1, tm_now_ms()), TM_ECONFLICT);
+    tm_visit row;
+    CHECK_EQ_INT(tm_store_visit_get(s, v.id, &row), 0);
+    CHECK_STR(row.state, "offered");
+    CHECK_EQ_INT(tm_store_visit_withdraw_offer(s, v.id, "d1", at, tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_visit_get(s, v.id, &row), 0);
+    CHECK_STR(row.state, "waiting");
+    CHECK_STR(row.doctor_id, "");
+    json_t *q = tm_store_dept_queue(s, "cardio");
+    CHECK(json_is_null(json_object_get(json_array_get(q, 0), "offered_ms")));
+    json_decref(q);
+    /* Withdrawn once; an accept of it comes too late. */
+    CHECK_EQ_INT(tm_store_visit_withdraw_offer(s, v.id, "d1", at, tm_now_ms()), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "d1", "ua", tm_now_ms()), TM_ECONFLICT);
+    /* A new offer is listed with its time, and is not the old one's to end. */
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", at + 5), 0);
+    q = tm_store_dept_queue(s, "cardio");
+    CHECK(json_integer_value(json_object_get(json_array_get(q, 0), "offered_ms")) == at + 5);
+    json_decref(q);
+    CHECK_EQ_INT(tm_store_visit_withdraw_offer(s, v.id, "d1", at, tm_now_ms()), TM_ECONFLICT);
+    CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "d1", "ua", tm_now_ms()), 0);
+    tm_store_free(s);
+}
+
 /* node-b dies with two live visits and a waiting patient; node-a lives with one. Two nodes take
  * over at once (two handles on one database): the dead node's visits are
  * released once, to one of them; the live node's visit and the ended one
@@ -399,6 +459,8 @@ void store_suite_nodes(const store_backend *b, const char *dir)
     t_node_registry(b);
     t_dept_queue(b);
     t_node_media_placement(b);
+    t_node_accept_places(b);
+    t_node_withdraw_offer(b);
     t_node_takeover(b);
     t_node_offer_race(b);
     t_node_offer_skips_away_patient(b);
