@@ -479,23 +479,38 @@ static void idle_timeout_default(NiceAgent *agent)
 #define CONSENT_TIMEOUT_MS 10000 /* libnice's */
 #define CONSENT_NO_ANSWER_MS 12000
 
+static void consent_declined(tm__peer *p, const char *reason, int64_t now, int64_t heard,
+                             int renewals, int64_t since)
+{
+    tm_info("media.consent_not_renewed",
+            "visit=%s peer=%s reason=%s heard_ago_ms=%lld renewals=%d since_ms=%lld", p->visit->id,
+            p->id, reason, heard ? (long long)(now - heard) : -1LL, renewals,
+            since == INT64_MAX ? -1LL : (long long)since);
+}
+
 static bool consent_renew(tm__peer *p)
 {
     int64_t now = tm_mono_ms();
     /* Our socket takes only the selected pair's remote; libnice's path any
      * (a peer that moved is heard there, yet the pair's address is gone). */
     int64_t heard = p->rx_on ? p->rx_pair_ms : p->last_rx_ms;
-    if (!p->ice_ready || !p->srtp || !heard || now - heard > CONSENT_HEARD_MS)
-        return false;
     int64_t since = p->consent_renewed_ms ? now - p->consent_renewed_ms : INT64_MAX;
     int renewals = since < CONSENT_TIMEOUT_MS      ? p->consent_renewals
                    : since <= CONSENT_NO_ANSWER_MS ? p->consent_renewals + 1
                                                    : 1;
+    const char *declined = !p->ice_ready                              ? "not_ready"
+                           : !p->srtp                                 ? "no_srtp"
+                           : !heard || now - heard > CONSENT_HEARD_MS ? "not_heard"
+                           : renewals > CONSENT_RENEWALS              ? "renewals"
+                                                                      : NULL;
     NiceCandidate *local = NULL, *remote = NULL;
-    if (renewals > CONSENT_RENEWALS ||
-        !nice_agent_get_selected_pair(p->agent, p->stream_id, 1, &local, &remote) || !local ||
-        !remote)
+    if (!declined && (!nice_agent_get_selected_pair(p->agent, p->stream_id, 1, &local, &remote) ||
+                      !local || !remote))
+        declined = "no_pair";
+    if (declined) {
+        consent_declined(p, declined, now, heard, renewals, since);
         return false;
+    }
     char lf[NICE_CANDIDATE_MAX_FOUNDATION], rf[NICE_CANDIDATE_MAX_FOUNDATION];
     g_strlcpy(lf, local->foundation, sizeof lf);
     g_strlcpy(rf, remote->foundation, sizeof rf);
@@ -505,7 +520,10 @@ static bool consent_renew(tm__peer *p)
             "visit=%s peer=%s renewals=%d heard_ago_ms=%lld checks_only=%d", p->visit->id, p->id,
             renewals, (long long)(now - heard), since < CONSENT_TIMEOUT_MS);
     /* Emits CONNECTING, CONNECTED and READY to on_state before it returns. */
-    return nice_agent_set_selected_pair(p->agent, p->stream_id, 1, lf, rf);
+    if (nice_agent_set_selected_pair(p->agent, p->stream_id, 1, lf, rf))
+        return true;
+    consent_declined(p, "select_failed", now, heard, renewals, since);
+    return false;
 }
 
 static void on_state(NiceAgent *agent, guint stream_id, guint component_id, guint state,
