@@ -466,16 +466,27 @@ static void idle_timeout_default(NiceAgent *agent)
  * checks, where RFC 7675 gives 30 s, and sends each check once: on a thin or
  * lossy link one or two lost datagrams failed a peer whose media still
  * arrived, and the ICE restart that followed re-keyed every stream with
- * keyframes such a link cannot carry. A peer heard on the pair within the
- * last second keeps it: selecting it again restores consent and sends a new check.
- * A failure 10 s after a renewal means no answer since; the third in a row
- * (30 s without one) stands, as does any failure of a silent peer. Sooner
- * than 10 s it is no consent verdict: selecting the pair emptied libnice's
- * check list, so the peer's next check starts a triggered check of ours,
- * and that one failing under the same loss fails the component; it is
- * renewed without counting. */
-#define CONSENT_HEARD_MS 1000
-#define CONSENT_RENEWALS 2
+ * keyframes such a link cannot carry. A peer still sending keeps its pair:
+ * selecting it again restores consent and sends a new check. Its media is
+ * consent in all but name: the browser stops sending once its own checks to
+ * us go unanswered for 30 s, so what it sends says it hears us.
+ *
+ * Heard means within CONSENT_HEARD_MS, after reading what our socket holds:
+ * a worker starved for seconds on a loaded machine finds the timer and the
+ * datagrams due at once, and an RTCP-only peer (camera and microphone off)
+ * sends about once a second, some of it lost. A silent peer gets at most one
+ * renewal (the next failure comes 10 s later), so it fails within about
+ * 25 s. Media counts without limit only from our own socket, which takes
+ * the pair's remote alone; libnice's path takes any source (a peer that
+ * moved is heard there, yet the pair's address is gone), so there the
+ * third failure in a row with no answer between (30 s) stands. A failure
+ * sooner than 10 s after a renewal is no consent verdict: selecting the pair
+ * emptied libnice's check list, so the peer's next check starts a triggered
+ * check of ours, and that one failing under the same loss fails the
+ * component; it is renewed without counting. A failure of an ICE restart
+ * keeps the pair the same way while media still comes. */
+#define CONSENT_HEARD_MS 5000
+#define CONSENT_UNPROVEN_RENEWALS 2
 #define CONSENT_TIMEOUT_MS 10000 /* libnice's */
 #define CONSENT_NO_ANSWER_MS 12000
 
@@ -488,37 +499,66 @@ static void consent_declined(tm__peer *p, const char *reason, int64_t now, int64
             since == INT64_MAX ? -1LL : (long long)since);
 }
 
+/* Whether c is the candidate nice_agent_set_selected_pair takes for its
+ * foundation: the first of it in libnice's list (list: a copy of it). Peer
+ * reflexive candidates of one address share a foundation. */
+static bool first_of_foundation(GSList *list, const NiceCandidate *c)
+{
+    for (GSList *l = list; l; l = l->next) {
+        const NiceCandidate *x = l->data;
+        if (strncmp(x->foundation, c->foundation, NICE_CANDIDATE_MAX_FOUNDATION) == 0)
+            return x->transport == c->transport && nice_address_equal(&x->addr, &c->addr);
+    }
+    return false;
+}
+
+/* Copies into lf/rf the foundations that select the pair in use again, or
+ * says why they cannot. */
+static const char *consent_pair(tm__peer *p, char *lf, char *rf)
+{
+    NiceCandidate *local = NULL, *remote = NULL;
+    if (!nice_agent_get_selected_pair(p->agent, p->stream_id, 1, &local, &remote) || !local ||
+        !remote)
+        return "no_pair";
+    GSList *locals = nice_agent_get_local_candidates(p->agent, p->stream_id, 1);
+    GSList *remotes = nice_agent_get_remote_candidates(p->agent, p->stream_id, 1);
+    bool same = first_of_foundation(locals, local) && first_of_foundation(remotes, remote);
+    g_slist_free_full(locals, (GDestroyNotify)nice_candidate_free);
+    g_slist_free_full(remotes, (GDestroyNotify)nice_candidate_free);
+    if (!same)
+        return "pair_unselectable";
+    g_strlcpy(lf, local->foundation, NICE_CANDIDATE_MAX_FOUNDATION);
+    g_strlcpy(rf, remote->foundation, NICE_CANDIDATE_MAX_FOUNDATION);
+    return NULL;
+}
+
 static bool consent_renew(tm__peer *p)
 {
+    if (p->rx_on)
+        rx_drain(p); /* what came while the worker could not run counts */
     int64_t now = tm_mono_ms();
-    /* Our socket takes only the selected pair's remote; libnice's path any
-     * (a peer that moved is heard there, yet the pair's address is gone). */
     int64_t heard = p->rx_on ? p->rx_pair_ms : p->last_rx_ms;
     int64_t since = p->consent_renewed_ms ? now - p->consent_renewed_ms : INT64_MAX;
     int renewals = since < CONSENT_TIMEOUT_MS      ? p->consent_renewals
                    : since <= CONSENT_NO_ANSWER_MS ? p->consent_renewals + 1
                                                    : 1;
-    const char *declined = !p->ice_ready                              ? "not_ready"
-                           : !p->srtp                                 ? "no_srtp"
-                           : !heard || now - heard > CONSENT_HEARD_MS ? "not_heard"
-                           : renewals > CONSENT_RENEWALS              ? "renewals"
-                                                                      : NULL;
-    NiceCandidate *local = NULL, *remote = NULL;
-    if (!declined && (!nice_agent_get_selected_pair(p->agent, p->stream_id, 1, &local, &remote) ||
-                      !local || !remote))
-        declined = "no_pair";
+    char lf[NICE_CANDIDATE_MAX_FOUNDATION], rf[NICE_CANDIDATE_MAX_FOUNDATION];
+    const char *declined = !p->srtp                                            ? "no_srtp"
+                           : !heard || now - heard > CONSENT_HEARD_MS          ? "not_heard"
+                           : !p->rx_on && renewals > CONSENT_UNPROVEN_RENEWALS ? "renewals"
+                                                                               : NULL;
+    if (!declined)
+        declined = consent_pair(p, lf, rf);
     if (declined) {
         consent_declined(p, declined, now, heard, renewals, since);
         return false;
     }
-    char lf[NICE_CANDIDATE_MAX_FOUNDATION], rf[NICE_CANDIDATE_MAX_FOUNDATION];
-    g_strlcpy(lf, local->foundation, sizeof lf);
-    g_strlcpy(rf, remote->foundation, sizeof rf);
     p->consent_renewals = renewals;
     p->consent_renewed_ms = now;
     tm_info("media.consent_renewed",
-            "visit=%s peer=%s renewals=%d heard_ago_ms=%lld checks_only=%d", p->visit->id, p->id,
-            renewals, (long long)(now - heard), since < CONSENT_TIMEOUT_MS);
+            "visit=%s peer=%s renewals=%d heard_ago_ms=%lld checks_only=%d on_pair=%d restart=%d",
+            p->visit->id, p->id, renewals, (long long)(now - heard), since < CONSENT_TIMEOUT_MS,
+            p->rx_on, !p->ice_ready);
     /* Emits CONNECTING, CONNECTED and READY to on_state before it returns. */
     if (nice_agent_set_selected_pair(p->agent, p->stream_id, 1, lf, rf))
         return true;
