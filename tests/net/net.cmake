@@ -27,3 +27,8 @@ set_tests_properties(net_congestion PROPERTIES TIMEOUT 300)
 # arrives (no media.ice_failed, no new connection). Needs root.
 tm_node_test(net_consent tests/net/consent.test.mjs)
 set_tests_properties(net_consent PROPERTIES TIMEOUT 300)
+# All the patient's datagrams dropped while its signaling stays up: the page's
+# ICE restarts come at least 2, 4, 8 s apart, and the pace resets once media
+# is back. Needs root.
+tm_node_test(net_restart_pace tests/net/restart_pace.test.mjs)
+set_tests_properties(net_restart_pace PROPERTIES TIMEOUT 300)

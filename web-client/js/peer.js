@@ -9,8 +9,14 @@
 // what this page sees (bytes arriving on the transport, RTCP included, which
 // the server sends every second; ICE and DTLS state) and what the server
 // sees of this peer (media.state), and when either says the path is dead it
-// restarts ICE, and again every RESTART_RETRY_MS while nothing arrives:
-// ICE on a dead path gives up too slowly to notice the network's return.
+// restarts ICE, and again while nothing arrives: ICE on a dead path gives up
+// too slowly to notice the network's return. Restarts are paced, one offer
+// at a time, RESTART_FIRST_MS apart doubling to RESTART_MAX_MS, back to the
+// first once connected again: on a saturated link each restart re-keys every
+// stream with keyframes the link cannot carry, and restarting again at once
+// (11 in 10 s) kept it down. ICE "disconnected" alone is no dead path while
+// media arrives (the browser says it after a few lost checks), and a
+// recovery the server called for lasts until the server says it is back.
 // A restart only resumes media over the DTLS session both ends still hold;
 // when the server answers with a new one (it forgot this peer) or ICE comes
 // up and nothing arrives, the page makes a fresh RTCPeerConnection.
@@ -37,7 +43,8 @@
 
 const WATCH_MS = 500;
 const STALL_MS = 1500; // nothing received this long (the server reports every 1 s): dead path
-const RESTART_RETRY_MS = 2000;
+const RESTART_FIRST_MS = 2000;
+const RESTART_MAX_MS = 10000;
 const ICE_UP_NO_MEDIA_MS = 3000; // ICE connected after a restart, yet nothing: no session
 const REBUILD_WAIT_MS = 6000; // a fresh connection gets this long before the next try
 // A refused offer the server says will pass (the visit is not active or not
@@ -71,6 +78,8 @@ export class MediaPeer extends EventTarget {
     this.serverState = null;
     this.rx = { bytes: 0, at: 0, ever: false };
     this.recovery = null; // {since, lastTry, wait, iceUpAt, tries}
+    this.restartPace = { wait: RESTART_FIRST_MS, notBefore: 0 }; // across recoveries
+    this.restarts = 0; // ICE restarts asked for, for tests and logs
     this.offerPending = null; // the one offer the server has not answered yet
     this.offerRetry = null; // timer of a refused offer's next try
     this.offerTries = 0; // refused offers in a row
@@ -141,7 +150,7 @@ export class MediaPeer extends EventTarget {
     pc.onconnectionstatechange = () => {
       const s = pc.connectionState;
       if (s === 'connected' || s === 'connecting' || s === 'disconnected' || s === 'failed') this.setState(s);
-      if (s === 'failed' || s === 'disconnected') this.recover(`ice ${s}`);
+      if (s === 'failed') this.recover(`ice ${s}`);
     };
     return pc;
   }
@@ -272,15 +281,22 @@ export class MediaPeer extends EventTarget {
   nextTry({ fresh = false } = {}) {
     const r = this.recovery;
     if (!r || this.closed || this.offerPending || this.sig.state !== 'open') return;
+    const now = performance.now();
+    const pace = this.restartPace;
+    if (!fresh && now < pace.notBefore) return; // the watchdog comes back
     r.tries++;
-    r.lastTry = performance.now();
+    r.lastTry = now;
     r.iceUpAt = 0;
     if (fresh) {
       r.wait = REBUILD_WAIT_MS;
       this.start().catch(() => {});
       return;
     }
-    r.wait = RESTART_RETRY_MS;
+    r.wait = pace.wait;
+    pace.notBefore = now + pace.wait;
+    pace.wait = Math.min(pace.wait * 2, RESTART_MAX_MS);
+    this.restarts++;
+    console.info(`telemed: media ice restart ${this.restarts} at=${Math.round(now)} next_after_ms=${r.wait}`);
     try {
       this.pc.restartIce();
     } catch { /* closed meanwhile */ }
@@ -303,15 +319,17 @@ export class MediaPeer extends EventTarget {
     });
     if (bytes > this.rx.bytes) this.rx = { bytes, at: now, ever: true };
     const ice = pc.iceConnectionState;
+    const iceUp = ice === 'connected' || ice === 'completed';
+    const serverLost = this.serverState === 'failed' || this.serverState === 'disconnected';
     const r = this.recovery;
     if (r) {
       const flowing = this.rx.at > r.lastTry && now - this.rx.at < STALL_MS && dtls === 'connected';
-      if (flowing) {
+      if (flowing && !serverLost) {
         console.info(`telemed: media recovered after ${Math.round(now - r.since)} ms, ${r.tries} tries`);
         this.recovery = null;
+        if (iceUp) this.restartPace.wait = RESTART_FIRST_MS;
         return;
       }
-      const iceUp = ice === 'connected' || ice === 'completed';
       if (!iceUp || this.offerPending) r.iceUpAt = 0;
       else if (!r.iceUpAt) r.iceUpAt = now;
       if (r.iceUpAt && now - r.iceUpAt >= ICE_UP_NO_MEDIA_MS) this.nextTry({ fresh: true });
@@ -319,9 +337,8 @@ export class MediaPeer extends EventTarget {
       return;
     }
     const stalled = this.rx.ever && now - this.rx.at >= STALL_MS;
-    const serverLost = this.serverState === 'failed' || this.serverState === 'disconnected';
     if (stalled) this.recover('nothing received');
-    else if (ice === 'failed' || ice === 'disconnected') this.recover(`ice ${ice}`);
+    else if (ice === 'failed') this.recover(`ice ${ice}`);
     else if (dtls === 'failed' || dtls === 'closed') this.recover(`dtls ${dtls}`);
     else if (serverLost) this.recover(`server says ${this.serverState}`);
   }
