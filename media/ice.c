@@ -471,32 +471,35 @@ static void idle_timeout_default(NiceAgent *agent)
  * consent in all but name: the browser stops sending once its own checks to
  * us go unanswered for 30 s, so what it sends says it hears us.
  *
- * Heard means within CONSENT_HEARD_MS, after reading what our socket holds:
- * a worker starved for seconds on a loaded machine finds the timer and the
- * datagrams due at once, and an RTCP-only peer (camera and microphone off)
- * sends about once a second, some of it lost. A silent peer gets at most one
- * renewal (the next failure comes 10 s later), so it fails within about
- * 25 s. Media counts without limit only from our own socket, which takes
- * the pair's remote alone; libnice's path takes any source (a peer that
- * moved is heard there, yet the pair's address is gone), so there the
- * third failure in a row with no answer between (30 s) stands. A failure
+ * Heard means within CONSENT_HEARD_MS of when the worker last ran on time,
+ * after reading what our socket holds: a worker starved for seconds on a
+ * loaded machine finds the timer and the datagrams due at once, and an
+ * RTCP-only peer (camera and microphone off) sends about once a second, some
+ * of it lost. A silent peer gets at most one renewal (the next failure comes
+ * 10 s later), so it fails within about 25 s. Media counts without limit
+ * only from our own socket, which takes the pair's remote alone. Media on
+ * libnice's path comes from any source (a peer that moved is heard there,
+ * yet the pair's address is gone; a browser on this host may send from
+ * another address than the candidate it signalled), so there the third
+ * failure in a row with no answer between (30 s) stands. A failure
  * sooner than 10 s after a renewal is no consent verdict: selecting the pair
  * emptied libnice's check list, so the peer's next check starts a triggered
  * check of ours, and that one failing under the same loss fails the
  * component; it is renewed without counting. A failure of an ICE restart
  * keeps the pair the same way while media still comes. */
 #define CONSENT_HEARD_MS 5000
+#define WORKER_TICK_MS 1000 /* worker.c's tick */
 #define CONSENT_UNPROVEN_RENEWALS 2
 #define CONSENT_TIMEOUT_MS 10000 /* libnice's */
 #define CONSENT_NO_ANSWER_MS 12000
 
-static void consent_declined(tm__peer *p, const char *reason, int64_t now, int64_t heard,
-                             int renewals, int64_t since)
+static void consent_declined(tm__peer *p, const char *reason, int64_t now, int64_t ran,
+                             int64_t heard, int renewals, int64_t since)
 {
     tm_info("media.consent_not_renewed",
-            "visit=%s peer=%s reason=%s heard_ago_ms=%lld renewals=%d since_ms=%lld", p->visit->id,
-            p->id, reason, heard ? (long long)(now - heard) : -1LL, renewals,
-            since == INT64_MAX ? -1LL : (long long)since);
+            "visit=%s peer=%s reason=%s heard_ago_ms=%lld late_ms=%lld renewals=%d since_ms=%lld",
+            p->visit->id, p->id, reason, heard ? (long long)(now - heard) : -1LL,
+            (long long)(now - ran), renewals, since == INT64_MAX ? -1LL : (long long)since);
 }
 
 /* Whether c is the candidate nice_agent_set_selected_pair takes for its
@@ -532,25 +535,32 @@ static const char *consent_pair(tm__peer *p, char *lf, char *rf)
     return NULL;
 }
 
+static bool heard_since(int64_t heard, int64_t ran)
+{
+    return heard && ran - heard <= CONSENT_HEARD_MS;
+}
+
 static bool consent_renew(tm__peer *p)
 {
     if (p->rx_on)
         rx_drain(p); /* what came while the worker could not run counts */
     int64_t now = tm_mono_ms();
-    int64_t heard = p->rx_on ? p->rx_pair_ms : p->last_rx_ms;
+    int64_t ran = p->w->tick_ms ? MIN(now, p->w->tick_ms + WORKER_TICK_MS) : now;
+    bool on_pair = p->rx_on && heard_since(p->rx_pair_ms, ran);
+    int64_t heard = on_pair ? p->rx_pair_ms : p->last_rx_ms;
     int64_t since = p->consent_renewed_ms ? now - p->consent_renewed_ms : INT64_MAX;
     int renewals = since < CONSENT_TIMEOUT_MS      ? p->consent_renewals
                    : since <= CONSENT_NO_ANSWER_MS ? p->consent_renewals + 1
                                                    : 1;
     char lf[NICE_CANDIDATE_MAX_FOUNDATION], rf[NICE_CANDIDATE_MAX_FOUNDATION];
-    const char *declined = !p->srtp                                            ? "no_srtp"
-                           : !heard || now - heard > CONSENT_HEARD_MS          ? "not_heard"
-                           : !p->rx_on && renewals > CONSENT_UNPROVEN_RENEWALS ? "renewals"
-                                                                               : NULL;
+    const char *declined = !p->srtp                                           ? "no_srtp"
+                           : !heard_since(heard, ran)                         ? "not_heard"
+                           : !on_pair && renewals > CONSENT_UNPROVEN_RENEWALS ? "renewals"
+                                                                              : NULL;
     if (!declined)
         declined = consent_pair(p, lf, rf);
     if (declined) {
-        consent_declined(p, declined, now, heard, renewals, since);
+        consent_declined(p, declined, now, ran, heard, renewals, since);
         return false;
     }
     p->consent_renewals = renewals;
@@ -558,11 +568,11 @@ static bool consent_renew(tm__peer *p)
     tm_info("media.consent_renewed",
             "visit=%s peer=%s renewals=%d heard_ago_ms=%lld checks_only=%d on_pair=%d restart=%d",
             p->visit->id, p->id, renewals, (long long)(now - heard), since < CONSENT_TIMEOUT_MS,
-            p->rx_on, !p->ice_ready);
+            on_pair, !p->ice_ready);
     /* Emits CONNECTING, CONNECTED and READY to on_state before it returns. */
     if (nice_agent_set_selected_pair(p->agent, p->stream_id, 1, lf, rf))
         return true;
-    consent_declined(p, "select_failed", now, heard, renewals, since);
+    consent_declined(p, "select_failed", now, ran, heard, renewals, since);
     return false;
 }
 
