@@ -16,6 +16,7 @@ const CHECKS = 20;
 const CAP_MS = 180000;
 
 const count = (logs, ev) => logs.split('\n').filter((l) => l.includes(`ev=${ev} `)).length;
+const restarts = (page) => page.evaluate(() => window.tm.call.peer.restarts || 0);
 
 test(`a patient losing ${LOSS_PCT} % of datagrams each way keeps its ICE session`, { timeout: 300000 }, async (t) => {
   const ctx = await startImpairedVisit({ tag: 'consent' });
@@ -27,6 +28,7 @@ test(`a patient losing ${LOSS_PCT} % of datagrams each way keeps its ICE session
     const failedBefore = count(ctx.srv.logs, 'media.ice_failed');
     const renewedBefore = count(ctx.srv.logs, 'media.consent_renewed');
     const before = await Promise.all([received(ctx.patient), received(ctx.doctor)]);
+    const restartsBefore = await Promise.all([restarts(ctx.patient), restarts(ctx.doctor)]);
     const stats0 = await ctx.relay.stats();
     await ctx.relay.cmd(`drop ${LOSS_PCT}`);
     const t0 = Date.now();
@@ -38,9 +40,10 @@ test(`a patient losing ${LOSS_PCT} % of datagrams each way keeps its ICE session
     await ctx.relay.cmd('drop 0');
     const after = await Promise.all([received(ctx.patient), received(ctx.doctor)]);
     const renewed = count(ctx.srv.logs, 'media.consent_renewed') - renewedBefore;
+    const restarted = (await Promise.all([restarts(ctx.patient), restarts(ctx.doctor)])).map((n, i) => n - restartsBefore[i]);
     const lost = r.st.down_dropped - stats0.down_dropped + r.st.up_dropped - stats0.up_dropped;
     console.log(`${r.checks} consent checks in ${Date.now() - t0} ms at ${LOSS_PCT} % loss (${lost} datagrams dropped): ` +
-      `${r.failed} ICE failures, ${renewed} consent renewals; patient ${JSON.stringify(after[0])}, doctor ${JSON.stringify(after[1])}`);
+      `${r.failed} ICE failures, ${renewed} consent renewals, ICE restarts by the pages ${restarted.join('/')}; patient ${JSON.stringify(after[0])}, doctor ${JSON.stringify(after[1])}`);
     assert.equal(r.failed, 0, 'the server declared the patient failed although its media kept arriving');
     for (const [who, b, a] of [['patient', before[0], after[0]], ['doctor', before[1], after[1]]]) {
       assert.equal(a.pcs, b.pcs, `the ${who}'s page made a new connection`);
