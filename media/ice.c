@@ -479,14 +479,15 @@ static void idle_timeout_default(NiceAgent *agent)
  * 10 s later), so it fails within about 25 s. Media counts without limit
  * only from our own socket, which takes the pair's remote alone. Media on
  * libnice's path comes from any source (a peer that moved is heard there,
- * yet the pair's address is gone; a browser on this host may send from
- * another address than the candidate it signalled), so there the third
- * failure in a row with no answer between (30 s) stands. A failure
+ * yet the pair's address is gone; a doctor's peer on this host had all its
+ * media come there, why not known), so there the third failure in a row
+ * with no answer between (30 s) stands. A failure
  * sooner than 10 s after a renewal is no consent verdict: selecting the pair
  * emptied libnice's check list, so the peer's next check starts a triggered
  * check of ours, and that one failing under the same loss fails the
  * component; it is renewed without counting. A failure of an ICE restart
- * keeps the pair the same way while media still comes. */
+ * keeps the old pair the same way while media still comes, if libnice (which
+ * finds candidates by foundation) can still select it. */
 #define CONSENT_HEARD_MS 5000
 #define WORKER_TICK_MS 1000 /* worker.c's tick */
 #define CONSENT_UNPROVEN_RENEWALS 2
