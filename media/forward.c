@@ -339,14 +339,14 @@ static void choose_speaker(tm__visit *v, int64_t now_ms)
     post_speaker(v);
 }
 
-void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
+bool tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
 {
     tm__worker *w = from->w; /* now_us is also the start of the latency measurement */
     tm_rtp_header h;
     if (len + TM__SRTP_MAX_TRAILER + 64 > TM__PKT_CAP ||
         tm__srtp_unprotect_rtp(from->srtp, buf, &len) != 0 || tm_rtp_parse(buf, len, &h) != 0) {
         tm__forward_count(&w->counters.dropped_malformed);
-        return;
+        return false;
     }
     if (!from->srtp_heard_ms)
         from->srtp_heard_ms = now_us / 1000;
@@ -354,20 +354,20 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
     bool rtx;
     tm__in_stream *s = find_in(from, buf, &h, &rtx);
     if (!s)
-        return; /* a stream we did not accept */
+        return true; /* a stream we did not accept */
     if (rtx) {
         /* Back to the original packet; a bare padding probe has no OSN. */
         int n = h.payload_len >= 2 ? tm_rtp_unwrap_rtx(buf, len, s->ssrc, (uint8_t)s->pt) : -1;
         if (n < TM_RTP_HEADER_MIN || tm_rtp_parse(buf, (size_t)n, &h) != 0)
-            return;
+            return true;
         len = (size_t)n;
         tm__forward_count(&w->counters.rtx_received);
     } else if (h.pt != s->pt) {
-        return;
+        return true;
     }
     if (w->test_drop_in && s->kind == TM_MEDIA_VIDEO && !rtx &&
         ++w->test_drop_in_n % w->test_drop_in == 0)
-        return;
+        return true;
     int64_t now_ms = now_us / 1000;
     tm__visit *v = from->visit;
     if (s->kind == TM_MEDIA_VIDEO)
@@ -410,11 +410,12 @@ void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
     if (s->kf_tries)
         tm__keyframe_pace(from, s, key, now_ms);
     if (hd->n_bound == 0)
-        return;
+        return true;
     if (w->tx_queueing)
         w->lat_pending++; /* timed once its batch's sendmmsg is done (ice.c) */
     else
         tm__forward_note_latency(w, now_us, 1);
+    return true;
 }
 
 void tm__forward_note_latency(tm__worker *w, int64_t since_us, unsigned n)

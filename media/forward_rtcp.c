@@ -146,13 +146,13 @@ static void on_keyframe_request(tm__peer *from, uint32_t media_ssrc, bool fir)
     tm__forward_keyframe_request(o->src_peer, src, fresh);
 }
 
-void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
+bool tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
 {
     tm__worker *w = from->w;
     if (len + TM__SRTP_MAX_TRAILER > TM__PKT_CAP ||
         tm__srtp_unprotect_rtcp(from->srtp, buf, &len) != 0 || tm_rtcp_validate(buf, len) != 0) {
         tm__forward_count(&w->counters.dropped_malformed);
-        return;
+        return false;
     }
     int64_t now_ms = now_us / 1000;
     if (!from->srtp_heard_ms)
@@ -212,4 +212,5 @@ void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
             break;
         }
     }
+    return true;
 }

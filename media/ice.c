@@ -164,31 +164,34 @@ void tm__ice_send(tm__peer *p, const uint8_t *buf, size_t len)
  * do. Any failure leaves the peer on libnice's path. */
 
 /* Media (RTP/RTCP) or DTLS that arrived on the peer's transport, either way.
- * STUN never gets here: libnice keeps it. */
-static void deliver(tm__peer *p, uint8_t *b, size_t len, int64_t now_us)
+ * STUN never gets here: libnice keeps it. Returns whether b was media that
+ * authenticated. */
+static bool deliver(tm__peer *p, uint8_t *b, size_t len, int64_t now_us)
 {
     atomic_fetch_add_explicit(&ctr(p)->rx_packets, 1, memory_order_relaxed);
     tm_packet_kind_t kind = p->closing ? TM_PKT_UNKNOWN : tm_packet_kind(b, len);
     switch (kind) {
     case TM_PKT_DTLS:
         tm__peer_dtls_input(p, b, len);
-        return;
+        return false;
     case TM_PKT_RTP:
     case TM_PKT_RTCP:
         if (!p->srtp) {
             /* SRTP keys come only from a completed, fingerprint-checked handshake. */
             atomic_fetch_add_explicit(&ctr(p)->dropped_unknown_source, 1, memory_order_relaxed);
-            return;
+            return false;
         }
-        if (kind == TM_PKT_RTCP)
-            tm__forward_rtcp(p, b, len, now_us);
-        else
-            tm__forward_rtp(p, b, len, now_us);
-        tm__peer_media_seen(p, now_us / 1000);
-        return;
+        /* Only what authenticates speaks for the peer: anyone can send from
+         * its address, and consent must not be kept by such packets. */
+        if (kind == TM_PKT_RTCP ? tm__forward_rtcp(p, b, len, now_us)
+                                : tm__forward_rtp(p, b, len, now_us)) {
+            tm__peer_media_seen(p, now_us / 1000);
+            return true;
+        }
+        return false;
     default:
         atomic_fetch_add_explicit(&ctr(p)->dropped_malformed, 1, memory_order_relaxed);
-        return;
+        return false;
     }
 }
 
@@ -248,8 +251,8 @@ static void rx_drain(tm__peer *p)
                 continue;
             }
             atomic_fetch_add_explicit(&ctr(p)->rx_direct, 1, memory_order_relaxed);
-            p->rx_pair_ms = now_us / 1000;
-            deliver(p, w->rx_buf[i], w->rx_msg[i].msg_len, now_us);
+            if (deliver(p, w->rx_buf[i], w->rx_msg[i].msg_len, now_us))
+                p->rx_pair_ms = now_us / 1000;
         }
         if (w->tx_n)
             tx_flush(w);

@@ -306,13 +306,13 @@ struct tm__peer {
     int rx_nice_fd; /* the libnice socket it sits beside */
     uint32_t rx_ip; /* the remote it takes media from (network order) */
     uint16_t rx_port;
-    int64_t rx_pair_ms; /* monotonic time it last delivered (from the selected pair) */
+    int64_t rx_pair_ms; /* monotonic time it last delivered an authenticated packet */
     /* DTLS / SRTP */
     tm__dtls *dtls;
     GSource *dtls_timer;
     tm__srtp *srtp;
     const char *state;  /* last state reported (static string) */
-    int64_t last_rx_ms; /* monotonic time of the last SRTP/SRTCP packet accepted */
+    int64_t last_rx_ms; /* monotonic time of the last SRTP/SRTCP packet authenticated */
     /* The first SRTP/SRTCP of its that authenticated (0 = none yet): it has our
      * last flight, so its DTLS state can go once stray retransmissions are over. */
     int64_t srtp_heard_ms;
@@ -459,8 +459,9 @@ char **tm__ice_local_candidates(tm__peer *p);
 /* ---- forward.c, forward_rtcp.c, forward_bind.c, forward_tick.c: the per-visit router ---- */
 /* now_us: g_get_monotonic_time() when the datagram was taken in (one clock
  * read per datagram, shared by forwarding, stats and the peer's liveness). */
-void tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us);
-void tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us);
+/* Each returns whether the packet authenticated (it may still be dropped). */
+bool tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us);
+bool tm__forward_rtcp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us);
 /* Adds n packets taken in at since_us and sent by now to the latency histogram. */
 void tm__forward_note_latency(tm__worker *w, int64_t since_us, unsigned n);
 /* Rebinds every receiver's out streams to the visit's senders (join order). */
