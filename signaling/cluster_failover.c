@@ -197,7 +197,10 @@ bool tm__cluster_resume_guest(tm_signaling *sig, session *s, const char *re, con
 {
     tm_visit rec;
     char holder[64], away[64];
-    if (!shared(sig) || g_hash_table_lookup(sig->visits, visit_id) ||
+    /* A mirror (the bus has not yet said the visit started elsewhere) is
+     * not this node's: the store says where it runs. */
+    live_visit *here = g_hash_table_lookup(sig->visits, visit_id);
+    if (!shared(sig) || (here && !here->remote) ||
         tm_store_visit_get(sig->store, visit_id, &rec) < 0 || strcmp(rec.state, "active") != 0 ||
         tm_store_visit_media_node(sig->store, visit_id, holder) < 0 ||
         resume_here(sig, visit_id, holder, TM_ROLE_GUEST, guest_id, away))
