@@ -327,12 +327,14 @@ export class MediaPeer extends EventTarget {
       if (flowing && !serverLost) {
         console.info(`telemed: media recovered after ${Math.round(now - r.since)} ms, ${r.tries} tries`);
         this.recovery = null;
-        if (iceUp) this.restartPace.wait = RESTART_FIRST_MS;
+        if (iceUp) this.restartPace = { wait: RESTART_FIRST_MS, notBefore: 0 };
         return;
       }
       if (!iceUp || this.offerPending) r.iceUpAt = 0;
       else if (!r.iceUpAt) r.iceUpAt = now;
-      if (r.iceUpAt && now - r.iceUpAt >= ICE_UP_NO_MEDIA_MS) this.nextTry({ fresh: true });
+      // Only after a try of this recovery: before it (its restart waiting for
+      // the pace) "connected" is the old path the browser has not given up.
+      if (r.iceUpAt && r.tries && now - r.iceUpAt >= ICE_UP_NO_MEDIA_MS) this.nextTry({ fresh: true });
       else if (now - r.lastTry >= r.wait) this.nextTry();
       return;
     }
