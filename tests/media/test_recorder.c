@@ -17,6 +17,7 @@
 #include "telemed/common.h"
 #include "telemed/rec_crypt.h"
 #include "telemed/recorder.h"
+#include "tm_gst_rtp.h"
 #include "tm_test.h"
 
 #include <glib.h>
@@ -34,42 +35,6 @@ static char *dir;
 static const char *self_exe;
 
 /* ---- real RTP, made by GStreamer ------------------------------------------ */
-
-typedef struct pkt {
-    GstClockTime pts;
-    int kind; /* 0 audio, 1 video */
-    GBytes *data;
-} pkt;
-
-static void collect(const char *desc, int kind, GArray *out)
-{
-    GError *e = NULL;
-    GstElement *p = gst_parse_launch(desc, &e);
-    if (!p)
-        fprintf(stderr, "parse: %s\n", e->message);
-    CHECK(p != NULL);
-    GstElement *sink = gst_bin_get_by_name(GST_BIN(p), "out");
-    CHECK(gst_element_set_state(p, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
-    GstSample *s;
-    while ((s = gst_app_sink_pull_sample(GST_APP_SINK(sink)))) {
-        GstBuffer *b = gst_sample_get_buffer(s);
-        GstMapInfo map;
-        CHECK(gst_buffer_map(b, &map, GST_MAP_READ));
-        pkt k = {GST_BUFFER_PTS(b), kind, g_bytes_new(map.data, map.size)};
-        g_array_append_val(out, k);
-        gst_buffer_unmap(b, &map);
-        gst_sample_unref(s);
-    }
-    gst_element_set_state(p, GST_STATE_NULL);
-    gst_object_unref(sink);
-    gst_object_unref(p);
-}
-
-static gint by_pts(gconstpointer a, gconstpointer b)
-{
-    const pkt *x = a, *y = b;
-    return x->pts < y->pts ? -1 : x->pts > y->pts;
-}
 
 /* seconds of 320x240@30 video (VP8, or H.264 constrained baseline as
  * Safari sends it) and 48 kHz Opus, as RTP, merged in pts order. */
@@ -131,7 +96,7 @@ static void push_paced(tm_recorder **rs, int nr, GArray *a, guint from, guint to
         const uint8_t *d = g_bytes_get_data(k->data, &len);
         for (int j = 0; j < nr; j++)
             for (int b = 0; b < nbases; b++)
-                CHECK_EQ_INT(tm_recorder_push(rs[j], bases[b] + k->kind, d, len), 0);
+                CHECK_EQ_INT(tm_recorder_push(rs[j], bases[b] + k->track, d, len), 0);
     }
 }
 
@@ -381,7 +346,7 @@ static void test_silent_tracks(void)
             size_early = sb.st_size;
         if (size_late < 0 && k->pts >= 4900 * GST_MSECOND && stat(path, &sb) == 0)
             size_late = sb.st_size;
-        if (k->kind == 1 && camera_off)
+        if (k->track == 1 && camera_off)
             continue;
         int base = 0;
         push_paced(&r, 1, rtp, i, i + 1, &base, 1, t0);
@@ -440,7 +405,7 @@ static void test_reconnect(void)
                 copy[4 + b] = (uint8_t)(ts >> (24 - 8 * b));
             copy[8] ^= 0x5a; /* another SSRC */
         }
-        CHECK_EQ_INT(tm_recorder_push(r, k->kind, copy, len), 0);
+        CHECK_EQ_INT(tm_recorder_push(r, k->track, copy, len), 0);
     }
     done d;
     finish_ok(r, &d);
@@ -474,7 +439,7 @@ static void test_reorder(void)
         guint order[2] = {i, i};
         int n = 1;
         pkt *k = &g_array_index(rtp, pkt, i);
-        if (i + 1 < rtp->len && i % 4 == 0 && g_array_index(rtp, pkt, i + 1).kind == k->kind) {
+        if (i + 1 < rtp->len && i % 4 == 0 && g_array_index(rtp, pkt, i + 1).track == k->track) {
             order[0] = i + 1; /* the later packet overtakes this one */
             order[1] = i;
             n = 2;
@@ -490,7 +455,7 @@ static void test_reorder(void)
             int copies = order[j] % 7 == 3 ? 2 : 1;
             dups += copies - 1;
             for (int c = 0; c < copies; c++, pushes++)
-                CHECK_EQ_INT(tm_recorder_push(r, q->kind, d, len), 0);
+                CHECK_EQ_INT(tm_recorder_push(r, q->track, d, len), 0);
         }
     }
     done d;
@@ -580,7 +545,7 @@ static void test_burst_drops(void)
         pkt *k = &g_array_index(rtp, pkt, (guint)i % rtp->len);
         gsize len;
         const uint8_t *data = g_bytes_get_data(k->data, &len);
-        int rc = tm_recorder_push(r, k->kind, data, len);
+        int rc = tm_recorder_push(r, k->track, data, len);
         CHECK(rc == 0 || rc == TM_ERATE);
         rc == 0 ? ok++ : full++;
     }
@@ -787,7 +752,7 @@ static int child_write_error(const char *path)
             g_main_context_iteration(NULL, FALSE) || (g_usleep(1000), 0);
         gsize len;
         const uint8_t *d = g_bytes_get_data(k->data, &len);
-        if (tm_recorder_push(r, k->kind, d, len) == TM_EIO)
+        if (tm_recorder_push(r, k->track, d, len) == TM_EIO)
             refused++;
     }
     for (int64_t end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
