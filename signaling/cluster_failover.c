@@ -211,28 +211,18 @@ bool tm__cluster_resume_guest(tm_signaling *sig, session *s, const char *re, con
     return false;
 }
 
-bool tm__cluster_watch_elsewhere(tm_signaling *sig, session *s, const char *re,
-                                 const char *visit_id, const char *user_key)
+bool tm__cluster_held_elsewhere(tm_signaling *sig, const char *visit_id, char holder[64], char *url,
+                                size_t url_len)
 {
     tm_visit rec;
-    char holder[64], url[300] = "";
+    url[0] = '\0';
     if (!shared(sig) || tm_store_visit_get(sig->store, visit_id, &rec) < 0 ||
         strcmp(rec.state, "active") != 0 ||
         tm_store_visit_media_node(sig->store, visit_id, holder) < 0 || !holder[0] ||
         strcmp(holder, my_node(sig)) == 0 || !node_live(sig, holder))
         return false;
-    tm__cluster_node_ws_url(sig, holder, url, sizeof(url));
-    if (!url[0])
-        return false;
-    /* A watch is not a participant's hello: the connection stays open (a
-     * wall's other watches are this node's) until the page follows. */
-    tm__send_msg(s, json_pack("{s:s, s:s, s:s, s:s}", "type", "session.move", "url", url,
-                              "visit_id", visit_id, "reason", "holder_changed"));
-    tm_info("cluster.user_moved", "visit=%s user=%s to=%s reason=watch", visit_id, user_key,
-            holder);
-    tm__reply_err_reason(s, re, TM_ECONFLICT, "the visit goes on on another server; watch it there",
-                         "visit_elsewhere");
-    return true;
+    tm__cluster_node_ws_url(sig, holder, url, url_len);
+    return url[0] != '\0';
 }
 
 void tm__cluster_visit_released(tm_signaling *sig, const char *id)

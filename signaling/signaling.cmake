@@ -36,3 +36,10 @@ target_include_directories(test_cluster_sync PRIVATE ${CMAKE_CURRENT_LIST_DIR} $
 target_compile_definitions(test_cluster_sync PRIVATE
   TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
 set_tests_properties(test_cluster_sync PROPERTIES TIMEOUT 300)
+# Issue 19: a supervisor's watch of a visit another node holds is checked
+# for scope and audited before the page is sent there.
+tm_unit_test(test_cluster_watch tests/signaling/test_cluster_watch.c)
+target_include_directories(test_cluster_watch PRIVATE ${CMAKE_CURRENT_LIST_DIR} ${CMAKE_SOURCE_DIR}/tests/server)
+target_compile_definitions(test_cluster_watch PRIVATE
+  TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
+set_tests_properties(test_cluster_watch PROPERTIES TIMEOUT 300)

@@ -366,11 +366,10 @@ bool tm__cluster_resume_active(tm_signaling *sig, session *s, const char *re, tm
  * visit_id; guest_id "" before the link's first use. */
 bool tm__cluster_resume_guest(tm_signaling *sig, session *s, const char *re, const char *visit_id,
                               const char *guest_id);
-/* visit.watch of visit_id, active and held by another live node: the
- * supervisor's page is sent there (session.move) and the watch refused
- * with visit_elsewhere (reply sent, true); false when that is not so. */
-bool tm__cluster_watch_elsewhere(tm_signaling *sig, session *s, const char *re,
-                                 const char *visit_id, const char *user_key);
+/* Whether visit_id is active and held by another live node whose
+ * WebSocket URL is known: its id into holder, the URL into url. */
+bool tm__cluster_held_elsewhere(tm_signaling *sig, const char *visit_id, char holder[64], char *url,
+                                size_t url_len);
 
 /* visit:<id> on the bus: an active visit that a dead node's takeover
  * released is placed here when this node wins it, and its participants

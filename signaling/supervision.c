@@ -426,6 +426,39 @@ static void handle_overview_off(request *r)
     handle_overview(r, false);
 }
 
+/* A visit another live node holds is watched there: a supervisor in scope
+ * is sent to that node (session.move) and the watch here refused with
+ * visit_elsewhere, the connection left open for the wall's other watches.
+ * Scope and audit come first: one out of scope is refused, not moved.
+ * True when answered; mirror is this node's copy of the visit, if any. */
+static bool watch_elsewhere(request *r, const char *visit_id, const live_visit *mirror)
+{
+    tm_signaling *sig = r->sig;
+    char holder[64], url[300], detail[100];
+    if (!tm__cluster_held_elsewhere(sig, visit_id, holder, url, sizeof(url)))
+        return false;
+    tm_visit rec;
+    const char *dept = mirror                                                ? mirror->dept
+                       : tm_store_visit_get(sig->store, visit_id, &rec) == 0 ? rec.dept_id
+                                                                             : "";
+    if (!user_sees_dept(sig, r->u, dept)) {
+        tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "visit.watch", visit_id,
+                       "denied", "another institution");
+        tm__reply_err(r->s, r->id, TM_EPERM, "the visit belongs to another institution");
+        return true;
+    }
+    snprintf(detail, sizeof(detail), "held by %s", holder);
+    tm_store_audit(sig->store, r->u->sub, tm__audit_role(r->u), "visit.watch", visit_id, "moved",
+                   detail);
+    tm__send_msg(r->s, json_pack("{s:s, s:s, s:s, s:s}", "type", "session.move", "url", url,
+                                 "visit_id", visit_id, "reason", "holder_changed"));
+    tm_info("cluster.user_moved", "visit=%s user=%s to=%s reason=watch", visit_id, r->u->key,
+            holder);
+    tm__reply_err_reason(r->s, r->id, TM_ECONFLICT,
+                         "the visit goes on on another server; watch it there", "visit_elsewhere");
+    return true;
+}
+
 static void handle_watch(request *r)
 {
     tm_signaling *sig = r->sig;
@@ -437,7 +470,7 @@ static void handle_watch(request *r)
         return;
     }
     live_visit *v = visit_id ? g_hash_table_lookup(sig->visits, visit_id) : NULL;
-    if (!v && visit_id && tm__cluster_watch_elsewhere(sig, r->s, r->id, visit_id, r->u->key))
+    if (visit_id && (!v || v->remote) && watch_elsewhere(r, visit_id, v))
         return;
     if (!v || v->state != TM_VS_ACTIVE) {
         tm_visit rec;
