@@ -236,10 +236,12 @@ json_t *tm_signaling_overview_in(tm_signaling *sig, const char *institution)
         if (!dept_in(scope, v->dept))
             continue;
         user *p = tm__visit_patient(sig, v);
-        json_t *o =
-            json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b}", "id", v->id, "dept", v->dept, "state",
-                      tm_visit_state_name(v->state), "patient_id", v->patient_sub, "kind", v->kind,
-                      "urgent", v->urgent, "patient_connected", p && p->sess);
+        /* A mirror's patient is connected to their own node unless in
+         * their grace period there. */
+        bool connected = v->remote ? !v->patient_away : p && p->sess;
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b}", "id", v->id, "dept", v->dept,
+                              "state", tm_visit_state_name(v->state), "patient_id", v->patient_sub,
+                              "kind", v->kind, "urgent", v->urgent, "patient_connected", connected);
         json_object_set_new(o, "doctor_id",
                             v->doctor_id[0] ? json_string(v->doctor_id) : json_null());
         json_object_set_new(o, "checkin_at", tm__time_json(v->checkin_ms));
