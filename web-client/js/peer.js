@@ -36,6 +36,9 @@
 // (TRANSIENT_REFUSALS), and such an offer is sent again with backoff,
 // state 'retrying' meanwhile; a final refusal, or the last retry's, makes
 // the state 'unavailable' with the reason ('gave_up' after the retries).
+// The waits are OFFER_RETRY_MS unless the constructor's offerRetryMs gives
+// others: a test that decides when the refusal passes retries as long as
+// it needs, not within the product's 23.5 s.
 //
 // Events: 'track' (detail: {track, streams, transceiver}), 'state'
 // (detail: {state, message, reason}: new|connecting|connected|disconnected|
@@ -58,13 +61,14 @@ export class MediaPeer extends EventTarget {
   // sig: Signaling; visitId; iceServers from hello; stream: local
   // MediaStream or null; recv: {audio, video} recvonly transceiver counts
   // (supervisor), used when no stream is sent.
-  constructor({ sig, visitId, iceServers = [], stream = null, recv = null }) {
+  constructor({ sig, visitId, iceServers = [], stream = null, recv = null, offerRetryMs = OFFER_RETRY_MS }) {
     super();
     this.sig = sig;
     this.visitId = visitId;
     this.iceServers = iceServers;
     this.stream = stream;
     this.recv = recv;
+    this.offerRetryMs = offerRetryMs;
     this.extraRecv = 0; // recvonly audio+video pairs beyond the sendrecv ones
     this.renegotiateWanted = false;
     this.pc = null;
@@ -198,12 +202,12 @@ export class MediaPeer extends EventTarget {
   // there are waits left. False when the page should give up now.
   retryRefused(e, opts) {
     if (this.closed || !TRANSIENT_REFUSALS.has(e.reason)) return false;
-    if (this.offerTries >= OFFER_RETRY_MS.length) {
+    if (this.offerTries >= this.offerRetryMs.length) {
       this.offerTries = 0;
       this.setState('unavailable', e.message, 'gave_up');
       return false;
     }
-    const wait = OFFER_RETRY_MS[this.offerTries++];
+    const wait = this.offerRetryMs[this.offerTries++];
     console.info(`telemed: media.offer refused (${e.reason}), again in ${wait} ms`);
     this.setState('retrying', e.message, e.reason);
     this.offerRetry = setTimeout(() => {
