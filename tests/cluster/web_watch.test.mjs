@@ -9,6 +9,10 @@
 // sides' video there. A logs the move and watches nothing itself. A guest
 // link opened through A (where a load balancer may send it) moves the
 // guest's page to B, where the link is used and the guest joins.
+// A video wall with visits on both nodes stays on the node the page is on
+// when the page changes node (it re-watches from that node's overview, and
+// a wall tile's watch of the other node's visit moves nothing), while a
+// watch of one visit still moves the page.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -29,7 +33,7 @@ test('a supervisor on node A sees where a visit of node B runs and watches it th
   const [portA, portB] = [await freePort(), await freePort()];
   const a = await node('node-a', portA, portB, secret, pg.url);
   const b = await node('node-b', portB, portA, secret, pg.url);
-  await setupHospital(a);
+  await setupHospital(a, { doctors: [['d1', 'cardio'], ['d2', 'cardio']] });
   const browser = await launch();
   t.after(async () => {
     await browser.close();
@@ -109,5 +113,60 @@ test('a supervisor on node A sees where a visit of node B runs and watches it th
     assert.deepEqual(sup.errors, []);
     assert.deepEqual(patient.errors, []);
     assert.deepEqual(doctor.errors, []);
+  });
+
+  await t.test('a wall with visits on both nodes stays on its node; a watch of one still moves', async () => {
+    // A second visit, on A, through the protocol: its doctor and patient are there.
+    const d2 = await a.client('d2', 'doctor');
+    await d2.request('doctor.status', { status: 'available' });
+    const p2 = await a.client('p-wall', 'patient');
+    const { version } = await p2.request('consent.get', { kind: 'patient' });
+    const ci = await p2.request('checkin', { dept: 'cardio', kind: 'follow_up', consent: { version, recording: true } });
+    await d2.waitFor('visit.offer', (m) => m.visit_id === ci.visit_id);
+    await d2.request('visit.accept', { visit_id: ci.visit_id });
+    await p2.waitFor('visit.state', (m) => m.state === 'active');
+    const onA = ci.visit_id;
+    assert.equal(a.sql(`SELECT media_node FROM visits WHERE id = '${onA}'`)[0].media_node, 'node-a');
+
+    // The page, on B, turns the wall on: B's own visit has a tile, A's not.
+    await sup.waitForSelector(`${row(onA)} .node-tag[data-node="node-a"]`);
+    await sup.evaluate(() => document.querySelector('#wall-toggle').click());
+    await sup.waitForSelector(`.wall-tile[data-visit="${visitId}"]`);
+    assert.equal(await sup.locator(`.wall-tile[data-visit="${onA}"]`).count(), 0);
+    await sup.evaluate(() => {
+      window.nodesSeen = [document.body.dataset.node];
+      new MutationObserver(() => {
+        const n = document.body.dataset.node;
+        if (n !== window.nodesSeen.at(-1)) window.nodesSeen.push(n);
+      }).observe(document.body, { attributes: true, attributeFilter: ['data-node'] });
+    });
+    const watchMoves = () => (a.logs.match(new RegExp(`ev=cluster.user_moved visit=${visitId} user=supervisor:sup-1 `, 'g')) || []).length;
+    const movesBefore = watchMoves();
+
+    // The page leaves B as on a drain notice (a drain of B itself keeps a
+    // supervisor who watches until the visits end) and comes to A.
+    await sup.evaluate(() => window.tm.sig.leave());
+    await sup.waitForFunction(() => document.body.dataset.node === 'node-a' && document.body.dataset.conn === 'open');
+    // The wall starts again from A's overview: A's visit has a tile, B's none.
+    await sup.waitForSelector(`.wall-tile[data-visit="${onA}"]`);
+    // A fresh overview, and every watch the wall asked for answered: a move
+    // of any of them would have come before its answer.
+    await sup.evaluate(async () => {
+      const before = window.tm.state.overview;
+      await window.tm.sig.request('overview.subscribe', {});
+      while (window.tm.state.overview === before || window.tm.state.wall.pending.size > 0) await new Promise((r) => setTimeout(r, 50));
+    });
+    assert.deepEqual(await sup.evaluate(() => window.nodesSeen), ['node-b', 'node-a']);
+    assert.equal(await sup.locator(`.wall-tile[data-visit="${visitId}"]`).count(), 0);
+    assert.equal(watchMoves(), movesBefore, 'A sent the wall nowhere');
+
+    // The watch of B's one visit from A still moves the page there.
+    await sup.evaluate((sel) => document.querySelector(sel).click(), `${row(visitId)} .watch-btn`);
+    await sup.waitForFunction((id) => document.body.dataset.node === 'node-b' && window.tm.state.watching === id, visitId);
+    assert.deepEqual(await sup.evaluate(() => window.nodesSeen), ['node-b', 'node-a', 'node-b']);
+    assert.equal(watchMoves(), movesBefore + 1);
+    assert.deepEqual(sup.errors, []);
+    await p2.close();
+    await d2.close();
   });
 });

@@ -16,7 +16,9 @@
 // the next URL is tried, with the same backoff; the state events then carry
 // moving: true, and the 'open' after a move carries moved: true and the node.
 // A visit held by another node (session.move) is followed at once and
-// quietly: the states are 'connecting' then 'open' with placed: true.
+// quietly: the states are 'connecting' then 'open' with placed: true. A
+// page for which only some moves are meant (a supervisor's: the watch it
+// asked for, not its wall's) says which with followMove(push).
 
 export class SignalingError extends Error {
   constructor(code, message) {
@@ -36,10 +38,11 @@ const CLOSE_DRAINING = 4503;
 export class Signaling extends EventTarget {
   // credentials: a function returning the hello fields instead of the
   // token (a guest's link code, then their resume secret).
-  constructor({ token, url, ua, credentials = null } = {}) {
+  constructor({ token, url, ua, credentials = null, followMove = () => true } = {}) {
     super();
     this.token = token;
     this.credentials = credentials;
+    this.followMove = followMove;
     const loc = window.location;
     this.url = url || `${loc.protocol === 'http:' ? 'ws' : 'wss'}://${loc.host}/ws`;
     this.ua = ua || `telemed-web/1 ${navigator.userAgent}`.slice(0, 250);
@@ -259,7 +262,7 @@ export class Signaling extends EventTarget {
       this.wanted = false;
       this.setState('replaced');
     }
-    if (m.type === 'session.move') this.moveTo(ws, m.url);
+    if (m.type === 'session.move' && this.followMove(m)) this.moveTo(ws, m.url);
     if (m.type === 'server.draining') {
       // The close (4503) follows; the next node is tried then.
       this.learnNodes(m.nodes);

@@ -24,7 +24,9 @@ const FEED_BACKLOG_AGE_S = 120;
 if (page) main();
 
 async function main() {
-  sig = new Signaling({ token: page.token });
+  // Only the one visit the supervisor opened moves the page: a wall tile's
+  // watch of another server's visit is refused and left off the wall.
+  sig = new Signaling({ token: page.token, followMove: (m) => !!m.visit_id && m.visit_id === state.watchAsked });
   bindConnection(sig);
   watchToday(page.token, () => { if (state.overview) renderRoster(state.overview); });
   state.wall = new Wall({ sig, grid: $('#wall-grid'), names: { doctor: doctorName, dept: deptName } });
@@ -71,7 +73,10 @@ async function main() {
     state.watchAfterMove = null;
     if (moved && moved !== state.watching) watch(moved);
     else if (state.watching) rewatch();
-    state.wall.rewatch((state.overview && state.overview.visits) || []);
+    // The overview held is the last server's, where its own visits are not
+    // remote: the wall starts again from this server's, which follows.
+    state.overview = null;
+    state.wall.rewatch([]);
   });
   window.addEventListener('langchange', () => { if (state.watching) setWatchSound(state.watchSound); if (state.tiles) state.tiles.relabel(); state.wall.relabel(); renderOverview(); renderCompliance(); if (state.results) renderResults(); if (state.detail) renderDetail(); fillFilters(); });
   bindTabs();
