@@ -494,6 +494,9 @@ tm_media *tm_media_new(const tm_media_options *opts, GMainContext *control, tm_m
     tm_info("media.started", "workers=%d io=%s send=%s srtp=%s max_candidates=%d ice_pacing_ms=%d",
             n, m->stock_io ? "libnice" : "direct", m->send_each ? "each" : "batch",
             opts && opts->stock_srtp ? "libsrtp" : "ours", m->max_candidates, m->ice_pacing_ms);
+#ifdef TM_TEST_HOOKS
+    tm__test_stall_start(m);
+#endif
     return m;
 fail:
     tm_media_free(m);
@@ -505,6 +508,9 @@ void tm_media_free(tm_media *m)
     if (!m)
         return;
     m->sink->alive = false;
+#ifdef TM_TEST_HOOKS
+    tm__test_stall_stop(m);
+#endif
     for (int i = 0; i < m->n_workers; i++)
         tm__worker_free(m->workers[i]);
     g_free(m->workers);

@@ -20,6 +20,10 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/congestion.c
 )
 target_link_libraries(telemed PUBLIC PkgConfig::NICE PkgConfig::SRTP PkgConfig::NETTLE)
+if(TM_TEST_HOOKS)
+  target_sources(telemed PRIVATE ${CMAKE_CURRENT_LIST_DIR}/test_stall.c)
+  target_compile_definitions(telemed PRIVATE TM_TEST_HOOKS)
+endif()
 
 tm_unit_test(test_dtls_srtp tests/media/test_dtls_srtp.c)
 tm_unit_test(test_srtp_crypto tests/media/test_srtp_crypto.c)

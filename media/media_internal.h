@@ -108,7 +108,12 @@ struct tm_media {
     int max_candidates;     /* remote candidates per peer and ICE session */
     tm__ice_policy *policy; /* which remote addresses get connectivity checks */
     GHashTable *visits;     /* control thread: visit id -> tm__visit_home */
+    GSource *test_stall;    /* test builds (TM_TEST_HOOKS): test_stall.c's signal */
 };
+
+/* test_stall.c, compiled in test builds only (TM_TEST_HOOKS). */
+void tm__test_stall_start(tm_media *m);
+void tm__test_stall_stop(tm_media *m);
 
 /* Control-thread bookkeeping of one peer: its remote candidates this ICE session. */
 typedef struct tm__peer_home {
