@@ -489,8 +489,8 @@ static void idle_timeout_default(NiceAgent *agent)
  * emptied libnice's check list, so the peer's next check starts a triggered
  * check of ours, and that one failing under the same loss fails the
  * component; it is renewed without counting. A failure of an ICE restart
- * keeps the old pair the same way while media still comes, if libnice (which
- * finds candidates by foundation) can still select it. */
+ * keeps the old pair the same way while media still comes (remote_selectable
+ * puts its remote back where libnice can select it). */
 #define CONSENT_HEARD_MS 5000
 #define WORKER_TICK_MS 1000 /* worker.c's tick */
 #define CONSENT_UNPROVEN_RENEWALS 2
@@ -519,6 +519,41 @@ static bool first_of_foundation(GSList *list, const NiceCandidate *c)
     return false;
 }
 
+/* A remote candidate that selects the pair's remote by foundation, its own
+ * copied into rf: the remote itself when it is the first of its foundation,
+ * else the same address added under a foundation of its own. An ICE restart
+ * keeps the pair in use (RFC 8445 9.1.1.1) but takes its remote out of
+ * libnice's list, and that pair's consent checks then carry the new
+ * credentials, which the browser's old session cannot answer: a worker
+ * stalled for seconds before the restart left it a moment to finish before
+ * the old pair's consent ran out. libnice takes no peer reflexive candidate
+ * from us, so such a remote comes back as a host one. */
+static bool remote_selectable(tm__peer *p, const NiceCandidate *remote, char *rf)
+{
+    GSList *remotes = nice_agent_get_remote_candidates(p->agent, p->stream_id, 1);
+    bool ok = first_of_foundation(remotes, remote);
+    if (ok) {
+        g_strlcpy(rf, remote->foundation, NICE_CANDIDATE_MAX_FOUNDATION);
+    } else {
+        NiceCandidate *c = nice_candidate_copy(remote);
+        if (c->type == NICE_CANDIDATE_TYPE_PEER_REFLEXIVE)
+            c->type = NICE_CANDIDATE_TYPE_HOST;
+        g_free(c->username);
+        g_free(c->password);
+        c->username = c->password = NULL; /* the stream's, as the restart set them */
+        g_snprintf(c->foundation, NICE_CANDIDATE_MAX_FOUNDATION, "tmkept%u",
+                   g_slist_length(remotes) + 1);
+        GSList *one = g_slist_append(NULL, c);
+        ok = nice_agent_set_remote_candidates(p->agent, p->stream_id, 1, one) == 1;
+        g_slist_free(one);
+        if (ok)
+            g_strlcpy(rf, c->foundation, NICE_CANDIDATE_MAX_FOUNDATION);
+        nice_candidate_free(c);
+    }
+    g_slist_free_full(remotes, (GDestroyNotify)nice_candidate_free);
+    return ok;
+}
+
 /* Copies into lf/rf the foundations that select the pair in use again, or
  * says why they cannot. */
 static const char *consent_pair(tm__peer *p, char *lf, char *rf)
@@ -528,15 +563,16 @@ static const char *consent_pair(tm__peer *p, char *lf, char *rf)
         !remote)
         return "no_pair";
     GSList *locals = nice_agent_get_local_candidates(p->agent, p->stream_id, 1);
-    GSList *remotes = nice_agent_get_remote_candidates(p->agent, p->stream_id, 1);
-    bool same = first_of_foundation(locals, local) && first_of_foundation(remotes, remote);
+    bool same = first_of_foundation(locals, local);
     g_slist_free_full(locals, (GDestroyNotify)nice_candidate_free);
-    g_slist_free_full(remotes, (GDestroyNotify)nice_candidate_free);
     if (!same)
         return "pair_unselectable";
     g_strlcpy(lf, local->foundation, NICE_CANDIDATE_MAX_FOUNDATION);
-    g_strlcpy(rf, remote->foundation, NICE_CANDIDATE_MAX_FOUNDATION);
-    return NULL;
+    /* local and remote stay libnice's: adding a candidate frees neither. */
+    NiceCandidate *r = nice_candidate_copy(remote);
+    bool ok = remote_selectable(p, r, rf);
+    nice_candidate_free(r);
+    return ok ? NULL : "pair_unselectable";
 }
 
 static bool heard_since(int64_t heard, int64_t ran)
