@@ -50,6 +50,10 @@ const RESTART_FIRST_MS = 2000;
 const RESTART_MAX_MS = 10000;
 const ICE_UP_NO_MEDIA_MS = 3000; // ICE connected after a restart, yet nothing: no session
 const REBUILD_WAIT_MS = 6000; // a fresh connection gets this long before the next try
+// An offer the server took but has not answered (its media worker is behind)
+// holds the next ICE restart this long: a restart that rolled back one still
+// waiting for its answer left Chromium's new ICE session without checks.
+const ANSWER_WAIT_MS = 10000;
 // A refused offer the server says will pass (the visit is not active or not
 // on this node yet, the media core failed) is sent again after these waits;
 // then the page gives up and says so.
@@ -85,6 +89,7 @@ export class MediaPeer extends EventTarget {
     this.restartPace = { wait: RESTART_FIRST_MS, notBefore: 0 }; // across recoveries
     this.restarts = 0; // ICE restarts asked for, for tests and logs
     this.offerPending = null; // the one offer the server has not answered yet
+    this.offerTakenAt = 0; // when the server took the offer awaiting its answer
     this.offerRetry = null; // timer of a refused offer's next try
     this.offerTries = 0; // refused offers in a row
     this.unsubs = [
@@ -194,6 +199,7 @@ export class MediaPeer extends EventTarget {
     }
     this.offerTries = 0;
     if (this.state === 'retrying') this.setState('connecting');
+    if (pc.signalingState === 'have-local-offer') this.offerTakenAt = performance.now();
     settled();
     if (this.renegotiateWanted && this.remoteSet) setTimeout(() => this.renegotiate(), 0);
   }
@@ -288,6 +294,7 @@ export class MediaPeer extends EventTarget {
     const now = performance.now();
     const pace = this.restartPace;
     if (!fresh && now < pace.notBefore) return; // the watchdog comes back
+    if (!fresh && this.pc.signalingState === 'have-local-offer' && now - this.offerTakenAt < ANSWER_WAIT_MS) return;
     r.tries++;
     r.lastTry = now;
     r.iceUpAt = 0;
@@ -334,7 +341,9 @@ export class MediaPeer extends EventTarget {
         if (iceUp) this.restartPace = { wait: RESTART_FIRST_MS, notBefore: 0 };
         return;
       }
-      if (!iceUp || this.offerPending) r.iceUpAt = 0;
+      // ICE up without media counts from the try's answer on: before it the
+      // browser's old path is the one up.
+      if (!iceUp || this.offerPending || pc.signalingState === 'have-local-offer') r.iceUpAt = 0;
       else if (!r.iceUpAt) r.iceUpAt = now;
       // Only after a try of this recovery: before it (its restart waiting for
       // the pace) "connected" is the old path the browser has not given up.
