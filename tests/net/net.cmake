@@ -32,3 +32,8 @@ set_tests_properties(net_consent PROPERTIES TIMEOUT 300)
 # is back. Needs root.
 tm_node_test(net_restart_pace tests/net/restart_pace.test.mjs)
 set_tests_properties(net_restart_pace PROPERTIES TIMEOUT 300)
+# The visit's media worker blocked for 5.5 s (the server's test hook, as a
+# starved machine did) under 25 % loss: media flows again on the first
+# connection. Needs root and a test build (TM_TEST_HOOKS).
+tm_node_test(net_stall tests/net/stall.test.mjs)
+set_tests_properties(net_stall PROPERTIES TIMEOUT 300)
