@@ -175,6 +175,7 @@ export class MediaPeer extends EventTarget {
     clearTimeout(this.offerRetry);
     this.offerRetry = null;
     const pc = this.pc;
+    this.offerTakenAt = 0;
     if (pc.signalingState === 'have-local-offer') {
       // An earlier offer was never answered (the server restarted).
       await pc.setLocalDescription({ type: 'rollback' });
@@ -268,9 +269,17 @@ export class MediaPeer extends EventTarget {
     return this.pc.getTransceivers().find((tr) => tr.mid === mid) || null;
   }
 
-  // Something says the path may be dead (signaling came back, the server or
-  // ICE reports failure): start recovering unless already at it.
+  // Signaling came back: the path may have changed, so recover. It also says
+  // the network is back: a recovery under way tries at once instead of
+  // waiting out its pace (up to 10 s after the return), and an answer owed
+  // on the old socket is not waited for.
   restart() {
+    this.offerTakenAt = 0;
+    if (this.recovery) {
+      this.restartPace.notBefore = 0;
+      this.nextTry();
+      return;
+    }
     this.recover('signaling back');
   }
 
