@@ -541,8 +541,11 @@ static bool remote_selectable(tm__peer *p, const NiceCandidate *remote, char *rf
         g_free(c->username);
         g_free(c->password);
         c->username = c->password = NULL; /* the stream's, as the restart set them */
-        g_snprintf(c->foundation, NICE_CANDIDATE_MAX_FOUNDATION, "tmkept%u",
-                   g_slist_length(remotes) + 1);
+        /* Named by its address: one name per address, whatever was kept before. */
+        char ip[NICE_ADDRESS_STRING_LEN];
+        nice_address_to_string(&c->addr, ip);
+        g_snprintf(c->foundation, NICE_CANDIDATE_MAX_FOUNDATION, "tmkept%08x%u", g_str_hash(ip),
+                   nice_address_get_port(&c->addr));
         GSList *one = g_slist_append(NULL, c);
         ok = nice_agent_set_remote_candidates(p->agent, p->stream_id, 1, one) == 1;
         g_slist_free(one);
