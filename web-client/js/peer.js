@@ -51,8 +51,9 @@ const RESTART_MAX_MS = 10000;
 const ICE_UP_NO_MEDIA_MS = 3000; // ICE connected after a restart, yet nothing: no session
 const REBUILD_WAIT_MS = 6000; // a fresh connection gets this long before the next try
 // An offer the server took but has not answered (its media worker is behind)
-// holds the next ICE restart this long: a restart that rolled back one still
-// waiting for its answer left Chromium's new ICE session without checks.
+// holds the next ICE restart this long: the answer is coming, and a restart
+// that rolled back such an offer was seen to leave Chromium's new ICE
+// session sending no checks (tests/bench/README.md, net_stall).
 const ANSWER_WAIT_MS = 10000;
 // A refused offer the server says will pass (the visit is not active or not
 // on this node yet, the media core failed) is sent again after these waits;
