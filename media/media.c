@@ -794,6 +794,7 @@ void tm_media_get_counters(tm_media *m, tm_media_counters *out)
         out->rx_direct += atomic_load_explicit(&c->rx_direct, memory_order_relaxed);
         out->tx_batched += atomic_load_explicit(&c->tx_batched, memory_order_relaxed);
         out->dtls_shed += atomic_load_explicit(&c->dtls_shed, memory_order_relaxed);
+        out->rtx_bytes += atomic_load_explicit(&c->rtx_bytes, memory_order_relaxed);
     }
 }
 

@@ -69,6 +69,7 @@ typedef struct tm__counters {
     atomic_uint_fast64_t tx_packets, dropped_malformed, dropped_unknown_source, nacks_answered,
         plis_forwarded, nacks_sent, rtx_received, rx_direct, tx_batched, dtls_shed;
     atomic_int_fast64_t peers, visits;
+    atomic_uint_fast64_t rtx_bytes; /* chunks held by the worker's retransmission caches and pool */
     atomic_uint_fast64_t latency_max_us;
     atomic_uint_fast32_t latency[TM__LATENCY_BUCKETS]; /* TM__LATENCY_STEP_US each */
 } tm__counters;

@@ -217,6 +217,7 @@ static gboolean worker_tick(gpointer data)
         tm_info("media.worker_late", "worker=%d since_tick_ms=%" G_GINT64_FORMAT, w->index,
                 now - w->tick_ms);
     w->tick_ms = now;
+    size_t rtx_bytes = tm_rtx_pool_idle_bytes(w->rtx_pool);
     GHashTableIter it;
     gpointer val;
     g_hash_table_iter_init(&it, w->visits);
@@ -226,8 +227,11 @@ static gboolean worker_tick(gpointer data)
             tm__peer *p = g_ptr_array_index(v->peers, i);
             tm__peer_dtls_tick(p, now);
             tm__forward_tick(p, now);
+            for (int k = 0; k < p->n_out; k++)
+                rtx_bytes += tm_rtx_cache_bytes(p->out[k].rtx);
         }
     }
+    atomic_store_explicit(&w->counters.rtx_bytes, rtx_bytes, memory_order_relaxed);
     return G_SOURCE_CONTINUE;
 }
 
@@ -250,6 +254,8 @@ static void tick_stop(tm__worker *w)
     g_source_unref(w->tick);
     w->tick = NULL;
     w->tick_ms = 0;
+    atomic_store_explicit(&w->counters.rtx_bytes, tm_rtx_pool_idle_bytes(w->rtx_pool),
+                          memory_order_relaxed);
 }
 
 /* ---- recording ---- */

@@ -229,6 +229,10 @@ static void route_metrics(tm_app *app, http_pss *p)
             "telemed_media_forward_latency_us{quantile=\"0.99\"} %.1f\n"
             "telemed_media_forward_latency_us{quantile=\"1\"} %.1f\n"
             "telemed_media_forward_latency_us_count %llu\n"
+            "# HELP telemed_media_nacks_answered_total Packets resent from the retransmission "
+            "history on a receiver's NACK.\n"
+            "# TYPE telemed_media_nacks_answered_total counter\n"
+            "telemed_media_nacks_answered_total %llu\n"
             "# TYPE telemed_media_nacks_sent_total counter\n"
             "telemed_media_nacks_sent_total %llu\n"
             "# TYPE telemed_media_rtx_received_total counter\n"
@@ -236,10 +240,15 @@ static void route_metrics(tm_app *app, http_pss *p)
             "# HELP telemed_media_dtls_shed_total DTLS sessions whose OpenSSL state was "
             "freed once SRTP flowed.\n"
             "# TYPE telemed_media_dtls_shed_total counter\n"
-            "telemed_media_dtls_shed_total %llu\n",
+            "telemed_media_dtls_shed_total %llu\n"
+            "# HELP telemed_media_rtx_bytes Bytes of retransmission history held, unused "
+            "pooled chunks included.\n"
+            "# TYPE telemed_media_rtx_bytes gauge\n"
+            "telemed_media_rtx_bytes %llu\n",
             lat.p50_us, lat.p99_us, lat.max_us, (unsigned long long)lat.samples,
-            (unsigned long long)c.nacks_sent, (unsigned long long)c.rtx_received,
-            (unsigned long long)c.dtls_shed);
+            (unsigned long long)c.nacks_answered, (unsigned long long)c.nacks_sent,
+            (unsigned long long)c.rtx_received, (unsigned long long)c.dtls_shed,
+            (unsigned long long)c.rtx_bytes);
     }
     if (app->review) {
         tm_review_stats rs;

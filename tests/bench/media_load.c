@@ -576,6 +576,8 @@ static void recording_drops(int *recordings, guint64 *dropped)
 struct metrics {
     double rx, tx, lat_p50, lat_p99, lat_max;
     double dtls_shed; /* sessions whose DTLS state the server freed (media_dtls_shed) */
+    double rtx_bytes; /* retransmission history held, pools included (-1: not exported) */
+    double nacks_answered;
 };
 
 /* The server's node label (every sample has it, first) taken out, so that
@@ -629,6 +631,8 @@ static void read_metrics(SoupSession *ss, const char *admin, struct metrics *m)
     m->lat_p99 = metric(text, "telemed_media_forward_latency_us{quantile=\"0.99\"}");
     m->lat_max = metric(text, "telemed_media_forward_latency_us{quantile=\"1\"}");
     m->dtls_shed = metric(text, "telemed_media_dtls_shed_total");
+    m->rtx_bytes = metric(text, "telemed_media_rtx_bytes");
+    m->nacks_answered = metric(text, "telemed_media_nacks_answered_total");
     g_free(text);
 }
 
@@ -1641,8 +1645,11 @@ struct row {
     double mean_pkt;
     long rss_idle, rss_busy, rss_after; /* KiB: before, during, 3 s after the visits */
     long rss_parts_idle[RSS_N], rss_parts_busy[RSS_N]; /* server_rss_parts */
-    double dtls_shed; /* DTLS sessions shed by the server when RSS was read (cumulative) */
-    double idle_pct;  /* whole server, % of a core, before any visit (fixed cost) */
+    double dtls_shed;         /* DTLS sessions shed by the server when RSS was read (cumulative) */
+    double rtx_kib_per_visit; /* retransmission history when RSS was read (< 0: not exported) */
+    double
+        nacks_answered; /* packets resent on receivers' NACKs in the window (< 0: not exported) */
+    double idle_pct;    /* whole server, % of a core, before any visit (fixed cost) */
     double idle_thread_pct[TG_N];
     double relay_s_per_pkt; /* the plain UDP relay's CPU per packet (< 0: not measured) */
     guint64 relay_packets;
@@ -1773,6 +1780,8 @@ static int run_n(int n, double seconds, int recording, struct row *row)
     long rss = server_rss_kib();
     server_rss_parts(row->rss_parts_busy);
     row->dtls_shed = m1.dtls_shed;
+    row->rtx_kib_per_visit = m1.rtx_bytes >= 0 ? m1.rtx_bytes / 1024.0 / n : -1;
+    row->nacks_answered = m1.nacks_answered >= 0 ? m1.nacks_answered - m0.nacks_answered : -1;
 
     /* The threads' runtimes count ns; the process's ticks 10 ms. A thread
      * that ended inside the window takes its time with it from the sum,
@@ -2493,6 +2502,10 @@ int main(int argc, char **argv)
         for (int k = 0; k < RSS_N; k++)
             g_print("%s %s %.0f KiB", k ? "," : "", RSS_NAMES[k],
                     (double)(r->rss_parts_busy[k] - r->rss_parts_idle[k]) / r->n);
+        if (r->rtx_kib_per_visit >= 0)
+            g_print("; of it retransmission history %.0f KiB, %.0f packets resent on NACKs in "
+                    "the window",
+                    r->rtx_kib_per_visit, r->nacks_answered);
         g_print(")\n");
         g_print("     (server with no visit, before them: %.3f %% of a core (%s %.3f, %s %.3f, "
                 "%s %.3f); busy minus that, per visit: %.3f %%)\n",

@@ -29,6 +29,13 @@ static bool both_decoding(void *u)
            g_atomic_int_get(&peers[1]->video_frames) >= want;
 }
 
+static bool history_released(void *u)
+{
+    tm_media_counters c;
+    tm_media_get_counters(u, &c);
+    return c.visits == 0 && c.rtx_bytes <= 16 * 8192;
+}
+
 /* Frames each peer decoded and sent during one phase of the test. */
 typedef struct phase {
     int decoded[2], sent[2];
@@ -116,6 +123,12 @@ int main(int argc, char **argv)
     if (!repaired(&ph))
         FAIL("video not repaired: %d and %d of %d and %d frames", ph.decoded[0], ph.decoded[1],
              ph.sent[1], ph.sent[0]);
+    /* The gauge (the worker's 1 s tick) shows the history the NACKs used: at
+     * least two 8 KiB chunks per video stream, at most 256 KiB each plus the
+     * worker's pool of 16 unused chunks. */
+    printf("retransmission history held: %llu bytes\n", (unsigned long long)c1.rtx_bytes);
+    if (c1.rtx_bytes < 2 * 2 * 8192 || c1.rtx_bytes > 2 * 256 * 1024 + 16 * 8192)
+        FAIL("retransmission history gauge out of range: %llu", (unsigned long long)c1.rtx_bytes);
 
     /* Loss on the way in: the server must NACK the senders itself and get the
      * packets back (as rtx) before the receivers notice. */
@@ -136,6 +149,9 @@ int main(int argc, char **argv)
              ph.decoded[1], ph.sent[1], ph.sent[0]);
 
     tm_media_visit_close(m, "v-nack");
+    /* With the visit gone only the worker's pool is left: 16 chunks at most. */
+    if (!test_wait(ctx, 10000, history_released, m))
+        FAIL("retransmission history not released after the visit");
     test_peer_free(peers[0]);
     test_peer_free(peers[1]);
     tm_media_free(m);
