@@ -2,7 +2,7 @@
  * rtx_cache.c - per outgoing stream history of sent packets for NACK answers:
  * chunks of packets packed back to back, in the order they were filled, an
  * index by seq & mask saying where each packet is, and the worker's pool of
- * unused chunks.
+ * unused chunks (mapped by the pool itself, not malloc's).
  *
  * The chunks in use form a FIFO over a small array of chunk slots: packets go
  * into the newest one; when it is full, the oldest chunks the history no
@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define MAX_BYTES_LIMIT ((size_t)64 * 1024 * 1024)
 #define AGE_BUCKET_MS 50     /* the histogram of asked ages */
@@ -36,14 +37,29 @@
 #define WINDOW_MARGIN_MS 100 /* on top of that age */
 #define AGE_DECAY_MS 10000   /* the histogram's counts halve this often */
 
-/* An unused chunk in the pool's free list holds the link to the next. */
+/* An unused chunk in the pool's warm list holds the link to the next. */
 typedef struct free_chunk {
     struct free_chunk *next;
 } free_chunk;
 
+/* Chunks come from mappings of SLAB_CHUNKS, not from malloc: a chunk let go
+ * beyond the warm ones has its pages handed back at once (madvise), where a
+ * freed malloc chunk stayed resident in the worker's arena until a trim and
+ * was split by other allocations meanwhile (tests/bench/README.md, "Memory
+ * per visit"). A slab whose chunks are all cold is unmapped. */
+#define SLAB_CHUNKS 32
+#define SLAB_ALL_COLD UINT32_MAX
+
+typedef struct rtx_slab {
+    struct rtx_slab *next;
+    uint8_t *mem;
+    uint32_t cold; /* bit i: chunk i is unused and its pages were given back */
+} rtx_slab;
+
 struct tm_rtx_pool {
-    free_chunk *free;
+    free_chunk *free; /* warm: unused, pages kept */
     unsigned n_free, keep_free;
+    rtx_slab *slabs;
 };
 
 typedef struct rtx_entry {
@@ -90,10 +106,11 @@ void tm_rtx_pool_free(tm_rtx_pool *p)
 {
     if (!p)
         return;
-    while (p->free) {
-        free_chunk *f = p->free;
-        p->free = f->next;
-        free(f);
+    while (p->slabs) {
+        rtx_slab *s = p->slabs;
+        p->slabs = s->next;
+        munmap(s->mem, (size_t)SLAB_CHUNKS * TM_RTX_CHUNK);
+        free(s);
     }
     free(p);
 }
@@ -103,26 +120,65 @@ size_t tm_rtx_pool_idle_bytes(const tm_rtx_pool *p)
     return p ? (size_t)p->n_free * TM_RTX_CHUNK : 0;
 }
 
+static uint8_t *slab_new(tm_rtx_pool *p)
+{
+    rtx_slab *s = malloc(sizeof *s);
+    if (!s)
+        return NULL;
+    void *mem = mmap(NULL, (size_t)SLAB_CHUNKS * TM_RTX_CHUNK, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) {
+        free(s);
+        return NULL;
+    }
+    s->mem = mem;
+    s->cold = SLAB_ALL_COLD & ~1u; /* chunk 0 is handed out */
+    s->next = p->slabs;
+    p->slabs = s;
+    return s->mem;
+}
+
 static uint8_t *pool_take(tm_rtx_pool *p)
 {
-    if (!p->free)
-        return malloc(TM_RTX_CHUNK);
-    free_chunk *f = p->free;
-    p->free = f->next;
-    p->n_free--;
-    return (uint8_t *)f;
+    if (p->free) {
+        free_chunk *f = p->free;
+        p->free = f->next;
+        p->n_free--;
+        return (uint8_t *)f;
+    }
+    for (rtx_slab *s = p->slabs; s; s = s->next)
+        if (s->cold) {
+            int i = __builtin_ctz(s->cold);
+            s->cold &= ~(1u << i);
+            return s->mem + (size_t)i * TM_RTX_CHUNK;
+        }
+    return slab_new(p);
 }
 
 static void pool_give(tm_rtx_pool *p, uint8_t *mem)
 {
-    if (p->n_free >= p->keep_free) {
-        free(mem);
+    if (p->n_free < p->keep_free) {
+        free_chunk *f = (free_chunk *)(void *)mem;
+        f->next = p->free;
+        p->free = f;
+        p->n_free++;
         return;
     }
-    free_chunk *f = (free_chunk *)(void *)mem;
-    f->next = p->free;
-    p->free = f;
-    p->n_free++;
+    const size_t slab_bytes = (size_t)SLAB_CHUNKS * TM_RTX_CHUNK;
+    for (rtx_slab **link = &p->slabs; *link; link = &(*link)->next) {
+        rtx_slab *s = *link;
+        if (mem < s->mem || mem >= s->mem + slab_bytes)
+            continue;
+        s->cold |= 1u << ((size_t)(mem - s->mem) / TM_RTX_CHUNK);
+        if (s->cold == SLAB_ALL_COLD) {
+            *link = s->next;
+            munmap(s->mem, slab_bytes);
+            free(s);
+        } else {
+            madvise(mem, TM_RTX_CHUNK, MADV_DONTNEED);
+        }
+        return;
+    }
 }
 
 /* ---- the cache ---- */

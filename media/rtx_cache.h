@@ -43,9 +43,9 @@
 typedef struct tm_rtx_pool tm_rtx_pool;
 typedef struct tm_rtx_cache tm_rtx_cache;
 
-/* New pool that keeps up to keep_free unused chunks for its caches (beyond
- * that they are freed). Returns NULL on no memory. Free with tm_rtx_pool_free
- * once every cache made on it is freed. */
+/* New pool that keeps up to keep_free unused chunks for its caches with their
+ * pages; beyond that a chunk's pages go back to the kernel. Returns NULL on no
+ * memory. Free with tm_rtx_pool_free once every cache made on it is freed. */
 tm_rtx_pool *tm_rtx_pool_new(unsigned keep_free);
 void tm_rtx_pool_free(tm_rtx_pool *p);
 /* Bytes of the unused chunks the pool keeps. */

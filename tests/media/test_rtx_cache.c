@@ -6,9 +6,12 @@
  * the size cap, the pool's limit, aging, reset, and a randomized check that a
  * hit is always the exact packet last stored under that seq.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "rtx_cache.h"
 #include "tm_test.h"
@@ -257,6 +260,55 @@ static void test_pool_keeps_its_limit(void)
     tm_rtx_pool_free(pool);
 }
 
+/* Whether the page holding addr is resident; an unmapped one counts as not. */
+static bool resident(const void *addr)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned char vec = 0;
+    void *start = (void *)((uintptr_t)addr & ~(uintptr_t)(page - 1));
+    return mincore(start, (size_t)page, &vec) == 0 && (vec & 1);
+}
+
+/* A chunk let go beyond the warm ones gives its pages back at once; taken
+ * again, it holds what is stored in it. */
+static void test_pool_gives_pages_back(void)
+{
+    uint8_t pkt[1000];
+    const uint8_t *p, *first;
+    size_t len;
+    tm_rtx_pool *pool = tm_rtx_pool_new(1);
+    tm_rtx_cache *a = tm_rtx_cache_new(pool, 256, 1024 * 1024, 1000);
+    tm_rtx_cache *b = tm_rtx_cache_new(pool, 256, 1024 * 1024, 1000);
+    CHECK_EQ_INT(tm_rtx_cache_get(a, 0, 0, &p, &len), TM_ENOTFOUND);
+    CHECK_EQ_INT(tm_rtx_cache_get(b, 0, 0, &p, &len), TM_ENOTFOUND);
+    for (uint32_t i = 0; i < 100; i++) {
+        memset(pkt, (int)i, sizeof pkt);
+        CHECK_EQ_INT(tm_rtx_cache_store(a, (uint16_t)i, pkt, sizeof pkt, 1), 0);
+        CHECK_EQ_INT(tm_rtx_cache_store(b, (uint16_t)i, pkt, sizeof pkt, 1), 0);
+    }
+    CHECK_EQ_INT(tm_rtx_cache_get(a, 50, 1, &first, &len), 0);
+    CHECK(resident(first));
+    tm_rtx_cache_free(a); /* b keeps its slab mapped */
+    CHECK_EQ_INT(tm_rtx_pool_idle_bytes(pool), TM_RTX_CHUNK);
+    CHECK(!resident(first));
+    tm_rtx_cache *c = tm_rtx_cache_new(pool, 256, 1024 * 1024, 1000);
+    CHECK_EQ_INT(tm_rtx_cache_get(c, 0, 0, &p, &len), TM_ENOTFOUND);
+    for (uint32_t i = 0; i < 100; i++) {
+        memset(pkt, (int)(i ^ 0x5a), sizeof pkt);
+        CHECK_EQ_INT(tm_rtx_cache_store(c, (uint16_t)i, pkt, sizeof pkt, 2), 0);
+    }
+    for (uint32_t i = 0; i < 100; i++) {
+        CHECK_EQ_INT(tm_rtx_cache_get(c, (uint16_t)i, 2, &p, &len), 0);
+        CHECK_EQ_INT(len, sizeof pkt);
+        CHECK(p[0] == (uint8_t)(i ^ 0x5a) && p[len - 1] == (uint8_t)(i ^ 0x5a));
+        CHECK_EQ_INT(tm_rtx_cache_get(b, (uint16_t)i, 2, &p, &len), 0);
+        CHECK(p[0] == (uint8_t)i && p[len - 1] == (uint8_t)i);
+    }
+    tm_rtx_cache_free(c);
+    tm_rtx_cache_free(b);
+    tm_rtx_pool_free(pool);
+}
+
 /* Random sizes, repeated and out-of-order seqs, uneven clock: a hit is always
  * the packet last stored under that seq, byte for byte, and never too old. */
 static void test_random_model(void)
@@ -331,6 +383,7 @@ int main(void)
     RUN(test_window_follows_the_nacks);
     RUN(test_cap);
     RUN(test_pool_keeps_its_limit);
+    RUN(test_pool_gives_pages_back);
     RUN(test_random_model);
     RUN(test_aging);
     tm_rtx_pool_free(POOL);
