@@ -186,7 +186,7 @@ typedef struct tm_media_counters {
     uint64_t rx_direct;    /* datagrams read beside libnice (stays 0 with stock_io) */
     uint64_t tx_batched;   /* datagrams sent by sendmmsg (stays 0 with stock_io or send_each) */
     uint64_t dtls_shed;    /* DTLS sessions whose OpenSSL state was freed (0 with keep_dtls) */
-    uint64_t rtx_bytes;    /* retransmission history held now, pools included (each worker's tick) */
+    uint64_t rtx_bytes; /* retransmission history held now, pools included (each worker's tick) */
 } tm_media_counters;
 void tm_media_get_counters(tm_media *m, tm_media_counters *out); /* approximate, atomics */
 
