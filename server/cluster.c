@@ -4,7 +4,17 @@
  * nodes held, and the bus of change events between nodes.
  *
  * Owns: the bus connection (PostgreSQL) or the in-process delivery queue,
- * the events waiting to be sent, and two timers. Control loop thread only.
+ * the events waiting to be sent, its timers, and on PostgreSQL the
+ * heartbeat thread. Control loop thread only, but for that thread.
+ *
+ * The heartbeat is written by a thread of its own on its own store handle,
+ * so that a node whose loop is busy (a burst of work, a slow step) still
+ * beats and is not taken over while it lives. The thread learns how late
+ * the loop is from one atomic, the loop's last tick (written by the loop,
+ * read by the thread: the only state they share), and writes that lag into
+ * the heartbeat row, where every node reads it as "slow". A loop stuck
+ * past hung_after_ms is taken as hung: the thread stops beating, so the
+ * node is dead to the others and what it held is taken over.
  *
  * The PostgreSQL side never blocks: the connection is made with
  * PQconnectStart/PQconnectPoll, then runs in non-blocking mode with its
@@ -26,25 +36,50 @@
 #include <glib-unix.h>
 #include <glib.h>
 #include <libpq-fe.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 #define BATCH_MAX 64
 #define BACKOFF_MIN_MS 100
 #define CONNECT_TIMEOUT_MS 5000
+#define HUNG_AFTER_MS 120000
+/* The loop ticks this often; a tick later than this by SLOW_LAG_MS or more
+ * makes the node "slow" in logs and /metrics. */
+#define TICK_MS 200
+#define SLOW_LAG_MS 1000
+
+/* The heartbeat thread (see the top). The loop writes loop_tick_ms and the
+ * stop pipe; the thread writes its counters; nothing else is shared. */
+typedef struct beater {
+    GThread *thread;
+    char *db_url, *hospital_id, *node_id; /* the thread's copies */
+    int period_ms, hung_after_ms;
+    int stop_fd[2];               /* a byte on it (or its closing) stops the thread */
+    _Atomic int64_t loop_tick_ms; /* monotonic ms of the loop's last tick */
+    _Atomic int64_t lag_ms;       /* the lag of the last beat written */
+    _Atomic uint64_t beats, failures;
+} beater;
 
 typedef enum { BUS_DOWN, BUS_CONNECTING, BUS_LISTENING, BUS_READY } bus_state;
 
 struct tm_cluster {
     char *node_id, *public_url, *bus_url;
     tm_store *store;
-    int heartbeat_ms, dead_after_ms, reconnect_max_ms, connect_timeout_ms;
+    int heartbeat_ms, dead_after_ms, reconnect_max_ms, connect_timeout_ms, hung_after_ms;
     int64_t started_at_ms;
     tm_cluster_event_fn on_event;
     void *event_user;
     tm_cluster_load_fn load;
     void *load_user;
     guint beat_timer;
-    char *live_nodes; /* "a,b,c": the live set at the last heartbeat */
+    char *live_nodes;       /* "a,b,c": the live set at the last heartbeat */
+    GHashTable *slow_peers; /* ids of other nodes seen slow, owned */
+    tm_node_info *peers;    /* the live nodes at the last heartbeat, owned */
+    size_t n_peers;
+    beater *beater;   /* NULL without a shared database */
+    guint tick_timer; /* the loop's tick for the beater */
 
     GQueue *pending;     /* payloads to send or deliver, owned */
     GHashTable *queued;  /* the same payloads, borrowed: no duplicates */
@@ -445,6 +480,122 @@ int tm_cluster_publish(tm_cluster *c, tm_bus_kind kind, const char *id)
     return 0;
 }
 
+/* ---- the heartbeat thread ---------------------------------------------- */
+
+static int64_t mono_ms(void)
+{
+    return g_get_monotonic_time() / 1000;
+}
+
+/* How late the loop's tick is now: 0 while it runs on time. */
+static int64_t loop_lag_now(beater *b)
+{
+    int64_t late = mono_ms() - atomic_load(&b->loop_tick_ms) - TICK_MS;
+    return late > 0 ? late : 0;
+}
+
+/* Waits up to ms for the stop message; true when it came. */
+static bool beater_stopped(beater *b, int ms)
+{
+    struct pollfd p = {.fd = b->stop_fd[0], .events = POLLIN};
+    return poll(&p, 1, ms) != 0;
+}
+
+/* Logs the loop's lag when it turns slow, hung or well again; *state is
+ * 0 well, 1 slow, 2 hung, *worst the worst lag of the episode. */
+static void beater_note_lag(beater *b, int64_t lag, int *state, int64_t *worst)
+{
+    int now = lag >= b->hung_after_ms ? 2 : lag >= SLOW_LAG_MS ? 1 : 0;
+    *worst = now ? MAX(*worst, lag) : *worst;
+    if (now == 2 && *state < 2)
+        tm_error("cluster.loop_hung", "node=%s loop_lag_ms=%lld hung_after_ms=%d", b->node_id,
+                 (long long)lag, b->hung_after_ms);
+    else if (now == 1 && *state == 0)
+        tm_warn("cluster.loop_slow", "node=%s loop_lag_ms=%lld", b->node_id, (long long)lag);
+    else if (now == 0 && *state > 0) {
+        tm_info("cluster.loop_well", "node=%s worst_lag_ms=%lld", b->node_id, (long long)*worst);
+        *worst = 0;
+    }
+    *state = now;
+}
+
+/* One heartbeat on the thread's own handle, opened (again) as needed. */
+static void beater_beat(beater *b, tm_store **store, int64_t lag)
+{
+    char *err = NULL;
+    if (!*store && !(*store = tm_store_open(b->db_url, b->hospital_id, &err))) {
+        atomic_fetch_add(&b->failures, 1);
+        tm_warn("cluster.beat_failed", "node=%s error=\"%s\"", b->node_id, err);
+        g_free(err);
+        return;
+    }
+    int rc = tm_store_node_beat(*store, b->node_id, lag);
+    if (rc == 0) {
+        atomic_store(&b->lag_ms, lag);
+        atomic_fetch_add(&b->beats, 1);
+        return;
+    }
+    atomic_fetch_add(&b->failures, 1);
+    /* Not registered is the loop's to mend (its own heartbeat registers). */
+    if (rc != TM_ENOTFOUND)
+        tm_warn("cluster.beat_failed", "node=%s error=\"%s\"", b->node_id, tm_store_errmsg(*store));
+}
+
+static gpointer beater_main(gpointer data)
+{
+    beater *b = data;
+    tm_store *store = NULL;
+    int state = 0;
+    int64_t worst = 0;
+    while (!beater_stopped(b, b->period_ms)) {
+        int64_t lag = loop_lag_now(b);
+        beater_note_lag(b, lag, &state, &worst);
+        if (state < 2)
+            beater_beat(b, &store, lag);
+    }
+    tm_store_free(store);
+    return NULL;
+}
+
+static gboolean loop_tick(gpointer data)
+{
+    beater *b = data;
+    atomic_store(&b->loop_tick_ms, mono_ms());
+    return G_SOURCE_CONTINUE;
+}
+
+static beater *beater_start(const char *db_url, const char *hospital_id, const char *node_id,
+                            int period_ms, int hung_after_ms)
+{
+    beater *b = g_new0(beater, 1);
+    if (!g_unix_open_pipe(b->stop_fd, FD_CLOEXEC, NULL)) {
+        g_free(b);
+        return NULL;
+    }
+    b->db_url = g_strdup(db_url);
+    b->hospital_id = g_strdup(hospital_id);
+    b->node_id = g_strdup(node_id);
+    b->period_ms = period_ms;
+    b->hung_after_ms = hung_after_ms;
+    atomic_store(&b->loop_tick_ms, mono_ms());
+    b->thread = g_thread_new("tm-heartbeat", beater_main, b);
+    return b;
+}
+
+/* Stops and joins the thread: after this no beat of the node is written. */
+static void beater_stop(beater *b)
+{
+    if (!b)
+        return;
+    close(b->stop_fd[1]);
+    g_thread_join(b->thread);
+    close(b->stop_fd[0]);
+    g_free(b->db_url);
+    g_free(b->hospital_id);
+    g_free(b->node_id);
+    g_free(b);
+}
+
 /* ---- the heartbeat --------------------------------------------------- */
 
 static gint cmp_ids(gconstpointer a, gconstpointer b)
@@ -478,6 +629,29 @@ static void note_live_nodes(tm_cluster *c, const tm_node_info *nodes, size_t n)
     }
     g_free(c->live_nodes);
     c->live_nodes = g_string_free(now, FALSE);
+}
+
+/* Another node whose loop lags is slow, not dead: said once when it turns
+ * slow and once when it is well again (or gone). */
+static void note_slow_peers(tm_cluster *c, const tm_node_info *nodes, size_t n)
+{
+    GHashTable *slow = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(nodes[i].id, c->node_id) == 0 || nodes[i].loop_lag_ms < SLOW_LAG_MS)
+            continue;
+        if (!g_hash_table_contains(c->slow_peers, nodes[i].id))
+            tm_warn("cluster.node_slow", "node=%s peer=%s loop_lag_ms=%lld", c->node_id,
+                    nodes[i].id, (long long)nodes[i].loop_lag_ms);
+        g_hash_table_add(slow, g_strdup(nodes[i].id));
+    }
+    GHashTableIter it;
+    gpointer id;
+    g_hash_table_iter_init(&it, c->slow_peers);
+    while (g_hash_table_iter_next(&it, &id, NULL))
+        if (!g_hash_table_contains(slow, id))
+            tm_info("cluster.node_well", "node=%s peer=%s", c->node_id, (char *)id);
+    g_hash_table_destroy(c->slow_peers);
+    c->slow_peers = slow;
 }
 
 /* What dead nodes held: their visits are announced so that a node places
@@ -519,9 +693,13 @@ static void beat(tm_cluster *c)
     c->stats.heartbeats++;
     tm_node_info *nodes = NULL;
     size_t n = 0;
-    if (tm_store_nodes_live(c->store, now, c->dead_after_ms, &nodes, &n) == 0)
+    if (tm_store_nodes_live(c->store, now, c->dead_after_ms, &nodes, &n) == 0) {
         note_live_nodes(c, nodes, n);
-    g_free(nodes);
+        note_slow_peers(c, nodes, n);
+        g_free(c->peers);
+        c->peers = nodes;
+        c->n_peers = n;
+    }
     take_over(c, now);
 }
 
@@ -532,6 +710,19 @@ static gboolean beat_due(gpointer data)
 }
 
 /* ---- the handle ------------------------------------------------------ */
+
+/* On a shared database the heartbeat goes on off the loop (see the top);
+ * without a thread the loop's own beats go on alone. */
+static void start_beater(tm_cluster *c)
+{
+    c->beater = beater_start(c->bus_url, tm_store_hospital_id(c->store), c->node_id,
+                             c->heartbeat_ms, c->hung_after_ms);
+    if (!c->beater) {
+        tm_warn("cluster.beater_failed", "node=%s", c->node_id);
+        return;
+    }
+    c->tick_timer = g_timeout_add(TICK_MS, loop_tick, c->beater);
+}
 
 static bool options_ok(const tm_cluster_options *o, char **err)
 {
@@ -544,7 +735,7 @@ static bool options_ok(const tm_cluster_options *o, char **err)
              !g_str_has_prefix(o->bus_url, "postgres://"))
         why = "the bus URL must be a postgresql:// URL";
     else if (o->heartbeat_ms < 0 || o->dead_after_ms < 0 || o->reconnect_max_ms < 0 ||
-             o->connect_timeout_ms < 0)
+             o->connect_timeout_ms < 0 || o->hung_after_ms < 0)
         why = "times must not be negative";
     if (why && err)
         *err = g_strdup(why);
@@ -565,7 +756,9 @@ tm_cluster *tm_cluster_new(const tm_cluster_options *o, char **err)
     c->reconnect_max_ms = o->reconnect_max_ms ? o->reconnect_max_ms : 5000;
     c->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : CONNECT_TIMEOUT_MS;
     c->backoff_ms = BACKOFF_MIN_MS;
+    c->hung_after_ms = o->hung_after_ms ? o->hung_after_ms : HUNG_AFTER_MS;
     c->started_at_ms = tm_now_ms();
+    c->slow_peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     c->pending = g_queue_new();
     c->queued = g_hash_table_new(g_str_hash, g_str_equal);
     c->inflight = g_ptr_array_new_with_free_func(g_free);
@@ -577,6 +770,8 @@ tm_cluster *tm_cluster_new(const tm_cluster_options *o, char **err)
         beat(c);
         c->beat_timer = g_timeout_add(c->heartbeat_ms, beat_due, c);
     }
+    if (c->store && c->bus_url)
+        start_beater(c);
     if (c->bus_url)
         bus_connect(c);
     tm_info("cluster.started", "node=%s bus=%s heartbeat_ms=%d dead_after_ms=%d", c->node_id,
@@ -590,6 +785,8 @@ void tm_cluster_free(tm_cluster *c)
         return;
     if (c->beat_timer)
         g_source_remove(c->beat_timer);
+    stop_timer(&c->tick_timer);
+    beater_stop(c->beater);
     if (c->reconnect_timer)
         g_source_remove(c->reconnect_timer);
     stop_timer(&c->connect_timer);
@@ -605,6 +802,8 @@ void tm_cluster_free(tm_cluster *c)
     g_queue_free_full(c->pending, g_free);
     g_ptr_array_free(c->inflight, TRUE);
     g_free(c->live_nodes);
+    g_hash_table_destroy(c->slow_peers);
+    g_free(c->peers);
     g_free(c->node_id);
     g_free(c->public_url);
     g_free(c->bus_url);
@@ -665,4 +864,39 @@ int tm_cluster_doctors_elsewhere(tm_cluster *c, const char *dept, int *doctors)
 void tm_cluster_stats_get(const tm_cluster *c, tm_cluster_stats *out)
 {
     *out = c->stats;
+    if (c->beater) {
+        out->thread_beats = atomic_load(&c->beater->beats);
+        out->thread_beat_failures = atomic_load(&c->beater->failures);
+        out->loop_lag_ms = atomic_load(&c->beater->lag_ms);
+    }
+}
+
+void tm_cluster_metrics(const tm_cluster *c, GString *out)
+{
+    tm_cluster_stats st;
+    tm_cluster_stats_get(c, &st);
+    g_string_append_printf(
+        out,
+        "# HELP telemed_cluster_heartbeats_total Heartbeats written, by the control loop"
+        " or by the heartbeat thread (docs/cluster.md).\n"
+        "# TYPE telemed_cluster_heartbeats_total counter\n"
+        "telemed_cluster_heartbeats_total{by=\"loop\"} %llu\n"
+        "telemed_cluster_heartbeats_total{by=\"thread\"} %llu\n"
+        "# TYPE telemed_cluster_heartbeat_failures_total counter\n"
+        "telemed_cluster_heartbeat_failures_total{by=\"loop\"} %llu\n"
+        "telemed_cluster_heartbeat_failures_total{by=\"thread\"} %llu\n"
+        "# HELP telemed_loop_lag_ms How late this node's control loop was at its last"
+        " heartbeat.\n"
+        "# TYPE telemed_loop_lag_ms gauge\ntelemed_loop_lag_ms %lld\n",
+        (unsigned long long)st.heartbeats, (unsigned long long)st.thread_beats,
+        (unsigned long long)st.heartbeat_failures, (unsigned long long)st.thread_beat_failures,
+        (long long)st.loop_lag_ms);
+    if (!c->n_peers)
+        return;
+    g_string_append(out, "# HELP telemed_cluster_peer_loop_lag_ms How late each live node's"
+                         " control loop was at its last heartbeat: slow, not dead.\n"
+                         "# TYPE telemed_cluster_peer_loop_lag_ms gauge\n");
+    for (size_t i = 0; i < c->n_peers; i++)
+        g_string_append_printf(out, "telemed_cluster_peer_loop_lag_ms{peer=\"%s\"} %lld\n",
+                               c->peers[i].id, (long long)c->peers[i].loop_lag_ms);
 }

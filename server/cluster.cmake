@@ -9,3 +9,10 @@ tm_unit_test(test_cluster tests/server/test_cluster.c)
 target_compile_definitions(test_cluster PRIVATE
   TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
 set_tests_properties(test_cluster PROPERTIES TIMEOUT 300)
+
+# A busy node is not a dead node: one node's control loop blocked for 15 s
+# is not taken over by the other, and is taken over once SIGKILLed.
+tm_unit_test(test_cluster_busy tests/server/test_cluster_busy.c)
+target_compile_definitions(test_cluster_busy PRIVATE
+  TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
+set_tests_properties(test_cluster_busy PROPERTIES TIMEOUT 300)

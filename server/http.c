@@ -8,6 +8,7 @@
  * Control loop thread only.
  */
 #include "http_internal.h"
+#include "telemed/cluster.h"
 #include "telemed/common.h"
 #include "telemed/http_range.h"
 #include "telemed/log.h"
@@ -267,6 +268,8 @@ static void route_metrics(tm_app *app, http_pss *p)
             rs.running, rs.running_peak, (long long)queued, (unsigned long long)rs.done,
             (unsigned long long)rs.failed);
     }
+    if (app->cluster)
+        tm_cluster_metrics(app->cluster, out);
     tm_node_label_metrics(out, tm_node_id(app->node));
     tm__respond_text(p, 200, "text/plain; version=0.0.4", out);
 }

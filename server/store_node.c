@@ -18,6 +18,7 @@
 #include <string.h>
 
 #define NODE_COLUMNS "id, public_url, started_at, heartbeat_at, visits, waiting, peers, draining"
+#define NODE_READ_COLUMNS NODE_COLUMNS ", loop_lag_ms"
 
 int tm_store_node_heartbeat(tm_store *s, const tm_node_info *n)
 {
@@ -36,6 +37,17 @@ int tm_store_node_heartbeat(tm_store *s, const tm_node_info *n)
                          " draining = excluded.draining",
                          "ssIIiiii", n->id, n->public_url, n->started_at_ms, heartbeat_ms,
                          n->visits, n->waiting, n->peers, (int)n->draining);
+}
+
+int tm_store_node_beat(tm_store *s, const char *id, int64_t loop_lag_ms)
+{
+    int64_t now_ms = tm_now_ms();
+    int rc = tm__store_clock_ms(s, &now_ms);
+    if (rc < 0)
+        return rc;
+    return tm__store_run_one(s,
+                             "UPDATE nodes SET heartbeat_at = ?2, loop_lag_ms = ?3 WHERE id = ?1",
+                             "sII", id, now_ms, loop_lag_ms);
 }
 
 int tm_store_node_remove(tm_store *s, const char *id)
@@ -92,6 +104,7 @@ static void read_node(tm__stmt *st, tm_node_info *n)
     n->waiting = tm__col_int(st, 5);
     n->peers = tm__col_int(st, 6);
     n->draining = tm__col_int(st, 7) != 0;
+    n->loop_lag_ms = tm__col_int64(st, 8);
 }
 
 int tm_store_nodes_live(tm_store *s, int64_t now_ms, int64_t dead_after_ms, tm_node_info **out,
@@ -103,7 +116,7 @@ int tm_store_nodes_live(tm_store *s, int64_t now_ms, int64_t dead_after_ms, tm_n
     if (rc < 0)
         return rc;
     tm__stmt *st = tm__store_query(s,
-                                   "SELECT " NODE_COLUMNS " FROM nodes WHERE heartbeat_at > ?1"
+                                   "SELECT " NODE_READ_COLUMNS " FROM nodes WHERE heartbeat_at > ?1"
                                    " ORDER BY draining, visits, peers, id",
                                    "I", now_ms - dead_after_ms);
     GArray *nodes = g_array_new(FALSE, TRUE, sizeof(tm_node_info));
@@ -127,18 +140,20 @@ json_t *tm_store_node_list(tm_store *s, int64_t now_ms, int64_t dead_after_ms)
 {
     if (tm__store_clock_ms(s, &now_ms) < 0)
         return NULL;
-    tm__stmt *st = tm__store_query(s, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY id", "", NULL);
+    tm__stmt *st =
+        tm__store_query(s, "SELECT " NODE_READ_COLUMNS " FROM nodes ORDER BY id", "", NULL);
     json_t *list = json_array();
     int rc;
     while ((rc = tm__store_step(s, st)) == 1) {
         tm_node_info n;
         read_node(st, &n);
         json_array_append_new(
-            list, json_pack("{ss ss sI sI si si si sb sb}", "id", n.id, "public_url", n.public_url,
-                            "started_at", (json_int_t)n.started_at_ms, "heartbeat_at",
+            list, json_pack("{ss ss sI sI si si si sb sb sI}", "id", n.id, "public_url",
+                            n.public_url, "started_at", (json_int_t)n.started_at_ms, "heartbeat_at",
                             (json_int_t)n.heartbeat_ms, "visits", n.visits, "waiting", n.waiting,
                             "peers", n.peers, "draining", n.draining, "alive",
-                            n.heartbeat_ms > now_ms - dead_after_ms));
+                            n.heartbeat_ms > now_ms - dead_after_ms, "loop_lag_ms",
+                            (json_int_t)n.loop_lag_ms));
     }
     if (st)
         tm__stmt_reset(st);

@@ -594,6 +594,10 @@ static const char *const tm_store_migrations[] = {
      * not offered a waiting patient who is in their grace period on the
      * node holding them, as that node's own doctors are not. */
     "ALTER TABLE visits ADD COLUMN patient_away_at INTEGER;",
+    /* 23 (issue 19, beat19): how late the node's control loop is, as its
+     * heartbeat thread last saw (server/cluster.c): a node can be slow and
+     * alive, and the others say so without taking it over. */
+    "ALTER TABLE nodes ADD COLUMN loop_lag_ms INTEGER NOT NULL DEFAULT 0;",
 };
 
 #endif

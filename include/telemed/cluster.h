@@ -18,6 +18,13 @@
  * Events published in a burst are coalesced: a payload already waiting to
  * be sent or delivered is not queued twice.
  *
+ * Heartbeats: with a shared database (store and bus URL), a thread of the
+ * cluster's own writes the heartbeat on its own connection, so a node whose
+ * control loop is busy stays alive; the loop's lag goes into the row as
+ * load, and other nodes report it (cluster.node_slow, /metrics). Takeover
+ * is decided on a missing heartbeat only (a dead process, a cut network, a
+ * loop hung past hung_after_ms), never on a slow one.
+ *
  * Control loop thread only (the GMainContext the cluster was made in).
  */
 #ifndef TELEMED_CLUSTER_H
@@ -25,6 +32,7 @@
 
 #include "telemed/store.h"
 
+#include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -61,6 +69,9 @@ typedef struct tm_cluster_options {
     /* 0: 5000; a bus connect (and its LISTEN) not done by then is given up
      * and tried again with the backoff */
     int connect_timeout_ms;
+    /* 0: 120000; a control loop this late is hung: the node stops beating
+     * and the others take it over (docs/cluster.md, "busy or dead") */
+    int hung_after_ms;
 } tm_cluster_options;
 
 /* A new cluster member: registers at once when it has a store, then beats
@@ -104,10 +115,16 @@ typedef struct tm_cluster_stats {
     uint64_t rejected;  /* payloads that were not events */
     uint64_t published; /* events sent (or delivered in-process) */
     uint64_t reconnects;
-    uint64_t heartbeats;
+    uint64_t heartbeats; /* written by the control loop, with the load */
     uint64_t heartbeat_failures;
+    uint64_t thread_beats; /* written by the heartbeat thread (PostgreSQL) */
+    uint64_t thread_beat_failures;
+    int64_t loop_lag_ms; /* how late the loop was at the thread's last beat */
 } tm_cluster_stats;
 void tm_cluster_stats_get(const tm_cluster *c, tm_cluster_stats *out);
+/* Appends the heartbeat counters, this node's loop lag and the live
+ * nodes' (label peer) to a /metrics text. */
+void tm_cluster_metrics(const tm_cluster *c, GString *out);
 
 /* Parses a bus payload "<kind>:<id>" (pointer and length: it comes off the
  * network). 0 with *kind and id (NUL-terminated, idlen >= 64) or TM_EINVAL. */

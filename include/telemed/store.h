@@ -1385,11 +1385,20 @@ typedef struct tm_node_info {
     int waiting;           /* waiting patients connected to it */
     int peers;             /* media peers */
     bool draining;         /* takes no new visits */
+    /* How late its control loop was at its last heartbeat: read only here;
+     * the node's heartbeat thread writes it (tm_store_node_beat). */
+    int64_t loop_lag_ms;
 } tm_node_info;
 
-/* Registers n->id or refreshes it: every field of n is stored, heartbeat_ms
- * being the time of this heartbeat. TM_EINVAL without id or public_url. */
+/* Registers n->id or refreshes it: every field of n but loop_lag_ms is
+ * stored, heartbeat_ms being the time of this heartbeat (the database's
+ * clock where it has one). TM_EINVAL without id or public_url. */
 int tm_store_node_heartbeat(tm_store *s, const tm_node_info *n);
+/* The heartbeat alone, from a thread beside the control loop on its own
+ * handle: refreshes registered node id's heartbeat (the database's clock)
+ * and stores how late its loop is. TM_ENOTFOUND when id is not registered
+ * (it left, or has not registered yet): a beat never registers a node. */
+int tm_store_node_beat(tm_store *s, const char *id, int64_t loop_lag_ms);
 /* A node leaving on purpose removes its row (and its doctors on duty);
  * TM_ENOTFOUND when absent. */
 int tm_store_node_remove(tm_store *s, const char *id);
@@ -1410,7 +1419,8 @@ int tm_store_node_duty_elsewhere(tm_store *s, const char *node_id, const char *d
 int tm_store_nodes_live(tm_store *s, int64_t now_ms, int64_t dead_after_ms, tm_node_info **out,
                         size_t *n);
 /* Every registered node as [{id, public_url, started_at, heartbeat_at,
- * visits, waiting, peers, draining, alive}], by id. NULL on failure. */
+ * visits, waiting, peers, draining, alive, loop_lag_ms}], by id. NULL on
+ * failure. */
 json_t *tm_store_node_list(tm_store *s, int64_t now_ms, int64_t dead_after_ms);
 /* Releases what dead nodes held, in one transaction: the waiting, offered or
  * active visits whose media_node is not live lose it (their ids appended to
