@@ -16,3 +16,10 @@ tm_unit_test(test_cluster_busy tests/server/test_cluster_busy.c)
 target_compile_definitions(test_cluster_busy PRIVATE
   TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
 set_tests_properties(test_cluster_busy PROPERTIES TIMEOUT 300)
+
+# Outbox leases on the database's clock: a node whose clock is an hour
+# behind or ahead neither shares a row with another nor keeps it for an hour.
+tm_unit_test(test_lease_clock tests/server/test_lease_clock.c)
+target_compile_definitions(test_lease_clock PRIVATE
+  TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
+set_tests_properties(test_lease_clock PROPERTIES TIMEOUT 120)

@@ -182,7 +182,7 @@ int tm_store_node_takeover(tm_store *s, int64_t now_ms, int64_t dead_after_ms, j
                            int *leases)
 {
     *visits = NULL;
-    /* Leases carry their holder's clock; liveness is the database's. */
+    /* Liveness and leases are both on the database's clock (store_outbox.c). */
     int64_t db_now_ms = now_ms;
     int rc = tm__store_clock_ms(s, &db_now_ms);
     if (rc < 0)
@@ -213,7 +213,7 @@ int tm_store_node_takeover(tm_store *s, int64_t now_ms, int64_t dead_after_ms, j
                           "UPDATE outbox SET leased_by = NULL, lease_until = NULL"
                           " WHERE state = 'pending' AND leased_by IS NOT NULL AND lease_until <= ?1"
                           " AND leased_by NOT IN (SELECT id FROM nodes WHERE heartbeat_at > ?2)",
-                          "II", now_ms, live_since);
+                          "II", db_now_ms, live_since);
     if (rc == 0 && leases)
         *leases = tm__store_changes(s);
 done:

@@ -51,7 +51,7 @@ int tm_outbox_next_batch(tm_store *s, int64_t now_ms, int limit, tm_outbox_event
 }
 
 /* Whether another holder's lease on st's current row (columns 8, 9) still
- * runs at now_ms. */
+ * runs at now_ms (the database's clock). */
 static bool leased_elsewhere(tm_store *s, tm__stmt *st, int64_t now_ms)
 {
     const char *by = tm__col_text(st, 8);
@@ -100,7 +100,12 @@ static int claim_rows(tm_store *s, const tm__delivery *d, tm_outbox_event *ev, s
  * pending row met of a visit is its head: if it is due and no other holder
  * leases it, the visit's rows are taken as they come, up to one another
  * holder leases; if not, all of them are skipped. The scan stops when the
- * batch is full; the rows taken are then claimed. */
+ * batch is full; the rows taken are then claimed.
+ *
+ * Leases are judged and written on the database's clock (lease_now): two
+ * nodes whose clocks differ would otherwise both hold a row (the one behind
+ * writes leases already over) or neither (the one ahead, leases that run
+ * long after it died). Due times stay on now_ms, the caller's own schedule. */
 int tm__store_outbox_walk(tm_store *s, const tm__delivery *d, tm__stmt *st, int64_t now_ms,
                           int limit, tm_outbox_event **out, size_t *n)
 {
@@ -108,6 +113,13 @@ int tm__store_outbox_walk(tm_store *s, const tm__delivery *d, tm__stmt *st, int6
     *n = 0;
     if (!st)
         return TM_EIO;
+    /* st is bound, not run yet: the clock's own query may go first. */
+    int64_t lease_now = now_ms;
+    int clock_rc = tm__store_clock_ms(s, &lease_now);
+    if (clock_rc < 0) {
+        tm__stmt_reset(st);
+        return clock_rc;
+    }
     tm_outbox_event *ev = calloc((size_t)limit, sizeof(*ev));
     /* visit_id -> GINT_TO_POINTER(1 due, 2 waiting) */
     GHashTable *visits = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
@@ -122,7 +134,7 @@ int tm__store_outbox_walk(tm_store *s, const tm__delivery *d, tm__stmt *st, int6
         if (!visit)
             visit = "";
         int verdict = GPOINTER_TO_INT(g_hash_table_lookup(visits, visit));
-        bool foreign = leased_elsewhere(s, st, now_ms);
+        bool foreign = leased_elsewhere(s, st, lease_now);
         if (!verdict || (verdict == 1 && foreign)) {
             verdict = tm__col_int64(st, 6) <= now_ms && !foreign ? 1 : 2;
             g_hash_table_insert(visits, g_strdup(visit), GINT_TO_POINTER(verdict));
@@ -158,7 +170,7 @@ done:
     if (visits)
         g_hash_table_destroy(visits);
     if (rc == 0 && count > 0)
-        rc = claim_rows(s, d, ev, &count, now_ms);
+        rc = claim_rows(s, d, ev, &count, lease_now);
     if (rc < 0) {
         if (rc == TM_ENOMEM)
             tm__store_set_error(s, "out of memory");

@@ -152,6 +152,14 @@ int tm_upload_last_day(tm_store *s, const char *profile, char day[16])
 #define CLAIMABLE(A, H, NOW)                                                                       \
     " AND (" A ".leased_by IS NULL OR " A ".leased_by = " H " OR " A ".lease_until <= " NOW ")"
 
+/* Leases are on the database's clock, as the outbox's (store_outbox.c):
+ * the lease's "now" for a caller whose own clock says now_ms. */
+static int lease_now(tm_store *s, int64_t now_ms, int64_t *out)
+{
+    *out = now_ms;
+    return tm__store_clock_ms(s, out);
+}
+
 static int64_t lease_until(tm_store *s, int64_t now_ms)
 {
     int64_t lease = tm__store_lease_ms(s);
@@ -209,22 +217,25 @@ int tm_upload_next_batch(tm_store *s, const char *profile, const char *kind, int
     *n = 0;
     if (limit <= 0)
         return tm__store_refuse(s, TM_EINVAL, "batch limit must be at least 1");
+    int64_t lease_at;
+    int rc = lease_now(s, now_ms, &lease_at);
+    if (rc < 0)
+        return rc;
     tm__stmt *st = tm__store_query(
         s,
         "SELECT u.id, u.kind, u.buss_id, u.day, u.attempts, u.source"
         "  FROM upload_records u"
         " WHERE u.profile = ?1 AND u.state = 'pending' AND u.kind = ?2"
         "   AND u.next_attempt_at <= ?3" CLAIMABLE(
-            "u", "?5", "?3") "   AND (u.kind <> 'rating' OR EXISTS (SELECT 1 FROM upload_records p"
+            "u", "?5", "?6") "   AND (u.kind <> 'rating' OR EXISTS (SELECT 1 FROM upload_records p"
                              "        WHERE p.profile = u.profile AND p.kind = 'visit'"
                              "          AND p.buss_id = u.buss_id AND p.state = 'delivered'))"
                              " ORDER BY u.id LIMIT ?4",
-        "ssIis", profile, kind, now_ms, limit, tm__store_lease_holder(s));
+        "ssIisI", profile, kind, now_ms, limit, tm__store_lease_holder(s), lease_at);
     if (!st)
         return TM_EIO;
     tm_upload_record *r = g_new0(tm_upload_record, (size_t)limit);
     size_t count = 0;
-    int rc;
     while ((rc = tm__store_step(s, st)) == 1) {
         tm_upload_record *e = &r[count++];
         e->id = tm__col_int64(st, 0);
@@ -236,7 +247,7 @@ int tm_upload_next_batch(tm_store *s, const char *profile, const char *kind, int
     }
     tm__stmt_reset(st);
     if (rc == 0 && count > 0)
-        rc = claim_records(s, r, &count, now_ms);
+        rc = claim_records(s, r, &count, lease_at);
     if (rc < 0 || count == 0) {
         tm_upload_records_free(r, count);
         return rc < 0 ? rc : 0;
@@ -371,12 +382,15 @@ json_t *tm_upload_dead_list(tm_store *s, const char *profile, int limit)
 
 int tm_upload_checkin_next(tm_store *s, const char *profile, int64_t now_ms, char day[16])
 {
+    int rc = lease_now(s, now_ms, &now_ms);
+    if (rc < 0)
+        return rc;
     tm__stmt *st = tm__store_query(
         s,
         "SELECT min(day) FROM upload_days"
         " WHERE profile = ?1 AND checkin_at IS NULL" CLAIMABLE("upload_days", "?2", "?3"),
         "ssI", profile, tm__store_lease_holder(s), now_ms);
-    int rc = tm__store_step(s, st);
+    rc = tm__store_step(s, st);
     int ret = rc < 0 ? rc : TM_ENOTFOUND;
     if (rc == 1 && !tm__col_is_null(st, 0)) {
         tm__store_col_text(st, 0, day, 16);

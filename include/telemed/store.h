@@ -991,7 +991,10 @@ json_t *tm_store_consult_of_visit(tm_store *s, const char *visit_id);
  * visit (order per visit holds across nodes). An expired lease is anyone's:
  * a holder that died mid-delivery loses its rows once its lease time has
  * passed. The outcome calls (mark delivered, retry, dead letter) change only
- * rows this holder leases or nobody does, and release the lease.
+ * rows this holder leases or nobody does, and release the lease. "now" of a
+ * lease is the database's clock where it has one (PostgreSQL), not the
+ * caller's now_ms, so nodes whose clocks differ agree on who holds a row;
+ * whether a row is due stays judged by the caller's now_ms.
  */
 
 #define TM_STORE_LEASE_HOLDER "local" /* until tm_store_set_lease */
