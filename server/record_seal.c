@@ -38,6 +38,16 @@ static char *sign_statement(const char *statement, size_t len, void *user)
     return tm_seal_sign(user, statement, len);
 }
 
+/* Whether visit_id bears a seal now: after a failed seal, one another node
+ * made while this one was sealing (both found the visit due; the database
+ * let one win). */
+static bool sealed_elsewhere(tm_store *store, const char *visit_id)
+{
+    json_t *seal = tm_store_visit_seal_get(store, visit_id);
+    json_decref(seal);
+    return seal != NULL;
+}
+
 int tm_sealer_run(tm_sealer *sl, int64_t now_ms)
 {
     char ids[SWEEP_MAX][64];
@@ -53,6 +63,8 @@ int tm_sealer_run(tm_sealer *sl, int64_t now_ms)
         if (rc == 0) {
             sealed++;
             tm_info("visit.sealed", "visit=%s alg=%s", ids[i], alg);
+        } else if (sealed_elsewhere(sl->store, ids[i])) {
+            tm_info("visit.sealed_elsewhere", "visit=%s", ids[i]);
         } else {
             tm_error("visit.seal_failed", "visit=%s err=%s why=\"%s\"", ids[i], tm_strerror(rc),
                      tm_store_errmsg(sl->store));

@@ -28,7 +28,9 @@ typedef struct tm_sealer tm_sealer;
 tm_sealer *tm_sealer_new(tm_store *store, const tm_seal_key *key, int seal_after_s,
                          GMainContext *ctx);
 void tm_sealer_free(tm_sealer *sl); /* accepts NULL */
-/* One pass now: the number of visits sealed, or a negative TM_E* code. */
+/* One pass now: the number of visits sealed, or a negative TM_E* code. A
+ * visit another node sealed first (nodes sharing a database race for it)
+ * is not this pass's and not a failure: logged at info. */
 int tm_sealer_run(tm_sealer *sl, int64_t now_ms);
 
 /* Checks the visit's record end to end: its event chain, its seal's
