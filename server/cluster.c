@@ -33,6 +33,7 @@
 #include "telemed/common.h"
 #include "telemed/log.h"
 
+#include <errno.h>
 #include <glib-unix.h>
 #include <glib.h>
 #include <libpq-fe.h>
@@ -494,11 +495,13 @@ static int64_t loop_lag_now(beater *b)
     return late > 0 ? late : 0;
 }
 
-/* Waits up to ms for the stop message; true when it came. */
+/* Waits up to ms for the stop message; true when it came. A signal that
+ * lands on this thread only ends the wait early. */
 static bool beater_stopped(beater *b, int ms)
 {
     struct pollfd p = {.fd = b->stop_fd[0], .events = POLLIN};
-    return poll(&p, 1, ms) != 0;
+    int r = poll(&p, 1, ms);
+    return r > 0 || (r < 0 && errno != EINTR);
 }
 
 /* Logs the loop's lag when it turns slow, hung or well again; *state is
