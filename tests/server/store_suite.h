@@ -19,6 +19,10 @@ typedef struct store_backend {
      * heartbeat on db_name back by ms, as if it had stopped beating then.
      * NULL where the times a caller gives are stored as given (SQLite). */
     void (*age_heartbeat)(const char *db_name, const char *node_id, int64_t ms);
+    /* Where the database's clock judges leases (PostgreSQL): moves every
+     * lease on db_name back by ms, as if that much time had passed since it
+     * was taken. NULL where leases take the caller's times (SQLite). */
+    void (*age_leases)(const char *db_name, int64_t ms);
 } store_backend;
 
 /* Runs every test of the suite; a failed check exits the program. */

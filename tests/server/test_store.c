@@ -544,7 +544,7 @@ int main(void)
     test_dir = g_dir_make_tmp("tm-store-XXXXXX", NULL);
     CHECK(test_dir != NULL);
     install_shim();
-    store_suite_run(&(store_backend){"sqlite", open_sqlite, NULL});
+    store_suite_run(&(store_backend){"sqlite", open_sqlite, NULL, NULL});
     RUN(test_newer_schema_refused);
     RUN(test_party_migration);
     RUN(test_dead_node_leases);

@@ -61,6 +61,21 @@ static void age_heartbeat(const char *name, const char *node_id, int64_t ms)
     g_free(sql);
 }
 
+static void age_leases(const char *name, int64_t ms)
+{
+    static const char *const tables[] = {"outbox", "messaging_outbox", "routed_outbox",
+                                         "upload_records", "upload_days"};
+    char *url = pg_fixture_url(name);
+    for (size_t i = 0; i < TM_ARRAY_LEN(tables); i++) {
+        char *sql = g_strdup_printf("UPDATE %s SET lease_until = lease_until - %lld"
+                                    " WHERE lease_until IS NOT NULL",
+                                    tables[i], (long long)ms);
+        pg_fixture_exec(url, sql);
+        g_free(sql);
+    }
+    g_free(url);
+}
+
 static tm_visit new_visit(const char *patient)
 {
     tm_visit v = {0};
@@ -325,7 +340,7 @@ int main(int argc, char **argv)
     if (argc == 4 && strcmp(argv[1], "--write-events") == 0)
         return write_events_forever(argv[2], argv[3]);
     pg_fixture_start();
-    store_suite_run(&(store_backend){"postgresql", open_pg, age_heartbeat});
+    store_suite_run(&(store_backend){"postgresql", open_pg, age_heartbeat, age_leases});
     RUN(test_nodes_on_database_clock);
     RUN(test_newer_schema_refused);
     RUN(test_unreachable);
