@@ -7,7 +7,9 @@
  * child reads on that very loop (its other threads run on, as under a
  * real burst of work): node-b must not take its visit over, and must see
  * it as slow with its loop lag. Then node-a is killed with SIGKILL: node-b
- * takes the visit over once the dead time has passed, not before.
+ * takes the visit over once the dead time has passed, not before. A node
+ * whose loop is blocked longer than its hung_after_ms is taken over while
+ * still blocked: a loop stuck for good is noticed.
  */
 #include "telemed/cluster.h"
 #include "telemed/common.h"
@@ -29,7 +31,7 @@
 #define DEAD_AFTER_MS 2000
 #define BLOCK_MS 15000
 
-static tm_cluster *node_on(const char *id, tm_store *store, const char *url)
+static tm_cluster *node_on(const char *id, tm_store *store, const char *url, int hung_after_ms)
 {
     char public_url[128];
     g_snprintf(public_url, sizeof(public_url), "https://%s.test:8443", id);
@@ -39,7 +41,8 @@ static tm_cluster *node_on(const char *id, tm_store *store, const char *url)
                                                          .store = store,
                                                          .bus_url = url,
                                                          .heartbeat_ms = BEAT_MS,
-                                                         .dead_after_ms = DEAD_AFTER_MS},
+                                                         .dead_after_ms = DEAD_AFTER_MS,
+                                                         .hung_after_ms = hung_after_ms},
                                    &err);
     if (!c)
         fprintf(stderr, "cluster %s: %s\n", id, err);
@@ -70,7 +73,7 @@ static gboolean on_command(gint fd, GIOCondition cond, gpointer loop)
     return G_SOURCE_CONTINUE;
 }
 
-static int run_node(const char *url, const char *id)
+static int run_node(const char *url, const char *id, int hung_after_ms)
 {
     char *err = NULL;
     tm_store *s = tm_store_open(url, "hosp-1", &err);
@@ -78,7 +81,7 @@ static int run_node(const char *url, const char *id)
         fprintf(stderr, "store: %s\n", err);
         return 1;
     }
-    tm_cluster *c = node_on(id, s, url);
+    tm_cluster *c = node_on(id, s, url, hung_after_ms);
     GMainLoop *loop = g_main_loop_new(NULL, FALSE);
     g_unix_fd_add(STDIN_FILENO, G_IO_IN | G_IO_HUP, on_command, loop);
     printf("ready\n");
@@ -98,9 +101,10 @@ typedef struct child {
     GString *said; /* everything it printed */
 } child;
 
-static void child_start(child *ch, const char *self, const char *url)
+static void child_start(child *ch, const char *self, const char *url, const char *hung_after_ms)
 {
-    char *argv[] = {(char *)self, (char *)"--node", (char *)url, (char *)"node-a", NULL};
+    char *argv[] = {(char *)self,     (char *)"--node",      (char *)url,
+                    (char *)"node-a", (char *)hung_after_ms, NULL};
     GError *e = NULL;
     gboolean ok = g_spawn_async_with_pipes(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
                                            &ch->pid, &ch->in, &ch->out, NULL, &e);
@@ -203,9 +207,9 @@ static void test_busy_not_dead_killed_is(const char *self)
     CHECK_EQ_INT(tm_store_doctor_put(s, "d1", "Dr One", "cardio", NULL, NULL), 0);
 
     child ch = {0};
-    child_start(&ch, self, url);
+    child_start(&ch, self, url, "0");
     CHECK(spin_until(said_ready, &ch));
-    tm_cluster *b = node_on("node-b", s, url);
+    tm_cluster *b = node_on("node-b", s, url, 0);
     tm_visit v;
     visit_on(s, "p-busy", "node-a", &v);
 
@@ -239,13 +243,49 @@ static void test_busy_not_dead_killed_is(const char *self)
     g_free(url);
 }
 
+/* A loop late by more than hung_after_ms is stuck, not busy: the node stops
+ * beating and is taken over while its loop is still blocked. */
+static void test_hung_taken_over(const char *self)
+{
+    char *url = pg_fixture_url("hung");
+    char *err = NULL;
+    tm_store *s = tm_store_open(url, "hosp-1", &err);
+    CHECK(s != NULL);
+    CHECK_EQ_INT(tm_store_dept_put(s, "cardio", "Cardiology"), 0);
+    CHECK_EQ_INT(tm_store_doctor_put(s, "d1", "Dr One", "cardio", NULL, NULL), 0);
+    child ch = {0};
+    child_start(&ch, self, url, "4000");
+    CHECK(spin_until(said_ready, &ch));
+    tm_cluster *b = node_on("node-b", s, url, 0);
+    tm_visit v;
+    visit_on(s, "p-hung", "node-a", &v);
+
+    CHECK(write(ch.in, "block 15000\n", 12) == 12);
+    int64_t blocked_at = tm_now_ms();
+    watch w = {.ch = &ch, .store = s, .b = b, .visit_id = v.id, .until = "unblocked\n"};
+    CHECK(spin_until(watched, &w));
+    CHECK(w.moved);
+    CHECK(!child_said(&ch, "unblocked\n"));
+    CHECK(tm_now_ms() - blocked_at >= 4000);
+
+    CHECK(kill(ch.pid, SIGKILL) == 0);
+    CHECK(waitpid(ch.pid, NULL, 0) == ch.pid);
+    tm_cluster_free(b);
+    close(ch.in);
+    close(ch.out);
+    g_string_free(ch.said, TRUE);
+    tm_store_free(s);
+    g_free(url);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc == 4 && strcmp(argv[1], "--node") == 0)
-        return run_node(argv[2], argv[3]);
+    if (argc == 5 && strcmp(argv[1], "--node") == 0)
+        return run_node(argv[2], argv[3], atoi(argv[4]));
     signal(SIGPIPE, SIG_IGN);
     pg_fixture_start();
     test_busy_not_dead_killed_is(argv[0]);
+    test_hung_taken_over(argv[0]);
     printf("test_cluster_busy: ok\n");
     return 0;
 }
