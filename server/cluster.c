@@ -876,6 +876,8 @@ void tm_cluster_stats_get(const tm_cluster *c, tm_cluster_stats *out)
 
 void tm_cluster_metrics(const tm_cluster *c, GString *out)
 {
+    if (!c->store)
+        return; /* alone: no heartbeat, no peers */
     tm_cluster_stats st;
     tm_cluster_stats_get(c, &st);
     g_string_append_printf(

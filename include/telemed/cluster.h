@@ -123,7 +123,7 @@ typedef struct tm_cluster_stats {
 } tm_cluster_stats;
 void tm_cluster_stats_get(const tm_cluster *c, tm_cluster_stats *out);
 /* Appends the heartbeat counters, this node's loop lag and the live
- * nodes' (label peer) to a /metrics text. */
+ * nodes' (label peer) to a /metrics text; nothing without a store. */
 void tm_cluster_metrics(const tm_cluster *c, GString *out);
 
 /* Parses a bus payload "<kind>:<id>" (pointer and length: it comes off the
