@@ -278,10 +278,12 @@ int tm_store_visit_accept(tm_store *s, const char *visit_id, const char *doctor_
 }
 
 /* After a transfer the visit keeps its first accept (the call's start, the
- * first doctor's response); the transfer row gets this one. */
+ * first doctor's response); the transfer row gets this one. A patient's
+ * away mark ends with the wait: a transfer back to waiting starts clean. */
 static const char accept_times_sql[] = "UPDATE visits SET accepted_at = COALESCE(accepted_at, ?3),"
                                        " queue_wait_ms = COALESCE(queue_wait_ms, ?3 - checkin_at),"
-                                       " response_ms = COALESCE(response_ms, ?3 - checkin_at)"
+                                       " response_ms = COALESCE(response_ms, ?3 - checkin_at),"
+                                       " patient_away_at = NULL"
                                        " WHERE id = ?1 AND doctor_id = ?2";
 
 int tm_store_visit_accept_checked(tm_store *s, const char *visit_id, const char *doctor_id,
@@ -399,6 +401,7 @@ static int visit_end(tm_store *s, const char *visit_id, const char *reason, cons
         rc = tm__store_run_later(
             s,
             "UPDATE visits SET ended_at = ?2, end_reason = ?3, ended_by = ?4,"
+            " patient_away_at = NULL,"
             " duration_ms = CASE WHEN accepted_at IS NULL THEN NULL ELSE ?2 - accepted_at END,"
             " queue_wait_ms = COALESCE(queue_wait_ms, ?2 - checkin_at) WHERE id = ?1",
             "sIss", visit_id, now_ms, reason, by);

@@ -406,19 +406,46 @@ static void sync_dept(tm_signaling *sig, const char *dept)
 
 /* ---- a waiting patient's node ---------------------------------------- */
 
+#define AWAY_RETRY_S 2
+
+static gboolean away_retry_due(gpointer data);
+
+/* Writes v->patient_away to the store and announces it; on failure it is
+ * written again later, or other nodes would go on offering a patient who
+ * is not there (or never offer one who is back). */
+static void save_away(tm_signaling *sig, live_visit *v)
+{
+    if (tm_store_visit_patient_away(sig->store, v->id, v->patient_away ? tm_now_ms() : 0) < 0) {
+        tm_warn("cluster.away_write_failed", "visit=%s error=\"%s\"", v->id,
+                tm_store_errmsg(sig->store));
+        if (!v->away_retry)
+            v->away_retry = g_timeout_add_seconds(AWAY_RETRY_S, away_retry_due, v);
+        return;
+    }
+    tm__cluster_queue_changed(sig, v->dept);
+}
+
+static gboolean away_retry_due(gpointer data)
+{
+    live_visit *v = data; /* the visit removes this timer when it goes */
+    v->away_retry = 0;
+    if (!v->remote && (v->state == TM_VS_WAITING || v->state == TM_VS_OFFERED))
+        save_away(v->sig, v);
+    return G_SOURCE_REMOVE;
+}
+
+/* A patient back is always written: the store may still say away from
+ * before this node restarted (a restored visit starts not away) or from a
+ * write that failed. Away twice is written once. */
 void tm__cluster_patient_away(tm_signaling *sig, const char *visit_id, bool away)
 {
     live_visit *v = g_hash_table_lookup(sig->visits, visit_id);
-    if (!shared(sig) || !v || v->remote || v->patient_away == away ||
+    if (!shared(sig) || !v || v->remote || (away && v->patient_away) ||
         (v->state != TM_VS_WAITING && v->state != TM_VS_OFFERED))
         return;
-    if (tm_store_visit_patient_away(sig->store, v->id, away ? tm_now_ms() : 0) < 0) {
-        tm_warn("cluster.away_write_failed", "visit=%s error=\"%s\"", v->id,
-                tm_store_errmsg(sig->store));
-        return;
-    }
     v->patient_away = away;
-    tm__cluster_queue_changed(sig, v->dept);
+    if (!v->away_retry)
+        save_away(sig, v);
 }
 
 void tm__cluster_hosts(tm_signaling *sig, live_visit *v)
@@ -436,6 +463,7 @@ static void adopt(tm_signaling *sig, live_visit *v, bool grace)
 {
     v->remote = false;
     v->last_position = -1;
+    v->patient_away = false; /* as placing it left the row */
     user *p = tm__find_user(sig, TM_ROLE_PATIENT, v->patient_sub);
     if (!p)
         p = tm__user_new(sig, TM_ROLE_PATIENT, v->patient_sub);

@@ -282,20 +282,20 @@ static json_t *transfer_of(const live_visit *v)
                      v->transfer_reason);
 }
 
-void tm__offer_visit(tm_signaling *sig, live_visit *v, user *d)
+int tm__offer_visit(tm_signaling *sig, live_visit *v, user *d)
 {
     int64_t now = tm_now_ms();
     if (!tm__advance(v, TM_VEV_OFFER, false))
-        return;
+        return TM_ECONFLICT;
     int rc = tm_store_visit_offer(sig->store, v->id, d->sub, now);
     if (rc == TM_ECONFLICT) { /* another node offered it first */
         tm_info("visit.offer_lost", "visit=%s doctor=%s", v->id, d->sub);
         tm__cluster_follow_store(sig, v); /* or this node missed that news */
-        return;
+        return rc;
     }
     if (rc < 0) {
         tm_error("visit.offer_failed", "visit=%s doctor=%s err=%s", v->id, d->sub, tm_strerror(rc));
-        return;
+        return rc;
     }
     tm__advance(v, TM_VEV_OFFER, true);
     g_strlcpy(v->doctor_id, d->sub, sizeof(v->doctor_id));
@@ -316,6 +316,7 @@ void tm__offer_visit(tm_signaling *sig, live_visit *v, user *d)
     tm__push_visit_state(sig, v, v->id, p, NULL);
     tm_info("visit.offered", "visit=%s doctor=%s dept=%s", v->id, d->sub, v->dept);
     tm__mark_dept_dirty(sig, v->dept);
+    return 0;
 }
 
 static bool declined_recently(tm_signaling *sig, live_visit *v, const char *doctor_id)
@@ -384,9 +385,10 @@ void tm__dispatch_dept(tm_signaling *sig, const char *dept)
         int pick = tm_pairing_pick(slots, docs->len);
         if (pick < 0)
             continue;
-        user *d = g_array_index(docs, candidate_doc, pick).u;
-        g_array_remove_index(docs, (guint)pick);
-        tm__offer_visit(sig, v, d);
+        /* A doctor offered nothing (the store refused this visit) stays
+         * free for the next one, or a stuck head would use them up. */
+        if (tm__offer_visit(sig, v, g_array_index(docs, candidate_doc, pick).u) == 0)
+            g_array_remove_index(docs, (guint)pick);
     }
     g_free(slots);
     g_free(order);

@@ -185,6 +185,7 @@ typedef struct live_visit {
     /* cluster_sync.c: its patient is in their grace period on the node
      * holding it (this one, or a mirror's): no node offers it meanwhile */
     bool patient_away;
+    guint away_retry; /* cluster_sync.c: writes patient_away again, the last write failed */
     /* cluster_sync.c: this node's visit offered by another node, withdrawn
      * here if that node does not end the offer (it died) */
     guint offer_backstop;
@@ -297,8 +298,9 @@ void tm__handle_hello(tm_signaling *sig, session *s, json_t *msg, const char *id
 void tm__auth_expire_sessions(tm_signaling *sig, int64_t now_ms);
 
 /* cluster_sync.c: the patient of this node's visit visit_id dropped
- * (away) or is back, written to the store (and announced) when it changes,
- * so that no other node offers a patient who is not there. */
+ * (away) or is back, written to the store (and announced), so that no
+ * other node offers a patient who is not there; a failed write is tried
+ * again until it holds or the visit is no longer waiting. */
 void tm__cluster_patient_away(tm_signaling *sig, const char *visit_id, bool away);
 /* cluster_sync.c: a queue change of dept, told to every node. */
 void tm__cluster_queue_changed(tm_signaling *sig, const char *dept);
@@ -394,8 +396,10 @@ void tm__flush_positions(tm_signaling *sig);
 void tm__dispatch_dept(tm_signaling *sig, const char *dept);
 void tm__dispatch_all(tm_signaling *sig);
 void tm__unoffer(tm_signaling *sig, live_visit *v, const char *outcome);
-/* Offers the waiting visit v to doctor d now (transfer.c: a named doctor). */
-void tm__offer_visit(tm_signaling *sig, live_visit *v, user *d);
+/* Offers the waiting visit v to doctor d now (transfer.c: a named doctor):
+ * 0, or a negative code when d was offered nothing (TM_ECONFLICT: the store
+ * refused, another node offered v or its patient is away). */
+int tm__offer_visit(tm_signaling *sig, live_visit *v, user *d);
 /* Whether d is on duty for dept's waiting room (connected, in a shift, at work). */
 bool tm__doctor_on_duty(tm_signaling *sig, const user *d, const char *dept);
 gboolean tm__tick(gpointer data);

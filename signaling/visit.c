@@ -61,6 +61,8 @@ void tm__live_visit_free(gpointer p)
         g_source_remove(v->offer_timer);
     if (v->offer_backstop)
         g_source_remove(v->offer_backstop);
+    if (v->away_retry)
+        g_source_remove(v->away_retry);
     g_hash_table_destroy(v->declined);
     g_ptr_array_free(v->watchers, TRUE);
     json_decref(v->quality);

@@ -1435,15 +1435,16 @@ int tm_store_node_takeover(tm_store *s, int64_t now_ms, int64_t dead_after_ms, j
                            int *leases);
 /* Places visit_id's media on node_id when it has no media node yet or its
  * node is expected_node (NULL: none): TM_ECONFLICT when another node placed
- * it first or the visit is over, TM_ENOTFOUND when there is no such visit. */
+ * it first or the visit is over, TM_ENOTFOUND when there is no such visit.
+ * The new holder starts with the patient not away (it says so itself). */
 int tm_store_visit_place_media(tm_store *s, const char *visit_id, const char *expected_node,
                                const char *node_id);
 /* The node holding visit_id says its patient dropped at away_ms (their
  * grace period runs there) or is back (0). While a node holds a visit whose
  * patient is away, tm_store_visit_offer refuses it (TM_ECONFLICT), so no
  * doctor on another node is offered someone who is not there; a visit no
- * node holds (its node died) is offered as before. TM_ENOTFOUND: no such
- * visit. */
+ * node holds (its node died) is offered as before. Placing the visit, its
+ * accept and its end clear the mark. TM_ENOTFOUND: no such visit. */
 int tm_store_visit_patient_away(tm_store *s, const char *visit_id, int64_t away_ms);
 /* The node hosting visit_id's media into out ("" when none). */
 int tm_store_visit_media_node(tm_store *s, const char *visit_id, char out[64]);
