@@ -474,7 +474,7 @@ static void adopt(tm_signaling *sig, live_visit *v, bool grace)
         p->grace_pending = true;
     /* Placed here while its patient is gone: no node offers them until
      * they are back (their hello clears it). */
-    if (grace && !p->sess && v->state == TM_VS_WAITING)
+    if (grace && !p->sess)
         tm__cluster_patient_away(sig, v->id, true);
     tm_info("cluster.visit_adopted", "visit=%s node=%s grace=%d", v->id, my_node(sig), grace);
     tm_cluster_publish(sig->cluster, TM_BUS_VISIT, v->id);
@@ -708,11 +708,12 @@ static void sync_visit(tm_signaling *sig, const char *id)
         !tm_cluster_shared(sig->cluster) || tm_store_visit_media_node(sig->store, id, holder) < 0)
         return;
     if (v->remote && !holder[0]) {
-        /* Released by a takeover: the store gives it to exactly one node. */
+        /* Released by a takeover: the store gives it to exactly one node,
+         * which holds it from then on, its own offer of it still open: when
+         * that offer ends, the patient's grace here decides. */
         if (tm_store_visit_place_media(sig->store, id, NULL, my_node(sig)) == 0) {
             withdraw_dead_offer(sig, v);
-            if (v->state == TM_VS_WAITING)
-                adopt(sig, v, true);
+            adopt(sig, v, true);
         }
     } else if (!v->remote && holder[0] && tm_store_visit_get(sig->store, id, &row) == 0) {
         bool active = strcmp(row.state, "active") == 0;
