@@ -80,21 +80,30 @@ static void withdraw_own_offer(tm_signaling *sig, live_visit *v)
     }
 }
 
-/* Mirrors of dept that the store no longer has waiting or offered leave. */
-static bool drop_gone_mirrors(tm_signaling *sig, const char *dept, GHashTable *in_store)
+/* The ids (new strings) of dept's visits, mirrors (remote) or this node's,
+ * that the store no longer has waiting or offered. */
+static GPtrArray *gone_from_store(tm_signaling *sig, const char *dept, GHashTable *in_store,
+                                  bool remote)
 {
+    GPtrArray *gone = g_ptr_array_new_with_free_func(g_free);
     size_t len = tm_queue_length(sig->queue, dept);
     if (len == 0)
-        return false;
+        return gone;
     const char **ids = g_new(const char *, len);
     size_t n = tm_queue_ordered(sig->queue, dept, tm_now_ms(), ids, len);
-    GPtrArray *gone = g_ptr_array_new_with_free_func(g_free);
     for (size_t i = 0; i < n; i++) {
         live_visit *v = g_hash_table_lookup(sig->visits, ids[i]);
-        if (v && v->remote && !g_hash_table_contains(in_store, v->id))
+        if (v && v->remote == remote && !g_hash_table_contains(in_store, v->id))
             g_ptr_array_add(gone, g_strdup(v->id));
     }
     g_free(ids);
+    return gone;
+}
+
+/* Mirrors of dept that the store no longer has waiting or offered leave. */
+static bool drop_gone_mirrors(tm_signaling *sig, const char *dept, GHashTable *in_store)
+{
+    GPtrArray *gone = gone_from_store(sig, dept, in_store, true);
     for (guint i = 0; i < gone->len; i++) {
         withdraw_own_offer(sig, g_hash_table_lookup(sig->visits, gone->pdata[i]));
         tm_queue_remove(sig->queue, gone->pdata[i]);
@@ -103,6 +112,19 @@ static bool drop_gone_mirrors(tm_signaling *sig, const char *dept, GHashTable *i
     bool any = gone->len > 0;
     g_ptr_array_free(gone, TRUE);
     return any;
+}
+
+static void sync_visit(tm_signaling *sig, const char *id);
+
+/* This node's visits of dept that left the store's waiting room unseen here
+ * (a lost visit:<id> event: accepted on another node) follow their row:
+ * their patient is sent where the visit runs. */
+static void follow_gone_locals(tm_signaling *sig, const char *dept, GHashTable *in_store)
+{
+    GPtrArray *gone = gone_from_store(sig, dept, in_store, false);
+    for (guint i = 0; i < gone->len; i++)
+        sync_visit(sig, gone->pdata[i]);
+    g_ptr_array_free(gone, TRUE);
 }
 
 /* ---- offers another node made -------------------------------------- */
@@ -237,7 +259,10 @@ static gboolean offer_backstop_due(gpointer data)
         follow_row(sig, v, "waiting", NULL, 0);
         tm__mark_dept_dirty(sig, dept);
     } else { /* accepted, declined or replaced meanwhile */
+        char id[sizeof(v->id)];
+        g_strlcpy(id, v->id, sizeof(id));
         tm__cluster_follow_store(sig, v);
+        sync_visit(sig, id); /* accepted: its patient goes where it runs (v may go) */
     }
     tm__dispatch_dept(sig, dept);
     tm__flush_positions(sig);
@@ -391,6 +416,7 @@ static void sync_dept(tm_signaling *sig, const char *dept)
         changed |= follow_away(sig, id, json_integer_value(json_object_get(row, "patient_away")));
     }
     changed |= drop_gone_mirrors(sig, dept, in_store);
+    follow_gone_locals(sig, dept, in_store);
     changed |= reread_duty_elsewhere(sig, dept);
     reread_live_elsewhere(sig, dept);
     g_hash_table_destroy(in_store);
