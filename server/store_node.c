@@ -232,7 +232,9 @@ int tm_store_visit_place_media(tm_store *s, const char *visit_id, const char *ex
     if (!node_id || !node_id[0])
         return tm__store_refuse(s, TM_EINVAL, "a media node needs an id");
     int rc = tm__store_run(s,
-                           "UPDATE visits SET media_node = ?2, patient_away_at = NULL WHERE id = ?1"
+                           "UPDATE visits SET media_node = ?2,"
+                           " patient_away_at = CASE WHEN media_node = ?2 THEN patient_away_at END"
+                           " WHERE id = ?1"
                            " AND state IN ('waiting', 'offered', 'active')"
                            " AND coalesce(media_node, '') = coalesce(?3, '')",
                            "sss", visit_id, node_id, expected_node);

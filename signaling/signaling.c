@@ -67,6 +67,30 @@ live_visit *tm__visit_restore(tm_signaling *sig, const tm_visit *rec)
     return v;
 }
 
+/* Whether this node, starting on a shared store, may restore rec: it
+ * claims the row by the conditional update that every node places a visit
+ * with, from the holder it read (itself, or none after a takeover released
+ * it) to itself. Another node that placed it first keeps it: without the
+ * claim, a released visit would run on both. A store that cannot say
+ * leaves the visit restored here, as it was held. */
+static bool claim_visit(tm_signaling *sig, const tm_visit *rec)
+{
+    char holder[64] = "";
+    if (tm_store_visit_media_node(sig->store, rec->id, holder) < 0)
+        return true;
+    int rc = holder[0] && strcmp(holder, sig->cfg->node_id) != 0
+                 ? TM_ECONFLICT
+                 : tm_store_visit_place_media(sig->store, rec->id, holder[0] ? holder : NULL,
+                                              sig->cfg->node_id);
+    if (rc == TM_ECONFLICT || rc == TM_ENOTFOUND) {
+        tm_store_visit_media_node(sig->store, rec->id, holder);
+        tm_info("signaling.visit_elsewhere", "visit=%s state=%s node=%s", rec->id, rec->state,
+                holder[0] ? holder : "-");
+        return false;
+    }
+    return true;
+}
+
 /* At start, every live visit in the store, but one another node holds on a
  * shared store (docs/cluster.md): waiting, offered or active, it goes on
  * there, or the takeover of a dead holder places it. Restored here, its
@@ -76,14 +100,8 @@ live_visit *tm__visit_restore(tm_signaling *sig, const tm_visit *rec)
 static void restore_visit(const tm_visit *rec, void *data)
 {
     tm_signaling *sig = data;
-    char holder[64] = "";
-    if (tm_config_db_shared(sig->cfg) && sig->cfg->node_id &&
-        tm_store_visit_media_node(sig->store, rec->id, holder) == 0 && holder[0] &&
-        strcmp(holder, sig->cfg->node_id) != 0) {
-        tm_info("signaling.visit_elsewhere", "visit=%s state=%s node=%s", rec->id, rec->state,
-                holder);
+    if (tm_config_db_shared(sig->cfg) && sig->cfg->node_id && !claim_visit(sig, rec))
         return;
-    }
     tm__visit_restore(sig, rec);
 }
 

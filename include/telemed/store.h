@@ -1436,7 +1436,8 @@ int tm_store_node_takeover(tm_store *s, int64_t now_ms, int64_t dead_after_ms, j
 /* Places visit_id's media on node_id when it has no media node yet or its
  * node is expected_node (NULL: none): TM_ECONFLICT when another node placed
  * it first or the visit is over, TM_ENOTFOUND when there is no such visit.
- * The new holder starts with the patient not away (it says so itself). */
+ * A new holder starts with the patient not away (it says so itself); the
+ * same node placing it again keeps the mark. */
 int tm_store_visit_place_media(tm_store *s, const char *visit_id, const char *expected_node,
                                const char *node_id);
 /* The node holding visit_id says its patient dropped at away_ms (their
