@@ -867,12 +867,16 @@ static void stop_lws(tm_app *app)
 
 static void shutdown_app(tm_app *app)
 {
+    /* Signaling leaves the cluster before the connections close: a stop is
+     * not its waiting patients leaving, so no node is told they are away
+     * (one write and one bus event each, cleared again by the hello with
+     * which their page comes back here or on another node). */
+    if (app->sig)
+        tm_signaling_set_cluster(app->sig, NULL);
     /* Connections first (they reference signaling), then what they used. */
     stop_lws(app);
     tm_web_static_free(app->web);
     tm_node_free(app->node);
-    if (app->sig)
-        tm_signaling_set_cluster(app->sig, NULL);
     tm_cluster_free(app->cluster); /* leaves the registry */
     tm_signaling_free(app->sig);
     tm_conn_limit_free(app->conn_limit);
