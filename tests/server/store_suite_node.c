@@ -387,6 +387,32 @@ static void t_node_offer_skips_away_patient(const store_backend *b)
     tm_store_free(s);
 }
 
+/* The away mark belongs to one holder's one wait: a new holder starts
+ * without it (the same node placing the visit again, as at a restart,
+ * keeps it), and an accept ends it, so a transfer back to waiting is
+ * offered. */
+static void t_node_away_mark_ends(const store_backend *b)
+{
+    tm_store *s = b->open("away-ends");
+    seed(s);
+    tm_visit v;
+    waiting_visit(s, &v, "p1");
+    CHECK_EQ_INT(tm_store_visit_place_media(s, v.id, NULL, "node-a"), 0);
+    CHECK_EQ_INT(tm_store_visit_patient_away(s, v.id, tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_visit_place_media(s, v.id, "node-a", "node-a"), 0);
+    CHECK_EQ_INT(queue_away(s, v.id), 1);
+    CHECK_EQ_INT(tm_store_visit_place_media(s, v.id, "node-a", "node-b"), 0);
+    CHECK_EQ_INT(queue_away(s, v.id), 0);
+
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_visit_patient_away(s, v.id, tm_now_ms()), 0); /* dropped while offered */
+    CHECK_EQ_INT(tm_store_visit_accept(s, v.id, "d1", "ua/d", tm_now_ms()), 0);
+    CHECK_EQ_INT(tm_store_visit_transfer(s, v.id, "d1", "cardio", NULL, "x", tm_now_ms(), NULL), 0);
+    CHECK_EQ_INT(queue_away(s, v.id), 0);
+    CHECK_EQ_INT(tm_store_visit_offer(s, v.id, "d1", tm_now_ms()), 0);
+    tm_store_free(s);
+}
+
 /* ---- two nodes racing to offer one patient --------------------------- */
 
 #define RACES 200
@@ -464,4 +490,5 @@ void store_suite_nodes(const store_backend *b, const char *dir)
     t_node_takeover(b);
     t_node_offer_race(b);
     t_node_offer_skips_away_patient(b);
+    t_node_away_mark_ends(b);
 }

@@ -15,7 +15,11 @@
  * hello there is quicker than the bus event of the accept. A guest, an
  * invited doctor and a watching supervisor who reach the node that does
  * not hold the visit are sent to the one that does. A patient in their
- * grace period on their node is offered by no node until they are back.
+ * grace period on their node is offered by no node until they are back,
+ * also across a restart of that node. A node that misses a bus event, wins
+ * a dead holder's visit while offering it, or restarts while another node
+ * could place its visits, still leaves every visit with one node that
+ * runs or ends it.
  */
 #include "signaling_testing.h"
 #include "telemed/cluster.h"
@@ -1389,6 +1393,257 @@ static void test_patient_in_grace_offered_by_no_node(void)
     cfg.grace_s = grace;
 }
 
+/* The patient waiting on node A drops (A marks them away) and A restarts
+ * with the same id, as in a rolling upgrade: the restored visit knows
+ * nothing of that mark, yet the patient's hello on A clears it, and the
+ * only doctor, on node B, is offered them. */
+static void test_patient_back_after_restart_offered(void)
+{
+    int grace = cfg.grace_s;
+    cfg.grace_s = 60; /* the patient's place outlives the restart */
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
+    node *b = &nodes[1];
+    CHECK(spin_until(buses_ready, nodes));
+    char va[64];
+    int pos;
+    client *pa = checked_in(&nodes[0], "p-a", va, &pos);
+    wait_listed(b, va, true);
+    client_close(pa);
+    away_seen away = {b->store, va, 1};
+    CHECK(spin_until(store_says_away, &away));
+    node_stop(&nodes[0]);
+    nodes[0] = node_start("node-a", url, url);
+    CHECK(spin_until(buses_ready, nodes));
+
+    client *doc = doctor_available(b, "d-li");
+    pa = connect_as(&nodes[0], "p-a", TM_ROLE_PATIENT);
+    hello_state(pa);
+    wait_for(doc, "visit.offer", "visit_id", va, NULL, 0);
+    away_seen back = {b->store, va, 0};
+    CHECK(store_says_away(&back));
+
+    client_close(doc);
+    client_close(pa);
+    node_stop(b);
+    node_stop(&nodes[0]);
+    g_free(url);
+    cfg.grace_s = grace;
+}
+
+/* The store refuses to offer the patient at the head of node A's queue
+ * (it says they are away, which A does not know): A's free doctor is
+ * offered the next patient, not spent on the refused one at every pass. */
+static void test_refused_head_leaves_doctor_free(void)
+{
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    node a = node_start("node-a", url, url);
+    CHECK(spin_until(bus_ready, a.cluster));
+    char v1[64], v2[64];
+    int pos;
+    client *p1 = checked_in(&a, "p-1", v1, &pos);
+    client *p2 = checked_in(&a, "p-2", v2, &pos);
+    CHECK_EQ_INT(pos, 2);
+    CHECK_EQ_INT(tm_store_visit_patient_away(a.store, v1, tm_now_ms()), 0);
+    client *doc = doctor_available(&a, "d-li");
+    wait_for(doc, "visit.offer", "visit_id", v2, NULL, 0);
+    visit_state waiting = {a.store, v1, "waiting"};
+    CHECK(visit_in_state(&waiting));
+
+    client_close(doc);
+    client_close(p2);
+    client_close(p1);
+    node_stop(&a);
+    g_free(url);
+}
+
+/* Node A's write that its patient dropped fails (the database refuses it
+ * for a while): A writes it again until it holds, or other nodes would
+ * offer a patient who is not there. */
+static void test_failed_away_write_retried(void)
+{
+    int grace = cfg.grace_s;
+    cfg.grace_s = 60; /* the visit waits for the write */
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    node a = node_start("node-a", url, url);
+    CHECK(spin_until(bus_ready, a.cluster));
+    char va[64];
+    int pos;
+    client *pa = checked_in(&a, "p-a", va, &pos);
+    pg_fixture_exec(url, "CREATE FUNCTION refuse_away() RETURNS trigger LANGUAGE plpgsql AS $$"
+                         " BEGIN RAISE EXCEPTION 'away refused for the test'; END $$;"
+                         "CREATE TRIGGER refuse_away BEFORE UPDATE OF patient_away_at ON visits"
+                         " FOR EACH ROW WHEN (NEW.patient_away_at IS NOT NULL)"
+                         " EXECUTE FUNCTION refuse_away()");
+    client_close(pa);
+    away_seen not_yet = {a.store, va, 0};
+    CHECK(store_says_away(&not_yet));
+    pg_fixture_exec(url, "DROP TRIGGER refuse_away ON visits");
+    away_seen away = {a.store, va, 1};
+    CHECK(spin_until(store_says_away, &away));
+
+    node_stop(&a);
+    g_free(url);
+    cfg.grace_s = grace;
+}
+
+/* Node B holds a waiting patient and node A's doctor is offered them (A's
+ * own offer, its timer running on A) when B dies, the patient's page
+ * losing it too: A wins the released visit and holds it with the offer
+ * open. The offer lapses, the patient never comes back, and their grace on
+ * A cancels the visit. */
+static bool media_node_is(void *data)
+{
+    const char **w = data;
+    char at[64];
+    return tm_store_visit_media_node((tm_store *)(void *)w[0], w[1], at) == 0 &&
+           strcmp(at, w[2]) == 0;
+}
+
+static void test_offer_open_when_holder_dies(void)
+{
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
+    node *a = &nodes[0], *b = &nodes[1];
+    a->cfg->offer_timeout_s = 5;
+    CHECK(spin_until(buses_ready, nodes));
+    char vb[64];
+    int pos;
+    client *pb = checked_in(b, "p-b", vb, &pos);
+    wait_listed(a, vb, true);
+    client *doc = doctor_available(a, "d-li");
+    wait_for(doc, "visit.offer", "visit_id", vb, NULL, 0);
+    client_close(pb); /* the patient's page loses B with B */
+    node_stop(b);
+    const char *on_a[3] = {(const char *)(void *)a->store, vb, "node-a"};
+    CHECK(spin_until(media_node_is, on_a));
+    visit_state cancelled = {a->store, vb, "cancelled"};
+    CHECK(spin_until(visit_in_state, &cancelled));
+    wait_listed(a, vb, false); /* nor counted in any position */
+
+    client_close(doc);
+    node_stop(a);
+    g_free(url);
+}
+
+/* Node A saw node B offer A's patient, then hears nothing more (a lost
+ * visit:<id> event); B's doctor accepts and the visit runs on B. A's
+ * backstop finds the offer over: the row is active on B, so A sends its
+ * patient there instead of keeping them "offered" until their grace. */
+static void test_missed_accept_found_by_backstop(void)
+{
+    int grace = cfg.grace_s;
+    cfg.grace_s = 60; /* the patient is sent before B ends the visit */
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
+    node *a = &nodes[0], *b = &nodes[1];
+    a->cfg->offer_timeout_s = 5;
+    CHECK(spin_until(buses_ready, nodes));
+    char va[64];
+    int pos;
+    client *pa = checked_in(a, "p-a", va, &pos);
+    wait_listed(b, va, true);
+    client *doc = doctor_available(b, "d-li");
+    wait_for(doc, "visit.offer", "visit_id", va, NULL, 0);
+    wait_for(pa, "visit.state", "state", "offered", NULL, 0);
+    tm_cluster_set_event_handler(a->cluster, bus_late, NULL);
+    char accept[160];
+    g_snprintf(accept, sizeof(accept),
+               "{\"type\":\"visit.accept\",\"id\":\"acc\",\"visit_id\":\"%s\"}", va);
+    send_text(doc, accept);
+    answer(doc, "acc");
+    const char *on_b[3] = {(const char *)(void *)b->store, va, "node-b"};
+    CHECK(media_node_is(on_b));
+    json_t *move = wait_for(pa, "session.move", "visit_id", va, NULL, 0);
+    CHECK_STR(json_string_value(json_object_get(move, "url")), "wss://node-b.test:8443/ws");
+
+    client_close(doc);
+    client_close(pa);
+    node_stop(b);
+    node_stop(a);
+    g_free(url);
+    cfg.grace_s = grace;
+}
+
+/* Node A hears nothing while node B offers A's patient and B's doctor
+ * accepts; then A hears again (as after its bus reconnects and resyncs):
+ * the next queue event shows A's patient gone from the waiting room, and
+ * A sends them to B where the visit runs. */
+static void test_missed_accept_found_by_queue_sync(void)
+{
+    int grace = cfg.grace_s;
+    cfg.grace_s = 60; /* the patient is sent before B ends the visit */
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
+    node *a = &nodes[0], *b = &nodes[1];
+    CHECK(spin_until(buses_ready, nodes));
+    char va[64];
+    int pos;
+    client *pa = checked_in(a, "p-a", va, &pos);
+    wait_listed(b, va, true);
+    tm_cluster_set_event_handler(a->cluster, bus_late, NULL);
+    client *doc = doctor_available(b, "d-li");
+    wait_for(doc, "visit.offer", "visit_id", va, NULL, 0);
+    char accept[160];
+    g_snprintf(accept, sizeof(accept),
+               "{\"type\":\"visit.accept\",\"id\":\"acc\",\"visit_id\":\"%s\"}", va);
+    send_text(doc, accept);
+    answer(doc, "acc");
+    tm_signaling_set_cluster(a->sig, a->cluster); /* A hears again */
+    CHECK_EQ_INT(tm_cluster_publish(b->cluster, TM_BUS_QUEUE, "cardiology"), 0);
+    json_t *move = wait_for(pa, "session.move", "visit_id", va, NULL, 0);
+    CHECK_STR(json_string_value(json_object_get(move, "url")), "wss://node-b.test:8443/ws");
+
+    client_close(doc);
+    client_close(pa);
+    node_stop(b);
+    node_stop(a);
+    g_free(url);
+    cfg.grace_s = grace;
+}
+
+/* An active visit whose holder died is released by a takeover (no node
+ * holds it) when two nodes start: exactly one of them restores and runs it,
+ * the one whose claim of the row came first; the other leaves it. */
+static void test_released_visit_restored_by_one_node(void)
+{
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    node a = node_start("node-a", url, url);
+    CHECK(spin_until(bus_ready, a.cluster));
+    char va[64];
+    int pos;
+    client *pa = checked_in(&a, "p-a", va, &pos);
+    client *doc = doctor_available(&a, "d-li");
+    wait_for(doc, "visit.offer", "visit_id", va, NULL, 0);
+    char accept[160];
+    g_snprintf(accept, sizeof(accept),
+               "{\"type\":\"visit.accept\",\"id\":\"acc\",\"visit_id\":\"%s\"}", va);
+    send_text(doc, accept);
+    answer(doc, "acc");
+    client_close(doc);
+    client_close(pa);
+    node_stop(&a);
+    pg_fixture_exec(url, "UPDATE visits SET media_node = NULL"); /* as a takeover releases */
+
+    node c = node_start("node-c", url, url);
+    node b = node_start("node-b", url, url);
+    CHECK_EQ_INT(tm_signaling_live_visits(c.sig), 1);
+    CHECK_EQ_INT(tm_signaling_live_visits(b.sig), 0);
+    const char *on_c[3] = {(const char *)(void *)c.store, va, "node-c"};
+    CHECK(media_node_is(on_c));
+
+    node_stop(&b);
+    node_stop(&c);
+    g_free(url);
+}
+
 int main(void)
 {
     tm_log_set_level(TM_LOG_WARN);
@@ -1415,6 +1670,13 @@ int main(void)
     RUN(test_offer_lost_follows_store);
     RUN(test_accept_commits_the_node);
     RUN(test_failed_takeover_takes_nothing);
+    RUN(test_patient_back_after_restart_offered);
+    RUN(test_refused_head_leaves_doctor_free);
+    RUN(test_failed_away_write_retried);
+    RUN(test_offer_open_when_holder_dies);
+    RUN(test_missed_accept_found_by_backstop);
+    RUN(test_missed_accept_found_by_queue_sync);
+    RUN(test_released_visit_restored_by_one_node);
     tm_config_clear(&cfg);
     char *rm[] = {"rm", "-rf", dir, NULL};
     g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
