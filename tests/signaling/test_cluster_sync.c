@@ -1570,6 +1570,22 @@ static void test_missed_accept_found_by_backstop(void)
     cfg.grace_s = grace;
 }
 
+/* Stands for node A's bus losing events until it has lost B's "marker"
+ * (B publishes it last, and one node's events arrive in order). */
+static bool marker_lost;
+static void bus_late_to_marker(tm_bus_kind kind, const char *id, void *user)
+{
+    (void)user;
+    if (kind == TM_BUS_SHIFTS && strcmp(id, "marker") == 0)
+        marker_lost = true;
+}
+
+static bool lost_marker(void *data)
+{
+    (void)data;
+    return marker_lost;
+}
+
 /* Node A hears nothing while node B offers A's patient and B's doctor
  * accepts; then A hears again (as after its bus reconnects and resyncs):
  * the next queue event shows A's patient gone from the waiting room, and
@@ -1587,7 +1603,8 @@ static void test_missed_accept_found_by_queue_sync(void)
     int pos;
     client *pa = checked_in(a, "p-a", va, &pos);
     wait_listed(b, va, true);
-    tm_cluster_set_event_handler(a->cluster, bus_late, NULL);
+    marker_lost = false;
+    tm_cluster_set_event_handler(a->cluster, bus_late_to_marker, NULL);
     client *doc = doctor_available(b, "d-li");
     wait_for(doc, "visit.offer", "visit_id", va, NULL, 0);
     char accept[160];
@@ -1595,6 +1612,8 @@ static void test_missed_accept_found_by_queue_sync(void)
                "{\"type\":\"visit.accept\",\"id\":\"acc\",\"visit_id\":\"%s\"}", va);
     send_text(doc, accept);
     answer(doc, "acc");
+    CHECK_EQ_INT(tm_cluster_publish(b->cluster, TM_BUS_SHIFTS, "marker"), 0);
+    CHECK(spin_until(lost_marker, NULL));
     tm_signaling_set_cluster(a->sig, a->cluster); /* A hears again */
     CHECK_EQ_INT(tm_cluster_publish(b->cluster, TM_BUS_QUEUE, "cardiology"), 0);
     json_t *move = wait_for(pa, "session.move", "visit_id", va, NULL, 0);
