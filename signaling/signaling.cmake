@@ -35,7 +35,7 @@ tm_unit_test(test_cluster_sync tests/signaling/test_cluster_sync.c)
 target_include_directories(test_cluster_sync PRIVATE ${CMAKE_CURRENT_LIST_DIR} ${CMAKE_SOURCE_DIR}/tests/server)
 target_compile_definitions(test_cluster_sync PRIVATE
   TM_PG_SH="${CMAKE_SOURCE_DIR}/tests/support/pg.sh")
-# About 3 min alone (offer timeouts, grace periods and restarts waited out
+# About 2 min alone (offer timeouts, grace periods and restarts waited out
 # for real); the cap only stops a wedged run on the shared machine.
 set_tests_properties(test_cluster_sync PROPERTIES TIMEOUT 600)
 # Issue 19: a supervisor's watch of a visit another node holds is checked
