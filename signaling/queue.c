@@ -11,10 +11,10 @@
  * department keeps
  *
  *   returned  - in order of first return (append only)
- *   urgent    - by (check-in, insertion)
- *   appts     - by (slot, check-in, insertion): the due ones are a prefix
+ *   urgent    - by (check-in, visit id)
+ *   appts     - by (slot, check-in, visit id): the due ones are a prefix
  *               and the not-yet-due ones the suffix, split at slot > now_ms
- *   walkins   - by (check-in, insertion)
+ *   walkins   - by (check-in, visit id)
  *
  * as GSequences (balanced trees that also know each node's index). The
  * serving order at now_ms is then returned, urgent, appts-prefix, walkins,
@@ -38,7 +38,6 @@ typedef struct q_entry {
     bool has_appointment;
     int64_t slot_ms;
     int64_t checkin_ms;
-    uint64_t seq; /* insertion order, the last tie-break */
     enum q_class cls;
     GSequenceIter *cls_it;     /* this entry's node in dept->cls[cls] */
     GSequenceIter *checkin_it; /* this entry's node in dept->by_checkin */
@@ -54,7 +53,6 @@ typedef struct q_dept {
 struct tm_queue {
     GHashTable *visits; /* visit_id (borrowed from the entry) -> q_entry, owned */
     GHashTable *depts;  /* dept id (borrowed from the dept) -> q_dept, owned; never empty */
-    uint64_t next_seq;
 };
 
 static int cmp_i64(int64_t a, int64_t b)
@@ -62,16 +60,22 @@ static int cmp_i64(int64_t a, int64_t b)
     return a < b ? -1 : a > b;
 }
 
-static int cmp_u64(uint64_t a, uint64_t b)
+/* A NULL id is appt_split's probe, after every id. */
+static int cmp_id(const char *a, const char *b)
 {
-    return a < b ? -1 : a > b;
+    if (!a || !b)
+        return !a - !b;
+    return strcmp(a, b);
 }
 
 static gint cmp_checkin(gconstpointer pa, gconstpointer pb, gpointer unused)
 {
     const q_entry *a = pa, *b = pb;
     int c = cmp_i64(a->checkin_ms, b->checkin_ms);
-    return c ? c : cmp_u64(a->seq, b->seq);
+    /* The store's order too (checkin_at, id): nodes that share a waiting
+     * room put two check-ins of one millisecond in the same order, whichever
+     * each heard of first. */
+    return c ? c : cmp_id(a->visit_id, b->visit_id);
 }
 
 static gint cmp_appt(gconstpointer pa, gconstpointer pb, gpointer unused)
@@ -156,7 +160,6 @@ int tm_queue_add(tm_queue *q, const tm_queue_entry *e)
     n->has_appointment = e->has_appointment;
     n->slot_ms = e->slot_ms;
     n->checkin_ms = e->checkin_ms;
-    n->seq = q->next_seq++;
     if (n->urgent) {
         n->cls = Q_URGENT;
         n->cls_it = g_sequence_insert_sorted(d->cls[Q_URGENT], n, cmp_checkin, NULL);
@@ -212,7 +215,7 @@ static GSequenceIter *appt_split(const q_dept *d, int64_t now_ms)
 {
     /* A probe that sorts after every entry with slot <= now and before every
      * entry with a later slot. */
-    q_entry probe = {.slot_ms = now_ms, .checkin_ms = INT64_MAX, .seq = UINT64_MAX};
+    q_entry probe = {.slot_ms = now_ms, .checkin_ms = INT64_MAX, .visit_id = NULL};
     return g_sequence_search(d->cls[Q_APPT], &probe, cmp_appt, NULL);
 }
 

@@ -14,7 +14,8 @@
  *   3. walk-ins, by check-in time
  *   4. appointments whose slot has not come yet, by slot, then check-in (they can
  *      still be served early when nobody else waits)
- * Remaining ties are broken by insertion order. An urgent entry with an
+ * Remaining ties are broken by visit id, as the store lists them, so that
+ * nodes sharing one waiting room order it alike. An urgent entry with an
  * appointment is urgent. Classes 2 and 4 depend on now_ms, so the order is
  * computed at query time; position lookups are O(log n), ordered listings O(n).
  *

@@ -144,14 +144,16 @@ static void test_ids_are_copied(void)
     tm_queue_free(q);
 }
 
-static void test_walkins_by_checkin_then_insertion(void)
+/* Ties go by visit id, not by which a node heard of first, so that nodes
+ * sharing one waiting room give everyone the same place. */
+static void test_walkins_by_checkin_then_id(void)
 {
     tm_queue *q = tm_queue_new();
     walkin(q, "w3", T0 + 3 * MIN);
     walkin(q, "w1", T0 + 1 * MIN);
-    walkin(q, "w2a", T0 + 2 * MIN);
-    walkin(q, "w2b", T0 + 2 * MIN); /* same check-in: insertion order */
+    walkin(q, "w2b", T0 + 2 * MIN); /* same check-in: by id */
     walkin(q, "w2c", T0 + 2 * MIN);
+    walkin(q, "w2a", T0 + 2 * MIN);
     CHECK_ORDER(q, "cardio", T0 + 10 * MIN, "w1", "w2a", "w2b", "w2c", "w3");
     tm_queue_free(q);
 }
@@ -160,9 +162,9 @@ static void test_urgent_by_checkin_ahead_of_walkins(void)
 {
     tm_queue *q = tm_queue_new();
     walkin(q, "w1", T0);
-    urgent(q, "u2", T0 + 5 * MIN);
+    urgent(q, "u2b", T0 + 5 * MIN);
     urgent(q, "u1", T0 + 4 * MIN);
-    urgent(q, "u2b", T0 + 5 * MIN); /* tie: insertion order */
+    urgent(q, "u2", T0 + 5 * MIN); /* tie: by id */
     CHECK_ORDER(q, "cardio", T0 + 10 * MIN, "u1", "u2", "u2b", "w1");
     tm_queue_free(q);
 }
@@ -173,9 +175,9 @@ static void test_due_appointments_by_slot_then_checkin(void)
     int64_t now = T0 + 60 * MIN;
     walkin(q, "w1", T0);
     appt(q, "a30", T0 + 30 * MIN, T0 + 20 * MIN);
-    appt(q, "a10late", T0 + 10 * MIN, T0 + 9 * MIN);
+    appt(q, "a10late2", T0 + 10 * MIN, T0 + 9 * MIN);
     appt(q, "a10early", T0 + 10 * MIN, T0 + 5 * MIN); /* same slot: earlier check-in first */
-    appt(q, "a10late2", T0 + 10 * MIN, T0 + 9 * MIN); /* same slot and check-in: insertion */
+    appt(q, "a10late", T0 + 10 * MIN, T0 + 9 * MIN);  /* same slot and check-in: by id */
     appt(q, "a20", T0 + 20 * MIN, T0 + 1 * MIN);
     CHECK_ORDER(q, "cardio", now, "a10early", "a10late", "a10late2", "a20", "a30", "w1");
     tm_queue_free(q);
@@ -550,7 +552,6 @@ struct model {
     char dept[8];
     bool urgent, appt, present;
     int64_t slot, checkin;
-    int seq;          /* insertion order */
     int returned_seq; /* order of first return, -1 if not returned */
 };
 
@@ -591,7 +592,7 @@ static int model_cmp(const void *pa, const void *pb)
     }
     if ((c = cmp64(a->checkin, b->checkin)))
         return c;
-    return a->seq - b->seq;
+    return strcmp(a->id, b->id);
 }
 
 static uint32_t rng_state = 12345;
@@ -648,7 +649,6 @@ static void test_5000_entries_match_a_plain_sort(void)
         /* coarse times so that many check-ins and slots tie */
         m->checkin = T0 + (int64_t)(rng() % 240) * MIN;
         m->slot = T0 + (int64_t)(rng() % 48) * 5 * MIN;
-        m->seq = i;
         m->returned_seq = -1;
         m->present = true;
         add_full(q, m->id, m->dept, m->urgent, m->appt, m->slot, m->checkin);
@@ -658,7 +658,7 @@ static void test_5000_entries_match_a_plain_sort(void)
     check_against_model(q, T0 + 1000 * MIN);
 
     /* remove a fifth, return some to head (some twice), re-add a few */
-    int returns = 0, next_seq = BIG;
+    int returns = 0;
     for (int i = 0; i < BIG; i++) {
         uint32_t r = rng() % 20;
         if (r < 4) {
@@ -676,7 +676,6 @@ static void test_5000_entries_match_a_plain_sort(void)
             add_full(q, models[i].id, models[i].dept, models[i].urgent, models[i].appt,
                      models[i].slot, models[i].checkin);
             models[i].present = true;
-            models[i].seq = next_seq++; /* inserted after everyone still queued */
             models[i].returned_seq = -1;
         }
     }
@@ -690,7 +689,7 @@ int main(void)
     RUN(test_empty_queue);
     RUN(test_add_rejects_bad_and_duplicate);
     RUN(test_ids_are_copied);
-    RUN(test_walkins_by_checkin_then_insertion);
+    RUN(test_walkins_by_checkin_then_id);
     RUN(test_urgent_by_checkin_ahead_of_walkins);
     RUN(test_due_appointments_by_slot_then_checkin);
     RUN(test_urgent_before_due_appointments);
