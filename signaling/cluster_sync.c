@@ -769,18 +769,65 @@ static void sync_all(tm_signaling *sig)
     json_decref(depts);
 }
 
+/* ---- one reload per burst of events ---------------------------------- */
+
+/* A busy department's changes arrive as bursts of queue:<dept> (every
+ * check-in, offer and accept on every node), each a hint to read the whole
+ * department again. The events of one read of the bus are gathered and each
+ * department is read once after them: the last read sees every change the
+ * burst announced, so positions stay exact, and a burst of n costs one read
+ * instead of n, which at thousands waiting put seconds between a change on
+ * one node and the pushes on another. */
+static gboolean run_due_syncs(gpointer data)
+{
+    tm_signaling *sig = data;
+    sig->sync_idle = 0;
+    GHashTable *due = sig->sync_due;
+    sig->sync_due = NULL;
+    GHashTableIter it;
+    gpointer dept;
+    g_hash_table_iter_init(&it, due);
+    while (g_hash_table_iter_next(&it, &dept, NULL))
+        sync_dept(sig, dept);
+    g_hash_table_destroy(due);
+    return G_SOURCE_REMOVE;
+}
+
+static void sync_dept_soon(tm_signaling *sig, const char *dept)
+{
+    if (!sig->sync_due)
+        sig->sync_due = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_hash_table_add(sig->sync_due, g_strdup(dept));
+    /* The loop's own priority, not idle: a node busy with its sockets must
+     * not starve what other nodes' patients wait for. */
+    if (!sig->sync_idle)
+        sig->sync_idle = g_idle_add_full(G_PRIORITY_DEFAULT, run_due_syncs, sig, NULL);
+}
+
+void tm__cluster_sync_stop(tm_signaling *sig)
+{
+    if (sig->sync_idle)
+        g_source_remove(sig->sync_idle);
+    sig->sync_idle = 0;
+    if (sig->sync_due)
+        g_hash_table_destroy(sig->sync_due);
+    sig->sync_due = NULL;
+}
+
 static void on_bus_event(tm_bus_kind kind, const char *id, void *data)
 {
     tm_signaling *sig = data;
     if (kind == TM_BUS_QUEUE)
-        sync_dept(sig, id);
+        sync_dept_soon(sig, id);
     else if (kind == TM_BUS_VISIT) {
         sync_visit(sig, id);
         tm__cluster_visit_released(sig, id);
     } else if (kind == TM_BUS_SHIFTS) {
         reload_shifts(sig, id);
-    } else if (kind == TM_BUS_RESYNC || kind == TM_BUS_NODE)
-        sync_all(sig); /* a node that came or went brings or takes its doctors */
+    } else if (kind == TM_BUS_RESYNC || kind == TM_BUS_NODE) {
+        tm__cluster_sync_stop(sig); /* every department is read now */
+        sync_all(sig);              /* a node that came or went brings or takes its doctors */
+    }
 }
 
 /* This node's share of the work: its own live visits and waiting patients
@@ -811,6 +858,7 @@ static void node_load(tm_node_info *load, void *data)
 
 void tm_signaling_set_cluster(tm_signaling *sig, tm_cluster *cluster)
 {
+    tm__cluster_sync_stop(sig);
     if (sig->cluster) {
         tm_cluster_set_event_handler(sig->cluster, NULL, NULL);
         tm_cluster_set_load_source(sig->cluster, NULL, NULL);

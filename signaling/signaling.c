@@ -173,6 +173,7 @@ void tm_signaling_free(tm_signaling *sig)
     tm__followup_stop(sig); /* followup18 */
     if (sig->overview_timer)
         g_source_remove(sig->overview_timer);
+    tm__cluster_sync_stop(sig);
     /* Checks still asking the hospital refer to visits and users: first. */
     tm__doctor_checker_free(sig->doctor_check);
     tm__consent_free(sig->consent);

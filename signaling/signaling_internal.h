@@ -226,6 +226,8 @@ struct tm_signaling {
     GHashTable *duty_elsewhere; /* dept -> doctors on duty on the other live nodes */
     GHashTable *live_elsewhere; /* dept -> json array: its live visits other nodes hold */
     bool syncing;               /* cluster_sync.c is applying the store's queue */
+    GHashTable *sync_due;       /* cluster_sync.c: depts whose bus events await one reload */
+    guint sync_idle;            /* cluster_sync.c: that reload, or 0 */
     /* metrics */
     uint64_t connections, connections_total, msgs_in, msgs_out, errors_total, rate_limited;
     uint64_t resp_buckets[10], resp_count;
@@ -354,6 +356,9 @@ void tm__cluster_follow_store(tm_signaling *sig, live_visit *v);
  * (visit:<id>) brings it: accepted on another node, it starts here or its
  * patient is sent there. A hello can overtake that event. */
 void tm__cluster_sync_visit(tm_signaling *sig, const char *id);
+/* cluster_sync.c: drops the reloads the bus asked for and not yet run
+ * (the signaling layer or its cluster goes). */
+void tm__cluster_sync_stop(tm_signaling *sig);
 
 /* cluster_failover.c (issue 19, fail19): a user saying hello whose active
  * visit (as patient, attending or invited doctor) a dead node held (or
