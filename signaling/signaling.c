@@ -225,8 +225,12 @@ void tm_signaling_ready(tm_signaling *sig)
     g_hash_table_iter_init(&it, sig->users);
     while (g_hash_table_iter_next(&it, &key, &val)) {
         user *u = val;
-        if (u->grace_pending && !u->sess && !u->grace_timer)
+        if (u->grace_pending && !u->sess && !u->grace_timer) {
             tm__user_start_grace(sig, u);
+            /* As after a live drop: no node offers a patient who is not there. */
+            if (u->role == TM_ROLE_PATIENT && u->visit_id[0])
+                tm__cluster_patient_away(sig, u->visit_id, true);
+        }
         u->grace_pending = false;
     }
 }

@@ -1774,6 +1774,54 @@ static void test_positions_one_to_n_across_nodes(void)
     g_free(url);
 }
 
+/* Node A was killed with p-r waiting on it (the row says so: A holds it,
+ * nobody marked the patient away) and starts again; p-r does not come
+ * back. A marks them away, as after a live drop: B's doctor is offered
+ * nobody, until p-r says hello on A. */
+static void test_restored_patient_away_until_back(void)
+{
+    int grace = cfg.grace_s;
+    cfg.grace_s = 60; /* the patient's place outlives the whole test */
+    char *url = pg_fixture_url(__func__);
+    seed_hospital(url);
+    char *err = NULL;
+    tm_store *st = tm_store_open(url, cfg.hospital_id, &err);
+    CHECK(st != NULL);
+    tm_visit rec = {0};
+    g_strlcpy(rec.patient_id, "p-r", sizeof(rec.patient_id));
+    g_strlcpy(rec.dept_id, "cardiology", sizeof(rec.dept_id));
+    g_strlcpy(rec.kind, "follow_up", sizeof(rec.kind));
+    rec.checkin_ms = tm_now_ms();
+    CHECK_EQ_INT(tm_store_visit_checkin(st, &rec, "test"), 0);
+    CHECK_EQ_INT(tm_store_visit_place_media(st, rec.id, NULL, "node-a"), 0);
+    tm_store_free(st);
+
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
+    node *a = &nodes[0], *b = &nodes[1];
+    CHECK(spin_until(buses_ready, nodes));
+    wait_listed(b, rec.id, true);
+    away_seen away = {a->store, rec.id, 1};
+    CHECK(spin_until(store_says_away, &away));
+
+    client *doc = connect_as(b, "d-li", TM_ROLE_DOCTOR);
+    answer(doc, "h");
+    send_text(doc, "{\"type\":\"doctor.status\",\"id\":\"s\",\"status\":\"available\"}");
+    answer(doc, "s");
+    run_for(1500);
+    CHECK(!frame_seen(doc, "visit.offer"));
+
+    client *pr = connect_as(a, "p-r", TM_ROLE_PATIENT);
+    hello_state(pr);
+    wait_for(doc, "visit.offer", "visit_id", rec.id, NULL, 0);
+
+    client_close(doc);
+    client_close(pr);
+    node_stop(b);
+    node_stop(a);
+    g_free(url);
+    cfg.grace_s = grace;
+}
+
 int main(void)
 {
     tm_log_set_level(TM_LOG_WARN);
@@ -1796,6 +1844,7 @@ int main(void)
     RUN(test_doctor_hello_before_the_bus);
     RUN(test_every_participant_sent_to_the_holder);
     RUN(test_patient_in_grace_offered_by_no_node);
+    RUN(test_restored_patient_away_until_back);
     RUN(test_offer_of_a_dead_node_withdrawn);
     RUN(test_offer_withdrawn_by_holder_ends_on_offering_node);
     RUN(test_offer_lost_follows_store);
