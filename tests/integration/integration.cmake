@@ -35,3 +35,4 @@ tm_node_test(integration_followup tests/integration/followup.test.mjs)
 # Issue 19: the server on a test-started PostgreSQL, which is killed and
 # restarted during a visit.
 tm_node_test(integration_store_pg tests/integration/store_pg.test.mjs)
+tm_node_test(integration_pg_guard tests/integration/pg_guard.test.mjs)

@@ -2,7 +2,8 @@
  * pg_fixture.h - a throwaway PostgreSQL for a C test: tests/support/pg.sh
  * (its path in TM_PG_SH) starts one in a temporary directory on 127.0.0.1
  * and a free port; it is stopped and removed when the test exits, even
- * after a failed check. Each name a test asks for is its own database.
+ * after a failed check, and by a watcher (pg.sh guard) when the test is
+ * killed. Each name a test asks for is its own database.
  * pg_fixture_kill and pg_fixture_restart take it away (kill -9) and bring
  * it back on the same port, for tests of a database that fails.
  * Header-only: one test program includes it once.
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 static char *pg_fixture_dir;
 static char *pg_fixture_admin; /* postgresql://telemed@127.0.0.1:PORT/telemed */
@@ -57,6 +59,16 @@ static void pg_fixture_start(void)
     CHECK(pg_fixture_dir != NULL);
     pg_fixture_made = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     atexit(pg_fixture_stop);
+    /* The exit handler does not run when the test is killed (a ctest
+     * timeout): a watcher then stops the server. */
+    char pid[16];
+    g_snprintf(pid, sizeof(pid), "%d", (int)getpid());
+    char *argv[] = {
+        (char *)"/bin/sh", (char *)TM_PG_SH, (char *)"guard", pg_fixture_dir, pid, NULL};
+    int status = 0;
+    CHECK(g_spawn_sync(NULL, argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
+                       NULL, NULL, NULL, NULL, &status, NULL) &&
+          g_spawn_check_wait_status(status, NULL));
     pg_fixture_admin = pg_fixture_sh("start");
     CHECK(pg_fixture_admin != NULL);
 }

@@ -8,6 +8,10 @@
 #   pg.sh stop DIR      stop (fast shutdown)
 #   pg.sh kill DIR      stop at once, as a crash would (immediate shutdown)
 #   pg.sh restart DIR   start again on the same port; prints the URL
+#   pg.sh guard DIR PID leaves a watcher that stops the server and removes
+#                       DIR once process PID (the test) is gone, however
+#                       it went: kill -9 and a ctest timeout run no exit
+#                       handler of the test's
 #
 # The URL is postgresql://telemed@127.0.0.1:PORT/telemed (trust auth on
 # loopback: the cluster lives only as long as the test).
@@ -79,6 +83,20 @@ stop)
     ;;
 kill)
     as_owner "$bin/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true
+    ;;
+guard)
+    # Its own session, and a child of init once this script returns: what
+    # kills the test's process group or tree does not reach the watcher.
+    setsid sh "$0" watch "$dir" "${3:?usage: pg.sh guard DIR PID}" </dev/null >/dev/null 2>&1 &
+    ;;
+watch)
+    # A zombie is gone too: its parent has just not read its status yet.
+    while st=$(ps -o stat= -p "$3" 2>/dev/null); do
+        case $st in *Z*) break ;; esac
+        sleep 1
+    done
+    as_owner "$bin/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$dir"
     ;;
 *)
     echo "pg.sh: unknown command $cmd" >&2

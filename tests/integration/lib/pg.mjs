@@ -1,5 +1,6 @@
 // pg.mjs - a throwaway PostgreSQL for a test (tests/support/pg.sh): its own
-// directory under the system temp dir, 127.0.0.1 and a free port only.
+// directory under the system temp dir, 127.0.0.1 and a free port only. It
+// dies with the process that started it, however that process ends.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,6 +16,9 @@ const run = (cmd, dir) => execFileSync('sh', [SCRIPT, cmd, dir], { encoding: 'ut
 // database that goes away during visits.
 export function startPg() {
   const dir = mkdtempSync(join(tmpdir(), 'telemed-pg-'));
+  // Before the server exists: a watcher (pg.sh guard) stops it once this
+  // process is gone, however it ends, even by a signal or kill -9.
+  execFileSync('sh', [SCRIPT, 'guard', dir, String(process.pid)], { stdio: 'ignore' });
   const pg = {
     dir,
     url: run('start', dir),
