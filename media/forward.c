@@ -132,13 +132,16 @@ static tm__in_stream *find_in(tm__peer *p, const uint8_t *buf, const tm_rtp_head
 
 /* Upstream loss: note gaps in the sender's sequence numbers and NACK them
  * (again after TM__NACK_RETRY_MS, at most TM__NACK_RETRIES times), so loss on
- * the sender's link is repaired before receivers see it. Runs per video packet. */
-static void track_loss(tm__peer *from, tm__in_stream *s, uint16_t seq, int64_t now_ms)
+ * the sender's link is repaired before receivers see it. Runs per video packet;
+ * returns false for a packet older than the newest that fills no gap (one the
+ * server has had already). */
+static bool track_loss(tm__peer *from, tm__in_stream *s, uint16_t seq, int64_t now_ms)
 {
+    bool fills = true;
     if (!s->have_seq) {
         s->have_seq = true;
         s->max_seq = seq;
-        return;
+        return true;
     }
     if (tm_seq_newer(seq, s->max_seq)) {
         int32_t gap = tm_seq_diff(seq, s->max_seq) - 1;
@@ -160,15 +163,16 @@ static void track_loss(tm__peer *from, tm__in_stream *s, uint16_t seq, int64_t n
         }
         s->max_seq = seq;
     } else {
-        for (int i = 0; i < s->n_missing; i++) {
+        fills = false;
+        for (int i = 0; i < s->n_missing && !fills; i++) {
             if (s->missing[i].seq == seq) {
                 s->missing[i] = s->missing[--s->n_missing];
-                break;
+                fills = true;
             }
         }
     }
     if (s->n_missing == 0)
-        return;
+        return fills;
     uint16_t due[TM__MISSING_MAX];
     int n_due = 0;
     for (int i = 0; i < s->n_missing;) {
@@ -185,16 +189,17 @@ static void track_loss(tm__peer *from, tm__in_stream *s, uint16_t seq, int64_t n
         i++;
     }
     if (n_due == 0)
-        return;
+        return fills;
     tm__worker *w = from->w;
     int n = tm_rtcp_build_nack(w->rtcp, sizeof w->rtcp - TM__SRTP_MAX_TRAILER, from->rtcp_ssrc,
                                s->ssrc, due, (size_t)n_due);
     if (n <= 0)
-        return;
+        return fills;
     tm__forward_send_rtcp(from, w->rtcp, (size_t)n);
     atomic_fetch_add_explicit(&w->counters.nacks_sent, (uint64_t)n_due, memory_order_relaxed);
     if (s->stats)
         tm_stream_stats_on_nack_sent(s->stats, (unsigned)n_due);
+    return fills;
 }
 
 static void forward_one(tm__worker *w, const tm__in_stream *s, tm__peer *r, tm__out_stream *o,
@@ -370,9 +375,16 @@ bool tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
         return true;
     int64_t now_ms = now_us / 1000;
     tm__visit *v = from->visit;
-    if (s->kind == TM_MEDIA_VIDEO)
-        track_loss(from, s, h.seq, now_ms);
-    else if (s->ext_level && h.extension) {
+    if (s->kind == TM_MEDIA_VIDEO) {
+        /* A retransmission of a packet we have is the sender's padding (Chromium
+         * pads simulcast up to its layers' minimum with old packets over rtx):
+         * forwarded, it took receivers' downlinks, and metered, a low layer read
+         * as costlier than the next one up, which kept a receiver from stepping up. */
+        if (!track_loss(from, s, h.seq, now_ms) && rtx) {
+            tm__forward_count(&w->counters.rtx_redundant);
+            return true;
+        }
+    } else if (s->ext_level && h.extension) {
         note_audio_level(s, buf, &h, now_ms);
         if (now_ms >= v->speaker_eval_ms)
             choose_speaker(v, now_ms);
@@ -391,7 +403,8 @@ bool tm__forward_rtp(tm__peer *from, uint8_t *buf, size_t len, int64_t now_us)
         s->key_ms = now_ms;
     tm__in_stream *hd = s->n_layers ? &from->in[s->head] : s;
     if (s->n_layers) {
-        s->meter_bytes += len;
+        s->meter_bytes +=
+            h.payload_len ? len : 0; /* a padding-only packet says nothing of the layer */
         s->meter_rx_ms = now_ms;
     }
     if (v->rec_path && !v->rec && !v->rec_failed)

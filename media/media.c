@@ -791,6 +791,7 @@ void tm_media_get_counters(tm_media *m, tm_media_counters *out)
         out->plis_forwarded += atomic_load_explicit(&c->plis_forwarded, memory_order_relaxed);
         out->nacks_sent += atomic_load_explicit(&c->nacks_sent, memory_order_relaxed);
         out->rtx_received += atomic_load_explicit(&c->rtx_received, memory_order_relaxed);
+        out->rtx_redundant += atomic_load_explicit(&c->rtx_redundant, memory_order_relaxed);
         out->rx_direct += atomic_load_explicit(&c->rx_direct, memory_order_relaxed);
         out->tx_batched += atomic_load_explicit(&c->tx_batched, memory_order_relaxed);
         out->dtls_shed += atomic_load_explicit(&c->dtls_shed, memory_order_relaxed);

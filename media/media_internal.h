@@ -67,7 +67,7 @@
 typedef struct tm__counters {
     _Alignas(64) atomic_uint_fast64_t rx_packets;
     atomic_uint_fast64_t tx_packets, dropped_malformed, dropped_unknown_source, nacks_answered,
-        plis_forwarded, nacks_sent, rtx_received, rx_direct, tx_batched, dtls_shed;
+        plis_forwarded, nacks_sent, rtx_received, rtx_redundant, rx_direct, tx_batched, dtls_shed;
     atomic_int_fast64_t peers, visits;
     atomic_uint_fast64_t rtx_bytes; /* chunks held by the worker's retransmission caches and pool */
     atomic_uint_fast64_t latency_max_us;
@@ -285,6 +285,7 @@ struct tm__peer {
     uint64_t join_seq;
     bool closing;
     bool bindings_due; /* its answer went out: the next rebind tells it its bindings */
+    bool video_mixed;  /* it gets video of more than one sender (forward_bind.c) */
     int64_t offer_ms;  /* monotonic time of its latest offer's answer */
     /* ICE */
     NiceAgent *agent;

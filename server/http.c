@@ -238,6 +238,10 @@ static void route_metrics(tm_app *app, http_pss *p)
             "telemed_media_nacks_sent_total %llu\n"
             "# TYPE telemed_media_rtx_received_total counter\n"
             "telemed_media_rtx_received_total %llu\n"
+            "# HELP telemed_media_rtx_redundant_total Retransmissions of packets the server "
+            "had (a sender's padding), not forwarded.\n"
+            "# TYPE telemed_media_rtx_redundant_total counter\n"
+            "telemed_media_rtx_redundant_total %llu\n"
             "# HELP telemed_media_dtls_shed_total DTLS sessions whose OpenSSL state was "
             "freed once SRTP flowed.\n"
             "# TYPE telemed_media_dtls_shed_total counter\n"
@@ -248,8 +252,8 @@ static void route_metrics(tm_app *app, http_pss *p)
             "telemed_media_rtx_bytes %llu\n",
             lat.p50_us, lat.p99_us, lat.max_us, (unsigned long long)lat.samples,
             (unsigned long long)c.nacks_answered, (unsigned long long)c.nacks_sent,
-            (unsigned long long)c.rtx_received, (unsigned long long)c.dtls_shed,
-            (unsigned long long)c.rtx_bytes);
+            (unsigned long long)c.rtx_received, (unsigned long long)c.rtx_redundant,
+            (unsigned long long)c.dtls_shed, (unsigned long long)c.rtx_bytes);
     }
     if (app->review) {
         tm_review_stats rs;

@@ -181,11 +181,12 @@ int tm_media_visit_close(tm_media *m, const char *visit_id);
 typedef struct tm_media_counters {
     uint64_t peers, visits, rx_packets, tx_packets, dropped_malformed, dropped_unknown_source,
         nacks_answered, plis_forwarded;
-    uint64_t nacks_sent;   /* sequence numbers the server asked senders to resend */
-    uint64_t rtx_received; /* retransmissions that came back from senders */
-    uint64_t rx_direct;    /* datagrams read beside libnice (stays 0 with stock_io) */
-    uint64_t tx_batched;   /* datagrams sent by sendmmsg (stays 0 with stock_io or send_each) */
-    uint64_t dtls_shed;    /* DTLS sessions whose OpenSSL state was freed (0 with keep_dtls) */
+    uint64_t nacks_sent;    /* sequence numbers the server asked senders to resend */
+    uint64_t rtx_received;  /* retransmissions that came back from senders */
+    uint64_t rtx_redundant; /* of them, of packets the server had: padding, not forwarded */
+    uint64_t rx_direct;     /* datagrams read beside libnice (stays 0 with stock_io) */
+    uint64_t tx_batched;    /* datagrams sent by sendmmsg (stays 0 with stock_io or send_each) */
+    uint64_t dtls_shed;     /* DTLS sessions whose OpenSSL state was freed (0 with keep_dtls) */
     uint64_t rtx_bytes; /* retransmission history held now, pools included (each worker's tick) */
 } tm_media_counters;
 void tm_media_get_counters(tm_media *m, tm_media_counters *out); /* approximate, atomics */
