@@ -365,8 +365,13 @@ size_t tm__congestion_stamp(tm__peer *r, const tm__out_stream *o, uint8_t *pkt, 
         return (size_t)n;
     }
     /* A receiver without transport-cc estimates with REMB from abs-send-time,
-     * which a transport-cc sender no longer writes. */
-    if (o->kind != TM_MEDIA_VIDEO || !o->src_peer || !tm__congestion_ext(o->src_peer))
+     * which a transport-cc sender no longer writes; a receiver of several senders
+     * gets it per hop too: their clocks interleaved, and the senders' uplinks and
+     * our own queueing in its figures, held its REMB near the floor on a link
+     * that was fine. (One sender's own time stays: its uplink is in the REMB that
+     * receiver's estimate becomes for it.) */
+    if (o->kind != TM_MEDIA_VIDEO || !o->src_peer ||
+        (!tm__congestion_ext(o->src_peer) && !r->video_mixed))
         return len;
     return tm__abs_send_time_put(pkt, len, cap, o->ext_abs, now_us);
 }

@@ -44,8 +44,25 @@ static const tm__view *find_view(const tm__peer *r, const char *src_peer_id)
     return NULL;
 }
 
+/* What one of r's video streams takes now: the layer it gets (or waits for) of a
+ * simulcast source, the source's own rate of a plain one. */
+static uint64_t stream_takes(const tm__out_stream *x)
+{
+    const tm__peer *q = x->src_peer;
+    if (!q || x->src_in < 0 || x->src_in >= q->n_in)
+        return 0;
+    const tm__in_stream *hd = &q->in[x->src_in];
+    if (!hd->n_layers)
+        return x->st.bitrate_bps;
+    int l = x->pick.target >= 0 ? x->pick.target : x->pick.cur;
+    return l >= 0 && l < hd->n_layers ? q->in[x->src_in + l].meter.bps : 0;
+}
+
 /* A receiver's downlink (the server's estimate, else its REMB) is for everything it
- * receives: each of its video streams gets an even share of it. */
+ * receives: o may have what r's other video streams do not take now, so a main tile
+ * grows into what a thumbnail leaves rather than into an even share of it. Choices
+ * run one stream after another, so a step up of one is in the next one's figure;
+ * every stream keeps at least an even share. */
 static uint64_t downlink_share(const tm__peer *r, const tm__out_stream *o, int64_t now_ms)
 {
     uint64_t est = tm__congestion_downlink_bps(r);
@@ -53,10 +70,17 @@ static uint64_t downlink_share(const tm__peer *r, const tm__out_stream *o, int64
         est = o->remb_bps;
     if (!est)
         return 0;
-    uint64_t n = 0;
-    for (int i = 0; i < r->n_out; i++)
-        n += r->out[i].kind == TM_MEDIA_VIDEO && r->out[i].src_peer;
-    return est / (n ? n : 1);
+    uint64_t n = 0, others = 0;
+    for (int i = 0; i < r->n_out; i++) {
+        const tm__out_stream *x = &r->out[i];
+        if (x->kind != TM_MEDIA_VIDEO || !x->src_peer)
+            continue;
+        n++;
+        if (x != o)
+            others += stream_takes(x);
+    }
+    uint64_t even = est / (n ? n : 1);
+    return others < est && est - others > even ? est - others : even;
 }
 
 /* Receiver r's layer of the simulcast source o is bound to, from its downlink (or the
@@ -269,6 +293,18 @@ static void rebind_kind(tm__visit *v, tm__peer *r, tm_media_kind kind)
     }
 }
 
+static int video_senders(const tm__peer *r)
+{
+    const tm__peer *first = NULL;
+    for (int i = 0; i < r->n_out; i++) {
+        const tm__peer *q = r->out[i].kind == TM_MEDIA_VIDEO ? r->out[i].src_peer : NULL;
+        if (q && first && q != first)
+            return 2;
+        first = q ? q : first;
+    }
+    return first ? 1 : 0;
+}
+
 void tm__forward_rebind(tm__visit *v)
 {
     for (guint i = 0; i < v->peers->len; i++) {
@@ -280,6 +316,7 @@ void tm__forward_rebind(tm__visit *v)
         tm__peer *r = g_ptr_array_index(v->peers, ri);
         rebind_kind(v, r, TM_MEDIA_AUDIO);
         rebind_kind(v, r, TM_MEDIA_VIDEO);
+        r->video_mixed = video_senders(r) > 1;
         post_bindings(r, r->bindings_due);
         r->bindings_due = false;
     }
