@@ -15,7 +15,12 @@
 #include <string.h>
 
 #define HOLD_BASE_MS 4000
-#define HOLD_MAX_MS 16000
+#define HOLD_MAX_MS 32000
+/* Ticks in a row a reason must last: an estimate that wobbles around a layer's
+ * rate (a loaded receiver's REMB does, by a fifth from one second to the next)
+ * switched q<->h every few seconds, each switch a keyframe. */
+#define CONGESTED_TICKS 2
+#define ROOM_TICKS 3
 #define FAIL_WINDOW_MS 8000
 #define SETTLE_MS 3000
 #define REASK_MS 1000 /* a keyframe asked for and not seen: ask again */
@@ -191,14 +196,25 @@ bool tm__layer_choose(tm__layer_pick *lp, const tm__layer_info *layers, int n,
         bool falling = est * 10 < lp->prev_est * 9 && !settling;
         /* The server's own estimate has the new rate in it already: under the
          * layer's rate is congestion at once, settling or not. */
+        /* A fall under the rate stays congestion while the estimate stays under it. */
         bool congested =
-            lim->lossy || (est && rate > est && (lim->measured || falling || est * 2 < rate));
+            lim->lossy || (est && rate > est &&
+                           (lim->measured || falling || est * 2 < rate || lp->congested_ticks > 0));
         bool room = by_bw > cur || !est || (!lim->measured && est * 4 >= rate * 5);
+        /* Loss, an estimate under half the layer, or the server's own estimate
+         * under a layer just stepped up to (the try failed) is no wobble: down at once. */
+        bool severe = lim->lossy || (est && est * 2 < rate) ||
+                      (lim->measured && lp->went_up && now_ms - lp->changed_ms < FAIL_WINDOW_MS);
+        lp->congested_ticks =
+            congested ? (uint8_t)(lp->congested_ticks + (lp->congested_ticks < 255)) : 0;
+        lp->room_ticks =
+            room && !congested ? (uint8_t)(lp->room_ticks + (lp->room_ticks < 255)) : 0;
         if (by_view < cur)
             next = by_view;
-        else if (congested && cur > 0)
+        else if (congested && cur > 0 && (severe || lp->congested_ticks >= CONGESTED_TICKS))
             next = by_bw < cur ? by_bw : cur - 1;
-        else if (cur < by_view && room && now_ms - lp->changed_ms >= lp->hold_ms)
+        else if (cur < by_view && lp->room_ticks >= ROOM_TICKS &&
+                 now_ms - lp->changed_ms >= lp->hold_ms)
             next = cur + 1;
         else
             next = cur;
@@ -219,6 +235,7 @@ bool tm__layer_choose(tm__layer_pick *lp, const tm__layer_info *layers, int n,
         lp->went_up = true;
     }
     lp->changed_ms = lp->asked_ms = now_ms;
+    lp->congested_ticks = lp->room_ticks = 0;
     lp->target = want;
     return true;
 }

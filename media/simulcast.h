@@ -71,8 +71,9 @@ typedef struct tm__layer_pick {
     int cur;    /* the layer forwarded now, -1 none yet */
     int target; /* the layer wanted; equal to cur when settled */
     int64_t changed_ms;
-    int64_t hold_ms; /* before the next step up; doubles when a step up fails */
-    bool went_up;    /* the last change was a step up */
+    int64_t hold_ms;                     /* before the next step up; doubles when a step up fails */
+    bool went_up;                        /* the last change was a step up */
+    uint8_t congested_ticks, room_ticks; /* in a row: a step needs a reason that lasts */
     uint64_t prev_est;
     int64_t asked_ms; /* when a keyframe of the target was last asked for */
 } tm__layer_pick;

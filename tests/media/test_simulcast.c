@@ -200,6 +200,17 @@ static void land(tm__layer_pick *lp)
     lp->cur = lp->target;
 }
 
+/* The choice once a second, as the worker's tick makes it, from from_ms to to_ms:
+ * when the target first changed (the pick is left there), -1 when it did not. */
+static int64_t first_change(tm__layer_pick *lp, const tm__layer_info *l,
+                            const tm__layer_limits *lim, int64_t from_ms, int64_t to_ms)
+{
+    for (int64_t t = from_ms; t <= to_ms; t += 1000)
+        if (tm__layer_choose(lp, l, 3, lim, t))
+            return t;
+    return -1;
+}
+
 static void test_choice_by_view(void)
 {
     tm__layer_pick lp;
@@ -223,12 +234,10 @@ static void test_choice_by_view(void)
     /* A bigger view: one layer at a time, each after the hold. */
     lim.view_w = 1280;
     lim.view_h = 720;
-    CHECK(!tm__layer_choose(&lp, L, 3, &lim, 3500));
-    CHECK(tm__layer_choose(&lp, L, 3, &lim, 5000));
+    CHECK_EQ_INT(first_change(&lp, L, &lim, 4000, 20000), 5000); /* the hold since 1 s */
     CHECK_EQ_INT(lp.target, 1);
     land(&lp);
-    CHECK(!tm__layer_choose(&lp, L, 3, &lim, 6000));
-    CHECK(tm__layer_choose(&lp, L, 3, &lim, 9000));
+    CHECK_EQ_INT(first_change(&lp, L, &lim, 6000, 20000), 9000); /* the hold since 5 s */
     CHECK_EQ_INT(lp.target, 2);
     /* Sizes unknown (no keyframe seen): the offer's order ranks them. */
     tm__layer_info u[3] = {
@@ -249,9 +258,9 @@ static void test_choice_by_bandwidth(void)
     CHECK(tm__layer_choose(&lp, L, 3, &lim, 0));
     CHECK_EQ_INT(lp.target, 2);
     land(&lp);
-    /* The link is capped: the estimate falls under the layer's rate. */
-    lim.est_bps = 1800000;
-    CHECK(!tm__layer_choose(&lp, L, 3, &lim, 1000));
+    /* The link is capped: the estimate falls under the layer's rate, and stays. */
+    lim.est_bps = 1400000;
+    CHECK(!tm__layer_choose(&lp, L, 3, &lim, 1000)); /* one tick is a wobble */
     lim.est_bps = 300000;
     CHECK(tm__layer_choose(&lp, L, 3, &lim, 2000));
     CHECK_EQ_INT(lp.target, 0); /* straight to what the estimate carries */
@@ -259,33 +268,31 @@ static void test_choice_by_bandwidth(void)
     /* A receiver's estimate grows only to ~1.5x what it gets: that counts as room
      * for one more layer, tried after the hold. */
     lim.est_bps = 235000;
-    CHECK(!tm__layer_choose(&lp, L, 3, &lim, 3000));
-    CHECK(tm__layer_choose(&lp, L, 3, &lim, 6000));
+    CHECK_EQ_INT(first_change(&lp, L, &lim, 3000, 20000), 6000);
     CHECK_EQ_INT(lp.target, 1);
     land(&lp);
-    /* The step meets congestion: back down, and the next try waits twice as long. */
+    /* The step meets congestion (under half the layer): back down at once, and the
+     * next try waits twice as long. */
     lim.est_bps = 200000;
     CHECK(tm__layer_choose(&lp, L, 3, &lim, 7000));
     CHECK_EQ_INT(lp.target, 0);
     land(&lp);
     lim.est_bps = 235000;
-    CHECK(!tm__layer_choose(&lp, L, 3, &lim, 13000));
-    CHECK(tm__layer_choose(&lp, L, 3, &lim, 15000));
+    CHECK_EQ_INT(first_change(&lp, L, &lim, 8000, 30000), 15000);
     CHECK_EQ_INT(lp.target, 1);
     land(&lp);
     /* Growing estimate while the step holds: no step down, and the next one comes. */
     lim.est_bps = 600000;
     CHECK(!tm__layer_choose(&lp, L, 3, &lim, 16000));
     lim.est_bps = 760000;
-    CHECK(!tm__layer_choose(&lp, L, 3, &lim, 19000)); /* the hold is 8 s now */
-    CHECK(tm__layer_choose(&lp, L, 3, &lim, 24000));  /* held 8 s: the hold resets too */
+    CHECK_EQ_INT(first_change(&lp, L, &lim, 17000, 40000), 23000); /* the hold is 8 s now */
     CHECK_EQ_INT(lp.target, 2);
-    CHECK_EQ_INT(lp.hold_ms, 4000);
+    CHECK_EQ_INT(lp.hold_ms, 4000); /* held 8 s: the hold resets too */
     land(&lp);
-    /* Loss reported without a REMB: one layer down. */
+    /* Loss reported without a REMB: one layer down at once. */
     lim.est_bps = 0;
     lim.lossy = true;
-    CHECK(tm__layer_choose(&lp, L, 3, &lim, 25000));
+    CHECK(tm__layer_choose(&lp, L, 3, &lim, 24000));
     CHECK_EQ_INT(lp.target, 1);
 }
 
@@ -301,17 +308,37 @@ static void test_choice_by_measured_estimate(void)
     CHECK_EQ_INT(lp.target, 0);
     land(&lp);
     lim.est_bps = 235000; /* 1.5x the layer: room for a REMB receiver, not here */
-    CHECK(!tm__layer_choose(&lp, L, 3, &lim, 10000));
+    CHECK_EQ_INT(first_change(&lp, L, &lim, 1000, 10000), -1);
     lim.est_bps = 450000;
-    CHECK(!tm__layer_choose(&lp, L, 3, &lim, 20000));
+    CHECK_EQ_INT(first_change(&lp, L, &lim, 11000, 20000), -1);
     lim.est_bps = 520000;
-    CHECK(tm__layer_choose(&lp, L, 3, &lim, 21000));
+    CHECK_EQ_INT(first_change(&lp, L, &lim, 21000, 30000), 23000);
     CHECK_EQ_INT(lp.target, 1);
     land(&lp);
-    /* Under the layer's rate a second later, still settling: down at once. */
+    /* Under the layer's rate a second later: the try failed, down at once. */
     lim.est_bps = 480000;
-    CHECK(tm__layer_choose(&lp, L, 3, &lim, 22000));
+    CHECK(tm__layer_choose(&lp, L, 3, &lim, 24000));
     CHECK_EQ_INT(lp.target, 0);
+}
+
+/* A loaded receiver's REMB wobbles by a fifth around the next layer's rate on a
+ * link that does not change: the layer changes a few times a minute at most. */
+static void test_choice_steady_under_wobble(void)
+{
+    tm__layer_pick lp;
+    tm__layer_pick_init(&lp);
+    tm__layer_limits lim = {.est_bps = 500000};
+    CHECK(tm__layer_choose(&lp, L, 3, &lim, 0));
+    land(&lp);
+    static const uint64_t wobble[] = {520000, 430000, 610000, 470000, 560000, 410000, 590000};
+    int changes = 0;
+    for (int64_t t = 1000; t <= 120000; t += 1000) {
+        lim.est_bps = wobble[(t / 1000) % (int64_t)(sizeof wobble / sizeof wobble[0])];
+        if (tm__layer_choose(&lp, L, 3, &lim, t))
+            changes++;
+        land(&lp);
+    }
+    CHECK(changes <= 8); /* over two minutes */
 }
 
 static void test_choice_when_layer_stops(void)
@@ -346,7 +373,7 @@ static void test_choice_settles_and_reasks(void)
     CHECK(tm__layer_overdue(&lp, 2100));
     land(&lp);
     CHECK(!tm__layer_overdue(&lp, 5000));
-    CHECK(tm__layer_choose(&lp, L, 3, &lim, 5000));
+    CHECK_EQ_INT(first_change(&lp, L, &lim, 3000, 10000), 5000);
     CHECK_EQ_INT(lp.target, 1);
     land(&lp);
     /* Just after the step up the estimate still trails the new rate: a small dip
@@ -355,9 +382,10 @@ static void test_choice_settles_and_reasks(void)
     CHECK(!tm__layer_choose(&lp, L, 3, &lim, 6000));
     lim.est_bps = 300000;
     CHECK(!tm__layer_choose(&lp, L, 3, &lim, 7000));
-    /* ...once settled it is. */
+    /* ...once settled, a fall under the layer's rate that lasts is. */
     lim.est_bps = 265000;
-    CHECK(tm__layer_choose(&lp, L, 3, &lim, 9000));
+    CHECK(!tm__layer_choose(&lp, L, 3, &lim, 9000));
+    CHECK(tm__layer_choose(&lp, L, 3, &lim, 10000));
     CHECK_EQ_INT(lp.target, 0);
 }
 
@@ -370,6 +398,7 @@ int main(void)
     RUN(test_choice_by_bandwidth);
     RUN(test_choice_by_measured_estimate);
     RUN(test_choice_when_layer_stops);
+    RUN(test_choice_steady_under_wobble);
     RUN(test_choice_settles_and_reasks);
     TEST_DONE();
 }
