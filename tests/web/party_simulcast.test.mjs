@@ -13,6 +13,10 @@ import { waitUntil } from '../integration/lib/server.mjs';
 
 const PHONE = { width: 412, height: 860 };
 const DESK = { width: 1280, height: 800 };
+// Frames the phone's two tiles show (30 s of both fake cameras at full rate)
+// by which its main tile must have moved up: a step up waits for the
+// estimate to have room, a 4 s hold and the layer's keyframe.
+const MAIN_UP_FRAMES = 1800;
 
 // What the page's camera sender is doing: its encodings and, per rid, the
 // bytes and frame width getStats() reports.
@@ -135,12 +139,20 @@ test('pages send simulcast; layers per receiver; quality judged per sender', { t
       await tilesPlay(doctor, 'doctor', 2);
       await tilesPlay(colleague, 'colleague', 2);
       // The thumbnail asks for a tile a fraction of the camera's size and
-      // gets the quarter layer (at most 320 wide); the main tile a larger one.
+      // gets the quarter layer (at most 320 wide); the main tile a larger one
+      // once the phone's estimate has room for it. Waited for by the frames
+      // the phone shows meanwhile (a loaded machine decodes fewer a second),
+      // with a cap in time for a phone that stops decoding altogether.
+      const start = await tiles(patient);
+      const shown = (now) => now.reduce((n, y) => n + Math.max(0, y.frames - (start.find((x) => x.id === y.id)?.frames ?? 0)), 0);
+      let last;
       const got = await waitUntil('thumbnail on the small layer, main tile on a larger one', async () => {
-        const x = await tiles(patient);
+        const x = last = await tiles(patient);
         const thumb = x.find((y) => y.thumb), main = x.find((y) => !y.thumb);
-        return thumb && main && thumb.width > 0 && thumb.width <= 320 && main.width > thumb.width && x;
-      }, 60000).catch(async (e) => assert.fail(`${e.message}: ${JSON.stringify(await tiles(patient))}\n` +
+        if (thumb && main && thumb.width > 0 && thumb.width <= 320 && main.width > thumb.width) return x;
+        if (shown(x) > MAIN_UP_FRAMES) throw new Error(`the main tile stayed small over ${MAIN_UP_FRAMES} frames shown`);
+        return false;
+      }, 180000).catch(async (e) => assert.fail(`${e.message}: ${JSON.stringify(last)}\n` +
         `doctor sends ${JSON.stringify(await sending(doctor))}, colleague ${JSON.stringify(await sending(colleague))}\n` +
         srv.logs.split('\n').filter((l) => /ev=media\.(layer|view)/.test(l)).slice(-30).join('\n')));
       assert.equal(got.length, 2);
