@@ -8,7 +8,9 @@
  * only grows to about 1.5 times what it receives, so an estimate well above
  * the current layer's rate with no loss is taken as room for one layer more;
  * a step up that meets congestion within FAIL_WINDOW_MS is undone and the
- * next attempt waits twice as long. Runs on the visit's worker.
+ * next attempt waits twice as long. A step either way needs its reason for a
+ * few ticks in a row (CONGESTED_TICKS, ROOM_TICKS) unless the reason is
+ * plain (loss, an estimate under half the layer). Runs on the visit's worker.
  */
 #include "simulcast.h"
 
