@@ -3,6 +3,7 @@ pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)
 target_link_libraries(telemed PUBLIC PkgConfig::LIBPQ)
 target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/store_core.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_queue.c
   ${CMAKE_CURRENT_LIST_DIR}/store_sqlite.c
   ${CMAKE_CURRENT_LIST_DIR}/store_pg.c
   ${CMAKE_CURRENT_LIST_DIR}/store_schedule.c

@@ -395,6 +395,7 @@ tm_store *tm_store_open(const char *path, const char *hospital_id, char **err)
     snprintf(s->lease_holder, sizeof(s->lease_holder), "%s", TM_STORE_LEASE_HOLDER);
     s->lease_ms = TM_STORE_LEASE_MS;
     s->stmts = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, finalize_stmt);
+    s->where = g_strdup(path);
     int rc = is_pg_url(path) ? tm__pg_open(s, path) : tm__sqlite_open(s, path);
     if (rc < 0)
         goto fail;
@@ -404,6 +405,18 @@ fail:
         *err = g_strdup(s->errmsg[0] ? s->errmsg : "cannot open store");
     tm_store_free(s);
     return NULL;
+}
+
+tm_store *tm__store_open_twin(tm_store *s, char **err)
+{
+    if (!is_pg_url(s->where))
+        return NULL;
+    tm_store *twin = tm_store_open(s->where, s->hospital, err);
+    if (twin) {
+        snprintf(twin->lease_holder, sizeof(twin->lease_holder), "%s", s->lease_holder);
+        twin->lease_ms = s->lease_ms;
+    }
+    return twin;
 }
 
 int tm_store_set_lease(tm_store *s, const char *holder, int64_t lease_ms)
@@ -433,6 +446,7 @@ void tm_store_free(tm_store *s)
         g_hash_table_destroy(s->stmts);
     if (s->eng)
         s->eng->close(s);
+    g_free(s->where);
     free(s);
 }
 

@@ -78,6 +78,7 @@ typedef struct tm__engine {
 struct tm_store {
     const tm__engine *eng;
     void *conn;        /* the engine's connection */
+    char *where;       /* the path or URL it was opened with (tm__store_open_twin) */
     GHashTable *stmts; /* const char *sql (static) -> tm__stmt * */
     char hospital[64];
     /* Who claims outbox rows through this handle, and for how long

@@ -102,6 +102,12 @@ int tm__store_lock_key(tm_store *s, const char *key);
  * TM_E* code. */
 int tm__store_clock_ms(tm_store *s, int64_t *now_ms);
 
+/* A second handle on s's database for a thread of its own (store_queue.c),
+ * with s's hospital and lease holder: on PostgreSQL a new connection; NULL
+ * with nothing set on SQLite, whose one file has one writer, the loop. NULL
+ * with *err set (caller g_free()s) when the connection cannot be made. */
+tm_store *tm__store_open_twin(tm_store *s, char **err);
+
 /* Every row of st's result as ncols strings in a row (NULL columns as NULL);
  * resets st. NULL when the query or a step failed. */
 GPtrArray *tm__store_collect_rows(tm_store *s, tm__stmt *st, int ncols);
