@@ -93,7 +93,9 @@ static GPtrArray *gone_from_store(tm_signaling *sig, const char *dept, GHashTabl
     size_t n = tm_queue_ordered(sig->queue, dept, tm_now_ms(), ids, len);
     for (size_t i = 0; i < n; i++) {
         live_visit *v = g_hash_table_lookup(sig->visits, ids[i]);
-        if (v && v->remote == remote && !g_hash_table_contains(in_store, v->id))
+        /* One being accepted here left the store's queue by that accept:
+         * its completion moves it (store_steps.c). */
+        if (v && v->remote == remote && !v->accepting && !g_hash_table_contains(in_store, v->id))
             g_ptr_array_add(gone, g_strdup(v->id));
     }
     g_free(ids);

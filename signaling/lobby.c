@@ -416,7 +416,8 @@ void tm__dispatch_all(tm_signaling *sig)
 void tm__unoffer(tm_signaling *sig, live_visit *v, const char *outcome)
 {
     tm_visit_event ev = strcmp(outcome, "timeout") == 0 ? TM_VEV_OFFER_TIMEOUT : TM_VEV_DECLINE;
-    if (!tm__advance(v, ev, false))
+    /* The doctor's accept is with the store: it decides (accept_done). */
+    if (v->accepting || !tm__advance(v, ev, false))
         return;
     int rc = tm_store_visit_unoffer(sig->store, v->id, outcome, tm_now_ms());
     if (rc < 0) {
@@ -454,6 +455,8 @@ static gboolean offer_timed_out(gpointer data)
     /* The visit removes this timer when it goes, so it is still here. */
     live_visit *v = data;
     tm_signaling *sig = v->sig;
+    if (v->accepting) /* the accept came in time: its completion stops this */
+        return G_SOURCE_CONTINUE;
     v->offer_timer = 0;
     user *d = tm__visit_doctor(sig, v);
     tm__remember_alert(sig, json_pack("{s:s, s:s, s:s}", "kind", "offer_timeout", "visit_id", v->id,
@@ -511,6 +514,67 @@ static json_t *checkin_result(tm_signaling *sig, const tm_visit *v, int position
     return data;
 }
 
+/* A check-in with the store (store_queue.h): the visit is created off the
+ * loop, and joins the queue here when the store has it. */
+typedef struct checkin_step {
+    tm_signaling *sig;
+    tm__waiter w;
+    tm_visit v;
+    char ua[160];
+} checkin_step;
+
+static void checkin_step_free(gpointer p)
+{
+    checkin_step *c = p;
+    tm__waiter_clear(&c->w);
+    g_free(c);
+}
+
+static int checkin_work(tm_store *s, void *data)
+{
+    checkin_step *c = data;
+    return tm_store_visit_checkin(s, &c->v, c->ua);
+}
+
+static void checkin_done(void *data, int rc, const char *errmsg)
+{
+    (void)errmsg;
+    checkin_step *c = data;
+    tm_signaling *sig = c->sig;
+    request req;
+    request *r = &req;
+    user *u = tm__waiter_done(sig, &c->w, r);
+    u->checkin_pending = false;
+    if (rc < 0) {
+        tm__step_reply_err(r, rc, "check-in failed");
+        tm__maybe_forget_user(sig, u);
+        return;
+    }
+    tm_visit v = c->v;
+    live_visit *lv = tm__live_visit_add(sig, &v);
+    tm__queue_add(sig, lv);
+    tm__cluster_hosts(sig, lv);
+    g_strlcpy(u->visit_id, v.id, sizeof(u->visit_id));
+    u->last_visit_id[0] = 0;
+    tm_info("visit.checked_in", "visit=%s patient=%s dept=%s urgent=%d appt=%d consent=%s", v.id,
+            u->sub, v.dept_id, v.urgent, lv->has_appt,
+            v.consent_version[0] ? v.consent_version : "-");
+    if (sig->feed)
+        tm_feed_kick(sig->feed);
+    int position = tm_queue_position(sig->queue, v.id, tm_now_ms());
+    int64_t est_s = -1;
+    tm__step_reply_ok(r, checkin_result(sig, &v, position, &est_s));
+    lv->last_position = position;
+    lv->last_estimate_s = est_s;
+    /* A patient who left while the store worked has the grace period to
+     * come back, as one who leaves after check-in. */
+    if (!u->sess && !u->grace_timer)
+        tm__user_start_grace(sig, u);
+    tm__mark_dept_dirty(sig, v.dept_id);
+    tm__dispatch_dept(sig, v.dept_id);
+    tm__flush_positions(sig);
+}
+
 static void handle_checkin(request *r)
 {
     if (!tm__need_role(r, TM_ROLE_PATIENT, TM_ROLE_PATIENT))
@@ -521,7 +585,7 @@ static void handle_checkin(request *r)
         tm__reply_err(r->s, r->id, TM_EDRAINING, NULL);
         return;
     }
-    if (u->visit_id[0]) {
+    if (u->visit_id[0] || u->checkin_pending) {
         tm__reply_err(r->s, r->id, TM_ECONFLICT, "already checked in");
         return;
     }
@@ -581,29 +645,13 @@ static void handle_checkin(request *r)
     }
     if (!tm__consent_checkin(r, &v))
         return;
-    int rc = tm_store_visit_checkin(sig->store, &v, r->s->ua);
-    if (rc < 0) {
-        tm__reply_err(r->s, r->id, rc, "check-in failed");
-        return;
-    }
-    live_visit *lv = tm__live_visit_add(sig, &v);
-    tm__queue_add(sig, lv);
-    tm__cluster_hosts(sig, lv);
-    g_strlcpy(u->visit_id, v.id, sizeof(u->visit_id));
-    u->last_visit_id[0] = 0;
-    tm_info("visit.checked_in", "visit=%s patient=%s dept=%s urgent=%d appt=%d consent=%s", v.id,
-            u->sub, v.dept_id, v.urgent, lv->has_appt,
-            v.consent_version[0] ? v.consent_version : "-");
-    if (sig->feed)
-        tm_feed_kick(sig->feed);
-    int position = tm_queue_position(sig->queue, v.id, tm_now_ms());
-    int64_t est_s = -1;
-    tm__reply_ok(r->s, r->id, checkin_result(sig, &v, position, &est_s));
-    lv->last_position = position;
-    lv->last_estimate_s = est_s;
-    tm__mark_dept_dirty(sig, v.dept_id);
-    tm__dispatch_dept(sig, v.dept_id);
-    tm__flush_positions(sig);
+    checkin_step *c = g_new0(checkin_step, 1);
+    c->sig = sig;
+    tm__waiter_init(&c->w, r);
+    c->v = v;
+    g_strlcpy(c->ua, r->s->ua, sizeof(c->ua));
+    u->checkin_pending = true;
+    tm_store_queue_post(sig->steps, checkin_work, checkin_done, c, checkin_step_free);
 }
 
 static void handle_queue_leave(request *r)

@@ -135,6 +135,11 @@ tm_signaling *tm_signaling_new(const tm_config *cfg, tm_store *store, tm_jwt_ver
         tm_signaling_free(sig);
         return NULL;
     }
+    sig->steps = tm_store_queue_new(store, NULL, err);
+    if (!sig->steps) {
+        tm_signaling_free(sig);
+        return NULL;
+    }
     sig->recent_alerts = json_array();
     sig->shifts = tm__shifts_new();
     if (tm__shifts_load(sig->shifts, store, tm_now_ms()) < 0) {
@@ -174,7 +179,9 @@ void tm_signaling_free(tm_signaling *sig)
     if (sig->overview_timer)
         g_source_remove(sig->overview_timer);
     tm__cluster_sync_stop(sig);
-    /* Checks still asking the hospital refer to visits and users: first. */
+    /* Steps with the store and checks still asking the hospital refer to
+     * visits and users: first. */
+    tm_store_queue_free(sig->steps);
     tm__doctor_checker_free(sig->doctor_check);
     tm__consent_free(sig->consent);
     g_hash_table_destroy(sig->invites);

@@ -10,6 +10,7 @@ target_sources(telemed PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/shifts.c
   ${CMAKE_CURRENT_LIST_DIR}/position_text.c
   ${CMAKE_CURRENT_LIST_DIR}/visit.c
+  ${CMAKE_CURRENT_LIST_DIR}/store_steps.c # issue 19 (async19)
   ${CMAKE_CURRENT_LIST_DIR}/party.c
   ${CMAKE_CURRENT_LIST_DIR}/guest_links.c
   ${CMAKE_CURRENT_LIST_DIR}/consult.c

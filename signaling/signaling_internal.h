@@ -36,6 +36,7 @@
 #include "telemed/media.h"
 #include "telemed/visit_record.h"
 #include "telemed/queue.h"
+#include "telemed/store_queue.h"
 #include "telemed/visit_fsm.h"
 #include "fanout.h"
 #include "shifts.h"
@@ -102,6 +103,8 @@ struct user {
     /* patient, guest */
     char visit_id[64];      /* live visit, "" if none */
     char last_visit_id[64]; /* the visit to rate */
+    bool checkin_pending;   /* store_steps.c: its check-in is with the store */
+    unsigned steps_pending; /* steps of theirs with the store: the user stays */
     /* doctor */
     enum doctor_status status;
     GPtrArray *visits;    /* active visit ids (char *): attending or invited */
@@ -189,11 +192,15 @@ typedef struct live_visit {
     /* cluster_sync.c: this node's visit offered by another node, withdrawn
      * here if that node does not end the offer (it died) */
     guint offer_backstop;
+    /* store_steps.c: a doctor's accept is with the store; until it answers
+     * the offer is neither withdrawn nor timed out (the accept decides) */
+    bool accepting;
 } live_visit;
 
 struct tm_signaling {
     const tm_config *cfg;
     tm_store *store;
+    tm_store_queue *steps; /* store_steps.c: visit steps off the loop, in order */
     tm_jwt_verifier *jwt;
     tm_media *media;
     tm_feed *feed;
@@ -253,6 +260,24 @@ typedef struct request {
     json_t *msg;
     const char *id;
 } request;
+
+/* store_steps.c: who waits for a step the store thread runs (store_queue.h).
+ * A waiter names its user, session and request by id and keeps the user
+ * (steps_pending) until tm__waiter_done; the session may be gone by then. */
+typedef struct tm__waiter {
+    char user_key[200];
+    char session_id[48];
+    char *request_id;
+    json_t *msg;
+} tm__waiter;
+void tm__waiter_init(tm__waiter *w, request *r);
+/* The request again, its user kept since init: r->s is NULL when the session
+ * that asked is gone (nobody to answer). Releases the user's hold. */
+user *tm__waiter_done(tm_signaling *sig, tm__waiter *w, request *r);
+void tm__waiter_clear(tm__waiter *w);
+/* Answers on r->s when the session is still there. */
+void tm__step_reply_ok(request *r, json_t *data);
+void tm__step_reply_err(request *r, int err, const char *message);
 
 /* A room's message handlers, ended by {NULL, NULL}. */
 typedef struct tm__handler {

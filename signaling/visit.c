@@ -269,7 +269,7 @@ user *tm__user_new(tm_signaling *sig, tm_role role, const char *sub)
 void tm__maybe_forget_user(tm_signaling *sig, user *u)
 {
     if (u->sess || u->grace_timer || u->visit_id[0] || u->offer_visit[0] ||
-        (u->visits && u->visits->len) || u->last_visit_id[0])
+        (u->visits && u->visits->len) || u->last_visit_id[0] || u->steps_pending)
         return;
     g_hash_table_remove(sig->staff, u->key);
     g_hash_table_remove(sig->users, u->key);
@@ -457,7 +457,108 @@ static live_visit *offered_to_me(request *r)
                       "no open offer of this visit for you");
         return NULL;
     }
+    if (v->accepting) {
+        tm__reply_err(r->s, r->id, TM_ECONFLICT, "your accept of this visit is under way");
+        return NULL;
+    }
     return v;
+}
+
+/* An accept with the store (store_queue.h): the visit starts off the loop,
+ * and here once the store has it. */
+typedef struct accept_step {
+    tm_signaling *sig;
+    tm__waiter w;
+    char visit_id[64];
+    char doctor_id[128];
+    char ua[160];
+    tm_doctor_check check;
+    bool checked;
+    char node[64]; /* the node that runs the visit, "" this one's choice */
+    int64_t now;
+} accept_step;
+
+static void accept_step_free(gpointer p)
+{
+    accept_step *a = p;
+    tm__waiter_clear(&a->w);
+    g_free(a);
+}
+
+static int accept_work(tm_store *s, void *data)
+{
+    accept_step *a = data;
+    return tm_store_visit_accept_on(s, a->visit_id, a->doctor_id, a->ua,
+                                    a->checked ? &a->check : NULL, a->node[0] ? a->node : NULL,
+                                    a->now);
+}
+
+/* The accept failed: the offer stands, unless its doctor went away or
+ * offline while the store worked (tm__unoffer waited for this answer). */
+static void accept_refused(tm_signaling *sig, live_visit *v, user *d)
+{
+    if (!v || v->state != TM_VS_OFFERED || strcmp(v->doctor_id, d->sub) != 0)
+        return;
+    if (d->sess && d->status == DOC_AVAILABLE)
+        return;
+    tm__unoffer(sig, v, "withdrawn");
+    tm__dispatch_dept(sig, v->dept);
+    tm__flush_positions(sig);
+}
+
+static void accept_done(void *data, int rc, const char *errmsg)
+{
+    (void)errmsg;
+    accept_step *a = data;
+    tm_signaling *sig = a->sig;
+    request req;
+    request *r = &req;
+    user *u = tm__waiter_done(sig, &a->w, r);
+    live_visit *v = g_hash_table_lookup(sig->visits, a->visit_id);
+    if (v)
+        v->accepting = false;
+    if (rc < 0) {
+        tm__step_reply_err(r, rc, "accept failed");
+        accept_refused(sig, v, u);
+        tm__maybe_forget_user(sig, u);
+        return;
+    }
+    if (!v || v->state != TM_VS_OFFERED || strcmp(v->doctor_id, u->sub) != 0) {
+        /* Ended here while the store started it (the patient left): the
+         * end found it active and ended it, so there is no visit to join. */
+        tm__step_reply_err(r, TM_ECONFLICT, "the visit ended");
+        tm__maybe_forget_user(sig, u);
+        return;
+    }
+    int64_t now = a->now;
+    const tm_doctor_check *check = a->checked ? &a->check : NULL;
+    if (v->offer_timer) {
+        g_source_remove(v->offer_timer);
+        v->offer_timer = 0;
+    }
+    tm__advance(v, TM_VEV_ACCEPT, true);
+    v->accepted_ms = now;
+    u->offer_visit[0] = 0;
+    tm__histogram_observe(tm__resp_bounds_s, TM_ARRAY_LEN(tm__resp_bounds_s), sig->resp_buckets,
+                          &sig->resp_sum_s, &sig->resp_count,
+                          (double)(now - v->checkin_ms) / 1000.0);
+    tm_info("visit.started", "visit=%s doctor=%s response_ms=%lld verified=%s", v->id, u->sub,
+            (long long)(now - v->checkin_ms), check ? check->method : "off");
+    if (sig->feed)
+        tm_feed_kick(sig->feed);
+    /* A doctor who left while the store worked has the grace period to
+     * come back, as one who leaves during a visit. */
+    if (!u->sess && !u->grace_timer)
+        tm__user_start_grace(sig, u);
+    if (!tm__cluster_visit_started(sig, v, a->node)) {
+        /* It runs on its patient's node: the doctor goes there. */
+        tm__step_reply_ok(r, json_pack("{s:s}", "visit_id", v->id));
+        tm__cluster_hand_over(sig, v, u);
+        return;
+    }
+    tm__visit_begin(sig, v, u);
+    tm__step_reply_ok(r, json_pack("{s:s}", "visit_id", v->id));
+    tm__visit_announce(sig, v, u);
 }
 
 /* The doctor proved who they are (check, NULL when checks are off): the
@@ -467,39 +568,20 @@ static void accept_checked(request *r, const tm_doctor_check *check)
     live_visit *v = offered_to_me(r);
     if (!v)
         return;
-    tm_signaling *sig = r->sig;
-    int64_t now = tm_now_ms();
-    char node[64];
-    tm__cluster_accept_node(sig, v, node);
-    int rc = tm_store_visit_accept_on(sig->store, v->id, r->u->sub, r->s->ua, check,
-                                      node[0] ? node : NULL, now);
-    if (rc < 0) {
-        tm__reply_err(r->s, r->id, rc, "accept failed");
-        return;
+    accept_step *a = g_new0(accept_step, 1);
+    a->sig = r->sig;
+    tm__waiter_init(&a->w, r);
+    g_strlcpy(a->visit_id, v->id, sizeof(a->visit_id));
+    g_strlcpy(a->doctor_id, r->u->sub, sizeof(a->doctor_id));
+    g_strlcpy(a->ua, r->s->ua, sizeof(a->ua));
+    if (check) {
+        a->check = *check;
+        a->checked = true;
     }
-    if (v->offer_timer) {
-        g_source_remove(v->offer_timer);
-        v->offer_timer = 0;
-    }
-    tm__advance(v, TM_VEV_ACCEPT, true);
-    v->accepted_ms = now;
-    r->u->offer_visit[0] = 0;
-    tm__histogram_observe(tm__resp_bounds_s, TM_ARRAY_LEN(tm__resp_bounds_s), sig->resp_buckets,
-                          &sig->resp_sum_s, &sig->resp_count,
-                          (double)(now - v->checkin_ms) / 1000.0);
-    tm_info("visit.started", "visit=%s doctor=%s response_ms=%lld verified=%s", v->id, r->u->sub,
-            (long long)(now - v->checkin_ms), check ? check->method : "off");
-    if (sig->feed)
-        tm_feed_kick(sig->feed);
-    if (!tm__cluster_visit_started(sig, v, node)) {
-        /* It runs on its patient's node: the doctor goes there. */
-        tm__reply_ok(r->s, r->id, json_pack("{s:s}", "visit_id", v->id));
-        tm__cluster_hand_over(sig, v, r->u);
-        return;
-    }
-    tm__visit_begin(sig, v, r->u);
-    tm__reply_ok(r->s, r->id, json_pack("{s:s}", "visit_id", v->id));
-    tm__visit_announce(sig, v, r->u);
+    tm__cluster_accept_node(r->sig, v, a->node);
+    a->now = tm_now_ms();
+    v->accepting = true;
+    tm_store_queue_post(r->sig->steps, accept_work, accept_done, a, accept_step_free);
 }
 
 void tm__visit_begin(tm_signaling *sig, live_visit *v, user *d)
@@ -747,6 +829,61 @@ static void handle_visit_notes(request *r)
     tm__reply_ok(r->s, r->id, json_pack("{s:s, s:o}", "visit_id", rec.id, "notes", notes));
 }
 
+/* A rating with the store (store_queue.h): read, checked and written off
+ * the loop. */
+typedef struct rate_step {
+    tm_signaling *sig;
+    tm__waiter w;
+    char *visit_id;
+    char patient_id[128];
+    int score;
+    char *comment;
+} rate_step;
+
+static void rate_step_free(gpointer p)
+{
+    rate_step *s = p;
+    tm__waiter_clear(&s->w);
+    g_free(s->visit_id);
+    g_free(s->comment);
+    g_free(s);
+}
+
+static int rate_work(tm_store *s, void *data)
+{
+    rate_step *st = data;
+    tm_visit rec;
+    int rc = tm_store_visit_get(s, st->visit_id, &rec);
+    if (rc == 0 && strcmp(rec.patient_id, st->patient_id) != 0)
+        rc = TM_EPERM;
+    if (rc == 0 && strcmp(rec.state, "ended") != 0)
+        rc = TM_ECONFLICT;
+    if (rc == 0)
+        rc = tm_store_rating_add(s, st->visit_id, st->patient_id, st->score, st->comment,
+                                 tm_now_ms());
+    return rc;
+}
+
+static void rate_done(void *data, int rc, const char *errmsg)
+{
+    (void)errmsg;
+    rate_step *st = data;
+    request req;
+    request *r = &req;
+    user *u = tm__waiter_done(st->sig, &st->w, r);
+    if (rc < 0) {
+        tm__step_reply_err(r, rc, rc == TM_ECONFLICT ? "visit not ended or already rated" : NULL);
+        tm__maybe_forget_user(st->sig, u);
+        return;
+    }
+    if (strcmp(u->last_visit_id, st->visit_id) == 0)
+        u->last_visit_id[0] = 0;
+    if (st->sig->feed)
+        tm_feed_kick(st->sig->feed);
+    tm__step_reply_ok(r, json_pack("{s:s}", "visit_id", st->visit_id));
+    tm__maybe_forget_user(st->sig, u);
+}
+
 static void handle_rate(request *r)
 {
     if (!tm__need_role(r, TM_ROLE_PATIENT, TM_ROLE_PATIENT))
@@ -760,25 +897,14 @@ static void handle_rate(request *r)
                       "rate needs visit_id, score 1-5 and an optional comment");
         return;
     }
-    tm_visit rec;
-    int rc = tm_store_visit_get(r->sig->store, visit_id, &rec);
-    if (rc == 0 && strcmp(rec.patient_id, r->u->sub) != 0)
-        rc = TM_EPERM;
-    if (rc == 0 && strcmp(rec.state, "ended") != 0)
-        rc = TM_ECONFLICT;
-    if (rc == 0)
-        rc = tm_store_rating_add(r->sig->store, visit_id, r->u->sub, (int)json_integer_value(score),
-                                 comment, tm_now_ms());
-    if (rc < 0) {
-        tm__reply_err(r->s, r->id, rc,
-                      rc == TM_ECONFLICT ? "visit not ended or already rated" : NULL);
-        return;
-    }
-    if (strcmp(r->u->last_visit_id, visit_id) == 0)
-        r->u->last_visit_id[0] = 0;
-    if (r->sig->feed)
-        tm_feed_kick(r->sig->feed);
-    tm__reply_ok(r->s, r->id, json_pack("{s:s}", "visit_id", visit_id));
+    rate_step *st = g_new0(rate_step, 1);
+    st->sig = r->sig;
+    tm__waiter_init(&st->w, r);
+    st->visit_id = g_strdup(visit_id);
+    g_strlcpy(st->patient_id, r->u->sub, sizeof(st->patient_id));
+    st->score = (int)json_integer_value(score);
+    st->comment = g_strdup(comment);
+    tm_store_queue_post(r->sig->steps, rate_work, rate_done, st, rate_step_free);
 }
 
 const tm__handler tm__visit_handlers[] = {
