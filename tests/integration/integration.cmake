@@ -36,3 +36,6 @@ tm_node_test(integration_followup tests/integration/followup.test.mjs)
 # restarted during a visit.
 tm_node_test(integration_store_pg tests/integration/store_pg.test.mjs)
 tm_node_test(integration_pg_guard tests/integration/pg_guard.test.mjs)
+# Issue 19 (async19): the visit steps run off the control loop on PostgreSQL;
+# a relay holds a step's statement while another client is answered.
+tm_node_test(integration_store_off_loop tests/integration/store_off_loop.test.mjs)
