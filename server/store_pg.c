@@ -163,6 +163,13 @@ static int ready(tm_store *s)
         snprintf(s->errmsg, sizeof(s->errmsg), "PostgreSQL connection lost during the transaction");
         return TM_EIO;
     }
+    /* A connection the server closed while it sat idle (a restart) is
+     * noticed here, without a round trip, and reopened: a handle used
+     * rarely (the store thread's, store_queue.c) does not fail its next
+     * step for an outage that is over. Twice: a shutdown's notice comes
+     * before the close, and a read that got data does not look further. */
+    for (int i = 0; i < 2 && !c->in_tx && PQstatus(c->pg) == CONNECTION_OK; i++)
+        PQconsumeInput(c->pg);
     if (PQstatus(c->pg) == CONNECTION_OK)
         return 0;
     int64_t now = tm_mono_ms();
