@@ -57,6 +57,11 @@ static bool add_mirror(tm_signaling *sig, const char *id)
     tm_visit rec;
     if (tm_store_visit_get(sig->store, id, &rec) < 0)
         return false;
+    /* This node's own check-in, in the store before its completion ran
+     * here (store_steps.c): the completion adds it. */
+    user *p = tm__find_user(sig, TM_ROLE_PATIENT, rec.patient_id);
+    if (p && p->checkin_pending)
+        return false;
     live_visit *v = tm__live_visit_add(sig, &rec);
     v->remote = true;
     if (tm__queue_add(sig, v) < 0) {
@@ -732,7 +737,8 @@ static void sync_visit(tm_signaling *sig, const char *id)
     live_visit *v = g_hash_table_lookup(sig->visits, id);
     char holder[64];
     tm_visit row;
-    if (!v || (v->state != TM_VS_WAITING && v->state != TM_VS_OFFERED) ||
+    /* An accept with the store here decides that visit itself (store_steps.c). */
+    if (!v || v->accepting || (v->state != TM_VS_WAITING && v->state != TM_VS_OFFERED) ||
         !tm_cluster_shared(sig->cluster) || tm_store_visit_media_node(sig->store, id, holder) < 0)
         return;
     if (v->remote && !holder[0]) {
