@@ -21,6 +21,9 @@ before(async () => {
   relay = await startHoldRelay(Number(url.port));
   url.port = String(relay.port);
   srv = await startServer({ db: url.toString() });
+  // The test's own queries go straight to PostgreSQL: psql runs synchronously,
+  // and the relay lives in this process.
+  srv.db = pg.url;
   await setupHospital(srv);
 });
 after(async () => {
