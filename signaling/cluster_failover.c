@@ -60,19 +60,32 @@ static void label_tracks(tm_signaling *sig, live_visit *v)
     }
 }
 
+/* This node's own live visit id (NULL: none, or only a mirror of another
+ * node's, which the bus has not yet said started there). */
+static live_visit *held_here(tm_signaling *sig, const char *id)
+{
+    live_visit *v = g_hash_table_lookup(sig->visits, id);
+    return v && !v->remote ? v : NULL;
+}
+
 /* The visit id, held by holder ("" none), becomes this node's: NULL when
  * another node took it first, it is no longer active, or the store cannot
  * say. The row is read before the update that takes it: once that update
  * wins, nothing may fail before the visit runs here, or this node would
- * hold a visit nobody runs. */
+ * hold a visit nobody runs. A mirror of it still waiting here is stale:
+ * it goes. */
 static live_visit *take_over(tm_signaling *sig, const char *id, const char *holder)
 {
     tm_visit rec;
-    if (g_hash_table_lookup(sig->visits, id) || tm_store_visit_get(sig->store, id, &rec) < 0 ||
-        strcmp(rec.state, "active") != 0)
+    live_visit *mirror = g_hash_table_lookup(sig->visits, id);
+    /* A mirror being accepted here: that accept's completion decides. */
+    if ((mirror && (!mirror->remote || mirror->accepting)) ||
+        tm_store_visit_get(sig->store, id, &rec) < 0 || strcmp(rec.state, "active") != 0)
         return NULL;
     if (tm_store_visit_place_media(sig->store, id, holder[0] ? holder : NULL, my_node(sig)) < 0)
         return NULL;
+    if (mirror)
+        tm__cluster_drop_mirror(sig, mirror);
     live_visit *v = tm__visit_restore(sig, &rec);
     label_tracks(sig, v);
     tm_visit_record_resume(sig->record, v->id);
@@ -151,9 +164,9 @@ static bool resume_here(tm_signaling *sig, const char *id, const char *holder, t
         start_grace_of_absent(sig, v, tm__find_user(sig, role, sub));
         return true;
     }
-    if (g_hash_table_lookup(sig->visits, id))
+    if (held_here(sig, id))
         return true;
-    /* another node took it first */
+    /* another node took it first, or the store cannot say */
     if (tm_store_visit_media_node(sig->store, id, away_holder) < 0)
         away_holder[0] = '\0';
     return false;
@@ -199,8 +212,7 @@ bool tm__cluster_resume_guest(tm_signaling *sig, session *s, const char *re, con
     char holder[64], away[64];
     /* A mirror (the bus has not yet said the visit started elsewhere) is
      * not this node's: the store says where it runs. */
-    live_visit *here = g_hash_table_lookup(sig->visits, visit_id);
-    if (!shared(sig) || (here && !here->remote) ||
+    if (!shared(sig) || held_here(sig, visit_id) ||
         tm_store_visit_get(sig->store, visit_id, &rec) < 0 || strcmp(rec.state, "active") != 0 ||
         tm_store_visit_media_node(sig->store, visit_id, holder) < 0 ||
         resume_here(sig, visit_id, holder, TM_ROLE_GUEST, guest_id, away))
@@ -229,9 +241,9 @@ void tm__cluster_visit_released(tm_signaling *sig, const char *id)
 {
     tm_visit rec;
     char holder[64];
-    if (g_hash_table_lookup(sig->visits, id) || !shared(sig) ||
-        tm_store_visit_get(sig->store, id, &rec) < 0 || strcmp(rec.state, "active") != 0 ||
-        tm_store_visit_media_node(sig->store, id, holder) < 0 || holder[0])
+    if (held_here(sig, id) || !shared(sig) || tm_store_visit_get(sig->store, id, &rec) < 0 ||
+        strcmp(rec.state, "active") != 0 || tm_store_visit_media_node(sig->store, id, holder) < 0 ||
+        holder[0])
         return;
     live_visit *v = take_over(sig, id, "");
     if (v)

@@ -85,6 +85,26 @@ static void withdraw_own_offer(tm_signaling *sig, live_visit *v)
     }
 }
 
+/* The mirror v leaves this node's queue and is freed. */
+static void drop_mirror(tm_signaling *sig, live_visit *v)
+{
+    withdraw_own_offer(sig, v);
+    tm_queue_remove(sig->queue, v->id);
+    g_hash_table_remove(sig->visits, v->id);
+}
+
+void tm__cluster_drop_mirror(tm_signaling *sig, live_visit *v)
+{
+    char dept[sizeof(v->dept)];
+    g_strlcpy(dept, v->dept, sizeof(dept));
+    drop_mirror(sig, v);
+    sig->syncing = true; /* the store's change, not this node's to announce */
+    tm__mark_dept_dirty(sig, dept);
+    sig->syncing = false;
+    tm__dispatch_dept(sig, dept);
+    tm__flush_positions(sig);
+}
+
 /* The ids (new strings) of dept's visits, mirrors (remote) or this node's,
  * that the store no longer has waiting or offered. */
 static GPtrArray *gone_from_store(tm_signaling *sig, const char *dept, GHashTable *in_store,
@@ -111,11 +131,8 @@ static GPtrArray *gone_from_store(tm_signaling *sig, const char *dept, GHashTabl
 static bool drop_gone_mirrors(tm_signaling *sig, const char *dept, GHashTable *in_store)
 {
     GPtrArray *gone = gone_from_store(sig, dept, in_store, true);
-    for (guint i = 0; i < gone->len; i++) {
-        withdraw_own_offer(sig, g_hash_table_lookup(sig->visits, gone->pdata[i]));
-        tm_queue_remove(sig->queue, gone->pdata[i]);
-        g_hash_table_remove(sig->visits, gone->pdata[i]);
-    }
+    for (guint i = 0; i < gone->len; i++)
+        drop_mirror(sig, g_hash_table_lookup(sig->visits, gone->pdata[i]));
     bool any = gone->len > 0;
     g_ptr_array_free(gone, TRUE);
     return any;

@@ -385,6 +385,10 @@ void tm__cluster_sync_visit(tm_signaling *sig, const char *id);
  * (the signaling layer or its cluster goes). */
 void tm__cluster_sync_stop(tm_signaling *sig);
 
+/* The mirror v, of a visit another node started, leaves this node's queue
+ * before the bus says so (a takeover found it active): v is freed. */
+void tm__cluster_drop_mirror(tm_signaling *sig, live_visit *v);
+
 /* cluster_failover.c (issue 19, fail19): a user saying hello whose active
  * visit (as patient, attending or invited doctor) a dead node held (or
  * none holds): this node takes it over and the hello resumes it; the other
