@@ -1117,7 +1117,9 @@ static char *limited_url(const char *url)
  * node B while B cannot read the visit (its role may not read
  * appointments, which a visit's row is read with). B takes nothing: no
  * node holds the visit without running it. Once B can read again, the
- * next hello takes the visit over and resumes it. */
+ * next hello takes the visit over and resumes it. B still mirrors the
+ * visit offered throughout (the bus never told it of the accept): a
+ * mirror is not the visit held here. */
 static void test_failed_takeover_takes_nothing(void)
 {
     char *url = pg_fixture_url(__func__);
@@ -1132,6 +1134,9 @@ static void test_failed_takeover_takes_nothing(void)
     client *pa = checked_in(&a, "p-a", va, &pos);
     client *doc = doctor_available(&a, "d-li");
     wait_for(doc, "visit.offer", "visit_id", va, NULL, 0);
+    mirror_state offered = {&b, va, "offered"};
+    CHECK(spin_until(mirror_in_state, &offered));
+    tm_cluster_set_event_handler(b.cluster, bus_late, NULL);
     char accept[160];
     g_snprintf(accept, sizeof(accept),
                "{\"type\":\"visit.accept\",\"id\":\"acc\",\"visit_id\":\"%s\"}", va);
@@ -1159,6 +1164,9 @@ static void test_failed_takeover_takes_nothing(void)
               "active");
     CHECK_EQ_INT(tm_store_visit_media_node(b.store, va, at), 0);
     CHECK_STR(at, "node-b");
+    CHECK_EQ_INT(tm_signaling_live_visits(b.sig), 1);
+    mirror_state live = {&b, va, "active"};
+    CHECK(mirror_in_state(&live));
 
     client_close(p);
     node_stop(&b);
