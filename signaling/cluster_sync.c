@@ -366,7 +366,10 @@ json_t *tm__cluster_live_elsewhere(tm_signaling *sig, const char *dept)
     return g_hash_table_lookup(sig->live_elsewhere, dept);
 }
 
-/* A visit this node holds itself is listed from its live state, not twice. */
+/* A visit this node holds itself is listed from its live state, not twice.
+ * A mirror of one another node runs is stale (its queue row was read before
+ * that accept committed): it goes, unless this node's own accept of it is
+ * with the store, whose completion decides. */
 static json_t *drop_held_here(tm_signaling *sig, json_t *rows)
 {
     json_t *out = json_array();
@@ -376,7 +379,11 @@ static json_t *drop_held_here(tm_signaling *sig, json_t *rows)
     {
         live_visit *v =
             g_hash_table_lookup(sig->visits, json_string_value(json_object_get(row, "id")));
-        if (!v || v->remote)
+        if (v && v->remote && !v->accepting) {
+            tm__cluster_drop_mirror(sig, v);
+            v = NULL;
+        }
+        if (!v)
             json_array_append(out, row);
     }
     json_decref(rows);
