@@ -31,57 +31,7 @@
 static tm_config cfg;
 static char *dir;
 
-typedef struct node {
-    tm_config *cfg; /* the test's, with this node's id and database */
-    tm_store *store;
-    tm_jwt_verifier *jwt;
-    tm_signaling *sig;
-    tm_cluster *cluster;
-} node;
-
-static node node_start(const char *id, const char *url)
-{
-    node n = {0};
-    n.cfg = g_memdup2(&cfg, sizeof cfg); /* shares the test's strings but these two */
-    n.cfg->node_id = g_strdup(id);
-    n.cfg->db = g_strdup(url);
-    char *err = NULL;
-    n.store = tm_store_open(url, cfg.hospital_id, &err);
-    CHECK(n.store != NULL);
-    n.jwt = tm_jwt_verifier_new(SECRET);
-    n.sig = tm_signaling_new(n.cfg, n.store, n.jwt, &err);
-    CHECK(n.sig != NULL);
-    char public_url[64];
-    g_snprintf(public_url, sizeof(public_url), "https://%s.test:8443", id);
-    n.cluster = tm_cluster_new(&(tm_cluster_options){.node_id = id,
-                                                     .public_url = public_url,
-                                                     .store = n.store,
-                                                     .bus_url = url,
-                                                     .reconnect_max_ms = 500},
-                               &err);
-    CHECK(n.cluster != NULL);
-    tm_signaling_set_cluster(n.sig, n.cluster);
-    tm_signaling_ready(n.sig);
-    return n;
-}
-
-static void node_stop(node *n)
-{
-    tm_signaling_set_cluster(n->sig, NULL);
-    tm_cluster_free(n->cluster);
-    tm_signaling_free(n->sig);
-    tm_jwt_verifier_free(n->jwt);
-    tm_store_free(n->store);
-    g_free(n->cfg->node_id);
-    g_free(n->cfg->db);
-    g_free(n->cfg);
-}
-
-static bool buses_ready(void *data)
-{
-    node *n = data;
-    return tm_cluster_bus_ready(n[0].cluster) && tm_cluster_bus_ready(n[1].cluster);
-}
+#include "cluster_nodes.h"
 
 /* The core hospital's cardiology with a doctor on shift, and a county
  * hospital, west, with a department of its own. */
@@ -104,55 +54,6 @@ static void seed(const char *url)
 }
 
 /* ---- sessions -------------------------------------------------------- */
-
-typedef struct client {
-    tm_signaling_session *s;
-    GPtrArray *frames; /* json_t *, every frame received so far */
-} client;
-
-static void pump(client *c)
-{
-    char *text;
-    while ((text = tm_signaling_session_pop(c->s))) {
-        json_t *m = json_loads(text, 0, NULL);
-        CHECK(m != NULL);
-        g_ptr_array_add(c->frames, m);
-        g_free(text);
-    }
-}
-
-/* A session on n of sub as role, acting for institution ("" none). */
-static client *connect_as(node *n, const char *sub, tm_role role, const char *institution)
-{
-    tm_identity id = {0};
-    g_strlcpy(id.sub, sub, sizeof(id.sub));
-    g_strlcpy(id.institution, institution, sizeof(id.institution));
-    id.role = role;
-    id.iat = tm_now_ms() / 1000;
-    id.exp = id.iat + 3600;
-    id.auth_time = id.iat; /* a doctor proves who they are to accept */
-    char *token = tm_jwt_mint_hs256(SECRET, &id);
-    char *hello = g_strdup_printf("{\"type\":\"hello\",\"id\":\"h\",\"token\":\"%s\"}", token);
-    client *c = g_new0(client, 1);
-    c->frames = g_ptr_array_new_with_free_func((GDestroyNotify)json_decref);
-    c->s = tm_signaling_session_open(n->sig, "127.0.0.1");
-    tm_signaling_session_frame(c->s, hello, strlen(hello));
-    g_free(hello);
-    free(token);
-    return c;
-}
-
-static void client_close(client *c)
-{
-    tm_signaling_session_closed(c->s);
-    g_ptr_array_free(c->frames, TRUE);
-    g_free(c);
-}
-
-static void send_text(client *c, const char *text)
-{
-    tm_signaling_session_frame(c->s, text, strlen(text));
-}
 
 typedef struct wait_frame {
     client *c;
@@ -220,13 +121,13 @@ static bool listed_remote(void *data)
  * visit_id, the two sessions into p and d. */
 static void visit_on(node *b, char visit_id[64], client **p, client **d)
 {
-    *p = connect_as(b, "p-1", TM_ROLE_PATIENT, "");
+    *p = connect_as(b, "p-1", TM_ROLE_PATIENT);
     wait_for(*p, "result", "h");
     send_text(*p, "{\"type\":\"checkin\",\"id\":\"c\",\"dept\":\"cardiology\",\"kind\":"
                   "\"follow_up\"}");
     json_t *data = json_object_get(wait_for(*p, "result", "c"), "data");
     g_strlcpy(visit_id, json_string_value(json_object_get(data, "visit_id")), 64);
-    *d = connect_as(b, "d-li", TM_ROLE_DOCTOR, "");
+    *d = connect_as(b, "d-li", TM_ROLE_DOCTOR);
     wait_for(*d, "result", "h");
     send_text(*d, "{\"type\":\"doctor.status\",\"id\":\"s\",\"status\":\"available\"}");
     wait_for(*d, "result", "s");
@@ -263,7 +164,7 @@ static void test_watch_elsewhere_checks_scope_first(void)
 {
     char *url = pg_fixture_url(__func__);
     seed(url);
-    node nodes[2] = {node_start("node-a", url), node_start("node-b", url)};
+    node nodes[2] = {node_start("node-a", url, url), node_start("node-b", url, url)};
     node *a = &nodes[0], *b = &nodes[1];
     CHECK(spin_until(buses_ready, nodes));
     char visit[64];
@@ -276,7 +177,7 @@ static void test_watch_elsewhere_checks_scope_first(void)
                visit);
 
     /* West's supervisor through A: refused in the one-node words, not moved. */
-    client *west = connect_as(a, "s-west", TM_ROLE_SUPERVISOR, "west");
+    client *west = connect_in(a, "s-west", TM_ROLE_SUPERVISOR, "west");
     wait_for(west, "result", "h");
     send_text(west, watch);
     json_t *refused = wait_for(west, "error", "w");
@@ -290,7 +191,7 @@ static void test_watch_elsewhere_checks_scope_first(void)
     json_decref(rows);
 
     /* The alliance's supervisor through A: sent to B, and that is audited. */
-    client *all = connect_as(a, "s-all", TM_ROLE_SUPERVISOR, "");
+    client *all = connect_as(a, "s-all", TM_ROLE_SUPERVISOR);
     wait_for(all, "result", "h");
     send_text(all, watch);
     json_t *elsewhere = wait_for(all, "error", "w");
