@@ -13,6 +13,7 @@
 #include "telemed/common.h"
 #include "pg_fixture.h"
 #include "tm_spin.h"
+#include "store_visits.h"
 #include "tm_test.h"
 
 #include <glib.h>
@@ -260,20 +261,6 @@ static tm_store *open_store(const char *name)
     CHECK(s != NULL);
     g_free(path);
     return s;
-}
-
-/* The active visit of a new patient, its media on node. */
-static void visit_on(tm_store *s, const char *patient, const char *node, tm_visit *v)
-{
-    memset(v, 0, sizeof(*v));
-    g_strlcpy(v->patient_id, patient, sizeof(v->patient_id));
-    g_strlcpy(v->dept_id, "cardio", sizeof(v->dept_id));
-    g_strlcpy(v->kind, "follow_up", sizeof(v->kind));
-    v->checkin_ms = tm_now_ms();
-    CHECK_EQ_INT(tm_store_visit_checkin(s, v, "ua"), 0);
-    CHECK_EQ_INT(tm_store_visit_offer(s, v->id, "d1", tm_now_ms()), 0);
-    CHECK_EQ_INT(tm_store_visit_accept(s, v->id, "d1", "ua", tm_now_ms()), 0);
-    CHECK_EQ_INT(tm_store_visit_place_media(s, v->id, NULL, node), 0);
 }
 
 static void test_heartbeat(void)

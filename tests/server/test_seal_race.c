@@ -13,6 +13,7 @@
 #include "telemed/record_seal.h"
 #include "telemed/store.h"
 #include "pg_fixture.h"
+#include "store_visits.h"
 #include "tm_test.h"
 
 #include <glib.h>
@@ -37,12 +38,8 @@ static tm_store *open_store(void)
 /* A visit checked in and left by its patient: over, due for its seal. */
 static void ended_visit(tm_store *s, const char *patient)
 {
-    tm_visit v = {0};
-    g_strlcpy(v.patient_id, patient, sizeof(v.patient_id));
-    g_strlcpy(v.dept_id, "cardio", sizeof(v.dept_id));
-    g_strlcpy(v.kind, "follow_up", sizeof(v.kind));
-    v.checkin_ms = tm_now_ms();
-    CHECK_EQ_INT(tm_store_visit_checkin(s, &v, "ua"), 0);
+    tm_visit v;
+    visit_checked_in(s, patient, &v);
     CHECK_EQ_INT(tm_store_visit_end(s, v.id, "patient_left", patient, tm_now_ms()), 0);
 }
 
